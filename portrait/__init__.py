@@ -1,0 +1,3 @@
+"""portrait: real-time portrait segmentation for webcams, photos and video files."""
+
+__version__ = "0.1.0"
