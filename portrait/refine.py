@@ -1,0 +1,189 @@
+"""Edge refinement: a guided filter turns the low-resolution probability into a frame-size matte.
+
+``guided_filter`` is the plain filter of He et al. (grey or colour guide), matching
+``cv2.ximgproc.guidedFilter`` (box means with ``BORDER_REFLECT``, eps on the guide's own scale).
+``refine_alpha`` is the fast variant (He & Sun, "Fast Guided Filter"): the coefficients a, b are
+computed on a grey guide at 1/scale resolution, upsampled bilinearly and applied to the
+full-resolution grey frame, ``alpha = a * I + b``. The full-resolution work is one colour
+conversion, two resizes, one multiply and one saturating add.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from portrait.options import RefineOptions
+
+log = logging.getLogger(__name__)
+
+_BORDER = cv2.BORDER_REFLECT  # what cv2.ximgproc.guidedFilter uses for its box means
+
+
+def _box(x: np.ndarray, radius: int) -> np.ndarray:
+    size = 2 * radius + 1
+    return cv2.boxFilter(x, cv2.CV_32F, (size, size), normalize=True, borderType=_BORDER)
+
+
+def _grey_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float):
+    """Box-averaged coefficients (mean_a, mean_b) of q = a*I + b for a 1-channel float32 guide."""
+    mean_i = _box(guide, radius)
+    mean_p = _box(src, radius)
+    var_i = _box(guide * guide, radius) - mean_i * mean_i
+    cov_ip = _box(guide * src, radius) - mean_i * mean_p
+    a = cov_ip / (var_i + np.float32(eps))
+    b = mean_p - a * mean_i
+    return _box(a, radius), _box(b, radius)
+
+
+def _colour_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Guided filter with a 3-channel float32 guide and a 1-channel float32 source."""
+    chans = cv2.split(guide)
+    mean_i = [_box(c, radius) for c in chans]
+    mean_p = _box(src, radius)
+    cov_ip = [_box(c * src, radius) - m * mean_p for c, m in zip(chans, mean_i)]
+    # Sigma = cov(I) + eps*U, symmetric 3x3 per pixel; invert it through its cofactors.
+    var = {}
+    for i in range(3):
+        for j in range(i, 3):
+            var[i, j] = _box(chans[i] * chans[j], radius) - mean_i[i] * mean_i[j]
+    e = np.float32(eps)
+    rr, rg, rb, gg, gb, bb = var[0, 0] + e, var[0, 1], var[0, 2], var[1, 1] + e, var[1, 2], var[2, 2] + e
+    inv_rr = gg * bb - gb * gb
+    inv_rg = gb * rb - rg * bb
+    inv_rb = rg * gb - gg * rb
+    inv_gg = rr * bb - rb * rb
+    inv_gb = rb * rg - rr * gb
+    inv_bb = rr * gg - rg * rg
+    det = rr * inv_rr + rg * inv_rg + rb * inv_rb
+    c0, c1, c2 = cov_ip
+    a0 = (inv_rr * c0 + inv_rg * c1 + inv_rb * c2) / det
+    a1 = (inv_rg * c0 + inv_gg * c1 + inv_gb * c2) / det
+    a2 = (inv_rb * c0 + inv_gb * c1 + inv_bb * c2) / det
+    b = mean_p - a0 * mean_i[0] - a1 * mean_i[1] - a2 * mean_i[2]
+    return (_box(a0, radius) * chans[0] + _box(a1, radius) * chans[1]
+            + _box(a2, radius) * chans[2] + _box(b, radius))
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Filter ``src`` with the guided filter, edges following ``guide`` (He et al. 2010).
+
+    Args:
+        guide: (H, W) or (H, W, 3) image, float32 or uint8 (used on its own scale, as cv2 does,
+            so ``eps`` is in squared guide units).
+        src: (H, W) or (H, W, C) float32 image to filter; each channel is filtered alone.
+        radius: box radius in pixels (>= 1).
+        eps: regularisation (> 0); smaller follows the guide's edges more closely.
+
+    Returns:
+        float32 array shaped like ``src``.
+
+    Raises:
+        ValueError: wrong dtype, shape, radius or eps (message gives actual vs expected).
+    """
+    if guide.dtype not in (np.float32, np.uint8):
+        raise ValueError(f"unexpected guide dtype: {guide.dtype} != float32 or uint8")
+    if src.dtype != np.float32:
+        raise ValueError(f"unexpected src dtype: {src.dtype} != float32")
+    if not (guide.ndim == 2 or (guide.ndim == 3 and guide.shape[2] in (1, 3))):
+        raise ValueError(f"unexpected guide shape: {guide.shape} != (H, W) or (H, W, 3)")
+    if src.ndim not in (2, 3) or src.shape[:2] != guide.shape[:2]:
+        raise ValueError(f"unexpected src shape: {src.shape} != {guide.shape[:2]} (+ channels)")
+    if int(radius) != radius or radius < 1:
+        raise ValueError(f"unexpected radius: {radius!r} != an integer >= 1")
+    if not eps > 0:
+        raise ValueError(f"unexpected eps: {eps!r} != a number > 0")
+    radius = int(radius)
+    guide = guide.astype(np.float32, copy=False)
+    if guide.ndim == 3 and guide.shape[2] == 1:
+        guide = guide[:, :, 0]
+    if src.ndim == 3:
+        planes = [guided_filter(guide, np.ascontiguousarray(src[:, :, c]), radius, eps)
+                  for c in range(src.shape[2])]
+        return np.stack(planes, axis=2)
+    if guide.ndim == 3:
+        return _colour_filter(guide, src, radius, eps)
+    mean_a, mean_b = _grey_coefficients(guide, src, radius, eps)
+    return mean_a * guide + mean_b
+
+
+def _buffer(workspace: dict, name: str, shape: tuple, dtype) -> np.ndarray:
+    """A scratch array kept in ``workspace`` and reallocated only when the shape changes."""
+    buf = workspace.get(name)
+    if buf is None or buf.shape != shape:
+        buf = workspace[name] = np.empty(shape, dtype)
+    return buf
+
+
+def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions,
+                 out: Optional[np.ndarray] = None, *, workspace: Optional[dict] = None) -> np.ndarray:
+    """Turn a low-resolution person probability into an alpha matte at frame size.
+
+    Args:
+        frame_bgr: BGR uint8 (H, W, 3) frame, the guide.
+        prob: float32 (h, w) person probability in [0, 1], any size, same field of view.
+        options: radius_px, eps, scale; ``enabled=False`` gives a bilinear upscale.
+        out: optional uint8 (H, W) array to write into.
+        workspace: optional dict for scratch buffers reused between calls (see ``Refiner``).
+
+    Returns:
+        uint8 (H, W) alpha, 255 = person (``out`` when given).
+
+    Raises:
+        ValueError: wrong frame, prob or out dtype/shape.
+    """
+    if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        raise ValueError(f"unexpected frame: {frame_bgr.dtype} {frame_bgr.shape} != uint8 (H, W, 3)")
+    if prob.dtype != np.float32 or prob.ndim != 2:
+        raise ValueError(f"unexpected prob: {prob.dtype} {prob.shape} != float32 (h, w)")
+    height, width = frame_bgr.shape[:2]
+    if out is None:
+        out = np.empty((height, width), np.uint8)
+    elif out.dtype != np.uint8 or out.shape != (height, width):
+        raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {(height, width)}")
+    ws = {} if workspace is None else workspace
+    full_f32 = _buffer(ws, "full_a", (height, width), np.float32)
+
+    if not options.enabled:
+        cv2.resize(prob, (width, height), dst=full_f32, interpolation=cv2.INTER_LINEAR)
+        return cv2.multiply(full_f32, 255.0, dst=out, dtype=cv2.CV_8U)
+
+    scale = max(1, int(options.scale))
+    low_size = (max(1, width // scale), max(1, height // scale))
+    radius = max(1, round(options.radius_px / scale))
+    grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=_buffer(ws, "grey", (height, width), np.uint8))
+    if low_size == (width, height):
+        grey_low = grey
+    else:
+        grey_low = cv2.resize(grey, low_size, interpolation=cv2.INTER_AREA)
+    guide_low = grey_low.astype(np.float32) * np.float32(1 / 255)
+    prob_low = prob if prob.shape[::-1] == low_size else cv2.resize(
+        prob, low_size, interpolation=cv2.INTER_LINEAR)
+    mean_a, mean_b = _grey_coefficients(guide_low, prob_low, radius, options.eps)
+    # alpha*255 = a*I255 + 255*b, so the guide stays uint8 at full resolution.
+    mean_b *= np.float32(255)
+    full_b = _buffer(ws, "full_b", (height, width), np.float32)
+    if low_size == (width, height):
+        full_f32[...] = mean_a
+        full_b[...] = mean_b
+    else:
+        cv2.resize(mean_a, (width, height), dst=full_f32, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(mean_b, (width, height), dst=full_b, interpolation=cv2.INTER_LINEAR)
+    cv2.multiply(full_f32, grey, dst=full_f32, dtype=cv2.CV_32F)
+    return cv2.add(full_f32, full_b, dst=out, dtype=cv2.CV_8U)  # saturates to 0..255
+
+
+class Refiner:
+    """``refine_alpha`` with scratch buffers kept between calls (reallocated on a size change)."""
+
+    def __init__(self, options: RefineOptions):
+        self.options = options
+        self._workspace: dict = {}
+
+    def __call__(self, frame_bgr: np.ndarray, prob: np.ndarray,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Alpha uint8 (H, W) for ``frame_bgr``; a new array unless ``out`` is given."""
+        return refine_alpha(frame_bgr, prob, self.options, out, workspace=self._workspace)

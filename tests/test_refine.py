@@ -1,0 +1,141 @@
+"""Tests for portrait.refine: the guided filter against OpenCV, and the fast matte refiner."""
+
+import cv2
+import numpy as np
+import pytest
+
+from portrait.options import RefineOptions
+from portrait.refine import Refiner, guided_filter, refine_alpha
+
+
+def _structured(shape, seed):
+    """A float32 image in [0, 1] with a sharp diagonal edge, a disc and some noise."""
+    rng = np.random.default_rng(seed)
+    h, w = shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = ((xx + 0.5 * yy) > w * 0.5).astype(np.float32) * 0.6
+    base += ((xx - w * 0.3) ** 2 + (yy - h * 0.6) ** 2 < (min(h, w) * 0.2) ** 2) * 0.3
+    img = base[..., None] if len(shape) == 3 else base
+    img = img + rng.normal(0, 0.05, shape).astype(np.float32)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _person_scene(h=360, w=640):
+    """A bright, textured 'person' (ellipse) with a sharp edge on a dark textured background."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = ((xx - w / 2) / (w * 0.22)) ** 2 + ((yy - h * 0.65) / (h * 0.5)) ** 2 < 1
+    frame = np.where(mask[..., None], 200, 40) + rng.integers(-15, 16, (h, w, 3))
+    return np.clip(frame, 0, 255).astype(np.uint8), mask.astype(np.float32)
+
+
+@pytest.mark.parametrize("radius", [1, 4, 8])
+@pytest.mark.parametrize("guide_kind", ["grey_f32", "grey_u8", "colour_f32", "colour_u8"])
+@pytest.mark.parametrize("shape", [(48, 64), (37, 91)])
+def test_guided_filter_matches_opencv(radius, guide_kind, shape):
+    colour = guide_kind.startswith("colour")
+    guide = _structured(shape + ((3,) if colour else ()), seed=1)
+    eps = 1e-2
+    if guide_kind.endswith("u8"):
+        guide = (guide * 255).astype(np.uint8)
+        eps = 1e-2 * 255 * 255  # cv2 uses eps on the guide's own scale
+    src = _structured(shape, seed=2)
+    expected = cv2.ximgproc.guidedFilter(guide, src, radius, eps)
+    got = guided_filter(guide, src, radius, eps)
+    assert got.dtype == np.float32 and got.shape == src.shape
+    # Borders included: we use the same BORDER_REFLECT box means as OpenCV.
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
+def test_guided_filter_multichannel_src_matches_opencv():
+    guide = _structured((40, 50), seed=4)
+    src = np.random.default_rng(5).random((40, 50, 3), dtype=np.float32)
+    expected = cv2.ximgproc.guidedFilter(guide, src, 3, 1e-3)
+    np.testing.assert_allclose(guided_filter(guide, src, 3, 1e-3), expected, atol=2e-4)
+
+
+def test_guided_filter_preserves_edge_and_smooths_flat_regions():
+    guide = np.zeros((40, 40), np.float32)
+    guide[:, 20:] = 1.0
+    noisy = guide + np.random.default_rng(6).normal(0, 0.1, guide.shape).astype(np.float32)
+    out = guided_filter(guide, noisy, 4, 1e-3)
+    assert abs(out[:, 19].mean() - 0.0) < 0.05 and abs(out[:, 20].mean() - 1.0) < 0.05
+    assert out[:, 5:15].std() < 0.5 * noisy[:, 5:15].std()
+
+
+@pytest.mark.parametrize(
+    "guide, src, radius, eps, match",
+    [
+        (np.zeros((8, 8), np.float64), np.zeros((8, 8), np.float32), 2, 0.1, "guide dtype: float64"),
+        (np.zeros((8, 8), np.float32), np.zeros((8, 8), np.uint8), 2, 0.1, "src dtype: uint8"),
+        (np.zeros((8, 8, 2), np.float32), np.zeros((8, 8), np.float32), 2, 0.1, r"guide shape: \(8, 8, 2\)"),
+        (np.zeros((8, 8), np.float32), np.zeros((8, 9), np.float32), 2, 0.1, r"src shape: \(8, 9\)"),
+        (np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32), 0, 0.1, "radius: 0"),
+        (np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32), 2, 0.0, "eps: 0.0"),
+    ],
+)
+def test_guided_filter_rejects_bad_input(guide, src, radius, eps, match):
+    with pytest.raises(ValueError, match=match):
+        guided_filter(guide, src, radius, eps)
+
+
+def test_fast_variant_with_scale_1_equals_plain_guided_filter():
+    frame, mask = _person_scene(120, 160)
+    prob = cv2.GaussianBlur(mask, (9, 9), 3)
+    options = RefineOptions(radius_px=5, eps=1e-3, scale=1)
+    alpha = refine_alpha(frame, prob, options)
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
+    expected = np.clip(np.rint(guided_filter(grey, prob, 5, 1e-3) * 255), 0, 255)
+    assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def test_refine_snaps_to_image_edge_better_than_bilinear():
+    frame, mask = _person_scene()
+    prob = cv2.resize(mask, (160, 90), interpolation=cv2.INTER_AREA)  # a blurry 1/4-res model output
+    truth = mask * 255
+    band = cv2.dilate(mask, np.ones((15, 15))) != cv2.erode(mask, np.ones((15, 15)))
+    refined = refine_alpha(frame, prob, RefineOptions(radius_px=8, eps=1e-3, scale=4))
+    bilinear = refine_alpha(frame, prob, RefineOptions(enabled=False))
+    err_refined = np.abs(refined.astype(np.float32) - truth)[band].mean()
+    err_bilinear = np.abs(bilinear.astype(np.float32) - truth)[band].mean()
+    assert err_refined < 0.35 * err_bilinear, (err_refined, err_bilinear)
+
+
+def test_disabled_is_bilinear_upscale():
+    frame = np.zeros((90, 160, 3), np.uint8)
+    prob = np.random.default_rng(7).random((18, 32), dtype=np.float32)
+    alpha = refine_alpha(frame, prob, RefineOptions(enabled=False))
+    expected = np.rint(cv2.resize(prob, (160, 90), interpolation=cv2.INTER_LINEAR) * 255)
+    assert np.abs(alpha.astype(np.int16) - expected).max() <= 1
+
+
+def test_output_dtype_shape_out_buffer_and_inputs_unchanged():
+    frame, mask = _person_scene(72, 128)
+    prob = cv2.resize(mask, (32, 18), interpolation=cv2.INTER_AREA)
+    frame_copy, prob_copy = frame.copy(), prob.copy()
+    out = np.empty((72, 128), np.uint8)
+    alpha = refine_alpha(frame, prob, RefineOptions(), out=out)
+    assert alpha is out and alpha.dtype == np.uint8 and alpha.shape == (72, 128)
+    assert alpha[36, 64] > 200 and alpha[5, 5] < 50
+    np.testing.assert_array_equal(frame, frame_copy)
+    np.testing.assert_array_equal(prob, prob_copy)
+
+
+def test_refine_rejects_bad_arrays():
+    frame = np.zeros((20, 30, 3), np.uint8)
+    prob = np.zeros((5, 5), np.float32)
+    with pytest.raises(ValueError, match="float32 \\(H, W\\)|uint8 \\(H, W, 3\\)"):
+        refine_alpha(frame.astype(np.float32), prob, RefineOptions())
+    with pytest.raises(ValueError, match="float64"):
+        refine_alpha(frame, prob.astype(np.float64), RefineOptions())
+    with pytest.raises(ValueError, match=r"\(20, 30\)"):
+        refine_alpha(frame, prob, RefineOptions(), out=np.empty((30, 20), np.uint8))
+
+
+def test_class_equals_function_across_size_changes():
+    options = RefineOptions(radius_px=6, scale=2)
+    refiner = Refiner(options)
+    for h, w in [(60, 80), (60, 80), (45, 100), (3, 2)]:
+        frame, mask = _person_scene(h, w)
+        prob = cv2.resize(mask, (16, 12), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(refiner(frame, prob), refine_alpha(frame, prob, options))
