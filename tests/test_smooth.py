@@ -1,0 +1,125 @@
+"""Tests for portrait.smooth: less flicker on a still person, no ghost behind a moving edge."""
+
+import numpy as np
+import pytest
+
+from portrait.options import SmoothOptions
+from portrait.smooth import TemporalSmoother, smooth_probability
+
+H, W = 72, 128
+
+
+def _still_disc():
+    yy, xx = np.mgrid[0:H, 0:W]
+    dist = np.hypot(xx - W / 2, yy - H / 2)
+    # a soft-edged disc, 0.1..0.9 like an unsure model, so added noise is rarely clipped
+    return (0.1 + 0.8 * np.clip((30 - dist) / 4 + 0.5, 0, 1)).astype(np.float32)
+
+
+def _edge_at(position: float) -> np.ndarray:
+    """A vertical person edge: 1 left of ``position``, a 3 px ramp, 0 to the right."""
+    xx = np.arange(W, dtype=np.float32)
+    row = np.clip((position - xx) / 3 + 0.5, 0, 1)
+    return np.repeat(row[None, :], H, axis=0).astype(np.float32)
+
+
+def _noisy(prob, rng, sigma=0.06):
+    return np.clip(prob + rng.normal(0, sigma, prob.shape), 0, 1).astype(np.float32)
+
+
+def _flicker(frames):
+    return float(np.mean([np.abs(b - a).mean() for a, b in zip(frames, frames[1:])]))
+
+
+def test_smoothing_lowers_flicker_on_still_person():
+    rng = np.random.default_rng(0)
+    raw = [_noisy(_still_disc(), rng) for _ in range(40)]
+    smoother = TemporalSmoother(SmoothOptions())
+    smoothed = [smoother(p) for p in raw]
+    # skip the first frames while the average settles
+    assert _flicker(smoothed[5:]) < 0.45 * _flicker(raw[5:]), (_flicker(smoothed[5:]), _flicker(raw[5:]))
+    # and it averages the noise away instead of drifting
+    truth = _still_disc()
+    err_smoothed = np.mean([np.abs(p - truth).mean() for p in smoothed[5:]])
+    err_raw = np.mean([np.abs(p - truth).mean() for p in raw[5:]])
+    assert err_smoothed < 0.75 * err_raw, (err_smoothed, err_raw)
+
+
+def test_smoothing_follows_a_moving_edge_without_ghost():
+    rng = np.random.default_rng(1)
+    smoother = TemporalSmoother(SmoothOptions())
+    speed_px = 6
+    # an arm reaching out 6 px per frame for 10 frames, then pulling back
+    top = 30 + speed_px * 9
+    positions = [30 + speed_px * t for t in range(10)] + [top - speed_px * t for t in range(1, 10)]
+    previous = None
+    for position in positions:
+        out = smoother(_noisy(_edge_at(position), rng, sigma=0.03))
+        if previous is not None:
+            # edge position where the smoothed probability crosses 0.5, per row
+            crossing = np.median((out > 0.5).sum(axis=1))
+            assert abs(crossing - position) <= 1.0, (crossing, position)
+            if position > previous:  # the region just entered is filled at once
+                assert out[:, previous + 1:position - 1].mean() > 0.92
+            else:  # the region just vacated shows no ghost after one frame
+                assert out[:, position + 2:previous - 1].mean() < 0.08
+        previous = position
+
+
+def test_function_equals_class_and_state_is_separate():
+    rng = np.random.default_rng(2)
+    options = SmoothOptions(min_weight=0.3, change_full=0.4)
+    smoother = TemporalSmoother(options)
+    state = None
+    for _ in range(6):
+        prob = _noisy(_still_disc(), rng)
+        prob_copy = prob.copy()
+        expected, state = smooth_probability(prob, state, options)
+        got = smoother(prob)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(prob, prob_copy)  # input untouched
+        assert got.dtype == np.float32 and got.shape == prob.shape
+        assert not np.shares_memory(expected, state)
+        expected[:] = -1  # a caller scribbling on its output must not corrupt the state
+        assert state.min() >= 0
+
+
+def test_weight_rule_min_weight_when_still_full_when_changed():
+    options = SmoothOptions(min_weight=0.25, change_full=0.35)
+    state = np.full((2, 2), 0.5, np.float32)
+    prob = np.array([[0.5, 0.6], [0.9, 0.0]], np.float32)
+    out, _ = smooth_probability(prob, state, options)
+    change = np.abs(prob - state)
+    weight = np.minimum(0.25 + 0.75 * change / 0.35, 1.0)
+    np.testing.assert_allclose(out, state + weight * (prob - state), atol=1e-6)
+    assert out[1, 0] == pytest.approx(0.9) and out[1, 1] == pytest.approx(0.0)  # change >= change_full
+
+
+def test_shape_change_restarts_and_reset_forgets():
+    smoother = TemporalSmoother(SmoothOptions())
+    smoother(np.zeros((10, 10), np.float32))
+    bigger = np.full((20, 30), 0.8, np.float32)
+    np.testing.assert_array_equal(smoother(bigger), bigger)  # no crash, taken as is
+    _, state = smooth_probability(bigger, np.zeros((10, 10), np.float32), SmoothOptions())
+    assert state.shape == (20, 30)
+    smoother(np.zeros((20, 30), np.float32) + 0.7)
+    smoother.reset()
+    fresh = np.full((20, 30), 0.1, np.float32)
+    np.testing.assert_array_equal(smoother(fresh), fresh)
+
+
+def test_disabled_passes_through():
+    prob = _still_disc()
+    out, state = smooth_probability(prob, np.zeros_like(prob), SmoothOptions(enabled=False))
+    np.testing.assert_array_equal(out, prob)
+    assert state is None
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((4, 4), np.float64), "float64"),
+    (np.zeros((4, 4, 1), np.float32), r"\(4, 4, 1\)"),
+    ([[0.0]], "list"),
+])
+def test_rejects_bad_prob(bad, match):
+    with pytest.raises(ValueError, match=match):
+        smooth_probability(bad, None, SmoothOptions())
