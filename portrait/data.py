@@ -1,0 +1,252 @@
+"""Training data: image/mask folders as a ``tf.data`` pipeline with in-graph augmentation.
+
+A data folder holds ``images/<stem>.jpg|png`` and ``masks/<stem>.png`` (0/255), and optionally list
+files of stems (``train.txt``, ``val.txt``/``other.txt``, ``test.txt``). Decoded images are resized
+once and cached in memory; every epoch then draws fresh random crops and photometric changes.
+Augmentations use ``tf.image`` and raw TF ops only: no second OpenCV distribution.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import tensorflow as tf
+
+from portrait.errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """How strongly training samples are varied.
+
+    Attributes:
+        scale_range: zoom of the crop relative to "the short side fills the crop"; below 1 the
+            person appears smaller, with padding around (like a landscape webcam framing).
+        rotation_deg: maximum rotation either way.
+        flip: random horizontal flips.
+        photometric: brightness, contrast, saturation, hue and gamma changes.
+        blur_prob, noise_prob, jpeg_prob, occlusion_prob: probability of each degradation.
+    """
+
+    scale_range: tuple[float, float] = (0.55, 1.35)
+    rotation_deg: float = 15.0
+    flip: bool = True
+    photometric: bool = True
+    blur_prob: float = 0.2
+    noise_prob: float = 0.2
+    jpeg_prob: float = 0.2
+    occlusion_prob: float = 0.15
+
+
+def read_stems(list_file: Path) -> list[str]:
+    """Return the stems listed one per line in ``list_file`` (blank lines skipped)."""
+    with open(list_file, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tuple[str, str]]:
+    """List (image path, mask path) pairs in a data folder.
+
+    Args:
+        data_dir: a folder with ``images/`` and ``masks/``.
+        stems: only these stems (in this order); None means every image that has a mask.
+
+    Raises:
+        InputError: the folder layout is wrong, or a listed stem has no image or mask.
+    """
+    images_dir, masks_dir = data_dir / "images", data_dir / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise InputError(
+            f"data folder '{data_dir}' must contain images/ and masks/; "
+            "see the README's 'Train your own' section for the layout"
+        )
+    images = {p.stem: p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
+    if stems is None:
+        stems = sorted(set(images) & set(masks))
+    missing = [s for s in stems if s not in images or s not in masks]
+    if missing:
+        raise InputError(
+            f"{len(missing)} listed stems in '{data_dir}' have no image or mask "
+            f"(first: '{missing[0]}'); fix the list file or add the files"
+        )
+    if not stems:
+        raise InputError(f"data folder '{data_dir}' has no image with a matching mask")
+    return [(str(images[s]), str(masks[s])) for s in stems]
+
+
+def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
+    """Turn a ``--data``/``--val`` entry into pairs.
+
+    ``spec`` is a data folder or a list file inside one (``eg1800/train.txt``). For a folder, the
+    training role uses its ``train.txt`` when present and the validation role its ``val.txt`` or
+    ``other.txt``; ``test.txt`` is never used for either.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return find_pairs(path.parent, read_stems(path))
+    if not path.is_dir():
+        raise InputError(f"training data '{spec}' not found; pass a data folder or a list file")
+    candidates = ["train.txt"] if role == "train" else ["val.txt", "other.txt"]
+    for name in candidates:
+        if (path / name).is_file():
+            log.info("%s data: %s", role, path / name)
+            return find_pairs(path, read_stems(path / name))
+    if (path / "test.txt").is_file():
+        test = set(read_stems(path / "test.txt"))
+        pairs = find_pairs(path)
+        return [p for p in pairs if Path(p[0]).stem not in test]
+    return find_pairs(path)
+
+
+def _load_pair(image_path, mask_path, cache_short_px: int):
+    """Decode one pair and resize it so its short side is ``cache_short_px`` (kept in memory)."""
+    image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
+    mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    factor = cache_short_px / tf.reduce_min(shape)
+    size = tf.cast(tf.round(shape * factor), tf.int32)
+    image = tf.image.resize(image, size, method="area", antialias=True)
+    mask = tf.image.resize(tf.cast(mask, tf.float32), size, method="bilinear", antialias=True)
+    return tf.cast(tf.round(image), tf.uint8), tf.cast(tf.round(mask), tf.uint8)
+
+
+def _affine_crop(image, mask, out_hw, aug: AugmentOptions, training: bool):
+    """Rotate, scale, flip and crop in one projective transform (one resampling pass)."""
+    in_hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    out_h, out_w = float(out_hw[0]), float(out_hw[1])
+    # Zoom 1 means the short side of the image fills the crop's matching side.
+    base = tf.maximum(out_h / in_hw[0], out_w / in_hw[1])
+    if training:
+        zoom = tf.random.uniform([], *aug.scale_range)
+        angle = tf.random.uniform([], -aug.rotation_deg, aug.rotation_deg) * math.pi / 180
+        flip = tf.cast(aug.flip, tf.float32) * tf.cast(tf.random.uniform([]) < 0.5, tf.float32)
+    else:
+        zoom, angle, flip = tf.constant(1.0), tf.constant(0.0), tf.constant(0.0)
+    s = base * zoom  # output pixels per input pixel
+    # Where the crop's centre lands in the input: anywhere that keeps it inside the image.
+    slack = tf.maximum(in_hw - tf.stack([out_h, out_w]) / s, 0.0) / 2
+    jitter = tf.random.uniform([2], -1.0, 1.0) if training else tf.zeros([2])
+    centre = in_hw / 2 + slack * jitter
+    cos, sin = tf.cos(angle) / s, tf.sin(angle) / s
+    sign = 1.0 - 2.0 * flip
+    # Output (x, y) relative to the crop centre maps to input via rotation/scale, then shift.
+    ox, oy = out_w / 2, out_h / 2
+    a0, a1 = sign * cos, -sin
+    b0, b1 = sign * sin, cos
+    a2 = centre[1] - a0 * ox - a1 * oy
+    b2 = centre[0] - b0 * ox - b1 * oy
+    transform = tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[None]
+    size = tf.constant([int(out_h), int(out_w)], tf.int32)
+
+    def warp(x, interpolation):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(x, tf.float32)[None], transforms=transform, output_shape=size,
+            interpolation=interpolation, fill_mode="REFLECT", fill_value=0.0,
+        )[0]
+
+    return warp(image, "BILINEAR"), warp(mask, "BILINEAR")
+
+
+def _gaussian_blur(image, sigma):
+    """Separable Gaussian blur of an (H, W, 3) float image with a 7-tap kernel."""
+    x = tf.range(-3.0, 4.0)
+    k = tf.exp(-(x**2) / (2 * sigma**2))
+    k = k / tf.reduce_sum(k)
+    kx = tf.tile(k[None, :, None, None], [1, 1, 3, 1])
+    ky = tf.tile(k[:, None, None, None], [1, 1, 3, 1])
+    y = tf.nn.depthwise_conv2d(image[None], kx, [1, 1, 1, 1], "SAME")
+    return tf.nn.depthwise_conv2d(y, ky, [1, 1, 1, 1], "SAME")[0]
+
+
+def _photometric(image, aug: AugmentOptions):
+    """Colour, gamma, blur, noise, JPEG and occlusion changes on a 0..255 float image."""
+    x = image / 255.0
+    if aug.photometric:
+        x = tf.image.random_brightness(x, 0.2)
+        x = tf.image.random_contrast(x, 0.7, 1.3)
+        x = tf.image.random_saturation(x, 0.6, 1.4)
+        x = tf.image.random_hue(x, 0.04)
+        x = tf.clip_by_value(x, 0.0, 1.0) ** tf.exp(tf.random.uniform([], -0.35, 0.35))
+
+    def maybe(p, fn, y):
+        return tf.cond(tf.random.uniform([]) < p, lambda: fn(y), lambda: y)
+
+    x = maybe(aug.blur_prob, lambda y: _gaussian_blur(y, tf.random.uniform([], 0.5, 1.8)), x)
+    x = maybe(
+        aug.noise_prob,
+        lambda y: y + tf.random.normal(tf.shape(y), stddev=tf.random.uniform([], 0.01, 0.05)),
+        x,
+    )
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    x = maybe(
+        aug.jpeg_prob,
+        lambda y: tf.image.adjust_jpeg_quality(y, tf.random.uniform([], 30, 90, tf.int32)),
+        x,
+    )
+    x = maybe(aug.occlusion_prob, _occlude, x)
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def _occlude(image):
+    """Paint one random flat-coloured rectangle (up to a third of each side) over the image."""
+    hw = tf.shape(image)[:2]
+    h = tf.random.uniform([], hw[0] // 10, hw[0] // 3, tf.int32)
+    w = tf.random.uniform([], hw[1] // 10, hw[1] // 3, tf.int32)
+    y = tf.random.uniform([], 0, hw[0] - h, tf.int32)
+    x = tf.random.uniform([], 0, hw[1] - w, tf.int32)
+    box = tf.pad(tf.ones([h, w, 1]), [[y, hw[0] - h - y], [x, hw[1] - w - x], [0, 0]])
+    colour = tf.random.uniform([1, 1, 3])
+    return image * (1 - box) + colour * box
+
+
+def make_dataset(
+    pairs: Sequence[tuple[str, str]],
+    input_size: tuple[int, int],
+    batch_size: int,
+    training: bool,
+    augment: AugmentOptions = AugmentOptions(),
+    cache_short_px: Optional[int] = None,
+    seed: Optional[int] = None,
+) -> tf.data.Dataset:
+    """Build a batched dataset of (image 0..255 float32 (H, W, 3), mask 0..1 float32 (H, W, 1)).
+
+    Args:
+        pairs: (image path, mask path) pairs, e.g. from :func:`resolve_split`.
+        input_size: (width, height) of the samples.
+        batch_size: samples per batch.
+        training: shuffle, repeat forever and augment; otherwise a centred, unaugmented pass.
+        augment: augmentation strengths (training only).
+        cache_short_px: decoded images are cached with this short side (default: 1.5 × the
+            larger of the input sides, enough for zoomed-in crops).
+        seed: shuffle seed.
+    """
+    if not pairs:
+        raise InputError("no training pairs found; check --data")
+    width, height = input_size
+    short = cache_short_px or int(1.5 * max(width, height))
+    images, masks = zip(*pairs)
+    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
+    ds = ds.map(lambda i, m: _load_pair(i, m, short), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.cache()
+    if training:
+        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True).repeat()
+
+    def prepare(image, mask):
+        image, mask = _affine_crop(image, mask, (height, width), augment, training)
+        if training:
+            image = _photometric(image, augment)
+        image.set_shape([height, width, 3])
+        mask.set_shape([height, width, 1])
+        return image, tf.clip_by_value(mask / 255.0, 0.0, 1.0)
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,119 @@
+"""Segmentation losses that combine with ``+`` and ``*`` (``DiceLoss() + BCELoss()``).
+
+All take ``y_true`` in 0..1 and ``y_pred`` a sigmoid probability, shape (B, H, W, 1).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+EPS = 1e-6
+
+
+class SegLoss(keras.losses.Loss):
+    """Base class: adds ``+`` and scalar ``*`` so losses combine like numbers."""
+
+    def __add__(self, other: "SegLoss") -> "SegLoss":
+        return SumLoss([self, other])
+
+    def __mul__(self, weight: float) -> "SegLoss":
+        return SumLoss([self], [float(weight)])
+
+    __rmul__ = __mul__
+
+
+class SumLoss(SegLoss):
+    """A weighted sum of losses."""
+
+    def __init__(self, losses, weights=None, name="sum_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.losses = list(losses)
+        self.weights = list(weights) if weights is not None else [1.0] * len(self.losses)
+
+    def call(self, y_true, y_pred):
+        return sum(w * l.call(y_true, y_pred) for w, l in zip(self.weights, self.losses))
+
+    def __add__(self, other):
+        return SumLoss(self.losses + [other], self.weights + [1.0])
+
+
+class DiceLoss(SegLoss):
+    """1 − soft Dice per image: 1 − (2·Σ t·p + s) / (Σ t + Σ p + s)."""
+
+    def __init__(self, smooth: float = 1.0, name="dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = smooth
+
+    def call(self, y_true, y_pred):
+        axes = (1, 2, 3)
+        inter = ops.sum(y_true * y_pred, axis=axes)
+        total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+        return 1.0 - (2.0 * inter + self.smooth) / (total + self.smooth)
+
+
+def _bce(y_true, y_pred):
+    y_pred = ops.clip(y_pred, EPS, 1.0 - EPS)
+    return -(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
+
+
+class BCELoss(SegLoss):
+    """Binary cross-entropy, mean per image."""
+
+    def __init__(self, name="bce_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return ops.mean(_bce(y_true, y_pred), axis=(1, 2, 3))
+
+
+class FocalLoss(SegLoss):
+    """Binary focal loss (Lin et al. 2017): α_t (1 − p_t)^γ · BCE, mean per image."""
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.25, name="focal_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.gamma, self.alpha = gamma, alpha
+
+    def call(self, y_true, y_pred):
+        p_t = y_true * y_pred + (1.0 - y_true) * (1.0 - y_pred)
+        alpha_t = y_true * self.alpha + (1.0 - y_true) * (1.0 - self.alpha)
+        return ops.mean(alpha_t * (1.0 - p_t) ** self.gamma * _bce(y_true, y_pred), axis=(1, 2, 3))
+
+
+def boundary_band(y_true, width_px: int = 3):
+    """1 within ``width_px`` of a mask edge, else 0 (max-pool dilation minus erosion)."""
+    k = 2 * width_px + 1
+    dilated = ops.max_pool(y_true, k, strides=1, padding="same")
+    eroded = -ops.max_pool(-y_true, k, strides=1, padding="same")
+    return ops.cast(dilated - eroded > 0.5, y_true.dtype)
+
+
+class BoundaryBCELoss(SegLoss):
+    """BCE restricted to a band around the true edge, mean over the band's pixels."""
+
+    def __init__(self, width_px: int = 3, name="boundary_bce_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.width_px = width_px
+
+    def call(self, y_true, y_pred):
+        band = boundary_band(y_true, self.width_px)
+        return ops.sum(band * _bce(y_true, y_pred), axis=(1, 2, 3)) / (
+            ops.sum(band, axis=(1, 2, 3)) + 1.0
+        )
+
+
+def make_loss(spec: str) -> SegLoss:
+    """Build a loss from a spec such as ``dice+bce``, ``dice+focal`` or ``dice+bce+0.5*boundary``.
+
+    Raises:
+        ValueError: an unknown term.
+    """
+    known = {"dice": DiceLoss, "bce": BCELoss, "focal": FocalLoss, "boundary": BoundaryBCELoss}
+    total = None
+    for term in spec.replace(" ", "").split("+"):
+        weight, _, name = term.rpartition("*")
+        if name not in known:
+            raise ValueError(f"unknown loss term '{name}' in '{spec}'; expected one of {sorted(known)}")
+        loss = known[name]() * float(weight) if weight else known[name]()
+        total = loss if total is None else total + loss
+    return total

@@ -1,0 +1,111 @@
+"""Segmentation metrics, as NumPy functions (evaluation) and Keras metrics (training).
+
+Conventions: a prediction is a person probability or a bool mask; ``threshold`` turns
+probabilities into masks. Per-image scores are averaged over images ("mIoU" = mean person IoU).
+An image where both truth and prediction are empty scores 1 (nothing to find, nothing found).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import ops
+
+import cv2
+
+
+def _as_bool(mask: np.ndarray, threshold: float) -> np.ndarray:
+    return mask if mask.dtype == bool else mask > threshold
+
+
+def iou(truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> float:
+    """Person intersection over union of one image: |T ∩ P| / |T ∪ P|."""
+    t, p = _as_bool(truth, threshold), _as_bool(pred, threshold)
+    union = np.count_nonzero(t | p)
+    return 1.0 if union == 0 else np.count_nonzero(t & p) / union
+
+
+def dice(truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> float:
+    """Dice / F1 score of one image: 2|T ∩ P| / (|T| + |P|)."""
+    t, p = _as_bool(truth, threshold), _as_bool(pred, threshold)
+    total = np.count_nonzero(t) + np.count_nonzero(p)
+    return 1.0 if total == 0 else 2.0 * np.count_nonzero(t & p) / total
+
+
+def pixel_accuracy(truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> float:
+    """Fraction of pixels whose person/background label is right."""
+    t, p = _as_bool(truth, threshold), _as_bool(pred, threshold)
+    return float(np.count_nonzero(t == p)) / t.size
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of the mask with a non-mask pixel among their 8 neighbours."""
+    m = mask.astype(np.uint8)
+    return (m - cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)) > 0
+
+
+def boundary_f(
+    truth: np.ndarray, pred: np.ndarray, threshold: float = 0.5, tolerance_px: int = 2
+) -> float:
+    """Boundary F-score: F1 of boundary pixels matched within ``tolerance_px`` (Perazzi 2016)."""
+    tb = _boundary(_as_bool(truth, threshold))
+    pb = _boundary(_as_bool(pred, threshold))
+    nt, npred = np.count_nonzero(tb), np.count_nonzero(pb)
+    if nt == 0 and npred == 0:
+        return 1.0
+    if nt == 0 or npred == 0:
+        return 0.0
+    k = np.ones((2 * tolerance_px + 1,) * 2, np.uint8)
+    precision = np.count_nonzero(pb & (cv2.dilate(tb.astype(np.uint8), k) > 0)) / npred
+    recall = np.count_nonzero(tb & (cv2.dilate(pb.astype(np.uint8), k) > 0)) / nt
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+# Keras metrics: per-image scores inside a batch, averaged over all images seen.
+
+
+def _batch_iou(y_true, y_pred):
+    t = ops.cast(y_true > 0.5, "float32")
+    p = ops.cast(y_pred > 0.5, "float32")
+    inter = ops.sum(t * p, axis=(1, 2, 3))
+    union = ops.sum(ops.maximum(t, p), axis=(1, 2, 3))
+    return ops.where(union > 0, inter / ops.maximum(union, 1.0), 1.0)
+
+
+def _batch_dice(y_true, y_pred):
+    t = ops.cast(y_true > 0.5, "float32")
+    p = ops.cast(y_pred > 0.5, "float32")
+    total = ops.sum(t, axis=(1, 2, 3)) + ops.sum(p, axis=(1, 2, 3))
+    return ops.where(total > 0, 2 * ops.sum(t * p, axis=(1, 2, 3)) / ops.maximum(total, 1.0), 1.0)
+
+
+def _batch_pixel_accuracy(y_true, y_pred):
+    same = ops.cast((y_true > 0.5) == (y_pred > 0.5), "float32")
+    return ops.mean(same, axis=(1, 2, 3))
+
+
+def _batch_boundary_f(y_true, y_pred, tolerance_px: int = 2):
+    def edge(m):
+        return m - (-ops.max_pool(-m, 3, strides=1, padding="same"))
+
+    def near(m):
+        return ops.max_pool(m, 2 * tolerance_px + 1, strides=1, padding="same")
+
+    tb = edge(ops.cast(y_true > 0.5, "float32"))
+    pb = edge(ops.cast(y_pred > 0.5, "float32"))
+    nt, npred = ops.sum(tb, axis=(1, 2, 3)), ops.sum(pb, axis=(1, 2, 3))
+    precision = ops.sum(pb * near(tb), axis=(1, 2, 3)) / ops.maximum(npred, 1.0)
+    recall = ops.sum(tb * near(pb), axis=(1, 2, 3)) / ops.maximum(nt, 1.0)
+    f = 2 * precision * recall / ops.maximum(precision + recall, 1e-6)
+    both_empty = ops.logical_and(nt == 0, npred == 0)
+    return ops.where(both_empty, 1.0, f)
+
+
+def training_metrics() -> list[keras.metrics.Metric]:
+    """IoU, Dice, pixel accuracy and boundary F as Keras metrics (names: iou, dice, ...)."""
+    return [
+        keras.metrics.MeanMetricWrapper(_batch_iou, name="iou"),
+        keras.metrics.MeanMetricWrapper(_batch_dice, name="dice"),
+        keras.metrics.MeanMetricWrapper(_batch_pixel_accuracy, name="pixel_accuracy"),
+        keras.metrics.MeanMetricWrapper(_batch_boundary_f, name="boundary_f"),
+    ]

@@ -1,0 +1,124 @@
+"""The segmentation model: a MobileNetV2 encoder with a light UNet decoder.
+
+``build_unet()`` reads top to bottom like the diagram::
+
+    RGB 0..255 ─▶ Rescaling(x/127.5-1) ─▶ MobileNetV2 ─┬─ skips at 1/2, 1/4, 1/8 ─┐
+                                                       └─ 1/16 (or 1/32) ─▶ decoder ─▶ sigmoid
+
+The normalisation lives inside the model, so a saved model takes RGB 0..255 (the app's contract).
+The decoder uses bilinear upsampling and depthwise-separable convolutions, which keeps the
+full-resolution stages cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import keras
+from keras import layers
+
+log = logging.getLogger(__name__)
+
+# MobileNetV2 layer names at each output stride; the last entry is the bottleneck.
+ENCODER_SKIPS = {
+    2: "block_1_expand_relu",
+    4: "block_3_expand_relu",
+    8: "block_6_expand_relu",
+    16: "block_13_expand_relu",
+    32: "block_16_project",
+}
+DEFAULT_DECODER_FILTERS = (96, 64, 40, 24)
+
+
+def _separable_block(x, filters: int, name: str):
+    """Depthwise 3×3 + pointwise 1×1, each followed by batch norm and ReLU6."""
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
+    x = layers.BatchNormalization(name=f"{name}_pw_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_pw_relu")(x)
+
+
+def _up_block(x, skip, filters: int, name: str):
+    """Upsample ×2, project the skip to few channels, concatenate, refine."""
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+    skip = layers.Conv2D(filters // 2, 1, use_bias=False, name=f"{name}_skip")(skip)
+    skip = layers.BatchNormalization(name=f"{name}_skip_bn")(skip)
+    skip = layers.ReLU(6.0, name=f"{name}_skip_relu")(skip)
+    x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    return _separable_block(x, filters, name=f"{name}_conv")
+
+
+def build_unet(
+    input_size: tuple[int, int] = (192, 192),
+    alpha: float = 1.0,
+    output_stride: int = 16,
+    decoder_filters: Sequence[int] = DEFAULT_DECODER_FILTERS,
+    backbone_weights: Optional[str] = None,
+    fixed_input: bool = True,
+) -> keras.Model:
+    """Build a MobileNetV2-UNet that maps RGB 0..255 to a person probability.
+
+    Args:
+        input_size: (width, height) the model is trained at; need not be square. Both must be
+            multiples of ``output_stride``.
+        alpha: MobileNetV2 width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).
+        output_stride: 16 stops the encoder after block 13 (cheaper; usual for segmentation),
+            32 uses the whole encoder.
+        decoder_filters: channels of the four decoder stages, from 1/8 (or 1/16) up to 1/2.
+        backbone_weights: ``"imagenet"`` (needs a download), a path to MobileNetV2 weights for
+            ``include_top=False`` (e.g. ``mobilenetv2_1.0_backbone.weights.h5``), or None.
+        fixed_input: True gives an input of shape (H, W, 3); False gives (None, None, 3) so the
+            model runs at any size that is a multiple of the stride.
+
+    Returns:
+        A Keras model with input RGB uint8-range floats and a 1-channel sigmoid output of the
+        input's spatial size.
+
+    Raises:
+        ValueError: an input size that is not a multiple of the stride, or a bad stride.
+    """
+    width, height = input_size
+    if output_stride not in (16, 32):
+        raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
+    if width % output_stride or height % output_stride:
+        raise ValueError(
+            f"input size {width}x{height} must be a multiple of the output stride {output_stride}"
+        )
+    if len(decoder_filters) != 4:
+        raise ValueError(f"decoder_filters needs 4 entries, got {len(decoder_filters)}")
+
+    shape = (height, width, 3) if fixed_input else (None, None, 3)
+    inputs = keras.Input(shape=shape, name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
+
+    imagenet = backbone_weights == "imagenet"
+    encoder = keras.applications.MobileNetV2(
+        input_shape=(height, width, 3) if fixed_input else (None, None, 3),
+        alpha=alpha,
+        include_top=False,
+        weights="imagenet" if imagenet else None,
+    )
+    if backbone_weights and not imagenet:
+        encoder.load_weights(backbone_weights)
+        log.info("encoder weights loaded from %s", backbone_weights)
+
+    skip_strides = (8, 4, 2) if output_stride == 16 else (16, 8, 4, 2)
+    names = [ENCODER_SKIPS[output_stride]] + [ENCODER_SKIPS[s] for s in skip_strides]
+    feature_extractor = keras.Model(
+        encoder.input, [encoder.get_layer(n).output for n in names], name="encoder"
+    )
+    bottleneck, *skips = feature_extractor(x)
+
+    y = bottleneck
+    filters = list(decoder_filters)[-len(skips):]
+    for i, (skip, f) in enumerate(zip(skips, filters)):
+        y = _up_block(y, skip, f, name=f"decoder{i}")
+    # Logits at 1/2 resolution, upsampled bilinearly: a full-resolution convolution would cost
+    # more than the rest of the decoder, and the app's guided filter refines edges anyway.
+    y = layers.Conv2D(1, 1, name="logits")(y)
+    y = layers.UpSampling2D(2, interpolation="bilinear", name="logits_up")(y)
+    outputs = layers.Activation("sigmoid", name="mask", dtype="float32")(y)
+    return keras.Model(inputs, outputs, name=f"mobilenetv2_{alpha:g}_unet")

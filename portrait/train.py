@@ -1,0 +1,233 @@
+"""Train a MobileNetV2-UNet: ``python -m portrait.train --data DIR [DIR|LIST ...] --out unet.hdf5``.
+
+Keeps the best model by validation IoU, logs to TensorBoard and a CSV, and backs up the whole
+training state every epoch so ``--resume`` continues a run that was stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from portrait.errors import PortraitError
+
+log = logging.getLogger("portrait.train")
+
+DEFAULT_BACKBONE = Path(__file__).resolve().parents[2] / "shared/models/mobilenetv2_1.0_backbone.weights.h5"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything a training run depends on (written next to the model as ``train.json``)."""
+
+    data: tuple[str, ...]
+    val: tuple[str, ...] = ()
+    val_split: float = 0.05
+    out: str = "unet.hdf5"
+    run_dir: Optional[str] = None
+    input_size: tuple[int, int] = (192, 192)
+    alpha: float = 1.0
+    output_stride: int = 16
+    backbone: str = "auto"
+    batch: int = 8
+    epochs: int = 30
+    steps_per_epoch: Optional[int] = None
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.5
+    loss: str = "dice+bce"
+    max_items: Optional[int] = None
+    init: Optional[str] = None
+    resume: bool = False
+    seed: int = 1
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``WxH`` or ``N`` (square) into (width, height)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH or N, e.g. 192x192")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH or N, e.g. 192x192")
+    return parts[0], parts[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m portrait.train",
+        description="Train or fine-tune a MobileNetV2-UNet portrait segmenter.",
+    )
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR|LIST",
+                   help="data folders (images/ + masks/) or list files inside them; a folder's "
+                        "train.txt is used when present, test.txt never")
+    p.add_argument("--val", nargs="*", default=[], metavar="DIR|LIST",
+                   help="validation folders or list files (default: each --data folder's "
+                        "val.txt/other.txt, else --val-split of the training pairs)")
+    p.add_argument("--val-split", type=float, default=0.05,
+                   help="fraction of training pairs held out when no validation set is found")
+    p.add_argument("--out", default="unet.hdf5", help="where the best model is written (.hdf5)")
+    p.add_argument("--run-dir", help="logs, checkpoints and backups (default: runs/<out stem>)")
+    p.add_argument("--input-size", type=parse_size, default=(192, 192), metavar="WxH",
+                   help="training crop size; the saved model runs at any multiple of 16")
+    p.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
+    p.add_argument("--output-stride", type=int, default=16, choices=(16, 32))
+    p.add_argument("--backbone", default="auto",
+                   help="'imagenet' (download), a weights file, 'none', or 'auto' (the shared "
+                        "α=1.0 weights file when present and alpha is 1.0, else none)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (Adam)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="cosine decay to 1%% after a linear warm-up, or constant")
+    p.add_argument("--warmup-epochs", type=float, default=0.5)
+    p.add_argument("--loss", default="dice+bce",
+                   help="terms joined by '+', each optionally weighted: dice, bce, focal, "
+                        "boundary, e.g. 'dice+bce+0.5*boundary'")
+    p.add_argument("--max-items", type=int, help="use only this many training pairs (quick runs)")
+    p.add_argument("--init", help="start from this model's weights (fine-tuning)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last completed epoch")
+    p.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def _resolve_backbone(spec: str, alpha: float) -> Optional[str]:
+    if spec == "none":
+        return None
+    if spec == "auto":
+        if alpha == 1.0 and DEFAULT_BACKBONE.is_file():
+            return str(DEFAULT_BACKBONE)
+        log.info("no pretrained backbone for alpha=%g: training the encoder from scratch", alpha)
+        return None
+    if spec == "imagenet":
+        return spec
+    if not Path(spec).is_file():
+        raise PortraitError(f"backbone weights '{spec}' not found; pass a file, 'imagenet' or 'none'")
+    return spec
+
+
+def _split(options: TrainOptions):
+    import random
+
+    from portrait.data import resolve_split
+
+    train = [pair for spec in options.data for pair in resolve_split(spec, "train")]
+    val = [pair for spec in options.val for pair in resolve_split(spec, "val")]
+    if not options.val:
+        for spec in options.data:
+            if Path(spec).is_dir():
+                try:
+                    found = resolve_split(spec, "val")
+                except PortraitError:
+                    continue
+                if set(found) != set(resolve_split(spec, "train")) and set(found).isdisjoint(train):
+                    val += found
+    rng = random.Random(options.seed)
+    rng.shuffle(train)
+    if not val:
+        n_val = max(1, int(len(train) * options.val_split))
+        val, train = train[:n_val], train[n_val:]
+    if options.max_items:
+        train, val = train[: options.max_items], val[: max(1, options.max_items // 4)]
+    if set(train) & set(val):
+        raise PortraitError("training and validation sets overlap; check --data and --val")
+    return train, val
+
+
+def train(options: TrainOptions) -> Path:
+    """Run a training job and write the best model to ``options.out``; return its path."""
+    import keras
+    import tensorflow as tf
+
+    from portrait.data import make_dataset
+    from portrait.losses import make_loss
+    from portrait.metrics import training_metrics
+    from portrait.model import build_unet
+
+    out = Path(options.out)
+    if out.suffix.lower() not in (".hdf5", ".h5"):
+        raise PortraitError(f"--out '{out}' must end in .hdf5 or .h5 (a whole Keras model in HDF5)")
+    run_dir = Path(options.run_dir or Path("runs") / out.stem)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(options.seed)
+
+    train_pairs, val_pairs = _split(options)
+    log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
+    (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
+
+    train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, seed=options.seed)
+    val_ds = make_dataset(val_pairs, options.input_size, options.batch, False)
+    steps = options.steps_per_epoch or max(1, len(train_pairs) // options.batch)
+    total_steps = steps * options.epochs
+
+    if options.init:
+        model = keras.models.load_model(options.init, compile=False)
+    else:
+        model = build_unet(
+            options.input_size, options.alpha, options.output_stride,
+            backbone_weights=_resolve_backbone(options.backbone, options.alpha), fixed_input=False,
+        )
+    if options.schedule == "cosine":
+        warmup = int(options.warmup_epochs * steps)
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else options.lr, max(1, total_steps - warmup), alpha=0.01,
+            warmup_target=options.lr if warmup else None, warmup_steps=warmup,
+        )
+    else:
+        lr = options.lr
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr), loss=make_loss(options.loss),
+        metrics=training_metrics(),
+    )
+    best_h5 = run_dir / "best.h5"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(best_h5), monitor="val_iou", mode="max",
+                                        save_best_only=True, verbose=1),
+        keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
+    ]
+    if not options.resume and (run_dir / "backup").exists():
+        raise PortraitError(
+            f"run folder '{run_dir}' already has a backup; pass --resume to continue it, "
+            "or choose another --run-dir"
+        )
+    started = time.perf_counter()
+    model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps, validation_data=val_ds,
+              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    wall_s = time.perf_counter() - started
+    # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
+    best = keras.models.load_model(best_h5, compile=False)
+    best.save(out.with_suffix(".tmp.h5"))
+    os.replace(out.with_suffix(".tmp.h5"), out)
+    (run_dir / "result.json").write_text(json.dumps({"wall_s": wall_s, "out": str(out)}, indent=2))
+    log.info("best model (by validation IoU) written to %s after %.0f s", out, wall_s)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
+    try:
+        train(options)
+    except PortraitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
