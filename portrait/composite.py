@@ -1,0 +1,331 @@
+"""Compositing: the person over a new background (blur, colour, image, video or transparent).
+
+Every background answers ``render(frame_bgr, alpha) -> frame`` and adapts when the frame size
+changes. Blending uses ``cv2.blendLinear`` (float32 weights, uint8 images), the fastest of the
+variants measured at 720p (uint16 fixed point in numpy or cv2 was 3-5x slower).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from portrait.errors import InputError
+from portrait.options import CompositeOptions
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
+_COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+_NO_WEIGHT = np.float32(1e-3)  # keeps the normalised blur finite deep inside the person
+# alpha (uint8) -> blend weights; cv2.LUT is faster than a float multiply at full resolution
+_FG_WEIGHT = (np.arange(256, dtype=np.float32) / np.float32(255)).reshape(1, 256)
+_BG_WEIGHT = np.float32(1) - _FG_WEIGHT
+
+
+def _buffer(workspace: dict, name: str, shape: tuple, dtype) -> np.ndarray:
+    buf = workspace.get(name)
+    if buf is None or buf.shape != shape:
+        buf = workspace[name] = np.empty(shape, dtype)
+    return buf
+
+
+def _check_frame_alpha(frame_bgr: np.ndarray, alpha: np.ndarray) -> None:
+    if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        raise ValueError(f"unexpected frame: {frame_bgr.dtype} {frame_bgr.shape} != uint8 (H, W, 3)")
+    if alpha.dtype != np.uint8 or alpha.shape != frame_bgr.shape[:2]:
+        raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 {frame_bgr.shape[:2]}")
+
+
+def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarray,
+              out: Optional[np.ndarray] = None, *, workspace: Optional[dict] = None) -> np.ndarray:
+    """Blend ``frame * alpha + background * (1 - alpha)``.
+
+    Args:
+        frame_bgr: BGR uint8 (H, W, 3), the person.
+        alpha: uint8 (H, W), 255 = person.
+        background_bgr: BGR uint8 (H, W, 3).
+        out: optional uint8 (H, W, 3) destination.
+        workspace: optional dict for the float32 weight buffers, reused between calls.
+
+    Returns:
+        BGR uint8 (H, W, 3) (``out`` when given).
+
+    Raises:
+        ValueError: a wrong dtype or shape (actual vs expected).
+    """
+    _check_frame_alpha(frame_bgr, alpha)
+    if background_bgr.dtype != np.uint8 or background_bgr.shape != frame_bgr.shape:
+        raise ValueError(f"unexpected background: {background_bgr.dtype} {background_bgr.shape}"
+                         f" != uint8 {frame_bgr.shape}")
+    ws = {} if workspace is None else workspace
+    weight_fg = cv2.LUT(alpha, _FG_WEIGHT, dst=_buffer(ws, "weight_fg", alpha.shape, np.float32))
+    weight_bg = cv2.LUT(alpha, _BG_WEIGHT, dst=_buffer(ws, "weight_bg", alpha.shape, np.float32))
+    if out is None:
+        return cv2.blendLinear(frame_bgr, background_bgr, weight_fg, weight_bg)
+    if out.dtype != np.uint8 or out.shape != frame_bgr.shape:
+        raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {frame_bgr.shape}")
+    return cv2.blendLinear(frame_bgr, background_bgr, weight_fg, weight_bg, dst=out)
+
+
+def _halve(image: np.ndarray, times: int) -> np.ndarray:
+    # An exact 2x INTER_LINEAR step averages 2x2 blocks: INTER_AREA quality at a quarter the cost.
+    for _ in range(times):
+        image = cv2.resize(image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)),
+                           interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def blur_background(frame_bgr: np.ndarray, alpha: np.ndarray, blur_px: int,
+                    out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The frame's background, blurred, with the person's colours kept out (no halo).
+
+    Normalised convolution at reduced resolution: ``blur(frame * w) / blur(w)`` with background
+    weight ``w = 1 - dilate(alpha)``, so pixels near the person are filled from background
+    pixels only. The dilation drops mixed edge pixels, whose colour is part person.
+
+    Args:
+        frame_bgr: BGR uint8 (H, W, 3); alpha: uint8 (H, W), 255 = person.
+        blur_px: blur radius in full-resolution pixels; < 1 returns a copy of the frame.
+        out: optional uint8 (H, W, 3) destination.
+
+    Returns:
+        BGR uint8 (H, W, 3). Under the person (where alpha is ~255) the value is unspecified.
+    """
+    _check_frame_alpha(frame_bgr, alpha)
+    height, width = frame_bgr.shape[:2]
+    if out is None:
+        out = np.empty_like(frame_bgr)
+    if blur_px < 1:
+        np.copyto(out, frame_bgr)
+        return out
+    halvings = 2 if blur_px >= 12 else 1 if blur_px >= 6 else 0
+    frame_low = _halve(frame_bgr, halvings).astype(np.float32)
+    alpha_low = cv2.dilate(_halve(alpha, halvings), np.ones((3, 3), np.uint8))
+    weight = alpha_low.astype(np.float32)
+    weight *= np.float32(-1 / 255)
+    weight += np.float32(1)  # background weight: 1 - alpha
+    ksize = 2 * max(1, round(blur_px / (1 << halvings))) + 1
+    numerator = cv2.stackBlur(frame_low * weight[:, :, None], (ksize, ksize))
+    denominator = cv2.stackBlur(weight, (ksize, ksize))
+    numerator += _NO_WEIGHT * frame_low  # where no background is near, fall back to the frame
+    denominator += _NO_WEIGHT
+    numerator /= denominator[:, :, None]
+    numerator += np.float32(0.5)  # round, not truncate
+    background_low = numerator.astype(np.uint8)
+    return cv2.resize(background_low, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
+
+
+def cover(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale ``image_bgr`` to cover ``size`` (w, h) keeping its aspect ratio, then centre-crop."""
+    width, height = size
+    src_h, src_w = image_bgr.shape[:2]
+    scale = max(width / src_w, height / src_h)
+    scaled_w, scaled_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
+    shrink = scaled_w < src_w
+    scaled = cv2.resize(image_bgr, (scaled_w, scaled_h),
+                        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    left, top = (scaled_w - width) // 2, (scaled_h - height) // 2
+    return np.ascontiguousarray(scaled[top:top + height, left:left + width])
+
+
+class Background:
+    """Base: subclasses give ``_background_for(frame, alpha)``; ``render`` blends over it."""
+
+    description = "background"
+
+    def __init__(self):
+        self._workspace: dict = {}
+
+    def _background_for(self, frame_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def render(self, frame_bgr: np.ndarray, alpha: np.ndarray,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Composite the person (``alpha``, 255 = person) over this background.
+
+        Returns BGR uint8 (H, W, 3), a new array unless ``out`` is given; raises ValueError on
+        a wrong frame or alpha.
+        """
+        _check_frame_alpha(frame_bgr, alpha)
+        background = self._background_for(frame_bgr, alpha)
+        return composite(frame_bgr, alpha, background, out, workspace=self._workspace)
+
+    def close(self) -> None:
+        """Release what the background holds; safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _PerSize(Background):
+    """A background that depends only on the frame size: built once per size, kept for a few."""
+
+    def __init__(self, build: Callable[[tuple[int, int]], np.ndarray], size: tuple[int, int]):
+        super().__init__()
+        self._build = build
+        self._cache: OrderedDict = OrderedDict()
+        self._get(size)
+
+    def _get(self, size: tuple[int, int]) -> np.ndarray:
+        if size not in self._cache:
+            self._cache[size] = self._build(size)
+            while len(self._cache) > 4:
+                self._cache.popitem(last=False)
+        return self._cache[size]
+
+    def _background_for(self, frame_bgr, alpha):
+        return self._get((frame_bgr.shape[1], frame_bgr.shape[0]))
+
+
+class BlurBackground(Background):
+    """The frame's own background, blurred by ``blur_px``, without a halo around the person."""
+
+    def __init__(self, blur_px: int):
+        super().__init__()
+        self.blur_px = int(blur_px)
+        self.description = f"blur {self.blur_px} px"
+
+    def _background_for(self, frame_bgr, alpha):
+        out = _buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
+        return blur_background(frame_bgr, alpha, self.blur_px, out=out)
+
+
+class ColourBackground(_PerSize):
+    """A solid colour, given as ``#rrggbb``."""
+
+    def __init__(self, colour: str, size: tuple[int, int]):
+        self.bgr = parse_colour(colour)
+        self.description = f"colour {colour}"
+        super().__init__(lambda s: np.full((s[1], s[0], 3), self.bgr, np.uint8), size)
+
+
+class ImageBackground(_PerSize):
+    """An image file scaled to cover the frame and centre-cropped, never stretched."""
+
+    def __init__(self, path: str, size: tuple[int, int]):
+        image = cv2.imread(path, cv2.IMREAD_COLOR)  # also applies EXIF orientation
+        if image is None:
+            raise InputError(f"cannot read background image '{path}': not an image OpenCV can"
+                             " decode; use a PNG or JPEG file")
+        self.description = f"image {path} ({image.shape[1]}x{image.shape[0]})"
+        super().__init__(lambda s: cover(image, s), size)
+
+
+class VideoBackground(Background):
+    """A video file, one frame per output frame, looping; scaled to cover like an image."""
+
+    def __init__(self, path: str, size: tuple[int, int]):
+        super().__init__()
+        self.path = path
+        self._capture = cv2.VideoCapture(path)
+        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
+        if not ok or first is None or first.ndim != 3:
+            self._capture.release()
+            raise InputError(f"cannot read background video '{path}': no frame could be decoded;"
+                             " use an MP4, AVI or MKV file")
+        self._pending: Optional[np.ndarray] = first  # shown by the first render
+        self._last = cover(first, size)
+        self.description = f"video {path}"
+
+    def _next_frame(self) -> Optional[np.ndarray]:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        ok, frame = self._capture.read()
+        if not ok:  # end of file: reopen rather than seek, which some containers can't do
+            self._capture.release()
+            self._capture = cv2.VideoCapture(self.path)
+            ok, frame = self._capture.read()
+        return frame if ok else None
+
+    def _background_for(self, frame_bgr, alpha):
+        if self._capture is None:
+            raise ValueError("unexpected render on a closed VideoBackground")
+        frame = self._next_frame()
+        size = (frame_bgr.shape[1], frame_bgr.shape[0])
+        if frame is not None:
+            self._last = cover(frame, size)
+        elif self._last.shape != frame_bgr.shape:  # the file stopped decoding: keep the last frame
+            self._last = cover(self._last, size)
+        return self._last
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class TransparentBackground(Background):
+    """No background: BGRA output with the alpha matte as the 4th channel (straight alpha)."""
+
+    description = "transparent"
+
+    def render(self, frame_bgr, alpha, out=None):
+        """BGRA uint8 (H, W, 4): the frame's colours with ``alpha`` as its alpha channel."""
+        _check_frame_alpha(frame_bgr, alpha)
+        shape = frame_bgr.shape[:2] + (4,)
+        if out is None:
+            out = np.empty(shape, np.uint8)
+        elif out.dtype != np.uint8 or out.shape != shape:
+            raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {shape}")
+        cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2BGRA, dst=out)
+        out[:, :, 3] = alpha
+        return out
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """``#rrggbb`` to a (b, g, r) tuple; raises InputError naming the text and the expected form."""
+    match = _COLOUR.fullmatch(text.strip())
+    if match is None:
+        raise InputError(f"bad background colour '{text}': expected #rrggbb, e.g. #00ff00")
+    red, green, blue = (int(part, 16) for part in match.groups())
+    return blue, green, red
+
+
+def make_background(options: CompositeOptions, size: tuple[int, int] = (1280, 720)) -> Background:
+    """Build the background that ``options.background`` names.
+
+    Args:
+        options: ``background`` is ``blur``, ``transparent``, ``#rrggbb`` or an image or video
+            file path; ``blur_px`` the blur strength.
+        size: the expected frame size (w, h); backgrounds adapt if frames come at another size.
+
+    Returns:
+        A ``Background`` (context manager; ``render(frame, alpha)``; ``close()``).
+
+    Raises:
+        InputError: a bad colour, a missing file, or a file that is not a readable image/video.
+    """
+    spec = options.background.strip()
+    keyword = spec.lower()
+    if keyword == "blur":
+        background = BlurBackground(options.blur_px)
+    elif keyword == "transparent":
+        background = TransparentBackground()
+    elif spec.startswith("#"):
+        background = ColourBackground(spec, size)
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError(f"cannot read background '{spec}': file not found; use blur,"
+                             " transparent, #rrggbb, or an image or video file")
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            background = VideoBackground(spec, size)
+        elif suffix in IMAGE_SUFFIXES or cv2.haveImageReader(spec):
+            background = ImageBackground(spec, size)
+        else:
+            background = VideoBackground(spec, size)
+    log.info("background: %s", background.description)
+    return background

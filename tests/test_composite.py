@@ -1,0 +1,239 @@
+"""Tests for portrait.composite: blending and every background kind."""
+
+import cv2
+import numpy as np
+import pytest
+
+from portrait.composite import (
+    Background,
+    blur_background,
+    composite,
+    cover,
+    make_background,
+)
+from portrait.errors import InputError
+from portrait.options import CompositeOptions
+
+H, W = 90, 160
+KINDS = ["blur", "colour", "image", "video", "transparent"]
+VIDEO_COLOURS = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]  # BGR: red, green, blue
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    """A wide (3:1) background image with a white circle (radius 15) in the middle."""
+    image = np.full((100, 300, 3), 30, np.uint8)
+    cv2.circle(image, (150, 50), 15, (255, 255, 255), -1)
+    path = tmp_path / "background.png"
+    cv2.imwrite(str(path), image)
+    return path
+
+
+@pytest.fixture
+def video_path(tmp_path):
+    """A 3-frame video: red, green, blue."""
+    path = tmp_path / "background.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for colour in VIDEO_COLOURS:
+        writer.write(np.full((48, 64, 3), colour, np.uint8))
+    writer.release()
+    return path
+
+
+def _spec(kind, image_path, video_path):
+    return {"blur": "blur", "colour": "#3366cc", "transparent": "transparent",
+            "image": str(image_path), "video": str(video_path)}[kind]
+
+
+def _make(kind, image_path, video_path, size=(W, H), blur_px=21) -> Background:
+    return make_background(CompositeOptions(background=_spec(kind, image_path, video_path),
+                                            blur_px=blur_px), size=size)
+
+
+def _frame_and_alpha(h=H, w=W, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    alpha = np.zeros((h, w), np.uint8)
+    cv2.circle(alpha, (w // 2, h // 2), min(h, w) // 3, 255, -1)
+    return frame, cv2.GaussianBlur(alpha, (7, 7), 2)  # soft edge
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_render_dtype_shape_and_inputs_unchanged(kind, image_path, video_path):
+    frame, alpha = _frame_and_alpha()
+    frame_copy, alpha_copy = frame.copy(), alpha.copy()
+    with _make(kind, image_path, video_path) as background:
+        result = background.render(frame, alpha)
+        channels = 4 if kind == "transparent" else 3
+        assert result.dtype == np.uint8 and result.shape == (H, W, channels)
+        out = np.zeros((H, W, channels), np.uint8)
+        assert background.render(frame, alpha, out=out) is out
+    np.testing.assert_array_equal(frame, frame_copy)
+    np.testing.assert_array_equal(alpha, alpha_copy)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_alpha_255_gives_the_frame(kind, image_path, video_path):
+    frame, _ = _frame_and_alpha()
+    with _make(kind, image_path, video_path) as background:
+        result = background.render(frame, np.full((H, W), 255, np.uint8))
+    np.testing.assert_array_equal(result[:, :, :3], frame)
+    if kind == "transparent":
+        assert (result[:, :, 3] == 255).all()
+
+
+def _expected_background(kind, frame, image_path, video_path):
+    if kind == "colour":
+        return np.full((H, W, 3), (0xcc, 0x66, 0x33), np.uint8)
+    if kind == "image":
+        return cover(cv2.imread(str(image_path)), (W, H))
+    if kind == "video":
+        capture = cv2.VideoCapture(str(video_path))
+        ok, first = capture.read()
+        capture.release()
+        assert ok
+        return cover(first, (W, H))
+    if kind == "blur":
+        return blur_background(frame, np.zeros((H, W), np.uint8), 21)
+    return None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_alpha_0_gives_the_background(kind, image_path, video_path):
+    frame, _ = _frame_and_alpha()
+    zero = np.zeros((H, W), np.uint8)
+    with _make(kind, image_path, video_path) as background:
+        result = background.render(frame, zero)
+    expected = _expected_background(kind, frame, image_path, video_path)
+    if kind == "transparent":
+        np.testing.assert_array_equal(result[:, :, :3], frame)
+        assert (result[:, :, 3] == 0).all()
+        return
+    np.testing.assert_array_equal(result, expected)
+    if kind == "blur":  # and the blur really blurs: random noise is flattened
+        assert result.astype(np.float32).std() < 0.3 * frame.astype(np.float32).std()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frame_size_change_mid_stream(kind, image_path, video_path):
+    with _make(kind, image_path, video_path) as background:
+        for h, w in [(H, W), (60, 80), (H, W), (33, 201)]:
+            frame, alpha = _frame_and_alpha(h, w)
+            result = background.render(frame, alpha)
+            assert result.shape[:2] == (h, w)
+
+
+def _person_on_dark(h=120, w=200):
+    frame = np.full((h, w, 3), 20, np.uint8)
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[30:, 70:130] = 255
+    alpha = cv2.GaussianBlur(alpha, (5, 5), 1)  # a slightly soft person edge, like a real matte
+    frame[alpha > 0] = 240  # the person's bright colour reaches as far as the matte does
+    return frame, alpha
+
+
+def test_blur_has_no_halo():
+    frame, alpha = _person_on_dark()
+    ring = (cv2.dilate(alpha, np.ones((17, 17), np.uint8)) > 0) & (
+        cv2.dilate(alpha, np.ones((7, 7), np.uint8)) == 0)  # 3..8 px outside the person
+    with make_background(CompositeOptions(background="blur", blur_px=31), (200, 120)) as background:
+        ours = background.render(frame, alpha)
+    naive = composite(frame, alpha, cv2.GaussianBlur(frame, (63, 63), 0))
+    ours_ring = ours[ring].astype(np.float32).mean()
+    naive_ring = naive[ring].astype(np.float32).mean()
+    assert naive_ring > 60, naive_ring  # the naive blur does bleed: the test can tell
+    assert ours_ring < 26, ours_ring  # background is 20
+
+
+def test_blur_deep_inside_person_is_finite_and_quiet():
+    frame, _ = _frame_and_alpha()
+    everywhere = np.full((H, W), 255, np.uint8)
+    with np.errstate(all="raise"):
+        background = blur_background(frame, everywhere, 21)
+    assert background.shape == frame.shape and background.dtype == np.uint8
+
+
+@pytest.mark.parametrize("size", [(160, 120), (90, 160), (300, 100)])
+def test_image_background_is_not_stretched(image_path, size):
+    w, h = size
+    with make_background(CompositeOptions(background=str(image_path)), size) as background:
+        result = background.render(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.uint8))
+    ys, xs = np.nonzero(result[:, :, 0] > 140)  # the white circle, small enough to stay in view
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width / height - 1) < 0.1, (width, height)  # still a circle
+    diameter = 31 * max(w / 300, h / 100)  # scaled to cover: by the larger of the two ratios
+    assert abs(height - diameter) <= 2, (height, diameter)
+    assert abs((xs.min() + xs.max()) / 2 - (w - 1) / 2) <= 1  # centre-cropped
+
+
+def test_cover_keeps_aspect_and_centres():
+    image = np.zeros((100, 300, 3), np.uint8)
+    image[:, 145:155] = 255  # a centre stripe
+    covered = cover(image, (100, 100))
+    assert covered.shape == (100, 100, 3)
+    assert covered[:, 45:55].min() == 255 and covered[:, :40].max() == 0  # crop kept the centre
+    assert cover(image, (600, 400)).shape == (400, 600, 3)  # upscaled by 4, cropped to 600 wide
+
+
+@pytest.mark.parametrize("text", ["#12345", "#gggggg", "#1234567", "#"])
+def test_bad_colour_is_an_input_error(text):
+    with pytest.raises(InputError, match="#rrggbb") as info:
+        make_background(CompositeOptions(background=text), (W, H))
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("missing.png", None),
+    ("empty.png", b""),
+    ("text.jpg", b"this is not a jpeg"),
+    ("noise.mp4", bytes(range(256)) * 8),
+    ("noise.xyz", b"\x00\x01\x02" * 100),
+])
+def test_unreadable_background_file_is_an_input_error(tmp_path, name, content):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match="cannot read background") as info:
+        make_background(CompositeOptions(background=str(path)), (W, H))
+    assert name in str(info.value) and "\n" not in str(info.value)
+
+
+def test_video_background_loops_one_frame_per_output_frame(video_path):
+    frame, zero = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    with make_background(CompositeOptions(background=str(video_path)), (64, 48)) as background:
+        means = [background.render(frame, zero).reshape(-1, 3).mean(axis=0) for _ in range(7)]
+        background.close()  # closing twice is safe
+    shown = [int(np.argmax(mean)) for mean in means]
+    assert shown == [2, 1, 0, 2, 1, 0, 2]  # red, green, blue, red, ... (BGR channel index)
+    assert all(mean.max() > 200 for mean in means)
+
+
+def test_transparent_is_bgra_with_alpha_channel():
+    frame, alpha = _frame_and_alpha()
+    with make_background(CompositeOptions(background="Transparent"), (W, H)) as background:
+        result = background.render(frame, alpha)
+    np.testing.assert_array_equal(result[:, :, :3], frame)
+    np.testing.assert_array_equal(result[:, :, 3], alpha)
+
+
+def test_composite_matches_float_reference_and_reuses_out():
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    background = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (H, W), dtype=np.uint8)
+    weight = alpha[:, :, None] / 255.0
+    expected = frame * weight + background * (1 - weight)
+    out = np.empty_like(frame)
+    result = composite(frame, alpha, background, out=out, workspace={})
+    assert result is out
+    assert np.abs(result - expected).max() <= 1.0
+
+
+@pytest.mark.parametrize("frame, alpha, background, match", [
+    (np.zeros((4, 5, 3), np.float32), np.zeros((4, 5), np.uint8), np.zeros((4, 5, 3), np.uint8), "float32"),
+    (np.zeros((4, 5, 3), np.uint8), np.zeros((5, 4), np.uint8), np.zeros((4, 5, 3), np.uint8), r"\(5, 4\)"),
+    (np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5), np.uint8), np.zeros((4, 6, 3), np.uint8), r"\(4, 6, 3\)"),
+])
+def test_composite_rejects_bad_arrays(frame, alpha, background, match):
+    with pytest.raises(ValueError, match=match):
+        composite(frame, alpha, background)
