@@ -125,3 +125,24 @@ class OutputOptions:
     preview: bool = False
     max_frames: Optional[int] = None
     stats: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How the stages are scheduled.
+
+    Attributes:
+        live: drop stale frames so latency never builds up (camera, ``--realtime``); otherwise
+            every frame is processed, in order (files).
+        queue_size: frames allowed to wait between two stages.
+        reuse_still: reuse the last mask while the scene is still (frame difference).
+        still_threshold: mean absolute grey-level change (0..255) of a thumbnail below which a
+            frame counts as still.
+        max_reuse: at most this many frames in a row reuse a mask.
+    """
+
+    live: bool = False
+    queue_size: int = 2
+    reuse_still: bool = True
+    still_threshold: float = 1.5
+    max_reuse: int = 2

@@ -1,0 +1,198 @@
+"""The command line: ``python app.py [options]``. Parses arguments into the stage options and
+runs image mode or stream mode. Bad input ends in one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from portrait.errors import ModelError, PortraitError
+from portrait.options import (
+    CaptureOptions,
+    CompositeOptions,
+    OutputOptions,
+    PipelineOptions,
+    RefineOptions,
+    SegmentOptions,
+    SmoothOptions,
+)
+
+log = logging.getLogger("portrait")
+
+DEFAULT_MODEL = "weights/unet.hdf5"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` → (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH, e.g. 256x256") from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"size '{text}' must be positive, e.g. 256x256")
+    return width, height
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be greater than 0")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus the pointer to --help), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see python app.py --help\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(
+        prog="python app.py",
+        description="Real-time portrait segmentation: blur or replace the background of a "
+                    "webcam (to a virtual camera), a video file, or photos.",
+    )
+    io = p.add_argument_group("input and output")
+    io.add_argument("--source", default="0", metavar="N|PATH",
+                    help="camera index or video file (default: 0, the first camera)")
+    io.add_argument("--image", metavar="PATH",
+                    help="single-shot mode: one image file, or a folder of images (batch)")
+    io.add_argument("--out", metavar="PATH",
+                    help="with --image: output file, or folder for a batch (OUT/<stem>.png); with "
+                         "a video or camera: a .mp4/.avi file, or a folder of numbered PNG frames; "
+                         "without it, live mode writes to the virtual camera")
+    io.add_argument("--matte", action="store_true",
+                    help="write the alpha matte (8-bit grey, 255 = person) instead of a composite")
+    io.add_argument("--preview", action="store_true", help="show a preview window; q quits")
+    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--stats", metavar="PATH",
+                    help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
+
+    cam = p.add_argument_group("camera and video")
+    cam.add_argument("--width", type=_positive_int, default=1280, help="camera width to ask for")
+    cam.add_argument("--height", type=_positive_int, default=720, help="camera height to ask for")
+    cam.add_argument("--fps", type=float, default=30.0, help="camera frame rate to ask for")
+    cam.add_argument("--realtime", action="store_true",
+                     help="play a video file at its own frame rate, as a camera would deliver it "
+                          "(stale frames are dropped); default: as fast as possible, every frame")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
+                       help=".hdf5/.h5/.keras Keras model or .tflite; a bare name is looked up in "
+                            "weights/ (default: weights/unet.hdf5)")
+    model.add_argument("--backend", choices=("auto", "keras", "tflite", "mediapipe"),
+                       default="auto",
+                       help="auto: Keras on the GPU, else a cached TFLite conversion on the CPU; "
+                            "a .tflite runs in the TFLite interpreter; mediapipe runs a MediaPipe "
+                            "selfie model through its ImageSegmenter")
+    model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                       help="where a Keras model runs (default: the GPU when TensorFlow sees one)")
+    model.add_argument("--input-norm", choices=("auto", "raw", "unit", "symmetric"),
+                       default="auto",
+                       help="pixel scaling the model expects: raw 0..255, unit x/255, symmetric "
+                            "x/127.5-1 (default: detected, see README)")
+    model.add_argument("--input-size", type=parse_size, metavar="WxH",
+                       help="size to run a model whose input size is not fixed")
+    model.add_argument("--letterbox", action="store_true",
+                       help="pad to keep the aspect ratio for a fixed-size model (default: stretch)")
+    model.add_argument("--threads", type=int, default=0,
+                       help="CPU threads for inference (default: all cores)")
+    model.add_argument("--trust-model", action="store_true",
+                       help="allow a Keras model that contains code (Lambda layers); only for "
+                            "files you trust")
+
+    look = p.add_argument_group("look")
+    look.add_argument("--background", default="blur", metavar="blur|transparent|COLOR|IMAGE|VIDEO",
+                      help="blur (default), transparent (RGBA PNG), a colour #rrggbb, or an image "
+                           "or video file")
+    look.add_argument("--blur", type=_positive_int, default=CompositeOptions.blur_px, metavar="N",
+                      help=f"background blur strength in pixels (default: {CompositeOptions.blur_px})")
+    look.add_argument("--no-smooth", action="store_true",
+                      help="turn temporal smoothing off (video/camera)")
+    look.add_argument("--smooth", type=float, default=SmoothOptions.min_weight, metavar="W",
+                      help="weight of a new frame where the scene is still, 0..1; lower is "
+                           f"steadier (default: {SmoothOptions.min_weight})")
+    look.add_argument("--no-refine", action="store_true",
+                      help="turn guided-filter edge refinement off (plain upscaling)")
+    look.add_argument("--refine-radius", type=_positive_int, default=RefineOptions.radius_px,
+                      metavar="PX", help="guided filter radius at full resolution "
+                                         f"(default: {RefineOptions.radius_px})")
+    look.add_argument("--no-reuse", action="store_true",
+                      help="run the model on every frame, even when the scene is still")
+
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    return p
+
+
+def options_from_args(args: argparse.Namespace):
+    """Turn parsed arguments into the stage options (the only place that reads ``args``)."""
+    capture = CaptureOptions(source=args.source, width=args.width, height=args.height,
+                             fps=args.fps, realtime=args.realtime)
+    segment = SegmentOptions(model=args.model, backend=args.backend, device=args.device,
+                             input_norm=args.input_norm, input_size=args.input_size,
+                             letterbox=args.letterbox, threads=args.threads,
+                             trust_model=args.trust_model)
+    smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
+    refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius)
+    composite = CompositeOptions(background=args.background, blur_px=args.blur)
+    output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,
+                           max_frames=args.max_frames, stats=args.stats)
+    pipeline = PipelineOptions(reuse_still=not args.no_reuse)
+    return capture, segment, smooth, refine, composite, output, pipeline
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
+
+
+def _check_default_model(segment: SegmentOptions) -> None:
+    """Say how to get weights when the shipped default model is not there (yet)."""
+    if segment.model != DEFAULT_MODEL:
+        return
+    if Path(DEFAULT_MODEL).is_file() or (Path(__file__).resolve().parents[1] / DEFAULT_MODEL).is_file():
+        return
+    raise ModelError(
+        "the default model weights/unet.hdf5 is missing; train one with 'python -m portrait.train' "
+        "(README, 'Train your own') or pass --model PATH, e.g. a MediaPipe "
+        "selfie_segmentation.tflite"
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the app; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    try:
+        options = options_from_args(args)
+        _check_default_model(options[1])
+        from portrait.run import run_images, run_stream
+
+        if args.image:
+            return run_images(args.image, *options)
+        return run_stream(*options)
+    except PortraitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        log.info("interrupted")
+        return 130
+    except Exception as error:  # a bug: one line unless --debug asks for the traceback
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,305 @@
+"""Wires the stages: source → segment → smooth → refine → composite → sink.
+
+Two ways to run them:
+
+* :class:`FrameProcessor` does the per-frame work for one frame; image mode calls it directly.
+* :class:`StreamPipeline` overlaps the stages across threads for video and cameras::
+
+      reader ──q──▶ segment ──q──▶ smooth·refine·composite ──q──▶ output (caller's thread)
+
+  OpenCV and TFLite release the GIL, so decode, inference and compositing of consecutive frames
+  run on both cores at once. The queues are bounded. In live mode the reader drops the oldest
+  waiting frame when the queue is full, so latency never builds up; in file mode nothing is
+  dropped and frames come out in order (each stage has one worker and FIFO queues).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+import cv2
+import numpy as np
+
+from portrait.options import PipelineOptions
+from portrait.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+_END = object()  # flows down the queues after the last frame
+
+
+@dataclass
+class Packet:
+    """One frame on its way through the stages, with what each stage made of it."""
+
+    image: np.ndarray
+    index: int
+    time_s: float
+    prob: Optional[np.ndarray] = None
+    output: Optional[np.ndarray] = None
+    ms: dict[str, float] = field(default_factory=dict)
+
+
+class StillDetector:
+    """Says whether a frame barely differs from the last one that was segmented."""
+
+    def __init__(self, threshold: float, size: tuple[int, int] = (64, 36)):
+        self.threshold = threshold
+        self.size = size
+        self._reference: Optional[np.ndarray] = None
+
+    def __call__(self, image: np.ndarray) -> bool:
+        thumb = cv2.cvtColor(cv2.resize(image, self.size, interpolation=cv2.INTER_AREA),
+                             cv2.COLOR_BGR2GRAY)
+        still = self._reference is not None and float(cv2.norm(thumb, self._reference, cv2.NORM_L1)
+                                                       ) / thumb.size < self.threshold
+        return still
+
+    def remember(self, image: np.ndarray) -> None:
+        """Make this frame the reference (call after segmenting it)."""
+        self._reference = cv2.cvtColor(
+            cv2.resize(image, self.size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+
+    def reset(self) -> None:
+        self._reference = None
+
+
+class FrameProcessor:
+    """The per-frame work of every stage, with the state that carries from frame to frame.
+
+    Args:
+        segmenter: a :class:`portrait.segment.Segmenter`.
+        smoother: a :class:`portrait.smooth.TemporalSmoother`, or None (single images).
+        refiner: a :class:`portrait.refine.Refiner`.
+        background: from :func:`portrait.composite.make_background`; ignored when ``matte``.
+        matte: output the alpha matte (uint8 grey) instead of a composite.
+        options: reuse of masks on still scenes.
+    """
+
+    def __init__(self, segmenter, smoother, refiner, background, matte: bool = False,
+                 options: PipelineOptions = PipelineOptions()):
+        self.segmenter = segmenter
+        self.smoother = smoother
+        self.refiner = refiner
+        self.background = background
+        self.matte = matte
+        self.options = options
+        self._still = StillDetector(options.still_threshold)
+        self._last_prob: Optional[np.ndarray] = None
+        self._reused = 0
+
+    def reset(self) -> None:
+        """Forget everything carried between frames (new source or scene)."""
+        self._still.reset()
+        self._last_prob = None
+        self._reused = 0
+        if self.smoother is not None:
+            self.smoother.reset()
+
+    def segment(self, packet: Packet) -> bool:
+        """Fill ``packet.prob``; returns True when the last mask was reused (still scene)."""
+        started = time.perf_counter()
+        reuse = (
+            self.options.reuse_still
+            and self._last_prob is not None
+            and self._reused < self.options.max_reuse
+            and self._still(packet.image)
+        )
+        if reuse:
+            packet.prob = self._last_prob
+            self._reused += 1
+        else:
+            packet.prob = self.segmenter.segment(packet.image)
+            self._last_prob = packet.prob
+            self._reused = 0
+            if self.options.reuse_still:
+                self._still.remember(packet.image)
+        packet.ms["segment"] = (time.perf_counter() - started) * 1000
+        return reuse
+
+    def finish(self, packet: Packet) -> None:
+        """Smooth, refine and composite: fill ``packet.output``."""
+        t0 = time.perf_counter()
+        prob = self.smoother(packet.prob) if self.smoother is not None else packet.prob
+        t1 = time.perf_counter()
+        alpha = self.refiner(packet.image, prob)
+        t2 = time.perf_counter()
+        packet.output = alpha if self.matte else self.background.render(packet.image, alpha)
+        t3 = time.perf_counter()
+        if self.smoother is not None:
+            packet.ms["smooth"] = (t1 - t0) * 1000
+        packet.ms["refine"] = (t2 - t1) * 1000
+        packet.ms["composite"] = (t3 - t2) * 1000
+
+    def process(self, image: np.ndarray) -> np.ndarray:
+        """All stages on one frame, in this thread; returns the output image."""
+        packet = Packet(image=image, index=0, time_s=time.perf_counter())
+        self.segment(packet)
+        self.finish(packet)
+        return packet.output
+
+
+class _Worker(threading.Thread):
+    """Takes packets from ``inbox``, applies ``work``, puts them in ``outbox``; passes _END on."""
+
+    def __init__(self, name: str, work: Callable[[Packet], None], inbox: queue.Queue,
+                 outbox: queue.Queue, abort: threading.Event):
+        super().__init__(name=name, daemon=True)
+        self.work, self.inbox, self.outbox, self.abort = work, inbox, outbox, abort
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = _get(self.inbox, self.abort)
+                if item is _END or item is None:
+                    break
+                self.work(item)
+                if not _put(self.outbox, item, self.abort):
+                    return
+        except BaseException as error:  # handed to the caller's thread, which re-raises it
+            self.error = error
+            self.abort.set()
+        _put(self.outbox, _END, self.abort)
+
+
+def _get(q: queue.Queue, abort: threading.Event):
+    """Blocking get that gives up (returns None) once ``abort`` is set."""
+    while not abort.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return None
+
+
+def _put(q: queue.Queue, item, abort: threading.Event) -> bool:
+    """Blocking put that gives up (returns False) once ``abort`` is set."""
+    while not abort.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _put_latest(q: queue.Queue, item) -> int:
+    """Put without blocking, dropping the oldest waiting items; returns how many were dropped."""
+    dropped = 0
+    while True:
+        try:
+            q.put_nowait(item)
+            return dropped
+        except queue.Full:
+            try:
+                q.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                pass
+
+
+class StreamPipeline:
+    """Runs a frame source through a :class:`FrameProcessor` into a sink, stages in threads.
+
+    Args:
+        frames: an iterable of frames with ``image``, ``index``, ``time_s`` (capture.Frame).
+        processor: the per-frame work.
+        emit: called in the caller's thread with each output image, in order.
+        options: live (drop stale frames) or file (keep all), and queue sizes.
+        max_frames: stop after this many output frames.
+        stats: where timings go.
+    """
+
+    def __init__(self, frames: Iterable, processor: FrameProcessor,
+                 emit: Callable[[np.ndarray], None], options: PipelineOptions,
+                 max_frames: Optional[int] = None, stats: Optional[RunStats] = None):
+        self.frames = frames
+        self.processor = processor
+        self.emit = emit
+        self.options = options
+        self.max_frames = max_frames
+        self.stats = stats or RunStats()
+        self.stop_event = threading.Event()  # graceful: read no more, finish what is in flight
+        self._abort = threading.Event()  # an error: drop everything
+        self._reader_error: Optional[BaseException] = None
+
+    def stop(self) -> None:
+        """Ask the pipeline to finish: no new frames are read; frames in flight are output."""
+        self.stop_event.set()
+
+    def _read(self, inbox: queue.Queue) -> None:
+        try:
+            iterator = iter(self.frames)
+            while not self.stop_event.is_set() and not self._abort.is_set():
+                started = time.perf_counter()
+                frame = next(iterator, None)
+                if frame is None:
+                    break
+                packet = Packet(image=frame.image, index=frame.index, time_s=frame.time_s)
+                packet.ms["decode"] = (time.perf_counter() - started) * 1000
+                if self.options.live:
+                    self.stats.dropped += _put_latest(inbox, packet)
+                elif not _put(inbox, packet, self._abort):
+                    return
+        except BaseException as error:
+            self._reader_error = error
+            self._abort.set()
+        _put(inbox, _END, self._abort)
+
+    def _segment(self, packet: Packet) -> None:
+        if self.processor.segment(packet):
+            self.stats.reused += 1
+
+    def run(self) -> RunStats:
+        """Process until the source ends, ``stop()`` is called or ``max_frames`` is reached.
+
+        Raises:
+            Whatever a stage raised (after all threads have stopped).
+        """
+        size = max(1, self.options.queue_size)
+        decoded, segmented, finished = (queue.Queue(size) for _ in range(3))
+        self.processor.reset()
+        reader = threading.Thread(target=self._read, args=(decoded,), name="reader", daemon=True)
+        workers = [
+            _Worker("segment", self._segment, decoded, segmented, self._abort),
+            _Worker("finish", self.processor.finish, segmented, finished, self._abort),
+        ]
+        reader.start()
+        for worker in workers:
+            worker.start()
+        try:
+            self._drain(finished)
+        finally:
+            self.stop_event.set()
+            self._abort.set()
+            reader.join(timeout=5)
+            for worker in workers:
+                worker.join(timeout=5)
+        for error in [self._reader_error] + [w.error for w in workers]:
+            if error is not None:
+                raise error
+        return self.stats
+
+    def _drain(self, finished: queue.Queue) -> None:
+        while True:
+            packet = _get(finished, self._abort)
+            if packet is _END or packet is None:
+                return
+            if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                continue  # in flight when the limit was reached: not output
+            started = time.perf_counter()
+            self.emit(packet.output)
+            done = time.perf_counter()
+            packet.ms["output"] = (done - started) * 1000
+            for stage, ms in packet.ms.items():
+                self.stats.add(stage, ms)
+            self.stats.add("latency", (done - packet.time_s) * 1000)
+            self.stats.frames += 1
+            if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                self.stop()

@@ -1,0 +1,82 @@
+"""Run statistics: per-stage milliseconds, latency, throughput and CPU use, as a JSON summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "segment", "smooth", "refine", "composite", "output")
+
+
+class RunStats:
+    """Collects per-frame timings; ``summary()`` gives the JSON the ``--stats`` option writes.
+
+    Memory stays bounded on long runs: at most ``keep`` recent samples per series are kept for
+    the percentiles, while counts and means cover the whole run.
+    """
+
+    def __init__(self, keep: int = 20000):
+        self.keep = keep
+        self._samples: dict[str, list[float]] = defaultdict(list)
+        self._sums: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+        self.frames = 0
+        self.dropped = 0
+        self.reused = 0
+        self._wall_start = time.perf_counter()
+        self._cpu_start = time.process_time()
+
+    def add(self, series: str, ms: float) -> None:
+        """Record one sample (milliseconds) of a stage or of ``latency``."""
+        samples = self._samples[series]
+        samples.append(ms)
+        if len(samples) > 2 * self.keep:
+            del samples[: len(samples) - self.keep]
+        self._sums[series] += ms
+        self._counts[series] += 1
+
+    def summary(self) -> dict:
+        """frames, fps, stage_ms (mean), stage_ms_p95, latency_ms, cpu_percent (of one core)."""
+        wall_s = max(time.perf_counter() - self._wall_start, 1e-9)
+        cpu_s = time.process_time() - self._cpu_start
+
+        def mean(series):
+            return round(self._sums[series] / self._counts[series], 3) if self._counts[series] else None
+
+        def pct(series, q):
+            data = self._samples.get(series)
+            return round(float(np.percentile(data, q)), 3) if data else None
+
+        stages = [s for s in STAGES if self._counts[s]]
+        return {
+            "frames": self.frames,
+            "dropped_frames": self.dropped,
+            "reused_masks": self.reused,
+            "wall_s": round(wall_s, 3),
+            "fps": round(self.frames / wall_s, 2),
+            "stage_ms": {s: mean(s) for s in stages},
+            "stage_ms_p95": {s: pct(s, 95) for s in stages},
+            "latency_ms": {
+                "mean": mean("latency"), "median": pct("latency", 50), "p95": pct("latency", 95),
+            },
+            "cpu_percent": round(100.0 * cpu_s / wall_s, 1),
+            "cpu_count": os.cpu_count(),
+        }
+
+    def write(self, path: Optional[str]) -> dict:
+        """Write the summary as JSON to ``path`` (if given) and return it."""
+        summary = self.summary()
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+            log.info("stats written to %s", path)
+        return summary
