@@ -1,8 +1,10 @@
 """Compositing: the person over a new background (blur, colour, image, video or transparent).
 
 Every background answers ``render(frame_bgr, alpha) -> frame`` and adapts when the frame size
-changes. Blending uses ``cv2.blendLinear`` (float32 weights, uint8 images), the fastest of the
-variants measured at 720p (uint16 fixed point in numpy or cv2 was 3-5x slower).
+changes. Blending is uint8 fixed point with saturating ``cv2.multiply(..., scale=1/255)``: at
+720p/1080p on one core about 2x faster than ``cv2.blendLinear`` (which needs two float32 weight
+planes) and 4x faster than uint16 arithmetic in numpy; error at most 1 grey level, exact at
+alpha 0 and 255.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 _COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 _NO_WEIGHT = np.float32(1e-3)  # keeps the normalised blur finite deep inside the person
-# alpha (uint8) -> blend weights; cv2.LUT is faster than a float multiply at full resolution
-_FG_WEIGHT = (np.arange(256, dtype=np.float32) / np.float32(255)).reshape(1, 256)
-_BG_WEIGHT = np.float32(1) - _FG_WEIGHT
 
 
 def _buffer(workspace: dict, name: str, shape: tuple, dtype) -> np.ndarray:
@@ -53,7 +52,7 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarr
         alpha: uint8 (H, W), 255 = person.
         background_bgr: BGR uint8 (H, W, 3).
         out: optional uint8 (H, W, 3) destination.
-        workspace: optional dict for the float32 weight buffers, reused between calls.
+        workspace: optional dict for the two scratch buffers, reused between calls.
 
     Returns:
         BGR uint8 (H, W, 3) (``out`` when given).
@@ -65,14 +64,18 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarr
     if background_bgr.dtype != np.uint8 or background_bgr.shape != frame_bgr.shape:
         raise ValueError(f"unexpected background: {background_bgr.dtype} {background_bgr.shape}"
                          f" != uint8 {frame_bgr.shape}")
-    ws = {} if workspace is None else workspace
-    weight_fg = cv2.LUT(alpha, _FG_WEIGHT, dst=_buffer(ws, "weight_fg", alpha.shape, np.float32))
-    weight_bg = cv2.LUT(alpha, _BG_WEIGHT, dst=_buffer(ws, "weight_bg", alpha.shape, np.float32))
     if out is None:
-        return cv2.blendLinear(frame_bgr, background_bgr, weight_fg, weight_bg)
-    if out.dtype != np.uint8 or out.shape != frame_bgr.shape:
+        out = np.empty_like(frame_bgr)
+    elif out.dtype != np.uint8 or out.shape != frame_bgr.shape:
         raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {frame_bgr.shape}")
-    return cv2.blendLinear(frame_bgr, background_bgr, weight_fg, weight_bg, dst=out)
+    ws = {} if workspace is None else workspace
+    person = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR,
+                          dst=_buffer(ws, "person", frame_bgr.shape, np.uint8))
+    rest = cv2.bitwise_not(person, dst=_buffer(ws, "rest", frame_bgr.shape, np.uint8))
+    # each product is rounded to uint8 on its own, so the sum is within 1 of the exact blend
+    cv2.multiply(frame_bgr, person, dst=person, scale=1 / 255)
+    cv2.multiply(background_bgr, rest, dst=rest, scale=1 / 255)
+    return cv2.add(person, rest, dst=out)
 
 
 def _halve(image: np.ndarray, times: int) -> np.ndarray:
