@@ -155,8 +155,11 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     low_size = (max(1, width // scale), max(1, height // scale))
     radius = max(1, round(options.radius_px / scale))
     grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=_buffer(ws, "grey", (height, width), np.uint8))
-    if low_size == (width, height):
-        grey_low = grey
+    grey_low = grey
+    if scale & (scale - 1) == 0:  # power of two: exact 2x linear steps average 2x2 blocks,
+        while grey_low.shape[1] > low_size[0] or grey_low.shape[0] > low_size[1]:  # as AREA does
+            half = (max(1, grey_low.shape[1] // 2), max(1, grey_low.shape[0] // 2))
+            grey_low = cv2.resize(grey_low, half, interpolation=cv2.INTER_LINEAR)
     else:
         grey_low = cv2.resize(grey, low_size, interpolation=cv2.INTER_AREA)
     guide_low = grey_low.astype(np.float32) * np.float32(1 / 255)
