@@ -1,0 +1,547 @@
+"""Sources: camera (real OpenCV, and a double of the device for loss), video files, images."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from portrait.capture import (
+    CameraSource,
+    Frame,
+    ImageSource,
+    VideoFileSource,
+    camera_index,
+    is_camera_index,
+    open_source,
+    read_image,
+    to_bgr_uint8,
+)
+from portrait.errors import DeviceError, InputError
+from portrait.options import CaptureOptions
+
+RED_BGR = (0, 0, 255)
+
+
+def level(i: int) -> int:
+    """Grey level that encodes frame number ``i`` (robust to lossy codecs)."""
+    return 10 + 6 * i
+
+
+def write_video(path: Path, n: int, fps: float = 30.0, size=(64, 48), codec="MJPG") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    assert writer.isOpened()
+    for i in range(n):
+        writer.write(np.full((size[1], size[0], 3), level(i), np.uint8))
+    writer.release()
+    return path
+
+
+def frame_number(image: np.ndarray) -> int:
+    return round((float(image.mean()) - 10) / 6)
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    return write_video(tmp_path / "clip.avi", 12)
+
+
+# --- camera --------------------------------------------------------------------------------------
+
+
+class CameraDevice:
+    """Stands in for /dev/video0: can be unplugged and plugged back.
+
+    Opening gives a real cv2.VideoCapture over a video file (wrapped so its reads fail while the
+    device is unplugged) or, while unplugged, a real unopened cv2.VideoCapture.
+    """
+
+    def __init__(self, video: Path) -> None:
+        self.video = video
+        self.present = True
+        self.opens = 0
+
+    def open(self, index: int):
+        self.opens += 1
+        if not self.present:
+            return cv2.VideoCapture()
+        return PluggableCapture(self, cv2.VideoCapture(str(self.video)))
+
+
+class PluggableCapture:
+    def __init__(self, device: CameraDevice, capture: cv2.VideoCapture) -> None:
+        self.device, self.capture = device, capture
+
+    def read(self):
+        if not self.device.present:
+            return False, None
+        return self.capture.read()
+
+    def isOpened(self):
+        return self.capture.isOpened()
+
+    def set(self, prop, value):
+        return self.capture.set(prop, value)
+
+    def get(self, prop):
+        return self.capture.get(prop)
+
+    def release(self):
+        self.capture.release()
+
+
+@pytest.fixture
+def device(tmp_path) -> CameraDevice:
+    return CameraDevice(write_video(tmp_path / "camera.avi", 40, fps=25.0))
+
+
+def test_missing_camera_index_is_a_device_error_quickly():
+    start = time.perf_counter()
+    with pytest.raises(DeviceError) as error:
+        CameraSource(99)
+    assert time.perf_counter() - start < 3.0
+    message = str(error.value)
+    assert message.startswith("camera 99 could not be opened: no such camera or it is in use")
+    assert "--source 0" in message and "\n" not in message
+
+
+def test_open_source_with_missing_camera_raises_device_error():
+    with pytest.raises(DeviceError, match="camera 98"):
+        open_source(CaptureOptions(source="98"))
+
+
+def test_camera_logs_what_it_asked_for_and_got(device, caplog):
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with CameraSource(0, 1280, 720, 30, opener=device.open) as camera:
+        frame = camera.read()
+        assert camera.fps == pytest.approx(25.0)
+    assert frame.image.shape == (48, 64, 3) and frame.image.dtype == np.uint8
+    assert frame.index == 0 and frame.name is None
+    lines = [r.getMessage() for r in caplog.records if "asked for" in r.getMessage()]
+    assert len(lines) == 1
+    assert "1280x720 at 30 fps" in lines[0] and "got 64x48 at 25 fps" in lines[0]
+
+
+def test_camera_that_opens_but_gives_no_frame_is_a_device_error(device):
+    class Silent(PluggableCapture):
+        def read(self):
+            return False, None
+
+    def opener(index):
+        return Silent(device, cv2.VideoCapture(str(device.video)))
+
+    with pytest.raises(DeviceError, match="gave no frames"):
+        CameraSource(0, opener=opener)
+
+
+def test_camera_loss_backs_off_reports_once_and_recovers(device, caplog):
+    caplog.set_level(logging.DEBUG, logger="portrait.capture")
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.02, retry_max_s=0.08)
+    try:
+        frames = [camera.read() for _ in range(3)]
+        assert [f.index for f in frames] == [0, 1, 2]
+        assert not camera.lost
+
+        device.present = False
+        opens_before = device.opens
+        start = time.perf_counter()
+        results = [camera.read() for _ in range(5)]
+        elapsed = time.perf_counter() - start
+        assert results == [None] * 5
+        assert camera.lost and camera.lost_for_s > 0
+        # One reopen attempt per call, each after a back-off of 0.02, 0.04, 0.08, 0.08, 0.08 s:
+        # no spinning, and the wait is capped.
+        assert device.opens - opens_before == 5
+        assert 0.25 <= elapsed < 1.5
+
+        device.present = True
+        frame = camera.read()
+        assert frame is not None and frame.index == 3
+        assert frame.image.shape == (48, 64, 3)
+        assert not camera.lost and camera.lost_for_s == 0.0
+        assert camera.read().index == 4
+    finally:
+        camera.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("lost" in m for m in warnings) == 1
+    assert sum("is back" in m for m in warnings) == 1
+
+
+def test_camera_iteration_rides_out_a_loss(device):
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.02, retry_max_s=0.05)
+    times = []
+    with camera:
+        for frame in itertools.islice(camera, 6):
+            times.append(frame.time_s)
+            if frame.index == 2:
+                device.present = False
+                threading.Timer(0.2, setattr, (device, "present", True)).start()
+    assert len(times) == 6
+    assert times[3] - times[2] >= 0.18  # the gap while the camera was unplugged
+    assert times == sorted(times)
+
+
+def test_camera_close_from_another_thread_stops_a_lost_iteration(device):
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.05, retry_max_s=2.0)
+    camera.read()
+    device.present = False
+    seen = []
+    worker = threading.Thread(target=lambda: seen.extend(camera))
+    worker.start()
+    time.sleep(0.3)  # lost, and waiting in a back-off step
+    camera.close()
+    worker.join(timeout=2.0)
+    assert not worker.is_alive()
+    assert seen == []
+    camera.close()  # safe twice
+    assert camera.read() is None
+
+
+@pytest.mark.parametrize(
+    "text, index", [("0", 0), (" 2 ", 2), ("/dev/video3", 3), ("clip.mp4", None), ("", None),
+                    ("1.5", None), ("-1", None), ("12345", None)],
+)
+def test_camera_index_parsing(text, index):
+    assert camera_index(text) == index
+    assert is_camera_index(text) == (index is not None)
+
+
+# --- video files ---------------------------------------------------------------------------------
+
+
+def test_video_file_gives_every_frame_in_order(clip):
+    with VideoFileSource(clip) as video:
+        assert video.fps == pytest.approx(30.0)
+        assert video.frame_count == 12
+        assert video.size == (64, 48)
+        frames = list(video)
+    assert [f.index for f in frames] == list(range(12))
+    assert [frame_number(f.image) for f in frames] == list(range(12))
+    assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert [f.time_s for f in frames] == sorted(f.time_s for f in frames)
+
+
+def test_open_source_picks_a_video_file(clip):
+    with open_source(CaptureOptions(source=str(clip), realtime=True)) as source:
+        assert isinstance(source, VideoFileSource) and source.realtime
+
+
+def test_video_realtime_paces_to_the_file_rate_and_fast_mode_does_not(tmp_path):
+    clip = write_video(tmp_path / "slow.avi", 10, fps=25.0)  # 9 frame intervals = 0.36 s
+    start = time.perf_counter()
+    with VideoFileSource(clip) as video:
+        assert len(list(video)) == 10
+    fast_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with VideoFileSource(clip, realtime=True) as video:
+        frames = list(video)
+    realtime_s = time.perf_counter() - start
+    assert len(frames) == 10
+    assert 0.34 <= realtime_s < 1.5
+    assert fast_s < 0.3
+    gaps = np.diff([f.time_s for f in frames])
+    assert gaps.min() > 0.02  # about 0.04 s each, never bunched
+
+
+def test_video_realtime_with_a_slow_consumer_still_gives_every_frame(tmp_path):
+    clip = write_video(tmp_path / "fast.avi", 6, fps=100.0)
+    numbers = []
+    with VideoFileSource(clip, realtime=True) as video:
+        for frame in video:
+            time.sleep(0.03)  # slower than the 10 ms frame interval
+            numbers.append(frame_number(frame.image))
+    assert numbers == list(range(6))
+
+
+def test_truncated_video_gives_what_it_can_and_warns(tmp_path, clip, caplog):
+    data = write_video(tmp_path / "long.avi", 30).read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: int(len(data) * 0.6)])
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    with VideoFileSource(truncated) as video:
+        frames = list(video)
+    assert 0 < len(frames) < 30
+    assert [frame_number(f.image) for f in frames] == list(range(len(frames)))
+    assert any("truncated" in r.getMessage() and f"after {len(frames)} of the 30" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_complete_video_does_not_warn(clip, caplog):
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        list(video)
+    assert not caplog.records
+
+
+def test_video_close_stops_iteration(clip):
+    video = VideoFileSource(clip, realtime=True)
+    frames = []
+    for frame in video:
+        frames.append(frame)
+        if len(frames) == 3:
+            video.close()
+    assert len(frames) == 3
+    video.close()
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "empty", "folder", "truncated_mp4"])
+def test_unreadable_video_is_a_one_line_input_error(tmp_path, kind):
+    path = tmp_path / "bad.mp4"
+    if kind == "text":
+        path.write_text("this is not a video\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "truncated_mp4":
+        data = write_video(tmp_path / "good.mp4", 10, codec="mp4v").read_bytes()
+        path.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: unreadable
+    with pytest.raises(InputError) as error:
+        VideoFileSource(path)
+    message = str(error.value)
+    assert str(path) in message and "\n" not in message
+    assert ("not found" in message) if kind == "missing" else True
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def rgb_red_left(width=80, height=40) -> np.ndarray:
+    """RGB image: left half red, right half black."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, : width // 2] = (255, 0, 0)
+    return image
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height``; the pixel data is a stub."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_read_image_converts_every_format_to_bgr_uint8(tmp_path):
+    rgb = rgb_red_left()
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / "grey.png")
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])).save(
+        tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    cv2.imwrite(str(tmp_path / "sixteen.png"), (rgb[:, :, ::-1].astype(np.uint16) * 257))
+    Image.fromarray(rgb).save(tmp_path / "webp.webp", lossless=True)
+    Image.fromarray(rgb).save(tmp_path / "tiff.tiff")
+    Image.fromarray(rgb).save(tmp_path / "bmp.bmp")
+
+    for name in ["rgba.png", "palette.png", "cmyk.jpg", "sixteen.png", "webp.webp", "tiff.tiff",
+                 "bmp.bmp"]:
+        image = read_image(tmp_path / name)
+        assert image.dtype == np.uint8 and image.shape == (40, 80, 3), name
+        assert np.abs(image[20, 10].astype(int) - RED_BGR).max() <= 3, name
+        assert image[20, 70].max() <= 3, name
+    grey = read_image(tmp_path / "grey.png")
+    assert grey.shape == (40, 80, 3) and grey[20, 10].tolist() == [255, 255, 255]
+    assert grey[20, 70].tolist() == [0, 0, 0]
+
+
+def test_read_image_applies_exif_orientation(tmp_path):
+    image = Image.fromarray(rgb_red_left(80, 40))
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    bgr = read_image(tmp_path / "rotated.jpg")
+    assert bgr.shape == (80, 40, 3)  # displayed upright: portrait
+    # The stored left (red) half is the displayed top after a clockwise turn.
+    assert np.abs(bgr[10, 20].astype(int) - RED_BGR).max() <= 10
+    assert bgr[70, 20].max() <= 10
+
+
+def test_read_image_one_pixel(tmp_path):
+    cv2.imwrite(str(tmp_path / "dot.png"), np.array([[[1, 2, 3]]], np.uint8))
+    image = read_image(tmp_path / "dot.png")
+    assert image.shape == (1, 1, 3) and image[0, 0].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["zero_byte", "truncated_jpeg", "truncated_png", "text_as_png",
+                                  "random_as_jpg", "folder"])
+def test_bad_image_files_are_one_line_input_errors(tmp_path, kind):
+    photo = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    path = tmp_path / ("bad.png" if "png" in kind else "bad.jpg")
+    if kind == "zero_byte":
+        path.write_bytes(b"")
+    elif kind == "truncated_jpeg":
+        ok, data = cv2.imencode(".jpg", photo)
+        path.write_bytes(data.tobytes()[: len(data) * 2 // 3])
+    elif kind == "truncated_png":
+        ok, data = cv2.imencode(".png", photo)
+        path.write_bytes(data.tobytes()[: len(data) // 2])
+    elif kind == "text_as_png":
+        path.write_text("definitely not a PNG\n")
+    elif kind == "random_as_jpg":
+        path.write_bytes(np.random.default_rng(1).bytes(5000))
+    elif kind == "folder":
+        path.mkdir()
+    with pytest.raises(InputError) as error:
+        read_image(path)
+    message = str(error.value)
+    assert f"'{path}'" in message and "\n" not in message
+    if kind == "zero_byte":
+        assert "empty" in message
+
+
+def test_huge_image_is_refused_from_its_header(tmp_path):
+    path = png_header_only(tmp_path / "huge.png", 12000, 9000)
+    start = time.perf_counter()
+    with pytest.raises(InputError, match=r"12000x9000 \(108 MP\), over the 64 MP limit; "
+                                         "downscale it first"):
+        read_image(path)
+    assert time.perf_counter() - start < 1.0  # refused before any decoding
+
+
+def test_pixel_limit_also_applies_to_decoded_images(tmp_path):
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((30, 40, 3), np.uint8))
+    assert read_image(tmp_path / "small.png", max_pixels=1200).shape == (30, 40, 3)
+    with pytest.raises(InputError, match="40x30"):
+        read_image(tmp_path / "small.png", max_pixels=1199)
+
+
+def test_missing_image_message():
+    with pytest.raises(InputError) as error:
+        ImageSource("x.jpg")
+    assert str(error.value) == "image 'x.jpg' not found; check the path"
+
+
+def test_image_folder_lists_sorted_images_and_carries_on_past_bad_files(tmp_path, caplog):
+    for name in ["b.PNG", "a.jpg", "c.webp"]:
+        cv2.imwrite(str(tmp_path / name.lower()), np.full((8, 8, 3), 100, np.uint8))
+        (tmp_path / name.lower()).rename(tmp_path / name)
+    (tmp_path / "bad.jpeg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "._a.jpg").write_bytes(b"\0\5\x16\7")  # macOS metadata: skipped
+    (tmp_path / "sub.png").mkdir()  # a folder with an image-like name: skipped
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+
+    source = ImageSource(tmp_path)
+    assert [p.name for p in source.paths] == ["a.jpg", "b.PNG", "bad.jpeg", "c.webp"]
+    assert len(source) == 4 and source.fps is None
+    frames = list(source)
+    assert [(f.name, f.index) for f in frames] == [("a", 0), ("b", 1), ("c", 3)]
+    assert all(f.image.shape == (8, 8, 3) and f.path.parent == tmp_path for f in frames)
+    assert [p.name for p, _ in source.failures] == ["bad.jpeg"]
+    assert "empty" in str(source.failures[0][1])
+    assert sum("bad.jpeg" in r.getMessage() for r in caplog.records) == 1
+
+    items = list(ImageSource(tmp_path).items())
+    assert [(i.path.name, i.frame is not None, i.error is not None) for i in items] == [
+        ("a.jpg", True, False), ("b.PNG", True, False), ("bad.jpeg", False, True),
+        ("c.webp", True, False)]
+
+
+def test_single_bad_image_raises_when_iterated(tmp_path):
+    (tmp_path / "bad.png").write_text("nope")
+    source = ImageSource(tmp_path / "bad.png")
+    with pytest.raises(InputError, match="bad.png"):
+        list(source)
+
+
+def test_single_image_source(tmp_path):
+    cv2.imwrite(str(tmp_path / "me.jpg"), np.zeros((10, 12, 3), np.uint8))
+    with ImageSource(tmp_path / "me.jpg") as source:
+        frames = list(source)
+    assert len(frames) == 1 and frames[0].name == "me" and frames[0].image.shape == (10, 12, 3)
+
+
+def test_empty_image_folder_is_an_input_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(InputError, match="has no images"):
+        ImageSource(tmp_path)
+
+
+def test_to_bgr_uint8():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert to_bgr_uint8(grey).shape == (3, 4, 3)
+    bgr = np.zeros((3, 4, 3), np.uint8)
+    assert to_bgr_uint8(bgr) is bgr
+    assert to_bgr_uint8(np.full((2, 2), 65535, np.uint16)).max() == 255
+    with pytest.raises(ValueError, match="float32"):
+        to_bgr_uint8(np.zeros((2, 2, 3), np.float32))
+
+
+def test_frame_is_a_plain_record():
+    image = np.zeros((2, 2, 3), np.uint8)
+    frame = Frame(image, 3, 1.5)
+    assert frame.name is None and frame.path is None and frame.image is image
+
+
+# --- fuzz: mutated and random bytes never give a traceback or a hang ----------------------------
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    buffer = bytearray(data)
+    choice = rng.integers(4)
+    if choice == 0:  # flip bytes
+        for pos in rng.integers(0, len(buffer), rng.integers(1, 20)):
+            buffer[pos] = int(rng.integers(256))
+    elif choice == 1:  # cut
+        buffer = buffer[: int(rng.integers(1, len(buffer)))]
+    elif choice == 2:  # splice random bytes in
+        pos = int(rng.integers(len(buffer)))
+        buffer[pos:pos] = rng.bytes(int(rng.integers(1, 200)))
+    else:  # zero a run
+        pos = int(rng.integers(len(buffer)))
+        buffer[pos:pos + int(rng.integers(1, 300))] = bytes(min(300, len(buffer) - pos))
+    return bytes(buffer)
+
+
+def test_fuzz_image_reader(tmp_path):
+    rng = np.random.default_rng(1234)
+    photo = cv2.resize(rng.integers(0, 255, (6, 8, 3), np.uint8), (96, 72))
+    seeds = [cv2.imencode(ext, photo)[1].tobytes() for ext in (".jpg", ".png", ".webp", ".bmp")]
+    start = time.perf_counter()
+    outcomes = {"image": 0, "error": 0}
+    for case in range(120):
+        data = mutate(seeds[case % len(seeds)], rng) if case % 6 else rng.bytes(
+            int(rng.integers(1, 2000)))
+        path = tmp_path / f"fuzz{case}.jpg"
+        path.write_bytes(data)
+        try:
+            image = read_image(path)
+        except InputError as error:
+            assert "\n" not in str(error)
+            outcomes["error"] += 1
+        else:
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            outcomes["image"] += 1
+    assert time.perf_counter() - start < 20.0
+    assert outcomes["image"] > 0 and outcomes["error"] > 0  # both paths were exercised
+
+
+def test_fuzz_video_reader(tmp_path):
+    rng = np.random.default_rng(99)
+    seed = write_video(tmp_path / "seed.avi", 8).read_bytes()
+    start = time.perf_counter()
+    for case in range(15):
+        path = tmp_path / f"fuzz{case}.avi"
+        path.write_bytes(mutate(seed, rng) if case % 5 else rng.bytes(3000))
+        try:
+            with VideoFileSource(path) as video:
+                for frame in itertools.islice(video, 50):
+                    assert frame.image.dtype == np.uint8 and frame.image.shape[2] == 3
+        except InputError as error:
+            assert "\n" not in str(error)
+    assert time.perf_counter() - start < 20.0

@@ -1,0 +1,374 @@
+"""Sinks: the virtual camera through pyvirtualcam itself (with a registered fake backend and the
+real missing-device failure), video files, PNG frames, single images."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import pyvirtualcam
+from pyvirtualcam.util import encode_fourcc
+
+from portrait.errors import DeviceError, InputError
+from portrait.sink import (
+    ImageFileSink,
+    ImageFolderSink,
+    PngFolderSink,
+    PreviewSink,
+    VideoFileSink,
+    VirtualCameraSink,
+    camera_lost_frame,
+    open_image_sink,
+    open_sink,
+    to_bgr,
+    write_image,
+)
+
+BACKEND = "portrait-test-recorder"
+
+
+class RecordingBackend:
+    """A pyvirtualcam backend (the interface of pyvirtualcam.camera.Backend) that keeps frames.
+
+    ``fail_sends`` makes the next sends raise, as a native backend does when its write fails.
+    """
+
+    instances: list["RecordingBackend"] = []
+    fail_sends = 0
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+        self.frames: list[np.ndarray] = []
+        self.closed = 0
+        RecordingBackend.instances.append(self)
+
+    def send(self, frame: np.ndarray) -> None:
+        if RecordingBackend.fail_sends:
+            RecordingBackend.fail_sends -= 1
+            raise RuntimeError("write failed: No such device")
+        self.frames.append(frame.copy())
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def device(self) -> str:
+        return "/dev/video-test"
+
+    def native_fourcc(self):
+        return None
+
+
+@pytest.fixture
+def recorder():
+    RecordingBackend.instances = []
+    RecordingBackend.fail_sends = 0
+    pyvirtualcam.register_backend(BACKEND, RecordingBackend)
+    yield RecordingBackend
+    pyvirtualcam.camera.BACKENDS.pop(BACKEND, None)  # later tests see only the real backends
+
+
+def frames_of(backend: RecordingBackend) -> list[np.ndarray]:
+    return [f.reshape(backend.height, backend.width, 3) for f in backend.frames]
+
+
+def test_virtual_camera_delivers_every_frame_as_bgr(recorder):
+    rng = np.random.default_rng(0)
+    sent = [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(5)]
+    with VirtualCameraSink(64, 48, 30.0, backend=BACKEND) as sink:
+        assert sink.device == "/dev/video-test"
+        for frame in sent:
+            sink.write(frame)
+        assert sink.frames_written == 5
+    (backend,) = recorder.instances
+    assert backend.fourcc == encode_fourcc("24BG")  # pyvirtualcam's BGR format
+    assert (backend.width, backend.height, backend.fps) == (64, 48, 30.0)
+    received = frames_of(backend)
+    assert len(received) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(received, sent))
+    assert backend.closed == 1
+
+
+def test_virtual_camera_adapts_size_and_format_changes(recorder):
+    with VirtualCameraSink(64, 48, 30.0, backend=BACKEND) as sink:
+        sink.write(np.full((96, 128, 3), (10, 20, 30), np.uint8))  # bigger: resized
+        sink.write(np.full((24, 32, 3), (40, 50, 60), np.uint8))  # smaller: resized
+        sink.write(np.full((48, 64), 200, np.uint8))  # a grey matte
+        sink.write(np.full((48, 64, 4), (1, 2, 3, 0), np.uint8))  # BGRA: alpha dropped
+    received = frames_of(recorder.instances[0])
+    assert [f.shape for f in received] == [(48, 64, 3)] * 4
+    assert received[0][5, 5].tolist() == [10, 20, 30]
+    assert received[1][5, 5].tolist() == [40, 50, 60]
+    assert received[2][5, 5].tolist() == [200, 200, 200]
+    assert received[3][5, 5].tolist() == [1, 2, 3]
+
+
+def test_virtual_camera_recovers_when_the_device_fails(recorder, caplog):
+    sink = VirtualCameraSink(32, 24, 30.0, backend=BACKEND)
+    frame = np.zeros((24, 32, 3), np.uint8)
+    recorder.fail_sends = 1
+    start = time.perf_counter()
+    sink.write(frame)  # fails: the camera is dropped
+    sink.write(frame)  # within the back-off: dropped without blocking
+    assert time.perf_counter() - start < 0.1
+    assert sink.frames_dropped == 2 and sink.frames_written == 0
+    assert recorder.instances[0].closed == 1
+    time.sleep(0.12)
+    sink.write(frame)  # reopened
+    sink.close()
+    assert len(recorder.instances) == 2 and len(recorder.instances[1].frames) == 1
+    assert sink.frames_written == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("stopped accepting" in m for m in messages) == 1
+    assert sum("is back" in m for m in messages) == 1
+
+
+def test_virtual_camera_close_is_safe_twice_and_write_after_close_fails(recorder):
+    sink = VirtualCameraSink(32, 24, 30.0, backend=BACKEND)
+    sink.close()
+    sink.close()
+    assert recorder.instances[0].closed == 1
+    with pytest.raises(ValueError, match="after close"):
+        sink.write(np.zeros((24, 32, 3), np.uint8))
+
+
+def test_virtual_camera_rejects_non_uint8_frames(recorder):
+    with VirtualCameraSink(32, 24, 30.0, backend=BACKEND) as sink:
+        with pytest.raises(ValueError, match="float32 != uint8"):
+            sink.write(np.zeros((24, 32, 3), np.float32))
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="the v4l2loopback backend is Linux's")
+def test_missing_virtual_camera_device_gives_the_modprobe_hint():
+    if any(Path("/sys/devices/virtual/video4linux").glob("video*")):
+        pytest.skip("a v4l2loopback device exists on this machine")
+    # The real backend, failing for real: no /dev/video loopback device here.
+    with pytest.raises(DeviceError) as error:
+        VirtualCameraSink(640, 480, 30.0, backend="v4l2loopback")
+    message = str(error.value)
+    assert "\n" not in message
+    assert ('sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"'
+            in message)
+    assert "No v4l2 loopback device found" in message
+
+
+def test_unknown_virtual_camera_backend_is_a_device_error():
+    with pytest.raises(DeviceError, match="backend 'nope' is not available"):
+        VirtualCameraSink(64, 48, 30.0, backend="nope")
+
+
+def test_open_sink_without_out_is_the_virtual_camera(recorder):
+    with open_sink(None, fps=25.0, size=(64, 48), backend=BACKEND) as sink:
+        assert isinstance(sink, VirtualCameraSink)
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    assert len(recorder.instances[0].frames) == 1
+
+
+def test_camera_lost_frame():
+    frame = camera_lost_frame(320, 180)
+    assert frame.shape == (180, 320, 3) and frame.dtype == np.uint8
+    assert frame.max() > 150 and np.median(frame) == 32  # text on a dark frame
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="displays are always there elsewhere")
+def test_preview_without_display_is_a_device_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(DeviceError, match="no display.*run without --preview"):
+        PreviewSink()
+
+
+@pytest.mark.skipif(not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
+                    reason="no display to open a window on")
+def test_preview_shows_frames():
+    with PreviewSink("portrait test") as preview:
+        preview.write(np.zeros((48, 64, 3), np.uint8))
+        assert preview.frames_written == 1 and not preview.quit_requested
+
+
+# --- video files ---------------------------------------------------------------------------------
+
+
+def count_frames(path: Path) -> tuple[int, int, list[np.ndarray]]:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened()
+    claimed = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return claimed, len(frames), frames
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.AVI"])
+def test_video_file_round_trip(tmp_path, name):
+    path = tmp_path / "nested" / name
+    with VideoFileSink(path, fps=25.0) as sink:
+        assert not path.exists()  # opens on the first frame
+        for i in range(12):
+            sink.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    claimed, read, frames = count_frames(path)
+    assert claimed == 12 and read == 12
+    assert frames[0].shape == (48, 64, 3)
+    assert [round(float(f.mean()) / 20) for f in frames] == list(range(12))
+    sink.close()  # safe twice
+
+
+def test_video_file_adapts_size_and_format(tmp_path):
+    path = tmp_path / "mixed.avi"
+    with VideoFileSink(path, fps=30.0) as sink:
+        sink.write(np.full((48, 64, 3), 100, np.uint8))
+        sink.write(np.full((96, 128), 180, np.uint8))  # a bigger grey matte
+        sink.write(np.full((48, 64, 4), 60, np.uint8))  # BGRA
+    claimed, read, frames = count_frames(path)
+    assert read == 3 and all(f.shape == (48, 64, 3) for f in frames)
+    assert [round(float(f.mean()) / 10) for f in frames] == [10, 18, 6]
+
+
+def test_video_file_with_a_fixed_size(tmp_path):
+    path = tmp_path / "fixed.mp4"
+    with VideoFileSink(path, fps=30.0, size=(32, 24)) as sink:
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    assert count_frames(path)[2][0].shape == (24, 32, 3)
+
+
+def test_video_file_sink_refusals(tmp_path):
+    with pytest.raises(InputError, match="unsupported type '.mkv'; use .mp4 or .avi"):
+        VideoFileSink(tmp_path / "out.mkv", fps=30.0)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        VideoFileSink(blocker / "out.mp4", fps=30.0)
+    source = tmp_path / "in.mp4"
+    source.write_bytes(b"pretend video")
+    with pytest.raises(InputError, match="refusing to overwrite the input"):
+        VideoFileSink(source, fps=30.0, protected=[source])
+    assert source.read_bytes() == b"pretend video"
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")
+def test_video_file_sink_refuses_an_unwritable_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(InputError, match="not writable"):
+        VideoFileSink(locked / "out.mp4", fps=30.0)
+
+
+def test_video_file_with_no_frames_writes_nothing(tmp_path):
+    with VideoFileSink(tmp_path / "empty.mp4", fps=30.0):
+        pass
+    assert not (tmp_path / "empty.mp4").exists()
+
+
+# --- PNG frames and images ------------------------------------------------------------------------
+
+
+def test_png_folder_names_and_content(tmp_path):
+    folder = tmp_path / "frames"
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (8, 10, 3), np.uint8),
+              rng.integers(0, 256, (8, 10, 4), np.uint8),
+              rng.integers(0, 256, (8, 10), np.uint8)]
+    with PngFolderSink(folder) as sink:
+        for image in images:
+            sink.write(image)
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    for i, image in enumerate(images):
+        back = cv2.imread(str(folder / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(back, image)  # lossless, alpha and grey kept
+
+
+def test_write_image_png_keeps_alpha_and_jpeg_drops_it(tmp_path):
+    bgra = np.zeros((6, 8, 4), np.uint8)
+    bgra[..., 2], bgra[..., 3] = 255, 128
+    write_image(tmp_path / "a.png", bgra)
+    assert np.array_equal(cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED), bgra)
+    write_image(tmp_path / "a.jpg", bgra)
+    jpeg = cv2.imread(str(tmp_path / "a.jpg"), cv2.IMREAD_UNCHANGED)
+    assert jpeg.shape == (6, 8, 3) and abs(int(jpeg[3, 3, 2]) - 255) <= 3
+    matte = np.full((6, 8), 77, np.uint8)
+    write_image(tmp_path / "m.png", matte)
+    assert np.array_equal(cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED), matte)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.png", "m.png"]  # no temps
+
+
+def test_write_image_replaces_an_old_output_atomically(tmp_path):
+    path = tmp_path / "out.png"
+    path.write_bytes(b"old")
+    write_image(path, np.zeros((2, 2, 3), np.uint8))
+    assert cv2.imread(str(path)).shape == (2, 2, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_write_image_refuses_the_input_and_bad_types(tmp_path):
+    photo = tmp_path / "me.png"
+    cv2.imwrite(str(photo), np.zeros((4, 4, 3), np.uint8))
+    before = photo.read_bytes()
+    with pytest.raises(InputError, match="refusing to overwrite the input"):
+        write_image(tmp_path / "." / "me.png", np.ones((4, 4, 3), np.uint8), protected=[photo])
+    with pytest.raises(InputError, match="refusing to overwrite the input"):
+        ImageFileSink(photo, protected=[photo])
+    assert photo.read_bytes() == before
+    with pytest.raises(InputError, match="unsupported type '.gif'"):
+        write_image(tmp_path / "x.gif", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(InputError, match="unsupported type 'none'"):
+        ImageFileSink(tmp_path / "noext")
+    with pytest.raises(ValueError, match="float64 != uint8"):
+        write_image(tmp_path / "x.png", np.zeros((4, 4, 3)))
+
+
+def test_image_file_sink_writes_one_file(tmp_path):
+    with ImageFileSink(tmp_path / "sub" / "out.png") as sink:
+        sink.write(np.zeros((3, 5, 3), np.uint8), name="ignored")
+    assert cv2.imread(str(tmp_path / "sub" / "out.png")).shape == (3, 5, 3)
+
+
+def test_image_folder_sink_keeps_stems_and_protects_inputs(tmp_path):
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "b.png"), np.zeros((4, 4, 3), np.uint8))
+    before = (inputs / "b.png").read_bytes()
+    sink = open_image_sink(inputs, batch=True, protected=[inputs / "b.png"])
+    assert isinstance(sink, ImageFolderSink)
+    image = np.full((4, 4, 3), 9, np.uint8)
+    sink.write(image, "a")  # a.jpg -> a.png: fine
+    with pytest.raises(InputError, match="refusing to overwrite the input"):
+        sink.write(image, "b")  # b.png is an input
+    with pytest.raises(InputError, match="already written for another input named 'a'"):
+        sink.write(image, "a")  # a.jpeg after a.jpg
+    assert (inputs / "b.png").read_bytes() == before
+    assert sink.frames_written == 1 and (inputs / "a.png").exists()
+
+
+def test_open_image_sink_picks_file_or_folder(tmp_path):
+    assert isinstance(open_image_sink(tmp_path / "o.png", batch=False), ImageFileSink)
+    assert isinstance(open_image_sink(tmp_path, batch=False), ImageFolderSink)
+    (tmp_path / "f.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="it is a file"):
+        open_image_sink(tmp_path / "f.png", batch=True)
+
+
+def test_open_sink_picks_video_or_png_frames(tmp_path):
+    assert isinstance(open_sink(str(tmp_path / "o.mp4"), fps=30.0), VideoFileSink)
+    assert isinstance(open_sink(str(tmp_path / "o.avi"), fps=30.0), VideoFileSink)
+    assert isinstance(open_sink(str(tmp_path / "frames"), fps=30.0), PngFolderSink)
+    with pytest.raises(InputError, match="use a .mp4 or .avi file, or a folder"):
+        open_sink(str(tmp_path / "o.mkv"), fps=30.0)
+
+
+def test_to_bgr_reuses_the_buffer():
+    buffer = np.empty((10, 20, 3), np.uint8)
+    out = to_bgr(np.zeros((20, 40, 3), np.uint8), (20, 10), out=buffer)
+    assert out is buffer
+    same = np.zeros((10, 20, 3), np.uint8)
+    assert to_bgr(same, (20, 10)) is same
