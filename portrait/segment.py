@@ -1,0 +1,936 @@
+"""Segmenters: a BGR frame in, a low-resolution person probability out.
+
+One interface, three runtimes:
+
+* :class:`TFLiteSegmenter` runs a ``.tflite`` model with the TFLite interpreter on the CPU; a
+  Keras model on a machine without a GPU is converted to TFLite once and cached (see
+  :mod:`portrait.tflite_utils`).
+* :class:`KerasSegmenter` runs a Keras model as a ``tf.function`` with a fixed input shape; the
+  choice where TensorFlow sees a GPU.
+* :class:`MediaPipeSegmenter` runs a MediaPipe selfie model through MediaPipe's ImageSegmenter.
+
+:func:`create_segmenter` picks one from :class:`~portrait.options.SegmentOptions`:
+
+============ ======================== ==================================================
+backend      model file               runtime
+============ ======================== ==================================================
+``auto``     ``.h5/.hdf5/.keras``     GPU ``tf.function`` if TensorFlow sees a GPU and
+                                      ``device`` is not ``cpu``; else cached TFLite
+``auto``     ``.tflite``              TFLite interpreter
+``tflite``   Keras or ``.tflite``     TFLite interpreter (Keras converted and cached)
+``keras``    Keras                    ``tf.function`` on the GPU, or on the CPU (slower)
+``mediapipe`` ``.tflite`` with        MediaPipe ImageSegmenter
+             MediaPipe metadata
+============ ======================== ==================================================
+
+Rules for what cannot be read from a model file:
+
+* Input size: a fixed model input size is used as is. A dynamic one (None, None, 3) runs at
+  ``options.input_size``, else 256×256. A frame is stretched to the input size, or with
+  ``options.letterbox`` scaled to fit and padded with black; the padding is cut from the
+  output, so the probability always covers exactly the frame's field of view.
+* Input scaling (``input_norm``): ``raw`` feeds RGB 0..255, ``unit`` x/255, ``symmetric``
+  x/127.5−1. ``auto``: a Keras model whose first layer is a ``Rescaling`` or ``Normalization``
+  layer takes ``raw`` (our own models' contract); a ``.tflite`` file marked by our export
+  (metadata ``portrait_input_norm``) takes its mark; anything else takes ``unit``, which
+  MediaPipe's selfie models use. A model with a uint8 input always gets raw pixels.
+* Output: (1, H, W, 1) is a sigmoid probability, (1, H, W, 2) a softmax whose channel 1 is the
+  person; (1, H, W) counts as one channel. When the op or layer that makes the output is not a
+  sigmoid/softmax, an output with values outside [0, 1] is taken as logits from then on (two
+  logit channels give sigmoid(c1 − c0)). Any other shape is a ModelError at construction.
+
+Per frame: ``cv2.resize`` to the model input (INTER_AREA when shrinking), BGR→RGB on the small
+image, scaling into the preallocated input buffer, invoke, un-letterbox. Segmenters are not
+thread-safe: call ``segment`` from one thread.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from portrait.errors import DeviceError, ModelError
+from portrait.options import SegmentOptions
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_DIR = PROJECT_ROOT / "weights"
+DEFAULT_MODEL = SegmentOptions().model
+DEFAULT_INPUT_SIZE = (256, 256)
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+MODEL_HINT = "pass --model PATH to a .hdf5 or .tflite model"
+NORMS = {"raw": (1.0, 0.0), "unit": (1.0 / 255.0, 0.0), "symmetric": (1.0 / 127.5, -1.0)}
+NORM_TEXT = {"raw": "RGB 0..255", "unit": "RGB x/255", "symmetric": "RGB x/127.5-1"}
+PROBABILITY_OPS = {"LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
+
+
+# ---------------------------------------------------------------- model files
+
+
+def resolve_model_path(name: str) -> Path:
+    """Find a model file: the path as given, else relative to the project, else in ``weights/``.
+
+    Args:
+        name: a path, or a bare file name such as ``unet.hdf5``.
+
+    Returns:
+        The existing file's path.
+
+    Raises:
+        ModelError: no such file (the message says where it looked and what to do).
+    """
+    given = Path(name).expanduser()
+    candidates = [given]
+    if not given.is_absolute():
+        candidates += [PROJECT_ROOT / given, WEIGHTS_DIR / given.name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+        if candidate.is_dir():
+            raise ModelError(f"model '{name}' is a folder, not a model file; {MODEL_HINT}")
+    if name == DEFAULT_MODEL:
+        raise ModelError(
+            f"the default model '{name}' is missing (no trained weights are shipped yet); train "
+            "one with 'python -m portrait.train' or pass --model PATH, e.g. a MediaPipe "
+            "selfie_segmentation.tflite"
+        )
+    raise ModelError(f"model '{name}' not found (also looked in weights/); {MODEL_HINT}")
+
+
+# ---------------------------------------------------------------- geometry and pixels
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a frame's content sits inside the model input (pixels of the model input).
+
+    Attributes:
+        input_size: (width, height) of the model input.
+        x, y, width, height: the content rectangle; the rest is padding.
+    """
+
+    input_size: tuple[int, int]
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def output_window(self, output_size: tuple[int, int]) -> tuple[slice, slice]:
+        """Return (rows, cols) slices of the content in an output of (width, height).
+
+        The model output may be smaller than its input (e.g. half resolution): the content
+        rectangle is scaled to it and kept at least one pixel wide.
+        """
+        in_w, in_h = self.input_size
+        out_w, out_h = output_size
+        x0 = min(round(self.x * out_w / in_w), out_w - 1)
+        y0 = min(round(self.y * out_h / in_h), out_h - 1)
+        x1 = max(round((self.x + self.width) * out_w / in_w), x0 + 1)
+        y1 = max(round((self.y + self.height) * out_h / in_h), y0 + 1)
+        return slice(y0, y1), slice(x0, x1)
+
+
+def place_frame(frame_size: tuple[int, int], input_size: tuple[int, int], letterbox: bool) -> Placement:
+    """Compute where a frame goes in the model input.
+
+    Args:
+        frame_size: (width, height) of the frame.
+        input_size: (width, height) of the model input.
+        letterbox: keep the aspect ratio (fit and centre, padding the rest); else stretch.
+
+    Returns:
+        The :class:`Placement`.
+    """
+    frame_w, frame_h = frame_size
+    in_w, in_h = input_size
+    if not letterbox:
+        return Placement(input_size, 0, 0, in_w, in_h)
+    scale = min(in_w / frame_w, in_h / frame_h)
+    width = min(in_w, max(1, round(frame_w * scale)))
+    height = min(in_h, max(1, round(frame_h * scale)))
+    return Placement(input_size, (in_w - width) // 2, (in_h - height) // 2, width, height)
+
+
+def check_frame(frame_bgr: np.ndarray) -> None:
+    """Raise ValueError unless ``frame_bgr`` is a BGR uint8 (H, W, 3) array."""
+    if not isinstance(frame_bgr, np.ndarray) or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        shape = getattr(frame_bgr, "shape", type(frame_bgr).__name__)
+        raise ValueError(f"unexpected frame shape: {shape} != (H, W, 3)")
+    if frame_bgr.dtype != np.uint8:
+        raise ValueError(f"unexpected frame dtype: {frame_bgr.dtype} != uint8")
+    if frame_bgr.shape[0] < 1 or frame_bgr.shape[1] < 1:
+        raise ValueError(f"unexpected empty frame: {frame_bgr.shape}")
+
+
+class Preprocessor:
+    """Turns a BGR frame into the model's input tensor, reusing its small buffers.
+
+    Args:
+        input_size: (width, height) of the model input.
+        norm: ``raw``, ``unit`` or ``symmetric`` (see the module docstring).
+        letterbox: keep the aspect ratio by padding.
+    """
+
+    def __init__(self, input_size: tuple[int, int], norm: str, letterbox: bool):
+        if norm not in NORMS:
+            raise ValueError(f"unknown input norm {norm!r}: expected one of {tuple(NORMS)}")
+        self.input_size = input_size
+        self.letterbox = letterbox
+        self.scale, self.offset = NORMS[norm]
+        self._frame_size: Optional[tuple[int, int]] = None
+        self.placement = place_frame(input_size, input_size, letterbox)
+        self._small = self._rgb = np.empty((0, 0, 3), np.uint8)
+
+    def __call__(self, frame_bgr: np.ndarray, dst: np.ndarray) -> Placement:
+        """Write ``frame_bgr`` into ``dst`` (shape (1, H, W, 3), float32 or uint8).
+
+        Returns:
+            The placement of the frame in ``dst`` (needed to un-letterbox the output).
+        """
+        check_frame(frame_bgr)
+        frame_size = (frame_bgr.shape[1], frame_bgr.shape[0])
+        if frame_size != self._frame_size:
+            # Size changes are rare (a new camera mode); re-plan and reallocate only then.
+            self._frame_size = frame_size
+            self.placement = place_frame(frame_size, self.input_size, self.letterbox)
+            shape = (self.placement.height, self.placement.width, 3)
+            self._small = np.empty(shape, np.uint8)
+            self._rgb = np.empty(shape, np.uint8)
+        p = self.placement
+        shrinking = p.width <= frame_size[0] and p.height <= frame_size[1]
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        cv2.resize(frame_bgr, (p.width, p.height), dst=self._small, interpolation=interpolation)
+        cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        image = dst[0]
+        content = image[p.y: p.y + p.height, p.x: p.x + p.width]
+        if dst.dtype == np.uint8 or (self.scale == 1.0 and self.offset == 0.0):
+            np.copyto(content, self._rgb, casting="unsafe")
+        else:
+            np.multiply(self._rgb, np.float32(self.scale), out=content, casting="unsafe")
+            if self.offset:
+                content += np.float32(self.offset)
+        if (p.width, p.height) != self.input_size:
+            # Refill every frame: the runtime may reuse its input buffer between calls.
+            pad = 0 if dst.dtype == np.uint8 else np.float32(self.offset)
+            image[: p.y] = pad
+            image[p.y + p.height:] = pad
+            image[p.y: p.y + p.height, : p.x] = pad
+            image[p.y: p.y + p.height, p.x + p.width:] = pad
+        return p
+
+
+class OutputReader:
+    """Turns a raw model output into the person probability of the frame's field of view.
+
+    Args:
+        output_shape: the model's output shape, (1, H, W, C) with C in {1, 2}, or (1, H, W).
+        activation: ``sigmoid``/``softmax`` when the output is known to be a probability,
+            ``logits`` when known not to be, None to decide from the values (see module docs).
+        quantization: (scale, zero_point) of a quantised output; (0, 0) for float.
+
+    Raises:
+        ModelError: an output shape that is not a one- or two-channel mask.
+    """
+
+    def __init__(self, output_shape, activation: Optional[str] = None, quantization=(0.0, 0)):
+        found = tuple(int(v) if v is not None else None for v in output_shape)
+        shape = found + (1,) if len(found) == 3 else found
+        if len(shape) != 4 or shape[0] not in (1, None) or shape[3] not in (1, 2):
+            raise ModelError(
+                f"model output shape {found} is not a mask: expected (1, H, W, 1) or "
+                "(1, H, W, 2); pass a segmentation model with a one-channel sigmoid or a "
+                "two-channel softmax output"
+            )
+        self.channels = shape[3]
+        self.activation = activation
+        scale, zero_point = quantization or (0.0, 0)
+        self._dequantize = (float(scale), float(zero_point)) if scale else None
+
+    @property
+    def kind(self) -> str:
+        """A short description of how the output is read, for the start-up log."""
+        head = "softmax, person = channel 1" if self.channels == 2 else "sigmoid"
+        if self.activation == "logits":
+            return f"{self.channels}-channel logits"
+        if self.activation is None:
+            return f"{head} (logits if values leave [0, 1])"
+        return head
+
+    def __call__(self, raw: np.ndarray, placement: Placement, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Read ``raw`` into a float32 (h, w) probability in [0, 1].
+
+        Args:
+            raw: the model output (1, H, W, C) or (1, H, W); not modified.
+            placement: where the frame sat in the input (the output is cropped to it).
+            out: optional float32 array of the cropped size to write into.
+
+        Returns:
+            ``out`` or a new array: the caller owns it (the pipeline hands it to other threads).
+
+        Raises:
+            ValueError: ``out`` of the wrong shape or dtype.
+        """
+        if raw.ndim == 3:
+            raw = raw[..., None]
+        rows, cols = placement.output_window((raw.shape[2], raw.shape[1]))
+        window = raw[0, rows, cols]
+        size = window.shape[:2]
+        if out is None:
+            out = np.empty(size, np.float32)
+        elif out.shape != size or out.dtype != np.float32:
+            raise ValueError(f"unexpected out array: {out.shape} {out.dtype} != {size} float32")
+        if self._dequantize:
+            scale, zero_point = self._dequantize
+            window = (window.astype(np.float32) - zero_point) * scale
+        if self.channels == 1:
+            np.copyto(out, window[..., 0], casting="unsafe")
+        else:
+            np.copyto(out, window[..., 1], casting="unsafe")
+        if self.activation is None and self._looks_like_logits(out, window):
+            log.info("model output leaves [0, 1]: reading it as logits from now on")
+            self.activation = "logits"
+        if self.activation == "logits":
+            if self.channels == 2:
+                out -= window[..., 0]  # softmax of two logits = sigmoid of their difference
+            _sigmoid(out)
+        elif self.activation is None:
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+    def _looks_like_logits(self, person: np.ndarray, window: np.ndarray) -> bool:
+        if float(person.min()) < 0.0 or float(person.max()) > 1.0:
+            return True
+        if self.channels == 2:
+            background = window[..., 0]
+            return float(background.min()) < 0.0 or float(background.max()) > 1.0
+        return False
+
+
+def _sigmoid(values: np.ndarray) -> None:
+    """In-place logistic function on a float32 array (clamped so exp cannot overflow)."""
+    np.clip(values, -60.0, 60.0, out=values)
+    np.negative(values, out=values)
+    np.exp(values, out=values)
+    values += np.float32(1.0)
+    np.reciprocal(values, out=values)
+
+
+# ---------------------------------------------------------------- segmenters
+
+
+class Segmenter(abc.ABC):
+    """A model that maps a BGR frame to a low-resolution person probability.
+
+    Attributes:
+        description: one line for the start-up log: runtime, device, model, and why.
+        input_size: (width, height) the model runs at.
+    """
+
+    description: str = ""
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
+    # What the start-up line is made of (see _describe).
+    runtime: str = ""
+    letterbox: bool = False
+    output_kind: str = ""
+    input_norm: Optional[str] = None
+
+    @abc.abstractmethod
+    def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Return the person probability of a frame.
+
+        Args:
+            frame_bgr: BGR uint8 (H, W, 3), any size (sizes may change between calls).
+            out: optional float32 array to write into; it must have the size of the previous
+                result for this frame size.
+
+        Returns:
+            float32 (h, w) in [0, 1] at the model's resolution, covering exactly the frame's
+            field of view (letterbox padding removed; the aspect may differ from the frame's).
+
+        Raises:
+            ValueError: a frame that is not BGR uint8 (H, W, 3).
+        """
+
+    def close(self) -> None:
+        """Release the runtime. Safe to call twice."""
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise ValueError(f"{type(self).__name__} is closed")
+
+
+class TFLiteSegmenter(Segmenter):
+    """Runs a TFLite flatbuffer with the TFLite interpreter on the CPU.
+
+    Args:
+        model_content: the ``.tflite`` bytes.
+        input_norm: ``raw``, ``unit`` or ``symmetric`` (already resolved from ``auto``).
+        input_size: (width, height) for a model with a dynamic input size; ignored otherwise.
+        letterbox: keep the aspect ratio by padding.
+        threads: interpreter threads (0 = all cores).
+        name: how to call the model in error messages.
+
+    Raises:
+        ModelError: bytes that are not a usable TFLite model, or an input/output that is not
+            an image/mask.
+    """
+
+    def __init__(
+        self,
+        model_content: bytes,
+        input_norm: str = "unit",
+        input_size: Optional[tuple[int, int]] = None,
+        letterbox: bool = False,
+        threads: int = 0,
+        name: str = "model",
+    ):
+        from portrait import tflite_utils
+
+        self._closed = False
+        self.threads = threads or os.cpu_count() or 1
+        try:
+            self._interpreter = tflite_utils.make_interpreter(model_content, self.threads)
+            details = self._interpreter.get_input_details()
+            if len(details) != 1:
+                raise ModelError(
+                    f"model '{name}' has {len(details)} inputs: expected one RGB image; {MODEL_HINT}"
+                )
+            signature = list(details[0].get("shape_signature", details[0]["shape"]))
+            if len(signature) != 4 or signature[3] != 3:
+                raise ModelError(
+                    f"model input shape {tuple(signature)} is not an image: expected (1, H, W, 3); "
+                    f"{MODEL_HINT}"
+                )
+            if -1 in signature:
+                width, height = input_size or DEFAULT_INPUT_SIZE
+                self._interpreter.resize_input_tensor(details[0]["index"], [1, height, width, 3], strict=False)
+            self._interpreter.allocate_tensors()
+            activation = tflite_utils.output_activation(model_content)
+        except ModelError:
+            raise
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(
+                f"cannot load TFLite model '{name}': {_one_line(error)}; the file may be truncated "
+                f"or corrupt, re-download or re-export it"
+            ) from None
+        input_detail = self._interpreter.get_input_details()[0]
+        output_detail = self._interpreter.get_output_details()[0]
+        _, height, width, _ = (int(v) for v in input_detail["shape"])
+        self.input_size = (width, height)
+        if input_detail["dtype"] == np.uint8:
+            input_norm = "raw"
+        elif input_detail["dtype"] != np.float32:
+            raise ModelError(
+                f"model '{name}' takes {np.dtype(input_detail['dtype']).name} input: expected float32 "
+                f"or uint8; {MODEL_HINT}"
+            )
+        self.input_norm = input_norm
+        self._preprocess = Preprocessor(self.input_size, input_norm, letterbox)
+        self._read = OutputReader(
+            output_detail["shape"], PROBABILITY_OPS.get(activation or ""), output_detail.get("quantization")
+        )
+        # tensor() returns functions giving views of the interpreter's own buffers: writing the
+        # input in place and reading the output in place saves two copies per frame. No view
+        # may be alive during invoke(), so each is fetched, used and dropped.
+        self._input = self._interpreter.tensor(input_detail["index"])
+        self._output = self._interpreter.tensor(output_detail["index"])
+        self.letterbox = letterbox
+        self.output_kind = self._read.kind
+        self.runtime = f"TFLite (CPU, {self.threads} threads)"
+        self.cache_path: Optional[Path] = None  # set by the factory for a cached conversion
+        self.cache_hit = False
+        self.description = _describe(self, name, None, "")
+
+    def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        self._check_open()
+        placement = self._preprocess(frame_bgr, self._input())
+        self._interpreter.invoke()
+        return self._read(self._output(), placement, out)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._input = self._output = None
+            self._interpreter = None
+
+
+class KerasSegmenter(Segmenter):
+    """Runs a Keras model as a ``tf.function`` with a fixed (1, H, W, 3) input.
+
+    Args:
+        model: the loaded ``keras.Model``.
+        input_norm: ``raw``, ``unit`` or ``symmetric`` (already resolved from ``auto``).
+        input_size: (width, height) to run at.
+        letterbox: keep the aspect ratio by padding.
+        device: a TensorFlow device name such as ``/GPU:0`` or ``/CPU:0``.
+        jit_compile: compile with XLA (on a GPU); falls back to a plain graph if XLA fails.
+
+    Raises:
+        ModelError: an output that is not a mask, or a model that fails on a test frame.
+    """
+
+    def __init__(
+        self,
+        model,
+        input_norm: str,
+        input_size: tuple[int, int],
+        letterbox: bool = False,
+        device: str = "/CPU:0",
+        jit_compile: bool = False,
+    ):
+        import tensorflow as tf
+
+        self._closed = False
+        self._tf = tf
+        self._model = model
+        self._device = device
+        self.input_size = input_size
+        self.input_norm = input_norm
+        width, height = input_size
+        self._input = np.zeros((1, height, width, 3), np.float32)
+        self._preprocess = Preprocessor(input_size, input_norm, letterbox)
+        self.jit_compile = jit_compile
+        self._fn = self._trace(jit_compile)
+        try:
+            raw = self._run(self._input)
+        except Exception as error:  # TensorFlow raises many types for a model it cannot run
+            if not jit_compile:
+                raise ModelError(f"model fails on a {width}x{height} input: {_one_line(error)}") from None
+            log.info("XLA compilation failed (%s); running the plain graph", _one_line(error))
+            self.jit_compile = False
+            self._fn = self._trace(False)
+            try:
+                raw = self._run(self._input)
+            except Exception as error:
+                raise ModelError(f"model fails on a {width}x{height} input: {_one_line(error)}") from None
+        self._read = OutputReader(raw.shape, keras_output_activation(model))
+        self.letterbox = letterbox
+        self.output_kind = self._read.kind
+        xla = ", XLA" if self.jit_compile else ""
+        self.runtime = f"TensorFlow tf.function ({device.strip('/').split(':')[0]}{xla})"
+        self.description = _describe(self, model.name, None, "")
+
+    def _trace(self, jit_compile: bool) -> Callable:
+        tf = self._tf
+        width, height = self.input_size
+        model = self._model
+
+        @tf.function(
+            input_signature=[tf.TensorSpec((1, height, width, 3), tf.float32)],
+            jit_compile=jit_compile,
+            reduce_retracing=False,
+        )
+        def infer(images):
+            return model(images, training=False)
+
+        return infer
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            # Keras 2 files declare inputs as a list; a single tensor is what they mean.
+            warnings.filterwarnings("ignore", message=r".*structure of `inputs` doesn't match.*")
+            with self._tf.device(self._device):
+                result = self._fn(images)
+        if isinstance(result, (list, tuple)):
+            result = result[0]
+        return result.numpy()
+
+    def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        self._check_open()
+        placement = self._preprocess(frame_bgr, self._input)
+        return self._read(self._run(self._input), placement, out)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._fn = self._model = None
+
+
+class MediaPipeSegmenter(Segmenter):
+    """Runs a MediaPipe segmentation model through ``mediapipe.tasks`` ImageSegmenter.
+
+    The frame is resized here to the model's input size (so MediaPipe's own resize is a no-op
+    and its output is model-sized, not frame-sized). MediaPipe reads the input scaling from the
+    model's metadata, so ``input_norm`` does not apply. A model with one confidence mask gives
+    it; with two, mask 1; with more, 1 − mask 0 (category 0 is the background).
+
+    Args:
+        path: a ``.tflite`` model with MediaPipe metadata (e.g. ``selfie_segmentation.tflite``).
+        letterbox: keep the aspect ratio by padding.
+        input_size: (width, height) for a model with a dynamic input size.
+
+    Raises:
+        ModelError: MediaPipe cannot load the model (for example a plain TFLite model without
+            MediaPipe metadata).
+    """
+
+    def __init__(self, path: Path, letterbox: bool = False, input_size: Optional[tuple[int, int]] = None):
+        import mediapipe as mp
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+
+        from portrait import tflite_utils
+
+        self._closed = False
+        self._mp = mp
+        try:
+            shape, _ = tflite_utils.input_shape(path)
+            options = vision.ImageSegmenterOptions(
+                base_options=BaseOptions(model_asset_path=str(path)),
+                running_mode=vision.RunningMode.IMAGE,
+                output_confidence_masks=True,
+                output_category_mask=False,
+            )
+            self._segmenter = vision.ImageSegmenter.create_from_options(options)
+        except (ValueError, RuntimeError, OSError) as error:
+            raise ModelError(
+                f"MediaPipe cannot load model '{path}': {_one_line(error)}; --backend mediapipe needs "
+                "a MediaPipe segmentation model with metadata (e.g. selfie_segmentation.tflite), "
+                "or drop --backend to run it with TFLite"
+            ) from None
+        if len(shape) == 4 and shape[1] > 0 and shape[2] > 0:
+            self.input_size = (shape[2], shape[1])
+        else:
+            self.input_size = input_size or DEFAULT_INPUT_SIZE
+        width, height = self.input_size
+        self._image = np.zeros((1, height, width, 3), np.uint8)
+        self._preprocess = Preprocessor(self.input_size, "raw", letterbox)
+        self._read = OutputReader((1, height, width, 1), "sigmoid")
+        self.letterbox = letterbox
+        self.output_kind = "confidence mask"
+        self.runtime = "MediaPipe ImageSegmenter (CPU)"
+        self.description = _describe(self, _display(path), None, "")
+
+    def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        self._check_open()
+        placement = self._preprocess(frame_bgr, self._image)
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=self._image[0])
+        masks = self._segmenter.segment(image).confidence_masks
+        if len(masks) == 1:
+            person = masks[0].numpy_view()
+        elif len(masks) == 2:
+            person = masks[1].numpy_view()
+        else:
+            person = 1.0 - masks[0].numpy_view()
+        person = person.reshape(person.shape[0], person.shape[1], 1)
+        return self._read(person[None], placement, out)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._segmenter.close()
+            self._segmenter = None
+
+
+# ---------------------------------------------------------------- factory
+
+
+def create_segmenter(options: SegmentOptions) -> Segmenter:
+    """Build the segmenter that ``options`` ask for and log one line saying what was chosen.
+
+    Args:
+        options: model path, backend, device, input scaling and size, letterbox, threads, trust.
+
+    Returns:
+        A ready :class:`Segmenter` (it has already run once on a blank frame). Its
+        ``description`` reads like ``segmenter: TFLite (CPU, 2 threads), converted from
+        weights/unet.hdf5 (cached), input 256x256 stretched, RGB 0..255 (Rescaling layer in the
+        model), sigmoid, no GPU visible to TensorFlow``.
+
+    Raises:
+        ModelError: a missing, corrupt, unsafe or unsupported model, or a backend that does not
+            fit the file.
+        DeviceError: ``--device gpu`` where no GPU can run the model.
+    """
+    started = time.perf_counter()
+    path = resolve_model_path(options.model)
+    suffix = path.suffix.lower()
+    if suffix not in KERAS_SUFFIXES + (".tflite",):
+        raise ModelError(
+            f"model '{path}' has an unsupported type '{suffix or '(none)'}': expected .hdf5, .h5, "
+            ".keras or .tflite"
+        )
+    if suffix == ".tflite":
+        segmenter = _create_from_tflite(path, options)
+    else:
+        segmenter = _create_from_keras(path, options)
+    log.info("%s (ready in %.1f s)", segmenter.description, time.perf_counter() - started)
+    return segmenter
+
+
+def _create_from_tflite(path: Path, options: SegmentOptions) -> Segmenter:
+    if options.backend == "keras":
+        raise ModelError(f"--backend keras needs a Keras model (.hdf5/.h5/.keras), got '{path}'")
+    if options.device == "gpu":
+        raise DeviceError(
+            f"--device gpu needs a Keras model (.hdf5/.h5/.keras): '{path}' runs on the CPU with "
+            "TFLite or MediaPipe; pass --device auto or cpu"
+        )
+    if options.backend == "mediapipe":
+        if options.input_norm != "auto":
+            log.warning("--input-norm %s is ignored: MediaPipe reads the scaling from the model", options.input_norm)
+        segmenter = MediaPipeSegmenter(path, options.letterbox, options.input_size)
+        segmenter.description = _describe(segmenter, _display(path), None, "--backend mediapipe")
+        return segmenter
+    from portrait import tflite_utils
+
+    try:
+        content = path.read_bytes()
+        marked = tflite_utils.read_tflite_input_norm(content)
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            f"cannot read TFLite model '{path}': {_one_line(error)}; the file may be truncated or "
+            "corrupt, re-download or re-export it"
+        ) from None
+    norm, why = _resolve_norm(options.input_norm, marked, "marked in the file")
+    segmenter = TFLiteSegmenter(
+        content,
+        input_norm=norm,
+        input_size=options.input_size,
+        letterbox=options.letterbox,
+        threads=options.threads,
+        name=str(path),
+    )
+    if segmenter.input_norm != norm:
+        why = "uint8 model input"
+    reason = "--backend tflite" if options.backend == "tflite" else "a .tflite model runs on the TFLite interpreter"
+    segmenter.description = _describe(segmenter, _display(path), why, reason)
+    return segmenter
+
+
+def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
+    from portrait import keras_compat
+
+    if options.backend == "mediapipe":
+        raise ModelError(f"--backend mediapipe needs a MediaPipe .tflite model, got '{path}'")
+    config = keras_compat.read_model_config(path)
+    keras_compat.check_model_safety(path, config, options.trust_model)
+
+    wants_tflite = options.backend == "tflite"
+    gpus = _visible_gpus() if options.device != "cpu" else []
+    if options.device == "gpu" and wants_tflite:
+        raise DeviceError("--backend tflite runs on the CPU only; pass --device auto or cpu, or --backend keras")
+    if options.device == "gpu" and not gpus:
+        raise DeviceError(
+            "--device gpu: TensorFlow sees no GPU; install GPU support with "
+            'pip install "tensorflow[and-cuda]" (Linux, NVIDIA) or pass --device cpu'
+        )
+    if wants_tflite or not (gpus or options.backend == "keras"):
+        return _create_converted(path, config, options, "no GPU visible to TensorFlow" if not gpus else "")
+
+    model = keras_compat.load_keras_model(path, options.trust_model)
+    size = _keras_input_size(model, options.input_size)
+    norm, why = _resolve_norm(options.input_norm, keras_input_norm(model), "Rescaling layer in the model")
+    if gpus:
+        device, reason = "/GPU:0", f"a GPU is visible to TensorFlow ({gpus[0]})"
+    else:
+        device = "/CPU:0"
+        reason = "--backend keras" + (", --device cpu" if options.device == "cpu" else ", no GPU visible to TensorFlow")
+    segmenter = KerasSegmenter(model, norm, size, options.letterbox, device=device, jit_compile=bool(gpus))
+    segmenter.description = _describe(segmenter, _display(path), why, reason)
+    return segmenter
+
+
+def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: str) -> Segmenter:
+    """Keras model on the CPU: convert to TFLite once, cache by file hash, run the conversion."""
+    from portrait import keras_compat, tflite_utils
+
+    loaded = {}
+
+    def model():
+        if "model" not in loaded:
+            loaded["model"] = keras_compat.load_keras_model(path, options.trust_model)
+        return loaded["model"]
+
+    size = config_input_size(config)
+    if size is None:
+        size = _keras_input_size(model(), options.input_size)
+    elif size == "dynamic":
+        size = tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE
+    elif options.input_size and tuple(options.input_size) != size:
+        log.warning("model '%s' has a fixed %dx%d input; ignoring --input-size", path, *size)
+
+    def convert() -> bytes:
+        keras_model = model()
+        keras_compat.saved_input_size(keras_model)  # refuses a non-image input before converting
+        log.info("converting '%s' to TFLite at %dx%d (once; the result is cached)", path, *size)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*structure of `inputs` doesn't match.*")
+                content = tflite_utils.convert_keras_to_tflite(keras_model, size)
+        except Exception as error:  # the converter raises many types
+            raise ModelError(
+                f"cannot convert model '{path}' to TFLite at {size[0]}x{size[1]}: {_one_line(error)}; "
+                "try another --input-size (a multiple of 32) or --backend keras"
+            ) from None
+        detected = keras_input_norm(keras_model)
+        return tflite_utils.mark_tflite_input_norm(content, detected) if detected else content
+
+    content, cache_path, hit = tflite_utils.cached_conversion(path, size, convert)
+    marked = tflite_utils.read_tflite_input_norm(content)
+    norm, why = _resolve_norm(options.input_norm, marked, "Rescaling layer in the model")
+    segmenter = TFLiteSegmenter(
+        content,
+        input_norm=norm,
+        input_size=size,
+        letterbox=options.letterbox,
+        threads=options.threads,
+        name=str(cache_path or path),
+    )
+    segmenter.cache_path = cache_path
+    segmenter.cache_hit = hit
+    cache_text = "cached" if hit else ("converted now, cached" if cache_path else "converted now, not cached")
+    if options.device == "cpu":
+        reason = "--device cpu"
+    elif options.backend == "tflite":
+        reason = "--backend tflite"
+    else:
+        reason = no_gpu
+    source = f"converted from {_display(path)} ({cache_text})"
+    segmenter.description = _describe(segmenter, source, why, reason)
+    return segmenter
+
+
+def _describe(segmenter: Segmenter, source: str, norm_why: Optional[str], reason: str) -> str:
+    """Compose the one start-up line: runtime, source, input, scaling, output, and why."""
+    width, height = segmenter.input_size
+    parts = [
+        f"segmenter: {segmenter.runtime}",
+        source,
+        f"input {width}x{height} {'letterboxed' if segmenter.letterbox else 'stretched'}",
+    ]
+    norm = getattr(segmenter, "input_norm", None)
+    if norm:
+        parts.append(f"{NORM_TEXT[norm]} ({norm_why})" if norm_why else NORM_TEXT[norm])
+    parts.append(segmenter.output_kind)
+    if reason:
+        parts.append(reason)
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- model inspection
+
+
+def keras_input_norm(model) -> Optional[str]:
+    """Return ``raw`` when the model's first layer rescales pixels itself, else None.
+
+    Looks through nested models: a ``Rescaling`` or ``Normalization`` layer as the first
+    layer after the input means the model takes RGB 0..255 (our models' contract).
+    """
+    from keras import layers
+
+    layer = model
+    for _ in range(8):  # nested models are rarely deeper than that
+        inner = [l for l in getattr(layer, "layers", []) if not isinstance(l, layers.InputLayer)]
+        if not inner:
+            return None
+        layer = inner[0]
+        if isinstance(layer, (layers.Rescaling, layers.Normalization)):
+            return "raw"
+        if not getattr(layer, "layers", None):
+            return None
+    return None
+
+
+def keras_output_activation(model) -> Optional[str]:
+    """Return ``sigmoid``/``softmax`` if the model's output layer applies one, ``logits`` if it
+    applies none (linear), None when it cannot be told."""
+    from keras import layers
+
+    layer = model
+    for _ in range(8):
+        inner = getattr(layer, "layers", None)
+        if not inner:
+            break
+        layer = inner[-1]
+    if isinstance(layer, layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None)
+    if name in ("sigmoid", "softmax"):
+        return name
+    if name == "linear" and isinstance(layer, (layers.Conv2D, layers.Dense, layers.Activation)):
+        return "logits"
+    return None
+
+
+def config_input_size(config: dict):
+    """Read the input size from a saved model config without building the model.
+
+    Returns:
+        (width, height) for a fixed size, ``"dynamic"`` for (None, None, 3), or None when the
+        config does not say plainly (the model is then loaded to find out).
+    """
+    layers_config = config.get("config", {}).get("layers") if isinstance(config.get("config"), dict) else None
+    if not layers_config or not isinstance(layers_config, list):
+        return None
+    inputs = [l for l in layers_config if isinstance(l, dict) and l.get("class_name") == "InputLayer"]
+    first = inputs[0] if len(inputs) == 1 else (layers_config[0] if not inputs else None)
+    if not isinstance(first, dict):
+        return None
+    layer_config = first.get("config", {})
+    shape = layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
+    if not isinstance(shape, list) or len(shape) != 4 or shape[3] != 3:
+        return None
+    height, width = shape[1], shape[2]
+    if height is None or width is None:
+        return "dynamic"
+    return int(width), int(height)
+
+
+def _keras_input_size(model, requested: Optional[tuple[int, int]]) -> tuple[int, int]:
+    from portrait.keras_compat import saved_input_size
+
+    fixed = saved_input_size(model)
+    if fixed is None:
+        return tuple(requested) if requested else DEFAULT_INPUT_SIZE
+    if requested and tuple(requested) != fixed:
+        log.warning("the model has a fixed %dx%d input; ignoring --input-size", *fixed)
+    return fixed
+
+
+def _resolve_norm(requested: str, detected: Optional[str], detected_why: str) -> tuple[str, str]:
+    """Return (norm, why) following the module's ``input_norm`` rules."""
+    if requested != "auto":
+        return requested, f"--input-norm {requested}"
+    if detected:
+        return detected, detected_why
+    return "unit", "the default; set --input-norm if the model differs"
+
+
+def _visible_gpus() -> list[str]:
+    import tensorflow as tf
+
+    try:
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    except RuntimeError:  # a broken CUDA install: treat as no GPU, the CPU path still works
+        return []
+
+
+def _display(path: Path) -> str:
+    """The path relative to the working folder when inside it, else as is (for log lines)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _one_line(error: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

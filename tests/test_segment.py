@@ -1,0 +1,441 @@
+"""Segmenters: every model kind loads and maps a frame to a probability that covers the frame.
+
+The tiny Keras models here have known weights, so their output is known exactly: a pixel's
+person logit is 8/3 · (r + g + b) / 255 − 4, i.e. sigmoid(+4) ≈ 0.982 on white and
+sigmoid(−4) ≈ 0.018 on black. Test frames are white on the left half and black on the right.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import h5py
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from portrait import keras_compat, segment, tflite_utils
+from portrait.errors import DeviceError, ModelError
+from portrait.options import SegmentOptions
+from portrait.segment import (
+    OutputReader,
+    Preprocessor,
+    Segmenter,
+    create_segmenter,
+    place_frame,
+    resolve_model_path,
+)
+
+SHARED = Path(__file__).parents[2] / "shared"
+SELFIE = SHARED / "models" / "selfie_segmentation.tflite"
+EG1800 = SHARED / "data" / "eg1800"
+needs_shared = pytest.mark.skipif(not SELFIE.is_file(), reason="../shared/models is absent")
+
+WHITE = 1.0 / (1.0 + np.exp(-4.0))  # 0.982
+BLACK = 1.0 / (1.0 + np.exp(4.0))  # 0.018
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def half_white(width: int = 640, height: int = 360) -> np.ndarray:
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[:, : width // 2] = 255
+    return frame
+
+
+def tiny_model(
+    size=(None, None), head: str = "sigmoid", rescale: bool = True, extra=None
+) -> keras.Model:
+    """A model with known weights: brightness → person logit 8/3·mean·3 − 4 (see module doc).
+
+    head: ``sigmoid``, ``logits`` (no activation), ``softmax`` (2 channels), ``softmax_logits``
+    (2 channels, no activation) or ``five`` (a 5-channel output, not a mask).
+    """
+    inputs = keras.Input((size[1], size[0], 3), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs) if rescale else inputs
+    if extra is not None:
+        x = extra(x)
+    # A depthwise layer, so the Keras 2 fixture carries DepthwiseConv2D(groups=1).
+    depthwise = layers.DepthwiseConv2D(3, padding="same", name="dw")
+    x = depthwise(x)
+    channels = {"sigmoid": 1, "logits": 1, "softmax": 2, "softmax_logits": 2, "five": 5}[head]
+    activation = {"sigmoid": "sigmoid", "softmax": "softmax"}.get(head, "linear")
+    conv = layers.Conv2D(channels, 1, activation=activation, name="head")
+    outputs = conv(x)
+    model = keras.Model(inputs, outputs, name=f"tiny_{head}")
+    kernel = np.zeros((3, 3, 3, 1), np.float32)
+    kernel[1, 1, :, 0] = 1.0  # identity
+    depthwise.set_weights([kernel, np.zeros(3, np.float32)])
+    weight, bias = np.full((1, 1, 3, channels), 8.0 / 3.0, np.float32), np.full(channels, -4.0, np.float32)
+    if channels == 2:  # person logit in channel 1, 0 in channel 0: softmax gives the same values
+        weight[..., 0] = 0.0
+        bias[0] = 0.0
+    conv.set_weights([weight, bias])
+    return model
+
+
+def keras2ify(config: dict) -> dict:
+    """Rewrite a Keras 3 HDF5 model config the way tf.keras 2.x wrote it."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "DTypePolicy":
+                return value["config"]["name"]
+            if value.get("class_name") == "__keras_tensor__":
+                return value
+            return {k: strip(v) for k, v in value.items() if k not in ("module", "registered_name")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    config = strip(config)
+    for layer in config["config"]["layers"]:
+        layer_config = layer["config"]
+        if layer["class_name"] == "InputLayer":
+            layer_config["batch_input_shape"] = layer_config.pop("batch_shape")
+            layer_config.pop("optional", None)
+        if layer["class_name"] == "DepthwiseConv2D":
+            layer_config["groups"] = 1  # what Keras 3 rejects
+        nodes = []
+        for node in layer["inbound_nodes"]:
+            args = node["args"]
+            tensors = args[0] if isinstance(args[0], list) else args
+            nodes.append([[*t["config"]["keras_history"], {}] for t in tensors])
+        layer["inbound_nodes"] = nodes
+    for key in ("input_layers", "output_layers"):
+        value = config["config"][key]
+        if value and not isinstance(value[0], list):
+            config["config"][key] = [value]
+    return config
+
+
+def save_keras2(model: keras.Model, path: Path) -> Path:
+    model.save(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["model_config"] = json.dumps(keras2ify(json.loads(f.attrs["model_config"])))
+        f.attrs["keras_version"] = "2.12.0"
+        f.attrs["backend"] = "tensorflow"
+        f["model_weights"].attrs["keras_version"] = "2.12.0"
+    return path
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch):
+    """Every test converts into one temporary cache, never the user's."""
+    path = tmp_path_factory.getbasetemp() / "portrait-cache"
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for head in ("sigmoid", "logits", "softmax", "softmax_logits", "five"):
+        paths[head] = folder / f"tiny_{head}.hdf5"
+        tiny_model(head=head).save(paths[head])
+    paths["fixed512"] = folder / "fixed512.h5"
+    tiny_model(size=(512, 512)).save(paths["fixed512"])
+    paths["keras2"] = save_keras2(tiny_model(), folder / "keras2.hdf5")
+    paths["lambda"] = folder / "lambda.h5"
+    tiny_model(extra=layers.Lambda(lambda t: t * 1.0, name="scale")).save(paths["lambda"])
+    paths["lambda_keras"] = folder / "lambda.keras"
+    tiny_model(extra=layers.Lambda(lambda t: t * 1.0, name="scale")).save(paths["lambda_keras"])
+    # A plain .tflite of a model that rescales inside: unmarked, and marked ``raw``.
+    content = tflite_utils.convert_keras_to_tflite(tiny_model(), (96, 64))
+    paths["tflite"] = folder / "tiny.tflite"
+    paths["tflite"].write_bytes(content)
+    paths["tflite_raw"] = folder / "tiny_raw.tflite"
+    paths["tflite_raw"].write_bytes(tflite_utils.mark_tflite_input_norm(content, "raw"))
+    return paths
+
+
+def check_halves(prob: np.ndarray, expected_shape) -> None:
+    """The probability has the expected shape, is in [0, 1], and reads white left, black right."""
+    assert prob.dtype == np.float32
+    assert prob.shape == expected_shape
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    width = prob.shape[1]
+    np.testing.assert_allclose(prob[:, : width // 2 - 2], WHITE, atol=2e-3)
+    np.testing.assert_allclose(prob[:, width // 2 + 2:], BLACK, atol=2e-3)
+
+
+# ---------------------------------------------------------------- geometry and pixels
+
+
+def test_place_frame_letterbox_centres_and_keeps_aspect():
+    placement = place_frame((640, 360), (512, 512), letterbox=True)
+    assert (placement.x, placement.y, placement.width, placement.height) == (0, 112, 512, 288)
+    assert placement.output_window((256, 256)) == (slice(56, 200), slice(0, 256))
+    stretched = place_frame((640, 360), (512, 512), letterbox=False)
+    assert (stretched.x, stretched.y, stretched.width, stretched.height) == (0, 0, 512, 512)
+
+
+def test_preprocessor_scales_converts_to_rgb_and_pads():
+    frame = np.zeros((20, 40, 3), np.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = 10, 100, 250  # B, G, R
+    expected = {"raw": [250, 100, 10], "unit": [250 / 255, 100 / 255, 10 / 255],
+                "symmetric": [250 / 127.5 - 1, 100 / 127.5 - 1, 10 / 127.5 - 1]}
+    for norm, rgb in expected.items():
+        dst = np.full((1, 32, 32, 3), 7.0, np.float32)
+        placement = Preprocessor((32, 32), norm, letterbox=True)(frame, dst)
+        assert (placement.y, placement.height) == (8, 16)
+        np.testing.assert_allclose(dst[0, 8:24], np.broadcast_to(rgb, (16, 32, 3)), rtol=1e-6)
+        pad = 0.0 if norm != "symmetric" else -1.0
+        assert np.all(dst[0, :8] == pad) and np.all(dst[0, 24:] == pad)
+
+
+def test_preprocessor_follows_frame_size_changes_and_rejects_bad_frames():
+    preprocess = Preprocessor((32, 32), "raw", letterbox=True)
+    dst = np.zeros((1, 32, 32, 3), np.float32)
+    assert preprocess(np.zeros((20, 40, 3), np.uint8), dst).height == 16
+    assert preprocess(np.zeros((40, 20, 3), np.uint8), dst).width == 16
+    with pytest.raises(ValueError, match=r"unexpected frame shape: \(20, 40\) != \(H, W, 3\)"):
+        preprocess(np.zeros((20, 40), np.uint8), dst)
+    with pytest.raises(ValueError, match="unexpected frame dtype: float32 != uint8"):
+        preprocess(np.zeros((20, 40, 3), np.float32), dst)
+
+
+def test_output_reader_softmax_logits_and_bad_shapes():
+    full = segment.Placement((4, 4), 0, 0, 4, 4)
+    logits = np.full((1, 4, 4, 1), 4.0, np.float32)
+    reader = OutputReader(logits.shape, None)
+    np.testing.assert_allclose(reader(logits, full), WHITE, rtol=1e-6)
+    assert reader.activation == "logits"  # latched after the first out-of-range output
+    np.testing.assert_allclose(reader(np.full((1, 4, 4, 1), 0.5, np.float32), full), 0.6225, atol=1e-4)
+
+    softmax = np.stack([np.full((4, 4), 0.3), np.full((4, 4), 0.7)], -1)[None].astype(np.float32)
+    np.testing.assert_allclose(OutputReader(softmax.shape, "softmax")(softmax, full), 0.7, rtol=1e-6)
+    two_logits = np.stack([np.full((4, 4), -2.0), np.full((4, 4), 2.0)], -1)[None].astype(np.float32)
+    np.testing.assert_allclose(OutputReader(two_logits.shape, None)(two_logits, full), WHITE, rtol=1e-6)
+
+    with pytest.raises(ModelError, match=r"model output shape \(1, 256, 256, 5\) is not a mask: "
+                                         r"expected \(1, H, W, 1\) or \(1, H, W, 2\)"):
+        OutputReader((1, 256, 256, 5))
+    with pytest.raises(ModelError, match="is not a mask"):
+        OutputReader((1, 10))
+
+
+# ---------------------------------------------------------------- model kinds
+
+
+def test_keras_hdf5_converts_to_cached_tflite(models, cache_dir):
+    options = SegmentOptions(model=str(models["sigmoid"]), device="cpu")
+    frame = half_white()
+    with create_segmenter(options) as first:
+        assert first.cache_path is not None and first.cache_path.is_file()
+        assert cache_dir in first.cache_path.parents  # the user's cache folder, not the repo
+        assert "TFLite (CPU" in first.description and "RGB 0..255 (Rescaling layer" in first.description
+        assert first.input_norm == "raw" and first.input_size == (256, 256)
+        check_halves(first.segment(frame), (256, 256))
+        cached, mtime = first.cache_path, first.cache_path.stat().st_mtime_ns
+    with create_segmenter(options) as second:  # a second start reuses the conversion
+        assert second.cache_hit and second.cache_path == cached
+        assert "(cached)" in second.description
+        prob = second.segment(frame)
+        check_halves(prob, (256, 256))
+    assert cached.stat().st_mtime_ns == mtime
+    assert cv2.resize(prob, (640, 360)).shape == (360, 640)
+    # A different input size is a different cache entry.
+    with create_segmenter(SegmentOptions(model=str(models["sigmoid"]), input_size=(128, 96))) as other:
+        assert other.cache_path != cached and other.input_size == (128, 96)
+        check_halves(other.segment(frame), (96, 128))
+
+
+def test_keras_backend_runs_tf_function_and_matches_tflite(models):
+    frame = half_white()
+    with create_segmenter(SegmentOptions(model=str(models["sigmoid"]), backend="keras")) as keras_run:
+        assert isinstance(keras_run, segment.KerasSegmenter)
+        assert "tf.function" in keras_run.description
+        prob = keras_run.segment(frame)
+    with create_segmenter(SegmentOptions(model=str(models["sigmoid"]))) as tflite_run:
+        np.testing.assert_allclose(tflite_run.segment(frame), prob, atol=1e-5)
+    check_halves(prob, (256, 256))
+
+
+@pytest.mark.parametrize("head", ["logits", "softmax", "softmax_logits"])
+def test_logits_and_two_channel_outputs_give_person_probability(models, head):
+    with create_segmenter(SegmentOptions(model=str(models[head]), input_size=(128, 96))) as segmenter:
+        check_halves(segmenter.segment(half_white()), (96, 128))
+
+
+def test_fixed_512_model_letterboxed_covers_the_frame(models):
+    frame = half_white(640, 360)
+    options = SegmentOptions(model=str(models["fixed512"]), input_size=(128, 128), letterbox=True)
+    with create_segmenter(options) as segmenter:
+        assert segmenter.input_size == (512, 512)  # the model's fixed size wins
+        prob = segmenter.segment(frame)
+        check_halves(prob, (288, 512))  # padding removed: 640x360 fits 512x288
+        # An all-white frame stays white everywhere: no black padding left in the output.
+        assert segmenter.segment(np.full((360, 640, 3), 255, np.uint8)).min() > 0.98
+        # A new frame size mid-stream re-plans the letterbox.
+        check_halves(segmenter.segment(half_white(200, 400)), (512, 256))
+    with create_segmenter(SegmentOptions(model=str(models["fixed512"]))) as stretched:
+        check_halves(stretched.segment(frame), (512, 512))
+
+
+def test_plain_tflite_uses_its_input_norm_mark(models):
+    assert tflite_utils.read_tflite_input_norm(models["tflite"]) is None
+    assert tflite_utils.read_tflite_input_norm(models["tflite_raw"]) == "raw"
+    frame = half_white(192, 128)
+    with create_segmenter(SegmentOptions(model=str(models["tflite_raw"]))) as marked:
+        assert marked.input_size == (96, 64) and marked.input_norm == "raw"
+        check_halves(marked.segment(frame), (64, 96))
+    # Unmarked, the file gets the x/255 default, which this model (rescaling inside) misreads...
+    with create_segmenter(SegmentOptions(model=str(models["tflite"]))) as unmarked:
+        assert unmarked.input_norm == "unit"
+        assert unmarked.segment(frame)[:, :40].max() < 0.05
+    # ...until the user says how it scales.
+    with create_segmenter(SegmentOptions(model=str(models["tflite"]), input_norm="raw")) as told:
+        check_halves(told.segment(frame), (64, 96))
+
+
+def test_mark_rejects_unknown_norm_and_non_tflite_bytes():
+    with pytest.raises(ValueError, match="unknown input norm 'bgr'"):
+        tflite_utils.mark_tflite_input_norm(b"\0\0\0\0TFL3", "bgr")
+    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+        tflite_utils.read_tflite_input_norm(b"PK\x03\x04 not a model")
+
+
+def test_keras2_hdf5_loads_through_the_shim(models):
+    with pytest.raises(Exception, match="groups"):
+        keras.models.load_model(models["keras2"], compile=False)
+    model = keras_compat.load_keras_model(models["keras2"])
+    assert [type(l).__name__ for l in model.layers][2] == "DepthwiseConv2D"
+    with create_segmenter(SegmentOptions(model=str(models["keras2"]), input_size=(128, 96))) as segmenter:
+        assert segmenter.input_norm == "raw"
+        check_halves(segmenter.segment(half_white()), (96, 128))
+
+
+# ---------------------------------------------------------------- real models (../shared)
+
+
+def iou_on_eg1800(segmenter: Segmenter, stem: str = "00002") -> float:
+    image = cv2.imread(str(EG1800 / "images" / f"{stem}.jpg"))
+    truth = cv2.imread(str(EG1800 / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE) > 127
+    prob = segmenter.segment(image)
+    assert prob.dtype == np.float32 and 0.0 <= prob.min() and prob.max() <= 1.0
+    predicted = cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
+    assert predicted.shape == truth.shape
+    return float((predicted & truth).sum() / (predicted | truth).sum())
+
+
+@needs_shared
+@pytest.mark.parametrize("backend", ["tflite", "mediapipe"])
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_selfie_model_segments_a_real_portrait(backend, letterbox):
+    options = SegmentOptions(model=str(SELFIE), backend=backend, letterbox=letterbox)
+    with create_segmenter(options) as segmenter:
+        assert segmenter.input_size == (256, 256)
+        assert ("MediaPipe" if backend == "mediapipe" else "TFLite") in segmenter.description
+        assert iou_on_eg1800(segmenter) > 0.9
+
+
+@needs_shared
+def test_tflite_and_mediapipe_agree_on_the_selfie_model():
+    frame = cv2.resize(cv2.imread(str(EG1800 / "images" / "00002.jpg")), (1280, 720))
+    with create_segmenter(SegmentOptions(model=str(SELFIE))) as tflite_run, create_segmenter(
+        SegmentOptions(model=str(SELFIE), backend="mediapipe")
+    ) as mediapipe_run:
+        np.testing.assert_allclose(tflite_run.segment(frame), mediapipe_run.segment(frame), atol=0.02)
+
+
+@needs_shared
+def test_marking_keeps_mediapipe_metadata(tmp_path):
+    marked = tflite_utils.mark_tflite_input_norm(SELFIE, "unit")
+    metadata = tflite_utils.read_tflite_metadata(marked)
+    assert metadata["portrait_input_norm"] == b"unit"
+    assert metadata["TFLITE_METADATA"] == tflite_utils.read_tflite_metadata(SELFIE)["TFLITE_METADATA"]
+    path = tmp_path / "marked.tflite"
+    path.write_bytes(marked)
+    with create_segmenter(SegmentOptions(model=str(path), backend="mediapipe")) as segmenter:
+        assert iou_on_eg1800(segmenter) > 0.9
+
+
+# ---------------------------------------------------------------- errors and lifecycle
+
+
+def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(segment, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(segment, "PROJECT_ROOT", tmp_path / "nowhere")
+    (tmp_path / "mine.tflite").write_bytes(b"x")
+    assert resolve_model_path("mine.tflite") == tmp_path / "mine.tflite"
+    assert resolve_model_path(str(tmp_path / "mine.tflite")) == tmp_path / "mine.tflite"
+    with pytest.raises(ModelError, match=r"^model 'nope.hdf5' not found \(also looked in weights/\); "
+                                         r"pass --model PATH to a .hdf5 or .tflite model$"):
+        resolve_model_path("nope.hdf5")
+    with pytest.raises(ModelError, match="default model 'weights/unet.hdf5' is missing.*portrait.train"):
+        resolve_model_path("weights/unet.hdf5")
+    with pytest.raises(ModelError, match="is a folder"):
+        resolve_model_path(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tflite"])
+def test_truncated_model_is_a_clear_error(models, tmp_path, name):
+    source = models[name]
+    broken = tmp_path / f"broken{source.suffix}"
+    broken.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    with pytest.raises(ModelError, match=r"cannot (read|load) (TFLite )?model .*(truncated|corrupt)") as info:
+        create_segmenter(SegmentOptions(model=str(broken)))
+    assert "\n" not in str(info.value)
+
+
+def test_garbage_and_unknown_model_files(tmp_path):
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(ModelError, match="truncated or corrupt"):
+        create_segmenter(SegmentOptions(model=str(garbage)))
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07")
+    with pytest.raises(ModelError, match=r"unsupported type '.onnx': expected .hdf5, .h5, .keras or .tflite"):
+        create_segmenter(SegmentOptions(model=str(onnx)))
+
+
+@pytest.mark.parametrize("name", ["lambda", "lambda_keras"])
+def test_lambda_model_needs_trust(models, name):
+    options = SegmentOptions(model=str(models[name]), input_size=(64, 64))
+    with pytest.raises(ModelError, match=r"refusing model .*Lambda layer 'scale'.*--trust-model") as info:
+        create_segmenter(options)
+    assert "\n" not in str(info.value)
+    with create_segmenter(SegmentOptions(model=str(models[name]), input_size=(64, 64), trust_model=True)) as trusted:
+        check_halves(trusted.segment(half_white(128, 64)), (64, 64))
+
+
+def test_bad_output_shape_names_shape_found_and_expected(models):
+    with pytest.raises(ModelError, match=r"model output shape \(1, 64, 64, 5\) is not a mask: "
+                                         r"expected \(1, H, W, 1\) or \(1, H, W, 2\)"):
+        create_segmenter(SegmentOptions(model=str(models["five"]), input_size=(64, 64)))
+
+
+def test_backend_and_device_mismatches(models):
+    import tensorflow as tf
+
+    with pytest.raises(DeviceError, match="--device gpu"):
+        create_segmenter(SegmentOptions(model=str(models["tflite"]), device="gpu"))
+    with pytest.raises(ModelError, match="--backend keras needs a Keras model"):
+        create_segmenter(SegmentOptions(model=str(models["tflite"]), backend="keras"))
+    with pytest.raises(ModelError, match="--backend mediapipe needs a MediaPipe .tflite model"):
+        create_segmenter(SegmentOptions(model=str(models["sigmoid"]), backend="mediapipe"))
+    if not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(DeviceError, match=r"TensorFlow sees no GPU; .*tensorflow\[and-cuda\].*--device cpu"):
+            create_segmenter(SegmentOptions(model=str(models["sigmoid"]), device="gpu"))
+
+
+def test_mediapipe_refuses_a_plain_tflite(models):
+    with pytest.raises(ModelError, match="MediaPipe cannot load model"):
+        create_segmenter(SegmentOptions(model=str(models["tflite"]), backend="mediapipe"))
+
+
+def test_close_is_safe_twice_and_segment_after_close_fails(models):
+    segmenter = create_segmenter(SegmentOptions(model=str(models["tflite_raw"])))
+    out = np.empty((64, 96), np.float32)
+    assert segmenter.segment(half_white(96, 64), out=out) is out
+    segmenter.close()
+    segmenter.close()
+    with pytest.raises(ValueError, match="closed"):
+        segmenter.segment(half_white(96, 64))
