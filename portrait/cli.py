@@ -172,10 +172,38 @@ def _check_default_model(segment: SegmentOptions) -> None:
     )
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (CUDA probing, oneDNN notes) hidden.
+
+    Those lines go straight to file descriptor 2, past Python's logging; they are replayed if the
+    import fails, so a broken installation still explains itself.
+    """
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the app; returns the process exit code."""
     args = build_parser().parse_args(argv)
     _configure_logging(args)
+    if not args.debug:
+        _import_tensorflow_quietly()
     try:
         options = options_from_args(args)
         _check_default_model(options[1])

@@ -1,0 +1,188 @@
+"""The app's two modes, built from the stage options: image mode and stream mode.
+
+Everything that can fail on bad input (source, background, output path, model) is opened before
+the first frame is processed, so a mistake costs no camera time and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+import threading
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+from tqdm import tqdm
+
+from portrait.capture import ImageSource, camera_index, open_source
+from portrait.composite import make_background
+from portrait.errors import InputError
+from portrait.options import (
+    CaptureOptions,
+    CompositeOptions,
+    OutputOptions,
+    PipelineOptions,
+    RefineOptions,
+    SegmentOptions,
+    SmoothOptions,
+)
+from portrait.pipeline import FrameProcessor, StreamPipeline
+from portrait.refine import Refiner
+from portrait.segment import create_segmenter
+from portrait.sink import PreviewSink, open_image_sink, open_sink
+from portrait.smooth import TemporalSmoother
+from portrait.stats import RunStats
+
+log = logging.getLogger(__name__)
+
+
+def default_image_out(image_path: Path, batch: bool) -> Path:
+    """Where ``--image`` writes without ``--out``: ``<stem>_portrait.png`` or ``<folder>_portrait/``."""
+    if batch:
+        return image_path.with_name(image_path.name + "_portrait")
+    return image_path.with_name(image_path.stem + "_portrait.png")
+
+
+def run_images(
+    image: str,
+    capture: CaptureOptions,
+    segment: SegmentOptions,
+    smooth: SmoothOptions,
+    refine: RefineOptions,
+    composite: CompositeOptions,
+    output: OutputOptions,
+    pipeline: PipelineOptions,
+) -> int:
+    """``--image``: one file, or every image in a folder (with a progress bar).
+
+    Returns 0, or 1 when some files of a batch could not be processed (each is reported).
+    Raises InputError/ModelError for problems that stop the whole run.
+    """
+    source = ImageSource(image)
+    out = Path(output.out) if output.out else default_image_out(source.path, source.is_folder)
+    stats = RunStats()
+    with ExitStack() as stack:
+        background = None if output.matte else stack.enter_context(make_background(composite))
+        sink = stack.enter_context(
+            open_image_sink(out, batch=source.is_folder, protected=source.paths))
+        segmenter = stack.enter_context(create_segmenter(segment))
+        processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
+                                   PipelineOptions(reuse_still=False))
+        failures: list[tuple[Path, Exception]] = []
+        items = source.items()
+        if source.is_folder:
+            items = tqdm(items, total=len(source), unit="image", desc="images")
+        for item in items:
+            if item.error is not None:
+                if not source.is_folder:
+                    raise item.error
+                log.warning("skipped %s", item.error)
+                failures.append((item.path, item.error))
+                continue
+            try:
+                result = processor.process(item.frame.image)
+                sink.write(result, name=item.frame.name)
+            except InputError as error:
+                if not source.is_folder:
+                    raise
+                log.warning("skipped '%s': %s", item.path, error)
+                failures.append((item.path, error))
+                continue
+            stats.frames += 1
+    stats.write(output.stats)
+    log.info("wrote %d image(s) to %s", stats.frames, out)
+    if failures:
+        names = ", ".join(str(path.name) for path, _ in failures[:10])
+        more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""
+        log.error("%d of %d images could not be processed: %s%s (see the warnings above)",
+                  len(failures), len(source), names, more)
+        return 1
+    return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: Callable[[], None]):
+    """SIGINT (Ctrl-C) and SIGTERM finish the run cleanly instead of killing it mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, _frame):
+        log.info("%s: finishing", signal.Signals(signum).name)
+        stop()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_stream(
+    capture: CaptureOptions,
+    segment: SegmentOptions,
+    smooth: SmoothOptions,
+    refine: RefineOptions,
+    composite: CompositeOptions,
+    output: OutputOptions,
+    pipeline: PipelineOptions,
+    vcam_backend: Optional[str] = None,
+) -> int:
+    """Camera or video file → pipeline → virtual camera, video file or PNG frames.
+
+    Args:
+        vcam_backend: pyvirtualcam backend name (None: whichever works).
+
+    Returns 0 when the source ended, ``--max-frames`` was reached, or the user stopped it.
+    """
+    is_camera = camera_index(capture.source) is not None
+    if composite.background.strip().lower() == "transparent" and not output.matte:
+        if output.out is None or Path(output.out).suffix:
+            raise InputError("--background transparent needs --image mode or --out FOLDER "
+                             "(RGBA PNG frames); a video or virtual camera has no alpha")
+    live = is_camera or capture.realtime
+    options = PipelineOptions(live=live, queue_size=pipeline.queue_size,
+                              reuse_still=pipeline.reuse_still,
+                              still_threshold=pipeline.still_threshold,
+                              max_reuse=pipeline.max_reuse)
+    with ExitStack() as stack:
+        background = None if output.matte else stack.enter_context(
+            make_background(composite, (capture.width, capture.height)))
+        segmenter = stack.enter_context(create_segmenter(segment))
+        source = stack.enter_context(open_source(capture))
+        frames = iter(source)
+        first = next(frames, None)
+        if first is None:
+            raise InputError(f"source '{capture.source}' gave no frames; check the file or camera")
+        height, width = first.image.shape[:2]
+        fps = source.fps or capture.fps
+        protected = [] if is_camera else [capture.source]
+        sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
+                                             backend=vcam_backend, protected=protected))
+        preview = stack.enter_context(PreviewSink()) if output.preview else None
+        processor = FrameProcessor(
+            segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options)
+
+        def emit(image):
+            sink.write(image)
+            if preview is not None:
+                preview.write(image)
+                if preview.quit_requested:
+                    stream.stop()
+
+        stream = StreamPipeline(itertools.chain([first], frames), processor, emit, options,
+                                max_frames=output.max_frames)
+        log.info("%s %dx%d at %g fps → %s", "camera" if is_camera else "video", width, height,
+                 fps, output.out or "virtual camera")
+        with _stop_on_signals(stream.stop):
+            stats = stream.run()
+    summary = stats.write(output.stats)
+    log.info("%d frames at %.1f fps; latency median %s ms", summary["frames"], summary["fps"],
+             summary["latency_ms"]["median"])
+    return 0
