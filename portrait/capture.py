@@ -59,6 +59,8 @@ class Frame:
         time_s: ``time.perf_counter()`` when the frame was read.
         name: file stem for images, else ``None``.
         path: the image file, else ``None``.
+        lost: a marker, not a captured frame: the camera is lost and ``image`` is the last good
+            frame (see :meth:`CameraSource.frames`); ``index`` is then -1.
     """
 
     image: np.ndarray
@@ -66,6 +68,7 @@ class Frame:
     time_s: float
     name: Optional[str] = None
     path: Optional[Path] = None
+    lost: bool = False
 
 
 class Capture(Protocol):
@@ -214,7 +217,8 @@ class CameraSource(Source):
     ``read()`` returns the next frame, or ``None`` while the camera is lost, after waiting at most
     one back-off step: a single-threaded loop can keep a virtual camera fed (last frame or a
     "camera lost" frame) without spinning. Iterating yields frames only, blocking through a loss,
-    until ``close()`` (which may be called from another thread).
+    until ``close()`` (which may be called from another thread); ``frames(lost_markers=True)``
+    also yields a ``lost`` marker after each failed reconnection attempt.
 
     Args:
         index: camera index.
@@ -251,6 +255,7 @@ class CameraSource(Source):
         self._closed = threading.Event()  # set by close(); also wakes back-off waits
         self._capture: Optional[Capture] = None
         self._pending: Optional[np.ndarray] = None  # the frame read while opening
+        self._last_image: Optional[np.ndarray] = None
         self._next_index = 0
         self._lost_since: Optional[float] = None
         self._retry_s = retry_initial_s
@@ -352,6 +357,7 @@ class CameraSource(Source):
     def _frame(self, image: np.ndarray) -> Frame:
         frame = Frame(image=image, index=self._next_index, time_s=time.perf_counter())
         self._next_index += 1
+        self._last_image = image
         return frame
 
     def _mark_lost(self) -> None:
@@ -391,11 +397,22 @@ class CameraSource(Source):
         self._lost_since = None
         return self._frame(image)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def frames(self, lost_markers: bool = False) -> Iterator[Frame]:
+        """Frames until ``close()``; with ``lost_markers``, also a marker per failed retry.
+
+        A marker is ``Frame(image=last good frame, index=-1, lost=True)``, at most one per
+        back-off step (0.1 to 2 s apart): enough for a consumer to show "camera lost" or repeat
+        the last frame while the camera is gone.
+        """
         while not self._closed.is_set():
             frame = self.read()
             if frame is not None:
                 yield frame
+            elif lost_markers and self.lost and self._last_image is not None:
+                yield Frame(self._last_image, -1, time.perf_counter(), lost=True)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
 
     def close(self) -> None:
         """Stop iteration and release the camera; safe twice and from another thread."""

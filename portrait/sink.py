@@ -221,7 +221,8 @@ class VirtualCameraSink(Sink):
             self._camera = None
 
 
-def camera_lost_frame(width: int, height: int, text: str = "camera lost - reconnecting") -> np.ndarray:
+def camera_lost_frame(width: int, height: int,
+                      text: str = "camera lost - reconnecting") -> np.ndarray:
     """A dark BGR frame with ``text`` centred, to show while the camera is gone."""
     frame = np.full((height, width, 3), 32, np.uint8)
     scale = max(0.4, width / 1280.0)
