@@ -52,8 +52,8 @@ def read_model_config(path: Path) -> dict:
                 raw = archive.read("config.json")
         except (zipfile.BadZipFile, KeyError, OSError, EOFError) as error:
             raise ModelError(
-                f"cannot read model '{path}': not a valid .keras archive ({_short(error)}); "
-                "re-download or re-export the model"
+                f"cannot read model '{path}': not a valid .keras archive, it may be truncated or "
+                f"corrupt ({_short(error)}); re-download or re-export the model"
             ) from None
     else:
         import h5py

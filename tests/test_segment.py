@@ -141,6 +141,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
         tiny_model(head=head).save(paths[head])
     paths["fixed512"] = folder / "fixed512.h5"
     tiny_model(size=(512, 512)).save(paths["fixed512"])
+    paths["keras"] = folder / "tiny.keras"
+    tiny_model().save(paths["keras"])
     paths["keras2"] = save_keras2(tiny_model(), folder / "keras2.hdf5")
     paths["lambda"] = folder / "lambda.h5"
     tiny_model(extra=layers.Lambda(lambda t: t * 1.0, name="scale")).save(paths["lambda"])
@@ -190,6 +192,22 @@ def test_preprocessor_scales_converts_to_rgb_and_pads():
         assert np.all(dst[0, :8] == pad) and np.all(dst[0, 24:] == pad)
 
 
+@pytest.mark.parametrize("frame_size", [(1280, 720), (1920, 1080), (1280, 640), (300, 200), (100, 80)])
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_preprocessor_resize_matches_a_single_area_resize(frame_size, letterbox):
+    width, height = frame_size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    frame = np.dstack([x * 255 / width, y * 255 / height, 128 + 100 * np.sin(x / 37 + y / 53)]).astype(np.uint8)
+    cv2.circle(frame, (width // 2, height // 2), height // 3, (20, 240, 60), -1)
+    preprocess = Preprocessor((256, 256), "raw", letterbox)
+    dst = np.zeros((1, 256, 256, 3), np.float32)
+    p = preprocess(frame, dst)
+    shrinking = p.width <= width and p.height <= height
+    reference = cv2.resize(frame, (p.width, p.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    got = dst[0, p.y: p.y + p.height, p.x: p.x + p.width]
+    assert np.abs(got - reference[..., ::-1].astype(np.float32)).mean() < 1.5
+
+
 def test_preprocessor_follows_frame_size_changes_and_rejects_bad_frames():
     preprocess = Preprocessor((32, 32), "raw", letterbox=True)
     dst = np.zeros((1, 32, 32, 3), np.float32)
@@ -224,7 +242,7 @@ def test_output_reader_softmax_logits_and_bad_shapes():
 # ---------------------------------------------------------------- model kinds
 
 
-def test_keras_hdf5_converts_to_cached_tflite(models, cache_dir):
+def test_keras_hdf5_converts_to_cached_tflite(models, cache_dir, monkeypatch):
     options = SegmentOptions(model=str(models["sigmoid"]), device="cpu")
     frame = half_white()
     with create_segmenter(options) as first:
@@ -234,7 +252,15 @@ def test_keras_hdf5_converts_to_cached_tflite(models, cache_dir):
         assert first.input_norm == "raw" and first.input_size == (256, 256)
         check_halves(first.segment(frame), (256, 256))
         cached, mtime = first.cache_path, first.cache_path.stat().st_mtime_ns
-    with create_segmenter(options) as second:  # a second start reuses the conversion
+    assert not [p for p in cached.parent.iterdir() if p.suffix != ".tflite"]  # no temporary files
+
+    def no_keras(*args, **kwargs):
+        raise AssertionError("a cache hit must not load the Keras model")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras_compat, "load_keras_model", no_keras)
+        second = create_segmenter(options)  # a second start reuses the conversion
+    with second:
         assert second.cache_hit and second.cache_path == cached
         assert "(cached)" in second.description
         prob = second.segment(frame)
@@ -245,6 +271,36 @@ def test_keras_hdf5_converts_to_cached_tflite(models, cache_dir):
     with create_segmenter(SegmentOptions(model=str(models["sigmoid"]), input_size=(128, 96))) as other:
         assert other.cache_path != cached and other.input_size == (128, 96)
         check_halves(other.segment(frame), (96, 128))
+
+
+def test_unwritable_cache_converts_in_memory(models, tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_bytes(b"")
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(not_a_folder))
+    with create_segmenter(SegmentOptions(model=str(models["sigmoid"]), input_size=(64, 32))) as segmenter:
+        assert segmenter.cache_path is None and "not cached" in segmenter.description
+        check_halves(segmenter.segment(half_white(128, 64)), (32, 64))
+
+
+def test_cache_folder_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("PORTRAIT_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert tflite_utils.cache_dir() == tmp_path / "portrait"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert tflite_utils.cache_dir() == Path.home() / ".cache" / "portrait"
+
+
+def test_dot_keras_model_loads(models):
+    with create_segmenter(SegmentOptions(model=str(models["keras"]), input_size=(128, 96))) as segmenter:
+        assert segmenter.input_norm == "raw"
+        check_halves(segmenter.segment(half_white()), (96, 128))
+
+
+def test_xla_compiled_keras_segmenter(models):
+    # The GPU path compiles with XLA; XLA also runs on the CPU, so the same code is tested here.
+    segmenter = segment.KerasSegmenter(tiny_model(), "raw", (128, 96), jit_compile=True)
+    assert segmenter.jit_compile and "XLA" in segmenter.description
+    check_halves(segmenter.segment(half_white()), (96, 128))
 
 
 def test_keras_backend_runs_tf_function_and_matches_tflite(models):
@@ -375,7 +431,7 @@ def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
         resolve_model_path(str(tmp_path))
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "tflite"])
+@pytest.mark.parametrize("name", ["sigmoid", "keras", "tflite"])
 def test_truncated_model_is_a_clear_error(models, tmp_path, name):
     source = models[name]
     broken = tmp_path / f"broken{source.suffix}"
@@ -394,6 +450,8 @@ def test_garbage_and_unknown_model_files(tmp_path):
     onnx.write_bytes(b"\x08\x07")
     with pytest.raises(ModelError, match=r"unsupported type '.onnx': expected .hdf5, .h5, .keras or .tflite"):
         create_segmenter(SegmentOptions(model=str(onnx)))
+    with pytest.raises(ModelError, match="--input-size must be two positive integers"):
+        create_segmenter(SegmentOptions(model=str(onnx), input_size=(0, 10)))
 
 
 @pytest.mark.parametrize("name", ["lambda", "lambda_keras"])
