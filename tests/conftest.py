@@ -34,3 +34,38 @@ def shared_path(*parts: str) -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running (soak) tests; still run by CI")
+
+
+@pytest.fixture(scope="session")
+def brightness_model(tmp_path_factory) -> Path:
+    """A tiny real Keras model saved as .hdf5: person probability = sigmoid of brightness.
+
+    Input RGB 0..255 (normalised inside, as the app's contract says); bright pixels (> 128) are
+    "person". Small and fixed-size (64x64), so its TFLite conversion takes a few seconds.
+    """
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    outputs = conv(x)
+    model = keras.Model(inputs, outputs)
+    conv.set_weights([np.full((1, 1, 3, 1), 4.0, np.float32), np.zeros(1, np.float32)])
+    path = tmp_path_factory.mktemp("models") / "bright.hdf5"
+    model.save(path)
+    return path
+
+
+def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Path:
+    """A real video file: a bright square moving over a dark background."""
+    import cv2
+
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(frames):
+        image = np.full((height, width, 3), 30, np.uint8)
+        x = 8 + (i * 3) % (width - 40)
+        image[16:48, x:x + 24] = 220
+        writer.write(image)
+    writer.release()
+    return path

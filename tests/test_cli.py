@@ -1,0 +1,221 @@
+"""The command line end to end: image mode, video in → video out, live mode into a virtual
+camera (pyvirtualcam with a registered backend), and every bad-input path (one line, no
+traceback, non-zero exit)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from conftest import ROOT, shared_path, write_video
+from portrait.cli import main
+from test_sink import RecordingBackend
+
+BACKEND = "portrait-cli-test"
+
+
+def person_image(path, size=(160, 120)):
+    """A bright 'person' block on a dark, textured background."""
+    width, height = size
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 60, (height, width, 3), np.uint8)
+    image[30:110, 50:110] = 230
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def run_app(*args, timeout=120):
+    """Run ``python app.py`` as a user would; returns (exit code, stdout, stderr)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run([sys.executable, "app.py", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+def run_in_process(capsys, *args):
+    """``main()`` in this process (no TensorFlow start-up per call); returns (code, stderr)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit:  # argparse usage errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code, stderr, *words):
+    assert code != 0
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("extra, channels", [
+    ([], 3), (["--background", "#00ff00"], 3), (["--background", "transparent"], 4),
+    (["--matte"], 1),
+])
+def test_image_mode_writes_a_same_size_result(brightness_model, tmp_path, extra, channels):
+    source = person_image(tmp_path / "me.jpg")
+    out = tmp_path / "out.png"
+    assert main(["--model", str(brightness_model), "--image", str(source), "--out", str(out),
+                 "-q", *extra]) == 0
+    result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert result.shape[:2] == (120, 160)
+    assert (result.shape[2] if result.ndim == 3 else 1) == channels
+    if extra == ["--matte"]:
+        assert result[70, 80] > 200 and result[5, 5] < 50
+    if extra == ["--background", "#00ff00"]:
+        assert tuple(result[5, 5]) == (0, 255, 0)  # BGR: pure green background
+        assert result[70, 80].min() > 200  # the person kept
+
+
+def test_blur_background_changes_only_the_background(brightness_model, tmp_path):
+    source = person_image(tmp_path / "me.png")
+    out = tmp_path / "blur.png"
+    assert main(["--model", str(brightness_model), "--image", str(source), "--out", str(out),
+                 "--blur", "15", "-q"]) == 0
+    original, result = cv2.imread(str(source)), cv2.imread(str(out))
+    background = (slice(0, 20), slice(0, 40))
+    assert result[background].std() < original[background].std() / 2  # noise blurred away
+    assert np.abs(result[60:80, 70:90].astype(int) - original[60:80, 70:90]).max() <= 3
+
+
+def test_folder_batch_keeps_stems_and_carries_on_past_a_bad_file(brightness_model, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    person_image(folder / "a.jpg")
+    person_image(folder / "b.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    out = tmp_path / "out"
+    code, _, stderr = run_app("--model", brightness_model, "--image", folder, "--out", out)
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert "broken.jpg" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "b.png", "broken.jpg"]
+
+
+def test_video_in_gives_video_out_with_the_same_frame_count(brightness_model, tmp_path):
+    video = write_video(tmp_path / "in.avi", frames=37)
+    out, stats = tmp_path / "out.mp4", tmp_path / "s.json"
+    assert main(["--model", str(brightness_model), "--source", str(video), "--out", str(out),
+                 "--stats", str(stats), "-q"]) == 0
+    capture = cv2.VideoCapture(str(out))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 37
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == 37 and summary["fps"] > 0
+    assert {"decode", "segment", "refine", "composite", "output"} <= set(summary["stage_ms"])
+
+
+def test_png_frames_and_max_frames(brightness_model, tmp_path):
+    video = write_video(tmp_path / "in.avi", frames=20)
+    out = tmp_path / "frames"
+    assert main(["--model", str(brightness_model), "--source", str(video), "--out", str(out),
+                 "--max-frames", "7", "--matte", "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(7)]
+
+
+@pytest.fixture
+def virtual_camera():
+    RecordingBackend.instances = []
+    pyvirtualcam.register_backend(BACKEND, RecordingBackend)
+    yield RecordingBackend
+    pyvirtualcam.camera.BACKENDS.pop(BACKEND, None)
+
+
+def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(
+        brightness_model, tmp_path, virtual_camera):
+    video = write_video(tmp_path / "in.avi", frames=25, size=(96, 64))
+    stats = tmp_path / "s.json"
+    assert main(["--model", str(brightness_model), "--source", str(video), "--stats", str(stats),
+                 "-q"]) == 0
+    (camera,) = virtual_camera.instances
+    assert (camera.width, camera.height) == (96, 64)
+    processed = json.loads(stats.read_text())["frames"]
+    assert processed == 25
+    assert len(camera.frames) == processed
+    assert all(f.size == 96 * 64 * 3 for f in camera.frames)
+    assert camera.closed == 1
+
+
+def test_missing_model(tmp_path):
+    person_image(tmp_path / "x.jpg")
+    code, _, stderr = run_app("--model", "nope.hdf5", "--image", tmp_path / "x.jpg")
+    assert_one_line_error(code, stderr, "nope.hdf5")
+
+
+def test_corrupt_model(capsys, tmp_path, brightness_model):
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(brightness_model.read_bytes()[:2000])
+    person_image(tmp_path / "x.jpg")
+    code, stderr = run_in_process(capsys, "--model", broken, "--image", tmp_path / "x.jpg")
+    assert_one_line_error(code, stderr, "broken.hdf5")
+
+
+def test_unreadable_image(capsys, tmp_path, brightness_model):
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", bad, "--out",
+                              tmp_path / "o.png")
+    assert_one_line_error(code, stderr, "x.jpg")
+
+
+def test_unreadable_video(capsys, tmp_path, brightness_model):
+    bad = tmp_path / "clip.mp4"
+    bad.write_text("this is not a video")
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", bad, "--out",
+                              tmp_path / "o.mp4")
+    assert_one_line_error(code, stderr, "clip.mp4")
+
+
+def test_camera_that_does_not_exist(capsys, brightness_model):
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", "99")
+    assert_one_line_error(code, stderr, "camera 99")
+
+
+def test_no_virtual_camera_device(capsys, tmp_path, brightness_model):
+    video = write_video(tmp_path / "in.avi", frames=5)
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", video)
+    assert_one_line_error(code, stderr)
+    if sys.platform.startswith("linux"):
+        assert "modprobe v4l2loopback" in stderr
+
+
+@pytest.mark.parametrize("background", ["missing.jpg", "garbage.png", "#12345"])
+def test_background_that_cannot_be_read(capsys, tmp_path, brightness_model, background):
+    (tmp_path / "garbage.png").write_bytes(b"\x89PNG nope")
+    person_image(tmp_path / "x.jpg")
+    spec = background if background.startswith("#") else str(tmp_path / background)
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", tmp_path / "x.jpg",
+                              "--out", tmp_path / "o.png", "--background", spec)
+    assert_one_line_error(code, stderr, "background")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_out_equal_to_input_is_refused_and_the_input_kept(capsys, tmp_path, brightness_model):
+    source = person_image(tmp_path / "me.png")
+    before = source.read_bytes()
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", source, "--out", source)
+    assert_one_line_error(code, stderr)
+    assert source.read_bytes() == before
+
+
+def test_bad_option_value_is_one_line(capsys):
+    code, stderr = run_in_process(capsys, "--max-frames", "-3")
+    assert_one_line_error(code, stderr, "--max-frames")
+
+
+def test_selfie_model_acceptance_path(tmp_path):
+    model = shared_path("models", "selfie_segmentation.tflite")
+    image = shared_path("data", "eg1800", "images", "00002.jpg")
+    out = tmp_path / "out.png"
+    assert main(["--model", str(model), "--image", str(image), "--out", str(out), "-q"]) == 0
+    assert cv2.imread(str(out)).shape == cv2.imread(str(image)).shape

@@ -1,0 +1,166 @@
+"""The stream pipeline's scheduling: order, dropping in live mode, bounded queues, shutdown."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from portrait.capture import Frame
+from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
+from portrait.pipeline import FrameProcessor, StillDetector, StreamPipeline
+from portrait.refine import Refiner
+from portrait.segment import create_segmenter
+from portrait.smooth import TemporalSmoother
+
+
+@pytest.fixture(scope="module")
+def segmenter(brightness_model):
+    with create_segmenter(SegmentOptions(model=str(brightness_model))) as seg:
+        yield seg
+
+
+def frames(count, delay_s=0.0):
+    """Uniform frames whose brightness rises with the index, so outputs can be told apart."""
+    for i in range(count):
+        if delay_s:
+            time.sleep(delay_s)
+        value = 20 + (200 * i) // max(count - 1, 1)
+        yield Frame(np.full((48, 64, 3), value, np.uint8), i, time.perf_counter())
+
+
+def matte_processor(segmenter, options=PipelineOptions(reuse_still=False)):
+    return FrameProcessor(segmenter, None, Refiner(RefineOptions(enabled=False)), None,
+                          matte=True, options=options)
+
+
+def test_file_mode_keeps_every_frame_in_order(segmenter):
+    means = []
+    stream = StreamPipeline(frames(40), matte_processor(segmenter),
+                            lambda alpha: means.append(float(alpha.mean())), PipelineOptions())
+    stats = stream.run()
+    assert stats.frames == 40 and stats.dropped == 0
+    assert len(means) == 40
+    assert all(b >= a for a, b in zip(means, means[1:])), "outputs out of order"
+    assert means[-1] > means[0] + 100
+
+
+def test_live_mode_drops_stale_frames_instead_of_lagging(segmenter):
+    means, latencies = [], []
+
+    def slow_output(alpha):
+        time.sleep(0.02)  # a consumer slower than the source
+        means.append(float(alpha.mean()))
+
+    options = PipelineOptions(live=True, queue_size=1, reuse_still=False)
+    stream = StreamPipeline(frames(200, delay_s=0.002), matte_processor(segmenter, options),
+                            slow_output, options)
+    stats = stream.run()
+    assert stats.dropped > 0
+    assert stats.frames + stats.dropped == 200
+    assert all(b >= a for a, b in zip(means, means[1:]))
+    # Latency stays bounded by the few frames the bounded queues hold, not by the backlog.
+    summary = stats.summary()
+    assert summary["latency_ms"]["p95"] < 20 * 8
+
+
+def test_queues_are_bounded_in_file_mode(segmenter):
+    read = []
+
+    def source():
+        for frame in frames(30):
+            read.append(frame.index)
+            yield frame
+
+    written = []
+    gate = threading.Event()
+
+    def blocked_output(alpha):
+        gate.wait(5)
+        written.append(alpha)
+
+    options = PipelineOptions(queue_size=2, reuse_still=False)
+    stream = StreamPipeline(source(), matte_processor(segmenter, options), blocked_output, options)
+    runner = threading.Thread(target=stream.run)
+    runner.start()
+    time.sleep(0.5)
+    # Output blocked: at most the frames that fit in three queues plus one in each stage.
+    in_flight = len(read)
+    gate.set()
+    runner.join(10)
+    assert not runner.is_alive()
+    assert in_flight <= 3 * 2 + 4
+    assert len(written) == 30
+
+
+def test_stop_finishes_cleanly_and_max_frames_limits_output(segmenter):
+    out = []
+    stream = StreamPipeline(frames(10_000, delay_s=0.001), matte_processor(segmenter),
+                            out.append, PipelineOptions(), max_frames=25)
+    started = time.perf_counter()
+    stats = stream.run()
+    assert stats.frames == 25 and len(out) == 25
+    assert time.perf_counter() - started < 5
+    assert not [t for t in threading.enumerate() if t.name in ("reader", "segment", "finish")]
+
+
+def test_stop_from_another_thread(segmenter):
+    out = []
+    stream = StreamPipeline(frames(100_000, delay_s=0.001), matte_processor(segmenter),
+                            out.append, PipelineOptions(live=True))
+    threading.Timer(0.3, stream.stop).start()
+    stream.run()
+    assert 0 < len(out) < 100_000
+
+
+def test_a_failing_stage_is_raised_in_the_caller_and_threads_end(segmenter):
+    def broken_output(alpha):
+        raise RuntimeError("disk full")
+
+    stream = StreamPipeline(frames(50), matte_processor(segmenter), broken_output,
+                            PipelineOptions())
+    with pytest.raises(RuntimeError, match="disk full"):
+        stream.run()
+    time.sleep(0.3)
+    assert not [t for t in threading.enumerate() if t.name in ("reader", "segment", "finish")]
+
+
+def test_a_failing_source_is_raised_in_the_caller(segmenter):
+    def source():
+        yield from frames(3)
+        raise OSError("camera unplugged")
+
+    stream = StreamPipeline(source(), matte_processor(segmenter), lambda a: None, PipelineOptions())
+    with pytest.raises(OSError, match="unplugged"):
+        stream.run()
+
+
+def test_still_scene_reuses_the_mask_a_bounded_number_of_times(segmenter):
+    options = PipelineOptions(reuse_still=True, max_reuse=2, still_threshold=1.0)
+    processor = matte_processor(segmenter, options)
+    image = np.full((48, 64, 3), 200, np.uint8)
+    still = [Frame(image.copy(), i, time.perf_counter()) for i in range(9)]
+    stream = StreamPipeline(iter(still), processor, lambda a: None, options)
+    stats = stream.run()
+    # Every third frame is segmented: reuse runs of at most max_reuse frames.
+    assert stats.reused == 6
+
+
+def test_still_detector_sees_motion():
+    detector = StillDetector(threshold=1.5)
+    a = np.full((90, 160, 3), 100, np.uint8)
+    detector.remember(a)
+    assert detector(a.copy())
+    b = a.copy()
+    b[20:70, 40:120] = 200
+    assert not detector(b)
+
+
+def test_processor_with_smoothing_and_refinement_gives_frame_size_alpha(segmenter):
+    processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                               Refiner(RefineOptions()), None, matte=True)
+    image = np.full((360, 640, 3), 30, np.uint8)
+    image[100:300, 200:400] = 230
+    alpha = processor.process(image)
+    assert alpha.shape == (360, 640) and alpha.dtype == np.uint8
+    assert alpha[200, 300] > 200 and alpha[20, 20] < 50
