@@ -40,6 +40,7 @@ class Packet:
     image: np.ndarray
     index: int
     time_s: float
+    lost: bool = False  # a camera-lost marker: shown, not segmented, not counted as a frame
     prob: Optional[np.ndarray] = None
     output: Optional[np.ndarray] = None
     ms: dict[str, float] = field(default_factory=dict)
@@ -79,16 +80,19 @@ class FrameProcessor:
         background: from :func:`portrait.composite.make_background`; ignored when ``matte``.
         matte: output the alpha matte (uint8 grey) instead of a composite.
         options: reuse of masks on still scenes.
+        lost_frame: ``lost_frame(width, height)`` gives the image shown while a camera is lost.
     """
 
     def __init__(self, segmenter, smoother, refiner, background, matte: bool = False,
-                 options: PipelineOptions = PipelineOptions()):
+                 options: PipelineOptions = PipelineOptions(),
+                 lost_frame: Optional[Callable[[int, int], np.ndarray]] = None):
         self.segmenter = segmenter
         self.smoother = smoother
         self.refiner = refiner
         self.background = background
         self.matte = matte
         self.options = options
+        self.lost_frame = lost_frame
         self._still = StillDetector(options.still_threshold)
         self._last_prob: Optional[np.ndarray] = None
         self._reused = 0
@@ -103,6 +107,10 @@ class FrameProcessor:
 
     def segment(self, packet: Packet) -> bool:
         """Fill ``packet.prob``; returns True when the last mask was reused (still scene)."""
+        if packet.lost:
+            self._last_prob = None  # the scene after a reconnect is new
+            self._still.reset()
+            return False
         started = time.perf_counter()
         reuse = (
             self.options.reuse_still
@@ -124,6 +132,14 @@ class FrameProcessor:
 
     def finish(self, packet: Packet) -> None:
         """Smooth, refine and composite: fill ``packet.output``."""
+        if packet.lost:
+            # The scene after a reconnect is new: don't blend it with masks from before.
+            if self.smoother is not None:
+                self.smoother.reset()
+            height, width = packet.image.shape[:2]
+            packet.output = (self.lost_frame(width, height) if self.lost_frame is not None
+                             else packet.image)
+            return
         t0 = time.perf_counter()
         prob = self.smoother(packet.prob) if self.smoother is not None else packet.prob
         t1 = time.perf_counter()
@@ -241,7 +257,8 @@ class StreamPipeline:
                 frame = next(iterator, None)
                 if frame is None:
                     break
-                packet = Packet(image=frame.image, index=frame.index, time_s=frame.time_s)
+                packet = Packet(image=frame.image, index=frame.index, time_s=frame.time_s,
+                                lost=getattr(frame, "lost", False))
                 packet.ms["decode"] = (time.perf_counter() - started) * 1000
                 if self.options.live:
                     self.stats.dropped += _put_latest(inbox, packet)
@@ -296,6 +313,8 @@ class StreamPipeline:
             started = time.perf_counter()
             self.emit(packet.output)
             done = time.perf_counter()
+            if packet.lost:
+                continue
             packet.ms["output"] = (done - started) * 1000
             for stage, ms in packet.ms.items():
                 self.stats.add(stage, ms)

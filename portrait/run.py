@@ -32,7 +32,7 @@ from portrait.options import (
 from portrait.pipeline import FrameProcessor, StreamPipeline
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
-from portrait.sink import PreviewSink, open_image_sink, open_sink
+from portrait.sink import PreviewSink, camera_lost_frame, open_image_sink, open_sink
 from portrait.smooth import TemporalSmoother
 from portrait.stats import RunStats
 
@@ -156,7 +156,8 @@ def run_stream(
             make_background(composite, (capture.width, capture.height)))
         segmenter = stack.enter_context(create_segmenter(segment))
         source = stack.enter_context(open_source(capture))
-        frames = iter(source)
+        # A camera also yields "lost" markers while unplugged, so the output stays fed.
+        frames = source.frames(lost_markers=True) if is_camera else iter(source)
         first = next(frames, None)
         if first is None:
             raise InputError(f"source '{capture.source}' gave no frames; check the file or camera")
@@ -167,7 +168,8 @@ def run_stream(
                                              backend=vcam_backend, protected=protected))
         preview = stack.enter_context(PreviewSink()) if output.preview else None
         processor = FrameProcessor(
-            segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options)
+            segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options,
+            lost_frame=camera_lost_frame)
 
         def emit(image):
             sink.write(image)

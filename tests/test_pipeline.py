@@ -164,3 +164,35 @@ def test_processor_with_smoothing_and_refinement_gives_frame_size_alpha(segmente
     alpha = processor.process(image)
     assert alpha.shape == (360, 640) and alpha.dtype == np.uint8
     assert alpha[200, 300] > 200 and alpha[20, 20] < 50
+
+
+def test_camera_loss_keeps_the_output_fed_and_resumes(segmenter, tmp_path):
+    from conftest import write_video
+    from portrait.capture import CameraSource
+    from portrait.sink import camera_lost_frame
+    from test_capture import CameraDevice
+
+    device = CameraDevice(write_video(tmp_path / "camera.avi", 60, size=(64, 48)))
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.02, retry_max_s=0.05)
+    processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                               Refiner(RefineOptions()), None, matte=True,
+                               lost_frame=camera_lost_frame)
+    outputs = []
+
+    def emit(image):
+        outputs.append(image)
+        if len(outputs) == 5:
+            device.present = False  # unplugged ...
+            threading.Timer(0.4, setattr, (device, "present", True)).start()  # ... and back
+
+    options = PipelineOptions(live=True)
+    stream = StreamPipeline(camera.frames(lost_markers=True), processor, emit, options,
+                            max_frames=20)
+    with camera:
+        stats = stream.run()
+    lost = [o for o in outputs if o.ndim == 3]  # the "camera lost" frames are BGR, mattes grey
+    assert stats.frames == 20
+    assert len(lost) >= 2
+    assert len(outputs) == 20 + len(lost)
+    first_lost = next(i for i, o in enumerate(outputs) if o.ndim == 3)
+    assert outputs[-1].ndim == 2 and first_lost >= 5  # mattes again after the camera came back
