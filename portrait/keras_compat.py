@@ -33,6 +33,7 @@ TRUST_HINT = "pass --trust-model only if you trust where the file came from"
 RENAMED_KWARGS = {"batch_input_shape": "batch_shape"}
 
 
+
 def read_model_config(path: Path) -> dict:
     """Return the model architecture JSON stored in a Keras model file.
 

@@ -39,8 +39,9 @@ Rules for what cannot be read from a model file:
   sigmoid/softmax, an output with values outside [0, 1] is taken as logits from then on (two
   logit channels give sigmoid(c1 − c0)). Any other shape is a ModelError at construction.
 
-Per frame: ``cv2.resize`` to the model input (INTER_AREA when shrinking), BGR→RGB on the small
-image, scaling into the preallocated input buffer, invoke, un-letterbox. Segmenters are not
+Per frame: ``cv2.resize`` to the model input (area averaging when shrinking, done as a fast
+whole-factor INTER_AREA then INTER_LINEAR), BGR→RGB on the small image, scaling into the
+preallocated input buffer, invoke, un-letterbox. Segmenters are not
 thread-safe: call ``segment`` from one thread.
 """
 
@@ -479,6 +480,12 @@ class TFLiteSegmenter(Segmenter):
         self.cache_path: Optional[Path] = None  # set by the factory for a cached conversion
         self.cache_hit = False
         self.description = _describe(self, name, None, "")
+        try:
+            # One run now: XNNPACK sets up on the first invoke, and a model that cannot run
+            # should fail here, not on the first camera frame.
+            self._interpreter.invoke()
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(f"TFLite model '{name}' fails to run: {_one_line(error)}; {MODEL_HINT}") from None
 
     def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         self._check_open()
@@ -639,6 +646,11 @@ class MediaPipeSegmenter(Segmenter):
         self.output_kind = "confidence mask"
         self.runtime = "MediaPipe ImageSegmenter (CPU)"
         self.description = _describe(self, _display(path), None, "")
+        try:
+            self.segment(np.zeros((height, width, 3), np.uint8))  # fail here, not on frame one
+        except (ValueError, RuntimeError) as error:
+            self.close()
+            raise ModelError(f"MediaPipe cannot run model '{path}': {_one_line(error)}; {MODEL_HINT}") from None
 
     def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         self._check_open()

@@ -58,6 +58,7 @@ def tiny_model(
     """
     inputs = keras.Input((size[1], size[0], 3), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs) if rescale else inputs
+    x = layers.BatchNormalization(name="bn")(x)  # fresh statistics: x / sqrt(1 + 1e-3)
     if extra is not None:
         x = extra(x)
     # A depthwise layer, so the Keras 2 fixture carries DepthwiseConv2D(groups=1).
@@ -101,6 +102,10 @@ def keras2ify(config: dict) -> dict:
             layer_config.pop("optional", None)
         if layer["class_name"] == "DepthwiseConv2D":
             layer_config["groups"] = 1  # what Keras 3 rejects
+        if layer["class_name"] == "BatchNormalization":
+            layer_config["axis"] = [3]  # tf.keras 2 saved the built axis as a list
+            for key in ("synchronized", "renorm", "renorm_clipping", "renorm_momentum"):
+                layer_config.pop(key, None)
         nodes = []
         for node in layer["inbound_nodes"]:
             args = node["args"]
@@ -362,7 +367,7 @@ def test_keras2_hdf5_loads_through_the_shim(models):
     with pytest.raises(Exception, match="groups"):
         keras.models.load_model(models["keras2"], compile=False)
     model = keras_compat.load_keras_model(models["keras2"])
-    assert [type(l).__name__ for l in model.layers][2] == "DepthwiseConv2D"
+    assert [type(l).__name__ for l in model.layers][2:4] == ["BatchNormalization", "DepthwiseConv2D"]
     with create_segmenter(SegmentOptions(model=str(models["keras2"]), input_size=(128, 96))) as segmenter:
         assert segmenter.input_norm == "raw"
         check_halves(segmenter.segment(half_white()), (96, 128))
