@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 TRUST_HINT = "pass --trust-model only if you trust where the file came from"
-# Keras 2 keys that some Keras 3 layer still accepts under a new name.
-RENAMED_KWARGS = {"batch_input_shape": "batch_shape"}
-
-
 
 def read_model_config(path: Path) -> dict:
     """Return the model architecture JSON stored in a Keras model file.
@@ -184,12 +181,15 @@ def load_keras_model(path: Path, trust_model: bool = False):
         log.info("plain Keras 3 load of '%s' failed (%s); retrying with the Keras 2 shim", path, _short(error))
         first_error = error
     try:
-        model = keras.models.load_model(
-            path, custom_objects=legacy_custom_objects(config), compile=False, safe_mode=not trust_model
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*Do not pass an `input_shape`.*")
+            model = keras.models.load_model(
+                path, custom_objects=legacy_custom_objects(config), compile=False, safe_mode=not trust_model
+            )
     except Exception as error:
-        log.debug("shim load failed too: %s", error)
-        raise _load_error(path, first_error, trust_model) from None
+        # The shim gets past the Keras 2 keys, so its error names what is really left.
+        log.debug("plain load error was: %s", first_error)
+        raise _load_error(path, error, trust_model) from None
     log.info("loaded '%s' through the Keras 2 compatibility shim (saved by Keras %s)", path, _saved_by(path))
     return model
 
@@ -208,12 +208,11 @@ def _lenient(cls: type) -> type:
     accepted.discard("self")
 
     def __init__(self, *args, **kwargs):
-        for old, new in RENAMED_KWARGS.items():
-            if old in kwargs and new not in accepted:
-                # Only an input layer uses a batch shape; elsewhere Keras 2 kept it as a hint.
-                shape = kwargs.pop(old)
-                if shape is not None and "input_shape" not in kwargs:
-                    kwargs["input_shape"] = tuple(shape[1:])
+        shape = kwargs.get("input_shape")
+        if shape is not None:
+            # Keras 2 saved only ``batch_input_shape``; Keras 3's legacy loader renames it to
+            # ``input_shape`` but keeps the batch dimension, which breaks Sequential models.
+            kwargs["input_shape"] = tuple(shape)[1:]
         dropped = {k: kwargs.pop(k) for k in list(kwargs) if k not in accepted}
         if dropped:
             log.debug("%s: ignoring Keras 2 arguments %s", cls.__name__, dropped)

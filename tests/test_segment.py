@@ -95,6 +95,15 @@ def keras2ify(config: dict) -> dict:
         return value
 
     config = strip(config)
+    if config["class_name"] == "Sequential":
+        # Keras 2 kept no InputLayer: the first layer carried the batch input shape.
+        sequence = config["config"]["layers"]
+        first_input = sequence.pop(0)
+        sequence[0]["config"]["batch_input_shape"] = first_input["config"]["batch_shape"]
+        for layer in sequence:
+            if layer["class_name"] == "DepthwiseConv2D":
+                layer["config"]["groups"] = 1
+        return config
     for layer in config["config"]["layers"]:
         layer_config = layer["config"]
         if layer["class_name"] == "InputLayer":
@@ -149,6 +158,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     paths["keras"] = folder / "tiny.keras"
     tiny_model().save(paths["keras"])
     paths["keras2"] = save_keras2(tiny_model(), folder / "keras2.hdf5")
+    functional = tiny_model(size=(128, 96))
+    sequential = keras.Sequential([keras.Input((96, 128, 3))] + functional.layers[1:], name="tiny_sequential")
+    paths["keras2_sequential"] = save_keras2(sequential, folder / "keras2_sequential.hdf5")
     paths["lambda"] = folder / "lambda.h5"
     tiny_model(extra=layers.Lambda(lambda t: t * 1.0, name="scale")).save(paths["lambda"])
     paths["lambda_keras"] = folder / "lambda.keras"
@@ -361,6 +373,14 @@ def test_mark_rejects_unknown_norm_and_non_tflite_bytes():
         tflite_utils.mark_tflite_input_norm(b"\0\0\0\0TFL3", "bgr")
     with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
         tflite_utils.read_tflite_input_norm(b"PK\x03\x04 not a model")
+
+
+def test_keras2_sequential_hdf5_loads_through_the_shim(models):
+    with pytest.raises(Exception, match="groups"):
+        keras.models.load_model(models["keras2_sequential"], compile=False)
+    with create_segmenter(SegmentOptions(model=str(models["keras2_sequential"]))) as segmenter:
+        assert segmenter.input_size == (128, 96) and segmenter.input_norm == "raw"
+        check_halves(segmenter.segment(half_white()), (96, 128))
 
 
 def test_keras2_hdf5_loads_through_the_shim(models):
