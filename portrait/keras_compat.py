@@ -1,6 +1,7 @@
-"""Loading Keras model files safely, including ones saved by old Keras 2 / tf.keras.
+"""Keras model files: loading them safely (including old Keras 2 / tf.keras files) and reading
+what the segmenter needs to know about them (input size, input scaling, output activation).
 
-Two jobs:
+Two jobs need care:
 
 * Safety. A Keras model file can carry Python code (a ``Lambda`` layer's bytecode or source, or
   any ``__lambda__`` function). Loading such a file runs that code, so it is refused unless the
@@ -275,4 +276,72 @@ def saved_input_size(model) -> Optional[tuple[int, int]]:
     height, width = shape[1], shape[2]
     if height is None or width is None:
         return None
+    return int(width), int(height)
+
+
+
+def keras_input_norm(model) -> Optional[str]:
+    """Return ``raw`` when the model's first layer rescales pixels itself, else None.
+
+    Looks through nested models: a ``Rescaling`` or ``Normalization`` layer as the first
+    layer after the input means the model takes RGB 0..255 (our models' contract).
+    """
+    from keras import layers
+
+    layer = model
+    for _ in range(8):  # nested models are rarely deeper than that
+        inner = [l for l in getattr(layer, "layers", []) if not isinstance(l, layers.InputLayer)]
+        if not inner:
+            return None
+        layer = inner[0]
+        if isinstance(layer, (layers.Rescaling, layers.Normalization)):
+            return "raw"
+        if not getattr(layer, "layers", None):
+            return None
+    return None
+
+
+def keras_output_activation(model) -> Optional[str]:
+    """Return ``sigmoid``/``softmax`` if the model's output layer applies one, ``logits`` if it
+    applies none (linear), None when it cannot be told."""
+    from keras import layers
+
+    layer = model
+    for _ in range(8):
+        inner = getattr(layer, "layers", None)
+        if not inner:
+            break
+        layer = inner[-1]
+    if isinstance(layer, layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None)
+    if name in ("sigmoid", "softmax"):
+        return name
+    if name == "linear" and isinstance(layer, (layers.Conv2D, layers.Dense, layers.Activation)):
+        return "logits"
+    return None
+
+
+def config_input_size(config: dict):
+    """Read the input size from a saved model config without building the model.
+
+    Returns:
+        (width, height) for a fixed size, ``"dynamic"`` for (None, None, 3), or None when the
+        config does not say plainly (the model is then loaded to find out).
+    """
+    layers_config = config.get("config", {}).get("layers") if isinstance(config.get("config"), dict) else None
+    if not layers_config or not isinstance(layers_config, list):
+        return None
+    inputs = [l for l in layers_config if isinstance(l, dict) and l.get("class_name") == "InputLayer"]
+    first = inputs[0] if len(inputs) == 1 else (layers_config[0] if not inputs else None)
+    if not isinstance(first, dict):
+        return None
+    layer_config = first.get("config", {})
+    shape = layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
+    if not isinstance(shape, list) or len(shape) != 4 or shape[3] != 3:
+        return None
+    height, width = shape[1], shape[2]
+    if height is None or width is None:
+        return "dynamic"
     return int(width), int(height)

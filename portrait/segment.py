@@ -59,6 +59,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from portrait import keras_compat, tflite_utils
 from portrait.errors import DeviceError, ModelError
 from portrait.options import SegmentOptions
 
@@ -424,8 +425,6 @@ class TFLiteSegmenter(Segmenter):
         threads: int = 0,
         name: str = "model",
     ):
-        from portrait import tflite_utils
-
         self._closed = False
         self.threads = threads or os.cpu_count() or 1
         try:
@@ -549,7 +548,7 @@ class KerasSegmenter(Segmenter):
                 raw = self._run(self._input)
             except Exception as error:
                 raise ModelError(f"model fails on a {width}x{height} input: {_one_line(error)}") from None
-        self._read = OutputReader(raw.shape, keras_output_activation(model))
+        self._read = OutputReader(raw.shape, keras_compat.keras_output_activation(model))
         self.letterbox = letterbox
         self.output_kind = self._read.kind
         xla = ", XLA" if self.jit_compile else ""
@@ -614,8 +613,6 @@ class MediaPipeSegmenter(Segmenter):
         import mediapipe as mp
         from mediapipe.tasks.python import vision
         from mediapipe.tasks.python.core.base_options import BaseOptions
-
-        from portrait import tflite_utils
 
         self._closed = False
         self._mp = mp
@@ -726,8 +723,6 @@ def _create_from_tflite(path: Path, options: SegmentOptions) -> Segmenter:
         segmenter = MediaPipeSegmenter(path, options.letterbox, options.input_size)
         segmenter.description = _describe(segmenter, _display(path), None, "--backend mediapipe")
         return segmenter
-    from portrait import tflite_utils
-
     try:
         content = path.read_bytes()
         marked = tflite_utils.read_tflite_input_norm(content)
@@ -753,8 +748,6 @@ def _create_from_tflite(path: Path, options: SegmentOptions) -> Segmenter:
 
 
 def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
-    from portrait import keras_compat
-
     if options.backend == "mediapipe":
         raise ModelError(f"--backend mediapipe needs a MediaPipe .tflite model, got '{path}'")
     config = keras_compat.read_model_config(path)
@@ -774,7 +767,7 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
 
     model = keras_compat.load_keras_model(path, options.trust_model)
     size = _keras_input_size(model, options.input_size)
-    norm, why = _resolve_norm(options.input_norm, keras_input_norm(model), "Rescaling layer in the model")
+    norm, why = _resolve_norm(options.input_norm, keras_compat.keras_input_norm(model), "Rescaling layer in the model")
     if gpus:
         device, reason = "/GPU:0", f"a GPU is visible to TensorFlow ({gpus[0]})"
     else:
@@ -787,8 +780,6 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
 
 def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: str) -> Segmenter:
     """Keras model on the CPU: convert to TFLite once, cache by file hash, run the conversion."""
-    from portrait import keras_compat, tflite_utils
-
     loaded = {}
 
     def model():
@@ -796,7 +787,7 @@ def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu:
             loaded["model"] = keras_compat.load_keras_model(path, options.trust_model)
         return loaded["model"]
 
-    size = config_input_size(config)
+    size = keras_compat.config_input_size(config)
     if size is None:
         size = _keras_input_size(model(), options.input_size)
     elif size == "dynamic":
@@ -817,7 +808,7 @@ def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu:
                 f"cannot convert model '{path}' to TFLite at {size[0]}x{size[1]}: {_one_line(error)}; "
                 "try another --input-size (a multiple of 32) or --backend keras"
             ) from None
-        detected = keras_input_norm(keras_model)
+        detected = keras_compat.keras_input_norm(keras_model)
         return tflite_utils.mark_tflite_input_norm(content, detected) if detected else content
 
     content, cache_path, hit = tflite_utils.cached_conversion(path, size, convert)
@@ -862,80 +853,8 @@ def _describe(segmenter: Segmenter, source: str, norm_why: Optional[str], reason
     return ", ".join(parts)
 
 
-# ---------------------------------------------------------------- model inspection
-
-
-def keras_input_norm(model) -> Optional[str]:
-    """Return ``raw`` when the model's first layer rescales pixels itself, else None.
-
-    Looks through nested models: a ``Rescaling`` or ``Normalization`` layer as the first
-    layer after the input means the model takes RGB 0..255 (our models' contract).
-    """
-    from keras import layers
-
-    layer = model
-    for _ in range(8):  # nested models are rarely deeper than that
-        inner = [l for l in getattr(layer, "layers", []) if not isinstance(l, layers.InputLayer)]
-        if not inner:
-            return None
-        layer = inner[0]
-        if isinstance(layer, (layers.Rescaling, layers.Normalization)):
-            return "raw"
-        if not getattr(layer, "layers", None):
-            return None
-    return None
-
-
-def keras_output_activation(model) -> Optional[str]:
-    """Return ``sigmoid``/``softmax`` if the model's output layer applies one, ``logits`` if it
-    applies none (linear), None when it cannot be told."""
-    from keras import layers
-
-    layer = model
-    for _ in range(8):
-        inner = getattr(layer, "layers", None)
-        if not inner:
-            break
-        layer = inner[-1]
-    if isinstance(layer, layers.Softmax):
-        return "softmax"
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", None)
-    if name in ("sigmoid", "softmax"):
-        return name
-    if name == "linear" and isinstance(layer, (layers.Conv2D, layers.Dense, layers.Activation)):
-        return "logits"
-    return None
-
-
-def config_input_size(config: dict):
-    """Read the input size from a saved model config without building the model.
-
-    Returns:
-        (width, height) for a fixed size, ``"dynamic"`` for (None, None, 3), or None when the
-        config does not say plainly (the model is then loaded to find out).
-    """
-    layers_config = config.get("config", {}).get("layers") if isinstance(config.get("config"), dict) else None
-    if not layers_config or not isinstance(layers_config, list):
-        return None
-    inputs = [l for l in layers_config if isinstance(l, dict) and l.get("class_name") == "InputLayer"]
-    first = inputs[0] if len(inputs) == 1 else (layers_config[0] if not inputs else None)
-    if not isinstance(first, dict):
-        return None
-    layer_config = first.get("config", {})
-    shape = layer_config.get("batch_shape") or layer_config.get("batch_input_shape")
-    if not isinstance(shape, list) or len(shape) != 4 or shape[3] != 3:
-        return None
-    height, width = shape[1], shape[2]
-    if height is None or width is None:
-        return "dynamic"
-    return int(width), int(height)
-
-
 def _keras_input_size(model, requested: Optional[tuple[int, int]]) -> tuple[int, int]:
-    from portrait.keras_compat import saved_input_size
-
-    fixed = saved_input_size(model)
+    fixed = keras_compat.saved_input_size(model)
     if fixed is None:
         return tuple(requested) if requested else DEFAULT_INPUT_SIZE
     if requested and tuple(requested) != fixed:
