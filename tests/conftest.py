@@ -1,9 +1,13 @@
 """Shared test set-up: quiet TensorFlow, fixed seeds, the optional ../shared data folder."""
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Model conversions made by tests (and the app processes they start) go to a throw-away cache,
+# never the user's; set here, before any fixture of any scope creates a segmenter.
+os.environ["PORTRAIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="portrait-test-cache-")
 
 import numpy as np
 import pytest
@@ -15,13 +19,6 @@ SHARED = ROOT.parent / "shared"
 @pytest.fixture(autouse=True)
 def _seed():
     np.random.seed(0)
-
-
-@pytest.fixture(autouse=True)
-def _cache_dir(tmp_path_factory, monkeypatch):
-    """Model conversions go to a per-session temporary cache, never the user's."""
-    if "PORTRAIT_CACHE_DIR" not in os.environ:
-        monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def shared_path(*parts: str) -> Path:

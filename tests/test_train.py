@@ -1,0 +1,100 @@
+"""Training: a short run on synthetic data writes an .hdf5 the app loads and runs; the model
+builder's shapes; the data pipeline's samples."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from portrait.cli import main as app_main
+from portrait.data import AugmentOptions, find_pairs, make_dataset, resolve_split
+from portrait.errors import InputError
+from portrait.model import build_unet
+from portrait.train import main as train_main
+
+
+def make_data(folder, count=12, size=(80, 64)):
+    """A data folder of noisy images with a bright disc (the 'person') and its mask."""
+    rng = np.random.default_rng(3)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    width, height = size
+    for i in range(count):
+        image = rng.integers(0, 80, (height, width, 3), np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        centre = (int(rng.integers(20, width - 20)), int(rng.integers(20, height - 20)))
+        cv2.circle(mask, centre, 15, 255, -1)
+        image[mask > 0] = (200, 180, 160)
+        cv2.imwrite(str(folder / "images" / f"{i:03d}.jpg"), image)
+        cv2.imwrite(str(folder / "masks" / f"{i:03d}.png"), mask)
+    (folder / "train.txt").write_text("\n".join(f"{i:03d}" for i in range(count - 3)))
+    (folder / "val.txt").write_text("\n".join(f"{i:03d}" for i in range(count - 3, count)))
+    (folder / "test.txt").write_text("")
+    return folder
+
+
+@pytest.mark.parametrize("size, stride", [((192, 192), 16), ((256, 144), 16), ((224, 128), 32)])
+def test_build_unet_shapes(size, stride):
+    model = build_unet(size, alpha=0.35, output_stride=stride)
+    x = np.random.default_rng(0).uniform(0, 255, (1, size[1], size[0], 3)).astype(np.float32)
+    y = model(x).numpy()
+    assert y.shape == (1, size[1], size[0], 1)
+    assert 0 <= y.min() and y.max() <= 1
+
+
+def test_build_unet_rejects_sizes_off_the_stride():
+    with pytest.raises(ValueError, match="multiple of the output stride 16"):
+        build_unet((200, 192))
+
+
+def test_dataset_samples_have_the_asked_shape_and_range(tmp_path):
+    pairs = resolve_split(str(make_data(tmp_path / "d")), "train")
+    assert len(pairs) == 9
+    ds = make_dataset(pairs, (64, 48), batch_size=4, training=True, augment=AugmentOptions())
+    images, masks = next(iter(ds))
+    assert images.shape == (4, 48, 64, 3) and masks.shape == (4, 48, 64, 1)
+    assert 0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 255
+    assert set(np.unique(np.round(masks.numpy(), 3))) - {0.0, 1.0}  # soft edges after warping
+    assert 0 <= float(masks.numpy().min()) and float(masks.numpy().max()) <= 1
+
+
+def test_validation_split_never_uses_test(tmp_path):
+    folder = make_data(tmp_path / "d")
+    (folder / "val.txt").unlink()
+    (folder / "train.txt").unlink()
+    (folder / "test.txt").write_text("000\n001\n")
+    stems = {p[0].split("/")[-1][:3] for p in resolve_split(str(folder), "train")}
+    assert "000" not in stems and "001" not in stems and len(stems) == 10
+
+
+def test_missing_stem_is_a_clear_error(tmp_path):
+    folder = make_data(tmp_path / "d")
+    with pytest.raises(InputError, match="no image or mask"):
+        find_pairs(folder, ["nope"])
+
+
+def test_short_training_run_writes_a_model_the_app_uses(tmp_path):
+    data = make_data(tmp_path / "data")
+    out = tmp_path / "tiny.hdf5"
+    code = train_main(["--data", str(data), "--epochs", "1", "--steps-per-epoch", "2",
+                       "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
+                       "--backbone", "none", "--out", str(out),
+                       "--run-dir", str(tmp_path / "run")])
+    assert code == 0 and out.is_file()
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2  # header + epoch
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["input_size"] == [64, 64]
+
+    result = tmp_path / "o.png"
+    assert app_main(["--model", str(out), "--image", str(data / "images" / "000.jpg"),
+                     "--out", str(result), "--matte", "-q"]) == 0
+    matte = cv2.imread(str(result), cv2.IMREAD_UNCHANGED)
+    assert matte.shape == (64, 80) and matte.dtype == np.uint8
+
+
+def test_resume_needs_the_flag(tmp_path):
+    data = make_data(tmp_path / "data")
+    (tmp_path / "run" / "backup").mkdir(parents=True)
+    code = train_main(["--data", str(data), "--out", str(tmp_path / "x.hdf5"),
+                       "--run-dir", str(tmp_path / "run"), "--backbone", "none"])
+    assert code != 0
