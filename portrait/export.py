@@ -1,0 +1,224 @@
+"""Convert a Keras model to TFLite, the way the app does: ``python -m portrait.export``.
+
+The app, given a Keras model on a machine without a GPU, converts it to TFLite once and caches
+the result (see :mod:`portrait.segment` and :mod:`portrait.tflite_utils`). This module makes
+the same file on purpose, to ship or to run elsewhere: the model is loaded with the same safety
+checks and Keras 2 shim, its input is fixed at the same size (a fixed model input as is, a
+dynamic one at ``--input-size``, else 256x256), converted by the same function, and marked with
+its input scaling (``portrait_input_norm``) so the app reads the scaling back from the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from portrait.cli import _import_tensorflow_quietly, parse_size
+from portrait.errors import ModelError, PortraitError
+from portrait.keras_compat import config_input_size, keras_input_norm
+from portrait.segment import DEFAULT_INPUT_SIZE, KERAS_SUFFIXES, resolve_model_path
+
+log = logging.getLogger("portrait.export")  # not "__main__" under python -m
+
+INPUT_NORMS = ("auto", "raw", "unit", "symmetric")
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converted model.
+
+    Attributes:
+        content: the ``.tflite`` file's bytes.
+        input_size: (width, height) its input is fixed at.
+        input_norm: the scaling marked in the file, or None when it is unmarked (the app then
+            assumes ``unit``, x/255, unless told otherwise).
+    """
+
+    content: bytes
+    input_size: tuple[int, int]
+    input_norm: Optional[str]
+
+
+def conversion_size(config: dict, model, requested: Optional[tuple[int, int]]) -> tuple[int, int]:
+    """The input size the app converts a Keras model at.
+
+    Args:
+        config: the model file's architecture JSON (from ``keras_compat.read_model_config``).
+        model: the loaded model, consulted when the config does not say plainly.
+        requested: ``--input-size``; used only for a model with a dynamic input size.
+
+    Returns:
+        (width, height).
+
+    Raises:
+        ModelError: a model input that is not (batch, H, W, 3).
+    """
+    from portrait.keras_compat import saved_input_size
+
+    fixed = saved_input_size(model)  # also refuses a non-image input
+    size = config_input_size(config)
+    if size is None:
+        size = fixed
+    elif size == "dynamic":
+        size = None
+    if size is None:
+        return tuple(requested) if requested else DEFAULT_INPUT_SIZE
+    if requested and tuple(requested) != tuple(size):
+        log.warning("the model has a fixed %dx%d input; ignoring --input-size", *size)
+    return tuple(size)
+
+
+def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
+                       input_norm: str = "auto", trust_model: bool = False) -> Conversion:
+    """Convert a Keras model file to a marked TFLite flatbuffer, as the app's cache does.
+
+    Args:
+        path: a ``.hdf5``/``.h5``/``.keras`` model file.
+        input_size: (width, height) for a model whose input size is not fixed.
+        input_norm: ``auto`` marks ``raw`` when the model rescales pixels itself (a
+            ``Rescaling``/``Normalization`` first layer) and leaves other models unmarked;
+            ``raw``/``unit``/``symmetric`` mark that scaling.
+        trust_model: allow a model with serialised code (Lambda layers).
+
+    Returns:
+        The :class:`Conversion`.
+
+    Raises:
+        ModelError: an unreadable, unsafe or unconvertible model.
+        ValueError: an unknown ``input_norm``.
+    """
+    from portrait import keras_compat, tflite_utils
+
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"unknown input norm {input_norm!r}: expected one of {INPUT_NORMS}")
+    config = keras_compat.read_model_config(path)
+    model = keras_compat.load_keras_model(path, trust_model)
+    size = conversion_size(config, model, input_size)
+    log.info("converting '%s' to TFLite at %dx%d", path, *size)
+    try:
+        with warnings.catch_warnings():
+            # Keras 2 files declare inputs as a list; a single tensor is what they mean.
+            warnings.filterwarnings("ignore", message=r".*structure of `inputs` doesn't match.*")
+            content = tflite_utils.convert_keras_to_tflite(model, size)
+    except Exception as error:  # the converter raises many types
+        text = " ".join(str(error).split())[:160] or type(error).__name__
+        raise ModelError(
+            f"cannot convert model '{path}' to TFLite at {size[0]}x{size[1]}: {text}; try another "
+            "--input-size (a multiple of 32)"
+        ) from None
+    detected = keras_input_norm(model)
+    if input_norm == "auto":
+        norm = detected
+        if norm is None:
+            log.warning("the model does not rescale pixels itself; the file is left unmarked and "
+                        "the app will feed x/255 unless --input-norm says otherwise")
+    else:
+        norm = input_norm
+        if detected and detected != norm:
+            log.warning("the model rescales pixels itself (%s) but --input-norm %s was asked: "
+                        "marking %s", detected, norm, norm)
+    if norm is not None:
+        content = tflite_utils.mark_tflite_input_norm(content, norm)
+    return Conversion(content=content, input_size=size, input_norm=norm)
+
+
+def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = None,
+                 input_norm: str = "auto", trust_model: bool = False) -> Path:
+    """Convert ``model`` and write the ``.tflite`` file to ``out`` (atomically).
+
+    Args:
+        model: a Keras model path; a bare name is also looked up in ``weights/``.
+        out: the ``.tflite`` path to write.
+        input_size, input_norm, trust_model: as :func:`convert_keras_file`.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ModelError: a missing, non-Keras, unsafe or unconvertible model, or ``out`` not a
+            ``.tflite`` path, or the same file as the model.
+    """
+    from portrait import tflite_utils
+
+    source = resolve_model_path(model)
+    if source.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelError(f"export converts Keras models (.hdf5, .h5, .keras), got '{source}'; "
+                         "a .tflite model needs no export")
+    target = Path(out)
+    if target.suffix.lower() != ".tflite":
+        raise ModelError(f"--out '{out}' must end in .tflite, e.g. --out {source.stem}.tflite")
+    if target.exists() and target.resolve() == source.resolve():
+        raise ModelError(f"--out '{out}' is the model file itself; choose another path")
+    conversion = convert_keras_file(source, input_size, input_norm, trust_model)
+    try:
+        tflite_utils.write_atomic(target, conversion.content)
+    except OSError as error:
+        raise ModelError(f"cannot write '{target}': {error.strerror or error}; check the folder "
+                         "and its permissions") from None
+    width, height = conversion.input_size
+    mark = f"marked input norm '{conversion.input_norm}'" if conversion.input_norm else "unmarked"
+    size = len(conversion.content)
+    size_text = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+    log.info("wrote %s (%s), input %dx%d, %s", target, size_text, width, height, mark)
+    return target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m portrait.export`` command line."""
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str):
+            self.exit(2, f"error: {message}; see python -m portrait.export --help\n")
+
+    p = OneLineParser(
+        prog="python -m portrait.export",
+        description="Convert a Keras model (.hdf5) to TFLite, the same conversion the app uses.",
+    )
+    p.add_argument("--model", required=True, metavar="PATH", help=".hdf5/.h5/.keras model")
+    p.add_argument("--out", required=True, metavar="PATH", help="the .tflite file to write")
+    p.add_argument("--input-size", type=parse_size, metavar="WxH",
+                   help="input size for a model whose size is not fixed (default: 256x256)")
+    p.add_argument("--input-norm", choices=INPUT_NORMS, default="auto",
+                   help="pixel scaling to mark in the file (default: raw when the model rescales "
+                        "pixels itself, else unmarked)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow a model with serialised code (Lambda layers)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the export; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines: noise
+    try:
+        resolve_model_path(args.model)  # a missing file answers before TensorFlow starts
+        if not args.debug:
+            _import_tensorflow_quietly()
+        export_model(args.model, args.out, args.input_size, args.input_norm, args.trust_model)
+    except PortraitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Exception as error:  # a bug: one line unless --debug asks for the traceback
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
