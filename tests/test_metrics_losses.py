@@ -1,0 +1,193 @@
+"""Metrics and losses on tiny hand-computed arrays, with exact expected values.
+
+The worked examples are in the comments; every expected number is derived by hand from them.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from portrait import losses, metrics
+
+# Truth and prediction on 3x3: 4 pixels each, 3 shared.
+#   T = 1 1 0    P = 1 0 0
+#       1 1 0        1 1 1
+#       0 0 0        0 0 0
+T3 = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0]], bool)
+P3 = np.array([[1, 0, 0], [1, 1, 1], [0, 0, 0]], bool)
+
+
+def square(size, top, left, side):
+    mask = np.zeros((size, size), bool)
+    mask[top:top + side, left:left + side] = True
+    return mask
+
+
+# A 4x4 square in a 6x6 image (rows and columns 1..4), and the same square shifted one column
+# right (columns 2..5, touching the image's right edge).
+T6 = square(6, 1, 1, 4)
+P6 = square(6, 1, 2, 4)
+
+
+def test_iou_dice_pixel_accuracy_on_3x3():
+    # intersection 3, union 5; |T| + |P| = 8; 2 of 9 pixels differ: (0, 1) and (1, 2).
+    assert metrics.iou(T3, P3) == pytest.approx(3 / 5)
+    assert metrics.dice(T3, P3) == pytest.approx(6 / 8)
+    assert metrics.pixel_accuracy(T3, P3) == pytest.approx(7 / 9)
+    assert metrics.iou(T3, T3) == 1.0 and metrics.dice(T3, T3) == 1.0
+
+
+def test_probabilities_are_thresholded_strictly_above():
+    prob = np.where(P3, 0.9, 0.2).astype(np.float32)
+    prob[2, 2] = 0.5  # exactly at the threshold: not person
+    assert metrics.iou(T3, prob) == pytest.approx(3 / 5)
+    # A higher threshold drops the 0.9 pixels too: nothing predicted, IoU 0, accuracy 5/9.
+    assert metrics.iou(T3, prob, threshold=0.95) == 0.0
+    assert metrics.pixel_accuracy(T3, prob, threshold=0.95) == pytest.approx(5 / 9)
+
+
+def test_empty_mask_conventions():
+    empty = np.zeros((3, 3), bool)
+    # Nothing to find and nothing found: a perfect score.
+    assert metrics.iou(empty, empty) == 1.0
+    assert metrics.dice(empty, empty) == 1.0
+    assert metrics.boundary_f(empty, empty) == 1.0
+    # Something found where there is nothing (or the reverse): zero.
+    for truth, pred in ((empty, T3), (T3, empty)):
+        assert metrics.iou(truth, pred) == 0.0
+        assert metrics.dice(truth, pred) == 0.0
+        assert metrics.boundary_f(truth, pred) == 0.0
+    assert metrics.pixel_accuracy(empty, T3) == pytest.approx(5 / 9)
+
+
+def test_boundary_pixels_skip_the_image_edge():
+    # T6's boundary is its ring of 12 pixels. P6 touches the right edge, which is not a boundary
+    # (the border replicates): row 1 and row 4 at columns 2..5, plus column 2 at rows 2..3 = 10.
+    assert np.count_nonzero(metrics._boundary(T6)) == 12
+    expected = np.zeros((6, 6), bool)
+    expected[1, 2:6] = expected[4, 2:6] = True
+    expected[2:4, 2] = True
+    np.testing.assert_array_equal(metrics._boundary(P6), expected)
+
+
+def test_boundary_f_with_and_without_tolerance():
+    # Tolerance 0: shared boundary pixels are rows 1 and 4 at columns 2..4 = 6.
+    # precision 6/10, recall 6/12, F = 2 * 0.6 * 0.5 / 1.1 = 6/11.
+    assert metrics.boundary_f(T6, P6, tolerance_px=0) == pytest.approx(6 / 11)
+    # Tolerance 1: every boundary pixel of each lies within one pixel of the other's.
+    assert metrics.boundary_f(T6, P6, tolerance_px=1) == pytest.approx(1.0)
+    assert metrics.boundary_f(T6, T6, tolerance_px=0) == 1.0
+
+
+def test_keras_metrics_agree_with_numpy_per_image_means():
+    empty = np.zeros((6, 6), bool)
+    pad = lambda m: np.pad(m, ((0, 3), (0, 3)))  # noqa: E731: 3x3 cases in a 6x6 batch
+    pairs = [(T6, P6), (pad(T3), pad(P3)), (empty, empty), (T6, empty), (T6, T6)]
+    y_true = np.stack([t for t, _ in pairs])[..., None].astype(np.float32)
+    y_pred = np.stack([np.where(p, 0.8, 0.1) for _, p in pairs])[..., None].astype(np.float32)
+    expected = {
+        "iou": np.mean([metrics.iou(t, p) for t, p in pairs]),
+        "dice": np.mean([metrics.dice(t, p) for t, p in pairs]),
+        "pixel_accuracy": np.mean([metrics.pixel_accuracy(t, p) for t, p in pairs]),
+        "boundary_f": np.mean([metrics.boundary_f(t, p) for t, p in pairs]),
+    }
+    # Hand check of the first: IoU (12/20 + 3/5 + 1 + 0 + 1) / 5.
+    assert expected["iou"] == pytest.approx((0.6 + 0.6 + 1 + 0 + 1) / 5)
+    found = {}
+    for metric in metrics.training_metrics():
+        metric.update_state(y_true[:2], y_pred[:2])  # two batches: the mean covers both
+        metric.update_state(y_true[2:], y_pred[2:])
+        found[metric.name] = float(metric.result())
+    assert set(found) == set(expected)
+    for name in expected:
+        assert found[name] == pytest.approx(expected[name], abs=1e-5), name
+
+
+# Losses. One image of 2x2 pixels: truth 1 1 / 0 0, prediction 0.8 0.6 / 0.2 0.0.
+Y_TRUE = np.array([1, 1, 0, 0], np.float32).reshape(1, 2, 2, 1)
+Y_PRED = np.array([0.8, 0.6, 0.2, 0.0], np.float32).reshape(1, 2, 2, 1)
+# BCE per pixel: -ln 0.8, -ln 0.6, -ln 0.8, and -ln(1 - 1e-6) for the clipped 0.0.
+BCE_PIXELS = np.array([-math.log(0.8), -math.log(0.6), -math.log(0.8), -math.log(1 - 1e-6)])
+BCE = BCE_PIXELS.mean()  # 0.239278...
+# Dice (smooth 1): intersection 0.8 + 0.6 = 1.4, sums 2 + 1.6 = 3.6 → 1 - 3.8 / 4.6.
+DICE = 1 - 3.8 / 4.6
+
+
+def value(loss, y_true=Y_TRUE, y_pred=Y_PRED) -> float:
+    return float(loss(y_true, y_pred))
+
+
+def test_dice_and_bce_losses():
+    assert value(losses.DiceLoss()) == pytest.approx(DICE, abs=1e-6)
+    assert value(losses.BCELoss()) == pytest.approx(BCE, abs=1e-6)
+    assert value(losses.DiceLoss(), Y_TRUE, Y_TRUE) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_losses_average_per_image_values_over_the_batch():
+    batch_true = np.concatenate([Y_TRUE, Y_TRUE])
+    batch_pred = np.concatenate([Y_PRED, Y_TRUE])  # second image perfect: Dice loss 0
+    assert value(losses.DiceLoss(), batch_true, batch_pred) == pytest.approx(DICE / 2, abs=1e-6)
+
+
+def test_focal_with_gamma_0_is_alpha_weighted_bce():
+    # alpha_t = 0.25 on person pixels, 0.75 on background pixels.
+    weighted = np.mean(np.array([0.25, 0.25, 0.75, 0.75]) * BCE_PIXELS)
+    assert value(losses.FocalLoss(gamma=0.0, alpha=0.25)) == pytest.approx(weighted, abs=1e-6)
+    # With alpha 0.5 it is exactly half the BCE.
+    assert value(losses.FocalLoss(gamma=0.0, alpha=0.5)) == pytest.approx(BCE / 2, abs=1e-6)
+
+
+def test_focal_down_weights_easy_pixels():
+    # One person pixel predicted 0.8: 0.25 * (1 - 0.8)^2 * -ln 0.8.
+    y_true = np.ones((1, 1, 1, 1), np.float32)
+    y_pred = np.full((1, 1, 1, 1), 0.8, np.float32)
+    expected = 0.25 * 0.2 ** 2 * -math.log(0.8)
+    assert value(losses.FocalLoss(gamma=2.0, alpha=0.25), y_true, y_pred) == pytest.approx(expected, rel=1e-5)
+
+
+# An 8x8 image with a 4x4 square at rows and columns 2..5.
+SQUARE = square(8, 2, 2, 4).astype(np.float32).reshape(1, 8, 8, 1)
+
+
+def test_boundary_band_is_dilation_minus_erosion():
+    band = np.asarray(losses.boundary_band(SQUARE, width_px=1))[0, ..., 0]
+    # Dilated: rows/cols 1..6 (36 pixels); eroded: rows/cols 3..4 (4 pixels); band: 32.
+    expected = square(8, 1, 1, 6) & ~square(8, 3, 3, 2)
+    np.testing.assert_array_equal(band > 0.5, expected)
+    assert band.sum() == 32
+
+
+def test_boundary_loss_looks_only_at_the_band():
+    # Everywhere 0.5: BCE ln 2 on each of the 32 band pixels, divided by (32 + 1).
+    half = np.full_like(SQUARE, 0.5)
+    assert value(losses.BoundaryBCELoss(width_px=1), SQUARE, half) == pytest.approx(32 * math.log(2) / 33, rel=1e-5)
+    # Right inside the band, wrong everywhere else: (almost) no loss.
+    band = square(8, 1, 1, 6) & ~square(8, 3, 3, 2)
+    wrong_outside = np.where(band[None, ..., None], SQUARE, 1 - SQUARE).astype(np.float32)
+    assert value(losses.BoundaryBCELoss(width_px=1), SQUARE, wrong_outside) < 1e-5
+    assert value(losses.BCELoss(), SQUARE, wrong_outside) > 1.0
+
+
+def test_losses_combine_with_plus_and_times():
+    assert value(losses.DiceLoss() + losses.BCELoss()) == pytest.approx(DICE + BCE, abs=1e-6)
+    assert value(0.5 * losses.BCELoss()) == pytest.approx(BCE / 2, abs=1e-6)
+    assert value(losses.BCELoss() * 3) == pytest.approx(3 * BCE, abs=1e-6)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("dice+bce", lambda: DICE + BCE),
+    ("dice + bce", lambda: DICE + BCE),
+    ("2*bce", lambda: 2 * BCE),
+    ("dice+bce+0.5*boundary",
+     lambda: DICE + BCE + 0.5 * value(losses.BoundaryBCELoss())),
+    ("dice+focal", lambda: DICE + value(losses.FocalLoss())),
+])
+def test_make_loss_combinations(spec, expected):
+    assert value(losses.make_loss(spec)) == pytest.approx(expected(), abs=1e-6)
+
+
+@pytest.mark.parametrize("spec, bad", [("dice+hinge", "hinge"), ("dice+", ""), ("0.5*iou", "iou")])
+def test_make_loss_rejects_unknown_terms(spec, bad):
+    with pytest.raises(ValueError, match=f"unknown loss term '{bad}'"):
+        losses.make_loss(spec)
