@@ -1,0 +1,223 @@
+"""``python -m portrait.evaluate``: scores through the app's matte path, --compare, --sheet, errors.
+
+The data is made here: bright discs on dark noise, with masks of the discs. The "good" model
+(conftest's ``brightness_model``) calls bright pixels person, so it finds the discs; the "bad" one
+has a bias that also calls much of the noise person.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, shared_path
+from portrait import evaluate
+from portrait.errors import InputError
+from portrait.evaluate import EvalOptions, ModelScorer, WorstImages
+from portrait.options import RefineOptions, SegmentOptions
+
+SIZE = (120, 90)  # (width, height): landscape, unlike the 64x64 model input
+STEMS = ["a0", "a1", "a2", "a3", "a4"]
+
+
+def disc_pair(seed: int):
+    width, height = SIZE
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 90, (height, width, 3), np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    centre = (int(rng.integers(40, 80)), int(rng.integers(35, 55)))
+    cv2.circle(mask, centre, int(rng.integers(20, 32)), 255, cv2.FILLED)
+    bright = rng.integers(200, 256, (height, width, 3), np.uint8)
+    image[mask > 0] = bright[mask > 0]
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """images/ + masks/ with five pairs, one image without a mask, and a list of three stems."""
+    root = tmp_path_factory.mktemp("discs")
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    for seed, stem in enumerate(STEMS):
+        image, mask = disc_pair(seed)
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"{stem}.png"), mask)
+    cv2.imwrite(str(root / "images" / "no_mask.png"), disc_pair(9)[0])
+    (root / "some.txt").write_text("a3\na1\n\na4\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bad_model(tmp_path_factory):
+    """Like the brightness model, but a +8 bias calls much of the dark noise person too."""
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, conv(x))
+    conv.set_weights([np.full((1, 1, 3, 1), 4.0, np.float32), np.full(1, 8.0, np.float32)])
+    path = tmp_path_factory.mktemp("models") / "biased.hdf5"
+    model.save(path)
+    return path
+
+
+def run_evaluate(*args, timeout=240):
+    """Run ``python -m portrait.evaluate`` from the repository root; (code, stdout, stderr)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run([sys.executable, "-m", "portrait.evaluate", *map(str, args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_command_line_scores_compares_and_draws_the_worst(data, brightness_model, bad_model, tmp_path):
+    sheet = tmp_path / "worst.png"
+    code, stdout, stderr = run_evaluate(
+        "--model", brightness_model, "--data", data, "--compare", bad_model,
+        "--sheet", sheet, "--worst", 3, "--no-progress")
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout  # stdout is the JSON line and nothing else
+    result = json.loads(lines[0])
+    for key in ("miou", "dice", "pixel_accuracy", "boundary_f", "ms_per_image", "ms_refine", "n",
+                "model", "description"):
+        assert key in result, key
+    assert result["n"] == len(STEMS)  # the image without a mask is not scored
+    assert result["miou"] > 0.9 and result["dice"] > 0.9 and result["pixel_accuracy"] > 0.95
+    assert result["ms_per_image"] > 0 and result["refine"] is True
+    other = result["compare"]
+    assert other["n"] == len(STEMS) and other["model"] == str(bad_model)
+    assert other["miou"] < result["miou"] - 0.2
+    assert "higher mIoU: bright.hdf5" in stderr  # the side-by-side table
+    # Three rows of 200 px; four tiles of 120x90 scaled to 200 px high: image, truth, two models.
+    written = cv2.imread(str(sheet))
+    assert written.shape == (3 * 200, 4 * round(120 * 200 / 90), 3)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("data", ["data folder", "not found"]),
+    ("model", ["model", "not found"]),
+    ("list", ["list file", "not found"]),
+])
+def test_command_line_errors_are_one_line(data, brightness_model, tmp_path, case, words):
+    args = {"model": brightness_model, "data": data, "list": None}
+    args[case] = tmp_path / "missing"
+    extra = ["--list", args["list"]] if args["list"] else []
+    code, stdout, stderr = run_evaluate("--model", args["model"], "--data", args["data"], *extra)
+    assert code != 0
+    assert stdout == ""
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), stderr
+    assert all(word in lines[0] for word in words), lines[0]
+
+
+def test_alpha_is_what_the_app_writes_with_matte(data, brightness_model, tmp_path):
+    from portrait.cli import main
+
+    image_path = data / "images" / "a2.png"
+    out = tmp_path / "matte.png"
+    assert main(["--model", str(brightness_model), "--image", str(image_path), "--matte",
+                 "--out", str(out), "-q"]) == 0
+    with ModelScorer(SegmentOptions(model=str(brightness_model))) as scorer:
+        alpha, ms = scorer.alpha(cv2.imread(str(image_path)))
+    scorer.close()  # safe twice
+    np.testing.assert_array_equal(alpha, cv2.imread(str(out), cv2.IMREAD_GRAYSCALE))
+    assert ms["segment"] > 0 and ms["refine"] > 0
+
+
+def test_list_file_order_and_max_items(data, brightness_model):
+    model = SegmentOptions(model=str(brightness_model))
+    options = EvalOptions(data=str(data), list_file=str(data / "some.txt"), max_items=2,
+                          progress=False)
+    assert [Path(p[0]).name for p in evaluate.list_pairs(options)] == ["a3.png", "a1.png"]
+    (summary,) = evaluate.evaluate(options, [model])
+    assert summary["n"] == 2 and summary["miou"] > 0.9
+    plain = evaluate.evaluate(options, [model], RefineOptions(enabled=False))[0]
+    assert plain["refine"] is False and plain["miou"] > 0.85
+
+
+def test_empty_list_and_missing_stem_are_input_errors(data, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(InputError, match="lists no stems"):
+        evaluate.list_pairs(EvalOptions(data=str(data), list_file=str(empty)))
+    missing = tmp_path / "missing.txt"
+    missing.write_text("a1\nno_mask\n")
+    with pytest.raises(InputError, match="no_mask"):
+        evaluate.list_pairs(EvalOptions(data=str(data), list_file=str(missing)))
+
+
+def test_score_alpha_thresholds_at_127():
+    truth = np.array([[True, True], [False, False]])
+    alpha = np.array([[128, 127], [0, 255]], np.uint8)  # 127 is background
+    scores = evaluate.score_alpha(truth, alpha)
+    # Person predicted at (0,0) and (1,1): intersection 1, union 3; 2 of 4 pixels right.
+    assert scores["iou"] == pytest.approx(1 / 3)
+    assert scores["dice"] == pytest.approx(2 / 4)
+    assert scores["pixel_accuracy"] == pytest.approx(2 / 4)
+    with pytest.raises(ValueError, match="unexpected truth/alpha"):
+        evaluate.score_alpha(truth, alpha.astype(np.float32))
+
+
+def test_mask_threshold_and_resize_in_read_pair(tmp_path):
+    image = np.zeros((4, 6, 3), np.uint8)
+    mask = np.array([[127, 200], [128, 255]], np.uint8)  # >= 128 is person; 2x2 → 6x4
+    cv2.imwrite(str(tmp_path / "i.png"), image)
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    read, truth = evaluate.read_pair(tmp_path / "i.png", tmp_path / "m.png")
+    assert read.shape == (4, 6, 3) and truth.shape == (4, 6) and truth.dtype == bool
+    np.testing.assert_array_equal(truth[:, 0], [False, False, True, True])
+    np.testing.assert_array_equal(truth[:, 3], [True, True, True, True])
+    with pytest.raises(InputError, match="cannot read mask"):
+        evaluate.read_pair(tmp_path / "i.png", tmp_path / "none.png")
+
+
+def test_worst_images_keeps_the_lowest_iou_worst_first():
+    worst = WorstImages(2)
+    blank = np.zeros((2, 2, 3), np.uint8)
+    for stem, iou in [("a", 0.9), ("b", 0.5), ("c", 0.95), ("d", 0.7), ("e", 0.99)]:
+        worst.offer(stem, blank, np.zeros((2, 2), bool), [blank[..., 0]], [iou])
+    assert [(w.stem, w.ious[0]) for w in worst.rows()] == [("b", 0.5), ("d", 0.7)]
+
+
+def test_contact_sheet_pads_rows_of_other_widths():
+    truth = np.zeros((90, 120), bool)
+    truth[20:70, 30:90] = True
+    alpha = (truth * 255).astype(np.uint8)
+    alpha[0:10, 0:10] = 255  # a false person: tinted red
+    wide = evaluate.sheet_row("x", np.zeros((90, 120, 3), np.uint8), truth, [alpha], [0.8], ["m"])
+    assert wide.shape == (200, 3 * 267, 3)
+    tall_truth = np.zeros((200, 100), bool)
+    narrow = evaluate.sheet_row("y", np.zeros((200, 100, 3), np.uint8), tall_truth,
+                                [np.zeros((200, 100), np.uint8)], [1.0], ["m"])
+    sheet = evaluate.contact_sheet([wide, narrow])
+    assert sheet.shape == (400, 3 * 267, 3)
+    assert not sheet[200:, 300:].any()  # padding is black
+    view = evaluate.prediction_view(alpha, truth)
+    assert tuple(view[5, 5]) == (127, 127, 254)  # false person: red tint
+    missed = evaluate.prediction_view(np.zeros_like(alpha), truth)
+    assert tuple(missed[40, 60]) == (127, 0, 0)  # missed person: blue tint
+
+
+def test_format_table_names_both_models_and_the_better_one():
+    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, ms_per_image=2.0, ms_refine=1.0)
+    table = evaluate.format_table([dict(base, model="w/ours.hdf5", miou=0.97),
+                                   dict(base, model="m/selfie.tflite", miou=0.96)])
+    assert "ours.hdf5" in table and "selfie.tflite" in table
+    assert table.splitlines()[-1] == "higher mIoU: ours.hdf5 (+0.0100)"
+
+
+def test_selfie_model_on_eg1800_test_scores_like_the_design_says():
+    data = shared_path("data", "eg1800")
+    model = shared_path("models", "selfie_segmentation.tflite")
+    options = EvalOptions(data=str(data), list_file=str(data / "test.txt"), max_items=20,
+                          progress=False)
+    (summary,) = evaluate.evaluate(options, [SegmentOptions(model=str(model))])
+    assert summary["n"] == 20
+    assert summary["miou"] > 0.9
