@@ -778,6 +778,82 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
     return segmenter
 
 
+SHORT_SIDE_ATTR = "portrait_input_short_px"  # HDF5 attribute our training writes
+
+
+def read_short_side_hint(path: Path) -> Optional[int]:
+    """The short side (px) a fully convolutional model of ours was trained for, if it says."""
+    if path.suffix.lower() not in (".hdf5", ".h5"):
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get(SHORT_SIDE_ATTR)
+    except (OSError, ValueError):
+        return None
+    return int(value) if value is not None and int(value) > 0 else None
+
+
+def size_for_frame(frame_size: tuple[int, int], short_px: int, multiple: int = 32,
+                   max_aspect: float = 3.0) -> tuple[int, int]:
+    """Model input (w, h) with the frame's aspect ratio and a short side of ``short_px``.
+
+    Both sides are multiples of ``multiple`` (the model's stride), so a 1280x720 frame at 192
+    gives 352x192 and a 600x800 portrait gives 192x256.
+    """
+    width, height = frame_size
+    aspect = min(max(width / max(height, 1), 1 / max_aspect), max_aspect)
+    if aspect >= 1:
+        return max(multiple, round(short_px * aspect / multiple) * multiple), short_px
+    return short_px, max(multiple, round(short_px / aspect / multiple) * multiple)
+
+
+class AspectSegmenter(Segmenter):
+    """A fully convolutional model run at the frame's own aspect ratio (no stretching).
+
+    One TFLite conversion per input size, made on first use (and cached on disk like any
+    conversion); a frame size change picks or builds the matching one.
+    """
+
+    def __init__(self, make: Callable[[tuple[int, int]], Segmenter], short_px: int,
+                 first_frame_size: tuple[int, int] = (1280, 720)):
+        self._make = make
+        self.short_px = short_px
+        self._by_size: dict[tuple[int, int], Segmenter] = {}
+        self._frame_size: Optional[tuple[int, int]] = None
+        self._current = self._segmenter_for(first_frame_size)
+        self.letterbox = False
+        self.runtime = self._current.runtime
+        self.output_kind = self._current.output_kind
+        self.input_norm = getattr(self._current, "input_norm", None)
+        self._closed = False
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self._current.input_size
+
+    def _segmenter_for(self, frame_size: tuple[int, int]) -> Segmenter:
+        size = size_for_frame(frame_size, self.short_px)
+        if size not in self._by_size:
+            self._by_size[size] = self._make(size)
+        return self._by_size[size]
+
+    def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        self._check_open()
+        frame_size = (frame_bgr.shape[1], frame_bgr.shape[0])
+        if frame_size != self._frame_size:
+            self._current = self._segmenter_for(frame_size)
+            self._frame_size = frame_size
+        return self._current.segment(frame_bgr, out)
+
+    def close(self) -> None:
+        for segmenter in self._by_size.values():
+            segmenter.close()
+        self._by_size.clear()
+        self._closed = True
+
+
 def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: str) -> Segmenter:
     """Keras model on the CPU: convert to TFLite once, cache by file hash, run the conversion."""
     loaded = {}
@@ -788,12 +864,43 @@ def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu:
         return loaded["model"]
 
     size = keras_compat.config_input_size(config)
+    short_px = None
     if size is None:
         size = _keras_input_size(model(), options.input_size)
     elif size == "dynamic":
+        short_px = None if options.input_size else read_short_side_hint(path)
         size = tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE
     elif options.input_size and tuple(options.input_size) != size:
         log.warning("model '%s' has a fixed %dx%d input; ignoring --input-size", path, *size)
+
+    if short_px and not options.letterbox:
+        segmenter = AspectSegmenter(lambda sz: _converted_at(path, sz, model, options),
+                                    short_px)
+        first = segmenter._current
+        sizing = f"input sized to the frame's aspect, short side {short_px} px"
+    else:
+        segmenter = first = _converted_at(path, size, model, options)
+        sizing = None
+    norm_why = first.norm_why
+    cache_text = "cached" if first.cache_hit else (
+        "converted now, cached" if first.cache_path else "converted now, not cached")
+    if options.device == "cpu":
+        reason = "--device cpu"
+    elif options.backend == "tflite":
+        reason = "--backend tflite"
+    else:
+        reason = no_gpu
+    source = f"converted from {_display(path)} ({cache_text})"
+    segmenter.description = _describe(segmenter, source, norm_why, reason)
+    if sizing:
+        segmenter.description = segmenter.description.replace(
+            f"input {segmenter.input_size[0]}x{segmenter.input_size[1]} stretched", sizing)
+    return segmenter
+
+
+def _converted_at(path: Path, size: tuple[int, int], model: Callable, options: SegmentOptions
+                  ) -> "TFLiteSegmenter":
+    """The TFLite conversion of a Keras model at one input size (from the cache when there)."""
 
     def convert() -> bytes:
         keras_model = model()
@@ -824,15 +931,7 @@ def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu:
     )
     segmenter.cache_path = cache_path
     segmenter.cache_hit = hit
-    cache_text = "cached" if hit else ("converted now, cached" if cache_path else "converted now, not cached")
-    if options.device == "cpu":
-        reason = "--device cpu"
-    elif options.backend == "tflite":
-        reason = "--backend tflite"
-    else:
-        reason = no_gpu
-    source = f"converted from {_display(path)} ({cache_text})"
-    segmenter.description = _describe(segmenter, source, why, reason)
+    segmenter.norm_why = why
     return segmenter
 
 

@@ -146,6 +146,23 @@ def _split(options: TrainOptions):
     return train, val
 
 
+def save_model(model, out: Path, short_px: int) -> None:
+    """Write a whole model as HDF5 (atomically), noting the short side it was trained for.
+
+    The app runs such a fully convolutional model at each frame's own aspect ratio with that
+    short side (see ``segment.AspectSegmenter``).
+    """
+    import h5py
+
+    from portrait.segment import SHORT_SIDE_ATTR
+
+    tmp = out.with_suffix(".tmp.h5")
+    model.save(tmp)
+    with h5py.File(tmp, "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = int(short_px)
+    os.replace(tmp, out)
+
+
 def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path."""
     import keras
@@ -210,8 +227,7 @@ def train(options: TrainOptions) -> Path:
     wall_s = time.perf_counter() - started
     # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
     best = keras.models.load_model(best_h5, compile=False)
-    best.save(out.with_suffix(".tmp.h5"))
-    os.replace(out.with_suffix(".tmp.h5"), out)
+    save_model(best, out, short_px=min(options.input_size))
     (run_dir / "result.json").write_text(json.dumps({"wall_s": wall_s, "out": str(out)}, indent=2))
     log.info("best model (by validation IoU) written to %s after %.0f s", out, wall_s)
     return out

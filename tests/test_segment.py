@@ -522,3 +522,24 @@ def test_close_is_safe_twice_and_segment_after_close_fails(models):
     segmenter.close()
     with pytest.raises(ValueError, match="closed"):
         segmenter.segment(half_white(96, 64))
+
+
+def test_our_dynamic_models_run_at_the_frame_aspect(tmp_path):
+    from portrait.segment import AspectSegmenter, size_for_frame
+    from portrait.train import save_model
+
+    assert size_for_frame((1280, 720), 192) == (352, 192)
+    assert size_for_frame((600, 800), 192) == (192, 256)
+    assert size_for_frame((5000, 10), 64) == (192, 64)  # extreme aspects are capped at 3:1
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    path = tmp_path / "dynamic.hdf5"
+    save_model(keras.Model(inputs, outputs), path, short_px=64)
+    with create_segmenter(SegmentOptions(model=str(path))) as segmenter:
+        assert isinstance(segmenter, AspectSegmenter)
+        assert "short side 64 px" in segmenter.description
+        landscape = segmenter.segment(np.zeros((90, 160, 3), np.uint8))
+        portrait = segmenter.segment(np.zeros((160, 120, 3), np.uint8))
+    assert landscape.shape == (64, 128)  # 160:90 → 114:64, rounded to the stride 32
+    assert portrait.shape == (96, 64)
