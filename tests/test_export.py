@@ -1,0 +1,128 @@
+"""``python -m portrait.export``: the app's Keras → TFLite conversion, written to a file."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from portrait import export, tflite_utils
+from portrait.errors import ModelError
+from portrait.options import SegmentOptions
+from portrait.segment import create_segmenter
+
+
+@pytest.fixture(scope="module")
+def dynamic_model(tmp_path_factory):
+    """A small fully convolutional model with a dynamic input size and seeded random weights."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs)
+    path = tmp_path_factory.mktemp("models") / "dynamic.hdf5"
+    model.save(path)
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def unit_model(tmp_path_factory):
+    """A model without a Rescaling layer: it expects pixels already scaled (x/255)."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    path = tmp_path_factory.mktemp("models") / "unit.hdf5"
+    model.save(path)
+    return path
+
+
+def run_tflite(content: bytes, images: np.ndarray) -> np.ndarray:
+    interpreter = tflite_utils.make_interpreter(content, 1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], images)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def test_exported_model_matches_keras_and_carries_its_norm(dynamic_model, tmp_path):
+    path, model = dynamic_model
+    out = export.export_model(str(path), str(tmp_path / "dynamic.tflite"), input_size=(48, 32))
+    content = out.read_bytes()
+    images = np.random.default_rng(0).uniform(0, 255, (1, 32, 48, 3)).astype(np.float32)
+    found = run_tflite(content, images)
+    assert found.shape == (1, 32, 48, 1)
+    np.testing.assert_allclose(found, np.asarray(model(images)), atol=1e-5)
+    assert tflite_utils.read_tflite_input_norm(out) == "raw"  # Rescaling layer → raw pixels
+    shape, _ = tflite_utils.input_shape(out)
+    assert shape == [1, 32, 48, 3]
+
+
+def test_the_app_runs_the_export_as_it_runs_the_keras_file(dynamic_model, tmp_path):
+    path, _ = dynamic_model
+    out = export.export_model(str(path), str(tmp_path / "dynamic.tflite"), input_size=(48, 32))
+    frame = np.random.default_rng(1).integers(0, 256, (64, 96, 3), np.uint8)
+    keras_options = SegmentOptions(model=str(path), backend="tflite", input_size=(48, 32))
+    with create_segmenter(keras_options) as from_keras, \
+            create_segmenter(SegmentOptions(model=str(out))) as from_export:
+        # The very file the app converts and caches for itself.
+        assert from_keras.cache_path.read_bytes() == out.read_bytes()
+        assert from_export.input_size == from_keras.input_size == (48, 32)
+        assert from_export.input_norm == from_keras.input_norm == "raw"
+        np.testing.assert_array_equal(from_export.segment(frame), from_keras.segment(frame))
+
+
+def test_fixed_input_size_wins_over_input_size(brightness_model, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        out = export.export_model(str(brightness_model), str(tmp_path / "b.tflite"),
+                                  input_size=(96, 96))
+    assert tflite_utils.input_shape(out)[0] == [1, 64, 64, 3]
+    assert "fixed 64x64 input" in caplog.text
+
+
+def test_norm_mark_auto_leaves_unknown_models_unmarked_and_can_be_set(unit_model, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        plain = export.export_model(str(unit_model), str(tmp_path / "plain.tflite"))
+    assert tflite_utils.read_tflite_input_norm(plain) is None
+    assert "unmarked" in caplog.text
+    marked = export.export_model(str(unit_model), str(tmp_path / "unit.tflite"), input_norm="unit")
+    assert tflite_utils.read_tflite_input_norm(marked) == "unit"
+    with create_segmenter(SegmentOptions(model=str(marked))) as segmenter:
+        assert segmenter.input_norm == "unit"
+
+
+def test_bad_paths_are_model_errors(brightness_model, tmp_path):
+    with pytest.raises(ModelError, match="must end in .tflite"):
+        export.export_model(str(brightness_model), str(tmp_path / "x.onnx"))
+    selfie = tmp_path / "selfie.tflite"
+    selfie.write_bytes(b"not needed")
+    with pytest.raises(ModelError, match="converts Keras models"):
+        export.export_model(str(selfie), str(tmp_path / "y.tflite"))
+    with pytest.raises(ModelError, match="not found"):
+        export.export_model(str(tmp_path / "none.hdf5"), str(tmp_path / "z.tflite"))
+
+
+def test_command_line_writes_and_reports(brightness_model, tmp_path, caplog):
+    out = tmp_path / "sub" / "bright.tflite"
+    with caplog.at_level(logging.INFO):
+        assert export.main(["--model", str(brightness_model), "--out", str(out), "--debug"]) == 0
+    assert out.is_file() and tflite_utils.read_tflite_input_norm(out) == "raw"
+    assert f"wrote {out}" in caplog.text and "kB" in caplog.text
+
+
+def test_command_line_error_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "portrait.export", "--model", str(tmp_path / "none.hdf5"),
+         "--out", str(tmp_path / "x.tflite")],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: model") and "not found" in lines[0]
+    assert not (tmp_path / "x.tflite").exists()
