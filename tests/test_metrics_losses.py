@@ -161,7 +161,8 @@ def test_boundary_band_is_dilation_minus_erosion():
 def test_boundary_loss_looks_only_at_the_band():
     # Everywhere 0.5: BCE ln 2 on each of the 32 band pixels, divided by (32 + 1).
     half = np.full_like(SQUARE, 0.5)
-    assert value(losses.BoundaryBCELoss(width_px=1), SQUARE, half) == pytest.approx(32 * math.log(2) / 33, rel=1e-5)
+    expected = 32 * math.log(2) / 33
+    assert value(losses.BoundaryBCELoss(width_px=1), SQUARE, half) == pytest.approx(expected, rel=1e-5)
     # Right inside the band, wrong everywhere else: (almost) no loss.
     band = square(8, 1, 1, 6) & ~square(8, 3, 3, 2)
     wrong_outside = np.where(band[None, ..., None], SQUARE, 1 - SQUARE).astype(np.float32)
