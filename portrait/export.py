@@ -3,9 +3,13 @@
 The app, given a Keras model on a machine without a GPU, converts it to TFLite once and caches
 the result (see :mod:`portrait.segment` and :mod:`portrait.tflite_utils`). This module makes
 the same file on purpose, to ship or to run elsewhere: the model is loaded with the same safety
-checks and Keras 2 shim, its input is fixed at the same size (a fixed model input as is, a
-dynamic one at ``--input-size``, else 256x256), converted by the same function, and marked with
-its input scaling (``portrait_input_norm``) so the app reads the scaling back from the file.
+checks and Keras 2 shim, its input is fixed at a size the app would use (see
+:func:`conversion_size`), converted by the same function, and marked with its input scaling
+(``portrait_input_norm``) so the app reads the scaling back from the file.
+
+A ``.tflite`` file has one input size; the app stretches other frame shapes to it. (Given the
+``.hdf5`` of a model trained by ``portrait.train``, the app instead converts one size per frame
+aspect ratio.)
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from typing import Optional, Sequence
 from portrait.cli import _import_tensorflow_quietly, parse_size
 from portrait.errors import ModelError, PortraitError
 from portrait.keras_compat import config_input_size, keras_input_norm
-from portrait.segment import DEFAULT_INPUT_SIZE, KERAS_SUFFIXES, resolve_model_path
+from portrait.options import CaptureOptions
+from portrait.segment import (
+    DEFAULT_INPUT_SIZE,
+    KERAS_SUFFIXES,
+    read_short_side_hint,
+    resolve_model_path,
+    size_for_frame,
+)
 
 log = logging.getLogger("portrait.export")  # not "__main__" under python -m
 
@@ -45,10 +56,16 @@ class Conversion:
     input_norm: Optional[str]
 
 
-def conversion_size(config: dict, model, requested: Optional[tuple[int, int]]) -> tuple[int, int]:
+def conversion_size(path: Path, config: dict, model,
+                    requested: Optional[tuple[int, int]]) -> tuple[int, int]:
     """The input size the app converts a Keras model at.
 
+    A fixed model input is used as is. A dynamic one takes ``requested``; else, for a model our
+    training marked with the short side it was trained for, the size the app picks for its
+    default camera frame (1280x720: that short side, the frame's aspect); else 256x256.
+
     Args:
+        path: the model file (it may carry the short-side mark).
         config: the model file's architecture JSON (from ``keras_compat.read_model_config``).
         model: the loaded model, consulted when the config does not say plainly.
         requested: ``--input-size``; used only for a model with a dynamic input size.
@@ -68,7 +85,17 @@ def conversion_size(config: dict, model, requested: Optional[tuple[int, int]]) -
     elif size == "dynamic":
         size = None
     if size is None:
-        return tuple(requested) if requested else DEFAULT_INPUT_SIZE
+        if requested:
+            return tuple(requested)
+        short_px = read_short_side_hint(path)
+        if short_px:
+            camera = CaptureOptions()
+            size = size_for_frame((camera.width, camera.height), short_px)
+            log.info("the model was trained at a %d px short side: exporting at %dx%d for "
+                     "%dx%d frames; pass --input-size for another aspect", short_px, *size,
+                     camera.width, camera.height)
+            return size
+        return DEFAULT_INPUT_SIZE
     if requested and tuple(requested) != tuple(size):
         log.warning("the model has a fixed %dx%d input; ignoring --input-size", *size)
     return tuple(size)
@@ -99,7 +126,7 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
         raise ValueError(f"unknown input norm {input_norm!r}: expected one of {INPUT_NORMS}")
     config = keras_compat.read_model_config(path)
     model = keras_compat.load_keras_model(path, trust_model)
-    size = conversion_size(config, model, input_size)
+    size = conversion_size(path, config, model, input_size)
     log.info("converting '%s' to TFLite at %dx%d", path, *size)
     try:
         with warnings.catch_warnings():
@@ -183,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="PATH", help=".hdf5/.h5/.keras model")
     p.add_argument("--out", required=True, metavar="PATH", help="the .tflite file to write")
     p.add_argument("--input-size", type=parse_size, metavar="WxH",
-                   help="input size for a model whose size is not fixed (default: 256x256)")
+                   help="input size for a model whose size is not fixed (default: the size the "
+                        "app uses for 1280x720 frames when the model notes its training size, "
+                        "else 256x256)")
     p.add_argument("--input-norm", choices=INPUT_NORMS, default="auto",
                    help="pixel scaling to mark in the file (default: raw when the model rescales "
                         "pixels itself, else unmarked)")

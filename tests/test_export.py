@@ -79,6 +79,26 @@ def test_the_app_runs_the_export_as_it_runs_the_keras_file(dynamic_model, tmp_pa
         np.testing.assert_array_equal(from_export.segment(frame), from_keras.segment(frame))
 
 
+def test_model_marked_with_its_training_size_exports_at_the_webcam_aspect(dynamic_model, tmp_path):
+    import shutil
+
+    import h5py
+
+    from portrait.segment import SHORT_SIDE_ATTR
+
+    marked = tmp_path / "trained.hdf5"
+    shutil.copy(dynamic_model[0], marked)
+    with h5py.File(marked, "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = 64  # what portrait.train writes
+    out = export.export_model(str(marked), str(tmp_path / "trained.tflite"))
+    # 1280x720 with a 64 px short side, sides multiples of 32: 128x64.
+    assert tflite_utils.input_shape(out)[0] == [1, 64, 128, 3]
+    frame = np.random.default_rng(2).integers(0, 256, (720, 1280, 3), np.uint8)
+    with create_segmenter(SegmentOptions(model=str(marked), backend="tflite")) as from_keras, \
+            create_segmenter(SegmentOptions(model=str(out))) as from_export:
+        np.testing.assert_array_equal(from_export.segment(frame), from_keras.segment(frame))
+
+
 def test_fixed_input_size_wins_over_input_size(brightness_model, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         out = export.export_model(str(brightness_model), str(tmp_path / "b.tflite"),
