@@ -105,18 +105,23 @@ class FrameProcessor:
         if self.smoother is not None:
             self.smoother.reset()
 
-    def segment(self, packet: Packet) -> bool:
-        """Fill ``packet.prob``; returns True when the last mask was reused (still scene)."""
+    def segment(self, packet: Packet, behind: bool = False) -> bool:
+        """Fill ``packet.prob``; returns True when the last mask was reused.
+
+        The last mask is reused while the scene is still (at most ``max_reuse`` frames in a
+        row), and on every other frame while ``behind`` (a live pipeline that is dropping
+        frames): the model then runs at half the frame rate, while refinement still follows
+        each new frame, instead of the output falling behind the camera.
+        """
         if packet.lost:
             self._last_prob = None  # the scene after a reconnect is new
             self._still.reset()
             return False
         started = time.perf_counter()
-        reuse = (
-            self.options.reuse_still
-            and self._last_prob is not None
-            and self._reused < self.options.max_reuse
-            and self._still(packet.image)
+        reuse = self._last_prob is not None and (
+            (behind and self._reused < 1)
+            or (self.options.reuse_still and self._reused < self.options.max_reuse
+                and self._still(packet.image))
         )
         if reuse:
             packet.prob = self._last_prob
@@ -244,6 +249,8 @@ class StreamPipeline:
         self.stop_event = threading.Event()  # graceful: read no more, finish what is in flight
         self._abort = threading.Event()  # an error: drop everything
         self._reader_error: Optional[BaseException] = None
+        self._dropped_seen = 0
+        self._behind_until = 0.0
 
     def stop(self) -> None:
         """Ask the pipeline to finish: no new frames are read; frames in flight are output."""
@@ -270,7 +277,12 @@ class StreamPipeline:
         _put(inbox, _END, self._abort)
 
     def _segment(self, packet: Packet) -> None:
-        if self.processor.segment(packet):
+        # Frames dropped in the last second mean the pipeline can't keep up with the source.
+        now = time.perf_counter()
+        if self.options.live and self.stats.dropped != self._dropped_seen:
+            self._dropped_seen = self.stats.dropped
+            self._behind_until = now + 1.0
+        if self.processor.segment(packet, behind=now < self._behind_until):
             self.stats.reused += 1
 
     def run(self) -> RunStats:

@@ -196,3 +196,25 @@ def test_camera_loss_keeps_the_output_fed_and_resumes(segmenter, tmp_path):
     assert len(outputs) == 20 + len(lost)
     first_lost = next(i for i, o in enumerate(outputs) if o.ndim == 3)
     assert outputs[-1].ndim == 2 and first_lost >= 5  # mattes again after the camera came back
+
+
+def test_a_live_pipeline_that_falls_behind_halves_the_model_rate(segmenter):
+    options = PipelineOptions(live=True, queue_size=1, reuse_still=False)
+    processor = matte_processor(segmenter, options)
+    calls = []
+    original = processor.segmenter.segment
+    outputs = []
+
+    class Counting:
+        def segment(self, image):
+            calls.append(1)
+            return original(image)
+
+    processor.segmenter = Counting()
+    stream = StreamPipeline(frames(300, delay_s=0.001), processor,
+                            lambda a: (time.sleep(0.01), outputs.append(a)), options)
+    stats = stream.run()
+    assert stats.dropped > 0
+    assert stats.reused > 0
+    assert len(calls) + stats.reused == stats.frames  # drops happen before segmenting
+    assert len(calls) < stats.frames
