@@ -1,0 +1,484 @@
+"""Issue 5 end to end: fuzzed images and videos, a 5,000-frame soak into a virtual camera, clean
+shutdown on SIGTERM/SIGINT, frame size changes mid-stream, a virtual-camera consumer that comes
+and goes, and the command line on bad files and unsafe models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from conftest import ROOT, write_video
+from portrait.capture import Frame, ImageSource, VideoFileSource, read_image
+from portrait.errors import InputError
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def call_with_timeout(function, timeout_s: float, what: str):
+    """``function()`` in a thread; returns (value, exception); fails the test on a hang."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # noqa: BLE001: judged by the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="fuzz-case", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        pytest.fail(f"{what}: still running after {timeout_s} s (a hang)")
+    return outcome.get("value"), outcome.get("error")
+
+
+def is_bgr_image(image) -> bool:
+    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and image.shape[0] >= 1 and image.shape[1] >= 1)
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    """One random mutation of ``data``: its kind and the result."""
+    kind = ("random", "flip", "flip-header", "truncate", "delete", "insert")[rng.integers(6)]
+    buf = bytearray(data)
+    if kind == "random":
+        body = rng.bytes(int(rng.integers(0, 4096)))
+        return kind, (data[:8] if rng.random() < 0.5 else b"") + body  # half keep the magic
+    if kind in ("flip", "flip-header"):
+        span = min(len(buf), 64) if kind == "flip-header" else len(buf)  # sizes live up front
+        for _ in range(int(rng.integers(1, 9))):
+            buf[int(rng.integers(span))] ^= 1 << int(rng.integers(8))
+        return kind, bytes(buf)
+    if kind == "truncate":
+        return kind, data[:int(rng.integers(0, len(data)))]
+    start = int(rng.integers(0, len(data)))
+    if kind == "delete":
+        return kind, data[:start] + data[start + int(rng.integers(1, 512)):]
+    return kind, data[:start] + rng.bytes(int(rng.integers(1, 512))) + data[start:]
+
+
+def sample_image(width=96, height=64) -> np.ndarray:
+    """Gradients and a block: enough structure for real entropy-coded data."""
+    x = np.linspace(0, 255, width, dtype=np.float32)
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    image = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)),
+                      (x + y) / 2], axis=2).astype(np.uint8)
+    image[8:24, 16:32] = (20, 200, 90)
+    return image
+
+
+def encoded(ext: str, image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(ext, image)
+    assert ok
+    return data.tobytes()
+
+
+# --- 1. fuzz -------------------------------------------------------------------------------------
+
+IMAGE_CASES = 200
+VIDEO_CASES = 30
+CASE_TIMEOUT_S = 10.0  # generous on a shared, busy machine; a hang is forever
+
+
+def image_fuzz_cases(tmp_path: Path) -> list[tuple[Path, str]]:
+    rng = np.random.default_rng(2024)
+    bases = {".jpg": encoded(".jpg", sample_image()), ".png": encoded(".png", sample_image()),
+             ".webp": encoded(".webp", sample_image())}
+    bases[".tif"] = encoded(".tiff", sample_image())
+    folder = tmp_path / "fuzz-images"
+    folder.mkdir()
+    cases = []
+    exts = list(bases)
+    for i in range(IMAGE_CASES):
+        ext = exts[i % len(exts)]
+        kind, data = mutate(bases[ext], rng)
+        path = folder / f"case{i:03d}{ext}"
+        path.write_bytes(data)
+        cases.append((path, kind))
+    return cases
+
+
+def test_fuzzed_images_give_an_image_or_input_error(tmp_path):
+    cases = image_fuzz_cases(tmp_path)
+    outcomes = {"image": 0, "InputError": 0}
+    wrong = []
+    for path, kind in cases:
+        image, error = call_with_timeout(lambda: read_image(path), CASE_TIMEOUT_S,
+                                         f"read_image({path.name}, {kind})")
+        if error is None and is_bgr_image(image):
+            outcomes["image"] += 1
+        elif isinstance(error, InputError):
+            outcomes["InputError"] += 1
+            assert "\n" not in str(error) and path.name in str(error)
+        else:
+            wrong.append(f"{path.name} ({kind}): {error!r} / {getattr(image, 'shape', image)}")
+    assert not wrong, "\n".join(wrong)
+    # Both outcomes occur: the mutations reach the decoder, not only the header checks.
+    assert outcomes["image"] >= 10 and outcomes["InputError"] >= 50, outcomes
+
+
+def test_fuzzed_folder_reports_each_bad_file_and_yields_the_rest(tmp_path):
+    cases = image_fuzz_cases(tmp_path)
+    source = ImageSource(cases[0][0].parent)
+    assert len(source) == IMAGE_CASES
+
+    def consume():
+        return list(source)
+
+    frames, error = call_with_timeout(consume, CASE_TIMEOUT_S * 5, "ImageSource over the folder")
+    assert error is None, repr(error)
+    assert all(is_bgr_image(frame.image) for frame in frames)
+    assert len(frames) + len(source.failures) == IMAGE_CASES
+    assert all(isinstance(e, InputError) for _, e in source.failures)
+    assert {f.name for f in frames}.isdisjoint(p.stem for p, _ in source.failures)
+
+
+def read_all_frames(path: Path) -> list[np.ndarray]:
+    with VideoFileSource(path) as source:
+        frames = []
+        for frame in source:
+            frames.append(frame.image)
+            if len(frames) > 1000:  # the base clip has 20: a runaway reader
+                raise RuntimeError("more than 1000 frames from a 20-frame clip")
+        return frames
+
+
+def test_fuzzed_videos_give_frames_or_input_error(tmp_path):
+    rng = np.random.default_rng(7)
+    bases = {}
+    for ext, codec in ((".avi", "MJPG"), (".mp4", "mp4v")):
+        path = tmp_path / f"base{ext}"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 30.0, (64, 48))
+        for i in range(20):
+            image = np.full((48, 64, 3), 30, np.uint8)
+            image[8:40, 2 + 2 * i:26 + 2 * i] = 220
+            writer.write(image)
+        writer.release()
+        bases[ext] = path.read_bytes()
+    exts = list(bases)
+    outcomes = {"frames": 0, "InputError": 0}
+    wrong = []
+    for i in range(VIDEO_CASES):
+        ext = exts[i % len(exts)]
+        kind, data = mutate(bases[ext], rng)
+        path = tmp_path / f"case{i:02d}{ext}"
+        path.write_bytes(data)
+        frames, error = call_with_timeout(lambda: read_all_frames(path), CASE_TIMEOUT_S,
+                                          f"VideoFileSource({path.name}, {kind})")
+        if error is None and frames and all(is_bgr_image(f) for f in frames):
+            outcomes["frames"] += 1
+        elif isinstance(error, InputError):
+            outcomes["InputError"] += 1
+            assert "\n" not in str(error) and path.name in str(error)
+        else:
+            wrong.append(f"{path.name} ({kind}): {error!r}, {len(frames or [])} frames")
+    assert not wrong, "\n".join(wrong)
+    assert outcomes["frames"] >= 3 and outcomes["InputError"] >= 3, outcomes
+
+
+# --- 2. soak -------------------------------------------------------------------------------------
+
+
+class CountingBackend:
+    """A pyvirtualcam backend that counts frames and keeps only the last one."""
+
+    instances: list["CountingBackend"] = []
+    on_send = None  # optional hook(count) called after each frame
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height = width, height
+        self.count = 0
+        self.last: np.ndarray | None = None
+        self.closed = 0
+        CountingBackend.instances.append(self)
+
+    def send(self, frame: np.ndarray) -> None:
+        self.count += 1
+        self.last = frame
+        if CountingBackend.on_send is not None:
+            CountingBackend.on_send(self.count)
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def device(self) -> str:
+        return "/dev/video-soak"
+
+    def native_fourcc(self):
+        return None
+
+
+@pytest.fixture
+def counting_camera():
+    name = "portrait-robustness-counting"
+    CountingBackend.instances, CountingBackend.on_send = [], None
+    pyvirtualcam.register_backend(name, CountingBackend)
+    yield name
+    pyvirtualcam.camera.BACKENDS.pop(name, None)
+    CountingBackend.on_send = None
+
+
+def moving_frames(count: int, size=(160, 96), start: int = 0):
+    """Frames of a bright block sliding over a dark textured background (a new array each)."""
+    width, height = size
+    rng = np.random.default_rng(3)
+    texture = rng.integers(0, 50, (height, width, 3), np.uint8)
+    for i in range(start, start + count):
+        image = texture.copy()
+        x = (i * 2) % (width - 40)
+        image[height // 4:height - 8, x:x + 40] = 225
+        yield Frame(image, i, time.perf_counter())
+
+
+def full_processor(segmenter, size, options=None):
+    from portrait.composite import make_background
+    from portrait.options import CompositeOptions, PipelineOptions, RefineOptions, SmoothOptions
+    from portrait.pipeline import FrameProcessor
+    from portrait.refine import Refiner
+    from portrait.smooth import TemporalSmoother
+
+    background = make_background(CompositeOptions(background="blur", blur_px=9), size)
+    return FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()), Refiner(RefineOptions()),
+                          background, matte=False, options=options or PipelineOptions())
+
+
+@pytest.fixture(scope="module")
+def segmenter(brightness_model):
+    from portrait.options import SegmentOptions
+    from portrait.segment import create_segmenter
+
+    with create_segmenter(SegmentOptions(model=str(brightness_model))) as seg:
+        yield seg
+
+
+SOAK_FRAMES = 5000
+
+
+@pytest.mark.slow
+def test_soak_5000_frames_into_a_virtual_camera_with_bounded_memory(segmenter, counting_camera):
+    import psutil
+
+    from portrait.options import PipelineOptions
+    from portrait.pipeline import StreamPipeline
+    from portrait.sink import VirtualCameraSink
+
+    process = psutil.Process()
+    rss_mb: dict[int, float] = {}
+
+    def record(count):
+        if count in (1000, SOAK_FRAMES):
+            rss_mb[count] = process.memory_info().rss / 2**20
+
+    CountingBackend.on_send = record
+    size = (160, 96)
+    options = PipelineOptions(live=False)
+    started = time.perf_counter()
+    with VirtualCameraSink(*size, 30.0, backend=counting_camera) as sink:
+        stream = StreamPipeline(moving_frames(SOAK_FRAMES, size), full_processor(segmenter, size),
+                                sink.write, options)
+        stats = stream.run()
+        written, dropped = sink.frames_written, sink.frames_dropped
+    elapsed_s = time.perf_counter() - started
+    (camera,) = CountingBackend.instances
+    assert stats.frames == SOAK_FRAMES and stats.dropped == 0
+    assert camera.count == SOAK_FRAMES and written == SOAK_FRAMES and dropped == 0
+    assert camera.closed == 1
+    growth_mb = rss_mb[SOAK_FRAMES] - rss_mb[1000]
+    assert growth_mb < 30, f"RSS grew {growth_mb:.1f} MB from frame 1000 to {SOAK_FRAMES}: {rss_mb}"
+    # The last frame is a real composite: the block (person) sharp, the texture blurred away.
+    last = camera.last.reshape(96, 160, 3)
+    x = ((SOAK_FRAMES - 1) * 2) % (160 - 40)
+    assert last[50, x + 20].min() > 200
+    assert stats.reused < SOAK_FRAMES // 2  # the block moves: most frames were segmented
+    print(f"soak: {SOAK_FRAMES} frames in {elapsed_s:.1f} s, RSS {rss_mb}")
+
+
+# --- 4. frame size change mid-stream -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def aspect_model(tmp_path_factory) -> Path:
+    """A fully convolutional brightness model marked with a 64 px training short side, so the
+    app runs it at each frame's aspect ratio (a new TFLite conversion per frame shape)."""
+    import h5py
+    import keras
+
+    from portrait.segment import SHORT_SIDE_ATTR
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, conv(x))
+    conv.set_weights([np.full((1, 1, 3, 1), 4.0, np.float32), np.zeros(1, np.float32)])
+    path = tmp_path_factory.mktemp("models") / "bright_fcn.hdf5"
+    model.save(path)
+    with h5py.File(path, "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = 64
+    return path
+
+
+@pytest.mark.parametrize("model_kind, matte", [("fixed", False), ("fixed", True),
+                                               ("aspect", False)])
+def test_frame_size_change_mid_stream_reaches_every_sink_at_its_size(
+        request, tmp_path, counting_camera, model_kind, matte):
+    from portrait.options import PipelineOptions, SegmentOptions
+    from portrait.pipeline import StreamPipeline
+    from portrait.segment import create_segmenter
+    from portrait.sink import VideoFileSink, VirtualCameraSink
+
+    if model_kind == "fixed":
+        segmenter = request.getfixturevalue("segmenter")
+    else:
+        segmenter = create_segmenter(SegmentOptions(
+            model=str(request.getfixturevalue("aspect_model"))))
+        request.addfinalizer(segmenter.close)
+
+    def frames():  # 160x96 landscape, then 128x128 square, then back
+        yield from moving_frames(30, (160, 96))
+        yield from moving_frames(30, (128, 128), start=30)
+        yield from moving_frames(10, (160, 96), start=60)
+
+    processor = full_processor(segmenter, (160, 96))
+    if matte:
+        processor.matte = True
+    shapes = []
+    video_path = tmp_path / "out.avi"
+    with VirtualCameraSink(160, 96, 30.0, backend=counting_camera) as camera, \
+            VideoFileSink(video_path, 30.0) as video:
+        def emit(image):
+            shapes.append(image.shape)
+            camera.write(image)
+            video.write(image)
+
+        stats = StreamPipeline(frames(), processor, emit, PipelineOptions()).run()
+    assert stats.frames == 70
+    # The stages adapted: each output has its own frame's size ...
+    expected = [(96, 160), (128, 128), (96, 160)]
+    runs = [shapes[0][:2]] + [b[:2] for a, b in zip(shapes, shapes[1:]) if a[:2] != b[:2]]
+    assert runs == expected
+    assert all(len(s) == (2 if matte else 3) for s in shapes)
+    # ... and both sinks got every frame at theirs.
+    assert CountingBackend.instances[0].count == 70
+    capture = cv2.VideoCapture(str(video_path))
+    sizes = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        sizes.append(image.shape)
+    capture.release()
+    assert sizes == [(96, 160, 3)] * 70
+    if model_kind == "aspect":  # a model per frame shape, re-used on the way back
+        assert {(96, 64), (64, 64)} <= set(segmenter._by_size)
+
+
+# --- 5. a virtual-camera consumer opening and closing the device ---------------------------------
+
+
+class FlakyBackend:
+    """A virtual camera whose device disappears while ``available`` is False (a consumer app
+    reopening it, a driver hiccup): sends fail and opening it fails, until it comes back."""
+
+    instances: list["FlakyBackend"] = []
+    available = True
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        if not FlakyBackend.available:
+            raise RuntimeError("device busy")
+        self.count = 0
+        self.closed = 0
+        FlakyBackend.instances.append(self)
+
+    def send(self, frame: np.ndarray) -> None:
+        if not FlakyBackend.available:
+            raise RuntimeError("write failed: No such device")
+        self.count += 1
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def device(self) -> str:
+        return "/dev/video-flaky"
+
+    def native_fourcc(self):
+        return None
+
+
+@pytest.fixture
+def flaky_camera():
+    name = "portrait-robustness-flaky"
+    FlakyBackend.instances, FlakyBackend.available = [], True
+    pyvirtualcam.register_backend(name, FlakyBackend)
+    yield name
+    pyvirtualcam.camera.BACKENDS.pop(name, None)
+    FlakyBackend.available = True
+
+
+def test_virtual_camera_consumer_coming_and_going_neither_stalls_nor_crashes(
+        segmenter, flaky_camera, caplog):
+    from portrait.options import PipelineOptions
+    from portrait.pipeline import StreamPipeline
+    from portrait.sink import VirtualCameraSink
+
+    outage_s = 0.3
+    done = threading.Event()
+
+    def camera_frames():  # a live camera at ~200 fps, until the test has seen enough
+        deadline = time.perf_counter() + 15
+        for frame in moving_frames(1_000_000):
+            if done.is_set() or time.perf_counter() > deadline:
+                return
+            time.sleep(0.005)
+            yield frame
+
+    write_s, emit_times = [], []
+    outages = []
+
+    def come_back():
+        FlakyBackend.available = True
+
+    def emit(image):
+        emit_times.append(time.perf_counter())
+        started = time.perf_counter()
+        sink.write(image)
+        write_s.append(time.perf_counter() - started)
+        current = FlakyBackend.instances[-1]
+        # Once each camera instance has taken 30 frames, its consumer goes away for a while.
+        if current.count >= 30 and len(outages) < len(FlakyBackend.instances):
+            if len(outages) == 2:
+                done.set()  # two outages survived and frames flow again: enough
+                return
+            outages.append(time.perf_counter())
+            FlakyBackend.available = False
+            threading.Timer(outage_s, come_back).start()
+
+    options = PipelineOptions(live=True)
+    with VirtualCameraSink(160, 96, 30.0, backend=flaky_camera) as sink:
+        stream = StreamPipeline(camera_frames(), full_processor(segmenter, (160, 96), options),
+                                emit, options)
+        stats, error = call_with_timeout(stream.run, 30, "live pipeline with a flaky camera")
+        dropped = sink.frames_dropped
+    assert error is None, repr(error)
+    assert done.is_set(), (f"frames did not flow again: {len(outages)} outages, "
+                           f"{[c.count for c in FlakyBackend.instances]} frames per instance")
+    assert len(FlakyBackend.instances) == 3 and all(c.count >= 30 for c in FlakyBackend.instances)
+    assert dropped > 0  # frames kept coming during the outages ...
+    assert stats.frames == len(emit_times)
+    gaps = np.diff(emit_times)
+    assert gaps.max() < 0.5, f"the output stalled for {gaps.max():.2f} s"  # ... and flowing
+    # write never waited for the device: no back-off sleeps in the caller's thread.
+    assert max(write_s) < 0.25 and sum(write_s) < 1.0, (max(write_s), sum(write_s))
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("stopped accepting" in m for m in messages) == 2
+    assert sum("is back" in m for m in messages) == 2
