@@ -46,6 +46,11 @@ class AugmentOptions:
     occlusion_prob: float = 0.15
 
 
+# Geometry only: batch-norm statistics for inference are re-estimated on natural-looking crops.
+CALIBRATION_AUGMENT = AugmentOptions(photometric=False, blur_prob=0.0, noise_prob=0.0,
+                                     jpeg_prob=0.0, occlusion_prob=0.0)
+
+
 def read_stems(list_file: Path) -> list[str]:
     """Return the stems listed one per line in ``list_file`` (blank lines skipped)."""
     with open(list_file, encoding="utf-8") as f:

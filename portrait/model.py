@@ -104,6 +104,12 @@ def build_unet(
     if backbone_weights and not imagenet:
         encoder.load_weights(backbone_weights)
         log.info("encoder weights loaded from %s", backbone_weights)
+    # keras.applications builds MobileNetV2 with batch-norm momentum 0.999: its moving statistics
+    # then trail the fine-tuned weights by thousands of steps and inference-mode outputs lag far
+    # behind training-mode ones. 0.99 (Keras' default) follows within a few hundred steps.
+    for layer in encoder.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = 0.99
 
     skip_strides = (8, 4, 2) if output_stride == 16 else (16, 8, 4, 2)
     names = [ENCODER_SKIPS[output_stride]] + [ENCODER_SKIPS[s] for s in skip_strides]
