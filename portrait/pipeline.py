@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Optional
 import cv2
 import numpy as np
 
+from portrait.composite import TransparentBackground
 from portrait.options import PipelineOptions
 from portrait.stats import RunStats
 
@@ -70,6 +71,27 @@ class StillDetector:
         self._reference = None
 
 
+class BufferRing:
+    """Output buffers allocated once and handed out in turn.
+
+    A buffer comes back after ``count`` more requests, so ``count`` must exceed the number of
+    outputs that can be alive at once (queued between stages or being written).
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self._buffers: list[Optional[np.ndarray]] = [None] * count
+        self._next = 0
+
+    def get(self, shape: tuple, dtype=np.uint8) -> np.ndarray:
+        i = self._next
+        self._next = (i + 1) % self.count
+        buffer = self._buffers[i]
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[i] = np.empty(shape, dtype)
+        return buffer
+
+
 class FrameProcessor:
     """The per-frame work of every stage, with the state that carries from frame to frame.
 
@@ -93,9 +115,21 @@ class FrameProcessor:
         self.matte = matte
         self.options = options
         self.lost_frame = lost_frame
+        self._alphas: Optional[BufferRing] = None
+        self._outputs: Optional[BufferRing] = None
         self._still = StillDetector(options.still_threshold)
         self._last_prob: Optional[np.ndarray] = None
         self._reused = 0
+
+    def reuse_buffers(self, in_flight: int) -> None:
+        """Write alphas and outputs into rings of preallocated buffers instead of new arrays.
+
+        Args:
+            in_flight: how many outputs can be alive at once downstream of ``finish``; each
+                returned array is overwritten that many frames later.
+        """
+        self._alphas = BufferRing(in_flight + 1)
+        self._outputs = BufferRing(in_flight + 1)
 
     def reset(self) -> None:
         """Forget everything carried between frames (new source or scene)."""
@@ -148,9 +182,18 @@ class FrameProcessor:
         t0 = time.perf_counter()
         prob = self.smoother(packet.prob) if self.smoother is not None else packet.prob
         t1 = time.perf_counter()
-        alpha = self.refiner(packet.image, prob)
+        height, width = packet.image.shape[:2]
+        alpha_out = self._alphas.get((height, width)) if self._alphas is not None else None
+        alpha = self.refiner(packet.image, prob, out=alpha_out)
         t2 = time.perf_counter()
-        packet.output = alpha if self.matte else self.background.render(packet.image, alpha)
+        if self.matte:
+            packet.output = alpha
+        else:
+            out = None
+            if self._outputs is not None:
+                channels = 4 if isinstance(self.background, TransparentBackground) else 3
+                out = self._outputs.get((height, width, channels))
+            packet.output = self.background.render(packet.image, alpha, out=out)
         t3 = time.perf_counter()
         if self.smoother is not None:
             packet.ms["smooth"] = (t1 - t0) * 1000
@@ -294,6 +337,8 @@ class StreamPipeline:
         size = max(1, self.options.queue_size)
         decoded, segmented, finished = (queue.Queue(size) for _ in range(3))
         self.processor.reset()
+        # Alive at once after ``finish``: a full output queue, one being written, one being made.
+        self.processor.reuse_buffers(size + 2)
         reader = threading.Thread(target=self._read, args=(decoded,), name="reader", daemon=True)
         workers = [
             _Worker("segment", self._segment, decoded, segmented, self._abort),
