@@ -278,17 +278,21 @@ class StreamPipeline:
         options: live (drop stale frames) or file (keep all), and queue sizes.
         max_frames: stop after this many output frames.
         stats: where timings go.
+        wanted: ``wanted()`` False means nobody needs output now (no application reads the
+            virtual camera): the reader stops reading and processing until it is True again.
     """
 
     def __init__(self, frames: Iterable, processor: FrameProcessor,
                  emit: Callable[[np.ndarray], None], options: PipelineOptions,
-                 max_frames: Optional[int] = None, stats: Optional[RunStats] = None):
+                 max_frames: Optional[int] = None, stats: Optional[RunStats] = None,
+                 wanted: Optional[Callable[[], bool]] = None):
         self.frames = frames
         self.processor = processor
         self.emit = emit
         self.options = options
         self.max_frames = max_frames
         self.stats = stats or RunStats()
+        self.wanted = wanted
         self.stop_event = threading.Event()  # graceful: read no more, finish what is in flight
         self._abort = threading.Event()  # an error: drop everything
         self._reader_error: Optional[BaseException] = None
@@ -302,7 +306,15 @@ class StreamPipeline:
     def _read(self, inbox: queue.Queue) -> None:
         try:
             iterator = iter(self.frames)
+            idle = False
             while not self.stop_event.is_set() and not self._abort.is_set():
+                if self.wanted is not None and idle != (not self.wanted()):
+                    idle = not idle
+                    log.info("%s", "nobody reads the output: idling" if idle
+                             else "output wanted again: resuming")
+                if idle:
+                    self.stop_event.wait(0.2)
+                    continue
                 started = time.perf_counter()
                 frame = next(iterator, None)
                 if frame is None:

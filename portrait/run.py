@@ -178,8 +178,10 @@ def run_stream(
                 if preview.quit_requested:
                     stream.stop()
 
+        wanted = (getattr(sink, "has_consumer", None)
+                  if output.out is None and not output.preview else None)
         stream = StreamPipeline(itertools.chain([first], frames), processor, emit, options,
-                                max_frames=output.max_frames)
+                                max_frames=output.max_frames, wanted=wanted)
         log.info("%s %dx%d at %g fps → %s", "camera" if is_camera else "video", width, height,
                  fps, output.out or "virtual camera")
         with _stop_on_signals(stream.stop):

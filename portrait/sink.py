@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import platform
 import tempfile
 import time
@@ -151,6 +152,7 @@ class VirtualCameraSink(Sink):
         self.frames_written = 0
         self.frames_dropped = 0
         self.device = self._camera.device
+        self._consumer, self._consumer_checked = True, -1.0
         log.info("virtual camera: %s (%s backend), %dx%d at %g fps",
                  self.device, self._camera.backend, *self.size, self.fps)
 
@@ -168,6 +170,15 @@ class VirtualCameraSink(Sink):
                 f"no virtual camera device could be opened ({reason}); "
                 f"{virtual_camera_hint()}, or write to a file with --out out.mp4"
             ) from None
+
+    def has_consumer(self) -> bool:
+        """False only when we can tell that no application reads the device (checked ≤ 1/s)."""
+        now = time.perf_counter()
+        if now >= self._consumer_checked + 1.0:
+            self._consumer_checked = now
+            readers = device_readers(self.device) if self.device else None
+            self._consumer = readers is None or readers > 0
+        return self._consumer
 
     def write(self, image: np.ndarray) -> None:
         """Send one frame (resized to the camera's size if needed); drops it while reopening."""
@@ -219,6 +230,37 @@ class VirtualCameraSink(Sink):
         if self._camera is not None:
             self._camera.close()
             self._camera = None
+
+
+def device_readers(device: str, own_pid: Optional[int] = None) -> Optional[int]:
+    """How many other processes have ``device`` (e.g. ``/dev/video2``) open, or None if unknown.
+
+    Linux only: it looks through ``/proc/*/fd``. Processes we may not inspect are not counted, so
+    run as the same user as the video-call app (the usual case).
+    """
+    if not sys.platform.startswith("linux") or not str(device).startswith("/dev/"):
+        return None
+    own_pid = os.getpid() if own_pid is None else own_pid
+    try:
+        target = os.stat(device).st_rdev
+    except OSError:
+        return None
+    readers = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == own_pid:
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            for fd in os.listdir(fd_dir):
+                try:
+                    if os.stat(f"{fd_dir}/{fd}").st_rdev == target:
+                        readers += 1
+                        break
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return readers
 
 
 def camera_lost_frame(width: int, height: int,

@@ -218,3 +218,42 @@ def test_a_live_pipeline_that_falls_behind_halves_the_model_rate(segmenter):
     assert stats.reused > 0
     assert len(calls) + stats.reused == stats.frames  # drops happen before segmenting
     assert len(calls) < stats.frames
+
+
+def test_pipeline_idles_while_nobody_wants_output(segmenter):
+    read_times = []
+
+    def source():
+        for frame in frames(100_000, delay_s=0.002):
+            read_times.append(time.perf_counter())
+            yield frame
+
+    started = time.perf_counter()
+    wanted = lambda: time.perf_counter() - started > 0.6  # nobody reads for the first 0.6 s
+    stream = StreamPipeline(source(), matte_processor(segmenter), lambda a: None,
+                            PipelineOptions(live=True), max_frames=30, wanted=wanted)
+    stream.run()
+    assert read_times and read_times[0] - started >= 0.55  # nothing read while idle
+    assert stream.stats.frames == 30
+
+
+def test_device_readers_counts_other_processes():
+    import subprocess
+    import sys
+
+    from portrait.sink import device_readers
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("device_readers looks through /proc (Linux only)")
+    before = device_readers("/dev/zero")
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import time; f = open('/dev/zero', 'rb'); print(1, flush=True); "
+                               "time.sleep(30)"], stdout=subprocess.PIPE)
+    try:
+        holder.stdout.readline()  # the device is open now
+        assert device_readers("/dev/zero") == before + 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert device_readers("/dev/zero") == before
+    assert device_readers("/not/a/device") is None
