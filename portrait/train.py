@@ -48,6 +48,7 @@ class TrainOptions:
     init: Optional[str] = None
     resume: bool = False
     bn_steps: int = 100
+    short_side: Optional[int] = None
     seed: int = 1
 
 
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --run-dir from its last completed epoch")
     p.add_argument("--bn-steps", type=int, default=100,
                    help="batches used to re-estimate batch-norm statistics after training")
+    p.add_argument("--short-side", type=int, metavar="PX",
+                   help="short side the app runs the model at, stored in the model file "
+                        "(default: the training crop's short side)")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -265,7 +269,7 @@ def train(options: TrainOptions) -> Path:
              ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), chosen)
     wall_s = time.perf_counter() - started
     # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
-    save_model(candidates[chosen], out, short_px=min(options.input_size))
+    save_model(candidates[chosen], out, short_px=options.short_side or min(options.input_size))
     (run_dir / "result.json").write_text(json.dumps(
         {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen}, indent=2))
     log.info("best model (by validation IoU) written to %s after %.0f s", out, wall_s)
