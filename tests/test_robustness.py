@@ -144,17 +144,18 @@ def test_fuzzed_folder_reports_each_bad_file_and_yields_the_rest(tmp_path):
     assert {f.name for f in frames}.isdisjoint(p.stem for p, _ in source.failures)
 
 
-def read_all_frames(path: Path) -> list[np.ndarray]:
+def read_all_frames(path: Path) -> tuple[list[np.ndarray], int | None]:
+    """Every frame ``VideoFileSource`` gives, and the frame count the file claims."""
     with VideoFileSource(path) as source:
         frames = []
         for frame in source:
             frames.append(frame.image)
             if len(frames) > 1000:  # the base clip has 20: a runaway reader
                 raise RuntimeError("more than 1000 frames from a 20-frame clip")
-        return frames
+        return frames, source.frame_count
 
 
-def test_fuzzed_videos_give_frames_or_input_error(tmp_path):
+def test_fuzzed_videos_give_frames_or_input_error(tmp_path, caplog):
     rng = np.random.default_rng(7)
     bases = {}
     for ext, codec in ((".avi", "MJPG"), (".mp4", "mp4v")):
@@ -167,24 +168,31 @@ def test_fuzzed_videos_give_frames_or_input_error(tmp_path):
         writer.release()
         bases[ext] = path.read_bytes()
     exts = list(bases)
-    outcomes = {"frames": 0, "InputError": 0}
+    outcomes = {"frames": 0, "short": 0, "InputError": 0}
     wrong = []
     for i in range(VIDEO_CASES):
         ext = exts[i % len(exts)]
         kind, data = mutate(bases[ext], rng)
         path = tmp_path / f"case{i:02d}{ext}"
         path.write_bytes(data)
-        frames, error = call_with_timeout(lambda: read_all_frames(path), CASE_TIMEOUT_S,
+        caplog.clear()
+        result, error = call_with_timeout(lambda: read_all_frames(path), CASE_TIMEOUT_S,
                                           f"VideoFileSource({path.name}, {kind})")
+        frames, claimed = result or ([], None)
         if error is None and frames and all(is_bgr_image(f) for f in frames):
             outcomes["frames"] += 1
+            if claimed and len(frames) < claimed - 2:  # cut short: the frames, then a message
+                outcomes["short"] += 1
+                assert any(path.name in r.getMessage() and "truncated" in r.getMessage()
+                           for r in caplog.records), f"{path.name}: no truncation warning"
         elif isinstance(error, InputError):
             outcomes["InputError"] += 1
             assert "\n" not in str(error) and path.name in str(error)
         else:
-            wrong.append(f"{path.name} ({kind}): {error!r}, {len(frames or [])} frames")
+            wrong.append(f"{path.name} ({kind}): {error!r}, {len(frames)} frames")
     assert not wrong, "\n".join(wrong)
-    assert outcomes["frames"] >= 3 and outcomes["InputError"] >= 3, outcomes
+    assert outcomes["frames"] >= 3 and outcomes["short"] >= 1 and outcomes["InputError"] >= 3, \
+        outcomes
 
 
 # --- 2. soak -------------------------------------------------------------------------------------
@@ -482,3 +490,184 @@ def test_virtual_camera_consumer_coming_and_going_neither_stalls_nor_crashes(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("stopped accepting" in m for m in messages) == 2
     assert sum("is back" in m for m in messages) == 2
+
+
+# --- 3. clean shutdown on SIGTERM and Ctrl-C -----------------------------------------------------
+
+
+def count_video_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_app_cleanly_and_finalises_the_video(brightness_model, tmp_path, signum):
+    video = write_video(tmp_path / "long.avi", frames=900)  # 30 s at its own 30 fps
+    out, stats = tmp_path / "out.mp4", tmp_path / "s.json"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--model", str(brightness_model), "--source", str(video),
+         "--realtime", "--out", str(out), "--stats", str(stats)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.perf_counter() + 90  # TensorFlow start-up on a busy machine
+        while not out.exists() and process.poll() is None and time.perf_counter() < deadline:
+            time.sleep(0.1)
+        assert process.poll() is None, f"the app ended early: {process.communicate()}"
+        assert out.exists(), "no output after 90 s"
+        time.sleep(1.0)  # some frames written
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not [line for line in stderr.splitlines() if line.lower().startswith("error")], stderr
+    assert f"{signal.Signals(signum).name}: finishing" in stderr
+    written = count_video_frames(out)  # finalised: readable to the end
+    assert 1 <= written < 900
+    assert json.loads(stats.read_text())["frames"] == written  # every frame output was kept
+
+
+# --- 6. command-line acceptance ------------------------------------------------------------------
+
+
+def run_app(*args, timeout=120):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run([sys.executable, "app.py", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stderr
+
+
+def person_image(path: Path, size=(160, 120)) -> Path:
+    width, height = size
+    image = np.random.default_rng(1).integers(0, 60, (height, width, 3), np.uint8)
+    image[height // 4:height - 10, width // 3:2 * width // 3] = 230
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def test_batch_with_one_bad_file_names_it_and_ends_with_a_summary(brightness_model, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    person_image(folder / "a.jpg")
+    person_image(folder / "c.png")
+    (folder / "b_broken.jpg").write_bytes(encoded(".jpg", sample_image())[:300])  # truncated
+    out = tmp_path / "out"
+    code, stderr = run_app("--model", brightness_model, "--image", folder, "--out", out)
+    assert code != 0 and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert "b_broken.jpg" in stderr
+    last = [line for line in stderr.splitlines() if line.strip()][-1]
+    assert "1 of 3 images could not be processed: b_broken.jpg" in last, stderr
+
+
+@pytest.fixture(scope="module")
+def lambda_model(tmp_path_factory) -> Path:
+    """A legacy .h5 model with a Lambda layer: loading it would run the Lambda's bytecode.
+    The Lambda negates the brightness model, so its output shows whether the code ran."""
+    import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Lambda(lambda t: -t, name="negate")(x)
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, conv(x))
+    conv.set_weights([np.full((1, 1, 3, 1), 4.0, np.float32), np.zeros(1, np.float32)])
+    path = tmp_path_factory.mktemp("models") / "model_with_lambda.h5"
+    model.save(path)
+    return path
+
+
+def test_model_with_a_lambda_layer_is_refused_with_why_and_how_to_opt_in(lambda_model, tmp_path):
+    image = person_image(tmp_path / "x.jpg")
+    code, stderr = run_app("--model", lambda_model, "--image", image)
+    assert code != 0 and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert "model_with_lambda.h5" in errors[0] and "Lambda layer 'negate'" in errors[0]
+    assert "run Python code" in errors[0] and "--trust-model" in errors[0]
+    assert not (tmp_path / "x_portrait.png").exists()
+
+
+def test_model_with_a_lambda_layer_runs_with_trust_model(lambda_model, tmp_path, caplog):
+    from portrait.cli import main
+
+    image = person_image(tmp_path / "x.jpg")
+    out = tmp_path / "matte.png"
+    assert main(["--model", str(lambda_model), "--image", str(image), "--out", str(out),
+                 "--matte", "--trust-model", "-q"]) == 0
+    matte = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
+    assert matte.shape == (120, 160)
+    assert matte[70, 80] < 50 and matte[5, 5] > 200  # the Lambda ran: the matte is inverted
+    assert any("--trust-model was given" in r.getMessage() for r in caplog.records)
+
+
+# --- 7. odd images in a batch --------------------------------------------------------------------
+
+
+def odd_images(folder: Path) -> dict[str, tuple[int, int] | None]:
+    """Write one file per odd kind; returns stem -> expected output (width, height), or None
+    for the one that must be refused."""
+    from PIL import Image
+
+    folder.mkdir()
+    base = cv2.cvtColor(cv2.imread(str(person_image(folder / "plain.png"))),
+                        cv2.COLOR_BGR2RGB)  # 160x120
+    pil = Image.fromarray(base)
+    pil.convert("L").save(folder / "grey.png")
+    rgba = pil.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.full((120, 160), 128, np.uint8)))
+    rgba.save(folder / "rgba.png")
+    pil.convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(folder / "palette.png")
+    Image.fromarray((np.asarray(pil.convert("L")).astype(np.uint16) * 257)).save(
+        folder / "sixteen_bit.png")
+    pil.convert("CMYK").save(folder / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    pil.save(folder / "exif_rotated.jpg", exif=exif)
+    Image.fromarray(np.full((1, 1, 3), 200, np.uint8)).save(folder / "one_pixel.png")
+    Image.new("1", (12000, 9000)).save(folder / "huge.png")  # 108 MP; a few kB on disk
+    return {"plain": (160, 120), "grey": (160, 120), "rgba": (160, 120), "palette": (160, 120),
+            "sixteen_bit": (160, 120), "cmyk": (160, 120), "exif_rotated": (120, 160),
+            "one_pixel": (1, 1), "huge": None}
+
+
+@pytest.mark.parametrize("extra", [["--matte"], []], ids=["matte", "blur"])
+def test_odd_images_in_a_batch(brightness_model, tmp_path, caplog, extra):
+    from PIL import Image
+
+    from portrait.cli import main
+
+    folder = tmp_path / "odd"
+    expected = odd_images(folder)
+    assert (folder / "huge.png").stat().st_size < 100_000
+    with Image.open(folder / "sixteen_bit.png") as check:
+        assert check.mode.startswith("I")  # really 16-bit
+    with Image.open(folder / "cmyk.jpg") as check:
+        assert check.mode == "CMYK"
+    out = tmp_path / "out"
+    code = main(["--model", str(brightness_model), "--image", str(folder), "--out", str(out),
+                 *extra])
+    assert code == 1  # only because of the huge one:
+    messages = [r.getMessage() for r in caplog.records]
+    summary = [m for m in messages if "could not be processed" in m]
+    assert summary == [f"1 of {len(expected)} images could not be processed: huge.png "
+                       "(see the warnings above)"]
+    assert any("huge.png" in m and "12000x9000" in m and "limit" in m for m in messages)
+    written = {p.stem: p for p in out.iterdir()}
+    assert set(written) == {stem for stem, size in expected.items() if size is not None}
+    for stem, path in written.items():
+        result = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert (result.shape[1], result.shape[0]) == expected[stem], stem
+        assert result.ndim == (2 if extra else 3), stem
+    # The rotated photo was turned upright: its person block runs along the other axis.
+    upright = cv2.imread(str(out / "exif_rotated.png"), cv2.IMREAD_UNCHANGED)
+    plain = cv2.imread(str(out / "plain.png"), cv2.IMREAD_UNCHANGED)
+    assert np.abs(upright.astype(int) - cv2.rotate(plain, cv2.ROTATE_90_CLOCKWISE)).mean() < 8
