@@ -481,7 +481,9 @@ def test_virtual_camera_consumer_coming_and_going_neither_stalls_nor_crashes(
     assert done.is_set(), (f"frames did not flow again: {len(outages)} outages, "
                            f"{[c.count for c in FlakyBackend.instances]} frames per instance")
     assert len(FlakyBackend.instances) == 3 and all(c.count >= 30 for c in FlakyBackend.instances)
-    assert dropped > 0  # frames kept coming during the outages ...
+    # Frames kept coming during the outages (~0.3 s each at ~200 fps): a sink that waited for
+    # the device would have let only a few through.
+    assert dropped >= 20, dropped
     assert stats.frames == len(emit_times)
     gaps = np.diff(emit_times)
     assert gaps.max() < 0.5, f"the output stalled for {gaps.max():.2f} s"  # ... and flowing
