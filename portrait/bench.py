@@ -28,7 +28,7 @@ import numpy as np
 import psutil
 
 from portrait.capture import Frame, VideoFileSource
-from portrait.errors import PortraitError
+from portrait.errors import PortraitError, run_command
 from portrait.options import (
     CompositeOptions,
     PipelineOptions,
@@ -276,16 +276,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body() -> None:
         results = bench(args.source, args.size, args.frames, SegmentOptions(model=args.model),
                         args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak)
-    except PortraitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    print(format_table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+        print(format_table(results))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+    return run_command(body, traceback=True)
 
 
 if __name__ == "__main__":

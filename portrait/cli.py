@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.errors import ModelError, PortraitError
+from portrait.errors import ModelError, run_command
 from portrait.options import (
     CaptureOptions,
     CompositeOptions,
@@ -152,11 +151,15 @@ def options_from_args(args: argparse.Namespace):
     return capture, segment, smooth, refine, composite, output, pipeline
 
 
-def _configure_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Log to stderr at INFO (DEBUG when verbose, WARNING when quiet); TensorFlow, absl and h5py
+    only from ERROR up, and TensorFlow's C++ info lines hidden unless verbose."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("absl", "tensorflow", "h5py"):
         logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _check_default_model(segment: SegmentOptions) -> None:
@@ -201,10 +204,11 @@ def _import_tensorflow_quietly() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the app; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args)
+    configure_logging(args.verbose, args.quiet)
     if not args.debug:
         _import_tensorflow_quietly()
-    try:
+
+    def body() -> int:
         options = options_from_args(args)
         _check_default_model(options[1])
         from portrait.run import run_images, run_stream
@@ -212,15 +216,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.image:
             return run_images(args.image, *options)
         return run_stream(*options)
-    except PortraitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        log.info("interrupted")
-        return 130
-    except Exception as error:  # a bug: one line unless --debug asks for the traceback
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
-              file=sys.stderr)
-        return 1
+
+    return run_command(body, traceback=args.debug)

@@ -1,5 +1,9 @@
 """Errors the command line reports as one clear line (what was wrong, what to do)."""
 
+import logging
+import sys
+from typing import Callable, Optional
+
 
 class PortraitError(Exception):
     """A user-facing error: the message says what was wrong and what to do.
@@ -20,3 +24,29 @@ class ModelError(PortraitError):
 
 class DeviceError(PortraitError):
     """A camera or virtual camera that cannot be opened."""
+
+
+def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> int:
+    """Run a command-line tool's body and turn what it raises into an exit code.
+
+    A :class:`PortraitError` prints its one line and exits with its ``exit_code``; Ctrl-C exits
+    130. Anything else is a bug: one line naming it, or the full traceback when ``traceback``
+    (``--debug``) asks for it.
+
+    Returns:
+        ``body()``'s exit code (None counts as 0), or the error's.
+    """
+    try:
+        return body() or 0
+    except PortraitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        logging.getLogger("portrait").info("interrupted")
+        return 130
+    except Exception as error:
+        if traceback:
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
+              file=sys.stderr)
+        return 1

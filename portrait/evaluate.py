@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from portrait.capture import read_image
-from portrait.cli import _import_tensorflow_quietly, parse_size
-from portrait.errors import InputError, PortraitError
+from portrait.cli import _import_tensorflow_quietly, configure_logging, parse_size
+from portrait.errors import InputError, run_command
 from portrait.options import PipelineOptions, RefineOptions, SegmentOptions
 from portrait.pipeline import FrameProcessor, Packet
 from portrait.refine import Refiner
@@ -551,13 +551,9 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the evaluation; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("absl", "tensorflow", "h5py"):
-        logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines: noise
-    try:
+    configure_logging(args.verbose, args.quiet)
+
+    def body() -> None:
         evaluation, models, refine = options_from_args(args)
         check_paths(evaluation, models)  # before TensorFlow's slow start
         with stdout_to_stderr() as stdout_fd:
@@ -571,19 +567,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 result["compare"] = summaries[1]
             result.update(data=evaluation.data, list=evaluation.list_file)
             os.write(stdout_fd, (json.dumps(result) + "\n").encode())
-    except PortraitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        log.info("interrupted")
-        return 130
-    except Exception as error:  # a bug: one line unless --debug asks for the traceback
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
-              file=sys.stderr)
-        return 1
-    return 0
+
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.cli import _import_tensorflow_quietly, parse_size
-from portrait.errors import ModelError, PortraitError
+from portrait.cli import _import_tensorflow_quietly, configure_logging, parse_size
+from portrait.errors import ModelError, run_command
 from portrait.keras_compat import config_input_size, keras_input_norm
 from portrait.options import CaptureOptions
 from portrait.segment import (
@@ -226,27 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the export; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "tensorflow", "h5py"):
-        logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines: noise
-    try:
+    configure_logging(args.verbose)
+
+    def body() -> None:
         resolve_model_path(args.model)  # a missing file answers before TensorFlow starts
         if not args.debug:
             _import_tensorflow_quietly()
         export_model(args.model, args.out, args.input_size, args.input_norm, args.trust_model)
-    except PortraitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except Exception as error:  # a bug: one line unless --debug asks for the traceback
-        if args.debug:
-            raise
-        print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
-              file=sys.stderr)
-        return 1
-    return 0
+
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
-import cv2
 from tqdm import tqdm
 
 from portrait.capture import ImageSource, camera_index, open_source

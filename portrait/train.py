@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.errors import PortraitError
+from portrait.errors import PortraitError, run_command
 
 log = logging.getLogger("portrait.train")
 
@@ -194,7 +193,6 @@ def recalibrate_batchnorm(model, dataset, steps: int) -> None:
 def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path."""
     import keras
-    import tensorflow as tf
 
     from portrait.data import CALIBRATION_AUGMENT, make_dataset
     from portrait.losses import make_loss
@@ -280,12 +278,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
-    try:
+
+    def body() -> None:
         train(options)
-    except PortraitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
+
+    return run_command(body, traceback=True)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def test_file_mode_keeps_every_frame_in_order(segmenter):
 
 
 def test_live_mode_drops_stale_frames_instead_of_lagging(segmenter):
-    means, latencies = [], []
+    means = []
 
     def slow_output(alpha):
         time.sleep(0.02)  # a consumer slower than the source
