@@ -37,7 +37,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -47,15 +47,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus the pointer to --help), exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message}; see python app.py --help\n")
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="python app.py",
         description="Real-time portrait segmentation: blur or replace the background of a "
                     "webcam (to a virtual camera), a video file, or photos.",
@@ -72,13 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--matte", action="store_true",
                     help="write the alpha matte (8-bit grey, 255 = person) instead of a composite")
     io.add_argument("--preview", action="store_true", help="show a preview window; q quits")
-    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--stats", metavar="PATH",
                     help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
 
     cam = p.add_argument_group("camera and video")
-    cam.add_argument("--width", type=_positive_int, default=1280, help="camera width to ask for")
-    cam.add_argument("--height", type=_positive_int, default=720, help="camera height to ask for")
+    cam.add_argument("--width", type=positive_int, default=1280, help="camera width to ask for")
+    cam.add_argument("--height", type=positive_int, default=720, help="camera height to ask for")
     cam.add_argument("--fps", type=float, default=30.0, help="camera frame rate to ask for")
     cam.add_argument("--realtime", action="store_true",
                      help="play a video file at its own frame rate, as a camera would deliver it "
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     look.add_argument("--background", default="blur", metavar="blur|transparent|COLOR|IMAGE|VIDEO",
                       help="blur (default), transparent (RGBA PNG), a colour #rrggbb, or an image "
                            "or video file")
-    look.add_argument("--blur", type=_positive_int, default=CompositeOptions.blur_px, metavar="N",
+    look.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px, metavar="N",
                       help=f"background blur strength in pixels (default: {CompositeOptions.blur_px})")
     look.add_argument("--no-smooth", action="store_true",
                       help="turn temporal smoothing off (video/camera)")
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                            f"steadier (default: {SmoothOptions.min_weight})")
     look.add_argument("--no-refine", action="store_true",
                       help="turn guided-filter edge refinement off (plain upscaling)")
-    look.add_argument("--refine-radius", type=_positive_int, default=RefineOptions.radius_px,
+    look.add_argument("--refine-radius", type=positive_int, default=RefineOptions.radius_px,
                       metavar="PX", help="guided filter radius at full resolution "
                                          f"(default: {RefineOptions.radius_px})")
     look.add_argument("--no-reuse", action="store_true",

@@ -30,7 +30,13 @@ import cv2
 import numpy as np
 
 from portrait.capture import read_image
-from portrait.cli import _import_tensorflow_quietly, configure_logging, parse_size
+from portrait.cli import (
+    OneLineParser,
+    _import_tensorflow_quietly,
+    configure_logging,
+    parse_size,
+    positive_int,
+)
 from portrait.errors import InputError, run_command
 from portrait.options import PipelineOptions, RefineOptions, SegmentOptions
 from portrait.pipeline import FrameProcessor, Packet
@@ -467,26 +473,9 @@ def stdout_to_stderr() -> Iterator[int]:
 # ---------------------------------------------------------------- command line
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """A usage error is one line (plus the pointer to --help), exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see python -m portrait.evaluate --help\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be greater than 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m portrait.evaluate`` command line."""
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="python -m portrait.evaluate",
         description="Score a model through the app's matte path (segmenter, guided-filter "
                     "refinement, alpha > 127) against masks; prints one JSON line on stdout.",
@@ -496,14 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="DIR", help="folder with images/ and masks/")
     p.add_argument("--list", dest="list_file", metavar="FILE",
                    help="file of image stems, one per line (default: every image with a mask)")
-    p.add_argument("--max-items", type=_positive_int, metavar="N", help="only the first N images")
+    p.add_argument("--max-items", type=positive_int, metavar="N", help="only the first N images")
     p.add_argument("--compare", metavar="PATH",
                    help="a second model scored in the same run; the JSON gains a 'compare' object "
                         "and a side-by-side table goes to stderr")
     p.add_argument("--sheet", metavar="PNG",
                    help="write a contact sheet of the worst images by IoU: image | truth | "
                         "prediction (errors tinted red = false person, blue = missed)")
-    p.add_argument("--worst", type=_positive_int, default=12, metavar="N",
+    p.add_argument("--worst", type=positive_int, default=12, metavar="N",
                    help="images on the contact sheet (default: 12)")
     p.add_argument("--no-refine", action="store_true",
                    help="score the bilinear upscale of the model output, without the guided filter")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.cli import _import_tensorflow_quietly, configure_logging, parse_size
+from portrait.cli import OneLineParser, _import_tensorflow_quietly, configure_logging, parse_size
 from portrait.errors import ModelError, run_command
 from portrait.keras_compat import config_input_size, keras_input_norm
 from portrait.options import CaptureOptions
@@ -197,11 +197,6 @@ def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = N
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m portrait.export`` command line."""
-
-    class OneLineParser(argparse.ArgumentParser):
-        def error(self, message: str):
-            self.exit(2, f"error: {message}; see python -m portrait.export --help\n")
-
     p = OneLineParser(
         prog="python -m portrait.export",
         description="Convert a Keras model (.hdf5) to TFLite, the same conversion the app uses.",
