@@ -7,10 +7,9 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.errors import ModelError, run_command
+from portrait.errors import run_command
 from portrait.options import (
     CaptureOptions,
     CompositeOptions,
@@ -162,19 +161,6 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _check_default_model(segment: SegmentOptions) -> None:
-    """Say how to get weights when the shipped default model is not there (yet)."""
-    if segment.model != DEFAULT_MODEL:
-        return
-    if Path(DEFAULT_MODEL).is_file() or (Path(__file__).resolve().parents[1] / DEFAULT_MODEL).is_file():
-        return
-    raise ModelError(
-        "the default model weights/unet.hdf5 is missing; train one with 'python -m portrait.train' "
-        "(README, 'Train your own') or pass --model PATH, e.g. a MediaPipe "
-        "selfie_segmentation.tflite"
-    )
-
-
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with its C++ start-up chatter (CUDA probing, oneDNN notes) hidden.
 
@@ -210,8 +196,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> int:
         options = options_from_args(args)
-        _check_default_model(options[1])
         from portrait.run import run_images, run_stream
+        from portrait.segment import resolve_model_path
+
+        resolve_model_path(options[1].model)  # a missing model answers before a camera opens
 
         if args.image:
             return run_images(args.image, *options)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -29,6 +28,7 @@ from portrait.options import CaptureOptions
 from portrait.segment import (
     DEFAULT_INPUT_SIZE,
     KERAS_SUFFIXES,
+    convert_keras,
     read_short_side_hint,
     resolve_model_path,
     size_for_frame,
@@ -127,17 +127,7 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
     model = keras_compat.load_keras_model(path, trust_model)
     size = conversion_size(path, config, model, input_size)
     log.info("converting '%s' to TFLite at %dx%d", path, *size)
-    try:
-        with warnings.catch_warnings():
-            # Keras 2 files declare inputs as a list; a single tensor is what they mean.
-            warnings.filterwarnings("ignore", message=r".*structure of `inputs` doesn't match.*")
-            content = tflite_utils.convert_keras_to_tflite(model, size)
-    except Exception as error:  # the converter raises many types
-        text = " ".join(str(error).split())[:160] or type(error).__name__
-        raise ModelError(
-            f"cannot convert model '{path}' to TFLite at {size[0]}x{size[1]}: {text}; try another "
-            "--input-size (a multiple of 32)"
-        ) from None
+    content = convert_keras(model, path, size, "try another --input-size (a multiple of 32)")
     detected = keras_input_norm(model)
     if input_norm == "auto":
         norm = detected

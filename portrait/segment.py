@@ -102,9 +102,9 @@ def resolve_model_path(name: str) -> Path:
             raise ModelError(f"model '{name}' is a folder, not a model file; {MODEL_HINT}")
     if name == DEFAULT_MODEL:
         raise ModelError(
-            f"the default model '{name}' is missing (no trained weights are shipped yet); train "
-            "one with 'python -m portrait.train' or pass --model PATH, e.g. a MediaPipe "
-            "selfie_segmentation.tflite"
+            f"the default model '{name}' is missing from this checkout; restore it with 'git "
+            "checkout -- weights/unet.hdf5', train one with 'python -m portrait.train' (README, "
+            "'Train your own'), or pass --model PATH, e.g. a MediaPipe selfie_segmentation.tflite"
         )
     raise ModelError(f"model '{name}' not found (also looked in weights/); {MODEL_HINT}")
 
@@ -898,6 +898,22 @@ def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu:
     return segmenter
 
 
+def convert_keras(keras_model, path: Path, size: tuple[int, int], advice: str) -> bytes:
+    """Convert a loaded Keras model to TFLite at ``size`` (width, height).
+
+    Raises:
+        ModelError: the converter failed; the message names the model, the size and ``advice``.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Keras 2 files declare inputs as a list; a single tensor is what they mean.
+            warnings.filterwarnings("ignore", message=r".*structure of `inputs` doesn't match.*")
+            return tflite_utils.convert_keras_to_tflite(keras_model, size)
+    except Exception as error:  # the converter raises many types
+        raise ModelError(f"cannot convert model '{path}' to TFLite at {size[0]}x{size[1]}: "
+                         f"{_one_line(error)}; {advice}") from None
+
+
 def _converted_at(path: Path, size: tuple[int, int], model: Callable, options: SegmentOptions
                   ) -> "TFLiteSegmenter":
     """The TFLite conversion of a Keras model at one input size (from the cache when there)."""
@@ -906,15 +922,8 @@ def _converted_at(path: Path, size: tuple[int, int], model: Callable, options: S
         keras_model = model()
         keras_compat.saved_input_size(keras_model)  # refuses a non-image input before converting
         log.info("converting '%s' to TFLite at %dx%d (once; the result is cached)", path, *size)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r".*structure of `inputs` doesn't match.*")
-                content = tflite_utils.convert_keras_to_tflite(keras_model, size)
-        except Exception as error:  # the converter raises many types
-            raise ModelError(
-                f"cannot convert model '{path}' to TFLite at {size[0]}x{size[1]}: {_one_line(error)}; "
-                "try another --input-size (a multiple of 32) or --backend keras"
-            ) from None
+        content = convert_keras(keras_model, path, size,
+                                "try another --input-size (a multiple of 32) or --backend keras")
         detected = keras_compat.keras_input_norm(keras_model)
         return tflite_utils.mark_tflite_input_norm(content, detected) if detected else content
 

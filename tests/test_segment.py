@@ -442,6 +442,8 @@ def test_marking_keeps_mediapipe_metadata(tmp_path):
 
 
 def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # not the checkout, whose weights/unet.hdf5 exists
     monkeypatch.setattr(segment, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(segment, "PROJECT_ROOT", tmp_path / "nowhere")
     (tmp_path / "mine.tflite").write_bytes(b"x")
