@@ -20,15 +20,9 @@ from keras import layers
 
 from portrait import keras_compat, segment, tflite_utils
 from portrait.errors import DeviceError, ModelError
+from portrait.model_io import OutputReader, Placement, Preprocessor, place_frame
 from portrait.options import SegmentOptions
-from portrait.segment import (
-    OutputReader,
-    Preprocessor,
-    Segmenter,
-    create_segmenter,
-    place_frame,
-    resolve_model_path,
-)
+from portrait.segment import Segmenter, create_segmenter, resolve_model_path
 
 SHARED = Path(__file__).parents[2] / "shared"
 SELFIE = SHARED / "models" / "selfie_segmentation.tflite"
@@ -237,7 +231,7 @@ def test_preprocessor_follows_frame_size_changes_and_rejects_bad_frames():
 
 
 def test_output_reader_softmax_logits_and_bad_shapes():
-    full = segment.Placement((4, 4), 0, 0, 4, 4)
+    full = Placement((4, 4), 0, 0, 4, 4)
     logits = np.full((1, 4, 4, 1), 4.0, np.float32)
     reader = OutputReader(logits.shape, None)
     np.testing.assert_allclose(reader(logits, full), WHITE, rtol=1e-6)
