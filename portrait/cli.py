@@ -10,6 +10,7 @@ import sys
 from typing import Optional, Sequence
 
 from portrait.errors import run_command
+from portrait.native_log import filtered_stderr
 from portrait.options import (
     CaptureOptions,
     CompositeOptions,
@@ -167,24 +168,11 @@ def _import_tensorflow_quietly() -> None:
     Those lines go straight to file descriptor 2, past Python's logging; they are replayed if the
     import fails, so a broken installation still explains itself.
     """
-    import tempfile
 
     if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with filtered_stderr():
+        import tensorflow  # noqa: F401
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -58,6 +58,7 @@ import numpy as np
 from portrait import keras_compat, tflite_utils
 from portrait.errors import DeviceError, ModelError
 from portrait.model_io import OutputReader, Preprocessor
+from portrait.native_log import drop_xnnpack_info, filtered_stderr
 from portrait.options import SegmentOptions
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,8 @@ class TFLiteSegmenter(Segmenter):
             if -1 in signature:
                 width, height = input_size or DEFAULT_INPUT_SIZE
                 self._interpreter.resize_input_tensor(details[0]["index"], [1, height, width, 3], strict=False)
-            self._interpreter.allocate_tensors()
+            with filtered_stderr(drop_xnnpack_info):
+                self._interpreter.allocate_tensors()
             activation = tflite_utils.output_activation(model_content)
         except ModelError:
             raise

@@ -1,0 +1,58 @@
+"""Keep native libraries' start-up chatter off the user's terminal.
+
+TensorFlow, TFLite and MediaPipe write informational lines from C++ straight to file descriptor 2,
+past Python's logging (``Created TensorFlow Lite XNNPACK delegate for CPU``, CUDA probing, ...).
+:func:`filtered_stderr` captures the descriptor for the duration of a block and writes back what
+the caller does not want dropped; when the block raises, everything is written back, because then
+the native lines may explain the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from typing import Callable, Iterator
+
+XNNPACK_INFO = "Created TensorFlow Lite XNNPACK delegate"
+
+
+def drop_everything(line: str) -> bool:
+    return True
+
+
+def drop_xnnpack_info(line: str) -> bool:
+    return XNNPACK_INFO in line
+
+
+@contextlib.contextmanager
+def filtered_stderr(drop: Callable[[str], bool] = drop_everything) -> Iterator[None]:
+    """Capture file descriptor 2 inside the block; afterwards write back the lines not dropped.
+
+    Nothing is captured while debug logging is on, so ``-v`` shows all native output. The capture
+    is process-wide: keep the block short (a library import, a model's first allocation).
+    """
+    if logging.getLogger("portrait").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = False
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(lines if failed else (line for line in lines if not drop(line)))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
