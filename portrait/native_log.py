@@ -17,14 +17,20 @@ import tempfile
 from typing import Callable, Iterator
 
 XNNPACK_INFO = "Created TensorFlow Lite XNNPACK delegate"
+# Informational lines that TFLite and MediaPipe print when a model is loaded.
+MODEL_LOAD_NOISE = (
+    XNNPACK_INFO,
+    "Logging before InitGoogle() is written to STDERR",
+    "Feedback manager requires a model with a single signature inference",
+)
 
 
 def drop_everything(line: str) -> bool:
     return True
 
 
-def drop_xnnpack_info(line: str) -> bool:
-    return XNNPACK_INFO in line
+def drop_model_load_noise(line: str) -> bool:
+    return any(noise in line for noise in MODEL_LOAD_NOISE)
 
 
 @contextlib.contextmanager

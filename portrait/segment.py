@@ -58,7 +58,7 @@ import numpy as np
 from portrait import keras_compat, tflite_utils
 from portrait.errors import DeviceError, ModelError
 from portrait.model_io import OutputReader, Preprocessor
-from portrait.native_log import drop_xnnpack_info, filtered_stderr
+from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.options import SegmentOptions
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class TFLiteSegmenter(Segmenter):
             if -1 in signature:
                 width, height = input_size or DEFAULT_INPUT_SIZE
                 self._interpreter.resize_input_tensor(details[0]["index"], [1, height, width, 3], strict=False)
-            with filtered_stderr(drop_xnnpack_info):
+            with filtered_stderr(drop_model_load_noise):
                 self._interpreter.allocate_tensors()
             activation = tflite_utils.output_activation(model_content)
         except ModelError:
@@ -381,7 +381,8 @@ class MediaPipeSegmenter(Segmenter):
                 output_confidence_masks=True,
                 output_category_mask=False,
             )
-            self._segmenter = vision.ImageSegmenter.create_from_options(options)
+            with filtered_stderr(drop_model_load_noise):
+                self._segmenter = vision.ImageSegmenter.create_from_options(options)
         except (ValueError, RuntimeError, OSError) as error:
             raise ModelError(
                 f"MediaPipe cannot load model '{path}': {_one_line(error)}; --backend mediapipe needs "

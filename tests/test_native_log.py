@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, shared_path
 
-from portrait.native_log import XNNPACK_INFO, drop_xnnpack_info, filtered_stderr
+from portrait.native_log import XNNPACK_INFO, drop_model_load_noise, filtered_stderr
 
 
 def native_write(text: str) -> None:
@@ -19,8 +19,10 @@ def native_write(text: str) -> None:
 
 
 def test_drops_only_the_lines_asked(capfd):
-    with filtered_stderr(drop_xnnpack_info):
+    with filtered_stderr(drop_model_load_noise):
         native_write(f"INFO: {XNNPACK_INFO} for CPU.\n")
+        native_write("W0000 inference_feedback_manager.cc:121] Feedback manager requires a model "
+                     "with a single signature inference. Disabling support for feedback tensors.\n")
         native_write("E something that matters\n")
     assert capfd.readouterr().err == "E something that matters\n"
 
