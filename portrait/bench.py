@@ -14,7 +14,6 @@ and resident memory over a long run (``--soak N``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -29,6 +28,7 @@ import psutil
 
 from portrait.capture import Frame, VideoFileSource
 from portrait.errors import PortraitError, run_command
+from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.options import (
     CompositeOptions,
     PipelineOptions,
@@ -89,7 +89,8 @@ class PeerPipeline:
             output_confidence_masks=True,
             output_category_mask=False,
         )
-        self.segmenter = vision.ImageSegmenter.create_from_options(options)
+        with filtered_stderr(drop_model_load_noise):
+            self.segmenter = vision.ImageSegmenter.create_from_options(options)
         self.kernel = np.ones((5, 5), np.uint8)
 
     def process(self, frame_bgr: np.ndarray, stats: RunStats) -> np.ndarray:
@@ -258,9 +259,9 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from portrait.cli import parse_size
+    from portrait.cli import OneLineParser, _import_tensorflow_quietly, configure_logging, parse_size
 
-    p = argparse.ArgumentParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
+    p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
     p.add_argument("--source", required=True, help="video clip (looped as needed)")
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
                    help="both pipelines get the clip resized to this (default 1280x720)")
@@ -275,9 +276,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="also run N frames and report resident memory after 1000 and N")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(quiet=True)
 
     def body() -> None:
+        _import_tensorflow_quietly()
         results = bench(args.source, args.size, args.frames, SegmentOptions(model=args.model),
                         args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak)
         print(format_table(results))

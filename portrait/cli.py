@@ -159,7 +159,7 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     for noisy in ("absl", "tensorflow", "h5py"):
         logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
     if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as app.py: CUDA probing errors are noise
 
 
 def _import_tensorflow_quietly() -> None:
