@@ -61,6 +61,8 @@ class Frame:
         path: the image file, else ``None``.
         lost: a marker, not a captured frame: the camera is lost and ``image`` is the last good
             frame (see :meth:`CameraSource.frames`); ``index`` is then -1.
+        decode_ms: time spent reading and decoding this frame, where the source can tell it
+            from waiting for the frame to be due (a paced video file); ``None`` otherwise.
     """
 
     image: np.ndarray
@@ -69,6 +71,7 @@ class Frame:
     name: Optional[str] = None
     path: Optional[Path] = None
     lost: bool = False
+    decode_ms: Optional[float] = None
 
 
 class Capture(Protocol):
@@ -462,7 +465,9 @@ class VideoFileSource(Source):
             raise InputError(f"video '{self.path}' is not a file; give a video file")
         with quiet_opencv():
             capture = _open_video(self.path)
+            started = time.perf_counter()
             ok, image = capture.read() if capture.isOpened() else (False, None)
+            self._first_decode_ms = (time.perf_counter() - started) * 1000
         if not ok or image is None:
             capture.release()
             raise InputError(
@@ -506,17 +511,23 @@ class VideoFileSource(Source):
         self._first = None
         index = 0
         start = time.perf_counter()
+        decode_ms = self._first_decode_ms
         while not self._closed.is_set():
-            if self.realtime:
+            converted = time.perf_counter()
+            image = to_bgr_uint8(image)
+            decode_ms += (time.perf_counter() - converted) * 1000
+            if self.realtime:  # waiting for the frame to be due is not decoding
                 due_s = start + index / self._fps - time.perf_counter()
                 if due_s > 0 and self._closed.wait(due_s):
                     break
-            yield Frame(image=to_bgr_uint8(image), index=index, time_s=time.perf_counter())
+            yield Frame(image=image, index=index, time_s=time.perf_counter(), decode_ms=decode_ms)
             index += 1
             if self._closed.is_set():
                 break
+            started = time.perf_counter()
             with quiet_opencv():
                 ok, image = capture.read()
+            decode_ms = (time.perf_counter() - started) * 1000
             if not ok or image is None:
                 self._warn_if_short(index)
                 break

@@ -271,6 +271,16 @@ def test_video_realtime_paces_to_the_file_rate_and_fast_mode_does_not(tmp_path):
     assert np.median(gaps) > 0.03  # about 0.04 s each, not bunched
 
 
+def test_paced_video_reports_decode_time_without_the_wait(tmp_path):
+    clip = write_video(tmp_path / "paced.avi", 6, fps=5.0)  # frames due every 200 ms
+    with VideoFileSource(clip, realtime=True) as video:
+        frames = list(video)
+    assert len(frames) == 6
+    decode_ms = [f.decode_ms for f in frames]
+    assert all(ms is not None and 0 <= ms < 100 for ms in decode_ms), decode_ms
+    assert np.median(np.diff([f.time_s for f in frames])) > 0.15  # it did wait
+
+
 def test_video_realtime_with_a_slow_consumer_still_gives_every_frame(tmp_path):
     clip = write_video(tmp_path / "fast.avi", 6, fps=100.0)
     numbers = []

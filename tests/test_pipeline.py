@@ -257,3 +257,17 @@ def test_device_readers_counts_other_processes():
         holder.wait()
     assert device_readers("/dev/zero") == before
     assert device_readers("/not/a/device") is None
+
+
+def test_paced_video_stats_show_decode_time_not_the_wait(segmenter, tmp_path):
+    from conftest import write_video
+    from portrait.capture import VideoFileSource
+
+    clip = write_video(tmp_path / "paced.avi", 6, fps=5.0)  # frames due every 200 ms
+    options = PipelineOptions(live=True, reuse_still=False)
+    outputs = []
+    with VideoFileSource(clip, realtime=True) as video:
+        stats = StreamPipeline(video, matte_processor(segmenter, options), outputs.append,
+                               options).run()
+    assert stats.frames == len(outputs) == 6
+    assert stats.summary()["stage_ms"]["decode"] < 100
