@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from portrait.capture import ImageSource, camera_index, open_source
 from portrait.composite import make_background
@@ -74,11 +75,12 @@ def run_images(
         items = source.items()
         if source.is_folder:
             items = tqdm(items, total=len(source), unit="image", desc="images")
+            stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not inside it
         for item in items:
             if item.error is not None:
                 if not source.is_folder:
                     raise item.error
-                log.warning("skipped %s", item.error)
+                log.warning("skipped: %s", item.error)
                 failures.append((item.path, item.error))
                 continue
             try:
