@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Optional, Sequence
 
-from portrait.errors import run_command
+from portrait.errors import StopRequested, run_command
 from portrait.native_log import filtered_stderr
 from portrait.options import (
     CaptureOptions,
@@ -175,14 +176,19 @@ def _import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
 
 
+def _stop_requested(signum, _frame) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the app; returns the process exit code."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet)
-    if not args.debug:
-        _import_tensorflow_quietly()
+    signal.signal(signal.SIGTERM, _stop_requested)  # the run replaces it with a graceful stop
 
     def body() -> int:
+        if not args.debug:
+            _import_tensorflow_quietly()
         options = options_from_args(args)
         from portrait.run import run_images, run_stream
         from portrait.segment import resolve_model_path

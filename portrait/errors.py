@@ -26,11 +26,19 @@ class DeviceError(PortraitError):
     """A camera or virtual camera that cannot be opened."""
 
 
+class StopRequested(BaseException):
+    """SIGTERM arrived outside a running stream (start-up, image mode), which finishes it at once.
+
+    A BaseException, like KeyboardInterrupt, so that no library's ``except Exception`` swallows it.
+    """
+
+
 def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> int:
     """Run a command-line tool's body and turn what it raises into an exit code.
 
     A :class:`PortraitError` prints its one line and exits with its ``exit_code``; Ctrl-C exits
-    130. Anything else is a bug: one line naming it, or the full traceback when ``traceback``
+    130; :class:`StopRequested` (SIGTERM outside a stream) exits 0, as a stop mid-stream does.
+    Anything else is a bug: one line naming it, or the full traceback when ``traceback``
     (``--debug``) asks for it.
 
     Returns:
@@ -44,6 +52,9 @@ def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> i
     except KeyboardInterrupt:
         logging.getLogger("portrait").info("interrupted")
         return 130
+    except StopRequested as stop:
+        logging.getLogger("portrait").info("%s: stopped", stop)
+        return 0
     except Exception as error:
         if traceback:
             raise

@@ -50,7 +50,7 @@ def filtered_stderr(drop: Callable[[str], bool] = drop_everything) -> Iterator[N
         os.dup2(captured.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception:  # not Ctrl-C or a stop request: those need no explaining
             failed = True
             raise
         finally:

@@ -537,6 +537,29 @@ def test_signal_stops_the_app_cleanly_and_finalises_the_video(brightness_model, 
     assert json.loads(stats.read_text())["frames"] == written  # every frame output was kept
 
 
+def test_sigterm_during_start_up_exits_cleanly(brightness_model, tmp_path):
+    """Before the stream runs (TensorFlow still importing), SIGTERM ends the app at once: exit 0,
+    one log line, no traceback (the -15 death of an unhandled SIGTERM was the old behaviour)."""
+    video = write_video(tmp_path / "clip.avi", frames=30)
+    out = tmp_path / "out.mp4"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--model", str(brightness_model), "--source", str(video),
+         "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        time.sleep(0.8)  # past Python's start, inside TensorFlow's import (seconds)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "SIGTERM: stopped" in stderr or "SIGTERM: finishing" in stderr, stderr
+
+
 # --- 6. command-line acceptance ------------------------------------------------------------------
 
 
