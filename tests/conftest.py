@@ -9,8 +9,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # never the user's; set here, before any fixture of any scope creates a segmenter.
 os.environ["PORTRAIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="portrait-test-cache-")
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import pytest
+import pyvirtualcam
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -66,3 +70,44 @@ def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Pa
         writer.write(image)
     writer.release()
     return path
+
+
+class FakeCameraBackend:
+    """A pyvirtualcam backend (the interface of ``pyvirtualcam.camera.Backend``) that counts frames.
+
+    Registered through :func:`fake_camera`, so the app's real pyvirtualcam path runs against it.
+    Subclasses change ``send`` (record, fail) or ``__init__`` (refuse to open); each subclass
+    keeps its own ``instances``.
+    """
+
+    instances: list = []
+    DEVICE = "/dev/video-fake"
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+        self.count = 0
+        self.closed = 0
+        type(self).instances.append(self)
+
+    def send(self, frame: np.ndarray) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def device(self) -> str:
+        return self.DEVICE
+
+    def native_fourcc(self):
+        return None
+
+
+@contextmanager
+def fake_camera(name: str, backend: type) -> Iterator[type]:
+    """Register ``backend`` with pyvirtualcam as ``name`` for the block, with no instances yet."""
+    backend.instances = []
+    pyvirtualcam.register_backend(name, backend)
+    try:
+        yield backend
+    finally:
+        pyvirtualcam.camera.BACKENDS.pop(name, None)  # later tests see only the real backends

@@ -10,9 +10,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import pyvirtualcam
 
-from conftest import ROOT, shared_path, write_video
+from conftest import ROOT, fake_camera, shared_path, write_video
 from portrait.cli import main
 from test_sink import RecordingBackend
 
@@ -125,10 +124,8 @@ def test_png_frames_and_max_frames(brightness_model, tmp_path):
 
 @pytest.fixture
 def virtual_camera():
-    RecordingBackend.instances = []
-    pyvirtualcam.register_backend(BACKEND, RecordingBackend)
-    yield RecordingBackend
-    pyvirtualcam.camera.BACKENDS.pop(BACKEND, None)
+    with fake_camera(BACKEND, RecordingBackend) as backend:
+        yield backend
 
 
 def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(

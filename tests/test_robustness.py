@@ -16,9 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import pyvirtualcam
 
-from conftest import ROOT, write_video
+from conftest import ROOT, FakeCameraBackend, fake_camera, write_video
 from portrait.capture import Frame, ImageSource, VideoFileSource, read_image
 from portrait.errors import InputError
 
@@ -198,42 +197,28 @@ def test_fuzzed_videos_give_frames_or_input_error(tmp_path, caplog):
 # --- 2. soak -------------------------------------------------------------------------------------
 
 
-class CountingBackend:
-    """A pyvirtualcam backend that counts frames and keeps only the last one."""
+class CountingBackend(FakeCameraBackend):
+    """Counts frames and keeps only the last one."""
 
     instances: list["CountingBackend"] = []
     on_send = None  # optional hook(count) called after each frame
 
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self.width, self.height = width, height
-        self.count = 0
+    def __init__(self, **kw):
+        super().__init__(**kw)
         self.last: np.ndarray | None = None
-        self.closed = 0
-        CountingBackend.instances.append(self)
 
     def send(self, frame: np.ndarray) -> None:
-        self.count += 1
+        super().send(frame)
         self.last = frame
         if CountingBackend.on_send is not None:
             CountingBackend.on_send(self.count)
 
-    def close(self) -> None:
-        self.closed += 1
-
-    def device(self) -> str:
-        return "/dev/video-soak"
-
-    def native_fourcc(self):
-        return None
-
 
 @pytest.fixture
 def counting_camera():
-    name = "portrait-robustness-counting"
-    CountingBackend.instances, CountingBackend.on_send = [], None
-    pyvirtualcam.register_backend(name, CountingBackend)
-    yield name
-    pyvirtualcam.camera.BACKENDS.pop(name, None)
+    CountingBackend.on_send = None
+    with fake_camera("portrait-robustness-counting", CountingBackend):
+        yield "portrait-robustness-counting"
     CountingBackend.on_send = None
 
 
@@ -394,42 +379,29 @@ def test_frame_size_change_mid_stream_reaches_every_sink_at_its_size(
 # --- 5. a virtual-camera consumer opening and closing the device ---------------------------------
 
 
-class FlakyBackend:
+class FlakyBackend(FakeCameraBackend):
     """A virtual camera whose device disappears while ``available`` is False (a consumer app
     reopening it, a driver hiccup): sends fail and opening it fails, until it comes back."""
 
     instances: list["FlakyBackend"] = []
     available = True
 
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+    def __init__(self, **kw):
         if not FlakyBackend.available:
             raise RuntimeError("device busy")
-        self.count = 0
-        self.closed = 0
-        FlakyBackend.instances.append(self)
+        super().__init__(**kw)
 
     def send(self, frame: np.ndarray) -> None:
         if not FlakyBackend.available:
             raise RuntimeError("write failed: No such device")
-        self.count += 1
-
-    def close(self) -> None:
-        self.closed += 1
-
-    def device(self) -> str:
-        return "/dev/video-flaky"
-
-    def native_fourcc(self):
-        return None
+        super().send(frame)
 
 
 @pytest.fixture
 def flaky_camera():
-    name = "portrait-robustness-flaky"
-    FlakyBackend.instances, FlakyBackend.available = [], True
-    pyvirtualcam.register_backend(name, FlakyBackend)
-    yield name
-    pyvirtualcam.camera.BACKENDS.pop(name, None)
+    FlakyBackend.available = True
+    with fake_camera("portrait-robustness-flaky", FlakyBackend):
+        yield "portrait-robustness-flaky"
     FlakyBackend.available = True
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import pyvirtualcam
 from pyvirtualcam.util import encode_fourcc
 
+from conftest import FakeCameraBackend, fake_camera
 from portrait.errors import DeviceError, InputError
 from portrait.sink import (
     ImageFileSink,
@@ -32,44 +32,31 @@ from portrait.sink import (
 BACKEND = "portrait-test-recorder"
 
 
-class RecordingBackend:
-    """A pyvirtualcam backend (the interface of pyvirtualcam.camera.Backend) that keeps frames.
-
-    ``fail_sends`` makes the next sends raise, as a native backend does when its write fails.
-    """
+class RecordingBackend(FakeCameraBackend):
+    """Keeps every frame. ``fail_sends`` makes the next sends raise, as a native backend does
+    when its write fails."""
 
     instances: list["RecordingBackend"] = []
+    DEVICE = "/dev/video-test"
     fail_sends = 0
 
-    def __init__(self, *, width, height, fps, fourcc, device, **kw):
-        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+    def __init__(self, **kw):
+        super().__init__(**kw)
         self.frames: list[np.ndarray] = []
-        self.closed = 0
-        RecordingBackend.instances.append(self)
 
     def send(self, frame: np.ndarray) -> None:
         if RecordingBackend.fail_sends:
             RecordingBackend.fail_sends -= 1
             raise RuntimeError("write failed: No such device")
+        super().send(frame)
         self.frames.append(frame.copy())
-
-    def close(self) -> None:
-        self.closed += 1
-
-    def device(self) -> str:
-        return "/dev/video-test"
-
-    def native_fourcc(self):
-        return None
 
 
 @pytest.fixture
 def recorder():
-    RecordingBackend.instances = []
     RecordingBackend.fail_sends = 0
-    pyvirtualcam.register_backend(BACKEND, RecordingBackend)
-    yield RecordingBackend
-    pyvirtualcam.camera.BACKENDS.pop(BACKEND, None)  # later tests see only the real backends
+    with fake_camera(BACKEND, RecordingBackend) as backend:
+        yield backend
 
 
 def frames_of(backend: RecordingBackend) -> list[np.ndarray]:
