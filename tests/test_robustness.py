@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -478,16 +480,27 @@ def count_video_frames(path: Path) -> int:
     return count
 
 
+@contextmanager
+def app_process(*args) -> Iterator[subprocess.Popen]:
+    """``python app.py ARGS`` in a subprocess (unbuffered, piped); killed if the block leaves it
+    running."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "app.py", *map(str, args)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_app_cleanly_and_finalises_the_video(brightness_model, tmp_path, signum):
     video = write_video(tmp_path / "long.avi", frames=900)  # 30 s at its own 30 fps
     out, stats = tmp_path / "out.mp4", tmp_path / "s.json"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "--model", str(brightness_model), "--source", str(video),
-         "--realtime", "--out", str(out), "--stats", str(stats)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with app_process("--model", brightness_model, "--source", video, "--realtime", "--out", out,
+                     "--stats", stats) as process:
         deadline = time.perf_counter() + 90  # TensorFlow start-up on a busy machine
         while not out.exists() and process.poll() is None and time.perf_counter() < deadline:
             time.sleep(0.1)
@@ -496,10 +509,6 @@ def test_signal_stops_the_app_cleanly_and_finalises_the_video(brightness_model, 
         time.sleep(1.0)  # some frames written
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     assert not [line for line in stderr.splitlines() if line.lower().startswith("error")], stderr
@@ -513,20 +522,11 @@ def test_sigterm_during_start_up_exits_cleanly(brightness_model, tmp_path):
     """Before the stream runs (TensorFlow still importing), SIGTERM ends the app at once: exit 0,
     one log line, no traceback (the -15 death of an unhandled SIGTERM was the old behaviour)."""
     video = write_video(tmp_path / "clip.avi", frames=30)
-    out = tmp_path / "out.mp4"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "--model", str(brightness_model), "--source", str(video),
-         "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    try:
+    with app_process("--model", brightness_model, "--source", video,
+                     "--out", tmp_path / "out.mp4") as process:
         time.sleep(0.8)  # past Python's start, inside TensorFlow's import (seconds)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     assert "SIGTERM: stopped" in stderr or "SIGTERM: finishing" in stderr, stderr
