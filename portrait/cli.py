@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Optional, Sequence
 
 from portrait.errors import StopRequested, run_command
@@ -184,7 +185,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the app; returns the process exit code."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet)
-    signal.signal(signal.SIGTERM, _stop_requested)  # the run replaces it with a graceful stop
 
     def body() -> int:
         if not args.debug:
@@ -199,4 +199,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_images(args.image, *options)
         return run_stream(*options)
 
-    return run_command(body, traceback=args.debug)
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread
+        return run_command(body, traceback=args.debug)
+    previous = signal.signal(signal.SIGTERM, _stop_requested)  # a stream installs a graceful stop
+    try:
+        return run_command(body, traceback=args.debug)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

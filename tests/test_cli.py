@@ -216,3 +216,11 @@ def test_selfie_model_acceptance_path(tmp_path):
     out = tmp_path / "out.png"
     assert main(["--model", str(model), "--image", str(image), "--out", str(out), "-q"]) == 0
     assert cv2.imread(str(out)).shape == cv2.imread(str(image)).shape
+
+
+def test_main_leaves_the_callers_sigterm_handler_in_place(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["--model", str(tmp_path / "nope.hdf5"), "--image", str(tmp_path / "x.jpg")]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before
