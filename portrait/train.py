@@ -129,16 +129,17 @@ def _split(options: TrainOptions):
 
     from portrait.data import resolve_split
 
-    train = [pair for spec in options.data for pair in resolve_split(spec, "train")]
+    by_spec = {spec: resolve_split(spec, "train") for spec in dict.fromkeys(options.data)}
+    train = [pair for spec in options.data for pair in by_spec[spec]]
     val = [pair for spec in options.val for pair in resolve_split(spec, "val")]
     if not options.val:
-        for spec in options.data:
+        for spec in by_spec:
             if Path(spec).is_dir():
                 try:
                     found = resolve_split(spec, "val")
                 except PortraitError:
                     continue
-                if set(found) != set(resolve_split(spec, "train")) and set(found).isdisjoint(train):
+                if set(found) != set(by_spec[spec]) and set(found).isdisjoint(train):
                     val += found
     rng = random.Random(options.seed)
     rng.shuffle(train)
@@ -249,7 +250,8 @@ def train(options: TrainOptions) -> Path:
         )
     started = time.perf_counter()
     model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps, validation_data=val_ds,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+              shuffle=False)  # the tf.data pipeline shuffles; Keras would warn it cannot
     # The best checkpoint (by validation IoU) and the final weights, each with its batch-norm
     # statistics re-estimated on lightly augmented training crops; the better on validation wins.
     calibration = make_dataset(train_pairs, options.input_size, options.batch, True,
@@ -276,10 +278,13 @@ def train(options: TrainOptions) -> Path:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from portrait.cli import _import_tensorflow_quietly, configure_logging
+
+    configure_logging()
     options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
 
     def body() -> None:
+        _import_tensorflow_quietly()
         train(options)
 
     return run_command(body, traceback=True)
