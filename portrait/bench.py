@@ -259,7 +259,7 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from portrait.cli import OneLineParser, _import_tensorflow_quietly, configure_logging, parse_size
+    from portrait.cli import OneLineParser, import_tensorflow_quietly, configure_logging, parse_size
 
     p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
     p.add_argument("--source", required=True, help="video clip (looped as needed)")
@@ -279,7 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging(quiet=True)
 
     def body() -> None:
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
         results = bench(args.source, args.size, args.frames, SegmentOptions(model=args.model),
                         args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak)
         print(format_table(results))

@@ -164,13 +164,12 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as app.py: CUDA probing errors are noise
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
     """Import TensorFlow with its C++ start-up chatter (CUDA probing, oneDNN notes) hidden.
 
     Those lines go straight to file descriptor 2, past Python's logging; they are replayed if the
     import fails, so a broken installation still explains itself.
     """
-
     if "tensorflow" in sys.modules:
         return
     with filtered_stderr():
@@ -188,7 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> int:
         if not args.debug:
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
         options = options_from_args(args)
         from portrait.run import run_images, run_stream
         from portrait.segment import resolve_model_path
@@ -199,10 +198,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_images(args.image, *options)
         return run_stream(*options)
 
-    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread
-        return run_command(body, traceback=args.debug)
-    previous = signal.signal(signal.SIGTERM, _stop_requested)  # a stream installs a graceful stop
+    # Signal handlers belong to the main thread; a stream replaces this one with a graceful stop.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop_requested) if on_main_thread else None
     try:
         return run_command(body, traceback=args.debug)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -32,7 +32,7 @@ import numpy as np
 from portrait.capture import read_image
 from portrait.cli import (
     OneLineParser,
-    _import_tensorflow_quietly,
+    import_tensorflow_quietly,
     configure_logging,
     parse_size,
     positive_int,
@@ -547,7 +547,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         check_paths(evaluation, models)  # before TensorFlow's slow start
         with stdout_to_stderr() as stdout_fd:
             if not args.debug:
-                _import_tensorflow_quietly()
+                import_tensorflow_quietly()
             summaries = evaluate(evaluation, models, refine)
             if len(summaries) > 1:
                 sys.stderr.write(format_table(summaries) + "\n")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.cli import OneLineParser, _import_tensorflow_quietly, configure_logging, parse_size
+from portrait.cli import OneLineParser, import_tensorflow_quietly, configure_logging, parse_size
 from portrait.errors import ModelError, run_command
 from portrait.keras_compat import config_input_size, keras_input_norm
 from portrait.options import CaptureOptions
@@ -215,7 +215,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> None:
         resolve_model_path(args.model)  # a missing file answers before TensorFlow starts
         if not args.debug:
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
         export_model(args.model, args.out, args.input_size, args.input_norm, args.trust_model)
 
     return run_command(body, traceback=args.debug)

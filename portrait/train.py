@@ -278,13 +278,13 @@ def train(options: TrainOptions) -> Path:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from portrait.cli import _import_tensorflow_quietly, configure_logging
+    from portrait.cli import import_tensorflow_quietly, configure_logging
 
     configure_logging()
     options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
 
     def body() -> None:
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
         train(options)
 
     return run_command(body, traceback=True)
