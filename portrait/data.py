@@ -34,6 +34,9 @@ class AugmentOptions:
         flip: random horizontal flips.
         photometric: brightness, contrast, saturation, hue and gamma changes.
         blur_prob, noise_prob, jpeg_prob, occlusion_prob: probability of each degradation.
+        paste_prob: probability that a sample's people are pasted, through their mask, over
+            another training sample's crop (copy-paste: new scenes and several people per
+            image; the label is the union of both samples' people).
     """
 
     scale_range: tuple[float, float] = (0.55, 1.35)
@@ -44,6 +47,7 @@ class AugmentOptions:
     noise_prob: float = 0.2
     jpeg_prob: float = 0.2
     occlusion_prob: float = 0.15
+    paste_prob: float = 0.0
 
 
 # Geometry only: batch-norm statistics for inference are re-estimated on natural-looking crops.
@@ -201,6 +205,18 @@ def _photometric(image, aug: AugmentOptions):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
+def paste_over(front, front_mask, back, back_mask):
+    """Composite ``front``'s people over ``back`` using its 0..255 mask as alpha.
+
+    Returns the composite image and its label: the pasted people plus whatever people of
+    ``back`` stay visible around them.
+    """
+    a = tf.clip_by_value(front_mask / 255.0, 0.0, 1.0)
+    image = a * front + (1.0 - a) * back
+    mask = front_mask + (1.0 - a) * back_mask
+    return image, mask
+
+
 def _occlude(image):
     """Paint one random flat-coloured rectangle (up to a third of each side) over the image."""
     hw = tf.shape(image)[:2]
@@ -242,16 +258,33 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
     ds = ds.map(lambda i, m: _load_pair(i, m, short), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.cache()
-    if training:
-        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True).repeat()
 
-    def prepare(image, mask):
-        image, mask = _affine_crop(image, mask, (height, width), augment, training)
+    def crop(image, mask):
+        return _affine_crop(image, mask, (height, width), augment, training)
+
+    def finish(image, mask):
         if training:
             image = _photometric(image, augment)
         image.set_shape([height, width, 3])
         mask.set_shape([height, width, 1])
         return image, tf.clip_by_value(mask / 255.0, 0.0, 1.0)
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    cached = ds
+    if training:
+        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment.paste_prob > 0:
+        back_seed = None if seed is None else seed + 7919
+        backs = cached.shuffle(len(pairs), seed=back_seed, reshuffle_each_iteration=True).repeat()
+        backs = backs.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+
+        def maybe_paste(front, back):
+            return tf.cond(
+                tf.random.uniform([]) < augment.paste_prob,
+                lambda: paste_over(front[0], front[1], back[0], back[1]),
+                lambda: front,
+            )
+
+        ds = tf.data.Dataset.zip((ds, backs)).map(maybe_paste, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

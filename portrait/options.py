@@ -48,6 +48,8 @@ class SegmentOptions:
         letterbox: keep the aspect ratio by padding instead of stretching to a fixed input.
         threads: CPU threads for the TFLite interpreter (0 = all cores).
         trust_model: allow Keras models that contain serialised code (Lambda layers).
+        frame_size: (width, height) of the first frame, when known: a model run at each
+            frame's aspect ratio is prepared for it at start-up (default: 1280x720).
     """
 
     model: str = "weights/unet.hdf5"
@@ -58,6 +60,7 @@ class SegmentOptions:
     letterbox: bool = False
     threads: int = 0
     trust_model: bool = False
+    frame_size: Optional[tuple[int, int]] = None
 
 
 @dataclass(frozen=True)

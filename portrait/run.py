@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -68,11 +69,16 @@ def run_images(
         background = None if output.matte else stack.enter_context(make_background(composite))
         sink = stack.enter_context(
             open_image_sink(out, batch=source.is_folder, protected=source.paths))
+        items = source.items()
+        first = next(items, None)
+        if first is not None and first.error is None:  # prepare the model for its shape
+            height, width = first.frame.image.shape[:2]
+            segment = replace(segment, frame_size=(width, height))
+        items = itertools.chain([first] if first is not None else [], items)
         segmenter = stack.enter_context(create_segmenter(segment))
         processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
                                    PipelineOptions(reuse_still=False))
         failures: list[tuple[Path, Exception]] = []
-        items = source.items()
         if source.is_folder:
             items = tqdm(items, total=len(source), unit="image", desc="images")
             stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not inside it
@@ -155,7 +161,6 @@ def run_stream(
     with ExitStack() as stack:
         background = None if output.matte else stack.enter_context(
             make_background(composite, (capture.width, capture.height)))
-        segmenter = stack.enter_context(create_segmenter(segment))
         source = stack.enter_context(open_source(capture))
         # A camera also yields "lost" markers while unplugged, so the output stays fed.
         frames = source.frames(lost_markers=True) if is_camera else iter(source)
@@ -163,6 +168,8 @@ def run_stream(
         if first is None:
             raise InputError(f"source '{capture.source}' gave no frames; check the file or camera")
         height, width = first.image.shape[:2]
+        segmenter = stack.enter_context(
+            create_segmenter(replace(segment, frame_size=(width, height))))
         fps = source.fps or capture.fps
         protected = [] if is_camera else [capture.source]
         sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),

@@ -633,7 +633,7 @@ def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu:
 
     if short_px and not options.letterbox:
         segmenter = AspectSegmenter(lambda sz: _converted_at(path, sz, model, options),
-                                    short_px)
+                                    short_px, options.frame_size or (1280, 720))
         first = segmenter._current
         sizing = f"input sized to the frame's aspect, short side {short_px} px"
     else:

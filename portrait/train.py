@@ -48,6 +48,7 @@ class TrainOptions:
     resume: bool = False
     bn_steps: int = 100
     short_side: Optional[int] = None
+    paste_prob: float = 0.0
     seed: int = 1
 
 
@@ -62,6 +63,16 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"size '{text}' is not WxH or N, e.g. 192x192")
     return parts[0], parts[1]
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a probability between 0 and 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=int, metavar="PX",
                    help="short side the app runs the model at, stored in the model file "
                         "(default: the training crop's short side)")
+    p.add_argument("--paste-prob", type=_probability, default=0.0, metavar="P",
+                   help="probability of pasting a sample's people over another training crop "
+                        "(copy-paste augmentation; default 0)")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -195,7 +209,7 @@ def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path."""
     import keras
 
-    from portrait.data import CALIBRATION_AUGMENT, make_dataset
+    from portrait.data import CALIBRATION_AUGMENT, AugmentOptions, make_dataset
     from portrait.losses import make_loss
     from portrait.metrics import training_metrics
     from portrait.model import build_unet
@@ -211,7 +225,9 @@ def train(options: TrainOptions) -> Path:
     log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
     (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
 
-    train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, seed=options.seed)
+    augment = AugmentOptions(paste_prob=options.paste_prob)
+    train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
+                            seed=options.seed)
     val_ds = make_dataset(val_pairs, options.input_size, options.batch, False)
     steps = options.steps_per_epoch or max(1, len(train_pairs) // options.batch)
     total_steps = steps * options.epochs

@@ -539,3 +539,7 @@ def test_our_dynamic_models_run_at_the_frame_aspect(tmp_path):
         portrait = segmenter.segment(np.zeros((160, 120, 3), np.uint8))
     assert landscape.shape == (64, 128)  # 160:90 → 114:64, rounded to the stride 32
     assert portrait.shape == (96, 64)
+    # Told the first frame's size, it converts for that shape at start-up and for no other.
+    with create_segmenter(SegmentOptions(model=str(path), frame_size=(120, 160))) as segmenter:
+        assert segmenter.input_size == (64, 96)
+        assert list(segmenter._by_size) == [(64, 96)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from portrait.cli import main as app_main
-from portrait.data import AugmentOptions, find_pairs, make_dataset, resolve_split
+from portrait.data import AugmentOptions, find_pairs, make_dataset, paste_over, resolve_split
 from portrait.errors import InputError
 from portrait.model import build_unet
 from portrait.train import main as train_main
@@ -57,6 +57,40 @@ def test_dataset_samples_have_the_asked_shape_and_range(tmp_path):
     assert 0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 255
     assert set(np.unique(np.round(masks.numpy(), 3))) - {0.0, 1.0}  # soft edges after warping
     assert 0 <= float(masks.numpy().min()) and float(masks.numpy().max()) <= 1
+
+
+def test_paste_over_blends_by_the_front_mask_and_unites_the_labels():
+    front = np.full((1, 3, 3), 200.0, np.float32)
+    back = np.full((1, 3, 3), 40.0, np.float32)
+    front_mask = np.array([[[255.0], [0.0], [127.5]]], np.float32)
+    back_mask = np.array([[[0.0], [255.0], [255.0]]], np.float32)
+    image, mask = paste_over(front, front_mask, back, back_mask)
+    np.testing.assert_allclose(image.numpy()[0, :, 0], [200.0, 40.0, 120.0])
+    np.testing.assert_allclose(mask.numpy()[0, :, 0], [255.0, 255.0, 255.0])
+    _, mask = paste_over(front, front_mask, back, np.zeros_like(back_mask))
+    np.testing.assert_allclose(mask.numpy()[0, :, 0], [255.0, 0.0, 127.5])
+
+
+def test_pasted_samples_keep_labels_on_the_people(tmp_path):
+    """Every image has one bright disc on a dark background: after pasting, pixels labelled
+    person are bright and background pixels dark, and there is more person per sample."""
+    pairs = resolve_split(str(make_data(tmp_path / "d")), "train")
+    plain = AugmentOptions(photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,
+                           occlusion_prob=0.0, rotation_deg=0.0, scale_range=(0.8, 1.0))
+    coverage = {}
+    for prob in (0.0, 1.0):
+        augment = AugmentOptions(**{**plain.__dict__, "paste_prob": prob})
+        ds = make_dataset(pairs, (64, 48), batch_size=8, training=True, augment=augment, seed=5)
+        images, masks = [], []
+        for x, y in ds.take(6):
+            images.append(x.numpy())
+            masks.append(y.numpy())
+        image, mask = np.concatenate(images), np.concatenate(masks)[..., 0]
+        brightness = image.mean(axis=-1)
+        assert brightness[mask > 0.99].mean() > 150
+        assert brightness[mask < 0.01].mean() < 90
+        coverage[prob] = mask.mean()
+    assert coverage[1.0] > 1.3 * coverage[0.0]
 
 
 def test_validation_split_never_uses_test(tmp_path):
