@@ -29,14 +29,18 @@ DEFAULT_MODEL = "weights/unet.hdf5"
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``WxH`` → (width, height)."""
+    """``WxH`` → (width, height); a single ``N`` means N×N."""
     try:
-        width, height = (int(v) for v in text.lower().split("x"))
+        parts = [int(v) for v in text.lower().split("x")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH, e.g. 256x256") from None
-    if width <= 0 or height <= 0:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH, e.g. 256x256")
+    if min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"size '{text}' must be positive, e.g. 256x256")
-    return width, height
+    return parts[0], parts[1]
 
 
 def positive_int(text: str) -> int:
@@ -46,6 +50,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' must be greater than 0")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a probability between 0 and 1")
     return value
 
 

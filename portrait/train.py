@@ -52,31 +52,10 @@ class TrainOptions:
     seed: int = 1
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``WxH`` or ``N`` (square) into (width, height)."""
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH or N, e.g. 192x192")
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH or N, e.g. 192x192")
-    return parts[0], parts[1]
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a probability between 0 and 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from portrait.cli import OneLineParser, parse_size, probability
+
+    p = OneLineParser(
         prog="python -m portrait.train",
         description="Train or fine-tune a MobileNetV2-UNet portrait segmenter.",
     )
@@ -116,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=int, metavar="PX",
                    help="short side the app runs the model at, stored in the model file "
                         "(default: the training crop's short side)")
-    p.add_argument("--paste-prob", type=_probability, default=0.0, metavar="P",
+    p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
     p.add_argument("--seed", type=int, default=1)

@@ -132,3 +132,20 @@ def test_resume_needs_the_flag(tmp_path):
     code = train_main(["--data", str(data), "--out", str(tmp_path / "x.hdf5"),
                        "--run-dir", str(tmp_path / "run"), "--backbone", "none"])
     assert code != 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--paste-prob", "2"], "'2' is not a probability between 0 and 1"),
+    (["--input-size", "0x192"], "size '0x192' must be positive"),
+])
+def test_bad_training_options_are_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--data", "somewhere"] + args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_single_number_is_a_square_training_size():
+    from portrait.cli import parse_size
+
+    assert parse_size("192") == (192, 192) and parse_size("256x144") == (256, 144)
