@@ -575,12 +575,12 @@ class AspectSegmenter(Segmenter):
     """
 
     def __init__(self, make: Callable[[tuple[int, int]], Segmenter], short_px: int,
-                 first_frame_size: tuple[int, int] = (1280, 720)):
+                 first_frame_size: Optional[tuple[int, int]] = None):
         self._make = make
         self.short_px = short_px
         self._by_size: dict[tuple[int, int], Segmenter] = {}
         self._frame_size: Optional[tuple[int, int]] = None
-        self._current = self._segmenter_for(first_frame_size)
+        self._current = self._segmenter_for(first_frame_size or (1280, 720))  # a 720p webcam
         self.letterbox = False
         self.runtime = self._current.runtime
         self.output_kind = self._current.output_kind
@@ -633,7 +633,7 @@ def _create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu:
 
     if short_px and not options.letterbox:
         segmenter = AspectSegmenter(lambda sz: _converted_at(path, sz, model, options),
-                                    short_px, options.frame_size or (1280, 720))
+                                    short_px, options.frame_size)
         first = segmenter._current
         sizing = f"input sized to the frame's aspect, short side {short_px} px"
     else:
