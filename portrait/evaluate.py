@@ -204,6 +204,33 @@ def summarize(scores: Sequence[ImageScore], **extra) -> dict:
     }
 
 
+def paired_difference(first: Sequence[ImageScore], other: Sequence[ImageScore]) -> dict:
+    """How ``other`` compares with ``first`` image by image (the same images, in the same order).
+
+    A difference of means between two models on a few dozen images is mostly noise; the standard
+    error of the per-image difference says how much of it to believe.
+
+    Returns:
+        ``miou_diff`` (mean of other − first IoU per image), ``miou_diff_se`` (its standard
+        error; None for a single image), ``images_higher`` and ``images_lower`` (how many images
+        ``other`` scores higher or lower on).
+
+    Raises:
+        ValueError: the two lists are not scores of the same images.
+    """
+    if [s.stem for s in first] != [s.stem for s in other] or not first:
+        raise ValueError(f"paired scores need the same images in the same order: "
+                         f"{len(other)} images != {len(first)}, or none")
+    diff = np.array([b.iou - a.iou for a, b in zip(first, other)], np.float64)
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else None
+    return {
+        "miou_diff": round(float(diff.mean()), 5),
+        "miou_diff_se": None if se is None else round(se, 5),
+        "images_higher": int(np.sum(diff > 0)),
+        "images_lower": int(np.sum(diff < 0)),
+    }
+
+
 # ---------------------------------------------------------------- contact sheet
 
 
@@ -390,7 +417,9 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
         refine: the refinement stage for every model.
 
     Returns:
-        One summary per model (see :func:`summarize`), in ``models`` order.
+        One summary per model (see :func:`summarize`), in ``models`` order; each compared
+        model's has ``paired``, its image-by-image difference from the first model (see
+        :func:`paired_difference`).
 
     Raises:
         InputError, ModelError, DeviceError: bad data, models or paths.
@@ -410,6 +439,8 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
             worst.offer(stem, image, truth, [alpha for _, alpha in results],
                         [score.iou for score, _ in results])
         summaries = [scorer.summary() for scorer in scorers]
+        for scorer, summary in zip(scorers[1:], summaries[1:]):
+            summary["paired"] = paired_difference(scorers[0].scores, scorer.scores)
     if options.sheet:
         names = [Path(model.model).stem for model in models]
         rows = [sheet_row(w.stem, w.image, w.truth, w.alphas, w.ious, names) for w in worst.rows()]
@@ -449,6 +480,13 @@ def format_table(summaries: Sequence[dict]) -> str:
         best = max(range(len(summaries)), key=lambda i: summaries[i]["miou"])
         others = [s["miou"] for i, s in enumerate(summaries) if i != best]
         lines.append(f"higher mIoU: {names[best]} (+{summaries[best]['miou'] - max(others):.4f})")
+        for name, s in zip(names[1:], summaries[1:]):
+            paired = s.get("paired")
+            if paired and paired["miou_diff_se"] is not None:
+                lines.append(
+                    f"per image, {name} minus {names[0]}: {paired['miou_diff']:+.4f} IoU "
+                    f"(standard error {paired['miou_diff_se']:.4f}); higher on "
+                    f"{paired['images_higher']}, lower on {paired['images_lower']} of {s['n']}")
     return "\n".join(lines)
 
 

@@ -94,6 +94,11 @@ def test_command_line_scores_compares_and_draws_the_worst(data, brightness_model
     assert other["n"] == len(STEMS) and other["model"] == str(bad_model)
     assert other["miou"] < result["miou"] - 0.2
     assert "higher mIoU: bright.hdf5" in stderr  # the side-by-side table
+    paired = other["paired"]  # image by image, the compared model minus the first
+    assert paired["miou_diff"] == pytest.approx(other["miou"] - result["miou"], abs=2e-5)
+    assert paired["miou_diff_se"] > 0
+    assert paired["images_lower"] == len(STEMS) and paired["images_higher"] == 0
+    assert "per image, biased.hdf5 minus bright.hdf5: -0." in stderr
     # Three rows of 200 px; four tiles of 120x90 scaled to 200 px high: image, truth, two models.
     written = cv2.imread(str(sheet))
     assert written.shape == (3 * 200, 4 * round(120 * 200 / 90), 3)
@@ -211,6 +216,30 @@ def test_format_table_names_both_models_and_the_better_one():
                                    dict(base, model="m/selfie.tflite", miou=0.96)])
     assert "ours.hdf5" in table and "selfie.tflite" in table
     assert table.splitlines()[-1] == "higher mIoU: ours.hdf5 (+0.0100)"
+
+
+def _scores(ious, stems="abc"):
+    return [evaluate.ImageScore(stem=stem, iou=iou, dice=0.0, pixel_accuracy=0.0, boundary_f=0.0,
+                                segment_ms=1.0, refine_ms=1.0) for stem, iou in zip(stems, ious)]
+
+
+def test_paired_difference_is_the_mean_per_image_difference_and_its_standard_error():
+    paired = evaluate.paired_difference(_scores([0.9, 0.8, 0.7]), _scores([0.95, 0.8, 0.6]))
+    # Differences 0.05, 0, -0.1: mean -1/60; sample deviation 0.0763763; / sqrt(3) = 0.0440959.
+    assert paired == {"miou_diff": -0.01667, "miou_diff_se": 0.0441, "images_higher": 1,
+                      "images_lower": 1}
+    assert evaluate.paired_difference(_scores([0.5]), _scores([0.7], "a"))["miou_diff_se"] is None
+    with pytest.raises(ValueError, match="same images"):
+        evaluate.paired_difference(_scores([0.9, 0.8]), _scores([0.9, 0.8], "ax"))
+
+
+def test_format_table_reports_the_paired_difference():
+    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, ms_per_image=2.0, ms_refine=1.0)
+    paired = evaluate.paired_difference(_scores([0.9, 0.8, 0.7]), _scores([0.95, 0.8, 0.6]))
+    table = evaluate.format_table([dict(base, model="w/ours.hdf5", miou=0.8),
+                                   dict(base, model="m/selfie.tflite", miou=0.7833, paired=paired)])
+    assert table.splitlines()[-1] == ("per image, selfie.tflite minus ours.hdf5: -0.0167 IoU "
+                                      "(standard error 0.0441); higher on 1, lower on 1 of 3")
 
 
 def test_selfie_model_on_eg1800_test_scores_like_the_design_says():
