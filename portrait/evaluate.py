@@ -218,9 +218,11 @@ def paired_difference(first: Sequence[ImageScore], other: Sequence[ImageScore]) 
     Raises:
         ValueError: the two lists are not scores of the same images.
     """
-    if [s.stem for s in first] != [s.stem for s in other] or not first:
-        raise ValueError(f"paired scores need the same images in the same order: "
-                         f"{len(other)} images != {len(first)}, or none")
+    stems, other_stems = [s.stem for s in first], [s.stem for s in other]
+    if not stems or stems != other_stems:
+        raise ValueError(f"paired scores need the same images in the same order, at least one: "
+                         f"{len(other_stems)} images from {other_stems[:3]} != "
+                         f"{len(stems)} images from {stems[:3]}")
     diff = np.array([b.iou - a.iou for a, b in zip(first, other)], np.float64)
     se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else None
     return {
