@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--loss", default="dice+bce",
                    help="terms joined by '+', each optionally weighted: dice, bce, focal, "
-                        "boundary, e.g. 'dice+bce+0.5*boundary'")
+                        "boundary, lovasz, e.g. 'dice+bce+0.5*boundary'")
     p.add_argument("--max-items", type=int, help="use only this many training pairs (quick runs)")
     p.add_argument("--init", help="start from this model's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true",

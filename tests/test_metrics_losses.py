@@ -170,6 +170,40 @@ def test_boundary_loss_looks_only_at_the_band():
     assert value(losses.BCELoss(), SQUARE, wrong_outside) > 1.0
 
 
+def as_image(values):
+    return np.asarray(values, np.float32).reshape(1, 1, -1, 1)
+
+
+def test_lovasz_of_a_hard_prediction_is_one_minus_iou():
+    # 4 true pixels, 4 predicted, 3 shared (T3, P3): IoU 3/5, loss 2/5.
+    t, p = T3.astype(np.float32).reshape(1, 3, 3, 1), P3.astype(np.float32).reshape(1, 3, 3, 1)
+    assert value(losses.LovaszLoss(), t, p) == pytest.approx(2 / 5, abs=1e-6)
+    assert value(losses.LovaszLoss(), t, t) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_on_probabilities_by_hand():
+    # t = 1 1 0 0, p = 0.9 0.4 0.3 0: errors 0.1 0.6 0.3 0, sorted 0.6(t1) 0.3(t0) 0.1(t1) 0(t0).
+    # Along that order: intersection 1 1 0 0, union 2 3 3 4, Jaccard loss 1/2 2/3 1 1,
+    # increments 1/2 1/6 1/3 0 -> 0.6/2 + 0.3/6 + 0.1/3 = 0.38333...
+    t, p = as_image([1, 1, 0, 0]), as_image([0.9, 0.4, 0.3, 0.0])
+    assert value(losses.LovaszLoss(), t, p) == pytest.approx(0.3 + 0.05 + 0.1 / 3, abs=1e-6)
+    # Per image, then the batch mean: with a perfect second image, half of it.
+    both = value(losses.LovaszLoss(), np.concatenate([t, t]), np.concatenate([p, t]))
+    assert both == pytest.approx((0.3 + 0.05 + 0.1 / 3) / 2, abs=1e-6)
+
+
+def test_lovasz_gradient_pushes_each_pixel_towards_its_truth():
+    import tensorflow as tf
+
+    t = as_image([1, 1, 0, 0])
+    p = tf.Variable(as_image([0.9, 0.4, 0.3, 0.0]))
+    with tf.GradientTape() as tape:
+        loss = losses.LovaszLoss()(t, p)
+    grad = tape.gradient(loss, p).numpy().ravel()
+    # d loss / d p = -increment on person pixels, +increment on background pixels.
+    np.testing.assert_allclose(grad, [-1 / 3, -1 / 2, 1 / 6, 0.0], atol=1e-6)
+
+
 def test_losses_combine_with_plus_and_times():
     assert value(losses.DiceLoss() + losses.BCELoss()) == pytest.approx(DICE + BCE, abs=1e-6)
     assert value(0.5 * losses.BCELoss()) == pytest.approx(BCE / 2, abs=1e-6)
@@ -183,6 +217,7 @@ def test_losses_combine_with_plus_and_times():
     ("dice+bce+0.5*boundary",
      lambda: DICE + BCE + 0.5 * value(losses.BoundaryBCELoss())),
     ("dice+focal", lambda: DICE + value(losses.FocalLoss())),
+    ("bce+lovasz", lambda: BCE + value(losses.LovaszLoss())),
 ])
 def test_make_loss_combinations(spec, expected):
     assert value(losses.make_loss(spec)) == pytest.approx(expected(), abs=1e-6)
