@@ -37,6 +37,11 @@ class AugmentOptions:
         paste_prob: probability that a sample's people are pasted, through their mask, over
             another training sample's crop (copy-paste: new scenes and several people per
             image; the label is the union of both samples' people).
+        pad: what fills the crop where it leaves the image (zoomed out, rotated corners):
+            ``constant``, a random grey level per sample, labelled background; or ``reflect``,
+            a mirror image of the photo and its mask. Mirroring looks like more scene, but it
+            puts a mirrored copy of the person beside them, labelled person, which teaches that
+            a second person at the frame's edge is foreground.
     """
 
     scale_range: tuple[float, float] = (0.55, 1.35)
@@ -48,6 +53,14 @@ class AugmentOptions:
     jpeg_prob: float = 0.2
     occlusion_prob: float = 0.15
     paste_prob: float = 0.0
+    pad: str = "constant"
+
+    def __post_init__(self):
+        if self.pad not in PAD_MODES:
+            raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
+
+
+PAD_MODES = ("constant", "reflect")
 
 
 # Geometry only: batch-norm statistics for inference are re-estimated on natural-looking crops.
@@ -156,13 +169,16 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions, training: bool):
     transform = tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[None]
     size = tf.constant([int(out_h), int(out_w)], tf.int32)
 
-    def warp(x, interpolation):
+    fill_mode = aug.pad.upper()
+    grey = tf.random.uniform([], 0.0, 255.0) if training else tf.constant(0.0)
+
+    def warp(x, interpolation, fill_value):
         return tf.raw_ops.ImageProjectiveTransformV3(
             images=tf.cast(x, tf.float32)[None], transforms=transform, output_shape=size,
-            interpolation=interpolation, fill_mode="REFLECT", fill_value=0.0,
+            interpolation=interpolation, fill_mode=fill_mode, fill_value=fill_value,
         )[0]
 
-    return warp(image, "BILINEAR"), warp(mask, "BILINEAR")
+    return warp(image, "BILINEAR", grey), warp(mask, "BILINEAR", 0.0)
 
 
 def _gaussian_blur(image, sigma):

@@ -7,6 +7,7 @@ training state every epoch so ``--resume`` continues a run that was stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ class TrainOptions:
     bn_steps: int = 100
     short_side: Optional[int] = None
     paste_prob: float = 0.0
+    pad: str = "constant"
     seed: int = 1
 
 
@@ -98,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
+    p.add_argument("--pad", choices=("constant", "reflect"), default="constant",
+                   help="what fills a crop where it leaves the photo: a random grey labelled "
+                        "background, or a mirror image (which adds mirrored people)")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -204,7 +209,7 @@ def train(options: TrainOptions) -> Path:
     log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
     (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
 
-    augment = AugmentOptions(paste_prob=options.paste_prob)
+    augment = AugmentOptions(paste_prob=options.paste_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed)
     val_ds = make_dataset(val_pairs, options.input_size, options.batch, False)
@@ -250,7 +255,8 @@ def train(options: TrainOptions) -> Path:
     # The best checkpoint (by validation IoU) and the final weights, each with its batch-norm
     # statistics re-estimated on lightly augmented training crops; the better on validation wins.
     calibration = make_dataset(train_pairs, options.input_size, options.batch, True,
-                               augment=CALIBRATION_AUGMENT, seed=options.seed + 1)
+                               augment=dataclasses.replace(CALIBRATION_AUGMENT, pad=options.pad),
+                               seed=options.seed + 1)
     candidates = {"final": model}
     if best_h5.is_file():
         candidates["best"] = keras.models.load_model(best_h5, compile=False)

@@ -93,6 +93,41 @@ def test_pasted_samples_keep_labels_on_the_people(tmp_path):
     assert coverage[1.0] > 1.3 * coverage[0.0]
 
 
+def test_padding_is_grey_background_or_a_mirror_image(tmp_path):
+    """Zoomed out to half size, a photo that is all person leaves a border: with constant
+    padding it is one grey level per sample labelled background; mirrored, it is more person."""
+    folder = tmp_path / "d"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / "images" / f"{i}.png"), np.full((64, 64, 3), 200, np.uint8))
+        cv2.imwrite(str(folder / "masks" / f"{i}.png"), np.full((64, 64), 255, np.uint8))
+    pairs = find_pairs(folder)
+    still = dict(photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,
+                 occlusion_prob=0.0, rotation_deg=0.0, flip=False, scale_range=(0.5, 0.5))
+    crops = {}
+    for pad in ("constant", "reflect"):
+        ds = make_dataset(pairs, (32, 32), batch_size=4, training=True,
+                          augment=AugmentOptions(**still, pad=pad), seed=1)
+        crops[pad] = [t.numpy() for t in next(iter(ds))]
+    images, masks = crops["constant"]
+    inner, border = np.zeros((32, 32), bool), np.ones((32, 32), bool)
+    inner[10:22, 10:22] = True
+    border[6:26, 6:26] = False
+    assert (masks[:, inner] > 0.99).all() and (masks[:, border] < 0.01).all()
+    assert np.allclose(images[:, inner], 200, atol=1)
+    greys = [float(np.median(image[border])) for image in images]
+    assert all(np.allclose(image[border], grey, atol=1) for image, grey in zip(images, greys))
+    assert len({round(g) for g in greys}) == 4  # a fresh grey per sample
+    images, masks = crops["reflect"]
+    assert (masks > 0.99).all() and np.allclose(images, 200, atol=1)
+
+
+def test_unknown_padding_is_refused():
+    with pytest.raises(ValueError, match="pad must be one of"):
+        AugmentOptions(pad="wrap")
+
+
 def test_validation_split_never_uses_test(tmp_path):
     folder = make_data(tmp_path / "d")
     (folder / "val.txt").unlink()
