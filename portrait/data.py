@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
+PAD_MODES = ("constant", "reflect")
+
+
 @dataclass(frozen=True)
 class AugmentOptions:
     """How strongly training samples are varied.
@@ -58,9 +61,6 @@ class AugmentOptions:
     def __post_init__(self):
         if self.pad not in PAD_MODES:
             raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
-
-
-PAD_MODES = ("constant", "reflect")
 
 
 # Geometry only: batch-norm statistics for inference are re-estimated on natural-looking crops.

@@ -105,10 +105,11 @@ class BoundaryBCELoss(SegLoss):
 class LovaszLoss(SegLoss):
     """The Lovász extension of 1 − IoU per image (Berman et al. 2018, binary Lovász-softmax).
 
-    Pixel errors ``|t − p|`` are sorted in decreasing order and weighted by the increments of
-    the Jaccard loss along that order. For a 0/1 prediction this equals ``1 − IoU`` exactly; for
+    The truth is taken as ``y_true > 0.5`` (warped masks have soft edges). Pixel errors
+    ``|t − p|`` are sorted in decreasing order and weighted by the increments of the Jaccard
+    loss along that order. For a 0/1 prediction this equals ``1 − IoU`` exactly; for
     probabilities it is the convex surrogate that optimises the per-image IoU directly. An image
-    with an empty mask scores its false-positive count's Jaccard loss (1 when anything is on).
+    with an empty mask scores its largest predicted probability (1 as soon as a pixel is on).
     """
 
     def __init__(self, name="lovasz_loss", **kwargs):
