@@ -253,6 +253,7 @@ def make_dataset(
     augment: AugmentOptions = AugmentOptions(),
     cache_short_px: Optional[int] = None,
     seed: Optional[int] = None,
+    short_side: Optional[int] = None,
 ) -> tf.data.Dataset:
     """Build a batched dataset of (image 0..255 float32 (H, W, 3), mask 0..1 float32 (H, W, 1)).
 
@@ -260,14 +261,21 @@ def make_dataset(
         pairs: (image path, mask path) pairs, e.g. from :func:`resolve_split`.
         input_size: (width, height) of the samples.
         batch_size: samples per batch.
-        training: shuffle, repeat forever and augment; otherwise a centred, unaugmented pass.
+        training: shuffle, repeat forever and augment; otherwise one unaugmented pass over
+            the whole photos, framed as the app frames them (see ``short_side``).
         augment: augmentation strengths (training only).
         cache_short_px: decoded images are cached with this short side (default: 1.5 × the
             larger of the input sides, enough for zoomed-in crops).
         seed: shuffle seed.
+        short_side: validation only: every whole photo is resized to the size the app gives
+            the model for the photos' most common shape, with this short side (default:
+            ``input_size``'s); photos of other shapes are stretched to it. A centre crop would
+            hide the top of the head and the hands, where portraits go wrong.
     """
     if not pairs:
         raise InputError("no training pairs found; check --data")
+    if not training:
+        return _whole_photos(pairs, short_side or min(input_size), batch_size)
     width, height = input_size
     short = cache_short_px or int(1.5 * max(width, height))
     images, masks = zip(*pairs)
@@ -304,3 +312,36 @@ def make_dataset(
         ds = tf.data.Dataset.zip((ds, backs)).map(maybe_paste, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
+                  batch_size: int) -> tf.data.Dataset:
+    """Batches of whole photos (0..255) and masks (0..1) at the app's input size for them."""
+    from collections import Counter
+
+    from portrait.segment import size_for_frame
+
+    def photo_size(path: str) -> tuple[int, int]:
+        image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+        return int(image.shape[1]), int(image.shape[0])
+
+    common = Counter(photo_size(image) for image, _ in pairs).most_common(1)[0][0]
+    width, height = size_for_frame(common, short_px)
+    log.info("validation: %d whole photos at %dx%d (the app's input for %dx%d photos)",
+             len(pairs), width, height, *common)
+
+    def load(image_path, mask_path):
+        image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
+        mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
+        image = tf.image.resize(tf.cast(image, tf.float32), (height, width), method="area",
+                                antialias=True)
+        mask = tf.image.resize(tf.cast(mask, tf.float32) / 255.0, (height, width),
+                               method="bilinear", antialias=True)
+        image.set_shape([height, width, 3])
+        mask.set_shape([height, width, 1])
+        return image, tf.clip_by_value(mask, 0.0, 1.0)
+
+    images, masks = zip(*pairs)
+    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache().batch(batch_size).prefetch(
+        tf.data.AUTOTUNE)

@@ -212,7 +212,8 @@ def train(options: TrainOptions) -> Path:
     augment = AugmentOptions(paste_prob=options.paste_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed)
-    val_ds = make_dataset(val_pairs, options.input_size, options.batch, False)
+    short_px = options.short_side or min(options.input_size)
+    val_ds = make_dataset(val_pairs, options.input_size, options.batch, False, short_side=short_px)
     steps = options.steps_per_epoch or max(1, len(train_pairs) // options.batch)
     total_steps = steps * options.epochs
 
@@ -270,7 +271,7 @@ def train(options: TrainOptions) -> Path:
              ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), chosen)
     wall_s = time.perf_counter() - started
     # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
-    save_model(candidates[chosen], out, short_px=options.short_side or min(options.input_size))
+    save_model(candidates[chosen], out, short_px=short_px)
     (run_dir / "result.json").write_text(json.dumps(
         {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen}, indent=2))
     log.info("best model (by validation IoU) written to %s after %.0f s", out, wall_s)

@@ -123,6 +123,30 @@ def test_padding_is_grey_background_or_a_mirror_image(tmp_path):
     assert (masks > 0.99).all() and np.allclose(images, 200, atol=1)
 
 
+def test_validation_samples_are_whole_photos_framed_like_the_app(tmp_path):
+    """A 3:4 photo whose person touches the top and bottom edges: validation resizes the whole
+    of it to the app's input for 3:4 photos (short side 64 -> 64x96 at the stride of 32),
+    nothing cut off; a photo of another shape is stretched to the same size."""
+    folder = tmp_path / "d"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    image = np.full((80, 60, 3), 30, np.uint8)
+    mask = np.zeros((80, 60), np.uint8)
+    mask[:, 20:40] = 255  # a vertical band from the top edge to the bottom edge
+    image[mask > 0] = 220
+    for name, size in (("a", (60, 80)), ("b", (60, 80)), ("c", (80, 80))):
+        cv2.imwrite(str(folder / "images" / f"{name}.jpg"), cv2.resize(image, size))
+        cv2.imwrite(str(folder / "masks" / f"{name}.png"), cv2.resize(mask, size))
+    ds = make_dataset(find_pairs(folder), (192, 192), 8, training=False, short_side=64)
+    images, masks = next(iter(ds))
+    assert images.shape == (3, 96, 64, 3) and masks.shape == (3, 96, 64, 1)
+    band = masks.numpy()[0, ..., 0] > 0.5
+    assert band.any(axis=1).all()  # every row: the top and bottom were kept
+    assert band.mean() == pytest.approx(1 / 3, abs=0.03)
+    assert np.median(images.numpy()[0][band]) == pytest.approx(220, abs=4)
+    assert np.median(images.numpy()[0][~band]) == pytest.approx(30, abs=4)
+
+
 def test_unknown_padding_is_refused():
     with pytest.raises(ValueError, match="pad must be one of"):
         AugmentOptions(pad="wrap")
