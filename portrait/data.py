@@ -141,22 +141,19 @@ def _load_pair(image_path, mask_path, cache_short_px: int):
     return tf.cast(tf.round(image), tf.uint8), tf.cast(tf.round(mask), tf.uint8)
 
 
-def _affine_crop(image, mask, out_hw, aug: AugmentOptions, training: bool):
-    """Rotate, scale, flip and crop in one projective transform (one resampling pass)."""
+def _affine_crop(image, mask, out_hw, aug: AugmentOptions):
+    """A random rotation, zoom, flip and crop in one projective transform (one resampling)."""
     in_hw = tf.cast(tf.shape(image)[:2], tf.float32)
     out_h, out_w = float(out_hw[0]), float(out_hw[1])
     # Zoom 1 means the short side of the image fills the crop's matching side.
     base = tf.maximum(out_h / in_hw[0], out_w / in_hw[1])
-    if training:
-        zoom = tf.random.uniform([], *aug.scale_range)
-        angle = tf.random.uniform([], -aug.rotation_deg, aug.rotation_deg) * math.pi / 180
-        flip = tf.cast(aug.flip, tf.float32) * tf.cast(tf.random.uniform([]) < 0.5, tf.float32)
-    else:
-        zoom, angle, flip = tf.constant(1.0), tf.constant(0.0), tf.constant(0.0)
+    zoom = tf.random.uniform([], *aug.scale_range)
+    angle = tf.random.uniform([], -aug.rotation_deg, aug.rotation_deg) * math.pi / 180
+    flip = tf.cast(aug.flip, tf.float32) * tf.cast(tf.random.uniform([]) < 0.5, tf.float32)
     s = base * zoom  # output pixels per input pixel
     # Where the crop's centre lands in the input: anywhere that keeps it inside the image.
     slack = tf.maximum(in_hw - tf.stack([out_h, out_w]) / s, 0.0) / 2
-    jitter = tf.random.uniform([2], -1.0, 1.0) if training else tf.zeros([2])
+    jitter = tf.random.uniform([2], -1.0, 1.0)
     centre = in_hw / 2 + slack * jitter
     cos, sin = tf.cos(angle) / s, tf.sin(angle) / s
     sign = 1.0 - 2.0 * flip
@@ -170,7 +167,7 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions, training: bool):
     size = tf.constant([int(out_h), int(out_w)], tf.int32)
 
     fill_mode = aug.pad.upper()
-    grey = tf.random.uniform([], 0.0, 255.0) if training else tf.constant(0.0)
+    grey = tf.random.uniform([], 0.0, 255.0)
 
     def warp(x, interpolation, fill_value):
         return tf.raw_ops.ImageProjectiveTransformV3(
@@ -284,20 +281,18 @@ def make_dataset(
     ds = ds.cache()
 
     def crop(image, mask):
-        return _affine_crop(image, mask, (height, width), augment, training)
+        return _affine_crop(image, mask, (height, width), augment)
 
     def finish(image, mask):
-        if training:
-            image = _photometric(image, augment)
+        image = _photometric(image, augment)
         image.set_shape([height, width, 3])
         mask.set_shape([height, width, 1])
         return image, tf.clip_by_value(mask / 255.0, 0.0, 1.0)
 
     cached = ds
-    if training:
-        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-    if training and augment.paste_prob > 0:
+    if augment.paste_prob > 0:
         back_seed = None if seed is None else seed + 7919
         backs = cached.shuffle(len(pairs), seed=back_seed, reshuffle_each_iteration=True).repeat()
         backs = backs.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
@@ -311,7 +306,7 @@ def make_dataset(
 
         ds = tf.data.Dataset.zip((ds, backs)).map(maybe_paste, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
