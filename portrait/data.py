@@ -17,13 +17,11 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from portrait.errors import InputError
+from portrait.options import PAD_MODES
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-PAD_MODES = ("constant", "reflect")
 
 
 @dataclass(frozen=True)
@@ -129,15 +127,24 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     return find_pairs(path)
 
 
-def _load_pair(image_path, mask_path, cache_short_px: int):
-    """Decode one pair and resize it so its short side is ``cache_short_px`` (kept in memory)."""
+def _decode_resized(image_path, mask_path, size_for):
+    """Decode a pair and resize both to ``size_for(photo (h, w))``: float32, 0..255 each."""
     image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
     mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    factor = cache_short_px / tf.reduce_min(shape)
-    size = tf.cast(tf.round(shape * factor), tf.int32)
+    size = size_for(tf.shape(image)[:2])
     image = tf.image.resize(image, size, method="area", antialias=True)
     mask = tf.image.resize(tf.cast(mask, tf.float32), size, method="bilinear", antialias=True)
+    return image, mask
+
+
+def _load_pair(image_path, mask_path, cache_short_px: int):
+    """Decode one pair and resize it so its short side is ``cache_short_px`` (kept in memory)."""
+
+    def short_side_size(hw):
+        shape = tf.cast(hw, tf.float32)
+        return tf.cast(tf.round(shape * (cache_short_px / tf.reduce_min(shape))), tf.int32)
+
+    image, mask = _decode_resized(image_path, mask_path, short_side_size)
     return tf.cast(tf.round(image), tf.uint8), tf.cast(tf.round(mask), tf.uint8)
 
 
@@ -326,15 +333,10 @@ def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
              len(pairs), width, height, *common)
 
     def load(image_path, mask_path):
-        image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
-        mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
-        image = tf.image.resize(tf.cast(image, tf.float32), (height, width), method="area",
-                                antialias=True)
-        mask = tf.image.resize(tf.cast(mask, tf.float32) / 255.0, (height, width),
-                               method="bilinear", antialias=True)
+        image, mask = _decode_resized(image_path, mask_path, lambda hw: (height, width))
         image.set_shape([height, width, 3])
         mask.set_shape([height, width, 1])
-        return image, tf.clip_by_value(mask, 0.0, 1.0)
+        return image, tf.clip_by_value(mask / 255.0, 0.0, 1.0)
 
     images, masks = zip(*pairs)
     ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))

@@ -12,6 +12,7 @@ from typing import Literal, Optional
 InputNorm = Literal["auto", "raw", "unit", "symmetric"]
 Device = Literal["auto", "cpu", "gpu"]
 Backend = Literal["auto", "keras", "tflite", "mediapipe"]
+PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class TrainOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     from portrait.cli import OneLineParser, parse_size, probability
+    from portrait.options import PAD_MODES
 
     p = OneLineParser(
         prog="python -m portrait.train",
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
-    p.add_argument("--pad", choices=("constant", "reflect"), default="constant",
+    p.add_argument("--pad", choices=PAD_MODES, default="constant",
                    help="what fills a crop where it leaves the photo: a random grey labelled "
                         "background, or a mirror image (which adds mirrored people)")
     p.add_argument("--seed", type=int, default=1)
