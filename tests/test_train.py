@@ -6,6 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from portrait.cli import main as app_main
 from portrait.data import AugmentOptions, find_pairs, make_dataset, paste_over, resolve_split
@@ -103,6 +104,9 @@ def test_padding_is_grey_background_or_a_mirror_image(tmp_path):
         cv2.imwrite(str(folder / "images" / f"{i}.png"), np.full((64, 64, 3), 200, np.uint8))
         cv2.imwrite(str(folder / "masks" / f"{i}.png"), np.full((64, 64), 255, np.uint8))
     pairs = find_pairs(folder)
+    # The greys are random: a fixed seed keeps four distinct ones from colliding by chance
+    # (two of four uniform draws round to the same level about once in 40 runs).
+    tf.random.set_seed(7)
     still = dict(photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,
                  occlusion_prob=0.0, rotation_deg=0.0, flip=False, scale_range=(0.5, 0.5))
     crops = {}
