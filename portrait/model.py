@@ -2,8 +2,8 @@
 
 ``build_unet()`` reads top to bottom like the diagram::
 
-    RGB 0..255 ─▶ Rescaling(x/127.5-1) ─▶ MobileNetV2 ─┬─ skips at 1/2, 1/4, 1/8 ─┐
-                                                       └─ 1/16 (or 1/32) ─▶ decoder ─▶ sigmoid
+    RGB 0..255 ─▶ Rescaling(x/127.5-1) ─▶ MobileNetV2 ─┬─ skips at 1/2, 1/4, 1/8 ───────────────┐
+                                                       └─ 1/16 (or 1/32) ─▶ [context] ─▶ decoder ─▶ sigmoid
 
 The normalisation lives inside the model, so a saved model takes RGB 0..255 (the app's contract).
 The decoder uses bilinear upsampling and depthwise-separable convolutions, which keeps the
@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 import keras
 from keras import layers
 
+from portrait.options import CONTEXT_MODULES
+
 log = logging.getLogger(__name__)
 
 # MobileNetV2 layer names at each output stride; the last entry is the bottleneck.
@@ -29,6 +31,23 @@ ENCODER_SKIPS = {
     32: "block_16_project",
 }
 DEFAULT_DECODER_FILTERS = (96, 64, 40, 24)
+LRASPP_FILTERS = 128
+
+
+def _lraspp(x, filters: int = LRASPP_FILTERS, name: str = "context"):
+    """Lite R-ASPP (Howard et al., "Searching for MobileNetV3", 2019), with a global pool.
+
+    A 1×1 projection of the bottleneck, gated channel by channel by a sigmoid of the whole
+    image's mean features. The gate tells each location what the rest of the picture holds
+    (is there one person or two, is the thing at the edge part of the main subject), which a
+    stride-16 receptive field alone does not see. It works at any input size.
+    """
+    y = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(x)
+    y = layers.BatchNormalization(name=f"{name}_proj_bn")(y)
+    y = layers.ReLU(name=f"{name}_proj_relu")(y)
+    g = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    g = layers.Conv2D(filters, 1, activation="sigmoid", name=f"{name}_gate")(g)
+    return layers.Multiply(name=f"{name}_gated")([y, g])
 
 
 def _separable_block(x, filters: int, name: str):
@@ -58,6 +77,7 @@ def build_unet(
     decoder_filters: Sequence[int] = DEFAULT_DECODER_FILTERS,
     backbone_weights: Optional[str] = None,
     fixed_input: bool = True,
+    context: str = "none",
 ) -> keras.Model:
     """Build a MobileNetV2-UNet that maps RGB 0..255 to a person probability.
 
@@ -72,13 +92,16 @@ def build_unet(
             ``include_top=False`` (e.g. ``mobilenetv2_1.0_backbone.weights.h5``), or None.
         fixed_input: True gives an input of shape (H, W, 3); False gives (None, None, 3) so the
             model runs at any size that is a multiple of the stride.
+        context: ``"none"`` feeds the bottleneck to the decoder as it is; ``"lraspp"`` first
+            passes it through a Lite R-ASPP context module (see :func:`_lraspp`).
 
     Returns:
         A Keras model with input RGB uint8-range floats and a 1-channel sigmoid output of the
         input's spatial size.
 
     Raises:
-        ValueError: an input size that is not a multiple of the stride, or a bad stride.
+        ValueError: an input size that is not a multiple of the stride, a bad stride or an
+            unknown context module.
     """
     width, height = input_size
     if output_stride not in (16, 32):
@@ -87,6 +110,8 @@ def build_unet(
         raise ValueError(
             f"input size {width}x{height} must be a multiple of the output stride {output_stride}"
         )
+    if context not in CONTEXT_MODULES:
+        raise ValueError(f"context must be one of {', '.join(CONTEXT_MODULES)}, got {context!r}")
     if len(decoder_filters) != 4:
         raise ValueError(f"decoder_filters needs 4 entries, got {len(decoder_filters)}")
 
@@ -118,7 +143,7 @@ def build_unet(
     )
     bottleneck, *skips = feature_extractor(x)
 
-    y = bottleneck
+    y = _lraspp(bottleneck) if context == "lraspp" else bottleneck
     filters = list(decoder_filters)[-len(skips):]
     for i, (skip, f) in enumerate(zip(skips, filters)):
         y = _up_block(y, skip, f, name=f"decoder{i}")

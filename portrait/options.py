@@ -13,6 +13,8 @@ InputNorm = Literal["auto", "raw", "unit", "symmetric"]
 Device = Literal["auto", "cpu", "gpu"]
 Backend = Literal["auto", "keras", "tflite", "mediapipe"]
 PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
+# Context modules between the encoder and the decoder (portrait.model.build_unet, train --context).
+CONTEXT_MODULES = ("none", "lraspp")
 
 
 @dataclass(frozen=True)

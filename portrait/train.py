@@ -7,6 +7,7 @@ training state every epoch so ``--resume`` continues a run that was stopped.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import logging
@@ -36,6 +37,7 @@ class TrainOptions:
     input_size: tuple[int, int] = (192, 192)
     alpha: float = 1.0
     output_stride: int = 16
+    context: str = "none"
     backbone: str = "auto"
     batch: int = 8
     epochs: int = 30
@@ -56,7 +58,7 @@ class TrainOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     from portrait.cli import OneLineParser, parse_size, probability
-    from portrait.options import PAD_MODES
+    from portrait.options import CONTEXT_MODULES, PAD_MODES
 
     p = OneLineParser(
         prog="python -m portrait.train",
@@ -76,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training crop size; the saved model runs at any multiple of 16")
     p.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
     p.add_argument("--output-stride", type=int, default=16, choices=(16, 32))
+    p.add_argument("--context", default="none", choices=CONTEXT_MODULES,
+                   help="context module between the encoder and the decoder: none, or lraspp "
+                        "(Lite R-ASPP: a 1x1 projection gated by the whole image's mean features)")
     p.add_argument("--backbone", default="auto",
                    help="'imagenet' (download), a weights file, 'none', or 'auto' (the shared "
                         "α=1.0 weights file when present and alpha is 1.0, else none)")
@@ -152,6 +157,19 @@ def _split(options: TrainOptions):
     return train, val
 
 
+def best_logged(metrics_csv: Path, column: str = "val_iou") -> Optional[float]:
+    """The highest ``column`` in a run's CSV log, or None when there is none yet.
+
+    A resumed run starts its checkpoint callback afresh; without this its first epoch would
+    replace ``best.h5`` even when it is worse than the best epoch before the interruption.
+    """
+    if not metrics_csv.is_file():
+        return None
+    with metrics_csv.open(newline="") as f:
+        values = [float(row[column]) for row in csv.DictReader(f) if row.get(column)]
+    return max(values, default=None)
+
+
 def save_model(model, out: Path, short_px: int) -> None:
     """Write a whole model as HDF5 (atomically), noting the short side it was trained for.
 
@@ -224,6 +242,7 @@ def train(options: TrainOptions) -> Path:
         model = build_unet(
             options.input_size, options.alpha, options.output_stride,
             backbone_weights=_resolve_backbone(options.backbone, options.alpha), fixed_input=False,
+            context=options.context,
         )
     if options.schedule == "cosine":
         warmup = int(options.warmup_epochs * steps)
@@ -238,10 +257,14 @@ def train(options: TrainOptions) -> Path:
         metrics=training_metrics(),
     )
     best_h5 = run_dir / "best.h5"
+    best_before = best_logged(run_dir / "metrics.csv") if options.resume and best_h5.is_file() else None
+    if best_before is not None:
+        log.info("resuming: %s holds the best validation IoU so far, %.4f", best_h5, best_before)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(str(best_h5), monitor="val_iou", mode="max",
-                                        save_best_only=True, verbose=1),
+                                        save_best_only=True, verbose=1,
+                                        initial_value_threshold=best_before),
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
     ]

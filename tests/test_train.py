@@ -49,6 +49,39 @@ def test_build_unet_rejects_sizes_off_the_stride():
         build_unet((200, 192))
 
 
+def test_build_unet_rejects_an_unknown_context_module():
+    with pytest.raises(ValueError, match="context must be one of none, lraspp, got 'aspp'"):
+        build_unet((192, 192), context="aspp")
+
+
+def test_lraspp_gates_each_location_by_the_whole_image():
+    import keras
+    from portrait.model import _lraspp
+
+    x_in = keras.Input((None, None, 6))
+    module = keras.Model(x_in, _lraspp(x_in, filters=4))
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(1, 2, 40, 6)).astype(np.float32)
+    # By hand: ReLU(batch-normalised 1x1 projection) times sigmoid(1x1 conv of the image mean).
+    w_proj = module.get_layer("context_proj").get_weights()[0][0, 0]
+    w_gate, b_gate = module.get_layer("context_gate").get_weights()
+    bn = 1 / np.sqrt(1 + module.get_layer("context_proj_bn").epsilon)
+    gate = 1 / (1 + np.exp(-(features.mean(axis=(1, 2)) @ w_gate[0, 0] + b_gate)))
+    expected = np.maximum(features @ w_proj * bn, 0) * gate[:, None, None, :]
+    np.testing.assert_allclose(module(features).numpy(), expected, rtol=1e-4, atol=1e-5)
+    # A change at the right end reaches the left end (a 1x1 projection alone would not).
+    changed = features.copy()
+    changed[:, :, -10:] += 3
+    assert np.abs(module(changed).numpy()[:, :, :5] - module(features).numpy()[:, :, :5]).max() > 1e-3
+
+
+def test_build_unet_with_context_runs_at_other_sizes():
+    model = build_unet((192, 192), alpha=0.35, fixed_input=False, context="lraspp")
+    assert model.get_layer("context_gate") is not None
+    x = np.random.default_rng(0).uniform(0, 255, (1, 224, 160, 3)).astype(np.float32)
+    assert model(x).shape == (1, 224, 160, 1)
+
+
 def test_dataset_samples_have_the_asked_shape_and_range(tmp_path):
     pairs = resolve_split(str(make_data(tmp_path / "d")), "train")
     assert len(pairs) == 9
@@ -171,16 +204,18 @@ def test_missing_stem_is_a_clear_error(tmp_path):
         find_pairs(folder, ["nope"])
 
 
-def test_short_training_run_writes_a_model_the_app_uses(tmp_path):
+@pytest.mark.parametrize("context", ["none", "lraspp"])
+def test_short_training_run_writes_a_model_the_app_uses(tmp_path, context):
     data = make_data(tmp_path / "data")
     out = tmp_path / "tiny.hdf5"
     code = train_main(["--data", str(data), "--epochs", "1", "--steps-per-epoch", "2",
                        "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
-                       "--backbone", "none", "--out", str(out),
+                       "--backbone", "none", "--context", context, "--out", str(out),
                        "--run-dir", str(tmp_path / "run")])
     assert code == 0 and out.is_file()
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2  # header + epoch
-    assert json.loads((tmp_path / "run" / "train.json").read_text())["input_size"] == [64, 64]
+    options = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert options["input_size"] == [64, 64] and options["context"] == context
 
     result = tmp_path / "o.png"
     assert app_main(["--model", str(out), "--image", str(data / "images" / "000.jpg"),
@@ -195,6 +230,35 @@ def test_resume_needs_the_flag(tmp_path):
     code = train_main(["--data", str(data), "--out", str(tmp_path / "x.hdf5"),
                        "--run-dir", str(tmp_path / "run"), "--backbone", "none"])
     assert code != 0
+
+
+def test_a_resumed_run_keeps_a_better_checkpoint_from_before(tmp_path):
+    data = make_data(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["--data", str(data), "--steps-per-epoch", "2", "--batch", "2", "--input-size", "64x64",
+            "--alpha", "0.35", "--backbone", "none", "--out", str(tmp_path / "x.hdf5"),
+            "--run-dir", str(run), "--epochs", "1"]
+    assert train_main(args) == 0
+    # Pretend the epoch before the interruption scored better than any epoch can.
+    log = (run / "metrics.csv").read_text().splitlines()
+    column = log[0].split(",").index("val_iou")
+    row = log[1].split(",")
+    row[column] = "0.999"
+    (run / "metrics.csv").write_text("\n".join([log[0], ",".join(row)]) + "\n")
+    before = (run / "best.h5").read_bytes()
+    assert train_main(args + ["--resume"]) == 0
+    assert (run / "best.h5").read_bytes() == before
+
+
+def test_best_logged_reads_the_highest_value(tmp_path):
+    from portrait.train import best_logged
+
+    log = tmp_path / "metrics.csv"
+    assert best_logged(log) is None
+    log.write_text("epoch,iou,val_iou\n0,0.5,0.61\n1,0.6,0.72\n2,0.7,0.70\n")
+    assert best_logged(log) == pytest.approx(0.72)
+    log.write_text("epoch,iou,val_iou\n")
+    assert best_logged(log) is None
 
 
 @pytest.mark.parametrize("args, message", [
