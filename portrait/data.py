@@ -324,8 +324,12 @@ def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
     from portrait.segment import size_for_frame
 
     def photo_size(path: str) -> tuple[int, int]:
-        image = tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
-        return int(image.shape[1]), int(image.shape[0])
+        data = tf.io.read_file(path)
+        if tf.io.is_jpeg(data):  # the size from the header, without decoding the pixels
+            shape = tf.image.extract_jpeg_shape(data)
+        else:
+            shape = tf.shape(tf.io.decode_image(data, expand_animations=False))
+        return int(shape[1]), int(shape[0])
 
     common = Counter(photo_size(image) for image, _ in pairs).most_common(1)[0][0]
     width, height = size_for_frame(common, short_px)
