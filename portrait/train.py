@@ -53,6 +53,8 @@ class TrainOptions:
     short_side: Optional[int] = None
     paste_prob: float = 0.0
     pad: str = "constant"
+    teacher: tuple[str, ...] = ()
+    teacher_weight: float = 0.5
     seed: int = 1
 
 
@@ -109,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", choices=PAD_MODES, default="constant",
                    help="what fills a crop where it leaves the photo: a random grey labelled "
                         "background, or a mirror image (which adds mirrored people)")
+    p.add_argument("--teacher", nargs="+", default=[], metavar="MODEL",
+                   help="knowledge distillation: models whose mean prediction on each augmented "
+                        "batch is mixed into the training target")
+    p.add_argument("--teacher-weight", type=probability, default=0.5, metavar="W",
+                   help="the teachers' share of the target, the mask's is 1 - W (default 0.5)")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -231,13 +238,19 @@ def train(options: TrainOptions) -> Path:
     augment = AugmentOptions(paste_prob=options.paste_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed)
+    if options.teacher:
+        from portrait.distill import load_teachers, with_teachers
+
+        train_ds = with_teachers(train_ds, load_teachers(options.teacher), options.teacher_weight)
     short_px = options.short_side or min(options.input_size)
     val_ds = make_dataset(val_pairs, options.input_size, options.batch, False, short_side=short_px)
     steps = options.steps_per_epoch or max(1, len(train_pairs) // options.batch)
     total_steps = steps * options.epochs
 
     if options.init:
-        model = keras.models.load_model(options.init, compile=False)
+        from portrait.keras_compat import load_keras_model
+
+        model = load_keras_model(Path(options.init))
     else:
         model = build_unet(
             options.input_size, options.alpha, options.output_stride,

@@ -57,6 +57,19 @@ def brightness_model(tmp_path_factory) -> Path:
     return path
 
 
+def constant_model(path, probability: float, channels: int = 1):
+    """A real Keras model file (any input size) whose output is ``probability`` everywhere."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    logit = float(np.log(probability / (1 - probability)))
+    conv = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant(logit))
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(conv(inputs)))
+    model.save(path)
+    return str(path)
+
+
 def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Path:
     """A real video file: a bright square moving over a dark background."""
     import cv2

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import constant_model
 from portrait.cli import main as app_main
 from portrait.data import AugmentOptions, find_pairs, make_dataset, paste_over, resolve_split
 from portrait.errors import InputError
@@ -207,18 +208,20 @@ def test_missing_stem_is_a_clear_error(tmp_path):
         find_pairs(folder, ["nope"])
 
 
-@pytest.mark.parametrize("context", ["none", "lraspp"])
-def test_short_training_run_writes_a_model_the_app_uses(tmp_path, context):
+@pytest.mark.parametrize("context, distil", [("none", False), ("lraspp", True)])
+def test_short_training_run_writes_a_model_the_app_uses(tmp_path, context, distil):
     data = make_data(tmp_path / "data")
     out = tmp_path / "tiny.hdf5"
+    teacher = ["--teacher", constant_model(tmp_path / "teacher.h5", 0.7)] if distil else []
     code = train_main(["--data", str(data), "--epochs", "1", "--steps-per-epoch", "2",
                        "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
                        "--backbone", "none", "--context", context, "--out", str(out),
-                       "--run-dir", str(tmp_path / "run")])
+                       "--run-dir", str(tmp_path / "run")] + teacher)
     assert code == 0 and out.is_file()
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2  # header + epoch
     options = json.loads((tmp_path / "run" / "train.json").read_text())
     assert options["input_size"] == [64, 64] and options["context"] == context
+    assert len(options["teacher"]) == int(distil)
 
     result = tmp_path / "o.png"
     assert app_main(["--model", str(out), "--image", str(data / "images" / "000.jpg"),
