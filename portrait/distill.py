@@ -1,6 +1,6 @@
 """Knowledge distillation: mix teacher models' predictions into the training targets.
 
-A teacher is any model file the app can train from (RGB 0..255 in, a 1-channel person
+A teacher is any Keras model file the app can run (RGB 0..255 in, a 1-channel person
 probability out), typically a larger or averaged set of models. On each augmented training
 batch the teachers' mean probability is mixed into the mask::
 
