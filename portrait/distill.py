@@ -8,19 +8,34 @@ batch the teachers' mean probability is mixed into the mask::
 
 so the student learns the teachers' soft edges and their judgement on ambiguous pixels (a held
 object, a second person) along with the labels. Validation keeps the hard labels.
+
+Teachers that only run outside Keras (a ``.tflite`` file such as MediaPipe's selfie model) label
+a data folder once instead, on the whole photo::
+
+    python -m portrait.distill --teacher selfie_segmentation.tflite --data eg1800/train.txt \
+        --out runs/soft_eg1800 --weight 0.3
+
+writes ``runs/soft_eg1800/masks/<stem>.png`` = (1 − weight) · mask + weight · 255 · teacher
+probability, links the images, and lists the stems in ``train.txt``; train on that folder as on
+any other.
 """
 
 from __future__ import annotations
 
 import logging
+import argparse
+import os
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
-import keras
-import tensorflow as tf
+import cv2
+import numpy as np
 
-from portrait.errors import ModelError
-from portrait.keras_compat import load_keras_model
+from portrait.errors import InputError, ModelError, run_command
+
+# Keras and TensorFlow are imported where they are used, so that the command line can import
+# them quietly (portrait.cli.import_tensorflow_quietly).
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +47,8 @@ def load_teachers(paths: Sequence[str]) -> list[keras.Model]:
         ModelError: a file that is missing, unloadable or unsafe, or whose output is not one
             channel.
     """
+    from portrait.keras_compat import load_keras_model
+
     teachers = []
     for path in paths:
         model = load_keras_model(Path(path))
@@ -49,6 +66,8 @@ def load_teachers(paths: Sequence[str]) -> list[keras.Model]:
 def mix_targets(images: tf.Tensor, masks: tf.Tensor, teachers: Sequence[keras.Model],
                 weight: float) -> tf.Tensor:
     """``(1 - weight) * masks + weight * (mean teacher probability on images)``."""
+    import tensorflow as tf
+
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"teacher weight must be between 0 and 1, got {weight}")
     if not teachers:
@@ -61,7 +80,140 @@ def mix_targets(images: tf.Tensor, masks: tf.Tensor, teachers: Sequence[keras.Mo
 def with_teachers(dataset: tf.data.Dataset, teachers: Sequence[keras.Model],
                   weight: float) -> tf.data.Dataset:
     """The batched (images, masks) dataset with the masks replaced by mixed targets."""
+    import tensorflow as tf
+
     if not teachers or weight == 0:
         return dataset
     mixed = dataset.map(lambda images, masks: (images, mix_targets(images, masks, teachers, weight)))
     return mixed.prefetch(tf.data.AUTOTUNE)  # the teachers run ahead of the training step
+
+
+# ---------------------------------------------------------------- offline soft labels
+
+
+def soft_mask(truth: np.ndarray, probability: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 - weight) * truth + weight * 255 * probability`` as a uint8 mask of ``truth``'s size.
+
+    Args:
+        truth: uint8 (H, W) mask, 0..255.
+        probability: float (h, w) teacher probability in [0, 1], covering the same view at any
+            resolution (resized bilinearly to (H, W)).
+        weight: the teacher's share, 0..1.
+
+    Raises:
+        ValueError: a weight outside 0..1 or arrays of the wrong kind.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"teacher weight must be between 0 and 1, got {weight}")
+    if truth.dtype != np.uint8 or truth.ndim != 2 or probability.ndim != 2:
+        raise ValueError(
+            f"unexpected truth/probability: {truth.dtype} {truth.shape} / {probability.shape} "
+            "!= uint8 (H, W) / (h, w)"
+        )
+    height, width = truth.shape
+    taught = cv2.resize(probability.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    mixed = (1.0 - weight) * truth.astype(np.float32) + weight * 255.0 * np.clip(taught, 0.0, 1.0)
+    return np.round(mixed).astype(np.uint8)
+
+
+def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, weight: float,
+                      progress: bool = False) -> list[str]:
+    """Write a data folder whose masks mix each pair's mask with a teacher's prediction.
+
+    Args:
+        pairs: (image path, mask path) pairs, e.g. from :func:`portrait.data.resolve_split`.
+        segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole photo.
+        out_dir: the new folder: ``images/`` (links to the photos), ``masks/`` (the mixed masks)
+            and ``train.txt``. Must not be a folder the pairs come from.
+        weight: the teacher's share of each mask.
+        progress: show a progress bar.
+
+    Returns:
+        The stems written, in order.
+
+    Raises:
+        InputError: ``out_dir`` is a source folder, or a photo or mask cannot be read.
+    """
+    from tqdm import tqdm
+
+    from portrait.capture import read_image
+
+    out_dir = Path(out_dir)
+    sources = {Path(path).resolve().parent.parent for pair in pairs for path in pair}
+    if out_dir.resolve() in sources:
+        raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
+    images_dir, masks_dir = out_dir / "images", out_dir / "masks"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(exist_ok=True)
+    stems = []
+    for image_path, mask_path in tqdm(pairs, unit="image", desc="soft labels", file=sys.stderr,
+                                      disable=not progress):
+        stem = Path(image_path).stem
+        if stem in stems:
+            raise InputError(f"two pairs share the stem '{stem}'; label one data folder per --out")
+        truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        if truth is None:
+            raise InputError(f"cannot read mask '{mask_path}': missing or not an image; check the file")
+        image = read_image(image_path)
+        if truth.shape != image.shape[:2]:
+            truth = cv2.resize(truth, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        mixed = soft_mask(truth, segment.segment(image), weight)
+        tmp = masks_dir / f"{stem}.tmp.png"
+        if not cv2.imwrite(str(tmp), mixed):
+            raise InputError(f"cannot write '{tmp}'; check the folder's permissions and free space")
+        os.replace(tmp, masks_dir / f"{stem}.png")
+        link = images_dir / Path(image_path).name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(image_path).resolve())
+        stems.append(stem)
+    (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+    return stems
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from portrait.cli import OneLineParser, probability
+
+    p = OneLineParser(
+        prog="python -m portrait.distill",
+        description="Write a data folder whose masks mix the labels with a teacher model's "
+                    "prediction (offline distillation; train on it with python -m portrait.train).",
+    )
+    p.add_argument("--teacher", required=True, metavar="MODEL",
+                   help="any model the app runs: .hdf5/.h5/.keras or .tflite (e.g. MediaPipe's "
+                        "selfie_segmentation.tflite)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR|LIST",
+                   help="data folders or list files; a folder's train.txt is used when present, "
+                        "test.txt never")
+    p.add_argument("--out", required=True, metavar="DIR", help="the new data folder")
+    p.add_argument("--weight", type=probability, default=0.3, metavar="W",
+                   help="the teacher's share of each mask (default 0.3)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from portrait.cli import configure_logging, import_tensorflow_quietly
+
+    configure_logging()
+
+    def body() -> None:
+        import_tensorflow_quietly()
+        from portrait.data import resolve_split
+        from portrait.options import SegmentOptions
+        from portrait.segment import create_segmenter
+
+        if not Path(args.teacher).is_file():
+            raise ModelError(f"teacher model '{args.teacher}' not found; pass --teacher PATH to a "
+                             ".hdf5, .h5, .keras or .tflite model")
+        pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
+        with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
+            stems = write_soft_labels(pairs, teacher, Path(args.out), args.weight,
+                                      progress=sys.stderr.isatty())
+        log.info("wrote %d soft masks (teacher weight %g) to %s", len(stems), args.weight, args.out)
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,7 @@
 """Knowledge distillation: teachers' predictions mixed into the training targets."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -40,3 +42,69 @@ def test_bad_teachers_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="between 0 and 1, got 1.5"):
         mix_targets(tf.zeros((1, 4, 4, 3)), tf.zeros((1, 4, 4, 1)),
                     load_teachers([constant_model(tmp_path / "a.h5", 0.5)]), 1.5)
+
+
+def test_soft_mask_mixes_hand_computed_values():
+    from portrait.distill import soft_mask
+
+    truth = np.array([[0, 255, 0], [255, 255, 0]], np.uint8)
+    mixed = soft_mask(truth, np.ones((1, 1), np.float32), 0.2)  # a 1x1 prediction covers it all
+    np.testing.assert_array_equal(mixed, [[51, 255, 51], [255, 255, 51]])
+    np.testing.assert_array_equal(soft_mask(truth, np.zeros((4, 6)), 0.2), [[0, 204, 0], [204, 204, 0]])
+    np.testing.assert_array_equal(soft_mask(truth, np.ones((2, 3)), 0.0), truth)
+    with pytest.raises(ValueError, match="between 0 and 1, got -0.1"):
+        soft_mask(truth, np.ones((2, 3)), -0.1)
+    with pytest.raises(ValueError, match="!= uint8 \\(H, W\\)"):
+        soft_mask(truth.astype(np.float32), np.ones((2, 3)), 0.5)
+
+
+def _data_folder(root, stems):
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = 255  # the brightness teacher calls the left half a person
+    truth = np.zeros((64, 64), np.uint8)
+    truth[:, 32:] = 255  # the labels call the right half a person
+    for stem in stems:
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"{stem}.png"), truth)
+    return root
+
+
+def test_distill_command_writes_a_trainable_soft_label_folder(tmp_path, brightness_model):
+    import cv2
+
+    from portrait.data import resolve_split
+    from portrait.distill import main
+
+    data = _data_folder(tmp_path / "data", ["a", "b", "t"])
+    (data / "train.txt").write_text("a\nb\n")
+    (data / "test.txt").write_text("t\n")
+    before = cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE).copy()
+    out = tmp_path / "soft"
+    assert main(["--teacher", str(brightness_model), "--data", str(data), "--out", str(out),
+                 "--weight", "0.2"]) == 0
+    assert (out / "train.txt").read_text().split() == ["a", "b"]  # test.txt stems are never used
+    assert not (out / "masks" / "t.png").exists()
+    mask = cv2.imread(str(out / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE)
+    np.testing.assert_array_equal(mask[:, :28], 51)  # 0.8 * 0 + 0.2 * 255 * p(person) = 1
+    np.testing.assert_array_equal(mask[:, 36:], 204)  # 0.8 * 255 + 0.2 * 255 * p(person) = 0
+    np.testing.assert_array_equal(cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE), before)
+    pairs = resolve_split(str(out), "train")
+    assert [Path(p[0]).name for p in pairs] == ["a.png", "b.png"]
+    assert Path(pairs[0][0]).resolve() == (data / "images" / "a.png").resolve()
+
+
+def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_model, capsys):
+    import cv2
+
+    from portrait.distill import main
+
+    data = _data_folder(tmp_path / "data", ["a"])
+    before = cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE).copy()
+    assert main(["--teacher", str(brightness_model), "--data", str(data), "--out", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: --out '{data}' is a source data folder; choose a new folder"
+    np.testing.assert_array_equal(cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE), before)
