@@ -22,8 +22,8 @@ any other.
 
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -137,6 +137,7 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     from tqdm import tqdm
 
     from portrait.capture import read_image
+    from portrait.evaluate import read_mask
 
     out_dir = Path(out_dir)
     sources = {Path(path).resolve().parent.parent for pair in pairs for path in pair}
@@ -145,18 +146,15 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     images_dir, masks_dir = out_dir / "images", out_dir / "masks"
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(exist_ok=True)
-    stems = []
+    stems, seen = [], set()
     for image_path, mask_path in tqdm(pairs, unit="image", desc="soft labels", file=sys.stderr,
                                       disable=not progress):
         stem = Path(image_path).stem
-        if stem in stems:
+        if stem in seen:
             raise InputError(f"two pairs share the stem '{stem}'; label one data folder per --out")
-        truth = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if truth is None:
-            raise InputError(f"cannot read mask '{mask_path}': missing or not an image; check the file")
+        seen.add(stem)
         image = read_image(image_path)
-        if truth.shape != image.shape[:2]:
-            truth = cv2.resize(truth, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        truth = read_mask(mask_path, image.shape[:2])
         mixed = soft_mask(truth, segment.segment(image), weight)
         tmp = masks_dir / f"{stem}.tmp.png"
         if not cv2.imwrite(str(tmp), mixed):
@@ -198,14 +196,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
 
     def body() -> None:
+        if not Path(args.teacher).is_file():  # before TensorFlow's slow start
+            raise ModelError(f"teacher model '{args.teacher}' not found; pass --teacher PATH to a "
+                             ".hdf5, .h5, .keras or .tflite model")
         import_tensorflow_quietly()
         from portrait.data import resolve_split
         from portrait.options import SegmentOptions
         from portrait.segment import create_segmenter
 
-        if not Path(args.teacher).is_file():
-            raise ModelError(f"teacher model '{args.teacher}' not found; pass --teacher PATH to a "
-                             ".hdf5, .h5, .keras or .tflite model")
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
         with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
             stems = write_soft_labels(pairs, teacher, Path(args.out), args.weight,

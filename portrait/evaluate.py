@@ -106,15 +106,24 @@ def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray
         InputError: an unreadable image or mask.
     """
     image = read_image(image_path)
+    return image, read_mask(mask_path, image.shape[:2]) >= MASK_THRESHOLD
+
+
+def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Read a mask as uint8 grey (0..255) of ``shape`` (H, W), resized (nearest) if it differs.
+
+    Raises:
+        InputError: an unreadable mask.
+    """
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise InputError(f"cannot read mask '{mask_path}': missing or not an image; check the file")
-    height, width = image.shape[:2]
+    height, width = shape
     if mask.shape != (height, width):
         log.warning("mask '%s' is %dx%d, its image %dx%d: resizing the mask",
                     mask_path, mask.shape[1], mask.shape[0], width, height)
         mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
-    return image, mask >= MASK_THRESHOLD
+    return mask
 
 
 class ModelScorer:
