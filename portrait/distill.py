@@ -40,6 +40,11 @@ from portrait.errors import InputError, ModelError, run_command
 log = logging.getLogger(__name__)
 
 
+def _check_weight(weight: float) -> None:
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"teacher weight must be between 0 and 1, got {weight}")
+
+
 def load_teachers(paths: Sequence[str]) -> list[keras.Model]:
     """Load teacher models for inference only.
 
@@ -68,8 +73,7 @@ def mix_targets(images: tf.Tensor, masks: tf.Tensor, teachers: Sequence[keras.Mo
     """``(1 - weight) * masks + weight * (mean teacher probability on images)``."""
     import tensorflow as tf
 
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"teacher weight must be between 0 and 1, got {weight}")
+    _check_weight(weight)
     if not teachers:
         raise ValueError("mix_targets needs at least one teacher")
     taught = tf.add_n([tf.cast(t(images, training=False), masks.dtype) for t in teachers])
@@ -103,8 +107,7 @@ def soft_mask(truth: np.ndarray, probability: np.ndarray, weight: float) -> np.n
     Raises:
         ValueError: a weight outside 0..1 or arrays of the wrong kind.
     """
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"teacher weight must be between 0 and 1, got {weight}")
+    _check_weight(weight)
     if truth.dtype != np.uint8 or truth.ndim != 2 or probability.ndim != 2:
         raise ValueError(
             f"unexpected truth/probability: {truth.dtype} {truth.shape} / {probability.shape} "
@@ -140,10 +143,12 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     from portrait.evaluate import read_mask
 
     out_dir = Path(out_dir)
-    sources = {Path(path).resolve().parent.parent for pair in pairs for path in pair}
-    if out_dir.resolve() in sources:
-        raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
     images_dir, masks_dir = out_dir / "images", out_dir / "masks"
+    # Compare where the folders really are: a data folder's images/ or masks/ may be a link to
+    # another one's (../shared), and writing through it would replace the source masks.
+    sources = {Path(path).resolve().parent for pair in pairs for path in pair}
+    if images_dir.resolve() in sources or masks_dir.resolve() in sources:
+        raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(exist_ok=True)
     stems, seen = [], set()

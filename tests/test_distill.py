@@ -108,3 +108,14 @@ def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_m
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: --out '{data}' is a source data folder; choose a new folder"
     np.testing.assert_array_equal(cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE), before)
+    # A folder whose images/ and masks/ are links to the source's (a split beside ../shared).
+    linked = tmp_path / "split"
+    linked.mkdir()
+    (linked / "images").symlink_to(data / "images")
+    (linked / "masks").symlink_to(data / "masks")
+    (linked / "train.txt").write_text("a\n")
+    assert main(["--teacher", str(brightness_model), "--data", str(linked), "--out", str(linked)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --out '{linked}' is a source data folder; choose a new folder")
+    np.testing.assert_array_equal(cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE), before)
+    assert (data / "images" / "a.png").is_file() and not (data / "images" / "a.png").is_symlink()
