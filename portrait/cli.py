@@ -53,6 +53,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def zoom_range(text: str) -> tuple[float, float]:
+    """``MIN,MAX`` → (min, max) zoom factors, 0 < MIN <= MAX."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"zoom '{text}' is not MIN,MAX, e.g. 0.55,1.35") from None
+    if not 0.0 < low <= high:
+        raise argparse.ArgumentTypeError(
+            f"zoom '{text}' must have 0 < MIN <= MAX, e.g. 0.55,1.35")
+    return low, high
+
+
 def probability(text: str) -> float:
     try:
         value = float(text)

@@ -57,6 +57,9 @@ class AugmentOptions:
     pad: str = "constant"
 
     def __post_init__(self):
+        low, high = self.scale_range
+        if not 0.0 < low <= high:
+            raise ValueError(f"scale_range must have 0 < low <= high, got {self.scale_range}")
         if self.pad not in PAD_MODES:
             raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
 
@@ -249,6 +252,11 @@ def _occlude(image):
     return image * (1 - box) + colour * box
 
 
+def cache_short_side(input_size: tuple[int, int], augment: AugmentOptions) -> int:
+    """The short side training photos are cached at: enough for the largest zoom's crops."""
+    return int(math.ceil(max(1.5, augment.scale_range[1]) * max(input_size)))
+
+
 def make_dataset(
     pairs: Sequence[tuple[str, str]],
     input_size: tuple[int, int],
@@ -268,8 +276,9 @@ def make_dataset(
         training: shuffle, repeat forever and augment; otherwise one unaugmented pass over
             the whole photos, framed as the app frames them (see ``short_side``).
         augment: augmentation strengths (training only).
-        cache_short_px: decoded images are cached with this short side (default: 1.5 × the
-            larger of the input sides, enough for zoomed-in crops).
+        cache_short_px: decoded images are cached with this short side (default: the larger
+            of the input sides times the largest zoom, at least 1.5, so zoomed-in crops keep
+            the photo's detail).
         seed: shuffle seed.
         short_side: validation only: every whole photo is resized to the size the app gives
             the model for the photos' most common shape, with this short side (default:
@@ -281,7 +290,7 @@ def make_dataset(
     if not training:
         return _whole_photos(pairs, short_side or min(input_size), batch_size)
     width, height = input_size
-    short = cache_short_px or int(1.5 * max(width, height))
+    short = cache_short_px or cache_short_side(input_size, augment)
     images, masks = zip(*pairs)
     ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
     ds = ds.map(lambda i, m: _load_pair(i, m, short), num_parallel_calls=tf.data.AUTOTUNE)

@@ -52,6 +52,7 @@ class TrainOptions:
     bn_steps: int = 100
     short_side: Optional[int] = None
     paste_prob: float = 0.0
+    zoom: tuple[float, float] = (0.55, 1.35)  # AugmentOptions.scale_range's default
     pad: str = "constant"
     teacher: tuple[str, ...] = ()
     teacher_weight: float = 0.5
@@ -59,7 +60,7 @@ class TrainOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, parse_size, probability
+    from portrait.cli import OneLineParser, parse_size, probability, zoom_range
     from portrait.options import CONTEXT_MODULES, PAD_MODES
 
     p = OneLineParser(
@@ -108,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
+    p.add_argument("--zoom", type=zoom_range, default=(0.55, 1.35), metavar="MIN,MAX",
+                   help="range of the random zoom: 1 fits the photo's short side to the crop, "
+                        "below 1 frames the person smaller with padding around (landscape "
+                        "webcam framings), above 1 crops closer (close-ups that fill the "
+                        "frame); default 0.55,1.35")
     p.add_argument("--pad", choices=PAD_MODES, default="constant",
                    help="what fills a crop where it leaves the photo: a random grey labelled "
                         "background, or a mirror image (which adds mirrored people)")
@@ -235,7 +241,8 @@ def train(options: TrainOptions) -> Path:
     log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
     (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
 
-    augment = AugmentOptions(paste_prob=options.paste_prob, pad=options.pad)
+    augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
+                             pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed)
     if options.teacher:

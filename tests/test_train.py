@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from conftest import constant_model
 from portrait.cli import main as app_main
-from portrait.data import AugmentOptions, find_pairs, make_dataset, paste_over, resolve_split
+from portrait.data import (AugmentOptions, cache_short_side, find_pairs, make_dataset, paste_over,
+                           resolve_split)
 from portrait.errors import InputError
 from portrait.model import build_unet
 from portrait.train import main as train_main
@@ -188,9 +189,41 @@ def test_validation_samples_are_whole_photos_framed_like_the_app(tmp_path):
         assert np.median(images.numpy()[i][~band]) == pytest.approx(30, abs=4)
 
 
+def test_zoom_above_one_crops_closer(tmp_path):
+    """A disc of radius 10 in the middle of a 64x64 photo, cropped to 32x32: at zoom 1 the
+    whole photo fits the crop (radius 5); at zoom 2 the crop shows a quarter of the photo
+    around a jittered centre, the disc at radius 10 and whole in some samples."""
+    folder = tmp_path / "d"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    mask = np.zeros((64, 64), np.uint8)
+    cv2.circle(mask, (32, 32), 10, 255, -1)
+    for i in range(4):
+        cv2.imwrite(str(folder / "images" / f"{i}.png"), cv2.merge([mask] * 3))
+        cv2.imwrite(str(folder / "masks" / f"{i}.png"), mask)
+    still = dict(photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,
+                 occlusion_prob=0.0, rotation_deg=0.0, flip=False)
+    coverage = {}
+    for zoom in (1.0, 2.0):
+        ds = make_dataset(find_pairs(folder), (32, 32), batch_size=16, training=True,
+                          augment=AugmentOptions(**still, scale_range=(zoom, zoom)), seed=2)
+        coverage[zoom] = next(iter(ds))[1].numpy().mean(axis=(1, 2, 3))
+    disc = np.pi / 1024  # a disc of radius 1 as a fraction of the 32x32 crop
+    np.testing.assert_allclose(coverage[1.0], 25 * disc, rtol=0.15)
+    assert coverage[2.0].max() == pytest.approx(100 * disc, rel=0.1)
+    assert (coverage[2.0] <= 100 * disc * 1.1).all()
+
+
+def test_photos_are_cached_large_enough_for_the_largest_zoom():
+    assert cache_short_side((192, 192), AugmentOptions()) == 288  # 1.5 x, zoom up to 1.35
+    assert cache_short_side((192, 128), AugmentOptions(scale_range=(0.5, 2.0))) == 384
+
+
 def test_unknown_padding_is_refused():
     with pytest.raises(ValueError, match="pad must be one of"):
         AugmentOptions(pad="wrap")
+    with pytest.raises(ValueError, match="0 < low <= high"):
+        AugmentOptions(scale_range=(1.5, 1.0))
 
 
 def test_validation_split_never_uses_test(tmp_path):
@@ -270,12 +303,23 @@ def test_best_logged_reads_the_highest_value(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--paste-prob", "2"], "'2' is not a probability between 0 and 1"),
     (["--input-size", "0x192"], "size '0x192' must be positive"),
+    (["--zoom", "2,1"], "zoom '2,1' must have 0 < MIN <= MAX"),
+    (["--zoom", "1.5"], "zoom '1.5' is not MIN,MAX"),
 ])
 def test_bad_training_options_are_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
         train_main(["--data", "somewhere"] + args)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_zoom_reaches_the_training_options():
+    from portrait.train import TrainOptions, build_parser
+
+    args = build_parser().parse_args(["--data", "d", "--zoom", "0.5,1.8"])
+    assert args.zoom == (0.5, 1.8)
+    assert build_parser().parse_args(["--data", "d"]).zoom == AugmentOptions().scale_range
+    assert TrainOptions(data=("d",)).zoom == AugmentOptions().scale_range
 
 
 def test_a_single_number_is_a_square_training_size():
