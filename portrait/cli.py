@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--trust-model", action="store_true",
                        help="allow a Keras model that contains code (Lambda layers); only for "
                             "files you trust")
+    model.add_argument("--tta", action="store_true",
+                       help="test-time augmentation: average the model's output on each image "
+                            "and on its mirror image; twice the model time, for photos")
 
     look = p.add_argument_group("look")
     look.add_argument("--background", default="blur", metavar="blur|transparent|COLOR|IMAGE|VIDEO",
@@ -169,7 +172,7 @@ def options_from_args(args: argparse.Namespace):
     segment = SegmentOptions(model=args.model, backend=args.backend, device=args.device,
                              input_norm=args.input_norm, input_size=args.input_size,
                              letterbox=args.letterbox, threads=args.threads,
-                             trust_model=args.trust_model)
+                             trust_model=args.trust_model, tta=args.tta)
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
     refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius)
     composite = CompositeOptions(background=args.background, blur_px=args.blur)

@@ -545,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images on the contact sheet (default: 12)")
     p.add_argument("--no-refine", action="store_true",
                    help="score the bilinear upscale of the model output, without the guided filter")
+    p.add_argument("--tta", action="store_true",
+                   help="score both models with the app's --tta: each image's output averaged "
+                        "with the output on its mirror image")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     model = p.add_argument_group("model options (as in the app; they apply to --model)")
@@ -574,12 +577,12 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
     models = [SegmentOptions(model=args.model, backend=args.backend, device=args.device,
                              input_norm=args.input_norm, input_size=args.input_size,
                              letterbox=args.letterbox, threads=args.threads,
-                             trust_model=args.trust_model)]
+                             trust_model=args.trust_model, tta=args.tta)]
     if args.compare:
         models.append(SegmentOptions(model=args.compare, backend=args.compare_backend,
                                      device=args.device, input_norm=args.compare_input_norm,
                                      input_size=args.compare_input_size, threads=args.threads,
-                                     trust_model=args.trust_model))
+                                     trust_model=args.trust_model, tta=args.tta))
     evaluation = EvalOptions(data=args.data, list_file=args.list_file, max_items=args.max_items,
                              sheet=args.sheet, worst=args.worst,
                              progress=not (args.no_progress or args.quiet))

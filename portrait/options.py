@@ -53,6 +53,8 @@ class SegmentOptions:
         trust_model: allow Keras models that contain serialised code (Lambda layers).
         frame_size: (width, height) of the first frame, when known: a model run at each
             frame's aspect ratio is prepared for it at start-up (default: 1280x720).
+        tta: test-time augmentation: average the model's output on each frame and on its
+            mirror image (twice the model time; meant for photos).
     """
 
     model: str = "weights/unet.hdf5"
@@ -64,6 +66,7 @@ class SegmentOptions:
     threads: int = 0
     trust_model: bool = False
     frame_size: Optional[tuple[int, int]] = None
+    tta: bool = False
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
+import cv2
 import numpy as np
 
 from portrait import keras_compat, tflite_utils
@@ -463,6 +464,8 @@ def create_segmenter(options: SegmentOptions) -> Segmenter:
         segmenter = _create_from_tflite(path, options)
     else:
         segmenter = _create_from_keras(path, options)
+    if options.tta:
+        segmenter = MirrorAverage(segmenter)
     log.info("%s (ready in %.1f s)", segmenter.description, time.perf_counter() - started)
     return segmenter
 
@@ -609,6 +612,43 @@ class AspectSegmenter(Segmenter):
         for segmenter in self._by_size.values():
             segmenter.close()
         self._by_size.clear()
+        self._closed = True
+
+
+class MirrorAverage(Segmenter):
+    """Test-time augmentation: the mean of a model's probability on a frame and on its mirror.
+
+    Twice the model time, for fewer one-sided mistakes; a model that is not left-right
+    symmetric errs differently on the two views. What it runs at and how (input size, runtime,
+    letterbox, output kind, input scaling) is the wrapped segmenter's.
+
+    Args:
+        inner: the segmenter that runs the model.
+    """
+
+    def __init__(self, inner: Segmenter):
+        self.inner = inner
+        self.description = f"{inner.description}, averaged with its mirror image (--tta)"
+        self._closed = False
+
+    input_size = property(lambda self: self.inner.input_size)
+    runtime = property(lambda self: self.inner.runtime)
+    letterbox = property(lambda self: self.inner.letterbox)
+    output_kind = property(lambda self: self.inner.output_kind)
+    input_norm = property(lambda self: self.inner.input_norm)
+
+    def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        self._check_open()
+        # The inner segmenter may hand back a buffer it reuses: keep a copy of the first view.
+        direct = np.array(self.inner.segment(frame_bgr), dtype=np.float32, copy=True)
+        mirrored = self.inner.segment(cv2.flip(frame_bgr, 1))
+        result = out if out is not None and out.shape == direct.shape else direct
+        np.add(direct, mirrored[:, ::-1], out=result)
+        result *= 0.5
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
         self._closed = True
 
 

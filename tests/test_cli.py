@@ -224,3 +224,15 @@ def test_main_leaves_the_callers_sigterm_handler_in_place(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     assert main(["--model", str(tmp_path / "nope.hdf5"), "--image", str(tmp_path / "x.jpg")]) == 2
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_tta_reaches_the_model_options_of_the_app_and_of_evaluate():
+    from portrait import evaluate
+    from portrait.cli import build_parser, options_from_args
+
+    assert options_from_args(build_parser().parse_args(["--image", "a.jpg", "--tta"]))[1].tta
+    assert not options_from_args(build_parser().parse_args(["--image", "a.jpg"]))[1].tta
+    args = evaluate.build_parser().parse_args(
+        ["--model", "a.hdf5", "--data", "d", "--compare", "b.tflite", "--tta"])
+    _, models, _ = evaluate.options_from_args(args)
+    assert [m.tta for m in models] == [True, True]  # both models, or the comparison is unfair

@@ -543,3 +543,33 @@ def test_our_dynamic_models_run_at_the_frame_aspect(tmp_path):
     with create_segmenter(SegmentOptions(model=str(path), frame_size=(120, 160))) as segmenter:
         assert segmenter.input_size == (64, 96)
         assert list(segmenter._by_size) == [(64, 96)]
+
+
+def test_tta_averages_the_output_on_the_frame_and_on_its_mirror(tmp_path):
+    """A model with a random 3x3 kernel is not left-right symmetric: --tta gives exactly the
+    mean of its output on the frame and the mirrored output on the mirrored frame."""
+    from portrait.segment import MirrorAverage
+
+    inputs = keras.Input((48, 64, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    conv = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")
+    model = keras.Model(inputs, conv(x))
+    rng = np.random.default_rng(4)
+    conv.set_weights([rng.normal(0, 1, (3, 3, 3, 1)).astype(np.float32), np.zeros(1, np.float32)])
+    path = tmp_path / "lopsided.hdf5"
+    model.save(path)
+    frame = rng.integers(0, 256, (48, 64, 3), np.uint8)
+    with create_segmenter(SegmentOptions(model=str(path))) as plain:
+        direct = plain.segment(frame).copy()
+        mirrored = plain.segment(np.ascontiguousarray(frame[:, ::-1])).copy()
+    with create_segmenter(SegmentOptions(model=str(path), tta=True)) as tta:
+        assert isinstance(tta, MirrorAverage) and tta.description.endswith("(--tta)")
+        assert tta.input_size == (64, 48)  # the wrapped segmenter's attributes show through
+        averaged = tta.segment(frame)
+        out = np.empty_like(averaged)
+        assert tta.segment(frame, out=out) is out
+    np.testing.assert_allclose(averaged, (direct + mirrored[:, ::-1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(out, averaged, atol=1e-6)
+    assert np.abs(averaged - direct).max() > 0.05  # the two views really differ
+    with pytest.raises(ValueError, match="closed"):
+        tta.segment(frame)
