@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
-    p.add_argument("--zoom", type=zoom_range, default=(0.55, 1.35), metavar="MIN,MAX",
+    p.add_argument("--zoom", type=zoom_range, default=TrainOptions.zoom, metavar="MIN,MAX",
                    help="range of the random zoom: 1 fits the photo's short side to the crop, "
                         "below 1 frames the person smaller with padding around (landscape "
                         "webcam framings), above 1 crops closer (close-ups that fill the "
