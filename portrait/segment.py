@@ -639,11 +639,10 @@ class MirrorAverage(Segmenter):
 
     def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         self._check_open()
-        # The inner segmenter may hand back a buffer it reuses: keep a copy of the first view.
-        direct = np.array(self.inner.segment(frame_bgr), dtype=np.float32, copy=True)
-        mirrored = self.inner.segment(cv2.flip(frame_bgr, 1))
-        result = out if out is not None and out.shape == direct.shape else direct
-        np.add(direct, mirrored[:, ::-1], out=result)
+        # Every segmenter returns ``out`` or a new array the caller owns (OutputReader), and
+        # refuses an ``out`` of the wrong shape: the first view can be accumulated in place.
+        result = self.inner.segment(frame_bgr, out)
+        result += self.inner.segment(cv2.flip(frame_bgr, 1))[:, ::-1]
         result *= 0.5
         return result
 

@@ -568,6 +568,8 @@ def test_tta_averages_the_output_on_the_frame_and_on_its_mirror(tmp_path):
         averaged = tta.segment(frame)
         out = np.empty_like(averaged)
         assert tta.segment(frame, out=out) is out
+        with pytest.raises(ValueError, match="unexpected out array"):
+            tta.segment(frame, out=np.empty((5, 5), np.float32))
     np.testing.assert_allclose(averaged, (direct + mirrored[:, ::-1]) / 2, atol=1e-6)
     np.testing.assert_allclose(out, averaged, atol=1e-6)
     assert np.abs(averaged - direct).max() > 0.05  # the two views really differ
