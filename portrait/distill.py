@@ -174,8 +174,72 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     return stems
 
 
+def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: int = 1,
+                        progress: bool = False) -> list[str]:
+    """Write a data folder of video frames whose masks are a teacher's prediction alone.
+
+    Frames have no labels, so each mask is ``255 * teacher probability`` (pseudo-labels): a way
+    to add footage like the app's own input (a webcam, a person's hands in front of them) to the
+    training data, with a stronger model's judgement as the target.
+
+    Args:
+        videos: video files; every ``every``-th frame of each is written, from the first.
+        segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole frame.
+        out_dir: the new folder: ``images/<clip>_<frame>.jpg``, ``masks/<clip>_<frame>.png`` and
+            ``train.txt``.
+        every: keep one frame in this many (neighbouring frames are near copies).
+        progress: show a progress bar.
+
+    Returns:
+        The stems written, in order.
+
+    Raises:
+        ValueError: ``every`` below 1.
+        InputError: a video that cannot be read, two videos with the same name, or a file that
+            cannot be written.
+    """
+    from tqdm import tqdm
+
+    from portrait.capture import VideoFileSource
+
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    names = [Path(video).stem for video in videos]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"two videos are named '{repeated[0]}'; frames are named after their "
+                         "video, so rename one or label them into separate --out folders")
+    for video in videos:  # every file readable before anything is written
+        VideoFileSource(video).close()
+    out_dir = Path(out_dir)
+    images_dir, masks_dir = out_dir / "images", out_dir / "masks"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(exist_ok=True)
+    stems = []
+    for video, name in zip(videos, names):
+        with VideoFileSource(video) as source:
+            for frame in tqdm(source, unit="frame", desc=name, file=sys.stderr,
+                              total=source.frame_count, disable=not progress):
+                if frame.index % every:
+                    continue
+                stem = f"{name}_{frame.index:05d}"
+                empty = np.zeros(frame.image.shape[:2], np.uint8)
+                mask = soft_mask(empty, segment.segment(frame.image), 1.0)
+                for path, pixels, params in (
+                        (images_dir / f"{stem}.jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 95]),
+                        (masks_dir / f"{stem}.png", mask, [])):
+                    tmp = path.with_name(f"{stem}.tmp{path.suffix}")
+                    if not cv2.imwrite(str(tmp), pixels, params):
+                        raise InputError(f"cannot write '{tmp}'; check the folder's permissions "
+                                         "and free space")
+                    os.replace(tmp, path)
+                stems.append(stem)
+    (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+    return stems
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, probability
+    from portrait.cli import OneLineParser, positive_int, probability
 
     p = OneLineParser(
         prog="python -m portrait.distill",
@@ -185,17 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True, metavar="MODEL",
                    help="any model the app runs: .hdf5/.h5/.keras or .tflite (e.g. MediaPipe's "
                         "selfie_segmentation.tflite)")
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR|LIST",
-                   help="data folders or list files; a folder's train.txt is used when present, "
-                        "test.txt never")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", nargs="+", metavar="DIR|LIST",
+                        help="labelled data folders or list files; a folder's train.txt is used "
+                             "when present, test.txt never")
+    source.add_argument("--video", nargs="+", metavar="FILE",
+                        help="unlabelled video files: their frames are written with the teacher's "
+                             "prediction alone as the mask (pseudo-labels)")
     p.add_argument("--out", required=True, metavar="DIR", help="the new data folder")
-    p.add_argument("--weight", type=probability, default=0.3, metavar="W",
-                   help="the teacher's share of each mask (default 0.3)")
+    p.add_argument("--weight", type=probability, default=None, metavar="W",
+                   help="with --data, the teacher's share of each mask (default 0.3)")
+    p.add_argument("--every", type=positive_int, default=None, metavar="N",
+                   help="with --video, keep one frame in N (default 1: every frame)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.video and args.weight is not None:
+        parser.error("--weight mixes labels with the teacher's prediction, but video frames have "
+                     "no labels (their masks are the teacher's alone); drop --weight")
+    if args.data and args.every is not None:
+        parser.error("--every picks frames of a video; it needs --video, not --data")
     from portrait.cli import configure_logging, import_tensorflow_quietly
 
     configure_logging()
@@ -209,11 +285,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from portrait.options import SegmentOptions
         from portrait.segment import create_segmenter
 
+        if args.video:
+            with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
+                stems = write_pseudo_labels(args.video, teacher, Path(args.out), args.every or 1,
+                                            progress=sys.stderr.isatty())
+            log.info("wrote %d pseudo-labelled frames (one in %d) to %s", len(stems),
+                     args.every or 1, args.out)
+            return
+        weight = 0.3 if args.weight is None else args.weight
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
         with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
-            stems = write_soft_labels(pairs, teacher, Path(args.out), args.weight,
+            stems = write_soft_labels(pairs, teacher, Path(args.out), weight,
                                       progress=sys.stderr.isatty())
-        log.info("wrote %d soft masks (teacher weight %g) to %s", len(stems), args.weight, args.out)
+        log.info("wrote %d soft masks (teacher weight %g) to %s", len(stems), weight, args.out)
 
     return run_command(body)
 

@@ -119,3 +119,62 @@ def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_m
         f"error: --out '{linked}' is a source data folder; choose a new folder")
     np.testing.assert_array_equal(cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE), before)
     assert (data / "images" / "a.png").is_file() and not (data / "images" / "a.png").is_symlink()
+
+
+def _clip(path, frames=5):
+    """A real video file: a bright square sliding over a dark background."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    assert writer.isOpened()
+    for i in range(frames):
+        image = np.full((48, 64, 3), 20, np.uint8)
+        image[8:40, 4 + 4 * i:36 + 4 * i] = 240
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
+    import cv2
+
+    from portrait.data import resolve_split
+    from portrait.distill import main
+
+    clips = [_clip(tmp_path / "walk.avi"), _clip(tmp_path / "wave.avi", frames=3)]
+    out = tmp_path / "frames"
+    assert main(["--teacher", str(brightness_model), "--video", *map(str, clips), "--every", "2",
+                 "--out", str(out)]) == 0
+    stems = ["walk_00000", "walk_00002", "walk_00004", "wave_00000", "wave_00002"]
+    assert (out / "train.txt").read_text().split() == stems
+    frame = cv2.imread(str(out / "images" / "walk_00004.jpg"))
+    assert frame.shape == (48, 64, 3)
+    assert frame[24, 30:50].min() > 200 and frame[24, 4:20].max() < 60  # the square moved right
+    mask = cv2.imread(str(out / "masks" / "walk_00004.png"), cv2.IMREAD_GRAYSCALE)
+    # The brightness teacher alone decides: 255 on the bright square, 0 on the background.
+    assert mask[24, 32:44].min() == 255 and mask[24, 4:12].max() == 0
+    pairs = resolve_split(str(out), "train")
+    assert [Path(p[1]).name for p in pairs] == [f"{s}.png" for s in stems]
+
+
+def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
+    from portrait.distill import main
+
+    clip = str(_clip(tmp_path / "a.avi"))
+    twin = tmp_path / "other"
+    twin.mkdir()
+    cases = [
+        (["--video", clip, "--weight", "0.5"], "video frames have no labels"),
+        (["--data", str(tmp_path), "--every", "2"], "--every picks frames of a video; it needs --video"),
+        (["--video", clip, str(_clip(twin / "a.avi"))], "two videos are named 'a'"),
+        (["--video", str(tmp_path / "missing.mkv")], f"video '{tmp_path / 'missing.mkv'}' not found"),
+    ]
+    for args, message in cases:
+        try:  # usage errors leave through argparse, the rest through main's return
+            code = main(["--teacher", str(brightness_model), "--out", str(tmp_path / "o"), *args])
+        except SystemExit as stop:
+            code = stop.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, args
+        assert message in err[-1] and "Traceback" not in "\n".join(err), err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
