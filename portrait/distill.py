@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -141,6 +140,7 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
 
     from portrait.capture import read_image
     from portrait.evaluate import read_mask
+    from portrait.sink import write_image
 
     out_dir = Path(out_dir)
     images_dir, masks_dir = out_dir / "images", out_dir / "masks"
@@ -161,10 +161,7 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         image = read_image(image_path)
         truth = read_mask(mask_path, image.shape[:2])
         mixed = soft_mask(truth, segment.segment(image), weight)
-        tmp = masks_dir / f"{stem}.tmp.png"
-        if not cv2.imwrite(str(tmp), mixed):
-            raise InputError(f"cannot write '{tmp}'; check the folder's permissions and free space")
-        os.replace(tmp, masks_dir / f"{stem}.png")
+        write_image(masks_dir / f"{stem}.png", mixed)
         link = images_dir / Path(image_path).name
         if link.is_symlink() or link.exists():
             link.unlink()
@@ -201,6 +198,7 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
     from tqdm import tqdm
 
     from portrait.capture import VideoFileSource
+    from portrait.sink import write_image
 
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
@@ -225,14 +223,8 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
                 stem = f"{name}_{frame.index:05d}"
                 empty = np.zeros(frame.image.shape[:2], np.uint8)
                 mask = soft_mask(empty, segment.segment(frame.image), 1.0)
-                for path, pixels, params in (
-                        (images_dir / f"{stem}.jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 95]),
-                        (masks_dir / f"{stem}.png", mask, [])):
-                    tmp = path.with_name(f"{stem}.tmp{path.suffix}")
-                    if not cv2.imwrite(str(tmp), pixels, params):
-                        raise InputError(f"cannot write '{tmp}'; check the folder's permissions "
-                                         "and free space")
-                    os.replace(tmp, path)
+                write_image(images_dir / f"{stem}.jpg", frame.image)
+                write_image(masks_dir / f"{stem}.png", mask)
                 stems.append(stem)
     (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
     return stems
