@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import constant_model
+from conftest import constant_model, write_video
 from portrait.distill import load_teachers, mix_targets, with_teachers
 from portrait.errors import ModelError
 
@@ -121,38 +121,24 @@ def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_m
     assert (data / "images" / "a.png").is_file() and not (data / "images" / "a.png").is_symlink()
 
 
-def _clip(path, frames=5):
-    """A real video file: a bright square sliding over a dark background."""
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
-    assert writer.isOpened()
-    for i in range(frames):
-        image = np.full((48, 64, 3), 20, np.uint8)
-        image[8:40, 4 + 4 * i:36 + 4 * i] = 240
-        writer.write(image)
-    writer.release()
-    return path
-
-
 def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
     import cv2
 
     from portrait.data import resolve_split
     from portrait.distill import main
 
-    clips = [_clip(tmp_path / "walk.avi"), _clip(tmp_path / "wave.avi", frames=3)]
+    clips = [write_video(tmp_path / "walk.avi", 5), write_video(tmp_path / "wave.avi", 3)]
     out = tmp_path / "frames"
     assert main(["--teacher", str(brightness_model), "--video", *map(str, clips), "--every", "2",
                  "--out", str(out)]) == 0
     stems = ["walk_00000", "walk_00002", "walk_00004", "wave_00000", "wave_00002"]
     assert (out / "train.txt").read_text().split() == stems
     frame = cv2.imread(str(out / "images" / "walk_00004.jpg"))
-    assert frame.shape == (48, 64, 3)
-    assert frame[24, 30:50].min() > 200 and frame[24, 4:20].max() < 60  # the square moved right
+    assert frame.shape == (64, 96, 3)
+    assert frame[32, 22:42].min() > 200 and frame[32, 2:16].max() < 60  # the square at x 20..44
     mask = cv2.imread(str(out / "masks" / "walk_00004.png"), cv2.IMREAD_GRAYSCALE)
     # The brightness teacher alone decides: 255 on the bright square, 0 on the background.
-    assert mask[24, 32:44].min() == 255 and mask[24, 4:12].max() == 0
+    assert mask[32, 24:40].min() == 255 and mask[32, 2:14].max() == 0
     pairs = resolve_split(str(out), "train")
     assert [Path(p[1]).name for p in pairs] == [f"{s}.png" for s in stems]
 
@@ -160,13 +146,13 @@ def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
 def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
     from portrait.distill import main
 
-    clip = str(_clip(tmp_path / "a.avi"))
+    clip = str(write_video(tmp_path / "a.avi", 3))
     twin = tmp_path / "other"
     twin.mkdir()
     cases = [
         (["--video", clip, "--weight", "0.5"], "video frames have no labels"),
         (["--data", str(tmp_path), "--every", "2"], "--every picks frames of a video; it needs --video"),
-        (["--video", clip, str(_clip(twin / "a.avi"))], "two videos are named 'a'"),
+        (["--video", clip, str(write_video(twin / "a.avi", 3))], "two videos are named 'a'"),
         (["--video", str(tmp_path / "missing.mkv")], f"video '{tmp_path / 'missing.mkv'}' not found"),
     ]
     for args, message in cases:
