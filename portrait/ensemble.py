@@ -1,0 +1,135 @@
+"""Average several models into one model file: ``python -m portrait.ensemble A.hdf5 B.hdf5 --out AB.hdf5``.
+
+The new Keras model feeds its one RGB 0..255 input to every member and outputs the mean of their
+person probabilities, so the app, ``evaluate`` and ``export`` treat it as any other model. Models
+trained alike from different seeds make different mistakes, and their mean is more accurate than
+either (see weights/README.md); it costs the sum of the members' inference time.
+
+Members must take the same input (RGB 0..255, a ``Rescaling`` layer first, as ``portrait.train``
+writes them), end in a sigmoid, and have been trained for the same short side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from portrait.errors import InputError, ModelError, run_command
+
+log = logging.getLogger("portrait.ensemble")  # not "__main__" under python -m
+
+
+def average_models(models: Sequence) -> "keras.Model":
+    """One model whose output is the mean of ``models``' sigmoid outputs on the same input.
+
+    Args:
+        models: at least two Keras models, each taking RGB 0..255 (batch, H, W, 3) with a
+            ``Rescaling``/``Normalization`` layer first and ending in a 1-channel sigmoid.
+
+    Raises:
+        ModelError: fewer than two models, or a member whose input scaling, output or input
+            shape differs from what is needed; the message names the member (1-based).
+    """
+    import keras
+
+    from portrait.keras_compat import keras_input_norm, keras_output_activation
+
+    if len(models) < 2:
+        raise ModelError(f"an ensemble needs at least two models, got {len(models)}")
+    shape = tuple(models[0].inputs[0].shape[1:])
+    for number, model in enumerate(models, 1):
+        if keras_input_norm(model) != "raw":
+            raise ModelError(f"model {number} does not scale its own input (no Rescaling layer "
+                             "first); members must take RGB 0..255, as portrait.train writes them")
+        if keras_output_activation(model) != "sigmoid" or model.output_shape[-1] != 1:
+            raise ModelError(f"model {number} does not end in a 1-channel sigmoid (output "
+                             f"{model.output_shape}); members must output a person probability")
+        if tuple(model.inputs[0].shape[1:]) != shape:
+            raise ModelError(f"model {number} takes input {tuple(model.inputs[0].shape[1:])}, "
+                             f"model 1 takes {shape}; members must take the same input")
+    inputs = keras.Input(shape, name="image")
+    outputs = []
+    for number, model in enumerate(models, 1):
+        model.name = f"member_{number}"  # nested models need distinct names
+        outputs.append(model(inputs))
+    return keras.Model(inputs, keras.layers.Average(name="mean_probability")(outputs),
+                       name="ensemble")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from portrait.cli import OneLineParser, positive_int
+
+    p = OneLineParser(
+        prog="python -m portrait.ensemble",
+        description="Write one model that averages the person probabilities of several models "
+                    "(e.g. the same recipe trained with different --seed).",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".hdf5/.h5/.keras models to average")
+    p.add_argument("--out", required=True, metavar="FILE.hdf5", help="the new model file")
+    p.add_argument("--short-side", type=positive_int, default=None, metavar="PX",
+                   help="the short side the app runs it at (default: the members' own, which "
+                        "must then agree)")
+    return p
+
+
+def members_short_side(paths: Sequence[Path]) -> int:
+    """The short side every member was trained for (``portrait.train`` stores it in the file).
+
+    Raises:
+        InputError: a member without one, or members that disagree.
+    """
+    from portrait.segment import read_short_side_hint
+
+    sides = {path: read_short_side_hint(path) for path in paths}
+    missing = [str(path) for path, side in sides.items() if side is None]
+    if missing:
+        raise InputError(f"'{missing[0]}' does not say which short side it runs at; "
+                         "pass --short-side PX")
+    if len(set(sides.values())) > 1:
+        found = ", ".join(f"{path.name}: {side}" for path, side in sides.items())
+        raise InputError(f"the models run at different short sides ({found}); "
+                         "pass --short-side PX")
+    return next(iter(sides.values()))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from portrait.cli import configure_logging, import_tensorflow_quietly
+
+    configure_logging()
+
+    def body() -> None:
+        from portrait.segment import KERAS_SUFFIXES
+
+        paths = [Path(name) for name in args.models]
+        out = Path(args.out)
+        for path in paths:
+            if not path.is_file():
+                raise ModelError(f"model '{path}' not found; pass existing model files")
+            if path.suffix.lower() not in KERAS_SUFFIXES:
+                raise ModelError(f"model '{path}' is not a Keras model ({path.suffix}); "
+                                 f"pass {', '.join(KERAS_SUFFIXES)} files")
+        if out.suffix.lower() not in (".hdf5", ".h5"):
+            raise InputError(f"--out '{out}' must end in .hdf5 or .h5")
+        if out.exists() and any(out.resolve() == path.resolve() for path in paths):
+            raise InputError(f"--out '{out}' is one of the models; choose a new file")
+        if not out.parent.is_dir():
+            raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
+        short_px = args.short_side or members_short_side(paths)
+        import_tensorflow_quietly()
+        from portrait.keras_compat import load_keras_model
+        from portrait.train import save_model
+
+        model = average_models([load_keras_model(path) for path in paths])
+        save_model(model, out, short_px)
+        log.info("wrote %s: the mean of %d models (%d parameters), run at a short side of %d px",
+                 out, len(paths), model.count_params(), short_px)
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""portrait.ensemble: one model file that averages several models' person probabilities."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import constant_model
+
+
+def _member(path: Path, seed: int, short_px: int = 64) -> Path:
+    """A real, randomly initialised MobileNetV2-UNet written as portrait.train writes it."""
+    import keras
+
+    from portrait.model import build_unet
+    from portrait.train import save_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_unet((64, 64), alpha=0.35, decoder_filters=(16, 8, 8, 8), fixed_input=False)
+    save_model(model, path, short_px)
+    return path
+
+
+def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path):
+    import keras
+
+    from portrait.ensemble import main
+    from portrait.options import SegmentOptions
+    from portrait.segment import create_segmenter, read_short_side_hint
+
+    members = [_member(tmp_path / "a.hdf5", 1), _member(tmp_path / "b.hdf5", 2)]
+    out = tmp_path / "ab.hdf5"
+    assert main([*map(str, members), "--out", str(out)]) == 0
+    assert read_short_side_hint(out) == 64
+    image = np.random.default_rng(0).uniform(0, 255, (1, 96, 64, 3)).astype(np.float32)
+    outputs = [keras.models.load_model(p, compile=False).predict(image, verbose=0) for p in members]
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-3  # the members differ, so the mean shows
+    ensemble = keras.models.load_model(out, compile=False)
+    np.testing.assert_allclose(ensemble.predict(image, verbose=0), np.mean(outputs, axis=0), atol=1e-5)
+    # Through the app's own path (TFLite conversion at the frame's aspect) as well.
+    frame = np.random.default_rng(1).integers(0, 256, (120, 80, 3), np.uint8)
+    probabilities = []
+    for path in [*members, out]:
+        with create_segmenter(SegmentOptions(model=str(path))) as segmenter:
+            probabilities.append(segmenter.segment(frame).copy())
+    np.testing.assert_allclose(probabilities[2], (probabilities[0] + probabilities[1]) / 2, atol=1e-4)
+
+
+def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
+    from portrait.ensemble import main
+
+    a = _member(tmp_path / "a.hdf5", 1)
+    b = _member(tmp_path / "b.hdf5", 2, short_px=96)
+    plain = constant_model(tmp_path / "plain.h5", 0.7)  # no Rescaling layer, no short side
+    before = a.read_bytes()
+    cases = [
+        ([str(a)], "an ensemble needs at least two models, got 1"),
+        ([str(a), str(b)], "the models run at different short sides (a.hdf5: 64, b.hdf5: 96)"),
+        ([str(a), plain, "--short-side", "64"], "model 2 does not scale its own input"),
+        ([str(a), str(tmp_path / "gone.hdf5")], f"model '{tmp_path / 'gone.hdf5'}' not found"),
+        ([str(a), str(b), "--out", str(a)], f"--out '{a}' is one of the models"),
+    ]
+    for args, message in cases:
+        target = [] if "--out" in args else ["--out", str(tmp_path / "new.hdf5")]
+        assert main([*args, *target]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and "Traceback" not in "\n".join(err), err
+    assert not (tmp_path / "new.hdf5").exists()
+    assert a.read_bytes() == before
