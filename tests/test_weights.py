@@ -56,8 +56,6 @@ def test_shipped_weights_score_at_least_mediapipe_on_the_first_40_test_images(fi
     assert ours["miou"] >= theirs["miou"], f"ours {ours['miou']:.4f}, MediaPipe {theirs['miou']:.4f}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped weights score 0.948 on these 40 "
-                                       "images (MediaPipe 0.945); the 0.95 guard is not reached yet")
 def test_shipped_weights_reach_095_miou_on_the_first_40_test_images(first_40):
     ours, _ = first_40
     assert ours["miou"] >= 0.95, f"mIoU {ours['miou']:.4f} on the first 40 test images"
