@@ -102,13 +102,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
 
     def body() -> None:
-        from portrait.segment import KERAS_SUFFIXES
+        from portrait.segment import KERAS_SUFFIXES, resolve_model_path
 
-        paths = [Path(name) for name in args.models]
+        paths = [resolve_model_path(name) for name in args.models]
         out = Path(args.out)
         for path in paths:
-            if not path.is_file():
-                raise ModelError(f"model '{path}' not found; pass existing model files")
             if path.suffix.lower() not in KERAS_SUFFIXES:
                 raise ModelError(f"model '{path}' is not a Keras model ({path.suffix}); "
                                  f"pass {', '.join(KERAS_SUFFIXES)} files")
