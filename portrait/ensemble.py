@@ -104,7 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> None:
         from portrait.segment import KERAS_SUFFIXES, resolve_model_path
 
-        paths = [resolve_model_path(name) for name in args.models]
+        hint = "pass the Keras model files to average, e.g. runs/seed1.hdf5 runs/seed2.hdf5"
+        paths = [resolve_model_path(name, hint) for name in args.models]
         out = Path(args.out)
         for path in paths:
             if path.suffix.lower() not in KERAS_SUFFIXES:

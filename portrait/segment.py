@@ -77,11 +77,13 @@ PROBABILITY_OPS = {"LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
 # ---------------------------------------------------------------- model files
 
 
-def resolve_model_path(name: str) -> Path:
+def resolve_model_path(name: str, hint: str = MODEL_HINT) -> Path:
     """Find a model file: the path as given, else relative to the project, else in ``weights/``.
 
     Args:
         name: a path, or a bare file name such as ``unet.hdf5``.
+        hint: what the user should do instead, for the error message (the default names the
+            ``--model`` option; a command that takes models otherwise says so).
 
     Returns:
         The existing file's path.
@@ -97,14 +99,14 @@ def resolve_model_path(name: str) -> Path:
         if candidate.is_file():
             return candidate
         if candidate.is_dir():
-            raise ModelError(f"model '{name}' is a folder, not a model file; {MODEL_HINT}")
+            raise ModelError(f"model '{name}' is a folder, not a model file; {hint}")
     if name == DEFAULT_MODEL:
         raise ModelError(
             f"the default model '{name}' is missing from this checkout; restore it with 'git "
             "checkout -- weights/unet.hdf5', train one with 'python -m portrait.train' (README, "
             "'Train your own'), or pass --model PATH, e.g. a MediaPipe selfie_segmentation.tflite"
         )
-    raise ModelError(f"model '{name}' not found (also looked in weights/); {MODEL_HINT}")
+    raise ModelError(f"model '{name}' not found (also looked in weights/); {hint}")
 
 
 # ---------------------------------------------------------------- segmenters

@@ -266,9 +266,12 @@ def mark_tflite_input_norm(source: BytesOrPath, norm: str) -> bytes:
 
 
 def output_activation(source: BytesOrPath) -> Optional[str]:
-    """Return the builtin op that produces the model's first output (``LOGISTIC``, ``SOFTMAX``, ...).
+    """Return the builtin op whose values the model's first output carries (``LOGISTIC``, ...).
 
-    Used to tell probabilities from logits without running the model.
+    Used to tell probabilities from logits without running the model. Usually that is the op
+    that produces the output. The mean of several sigmoid outputs (a ``portrait.ensemble``
+    model: the Keras ``Average`` layer converts to ADDs of the members' LOGISTIC outputs and a
+    MUL by 1/n) is also a probability, and reads as ``LOGISTIC``.
 
     Args:
         source: a path or the file's bytes.
@@ -276,6 +279,8 @@ def output_activation(source: BytesOrPath) -> Optional[str]:
     Returns:
         The op's name, or None when it cannot be told (custom op, no producer).
     """
+    import numpy as np
+
     data = _read_bytes(source)
     schema = _schema()
     model = schema.Model.GetRootAs(data, 0)
@@ -284,16 +289,47 @@ def output_activation(source: BytesOrPath) -> Optional[str]:
     graph = model.Subgraphs(0)
     if not graph.OutputsLength():
         return None
-    output = graph.Outputs(0)
     names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    producers = {}
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
-        if output in (op.Outputs(j) for j in range(op.OutputsLength())):
-            code = model.OperatorCodes(op.OpcodeIndex())
-            # Newer files store codes > 127 in BuiltinCode and keep a placeholder in the old field.
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            return names.get(builtin)
-    return None
+        code = model.OperatorCodes(op.OpcodeIndex())
+        # Newer files store codes > 127 in BuiltinCode and keep a placeholder in the old field.
+        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        inputs = [op.Inputs(j) for j in range(op.InputsLength())]
+        for j in range(op.OutputsLength()):
+            producers[op.Outputs(j)] = (name, inputs)
+
+    def constant(tensor: int) -> Optional[float]:
+        """The value of a one-element float32 constant tensor, else None."""
+        if tensor in producers or tensor < 0:
+            return None
+        described = graph.Tensors(tensor)
+        if described.Type() != schema.TensorType.FLOAT32:
+            return None
+        raw = model.Buffers(described.Buffer()).DataAsNumpy()
+        if isinstance(raw, int) or raw.size != 4:
+            return None
+        return float(np.frombuffer(raw.tobytes(), np.float32)[0])
+
+    def summed_sigmoids(tensor: int) -> int:
+        """How many LOGISTIC outputs ``tensor`` adds up (0 when it is anything else)."""
+        name, inputs = producers.get(tensor, (None, []))
+        if name == "LOGISTIC":
+            return 1
+        if name == "ADD" and len(inputs) == 2:
+            parts = [summed_sigmoids(x) for x in inputs]
+            return sum(parts) if all(parts) else 0
+        return 0
+
+    output = graph.Outputs(0)
+    name, inputs = producers.get(output, (None, []))
+    if name == "MUL" and len(inputs) == 2:
+        for summed, scale in ((inputs[0], inputs[1]), (inputs[1], inputs[0])):
+            count, factor = summed_sigmoids(summed), constant(scale)
+            if count > 1 and factor is not None and abs(factor * count - 1.0) < 1e-6:
+                return "LOGISTIC"
+    return name
 
 
 def make_interpreter(model_content: bytes, threads: int):

@@ -43,6 +43,7 @@ def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path)
     for path in [*members, out]:
         with create_segmenter(SegmentOptions(model=str(path))) as segmenter:
             probabilities.append(segmenter.segment(frame).copy())
+            assert segmenter.output_kind == "sigmoid", path  # known from the file, not guessed
     np.testing.assert_allclose(probabilities[2], (probabilities[0] + probabilities[1]) / 2, atol=1e-4)
 
 
@@ -57,7 +58,10 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
         ([str(a)], "an ensemble needs at least two models, got 1"),
         ([str(a), str(b)], "the models run at different short sides (a.hdf5: 64, b.hdf5: 96)"),
         ([str(a), plain, "--short-side", "64"], "model 2 does not scale its own input"),
-        ([str(a), str(tmp_path / "gone.hdf5")], f"model '{tmp_path / 'gone.hdf5'}' not found"),
+        ([str(a), str(tmp_path / "gone.hdf5")],
+         f"model '{tmp_path / 'gone.hdf5'}' not found (also looked in weights/); pass the Keras "
+         "model files to average"),
+        ([str(a), str(tmp_path)], f"model '{tmp_path}' is a folder, not a model file; pass the"),
         ([str(a), str(b), "--out", str(a)], f"--out '{a}' is one of the models"),
     ]
     for args, message in cases:
@@ -67,3 +71,27 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
         assert message in err[-1] and "Traceback" not in "\n".join(err), err
     assert not (tmp_path / "new.hdf5").exists()
     assert a.read_bytes() == before
+
+
+def test_a_converted_ensemble_reads_as_a_probability_and_a_scaled_sigmoid_does_not(tmp_path):
+    """The mean of 2 or 3 sigmoids (ADDs and a MUL by 1/n after conversion) is a probability;
+    a sigmoid times 2, or a sigmoid averaged with a linear output, is not."""
+    import keras
+
+    from portrait import tflite_utils
+    from portrait.ensemble import average_models
+    from portrait.keras_compat import load_keras_model
+
+    members = [load_keras_model(_member(tmp_path / f"m{i}.hdf5", i)) for i in range(3)]
+    for count in (2, 3):
+        content = tflite_utils.convert_keras_to_tflite(average_models(members[:count]), (64, 64))
+        assert tflite_utils.output_activation(content) == "LOGISTIC", count
+
+    inputs = keras.Input((64, 64, 3))
+    probability = keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)
+    linear = keras.layers.Conv2D(1, 1)(inputs)
+    doubled = keras.Model(inputs, keras.layers.Rescaling(2.0)(probability))
+    mixed = keras.Model(inputs, keras.layers.Average()([probability, linear]))
+    for model in (doubled, mixed):
+        content = tflite_utils.convert_keras_to_tflite(model, (64, 64))
+        assert tflite_utils.output_activation(content) != "LOGISTIC", model.layers[-1]
