@@ -1,7 +1,9 @@
 """Train a MobileNetV2-UNet: ``python -m portrait.train --data DIR [DIR|LIST ...] --out unet.hdf5``.
 
 Keeps the best model by validation IoU, logs to TensorBoard and a CSV, and backs up the whole
-training state every epoch so ``--resume`` continues a run that was stopped.
+training state every epoch so ``--resume`` continues a run that was stopped. With
+``--average-last K`` it also saves the weights after each of the last K epochs and tries their
+mean (stochastic weight averaging) as a third candidate beside the best and the final weights.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class TrainOptions:
     pad: str = "constant"
     teacher: tuple[str, ...] = ()
     teacher_weight: float = 0.5
+    average_last: int = 0
     seed: int = 1
 
 
@@ -122,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "batch is mixed into the training target")
     p.add_argument("--teacher-weight", type=probability, default=0.5, metavar="W",
                    help="the teachers' share of the target, the mask's is 1 - W (default 0.5)")
+    p.add_argument("--average-last", type=int, default=0, metavar="K",
+                   help="also try the mean of the weights after each of the last K epochs "
+                        "(stochastic weight averaging, K >= 2); like the best and the final "
+                        "weights, it is kept if it scores highest on validation (default 0: off)")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -200,6 +207,50 @@ def save_model(model, out: Path, short_px: int) -> None:
     os.replace(tmp, out)
 
 
+TAIL_DIR = "tail"  # in the run folder: the weights after each of the last --average-last epochs
+
+
+def tail_path(run_dir: Path, epoch: int) -> Path:
+    """Where the weights after ``epoch`` (1-based) are kept for averaging."""
+    return run_dir / TAIL_DIR / f"epoch_{epoch:03d}.weights.h5"
+
+
+def make_tail_saver(run_dir: Path, epochs: int, count: int):
+    """A Keras callback saving the weights after each of the last ``count`` of ``epochs`` epochs."""
+    import keras
+
+    class TailSaver(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 > epochs - count:
+                path = tail_path(run_dir, epoch + 1)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.model.save_weights(path)  # one epoch's weights; a rerun of it replaces them
+
+    return TailSaver()
+
+
+def average_weights(model, paths: Sequence[Path]) -> None:
+    """Set ``model``'s weights to the element-wise mean of the weight files ``paths``.
+
+    Every variable is averaged, batch-norm statistics included; re-estimate those afterwards
+    (:func:`recalibrate_batchnorm`), since the mean of the statistics does not belong to the
+    mean of the weights.
+
+    Raises:
+        ValueError: no paths.
+    """
+    import numpy as np
+
+    if not paths:
+        raise ValueError("average_weights needs at least one weights file")
+    total = None
+    for path in paths:
+        model.load_weights(path)
+        weights = [np.asarray(w, np.float64) for w in model.get_weights()]
+        total = weights if total is None else [a + b for a, b in zip(total, weights)]
+    model.set_weights([(w / len(paths)).astype(np.float32) for w in total])
+
+
 def recalibrate_batchnorm(model, dataset, steps: int) -> None:
     """Re-estimate every batch-norm layer's moving statistics for the final weights.
 
@@ -233,6 +284,9 @@ def train(options: TrainOptions) -> Path:
     out = Path(options.out)
     if out.suffix.lower() not in (".hdf5", ".h5"):
         raise PortraitError(f"--out '{out}' must end in .hdf5 or .h5 (a whole Keras model in HDF5)")
+    if options.average_last and not 2 <= options.average_last <= options.epochs:
+        raise PortraitError(f"--average-last {options.average_last} must be between 2 and "
+                            f"--epochs ({options.epochs}), or 0 to turn it off")
     run_dir = Path(options.run_dir or Path("runs") / out.stem)
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(options.seed)
@@ -293,6 +347,11 @@ def train(options: TrainOptions) -> Path:
             f"run folder '{run_dir}' already has a backup; pass --resume to continue it, "
             "or choose another --run-dir"
         )
+    if options.average_last:
+        if not options.resume:  # a finished earlier run's tail would be averaged in
+            for stale in (run_dir / TAIL_DIR).glob("epoch_*.weights.h5"):
+                stale.unlink()
+        callbacks.append(make_tail_saver(run_dir, options.epochs, options.average_last))
     started = time.perf_counter()
     model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps, validation_data=val_ds,
               callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
@@ -305,11 +364,26 @@ def train(options: TrainOptions) -> Path:
     candidates = {"final": model}
     if best_h5.is_file():
         candidates["best"] = keras.models.load_model(best_h5, compile=False)
+    if options.average_last:
+        tail = [tail_path(run_dir, e) for e in range(options.epochs - options.average_last + 1,
+                                                      options.epochs + 1)]
+        if all(path.is_file() for path in tail):
+            # The same architecture, new variables (clone_model would also recompile it, and
+            # the loss is not a registered Keras object).
+            candidates["average"] = model.__class__.from_config(model.get_config())
+            average_weights(candidates["average"], tail)
+            log.info("averaged the weights after epochs %d-%d", options.epochs - len(tail) + 1,
+                     options.epochs)
+        else:
+            missing = ", ".join(p.name for p in tail if not p.is_file())
+            log.warning("not averaging: the run folder lacks %s (were they deleted?)", missing)
     scores = {}
     for name, candidate in candidates.items():
         recalibrate_batchnorm(candidate, calibration, options.bn_steps)
         candidate.compile(loss=make_loss(options.loss), metrics=training_metrics())
         scores[name] = candidate.evaluate(val_ds, verbose=0, return_dict=True)["iou"]
+        if options.average_last:  # each candidate stays in the run folder, for comparison
+            save_model(candidate, run_dir / f"candidate_{name}.hdf5", short_px=short_px)
     chosen = max(scores, key=scores.get)
     log.info("validation IoU after batch-norm recalibration: %s; keeping the %s weights",
              ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), chosen)

@@ -263,6 +263,51 @@ def test_short_training_run_writes_a_model_the_app_uses(tmp_path, context, disti
     assert matte.shape == (64, 80) and matte.dtype == np.uint8
 
 
+def test_average_last_tries_the_mean_of_the_last_epochs_weights(tmp_path):
+    """--average-last 2: the weights after epochs 2 and 3 are kept, their mean becomes a third
+    candidate (kernels exactly the mean; batch-norm statistics re-estimated), scored on
+    validation beside the best and the final weights, and each candidate is written out."""
+    import keras
+
+    data = make_data(tmp_path / "data")
+    run = tmp_path / "run"
+    (run / "tail").mkdir(parents=True)
+    stale = run / "tail" / "epoch_009.weights.h5"  # from an earlier run in the same folder
+    stale.write_bytes(b"old")
+    out = tmp_path / "x.hdf5"
+    assert train_main(["--data", str(data), "--epochs", "3", "--steps-per-epoch", "2",
+                       "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
+                       "--backbone", "none", "--out", str(out), "--run-dir", str(run),
+                       "--average-last", "2", "--bn-steps", "2"]) == 0
+    tail = sorted(p.name for p in (run / "tail").iterdir())
+    assert tail == ["epoch_002.weights.h5", "epoch_003.weights.h5"]  # the stale file is gone
+    result = json.loads((run / "result.json").read_text())
+    assert set(result["val_iou"]) == {"final", "best", "average"}
+    assert result["kept"] == max(result["val_iou"], key=result["val_iou"].get)
+    average = keras.models.load_model(run / "candidate_average.hdf5", compile=False)
+    epochs = []
+    for name in tail:
+        model = keras.models.load_model(run / "candidate_final.hdf5", compile=False)
+        model.load_weights(run / "tail" / name)
+        epochs.append(model)
+    kernels = [[w.numpy() for w in m.trainable_weights if "kernel" in w.path] for m in epochs]
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(*kernels))  # the epochs differ
+    averaged = [w.numpy() for w in average.trainable_weights if "kernel" in w.path]
+    for got, first, second in zip(averaged, *kernels):
+        np.testing.assert_allclose(got, (first + second) / 2, atol=1e-6)
+    assert (run / "candidate_best.hdf5").is_file() and out.is_file()
+
+
+@pytest.mark.parametrize("count", ["1", "4"])
+def test_average_last_outside_the_run_is_one_line(tmp_path, count, capsys):
+    data = make_data(tmp_path / "data")
+    code = train_main(["--data", str(data), "--epochs", "3", "--backbone", "none",
+                       "--out", str(tmp_path / "x.hdf5"), "--average-last", count])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and f"--average-last {count} must be between 2 and --epochs (3)" in err[-1]
+    assert not (tmp_path / "x.hdf5").exists()
+
+
 def test_resume_needs_the_flag(tmp_path):
     data = make_data(tmp_path / "data")
     (tmp_path / "run" / "backup").mkdir(parents=True)
