@@ -102,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
 
     def body() -> None:
-        from portrait.segment import KERAS_SUFFIXES, resolve_model_path
+        from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, resolve_model_path
 
         hint = "pass the Keras model files to average, e.g. runs/seed1.hdf5 runs/seed2.hdf5"
         paths = [resolve_model_path(name, hint) for name in args.models]
@@ -111,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if path.suffix.lower() not in KERAS_SUFFIXES:
                 raise ModelError(f"model '{path}' is not a Keras model ({path.suffix}); "
                                  f"pass {', '.join(KERAS_SUFFIXES)} files")
-        if out.suffix.lower() not in (".hdf5", ".h5"):
+        if out.suffix.lower() not in HDF5_SUFFIXES:
             raise InputError(f"--out '{out}' must end in .hdf5 or .h5")
         if out.exists() and any(out.resolve() == path.resolve() for path in paths):
             raise InputError(f"--out '{out}' is one of the models; choose a new file")

@@ -69,6 +69,7 @@ WEIGHTS_DIR = PROJECT_ROOT / "weights"
 DEFAULT_MODEL = SegmentOptions().model
 DEFAULT_INPUT_SIZE = (256, 256)
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+HDF5_SUFFIXES = (".h5", ".hdf5")  # whole models in HDF5: what train and ensemble write
 MODEL_HINT = "pass --model PATH to a .hdf5 or .tflite model"
 NORM_TEXT = {"raw": "RGB 0..255", "unit": "RGB x/255", "symmetric": "RGB x/127.5-1"}
 PROBABILITY_OPS = {"LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
@@ -546,7 +547,7 @@ SHORT_SIDE_ATTR = "portrait_input_short_px"  # HDF5 attribute our training write
 
 def read_short_side_hint(path: Path) -> Optional[int]:
     """The short side (px) a fully convolutional model of ours was trained for, if it says."""
-    if path.suffix.lower() not in (".hdf5", ".h5"):
+    if path.suffix.lower() not in HDF5_SUFFIXES:
         return None
     try:
         import h5py

@@ -280,9 +280,10 @@ def train(options: TrainOptions) -> Path:
     from portrait.losses import make_loss
     from portrait.metrics import training_metrics
     from portrait.model import build_unet
+    from portrait.segment import HDF5_SUFFIXES
 
     out = Path(options.out)
-    if out.suffix.lower() not in (".hdf5", ".h5"):
+    if out.suffix.lower() not in HDF5_SUFFIXES:
         raise PortraitError(f"--out '{out}' must end in .hdf5 or .h5 (a whole Keras model in HDF5)")
     if options.average_last and not 2 <= options.average_last <= options.epochs:
         raise PortraitError(f"--average-last {options.average_last} must be between 2 and "
