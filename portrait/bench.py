@@ -30,6 +30,7 @@ from portrait.capture import Frame, VideoFileSource
 from portrait.errors import PortraitError, run_command
 from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.options import (
+    LIVE_MODEL,
     CompositeOptions,
     PipelineOptions,
     RefineOptions,
@@ -266,7 +267,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
                    help="both pipelines get the clip resized to this (default 1280x720)")
     p.add_argument("--frames", type=int, default=600, help="frames per throughput run")
-    p.add_argument("--model", default="weights/unet.hdf5", help="our model (default: shipped)")
+    p.add_argument("--model", default=LIVE_MODEL,
+                   help=f"our model (default: the app's default for camera and video, {LIVE_MODEL})")
     p.add_argument("--peer-model", type=Path, default=PEER_MODEL,
                    help="MediaPipe selfie model for the peer path")
     p.add_argument("--camera-fps", type=float, default=30.0, help="pacing of the CPU/latency run")

@@ -15,6 +15,8 @@ from portrait.errors import StopRequested, run_command
 from portrait.native_log import filtered_stderr
 from portrait.options import (
     CaptureOptions,
+    LIVE_MODEL,
+    PHOTO_MODEL,
     CompositeOptions,
     OutputOptions,
     PipelineOptions,
@@ -25,7 +27,6 @@ from portrait.options import (
 
 log = logging.getLogger("portrait")
 
-DEFAULT_MODEL = "weights/unet.hdf5"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -113,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(stale frames are dropped); default: as fast as possible, every frame")
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL, metavar="PATH",
+    model.add_argument("--model", metavar="PATH",
                        help=".hdf5/.h5/.keras Keras model or .tflite; a bare name is looked up in "
-                            "weights/ (default: weights/unet.hdf5)")
+                            f"weights/ (default: {PHOTO_MODEL} with --image, the most accurate; "
+                            f"{LIVE_MODEL} for camera and video, two thirds of its CPU)")
     model.add_argument("--backend", choices=("auto", "keras", "tflite", "mediapipe"),
                        default="auto",
                        help="auto: Keras on the GPU, else a cached TFLite conversion on the CPU; "
@@ -169,7 +171,8 @@ def options_from_args(args: argparse.Namespace):
     """Turn parsed arguments into the stage options (the only place that reads ``args``)."""
     capture = CaptureOptions(source=args.source, width=args.width, height=args.height,
                              fps=args.fps, realtime=args.realtime)
-    segment = SegmentOptions(model=args.model, backend=args.backend, device=args.device,
+    segment = SegmentOptions(model=args.model or (PHOTO_MODEL if args.image else LIVE_MODEL),
+                             backend=args.backend, device=args.device,
                              input_norm=args.input_norm, input_size=args.input_size,
                              letterbox=args.letterbox, threads=args.threads,
                              trust_model=args.trust_model, tta=args.tta)

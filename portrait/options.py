@@ -15,6 +15,10 @@ Backend = Literal["auto", "keras", "tflite", "mediapipe"]
 PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
 # Context modules between the encoder and the decoder (portrait.model.build_unet, train --context).
 CONTEXT_MODULES = ("none", "lraspp")
+# The shipped models: the most accurate for photos (and the library's default), and a cheaper
+# one for camera and video frames, where each frame has a 33 ms budget (weights/README.md).
+PHOTO_MODEL = "weights/unet.hdf5"
+LIVE_MODEL = "weights/unet_live.hdf5"
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class SegmentOptions:
             mirror image (twice the model time; meant for photos).
     """
 
-    model: str = "weights/unet.hdf5"
+    model: str = PHOTO_MODEL
     backend: Backend = "auto"
     device: Device = "auto"
     input_norm: InputNorm = "auto"

@@ -60,13 +60,13 @@ from portrait import keras_compat, tflite_utils
 from portrait.errors import DeviceError, ModelError
 from portrait.model_io import OutputReader, Preprocessor
 from portrait.native_log import drop_model_load_noise, filtered_stderr
-from portrait.options import SegmentOptions
+from portrait.options import LIVE_MODEL, PHOTO_MODEL, SegmentOptions
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
-DEFAULT_MODEL = SegmentOptions().model
+SHIPPED_MODELS = (PHOTO_MODEL, LIVE_MODEL)
 DEFAULT_INPUT_SIZE = (256, 256)
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 HDF5_SUFFIXES = (".h5", ".hdf5")  # whole models in HDF5: what train and ensemble write
@@ -101,10 +101,10 @@ def resolve_model_path(name: str, hint: str = MODEL_HINT) -> Path:
             return candidate
         if candidate.is_dir():
             raise ModelError(f"model '{name}' is a folder, not a model file; {hint}")
-    if name == DEFAULT_MODEL:
+    if name in SHIPPED_MODELS:
         raise ModelError(
             f"the default model '{name}' is missing from this checkout; restore it with 'git "
-            "checkout -- weights/unet.hdf5', train one with 'python -m portrait.train' (README, "
+            f"checkout -- {name}', train one with 'python -m portrait.train' (README, "
             "'Train your own'), or pass --model PATH, e.g. a MediaPipe selfie_segmentation.tflite"
         )
     raise ModelError(f"model '{name}' not found (also looked in weights/); {hint}")

@@ -226,6 +226,20 @@ def test_main_leaves_the_callers_sigterm_handler_in_place(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_default_model_is_the_accurate_one_for_photos_and_the_cheaper_one_for_streams():
+    from portrait.cli import build_parser, options_from_args
+    from portrait.options import LIVE_MODEL, PHOTO_MODEL
+
+    def model(*argv):
+        return options_from_args(build_parser().parse_args(list(argv)))[1].model
+
+    assert PHOTO_MODEL != LIVE_MODEL
+    assert model("--image", "a.jpg") == PHOTO_MODEL
+    assert model() == LIVE_MODEL
+    assert model("--source", "clip.mp4", "--out", "o.mp4") == LIVE_MODEL
+    assert model("--source", "clip.mp4", "--model", "mine.tflite") == "mine.tflite"
+    assert model("--image", "a.jpg", "--model", LIVE_MODEL) == LIVE_MODEL
+
 def test_tta_reaches_the_model_options_of_the_app_and_of_evaluate():
     from portrait import evaluate
     from portrait.cli import build_parser, options_from_args

@@ -446,8 +446,10 @@ def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=r"^model 'nope.hdf5' not found \(also looked in weights/\); "
                                          r"pass --model PATH to a .hdf5 or .tflite model$"):
         resolve_model_path("nope.hdf5")
-    with pytest.raises(ModelError, match="default model 'weights/unet.hdf5' is missing.*portrait.train"):
-        resolve_model_path("weights/unet.hdf5")
+    for shipped in ("weights/unet.hdf5", "weights/unet_live.hdf5"):
+        with pytest.raises(ModelError, match=f"default model '{shipped}' is missing.*"
+                                             f"'git checkout -- {shipped}'.*portrait.train"):
+            resolve_model_path(shipped)
     with pytest.raises(ModelError, match="is a folder"):
         resolve_model_path(str(tmp_path))
 
