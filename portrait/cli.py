@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 from portrait.errors import StopRequested, run_command
 from portrait.native_log import filtered_stderr
 from portrait.options import (
-    CaptureOptions,
     LIVE_MODEL,
     PHOTO_MODEL,
+    CaptureOptions,
     CompositeOptions,
     OutputOptions,
     PipelineOptions,
@@ -26,7 +26,6 @@ from portrait.options import (
 )
 
 log = logging.getLogger("portrait")
-
 
 
 def parse_size(text: str) -> tuple[int, int]:

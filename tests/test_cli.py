@@ -240,6 +240,7 @@ def test_default_model_is_the_accurate_one_for_photos_and_the_cheaper_one_for_st
     assert model("--source", "clip.mp4", "--model", "mine.tflite") == "mine.tflite"
     assert model("--image", "a.jpg", "--model", LIVE_MODEL) == LIVE_MODEL
 
+
 def test_tta_reaches_the_model_options_of_the_app_and_of_evaluate():
     from portrait import evaluate
     from portrait.cli import build_parser, options_from_args

@@ -18,11 +18,10 @@ from conftest import ROOT, shared_path
 from portrait import evaluate
 from portrait.evaluate import EvalOptions
 from portrait.options import LIVE_MODEL, PHOTO_MODEL, SegmentOptions
+from portrait.segment import SHIPPED_MODELS
 
-SHIPPED = (PHOTO_MODEL, LIVE_MODEL)
 
-
-@pytest.fixture(scope="module", params=SHIPPED)
+@pytest.fixture(scope="module", params=SHIPPED_MODELS)
 def weights(request) -> Path:
     path = ROOT / request.param
     if not path.is_file():
@@ -47,13 +46,12 @@ def test_shipped_weights_are_marked_for_the_app(weights):
 
 def test_the_live_default_is_the_cheaper_model():
     # the same MobileNetV2-UNet members averaged (portrait.ensemble), fewer of them
-    def members(name: str) -> int:
+    def member_count(name: str) -> int:
         layers = json.loads(_config(ROOT / name))["config"]["layers"]
         return sum(layer["class_name"] == "Functional" for layer in layers)
 
-    members = [members(name) for name in SHIPPED]
-    assert members[1] >= 1
-    assert members[1] < members[0], f"members: photo {members[0]}, live {members[1]}"
+    photo, live = member_count(PHOTO_MODEL), member_count(LIVE_MODEL)
+    assert 1 <= live < photo, f"members: photo {photo}, live {live}"
     assert (ROOT / LIVE_MODEL).stat().st_size < (ROOT / PHOTO_MODEL).stat().st_size
 
 
