@@ -1,4 +1,4 @@
-"""``python -m portrait.bench``: both pipelines run on the same frames and the report adds up.
+"""``python -m portrait.training.bench``: both pipelines run on the same frames and the report adds up.
 
 No timing is asserted here (speed lives in the benchmark's own numbers); this checks that the
 benchmark runs end to end, counts what it ran, and writes the JSON it prints.
@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import shared_path, write_video
-from portrait import bench
+from portrait.training import bench
 
 
 @pytest.fixture(scope="module")

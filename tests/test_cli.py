@@ -242,7 +242,7 @@ def test_default_model_is_the_accurate_one_for_photos_and_the_cheaper_one_for_st
 
 
 def test_tta_reaches_the_model_options_of_the_app_and_of_evaluate():
-    from portrait import evaluate
+    from portrait.training import evaluate
     from portrait.cli import build_parser, options_from_args
 
     assert options_from_args(build_parser().parse_args(["--image", "a.jpg", "--tta"]))[1].tta

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import constant_model, write_video
-from portrait.distill import load_teachers, mix_targets, with_teachers
+from portrait.training.distill import load_teachers, mix_targets, with_teachers
 from portrait.errors import ModelError
 
 
@@ -45,7 +45,7 @@ def test_bad_teachers_are_clear_errors(tmp_path):
 
 
 def test_soft_mask_mixes_hand_computed_values():
-    from portrait.distill import soft_mask
+    from portrait.training.distill import soft_mask
 
     truth = np.array([[0, 255, 0], [255, 255, 0]], np.uint8)
     mixed = soft_mask(truth, np.ones((1, 1), np.float32), 0.2)  # a 1x1 prediction covers it all
@@ -76,8 +76,8 @@ def _data_folder(root, stems):
 def test_distill_command_writes_a_trainable_soft_label_folder(tmp_path, brightness_model):
     import cv2
 
-    from portrait.data import resolve_split
-    from portrait.distill import main
+    from portrait.training.data import resolve_split
+    from portrait.training.distill import main
 
     data = _data_folder(tmp_path / "data", ["a", "b", "t"])
     (data / "train.txt").write_text("a\nb\n")
@@ -100,7 +100,7 @@ def test_distill_command_writes_a_trainable_soft_label_folder(tmp_path, brightne
 def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_model, capsys):
     import cv2
 
-    from portrait.distill import main
+    from portrait.training.distill import main
 
     data = _data_folder(tmp_path / "data", ["a"])
     before = cv2.imread(str(data / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE).copy()
@@ -124,8 +124,8 @@ def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_m
 def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
     import cv2
 
-    from portrait.data import resolve_split
-    from portrait.distill import main
+    from portrait.training.data import resolve_split
+    from portrait.training.distill import main
 
     clips = [write_video(tmp_path / "walk.avi", 5), write_video(tmp_path / "wave.avi", 3)]
     out = tmp_path / "frames"
@@ -144,7 +144,7 @@ def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
 
 
 def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
-    from portrait.distill import main
+    from portrait.training.distill import main
 
     clip = str(write_video(tmp_path / "a.avi", 3))
     twin = tmp_path / "other"

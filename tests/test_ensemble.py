@@ -1,4 +1,4 @@
-"""portrait.ensemble: one model file that averages several models' person probabilities."""
+"""portrait.training.ensemble: one model file that averages several models' person probabilities."""
 
 from pathlib import Path
 
@@ -9,11 +9,11 @@ from conftest import constant_model
 
 
 def _member(path: Path, seed: int, short_px: int = 64) -> Path:
-    """A real, randomly initialised MobileNetV2-UNet written as portrait.train writes it."""
+    """A real, randomly initialised MobileNetV2-UNet written as portrait.training.train writes it."""
     import keras
 
-    from portrait.model import build_unet
-    from portrait.train import save_model
+    from portrait.training.model import build_unet
+    from portrait.training.train import save_model
 
     keras.utils.set_random_seed(seed)
     model = build_unet((64, 64), alpha=0.35, decoder_filters=(16, 8, 8, 8), fixed_input=False)
@@ -24,7 +24,7 @@ def _member(path: Path, seed: int, short_px: int = 64) -> Path:
 def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path):
     import keras
 
-    from portrait.ensemble import main
+    from portrait.training.ensemble import main
     from portrait.options import SegmentOptions
     from portrait.segment import create_segmenter, read_short_side_hint
 
@@ -48,7 +48,7 @@ def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path)
 
 
 def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
-    from portrait.ensemble import main
+    from portrait.training.ensemble import main
 
     a = _member(tmp_path / "a.hdf5", 1)
     b = _member(tmp_path / "b.hdf5", 2, short_px=96)
@@ -78,9 +78,9 @@ def test_a_converted_ensemble_reads_as_a_probability_and_a_scaled_sigmoid_does_n
     a sigmoid times 2, or a sigmoid averaged with a linear output, is not."""
     import keras
 
-    from portrait import tflite_utils
-    from portrait.ensemble import average_models
-    from portrait.keras_compat import load_keras_model
+    from portrait.segment import tflite_utils
+    from portrait.training.ensemble import average_models
+    from portrait.segment.keras_compat import load_keras_model
 
     members = [load_keras_model(_member(tmp_path / f"m{i}.hdf5", i)) for i in range(3)]
     for count in (2, 3):

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_path
-from portrait import evaluate
+from portrait.training import evaluate
 from portrait.errors import InputError
-from portrait.evaluate import EvalOptions, ModelScorer, WorstImages
+from portrait.training.evaluate import EvalOptions, ModelScorer, WorstImages
 from portrait.options import RefineOptions, SegmentOptions
 
 SIZE = (120, 90)  # (width, height): landscape, unlike the 64x64 model input
@@ -70,7 +70,7 @@ def bad_model(tmp_path_factory):
 def run_evaluate(*args, timeout=240):
     """Run ``python -m portrait.evaluate`` from the repository root; (code, stdout, stderr)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    done = subprocess.run([sys.executable, "-m", "portrait.evaluate", *map(str, args)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "portrait.training.evaluate", *map(str, args)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)
     return done.returncode, done.stdout, done.stderr
 

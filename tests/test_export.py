@@ -1,4 +1,4 @@
-"""``python -m portrait.export``: the app's Keras → TFLite conversion, written to a file."""
+"""``python -m portrait.training.export``: the app's Keras → TFLite conversion, written to a file."""
 
 import logging
 import os
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from portrait import export, tflite_utils
+from portrait.segment import tflite_utils
+from portrait.training import export
 from portrait.errors import ModelError
 from portrait.options import SegmentOptions
 from portrait.segment import create_segmenter
@@ -89,7 +90,7 @@ def test_model_marked_with_its_training_size_exports_at_the_webcam_aspect(dynami
     marked = tmp_path / "trained.hdf5"
     shutil.copy(dynamic_model[0], marked)
     with h5py.File(marked, "a") as f:
-        f.attrs[SHORT_SIDE_ATTR] = 64  # what portrait.train writes
+        f.attrs[SHORT_SIDE_ATTR] = 64  # what portrait.training.train writes
     out = export.export_model(str(marked), str(tmp_path / "trained.tflite"))
     # 1280x720 with a 64 px short side, sides multiples of 32: 128x64.
     assert tflite_utils.input_shape(out)[0] == [1, 64, 128, 3]
@@ -139,7 +140,7 @@ def test_command_line_writes_and_reports(brightness_model, tmp_path, caplog):
 
 def test_command_line_error_is_one_line(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "portrait.export", "--model", str(tmp_path / "none.hdf5"),
+        [sys.executable, "-m", "portrait.training.export", "--model", str(tmp_path / "none.hdf5"),
          "--out", str(tmp_path / "x.tflite")],
         cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60)
     assert done.returncode != 0

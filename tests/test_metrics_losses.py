@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from portrait import losses, metrics
+from portrait.training import losses, metrics
 
 # Truth and prediction on 3x3: 4 pixels each, 3 shared.
 #   T = 1 1 0    P = 1 0 0

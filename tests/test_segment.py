@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from keras import layers
 
-from portrait import keras_compat, segment, tflite_utils
+from portrait import segment
+from portrait.segment import keras_compat, tflite_utils
 from portrait.errors import DeviceError, ModelError
-from portrait.model_io import OutputReader, Placement, Preprocessor, place_frame
+from portrait.segment.model_io import OutputReader, Placement, Preprocessor, place_frame
 from portrait.options import SegmentOptions
 from portrait.segment import Segmenter, create_segmenter, resolve_model_path
 
@@ -438,8 +439,8 @@ def test_marking_keeps_mediapipe_metadata(tmp_path):
 def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")  # not the checkout, whose weights/unet.hdf5 exists
-    monkeypatch.setattr(segment, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(segment, "PROJECT_ROOT", tmp_path / "nowhere")
+    monkeypatch.setattr(segment.locate, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(segment.locate, "PROJECT_ROOT", tmp_path / "nowhere")
     (tmp_path / "mine.tflite").write_bytes(b"x")
     assert resolve_model_path("mine.tflite") == tmp_path / "mine.tflite"
     assert resolve_model_path(str(tmp_path / "mine.tflite")) == tmp_path / "mine.tflite"
@@ -448,7 +449,7 @@ def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
         resolve_model_path("nope.hdf5")
     for shipped in ("weights/unet.hdf5", "weights/unet_live.hdf5"):
         with pytest.raises(ModelError, match=f"default model '{shipped}' is missing.*"
-                                             f"'git checkout -- {shipped}'.*portrait.train"):
+                                             f"'git checkout -- {shipped}'.*portrait.training.train"):
             resolve_model_path(shipped)
     with pytest.raises(ModelError, match="is a folder"):
         resolve_model_path(str(tmp_path))
@@ -524,7 +525,7 @@ def test_close_is_safe_twice_and_segment_after_close_fails(models):
 
 def test_our_dynamic_models_run_at_the_frame_aspect(tmp_path):
     from portrait.segment import AspectSegmenter, size_for_frame
-    from portrait.train import save_model
+    from portrait.training.train import save_model
 
     assert size_for_frame((1280, 720), 192) == (352, 192)
     assert size_for_frame((600, 800), 192) == (192, 256)

@@ -10,11 +10,11 @@ import tensorflow as tf
 
 from conftest import constant_model
 from portrait.cli import main as app_main
-from portrait.data import (AugmentOptions, cache_short_side, find_pairs, make_dataset, paste_over,
+from portrait.training.data import (AugmentOptions, cache_short_side, find_pairs, make_dataset, paste_over,
                            resolve_split)
 from portrait.errors import InputError
-from portrait.model import build_unet
-from portrait.train import main as train_main
+from portrait.training.model import build_unet
+from portrait.training.train import main as train_main
 
 
 def make_data(folder, count=12, size=(80, 64)):
@@ -58,7 +58,7 @@ def test_build_unet_rejects_an_unknown_context_module():
 
 def test_lraspp_gates_each_location_by_the_whole_image():
     import keras
-    from portrait.model import _lraspp
+    from portrait.training.model import _lraspp
 
     x_in = keras.Input((None, None, 6))
     module = keras.Model(x_in, _lraspp(x_in, filters=4))
@@ -335,7 +335,7 @@ def test_a_resumed_run_keeps_a_better_checkpoint_from_before(tmp_path):
 
 
 def test_best_logged_reads_the_highest_value(tmp_path):
-    from portrait.train import best_logged
+    from portrait.training.train import best_logged
 
     log = tmp_path / "metrics.csv"
     assert best_logged(log) is None
@@ -359,7 +359,7 @@ def test_bad_training_options_are_one_line(args, message, capsys):
 
 
 def test_zoom_reaches_the_training_options():
-    from portrait.train import TrainOptions, build_parser
+    from portrait.training.train import TrainOptions, build_parser
 
     args = build_parser().parse_args(["--data", "d", "--zoom", "0.5,1.8"])
     assert args.zoom == (0.5, 1.8)

@@ -15,8 +15,8 @@ import h5py
 import pytest
 
 from conftest import ROOT, shared_path
-from portrait import evaluate
-from portrait.evaluate import EvalOptions
+from portrait.training import evaluate
+from portrait.training.evaluate import EvalOptions
 from portrait.options import LIVE_MODEL, PHOTO_MODEL, SegmentOptions
 from portrait.segment import SHIPPED_MODELS
 
@@ -45,7 +45,7 @@ def test_shipped_weights_are_marked_for_the_app(weights):
 
 
 def test_the_live_default_is_the_cheaper_model():
-    # the same MobileNetV2-UNet members averaged (portrait.ensemble), fewer of them
+    # the same MobileNetV2-UNet members averaged (portrait.training.ensemble), fewer of them
     def member_count(name: str) -> int:
         layers = json.loads(_config(ROOT / name))["config"]["layers"]
         return sum(layer["class_name"] == "Functional" for layer in layers)

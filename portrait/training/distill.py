@@ -12,7 +12,7 @@ object, a second person) along with the labels. Validation keeps the hard labels
 Teachers that only run outside Keras (a ``.tflite`` file such as MediaPipe's selfie model) label
 a data folder once instead, on the whole photo::
 
-    python -m portrait.distill --teacher selfie_segmentation.tflite --data eg1800/train.txt \
+    python -m portrait.training.distill --teacher selfie_segmentation.tflite --data eg1800/train.txt \
         --out runs/soft_eg1800 --weight 0.3
 
 writes ``runs/soft_eg1800/masks/<stem>.png`` = (1 − weight) · mask + weight · 255 · teacher
@@ -51,7 +51,7 @@ def load_teachers(paths: Sequence[str]) -> list[keras.Model]:
         ModelError: a file that is missing, unloadable or unsafe, or whose output is not one
             channel.
     """
-    from portrait.keras_compat import load_keras_model
+    from portrait.segment.keras_compat import load_keras_model
 
     teachers = []
     for path in paths:
@@ -123,7 +123,7 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     """Write a data folder whose masks mix each pair's mask with a teacher's prediction.
 
     Args:
-        pairs: (image path, mask path) pairs, e.g. from :func:`portrait.data.resolve_split`.
+        pairs: (image path, mask path) pairs, e.g. from :func:`portrait.training.data.resolve_split`.
         segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole photo.
         out_dir: the new folder: ``images/`` (links to the photos), ``masks/`` (the mixed masks)
             and ``train.txt``. Must not be a folder the pairs come from.
@@ -139,7 +139,7 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     from tqdm import tqdm
 
     from portrait.capture import read_image
-    from portrait.evaluate import read_mask
+    from portrait.training.evaluate import read_mask
     from portrait.sink import write_image
 
     out_dir = Path(out_dir)
@@ -234,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     from portrait.cli import OneLineParser, positive_int, probability
 
     p = OneLineParser(
-        prog="python -m portrait.distill",
+        prog="python -m portrait.training.distill",
         description="Write a data folder whose masks mix the labels with a teacher model's "
-                    "prediction (offline distillation; train on it with python -m portrait.train).",
+                    "prediction (offline distillation; train on it with python -m portrait.training.train).",
     )
     p.add_argument("--teacher", required=True, metavar="MODEL",
                    help="any model the app runs: .hdf5/.h5/.keras or .tflite (e.g. MediaPipe's "
@@ -273,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ModelError(f"teacher model '{args.teacher}' not found; pass --teacher PATH to a "
                              ".hdf5, .h5, .keras or .tflite model")
         import_tensorflow_quietly()
-        from portrait.data import resolve_split
+        from portrait.training.data import resolve_split
         from portrait.options import SegmentOptions
         from portrait.segment import create_segmenter
 

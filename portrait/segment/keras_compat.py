@@ -311,7 +311,7 @@ def keras_output_activation(model) -> Optional[str]:
         inner = getattr(layer, "layers", None)
         if not inner:
             break
-        if isinstance(inner[-1], layers.Average):  # an ensemble (portrait.ensemble) reads as its members
+        if isinstance(inner[-1], layers.Average):  # an ensemble (portrait.training.ensemble) reads as its members
             found = {keras_output_activation(l) for l in inner if getattr(l, "layers", None)}
             return found.pop() if found in ({"sigmoid"}, {"softmax"}) else None
         layer = inner[-1]

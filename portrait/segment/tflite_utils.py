@@ -269,7 +269,7 @@ def output_activation(source: BytesOrPath) -> Optional[str]:
     """Return the builtin op whose values the model's first output carries (``LOGISTIC``, ...).
 
     Used to tell probabilities from logits without running the model. Usually that is the op
-    that produces the output. The mean of several sigmoid outputs (a ``portrait.ensemble``
+    that produces the output. The mean of several sigmoid outputs (a ``portrait.training.ensemble``
     model: the Keras ``Average`` layer converts to ADDs of the members' LOGISTIC outputs and a
     MUL by 1/n) is also a probability, and reads as ``LOGISTIC``.
 

@@ -1,14 +1,14 @@
-"""Convert a Keras model to TFLite, the way the app does: ``python -m portrait.export``.
+"""Convert a Keras model to TFLite, the way the app does: ``python -m portrait.training.export``.
 
 The app, given a Keras model on a machine without a GPU, converts it to TFLite once and caches
-the result (see :mod:`portrait.segment` and :mod:`portrait.tflite_utils`). This module makes
+the result (see :mod:`portrait.segment` and :mod:`portrait.segment.tflite_utils`). This module makes
 the same file on purpose, to ship or to run elsewhere: the model is loaded with the same safety
 checks and Keras 2 shim, its input is fixed at a size the app would use (see
 :func:`conversion_size`), converted by the same function, and marked with its input scaling
 (``portrait_input_norm``) so the app reads the scaling back from the file.
 
 A ``.tflite`` file has one input size; the app stretches other frame shapes to it. (Given the
-``.hdf5`` of a model trained by ``portrait.train``, the app instead converts one size per frame
+``.hdf5`` of a model trained by ``portrait.training.train``, the app instead converts one size per frame
 aspect ratio.)
 """
 
@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 from portrait.cli import OneLineParser, import_tensorflow_quietly, configure_logging, parse_size
 from portrait.errors import ModelError, run_command
-from portrait.keras_compat import config_input_size, keras_input_norm
+from portrait.segment.keras_compat import config_input_size, keras_input_norm
 from portrait.options import CaptureOptions
 from portrait.segment import (
     DEFAULT_INPUT_SIZE,
@@ -34,7 +34,7 @@ from portrait.segment import (
     size_for_frame,
 )
 
-log = logging.getLogger("portrait.export")  # not "__main__" under python -m
+log = logging.getLogger("portrait.training.export")  # not "__main__" under python -m
 
 INPUT_NORMS = ("auto", "raw", "unit", "symmetric")
 
@@ -75,7 +75,7 @@ def conversion_size(path: Path, config: dict, model,
     Raises:
         ModelError: a model input that is not (batch, H, W, 3).
     """
-    from portrait.keras_compat import saved_input_size
+    from portrait.segment.keras_compat import saved_input_size
 
     fixed = saved_input_size(model)  # also refuses a non-image input
     size = config_input_size(config)
@@ -119,7 +119,7 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
         ModelError: an unreadable, unsafe or unconvertible model.
         ValueError: an unknown ``input_norm``.
     """
-    from portrait import keras_compat, tflite_utils
+    from portrait.segment import keras_compat, tflite_utils
 
     if input_norm not in INPUT_NORMS:
         raise ValueError(f"unknown input norm {input_norm!r}: expected one of {INPUT_NORMS}")
@@ -160,7 +160,7 @@ def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = N
         ModelError: a missing, non-Keras, unsafe or unconvertible model, or ``out`` not a
             ``.tflite`` path, or the same file as the model.
     """
-    from portrait import tflite_utils
+    from portrait.segment import tflite_utils
 
     source = resolve_model_path(model)
     if source.suffix.lower() not in KERAS_SUFFIXES:
@@ -186,9 +186,9 @@ def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m portrait.export`` command line."""
+    """The ``python -m portrait.training.export`` command line."""
     p = OneLineParser(
-        prog="python -m portrait.export",
+        prog="python -m portrait.training.export",
         description="Convert a Keras model (.hdf5) to TFLite, the same conversion the app uses.",
     )
     p.add_argument("--model", required=True, metavar="PATH", help=".hdf5/.h5/.keras model")

@@ -1,4 +1,4 @@
-"""Train a MobileNetV2-UNet: ``python -m portrait.train --data DIR [DIR|LIST ...] --out unet.hdf5``.
+"""Train a MobileNetV2-UNet: ``python -m portrait.training.train --data DIR [DIR|LIST ...] --out unet.hdf5``.
 
 Keeps the best model by validation IoU, logs to TensorBoard and a CSV, and backs up the whole
 training state every epoch so ``--resume`` continues a run that was stopped. With
@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 from portrait.errors import PortraitError, run_command
 
-log = logging.getLogger("portrait.train")
+log = logging.getLogger("portrait.training.train")
 
 DEFAULT_BACKBONE = Path(__file__).resolve().parents[2] / "shared/models/mobilenetv2_1.0_backbone.weights.h5"
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     from portrait.options import CONTEXT_MODULES, PAD_MODES
 
     p = OneLineParser(
-        prog="python -m portrait.train",
+        prog="python -m portrait.training.train",
         description="Train or fine-tune a MobileNetV2-UNet portrait segmenter.",
     )
     p.add_argument("--data", nargs="+", required=True, metavar="DIR|LIST",
@@ -151,7 +151,7 @@ def _resolve_backbone(spec: str, alpha: float) -> Optional[str]:
 def _split(options: TrainOptions):
     import random
 
-    from portrait.data import resolve_split
+    from portrait.training.data import resolve_split
 
     by_spec = {spec: resolve_split(spec, "train") for spec in dict.fromkeys(options.data)}
     train = [pair for spec in options.data for pair in by_spec[spec]]
@@ -276,10 +276,10 @@ def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path."""
     import keras
 
-    from portrait.data import CALIBRATION_AUGMENT, AugmentOptions, make_dataset
-    from portrait.losses import make_loss
-    from portrait.metrics import training_metrics
-    from portrait.model import build_unet
+    from portrait.training.data import CALIBRATION_AUGMENT, AugmentOptions, make_dataset
+    from portrait.training.losses import make_loss
+    from portrait.training.metrics import training_metrics
+    from portrait.training.model import build_unet
     from portrait.segment import HDF5_SUFFIXES
 
     out = Path(options.out)
@@ -301,7 +301,7 @@ def train(options: TrainOptions) -> Path:
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed)
     if options.teacher:
-        from portrait.distill import load_teachers, with_teachers
+        from portrait.training.distill import load_teachers, with_teachers
 
         train_ds = with_teachers(train_ds, load_teachers(options.teacher), options.teacher_weight)
     short_px = options.short_side or min(options.input_size)
@@ -310,7 +310,7 @@ def train(options: TrainOptions) -> Path:
     total_steps = steps * options.epochs
 
     if options.init:
-        from portrait.keras_compat import load_keras_model
+        from portrait.segment.keras_compat import load_keras_model
 
         model = load_keras_model(Path(options.init))
     else:

@@ -1,11 +1,11 @@
-"""Average several models into one model file: ``python -m portrait.ensemble A.hdf5 B.hdf5 --out AB.hdf5``.
+"""Average several models into one model file: ``python -m portrait.training.ensemble A.hdf5 B.hdf5 --out AB.hdf5``.
 
 The new Keras model feeds its one RGB 0..255 input to every member and outputs the mean of their
 person probabilities, so the app, ``evaluate`` and ``export`` treat it as any other model. Models
 trained alike from different seeds make different mistakes, and their mean is more accurate than
 either (see weights/README.md); it costs the sum of the members' inference time.
 
-Members must take the same input (RGB 0..255, a ``Rescaling`` layer first, as ``portrait.train``
+Members must take the same input (RGB 0..255, a ``Rescaling`` layer first, as ``portrait.training.train``
 writes them), end in a sigmoid, and have been trained for the same short side.
 """
 
@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from portrait.errors import InputError, ModelError, run_command
 
-log = logging.getLogger("portrait.ensemble")  # not "__main__" under python -m
+log = logging.getLogger("portrait.training.ensemble")  # not "__main__" under python -m
 
 
 def average_models(models: Sequence) -> "keras.Model":
@@ -35,7 +35,7 @@ def average_models(models: Sequence) -> "keras.Model":
     """
     import keras
 
-    from portrait.keras_compat import keras_input_norm, keras_output_activation
+    from portrait.segment.keras_compat import keras_input_norm, keras_output_activation
 
     if len(models) < 2:
         raise ModelError(f"an ensemble needs at least two models, got {len(models)}")
@@ -43,7 +43,7 @@ def average_models(models: Sequence) -> "keras.Model":
     for number, model in enumerate(models, 1):
         if keras_input_norm(model) != "raw":
             raise ModelError(f"model {number} does not scale its own input (no Rescaling layer "
-                             "first); members must take RGB 0..255, as portrait.train writes them")
+                             "first); members must take RGB 0..255, as portrait.training.train writes them")
         if keras_output_activation(model) != "sigmoid" or model.output_shape[-1] != 1:
             raise ModelError(f"model {number} does not end in a 1-channel sigmoid (output "
                              f"{model.output_shape}); members must output a person probability")
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     from portrait.cli import OneLineParser, positive_int
 
     p = OneLineParser(
-        prog="python -m portrait.ensemble",
+        prog="python -m portrait.training.ensemble",
         description="Write one model that averages the person probabilities of several models "
                     "(e.g. the same recipe trained with different --seed).",
     )
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def members_short_side(paths: Sequence[Path]) -> int:
-    """The short side every member was trained for (``portrait.train`` stores it in the file).
+    """The short side every member was trained for (``portrait.training.train`` stores it in the file).
 
     Raises:
         InputError: a member without one, or members that disagree.
@@ -119,8 +119,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
         short_px = args.short_side or members_short_side(paths)
         import_tensorflow_quietly()
-        from portrait.keras_compat import load_keras_model
-        from portrait.train import save_model
+        from portrait.segment.keras_compat import load_keras_model
+        from portrait.training.train import save_model
 
         model = average_models([load_keras_model(path) for path in paths])
         save_model(model, out, short_px)

@@ -1,0 +1,293 @@
+"""A webcam by index (:class:`CameraSource`) that rides out camera loss, and the helpers that
+tell a camera index from a file name."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import re
+import threading
+import time
+from typing import Callable, Iterator, Optional, Protocol
+
+import cv2
+import numpy as np
+
+from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
+from portrait.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+class Capture(Protocol):
+    """The part of ``cv2.VideoCapture`` that :class:`CameraSource` uses (OpenCV's names)."""
+
+    def isOpened(self) -> bool:
+        ...
+
+    def read(self) -> tuple[bool, Optional[np.ndarray]]:
+        ...
+
+    def set(self, prop: int, value: float) -> bool:
+        ...
+
+    def get(self, prop: int) -> float:
+        ...
+
+    def release(self) -> None:
+        ...
+
+
+
+def is_camera_index(source: str) -> bool:
+    """True when ``source`` names a camera: ``"0"``, ``" 2 "``, or ``/dev/video2`` on Linux."""
+    return camera_index(source) is not None
+
+
+def camera_index(source: str) -> Optional[int]:
+    """The camera index ``source`` names (see :func:`is_camera_index`), else ``None``."""
+    text = source.strip()
+    if text.isdigit() and len(text) <= 3:
+        return int(text)
+    match = re.fullmatch(r"/dev/video(\d{1,3})", text)
+    return int(match.group(1)) if match else None
+
+
+def _default_camera_api() -> int:
+    """The capture API that opens a camera index quickly and without probing others."""
+    system = platform.system()
+    if system == "Linux":
+        return cv2.CAP_V4L2
+    if system == "Windows":
+        return cv2.CAP_DSHOW  # opens in well under a second; MSMF can take several
+    if system == "Darwin":
+        return cv2.CAP_AVFOUNDATION
+    return cv2.CAP_ANY
+
+
+def _open_camera(index: int) -> Capture:
+    return cv2.VideoCapture(index, _default_camera_api())
+
+
+class CameraSource(Source):
+    """A webcam by index that rides out camera loss.
+
+    Opening asks for ``width`` x ``height`` at ``fps`` and logs what the camera gave. When reads
+    fail mid-stream the camera is released and reopened with a back-off that doubles from
+    ``retry_initial_s`` to ``retry_max_s``; ``lost`` is True meanwhile and each transition is
+    logged once.
+
+    ``read()`` returns the next frame, or ``None`` while the camera is lost, after waiting at most
+    one back-off step: a single-threaded loop can keep a virtual camera fed (last frame or a
+    "camera lost" frame) without spinning. Iterating yields frames only, blocking through a loss,
+    until ``close()`` (which may be called from another thread); ``frames(lost_markers=True)``
+    also yields a ``lost`` marker after each failed reconnection attempt.
+
+    Args:
+        index: camera index.
+        width, height, fps: what to ask the camera for.
+        opener: ``opener(index)`` returns a ``cv2.VideoCapture``-like object (tests pass a double
+            of the device); the default opens the platform's native camera API.
+        retry_initial_s, retry_max_s: the back-off between reopen attempts.
+
+    Raises:
+        DeviceError: the camera can't be opened, or gives no frame at all.
+    """
+
+    def __init__(
+        self,
+        index: int = 0,
+        width: int = 1280,
+        height: int = 720,
+        fps: float = 30.0,
+        *,
+        opener: Optional[Callable[[int], Capture]] = None,
+        retry_initial_s: float = 0.1,
+        retry_max_s: float = 2.0,
+    ) -> None:
+        if width <= 0 or height <= 0 or fps <= 0:
+            raise ValueError(f"unexpected camera request: {width}x{height} at {fps} fps")
+        if not 0 < retry_initial_s <= retry_max_s:
+            raise ValueError(f"unexpected back-off: {retry_initial_s} s to {retry_max_s} s")
+        self.index = index
+        self._request = (int(width), int(height), float(fps))
+        self._opener = opener or _open_camera
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._lock = threading.Lock()  # a capture must not be released while it reads
+        self._closed = threading.Event()  # set by close(); also wakes back-off waits
+        self._capture: Optional[Capture] = None
+        self._pending: Optional[np.ndarray] = None  # the frame read while opening
+        self._last_image: Optional[np.ndarray] = None
+        self._next_index = 0
+        self._lost_since: Optional[float] = None
+        self._retry_s = retry_initial_s
+        self._next_try = 0.0
+        self._fps = float(fps)
+
+        capture = self._try_open()
+        if capture is None:
+            hint = "try --source 0, or a video file" if index != 0 else (
+                "check that a webcam is connected and free, or use --source VIDEO_FILE"
+            )
+            raise DeviceError(
+                f"camera {index} could not be opened: no such camera or it is in use; {hint}"
+            )
+        image = self._read_from(capture)
+        if image is None:
+            capture.release()
+            raise DeviceError(
+                f"camera {index} opened but gave no frames: it may be in use by another app; "
+                "close that app or try another --source"
+            )
+        self._capture, self._pending = capture, image
+        got_fps = capture.get(cv2.CAP_PROP_FPS)
+        if got_fps and 0 < got_fps <= 1000:
+            self._fps = float(got_fps)
+        log.info(
+            "camera %d (%s): asked for %dx%d at %g fps, got %dx%d at %g fps",
+            index, _backend_name(capture), *self._request,
+            image.shape[1], image.shape[0], self._fps,
+        )
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the camera reports (the requested one if it reports none)."""
+        return self._fps
+
+    @property
+    def lost(self) -> bool:
+        """True from the first failed read until a frame arrives again."""
+        return self._lost_since is not None
+
+    @property
+    def lost_for_s(self) -> float:
+        """Seconds since the camera was lost; 0 while it delivers."""
+        return 0.0 if self._lost_since is None else time.perf_counter() - self._lost_since
+
+    def _try_open(self) -> Optional[Capture]:
+        """Open and configure the camera; ``None`` when it isn't there."""
+        width, height, fps = self._request
+        try:
+            with quiet_opencv():
+                capture = self._opener(self.index)
+                if not capture.isOpened():
+                    capture.release()
+                    return None
+                # MJPG first: most USB webcams deliver 720p/1080p at 30 fps only in MJPG.
+                capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+                capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+                capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+                capture.set(cv2.CAP_PROP_FPS, fps)
+                capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the freshest frame, not a backlog
+        except cv2.error as error:
+            log.debug("camera %d: open failed: %s", self.index, error)
+            return None
+        return capture
+
+    @staticmethod
+    def _read_from(capture: Capture) -> Optional[np.ndarray]:
+        try:
+            ok, image = capture.read()
+        except cv2.error:
+            return None
+        if not ok or image is None or image.size == 0:
+            return None
+        return to_bgr_uint8(image)
+
+    def read(self) -> Optional[Frame]:
+        """The next frame, or ``None`` while the camera is lost (or after ``close()``).
+
+        While lost, waits until the next reopen attempt is due (at most ``retry_max_s``), tries
+        once, and returns ``None`` if the camera is still gone.
+        """
+        if self._closed.is_set():
+            return None
+        if self._lost_since is None:
+            image = self._pending
+            self._pending = None
+            if image is None:
+                with self._lock:
+                    if self._capture is not None:
+                        image = self._read_from(self._capture)
+            if image is not None:
+                return self._frame(image)
+            if self._closed.is_set():
+                return None
+            self._mark_lost()
+        return self._retry()
+
+    def _frame(self, image: np.ndarray) -> Frame:
+        frame = Frame(image=image, index=self._next_index, time_s=time.perf_counter())
+        self._next_index += 1
+        self._last_image = image
+        return frame
+
+    def _mark_lost(self) -> None:
+        self._lost_since = time.perf_counter()
+        self._retry_s = self._retry_initial_s
+        self._next_try = self._lost_since + self._retry_s
+        log.warning(
+            "camera %d lost (no frame); reconnecting, trying every %g to %g s",
+            self.index, self._retry_initial_s, self._retry_max_s,
+        )
+        with self._lock:
+            if self._capture is not None:
+                self._capture.release()
+                self._capture = None
+
+    def _retry(self) -> Optional[Frame]:
+        wait_s = self._next_try - time.perf_counter()
+        if wait_s > 0 and self._closed.wait(wait_s):
+            return None
+        with self._lock:
+            if self._closed.is_set():
+                return None
+            capture = self._try_open()
+            image = self._read_from(capture) if capture is not None else None
+            if image is None:
+                if capture is not None:
+                    capture.release()
+                self._retry_s = min(self._retry_s * 2.0, self._retry_max_s)
+                self._next_try = time.perf_counter() + self._retry_s
+                log.debug("camera %d still lost; next try in %g s", self.index, self._retry_s)
+                return None
+            self._capture = capture
+        log.warning(
+            "camera %d is back after %.1f s (%dx%d)",
+            self.index, self.lost_for_s, image.shape[1], image.shape[0],
+        )
+        self._lost_since = None
+        return self._frame(image)
+
+    def frames(self, lost_markers: bool = False) -> Iterator[Frame]:
+        """Frames until ``close()``; with ``lost_markers``, also a marker per failed retry.
+
+        A marker is ``Frame(image=last good frame, index=-1, lost=True)``, at most one per
+        back-off step (0.1 to 2 s apart): enough for a consumer to show "camera lost" or repeat
+        the last frame while the camera is gone.
+        """
+        while not self._closed.is_set():
+            frame = self.read()
+            if frame is not None:
+                yield frame
+            elif lost_markers and self.lost and self._last_image is not None:
+                yield Frame(self._last_image, -1, time.perf_counter(), lost=True)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def close(self) -> None:
+        """Stop iteration and release the camera; safe twice and from another thread."""
+        self._closed.set()
+        with self._lock:
+            if self._capture is not None:
+                self._capture.release()
+                self._capture = None
+
+
+def _backend_name(capture: Capture) -> str:
+    try:
+        return capture.getBackendName()  # type: ignore[attr-defined]
+    except (AttributeError, cv2.error):
+        return "unknown API"

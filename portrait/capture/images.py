@@ -1,0 +1,198 @@
+"""Image files: :func:`read_image` decodes one with checks, :class:`ImageSource` reads one
+file or a folder and carries on past bad files."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import cv2
+import numpy as np
+
+from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
+from portrait.errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Larger images are refused before decoding: 64 MP covers 48/50 MP phone photos and 8K frames,
+# while a 12000x9000 photo (108 MP) would need several GB through the full-resolution stages.
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+
+
+def _image_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
+    """(width, height) from the header, without decoding; ``None`` if PIL can't tell."""
+    try:
+        from PIL import Image
+    except ImportError:  # Pillow is optional: cv2 then decodes first and checks after
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning: we apply our own limit
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Image.DecompressionBombError:
+            # Over twice PIL's limit (~179 MP): report at least that many pixels.
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
+            return (limit, 1)
+        except Exception:  # noqa: BLE001: any failure here only means "decode and see"
+            return None
+
+
+def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read one image file as BGR uint8 ``(H, W, 3)``.
+
+    EXIF orientation is applied; greyscale, RGBA (alpha dropped), palette, 16-bit (scaled to
+    8 bits) and CMYK images all come back as BGR uint8. Images over ``max_pixels`` are refused
+    from their header, before decoding.
+
+    Args:
+        path: the image file.
+        max_pixels: the largest width x height accepted.
+
+    Returns:
+        The image.
+
+    Raises:
+        InputError: missing, empty, unreadable, truncated, corrupt, not an image, or too large.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"image '{path}' not found; check the path")
+    if not path.is_file():
+        raise InputError(f"image '{path}' is not a file; give an image file or use a folder")
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise InputError(
+            f"cannot read image '{path}': permission denied; check its permissions"
+        ) from None
+    except OSError as error:
+        raise InputError(
+            f"cannot read image '{path}': {error.strerror or error}; check the file"
+        ) from None
+    if not data:
+        raise InputError(f"cannot read image '{path}': the file is empty (0 bytes); check the file")
+
+    size = _image_size_from_header(data)
+    if size is not None:
+        _check_pixels(path, size, max_pixels)
+    # libpng prints its own complaint about a truncated PNG; spot the missing end chunk first.
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data.rfind(b"IEND") == -1:
+        raise InputError(f"cannot read image '{path}': the PNG file is truncated; check the file")
+    with quiet_opencv():
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:
+            image = None
+    if image is None or image.size == 0:
+        raise InputError(
+            f"cannot read image '{path}': not a supported image, or the file is truncated or "
+            "corrupt; check the file"
+        )
+    _check_pixels(path, (image.shape[1], image.shape[0]), max_pixels)
+    return to_bgr_uint8(image)
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise InputError(
+            f"image '{path}' is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
+            f"{max_pixels / 1e6:.0f} MP limit; downscale it first"
+        )
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; hidden files are skipped."""
+    return sorted(
+        entry
+        for entry in folder.iterdir()
+        if entry.suffix.lower() in IMAGE_EXTENSIONS
+        and not entry.name.startswith(".")  # e.g. macOS "._x.jpg" resource forks
+        and entry.is_file()
+    )
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One file of an :class:`ImageSource`: its frame, or why it couldn't be read."""
+
+    path: Path
+    frame: Optional[Frame]
+    error: Optional[InputError]
+
+
+class ImageSource(Source):
+    """An image file, or every image in a folder (sorted; extensions in ``IMAGE_EXTENSIONS``).
+
+    Iterating yields a :class:`Frame` per readable image (``name`` is the file stem). A bad file
+    of a single-file source raises its :class:`InputError`; in a folder it is logged, recorded
+    in ``failures`` and skipped, so a batch carries on. :meth:`items` gives every file with its
+    frame or error, for callers that report as they go.
+
+    Args:
+        path: an image file or a folder.
+        max_pixels: larger images are refused (see :func:`read_image`).
+
+    Raises:
+        InputError: the path doesn't exist, or the folder has no images.
+    """
+
+    def __init__(self, path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+        self.path = Path(path)
+        self.max_pixels = max_pixels
+        self.failures: list[tuple[Path, InputError]] = []
+        if not self.path.exists():
+            raise InputError(f"image '{self.path}' not found; check the path")
+        self.is_folder = self.path.is_dir()
+        if self.is_folder:
+            self.paths = list_images(self.path)
+            if not self.paths:
+                raise InputError(
+                    f"folder '{self.path}' has no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                    "check the path"
+                )
+            _warn_duplicate_stems(self.paths)
+        else:
+            self.paths = [self.path]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def items(self) -> Iterator[ImageItem]:
+        """Every file in order, with its frame or its error; never raises for a bad file."""
+        for index, path in enumerate(self.paths):
+            try:
+                image = read_image(path, self.max_pixels)
+            except InputError as error:
+                yield ImageItem(path, None, error)
+                continue
+            frame = Frame(image, index, time.perf_counter(), name=path.stem, path=path)
+            yield ImageItem(path, frame, None)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for item in self.items():
+            if item.frame is not None:
+                yield item.frame
+            elif not self.is_folder:
+                raise item.error
+            else:
+                log.warning("skipped: %s", item.error)
+                self.failures.append((item.path, item.error))
+
+
+def _warn_duplicate_stems(paths: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            log.warning(
+                "'%s' and '%s' have the same name; their outputs would share '%s.png'",
+                seen[path.stem].name, path.name, path.stem,
+            )
+        seen.setdefault(path.stem, path)

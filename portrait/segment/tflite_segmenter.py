@@ -1,0 +1,118 @@
+"""The TFLite runtime: a ``.tflite`` flatbuffer on the CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from portrait.errors import ModelError
+from portrait.native_log import drop_model_load_noise, filtered_stderr
+from portrait.segment import tflite_utils
+from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line
+from portrait.segment.locate import MODEL_HINT
+from portrait.segment.model_io import OutputReader, Preprocessor
+
+PROBABILITY_OPS = {"LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
+
+
+class TFLiteSegmenter(Segmenter):
+    """Runs a TFLite flatbuffer with the TFLite interpreter on the CPU.
+
+    Args:
+        model_content: the ``.tflite`` bytes.
+        input_norm: ``raw``, ``unit`` or ``symmetric`` (already resolved from ``auto``).
+        input_size: (width, height) for a model with a dynamic input size; ignored otherwise.
+        letterbox: keep the aspect ratio by padding.
+        threads: interpreter threads (0 = all cores).
+        name: how to call the model in error messages.
+
+    Raises:
+        ModelError: bytes that are not a usable TFLite model, or an input/output that is not
+            an image/mask.
+    """
+
+    def __init__(
+        self,
+        model_content: bytes,
+        input_norm: str = "unit",
+        input_size: Optional[tuple[int, int]] = None,
+        letterbox: bool = False,
+        threads: int = 0,
+        name: str = "model",
+    ):
+        self._closed = False
+        self.threads = threads or os.cpu_count() or 1
+        try:
+            self._interpreter = tflite_utils.make_interpreter(model_content, self.threads)
+            details = self._interpreter.get_input_details()
+            if len(details) != 1:
+                raise ModelError(
+                    f"model '{name}' has {len(details)} inputs: expected one RGB image; {MODEL_HINT}"
+                )
+            signature = list(details[0].get("shape_signature", details[0]["shape"]))
+            if len(signature) != 4 or signature[3] != 3:
+                raise ModelError(
+                    f"model input shape {tuple(signature)} is not an image: expected (1, H, W, 3); "
+                    f"{MODEL_HINT}"
+                )
+            if -1 in signature:
+                width, height = input_size or DEFAULT_INPUT_SIZE
+                self._interpreter.resize_input_tensor(details[0]["index"], [1, height, width, 3], strict=False)
+            with filtered_stderr(drop_model_load_noise):
+                self._interpreter.allocate_tensors()
+            activation = tflite_utils.output_activation(model_content)
+        except ModelError:
+            raise
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(
+                f"cannot load TFLite model '{name}': {one_line(error)}; the file may be truncated "
+                f"or corrupt, re-download or re-export it"
+            ) from None
+        input_detail = self._interpreter.get_input_details()[0]
+        output_detail = self._interpreter.get_output_details()[0]
+        _, height, width, _ = (int(v) for v in input_detail["shape"])
+        self.input_size = (width, height)
+        if input_detail["dtype"] == np.uint8:
+            input_norm = "raw"
+        elif input_detail["dtype"] != np.float32:
+            raise ModelError(
+                f"model '{name}' takes {np.dtype(input_detail['dtype']).name} input: expected float32 "
+                f"or uint8; {MODEL_HINT}"
+            )
+        self.input_norm = input_norm
+        self._preprocess = Preprocessor(self.input_size, input_norm, letterbox)
+        self._read = OutputReader(
+            output_detail["shape"], PROBABILITY_OPS.get(activation or ""), output_detail.get("quantization")
+        )
+        # tensor() returns functions giving views of the interpreter's own buffers: writing the
+        # input in place and reading the output in place saves two copies per frame. No view
+        # may be alive during invoke(), so each is fetched, used and dropped.
+        self._input = self._interpreter.tensor(input_detail["index"])
+        self._output = self._interpreter.tensor(output_detail["index"])
+        self.letterbox = letterbox
+        self.output_kind = self._read.kind
+        self.runtime = f"TFLite (CPU, {self.threads} threads)"
+        self.cache_path: Optional[Path] = None  # set by the factory for a cached conversion
+        self.cache_hit = False
+        self.description = describe(self, name, None, "")
+        try:
+            # One run now: XNNPACK sets up on the first invoke, and a model that cannot run
+            # should fail here, not on the first camera frame.
+            self._interpreter.invoke()
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(f"TFLite model '{name}' fails to run: {one_line(error)}; {MODEL_HINT}") from None
+
+    def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        self._check_open()
+        placement = self._preprocess(frame_bgr, self._input())
+        self._interpreter.invoke()
+        return self._read(self._output(), placement, out)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._input = self._output = None
+            self._interpreter = None

@@ -1,0 +1,114 @@
+"""Sinks: where finished frames go.
+
+Every sink takes uint8 images: BGR ``(H, W, 3)``, BGRA ``(H, W, 4)`` or a grey matte ``(H, W)``,
+converting to what its target stores. ``write(image)`` sends one, ``close()`` finalises (safe
+twice), and each sink is a context manager:
+
+- :class:`VirtualCameraSink`: pyvirtualcam in BGR; frames of another size are resized to the
+  camera's; a device that stops accepting frames is reopened with a back-off, never blocking.
+- :class:`PreviewSink`: an OpenCV window; ``quit_requested`` after ``q``/Esc or closing it.
+- :class:`VideoFileSink`: ``.mp4`` (mp4v) or ``.avi`` (MJPG), opened on the first frame.
+- :class:`PngFolderSink`: ``000000.png``, ``000001.png``, ... in a folder.
+- :class:`ImageFileSink`, :class:`ImageFolderSink` and :func:`write_image`: single images,
+  written atomically, never over an input file.
+
+:func:`open_sink` picks the sink for ``--out`` in live and video mode, :func:`open_image_sink`
+for ``--image`` mode.
+
+Modules: ``base`` (the :class:`Sink` base, :func:`to_bgr`), ``virtual_camera``, ``preview``,
+``images``, ``video``, and ``paths`` (output checks shared by the file sinks). Import from
+``portrait.sink``; the names below are re-exported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from portrait.errors import InputError
+from portrait.sink.base import Sink, to_bgr
+from portrait.sink.images import (
+    IMAGE_WRITE_EXTENSIONS,
+    ImageFileSink,
+    ImageFolderSink,
+    PngFolderSink,
+    write_image,
+)
+from portrait.sink.paths import PathLike
+from portrait.sink.preview import PreviewSink, has_display
+from portrait.sink.video import VIDEO_CODECS, VideoFileSink
+from portrait.sink.virtual_camera import (
+    V4L2LOOPBACK_HINT,
+    VirtualCameraSink,
+    camera_lost_frame,
+    device_readers,
+    virtual_camera_hint,
+)
+
+__all__ = [
+    "IMAGE_WRITE_EXTENSIONS",
+    "ImageFileSink",
+    "ImageFolderSink",
+    "PathLike",
+    "PngFolderSink",
+    "PreviewSink",
+    "Sink",
+    "V4L2LOOPBACK_HINT",
+    "VIDEO_CODECS",
+    "VideoFileSink",
+    "VirtualCameraSink",
+    "camera_lost_frame",
+    "device_readers",
+    "has_display",
+    "open_image_sink",
+    "open_sink",
+    "to_bgr",
+    "virtual_camera_hint",
+    "write_image",
+]
+
+
+def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]] = None,
+              backend: Optional[str] = None, protected: Iterable[PathLike] = ()) -> Sink:
+    """The sink for live and video mode's ``--out``.
+
+    Args:
+        out: ``None`` for the virtual camera; a ``.mp4``/``.avi`` path for a video file; a path
+            without extension (or an existing folder) for numbered PNG frames.
+        fps: frame rate of the virtual camera or the video file.
+        size: (width, height); required for the virtual camera, optional for a video file.
+        backend: pyvirtualcam backend name for the virtual camera (``None``: any).
+        protected: input files never to overwrite (the source video).
+
+    Raises:
+        DeviceError: no virtual camera device.
+        InputError: an unusable ``out``.
+    """
+    if out is None:
+        if size is None:
+            raise ValueError("the virtual camera needs a size: size=None")
+        return VirtualCameraSink(size[0], size[1], fps, backend=backend)
+    path = Path(out)
+    if path.suffix.lower() in VIDEO_CODECS:
+        return VideoFileSink(path, fps, size, protected=protected)
+    if path.is_dir() or not path.suffix:
+        return PngFolderSink(path)
+    raise InputError(f"cannot write '{out}': use a .mp4 or .avi file, or a folder for PNG frames")
+
+
+def open_image_sink(out: PathLike, *, batch: bool,
+                    protected: Iterable[PathLike] = ()) -> Union[ImageFileSink, ImageFolderSink]:
+    """The sink for ``--image`` mode: a folder for a batch (or an existing folder), else a file.
+
+    Both sinks take ``write(image, name)``; a folder sink writes ``<name>.png``.
+
+    Raises:
+        InputError: a batch ``out`` that is a file, or an unusable path (see the sinks).
+    """
+    path = Path(out)
+    if batch or path.is_dir():
+        if path.is_file():
+            raise InputError(f"cannot write a batch to '{path}': it is a file; "
+                             "give a folder for --out")
+        return ImageFolderSink(path, protected=protected)
+    return ImageFileSink(path, protected=protected)

@@ -1,0 +1,64 @@
+"""What every sink shares: the :class:`Sink` base, input checks and :func:`to_bgr`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"unexpected frame dtype: {dtype} != uint8")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ValueError(f"unexpected frame shape: {image.shape} != (H, W), (H, W, 3) or (H, W, 4)")
+
+
+def to_bgr(image: np.ndarray, size: Optional[tuple[int, int]] = None,
+           out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Convert a sink input to BGR uint8, resized to ``size`` (w, h) when it differs.
+
+    Args:
+        image: BGR, BGRA or grey uint8.
+        size: target (width, height), or ``None`` to keep the image's.
+        out: a buffer of the result's shape to reuse, or ``None``.
+
+    Returns:
+        ``image`` itself when nothing needs changing, else the converted (or ``out``) array.
+
+    Raises:
+        ValueError: an image that isn't uint8 grey/BGR/BGRA.
+    """
+    _check_image(image)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if size is None or (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    if out is None or out.shape != (size[1], size[0], 3):
+        out = np.empty((size[1], size[0], 3), np.uint8)
+    # INTER_AREA when shrinking keeps thin edges (hair) from aliasing.
+    shrink = image.shape[1] > size[0] or image.shape[0] > size[1]
+    return cv2.resize(image, tuple(size), dst=out,
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+class Sink:
+    """Base of all sinks: ``write(image)``, ``close()``, a context manager."""
+
+    frames_written = 0
+
+    def write(self, image: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finalise and release; safe to call twice."""
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

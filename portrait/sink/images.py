@@ -1,0 +1,184 @@
+"""Image file sinks: :func:`write_image` (atomic), single files, batch folders, numbered PNGs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+import cv2
+import numpy as np
+
+from portrait.errors import InputError
+from portrait.sink.base import Sink, _check_image
+from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_input
+
+log = logging.getLogger(__name__)
+
+IMAGE_WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg", ".bmp")
+_ENCODE_PARAMS = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
+
+
+def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLike] = ()) -> Path:
+    """Write one image atomically (a temporary file in the same folder, then ``os.replace``).
+
+    PNG, WebP and TIFF keep a BGRA image's alpha; JPEG and BMP drop it. A grey matte stays grey.
+
+    Args:
+        path: the output file; its extension picks the format.
+        image: BGR, BGRA or grey uint8.
+        protected: input files that must never be overwritten.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        InputError: an unsupported extension, an unwritable folder, or ``path`` is an input.
+        ValueError: an image that isn't uint8 grey/BGR/BGRA.
+    """
+    path = Path(path)
+    _check_image(image)
+    ext = _image_extension(path)
+    _refuse_input(path, _file_ids(protected))
+    if path.is_dir():
+        raise InputError(f"cannot write image '{path}': it is a folder; give a file name")
+    _prepare_folder(path.parent, f"image '{path}'")
+    if image.ndim == 3 and image.shape[2] == 4 and ext in _NO_ALPHA_EXTENSIONS:
+        log.warning("'%s': %s keeps no transparency; alpha dropped (use .png)", path, ext)
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    _write_atomic(path, _encode(path, image, ext))
+    return path
+
+
+def _image_extension(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext not in IMAGE_WRITE_EXTENSIONS:
+        raise InputError(f"cannot write image '{path}': unsupported type '{ext or 'none'}'; "
+                         "use .png (or .jpg)")
+    return ext
+
+
+def _encode(path: Path, image: np.ndarray, ext: str) -> bytes:
+    ok, encoded = cv2.imencode(ext, image, _ENCODE_PARAMS.get(ext, []))
+    if not ok:
+        raise InputError(f"cannot write image '{path}': OpenCV could not encode it as {ext}; "
+                         "use .png")
+    return encoded.tobytes()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+        os.replace(tmp_name, path)
+    except OSError as error:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise InputError(f"cannot write image '{path}': {error.strerror or error}; "
+                         "choose another --out") from None
+
+
+class ImageFileSink(Sink):
+    """One output image file (each write replaces it); checks the path at construction.
+
+    Args:
+        path: the output file (``.png`` keeps transparency).
+        protected: input files that must never be overwritten, e.g. the ``--image`` file.
+
+    Raises:
+        InputError: unsupported extension, unwritable folder, or the path is an input.
+    """
+
+    def __init__(self, path: PathLike, *, protected: Iterable[PathLike] = ()) -> None:
+        self.path = Path(path)
+        self._protected_ids = _file_ids(protected)
+        _image_extension(self.path)
+        _refuse_input(self.path, self._protected_ids)
+        if self.path.is_dir():
+            raise InputError(f"cannot write image '{self.path}': it is a folder; "
+                             "give a file name")
+        _prepare_folder(self.path.parent, f"image '{self.path}'")
+        self.frames_written = 0
+
+    def write(self, image: np.ndarray, name: Optional[str] = None) -> None:
+        """Write ``image`` to the sink's path (``name`` is ignored: there is one file)."""
+        write_image(self.path, image, protected=())  # the inputs were checked above
+        self.frames_written += 1
+
+
+class ImageFolderSink(Sink):
+    """Batch output: ``write(image, name)`` writes ``folder/<name><ext>``.
+
+    Refuses, per image, to overwrite an input file or an output already written in this run
+    (two inputs with the same stem), so a batch can report the item and carry on.
+
+    Args:
+        folder: created if needed.
+        protected: input files that must never be overwritten.
+        ext: output extension, ``.png`` by default.
+
+    Raises:
+        InputError: the folder can't be created or written (construction); an input or a
+            duplicate output name (``write``).
+    """
+
+    def __init__(self, folder: PathLike, *, protected: Iterable[PathLike] = (),
+                 ext: str = ".png") -> None:
+        self.folder = Path(folder)
+        self.ext = _image_extension(Path("x" + ext))
+        self._protected_ids = _file_ids(protected)
+        self._written: set[str] = set()
+        _prepare_folder(self.folder, f"images to '{self.folder}'")
+        self.frames_written = 0
+
+    def write(self, image: np.ndarray, name: Optional[str] = None) -> None:
+        """Write ``image`` as ``<name><ext>`` (``name`` defaults to the frame number)."""
+        name = name if name is not None else f"{self.frames_written:06d}"
+        path = self.folder / f"{name}{self.ext}"
+        if name in self._written:
+            raise InputError(f"output '{path}' was already written for another input named "
+                             f"'{name}'; rename one of them")
+        _refuse_input(path, self._protected_ids)
+        write_image(path, image)
+        self._written.add(name)
+        self.frames_written += 1
+
+
+class PngFolderSink(Sink):
+    """Numbered PNG frames: ``folder/000000.png``, ``000001.png``, ...
+
+    Raises:
+        InputError: the folder can't be created or written.
+    """
+
+    def __init__(self, folder: PathLike) -> None:
+        self.folder = Path(folder)
+        _prepare_folder(self.folder, f"frames to '{self.folder}'")
+        if any(self.folder.glob("[0-9][0-9][0-9][0-9][0-9][0-9].png")):
+            log.warning("'%s' already holds numbered frames; they will be overwritten",
+                        self.folder)
+        self.frames_written = 0
+        self._closed = False
+
+    def write(self, image: np.ndarray) -> None:
+        """Write the next numbered frame (BGRA keeps alpha, grey stays grey)."""
+        _check_image(image)
+        path = self.folder / f"{self.frames_written:06d}.png"
+        ok, encoded = cv2.imencode(".png", image)
+        if not ok:
+            raise ValueError(f"PNG encoding failed for a frame of shape {image.shape}")
+        try:
+            encoded.tofile(str(path))  # tofile: unlike imwrite, any path encoding works
+        except OSError as error:
+            raise InputError(f"cannot write frame '{path}': {error.strerror or error}; "
+                             "choose another --out") from None
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Nothing to release (each frame is complete when written); logs the count once."""
+        if self.frames_written and not self._closed:
+            log.info("wrote %d frames to '%s'", self.frames_written, self.folder)
+        self._closed = True

@@ -1,0 +1,65 @@
+"""The preview window sink (an OpenCV window)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import cv2
+import numpy as np
+
+from portrait.errors import DeviceError
+from portrait.sink.base import Sink, _check_image
+
+
+def has_display() -> bool:
+    """Whether a window can open: always on Windows/macOS, with DISPLAY or WAYLAND_DISPLAY else."""
+    if platform.system() in ("Windows", "Darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class PreviewSink(Sink):
+    """A preview window; ``quit_requested`` turns True on ``q``, Esc, or closing the window.
+
+    Raises:
+        DeviceError: no display to open a window on (checked first: Qt would abort the process).
+    """
+
+    def __init__(self, title: str = "portrait") -> None:
+        if not has_display():
+            raise DeviceError("cannot open a preview window: no display (DISPLAY is not set); "
+                              "run without --preview")
+        self.title = title
+        self.quit_requested = False
+        self.frames_written = 0
+        self._shown = False
+
+    def write(self, image: np.ndarray) -> None:
+        """Show one frame and poll the keyboard and the window."""
+        _check_image(image)
+        try:
+            if not self._shown:
+                cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+                self._shown = True
+            elif cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+                self.quit_requested = True  # the user closed the window
+                return
+            cv2.imshow(self.title, image)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as error:
+            raise DeviceError(f"cannot show the preview window ({error.err}); "
+                              "run without --preview") from None
+        self.frames_written += 1
+        if key in (ord("q"), ord("Q"), 27):
+            self.quit_requested = True
+
+    def close(self) -> None:
+        """Close the window; safe twice."""
+        if self._shown:
+            self._shown = False
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)  # let the GUI process the close
+            except cv2.error:
+                pass

@@ -1,0 +1,98 @@
+"""The video file sink: ``.mp4`` (mp4v) or ``.avi`` (MJPG) through ``cv2.VideoWriter``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Optional
+
+import cv2
+import numpy as np
+
+from portrait.capture import quiet_opencv
+from portrait.errors import InputError
+from portrait.sink.base import Sink, _check_image, to_bgr
+from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_input
+
+log = logging.getLogger(__name__)
+
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+class VideoFileSink(Sink):
+    """A video file: ``.mp4`` (mp4v) or ``.avi`` (MJPG), written with ``cv2.VideoWriter``.
+
+    The writer opens on the first frame, at ``size`` or else the first frame's size; later
+    frames of another size are resized to it (a writer silently drops mismatched frames).
+    ``close()`` releases the writer so the file is finalised and playable.
+
+    Args:
+        path: the output file; its folder is created.
+        fps: frame rate stored in the file.
+        size: (width, height), or ``None`` to take the first frame's.
+        protected: input files that must never be overwritten (the source video).
+
+    Raises:
+        InputError: another extension, an unwritable folder, the path is an input, or OpenCV
+            can't open a writer.
+    """
+
+    def __init__(self, path: PathLike, fps: float, size: Optional[tuple[int, int]] = None, *,
+                 protected: Iterable[PathLike] = ()) -> None:
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in VIDEO_CODECS:
+            raise InputError(f"cannot write video '{self.path}': unsupported type "
+                             f"'{ext or 'none'}'; use .mp4 or .avi")
+        if not (fps and 0 < fps <= 1000):
+            log.warning("video '%s': frame rate %s is not usable; writing at 30 fps",
+                        self.path, fps)
+            fps = 30.0
+        _refuse_input(self.path, _file_ids(protected))
+        if self.path.is_dir():
+            raise InputError(f"cannot write video '{self.path}': it is a folder; "
+                             "give a file name")
+        _prepare_folder(self.path.parent, f"video '{self.path}'")
+        self.fps = float(fps)
+        self.size = tuple(size) if size is not None else None
+        self._codec = VIDEO_CODECS[ext]
+        self._writer: Optional[cv2.VideoWriter] = None
+        self._buffer: Optional[np.ndarray] = None
+        self._closed = False
+        self.frames_written = 0
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        with quiet_opencv():
+            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self._codec),
+                                     self.fps, size, True)
+        if not writer.isOpened():
+            raise InputError(f"cannot write video '{self.path}': OpenCV could not open a "
+                             f"{self._codec} writer; try .avi or another --out")
+        log.info("writing video '%s' (%s, %dx%d at %g fps)", self.path, self._codec, *size,
+                 self.fps)
+        return writer
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one frame (grey and BGRA are stored as BGR)."""
+        if self._closed:
+            raise ValueError("write() after close()")
+        _check_image(image)
+        if self._writer is None:
+            self.size = self.size or (image.shape[1], image.shape[0])
+            self._writer = self._open(self.size)
+        frame = to_bgr(image, self.size, out=self._buffer)
+        if frame.shape[:2] != image.shape[:2]:
+            if self._buffer is None:
+                log.warning("video '%s': frames of %dx%d resized to %dx%d", self.path,
+                            image.shape[1], image.shape[0], *self.size)
+            self._buffer = frame
+        self._writer.write(np.ascontiguousarray(frame))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finalise the file; safe twice."""
+        self._closed = True
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            log.info("wrote %d frames to '%s'", self.frames_written, self.path)

@@ -1,0 +1,295 @@
+"""Benchmark: our pipeline against a MediaPipe-based peer on the same clip, in one run.
+
+``python -m portrait.bench --source clip.mkv --size 1280x720 [--json out.json]``
+
+The peer path is written from the published behaviour of the webcam background projects people
+use today (MediaPipe selfie segmentation plus OpenCV post-processing, single thread): confidence
+mask thresholded at 0.75, dilated 5×5, box-blurred 10×10, background Gaussian-blurred with k=21,
+blended with ``cv2.blendLinear``. It has no edge refinement and no temporal smoothing.
+
+Both read the clip (looped to ``--frames``), resized to ``--size``, and discard the output.
+Measured: throughput (as fast as possible), CPU use and latency when paced like a 30 fps camera,
+and resident memory over a long run (``--soak N``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import cv2
+import numpy as np
+import psutil
+
+from portrait.capture import Frame, VideoFileSource
+from portrait.errors import PortraitError, run_command
+from portrait.native_log import drop_model_load_noise, filtered_stderr
+from portrait.options import (
+    LIVE_MODEL,
+    CompositeOptions,
+    PipelineOptions,
+    RefineOptions,
+    SegmentOptions,
+    SmoothOptions,
+)
+from portrait.stats import RunStats
+
+log = logging.getLogger("portrait.training.bench")
+
+PEER_MODEL = Path(__file__).resolve().parents[2] / "shared/models/selfie_segmentation.tflite"
+
+
+def clip_frames(path: str, size: tuple[int, int], count: int) -> Iterator[Frame]:
+    """Decode ``path`` in a loop, resized to ``size``, until ``count`` frames were given."""
+    index = 0
+    while index < count:
+        with VideoFileSource(path) as source:
+            produced = False
+            for frame in source:
+                image = cv2.resize(frame.image, size, interpolation=cv2.INTER_LINEAR)
+                yield Frame(image, index, time.perf_counter())
+                produced = True
+                index += 1
+                if index >= count:
+                    return
+            if not produced:
+                raise PortraitError(f"clip '{path}' gave no frames; check the file")
+
+
+def paced(frames: Iterator[Frame], fps: Optional[float]) -> Iterator[Frame]:
+    """Deliver frames no faster than ``fps`` (like a camera); ``time_s`` is the delivery time."""
+    if not fps:
+        yield from frames
+        return
+    start = time.perf_counter()
+    for i, frame in enumerate(frames):
+        delay = start + i / fps - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield dataclasses.replace(frame, time_s=time.perf_counter())
+
+
+class PeerPipeline:
+    """The peer's per-frame path: MediaPipe selfie mask → threshold/dilate/box → blend over blur."""
+
+    def __init__(self, model_path: Path):
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        if not model_path.is_file():
+            raise PortraitError(f"peer model '{model_path}' not found; pass --peer-model PATH")
+        self._mp = mp
+        options = vision.ImageSegmenterOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            output_confidence_masks=True,
+            output_category_mask=False,
+        )
+        with filtered_stderr(drop_model_load_noise):
+            self.segmenter = vision.ImageSegmenter.create_from_options(options)
+        self.kernel = np.ones((5, 5), np.uint8)
+
+    def process(self, frame_bgr: np.ndarray, stats: RunStats) -> np.ndarray:
+        t0 = time.perf_counter()
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        result = self.segmenter.segment(self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
+                                                       data=rgb))
+        confidence = result.confidence_masks[-1].numpy_view()
+        t1 = time.perf_counter()
+        mask = (confidence > 0.75).astype(np.float32)
+        mask = cv2.dilate(mask, self.kernel, iterations=1)
+        mask = cv2.blur(mask, (10, 10))
+        t2 = time.perf_counter()
+        background = cv2.GaussianBlur(frame_bgr, (21, 21), 0)
+        output = cv2.blendLinear(frame_bgr, background, mask, 1.0 - mask)
+        t3 = time.perf_counter()
+        stats.add("segment", (t1 - t0) * 1000)
+        stats.add("refine", (t2 - t1) * 1000)
+        stats.add("composite", (t3 - t2) * 1000)
+        return output
+
+    def run(self, frames: Iterator[Frame]) -> RunStats:
+        """Single thread: read, process, discard; the peer's loop."""
+        stats = RunStats()
+        iterator = iter(frames)
+        while True:
+            started = time.perf_counter()
+            frame = next(iterator, None)
+            if frame is None:
+                break
+            stats.add("decode", (time.perf_counter() - started) * 1000)
+            self.process(frame.image, stats)
+            stats.add("latency", (time.perf_counter() - frame.time_s) * 1000)
+            stats.frames += 1
+        return stats
+
+    def close(self) -> None:
+        self.segmenter.close()
+
+
+class OurPipeline:
+    """Our threaded pipeline with the given model, smoothing and refinement on, blur background."""
+
+    def __init__(self, segment: SegmentOptions, blur_px: int, reuse_still: bool):
+        from portrait.composite import make_background
+        from portrait.pipeline import FrameProcessor
+        from portrait.refine import Refiner
+        from portrait.segment import create_segmenter
+        from portrait.smooth import TemporalSmoother
+
+        self.segmenter = create_segmenter(segment)
+        self.background = make_background(CompositeOptions(background="blur", blur_px=blur_px))
+        self.reuse_still = reuse_still
+        self.processor = FrameProcessor(self.segmenter, TemporalSmoother(SmoothOptions()),
+                                        Refiner(RefineOptions()), self.background)
+
+    def run(self, frames: Iterator[Frame], live: bool) -> RunStats:
+        from portrait.pipeline import StreamPipeline
+
+        options = PipelineOptions(live=live, reuse_still=self.reuse_still)
+        self.processor.options = options
+        return StreamPipeline(frames, self.processor, lambda image: None, options).run()
+
+    def close(self) -> None:
+        self.background.close()
+        self.segmenter.close()
+
+
+def _timed(run) -> dict:
+    """Run, and return its stats summary with CPU measured over exactly this run."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    stats = run()
+    cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    summary = stats.summary()
+    summary["cpu_percent"] = round(100 * cpu_s / wall_s, 1)
+    return summary
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def bench(source: str, size: tuple[int, int], frames: int, segment: SegmentOptions,
+          peer_model: Path, camera_fps: float, blur_px: int, reuse_still: bool,
+          soak: int = 0) -> dict:
+    """Run both pipelines on the same clip; return a dict of results (see the module doc)."""
+    peer = PeerPipeline(peer_model)
+    ours = OurPipeline(segment, blur_px, reuse_still)
+    try:
+        # Warm up both (first inferences, allocations) so neither pays start-up in its numbers.
+        peer.run(clip_frames(source, size, 10))
+        ours.run(clip_frames(source, size, 10), live=False)
+        results = {"source": source, "size": f"{size[0]}x{size[1]}", "frames": frames,
+                   "model": segment.model, "peer_model": str(peer_model)}
+        results["throughput"] = {
+            "peer": _timed(lambda: peer.run(clip_frames(source, size, frames))),
+            "ours": _timed(lambda: ours.run(clip_frames(source, size, frames), live=False)),
+        }
+        paced_frames = min(frames, int(camera_fps * 10))
+        results["paced"] = {
+            "fps": camera_fps,
+            "peer": _timed(lambda: peer.run(paced(clip_frames(source, size, paced_frames),
+                                                  camera_fps))),
+            "ours": _timed(lambda: ours.run(paced(clip_frames(source, size, paced_frames),
+                                                  camera_fps), live=True)),
+        }
+        if soak:
+            marks = {}
+
+            def sample(frame_iter):
+                for frame in frame_iter:
+                    if frame.index in (1000, soak - 1):
+                        marks[frame.index] = _rss_mb()
+                    yield frame
+
+            ours.run(sample(clip_frames(source, size, soak)), live=False)
+            results["memory"] = {"rss_mb_after_1000": round(marks.get(1000, 0), 1),
+                                 f"rss_mb_after_{soak}": round(marks.get(soak - 1, 0), 1),
+                                 "growth_mb": round(marks.get(soak - 1, 0) - marks.get(1000, 0), 1)}
+    finally:
+        peer.close()
+        ours.close()
+    tp, pc = results["throughput"], results["paced"]
+    results["ratios"] = {
+        "throughput_fps_ours_over_peer": round(tp["ours"]["fps"] / tp["peer"]["fps"], 3),
+        "paced_cpu_ours_over_peer": round(pc["ours"]["cpu_percent"] / max(pc["peer"]["cpu_percent"], 1e-9), 3),
+    }
+    return results
+
+
+def format_table(results: dict) -> str:
+    """A human-readable table of the results."""
+    tp, pc = results["throughput"], results["paced"]
+    lines = [
+        f"clip {results['source']} at {results['size']}, {results['frames']} frames; "
+        f"ours: {results['model']}; peer: MediaPipe selfie + OpenCV (single thread)",
+        "",
+        f"{'':34}{'ours':>12}{'peer':>12}",
+        f"{'throughput fps (as fast as possible)':34}{tp['ours']['fps']:>12.1f}{tp['peer']['fps']:>12.1f}",
+    ]
+    for stage in ("decode", "segment", "smooth", "refine", "composite", "output"):
+        ours_ms = tp["ours"]["stage_ms"].get(stage)
+        peer_ms = tp["peer"]["stage_ms"].get(stage)
+        if ours_ms is None and peer_ms is None:
+            continue
+        fmt = lambda v: f"{v:>12.2f}" if v is not None else f"{'-':>12}"
+        lines.append(f"{'  ' + stage + ' ms (mean)':34}{fmt(ours_ms)}{fmt(peer_ms)}")
+    lines += [
+        f"{'CPU % of one core at ' + format(pc['fps'], 'g') + ' fps':34}"
+        f"{pc['ours']['cpu_percent']:>12.1f}{pc['peer']['cpu_percent']:>12.1f}",
+        f"{'fps delivered at that pacing':34}{pc['ours']['fps']:>12.1f}{pc['peer']['fps']:>12.1f}",
+        f"{'latency ms, median (paced)':34}{pc['ours']['latency_ms']['median']:>12.1f}"
+        f"{pc['peer']['latency_ms']['median']:>12.1f}",
+        f"{'latency ms, p95 (paced)':34}{pc['ours']['latency_ms']['p95']:>12.1f}"
+        f"{pc['peer']['latency_ms']['p95']:>12.1f}",
+        f"{'dropped frames (paced)':34}{pc['ours']['dropped_frames']:>12}{'-':>12}",
+        "",
+        f"throughput ratio ours/peer: {results['ratios']['throughput_fps_ours_over_peer']:.2f}x "
+        f"(target >= 1.0); paced CPU ratio ours/peer: "
+        f"{results['ratios']['paced_cpu_ours_over_peer']:.2f} (target <= 1.0)",
+    ]
+    if "memory" in results:
+        memory = results["memory"]
+        lines.append(f"memory: {json.dumps(memory)} (target growth <= 50 MB)")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from portrait.cli import OneLineParser, import_tensorflow_quietly, configure_logging, parse_size
+
+    p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--source", required=True, help="video clip (looped as needed)")
+    p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
+                   help="both pipelines get the clip resized to this (default 1280x720)")
+    p.add_argument("--frames", type=int, default=600, help="frames per throughput run")
+    p.add_argument("--model", default=LIVE_MODEL,
+                   help=f"our model (default: the app's default for camera and video, {LIVE_MODEL})")
+    p.add_argument("--peer-model", type=Path, default=PEER_MODEL,
+                   help="MediaPipe selfie model for the peer path")
+    p.add_argument("--camera-fps", type=float, default=30.0, help="pacing of the CPU/latency run")
+    p.add_argument("--blur", type=int, default=CompositeOptions.blur_px, help="our blur strength")
+    p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
+    p.add_argument("--soak", type=int, default=0, metavar="N",
+                   help="also run N frames and report resident memory after 1000 and N")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    configure_logging(quiet=True)
+
+    def body() -> None:
+        import_tensorflow_quietly()
+        results = bench(args.source, args.size, args.frames, SegmentOptions(model=args.model),
+                        args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak)
+        print(format_table(results))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+    return run_command(body, traceback=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,616 @@
+"""Score models through the app's own matte path: ``python -m portrait.evaluate``.
+
+Each image goes exactly where ``python app.py --image X --matte`` sends it: the segmenter, then
+the guided-filter refiner at full resolution (the app's default :class:`RefineOptions`), giving
+a uint8 alpha matte. The matte is thresholded at 127 (alpha > 127 = person) and compared with
+the mask (>= 128 = person). Scores are per image, then averaged over images: ``miou`` is the
+mean person IoU. ``ms_per_image`` is the median time of the segmenter call (model inference,
+including its resize in and out), ``ms_refine`` the median refinement time.
+
+stdout carries one JSON line and nothing else; logs, the progress bar and the side-by-side
+table of ``--compare`` go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import heapq
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from portrait.capture import read_image
+from portrait.cli import (
+    OneLineParser,
+    import_tensorflow_quietly,
+    configure_logging,
+    parse_size,
+    positive_int,
+)
+from portrait.errors import InputError, run_command
+from portrait.options import PipelineOptions, RefineOptions, SegmentOptions
+from portrait.pipeline import FrameProcessor, Packet
+from portrait.refine import Refiner
+from portrait.segment import create_segmenter, resolve_model_path
+
+# portrait.training.metrics and portrait.training.data load TensorFlow when imported, so they are imported inside
+# the functions that use them: a usage error or a missing file answers at once, and main() can
+# hide TensorFlow's start-up chatter.
+
+log = logging.getLogger("portrait.training.evaluate")  # not "__main__" under python -m
+
+ALPHA_THRESHOLD = 127  # alpha > 127 is person, as when a user thresholds the app's --matte
+MASK_THRESHOLD = 128  # mask >= 128 is person (masks are 0/255; anti-aliased ones split evenly)
+SHEET_ROW_PX = 200
+SCORE_KEYS = ("miou", "dice", "pixel_accuracy", "boundary_f")
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One model's scores on one image, with its stage times in milliseconds."""
+
+    stem: str
+    iou: float
+    dice: float
+    pixel_accuracy: float
+    boundary_f: float
+    segment_ms: float
+    refine_ms: float
+
+
+def score_alpha(truth: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
+    """Score an alpha matte against a mask.
+
+    Args:
+        truth: bool (H, W) person mask.
+        alpha: uint8 (H, W) alpha matte, 255 = person; person where alpha > 127.
+
+    Returns:
+        ``iou``, ``dice``, ``pixel_accuracy`` and ``boundary_f`` (2 px tolerance).
+
+    Raises:
+        ValueError: shapes or dtypes that differ from the above.
+    """
+    from portrait.training import metrics
+
+    if truth.dtype != bool or alpha.dtype != np.uint8 or truth.shape != alpha.shape or alpha.ndim != 2:
+        raise ValueError(
+            f"unexpected truth/alpha: {truth.dtype} {truth.shape} / {alpha.dtype} {alpha.shape} "
+            "!= bool (H, W) / uint8 (H, W)"
+        )
+    pred = alpha > ALPHA_THRESHOLD
+    return {
+        "iou": metrics.iou(truth, pred),
+        "dice": metrics.dice(truth, pred),
+        "pixel_accuracy": metrics.pixel_accuracy(truth, pred),
+        "boundary_f": metrics.boundary_f(truth, pred),
+    }
+
+
+def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an image as the app does (BGR uint8) and its mask as a bool person mask.
+
+    A mask of another size than the image is resized to it (nearest neighbour).
+
+    Raises:
+        InputError: an unreadable image or mask.
+    """
+    image = read_image(image_path)
+    return image, read_mask(mask_path, image.shape[:2]) >= MASK_THRESHOLD
+
+
+def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """Read a mask as uint8 grey (0..255) of ``shape`` (H, W), resized (nearest) if it differs.
+
+    Raises:
+        InputError: an unreadable mask.
+    """
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise InputError(f"cannot read mask '{mask_path}': missing or not an image; check the file")
+    height, width = shape
+    if mask.shape != (height, width):
+        log.warning("mask '%s' is %dx%d, its image %dx%d: resizing the mask",
+                    mask_path, mask.shape[1], mask.shape[0], width, height)
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    return mask
+
+
+class ModelScorer:
+    """One model on the app's matte path (segmenter → refiner → alpha), scoring images.
+
+    Args:
+        segment: which model and how it runs (as the app's model options).
+        refine: the refinement stage; the app's default unless told otherwise.
+
+    Raises:
+        ModelError, DeviceError: from :func:`portrait.segment.create_segmenter`.
+    """
+
+    def __init__(self, segment: SegmentOptions, refine: RefineOptions = RefineOptions()):
+        self.model = segment.model
+        self.refine = refine
+        self.segmenter = create_segmenter(segment)
+        self.description = self.segmenter.description
+        # Literally the app's image mode: no smoother, no mask reuse, matte output.
+        self.processor = FrameProcessor(self.segmenter, None, Refiner(refine), None, matte=True,
+                                        options=PipelineOptions(reuse_still=False))
+        self.scores: list[ImageScore] = []
+
+    def alpha(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Return the app's alpha matte for ``image`` and the stage times in ms.
+
+        Does what ``FrameProcessor.process`` does, keeping the packet to read its timings.
+        """
+        packet = Packet(image=image, index=0, time_s=time.perf_counter())
+        self.processor.segment(packet)
+        self.processor.finish(packet)
+        return packet.output, packet.ms
+
+    def score(self, stem: str, image: np.ndarray, truth: np.ndarray) -> tuple[ImageScore, np.ndarray]:
+        """Run one image, score it, remember the score; returns (score, alpha)."""
+        alpha, ms = self.alpha(image)
+        score = ImageScore(stem=stem, **score_alpha(truth, alpha),
+                           segment_ms=ms["segment"], refine_ms=ms["refine"])
+        self.scores.append(score)
+        return score, alpha
+
+    def summary(self) -> dict:
+        """The JSON summary: means of the scores, medians of the times, and what ran."""
+        return summarize(self.scores, model=self.model, description=self.description,
+                         refine=self.refine.enabled)
+
+    def close(self) -> None:
+        """Release the model. Safe to call twice."""
+        self.segmenter.close()
+
+    def __enter__(self) -> "ModelScorer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def summarize(scores: Sequence[ImageScore], **extra) -> dict:
+    """Average per-image scores and take median times.
+
+    Args:
+        scores: per-image scores of one model (not empty).
+        extra: further keys for the summary (model, description, ...).
+
+    Returns:
+        ``n``, ``miou``, ``dice``, ``pixel_accuracy``, ``boundary_f`` (means over images),
+        ``ms_per_image`` and ``ms_refine`` (medians), then ``extra``.
+
+    Raises:
+        ValueError: no scores.
+    """
+    if not scores:
+        raise ValueError("no scores to summarise: 0 images != at least 1")
+
+    def mean(values) -> float:
+        return round(float(np.mean(np.asarray(list(values), np.float64))), 5)
+
+    return {
+        "n": len(scores),
+        "miou": mean(s.iou for s in scores),
+        "dice": mean(s.dice for s in scores),
+        "pixel_accuracy": mean(s.pixel_accuracy for s in scores),
+        "boundary_f": mean(s.boundary_f for s in scores),
+        "ms_per_image": round(statistics.median(s.segment_ms for s in scores), 3),
+        "ms_refine": round(statistics.median(s.refine_ms for s in scores), 3),
+        **extra,
+    }
+
+
+def paired_difference(first: Sequence[ImageScore], other: Sequence[ImageScore]) -> dict:
+    """How ``other`` compares with ``first`` image by image (the same images, in the same order).
+
+    A difference of means between two models on a few dozen images is mostly noise; the standard
+    error of the per-image difference says how much of it to believe.
+
+    Returns:
+        ``miou_diff`` (mean of other − first IoU per image), ``miou_diff_se`` (its standard
+        error; None for a single image), ``images_higher`` and ``images_lower`` (how many images
+        ``other`` scores higher or lower on).
+
+    Raises:
+        ValueError: the two lists are not scores of the same images.
+    """
+    stems, other_stems = [s.stem for s in first], [s.stem for s in other]
+    if not stems or stems != other_stems:
+        raise ValueError(f"paired scores need the same images in the same order, at least one: "
+                         f"{len(other_stems)} images from {other_stems[:3]} != "
+                         f"{len(stems)} images from {stems[:3]}")
+    diff = np.array([b.iou - a.iou for a, b in zip(first, other)], np.float64)
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else None
+    return {
+        "miou_diff": round(float(diff.mean()), 5),
+        "miou_diff_se": None if se is None else round(se, 5),
+        "images_higher": int(np.sum(diff > 0)),
+        "images_lower": int(np.sum(diff < 0)),
+    }
+
+
+# ---------------------------------------------------------------- contact sheet
+
+
+@dataclass(order=True)
+class _Worst:
+    """A heap entry: the negated IoU first, so the heap top is the best of the worst kept."""
+
+    neg_iou: float
+    order: int
+    stem: str = field(compare=False)
+    image: np.ndarray = field(compare=False)
+    truth: np.ndarray = field(compare=False)
+    alphas: list = field(compare=False)
+    ious: list = field(compare=False)
+
+
+class WorstImages:
+    """Keeps the ``count`` images with the lowest IoU of the first model, and their mattes."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._heap: list[_Worst] = []
+        self._seen = 0
+
+    def offer(self, stem: str, image: np.ndarray, truth: np.ndarray,
+              alphas: Sequence[np.ndarray], ious: Sequence[float]) -> None:
+        """Consider one image; ``alphas``/``ious`` are per model, the first one ranks."""
+        if self.count <= 0:
+            return
+        self._seen += 1
+        entry = _Worst(-ious[0], self._seen, stem, image, truth, [a.copy() for a in alphas], list(ious))
+        if len(self._heap) < self.count:
+            heapq.heappush(self._heap, entry)
+        elif entry > self._heap[0]:
+            heapq.heapreplace(self._heap, entry)
+
+    def rows(self) -> list[_Worst]:
+        """The kept images, worst first."""
+        return sorted(self._heap, reverse=True)
+
+
+def _thumbnail(image: np.ndarray, height_px: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    size = (max(1, round(width * height_px / height)), height_px)
+    shrinking = height_px <= height
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def prediction_view(alpha: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The matte in grey, with its errors tinted: red = false person, blue = missed person.
+
+    Args:
+        alpha: uint8 (H, W) matte.
+        truth: bool (H, W) mask.
+
+    Returns:
+        BGR uint8 (H, W, 3).
+    """
+    view = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR)
+    pred = alpha > ALPHA_THRESHOLD
+    false_person, missed = pred & ~truth, truth & ~pred
+    view[false_person] = (view[false_person] // 2 + np.array([0, 0, 127], np.uint8))
+    view[missed] = (view[missed] // 2 + np.array([127, 0, 0], np.uint8))
+    return view
+
+
+def _label(tile: np.ndarray, text: str) -> None:
+    """Draw ``text`` in the top-left corner on a dark box, in place."""
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    (width, height), baseline = cv2.getTextSize(text, font, scale, thickness)
+    cv2.rectangle(tile, (0, 0), (width + 6, height + baseline + 6), (0, 0, 0), cv2.FILLED)
+    cv2.putText(tile, text, (3, height + 3), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def sheet_row(stem: str, image: np.ndarray, truth: np.ndarray, alphas: Sequence[np.ndarray],
+              ious: Sequence[float], names: Sequence[str], height_px: int = SHEET_ROW_PX) -> np.ndarray:
+    """One contact-sheet row: image | truth | prediction of each model, ``height_px`` high.
+
+    The image tile is labelled with the stem, each prediction with its model's name and IoU.
+
+    Returns:
+        BGR uint8 (height_px, W, 3).
+    """
+    tiles = [_thumbnail(image, height_px),
+             _thumbnail(cv2.cvtColor(truth.astype(np.uint8) * 255, cv2.COLOR_GRAY2BGR), height_px)]
+    _label(tiles[0], stem)
+    _label(tiles[1], "truth")
+    for alpha, iou, name in zip(alphas, ious, names):
+        tile = _thumbnail(prediction_view(alpha, truth), height_px)
+        _label(tile, f"IoU {iou:.3f} {name}")  # IoU first: a narrow tile cuts the name
+        tiles.append(tile)
+    return np.hstack(tiles)
+
+
+def contact_sheet(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack rows of equal height; narrower rows are padded on the right with black.
+
+    Raises:
+        ValueError: no rows.
+    """
+    if not rows:
+        raise ValueError("no rows for the contact sheet: 0 != at least 1")
+    width = max(row.shape[1] for row in rows)
+    padded = [cv2.copyMakeBorder(row, 0, 0, 0, width - row.shape[1], cv2.BORDER_CONSTANT, value=0)
+              for row in rows]
+    return np.vstack(padded)
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate and where the results go.
+
+    Attributes:
+        data: a folder with ``images/`` and ``masks/``.
+        list_file: a file of stems, one per line; None = every image with a mask.
+        max_items: only the first N pairs.
+        sheet: write a contact sheet of the worst images here (PNG).
+        worst: how many images the sheet shows.
+        progress: show a progress bar on stderr.
+    """
+
+    data: str
+    list_file: Optional[str] = None
+    max_items: Optional[int] = None
+    sheet: Optional[str] = None
+    worst: int = 12
+    progress: bool = True
+
+
+def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
+    """Fail fast, before any model loads, on missing models, data, list file or sheet folder.
+
+    Raises:
+        ModelError: a model file that does not exist.
+        InputError: a missing data folder, list file, or folder for the sheet.
+    """
+    for model in models:
+        resolve_model_path(model.model)
+    data = Path(options.data)
+    if not data.is_dir():
+        raise InputError(f"data folder '{data}' not found; pass --data DIR with images/ and masks/")
+    if options.list_file is not None and not Path(options.list_file).is_file():
+        raise InputError(f"list file '{options.list_file}' not found; pass --list FILE of image "
+                         "stems, one per line, or leave it out to use every image with a mask")
+    if options.sheet is not None:
+        sheet = Path(options.sheet)
+        if not sheet.parent.is_dir():
+            raise InputError(f"cannot write the sheet '{sheet}': folder '{sheet.parent}' not found; "
+                             "create it or pass another --sheet path")
+        if not cv2.haveImageWriter(str(sheet)):
+            raise InputError(f"cannot write the sheet '{sheet}': unknown image type; use a .png path")
+
+
+def list_pairs(options: EvalOptions) -> list[tuple[str, str]]:
+    """The (image, mask) pairs to score, in list order.
+
+    Raises:
+        InputError: a bad folder layout, an empty list, or a listed stem without image or mask.
+    """
+    from portrait.training.data import find_pairs, read_stems
+
+    stems = None
+    if options.list_file is not None:
+        stems = read_stems(Path(options.list_file))
+        if not stems:
+            raise InputError(f"list file '{options.list_file}' lists no stems; put one image stem "
+                             "per line")
+    pairs = find_pairs(Path(options.data), stems)
+    if options.max_items is not None:
+        pairs = pairs[: options.max_items]
+    return pairs
+
+
+def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
+             refine: RefineOptions = RefineOptions()) -> list[dict]:
+    """Score each model on the data, interleaved image by image (same load, same images).
+
+    Args:
+        options: data, list, limits, sheet.
+        models: the first one ranks the worst images for the sheet; the others are compared.
+        refine: the refinement stage for every model.
+
+    Returns:
+        One summary per model (see :func:`summarize`), in ``models`` order; each compared
+        model's has ``paired``, its image-by-image difference from the first model (see
+        :func:`paired_difference`).
+
+    Raises:
+        InputError, ModelError, DeviceError: bad data, models or paths.
+    """
+    from tqdm import tqdm
+
+    check_paths(options, models)
+    pairs = list_pairs(options)
+    worst = WorstImages(options.worst if options.sheet else 0)
+    with contextlib.ExitStack() as stack:
+        scorers = [stack.enter_context(ModelScorer(model, refine)) for model in models]
+        for image_path, mask_path in tqdm(pairs, unit="image", desc="evaluate", file=sys.stderr,
+                                          disable=not options.progress, dynamic_ncols=True):
+            stem = Path(image_path).stem
+            image, truth = read_pair(image_path, mask_path)
+            results = [scorer.score(stem, image, truth) for scorer in scorers]
+            worst.offer(stem, image, truth, [alpha for _, alpha in results],
+                        [score.iou for score, _ in results])
+        summaries = [scorer.summary() for scorer in scorers]
+        for scorer, summary in zip(scorers[1:], summaries[1:]):
+            summary["paired"] = paired_difference(scorers[0].scores, scorer.scores)
+    if options.sheet:
+        names = [Path(model.model).stem for model in models]
+        rows = [sheet_row(w.stem, w.image, w.truth, w.alphas, w.ious, names) for w in worst.rows()]
+        write_image(Path(options.sheet), contact_sheet(rows))
+        log.info("contact sheet of the %d worst images by IoU written to %s", len(rows), options.sheet)
+    return summaries
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write an image file.
+
+    Raises:
+        InputError: the file cannot be written.
+    """
+    try:
+        written = cv2.imwrite(str(path), image)
+    except cv2.error:
+        written = False
+    if not written:
+        raise InputError(f"cannot write '{path}'; check that its folder exists and is writable")
+
+
+def format_table(summaries: Sequence[dict]) -> str:
+    """Side-by-side scores as a small text table (one row per model), plus a verdict line."""
+    names = [Path(s["model"]).name for s in summaries]
+    if len(set(names)) < len(names):  # the same file twice, e.g. on two backends
+        names = [f"{name} [{i + 1}]" for i, name in enumerate(names)]
+    width = max(12, *(len(n) for n in names))
+    header = (f"{'model':<{width}}  {'mIoU':>7}  {'Dice':>7}  {'pix acc':>7}  {'bound F':>7}  "
+              f"{'ms/img':>7}  {'ms refine':>9}  {'n':>5}")
+    lines = [header, "-" * len(header)]
+    for name, s in zip(names, summaries):
+        lines.append(f"{name:<{width}}  {s['miou']:>7.4f}  {s['dice']:>7.4f}  "
+                     f"{s['pixel_accuracy']:>7.4f}  {s['boundary_f']:>7.4f}  "
+                     f"{s['ms_per_image']:>7.2f}  {s['ms_refine']:>9.2f}  {s['n']:>5d}")
+    if len(summaries) > 1:
+        best = max(range(len(summaries)), key=lambda i: summaries[i]["miou"])
+        others = [s["miou"] for i, s in enumerate(summaries) if i != best]
+        lines.append(f"higher mIoU: {names[best]} (+{summaries[best]['miou'] - max(others):.4f})")
+        for name, s in zip(names[1:], summaries[1:]):
+            paired = s.get("paired")
+            if paired and paired["miou_diff_se"] is not None:
+                lines.append(
+                    f"per image, {name} minus {names[0]}: {paired['miou_diff']:+.4f} IoU "
+                    f"(standard error {paired['miou_diff_se']:.4f}); higher on "
+                    f"{paired['images_higher']}, lower on {paired['images_lower']} of {s['n']}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[int]:
+    """Send everything written to stdout (Python or native code) to stderr for a while.
+
+    Yields a duplicate of the real stdout's file descriptor, for the one line that belongs
+    there. Converters and runtimes sometimes print to stdout; the JSON line must stand alone.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield saved
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m portrait.evaluate`` command line."""
+    p = OneLineParser(
+        prog="python -m portrait.evaluate",
+        description="Score a model through the app's matte path (segmenter, guided-filter "
+                    "refinement, alpha > 127) against masks; prints one JSON line on stdout.",
+    )
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help=".hdf5/.h5/.keras or .tflite model; a bare name is looked up in weights/")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder with images/ and masks/")
+    p.add_argument("--list", dest="list_file", metavar="FILE",
+                   help="file of image stems, one per line (default: every image with a mask)")
+    p.add_argument("--max-items", type=positive_int, metavar="N", help="only the first N images")
+    p.add_argument("--compare", metavar="PATH",
+                   help="a second model scored in the same run; the JSON gains a 'compare' object "
+                        "and a side-by-side table goes to stderr")
+    p.add_argument("--sheet", metavar="PNG",
+                   help="write a contact sheet of the worst images by IoU: image | truth | "
+                        "prediction (errors tinted red = false person, blue = missed)")
+    p.add_argument("--worst", type=positive_int, default=12, metavar="N",
+                   help="images on the contact sheet (default: 12)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="score the bilinear upscale of the model output, without the guided filter")
+    p.add_argument("--tta", action="store_true",
+                   help="score both models with the app's --tta: each image's output averaged "
+                        "with the output on its mirror image")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    model = p.add_argument_group("model options (as in the app; they apply to --model)")
+    model.add_argument("--backend", choices=("auto", "keras", "tflite", "mediapipe"), default="auto")
+    model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    model.add_argument("--input-norm", choices=("auto", "raw", "unit", "symmetric"), default="auto")
+    model.add_argument("--input-size", type=parse_size, metavar="WxH")
+    model.add_argument("--letterbox", action="store_true")
+    model.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    model.add_argument("--trust-model", action="store_true",
+                       help="allow Keras models with serialised code (Lambda layers)")
+    other = p.add_argument_group("options of the --compare model (the rest are detected)")
+    other.add_argument("--compare-backend", choices=("auto", "keras", "tflite", "mediapipe"),
+                       default="auto")
+    other.add_argument("--compare-input-norm", choices=("auto", "raw", "unit", "symmetric"),
+                       default="auto")
+    other.add_argument("--compare-input-size", type=parse_size, metavar="WxH")
+
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[SegmentOptions], RefineOptions]:
+    """Turn parsed arguments into (evaluation options, model options, refine options)."""
+    models = [SegmentOptions(model=args.model, backend=args.backend, device=args.device,
+                             input_norm=args.input_norm, input_size=args.input_size,
+                             letterbox=args.letterbox, threads=args.threads,
+                             trust_model=args.trust_model, tta=args.tta)]
+    if args.compare:
+        models.append(SegmentOptions(model=args.compare, backend=args.compare_backend,
+                                     device=args.device, input_norm=args.compare_input_norm,
+                                     input_size=args.compare_input_size, threads=args.threads,
+                                     trust_model=args.trust_model, tta=args.tta))
+    evaluation = EvalOptions(data=args.data, list_file=args.list_file, max_items=args.max_items,
+                             sheet=args.sheet, worst=args.worst,
+                             progress=not (args.no_progress or args.quiet))
+    return evaluation, models, RefineOptions(enabled=not args.no_refine)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the evaluation; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+
+    def body() -> None:
+        evaluation, models, refine = options_from_args(args)
+        check_paths(evaluation, models)  # before TensorFlow's slow start
+        with stdout_to_stderr() as stdout_fd:
+            if not args.debug:
+                import_tensorflow_quietly()
+            summaries = evaluate(evaluation, models, refine)
+            if len(summaries) > 1:
+                sys.stderr.write(format_table(summaries) + "\n")
+            result = dict(summaries[0])
+            if len(summaries) > 1:
+                result["compare"] = summaries[1]
+            result.update(data=evaluation.data, list=evaluation.list_file)
+            os.write(stdout_fd, (json.dumps(result) + "\n").encode())
+
+    return run_command(body, traceback=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The layout's one rule: the app's runtime never imports the model workshop."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_runtime_never_imports_training():
+    # A fresh interpreter: this test session has imported the workshop for other tests.
+    code = (
+        "import sys\n"
+        "import portrait.cli, portrait.run, portrait.pipeline, portrait.capture, portrait.segment, "
+        "portrait.sink, portrait.composite, portrait.refine, portrait.smooth\n"
+        "print(sorted(m for m in sys.modules if m.startswith('portrait.training')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_workshop_imports_alone():
+    code = "import portrait.training.train, portrait.training.evaluate, portrait.training.bench; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
