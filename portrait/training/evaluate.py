@@ -435,15 +435,40 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
     Raises:
         InputError, ModelError, DeviceError: bad data, models or paths.
     """
+    check_paths(options, models)
+    worst = WorstImages(options.worst if options.sheet else 0)
+    summaries = score_pairs(list_pairs(options), models, refine, options.progress, worst)
+    if options.sheet:
+        names = [Path(model.model).stem for model in models]
+        rows = [sheet_row(w.stem, w.image, w.truth, w.alphas, w.ious, names) for w in worst.rows()]
+        write_image(Path(options.sheet), contact_sheet(rows))
+        log.info("contact sheet of the %d worst images by IoU written to %s", len(rows), options.sheet)
+    return summaries
+
+
+def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOptions],
+                refine: RefineOptions = RefineOptions(), progress: bool = True,
+                worst: Optional["WorstImages"] = None) -> list[dict]:
+    """Score each model on (image, mask) pairs, interleaved image by image (same load, same images).
+
+    Args:
+        pairs: image and mask paths.
+        models: the first one ranks the worst images for ``worst``; the others are compared.
+        refine: the refinement stage for every model.
+        progress: show a progress bar on stderr.
+        worst: collects the worst images for a contact sheet, if given.
+
+    Returns:
+        One summary per model (see :func:`summarize`), in ``models`` order; each compared
+        model's has ``paired`` (see :func:`paired_difference`).
+    """
     from tqdm import tqdm
 
-    check_paths(options, models)
-    pairs = list_pairs(options)
-    worst = WorstImages(options.worst if options.sheet else 0)
+    worst = worst or WorstImages(0)
     with contextlib.ExitStack() as stack:
         scorers = [stack.enter_context(ModelScorer(model, refine)) for model in models]
         for image_path, mask_path in tqdm(pairs, unit="image", desc="evaluate", file=sys.stderr,
-                                          disable=not options.progress, dynamic_ncols=True):
+                                          disable=not progress, dynamic_ncols=True):
             stem = Path(image_path).stem
             image, truth = read_pair(image_path, mask_path)
             results = [scorer.score(stem, image, truth) for scorer in scorers]
@@ -452,11 +477,6 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
         summaries = [scorer.summary() for scorer in scorers]
         for scorer, summary in zip(scorers[1:], summaries[1:]):
             summary["paired"] = paired_difference(scorers[0].scores, scorer.scores)
-    if options.sheet:
-        names = [Path(model.model).stem for model in models]
-        rows = [sheet_row(w.stem, w.image, w.truth, w.alphas, w.ious, names) for w in worst.rows()]
-        write_image(Path(options.sheet), contact_sheet(rows))
-        log.info("contact sheet of the %d worst images by IoU written to %s", len(rows), options.sheet)
     return summaries
 
 
@@ -531,7 +551,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, metavar="PATH",
                    help=".hdf5/.h5/.keras or .tflite model; a bare name is looked up in weights/")
-    p.add_argument("--data", required=True, metavar="DIR", help="folder with images/ and masks/")
+    p.add_argument("--data", metavar="DIR",
+                   help="folder with images/ and masks/; with --suite, the data root that holds "
+                        "eg1800/, ccp_fashion/, coco_person/, pelota/ and videos/ (default: "
+                        "../shared/data beside the project)")
+    p.add_argument("--suite", action="store_true",
+                   help="score --model against --compare on every domain of the product suite "
+                        "(held-out photos of each set, held-out webcam clips through the video "
+                        "path, the segmenter's cost at 1280x720): tables on stderr, one JSON line "
+                        "on stdout")
     p.add_argument("--list", dest="list_file", metavar="FILE",
                    help="file of image stems, one per line (default: every image with a mask)")
     p.add_argument("--max-items", type=positive_int, metavar="N", help="only the first N images")
@@ -591,8 +619,16 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the evaluation; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.suite and not args.compare:
+        parser.error("--suite needs --compare PEER, the model to measure against "
+                     "(e.g. ../shared/models/selfie_segmentation.tflite)")
+    if not args.suite and not args.data:
+        parser.error("the following arguments are required: --data")
     configure_logging(args.verbose, args.quiet)
+    if args.suite:
+        return run_command(lambda: _suite_body(args), traceback=args.debug)
 
     def body() -> None:
         evaluation, models, refine = options_from_args(args)
@@ -610,6 +646,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             os.write(stdout_fd, (json.dumps(result) + "\n").encode())
 
     return run_command(body, traceback=args.debug)
+
+
+def _suite_body(args: argparse.Namespace) -> None:
+    from portrait.segment import PROJECT_ROOT
+    from portrait.training import suite
+
+    root = Path(args.data) if args.data else PROJECT_ROOT.parent / "shared" / "data"
+    if not root.is_dir():
+        raise InputError(f"suite data root '{root}' not found; pass --data DIR that holds eg1800/, "
+                         "ccp_fashion/, coco_person/, pelota/ and videos/")
+    _, models, _ = options_from_args(args)
+    for model in models:
+        resolve_model_path(model.model)
+    suite.clip_paths(root)
+    with stdout_to_stderr() as stdout_fd:
+        if not args.debug:
+            import_tensorflow_quietly()
+        result = suite.run_suite(root, models, max_items=args.max_items,
+                                 progress=not (args.no_progress or args.quiet))
+        sys.stderr.write(suite.format_suite(result) + "\n")
+        os.write(stdout_fd, (json.dumps(result) + "\n").encode())
 
 
 if __name__ == "__main__":

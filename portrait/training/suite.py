@@ -1,0 +1,317 @@
+"""The product suite: a model against its peer on every kind of scene a person meets, in one run.
+
+``python -m portrait.evaluate --suite --model M --compare PEER [--data ../shared/data]``
+
+Each model goes through the app's own paths, interleaved with the peer so both share the
+machine's load:
+
+* photos (``--image`` path: segmenter, guided filter, alpha > 127), mIoU and boundary F on the
+  held-out part of each labelled set (:data:`PHOTO_DOMAINS`);
+* webcam video (the video-file path: segmenter with still-scene reuse, temporal smoothing, guided
+  filter), with no labels: stray area, frames with stray, flicker (:mod:`video_metrics`) on the
+  held-out clips (:data:`WEBCAM_CLIPS`);
+* cost: the segmenter's median milliseconds on a 1280x720 frame (the live 16:9 input).
+
+The held-out parts are fixed by rule here, so training can leave them out: a photo set's sorted
+stems, every k-th one (the 1-based positions k, 2k, ...), and whole clips. ``training_split``
+writes the complementary list files for training. The verdict is the worst domain against the
+peer, not a mean over domains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from portrait.capture import VideoFileSource
+from portrait.errors import InputError
+from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
+from portrait.pipeline import FrameProcessor
+from portrait.refine import Refiner
+from portrait.segment import create_segmenter
+from portrait.smooth import TemporalSmoother
+from portrait.training.video_metrics import SequenceScore
+
+log = logging.getLogger("portrait.training.suite")
+
+COST_FRAME_SIZE = (1280, 720)
+COST_REPEATS = 60
+
+
+@dataclass(frozen=True)
+class PhotoDomain:
+    """A held-out slice of a labelled photo set under the data root.
+
+    Attributes:
+        name: the table's row name.
+        folder: the set's folder under the data root (``images/``, ``masks/``).
+        every: hold out every ``every``-th stem of the sorted pool (1-based positions).
+        pool: a list file in the folder that the pool comes from; None = every image with a mask.
+        whole_list: score the whole list file instead (a set's own validation list).
+    """
+
+    name: str
+    folder: str
+    every: int = 0
+    pool: Optional[str] = None
+    whole_list: Optional[str] = None
+
+
+PHOTO_DOMAINS = (
+    PhotoDomain("portraits, EG1800 other.txt", "eg1800", whole_list="other.txt"),
+    PhotoDomain("portraits, EG1800 H (train.txt, every 5th)", "eg1800", every=5, pool="train.txt"),
+    PhotoDomain("full bodies, ccp_fashion (every 10th)", "ccp_fashion", every=10),
+    PhotoDomain("everyday scenes, coco_person (every 5th)", "coco_person", every=5),
+    PhotoDomain("indoor sports, pelota (every 4th)", "pelota", every=4),
+)
+# Clips scored by the suite, never trained on, pseudo-labelled or tuned on. Two signers (the
+# orange hoodie in learn and school) appear in no training clip.
+WEBCAM_CLIPS = ("learn", "milk", "please", "school", "sorry", "want")
+CLIP_PATTERN = "videos/asl_{}.mkv"
+
+
+def holdout_stems(stems: Sequence[str], every: int) -> list[str]:
+    """Every ``every``-th stem of the sorted stems (1-based positions every, 2*every, ...)."""
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    return sorted(stems)[every - 1::every]
+
+
+def training_stems(stems: Sequence[str], every: int) -> list[str]:
+    """The sorted stems that :func:`holdout_stems` leaves for training."""
+    held = set(holdout_stems(stems, every))
+    return [s for s in sorted(stems) if s not in held]
+
+
+def _pool(root: Path, domain: PhotoDomain) -> list[str]:
+    from portrait.training.data import find_pairs, read_stems
+
+    folder = root / domain.folder
+    if domain.pool:
+        return read_stems(folder / domain.pool)
+    return [Path(image).stem for image, _ in find_pairs(folder)]
+
+
+def domain_pairs(root: Path, domain: PhotoDomain) -> list[tuple[str, str]]:
+    """The (image, mask) pairs a domain scores.
+
+    Raises:
+        InputError: the set is missing or laid out wrongly.
+    """
+    from portrait.training.data import find_pairs, read_stems
+
+    folder = root / domain.folder
+    if not folder.is_dir():
+        raise InputError(f"suite data '{folder}' not found; pass --data with the shared data root "
+                         f"(it holds {', '.join(sorted({d.folder for d in PHOTO_DOMAINS}))} and videos/)")
+    if domain.whole_list:
+        stems = read_stems(folder / domain.whole_list)
+    else:
+        stems = holdout_stems(_pool(root, domain), domain.every)
+    return find_pairs(folder, stems)
+
+
+def training_split(root: Path, out: Path) -> dict[str, int]:
+    """Write, for each photo set, a training list that leaves out everything the suite scores.
+
+    ``out/<set>/train.txt`` lists the stems, beside links to the set's ``images/`` and ``masks/``,
+    so ``python -m portrait.training.train --data out/<set>/train.txt`` reads it as it is.
+
+    Returns:
+        The number of training stems per set.
+    """
+    counts = {}
+    for folder in sorted({d.folder for d in PHOTO_DOMAINS}):
+        scored = {Path(image).stem for d in PHOTO_DOMAINS if d.folder == folder
+                  for image, _ in domain_pairs(root, d)}
+        pool = set()
+        for d in PHOTO_DOMAINS:
+            if d.folder == folder and not d.whole_list:
+                pool |= set(_pool(root, d))
+        stems = sorted(pool - scored)
+        target = out / folder
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("images", "masks"):
+            link = target / name
+            if not link.exists():
+                link.symlink_to((root / folder / name).resolve(), target_is_directory=True)
+        (target / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+        counts[folder] = len(stems)
+    return counts
+
+
+def clip_paths(root: Path, clips: Sequence[str] = WEBCAM_CLIPS) -> list[Path]:
+    """The held-out clips' files.
+
+    Raises:
+        InputError: a clip is missing.
+    """
+    paths = [root / CLIP_PATTERN.format(name) for name in clips]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"suite clip '{missing[0]}' not found; pass --data with the shared data root")
+    return paths
+
+
+def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = None) -> SequenceScore:
+    """Run a clip through the app's video-file path (matte output) and score its mattes."""
+    score = SequenceScore()
+    with VideoFileSource(path) as source:
+        frames = iter(source)
+        first = next(frames, None)
+        if first is None:
+            raise InputError(f"clip '{path}' gave no frames; check the file")
+        height, width = first.image.shape[:2]
+        with create_segmenter(_with_frame_size(segment, (width, height))) as segmenter:
+            processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                                       Refiner(RefineOptions()), None, matte=True,
+                                       options=PipelineOptions())
+            for frame in itertools.islice(itertools.chain([first], frames), max_frames):
+                score.add(frame.image, processor.process(frame.image))
+    return score
+
+
+def _with_frame_size(segment: SegmentOptions, size: tuple[int, int]) -> SegmentOptions:
+    return replace(segment, frame_size=size)
+
+
+def segment_cost_ms(models: Sequence[SegmentOptions], frame_bgr: np.ndarray,
+                    repeats: int = COST_REPEATS) -> list[dict]:
+    """Median milliseconds of each model's segmenter on one frame, the calls interleaved.
+
+    Returns:
+        Per model: ``ms`` (median), ``input`` (the model input the app uses, ``WxH``).
+    """
+    height, width = frame_bgr.shape[:2]
+    with contextlib.ExitStack() as stack:
+        segmenters = [stack.enter_context(create_segmenter(_with_frame_size(m, (width, height))))
+                      for m in models]
+        times = [[] for _ in models]
+        for segmenter in segmenters:
+            segmenter.segment(frame_bgr)  # warm-up
+        for _ in range(repeats):
+            for segmenter, spent in zip(segmenters, times):
+                started = time.perf_counter()
+                segmenter.segment(frame_bgr)
+                spent.append((time.perf_counter() - started) * 1000)
+        return [{"ms": round(statistics.median(spent), 3),
+                 "input": "{}x{}".format(*segmenter.input_size)}
+                for segmenter, spent in zip(segmenters, times)]
+
+
+def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[int] = None,
+              progress: bool = True) -> dict:
+    """Score the models on every domain of the suite.
+
+    Args:
+        root: the data root (``eg1800/``, ``ccp_fashion/``, ..., ``videos/``).
+        models: the model first, its peer second (more are scored alike).
+        max_items: at most this many photos per domain and frames per clip (quick runs).
+
+    Returns:
+        ``photos``: per domain, one summary per model (see ``evaluate.summarize``; compared
+        models with ``paired``); ``webcam``: per clip and for all clips pooled, per model
+        ``frames``, ``stray_mean``, ``stray_frames``, ``stray_share``, ``flicker``,
+        ``still_pairs``; ``cost``: per model ``ms`` and ``input``; ``worst`` (see
+        :func:`worst_domain`).
+
+    Raises:
+        InputError: missing suite data.
+    """
+    import cv2
+
+    from portrait.training.evaluate import score_pairs
+
+    clips = clip_paths(root)
+    domains = {domain.name: domain_pairs(root, domain)[:max_items] for domain in PHOTO_DOMAINS}
+    photos = {}
+    for name, pairs in domains.items():
+        log.info("suite: %s, %d photos", name, len(pairs))
+        photos[name] = score_pairs(pairs, models, progress=progress)
+    scores = {}
+    for path in clips:
+        log.info("suite: webcam clip %s", path.name)
+        scores[path.stem.removeprefix("asl_")] = [score_clip(m, path, max_items) for m in models]
+    scores["all held-out clips"] = [
+        SequenceScore(strays=[s for clip in clips for s in scores[clip.stem.removeprefix("asl_")][i].strays],
+                      flickers=[f for clip in clips
+                                for f in scores[clip.stem.removeprefix("asl_")][i].flickers])
+        for i in range(len(models))]
+    webcam = {name: [clip_summary(score) for score in per_model] for name, per_model in scores.items()}
+    with VideoFileSource(clips[0]) as source:
+        frame = cv2.resize(next(iter(source)).image, COST_FRAME_SIZE, interpolation=cv2.INTER_AREA)
+    result = {"models": [m.model for m in models], "photos": photos, "webcam": webcam,
+              "cost": segment_cost_ms(models, frame)}
+    result["worst"] = worst_domain(result)
+    return result
+
+
+def clip_summary(score: SequenceScore) -> dict:
+    """A clip's (or pooled clips') numbers for the JSON and the table."""
+    return {"frames": score.frames, "stray_mean": round(score.stray_mean, 6),
+            "stray_frames": score.stray_frames,
+            "stray_share": round(score.stray_frames / max(score.frames, 1), 4),
+            "flicker": None if score.flicker is None else round(score.flicker, 6),
+            "still_pairs": len(score.flickers)}
+
+
+def worst_domain(result: dict) -> dict:
+    """The domain where the model does worst against the peer (models[0] against models[1]).
+
+    Photos compare mIoU (model − peer); webcam compares the share of frames with stray area
+    (peer − model, so negative is worse for the model, as for photos). The most negative
+    difference names the worst domain.
+    """
+    rows = []
+    for name, summaries in result["photos"].items():
+        rows.append((round(summaries[0]["miou"] - summaries[1]["miou"], 5), name, "mIoU"))
+    for name, summaries in result["webcam"].items():
+        rows.append((round(summaries[1]["stray_share"] - summaries[0]["stray_share"], 5),
+                     f"webcam {name}", "share of frames with stray"))
+    difference, name, measure = min(rows)
+    return {"domain": name, "measure": measure, "difference": difference}
+
+
+def format_suite(result: dict) -> str:
+    """The suite's tables (photos, webcam, cost) and its verdict, for a terminal."""
+    names = [Path(m).name for m in result["models"]]
+    ours, peer = names[0], names[1]
+    lines = [f"suite: {ours} against {peer}", ""]
+    width = max(len(n) for n in result["photos"]) + 2
+    header = (f"{'photos (held out)':<{width}}{'n':>5}  {'mIoU':>7} {'peer':>7}  {'diff':>8} {'± se':>7}"
+              f"  {'bound F':>7} {'peer':>7}")
+    lines += [header, "-" * len(header)]
+    for name, (a, b, *_) in result["photos"].items():
+        paired = b["paired"]  # peer minus ours, image by image
+        se = paired["miou_diff_se"]
+        lines.append(f"{name:<{width}}{a['n']:>5}  {a['miou']:>7.4f} {b['miou']:>7.4f}  "
+                     f"{-paired['miou_diff']:>+8.4f} {se if se is not None else float('nan'):>7.4f}"
+                     f"  {a['boundary_f']:>7.3f} {b['boundary_f']:>7.3f}")
+    lines.append("")
+    header = (f"{'webcam (held-out clips)':<{width}}{'frames':>6}  {'stray %':>8} {'peer':>7}  "
+              f"{'>0.2%':>6} {'peer':>6}  {'flicker %':>9} {'peer':>7} {'still':>6}")
+    lines += [header, "-" * len(header)]
+
+    def pct(value):
+        return float("nan") if value is None else 100 * value
+
+    for name, (a, b, *_) in result["webcam"].items():
+        lines.append(f"{name:<{width}}{a['frames']:>6}  {pct(a['stray_mean']):>8.3f} {pct(b['stray_mean']):>7.3f}  "
+                     f"{pct(a['stray_share']):>5.0f}% {pct(b['stray_share']):>5.0f}%  "
+                     f"{pct(a['flicker']):>9.3f} {pct(b['flicker']):>7.3f} {a['still_pairs']:>6}")
+    a, b, *_ = result["cost"]
+    lines += ["", f"cost: segmenter on a {COST_FRAME_SIZE[0]}x{COST_FRAME_SIZE[1]} frame, median ms: "
+                  f"{ours} {a['ms']:.2f} (input {a['input']}), {peer} {b['ms']:.2f} (input {b['input']}), "
+                  f"{a['ms'] / b['ms']:.2f}x"]
+    worst = result["worst"]
+    lines.append(f"worst domain against the peer: {worst['domain']} ({worst['measure']}, "
+                 f"{worst['difference']:+.4f})")
+    return "\n".join(lines)

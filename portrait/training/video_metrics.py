@@ -1,0 +1,116 @@
+"""What a person in a call sees go wrong in a matte sequence, measured without labels.
+
+* Stray area: matte outside the largest connected region of the frame. A webcam shows one person,
+  so a second region is a chair, a patch of wall or floor taken for the person, floating over the
+  new background. (A second real person also counts; the suite's clips show one.)
+* Flicker: how much the matte changes between consecutive frames while the picture itself barely
+  changes. A still scene should give a still matte; any change there is noise the viewer sees.
+
+Pure functions on uint8 arrays (alpha 0..255, 255 = person) and a small accumulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+
+ALPHA_THRESHOLD = 127  # alpha > 127 is person, as when a user thresholds the app's --matte
+STRAY_FRAME_THRESHOLD = 0.002  # a frame "has stray" above 0.2 % of its area (issue 19's measure)
+STILL_THRESHOLD = 1.5  # mean absolute grey change (0..255) below which two frames show a still scene
+
+
+def _check_alpha(alpha: np.ndarray, name: str = "alpha") -> None:
+    if alpha.dtype != np.uint8 or alpha.ndim != 2:
+        raise ValueError(f"unexpected {name}: {alpha.dtype} {alpha.shape} != uint8 (H, W)")
+
+
+def stray_fraction(alpha: np.ndarray, threshold: int = ALPHA_THRESHOLD) -> float:
+    """The share of the frame that is matte (alpha > ``threshold``) outside its largest region.
+
+    Regions are 8-connected. An empty matte, or one single region, gives 0.
+
+    Args:
+        alpha: uint8 (H, W) matte, 255 = person.
+        threshold: alpha above this is person.
+
+    Returns:
+        The stray pixels divided by the frame's pixels, in [0, 1).
+
+    Raises:
+        ValueError: ``alpha`` is not uint8 (H, W).
+    """
+    _check_alpha(alpha)
+    person = (alpha > threshold).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(person, connectivity=8)
+    if count <= 2:  # background plus at most one region
+        return 0.0
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return float(areas.sum() - areas.max()) / alpha.size
+
+
+def still_change(previous_bgr: np.ndarray, image_bgr: np.ndarray) -> float:
+    """Mean absolute grey-level change (0..255) between two frames of the same size."""
+    if previous_bgr.shape != image_bgr.shape:
+        raise ValueError(f"frames differ in size: {previous_bgr.shape} != {image_bgr.shape}")
+    previous = cv2.cvtColor(previous_bgr, cv2.COLOR_BGR2GRAY)
+    current = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    return float(cv2.absdiff(previous, current).mean())
+
+
+def alpha_change(previous_alpha: np.ndarray, alpha: np.ndarray) -> float:
+    """Mean absolute alpha change between two mattes, as a share of full scale (0..1)."""
+    _check_alpha(previous_alpha, "previous alpha")
+    _check_alpha(alpha)
+    if previous_alpha.shape != alpha.shape:
+        raise ValueError(f"mattes differ in size: {previous_alpha.shape} != {alpha.shape}")
+    return float(cv2.absdiff(previous_alpha, alpha).mean()) / 255.0
+
+
+@dataclass
+class SequenceScore:
+    """Accumulates a clip's mattes frame by frame; read the results from the properties.
+
+    Args:
+        still_threshold: frames whose picture changed less than this (mean grey 0..255) count as
+            a still pair for flicker.
+        stray_frame_threshold: a frame with more stray area than this share counts as a stray frame.
+    """
+
+    still_threshold: float = STILL_THRESHOLD
+    stray_frame_threshold: float = STRAY_FRAME_THRESHOLD
+    strays: list[float] = field(default_factory=list)
+    flickers: list[float] = field(default_factory=list)
+    _previous: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    def add(self, image_bgr: np.ndarray, alpha: np.ndarray) -> None:
+        """Score one frame (BGR uint8) and its matte (uint8, same height and width)."""
+        if alpha.shape != image_bgr.shape[:2]:
+            raise ValueError(f"matte {alpha.shape} does not match the frame {image_bgr.shape[:2]}")
+        self.strays.append(stray_fraction(alpha))
+        if self._previous is not None:
+            previous_image, previous_alpha = self._previous
+            if still_change(previous_image, image_bgr) < self.still_threshold:
+                self.flickers.append(alpha_change(previous_alpha, alpha))
+        self._previous = (image_bgr.copy(), alpha.copy())
+
+    @property
+    def frames(self) -> int:
+        return len(self.strays)
+
+    @property
+    def stray_mean(self) -> float:
+        """Mean stray share of the frame over all frames (0 with no frames)."""
+        return float(np.mean(self.strays)) if self.strays else 0.0
+
+    @property
+    def stray_frames(self) -> int:
+        """How many frames have more stray area than ``stray_frame_threshold``."""
+        return int(sum(s > self.stray_frame_threshold for s in self.strays))
+
+    @property
+    def flicker(self) -> Optional[float]:
+        """Mean alpha change over still pairs (share of full scale); None without a still pair."""
+        return float(np.mean(self.flickers)) if self.flickers else None
