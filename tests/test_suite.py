@@ -1,0 +1,144 @@
+"""The product suite: stray and flicker measures on hand-made sequences, the held-out split rule,
+and one quick suite run on the shared data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from portrait.training import suite
+from portrait.training.video_metrics import (
+    SequenceScore,
+    alpha_change,
+    still_change,
+    stray_fraction,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SELFIE = SHARED / "models" / "selfie_segmentation.tflite"
+needs_shared = pytest.mark.skipif(not (SHARED / "data" / "videos").is_dir() or not SELFIE.is_file(),
+                                  reason="../shared (data and MediaPipe's selfie model) not present")
+
+
+def matte_with_blob(blob: bool) -> np.ndarray:
+    alpha = np.zeros((100, 200), np.uint8)
+    alpha[20:90, 60:140] = 255  # the person: 70 x 80 = 5,600 px
+    if blob:
+        alpha[5:15, 170:190] = 200  # a chair: 10 x 20 = 200 px, apart from the person
+    return alpha
+
+
+def test_stray_fraction_counts_what_lies_outside_the_largest_region():
+    assert stray_fraction(matte_with_blob(False)) == 0.0
+    assert stray_fraction(matte_with_blob(True)) == pytest.approx(200 / 20_000)
+    assert stray_fraction(np.zeros((10, 10), np.uint8)) == 0.0
+    # A blob touching the person diagonally is one 8-connected region with it.
+    alpha = matte_with_blob(False)
+    alpha[90:95, 140:145] = 255
+    assert stray_fraction(alpha) == 0.0
+    # At the threshold (127) a pixel is not person; just above it is.
+    alpha = matte_with_blob(False)
+    alpha[0, 0] = 127
+    assert stray_fraction(alpha) == 0.0
+    alpha[0, 0] = 128
+    assert stray_fraction(alpha) == pytest.approx(1 / 20_000)
+
+
+def test_stray_fraction_refuses_a_float_matte():
+    with pytest.raises(ValueError, match=r"float32 \(100, 200\) != uint8 \(H, W\)"):
+        stray_fraction(matte_with_blob(True).astype(np.float32))
+
+
+def test_flicker_is_measured_on_still_pairs_only():
+    still = np.full((100, 200, 3), 120, np.uint8)
+    moved = still.copy()
+    moved[:, :100] = 160  # mean grey change 20: not a still pair
+    a, b = matte_with_blob(False), matte_with_blob(False)
+    b[20:90, 60:70] = 0  # 700 px drop from 255 to 0 on a still scene
+    score = SequenceScore()
+    score.add(still, a)
+    score.add(still, b)  # still: counts
+    score.add(moved, a)  # the picture changed: skipped
+    assert score.frames == 3
+    assert score.flickers == [pytest.approx(700 * 255 / 20_000 / 255)]
+    assert score.flicker == pytest.approx(0.035)
+    assert still_change(still, moved) == pytest.approx(20.0, abs=0.6)
+    assert alpha_change(a, a) == 0.0
+
+
+def test_sequence_score_stray_frames_and_means():
+    score = SequenceScore()
+    image = np.zeros((100, 200, 3), np.uint8)
+    for blob in (True, True, False, False):
+        score.add(image, matte_with_blob(blob))
+    # 200 / 20,000 = 1 % stray > 0.2 % in two frames of four.
+    assert score.stray_frames == 2
+    assert score.stray_mean == pytest.approx(0.005)
+    assert SequenceScore().flicker is None
+    with pytest.raises(ValueError, match="does not match the frame"):
+        score.add(np.zeros((50, 50, 3), np.uint8), matte_with_blob(False))
+
+
+def test_holdout_rule_is_every_kth_sorted_stem_and_training_gets_the_rest():
+    stems = [f"{i:03d}" for i in range(12, 0, -1)]
+    assert suite.holdout_stems(stems, 5) == ["005", "010"]
+    assert suite.training_stems(stems, 5) == [s for s in sorted(stems) if s not in ("005", "010")]
+    with pytest.raises(ValueError, match="at least 1"):
+        suite.holdout_stems(stems, 0)
+
+
+def test_worst_domain_takes_the_most_negative_difference():
+    result = {
+        "photos": {"a": [{"miou": 0.90}, {"miou": 0.91}], "b": [{"miou": 0.95}, {"miou": 0.90}]},
+        "webcam": {"clip": [{"stray_share": 0.5}, {"stray_share": 0.0}]},
+    }
+    assert suite.worst_domain(result) == {"domain": "webcam clip", "measure": "share of frames with stray",
+                                          "difference": -0.5}
+
+
+@needs_shared
+def test_training_split_leaves_out_everything_the_suite_scores(tmp_path):
+    root = SHARED / "data"
+    counts = suite.training_split(root, tmp_path)
+    for domain in suite.PHOTO_DOMAINS:
+        scored = {Path(image).stem for image, _ in suite.domain_pairs(root, domain)}
+        train = set((tmp_path / domain.folder / "train.txt").read_text().split())
+        assert scored and not scored & train, domain.name
+        assert counts[domain.folder] == len(train)
+    test_stems = set((root / "eg1800" / "test.txt").read_text().split())
+    assert not test_stems & set((tmp_path / "eg1800" / "train.txt").read_text().split())
+    assert (tmp_path / "eg1800" / "images").resolve() == (root / "eg1800" / "images").resolve()
+
+
+@needs_shared
+def test_suite_command_prints_tables_and_one_json_line():
+    command = [sys.executable, "-m", "portrait.evaluate", "--suite", "--model", str(SELFIE),
+               "--compare", str(SELFIE), "--max-items", "3", "--no-progress", "-q"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert set(data["photos"]) == {d.name for d in suite.PHOTO_DOMAINS}
+    assert set(data["webcam"]) == set(suite.WEBCAM_CLIPS) | {"all held-out clips"}
+    for a, b in data["photos"].values():
+        assert a["n"] == 3 and a["miou"] == b["miou"]  # the same model twice scores the same
+        assert b["paired"]["miou_diff"] == 0.0
+    pooled = data["webcam"]["all held-out clips"][0]
+    assert pooled["frames"] == 3 * len(suite.WEBCAM_CLIPS)
+    assert 0.0 <= pooled["stray_mean"] < 1.0
+    assert data["cost"][0]["input"] == "256x256"
+    assert "worst domain against the peer" in result.stderr
+    assert "webcam (held-out clips)" in result.stderr
+
+
+def test_suite_needs_a_peer():
+    result = subprocess.run([sys.executable, "-m", "portrait.evaluate", "--suite", "--model", "x.hdf5"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--suite needs --compare PEER" in result.stderr
+    assert "Traceback" not in result.stderr
