@@ -11,6 +11,7 @@ import sys
 import threading
 from typing import Optional, Sequence
 
+from portrait.config import ConfigError, format_config, parse_with_config
 from portrait.errors import StopRequested, run_command
 from portrait.native_log import filtered_stderr
 from portrait.options import (
@@ -18,6 +19,7 @@ from portrait.options import (
     PHOTO_MODEL,
     CaptureOptions,
     CompositeOptions,
+    ControlOptions,
     OutputOptions,
     PipelineOptions,
     RefineOptions,
@@ -99,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "without it, live mode writes to the virtual camera")
     io.add_argument("--matte", action="store_true",
                     help="write the alpha matte (8-bit grey, 255 = person) instead of a composite")
-    io.add_argument("--preview", action="store_true", help="show a preview window; q quits")
+    io.add_argument("--preview", action="store_true",
+                    help="show a preview window; it takes the live keys (space, b, +/-, m, f, q)")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--stats", metavar="PATH",
                     help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
@@ -142,11 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "and on its mirror image; twice the model time, for photos")
 
     look = p.add_argument_group("look")
-    look.add_argument("--background", default="blur", metavar="blur|transparent|COLOR|IMAGE|VIDEO",
-                      help="blur (default), transparent (RGBA PNG), a colour #rrggbb, or an image "
-                           "or video file")
+    look.add_argument("--background", default="blur",
+                      metavar="blur|transparent|COLOR|IMAGE|VIDEO|DIR",
+                      help="blur (default), transparent (RGBA PNG), a colour #rrggbb, an image "
+                           "or video file, or a folder of them (live: b steps through them; "
+                           "otherwise its first file)")
     look.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px, metavar="N",
                       help=f"background blur strength in pixels (default: {CompositeOptions.blur_px})")
+    look.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
+                      help="flip the output horizontally (what the call sees; the matte too)")
     look.add_argument("--no-smooth", action="store_true",
                       help="turn temporal smoothing off (video/camera)")
     look.add_argument("--smooth", type=float, default=SmoothOptions.min_weight, metavar="W",
@@ -159,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
                                          f"(default: {RefineOptions.radius_px})")
     look.add_argument("--no-reuse", action="store_true",
                       help="run the model on every frame, even when the scene is still")
+
+    config = p.add_argument_group("config file")
+    config.add_argument("--config", metavar="PATH",
+                        help="a TOML file of defaults for the long options (keys are their names: "
+                             "blur = 30); default: $XDG_CONFIG_HOME/portrait/config.toml "
+                             "(~/.config/portrait/config.toml) if it exists; the command line wins")
+    config.add_argument("--print-config", action="store_true",
+                        help="print the effective settings as TOML and exit")
 
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -182,6 +197,22 @@ def options_from_args(args: argparse.Namespace):
                            max_frames=args.max_frames, stats=args.stats)
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
     return capture, segment, smooth, refine, composite, output, pipeline
+
+
+def control_options_from_args(args: argparse.Namespace,
+                              config_background: Optional[str] = None) -> ControlOptions:
+    """The live controls' start. ``config_background``, the config file's ``background``, joins
+    what ``b`` steps through when the command line names another kind (a folder there, a colour
+    in the file, or the other way round; see :func:`portrait.controls.background_cycle`)."""
+    from portrait.controls import background_kind
+
+    extra = ()
+    if (config_background is not None
+            and background_kind(config_background) != background_kind(args.background)):
+        extra = (config_background,)
+    # --framing comes with the auto-framing change; until then framing starts off.
+    return ControlOptions(mirror=args.mirror, framing=getattr(args, "framing", "off") == "auto",
+                          backgrounds=extra)
 
 
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
@@ -211,23 +242,40 @@ def _stop_requested(signum, _frame) -> None:
     raise StopRequested(signal.Signals(signum).name)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the app; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
+    """Run the app; returns the process exit code.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+        keys: scripted live-key sources for a stream (see :class:`portrait.controls.Controls`).
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    try:
+        args, config = parse_with_config(parser, argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    if args.print_config:
+        sys.stdout.write(format_config(parser, args, config))
+        return 0
     configure_logging(args.verbose, args.quiet)
+    if config.path is not None:
+        log.debug("config file: %s", config.path)
 
     def body() -> int:
         if not args.debug:
             import_tensorflow_quietly()
         options = options_from_args(args)
+        controls = control_options_from_args(args, config.defaults.get("background"))
         from portrait.run import run_images, run_stream
         from portrait.segment import resolve_model_path
 
         resolve_model_path(options[1].model)  # a missing model answers before a camera opens
 
         if args.image:
-            return run_images(args.image, *options)
-        return run_stream(*options)
+            return run_images(args.image, *options, controls=controls)
+        return run_stream(*options, controls=controls, keys=keys)
 
     # Signal handlers belong to the main thread; a stream replaces this one with a graceful stop.
     on_main_thread = threading.current_thread() is threading.main_thread()

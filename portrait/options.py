@@ -159,3 +159,20 @@ class PipelineOptions:
     reuse_still: bool = True
     still_threshold: float = 1.5
     max_reuse: int = 2
+
+
+@dataclass(frozen=True)
+class ControlOptions:
+    """How live controls start (the keys change them while a stream runs).
+
+    Attributes:
+        mirror: flip the output horizontally (what the call sees; the matte too).
+        framing: auto-framing on at start (``f`` toggles it).
+        backgrounds: more backgrounds for ``b`` to step through besides ``--background``: the
+            config file's ``background`` when the command line names another kind (see
+            :func:`portrait.controls.background_cycle`).
+    """
+
+    mirror: bool = False
+    framing: bool = False
+    backgrounds: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from portrait.composite import TransparentBackground
+from portrait.controls import Controls, LiveBackground, LiveState
 from portrait.options import PipelineOptions
 from portrait.stats import RunStats
 
@@ -42,6 +43,9 @@ class Packet:
     index: int
     time_s: float
     lost: bool = False  # a camera-lost marker: shown, not segmented, not counted as a frame
+    # The live controls this frame is made with (effect, background, blur, mirror, and the
+    # framing flag that auto-framing reads), read once as it enters ``segment``.
+    state: Optional[LiveState] = None
     prob: Optional[np.ndarray] = None
     output: Optional[np.ndarray] = None
     ms: dict[str, float] = field(default_factory=dict)
@@ -99,15 +103,20 @@ class FrameProcessor:
         segmenter: a :class:`portrait.segment.Segmenter`.
         smoother: a :class:`portrait.smooth.TemporalSmoother`, or None (single images).
         refiner: a :class:`portrait.refine.Refiner`.
-        background: from :func:`portrait.composite.make_background`; ignored when ``matte``.
+        background: from :func:`portrait.composite.make_background`, or a
+            :class:`portrait.controls.LiveBackground` that follows the live state; ignored when
+            ``matte``.
         matte: output the alpha matte (uint8 grey) instead of a composite.
         options: reuse of masks on still scenes.
         lost_frame: ``lost_frame(width, height)`` gives the image shown while a camera is lost.
+        controls: live controls, polled once per frame as it enters ``segment`` (effect off
+            skips the model and sends the frame; mirror flips the output); None: effect on.
     """
 
     def __init__(self, segmenter, smoother, refiner, background, matte: bool = False,
                  options: PipelineOptions = PipelineOptions(),
-                 lost_frame: Optional[Callable[[int, int], np.ndarray]] = None):
+                 lost_frame: Optional[Callable[[int, int], np.ndarray]] = None,
+                 controls: Optional[Controls] = None):
         self.segmenter = segmenter
         self.smoother = smoother
         self.refiner = refiner
@@ -115,8 +124,10 @@ class FrameProcessor:
         self.matte = matte
         self.options = options
         self.lost_frame = lost_frame
+        self.controls = controls
         self._alphas: Optional[BufferRing] = None
         self._outputs: Optional[BufferRing] = None
+        self._mirrored: Optional[BufferRing] = None
         self._still = StillDetector(options.still_threshold)
         self._last_prob: Optional[np.ndarray] = None
         self._reused = 0
@@ -130,6 +141,7 @@ class FrameProcessor:
         """
         self._alphas = BufferRing(in_flight + 1)
         self._outputs = BufferRing(in_flight + 1)
+        self._mirrored = BufferRing(in_flight + 1)
 
     def reset(self) -> None:
         """Forget everything carried between frames (new source or scene)."""
@@ -146,9 +158,14 @@ class FrameProcessor:
         row), and on every other frame while ``behind`` (a live pipeline that is dropping
         frames): the model then runs at half the frame rate, while refinement still follows
         each new frame, instead of the output falling behind the camera.
+
+        The live controls are read here, once per frame, into ``packet.state``; with the effect
+        off the model does not run.
         """
-        if packet.lost:
-            self._last_prob = None  # the scene after a reconnect is new
+        if self.controls is not None:
+            packet.state = self.controls.poll()
+        if packet.lost or (packet.state is not None and not packet.state.effect):
+            self._last_prob = None  # the scene after a reconnect or a pause is new
             self._still.reset()
             return False
         started = time.perf_counter()
@@ -170,14 +187,19 @@ class FrameProcessor:
         return reuse
 
     def finish(self, packet: Packet) -> None:
-        """Smooth, refine and composite: fill ``packet.output``."""
-        if packet.lost:
-            # The scene after a reconnect is new: don't blend it with masks from before.
+        """Smooth, refine and composite (then mirror, if the state says so): fill
+        ``packet.output``."""
+        state = packet.state
+        if packet.lost or (state is not None and not state.effect):
+            # The scene after a reconnect or a pause is new: don't blend it with older masks.
             if self.smoother is not None:
                 self.smoother.reset()
             height, width = packet.image.shape[:2]
-            packet.output = (self.lost_frame(width, height) if self.lost_frame is not None
-                             else packet.image)
+            if packet.lost:
+                packet.output = (self.lost_frame(width, height) if self.lost_frame is not None
+                                 else packet.image)
+            else:
+                packet.output = self._mirror(packet.image, state)
             return
         t0 = time.perf_counter()
         prob = self.smoother(packet.prob) if self.smoother is not None else packet.prob
@@ -187,18 +209,28 @@ class FrameProcessor:
         alpha = self.refiner(packet.image, prob, out=alpha_out)
         t2 = time.perf_counter()
         if self.matte:
-            packet.output = alpha
+            output = alpha
         else:
+            background = self.background
+            if isinstance(background, LiveBackground):
+                background = background.for_state(state or LiveState())
             out = None
             if self._outputs is not None:
-                channels = 4 if isinstance(self.background, TransparentBackground) else 3
+                channels = 4 if isinstance(background, TransparentBackground) else 3
                 out = self._outputs.get((height, width, channels))
-            packet.output = self.background.render(packet.image, alpha, out=out)
+            output = background.render(packet.image, alpha, out=out)
+        packet.output = self._mirror(output, state)
         t3 = time.perf_counter()
         if self.smoother is not None:
             packet.ms["smooth"] = (t1 - t0) * 1000
         packet.ms["refine"] = (t2 - t1) * 1000
         packet.ms["composite"] = (t3 - t2) * 1000
+
+    def _mirror(self, image: np.ndarray, state: Optional[LiveState]) -> np.ndarray:
+        if state is None or not state.mirror:
+            return image
+        out = self._mirrored.get(image.shape) if self._mirrored is not None else None
+        return cv2.flip(image, 1, dst=out)
 
     def process(self, image: np.ndarray) -> np.ndarray:
         """All stages on one frame, in this thread; returns the output image."""

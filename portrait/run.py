@@ -13,17 +13,26 @@ import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from portrait.capture import ImageSource, camera_index, open_source
 from portrait.composite import make_background
+from portrait.controls import (
+    KEY_HELP,
+    Controls,
+    LiveBackground,
+    TerminalKeys,
+    initial_state,
+    stdin_is_terminal,
+)
 from portrait.errors import InputError
 from portrait.options import (
     CaptureOptions,
     CompositeOptions,
+    ControlOptions,
     OutputOptions,
     PipelineOptions,
     RefineOptions,
@@ -56,8 +65,11 @@ def run_images(
     composite: CompositeOptions,
     output: OutputOptions,
     pipeline: PipelineOptions,
+    controls: ControlOptions = ControlOptions(),
 ) -> int:
     """``--image``: one file, or every image in a folder (with a progress bar).
+
+    ``controls``: ``mirror`` flips each result; a ``--background`` folder gives its first file.
 
     Returns 0, or 1 when some files of a batch could not be processed (each is reported).
     Raises InputError/ModelError for problems that stop the whole run.
@@ -65,8 +77,10 @@ def run_images(
     source = ImageSource(image)
     out = Path(output.out) if output.out else default_image_out(source.path, source.is_folder)
     stats = RunStats()
+    state = initial_state(controls, composite)
     with ExitStack() as stack:
-        background = None if output.matte else stack.enter_context(make_background(composite))
+        background = None if output.matte else stack.enter_context(
+            make_background(replace(composite, background=state.background)))
         sink = stack.enter_context(
             open_image_sink(out, batch=source.is_folder, protected=source.paths))
         items = source.items()
@@ -77,7 +91,7 @@ def run_images(
         items = itertools.chain([first] if first is not None else [], items)
         segmenter = stack.enter_context(create_segmenter(segment))
         processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
-                                   PipelineOptions(reuse_still=False))
+                                   PipelineOptions(reuse_still=False), controls=Controls(state))
         failures: list[tuple[Path, Exception]] = []
         if source.is_folder:
             items = tqdm(items, total=len(source), unit="image", desc="images")
@@ -140,11 +154,19 @@ def run_stream(
     output: OutputOptions,
     pipeline: PipelineOptions,
     vcam_backend: Optional[str] = None,
+    controls: ControlOptions = ControlOptions(),
+    keys: Sequence[Iterable] = (),
 ) -> int:
     """Camera or video file → pipeline → virtual camera, video file or PNG frames.
 
+    Live keys (:mod:`portrait.controls`) come from the preview window, the terminal when stdin
+    is one, and ``keys``.
+
     Args:
         vcam_backend: pyvirtualcam backend name (None: whichever works).
+        controls: how the live controls start (mirror, framing, the backgrounds ``b`` steps
+            through).
+        keys: scripted key sources, one item per frame (see :class:`portrait.controls.Controls`).
 
     Returns 0 when the source ended, ``--max-frames`` was reached, or the user stopped it.
     """
@@ -158,9 +180,10 @@ def run_stream(
                               reuse_still=pipeline.reuse_still,
                               still_threshold=pipeline.still_threshold,
                               max_reuse=pipeline.max_reuse)
+    state = initial_state(controls, composite)
     with ExitStack() as stack:
         background = None if output.matte else stack.enter_context(
-            make_background(composite, (capture.width, capture.height)))
+            LiveBackground(composite, state, (capture.width, capture.height)))
         source = stack.enter_context(open_source(capture))
         # A camera also yields "lost" markers while unplugged, so the output stays fed.
         frames = source.frames(lost_markers=True) if is_camera else iter(source)
@@ -174,10 +197,12 @@ def run_stream(
         protected = [] if is_camera else [capture.source]
         sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
                                              backend=vcam_backend, protected=protected))
-        preview = stack.enter_context(PreviewSink()) if output.preview else None
+        live_controls = Controls(state, scripts=keys)
+        preview = (stack.enter_context(PreviewSink(on_key=live_controls.press))
+                   if output.preview else None)
         processor = FrameProcessor(
             segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options,
-            lost_frame=camera_lost_frame)
+            lost_frame=camera_lost_frame, controls=live_controls)
 
         def emit(image):
             sink.write(image)
@@ -190,8 +215,16 @@ def run_stream(
                   if output.out is None and not output.preview else None)
         stream = StreamPipeline(itertools.chain([first], frames), processor, emit, options,
                                 max_frames=output.max_frames, wanted=wanted)
+        live_controls.on_quit = stream.stop
         log.info("%s %dx%d at %g fps → %s", "camera" if is_camera else "video", width, height,
                  fps, output.out or "virtual camera")
+        # Last in, so the terminal's mode is restored first, also when something fails.
+        terminal = (stack.enter_context(TerminalKeys(live_controls.press))
+                    if stdin_is_terminal() else None)
+        places = [name for name, there in (("the preview window", preview is not None),
+                                           ("this terminal", terminal is not None)) if there]
+        if places:
+            log.info("keys in %s: %s", " and ".join(places), KEY_HELP)
         with _stop_on_signals(stream.stop):
             stats = stream.run()
     summary = stats.write(output.stats)

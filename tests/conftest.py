@@ -8,6 +8,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Model conversions made by tests (and the app processes they start) go to a throw-away cache,
 # never the user's; set here, before any fixture of any scope creates a segmenter.
 os.environ["PORTRAIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="portrait-test-cache-")
+# The app reads $XDG_CONFIG_HOME/portrait/config.toml: a developer's own settings must not change
+# what the tests see.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="portrait-test-config-")
 
 from contextlib import contextmanager
 from typing import Iterator

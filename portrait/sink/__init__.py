@@ -6,7 +6,8 @@ twice), and each sink is a context manager:
 
 - :class:`VirtualCameraSink`: pyvirtualcam in BGR; frames of another size are resized to the
   camera's; a device that stops accepting frames is reopened with a back-off, never blocking.
-- :class:`PreviewSink`: an OpenCV window; ``quit_requested`` after ``q``/Esc or closing it.
+- :class:`PreviewSink`: an OpenCV window; ``quit_requested`` after ``q``/Esc or closing it;
+  every key goes to ``on_key`` (the live controls).
 - :class:`VideoFileSink`: ``.mp4`` (mp4v) or ``.avi`` (MJPG), opened on the first frame.
 - :class:`PngFolderSink`: ``000000.png``, ``000001.png``, ... in a folder.
 - :class:`ImageFileSink`, :class:`ImageFolderSink` and :func:`write_image`: single images,

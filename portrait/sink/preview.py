@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -19,18 +20,30 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def key_name(code: int) -> Optional[str]:
+    """``cv2.waitKey``'s code as a one-character key (Esc is ``chr(27)``), or None for no key."""
+    code &= 0xFF
+    return None if code == 0xFF else chr(code)
+
+
 class PreviewSink(Sink):
     """A preview window; ``quit_requested`` turns True on ``q``, Esc, or closing the window.
+
+    Args:
+        title: the window's title.
+        on_key: called with every key pressed in the window (the live controls).
 
     Raises:
         DeviceError: no display to open a window on (checked first: Qt would abort the process).
     """
 
-    def __init__(self, title: str = "portrait") -> None:
+    def __init__(self, title: str = "portrait",
+                 on_key: Optional[Callable[[str], None]] = None) -> None:
         if not has_display():
             raise DeviceError("cannot open a preview window: no display (DISPLAY is not set); "
                               "run without --preview")
         self.title = title
+        self.on_key = on_key
         self.quit_requested = False
         self.frames_written = 0
         self._shown = False
@@ -46,13 +59,20 @@ class PreviewSink(Sink):
                 self.quit_requested = True  # the user closed the window
                 return
             cv2.imshow(self.title, image)
-            key = cv2.waitKey(1) & 0xFF
+            key = key_name(cv2.waitKey(1))
         except cv2.error as error:
             raise DeviceError(f"cannot show the preview window ({error.err}); "
                               "run without --preview") from None
         self.frames_written += 1
-        if key in (ord("q"), ord("Q"), 27):
+        if key is not None:
+            self.key_pressed(key)
+
+    def key_pressed(self, key: str) -> None:
+        """Handle one key of the window: ``q``/Esc quit; every key goes to ``on_key``."""
+        if key in ("q", "Q", "\x1b"):
             self.quit_requested = True
+        if self.on_key is not None:
+            self.on_key(key)
 
     def close(self) -> None:
         """Close the window; safe twice."""

@@ -1,0 +1,182 @@
+"""The config file: where it is found, that the command line wins, that every long option of
+the parser is settable there (found by iterating over the parser, as the app does), the
+one-line errors (exit code 2) and --print-config."""
+
+import argparse
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from conftest import ROOT
+from portrait.cli import build_parser, control_options_from_args, main, parse_size, positive_int
+from portrait.config import (
+    NOT_SETTABLE,
+    default_config_path,
+    format_config,
+    parse_with_config,
+    read_config,
+    settable_options,
+)
+
+
+def write_config(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def parse(*argv):
+    return parse_with_config(build_parser(), [str(a) for a in argv])
+
+
+def test_the_command_line_wins_over_the_file(tmp_path):
+    config = write_config(tmp_path / "c.toml", 'blur = 30\nbackground = "#00ff00"\nmirror = true\n')
+    args, read = parse("--config", config)
+    assert (args.blur, args.background, args.mirror) == (30, "#00ff00", True)
+    assert read.path == config
+    args, _ = parse("--config", config, "--blur", "10", "--no-mirror")
+    assert (args.blur, args.background, args.mirror) == (10, "#00ff00", False)
+    args, _ = parse("--blur", "10")  # no file: the parser's defaults
+    assert (args.blur, args.background, args.mirror) == (10, "blur", False)
+
+
+def test_the_default_file_is_under_xdg_config_home_or_dot_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert default_config_path() == tmp_path / "xdg" / "portrait" / "config.toml"
+    write_config(tmp_path / "xdg" / "portrait" / "config.toml", "blur = 40\n")
+    assert parse()[0].blur == 40
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_config_path() == tmp_path / "home" / ".config" / "portrait" / "config.toml"
+    assert parse()[0].blur == 21  # no file there
+    write_config(tmp_path / "home" / ".config" / "portrait" / "config.toml", "blur = 41\n")
+    assert parse()[0].blur == 41
+
+
+# A valid command-line value for each argument type the parser uses. A new type makes the test
+# below fail until a sample is added here, so no option goes untested.
+SAMPLES = {None: "some/path.mp4", positive_int: 7, int: 3, float: 0.5, parse_size: "96x48"}
+
+
+def long_options():
+    return sorted(settable_options(build_parser()).items())
+
+
+@pytest.mark.parametrize("key, action", long_options(), ids=[k for k, _ in long_options()])
+def test_every_long_option_is_settable_as_on_the_command_line(tmp_path, key, action):
+    if isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
+        value, argv = True, [f"--{key}"]
+    elif action.choices is not None:
+        value = next(c for c in action.choices if c != action.default)
+        argv = [f"--{key}", str(value)]
+    else:
+        assert action.type in SAMPLES, f"add a sample value for --{key}'s type to SAMPLES"
+        value = SAMPLES[action.type]
+        argv = [f"--{key}", str(value)]
+    config = write_config(tmp_path / "c.toml", f"{key} = {_literal(value)}\n")
+    from_file = getattr(parse("--config", config)[0], action.dest)
+    from_command_line = getattr(parse(*argv)[0], action.dest)
+    assert from_file == from_command_line
+    if not key.startswith("no-") or not isinstance(action, argparse.BooleanOptionalAction):
+        assert from_file != action.default, "the sample must differ from the default"
+
+
+def _literal(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def test_keys_come_from_the_parser_and_underscores_are_accepted(tmp_path):
+    options = settable_options(build_parser())
+    assert {"background", "blur", "mirror", "max-frames", "input-size", "no-smooth"} <= set(options)
+    assert not NOT_SETTABLE & set(options)
+    config = write_config(tmp_path / "c.toml", "max_frames = 9\n")
+    assert parse("--config", config)[0].max_frames == 9
+
+
+def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = write_config(tmp_path / "c.toml", 'background = "~/backgrounds"\n')
+    assert parse("--config", config)[0].background == str(tmp_path / "backgrounds")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("colour = 1\n", ["unknown key 'colour'", "allowed:", "blur", "mirror"]),
+    ("[look]\nblur = 3\n", ["unknown key 'look'"]),
+    ("blur = -3\n", ["'blur'", "greater than 0", "allowed: N"]),
+    ("blur = 2.5\n", ["'blur'", "not a whole number"]),
+    ("blur = true\n", ["'blur'", "true/false"]),
+    ("device = \"tpu\"\n", ["'device'", '"auto", "cpu", "gpu"']),
+    ("mirror = \"yes\"\n", ["'mirror'", "true or false"]),
+    ("background = 3\n", ["'background'", "string"]),
+    ("input-size = \"big\"\n", ["'input-size'", "WxH"]),
+    ("blur = \n", ["not valid TOML"]),
+])
+def test_a_bad_file_is_one_line_and_exit_code_2(capsys, tmp_path, text, words):
+    config = write_config(tmp_path / "settings.toml", text)
+    capsys.readouterr()
+    assert main(["--config", str(config)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "settings.toml" in lines[0]
+    for word in words:
+        assert word in lines[0]
+    assert captured.out == ""
+
+
+def test_errors_from_the_app_itself_have_no_traceback(tmp_path):
+    config = write_config(tmp_path / "c.toml", "blurr = 30\n")
+    done = subprocess.run([sys.executable, "app.py", "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: unknown key 'blurr' in config file '{config}'; did you mean 'blur'? allowed: "
+        + ", ".join(sorted(settable_options(build_parser())))]
+    missing = subprocess.run([sys.executable, "app.py", "--config", str(tmp_path / "no.toml")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no.toml" in missing.stderr
+    assert "Traceback" not in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+def test_print_config_prints_the_effective_settings_and_reads_back(capsys, tmp_path):
+    config = write_config(tmp_path / "c.toml", 'blur = 30\nbackground = "#00ff00"\nmirror = true\n'
+                                               'input-size = "64x32"\nmax-frames = 5\n')
+    capsys.readouterr()
+    assert main(["--config", str(config), "--blur", "12", "--tta", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    settings = tomllib.loads(printed)
+    assert settings["blur"] == 12 and settings["background"] == "#00ff00"
+    assert settings["mirror"] is True and settings["tta"] is True and settings["max-frames"] == 5
+    assert settings["input-size"] == "64x32"
+    assert "# image = (not set)" in printed
+    # Fed back as a config file, the printout gives the same settings.
+    again = write_config(tmp_path / "again.toml", printed)
+    first, _ = parse("--config", config, "--blur", "12", "--tta")
+    second, _ = parse("--config", again)
+    ignore = {"config"}
+    assert ({k: v for k, v in vars(first).items() if k not in ignore}
+            == {k: v for k, v in vars(second).items() if k not in ignore})
+
+
+def test_format_config_without_a_file_says_so():
+    parser = build_parser()
+    text = format_config(parser, parser.parse_args([]), read_config(parser))
+    assert "no config file" in text.splitlines()[0]
+    assert tomllib.loads(text)["blur"] == 21
+
+
+def test_a_folder_and_a_colour_from_file_and_command_line_are_both_stepped_through(tmp_path):
+    folder = tmp_path / "bg"
+    folder.mkdir()
+    config = write_config(tmp_path / "c.toml", 'background = "#00ff00"\n')
+    args, read = parse("--config", config, "--background", folder)
+    controls = control_options_from_args(args, read.defaults.get("background"))
+    assert args.background == str(folder) and controls.backgrounds == ("#00ff00",)
+    args, read = parse("--config", config, "--background", "#ff0000")  # same kind: file loses
+    assert control_options_from_args(args, read.defaults.get("background")).backgrounds == ()
+    args, read = parse("--config", config)
+    assert control_options_from_args(args, read.defaults.get("background")).backgrounds == ()

@@ -1,0 +1,303 @@
+"""Live controls and --mirror: the pure key step, the background cycle, the terminal reader on a
+real pseudo-terminal, and whole runs of the app into a virtual camera (pyvirtualcam with a
+registered backend) driven by a scripted key source, compared frame by frame with runs that
+had the same setting from the start."""
+
+import logging
+import os
+import queue
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import fake_camera
+from portrait.cli import main
+from portrait.controls import (
+    BLUR_MAX_PX,
+    BLUR_MIN_PX,
+    BLUR_STEP_PX,
+    Controls,
+    LiveState,
+    TerminalKeys,
+    apply_key,
+    background_cycle,
+    split_keys,
+    stdin_is_terminal,
+)
+from portrait.errors import InputError
+from test_sink import RecordingBackend, frames_of
+
+BACKEND = "portrait-controls-test"
+RED, BLUE, GREEN = (0, 0, 255), (255, 0, 0), (0, 255, 0)  # BGR
+
+
+# --- the pure step -------------------------------------------------------------------------------
+
+
+def test_each_key_changes_what_it_says():
+    state = LiveState(backgrounds=("blur", "a.png", "#00ff00"), blur_px=21)
+    assert apply_key(state, " ").effect is False
+    assert apply_key(apply_key(state, " "), " ").effect is True
+    assert [s.background for s in _presses(state, "bbb")] == ["a.png", "#00ff00", "blur"]
+    assert apply_key(state, "+").blur_px == 21 + BLUR_STEP_PX
+    assert apply_key(state, "=").blur_px == 21 + BLUR_STEP_PX  # + without shift
+    assert apply_key(state, "-").blur_px == 21 - BLUR_STEP_PX
+    assert apply_key(state, "m").mirror is True and apply_key(state, "M").mirror is True
+    assert apply_key(state, "f").framing is True
+    for key in ("q", "Q", "\x1b", "\x03"):
+        assert apply_key(state, key).quit is True
+    for key in ("x", "\n", "1", "\x1b[A"):
+        assert apply_key(state, key) == state
+
+
+def test_blur_steps_are_bounded():
+    low = LiveState(blur_px=BLUR_MIN_PX + 1)
+    assert apply_key(low, "-").blur_px == BLUR_MIN_PX
+    assert apply_key(apply_key(low, "-"), "-").blur_px == BLUR_MIN_PX
+    high = LiveState(blur_px=BLUR_MAX_PX - 1)
+    assert apply_key(high, "+").blur_px == BLUR_MAX_PX
+    assert apply_key(apply_key(high, "+"), "+").blur_px == BLUR_MAX_PX
+    beyond = LiveState(blur_px=BLUR_MAX_PX + 40)  # --blur 140 is kept, not cut back by +
+    assert apply_key(beyond, "+").blur_px == BLUR_MAX_PX + 40
+    assert apply_key(beyond, "-").blur_px == BLUR_MAX_PX + 40 - BLUR_STEP_PX
+
+
+def _presses(state, keys):
+    states = []
+    for key in keys:
+        state = apply_key(state, key)
+        states.append(state)
+    return states
+
+
+def test_each_change_is_logged_once_and_quit_calls_back_once(caplog):
+    quits = []
+    controls = Controls(LiveState(), on_quit=lambda: quits.append(1))
+    with caplog.at_level(logging.INFO, logger="portrait.controls"):
+        for key in "mxx+f q q":
+            controls.press(key)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["mirror on", f"blur {21 + BLUR_STEP_PX} px", "framing on",
+                        "effect off: the plain camera frame goes out", "quit"]
+    assert quits == [1]
+    assert controls.state.framing is True  # the flag the auto-framer reads
+
+
+def test_scripted_keys_apply_one_item_per_frame():
+    controls = Controls(LiveState(), scripts=[[None, "m", "", "m f"]])
+    states = [controls.poll() for _ in range(6)]
+    assert [s.mirror for s in states] == [False, True, True, False, False, False]
+    assert [s.framing for s in states] == [False] * 3 + [True] * 3
+    assert [s.effect for s in states] == [True] * 3 + [False] * 3
+
+
+def test_preview_window_keys_reach_the_controls(monkeypatch):
+    from portrait.sink import PreviewSink
+    from portrait.sink.preview import key_name
+
+    monkeypatch.setenv("DISPLAY", ":0")  # the window opens on the first write, which we skip
+    controls = Controls(LiveState())
+    preview = PreviewSink(on_key=controls.press)
+    for code in (ord("m"), -1, ord("b") | 0x100000):  # -1: no key; modifier bits are dropped
+        key = key_name(code)
+        if key is not None:
+            preview.key_pressed(key)
+    assert controls.state.mirror and not preview.quit_requested
+    preview.key_pressed(key_name(27))
+    assert preview.quit_requested and controls.state.quit
+
+
+# --- backgrounds ---------------------------------------------------------------------------------
+
+
+def solid_image(path, bgr, size=(40, 30)):
+    cv2.imwrite(str(path), np.full((size[1], size[0], 3), bgr, np.uint8))
+    return path
+
+
+@pytest.fixture
+def background_folder(tmp_path):
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    solid_image(folder / "b_blue.png", BLUE)
+    solid_image(folder / "a_red.jpg", RED)
+    (folder / "notes.txt").write_text("not a background")
+    return folder
+
+
+def test_background_cycle_is_blur_then_the_folder_then_the_colour(background_folder):
+    files = [str(background_folder / "a_red.jpg"), str(background_folder / "b_blue.png")]
+    cycle, start = background_cycle(str(background_folder), ["#00ff00"])
+    assert cycle == ("blur", *files, "#00ff00") and start == 1
+    cycle, start = background_cycle("#00ff00", [str(background_folder)])
+    assert cycle == ("blur", *files, "#00ff00") and start == 3
+    assert background_cycle("blur") == (("blur",), 0)
+    assert background_cycle("beach.png", ["#123456"]) == (("blur", "beach.png", "#123456"), 1)
+    # Of two of a kind the first (the command line's) wins; transparent is never stepped to.
+    assert background_cycle("#111111", ["#222222", "transparent"]) == (("blur", "#111111"), 1)
+
+
+def test_a_folder_without_backgrounds_is_an_input_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(InputError, match="no images or videos"):
+        background_cycle(str(tmp_path))
+
+
+# --- the terminal --------------------------------------------------------------------------------
+
+
+def test_escape_sequences_are_not_esc():
+    assert split_keys("m\x1b[Ab") == ["m", "b"]  # up arrow between two keys
+    assert split_keys("\x1b[15~q\x1bOP") == ["q"]  # F5, then q, then F1
+    assert split_keys("\x1b") == ["\x1b"]
+    assert split_keys("+ -") == ["+", " ", "-"]
+
+
+def test_stdin_that_is_not_a_terminal_gives_no_terminal_keys(tmp_path):
+    with open(tmp_path / "file", "w") as file:
+        assert not stdin_is_terminal(file)
+    assert not stdin_is_terminal(sys.stdin)  # pytest's stand-in
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a pseudo-terminal is POSIX")
+def test_terminal_keys_without_enter_and_the_mode_restored():
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        keys = queue.Queue()
+        with TerminalKeys(keys.put, fd=slave):
+            mode = termios.tcgetattr(slave)
+            assert not mode[3] & termios.ICANON and not mode[3] & termios.ECHO  # cbreak
+            assert mode[3] & termios.ISIG  # Ctrl-C still interrupts
+            for chunk in (b"m", b"\x1b[A", b"b", b"\x1b"):
+                os.write(master, chunk)
+                time.sleep(0.05)
+            got = [keys.get(timeout=5) for _ in range(3)]
+        assert got == ["m", "b", "\x1b"]
+        assert keys.empty()
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+# --- whole runs into a virtual camera ------------------------------------------------------------
+
+
+def textured_video(path, frames=40, size=(96, 64)):
+    """A bright square ('person') over dark noise, which a blur visibly smooths."""
+    width, height = size
+    rng = np.random.default_rng(3)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    for i in range(frames):
+        image = rng.integers(0, 70, (height, width, 3), np.uint8)
+        x = 20 + (i % 5)
+        image[12:52, x:x + 30] = 225
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def decoded(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+@pytest.fixture
+def video(tmp_path):
+    return textured_video(tmp_path / "in.avi")
+
+
+def camera_run(brightness_model, video, *args, keys=None):
+    """Run the app on ``video`` into the virtual camera; returns (frames sent, the backend)."""
+    with fake_camera(BACKEND, RecordingBackend) as backend:
+        RecordingBackend.fail_sends = 0
+        code = main(["--model", brightness_model, "--source", video, "-q", *args],
+                    keys=[keys] if keys is not None else ())
+        assert code == 0
+        (camera,) = backend.instances  # opened once: no key closes or reopens it
+        assert camera.closed == 1
+        return frames_of(camera), camera
+
+
+def test_scripted_keys_change_the_next_frames(brightness_model, video, background_folder,
+                                              tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('background = "#00ff00"\n')  # joins the folder's files in the cycle
+    script = [None, "b", "b", "b", "+", "-", "m", "m", " ", " ", "q"]
+    sent, _ = camera_run(brightness_model, video, "--config", config,
+                         "--background", background_folder, keys=script)
+    blur21, _ = camera_run(brightness_model, video)  # the same settings from the start
+    blur26, _ = camera_run(brightness_model, video, "--blur", 21 + BLUR_STEP_PX)
+    source = decoded(video)
+    assert 11 <= len(sent) < len(source)  # q stopped the run; frames in flight still went out
+
+    corner = (slice(0, 6), slice(0, 6))  # background: alpha 0 there (the red one is a JPEG)
+    for frame, colour in ((0, RED), (1, BLUE), (2, GREEN)):
+        assert np.abs(sent[frame][corner].astype(int) - colour).max() <= 4, frame
+    assert np.array_equal(sent[3], blur21[3])  # b: back to blur
+    assert np.array_equal(sent[4], blur26[4])  # +
+    assert not np.array_equal(sent[4], blur21[4])
+    assert np.array_equal(sent[5], blur21[5])  # -
+    assert np.array_equal(sent[6], cv2.flip(blur21[6], 1))  # m
+    assert np.array_equal(sent[7], blur21[7])  # m again
+    assert np.array_equal(sent[8], source[8])  # space: the plain camera frame
+    assert not np.array_equal(sent[9], source[9])  # space again: the effect is back
+    person = (slice(20, 44), slice(30, 45))
+    assert np.abs(sent[9][person].astype(int) - source[9][person]).max() <= 3
+
+
+def test_mirror_option_flips_every_frame(brightness_model, video, tmp_path):
+    plain, _ = camera_run(brightness_model, video, "--max-frames", 12)
+    mirrored, _ = camera_run(brightness_model, video, "--max-frames", 12, "--mirror")
+    assert len(plain) == len(mirrored) == 12
+    for a, b in zip(plain, mirrored):
+        assert np.array_equal(cv2.flip(a, 1), b)
+        assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("extra", [[], ["--matte"], ["--background", "#0000ff"]])
+def test_mirror_of_a_photo_and_its_matte_is_the_flipped_result(brightness_model, tmp_path,
+                                                                extra):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 60, (120, 160, 3), np.uint8)
+    image[30:110, 20:70] = 230  # off-centre, so the flip shows
+    cv2.imwrite(str(tmp_path / "me.png"), image)
+    results = []
+    for mirror in ([], ["--mirror"]):
+        out = tmp_path / f"out{len(results)}.png"
+        assert main(["--model", brightness_model, "--image", tmp_path / "me.png", "--out", out,
+                     "-q", *extra, *mirror]) == 0
+        results.append(cv2.imread(str(out), cv2.IMREAD_UNCHANGED))
+    plain, mirrored = results
+    assert np.array_equal(mirrored, cv2.flip(plain, 1))
+    assert not np.array_equal(mirrored, plain)
+
+
+def test_mirror_from_the_config_file_and_no_mirror_on_the_command_line(brightness_model,
+                                                                       tmp_path):
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[10:50, 5:30] = 230
+    cv2.imwrite(str(tmp_path / "me.png"), image)
+    config = tmp_path / "config.toml"
+    config.write_text("mirror = true\nmatte = true\n")
+    outs = {}
+    for name, extra in (("file", []), ("cli", ["--no-mirror"])):
+        outs[name] = tmp_path / f"{name}.png"
+        assert main(["--config", config, "--model", brightness_model, "--image",
+                     tmp_path / "me.png", "--out", outs[name], "-q", *extra]) == 0
+    from_file, from_cli = (cv2.imread(str(outs[n]), cv2.IMREAD_UNCHANGED) for n in ("file", "cli"))
+    assert from_file.ndim == 2  # matte = true applied
+    assert np.array_equal(from_file, cv2.flip(from_cli, 1))
+    assert from_cli[30, 10] > 200 and from_file[30, 10] < 50  # the person is on the left
