@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from portrait.config import ConfigError, format_config, parse_with_config
 from portrait.errors import StopRequested, run_command
-from portrait.native_log import filtered_stderr
+from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
 from portrait.options import (
     LIVE_MODEL,
     PHOTO_MODEL,
@@ -226,18 +226,6 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as app.py: CUDA probing errors are noise
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (CUDA probing, oneDNN notes) hidden.
-
-    Those lines go straight to file descriptor 2, past Python's logging; they are replayed if the
-    import fails, so a broken installation still explains itself.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    with filtered_stderr():
-        import tensorflow  # noqa: F401
-
-
 def _stop_requested(signum, _frame) -> None:
     raise StopRequested(signal.Signals(signum).name)
 
@@ -264,8 +252,8 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
         log.debug("config file: %s", config.path)
 
     def body() -> int:
-        if not args.debug:
-            import_tensorflow_quietly()
+        # TensorFlow is imported where it is needed (portrait.segment.factory), not here: the
+        # CPU path with an exported .tflite runs without it.
         options = options_from_args(args)
         controls = control_options_from_args(args, config.defaults.get("background"))
         from portrait.run import run_images, run_stream

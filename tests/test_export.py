@@ -73,31 +73,39 @@ def test_the_app_runs_the_export_as_it_runs_the_keras_file(dynamic_model, tmp_pa
     keras_options = SegmentOptions(model=str(path), backend="tflite", input_size=(48, 32))
     with create_segmenter(keras_options) as from_keras, \
             create_segmenter(SegmentOptions(model=str(out))) as from_export:
-        # The very file the app converts and caches for itself.
-        assert from_keras.cache_path.read_bytes() == out.read_bytes()
+        # The very file the app converts and caches for itself, plus the record of its source.
+        info = tflite_utils.read_export_info(out)
+        assert info["source"] == "dynamic.hdf5" and info["source_sha256"] == tflite_utils.file_sha256(path)
+        assert tflite_utils.mark_export_info(from_keras.cache_path.read_bytes(), info) == out.read_bytes()
         assert from_export.input_size == from_keras.input_size == (48, 32)
         assert from_export.input_norm == from_keras.input_norm == "raw"
         np.testing.assert_array_equal(from_export.segment(frame), from_keras.segment(frame))
 
 
-def test_model_marked_with_its_training_size_exports_at_the_webcam_aspect(dynamic_model, tmp_path):
+def test_model_marked_with_its_training_size_exports_one_file_for_every_aspect(dynamic_model, tmp_path):
     import shutil
 
     import h5py
 
-    from portrait.segment import SHORT_SIDE_ATTR
+    from portrait.segment import SHORT_SIDE_ATTR, AspectSegmenter
 
     marked = tmp_path / "trained.hdf5"
     shutil.copy(dynamic_model[0], marked)
     with h5py.File(marked, "a") as f:
         f.attrs[SHORT_SIDE_ATTR] = 64  # what portrait.training.train writes
-    out = export.export_model(str(marked), str(tmp_path / "trained.tflite"))
-    # 1280x720 with a 64 px short side, sides multiples of 32: 128x64.
-    assert tflite_utils.input_shape(out)[0] == [1, 64, 128, 3]
-    frame = np.random.default_rng(2).integers(0, 256, (720, 1280, 3), np.uint8)
+    out = export.export_model(str(marked), str(tmp_path / "exported" / "trained.tflite"))
+    assert tflite_utils.input_shape(out)[1] == [1, -1, -1, 3]  # dynamic height and width
+    assert tflite_utils.read_export_info(out)["input_short_px"] == 64
+    rng = np.random.default_rng(2)
     with create_segmenter(SegmentOptions(model=str(marked), backend="tflite")) as from_keras, \
             create_segmenter(SegmentOptions(model=str(out))) as from_export:
-        np.testing.assert_array_equal(from_export.segment(frame), from_keras.segment(frame))
+        assert isinstance(from_export, AspectSegmenter) and "short side 64 px" in from_export.description
+        for shape in ((720, 1280, 3), (800, 600, 3), (90, 160, 3)):
+            frame = rng.integers(0, 256, shape, np.uint8)
+            expected = from_keras.segment(frame)
+            found = from_export.segment(frame)
+            assert found.shape == expected.shape
+            np.testing.assert_allclose(found, expected, atol=1e-5)
 
 
 def test_fixed_input_size_wins_over_input_size(brightness_model, tmp_path, caplog):

@@ -2,9 +2,10 @@
 
 One interface, three runtimes:
 
-* :class:`TFLiteSegmenter` runs a ``.tflite`` model with the TFLite interpreter on the CPU; a
-  Keras model on a machine without a GPU is converted to TFLite once and cached (see
-  :mod:`portrait.segment.tflite_utils`).
+* :class:`TFLiteSegmenter` runs a ``.tflite`` model with the TFLite interpreter (LiteRT's when
+  installed) on the CPU. A Keras model on a machine without a GPU runs as the ``.tflite``
+  exported beside it when that file is fresh (:mod:`portrait.segment.exported`; no TensorFlow
+  import), else is converted to TFLite once and cached (:mod:`portrait.segment.convert`).
 * :class:`KerasSegmenter` runs a Keras model as a ``tf.function`` with a fixed input shape; the
   choice where TensorFlow sees a GPU.
 * :class:`MediaPipeSegmenter` runs a MediaPipe selfie model through MediaPipe's ImageSegmenter.
@@ -15,9 +16,11 @@ One interface, three runtimes:
 backend      model file               runtime
 ============ ======================== ==================================================
 ``auto``     ``.h5/.hdf5/.keras``     GPU ``tf.function`` if TensorFlow sees a GPU and
-                                      ``device`` is not ``cpu``; else cached TFLite
+                                      ``device`` is not ``cpu``; else the fresh ``.tflite``
+                                      exported beside it, else cached TFLite conversion
 ``auto``     ``.tflite``              TFLite interpreter
-``tflite``   Keras or ``.tflite``     TFLite interpreter (Keras converted and cached)
+``tflite``   Keras or ``.tflite``     TFLite interpreter (Keras: its fresh export, else
+                                      converted and cached)
 ``keras``    Keras                    ``tf.function`` on the GPU, or on the CPU (slower)
 ``mediapipe`` ``.tflite`` with        MediaPipe ImageSegmenter
              MediaPipe metadata
@@ -26,9 +29,11 @@ backend      model file               runtime
 Rules for what cannot be read from a model file:
 
 * Input size: a fixed model input size is used as is. A dynamic one (None, None, 3) runs at
-  ``options.input_size``, else 256×256. A frame is stretched to the input size, or with
-  ``options.letterbox`` scaled to fit and padded with black; the padding is cut from the
-  output, so the probability always covers exactly the frame's field of view.
+  ``options.input_size``, else at the frame's aspect ratio when the file notes the short side it
+  was trained for (our ``.hdf5`` attribute, our export's metadata), else 256×256. A frame is
+  stretched to the input size, or with ``options.letterbox`` scaled to fit and padded with
+  black; the padding is cut from the output, so the probability always covers exactly the
+  frame's field of view.
 * Input scaling (``input_norm``): ``raw`` feeds RGB 0..255, ``unit`` x/255, ``symmetric``
   x/127.5−1. ``auto``: a Keras model whose first layer is a ``Rescaling`` or ``Normalization``
   layer takes ``raw`` (our own models' contract); a ``.tflite`` file marked by our export

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from portrait.errors import ModelError
 from portrait.options import SegmentOptions
@@ -63,8 +63,8 @@ def create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: 
     return segmenter
 
 
-def convert_keras(keras_model, path: Path, size: tuple[int, int], advice: str) -> bytes:
-    """Convert a loaded Keras model to TFLite at ``size`` (width, height).
+def convert_keras(keras_model, path: Path, size: Optional[tuple[int, int]], advice: str) -> bytes:
+    """Convert a loaded Keras model to TFLite at ``size`` (width, height; None: dynamic).
 
     Raises:
         ModelError: the converter failed; the message names the model, the size and ``advice``.
@@ -75,7 +75,8 @@ def convert_keras(keras_model, path: Path, size: tuple[int, int], advice: str) -
             warnings.filterwarnings("ignore", message=r".*structure of `inputs` doesn't match.*")
             return tflite_utils.convert_keras_to_tflite(keras_model, size)
     except Exception as error:  # the converter raises many types
-        raise ModelError(f"cannot convert model '{path}' to TFLite at {size[0]}x{size[1]}: "
+        at = f"{size[0]}x{size[1]}" if size else "a dynamic input size"
+        raise ModelError(f"cannot convert model '{path}' to TFLite at {at}: "
                          f"{one_line(error)}; {advice}") from None
 
 

@@ -1,20 +1,31 @@
-"""Choosing and building the segmenter that the options ask for."""
+"""Choosing and building the segmenter that the options ask for.
+
+TensorFlow is imported only on the paths that need it (about 4 s): a Keras model to convert or
+to run with ``tf.function``, or a GPU to look for. A Keras model on the CPU with a fresh exported
+``.tflite`` beside it (:mod:`portrait.segment.exported`) runs without it. Whether to ask
+TensorFlow for a GPU at all is decided first without importing it (:func:`gpu_plausible`).
+"""
 
 from __future__ import annotations
 
+import glob
+import importlib.metadata
+import importlib.util
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
 from portrait.errors import DeviceError, ModelError
+from portrait.native_log import import_tensorflow_quietly
 from portrait.options import SegmentOptions
-from portrait.segment import keras_compat, tflite_utils
+from portrait.segment import exported, keras_compat
 from portrait.segment.base import Segmenter, describe, one_line, resolve_norm
 from portrait.segment.convert import create_converted
 from portrait.segment.keras_segmenter import KerasSegmenter, keras_input_size
 from portrait.segment.locate import KERAS_SUFFIXES, display_path, resolve_model_path
 from portrait.segment.mediapipe_segmenter import MediaPipeSegmenter
-from portrait.segment.tflite_segmenter import TFLiteSegmenter
 from portrait.segment.wrappers import MirrorAverage
 
 log = logging.getLogger(__name__)
@@ -74,26 +85,14 @@ def _create_from_tflite(path: Path, options: SegmentOptions) -> Segmenter:
         return segmenter
     try:
         content = path.read_bytes()
-        marked = tflite_utils.read_tflite_input_norm(content)
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ModelError(
             f"cannot read TFLite model '{path}': {one_line(error)}; the file may be truncated or "
             "corrupt, re-download or re-export it"
         ) from None
-    norm, why = resolve_norm(options.input_norm, marked, "marked in the file")
-    segmenter = TFLiteSegmenter(
-        content,
-        input_norm=norm,
-        input_size=options.input_size,
-        letterbox=options.letterbox,
-        threads=options.threads,
-        name=str(path),
-    )
-    if segmenter.input_norm != norm:
-        why = "uint8 model input"
+    exported.warn_if_stale(path, content)
     reason = "--backend tflite" if options.backend == "tflite" else "a .tflite model runs on the TFLite interpreter"
-    segmenter.description = describe(segmenter, display_path(path), why, reason)
-    return segmenter
+    return exported.create_tflite(content, path, options, display_path(path), "marked in the file", reason)
 
 
 def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
@@ -103,17 +102,34 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
     keras_compat.check_model_safety(path, config, options.trust_model)
 
     wants_tflite = options.backend == "tflite"
-    gpus = _visible_gpus() if options.device != "cpu" else []
     if options.device == "gpu" and wants_tflite:
         raise DeviceError("--backend tflite runs on the CPU only; pass --device auto or cpu, or --backend keras")
+    gpus: list[str] = []
+    no_gpu = ""
+    if options.device == "gpu" or (options.backend == "keras" and options.device != "cpu"):
+        gpus = _visible_gpus()
+        no_gpu = "no GPU visible to TensorFlow"
+    elif options.device == "auto" and not wants_tflite:
+        plausible, no_gpu = gpu_plausible()
+        if plausible:
+            gpus = _visible_gpus()
+            no_gpu = "no GPU visible to TensorFlow"
     if options.device == "gpu" and not gpus:
         raise DeviceError(
             "--device gpu: TensorFlow sees no GPU; install GPU support with "
             'pip install "tensorflow[and-cuda]" (Linux, NVIDIA) or pass --device cpu'
         )
     if wants_tflite or not (gpus or options.backend == "keras"):
-        return create_converted(path, config, options, "no GPU visible to TensorFlow" if not gpus else "")
+        reason = "--device cpu" if options.device == "cpu" else "--backend tflite" if wants_tflite else no_gpu
+        content = exported.fresh_companion(path, config)
+        if content is not None:
+            segmenter = exported.create_companion(path, content, options, reason)
+            if segmenter is not None:
+                return segmenter
+        import_tensorflow_quietly()
+        return create_converted(path, config, options, no_gpu)
 
+    import_tensorflow_quietly()
     model = keras_compat.load_keras_model(path, options.trust_model)
     size = keras_input_size(model, options.input_size)
     norm, why = resolve_norm(options.input_norm, keras_compat.keras_input_norm(model), "Rescaling layer in the model")
@@ -127,8 +143,39 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
     return segmenter
 
 
+def gpu_plausible() -> tuple[bool, str]:
+    """Whether TensorFlow might see a GPU here, decided without importing it.
+
+    Importing TensorFlow to ask costs about 4 s, so it is asked only where a GPU could answer:
+    TensorFlow is installed, ``CUDA_VISIBLE_DEVICES`` does not hide every device, and the system
+    has a GPU device TensorFlow can use (Linux: an NVIDIA ``/dev/nvidia0``..., ROCm's
+    ``/dev/kfd`` or WSL's ``/dev/dxg``; macOS and Windows: the ``tensorflow-metal`` or
+    ``tensorflow-directml-plugin`` package, as TensorFlow has no GPU support of its own there).
+
+    Returns:
+        (plausible, why not): the second is the reason for the start-up line when it is not.
+    """
+    if importlib.util.find_spec("tensorflow") is None:
+        return False, "TensorFlow is not installed"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False, "CUDA_VISIBLE_DEVICES hides every GPU"
+    if sys.platform.startswith("linux"):
+        if glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd") or os.path.exists("/dev/dxg"):
+            return True, ""
+        return False, "no GPU device (/dev/nvidia*) for TensorFlow"
+    for plugin in ("tensorflow-metal", "tensorflow-directml-plugin"):
+        try:
+            importlib.metadata.distribution(plugin)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return True, ""
+    return False, "no GPU plug-in for TensorFlow on this system"
+
+
 def _visible_gpus() -> list[str]:
-    """Names of the GPUs TensorFlow can use (empty without one)."""
+    """Names of the GPUs TensorFlow can use (empty without one). Imports TensorFlow."""
+    import_tensorflow_quietly()
     import tensorflow as tf
 
     try:

@@ -1,4 +1,4 @@
-"""The TFLite runtime: a ``.tflite`` flatbuffer on the CPU."""
+"""The TFLite runtime: a ``.tflite`` flatbuffer on the CPU, in LiteRT's interpreter (or tf.lite's)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ PROBABILITY_OPS = {"LOGISTIC": "sigmoid", "SOFTMAX": "softmax"}
 
 
 class TFLiteSegmenter(Segmenter):
-    """Runs a TFLite flatbuffer with the TFLite interpreter on the CPU.
+    """Runs a TFLite flatbuffer with the TFLite interpreter on the CPU (see
+    :func:`tflite_utils.make_interpreter`: LiteRT's when installed).
 
     Args:
         model_content: the ``.tflite`` bytes.
@@ -28,6 +29,8 @@ class TFLiteSegmenter(Segmenter):
         letterbox: keep the aspect ratio by padding.
         threads: interpreter threads (0 = all cores).
         name: how to call the model in error messages.
+        interpreter: ``"LiteRT"`` or ``"tf.lite"``; None: LiteRT when installed (benchmarks
+            compare the two).
 
     Raises:
         ModelError: bytes that are not a usable TFLite model, or an input/output that is not
@@ -42,11 +45,12 @@ class TFLiteSegmenter(Segmenter):
         letterbox: bool = False,
         threads: int = 0,
         name: str = "model",
+        interpreter: Optional[str] = None,
     ):
         self._closed = False
         self.threads = threads or os.cpu_count() or 1
         try:
-            self._interpreter = tflite_utils.make_interpreter(model_content, self.threads)
+            self._interpreter = tflite_utils.make_interpreter(model_content, self.threads, which=interpreter)
             details = self._interpreter.get_input_details()
             if len(details) != 1:
                 raise ModelError(
@@ -60,7 +64,7 @@ class TFLiteSegmenter(Segmenter):
                 )
             if -1 in signature:
                 width, height = input_size or DEFAULT_INPUT_SIZE
-                self._interpreter.resize_input_tensor(details[0]["index"], [1, height, width, 3], strict=False)
+                self._interpreter.resize_tensor_input(details[0]["index"], [1, height, width, 3], strict=False)
             with filtered_stderr(drop_model_load_noise):
                 self._interpreter.allocate_tensors()
             activation = tflite_utils.output_activation(model_content)
@@ -94,7 +98,7 @@ class TFLiteSegmenter(Segmenter):
         self._output = self._interpreter.tensor(output_detail["index"])
         self.letterbox = letterbox
         self.output_kind = self._read.kind
-        self.runtime = f"TFLite (CPU, {self.threads} threads)"
+        self.runtime = f"TFLite (CPU, {self.threads} threads, {tflite_utils.interpreter_module(interpreter)[1]})"
         self.cache_path: Optional[Path] = None  # set by the factory for a cached conversion
         self.cache_hit = False
         self.description = describe(self, name, None, "")

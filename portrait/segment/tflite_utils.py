@@ -1,4 +1,10 @@
-"""TFLite helpers: Keras → TFLite conversion, the conversion cache, and our metadata marks.
+"""TFLite helpers: Keras → TFLite conversion, the conversion cache, our metadata marks, and the
+interpreter.
+
+The interpreter is LiteRT's (``ai_edge_litert``, a small package that starts in a fraction of a
+second) when it is installed, else TensorFlow's ``tf.lite.Interpreter`` (deprecated there, its
+warning silenced). Reading and writing metadata uses the flatbuffer schema LiteRT ships, so neither
+needs TensorFlow; only the conversion does.
 
 The cache lives in the user's cache folder (``$PORTRAIT_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/portrait``, else ``~/.cache/portrait``), never in the repository. A cached file
@@ -7,9 +13,14 @@ changed model, size or TensorFlow gives a fresh conversion. Files are written at
 temporary file in the same folder, then ``os.replace``) so a crash or a second process never
 leaves a half-written model behind.
 
-Metadata: a ``.tflite`` flatbuffer holds named metadata entries that point at buffers. We add one
-named ``portrait_input_norm`` whose buffer is the ASCII name of the input scaling (``raw``,
-``unit`` or ``symmetric``); ``export.py`` and the cache write it, the segmenter reads it.
+Metadata: a ``.tflite`` flatbuffer holds named metadata entries that point at buffers. We add:
+
+* ``portrait_input_norm``: the ASCII name of the input scaling (``raw``, ``unit`` or
+  ``symmetric``); ``export.py`` and the cache write it, the segmenter reads it.
+* ``portrait_export``: JSON written by ``python -m portrait.training.export``: the Keras file it
+  was made from (``source``, ``source_sha256``), the short side the app runs it at
+  (``input_short_px``, when the model notes one) and ``format`` (:data:`EXPORT_FORMAT`). The app
+  uses a ``.tflite`` beside a Keras file only when these say it was made from that very file.
 """
 
 from __future__ import annotations
@@ -17,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
+import struct
 import tempfile
 import warnings
 from pathlib import Path
@@ -28,6 +41,9 @@ log = logging.getLogger(__name__)
 
 INPUT_NORM_KEY = "portrait_input_norm"
 INPUT_NORMS = ("raw", "unit", "symmetric")
+EXPORT_KEY = "portrait_export"
+# Bump when the export recipe changes: files made by an older recipe are then re-exported.
+EXPORT_FORMAT = 1
 # Bump when the conversion recipe changes so old cache entries are not reused.
 CACHE_FORMAT = "1"
 
@@ -90,15 +106,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def convert_keras_to_tflite(model, input_size: tuple[int, int]) -> bytes:
-    """Convert a Keras model to an fp32 TFLite flatbuffer with a fixed (1, H, W, 3) input.
+def convert_keras_to_tflite(model, input_size: Optional[tuple[int, int]]) -> bytes:
+    """Convert a Keras model to an fp32 TFLite flatbuffer with a (1, H, W, 3) input.
 
     The model is wrapped in a new functional model whose input has batch 1 and the given spatial
-    size, so the TFLite graph has fully static shapes (XNNPACK runs fastest that way).
+    size, so the TFLite graph has fully static shapes (XNNPACK runs fastest that way). With
+    ``input_size`` None the height and width stay dynamic: one file for every frame shape, which
+    the app fixes at each size it needs before running it (:mod:`portrait.segment.fixed_size`).
 
     Args:
         model: a Keras 3 model taking (batch, H, W, 3).
-        input_size: (width, height) to fix.
+        input_size: (width, height) to fix, or None to keep them dynamic.
 
     Returns:
         The ``.tflite`` file's bytes.
@@ -109,7 +127,9 @@ def convert_keras_to_tflite(model, input_size: tuple[int, int]) -> bytes:
     import keras
     import tensorflow as tf
 
-    width, height = input_size
+    width, height = input_size or (None, None)
+    if input_size is None:
+        model = _with_shape_agnostic_upsampling(model)
     fixed_input = keras.Input(batch_shape=(1, height, width, 3), name="image")
     fixed = keras.Model(fixed_input, model(fixed_input, training=False), name="fixed_input")
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
@@ -125,6 +145,44 @@ def convert_keras_to_tflite(model, input_size: tuple[int, int]) -> bytes:
         tf_logger.setLevel(level)
     log.debug("TFLite converter output: %s", captured.getvalue().strip())
     return bytes(flatbuffer)
+
+
+def _with_shape_agnostic_upsampling(model):
+    """The model with its bilinear ``UpSampling2D`` layers traced as plain ``tf.image.resize``.
+
+    Keras 3's ``UpSampling2D`` checks its target size with Python comparisons, which fail on the
+    symbolic height and width of a dynamic input. The clone shares every layer (and so every
+    weight) with ``model``; only the upsampling calls are replaced, by the same op
+    (``ResizeBilinear``, half-pixel centres) on ``tf.shape``.
+    """
+    import keras
+    import tensorflow as tf
+
+    class ResizeBy(keras.layers.Layer):
+        def __init__(self, factors, **kwargs):
+            super().__init__(**kwargs)
+            self.factors = tuple(int(f) for f in factors)
+
+        def call(self, inputs):
+            shape = tf.shape(inputs)
+            size = tf.stack([shape[1] * self.factors[0], shape[2] * self.factors[1]])
+            return tf.image.resize(inputs, size, method="bilinear")
+
+        def compute_output_shape(self, input_shape):
+            batch, height, width, channels = input_shape
+            return (batch, height and height * self.factors[0], width and width * self.factors[1],
+                    channels)
+
+    def call(layer, *args, **kwargs):
+        if (isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == "bilinear"
+                and layer.data_format == "channels_last"):
+            return ResizeBy(layer.size, name=layer.name)(*args)
+        return layer(*args, **kwargs)
+
+    if isinstance(model, keras.Sequential):  # clone_model has no call_function for these
+        return model
+    return keras.models.clone_model(model, clone_function=lambda layer: layer,
+                                    call_function=call, recursive=True)
 
 
 def cached_conversion(
@@ -146,7 +204,21 @@ def cached_conversion(
     """
     key = cache_key(file_sha256(model_path), input_size)
     width, height = input_size
-    path = cache_dir() / "tflite" / f"{Path(model_path).stem}-{width}x{height}-{key[:24]}.tflite"
+    return cached_file(f"{Path(model_path).stem}-{width}x{height}", key, convert)
+
+
+def cached_file(name: str, key: str, make: Callable[[], bytes]) -> tuple[bytes, Optional[Path], bool]:
+    """Return the cached ``.tflite`` called ``name`` with ``key``, calling ``make`` on a miss.
+
+    Args:
+        name: readable part of the file name (model stem and size).
+        key: hex digest of everything the content depends on.
+        make: returns the bytes to cache.
+
+    Returns:
+        (bytes, cache file path or None when the cache folder is not writable, hit).
+    """
+    path = cache_dir() / "tflite" / f"{name}-{key[:24]}.tflite"
     try:
         data = path.read_bytes()
     except OSError:
@@ -154,13 +226,13 @@ def cached_conversion(
     if data:
         log.debug("TFLite cache hit: %s", path)
         return data, path, True
-    data = convert()
+    data = make()
     try:
         write_atomic(path, data)
     except OSError as error:
-        log.warning("cannot write the TFLite cache %s (%s); converting again next start", path, error)
+        log.warning("cannot write the TFLite cache %s (%s); making it again next start", path, error)
         return data, None, False
-    log.info("cached TFLite conversion in %s", path)
+    log.info("cached %s in %s", name, path)
     return data, path, False
 
 
@@ -171,9 +243,21 @@ def _read_bytes(source: BytesOrPath) -> bytes:
 
 
 def _schema():
-    from tensorflow.lite.python import schema_py_generated
-
+    """The TFLite flatbuffer schema: LiteRT's copy (no TensorFlow import), else TensorFlow's."""
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated
     return schema_py_generated
+
+
+def pack_model(model) -> bytes:
+    """Serialise a flatbuffer ``ModelT`` object (see :func:`_schema`) as ``.tflite`` bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def read_tflite_metadata(source: BytesOrPath) -> dict[str, bytes]:
@@ -188,6 +272,20 @@ def read_tflite_metadata(source: BytesOrPath) -> dict[str, bytes]:
     data = _read_bytes(source)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError(f"not a TFLite flatbuffer: identifier {data[4:8]!r} != b'TFL3'")
+    with _corrupt_as_value_error():
+        return _metadata_entries(data)
+
+
+@contextlib.contextmanager
+def _corrupt_as_value_error():
+    """Reading a truncated or damaged flatbuffer fails with struct or index errors: say ValueError."""
+    try:
+        yield
+    except (struct.error, IndexError, TypeError) as error:
+        raise ValueError(f"corrupt TFLite flatbuffer ({error})") from None
+
+
+def _metadata_entries(data: bytes) -> dict[str, bytes]:
     model = _schema().Model.GetRootAs(data, 0)
     entries = {}
     for i in range(model.MetadataLength()):
@@ -246,23 +344,69 @@ def mark_tflite_input_norm(source: BytesOrPath, norm: str) -> bytes:
     """
     if norm not in INPUT_NORMS:
         raise ValueError(f"unknown input norm {norm!r}: expected one of {INPUT_NORMS}")
+    return mark_tflite_metadata(source, {INPUT_NORM_KEY: norm.encode("ascii")})
+
+
+def mark_tflite_metadata(source: BytesOrPath, entries: dict[str, bytes]) -> bytes:
+    """Return the ``.tflite`` model with named metadata entries set (replacing same-named ones).
+
+    Args:
+        source: a path or the file's bytes.
+        entries: ``{name: buffer bytes}``.
+
+    Returns:
+        The marked model's bytes; other metadata is kept.
+
+    Raises:
+        ValueError: bytes that are not a TFLite flatbuffer.
+    """
     data = _read_bytes(source)
     read_tflite_metadata(data)  # validates the identifier
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
-    buffer = schema.BufferT()
-    buffer.data = list(norm.encode("ascii"))
     model.buffers = list(model.buffers or [])
-    entries = [m for m in (model.metadata or []) if (m.name or b"") not in (INPUT_NORM_KEY, INPUT_NORM_KEY.encode())]
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = INPUT_NORM_KEY
-    entry.buffer = len(model.buffers) - 1
-    entries.append(entry)
-    model.metadata = entries
-    from tensorflow.lite.tools import flatbuffer_utils
+    names = {name.encode() for name in entries} | set(entries)
+    kept = [m for m in (model.metadata or []) if (m.name or b"") not in names]
+    for name, value in entries.items():
+        buffer = schema.BufferT()
+        buffer.data = list(value)
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers) - 1
+        kept.append(entry)
+    model.metadata = kept
+    return pack_model(model)
 
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+def export_info(source_path: Union[str, os.PathLike], short_px: Optional[int]) -> dict:
+    """The ``portrait_export`` record for a ``.tflite`` exported from ``source_path``."""
+    info = {"source": Path(source_path).name, "source_sha256": file_sha256(source_path),
+            "format": EXPORT_FORMAT}
+    if short_px:
+        info["input_short_px"] = int(short_px)
+    return info
+
+
+def mark_export_info(source: BytesOrPath, info: dict) -> bytes:
+    """Return the model with its ``portrait_export`` record (see :func:`export_info`)."""
+    return mark_tflite_metadata(source, {EXPORT_KEY: json.dumps(info, sort_keys=True).encode()})
+
+
+def read_export_info(source: BytesOrPath) -> Optional[dict]:
+    """Return the ``portrait_export`` record of a model, or None where it has none (or a bad one).
+
+    Raises:
+        ValueError: the bytes are not a TFLite flatbuffer.
+    """
+    value = read_tflite_metadata(source).get(EXPORT_KEY)
+    if value is None:
+        return None
+    try:
+        info = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def output_activation(source: BytesOrPath) -> Optional[str]:
@@ -332,17 +476,60 @@ def output_activation(source: BytesOrPath) -> Optional[str]:
     return name
 
 
-def make_interpreter(model_content: bytes, threads: int):
-    """Create a ``tf.lite.Interpreter`` for the bytes with ``threads`` CPU threads.
+def interpreter_module(which: Optional[str] = None):
+    """Return (module with ``Interpreter`` and ``OpResolverType``, its name for the log).
 
-    The deprecation warning that TF 2.20+ prints for ``tf.lite.Interpreter`` is silenced: it is
-    still the interpreter TensorFlow ships, and the message would otherwise greet every start.
+    Args:
+        which: ``"LiteRT"`` or ``"tf.lite"``; None picks LiteRT (``ai_edge_litert``) when it is
+            installed, else TensorFlow's ``tf.lite``.
     """
+    if which not in (None, "LiteRT", "tf.lite"):
+        raise ValueError(f"unknown interpreter {which!r}: expected 'LiteRT' or 'tf.lite'")
+    if which != "tf.lite":
+        try:
+            from ai_edge_litert import interpreter as litert
+        except Exception as error:  # ImportError, or a broken wheel (e.g. a numpy ABI mismatch)
+            if which == "LiteRT":
+                raise
+            log.debug("LiteRT not usable (%s); using tf.lite.Interpreter", error)
+        else:
+            return litert, "LiteRT"
     import tensorflow as tf
 
+    return _TFLiteModule(tf), "tf.lite"
+
+
+class _TFLiteModule:
+    """``tf.lite`` seen as LiteRT's interpreter module (``Interpreter``, ``OpResolverType``)."""
+
+    def __init__(self, tf):
+        self.Interpreter = tf.lite.Interpreter
+        self.OpResolverType = tf.lite.experimental.OpResolverType
+
+
+def make_interpreter(model_content: bytes, threads: int, plain: bool = False,
+                     which: Optional[str] = None):
+    """Create a TFLite interpreter for the bytes with ``threads`` CPU threads.
+
+    LiteRT's when installed, else ``tf.lite.Interpreter``, whose deprecation warning (TF 2.20+)
+    is silenced: the message would otherwise greet every start.
+
+    Args:
+        model_content: the ``.tflite`` bytes.
+        threads: CPU threads.
+        plain: without the default delegate (XNNPACK), keeping every intermediate tensor
+            readable after ``invoke`` (for inspecting a model, not for speed).
+        which: as :func:`interpreter_module` (None: LiteRT when installed).
+    """
+    module, _ = interpreter_module(which)
+    options = {}
+    if plain:
+        options = {"experimental_op_resolver_type":
+                   module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                   "experimental_preserve_all_tensors": True}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
-        return tf.lite.Interpreter(model_content=model_content, num_threads=threads)
+        return module.Interpreter(model_content=model_content, num_threads=threads, **options)
 
 
 def input_shape(source: BytesOrPath) -> tuple[list[int], list[int]]:
@@ -353,11 +540,12 @@ def input_shape(source: BytesOrPath) -> tuple[list[int], list[int]]:
     """
     data = _read_bytes(source)
     read_tflite_metadata(data)  # validates the identifier
-    model = _schema().Model.GetRootAs(data, 0)
-    if not model.SubgraphsLength() or not model.Subgraphs(0).InputsLength():
-        raise ValueError("TFLite model has no input tensor")
-    graph = model.Subgraphs(0)
-    tensor = graph.Tensors(graph.Inputs(0))
-    shape = [int(v) for v in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else []
-    signature = [int(v) for v in tensor.ShapeSignatureAsNumpy()] if tensor.ShapeSignatureLength() else shape
+    with _corrupt_as_value_error():
+        model = _schema().Model.GetRootAs(data, 0)
+        if not model.SubgraphsLength() or not model.Subgraphs(0).InputsLength():
+            raise ValueError("TFLite model has no input tensor")
+        graph = model.Subgraphs(0)
+        tensor = graph.Tensors(graph.Inputs(0))
+        shape = [int(v) for v in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else []
+        signature = [int(v) for v in tensor.ShapeSignatureAsNumpy()] if tensor.ShapeSignatureLength() else shape
     return shape, signature

@@ -1,21 +1,31 @@
 """Convert a Keras model to TFLite, the way the app does: ``python -m portrait.training.export``.
 
-The app, given a Keras model on a machine without a GPU, converts it to TFLite once and caches
-the result (see :mod:`portrait.segment` and :mod:`portrait.segment.tflite_utils`). This module makes
-the same file on purpose, to ship or to run elsewhere: the model is loaded with the same safety
-checks and Keras 2 shim, its input is fixed at a size the app would use (see
-:func:`conversion_size`), converted by the same function, and marked with its input scaling
-(``portrait_input_norm``) so the app reads the scaling back from the file.
+The app, given a Keras model on a machine without a GPU, runs the ``.tflite`` exported beside it
+when that file is fresh (:mod:`portrait.segment.exported`), else converts the Keras model once
+and caches the result (:mod:`portrait.segment.convert`). This module writes that ``.tflite``, to
+ship or to run elsewhere: the model is loaded with the same safety checks and Keras 2 shim,
+converted by the same function, and marked with its input scaling (``portrait_input_norm``) and
+with where it came from (``portrait_export``: the source file's SHA-256, the short side it runs at,
+the export format), so the app reads them back from the file.
 
-A ``.tflite`` file has one input size; the app stretches other frame shapes to it. (Given the
-``.hdf5`` of a model trained by ``portrait.training.train``, the app instead converts one size per frame
-aspect ratio.)
+Input size (:func:`conversion_size`): a model that notes the short side it was trained for (ours,
+``portrait.training.train`` and ``ensemble`` write it) keeps a dynamic height and width, so one
+file serves every frame aspect, as the ``.hdf5`` does; other models get one fixed size, to which
+the app stretches (or letterboxes) every frame. ``--input-size`` fixes any model's size.
+
+Every export is checked before it is written: the ``.tflite`` and the Keras model must give the
+same probability (within :data:`MAX_DIFFERENCE`) on one random image at the size the app runs.
+
+The shipped models' files are regenerated with one command, after a ``weights/*.hdf5`` changes::
+
+    python -m portrait.training.export --shipped
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +33,13 @@ from typing import Optional, Sequence
 
 from portrait.cli import OneLineParser, import_tensorflow_quietly, configure_logging, parse_size
 from portrait.errors import ModelError, run_command
+from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.segment.keras_compat import config_input_size, keras_input_norm
 from portrait.options import CaptureOptions
 from portrait.segment import (
     DEFAULT_INPUT_SIZE,
     KERAS_SUFFIXES,
+    SHIPPED_MODELS,
     convert_keras,
     read_short_side_hint,
     resolve_model_path,
@@ -37,6 +49,8 @@ from portrait.segment import (
 log = logging.getLogger("portrait.training.export")  # not "__main__" under python -m
 
 INPUT_NORMS = ("auto", "raw", "unit", "symmetric")
+# Largest probability difference between the export and the Keras model that passes the check.
+MAX_DIFFERENCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -45,23 +59,27 @@ class Conversion:
 
     Attributes:
         content: the ``.tflite`` file's bytes.
-        input_size: (width, height) its input is fixed at.
+        input_size: (width, height) its input is fixed at; None for a dynamic input.
         input_norm: the scaling marked in the file, or None when it is unmarked (the app then
             assumes ``unit``, x/255, unless told otherwise).
+        short_px: for a dynamic input, the short side the app runs it at (None otherwise).
+        max_difference: the largest difference from the Keras model's probability in the check.
     """
 
     content: bytes
-    input_size: tuple[int, int]
+    input_size: Optional[tuple[int, int]]
     input_norm: Optional[str]
+    short_px: Optional[int] = None
+    max_difference: float = 0.0
 
 
 def conversion_size(path: Path, config: dict, model,
-                    requested: Optional[tuple[int, int]]) -> tuple[int, int]:
-    """The input size the app converts a Keras model at.
+                    requested: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
+    """The input size a Keras model is exported at; None keeps a dynamic height and width.
 
     A fixed model input is used as is. A dynamic one takes ``requested``; else, for a model our
-    training marked with the short side it was trained for, the size the app picks for its
-    default camera frame (1280x720: that short side, the frame's aspect); else 256x256.
+    training marked with the short side it was trained for, stays dynamic (the app runs it at
+    each frame's aspect ratio with that short side); else 256x256.
 
     Args:
         path: the model file (it may carry the short-side mark).
@@ -70,7 +88,7 @@ def conversion_size(path: Path, config: dict, model,
         requested: ``--input-size``; used only for a model with a dynamic input size.
 
     Returns:
-        (width, height).
+        (width, height), or None for a dynamic input.
 
     Raises:
         ModelError: a model input that is not (batch, H, W, 3).
@@ -86,14 +104,8 @@ def conversion_size(path: Path, config: dict, model,
     if size is None:
         if requested:
             return tuple(requested)
-        short_px = read_short_side_hint(path)
-        if short_px:
-            camera = CaptureOptions()
-            size = size_for_frame((camera.width, camera.height), short_px)
-            log.info("the model was trained at a %d px short side: exporting at %dx%d for "
-                     "%dx%d frames; pass --input-size for another aspect", short_px, *size,
-                     camera.width, camera.height)
-            return size
+        if read_short_side_hint(path):
+            return None
         return DEFAULT_INPUT_SIZE
     if requested and tuple(requested) != tuple(size):
         log.warning("the model has a fixed %dx%d input; ignoring --input-size", *size)
@@ -102,7 +114,7 @@ def conversion_size(path: Path, config: dict, model,
 
 def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
                        input_norm: str = "auto", trust_model: bool = False) -> Conversion:
-    """Convert a Keras model file to a marked TFLite flatbuffer, as the app's cache does.
+    """Convert a Keras model file to a marked, checked TFLite flatbuffer.
 
     Args:
         path: a ``.hdf5``/``.h5``/``.keras`` model file.
@@ -116,7 +128,8 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
         The :class:`Conversion`.
 
     Raises:
-        ModelError: an unreadable, unsafe or unconvertible model.
+        ModelError: an unreadable, unsafe or unconvertible model, or an export that disagrees
+            with the Keras model.
         ValueError: an unknown ``input_norm``.
     """
     from portrait.segment import keras_compat, tflite_utils
@@ -126,8 +139,14 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
     config = keras_compat.read_model_config(path)
     model = keras_compat.load_keras_model(path, trust_model)
     size = conversion_size(path, config, model, input_size)
-    log.info("converting '%s' to TFLite at %dx%d", path, *size)
-    content = convert_keras(model, path, size, "try another --input-size (a multiple of 32)")
+    short_px = None if size else read_short_side_hint(path)
+    if size:
+        log.info("converting '%s' to TFLite at %dx%d", path, *size)
+    else:
+        log.info("converting '%s' to TFLite with a dynamic input (the app runs it at each frame's "
+                 "aspect ratio, short side %d px)", path, short_px)
+    advice = "try --input-size WxH (multiples of 32)"
+    content = convert_keras(model, path, size, advice)
     detected = keras_input_norm(model)
     if input_norm == "auto":
         norm = detected
@@ -141,7 +160,49 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
                         "marking %s", detected, norm, norm)
     if norm is not None:
         content = tflite_utils.mark_tflite_input_norm(content, norm)
-    return Conversion(content=content, input_size=size, input_norm=norm)
+    content = tflite_utils.mark_export_info(content, tflite_utils.export_info(path, short_px))
+    camera = CaptureOptions()
+    check_size = size or size_for_frame((camera.width, camera.height), short_px)
+    difference = max_difference(model, content, check_size)
+    if not difference <= MAX_DIFFERENCE:
+        raise ModelError(f"the TFLite export of '{path}' disagrees with the Keras model by "
+                         f"{difference:.2g} (more than {MAX_DIFFERENCE:g}) at {check_size[0]}x"
+                         f"{check_size[1]}; {advice}, or run the .hdf5 itself")
+    log.info("checked: the export's probability is within %.1g of the Keras model's at %dx%d",
+             difference, *check_size)
+    return Conversion(content=content, input_size=size, input_norm=norm, short_px=short_px,
+                      max_difference=difference)
+
+
+def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
+    """Largest |Keras − TFLite| output on one random RGB image at ``size`` (width, height), the
+    ``.tflite`` run as the app runs it (a dynamic one fixed at that size first)."""
+    import numpy as np
+
+    from portrait.segment import fixed_size, tflite_utils
+
+    width, height = size
+    _, signature = tflite_utils.input_shape(content)
+    if signature[1] == -1 and signature[2] == -1:
+        content = fixed_size.fix_input_size(content, size)
+    image = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+    interpreter = tflite_utils.make_interpreter(content, 1)
+    with filtered_stderr(drop_model_load_noise):
+        interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    if detail["dtype"] != np.float32:
+        return 0.0  # a quantised model cannot be compared at float precision
+    norm = tflite_utils.read_tflite_input_norm(content) or "unit"
+    scale, offset = {"raw": (1.0, 0.0), "unit": (1 / 255, 0.0), "symmetric": (1 / 127.5, -1.0)}[norm]
+    fed = (image * scale + offset).astype(np.float32)
+    interpreter.set_tensor(detail["index"], fed)
+    interpreter.invoke()
+    found = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    expected = model(fed, training=False)
+    expected = np.asarray(expected[0] if isinstance(expected, (list, tuple)) else expected)
+    if found.shape != expected.shape:
+        return float("inf")
+    return float(np.abs(found - expected).max())
 
 
 def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = None,
@@ -174,15 +235,37 @@ def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = N
     conversion = convert_keras_file(source, input_size, input_norm, trust_model)
     try:
         tflite_utils.write_atomic(target, conversion.content)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(target, 0o666 & ~umask)  # a file to ship or share, not a private temporary one
     except OSError as error:
         raise ModelError(f"cannot write '{target}': {error.strerror or error}; check the folder "
                          "and its permissions") from None
-    width, height = conversion.input_size
+    if conversion.input_size:
+        shape = "input %dx%d" % conversion.input_size
+    else:
+        shape = f"dynamic input (frame aspect, short side {conversion.short_px} px)"
     mark = f"marked input norm '{conversion.input_norm}'" if conversion.input_norm else "unmarked"
     size = len(conversion.content)
     size_text = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
-    log.info("wrote %s (%s), input %dx%d, %s", target, size_text, width, height, mark)
+    log.info("wrote %s (%s), %s, %s, made from %s", target, size_text, shape, mark, source)
     return target
+
+
+def export_shipped() -> list[Path]:
+    """Re-export every shipped model to the ``.tflite`` beside it (``weights/X.hdf5`` →
+    ``weights/X.tflite``), the files the app runs on the CPU.
+
+    Returns:
+        The written paths.
+    """
+    from portrait.segment.exported import companion_path
+
+    written = []
+    for name in SHIPPED_MODELS:
+        source = resolve_model_path(name)
+        written.append(export_model(str(source), str(companion_path(source))))
+    return written
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,11 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m portrait.training.export",
         description="Convert a Keras model (.hdf5) to TFLite, the same conversion the app uses.",
     )
-    p.add_argument("--model", required=True, metavar="PATH", help=".hdf5/.h5/.keras model")
-    p.add_argument("--out", required=True, metavar="PATH", help="the .tflite file to write")
+    p.add_argument("--model", metavar="PATH", help=".hdf5/.h5/.keras model")
+    p.add_argument("--out", metavar="PATH",
+                   help="the .tflite file to write (default: beside the model, same name; the "
+                        "app runs that file instead of converting the model while it is fresh)")
+    p.add_argument("--shipped", action="store_true",
+                   help=f"re-export each shipped model ({', '.join(SHIPPED_MODELS)}) to the "
+                        ".tflite beside it; run it after a weights/*.hdf5 changes")
     p.add_argument("--input-size", type=parse_size, metavar="WxH",
-                   help="input size for a model whose size is not fixed (default: the size the "
-                        "app uses for 1280x720 frames when the model notes its training size, "
+                   help="input size for a model whose size is not fixed (default: dynamic, "
+                        "run at each frame's aspect, when the model notes its training size, "
                         "else 256x256)")
     p.add_argument("--input-norm", choices=INPUT_NORMS, default="auto",
                    help="pixel scaling to mark in the file (default: raw when the model rescales "
@@ -213,10 +301,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging(args.verbose)
 
     def body() -> None:
-        resolve_model_path(args.model)  # a missing file answers before TensorFlow starts
+        if args.shipped:
+            if args.model or args.out or args.input_size:
+                raise ModelError("--shipped exports the shipped models beside themselves; it "
+                                 "takes no --model, --out or --input-size")
+            import_tensorflow_quietly()
+            export_shipped()
+            return
+        if not args.model:
+            raise ModelError("pass --model PATH (and optionally --out PATH.tflite), or --shipped")
+        source = resolve_model_path(args.model)  # a missing file answers before TensorFlow starts
         if not args.debug:
             import_tensorflow_quietly()
-        export_model(args.model, args.out, args.input_size, args.input_norm, args.trust_model)
+        out = args.out or str(source.with_suffix(".tflite"))
+        export_model(args.model, out, args.input_size, args.input_norm, args.trust_model)
 
     return run_command(body, traceback=args.debug)
 

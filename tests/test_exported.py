@@ -1,0 +1,298 @@
+"""The ``.tflite`` exported beside a Keras model: used when fresh, refused in one line otherwise,
+fixed at each input size without changing a value, and run without importing TensorFlow.
+
+The shipped files (``weights/unet.tflite``, ``weights/unet_live.tflite``) must be fresh exports of
+the ``.hdf5`` beside them and give the same probabilities. When a ``weights/*.hdf5`` changes, these
+tests fail (they never skip for it) until ``python -m portrait.training.export --shipped`` is run.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT, SHARED, write_video
+from portrait.options import LIVE_MODEL, SegmentOptions
+from portrait.segment import (
+    SHIPPED_MODELS,
+    SHORT_SIDE_ATTR,
+    AspectSegmenter,
+    create_segmenter,
+    exported,
+    fixed_size,
+    keras_compat,
+    size_for_frame,
+    tflite_utils,
+)
+from portrait.training import export
+
+REGENERATE = "python -m portrait.training.export --shipped"
+TOLERANCE = 1e-3  # probability; the export check itself sees about 3e-6 on the shipped models
+
+
+def unet_like(path: Path, short_px: int = 64, seed: int = 0) -> Path:
+    """A small real model shaped like ours: padding + strided conv down, bilinear UpSampling2D
+    up (the ops a dynamic export computes sizes for), Rescaling in, sigmoid out, the short-side
+    mark our training writes."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    down = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    up = keras.layers.UpSampling2D(2, interpolation="bilinear")(down)
+    skip = keras.layers.Conv2D(8, 1)(inputs)
+    x = keras.layers.Concatenate()([up, skip])
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)
+    keras.Model(inputs, outputs).save(path)
+    with h5py.File(path, "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = short_px
+    return path
+
+
+@pytest.fixture()
+def with_export(tmp_path):
+    """A model and its fresh export beside it, in a folder of their own."""
+    model = unet_like(tmp_path / "mine.hdf5")
+    export.export_model(str(model), str(tmp_path / "mine.tflite"))
+    return model
+
+
+def refusals(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "portrait.segment.exported" and r.levelno >= logging.WARNING]
+
+
+# ---------------------------------------------------------------- the mechanism, on a small model
+
+
+def test_a_fresh_export_beside_the_model_runs_instead_of_a_conversion(with_export, caplog):
+    frame = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), np.uint8)
+    with caplog.at_level(logging.INFO):
+        with create_segmenter(SegmentOptions(model=str(with_export), device="cpu")) as fast:
+            assert isinstance(fast, AspectSegmenter)
+            assert "mine.tflite (exported from" in fast.description and "short side 64 px" in fast.description
+            assert fast.input_size == (128, 64)
+            found = fast.segment(frame)
+    assert not refusals(caplog)
+    with create_segmenter(SegmentOptions(model=str(with_export), device="cpu", backend="keras",
+                                         input_size=(128, 64))) as keras_run:
+        expected = keras_run.segment(frame)
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+
+
+def test_a_stale_export_is_refused_in_one_line_and_the_model_converted(with_export, caplog):
+    with h5py.File(with_export, "a") as f:  # the .hdf5 changes after the export was made
+        f.attrs[SHORT_SIDE_ATTR] = 96
+    with caplog.at_level(logging.INFO):
+        with create_segmenter(SegmentOptions(model=str(with_export), device="cpu")) as segmenter:
+            assert "converted from" in segmenter.description
+            assert "short side 96 px" in segmenter.description  # the model as it is now
+    [line] = refusals(caplog)
+    message = line.getMessage()
+    assert "\n" not in message
+    assert "mine.tflite" in message and "stale" in message and "SHA-256" in message
+    assert "python -m portrait.training.export --model" in message and "mine.tflite" in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "unmarked"])
+def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog, damage):
+    beside = with_export.with_suffix(".tflite")
+    content = beside.read_bytes()
+    if damage == "truncated":
+        beside.write_bytes(content[: len(content) // 2])
+    elif damage == "garbage":
+        beside.write_bytes(os.urandom(4096))
+    else:  # a plain conversion without the record of its source, as older exports were
+        beside.write_bytes(tflite_utils.mark_tflite_metadata(content, {tflite_utils.EXPORT_KEY: b""}))
+    with caplog.at_level(logging.INFO):
+        with create_segmenter(SegmentOptions(model=str(with_export), device="cpu")) as segmenter:
+            assert "converted from" in segmenter.description
+            segmenter.segment(np.zeros((72, 128, 3), np.uint8))
+    [line] = refusals(caplog)
+    message = line.getMessage()
+    assert "\n" not in message and "mine.tflite" in message and "regenerate it with" in message
+    expected = {"truncated": "not a readable TFLite model", "garbage": "not a readable TFLite model",
+                "unmarked": "does not record which mine.hdf5"}[damage]
+    assert expected in message
+
+
+def test_an_export_named_as_the_model_runs_and_warns_when_its_source_changed(with_export, caplog):
+    beside = with_export.with_suffix(".tflite")
+    with caplog.at_level(logging.WARNING):
+        create_segmenter(SegmentOptions(model=str(beside))).close()
+    assert not refusals(caplog)
+    with h5py.File(with_export, "a") as f:
+        f.attrs["changed"] = 1
+    with caplog.at_level(logging.WARNING):
+        with create_segmenter(SegmentOptions(model=str(beside))) as segmenter:
+            assert "mine.tflite" in segmenter.description  # asked for by name: it still runs
+    [line] = refusals(caplog)
+    assert "another version of" in line.getMessage() and "\n" not in line.getMessage()
+
+
+def test_fixing_the_input_size_keeps_the_output_and_folds_the_shape_ops(with_export):
+    content = with_export.with_suffix(".tflite").read_bytes()
+    fixed = fixed_size.fix_input_size(content, (96, 64))
+    assert tflite_utils.input_shape(fixed) == ([1, 64, 96, 3], [1, 64, 96, 3])
+    assert tflite_utils.read_export_info(fixed) == tflite_utils.read_export_info(content)
+    image = np.random.default_rng(1).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
+
+    def run(model: bytes, resize: bool) -> np.ndarray:
+        interpreter = tflite_utils.make_interpreter(model, 1)
+        index = interpreter.get_input_details()[0]["index"]
+        if resize:
+            interpreter.resize_tensor_input(index, [1, 64, 96, 3], strict=False)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, image)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    np.testing.assert_allclose(run(fixed, False), run(content, True), atol=1e-6)  # float rounding
+    ops = op_names(fixed)
+    assert "SHAPE" not in ops and "PACK" not in ops and "RESIZE_BILINEAR" in ops
+    assert "SHAPE" in op_names(content)  # what was folded
+    with pytest.raises(ValueError, match="expected \\(1, -1, -1, 3\\)"):
+        fixed_size.fix_input_size(fixed, (96, 64))  # only a dynamic input can be fixed
+
+
+def op_names(content: bytes) -> set[str]:
+    schema = tflite_utils._schema()
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    found = set()
+    for i in range(graph.OperatorsLength()):
+        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+        found.add(names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
+    return found
+
+
+# ---------------------------------------------------------------- the shipped files
+
+
+@pytest.fixture(scope="module", params=SHIPPED_MODELS)
+def shipped(request) -> tuple[Path, bytes]:
+    """A shipped model and its exported .tflite, which must be fresh: never skipped."""
+    return fresh_shipped(request.param)
+
+
+def fresh_shipped(name: str) -> tuple[Path, bytes]:
+    """The shipped model ``name`` and its exported .tflite; fails, naming the fix, unless fresh."""
+    model = ROOT / name
+    beside = exported.companion_path(model)
+    assert beside.is_file(), f"{beside} is missing; make it with '{REGENERATE}' and commit it"
+    content = beside.read_bytes()
+    info = tflite_utils.read_export_info(content)
+    assert info, f"{beside} does not record its source; regenerate it with '{REGENERATE}'"
+    actual = tflite_utils.file_sha256(model)
+    assert info["source_sha256"] == actual, (
+        f"{beside} is stale: exported from another {model.name} (SHA-256 {info['source_sha256'][:12]}, "
+        f"the file is {actual[:12]}); regenerate it with '{REGENERATE}' and commit it")
+    assert info["format"] == tflite_utils.EXPORT_FORMAT, f"old export recipe; run '{REGENERATE}'"
+    with h5py.File(model, "r") as f:
+        assert info["input_short_px"] == int(f.attrs[SHORT_SIDE_ATTR])
+    assert exported.fresh_companion(model, keras_compat.read_model_config(model)) == content
+    return model, content
+
+
+def frames() -> list[tuple[str, np.ndarray]]:
+    """A synthetic 720p frame (always) and a few real EG1800 portraits (when ../shared has them)."""
+    rng = np.random.default_rng(5)
+    synthetic = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), np.uint8), (0, 0), 6)
+    synthetic[200:700, 500:800] = (60, 90, 200)  # a figure-sized block over the noise
+    found = [("synthetic 1280x720", synthetic)]
+    data = SHARED / "data" / "eg1800"
+    if (data / "test.txt").is_file():
+        for stem in (data / "test.txt").read_text().split()[:3]:
+            image = cv2.imread(str(data / "images" / f"{stem}.jpg"))
+            if image is not None:
+                found.append((f"eg1800 {stem}", image))
+    return found
+
+
+def test_the_shipped_export_gives_the_probabilities_of_its_hdf5(shipped):
+    model, _ = shipped
+    with h5py.File(model, "r") as f:
+        short_px = int(f.attrs[SHORT_SIDE_ATTR])
+    with create_segmenter(SegmentOptions(model=str(model), device="cpu")) as fast:
+        assert "(exported from" in fast.description, f"the app did not use the export: {fast.description}"
+        for name, frame in frames():
+            size = size_for_frame((frame.shape[1], frame.shape[0]), short_px)
+            with create_segmenter(SegmentOptions(model=str(model), backend="keras", device="cpu",
+                                                 input_size=size)) as keras_run:
+                expected = keras_run.segment(frame)
+            found = fast.segment(frame)
+            assert fast.input_size == size
+            difference = float(np.abs(found - expected).max())
+            assert difference <= TOLERANCE, (
+                f"{model.name}: the .tflite beside it differs from the .hdf5 by {difference:.2g} on "
+                f"{name}; regenerate it with '{REGENERATE}'")
+
+
+# ---------------------------------------------------------------- start-up cost
+
+NO_HEAVY_IMPORTS = """
+import sys
+import numpy as np
+from portrait.options import SegmentOptions
+from portrait.segment import create_segmenter
+with create_segmenter(SegmentOptions(model=MODEL, device=DEVICE)) as segmenter:
+    assert "exported from" in segmenter.description, segmenter.description
+    segmenter.segment(np.zeros((720, 1280, 3), np.uint8))
+print(sorted(m for m in ("tensorflow", "keras", "mediapipe") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("device, env", [("cpu", {}), ("auto", {"CUDA_VISIBLE_DEVICES": "-1"})])
+def test_the_fast_path_imports_neither_tensorflow_nor_keras(device, env):
+    """In a fresh process: the shipped live model on the CPU, through its export. (``auto`` asks
+    TensorFlow about GPUs where one is plausible; hiding the GPUs makes the test machine-proof.)"""
+    fresh_shipped(LIVE_MODEL)
+    code = NO_HEAVY_IMPORTS.replace("MODEL", repr(LIVE_MODEL)).replace("DEVICE", repr(device))
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_app_runs_a_video_without_importing_tensorflow(tmp_path):
+    fresh_shipped(LIVE_MODEL)
+    video = write_video(tmp_path / "in.avi", 3, size=(160, 90))
+    code = ("import atexit, sys, runpy\n"
+            "atexit.register(lambda: print('imported:', sorted({m.split('.')[0] for m in sys.modules}"
+            " & {'tensorflow', 'keras', 'mediapipe'})))\n"
+            f"sys.argv = ['app.py', '--source', {str(video)!r}, '--max-frames', '2', '--out', "
+            f"{str(tmp_path / 'out.avi')!r}]\n"
+            "runpy.run_path('app.py', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": "-1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "imported: []" in result.stdout
+    assert "deprecated" not in result.stderr and "(exported from" in result.stderr
+
+
+def test_without_litert_the_tflite_interpreter_of_tensorflow_runs_quietly(with_export, tmp_path):
+    """Where ai-edge-litert is not installed, tf.lite.Interpreter runs the model, and its
+    deprecation warning is not shown."""
+    code = ("import sys, warnings\n"
+            "sys.modules['ai_edge_litert'] = None  # as if the package were not installed\n"
+            "warnings.simplefilter('default')\n"
+            "import numpy as np\n"
+            "from portrait.options import SegmentOptions\n"
+            "from portrait.segment import create_segmenter\n"
+            f"with create_segmenter(SegmentOptions(model={str(with_export)!r}, device='cpu')) as s:\n"
+            "    print(s.description)\n"
+            "    print(s.segment(np.zeros((72, 128, 3), np.uint8)).shape)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tf.lite)" in result.stdout and "(exported from" in result.stdout
+    assert "(64, 128)" in result.stdout
+    assert "deprecated" not in result.stderr.lower()
