@@ -21,9 +21,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from portrait.capture import ImageSource, camera_index, open_source
 from portrait.composite import make_background
 from portrait.errors import InputError
+from portrait.framing import AutoFramer
+from portrait.lightwrap import LightWrap
 from portrait.options import (
     CaptureOptions,
     CompositeOptions,
+    FramingOptions,
     OutputOptions,
     PipelineOptions,
     RefineOptions,
@@ -56,8 +59,11 @@ def run_images(
     composite: CompositeOptions,
     output: OutputOptions,
     pipeline: PipelineOptions,
+    framing: FramingOptions = FramingOptions(),
 ) -> int:
     """``--image``: one file, or every image in a folder (with a progress bar).
+
+    With ``framing.enabled`` each photo is framed on its own (no glide).
 
     Returns 0, or 1 when some files of a batch could not be processed (each is reported).
     Raises InputError/ModelError for problems that stop the whole run.
@@ -76,8 +82,10 @@ def run_images(
             segment = replace(segment, frame_size=(width, height))
         items = itertools.chain([first] if first is not None else [], items)
         segmenter = stack.enter_context(create_segmenter(segment))
+        framer = AutoFramer(framing, fps=None) if framing.enabled else None
         processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
-                                   PipelineOptions(reuse_still=False))
+                                   PipelineOptions(reuse_still=False), framer=framer,
+                                   light_wrap=LightWrap.from_options(composite))
         failures: list[tuple[Path, Exception]] = []
         if source.is_folder:
             items = tqdm(items, total=len(source), unit="image", desc="images")
@@ -139,11 +147,14 @@ def run_stream(
     composite: CompositeOptions,
     output: OutputOptions,
     pipeline: PipelineOptions,
+    framing: FramingOptions = FramingOptions(),
     vcam_backend: Optional[str] = None,
 ) -> int:
     """Camera or video file → pipeline → virtual camera, video file or PNG frames.
 
     Args:
+        framing: auto-framing; the framer is made even when it is off, so it can be switched
+            on while running (``processor.framer.enabled``).
         vcam_backend: pyvirtualcam backend name (None: whichever works).
 
     Returns 0 when the source ended, ``--max-frames`` was reached, or the user stopped it.
@@ -177,7 +188,8 @@ def run_stream(
         preview = stack.enter_context(PreviewSink()) if output.preview else None
         processor = FrameProcessor(
             segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options,
-            lost_frame=camera_lost_frame)
+            lost_frame=camera_lost_frame, framer=AutoFramer(framing, fps=fps if fps > 0 else 30.0),
+            light_wrap=LightWrap.from_options(composite))
 
         def emit(image):
             sink.write(image)
