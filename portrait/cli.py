@@ -15,11 +15,13 @@ from portrait.config import ConfigError, format_config, parse_with_config
 from portrait.errors import StopRequested, run_command
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
 from portrait.options import (
+    LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
     PHOTO_MODEL,
     CaptureOptions,
     CompositeOptions,
     ControlOptions,
+    FramingOptions,
     OutputOptions,
     PipelineOptions,
     RefineOptions,
@@ -65,6 +67,16 @@ def zoom_range(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(
             f"zoom '{text}' must have 0 < MIN <= MAX, e.g. 0.55,1.35")
     return low, high
+
+
+def zoom_limit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"zoom '{text}' must be at least 1 (1 = never zoom in)")
+    return value
 
 
 def probability(text: str) -> float:
@@ -154,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"background blur strength in pixels (default: {CompositeOptions.blur_px})")
     look.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
                       help="flip the output horizontally (what the call sees; the matte too)")
+    look.add_argument("--light-wrap", type=probability, nargs="?", const=LIGHT_WRAP_STRENGTH,
+                      default=0.0, metavar="STRENGTH",
+                      help="let the new background's light spill onto the person's edge, 0..1 "
+                           f"(bare flag: {LIGHT_WRAP_STRENGTH}; default: off)")
+    look.add_argument("--framing", choices=("auto", "off"), default="off",
+                      help="auto: show a crop that keeps the person centred and steady; f "
+                           "switches it live (default: off)")
+    look.add_argument("--max-zoom", type=zoom_limit, default=FramingOptions.max_zoom, metavar="X",
+                      help=f"auto-framing zooms in at most this much (default: "
+                           f"{FramingOptions.max_zoom:g})")
     look.add_argument("--no-smooth", action="store_true",
                       help="turn temporal smoothing off (video/camera)")
     look.add_argument("--smooth", type=float, default=SmoothOptions.min_weight, metavar="W",
@@ -192,11 +214,13 @@ def options_from_args(args: argparse.Namespace):
                              trust_model=args.trust_model, tta=args.tta)
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
     refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius)
-    composite = CompositeOptions(background=args.background, blur_px=args.blur)
+    composite = CompositeOptions(background=args.background, blur_px=args.blur,
+                                 light_wrap=args.light_wrap)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,
                            max_frames=args.max_frames, stats=args.stats)
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
-    return capture, segment, smooth, refine, composite, output, pipeline
+    framing = FramingOptions(enabled=args.framing == "auto", max_zoom=args.max_zoom)
+    return capture, segment, smooth, refine, composite, output, pipeline, framing
 
 
 def control_options_from_args(args: argparse.Namespace,
@@ -210,8 +234,7 @@ def control_options_from_args(args: argparse.Namespace,
     if (config_background is not None
             and background_kind(config_background) != background_kind(args.background)):
         extra = (config_background,)
-    # --framing comes with the auto-framing change; until then framing starts off.
-    return ControlOptions(mirror=args.mirror, framing=getattr(args, "framing", "off") == "auto",
+    return ControlOptions(mirror=args.mirror, framing=args.framing == "auto",
                           backgrounds=extra)
 
 

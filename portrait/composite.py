@@ -151,15 +151,23 @@ class Background:
         raise NotImplementedError
 
     def render(self, frame_bgr: np.ndarray, alpha: np.ndarray,
-               out: Optional[np.ndarray] = None) -> np.ndarray:
+               out: Optional[np.ndarray] = None,
+               light_wrap: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], object]] = None,
+               ) -> np.ndarray:
         """Composite the person (``alpha``, 255 = person) over this background.
+
+        ``light_wrap(composite, alpha, background)``, when given (a
+        :class:`portrait.lightwrap.LightWrap`), then works on the composite in place.
 
         Returns BGR uint8 (H, W, 3), a new array unless ``out`` is given; raises ValueError on
         a wrong frame or alpha.
         """
         _check_frame_alpha(frame_bgr, alpha)
         background = self._background_for(frame_bgr, alpha)
-        return composite(frame_bgr, alpha, background, out, workspace=self._workspace)
+        result = composite(frame_bgr, alpha, background, out, workspace=self._workspace)
+        if light_wrap is not None:
+            light_wrap(result, alpha, background)
+        return result
 
     def close(self) -> None:
         """Release what the background holds; safe to call twice."""
@@ -274,8 +282,10 @@ class TransparentBackground(Background):
 
     description = "transparent"
 
-    def render(self, frame_bgr, alpha, out=None):
-        """BGRA uint8 (H, W, 4): the frame's colours with ``alpha`` as its alpha channel."""
+    def render(self, frame_bgr, alpha, out=None, light_wrap=None):
+        """BGRA uint8 (H, W, 4): the frame's colours with ``alpha`` as its alpha channel.
+
+        ``light_wrap`` is ignored: there is no background to take light from."""
         _check_frame_alpha(frame_bgr, alpha)
         shape = frame_bgr.shape[:2] + (4,)
         if out is None:

@@ -108,6 +108,39 @@ class RefineOptions:
     scale: int = 4
 
 
+LIGHT_WRAP_STRENGTH = 0.5  # what a bare --light-wrap means
+
+
+@dataclass(frozen=True)
+class FramingOptions:
+    """Auto-framing: the output shows a crop of the frame that keeps the person centred.
+
+    Attributes:
+        enabled: frame automatically (``--framing auto``); can be toggled at run time.
+        max_zoom: never zoom in further than this (crop height >= frame height / max_zoom).
+        fill: the person's box fills this fraction of the crop's width (or height).
+        headroom: when the person is cut off at the bottom of the frame, the top of their box
+            sits this fraction of the crop's height below the crop's top.
+        dead_zone: the aim moves only when the person's centre moved more than this fraction
+            of the picture shown (the crop) away from it.
+        zoom_dead_zone: the zoom changes only when the wanted crop height differs from the aim
+            by more than this fraction of it.
+        glide_s: about how long a glide takes to settle (a critically damped spring).
+        hold_s: nobody in the frame: keep the crop this long, then ease back to the whole frame.
+        min_area: a person covers at least this fraction of the frame.
+    """
+
+    enabled: bool = False
+    max_zoom: float = 2.0
+    fill: float = 0.65
+    headroom: float = 0.15
+    dead_zone: float = 0.05
+    zoom_dead_zone: float = 0.1
+    glide_s: float = 0.5
+    hold_s: float = 1.5
+    min_area: float = 0.01
+
+
 @dataclass(frozen=True)
 class CompositeOptions:
     """What replaces the background.
@@ -115,10 +148,15 @@ class CompositeOptions:
     Attributes:
         background: ``blur``, ``transparent``, ``#rrggbb``, or an image or video file path.
         blur_px: background blur strength (kernel radius in pixels at full resolution).
+        light_wrap: light-wrap strength, 0..1 (0 = off): the new background's light spills onto
+            the person's edge (:mod:`portrait.lightwrap`); not for transparent output.
+        light_wrap_px: how far the light reaches into the person, in full-resolution pixels.
     """
 
     background: str = "blur"
     blur_px: int = 21
+    light_wrap: float = 0.0
+    light_wrap_px: int = 16
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""Wires the stages: source → segment → smooth → refine → composite → sink.
+"""Wires the stages: source → segment → smooth → refine → composite → frame → sink.
 
 Two ways to run them:
 
 * :class:`FrameProcessor` does the per-frame work for one frame; image mode calls it directly.
 * :class:`StreamPipeline` overlaps the stages across threads for video and cameras::
 
-      reader ──q──▶ segment ──q──▶ smooth·refine·composite ──q──▶ output (caller's thread)
+      reader ──q──▶ segment ──q──▶ smooth·refine·composite·frame ──q──▶ output (caller's thread)
 
   OpenCV and TFLite release the GIL, so decode, inference and compositing of consecutive frames
   run on both cores at once. The queues are bounded. In live mode the reader drops the oldest
@@ -110,13 +110,18 @@ class FrameProcessor:
         options: reuse of masks on still scenes.
         lost_frame: ``lost_frame(width, height)`` gives the image shown while a camera is lost.
         controls: live controls, polled once per frame as it enters ``segment`` (effect off
-            skips the model and sends the frame; mirror flips the output); None: effect on.
+            skips the model and sends the frame; mirror flips the output; framing switches
+            ``framer``); None: effect on.
+        framer: a :class:`portrait.framing.AutoFramer`, or None. It frames the output (the
+            composite, or the matte), so person, blur and background move together as under a
+            real camera's zoom, with one warp of a buffer just written (see README).
+        light_wrap: a :class:`portrait.lightwrap.LightWrap` for the composite, or None.
     """
 
     def __init__(self, segmenter, smoother, refiner, background, matte: bool = False,
                  options: PipelineOptions = PipelineOptions(),
                  lost_frame: Optional[Callable[[int, int], np.ndarray]] = None,
-                 controls: Optional[Controls] = None):
+                 controls: Optional[Controls] = None, framer=None, light_wrap=None):
         self.segmenter = segmenter
         self.smoother = smoother
         self.refiner = refiner
@@ -125,7 +130,10 @@ class FrameProcessor:
         self.options = options
         self.lost_frame = lost_frame
         self.controls = controls
+        self.framer = framer
+        self.light_wrap = light_wrap
         self._alphas: Optional[BufferRing] = None
+        self._framed: Optional[BufferRing] = None
         self._outputs: Optional[BufferRing] = None
         self._mirrored: Optional[BufferRing] = None
         self._still = StillDetector(options.still_threshold)
@@ -140,6 +148,7 @@ class FrameProcessor:
                 returned array is overwritten that many frames later.
         """
         self._alphas = BufferRing(in_flight + 1)
+        self._framed = BufferRing(in_flight + 1)
         self._outputs = BufferRing(in_flight + 1)
         self._mirrored = BufferRing(in_flight + 1)
 
@@ -150,6 +159,8 @@ class FrameProcessor:
         self._reused = 0
         if self.smoother is not None:
             self.smoother.reset()
+        if self.framer is not None:
+            self.framer.reset()
 
     def segment(self, packet: Packet, behind: bool = False) -> bool:
         """Fill ``packet.prob``; returns True when the last mask was reused.
@@ -187,7 +198,7 @@ class FrameProcessor:
         return reuse
 
     def finish(self, packet: Packet) -> None:
-        """Smooth, refine and composite (then mirror, if the state says so): fill
+        """Smooth, refine, composite and frame (then mirror, if the state says so): fill
         ``packet.output``."""
         state = packet.state
         if packet.lost or (state is not None and not state.effect):
@@ -218,9 +229,20 @@ class FrameProcessor:
             if self._outputs is not None:
                 channels = 4 if isinstance(background, TransparentBackground) else 3
                 out = self._outputs.get((height, width, channels))
-            output = background.render(packet.image, alpha, out=out)
-        packet.output = self._mirror(output, state)
+            # passed only when on, so a background without the hook still renders
+            wrap = {} if self.light_wrap is None else {"light_wrap": self.light_wrap}
+            output = background.render(packet.image, alpha, out=out, **wrap)
         t3 = time.perf_counter()
+        if self.framer is not None:
+            if state is not None:
+                self.framer.enabled = state.framing  # the f key
+            self.framer.update(alpha)
+            if not self.framer.whole:
+                out = self._framed.get(output.shape) if self._framed is not None else None
+                output = self.framer.apply(output, out=out)
+            if self.framer.enabled or not self.framer.whole:
+                packet.ms["framing"] = (time.perf_counter() - t3) * 1000
+        packet.output = self._mirror(output, state)
         if self.smoother is not None:
             packet.ms["smooth"] = (t1 - t0) * 1000
         packet.ms["refine"] = (t2 - t1) * 1000

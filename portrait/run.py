@@ -29,10 +29,13 @@ from portrait.controls import (
     stdin_is_terminal,
 )
 from portrait.errors import InputError
+from portrait.framing import AutoFramer
+from portrait.lightwrap import LightWrap
 from portrait.options import (
     CaptureOptions,
     CompositeOptions,
     ControlOptions,
+    FramingOptions,
     OutputOptions,
     PipelineOptions,
     RefineOptions,
@@ -65,11 +68,13 @@ def run_images(
     composite: CompositeOptions,
     output: OutputOptions,
     pipeline: PipelineOptions,
+    framing: FramingOptions = FramingOptions(),
     controls: ControlOptions = ControlOptions(),
 ) -> int:
     """``--image``: one file, or every image in a folder (with a progress bar).
 
     ``controls``: ``mirror`` flips each result; a ``--background`` folder gives its first file.
+    With ``framing.enabled`` each photo is framed on its own (no glide).
 
     Returns 0, or 1 when some files of a batch could not be processed (each is reported).
     Raises InputError/ModelError for problems that stop the whole run.
@@ -90,8 +95,10 @@ def run_images(
             segment = replace(segment, frame_size=(width, height))
         items = itertools.chain([first] if first is not None else [], items)
         segmenter = stack.enter_context(create_segmenter(segment))
+        framer = AutoFramer(framing, fps=None) if framing.enabled else None
         processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
-                                   PipelineOptions(reuse_still=False), controls=Controls(state))
+                                   PipelineOptions(reuse_still=False), controls=Controls(state),
+                                   framer=framer, light_wrap=LightWrap.from_options(composite))
         failures: list[tuple[Path, Exception]] = []
         if source.is_folder:
             items = tqdm(items, total=len(source), unit="image", desc="images")
@@ -153,6 +160,7 @@ def run_stream(
     composite: CompositeOptions,
     output: OutputOptions,
     pipeline: PipelineOptions,
+    framing: FramingOptions = FramingOptions(),
     vcam_backend: Optional[str] = None,
     controls: ControlOptions = ControlOptions(),
     keys: Sequence[Iterable] = (),
@@ -163,6 +171,8 @@ def run_stream(
     is one, and ``keys``.
 
     Args:
+        framing: auto-framing; the framer is made even when it is off, so it can be switched
+            on while running (``processor.framer.enabled``).
         vcam_backend: pyvirtualcam backend name (None: whichever works).
         controls: how the live controls start (mirror, framing, the backgrounds ``b`` steps
             through).
@@ -202,7 +212,9 @@ def run_stream(
                    if output.preview else None)
         processor = FrameProcessor(
             segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options,
-            lost_frame=camera_lost_frame, controls=live_controls)
+            lost_frame=camera_lost_frame, controls=live_controls,
+            framer=AutoFramer(framing, fps=fps if fps > 0 else 30.0),
+            light_wrap=LightWrap.from_options(composite))
 
         def emit(image):
             sink.write(image)

@@ -301,3 +301,30 @@ def test_mirror_from_the_config_file_and_no_mirror_on_the_command_line(brightnes
     assert from_file.ndim == 2  # matte = true applied
     assert np.array_equal(from_file, cv2.flip(from_cli, 1))
     assert from_cli[30, 10] > 200 and from_file[30, 10] < 50  # the person is on the left
+
+
+def small_person_video(path, frames=20):
+    """A small bright square off the centre of a dark frame: room for the framer to zoom."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (192, 128))
+    for _ in range(frames):
+        image = np.full((128, 192, 3), 30, np.uint8)
+        image[48:80, 30:62] = 220
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def test_f_switches_auto_framing_while_running(brightness_model, tmp_path):
+    video = small_person_video(tmp_path / "small.avi")
+    plain, _ = camera_run(brightness_model, video)
+    sent, _ = camera_run(brightness_model, video, keys=[None, None, "f"])
+    assert len(sent) == len(plain) == 20
+    assert all(np.array_equal(a, b) for a, b in zip(sent[:2], plain[:2]))  # before f: unframed
+    # After f the framer glides in towards the person, as --framing auto does from the start.
+    assert not np.array_equal(sent[-1], plain[-1])
+    framed, _ = camera_run(brightness_model, video, "--framing", "auto")
+    assert not np.array_equal(framed[-1], plain[-1])
+    # f on a run started with --framing auto glides back to the whole frame.
+    back, _ = camera_run(brightness_model, video, "--framing", "auto", keys=[None] * 10 + ["f"])
+    zoomed = np.abs(back[9].astype(int) - plain[9]).mean()
+    assert np.abs(back[-1].astype(int) - plain[-1]).mean() < zoomed

@@ -1,0 +1,325 @@
+"""Auto-framing: the output keeps its size and shows a crop that keeps the person centred.
+
+Per frame:
+
+1. :func:`person_box`: the person's bounding box from the matte, thresholded about 80 columns
+   wide (1/16 of 720p), over connected components, so a stray speck far from the person doesn't
+   drag the crop (components of at least a quarter of the largest one's area count, so two
+   people are framed together);
+2. :func:`target_crop`: the crop that frames it, at the frame's aspect ratio, zoomed in at most
+   ``max_zoom``; someone cut off by the bottom of the frame (a webcam) is framed head and
+   shoulders by their width, with headroom above;
+3. :func:`step`: a dead zone keeps the aim still while the person moves a little, then a
+   critically damped spring (:func:`spring_step`) glides the crop to the aim; nobody in the
+   frame: the crop holds for ``hold_s``, then eases back to the whole frame;
+4. :class:`AutoFramer`: ``update(alpha)`` runs 1-3, ``apply(image)`` shows the crop with one
+   ``cv2.warpAffine`` (sub-pixel, so a glide doesn't step) into the caller's buffer; while the
+   whole frame is shown it passes images through untouched.
+
+The state is a frozen dataclass passed in and returned, the functions are pure; the class holds
+the state for the pipeline, and its ``enabled`` switch glides in and out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from portrait.options import FramingOptions
+
+__all__ = ["FramingOptions", "FramingState", "AutoFramer", "person_box", "target_crop",
+           "clamp_crop", "spring_step", "step", "crop_matrix", "whole_frame"]
+
+Crop = tuple[float, float, float]  # centre x, centre y, height in frame pixels; width = height*W/H
+Box = tuple[int, int, int, int]  # x, y, width, height in frame pixels
+
+_THUMB_WIDTH = 80  # person_box works on about this many columns (1/16 of 720p)
+_SETTLE_PX = 0.2  # closer than this to the aim (and slow): snap to it, so a still crop is constant
+_SETTLE_PX_S = 2.0
+
+
+@dataclass(frozen=True)
+class FramingState:
+    """What carries from frame to frame.
+
+    Attributes:
+        crop: the crop shown now.
+        velocity: its rate of change, per second.
+        aim: where the crop glides to (moves only past the dead zone).
+        empty_s: how long nobody has been in the frame.
+    """
+
+    crop: Crop
+    velocity: Crop
+    aim: Crop
+    empty_s: float = 0.0
+
+    @classmethod
+    def whole(cls, size: tuple[int, int]) -> "FramingState":
+        """At rest on the whole frame of ``size`` (w, h)."""
+        crop = whole_frame(size)
+        return cls(crop, (0.0, 0.0, 0.0), crop)
+
+
+def check_options(options: FramingOptions) -> None:
+    """Raise ValueError, saying what was expected, for options that can't frame anything."""
+    if not options.max_zoom >= 1.0:
+        raise ValueError(f"max zoom {options.max_zoom} must be at least 1 (1 = never zoom in)")
+    if not 0.0 < options.fill <= 1.0:
+        raise ValueError(f"framing fill {options.fill} must be in (0, 1]")
+    if not 0.0 <= options.headroom < 1.0:
+        raise ValueError(f"framing headroom {options.headroom} must be in [0, 1)")
+    if options.glide_s <= 0.0 or options.hold_s < 0.0:
+        raise ValueError(f"glide {options.glide_s} s must be > 0 and hold {options.hold_s} s >= 0")
+    if options.dead_zone < 0.0 or options.zoom_dead_zone < 0.0:
+        raise ValueError("framing dead zones must be >= 0")
+
+
+def whole_frame(size: tuple[int, int]) -> Crop:
+    """The crop that shows all of a frame of ``size`` (w, h)."""
+    width, height = size
+    return (width / 2, height / 2, float(height))
+
+
+def person_box(alpha: np.ndarray, min_area: float = FramingOptions.min_area) -> Optional[Box]:
+    """The bounding box of the person (or people) in a matte, or None when nobody is there.
+
+    Args:
+        alpha: uint8 (H, W), 255 = person.
+        min_area: the largest region must cover at least this fraction of the frame.
+
+    Returns:
+        (x, y, width, height) in frame pixels, to the precision of the thumbnail (about 80
+        columns: 16 px at 720p, well inside the dead zone).
+    """
+    if alpha.dtype != np.uint8 or alpha.ndim != 2:
+        raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 (H, W)")
+    height, width = alpha.shape
+    step_px = max(1, width // _THUMB_WIDTH)
+    thumb_w, thumb_h = max(1, width // step_px), max(1, height // step_px)
+    thumb = cv2.resize(alpha, (thumb_w, thumb_h), interpolation=cv2.INTER_NEAREST)
+    mask = cv2.compare(thumb, 191, cv2.CMP_GT)  # sure pixels: a half-taken chair drops out
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return None
+    stats = stats[1:]
+    areas = stats[:, cv2.CC_STAT_AREA]
+    largest = int(areas.max())
+    if largest < min_area * thumb_w * thumb_h:
+        return None
+    people = stats[areas * 4 >= largest]
+    x0 = int(people[:, cv2.CC_STAT_LEFT].min())
+    y0 = int(people[:, cv2.CC_STAT_TOP].min())
+    x1 = int((people[:, cv2.CC_STAT_LEFT] + people[:, cv2.CC_STAT_WIDTH]).max())
+    y1 = int((people[:, cv2.CC_STAT_TOP] + people[:, cv2.CC_STAT_HEIGHT]).max())
+    scale_x, scale_y = width / thumb_w, height / thumb_h
+    left, top = round(x0 * scale_x), round(y0 * scale_y)
+    return (left, top, round(x1 * scale_x) - left, round(y1 * scale_y) - top)
+
+
+def clamp_crop(crop: Crop, size: tuple[int, int], max_zoom: float) -> Crop:
+    """``crop`` with its zoom within [1, max_zoom] and moved to lie inside the frame."""
+    width, height = size
+    crop_h = min(float(height), max(height / max_zoom, crop[2]))
+    half_w, half_h = crop_h * width / height / 2, crop_h / 2
+    return (min(width - half_w, max(half_w, crop[0])),
+            min(height - half_h, max(half_h, crop[1])), crop_h)
+
+
+def target_crop(box: Box, size: tuple[int, int], options: FramingOptions) -> Crop:
+    """The crop that frames ``box``: it fills ``options.fill`` of the crop, centred.
+
+    A box that reaches the bottom of the frame is a person cut off by it (a webcam): their
+    height says nothing, so the crop is sized by their width and placed with ``headroom`` above
+    the top of the box.
+    """
+    width, height = size
+    x, y, box_w, box_h = box
+    cut_off = y + box_h >= height * 0.98
+    crop_h = max(box_w * height / width, 0.0 if cut_off else float(box_h)) / options.fill
+    crop_h = min(float(height), max(height / options.max_zoom, crop_h))
+    centre_y = y - options.headroom * crop_h + crop_h / 2 if cut_off else y + box_h / 2
+    return clamp_crop((x + box_w / 2, centre_y, crop_h), size, options.max_zoom)
+
+
+def spring_step(position: Crop, velocity: Crop, target: Crop, dt_s: float,
+                glide_s: float) -> tuple[Crop, Crop]:
+    """Advance a critically damped spring by ``dt_s`` toward ``target``, exactly.
+
+    ``x(t) = target + (c1 + c2 t) e^(-w t)`` with ``c1 = x0 - target``, ``c2 = v0 + w c1`` and
+    ``w = 6 / glide_s`` (a step settles to 2 % in about ``glide_s``): no overshoot from rest,
+    stable at any frame rate.
+
+    Returns:
+        (position, velocity) after the step, per component.
+    """
+    omega = 6.0 / glide_s
+    decay = math.exp(-omega * dt_s)
+    new_position, new_velocity = [], []
+    for x, v, goal in zip(position, velocity, target):
+        c1 = x - goal
+        c2 = v + omega * c1
+        new_position.append(goal + (c1 + c2 * dt_s) * decay)
+        new_velocity.append((v - omega * c2 * dt_s) * decay)
+    return tuple(new_position), tuple(new_velocity)
+
+
+def _past_dead_zone(aim: Crop, wanted: Crop, size: tuple[int, int],
+                    options: FramingOptions) -> Crop:
+    # measured in the output (the aim's crop), so zooming in doesn't widen it on screen
+    zone_h = options.dead_zone * aim[2]
+    zone_w = zone_h * size[0] / size[1]
+    centre_x = wanted[0] if abs(wanted[0] - aim[0]) > zone_w else aim[0]
+    centre_y = wanted[1] if abs(wanted[1] - aim[1]) > zone_h else aim[1]
+    crop_h = wanted[2] if abs(wanted[2] - aim[2]) > options.zoom_dead_zone * aim[2] else aim[2]
+    return clamp_crop((centre_x, centre_y, crop_h), size, options.max_zoom)
+
+
+def step(state: FramingState, box: Optional[Box], size: tuple[int, int],
+         options: FramingOptions, dt_s: float, enabled: bool = True) -> FramingState:
+    """One frame of auto-framing: move the aim (dead zone, hold) and glide the crop toward it.
+
+    Args:
+        state: the state after the last frame (``FramingState.whole(size)`` at the start).
+        box: :func:`person_box` of this frame's matte; None when nobody is there.
+        size: the frame size (w, h).
+        options: zoom limit, fill, dead zones, glide and hold times.
+        dt_s: the time since the last frame.
+        enabled: False glides back to the whole frame.
+
+    Returns:
+        The new state; its ``crop`` is what to show.
+    """
+    full = whole_frame(size)
+    aim, empty_s = state.aim, state.empty_s
+    if not enabled:
+        aim, empty_s = full, 0.0
+    elif box is None:
+        empty_s += dt_s
+        if empty_s >= options.hold_s:
+            aim = full
+    else:
+        empty_s = 0.0
+        aim = _past_dead_zone(aim, target_crop(box, size, options), size, options)
+    crop, velocity = spring_step(state.crop, state.velocity, aim, dt_s, options.glide_s)
+    crop = clamp_crop(crop, size, options.max_zoom)
+    if (max(abs(c - a) for c, a in zip(crop, aim)) < _SETTLE_PX
+            and max(abs(v) for v in velocity) < _SETTLE_PX_S):
+        crop, velocity = aim, (0.0, 0.0, 0.0)
+    return FramingState(crop, velocity, aim, empty_s)
+
+
+def crop_matrix(crop: Crop, size: tuple[int, int]) -> np.ndarray:
+    """The 2x3 affine matrix (float32) that maps ``crop`` of the frame onto the whole output."""
+    width, height = size
+    centre_x, centre_y, crop_h = crop
+    scale = height / crop_h
+    return np.array([[scale, 0.0, width / 2 - scale * centre_x],
+                     [0.0, scale, height / 2 - scale * centre_y]], np.float32)
+
+
+class AutoFramer:
+    """Auto-framing for a stream: ``update(alpha)`` picks the crop, ``apply(image)`` shows it.
+
+    ``image, alpha = framer(image, alpha)`` does both for a frame and its matte.
+
+    Args:
+        options: see :class:`FramingOptions`; ``options.enabled`` is the initial ``enabled``.
+        fps: the frame rate the glide is timed by (one step per frame); None frames each call
+            on its own (photos): straight to the target, no glide, no dead zone.
+
+    Attributes:
+        enabled: switch it at any time; off glides back to the whole frame.
+        state: the :class:`FramingState` after the last frame (None before the first).
+
+    Raises:
+        ValueError: options that can't frame anything (max zoom below 1, ...).
+    """
+
+    def __init__(self, options: FramingOptions = FramingOptions(), fps: Optional[float] = 30.0):
+        check_options(options)
+        if fps is not None and not fps > 0:
+            raise ValueError(f"frame rate {fps} must be > 0 (or None for photos)")
+        self.options = options
+        self.enabled = options.enabled
+        self.dt_s = None if fps is None else 1.0 / fps
+        self.state: Optional[FramingState] = None
+        self._size: Optional[tuple[int, int]] = None
+
+    def reset(self) -> None:
+        """Back to the whole frame at once (new source or scene)."""
+        self.state = None
+
+    @property
+    def zoom(self) -> float:
+        """The zoom of the crop shown last (1 = the whole frame)."""
+        if self.state is None or self._size is None:
+            return 1.0
+        return self._size[1] / self.state.crop[2]
+
+    @property
+    def whole(self) -> bool:
+        """True while the whole frame is shown (``apply`` passes images through)."""
+        return self.state is None or self.state.crop == whole_frame(self._size)
+
+    def update(self, alpha: np.ndarray) -> Crop:
+        """Find the person in this frame's matte and move the crop one frame on; returns it.
+
+        Args:
+            alpha: uint8 (H, W), 255 = person.
+        """
+        if alpha.dtype != np.uint8 or alpha.ndim != 2:
+            raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 (H, W)")
+        size = (alpha.shape[1], alpha.shape[0])
+        if self.state is None or self._size != size:
+            self.state, self._size = FramingState.whole(size), size
+        full = whole_frame(size)
+        if not self.enabled and self.state.crop == full and self.state.aim == full:
+            return full  # off and at rest: nothing to compute
+        box = person_box(alpha, self.options.min_area) if self.enabled else None
+        if self.dt_s is None:
+            crop = full if box is None else target_crop(box, size, self.options)
+            self.state = FramingState(crop, (0.0, 0.0, 0.0), crop)
+        else:
+            self.state = step(self.state, box, size, self.options, self.dt_s, self.enabled)
+        return self.state.crop
+
+    def apply(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Show the current crop of ``image`` (a frame, a composite, a matte) at its full size.
+
+        Args:
+            image: (H, W) or (H, W, C) uint8 of the size the last ``update`` saw.
+            out: optional destination of the same shape; a new array otherwise.
+
+        Returns:
+            ``image`` itself while the whole frame is shown, else the framed image: one
+            bilinear ``cv2.warpAffine`` (sub-pixel, so a glide never steps).
+        """
+        if self.whole:
+            return image
+        size = self._size
+        if image.shape[:2] != (size[1], size[0]):
+            raise ValueError(f"unexpected image: {image.shape[:2]} != {(size[1], size[0])}, "
+                             "the size of the matte given to update()")
+        return cv2.warpAffine(image, crop_matrix(self.state.crop, size), size, dst=out,
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def __call__(self, image: Optional[np.ndarray], alpha: np.ndarray
+                 ) -> tuple[Optional[np.ndarray], np.ndarray]:
+        """Frame one frame and its matte: ``update(alpha)``, then ``apply`` to both.
+
+        Args:
+            image: BGR uint8 (H, W, 3), or None when only the matte is wanted.
+            alpha: uint8 (H, W), 255 = person.
+
+        Returns:
+            (image, alpha), framed: the inputs themselves while the whole frame is shown.
+        """
+        if image is not None and image.shape[:2] != alpha.shape:
+            raise ValueError(f"unexpected image: {image.shape} != {alpha.shape} + (3,)")
+        self.update(alpha)
+        return (None if image is None else self.apply(image)), self.apply(alpha)

@@ -1,0 +1,167 @@
+"""Benchmark: what light wrap and auto-framing cost per frame, in the app's own per-frame path.
+
+``python -m portrait.training.bench_effects --source ../shared/data/videos/asl_help.mkv``
+
+The clip is resized to ``--size`` (default 1280x720) and run, frame by frame and in order,
+through the app's path (the camera model, temporal smoothing, guided filter, framing,
+composite), so each effect meets frames and mattes as it would live, caches included. Timed
+alone, per frame:
+
+* light wrap (strength 0.5) over the blurred background and over a colour;
+* auto-framing of the composite and of the matte alone (``--matte``),
+  on the clip as it is and on a synthetic pan across it (a window of 80 % of the frame sliding
+  from the left edge to the right and scaled back up, so the signer drifts across the picture
+  and the crop keeps moving).
+
+Also printed: the whole composite stage with and without light wrap. Prints median and p95
+milliseconds; the machine is shared, so run it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from portrait.errors import run_command
+from portrait.options import (
+    LIVE_MODEL,
+    CompositeOptions,
+    FramingOptions,
+    PipelineOptions,
+    RefineOptions,
+    SegmentOptions,
+    SmoothOptions,
+)
+
+log = logging.getLogger("portrait.training.bench_effects")
+
+
+def pan(images: list[np.ndarray], window: float = 0.8) -> list[np.ndarray]:
+    """A synthetic camera pan: a window ``window`` of the frame slides from the left edge to the
+    right edge over the clip, each view scaled back to the frame size."""
+    height, width = images[0].shape[:2]
+    crop_w, crop_h = round(width * window), round(height * window)
+    top = (height - crop_h) // 2
+    views = []
+    for i, image in enumerate(images):
+        left = round((width - crop_w) * i / max(1, len(images) - 1))
+        views.append(cv2.resize(image[top:top + crop_h, left:left + crop_w], (width, height),
+                                interpolation=cv2.INTER_LINEAR))
+    return views
+
+
+class _Timed:
+    """Wraps a callable (a LightWrap) and records how long each call took."""
+
+    def __init__(self, inner):
+        self.inner, self.times_s = inner, []
+
+    def __call__(self, *args, **kwargs):
+        started = time.perf_counter()
+        result = self.inner(*args, **kwargs)
+        self.times_s.append(time.perf_counter() - started)
+        return result
+
+
+def _stats(times_s: list[float]) -> dict:
+    ms = np.array(times_s) * 1000
+    return {"median_ms": round(float(np.median(ms)), 3),
+            "p95_ms": round(float(np.percentile(ms, 95)), 3), "n": len(ms)}
+
+
+def run_effect(images, segmenter, background, *, light_wrap: float = 0.0,
+               framing: bool = False, matte: bool = False, passes: int = 2) -> dict:
+    """The app's per-frame path (model, smoothing, guided filter, framing, composite) over
+    ``images``, in order, ``passes`` times; returns the effect's own time per frame."""
+    from portrait.framing import AutoFramer
+    from portrait.lightwrap import LightWrap
+    from portrait.pipeline import FrameProcessor, Packet
+    from portrait.refine import Refiner
+    from portrait.smooth import TemporalSmoother
+
+    wrap = _Timed(LightWrap(light_wrap)) if light_wrap > 0 else None
+    framer = AutoFramer(FramingOptions(enabled=True), fps=30.0) if framing else None
+    processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                               Refiner(RefineOptions()), background, matte=matte,
+                               options=PipelineOptions(reuse_still=False), framer=framer,
+                               light_wrap=wrap)
+    processor.reuse_buffers(4)
+    framing_s, composite_s, zooms = [], [], []
+    for _ in range(passes):
+        processor.reset()
+        for index, image in enumerate(images):
+            packet = Packet(image=image, index=index, time_s=time.perf_counter())
+            processor.segment(packet)
+            processor.finish(packet)
+            if framer is not None:
+                framing_s.append(packet.ms["framing"] / 1000)
+                zooms.append(framer.zoom)
+            if not matte:
+                composite_s.append(packet.ms["composite"] / 1000)
+    result = {}
+    if wrap is not None:
+        result["light_wrap"] = _stats(wrap.times_s)
+    if framer is not None:
+        result["framing"] = _stats(framing_s)
+        result["zoom_mean"] = round(float(np.mean(zooms)), 3)
+        result["zoom_max"] = round(float(np.max(zooms)), 3)
+    if composite_s:
+        result["composite_stage"] = _stats(composite_s)
+    return result
+
+
+def bench_effects(source: str, size: tuple[int, int], model: str, passes: int) -> dict:
+    """Time light wrap and auto-framing in the app's per-frame path on ``source`` at ``size``."""
+    from portrait.capture import VideoFileSource
+    from portrait.composite import ColourBackground, make_background
+    from portrait.segment import create_segmenter
+
+    with VideoFileSource(source) as clip:
+        images = [cv2.resize(frame.image, size, interpolation=cv2.INTER_LINEAR) for frame in clip]
+    panned = pan(images)
+    results = {"frames": len(images), "size": f"{size[0]}x{size[1]}"}
+    with create_segmenter(SegmentOptions(model=model, frame_size=size)) as segmenter, \
+            make_background(CompositeOptions(background="blur")) as blur:
+        colour = ColourBackground("#3080e0", size)
+        runs = {
+            "plain (blur)": dict(background=blur),
+            "light wrap 0.5 (blur)": dict(background=blur, light_wrap=0.5),
+            "light wrap 0.5 (colour)": dict(background=colour, light_wrap=0.5),
+            "framing (blur)": dict(background=blur, framing=True),
+            "framing (--matte)": dict(background=None, framing=True, matte=True),
+        }
+        for name, kwargs in runs.items():
+            results[name] = run_effect(images, segmenter, passes=passes, **kwargs)
+        results["framing, synthetic pan (blur)"] = run_effect(
+            panned, segmenter, background=blur, framing=True, passes=passes)
+    return results
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from portrait.cli import OneLineParser, configure_logging, import_tensorflow_quietly, parse_size
+
+    p = OneLineParser(prog="python -m portrait.training.bench_effects",
+                      description=__doc__.split("\n")[0])
+    p.add_argument("--source", required=True, help="video clip")
+    p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH")
+    p.add_argument("--model", default=LIVE_MODEL, help=f"model for the mattes ({LIVE_MODEL})")
+    p.add_argument("--passes", type=int, default=2, help="timed passes over the clip")
+    args = p.parse_args(argv)
+    configure_logging(quiet=True)
+
+    def body() -> None:
+        import_tensorflow_quietly()
+        results = bench_effects(args.source, args.size, args.model, args.passes)
+        for name, value in results.items():
+            print(f"{name:26s} {value}")
+
+    return run_command(body, traceback=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

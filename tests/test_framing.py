@@ -1,0 +1,290 @@
+"""Tests for portrait.framing on synthetic clips (a disc for a person): a moving person stays
+centred, a still one gives a constant crop, an empty frame holds and then eases back to the
+whole frame, the zoom limit holds, the output keeps its size; the spring, the person box, and the
+app's --framing end to end (the framed matte is written)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from portrait.cli import main
+from portrait.framing import (
+    AutoFramer,
+    FramingState,
+    crop_matrix,
+    person_box,
+    spring_step,
+    step,
+    target_crop,
+    whole_frame,
+)
+from portrait.composite import make_background
+from portrait.options import (
+    CompositeOptions,
+    FramingOptions,
+    PipelineOptions,
+    RefineOptions,
+    SegmentOptions,
+)
+from portrait.pipeline import FrameProcessor, Packet
+from portrait.refine import Refiner
+from portrait.segment import create_segmenter
+
+W, H = 320, 180
+FPS = 30.0
+ON = FramingOptions(enabled=True)
+
+
+def person(x, y, radius=20, size=(W, H)):
+    """A frame and its matte: a bright textured disc (the person) at (x, y) on a dark room."""
+    width, height = size
+    alpha = np.zeros((height, width), np.uint8)
+    cv2.circle(alpha, (round(x), round(y)), radius, 255, -1)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+    image[alpha > 0] = 200
+    return image, alpha
+
+
+def centre_x(alpha):
+    """The person's horizontal centre in a matte, as a fraction of its width."""
+    moments = cv2.moments((alpha > 127).astype(np.uint8), binaryImage=True)
+    return moments["m10"] / moments["m00"] / alpha.shape[1]
+
+
+def run(framer, frames):
+    """Frame each (image, alpha); returns the outputs and the crops."""
+    outputs, crops = [], []
+    for image, alpha in frames:
+        framed_image, framed_alpha = framer(image, alpha)
+        assert framed_image.shape == image.shape and framed_alpha.shape == alpha.shape
+        outputs.append((framed_image.copy(), framed_alpha.copy()))
+        crops.append(framer.state.crop)
+    return outputs, crops
+
+
+def test_a_person_moving_right_stays_centred():
+    xs = np.linspace(0.15 * W, 0.85 * W, 150)  # across 70 % of the frame in 5 s
+    frames = [person(x, H / 2) for x in xs]
+    outputs, _ = run(AutoFramer(ON, fps=FPS), frames)
+    unframed = np.mean([abs(centre_x(alpha) - 0.5) for _, alpha in frames])
+    framed = np.mean([abs(centre_x(alpha) - 0.5) for _, alpha in outputs])
+    assert unframed > 0.15
+    assert framed <= 0.6 * unframed, (framed, unframed)
+
+
+def test_a_still_person_gives_a_constant_crop_despite_small_jitter():
+    rng = np.random.default_rng(3)
+    frames = [person(0.3 * W + rng.uniform(-2, 2), 0.6 * H + rng.uniform(-2, 2),
+                     radius=20 + int(rng.integers(-1, 2))) for _ in range(90)]
+    outputs, crops = run(AutoFramer(ON, fps=FPS), frames)
+    assert crops[0] != crops[-1]  # it did frame the person
+    settled = crops[45:]
+    assert all(crop == settled[0] for crop in settled)
+    # the same crop of the same still picture: the same output
+    still = AutoFramer(ON, fps=FPS)
+    outs, _ = run(still, [person(0.3 * W, 0.6 * H)] * 60)
+    for image, alpha in outs[45:]:
+        np.testing.assert_array_equal(image, outs[-1][0])
+        np.testing.assert_array_equal(alpha, outs[-1][1])
+
+
+def test_nobody_in_the_frame_holds_then_eases_back_to_the_whole_frame():
+    framer = AutoFramer(ON, fps=FPS)
+    run(framer, [person(0.7 * W, 0.4 * H)] * 60)
+    framed = framer.state.crop
+    assert framer.zoom > 1.5
+    empty = person(0, 0, radius=0)
+    empty[1][:] = 0
+    hold_frames = int(ON.hold_s * FPS) - 1
+    _, crops = run(framer, [empty] * hold_frames)
+    assert all(crop == framed for crop in crops)  # holds
+    _, crops = run(framer, [empty] * 10)
+    zooms = [H / crop[2] for crop in crops]
+    assert all(a >= b for a, b in zip(zooms, zooms[1:])) and zooms[-1] < zooms[0]  # eases out
+    run(framer, [empty] * int(2 * ON.glide_s * FPS))
+    image, alpha = empty
+    out_image, out_alpha = framer(image, alpha)
+    assert framer.state.crop == whole_frame((W, H))
+    assert out_image is image and out_alpha is alpha  # the whole frame, untouched
+
+
+@pytest.mark.parametrize("max_zoom", [1.0, 1.5, 2.0, 3.0])
+def test_zoom_never_exceeds_the_limit(max_zoom):
+    options = FramingOptions(enabled=True, max_zoom=max_zoom)
+    framer = AutoFramer(options, fps=FPS)
+    zooms = []
+    for i in range(80):  # a small person darting about: a strong pull to zoom in
+        image, alpha = person(W * (0.2 + 0.6 * (i // 20 % 2)), H * 0.5, radius=16)
+        framed_image, framed_alpha = framer(image, alpha)
+        assert framed_image.shape == image.shape and framed_alpha.shape == alpha.shape
+        zooms.append(framer.zoom)
+    assert max(zooms) <= max_zoom + 1e-9
+    assert zooms[-1] == pytest.approx(max_zoom, abs=0.02)
+    # the output shows the person magnified by the zoom
+    radius_out = np.sqrt((framed_alpha > 127).sum() / np.pi)
+    assert radius_out == pytest.approx(16 * zooms[-1], rel=0.1)
+
+
+def test_output_size_is_input_size_for_odd_sizes_and_matte_only():
+    size = (163, 97)
+    framer = AutoFramer(ON, fps=FPS)
+    for i in range(30):
+        image, alpha = person(40 + i, 60, radius=12, size=size)
+        framed_image, framed_alpha = framer(image, alpha)
+        assert framed_image.shape == image.shape and framed_image.dtype == np.uint8
+        assert framed_alpha.shape == alpha.shape and framed_alpha.dtype == np.uint8
+    assert framer.zoom > 1
+    nothing, framed_alpha = framer(None, alpha)  # --matte: only the matte is framed
+    assert nothing is None and framed_alpha.shape == alpha.shape
+
+
+def test_switching_off_glides_back_and_then_passes_frames_through():
+    framer = AutoFramer(FramingOptions(enabled=False), fps=FPS)
+    image, alpha = person(0.25 * W, 0.5 * H)
+    out_image, out_alpha = framer(image, alpha)
+    assert out_image is image and out_alpha is alpha  # off: untouched
+    framer.enabled = True
+    run(framer, [(image, alpha)] * 30)
+    assert framer.zoom > 1.5
+    framer.enabled = False
+    zooms = [framer(image, alpha) and framer.zoom for _ in range(60)]
+    assert zooms[0] > 1.2 and zooms[-1] == 1.0
+    out_image, out_alpha = framer(image, alpha)
+    assert out_image is image and out_alpha is alpha
+
+
+def test_photos_are_framed_at_once():
+    framer = AutoFramer(ON, fps=None)
+    image, alpha = person(0.7 * W, 0.5 * H)
+    _, framed_alpha = framer(image, alpha)
+    assert abs(centre_x(framed_alpha) - 0.5) < 0.02
+    assert framer.zoom == pytest.approx(2.0)
+
+
+def test_spring_is_critically_damped():
+    glide_s = 0.6
+    position, velocity = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    trace = []
+    for _ in range(int(glide_s * FPS)):
+        position, velocity = spring_step(position, velocity, (100.0, -50.0, 10.0), 1 / FPS, glide_s)
+        trace.append(position[0])
+    assert all(0 < a < b <= 100 for a, b in zip(trace, trace[1:]))  # no overshoot
+    assert trace[-1] > 98  # settles to 2 % in about glide_s
+    # the frame rate only changes how often it is sampled, not where it is at a given time
+    coarse = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    for _ in range(9):
+        coarse = spring_step(*coarse, (100.0, -50.0, 10.0), 1 / 15, glide_s)
+    assert coarse[0][0] == pytest.approx(trace[17], rel=1e-9)
+
+
+def test_dead_zone_keeps_the_aim_while_the_person_moves_a_little():
+    size = (W, H)
+    state = FramingState.whole(size)
+    box = (100, 60, 40, 40)
+    state = step(state, box, size, ON, 1 / FPS)
+    aim = state.aim
+    zone_px = ON.dead_zone * aim[2] * W / H  # a fraction of the output's width, in frame pixels
+    nudged = step(state, (100 + int(0.8 * zone_px), 60, 40, 40), size, ON, 1 / FPS)
+    assert nudged.aim == aim
+    moved = step(state, (100 + int(1.5 * zone_px), 60, 40, 40), size, ON, 1 / FPS)
+    assert moved.aim[0] > aim[0]
+
+
+def test_person_box_ignores_stray_specks_and_frames_two_people_together():
+    alpha = np.zeros((H, W), np.uint8)
+    cv2.circle(alpha, (80, 100), 30, 255, -1)
+    alpha[5:9, 300:304] = 255  # a speck the model took for a person
+    step = W // 80  # the thumbnail's precision
+    x, y, w, h = person_box(alpha)
+    assert x == pytest.approx(50, abs=step) and x + w == pytest.approx(110, abs=step)
+    cv2.circle(alpha, (240, 100), 28, 255, -1)  # a second person
+    x, y, w, h = person_box(alpha)
+    assert x == pytest.approx(50, abs=step) and x + w == pytest.approx(268, abs=step)
+    assert person_box(np.zeros((H, W), np.uint8)) is None
+    assert person_box(alpha * 0 + (np.arange(W) == 5).astype(np.uint8) * 255) is None
+
+
+def test_a_webcam_person_cut_off_at_the_bottom_is_framed_with_headroom():
+    box = (120, 40, 80, H - 40)  # shoulders reach the bottom of the frame
+    centre_x_, centre_y, crop_h = target_crop(box, (W, H), ON)
+    assert crop_h < H  # zoomed in by the person's width, though their box is tall
+    top = centre_y - crop_h / 2
+    assert top == pytest.approx(40 - ON.headroom * crop_h, abs=1)
+
+
+def test_bad_options_fail_at_construction():
+    with pytest.raises(ValueError, match="at least 1"):
+        AutoFramer(FramingOptions(max_zoom=0.5))
+    with pytest.raises(ValueError, match="fill"):
+        AutoFramer(FramingOptions(fill=0.0))
+    with pytest.raises(ValueError, match="unexpected alpha"):
+        AutoFramer(ON)(None, np.zeros((4, 4), np.float32))
+
+
+def test_app_frames_the_matte_of_a_moving_person(brightness_model, tmp_path):
+    width, height = 192, 128
+    video = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
+    for x in np.linspace(10, width - 42, 120).round().astype(int):  # a square moving right, 4 s
+        image = np.full((height, width, 3), 30, np.uint8)
+        image[48:80, x:x + 32] = 220
+        writer.write(image)
+    writer.release()
+    outputs = {}
+    for name, extra in {"off": [], "auto": ["--framing", "auto"]}.items():
+        out = tmp_path / name
+        assert main(["--source", str(video), "--out", str(out), "--model", str(brightness_model),
+                     "--matte", "--stats", str(tmp_path / f"{name}.json"), "-q", *extra]) == 0
+        outputs[name] = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+                         for p in sorted(out.glob("*.png"))]
+    assert len(outputs["auto"]) == len(outputs["off"]) == 120
+    assert all(m.shape == (height, width) for m in outputs["auto"])
+    late = slice(30, 120)  # after the first glide in
+    off = np.mean([abs(centre_x(m) - 0.5) for m in outputs["off"][late]])
+    auto = np.mean([abs(centre_x(m) - 0.5) for m in outputs["auto"][late]])
+    assert "framing" in json.loads((tmp_path / "auto.json").read_text())["stage_ms"]
+    assert "framing" not in json.loads((tmp_path / "off.json").read_text())["stage_ms"]
+    assert auto <= 0.6 * off, (auto, off)  # issue 20's target (0.55 here: the spring lags a 4 s crossing)
+
+
+@pytest.fixture(scope="module")
+def segmenter(brightness_model):
+    with create_segmenter(SegmentOptions(model=str(brightness_model))) as seg:
+        yield seg
+
+
+@pytest.mark.parametrize("kind", ["blur", "transparent", "matte"])
+def test_processor_frames_its_output_after_compositing(segmenter, kind):
+    """Framing crops what the processor outputs (composite, RGBA or matte), at its size; off and
+    at rest it changes nothing."""
+    matte = kind == "matte"
+
+    def processor(framer):
+        background = None if matte else make_background(CompositeOptions(background=kind))
+        proc = FrameProcessor(segmenter, None, Refiner(RefineOptions()), background, matte,
+                              PipelineOptions(reuse_still=False), framer=framer)
+        proc.reuse_buffers(3)
+        return proc
+
+    image, _ = person(0.7 * W, 0.5 * H, radius=24)
+    off, on, none = (processor(AutoFramer(FramingOptions(enabled=False), fps=FPS)),
+                     processor(AutoFramer(ON, fps=FPS)), processor(None))
+    outputs = {}
+    for name, proc in (("off", off), ("on", on), ("none", none)):
+        for index in range(40):
+            packet = Packet(image=image, index=index, time_s=0.0)
+            proc.segment(packet)
+            proc.finish(packet)
+        outputs[name] = (packet.output.copy(), packet.ms)
+    np.testing.assert_array_equal(outputs["off"][0], outputs["none"][0])
+    assert "framing" not in outputs["off"][1] and "framing" in outputs["on"][1]
+    framed = outputs["on"][0]
+    assert framed.shape == outputs["none"][0].shape
+    assert on.framer.zoom > 1.3
+    # the composite is cropped as a whole: the warp of the unframed output, exactly
+    expected = cv2.warpAffine(outputs["none"][0], crop_matrix(on.framer.state.crop, (W, H)),
+                              (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    np.testing.assert_array_equal(framed, expected)
