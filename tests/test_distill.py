@@ -152,6 +152,7 @@ def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
     cases = [
         (["--video", clip, "--weight", "0.5"], "video frames have no labels"),
         (["--data", str(tmp_path), "--every", "2"], "--every picks frames of a video; it needs --video"),
+        (["--data", str(tmp_path), "--negatives", str(tmp_path / "n")], "--negatives cuts the room out"),
         (["--video", clip, str(write_video(twin / "a.avi", 3))], "two videos are named 'a'"),
         (["--video", str(tmp_path / "missing.mkv")], f"video '{tmp_path / 'missing.mkv'}' not found"),
     ]
@@ -164,3 +165,35 @@ def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
         assert code == 2, args
         assert message in err[-1] and "Traceback" not in "\n".join(err), err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_background_strips_lie_beside_the_person():
+    from portrait.training.distill import background_strips
+
+    mask = np.zeros((50, 400), np.uint8)
+    mask[10:40, 150:200] = 255
+    mask[5, 300] = 20  # below the person level (about 10 %): not person
+    assert background_strips(mask) == [("l", 0, 138), ("r", 212, 400)]
+    mask[20, 320] = 200  # a hand out to the side: the right strip now starts past it
+    assert background_strips(mask) == [("l", 0, 138)]  # 333..400 is narrower than 96 px
+    assert background_strips(np.zeros((50, 400), np.uint8)) == []  # nobody: nothing is sure
+
+
+def test_distill_video_writes_hard_negatives_beside_the_person(tmp_path, brightness_model):
+    import cv2
+
+    from portrait.training.distill import main
+
+    clip = write_video(tmp_path / "walk.avi", 4, size=(320, 64))
+    out, negatives = tmp_path / "frames", tmp_path / "negatives"
+    assert main(["--teacher", str(brightness_model), "--video", str(clip), "--out", str(out),
+                 "--negatives", str(negatives), "--negatives-every", "3"]) == 0
+    assert (out / "train.txt").read_text().split() == [f"walk_{i:05d}" for i in range(4)]
+    # Frames 0 and 3; the square (x 8..32 and 17..41) leaves only a right strip wide enough.
+    assert (negatives / "train.txt").read_text().split() == ["walk_00000_r", "walk_00003_r"]
+    strip = cv2.imread(str(negatives / "images" / "walk_00003_r.jpg"))
+    mask = cv2.imread(str(negatives / "masks" / "walk_00003_r.png"), cv2.IMREAD_GRAYSCALE)
+    # 12 px clear of the square's last column (40; a column more where JPEG softens its edge)
+    assert strip.shape[0] == 64 and 320 - 54 <= strip.shape[1] <= 320 - 53
+    assert mask.shape == strip.shape[:2]
+    assert strip.max() < 60 and mask.max() == 0  # the room only, labelled background

@@ -171,8 +171,35 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     return stems
 
 
+NEGATIVE_MIN_WIDTH_PX = 96  # narrower strips hold too little of the room to be worth a sample
+NEGATIVE_MARGIN_PX = 12  # kept clear beside the person's outermost column (soft edges, hair)
+NEGATIVE_PERSON_LEVEL = 25  # a mask value above this (about 10 % probability) is person
+
+
+def background_strips(mask: np.ndarray, min_width_px: int = NEGATIVE_MIN_WIDTH_PX,
+                      margin_px: int = NEGATIVE_MARGIN_PX,
+                      person_level: int = NEGATIVE_PERSON_LEVEL) -> list[tuple[str, int, int]]:
+    """The full-height strips left and right of everything a teacher calls person.
+
+    Args:
+        mask: uint8 (H, W) pseudo-label, 255 = person.
+
+    Returns:
+        ``(side, x0, x1)`` for each side (``"l"``, ``"r"``) whose strip, ``margin_px`` clear of
+        the person's outermost columns, is at least ``min_width_px`` wide; none when the frame
+        holds no person (the teacher may simply have missed them).
+    """
+    columns = np.flatnonzero((mask > person_level).any(axis=0))
+    if columns.size == 0:
+        return []
+    strips = [("l", 0, int(columns[0]) - margin_px),
+              ("r", int(columns[-1]) + margin_px + 1, mask.shape[1])]
+    return [(side, x0, x1) for side, x0, x1 in strips if x1 - x0 >= min_width_px]
+
+
 def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: int = 1,
-                        progress: bool = False) -> list[str]:
+                        progress: bool = False, negatives_dir: Optional[Path] = None,
+                        negatives_every: int = 3) -> list[str]:
     """Write a data folder of video frames whose masks are a teacher's prediction alone.
 
     Frames have no labels, so each mask is ``255 * teacher probability`` (pseudo-labels): a way
@@ -186,9 +213,14 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
             ``train.txt``.
         every: keep one frame in this many (neighbouring frames are near copies).
         progress: show a progress bar.
+        negatives_dir: also write hard negatives here: of every ``negatives_every``-th frame
+            (by frame number), the strips beside the person (:func:`background_strips`: the
+            chair, the monitor, the wall) as ``images/<clip>_<frame>_<l|r>.jpg`` with an
+            all-background mask, listed in its ``train.txt``.
+        negatives_every: see ``negatives_dir``.
 
     Returns:
-        The stems written, in order.
+        The stems written to ``out_dir``, in order.
 
     Raises:
         ValueError: ``every`` below 1.
@@ -209,11 +241,13 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
                          "video, so rename one or label them into separate --out folders")
     for video in videos:  # every file readable before anything is written
         VideoFileSource(video).close()
+    if negatives_every < 1:
+        raise ValueError(f"negatives_every must be at least 1, got {negatives_every}")
     out_dir = Path(out_dir)
-    images_dir, masks_dir = out_dir / "images", out_dir / "masks"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(exist_ok=True)
-    stems = []
+    for folder in [out_dir] + ([Path(negatives_dir)] if negatives_dir is not None else []):
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(exist_ok=True)
+    stems, negatives = [], []
     for video, name in zip(videos, names):
         with VideoFileSource(video) as source:
             for frame in tqdm(source, unit="frame", desc=name, file=sys.stderr,
@@ -223,10 +257,21 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
                 stem = f"{name}_{frame.index:05d}"
                 empty = np.zeros(frame.image.shape[:2], np.uint8)
                 mask = soft_mask(empty, segment.segment(frame.image), 1.0)
-                write_image(images_dir / f"{stem}.jpg", frame.image)
-                write_image(masks_dir / f"{stem}.png", mask)
+                write_image(out_dir / "images" / f"{stem}.jpg", frame.image)
+                write_image(out_dir / "masks" / f"{stem}.png", mask)
                 stems.append(stem)
+                if negatives_dir is None or frame.index % negatives_every:
+                    continue
+                for side, x0, x1 in background_strips(mask):
+                    strip = f"{stem}_{side}"
+                    write_image(Path(negatives_dir) / "images" / f"{strip}.jpg", frame.image[:, x0:x1])
+                    write_image(Path(negatives_dir) / "masks" / f"{strip}.png", empty[:, x0:x1])
+                    negatives.append(strip)
     (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+    if negatives_dir is not None:
+        (Path(negatives_dir) / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
+                                                        encoding="utf-8")
+        log.info("wrote %d background strips (hard negatives) to %s", len(negatives), negatives_dir)
     return stems
 
 
@@ -253,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --data, the teacher's share of each mask (default 0.3)")
     p.add_argument("--every", type=positive_int, default=None, metavar="N",
                    help="with --video, keep one frame in N (default 1: every frame)")
+    p.add_argument("--negatives", metavar="DIR",
+                   help="with --video, also write hard negatives to this data folder: the strips "
+                        "of the room beside the person (chair, monitor, wall), labelled background")
+    p.add_argument("--negatives-every", type=positive_int, default=3, metavar="K",
+                   help="with --negatives, cut strips from every K-th frame (default 3)")
     return p
 
 
@@ -264,6 +314,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "no labels (their masks are the teacher's alone); drop --weight")
     if args.data and args.every is not None:
         parser.error("--every picks frames of a video; it needs --video, not --data")
+    if args.data and args.negatives is not None:
+        parser.error("--negatives cuts the room out of video frames; it needs --video, not --data")
     from portrait.cli import configure_logging, import_tensorflow_quietly
 
     configure_logging()
@@ -280,7 +332,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.video:
             with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
                 stems = write_pseudo_labels(args.video, teacher, Path(args.out), args.every or 1,
-                                            progress=sys.stderr.isatty())
+                                            progress=sys.stderr.isatty(),
+                                            negatives_dir=args.negatives and Path(args.negatives),
+                                            negatives_every=args.negatives_every)
             log.info("wrote %d pseudo-labelled frames (one in %d) to %s", len(stems),
                      args.every or 1, args.out)
             return
