@@ -142,3 +142,13 @@ def test_suite_needs_a_peer():
     assert result.returncode == 2
     assert "--suite needs --compare PEER" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@needs_shared
+def test_training_split_command_writes_the_lists(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "portrait.training.suite", "--training-split",
+                             str(tmp_path), "--data", str(SHARED / "data")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((tmp_path / "eg1800" / "train.txt").read_text().split()) == 1290 - 258
+    assert "ccp_fashion: 904 training stems" in result.stderr

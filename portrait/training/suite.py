@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import logging
 import statistics
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -315,3 +316,33 @@ def format_suite(result: dict) -> str:
     lines.append(f"worst domain against the peer: {worst['domain']} ({worst['measure']}, "
                  f"{worst['difference']:+.4f})")
     return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m portrait.training.suite --training-split OUT``: the suite's complement, to train on."""
+    from portrait.cli import OneLineParser, configure_logging
+    from portrait.errors import run_command
+    from portrait.segment import PROJECT_ROOT
+
+    parser = OneLineParser(prog="python -m portrait.training.suite",
+                           description="Write training lists that leave out every photo the suite "
+                                       "scores (run the suite itself with python -m portrait.evaluate "
+                                       "--suite).")
+    parser.add_argument("--training-split", required=True, metavar="OUT",
+                        help="folder to write OUT/<set>/train.txt (with links to the set's images/ "
+                             "and masks/)")
+    parser.add_argument("--data", metavar="DIR", default=str(PROJECT_ROOT.parent / "shared" / "data"),
+                        help="the data root (default: ../shared/data beside the project)")
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    def body() -> None:
+        for folder, count in training_split(Path(args.data), Path(args.training_split)).items():
+            log.info("%s: %d training stems in %s", folder, count,
+                     Path(args.training_split) / folder / "train.txt")
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
