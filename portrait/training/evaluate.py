@@ -649,10 +649,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _suite_body(args: argparse.Namespace) -> None:
-    from portrait.segment import PROJECT_ROOT
     from portrait.training import suite
 
-    root = Path(args.data) if args.data else PROJECT_ROOT.parent / "shared" / "data"
+    root = Path(args.data) if args.data else suite.DEFAULT_DATA_ROOT
     if not root.is_dir():
         raise InputError(f"suite data root '{root}' not found; pass --data DIR that holds eg1800/, "
                          "ccp_fashion/, coco_person/, pelota/ and videos/")

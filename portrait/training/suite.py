@@ -37,13 +37,14 @@ from portrait.errors import InputError
 from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
 from portrait.pipeline import FrameProcessor
 from portrait.refine import Refiner
-from portrait.segment import create_segmenter
+from portrait.segment import PROJECT_ROOT, create_segmenter
 from portrait.smooth import TemporalSmoother
 from portrait.training.video_metrics import SequenceScore
 
 log = logging.getLogger("portrait.training.suite")
 
 COST_FRAME_SIZE = (1280, 720)
+DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data"  # the development data beside the checkout
 COST_REPEATS = 60
 
 
@@ -322,7 +323,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m portrait.training.suite --training-split OUT``: the suite's complement, to train on."""
     from portrait.cli import OneLineParser, configure_logging
     from portrait.errors import run_command
-    from portrait.segment import PROJECT_ROOT
 
     parser = OneLineParser(prog="python -m portrait.training.suite",
                            description="Write training lists that leave out every photo the suite "
@@ -331,7 +331,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--training-split", required=True, metavar="OUT",
                         help="folder to write OUT/<set>/train.txt (with links to the set's images/ "
                              "and masks/)")
-    parser.add_argument("--data", metavar="DIR", default=str(PROJECT_ROOT.parent / "shared" / "data"),
+    parser.add_argument("--data", metavar="DIR", default=str(DEFAULT_DATA_ROOT),
                         help="the data root (default: ../shared/data beside the project)")
     args = parser.parse_args(argv)
     configure_logging()
