@@ -239,13 +239,12 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
         log.info("suite: %s, %d photos", name, len(pairs))
         photos[name] = score_pairs(pairs, models, progress=progress)
     scores = {}
-    for path in clips:
+    for name, path in zip(WEBCAM_CLIPS, clips):
         log.info("suite: webcam clip %s", path.name)
-        scores[path.stem.removeprefix("asl_")] = [score_clip(m, path, max_items) for m in models]
+        scores[name] = [score_clip(m, path, max_items) for m in models]
     scores["all held-out clips"] = [
-        SequenceScore(strays=[s for clip in clips for s in scores[clip.stem.removeprefix("asl_")][i].strays],
-                      flickers=[f for clip in clips
-                                for f in scores[clip.stem.removeprefix("asl_")][i].flickers])
+        SequenceScore(strays=[s for name in WEBCAM_CLIPS for s in scores[name][i].strays],
+                      flickers=[f for name in WEBCAM_CLIPS for f in scores[name][i].flickers])
         for i in range(len(models))]
     webcam = {name: [clip_summary(score) for score in per_model] for name, per_model in scores.items()}
     with VideoFileSource(clips[0]) as source:
