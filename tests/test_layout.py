@@ -25,3 +25,16 @@ def test_workshop_imports_alone():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_development_paths_point_beside_the_checkout():
+    # Files moved one folder deeper in the layout change; paths built from __file__ must follow.
+    from portrait.segment.locate import PROJECT_ROOT, SHARED_DIR
+    from portrait.training import bench, suite, train
+
+    assert (PROJECT_ROOT / "app.py").is_file()
+    assert SHARED_DIR == ROOT.parent / "shared"
+    assert bench.PEER_MODEL.parent.parent == train.DEFAULT_BACKBONE.parent.parent == SHARED_DIR
+    assert suite.DEFAULT_DATA_ROOT == SHARED_DIR / "data"
+    if SHARED_DIR.is_dir():
+        assert bench.PEER_MODEL.is_file() and train.DEFAULT_BACKBONE.is_file()

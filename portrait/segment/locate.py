@@ -11,6 +11,7 @@ from portrait.options import LIVE_MODEL, PHOTO_MODEL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
+SHARED_DIR = PROJECT_ROOT.parent / "shared"  # development data and models beside the checkout
 SHIPPED_MODELS = (PHOTO_MODEL, LIVE_MODEL)
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 HDF5_SUFFIXES = (".h5", ".hdf5")  # whole models in HDF5: what train and ensemble write

@@ -37,11 +37,12 @@ from portrait.options import (
     SegmentOptions,
     SmoothOptions,
 )
+from portrait.segment.locate import SHARED_DIR
 from portrait.stats import RunStats
 
 log = logging.getLogger("portrait.training.bench")
 
-PEER_MODEL = Path(__file__).resolve().parents[2] / "shared/models/selfie_segmentation.tflite"
+PEER_MODEL = SHARED_DIR / "models" / "selfie_segmentation.tflite"
 
 
 def clip_frames(path: str, size: tuple[int, int], count: int) -> Iterator[Frame]:

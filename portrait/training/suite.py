@@ -37,14 +37,15 @@ from portrait.errors import InputError
 from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
 from portrait.pipeline import FrameProcessor
 from portrait.refine import Refiner
-from portrait.segment import PROJECT_ROOT, create_segmenter
+from portrait.segment import create_segmenter
+from portrait.segment.locate import SHARED_DIR
 from portrait.smooth import TemporalSmoother
 from portrait.training.video_metrics import SequenceScore
 
 log = logging.getLogger("portrait.training.suite")
 
 COST_FRAME_SIZE = (1280, 720)
-DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data"  # the development data beside the checkout
+DEFAULT_DATA_ROOT = SHARED_DIR / "data"
 COST_REPEATS = 60
 
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from portrait.errors import PortraitError, run_command
+from portrait.segment.locate import SHARED_DIR
 
 log = logging.getLogger("portrait.training.train")
 
-DEFAULT_BACKBONE = Path(__file__).resolve().parents[2] / "shared/models/mobilenetv2_1.0_backbone.weights.h5"
+DEFAULT_BACKBONE = SHARED_DIR / "models" / "mobilenetv2_1.0_backbone.weights.h5"
 
 
 @dataclass(frozen=True)
