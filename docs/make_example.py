@@ -1,6 +1,6 @@
 """Make ``docs/example.png``, the README's picture, through the app's own command line.
 
-    python docs/make_example.py [--model weights/unet.hdf5] [--video ../shared/data/videos/asl_help.mkv]
+    python docs/make_example.py [--model weights/unet_live.hdf5] [--video ../shared/data/videos/asl_learn.mkv]
 
 Takes one frame of the clip and runs ``app.py --image`` on it three times (blur, a generated sky
 background, ``--matte``), then puts the input and the three results side by side.
@@ -48,8 +48,8 @@ def run_app(model: str, image: Path, out: Path, *extra: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "weights" / "unet.hdf5"))
-    parser.add_argument("--video", default=str(ROOT.parent / "shared/data/videos/asl_help.mkv"))
+    parser.add_argument("--model", default=str(ROOT / "weights" / "unet_live.hdf5"))  
+    parser.add_argument("--video", default=str(ROOT.parent / "shared/data/videos/asl_learn.mkv"))  # held out of training
     parser.add_argument("--frame", type=int, default=30)
     parser.add_argument("--height", type=int, default=240, help="height of each panel")
     parser.add_argument("--out", default=str(ROOT / "docs" / "example.png"))
