@@ -84,10 +84,10 @@ def test_sequence_score_stray_frames_and_means():
         score.add(np.zeros((50, 50, 3), np.uint8), matte_with_blob(False))
 
 
-def test_holdout_rule_is_every_kth_sorted_stem_and_training_gets_the_rest():
+def test_holdout_rule_is_every_kth_sorted_stem():
     stems = [f"{i:03d}" for i in range(12, 0, -1)]
     assert suite.holdout_stems(stems, 5) == ["005", "010"]
-    assert suite.training_stems(stems, 5) == [s for s in sorted(stems) if s not in ("005", "010")]
+    assert suite.holdout_stems(stems, 1) == sorted(stems)
     with pytest.raises(ValueError, match="at least 1"):
         suite.holdout_stems(stems, 0)
 

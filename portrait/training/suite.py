@@ -88,12 +88,6 @@ def holdout_stems(stems: Sequence[str], every: int) -> list[str]:
     return sorted(stems)[every - 1::every]
 
 
-def training_stems(stems: Sequence[str], every: int) -> list[str]:
-    """The sorted stems that :func:`holdout_stems` leaves for training."""
-    held = set(holdout_stems(stems, every))
-    return [s for s in sorted(stems) if s not in held]
-
-
 def _pool(root: Path, domain: PhotoDomain) -> list[str]:
     from portrait.training.data import find_pairs, read_stems
 
@@ -173,17 +167,13 @@ def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = 
         if first is None:
             raise InputError(f"clip '{path}' gave no frames; check the file")
         height, width = first.image.shape[:2]
-        with create_segmenter(_with_frame_size(segment, (width, height))) as segmenter:
+        with create_segmenter(replace(segment, frame_size=(width, height))) as segmenter:
             processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
                                        Refiner(RefineOptions()), None, matte=True,
                                        options=PipelineOptions())
             for frame in itertools.islice(itertools.chain([first], frames), max_frames):
                 score.add(frame.image, processor.process(frame.image))
     return score
-
-
-def _with_frame_size(segment: SegmentOptions, size: tuple[int, int]) -> SegmentOptions:
-    return replace(segment, frame_size=size)
 
 
 def segment_cost_ms(models: Sequence[SegmentOptions], frame_bgr: np.ndarray,
@@ -195,7 +185,7 @@ def segment_cost_ms(models: Sequence[SegmentOptions], frame_bgr: np.ndarray,
     """
     height, width = frame_bgr.shape[:2]
     with contextlib.ExitStack() as stack:
-        segmenters = [stack.enter_context(create_segmenter(_with_frame_size(m, (width, height))))
+        segmenters = [stack.enter_context(create_segmenter(replace(m, frame_size=(width, height))))
                       for m in models]
         times = [[] for _ in models]
         for segmenter in segmenters:
