@@ -229,9 +229,7 @@ class FrameProcessor:
             if self._outputs is not None:
                 channels = 4 if isinstance(background, TransparentBackground) else 3
                 out = self._outputs.get((height, width, channels))
-            # passed only when on, so a background without the hook still renders
-            wrap = {} if self.light_wrap is None else {"light_wrap": self.light_wrap}
-            output = background.render(packet.image, alpha, out=out, **wrap)
+            output = background.render(packet.image, alpha, out=out, light_wrap=self.light_wrap)
         t3 = time.perf_counter()
         if self.framer is not None:
             if state is not None:
