@@ -48,7 +48,7 @@ def run_app(model: str, image: Path, out: Path, *extra: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "weights" / "unet_live.hdf5"))  
+    parser.add_argument("--model", default=str(ROOT / "weights" / "unet_live.hdf5"))  # the camera default: what a call sees
     parser.add_argument("--video", default=str(ROOT.parent / "shared/data/videos/asl_learn.mkv"))  # held out of training
     parser.add_argument("--frame", type=int, default=30)
     parser.add_argument("--height", type=int, default=240, help="height of each panel")
