@@ -61,9 +61,11 @@ class Segmenter(abc.ABC):
 def describe(segmenter: Segmenter, source: str, norm_why: Optional[str], reason: str) -> str:
     """Compose the one start-up line: runtime, source, input, scaling, output, and why."""
     width, height = segmenter.input_size
+    short_px = getattr(segmenter, "short_px", None)  # an AspectSegmenter sizes per frame
     parts = [
         f"segmenter: {segmenter.runtime}",
         source,
+        f"input sized to the frame's aspect, short side {short_px} px" if short_px else
         f"input {width}x{height} {'letterboxed' if segmenter.letterbox else 'stretched'}",
     ]
     norm = getattr(segmenter, "input_norm", None)

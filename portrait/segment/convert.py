@@ -42,10 +42,8 @@ def create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: 
         segmenter = AspectSegmenter(lambda sz: _converted_at(path, sz, model, options),
                                     short_px, options.frame_size)
         first = segmenter._current
-        sizing = f"input sized to the frame's aspect, short side {short_px} px"
     else:
         segmenter = first = _converted_at(path, size, model, options)
-        sizing = None
     norm_why = first.norm_why
     cache_text = "cached" if first.cache_hit else (
         "converted now, cached" if first.cache_path else "converted now, not cached")
@@ -57,9 +55,6 @@ def create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: 
         reason = no_gpu
     source = f"converted from {display_path(path)} ({cache_text})"
     segmenter.description = describe(segmenter, source, norm_why, reason)
-    if sizing:
-        segmenter.description = segmenter.description.replace(
-            f"input {segmenter.input_size[0]}x{segmenter.input_size[1]} stretched", sizing)
     return segmenter
 
 

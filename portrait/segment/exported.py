@@ -98,7 +98,7 @@ def warn_refused(path: Path, keras_path: Path, why: str) -> None:
 
 
 def _fits(signature: list[int], config: dict) -> bool:
-    if len(signature) == 4 and signature[1] == -1 and signature[2] == -1:
+    if tflite_utils.dynamic_image_input(signature):
         return True
     size = keras_compat.config_input_size(config)
     return isinstance(size, tuple) and len(signature) == 4 and size == (signature[2], signature[1])
@@ -135,7 +135,7 @@ def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: s
             "corrupt, re-download or re-export it"
         ) from None
     norm, why = resolve_norm(options.input_norm, marked, norm_why)
-    dynamic = len(signature) == 4 and signature[1] == -1 and signature[2] == -1
+    dynamic = tflite_utils.dynamic_image_input(signature)
     short_px = None
     if dynamic and info and not options.input_size and not options.letterbox:
         short_px = info.get("input_short_px")
@@ -161,11 +161,6 @@ def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: s
         why = "uint8 model input"
     segmenter.input_norm = first.input_norm
     segmenter.description = describe(segmenter, source, why, reason)
-    if short_px:
-        width, height = segmenter.input_size
-        segmenter.description = segmenter.description.replace(
-            f"input {width}x{height} stretched",
-            f"input sized to the frame's aspect, short side {short_px} px")
     return segmenter
 
 

@@ -532,6 +532,11 @@ def make_interpreter(model_content: bytes, threads: int, plain: bool = False,
         return module.Interpreter(model_content=model_content, num_threads=threads, **options)
 
 
+def dynamic_image_input(signature: list[int]) -> bool:
+    """Whether an input shape signature (see :func:`input_shape`) is an image of any height and width."""
+    return len(signature) == 4 and signature[1] == -1 and signature[2] == -1
+
+
 def input_shape(source: BytesOrPath) -> tuple[list[int], list[int]]:
     """Return (shape, shape_signature) of the model's first input; -1 marks a dynamic size.
 

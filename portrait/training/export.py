@@ -183,7 +183,7 @@ def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
 
     width, height = size
     _, signature = tflite_utils.input_shape(content)
-    if signature[1] == -1 and signature[2] == -1:
+    if tflite_utils.dynamic_image_input(signature):
         content = fixed_size.fix_input_size(content, size)
     image = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
     interpreter = tflite_utils.make_interpreter(content, 1)
