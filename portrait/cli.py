@@ -27,6 +27,7 @@ from portrait.options import (
     RefineOptions,
     SegmentOptions,
     SmoothOptions,
+    SubjectOptions,
 )
 
 log = logging.getLogger("portrait")
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     look.add_argument("--refine-radius", type=positive_int, default=RefineOptions.radius_px,
                       metavar="PX", help="guided filter radius at full resolution "
                                          f"(default: {RefineOptions.radius_px})")
+    look.add_argument("--people", choices=("auto", "main", "all"), default="auto",
+                      help="main: keep the person in front of the camera and anyone at least a "
+                           "fifth their size, drop small regions apart from them (a bystander's "
+                           "head at the frame's edge, a chair back); all: keep whatever the model "
+                           "marks; auto (default): main for camera and video, all for photos")
     look.add_argument("--no-reuse", action="store_true",
                       help="run the model on every frame, even when the scene is still")
 
@@ -221,6 +227,13 @@ def options_from_args(args: argparse.Namespace):
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
     framing = FramingOptions(enabled=args.framing == "auto", max_zoom=args.max_zoom)
     return capture, segment, smooth, refine, composite, output, pipeline, framing
+
+
+def subject_options_from_args(args: argparse.Namespace) -> SubjectOptions:
+    """``--people``: subject selection on for camera and video unless ``all``, for photos only
+    when ``main`` is asked for."""
+    enabled = args.people == "main" or (args.people == "auto" and not args.image)
+    return SubjectOptions(enabled=enabled)
 
 
 def control_options_from_args(args: argparse.Namespace,
@@ -279,14 +292,15 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
         # CPU path with an exported .tflite runs without it.
         options = options_from_args(args)
         controls = control_options_from_args(args, config.defaults.get("background"))
+        subject = subject_options_from_args(args)
         from portrait.run import run_images, run_stream
         from portrait.segment import resolve_model_path
 
         resolve_model_path(options[1].model)  # a missing model answers before a camera opens
 
         if args.image:
-            return run_images(args.image, *options, controls=controls)
-        return run_stream(*options, controls=controls, keys=keys)
+            return run_images(args.image, *options, controls=controls, subject=subject)
+        return run_stream(*options, controls=controls, keys=keys, subject=subject)
 
     # Signal handlers belong to the main thread; a stream replaces this one with a graceful stop.
     on_main_thread = threading.current_thread() is threading.main_thread()

@@ -92,6 +92,25 @@ class SmoothOptions:
 
 
 @dataclass(frozen=True)
+class SubjectOptions:
+    """Which regions of the probability a video keeps (:mod:`portrait.subject`).
+
+    Attributes:
+        enabled: drop regions that are small and apart from the subject (``--people main``);
+            off keeps everything the model marks (``--people all``, and always for photos).
+        min_ratio: a region is kept when its area is at least this share of the largest's.
+        margin: and a region is kept when it lies within this share of the frame's long side
+            of a kept one (a hand split from its arm).
+        low: regions are the connected parts of the probability above this.
+    """
+
+    enabled: bool = True
+    min_ratio: float = 0.2
+    margin: float = 0.05
+    low: float = 0.2
+
+
+@dataclass(frozen=True)
 class RefineOptions:
     """Edge refinement with a fast guided filter guided by the full-resolution frame.
 

@@ -116,12 +116,16 @@ class FrameProcessor:
             composite, or the matte), so person, blur and background move together as under a
             real camera's zoom, with one warp of a buffer just written (see README).
         light_wrap: a :class:`portrait.lightwrap.LightWrap` for the composite, or None.
+        subject: a :class:`portrait.subject.SubjectSelector`, run on the smoothed probability
+            (drops small regions apart from the person: a bystander's head at the frame's
+            edge, a chair back), or None (keep everything; photos).
     """
 
     def __init__(self, segmenter, smoother, refiner, background, matte: bool = False,
                  options: PipelineOptions = PipelineOptions(),
                  lost_frame: Optional[Callable[[int, int], np.ndarray]] = None,
-                 controls: Optional[Controls] = None, framer=None, light_wrap=None):
+                 controls: Optional[Controls] = None, framer=None, light_wrap=None,
+                 subject=None):
         self.segmenter = segmenter
         self.smoother = smoother
         self.refiner = refiner
@@ -132,6 +136,7 @@ class FrameProcessor:
         self.controls = controls
         self.framer = framer
         self.light_wrap = light_wrap
+        self.subject = subject
         self._alphas: Optional[BufferRing] = None
         self._framed: Optional[BufferRing] = None
         self._outputs: Optional[BufferRing] = None
@@ -159,6 +164,8 @@ class FrameProcessor:
         self._reused = 0
         if self.smoother is not None:
             self.smoother.reset()
+        if self.subject is not None:
+            self.subject.reset()
         if self.framer is not None:
             self.framer.reset()
 
@@ -205,6 +212,8 @@ class FrameProcessor:
             # The scene after a reconnect or a pause is new: don't blend it with older masks.
             if self.smoother is not None:
                 self.smoother.reset()
+            if self.subject is not None:
+                self.subject.reset()
             height, width = packet.image.shape[:2]
             if packet.lost:
                 packet.output = (self.lost_frame(width, height) if self.lost_frame is not None
@@ -214,6 +223,9 @@ class FrameProcessor:
             return
         t0 = time.perf_counter()
         prob = self.smoother(packet.prob) if self.smoother is not None else packet.prob
+        t_smooth = time.perf_counter()
+        if self.subject is not None:
+            prob = self.subject(prob)
         t1 = time.perf_counter()
         height, width = packet.image.shape[:2]
         alpha_out = self._alphas.get((height, width)) if self._alphas is not None else None
@@ -242,7 +254,9 @@ class FrameProcessor:
                 packet.ms["framing"] = (time.perf_counter() - t3) * 1000
         packet.output = self._mirror(output, state)
         if self.smoother is not None:
-            packet.ms["smooth"] = (t1 - t0) * 1000
+            packet.ms["smooth"] = (t_smooth - t0) * 1000
+        if self.subject is not None:
+            packet.ms["subject"] = (t1 - t_smooth) * 1000
         packet.ms["refine"] = (t2 - t1) * 1000
         packet.ms["composite"] = (t3 - t2) * 1000
 

@@ -41,12 +41,14 @@ from portrait.options import (
     RefineOptions,
     SegmentOptions,
     SmoothOptions,
+    SubjectOptions,
 )
 from portrait.pipeline import FrameProcessor, StreamPipeline
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.sink import PreviewSink, camera_lost_frame, open_image_sink, open_sink
 from portrait.smooth import TemporalSmoother
+from portrait.subject import SubjectSelector
 from portrait.stats import RunStats
 
 log = logging.getLogger(__name__)
@@ -70,11 +72,13 @@ def run_images(
     pipeline: PipelineOptions,
     framing: FramingOptions = FramingOptions(),
     controls: ControlOptions = ControlOptions(),
+    subject: SubjectOptions = SubjectOptions(enabled=False),
 ) -> int:
     """``--image``: one file, or every image in a folder (with a progress bar).
 
     ``controls``: ``mirror`` flips each result; a ``--background`` folder gives its first file.
-    With ``framing.enabled`` each photo is framed on its own (no glide).
+    With ``framing.enabled`` each photo is framed on its own (no glide). ``subject``: off by
+    default, a group photo keeps everyone (``--people main`` turns it on).
 
     Returns 0, or 1 when some files of a batch could not be processed (each is reported).
     Raises InputError/ModelError for problems that stop the whole run.
@@ -98,7 +102,8 @@ def run_images(
         framer = AutoFramer(framing, fps=None) if framing.enabled else None
         processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
                                    PipelineOptions(reuse_still=False), controls=Controls(state),
-                                   framer=framer, light_wrap=LightWrap.from_options(composite))
+                                   framer=framer, light_wrap=LightWrap.from_options(composite),
+                                   subject=SubjectSelector(subject) if subject.enabled else None)
         failures: list[tuple[Path, Exception]] = []
         if source.is_folder:
             items = tqdm(items, total=len(source), unit="image", desc="images")
@@ -164,6 +169,7 @@ def run_stream(
     vcam_backend: Optional[str] = None,
     controls: ControlOptions = ControlOptions(),
     keys: Sequence[Iterable] = (),
+    subject: SubjectOptions = SubjectOptions(),
 ) -> int:
     """Camera or video file → pipeline → virtual camera, video file or PNG frames.
 
@@ -177,6 +183,7 @@ def run_stream(
         controls: how the live controls start (mirror, framing, the backgrounds ``b`` steps
             through).
         keys: scripted key sources, one item per frame (see :class:`portrait.controls.Controls`).
+        subject: subject selection (:mod:`portrait.subject`), on by default.
 
     Returns 0 when the source ended, ``--max-frames`` was reached, or the user stopped it.
     """
@@ -214,7 +221,8 @@ def run_stream(
             segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options,
             lost_frame=camera_lost_frame, controls=live_controls,
             framer=AutoFramer(framing, fps=fps if fps > 0 else 30.0),
-            light_wrap=LightWrap.from_options(composite))
+            light_wrap=LightWrap.from_options(composite),
+            subject=SubjectSelector(subject) if subject.enabled else None)
 
         def emit(image):
             sink.write(image)

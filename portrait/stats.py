@@ -14,7 +14,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "segment", "smooth", "refine", "composite", "framing", "output")
+STAGES = ("decode", "segment", "smooth", "subject", "refine", "composite", "framing", "output")
 
 
 class RunStats:

@@ -125,6 +125,7 @@ def test_suite_command_prints_tables_and_one_json_line():
     data = json.loads(result.stdout)
     assert set(data["photos"]) == {d.name for d in suite.PHOTO_DOMAINS}
     assert set(data["webcam"]) == set(suite.WEBCAM_CLIPS) | {"all held-out clips"}
+    assert set(data["webcam_model_alone"]) == set(data["webcam"])
     for a, b in data["photos"].values():
         assert a["n"] == 3 and a["miou"] == b["miou"]  # the same model twice scores the same
         assert b["paired"]["miou_diff"] == 0.0
@@ -134,6 +135,7 @@ def test_suite_command_prints_tables_and_one_json_line():
     assert data["cost"][0]["input"] == "256x256"
     assert "worst domain against the peer" in result.stderr
     assert "webcam (held-out clips)" in result.stderr
+    assert "model alone (--people all)" in result.stderr
 
 
 def test_suite_needs_a_peer():

@@ -36,6 +36,7 @@ from portrait.options import (
     RefineOptions,
     SegmentOptions,
     SmoothOptions,
+    SubjectOptions,
 )
 from portrait.segment.locate import SHARED_DIR
 from portrait.stats import RunStats
@@ -134,7 +135,8 @@ class PeerPipeline:
 
 
 class OurPipeline:
-    """Our threaded pipeline with the given model, smoothing and refinement on, blur background."""
+    """Our threaded pipeline with the given model and the app's video defaults (smoothing,
+    subject selection, refinement), blur background."""
 
     def __init__(self, segment: SegmentOptions, blur_px: int, reuse_still: bool):
         from portrait.composite import make_background
@@ -142,12 +144,14 @@ class OurPipeline:
         from portrait.refine import Refiner
         from portrait.segment import create_segmenter
         from portrait.smooth import TemporalSmoother
+        from portrait.subject import SubjectSelector
 
         self.segmenter = create_segmenter(segment)
         self.background = make_background(CompositeOptions(background="blur", blur_px=blur_px))
         self.reuse_still = reuse_still
         self.processor = FrameProcessor(self.segmenter, TemporalSmoother(SmoothOptions()),
-                                        Refiner(RefineOptions()), self.background)
+                                        Refiner(RefineOptions()), self.background,
+                                        subject=SubjectSelector(SubjectOptions()))
 
     def run(self, frames: Iterator[Frame], live: bool) -> RunStats:
         from portrait.pipeline import StreamPipeline
@@ -233,7 +237,7 @@ def format_table(results: dict) -> str:
         f"{'':34}{'ours':>12}{'peer':>12}",
         f"{'throughput fps (as fast as possible)':34}{tp['ours']['fps']:>12.1f}{tp['peer']['fps']:>12.1f}",
     ]
-    for stage in ("decode", "segment", "smooth", "refine", "composite", "output"):
+    for stage in ("decode", "segment", "smooth", "subject", "refine", "composite", "output"):
         ours_ms = tp["ours"]["stage_ms"].get(stage)
         peer_ms = tp["peer"]["stage_ms"].get(stage)
         if ours_ms is None and peer_ms is None:

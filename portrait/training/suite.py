@@ -7,9 +7,10 @@ machine's load:
 
 * photos (``--image`` path: segmenter, guided filter, alpha > 127), mIoU and boundary F on the
   held-out part of each labelled set (:data:`PHOTO_DOMAINS`);
-* webcam video (the video-file path: segmenter with still-scene reuse, temporal smoothing, guided
-  filter), with no labels: stray area, frames with stray, flicker (:mod:`video_metrics`) on the
-  held-out clips (:data:`WEBCAM_CLIPS`);
+* webcam video (the video-file path: segmenter with still-scene reuse, temporal smoothing,
+  subject selection, guided filter), with no labels: stray area, frames with stray, flicker
+  (:mod:`video_metrics`) on the held-out clips (:data:`WEBCAM_CLIPS`); and the same once more
+  with subject selection off (``--people all``), the model alone;
 * cost: the segmenter's median milliseconds on a 1280x720 frame (the live 16:9 input).
 
 The held-out parts are fixed by rule here, so training can leave them out: a photo set's sorted
@@ -34,12 +35,19 @@ import numpy as np
 
 from portrait.capture import VideoFileSource
 from portrait.errors import InputError
-from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
+from portrait.options import (
+    PipelineOptions,
+    RefineOptions,
+    SegmentOptions,
+    SmoothOptions,
+    SubjectOptions,
+)
 from portrait.pipeline import FrameProcessor
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.segment.locate import SHARED_DIR
 from portrait.smooth import TemporalSmoother
+from portrait.subject import SubjectSelector
 from portrait.training.video_metrics import SequenceScore
 
 log = logging.getLogger("portrait.training.suite")
@@ -158,8 +166,13 @@ def clip_paths(root: Path, clips: Sequence[str] = WEBCAM_CLIPS) -> list[Path]:
     return paths
 
 
-def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = None) -> SequenceScore:
-    """Run a clip through the app's video-file path (matte output) and score its mattes."""
+def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = None,
+               subject: bool = True) -> SequenceScore:
+    """Run a clip through the app's video-file path (matte output) and score its mattes.
+
+    ``subject``: with the app's subject selection (its default for video), or without it
+    (``--people all``: what the model itself marks).
+    """
     score = SequenceScore()
     with VideoFileSource(path) as source:
         frames = iter(source)
@@ -170,7 +183,8 @@ def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = 
         with create_segmenter(replace(segment, frame_size=(width, height))) as segmenter:
             processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
                                        Refiner(RefineOptions()), None, matte=True,
-                                       options=PipelineOptions())
+                                       options=PipelineOptions(),
+                                       subject=SubjectSelector(SubjectOptions()) if subject else None)
             for frame in itertools.islice(itertools.chain([first], frames), max_frames):
                 score.add(frame.image, processor.process(frame.image))
     return score
@@ -213,7 +227,8 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
         ``photos``: per domain, one summary per model (see ``evaluate.summarize``; compared
         models with ``paired``); ``webcam``: per clip and for all clips pooled, per model
         ``frames``, ``stray_mean``, ``stray_frames``, ``stray_share``, ``flicker``,
-        ``still_pairs``; ``cost``: per model ``ms`` and ``input``; ``worst`` (see
+        ``still_pairs``, through the app's video path; ``webcam_model_alone``: the same with
+        subject selection off; ``cost``: per model ``ms`` and ``input``; ``worst`` (see
         :func:`worst_domain`).
 
     Raises:
@@ -229,18 +244,21 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
     for name, pairs in domains.items():
         log.info("suite: %s, %d photos", name, len(pairs))
         photos[name] = score_pairs(pairs, models, progress=progress)
-    scores = {}
-    for name, path in zip(WEBCAM_CLIPS, clips):
-        log.info("suite: webcam clip %s", path.name)
-        scores[name] = [score_clip(m, path, max_items) for m in models]
-    scores["all held-out clips"] = [
-        SequenceScore(strays=[s for name in WEBCAM_CLIPS for s in scores[name][i].strays],
-                      flickers=[f for name in WEBCAM_CLIPS for f in scores[name][i].flickers])
-        for i in range(len(models))]
-    webcam = {name: [clip_summary(score) for score in per_model] for name, per_model in scores.items()}
+    webcam = {}
+    for key, subject in (("webcam", True), ("webcam_model_alone", False)):
+        scores = {}
+        for name, path in zip(WEBCAM_CLIPS, clips):
+            log.info("suite: webcam clip %s%s", path.name, "" if subject else ", model alone")
+            scores[name] = [score_clip(m, path, max_items, subject=subject) for m in models]
+        scores["all held-out clips"] = [
+            SequenceScore(strays=[s for name in WEBCAM_CLIPS for s in scores[name][i].strays],
+                          flickers=[f for name in WEBCAM_CLIPS for f in scores[name][i].flickers])
+            for i in range(len(models))]
+        webcam[key] = {name: [clip_summary(score) for score in per_model]
+                       for name, per_model in scores.items()}
     with VideoFileSource(clips[0]) as source:
         frame = cv2.resize(next(iter(source)).image, COST_FRAME_SIZE, interpolation=cv2.INTER_AREA)
-    result = {"models": [m.model for m in models], "photos": photos, "webcam": webcam,
+    result = {"models": [m.model for m in models], "photos": photos, **webcam,
               "cost": segment_cost_ms(models, frame)}
     result["worst"] = worst_domain(result)
     return result
@@ -259,8 +277,8 @@ def worst_domain(result: dict) -> dict:
     """The domain where the model does worst against the peer (models[0] against models[1]).
 
     Photos compare mIoU (model − peer); webcam compares the share of frames with stray area
-    (peer − model, so negative is worse for the model, as for photos). The most negative
-    difference names the worst domain.
+    through the app's video path (peer − model, so negative is worse for the model, as for
+    photos). The most negative difference names the worst domain.
     """
     rows = []
     for name, summaries in result["photos"].items():
@@ -287,18 +305,22 @@ def format_suite(result: dict) -> str:
         lines.append(f"{name:<{width}}{a['n']:>5}  {a['miou']:>7.4f} {b['miou']:>7.4f}  "
                      f"{-paired['miou_diff']:>+8.4f} {se if se is not None else float('nan'):>7.4f}"
                      f"  {a['boundary_f']:>7.3f} {b['boundary_f']:>7.3f}")
-    lines.append("")
-    header = (f"{'webcam (held-out clips)':<{width}}{'frames':>6}  {'stray %':>8} {'peer':>7}  "
-              f"{'>0.2%':>6} {'peer':>6}  {'flicker %':>9} {'peer':>7} {'still':>6}")
-    lines += [header, "-" * len(header)]
 
     def pct(value):
         return float("nan") if value is None else 100 * value
 
-    for name, (a, b, *_) in result["webcam"].items():
-        lines.append(f"{name:<{width}}{a['frames']:>6}  {pct(a['stray_mean']):>8.3f} {pct(b['stray_mean']):>7.3f}  "
-                     f"{pct(a['stray_share']):>5.0f}% {pct(b['stray_share']):>5.0f}%  "
-                     f"{pct(a['flicker']):>9.3f} {pct(b['flicker']):>7.3f} {a['still_pairs']:>6}")
+    for key, title in (("webcam", "webcam (held-out clips)"),
+                       ("webcam_model_alone", "model alone (--people all)")):
+        if key not in result:  # results written before subject selection
+            continue
+        header = (f"{title:<{width}}{'frames':>6}  {'stray %':>8} {'peer':>7}  "
+                  f"{'>0.2%':>6} {'peer':>6}  {'flicker %':>9} {'peer':>7} {'still':>6}")
+        lines += ["", header, "-" * len(header)]
+        for name, (a, b, *_) in result[key].items():
+            lines.append(f"{name:<{width}}{a['frames']:>6}  {pct(a['stray_mean']):>8.3f} "
+                         f"{pct(b['stray_mean']):>7.3f}  "
+                         f"{pct(a['stray_share']):>5.0f}% {pct(b['stray_share']):>5.0f}%  "
+                         f"{pct(a['flicker']):>9.3f} {pct(b['flicker']):>7.3f} {a['still_pairs']:>6}")
     a, b, *_ = result["cost"]
     lines += ["", f"cost: segmenter on a {COST_FRAME_SIZE[0]}x{COST_FRAME_SIZE[1]} frame, median ms: "
                   f"{ours} {a['ms']:.2f} (input {a['input']}), {peer} {b['ms']:.2f} (input {b['input']}), "

@@ -1,0 +1,96 @@
+"""Tests for portrait.subject: small regions apart from the person go, the person and anyone
+their size stay, a hand split from its arm stays, and a region near the bar does not blink."""
+
+import numpy as np
+import pytest
+
+from portrait.options import SubjectOptions
+from portrait.subject import SubjectSelector, select_subject
+
+H, W = 90, 160  # a 16:9 model-resolution probability
+
+
+def scene(*boxes: tuple[int, int, int, int], value: float = 0.95) -> np.ndarray:
+    """A probability map: 0.02 background, ``value`` inside each (y0, y1, x0, x1) box."""
+    prob = np.full((H, W), 0.02, np.float32)
+    for y0, y1, x0, x1 in boxes:
+        prob[y0:y1, x0:x1] = value
+    return prob
+
+
+PERSON = (20, 90, 60, 100)  # 70 x 40 = 2,800 px
+HEAD_AT_EDGE = (10, 30, 150, 160)  # 20 x 10 = 200 px, 0.07 of the person, 50 px away
+NEIGHBOUR = (30, 90, 5, 35)  # 60 x 30 = 1,800 px, 0.64 of the person: a second participant
+
+
+def test_a_small_region_apart_from_the_person_is_dropped():
+    prob = scene(PERSON, HEAD_AT_EDGE)
+    out, kept = select_subject(prob, None, SubjectOptions())
+    assert out[15, 155] == 0.0  # the bystander's head is gone
+    np.testing.assert_array_equal(out[PERSON[0]:PERSON[1], PERSON[2]:PERSON[3]], np.float32(0.95))
+    assert kept[50, 80] and not kept[15, 155]
+    assert prob[15, 155] == pytest.approx(0.95)  # the input is not modified
+
+
+def test_the_region_goes_with_its_soft_fringe():
+    prob = scene(PERSON, HEAD_AT_EDGE)
+    prob[9, 150:160] = 0.3  # a fringe above the head, below 0.5 but part of its region
+    out, _ = select_subject(prob, None, SubjectOptions())
+    assert out[9, 155] == 0.0
+    assert out[0, 0] == pytest.approx(0.02)  # the background is left as it is
+
+
+def test_a_second_person_of_similar_size_stays():
+    prob = scene(PERSON, NEIGHBOUR, HEAD_AT_EDGE)
+    out, _ = select_subject(prob, None, SubjectOptions())
+    assert out[60, 20] == pytest.approx(0.95)
+    assert out[15, 155] == 0.0
+
+
+def test_a_small_region_near_the_person_stays():
+    hand = (20, 28, 104, 110)  # 48 px, 4 px right of the person: a hand split from its arm
+    out, _ = select_subject(scene(PERSON, hand), None, SubjectOptions())
+    assert out[24, 107] == pytest.approx(0.95)
+    # Beyond the margin (5 % of 160 px = 8 px) the same hand is dropped.
+    far = (20, 28, 120, 126)
+    out, _ = select_subject(scene(PERSON, far), None, SubjectOptions())
+    assert out[24, 123] == 0.0
+
+
+def test_nothing_changes_with_one_region_or_when_off():
+    prob = scene(PERSON)
+    out, _ = select_subject(prob, None, SubjectOptions())
+    assert out is prob
+    both = scene(PERSON, HEAD_AT_EDGE)
+    out, kept = select_subject(both, None, SubjectOptions(enabled=False))
+    assert out is both and kept is None
+
+
+def test_only_faint_regions_are_left_alone():
+    prob = scene((10, 20, 10, 20), (50, 60, 100, 140), value=0.4)  # nothing above 0.5
+    out, _ = select_subject(prob, None, SubjectOptions())
+    assert out is prob
+
+
+def test_hysteresis_keeps_a_region_near_the_bar_steady():
+    # A region at 0.15 of the person: below the bar of 0.2 when new, above half of it once kept.
+    region = (0, 14, 130, 160)  # 14 x 30 = 420 px = 0.15 x 2,800
+    prob = scene(PERSON, region)
+    out, _ = select_subject(prob, None, SubjectOptions())
+    assert out[5, 140] == 0.0  # new and small: dropped
+    bigger = scene(PERSON, (0, 20, 130, 160))  # 600 px = 0.21: kept
+    selector = SubjectSelector(SubjectOptions())
+    assert selector(bigger)[5, 140] == pytest.approx(0.95)
+    # It shrinks back to 0.15 of the person: it was kept, so it stays instead of blinking out.
+    assert selector(prob)[5, 140] == pytest.approx(0.95)
+    selector.reset()
+    assert selector(prob)[5, 140] == 0.0
+
+
+def test_bad_input_and_options_are_refused():
+    with pytest.raises(ValueError, match=r"float64 \(90, 160\) != float32 \(h, w\)"):
+        select_subject(np.zeros((H, W)), None, SubjectOptions())
+    with pytest.raises(ValueError, match="min_ratio 0 is not in"):
+        SubjectSelector(SubjectOptions(min_ratio=0))
+    with pytest.raises(ValueError, match="low 0.6 is not in"):
+        SubjectSelector(SubjectOptions(low=0.6))
