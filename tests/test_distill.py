@@ -152,7 +152,6 @@ def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
     cases = [
         (["--video", clip, "--weight", "0.5"], "video frames have no labels"),
         (["--data", str(tmp_path), "--every", "2"], "--every picks frames of a video; it needs --video"),
-        (["--data", str(tmp_path), "--negatives", str(tmp_path / "n")], "--negatives cuts the room out"),
         (["--video", clip, str(write_video(twin / "a.avi", 3))], "two videos are named 'a'"),
         (["--video", str(tmp_path / "missing.mkv")], f"video '{tmp_path / 'missing.mkv'}' not found"),
     ]
@@ -197,3 +196,43 @@ def test_distill_video_writes_hard_negatives_beside_the_person(tmp_path, brightn
     assert strip.shape[0] == 64 and 320 - 54 <= strip.shape[1] <= 320 - 53
     assert mask.shape == strip.shape[:2]
     assert strip.max() < 60 and mask.max() == 0  # the room only, labelled background
+
+
+def test_background_bands_include_rows_above_and_below():
+    from portrait.training.distill import background_bands
+
+    mask = np.zeros((400, 300), np.uint8)
+    mask[120:250, 100:200] = 255  # a person in the middle: wall above, floor below
+    assert background_bands(mask) == [("t", 0, 108), ("b", 262, 400)]  # columns under 96 px
+    assert background_bands(mask, "lr") == []
+    mask[0:10, 150] = 255  # a raised hand reaches the top: no band above
+    assert background_bands(mask) == [("b", 262, 400)]
+
+
+def test_distill_data_writes_bands_that_label_and_teacher_both_leave(tmp_path, brightness_model):
+    import cv2
+
+    from portrait.training.distill import main
+
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.zeros((500, 400, 3), np.uint8)
+    image[150:250, 20:60] = 255  # the brightness teacher calls this a person: unlabelled, a bystander
+    truth = np.zeros((500, 400), np.uint8)
+    truth[200:500, 200:260] = 255  # the labelled subject, standing on the bottom edge
+    cv2.imwrite(str(root / "images" / "a.png"), image)
+    cv2.imwrite(str(root / "masks" / "a.png"), truth)
+    negatives = tmp_path / "negatives"
+    assert main(["--teacher", str(brightness_model), "--data", str(root), "--out",
+                 str(tmp_path / "soft"), "--negatives", str(negatives)]) == 0
+    # Left of everyone would be x < 8 (the teacher's bystander starts at 20): too narrow. Right
+    # of the subject: x 272..400 (128 px). Above everyone: y < 138 (the bystander's top at 150;
+    # a few rows less where the 64x64 teacher's output, scaled up, softens its edge).
+    assert (negatives / "train.txt").read_text().split() == ["a_r", "a_t"]
+    right = cv2.imread(str(negatives / "images" / "a_r.jpg"))
+    top = cv2.imread(str(negatives / "images" / "a_t.jpg"))
+    assert right.shape == (500, 128, 3)
+    assert 128 <= top.shape[0] <= 138 and top.shape[1] == 400
+    assert cv2.imread(str(negatives / "masks" / "a_t.png"), cv2.IMREAD_GRAYSCALE).max() == 0
+    assert top.max() < 60  # the bystander the label left out is not in the band

@@ -119,7 +119,7 @@ def soft_mask(truth: np.ndarray, probability: np.ndarray, weight: float) -> np.n
 
 
 def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, weight: float,
-                      progress: bool = False) -> list[str]:
+                      progress: bool = False, negatives_dir: Optional[Path] = None) -> list[str]:
     """Write a data folder whose masks mix each pair's mask with a teacher's prediction.
 
     Args:
@@ -129,6 +129,11 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
             and ``train.txt``. Must not be a folder the pairs come from.
         weight: the teacher's share of each mask.
         progress: show a progress bar.
+        negatives_dir: also write hard negatives here: the bands of each photo beyond
+            everything that the label or the teacher calls person (:func:`background_bands`:
+            a wall, a floor, furniture; both must agree, because some sets leave people
+            behind the subject out of their masks), as ``images/<stem>_<l|r|t|b>.jpg`` with an
+            all-background mask, listed in its ``train.txt``.
 
     Returns:
         The stems written, in order.
@@ -151,7 +156,11 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
     images_dir.mkdir(parents=True, exist_ok=True)
     masks_dir.mkdir(exist_ok=True)
-    stems, seen = [], set()
+    if negatives_dir is not None:
+        negatives_dir = Path(negatives_dir)
+        (negatives_dir / "images").mkdir(parents=True, exist_ok=True)
+        (negatives_dir / "masks").mkdir(exist_ok=True)
+    stems, seen, negatives = [], set(), []
     for image_path, mask_path in tqdm(pairs, unit="image", desc="soft labels", file=sys.stderr,
                                       disable=not progress):
         stem = Path(image_path).stem
@@ -160,14 +169,27 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         seen.add(stem)
         image = read_image(image_path)
         truth = read_mask(mask_path, image.shape[:2])
-        mixed = soft_mask(truth, segment.segment(image), weight)
+        probability = segment.segment(image)
+        mixed = soft_mask(truth, probability, weight)
         write_image(masks_dir / f"{stem}.png", mixed)
+        if negatives_dir is not None:
+            anyone = np.maximum(truth, soft_mask(truth, probability, 1.0))
+            for side, start, stop in background_bands(anyone):
+                band = image[:, start:stop] if side in "lr" else image[start:stop]
+                write_image(negatives_dir / "images" / f"{stem}_{side}.jpg", band)
+                write_image(negatives_dir / "masks" / f"{stem}_{side}.png",
+                            np.zeros(band.shape[:2], np.uint8))
+                negatives.append(f"{stem}_{side}")
         link = images_dir / Path(image_path).name
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(Path(image_path).resolve())
         stems.append(stem)
     (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+    if negatives_dir is not None:
+        (negatives_dir / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
+                                                 encoding="utf-8")
+        log.info("wrote %d background bands (hard negatives) to %s", len(negatives), negatives_dir)
     return stems
 
 
@@ -189,12 +211,37 @@ def background_strips(mask: np.ndarray, min_width_px: int = NEGATIVE_MIN_WIDTH_P
         the person's outermost columns, is at least ``min_width_px`` wide; none when the frame
         holds no person (the teacher may simply have missed them).
     """
-    columns = np.flatnonzero((mask > person_level).any(axis=0))
+    return [(side, start, stop) for side, start, stop in background_bands(
+        mask, "lr", min_width_px, margin_px, person_level)]
+
+
+def background_bands(mask: np.ndarray, sides: str = "lrtb", min_width_px: int = NEGATIVE_MIN_WIDTH_PX,
+                     margin_px: int = NEGATIVE_MARGIN_PX,
+                     person_level: int = NEGATIVE_PERSON_LEVEL) -> list[tuple[str, int, int]]:
+    """The bands of a picture beyond everything marked person: left, right, top, bottom.
+
+    Args:
+        mask: uint8 (H, W), 255 = person.
+        sides: which bands: ``l`` and ``r`` are full-height columns, ``t`` and ``b`` full-width
+            rows (above the head: the wall; below the feet: the floor).
+
+    Returns:
+        ``(side, start, stop)`` (columns for ``l``/``r``, rows for ``t``/``b``) for each band that,
+        ``margin_px`` clear of the person, is at least ``min_width_px`` across; none when nothing
+        is marked person (a label or teacher may simply have missed them).
+    """
+    person = mask > person_level
+    columns = np.flatnonzero(person.any(axis=0))
     if columns.size == 0:
         return []
-    strips = [("l", 0, int(columns[0]) - margin_px),
-              ("r", int(columns[-1]) + margin_px + 1, mask.shape[1])]
-    return [(side, x0, x1) for side, x0, x1 in strips if x1 - x0 >= min_width_px]
+    rows = np.flatnonzero(person.any(axis=1))
+    height, width = mask.shape
+    bands = {"l": (0, int(columns[0]) - margin_px),
+             "r": (int(columns[-1]) + margin_px + 1, width),
+             "t": (0, int(rows[0]) - margin_px),
+             "b": (int(rows[-1]) + margin_px + 1, height)}
+    return [(side, *bands[side]) for side in sides
+            if bands[side][1] - bands[side][0] >= min_width_px]
 
 
 def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: int = 1,
@@ -299,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=positive_int, default=None, metavar="N",
                    help="with --video, keep one frame in N (default 1: every frame)")
     p.add_argument("--negatives", metavar="DIR",
-                   help="with --video, also write hard negatives to this data folder: the strips "
-                        "of the room beside the person (chair, monitor, wall), labelled background")
+                   help="also write hard negatives to this data folder, labelled background: "
+                        "with --video, the strips of the room beside the person (chair, monitor, "
+                        "wall); with --data, the bands of each photo beyond everyone that the "
+                        "label or the teacher calls person (wall, floor, furniture)")
     p.add_argument("--negatives-every", type=positive_int, default=3, metavar="K",
                    help="with --negatives, cut strips from every K-th frame (default 3)")
     return p
@@ -314,8 +363,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "no labels (their masks are the teacher's alone); drop --weight")
     if args.data and args.every is not None:
         parser.error("--every picks frames of a video; it needs --video, not --data")
-    if args.data and args.negatives is not None:
-        parser.error("--negatives cuts the room out of video frames; it needs --video, not --data")
     from portrait.cli import configure_logging, import_tensorflow_quietly
 
     configure_logging()
@@ -342,7 +389,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
         with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
             stems = write_soft_labels(pairs, teacher, Path(args.out), weight,
-                                      progress=sys.stderr.isatty())
+                                      progress=sys.stderr.isatty(),
+                                      negatives_dir=args.negatives and Path(args.negatives))
         log.info("wrote %d soft masks (teacher weight %g) to %s", len(stems), weight, args.out)
 
     return run_command(body)
