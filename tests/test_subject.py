@@ -94,3 +94,51 @@ def test_bad_input_and_options_are_refused():
         SubjectSelector(SubjectOptions(min_ratio=0))
     with pytest.raises(ValueError, match="low 0.6 is not in"):
         SubjectSelector(SubjectOptions(low=0.6))
+
+
+def _bystander_clip(path, frames=6):
+    """A real video: a large bright person in the middle, a small bright patch at the right edge."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 192))
+    for _ in range(frames):
+        image = np.full((192, 320, 3), 30, np.uint8)
+        image[40:192, 110:200] = 220  # the person, standing on the bottom edge
+        image[30:70, 296:320] = 220  # a bystander's head cut by the right edge
+        writer.write(image)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("people, bystander_kept", [("auto", False), ("all", True), ("main", False)])
+def test_the_app_drops_a_bystander_from_video_unless_told_to_keep_everyone(
+        brightness_model, tmp_path, people, bystander_kept):
+    import cv2
+
+    from portrait.cli import main
+
+    clip = _bystander_clip(tmp_path / "call.avi")
+    out = tmp_path / "mattes"
+    assert main(["--model", str(brightness_model), "--source", str(clip), "--matte", "--out",
+                 str(out), "--people", people, "-q"]) == 0
+    mattes = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(out.glob("*.png"))]
+    assert len(mattes) == 6
+    for matte in mattes:
+        assert matte[120, 155] > 200  # the person is always kept
+        assert (matte[50, 310] > 127) == bystander_kept
+
+
+def test_photos_keep_everyone_unless_main_is_asked_for(brightness_model, tmp_path):
+    import cv2
+
+    from portrait.cli import main
+
+    clip = _bystander_clip(tmp_path / "call.avi", frames=1)
+    frame = tmp_path / "group.png"
+    ok, image = cv2.VideoCapture(str(clip)).read()
+    assert ok and cv2.imwrite(str(frame), image)
+    for people, kept in (("auto", True), ("main", False)):
+        out = tmp_path / f"{people}.png"
+        assert main(["--model", str(brightness_model), "--image", str(frame), "--matte", "--out",
+                     str(out), "--people", people, "-q"]) == 0
+        assert (cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)[50, 310] > 127) == kept
