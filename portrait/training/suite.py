@@ -319,7 +319,7 @@ def format_suite(result: dict) -> str:
         for name, (a, b, *_) in result[key].items():
             lines.append(f"{name:<{width}}{a['frames']:>6}  {pct(a['stray_mean']):>8.3f} "
                          f"{pct(b['stray_mean']):>7.3f}  "
-                         f"{pct(a['stray_share']):>5.0f}% {pct(b['stray_share']):>5.0f}%  "
+                         f"{pct(a['stray_share']):>5.1f}% {pct(b['stray_share']):>5.1f}%  "
                          f"{pct(a['flicker']):>9.3f} {pct(b['flicker']):>7.3f} {a['still_pairs']:>6}")
     a, b, *_ = result["cost"]
     lines += ["", f"cost: segmenter on a {COST_FRAME_SIZE[0]}x{COST_FRAME_SIZE[1]} frame, median ms: "
