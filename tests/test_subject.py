@@ -142,3 +142,28 @@ def test_photos_keep_everyone_unless_main_is_asked_for(brightness_model, tmp_pat
         assert main(["--model", str(brightness_model), "--image", str(frame), "--matte", "--out",
                      str(out), "--people", people, "-q"]) == 0
         assert (cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)[50, 310] > 127) == kept
+
+
+def test_each_photo_of_a_folder_chooses_its_own_subject(brightness_model, tmp_path):
+    """Hysteresis is for video: in a folder, a photo's choice must not depend on the one before."""
+    import cv2
+
+    from portrait.cli import main
+
+    def photo(region_rows: int) -> np.ndarray:
+        image = np.full((192, 320, 3), 30, np.uint8)
+        image[40:192, 110:200] = 220  # the person: 152 x 90 = 13,680 px
+        image[0:region_rows, 260:320] = 220  # a region apart from them, 60 px wide
+        return image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), photo(60))  # 3,600 px: 0.26 of the person, kept
+    cv2.imwrite(str(folder / "b.png"), photo(34))  # 2,040 px: 0.15, below the bar when new
+    out = tmp_path / "mattes"
+    assert main(["--model", str(brightness_model), "--image", str(folder), "--matte", "--out",
+                 str(out), "--people", "main", "-q"]) == 0
+    first = cv2.imread(str(out / "a.png"), cv2.IMREAD_GRAYSCALE)
+    second = cv2.imread(str(out / "b.png"), cv2.IMREAD_GRAYSCALE)
+    assert first[20, 290] > 127  # kept in the first photo
+    assert second[15, 290] <= 127  # dropped in the second, though it overlaps what was kept in a
