@@ -14,7 +14,7 @@ above 0.5, so a region's soft fringe goes with it. A region that overlaps what w
 previous frame needs only ``HYSTERESIS`` times the ratio, so one near the bar does not blink.
 
 It works on the model-resolution probability after temporal smoothing (288×160 for a 16:9 frame
-with the camera default), so it costs a few hundredths of a millisecond. The caller owns the
+with the camera default), so it costs about a tenth of a millisecond. The caller owns the
 state (the last kept mask), as in :mod:`portrait.smooth`.
 """
 
