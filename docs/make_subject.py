@@ -18,6 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from make_example import sky  # the example picture's background
+from make_framing import label  # the framing picture's panel labels
+
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("make_subject")
 
@@ -37,23 +40,6 @@ def frame_of(folder: Path, index: int) -> np.ndarray:
     if image is None:
         raise SystemExit(f"the app wrote no frame {index} in {folder}")
     return image
-
-
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    """``text`` in white on a dark strip at the top left."""
-    image = image.copy()
-    (text_w, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-    image[:text_h + 10, :text_w + 10] //= 3
-    cv2.putText(image, text, (5, text_h + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255),
-                1, cv2.LINE_AA)
-    return image
-
-
-def sky(width: int, height: int) -> np.ndarray:
-    """A plain vertical gradient, so anything pasted over it shows."""
-    top, bottom = np.array([235, 190, 120], np.float32), np.array([250, 235, 215], np.float32)
-    ramp = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-    return np.broadcast_to(top + (bottom - top) * ramp, (height, width, 3)).astype(np.uint8)
 
 
 def main() -> None:
