@@ -116,8 +116,7 @@ def run_images(
                 failures.append((item.path, item.error))
                 continue
             try:
-                if processor.subject is not None:
-                    processor.subject.reset()  # each photo chooses its own subject
+                processor.reset()  # each photo is a scene of its own (subject, framing)
                 result = processor.process(item.frame.image)
                 sink.write(result, name=item.frame.name)
             except InputError as error:

@@ -20,7 +20,8 @@ from portrait.options import SmoothOptions
 log = logging.getLogger(__name__)
 
 
-def _check(prob: np.ndarray) -> None:
+def check_probability(prob: np.ndarray) -> None:
+    """Raise ValueError (actual vs expected) unless ``prob`` is a float32 (h, w) array."""
     if not isinstance(prob, np.ndarray) or prob.dtype != np.float32 or prob.ndim != 2:
         actual = f"{prob.dtype} {prob.shape}" if isinstance(prob, np.ndarray) else type(prob).__name__
         raise ValueError(f"unexpected prob: {actual} != float32 (h, w)")
@@ -44,7 +45,7 @@ def smooth_probability(prob: np.ndarray, state: Optional[np.ndarray], options: S
     Raises:
         ValueError: ``prob`` is not a 2-D float32 array.
     """
-    _check(prob)
+    check_probability(prob)
     if not options.enabled:
         return prob, None
     if state is not None and state.shape != prob.shape:

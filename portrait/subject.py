@@ -27,17 +27,12 @@ import cv2
 import numpy as np
 
 from portrait.options import SubjectOptions
+from portrait.smooth import check_probability
 
 log = logging.getLogger(__name__)
 
 HYSTERESIS = 0.5  # a region kept in the last frame stays while above this share of the bar
 CORE = 0.5  # a region's area counts its pixels above this probability
-
-
-def _check(prob: np.ndarray) -> None:
-    if not isinstance(prob, np.ndarray) or prob.dtype != np.float32 or prob.ndim != 2:
-        actual = f"{prob.dtype} {prob.shape}" if isinstance(prob, np.ndarray) else type(prob).__name__
-        raise ValueError(f"unexpected prob: {actual} != float32 (h, w)")
 
 
 def check_subject_options(options: SubjectOptions) -> None:
@@ -68,7 +63,7 @@ def select_subject(prob: np.ndarray, kept_before: Optional[np.ndarray], options:
     Raises:
         ValueError: ``prob`` is not a 2-D float32 array.
     """
-    _check(prob)
+    check_probability(prob)
     if not options.enabled:
         return prob, None
     support = (prob > options.low).view(np.uint8)
