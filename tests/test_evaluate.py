@@ -5,6 +5,7 @@ The data is made here: bright discs on dark noise, with masks of the discs. The 
 has a bias that also calls much of the noise person.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -166,6 +167,8 @@ def test_score_alpha_thresholds_at_127():
     assert scores["iou"] == pytest.approx(1 / 3)
     assert scores["dice"] == pytest.approx(2 / 4)
     assert scores["pixel_accuracy"] == pytest.approx(2 / 4)
+    # (1,1) lies 1 px from the person, beyond 5 % of the 2 px long side: a quarter of the image.
+    assert scores["far"] == pytest.approx(1 / 4)
     with pytest.raises(ValueError, match="unexpected truth/alpha"):
         evaluate.score_alpha(truth, alpha.astype(np.float32))
 
@@ -211,7 +214,8 @@ def test_contact_sheet_pads_rows_of_other_widths():
 
 
 def test_format_table_names_both_models_and_the_better_one():
-    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, ms_per_image=2.0, ms_refine=1.0)
+    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, far_mean=0.001, ms_per_image=2.0,
+                ms_refine=1.0)
     table = evaluate.format_table([dict(base, model="w/ours.hdf5", miou=0.97),
                                    dict(base, model="m/selfie.tflite", miou=0.96)])
     assert "ours.hdf5" in table and "selfie.tflite" in table
@@ -220,7 +224,15 @@ def test_format_table_names_both_models_and_the_better_one():
 
 def _scores(ious, stems="abc"):
     return [evaluate.ImageScore(stem=stem, iou=iou, dice=0.0, pixel_accuracy=0.0, boundary_f=0.0,
-                                segment_ms=1.0, refine_ms=1.0) for stem, iou in zip(stems, ious)]
+                                far=0.0, segment_ms=1.0, refine_ms=1.0) for stem, iou in zip(stems, ious)]
+
+
+def test_summary_averages_far_matte_and_counts_photos_above_the_bar():
+    scores = [dataclasses.replace(score, far=far)
+              for score, far in zip(_scores([0.9, 0.8, 0.7]), [0.0, 0.001, 0.03])]
+    summary = evaluate.summarize(scores)
+    assert summary["far_mean"] == pytest.approx(0.031 / 3, abs=1e-5)
+    assert summary["far_share"] == pytest.approx(1 / 3, abs=1e-5)  # only 3 % is above 0.2 %
 
 
 def test_paired_difference_is_the_mean_per_image_difference_and_its_standard_error():
@@ -234,7 +246,8 @@ def test_paired_difference_is_the_mean_per_image_difference_and_its_standard_err
 
 
 def test_format_table_reports_the_paired_difference():
-    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, ms_per_image=2.0, ms_refine=1.0)
+    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, far_mean=0.001, ms_per_image=2.0,
+                ms_refine=1.0)
     paired = evaluate.paired_difference(_scores([0.9, 0.8, 0.7]), _scores([0.95, 0.8, 0.6]))
     table = evaluate.format_table([dict(base, model="w/ours.hdf5", miou=0.8),
                                    dict(base, model="m/selfie.tflite", miou=0.7833, paired=paired)])

@@ -80,6 +80,28 @@ def test_boundary_f_with_and_without_tolerance():
     assert metrics.boundary_f(T6, T6, tolerance_px=0) == 1.0
 
 
+def test_far_fraction_counts_only_what_lies_beyond_the_margin():
+    truth = np.zeros((100, 200), bool)
+    truth[20:90, 60:100] = True  # the person
+    pred = truth.copy()
+    pred[20:90, 100:105] = True  # the outline 1..5 px out: within a 10 px margin, not far
+    pred[5:15, 170:190] = True  # a chair 70 px to the right: 10 x 20 = 200 px, far
+    assert metrics.far_fraction(truth, pred, margin_px=10) == 200 / 20000
+    # A margin wider than the chair's distance takes it in.
+    assert metrics.far_fraction(truth, pred, margin_px=100) == 0.0
+    # Probabilities are thresholded like the other metrics.
+    assert metrics.far_fraction(truth, pred.astype(np.float32) * 0.6, margin_px=10) == 200 / 20000
+    assert metrics.far_fraction(truth, pred.astype(np.float32) * 0.4, margin_px=10) == 0.0
+
+
+def test_far_fraction_of_a_photo_without_people_is_everything_marked():
+    empty = np.zeros((10, 10), bool)
+    pred = empty.copy()
+    pred[:2] = True
+    assert metrics.far_fraction(empty, pred, margin_px=3) == 0.2
+    assert metrics.far_fraction(empty, empty, margin_px=3) == 0.0
+
+
 def test_keras_metrics_agree_with_numpy_per_image_means():
     empty = np.zeros((6, 6), bool)
     pad = lambda m: np.pad(m, ((0, 3), (0, 3)))  # noqa: E731: 3x3 cases in a 6x6 batch

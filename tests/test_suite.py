@@ -101,6 +101,20 @@ def test_worst_domain_takes_the_most_negative_difference():
                                           "difference": -0.5}
 
 
+def test_worst_domain_ranks_far_matte_only_where_everyone_is_labelled():
+    labelled = next(d.name for d in suite.PHOTO_DOMAINS if d.everyone_labelled)
+    partial = next(d.name for d in suite.PHOTO_DOMAINS if not d.everyone_labelled)
+    result = {
+        "photos": {labelled: [{"miou": 0.95, "far_share": 0.3}, {"miou": 0.94, "far_share": 0.1}],
+                   partial: [{"miou": 0.95, "far_share": 0.9}, {"miou": 0.94, "far_share": 0.0}]},
+        "webcam": {"clip": [{"stray_share": 0.0}, {"stray_share": 0.0}]},
+    }
+    # EG1800's second people are unlabelled, so its far share (-0.9) does not rank; 0.1 - 0.3 does.
+    assert suite.worst_domain(result) == {
+        "domain": labelled, "measure": "share of photos with matte far from everyone",
+        "difference": -0.2}
+
+
 @needs_shared
 def test_training_split_leaves_out_everything_the_suite_scores(tmp_path):
     root = SHARED / "data"
@@ -128,6 +142,7 @@ def test_suite_command_prints_tables_and_one_json_line():
     assert set(data["webcam_model_alone"]) == set(data["webcam"])
     for a, b in data["photos"].values():
         assert a["n"] == 3 and a["miou"] == b["miou"]  # the same model twice scores the same
+        assert a["far_share"] == b["far_share"] and 0.0 <= a["far_mean"] < 1.0
         assert b["paired"]["miou_diff"] == 0.0
     pooled = data["webcam"]["all held-out clips"][0]
     assert pooled["frames"] == 3 * len(suite.WEBCAM_CLIPS)
@@ -136,6 +151,7 @@ def test_suite_command_prints_tables_and_one_json_line():
     assert "worst domain against the peer" in result.stderr
     assert "webcam (held-out clips)" in result.stderr
     assert "model alone (--people all)" in result.stderr
+    assert "far: matte farther than 5% of the long side" in result.stderr
 
 
 def test_suite_needs_a_peer():

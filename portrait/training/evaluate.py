@@ -42,6 +42,7 @@ from portrait.options import PipelineOptions, RefineOptions, SegmentOptions
 from portrait.pipeline import FrameProcessor, Packet
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter, resolve_model_path
+from portrait.training.video_metrics import STRAY_FRAME_THRESHOLD
 
 # portrait.training.metrics and portrait.training.data load TensorFlow when imported, so they are imported inside
 # the functions that use them: a usage error or a missing file answers at once, and main() can
@@ -52,7 +53,9 @@ log = logging.getLogger("portrait.training.evaluate")  # not "__main__" under py
 ALPHA_THRESHOLD = 127  # alpha > 127 is person, as when a user thresholds the app's --matte
 MASK_THRESHOLD = 128  # mask >= 128 is person (masks are 0/255; anti-aliased ones split evenly)
 SHEET_ROW_PX = 200
-SCORE_KEYS = ("miou", "dice", "pixel_accuracy", "boundary_f")
+# Matte farther than this share of the image's long side from every labelled person is "far":
+# the margin subject selection uses to tell a region apart from the person (SubjectOptions).
+FAR_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class ImageScore:
     dice: float
     pixel_accuracy: float
     boundary_f: float
+    far: float
     segment_ms: float
     refine_ms: float
 
@@ -76,7 +80,9 @@ def score_alpha(truth: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
         alpha: uint8 (H, W) alpha matte, 255 = person; person where alpha > 127.
 
     Returns:
-        ``iou``, ``dice``, ``pixel_accuracy`` and ``boundary_f`` (2 px tolerance).
+        ``iou``, ``dice``, ``pixel_accuracy``, ``boundary_f`` (2 px tolerance) and ``far`` (the
+        share of the image that is person farther than ``FAR_MARGIN`` of its long side from every
+        labelled person: a chair or a curtain taken for one).
 
     Raises:
         ValueError: shapes or dtypes that differ from the above.
@@ -94,6 +100,7 @@ def score_alpha(truth: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
         "dice": metrics.dice(truth, pred),
         "pixel_accuracy": metrics.pixel_accuracy(truth, pred),
         "boundary_f": metrics.boundary_f(truth, pred),
+        "far": metrics.far_fraction(truth, pred, FAR_MARGIN * max(truth.shape)),
     }
 
 
@@ -189,8 +196,9 @@ def summarize(scores: Sequence[ImageScore], **extra) -> dict:
         extra: further keys for the summary (model, description, ...).
 
     Returns:
-        ``n``, ``miou``, ``dice``, ``pixel_accuracy``, ``boundary_f`` (means over images),
-        ``ms_per_image`` and ``ms_refine`` (medians), then ``extra``.
+        ``n``, ``miou``, ``dice``, ``pixel_accuracy``, ``boundary_f``, ``far_mean`` (means over
+        images), ``far_share`` (the share of images with ``far`` above 0.2 %, the webcam measure's
+        bar), ``ms_per_image`` and ``ms_refine`` (medians), then ``extra``.
 
     Raises:
         ValueError: no scores.
@@ -207,6 +215,8 @@ def summarize(scores: Sequence[ImageScore], **extra) -> dict:
         "dice": mean(s.dice for s in scores),
         "pixel_accuracy": mean(s.pixel_accuracy for s in scores),
         "boundary_f": mean(s.boundary_f for s in scores),
+        "far_mean": mean(s.far for s in scores),
+        "far_share": mean(s.far > STRAY_FRAME_THRESHOLD for s in scores),
         "ms_per_image": round(statistics.median(s.segment_ms for s in scores), 3),
         "ms_refine": round(statistics.median(s.refine_ms for s in scores), 3),
         **extra,
@@ -501,11 +511,12 @@ def format_table(summaries: Sequence[dict]) -> str:
         names = [f"{name} [{i + 1}]" for i, name in enumerate(names)]
     width = max(12, *(len(n) for n in names))
     header = (f"{'model':<{width}}  {'mIoU':>7}  {'Dice':>7}  {'pix acc':>7}  {'bound F':>7}  "
-              f"{'ms/img':>7}  {'ms refine':>9}  {'n':>5}")
+              f"{'far %':>6}  {'ms/img':>7}  {'ms refine':>9}  {'n':>5}")
     lines = [header, "-" * len(header)]
     for name, s in zip(names, summaries):
         lines.append(f"{name:<{width}}  {s['miou']:>7.4f}  {s['dice']:>7.4f}  "
                      f"{s['pixel_accuracy']:>7.4f}  {s['boundary_f']:>7.4f}  "
+                     f"{100 * s['far_mean']:>6.2f}  "
                      f"{s['ms_per_image']:>7.2f}  {s['ms_refine']:>9.2f}  {s['n']:>5d}")
     if len(summaries) > 1:
         best = max(range(len(summaries)), key=lambda i: summaries[i]["miou"])

@@ -6,7 +6,9 @@ Each model goes through the app's own paths, interleaved with the peer so both s
 machine's load:
 
 * photos (``--image`` path: segmenter, guided filter, alpha > 127), mIoU and boundary F on the
-  held-out part of each labelled set (:data:`PHOTO_DOMAINS`);
+  held-out part of each labelled set (:data:`PHOTO_DOMAINS`), and "far": matte farther than 5 %
+  of the long side from every labelled person, the room or a thing taken for a person in a
+  whole scene (mean share of the photo, share of photos above 0.2 %);
 * webcam video (the video-file path: segmenter with still-scene reuse, temporal smoothing,
   subject selection, guided filter), with no labels: stray area, frames with stray, flicker
   (:mod:`video_metrics`) on the held-out clips (:data:`WEBCAM_CLIPS`); and the same once more
@@ -48,6 +50,7 @@ from portrait.segment import create_segmenter
 from portrait.segment.locate import SHARED_DIR
 from portrait.smooth import TemporalSmoother
 from portrait.subject import SubjectSelector
+from portrait.training.evaluate import FAR_MARGIN
 from portrait.training.video_metrics import SequenceScore
 
 log = logging.getLogger("portrait.training.suite")
@@ -67,6 +70,9 @@ class PhotoDomain:
         every: hold out every ``every``-th stem of the sorted pool (1-based positions).
         pool: a list file in the folder that the pool comes from; None = every image with a mask.
         whole_list: score the whole list file instead (a set's own validation list).
+        everyone_labelled: the masks mark every person in the photo, so matte far from them is
+            not a person (a chair, a curtain). EG1800's masks leave people behind the subject
+            out, so its "far" measure also counts them and does not rank.
     """
 
     name: str
@@ -74,11 +80,14 @@ class PhotoDomain:
     every: int = 0
     pool: Optional[str] = None
     whole_list: Optional[str] = None
+    everyone_labelled: bool = True
 
 
 PHOTO_DOMAINS = (
-    PhotoDomain("portraits, EG1800 other.txt", "eg1800", whole_list="other.txt"),
-    PhotoDomain("portraits, EG1800 H (train.txt, every 5th)", "eg1800", every=5, pool="train.txt"),
+    PhotoDomain("portraits, EG1800 other.txt", "eg1800", whole_list="other.txt",
+                everyone_labelled=False),
+    PhotoDomain("portraits, EG1800 H (train.txt, every 5th)", "eg1800", every=5, pool="train.txt",
+                everyone_labelled=False),
     PhotoDomain("full bodies, ccp_fashion (every 10th)", "ccp_fashion", every=10),
     PhotoDomain("everyday scenes, coco_person (every 5th)", "coco_person", every=5),
     PhotoDomain("indoor sports, pelota (every 4th)", "pelota", every=4),
@@ -276,13 +285,18 @@ def clip_summary(score: SequenceScore) -> dict:
 def worst_domain(result: dict) -> dict:
     """The domain where the model does worst against the peer (models[0] against models[1]).
 
-    Photos compare mIoU (model − peer); webcam compares the share of frames with stray area
-    through the app's video path (peer − model, so negative is worse for the model, as for
-    photos). The most negative difference names the worst domain.
+    Photos compare mIoU (model − peer) and, where every person is labelled, the share of photos
+    with matte far from everyone (peer − model); webcam compares the share of frames with stray
+    area through the app's video path (peer − model). Negative is worse for the model; the most
+    negative difference names the worst domain.
     """
+    ranked_far = {domain.name for domain in PHOTO_DOMAINS if domain.everyone_labelled}
     rows = []
     for name, summaries in result["photos"].items():
         rows.append((round(summaries[0]["miou"] - summaries[1]["miou"], 5), name, "mIoU"))
+        if name in ranked_far and "far_share" in summaries[0]:  # older results lack it
+            rows.append((round(summaries[1]["far_share"] - summaries[0]["far_share"], 5), name,
+                         "share of photos with matte far from everyone"))
     for name, summaries in result["webcam"].items():
         rows.append((round(summaries[1]["stray_share"] - summaries[0]["stray_share"], 5),
                      f"webcam {name}", "share of frames with stray"))
@@ -296,18 +310,25 @@ def format_suite(result: dict) -> str:
     ours, peer = names[0], names[1]
     lines = [f"suite: {ours} against {peer}", ""]
     width = max(len(n) for n in result["photos"]) + 2
+    def pct(value):
+        return float("nan") if value is None else 100 * value
+
     header = (f"{'photos (held out)':<{width}}{'n':>5}  {'mIoU':>7} {'peer':>7}  {'diff':>8} {'± se':>7}"
-              f"  {'bound F':>7} {'peer':>7}")
+              f"  {'bound F':>7} {'peer':>7}  {'far %':>6} {'peer':>6}  {'>0.2%':>6} {'peer':>6}")
     lines += [header, "-" * len(header)]
     for name, (a, b, *_) in result["photos"].items():
         paired = b["paired"]  # peer minus ours, image by image
         se = paired["miou_diff_se"]
-        lines.append(f"{name:<{width}}{a['n']:>5}  {a['miou']:>7.4f} {b['miou']:>7.4f}  "
-                     f"{-paired['miou_diff']:>+8.4f} {se if se is not None else float('nan'):>7.4f}"
-                     f"  {a['boundary_f']:>7.3f} {b['boundary_f']:>7.3f}")
-
-    def pct(value):
-        return float("nan") if value is None else 100 * value
+        line = (f"{name:<{width}}{a['n']:>5}  {a['miou']:>7.4f} {b['miou']:>7.4f}  "
+                f"{-paired['miou_diff']:>+8.4f} {se if se is not None else float('nan'):>7.4f}"
+                f"  {a['boundary_f']:>7.3f} {b['boundary_f']:>7.3f}")
+        if "far_share" in a:  # results written before the measure lack it
+            line += (f"  {pct(a['far_mean']):>6.2f} {pct(b['far_mean']):>6.2f}  "
+                     f"{pct(a['far_share']):>5.1f}% {pct(b['far_share']):>5.1f}%")
+        lines.append(line)
+    lines.append(f"far: matte farther than {FAR_MARGIN:.0%} of the long side from every labelled "
+                 "person (mean % of the photo; share of photos above 0.2 %); EG1800's masks leave "
+                 "second people out, so there it counts them too and does not rank")
 
     for key, title in (("webcam", "webcam (held-out clips)"),
                        ("webcam_model_alone", "model alone (--people all)")):
