@@ -42,7 +42,7 @@ from portrait.options import PipelineOptions, RefineOptions, SegmentOptions
 from portrait.pipeline import FrameProcessor, Packet
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter, resolve_model_path
-from portrait.training.video_metrics import STRAY_FRAME_THRESHOLD
+from portrait.training.video_metrics import ALPHA_THRESHOLD, STRAY_FRAME_THRESHOLD
 
 # portrait.training.metrics and portrait.training.data load TensorFlow when imported, so they are imported inside
 # the functions that use them: a usage error or a missing file answers at once, and main() can
@@ -50,7 +50,6 @@ from portrait.training.video_metrics import STRAY_FRAME_THRESHOLD
 
 log = logging.getLogger("portrait.training.evaluate")  # not "__main__" under python -m
 
-ALPHA_THRESHOLD = 127  # alpha > 127 is person, as when a user thresholds the app's --matte
 MASK_THRESHOLD = 128  # mask >= 128 is person (masks are 0/255; anti-aliased ones split evenly)
 SHEET_ROW_PX = 200
 # Matte farther than this share of the image's long side from every labelled person is "far":
