@@ -1,6 +1,7 @@
 """Training: a short run on synthetic data writes an .hdf5 the app loads and runs; the model
 builder's shapes; the data pipeline's samples."""
 
+import dataclasses
 import json
 
 import cv2
@@ -10,8 +11,8 @@ import tensorflow as tf
 
 from conftest import constant_model
 from portrait.cli import main as app_main
-from portrait.training.data import (AugmentOptions, cache_short_side, find_pairs, make_dataset, paste_over,
-                           resolve_split)
+from portrait.training.data import (AugmentOptions, cache_short_side, find_pairs, line_kernel,
+                                    make_dataset, motion_blur, paste_over, resolve_split)
 from portrait.errors import InputError
 from portrait.training.model import build_unet
 from portrait.training.train import main as train_main
@@ -356,6 +357,65 @@ def test_bad_training_options_are_one_line(args, message, capsys):
         train_main(["--data", "somewhere"] + args)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_line_kernel_is_a_normalised_line_at_its_angle():
+    flat = line_kernel(5.0, 0.0).numpy()
+    centre = flat.shape[0] // 2
+    assert flat.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(flat[centre, centre - 2:centre + 3], 0.2)  # 5 px, each 1/5
+    assert np.count_nonzero(flat) == 5
+    upright = line_kernel(5.0, np.pi / 2).numpy()
+    np.testing.assert_allclose(upright[centre - 2:centre + 3, centre], 0.2, atol=1e-6)
+    assert np.count_nonzero(upright > 1e-6) == 5
+    diagonal = line_kernel(21.0, np.pi / 4).numpy()  # 21 px long: 7 px each way in x and y
+    assert diagonal.sum() == pytest.approx(1.0, abs=1e-5)
+    assert diagonal[centre + 7, centre + 7] > 0 and diagonal[centre - 7, centre - 7] > 0
+    assert diagonal[centre + 8, centre + 8] == 0 and diagonal[centre, centre + 3] == 0
+
+
+def test_motion_blur_smears_the_person_over_a_still_background():
+    image = np.full((20, 30, 1), 50.0, np.float32)
+    mask = np.zeros((20, 30, 1), np.float32)
+    image[5:15, 10:20], mask[5:15, 10:20] = 200.0, 1.0  # the person, 10 x 10, on grey 50
+    out = motion_blur(tf.constant(image), tf.constant(mask), line_kernel(5.0, 0.0)).numpy()[..., 0]
+    # Moving sideways: 1 px beside the person it is 2/5 person (150 * 2/5 above grey 50), 2 px
+    # beside it 1/5, 3 px beside it the background alone; above and below nothing changes.
+    np.testing.assert_allclose(out[10, [9, 8, 7]], [50 + 150 * 2 / 5, 50 + 150 / 5, 50], atol=1e-3)
+    np.testing.assert_allclose(out[10, [20, 21, 22]], [50 + 150 * 2 / 5, 50 + 150 / 5, 50], atol=1e-3)
+    np.testing.assert_allclose(out[:5], 50.0)
+    # Inside, the person itself: the photo stands in for what hides behind them.
+    np.testing.assert_allclose(out[10, 10:20], 200.0, atol=1e-3)
+
+
+def test_motion_samples_keep_their_sharp_labels(tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    image = np.full((64, 64, 3), 60, np.uint8)
+    image[16:48, 24:40] = 220
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 24:40] = 255
+    cv2.imwrite(str(data / "images" / "a.png"), image)
+    cv2.imwrite(str(data / "masks" / "a.png"), mask)
+    still = AugmentOptions(scale_range=(1.0, 1.0), rotation_deg=0.0, flip=False, photometric=False,
+                           blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, occlusion_prob=0.0)
+    moving = dataclasses.replace(still, motion_prob=1.0)
+    pairs = find_pairs(data)
+    (a_image, a_mask), = make_dataset(pairs, (64, 64), 1, True, augment=still, seed=1).take(1)
+    (b_image, b_mask), = make_dataset(pairs, (64, 64), 1, True, augment=moving, seed=1).take(1)
+    np.testing.assert_array_equal(a_mask.numpy(), b_mask.numpy())  # the label stays sharp
+    # The image is smeared where the person's edge is, and only there.
+    changed = np.abs(a_image.numpy() - b_image.numpy()).max(axis=-1)[0] > 1.0
+    edge = cv2.dilate(cv2.Canny(mask, 10, 20), np.ones((21, 21), np.uint8)) > 0
+    assert changed.any() and not (changed & ~edge).any()
+
+
+def test_motion_prob_reaches_the_training_options():
+    from portrait.training.train import TrainOptions, build_parser
+
+    assert build_parser().parse_args(["--data", "d", "--motion-prob", "0.3"]).motion_prob == 0.3
+    assert TrainOptions(data=("d",)).motion_prob == AugmentOptions().motion_prob == 0.0
 
 
 def test_zoom_reaches_the_training_options():

@@ -35,6 +35,10 @@ class AugmentOptions:
         flip: random horizontal flips.
         photometric: brightness, contrast, saturation, hue and gamma changes.
         blur_prob, noise_prob, jpeg_prob, occlusion_prob: probability of each degradation.
+        motion_prob: probability that the people move during the exposure: where the mask is,
+            the crop is smeared along a random line (:data:`MOTION_LENGTH_PX`) over the still
+            background, as a waving hand is on a webcam; the label stays the sharp mask, so a
+            smeared arm is still one piece of person.
         paste_prob: probability that a sample's people are pasted, through their mask, over
             another training sample's crop (copy-paste: new scenes and several people per
             image; the label is the union of both samples' people).
@@ -53,6 +57,7 @@ class AugmentOptions:
     noise_prob: float = 0.2
     jpeg_prob: float = 0.2
     occlusion_prob: float = 0.15
+    motion_prob: float = 0.0
     paste_prob: float = 0.0
     pad: str = "constant"
 
@@ -199,6 +204,46 @@ def _gaussian_blur(image, sigma):
     return tf.nn.depthwise_conv2d(y, ky, [1, 1, 1, 1], "SAME")[0]
 
 
+MOTION_LENGTH_PX = (5, 21)  # the smear's length range, in crop pixels (odd lengths)
+
+
+def line_kernel(length, angle):
+    """A normalised (K, K) kernel of a line ``length`` px long through the centre at ``angle``
+    radians (0 = horizontal), K the longest length; pixels within half a pixel of the line."""
+    half = MOTION_LENGTH_PX[1] // 2
+    x = tf.range(-half, half + 1, dtype=tf.float32)
+    xx, yy = x[None, :], x[:, None]
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    along, across = xx * cos + yy * sin, -xx * sin + yy * cos
+    k = tf.cast((tf.abs(across) <= 0.5) & (tf.abs(along) <= (length - 1) / 2), tf.float32)
+    return k / tf.reduce_sum(k)
+
+
+def motion_blur(image, mask, kernel):
+    """The people in ``image`` smeared by ``kernel`` over the still background.
+
+    A moving foreground F with alpha m over a background B gives conv(F·m) + (1 − conv(m))·B;
+    the photo stands in for B (what hides behind the person is unknown).
+
+    Args:
+        image: (H, W, C) float image, any range.
+        mask: (H, W, 1) float person alpha in 0..1.
+        kernel: (K, K) normalised blur kernel, e.g. :func:`line_kernel`.
+    """
+    def conv(x):
+        k = tf.tile(kernel[:, :, None, None], [1, 1, tf.shape(x)[-1], 1])
+        return tf.nn.depthwise_conv2d(x[None], k, [1, 1, 1, 1], "SAME")[0]
+
+    return conv(image * mask) + (1.0 - conv(mask)) * image
+
+
+def _random_motion(image, mask_255):
+    length = tf.cast(2 * tf.random.uniform([], MOTION_LENGTH_PX[0] // 2, MOTION_LENGTH_PX[1] // 2 + 1,
+                                           tf.int32) + 1, tf.float32)
+    kernel = line_kernel(length, tf.random.uniform([], 0.0, math.pi))
+    return motion_blur(image, tf.clip_by_value(mask_255 / 255.0, 0.0, 1.0), kernel)
+
+
 def _photometric(image, aug: AugmentOptions):
     """Colour, gamma, blur, noise, JPEG and occlusion changes on a 0..255 float image."""
     x = image / 255.0
@@ -300,6 +345,9 @@ def make_dataset(
         return _affine_crop(image, mask, (height, width), augment)
 
     def finish(image, mask):
+        if augment.motion_prob > 0:
+            image = tf.cond(tf.random.uniform([]) < augment.motion_prob,
+                            lambda: _random_motion(image, mask), lambda: image)
         image = _photometric(image, augment)
         image.set_shape([height, width, 3])
         mask.set_shape([height, width, 1])

@@ -55,6 +55,7 @@ class TrainOptions:
     bn_steps: int = 100
     short_side: Optional[int] = None
     paste_prob: float = 0.0
+    motion_prob: float = 0.0
     zoom: tuple[float, float] = (0.55, 1.35)  # AugmentOptions.scale_range's default
     pad: str = "constant"
     teacher: tuple[str, ...] = ()
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
+    p.add_argument("--motion-prob", type=probability, default=0.0, metavar="P",
+                   help="probability that a crop's people are smeared along a random line over "
+                        "the still background, as a waving hand is on a webcam; the label stays "
+                        "sharp (default 0)")
     p.add_argument("--zoom", type=zoom_range, default=TrainOptions.zoom, metavar="MIN,MAX",
                    help="range of the random zoom: 1 fits the photo's short side to the crop, "
                         "below 1 frames the person smaller with padding around (landscape "
@@ -298,7 +303,7 @@ def train(options: TrainOptions) -> Path:
     (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
 
     augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
-                             pad=options.pad)
+                             motion_prob=options.motion_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed)
     if options.teacher:
