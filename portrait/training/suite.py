@@ -294,7 +294,7 @@ def worst_domain(result: dict) -> dict:
     rows = []
     for name, summaries in result["photos"].items():
         rows.append((round(summaries[0]["miou"] - summaries[1]["miou"], 5), name, "mIoU"))
-        if name in ranked_far and "far_share" in summaries[0]:  # older results lack it
+        if name in ranked_far:
             rows.append((round(summaries[1]["far_share"] - summaries[0]["far_share"], 5), name,
                          "share of photos with matte far from everyone"))
     for name, summaries in result["webcam"].items():
@@ -310,6 +310,7 @@ def format_suite(result: dict) -> str:
     ours, peer = names[0], names[1]
     lines = [f"suite: {ours} against {peer}", ""]
     width = max(len(n) for n in result["photos"]) + 2
+
     def pct(value):
         return float("nan") if value is None else 100 * value
 
@@ -319,13 +320,11 @@ def format_suite(result: dict) -> str:
     for name, (a, b, *_) in result["photos"].items():
         paired = b["paired"]  # peer minus ours, image by image
         se = paired["miou_diff_se"]
-        line = (f"{name:<{width}}{a['n']:>5}  {a['miou']:>7.4f} {b['miou']:>7.4f}  "
-                f"{-paired['miou_diff']:>+8.4f} {se if se is not None else float('nan'):>7.4f}"
-                f"  {a['boundary_f']:>7.3f} {b['boundary_f']:>7.3f}")
-        if "far_share" in a:  # results written before the measure lack it
-            line += (f"  {pct(a['far_mean']):>6.2f} {pct(b['far_mean']):>6.2f}  "
+        lines.append(f"{name:<{width}}{a['n']:>5}  {a['miou']:>7.4f} {b['miou']:>7.4f}  "
+                     f"{-paired['miou_diff']:>+8.4f} {se if se is not None else float('nan'):>7.4f}"
+                     f"  {a['boundary_f']:>7.3f} {b['boundary_f']:>7.3f}"
+                     f"  {pct(a['far_mean']):>6.2f} {pct(b['far_mean']):>6.2f}  "
                      f"{pct(a['far_share']):>5.1f}% {pct(b['far_share']):>5.1f}%")
-        lines.append(line)
     lines.append(f"far: matte farther than {FAR_MARGIN:.0%} of the long side from every labelled "
                  "person (mean % of the photo; share of photos above 0.2 %); EG1800's masks leave "
                  "second people out, so there it counts them too and does not rank")
