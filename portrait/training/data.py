@@ -193,15 +193,18 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions):
     return warp(image, "BILINEAR", grey), warp(mask, "BILINEAR", 0.0)
 
 
+def _filter2d(image, kernel):
+    """Each channel of an (H, W, C) float image convolved with one (KH, KW) kernel ("same" size)."""
+    k = tf.tile(kernel[:, :, None, None], [1, 1, tf.shape(image)[-1], 1])
+    return tf.nn.depthwise_conv2d(image[None], k, [1, 1, 1, 1], "SAME")[0]
+
+
 def _gaussian_blur(image, sigma):
-    """Separable Gaussian blur of an (H, W, 3) float image with a 7-tap kernel."""
+    """Separable Gaussian blur of an (H, W, C) float image with a 7-tap kernel."""
     x = tf.range(-3.0, 4.0)
     k = tf.exp(-(x**2) / (2 * sigma**2))
     k = k / tf.reduce_sum(k)
-    kx = tf.tile(k[None, :, None, None], [1, 1, 3, 1])
-    ky = tf.tile(k[:, None, None, None], [1, 1, 3, 1])
-    y = tf.nn.depthwise_conv2d(image[None], kx, [1, 1, 1, 1], "SAME")
-    return tf.nn.depthwise_conv2d(y, ky, [1, 1, 1, 1], "SAME")[0]
+    return _filter2d(_filter2d(image, k[None, :]), k[:, None])
 
 
 MOTION_LENGTH_PX = (5, 21)  # the smear's length range, in crop pixels (odd lengths)
@@ -230,11 +233,7 @@ def motion_blur(image, mask, kernel):
         mask: (H, W, 1) float person alpha in 0..1.
         kernel: (K, K) normalised blur kernel, e.g. :func:`line_kernel`.
     """
-    def conv(x):
-        k = tf.tile(kernel[:, :, None, None], [1, 1, tf.shape(x)[-1], 1])
-        return tf.nn.depthwise_conv2d(x[None], k, [1, 1, 1, 1], "SAME")[0]
-
-    return conv(image * mask) + (1.0 - conv(mask)) * image
+    return _filter2d(image * mask, kernel) + (1.0 - _filter2d(mask, kernel)) * image
 
 
 def _random_motion(image, mask_255):

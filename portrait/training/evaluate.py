@@ -38,7 +38,7 @@ from portrait.cli import (
     positive_int,
 )
 from portrait.errors import InputError, run_command
-from portrait.options import PipelineOptions, RefineOptions, SegmentOptions
+from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SubjectOptions
 from portrait.pipeline import FrameProcessor, Packet
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter, resolve_model_path
@@ -53,8 +53,8 @@ log = logging.getLogger("portrait.training.evaluate")  # not "__main__" under py
 MASK_THRESHOLD = 128  # mask >= 128 is person (masks are 0/255; anti-aliased ones split evenly)
 SHEET_ROW_PX = 200
 # Matte farther than this share of the image's long side from every labelled person is "far":
-# the margin subject selection uses to tell a region apart from the person (SubjectOptions).
-FAR_MARGIN = 0.05
+# the margin subject selection uses to tell a region apart from the person.
+FAR_MARGIN = SubjectOptions().margin
 
 
 @dataclass(frozen=True)
