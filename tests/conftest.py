@@ -73,6 +73,28 @@ def constant_model(path, probability: float, channels: int = 1):
     return str(path)
 
 
+def make_data(folder, count=12, size=(80, 64)):
+    """A data folder of noisy images with a bright disc (the 'person') and its mask."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    width, height = size
+    for i in range(count):
+        image = rng.integers(0, 80, (height, width, 3), np.uint8)
+        mask = np.zeros((height, width), np.uint8)
+        centre = (int(rng.integers(20, width - 20)), int(rng.integers(20, height - 20)))
+        cv2.circle(mask, centre, 15, 255, -1)
+        image[mask > 0] = (200, 180, 160)
+        cv2.imwrite(str(folder / "images" / f"{i:03d}.jpg"), image)
+        cv2.imwrite(str(folder / "masks" / f"{i:03d}.png"), mask)
+    (folder / "train.txt").write_text("\n".join(f"{i:03d}" for i in range(count - 3)))
+    (folder / "val.txt").write_text("\n".join(f"{i:03d}" for i in range(count - 3, count)))
+    (folder / "test.txt").write_text("")
+    return folder
+
+
 def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Path:
     """A real video file: a bright square moving over a dark background."""
     import cv2

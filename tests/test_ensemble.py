@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from conftest import constant_model
+from conftest import constant_model, make_data
 
 
-def _member(path: Path, seed: int, short_px: int = 64) -> Path:
+def _member(path: Path, seed: int, short_px: int = 64, alpha: float = 0.35) -> Path:
     """A real, randomly initialised MobileNetV2-UNet written as portrait.training.train writes it."""
     import keras
 
@@ -16,7 +15,7 @@ def _member(path: Path, seed: int, short_px: int = 64) -> Path:
     from portrait.training.train import save_model
 
     keras.utils.set_random_seed(seed)
-    model = build_unet((64, 64), alpha=0.35, decoder_filters=(16, 8, 8, 8), fixed_input=False)
+    model = build_unet((64, 64), alpha=alpha, decoder_filters=(16, 8, 8, 8), fixed_input=False)
     save_model(model, path, short_px)
     return path
 
@@ -63,6 +62,10 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
          "model files to average"),
         ([str(a), str(tmp_path)], f"model '{tmp_path}' is a folder, not a model file; pass the"),
         ([str(a), str(b), "--out", str(a)], f"--out '{a}' is one of the models"),
+        ([str(a), str(b), "--short-side", "64", "--calibrate", str(tmp_path)],
+         "--calibrate re-estimates a soup's batch-norm statistics; pass --soup too"),
+        ([str(a), str(_member(tmp_path / "c.hdf5", 3, alpha=0.5)), "--soup"],
+         "weight arrays of other shapes than model 1's"),
     ]
     for args, message in cases:
         target = [] if "--out" in args else ["--out", str(tmp_path / "new.hdf5")]
@@ -95,3 +98,56 @@ def test_a_converted_ensemble_reads_as_a_probability_and_a_scaled_sigmoid_does_n
     for model in (doubled, mixed):
         content = tflite_utils.convert_keras_to_tflite(model, (64, 64))
         assert tflite_utils.output_activation(content) != "LOGISTIC", model.layers[-1]
+
+
+def _weights(path: Path, kind: str) -> list[np.ndarray]:
+    """A model file's kernels ("kernel") or batch-norm moving means ("moving_mean"), in order."""
+    import keras
+
+    model = keras.models.load_model(path, compile=False)
+    return [w.numpy() for w in model.weights if w.path.endswith(kind)]
+
+
+def test_the_soup_is_one_model_with_the_members_mean_weights(tmp_path):
+    """--soup: one model of a member's size whose every weight (batch-norm statistics too,
+    without --calibrate) is the members' mean, at the members' short side, run by the app."""
+    import keras
+
+    from portrait.options import SegmentOptions
+    from portrait.segment import create_segmenter, read_short_side_hint
+    from portrait.training.ensemble import main
+
+    members = [_member(tmp_path / "a.hdf5", 1), _member(tmp_path / "b.hdf5", 2)]
+    out = tmp_path / "soup.hdf5"
+    assert main(["--soup", *map(str, members), "--out", str(out)]) == 0
+    assert read_short_side_hint(out) == 64
+    loaded = [keras.models.load_model(p, compile=False) for p in [*members, out]]
+    assert loaded[2].count_params() == loaded[0].count_params()
+    first, second, soup = (m.get_weights() for m in loaded)
+    assert max(np.abs(x - y).max() for x, y in zip(first, second)) > 1e-3  # the members differ
+    for got, x, y in zip(soup, first, second):
+        np.testing.assert_allclose(got, (x + y) / 2, atol=1e-6)
+    frame = np.random.default_rng(1).integers(0, 256, (120, 80, 3), np.uint8)
+    with create_segmenter(SegmentOptions(model=str(out))) as segmenter:
+        probability = segmenter.segment(frame)
+        assert segmenter.output_kind == "sigmoid"
+    # At the frame's aspect, short side 64, a probability.
+    assert probability.shape == (96, 64) and 0.0 <= probability.min() <= probability.max() <= 1.0
+
+
+def test_a_calibrated_soup_keeps_the_mean_kernels_and_re_estimates_batch_norm(tmp_path):
+    """--calibrate DATA: the kernels stay the members' mean; the batch-norm moving means are
+    measured on crops of DATA through the soup's own weights, not averaged."""
+    data = make_data(tmp_path / "data")
+    members = [_member(tmp_path / "a.hdf5", 1), _member(tmp_path / "b.hdf5", 2)]
+    calibrated, plain = tmp_path / "calibrated.hdf5", tmp_path / "plain.hdf5"
+    from portrait.training.ensemble import main
+
+    assert main(["--soup", *map(str, members), "--calibrate", str(data), "--input-size", "64x64",
+                 "--bn-steps", "3", "--out", str(calibrated)]) == 0
+    assert main(["--soup", *map(str, members), "--out", str(plain)]) == 0
+    for got, x, y in zip(_weights(calibrated, "kernel"), *(_weights(p, "kernel") for p in members)):
+        np.testing.assert_allclose(got, (x + y) / 2, atol=1e-6)
+    means = [(_weights(calibrated, "moving_mean")), _weights(plain, "moving_mean")]
+    assert len(means[0]) == len(means[1]) > 0
+    assert max(np.abs(x - y).max() for x, y in zip(*means)) > 1e-3

@@ -9,33 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import constant_model
+from conftest import constant_model, make_data
 from portrait.cli import main as app_main
 from portrait.training.data import (AugmentOptions, cache_short_side, find_pairs, line_kernel,
                                     make_dataset, motion_blur, paste_over, resolve_split)
 from portrait.errors import InputError
 from portrait.training.model import build_unet
 from portrait.training.train import main as train_main
-
-
-def make_data(folder, count=12, size=(80, 64)):
-    """A data folder of noisy images with a bright disc (the 'person') and its mask."""
-    rng = np.random.default_rng(3)
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir()
-    width, height = size
-    for i in range(count):
-        image = rng.integers(0, 80, (height, width, 3), np.uint8)
-        mask = np.zeros((height, width), np.uint8)
-        centre = (int(rng.integers(20, width - 20)), int(rng.integers(20, height - 20)))
-        cv2.circle(mask, centre, 15, 255, -1)
-        image[mask > 0] = (200, 180, 160)
-        cv2.imwrite(str(folder / "images" / f"{i:03d}.jpg"), image)
-        cv2.imwrite(str(folder / "masks" / f"{i:03d}.png"), mask)
-    (folder / "train.txt").write_text("\n".join(f"{i:03d}" for i in range(count - 3)))
-    (folder / "val.txt").write_text("\n".join(f"{i:03d}" for i in range(count - 3, count)))
-    (folder / "test.txt").write_text("")
-    return folder
 
 
 @pytest.mark.parametrize("size, stride", [((192, 192), 16), ((256, 144), 16), ((224, 128), 32)])

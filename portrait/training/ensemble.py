@@ -7,6 +7,12 @@ either (see weights/README.md); it costs the sum of the members' inference time.
 
 Members must take the same input (RGB 0..255, a ``Rescaling`` layer first, as ``portrait.training.train``
 writes them), end in a sigmoid, and have been trained for the same short side.
+
+With ``--soup`` it writes instead one model of the members' own architecture whose weights are
+the members' mean (a "model soup", Wortsman et al. 2022): fine-tunes of one starting point tend
+to lie in one basin, where that mean is often as accurate as the members at one member's cost.
+``--calibrate DATA...`` then re-estimates its batch-norm statistics on training crops, as
+``portrait.training.train`` does for its own candidates.
 """
 
 from __future__ import annotations
@@ -59,8 +65,52 @@ def average_models(models: Sequence) -> "keras.Model":
                        name="ensemble")
 
 
+def soup_models(models: Sequence) -> "keras.Model":
+    """One model of ``models``' shared architecture whose weights are their element-wise mean.
+
+    Batch-norm statistics are averaged too; re-estimate them afterwards
+    (:func:`portrait.training.train.recalibrate_batchnorm`) where training data is at hand.
+
+    Args:
+        models: at least two Keras models of one architecture (fine-tunes of one model).
+
+    Raises:
+        ModelError: fewer than two models, or a member whose weights differ in number or shape
+            from the first's; the message names the member (1-based).
+    """
+    from portrait.training.train import mean_weights
+
+    if len(models) < 2:
+        raise ModelError(f"a soup needs at least two models, got {len(models)}")
+    shapes = [tuple(w.shape) for w in models[0].get_weights()]
+    for number, model in enumerate(models[1:], 2):
+        other = [tuple(w.shape) for w in model.get_weights()]
+        if other != shapes:
+            raise ModelError(f"model {number} has {len(other)} weight arrays of other shapes than "
+                             f"model 1's {len(shapes)}; a soup needs one architecture (fine-tunes "
+                             "of one model)")
+    soup = models[0].__class__.from_config(models[0].get_config())
+    soup.set_weights(mean_weights([model.get_weights() for model in models]))
+    return soup
+
+
+def calibrate_soup(model, data: Sequence[str], input_size: tuple[int, int], steps: int,
+                   seed: int, batch: int = 8) -> None:
+    """Re-estimate ``model``'s batch-norm statistics on lightly augmented crops of ``data``
+    (training lists or folders, as ``train --data`` takes them; a list named twice counts twice)."""
+    from portrait.training.data import CALIBRATION_AUGMENT, make_dataset, resolve_split
+    from portrait.training.train import recalibrate_batchnorm
+
+    by_spec = {spec: resolve_split(spec, "train") for spec in dict.fromkeys(data)}
+    pairs = [pair for spec in data for pair in by_spec[spec]]
+    dataset = make_dataset(pairs, input_size, batch, True, augment=CALIBRATION_AUGMENT, seed=seed)
+    recalibrate_batchnorm(model, dataset, steps)
+    log.info("re-estimated batch-norm statistics on %d batches of %d crops from %d pairs",
+             steps, batch, len(pairs))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, positive_int
+    from portrait.cli import OneLineParser, parse_size, positive_int
 
     p = OneLineParser(
         prog="python -m portrait.training.ensemble",
@@ -72,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=positive_int, default=None, metavar="PX",
                    help="the short side the app runs it at (default: the members' own, which "
                         "must then agree)")
+    p.add_argument("--soup", action="store_true",
+                   help="average the members' weights instead of their outputs: one model at one "
+                        "member's cost (members of one architecture, fine-tuned from one model)")
+    p.add_argument("--calibrate", nargs="+", default=[], metavar="DATA",
+                   help="with --soup: re-estimate batch-norm statistics on crops of these training "
+                        "lists or folders (as train --data takes them)")
+    p.add_argument("--input-size", type=parse_size, default=(192, 192), metavar="WxH",
+                   help="the calibration crop size (default 192x192, train's)")
+    p.add_argument("--bn-steps", type=positive_int, default=100, metavar="N",
+                   help="calibration batches of 8 crops (default 100, train's)")
+    p.add_argument("--seed", type=int, default=1, help="the calibration crops' seed")
     return p
 
 
@@ -117,15 +178,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--out '{out}' is one of the models; choose a new file")
         if not out.parent.is_dir():
             raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
+        if args.calibrate and not args.soup:
+            raise InputError("--calibrate re-estimates a soup's batch-norm statistics; pass --soup "
+                             "too (an output average keeps each member's own)")
         short_px = args.short_side or members_short_side(paths)
         import_tensorflow_quietly()
         from portrait.segment.keras_compat import load_keras_model
         from portrait.training.train import save_model
 
-        model = average_models([load_keras_model(path) for path in paths])
+        members = [load_keras_model(path) for path in paths]
+        if args.soup:
+            model = soup_models(members)
+            if args.calibrate:
+                calibrate_soup(model, args.calibrate, args.input_size, args.bn_steps, args.seed)
+            else:
+                log.warning("the soup's batch-norm statistics are the members' mean; pass "
+                            "--calibrate DATA to re-estimate them for its weights")
+            what = f"the weight mean of {len(paths)} models"
+        else:
+            model = average_models(members)
+            what = f"the mean of {len(paths)} models"
         save_model(model, out, short_px)
-        log.info("wrote %s: the mean of %d models (%d parameters), run at a short side of %d px",
-                 out, len(paths), model.count_params(), short_px)
+        log.info("wrote %s: %s (%d parameters), run at a short side of %d px",
+                 out, what, model.count_params(), short_px)
 
     return run_command(body)
 

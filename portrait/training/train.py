@@ -245,16 +245,25 @@ def average_weights(model, paths: Sequence[Path]) -> None:
     Raises:
         ValueError: no paths.
     """
-    import numpy as np
-
     if not paths:
         raise ValueError("average_weights needs at least one weights file")
-    total = None
+    weight_sets = []
     for path in paths:
         model.load_weights(path)
-        weights = [np.asarray(w, np.float64) for w in model.get_weights()]
+        weight_sets.append(model.get_weights())
+    model.set_weights(mean_weights(weight_sets))
+
+
+def mean_weights(weight_sets: Sequence[Sequence]) -> list:
+    """The element-wise mean (summed in float64) of several lists of weight arrays of one
+    architecture, as float32: what ``keras.Model.get_weights`` returns and ``set_weights`` takes."""
+    import numpy as np
+
+    total = None
+    for weights in weight_sets:
+        weights = [np.asarray(w, np.float64) for w in weights]
         total = weights if total is None else [a + b for a, b in zip(total, weights)]
-    model.set_weights([(w / len(paths)).astype(np.float32) for w in total])
+    return [(w / len(weight_sets)).astype(np.float32) for w in total]
 
 
 def recalibrate_batchnorm(model, dataset, steps: int) -> None:
