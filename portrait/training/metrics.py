@@ -61,9 +61,9 @@ def boundary_f(
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def far_fraction(truth: np.ndarray, pred: np.ndarray, margin_px: float,
-                 threshold: float = 0.5) -> float:
-    """Share of the image predicted person farther than ``margin_px`` from every true person pixel.
+def far_mask(truth: np.ndarray, pred: np.ndarray, margin_px: float,
+             threshold: float = 0.5) -> np.ndarray:
+    """The pixels predicted person farther than ``margin_px`` from every true person pixel (bool).
 
     What a model takes for a person where there is none, apart from anyone: a chair, a curtain,
     a suitcase, a patch of floor. Errors along a person's outline (within the margin) are left to
@@ -71,10 +71,18 @@ def far_fraction(truth: np.ndarray, pred: np.ndarray, margin_px: float,
     """
     t, p = _as_bool(truth, threshold), _as_bool(pred, threshold)
     if not t.any():
-        return float(np.count_nonzero(p)) / p.size
+        return p
     # The distance from each pixel to the nearest person pixel (the zeros of the input).
     distance = cv2.distanceTransform((~t).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return float(np.count_nonzero(p & (distance > margin_px))) / p.size
+    return p & (distance > margin_px)
+
+
+def far_fraction(truth: np.ndarray, pred: np.ndarray, margin_px: float,
+                 threshold: float = 0.5) -> float:
+    """Share of the image predicted person farther than ``margin_px`` from every true person
+    pixel (:func:`far_mask`)."""
+    far = far_mask(truth, pred, margin_px, threshold)
+    return float(np.count_nonzero(far)) / far.size
 
 
 # Keras metrics: per-image scores inside a batch, averaged over all images seen.

@@ -1,0 +1,91 @@
+"""portrait.training.mine: crops around what a model takes for a person far from everyone."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from portrait.training.mine import crop_around, far_boxes, main
+
+
+def test_far_boxes_keep_only_large_regions_beyond_the_margin():
+    truth = np.zeros((100, 200), np.uint8)
+    cv2.circle(truth, (30, 50), 20, 255, -1)
+    alpha = truth.copy()
+    alpha[20:60, 150:190] = 200  # a thing far from the person: 1,600 px, 8 % of the photo
+    alpha[10:14, 110:114] = 255  # far too, but 16 px (0.08 %): below the bar
+    alpha[45:55, 52:58] = 255  # touching the person's outline: within the margin
+    alpha[80:90, 120:124] = 100  # far and large enough, but not person (alpha <= 127)
+    assert far_boxes(truth, alpha, margin_px=10, min_area=0.002) == [(150, 20, 40, 40)]
+    # A second thing, smaller (750 px): the largest region comes first.
+    alpha[70:95, 100:130] = 255
+    assert far_boxes(truth, alpha, margin_px=10) == [(150, 20, 40, 40), (100, 70, 30, 25)]
+
+
+def test_far_boxes_in_a_photo_with_nobody_take_every_region():
+    alpha = np.zeros((50, 50), np.uint8)
+    alpha[5:25, 5:25] = 255
+    assert far_boxes(np.zeros_like(alpha), alpha, margin_px=5) == [(5, 5, 20, 20)]
+
+
+def test_crop_around_grows_the_box_and_stays_inside_the_photo():
+    # Grown by half its size on each side: 40x20 becomes 80x40, about the same centre.
+    assert crop_around((100, 100, 40, 20), (400, 600), growth=0.5, min_side=0.0) == (80, 90, 160, 130)
+    # At least min_side of the short side (0.4 * 400 = 160) each way, about the centre.
+    assert crop_around((100, 100, 40, 20), (400, 600)) == (40, 30, 200, 190)
+    # In a corner it is shifted back inside, keeping its size.
+    assert crop_around((0, 0, 10, 10), (400, 600)) == (0, 0, 160, 160)
+    assert crop_around((590, 390, 10, 10), (400, 600)) == (440, 240, 600, 400)
+    # Never larger than the photo.
+    assert crop_around((0, 0, 600, 400), (400, 600)) == (0, 0, 600, 400)
+
+
+def _data_with_a_lamp(folder: Path) -> Path:
+    """Dark photos with a bright labelled person (a disc) and a bright unlabelled lamp (a square)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        image = rng.integers(0, 40, (128, 192, 3), np.uint8)
+        mask = np.zeros((128, 192), np.uint8)
+        cv2.circle(mask, (40, 64), 25, 255, -1)
+        image[mask > 0] = 230
+        if i == 0:
+            image[20:60, 130:170] = 230  # the lamp, in the first photo only
+        cv2.imwrite(str(folder / "images" / f"p{i}.png"), image)
+        cv2.imwrite(str(folder / "masks" / f"p{i}.png"), mask)
+    (folder / "train.txt").write_text("p0\np1\n")
+    return folder
+
+
+def test_mining_writes_a_crop_around_the_lamp_labelled_by_the_true_mask(tmp_path, brightness_model):
+    """The brightness model takes the lamp for a person; the crop around it is written with the
+    true mask's crop (background) as its label; the photo without a lamp gives nothing."""
+    data = _data_with_a_lamp(tmp_path / "data")
+    out = tmp_path / "mined"
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 0
+    assert (out / "train.txt").read_text().split() == ["p0_0"]
+    crop = cv2.imread(str(out / "images" / "p0_0.jpg"))
+    label = cv2.imread(str(out / "masks" / "p0_0.png"), cv2.IMREAD_GRAYSCALE)
+    assert crop.shape[:2] == label.shape
+    # The lamp (40x40, bright) lies inside the crop, which is grown to 80x80 around it.
+    assert all(76 <= side <= 90 for side in crop.shape[:2]), crop.shape
+    assert (crop[:, :, 0] > 200).sum() >= 0.9 * 40 * 40
+    source = cv2.imread(str(data / "masks" / "p0.png"), cv2.IMREAD_GRAYSCALE)
+    assert label.max() == 0 and source.max() == 255  # the label is the (empty) true mask there
+    assert cv2.imread(str(data / "images" / "p0.png")) is not None  # sources untouched
+
+
+def test_mining_refusals_are_one_line(tmp_path, brightness_model, capsys):
+    data = _data_with_a_lamp(tmp_path / "data")
+    cases = [
+        (["--model", str(tmp_path / "gone.hdf5"), "--data", str(data), "--out", str(tmp_path / "o")],
+         f"model '{tmp_path / 'gone.hdf5'}' not found; pass --model PATH"),
+        (["--model", str(brightness_model), "--data", str(data), "--out", str(data)],
+         f"--out '{data}' is a source data folder; choose a new folder"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and "Traceback" not in "\n".join(err), err
+    assert sorted(p.name for p in (data / "masks").iterdir()) == ["p0.png", "p1.png"]
