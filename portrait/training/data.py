@@ -135,6 +135,50 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     return find_pairs(path)
 
 
+def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]]) -> tuple[Path, Path]:
+    """Create ``out_dir/images`` and ``out_dir/masks`` for a data folder made from ``pairs``.
+
+    Raises:
+        InputError: either is a folder the pairs come from (writing there would replace them).
+    """
+    out_dir = Path(out_dir)
+    images_dir, masks_dir = out_dir / "images", out_dir / "masks"
+    # Compare where the folders really are: a data folder's images/ or masks/ may be a link to
+    # another one's (../shared), and writing through it would replace the source masks.
+    sources = {Path(path).resolve().parent for pair in pairs for path in pair}
+    if images_dir.resolve() in sources or masks_dir.resolve() in sources:
+        raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(exist_ok=True)
+    return images_dir, masks_dir
+
+
+def labelled_photos(pairs: Sequence[tuple[str, str]], desc: str, progress: bool = False):
+    """Yield ``(image path, stem, image RGB uint8, mask uint8 of the image's size)`` for each
+    pair, with a progress bar labelled ``desc`` when ``progress``.
+
+    Raises:
+        InputError: two pairs share a stem (their outputs would overwrite each other), or a
+            photo or mask cannot be read.
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from portrait.capture import read_image
+    from portrait.training.evaluate import read_mask
+
+    seen = set()
+    for image_path, mask_path in tqdm(pairs, unit="image", desc=desc, file=sys.stderr,
+                                      disable=not progress):
+        stem = Path(image_path).stem
+        if stem in seen:
+            raise InputError(f"two pairs share the stem '{stem}'; write one data folder per --out")
+        seen.add(stem)
+        image = read_image(image_path)
+        yield image_path, stem, image, read_mask(mask_path, image.shape[:2])
+
+
 def _decode_resized(image_path, mask_path, size_for):
     """Decode a pair and resize both to ``size_for(photo (h, w))``: float32, 0..255 each."""
     image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)

@@ -141,34 +141,17 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     Raises:
         InputError: ``out_dir`` is a source folder, or a photo or mask cannot be read.
     """
-    from tqdm import tqdm
-
-    from portrait.capture import read_image
-    from portrait.training.evaluate import read_mask
     from portrait.sink import write_image
+    from portrait.training.data import labelled_photos, new_data_folder
 
     out_dir = Path(out_dir)
-    images_dir, masks_dir = out_dir / "images", out_dir / "masks"
-    # Compare where the folders really are: a data folder's images/ or masks/ may be a link to
-    # another one's (../shared), and writing through it would replace the source masks.
-    sources = {Path(path).resolve().parent for pair in pairs for path in pair}
-    if images_dir.resolve() in sources or masks_dir.resolve() in sources:
-        raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
-    images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(exist_ok=True)
+    images_dir, masks_dir = new_data_folder(out_dir, pairs)
     if negatives_dir is not None:
         negatives_dir = Path(negatives_dir)
         (negatives_dir / "images").mkdir(parents=True, exist_ok=True)
         (negatives_dir / "masks").mkdir(exist_ok=True)
-    stems, seen, negatives = [], set(), []
-    for image_path, mask_path in tqdm(pairs, unit="image", desc="soft labels", file=sys.stderr,
-                                      disable=not progress):
-        stem = Path(image_path).stem
-        if stem in seen:
-            raise InputError(f"two pairs share the stem '{stem}'; label one data folder per --out")
-        seen.add(stem)
-        image = read_image(image_path)
-        truth = read_mask(mask_path, image.shape[:2])
+    stems, negatives = [], []
+    for image_path, stem, image, truth in labelled_photos(pairs, "soft labels", progress):
         probability = segment.segment(image)
         mixed = soft_mask(truth, probability, weight)
         write_image(masks_dir / f"{stem}.png", mixed)

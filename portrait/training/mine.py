@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from portrait.errors import InputError, ModelError, run_command
+from portrait.errors import ModelError, run_command
 
 log = logging.getLogger("portrait.training.mine")  # not "__main__" under python -m
 
@@ -97,28 +97,13 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
         InputError: ``out_dir`` is a source folder, two pairs share a stem, or a photo or mask
             cannot be read.
     """
-    from tqdm import tqdm
-
-    from portrait.capture import read_image
     from portrait.sink import write_image
-    from portrait.training.evaluate import read_mask
+    from portrait.training.data import labelled_photos, new_data_folder
 
     out_dir = Path(out_dir)
-    images_dir, masks_dir = out_dir / "images", out_dir / "masks"
-    sources = {Path(path).resolve().parent for pair in pairs for path in pair}
-    if images_dir.resolve() in sources or masks_dir.resolve() in sources:
-        raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
-    images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(exist_ok=True)
-    stems, seen, mined_photos = [], set(), 0
-    for image_path, mask_path in tqdm(pairs, unit="image", desc="mining", file=sys.stderr,
-                                      disable=not progress):
-        stem = Path(image_path).stem
-        if stem in seen:
-            raise InputError(f"two pairs share the stem '{stem}'; mine one data folder per --out")
-        seen.add(stem)
-        image = read_image(image_path)
-        truth = read_mask(mask_path, image.shape[:2])
+    images_dir, masks_dir = new_data_folder(out_dir, pairs)
+    stems, mined_photos = [], 0
+    for _, stem, image, truth in labelled_photos(pairs, "mining", progress):
         alpha, _ = scorer.alpha(image)
         boxes = far_boxes(truth, alpha, margin * max(truth.shape), min_area)
         mined_photos += bool(boxes)
