@@ -80,7 +80,9 @@ def test_mining_refusals_are_one_line(tmp_path, brightness_model, capsys):
     data = _data_with_a_lamp(tmp_path / "data")
     cases = [
         (["--model", str(tmp_path / "gone.hdf5"), "--data", str(data), "--out", str(tmp_path / "o")],
-         f"model '{tmp_path / 'gone.hdf5'}' not found; pass --model PATH"),
+         f"model '{tmp_path / 'gone.hdf5'}' not found (also looked in weights/); pass --model PATH"),
+        (["--model", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "o")],
+         f"model '{tmp_path}' is a folder, not a model file; pass --model PATH"),
         (["--model", str(brightness_model), "--data", str(data), "--out", str(data)],
          f"--out '{data}' is a source data folder; choose a new folder"),
     ]

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from portrait.errors import ModelError, run_command
+from portrait.errors import run_command
 
 log = logging.getLogger("portrait.training.mine")  # not "__main__" under python -m
 
@@ -148,9 +148,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
 
     def body() -> None:
-        if not Path(args.model).is_file():  # before TensorFlow's slow start
-            raise ModelError(f"model '{args.model}' not found; pass --model PATH to a .hdf5, .h5, "
-                             ".keras or .tflite model")
+        from portrait.segment import resolve_model_path
+
+        # Before TensorFlow's slow start; a bare name is also looked up in weights/.
+        model = resolve_model_path(args.model, "pass --model PATH to a .hdf5, .h5, .keras or "
+                                               ".tflite model")
         import_tensorflow_quietly()
         from portrait.options import SegmentOptions
         from portrait.training.data import resolve_split
@@ -158,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         margin = FAR_MARGIN if args.margin is None else args.margin
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
-        with ModelScorer(SegmentOptions(model=args.model)) as scorer:
+        with ModelScorer(SegmentOptions(model=str(model))) as scorer:
             write_hard_examples(pairs, scorer, Path(args.out), margin, args.min_area,
                                 progress=sys.stderr.isatty())
 
