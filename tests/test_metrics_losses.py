@@ -192,6 +192,31 @@ def test_boundary_loss_looks_only_at_the_band():
     assert value(losses.BCELoss(), SQUARE, wrong_outside) > 1.0
 
 
+def test_far_from_people_is_beyond_a_square_window_of_everyone():
+    far = np.asarray(losses.far_from_people(SQUARE, width_px=1))[0, ..., 0]
+    # The square (rows/cols 2..5) dilated by one pixel covers rows/cols 1..6: 36 near, 28 far.
+    np.testing.assert_array_equal(far > 0.5, ~square(8, 1, 1, 6))
+    # Nobody in the crop: everything is far.
+    assert np.asarray(losses.far_from_people(np.zeros_like(SQUARE), width_px=1)).min() == 1.0
+
+
+def test_far_loss_looks_only_beyond_everyone():
+    # Everywhere 0.5: BCE ln 2 on each of the 28 far pixels, divided by (28 + 1).
+    half = np.full_like(SQUARE, 0.5)
+    assert value(losses.FarBCELoss(width_px=1), SQUARE, half) == pytest.approx(
+        28 * math.log(2) / 29, rel=1e-5)
+    # Wrong only near the person (the square and its one-pixel ring): no far loss, though
+    # the plain BCE is large.
+    near = square(8, 1, 1, 6)
+    wrong_near = np.where(near[None, ..., None], 1 - SQUARE, SQUARE).astype(np.float32)
+    assert value(losses.FarBCELoss(width_px=1), SQUARE, wrong_near) < 1e-5
+    assert value(losses.BCELoss(), SQUARE, wrong_near) > 1.0
+    # A chair far from the person costs more than the same chair under the plain BCE's mean.
+    chair = SQUARE.copy()
+    chair[0, 7, 7, 0] = 1.0
+    assert value(losses.FarBCELoss(width_px=1), SQUARE, chair) > value(losses.BCELoss(), SQUARE, chair)
+
+
 def as_image(values):
     return np.asarray(values, np.float32).reshape(1, 1, -1, 1)
 
@@ -240,6 +265,7 @@ def test_losses_combine_with_plus_and_times():
      lambda: DICE + BCE + 0.5 * value(losses.BoundaryBCELoss())),
     ("dice+focal", lambda: DICE + value(losses.FocalLoss())),
     ("bce+lovasz", lambda: BCE + value(losses.LovaszLoss())),
+    ("bce+0.5*far", lambda: BCE + 0.5 * value(losses.FarBCELoss())),
 ])
 def test_make_loss_combinations(spec, expected):
     assert value(losses.make_loss(spec)) == pytest.approx(expected(), abs=1e-6)
