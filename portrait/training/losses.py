@@ -81,11 +81,18 @@ class FocalLoss(SegLoss):
         return ops.mean(alpha_t * (1.0 - p_t) ** self.gamma * _bce(y_true, y_pred), axis=(1, 2, 3))
 
 
+def _window_max(x, width_px: int):
+    """The maximum over the (2·width_px + 1)² square around each pixel (a max-pool dilation),
+    taken as a column max of row maxes: 2k comparisons a pixel instead of k²."""
+    k = 2 * width_px + 1
+    rows = ops.max_pool(x, (k, 1), strides=1, padding="same")
+    return ops.max_pool(rows, (1, k), strides=1, padding="same")
+
+
 def boundary_band(y_true, width_px: int = 3):
     """1 within ``width_px`` of a mask edge, else 0 (max-pool dilation minus erosion)."""
-    k = 2 * width_px + 1
-    dilated = ops.max_pool(y_true, k, strides=1, padding="same")
-    eroded = -ops.max_pool(-y_true, k, strides=1, padding="same")
+    dilated = _window_max(y_true, width_px)
+    eroded = -_window_max(-y_true, width_px)
     return ops.cast(dilated - eroded > 0.5, y_true.dtype)
 
 
@@ -108,9 +115,7 @@ def far_from_people(y_true, width_px: int = FAR_PX):
 
     A crop with nobody in it is far everywhere.
     """
-    person = ops.cast(y_true > 0.5, y_true.dtype)
-    near = ops.max_pool(person, 2 * width_px + 1, strides=1, padding="same")
-    return 1.0 - near
+    return 1.0 - _window_max(ops.cast(y_true > 0.5, y_true.dtype), width_px)
 
 
 class FarBCELoss(SegLoss):
