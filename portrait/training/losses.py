@@ -58,6 +58,13 @@ def _bce(y_true, y_pred):
     return -(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
 
 
+def _region_bce(y_true, y_pred, region):
+    """BCE averaged over the pixels where ``region`` is 1, per image (+1 keeps an empty region 0)."""
+    return ops.sum(region * _bce(y_true, y_pred), axis=(1, 2, 3)) / (
+        ops.sum(region, axis=(1, 2, 3)) + 1.0
+    )
+
+
 class BCELoss(SegLoss):
     """Binary cross-entropy, mean per image."""
 
@@ -104,10 +111,7 @@ class BoundaryBCELoss(SegLoss):
         self.width_px = width_px
 
     def call(self, y_true, y_pred):
-        band = boundary_band(y_true, self.width_px)
-        return ops.sum(band * _bce(y_true, y_pred), axis=(1, 2, 3)) / (
-            ops.sum(band, axis=(1, 2, 3)) + 1.0
-        )
+        return _region_bce(y_true, y_pred, boundary_band(y_true, self.width_px))
 
 
 def far_from_people(y_true, width_px: int = FAR_PX):
@@ -132,10 +136,7 @@ class FarBCELoss(SegLoss):
         self.width_px = width_px
 
     def call(self, y_true, y_pred):
-        far = far_from_people(y_true, self.width_px)
-        return ops.sum(far * _bce(y_true, y_pred), axis=(1, 2, 3)) / (
-            ops.sum(far, axis=(1, 2, 3)) + 1.0
-        )
+        return _region_bce(y_true, y_pred, far_from_people(y_true, self.width_px))
 
 
 class LovaszLoss(SegLoss):
