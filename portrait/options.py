@@ -209,6 +209,9 @@ class PipelineOptions:
         still_threshold: mean absolute grey-level change (0..255) of a thumbnail below which a
             frame counts as still.
         max_reuse: at most this many frames in a row reuse a mask.
+        opencv_threads: OpenCV's thread pool while a stream runs (restored after it); None =
+            the cores shared out among the stages that run at once (reader, segment, finish),
+            at least one each, so the stages' own pools don't fight over the cores.
     """
 
     live: bool = False
@@ -216,6 +219,7 @@ class PipelineOptions:
     reuse_still: bool = True
     still_threshold: float = 1.5
     max_reuse: int = 2
+    opencv_threads: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,17 @@ Two ways to run them:
   run on both cores at once. The queues are bounded. In live mode the reader drops the oldest
   waiting frame when the queue is full, so latency never builds up; in file mode nothing is
   dropped and frames come out in order (each stage has one worker and FIFO queues).
+
+  Each of the three threads also calls OpenCV, whose own thread pool would otherwise use every
+  core per call: while a stream runs, the pool is sized to the cores shared out among the stages
+  (:func:`stream_opencv_threads`; one thread on a 2-core machine) and restored afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -33,6 +39,29 @@ from portrait.stats import RunStats
 log = logging.getLogger(__name__)
 
 _END = object()  # flows down the queues after the last frame
+
+#: Threads of a :class:`StreamPipeline` that call OpenCV at once: reader, segment, finish.
+STREAM_STAGES = 3
+
+
+def stream_opencv_threads(cores: Optional[int] = None, stages: int = STREAM_STAGES) -> int:
+    """OpenCV's pool size while ``stages`` threads call it at once: ``cores // stages``, at least 1."""
+    if stages < 1:
+        raise ValueError(f"stages must be at least 1, got {stages}")
+    return max(1, (cores or os.cpu_count() or 1) // stages)
+
+
+@contextlib.contextmanager
+def opencv_threads(count: int):
+    """Set OpenCV's (process-wide) thread pool to ``count`` threads; restore it on exit."""
+    if count < 1:
+        raise ValueError(f"OpenCV threads must be at least 1, got {count}")
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 @dataclass
@@ -415,6 +444,11 @@ class StreamPipeline:
         Raises:
             Whatever a stage raised (after all threads have stopped).
         """
+        threads = self.options.opencv_threads or stream_opencv_threads()
+        with opencv_threads(threads):
+            return self._run()
+
+    def _run(self) -> RunStats:
         size = max(1, self.options.queue_size)
         decoded, segmented, finished = (queue.Queue(size) for _ in range(3))
         self.processor.reset()

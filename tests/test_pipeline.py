@@ -3,12 +3,14 @@
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from portrait.capture import Frame
 from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
-from portrait.pipeline import FrameProcessor, StillDetector, StreamPipeline
+from portrait.pipeline import (FrameProcessor, StillDetector, StreamPipeline,
+                               stream_opencv_threads)
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.smooth import TemporalSmoother
@@ -274,3 +276,36 @@ def test_paced_video_stats_show_decode_time_not_the_wait(segmenter, tmp_path):
                                options).run()
     assert stats.frames == len(outputs) == 6
     assert stats.summary()["stage_ms"]["decode"] < 100
+
+
+def test_opencv_threads_are_shared_out_among_the_stages():
+    assert stream_opencv_threads(cores=2) == 1
+    assert stream_opencv_threads(cores=4) == 1
+    assert stream_opencv_threads(cores=16) == 5
+    assert stream_opencv_threads(cores=16, stages=1) == 16
+    with pytest.raises(ValueError, match="at least 1"):
+        stream_opencv_threads(cores=4, stages=0)
+
+
+def test_stream_sizes_opencv_pool_while_running_and_restores_it(segmenter):
+    before = cv2.getNumThreads()
+    seen = []
+    options = PipelineOptions(reuse_still=False, opencv_threads=1)
+    stream = StreamPipeline(frames(5), matte_processor(segmenter, options),
+                            lambda alpha: seen.append(cv2.getNumThreads()), options)
+    stream.run()
+    assert seen == [1] * 5
+    assert cv2.getNumThreads() == before
+
+
+def test_stream_restores_opencv_pool_after_a_failing_stage(segmenter):
+    before = cv2.getNumThreads()
+
+    def broken_output(alpha):
+        raise RuntimeError("sink gone")
+
+    options = PipelineOptions(opencv_threads=1)
+    with pytest.raises(RuntimeError, match="sink gone"):
+        StreamPipeline(frames(5), matte_processor(segmenter, options), broken_output,
+                       options).run()
+    assert cv2.getNumThreads() == before
