@@ -80,6 +80,16 @@ def zoom_limit(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"'{text}' must be greater than 0")
+    return value
+
+
 def probability(text: str) -> float:
     try:
         value = float(text)
@@ -187,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     look.add_argument("--refine-radius", type=positive_int, default=RefineOptions.radius_px,
                       metavar="PX", help="guided filter radius at full resolution "
                                          f"(default: {RefineOptions.radius_px})")
+    look.add_argument("--refine-sharpen", type=positive_float, default=RefineOptions.sharpen,
+                      metavar="K", help="steepen the model's edge to sigmoid(K*logit p) before the "
+                                        "guided filter: less glow of the room around hair; 1 = "
+                                        f"as the model gives it (default: {RefineOptions.sharpen:g})")
     look.add_argument("--people", choices=("auto", "main", "all"), default="auto",
                       help="main: keep the person in front of the camera and anyone at least a "
                            "fifth their size, drop small regions apart from them (a bystander's "
@@ -219,7 +233,8 @@ def options_from_args(args: argparse.Namespace):
                              letterbox=args.letterbox, threads=args.threads,
                              trust_model=args.trust_model, tta=args.tta)
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
-    refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius)
+    refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius,
+                           sharpen=args.refine_sharpen)
     composite = CompositeOptions(background=args.background, blur_px=args.blur,
                                  light_wrap=args.light_wrap)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,

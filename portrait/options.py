@@ -119,12 +119,17 @@ class RefineOptions:
         radius_px: filter radius at full resolution.
         eps: regularisation; smaller follows image edges more closely.
         scale: the coefficients are computed at 1/scale resolution (the fast variant).
+        sharpen: the model's probability p is sharpened to σ(k·logit p) before the filter
+            (k = sharpen; 1 = as the model gives it). The filter falls back to p where the frame
+            has no edge to follow (hair against a wall of the same grey), and a low-resolution
+            model's p is a soft blob there: a glow of the room around the head.
     """
 
     enabled: bool = True
     radius_px: int = 8
     eps: float = 1e-3
     scale: int = 4
+    sharpen: float = 3.0
 
 
 LIGHT_WRAP_STRENGTH = 0.5  # what a bare --light-wrap means

@@ -4,7 +4,9 @@
 ``cv2.ximgproc.guidedFilter`` (box means with ``BORDER_REFLECT``, eps on the guide's own scale).
 ``refine_alpha`` is the fast variant (He & Sun, "Fast Guided Filter"): the coefficients a, b are
 computed on a grey guide at 1/scale resolution, upsampled bilinearly and applied to the
-full-resolution grey frame, ``alpha = a * I + b``. The full-resolution work is one colour
+full-resolution grey frame, ``alpha = a * I + b``. The model's probability is first sharpened
+(:func:`sharpen_probability`), so that where the frame has no edge to follow, the filter falls
+back to a narrow ramp instead of the low-resolution model's soft blob. The full-resolution work is one colour
 conversion, two resizes, one multiply and one saturating add.
 """
 
@@ -118,6 +120,28 @@ def _buffer(workspace: dict, name: str, shape: tuple, dtype) -> np.ndarray:
     return buf
 
 
+def sharpen_probability(prob: np.ndarray, k: float, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """σ(k·logit p) = p^k / (p^k + (1 − p)^k): the same 0.5 contour, a k times steeper ramp.
+
+    Args:
+        prob: float32 probability in [0, 1].
+        k: steepness (> 0); 1 returns the values unchanged, above 1 narrows the soft rim.
+        out: optional float32 array shaped like ``prob`` to write into.
+
+    Raises:
+        ValueError: k not > 0.
+    """
+    if not k > 0:
+        raise ValueError(f"unexpected sharpen: {k!r} != a number > 0")
+    p = np.clip(prob, 0.0, 1.0, out=out)
+    q = np.subtract(1.0, p, dtype=np.float32)
+    cv2.pow(p, k, dst=p)
+    cv2.pow(q, k, dst=q)
+    q += p
+    np.divide(p, q, out=p, where=q > 0)
+    return p
+
+
 def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions,
                  out: Optional[np.ndarray] = None, *, workspace: Optional[dict] = None) -> np.ndarray:
     """Turn a low-resolution person probability into an alpha matte at frame size.
@@ -125,7 +149,7 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     Args:
         frame_bgr: BGR uint8 (H, W, 3) frame, the guide.
         prob: float32 (h, w) person probability in [0, 1], any size, same field of view.
-        options: radius_px, eps, scale; ``enabled=False`` gives a bilinear upscale.
+        options: radius_px, eps, scale, sharpen; ``enabled=False`` gives a bilinear upscale.
         out: optional uint8 (H, W) array to write into.
         workspace: optional dict for scratch buffers reused between calls (see ``Refiner``).
 
@@ -163,6 +187,8 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     else:
         grey_low = cv2.resize(grey, low_size, interpolation=cv2.INTER_AREA)
     guide_low = grey_low.astype(np.float32) * np.float32(1 / 255)
+    if options.sharpen != 1:
+        prob = sharpen_probability(prob, options.sharpen, _buffer(ws, "sharp", prob.shape, np.float32))
     prob_low = prob if prob.shape[::-1] == low_size else cv2.resize(
         prob, low_size, interpolation=cv2.INTER_LINEAR)
     mean_a, mean_b = _grey_coefficients(guide_low, prob_low, radius, options.eps)

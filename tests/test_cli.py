@@ -208,6 +208,19 @@ def test_out_equal_to_input_is_refused_and_the_input_kept(capsys, tmp_path, brig
 def test_bad_option_value_is_one_line(capsys):
     code, stderr = run_in_process(capsys, "--max-frames", "-3")
     assert_one_line_error(code, stderr, "--max-frames")
+    for bad in ("0", "-1", "nan", "soft"):
+        code, stderr = run_in_process(capsys, "--refine-sharpen", bad)
+        assert_one_line_error(code, stderr, "--refine-sharpen")
+
+
+def test_refine_sharpen_reaches_the_refine_stage():
+    from portrait.cli import build_parser, options_from_args
+
+    def refine(*argv):
+        return options_from_args(build_parser().parse_args(list(argv)))[3]
+
+    assert refine().sharpen == 3.0
+    assert refine("--refine-sharpen", "1").sharpen == 1.0
 
 
 def test_selfie_model_acceptance_path(tmp_path):

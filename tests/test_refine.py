@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from portrait.options import RefineOptions
-from portrait.refine import Refiner, guided_filter, refine_alpha
+from portrait.refine import Refiner, guided_filter, refine_alpha, sharpen_probability
 
 
 def _structured(shape, seed):
@@ -82,11 +82,40 @@ def test_guided_filter_rejects_bad_input(guide, src, radius, eps, match):
 def test_fast_variant_with_scale_1_equals_plain_guided_filter():
     frame, mask = _person_scene(120, 160)
     prob = cv2.GaussianBlur(mask, (9, 9), 3)
-    options = RefineOptions(radius_px=5, eps=1e-3, scale=1)
-    alpha = refine_alpha(frame, prob, options)
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
-    expected = np.clip(np.rint(guided_filter(grey, prob, 5, 1e-3) * 255), 0, 255)
-    assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+    for k in (1.0, 3.0):  # the filter runs on the sharpened probability
+        alpha = refine_alpha(frame, prob, RefineOptions(radius_px=5, eps=1e-3, scale=1, sharpen=k))
+        guided = guided_filter(grey, sharpen_probability(prob.copy(), k), 5, 1e-3)
+        expected = np.clip(np.rint(guided * 255), 0, 255)
+        assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def test_sharpen_probability_hand_computed():
+    p = np.array([0.0, 0.2, 0.5, 0.9, 1.0], np.float32)
+    np.testing.assert_allclose(sharpen_probability(p.copy(), 1.0), p, atol=1e-6)
+    # k = 2: 0.2 -> 0.04 / (0.04 + 0.64); 0.9 -> 0.81 / (0.81 + 0.01)
+    np.testing.assert_allclose(sharpen_probability(p.copy(), 2.0),
+                               [0.0, 0.04 / 0.68, 0.5, 0.81 / 0.82, 1.0], atol=1e-6)
+    out = np.empty_like(p)
+    assert sharpen_probability(p, 3.0, out) is out
+    np.testing.assert_array_equal(p, np.array([0.0, 0.2, 0.5, 0.9, 1.0], np.float32))  # untouched
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="sharpen"):
+            sharpen_probability(p.copy(), bad)
+
+
+def test_sharpening_narrows_the_glow_where_the_frame_has_no_edge():
+    # A flat grey frame gives the filter no edge to follow: it falls back to the model's soft
+    # disc, whose rim (alpha 10-50 %) is the glow; sharpening keeps the 0.5 contour and narrows it.
+    frame = np.full((180, 320, 3), 128, np.uint8)
+    yy, xx = np.mgrid[0:45, 0:80]
+    prob = 1 / (1 + np.exp((np.hypot(xx - 40, yy - 22) - 12) / 2.5)).astype(np.float32)
+    prob = prob.astype(np.float32)
+    soft = refine_alpha(frame, prob, RefineOptions(sharpen=1.0))
+    sharp = refine_alpha(frame, prob, RefineOptions(sharpen=3.0))
+    rim = lambda a: int(((a >= 26) & (a < 128)).sum())
+    assert rim(sharp) < 0.6 * rim(soft), (rim(sharp), rim(soft))
+    assert abs(int((sharp > 127).sum()) - int((soft > 127).sum())) < 0.05 * (soft > 127).sum()
 
 
 def test_refine_snaps_to_image_edge_better_than_bilinear():
