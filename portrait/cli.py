@@ -18,6 +18,7 @@ from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
     PHOTO_MODEL,
+    PHOTO_REFINE,
     CaptureOptions,
     CompositeOptions,
     ControlOptions,
@@ -201,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="K", help="steepen the model's edge to sigmoid(K*logit p) before the "
                                         "guided filter: less glow of the room around hair; 1 = "
                                         f"as the model gives it (default: {RefineOptions.sharpen:g})")
+    look.add_argument("--refine-guide", choices=("auto", "grey", "colour"), default="auto",
+                      help="what the guided filter follows: colour (B, G, R; keeps dark hair "
+                           "beside a bright face opaque, about 4x the cost) or grey; auto: colour "
+                           "for --image, grey for video and cameras")
     look.add_argument("--people", choices=("auto", "main", "all"), default="auto",
                       help="main: keep the person in front of the camera and anyone at least a "
                            "fifth their size, drop small regions apart from them (a bystander's "
@@ -233,8 +238,10 @@ def options_from_args(args: argparse.Namespace):
                              letterbox=args.letterbox, threads=args.threads,
                              trust_model=args.trust_model, tta=args.tta)
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
+    guide = args.refine_guide if args.refine_guide != "auto" else (
+        PHOTO_REFINE.guide if args.image else RefineOptions.guide)
     refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius,
-                           sharpen=args.refine_sharpen)
+                           sharpen=args.refine_sharpen, guide=guide)
     composite = CompositeOptions(background=args.background, blur_px=args.blur,
                                  light_wrap=args.light_wrap)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,

@@ -4,7 +4,8 @@
 ``cv2.ximgproc.guidedFilter`` (box means with ``BORDER_REFLECT``, eps on the guide's own scale).
 ``refine_alpha`` is the fast variant (He & Sun, "Fast Guided Filter"): the coefficients a, b are
 computed on a grey guide at 1/scale resolution, upsampled bilinearly and applied to the
-full-resolution grey frame, ``alpha = a * I + b``. The model's probability is first sharpened
+full-resolution grey frame, ``alpha = a * I + b``; with ``guide="colour"`` (photos) the
+coefficients are a per-channel a_B, a_G, a_R, which separate hair from a wall of the same grey. The model's probability is first sharpened
 (:func:`sharpen_probability`), so that where the frame has no edge to follow, the filter falls
 back to a narrow ramp instead of the low-resolution model's soft blob. The full-resolution work is one colour
 conversion, two resizes, one multiply and one saturating add.
@@ -23,6 +24,7 @@ from portrait.options import RefineOptions
 log = logging.getLogger(__name__)
 
 _BORDER = cv2.BORDER_REFLECT  # what cv2.ximgproc.guidedFilter uses for its box means
+_ONES_3 = np.ones((1, 3), np.float32)  # sums a 3-channel image into one
 
 
 def _box(x: np.ndarray, radius: int) -> np.ndarray:
@@ -41,8 +43,9 @@ def _grey_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: flo
     return _box(a, radius), _box(b, radius)
 
 
-def _colour_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Guided filter with a 3-channel float32 guide and a 1-channel float32 source."""
+def _colour_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float):
+    """Box-averaged coefficients (mean_a (H, W, 3), mean_b (H, W)) of q = a·I + b for a
+    3-channel float32 guide and a 1-channel float32 source."""
     chans = cv2.split(guide)
     mean_i = [_box(c, radius) for c in chans]
     mean_p = _box(src, radius)
@@ -66,8 +69,13 @@ def _colour_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) 
     a1 = (inv_rg * c0 + inv_gg * c1 + inv_gb * c2) / det
     a2 = (inv_rb * c0 + inv_gb * c1 + inv_bb * c2) / det
     b = mean_p - a0 * mean_i[0] - a1 * mean_i[1] - a2 * mean_i[2]
-    return (_box(a0, radius) * chans[0] + _box(a1, radius) * chans[1]
-            + _box(a2, radius) * chans[2] + _box(b, radius))
+    return cv2.merge([_box(a0, radius), _box(a1, radius), _box(a2, radius)]), _box(b, radius)
+
+
+def _colour_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Guided filter with a 3-channel float32 guide and a 1-channel float32 source."""
+    mean_a, mean_b = _colour_coefficients(guide, src, radius, eps)
+    return cv2.transform(mean_a * guide, _ONES_3) + mean_b
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -178,6 +186,12 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     scale = max(1, int(options.scale))
     low_size = (max(1, width // scale), max(1, height // scale))
     radius = max(1, round(options.radius_px / scale))
+    if options.sharpen != 1:
+        prob = sharpen_probability(prob, options.sharpen, _buffer(ws, "sharp", prob.shape, np.float32))
+    prob_low = prob if prob.shape[::-1] == low_size else cv2.resize(
+        prob, low_size, interpolation=cv2.INTER_LINEAR)
+    if options.guide == "colour":
+        return _refine_colour(frame_bgr, prob_low, low_size, radius, options.eps, out, ws)
     grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=_buffer(ws, "grey", (height, width), np.uint8))
     grey_low = grey
     if scale & (scale - 1) == 0:  # power of two: exact 2x linear steps average 2x2 blocks,
@@ -187,10 +201,6 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     else:
         grey_low = cv2.resize(grey, low_size, interpolation=cv2.INTER_AREA)
     guide_low = grey_low.astype(np.float32) * np.float32(1 / 255)
-    if options.sharpen != 1:
-        prob = sharpen_probability(prob, options.sharpen, _buffer(ws, "sharp", prob.shape, np.float32))
-    prob_low = prob if prob.shape[::-1] == low_size else cv2.resize(
-        prob, low_size, interpolation=cv2.INTER_LINEAR)
     mean_a, mean_b = _grey_coefficients(guide_low, prob_low, radius, options.eps)
     # alpha*255 = a*I255 + 255*b, so the guide stays uint8 at full resolution.
     mean_b *= np.float32(255)
@@ -203,6 +213,24 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
         cv2.resize(mean_b, (width, height), dst=full_b, interpolation=cv2.INTER_LINEAR)
     cv2.multiply(full_f32, grey, dst=full_f32, dtype=cv2.CV_32F)
     return cv2.add(full_f32, full_b, dst=out, dtype=cv2.CV_8U)  # saturates to 0..255
+
+
+def _refine_colour(frame_bgr: np.ndarray, prob_low: np.ndarray, low_size: tuple[int, int],
+                   radius: int, eps: float, out: np.ndarray, ws: dict) -> np.ndarray:
+    """The fast filter with the colour frame as guide: alpha = a_B·B + a_G·G + a_R·R + b."""
+    height, width = frame_bgr.shape[:2]
+    guide_low = cv2.resize(frame_bgr, low_size, interpolation=cv2.INTER_AREA)
+    guide_low = guide_low.astype(np.float32) * np.float32(1 / 255)
+    mean_a, mean_b = _colour_coefficients(guide_low, prob_low, radius, eps)
+    # alpha*255 = a . I255 + 255*b, so the guide stays uint8 at full resolution.
+    mean_b *= np.float32(255)
+    full_a = _buffer(ws, "full_a3", (height, width, 3), np.float32)
+    full_b = _buffer(ws, "full_b", (height, width), np.float32)
+    cv2.resize(mean_a, (width, height), dst=full_a, interpolation=cv2.INTER_LINEAR)
+    cv2.resize(mean_b, (width, height), dst=full_b, interpolation=cv2.INTER_LINEAR)
+    cv2.multiply(full_a, frame_bgr, dst=full_a, dtype=cv2.CV_32F)
+    total = cv2.transform(full_a, _ONES_3, dst=_buffer(ws, "full_a", (height, width), np.float32))
+    return cv2.add(total, full_b, dst=out, dtype=cv2.CV_8U)  # saturates to 0..255
 
 
 class Refiner:

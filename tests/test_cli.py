@@ -223,6 +223,19 @@ def test_refine_sharpen_reaches_the_refine_stage():
     assert refine("--refine-sharpen", "1").sharpen == 1.0
 
 
+def test_refine_guide_is_colour_for_photos_and_grey_for_streams():
+    from portrait.cli import build_parser, options_from_args
+
+    def guide(*argv):
+        return options_from_args(build_parser().parse_args(list(argv)))[3].guide
+
+    assert guide("--image", "me.jpg") == "colour"
+    assert guide("--source", "clip.mkv") == "grey"
+    assert guide() == "grey"
+    assert guide("--image", "me.jpg", "--refine-guide", "grey") == "grey"
+    assert guide("--source", "clip.mkv", "--refine-guide", "colour") == "colour"
+
+
 def test_selfie_model_acceptance_path(tmp_path):
     model = shared_path("models", "selfie_segmentation.tflite")
     image = shared_path("data", "eg1800", "images", "00002.jpg")

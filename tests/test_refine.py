@@ -90,6 +90,36 @@ def test_fast_variant_with_scale_1_equals_plain_guided_filter():
         assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1
 
 
+def test_fast_colour_variant_with_scale_1_equals_plain_colour_guided_filter():
+    frame, mask = _person_scene(120, 160)
+    frame[:, :80, 0] //= 2  # hue differs between the halves
+    prob = cv2.GaussianBlur(mask, (9, 9), 3)
+    alpha = refine_alpha(frame, prob, RefineOptions(radius_px=5, eps=1e-3, scale=1, sharpen=1,
+                                                   guide="colour"))
+    expected = guided_filter(frame.astype(np.float32) / 255, prob, 5, 1e-3)
+    expected = np.clip(np.rint(expected * 255), 0, 255)
+    assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+
+
+def test_colour_guide_follows_an_edge_of_hue_that_grey_cannot_see():
+    # A skin-coloured face on a wall of the same luma but another hue: the grey filter sees no
+    # edge and keeps the model's blur; the colour filter snaps to the face's outline.
+    h, w = 180, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    face = (xx - 160) ** 2 + (yy - 90) ** 2 < 50 ** 2
+    skin = np.array([150, 180, 220], np.float32)  # BGR, luma ~188.6
+    wall = np.full(3, float(skin @ [0.114, 0.587, 0.299]), np.float32)  # grey of the same luma
+    frame = np.where(face[..., None], skin, wall).astype(np.uint8)
+    prob = cv2.resize(face.astype(np.float32), (80, 45), interpolation=cv2.INTER_AREA)
+    prob = cv2.GaussianBlur(prob, (5, 5), 1.5)
+    band = cv2.dilate(face.astype(np.uint8), np.ones((13, 13))) != cv2.erode(
+        face.astype(np.uint8), np.ones((13, 13)))
+    truth = face * 255.0
+    err = {g: np.abs(refine_alpha(frame, prob, RefineOptions(guide=g)).astype(np.float32)
+                     - truth)[band].mean() for g in ("grey", "colour")}
+    assert err["colour"] < 0.5 * err["grey"], err
+
+
 def test_sharpen_probability_hand_computed():
     p = np.array([0.0, 0.2, 0.5, 0.9, 1.0], np.float32)
     np.testing.assert_allclose(sharpen_probability(p.copy(), 1.0), p, atol=1e-6)
