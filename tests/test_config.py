@@ -10,8 +10,8 @@ import tomllib
 import pytest
 
 from conftest import ROOT
-from portrait.cli import (build_parser, control_options_from_args, main, parse_size, positive_int,
-                          probability, zoom_limit)
+from portrait.cli import (build_parser, control_options_from_args, main, parse_size, positive_float,
+                          positive_int, probability, zoom_limit)
 from portrait.config import (
     NOT_SETTABLE,
     default_config_path,
@@ -58,8 +58,8 @@ def test_the_default_file_is_under_xdg_config_home_or_dot_config(tmp_path, monke
 
 # A valid command-line value for each argument type the parser uses. A new type makes the test
 # below fail until a sample is added here, so no option goes untested.
-SAMPLES = {None: "some/path.mp4", positive_int: 7, int: 3, float: 0.5, parse_size: "96x48",
-           probability: 0.3, zoom_limit: 1.5}
+SAMPLES = {None: "some/path.mp4", positive_int: 7, positive_float: 1.5, int: 3, float: 0.5,
+           parse_size: "96x48", probability: 0.3, zoom_limit: 1.5}
 
 
 def long_options():
