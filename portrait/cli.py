@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         f"as the model gives it (default: {RefineOptions.sharpen:g})")
     look.add_argument("--refine-guide", choices=("auto", "grey", "colour"), default="auto",
                       help="what the guided filter follows: colour (B, G, R; keeps dark hair "
-                           "beside a bright face opaque, about 4x the cost) or grey; auto: colour "
+                           "beside a bright face opaque, about 3x the cost) or grey; auto: colour "
                            "for --image, grey for video and cameras")
     look.add_argument("--people", choices=("auto", "main", "all"), default="auto",
                       help="main: keep the person in front of the camera and anyone at least a "

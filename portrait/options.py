@@ -125,7 +125,7 @@ class RefineOptions:
             model's p is a soft blob there: a glow of the room around the head.
         guide: ``grey`` (the frame's luma; video and cameras) or ``colour`` (B, G and R, as
             He et al.'s colour filter: dark hair beside a bright face and a bright wall stays
-            opaque; about four times the grey filter's cost, so photos only by default).
+            opaque; about three times the grey filter's cost, so photos only by default).
     """
 
     enabled: bool = True

@@ -4,11 +4,12 @@
 ``cv2.ximgproc.guidedFilter`` (box means with ``BORDER_REFLECT``, eps on the guide's own scale).
 ``refine_alpha`` is the fast variant (He & Sun, "Fast Guided Filter"): the coefficients a, b are
 computed on a grey guide at 1/scale resolution, upsampled bilinearly and applied to the
-full-resolution grey frame, ``alpha = a * I + b``; with ``guide="colour"`` (photos) the
-coefficients are a per-channel a_B, a_G, a_R, which separate hair from a wall of the same grey. The model's probability is first sharpened
-(:func:`sharpen_probability`), so that where the frame has no edge to follow, the filter falls
-back to a narrow ramp instead of the low-resolution model's soft blob. The full-resolution work is one colour
-conversion, two resizes, one multiply and one saturating add.
+full-resolution grey frame, ``alpha = a * I + b``. The full-resolution work is one colour
+conversion, two resizes, one multiply and one saturating add. With ``guide="colour"`` (photos)
+a is one coefficient per channel (a_B, a_G, a_R), which tells dark hair and a bright face from a
+bright wall, at about three times the cost. The model's probability is first sharpened
+(:func:`sharpen_probability`), so that where the frame has no edge to follow the filter falls
+back to a narrow ramp instead of the low-resolution model's soft blob.
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     Args:
         frame_bgr: BGR uint8 (H, W, 3) frame, the guide.
         prob: float32 (h, w) person probability in [0, 1], any size, same field of view.
-        options: radius_px, eps, scale, sharpen; ``enabled=False`` gives a bilinear upscale.
+        options: radius_px, eps, scale, sharpen, guide; ``enabled=False`` gives a bilinear
+            upscale.
         out: optional uint8 (H, W) array to write into.
         workspace: optional dict for scratch buffers reused between calls (see ``Refiner``).
 
