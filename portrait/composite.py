@@ -44,7 +44,8 @@ def _check_frame_alpha(frame_bgr: np.ndarray, alpha: np.ndarray) -> None:
 
 
 def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarray,
-              out: Optional[np.ndarray] = None, *, workspace: Optional[dict] = None) -> np.ndarray:
+              out: Optional[np.ndarray] = None, *, workspace: Optional[dict] = None,
+              bounded: bool = True) -> np.ndarray:
     """Blend ``frame * alpha + background * (1 - alpha)``.
 
     Args:
@@ -53,6 +54,9 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarr
         background_bgr: BGR uint8 (H, W, 3).
         out: optional uint8 (H, W, 3) destination.
         workspace: optional dict for the two scratch buffers, reused between calls.
+        bounded: blend only within the bounding box of ``alpha > 0`` and copy the background
+            elsewhere (the same result, bit for bit, at a fraction of the cost when the person
+            fills part of the frame); False blends the whole frame.
 
     Returns:
         BGR uint8 (H, W, 3) (``out`` when given).
@@ -68,14 +72,25 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarr
         out = np.empty_like(frame_bgr)
     elif out.dtype != np.uint8 or out.shape != frame_bgr.shape:
         raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {frame_bgr.shape}")
+    height, width = alpha.shape
+    x, y, w, h = cv2.boundingRect(alpha) if bounded else (0, 0, width, height)
+    if w == 0:
+        np.copyto(out, background_bgr)
+        return out
+    # where alpha is 0 the blend is the background exactly
+    for strip in (np.s_[:y], np.s_[y + h:], np.s_[y:y + h, :x], np.s_[y:y + h, x + w:]):
+        out[strip] = background_bgr[strip]
+    box = np.s_[y:y + h, x:x + w]
     ws = {} if workspace is None else workspace
-    person = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR,
-                          dst=_buffer(ws, "person", frame_bgr.shape, np.uint8))
-    rest = cv2.bitwise_not(person, dst=_buffer(ws, "rest", frame_bgr.shape, np.uint8))
+    person = _buffer(ws, "person", frame_bgr.shape, np.uint8)[:h, :w]
+    rest = _buffer(ws, "rest", frame_bgr.shape, np.uint8)[:h, :w]
+    cv2.cvtColor(alpha[box], cv2.COLOR_GRAY2BGR, dst=person)
+    cv2.bitwise_not(person, dst=rest)
     # each product is rounded to uint8 on its own, so the sum is within 1 of the exact blend
-    cv2.multiply(frame_bgr, person, dst=person, scale=1 / 255)
-    cv2.multiply(background_bgr, rest, dst=rest, scale=1 / 255)
-    return cv2.add(person, rest, dst=out)
+    cv2.multiply(frame_bgr[box], person, dst=person, scale=1 / 255)
+    cv2.multiply(background_bgr[box], rest, dst=rest, scale=1 / 255)
+    cv2.add(person, rest, dst=out[box])
+    return out
 
 
 def _halve(image: np.ndarray, times: int) -> np.ndarray:

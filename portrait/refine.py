@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _BORDER = cv2.BORDER_REFLECT  # what cv2.ximgproc.guidedFilter uses for its box means
 _ONES_3 = np.ones((1, 3), np.float32)  # sums a 3-channel image into one
+_REACH = np.float32(0.25)  # a quarter grey level: at most this rounds to 0, with room for float error
 
 
 def _box(x: np.ndarray, radius: int) -> np.ndarray:
@@ -152,7 +153,8 @@ def sharpen_probability(prob: np.ndarray, k: float, out: Optional[np.ndarray] = 
 
 
 def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions,
-                 out: Optional[np.ndarray] = None, *, workspace: Optional[dict] = None) -> np.ndarray:
+                 out: Optional[np.ndarray] = None, *, workspace: Optional[dict] = None,
+                 bounded: bool = True) -> np.ndarray:
     """Turn a low-resolution person probability into an alpha matte at frame size.
 
     Args:
@@ -162,6 +164,9 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
             upscale.
         out: optional uint8 (H, W) array to write into.
         workspace: optional dict for scratch buffers reused between calls (see ``Refiner``).
+        bounded: do the full-resolution work only within :func:`reach_box` (the same matte, bit
+            for bit, at a fraction of the cost when the person fills part of the frame); False
+            does it over the whole frame.
 
     Returns:
         uint8 (H, W) alpha, 255 = person (``out`` when given).
@@ -179,9 +184,8 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     elif out.dtype != np.uint8 or out.shape != (height, width):
         raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {(height, width)}")
     ws = {} if workspace is None else workspace
-    full_f32 = _buffer(ws, "full_a", (height, width), np.float32)
-
     if not options.enabled:
+        full_f32 = _buffer(ws, "full_a1", (height, width), np.float32)
         cv2.resize(prob, (width, height), dst=full_f32, interpolation=cv2.INTER_LINEAR)
         return cv2.multiply(full_f32, 255.0, dst=out, dtype=cv2.CV_8U)
 
@@ -193,7 +197,7 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     prob_low = prob if prob.shape[::-1] == low_size else cv2.resize(
         prob, low_size, interpolation=cv2.INTER_LINEAR)
     if options.guide == "colour":
-        return _refine_colour(frame_bgr, prob_low, low_size, radius, options.eps, out, ws)
+        return _refine_colour(frame_bgr, prob_low, low_size, radius, options.eps, out, ws, bounded)
     grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=_buffer(ws, "grey", (height, width), np.uint8))
     grey_low = grey
     if scale & (scale - 1) == 0:  # power of two: exact 2x linear steps average 2x2 blocks,
@@ -206,19 +210,11 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     mean_a, mean_b = _grey_coefficients(guide_low, prob_low, radius, options.eps)
     # alpha*255 = a*I255 + 255*b, so the guide stays uint8 at full resolution.
     mean_b *= np.float32(255)
-    full_b = _buffer(ws, "full_b", (height, width), np.float32)
-    if low_size == (width, height):
-        full_f32[...] = mean_a
-        full_b[...] = mean_b
-    else:
-        cv2.resize(mean_a, (width, height), dst=full_f32, interpolation=cv2.INTER_LINEAR)
-        cv2.resize(mean_b, (width, height), dst=full_b, interpolation=cv2.INTER_LINEAR)
-    cv2.multiply(full_f32, grey, dst=full_f32, dtype=cv2.CV_32F)
-    return cv2.add(full_f32, full_b, dst=out, dtype=cv2.CV_8U)  # saturates to 0..255
+    return _apply(mean_a, mean_b, grey, out, ws, bounded)
 
 
 def _refine_colour(frame_bgr: np.ndarray, prob_low: np.ndarray, low_size: tuple[int, int],
-                   radius: int, eps: float, out: np.ndarray, ws: dict) -> np.ndarray:
+                   radius: int, eps: float, out: np.ndarray, ws: dict, bounded: bool) -> np.ndarray:
     """The fast filter with the colour frame as guide: alpha = a_B·B + a_G·G + a_R·R + b."""
     height, width = frame_bgr.shape[:2]
     guide_low = cv2.resize(frame_bgr, low_size, interpolation=cv2.INTER_AREA)
@@ -226,13 +222,80 @@ def _refine_colour(frame_bgr: np.ndarray, prob_low: np.ndarray, low_size: tuple[
     mean_a, mean_b = _colour_coefficients(guide_low, prob_low, radius, eps)
     # alpha*255 = a . I255 + 255*b, so the guide stays uint8 at full resolution.
     mean_b *= np.float32(255)
-    full_a = _buffer(ws, "full_a3", (height, width, 3), np.float32)
-    full_b = _buffer(ws, "full_b", (height, width), np.float32)
-    cv2.resize(mean_a, (width, height), dst=full_a, interpolation=cv2.INTER_LINEAR)
-    cv2.resize(mean_b, (width, height), dst=full_b, interpolation=cv2.INTER_LINEAR)
-    cv2.multiply(full_a, frame_bgr, dst=full_a, dtype=cv2.CV_32F)
-    total = cv2.transform(full_a, _ONES_3, dst=_buffer(ws, "full_a", (height, width), np.float32))
-    return cv2.add(total, full_b, dst=out, dtype=cv2.CV_8U)  # saturates to 0..255
+    return _apply(mean_a, mean_b, frame_bgr, out, ws, bounded)
+
+
+def reach_box(mean_a: np.ndarray, mean_b255: np.ndarray, full_size: tuple[int, int]
+              ) -> Optional[tuple[int, int, int, int]]:
+    """Where ``alpha = a·I + b`` can be above 0 once the coefficients are upsampled.
+
+    A bilinear upsample is a convex combination of neighbouring cells, so a full-resolution pixel
+    is at most the largest ``255·Σ max(a, 0) + b`` over the cells it reads. Cells where that is
+    under a quarter grey level round to 0 whatever the frame holds; a pixel reads only cells
+    within one of it. So the box of the other cells, one cell wider on each side, holds every
+    pixel that can be above 0.
+
+    Args:
+        mean_a: float32 (h, w) or (h, w, C) coefficients, on a 0..255 guide.
+        mean_b255: float32 (h, w) offsets, times 255.
+        full_size: (W, H) of the frame they are upsampled to.
+
+    Returns:
+        (x0, y0, x1, y1) at full resolution, a multiple of the scale and clipped to the frame;
+        (0, 0, W, H) when W, H are not exact multiples of (w, h) (a cropped upsample would not
+        sample the same positions); None when no pixel can be above 0.
+    """
+    low_h, low_w = mean_b255.shape
+    width, height = full_size
+    scale_x, scale_y = width // low_w, height // low_h
+    if scale_x * low_w != width or scale_y * low_h != height:
+        return 0, 0, width, height
+    positive = np.maximum(mean_a, np.float32(0))
+    if positive.ndim == 3:
+        positive = cv2.transform(positive, _ONES_3)
+    positive *= np.float32(255)
+    positive += mean_b255
+    x, y, w, h = cv2.boundingRect((positive >= _REACH).view(np.uint8))
+    if w == 0:
+        return None
+    return (max(0, x - 1) * scale_x, max(0, y - 1) * scale_y,
+            min(low_w, x + w + 1) * scale_x, min(low_h, y + h + 1) * scale_y)
+
+
+def _apply(mean_a: np.ndarray, mean_b255: np.ndarray, guide: np.ndarray, out: np.ndarray,
+           ws: dict, bounded: bool) -> np.ndarray:
+    """alpha = upsample(a)·guide + upsample(b), full resolution, within :func:`reach_box`
+    (``bounded``) or over the whole frame; 0 outside the box."""
+    height, width = guide.shape[:2]
+    box = reach_box(mean_a, mean_b255, (width, height)) if bounded else (0, 0, width, height)
+    if box is None:
+        out.fill(0)
+        return out
+    x0, y0, x1, y1 = box
+    size = (x1 - x0, y1 - y0)
+    if size != (width, height):  # only the cells the box reads; its edges are whole cells
+        scale_y, scale_x = height // mean_b255.shape[0], width // mean_b255.shape[1]
+        cells = np.s_[y0 // scale_y:y1 // scale_y, x0 // scale_x:x1 // scale_x]
+        mean_a, mean_b255 = mean_a[cells], mean_b255[cells]
+    channels = guide.shape[2] if guide.ndim == 3 else 1
+    full_a = _buffer(ws, f"full_a{channels}", guide.shape, np.float32)[:size[1], :size[0]]
+    full_b = _buffer(ws, "full_b", (height, width), np.float32)[:size[1], :size[0]]
+    if mean_b255.shape[::-1] == size:
+        full_a[...] = mean_a
+        full_b[...] = mean_b255
+    else:
+        cv2.resize(mean_a, size, dst=full_a, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(mean_b255, size, dst=full_b, interpolation=cv2.INTER_LINEAR)
+    cv2.multiply(full_a, guide[y0:y1, x0:x1], dst=full_a, dtype=cv2.CV_32F)
+    if channels > 1:
+        full_a = cv2.transform(full_a, _ONES_3,
+                               dst=_buffer(ws, "full_a1", (height, width), np.float32)[:size[1], :size[0]])
+    cv2.add(full_a, full_b, dst=out[y0:y1, x0:x1], dtype=cv2.CV_8U)  # saturates to 0..255
+    out[:y0] = 0
+    out[y1:] = 0
+    out[y0:y1, :x0] = 0
+    out[y0:y1, x1:] = 0
+    return out
 
 
 class Refiner:

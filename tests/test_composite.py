@@ -229,6 +229,29 @@ def test_composite_matches_float_reference_and_reuses_out():
     assert np.abs(result - expected).max() <= 1.0
 
 
+@pytest.mark.parametrize("where", ["part", "speck", "none", "all", "noise"])
+def test_bounded_composite_is_bit_identical(where):
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    background = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    alpha = np.zeros((H, W), np.uint8)
+    if where == "part":
+        alpha[H // 3:, W // 4:W // 2] = rng.integers(0, 256, (H - H // 3, W // 2 - W // 4))
+    elif where == "speck":
+        alpha[2, W - 3] = 200
+    elif where == "all":
+        alpha[:] = 255
+    elif where == "noise":
+        alpha[:] = rng.integers(0, 256, (H, W))
+    workspace = {}
+    for _ in range(2):  # and with the scratch buffers reused
+        out = np.full_like(frame, 17)
+        bounded = composite(frame, alpha, background, out=out, workspace=workspace)
+        np.testing.assert_array_equal(bounded, composite(frame, alpha, background, bounded=False))
+    if where == "none":
+        np.testing.assert_array_equal(bounded, background)
+
+
 @pytest.mark.parametrize("frame, alpha, background, match", [
     (np.zeros((4, 5, 3), np.float32), np.zeros((4, 5), np.uint8), np.zeros((4, 5, 3), np.uint8), "float32"),
     (np.zeros((4, 5, 3), np.uint8), np.zeros((5, 4), np.uint8), np.zeros((4, 5, 3), np.uint8), r"\(5, 4\)"),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from portrait.options import RefineOptions
-from portrait.refine import Refiner, guided_filter, refine_alpha, sharpen_probability
+from portrait.refine import Refiner, guided_filter, reach_box, refine_alpha, sharpen_probability
 
 
 def _structured(shape, seed):
@@ -198,3 +198,58 @@ def test_class_equals_function_across_size_changes():
         frame, mask = _person_scene(h, w)
         prob = cv2.resize(mask, (16, 12), interpolation=cv2.INTER_AREA)
         np.testing.assert_array_equal(refiner(frame, prob), refine_alpha(frame, prob, options))
+
+
+def _part_frame_scene(h, w, seed):
+    """A noisy frame and a model-like probability: a soft blob over part of it, a faint speck."""
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    frame = cv2.GaussianBlur(frame, (5, 5), 0)
+    ph, pw = max(1, h // 4), max(1, w // 4)
+    yy, xx = np.mgrid[0:ph, 0:pw]
+    cx, cy = rng.uniform(0.3, 0.7) * pw, rng.uniform(0.4, 0.9) * ph
+    prob = 1 / (1 + np.exp((np.hypot((xx - cx) / 1.5, yy - cy) - ph * 0.25) / 1.2))
+    prob[int(ph * 0.1), int(pw * 0.9)] = 0.3  # a speck far from the person
+    return frame, prob.astype(np.float32)
+
+
+@pytest.mark.parametrize("guide", ["grey", "colour"])
+@pytest.mark.parametrize("shape, scale", [((180, 320), 4), ((720, 1280), 4), ((90, 160), 2),
+                                          ((181, 322), 4), ((97, 131), 4)])
+def test_bounded_refine_is_bit_identical_and_bounded(guide, shape, scale):
+    options = RefineOptions(guide=guide, scale=scale)
+    for seed in range(3):
+        frame, prob = _part_frame_scene(*shape, seed)
+        bounded = refine_alpha(frame, prob, options, workspace={})
+        whole = refine_alpha(frame, prob, options, bounded=False)
+        np.testing.assert_array_equal(bounded, whole)
+        assert 0 < (whole > 0).mean() < 0.9  # the scene leaves part of the frame at 0
+    # the same workspace across sizes and guides keeps the results exact
+    workspace = {}
+    for seed, size in enumerate([(180, 320), (90, 160), (180, 320)]):
+        frame, prob = _part_frame_scene(*size, seed)
+        np.testing.assert_array_equal(refine_alpha(frame, prob, options, workspace=workspace),
+                                      refine_alpha(frame, prob, options, bounded=False))
+
+
+def test_reach_box_from_hand_made_coefficients():
+    a = np.zeros((45, 80), np.float32)
+    b255 = np.zeros((45, 80), np.float32)
+    assert reach_box(a, b255, (320, 180)) is None  # nothing can light up
+    b255[10, 20] = 3.0  # lit whatever the guide
+    assert reach_box(a, b255, (320, 180)) == (19 * 4, 9 * 4, 22 * 4, 12 * 4)  # one cell wider
+    a[30, 70] = 0.001  # 255 * 0.001 = 0.255: can just reach a quarter level on a white pixel
+    assert reach_box(a, b255, (320, 180)) == (19 * 4, 9 * 4, 72 * 4, 32 * 4)
+    a[44, 0], b255[44, 0] = -0.5, 0.2  # a negative slope can only lower it; 0.2 stays dark
+    assert reach_box(a, b255, (320, 180)) == (19 * 4, 9 * 4, 72 * 4, 32 * 4)
+    a3 = np.zeros((45, 80, 3), np.float32)
+    a3[0, 79] = (0.0005, 0.0005, -1)  # the positive channels add up: 255 * 0.001
+    assert reach_box(a3, np.zeros((45, 80), np.float32), (320, 180)) == (78 * 4, 0, 320, 2 * 4)
+    assert reach_box(a, b255, (321, 180)) == (0, 0, 321, 180)  # not a whole multiple: all of it
+
+
+def test_empty_frame_gives_a_zero_matte():
+    frame = np.full((180, 320, 3), 90, np.uint8)
+    out = np.full((180, 320), 7, np.uint8)
+    alpha = refine_alpha(frame, np.zeros((45, 80), np.float32), RefineOptions(), out=out)
+    assert alpha is out and not alpha.any()
