@@ -5,7 +5,9 @@
 ``refine_alpha`` is the fast variant (He & Sun, "Fast Guided Filter"): the coefficients a, b are
 computed on a grey guide at 1/scale resolution, upsampled bilinearly and applied to the
 full-resolution grey frame, ``alpha = a * I + b``. The full-resolution work is one colour
-conversion, two resizes, one multiply and one saturating add. With ``guide="colour"`` (photos)
+conversion, then two resizes, one multiply and one saturating add only within
+:func:`reach_box`, the box where the matte can be above 0 (found from the coefficients at low
+resolution; 0 elsewhere, the same matte bit for bit as over the whole frame). With ``guide="colour"`` (photos)
 a is one coefficient per channel (a_B, a_G, a_R), which tells dark hair and a bright face from a
 bright wall, at about three times the cost. The model's probability is first sharpened
 (:func:`sharpen_probability`), so that where the frame has no edge to follow the filter falls
