@@ -9,9 +9,10 @@ conversion, then two resizes, one multiply and one saturating add only within
 :func:`reach_box`, the box where the matte can be above 0 (found from the coefficients at low
 resolution; 0 elsewhere, the same matte bit for bit as over the whole frame). With
 ``guide="colour"`` (photos) a is one coefficient per channel (a_B, a_G, a_R), which tells dark
-hair and a bright face from a bright wall, at about three times the cost. The model's probability is first sharpened
-(:func:`sharpen_probability`), so that where the frame has no edge to follow the filter falls
-back to a narrow ramp instead of the low-resolution model's soft blob.
+hair and a bright face from a bright wall, at about three times the cost. The model's
+probability is first sharpened (:func:`sharpen_probability`), so that where the frame has no
+edge to follow the filter falls back to a narrow ramp instead of the low-resolution model's soft
+blob.
 """
 
 from __future__ import annotations
