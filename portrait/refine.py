@@ -219,7 +219,6 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
 def _refine_colour(frame_bgr: np.ndarray, prob_low: np.ndarray, low_size: tuple[int, int],
                    radius: int, eps: float, out: np.ndarray, ws: dict, bounded: bool) -> np.ndarray:
     """The fast filter with the colour frame as guide: alpha = a_B·B + a_G·G + a_R·R + b."""
-    height, width = frame_bgr.shape[:2]
     guide_low = cv2.resize(frame_bgr, low_size, interpolation=cv2.INTER_AREA)
     guide_low = guide_low.astype(np.float32) * np.float32(1 / 255)
     mean_a, mean_b = _colour_coefficients(guide_low, prob_low, radius, eps)
