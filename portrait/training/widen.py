@@ -1,0 +1,219 @@
+"""Widen a trained model's decoder without changing what it predicts:
+``python -m portrait.training.widen MODEL.hdf5 --decoder 128,64,32 --out WIDE.hdf5``.
+
+The decoder of :func:`portrait.training.model.build_unet` squeezes the encoder's 576 channels
+at 1/16 into 64, then 40 and 24 channels on the way up. A wider decoder has more room, but one
+trained from the ImageNet backbone would have to repeat the whole training chain. Instead each
+stage gets new channels next to its trained ones (after Net2Net, Chen et al. 2016, with the
+"zero the outgoing weights" variant): every trained weight is copied, the new channels' own
+weights start random, and every weight that reads a new channel starts at 0. The widened model
+therefore predicts exactly what the original does, and a fine-tune (``train --init WIDE.hdf5``)
+puts the new channels to use from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from portrait.errors import InputError, ModelError, run_command
+
+log = logging.getLogger("portrait.training.widen")  # not "__main__" under python -m
+
+
+def decoder_widths(model) -> list[int]:
+    """The output channels of each decoder stage of a :func:`build_unet` model, 1/16 (or 1/32) up.
+
+    Raises:
+        ModelError: the model has no decoder stages named as ``build_unet`` names them.
+    """
+    names = {layer.name for layer in model.layers}
+    widths = []
+    while f"decoder{len(widths)}_conv_pw" in names:
+        widths.append(int(model.get_layer(f"decoder{len(widths)}_conv_pw").kernel.shape[-1]))
+    if len(widths) not in (3, 4) or "logits" not in names:
+        raise ModelError(f"the model has {len(widths)} decoder stages named decoder<i>_conv_pw "
+                         "(expected 3 or 4 and a 'logits' layer); widen only models that "
+                         "portrait.training.train built")
+    return widths
+
+
+def concat_index(prev_old: int, prev_new: int, skip_old: int) -> np.ndarray:
+    """Where each channel of the old ``concat([x, skip])`` sits in the widened one.
+
+    The widened ``x`` keeps its ``prev_old`` trained channels first and adds ``prev_new -
+    prev_old``; the skip's trained channels follow all of ``x``'s.
+    """
+    return np.concatenate([np.arange(prev_old), prev_new + np.arange(skip_old)])
+
+
+def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
+    """A copy of ``model`` whose decoder stages have ``widths`` channels, predicting the same.
+
+    Args:
+        model: a Keras model that :func:`portrait.training.model.build_unet` built (or a soup
+            or fine-tune of one), any input size.
+        widths: new output channels per decoder stage, 1/16 (or 1/32) up; each at least the
+            stage's present width and even (the skip projection takes half).
+
+    Raises:
+        ModelError: not a ``build_unet`` model, or widths that do not fit it.
+    """
+    from portrait.training.model import DEFAULT_DECODER_FILTERS, build_unet
+
+    old_widths = decoder_widths(model)
+    widths = list(widths)
+    if len(widths) != len(old_widths):
+        raise ModelError(f"the model has {len(old_widths)} decoder stages "
+                         f"({','.join(map(str, old_widths))}); got {len(widths)} widths")
+    for stage, (old, new) in enumerate(zip(old_widths, widths)):
+        if new < old or new % 2:
+            raise ModelError(f"decoder stage {stage} has {old} channels; its new width must be "
+                             f"an even number at least as large, got {new}")
+    names = {layer.name for layer in model.layers}
+    context = "lraspp" if "context_proj" in names else "none"
+    stride = 16 if len(widths) == 3 else 32
+    padded = tuple(DEFAULT_DECODER_FILTERS[:4 - len(widths)]) + tuple(widths)
+    encoder = [tuple(w.shape) for w in model.get_layer("encoder").weights]
+    for alpha in _alphas(model.name):
+        wide = build_unet((stride * 2, stride * 2), alpha, stride, padded, fixed_input=False,
+                          context=context)
+        if [tuple(w.shape) for w in wide.get_layer("encoder").weights] == encoder:
+            break
+    else:
+        raise ModelError("the model's encoder is not a MobileNetV2 of any width multiplier "
+                         f"({', '.join(map(str, ALPHAS))}); widen only models that "
+                         "portrait.training.train built")
+
+    for layer in model.layers:
+        if layer.weights and not layer.name.startswith(("decoder", "logits")):
+            wide.get_layer(layer.name).set_weights(layer.get_weights())
+
+    prev_old = prev_new = int(model.get_layer(f"decoder0_conv_dw").kernel.shape[2]
+                              - model.get_layer("decoder0_skip").kernel.shape[-1])
+    for stage, (old, new) in enumerate(zip(old_widths, widths)):
+        name = f"decoder{stage}"
+        skip_old = old // 2
+        _copy_into(model, wide, f"{name}_skip", lambda w, o: _put(w, o, (..., slice(0, o.shape[-1]))))
+        _copy_into(model, wide, f"{name}_skip_bn", lambda w, o: _put(w, o, slice(0, o.shape[0])))
+        index = concat_index(prev_old, prev_new, skip_old)
+        _copy_into(model, wide, f"{name}_conv_dw", lambda w, o: _put(w, o, (..., index, slice(None))))
+        _copy_into(model, wide, f"{name}_conv_dw_bn", lambda w, o: _put(w, o, index))
+
+        def pointwise(w, o, index=index):
+            w[:, :, :, :o.shape[-1]] = 0.0  # the trained outputs read no new channel
+            w[:, :, index, :o.shape[-1]] = o
+            return w
+
+        _copy_into(model, wide, f"{name}_conv_pw", pointwise)
+        _copy_into(model, wide, f"{name}_conv_pw_bn", lambda w, o: _put(w, o, slice(0, o.shape[0])))
+        prev_old, prev_new = old, new
+
+    def logits(w, o):
+        if w.ndim == 1:  # the bias
+            return o
+        w[...] = 0.0
+        w[:, :, :o.shape[2], :] = o
+        return w
+
+    _copy_into(model, wide, "logits", logits)
+    return wide
+
+
+ALPHAS = (1.0, 0.35, 0.5, 0.75, 1.3, 1.4)
+
+
+def _alphas(name: str) -> list[float]:
+    """Width multipliers to try, the one in ``build_unet``'s model name (``mobilenetv2_1_unet``) first."""
+    match = re.fullmatch(r"mobilenetv2_([0-9.]+)_unet", name)
+    named = [float(match.group(1))] if match else []
+    return named + [alpha for alpha in ALPHAS if alpha not in named]
+
+
+def _put(target: np.ndarray, source: np.ndarray, where) -> np.ndarray:
+    target[where] = source
+    return target
+
+
+def _copy_into(model, wide, name: str, fill) -> None:
+    """Set each weight of ``wide``'s layer ``name`` to ``fill(its fresh value, the old one)``."""
+    fresh = wide.get_layer(name).get_weights()
+    old = model.get_layer(name).get_weights()
+    wide.get_layer(name).set_weights([fill(np.array(w), o) for w, o in zip(fresh, old)])
+
+
+def parse_widths(text: str) -> list[int]:
+    """``"128,64,32"`` -> [128, 64, 32] (argparse type)."""
+    try:
+        widths = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated channel counts such as "
+                                         f"128,64,32, got {text!r}") from None
+    if not widths or min(widths) < 2:
+        raise argparse.ArgumentTypeError(f"channel counts must be at least 2, got {text!r}")
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from portrait.cli import OneLineParser
+
+    p = OneLineParser(
+        prog="python -m portrait.training.widen",
+        description="Write a copy of a trained model with a wider decoder that predicts the "
+                    "same; fine-tune it with train --init.",
+    )
+    p.add_argument("model", metavar="MODEL", help="the .hdf5 model to widen")
+    p.add_argument("--decoder", type=parse_widths, required=True, metavar="C1,C2,C3",
+                   help="channels of each decoder stage, deepest first (the shipped files: 64,40,24)")
+    p.add_argument("--out", required=True, metavar="FILE.hdf5", help="the new model file")
+    p.add_argument("--seed", type=int, default=1, help="seed of the new channels' random weights")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from portrait.cli import configure_logging, import_tensorflow_quietly
+
+    configure_logging()
+
+    def body() -> None:
+        from portrait.segment import HDF5_SUFFIXES, read_short_side_hint, resolve_model_path
+
+        path = resolve_model_path(args.model, "pass a model that portrait.training.train wrote")
+        out = Path(args.out)
+        if out.suffix.lower() not in HDF5_SUFFIXES:
+            raise InputError(f"--out '{out}' must end in .hdf5 or .h5")
+        if out.exists() and out.resolve() == path.resolve():
+            raise InputError(f"--out '{out}' is the model itself; choose a new file")
+        if not out.parent.is_dir():
+            raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
+        short_px = read_short_side_hint(path)
+        if short_px is None:
+            raise InputError(f"'{path}' does not say which short side it runs at; widen a model "
+                             "that portrait.training.train wrote")
+        import_tensorflow_quietly()
+        import keras
+
+        from portrait.segment.keras_compat import load_keras_model
+        from portrait.training.train import save_model
+
+        keras.utils.set_random_seed(args.seed)
+        model = load_keras_model(path)
+        before = decoder_widths(model)
+        wide = widen_decoder(model, args.decoder)
+        save_model(wide, out, short_px)
+        log.info("wrote %s: decoder %s -> %s channels, %d -> %d parameters", out,
+                 ",".join(map(str, before)), ",".join(map(str, args.decoder)),
+                 model.count_params(), wide.count_params())
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
