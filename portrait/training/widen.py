@@ -18,11 +18,14 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from portrait.errors import InputError, ModelError, run_command
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger("portrait.training.widen")  # not "__main__" under python -m
 
@@ -95,7 +98,7 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
         if layer.weights and not layer.name.startswith(("decoder", "logits")):
             wide.get_layer(layer.name).set_weights(layer.get_weights())
 
-    prev_old = prev_new = int(model.get_layer(f"decoder0_conv_dw").kernel.shape[2]
+    prev_old = prev_new = int(model.get_layer("decoder0_conv_dw").kernel.shape[2]
                               - model.get_layer("decoder0_skip").kernel.shape[-1])
     for stage, (old, new) in enumerate(zip(old_widths, widths)):
         name = f"decoder{stage}"
