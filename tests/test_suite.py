@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from portrait.training import suite
+from portrait.training.conditions import CAMERA_CONDITIONS
 from portrait.training.video_metrics import (
     SequenceScore,
     alpha_change,
@@ -132,7 +133,7 @@ def test_training_split_leaves_out_everything_the_suite_scores(tmp_path):
 @needs_shared
 def test_suite_command_prints_tables_and_one_json_line():
     command = [sys.executable, "-m", "portrait.evaluate", "--suite", "--model", str(SELFIE),
-               "--compare", str(SELFIE), "--max-items", "3", "--no-progress", "-q"]
+               "--compare", str(SELFIE), "--max-items", "3", "--conditions", "--no-progress", "-q"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -148,6 +149,10 @@ def test_suite_command_prints_tables_and_one_json_line():
     assert pooled["frames"] == 3 * len(suite.WEBCAM_CLIPS)
     assert 0.0 <= pooled["stray_mean"] < 1.0
     assert data["cost"][0]["input"] == "256x256"
+    assert list(data["webcam_conditions"]) == [c.name for c in CAMERA_CONDITIONS]
+    for a, b in data["webcam_conditions"].values():
+        assert a == b and a["frames"] == 3 * len(suite.WEBCAM_CLIPS)
+    assert "other cameras (held-out clips, app path)" in result.stderr
     assert "worst domain against the peer" in result.stderr
     assert "webcam (held-out clips)" in result.stderr
     assert "model alone (--people all)" in result.stderr

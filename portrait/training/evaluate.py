@@ -577,6 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(held-out photos of each set, held-out webcam clips through the video "
                         "path, the segmenter's cost at 1280x720): tables on stderr, one JSON line "
                         "on stdout")
+    p.add_argument("--conditions", action="store_true",
+                   help="with --suite: also score the held-out clips as other cameras deliver "
+                        "them (a dim room, a window behind, a soft sensor, a squeezed stream, a "
+                        "16:9 webcam)")
     p.add_argument("--list", dest="list_file", metavar="FILE",
                    help="file of image stems, one per line (default: every image with a mask)")
     p.add_argument("--max-items", type=positive_int, metavar="N", help="only the first N images")
@@ -643,6 +647,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "(e.g. ../shared/models/selfie_segmentation.tflite)")
     if not args.suite and not args.data:
         parser.error("the following arguments are required: --data")
+    if args.conditions and not args.suite:
+        parser.error("--conditions scores the suite's held-out clips; pass --suite too")
     configure_logging(args.verbose, args.quiet)
     if args.suite:
         return run_command(lambda: _suite_body(args), traceback=args.debug)
@@ -680,7 +686,8 @@ def _suite_body(args: argparse.Namespace) -> None:
         if not args.debug:
             import_tensorflow_quietly()
         result = suite.run_suite(root, models, max_items=args.max_items,
-                                 progress=not (args.no_progress or args.quiet))
+                                 progress=not (args.no_progress or args.quiet),
+                                 conditions=args.conditions)
         sys.stderr.write(suite.format_suite(result) + "\n")
         os.write(stdout_fd, (json.dumps(result) + "\n").encode())
 

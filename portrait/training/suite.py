@@ -50,6 +50,7 @@ from portrait.segment import create_segmenter
 from portrait.segment.locate import SHARED_DIR
 from portrait.smooth import TemporalSmoother
 from portrait.subject import SubjectSelector
+from portrait.training.conditions import CAMERA_CONDITIONS, CameraCondition
 from portrait.training.evaluate import FAR_MARGIN
 from portrait.training.video_metrics import SequenceScore
 
@@ -176,26 +177,31 @@ def clip_paths(root: Path, clips: Sequence[str] = WEBCAM_CLIPS) -> list[Path]:
 
 
 def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = None,
-               subject: bool = True) -> SequenceScore:
+               subject: bool = True, condition: Optional[CameraCondition] = None) -> SequenceScore:
     """Run a clip through the app's video-file path (matte output) and score its mattes.
 
     ``subject``: with the app's subject selection (its default for video), or without it
-    (``--people all``: what the model itself marks).
+    (``--people all``: what the model itself marks). ``condition``: remake each frame as that
+    camera would deliver it; stillness is judged on the frame before its photometric change.
     """
+    condition = condition or CameraCondition("as filmed")
     score = SequenceScore()
     with VideoFileSource(path) as source:
         frames = iter(source)
         first = next(frames, None)
         if first is None:
             raise InputError(f"clip '{path}' gave no frames; check the file")
-        height, width = first.image.shape[:2]
+        framed, _ = condition.apply(first.image, 0)
+        height, width = framed.shape[:2]
         with create_segmenter(replace(segment, frame_size=(width, height))) as segmenter:
             processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
                                        Refiner(RefineOptions()), None, matte=True,
                                        options=PipelineOptions(),
                                        subject=SubjectSelector(SubjectOptions()) if subject else None)
-            for frame in itertools.islice(itertools.chain([first], frames), max_frames):
-                score.add(frame.image, processor.process(frame.image))
+            chained = itertools.islice(itertools.chain([first], frames), max_frames)
+            for index, frame in enumerate(chained):
+                framed, delivered = condition.apply(frame.image, index)
+                score.add(framed, processor.process(delivered))
     return score
 
 
@@ -224,7 +230,7 @@ def segment_cost_ms(models: Sequence[SegmentOptions], frame_bgr: np.ndarray,
 
 
 def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[int] = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, conditions: bool = False) -> dict:
     """Score the models on every domain of the suite.
 
     Args:
@@ -238,7 +244,9 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
         ``frames``, ``stray_mean``, ``stray_frames``, ``stray_share``, ``flicker``,
         ``still_pairs``, through the app's video path; ``webcam_model_alone``: the same with
         subject selection off; ``cost``: per model ``ms`` and ``input``; ``worst`` (see
-        :func:`worst_domain`).
+        :func:`worst_domain`). With ``conditions``, also ``webcam_conditions``: per camera
+        condition (:data:`CAMERA_CONDITIONS`), the held-out clips pooled through the app's path
+        as that camera would deliver them; not part of ``worst``.
 
     Raises:
         InputError: missing suite data.
@@ -259,18 +267,30 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
         for name, path in zip(WEBCAM_CLIPS, clips):
             log.info("suite: webcam clip %s%s", path.name, "" if subject else ", model alone")
             scores[name] = [score_clip(m, path, max_items, subject=subject) for m in models]
-        scores["all held-out clips"] = [
-            SequenceScore(strays=[s for name in WEBCAM_CLIPS for s in scores[name][i].strays],
-                          flickers=[f for name in WEBCAM_CLIPS for f in scores[name][i].flickers])
-            for i in range(len(models))]
+        scores["all held-out clips"] = [pooled([scores[name][i] for name in WEBCAM_CLIPS])
+                                        for i in range(len(models))]
         webcam[key] = {name: [clip_summary(score) for score in per_model]
                        for name, per_model in scores.items()}
+    if conditions:
+        webcam["webcam_conditions"] = {}
+        for condition in CAMERA_CONDITIONS:
+            log.info("suite: held-out clips, %s", condition.name)
+            webcam["webcam_conditions"][condition.name] = [
+                clip_summary(pooled([score_clip(m, path, max_items, condition=condition)
+                                     for path in clips]))
+                for m in models]
     with VideoFileSource(clips[0]) as source:
         frame = cv2.resize(next(iter(source)).image, COST_FRAME_SIZE, interpolation=cv2.INTER_AREA)
     result = {"models": [m.model for m in models], "photos": photos, **webcam,
               "cost": segment_cost_ms(models, frame)}
     result["worst"] = worst_domain(result)
     return result
+
+
+def pooled(scores: Sequence[SequenceScore]) -> SequenceScore:
+    """Several clips' scores as one: every frame's stray area and every still pair's flicker."""
+    return SequenceScore(strays=[s for score in scores for s in score.strays],
+                         flickers=[f for score in scores for f in score.flickers])
 
 
 def clip_summary(score: SequenceScore) -> dict:
@@ -330,7 +350,8 @@ def format_suite(result: dict) -> str:
                  "second people out, so there it counts them too and does not rank")
 
     for key, title in (("webcam", "webcam (held-out clips)"),
-                       ("webcam_model_alone", "model alone (--people all)")):
+                       ("webcam_model_alone", "model alone (--people all)"),
+                       ("webcam_conditions", "other cameras (held-out clips, app path)")):
         if key not in result:  # results written before subject selection
             continue
         header = (f"{title:<{width}}{'frames':>6}  {'stray %':>8} {'peer':>7}  "
