@@ -103,8 +103,8 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
     for stage, (old, new) in enumerate(zip(old_widths, widths)):
         name = f"decoder{stage}"
         skip_old = old // 2
-        _copy_into(model, wide, f"{name}_skip", lambda w, o: _put(w, o, (..., slice(0, o.shape[-1]))))
-        _copy_into(model, wide, f"{name}_skip_bn", lambda w, o: _put(w, o, slice(0, o.shape[0])))
+        _copy_into(model, wide, f"{name}_skip", _first_channels)
+        _copy_into(model, wide, f"{name}_skip_bn", _first_channels)
         index = concat_index(prev_old, prev_new, skip_old)
         _copy_into(model, wide, f"{name}_conv_dw", lambda w, o: _put(w, o, (..., index, slice(None))))
         _copy_into(model, wide, f"{name}_conv_dw_bn", lambda w, o: _put(w, o, index))
@@ -115,7 +115,7 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
             return w
 
         _copy_into(model, wide, f"{name}_conv_pw", pointwise)
-        _copy_into(model, wide, f"{name}_conv_pw_bn", lambda w, o: _put(w, o, slice(0, o.shape[0])))
+        _copy_into(model, wide, f"{name}_conv_pw_bn", _first_channels)
         prev_old, prev_new = old, new
 
     def logits(w, o):
@@ -142,6 +142,11 @@ def _alphas(name: str) -> list[float]:
 def _put(target: np.ndarray, source: np.ndarray, where) -> np.ndarray:
     target[where] = source
     return target
+
+
+def _first_channels(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """The trained channels first along the last axis; the new ones keep their fresh values."""
+    return _put(target, source, (..., slice(0, source.shape[-1])))
 
 
 def _copy_into(model, wide, name: str, fill) -> None:
