@@ -14,7 +14,7 @@ Device = Literal["auto", "cpu", "gpu"]
 Backend = Literal["auto", "keras", "tflite", "mediapipe"]
 PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
 # Context modules between the encoder and the decoder (portrait.training.model.build_unet, train --context).
-CONTEXT_MODULES = ("none", "lraspp")
+CONTEXT_MODULES = ("none", "lraspp", "tail")
 # The shipped models: the most accurate for photos (and the library's default), and a cheaper
 # one for camera and video frames, where each frame has a 33 ms budget (weights/README.md).
 PHOTO_MODEL = "weights/unet.hdf5"

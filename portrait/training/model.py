@@ -50,6 +50,19 @@ def _lraspp(x, filters: int = LRASPP_FILTERS, name: str = "context"):
     return layers.Multiply(name=f"{name}_gated")([y, g])
 
 
+def _tail(bottleneck, deep, name: str = "context"):
+    """The rest of MobileNetV2 (blocks 13 to 16, output stride 32) added back to the bottleneck.
+
+    A stride-16 encoder stops where each location sees a patch of the frame; blocks 13 to 16 see
+    nearly all of a webcam frame (9×5 cells at 288×160). Their output is projected to the
+    bottleneck's channels by a 1×1 convolution that starts at zero, upsampled ×2 and added, so a
+    model that gains the tail predicts what it did until training puts the tail to use.
+    """
+    d = layers.Conv2D(bottleneck.shape[-1], 1, kernel_initializer="zeros", name=f"{name}_tail")(deep)
+    d = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_tail_up")(d)
+    return layers.Add(name=f"{name}_added")([bottleneck, d])
+
+
 def _separable_block(x, filters: int, name: str):
     """Depthwise 3×3 + pointwise 1×1, each followed by batch norm and ReLU6."""
     x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
@@ -93,7 +106,8 @@ def build_unet(
         fixed_input: True gives an input of shape (H, W, 3); False gives (None, None, 3) so the
             model runs at any size that is a multiple of the stride.
         context: ``"none"`` feeds the bottleneck to the decoder as it is; ``"lraspp"`` first
-            passes it through a Lite R-ASPP context module (see :func:`_lraspp`).
+            passes it through a Lite R-ASPP context module (see :func:`_lraspp`); ``"tail"``
+            (output stride 16 only) adds the rest of the encoder back to it (see :func:`_tail`).
 
     Returns:
         A Keras model with input RGB uint8-range floats and a 1-channel sigmoid output of the
@@ -112,6 +126,9 @@ def build_unet(
         )
     if context not in CONTEXT_MODULES:
         raise ValueError(f"context must be one of {', '.join(CONTEXT_MODULES)}, got {context!r}")
+    if context == "tail" and output_stride != 16:
+        raise ValueError("context 'tail' adds blocks 13 to 16 to a stride-16 encoder; "
+                         f"output_stride {output_stride} already has them")
     if len(decoder_filters) != 4:
         raise ValueError(f"decoder_filters needs 4 entries, got {len(decoder_filters)}")
 
@@ -138,12 +155,20 @@ def build_unet(
 
     skip_strides = (8, 4, 2) if output_stride == 16 else (16, 8, 4, 2)
     names = [ENCODER_SKIPS[output_stride]] + [ENCODER_SKIPS[s] for s in skip_strides]
+    if context == "tail":
+        names.append(ENCODER_SKIPS[32])
     feature_extractor = keras.Model(
         encoder.input, [encoder.get_layer(n).output for n in names], name="encoder"
     )
     bottleneck, *skips = feature_extractor(x)
 
-    y = _lraspp(bottleneck) if context == "lraspp" else bottleneck
+    if context == "lraspp":
+        y = _lraspp(bottleneck)
+    elif context == "tail":
+        *skips, deep = skips
+        y = _tail(bottleneck, deep)
+    else:
+        y = bottleneck
     filters = list(decoder_filters)[-len(skips):]
     for i, (skip, f) in enumerate(zip(skips, filters)):
         y = _up_block(y, skip, f, name=f"decoder{i}")

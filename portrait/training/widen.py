@@ -68,7 +68,7 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
     Raises:
         ModelError: not a ``build_unet`` model, or widths that do not fit it.
     """
-    from portrait.training.model import DEFAULT_DECODER_FILTERS, build_unet
+    from portrait.training.model import DEFAULT_DECODER_FILTERS
 
     old_widths = decoder_widths(model)
     widths = list(widths)
@@ -80,19 +80,10 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
             raise ModelError(f"decoder stage {stage} has {old} channels; its new width must be "
                              f"an even number at least as large, got {new}")
     names = {layer.name for layer in model.layers}
-    context = "lraspp" if "context_proj" in names else "none"
+    context = "lraspp" if "context_proj" in names else "tail" if "context_tail" in names else "none"
     stride = 16 if len(widths) == 3 else 32
     padded = tuple(DEFAULT_DECODER_FILTERS[:4 - len(widths)]) + tuple(widths)
-    encoder = [tuple(w.shape) for w in model.get_layer("encoder").weights]
-    for alpha in _alphas(model.name):
-        wide = build_unet((stride * 2, stride * 2), alpha, stride, padded, fixed_input=False,
-                          context=context)
-        if [tuple(w.shape) for w in wide.get_layer("encoder").weights] == encoder:
-            break
-    else:
-        raise ModelError("the model's encoder is not a MobileNetV2 of any width multiplier "
-                         f"({', '.join(map(str, ALPHAS))}); widen only models that "
-                         "portrait.training.train built")
+    wide = _rebuild(model, padded, stride, context)
 
     for layer in model.layers:
         if layer.weights and not layer.name.startswith(("decoder", "logits")):
@@ -127,6 +118,55 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
 
     _copy_into(model, wide, "logits", logits)
     return wide
+
+
+def add_tail(model, backbone_weights: str) -> "keras.Model":
+    """A copy of a stride-16 ``model`` with the rest of the encoder added back (``context="tail"``,
+    :func:`portrait.training.model._tail`), predicting the same.
+
+    Every trained weight is copied by layer name; blocks 13 to 16 start from ``backbone_weights``
+    (MobileNetV2 ImageNet weights) and their projection into the bottleneck at zero.
+
+    Raises:
+        ModelError: not a stride-16 ``build_unet`` model without a context module.
+    """
+    from portrait.training.model import DEFAULT_DECODER_FILTERS
+
+    widths = decoder_widths(model)
+    names = {layer.name for layer in model.layers}
+    if len(widths) != 3 or "context_proj" in names or "context_tail" in names:
+        raise ModelError("the tail joins a stride-16 model without a context module; this one has "
+                         f"{len(widths)} decoder stages{' and a context module' if 'context_proj' in names or 'context_tail' in names else ''}")
+    grown = _rebuild(model, tuple(DEFAULT_DECODER_FILTERS[:1]) + tuple(widths), 16, "tail",
+                     backbone_weights)
+    encoder = grown.get_layer("encoder")
+    for layer in model.get_layer("encoder").layers:
+        if layer.weights:
+            encoder.get_layer(layer.name).set_weights(layer.get_weights())
+    for layer in model.layers:
+        if layer.weights and layer.name != "encoder":
+            grown.get_layer(layer.name).set_weights(layer.get_weights())
+    return grown
+
+
+def _rebuild(model, filters: tuple, stride: int, context: str, backbone_weights=None):
+    """``build_unet`` with ``model``'s encoder width (found by trying each width multiplier)."""
+    from portrait.training.model import build_unet
+
+    encoder = {layer.name: [tuple(w.shape) for w in layer.weights]
+               for layer in model.get_layer("encoder").layers}
+    for alpha in _alphas(model.name):
+        if alpha != 1.0 and backbone_weights:
+            continue  # the shipped backbone is alpha 1.0
+        built = build_unet((stride * 2, stride * 2), alpha, stride, filters, backbone_weights,
+                           fixed_input=False, context=context)
+        mine = {layer.name: [tuple(w.shape) for w in layer.weights]
+                for layer in built.get_layer("encoder").layers}
+        if all(mine.get(name) == shapes for name, shapes in encoder.items()):
+            return built
+    raise ModelError("the model's encoder is not a MobileNetV2 of any width multiplier "
+                     f"({', '.join(map(str, ALPHAS))}){' with the backbone file' if backbone_weights else ''}; "
+                     "grow only models that portrait.training.train built")
 
 
 ALPHAS = (1.0, 0.35, 0.5, 0.75, 1.3, 1.4)
@@ -177,8 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "same; fine-tune it with train --init.",
     )
     p.add_argument("model", metavar="MODEL", help="the .hdf5 model to widen")
-    p.add_argument("--decoder", type=parse_widths, required=True, metavar="C1,C2,C3",
+    p.add_argument("--decoder", type=parse_widths, metavar="C1,C2,C3",
                    help="channels of each decoder stage, deepest first (the shipped files: 64,40,24)")
+    p.add_argument("--tail", action="store_true",
+                   help="add the rest of the encoder (blocks 13 to 16, the whole frame in view) "
+                        "back to a stride-16 model, from the MobileNetV2 backbone weights")
+    p.add_argument("--backbone", metavar="FILE",
+                   help="with --tail: MobileNetV2 alpha 1.0 weights (default: "
+                        "../shared/models/mobilenetv2_1.0_backbone.weights.h5)")
     p.add_argument("--out", required=True, metavar="FILE.hdf5", help="the new model file")
     p.add_argument("--seed", type=int, default=1, help="seed of the new channels' random weights")
     return p
@@ -192,6 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> None:
         from portrait.segment import HDF5_SUFFIXES, read_short_side_hint, resolve_model_path
+        from portrait.training.train import DEFAULT_BACKBONE
 
         path = resolve_model_path(args.model, "pass a model that portrait.training.train wrote")
         out = Path(args.out)
@@ -201,6 +248,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--out '{out}' is the model itself; choose a new file")
         if not out.parent.is_dir():
             raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
+        if not args.decoder and not args.tail:
+            raise InputError("nothing to add: pass --decoder C1,C2,C3, --tail or both")
+        backbone = Path(args.backbone) if args.backbone else DEFAULT_BACKBONE
+        if args.tail and not backbone.is_file():
+            raise InputError(f"backbone weights '{backbone}' not found; pass --backbone FILE "
+                             "(MobileNetV2 alpha 1.0, include_top=False)")
         short_px = read_short_side_hint(path)
         if short_px is None:
             raise InputError(f"'{path}' does not say which short side it runs at; widen a model "
@@ -214,11 +267,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         keras.utils.set_random_seed(args.seed)
         model = load_keras_model(path)
         before = decoder_widths(model)
-        wide = widen_decoder(model, args.decoder)
-        save_model(wide, out, short_px)
-        log.info("wrote %s: decoder %s -> %s channels, %d -> %d parameters", out,
-                 ",".join(map(str, before)), ",".join(map(str, args.decoder)),
-                 model.count_params(), wide.count_params())
+        grown = add_tail(model, str(backbone)) if args.tail else model
+        if args.decoder:
+            grown = widen_decoder(grown, args.decoder)
+        save_model(grown, out, short_px)
+        log.info("wrote %s: decoder %s -> %s channels%s, %d -> %d parameters", out,
+                 ",".join(map(str, before)), ",".join(map(str, decoder_widths(grown))),
+                 ", the encoder's tail added" if args.tail else "",
+                 model.count_params(), grown.count_params())
 
     return run_command(body)
 
