@@ -14,6 +14,7 @@ from portrait.cli import main as app_main
 from portrait.training.data import (AugmentOptions, cache_short_side, find_pairs, line_kernel,
                                     make_dataset, motion_blur, paste_over, resolve_split)
 from portrait.errors import InputError
+from portrait.training.train import DEFAULT_BACKBONE as BACKBONE
 from portrait.training.model import build_unet
 from portrait.training.train import main as train_main
 
@@ -33,8 +34,37 @@ def test_build_unet_rejects_sizes_off_the_stride():
 
 
 def test_build_unet_rejects_an_unknown_context_module():
-    with pytest.raises(ValueError, match="context must be one of none, lraspp, got 'aspp'"):
+    with pytest.raises(ValueError, match="context must be one of none, lraspp, tail, got 'aspp'"):
         build_unet((192, 192), context="aspp")
+    with pytest.raises(ValueError, match="context 'tail' adds blocks 13 to 16 to a stride-16 encoder"):
+        build_unet((192, 192), output_stride=32, context="tail")
+
+
+@pytest.mark.skipif(not BACKBONE.is_file(), reason="../shared/models (the MobileNetV2 backbone) not present")
+def test_the_tail_reaches_farther_than_the_stride_16_encoder():
+    """context='tail': blanking the left third of a 384x192 frame changes the logits at pixels
+    288-320, 160 px beyond the blanked part, once the tail's projection is not zero; through the stride-16 encoder alone nothing
+    reaches there. With the ImageNet weights, as in training (a random encoder's deep activations
+    vanish). The reach is weak at the start (about 6e-5 in the logits): the theoretical receptive
+    field is larger than the effective one."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 192, 384, 3)).astype(np.float32)
+    changed = x.copy()
+    changed[:, :, :128] = 0
+    for context in ("none", "tail"):
+        model = build_unet((384, 192), backbone_weights=str(BACKBONE), context=context)
+        if context == "tail":
+            projection = model.get_layer("context_tail")
+            projection.set_weights([np.random.default_rng(1).normal(0, 0.1, w.shape).astype(np.float32)
+                                    for w in projection.get_weights()])
+        logits = keras.Model(model.input, model.get_layer("logits").output)  # at 1/2 resolution
+        far = np.abs(logits(changed).numpy() - logits(x).numpy())[0, :, -48:-32].max()
+        if context == "none":
+            assert far < 1e-7, far
+        else:
+            assert far > 1e-5, far
 
 
 def test_lraspp_gates_each_location_by_the_whole_image():

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+BACKBONE = Path(__file__).resolve().parents[2] / "shared" / "models" / "mobilenetv2_1.0_backbone.weights.h5"
+
 
 def _trained_like(path: Path, seed: int = 1, output_stride: int = 16, context: str = "none") -> Path:
     """A small MobileNetV2-UNet whose batch-norm parameters and statistics are random (as after
@@ -63,6 +65,56 @@ def test_the_widened_model_predicts_the_same_and_its_new_channels_can_learn(tmp_
         assert np.abs(gradient[:, :, old:]).max() > 0
 
 
+def test_the_encoder_tail_joins_without_changing_the_prediction(tmp_path):
+    """--tail: blocks 13 to 16 added back through a projection that starts at zero; with
+    --decoder too, both at once. The projection gets a gradient, so training can use it."""
+    import keras
+    import tensorflow as tf
+
+    from portrait.training.widen import decoder_widths, main
+
+    image = np.random.default_rng(0).uniform(0, 255, (2, 96, 64, 3)).astype(np.float32)
+    source = _trained_like(tmp_path / "s.hdf5")
+    out = tmp_path / "grown.hdf5"
+    assert main([str(source), "--tail", "--backbone", "none", "--decoder", "20,14,10",
+                 "--out", str(out)]) == 0
+    grown = keras.models.load_model(out, compile=False)
+    assert decoder_widths(grown) == [20, 14, 10]
+    encoder = grown.get_layer("encoder")
+    assert [o.shape[-1] for o in encoder.outputs][-1] == 112  # block_16_project: 320 x 0.35
+    np.testing.assert_allclose(grown.predict(image, verbose=0), _predict(source, image), atol=1e-5)
+    projection = grown.get_layer("context_tail").kernel
+    assert np.all(projection.numpy() == 0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(grown(image, training=True))
+    assert np.abs(tape.gradient(loss, projection).numpy()).max() > 0
+
+
+@pytest.mark.skipif(not BACKBONE.is_file(), reason="../shared/models (the MobileNetV2 backbone) not present")
+def test_the_tail_starts_from_the_imagenet_backbone(tmp_path):
+    import keras
+
+    from portrait.training.model import build_unet
+    from portrait.training.train import save_model
+    from portrait.training.widen import main
+
+    keras.utils.set_random_seed(3)
+    model = build_unet((64, 64), decoder_filters=(16, 12, 8, 6), fixed_input=False)
+    save_model(model, tmp_path / "a1.hdf5", 64)
+    out = tmp_path / "tail.hdf5"
+    assert main([str(tmp_path / "a1.hdf5"), "--tail", "--out", str(out)]) == 0
+    reference = keras.applications.MobileNetV2(input_shape=(None, None, 3), include_top=False,
+                                               weights=None)
+    reference.load_weights(BACKBONE)
+    encoder = keras.models.load_model(out, compile=False).get_layer("encoder")
+    for name in ("block_14_expand", "block_16_project"):
+        np.testing.assert_array_equal(encoder.get_layer(name).get_weights()[0],
+                                      reference.get_layer(name).get_weights()[0])
+    # What the model had before the tail stays its own, not the backbone's.
+    np.testing.assert_array_equal(encoder.get_layer("Conv1").get_weights()[0],
+                                  model.get_layer("encoder").get_layer("Conv1").get_weights()[0])
+
+
 def test_widen_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
     from conftest import constant_model
 
@@ -79,6 +131,10 @@ def test_widen_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
         ([plain, "--decoder", "20,14,10"], "does not say which short side it runs at"),
         ([str(source), "--decoder", "20,14,10", "--out", str(source)], "is the model itself"),
         ([str(tmp_path / "gone.hdf5"), "--decoder", "20,14,10"], "not found"),
+        ([str(source)], "nothing to add: pass --decoder C1,C2,C3, --tail or both"),
+        ([str(source), "--tail", "--backbone", str(tmp_path / "no.h5")], "backbone weights"),
+        ([str(_trained_like(tmp_path / "s32.hdf5", output_stride=32)), "--tail", "--backbone", "none"],
+         "the tail joins a stride-16 model without a context module; this one has 4 decoder stages"),
     ]
     for args, message in cases:
         target = [] if "--out" in args else ["--out", str(tmp_path / "new.hdf5")]

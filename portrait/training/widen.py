@@ -120,12 +120,12 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
     return wide
 
 
-def add_tail(model, backbone_weights: str) -> "keras.Model":
+def add_tail(model, backbone_weights: Optional[str]) -> "keras.Model":
     """A copy of a stride-16 ``model`` with the rest of the encoder added back (``context="tail"``,
     :func:`portrait.training.model._tail`), predicting the same.
 
     Every trained weight is copied by layer name; blocks 13 to 16 start from ``backbone_weights``
-    (MobileNetV2 ImageNet weights) and their projection into the bottleneck at zero.
+    (MobileNetV2 ImageNet weights; None: random) and their projection into the bottleneck at zero.
 
     Raises:
         ModelError: not a stride-16 ``build_unet`` model without a context module.
@@ -154,7 +154,7 @@ def _rebuild(model, filters: tuple, stride: int, context: str, backbone_weights=
     from portrait.training.model import build_unet
 
     encoder = {layer.name: [tuple(w.shape) for w in layer.weights]
-               for layer in model.get_layer("encoder").layers}
+               for layer in model.get_layer("encoder").layers if layer.weights}
     for alpha in _alphas(model.name):
         if alpha != 1.0 and backbone_weights:
             continue  # the shipped backbone is alpha 1.0
@@ -223,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the rest of the encoder (blocks 13 to 16, the whole frame in view) "
                         "back to a stride-16 model, from the MobileNetV2 backbone weights")
     p.add_argument("--backbone", metavar="FILE",
-                   help="with --tail: MobileNetV2 alpha 1.0 weights (default: "
-                        "../shared/models/mobilenetv2_1.0_backbone.weights.h5)")
+                   help="with --tail: MobileNetV2 alpha 1.0 weights for the new blocks (default: "
+                        "../shared/models/mobilenetv2_1.0_backbone.weights.h5), or 'none' to "
+                        "start them random")
     p.add_argument("--out", required=True, metavar="FILE.hdf5", help="the new model file")
     p.add_argument("--seed", type=int, default=1, help="seed of the new channels' random weights")
     return p
@@ -250,10 +251,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
         if not args.decoder and not args.tail:
             raise InputError("nothing to add: pass --decoder C1,C2,C3, --tail or both")
-        backbone = Path(args.backbone) if args.backbone else DEFAULT_BACKBONE
-        if args.tail and not backbone.is_file():
+        backbone = None if args.backbone == "none" else Path(args.backbone or DEFAULT_BACKBONE)
+        if args.tail and backbone is not None and not backbone.is_file():
             raise InputError(f"backbone weights '{backbone}' not found; pass --backbone FILE "
-                             "(MobileNetV2 alpha 1.0, include_top=False)")
+                             "(MobileNetV2 alpha 1.0, include_top=False) or --backbone none")
         short_px = read_short_side_hint(path)
         if short_px is None:
             raise InputError(f"'{path}' does not say which short side it runs at; widen a model "
@@ -267,7 +268,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         keras.utils.set_random_seed(args.seed)
         model = load_keras_model(path)
         before = decoder_widths(model)
-        grown = add_tail(model, str(backbone)) if args.tail else model
+        grown = add_tail(model, backbone and str(backbone)) if args.tail else model
         if args.decoder:
             grown = widen_decoder(grown, args.decoder)
         save_model(grown, out, short_px)
