@@ -43,10 +43,10 @@ def test_build_unet_rejects_an_unknown_context_module():
 @pytest.mark.skipif(not BACKBONE.is_file(), reason="../shared/models (the MobileNetV2 backbone) not present")
 def test_the_tail_reaches_farther_than_the_stride_16_encoder():
     """context='tail': blanking the left third of a 384x192 frame changes the logits at pixels
-    288-320, 160 px beyond the blanked part, once the tail's projection is not zero; through the stride-16 encoder alone nothing
-    reaches there. With the ImageNet weights, as in training (a random encoder's deep activations
-    vanish). The reach is weak at the start (about 6e-5 in the logits): the theoretical receptive
-    field is larger than the effective one."""
+    288-320, 160 px beyond the blanked part, once the tail's projection is not zero; through
+    the stride-16 encoder alone nothing reaches there. With the ImageNet weights, as in training
+    (a random encoder's deep activations vanish). The reach is weak at the start (about 6e-5 in
+    the logits): the effective receptive field is much smaller than the theoretical one."""
     import keras
 
     keras.utils.set_random_seed(1)
