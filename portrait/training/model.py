@@ -53,10 +53,11 @@ def _lraspp(x, filters: int = LRASPP_FILTERS, name: str = "context"):
 def _tail(bottleneck, deep, name: str = "context"):
     """The rest of MobileNetV2 (blocks 13 to 16, output stride 32) added back to the bottleneck.
 
-    A stride-16 encoder stops where each location sees a patch of the frame; blocks 13 to 16 see
-    nearly all of a webcam frame (9×5 cells at 288×160). Their output is projected to the
-    bottleneck's channels by a 1×1 convolution that starts at zero, upsampled ×2 and added, so a
-    model that gains the tail predicts what it did until training puts the tail to use.
+    A stride-16 encoder stops where each location sees a patch of the frame; blocks 13 to 16 widen
+    the theoretical receptive field to most of a webcam frame (9×5 cells at 288×160), though their
+    effective reach is much shorter, at least at the start (tests/test_train.py). Their output is
+    projected to the bottleneck's channels by a 1×1 convolution that starts at zero, upsampled ×2
+    and added, so a model that gains the tail predicts what it did until training puts it to use.
     """
     d = layers.Conv2D(bottleneck.shape[-1], 1, kernel_initializer="zeros", name=f"{name}_tail")(deep)
     d = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_tail_up")(d)
