@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", type=parse_widths, metavar="C1,C2,C3",
                    help="channels of each decoder stage, deepest first (the shipped files: 64,40,24)")
     p.add_argument("--tail", action="store_true",
-                   help="add the rest of the encoder (blocks 13 to 16, the whole frame in view) "
+                   help="add the rest of the encoder (blocks 13 to 16, stride 32, zero-initialised) "
                         "back to a stride-16 model, from the MobileNetV2 backbone weights")
     p.add_argument("--backbone", metavar="FILE",
                    help="with --tail: MobileNetV2 alpha 1.0 weights for the new blocks (default: "
