@@ -97,7 +97,8 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
         _copy_into(model, wide, f"{name}_skip", _first_channels)
         _copy_into(model, wide, f"{name}_skip_bn", _first_channels)
         index = concat_index(prev_old, prev_new, skip_old)
-        _copy_into(model, wide, f"{name}_conv_dw", lambda w, o: _put(w, o, (..., index, slice(None))))
+        _copy_into(model, wide, f"{name}_conv_dw",
+                   lambda w, o: _put(w, o, (..., index, slice(None))))
         _copy_into(model, wide, f"{name}_conv_dw_bn", lambda w, o: _put(w, o, index))
 
         def pointwise(w, o, index=index):
@@ -134,9 +135,10 @@ def add_tail(model, backbone_weights: Optional[str]) -> "keras.Model":
 
     widths = decoder_widths(model)
     names = {layer.name for layer in model.layers}
-    if len(widths) != 3 or "context_proj" in names or "context_tail" in names:
+    context = bool(names & {"context_proj", "context_tail"})
+    if len(widths) != 3 or context:
         raise ModelError("the tail joins a stride-16 model without a context module; this one has "
-                         f"{len(widths)} decoder stages{' and a context module' if 'context_proj' in names or 'context_tail' in names else ''}")
+                         f"{len(widths)} decoder stages" + (" and a context module" if context else ""))
     grown = _rebuild(model, tuple(DEFAULT_DECODER_FILTERS[:1]) + tuple(widths), 16, "tail",
                      backbone_weights)
     encoder = grown.get_layer("encoder")
@@ -164,8 +166,8 @@ def _rebuild(model, filters: tuple, stride: int, context: str, backbone_weights=
                 for layer in built.get_layer("encoder").layers}
         if all(mine.get(name) == shapes for name, shapes in encoder.items()):
             return built
-    raise ModelError("the model's encoder is not a MobileNetV2 of any width multiplier "
-                     f"({', '.join(map(str, ALPHAS))}){' with the backbone file' if backbone_weights else ''}; "
+    tried = "1.0, the backbone file's" if backbone_weights else ", ".join(map(str, ALPHAS))
+    raise ModelError(f"the model's encoder is not a MobileNetV2 of any width multiplier ({tried}); "
                      "grow only models that portrait.training.train built")
 
 
@@ -173,7 +175,8 @@ ALPHAS = (1.0, 0.35, 0.5, 0.75, 1.3, 1.4)
 
 
 def _alphas(name: str) -> list[float]:
-    """Width multipliers to try, the one in ``build_unet``'s model name (``mobilenetv2_1_unet``) first."""
+    """Width multipliers to try; the one in ``build_unet``'s model name (``mobilenetv2_1_unet``)
+    first."""
     match = re.fullmatch(r"mobilenetv2_([0-9.]+)_unet", name)
     named = [float(match.group(1))] if match else []
     return named + [alpha for alpha in ALPHAS if alpha not in named]
