@@ -22,6 +22,7 @@ import numpy as np
 
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
+from portrait.scratch import buffer, outside
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 _COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 _NO_WEIGHT = np.float32(1e-3)  # keeps the normalised blur finite deep inside the person
-
-
-def _buffer(workspace: dict, name: str, shape: tuple, dtype) -> np.ndarray:
-    buf = workspace.get(name)
-    if buf is None or buf.shape != shape:
-        buf = workspace[name] = np.empty(shape, dtype)
-    return buf
 
 
 def _check_frame_alpha(frame_bgr: np.ndarray, alpha: np.ndarray) -> None:
@@ -80,12 +74,12 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarr
         np.copyto(out, background_bgr)
         return out
     # where alpha is 0 the blend is the background exactly
-    for strip in (np.s_[:y], np.s_[y + h:], np.s_[y:y + h, :x], np.s_[y:y + h, x + w:]):
+    for strip in outside(x, y, x + w, y + h):
         out[strip] = background_bgr[strip]
     box = np.s_[y:y + h, x:x + w]
     ws = {} if workspace is None else workspace
-    person = _buffer(ws, "person", frame_bgr.shape, np.uint8)[:h, :w]
-    rest = _buffer(ws, "rest", frame_bgr.shape, np.uint8)[:h, :w]
+    person = buffer(ws, "person", frame_bgr.shape, np.uint8)[:h, :w]
+    rest = buffer(ws, "rest", frame_bgr.shape, np.uint8)[:h, :w]
     cv2.cvtColor(alpha[box], cv2.COLOR_GRAY2BGR, dst=person)
     cv2.bitwise_not(person, dst=rest)
     # each product is rounded to uint8 on its own, so the sum is within 1 of the exact blend
@@ -225,7 +219,7 @@ class BlurBackground(Background):
         self.description = f"blur {self.blur_px} px"
 
     def _background_for(self, frame_bgr, alpha):
-        out = _buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
+        out = buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
         return blur_background(frame_bgr, alpha, self.blur_px, out=out)
 
 

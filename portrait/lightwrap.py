@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from portrait.options import CompositeOptions
+from portrait.scratch import buffer
 
 _COARSE = 4  # the band's parts are told apart at this further reduction
 _FAINT = 12  # alpha levels this close to 0 or 255 count as clear or opaque (about 5 %)
@@ -42,13 +43,6 @@ def reach(width_px: int) -> tuple[int, int]:
         if radius >= 2:
             return scale, radius
     return 1, width_px
-
-
-def _buffer(workspace: dict, name: str, shape: tuple) -> np.ndarray:
-    buf = workspace.get(name)
-    if buf is None or buf.shape != shape:
-        buf = workspace[name] = np.empty(shape, np.uint8)
-    return buf
 
 
 def _downscale(image: np.ndarray, scale: int) -> np.ndarray:
@@ -166,11 +160,11 @@ def light_wrap(composite_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.
     shape = region.shape
     if scale > 1:
         light_full = cv2.resize(light_low, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR,
-                                dst=_buffer(ws, "light", shape))
+                                dst=buffer(ws, "light", shape))
     else:
         light_full = light_low
     # screen: c + light * (255 - c) / 255, in place on the region (a view of the composite)
-    room = cv2.bitwise_not(region, dst=_buffer(ws, "room", shape))
+    room = cv2.bitwise_not(region, dst=buffer(ws, "room", shape))
     cv2.multiply(room, light_full, dst=room, scale=1 / 255)
     cv2.add(region, room, dst=region)
     return composite_bgr

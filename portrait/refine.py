@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from portrait.options import RefineOptions
+from portrait.scratch import buffer, outside
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +126,6 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return mean_a * guide + mean_b
 
 
-def _buffer(workspace: dict, name: str, shape: tuple, dtype) -> np.ndarray:
-    """A scratch array kept in ``workspace`` and reallocated only when the shape changes."""
-    buf = workspace.get(name)
-    if buf is None or buf.shape != shape:
-        buf = workspace[name] = np.empty(shape, dtype)
-    return buf
-
-
 def sharpen_probability(prob: np.ndarray, k: float, out: Optional[np.ndarray] = None) -> np.ndarray:
     """σ(k·logit p) = p^k / (p^k + (1 − p)^k): the same 0.5 contour, a k times steeper ramp.
 
@@ -188,7 +181,7 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
         raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {(height, width)}")
     ws = {} if workspace is None else workspace
     if not options.enabled:
-        full_f32 = _buffer(ws, "full_a1", (height, width), np.float32)
+        full_f32 = buffer(ws, "full_a1", (height, width), np.float32)
         cv2.resize(prob, (width, height), dst=full_f32, interpolation=cv2.INTER_LINEAR)
         return cv2.multiply(full_f32, 255.0, dst=out, dtype=cv2.CV_8U)
 
@@ -196,12 +189,12 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     low_size = (max(1, width // scale), max(1, height // scale))
     radius = max(1, round(options.radius_px / scale))
     if options.sharpen != 1:
-        prob = sharpen_probability(prob, options.sharpen, _buffer(ws, "sharp", prob.shape, np.float32))
+        prob = sharpen_probability(prob, options.sharpen, buffer(ws, "sharp", prob.shape, np.float32))
     prob_low = prob if prob.shape[::-1] == low_size else cv2.resize(
         prob, low_size, interpolation=cv2.INTER_LINEAR)
     if options.guide == "colour":
         return _refine_colour(frame_bgr, prob_low, low_size, radius, options.eps, out, ws, bounded)
-    grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=_buffer(ws, "grey", (height, width), np.uint8))
+    grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=buffer(ws, "grey", (height, width), np.uint8))
     grey_low = grey
     if scale & (scale - 1) == 0:  # power of two: exact 2x linear steps average 2x2 blocks,
         while grey_low.shape[1] > low_size[0] or grey_low.shape[0] > low_size[1]:  # as AREA does
@@ -280,8 +273,8 @@ def _apply(mean_a: np.ndarray, mean_b255: np.ndarray, guide: np.ndarray, out: np
         cells = np.s_[y0 // scale_y:y1 // scale_y, x0 // scale_x:x1 // scale_x]
         mean_a, mean_b255 = mean_a[cells], mean_b255[cells]
     channels = guide.shape[2] if guide.ndim == 3 else 1
-    full_a = _buffer(ws, f"full_a{channels}", guide.shape, np.float32)[:size[1], :size[0]]
-    full_b = _buffer(ws, "full_b", (height, width), np.float32)[:size[1], :size[0]]
+    full_a = buffer(ws, f"full_a{channels}", guide.shape, np.float32)[:size[1], :size[0]]
+    full_b = buffer(ws, "full_b", (height, width), np.float32)[:size[1], :size[0]]
     if mean_b255.shape[::-1] == size:
         full_a[...] = mean_a
         full_b[...] = mean_b255
@@ -291,12 +284,10 @@ def _apply(mean_a: np.ndarray, mean_b255: np.ndarray, guide: np.ndarray, out: np
     cv2.multiply(full_a, guide[y0:y1, x0:x1], dst=full_a, dtype=cv2.CV_32F)
     if channels > 1:
         full_a = cv2.transform(full_a, _ONES_3,
-                               dst=_buffer(ws, "full_a1", (height, width), np.float32)[:size[1], :size[0]])
+                               dst=buffer(ws, "full_a1", (height, width), np.float32)[:size[1], :size[0]])
     cv2.add(full_a, full_b, dst=out[y0:y1, x0:x1], dtype=cv2.CV_8U)  # saturates to 0..255
-    out[:y0] = 0
-    out[y1:] = 0
-    out[y0:y1, :x0] = 0
-    out[y0:y1, x1:] = 0
+    for strip in outside(x0, y0, x1, y1):
+        out[strip] = 0
     return out
 
 
