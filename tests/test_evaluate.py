@@ -169,6 +169,8 @@ def test_score_alpha_thresholds_at_127():
     assert scores["pixel_accuracy"] == pytest.approx(2 / 4)
     # (1,1) lies 1 px from the person, beyond 5 % of the 2 px long side: a quarter of the image.
     assert scores["far"] == pytest.approx(1 / 4)
+    # Every wrong pixel of a 2x2 image lies within 2 px of the outline: all counted right.
+    assert scores["iou_edge_2px"] == scores["iou_edge_5px"] == 1.0
     with pytest.raises(ValueError, match="unexpected truth/alpha"):
         evaluate.score_alpha(truth, alpha.astype(np.float32))
 
@@ -222,9 +224,19 @@ def test_format_table_names_both_models_and_the_better_one():
     assert table.splitlines()[-1] == "higher mIoU: ours.hdf5 (+0.0100)"
 
 
+def test_format_table_says_what_the_outline_costs_each_model():
+    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, far_mean=0.001, ms_per_image=2.0,
+                ms_refine=1.0)
+    table = evaluate.format_table([dict(base, model="w/ours.hdf5", miou=0.96, miou_edge_2px=0.97,
+                                        miou_edge_5px=0.975)])
+    assert table.splitlines()[-1] == ("ours.hdf5: mIoU if every wrong pixel within 2 / 5 px of the "
+                                      "labelled outline were right: 0.9700 / 0.9750")
+
+
 def _scores(ious, stems="abc"):
     return [evaluate.ImageScore(stem=stem, iou=iou, dice=0.0, pixel_accuracy=0.0, boundary_f=0.0,
-                                far=0.0, segment_ms=1.0, refine_ms=1.0) for stem, iou in zip(stems, ious)]
+                                far=0.0, iou_edge_2px=iou, iou_edge_5px=iou, segment_ms=1.0,
+                                refine_ms=1.0) for stem, iou in zip(stems, ious)]
 
 
 def test_summary_averages_far_matte_and_counts_photos_above_the_bar():

@@ -102,6 +102,27 @@ def test_far_fraction_of_a_photo_without_people_is_everything_marked():
     assert metrics.far_fraction(empty, empty, margin_px=3) == 0.0
 
 
+def test_iou_with_the_outline_right_closes_a_shift_but_not_a_chair():
+    truth = np.zeros((50, 50), bool)
+    truth[10:30, 10:30] = True  # 400 px
+    pred = np.zeros_like(truth)
+    pred[10:30, 12:32] = True  # the outline drawn 2 px to the right
+    pred[40:45, 40:45] = True  # a chair 15.6 px or more from the person: 25 px
+    # Wrong: columns 10 and 11 inside (1 and 2 px from the background), 30 and 31 outside
+    # (1 and 2 px from the person), and the chair.
+    assert metrics.outline_distance(truth)[20, 10:12].tolist() == [1.0, 2.0]
+    assert metrics.outline_distance(truth)[20, 30:32].tolist() == [1.0, 2.0]
+    assert metrics.iou(truth, pred) == pytest.approx(360 / 465)
+    # Within 1 px: columns 10 and 30, and column 11's two pixels on the top and bottom rows.
+    assert metrics.iou_edges_right(truth, pred, 1) == pytest.approx(382 / 445)
+    assert metrics.iou_edges_right(truth, pred, 2) == pytest.approx(400 / 425)  # the chair stays
+    assert metrics.iou_edges_right(truth, pred, 5) == pytest.approx(400 / 425)
+    assert metrics.iou_edges_right(truth, pred, 100) == 1.0
+    # A photo without people has no outline: nothing is counted right.
+    empty = np.zeros_like(truth)
+    assert metrics.iou_edges_right(empty, pred, 5) == 0.0
+
+
 def test_keras_metrics_agree_with_numpy_per_image_means():
     empty = np.zeros((6, 6), bool)
     pad = lambda m: np.pad(m, ((0, 3), (0, 3)))  # noqa: E731: 3x3 cases in a 6x6 batch
