@@ -113,14 +113,13 @@ def test_iou_with_the_outline_right_closes_a_shift_but_not_a_chair():
     assert metrics.outline_distance(truth)[20, 10:12].tolist() == [1.0, 2.0]
     assert metrics.outline_distance(truth)[20, 30:32].tolist() == [1.0, 2.0]
     assert metrics.iou(truth, pred) == pytest.approx(360 / 465)
-    # Within 1 px: columns 10 and 30, and column 11's two pixels on the top and bottom rows.
-    assert metrics.iou_edges_right(truth, pred, 1) == pytest.approx(382 / 445)
-    assert metrics.iou_edges_right(truth, pred, 2) == pytest.approx(400 / 425)  # the chair stays
-    assert metrics.iou_edges_right(truth, pred, 5) == pytest.approx(400 / 425)
-    assert metrics.iou_edges_right(truth, pred, 100) == 1.0
+    # Within 1 px: columns 10 and 30, and column 11's two pixels on the top and bottom rows;
+    # within 2 and 5 px the whole shift, but not the chair; within 100 px everything.
+    assert metrics.iou_edges_right(truth, pred, (1, 2, 5, 100)) == pytest.approx(
+        [382 / 445, 400 / 425, 400 / 425, 1.0])
     # A photo without people has no outline: nothing is counted right.
     empty = np.zeros_like(truth)
-    assert metrics.iou_edges_right(empty, pred, 5) == 0.0
+    assert metrics.iou_edges_right(empty, pred, (5,)) == [0.0]
 
 
 def test_keras_metrics_agree_with_numpy_per_image_means():

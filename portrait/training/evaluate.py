@@ -114,8 +114,8 @@ def score_alpha(truth: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
         "pixel_accuracy": metrics.pixel_accuracy(truth, pred),
         "boundary_f": metrics.boundary_f(truth, pred),
         "far": metrics.far_fraction(truth, pred, FAR_MARGIN * max(truth.shape)),
-        **{f"iou_edge_{band}px": metrics.iou_edges_right(truth, pred, band)
-           for band in EDGE_BANDS_PX},
+        **{f"iou_edge_{band}px": value for band, value
+           in zip(EDGE_BANDS_PX, metrics.iou_edges_right(truth, pred, EDGE_BANDS_PX))},
     }
 
 
