@@ -63,6 +63,12 @@ def boundary_f(
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
+def distance_to_person(truth: np.ndarray) -> np.ndarray:
+    """Each pixel's exact distance (px, float32) to the nearest pixel of the bool mask ``truth``
+    (0 on the mask; about 1.8e19 everywhere when the mask is empty)."""
+    return cv2.distanceTransform((~truth).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
 def far_mask(truth: np.ndarray, pred: np.ndarray, margin_px: float,
              threshold: float = 0.5) -> np.ndarray:
     """The pixels predicted person farther than ``margin_px`` from every true person pixel (bool).
@@ -74,9 +80,7 @@ def far_mask(truth: np.ndarray, pred: np.ndarray, margin_px: float,
     t, p = _as_bool(truth, threshold), _as_bool(pred, threshold)
     if not t.any():
         return p
-    # The distance from each pixel to the nearest person pixel (the zeros of the input).
-    distance = cv2.distanceTransform((~t).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return p & (distance > margin_px)
+    return p & (distance_to_person(t) > margin_px)
 
 
 def far_fraction(truth: np.ndarray, pred: np.ndarray, margin_px: float,
@@ -90,12 +94,10 @@ def far_fraction(truth: np.ndarray, pred: np.ndarray, margin_px: float,
 def outline_distance(truth: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Each pixel's distance (px, float32) to the other side of the labelled outline: for a person
     pixel the nearest background pixel, for a background pixel the nearest person pixel (so the
-    pixels either side of the outline are at 1). All infinite-like (a large value) when the
-    image is all person or all background."""
-    t = _as_bool(truth, threshold).astype(np.uint8)
-    inside = cv2.distanceTransform(t, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    outside = cv2.distanceTransform(1 - t, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.where(t > 0, inside, outside)
+    pixels either side of the outline are at 1; about 1.8e19 everywhere when the image is all
+    person or all background)."""
+    t = _as_bool(truth, threshold)
+    return np.where(t, distance_to_person(~t), distance_to_person(t))
 
 
 def iou_edges_right(truth: np.ndarray, pred: np.ndarray, bands_px: Sequence[float],
