@@ -271,6 +271,48 @@ def test_lovasz_gradient_pushes_each_pixel_towards_its_truth():
     np.testing.assert_allclose(grad, [-1 / 3, -1 / 2, 1 / 6, 0.0], atol=1e-6)
 
 
+def test_consistency_pays_the_kl_from_the_first_view_on_the_second():
+    # Two rows, one crop in two views (the same mask): the first view predicts 0.5 everywhere,
+    # the second 0.8. KL(0.5 || 0.8) = 0.5 ln(0.5/0.8) + 0.5 ln(0.5/0.2) = 0.5 ln(2.5/1.6)
+    # = 0.22314; the first row scores 0, so the batch mean is half of it.
+    import tensorflow as tf
+
+    t = np.concatenate([as_image([1, 1, 0, 0])] * 2)
+    p = tf.Variable(np.concatenate([as_image([0.5] * 4), as_image([0.8] * 4)]))
+    per_row = losses.ConsistencyLoss().call(t, p).numpy()
+    np.testing.assert_allclose(per_row, [0.0, 0.5 * math.log(2.5 / 1.6)], atol=1e-6)
+    with tf.GradientTape() as tape:
+        loss = losses.ConsistencyLoss()(t, p)
+    assert float(loss) == pytest.approx(0.5 * math.log(2.5 / 1.6) / 2, abs=1e-6)
+    grad = tape.gradient(loss, p).numpy()
+    # The first view is the target, held fixed; the second is pulled towards it:
+    # d/dq [0.5 ln(0.5/q) + 0.5 ln(0.5/(1-q))] = -0.5/q + 0.5/(1-q) = 1.875 at q = 0.8,
+    # over 4 pixels and 2 rows.
+    np.testing.assert_allclose(grad[0], 0.0, atol=1e-7)
+    np.testing.assert_allclose(grad[1], 1.875 / 4 / 2, atol=1e-6)
+    # Agreeing views cost nothing.
+    same = np.concatenate([as_image([0.3] * 4)] * 2)
+    np.testing.assert_allclose(losses.ConsistencyLoss().call(t, same).numpy(), 0.0, atol=1e-6)
+
+
+def test_consistency_ignores_batches_that_are_not_pairs():
+    # Validation's whole photos: the halves' masks differ, so nothing is compared; an odd row
+    # left over has no partner.
+    t = np.concatenate([as_image([1, 1, 0, 0]), as_image([0, 1, 1, 0])])
+    p = np.concatenate([as_image([0.5] * 4), as_image([0.8] * 4)])
+    np.testing.assert_allclose(losses.ConsistencyLoss().call(t, p).numpy(), [0.0, 0.0])
+    t3 = np.concatenate([as_image([1, 1, 0, 0])] * 3)
+    p3 = np.concatenate([as_image([0.5] * 4), as_image([0.8] * 4), as_image([0.1] * 4)])
+    np.testing.assert_allclose(losses.ConsistencyLoss().call(t3, p3).numpy(),
+                               [0.0, 0.5 * math.log(2.5 / 1.6), 0.0], atol=1e-6)
+
+
+def test_only_a_consistency_term_asks_for_two_views():
+    assert losses.uses_views("dice+bce+2*consistency")
+    assert losses.uses_views("consistency")
+    assert not losses.uses_views("dice+bce+0.5*boundary+far")
+
+
 def test_losses_combine_with_plus_and_times():
     assert value(losses.DiceLoss() + losses.BCELoss()) == pytest.approx(DICE + BCE, abs=1e-6)
     assert value(0.5 * losses.BCELoss()) == pytest.approx(BCE / 2, abs=1e-6)

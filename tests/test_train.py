@@ -106,6 +106,24 @@ def test_dataset_samples_have_the_asked_shape_and_range(tmp_path):
     assert 0 <= float(masks.numpy().min()) and float(masks.numpy().max()) <= 1
 
 
+def test_two_views_share_the_crop_and_differ_only_in_texture(tmp_path):
+    pairs = resolve_split(str(make_data(tmp_path / "d")), "train")
+    ds = make_dataset(pairs, (64, 48), batch_size=4, training=True, augment=AugmentOptions(),
+                      seed=3, views=2)
+    images, masks = (x.numpy() for x in next(iter(ds)))
+    assert images.shape == (8, 48, 64, 3) and masks.shape == (8, 48, 64, 1)
+    np.testing.assert_array_equal(masks[:4], masks[4:])  # one crop, one label
+    assert len({masks[i].tobytes() for i in range(4)}) == 4  # four different crops
+    assert np.abs(images[:4] - images[4:]).mean() > 1.0  # colour, light, noise on the second
+    # Without texture changes the two views are the same image.
+    plain = AugmentOptions(photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,
+                           occlusion_prob=0.0)
+    ds = make_dataset(pairs, (64, 48), batch_size=4, training=True, augment=plain, seed=3,
+                      views=2)
+    images, _ = (x.numpy() for x in next(iter(ds)))
+    np.testing.assert_allclose(images[:4], images[4:])
+
+
 def test_paste_over_blends_by_the_front_mask_and_unites_the_labels():
     front = np.full((1, 3, 3), 200.0, np.float32)
     back = np.full((1, 3, 3), 40.0, np.float32)
@@ -252,15 +270,17 @@ def test_missing_stem_is_a_clear_error(tmp_path):
         find_pairs(folder, ["nope"])
 
 
-@pytest.mark.parametrize("context, distil", [("none", False), ("lraspp", True)])
-def test_short_training_run_writes_a_model_the_app_uses(tmp_path, context, distil):
+@pytest.mark.parametrize("context, distil, loss", [
+    ("none", False, "dice+bce"), ("lraspp", True, "dice+bce"), ("none", False, "bce+2*consistency"),
+])
+def test_short_training_run_writes_a_model_the_app_uses(tmp_path, context, distil, loss):
     data = make_data(tmp_path / "data")
     out = tmp_path / "tiny.hdf5"
     teacher = ["--teacher", constant_model(tmp_path / "teacher.h5", 0.7)] if distil else []
     code = train_main(["--data", str(data), "--epochs", "1", "--steps-per-epoch", "2",
                        "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
                        "--backbone", "none", "--context", context, "--out", str(out),
-                       "--run-dir", str(tmp_path / "run")] + teacher)
+                       "--loss", loss, "--run-dir", str(tmp_path / "run")] + teacher)
     assert code == 0 and out.is_file()
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2  # header + epoch
     options = json.loads((tmp_path / "run" / "train.json").read_text())
@@ -316,6 +336,16 @@ def test_average_last_outside_the_run_is_one_line(tmp_path, count, capsys):
                        "--out", str(tmp_path / "x.hdf5"), "--average-last", count])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and f"--average-last {count} must be between 2 and --epochs (3)" in err[-1]
+    assert not (tmp_path / "x.hdf5").exists()
+
+
+def test_teachers_and_a_consistency_loss_are_one_line(tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    code = train_main(["--data", str(data), "--backbone", "none", "--out", str(tmp_path / "x.hdf5"),
+                       "--loss", "dice+consistency",
+                       "--teacher", constant_model(tmp_path / "teacher.h5", 0.7)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and "--teacher with a consistency loss" in err[-1]
     assert not (tmp_path / "x.hdf5").exists()
 
 

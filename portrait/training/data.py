@@ -354,6 +354,7 @@ def make_dataset(
     cache_short_px: Optional[int] = None,
     seed: Optional[int] = None,
     short_side: Optional[int] = None,
+    views: int = 1,
 ) -> tf.data.Dataset:
     """Build a batched dataset of (image 0..255 float32 (H, W, 3), mask 0..1 float32 (H, W, 1)).
 
@@ -372,9 +373,16 @@ def make_dataset(
             the model for the photos' most common shape, with this short side (default:
             ``input_size``'s); photos of other shapes are stretched to it. A centre crop would
             hide the top of the head and the hands, where portraits go wrong.
+        views: training only: 2 gives each crop twice, for a consistency loss
+            (:class:`~portrait.training.losses.ConsistencyLoss`): a batch then holds
+            ``2 * batch_size`` rows, the crops as geometry (and any motion smear) made them, then
+            the same crops in the same order with the colour, light, blur, noise, JPEG and
+            occlusion changes on top.
     """
     if not pairs:
         raise InputError("no training pairs found; check --data")
+    if views not in (1, 2):
+        raise ValueError(f"views must be 1 or 2, got {views}")
     if not training:
         return _whole_photos(pairs, short_side or min(input_size), batch_size)
     width, height = input_size
@@ -391,10 +399,13 @@ def make_dataset(
         if augment.motion_prob > 0:
             image = tf.cond(tf.random.uniform([]) < augment.motion_prob,
                             lambda: _random_motion(image, mask), lambda: image)
-        image = _photometric(image, augment)
         image.set_shape([height, width, 3])
-        mask.set_shape([height, width, 1])
-        return image, tf.clip_by_value(mask / 255.0, 0.0, 1.0)
+        mask = tf.clip_by_value(tf.ensure_shape(mask, [height, width, 1]) / 255.0, 0.0, 1.0)
+        changed = tf.ensure_shape(_photometric(image, augment), [height, width, 3])
+        return ((image, changed), mask) if views == 2 else (changed, mask)
+
+    def stack_views(images, masks):
+        return tf.concat(images, axis=0), tf.concat([masks, masks], axis=0)
 
     cached = ds
     ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -412,8 +423,10 @@ def make_dataset(
             )
 
         ds = tf.data.Dataset.zip((ds, backs)).map(maybe_paste, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
+    if views == 2:
+        ds = ds.map(stack_views, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,

@@ -139,6 +139,37 @@ class FarBCELoss(SegLoss):
         return _region_bce(y_true, y_pred, far_from_people(y_true, self.width_px))
 
 
+class ConsistencyLoss(SegLoss):
+    """Agreement between two views of the same crops (PortraitNet's consistency constraint).
+
+    The batch holds 2·B rows: rows ``i`` and ``B + i`` are one crop, the first as geometry alone
+    made it, the second with colour, light, blur, noise, JPEG and occlusion changes on top
+    (``make_dataset(..., views=2)``). The second row pays the binary KL divergence from the
+    first row's prediction, which is held fixed (no gradient): what the scene's texture does
+    must not change what is the person. The first row of each pair scores 0.
+
+    Batches whose two halves do not share their masks (validation's whole photos, or any batch
+    not built as pairs) score 0 throughout, so the validation loss stays the segmentation loss.
+    """
+
+    def __init__(self, name="consistency_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        rows = ops.shape(y_pred)[0]
+        half = rows // 2
+        # Row i of the second half against row i − half, its first view (an odd last row of a
+        # batch has no partner and scores 0 with the first half).
+        first = ops.stop_gradient(ops.clip(ops.roll(y_pred, half, axis=0), EPS, 1.0 - EPS))
+        second = ops.clip(y_pred, EPS, 1.0 - EPS)
+        kl = ops.mean(first * ops.log(first / second)
+                      + (1.0 - first) * ops.log((1.0 - first) / (1.0 - second)), axis=(1, 2, 3))
+        index = ops.arange(rows)
+        in_second_half = ops.logical_and(index >= half, index < 2 * half)
+        paired = ops.all(ops.equal(y_true[:half], y_true[half:2 * half]))
+        return ops.where(ops.logical_and(in_second_half, paired), kl, ops.zeros_like(kl))
+
+
 class LovaszLoss(SegLoss):
     """The Lovász extension of 1 − IoU per image (Berman et al. 2018, binary Lovász-softmax).
 
@@ -169,15 +200,21 @@ class LovaszLoss(SegLoss):
         return ops.sum(errors_sorted * ops.stop_gradient(increments), axis=1)
 
 
+def uses_views(spec: str) -> bool:
+    """Whether the loss spec compares two views of each crop (a ``consistency`` term)."""
+    return any(term.rpartition("*")[2] == "consistency" for term in spec.replace(" ", "").split("+"))
+
+
 def make_loss(spec: str) -> SegLoss:
     """Build a loss from a spec such as ``dice+bce``, ``dice+focal``, ``dice+bce+0.5*boundary``,
-    ``dice+bce+0.5*boundary+0.5*far`` or ``bce+lovasz``.
+    ``dice+bce+0.5*boundary+0.5*far``, ``bce+lovasz`` or ``dice+bce+2*consistency`` (the last
+    needs batches of two views, :class:`ConsistencyLoss`).
 
     Raises:
         ValueError: an unknown term.
     """
     known = {"dice": DiceLoss, "bce": BCELoss, "focal": FocalLoss, "boundary": BoundaryBCELoss,
-             "far": FarBCELoss, "lovasz": LovaszLoss}
+             "far": FarBCELoss, "lovasz": LovaszLoss, "consistency": ConsistencyLoss}
     total = None
     for term in spec.replace(" ", "").split("+"):
         weight, _, name = term.rpartition("*")

@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=0.5)
     p.add_argument("--loss", default="dice+bce",
                    help="terms joined by '+', each optionally weighted: dice, bce, focal, "
-                        "boundary, lovasz, e.g. 'dice+bce+0.5*boundary'")
+                        "boundary, far, lovasz, consistency, e.g. 'dice+bce+0.5*boundary'; "
+                        "consistency trains on each crop twice, with and without the colour, "
+                        "light and noise changes, so a step holds 2x --batch images")
     p.add_argument("--max-items", type=int, help="use only this many training pairs (quick runs)")
     p.add_argument("--init", help="start from this model's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true",
@@ -292,7 +294,7 @@ def train(options: TrainOptions) -> Path:
     import keras
 
     from portrait.training.data import CALIBRATION_AUGMENT, AugmentOptions, make_dataset
-    from portrait.training.losses import make_loss
+    from portrait.training.losses import make_loss, uses_views
     from portrait.training.metrics import training_metrics
     from portrait.training.model import build_unet
     from portrait.segment import HDF5_SUFFIXES
@@ -303,6 +305,9 @@ def train(options: TrainOptions) -> Path:
     if options.average_last and not 2 <= options.average_last <= options.epochs:
         raise PortraitError(f"--average-last {options.average_last} must be between 2 and "
                             f"--epochs ({options.epochs}), or 0 to turn it off")
+    if options.teacher and uses_views(options.loss):
+        raise PortraitError("--teacher with a consistency loss: the teachers would label the two "
+                            "views of a crop apart; use one or the other")
     run_dir = Path(options.run_dir or Path("runs") / out.stem)
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(options.seed)
@@ -314,7 +319,7 @@ def train(options: TrainOptions) -> Path:
     augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
                              motion_prob=options.motion_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
-                            seed=options.seed)
+                            seed=options.seed, views=2 if uses_views(options.loss) else 1)
     if options.teacher:
         from portrait.training.distill import load_teachers, with_teachers
 
