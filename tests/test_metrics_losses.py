@@ -308,9 +308,10 @@ def test_consistency_ignores_batches_that_are_not_pairs():
 
 
 def test_only_a_consistency_term_asks_for_two_views():
-    assert losses.uses_views("dice+bce+2*consistency")
-    assert losses.uses_views("consistency")
-    assert not losses.uses_views("dice+bce+0.5*boundary+far")
+    assert losses.uses_views(losses.make_loss("dice+bce+2*consistency"))
+    assert losses.uses_views(losses.make_loss("consistency"))
+    assert losses.uses_views(losses.make_loss("2*consistency+dice"))
+    assert not losses.uses_views(losses.make_loss("dice+bce+0.5*boundary+far"))
 
 
 def test_losses_combine_with_plus_and_times():

@@ -391,6 +391,7 @@ def test_best_logged_reads_the_highest_value(tmp_path):
     (["--input-size", "0x192"], "size '0x192' must be positive"),
     (["--zoom", "2,1"], "zoom '2,1' must have 0 < MIN <= MAX"),
     (["--zoom", "1.5"], "zoom '1.5' is not MIN,MAX"),
+    (["--loss", "dice+hinge"], "unknown loss term 'hinge' in 'dice+hinge'"),
 ])
 def test_bad_training_options_are_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as stop:

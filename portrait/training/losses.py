@@ -200,9 +200,11 @@ class LovaszLoss(SegLoss):
         return ops.sum(errors_sorted * ops.stop_gradient(increments), axis=1)
 
 
-def uses_views(spec: str) -> bool:
-    """Whether the loss spec compares two views of each crop (a ``consistency`` term)."""
-    return any(term.rpartition("*")[2] == "consistency" for term in spec.replace(" ", "").split("+"))
+def uses_views(loss: SegLoss) -> bool:
+    """Whether the loss compares two views of each crop (has a :class:`ConsistencyLoss` term)."""
+    if isinstance(loss, SumLoss):
+        return any(uses_views(term) for term in loss.losses)
+    return isinstance(loss, ConsistencyLoss)
 
 
 def make_loss(spec: str) -> SegLoss:

@@ -64,6 +64,20 @@ class TrainOptions:
     seed: int = 1
 
 
+def loss_spec(text: str) -> str:
+    """``--loss``: a spec :func:`~portrait.training.losses.make_loss` builds, checked up front."""
+    from portrait.native_log import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # the losses are Keras objects
+    from portrait.training.losses import make_loss
+
+    try:
+        make_loss(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from portrait.cli import OneLineParser, parse_size, probability, zoom_range
     from portrait.options import CONTEXT_MODULES, PAD_MODES
@@ -99,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
                    help="cosine decay to 1%% after a linear warm-up, or constant")
     p.add_argument("--warmup-epochs", type=float, default=0.5)
-    p.add_argument("--loss", default="dice+bce",
+    p.add_argument("--loss", type=loss_spec, default="dice+bce",
                    help="terms joined by '+', each optionally weighted: dice, bce, focal, "
                         "boundary, far, lovasz, consistency, e.g. 'dice+bce+0.5*boundary'; "
                         "consistency trains on each crop twice, with and without the colour, "
@@ -305,7 +319,8 @@ def train(options: TrainOptions) -> Path:
     if options.average_last and not 2 <= options.average_last <= options.epochs:
         raise PortraitError(f"--average-last {options.average_last} must be between 2 and "
                             f"--epochs ({options.epochs}), or 0 to turn it off")
-    if options.teacher and uses_views(options.loss):
+    loss = make_loss(options.loss)
+    if options.teacher and uses_views(loss):
         raise PortraitError("--teacher with a consistency loss: the teachers would label the two "
                             "views of a crop apart; use one or the other")
     run_dir = Path(options.run_dir or Path("runs") / out.stem)
@@ -319,7 +334,7 @@ def train(options: TrainOptions) -> Path:
     augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
                              motion_prob=options.motion_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
-                            seed=options.seed, views=2 if uses_views(options.loss) else 1)
+                            seed=options.seed, views=2 if uses_views(loss) else 1)
     if options.teacher:
         from portrait.training.distill import load_teachers, with_teachers
 
@@ -348,7 +363,7 @@ def train(options: TrainOptions) -> Path:
     else:
         lr = options.lr
     model.compile(
-        optimizer=keras.optimizers.Adam(lr), loss=make_loss(options.loss),
+        optimizer=keras.optimizers.Adam(lr), loss=loss,
         metrics=training_metrics(),
     )
     best_h5 = run_dir / "best.h5"
