@@ -19,6 +19,7 @@ from portrait.options import (
     LIVE_MODEL,
     PHOTO_MODEL,
     PHOTO_REFINE,
+    TEST_TIME_MODES,
     CaptureOptions,
     CompositeOptions,
     ControlOptions,
@@ -164,9 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--trust-model", action="store_true",
                        help="allow a Keras model that contains code (Lambda layers); only for "
                             "files you trust")
-    model.add_argument("--tta", action="store_true",
-                       help="test-time augmentation: average the model's output on each image "
-                            "and on its mirror image; twice the model time, for photos")
+    model.add_argument("--tta", nargs="?", const="scales", default="auto",
+                       choices=("auto",) + TEST_TIME_MODES,
+                       help="test-time augmentation: mirror averages the model's output on each "
+                            "image and on its mirror image (2 passes); scales does that at three "
+                            "sizes (6 passes); off runs it once; bare --tta is scales (default: "
+                            "auto, scales for --image, off for camera and video)")
 
     look = p.add_argument_group("look")
     look.add_argument("--background", default="blur",
@@ -236,7 +240,7 @@ def options_from_args(args: argparse.Namespace):
                              backend=args.backend, device=args.device,
                              input_norm=args.input_norm, input_size=args.input_size,
                              letterbox=args.letterbox, threads=args.threads,
-                             trust_model=args.trust_model, tta=args.tta)
+                             trust_model=args.trust_model, tta=test_time_mode(args))
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
     guide = args.refine_guide if args.refine_guide != "auto" else (
         PHOTO_REFINE.guide if args.image else RefineOptions.guide)
@@ -249,6 +253,14 @@ def options_from_args(args: argparse.Namespace):
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
     framing = FramingOptions(enabled=args.framing == "auto", max_zoom=args.max_zoom)
     return capture, segment, smooth, refine, composite, output, pipeline, framing
+
+
+def test_time_mode(args: argparse.Namespace) -> str:
+    """``--tta``: ``auto`` is ``scales`` for photos, which have no frame budget, and ``off`` for
+    camera and video, which have 33 ms a frame."""
+    if args.tta != "auto":
+        return args.tta
+    return "scales" if args.image else "off"
 
 
 def subject_options_from_args(args: argparse.Namespace) -> SubjectOptions:

@@ -12,6 +12,10 @@ from typing import Literal, Optional
 InputNorm = Literal["auto", "raw", "unit", "symmetric"]
 Device = Literal["auto", "cpu", "gpu"]
 Backend = Literal["auto", "keras", "tflite", "mediapipe"]
+# Test-time augmentation (SegmentOptions.tta): one pass; the frame and its mirror image; or the
+# mirror pair at three scales of a model run at the frame's aspect (portrait.segment.wrappers).
+TestTime = Literal["off", "mirror", "scales"]
+TEST_TIME_MODES = ("off", "mirror", "scales")
 PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
 # Context modules between the encoder and the decoder (portrait.training.model.build_unet, train --context).
 CONTEXT_MODULES = ("none", "lraspp", "tail")
@@ -57,8 +61,11 @@ class SegmentOptions:
         trust_model: allow Keras models that contain serialised code (Lambda layers).
         frame_size: (width, height) of the first frame, when known: a model run at each
             frame's aspect ratio is prepared for it at start-up (default: 1280x720).
-        tta: test-time augmentation: average the model's output on each frame and on its
-            mirror image (twice the model time; meant for photos).
+        tta: test-time augmentation: ``off`` runs the model once; ``mirror`` averages its output
+            on each frame and on its mirror image (twice the model time); ``scales`` does that at
+            three short sides of a model that runs at the frame's aspect, 5/6, 1 and 7/6 of its
+            own (six times the model time; a model with a fixed input gets ``mirror``). Meant
+            for photos.
     """
 
     model: str = PHOTO_MODEL
@@ -70,7 +77,7 @@ class SegmentOptions:
     threads: int = 0
     trust_model: bool = False
     frame_size: Optional[tuple[int, int]] = None
-    tta: bool = False
+    tta: TestTime = "off"
 
 
 @dataclass(frozen=True)

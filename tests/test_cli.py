@@ -271,9 +271,21 @@ def test_tta_reaches_the_model_options_of_the_app_and_of_evaluate():
     from portrait.training import evaluate
     from portrait.cli import build_parser, options_from_args
 
-    assert options_from_args(build_parser().parse_args(["--image", "a.jpg", "--tta"]))[1].tta
-    assert not options_from_args(build_parser().parse_args(["--image", "a.jpg"]))[1].tta
-    args = evaluate.build_parser().parse_args(
-        ["--model", "a.hdf5", "--data", "d", "--compare", "b.tflite", "--tta"])
-    _, models, _ = evaluate.options_from_args(args)
-    assert [m.tta for m in models] == [True, True]  # both models, or the comparison is unfair
+    def app_tta(*argv):
+        return options_from_args(build_parser().parse_args(list(argv)))[1].tta
+
+    assert app_tta("--image", "a.jpg") == "scales"  # a photo has no frame budget
+    assert app_tta("--source", "clip.mp4") == "off" and app_tta() == "off"  # 33 ms a frame
+    assert app_tta("--image", "a.jpg", "--tta", "off") == "off"
+    assert app_tta("--source", "clip.mp4", "--tta") == "scales"
+    assert app_tta("--image", "a.jpg", "--tta", "mirror") == "mirror"
+
+    def eval_tta(*argv):
+        args = evaluate.build_parser().parse_args(
+            ["--model", "a.hdf5", "--data", "d", "--compare", "b.tflite", *argv])
+        return [m.tta for m in evaluate.options_from_args(args)[1]]
+
+    assert eval_tta() == ["off", "off"]
+    assert eval_tta("--tta") == ["scales", "scales"]  # both models, or the comparison is unfair
+    assert eval_tta("--tta", "mirror") == ["mirror", "mirror"]
+    assert eval_tta("--tta", "scales", "--compare-tta", "off") == ["scales", "off"]  # unless told

@@ -152,7 +152,7 @@ def test_print_config_prints_the_effective_settings_and_reads_back(capsys, tmp_p
     printed = capsys.readouterr().out
     settings = tomllib.loads(printed)
     assert settings["blur"] == 12 and settings["background"] == "#00ff00"
-    assert settings["mirror"] is True and settings["tta"] is True and settings["max-frames"] == 5
+    assert settings["mirror"] is True and settings["tta"] == "scales" and settings["max-frames"] == 5
     assert settings["input-size"] == "64x32"
     assert "# image = (not set)" in printed
     # Fed back as a config file, the printout gives the same settings.

@@ -548,25 +548,31 @@ def test_our_dynamic_models_run_at_the_frame_aspect(tmp_path):
         assert list(segmenter._by_size) == [(64, 96)]
 
 
-def test_tta_averages_the_output_on_the_frame_and_on_its_mirror(tmp_path):
-    """A model with a random 3x3 kernel is not left-right symmetric: --tta gives exactly the
-    mean of its output on the frame and the mirrored output on the mirrored frame."""
-    from portrait.segment import MirrorAverage
-
-    inputs = keras.Input((48, 64, 3))
+def lopsided_model(seed: int, shape=(None, None, 3)) -> keras.Model:
+    """A model whose random 3x3 kernel is not left-right symmetric (nor scale invariant)."""
+    inputs = keras.Input(shape)
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     conv = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")
     model = keras.Model(inputs, conv(x))
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     conv.set_weights([rng.normal(0, 1, (3, 3, 3, 1)).astype(np.float32), np.zeros(1, np.float32)])
+    return model
+
+
+def test_tta_mirror_averages_the_output_on_the_frame_and_on_its_mirror(tmp_path):
+    """--tta mirror gives exactly the mean of the model's output on the frame and the mirrored
+    output on the mirrored frame."""
+    from portrait.segment import TestTimeAverage
+
     path = tmp_path / "lopsided.hdf5"
-    model.save(path)
-    frame = rng.integers(0, 256, (48, 64, 3), np.uint8)
+    lopsided_model(4, (48, 64, 3)).save(path)
+    frame = np.random.default_rng(4).integers(0, 256, (48, 64, 3), np.uint8)
     with create_segmenter(SegmentOptions(model=str(path))) as plain:
         direct = plain.segment(frame).copy()
         mirrored = plain.segment(np.ascontiguousarray(frame[:, ::-1])).copy()
-    with create_segmenter(SegmentOptions(model=str(path), tta=True)) as tta:
-        assert isinstance(tta, MirrorAverage) and tta.description.endswith("(--tta)")
+    with create_segmenter(SegmentOptions(model=str(path), tta="mirror")) as tta:
+        assert isinstance(tta, TestTimeAverage) and tta.description.endswith("(--tta mirror)")
+        assert tta.passes == 2
         assert tta.input_size == (64, 48)  # the wrapped segmenter's attributes show through
         averaged = tta.segment(frame)
         out = np.empty_like(averaged)
@@ -578,3 +584,53 @@ def test_tta_averages_the_output_on_the_frame_and_on_its_mirror(tmp_path):
     assert np.abs(averaged - direct).max() > 0.05  # the two views really differ
     with pytest.raises(ValueError, match="closed"):
         tta.segment(frame)
+
+
+def test_tta_scales_averages_three_sizes_and_their_mirrors_on_the_largest_grid(tmp_path):
+    """--tta scales runs a model that sizes itself to the frame at 5/6, 1 and 7/6 of its short
+    side (192 px: 160, 192 and 224), each on the frame and on its mirror, and averages the six
+    outputs resized (bilinear) to the largest grid."""
+    from portrait.segment import AspectSegmenter, TestTimeAverage, test_time_short_sides
+    from portrait.training.train import save_model
+
+    assert test_time_short_sides(192) == (224, 192, 160)
+    assert test_time_short_sides(160) == (192, 160, 128)
+    assert test_time_short_sides(32) == (32,)  # every share rounds to one stride
+    path = tmp_path / "dynamic.hdf5"
+    save_model(lopsided_model(7), path, short_px=192)
+    frame = np.random.default_rng(7).integers(0, 256, (300, 400, 3), np.uint8)
+    mirror = np.ascontiguousarray(frame[:, ::-1])
+    views = []
+    for side in (160, 192, 224):
+        with create_segmenter(SegmentOptions(model=str(path))) as plain:
+            assert isinstance(plain, AspectSegmenter)
+            plain.short_px = side
+            views += [plain.segment(frame).copy(), plain.segment(mirror)[:, ::-1].copy()]
+    largest = views[-1].shape
+    assert [v.shape for v in views[::2]] == [(160, 224), (192, 256), largest] and largest == (224, 288)
+    expected = np.mean([cv2.resize(v, largest[::-1], interpolation=cv2.INTER_LINEAR)
+                        if v.shape != largest else v for v in views], axis=0)
+    with create_segmenter(SegmentOptions(model=str(path), tta="scales")) as tta:
+        assert isinstance(tta, TestTimeAverage) and tta.passes == 6
+        assert tta.description.endswith("averaged over short sides 160, 192, 224 px, each with "
+                                         "its mirror image (--tta scales)")
+        assert tta.input_size == (384, 224)  # made for a 16:9 frame until told otherwise
+        averaged = tta.segment(frame)
+        assert tta.input_size == (288, 224)  # the largest view, at the frame's 4:3
+    assert averaged.shape == largest
+    np.testing.assert_allclose(averaged, expected, atol=1e-5)
+    assert np.abs(averaged - views[4]).max() > 0.02  # not just the largest view
+
+
+def test_tta_scales_on_a_fixed_size_model_is_the_mirror_and_says_so(tmp_path):
+    """A fixed input has no other scale: --tta scales (what --image asks of any model) runs the
+    mirror pair, and the start-up line says why."""
+    from portrait.segment import TestTimeAverage
+
+    path = tmp_path / "fixed.hdf5"
+    lopsided_model(5, (48, 64, 3)).save(path)
+    with create_segmenter(SegmentOptions(model=str(path), tta="scales")) as tta:
+        assert isinstance(tta, TestTimeAverage) and tta.passes == 2
+        assert tta.description.endswith(
+            "averaged with its mirror image (--tta scales; a model run at a fixed 64x48 has no "
+            "other scale)")

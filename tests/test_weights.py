@@ -1,6 +1,7 @@
 """The shipped models: load safely, carry their marks, and keep their accuracy.
 
-``weights/unet.hdf5`` (two models averaged, the default for photos) and
+``weights/unet.hdf5`` (four models averaged, the default for photos, where ``--image`` runs it at
+three scales with mirror images, ``--tta scales``) and
 ``weights/unet_live.hdf5`` (one model that knows a room, the default for camera and video). The
 accuracy checks are regression guards, not the release measurement (that is the model card's
 suite and its full 264-image run): on the first 40 EG1800 test images, through the app's own matte
@@ -12,6 +13,7 @@ without it.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -80,6 +82,27 @@ def test_shipped_weights_score_at_least_mediapipe_on_the_first_40_test_images(fi
 def test_shipped_weights_reach_095_miou_on_the_first_40_test_images(first_40):
     ours, _ = first_40
     assert ours["miou"] >= 0.95, f"mIoU {ours['miou']:.4f} on the first 40 test images"
+
+
+def test_photo_default_as_image_runs_it_scores_at_least_mediapipe_on_the_first_40_test_images():
+    """What ``--image`` runs by default (the photo file with ``--tta scales``, taken from the
+    app's own command line) against MediaPipe's model, one pass, on the first 40 EG1800 test
+    images: at least MediaPipe's mIoU and at least 0.95, and no lower than the file's one pass."""
+    from portrait.cli import build_parser, options_from_args
+
+    photo = options_from_args(build_parser().parse_args(["--image", "photo.jpg"]))[1]
+    assert photo.tta == "scales" and photo.model == PHOTO_MODEL
+    data = shared_path("data", "eg1800")
+    selfie = shared_path("models", "selfie_segmentation.tflite")
+    options = EvalOptions(data=str(data), list_file=str(data / "test.txt"), max_items=40,
+                          progress=False)
+    default, once, theirs = evaluate.evaluate(options, [
+        replace(photo, model=str(ROOT / PHOTO_MODEL)), SegmentOptions(model=str(ROOT / PHOTO_MODEL)),
+        SegmentOptions(model=str(selfie))])
+    assert default["n"] == 40
+    assert default["miou"] >= max(theirs["miou"], 0.95), (
+        f"--image default {default['miou']:.4f}, MediaPipe {theirs['miou']:.4f}")
+    assert default["miou"] >= once["miou"], f"scales {default['miou']:.4f}, one pass {once['miou']:.4f}"
 
 
 def test_camera_default_keeps_the_room_out_of_a_held_out_clip():

@@ -66,11 +66,18 @@ from portrait.segment.locate import (
 )
 from portrait.segment.mediapipe_segmenter import MediaPipeSegmenter
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
-from portrait.segment.wrappers import AspectSegmenter, MirrorAverage, size_for_frame
+from portrait.segment.wrappers import (
+    AspectSegmenter,
+    TestTimeAverage,
+    size_for_frame,
+    test_time_short_sides,
+    with_test_time,
+)
 
 __all__ = [
     "DEFAULT_INPUT_SIZE", "HDF5_SUFFIXES", "KERAS_SUFFIXES", "PROJECT_ROOT", "SHIPPED_MODELS",
     "SHORT_SIDE_ATTR", "WEIGHTS_DIR", "AspectSegmenter", "KerasSegmenter", "MediaPipeSegmenter",
-    "MirrorAverage", "Segmenter", "TFLiteSegmenter", "convert_keras", "create_segmenter",
-    "read_short_side_hint", "resolve_model_path", "size_for_frame",
+    "Segmenter", "TestTimeAverage", "TFLiteSegmenter", "convert_keras", "create_segmenter",
+    "read_short_side_hint", "resolve_model_path", "size_for_frame", "test_time_short_sides",
+    "with_test_time",
 ]

@@ -26,7 +26,7 @@ from portrait.segment.convert import create_converted
 from portrait.segment.keras_segmenter import KerasSegmenter, keras_input_size
 from portrait.segment.locate import KERAS_SUFFIXES, display_path, resolve_model_path
 from portrait.segment.mediapipe_segmenter import MediaPipeSegmenter
-from portrait.segment.wrappers import MirrorAverage
+from portrait.segment.wrappers import with_test_time
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ def create_segmenter(options: SegmentOptions) -> Segmenter:
         segmenter = _create_from_tflite(path, options)
     else:
         segmenter = _create_from_keras(path, options)
-    if options.tta:
-        segmenter = MirrorAverage(segmenter)
+    segmenter = with_test_time(segmenter, options.tta)
     log.info("%s (ready in %.1f s)", segmenter.description, time.perf_counter() - started)
     return segmenter
 

@@ -1,8 +1,9 @@
-"""Segmenters that wrap others: running at the frame's aspect ratio, and mirror averaging."""
+"""Segmenters that wrap others: running at the frame's aspect ratio, and test-time averaging
+(mirror images and scales)."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ class AspectSegmenter(Segmenter):
                  first_frame_size: Optional[tuple[int, int]] = None):
         self._make = make
         self.short_px = short_px
+        self._first_frame_size = first_frame_size
         self._by_size: dict[tuple[int, int], Segmenter] = {}
         self._frame_size: Optional[tuple[int, int]] = None
         self._current = self._segmenter_for(first_frame_size or (1280, 720))  # a 720p webcam
@@ -54,6 +56,10 @@ class AspectSegmenter(Segmenter):
             self._by_size[size] = self._make(size)
         return self._by_size[size]
 
+    def at_short_side(self, short_px: int) -> "AspectSegmenter":
+        """The same model run at another short side (its own conversions, closed on its own)."""
+        return AspectSegmenter(self._make, short_px, self._first_frame_size)
+
     def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         self._check_open()
         frame_size = (frame_bgr.shape[1], frame_bgr.shape[0])
@@ -69,37 +75,103 @@ class AspectSegmenter(Segmenter):
         self._closed = True
 
 
-class MirrorAverage(Segmenter):
-    """Test-time augmentation: the mean of a model's probability on a frame and on its mirror.
+# Short sides of --tta scales, as shares of the model's own: a portrait that fills 5/6, all and
+# 7/6 of the cells it was trained to fill (192 px gives 160, 192 and 224).
+TEST_TIME_SCALES = (5 / 6, 1.0, 7 / 6)
 
-    Twice the model time, for fewer one-sided mistakes; a model that is not left-right
-    symmetric errs differently on the two views. What it runs at and how (input size, runtime,
-    letterbox, output kind, input scaling) is the wrapped segmenter's.
+
+def test_time_short_sides(short_px: int, multiple: int = 32) -> tuple[int, ...]:
+    """The short sides ``--tta scales`` runs a model at, largest first, each a multiple of the
+    stride (192 gives (224, 192, 160); 160 gives (192, 160, 128))."""
+    sides = {max(multiple, round(short_px * share / multiple) * multiple) for share in TEST_TIME_SCALES}
+    return tuple(sorted(sides, reverse=True))
+
+
+class TestTimeAverage(Segmenter):
+    """Test-time augmentation: the mean of a model's probability over several views of a frame.
+
+    Each view is the same model at one input size (``views``) on the frame and, with
+    ``mirror``, on its mirror image, the result flipped back. The outputs are resized
+    (bilinear) to the grid of ``views[0]``, the largest, and averaged. A model errs differently
+    on the mirror image and when the subject fills more or fewer of its cells; the mean keeps
+    what they agree on. It costs one model pass per view and mirror. What it runs at and how
+    (input size, runtime, letterbox, output kind, input scaling) is ``views[0]``'s.
 
     Args:
-        inner: the segmenter that runs the model.
+        views: segmenters of one model at different input sizes, the largest first; closed
+            with this one.
+        mirror: also run each on the mirror image.
     """
 
-    def __init__(self, inner: Segmenter):
-        self.inner = inner
-        self.description = f"{inner.description}, averaged with its mirror image (--tta)"
+    __test__ = False  # not a pytest class, whatever its name
+
+    def __init__(self, views: Sequence[Segmenter], mirror: bool = True):
+        if not views:
+            raise ValueError("TestTimeAverage needs at least one view, got 0")
+        self.views = list(views)
+        self.mirror = mirror
+        self.description = views[0].description
         self._closed = False
 
-    input_size = property(lambda self: self.inner.input_size)
-    runtime = property(lambda self: self.inner.runtime)
-    letterbox = property(lambda self: self.inner.letterbox)
-    output_kind = property(lambda self: self.inner.output_kind)
-    input_norm = property(lambda self: self.inner.input_norm)
+    input_size = property(lambda self: self.views[0].input_size)
+    runtime = property(lambda self: self.views[0].runtime)
+    letterbox = property(lambda self: self.views[0].letterbox)
+    output_kind = property(lambda self: self.views[0].output_kind)
+    input_norm = property(lambda self: self.views[0].input_norm)
+
+    @property
+    def passes(self) -> int:
+        """Model passes per frame."""
+        return len(self.views) * (2 if self.mirror else 1)
 
     def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         self._check_open()
         # Every segmenter returns ``out`` or a new array the caller owns (OutputReader), and
         # refuses an ``out`` of the wrong shape: the first view can be accumulated in place.
-        result = self.inner.segment(frame_bgr, out)
-        result += self.inner.segment(cv2.flip(frame_bgr, 1))[:, ::-1]
-        result *= 0.5
+        result = self.views[0].segment(frame_bgr, out)
+        flipped = cv2.flip(frame_bgr, 1) if self.mirror else None
+        height, width = result.shape
+        for index, view in enumerate(self.views):
+            frames = ([frame_bgr] if index else []) + ([flipped] if self.mirror else [])
+            for frame in frames:
+                probability = view.segment(frame)
+                if frame is flipped:
+                    probability = cv2.flip(probability, 1)
+                if probability.shape != result.shape:
+                    probability = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
+                result += probability
+        result *= 1.0 / self.passes
         return result
 
     def close(self) -> None:
-        self.inner.close()
+        for view in self.views:
+            view.close()
         self._closed = True
+
+
+def with_test_time(segmenter: Segmenter, mode: str) -> Segmenter:
+    """Wrap ``segmenter`` for ``--tta mode`` (off, mirror, scales); see :class:`TestTimeAverage`.
+
+    ``scales`` needs a model run at the frame's aspect (an :class:`AspectSegmenter`); any
+    other gets ``mirror``, and its description says so.
+    """
+    if mode == "off":
+        return segmenter
+    if mode not in ("mirror", "scales"):
+        raise ValueError(f"--tta must be off, mirror or scales, got {mode!r}")
+    views = [segmenter]
+    if mode == "scales" and isinstance(segmenter, AspectSegmenter):
+        sides = test_time_short_sides(segmenter.short_px)
+        views = [segmenter if side == segmenter.short_px else segmenter.at_short_side(side)
+                 for side in sides]
+        what = (f"averaged over short sides {', '.join(str(side) for side in sorted(sides))} px, "
+                "each with its mirror image (--tta scales)")
+    elif mode == "scales":
+        width, height = segmenter.input_size
+        what = (f"averaged with its mirror image (--tta scales; a model run at a fixed {width}x{height} "
+                "has no other scale)")
+    else:
+        what = "averaged with its mirror image (--tta mirror)"
+    wrapped = TestTimeAverage(views, mirror=True)
+    wrapped.description = f"{segmenter.description}, {what}"
+    return wrapped

@@ -41,6 +41,7 @@ from portrait.cli import (
 from portrait.errors import InputError, run_command
 from portrait.options import (
     PHOTO_REFINE,
+    TEST_TIME_MODES,
     PipelineOptions,
     RefineOptions,
     SegmentOptions,
@@ -609,9 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images on the contact sheet (default: 12)")
     p.add_argument("--no-refine", action="store_true",
                    help="score the bilinear upscale of the model output, without the guided filter")
-    p.add_argument("--tta", action="store_true",
-                   help="score both models with the app's --tta: each image's output averaged "
-                        "with the output on its mirror image")
+    p.add_argument("--tta", nargs="?", const="scales", default="off", choices=TEST_TIME_MODES,
+                   help="test-time augmentation of --model, as the app's --tta: mirror averages "
+                        "each image's output with the output on its mirror image, scales does "
+                        "that at three sizes; bare --tta is scales (default: off, one pass)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     model = p.add_argument_group("model options (as in the app; they apply to --model)")
@@ -629,6 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--compare-input-norm", choices=("auto", "raw", "unit", "symmetric"),
                        default="auto")
     other.add_argument("--compare-input-size", type=parse_size, metavar="WxH")
+    other.add_argument("--compare-tta", choices=TEST_TIME_MODES, metavar="MODE",
+                       help="test-time augmentation of the --compare model, off, mirror or "
+                            "scales (default: as --tta, so that both are scored alike)")
 
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -646,7 +651,8 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
         models.append(SegmentOptions(model=args.compare, backend=args.compare_backend,
                                      device=args.device, input_norm=args.compare_input_norm,
                                      input_size=args.compare_input_size, threads=args.threads,
-                                     trust_model=args.trust_model, tta=args.tta))
+                                     trust_model=args.trust_model,
+                                     tta=args.compare_tta or args.tta))
     evaluation = EvalOptions(data=args.data, list_file=args.list_file, max_items=args.max_items,
                              sheet=args.sheet, worst=args.worst,
                              progress=not (args.no_progress or args.quiet))
