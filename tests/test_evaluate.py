@@ -224,6 +224,18 @@ def test_format_table_names_both_models_and_the_better_one():
     assert table.splitlines()[-1] == "higher mIoU: ours.hdf5 (+0.0100)"
 
 
+def test_tables_name_a_model_with_its_test_time_augmentation():
+    """The same file with and without --tta are two rows that say which is which."""
+    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, far_mean=0.001, ms_per_image=2.0,
+                ms_refine=1.0, model="w/unet.hdf5")
+    table = evaluate.format_table([dict(base, miou=0.97, tta="scales"), dict(base, miou=0.96, tta="off")])
+    rows = table.splitlines()[2:4]
+    assert rows[0].split()[:4] == ["unet.hdf5", "(--tta", "scales)", "0.9700"]
+    assert rows[1].split()[:2] == ["unet.hdf5", "0.9600"]
+    assert table.splitlines()[-1] == "higher mIoU: unet.hdf5 (--tta scales) (+0.0100)"
+    assert evaluate.model_label("m/selfie.tflite", "mirror") == "selfie.tflite (--tta mirror)"
+
+
 def test_format_table_says_what_the_outline_costs_each_model():
     base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, far_mean=0.001, ms_per_image=2.0,
                 ms_refine=1.0)

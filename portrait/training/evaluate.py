@@ -161,6 +161,7 @@ class ModelScorer:
 
     def __init__(self, segment: SegmentOptions, refine: RefineOptions = PHOTO_REFINE):
         self.model = segment.model
+        self.tta = segment.tta
         self.refine = refine
         self.segmenter = create_segmenter(segment)
         self.description = self.segmenter.description
@@ -189,8 +190,8 @@ class ModelScorer:
 
     def summary(self) -> dict:
         """The JSON summary: means of the scores, medians of the times, and what ran."""
-        return summarize(self.scores, model=self.model, description=self.description,
-                         refine=self.refine.enabled)
+        return summarize(self.scores, model=self.model, tta=self.tta,
+                         description=self.description, refine=self.refine.enabled)
 
     def close(self) -> None:
         """Release the model. Safe to call twice."""
@@ -522,9 +523,15 @@ def write_image(path: Path, image: np.ndarray) -> None:
         raise InputError(f"cannot write '{path}'; check that its folder exists and is writable")
 
 
+def model_label(model: str, tta: str = "off") -> str:
+    """How tables name a model: its file name, and its test-time augmentation when it has one."""
+    name = Path(model).name
+    return name if tta == "off" else f"{name} (--tta {tta})"
+
+
 def format_table(summaries: Sequence[dict]) -> str:
     """Side-by-side scores as a small text table (one row per model), plus a verdict line."""
-    names = [Path(s["model"]).name for s in summaries]
+    names = [model_label(s["model"], s.get("tta", "off")) for s in summaries]
     if len(set(names)) < len(names):  # the same file twice, e.g. on two backends
         names = [f"{name} [{i + 1}]" for i, name in enumerate(names)]
     width = max(12, *(len(n) for n in names))

@@ -51,7 +51,7 @@ from portrait.segment.locate import SHARED_DIR
 from portrait.smooth import TemporalSmoother
 from portrait.subject import SubjectSelector
 from portrait.training.conditions import CAMERA_CONDITIONS, CameraCondition
-from portrait.training.evaluate import FAR_MARGIN
+from portrait.training.evaluate import FAR_MARGIN, model_label
 from portrait.training.video_metrics import SequenceScore
 
 log = logging.getLogger("portrait.training.suite")
@@ -281,7 +281,7 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
                 for m in models]
     with VideoFileSource(clips[0]) as source:
         frame = cv2.resize(next(iter(source)).image, COST_FRAME_SIZE, interpolation=cv2.INTER_AREA)
-    result = {"models": [m.model for m in models], "photos": photos, **webcam,
+    result = {"models": [m.model for m in models], "tta": [m.tta for m in models], "photos": photos, **webcam,
               "cost": segment_cost_ms(models, frame)}
     result["worst"] = worst_domain(result)
     return result
@@ -326,7 +326,8 @@ def worst_domain(result: dict) -> dict:
 
 def format_suite(result: dict) -> str:
     """The suite's tables (photos, webcam, cost) and its verdict, for a terminal."""
-    names = [Path(m).name for m in result["models"]]
+    names = [model_label(m, tta) for m, tta in
+             zip(result["models"], result.get("tta") or ["off"] * len(result["models"]))]
     ours, peer = names[0], names[1]
     lines = [f"suite: {ours} against {peer}", ""]
     width = max(len(n) for n in result["photos"]) + 2
