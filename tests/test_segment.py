@@ -548,6 +548,33 @@ def test_our_dynamic_models_run_at_the_frame_aspect(tmp_path):
         assert list(segmenter._by_size) == [(64, 96)]
 
 
+def test_the_keras_path_runs_our_dynamic_models_at_the_frame_aspect_too(tmp_path):
+    """The GPU path (tf.function; here --backend keras on the CPU) honours the short side the
+    file notes, as the TFLite path does, instead of stretching every frame to 256x256; the two
+    runtimes agree."""
+    from portrait.segment import AspectSegmenter, KerasSegmenter
+    from portrait.training.train import save_model
+
+    path = tmp_path / "dynamic.hdf5"
+    save_model(lopsided_model(9), path, short_px=64)
+    frame = np.random.default_rng(9).integers(0, 256, (160, 120, 3), np.uint8)
+    with create_segmenter(SegmentOptions(model=str(path), backend="keras", device="cpu",
+                                         frame_size=(120, 160))) as keras_path:
+        assert isinstance(keras_path, AspectSegmenter)
+        assert isinstance(keras_path._current, KerasSegmenter)
+        assert "tf.function" in keras_path.description and "short side 64 px" in keras_path.description
+        by_keras = keras_path.segment(frame).copy()
+        assert keras_path.input_size == (64, 96)
+    with create_segmenter(SegmentOptions(model=str(path))) as tflite_path:
+        by_tflite = tflite_path.segment(frame).copy()
+    assert by_keras.shape == by_tflite.shape == (96, 64)
+    np.testing.assert_allclose(by_keras, by_tflite, atol=1e-4)
+    # Told a size, it runs at that size, as before.
+    with create_segmenter(SegmentOptions(model=str(path), backend="keras", device="cpu",
+                                         input_size=(96, 64))) as sized:
+        assert isinstance(sized, KerasSegmenter) and sized.input_size == (96, 64)
+
+
 def lopsided_model(seed: int, shape=(None, None, 3)) -> keras.Model:
     """A model whose random 3x3 kernel is not left-right symmetric (nor scale invariant)."""
     inputs = keras.Input(shape)

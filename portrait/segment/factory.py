@@ -24,9 +24,9 @@ from portrait.segment import exported, keras_compat
 from portrait.segment.base import Segmenter, describe, one_line, resolve_norm
 from portrait.segment.convert import create_converted
 from portrait.segment.keras_segmenter import KerasSegmenter, keras_input_size
-from portrait.segment.locate import KERAS_SUFFIXES, display_path, resolve_model_path
+from portrait.segment.locate import KERAS_SUFFIXES, display_path, read_short_side_hint, resolve_model_path
 from portrait.segment.mediapipe_segmenter import MediaPipeSegmenter
-from portrait.segment.wrappers import with_test_time
+from portrait.segment.wrappers import AspectSegmenter, with_test_time
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,16 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
     else:
         device = "/CPU:0"
         reason = "--backend keras" + (", --device cpu" if options.device == "cpu" else ", no GPU visible to TensorFlow")
-    segmenter = KerasSegmenter(model, norm, size, options.letterbox, device=device, jit_compile=bool(gpus))
+
+    def at(run_size: tuple[int, int]) -> KerasSegmenter:
+        return KerasSegmenter(model, norm, run_size, options.letterbox, device=device, jit_compile=bool(gpus))
+
+    # A model of ours with a dynamic input runs at the frame's aspect, as on the CPU path: one
+    # traced function per input size.
+    short_px = None
+    if keras_compat.saved_input_size(model) is None and not (options.input_size or options.letterbox):
+        short_px = read_short_side_hint(path)
+    segmenter = AspectSegmenter(at, short_px, options.frame_size) if short_px else at(size)
     segmenter.description = describe(segmenter, display_path(path), why, reason)
     return segmenter
 
