@@ -133,7 +133,8 @@ def _convert(parser: argparse.ArgumentParser, key: str, action: argparse.Action,
             return value != key.startswith("no-")
         return action.const if value else action.default
     if action.nargs == "?" and isinstance(value, bool):  # --flag [VALUE]: true is the bare flag
-        return action.const if value else action.default
+        # false is the option's "off" where it has one (tta = false: one pass), else its default
+        return action.const if value else ("off" if "off" in (action.choices or ()) else action.default)
     many = (isinstance(action, argparse._AppendAction)
             or action.nargs in ("*", "+") or isinstance(action.nargs, int))
     if many:

@@ -91,6 +91,23 @@ def _literal(value):
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("tta = true\n", "scales"),  # the bare flag
+    ("tta = false\n", "off"),  # one pass, not the default (auto: scales for --image)
+    ('tta = "mirror"\n', "mirror"),
+    ("light-wrap = false\n", 0.0),  # an option without "off": false is its default
+])
+def test_a_flag_with_an_optional_value_takes_true_and_false(tmp_path, text, expected):
+    config = write_config(tmp_path / "c.toml", text)
+    args = parse("--config", config, "--image", "a.jpg")[0]
+    key = text.split(" = ")[0].replace("-", "_")
+    assert getattr(args, key) == expected
+    if key == "tta":
+        from portrait.cli import options_from_args
+
+        assert options_from_args(args)[1].tta == expected
+
+
 def test_keys_come_from_the_parser_and_underscores_are_accepted(tmp_path):
     options = settable_options(build_parser())
     assert {"background", "blur", "mirror", "max-frames", "input-size", "no-smooth"} <= set(options)
