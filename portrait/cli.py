@@ -240,7 +240,7 @@ def options_from_args(args: argparse.Namespace):
                              backend=args.backend, device=args.device,
                              input_norm=args.input_norm, input_size=args.input_size,
                              letterbox=args.letterbox, threads=args.threads,
-                             trust_model=args.trust_model, tta=test_time_mode(args))
+                             trust_model=args.trust_model, tta=tta_mode(args))
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
     guide = args.refine_guide if args.refine_guide != "auto" else (
         PHOTO_REFINE.guide if args.image else RefineOptions.guide)
@@ -255,7 +255,7 @@ def options_from_args(args: argparse.Namespace):
     return capture, segment, smooth, refine, composite, output, pipeline, framing
 
 
-def test_time_mode(args: argparse.Namespace) -> str:
+def tta_mode(args: argparse.Namespace) -> str:
     """``--tta``: ``auto`` is ``scales`` for photos, which have no frame budget, and ``off`` for
     camera and video, which have 33 ms a frame."""
     if args.tta != "auto":

@@ -617,12 +617,12 @@ def test_tta_scales_averages_three_sizes_and_their_mirrors_on_the_largest_grid(t
     """--tta scales runs a model that sizes itself to the frame at 5/6, 1 and 7/6 of its short
     side (192 px: 160, 192 and 224), each on the frame and on its mirror, and averages the six
     outputs resized (bilinear) to the largest grid."""
-    from portrait.segment import AspectSegmenter, TestTimeAverage, test_time_short_sides
+    from portrait.segment import AspectSegmenter, TestTimeAverage, tta_short_sides
     from portrait.training.train import save_model
 
-    assert test_time_short_sides(192) == (224, 192, 160)
-    assert test_time_short_sides(160) == (192, 160, 128)
-    assert test_time_short_sides(32) == (32,)  # every share rounds to one stride
+    assert tta_short_sides(192) == (224, 192, 160)
+    assert tta_short_sides(160) == (192, 160, 128)
+    assert tta_short_sides(32) == (32,)  # every share rounds to one stride
     path = tmp_path / "dynamic.hdf5"
     save_model(lopsided_model(7), path, short_px=192)
     frame = np.random.default_rng(7).integers(0, 256, (300, 400, 3), np.uint8)

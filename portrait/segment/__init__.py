@@ -70,7 +70,7 @@ from portrait.segment.wrappers import (
     AspectSegmenter,
     TestTimeAverage,
     size_for_frame,
-    test_time_short_sides,
+    tta_short_sides,
     with_test_time,
 )
 
@@ -78,6 +78,6 @@ __all__ = [
     "DEFAULT_INPUT_SIZE", "HDF5_SUFFIXES", "KERAS_SUFFIXES", "PROJECT_ROOT", "SHIPPED_MODELS",
     "SHORT_SIDE_ATTR", "WEIGHTS_DIR", "AspectSegmenter", "KerasSegmenter", "MediaPipeSegmenter",
     "Segmenter", "TestTimeAverage", "TFLiteSegmenter", "convert_keras", "create_segmenter",
-    "read_short_side_hint", "resolve_model_path", "size_for_frame", "test_time_short_sides",
+    "read_short_side_hint", "resolve_model_path", "size_for_frame", "tta_short_sides",
     "with_test_time",
 ]

@@ -80,7 +80,7 @@ class AspectSegmenter(Segmenter):
 TEST_TIME_SCALES = (5 / 6, 1.0, 7 / 6)
 
 
-def test_time_short_sides(short_px: int, multiple: int = 32) -> tuple[int, ...]:
+def tta_short_sides(short_px: int, multiple: int = 32) -> tuple[int, ...]:
     """The short sides ``--tta scales`` runs a model at, largest first, each a multiple of the
     stride (192 gives (224, 192, 160); 160 gives (192, 160, 128))."""
     sides = {max(multiple, round(short_px * share / multiple) * multiple) for share in TEST_TIME_SCALES}
@@ -161,7 +161,7 @@ def with_test_time(segmenter: Segmenter, mode: str) -> Segmenter:
         raise ValueError(f"--tta must be off, mirror or scales, got {mode!r}")
     views = [segmenter]
     if mode == "scales" and isinstance(segmenter, AspectSegmenter):
-        sides = test_time_short_sides(segmenter.short_px)
+        sides = tta_short_sides(segmenter.short_px)
         views = [segmenter if side == segmenter.short_px else segmenter.at_short_side(side)
                  for side in sides]
         what = (f"averaged over short sides {', '.join(str(side) for side in sorted(sides))} px, "
