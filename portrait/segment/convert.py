@@ -14,7 +14,7 @@ from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_l
 from portrait.segment.keras_segmenter import keras_input_size
 from portrait.segment.locate import display_path, read_short_side_hint
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
-from portrait.segment.wrappers import AspectSegmenter
+from portrait.segment.wrappers import AspectSegmenter, sized_for_frames
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +33,13 @@ def create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: 
     if size is None:
         size = keras_input_size(model(), options.input_size)
     elif size == "dynamic":
-        short_px = None if options.input_size else read_short_side_hint(path)
+        short_px = read_short_side_hint(path)
         size = tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE
     elif options.input_size and tuple(options.input_size) != size:
         log.warning("model '%s' has a fixed %dx%d input; ignoring --input-size", path, *size)
 
-    if short_px and not options.letterbox:
-        segmenter = AspectSegmenter(lambda sz: _converted_at(path, sz, model, options),
-                                    short_px, options.frame_size)
-        first = segmenter._current
-    else:
-        segmenter = first = _converted_at(path, size, model, options)
+    segmenter = sized_for_frames(lambda sz: _converted_at(path, sz, model, options), short_px, size, options)
+    first = segmenter._current if isinstance(segmenter, AspectSegmenter) else segmenter
     norm_why = first.norm_why
     cache_text = "cached" if first.cache_hit else (
         "converted now, cached" if first.cache_path else "converted now, not cached")

@@ -30,7 +30,7 @@ from portrait.segment import fixed_size, keras_compat, tflite_utils
 from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line, resolve_norm
 from portrait.segment.locate import display_path
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
-from portrait.segment.wrappers import AspectSegmenter
+from portrait.segment.wrappers import AspectSegmenter, sized_for_frames
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,7 @@ def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: s
         ) from None
     norm, why = resolve_norm(options.input_norm, marked, norm_why)
     dynamic = tflite_utils.dynamic_image_input(signature)
-    short_px = None
-    if dynamic and info and not options.input_size and not options.letterbox:
-        short_px = info.get("input_short_px")
+    short_px = info.get("input_short_px") if dynamic and info else None
 
     def at(size: Optional[tuple[int, int]]) -> TFLiteSegmenter:
         body, name = content, str(path)
@@ -151,12 +149,9 @@ def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: s
         return TFLiteSegmenter(body, input_norm=norm, input_size=size, letterbox=options.letterbox,
                                threads=options.threads, name=name)
 
-    if short_px:
-        segmenter = AspectSegmenter(at, int(short_px), options.frame_size)
-        first = segmenter._current
-    else:
-        size = (tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE) if dynamic else None
-        segmenter = first = at(size)
+    size = (tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE) if dynamic else None
+    segmenter = sized_for_frames(at, short_px, size, options)
+    first = segmenter._current if isinstance(segmenter, AspectSegmenter) else segmenter
     if first.input_norm != norm:
         why = "uint8 model input"
     segmenter.input_norm = first.input_norm

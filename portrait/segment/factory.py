@@ -26,7 +26,7 @@ from portrait.segment.convert import create_converted
 from portrait.segment.keras_segmenter import KerasSegmenter, keras_input_size
 from portrait.segment.locate import KERAS_SUFFIXES, display_path, read_short_side_hint, resolve_model_path
 from portrait.segment.mediapipe_segmenter import MediaPipeSegmenter
-from portrait.segment.wrappers import AspectSegmenter, with_test_time
+from portrait.segment.wrappers import sized_for_frames, with_test_time
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +143,8 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
 
     # A model of ours with a dynamic input runs at the frame's aspect, as on the CPU path: one
     # traced function per input size.
-    short_px = None
-    if keras_compat.saved_input_size(model) is None and not (options.input_size or options.letterbox):
-        short_px = read_short_side_hint(path)
-    segmenter = AspectSegmenter(at, short_px, options.frame_size) if short_px else at(size)
+    short_px = read_short_side_hint(path) if keras_compat.saved_input_size(model) is None else None
+    segmenter = sized_for_frames(at, short_px, size, options)
     segmenter.description = describe(segmenter, display_path(path), why, reason)
     return segmenter
 

@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
+from portrait.options import SegmentOptions
 from portrait.segment.base import Segmenter
 
 
@@ -75,6 +76,23 @@ class AspectSegmenter(Segmenter):
         self._closed = True
 
 
+def sized_for_frames(make: Callable[[Optional[tuple[int, int]]], Segmenter], short_px: Optional[int],
+                     size: Optional[tuple[int, int]], options: SegmentOptions) -> Segmenter:
+    """The one rule every runtime sizes a model by: a model that notes the short side it was
+    trained for (``short_px``) runs at each frame's aspect (:class:`AspectSegmenter`), unless
+    the options fix its input (``--input-size``, ``--letterbox``); any other runs at ``size``.
+
+    Args:
+        make: builds the runtime's segmenter for one input size (w, h).
+        short_px: the model's noted short side, or None.
+        size: the input size otherwise (None where the runtime takes the model's own).
+        options: the segment options (input size, letterbox, first frame size).
+    """
+    if short_px and not (options.input_size or options.letterbox):
+        return AspectSegmenter(make, int(short_px), options.frame_size)
+    return make(size)
+
+
 # Short sides of --tta scales, as shares of the model's own: a portrait that fills 5/6, all and
 # 7/6 of the cells it was trained to fill (192 px gives 160, 192 and 224).
 TEST_TIME_SCALES = (5 / 6, 1.0, 7 / 6)
@@ -90,26 +108,24 @@ def tta_short_sides(short_px: int, multiple: int = 32) -> tuple[int, ...]:
 class TestTimeAverage(Segmenter):
     """Test-time augmentation: the mean of a model's probability over several views of a frame.
 
-    Each view is the same model at one input size (``views``) on the frame and, with
-    ``mirror``, on its mirror image, the result flipped back. The outputs are resized
-    (bilinear) to the grid of ``views[0]``, the largest, and averaged. A model errs differently
-    on the mirror image and when the subject fills more or fewer of its cells; the mean keeps
-    what they agree on. It costs one model pass per view and mirror. What it runs at and how
-    (input size, runtime, letterbox, output kind, input scaling) is ``views[0]``'s.
+    Each view is the same model at one input size (``views``), run on the frame and on its
+    mirror image (the result flipped back). The outputs are resized (bilinear) to the grid of
+    ``views[0]``, the largest, and averaged. A model errs differently on the mirror image and
+    when the subject fills more or fewer of its cells; the mean keeps what they agree on. It
+    costs two model passes per view. What it runs at and how (input size, runtime, letterbox,
+    output kind, input scaling) is ``views[0]``'s.
 
     Args:
         views: segmenters of one model at different input sizes, the largest first; closed
             with this one.
-        mirror: also run each on the mirror image.
     """
 
     __test__ = False  # not a pytest class, whatever its name
 
-    def __init__(self, views: Sequence[Segmenter], mirror: bool = True):
+    def __init__(self, views: Sequence[Segmenter]):
         if not views:
             raise ValueError("TestTimeAverage needs at least one view, got 0")
         self.views = list(views)
-        self.mirror = mirror
         self.description = views[0].description
         self._closed = False
 
@@ -122,24 +138,19 @@ class TestTimeAverage(Segmenter):
     @property
     def passes(self) -> int:
         """Model passes per frame."""
-        return len(self.views) * (2 if self.mirror else 1)
+        return 2 * len(self.views)
 
     def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         self._check_open()
         # Every segmenter returns ``out`` or a new array the caller owns (OutputReader), and
         # refuses an ``out`` of the wrong shape: the first view can be accumulated in place.
         result = self.views[0].segment(frame_bgr, out)
-        flipped = cv2.flip(frame_bgr, 1) if self.mirror else None
+        flipped = cv2.flip(frame_bgr, 1)
         height, width = result.shape
         for index, view in enumerate(self.views):
-            frames = ([frame_bgr] if index else []) + ([flipped] if self.mirror else [])
-            for frame in frames:
-                probability = view.segment(frame)
-                if frame is flipped:
-                    probability = cv2.flip(probability, 1)
-                if probability.shape != result.shape:
-                    probability = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
-                result += probability
+            if index:
+                result += _resized(view.segment(frame_bgr), width, height)
+            result += _resized(cv2.flip(view.segment(flipped), 1), width, height)
         result *= 1.0 / self.passes
         return result
 
@@ -147,6 +158,12 @@ class TestTimeAverage(Segmenter):
         for view in self.views:
             view.close()
         self._closed = True
+
+
+def _resized(probability: np.ndarray, width: int, height: int) -> np.ndarray:
+    if probability.shape == (height, width):
+        return probability
+    return cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def with_test_time(segmenter: Segmenter, mode: str) -> Segmenter:
@@ -172,6 +189,6 @@ def with_test_time(segmenter: Segmenter, mode: str) -> Segmenter:
                 "has no other scale)")
     else:
         what = "averaged with its mirror image (--tta mirror)"
-    wrapped = TestTimeAverage(views, mirror=True)
+    wrapped = TestTimeAverage(views)
     wrapped.description = f"{segmenter.description}, {what}"
     return wrapped
