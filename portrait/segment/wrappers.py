@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-from portrait.options import SegmentOptions
+from portrait.options import TEST_TIME_MODES, SegmentOptions
 from portrait.segment.base import Segmenter
 
 
@@ -174,8 +174,8 @@ def with_test_time(segmenter: Segmenter, mode: str) -> Segmenter:
     """
     if mode == "off":
         return segmenter
-    if mode not in ("mirror", "scales"):
-        raise ValueError(f"--tta must be off, mirror or scales, got {mode!r}")
+    if mode not in TEST_TIME_MODES:
+        raise ValueError(f"--tta must be one of {', '.join(TEST_TIME_MODES)}, got {mode!r}")
     views = [segmenter]
     if mode == "scales" and isinstance(segmenter, AspectSegmenter):
         sides = tta_short_sides(segmenter.short_px)
