@@ -561,7 +561,7 @@ def test_the_keras_path_runs_our_dynamic_models_at_the_frame_aspect_too(tmp_path
     with create_segmenter(SegmentOptions(model=str(path), backend="keras", device="cpu",
                                          frame_size=(120, 160))) as keras_path:
         assert isinstance(keras_path, AspectSegmenter)
-        assert isinstance(keras_path._current, KerasSegmenter)
+        assert isinstance(keras_path.current, KerasSegmenter)
         assert "tf.function" in keras_path.description and "short side 64 px" in keras_path.description
         by_keras = keras_path.segment(frame).copy()
         assert keras_path.input_size == (64, 96)

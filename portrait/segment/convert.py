@@ -14,7 +14,7 @@ from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_l
 from portrait.segment.keras_segmenter import keras_input_size
 from portrait.segment.locate import display_path, read_short_side_hint
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
-from portrait.segment.wrappers import AspectSegmenter, sized_for_frames
+from portrait.segment.wrappers import current_runtime, sized_for_frames
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: 
         log.warning("model '%s' has a fixed %dx%d input; ignoring --input-size", path, *size)
 
     segmenter = sized_for_frames(lambda sz: _converted_at(path, sz, model, options), short_px, size, options)
-    first = segmenter._current if isinstance(segmenter, AspectSegmenter) else segmenter
+    first = current_runtime(segmenter)
     norm_why = first.norm_why
     cache_text = "cached" if first.cache_hit else (
         "converted now, cached" if first.cache_path else "converted now, not cached")

@@ -30,7 +30,7 @@ from portrait.segment import fixed_size, keras_compat, tflite_utils
 from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line, resolve_norm
 from portrait.segment.locate import display_path
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
-from portrait.segment.wrappers import AspectSegmenter, sized_for_frames
+from portrait.segment.wrappers import current_runtime, sized_for_frames
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: s
 
     size = (tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE) if dynamic else None
     segmenter = sized_for_frames(at, short_px, size, options)
-    first = segmenter._current if isinstance(segmenter, AspectSegmenter) else segmenter
+    first = current_runtime(segmenter)
     if first.input_norm != norm:
         why = "uint8 model input"
     segmenter.input_norm = first.input_norm

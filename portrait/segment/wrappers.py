@@ -57,6 +57,11 @@ class AspectSegmenter(Segmenter):
             self._by_size[size] = self._make(size)
         return self._by_size[size]
 
+    @property
+    def current(self) -> Segmenter:
+        """The segmenter at the latest frame's size (the first frame's before any frame)."""
+        return self._current
+
     def at_short_side(self, short_px: int) -> "AspectSegmenter":
         """The same model run at another short side (its own conversions, closed on its own)."""
         return AspectSegmenter(self._make, short_px, self._first_frame_size)
@@ -91,6 +96,12 @@ def sized_for_frames(make: Callable[[Optional[tuple[int, int]]], Segmenter], sho
     if short_px and not (options.input_size or options.letterbox):
         return AspectSegmenter(make, int(short_px), options.frame_size)
     return make(size)
+
+
+def current_runtime(segmenter: Segmenter) -> Segmenter:
+    """The segmenter that runs the model: an :class:`AspectSegmenter`'s current one, or
+    ``segmenter`` itself (what :func:`sized_for_frames` returned is either)."""
+    return segmenter.current if isinstance(segmenter, AspectSegmenter) else segmenter
 
 
 # Short sides of --tta scales, as shares of the model's own: a portrait that fills 5/6, all and

@@ -54,7 +54,7 @@ def sample_frame(size: tuple[int, int], source: Optional[str]) -> np.ndarray:
 
 def segmenters(model: str, size: tuple[int, int], threads: int) -> dict:
     """The four ways to run ``model`` on frames of ``size`` (see the module docstring)."""
-    from portrait.segment import create_segmenter, exported, resolve_model_path
+    from portrait.segment import AspectSegmenter, create_segmenter, exported, resolve_model_path
     from portrait.segment.tflite_segmenter import TFLiteSegmenter
 
     path = resolve_model_path(model)
@@ -74,7 +74,7 @@ def segmenters(model: str, size: tuple[int, int], threads: int) -> dict:
         import_tensorflow_quietly()
         converted = create_segmenter(SegmentOptions(model=str(copy), device="cpu", threads=threads,
                                                     frame_size=size))
-    content = converted._current.cache_path.read_bytes() if hasattr(converted, "_current") else None
+    content = converted.current.cache_path.read_bytes() if isinstance(converted, AspectSegmenter) else None
     if content is None or converted.input_size != model_size:
         raise ModelError(f"'{model}' is not a model the app runs at the frame's aspect")
     raw = companion.read_bytes()
