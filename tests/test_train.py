@@ -11,8 +11,9 @@ import tensorflow as tf
 
 from conftest import constant_model, make_data
 from portrait.cli import main as app_main
-from portrait.training.data import (AugmentOptions, cache_short_side, find_pairs, line_kernel,
-                                    make_dataset, motion_blur, paste_over, resolve_split)
+from portrait.training.data import (EXPOSURE_GAIN, AugmentOptions, cache_short_side, find_pairs,
+                                    line_kernel, make_dataset, motion_blur, paste_over,
+                                    random_exposure, resolve_split)
 from portrait.errors import InputError
 from portrait.training.train import DEFAULT_BACKBONE as BACKBONE
 from portrait.training.model import build_unet
@@ -450,6 +451,29 @@ def test_motion_samples_keep_their_sharp_labels(tmp_path):
     changed = np.abs(a_image.numpy() - b_image.numpy()).max(axis=-1)[0] > 1.0
     edge = cv2.dilate(cv2.Canny(mask, 10, 20), np.ones((21, 21), np.uint8)) > 0
     assert changed.any() and not (changed & ~edge).any()
+
+
+def test_exposure_scales_the_whole_crop_by_one_gain_and_clips_highlights():
+    x = tf.constant(np.linspace(0.02, 1.0, 50, dtype=np.float32).reshape(5, 10, 1))
+    gains = []
+    for seed in range(20):
+        tf.random.set_seed(seed)
+        out = random_exposure(x).numpy()
+        unclipped = out < 1.0
+        ratio = out[unclipped] / x.numpy()[unclipped]
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)  # one gain for every pixel
+        gains.append(ratio[0])
+        if ratio[0] > 1.0:  # brighter: what the gain lifts past white is white
+            np.testing.assert_array_equal(out[x.numpy() * ratio[0] >= 1.0], 1.0)
+    assert EXPOSURE_GAIN[0] <= min(gains) and max(gains) <= EXPOSURE_GAIN[1]
+    assert min(gains) < 0.7 and max(gains) > 1.2  # both a dim room and a window, in 20 draws
+
+
+def test_exposure_prob_reaches_the_training_options():
+    from portrait.training.train import TrainOptions, build_parser
+
+    assert build_parser().parse_args(["--data", "d", "--exposure-prob", "0.3"]).exposure_prob == 0.3
+    assert TrainOptions(data=("d",)).exposure_prob == AugmentOptions().exposure_prob == 0.0
 
 
 def test_motion_prob_reaches_the_training_options():

@@ -39,6 +39,9 @@ class AugmentOptions:
             the crop is smeared along a random line (:data:`MOTION_LENGTH_PX`) over the still
             background, as a waving hand is on a webcam; the label stays the sharp mask, so a
             smeared arm is still one piece of person.
+        exposure_prob: probability that the crop's light is scaled by a gain drawn log-uniformly
+            from :data:`EXPOSURE_GAIN` (a dim room below 1; a window behind above 1, highlights
+            clipped), as webcams deliver rooms lit far from the photo sets' studios.
         paste_prob: probability that a sample's people are pasted, through their mask, over
             another training sample's crop (copy-paste: new scenes and several people per
             image; the label is the union of both samples' people).
@@ -58,6 +61,7 @@ class AugmentOptions:
     jpeg_prob: float = 0.2
     occlusion_prob: float = 0.15
     motion_prob: float = 0.0
+    exposure_prob: float = 0.0
     paste_prob: float = 0.0
     pad: str = "constant"
 
@@ -68,6 +72,9 @@ class AugmentOptions:
         if self.pad not in PAD_MODES:
             raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
 
+
+# Light gains of --exposure-prob: a third of a room's light to a window burning out the frame.
+EXPOSURE_GAIN = (0.25, 1.8)
 
 # Geometry only: batch-norm statistics for inference are re-estimated on natural-looking crops.
 CALIBRATION_AUGMENT = AugmentOptions(photometric=False, blur_prob=0.0, noise_prob=0.0,
@@ -287,8 +294,14 @@ def _random_motion(image, mask_255):
     return motion_blur(image, tf.clip_by_value(mask_255 / 255.0, 0.0, 1.0), kernel)
 
 
+def random_exposure(x, gain_range=EXPOSURE_GAIN):
+    """``x`` (0..1) times one gain drawn log-uniformly from ``gain_range``, clipped to 0..1."""
+    low, high = (math.log(g) for g in gain_range)
+    return tf.clip_by_value(x * tf.exp(tf.random.uniform([], low, high)), 0.0, 1.0)
+
+
 def _photometric(image, aug: AugmentOptions):
-    """Colour, gamma, blur, noise, JPEG and occlusion changes on a 0..255 float image."""
+    """Colour, gamma, exposure, blur, noise, JPEG and occlusion changes on a 0..255 float image."""
     x = image / 255.0
     if aug.photometric:
         x = tf.image.random_brightness(x, 0.2)
@@ -300,6 +313,8 @@ def _photometric(image, aug: AugmentOptions):
     def maybe(p, fn, y):
         return tf.cond(tf.random.uniform([]) < p, lambda: fn(y), lambda: y)
 
+    if aug.exposure_prob > 0:
+        x = maybe(aug.exposure_prob, random_exposure, tf.clip_by_value(x, 0.0, 1.0))
     x = maybe(aug.blur_prob, lambda y: _gaussian_blur(y, tf.random.uniform([], 0.5, 1.8)), x)
     x = maybe(
         aug.noise_prob,

@@ -56,6 +56,7 @@ class TrainOptions:
     short_side: Optional[int] = None
     paste_prob: float = 0.0
     motion_prob: float = 0.0
+    exposure_prob: float = 0.0
     zoom: tuple[float, float] = (0.55, 1.35)  # AugmentOptions.scale_range's default
     pad: str = "constant"
     teacher: tuple[str, ...] = ()
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability that a crop's people are smeared along a random line over "
                         "the still background, as a waving hand is on a webcam; the label stays "
                         "sharp (default 0)")
+    p.add_argument("--exposure-prob", type=probability, default=0.0, metavar="P",
+                   help="probability that a crop's light is scaled by a gain between 0.25 (a "
+                        "dim room) and 1.8 (a window behind, highlights clipped) (default 0)")
     p.add_argument("--zoom", type=zoom_range, default=TrainOptions.zoom, metavar="MIN,MAX",
                    help="range of the random zoom: 1 fits the photo's short side to the crop, "
                         "below 1 frames the person smaller with padding around (landscape "
@@ -332,7 +336,8 @@ def train(options: TrainOptions) -> Path:
     (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
 
     augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
-                             motion_prob=options.motion_prob, pad=options.pad)
+                             motion_prob=options.motion_prob,
+                             exposure_prob=options.exposure_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed, views=2 if uses_views(loss) else 1)
     if options.teacher:
