@@ -469,18 +469,13 @@ def test_exposure_scales_the_whole_crop_by_one_gain_and_clips_highlights():
     assert min(gains) < 0.7 and max(gains) > 1.2  # both a dim room and a window, in 20 draws
 
 
-def test_exposure_prob_reaches_the_training_options():
+@pytest.mark.parametrize("field", ["motion_prob", "exposure_prob"])
+def test_augment_probabilities_reach_the_training_options(field):
     from portrait.training.train import TrainOptions, build_parser
 
-    assert build_parser().parse_args(["--data", "d", "--exposure-prob", "0.3"]).exposure_prob == 0.3
-    assert TrainOptions(data=("d",)).exposure_prob == AugmentOptions().exposure_prob == 0.0
-
-
-def test_motion_prob_reaches_the_training_options():
-    from portrait.training.train import TrainOptions, build_parser
-
-    assert build_parser().parse_args(["--data", "d", "--motion-prob", "0.3"]).motion_prob == 0.3
-    assert TrainOptions(data=("d",)).motion_prob == AugmentOptions().motion_prob == 0.0
+    flag = "--" + field.replace("_", "-")
+    assert getattr(build_parser().parse_args(["--data", "d", flag, "0.3"]), field) == 0.3
+    assert getattr(TrainOptions(data=("d",)), field) == getattr(AugmentOptions(), field) == 0.0
 
 
 def test_zoom_reaches_the_training_options():

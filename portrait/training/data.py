@@ -313,8 +313,8 @@ def _photometric(image, aug: AugmentOptions):
     def maybe(p, fn, y):
         return tf.cond(tf.random.uniform([]) < p, lambda: fn(y), lambda: y)
 
-    if aug.exposure_prob > 0:
-        x = maybe(aug.exposure_prob, random_exposure, tf.clip_by_value(x, 0.0, 1.0))
+    if aug.exposure_prob > 0:  # off, it draws nothing: earlier recipes keep their random streams
+        x = maybe(aug.exposure_prob, random_exposure, x)
     x = maybe(aug.blur_prob, lambda y: _gaussian_blur(y, tf.random.uniform([], 0.5, 1.8)), x)
     x = maybe(
         aug.noise_prob,
