@@ -49,15 +49,39 @@ def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> i
     except PortraitError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        logging.getLogger("portrait").info("interrupted")
-        return 130
-    except StopRequested as stop:
-        logging.getLogger("portrait").info("%s: stopped", stop)
-        return 0
+    except (KeyboardInterrupt, StopRequested) as stop:
+        return _stopped(stop)
     except Exception as error:
+        stop = _stop_behind(error)
+        if stop is not None:
+            return _stopped(stop)
         if traceback:
             raise
         print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
               file=sys.stderr)
         return 1
+
+
+def _stopped(stop: BaseException) -> int:
+    """Log a stop asked for by Ctrl-C (exit 130) or SIGTERM (exit 0) and return its exit code."""
+    if isinstance(stop, KeyboardInterrupt):
+        logging.getLogger("portrait").info("interrupted")
+        return 130
+    logging.getLogger("portrait").info("%s: stopped", stop)
+    return 0
+
+
+def _stop_behind(error: BaseException) -> Optional[BaseException]:
+    """The Ctrl-C or SIGTERM that ``error`` was raised from or while handling, if any.
+
+    A signal that lands inside a C extension's import comes back as that import's own error
+    (TensorFlow's pybind11 modules raise ``ImportError: initialization failed`` from it).
+    """
+    seen = set()
+    cause = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, StopRequested)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import ROOT, FakeCameraBackend, fake_camera, write_video
 from portrait.capture import Frame, ImageSource, VideoFileSource, read_image
-from portrait.errors import InputError
+from portrait.errors import InputError, StopRequested, run_command
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -530,6 +530,35 @@ def test_sigterm_during_start_up_exits_cleanly(brightness_model, tmp_path):
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     assert "SIGTERM: stopped" in stderr or "SIGTERM: finishing" in stderr, stderr
+
+
+def _import_failed_from(stop: BaseException):
+    """What a pybind11 module's import raises when a signal handler's exception escapes its
+    initialisation (TensorFlow's, for one): ``raise_from(e, PyExc_ImportError, ...)``."""
+    def body():
+        raise ImportError("initialization failed") from stop
+    return body
+
+
+@pytest.mark.parametrize("stop, code, line", [(StopRequested("SIGTERM"), 0, "SIGTERM: stopped"),
+                                              (KeyboardInterrupt(), 130, "interrupted")],
+                         ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_inside_an_extension_import_is_the_stop_not_an_error(stop, code, line, caplog, capsys):
+    with caplog.at_level("INFO", logger="portrait"):
+        assert run_command(_import_failed_from(stop)) == code
+    assert line in caplog.text
+    assert capsys.readouterr().err == ""  # no "error: unexpected ImportError" line
+
+
+def test_an_import_error_without_a_stop_behind_it_stays_an_error(capsys):
+    def body():
+        try:
+            raise ValueError("a bad value")
+        except ValueError as cause:
+            raise ImportError("initialization failed") from cause
+
+    assert run_command(body) == 1
+    assert "error: unexpected ImportError: initialization failed" in capsys.readouterr().err
 
 
 # --- 6. command-line acceptance ------------------------------------------------------------------
