@@ -37,7 +37,8 @@ def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> i
     """Run a command-line tool's body and turn what it raises into an exit code.
 
     A :class:`PortraitError` prints its one line and exits with its ``exit_code``; Ctrl-C exits
-    130; :class:`StopRequested` (SIGTERM outside a stream) exits 0, as a stop mid-stream does.
+    130; :class:`StopRequested` (SIGTERM outside a stream) exits 0, as a stop mid-stream does;
+    either also when it comes back as the cause of another error (a C extension's import).
     Anything else is a bug: one line naming it, or the full traceback when ``traceback``
     (``--debug``) asks for it.
 
