@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=("auto",) + TEST_TIME_MODES,
                        help="test-time augmentation: mirror averages the model's output on each "
                             "image and on its mirror image (2 passes); scales does that at three "
-                            "sizes (6 passes); off runs it once; bare --tta is scales (default: "
-                            "auto, scales for --image, off for camera and video)")
+                            "sizes (6 passes); turns does that again with the image turned 8 "
+                            "degrees either way (18 passes); off runs it once; bare --tta is "
+                            "scales (default: auto, scales for --image, off for camera and video)")
 
     look = p.add_argument_group("look")
     look.add_argument("--background", default="blur",

@@ -13,9 +13,10 @@ InputNorm = Literal["auto", "raw", "unit", "symmetric"]
 Device = Literal["auto", "cpu", "gpu"]
 Backend = Literal["auto", "keras", "tflite", "mediapipe"]
 # Test-time augmentation (SegmentOptions.tta): one pass; the frame and its mirror image; or the
-# mirror pair at three scales of a model run at the frame's aspect (portrait.segment.wrappers).
-TestTime = Literal["off", "mirror", "scales"]
-TEST_TIME_MODES = ("off", "mirror", "scales")
+# mirror pair at three scales of a model run at the frame's aspect; or those, each also turned
+# either way (portrait.segment.wrappers).
+TestTime = Literal["off", "mirror", "scales", "turns"]
+TEST_TIME_MODES = ("off", "mirror", "scales", "turns")
 PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
 # Context modules between the encoder and the decoder (portrait.training.model.build_unet, train --context).
 CONTEXT_MODULES = ("none", "lraspp", "tail")
@@ -64,8 +65,9 @@ class SegmentOptions:
         tta: test-time augmentation: ``off`` runs the model once; ``mirror`` averages its output
             on each frame and on its mirror image (twice the model time); ``scales`` does that at
             three short sides of a model that runs at the frame's aspect, 5/6, 1 and 7/6 of its
-            own (six times the model time; a model with a fixed input gets ``mirror``). Meant
-            for photos.
+            own (six times the model time; a model with a fixed input gets ``mirror``); ``turns``
+            runs each of those views again turned by 8 degrees either way (three times
+            ``scales``' time). Meant for photos.
     """
 
     model: str = PHOTO_MODEL

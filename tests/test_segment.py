@@ -649,6 +649,80 @@ def test_tta_scales_averages_three_sizes_and_their_mirrors_on_the_largest_grid(t
     assert np.abs(averaged - views[4]).max() > 0.02  # not just the largest view
 
 
+def pointwise_model() -> keras.Model:
+    """A model whose output at a pixel depends on that pixel alone (a 1x1 convolution): turning
+    the frame turns its output, so a turned view turned back must match the unturned one."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, conv(x))
+    conv.set_weights([np.array([[[[1.0], [0.5], [-1.0]]]], np.float32), np.zeros(1, np.float32)])
+    return model
+
+
+def test_turned_back_undoes_the_turn_on_another_grid():
+    """An output on a turned frame, turned back onto a grid of another size, lands where the
+    unturned frame's pixels are; the corners the turn cut off have no weight."""
+    from portrait.segment.wrappers import turned_back
+
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+    smooth = (np.sin(xx / 40) * np.cos(yy / 30) + 1) / 2  # the frame's own "probability"
+    turn = cv2.getRotationMatrix2D((199.5, 149.5), 8.0, 1.0)
+    on_turned = cv2.warpAffine(smooth, turn, (400, 300), flags=cv2.INTER_LINEAR)
+    output = cv2.resize(on_turned, (128, 96), interpolation=cv2.INTER_AREA)  # a model's grid
+    back, covered = turned_back(output, turn, (400, 300), (288, 224))
+    assert back.shape == covered.shape == (224, 288)
+    expected = cv2.resize(smooth, (288, 224), interpolation=cv2.INTER_AREA)
+    inner = (slice(40, -40), slice(40, -40))
+    assert covered[inner].min() == pytest.approx(1.0)
+    np.testing.assert_allclose(back[inner], expected[inner], atol=0.02)
+    # An 8 degree turn about the centre cuts off the frame's corners and nothing at mid-edge.
+    assert covered[0, 0] == 0 and covered[-1, -1] == 0 and covered[112, 2] == pytest.approx(1.0)
+    # Turned the wrong way back, the same output does not match.
+    wrong, _ = turned_back(output, cv2.getRotationMatrix2D((199.5, 149.5), -8.0, 1.0), (400, 300),
+                           (288, 224))
+    assert np.abs(wrong[inner] - expected[inner]).max() > 0.1
+
+
+def test_tta_turns_adds_each_view_turned_either_way(tmp_path):
+    """--tta turns runs --tta scales' six views and each again turned by +8 and -8 degrees (18
+    passes); for a model that sees one pixel at a time the turned views agree with the
+    unturned ones inside the frame, and a corner that the turns cut off keeps the six
+    unturned views' mean exactly."""
+    from portrait.segment import TestTimeAverage
+    from portrait.segment.wrappers import TEST_TIME_TURNS_DEG
+    from portrait.training.train import save_model
+
+    assert TEST_TIME_TURNS_DEG == (8.0, -8.0)
+    path = tmp_path / "pointwise.hdf5"
+    save_model(pointwise_model(), path, short_px=192)
+    yy, xx = np.mgrid[0:300, 0:400]
+    frame = np.dstack([128 + 100 * np.sin(xx / 40), 128 + 100 * np.cos(yy / 30),
+                       128 + 80 * np.sin((xx + yy) / 50)]).astype(np.uint8)
+    with create_segmenter(SegmentOptions(model=str(path), tta="scales")) as scales:
+        six = scales.segment(frame).copy()
+    with create_segmenter(SegmentOptions(model=str(path), tta="turns")) as turns:
+        assert isinstance(turns, TestTimeAverage) and turns.passes == 18
+        assert turns.description.endswith("averaged over short sides 160, 192, 224 px, each with "
+                                          "its mirror image, and turned by +8 and -8 degrees "
+                                          "(--tta turns)")
+        eighteen = turns.segment(frame)
+    assert eighteen.shape == six.shape == (224, 288)
+    inner = (slice(20, -20), slice(20, -20))
+    np.testing.assert_allclose(eighteen[inner], six[inner], atol=0.003)
+    assert eighteen[0, 0] == pytest.approx(six[0, 0], abs=1e-6)
+    # A model that sees a pixel's neighbours, on a frame of fine detail, gives turned views
+    # that differ from the unturned ones.
+    lopsided = tmp_path / "lopsided.hdf5"
+    save_model(lopsided_model(3), lopsided, short_px=192)
+    frame = np.random.default_rng(3).integers(0, 256, (300, 400, 3), np.uint8)
+    with create_segmenter(SegmentOptions(model=str(lopsided), tta="scales")) as scales:
+        six = scales.segment(frame).copy()
+    with create_segmenter(SegmentOptions(model=str(lopsided), tta="turns")) as turns:
+        eighteen = turns.segment(frame)
+    assert np.abs(eighteen[inner] - six[inner]).max() > 0.01
+
+
 def test_tta_scales_on_a_fixed_size_model_is_the_mirror_and_says_so(tmp_path):
     """A fixed input has no other scale: --tta scales (what --image asks of any model) runs the
     mirror pair, and the start-up line says why."""

@@ -1,5 +1,5 @@
 """Segmenters that wrap others: running at the frame's aspect ratio, and test-time averaging
-(mirror images and scales)."""
+(mirror images, scales and turns)."""
 
 from __future__ import annotations
 
@@ -116,27 +116,40 @@ def tta_short_sides(short_px: int, multiple: int = 32) -> tuple[int, ...]:
     return tuple(sorted(sides, reverse=True))
 
 
+# Turns of --tta turns, in degrees anticlockwise: a portrait tilted a little either way, well inside
+# the 15 degrees that training crops are turned by (AugmentOptions.rotation_deg).
+TEST_TIME_TURNS_DEG = (8.0, -8.0)
+# What fills a turned view where the turn leaves the frame: a mid grey, as training crops are filled
+# with a grey level where they leave the photo (AugmentOptions.pad "constant").
+TURN_FILL = 128
+
+
 class TestTimeAverage(Segmenter):
     """Test-time augmentation: the mean of a model's probability over several views of a frame.
 
     Each view is the same model at one input size (``views``), run on the frame and on its
-    mirror image (the result flipped back). The outputs are resized (bilinear) to the grid of
-    ``views[0]``, the largest, and averaged. A model errs differently on the mirror image and
-    when the subject fills more or fewer of its cells; the mean keeps what they agree on. It
-    costs two model passes per view. What it runs at and how (input size, runtime, letterbox,
-    output kind, input scaling) is ``views[0]``'s.
+    mirror image (the result flipped back), and, for each angle in ``turns``, on both turned by
+    that angle about their centre (the result turned back). The outputs are brought to the grid
+    of ``views[0]``, the largest (bilinear), and averaged per pixel over the views that saw it:
+    a turned view cuts off the frame's corners, which the others still see. A model errs
+    differently on the mirror image, when the subject fills more or fewer of its cells, and
+    when it is tilted; the mean keeps what they agree on. It costs ``2 * len(views) * (1 +
+    len(turns))`` model passes. What it runs at and how (input size, runtime, letterbox, output
+    kind, input scaling) is ``views[0]``'s.
 
     Args:
         views: segmenters of one model at different input sizes, the largest first; closed
             with this one.
+        turns: angles in degrees (anticlockwise) to also run every view at; none by default.
     """
 
     __test__ = False  # not a pytest class, whatever its name
 
-    def __init__(self, views: Sequence[Segmenter]):
+    def __init__(self, views: Sequence[Segmenter], turns: Sequence[float] = ()):
         if not views:
             raise ValueError("TestTimeAverage needs at least one view, got 0")
         self.views = list(views)
+        self.turns = tuple(float(angle) for angle in turns)
         self.description = views[0].description
         self._closed = False
 
@@ -149,7 +162,7 @@ class TestTimeAverage(Segmenter):
     @property
     def passes(self) -> int:
         """Model passes per frame."""
-        return 2 * len(self.views)
+        return 2 * len(self.views) * (1 + len(self.turns))
 
     def segment(self, frame_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         self._check_open()
@@ -162,13 +175,65 @@ class TestTimeAverage(Segmenter):
             if index:
                 result += _resized(view.segment(frame_bgr), width, height)
             result += _resized(cv2.flip(view.segment(flipped), 1), width, height)
-        result *= 1.0 / self.passes
+        if not self.turns:
+            result *= 1.0 / self.passes
+            return result
+        seen = np.full((height, width), 2.0 * len(self.views), np.float32)
+        frame_size = (frame_bgr.shape[1], frame_bgr.shape[0])
+        for angle in self.turns:
+            turn = cv2.getRotationMatrix2D(((frame_size[0] - 1) / 2, (frame_size[1] - 1) / 2), angle, 1.0)
+            for image, mirrored in ((frame_bgr, False), (flipped, True)):
+                turned = cv2.warpAffine(image, turn, frame_size, flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=(TURN_FILL,) * 3)
+                for view in self.views:
+                    back, covered = turned_back(view.segment(turned), turn, frame_size, (width, height))
+                    if mirrored:
+                        back, covered = cv2.flip(back, 1), cv2.flip(covered, 1)
+                    result += back
+                    seen += covered
+        result /= seen
         return result
 
     def close(self) -> None:
         for view in self.views:
             view.close()
         self._closed = True
+
+
+def turned_back(probability: np.ndarray, turn: np.ndarray, frame_size: tuple[int, int],
+                grid_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A model's output on a turned frame, turned back onto a grid of the unturned frame.
+
+    Args:
+        probability: (h, w) output on the frame turned by ``turn``; it spans the whole frame.
+        turn: the 2x3 matrix (``cv2.getRotationMatrix2D``) that turned the frame's pixels.
+        frame_size: the frame's (width, height).
+        grid_size: (width, height) of the grid to bring the output to.
+
+    Returns:
+        The output on that grid, zero where the turned frame did not reach, and how much of each
+        grid pixel it covered (0..1, fractional at the turned frame's edge): the weight the
+        output has there in an average.
+    """
+    frame_w, frame_h = frame_size
+    grid_w, grid_h = grid_size
+
+    def to_grid(w: int, h: int) -> np.ndarray:  # frame pixel centres to a w x h grid's
+        sx, sy = w / frame_w, h / frame_h
+        return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+    height, width = probability.shape
+    # A grid pixel of the unturned frame -> its frame point -> where the turn took that point
+    # -> the output's pixel there.
+    grid_to_output = to_grid(width, height) @ np.vstack([turn, [0, 0, 1]]) @ np.linalg.inv(
+        to_grid(grid_w, grid_h))
+
+    def warp(image: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(image, grid_to_output[:2], (grid_w, grid_h),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    return warp(probability.astype(np.float32, copy=False)), warp(np.ones_like(probability, np.float32))
 
 
 def _resized(probability: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -178,28 +243,33 @@ def _resized(probability: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def with_test_time(segmenter: Segmenter, mode: str) -> Segmenter:
-    """Wrap ``segmenter`` for ``--tta mode`` (off, mirror, scales); see :class:`TestTimeAverage`.
+    """Wrap ``segmenter`` for ``--tta mode`` (off, mirror, scales, turns); see
+    :class:`TestTimeAverage`.
 
-    ``scales`` needs a model run at the frame's aspect (an :class:`AspectSegmenter`); any
-    other gets ``mirror``, and its description says so.
+    ``scales`` and ``turns`` need a model run at the frame's aspect (an :class:`AspectSegmenter`)
+    for their three sizes; any other runs at its one size (``turns`` still turns it), and its
+    description says so.
     """
     if mode == "off":
         return segmenter
     if mode not in TEST_TIME_MODES:
         raise ValueError(f"--tta must be one of {', '.join(TEST_TIME_MODES)}, got {mode!r}")
     views = [segmenter]
-    if mode == "scales" and isinstance(segmenter, AspectSegmenter):
+    turns = TEST_TIME_TURNS_DEG if mode == "turns" else ()
+    turned = (f", and turned by {' and '.join(f'{angle:+g}' for angle in turns)} degrees"
+              if turns else "")
+    if mode in ("scales", "turns") and isinstance(segmenter, AspectSegmenter):
         sides = tta_short_sides(segmenter.short_px)
         views = [segmenter if side == segmenter.short_px else segmenter.at_short_side(side)
                  for side in sides]
         what = (f"averaged over short sides {', '.join(str(side) for side in sorted(sides))} px, "
-                "each with its mirror image (--tta scales)")
-    elif mode == "scales":
+                f"each with its mirror image{turned} (--tta {mode})")
+    elif mode in ("scales", "turns"):
         width, height = segmenter.input_size
-        what = (f"averaged with its mirror image (--tta scales; a model run at a fixed {width}x{height} "
-                "has no other scale)")
+        what = (f"averaged with its mirror image{turned} (--tta {mode}; a model run at a fixed "
+                f"{width}x{height} has no other scale)")
     else:
         what = "averaged with its mirror image (--tta mirror)"
-    wrapped = TestTimeAverage(views)
+    wrapped = TestTimeAverage(views, turns)
     wrapped.description = f"{segmenter.description}, {what}"
     return wrapped

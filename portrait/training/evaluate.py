@@ -620,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", nargs="?", const="scales", default="off", choices=TEST_TIME_MODES,
                    help="test-time augmentation of --model, as the app's --tta: mirror averages "
                         "each image's output with the output on its mirror image, scales does "
-                        "that at three sizes; bare --tta is scales (default: off, one pass)")
+                        "that at three sizes, turns does that again turned 8 degrees either "
+                        "way; bare --tta is scales (default: off, one pass)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     model = p.add_argument_group("model options (as in the app; they apply to --model)")
@@ -639,8 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
                        default="auto")
     other.add_argument("--compare-input-size", type=parse_size, metavar="WxH")
     other.add_argument("--compare-tta", choices=TEST_TIME_MODES, metavar="MODE",
-                       help="test-time augmentation of the --compare model, off, mirror or "
-                            "scales (default: as --tta, so that both are scored alike)")
+                       help="test-time augmentation of the --compare model, off, mirror, "
+                            "scales or turns (default: as --tta, so that both are scored alike)")
 
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
