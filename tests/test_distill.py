@@ -97,6 +97,42 @@ def test_distill_command_writes_a_trainable_soft_label_folder(tmp_path, brightne
     assert Path(pairs[0][0]).resolve() == (data / "images" / "a.png").resolve()
 
 
+def test_distill_teacher_tta_labels_with_the_teacher_as_image_runs_it(tmp_path):
+    """--teacher-tta mirror: the teacher's output is averaged with its mirror image's, so a photo
+    and its mirror image get mirrored soft masks; one pass of a lopsided teacher does not."""
+    import cv2
+    import keras
+
+    from portrait.training.distill import main
+
+    inputs = keras.Input((64, 64, 3))
+    conv = keras.layers.Conv2D(1, 5, padding="same", activation="sigmoid")
+    teacher = keras.Model(inputs, conv(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+    kernel = np.zeros((5, 5, 3, 1), np.float32)
+    kernel[:, 0] = 1.0  # looks only to its left
+    conv.set_weights([kernel, np.zeros(1, np.float32)])
+    teacher.save(tmp_path / "lopsided.hdf5")
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    truth = np.zeros((64, 64), np.uint8)
+    truth[16:, 20:40] = 255
+    for stem, flip in (("a", False), ("b", True)):
+        cv2.imwrite(str(data / "images" / f"{stem}.png"), image[:, ::-1] if flip else image)
+        cv2.imwrite(str(data / "masks" / f"{stem}.png"), truth[:, ::-1] if flip else truth)
+    (data / "train.txt").write_text("a\nb\n")
+    gaps = {}
+    for mode in ("off", "mirror"):
+        out = tmp_path / mode
+        assert main(["--teacher", str(tmp_path / "lopsided.hdf5"), "--teacher-tta", mode,
+                     "--data", str(data), "--out", str(out), "--weight", "0.5"]) == 0
+        a, b = (cv2.imread(str(out / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE).astype(int)
+                for stem in "ab")
+        gaps[mode] = np.abs(a - b[:, ::-1]).max()
+    assert gaps["mirror"] <= 1 < 20 < gaps["off"], gaps
+
+
 def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_model, capsys):
     import cv2
 

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from portrait.errors import InputError, ModelError, run_command
+from portrait.options import TEST_TIME_MODES
 
 # Keras and TensorFlow are imported where they are used, so that the command line can import
 # them quietly (portrait.cli.import_tensorflow_quietly).
@@ -323,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--video", nargs="+", metavar="FILE",
                         help="unlabelled video files: their frames are written with the teacher's "
                              "prediction alone as the mask (pseudo-labels)")
+    p.add_argument("--teacher-tta", choices=TEST_TIME_MODES, default="off", metavar="MODE",
+                   help="test-time augmentation of the teacher, as the app's --tta: off, mirror, "
+                        "scales or turns (default: off, one pass; --image runs the photo file "
+                        "with scales)")
     p.add_argument("--out", required=True, metavar="DIR", help="the new data folder")
     p.add_argument("--weight", type=probability, default=None, metavar="W",
                    help="with --data, the teacher's share of each mask (default 0.3)")
@@ -360,7 +365,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from portrait.segment import create_segmenter
 
         if args.video:
-            with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
+            with create_segmenter(SegmentOptions(model=args.teacher, tta=args.teacher_tta)) as teacher:
                 stems = write_pseudo_labels(args.video, teacher, Path(args.out), args.every or 1,
                                             progress=sys.stderr.isatty(),
                                             negatives_dir=args.negatives and Path(args.negatives),
@@ -370,7 +375,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return
         weight = 0.3 if args.weight is None else args.weight
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
-        with create_segmenter(SegmentOptions(model=args.teacher)) as teacher:
+        with create_segmenter(SegmentOptions(model=args.teacher, tta=args.teacher_tta)) as teacher:
             stems = write_soft_labels(pairs, teacher, Path(args.out), weight,
                                       progress=sys.stderr.isatty(),
                                       negatives_dir=args.negatives and Path(args.negatives))
