@@ -50,6 +50,42 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def model_size(text: str) -> tuple[int, int]:
+    """``--input-size``: :func:`parse_size`, both sides multiples of 32 (the models halve their
+    input five times; the app itself only picks such sizes)."""
+    width, height = parse_size(text)
+    if width % 32 or height % 32:
+        raise argparse.ArgumentTypeError(
+            f"size '{text}' is not a multiple of 32 on both sides, e.g. 352x192 or 256x256")
+    return width, height
+
+
+def given(text: str) -> str:
+    """A path or name that must not be empty (an empty one would silently mean "not given")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty; give a value or leave the option out")
+    return text
+
+
+given.quoted = True  # a config file gives it as a string in quotes (portrait.config)
+
+
+def source_spec(text: str) -> str:
+    """``--source``: a camera index or a video file, not empty; a config file may give the index
+    as a number (``source = 1``)."""
+    return given(text)
+
+
+def threads_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be 0 (all cores) or more")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -116,11 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "webcam (to a virtual camera), a video file, or photos.",
     )
     io = p.add_argument_group("input and output")
-    io.add_argument("--source", default="0", metavar="N|PATH",
+    io.add_argument("--source", type=source_spec, default="0", metavar="N|PATH",
                     help="camera index or video file (default: 0, the first camera)")
-    io.add_argument("--image", metavar="PATH",
+    io.add_argument("--image", type=given, metavar="PATH",
                     help="single-shot mode: one image file, or a folder of images (batch)")
-    io.add_argument("--out", metavar="PATH",
+    io.add_argument("--out", type=given, metavar="PATH",
                     help="with --image: output file, or folder for a batch (OUT/<stem>.png); with "
                          "a video or camera: a .mp4/.avi file, or a folder of numbered PNG frames; "
                          "without it, live mode writes to the virtual camera")
@@ -129,25 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--preview", action="store_true",
                     help="show a preview window; it takes the live keys (space, b, +/-, m, f, q)")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
-    io.add_argument("--stats", metavar="PATH",
+    io.add_argument("--stats", type=given, metavar="PATH",
                     help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
 
     cam = p.add_argument_group("camera and video")
     cam.add_argument("--width", type=positive_int, default=1280, help="camera width to ask for")
     cam.add_argument("--height", type=positive_int, default=720, help="camera height to ask for")
-    cam.add_argument("--fps", type=float, default=30.0, help="camera frame rate to ask for")
+    cam.add_argument("--fps", type=positive_float, default=30.0,
+                     help="camera frame rate to ask for")
     cam.add_argument("--realtime", action="store_true",
                      help="play a video file at its own frame rate, as a camera would deliver it "
                           "(stale frames are dropped); default: as fast as possible, every frame")
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", metavar="PATH",
+    model.add_argument("--model", type=given, metavar="PATH",
                        help=".hdf5/.h5/.keras Keras model or .tflite; a bare name is looked up in "
                             f"weights/ (default: {PHOTO_MODEL} with --image, the most accurate; "
                             f"{LIVE_MODEL} for camera and video, two thirds of its CPU)")
     model.add_argument("--backend", choices=("auto", "keras", "tflite", "mediapipe"),
                        default="auto",
-                       help="auto: Keras on the GPU, else a cached TFLite conversion on the CPU; "
+                       help="auto: Keras on the GPU, else on the CPU the .tflite exported beside "
+                            "the model while it is fresh, or a cached TFLite conversion; "
                             "a .tflite runs in the TFLite interpreter; mediapipe runs a MediaPipe "
                             "selfie model through its ImageSegmenter")
     model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
@@ -156,11 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
                        default="auto",
                        help="pixel scaling the model expects: raw 0..255, unit x/255, symmetric "
                             "x/127.5-1 (default: detected, see README)")
-    model.add_argument("--input-size", type=parse_size, metavar="WxH",
-                       help="size to run a model whose input size is not fixed")
+    model.add_argument("--input-size", type=model_size, metavar="WxH",
+                       help="size to run a model whose input size is not fixed, both sides "
+                            "multiples of 32 (N alone means NxN)")
     model.add_argument("--letterbox", action="store_true",
                        help="pad to keep the aspect ratio for a fixed-size model (default: stretch)")
-    model.add_argument("--threads", type=int, default=0,
+    model.add_argument("--threads", type=threads_count, default=0,
                        help="CPU threads for inference (default: all cores)")
     model.add_argument("--trust-model", action="store_true",
                        help="allow a Keras model that contains code (Lambda layers); only for "
@@ -174,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "scales (default: auto, scales for --image, off for camera and video)")
 
     look = p.add_argument_group("look")
-    look.add_argument("--background", default="blur",
+    look.add_argument("--background", type=given, default="blur",
                       metavar="blur|transparent|COLOR|IMAGE|VIDEO|DIR",
                       help="blur (default), transparent (RGBA PNG), a colour #rrggbb, an image "
                            "or video file, or a folder of them (live: b steps through them; "
@@ -195,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                            f"{FramingOptions.max_zoom:g})")
     look.add_argument("--no-smooth", action="store_true",
                       help="turn temporal smoothing off (video/camera)")
-    look.add_argument("--smooth", type=float, default=SmoothOptions.min_weight, metavar="W",
+    look.add_argument("--smooth", type=probability, default=SmoothOptions.min_weight, metavar="W",
                       help="weight of a new frame where the scene is still, 0..1; lower is "
                            f"steadier (default: {SmoothOptions.min_weight})")
     look.add_argument("--no-refine", action="store_true",
@@ -220,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run the model on every frame, even when the scene is still")
 
     config = p.add_argument_group("config file")
-    config.add_argument("--config", metavar="PATH",
+    config.add_argument("--config", type=given, metavar="PATH",
                         help="a TOML file of defaults for the long options (keys are their names: "
                              "blur = 30); default: $XDG_CONFIG_HOME/portrait/config.toml "
                              "(~/.config/portrait/config.toml) if it exists; the command line wins")

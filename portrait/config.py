@@ -80,7 +80,7 @@ def _allowed(action: argparse.Action) -> str:
         return "one of " + ", ".join(f'"{c}"' if isinstance(c, str) else str(c)
                                      for c in action.choices)
     what = action.metavar or (action.type.__name__ if callable(action.type) else "text")
-    if action.type is None:
+    if action.type is None or getattr(action.type, "quoted", False):
         what = f"a string ({what})"
     help_text = re.sub(r"\s*\(default: [^)]*\)", "", action.help or "").strip()
     return f"{what}, {help_text}" if help_text else str(what)
@@ -99,7 +99,7 @@ def _convert_one(parser: argparse.ArgumentParser, action: argparse.Action, value
         kind = "a list" if isinstance(value, list) else "a table" if isinstance(value, dict) else (
             f"a {type(value).__name__}")
         raise _BadValue(f"{kind} is not allowed here")
-    if action.type is None and not isinstance(value, str):
+    if (action.type is None or getattr(action.type, "quoted", False)) and not isinstance(value, str):
         raise _BadValue("expected a string in quotes")
     text = str(value)
     if text.startswith("~"):
@@ -155,6 +155,9 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
     """
     path = Path(os.path.expanduser(explicit)) if explicit else default_config_path()
     if not path.is_file():
+        if explicit and path.is_dir():
+            raise ConfigError(f"config file '{path}' is a folder; give the TOML file's path to "
+                              "--config")
         if explicit:
             raise ConfigError(f"config file '{path}' not found; check the path given to --config")
         return Config()

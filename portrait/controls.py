@@ -186,6 +186,21 @@ def folder_backgrounds(folder: Path) -> list[str]:
     return files
 
 
+def background_files(specs: Sequence[str]) -> list[Path]:
+    """The files that backgrounds ``specs`` read: each image or video named, and every file of
+    each folder named (what an output must never overwrite)."""
+    files: list[Path] = []
+    for spec in specs:
+        if background_kind(spec) != "files":
+            continue
+        path = Path(spec.strip())
+        if path.is_dir():
+            files.extend(child for child in path.iterdir() if child.is_file())
+        else:
+            files.append(path)
+    return files
+
+
 def background_cycle(start: str, extra: Sequence[str] = ()) -> tuple[tuple[str, ...], int]:
     """What ``b`` steps through, and which entry to start at.
 

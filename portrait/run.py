@@ -25,6 +25,7 @@ from portrait.controls import (
     Controls,
     LiveBackground,
     TerminalKeys,
+    background_files,
     initial_state,
     stdin_is_terminal,
 )
@@ -46,7 +47,10 @@ from portrait.options import (
 from portrait.pipeline import FrameProcessor, StreamPipeline
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
+from portrait.segment.locate import resolve_model_path
 from portrait.sink import PreviewSink, camera_lost_frame, open_image_sink, open_sink
+from portrait.sink.images import NO_ALPHA_EXTENSIONS
+from portrait.sink.paths import check_report_file, names_folder
 from portrait.smooth import TemporalSmoother
 from portrait.subject import SubjectSelector
 from portrait.stats import RunStats
@@ -59,6 +63,15 @@ def default_image_out(image_path: Path, batch: bool) -> Path:
     if batch:
         return image_path.with_name(image_path.name + "_portrait")
     return image_path.with_name(image_path.stem + "_portrait.png")
+
+
+def run_inputs(sources: Iterable, segment: SegmentOptions, controls: ControlOptions,
+               background: str) -> list[Path]:
+    """Every file a run reads, which no output may overwrite: the photos or the video, the
+    background files (the one in use and those ``b`` steps through) and the model."""
+    return [*(Path(source) for source in sources),
+            *background_files([background, *controls.backgrounds]),
+            resolve_model_path(segment.model)]
 
 
 def run_images(
@@ -84,14 +97,22 @@ def run_images(
     Raises InputError/ModelError for problems that stop the whole run.
     """
     source = ImageSource(image)
-    out = Path(output.out) if output.out else default_image_out(source.path, source.is_folder)
+    # As typed: a trailing "/" names a folder, which a Path would forget.
+    out = output.out if output.out else default_image_out(source.path, source.is_folder)
     stats = RunStats()
     state = initial_state(controls, composite)
+    if (state.background.strip().lower() == "transparent" and not output.matte
+            and not source.is_folder and Path(out).suffix.lower() in NO_ALPHA_EXTENSIONS):
+        raise InputError(f"--background transparent needs an output that keeps transparency, "
+                         f"not {Path(out).suffix}: use a .png --out")
+    protected = run_inputs(source.paths, segment, controls, state.background)
+    if output.stats:
+        check_report_file(output.stats, "--stats", ".json", protected=protected, outputs=[out])
     with ExitStack() as stack:
         background = None if output.matte else stack.enter_context(
             make_background(replace(composite, background=state.background)))
         sink = stack.enter_context(
-            open_image_sink(out, batch=source.is_folder, protected=source.paths))
+            open_image_sink(out, batch=source.is_folder, protected=protected))
         items = source.items()
         first = next(items, None)
         if first is not None and first.error is None:  # prepare the model for its shape
@@ -190,15 +211,19 @@ def run_stream(
     """
     is_camera = camera_index(capture.source) is not None
     if composite.background.strip().lower() == "transparent" and not output.matte:
-        if output.out is None or Path(output.out).suffix:
+        if output.out is None or (Path(output.out).suffix and not names_folder(output.out)):
             raise InputError("--background transparent needs --image mode or --out FOLDER "
                              "(RGBA PNG frames); a video or virtual camera has no alpha")
+    state = initial_state(controls, composite)
+    protected = run_inputs([] if is_camera else [capture.source], segment, controls, state.background)
+    if output.stats:
+        check_report_file(output.stats, "--stats", ".json", protected=protected,
+                          outputs=[output.out] if output.out else [])
     live = is_camera or capture.realtime
     options = PipelineOptions(live=live, queue_size=pipeline.queue_size,
                               reuse_still=pipeline.reuse_still,
                               still_threshold=pipeline.still_threshold,
                               max_reuse=pipeline.max_reuse)
-    state = initial_state(controls, composite)
     with ExitStack() as stack:
         background = None if output.matte else stack.enter_context(
             LiveBackground(composite, state, (capture.width, capture.height)))
@@ -212,7 +237,6 @@ def run_stream(
         segmenter = stack.enter_context(
             create_segmenter(replace(segment, frame_size=(width, height))))
         fps = source.fps or capture.fps
-        protected = [] if is_camera else [capture.source]
         sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
                                              backend=vcam_backend, protected=protected))
         live_controls = Controls(state, scripts=keys)

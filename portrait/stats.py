@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from portrait.sink.paths import write_atomic
+
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "segment", "smooth", "subject", "refine", "composite", "framing", "output")
@@ -77,6 +79,6 @@ class RunStats:
         summary = self.summary()
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+            write_atomic(Path(path), (json.dumps(summary, indent=2) + "\n").encode(), "--stats")
             log.info("stats written to %s", path)
         return summary

@@ -58,3 +58,18 @@ def test_missing_peer_model_is_one_clear_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: peer model") and "--peer-model" in err[-1]
+
+
+def test_bad_frames_and_json_path_are_one_line_before_any_run(tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--source", str(clip), "--frames", "0"])
+    assert stop.value.code == 2
+    assert "--frames" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("not a folder")
+    for json_path, word in ((tmp_path / "a_file" / "r.json", "a_file"), (clip, "refusing"),
+                            (tmp_path, "folder")):
+        code = bench.main(["--source", str(clip), "--json", str(json_path)])
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and word in err[0], err

@@ -211,6 +211,122 @@ def test_bad_option_value_is_one_line(capsys):
     for bad in ("0", "-1", "nan", "soft"):
         code, stderr = run_in_process(capsys, "--refine-sharpen", bad)
         assert_one_line_error(code, stderr, "--refine-sharpen")
+    for option, bad in (("--smooth", "nan"), ("--smooth", "1.5"), ("--smooth", "-5"),
+                        ("--threads", "-4"), ("--fps", "0"), ("--fps", "-1"),
+                        ("--input-size", "100x77"), ("--input-size", "300x200"),
+                        ("--image", ""), ("--out", ""), ("--stats", ""), ("--model", ""),
+                        ("--source", ""), ("--background", "")):
+        code, stderr = run_in_process(capsys, option, bad)
+        assert_one_line_error(code, stderr, option)
+
+
+@pytest.mark.parametrize("inputs_of", ["image", "video"])
+def test_stats_never_replaces_an_input_or_the_output_and_is_checked_before_the_run(
+        capsys, tmp_path, brightness_model, inputs_of):
+    if inputs_of == "image":
+        source = person_image(tmp_path / "me.png")
+        run = ["--model", brightness_model, "--image", source, "-q"]
+    else:
+        source = write_video(tmp_path / "in.avi", frames=3)
+        run = ["--model", brightness_model, "--source", source, "-q"]
+    background = person_image(tmp_path / "bg.png", size=(64, 48))
+    kept = {path: path.read_bytes() for path in (source, background, brightness_model)}
+    out = tmp_path / ("o.png" if inputs_of == "image" else "o.avi")
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    for stats, words in ((source, ["refusing", "--stats"]), (background, ["refusing", "--stats"]),
+                         (brightness_model, ["refusing", "--stats"]),
+                         (out, ["--out", "--stats"]), (folder, ["folder"]),
+                         (tmp_path / "a_file" / "s.json", ["a_file"])):
+        (tmp_path / "a_file").write_text("not a folder")
+        code, stderr = run_in_process(capsys, *run, "--out", out, "--background", background,
+                                      "--stats", stats)
+        assert_one_line_error(code, stderr, *words)
+        assert not out.exists(), f"--stats {stats}: the run went ahead"
+    assert all(path.read_bytes() == data for path, data in kept.items())
+    stats = tmp_path / "run.json"
+    assert run_in_process(capsys, *run, "--out", out, "--stats", stats)[0] == 0
+    assert json.loads(stats.read_text())["frames"] >= 1
+    assert oct(stats.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_out_never_replaces_the_background_or_an_input_through_a_new_folder(
+        capsys, tmp_path, brightness_model):
+    source = person_image(tmp_path / "me.png")
+    background = person_image(tmp_path / "bg.png", size=(64, 48))
+    backgrounds = tmp_path / "bgs"
+    backgrounds.mkdir()
+    in_folder = person_image(backgrounds / "a.png", size=(64, 48))
+    kept = {path: path.read_bytes() for path in (source, background, in_folder)}
+    run = ["--model", brightness_model, "--image", source, "-q"]
+    for out, spec in ((background, background), (in_folder, backgrounds),
+                      (tmp_path / "new" / ".." / "me.png", "blur")):
+        code, stderr = run_in_process(capsys, *run, "--out", out, "--background", spec)
+        assert_one_line_error(code, stderr, "refusing")
+    video = write_video(tmp_path / "in.avi", frames=3)
+    video_bytes = video.read_bytes()
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", video, "-q",
+                                  "--out", tmp_path / "sub" / ".." / "in.avi")
+    assert_one_line_error(code, stderr, "refusing")
+    assert video.read_bytes() == video_bytes
+    assert all(path.read_bytes() == data for path, data in kept.items())
+
+
+def test_image_out_is_readable_by_others_as_any_new_file(capsys, tmp_path, brightness_model):
+    source = person_image(tmp_path / "me.png")
+    out = tmp_path / "me_cut.png"
+    assert run_in_process(capsys, "--model", brightness_model, "--image", source, "--out", out,
+                          "-q")[0] == 0
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def test_a_trailing_slash_names_a_folder_whatever_its_name(capsys, tmp_path, brightness_model):
+    source = person_image(tmp_path / "me.png")
+    assert run_in_process(capsys, "--model", brightness_model, "--image", source,
+                          "--out", f"{tmp_path / 'cut'}/", "-q")[0] == 0
+    assert (tmp_path / "cut" / "me.png").is_file()
+    video = write_video(tmp_path / "in.avi", frames=3)
+    assert run_in_process(capsys, "--model", brightness_model, "--source", video,
+                          "--out", f"{tmp_path / 'frames.v2'}/", "--matte", "-q")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "frames.v2").iterdir()) == [
+        f"{i:06d}.png" for i in range(3)]
+
+
+def test_a_batch_is_not_written_to_a_folder_named_like_an_image(capsys, tmp_path, brightness_model):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    person_image(photos / "a.png")
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", photos,
+                                  "--out", tmp_path / "single.png", "-q")
+    assert_one_line_error(code, stderr, "folder")
+    assert not (tmp_path / "single.png").exists()
+
+
+def test_transparent_to_a_format_without_alpha_is_refused(capsys, tmp_path, brightness_model):
+    source = person_image(tmp_path / "me.png")
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", source,
+                                  "--out", tmp_path / "me.jpg", "--background", "transparent")
+    assert_one_line_error(code, stderr, "transparent", ".png")
+    assert not (tmp_path / "me.jpg").exists()
+
+
+def test_png_frames_of_an_earlier_longer_run_do_not_survive_a_shorter_one(
+        capsys, tmp_path, brightness_model):
+    video = write_video(tmp_path / "in.avi", frames=6)
+    out = tmp_path / "frames"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    for frames, expected in ((5, 5), (2, 2)):
+        assert run_in_process(capsys, "--model", brightness_model, "--source", video, "--out", out,
+                              "--max-frames", frames, "--matte", "-q")[0] == 0
+        assert sorted(p.name for p in out.glob("*.png")) == [f"{i:06d}.png" for i in range(expected)]
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_refine_sharpen_reaches_the_refine_stage():

@@ -10,8 +10,9 @@ import tomllib
 import pytest
 
 from conftest import ROOT
-from portrait.cli import (build_parser, control_options_from_args, main, parse_size, positive_float,
-                          positive_int, probability, zoom_limit)
+from portrait.cli import (build_parser, control_options_from_args, given, main, model_size,
+                          parse_size, positive_float, positive_int, probability, source_spec,
+                          threads_count, zoom_limit)
 from portrait.config import (
     NOT_SETTABLE,
     default_config_path,
@@ -58,8 +59,9 @@ def test_the_default_file_is_under_xdg_config_home_or_dot_config(tmp_path, monke
 
 # A valid command-line value for each argument type the parser uses. A new type makes the test
 # below fail until a sample is added here, so no option goes untested.
-SAMPLES = {None: "some/path.mp4", positive_int: 7, positive_float: 1.5, int: 3, float: 0.5,
-           parse_size: "96x48", probability: 0.3, zoom_limit: 1.5}
+SAMPLES = {None: "some/path.mp4", given: "some/path.mp4", source_spec: "clip.mp4", positive_int: 7, positive_float: 1.5,
+           int: 3, float: 0.5, parse_size: "96x48", model_size: "96x64", probability: 0.3,
+           zoom_limit: 1.5, threads_count: 3}
 
 
 def long_options():
@@ -199,3 +201,11 @@ def test_a_folder_and_a_colour_from_file_and_command_line_are_both_stepped_throu
     assert control_options_from_args(args, read.defaults.get("background")).backgrounds == ()
     args, read = parse("--config", config)
     assert control_options_from_args(args, read.defaults.get("background")).backgrounds == ()
+
+
+def test_a_camera_index_may_be_a_number_and_a_folder_is_no_config_file(tmp_path, capsys):
+    config = write_config(tmp_path / "c.toml", "source = 1\n")
+    assert parse("--config", config)[0].source == "1"
+    assert main(["--config", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "is a folder" in lines[0], lines

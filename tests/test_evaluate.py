@@ -123,6 +123,18 @@ def test_command_line_errors_are_one_line(data, brightness_model, tmp_path, case
     assert all(word in lines[0] for word in words), lines[0]
 
 
+def test_the_sheet_is_never_written_into_the_data(data, brightness_model, tmp_path):
+    mask = data / "masks" / f"{STEMS[0]}.png"
+    before = mask.read_bytes()
+    for sheet in (mask, data / "worst.png", data / "masks" / ".." / "images" / "new.png"):
+        options = EvalOptions(data=str(data), sheet=str(sheet))
+        with pytest.raises(InputError, match="inside the data folder"):
+            evaluate.check_paths(options, [SegmentOptions(model=str(brightness_model))])
+    assert mask.read_bytes() == before
+    evaluate.check_paths(EvalOptions(data=str(data), sheet=str(tmp_path / "worst.png")),
+                         [SegmentOptions(model=str(brightness_model))])
+
+
 def test_alpha_is_what_the_app_writes_with_matte(data, brightness_model, tmp_path):
     from portrait.cli import main
 

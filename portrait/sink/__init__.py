@@ -35,7 +35,7 @@ from portrait.sink.images import (
     PngFolderSink,
     write_image,
 )
-from portrait.sink.paths import PathLike
+from portrait.sink.paths import PathLike, names_folder
 from portrait.sink.preview import PreviewSink, has_display
 from portrait.sink.video import VIDEO_CODECS, VideoFileSink
 from portrait.sink.virtual_camera import (
@@ -75,7 +75,8 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
 
     Args:
         out: ``None`` for the virtual camera; a ``.mp4``/``.avi`` path for a video file; a path
-            without extension (or an existing folder) for numbered PNG frames.
+            without extension, an existing folder or a path ending in ``/`` for numbered PNG
+            frames.
         fps: frame rate of the virtual camera or the video file.
         size: (width, height); required for the virtual camera, optional for a video file.
         backend: pyvirtualcam backend name for the virtual camera (``None``: any).
@@ -90,26 +91,31 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
             raise ValueError("the virtual camera needs a size: size=None")
         return VirtualCameraSink(size[0], size[1], fps, backend=backend)
     path = Path(out)
+    if names_folder(out) or path.is_dir() or not path.suffix:
+        return PngFolderSink(path)
     if path.suffix.lower() in VIDEO_CODECS:
         return VideoFileSink(path, fps, size, protected=protected)
-    if path.is_dir() or not path.suffix:
-        return PngFolderSink(path)
     raise InputError(f"cannot write '{out}': use a .mp4 or .avi file, or a folder for PNG frames")
 
 
 def open_image_sink(out: PathLike, *, batch: bool,
                     protected: Iterable[PathLike] = ()) -> Union[ImageFileSink, ImageFolderSink]:
-    """The sink for ``--image`` mode: a folder for a batch (or an existing folder), else a file.
+    """The sink for ``--image`` mode: a folder for a batch, an existing folder or a path ending
+    in ``/``, else a file.
 
     Both sinks take ``write(image, name)``; a folder sink writes ``<name>.png``.
 
     Raises:
-        InputError: a batch ``out`` that is a file, or an unusable path (see the sinks).
+        InputError: a batch ``out`` that is a file or named like an image file, or an unusable
+            path (see the sinks).
     """
     path = Path(out)
-    if batch or path.is_dir():
+    if batch or path.is_dir() or names_folder(out):
         if path.is_file():
             raise InputError(f"cannot write a batch to '{path}': it is a file; "
                              "give a folder for --out")
+        if batch and not path.is_dir() and path.suffix.lower() in IMAGE_WRITE_EXTENSIONS:
+            raise InputError(f"cannot write a folder of images to '{path}': it is named like an "
+                             "image file; give a folder for --out (e.g. cutouts/)")
         return ImageFolderSink(path, protected=protected)
     return ImageFileSink(path, protected=protected)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -13,12 +11,12 @@ import numpy as np
 
 from portrait.errors import InputError
 from portrait.sink.base import Sink, _check_image
-from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_input
+from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_input, write_atomic
 
 log = logging.getLogger(__name__)
 
 IMAGE_WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-_NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg", ".bmp")
+NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg", ".bmp")
 _ENCODE_PARAMS = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
 
 
@@ -46,10 +44,10 @@ def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLi
     if path.is_dir():
         raise InputError(f"cannot write image '{path}': it is a folder; give a file name")
     _prepare_folder(path.parent, f"image '{path}'")
-    if image.ndim == 3 and image.shape[2] == 4 and ext in _NO_ALPHA_EXTENSIONS:
+    if image.ndim == 3 and image.shape[2] == 4 and ext in NO_ALPHA_EXTENSIONS:
         log.warning("'%s': %s keeps no transparency; alpha dropped (use .png)", path, ext)
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    _write_atomic(path, _encode(path, image, ext))
+    write_atomic(path, _encode(path, image, ext), "image")
     return path
 
 
@@ -67,18 +65,6 @@ def _encode(path: Path, image: np.ndarray, ext: str) -> bytes:
         raise InputError(f"cannot write image '{path}': OpenCV could not encode it as {ext}; "
                          "use .png")
     return encoded.tobytes()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-        os.replace(tmp_name, path)
-    except OSError as error:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise InputError(f"cannot write image '{path}': {error.strerror or error}; "
-                         "choose another --out") from None
 
 
 class ImageFileSink(Sink):
@@ -150,16 +136,23 @@ class ImageFolderSink(Sink):
 class PngFolderSink(Sink):
     """Numbered PNG frames: ``folder/000000.png``, ``000001.png``, ...
 
+    A folder that already holds numbered frames (an earlier run) gets a new sequence: its frames
+    are overwritten as this run writes, and those of the earlier run past this run's last frame
+    are removed at ``close()``, so the folder never mixes two runs. Nothing else there is touched.
+
     Raises:
         InputError: the folder can't be created or written.
     """
 
+    FRAME_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9].png"
+
     def __init__(self, folder: PathLike) -> None:
         self.folder = Path(folder)
         _prepare_folder(self.folder, f"frames to '{self.folder}'")
-        if any(self.folder.glob("[0-9][0-9][0-9][0-9][0-9][0-9].png")):
-            log.warning("'%s' already holds numbered frames; they will be overwritten",
-                        self.folder)
+        self._earlier = sorted(path.name for path in self.folder.glob(self.FRAME_GLOB))
+        if self._earlier:
+            log.warning("'%s' already holds %d numbered frames of an earlier run; this run's "
+                        "frames replace them", self.folder, len(self._earlier))
         self.frames_written = 0
         self._closed = False
 
@@ -178,7 +171,14 @@ class PngFolderSink(Sink):
         self.frames_written += 1
 
     def close(self) -> None:
-        """Nothing to release (each frame is complete when written); logs the count once."""
-        if self.frames_written and not self._closed:
-            log.info("wrote %d frames to '%s'", self.frames_written, self.folder)
+        """Remove the earlier run's frames past this run's last, then log the count; safe twice."""
+        if self._closed:
+            return
         self._closed = True
+        stale = [name for name in self._earlier if int(name[:6]) >= self.frames_written]
+        for name in stale:
+            (self.folder / name).unlink(missing_ok=True)
+        if stale:
+            log.info("removed %d frames of the earlier run from '%s'", len(stale), self.folder)
+        if self.frames_written:
+            log.info("wrote %d frames to '%s'", self.frames_written, self.folder)

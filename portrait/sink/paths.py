@@ -1,8 +1,10 @@
-"""Output path checks shared by the file sinks: create the folder, never overwrite an input."""
+"""Output path checks shared by the file sinks and ``--stats``: create the folder, never
+overwrite an input, write whole files atomically."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -23,29 +25,93 @@ def _file_ids(paths: Iterable[PathLike]) -> set[tuple[int, int]]:
 
 
 def _is_protected(path: Path, protected_ids: set[tuple[int, int]]) -> bool:
+    # A path through a folder that does not exist yet (``new/../photo.png``) cannot be looked up
+    # as written, but names the file its normalised form names once the folder is created.
+    for candidate in (path, os.path.normpath(path)):
+        try:
+            stat = os.stat(candidate)
+        except OSError:
+            continue
+        return (stat.st_dev, stat.st_ino) in protected_ids
+    return False  # doesn't exist yet, so it is no input
+
+
+def names_folder(path: PathLike) -> bool:
+    """Whether ``path`` as typed ends with a path separator (``out/``): a folder, whatever its name."""
+    text = os.fspath(path)
+    return text.endswith(os.sep) or (os.altsep is not None and text.endswith(os.altsep))
+
+
+def same_place(a: PathLike, b: PathLike) -> bool:
+    """Whether two paths name the same file: the same file when both exist, else the same
+    normalised absolute path."""
     try:
-        stat = os.stat(path)
+        return os.path.samefile(a, b)
     except OSError:
-        return False  # doesn't exist yet, so it is no input
-    return (stat.st_dev, stat.st_ino) in protected_ids
+        return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
 
 
-def _prepare_folder(folder: Path, what: str) -> None:
+def _prepare_folder(folder: Path, what: str, option: str = "--out") -> None:
     """Create ``folder`` (and parents) and check it is writable; InputError otherwise."""
     if folder.exists() and not folder.is_dir():
         raise InputError(f"cannot write {what}: '{folder}' is a file, not a folder; "
-                         "choose another --out")
+                         f"choose another {option}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot write {what}: cannot create folder '{folder}' "
-                         f"({error.strerror or error}); choose another --out") from None
+                         f"({error.strerror or error}); choose another {option}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {what}: folder '{folder}' is not writable; "
-                         "choose another --out")
+                         f"choose another {option}")
 
 
-def _refuse_input(path: Path, protected_ids: set[tuple[int, int]]) -> None:
+def _refuse_input(path: Path, protected_ids: set[tuple[int, int]], option: str = "--out") -> None:
     if _is_protected(path, protected_ids):
         raise InputError(f"refusing to overwrite the input '{path}' with the output; "
-                         "choose a different --out")
+                         f"choose a different {option}")
+
+
+def check_report_file(path: PathLike, option: str, suffix: str, *, protected: Iterable[PathLike] = (),
+                      outputs: Iterable[PathLike] = ()) -> Path:
+    """Check, before a run starts, a file that is written when it ends (``--stats``).
+
+    Refuses a folder, an input, the run's own output, and an existing file of another type than
+    ``suffix`` (a report never replaces a photo, a video or a model); creates its folder.
+
+    Raises:
+        InputError: any of those, or a folder that cannot be created or written.
+    """
+    path = Path(path)
+    if names_folder(path) or path.is_dir():
+        raise InputError(f"cannot write {option} '{path}': it is a folder; give a file name, "
+                         f"e.g. run{suffix}")
+    _refuse_input(path, _file_ids(protected), option)
+    for output in outputs:
+        if same_place(path, output):
+            raise InputError(f"cannot write {option} '{path}': it is the run's --out; "
+                             f"choose another {option}")
+    if path.exists() and path.suffix.lower() != suffix:
+        raise InputError(f"refusing to replace '{path}' with the {option} report: it exists and "
+                         f"is not a {suffix} file; choose another {option}")
+    _prepare_folder(path.parent, f"{option} '{path}'", option)
+    return path
+
+
+def write_atomic(path: Path, data: bytes, what: str) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a temporary file in the same folder, then
+    ``os.replace``. The file gets the usual permissions (0666 less the umask).
+
+    Raises:
+        InputError: the file cannot be written (``what`` names it in the message).
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {what} '{path}': {error.strerror or error}; "
+                         "choose another path") from None

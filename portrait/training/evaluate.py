@@ -408,7 +408,8 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
 
     Raises:
         ModelError: a model file that does not exist.
-        InputError: a missing data folder, list file, or folder for the sheet.
+        InputError: a missing data folder, list file, or folder for the sheet; a sheet inside
+            the data folder.
     """
     for model in models:
         resolve_model_path(model.model)
@@ -425,6 +426,10 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
                              "create it or pass another --sheet path")
         if not cv2.haveImageWriter(str(sheet)):
             raise InputError(f"cannot write the sheet '{sheet}': unknown image type; use a .png path")
+        if data.resolve() in sheet.resolve().parents:
+            raise InputError(f"refusing to write the sheet '{sheet}' inside the data folder "
+                             f"'{data}' (it holds the images and masks scored); choose a path "
+                             "outside it")
 
 
 def list_pairs(options: EvalOptions) -> list[tuple[str, str]]:
