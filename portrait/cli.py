@@ -325,6 +325,24 @@ def control_options_from_args(args: argparse.Namespace,
                           backgrounds=extra)
 
 
+def ignored_options(args: argparse.Namespace) -> list[str]:
+    """Options given a value that another option makes meaningless, each as "X is ignored with Y"
+    (the run goes on; the user should know what they asked for does nothing)."""
+    parser = build_parser()
+    changed = lambda dest: getattr(args, dest) != parser.get_default(dest)  # noqa: E731
+    lines = []
+    if args.image and changed("source"):
+        lines.append("--source is ignored with --image")
+    if args.matte and args.light_wrap:
+        lines.append("--light-wrap is ignored with --matte")
+    if args.no_smooth and changed("smooth"):
+        lines.append("--smooth is ignored with --no-smooth")
+    if args.no_refine:
+        lines += [f"--{dest.replace('_', '-')} is ignored with --no-refine"
+                  for dest in ("refine_radius", "refine_sharpen", "refine_guide") if changed(dest)]
+    return lines
+
+
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Log to stderr at INFO (DEBUG when verbose, WARNING when quiet); TensorFlow, absl and h5py
     only from ERROR up, and TensorFlow's C++ info lines hidden unless verbose."""
@@ -360,6 +378,8 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
     configure_logging(args.verbose, args.quiet)
     if config.path is not None:
         log.debug("config file: %s", config.path)
+    for line in ignored_options(args):
+        log.warning(line)
 
     def body() -> int:
         # TensorFlow is imported where it is needed (portrait.segment.factory), not here: the

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from portrait.capture.base import quiet_opencv
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, outside
@@ -250,8 +251,9 @@ class VideoBackground(Background):
     def __init__(self, path: str, size: tuple[int, int]):
         super().__init__()
         self.path = path
-        self._capture = cv2.VideoCapture(path)
-        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
+        with quiet_opencv():  # FFmpeg's own lines on a bad file; the error below says it once
+            self._capture = cv2.VideoCapture(path)
+            ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok or first is None or first.ndim != 3:
             self._capture.release()
             raise InputError(f"cannot read background video '{path}': no frame could be decoded;"

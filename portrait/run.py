@@ -50,7 +50,7 @@ from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
 from portrait.sink import PreviewSink, camera_lost_frame, open_image_sink, open_sink
 from portrait.sink.images import NO_ALPHA_EXTENSIONS
-from portrait.sink.paths import check_report_file, names_folder
+from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
 from portrait.subject import SubjectSelector
 from portrait.stats import RunStats
@@ -105,6 +105,9 @@ def run_images(
             and not source.is_folder and Path(out).suffix.lower() in NO_ALPHA_EXTENSIONS):
         raise InputError(f"--background transparent needs an output that keeps transparency, "
                          f"not {Path(out).suffix}: use a .png --out")
+    if source.is_folder and same_place(out, source.path):
+        raise InputError(f"cannot write the batch into its own folder '{source.path}': the "
+                         "cut-outs would mix with the photos; choose another --out folder")
     protected = run_inputs(source.paths, segment, controls, state.background)
     if output.stats:
         check_report_file(output.stats, "--stats", ".json", protected=protected, outputs=[out])

@@ -308,6 +308,28 @@ def test_a_batch_is_not_written_to_a_folder_named_like_an_image(capsys, tmp_path
     assert not (tmp_path / "single.png").exists()
 
 
+def test_a_batch_is_not_written_into_its_own_folder(capsys, tmp_path, brightness_model):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    person_image(photos / "a.jpg")
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", photos,
+                                  "--out", f"{photos}/", "-q")
+    assert_one_line_error(code, stderr, "own folder")
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg"]
+
+
+def test_options_that_another_makes_meaningless_are_named(capsys, caplog, tmp_path, brightness_model):
+    source = person_image(tmp_path / "me.png")
+    code, _ = run_in_process(capsys, "--model", brightness_model, "--image", source, "--out",
+                             tmp_path / "m.png", "--matte", "--light-wrap", "--source", "clip.mp4",
+                             "--no-refine", "--refine-radius", "4")
+    assert code == 0
+    warned = {r.getMessage() for r in caplog.records if r.levelname == "WARNING"}
+    assert {"--source is ignored with --image", "--light-wrap is ignored with --matte",
+            "--refine-radius is ignored with --no-refine"} <= warned, warned
+    assert not any("--smooth" in line for line in warned)
+
+
 def test_transparent_to_a_format_without_alpha_is_refused(capsys, tmp_path, brightness_model):
     source = person_image(tmp_path / "me.png")
     code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", source,

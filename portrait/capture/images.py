@@ -155,8 +155,8 @@ class ImageSource(Source):
             self.paths = list_images(self.path)
             if not self.paths:
                 raise InputError(
-                    f"folder '{self.path}' has no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                    "check the path"
+                    f"folder '{self.path}' has no images ({', '.join(IMAGE_EXTENSIONS)}; "
+                    "subfolders are not searched); check the path or give a subfolder"
                 )
             _warn_duplicate_stems(self.paths)
         else:
