@@ -237,6 +237,7 @@ def test_stats_never_replaces_an_input_or_the_output_and_is_checked_before_the_r
     for stats, words in ((source, ["refusing", "--stats"]), (background, ["refusing", "--stats"]),
                          (brightness_model, ["refusing", "--stats"]),
                          (out, ["--out", "--stats"]), (folder, ["folder"]),
+                         (f"{tmp_path / 'new_folder'}/", ["folder"]),
                          (tmp_path / "a_file" / "s.json", ["a_file"])):
         (tmp_path / "a_file").write_text("not a folder")
         code, stderr = run_in_process(capsys, *run, "--out", out, "--background", background,

@@ -82,10 +82,10 @@ def check_report_file(path: PathLike, option: str, suffix: str, *, protected: It
     Raises:
         InputError: any of those, or a folder that cannot be created or written.
     """
-    path = Path(path)
-    if names_folder(path) or path.is_dir():
+    if names_folder(path) or Path(path).is_dir():
         raise InputError(f"cannot write {option} '{path}': it is a folder; give a file name, "
                          f"e.g. run{suffix}")
+    path = Path(path)
     _refuse_input(path, _file_ids(protected), option)
     for output in outputs:
         if same_place(path, output):
