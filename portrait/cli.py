@@ -158,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="single-shot mode: one image file, or a folder of images (batch)")
     io.add_argument("--out", type=given, metavar="PATH",
                     help="with --image: output file, or folder for a batch (OUT/<stem>.png); with "
-                         "a video or camera: a .mp4/.avi file, or a folder of numbered PNG frames; "
-                         "without it, live mode writes to the virtual camera")
+                         "a video or camera: a .mp4/.avi file, or a folder of numbered PNG frames "
+                         "(a path ending in / is a folder); without it, live mode writes to the "
+                         "virtual camera; never an input file")
     io.add_argument("--matte", action="store_true",
                     help="write the alpha matte (8-bit grey, 255 = person) instead of a composite")
     io.add_argument("--preview", action="store_true",
