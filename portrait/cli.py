@@ -118,6 +118,37 @@ def zoom_limit(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be 0 or more")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"'{text}' must be 0 or more")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share of something to set aside: 0 <= x < 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be at least 0 and below 1")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -136,6 +167,13 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a probability between 0 and 1")
     return value
+
+
+def with_debug(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--debug`` (tracebacks of unexpected errors, as :func:`portrait.errors.run_command`
+    shows them when asked) to a tool's parser; returns it."""
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    return parser
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -58,6 +58,12 @@ def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> i
             return _stopped(stop)
         if traceback:
             raise
+        if isinstance(error, OSError) and error.filename is not None:
+            # A file or folder the system refused (permissions, a full disk, a truncated file):
+            # the user's to fix, so one line, as for any bad input.
+            print(f"error: cannot use '{error.filename}': {error.strerror or error}; check the "
+                  "path, its permissions and the free space", file=sys.stderr)
+            return 2
         print(f"error: unexpected {type(error).__name__}: {error} (run with --debug for details)",
               file=sys.stderr)
         return 1

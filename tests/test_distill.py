@@ -157,6 +157,24 @@ def test_distill_command_refuses_to_write_over_its_source(tmp_path, brightness_m
     assert (data / "images" / "a.png").is_file() and not (data / "images" / "a.png").is_symlink()
 
 
+def test_distill_negatives_never_go_into_a_source_or_the_out_folder(tmp_path, brightness_model, capsys):
+    from portrait.training.distill import main
+
+    data = _data_folder(tmp_path / "data", ["a"])
+    listed = (data / "images").iterdir()
+    before = sorted(p.name for p in listed)
+    assert main(["--teacher", str(brightness_model), "--data", str(data), "--out",
+                 str(tmp_path / "soft"), "--negatives", str(data)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --negatives '{data}' is a source data folder; choose a new folder")
+    assert sorted(p.name for p in (data / "images").iterdir()) == before
+    with pytest.raises(SystemExit) as stop:
+        main(["--teacher", str(brightness_model), "--data", str(data), "--out",
+              str(tmp_path / "soft"), "--negatives", str(tmp_path / "soft")])
+    assert stop.value.code == 2 and "--negatives names the --out folder" in capsys.readouterr().err
+    assert not (tmp_path / "soft").exists()
+
+
 def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
     import cv2
 

@@ -51,6 +51,14 @@ def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path)
     np.testing.assert_allclose(averaged, (probabilities[0] + probabilities[1]) / 2, atol=1e-4)
 
 
+def _ensemble_of(tmp_path, first, second):
+    from portrait.training.ensemble import main
+
+    out = tmp_path / "pair.hdf5"
+    assert main([str(first), str(second), "--out", str(out), "--short-side", "64"]) == 0
+    return out
+
+
 def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
     from portrait.training.ensemble import main
 
@@ -71,6 +79,7 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
          "--calibrate re-estimates a soup's batch-norm statistics; pass --soup too"),
         ([str(a), str(_member(tmp_path / "c.hdf5", 3, alpha=0.5)), "--soup"],
          "weight arrays of other shapes than model 1's"),
+        ([str(_ensemble_of(tmp_path, a, b)), str(a)], "model 1 is itself an ensemble of 2 models"),
     ]
     for args, message in cases:
         target = [] if "--out" in args else ["--out", str(tmp_path / "new.hdf5")]

@@ -550,6 +550,16 @@ def test_a_stop_inside_an_extension_import_is_the_stop_not_an_error(stop, code, 
     assert capsys.readouterr().err == ""  # no "error: unexpected ImportError" line
 
 
+def test_a_file_the_system_refuses_is_one_line_not_an_unexpected_error(capsys):
+    def body():
+        raise PermissionError(13, "Permission denied", "/somewhere/out.tmp.h5")
+
+    assert run_command(body) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: cannot use '/somewhere/out.tmp.h5': Permission denied; check the path, "
+                   "its permissions and the free space"]
+
+
 def test_an_import_error_without_a_stop_behind_it_stays_an_error(capsys):
     def body():
         try:

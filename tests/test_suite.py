@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from portrait.errors import InputError
 from portrait.training import suite
 from portrait.training.conditions import CAMERA_CONDITIONS
 from portrait.training.video_metrics import (
@@ -131,6 +132,15 @@ def test_training_split_leaves_out_everything_the_suite_scores(tmp_path):
 
 
 @needs_shared
+def test_training_split_never_writes_into_the_data_root(tmp_path):
+    root = tmp_path / "data"
+    (root / "eg1800").mkdir(parents=True)
+    for out in (root, root / "eg1800", root / "splits"):
+        with pytest.raises(InputError, match="lies in the data root"):
+            suite.training_split(root, out)
+    assert sorted(p.name for p in root.iterdir()) == ["eg1800"]
+
+
 def test_suite_command_prints_tables_and_one_json_line():
     command = [sys.executable, "-m", "portrait.evaluate", "--suite", "--model", str(SELFIE),
                "--compare", str(SELFIE), "--max-items", "3", "--conditions", "--no-progress", "-q"]

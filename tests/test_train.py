@@ -3,6 +3,7 @@ builder's shapes; the data pipeline's samples."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -372,6 +373,7 @@ def test_a_resumed_run_keeps_a_better_checkpoint_from_before(tmp_path):
     row[column] = "0.999"
     (run / "metrics.csv").write_text("\n".join([log[0], ",".join(row)]) + "\n")
     before = (run / "best.h5").read_bytes()
+    (run / "backup").mkdir()  # as an interruption before the first epoch's end leaves it
     assert train_main(args + ["--resume"]) == 0
     assert (run / "best.h5").read_bytes() == before
 
@@ -393,6 +395,16 @@ def test_best_logged_reads_the_highest_value(tmp_path):
     (["--zoom", "2,1"], "zoom '2,1' must have 0 < MIN <= MAX"),
     (["--zoom", "1.5"], "zoom '1.5' is not MIN,MAX"),
     (["--loss", "dice+hinge"], "unknown loss term 'hinge' in 'dice+hinge'"),
+    (["--lr", "nan"], "--lr: 'nan' must be greater than 0"),
+    (["--lr", "-1"], "--lr: '-1' must be greater than 0"),
+    (["--epochs", "0"], "--epochs: '0' must be greater than 0"),
+    (["--steps-per-epoch", "-1"], "--steps-per-epoch: '-1' must be greater than 0"),
+    (["--bn-steps", "-1"], "--bn-steps: '-1' must be 0 or more"),
+    (["--batch", "0"], "--batch: '0' must be greater than 0"),
+    (["--short-side", "-5"], "--short-side: '-5' must be greater than 0"),
+    (["--alpha", "0"], "--alpha: '0' must be greater than 0"),
+    (["--val-split", "nan"], "--val-split: 'nan' must be at least 0 and below 1"),
+    (["--warmup-epochs", "nan"], "--warmup-epochs: 'nan' must be 0 or more"),
 ])
 def test_bad_training_options_are_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -491,3 +503,55 @@ def test_a_single_number_is_a_square_training_size():
     from portrait.cli import parse_size
 
     assert parse_size("192") == (192, 192) and parse_size("256x144") == (256, 144)
+
+
+def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    init = Path(constant_model(tmp_path / "init.h5", 0.6))
+    before = init.read_bytes()
+    run = tmp_path / "run"
+    base = ["--data", str(data), "--backbone", "none", "--run-dir", str(run), "--epochs", "1"]
+    (tmp_path / "a_file").write_text("not a folder")
+    cases = [
+        (["--init", str(init), "--out", str(tmp_path / "init.h5")], "is the --init model"),
+        (["--teacher", str(init), "--out", str(tmp_path / "init.h5")], "is the --teacher model"),
+        (["--input-size", "100x100", "--out", str(tmp_path / "x.hdf5")],
+         "--input-size 100x100 must be a multiple of the output stride 16"),
+        (["--out", str(tmp_path / "a_file" / "x.hdf5")], "a_file"),
+        (["--resume", "--out", str(tmp_path / "x.hdf5")], "holds no interrupted run"),
+    ]
+    for args, message in cases:
+        assert train_main(base + args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and "Traceback" not in "\n".join(err), err
+    assert init.read_bytes() == before
+    assert not run.exists(), "a refused run left its run folder"
+
+
+def test_an_interrupted_run_resumes_only_as_it_was_started_and_a_refusal_changes_nothing(
+        tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "backup").mkdir()  # an interrupted run
+    saved = {"epochs": 50, "lr": 0.001}
+    (run / "train.json").write_text(json.dumps(saved))
+    base = ["--data", str(data), "--backbone", "none", "--run-dir", str(run),
+            "--out", str(tmp_path / "x.hdf5")]
+    assert train_main(base + ["--epochs", "3", "--lr", "0.05"]) == 2
+    assert "already has a backup; pass --resume" in capsys.readouterr().err
+    assert train_main(base + ["--epochs", "3", "--lr", "0.001", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--resume with other options" in err and "epochs 50 -> 3" in err and "lr" not in err, err
+    assert json.loads((run / "train.json").read_text()) == saved
+    assert not (tmp_path / "x.hdf5").exists()
+
+
+def test_a_photo_training_cannot_decode_is_named_before_training(tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    bad = sorted((data / "images").iterdir())[3]
+    bad.write_text("not an image")
+    assert train_main(["--data", str(data), "--backbone", "none", "--epochs", "1",
+                       "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert bad.name in err and "is not a" in err, err

@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    from portrait.cli import with_debug
+
+    args = with_debug(build_parser()).parse_args(argv)
     configure_logging(args.verbose)
 
     def body() -> None:
@@ -140,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           "input": "%dx%d" % ways["LiteRT, exported + fixed"].input_size,
                           "calls": args.calls, "ms": results}))
 
-    return run_command(body)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

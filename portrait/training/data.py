@@ -142,11 +142,14 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     return find_pairs(path)
 
 
-def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]]) -> tuple[Path, Path]:
-    """Create ``out_dir/images`` and ``out_dir/masks`` for a data folder made from ``pairs``.
+def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]],
+                    option: str = "--out", create: bool = True) -> tuple[Path, Path]:
+    """Create ``out_dir/images`` and ``out_dir/masks`` for a data folder made from ``pairs``
+    (``create=False``: only check that they may be).
 
     Raises:
-        InputError: either is a folder the pairs come from (writing there would replace them).
+        InputError: either is a folder the pairs come from (writing there would replace them);
+            the message names ``option``.
     """
     out_dir = Path(out_dir)
     images_dir, masks_dir = out_dir / "images", out_dir / "masks"
@@ -154,9 +157,10 @@ def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]]) -> tuple[Pa
     # another one's (../shared), and writing through it would replace the source masks.
     sources = {Path(path).resolve().parent for pair in pairs for path in pair}
     if images_dir.resolve() in sources or masks_dir.resolve() in sources:
-        raise InputError(f"--out '{out_dir}' is a source data folder; choose a new folder")
-    images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(exist_ok=True)
+        raise InputError(f"{option} '{out_dir}' is a source data folder; choose a new folder")
+    if create:
+        images_dir.mkdir(parents=True, exist_ok=True)
+        masks_dir.mkdir(exist_ok=True)
     return images_dir, masks_dir
 
 
@@ -184,6 +188,30 @@ def labelled_photos(pairs: Sequence[tuple[str, str]], desc: str, progress: bool 
         seen.add(stem)
         image = read_image(image_path)
         yield image_path, stem, image, read_mask(mask_path, image.shape[:2])
+
+
+# The first bytes of each format TensorFlow's decode_image reads (training decodes in TensorFlow).
+_DECODABLE = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP", b"GIF8": "GIF"}
+
+
+def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:
+    """Refuse, before training starts, a photo or mask whose first bytes are no format the
+    training pipeline decodes (a text file named .jpg, a WebP): inside ``fit`` it would fail
+    minutes later without naming the file. Reads a few bytes of each file.
+
+    Raises:
+        InputError: the first such file, by name.
+    """
+    for pair in pairs:
+        for path, formats in zip(pair, (_DECODABLE, {b"\x89PNG\r\n\x1a\n": "PNG"})):
+            try:
+                with open(path, "rb") as file:
+                    head = file.read(8)
+            except OSError as error:
+                raise InputError(f"cannot read '{path}': {error.strerror}; check the file") from None
+            if not any(head.startswith(magic) for magic in formats):
+                raise InputError(f"'{path}' is not a {' or '.join(formats.values())} file, which "
+                                 "training reads; convert it or leave it out of the list")
 
 
 def _decode_resized(image_path, mask_path, size_for):

@@ -146,11 +146,12 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     from portrait.training.data import labelled_photos, new_data_folder
 
     out_dir = Path(out_dir)
+    if negatives_dir is not None:  # both checked before either is created
+        negatives_dir = Path(negatives_dir)
+        new_data_folder(negatives_dir, pairs, "--negatives", create=False)
     images_dir, masks_dir = new_data_folder(out_dir, pairs)
     if negatives_dir is not None:
-        negatives_dir = Path(negatives_dir)
-        (negatives_dir / "images").mkdir(parents=True, exist_ok=True)
-        (negatives_dir / "masks").mkdir(exist_ok=True)
+        new_data_folder(negatives_dir, pairs, "--negatives")
     stems, negatives = [], []
     for image_path, stem, image, truth in labelled_photos(pairs, "soft labels", progress):
         probability = segment.segment(image)
@@ -345,15 +346,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    from portrait.cli import with_debug
+
+    args = with_debug(parser).parse_args(argv)
     if args.video and args.weight is not None:
         parser.error("--weight mixes labels with the teacher's prediction, but video frames have "
                      "no labels (their masks are the teacher's alone); drop --weight")
     if args.data and args.every is not None:
         parser.error("--every picks frames of a video; it needs --video, not --data")
     from portrait.cli import configure_logging, import_tensorflow_quietly
+    from portrait.sink.paths import same_place
 
     configure_logging()
+
+    if args.negatives and same_place(args.negatives, args.out):
+        parser.error("--negatives names the --out folder; each writes its own train.txt, so "
+                     "give the negatives a folder of their own")
 
     def body() -> None:
         if not Path(args.teacher).is_file():  # before TensorFlow's slow start
@@ -381,7 +389,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       negatives_dir=args.negatives and Path(args.negatives))
         log.info("wrote %d soft masks (teacher weight %g) to %s", len(stems), weight, args.out)
 
-    return run_command(body)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def average_models(models: Sequence) -> "keras.Model":
             ``Rescaling``/``Normalization`` layer first and ending in a 1-channel sigmoid.
 
     Raises:
-        ModelError: fewer than two models, or a member whose input scaling, output or input
-            shape differs from what is needed; the message names the member (1-based).
+        ModelError: fewer than two models, a member that is itself an ensemble, or a member
+            whose input scaling, output or input shape differs from what is needed; the message
+            names the member (1-based).
     """
     import keras
 
@@ -53,6 +54,11 @@ def average_models(models: Sequence) -> "keras.Model":
         if keras_output_activation(model) != "sigmoid" or model.output_shape[-1] != 1:
             raise ModelError(f"model {number} does not end in a 1-channel sigmoid (output "
                              f"{model.output_shape}); members must output a person probability")
+        if any(isinstance(layer, keras.layers.Average) for layer in model.layers):
+            # its members' layers would meet the others' under one name in the file
+            inner = sum(isinstance(layer, keras.Model) for layer in model.layers)
+            raise ModelError(f"model {number} is itself an ensemble of {inner} models; pass the "
+                             "files it was made from instead (each member then weighs alike)")
         if tuple(model.inputs[0].shape[1:]) != shape:
             raise ModelError(f"model {number} takes input {tuple(model.inputs[0].shape[1:])}, "
                              f"model 1 takes {shape}; members must take the same input")
@@ -157,7 +163,9 @@ def members_short_side(paths: Sequence[Path]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    from portrait.cli import with_debug
+
+    args = with_debug(build_parser()).parse_args(argv)
     from portrait.cli import configure_logging, import_tensorflow_quietly
 
     configure_logging()
@@ -202,7 +210,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info("wrote %s: %s (%d parameters), run at a short side of %d px",
                  out, what, model.count_params(), short_px)
 
-    return run_command(body)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    from portrait.cli import with_debug
+
+    args = with_debug(build_parser()).parse_args(argv)
     from portrait.cli import configure_logging, import_tensorflow_quietly
 
     configure_logging()
@@ -164,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             write_hard_examples(pairs, scorer, Path(args.out), margin, args.min_area,
                                 progress=sys.stderr.isatty())
 
-    return run_command(body)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

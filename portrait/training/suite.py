@@ -142,7 +142,14 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
 
     Returns:
         The number of training stems per set.
+
+    Raises:
+        InputError: ``out`` is the data root or inside it.
     """
+    where = Path(out).resolve()
+    if where == Path(root).resolve() or Path(root).resolve() in where.parents:
+        raise InputError(f"--training-split '{out}' lies in the data root '{root}', whose own "
+                         "lists it would replace; choose a folder outside it (e.g. runs/splits)")
     counts = {}
     for folder in sorted({d.folder for d in PHOTO_DOMAINS}):
         scored = {Path(image).stem for d in PHOTO_DOMAINS if d.folder == folder
@@ -387,7 +394,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "and masks/)")
     parser.add_argument("--data", metavar="DIR", default=str(DEFAULT_DATA_ROOT),
                         help="the data root (default: ../shared/data beside the project)")
-    args = parser.parse_args(argv)
+    from portrait.cli import with_debug
+
+    args = with_debug(parser).parse_args(argv)
     configure_logging()
 
     def body() -> None:
@@ -395,7 +404,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             log.info("%s: %d training stems in %s", folder, count,
                      Path(args.training_split) / folder / "train.txt")
 
-    return run_command(body)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

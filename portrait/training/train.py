@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from portrait.errors import PortraitError, run_command
+from portrait.sink.paths import _prepare_folder
 from portrait.segment.locate import SHARED_DIR
 
 log = logging.getLogger("portrait.training.train")
@@ -80,7 +81,8 @@ def loss_spec(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, parse_size, probability, zoom_range
+    from portrait.cli import (OneLineParser, fraction, non_negative_float, non_negative_int,
+                              parse_size, positive_float, positive_int, probability, zoom_range)
     from portrait.options import CONTEXT_MODULES, PAD_MODES
 
     p = OneLineParser(
@@ -93,13 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", nargs="*", default=[], metavar="DIR|LIST",
                    help="validation folders or list files (default: each --data folder's "
                         "val.txt/other.txt, else --val-split of the training pairs)")
-    p.add_argument("--val-split", type=float, default=0.05,
+    p.add_argument("--val-split", type=fraction, default=0.05,
                    help="fraction of training pairs held out when no validation set is found")
     p.add_argument("--out", default="unet.hdf5", help="where the best model is written (.hdf5)")
     p.add_argument("--run-dir", help="logs, checkpoints and backups (default: runs/<out stem>)")
     p.add_argument("--input-size", type=parse_size, default=(192, 192), metavar="WxH",
                    help="training crop size; the saved model runs at any multiple of 16")
-    p.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
+    p.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width multiplier")
     p.add_argument("--output-stride", type=int, default=16, choices=(16, 32))
     p.add_argument("--context", default="none", choices=CONTEXT_MODULES,
                    help="context module between the encoder and the decoder: none, or lraspp "
@@ -107,25 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="auto",
                    help="'imagenet' (download), a weights file, 'none', or 'auto' (the shared "
                         "α=1.0 weights file when present and alpha is 1.0, else none)")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (Adam)")
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--steps-per-epoch", type=positive_int,
+                   help="default: one pass over the training set")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (Adam)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
                    help="cosine decay to 1%% after a linear warm-up, or constant")
-    p.add_argument("--warmup-epochs", type=float, default=0.5)
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=0.5)
     p.add_argument("--loss", type=loss_spec, default="dice+bce",
                    help="terms joined by '+', each optionally weighted: dice, bce, focal, "
                         "boundary, far, lovasz, consistency, e.g. 'dice+bce+0.5*boundary'; "
                         "consistency trains on each crop twice, with and without the colour, "
                         "light and noise changes, so a step holds 2x --batch images")
-    p.add_argument("--max-items", type=int, help="use only this many training pairs (quick runs)")
+    p.add_argument("--max-items", type=positive_int, help="use only this many training pairs (quick runs)")
     p.add_argument("--init", help="start from this model's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last completed epoch")
-    p.add_argument("--bn-steps", type=int, default=100,
+    p.add_argument("--bn-steps", type=non_negative_int, default=100,
                    help="batches used to re-estimate batch-norm statistics after training")
-    p.add_argument("--short-side", type=int, metavar="PX",
+    p.add_argument("--short-side", type=positive_int, metavar="PX",
                    help="short side the app runs the model at, stored in the model file "
                         "(default: the training crop's short side)")
     p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
@@ -151,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "batch is mixed into the training target")
     p.add_argument("--teacher-weight", type=probability, default=0.5, metavar="W",
                    help="the teachers' share of the target, the mask's is 1 - W (default 0.5)")
-    p.add_argument("--average-last", type=int, default=0, metavar="K",
+    p.add_argument("--average-last", type=non_negative_int, default=0, metavar="K",
                    help="also try the mean of the weights after each of the last K epochs "
                         "(stochastic weight averaging, K >= 2); like the best and the final "
                         "weights, it is kept if it scores highest on validation (default 0: off)")
@@ -227,10 +230,13 @@ def save_model(model, out: Path, short_px: int) -> None:
     from portrait.segment import SHORT_SIDE_ATTR
 
     tmp = out.with_suffix(".tmp.h5")
-    model.save(tmp)
-    with h5py.File(tmp, "a") as f:
-        f.attrs[SHORT_SIDE_ATTR] = int(short_px)
-    os.replace(tmp, out)
+    try:
+        model.save(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[SHORT_SIDE_ATTR] = int(short_px)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed save leaves no half-written file behind
 
 
 TAIL_DIR = "tail"  # in the run folder: the weights after each of the last --average-last epochs
@@ -307,11 +313,63 @@ def recalibrate_batchnorm(model, dataset, steps: int) -> None:
         layer.momentum = momentum
 
 
+def check_outputs(options: TrainOptions, out: Path) -> None:
+    """Before any work: the crop fits the network, ``--out`` is no model the run reads, and its
+    folder can be written (it is written only after the whole run).
+
+    Raises:
+        PortraitError: any of those.
+    """
+    from portrait.sink.paths import same_place
+
+    width, height = options.input_size
+    if width % options.output_stride or height % options.output_stride:
+        raise PortraitError(f"--input-size {width}x{height} must be a multiple of the output "
+                            f"stride {options.output_stride} on both sides, e.g. 192x192")
+    for option, path in [("--init", options.init), *(("--teacher", t) for t in options.teacher)]:
+        if path and same_place(out, path):
+            raise PortraitError(f"--out '{out}' is the {option} model, which the run reads; "
+                                "choose another --out")
+    _prepare_folder(out.parent, f"model '{out}'")
+
+
+def check_run_dir(options: TrainOptions, run_dir: Path) -> None:
+    """``--resume`` continues an interrupted run with the options it was started with; without
+    it a run folder holding an interrupted run is refused. Nothing in the folder is changed.
+
+    Raises:
+        PortraitError: a resume with nothing to resume or with other options, or a fresh run
+            over an interrupted one.
+    """
+    backup = (run_dir / "backup").exists()
+    if not options.resume:
+        if backup:
+            raise PortraitError(f"run folder '{run_dir}' already has a backup; pass --resume to "
+                                "continue it, or choose another --run-dir")
+        return
+    if not backup:
+        raise PortraitError(f"--resume: run folder '{run_dir}' holds no interrupted run (no "
+                            "backup/; a finished run leaves none); leave out --resume to start one")
+    saved_file = run_dir / "train.json"
+    try:
+        saved = json.loads(saved_file.read_text())
+    except (OSError, ValueError):
+        return  # nothing to compare with; the backup itself carries the run
+    asked = json.loads(json.dumps(asdict(options)))  # tuples as the file has them, lists
+    changed = sorted(key for key in asked if key != "resume" and key in saved
+                     and saved[key] != asked[key])
+    if changed:
+        shown = ", ".join(f"{key} {saved[key]!r} -> {asked[key]!r}" for key in changed)
+        raise PortraitError(f"--resume with other options than the run was started with ({shown}); "
+                            f"resume with the same options, or start a new run with another "
+                            "--run-dir")
+
+
 def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path."""
     import keras
 
-    from portrait.training.data import CALIBRATION_AUGMENT, AugmentOptions, make_dataset
+    from portrait.training.data import CALIBRATION_AUGMENT, AugmentOptions, check_decodable, make_dataset
     from portrait.training.losses import make_loss, uses_views
     from portrait.training.metrics import training_metrics
     from portrait.training.model import build_unet
@@ -327,12 +385,15 @@ def train(options: TrainOptions) -> Path:
     if options.teacher and uses_views(loss):
         raise PortraitError("--teacher with a consistency loss: the teachers would label the two "
                             "views of a crop apart; use one or the other")
+    check_outputs(options, out)
     run_dir = Path(options.run_dir or Path("runs") / out.stem)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir(options, run_dir)
     keras.utils.set_random_seed(options.seed)
 
     train_pairs, val_pairs = _split(options)
+    check_decodable(train_pairs + val_pairs)
     log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
+    _prepare_folder(run_dir, f"run folder '{run_dir}'", "--run-dir")
     (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
 
     augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
@@ -383,11 +444,6 @@ def train(options: TrainOptions) -> Path:
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
     ]
-    if not options.resume and (run_dir / "backup").exists():
-        raise PortraitError(
-            f"run folder '{run_dir}' already has a backup; pass --resume to continue it, "
-            "or choose another --run-dir"
-        )
     if options.average_last:
         if not options.resume:  # a finished earlier run's tail would be averaged in
             for stale in (run_dir / TAIL_DIR).glob("epoch_*.weights.h5"):
@@ -438,17 +494,20 @@ def train(options: TrainOptions) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    from portrait.cli import with_debug
+
+    args = with_debug(build_parser()).parse_args(argv)
     from portrait.cli import import_tensorflow_quietly, configure_logging
 
     configure_logging()
-    options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
+    options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()
+                              if k != "debug"})
 
     def body() -> None:
         import_tensorflow_quietly()
         train(options)
 
-    return run_command(body, traceback=True)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

@@ -235,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    from portrait.cli import with_debug
+
+    args = with_debug(build_parser()).parse_args(argv)
     from portrait.cli import configure_logging, import_tensorflow_quietly
 
     configure_logging()
@@ -280,7 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  ", the encoder's tail added" if args.tail else "",
                  model.count_params(), grown.count_params())
 
-    return run_command(body)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":
