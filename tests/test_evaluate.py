@@ -299,3 +299,17 @@ def test_selfie_model_on_eg1800_test_scores_like_the_design_says():
     (summary,) = evaluate.evaluate(options, [SegmentOptions(model=str(model))])
     assert summary["n"] == 20
     assert summary["miou"] > 0.9
+
+
+def test_a_mask_of_zeros_and_ones_is_refused_by_name(tmp_path):
+    from portrait.training.data import check_masks
+
+    image, mask = disc_pair(1)
+    cv2.imwrite(str(tmp_path / "m.png"), (mask > 127).astype(np.uint8))
+    with pytest.raises(InputError, match="holds 0 and 1"):
+        evaluate.read_mask(tmp_path / "m.png", image.shape[:2])
+    with pytest.raises(InputError, match="m.png"):
+        check_masks([("unused.png", str(tmp_path / "m.png"))])
+    cv2.imwrite(str(tmp_path / "ok.png"), mask)
+    assert evaluate.read_mask(tmp_path / "ok.png", image.shape[:2]).max() == 255
+    check_masks([("unused.png", str(tmp_path / "ok.png"))])

@@ -194,6 +194,23 @@ def labelled_photos(pairs: Sequence[tuple[str, str]], desc: str, progress: bool 
 _DECODABLE = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP", b"GIF8": "GIF"}
 
 
+def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
+    """Refuse masks written as 0 and 1, judged on the first ``sample`` pairs (a data set's masks
+    are written alike); see :func:`portrait.training.evaluate.check_mask_scale`.
+
+    Raises:
+        InputError: the first such mask, by name.
+    """
+    import cv2
+
+    from portrait.training.evaluate import check_mask_scale
+
+    for _, mask_path in pairs[:sample]:
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        if mask is not None:  # unreadable ones are check_decodable's
+            check_mask_scale(mask, mask_path)
+
+
 def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:
     """Refuse, before training starts, a photo or mask whose first bytes are no format the
     training pipeline decodes (a text file named .jpg, a WebP): inside ``fit`` it would fail

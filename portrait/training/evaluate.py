@@ -131,6 +131,18 @@ def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray
     return image, read_mask(mask_path, image.shape[:2]) >= MASK_THRESHOLD
 
 
+def check_mask_scale(mask: np.ndarray, mask_path: str | Path) -> None:
+    """Refuse a mask written as 0 and 1: read as 0..255 it marks nobody, so every score and every
+    label made from it would be silently wrong.
+
+    Raises:
+        InputError: a mask whose largest value is 1.
+    """
+    if mask.size and int(mask.max()) == 1:
+        raise InputError(f"mask '{mask_path}' holds 0 and 1; masks are 0 (background) to 255 "
+                         "(person): multiply it by 255")
+
+
 def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """Read a mask as uint8 grey (0..255) of ``shape`` (H, W), resized (nearest) if it differs.
 
@@ -140,6 +152,7 @@ def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise InputError(f"cannot read mask '{mask_path}': missing or not an image; check the file")
+    check_mask_scale(mask, mask_path)
     height, width = shape
     if mask.shape != (height, width):
         log.warning("mask '%s' is %dx%d, its image %dx%d: resizing the mask",

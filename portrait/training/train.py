@@ -369,7 +369,8 @@ def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path."""
     import keras
 
-    from portrait.training.data import CALIBRATION_AUGMENT, AugmentOptions, check_decodable, make_dataset
+    from portrait.training.data import (CALIBRATION_AUGMENT, AugmentOptions, check_decodable,
+                                        check_masks, make_dataset)
     from portrait.training.losses import make_loss, uses_views
     from portrait.training.metrics import training_metrics
     from portrait.training.model import build_unet
@@ -392,6 +393,8 @@ def train(options: TrainOptions) -> Path:
 
     train_pairs, val_pairs = _split(options)
     check_decodable(train_pairs + val_pairs)
+    check_masks(train_pairs)
+    check_masks(val_pairs)
     log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
     _prepare_folder(run_dir, f"run folder '{run_dir}'", "--run-dir")
     (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
