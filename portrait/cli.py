@@ -76,24 +76,51 @@ def source_spec(text: str) -> str:
     return given(text)
 
 
-def threads_count(text: str) -> int:
+def _number(text: str, kind: type, ok, requirement: str, label: str = ""):
+    """``text`` as an ``int`` or ``float`` for which ``ok(value)`` holds (nan never does), else
+    the argparse error: "'x' is not a number", or "<label>'x' <requirement>"."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be 0 (all cores) or more")
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{label}'{text}' {requirement}")
     return value
+
+
+def threads_count(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "must be 0 (all cores) or more")
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be greater than 0")
-    return value
+    return _number(text, int, lambda v: v > 0, "must be greater than 0")
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "must be 0 or more")
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, lambda v: v > 0.0, "must be greater than 0")
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, float, lambda v: v >= 0.0, "must be 0 or more")
+
+
+def fraction(text: str) -> float:
+    """A share of something to set aside: 0 <= x < 1."""
+    return _number(text, float, lambda v: 0.0 <= v < 1.0, "must be at least 0 and below 1")
+
+
+def probability(text: str) -> float:
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "is not a probability between 0 and 1")
+
+
+def zoom_limit(text: str) -> float:
+    return _number(text, float, lambda v: v >= 1.0, "must be at least 1 (1 = never zoom in)",
+                   label="zoom ")
 
 
 def zoom_range(text: str) -> tuple[float, float]:
@@ -106,67 +133,6 @@ def zoom_range(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(
             f"zoom '{text}' must have 0 < MIN <= MAX, e.g. 0.55,1.35")
     return low, high
-
-
-def zoom_limit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value >= 1.0:
-        raise argparse.ArgumentTypeError(f"zoom '{text}' must be at least 1 (1 = never zoom in)")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be 0 or more")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value >= 0.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"'{text}' must be 0 or more")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share of something to set aside: 0 <= x < 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"'{text}' must be at least 0 and below 1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0.0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"'{text}' must be greater than 0")
-    return value
-
-
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a probability between 0 and 1")
-    return value
 
 
 def with_debug(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
