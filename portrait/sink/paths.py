@@ -51,6 +51,12 @@ def same_place(a: PathLike, b: PathLike) -> bool:
         return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
 
 
+def lies_in(path: PathLike, folder: PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or anywhere inside it, links resolved."""
+    where, root = Path(path).resolve(), Path(folder).resolve()
+    return where == root or root in where.parents
+
+
 def _prepare_folder(folder: Path, what: str, option: str = "--out") -> None:
     """Create ``folder`` (and parents) and check it is writable; InputError otherwise."""
     if folder.exists() and not folder.is_dir():

@@ -192,6 +192,7 @@ def labelled_photos(pairs: Sequence[tuple[str, str]], desc: str, progress: bool 
 
 # The first bytes of each format TensorFlow's decode_image reads (training decodes in TensorFlow).
 _DECODABLE = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP", b"GIF8": "GIF"}
+_DECODABLE_MASKS = {magic: name for magic, name in _DECODABLE.items() if name == "PNG"}  # decode_png
 
 
 def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
@@ -220,7 +221,7 @@ def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:
         InputError: the first such file, by name.
     """
     for pair in pairs:
-        for path, formats in zip(pair, (_DECODABLE, {b"\x89PNG\r\n\x1a\n": "PNG"})):
+        for path, formats in zip(pair, (_DECODABLE, _DECODABLE_MASKS)):
             try:
                 with open(path, "rb") as file:
                     head = file.read(8)

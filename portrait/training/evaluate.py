@@ -50,6 +50,7 @@ from portrait.options import (
 from portrait.pipeline import FrameProcessor, Packet
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter, resolve_model_path
+from portrait.sink.paths import lies_in
 from portrait.training.video_metrics import ALPHA_THRESHOLD, STRAY_FRAME_THRESHOLD
 
 # portrait.training.metrics and portrait.training.data load TensorFlow when imported, so they are imported inside
@@ -439,7 +440,7 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
                              "create it or pass another --sheet path")
         if not cv2.haveImageWriter(str(sheet)):
             raise InputError(f"cannot write the sheet '{sheet}': unknown image type; use a .png path")
-        if data.resolve() in sheet.resolve().parents:
+        if lies_in(sheet, data):
             raise InputError(f"refusing to write the sheet '{sheet}' inside the data folder "
                              f"'{data}' (it holds the images and masks scored); choose a path "
                              "outside it")

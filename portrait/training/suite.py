@@ -37,6 +37,7 @@ import numpy as np
 
 from portrait.capture import VideoFileSource
 from portrait.errors import InputError
+from portrait.sink.paths import lies_in
 from portrait.options import (
     PipelineOptions,
     RefineOptions,
@@ -146,8 +147,7 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
     Raises:
         InputError: ``out`` is the data root or inside it.
     """
-    where = Path(out).resolve()
-    if where == Path(root).resolve() or Path(root).resolve() in where.parents:
+    if lies_in(out, root):
         raise InputError(f"--training-split '{out}' lies in the data root '{root}', whose own "
                          "lists it would replace; choose a folder outside it (e.g. runs/splits)")
     counts = {}
