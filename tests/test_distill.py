@@ -175,6 +175,44 @@ def test_distill_negatives_never_go_into_a_source_or_the_out_folder(tmp_path, br
     assert not (tmp_path / "soft").exists()
 
 
+def test_distill_never_writes_into_a_folder_another_tool_or_person_made(tmp_path, brightness_model,
+                                                                         capsys):
+    from portrait.training.data import DATA_MARKER
+    from portrait.training.distill import main
+
+    data = _data_folder(tmp_path / "data", ["a"])
+    # Another data set, not among the sources: its list and masks would be replaced.
+    other = _data_folder(tmp_path / "other", ["a", "z"])
+    (other / "train.txt").write_text("a\nz\n")
+    owned = sorted(str(p.relative_to(other)) for p in other.rglob("*"))
+    mask_before = (other / "masks" / "a.png").read_bytes()
+    clip = str(write_video(tmp_path / "walk.avi", 2))
+    for args in (["--data", str(data), "--out", str(other)],
+                 ["--video", clip, "--out", str(other)],
+                 ["--data", str(data), "--out", str(tmp_path / "soft"), "--negatives", str(other)],
+                 ["--video", clip, "--out", str(tmp_path / "frames"), "--negatives", str(other)]):
+        option = "--negatives" if "--negatives" in args else "--out"
+        assert main(["--teacher", str(brightness_model), *args]) == 2, args
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"error: {option} '{other}' already holds files that no portrait data tool wrote, "
+            "whose train.txt, images or masks this run would replace; choose a new or empty folder")
+        assert sorted(str(p.relative_to(other)) for p in other.rglob("*")) == owned
+        assert (other / "train.txt").read_text() == "a\nz\n"
+        assert (other / "masks" / "a.png").read_bytes() == mask_before
+    assert not (tmp_path / "soft").exists() and not (tmp_path / "frames").exists()
+    # A file where the folder belongs.
+    assert main(["--teacher", str(brightness_model), "--video", clip, "--out", clip]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --out '{clip}' is a file; a data folder is needed, so choose a new folder")
+    # An empty folder, and then the tool's own earlier output, are written into.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--teacher", str(brightness_model), "--data", str(data), "--out", str(empty)]) == 0
+    assert (empty / DATA_MARKER).is_file() and (empty / "train.txt").read_text() == "a\n"
+    assert main(["--teacher", str(brightness_model), "--video", clip, "--out", str(empty)]) == 0
+    assert (empty / "train.txt").read_text().split() == ["walk_00000", "walk_00001"]
+
+
 def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
     import cv2
 

@@ -78,6 +78,7 @@ def test_mining_writes_a_crop_around_the_lamp_labelled_by_the_true_mask(tmp_path
 
 def test_mining_refusals_are_one_line(tmp_path, brightness_model, capsys):
     data = _data_with_a_lamp(tmp_path / "data")
+    other = _data_with_a_lamp(tmp_path / "other")
     cases = [
         (["--model", str(tmp_path / "gone.hdf5"), "--data", str(data), "--out", str(tmp_path / "o")],
          f"model '{tmp_path / 'gone.hdf5'}' not found (also looked in weights/); pass --model PATH"),
@@ -85,9 +86,14 @@ def test_mining_refusals_are_one_line(tmp_path, brightness_model, capsys):
          f"model '{tmp_path}' is a folder, not a model file; pass --model PATH"),
         (["--model", str(brightness_model), "--data", str(data), "--out", str(data)],
          f"--out '{data}' is a source data folder; choose a new folder"),
+        # Another data set, not a source: its train.txt and masks would be replaced.
+        (["--model", str(brightness_model), "--data", str(data), "--out", str(other)],
+         f"--out '{other}' already holds files that no portrait data tool wrote"),
     ]
     for args, message in cases:
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and "Traceback" not in "\n".join(err), err
-    assert sorted(p.name for p in (data / "masks").iterdir()) == ["p0.png", "p1.png"]
+    for folder in (data, other):
+        assert sorted(p.name for p in (folder / "masks").iterdir()) == ["p0.png", "p1.png"]
+        assert (folder / "train.txt").read_text() == "p0\np1\n"

@@ -141,6 +141,24 @@ def test_training_split_never_writes_into_the_data_root(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["eg1800"]
 
 
+@needs_shared
+def test_training_split_never_replaces_a_data_set_outside_the_root(tmp_path):
+    """A folder beside the data root that holds the user's own copy of a set keeps its lists;
+    the split's own earlier output is written over."""
+    root = SHARED / "data"
+    mine = tmp_path / "datasets"
+    (mine / "pelota" / "masks").mkdir(parents=True)
+    (mine / "pelota" / "train.txt").write_text("mine\n")
+    with pytest.raises(InputError, match=f"--training-split '{mine / 'pelota'}' already holds files "
+                                         "that no portrait data tool wrote"):
+        suite.training_split(root, mine)
+    assert sorted(p.name for p in mine.iterdir()) == ["pelota"]  # nothing else written either
+    assert (mine / "pelota" / "train.txt").read_text() == "mine\n"
+    out = tmp_path / "splits"
+    first = suite.training_split(root, out)
+    assert suite.training_split(root, out) == first
+
+
 def test_suite_command_prints_tables_and_one_json_line():
     command = [sys.executable, "-m", "portrait.evaluate", "--suite", "--model", str(SELFIE),
                "--compare", str(SELFIE), "--max-items", "3", "--conditions", "--no-progress", "-q"]

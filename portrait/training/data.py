@@ -142,14 +142,46 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     return find_pairs(path)
 
 
-def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]],
-                    option: str = "--out", create: bool = True) -> tuple[Path, Path]:
-    """Create ``out_dir/images`` and ``out_dir/masks`` for a data folder made from ``pairs``
-    (``create=False``: only check that they may be).
+DATA_MARKER = "written-by-portrait.txt"
+
+
+def claim_data_folder(folder: Path, option: str, tool: str, create: bool = True) -> None:
+    """Check that a data tool may write into ``folder``, and mark it as that tool's output.
+
+    The folder must be new, empty, or marked by an earlier run of a portrait data tool (whose
+    ``train.txt``, images and masks the new run replaces). A folder holding anything else is
+    refused: the run would replace its ``train.txt`` and any image or mask of the same name.
+    ``create=False`` only checks.
 
     Raises:
-        InputError: either is a folder the pairs come from (writing there would replace them);
-            the message names ``option``.
+        InputError: ``folder`` is a file, or holds files that no portrait data tool wrote; the
+            message names ``option``.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{option} '{folder}' is a file; a data folder is needed, so choose a "
+                         "new folder")
+    if folder.is_dir() and not (folder / DATA_MARKER).is_file() and any(folder.iterdir()):
+        raise InputError(f"{option} '{folder}' already holds files that no portrait data tool "
+                         "wrote, whose train.txt, images or masks this run would replace; choose "
+                         "a new or empty folder")
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / DATA_MARKER).write_text(
+            f"Written by python -m {tool}. Running a portrait data tool into this folder again "
+            "replaces its train.txt and the images and masks of the same names.\n",
+            encoding="utf-8")
+
+
+def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]], tool: str,
+                    option: str = "--out", create: bool = True) -> tuple[Path, Path]:
+    """Create ``out_dir/images`` and ``out_dir/masks`` for a data folder made from ``pairs``
+    by ``tool`` (``create=False``: only check that they may be).
+
+    Raises:
+        InputError: either is a folder the pairs come from (writing there would replace them),
+            or ``out_dir`` may not be claimed (:func:`claim_data_folder`); the message names
+            ``option``.
     """
     out_dir = Path(out_dir)
     images_dir, masks_dir = out_dir / "images", out_dir / "masks"
@@ -158,8 +190,9 @@ def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]],
     sources = {Path(path).resolve().parent for pair in pairs for path in pair}
     if images_dir.resolve() in sources or masks_dir.resolve() in sources:
         raise InputError(f"{option} '{out_dir}' is a source data folder; choose a new folder")
+    claim_data_folder(out_dir, option, tool, create)
     if create:
-        images_dir.mkdir(parents=True, exist_ok=True)
+        images_dir.mkdir(exist_ok=True)
         masks_dir.mkdir(exist_ok=True)
     return images_dir, masks_dir
 
@@ -196,20 +229,30 @@ _DECODABLE_MASKS = {magic: name for magic, name in _DECODABLE.items() if name ==
 
 
 def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
-    """Refuse masks written as 0 and 1, judged on the first ``sample`` pairs (a data set's masks
-    are written alike); see :func:`portrait.training.evaluate.check_mask_scale`.
+    """Judge a data set's masks on its first ``sample`` pairs (a data set's masks are written
+    alike): refuse masks written as 0 and 1 (:func:`portrait.training.evaluate.check_mask_scale`),
+    and warn, naming the file, where a mask's size differs from its photo's, which training
+    resizes it to (stretching it where the aspect ratios differ).
 
     Raises:
-        InputError: the first such mask, by name.
+        InputError: the first mask written as 0 and 1, by name.
     """
     import cv2
 
     from portrait.training.evaluate import check_mask_scale
 
-    for _, mask_path in pairs[:sample]:
+    for image_path, mask_path in pairs[:sample]:
         mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if mask is not None:  # unreadable ones are check_decodable's
-            check_mask_scale(mask, mask_path)
+        if mask is None:  # unreadable ones are check_decodable's
+            continue
+        check_mask_scale(mask, mask_path)
+        image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+        if image is not None and image.shape[:2] != mask.shape:
+            (height, width), (mask_height, mask_width) = image.shape[:2], mask.shape
+            stretched = abs(width * mask_height - height * mask_width) > 0.01 * width * mask_height
+            log.warning("mask '%s' is %dx%d, its photo %dx%d: training resizes the mask to the "
+                        "photo%s", mask_path, mask_width, mask_height, width, height,
+                        ", stretching it (check that they belong together)" if stretched else "")
 
 
 def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:

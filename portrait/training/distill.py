@@ -37,7 +37,8 @@ from portrait.options import TEST_TIME_MODES
 # Keras and TensorFlow are imported where they are used, so that the command line can import
 # them quietly (portrait.cli.import_tensorflow_quietly).
 
-log = logging.getLogger(__name__)
+TOOL = "portrait.training.distill"
+log = logging.getLogger(TOOL)  # not "__main__" under python -m
 
 
 def _check_weight(weight: float) -> None:
@@ -127,7 +128,8 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         pairs: (image path, mask path) pairs, e.g. from :func:`portrait.training.data.resolve_split`.
         segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole photo.
         out_dir: the new folder: ``images/`` (links to the photos), ``masks/`` (the mixed masks)
-            and ``train.txt``. Must not be a folder the pairs come from.
+            and ``train.txt``. Must not be a folder the pairs come from, and must be new, empty
+            or an earlier output (:func:`portrait.training.data.claim_data_folder`).
         weight: the teacher's share of each mask.
         progress: show a progress bar.
         negatives_dir: also write hard negatives here: the bands of each photo beyond
@@ -140,7 +142,8 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         The stems written, in order.
 
     Raises:
-        InputError: ``out_dir`` is a source folder, or a photo or mask cannot be read.
+        InputError: ``out_dir`` or ``negatives_dir`` is a source folder or holds files that no
+            portrait data tool wrote, or a photo or mask cannot be read.
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder
@@ -148,10 +151,10 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     out_dir = Path(out_dir)
     if negatives_dir is not None:  # both checked before either is created
         negatives_dir = Path(negatives_dir)
-        new_data_folder(negatives_dir, pairs, "--negatives", create=False)
-    images_dir, masks_dir = new_data_folder(out_dir, pairs)
+        new_data_folder(negatives_dir, pairs, TOOL, "--negatives", create=False)
+    images_dir, masks_dir = new_data_folder(out_dir, pairs, TOOL)
     if negatives_dir is not None:
-        new_data_folder(negatives_dir, pairs, "--negatives")
+        new_data_folder(negatives_dir, pairs, TOOL, "--negatives")
     stems, negatives = [], []
     for image_path, stem, image, truth in labelled_photos(pairs, "soft labels", progress):
         probability = segment.segment(image)
@@ -242,7 +245,8 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
         videos: video files; every ``every``-th frame of each is written, from the first.
         segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole frame.
         out_dir: the new folder: ``images/<clip>_<frame>.jpg``, ``masks/<clip>_<frame>.png`` and
-            ``train.txt``.
+            ``train.txt``; new, empty or an earlier output
+            (:func:`portrait.training.data.claim_data_folder`).
         every: keep one frame in this many (neighbouring frames are near copies).
         progress: show a progress bar.
         negatives_dir: also write hard negatives here: of every ``negatives_every``-th frame
@@ -256,7 +260,8 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
 
     Raises:
         ValueError: ``every`` below 1.
-        InputError: a video that cannot be read, two videos with the same name, or a file that
+        InputError: a video that cannot be read, two videos with the same name, an ``out_dir``
+            or ``negatives_dir`` that holds files no portrait data tool wrote, or a file that
             cannot be written.
     """
     from tqdm import tqdm
@@ -275,10 +280,14 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
         VideoFileSource(video).close()
     if negatives_every < 1:
         raise ValueError(f"negatives_every must be at least 1, got {negatives_every}")
+    from portrait.training.data import new_data_folder
+
     out_dir = Path(out_dir)
-    for folder in [out_dir] + ([Path(negatives_dir)] if negatives_dir is not None else []):
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-        (folder / "masks").mkdir(exist_ok=True)
+    if negatives_dir is not None:  # both checked before either is created
+        new_data_folder(negatives_dir, [], TOOL, "--negatives", create=False)
+    new_data_folder(out_dir, [], TOOL)
+    if negatives_dir is not None:
+        new_data_folder(negatives_dir, [], TOOL, "--negatives")
     stems, negatives = [], []
     for video, name in zip(videos, names):
         with VideoFileSource(video) as source:

@@ -86,7 +86,9 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
         pairs: (image path, mask path) pairs whose masks mark every person.
         scorer: a :class:`portrait.training.evaluate.ModelScorer` (the app's matte path).
         out_dir: the new folder: ``images/<stem>_<k>.jpg``, ``masks/<stem>_<k>.png`` (k counts a
-            photo's regions from the largest) and ``train.txt``; must not be a source folder.
+            photo's regions from the largest) and ``train.txt``; must not be a source folder, and
+            must be new, empty or an earlier output
+            (:func:`portrait.training.data.claim_data_folder`).
         margin: the far margin, as a share of each photo's long side.
         min_area: the smallest region mined, as a share of the photo.
 
@@ -94,14 +96,15 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
         The stems written, in order.
 
     Raises:
-        InputError: ``out_dir`` is a source folder, two pairs share a stem, or a photo or mask
+        InputError: ``out_dir`` is a source folder or holds files that no portrait data tool
+            wrote, two pairs share a stem, or a photo or mask
             cannot be read.
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder
 
     out_dir = Path(out_dir)
-    images_dir, masks_dir = new_data_folder(out_dir, pairs)
+    images_dir, masks_dir = new_data_folder(out_dir, pairs, "portrait.training.mine")
     stems, mined_photos = [], 0
     for _, stem, image, truth in labelled_photos(pairs, "mining", progress):
         alpha, _ = scorer.alpha(image)

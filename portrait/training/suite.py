@@ -145,13 +145,20 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
         The number of training stems per set.
 
     Raises:
-        InputError: ``out`` is the data root or inside it.
+        InputError: ``out`` is the data root or inside it, or an ``out/<set>`` folder holds files
+            that no portrait data tool wrote (:func:`portrait.training.data.claim_data_folder`).
     """
+    from portrait.training.data import claim_data_folder
+
     if lies_in(out, root):
         raise InputError(f"--training-split '{out}' lies in the data root '{root}', whose own "
                          "lists it would replace; choose a folder outside it (e.g. runs/splits)")
+    folders = sorted({d.folder for d in PHOTO_DOMAINS})
+    for create in (False, True):  # every folder checked before any is written
+        for folder in folders:
+            claim_data_folder(out / folder, "--training-split", "portrait.training.suite", create)
     counts = {}
-    for folder in sorted({d.folder for d in PHOTO_DOMAINS}):
+    for folder in folders:
         scored = {Path(image).stem for d in PHOTO_DOMAINS if d.folder == folder
                   for image, _ in domain_pairs(root, d)}
         pool = set()
@@ -160,11 +167,14 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
                 pool |= set(_pool(root, d))
         stems = sorted(pool - scored)
         target = out / folder
-        target.mkdir(parents=True, exist_ok=True)
         for name in ("images", "masks"):
             link = target / name
-            if not link.exists():
-                link.symlink_to((root / folder / name).resolve(), target_is_directory=True)
+            if link.is_symlink():  # an earlier split's, perhaps of another data root
+                link.unlink()
+            elif link.exists():
+                raise InputError(f"--training-split: '{link}' is a folder of files, where a link "
+                                 f"to the data root's {folder}/{name} belongs; choose a new folder")
+            link.symlink_to((root / folder / name).resolve(), target_is_directory=True)
         (target / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
         counts[folder] = len(stems)
     return counts
