@@ -7,6 +7,7 @@ has a bias that also calls much of the noise person.
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -313,3 +314,26 @@ def test_a_mask_of_zeros_and_ones_is_refused_by_name(tmp_path):
     cv2.imwrite(str(tmp_path / "ok.png"), mask)
     assert evaluate.read_mask(tmp_path / "ok.png", image.shape[:2]).max() == 255
     check_masks([("unused.png", str(tmp_path / "ok.png"))])
+
+
+def test_training_names_a_mask_whose_size_differs_from_its_photo(tmp_path, caplog):
+    """Training resizes such a mask to its photo; a warning names it, and says "stretching" only
+    where the aspect ratios differ (a mask of another photo, not a smaller copy of its own)."""
+    from portrait.training.data import check_masks
+
+    image, mask = disc_pair(1)
+    height, width = image.shape[:2]
+    cv2.imwrite(str(tmp_path / "photo.png"), image)
+    cv2.imwrite(str(tmp_path / "same.png"), mask)
+    cv2.imwrite(str(tmp_path / "half.png"), cv2.resize(mask, (width // 2, height // 2)))
+    cv2.imwrite(str(tmp_path / "wide.png"), cv2.resize(mask, (width * 2, height)))
+    with caplog.at_level(logging.WARNING, logger="portrait.training.data"):
+        check_masks([(str(tmp_path / "photo.png"), str(tmp_path / name))
+                     for name in ("same.png", "half.png", "wide.png")])
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        f"mask '{tmp_path / 'half.png'}' is {width // 2}x{height // 2}, its photo {width}x{height}: "
+        "training resizes the mask to the photo",
+        f"mask '{tmp_path / 'wide.png'}' is {width * 2}x{height}, its photo {width}x{height}: "
+        "training resizes the mask to the photo, stretching it (check that they belong together)",
+    ]

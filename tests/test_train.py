@@ -366,6 +366,7 @@ def test_a_resumed_run_keeps_a_better_checkpoint_from_before(tmp_path):
             "--alpha", "0.35", "--backbone", "none", "--out", str(tmp_path / "x.hdf5"),
             "--run-dir", str(run), "--epochs", "1"]
     assert train_main(args) == 0
+    assert (run / "best.h5").is_file() and not (run / "best.tmp.h5").exists()
     # Pretend the epoch before the interruption scored better than any epoch can.
     log = (run / "metrics.csv").read_text().splitlines()
     column = log[0].split(",").index("val_iou")
@@ -374,8 +375,12 @@ def test_a_resumed_run_keeps_a_better_checkpoint_from_before(tmp_path):
     (run / "metrics.csv").write_text("\n".join([log[0], ",".join(row)]) + "\n")
     before = (run / "best.h5").read_bytes()
     (run / "backup").mkdir()  # as an interruption before the first epoch's end leaves it
+    # The checkpoint is written beside best.h5, then moved over it: a run stopped while writing
+    # it leaves a partial best.tmp.h5 and an intact best.h5.
+    (run / "best.tmp.h5").write_bytes(before[: len(before) // 2])
     assert train_main(args + ["--resume"]) == 0
     assert (run / "best.h5").read_bytes() == before
+    assert not (run / "best.tmp.h5").exists()
 
 
 def test_best_logged_reads_the_highest_value(tmp_path):

@@ -439,11 +439,17 @@ def train(options: TrainOptions) -> Path:
     best_before = best_logged(run_dir / "metrics.csv") if options.resume and best_h5.is_file() else None
     if best_before is not None:
         log.info("resuming: %s holds the best validation IoU so far, %.4f", best_h5, best_before)
+    # The checkpoint is written beside best.h5 and then moved over it, so that a run stopped
+    # while it writes (Ctrl-C, a session's end) keeps the best model it had.
+    best_tmp = run_dir / "best.tmp.h5"
+    best_tmp.unlink(missing_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(best_h5), monitor="val_iou", mode="max",
+        keras.callbacks.ModelCheckpoint(str(best_tmp), monitor="val_iou", mode="max",
                                         save_best_only=True, verbose=1,
                                         initial_value_threshold=best_before),
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: best_tmp.is_file() and best_tmp.replace(best_h5)),
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
     ]
