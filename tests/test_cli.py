@@ -119,7 +119,8 @@ def test_png_frames_and_max_frames(brightness_model, tmp_path):
     out = tmp_path / "frames"
     assert main(["--model", str(brightness_model), "--source", str(video), "--out", str(out),
                  "--max-frames", "7", "--matte", "-q"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(7)]
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(7)] + [
+        "written-by-portrait.txt"]
 
 
 @pytest.fixture
@@ -296,7 +297,7 @@ def test_a_trailing_slash_names_a_folder_whatever_its_name(capsys, tmp_path, bri
     assert run_in_process(capsys, "--model", brightness_model, "--source", video,
                           "--out", f"{tmp_path / 'frames.v2'}/", "--matte", "-q")[0] == 0
     assert sorted(p.name for p in (tmp_path / "frames.v2").iterdir()) == [
-        f"{i:06d}.png" for i in range(3)]
+        f"{i:06d}.png" for i in range(3)] + ["written-by-portrait.txt"]
 
 
 def test_a_batch_is_not_written_to_a_folder_named_like_an_image(capsys, tmp_path, brightness_model):
@@ -350,6 +351,30 @@ def test_png_frames_of_an_earlier_longer_run_do_not_survive_a_shorter_one(
                               "--max-frames", frames, "--matte", "-q")[0] == 0
         assert sorted(p.name for p in out.glob("*.png")) == [f"{i:06d}.png" for i in range(expected)]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_png_frames_never_replace_a_background_or_the_users_own_frames(
+        capsys, tmp_path, brightness_model):
+    """A background taken from an earlier run's frames, or a folder of numbered PNGs the app did
+    not write, is refused before anything is written."""
+    video = write_video(tmp_path / "in.avi", frames=4)
+    out = tmp_path / "frames"
+    assert run_in_process(capsys, "--model", brightness_model, "--source", video, "--out", out,
+                          "-q")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for background, named in ((out / "000003.png", "000003.png"), (out, "000000.png")):
+        code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", video,
+                                      "--out", out, "--max-frames", 2, "--background", background)
+        assert_one_line_error(code, stderr, "refusing to overwrite the input", named)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "000000.png").write_bytes(before["000000.png"])
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", video,
+                                  "--out", theirs)
+    assert_one_line_error(code, stderr, "numbered frames (000000.png, ...) that this app did not "
+                                        "write; choose a new or empty folder")
+    assert [p.name for p in theirs.iterdir()] == ["000000.png"]
 
 
 def test_refine_sharpen_reaches_the_refine_stage():

@@ -177,7 +177,7 @@ def test_distill_negatives_never_go_into_a_source_or_the_out_folder(tmp_path, br
 
 def test_distill_never_writes_into_a_folder_another_tool_or_person_made(tmp_path, brightness_model,
                                                                          capsys):
-    from portrait.training.data import DATA_MARKER
+    from portrait.sink.paths import OUTPUT_MARKER
     from portrait.training.distill import main
 
     data = _data_folder(tmp_path / "data", ["a"])
@@ -208,7 +208,7 @@ def test_distill_never_writes_into_a_folder_another_tool_or_person_made(tmp_path
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["--teacher", str(brightness_model), "--data", str(data), "--out", str(empty)]) == 0
-    assert (empty / DATA_MARKER).is_file() and (empty / "train.txt").read_text() == "a\n"
+    assert (empty / OUTPUT_MARKER).is_file() and (empty / "train.txt").read_text() == "a\n"
     assert main(["--teacher", str(brightness_model), "--video", clip, "--out", str(empty)]) == 0
     assert (empty / "train.txt").read_text().split() == ["walk_00000", "walk_00001"]
 

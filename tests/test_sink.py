@@ -28,6 +28,7 @@ from portrait.sink import (
     to_bgr,
     write_image,
 )
+from portrait.sink.paths import OUTPUT_MARKER
 
 BACKEND = "portrait-test-recorder"
 
@@ -269,10 +270,36 @@ def test_png_folder_names_and_content(tmp_path):
     with PngFolderSink(folder) as sink:
         for image in images:
             sink.write(image)
-    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png",
+                                                        OUTPUT_MARKER]  # and no temporary file
     for i, image in enumerate(images):
         back = cv2.imread(str(folder / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(back, image)  # lossless, alpha and grey kept
+
+
+def test_png_folder_never_replaces_the_users_frames_or_an_input(tmp_path):
+    """Numbered PNGs in a folder the app did not mark are the user's: refused, untouched. In a
+    marked folder, an earlier run's frame that is now an input (a background) is refused too."""
+    frame = np.zeros((8, 10, 3), np.uint8)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    for name in ("000000.png", "000007.png"):
+        cv2.imwrite(str(theirs / name), frame + 9)
+    before = {p.name: p.read_bytes() for p in theirs.iterdir()}
+    with pytest.raises(InputError, match=f"cannot write frames to '{theirs}': it holds numbered "
+                                         "frames \\(000000.png, ...\\) that this app did not write"):
+        PngFolderSink(theirs)
+    assert {p.name: p.read_bytes() for p in theirs.iterdir()} == before
+    ours = tmp_path / "ours"
+    with PngFolderSink(ours) as sink:
+        for _ in range(3):
+            sink.write(frame)
+    background = ours / "000002.png"
+    with pytest.raises(InputError, match=f"refusing to overwrite the input '{background}'"):
+        PngFolderSink(ours, protected=[background])
+    with PngFolderSink(ours, protected=[tmp_path / "elsewhere.png"]) as sink:
+        sink.write(frame + 1)  # an earlier run's frames are replaced, the later ones removed
+    assert sorted(p.name for p in ours.glob("*.png")) == ["000000.png"]
 
 
 def test_write_image_png_keeps_alpha_and_jpeg_drops_it(tmp_path):

@@ -80,7 +80,7 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
         fps: frame rate of the virtual camera or the video file.
         size: (width, height); required for the virtual camera, optional for a video file.
         backend: pyvirtualcam backend name for the virtual camera (``None``: any).
-        protected: input files never to overwrite (the source video).
+        protected: input files never to overwrite (the source video, the backgrounds).
 
     Raises:
         DeviceError: no virtual camera device.
@@ -92,7 +92,7 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
         return VirtualCameraSink(size[0], size[1], fps, backend=backend)
     path = Path(out)
     if names_folder(out) or path.is_dir() or not path.suffix:
-        return PngFolderSink(path)
+        return PngFolderSink(path, protected=protected)
     if path.suffix.lower() in VIDEO_CODECS:
         return VideoFileSink(path, fps, size, protected=protected)
     raise InputError(f"cannot write '{out}': use a .mp4 or .avi file, or a folder for PNG frames")

@@ -11,7 +11,8 @@ import numpy as np
 
 from portrait.errors import InputError
 from portrait.sink.base import Sink, _check_image
-from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_input, write_atomic
+from portrait.sink.paths import (OUTPUT_MARKER, PathLike, _file_ids, _prepare_folder, _refuse_input,
+                                 write_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -136,23 +137,41 @@ class ImageFolderSink(Sink):
 class PngFolderSink(Sink):
     """Numbered PNG frames: ``folder/000000.png``, ``000001.png``, ...
 
-    A folder that already holds numbered frames (an earlier run) gets a new sequence: its frames
-    are overwritten as this run writes, and those of the earlier run past this run's last frame
-    are removed at ``close()``, so the folder never mixes two runs. Nothing else there is touched.
+    The folder is marked as this app's output (:data:`~portrait.sink.paths.OUTPUT_MARKER`). A
+    marked folder that holds numbered frames (an earlier run) gets a new sequence: its frames are
+    overwritten as this run writes, and those of the earlier run past this run's last frame are
+    removed at ``close()``, so the folder never mixes two runs. Numbered frames in a folder
+    without the mark are the user's own, and the folder is refused. Nothing else there is
+    touched. Each frame is written whole or not at all (:func:`write_atomic`).
+
+    Args:
+        folder: the folder; created if needed.
+        protected: input files never to overwrite or remove (the source, the backgrounds).
 
     Raises:
-        InputError: the folder can't be created or written.
+        InputError: the folder can't be created or written, holds numbered frames it did not
+            write, or an earlier run's frame there is an input.
     """
 
     FRAME_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9].png"
 
-    def __init__(self, folder: PathLike) -> None:
+    def __init__(self, folder: PathLike, *, protected: Iterable[PathLike] = ()) -> None:
         self.folder = Path(folder)
         _prepare_folder(self.folder, f"frames to '{self.folder}'")
         self._earlier = sorted(path.name for path in self.folder.glob(self.FRAME_GLOB))
         if self._earlier:
+            if not (self.folder / OUTPUT_MARKER).is_file():
+                raise InputError(f"cannot write frames to '{self.folder}': it holds numbered "
+                                 f"frames ({self._earlier[0]}, ...) that this app did not write; "
+                                 "choose a new or empty folder for --out")
+            protected_ids = _file_ids(protected)
+            for name in self._earlier:  # each is overwritten or removed
+                _refuse_input(self.folder / name, protected_ids)
             log.warning("'%s' already holds %d numbered frames of an earlier run; this run's "
                         "frames replace them", self.folder, len(self._earlier))
+        write_atomic(self.folder / OUTPUT_MARKER,
+                     b"Numbered frames written by python app.py --out. A later run into this "
+                     b"folder replaces them.\n", "the output mark")
         self.frames_written = 0
         self._closed = False
 
@@ -163,11 +182,7 @@ class PngFolderSink(Sink):
         ok, encoded = cv2.imencode(".png", image)
         if not ok:
             raise ValueError(f"PNG encoding failed for a frame of shape {image.shape}")
-        try:
-            encoded.tofile(str(path))  # tofile: unlike imwrite, any path encoding works
-        except OSError as error:
-            raise InputError(f"cannot write frame '{path}': {error.strerror or error}; "
-                             "choose another --out") from None
+        write_atomic(path, encoded.tobytes(), "frame")
         self.frames_written += 1
 
     def close(self) -> None:

@@ -13,6 +13,12 @@ from portrait.errors import InputError
 PathLike = Union[str, Path]
 
 
+OUTPUT_MARKER = "written-by-portrait.txt"
+"""The file that marks a folder as portrait's output (numbered frames, a training data folder),
+which a later run may replace; a folder without it is the user's, and its files are never
+replaced by numbered or listed outputs."""
+
+
 def _file_ids(paths: Iterable[PathLike]) -> set[tuple[int, int]]:
     ids = set()
     for path in paths:
