@@ -12,7 +12,7 @@ import threading
 from typing import Optional, Sequence
 
 from portrait.config import ConfigError, format_config, parse_with_config
-from portrait.errors import StopRequested, run_command
+from portrait.errors import TERMINATION_SIGNALS, StopRequested, run_command
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
@@ -403,9 +403,10 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
 
     # Signal handlers belong to the main thread; a stream replaces this one with a graceful stop.
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _stop_requested) if on_main_thread else None
+    previous = ({sig: signal.signal(sig, _stop_requested) for sig in TERMINATION_SIGNALS}
+                if on_main_thread else {})
     try:
         return run_command(body, traceback=args.debug)
     finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,6 +1,7 @@
 """Errors the command line reports as one clear line (what was wrong, what to do)."""
 
 import logging
+import signal
 import sys
 from typing import Callable, Optional
 
@@ -26,8 +27,14 @@ class DeviceError(PortraitError):
     """A camera or virtual camera that cannot be opened."""
 
 
+TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                            if hasattr(signal, name))
+"""Signals that ask the app to end as SIGTERM does: SIGTERM, and SIGHUP where the system has it
+(the terminal closed, an SSH session dropped). Each finishes a stream's output cleanly."""
+
+
 class StopRequested(BaseException):
-    """SIGTERM arrived outside a running stream (start-up, image mode), which finishes it at once.
+    """SIGTERM (or SIGHUP) arrived outside a running stream (start-up, image mode), which finishes it at once.
 
     A BaseException, like KeyboardInterrupt, so that no library's ``except Exception`` swallows it.
     """

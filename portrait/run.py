@@ -29,7 +29,7 @@ from portrait.controls import (
     initial_state,
     stdin_is_terminal,
 )
-from portrait.errors import InputError
+from portrait.errors import TERMINATION_SIGNALS, InputError
 from portrait.framing import AutoFramer
 from portrait.lightwrap import LightWrap
 from portrait.options import (
@@ -163,11 +163,12 @@ def run_images(
 
 @contextmanager
 def _stop_on_signals(stop: Callable[[], None]):
-    """SIGINT (Ctrl-C) and SIGTERM finish the run cleanly instead of killing it mid-write."""
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP finish the run cleanly instead of killing it
+    mid-write."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, *TERMINATION_SIGNALS)}
 
     def handler(signum, _frame):
         log.info("%s: finishing", signal.Signals(signum).name)

@@ -495,20 +495,57 @@ def app_process(*args) -> Iterator[subprocess.Popen]:
             process.communicate()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_cut_short_by_a_full_disk_is_reported_and_the_earlier_file_kept(
+        brightness_model, tmp_path, suffix):
+    """A file-size limit (RLIMIT_FSIZE) fails the writes as a full disk does; OpenCV's writer
+    says nothing of it, so the file is read back: one line, exit 2, the earlier output intact."""
+    import resource
+
+    video = write_video(tmp_path / "in.avi", frames=60, size=(320, 240))
+    out = tmp_path / f"out{suffix}"
+    out.write_bytes(b"an earlier output")
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+
+    # Keras runs the model as it is; the TFLite backend would write its converted file first.
+    result = subprocess.run([sys.executable, "app.py", "--model", str(brightness_model),
+                             "--backend", "keras", "--source", str(video), "--out", str(out)],
+                            cwd=ROOT,
+                            capture_output=True, text=True, preexec_fn=small_disk, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot finish video '{out}': it does not read back whole (60 frames written; "
+        "is the disk full?); the partial file is "), result.stderr
+    assert out.read_bytes() == b"an earlier output"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_signal_stops_the_app_cleanly_and_finalises_the_video(brightness_model, tmp_path, signum):
+    """Ctrl-C, a kill and a closed terminal each finish the video: it reads to its end and
+    replaces an earlier file of that name only then (the frames go to a hidden partial file)."""
     video = write_video(tmp_path / "long.avi", frames=900)  # 30 s at its own 30 fps
     out, stats = tmp_path / "out.mp4", tmp_path / "s.json"
+    out.write_bytes(b"an earlier output")
     with app_process("--model", brightness_model, "--source", video, "--realtime", "--out", out,
                      "--stats", stats) as process:
         deadline = time.perf_counter() + 90  # TensorFlow start-up on a busy machine
-        while not out.exists() and process.poll() is None and time.perf_counter() < deadline:
+
+        def partial():
+            return next(tmp_path.glob(".out.mp4.*.partial.mp4"), None)
+
+        while partial() is None and process.poll() is None and time.perf_counter() < deadline:
             time.sleep(0.1)
         assert process.poll() is None, f"the app ended early: {process.communicate()}"
-        assert out.exists(), "no output after 90 s"
+        assert partial() is not None, "no output after 90 s"
         time.sleep(1.0)  # some frames written
+        assert out.read_bytes() == b"an earlier output"
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
+    assert partial() is None
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     assert not [line for line in stderr.splitlines() if line.lower().startswith("error")], stderr

@@ -3,6 +3,7 @@ real missing-device failure), video files, PNG frames, single images."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
@@ -256,6 +257,21 @@ def test_video_file_with_no_frames_writes_nothing(tmp_path):
     with VideoFileSink(tmp_path / "empty.mp4", fps=30.0):
         pass
     assert not (tmp_path / "empty.mp4").exists()
+
+
+def test_an_odd_frame_size_is_named_where_the_codec_keeps_even_sizes(tmp_path, caplog):
+    """mp4v and MJPG store 97x63 frames as 96x62; the log says so rather than claim 97x63."""
+    path = tmp_path / "odd.mp4"
+    with caplog.at_level(logging.WARNING, logger="portrait.sink.video"):
+        with VideoFileSink(path, fps=30.0) as sink:
+            for _ in range(3):
+                sink.write(np.full((63, 97, 3), 128, np.uint8))
+    capture = cv2.VideoCapture(str(path))
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (96, 62)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"video '{path}': 97x63 frames were stored as 96x62 (mp4v keeps even sizes); write PNG "
+        "frames (--out DIR/) to keep every pixel"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]  # no partial file left
 
 
 # --- PNG frames and images ------------------------------------------------------------------------

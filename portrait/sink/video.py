@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -24,7 +26,11 @@ class VideoFileSink(Sink):
 
     The writer opens on the first frame, at ``size`` or else the first frame's size; later
     frames of another size are resized to it (a writer silently drops mismatched frames).
-    ``close()`` releases the writer so the file is finalised and playable.
+
+    The frames go to a hidden file beside ``path`` (``.<name>.<token>.partial<ext>``).
+    ``close()`` releases the writer, so the file is finalised and playable, reads it back, and
+    only then moves it over ``path``: an earlier file of that name stays whole until the new one
+    is, and a file that a full disk cut short is reported, never passed off as the output.
 
     Args:
         path: the output file; its folder is created.
@@ -34,7 +40,7 @@ class VideoFileSink(Sink):
 
     Raises:
         InputError: another extension, an unwritable folder, the path is an input, or OpenCV
-            can't open a writer.
+            can't open a writer; from ``close()``, a file that does not read back whole.
     """
 
     def __init__(self, path: PathLike, fps: float, size: Optional[tuple[int, int]] = None, *,
@@ -56,6 +62,7 @@ class VideoFileSink(Sink):
         self.fps = float(fps)
         self.size = tuple(size) if size is not None else None
         self._codec = VIDEO_CODECS[ext]
+        self._partial = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.partial{ext}")
         self._writer: Optional[cv2.VideoWriter] = None
         self._buffer: Optional[np.ndarray] = None
         self._closed = False
@@ -63,7 +70,7 @@ class VideoFileSink(Sink):
 
     def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
         with quiet_opencv():
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self._codec),
+            writer = cv2.VideoWriter(str(self._partial), cv2.VideoWriter_fourcc(*self._codec),
                                      self.fps, size, True)
         if not writer.isOpened():
             raise InputError(f"cannot write video '{self.path}': OpenCV could not open a "
@@ -90,9 +97,47 @@ class VideoFileSink(Sink):
         self.frames_written += 1
 
     def close(self) -> None:
-        """Finalise the file; safe twice."""
+        """Finalise the file, check it reads back whole, and move it to ``path``; safe twice.
+
+        Raises:
+            InputError: the file does not read back whole (a full disk); it is left as the
+                partial file, and an earlier file at ``path`` is kept.
+        """
         self._closed = True
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            log.info("wrote %d frames to '%s'", self.frames_written, self.path)
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        whole, width, height = self._read_back()
+        if not whole:
+            raise InputError(f"cannot finish video '{self.path}': it does not read back whole "
+                             f"({self.frames_written} frames written; is the disk full?); the "
+                             f"partial file is '{self._partial}'; free space or choose another "
+                             "--out")
+        try:
+            os.replace(self._partial, self.path)
+        except OSError as error:
+            raise InputError(f"cannot finish video '{self.path}': {error.strerror or error}; the "
+                             f"whole file is '{self._partial}'") from None
+        if (width, height) != tuple(self.size):
+            log.warning("video '%s': %dx%d frames were stored as %dx%d (%s keeps even sizes); "
+                        "write PNG frames (--out DIR/) to keep every pixel", self.path,
+                        *self.size, width, height, self._codec)
+        log.info("wrote %d frames to '%s'", self.frames_written, self.path)
+
+    def _read_back(self) -> tuple[bool, int, int]:
+        """Whether the finished partial file holds every frame written, its last one readable
+        (a writer cut short by a full disk may still record the full count in its header), and
+        the frame size it stores."""
+        with quiet_opencv():
+            capture = cv2.VideoCapture(str(self._partial))
+            try:
+                frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+                size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+                whole = (frames == self.frames_written
+                         and capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+                         and capture.read()[0])
+            finally:
+                capture.release()
+        return bool(whole), *size
