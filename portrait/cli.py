@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -77,8 +78,9 @@ def source_spec(text: str) -> str:
 
 
 def _number(text: str, kind: type, ok, requirement: str, label: str = ""):
-    """``text`` as an ``int`` or ``float`` for which ``ok(value)`` holds (nan never does), else
-    the argparse error: "'x' is not a number", or "<label>'x' <requirement>"."""
+    """``text`` as an ``int`` or a finite ``float`` for which ``ok(value)`` holds (nan never
+    does), else the argparse error: "'x' is not a number", "<label>'x' <requirement>", or
+    "'inf' is not a finite number"."""
     try:
         value = kind(text)
     except ValueError:
@@ -86,6 +88,8 @@ def _number(text: str, kind: type, ok, requirement: str, label: str = ""):
         raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
     if not ok(value):
         raise argparse.ArgumentTypeError(f"{label}'{text}' {requirement}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{label}'{text}' is not a finite number")
     return value
 
 

@@ -162,8 +162,11 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
             raise ConfigError(f"config file '{path}' not found; check the path given to --config")
         return Config()
     try:
-        with open(path, "rb") as file:
-            table = tomllib.load(file)
+        # TOML is UTF-8; a byte-order mark (Windows Notepad) is dropped rather than refused.
+        table = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {error.object[error.start]:#04x} "
+                          f"at position {error.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file '{path}' is not valid TOML ({error}); "
                           "write one option a line: blur = 30") from None

@@ -140,11 +140,14 @@ def sharpen_probability(prob: np.ndarray, k: float, out: Optional[np.ndarray] = 
     if not k > 0:
         raise ValueError(f"unexpected sharpen: {k!r} != a number > 0")
     p = np.clip(prob, 0.0, 1.0, out=out)
-    q = np.subtract(1.0, p, dtype=np.float32)
-    cv2.pow(p, k, dst=p)
-    cv2.pow(q, k, dst=q)
-    q += p
-    np.divide(p, q, out=p, where=q > 0)
+    # As 1 / (1 + ((1 − p) / p)^k): p^k and (1 − p)^k both underflow float32 once k is large
+    # (~150), which made every pixel 0; the odds' power goes to 0 or inf and keeps the contour.
+    odds = np.subtract(1.0, p, dtype=np.float32)
+    with np.errstate(divide="ignore", over="ignore"):
+        np.divide(odds, p, out=odds)  # inf where p is 0; p and 1 − p are never both 0
+    cv2.pow(odds, k, dst=odds)
+    odds += 1.0
+    np.divide(1.0, odds, out=p)
     return p
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import signal
 import threading
 from contextlib import ExitStack, contextmanager
@@ -59,7 +60,15 @@ log = logging.getLogger(__name__)
 
 
 def default_image_out(image_path: Path, batch: bool) -> Path:
-    """Where ``--image`` writes without ``--out``: ``<stem>_portrait.png`` or ``<folder>_portrait/``."""
+    """Where ``--image`` writes without ``--out``: ``<stem>_portrait.png`` or ``<folder>_portrait/``,
+    beside the input as named (``.`` and ``..`` name the folders they stand for).
+
+    Raises:
+        InputError: the input has no name to derive one from (the file system's root).
+    """
+    image_path = Path(os.path.normpath(os.path.abspath(image_path)))
+    if not image_path.name:
+        raise InputError(f"cannot name an output for '{image_path}'; give --out")
     if batch:
         return image_path.with_name(image_path.name + "_portrait")
     return image_path.with_name(image_path.stem + "_portrait.png")

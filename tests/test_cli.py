@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, fake_camera, shared_path, write_video
-from portrait.cli import main
+from portrait.cli import build_parser, main
 from test_sink import RecordingBackend
 
 BACKEND = "portrait-cli-test"
@@ -377,6 +377,22 @@ def test_png_frames_never_replace_a_background_or_the_users_own_frames(
     assert [p.name for p in theirs.iterdir()] == ["000000.png"]
 
 
+def test_a_batch_of_the_current_or_parent_folder_is_written_beside_it(
+        capsys, tmp_path, monkeypatch, brightness_model):
+    """``--image .`` and ``--image ..`` without --out: ``<folder>_portrait/`` beside the folder
+    they stand for (not an error, and not a hidden ``.._portrait`` inside the input)."""
+    photos = tmp_path / "photos"
+    (photos / "inner").mkdir(parents=True)
+    person_image(photos / "me.jpg")
+    monkeypatch.chdir(photos)
+    assert run_in_process(capsys, "--model", brightness_model, "--image", ".", "-q")[0] == 0
+    assert [p.name for p in (tmp_path / "photos_portrait").iterdir()] == ["me.png"]
+    monkeypatch.chdir(photos / "inner")
+    assert run_in_process(capsys, "--model", brightness_model, "--image", "..", "-q")[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "photos_portrait"]
+    assert sorted(p.name for p in photos.iterdir()) == ["inner", "me.jpg"]
+
+
 def test_refine_sharpen_reaches_the_refine_stage():
     from portrait.cli import build_parser, options_from_args
 
@@ -385,6 +401,15 @@ def test_refine_sharpen_reaches_the_refine_stage():
 
     assert refine().sharpen == 3.0
     assert refine("--refine-sharpen", "1").sharpen == 1.0
+
+
+def test_an_infinite_number_is_refused(capsys):
+    for option in ("--refine-sharpen", "--fps"):
+        with pytest.raises(SystemExit) as stop:
+            build_parser().parse_args([option, "inf"])
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: argument {option}: 'inf' is not a finite number; see python app.py --help"]
 
 
 def test_refine_guide_is_colour_for_photos_and_grey_for_streams():

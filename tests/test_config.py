@@ -149,6 +149,25 @@ def test_a_bad_file_is_one_line_and_exit_code_2(capsys, tmp_path, text, words):
     assert captured.out == ""
 
 
+@pytest.mark.parametrize("encoding, text, word", [
+    ("utf-16", "blur = 30\n", "byte 0xff at position 0"),  # Notepad's "Unicode"
+    ("latin-1", 'background = "Jos\u00e9.png"\n', "byte 0xe9 at position 17"),
+])
+def test_a_file_that_is_not_utf8_is_one_line(capsys, tmp_path, encoding, text, word):
+    config = tmp_path / "settings.toml"
+    config.write_text(text, encoding=encoding)
+    capsys.readouterr()
+    assert main(["--config", str(config), "--print-config"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: config file '{config}' is not UTF-8 text ({word}); save it as UTF-8"]
+
+
+def test_a_byte_order_mark_is_read_past(capsys, tmp_path):
+    config = tmp_path / "settings.toml"
+    config.write_text("blur = 30\n", encoding="utf-8-sig")
+    assert parse("--config", config)[0].blur == 30
+
+
 def test_errors_from_the_app_itself_have_no_traceback(tmp_path):
     config = write_config(tmp_path / "c.toml", "blurr = 30\n")
     done = subprocess.run([sys.executable, "app.py", "--config", str(config)], cwd=ROOT,

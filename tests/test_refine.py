@@ -134,6 +134,15 @@ def test_sharpen_probability_hand_computed():
             sharpen_probability(p.copy(), bad)
 
 
+def test_a_very_steep_sharpen_becomes_the_threshold_and_keeps_the_person():
+    """p^k and (1 - p)^k both underflow float32 for large k; the person must not vanish."""
+    p = np.array([0.0, 1e-30, 0.2, 0.49, 0.5, 0.51, 0.9, 1.0], np.float32)
+    with np.errstate(all="raise"):  # nor warn
+        for k in (1e3, 1e6, float("inf")):
+            np.testing.assert_allclose(sharpen_probability(p.copy(), k),
+                                       [0, 0, 0, 0, 0.5, 1, 1, 1], atol=1e-12, err_msg=str(k))
+
+
 def test_sharpening_narrows_the_glow_where_the_frame_has_no_edge():
     # A flat grey frame gives the filter no edge to follow: it falls back to the model's soft
     # disc, whose rim (alpha 10-50 %) is the glow; sharpening keeps the 0.5 contour and narrows it.
