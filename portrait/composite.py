@@ -21,13 +21,14 @@ import cv2
 import numpy as np
 
 from portrait.capture.base import quiet_opencv
+from portrait.capture.images import IMAGE_EXTENSIONS, read_image
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, outside
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = set(IMAGE_EXTENSIONS)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
 _COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 _NO_WEIGHT = np.float32(1e-3)  # keeps the normalised blur finite deep inside the person
@@ -237,10 +238,8 @@ class ImageBackground(_PerSize):
     """An image file scaled to cover the frame and centre-cropped, never stretched."""
 
     def __init__(self, path: str, size: tuple[int, int]):
-        image = cv2.imread(path, cv2.IMREAD_COLOR)  # also applies EXIF orientation
-        if image is None:
-            raise InputError(f"cannot read background image '{path}': not an image OpenCV can"
-                             " decode; use a PNG or JPEG file")
+        # With the checks a photo gets: EXIF orientation, truncation, the pixel limit.
+        image = read_image(path, what="background image")
         self.description = f"image {path} ({image.shape[1]}x{image.shape[0]})"
         super().__init__(lambda s: cover(image, s), size)
 

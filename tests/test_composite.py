@@ -188,8 +188,13 @@ def test_bad_colour_is_an_input_error(text):
     ("text.jpg", b"this is not a jpeg"),
     ("noise.mp4", bytes(range(256)) * 8),
     ("noise.xyz", b"\x00\x01\x02" * 100),
+    ("half.jpg", "half"),  # a truncated JPEG, refused as a photo would be (was a grey fill)
 ])
 def test_unreadable_background_file_is_an_input_error(tmp_path, name, content):
+    if content == "half":
+        rng = np.random.default_rng(0)
+        ok, data = cv2.imencode(".jpg", rng.integers(0, 255, (240, 320, 3), np.uint8))
+        content = data.tobytes()[: len(data) // 2]
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)

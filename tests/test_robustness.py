@@ -644,6 +644,30 @@ def test_batch_with_one_bad_file_names_it_and_ends_with_a_summary(brightness_mod
     assert "1 of 3 images could not be processed: b_broken.jpg" in last, stderr
 
 
+def test_a_batch_takes_every_image_kind_a_single_photo_takes_and_decoders_stay_quiet(
+        brightness_model, tmp_path):
+    """GIF, JPEG 2000, AVIF, .jpe and PPM photos are in the batch as they are one at a time;
+    a PNG whose data libpng rejects is one warning, without libpng's own line."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = cv2.imread(str(person_image(tmp_path / "me.png")))
+    kinds = [".gif", ".jp2", ".avif", ".jpe", ".ppm"]
+    for ext in kinds:
+        assert cv2.imwrite(str(folder / f"p{ext[1:]}{ext}"), image), ext
+    (folder / "notes.txt").write_text("not a photo")
+    png = bytearray(encoded(".png", np.random.default_rng(0).integers(0, 255, (120, 160, 3),
+                                                                     np.uint8)))
+    start = png.find(b"IDAT") + 204
+    png[start:start + 100] = bytes(100)  # libpng: "IDAT: CRC error"
+    (folder / "zbroken.png").write_bytes(bytes(png))
+    out = tmp_path / "out"
+    code, stderr = run_app("--model", brightness_model, "--image", folder, "--out", out)
+    assert code == 1 and "Traceback" not in stderr, stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"p{ext[1:]}.png" for ext in kinds)
+    assert "libpng" not in stderr, stderr
+    assert "1 of 6 images could not be processed: zbroken.png" in stderr.splitlines()[-1], stderr
+
+
 @pytest.fixture(scope="module")
 def lambda_model(tmp_path_factory) -> Path:
     """A legacy .h5 model with a Lambda layer: loading it would run the Lambda's bytecode.

@@ -16,10 +16,12 @@ import numpy as np
 
 from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
 from portrait.errors import InputError
+from portrait.native_log import filtered_stderr
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
+                    ".avif", ".jp2", ".pbm", ".pgm", ".ppm", ".pnm")
 # Larger images are refused before decoding: 64 MP covers 48/50 MP phone photos and 8K frames,
 # while a 12000x9000 photo (108 MP) would need several GB through the full-resolution stages.
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
@@ -44,7 +46,8 @@ def _image_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
             return None
 
 
-def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+               what: str = "image") -> np.ndarray:
     """Read one image file as BGR uint8 ``(H, W, 3)``.
 
     EXIF orientation is applied; greyscale, RGBA (alpha dropped), palette, 16-bit (scaled to
@@ -54,6 +57,7 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     Args:
         path: the image file.
         max_pixels: the largest width x height accepted.
+        what: what the file is, in messages ("image", "background image").
 
     Returns:
         The image.
@@ -63,60 +67,78 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"image '{path}' not found; check the path")
+        raise InputError(f"{what} '{path}' not found; check the path")
     if not path.is_file():
-        raise InputError(f"image '{path}' is not a file; give an image file or use a folder")
+        raise InputError(f"{what} '{path}' is not a file; give an image file or use a folder")
     try:
         data = path.read_bytes()
     except PermissionError:
         raise InputError(
-            f"cannot read image '{path}': permission denied; check its permissions"
+            f"cannot read {what} '{path}': permission denied; check its permissions"
         ) from None
     except OSError as error:
         raise InputError(
-            f"cannot read image '{path}': {error.strerror or error}; check the file"
+            f"cannot read {what} '{path}': {error.strerror or error}; check the file"
         ) from None
     if not data:
-        raise InputError(f"cannot read image '{path}': the file is empty (0 bytes); check the file")
+        raise InputError(f"cannot read {what} '{path}': the file is empty (0 bytes); check the file")
 
     size = _image_size_from_header(data)
     if size is not None:
-        _check_pixels(path, size, max_pixels)
+        _check_pixels(path, size, max_pixels, what)
     # libpng prints its own complaint about a truncated PNG; spot the missing end chunk first.
     if data.startswith(b"\x89PNG\r\n\x1a\n") and data.rfind(b"IEND") == -1:
-        raise InputError(f"cannot read image '{path}': the PNG file is truncated; check the file")
-    with quiet_opencv():
+        raise InputError(f"cannot read {what} '{path}': the PNG file is truncated; check the file")
+    # libpng and libjpeg write their complaints straight to the terminal; the error below
+    # says it once.
+    with quiet_opencv(), filtered_stderr():
         try:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         except cv2.error:
             image = None
     if image is None or image.size == 0:
         raise InputError(
-            f"cannot read image '{path}': not a supported image, or the file is truncated or "
+            f"cannot read {what} '{path}': not a supported image, or the file is truncated or "
             "corrupt; check the file"
         )
-    _check_pixels(path, (image.shape[1], image.shape[0]), max_pixels)
+    _check_pixels(path, (image.shape[1], image.shape[0]), max_pixels, what)
     return to_bgr_uint8(image)
 
 
-def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int,
+                  what: str = "image") -> None:
     width, height = size
     if width * height > max_pixels:
         raise InputError(
-            f"image '{path}' is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
+            f"{what} '{path}' is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
             f"{max_pixels / 1e6:.0f} MP limit; downscale it first"
         )
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; hidden files are skipped."""
-    return sorted(
-        entry
-        for entry in folder.iterdir()
-        if entry.suffix.lower() in IMAGE_EXTENSIONS
-        and not entry.name.startswith(".")  # e.g. macOS "._x.jpg" resource forks
-        and entry.is_file()
-    )
+    """Image files directly in ``folder``, sorted by name: those named like an image
+    (:data:`IMAGE_EXTENSIONS`) and any other that OpenCV recognises as one from its first bytes.
+    Hidden files are skipped; the other files are counted in one log line."""
+    images, others = [], []
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") or not entry.is_file():  # e.g. macOS "._x.jpg" forks
+            continue
+        if entry.suffix.lower() in IMAGE_EXTENSIONS or _has_image_reader(entry):
+            images.append(entry)
+        else:
+            others.append(entry.name)
+    if others and images:
+        log.info("'%s': %d files that are not images skipped (first: %s)", folder, len(others),
+                 min(others))
+    return sorted(images)
+
+
+def _has_image_reader(path: Path) -> bool:
+    with quiet_opencv():
+        try:
+            return cv2.haveImageReader(str(path))
+        except cv2.error:
+            return False
 
 
 @dataclass(frozen=True)
