@@ -304,6 +304,20 @@ def test_truncated_video_gives_what_it_can_and_warns(tmp_path, clip, caplog):
                for r in caplog.records)
 
 
+def test_fewer_frames_at_the_full_length_is_a_variable_frame_rate_not_truncation(tmp_path, caplog):
+    """Phone recordings vary their frame rate; their container's count is an estimate from the
+    duration. Frames that reach the claimed length are not a truncated file."""
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    with VideoFileSource(write_video(tmp_path / "c.avi", 30)) as video:  # 30 frames, 1 s
+        video._warn_if_short(12, last_ms=29 / 30 * 1000)  # the 12th frame at the end
+        video._warn_if_short(12, last_ms=11 / 30 * 1000)  # the 12th frame at 0.37 s
+    assert [r.getMessage() for r in caplog.records] == [
+        f"video '{tmp_path / 'c.avi'}' has a variable frame rate: 12 frames over 1.0 s; the output "
+        "holds them at 30 fps (0.4 s), so its timing differs from the source's",
+        f"video '{tmp_path / 'c.avi'}' ended after 12 of the 30 frames it claims (0.4 of 1.0 s): "
+        "the file may be truncated"]
+
+
 def test_complete_video_does_not_warn(clip, caplog):
     caplog.set_level(logging.WARNING, logger="portrait.capture")
     with VideoFileSource(clip) as video:

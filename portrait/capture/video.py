@@ -110,20 +110,33 @@ class VideoFileSource(Source):
             index += 1
             if self._closed.is_set():
                 break
+            last_ms = capture.get(cv2.CAP_PROP_POS_MSEC)  # the frame just delivered
             started = time.perf_counter()
             with quiet_opencv():
                 ok, image = capture.read()
             decode_ms = (time.perf_counter() - started) * 1000
             if not ok or image is None:
-                self._warn_if_short(index)
+                self._warn_if_short(index, last_ms)
                 break
         self.close()
 
-    def _warn_if_short(self, frames_read: int) -> None:
-        if self._frame_count is not None and frames_read < self._frame_count - _FRAME_COUNT_SLACK:
+    def _warn_if_short(self, frames_read: int, last_ms: float) -> None:
+        """Say why fewer frames came than the container claims: a file cut short, or (when
+        the frames reached the claimed length in time) a frame rate that varies."""
+        if self._frame_count is None or frames_read >= self._frame_count - _FRAME_COUNT_SLACK:
+            return
+        length_s = self._frame_count / self._fps
+        reached_s = last_ms / 1000 + 1 / self._fps
+        if reached_s >= 0.95 * length_s:
             log.warning(
-                "video '%s' ended after %d of the %d frames it claims: the file may be "
-                "truncated", self.path, frames_read, self._frame_count,
+                "video '%s' has a variable frame rate: %d frames over %.1f s; the output holds "
+                "them at %g fps (%.1f s), so its timing differs from the source's",
+                self.path, frames_read, reached_s, self._fps, frames_read / self._fps,
+            )
+        else:
+            log.warning(
+                "video '%s' ended after %d of the %d frames it claims (%.1f of %.1f s): the file "
+                "may be truncated", self.path, frames_read, self._frame_count, reached_s, length_s,
             )
 
     def close(self) -> None:
