@@ -169,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "a video or camera: a .mp4/.avi file, or a folder of numbered PNG frames "
                          "(a path ending in / is a folder); without it, live mode writes to the "
                          "virtual camera; never an input file")
-    io.add_argument("--matte", action="store_true",
+    io.add_argument("--matte", action=argparse.BooleanOptionalAction, default=False,
                     help="write the alpha matte (8-bit grey, 255 = person) instead of a composite")
-    io.add_argument("--preview", action="store_true",
+    io.add_argument("--preview", action=argparse.BooleanOptionalAction, default=False,
                     help="show a preview window; it takes the live keys (space, b, +/-, m, f, q)")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--stats", type=given, metavar="PATH",
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--height", type=positive_int, default=720, help="camera height to ask for")
     cam.add_argument("--fps", type=positive_float, default=30.0,
                      help="camera frame rate to ask for")
-    cam.add_argument("--realtime", action="store_true",
+    cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
                      help="play a video file at its own frame rate, as a camera would deliver it "
                           "(stale frames are dropped); default: as fast as possible, every frame")
 
@@ -206,11 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--input-size", type=model_size, metavar="WxH",
                        help="size to run a model whose input size is not fixed, both sides "
                             "multiples of 32 (N alone means NxN)")
-    model.add_argument("--letterbox", action="store_true",
+    model.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=False,
                        help="pad to keep the aspect ratio for a fixed-size model (default: stretch)")
     model.add_argument("--threads", type=threads_count, default=0,
                        help="CPU threads for inference (default: all cores)")
-    model.add_argument("--trust-model", action="store_true",
+    model.add_argument("--trust-model", action=argparse.BooleanOptionalAction, default=False,
                        help="allow a Keras model that contains code (Lambda layers); only for "
                             "files you trust")
     model.add_argument("--tta", nargs="?", const="scales", default="auto",
@@ -334,21 +334,39 @@ def control_options_from_args(args: argparse.Namespace,
                           backgrounds=extra)
 
 
-def ignored_options(args: argparse.Namespace) -> list[str]:
-    """Options given a value that another option makes meaningless, each as "X is ignored with Y"
-    (the run goes on; the user should know what they asked for does nothing)."""
+def command_line_options(argv: Sequence[str]) -> set[str]:
+    """The ``dest`` of every option given in ``argv`` itself (not by default or config file)."""
     parser = build_parser()
-    changed = lambda dest: getattr(args, dest) != parser.get_default(dest)  # noqa: E731
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
+    """Options typed on the command line (``given``, see :func:`command_line_options`) that
+    another option makes meaningless, each as "X is ignored with Y": the run goes on, and the
+    user should know that what they asked for does nothing. A config file's values are not
+    named; a file holds settings for every kind of run."""
+    def named(dests, reason):
+        return [f"--{dest.replace('_', '-')} is ignored with {reason}" for dest in dests
+                if dest in given]
+
     lines = []
-    if args.image and changed("source"):
-        lines.append("--source is ignored with --image")
-    if args.matte and args.light_wrap:
-        lines.append("--light-wrap is ignored with --matte")
-    if args.no_smooth and changed("smooth"):
-        lines.append("--smooth is ignored with --no-smooth")
+    if args.image:
+        lines += named(("source", "max_frames", "preview", "realtime", "width", "height", "fps"),
+                       "--image")
+    elif not str(args.source).strip().isdigit():
+        lines += named(("width", "height", "fps"), "a video file --source (they ask a camera)")
+    if args.matte:
+        lines += named(("background", "blur"), "--matte")
+        if args.light_wrap:
+            lines += named(("light_wrap",), "--matte")
+    elif args.light_wrap and args.background.strip().lower() == "transparent":
+        lines += named(("light_wrap",), "--background transparent")
+    if args.no_smooth:
+        lines += named(("smooth",), "--no-smooth")
     if args.no_refine:
-        lines += [f"--{dest.replace('_', '-')} is ignored with --no-refine"
-                  for dest in ("refine_radius", "refine_sharpen", "refine_guide") if changed(dest)]
+        lines += named(("refine_radius", "refine_sharpen", "refine_guide"), "--no-refine")
     return lines
 
 
@@ -387,7 +405,7 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
     configure_logging(args.verbose, args.quiet)
     if config.path is not None:
         log.debug("config file: %s", config.path)
-    for line in ignored_options(args):
+    for line in ignored_options(args, command_line_options(argv)):
         log.warning(line)
 
     def body() -> int:

@@ -332,6 +332,46 @@ def test_options_that_another_makes_meaningless_are_named(capsys, caplog, tmp_pa
     assert not any("--smooth" in line for line in warned)
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--image", "me.jpg", "--max-frames", "1", "--preview", "--realtime", "--fps", "25"],
+     ["--max-frames is ignored with --image", "--preview is ignored with --image",
+      "--realtime is ignored with --image", "--fps is ignored with --image"]),
+    (["--matte", "--background", "#00ff00", "--blur", "40"],
+     ["--background is ignored with --matte", "--blur is ignored with --matte"]),
+    (["--background", "transparent", "--light-wrap", "0.8"],
+     ["--light-wrap is ignored with --background transparent"]),
+    (["--source", "clip.mkv", "--width", "640", "--height", "480"],
+     ["--width is ignored with a video file --source (they ask a camera)",
+      "--height is ignored with a video file --source (they ask a camera)"]),
+    (["--source", "1", "--width", "640"], []),  # a camera takes them
+    (["--image", "me.jpg", "--background", "transparent", "--light-wrap", "0.8"],
+     ["--light-wrap is ignored with --background transparent"]),
+])
+def test_ignored_options_are_those_typed(argv, expected):
+    from portrait.cli import command_line_options, ignored_options
+
+    assert ignored_options(build_parser().parse_args(argv), command_line_options(argv)) == expected
+
+
+def test_a_config_files_settings_for_other_runs_are_not_warned_about(tmp_path):
+    """`source = 1` in the file is for live runs: an --image run does not name it, though
+    --source typed with --image is named."""
+    from portrait.cli import command_line_options, ignored_options
+    from portrait.config import parse_with_config
+
+    config = tmp_path / "c.toml"
+    config.write_text('source = 1\nno-smooth = true\nsmooth = 0.5\nmatte = true\nblur = 30\n')
+    for argv, expected in (
+            (["--config", str(config), "--image", "me.jpg"], []),
+            (["--config", str(config), "--image", "me.jpg", "--source", "2"],
+             ["--source is ignored with --image"]),
+            (["--config", str(config), "--no-matte", "--blur", "9"], []),
+            (["--config", str(config), "--background", "#000000"],
+             ["--background is ignored with --matte"])):
+        args, _ = parse_with_config(build_parser(), argv)
+        assert ignored_options(args, command_line_options(argv)) == expected, argv
+
+
 def test_transparent_to_a_format_without_alpha_is_refused(capsys, tmp_path, brightness_model):
     source = person_image(tmp_path / "me.png")
     code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", source,

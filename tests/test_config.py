@@ -168,6 +168,16 @@ def test_a_byte_order_mark_is_read_past(capsys, tmp_path):
     assert parse("--config", config)[0].blur == 30
 
 
+def test_a_flag_set_in_the_file_is_undone_by_its_no_form(tmp_path):
+    flags = ("matte", "preview", "realtime", "letterbox", "trust-model", "mirror")
+    config = write_config(tmp_path / "c.toml", "".join(f"{flag} = true\n" for flag in flags))
+    on = parse("--config", config)[0]
+    off = parse("--config", config, *(f"--no-{flag}" for flag in flags))[0]
+    for flag in flags:
+        dest = flag.replace("-", "_")
+        assert getattr(on, dest) is True and getattr(off, dest) is False, flag
+
+
 def test_errors_from_the_app_itself_have_no_traceback(tmp_path):
     config = write_config(tmp_path / "c.toml", "blurr = 30\n")
     done = subprocess.run([sys.executable, "app.py", "--config", str(config)], cwd=ROOT,
