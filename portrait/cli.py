@@ -62,10 +62,12 @@ def model_size(text: str) -> tuple[int, int]:
 
 
 def given(text: str) -> str:
-    """A path or name that must not be empty (an empty one would silently mean "not given")."""
+    """A path or name that must not be empty (an empty one would silently mean "not given").
+    A leading ``~`` is expanded as a shell would: ``--out=~/x.png`` and a quoted ``"~/x.png"``
+    reach the app unexpanded, and a folder named ``~`` is a trap."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty; give a value or leave the option out")
-    return text
+    return os.path.expanduser(text)
 
 
 given.quoted = True  # a config file gives it as a string in quotes (portrait.config)

@@ -443,6 +443,16 @@ def test_refine_sharpen_reaches_the_refine_stage():
     assert refine("--refine-sharpen", "1").sharpen == 1.0
 
 
+def test_a_leading_tilde_is_the_home_folder_however_it_was_typed(monkeypatch, tmp_path):
+    """bash leaves --out=~/x.png and "~/x.png" as typed; a folder named ~ would be a trap."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = build_parser().parse_args(["--out=~/x.png", "--image", "~/me.jpg", "--stats", "~/s.json",
+                                      "--background", "~/bg.png", "--source", "~/v.mkv"])
+    assert [args.out, args.image, args.stats, args.background, args.source] == [
+        str(tmp_path / name) for name in ("x.png", "me.jpg", "s.json", "bg.png", "v.mkv")]
+    assert build_parser().parse_args(["--background", "blur"]).background == "blur"
+
+
 def test_an_infinite_number_is_refused(capsys):
     for option in ("--refine-sharpen", "--fps"):
         with pytest.raises(SystemExit) as stop:
