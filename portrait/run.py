@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import signal
+import sys
 import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -30,7 +31,7 @@ from portrait.controls import (
     initial_state,
     stdin_is_terminal,
 )
-from portrait.errors import TERMINATION_SIGNALS, InputError
+from portrait.errors import TERMINATION_SIGNALS, InputError, StopRequested
 from portrait.framing import AutoFramer
 from portrait.lightwrap import LightWrap
 from portrait.options import (
@@ -72,6 +73,12 @@ def default_image_out(image_path: Path, batch: bool) -> Path:
     if batch:
         return image_path.with_name(image_path.name + "_portrait")
     return image_path.with_name(image_path.stem + "_portrait.png")
+
+
+def _say_if_interrupted(stop: Optional[BaseException], stats: RunStats, total: int, out) -> None:
+    """At the end of an image run: how far a Ctrl-C or a kill got (each photo written is whole)."""
+    if isinstance(stop, (KeyboardInterrupt, StopRequested)) and total > 1:
+        log.warning("interrupted after %d of %d images; those are in %s", stats.frames, total, out)
 
 
 def run_inputs(sources: Iterable, segment: SegmentOptions, controls: ControlOptions,
@@ -138,9 +145,11 @@ def run_images(
                                    framer=framer, light_wrap=LightWrap.from_options(composite),
                                    subject=SubjectSelector(subject) if subject.enabled else None)
         failures: list[tuple[Path, Exception]] = []
-        if source.is_folder:
-            items = tqdm(items, total=len(source), unit="image", desc="images")
+        if source.is_folder:  # a bar on a terminal, unless -q asked for warnings only
+            items = tqdm(items, total=len(source), unit="image", desc="images",
+                         disable=not (sys.stderr.isatty() and log.isEnabledFor(logging.INFO)))
             stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not inside it
+        stack.push(lambda _type, stop, _tb: _say_if_interrupted(stop, stats, len(source), out))
         for item in items:
             if item.error is not None:
                 if not source.is_folder:

@@ -668,6 +668,26 @@ def test_a_batch_takes_every_image_kind_a_single_photo_takes_and_decoders_stay_q
     assert "1 of 6 images could not be processed: zbroken.png" in stderr.splitlines()[-1], stderr
 
 
+def test_an_interrupted_batch_says_how_far_it_got(brightness_model, tmp_path):
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    first = person_image(folder / "p000.png", size=(640, 480))
+    for i in range(1, 150):
+        (folder / f"p{i:03d}.png").write_bytes(first.read_bytes())
+    with app_process("--model", brightness_model, "--image", folder, "--out", out) as process:
+        deadline = time.perf_counter() + 90
+        while (not out.is_dir() or len(list(out.iterdir())) < 3) and process.poll() is None \
+                and time.perf_counter() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    written = len(list(out.iterdir()))
+    assert process.returncode == 130 and 3 <= written < 150, (written, stderr)
+    assert f"WARNING portrait.run: interrupted after {written} of 150 images; those are in {out}" \
+        in stderr.splitlines(), stderr
+    assert all(cv2.imread(str(path)) is not None for path in out.iterdir())  # each one whole
+
+
 @pytest.fixture(scope="module")
 def lambda_model(tmp_path_factory) -> Path:
     """A legacy .h5 model with a Lambda layer: loading it would run the Lambda's bytecode.
