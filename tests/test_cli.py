@@ -94,7 +94,7 @@ def test_folder_batch_keeps_stems_and_carries_on_past_a_bad_file(brightness_mode
     out = tmp_path / "out"
     code, _, stderr = run_app("--model", brightness_model, "--image", folder, "--out", out)
     assert code == 1
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "written-by-portrait.txt"]
     assert "broken.jpg" in stderr and "Traceback" not in stderr
     assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "b.png", "broken.jpg"]
 
@@ -426,7 +426,7 @@ def test_a_batch_of_the_current_or_parent_folder_is_written_beside_it(
     person_image(photos / "me.jpg")
     monkeypatch.chdir(photos)
     assert run_in_process(capsys, "--model", brightness_model, "--image", ".", "-q")[0] == 0
-    assert [p.name for p in (tmp_path / "photos_portrait").iterdir()] == ["me.png"]
+    assert [p.name for p in (tmp_path / "photos_portrait").glob("*.png")] == ["me.png"]
     monkeypatch.chdir(photos / "inner")
     assert run_in_process(capsys, "--model", brightness_model, "--image", "..", "-q")[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "photos_portrait"]

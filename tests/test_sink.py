@@ -380,6 +380,27 @@ def test_image_folder_sink_keeps_stems_and_protects_inputs(tmp_path):
     assert sink.frames_written == 1 and (inputs / "a.png").exists()
 
 
+def test_image_folder_sink_never_replaces_a_file_it_did_not_write(tmp_path):
+    """A batch into the user's own folder adds its images but refuses, one by one, to replace
+    the user's files; into a folder it wrote before, it replaces its own earlier images."""
+    image = np.full((4, 4, 3), 9, np.uint8)
+    theirs = tmp_path / "pictures"
+    theirs.mkdir()
+    (theirs / "holiday.png").write_bytes(b"the user's own")
+    sink = ImageFolderSink(theirs)
+    sink.write(image, "new")
+    with pytest.raises(InputError, match="holiday.png' was there before and this app did not "
+                                         "write it; move it or choose a new --out folder"):
+        sink.write(image, "holiday")
+    assert (theirs / "holiday.png").read_bytes() == b"the user's own"
+    assert not (theirs / OUTPUT_MARKER).exists()
+    ours = tmp_path / "cutouts"
+    ImageFolderSink(ours).write(image, "holiday")
+    ImageFolderSink(ours).write(image + 1, "holiday")  # a second run replaces the first's
+    assert cv2.imread(str(ours / "holiday.png"))[0, 0, 0] == 10
+    assert sorted(p.name for p in ours.iterdir()) == ["holiday.png", OUTPUT_MARKER]
+
+
 def test_open_image_sink_picks_file_or_folder(tmp_path):
     assert isinstance(open_image_sink(tmp_path / "o.png", batch=False), ImageFileSink)
     assert isinstance(open_image_sink(tmp_path, batch=False), ImageFolderSink)

@@ -99,8 +99,11 @@ class ImageFileSink(Sink):
 class ImageFolderSink(Sink):
     """Batch output: ``write(image, name)`` writes ``folder/<name><ext>``.
 
-    Refuses, per image, to overwrite an input file or an output already written in this run
-    (two inputs with the same stem), so a batch can report the item and carry on.
+    Refuses, per image, to overwrite an input file, an output already written in this run (two
+    inputs with the same stem), or a file that was there before in a folder this app did not
+    write (the user's own ``holiday.png``), so a batch can report the item and carry on. The
+    folder is marked as this app's output (:data:`~portrait.sink.paths.OUTPUT_MARKER`): a later
+    run into it replaces this run's images.
 
     Args:
         folder: created if needed.
@@ -108,8 +111,8 @@ class ImageFolderSink(Sink):
         ext: output extension, ``.png`` by default.
 
     Raises:
-        InputError: the folder can't be created or written (construction); an input or a
-            duplicate output name (``write``).
+        InputError: the folder can't be created or written (construction); an input, a
+            duplicate output name or a file the app did not write (``write``).
     """
 
     def __init__(self, folder: PathLike, *, protected: Iterable[PathLike] = (),
@@ -118,7 +121,14 @@ class ImageFolderSink(Sink):
         self.ext = _image_extension(Path("x" + ext))
         self._protected_ids = _file_ids(protected)
         self._written: set[str] = set()
+        # Ours: new, empty, or marked by an earlier run; otherwise its files are the user's.
+        self._ours = (not self.folder.is_dir() or not any(self.folder.iterdir())
+                      or (self.folder / OUTPUT_MARKER).is_file())
         _prepare_folder(self.folder, f"images to '{self.folder}'")
+        if self._ours:
+            write_atomic(self.folder / OUTPUT_MARKER,
+                         b"Images written by python app.py --image --out. A later run into this "
+                         b"folder replaces those of the same names.\n", "the output mark")
         self.frames_written = 0
 
     def write(self, image: np.ndarray, name: Optional[str] = None) -> None:
@@ -129,6 +139,9 @@ class ImageFolderSink(Sink):
             raise InputError(f"output '{path}' was already written for another input named "
                              f"'{name}'; rename one of them")
         _refuse_input(path, self._protected_ids)
+        if not self._ours and (path.exists() or path.is_symlink()):
+            raise InputError(f"'{path}' was there before and this app did not write it; move it "
+                             "or choose a new --out folder")
         write_image(path, image)
         self._written.add(name)
         self.frames_written += 1
