@@ -174,6 +174,7 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
         raise ConfigError(f"cannot read config file '{path}' ({error.strerror})") from None
     options = settable_options(parser)
     defaults: dict[str, Any] = {}
+    keys_of: dict[str, str] = {}  # dest -> the key that set it
     for key, value in table.items():
         action = options.get(key) or options.get(key.replace("_", "-"))
         if action is None:
@@ -181,6 +182,10 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(f"unknown key '{key}' in config file '{path}'; {hint}allowed: "
                               f"{', '.join(sorted(options))}")
+        if action.dest in keys_of:  # max_frames and max-frames, or mirror and no-mirror
+            raise ConfigError(f"config file '{path}' sets one option twice, as "
+                              f"'{keys_of[action.dest]}' and as '{key}'; keep one")
+        keys_of[action.dest] = key
         try:
             defaults[action.dest] = _convert(parser, key.replace("_", "-"), action, value)
         except _BadValue as error:

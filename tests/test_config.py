@@ -135,6 +135,9 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
     ("background = 3\n", ["'background'", "string"]),
     ("input-size = \"big\"\n", ["'input-size'", "WxH"]),
     ("blur = \n", ["not valid TOML"]),
+    ("max_frames = 3\nmax-frames = 7\n", ["sets one option twice, as 'max_frames' and as "
+                                          "'max-frames'; keep one"]),
+    ("mirror = true\nno-mirror = true\n", ["as 'mirror' and as 'no-mirror'"]),
 ])
 def test_a_bad_file_is_one_line_and_exit_code_2(capsys, tmp_path, text, words):
     config = write_config(tmp_path / "settings.toml", text)

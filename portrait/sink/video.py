@@ -93,7 +93,8 @@ class VideoFileSink(Sink):
                 log.warning("video '%s': frames of %dx%d resized to %dx%d", self.path,
                             image.shape[1], image.shape[0], *self.size)
             self._buffer = frame
-        self._writer.write(np.ascontiguousarray(frame))
+        with quiet_opencv():  # a failed write (a full disk) is reported once, by close()
+            self._writer.write(np.ascontiguousarray(frame))
         self.frames_written += 1
 
     def close(self) -> None:
