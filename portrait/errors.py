@@ -34,7 +34,8 @@ TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHU
 
 
 class StopRequested(BaseException):
-    """SIGTERM (or SIGHUP) arrived outside a running stream (start-up, image mode), which finishes it at once.
+    """SIGTERM (or SIGHUP) arrived outside a running stream (start-up, image mode), which
+    finishes it at once.
 
     A BaseException, like KeyboardInterrupt, so that no library's ``except Exception`` swallows it.
     """

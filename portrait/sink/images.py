@@ -11,8 +11,8 @@ import numpy as np
 
 from portrait.errors import InputError
 from portrait.sink.base import Sink, _check_image
-from portrait.sink.paths import (OUTPUT_MARKER, PathLike, _file_ids, _prepare_folder, _refuse_input,
-                                 write_atomic)
+from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input, is_ours,
+                                 mark_ours, write_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ImageFolderSink(Sink):
     Refuses, per image, to overwrite an input file, an output already written in this run (two
     inputs with the same stem), or a file that was there before in a folder this app did not
     write (the user's own ``holiday.png``), so a batch can report the item and carry on. The
-    folder is marked as this app's output (:data:`~portrait.sink.paths.OUTPUT_MARKER`): a later
+    folder is marked as this app's output (:func:`~portrait.sink.paths.mark_ours`): a later
     run into it replaces this run's images.
 
     Args:
@@ -121,14 +121,10 @@ class ImageFolderSink(Sink):
         self.ext = _image_extension(Path("x" + ext))
         self._protected_ids = _file_ids(protected)
         self._written: set[str] = set()
-        # Ours: new, empty, or marked by an earlier run; otherwise its files are the user's.
-        self._ours = (not self.folder.is_dir() or not any(self.folder.iterdir())
-                      or (self.folder / OUTPUT_MARKER).is_file())
+        self._ours = is_ours(self.folder)  # else the files there before are the user's
         _prepare_folder(self.folder, f"images to '{self.folder}'")
         if self._ours:
-            write_atomic(self.folder / OUTPUT_MARKER,
-                         b"Images written by python app.py --image --out. A later run into this "
-                         b"folder replaces those of the same names.\n", "the output mark")
+            mark_ours(self.folder, "Images written by python app.py --image --out")
         self.frames_written = 0
 
     def write(self, image: np.ndarray, name: Optional[str] = None) -> None:
@@ -150,7 +146,7 @@ class ImageFolderSink(Sink):
 class PngFolderSink(Sink):
     """Numbered PNG frames: ``folder/000000.png``, ``000001.png``, ...
 
-    The folder is marked as this app's output (:data:`~portrait.sink.paths.OUTPUT_MARKER`). A
+    The folder is marked as this app's output (:func:`~portrait.sink.paths.mark_ours`). A
     marked folder that holds numbered frames (an earlier run) gets a new sequence: its frames are
     overwritten as this run writes, and those of the earlier run past this run's last frame are
     removed at ``close()``, so the folder never mixes two runs. Numbered frames in a folder
@@ -173,7 +169,7 @@ class PngFolderSink(Sink):
         _prepare_folder(self.folder, f"frames to '{self.folder}'")
         self._earlier = sorted(path.name for path in self.folder.glob(self.FRAME_GLOB))
         if self._earlier:
-            if not (self.folder / OUTPUT_MARKER).is_file():
+            if not is_ours(self.folder):
                 raise InputError(f"cannot write frames to '{self.folder}': it holds numbered "
                                  f"frames ({self._earlier[0]}, ...) that this app did not write; "
                                  "choose a new or empty folder for --out")
@@ -182,9 +178,7 @@ class PngFolderSink(Sink):
                 _refuse_input(self.folder / name, protected_ids)
             log.warning("'%s' already holds %d numbered frames of an earlier run; this run's "
                         "frames replace them", self.folder, len(self._earlier))
-        write_atomic(self.folder / OUTPUT_MARKER,
-                     b"Numbered frames written by python app.py --out. A later run into this "
-                     b"folder replaces them.\n", "the output mark")
+        mark_ours(self.folder, "Numbered frames written by python app.py --out")
         self.frames_written = 0
         self._closed = False
 

@@ -19,6 +19,22 @@ which a later run may replace; a folder without it is the user's, and its files 
 replaced by numbered or listed outputs."""
 
 
+def is_ours(folder: PathLike) -> bool:
+    """Whether an output may replace files in ``folder``: it is new, empty, or marked
+    (:data:`OUTPUT_MARKER`) by an earlier run. Anything in another folder is the user's."""
+    folder = Path(folder)
+    return (not folder.is_dir() or (folder / OUTPUT_MARKER).is_file()
+            or not any(folder.iterdir()))
+
+
+def mark_ours(folder: PathLike, what: str) -> None:
+    """Mark ``folder`` (which exists) as holding ``what``, written by this project's tools, so
+    that a later run may replace them (:func:`is_ours`)."""
+    write_atomic(Path(folder) / OUTPUT_MARKER,
+                 f"{what} by portrait. A later run into this folder replaces them.\n".encode(),
+                 "the output mark")
+
+
 def _file_ids(paths: Iterable[PathLike]) -> set[tuple[int, int]]:
     ids = set()
     for path in paths:

@@ -145,31 +145,29 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
 def claim_data_folder(folder: Path, option: str, tool: str, create: bool = True) -> None:
     """Check that a data tool may write into ``folder``, and mark it as that tool's output.
 
-    The folder must be new, empty, or marked (:data:`portrait.sink.paths.OUTPUT_MARKER`) by an
-    earlier run of a portrait data tool, whose ``train.txt``, images and masks the new run
-    replaces. A folder holding anything else is refused: the run would replace its ``train.txt``
-    and any image or mask of the same name. ``create=False`` only checks.
+    The folder must be new, empty, or marked by an earlier run
+    (:func:`portrait.sink.paths.is_ours`), whose ``train.txt``, images and masks the new run
+    replaces. A folder holding anything else is refused: the run would replace its
+    ``train.txt`` and any image or mask of the same name. ``create=False`` only checks.
 
     Raises:
-        InputError: ``folder`` is a file, or holds files that no portrait data tool wrote; the
+        InputError: ``folder`` is a file, or holds files that no portrait tool wrote; the
             message names ``option``.
     """
-    from portrait.sink.paths import OUTPUT_MARKER
+    from portrait.sink.paths import is_ours, mark_ours
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{option} '{folder}' is a file; a data folder is needed, so choose a "
                          "new folder")
-    if folder.is_dir() and not (folder / OUTPUT_MARKER).is_file() and any(folder.iterdir()):
+    if not is_ours(folder):
         raise InputError(f"{option} '{folder}' already holds files that no portrait data tool "
                          "wrote, whose train.txt, images or masks this run would replace; choose "
                          "a new or empty folder")
     if create:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / OUTPUT_MARKER).write_text(
-            f"Written by python -m {tool}. Running a portrait data tool into this folder again "
-            "replaces its train.txt and the images and masks of the same names.\n",
-            encoding="utf-8")
+        mark_ours(folder, f"A training data folder (train.txt, images, masks) written by "
+                          f"python -m {tool}")
 
 
 def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]], tool: str,
