@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from portrait.capture.base import quiet_opencv
-from portrait.capture.images import IMAGE_EXTENSIONS, read_image
+from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_image
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, outside
@@ -29,7 +29,7 @@ from portrait.scratch import buffer, outside
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = set(IMAGE_EXTENSIONS)
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif"}
+VIDEO_SUFFIXES = {*VIDEO_EXTENSIONS, ".gif"}  # a GIF background plays
 _COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 _NO_WEIGHT = np.float32(1e-3)  # keeps the normalised blur finite deep inside the person
 

@@ -453,6 +453,13 @@ def test_a_leading_tilde_is_the_home_folder_however_it_was_typed(monkeypatch, tm
     assert build_parser().parse_args(["--background", "blur"]).background == "blur"
 
 
+def test_a_video_given_to_image_is_pointed_to_source(capsys, tmp_path, brightness_model):
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", video)
+    assert_one_line_error(code, stderr, f"cannot read image '{video}': it is named like a video; "
+                                        "a video goes to --source")
+
+
 def test_an_infinite_number_is_refused(capsys):
     for option in ("--refine-sharpen", "--fps"):
         with pytest.raises(SystemExit) as stop:

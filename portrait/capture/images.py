@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
                     ".avif", ".jp2", ".pbm", ".pgm", ".ppm", ".pnm")
+# Named like a video: a photo path with one of these is most likely a video given to --image.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 # Larger images are refused before decoding: 64 MP covers 48/50 MP phone photos and 8K frames,
 # while a 12000x9000 photo (108 MP) would need several GB through the full-resolution stages.
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
@@ -97,6 +99,9 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         except cv2.error:
             image = None
     if image is None or image.size == 0:
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            raise InputError(f"cannot read {what} '{path}': it is named like a video; a video "
+                             "goes to --source")
         raise InputError(
             f"cannot read {what} '{path}': not a supported image, or the file is truncated or "
             "corrupt; check the file"
