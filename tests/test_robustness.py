@@ -671,9 +671,11 @@ def test_a_batch_takes_every_image_kind_a_single_photo_takes_and_decoders_stay_q
 def test_an_interrupted_batch_says_how_far_it_got(brightness_model, tmp_path):
     folder, out = tmp_path / "photos", tmp_path / "out"
     folder.mkdir()
-    first = person_image(folder / "p000.png", size=(640, 480))
+    # Large photos (each about 0.2 s to decode, refine and write here), as links to one file:
+    # the run must still be going when the signal comes.
+    first = person_image(folder / "p000.jpg", size=(2400, 1800))
     for i in range(1, 150):
-        (folder / f"p{i:03d}.png").write_bytes(first.read_bytes())
+        os.link(first, folder / f"p{i:03d}.jpg")
     with app_process("--model", brightness_model, "--image", folder, "--out", out) as process:
         deadline = time.perf_counter() + 90
         while (not out.is_dir() or len(list(out.glob("*.png"))) < 3) and process.poll() is None \
