@@ -8,6 +8,7 @@ sigmoid(−4) ≈ 0.018 on black. Test frames are white on the left half and bla
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -330,6 +331,17 @@ def test_keras_backend_runs_tf_function_and_matches_tflite(models):
 def test_logits_and_two_channel_outputs_give_person_probability(models, head):
     with create_segmenter(SegmentOptions(model=str(models[head]), input_size=(128, 96))) as segmenter:
         check_halves(segmenter.segment(half_white()), (96, 128))
+
+
+def test_letterbox_leaves_a_model_run_at_the_frames_aspect_as_it_is(caplog):
+    """--letterbox pads into a fixed input; the shipped model runs at each frame's aspect
+    (352x192 for 16:9), which it keeps, with a warning (it ran square at 256x256 before)."""
+    options = SegmentOptions(model="weights/unet_live.hdf5", letterbox=True, frame_size=(1280, 720))
+    with caplog.at_level(logging.WARNING, logger="portrait.segment"):
+        with create_segmenter(options) as segmenter:
+            assert segmenter.input_size == (288, 160)
+    assert any("--letterbox is ignored: this model runs at each frame's own aspect ratio"
+               in r.getMessage() for r in caplog.records)
 
 
 def test_fixed_512_model_letterboxed_covers_the_frame(models):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Optional, Sequence
 
 import cv2
@@ -10,6 +11,8 @@ import numpy as np
 
 from portrait.options import TEST_TIME_MODES, SegmentOptions
 from portrait.segment.base import Segmenter
+
+log = logging.getLogger(__name__)
 
 
 def size_for_frame(frame_size: tuple[int, int], short_px: int, multiple: int = 32,
@@ -85,7 +88,9 @@ def sized_for_frames(make: Callable[[Optional[tuple[int, int]]], Segmenter], sho
                      size: Optional[tuple[int, int]], options: SegmentOptions) -> Segmenter:
     """The one rule every runtime sizes a model by: a model that notes the short side it was
     trained for (``short_px``) runs at each frame's aspect (:class:`AspectSegmenter`), unless
-    the options fix its input (``--input-size``, ``--letterbox``); any other runs at ``size``.
+    ``--input-size`` fixes its input; any other runs at ``size``. ``--letterbox`` pads a frame
+    into a fixed input, so it means nothing to a model run at the frame's own aspect and is
+    named in a warning there (it used to run such a model square, the person small).
 
     Args:
         make: builds the runtime's segmenter for one input size (w, h).
@@ -93,7 +98,10 @@ def sized_for_frames(make: Callable[[Optional[tuple[int, int]]], Segmenter], sho
         size: the input size otherwise (None where the runtime takes the model's own).
         options: the segment options (input size, letterbox, first frame size).
     """
-    if short_px and not (options.input_size or options.letterbox):
+    if short_px and not options.input_size:
+        if options.letterbox:
+            log.warning("--letterbox is ignored: this model runs at each frame's own aspect ratio "
+                        "(short side %d px); --input-size WxH fixes its input", short_px)
         return AspectSegmenter(make, int(short_px), options.frame_size)
     return make(size)
 
