@@ -50,7 +50,8 @@ from portrait.pipeline import FrameProcessor, StreamPipeline
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
-from portrait.sink import PreviewSink, camera_lost_frame, open_image_sink, open_sink
+from portrait.sink import (PreviewSink, camera_lost_frame, open_image_sink, open_sink,
+                           stream_out_kind)
 from portrait.sink.images import NO_ALPHA_EXTENSIONS
 from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
@@ -232,6 +233,8 @@ def run_stream(
     Returns 0 when the source ended, ``--max-frames`` was reached, or the user stopped it.
     """
     is_camera = camera_index(capture.source) is not None
+    if output.out is not None:
+        stream_out_kind(output.out)  # a .mkv or .png is refused before the model loads
     if composite.background.strip().lower() == "transparent" and not output.matte:
         if output.out is None or (Path(output.out).suffix and not names_folder(output.out)):
             raise InputError("--background transparent needs --image mode or --out FOLDER "

@@ -460,6 +460,17 @@ def test_a_video_given_to_image_is_pointed_to_source(capsys, tmp_path, brightnes
                                         "a video goes to --source")
 
 
+def test_a_stream_output_of_the_wrong_kind_is_refused_before_the_model_loads(capsys, tmp_path):
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")  # loading it would fail first if it were tried
+    for out in ("o.mkv", "o.png"):
+        code, stderr = run_in_process(capsys, "--model", broken, "--source", video,
+                                      "--out", tmp_path / out)
+        assert_one_line_error(code, stderr, f"cannot write '{tmp_path / out}': use a .mp4 or .avi "
+                                            "file, or a folder for PNG frames")
+
+
 def test_an_infinite_number_is_refused(capsys):
     for option in ("--refine-sharpen", "--fps"):
         with pytest.raises(SystemExit) as stop:

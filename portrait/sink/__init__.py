@@ -63,6 +63,7 @@ __all__ = [
     "has_display",
     "open_image_sink",
     "open_sink",
+    "stream_out_kind",
     "to_bgr",
     "virtual_camera_hint",
     "write_image",
@@ -90,11 +91,24 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
         if size is None:
             raise ValueError("the virtual camera needs a size: size=None")
         return VirtualCameraSink(size[0], size[1], fps, backend=backend)
+    if stream_out_kind(out) == "frames":
+        return PngFolderSink(Path(out), protected=protected)
+    return VideoFileSink(Path(out), fps, size, protected=protected)
+
+
+def stream_out_kind(out: str) -> str:
+    """What a stream's ``--out`` names: ``"frames"`` (a folder: a path ending in ``/``, an
+    existing folder, a name without extension) or ``"video"`` (``.mp4``, ``.avi``). Known from
+    the path alone, so a run can refuse it before the model loads.
+
+    Raises:
+        InputError: any other extension.
+    """
     path = Path(out)
     if names_folder(out) or path.is_dir() or not path.suffix:
-        return PngFolderSink(path, protected=protected)
+        return "frames"
     if path.suffix.lower() in VIDEO_CODECS:
-        return VideoFileSink(path, fps, size, protected=protected)
+        return "video"
     raise InputError(f"cannot write '{out}': use a .mp4 or .avi file, or a folder for PNG frames")
 
 
