@@ -485,8 +485,11 @@ def app_process(*args) -> Iterator[subprocess.Popen]:
     """``python app.py ARGS`` in a subprocess (unbuffered, piped); killed if the block leaves it
     running."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Ctrl-C as in a terminal's foreground: tests run as a background job (CI) inherit SIGINT
+    # ignored, and Python then raises no KeyboardInterrupt.
     process = subprocess.Popen([sys.executable, "app.py", *map(str, args)], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         yield process
     finally:
