@@ -415,6 +415,17 @@ def iou_on_eg1800(segmenter: Segmenter, stem: str = "00002") -> float:
 
 @needs_shared
 @pytest.mark.parametrize("backend", ["tflite", "mediapipe"])
+def test_input_size_on_a_fixed_size_model_is_named_in_a_warning(backend, caplog):
+    options = SegmentOptions(model=str(SELFIE), backend=backend, input_size=(320, 192))
+    with caplog.at_level(logging.WARNING, logger="portrait.segment"):
+        with create_segmenter(options) as segmenter:
+            assert segmenter.input_size == (256, 256)
+    assert [r.getMessage() for r in caplog.records] == [
+        "the model has a fixed 256x256 input; ignoring --input-size"]
+
+
+@needs_shared
+@pytest.mark.parametrize("backend", ["tflite", "mediapipe"])
 @pytest.mark.parametrize("letterbox", [False, True])
 def test_selfie_model_segments_a_real_portrait(backend, letterbox):
     options = SegmentOptions(model=str(SELFIE), backend=backend, letterbox=letterbox)

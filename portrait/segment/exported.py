@@ -29,6 +29,7 @@ from portrait.options import SegmentOptions
 from portrait.segment import fixed_size, keras_compat, tflite_utils
 from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line, resolve_norm
 from portrait.segment.locate import display_path
+from portrait.segment.model_io import fixed_input
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
 from portrait.segment.wrappers import current_runtime, sized_for_frames
 
@@ -149,7 +150,11 @@ def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: s
         return TFLiteSegmenter(body, input_norm=norm, input_size=size, letterbox=options.letterbox,
                                threads=options.threads, name=name)
 
-    size = (tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE) if dynamic else None
+    if dynamic:
+        size = tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE
+    else:  # the interpreter takes the model's own size
+        fixed_input((signature[2], signature[1]), options.input_size)
+        size = None
     segmenter = sized_for_frames(at, short_px, size, options)
     first = current_runtime(segmenter)
     if first.input_norm != norm:

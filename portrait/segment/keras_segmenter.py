@@ -11,7 +11,7 @@ import numpy as np
 from portrait.errors import ModelError
 from portrait.segment import keras_compat
 from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line
-from portrait.segment.model_io import OutputReader, Preprocessor
+from portrait.segment.model_io import OutputReader, Preprocessor, fixed_input
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,4 @@ def keras_input_size(model, requested: Optional[tuple[int, int]]) -> tuple[int, 
     fixed = keras_compat.saved_input_size(model)
     if fixed is None:
         return tuple(requested) if requested else DEFAULT_INPUT_SIZE
-    if requested and tuple(requested) != fixed:
-        log.warning("the model has a fixed %dx%d input; ignoring --input-size", *fixed)
-    return fixed
+    return fixed_input(fixed, requested)

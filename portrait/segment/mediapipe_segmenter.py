@@ -12,7 +12,7 @@ from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.segment import tflite_utils
 from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line
 from portrait.segment.locate import MODEL_HINT, display_path
-from portrait.segment.model_io import OutputReader, Preprocessor
+from portrait.segment.model_io import OutputReader, Preprocessor, fixed_input
 
 
 class MediaPipeSegmenter(Segmenter):
@@ -57,7 +57,7 @@ class MediaPipeSegmenter(Segmenter):
                 "or drop --backend to run it with TFLite"
             ) from None
         if len(shape) == 4 and shape[1] > 0 and shape[2] > 0:
-            self.input_size = (shape[2], shape[1])
+            self.input_size = fixed_input((shape[2], shape[1]), input_size)
         else:
             self.input_size = input_size or DEFAULT_INPUT_SIZE
         width, height = self.input_size

@@ -57,6 +57,14 @@ class Placement:
         return slice(y0, y1), slice(x0, x1)
 
 
+def fixed_input(fixed: tuple[int, int], requested: Optional[tuple[int, int]]) -> tuple[int, int]:
+    """A fixed-size model's input (w, h), with a warning when ``--input-size`` asked for
+    another, which it cannot take."""
+    if requested and tuple(requested) != tuple(fixed):
+        log.warning("the model has a fixed %dx%d input; ignoring --input-size", *fixed)
+    return tuple(fixed)
+
+
 def place_frame(frame_size: tuple[int, int], input_size: tuple[int, int], letterbox: bool) -> Placement:
     """Compute where a frame goes in the model input.
 
