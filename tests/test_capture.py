@@ -318,6 +318,16 @@ def test_fewer_frames_at_the_full_length_is_a_variable_frame_rate_not_truncation
         "the file may be truncated"]
 
 
+def test_a_photo_given_as_a_video_is_named(tmp_path, caplog):
+    photo = tmp_path / "me.jpg"
+    cv2.imwrite(str(photo), np.zeros((60, 80, 3), np.uint8))
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    with VideoFileSource(photo) as video:
+        assert len(list(video)) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        f"'{photo}' is a photo: as --source it is a video of one frame; --image cuts out photos"]
+
+
 def test_complete_video_does_not_warn(clip, caplog):
     caplog.set_level(logging.WARNING, logger="portrait.capture")
     with VideoFileSource(clip) as video:

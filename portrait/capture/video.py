@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
+from portrait.capture.images import IMAGE_EXTENSIONS
 from portrait.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class VideoFileSource(Source):
             log.warning("video '%s' reports no frame rate (%s); assuming 30 fps", self.path, fps)
             fps = 30.0
         self._fps = float(fps)
+        if self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif":
+            log.warning("'%s' is a photo: as --source it is a video of one frame; --image cuts "
+                        "out photos", self.path)
         log.info(
             "video '%s': %dx%d at %g fps, %s frames",
             self.path, *self._size, self._fps, self._frame_count or "unknown",
