@@ -328,6 +328,25 @@ def test_a_photo_given_as_a_video_is_named(tmp_path, caplog):
         f"'{photo}' is a photo: as --source it is a video of one frame; --image cuts out photos"]
 
 
+def test_a_photo_its_decoder_complains_about_is_read_with_one_warning(tmp_path, caplog, capfd):
+    """libjpeg decodes a JPEG with damaged scan data, and says so on the terminal; that
+    becomes one warning naming the file, and nothing of libjpeg's own reaches the terminal."""
+    rng = np.random.default_rng(0)
+    ok, data = cv2.imencode(".jpg", rng.integers(0, 255, (120, 160, 3), np.uint8))
+    data = bytearray(data.tobytes())
+    middle = len(data) // 2
+    data[middle:middle + 100] = bytes(100)  # zeroed scan data: the rest of it reads as stray
+    path = tmp_path / "stray.jpg"
+    path.write_bytes(bytes(data))
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    image = read_image(path)
+    assert image.shape == (120, 160, 3)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"image '{path}' may be damaged: its decoder reported \"Corrupt JPEG data: 551 "
+        "extraneous bytes before marker 0xd9\""]
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+
+
 def test_complete_video_does_not_warn(clip, caplog):
     caplog.set_level(logging.WARNING, logger="portrait.capture")
     with VideoFileSource(clip) as video:

@@ -213,6 +213,32 @@ def test_distill_never_writes_into_a_folder_another_tool_or_person_made(tmp_path
     assert (empty / "train.txt").read_text().split() == ["walk_00000", "walk_00001"]
 
 
+def test_distill_never_writes_through_a_training_splits_links(tmp_path, brightness_model, capsys):
+    """suite --training-split makes OUT/<set>/images and masks links into the data root (and
+    marks the folder); writing a new data folder there would write into the data root."""
+    from portrait.sink.paths import mark_ours
+    from portrait.training.distill import main
+
+    root = _data_folder(tmp_path / "root" / "eg1800", ["a"])
+    split = tmp_path / "splits" / "eg1800"
+    split.mkdir(parents=True)
+    for name in ("images", "masks"):
+        (split / name).symlink_to(root / name, target_is_directory=True)
+    (split / "train.txt").write_text("a\n")
+    mark_ours(split, "A training split")
+    other = _data_folder(tmp_path / "other", ["a"])
+    before = {p.name: p.read_bytes() for folder in ("images", "masks")
+              for p in (root / folder).iterdir()}
+    clip = str(write_video(tmp_path / "walk.avi", 2))
+    for args in (["--video", clip], ["--data", str(other)]):
+        assert main(["--teacher", str(brightness_model), *args, "--out", str(split)]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"error: --out '{split}': its images/ is a link to '{root / 'images'}', which this "
+            "run would write into; choose a new folder")
+        assert {p.name: p.read_bytes() for folder in ("images", "masks")
+                for p in (root / folder).iterdir()} == before
+
+
 def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
     import cv2
 

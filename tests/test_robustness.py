@@ -521,8 +521,13 @@ def test_a_video_cut_short_by_a_full_disk_is_reported_and_the_earlier_file_kept(
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and errors[0].startswith(
         f"error: cannot finish video '{out}': it does not read back whole (60 frames written; "
-        "is the disk full?); the partial file is "), result.stderr
+        "is the disk full?); "), result.stderr
     assert out.read_bytes() == b"an earlier output"
+    partial = list(tmp_path.glob(f".out{suffix}.*.partial{suffix}"))
+    if suffix == ".mp4":  # no index was written: nothing reads, so nothing is kept
+        assert "nothing of it could be read, so it was removed" in errors[0] and not partial
+    else:  # an AVI's first frames still read
+        assert f"the partial file is '{partial[0]}'" in errors[0]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],

@@ -170,7 +170,8 @@ def test_camera_lost_frame():
 def test_preview_without_display_is_a_device_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(DeviceError, match="no display.*run without --preview"):
+    with pytest.raises(DeviceError, match="no display.*leave out --preview "
+                                          "\\(--no-preview where a config file sets it\\)"):
         PreviewSink()
 
 
@@ -272,6 +273,21 @@ def test_an_odd_frame_size_is_named_where_the_codec_keeps_even_sizes(tmp_path, c
         f"video '{path}': 97x63 frames were stored as 96x62 (mp4v keeps even sizes); write PNG "
         "frames (--out DIR/) to keep every pixel"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]  # no partial file left
+
+
+def test_a_video_out_that_is_a_link_is_finished_where_it_points(tmp_path):
+    target = tmp_path / "videos" / "call.mp4"
+    target.parent.mkdir()
+    target.write_bytes(b"an earlier recording")
+    link = tmp_path / "latest.mp4"
+    link.symlink_to(target)
+    with VideoFileSink(link, fps=30.0) as sink:
+        for _ in range(3):
+            sink.write(np.full((64, 96, 3), 128, np.uint8))
+    assert link.is_symlink() and link.resolve() == target
+    capture = cv2.VideoCapture(str(target))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    assert sorted(p.name for p in target.parent.iterdir()) == ["call.mp4"]
 
 
 # --- PNG frames and images ------------------------------------------------------------------------

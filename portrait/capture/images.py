@@ -91,9 +91,10 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     # libpng prints its own complaint about a truncated PNG; spot the missing end chunk first.
     if data.startswith(b"\x89PNG\r\n\x1a\n") and data.rfind(b"IEND") == -1:
         raise InputError(f"cannot read {what} '{path}': the PNG file is truncated; check the file")
-    # libpng and libjpeg write their complaints straight to the terminal; the error below
-    # says it once.
-    with quiet_opencv(), filtered_stderr():
+    # libpng and libjpeg write their complaints straight to the terminal; they come back as
+    # the error below, or as one warning where the photo still decoded.
+    complaints: list[str] = []
+    with quiet_opencv(), filtered_stderr(lambda line: complaints.append(line.strip()) or True):
         try:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         except cv2.error:
@@ -107,6 +108,10 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
             "corrupt; check the file"
         )
     _check_pixels(path, (image.shape[1], image.shape[0]), max_pixels, what)
+    complaints = [line for line in complaints if line]
+    if complaints:
+        log.warning("%s '%s' may be damaged: its decoder reported \"%s\"", what, path,
+                    complaints[0])
     return to_bgr_uint8(image)
 
 

@@ -41,7 +41,7 @@ class PreviewSink(Sink):
                  on_key: Optional[Callable[[str], None]] = None) -> None:
         if not has_display():
             raise DeviceError("cannot open a preview window: no display (DISPLAY is not set); "
-                              "run without --preview")
+                              "leave out --preview (--no-preview where a config file sets it)")
         self.title = title
         self.on_key = on_key
         self.quit_requested = False
@@ -61,8 +61,8 @@ class PreviewSink(Sink):
             cv2.imshow(self.title, image)
             key = key_name(cv2.waitKey(1))
         except cv2.error as error:
-            raise DeviceError(f"cannot show the preview window ({error.err}); "
-                              "run without --preview") from None
+            raise DeviceError(f"cannot show the preview window ({error.err}); leave out "
+                              "--preview (--no-preview where a config file sets it)") from None
         self.frames_written += 1
         if key is not None:
             self.key_pressed(key)

@@ -62,7 +62,10 @@ class VideoFileSink(Sink):
         self.fps = float(fps)
         self.size = tuple(size) if size is not None else None
         self._codec = VIDEO_CODECS[ext]
-        self._partial = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.partial{ext}")
+        # An --out that is a link is finished where it points, as the writer used to write.
+        self._final = Path(os.path.realpath(self.path))
+        self._partial = self._final.with_name(
+            f".{self._final.name}.{secrets.token_hex(4)}.partial{ext}")
         self._writer: Optional[cv2.VideoWriter] = None
         self._buffer: Optional[np.ndarray] = None
         self._closed = False
@@ -73,8 +76,10 @@ class VideoFileSink(Sink):
             writer = cv2.VideoWriter(str(self._partial), cv2.VideoWriter_fourcc(*self._codec),
                                      self.fps, size, True)
         if not writer.isOpened():
+            self._partial.unlink(missing_ok=True)
             raise InputError(f"cannot write video '{self.path}': OpenCV could not open a "
-                             f"{self._codec} writer; try .avi or another --out")
+                             f"{self._codec} writer (is the disk full?); try .avi or another "
+                             "--out")
         log.info("writing video '%s' (%s, %dx%d at %g fps)", self.path, self._codec, *size,
                  self.fps)
         return writer
@@ -102,7 +107,8 @@ class VideoFileSink(Sink):
 
         Raises:
             InputError: the file does not read back whole (a full disk); it is left as the
-                partial file, and an earlier file at ``path`` is kept.
+                partial file where some of it reads (else removed), and an earlier file at
+                ``path`` is kept.
         """
         self._closed = True
         if self._writer is None:
@@ -111,12 +117,16 @@ class VideoFileSink(Sink):
         self._writer = None
         whole, width, height = self._read_back()
         if not whole:
+            if width and height:  # some frames may be salvaged from it
+                kept = f"the partial file is '{self._partial}'"
+            else:  # nothing can be: it would only keep the disk full
+                self._partial.unlink(missing_ok=True)
+                kept = "nothing of it could be read, so it was removed"
             raise InputError(f"cannot finish video '{self.path}': it does not read back whole "
-                             f"({self.frames_written} frames written; is the disk full?); the "
-                             f"partial file is '{self._partial}'; free space or choose another "
-                             "--out")
+                             f"({self.frames_written} frames written; is the disk full?); "
+                             f"{kept}; free space or choose another --out")
         try:
-            os.replace(self._partial, self.path)
+            os.replace(self._partial, self._final)
         except OSError as error:
             raise InputError(f"cannot finish video '{self.path}': {error.strerror or error}; the "
                              f"whole file is '{self._partial}'") from None
@@ -133,9 +143,10 @@ class VideoFileSink(Sink):
         with quiet_opencv():
             capture = cv2.VideoCapture(str(self._partial))
             try:
-                frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-                size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+                opened = capture.isOpened()
+                frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if opened else 0
+                size = ((int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                         int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) if opened else (0, 0))
                 whole = (frames == self.frames_written
                          and capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
                          and capture.read()[0])

@@ -187,6 +187,11 @@ def new_data_folder(out_dir: Path, pairs: Sequence[tuple[str, str]], tool: str,
     sources = {Path(path).resolve().parent for pair in pairs for path in pair}
     if images_dir.resolve() in sources or masks_dir.resolve() in sources:
         raise InputError(f"{option} '{out_dir}' is a source data folder; choose a new folder")
+    for folder in (images_dir, masks_dir):  # a training split's links into the data root
+        if folder.is_symlink():
+            raise InputError(f"{option} '{out_dir}': its {folder.name}/ is a link to "
+                             f"'{folder.resolve()}', which this run would write into; choose a "
+                             "new folder")
     claim_data_folder(out_dir, option, tool, create)
     if create:
         images_dir.mkdir(exist_ok=True)

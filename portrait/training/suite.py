@@ -154,10 +154,9 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
         raise InputError(f"--training-split '{out}' lies in the data root '{root}', whose own "
                          "lists it would replace; choose a folder outside it (e.g. runs/splits)")
     folders = sorted({d.folder for d in PHOTO_DOMAINS})
-    for create in (False, True):  # every folder checked before any is written
-        for folder in folders:
-            claim_data_folder(out / folder, "--training-split", "portrait.training.suite", create)
-    counts = {}
+    for folder in folders:
+        claim_data_folder(out / folder, "--training-split", "portrait.training.suite", False)
+    splits = {}  # every list made (the data root complete) before anything is written
     for folder in folders:
         scored = {Path(image).stem for d in PHOTO_DOMAINS if d.folder == folder
                   for image, _ in domain_pairs(root, d)}
@@ -165,7 +164,10 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
         for d in PHOTO_DOMAINS:
             if d.folder == folder and not d.whole_list:
                 pool |= set(_pool(root, d))
-        stems = sorted(pool - scored)
+        splits[folder] = sorted(pool - scored)
+    counts = {}
+    for folder, stems in splits.items():
+        claim_data_folder(out / folder, "--training-split", "portrait.training.suite")
         target = out / folder
         for name in ("images", "masks"):
             link = target / name
