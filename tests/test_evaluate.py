@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,61 @@ def test_the_sheet_is_never_written_into_the_data(data, brightness_model, tmp_pa
     assert mask.read_bytes() == before
     evaluate.check_paths(EvalOptions(data=str(data), sheet=str(tmp_path / "worst.png")),
                          [SegmentOptions(model=str(brightness_model))])
+
+
+def test_the_sheet_is_never_a_scored_file_behind_a_link_or_another_name(data, brightness_model,
+                                                                         tmp_path):
+    """A training split's images/ and masks/ are links into the data root; a hard link is the
+    same file under another name. The sheet replaces neither."""
+    linked = tmp_path / "split"
+    linked.mkdir()
+    for name in ("images", "masks"):
+        (linked / name).symlink_to(data / name, target_is_directory=True)
+    mask = data / "masks" / f"{STEMS[0]}.png"
+    before = mask.read_bytes()
+    model = [SegmentOptions(model=str(brightness_model))]
+    with pytest.raises(InputError, match="inside the data folder"):
+        evaluate.check_paths(EvalOptions(data=str(linked), sheet=str(mask)), model)
+    twin = tmp_path / "twin.png"
+    os.link(mask, twin)
+    with pytest.raises(InputError, match=f"refusing to overwrite the input '{twin}' with the "
+                                         "output; choose a different --sheet"):
+        evaluate.evaluate(EvalOptions(data=str(data), sheet=str(twin), progress=False), model)
+    assert mask.read_bytes() == before
+
+
+def test_a_pair_that_cannot_be_read_is_left_out_and_named(data, brightness_model, tmp_path):
+    """One truncated photo no longer discards every score before it: the JSON line has the
+    rest, the pair is named, and the exit code is 1."""
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    cut = broken / "images" / f"{STEMS[1]}.png"
+    cut.write_bytes(cut.read_bytes()[:200])
+    code, stdout, stderr = run_evaluate("--model", brightness_model, "--data", broken,
+                                        "--no-progress")
+    assert code == 1 and "Traceback" not in stderr, stderr
+    result = json.loads(stdout)
+    assert result["n"] == len(STEMS) - 1 and result["skipped"] == [str(cut)]
+    assert stderr.strip().splitlines()[-1] == (
+        f"ERROR portrait.training.evaluate: 1 pairs could not be read and were left out of the "
+        f"scores: {cut.name} (see the warnings above)")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threads", "-3"], "argument --threads: '-3' must be 0 (all cores) or more"),
+    (["--input-size", "100x100"], "argument --input-size: size '100x100' is not a multiple of 32"),
+    (["--compare-input-size", "100x100"], "argument --compare-input-size: size '100x100'"),
+])
+def test_model_options_are_checked_as_the_app_checks_them(data, capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["--model", "x.hdf5", "--data", str(data), *args])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_missing_compare_model_is_named_by_its_option(data, brightness_model, capsys, tmp_path):
+    assert evaluate.main(["--model", str(brightness_model), "--data", str(data), "--compare",
+                          str(tmp_path / "nope.tflite")]) == 2
+    assert "pass --compare PATH to a .hdf5 or .tflite model" in capsys.readouterr().err
 
 
 def test_alpha_is_what_the_app_writes_with_matte(data, brightness_model, tmp_path):

@@ -35,8 +35,9 @@ from portrait.cli import (
     OneLineParser,
     import_tensorflow_quietly,
     configure_logging,
-    parse_size,
+    model_size,
     positive_int,
+    threads_count,
 )
 from portrait.errors import InputError, run_command
 from portrait.options import (
@@ -50,7 +51,7 @@ from portrait.options import (
 from portrait.pipeline import FrameProcessor, Packet
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter, resolve_model_path
-from portrait.sink.paths import lies_in
+from portrait.sink.paths import _file_ids, _refuse_input, lies_in
 from portrait.training.video_metrics import ALPHA_THRESHOLD, STRAY_FRAME_THRESHOLD
 
 # portrait.training.metrics and portrait.training.data load TensorFlow when imported, so they are imported inside
@@ -417,6 +418,22 @@ class EvalOptions:
     progress: bool = True
 
 
+COMPARE_HINT = "pass --compare PATH to a .hdf5 or .tflite model"
+
+
+def check_models(models: Sequence[SegmentOptions]) -> None:
+    """Every model file exists; a missing one is named with its option (--model, --compare).
+
+    Raises:
+        ModelError: a model file that does not exist.
+    """
+    for index, model in enumerate(models):
+        if index:
+            resolve_model_path(model.model, COMPARE_HINT)
+        else:
+            resolve_model_path(model.model)
+
+
 def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
     """Fail fast, before any model loads, on missing models, data, list file or sheet folder.
 
@@ -425,8 +442,7 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
         InputError: a missing data folder, list file, or folder for the sheet; a sheet inside
             the data folder.
     """
-    for model in models:
-        resolve_model_path(model.model)
+    check_models(models)
     data = Path(options.data)
     if not data.is_dir():
         raise InputError(f"data folder '{data}' not found; pass --data DIR with images/ and masks/")
@@ -435,12 +451,20 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
                          "stems, one per line, or leave it out to use every image with a mask")
     if options.sheet is not None:
         sheet = Path(options.sheet)
+        if sheet.is_dir():
+            raise InputError(f"cannot write the sheet '{sheet}': it is a folder; give a file "
+                             "name, e.g. worst.png")
         if not sheet.parent.is_dir():
             raise InputError(f"cannot write the sheet '{sheet}': folder '{sheet.parent}' not found; "
                              "create it or pass another --sheet path")
+        if not os.access(sheet.parent, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write the sheet '{sheet}': folder '{sheet.parent}' is not "
+                             "writable; pass another --sheet path")
         if not cv2.haveImageWriter(str(sheet)):
             raise InputError(f"cannot write the sheet '{sheet}': unknown image type; use a .png path")
-        if lies_in(sheet, data):
+        # images/ and masks/ may be links to another folder (a training split's into the data
+        # root): the sheet may lie in none of them.
+        if any(lies_in(sheet, folder) for folder in (data, data / "images", data / "masks")):
             raise InputError(f"refusing to write the sheet '{sheet}' inside the data folder "
                              f"'{data}' (it holds the images and masks scored); choose a path "
                              "outside it")
@@ -467,13 +491,16 @@ def list_pairs(options: EvalOptions) -> list[tuple[str, str]]:
 
 
 def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
-             refine: RefineOptions = PHOTO_REFINE) -> list[dict]:
+             refine: RefineOptions = PHOTO_REFINE,
+             skipped: Optional[list[tuple[str, InputError]]] = None) -> list[dict]:
     """Score each model on the data, interleaved image by image (same load, same images).
 
     Args:
         options: data, list, limits, sheet.
         models: the first one ranks the worst images for the sheet; the others are compared.
         refine: the refinement stage for every model.
+        skipped: if given, a pair that cannot be read is skipped and recorded here, as a
+            batch of photos is (else it ends the run); see :func:`score_pairs`.
 
     Returns:
         One summary per model (see :func:`summarize`), in ``models`` order; each compared
@@ -485,7 +512,11 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
     """
     check_paths(options, models)
     worst = WorstImages(options.worst if options.sheet else 0)
-    summaries = score_pairs(list_pairs(options), models, refine, options.progress, worst)
+    pairs = list_pairs(options)
+    if options.sheet:  # nor be one of the files scored (a link or another name for it)
+        _refuse_input(Path(options.sheet), _file_ids(path for pair in pairs for path in pair),
+                      "--sheet")
+    summaries = score_pairs(pairs, models, refine, options.progress, worst, skipped)
     if options.sheet:
         names = [Path(model.model).stem for model in models]
         rows = [sheet_row(w.stem, w.image, w.truth, w.alphas, w.ious, names) for w in worst.rows()]
@@ -496,7 +527,8 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
 
 def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOptions],
                 refine: RefineOptions = PHOTO_REFINE, progress: bool = True,
-                worst: Optional["WorstImages"] = None) -> list[dict]:
+                worst: Optional["WorstImages"] = None,
+                skipped: Optional[list[tuple[str, InputError]]] = None) -> list[dict]:
     """Score each model on (image, mask) pairs, interleaved image by image (same load, same images).
 
     Args:
@@ -505,10 +537,15 @@ def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOption
         refine: the refinement stage for every model.
         progress: show a progress bar on stderr.
         worst: collects the worst images for a contact sheet, if given.
+        skipped: if given, a pair that cannot be read is logged, recorded here (image path,
+            error) and left out, so that one bad file does not discard the rest.
 
     Returns:
         One summary per model (see :func:`summarize`), in ``models`` order; each compared
         model's has ``paired`` (see :func:`paired_difference`).
+
+    Raises:
+        InputError: a pair that cannot be read (without ``skipped``), or none that can.
     """
     from tqdm import tqdm
 
@@ -518,10 +555,19 @@ def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOption
         for image_path, mask_path in tqdm(pairs, unit="image", desc="evaluate", file=sys.stderr,
                                           disable=not progress, dynamic_ncols=True):
             stem = Path(image_path).stem
-            image, truth = read_pair(image_path, mask_path)
+            try:
+                image, truth = read_pair(image_path, mask_path)
+            except InputError as error:
+                if skipped is None:
+                    raise
+                log.warning("skipped: %s", error)
+                skipped.append((image_path, error))
+                continue
             results = [scorer.score(stem, image, truth) for scorer in scorers]
             worst.offer(stem, image, truth, [alpha for _, alpha in results],
                         [score.iou for score, _ in results])
+        if skipped and len(skipped) == len(pairs):
+            raise skipped[0][1]
         summaries = [scorer.summary() for scorer in scorers]
         for scorer, summary in zip(scorers[1:], summaries[1:]):
             summary["paired"] = paired_difference(scorers[0].scores, scorer.scores)
@@ -647,9 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--backend", choices=("auto", "keras", "tflite", "mediapipe"), default="auto")
     model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     model.add_argument("--input-norm", choices=("auto", "raw", "unit", "symmetric"), default="auto")
-    model.add_argument("--input-size", type=parse_size, metavar="WxH")
+    model.add_argument("--input-size", type=model_size, metavar="WxH")
     model.add_argument("--letterbox", action="store_true")
-    model.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    model.add_argument("--threads", type=threads_count, default=0,
+                       help="CPU threads (default: all cores)")
     model.add_argument("--trust-model", action="store_true",
                        help="allow Keras models with serialised code (Lambda layers)")
     other = p.add_argument_group("options of the --compare model (the rest are detected)")
@@ -657,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                        default="auto")
     other.add_argument("--compare-input-norm", choices=("auto", "raw", "unit", "symmetric"),
                        default="auto")
-    other.add_argument("--compare-input-size", type=parse_size, metavar="WxH")
+    other.add_argument("--compare-input-size", type=model_size, metavar="WxH")
     other.add_argument("--compare-tta", choices=TEST_TIME_MODES, metavar="MODE",
                        help="test-time augmentation of the --compare model, off, mirror, "
                             "scales or turns (default: as --tta, so that both are scored alike)")
@@ -701,20 +748,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.suite:
         return run_command(lambda: _suite_body(args), traceback=args.debug)
 
-    def body() -> None:
+    def body() -> int:
         evaluation, models, refine = options_from_args(args)
         check_paths(evaluation, models)  # before TensorFlow's slow start
+        skipped: list[tuple[str, InputError]] = []
         with stdout_to_stderr() as stdout_fd:
             if not args.debug:
                 import_tensorflow_quietly()
-            summaries = evaluate(evaluation, models, refine)
+            summaries = evaluate(evaluation, models, refine, skipped)
             if len(summaries) > 1:
                 sys.stderr.write(format_table(summaries) + "\n")
             result = dict(summaries[0])
             if len(summaries) > 1:
                 result["compare"] = summaries[1]
-            result.update(data=evaluation.data, list=evaluation.list_file)
+            result.update(data=evaluation.data, list=evaluation.list_file,
+                          skipped=[str(path) for path, _ in skipped])
             os.write(stdout_fd, (json.dumps(result) + "\n").encode())
+        if skipped:
+            names = ", ".join(Path(path).name for path, _ in skipped[:10])
+            log.error("%d pairs could not be read and were left out of the scores: %s%s (see the "
+                      "warnings above)", len(skipped), names, " and more" if len(skipped) > 10 else "")
+            return 1
+        return 0
 
     return run_command(body, traceback=args.debug)
 
@@ -727,8 +782,7 @@ def _suite_body(args: argparse.Namespace) -> None:
         raise InputError(f"suite data root '{root}' not found; pass --data DIR that holds eg1800/, "
                          "ccp_fashion/, coco_person/, pelota/ and videos/")
     _, models, _ = options_from_args(args)
-    for model in models:
-        resolve_model_path(model.model)
+    check_models(models)
     suite.clip_paths(root)
     with stdout_to_stderr() as stdout_fd:
         if not args.debug:
