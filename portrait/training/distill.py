@@ -129,7 +129,7 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole photo.
         out_dir: the new folder: ``images/`` (links to the photos), ``masks/`` (the mixed masks)
             and ``train.txt``. Must not be a folder the pairs come from, and must be new, empty
-            or an earlier output (:func:`portrait.training.data.claim_data_folder`).
+            or an earlier output (:func:`portrait.training.folders.claim_data_folder`).
         weight: the teacher's share of each mask.
         progress: show a progress bar.
         negatives_dir: also write hard negatives here: the bands of each photo beyond
@@ -246,7 +246,7 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
         segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole frame.
         out_dir: the new folder: ``images/<clip>_<frame>.jpg``, ``masks/<clip>_<frame>.png`` and
             ``train.txt``; new, empty or an earlier output
-            (:func:`portrait.training.data.claim_data_folder`).
+            (:func:`portrait.training.folders.claim_data_folder`).
         every: keep one frame in this many (neighbouring frames are near copies).
         progress: show a progress bar.
         negatives_dir: also write hard negatives here: of every ``negatives_every``-th frame

@@ -88,7 +88,7 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
         out_dir: the new folder: ``images/<stem>_<k>.jpg``, ``masks/<stem>_<k>.png`` (k counts a
             photo's regions from the largest) and ``train.txt``; must not be a source folder, and
             must be new, empty or an earlier output
-            (:func:`portrait.training.data.claim_data_folder`).
+            (:func:`portrait.training.folders.claim_data_folder`).
         margin: the far margin, as a share of each photo's long side.
         min_area: the smallest region mined, as a share of the photo.
 

@@ -108,7 +108,7 @@ def holdout_stems(stems: Sequence[str], every: int) -> list[str]:
 
 
 def _pool(root: Path, domain: PhotoDomain) -> list[str]:
-    from portrait.training.data import find_pairs, read_stems
+    from portrait.training.folders import find_pairs, read_stems
 
     folder = root / domain.folder
     if domain.pool:
@@ -122,7 +122,7 @@ def domain_pairs(root: Path, domain: PhotoDomain) -> list[tuple[str, str]]:
     Raises:
         InputError: the set is missing or laid out wrongly.
     """
-    from portrait.training.data import find_pairs, read_stems
+    from portrait.training.folders import find_pairs, read_stems
 
     folder = root / domain.folder
     if not folder.is_dir():
@@ -146,9 +146,9 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
 
     Raises:
         InputError: ``out`` is the data root or inside it, or an ``out/<set>`` folder holds files
-            that no portrait data tool wrote (:func:`portrait.training.data.claim_data_folder`).
+            that no portrait data tool wrote (:func:`portrait.training.folders.claim_data_folder`).
     """
-    from portrait.training.data import claim_data_folder
+    from portrait.training.folders import claim_data_folder
 
     if lies_in(out, root):
         raise InputError(f"--training-split '{out}' lies in the data root '{root}', whose own "
