@@ -5,11 +5,45 @@ benchmark runs end to end, counts what it ran, and writes the JSON it prints.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import shared_path, write_video
-from portrait.training import bench
+from conftest import ROOT, shared_path, write_video
+from portrait.training import bench, bench_runtimes
+
+EXPORTED_LIVE = ROOT / "weights" / "unet_live.tflite"  # a plain TFLite model: not MediaPipe's
+
+
+def run_tool(module: str, *args, timeout=120) -> tuple[int, str, str]:
+    """``python -m module args`` as a user runs it; returns (exit code, stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"), capture_output=True,
+                          text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
+def in_process(capsys, main, *args) -> tuple[int, str, str]:
+    """A tool's ``main()`` in this process; returns (exit code, stdout, stderr), an argparse
+    refusal included."""
+    capsys.readouterr()
+    try:
+        code = main([str(arg) for arg in args])
+    except SystemExit as stop:
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(stderr: str) -> str:
+    """The one line of an error without a traceback (native libraries' lines may precede it)."""
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +107,111 @@ def test_bad_frames_and_json_path_are_one_line_before_any_run(tmp_path, capsys):
         assert code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and word in err[0], err
+
+
+@pytest.mark.parametrize("soak", ["20", "1000", "1001", "-5"])
+def test_a_soak_too_short_to_measure_growth_is_refused_while_parsing(tmp_path, capsys, soak):
+    # Memory is sampled at frame 1000 and at frame N - 1: N <= 1001 has no second sample (it
+    # was reported as 0 MB, so the whole RSS showed as growth) or the same one twice.
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    code, out, err = in_process(capsys, bench.main, "--source", clip, "--soak", soak,
+                                "--model", tmp_path / "nope.hdf5")
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "--soak" in line and ("1001" in line or "0 or more" in line), line
+
+
+def test_a_missing_memory_sample_is_no_growth():
+    assert bench.memory_report({1099: 700.0}, 1100) == {
+        "rss_mb_after_1000": None, "rss_mb_after_1100": 700.0, "growth_mb": None}
+    assert bench.memory_report({1000: 650.0}, 1100)["growth_mb"] is None
+    assert bench.memory_report({1000: 650.0, 1099: 700.04}, 1100) == {
+        "rss_mb_after_1000": 650.0, "rss_mb_after_1100": 700.0, "growth_mb": 50.0}
+
+
+def test_a_camera_rate_that_paces_no_frame_is_refused(tmp_path, capsys):
+    # The paced run lasts 10 s: below 0.1 fps it had no frame, and the table failed on its
+    # missing latency after the whole throughput run.
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    code, out, err = in_process(capsys, bench.main, "--source", clip, "--camera-fps", "0.05",
+                                "--model", tmp_path / "nope.hdf5")
+    assert code == 2 and out == ""
+    assert "--camera-fps" in one_error_line(err)
+
+
+def test_missing_files_answer_before_start_up_with_debug_too(tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    for args, words in (
+            (["--model", tmp_path / "nope.hdf5"], ("model", "nope.hdf5", "--model")),
+            (["--source", tmp_path / "nope.mkv"], ("video", "nope.mkv", "not found"))):
+        argv = ["--source", clip, *args, "--debug"]
+        code, out, err = in_process(capsys, bench.main, *argv)
+        assert code == 2 and out == ""
+        line = one_error_line(err)
+        assert all(word in line for word in words), line
+
+
+def test_a_missing_model_is_one_line_from_the_command_line(tmp_path):
+    # The peer (MediaPipe) was built before the model was looked for, and never closed: its
+    # __del__ printed "Exception ignored ... Traceback" at exit after the error line.
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    code, out, err = run_tool("portrait.bench", "--source", clip, "--model", tmp_path / "nope.hdf5")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [one_error_line(err)]
+
+
+def test_what_was_built_is_closed_when_our_pipeline_fails_to_build(tmp_path):
+    # The model exists but is no model: the peer is built first, then ours fails.
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    notes = tmp_path / "notes.md"
+    notes.write_text("not a model")
+    code, out, err = run_tool("portrait.bench", "--source", clip, "--model", notes)
+    assert code == 2 and out == ""
+    assert "unsupported type" in one_error_line(err)
+
+
+def test_a_peer_model_mediapipe_cannot_load_is_one_line(tmp_path, capsys):
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    code, out, err = in_process(capsys, bench.main, "--source", clip, "--frames", "3",
+                                "--peer-model", EXPORTED_LIVE)
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert line.startswith("error: MediaPipe cannot load the peer model") and "--peer-model" in line
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc, a folder that takes no "
+                                                     "new file whoever asks")
+def test_a_json_folder_that_takes_no_file_is_refused_before_the_run(tmp_path, capsys):
+    # For root, os.access says /proc is writable; the file failed only after the benchmark.
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    code, out, err = in_process(capsys, bench.main, "--source", clip, "--frames", "3",
+                                "--size", "32x32", "--json", "/proc/x.json")
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "--json" in line and "/proc" in line
+
+
+@pytest.mark.parametrize("calls", ["0", "-3"])
+def test_runtimes_refuse_no_calls_while_parsing(capsys, calls):
+    code, out, err = in_process(capsys, bench_runtimes.main, "--calls", calls)
+    assert code == 2 and out == ""
+    assert "--calls" in one_error_line(err)
+
+
+def test_runtimes_refuse_a_tflite_model_before_building_anything(capsys):
+    code, out, err = in_process(capsys, bench_runtimes.main, "--model", EXPORTED_LIVE,
+                                "--calls", "5")
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "Keras model (.hdf5)" in line and "--model" in line and "unet_live.hdf5" in line
+    assert "portrait.training.export" not in line and "warning above" not in line
+
+
+def test_runtimes_check_the_source_before_the_models(tmp_path, capsys):
+    model = tmp_path / "model.hdf5"  # a Keras name with no export beside it: found later
+    model.write_bytes(b"")
+    code, out, err = in_process(capsys, bench_runtimes.main, "--model", model,
+                                "--source", tmp_path / "nope.mkv")
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert "nope.mkv" in line and "not found" in line

@@ -9,11 +9,14 @@ blended with ``cv2.blendLinear``. It has no edge refinement and no temporal smoo
 
 Both read the clip (looped to ``--frames``), resized to ``--size``, and discard the output.
 Measured: throughput (as fast as possible), CPU use and latency when paced like a 30 fps camera,
-and resident memory over a long run (``--soak N``).
+and resident memory over a long run (``--soak N``: after frame 1000 and after frame N, so N
+is 0 for none or more than 1001).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -27,7 +30,7 @@ import numpy as np
 import psutil
 
 from portrait.capture import Frame, VideoFileSource
-from portrait.errors import PortraitError, run_command
+from portrait.errors import ModelError, PortraitError, run_command
 from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.options import (
     LIVE_MODEL,
@@ -38,12 +41,15 @@ from portrait.options import (
     SmoothOptions,
     SubjectOptions,
 )
-from portrait.segment.locate import SHARED_DIR
+from portrait.segment.locate import SHARED_DIR, resolve_model_path
 from portrait.stats import RunStats
 
 log = logging.getLogger("portrait.training.bench")
 
 PEER_MODEL = SHARED_DIR / "models" / "selfie_segmentation.tflite"
+PEER_HINT = "pass --peer-model PATH to a MediaPipe selfie model, e.g. selfie_segmentation.tflite"
+PACED_S = 10  # the paced run's length at --camera-fps (fewer frames when --frames is fewer)
+SOAK_MARK = 1000  # the soak's first memory sample is taken as frame 1000 (counted from 0) arrives
 
 
 def clip_frames(path: str, size: tuple[int, int], count: int) -> Iterator[Frame]:
@@ -76,15 +82,23 @@ def paced(frames: Iterator[Frame], fps: Optional[float]) -> Iterator[Frame]:
         yield dataclasses.replace(frame, time_s=time.perf_counter())
 
 
+def check_peer_model(path: Path) -> None:
+    """Raise :class:`ModelError` unless ``path`` is a file (what MediaPipe can load is only
+    known once it has loaded it)."""
+    if not Path(path).is_file():
+        raise ModelError(f"peer model '{path}' not found; {PEER_HINT}")
+
+
 class PeerPipeline:
     """The peer's per-frame path: MediaPipe selfie mask → threshold/dilate/box → blend over blur."""
 
     def __init__(self, model_path: Path):
+        check_peer_model(model_path)  # before MediaPipe's import
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
 
-        if not model_path.is_file():
-            raise PortraitError(f"peer model '{model_path}' not found; pass --peer-model PATH")
+        from portrait.segment.base import one_line
+
         self._mp = mp
         options = vision.ImageSegmenterOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
@@ -92,8 +106,13 @@ class PeerPipeline:
             output_confidence_masks=True,
             output_category_mask=False,
         )
-        with filtered_stderr(drop_model_load_noise):
-            self.segmenter = vision.ImageSegmenter.create_from_options(options)
+        try:
+            with filtered_stderr(drop_model_load_noise):
+                self.segmenter = vision.ImageSegmenter.create_from_options(options)
+        except (ValueError, RuntimeError, OSError) as error:  # MediaPipe's FileNotFoundError
+            # also means "no metadata": say what it is, not a missing file.
+            raise ModelError(f"MediaPipe cannot load the peer model '{model_path}': "
+                             f"{one_line(error).rstrip('.')}; {PEER_HINT}") from None
         self.kernel = np.ones((5, 5), np.uint8)
 
     def process(self, frame_bgr: np.ndarray, stats: RunStats) -> np.ndarray:
@@ -147,7 +166,11 @@ class OurPipeline:
         from portrait.subject import SubjectSelector
 
         self.segmenter = create_segmenter(segment)
-        self.background = make_background(CompositeOptions(background="blur", blur_px=blur_px))
+        try:
+            self.background = make_background(CompositeOptions(background="blur", blur_px=blur_px))
+        except BaseException:
+            self.segmenter.close()
+            raise
         self.reuse_still = reuse_still
         self.processor = FrameProcessor(self.segmenter, TemporalSmoother(SmoothOptions()),
                                         Refiner(RefineOptions()), self.background,
@@ -179,13 +202,56 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def camera_rate(text: str) -> float:
+    """``--camera-fps``: a rate that paces at least one frame in the paced run (a run of no
+    frames has no CPU use or latency to report)."""
+    from portrait.cli import positive_float
+
+    value = positive_float(text)
+    if int(value * PACED_S) < 1:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' paces no frame in the {PACED_S} s paced run; give at least "
+            f"{1 / PACED_S:g} (a camera's rate, e.g. 30)")
+    return value
+
+
+def soak_frames(text: str) -> int:
+    """``--soak N``: 0 (no soak) or more than ``SOAK_MARK + 1`` frames, so that the last frame
+    comes after the first memory sample and the growth between them means something."""
+    from portrait.cli import non_negative_int
+
+    value = non_negative_int(text)
+    if 0 < value <= SOAK_MARK + 1:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is too short a soak: memory is sampled at frame {SOAK_MARK} and at the "
+            f"last, so give more than {SOAK_MARK + 1} frames (e.g. 5000), or 0 for none")
+    return value
+
+
+def memory_report(marks: dict[int, float], soak: int) -> dict:
+    """The soak's resident memory (MB) at frame ``SOAK_MARK`` and at frame ``soak - 1``, and
+    the growth between them; a sample that was not taken is None, and so is the growth then
+    (a missing sample is no measure of 0 MB)."""
+    first, last = marks.get(SOAK_MARK), marks.get(soak - 1)
+    return {f"rss_mb_after_{SOAK_MARK}": None if first is None else round(first, 1),
+            f"rss_mb_after_{soak}": None if last is None else round(last, 1),
+            "growth_mb": None if first is None or last is None else round(last - first, 1)}
+
+
 def bench(source: str, size: tuple[int, int], frames: int, segment: SegmentOptions,
           peer_model: Path, camera_fps: float, blur_px: int, reuse_still: bool,
           soak: int = 0) -> dict:
-    """Run both pipelines on the same clip; return a dict of results (see the module doc)."""
-    peer = PeerPipeline(peer_model)
-    ours = OurPipeline(segment, blur_px, reuse_still)
-    try:
+    """Run both pipelines on the same clip; return a dict of results (see the module doc).
+
+    Whatever was built is closed on every path, an error in building the second included.
+    """
+    if soak and soak <= SOAK_MARK + 1:
+        raise ValueError(f"soak {soak} must be 0 or more than {SOAK_MARK + 1} frames")
+    with contextlib.ExitStack() as built:
+        peer = PeerPipeline(peer_model)
+        built.callback(peer.close)
+        ours = OurPipeline(segment, blur_px, reuse_still)
+        built.callback(ours.close)
         # Warm up both (first inferences, allocations) so neither pays start-up in its numbers.
         peer.run(clip_frames(source, size, 10))
         ours.run(clip_frames(source, size, 10), live=False)
@@ -195,7 +261,7 @@ def bench(source: str, size: tuple[int, int], frames: int, segment: SegmentOptio
             "peer": _timed(lambda: peer.run(clip_frames(source, size, frames))),
             "ours": _timed(lambda: ours.run(clip_frames(source, size, frames), live=False)),
         }
-        paced_frames = min(frames, int(camera_fps * 10))
+        paced_frames = min(frames, int(camera_fps * PACED_S))
         results["paced"] = {
             "fps": camera_fps,
             "peer": _timed(lambda: peer.run(paced(clip_frames(source, size, paced_frames),
@@ -208,17 +274,12 @@ def bench(source: str, size: tuple[int, int], frames: int, segment: SegmentOptio
 
             def sample(frame_iter):
                 for frame in frame_iter:
-                    if frame.index in (1000, soak - 1):
+                    if frame.index in (SOAK_MARK, soak - 1):
                         marks[frame.index] = _rss_mb()
                     yield frame
 
             ours.run(sample(clip_frames(source, size, soak)), live=False)
-            results["memory"] = {"rss_mb_after_1000": round(marks.get(1000, 0), 1),
-                                 f"rss_mb_after_{soak}": round(marks.get(soak - 1, 0), 1),
-                                 "growth_mb": round(marks.get(soak - 1, 0) - marks.get(1000, 0), 1)}
-    finally:
-        peer.close()
-        ours.close()
+            results["memory"] = memory_report(marks, soak)
     tp, pc = results["throughput"], results["paced"]
     results["ratios"] = {
         "throughput_fps_ours_over_peer": round(tp["ours"]["fps"] / tp["peer"]["fps"], 3),
@@ -266,7 +327,7 @@ def format_table(results: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly, parse_size,
-                              positive_float, positive_int)
+                              positive_int, with_debug)
     from portrait.sink.paths import check_report_file, write_atomic
 
     p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
@@ -278,19 +339,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"our model (default: the app's default for camera and video, {LIVE_MODEL})")
     p.add_argument("--peer-model", type=Path, default=PEER_MODEL,
                    help="MediaPipe selfie model for the peer path")
-    p.add_argument("--camera-fps", type=positive_float, default=30.0, help="pacing of the CPU/latency run")
+    p.add_argument("--camera-fps", type=camera_rate, default=30.0,
+                   help=f"pacing of the CPU/latency run ({PACED_S} s, at most --frames frames)")
     p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px, help="our blur strength")
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
-    p.add_argument("--soak", type=int, default=0, metavar="N",
-                   help="also run N frames and report resident memory after 1000 and N")
+    p.add_argument("--soak", type=soak_frames, default=0, metavar="N",
+                   help=f"also run N frames (more than {SOAK_MARK + 1}) and report resident "
+                        f"memory after {SOAK_MARK} and N")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    args = p.parse_args(argv)
+    args = with_debug(p).parse_args(argv)
     configure_logging(quiet=True)
 
     def body() -> None:
-        if args.json:  # before minutes of benchmarking, not after
-            check_report_file(args.json, "--json", ".json", protected=[args.source, args.model,
-                                                                        args.peer_model])
+        # Everything the arguments can tell answers before TensorFlow, MediaPipe and minutes of
+        # benchmarking, not after.
+        VideoFileSource(args.source).close()
+        resolve_model_path(args.model)
+        check_peer_model(args.peer_model)
+        if args.json:
+            check_report_file(args.json, "--json", ".json",
+                              protected=[args.source, args.model, args.peer_model])
         import_tensorflow_quietly()
         results = bench(args.source, args.size, args.frames, SegmentOptions(model=args.model),
                         args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak)
@@ -298,7 +366,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.json:
             write_atomic(Path(args.json), (json.dumps(results, indent=2) + "\n").encode(), "--json")
 
-    return run_command(body, traceback=True)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":

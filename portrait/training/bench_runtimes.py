@@ -19,6 +19,7 @@ Prints one JSON line: the input size and, per way, the median and 90th percentil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shutil
@@ -31,7 +32,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from portrait.cli import OneLineParser, configure_logging, import_tensorflow_quietly, parse_size
+from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly, parse_size,
+                          positive_int, threads_count)
 from portrait.errors import ModelError, run_command
 from portrait.options import LIVE_MODEL, SegmentOptions
 
@@ -52,42 +54,70 @@ def sample_frame(size: tuple[int, int], source: Optional[str]) -> np.ndarray:
     return cv2.GaussianBlur(noise, (0, 0), 5)
 
 
+def keras_model(model: str) -> Path:
+    """``--model``: the Keras model file, found as the app finds one.
+
+    Raises:
+        ModelError: no such file, or not a Keras model (its ``.tflite`` export is one of the
+            ways timed, found beside it; it cannot stand for the model).
+    """
+    from portrait.segment import KERAS_SUFFIXES, resolve_model_path
+
+    hint = f"pass --model PATH to a Keras model with its export beside it, e.g. {LIVE_MODEL}"
+    path = resolve_model_path(model, hint)
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        example = path.with_suffix(".hdf5") if path.suffix.lower() == ".tflite" else LIVE_MODEL
+        raise ModelError(f"--model '{model}' is not a Keras model ({path.suffix or 'no suffix'}): "
+                         "--model takes the Keras model (.hdf5) whose exported .tflite lies "
+                         f"beside it, e.g. --model {example}")
+    return path
+
+
 def segmenters(model: str, size: tuple[int, int], threads: int) -> dict:
-    """The four ways to run ``model`` on frames of ``size`` (see the module docstring)."""
-    from portrait.segment import AspectSegmenter, create_segmenter, exported, resolve_model_path
+    """The four ways to run ``model`` on frames of ``size`` (see the module docstring); the
+    caller closes them. Whatever was built is closed when an error stops this half-way."""
+    from portrait.segment import AspectSegmenter, create_segmenter, exported
     from portrait.segment.tflite_segmenter import TFLiteSegmenter
 
-    path = resolve_model_path(model)
+    path = keras_model(model)
     companion = exported.companion_path(path)
     if not companion.is_file():
         raise ModelError(f"no exported {companion.name} beside {path}; make it with "
                          f"'{exported.export_command(path)}'")
-    fast = create_segmenter(SegmentOptions(model=str(path), device="cpu", threads=threads,
-                                           frame_size=size))
-    if "(exported from" not in fast.description:
-        raise ModelError(f"{companion} is not used (see the warning above); regenerate it with "
-                         f"'{exported.export_command(path)}'")
-    model_size = fast.input_size
-    with tempfile.TemporaryDirectory() as folder:  # no export beside the copy: the app converts
-        copy = Path(folder) / path.name
-        shutil.copy(path, copy)
-        import_tensorflow_quietly()
-        converted = create_segmenter(SegmentOptions(model=str(copy), device="cpu", threads=threads,
-                                                    frame_size=size))
-    content = converted.current.cache_path.read_bytes() if isinstance(converted, AspectSegmenter) else None
-    if content is None or converted.input_size != model_size:
-        raise ModelError(f"'{model}' is not a model the app runs at the frame's aspect")
-    raw = companion.read_bytes()
-    norm = fast.input_norm
-    ways = {
-        "tf.lite, converted": TFLiteSegmenter(content, norm, threads=threads, interpreter="tf.lite"),
-        "LiteRT, converted": TFLiteSegmenter(content, norm, threads=threads, interpreter="LiteRT"),
+    with contextlib.ExitStack() as built:
+        fast = create_segmenter(SegmentOptions(model=str(path), device="cpu", threads=threads,
+                                               frame_size=size))
+        built.callback(fast.close)
+        if "(exported from" not in fast.description:
+            raise ModelError(f"{companion} is not used (see the warning above); regenerate it "
+                             f"with '{exported.export_command(path)}'")
+        model_size = fast.input_size
+        with tempfile.TemporaryDirectory() as folder:  # no export beside the copy: the app converts
+            copy = Path(folder) / path.name
+            shutil.copy(path, copy)
+            import_tensorflow_quietly()
+            converted = create_segmenter(SegmentOptions(model=str(copy), device="cpu",
+                                                        threads=threads, frame_size=size))
+        with converted:
+            content = (converted.current.cache_path.read_bytes()
+                       if isinstance(converted, AspectSegmenter) else None)
+            if content is None or converted.input_size != model_size:
+                raise ModelError(f"'{model}' is not a model the app runs at the frame's aspect")
+        raw = companion.read_bytes()
+        norm = fast.input_norm
+        tf_lite = built.enter_context(TFLiteSegmenter(content, norm, threads=threads,
+                                                      interpreter="tf.lite"))
+        lite_rt = built.enter_context(TFLiteSegmenter(content, norm, threads=threads,
+                                                      interpreter="LiteRT"))
+        resized = built.enter_context(TFLiteSegmenter(raw, norm, input_size=model_size,
+                                                      threads=threads, interpreter="LiteRT"))
+        built.pop_all()  # all built: the caller closes them now
+    return {
+        "tf.lite, converted": tf_lite,
+        "LiteRT, converted": lite_rt,
         "LiteRT, exported + fixed": fast,
-        "LiteRT, exported, resized": TFLiteSegmenter(raw, norm, input_size=model_size, threads=threads,
-                                                     interpreter="LiteRT"),
+        "LiteRT, exported, resized": resized,
     }
-    converted.close()
-    return ways
 
 
 def bench(ways: dict, frame: np.ndarray, calls: int, warmup: int = 20) -> dict:
@@ -121,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
                    help="frame size (default: 1280x720)")
     p.add_argument("--source", help="video whose first frame is used (default: a random image)")
-    p.add_argument("--calls", type=int, default=300, help="timed calls per way (default: 300)")
-    p.add_argument("--threads", type=int, default=0, help="interpreter threads (default: all cores)")
+    p.add_argument("--calls", type=positive_int, default=300,
+                   help="timed calls per way (default: 300)")
+    p.add_argument("--threads", type=threads_count, default=0,
+                   help="interpreter threads (default: all cores)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -134,10 +166,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging(args.verbose)
 
     def body() -> None:
+        # What the arguments can tell answers before TensorFlow starts and models are built.
+        keras_model(args.model)
+        frame = sample_frame(tuple(args.size), args.source)
         ways = segmenters(args.model, tuple(args.size), args.threads)
-        results = bench(ways, sample_frame(tuple(args.size), args.source), args.calls)
-        for segmenter in ways.values():
-            segmenter.close()
+        try:
+            results = bench(ways, frame, args.calls)
+        finally:
+            for segmenter in ways.values():
+                segmenter.close()
         print(json.dumps({"model": args.model, "frame": "%dx%d" % tuple(args.size),
                           "input": "%dx%d" % ways["LiteRT, exported + fixed"].input_size,
                           "calls": args.calls, "ms": results}))
