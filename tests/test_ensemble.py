@@ -1,7 +1,9 @@
 """portrait.training.ensemble: one model file that averages several models' person probabilities."""
 
+import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from conftest import constant_model, make_data
@@ -65,6 +67,13 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
     a = _member(tmp_path / "a.hdf5", 1)
     b = _member(tmp_path / "b.hdf5", 2, short_px=96)
     plain = constant_model(tmp_path / "plain.h5", 0.7)  # no Rescaling layer, no short side
+    text = tmp_path / "text.hdf5"
+    text.write_text("not a model")
+    weights_only = tmp_path / "weights.h5"
+    with h5py.File(weights_only, "w") as f:
+        f.create_dataset("kernel", data=np.zeros(3))
+    folder_out = tmp_path / "folder.hdf5"
+    folder_out.mkdir()
     before = a.read_bytes()
     cases = [
         ([str(a)], "an ensemble needs at least two models, got 1"),
@@ -80,14 +89,71 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
         ([str(a), str(_member(tmp_path / "c.hdf5", 3, alpha=0.5)), "--soup"],
          "weight arrays of other shapes than model 1's"),
         ([str(_ensemble_of(tmp_path, a, b)), str(a)], "model 1 is itself an ensemble of 2 models"),
+        # A file that is no model is named as such, not asked for its short side.
+        ([str(a), str(text)], f"cannot read model '{text}': not a valid HDF5 file"),
+        ([str(a), str(weights_only)], f"cannot read model '{weights_only}': the file holds no "
+                                      "model architecture"),
+        # An --out that cannot be written is refused before the members load; with --debug too.
+        ([str(a), str(b), "--short-side", "64", "--out", "/proc/x.hdf5"],
+         "cannot write model '/proc/x.hdf5': folder '/proc' is not writable"),
+        ([str(a), str(b), "--short-side", "64", "--out", "/proc/x.hdf5", "--debug"],
+         "cannot write model '/proc/x.hdf5': folder '/proc' is not writable"),
+        ([str(a), str(b), "--short-side", "64", "--out", str(folder_out)],
+         f"--out '{folder_out}' is a folder; give a file name"),
+        ([str(a), str(b), "--short-side", "64", "--out", str(tmp_path / "none" / "x.hdf5")],
+         f"--out folder '{tmp_path / 'none'}' does not exist; create it first"),
     ]
     for args, message in cases:
+        if "/proc/x.hdf5" in args and not sys.platform.startswith("linux"):
+            continue
         target = [] if "--out" in args else ["--out", str(tmp_path / "new.hdf5")]
         assert main([*args, *target]) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and "Traceback" not in "\n".join(err), err
     assert not (tmp_path / "new.hdf5").exists()
+    assert not (tmp_path / "none").exists() and not any(folder_out.iterdir())
     assert a.read_bytes() == before
+
+
+REFUSE_BEFORE_TENSORFLOW = """
+import json, sys
+from portrait.training.ensemble import main
+codes = [main(args) for args in json.loads(sys.argv[1])]
+print(json.dumps({"codes": codes, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts(tmp_path):
+    """A member that is no model file, and an --out no file can be written to, are refused before
+    TensorFlow starts and the members load (it was after building the ensemble)."""
+    import json
+    import os
+    import subprocess
+
+    from conftest import ROOT
+
+    from portrait.segment import SHORT_SIDE_ATTR
+
+    members = [constant_model(tmp_path / f"{name}.h5", 0.7) for name in "ab"]
+    with h5py.File(members[0], "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = 64  # what train writes: only the text file lacks a short side
+    text = tmp_path / "text.hdf5"
+    text.write_text("not a model")
+    cases = [([members[0], str(text), "--out", str(tmp_path / "x.hdf5")],
+              f"cannot read model '{text}': not a valid HDF5 file")]
+    if sys.platform.startswith("linux"):  # root may write anywhere by os.access, but not here
+        cases.append(([*members, "--short-side", "64", "--out", "/proc/x.hdf5"], "cannot write "
+                      "model '/proc/x.hdf5': folder '/proc' is not writable"))
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSE_BEFORE_TENSORFLOW, json.dumps([args for args, _ in cases])],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    result = json.loads(done.stdout)
+    assert result == {"codes": [2] * len(cases), "tensorflow": False}, (result, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == len(cases), lines
+    for line, (_, message) in zip(lines, cases):
+        assert line.startswith("error: ") and message in line, (line, message)
+    assert not (tmp_path / "x.hdf5").exists()
 
 
 def test_a_converted_ensemble_reads_as_a_probability_and_a_scaled_sigmoid_does_not(tmp_path):

@@ -155,3 +155,76 @@ def test_command_line_error_is_one_line(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: model") and "not found" in lines[0]
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_an_input_norm_that_contradicts_the_models_own_scaling_is_refused(dynamic_model, tmp_path,
+                                                                          capsys):
+    """The model rescales pixels itself (Rescaling first), so it takes raw pixels; marked unit,
+    the app would feed it x/255 and mark nobody, and the check (both models fed alike) passes."""
+    path, _ = dynamic_model
+    out = tmp_path / "unit.tflite"
+    assert export.main(["--model", str(path), "--out", str(out), "--input-norm", "unit",
+                        "--input-size", "32x32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--input-norm unit contradicts" in err[0], err
+    assert "rescales pixels itself" in err[0] and "leave --input-norm out" in err[0]
+    with pytest.raises(ModelError, match="--input-norm symmetric contradicts"):
+        export.export_model(str(path), str(out), input_size=(32, 32), input_norm="symmetric")
+    assert not out.exists()
+
+
+def test_input_size_not_a_multiple_of_32_is_refused_as_the_app_refuses_it(dynamic_model, tmp_path,
+                                                                         capsys):
+    path, _ = dynamic_model
+    out = tmp_path / "odd.tflite"
+    with pytest.raises(SystemExit) as done:
+        export.main(["--model", str(path), "--out", str(out), "--input-size", "100x100"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "size '100x100' is not a multiple of 32" in err[0], err
+    assert not out.exists()
+
+
+REFUSE_BEFORE_TENSORFLOW = """
+import json, sys
+from portrait.training import export
+codes = [export.main(args) for args in json.loads(sys.argv[1])]
+print(json.dumps({"codes": codes, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_bad_paths_are_refused_before_tensorflow_starts(brightness_model, tmp_path):
+    """A .tflite --model, an --out of another suffix, the model itself, a folder, or a folder that
+    takes no file: each one line, exit 2, before TensorFlow is imported or anything converted."""
+    import json
+
+    selfie = tmp_path / "selfie.tflite"
+    selfie.write_bytes(b"not needed")
+    link = tmp_path / "link.tflite"
+    link.symlink_to(brightness_model)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    model = str(brightness_model)
+    cases = [
+        (["--model", str(selfie)], "a .tflite model needs no export"),
+        (["--model", model, "--out", str(tmp_path / "x.onnx")], "must end in .tflite"),
+        (["--model", model, "--out", str(link)], f"--out '{link}' is the model file itself"),
+        (["--model", model, "--out", str(tmp_path) + os.sep + "dir.tflite" + os.sep],
+         "is a folder; give a file name"),
+        (["--model", model, "--out", str(blocker / "x.tflite")],
+         f"'{blocker}' is a file, not a folder"),
+    ]
+    if sys.platform.startswith("linux"):  # root may write anywhere by os.access, but not here
+        cases.append((["--model", model, "--out", "/proc/x.tflite"], "cannot write model "
+                      "'/proc/x.tflite': folder '/proc' is not writable"))
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSE_BEFORE_TENSORFLOW, json.dumps([args for args, _ in cases])],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    result = json.loads(done.stdout)
+    assert result == {"codes": [2] * len(cases), "tensorflow": False}, (result, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == len(cases), lines
+    for line, (_, message) in zip(lines, cases):
+        assert line.startswith("error: ") and message in line, (line, message)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["file.txt", "link.tflite", "selfie.tflite"]  # nothing written

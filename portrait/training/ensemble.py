@@ -13,12 +13,17 @@ the members' mean (a "model soup", Wortsman et al. 2022): fine-tunes of one star
 to lie in one basin, where that mean is often as accurate as the members at one member's cost.
 ``--calibrate DATA...`` then re-estimates its batch-norm statistics on training crops, as
 ``portrait.training.train`` does for its own candidates.
+
+Before TensorFlow starts, the paths are checked (``--out``'s folder takes a new file) and each
+member's file is read without loading the model (a Keras model, no serialised code, its short
+side).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -142,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_members(paths: Sequence[Path]) -> None:
+    """Before TensorFlow starts: each member is a readable Keras model file (its architecture
+    can be read) without serialised code, which ``ensemble`` never loads.
+
+    Raises:
+        ModelError: the first member that is not, named.
+    """
+    from portrait.segment.keras_compat import check_model_safety, read_model_config
+
+    for path in paths:
+        check_model_safety(path, read_model_config(path), trust_model=False)
+
+
 def members_short_side(paths: Sequence[Path]) -> int:
     """The short side every member was trained for (``portrait.training.train`` stores it in the file).
 
@@ -172,7 +190,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> None:
         from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, resolve_model_path
+        from portrait.segment.base import one_line
+        from portrait.sink.paths import _prepare_folder, names_folder, same_place
 
+        # Everything the arguments and the files' headers can tell, before TensorFlow starts.
         hint = "pass the Keras model files to average, e.g. runs/seed1.hdf5 runs/seed2.hdf5"
         paths = [resolve_model_path(name, hint) for name in args.models]
         out = Path(args.out)
@@ -182,13 +203,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  f"pass {', '.join(KERAS_SUFFIXES)} files")
         if out.suffix.lower() not in HDF5_SUFFIXES:
             raise InputError(f"--out '{out}' must end in .hdf5 or .h5")
-        if out.exists() and any(out.resolve() == path.resolve() for path in paths):
+        if any(same_place(out, path) for path in paths):
             raise InputError(f"--out '{out}' is one of the models; choose a new file")
+        if names_folder(args.out) or out.is_dir():
+            raise InputError(f"--out '{out}' is a folder; give a file name, e.g. "
+                             f"--out {out / 'ensemble.hdf5'}")
         if not out.parent.is_dir():
             raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
+        _prepare_folder(out.parent, f"model '{out}'")
         if args.calibrate and not args.soup:
             raise InputError("--calibrate re-estimates a soup's batch-norm statistics; pass --soup "
                              "too (an output average keeps each member's own)")
+        check_members(paths)
         short_px = args.short_side or members_short_side(paths)
         import_tensorflow_quietly()
         from portrait.segment.keras_compat import load_keras_model
@@ -206,7 +232,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             model = average_models(members)
             what = f"the mean of {len(paths)} models"
-        save_model(model, out, short_px)
+        try:
+            save_model(model, out, short_px)
+        except OSError as error:  # a full disk, a folder changed since the check
+            reason = os.strerror(error.errno) if error.errno else one_line(error)
+            raise InputError(f"cannot write model '{out}': {reason}; check the folder, its "
+                             "permissions and the free space") from None
         log.info("wrote %s: %s (%d parameters), run at a short side of %d px",
                  out, what, model.count_params(), short_px)
 

@@ -13,8 +13,14 @@ Input size (:func:`conversion_size`): a model that notes the short side it was t
 file serves every frame aspect, as the ``.hdf5`` does; other models get one fixed size, to which
 the app stretches (or letterboxes) every frame. ``--input-size`` fixes any model's size.
 
+Input scaling: a model that rescales pixels itself (a ``Rescaling``/``Normalization`` first
+layer, as ours do) takes raw 0..255 pixels and is marked so; ``--input-norm`` names the scaling of
+a model that does not, and one that contradicts the model's own is refused (the check below feeds
+both models alike, so it cannot catch a wrong mark).
+
 Every export is checked before it is written: the ``.tflite`` and the Keras model must give the
 same probability (within :data:`MAX_DIFFERENCE`) on one random image at the size the app runs.
+Its paths are checked before that, before TensorFlow starts (:func:`check_export_paths`).
 
 The shipped models' files are regenerated with one command, after a ``weights/*.hdf5`` changes::
 
@@ -31,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.cli import OneLineParser, import_tensorflow_quietly, configure_logging, parse_size
-from portrait.errors import ModelError, run_command
+from portrait.cli import OneLineParser, import_tensorflow_quietly, configure_logging, model_size
+from portrait.errors import InputError, ModelError, run_command
 from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.segment.keras_compat import config_input_size, keras_input_norm
 from portrait.options import CaptureOptions
@@ -45,6 +51,7 @@ from portrait.segment import (
     resolve_model_path,
     size_for_frame,
 )
+from portrait.sink.paths import _prepare_folder, names_folder, same_place
 
 log = logging.getLogger("portrait.training.export")  # not "__main__" under python -m
 
@@ -121,15 +128,17 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
         input_size: (width, height) for a model whose input size is not fixed.
         input_norm: ``auto`` marks ``raw`` when the model rescales pixels itself (a
             ``Rescaling``/``Normalization`` first layer) and leaves other models unmarked;
-            ``raw``/``unit``/``symmetric`` mark that scaling.
+            ``raw``/``unit``/``symmetric`` mark that scaling (for a model that rescales pixels
+            itself only ``raw``, what it takes, is accepted).
         trust_model: allow a model with serialised code (Lambda layers).
 
     Returns:
         The :class:`Conversion`.
 
     Raises:
-        ModelError: an unreadable, unsafe or unconvertible model, or an export that disagrees
-            with the Keras model.
+        ModelError: an unreadable, unsafe or unconvertible model, an ``input_norm`` other than
+            ``raw`` for a model that rescales pixels itself, or an export that disagrees with
+            the Keras model.
         ValueError: an unknown ``input_norm``.
     """
     from portrait.segment import keras_compat, tflite_utils
@@ -138,6 +147,14 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
         raise ValueError(f"unknown input norm {input_norm!r}: expected one of {INPUT_NORMS}")
     config = keras_compat.read_model_config(path)
     model = keras_compat.load_keras_model(path, trust_model)
+    detected = keras_input_norm(model)
+    if input_norm not in ("auto", detected) and detected:
+        # Marked otherwise, the app would feed the model pixels it scales a second time (x/255
+        # then its own /255: a black frame, nobody marked), and the check below, which feeds
+        # both models alike, could not tell.
+        raise ModelError(f"--input-norm {input_norm} contradicts '{path}': the model rescales "
+                         f"pixels itself (a Rescaling/Normalization first layer), so it takes "
+                         f"{detected} 0..255 pixels; leave --input-norm out")
     size = conversion_size(path, config, model, input_size)
     short_px = None if size else read_short_side_hint(path)
     if size:
@@ -147,7 +164,6 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
                  "aspect ratio, short side %d px)", path, short_px)
     advice = "try --input-size WxH (multiples of 32)"
     content = convert_keras(model, path, size, advice)
-    detected = keras_input_norm(model)
     if input_norm == "auto":
         norm = detected
         if norm is None:
@@ -155,9 +171,6 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
                         "the app will feed x/255 unless --input-norm says otherwise")
     else:
         norm = input_norm
-        if detected and detected != norm:
-            log.warning("the model rescales pixels itself (%s) but --input-norm %s was asked: "
-                        "marking %s", detected, norm, norm)
     if norm is not None:
         content = tflite_utils.mark_tflite_input_norm(content, norm)
     content = tflite_utils.mark_export_info(content, tflite_utils.export_info(path, short_px))
@@ -205,6 +218,40 @@ def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
     return float(np.abs(found - expected).max())
 
 
+def check_export_paths(model: str, out: Optional[str] = None) -> tuple[Path, Path]:
+    """Check an export's paths from the arguments alone, before TensorFlow starts: the model
+    is a Keras file, ``out`` a ``.tflite`` file other than the model, in a folder that takes it.
+
+    Args:
+        model: a Keras model path; a bare name is also looked up in ``weights/``.
+        out: the ``.tflite`` path to write; None: beside the model, same name.
+
+    Returns:
+        (the model's path, the path to write).
+
+    Raises:
+        ModelError: a missing or non-Keras model, or ``out`` not a ``.tflite`` path, or the same
+            file as the model.
+        InputError: ``out`` is a folder, or its folder cannot be created or written.
+    """
+    source = resolve_model_path(model)
+    if source.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelError(f"export converts Keras models (.hdf5, .h5, .keras), got '{source}'; "
+                         "a .tflite model needs no export")
+    if out is None:
+        out = str(source.with_suffix(".tflite"))
+    target = Path(out)
+    if target.suffix.lower() != ".tflite":
+        raise ModelError(f"--out '{out}' must end in .tflite, e.g. --out {source.stem}.tflite")
+    if same_place(target, source):
+        raise ModelError(f"--out '{out}' is the model file itself; choose another path")
+    if names_folder(out) or target.is_dir():
+        raise InputError(f"--out '{out}' is a folder; give a file name, e.g. "
+                         f"--out {target / source.stem}.tflite")
+    _prepare_folder(target.parent, f"model '{target}'")
+    return source, target
+
+
 def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = None,
                  input_norm: str = "auto", trust_model: bool = False) -> Path:
     """Convert ``model`` and write the ``.tflite`` file to ``out`` (atomically).
@@ -220,18 +267,12 @@ def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = N
     Raises:
         ModelError: a missing, non-Keras, unsafe or unconvertible model, or ``out`` not a
             ``.tflite`` path, or the same file as the model.
+        InputError: ``out`` is a folder, or its folder cannot be created or written (checked
+            before the conversion).
     """
     from portrait.segment import tflite_utils
 
-    source = resolve_model_path(model)
-    if source.suffix.lower() not in KERAS_SUFFIXES:
-        raise ModelError(f"export converts Keras models (.hdf5, .h5, .keras), got '{source}'; "
-                         "a .tflite model needs no export")
-    target = Path(out)
-    if target.suffix.lower() != ".tflite":
-        raise ModelError(f"--out '{out}' must end in .tflite, e.g. --out {source.stem}.tflite")
-    if target.exists() and target.resolve() == source.resolve():
-        raise ModelError(f"--out '{out}' is the model file itself; choose another path")
+    source, target = check_export_paths(model, out)
     conversion = convert_keras_file(source, input_size, input_norm, trust_model)
     try:
         tflite_utils.write_atomic(target, conversion.content)
@@ -281,13 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shipped", action="store_true",
                    help=f"re-export each shipped model ({', '.join(SHIPPED_MODELS)}) to the "
                         ".tflite beside it; run it after a weights/*.hdf5 changes")
-    p.add_argument("--input-size", type=parse_size, metavar="WxH",
-                   help="input size for a model whose size is not fixed (default: dynamic, "
-                        "run at each frame's aspect, when the model notes its training size, "
-                        "else 256x256)")
+    p.add_argument("--input-size", type=model_size, metavar="WxH",
+                   help="input size for a model whose size is not fixed, both sides multiples "
+                        "of 32 (default: dynamic, run at each frame's aspect, when the model "
+                        "notes its training size, else 256x256)")
     p.add_argument("--input-norm", choices=INPUT_NORMS, default="auto",
-                   help="pixel scaling to mark in the file (default: raw when the model rescales "
-                        "pixels itself, else unmarked)")
+                   help="pixel scaling to mark in the file, for a model that does not rescale "
+                        "pixels itself (default: raw when the model rescales pixels itself, "
+                        "else unmarked)")
     p.add_argument("--trust-model", action="store_true",
                    help="allow a model with serialised code (Lambda layers)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -310,11 +352,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return
         if not args.model:
             raise ModelError("pass --model PATH (and optionally --out PATH.tflite), or --shipped")
-        source = resolve_model_path(args.model)  # a missing file answers before TensorFlow starts
+        # Bad paths answer before TensorFlow starts and the model loads.
+        source, out = check_export_paths(args.model, args.out)
         if not args.debug:
             import_tensorflow_quietly()
-        out = args.out or str(source.with_suffix(".tflite"))
-        export_model(args.model, out, args.input_size, args.input_norm, args.trust_model)
+        export_model(str(source), str(out), args.input_size, args.input_norm, args.trust_model)
 
     return run_command(body, traceback=args.debug)
 
