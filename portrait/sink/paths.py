@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -89,9 +90,14 @@ def _prepare_folder(folder: Path, what: str, option: str = "--out") -> None:
     except OSError as error:
         raise InputError(f"cannot write {what}: cannot create folder '{folder}' "
                          f"({error.strerror or error}); choose another {option}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write {what}: folder '{folder}' is not writable; "
-                         f"choose another {option}")
+    # Made and removed, not asked of os.access: that says yes to root for any folder (/proc
+    # too), where a run would fail only when it writes, after its work.
+    try:
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".portrait-", suffix=".tmp")
+    except OSError as error:
+        raise InputError(f"cannot write {what}: folder '{folder}' is not writable "
+                         f"({error.strerror or error}); choose another {option}") from None
+    probe.close()
 
 
 def _refuse_input(path: Path, protected_ids: set[tuple[int, int]], option: str = "--out") -> None:
