@@ -149,3 +149,31 @@ def fake_camera(name: str, backend: type) -> Iterator[type]:
         yield backend
     finally:
         pyvirtualcam.camera.BACKENDS.pop(name, None)  # later tests see only the real backends
+
+
+_REFUSE_BEFORE_TENSORFLOW = """
+import json, sys, importlib
+main = importlib.import_module(sys.argv[1]).main
+codes = [main(args) for args in json.loads(sys.argv[2])]
+print(json.dumps({"codes": codes, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def assert_refused_before_tensorflow(module: str, cases) -> None:
+    """Run ``module``'s ``main`` on each (arguments, message) case in one fresh interpreter:
+    each must exit 2 with one ``error:`` line holding its message, and TensorFlow must never
+    have been imported (the refusal came from the arguments, before the slow start)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _REFUSE_BEFORE_TENSORFLOW, module,
+         json.dumps([[str(arg) for arg in args] for args, _ in cases])],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    result = json.loads(done.stdout)
+    assert result == {"codes": [2] * len(cases), "tensorflow": False}, (result, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == len(cases), lines
+    for line, (_, message) in zip(lines, cases):
+        assert line.startswith("error: ") and message in line, (line, message)

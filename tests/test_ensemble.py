@@ -115,22 +115,10 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
     assert a.read_bytes() == before
 
 
-REFUSE_BEFORE_TENSORFLOW = """
-import json, sys
-from portrait.training.ensemble import main
-codes = [main(args) for args in json.loads(sys.argv[1])]
-print(json.dumps({"codes": codes, "tensorflow": "tensorflow" in sys.modules}))
-"""
-
-
 def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts(tmp_path):
     """A member that is no model file, and an --out no file can be written to, are refused before
     TensorFlow starts and the members load (it was after building the ensemble)."""
-    import json
-    import os
-    import subprocess
-
-    from conftest import ROOT
+    from conftest import assert_refused_before_tensorflow
 
     from portrait.segment import SHORT_SIDE_ATTR
 
@@ -144,15 +132,7 @@ def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts
     if sys.platform.startswith("linux"):  # root may write anywhere by os.access, but not here
         cases.append(([*members, "--short-side", "64", "--out", "/proc/x.hdf5"], "cannot write "
                       "model '/proc/x.hdf5': folder '/proc' is not writable"))
-    done = subprocess.run(
-        [sys.executable, "-c", REFUSE_BEFORE_TENSORFLOW, json.dumps([args for args, _ in cases])],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
-    result = json.loads(done.stdout)
-    assert result == {"codes": [2] * len(cases), "tensorflow": False}, (result, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == len(cases), lines
-    for line, (_, message) in zip(lines, cases):
-        assert line.startswith("error: ") and message in line, (line, message)
+    assert_refused_before_tensorflow("portrait.training.ensemble", cases)
     assert not (tmp_path / "x.hdf5").exists()
 
 

@@ -185,18 +185,10 @@ def test_input_size_not_a_multiple_of_32_is_refused_as_the_app_refuses_it(dynami
     assert not out.exists()
 
 
-REFUSE_BEFORE_TENSORFLOW = """
-import json, sys
-from portrait.training import export
-codes = [export.main(args) for args in json.loads(sys.argv[1])]
-print(json.dumps({"codes": codes, "tensorflow": "tensorflow" in sys.modules}))
-"""
-
-
 def test_bad_paths_are_refused_before_tensorflow_starts(brightness_model, tmp_path):
     """A .tflite --model, an --out of another suffix, the model itself, a folder, or a folder that
     takes no file: each one line, exit 2, before TensorFlow is imported or anything converted."""
-    import json
+    from conftest import assert_refused_before_tensorflow
 
     selfie = tmp_path / "selfie.tflite"
     selfie.write_bytes(b"not needed")
@@ -217,14 +209,6 @@ def test_bad_paths_are_refused_before_tensorflow_starts(brightness_model, tmp_pa
     if sys.platform.startswith("linux"):  # root may write anywhere by os.access, but not here
         cases.append((["--model", model, "--out", "/proc/x.tflite"], "cannot write model "
                       "'/proc/x.tflite': folder '/proc' is not writable"))
-    done = subprocess.run(
-        [sys.executable, "-c", REFUSE_BEFORE_TENSORFLOW, json.dumps([args for args, _ in cases])],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
-    result = json.loads(done.stdout)
-    assert result == {"codes": [2] * len(cases), "tensorflow": False}, (result, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == len(cases), lines
-    for line, (_, message) in zip(lines, cases):
-        assert line.startswith("error: ") and message in line, (line, message)
+    assert_refused_before_tensorflow("portrait.training.export", cases)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["file.txt", "link.tflite", "selfie.tflite"]  # nothing written
