@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from portrait.capture.base import quiet_opencv
-from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_image
+from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, outside
@@ -348,7 +348,7 @@ def make_background(options: CompositeOptions, size: tuple[int, int] = (1280, 72
         suffix = path.suffix.lower()
         if suffix in VIDEO_SUFFIXES:
             background = VideoBackground(spec, size)
-        elif suffix in IMAGE_SUFFIXES or cv2.haveImageReader(spec):
+        elif is_image_file(path):
             background = ImageBackground(spec, size)
         else:
             background = VideoBackground(spec, size)

@@ -133,7 +133,7 @@ def list_images(folder: Path) -> list[Path]:
     for entry in folder.iterdir():
         if entry.name.startswith(".") or not entry.is_file():  # e.g. macOS "._x.jpg" forks
             continue
-        if entry.suffix.lower() in IMAGE_EXTENSIONS or _has_image_reader(entry):
+        if is_image_file(entry):
             images.append(entry)
         else:
             others.append(entry.name)
@@ -143,7 +143,11 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(images)
 
 
-def _has_image_reader(path: Path) -> bool:
+def is_image_file(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is named like an image (:data:`IMAGE_EXTENSIONS`) or OpenCV recognises
+    it as one from its first bytes."""
+    if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        return True
     with quiet_opencv():
         try:
             return cv2.haveImageReader(str(path))
