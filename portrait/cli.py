@@ -336,12 +336,28 @@ def control_options_from_args(args: argparse.Namespace,
                           backgrounds=extra)
 
 
-def command_line_options(argv: Sequence[str]) -> set[str]:
-    """The ``dest`` of every option given in ``argv`` itself (not by default or config file)."""
-    parser = build_parser()
+def typed_options(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> set[str]:
+    """The ``dest`` of every option given in ``argv`` itself (not by default or config file).
+
+    ``parser`` is a fresh parser of the command: its defaults are removed here.
+    """
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return set(vars(parser.parse_args(argv)))
+
+
+def command_line_options(argv: Sequence[str]) -> set[str]:
+    """The app's options typed in ``argv`` (see :func:`typed_options`)."""
+    return typed_options(build_parser(), argv)
+
+
+def named_ignored(given: set[str], dests: Sequence[str], reason: str,
+                  flags: Optional[dict[str, str]] = None) -> list[str]:
+    """"--X is ignored REASON" (e.g. "with --image") for each of ``dests`` that was typed (is in
+    ``given``); ``flags`` names an option whose flag is not its ``dest`` with dashes."""
+    flags = flags or {}
+    return [f"{flags.get(dest, '--' + dest.replace('_', '-'))} is ignored {reason}"
+            for dest in dests if dest in given]
 
 
 def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
@@ -350,8 +366,7 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     user should know that what they asked for does nothing. A config file's values are not
     named; a file holds settings for every kind of run."""
     def named(dests, reason):
-        return [f"--{dest.replace('_', '-')} is ignored with {reason}" for dest in dests
-                if dest in given]
+        return named_ignored(given, dests, f"with {reason}")
 
     lines = []
     if args.image:

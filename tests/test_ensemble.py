@@ -1,10 +1,12 @@
 """portrait.training.ensemble: one model file that averages several models' person probabilities."""
 
+import logging
 import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from conftest import constant_model, make_data
 
@@ -115,6 +117,17 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
     assert a.read_bytes() == before
 
 
+def test_a_calibration_size_the_models_cannot_take_is_a_usage_error(tmp_path, capsys):
+    """The crops must halve five times, as every size the app runs a model at does."""
+    from portrait.training.ensemble import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["a.hdf5", "b.hdf5", "--soup", "--calibrate", "d", "--input-size", "100x100",
+              "--out", str(tmp_path / "x.hdf5")])
+    assert done.value.code == 2
+    assert "size '100x100' is not a multiple of 32 on both sides" in capsys.readouterr().err
+
+
 def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts(tmp_path):
     """A member that is no model file, and an --out no file can be written to, are refused before
     TensorFlow starts and the members load (it was after building the ensemble)."""
@@ -168,7 +181,7 @@ def _weights(path: Path, kind: str) -> list[np.ndarray]:
     return [w.numpy() for w in model.weights if w.path.endswith(kind)]
 
 
-def test_the_soup_is_one_model_with_the_members_mean_weights(tmp_path):
+def test_the_soup_is_one_model_with_the_members_mean_weights(tmp_path, caplog):
     """--soup: one model of a member's size whose every weight (batch-norm statistics too,
     without --calibrate) is the members' mean, at the members' short side, run by the app."""
     import keras
@@ -179,7 +192,10 @@ def test_the_soup_is_one_model_with_the_members_mean_weights(tmp_path):
 
     members = [_member(tmp_path / "a.hdf5", 1), _member(tmp_path / "b.hdf5", 2)]
     out = tmp_path / "soup.hdf5"
-    assert main(["--soup", *map(str, members), "--out", str(out)]) == 0
+    with caplog.at_level(logging.WARNING, logger="portrait.training.ensemble"):
+        assert main(["--soup", *map(str, members), "--out", str(out), "--seed", "3"]) == 0
+    # The calibration's options do nothing without it, and say so.
+    assert "--seed is ignored without --calibrate" in caplog.text
     assert read_short_side_hint(out) == 64
     loaded = [keras.models.load_model(p, compile=False) for p in [*members, out]]
     assert loaded[2].count_params() == loaded[0].count_params()

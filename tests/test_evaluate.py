@@ -393,3 +393,58 @@ def test_training_names_a_mask_whose_size_differs_from_its_photo(tmp_path, caplo
         f"mask '{tmp_path / 'wide.png'}' is {width * 2}x{height}, its photo {width}x{height}: "
         "training resizes the mask to the photo, stretching it (check that they belong together)",
     ]
+
+
+def test_scoring_names_a_resized_mask_as_training_does(tmp_path, caplog):
+    """evaluate's warning says "stretching" where training's does: only for another aspect."""
+    image, mask = disc_pair(1)
+    height, width = image.shape[:2]
+    cv2.imwrite(str(tmp_path / "half.png"), cv2.resize(mask, (width // 2, height // 2)))
+    cv2.imwrite(str(tmp_path / "wide.png"), cv2.resize(mask, (width * 2, height)))
+    with caplog.at_level(logging.WARNING, logger="portrait.training.evaluate"):
+        for name in ("half.png", "wide.png"):
+            assert evaluate.read_mask(tmp_path / name, (height, width)).shape == (height, width)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        f"mask '{tmp_path / 'half.png'}' is {width // 2}x{height // 2}, its image {width}x{height}: "
+        "resizing the mask",
+        f"mask '{tmp_path / 'wide.png'}' is {width * 2}x{height}, its image {width}x{height}: "
+        "resizing the mask, stretching it (check that they belong together)",
+    ]
+
+
+def test_a_stem_listed_twice_is_scored_once(data, brightness_model, tmp_path, caplog):
+    """A mean over the list's lines would count a repeated portrait twice; it is over images."""
+    twice = tmp_path / "twice.txt"
+    twice.write_text("a3\na1\na3\na4\na1\n")
+    options = EvalOptions(data=str(data), list_file=str(twice), progress=False)
+    with caplog.at_level(logging.WARNING, logger="portrait.training.evaluate"):
+        assert [Path(p[0]).name for p in evaluate.list_pairs(options)] == ["a3.png", "a1.png",
+                                                                           "a4.png"]
+    assert f"list file '{twice}' names 2 stems more than once (a1, a3); each is scored once" in \
+        caplog.text
+    (summary,) = evaluate.evaluate(options, [SegmentOptions(model=str(brightness_model))])
+    once = EvalOptions(data=str(data), list_file=str(data / "some.txt"), progress=False)
+    assert summary["n"] == 3
+    assert summary["miou"] == evaluate.evaluate(once, [SegmentOptions(model=str(brightness_model))])[0]["miou"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--worst", "3"], ["--worst is ignored without --sheet (it sets the sheet's rows)"]),
+    (["--worst", "3", "--sheet", "w.png"], []),
+    (["--compare-tta", "mirror", "--compare-input-size", "64x64"],
+     ["--compare-input-size is ignored without --compare", "--compare-tta is ignored without --compare"]),
+    (["--compare", "m.tflite", "--compare-tta", "mirror"], []),
+    (["--suite", "--compare", "m.tflite", "--list", "l.txt", "--sheet", "w.png", "--worst", "3",
+      "--no-refine", "--max-items", "4"],
+     ["--list is ignored with --suite", "--sheet is ignored with --suite",
+      "--worst is ignored with --suite", "--no-refine is ignored with --suite"]),
+    (["--data", "d", "--list", "l.txt", "--no-refine"], []),
+])
+def test_options_that_do_nothing_are_named(argv, expected):
+    """Only what was typed, and only where another option makes it do nothing."""
+    from portrait.cli import typed_options
+
+    argv = ["--model", "m.hdf5", *argv]
+    args = evaluate.build_parser().parse_args(argv)
+    assert evaluate.ignored_options(args, typed_options(evaluate.build_parser(), argv)) == expected

@@ -157,6 +157,18 @@ def test_command_line_error_is_one_line(tmp_path):
     assert not (tmp_path / "x.tflite").exists()
 
 
+def test_shipped_takes_no_option_that_would_change_the_files(capsys):
+    """--shipped exports the shipped models as they are: an option it would not apply is refused,
+    before anything is written (--input-norm was ignored without a word)."""
+    before = {path: path.stat().st_mtime_ns for path in (ROOT / "weights").glob("*.tflite")}
+    for extra in (["--input-norm", "raw"], ["--input-size", "256x256"], ["--out", "x.tflite"]):
+        assert export.main(["--shipped", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["error: --shipped exports the shipped models beside themselves, as they "
+                       "are; it takes no --model, --out, --input-size or --input-norm"], extra
+    assert {path: path.stat().st_mtime_ns for path in (ROOT / "weights").glob("*.tflite")} == before
+
+
 def test_an_input_norm_that_contradicts_the_models_own_scaling_is_refused(dynamic_model, tmp_path,
                                                                           capsys):
     """The model rescales pixels itself (Rescaling first), so it takes raw pixels; marked unit,

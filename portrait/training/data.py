@@ -158,7 +158,7 @@ def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
     """
     import cv2
 
-    from portrait.training.evaluate import check_mask_scale
+    from portrait.training.evaluate import check_mask_scale, stretch_note
 
     for image_path, mask_path in pairs[:sample]:
         mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
@@ -168,10 +168,9 @@ def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
         image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
         if image is not None and image.shape[:2] != mask.shape:
             (height, width), (mask_height, mask_width) = image.shape[:2], mask.shape
-            stretched = abs(width * mask_height - height * mask_width) > 0.01 * width * mask_height
             log.warning("mask '%s' is %dx%d, its photo %dx%d: training resizes the mask to the "
                         "photo%s", mask_path, mask_width, mask_height, width, height,
-                        ", stretching it (check that they belong together)" if stretched else "")
+                        stretch_note(image.shape, mask.shape))
 
 
 def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:

@@ -121,7 +121,7 @@ def calibrate_soup(model, data: Sequence[str], input_size: tuple[int, int], step
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, parse_size, positive_int
+    from portrait.cli import OneLineParser, model_size, positive_int
 
     p = OneLineParser(
         prog="python -m portrait.training.ensemble",
@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", nargs="+", default=[], metavar="DATA",
                    help="with --soup: re-estimate batch-norm statistics on crops of these training "
                         "lists or folders (as train --data takes them)")
-    p.add_argument("--input-size", type=parse_size, default=(192, 192), metavar="WxH",
-                   help="the calibration crop size (default 192x192, train's)")
+    p.add_argument("--input-size", type=model_size, default=(192, 192), metavar="WxH",
+                   help="the calibration crop size, both sides multiples of 32 (default 192x192, "
+                        "train's)")
     p.add_argument("--bn-steps", type=positive_int, default=100, metavar="N",
                    help="calibration batches of 8 crops (default 100, train's)")
     p.add_argument("--seed", type=int, default=1, help="the calibration crops' seed")
@@ -184,9 +185,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from portrait.cli import with_debug
 
     args = with_debug(build_parser()).parse_args(argv)
-    from portrait.cli import configure_logging, import_tensorflow_quietly
+    from portrait.cli import configure_logging, import_tensorflow_quietly, named_ignored, typed_options
 
     configure_logging()
+    if not args.calibrate:  # they shape the calibration crops
+        for line in named_ignored(typed_options(with_debug(build_parser()), argv),
+                                  ("input_size", "bn_steps", "seed"), "without --calibrate"):
+            log.warning(line)
 
     def body() -> None:
         from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, resolve_model_path

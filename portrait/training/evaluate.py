@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -36,8 +37,10 @@ from portrait.cli import (
     import_tensorflow_quietly,
     configure_logging,
     model_size,
+    named_ignored,
     positive_int,
     threads_count,
+    typed_options,
 )
 from portrait.errors import InputError, run_command
 from portrait.options import (
@@ -145,6 +148,15 @@ def check_mask_scale(mask: np.ndarray, mask_path: str | Path) -> None:
                          "(person): multiply it by 255")
 
 
+def stretch_note(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> str:
+    """What resizing a mask of ``mask_shape`` to its photo's ``image_shape`` (H, W, ...) does
+    beyond scaling: ", stretching it (...)" where their aspect ratios differ by over 1 %, else ""."""
+    (height, width), (mask_height, mask_width) = image_shape[:2], mask_shape[:2]
+    if abs(width * mask_height - height * mask_width) > 0.01 * width * mask_height:
+        return ", stretching it (check that they belong together)"
+    return ""
+
+
 def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """Read a mask as uint8 grey (0..255) of ``shape`` (H, W), resized (nearest) if it differs.
 
@@ -157,8 +169,8 @@ def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     check_mask_scale(mask, mask_path)
     height, width = shape
     if mask.shape != (height, width):
-        log.warning("mask '%s' is %dx%d, its image %dx%d: resizing the mask",
-                    mask_path, mask.shape[1], mask.shape[0], width, height)
+        log.warning("mask '%s' is %dx%d, its image %dx%d: resizing the mask%s", mask_path,
+                    mask.shape[1], mask.shape[0], width, height, stretch_note(shape, mask.shape))
         mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
     return mask
 
@@ -484,6 +496,12 @@ def list_pairs(options: EvalOptions) -> list[tuple[str, str]]:
         if not stems:
             raise InputError(f"list file '{options.list_file}' lists no stems; put one image stem "
                              "per line")
+        twice = sorted(stem for stem, count in Counter(stems).items() if count > 1)
+        if twice:  # a mean over the images, not over the lines
+            log.warning("list file '%s' names %d stems more than once (%s%s); each is scored "
+                        "once", options.list_file, len(twice), ", ".join(twice[:5]),
+                        ", ..." if len(twice) > 5 else "")
+            stems = list(dict.fromkeys(stems))
     pairs = find_pairs(Path(options.data), stems)
     if options.max_items is not None:
         pairs = pairs[: options.max_items]
@@ -733,6 +751,22 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
     return evaluation, models, dataclasses.replace(PHOTO_REFINE, enabled=not args.no_refine)
 
 
+def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
+    """Options typed (``given``, see :func:`portrait.cli.typed_options`) that another option
+    makes meaningless, each as "--X is ignored with Y" (the run goes on)."""
+    lines = []
+    if args.suite:  # the suite scores its own held-out lists through the app's own paths
+        lines += named_ignored(given, ("list_file", "sheet", "worst", "no_refine"), "with --suite",
+                               {"list_file": "--list"})
+        given = given - {"worst"}
+    if not args.sheet:
+        lines += named_ignored(given, ("worst",), "without --sheet (it sets the sheet's rows)")
+    if not args.compare:
+        lines += named_ignored(given, ("compare_backend", "compare_input_norm",
+                                       "compare_input_size", "compare_tta"), "without --compare")
+    return lines
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the evaluation; returns the process exit code."""
     parser = build_parser()
@@ -745,6 +779,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.conditions and not args.suite:
         parser.error("--conditions scores the suite's held-out clips; pass --suite too")
     configure_logging(args.verbose, args.quiet)
+    for line in ignored_options(args, typed_options(build_parser(), argv)):
+        log.warning(line)
     if args.suite:
         return run_command(lambda: _suite_body(args), traceback=args.debug)
 

@@ -344,9 +344,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> None:
         if args.shipped:
-            if args.model or args.out or args.input_size:
-                raise ModelError("--shipped exports the shipped models beside themselves; it "
-                                 "takes no --model, --out or --input-size")
+            if args.model or args.out or args.input_size or args.input_norm != "auto":
+                raise ModelError("--shipped exports the shipped models beside themselves, as "
+                                 "they are; it takes no --model, --out, --input-size or "
+                                 "--input-norm")
             import_tensorflow_quietly()
             export_shipped()
             return
