@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
                      help="play a video file at its own frame rate, as a camera would deliver it "
                           "(stale frames are dropped); default: as fast as possible, every frame")
+    cam.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                     help="a video file's sound goes into a .mp4/.avi --out, in step with the "
+                          "picture (default); --no-audio leaves it out")
 
     model = p.add_argument_group("model")
     model.add_argument("--model", type=given, metavar="PATH",
@@ -300,7 +303,7 @@ def options_from_args(args: argparse.Namespace):
     composite = CompositeOptions(background=args.background, blur_px=args.blur,
                                  light_wrap=args.light_wrap)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,
-                           max_frames=args.max_frames, stats=args.stats)
+                           max_frames=args.max_frames, stats=args.stats, audio=args.audio)
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
     framing = FramingOptions(enabled=args.framing == "auto", max_zoom=args.max_zoom)
     return capture, segment, smooth, refine, composite, output, pipeline, framing
@@ -370,10 +373,14 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
 
     lines = []
     if args.image:
-        lines += named(("source", "max_frames", "preview", "realtime", "width", "height", "fps"),
-                       "--image")
+        lines += named(("source", "max_frames", "preview", "realtime", "width", "height", "fps",
+                        "audio"), "--image")
     elif not str(args.source).strip().isdigit():
         lines += named(("width", "height", "fps"), "a video file --source (they ask a camera)")
+        if args.out is None or os.path.splitext(args.out)[1].lower() not in (".mp4", ".avi"):
+            lines += named(("audio",), "no .mp4/.avi --out (only a video file holds sound)")
+    else:
+        lines += named(("audio",), "a camera --source (the app records no microphone)")
     if args.matte:
         lines += named(("background", "blur"), "--matte")
         if args.light_wrap:

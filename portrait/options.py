@@ -209,6 +209,7 @@ class OutputOptions:
         preview: show a preview window (``q`` quits).
         max_frames: stop after this many frames (``None`` = no limit).
         stats: write a JSON summary here at exit.
+        audio: carry a video file source's sound into a video file ``out``.
     """
 
     out: Optional[str] = None
@@ -216,6 +217,7 @@ class OutputOptions:
     preview: bool = False
     max_frames: Optional[int] = None
     stats: Optional[str] = None
+    audio: bool = True
 
 
 @dataclass(frozen=True)

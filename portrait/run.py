@@ -50,8 +50,9 @@ from portrait.pipeline import FrameProcessor, StreamPipeline
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
-from portrait.sink import (PreviewSink, camera_lost_frame, open_image_sink, open_sink,
-                           stream_out_kind)
+from portrait.sink import (VIDEO_CODECS, PreviewSink, camera_lost_frame, open_image_sink,
+                           open_sink, stream_out_kind)
+from portrait.sink.audio import audio_codec
 from portrait.sink.images import NO_ALPHA_EXTENSIONS
 from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
@@ -202,6 +203,21 @@ def _stop_on_signals(stop: Callable[[], None]):
             signal.signal(sig, old)
 
 
+def sound_source(capture: CaptureOptions, output: OutputOptions) -> Optional[str]:
+    """The video file whose sound goes into the output video, or ``None``: a camera, no video
+    file ``--out``, ``--no-audio``, or ``--realtime``, which drops frames as a camera would, so
+    the picture would run ahead of the sound (named in a warning where there is sound)."""
+    if (not output.audio or camera_index(capture.source) is not None or output.out is None
+            or Path(output.out).suffix.lower() not in VIDEO_CODECS):
+        return None
+    if capture.realtime:
+        if audio_codec(capture.source) is not None:
+            log.warning("the sound of '%s' is left out: --realtime drops frames as a camera "
+                        "would, so the picture would run ahead of it", capture.source)
+        return None
+    return capture.source
+
+
 def run_stream(
     capture: CaptureOptions,
     segment: SegmentOptions,
@@ -263,7 +279,8 @@ def run_stream(
             create_segmenter(replace(segment, frame_size=(width, height))))
         fps = source.fps or capture.fps
         sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
-                                             backend=vcam_backend, protected=protected))
+                                             backend=vcam_backend, protected=protected,
+                                             audio_from=sound_source(capture, output)))
         live_controls = Controls(state, scripts=keys)
         preview = (stack.enter_context(PreviewSink(on_key=live_controls.press))
                    if output.preview else None)

@@ -110,6 +110,61 @@ def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Pa
     return path
 
 
+def write_video_with_sound(path: Path, frames: int, seconds: float, size=(96, 64),
+                           fps: float = 30.0, tone_hz: float = 440.0, codec: str = "aac",
+                           video_codec: str = "libx264", rate: int = 44100) -> Path:
+    """A real video file with sound, as a phone or screen recorder writes one: the moving
+    square of :func:`write_video` (``frames`` of it) and ``seconds`` of a ``tone_hz`` sine in
+    ``codec``, through PyAV."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(video_codec, rate=round(fps))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = container.add_stream(codec, rate=rate)
+        for i in range(frames):
+            image = np.full((height, width, 3), 30, np.uint8)
+            x = 8 + (i * 3) % (width - 40)
+            image[16:48, x:x + 24] = 220
+            picture = av.VideoFrame.from_ndarray(image, format="bgr24")
+            picture.pts = i
+            container.mux(video.encode(picture))
+        samples = int(rate * seconds)
+        tone = (0.3 * np.sin(2 * np.pi * tone_hz * np.arange(samples) / rate)).astype(np.float32)
+        for start in range(0, samples, 960):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 960], format="fltp",
+                                               layout="mono")
+            chunk.sample_rate, chunk.pts = rate, start
+            container.mux(sound.encode(chunk))
+        container.mux(video.encode(None))
+        container.mux(sound.encode(None))
+    return path
+
+
+def sound_of(path: Path) -> tuple[str, float, np.ndarray]:
+    """A file's first audio stream: (codec, e.g. "mp3", seconds of sound decoded, mono samples at
+    their rate); ("", 0.0, empty) for a file without sound."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return "", 0.0, np.zeros(0, np.float32)
+        stream = container.streams.audio[0]
+        chunks = [frame.to_ndarray().astype(np.float32).reshape(len(frame.layout.channels), -1)[0]
+                  if frame.format.is_planar else
+                  frame.to_ndarray().astype(np.float32).reshape(-1, len(frame.layout.channels))[:, 0]
+                  for frame in container.decode(stream)]
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        return stream.codec_context.codec.canonical_name, len(samples) / stream.rate, samples
+
+
+def main_frequency(samples: np.ndarray, rate: int = 44100) -> float:
+    """The strongest frequency of ``samples``, in Hz."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * rate / len(samples))
+
+
 class FakeCameraBackend:
     """A pyvirtualcam backend (the interface of ``pyvirtualcam.camera.Backend``) that counts frames.
 

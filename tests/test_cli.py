@@ -3,6 +3,7 @@ camera (pyvirtualcam with a registered backend), and every bad-input path (one l
 traceback, non-zero exit)."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -112,6 +113,27 @@ def test_video_in_gives_video_out_with_the_same_frame_count(brightness_model, tm
     summary = json.loads(stats.read_text())
     assert summary["frames"] == 37 and summary["fps"] > 0
     assert {"decode", "segment", "refine", "composite", "output"} <= set(summary["stage_ms"])
+
+
+def test_a_video_keeps_its_sound_unless_told_or_played_as_a_camera(brightness_model, tmp_path,
+                                                                   caplog):
+    """The sound goes along, cut where the picture ends (20 frames at 30 fps: 0.67 s); not with
+    --no-audio; and not with --realtime, which drops frames (a warning says why)."""
+    from conftest import main_frequency, sound_of, write_video_with_sound
+
+    talk = write_video_with_sound(tmp_path / "talk.mp4", frames=60, seconds=2.0)
+    common = ["--model", str(brightness_model), "--source", str(talk), "--max-frames", "20"]
+    assert main([*common, "--out", str(tmp_path / "kept.mp4"), "-q"]) == 0
+    codec, seconds, samples = sound_of(tmp_path / "kept.mp4")
+    assert codec == "aac" and abs(seconds - 20 / 30) < 0.06, seconds
+    assert abs(main_frequency(samples) - 440.0) < 3.0
+    assert main([*common, "--out", str(tmp_path / "quiet.mp4"), "--no-audio", "-q"]) == 0
+    assert sound_of(tmp_path / "quiet.mp4")[0] == ""
+    with caplog.at_level(logging.WARNING):
+        assert main([*common, "--out", str(tmp_path / "paced.mp4"), "--realtime", "-q"]) == 0
+    assert sound_of(tmp_path / "paced.mp4")[0] == ""
+    assert f"the sound of '{talk}' is left out: --realtime drops frames as a camera would" in \
+        caplog.text
 
 
 def test_png_frames_and_max_frames(brightness_model, tmp_path):
@@ -346,6 +368,14 @@ def test_options_that_another_makes_meaningless_are_named(capsys, caplog, tmp_pa
     (["--source", "1", "--width", "640"], []),  # a camera takes them
     (["--image", "me.jpg", "--background", "transparent", "--light-wrap", "0.8"],
      ["--light-wrap is ignored with --background transparent"]),
+    (["--image", "me.jpg", "--no-audio"], ["--audio is ignored with --image"]),
+    (["--source", "1", "--out", "call.mp4", "--no-audio"],
+     ["--audio is ignored with a camera --source (the app records no microphone)"]),
+    (["--source", "talk.mp4", "--out", "frames/", "--no-audio"],
+     ["--audio is ignored with no .mp4/.avi --out (only a video file holds sound)"]),
+    (["--source", "talk.mp4", "--no-audio"],
+     ["--audio is ignored with no .mp4/.avi --out (only a video file holds sound)"]),
+    (["--source", "talk.mp4", "--out", "talk.AVI", "--no-audio"], []),
 ])
 def test_ignored_options_are_those_typed(argv, expected):
     from portrait.cli import command_line_options, ignored_options

@@ -70,7 +70,10 @@ def long_options():
 
 @pytest.mark.parametrize("key, action", long_options(), ids=[k for k, _ in long_options()])
 def test_every_long_option_is_settable_as_on_the_command_line(tmp_path, key, action):
-    if isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
+    if isinstance(action, argparse.BooleanOptionalAction) and action.default and \
+            not key.startswith("no-"):  # on by default (audio): the file turns it off
+        value, argv = False, [f"--no-{key}"]
+    elif isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
         value, argv = True, [f"--{key}"]
     elif action.choices is not None:
         value = next(c for c in action.choices if c != action.default)

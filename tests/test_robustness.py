@@ -501,7 +501,7 @@ def app_process(*args) -> Iterator[subprocess.Popen]:
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_a_video_cut_short_by_a_full_disk_is_reported_and_the_earlier_file_kept(
         brightness_model, tmp_path, suffix):
-    """A file-size limit (RLIMIT_FSIZE) fails the writes as a full disk does; OpenCV's writer
+    """A file-size limit (RLIMIT_FSIZE) fails the writes as a full disk does; the writer
     says nothing of it, so the file is read back: one line, exit 2, the earlier output intact."""
     import resource
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from pyvirtualcam.util import encode_fourcc
 
-from conftest import FakeCameraBackend, fake_camera
+from conftest import (FakeCameraBackend, fake_camera, main_frequency, sound_of, write_video,
+                      write_video_with_sound)
 from portrait.errors import DeviceError, InputError
 from portrait.sink import (
     ImageFileSink,
@@ -261,7 +262,7 @@ def test_video_file_with_no_frames_writes_nothing(tmp_path):
 
 
 def test_an_odd_frame_size_is_named_where_the_codec_keeps_even_sizes(tmp_path, caplog):
-    """mp4v and MJPG store 97x63 frames as 96x62; the log says so rather than claim 97x63."""
+    """H.264 and MJPEG store 97x63 frames as 96x62; the log says so rather than claim 97x63."""
     path = tmp_path / "odd.mp4"
     with caplog.at_level(logging.WARNING, logger="portrait.sink.video"):
         with VideoFileSink(path, fps=30.0) as sink:
@@ -270,9 +271,46 @@ def test_an_odd_frame_size_is_named_where_the_codec_keeps_even_sizes(tmp_path, c
     capture = cv2.VideoCapture(str(path))
     assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (96, 62)
     assert [r.getMessage() for r in caplog.records] == [
-        f"video '{path}': 97x63 frames were stored as 96x62 (mp4v keeps even sizes); write PNG "
+        f"video '{path}': 97x63 frames were stored as 96x62 (H.264 keeps even sizes); write PNG "
         "frames (--out DIR/) to keep every pixel"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]  # no partial file left
+
+
+def _copy_frames(source: Path, sink: VideoFileSink, limit: int) -> int:
+    capture = cv2.VideoCapture(str(source))
+    count = 0
+    while count < limit and (frame := capture.read()[1]) is not None:
+        sink.write(frame)
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.mark.parametrize("name, stored", [("out.mp4", "aac"), ("out.avi", "mp3")])
+def test_a_video_keeps_its_sound_in_step_and_cut_where_the_picture_ends(tmp_path, name, stored):
+    """The source's 440 Hz tone comes along: copied into .mp4 (AAC), encoded again as MP3 for
+    .avi (which does not take AAC); 45 of 90 frames at 30 fps keep 1.5 s of its 3 s."""
+    source = write_video_with_sound(tmp_path / "talk.mp4", frames=90, seconds=3.0)
+    out = tmp_path / name
+    with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
+        assert _copy_frames(source, sink, 45) == 45
+    codec, seconds, samples = sound_of(out)
+    assert codec in (stored, "mp3float")  # FFmpeg names its MP3 decoder mp3float
+    assert abs(seconds - 1.5) < 0.06, seconds  # a packet of sound at most (1024 samples, 23 ms)
+    assert abs(main_frequency(samples[:44100]) - 440.0) < 2.0
+    assert count_frames(out)[:2] == (45, 45)
+
+
+def test_a_video_without_sound_or_a_source_without_it_writes_the_picture_alone(tmp_path, caplog):
+    silent = write_video(tmp_path / "silent.avi", frames=6)
+    with caplog.at_level(logging.WARNING, logger="portrait.sink"):
+        with VideoFileSink(tmp_path / "a.mp4", fps=30.0, audio_from=silent) as sink:
+            _copy_frames(silent, sink, 6)
+        with VideoFileSink(tmp_path / "b.mp4", fps=30.0) as sink:
+            _copy_frames(write_video_with_sound(tmp_path / "t.mp4", 6, 1.0), sink, 6)
+    for name in ("a.mp4", "b.mp4"):
+        assert sound_of(tmp_path / name)[0] == "" and count_frames(tmp_path / name)[:2] == (6, 6)
+    assert not caplog.records  # a silent clip is no problem to report
 
 
 def test_a_video_out_that_is_a_link_is_finished_where_it_points(tmp_path):

@@ -8,7 +8,8 @@ twice), and each sink is a context manager:
   camera's; a device that stops accepting frames is reopened with a back-off, never blocking.
 - :class:`PreviewSink`: an OpenCV window; ``quit_requested`` after ``q``/Esc or closing it;
   every key goes to ``on_key`` (the live controls).
-- :class:`VideoFileSink`: ``.mp4`` (mp4v) or ``.avi`` (MJPG), opened on the first frame.
+- :class:`VideoFileSink`: ``.mp4`` (H.264) or ``.avi`` (MJPEG), opened on the first frame, with
+  the source video's sound.
 - :class:`PngFolderSink`: ``000000.png``, ``000001.png``, ... in a folder.
 - :class:`ImageFileSink`, :class:`ImageFolderSink` and :func:`write_image`: single images,
   written atomically, never over an input file.
@@ -71,7 +72,8 @@ __all__ = [
 
 
 def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]] = None,
-              backend: Optional[str] = None, protected: Iterable[PathLike] = ()) -> Sink:
+              backend: Optional[str] = None, protected: Iterable[PathLike] = (),
+              audio_from: Optional[PathLike] = None) -> Sink:
     """The sink for live and video mode's ``--out``.
 
     Args:
@@ -82,6 +84,7 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
         size: (width, height); required for the virtual camera, optional for a video file.
         backend: pyvirtualcam backend name for the virtual camera (``None``: any).
         protected: input files never to overwrite (the source video, the backgrounds).
+        audio_from: a video file whose sound a video file ``out`` carries (frame for frame).
 
     Raises:
         DeviceError: no virtual camera device.
@@ -93,7 +96,7 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
         return VirtualCameraSink(size[0], size[1], fps, backend=backend)
     if stream_out_kind(out) == "frames":
         return PngFolderSink(Path(out), protected=protected)
-    return VideoFileSink(Path(out), fps, size, protected=protected)
+    return VideoFileSink(Path(out), fps, size, protected=protected, audio_from=audio_from)
 
 
 def stream_out_kind(out: str) -> str:
