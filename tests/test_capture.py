@@ -313,7 +313,8 @@ def test_fewer_frames_at_the_full_length_is_a_variable_frame_rate_not_truncation
         video._warn_if_short(12, last_ms=11 / 30 * 1000)  # the 12th frame at 0.37 s
     assert [r.getMessage() for r in caplog.records] == [
         f"video '{tmp_path / 'c.avi'}' has a variable frame rate: 12 frames over 1.0 s; the output "
-        "holds them at 30 fps (0.4 s), so its timing differs from the source's",
+        "holds them at 30 fps (0.4 s), so its timing differs from the source's (and any sound "
+        "kept drifts from the picture)",
         f"video '{tmp_path / 'c.avi'}' ended after 12 of the 30 frames it claims (0.4 of 1.0 s): "
         "the file may be truncated"]
 

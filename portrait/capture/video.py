@@ -134,7 +134,8 @@ class VideoFileSource(Source):
         if reached_s >= 0.95 * length_s:
             log.warning(
                 "video '%s' has a variable frame rate: %d frames over %.1f s; the output holds "
-                "them at %g fps (%.1f s), so its timing differs from the source's",
+                "them at %g fps (%.1f s), so its timing differs from the source's (and any sound "
+                "kept drifts from the picture)",
                 self.path, frames_read, reached_s, self._fps, frames_read / self._fps,
             )
         else:
