@@ -12,8 +12,8 @@ import sys
 import threading
 from typing import Optional, Sequence
 
-from portrait.config import ConfigError, format_config, parse_with_config
-from portrait.errors import TERMINATION_SIGNALS, StopRequested, run_command
+from portrait.config import ConfigError, config_origin, format_config, parse_with_config
+from portrait.errors import TERMINATION_SIGNALS, PortraitError, StopRequested, run_command
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
@@ -429,10 +429,20 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
     configure_logging(args.verbose, args.quiet)
     if config.path is not None:
         log.debug("config file: %s", config.path)
-    for line in ignored_options(args, command_line_options(argv)):
+    typed = command_line_options(argv)
+    for line in ignored_options(args, typed):
         log.warning(line)
 
     def body() -> int:
+        try:
+            return run(args)
+        except PortraitError as error:  # a bad value from the config file says it came from there
+            note = config_origin(str(error), config, typed)
+            if note:
+                error.args = (f"{error}{note}",)
+            raise
+
+    def run(args: argparse.Namespace) -> int:
         # TensorFlow is imported where it is needed (portrait.segment.factory), not here: the
         # CPU path with an exported .tflite runs without it.
         options = options_from_args(args)

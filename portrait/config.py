@@ -195,6 +195,22 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
     return Config(path, defaults)
 
 
+def config_origin(message: str, config: Config, typed: set[str]) -> str:
+    """What to add to an error ``message`` that quotes a value the config file set (and the
+    command line did not, ``typed`` being the dests typed there): ' (KEY = "VALUE" comes from
+    config file 'PATH')', so the user knows where to change it; else ''."""
+    if config.path is None:
+        return ""
+    notes = [f'{dest.replace("_", "-")} = {json.dumps(value)}'
+             for dest, value in config.defaults.items()
+             if dest not in typed and isinstance(value, str) and value.strip()
+             and f"'{value}'" in message]
+    if not notes:
+        return ""
+    return f" ({', '.join(notes)} {'comes' if len(notes) == 1 else 'come'} from config file " \
+           f"'{config.path}')"
+
+
 def format_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
                   config: Config = Config()) -> str:
     """The effective settings as TOML that :func:`read_config` reads back: every settable option

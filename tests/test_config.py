@@ -6,7 +6,10 @@ import argparse
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -244,3 +247,35 @@ def test_a_camera_index_may_be_a_number_and_a_folder_is_no_config_file(tmp_path,
     assert main(["--config", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and "is a folder" in lines[0], lines
+
+
+def test_an_error_about_a_value_from_the_file_says_it_came_from_the_file(tmp_path, capsys):
+    """A background the file names and the run cannot read: the one line says where it was set
+    (relative paths are read from the working folder, not the file's); one typed on the command
+    line is the user's own, and gets no such note."""
+    config = write_config(tmp_path / "c.toml", 'background = "beach.jpg"\nblur = 30\n')
+    photo = tmp_path / "me.png"
+    cv2.imwrite(str(photo), np.full((64, 48, 3), 128, np.uint8))
+    common = ["--config", str(config), "--image", str(photo), "--out", str(tmp_path / "o.png")]
+    assert main(common) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: cannot read background 'beach.jpg': file not found; use blur, transparent, "
+        f"#rrggbb, or an image or video file (background = \"beach.jpg\" comes from config file "
+        f"'{config}')")
+    assert main([*common, "--background", "beach.jpg"]) == 2
+    assert "config file" not in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_config_origin_names_only_quoted_values_the_file_set():
+    from portrait.config import Config, config_origin
+
+    config = Config(Path("c.toml"), {"background": "sky.png", "model": "mine.hdf5", "blur": 30})
+    assert config_origin("cannot read 'sky.png'", config, set()) == \
+        " (background = \"sky.png\" comes from config file 'c.toml')"
+    assert config_origin("cannot read 'sky.png' or 'mine.hdf5'", config, {"model"}) == \
+        " (background = \"sky.png\" comes from config file 'c.toml')"
+    assert config_origin("cannot read 'sky.png' or 'mine.hdf5'", config, set()) == \
+        " (background = \"sky.png\", model = \"mine.hdf5\" come from config file 'c.toml')"
+    assert config_origin("blur 30 is too strong", config, set()) == ""  # only quoted strings
+    assert config_origin("cannot read 'sky.png'", Config(), set()) == ""  # no file
