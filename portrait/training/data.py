@@ -22,6 +22,7 @@ from portrait.training.folders import (  # noqa: F401 (the data folder API, re-e
     claim_data_folder,
     find_pairs,
     read_stems,
+    removed_on_failure,
     resolve_split,
 )
 from portrait.options import PAD_MODES
@@ -122,7 +123,8 @@ def labelled_photos(pairs: Sequence[tuple[str, str]], desc: str, progress: bool 
 
     Raises:
         InputError: two pairs share a stem (their outputs would overwrite each other), or a
-            photo or mask cannot be read.
+            photo or mask cannot be read, or a mask is no 8-bit grey mask
+            (:func:`portrait.training.evaluate.check_mask_scale`).
     """
     import sys
 
@@ -149,22 +151,23 @@ _DECODABLE_MASKS = {magic: name for magic, name in _DECODABLE.items() if name ==
 
 def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
     """Judge a data set's masks on its first ``sample`` pairs (a data set's masks are written
-    alike): refuse masks written as 0 and 1 (:func:`portrait.training.evaluate.check_mask_scale`),
-    and warn, naming the file, where a mask's size differs from its photo's, which training
-    resizes it to (stretching it where the aspect ratios differ).
+    alike): refuse masks that are not 8-bit grey 0..255 (16-bit, colour, or written as 0 and 1:
+    :func:`portrait.training.evaluate.check_mask_scale`; training's grey read would turn them
+    into wrong labels without a word), and warn, naming the file, where a mask's size differs
+    from its photo's, which training resizes it to (stretching it where the aspect ratios differ).
 
     Raises:
-        InputError: the first mask written as 0 and 1, by name.
+        InputError: the first such mask, by name.
     """
     import cv2
 
     from portrait.training.evaluate import check_mask_scale, stretch_note
 
     for image_path, mask_path in pairs[:sample]:
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
         if mask is None:  # unreadable ones are check_decodable's
             continue
-        check_mask_scale(mask, mask_path)
+        mask = check_mask_scale(mask, mask_path)
         image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
         if image is not None and image.shape[:2] != mask.shape:
             (height, width), (mask_height, mask_width) = image.shape[:2], mask.shape

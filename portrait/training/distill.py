@@ -129,7 +129,10 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole photo.
         out_dir: the new folder: ``images/`` (links to the photos), ``masks/`` (the mixed masks)
             and ``train.txt``. Must not be a folder the pairs come from, and must be new, empty
-            or an earlier output (:func:`portrait.training.folders.claim_data_folder`).
+            or an earlier output of this tool
+            (:func:`portrait.training.folders.claim_data_folder`). Where the run fails, what it
+            wrote into a new or empty ``out_dir`` or ``negatives_dir`` is removed
+            (:func:`portrait.training.folders.removed_on_failure`).
         weight: the teacher's share of each mask.
         progress: show a progress bar.
         negatives_dir: also write hard negatives here: the bands of each photo beyond
@@ -143,41 +146,44 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
 
     Raises:
         InputError: ``out_dir`` or ``negatives_dir`` is a source folder or holds files that no
-            portrait data tool wrote, or a photo or mask cannot be read.
+            portrait data tool wrote or another tool's output, or a photo or mask cannot be read
+            or is no 8-bit grey mask.
     """
     from portrait.sink import write_image
-    from portrait.training.data import labelled_photos, new_data_folder
+    from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
 
     out_dir = Path(out_dir)
-    if negatives_dir is not None:  # both checked before either is created
-        negatives_dir = Path(negatives_dir)
-        new_data_folder(negatives_dir, pairs, TOOL, "--negatives", create=False)
-    images_dir, masks_dir = new_data_folder(out_dir, pairs, TOOL)
-    if negatives_dir is not None:
-        new_data_folder(negatives_dir, pairs, TOOL, "--negatives")
-    stems, negatives = [], []
-    for image_path, stem, image, truth in labelled_photos(pairs, "soft labels", progress):
-        probability = segment.segment(image)
-        mixed = soft_mask(truth, probability, weight)
-        write_image(masks_dir / f"{stem}.png", mixed)
+    negatives_dir = None if negatives_dir is None else Path(negatives_dir)
+    with removed_on_failure(out_dir, negatives_dir):  # no partial folder where a photo fails
+        if negatives_dir is not None:  # both checked before either is created
+            new_data_folder(negatives_dir, pairs, TOOL, "--negatives", create=False)
+        images_dir, masks_dir = new_data_folder(out_dir, pairs, TOOL)
         if negatives_dir is not None:
-            anyone = np.maximum(truth, soft_mask(truth, probability, 1.0))
-            for side, start, stop in background_bands(anyone):
-                band = image[:, start:stop] if side in "lr" else image[start:stop]
-                write_image(negatives_dir / "images" / f"{stem}_{side}.jpg", band)
-                write_image(negatives_dir / "masks" / f"{stem}_{side}.png",
-                            np.zeros(band.shape[:2], np.uint8))
-                negatives.append(f"{stem}_{side}")
-        link = images_dir / Path(image_path).name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(Path(image_path).resolve())
-        stems.append(stem)
-    (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
-    if negatives_dir is not None:
-        (negatives_dir / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
-                                                 encoding="utf-8")
-        log.info("wrote %d background bands (hard negatives) to %s", len(negatives), negatives_dir)
+            new_data_folder(negatives_dir, pairs, TOOL, "--negatives")
+        stems, negatives = [], []
+        for image_path, stem, image, truth in labelled_photos(pairs, "soft labels", progress):
+            probability = segment.segment(image)
+            mixed = soft_mask(truth, probability, weight)
+            write_image(masks_dir / f"{stem}.png", mixed)
+            if negatives_dir is not None:
+                anyone = np.maximum(truth, soft_mask(truth, probability, 1.0))
+                for side, start, stop in background_bands(anyone):
+                    band = image[:, start:stop] if side in "lr" else image[start:stop]
+                    write_image(negatives_dir / "images" / f"{stem}_{side}.jpg", band)
+                    write_image(negatives_dir / "masks" / f"{stem}_{side}.png",
+                                np.zeros(band.shape[:2], np.uint8))
+                    negatives.append(f"{stem}_{side}")
+            link = images_dir / Path(image_path).name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(Path(image_path).resolve())
+            stems.append(stem)
+        (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+        if negatives_dir is not None:
+            (negatives_dir / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
+                                                     encoding="utf-8")
+            log.info("wrote %d background bands (hard negatives) to %s", len(negatives),
+                     negatives_dir)
     return stems
 
 
@@ -245,8 +251,9 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
         videos: video files; every ``every``-th frame of each is written, from the first.
         segment: a :class:`portrait.segment.Segmenter` (the teacher), run on each whole frame.
         out_dir: the new folder: ``images/<clip>_<frame>.jpg``, ``masks/<clip>_<frame>.png`` and
-            ``train.txt``; new, empty or an earlier output
-            (:func:`portrait.training.folders.claim_data_folder`).
+            ``train.txt``; new, empty or an earlier output of this tool
+            (:func:`portrait.training.folders.claim_data_folder`). Where the run fails, what it
+            wrote into a new or empty ``out_dir`` or ``negatives_dir`` is removed.
         every: keep one frame in this many (neighbouring frames are near copies).
         progress: show a progress bar.
         negatives_dir: also write hard negatives here: of every ``negatives_every``-th frame
@@ -261,8 +268,8 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
     Raises:
         ValueError: ``every`` below 1.
         InputError: a video that cannot be read, two videos with the same name, an ``out_dir``
-            or ``negatives_dir`` that holds files no portrait data tool wrote, or a file that
-            cannot be written.
+            or ``negatives_dir`` that holds files no portrait data tool wrote or another tool's
+            output, or a file that cannot be written.
     """
     from tqdm import tqdm
 
@@ -280,39 +287,43 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
         VideoFileSource(video).close()
     if negatives_every < 1:
         raise ValueError(f"negatives_every must be at least 1, got {negatives_every}")
-    from portrait.training.data import new_data_folder
+    from portrait.training.data import new_data_folder, removed_on_failure
 
     out_dir = Path(out_dir)
-    if negatives_dir is not None:  # both checked before either is created
-        new_data_folder(negatives_dir, [], TOOL, "--negatives", create=False)
-    new_data_folder(out_dir, [], TOOL)
-    if negatives_dir is not None:
-        new_data_folder(negatives_dir, [], TOOL, "--negatives")
-    stems, negatives = [], []
-    for video, name in zip(videos, names):
-        with VideoFileSource(video) as source:
-            for frame in tqdm(source, unit="frame", desc=name, file=sys.stderr,
-                              total=source.frame_count, disable=not progress):
-                if frame.index % every:
-                    continue
-                stem = f"{name}_{frame.index:05d}"
-                empty = np.zeros(frame.image.shape[:2], np.uint8)
-                mask = soft_mask(empty, segment.segment(frame.image), 1.0)
-                write_image(out_dir / "images" / f"{stem}.jpg", frame.image)
-                write_image(out_dir / "masks" / f"{stem}.png", mask)
-                stems.append(stem)
-                if negatives_dir is None or frame.index % negatives_every:
-                    continue
-                for side, x0, x1 in background_strips(mask):
-                    strip = f"{stem}_{side}"
-                    write_image(Path(negatives_dir) / "images" / f"{strip}.jpg", frame.image[:, x0:x1])
-                    write_image(Path(negatives_dir) / "masks" / f"{strip}.png", empty[:, x0:x1])
-                    negatives.append(strip)
-    (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
-    if negatives_dir is not None:
-        (Path(negatives_dir) / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
-                                                        encoding="utf-8")
-        log.info("wrote %d background strips (hard negatives) to %s", len(negatives), negatives_dir)
+    with removed_on_failure(out_dir, negatives_dir):  # no partial folder where a frame fails
+        if negatives_dir is not None:  # both checked before either is created
+            new_data_folder(negatives_dir, [], TOOL, "--negatives", create=False)
+        new_data_folder(out_dir, [], TOOL)
+        if negatives_dir is not None:
+            new_data_folder(negatives_dir, [], TOOL, "--negatives")
+        stems, negatives = [], []
+        for video, name in zip(videos, names):
+            with VideoFileSource(video) as source:
+                for frame in tqdm(source, unit="frame", desc=name, file=sys.stderr,
+                                  total=source.frame_count, disable=not progress):
+                    if frame.index % every:
+                        continue
+                    stem = f"{name}_{frame.index:05d}"
+                    empty = np.zeros(frame.image.shape[:2], np.uint8)
+                    mask = soft_mask(empty, segment.segment(frame.image), 1.0)
+                    write_image(out_dir / "images" / f"{stem}.jpg", frame.image)
+                    write_image(out_dir / "masks" / f"{stem}.png", mask)
+                    stems.append(stem)
+                    if negatives_dir is None or frame.index % negatives_every:
+                        continue
+                    for side, x0, x1 in background_strips(mask):
+                        strip = f"{stem}_{side}"
+                        write_image(Path(negatives_dir) / "images" / f"{strip}.jpg",
+                                    frame.image[:, x0:x1])
+                        write_image(Path(negatives_dir) / "masks" / f"{strip}.png",
+                                    empty[:, x0:x1])
+                        negatives.append(strip)
+        (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+        if negatives_dir is not None:
+            (Path(negatives_dir) / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
+                                                            encoding="utf-8")
+            log.info("wrote %d background strips (hard negatives) to %s", len(negatives),
+                     negatives_dir)
     return stems
 
 

@@ -136,16 +136,34 @@ def read_pair(image_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray
     return image, read_mask(mask_path, image.shape[:2]) >= MASK_THRESHOLD
 
 
-def check_mask_scale(mask: np.ndarray, mask_path: str | Path) -> None:
-    """Refuse a mask written as 0 and 1: read as 0..255 it marks nobody, so every score and every
-    label made from it would be silently wrong.
+def check_mask_scale(mask: np.ndarray, mask_path: str | Path) -> np.ndarray:
+    """Check a mask as its file holds it (read with ``cv2.IMREAD_UNCHANGED``) and return it as
+    uint8 grey (H, W). Refuses the masks that OpenCV's and TensorFlow's grey reads turn silently
+    into wrong labels and scores: a 16-bit one (0 and 255 in 16 bits read as 0: nobody), one
+    drawn in colour (pure red reads as 76, a soft label of 0.3), one written as 0 and 1 (marks
+    nobody). Grey saved as RGB or RGBA (equal colour channels; alpha ignored) is grey.
 
     Raises:
-        InputError: a mask whose largest value is 1.
+        InputError: a mask that is not 8-bit, whose colour channels differ, or whose largest
+            value is 1.
     """
+    if mask.dtype != np.uint8:
+        raise InputError(f"mask '{mask_path}' is {8 * mask.dtype.itemsize}-bit; masks are 8-bit, "
+                         "0 (background) to 255 (person): save it as an 8-bit PNG")
+    if mask.ndim == 3:
+        colour = mask[..., :3]
+        differ = (colour != colour[..., :1]).any(axis=-1)
+        if differ.any():
+            y, x = (int(v) for v in np.unravel_index(np.argmax(differ), differ.shape))
+            blue, green, red = (int(v) for v in colour[y, x])
+            raise InputError(f"mask '{mask_path}' is in colour (red, green, blue = {red}, {green}, "
+                             f"{blue} at x={x}, y={y}); masks are grey, 0 (background) to 255 "
+                             "(person): save it as a grey PNG")
+        mask = mask[..., 0]
     if mask.size and int(mask.max()) == 1:
         raise InputError(f"mask '{mask_path}' holds 0 and 1; masks are 0 (background) to 255 "
                          "(person): multiply it by 255")
+    return mask
 
 
 def stretch_note(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> str:
@@ -161,12 +179,13 @@ def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """Read a mask as uint8 grey (0..255) of ``shape`` (H, W), resized (nearest) if it differs.
 
     Raises:
-        InputError: an unreadable mask.
+        InputError: an unreadable mask, or one that is not 8-bit grey 0..255
+            (:func:`check_mask_scale`).
     """
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
     if mask is None:
         raise InputError(f"cannot read mask '{mask_path}': missing or not an image; check the file")
-    check_mask_scale(mask, mask_path)
+    mask = check_mask_scale(mask, mask_path)
     height, width = shape
     if mask.shape != (height, width):
         log.warning("mask '%s' is %dx%d, its image %dx%d: resizing the mask%s", mask_path,

@@ -8,14 +8,21 @@ list files of stems (``train.txt``, ``val.txt``/``other.txt``, ``test.txt``).
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from portrait.errors import InputError
 
 log = logging.getLogger("portrait.training.data")  # where these lived, and logged, before
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+# Folders already warned about, with the images they lack masks for: train resolves a folder
+# once for training and again for validation, and one warning says it.
+_WARNED_UNMATCHED: set[tuple[Path, tuple[str, ...]]] = set()
 
 
 def read_stems(list_file: Path) -> list[str]:
@@ -24,12 +31,37 @@ def read_stems(list_file: Path) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
+def _listed_stems(list_file: Path) -> list[str]:
+    """The stems of a list file given as data (:func:`read_stems`).
+
+    Raises:
+        InputError: the list names no stem (it is empty or blank).
+    """
+    stems = read_stems(list_file)
+    if not stems:
+        raise InputError(f"list file '{list_file}' lists no stems; put one image stem per line")
+    return stems
+
+
+def _warn_unmatched(images_dir: Path, unmatched: Sequence[str]) -> None:
+    """Warn, once per folder, that the images ``unmatched`` have no mask and are left out."""
+    key = (images_dir.resolve(), tuple(unmatched))
+    if key in _WARNED_UNMATCHED:
+        return
+    _WARNED_UNMATCHED.add(key)
+    log.warning("%d images in '%s' have no mask in masks/ and are left out (%s%s); add "
+                "masks/<stem>.png for each, or list the stems to use in a list file",
+                len(unmatched), images_dir, ", ".join(unmatched[:5]),
+                ", ..." if len(unmatched) > 5 else "")
+
+
 def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tuple[str, str]]:
     """List (image path, mask path) pairs in a data folder.
 
     Args:
         data_dir: a folder with ``images/`` and ``masks/``.
-        stems: only these stems (in this order); None means every image that has a mask.
+        stems: only these stems (in this order); None means every image that has a mask, with
+            one warning naming the first few images that have none.
 
     Raises:
         InputError: the folder layout is wrong, or a listed stem has no image or mask.
@@ -44,6 +76,9 @@ def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tu
     masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
     if stems is None:
         stems = sorted(set(images) & set(masks))
+        unmatched = sorted(set(images) - set(masks))
+        if unmatched:
+            _warn_unmatched(images_dir, unmatched)
     missing = [s for s in stems if s not in images or s not in masks]
     if missing:
         raise InputError(
@@ -61,17 +96,20 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     ``spec`` is a data folder or a list file inside one (``eg1800/train.txt``). For a folder, the
     training role uses its ``train.txt`` when present and the validation role its ``val.txt`` or
     ``other.txt``; ``test.txt`` is never used for either.
+
+    Raises:
+        InputError: ``spec`` is missing, a list file used lists no stems, or :func:`find_pairs`'s.
     """
     path = Path(spec)
     if path.is_file():
-        return find_pairs(path.parent, read_stems(path))
+        return find_pairs(path.parent, _listed_stems(path))
     if not path.is_dir():
         raise InputError(f"training data '{spec}' not found; pass a data folder or a list file")
     candidates = ["train.txt"] if role == "train" else ["val.txt", "other.txt"]
     for name in candidates:
         if (path / name).is_file():
             log.info("%s data: %s", role, path / name)
-            return find_pairs(path, read_stems(path / name))
+            return find_pairs(path, _listed_stems(path / name))
     if (path / "test.txt").is_file():
         test = set(read_stems(path / "test.txt"))
         pairs = find_pairs(path)
@@ -79,20 +117,36 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     return find_pairs(path)
 
 
+def _writer(folder: Path) -> Optional[str]:
+    """The command whose output ``folder``'s mark (:data:`portrait.sink.paths.OUTPUT_MARKER`)
+    says it holds ("python -m portrait.training.distill", "python app.py --out"), or None where
+    there is no mark or it names none."""
+    from portrait.sink.paths import OUTPUT_MARKER
+
+    try:
+        text = (folder / OUTPUT_MARKER).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"written by (python (?:-m [\w.]*\w|app\.py(?: --[\w-]+)*))", text,
+                      re.IGNORECASE)
+    return found.group(1) if found else None
+
 
 def claim_data_folder(folder: Path, option: str, tool: str, create: bool = True) -> None:
     """Check that a data tool may write into ``folder``, and mark it as that tool's output.
 
-    The folder must be new, empty, or marked by an earlier run
+    The folder must be new, empty, or marked by an earlier run of the same tool
     (:func:`portrait.sink.paths.is_ours`), whose ``train.txt``, images and masks the new run
     replaces. A folder holding anything else is refused: the run would replace its
-    ``train.txt`` and any image or mask of the same name. ``create=False`` only checks.
+    ``train.txt`` and any image or mask of the same name, and leave the rest unlisted. A mark
+    that names no tool (a folder marked by hand) counts as the tool's own.
+    ``create=False`` only checks.
 
     Raises:
-        InputError: ``folder`` is a file, or holds files that no portrait tool wrote; the
-            message names ``option``.
+        InputError: ``folder`` is a file, holds files that no portrait tool wrote, or holds
+            another tool's output; the message names ``option``.
     """
-    from portrait.sink.paths import is_ours, mark_ours
+    from portrait.sink.paths import OUTPUT_MARKER, is_ours, mark_ours
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -102,7 +156,61 @@ def claim_data_folder(folder: Path, option: str, tool: str, create: bool = True)
         raise InputError(f"{option} '{folder}' already holds files that no portrait data tool "
                          "wrote, whose train.txt, images or masks this run would replace; choose "
                          "a new or empty folder")
+    writer = _writer(folder)
+    if writer is not None and writer != f"python -m {tool}":
+        raise InputError(f"{option} '{folder}' holds the output of {writer} (its {OUTPUT_MARKER} "
+                         f"says so), whose train.txt this run would replace; python -m {tool} "
+                         "writes only into a new or empty folder or its own earlier output, so "
+                         "choose another folder")
     if create:
         folder.mkdir(parents=True, exist_ok=True)
         mark_ours(folder, f"A training data folder (train.txt, images, masks) written by "
                           f"python -m {tool}")
+
+
+@contextmanager
+def removed_on_failure(*folders: Optional[Path]) -> Iterator[None]:
+    """Undo a data tool's partial output if the block fails: each of ``folders`` (None skipped)
+    that does not exist when the block starts is removed with what the block wrote there (and
+    any parent folders made for it), and each that is empty is emptied again. A folder that held
+    files before (an earlier run's output) is left as it is; the block's error is raised on.
+    """
+    undo = []  # (folder, whether to remove the folder itself or only what it holds)
+    for folder in folders:
+        if folder is None:
+            continue
+        folder = Path(folder)
+        if not folder.exists() and not folder.is_symlink():
+            folder = folder.resolve()  # where it will be made ("new/../out" is "out")
+            while not folder.parent.exists() and folder.parent != folder:
+                folder = folder.parent  # the first folder that mkdir(parents=True) will make
+            undo.append((folder, True))
+        elif folder.is_dir() and not any(folder.iterdir()):
+            undo.append((folder, False))
+    try:
+        yield
+    except BaseException:  # Ctrl-C too: a folder without its train.txt is no data folder
+        for folder, whole in undo:
+            _remove(folder, whole)
+        raise
+
+
+def _remove(folder: Path, whole: bool) -> None:
+    """Remove ``folder`` (``whole``) or everything in it, never following links; a file that
+    cannot be removed is logged, not raised (the error that led here is the one to report)."""
+    if not folder.is_dir():
+        return
+    entries = [folder] if whole else list(folder.iterdir())
+    if not entries:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as error:
+            log.warning("could not remove '%s' after the failed run: %s", entry,
+                        error.strerror or error)
+            return
+    log.info("removed what the failed run wrote in '%s'", folder)

@@ -87,8 +87,10 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
         scorer: a :class:`portrait.training.evaluate.ModelScorer` (the app's matte path).
         out_dir: the new folder: ``images/<stem>_<k>.jpg``, ``masks/<stem>_<k>.png`` (k counts a
             photo's regions from the largest) and ``train.txt``; must not be a source folder, and
-            must be new, empty or an earlier output
-            (:func:`portrait.training.folders.claim_data_folder`).
+            must be new, empty or an earlier output of this tool
+            (:func:`portrait.training.folders.claim_data_folder`). Where the run fails, what it
+            wrote into a new or empty folder is removed
+            (:func:`portrait.training.folders.removed_on_failure`).
         margin: the far margin, as a share of each photo's long side.
         min_area: the smallest region mined, as a share of the photo.
 
@@ -96,26 +98,27 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
         The stems written, in order.
 
     Raises:
-        InputError: ``out_dir`` is a source folder or holds files that no portrait data tool
-            wrote, two pairs share a stem, or a photo or mask
-            cannot be read.
+        InputError: ``out_dir`` is a source folder, holds files that no portrait data tool
+            wrote or another tool's output, two pairs share a stem, or a photo or mask cannot be
+            read or is no 8-bit grey mask.
     """
     from portrait.sink import write_image
-    from portrait.training.data import labelled_photos, new_data_folder
+    from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
 
     out_dir = Path(out_dir)
-    images_dir, masks_dir = new_data_folder(out_dir, pairs, "portrait.training.mine")
-    stems, mined_photos = [], 0
-    for _, stem, image, truth in labelled_photos(pairs, "mining", progress):
-        alpha, _ = scorer.alpha(image)
-        boxes = far_boxes(truth, alpha, margin * max(truth.shape), min_area)
-        mined_photos += bool(boxes)
-        for k, box in enumerate(boxes):
-            x0, y0, x1, y1 = crop_around(box, truth.shape)
-            write_image(images_dir / f"{stem}_{k}.jpg", image[y0:y1, x0:x1])
-            write_image(masks_dir / f"{stem}_{k}.png", truth[y0:y1, x0:x1])
-            stems.append(f"{stem}_{k}")
-    (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+    with removed_on_failure(out_dir):  # no partial folder where a photo fails
+        images_dir, masks_dir = new_data_folder(out_dir, pairs, "portrait.training.mine")
+        stems, mined_photos = [], 0
+        for _, stem, image, truth in labelled_photos(pairs, "mining", progress):
+            alpha, _ = scorer.alpha(image)
+            boxes = far_boxes(truth, alpha, margin * max(truth.shape), min_area)
+            mined_photos += bool(boxes)
+            for k, box in enumerate(boxes):
+                x0, y0, x1, y1 = crop_around(box, truth.shape)
+                write_image(images_dir / f"{stem}_{k}.jpg", image[y0:y1, x0:x1])
+                write_image(masks_dir / f"{stem}_{k}.png", truth[y0:y1, x0:x1])
+                stems.append(f"{stem}_{k}")
+        (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
     log.info("wrote %d crops from %d of %d photos to %s", len(stems), mined_photos, len(pairs),
              out_dir)
     return stems

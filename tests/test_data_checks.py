@@ -1,0 +1,240 @@
+"""Training data checks: masks that are not 8-bit grey, empty list files, images without masks,
+data tools writing into another tool's folder, and the folders a failed data tool leaves."""
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from portrait.errors import InputError
+from portrait.sink.paths import OUTPUT_MARKER
+from portrait.training import distill, mine
+from portrait.training.data import check_masks, claim_data_folder, resolve_split
+from portrait.training.evaluate import read_mask
+
+
+def _person() -> np.ndarray:
+    """A 48x64 mask: the left half person (255), the right half background (0)."""
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:, :32] = 255
+    return mask
+
+
+def _data(folder: Path, stems=("a", "b"), mask_of=None) -> Path:
+    """A data folder of real photos (a bright left half, the 'person') and PNG masks;
+    ``mask_of`` maps a stem to the array written as its mask (default: :func:`_person`)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    image = np.full((48, 64, 3), 20, np.uint8)
+    image[:, :32] = 230
+    for stem in stems:
+        cv2.imwrite(str(folder / "images" / f"{stem}.png"), image)
+        mask = (mask_of or {}).get(stem, _person())
+        assert cv2.imwrite(str(folder / "masks" / f"{stem}.png"), mask)
+    return folder
+
+
+def _last_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err), err
+    return err[-1]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+# ---------------------------------------------------------------- 16-bit and colour masks
+
+
+def test_a_16_bit_mask_is_refused_where_masks_are_read(tmp_path):
+    """0 and 255 in a 16-bit PNG read as 0 (nobody) in OpenCV's and TensorFlow's grey reads."""
+    data = _data(tmp_path / "d", ["a"], {"a": _person().astype(np.uint16)})
+    image, mask = (str(data / "images" / "a.png"), str(data / "masks" / "a.png"))
+    assert cv2.imread(mask, cv2.IMREAD_UNCHANGED).dtype == np.uint16  # really 16-bit on disk
+    message = (f"mask '{mask}' is 16-bit; masks are 8-bit, 0 (background) to 255 (person): save "
+               "it as an 8-bit PNG")
+    with pytest.raises(InputError) as scoring:
+        read_mask(mask, (48, 64))
+    assert str(scoring.value) == message
+    with pytest.raises(InputError) as training:
+        check_masks([(image, mask)])
+    assert str(training.value) == message
+
+
+def test_a_colour_mask_is_refused_and_grey_saved_as_colour_is_read(tmp_path):
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[:, 40:, 2] = 255  # a pure red person on black (OpenCV writes BGR)
+    grey = _person()
+    data = _data(tmp_path / "d", ["red", "rgb", "rgba"], {
+        "red": red,
+        "rgb": cv2.merge([grey, grey, grey]),
+        "rgba": cv2.merge([grey, grey, grey, np.full_like(grey, 255)]),
+    })
+    mask = str(data / "masks" / "red.png")
+    message = (f"mask '{mask}' is in colour (red, green, blue = 255, 0, 0 at x=40, y=0); masks "
+               "are grey, 0 (background) to 255 (person): save it as a grey PNG")
+    with pytest.raises(InputError) as scoring:
+        read_mask(mask, (48, 64))
+    assert str(scoring.value) == message
+    with pytest.raises(InputError) as training:
+        check_masks([(str(data / "images" / "red.png"), mask)])
+    assert str(training.value) == message
+    for stem in ("rgb", "rgba"):  # grey whatever the channels it is stored in
+        np.testing.assert_array_equal(read_mask(data / "masks" / f"{stem}.png", (48, 64)), grey)
+    check_masks([(str(data / "images" / s), str(data / "masks" / f"{s}.png"))
+                 for s in ("rgb.png", "rgba.png")])
+
+
+@pytest.mark.parametrize("mask", [_person().astype(np.uint16), cv2.merge(
+    [np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8), _person()])],
+    ids=["16-bit", "red"])
+def test_distill_refuses_such_a_mask_and_leaves_no_folder(tmp_path, brightness_model, capsys, mask):
+    """Before, distill wrote masks holding only the teacher's share (at most 76)."""
+    data = _data(tmp_path / "data", ["a"], {"a": mask})
+    out = tmp_path / "soft"
+    assert distill.main(["--teacher", str(brightness_model), "--data", str(data),
+                         "--out", str(out)]) == 2
+    assert _last_error(capsys).startswith(f"error: mask '{data / 'masks' / 'a.png'}' is ")
+    assert not out.exists()
+
+
+def test_mine_refuses_a_16_bit_mask(tmp_path, brightness_model, capsys):
+    data = _data(tmp_path / "data", ["a"], {"a": _person().astype(np.uint16)})
+    out = tmp_path / "mined"
+    assert mine.main(["--model", str(brightness_model), "--data", str(data),
+                      "--out", str(out)]) == 2
+    assert _last_error(capsys) == (f"error: mask '{data / 'masks' / 'a.png'}' is 16-bit; masks "
+                                   "are 8-bit, 0 (background) to 255 (person): save it as an "
+                                   "8-bit PNG")
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- lists and unmatched images
+
+
+def test_an_empty_list_file_is_named_as_the_problem(tmp_path):
+    data = _data(tmp_path / "d1")
+    (data / "empty.txt").write_text("\n  \n")
+    with pytest.raises(InputError) as given:
+        resolve_split(str(data / "empty.txt"), "train")
+    assert str(given.value) == (f"list file '{data / 'empty.txt'}' lists no stems; put one image "
+                                "stem per line")
+    (data / "train.txt").write_text("")  # the folder's own list, used for --data d1
+    with pytest.raises(InputError) as found:
+        resolve_split(str(data), "train")
+    assert str(found.value) == (f"list file '{data / 'train.txt'}' lists no stems; put one image "
+                                "stem per line")
+
+
+def test_images_without_masks_are_named_in_one_warning(tmp_path, caplog):
+    data = _data(tmp_path / "d", ["a", "b", "c"])
+    (data / "masks" / "b.png").unlink()
+    (data / "masks" / "c.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        train = resolve_split(str(data), "train")
+        val = resolve_split(str(data), "val")  # train resolves a folder for both roles
+    assert train == val == [(str(data / "images" / "a.png"), str(data / "masks" / "a.png"))]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"2 images in '{data / 'images'}' have no mask in masks/ and are left "
+                        "out (b, c); add masks/<stem>.png for each, or list the stems to use "
+                        "in a list file"]
+    caplog.clear()
+    (data / "train.txt").write_text("a\n")  # with a list, only the listed stems count
+    with caplog.at_level(logging.WARNING):
+        assert len(resolve_split(str(data), "train")) == 1
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# ---------------------------------------------------------------- whose folder a tool writes
+
+
+def test_mine_refuses_a_folder_distill_wrote(tmp_path, brightness_model, capsys):
+    data = _data(tmp_path / "data")
+    soft = tmp_path / "soft"
+    assert distill.main(["--teacher", str(brightness_model), "--data", str(data),
+                         "--out", str(soft)]) == 0
+    before = _tree(soft)
+    assert mine.main(["--model", str(brightness_model), "--data", str(data),
+                      "--out", str(soft)]) == 2
+    assert _last_error(capsys) == (
+        f"error: --out '{soft}' holds the output of python -m portrait.training.distill (its "
+        f"{OUTPUT_MARKER} says so), whose train.txt this run would replace; python -m "
+        "portrait.training.mine writes only into a new or empty folder or its own earlier "
+        "output, so choose another folder")
+    assert _tree(soft) == before and (soft / "train.txt").read_text() == "a\nb\n"
+    # Its own earlier output, a tool reads as its own.
+    mined = tmp_path / "mined"
+    for _ in range(2):
+        assert mine.main(["--model", str(brightness_model), "--data", str(data),
+                          "--out", str(mined)]) == 0
+    assert (mined / "train.txt").is_file()
+
+
+def test_a_mark_of_an_earlier_version_or_of_the_app_names_its_writer(tmp_path):
+    old = tmp_path / "old"  # as data tools marked their folders before the shared mark
+    old.mkdir()
+    (old / OUTPUT_MARKER).write_text("Written by python -m portrait.training.mine. Running a "
+                                     "portrait data tool into this folder again replaces its "
+                                     "train.txt and the images and masks of the same names.\n")
+    claim_data_folder(old, "--out", "portrait.training.mine")  # its own
+    with pytest.raises(InputError, match=r"^--negatives '.*' holds the output of python -m "
+                                         r"portrait\.training\.mine \("):
+        claim_data_folder(old, "--negatives", "portrait.training.distill", create=False)
+    from portrait.sink.images import ImageFolderSink
+
+    cutouts = tmp_path / "cutouts"
+    ImageFolderSink(cutouts).write(np.zeros((8, 8, 3), np.uint8), "holiday")
+    with pytest.raises(InputError, match=r"^--out '.*' holds the output of python app\.py "
+                                         r"--image --out \("):
+        claim_data_folder(cutouts, "--out", "portrait.training.distill")
+    assert sorted(p.name for p in cutouts.iterdir()) == ["holiday.png", OUTPUT_MARKER]
+
+
+# ---------------------------------------------------------------- failed runs
+
+
+def _broken(data: Path, stem: str) -> None:
+    (data / "images" / f"{stem}.png").write_bytes(b"not a picture")
+
+
+def test_a_failed_mine_run_leaves_no_partial_folder(tmp_path, brightness_model, capsys):
+    """The first photo is mined (its crops written) before the second fails to decode."""
+    lamp = np.full((48, 64, 3), 20, np.uint8)
+    lamp[:, :32] = 230
+    lamp[4:20, 44:60] = 230  # bright like the person, but no person: mined
+    data = _data(tmp_path / "data", ["a", "b"])
+    cv2.imwrite(str(data / "images" / "a.png"), lamp)
+    _broken(data, "b")
+    run = ["--model", str(brightness_model), "--data", str(data), "--out"]
+    new = tmp_path / "new" / "deeper" / "mined"
+    assert mine.main([*run, str(new)]) == 2
+    assert str(data / "images" / "b.png") in _last_error(capsys)
+    assert not (tmp_path / "new").exists()  # the parents it made too
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mine.main([*run, str(empty)]) == 2
+    assert empty.is_dir() and not any(empty.iterdir())
+    # What was there before (the tool's own earlier output) stays.
+    (data / "train.txt").write_text("a\n")
+    earlier = tmp_path / "earlier"
+    assert mine.main([*run, str(earlier)]) == 0
+    assert (earlier / "train.txt").read_text() == "a_0\n"
+    (data / "train.txt").write_text("a\nb\n")
+    assert mine.main([*run, str(earlier)]) == 2
+    assert (earlier / "train.txt").read_text() == "a_0\n" and (earlier / OUTPUT_MARKER).is_file()
+    assert (earlier / "images" / "a_0.jpg").is_file()
+
+
+def test_a_failed_distill_run_leaves_no_partial_folders(tmp_path, brightness_model, capsys):
+    data = _data(tmp_path / "data", ["a", "b"])
+    _broken(data, "b")
+    out, negatives = tmp_path / "soft", tmp_path / "negatives"
+    assert distill.main(["--teacher", str(brightness_model), "--data", str(data), "--out",
+                         str(out), "--negatives", str(negatives)]) == 2
+    assert str(data / "images" / "b.png") in _last_error(capsys)
+    assert not out.exists() and not negatives.exists()
+    assert sorted(p.name for p in (data / "images").iterdir()) == ["a.png", "b.png"]
