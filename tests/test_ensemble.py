@@ -128,9 +128,25 @@ def test_a_calibration_size_the_models_cannot_take_is_a_usage_error(tmp_path, ca
     assert "size '100x100' is not a multiple of 32 on both sides" in capsys.readouterr().err
 
 
+def test_a_short_side_the_app_cannot_run_is_a_usage_error(tmp_path, capsys):
+    """The app runs a model at sides that are multiples of 32; any other --short-side would
+    write a file it cannot run."""
+    from portrait.training.ensemble import main
+
+    for value in ("100", "7"):
+        with pytest.raises(SystemExit) as done:
+            main(["a.hdf5", "b.hdf5", "--short-side", value, "--out", str(tmp_path / "x.hdf5")])
+        assert done.value.code == 2
+        assert f"short side '{value}' is not a multiple of 32, e.g. 192 or 256" in capsys.readouterr().err
+    assert not (tmp_path / "x.hdf5").exists()
+
+
 def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts(tmp_path):
-    """A member that is no model file, and an --out no file can be written to, are refused before
-    TensorFlow starts and the members load (it was after building the ensemble)."""
+    """A member that is no model file, a member given twice or at a short side the app cannot run,
+    and an --out no file can be written to, are refused before TensorFlow starts and the members
+    load (it was after building the ensemble, or not at all)."""
+    import shutil
+
     from conftest import assert_refused_before_tensorflow
 
     from portrait.segment import SHORT_SIDE_ATTR
@@ -140,8 +156,23 @@ def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts
         f.attrs[SHORT_SIDE_ATTR] = 64  # what train writes: only the text file lacks a short side
     text = tmp_path / "text.hdf5"
     text.write_text("not a model")
+    odd_side = tmp_path / "odd.h5"
+    shutil.copy(members[0], odd_side)
+    with h5py.File(odd_side, "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = 100  # train --short-side let it through
+    (tmp_path / "sub").mkdir()
+    again = tmp_path / "sub" / ".." / "a.h5"  # the same file spelled otherwise
     cases = [([members[0], str(text), "--out", str(tmp_path / "x.hdf5")],
-              f"cannot read model '{text}': not a valid HDF5 file")]
+              f"cannot read model '{text}': not a valid HDF5 file"),
+             # The same member twice, as a plain average or a soup, however spelled.
+             ([members[0], members[1], members[0], "--out", str(tmp_path / "x.hdf5")],
+              f"model 3 '{members[0]}' is model 1 '{members[0]}' again; pass each model once"),
+             ([members[0], str(again), "--soup", "--out", str(tmp_path / "x.hdf5")],
+              f"model 2 '{again}' is model 1 '{members[0]}' again; pass each model once"),
+             # A stored short side the app cannot run is not copied into the new file.
+             ([members[0], str(odd_side), "--out", str(tmp_path / "x.hdf5")],
+              f"'{odd_side}' says it runs at a short side of 100 px, not a multiple of 32; "
+              "pass --short-side PX, a multiple of 32")]
     if sys.platform.startswith("linux"):  # root may write anywhere by os.access, but not here
         cases.append(([*members, "--short-side", "64", "--out", "/proc/x.hdf5"], "cannot write "
                       "model '/proc/x.hdf5': folder '/proc' is not writable"))

@@ -115,6 +115,15 @@ def test_the_tail_starts_from_the_imagenet_backbone(tmp_path):
                                   model.get_layer("encoder").get_layer("Conv1").get_weights()[0])
 
 
+def _backbone_weights(path: Path, alpha: float = 0.35) -> Path:
+    """MobileNetV2 encoder weights (include_top=False) as ``model.save_weights`` writes them."""
+    import keras
+
+    keras.applications.MobileNetV2(input_shape=(None, None, 3), alpha=alpha, include_top=False,
+                                   weights=None).save_weights(path)
+    return path
+
+
 def test_widen_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
     from conftest import constant_model
 
@@ -135,6 +144,12 @@ def test_widen_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
         ([str(source), "--tail", "--backbone", str(tmp_path / "no.h5")], "backbone weights"),
         ([str(_trained_like(tmp_path / "s32.hdf5", output_stride=32)), "--tail", "--backbone", "none"],
          "the tail joins a stride-16 model without a context module; this one has 4 decoder stages"),
+        # The widths it has already: the copy would be the model itself.
+        ([str(source), "--decoder", "12,8,6"], "the model's decoder already has 12,8,6 channels: "
+                                               "nothing to widen; pass wider --decoder widths or --tail"),
+        # Weights of another network: an HDF5 weights file, but not of MobileNetV2 alpha 1.0.
+        ([str(source), "--tail", "--backbone", str(_backbone_weights(tmp_path / "a035.weights.h5"))],
+         f"backbone weights '{tmp_path / 'a035.weights.h5'}' do not fit MobileNetV2 alpha 1.0"),
     ]
     for args, message in cases:
         target = [] if "--out" in args else ["--out", str(tmp_path / "new.hdf5")]
@@ -147,3 +162,76 @@ def test_widen_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
     assert "expected comma-separated channel counts such as 128,64,32, got 'a,b'" in capsys.readouterr().err
     assert not (tmp_path / "new.hdf5").exists()
     assert source.read_bytes() == before
+
+
+def test_inputs_unwritable_outs_and_files_of_the_wrong_kind_are_refused_before_tensorflow_starts(tmp_path):
+    """An --out that is an input, a folder or in a folder no file can be made in; a --backbone
+    that is no weights file; a MODEL that is no Keras model or says a short side the app cannot
+    run: each refused from the arguments and the files' headers, in one line, before TensorFlow
+    starts (they were found after the model loaded, or not at all)."""
+    import shutil
+    import sys
+
+    import h5py
+    from conftest import assert_refused_before_tensorflow, constant_model
+
+    from portrait.segment import SHORT_SIDE_ATTR
+
+    model = Path(constant_model(tmp_path / "m1.hdf5", 0.7))
+    with h5py.File(model, "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = 64  # what train writes
+    odd_side = tmp_path / "odd.hdf5"
+    shutil.copy(model, odd_side)
+    with h5py.File(odd_side, "a") as f:
+        f.attrs[SHORT_SIDE_ATTR] = 100
+    backbone = tmp_path / "bb2.weights.h5"
+    with h5py.File(backbone, "w") as f:  # the groups of Keras 3's save_weights
+        f.create_group("layers")
+        f.create_group("vars")
+    renamed = tmp_path / "bb3.h5"
+    shutil.copy(backbone, renamed)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f.create_dataset("kernel", data=np.zeros(3))
+    text = tmp_path / "notamodel.hdf5"
+    text.write_text("not a model")
+    tflite, jpeg = tmp_path / "m.tflite", tmp_path / "photo.jpg"
+    tflite.write_bytes(b"\x1c\x00\x00\x00TFL3")
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0")
+    folder_out = tmp_path / "adir.hdf5"
+    folder_out.mkdir()
+    (tmp_path / "sub").mkdir()
+    before = {path: path.read_bytes() for path in (model, backbone)}
+    new = tmp_path / "new.hdf5"
+    expects = "--backbone expects MobileNetV2 alpha 1.0 weights (include_top=False)"
+    cases = [
+        ([model, "--tail", "--backbone", backbone, "--out", backbone],
+         f"--out '{backbone}' is the --backbone weights file; choose a new file"),
+        ([model, "--tail", "--backbone", backbone, "--out", tmp_path / "sub" / ".." / backbone.name],
+         "is the --backbone weights file; choose a new file"),  # another spelling, the same file
+        ([model, "--decoder", "20,14,10", "--out", tmp_path / "sub" / ".." / model.name],
+         "is the model itself; choose a new file"),
+        ([model, "--decoder", "20,14,10", "--out", folder_out],
+         f"--out '{folder_out}' is a folder; give a file name, e.g. --out {folder_out / 'wide.hdf5'}"),
+        ([model, "--tail", "--backbone", text, "--out", new],
+         f"backbone weights '{text}' is not an HDF5 file; {expects}"),
+        ([model, "--tail", "--backbone", model, "--out", new],
+         f"'{model}' is a whole Keras model, not backbone weights; {expects}"),
+        ([model, "--tail", "--backbone", renamed, "--out", new],
+         f"backbone weights '{renamed}' are Keras 3 weights, which Keras reads only from a file "
+         "named *.weights.h5; rename it"),
+        ([model, "--tail", "--backbone", empty, "--out", new], f"'{empty}' holds no layer weights; {expects}"),
+        ([text, "--decoder", "20,14,10", "--out", new], f"cannot read model '{text}': not a valid HDF5 file"),
+        ([tflite, "--decoder", "20,14,10", "--out", new],
+         f"model '{tflite}' is not a Keras model file (.tflite); widen a .hdf5 model that "
+         "portrait.training.train wrote"),
+        ([jpeg, "--decoder", "20,14,10", "--out", new], f"model '{jpeg}' is not a Keras model file (.jpg)"),
+        ([odd_side, "--decoder", "20,14,10", "--out", new],
+         f"'{odd_side}' says it runs at a short side of 100 px, not a multiple of 32"),
+    ]
+    if sys.platform.startswith("linux"):  # root may write anywhere by os.access, but not here
+        cases.append(([model, "--decoder", "20,14,10", "--out", "/proc/wide.hdf5"],
+                      "cannot write model '/proc/wide.hdf5': folder '/proc' is not writable"))
+    assert_refused_before_tensorflow("portrait.training.widen", cases)
+    assert {path: path.read_bytes() for path in before} == before
+    assert not new.exists() and not any(folder_out.iterdir())

@@ -130,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help=".hdf5/.h5/.keras models to average")
     p.add_argument("--out", required=True, metavar="FILE.hdf5", help="the new model file")
-    p.add_argument("--short-side", type=positive_int, default=None, metavar="PX",
-                   help="the short side the app runs it at (default: the members' own, which "
-                        "must then agree)")
+    p.add_argument("--short-side", type=short_side, default=None, metavar="PX",
+                   help="the short side the app runs it at, a multiple of 32 (default: the "
+                        "members' own, which must then agree)")
     p.add_argument("--soup", action="store_true",
                    help="average the members' weights instead of their outputs: one model at one "
                         "member's cost (members of one architecture, fine-tuned from one model)")
@@ -146,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration batches of 8 crops (default 100, train's)")
     p.add_argument("--seed", type=int, default=1, help="the calibration crops' seed")
     return p
+
+
+def short_side(text: str) -> int:
+    """``--short-side`` (argparse type): a positive multiple of 32, as the app runs models only at
+    sides that halve five times (see ``portrait.cli.model_size``)."""
+    from portrait.cli import positive_int
+
+    px = positive_int(text)
+    if px % 32:
+        raise argparse.ArgumentTypeError(f"short side '{text}' is not a multiple of 32, "
+                                          "e.g. 192 or 256")
+    return px
 
 
 def check_members(paths: Sequence[Path]) -> None:
@@ -165,7 +177,8 @@ def members_short_side(paths: Sequence[Path]) -> int:
     """The short side every member was trained for (``portrait.training.train`` stores it in the file).
 
     Raises:
-        InputError: a member without one, or members that disagree.
+        InputError: a member without one or with one that is not a multiple of 32, or members
+            that disagree.
     """
     from portrait.segment import read_short_side_hint
 
@@ -174,6 +187,10 @@ def members_short_side(paths: Sequence[Path]) -> int:
     if missing:
         raise InputError(f"'{missing[0]}' does not say which short side it runs at; "
                          "pass --short-side PX")
+    for path, side in sides.items():
+        if side % 32:  # the app could run neither it nor the new file
+            raise InputError(f"'{path}' says it runs at a short side of {side} px, not a multiple "
+                             "of 32; pass --short-side PX, a multiple of 32")
     if len(set(sides.values())) > 1:
         found = ", ".join(f"{path.name}: {side}" for path, side in sides.items())
         raise InputError(f"the models run at different short sides ({found}); "
@@ -202,10 +219,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         hint = "pass the Keras model files to average, e.g. runs/seed1.hdf5 runs/seed2.hdf5"
         paths = [resolve_model_path(name, hint) for name in args.models]
         out = Path(args.out)
-        for path in paths:
+        for number, path in enumerate(paths, 1):
             if path.suffix.lower() not in KERAS_SUFFIXES:
                 raise ModelError(f"model '{path}' is not a Keras model ({path.suffix}); "
                                  f"pass {', '.join(KERAS_SUFFIXES)} files")
+            for earlier, other in enumerate(paths[:number - 1], 1):
+                if same_place(path, other):
+                    raise InputError(f"model {number} '{path}' is model {earlier} '{other}' again; "
+                                     "pass each model once")
         if out.suffix.lower() not in HDF5_SUFFIXES:
             raise InputError(f"--out '{out}' must end in .hdf5 or .h5")
         if any(same_place(out, path) for path in paths):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -153,6 +154,7 @@ def add_tail(model, backbone_weights: Optional[str]) -> "keras.Model":
 
 def _rebuild(model, filters: tuple, stride: int, context: str, backbone_weights=None):
     """``build_unet`` with ``model``'s encoder width (found by trying each width multiplier)."""
+    from portrait.segment.base import one_line
     from portrait.training.model import build_unet
 
     encoder = {layer.name: [tuple(w.shape) for w in layer.weights]
@@ -160,8 +162,14 @@ def _rebuild(model, filters: tuple, stride: int, context: str, backbone_weights=
     for alpha in _alphas(model.name):
         if alpha != 1.0 and backbone_weights:
             continue  # the shipped backbone is alpha 1.0
-        built = build_unet((stride * 2, stride * 2), alpha, stride, filters, backbone_weights,
-                           fixed_input=False, context=context)
+        try:
+            built = build_unet((stride * 2, stride * 2), alpha, stride, filters, backbone_weights,
+                               fixed_input=False, context=context)
+        except ValueError as error:  # weights of another network (checked as a file already)
+            if not backbone_weights:
+                raise
+            raise ModelError(f"backbone weights '{backbone_weights}' do not fit MobileNetV2 alpha "
+                             f"1.0 ({one_line(error)}); {BACKBONE_EXPECTED}") from None
         mine = {layer.name: [tuple(w.shape) for w in layer.weights]
                 for layer in built.get_layer("encoder").layers}
         if all(mine.get(name) == shapes for name, shapes in encoder.items()):
@@ -172,6 +180,38 @@ def _rebuild(model, filters: tuple, stride: int, context: str, backbone_weights=
 
 
 ALPHAS = (1.0, 0.35, 0.5, 0.75, 1.3, 1.4)
+BACKBONE_EXPECTED = ("--backbone expects MobileNetV2 alpha 1.0 weights (include_top=False), as "
+                     "model.save_weights writes them to a .weights.h5 file, or 'none'")
+
+
+def check_backbone(path: Path) -> None:
+    """Before TensorFlow starts: ``path`` is a weights file that Keras can load into the encoder
+    (HDF5 weights, not a whole model), so a wrong file is named before any model is built.
+
+    Raises:
+        InputError: no such file, or one that is not HDF5, is a whole model, or holds no layer
+            weights Keras reads under its name.
+    """
+    import h5py
+
+    if not path.is_file():
+        raise InputError(f"backbone weights '{path}' not found; pass --backbone FILE "
+                         "(MobileNetV2 alpha 1.0, include_top=False) or --backbone none")
+    try:
+        with h5py.File(path, "r") as f:
+            whole_model = "model_config" in f.attrs
+            legacy = "layer_names" in f.attrs  # Keras 2's save_weights
+            keras3 = "layers" in f and "vars" in f  # Keras 3's .weights.h5
+    except OSError:
+        raise InputError(f"backbone weights '{path}' is not an HDF5 file; {BACKBONE_EXPECTED}") from None
+    if whole_model:
+        raise InputError(f"'{path}' is a whole Keras model, not backbone weights; {BACKBONE_EXPECTED}")
+    if keras3 and not legacy and not path.name.lower().endswith(".weights.h5"):
+        # Keras picks the reader by the name: any other .h5 is read as Keras 2 weights.
+        raise InputError(f"backbone weights '{path}' are Keras 3 weights, which Keras reads only "
+                         "from a file named *.weights.h5; rename it")
+    if not keras3 and not legacy:
+        raise InputError(f"'{path}' holds no layer weights; {BACKBONE_EXPECTED}")
 
 
 def _alphas(name: str) -> list[float]:
@@ -243,27 +283,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
 
     def body() -> None:
-        from portrait.segment import HDF5_SUFFIXES, read_short_side_hint, resolve_model_path
+        from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, read_short_side_hint, resolve_model_path
+        from portrait.segment.base import one_line
+        from portrait.sink.paths import _prepare_folder, names_folder, same_place
+        from portrait.training.ensemble import check_members
         from portrait.training.train import DEFAULT_BACKBONE
 
+        # Everything the arguments and the files' headers can tell, before TensorFlow starts.
         path = resolve_model_path(args.model, "pass a model that portrait.training.train wrote")
+        if path.suffix.lower() not in KERAS_SUFFIXES:
+            raise ModelError(f"model '{path}' is not a Keras model file ({path.suffix or 'no suffix'}); "
+                             "widen a .hdf5 model that portrait.training.train wrote")
+        backbone = None if args.backbone == "none" else Path(args.backbone or DEFAULT_BACKBONE)
         out = Path(args.out)
         if out.suffix.lower() not in HDF5_SUFFIXES:
             raise InputError(f"--out '{out}' must end in .hdf5 or .h5")
-        if out.exists() and out.resolve() == path.resolve():
+        if same_place(out, path):
             raise InputError(f"--out '{out}' is the model itself; choose a new file")
+        if backbone is not None and same_place(out, backbone):
+            raise InputError(f"--out '{out}' is the --backbone weights file; choose a new file")
+        if names_folder(args.out) or out.is_dir():
+            raise InputError(f"--out '{out}' is a folder; give a file name, e.g. "
+                             f"--out {out / 'wide.hdf5'}")
         if not out.parent.is_dir():
             raise InputError(f"--out folder '{out.parent}' does not exist; create it first")
+        _prepare_folder(out.parent, f"model '{out}'")
         if not args.decoder and not args.tail:
             raise InputError("nothing to add: pass --decoder C1,C2,C3, --tail or both")
-        backbone = None if args.backbone == "none" else Path(args.backbone or DEFAULT_BACKBONE)
-        if args.tail and backbone is not None and not backbone.is_file():
-            raise InputError(f"backbone weights '{backbone}' not found; pass --backbone FILE "
-                             "(MobileNetV2 alpha 1.0, include_top=False) or --backbone none")
+        if args.tail and backbone is not None:
+            check_backbone(backbone)
+        check_members([path])
         short_px = read_short_side_hint(path)
         if short_px is None:
             raise InputError(f"'{path}' does not say which short side it runs at; widen a model "
                              "that portrait.training.train wrote")
+        if short_px % 32:
+            # The app runs models at sides that are multiples of 32: neither file would run.
+            raise InputError(f"'{path}' says it runs at a short side of {short_px} px, not a "
+                             "multiple of 32; widen a model trained with --short-side 192, 256 or "
+                             "another multiple of 32")
         import_tensorflow_quietly()
         import keras
 
@@ -273,10 +331,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         keras.utils.set_random_seed(args.seed)
         model = load_keras_model(path)
         before = decoder_widths(model)
+        if not args.tail and args.decoder == before:
+            raise InputError(f"the model's decoder already has {','.join(map(str, before))} "
+                             "channels: nothing to widen; pass wider --decoder widths or --tail")
         grown = add_tail(model, backbone and str(backbone)) if args.tail else model
         if args.decoder:
             grown = widen_decoder(grown, args.decoder)
-        save_model(grown, out, short_px)
+        try:
+            save_model(grown, out, short_px)
+        except OSError as error:  # a full disk, a folder changed since the check
+            reason = os.strerror(error.errno) if error.errno else one_line(error)
+            raise InputError(f"cannot write model '{out}': {reason}; check the folder, its "
+                             "permissions and the free space") from None
         log.info("wrote %s: decoder %s -> %s channels%s, %d -> %d parameters", out,
                  ",".join(map(str, before)), ",".join(map(str, decoder_widths(grown))),
                  ", the encoder's tail added" if args.tail else "",
