@@ -61,6 +61,18 @@ def model_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def short_side(text: str) -> int:
+    """``--short-side``: a positive multiple of 32, the sides the app runs models at (they halve
+    their input five times; see :func:`model_size`)."""
+    value = positive_int(text)
+    if value % 32:
+        below = value // 32 * 32
+        example = f"{below} or {below + 32}" if below else "32"
+        raise argparse.ArgumentTypeError(f"short side '{text}' is not a multiple of 32, e.g. "
+                                         f"{example}")
+    return value
+
+
 def given(text: str) -> str:
     """A path or name that must not be empty (an empty one would silently mean "not given").
     A leading ``~`` is expanded as a shell would: ``--out=~/x.png`` and a quoted ``"~/x.png"``

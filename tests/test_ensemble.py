@@ -133,11 +133,12 @@ def test_a_short_side_the_app_cannot_run_is_a_usage_error(tmp_path, capsys):
     write a file it cannot run."""
     from portrait.training.ensemble import main
 
-    for value in ("100", "7"):
+    for value, example in (("100", "96 or 128"), ("7", "32")):
         with pytest.raises(SystemExit) as done:
             main(["a.hdf5", "b.hdf5", "--short-side", value, "--out", str(tmp_path / "x.hdf5")])
         assert done.value.code == 2
-        assert f"short side '{value}' is not a multiple of 32, e.g. 192 or 256" in capsys.readouterr().err
+        assert f"short side '{value}' is not a multiple of 32, e.g. {example}" in \
+            capsys.readouterr().err
     assert not (tmp_path / "x.hdf5").exists()
 
 

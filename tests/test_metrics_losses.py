@@ -4,6 +4,7 @@ The worked examples are in the comments; every expected number is derived by han
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -338,3 +339,16 @@ def test_make_loss_combinations(spec, expected):
 def test_make_loss_rejects_unknown_terms(spec, bad):
     with pytest.raises(ValueError, match=f"unknown loss term '{bad}'"):
         losses.make_loss(spec)
+
+
+@pytest.mark.parametrize("spec, bad", [("nan*dice", "nan"), ("inf*bce", "inf"), ("1e400*dice", "1e400"),
+                                       ("0*dice", "0"), ("2*dice+-1*bce", "-1")])
+def test_make_loss_rejects_weights_that_are_not_finite_and_positive(spec, bad):
+    message = f"loss weight '{bad}' in '{spec}' must be a finite number greater than 0"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        losses.make_loss(spec)
+
+
+def test_make_loss_names_a_weight_that_is_no_number():
+    with pytest.raises(ValueError, match=r"loss weight 'half' in 'half\*dice' is not a number"):
+        losses.make_loss("half*dice")

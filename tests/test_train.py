@@ -410,6 +410,15 @@ def test_best_logged_reads_the_highest_value(tmp_path):
     (["--alpha", "0"], "--alpha: '0' must be greater than 0"),
     (["--val-split", "nan"], "--val-split: 'nan' must be at least 0 and below 1"),
     (["--warmup-epochs", "nan"], "--warmup-epochs: 'nan' must be 0 or more"),
+    (["--loss", "nan*dice"], "loss weight 'nan' in 'nan*dice' must be a finite number greater than 0"),
+    (["--loss", "inf*bce"], "loss weight 'inf' in 'inf*bce' must be a finite number"),
+    (["--loss", "1e400*dice"], "loss weight '1e400' in '1e400*dice' must be a finite number"),
+    (["--loss", "0*dice"], "loss weight '0' in '0*dice' must be a finite number greater than 0"),
+    (["--loss", "2*dice+-1*bce"], "loss weight '-1' in '2*dice+-1*bce' must be a finite number"),
+    (["--short-side", "100"], "--short-side: short side '100' is not a multiple of 32, e.g. 96 or 128"),
+    (["--seed", "-1"], "--seed: '-1' must be from 0 to 4294967295"),
+    (["--seed", "4294967296"], "--seed: '4294967296' must be from 0 to 4294967295"),
+    (["--seed", "1.5"], "--seed: '1.5' is not a whole number"),
 ])
 def test_bad_training_options_are_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -517,9 +526,27 @@ def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys)
     run = tmp_path / "run"
     base = ["--data", str(data), "--backbone", "none", "--run-dir", str(run), "--epochs", "1"]
     (tmp_path / "a_file").write_text("not a folder")
+    backbone = tmp_path / "backbone.weights.h5"
+    backbone.write_bytes(b"weights")
+    (tmp_path / "a_folder.hdf5").mkdir()
+    (tmp_path / "corrupt.h5").write_text("not a model")
+    missing = str(tmp_path / "missing.h5")
     cases = [
         (["--init", str(init), "--out", str(tmp_path / "init.h5")], "is the --init model"),
         (["--teacher", str(init), "--out", str(tmp_path / "init.h5")], "is the --teacher model"),
+        (["--backbone", str(backbone), "--out", str(backbone)],
+         f"--out '{backbone}' is the --backbone weights file, which the run reads"),
+        (["--out", str(tmp_path / "a_folder.hdf5")],
+         f"--out '{tmp_path / 'a_folder.hdf5'}' is a folder, not a model file"),
+        # Model files are checked before the data loads (this --data is nowhere).
+        (["--init", missing, "--out", str(tmp_path / "x.hdf5"), "--data", str(tmp_path / "nowhere")],
+         f"--init '{missing}' not found"),
+        (["--init", str(tmp_path / "a_folder.hdf5"), "--out", str(tmp_path / "x.hdf5")],
+         f"--init '{tmp_path / 'a_folder.hdf5'}' is a folder, not a file"),
+        (["--init", str(tmp_path / "corrupt.h5"), "--out", str(tmp_path / "x.hdf5")],
+         "corrupt.h5"),
+        (["--teacher", missing, "--out", str(tmp_path / "x.hdf5")], f"--teacher '{missing}' not found"),
+        (["--backbone", missing, "--out", str(tmp_path / "x.hdf5")], f"--backbone '{missing}' not found"),
         (["--input-size", "100x100", "--out", str(tmp_path / "x.hdf5")],
          "--input-size 100x100 must be a multiple of the output stride 16"),
         (["--out", str(tmp_path / "a_file" / "x.hdf5")], "a_file"),
@@ -529,7 +556,7 @@ def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys)
         assert train_main(base + args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and "Traceback" not in "\n".join(err), err
-    assert init.read_bytes() == before
+    assert init.read_bytes() == before and backbone.read_bytes() == b"weights"
     assert not run.exists(), "a refused run left its run folder"
 
 
@@ -544,7 +571,9 @@ def test_an_interrupted_run_resumes_only_as_it_was_started_and_a_refusal_changes
     base = ["--data", str(data), "--backbone", "none", "--run-dir", str(run),
             "--out", str(tmp_path / "x.hdf5")]
     assert train_main(base + ["--epochs", "3", "--lr", "0.05"]) == 2
-    assert "already has a backup; pass --resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already has a backup; pass --resume" in err
+    assert f"or remove '{run / 'backup'}' to start over" in err
     assert train_main(base + ["--epochs", "3", "--lr", "0.001", "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--resume with other options" in err and "epochs 50 -> 3" in err and "lr" not in err, err
@@ -560,3 +589,231 @@ def test_a_photo_training_cannot_decode_is_named_before_training(tmp_path, capsy
                        "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert bad.name in err and "is not a" in err, err
+
+
+TINY = ["--steps-per-epoch", "1", "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
+        "--backbone", "none", "--bn-steps", "1"]
+
+
+def test_a_backup_stopped_while_it_is_written_keeps_the_epoch_before(tmp_path):
+    """Ctrl-C while the backup's weights are written (raised here by a layer as its weights are
+    saved, the file half written): the backup still holds the epoch before, whole, and a fit
+    that restores it gets that epoch's weights. Keras's own callback writes in place, and the
+    half-written file is what it would restore from."""
+    import keras
+
+    from portrait.training.train import make_backup
+
+    class Stopping(keras.layers.Dense):
+        stop = False
+
+        def save_own_variables(self, store):
+            super().save_own_variables(store)
+            if Stopping.stop:
+                raise KeyboardInterrupt
+
+    def model():
+        keras.utils.set_random_seed(0)
+        made = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), Stopping(4),
+                                 keras.layers.Dense(1)])
+        made.compile(optimizer="adam", loss="mse")
+        return made
+
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    backup = tmp_path / "backup"
+    first = model()
+    first.fit(x, y, epochs=1, callbacks=[make_backup(backup)], verbose=0)
+    after_one = first.get_weights()
+    Stopping.stop = True
+    with pytest.raises(KeyboardInterrupt):  # epoch 2 is trained; its backup is cut off
+        first.fit(x, y, epochs=3, callbacks=[make_backup(backup)], verbose=0)
+    Stopping.stop = False
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    restored = model()
+    restored.fit(x, y, epochs=1, callbacks=[make_backup(backup)], verbose=0)  # epoch 1 is done
+    for got, expected in zip(restored.get_weights(), after_one):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("state, message", [
+    ("truncated", "cannot be restored (Unable to"),
+    ("another model's", "cannot be restored ("),
+    ("missing", "records 2 finished epoch(s) but has no weights (latest.weights.h5)"),
+])
+def test_resuming_a_backup_that_cannot_be_restored_is_one_line(tmp_path, capsys, state, message):
+    """A backup left truncated (by a stop while an older version wrote it in place), holding
+    weights of another model, or with its epoch count but no weights: --resume says so and
+    that removing the backup starts over, instead of an unexpected error or a silent start
+    from scratch."""
+    import keras
+
+    data = make_data(tmp_path / "data")
+    backup = tmp_path / "run" / "backup"
+    backup.mkdir(parents=True)
+    (backup / "training_metadata.json").write_text(json.dumps({"epoch": 2, "batch": 0}))
+    if state != "missing":
+        other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        other.save_weights(backup / "latest.weights.h5")
+        if state == "truncated":
+            whole = (backup / "latest.weights.h5").read_bytes()
+            (backup / "latest.weights.h5").write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "x.hdf5"
+    code = train_main(["--data", str(data), "--epochs", "3", "--out", str(out),
+                       "--run-dir", str(tmp_path / "run"), "--resume"] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and f"--resume: the backup in '{backup}'" in err[-1], err
+    assert message in err[-1] and "remove that folder to start the run over" in err[-1], err
+    assert "Traceback" not in "\n".join(err) and not out.exists()
+
+
+def test_a_new_run_in_a_used_run_folder_sets_the_earlier_run_aside(tmp_path, caplog):
+    """A run (without --resume) in a finished run's folder moves that run's files to earlier-1/
+    and logs it: its own metrics.csv holds only its own epochs, so a resume of it takes its own
+    best score, not the earlier run's, as the one to beat."""
+    from portrait.training.train import best_logged
+
+    data = make_data(tmp_path / "data")
+    run = tmp_path / "run"
+    (run / "tensorboard").mkdir(parents=True)  # what a finished run leaves (no backup/)
+    earlier_files = {"train.json": "{}", "metrics.csv": "epoch,iou,val_iou\n0,0.9,0.999\n",
+                     "result.json": "{}", "best.h5": "the earlier run's best model"}
+    for name, text in earlier_files.items():
+        (run / name).write_text(text)
+    with caplog.at_level("INFO", logger="portrait"):
+        assert train_main(["--data", str(data), "--epochs", "1", "--out", str(tmp_path / "x.hdf5"),
+                           "--run-dir", str(run)] + TINY) == 0
+    earlier = run / "earlier-1"
+    assert f"moved its train.json, metrics.csv, result.json, best.h5, tensorboard to '{earlier}'" \
+        in caplog.text
+    assert {name: (earlier / name).read_text() for name in earlier_files} == earlier_files
+    assert len((run / "metrics.csv").read_text().splitlines()) == 2  # header + this run's epoch
+    assert best_logged(run / "metrics.csv") < 0.999
+    assert (run / "best.h5").read_bytes() != b"the earlier run's best model"
+    assert json.loads((run / "train.json").read_text())["epochs"] == 1
+
+
+def test_a_training_loss_that_becomes_nan_stops_the_run_in_one_line(tmp_path, capsys):
+    """Fine-tuning a model whose weights are nan: the first step's loss is nan; the run stops
+    there, names the epoch, suggests a lower --lr, and writes no model."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    conv = keras.layers.Conv2D(1, 1, bias_initializer=keras.initializers.Constant(float("nan")))
+    keras.Model(inputs, keras.layers.Activation("sigmoid")(conv(inputs))).save(tmp_path / "nan.h5")
+    data = make_data(tmp_path / "data")
+    out = tmp_path / "x.hdf5"
+    code = train_main(["--data", str(data), "--epochs", "2", "--init", str(tmp_path / "nan.h5"),
+                       "--out", str(out), "--run-dir", str(tmp_path / "run")] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert ("the training loss became nan in epoch 1 (step 1), so no model was written; start the "
+            "run again with a lower --lr than 0.001") in err[-1], err
+    assert not out.exists() and not (tmp_path / "run" / "best.h5").exists()
+
+
+@pytest.mark.parametrize("val", ["dotdot", "link"])
+def test_validation_naming_the_training_files_by_another_path_is_refused(tmp_path, capsys, val):
+    data = make_data(tmp_path / "data")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(data)
+    other = {"dotdot": tmp_path / "elsewhere" / ".." / "data", "link": tmp_path / "link"}[val]
+    code = train_main(["--data", str(data / "train.txt"), "--val", str(other / "train.txt"),
+                       "--epochs", "1", "--out", str(tmp_path / "x.hdf5"),
+                       "--run-dir", str(tmp_path / "run")] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "training and validation sets share 9 photo(s)" in err[-1], err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("seed", ["1", "3"])
+def test_overlapping_sets_are_refused_whatever_max_items_keeps(tmp_path, capsys, seed):
+    """The same list for both: the 4 training pairs --max-items keeps hold the one validation
+    pair it keeps with seed 3, not with seed 1; both are refused."""
+    data = make_data(tmp_path / "data")
+    code = train_main(["--data", str(data / "train.txt"), "--val", str(data / "train.txt"),
+                       "--max-items", "4", "--seed", seed, "--epochs", "1",
+                       "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(tmp_path / "run")] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "training and validation sets share 9 photo(s)" in err[-1], err
+
+
+def test_options_that_do_nothing_are_named_only_when_typed(tmp_path, caplog):
+    missing = str(tmp_path / "missing.h5")
+    base = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "x.hdf5"), "--init", missing]
+    with caplog.at_level("WARNING", logger="portrait"):
+        assert train_main(base + ["--alpha", "0.5", "--context", "lraspp", "--output-stride", "32",
+                                  "--backbone", "none", "--teacher-weight", "0.3",
+                                  "--schedule", "constant", "--warmup-epochs", "1"]) == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"--{name} is ignored with --init (the model comes from the file)"
+                      for name in ("alpha", "context", "output-stride", "backbone")] + [
+        "--teacher-weight is ignored without --teacher",
+        "--warmup-epochs is ignored with --schedule constant"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="portrait"):
+        assert train_main(base + ["--teacher", missing, "--teacher-weight", "0.3",
+                                  "--warmup-epochs", "1"]) == 2  # both mean something here
+        assert train_main(base) == 2  # defaults are never named
+    assert "is ignored" not in caplog.text
+
+
+def test_sigterm_stops_training_as_ctrl_c_does_and_the_run_resumes(tmp_path, caplog):
+    """A real SIGTERM once the first epoch is backed up: the run stops with the backup kept,
+    says how to resume, exits 143 (128 + SIGTERM, as Ctrl-C's 130) without a model; --resume
+    then trains the epochs left and writes it."""
+    import os
+    import signal
+    import threading
+    import time
+
+    data = make_data(tmp_path / "data")
+    run, out = tmp_path / "run", tmp_path / "x.hdf5"
+    args = ["--data", str(data), "--epochs", "8", "--out", str(out), "--run-dir", str(run)] + TINY
+    done = threading.Event()
+
+    def terminate_after_the_first_backup():
+        while not done.is_set():
+            if (run / "backup" / "training_metadata.json").exists():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=terminate_after_the_first_backup, daemon=True)
+    killer.start()
+    try:
+        with caplog.at_level("INFO", logger="portrait"):
+            code = train_main(args)
+    finally:
+        done.set()
+        killer.join()
+    backed_up = json.loads((run / "backup" / "training_metadata.json").read_text())["epoch"]
+    assert code == 128 + signal.SIGTERM and not out.exists()
+    assert 1 <= backed_up < 8 and (run / "backup" / "latest.weights.h5").is_file()
+    assert (f"SIGTERM: training stopped with {backed_up} of 8 epochs backed up in "
+            f"'{run / 'backup'}'; run the same command with --resume to continue") in caplog.text
+    assert train_main(args + ["--resume"]) == 0
+    assert out.is_file() and not (run / "backup").exists()
+    epochs = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs[-1] == 7 and sorted(set(epochs)) == list(range(8))  # a stopped one may be twice
+
+
+def test_a_moved_run_folder_resumes_and_paths_compare_by_the_files_they_name(tmp_path, capsys):
+    """train.json of a run started in another folder, naming the data by a link: resuming it
+    from here with the data's own path continues it; another data folder is refused."""
+    data = make_data(tmp_path / "data")
+    (tmp_path / "alias").symlink_to(data)
+    run = tmp_path / "moved" / "run"
+    (run / "backup").mkdir(parents=True)  # stopped before its first epoch's end
+    (run / "train.json").write_text(json.dumps({
+        "data": [str(tmp_path / "alias")], "run_dir": str(tmp_path / "old" / "run"),
+        "out": str(tmp_path / "old.hdf5"), "epochs": 1}))
+    args = ["--epochs", "1", "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(run),
+            "--resume"] + TINY
+    other = make_data(tmp_path / "other")
+    assert train_main(["--data", str(other)] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--resume with other options" in err and "data [" in err, err
+    assert "run_dir '" not in err and "out '" not in err, err
+    assert train_main(["--data", str(data)] + args) == 0
+    assert (tmp_path / "x.hdf5").is_file()

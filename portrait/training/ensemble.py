@@ -121,7 +121,7 @@ def calibrate_soup(model, data: Sequence[str], input_size: tuple[int, int], step
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, model_size, positive_int
+    from portrait.cli import OneLineParser, model_size, positive_int, short_side
 
     p = OneLineParser(
         prog="python -m portrait.training.ensemble",
@@ -146,18 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration batches of 8 crops (default 100, train's)")
     p.add_argument("--seed", type=int, default=1, help="the calibration crops' seed")
     return p
-
-
-def short_side(text: str) -> int:
-    """``--short-side`` (argparse type): a positive multiple of 32, as the app runs models only at
-    sides that halve five times (see ``portrait.cli.model_size``)."""
-    from portrait.cli import positive_int
-
-    px = positive_int(text)
-    if px % 32:
-        raise argparse.ArgumentTypeError(f"short side '{text}' is not a multiple of 32, "
-                                          "e.g. 192 or 256")
-    return px
 
 
 def check_members(paths: Sequence[Path]) -> None:

@@ -5,6 +5,8 @@ All take ``y_true`` in 0..1 and ``y_pred`` a sigmoid probability, shape (B, H, W
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -213,7 +215,7 @@ def make_loss(spec: str) -> SegLoss:
     needs batches of two views, :class:`ConsistencyLoss`).
 
     Raises:
-        ValueError: an unknown term.
+        ValueError: an unknown term, or a weight that is not a finite number above 0.
     """
     known = {"dice": DiceLoss, "bce": BCELoss, "focal": FocalLoss, "boundary": BoundaryBCELoss,
              "far": FarBCELoss, "lovasz": LovaszLoss, "consistency": ConsistencyLoss}
@@ -222,6 +224,20 @@ def make_loss(spec: str) -> SegLoss:
         weight, _, name = term.rpartition("*")
         if name not in known:
             raise ValueError(f"unknown loss term '{name}' in '{spec}'; expected one of {sorted(known)}")
-        loss = known[name]() * float(weight) if weight else known[name]()
+        loss = known[name]() * _term_weight(weight, spec) if weight else known[name]()
         total = loss if total is None else total + loss
     return total
+
+
+def _term_weight(text: str, spec: str) -> float:
+    """A loss term's weight: a finite number above 0 (nan or inf would train to nan; 0 or less
+    would drop the term or reward the error it measures)."""
+    try:
+        weight = float(text)
+    except ValueError:
+        raise ValueError(f"loss weight '{text}' in '{spec}' is not a number, e.g. "
+                         "'dice+0.5*bce'") from None
+    if not (math.isfinite(weight) and weight > 0):
+        raise ValueError(f"loss weight '{text}' in '{spec}' must be a finite number greater "
+                         "than 0, e.g. 'dice+0.5*bce'")
+    return weight

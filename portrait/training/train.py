@@ -1,7 +1,9 @@
 """Train a MobileNetV2-UNet: ``python -m portrait.training.train --data DIR [DIR|LIST ...] --out unet.hdf5``.
 
 Keeps the best model by validation IoU, logs to TensorBoard and a CSV, and backs up the whole
-training state every epoch so ``--resume`` continues a run that was stopped. With
+training state every epoch (each file written beside itself and moved over it, so a stop while it
+is written keeps the one before) so ``--resume`` continues a run that was stopped by Ctrl-C or
+SIGTERM. With
 ``--average-last K`` it also saves the weights after each of the last K epochs and tries their
 mean (stochastic weight averaging) as a third candidate beside the best and the final weights.
 """
@@ -9,18 +11,24 @@ mean (stochastic weight averaging) as a third candidate beside the best and the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
 import logging
+import math
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.errors import PortraitError, run_command
+from portrait.errors import (TERMINATION_SIGNALS, ModelError, PortraitError, StopRequested,
+                             run_command)
 from portrait.sink.paths import _prepare_folder
 from portrait.segment.locate import SHARED_DIR
 
@@ -80,9 +88,24 @@ def loss_spec(text: str) -> str:
     return text
 
 
+SEED_LIMIT = 2**32  # NumPy's and Keras's seeds are below this
+
+
+def seed_value(text: str) -> int:
+    """``--seed``: a whole number from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"'{text}' must be from 0 to {SEED_LIMIT - 1}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from portrait.cli import (OneLineParser, fraction, non_negative_float, non_negative_int,
-                              parse_size, positive_float, positive_int, probability, zoom_range)
+                              parse_size, positive_float, positive_int, probability, short_side,
+                              zoom_range)
     from portrait.options import CONTEXT_MODULES, PAD_MODES
 
     p = OneLineParser(
@@ -128,9 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --run-dir from its last completed epoch")
     p.add_argument("--bn-steps", type=non_negative_int, default=100,
                    help="batches used to re-estimate batch-norm statistics after training")
-    p.add_argument("--short-side", type=positive_int, metavar="PX",
-                   help="short side the app runs the model at, stored in the model file "
-                        "(default: the training crop's short side)")
+    p.add_argument("--short-side", type=short_side, metavar="PX",
+                   help="short side the app runs the model at, a multiple of 32, stored in the "
+                        "model file (default: the training crop's short side)")
     p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
@@ -158,8 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also try the mean of the weights after each of the last K epochs "
                         "(stochastic weight averaging, K >= 2); like the best and the final "
                         "weights, it is kept if it scores highest on validation (default 0: off)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=seed_value, default=1, help="0 to 2**32 - 1 (default 1)")
     return p
+
+
+BACKBONE_WORDS = ("auto", "none", "imagenet")  # --backbone values that name no file
 
 
 def _resolve_backbone(spec: str, alpha: float) -> Optional[str]:
@@ -199,11 +225,33 @@ def _split(options: TrainOptions):
     if not val:
         n_val = max(1, int(len(train) * options.val_split))
         val, train = train[:n_val], train[n_val:]
+    check_disjoint(train, val)  # the whole sets: --max-items must not hide a shared photo
     if options.max_items:
         train, val = train[: options.max_items], val[: max(1, options.max_items // 4)]
-    if set(train) & set(val):
-        raise PortraitError("training and validation sets overlap; check --data and --val")
     return train, val
+
+
+def _file_key(path: str):
+    """What a file is, whatever the path says: its device and inode (one file by any path,
+    link or hard link), else its path with links and '..' resolved."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return stat.st_dev, stat.st_ino
+
+
+def check_disjoint(train: Sequence[tuple[str, str]], val: Sequence[tuple[str, str]]) -> None:
+    """Refuse training and validation pairs that share a photo file, however each path names it.
+
+    Raises:
+        PortraitError: the number of shared photos and one of them.
+    """
+    val_files = {_file_key(image) for image, _ in val}
+    shared = sorted({image for image, _ in train if _file_key(image) in val_files})
+    if shared:
+        raise PortraitError(f"training and validation sets share {len(shared)} photo(s), e.g. "
+                            f"'{shared[0]}'; check --data and --val")
 
 
 def best_logged(metrics_csv: Path, column: str = "val_iou") -> Optional[float]:
@@ -313,9 +361,186 @@ def recalibrate_batchnorm(model, dataset, steps: int) -> None:
         layer.momentum = momentum
 
 
+BACKUP_DIR = "backup"  # in the run folder: the training state after the last finished epoch
+BACKUP_WEIGHTS = "latest.weights.h5"  # the two files of Keras's BackupAndRestore, by its names
+BACKUP_METADATA = "training_metadata.json"
+# What a run writes in its run folder (besides the backup and candidate_*.hdf5): a new run moves
+# an earlier run's away (set_aside_earlier_run).
+RUN_FILES = ("train.json", "metrics.csv", "result.json", "best.h5", "best.tmp.h5", TAIL_DIR,
+             "tensorboard")
+
+
+class TrainingDiverged(PortraitError):
+    """The training loss became nan or infinite: the weights are broken."""
+
+
+def make_backup(backup_dir: Path):
+    """Keras's ``BackupAndRestore`` callback, with each of its files written beside itself and
+    then moved over the old one, the weights before the epoch count: a stop while a backup is
+    written (Ctrl-C, SIGTERM) keeps the previous epoch's backup whole, and the count never
+    names an epoch the weights have not reached.
+
+    The backup is kept when training ends (``delete_checkpoint=False``); :func:`train` removes
+    it once the model is written, so a stop while the final weights are chosen can be resumed.
+
+    Raises (when training starts):
+        PortraitError: a backup whose weights do not load into the model.
+    """
+    import keras
+
+    class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            try:
+                super().on_train_begin(logs)
+            except (OSError, ValueError) as error:  # h5py and Keras raise either for a bad file
+                raise unusable_backup(backup_dir, error) from None
+
+        def _save_model(self):  # Keras's own writes both files in place
+            backup_dir.mkdir(parents=True, exist_ok=True)
+            partial = backup_dir / f"partial.{BACKUP_WEIGHTS}"  # Keras wants .weights.h5
+            partial.unlink(missing_ok=True)  # what a stop in an earlier save left
+            self.model.save_weights(str(partial))
+            os.replace(partial, backup_dir / BACKUP_WEIGHTS)
+            partial = backup_dir / f"partial.{BACKUP_METADATA}"
+            partial.write_text(json.dumps({"epoch": self._current_epoch,
+                                           "batch": self._last_batch_seen}))
+            os.replace(partial, backup_dir / BACKUP_METADATA)
+
+    return AtomicBackupAndRestore(str(backup_dir), delete_checkpoint=False)
+
+
+def unusable_backup(backup_dir: Path, error: BaseException) -> PortraitError:
+    """The one-line error for a backup that cannot be restored, and what to do about it."""
+    from portrait.segment.keras_compat import _short
+
+    return PortraitError(f"--resume: the backup in '{backup_dir}' cannot be restored "
+                         f"({_short(error, 120)}); remove that folder to start the run over, or "
+                         "choose another --run-dir")
+
+
+def backed_up_epochs(backup_dir: Path) -> Optional[int]:
+    """How many epochs the backup in ``backup_dir`` holds, or None when it records none."""
+    try:
+        epoch = json.loads((backup_dir / BACKUP_METADATA).read_text()).get("epoch")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return epoch if isinstance(epoch, int) else None
+
+
+def check_backup(backup_dir: Path) -> None:
+    """Before ``--resume`` loads anything: the backup's epoch count is readable, its weights
+    file is there when the count is, and that file opens (a stop while an older version wrote
+    it in place left it truncated).
+
+    Raises:
+        PortraitError: any of those, saying to remove the backup to start over.
+    """
+    import h5py
+
+    weights, metadata = backup_dir / BACKUP_WEIGHTS, backup_dir / BACKUP_METADATA
+    if metadata.exists():
+        epochs = backed_up_epochs(backup_dir)
+        if epochs is None:
+            raise unusable_backup(backup_dir, ValueError(f"{BACKUP_METADATA} holds no epoch count"))
+        if not weights.is_file():
+            raise PortraitError(f"--resume: the backup in '{backup_dir}' records {epochs} "
+                                f"finished epoch(s) but has no weights ({BACKUP_WEIGHTS}); "
+                                "remove that folder to start the run over, or choose another "
+                                "--run-dir")
+    if weights.exists():
+        try:
+            with h5py.File(weights, "r"):
+                pass
+        except OSError as error:
+            raise unusable_backup(backup_dir, error) from None
+
+
+def make_nan_stop(run_dir: Path, lr: float):
+    """A Keras callback that ends training at the first batch whose loss is nan or infinite,
+    before the epoch's end backs up or checkpoints the broken weights.
+
+    Raises (during training):
+        TrainingDiverged: naming the epoch and the step, and what to do.
+    """
+    import keras
+
+    class StopOnNonFiniteLoss(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = float((logs or {}).get("loss", 0.0))
+            if math.isfinite(loss):
+                return
+            backup = run_dir / BACKUP_DIR
+            first = (f" (remove '{backup}' first, or choose another --run-dir)"
+                     if backup.exists() else "")
+            raise TrainingDiverged(f"the training loss became {loss} in epoch {self.epoch + 1} "
+                                   f"(step {batch + 1}), so no model was written; start the run "
+                                   f"again with a lower --lr than {lr:g}{first}")
+
+    return StopOnNonFiniteLoss()
+
+
+def set_aside_earlier_run(run_dir: Path) -> Optional[Path]:
+    """Move what an earlier run wrote in ``run_dir`` into ``run_dir/earlier-N`` (the first N
+    free), so that a new run there starts its own log and checkpoints (appended to the earlier
+    log, a resumed run would take the earlier run's best score as the one to beat). Logs what
+    moved where.
+
+    Returns:
+        The folder the files went to, or None when there were none.
+    """
+    found = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    found += sorted(run_dir.glob("candidate_*.hdf5"))
+    if not found:
+        return None
+    number = 1
+    while (run_dir / f"earlier-{number}").exists():
+        number += 1
+    earlier = run_dir / f"earlier-{number}"
+    earlier.mkdir()
+    for path in found:
+        os.replace(path, earlier / path.name)
+    log.info("run folder '%s' held an earlier run: moved its %s to '%s'", run_dir,
+             ", ".join(path.name for path in found), earlier)
+    return earlier
+
+
+@contextlib.contextmanager
+def resume_hint(run_dir: Path, epochs: int):
+    """Around training: a Ctrl-C or SIGTERM (:class:`~portrait.errors.StopRequested`) logs how
+    far the backup got and how to go on, and goes on up."""
+    try:
+        yield
+    except (KeyboardInterrupt, StopRequested) as stop:
+        what = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop)
+        backup = run_dir / BACKUP_DIR
+        if not backup.exists():
+            log.warning("%s: training stopped before its first epoch ended; nothing to resume, "
+                        "run the command again to start over", what)
+        else:
+            done = backed_up_epochs(backup)
+            log.warning("%s: training stopped with %s of %d epochs backed up in '%s'; run the "
+                        "same command with --resume to continue", what,
+                        "none" if done is None else done, epochs, backup)
+        raise
+
+
+def _backbone_file(options: TrainOptions) -> Optional[str]:
+    """The weights file the encoder starts from, if any (none with --init, which brings its own)."""
+    if options.init or options.backbone in ("none", "imagenet"):
+        return None
+    if options.backbone == "auto":
+        return str(DEFAULT_BACKBONE) if options.alpha == 1.0 and DEFAULT_BACKBONE.is_file() else None
+    return options.backbone
+
+
 def check_outputs(options: TrainOptions, out: Path) -> None:
-    """Before any work: the crop fits the network, ``--out`` is no model the run reads, and its
-    folder can be written (it is written only after the whole run).
+    """Before any work: the crop fits the network, ``--out`` is no folder and no file the run
+    reads, and its folder can be written (it is written only after the whole run).
 
     Raises:
         PortraitError: any of those.
@@ -326,38 +551,91 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
     if width % options.output_stride or height % options.output_stride:
         raise PortraitError(f"--input-size {width}x{height} must be a multiple of the output "
                             f"stride {options.output_stride} on both sides, e.g. 192x192")
-    for option, path in [("--init", options.init), *(("--teacher", t) for t in options.teacher)]:
+    if out.is_dir():
+        raise PortraitError(f"--out '{out}' is a folder, not a model file; choose another --out, "
+                            f"e.g. '{out / 'unet.hdf5'}'")
+    read = [("--init", "model", options.init), *(("--teacher", "model", t) for t in options.teacher),
+            ("--backbone", "weights file", _backbone_file(options))]
+    for option, what, path in read:
         if path and same_place(out, path):
-            raise PortraitError(f"--out '{out}' is the {option} model, which the run reads; "
+            raise PortraitError(f"--out '{out}' is the {option} {what}, which the run reads; "
                                 "choose another --out")
     _prepare_folder(out.parent, f"model '{out}'")
 
 
-def check_run_dir(options: TrainOptions, run_dir: Path) -> None:
-    """``--resume`` continues an interrupted run with the options it was started with; without
-    it a run folder holding an interrupted run is refused. Nothing in the folder is changed.
+def check_model_inputs(options: TrainOptions) -> None:
+    """Before any data loads: each model or weights file the run reads (``--init``,
+    ``--teacher``, a ``--backbone`` file) is there and is a file.
 
     Raises:
-        PortraitError: a resume with nothing to resume or with other options, or a fresh run
-            over an interrupted one.
+        ModelError: the first that is not, by option and path.
     """
-    backup = (run_dir / "backup").exists()
+    named = [("--init", options.init, "give the model file to fine-tune"),
+             *(("--teacher", t, "give the teacher's model file") for t in options.teacher)]
+    if not options.init and options.backbone not in BACKBONE_WORDS:
+        named.append(("--backbone", options.backbone, "pass a weights file, 'imagenet', 'auto' "
+                                                      "or 'none'"))
+    for option, path, advice in named:
+        if path is None:
+            continue
+        if Path(path).is_dir():
+            raise ModelError(f"{option} '{path}' is a folder, not a file; {advice}")
+        if not Path(path).is_file():
+            raise ModelError(f"{option} '{path}' not found; {advice}")
+
+
+# Options that do not change what a resumed run trains: where its folder is (a moved or copied
+# folder resumes) and where its model goes.
+NOT_COMPARED_ON_RESUME = ("resume", "run_dir", "out")
+PATH_OPTIONS = ("data", "val", "init", "teacher", "backbone")  # compared by what they name
+
+
+def _same_option(key: str, saved, asked) -> bool:
+    """Whether a saved ``train.json`` value and the asked one are the same option: equal, or
+    paths that name the same files (one folder by another path, a link)."""
+    from portrait.sink.paths import same_place
+
+    if saved == asked:
+        return True
+    if key not in PATH_OPTIONS:
+        return False
+    if key == "backbone" and (saved in BACKBONE_WORDS or asked in BACKBONE_WORDS):
+        return False
+    if isinstance(saved, list) and isinstance(asked, list):
+        return len(saved) == len(asked) and all(
+            isinstance(a, str) and isinstance(b, str) and same_place(a, b)
+            for a, b in zip(saved, asked))
+    return isinstance(saved, str) and isinstance(asked, str) and same_place(saved, asked)
+
+
+def check_run_dir(options: TrainOptions, run_dir: Path) -> None:
+    """``--resume`` continues an interrupted run with the options it was started with (paths
+    compared by the files they name; the run folder itself may have moved); without it a run
+    folder holding an interrupted run is refused. Nothing in the folder is changed.
+
+    Raises:
+        PortraitError: a resume with nothing to resume, with a backup that cannot be restored
+            or with other options, or a fresh run over an interrupted one.
+    """
+    backup = run_dir / BACKUP_DIR
     if not options.resume:
-        if backup:
+        if backup.exists():
             raise PortraitError(f"run folder '{run_dir}' already has a backup; pass --resume to "
-                                "continue it, or choose another --run-dir")
+                                f"continue it, or remove '{backup}' to start over, or choose "
+                                "another --run-dir")
         return
-    if not backup:
+    if not backup.exists():
         raise PortraitError(f"--resume: run folder '{run_dir}' holds no interrupted run (no "
                             "backup/; a finished run leaves none); leave out --resume to start one")
+    check_backup(backup)
     saved_file = run_dir / "train.json"
     try:
         saved = json.loads(saved_file.read_text())
     except (OSError, ValueError):
         return  # nothing to compare with; the backup itself carries the run
     asked = json.loads(json.dumps(asdict(options)))  # tuples as the file has them, lists
-    changed = sorted(key for key in asked if key != "resume" and key in saved
-                     and saved[key] != asked[key])
+    changed = sorted(key for key in asked if key not in NOT_COMPARED_ON_RESUME and key in saved
+                     and not _same_option(key, saved[key], asked[key]))
     if changed:
         shown = ", ".join(f"{key} {saved[key]!r} -> {asked[key]!r}" for key in changed)
         raise PortraitError(f"--resume with other options than the run was started with ({shown}); "
@@ -366,7 +644,12 @@ def check_run_dir(options: TrainOptions, run_dir: Path) -> None:
 
 
 def train(options: TrainOptions) -> Path:
-    """Run a training job and write the best model to ``options.out``; return its path."""
+    """Run a training job and write the best model to ``options.out``; return its path.
+
+    Everything that can be checked is checked before the run folder is written: the options,
+    ``--out`` and the run folder (a backup to resume) first, then the model files, loaded (or
+    the model built) before the data is read, then the data.
+    """
     import keras
 
     from portrait.training.data import (CALIBRATION_AUGMENT, AugmentOptions, check_decodable,
@@ -389,30 +672,10 @@ def train(options: TrainOptions) -> Path:
     check_outputs(options, out)
     run_dir = Path(options.run_dir or Path("runs") / out.stem)
     check_run_dir(options, run_dir)
+    check_model_inputs(options)
     keras.utils.set_random_seed(options.seed)
 
-    train_pairs, val_pairs = _split(options)
-    check_decodable(train_pairs + val_pairs)
-    check_masks(train_pairs)
-    check_masks(val_pairs)
-    log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
-    _prepare_folder(run_dir, f"run folder '{run_dir}'", "--run-dir")
-    (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
-
-    augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
-                             motion_prob=options.motion_prob,
-                             exposure_prob=options.exposure_prob, pad=options.pad)
-    train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
-                            seed=options.seed, views=2 if uses_views(loss) else 1)
-    if options.teacher:
-        from portrait.training.distill import load_teachers, with_teachers
-
-        train_ds = with_teachers(train_ds, load_teachers(options.teacher), options.teacher_weight)
-    short_px = options.short_side or min(options.input_size)
-    val_ds = make_dataset(val_pairs, options.input_size, options.batch, False, short_side=short_px)
-    steps = options.steps_per_epoch or max(1, len(train_pairs) // options.batch)
-    total_steps = steps * options.epochs
-
+    # The models before the data: a model file that does not load is named without waiting.
     if options.init:
         from portrait.segment.keras_compat import load_keras_model
 
@@ -423,6 +686,29 @@ def train(options: TrainOptions) -> Path:
             backbone_weights=_resolve_backbone(options.backbone, options.alpha), fixed_input=False,
             context=options.context,
         )
+    if options.teacher:
+        from portrait.training.distill import load_teachers, with_teachers
+
+        teachers = load_teachers(options.teacher)
+
+    train_pairs, val_pairs = _split(options)
+    check_decodable(train_pairs + val_pairs)
+    check_masks(train_pairs)
+    check_masks(val_pairs)
+    log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
+
+    augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
+                             motion_prob=options.motion_prob,
+                             exposure_prob=options.exposure_prob, pad=options.pad)
+    train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
+                            seed=options.seed, views=2 if uses_views(loss) else 1)
+    if options.teacher:
+        train_ds = with_teachers(train_ds, teachers, options.teacher_weight)
+    short_px = options.short_side or min(options.input_size)
+    val_ds = make_dataset(val_pairs, options.input_size, options.batch, False, short_side=short_px)
+    steps = options.steps_per_epoch or max(1, len(train_pairs) // options.batch)
+    total_steps = steps * options.epochs
+
     if options.schedule == "cosine":
         warmup = int(options.warmup_epochs * steps)
         lr = keras.optimizers.schedules.CosineDecay(
@@ -435,6 +721,10 @@ def train(options: TrainOptions) -> Path:
         optimizer=keras.optimizers.Adam(lr), loss=loss,
         metrics=training_metrics(),
     )
+    _prepare_folder(run_dir, f"run folder '{run_dir}'", "--run-dir")
+    if not options.resume:
+        set_aside_earlier_run(run_dir)
+    (run_dir / "train.json").write_text(json.dumps(asdict(options), indent=2))
     best_h5 = run_dir / "best.h5"
     best_before = best_logged(run_dir / "metrics.csv") if options.resume and best_h5.is_file() else None
     if best_before is not None:
@@ -443,8 +733,9 @@ def train(options: TrainOptions) -> Path:
     # while it writes (Ctrl-C, a session's end) keeps the best model it had.
     best_tmp = run_dir / "best.tmp.h5"
     best_tmp.unlink(missing_ok=True)
+    backup = run_dir / BACKUP_DIR
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        make_nan_stop(run_dir, options.lr),  # first: nan weights must reach no file
         keras.callbacks.ModelCheckpoint(str(best_tmp), monitor="val_iou", mode="max",
                                         save_best_only=True, verbose=1,
                                         initial_value_threshold=best_before),
@@ -454,69 +745,107 @@ def train(options: TrainOptions) -> Path:
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
     ]
     if options.average_last:
-        if not options.resume:  # a finished earlier run's tail would be averaged in
-            for stale in (run_dir / TAIL_DIR).glob("epoch_*.weights.h5"):
-                stale.unlink()
         callbacks.append(make_tail_saver(run_dir, options.epochs, options.average_last))
+    # Last: an epoch counts as done once everything else has written it (its log row, its
+    # checkpoint, its tail weights); a stop before that reruns it.
+    callbacks.append(make_backup(backup))
     started = time.perf_counter()
-    model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps, validation_data=val_ds,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
-              shuffle=False)  # the tf.data pipeline shuffles; Keras would warn it cannot
-    # The best checkpoint (by validation IoU) and the final weights, each with its batch-norm
-    # statistics re-estimated on lightly augmented training crops; the better on validation wins.
-    calibration = make_dataset(train_pairs, options.input_size, options.batch, True,
-                               augment=dataclasses.replace(CALIBRATION_AUGMENT, pad=options.pad),
-                               seed=options.seed + 1)
-    candidates = {"final": model}
-    if best_h5.is_file():
-        candidates["best"] = keras.models.load_model(best_h5, compile=False)
-    if options.average_last:
-        tail = [tail_path(run_dir, e) for e in range(options.epochs - options.average_last + 1,
-                                                      options.epochs + 1)]
-        if all(path.is_file() for path in tail):
-            # The same architecture, new variables (clone_model would also recompile it, and
-            # the loss is not a registered Keras object).
-            candidates["average"] = model.__class__.from_config(model.get_config())
-            average_weights(candidates["average"], tail)
-            log.info("averaged the weights after epochs %d-%d", options.epochs - len(tail) + 1,
-                     options.epochs)
-        else:
-            missing = ", ".join(p.name for p in tail if not p.is_file())
-            log.warning("not averaging: the run folder lacks %s (were they deleted?)", missing)
-    scores = {}
-    for name, candidate in candidates.items():
-        recalibrate_batchnorm(candidate, calibration, options.bn_steps)
-        candidate.compile(loss=make_loss(options.loss), metrics=training_metrics())
-        scores[name] = candidate.evaluate(val_ds, verbose=0, return_dict=True)["iou"]
-        if options.average_last:  # each candidate stays in the run folder, for comparison
-            save_model(candidate, run_dir / f"candidate_{name}.hdf5", short_px=short_px)
-    chosen = max(scores, key=scores.get)
-    log.info("validation IoU after batch-norm recalibration: %s; keeping the %s weights",
-             ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), chosen)
-    wall_s = time.perf_counter() - started
-    # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
-    save_model(candidates[chosen], out, short_px=short_px)
+    with resume_hint(run_dir, options.epochs):  # until the model is written
+        model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps, validation_data=val_ds,
+                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+                  shuffle=False)  # the tf.data pipeline shuffles; Keras would warn it cannot
+        # The best checkpoint (by validation IoU) and the final weights, each with its
+        # batch-norm statistics re-estimated on lightly augmented training crops; the better on
+        # validation wins.
+        calibration = make_dataset(train_pairs, options.input_size, options.batch, True,
+                                   augment=dataclasses.replace(CALIBRATION_AUGMENT,
+                                                               pad=options.pad),
+                                   seed=options.seed + 1)
+        candidates = {"final": model}
+        if best_h5.is_file():
+            candidates["best"] = keras.models.load_model(best_h5, compile=False)
+        if options.average_last:
+            tail = [tail_path(run_dir, e) for e in range(options.epochs - options.average_last + 1,
+                                                          options.epochs + 1)]
+            if all(path.is_file() for path in tail):
+                # The same architecture, new variables (clone_model would also recompile it,
+                # and the loss is not a registered Keras object).
+                candidates["average"] = model.__class__.from_config(model.get_config())
+                average_weights(candidates["average"], tail)
+                log.info("averaged the weights after epochs %d-%d",
+                         options.epochs - len(tail) + 1, options.epochs)
+            else:
+                missing = ", ".join(p.name for p in tail if not p.is_file())
+                log.warning("not averaging: the run folder lacks %s (were they deleted?)", missing)
+        scores = {}
+        for name, candidate in candidates.items():
+            recalibrate_batchnorm(candidate, calibration, options.bn_steps)
+            candidate.compile(loss=make_loss(options.loss), metrics=training_metrics())
+            scores[name] = candidate.evaluate(val_ds, verbose=0, return_dict=True)["iou"]
+            if options.average_last:  # each candidate stays in the run folder, for comparison
+                save_model(candidate, run_dir / f"candidate_{name}.hdf5", short_px=short_px)
+        chosen = max(scores, key=scores.get)
+        log.info("validation IoU after batch-norm recalibration: %s; keeping the %s weights",
+                 ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), chosen)
+        wall_s = time.perf_counter() - started
+        # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
+        save_model(candidates[chosen], out, short_px=short_px)
+    shutil.rmtree(backup, ignore_errors=True)  # the run is done; nothing to resume
     (run_dir / "result.json").write_text(json.dumps(
         {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen}, indent=2))
     log.info("best model (by validation IoU) written to %s after %.0f s", out, wall_s)
     return out
 
 
+def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
+    """Options typed (``given``, see :func:`portrait.cli.typed_options`) that another option
+    makes meaningless, each as "--X is ignored with Y" (the run goes on)."""
+    from portrait.cli import named_ignored
+
+    lines = []
+    if args.init:
+        lines += named_ignored(given, ("alpha", "context", "output_stride", "backbone"),
+                               "with --init (the model comes from the file)")
+    if not args.teacher:
+        lines += named_ignored(given, ("teacher_weight",), "without --teacher")
+    if args.schedule == "constant":
+        lines += named_ignored(given, ("warmup_epochs",), "with --schedule constant")
+    return lines
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from portrait.cli import with_debug
+    """Run the training command; returns the process exit code (128 + the signal's number
+    when SIGTERM or SIGHUP stopped it, as Ctrl-C's is 130)."""
+    from portrait.cli import _stop_requested, typed_options, with_debug
 
     args = with_debug(build_parser()).parse_args(argv)
     from portrait.cli import import_tensorflow_quietly, configure_logging
 
     configure_logging()
+    for line in ignored_options(args, typed_options(with_debug(build_parser()), argv)):
+        log.warning(line)
     options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()
                               if k != "debug"})
 
-    def body() -> None:
+    def body() -> int:
         import_tensorflow_quietly()
-        train(options)
+        try:
+            train(options)
+        except StopRequested as stop:  # the run did not finish: not 0, as run_command gives
+            log.info("%s: stopped", stop)
+            return 128 + getattr(signal, str(stop), signal.SIGTERM)
+        return 0
 
-    return run_command(body, traceback=args.debug)
+    # SIGTERM and SIGHUP stop training as Ctrl-C does (the app's handler, portrait.cli.main's);
+    # signal handlers belong to the main thread.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = ({sig: signal.signal(sig, _stop_requested) for sig in TERMINATION_SIGNALS}
+                if on_main_thread else {})
+    try:
+        return run_command(body, traceback=args.debug)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
