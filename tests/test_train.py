@@ -549,6 +549,9 @@ def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys)
         (["--backbone", missing, "--out", str(tmp_path / "x.hdf5")], f"--backbone '{missing}' not found"),
         (["--input-size", "100x100", "--out", str(tmp_path / "x.hdf5")],
          "--input-size 100x100 must be a multiple of the output stride 16"),
+        (["--input-size", "208x208", "--out", str(tmp_path / "x.hdf5")],
+         "--input-size 208x208 would store a short side of 208 px, which the app cannot run "
+         "models at (a multiple of 32); pass --short-side PX, e.g. --short-side 192"),
         (["--out", str(tmp_path / "a_file" / "x.hdf5")], "a_file"),
         (["--resume", "--out", str(tmp_path / "x.hdf5")], "holds no interrupted run"),
     ]

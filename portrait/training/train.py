@@ -551,6 +551,11 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
     if width % options.output_stride or height % options.output_stride:
         raise PortraitError(f"--input-size {width}x{height} must be a multiple of the output "
                             f"stride {options.output_stride} on both sides, e.g. 192x192")
+    if options.short_side is None and min(width, height) % 32:
+        raise PortraitError(f"--input-size {width}x{height} would store a short side of "
+                            f"{min(width, height)} px, which the app cannot run models at (a "
+                            "multiple of 32); pass --short-side PX, e.g. --short-side "
+                            f"{min(width, height) // 32 * 32 or 32}")
     if out.is_dir():
         raise PortraitError(f"--out '{out}' is a folder, not a model file; choose another --out, "
                             f"e.g. '{out / 'unet.hdf5'}'")
