@@ -7,13 +7,11 @@ import argparse
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 from typing import Optional, Sequence
 
 from portrait.config import ConfigError, config_origin, format_config, parse_with_config
-from portrait.errors import TERMINATION_SIGNALS, PortraitError, StopRequested, run_command
+from portrait.errors import PortraitError, run_command, stop_on_termination_signals
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
@@ -417,10 +415,6 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as app.py: CUDA probing errors are noise
 
 
-def _stop_requested(signum, _frame) -> None:
-    raise StopRequested(signal.Signals(signum).name)
-
-
 def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
     """Run the app; returns the process exit code.
 
@@ -469,12 +463,6 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
             return run_images(args.image, *options, controls=controls, subject=subject)
         return run_stream(*options, controls=controls, keys=keys, subject=subject)
 
-    # Signal handlers belong to the main thread; a stream replaces this one with a graceful stop.
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = ({sig: signal.signal(sig, _stop_requested) for sig in TERMINATION_SIGNALS}
-                if on_main_thread else {})
-    try:
+    # A stream replaces this handling with a graceful stop of its own.
+    with stop_on_termination_signals():
         return run_command(body, traceback=args.debug)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -1,9 +1,11 @@
 """Errors the command line reports as one clear line (what was wrong, what to do)."""
 
+import contextlib
 import logging
 import signal
 import sys
-from typing import Callable, Optional
+import threading
+from typing import Callable, Iterator, Optional
 
 
 class PortraitError(Exception):
@@ -39,6 +41,26 @@ class StopRequested(BaseException):
 
     A BaseException, like KeyboardInterrupt, so that no library's ``except Exception`` swallows it.
     """
+
+
+def _stop_requested(signum, _frame) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_on_termination_signals() -> Iterator[None]:
+    """While the block runs, :data:`TERMINATION_SIGNALS` raise :class:`StopRequested` (as Ctrl-C
+    raises KeyboardInterrupt), so a command ends as cleanly as it does on Ctrl-C; the previous
+    handlers come back after. Off the main thread, where signal handlers cannot be set, it
+    changes nothing."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = ({sig: signal.signal(sig, _stop_requested) for sig in TERMINATION_SIGNALS}
+                if on_main_thread else {})
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> int:

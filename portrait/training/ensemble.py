@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -200,7 +199,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> None:
         from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, resolve_model_path
-        from portrait.segment.base import one_line
         from portrait.sink.paths import _prepare_folder, names_folder, same_place
 
         # Everything the arguments and the files' headers can tell, before TensorFlow starts.
@@ -246,12 +244,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             model = average_models(members)
             what = f"the mean of {len(paths)} models"
-        try:
-            save_model(model, out, short_px)
-        except OSError as error:  # a full disk, a folder changed since the check
-            reason = os.strerror(error.errno) if error.errno else one_line(error)
-            raise InputError(f"cannot write model '{out}': {reason}; check the folder, its "
-                             "permissions and the free space") from None
+        save_model(model, out, short_px)  # one line if it cannot be written
         log.info("wrote %s: %s (%d parameters), run at a short side of %d px",
                  out, what, model.count_params(), short_px)
 

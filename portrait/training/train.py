@@ -21,14 +21,13 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.errors import (TERMINATION_SIGNALS, ModelError, PortraitError, StopRequested,
-                             run_command)
+from portrait.errors import (ModelError, PortraitError, StopRequested, run_command,
+                             stop_on_termination_signals)
 from portrait.sink.paths import _prepare_folder
 from portrait.segment.locate import SHARED_DIR
 
@@ -272,10 +271,16 @@ def save_model(model, out: Path, short_px: int) -> None:
 
     The app runs such a fully convolutional model at each frame's own aspect ratio with that
     short side (see ``segment.AspectSegmenter``).
+
+    Raises:
+        InputError: the file cannot be written (a full disk, a folder changed since it was
+            checked), in one line; no half-written file is left.
     """
     import h5py
 
+    from portrait.errors import InputError
     from portrait.segment import SHORT_SIDE_ATTR
+    from portrait.segment.base import one_line
 
     tmp = out.with_suffix(".tmp.h5")
     try:
@@ -283,6 +288,10 @@ def save_model(model, out: Path, short_px: int) -> None:
         with h5py.File(tmp, "a") as f:
             f.attrs[SHORT_SIDE_ATTR] = int(short_px)
         os.replace(tmp, out)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else one_line(error)
+        raise InputError(f"cannot write model '{out}': {reason}; check the folder, its "
+                         "permissions and the free space") from None
     finally:
         tmp.unlink(missing_ok=True)  # a failed save leaves no half-written file behind
 
@@ -821,7 +830,7 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the training command; returns the process exit code (128 + the signal's number
     when SIGTERM or SIGHUP stopped it, as Ctrl-C's is 130)."""
-    from portrait.cli import _stop_requested, typed_options, with_debug
+    from portrait.cli import typed_options, with_debug
 
     args = with_debug(build_parser()).parse_args(argv)
     from portrait.cli import import_tensorflow_quietly, configure_logging
@@ -841,16 +850,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 128 + getattr(signal, str(stop), signal.SIGTERM)
         return 0
 
-    # SIGTERM and SIGHUP stop training as Ctrl-C does (the app's handler, portrait.cli.main's);
-    # signal handlers belong to the main thread.
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = ({sig: signal.signal(sig, _stop_requested) for sig in TERMINATION_SIGNALS}
-                if on_main_thread else {})
-    try:
+    with stop_on_termination_signals():  # SIGTERM and SIGHUP stop training as Ctrl-C does
         return run_command(body, traceback=args.debug)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 from pathlib import Path
@@ -284,7 +283,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> None:
         from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, read_short_side_hint, resolve_model_path
-        from portrait.segment.base import one_line
         from portrait.sink.paths import _prepare_folder, names_folder, same_place
         from portrait.training.ensemble import check_members
         from portrait.training.train import DEFAULT_BACKBONE
@@ -337,12 +335,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         grown = add_tail(model, backbone and str(backbone)) if args.tail else model
         if args.decoder:
             grown = widen_decoder(grown, args.decoder)
-        try:
-            save_model(grown, out, short_px)
-        except OSError as error:  # a full disk, a folder changed since the check
-            reason = os.strerror(error.errno) if error.errno else one_line(error)
-            raise InputError(f"cannot write model '{out}': {reason}; check the folder, its "
-                             "permissions and the free space") from None
+        save_model(grown, out, short_px)  # one line if it cannot be written
         log.info("wrote %s: decoder %s -> %s channels%s, %d -> %d parameters", out,
                  ",".join(map(str, before)), ",".join(map(str, decoder_widths(grown))),
                  ", the encoder's tail added" if args.tail else "",
