@@ -13,7 +13,7 @@ os.environ["PORTRAIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="portrait-test-cache-
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="portrait-test-config-")
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import pytest
@@ -112,17 +112,24 @@ def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Pa
 
 def write_video_with_sound(path: Path, frames: int, seconds: float, size=(96, 64),
                            fps: float = 30.0, tone_hz: float = 440.0, codec: str = "aac",
-                           video_codec: str = "libx264", rate: int = 44100) -> Path:
+                           video_codec: str = "libx264", rate: int = 44100,
+                           sound_starts_s: float = 0.0,
+                           default_tone_hz: Optional[float] = None) -> Path:
     """A real video file with sound, as a phone or screen recorder writes one: the moving
     square of :func:`write_video` (``frames`` of it) and ``seconds`` of a ``tone_hz`` sine in
-    ``codec``, through PyAV."""
+    ``codec``, starting ``sound_starts_s`` after the first frame, through PyAV. With
+    ``default_tone_hz``, a second track of that tone follows, marked as the default one."""
     import av
 
     width, height = size
     with av.open(str(path), "w") as container:
         video = container.add_stream(video_codec, rate=round(fps))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        sound = container.add_stream(codec, rate=rate)
+        tracks = [(container.add_stream(codec, rate=rate), tone_hz)]
+        if default_tone_hz is not None:
+            tracks[0][0].disposition = 0
+            tracks.append((container.add_stream(codec, rate=rate), default_tone_hz))
+            tracks[1][0].disposition = av.stream.Disposition.default
         for i in range(frames):
             image = np.full((height, width, 3), 30, np.uint8)
             x = 8 + (i * 3) % (width - 40)
@@ -131,14 +138,15 @@ def write_video_with_sound(path: Path, frames: int, seconds: float, size=(96, 64
             picture.pts = i
             container.mux(video.encode(picture))
         samples = int(rate * seconds)
-        tone = (0.3 * np.sin(2 * np.pi * tone_hz * np.arange(samples) / rate)).astype(np.float32)
-        for start in range(0, samples, 960):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 960], format="fltp",
-                                               layout="mono")
-            chunk.sample_rate, chunk.pts = rate, start
-            container.mux(sound.encode(chunk))
+        for sound, hz in tracks:
+            tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(samples) / rate)).astype(np.float32)
+            for start in range(0, samples, 960):
+                chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 960], format="fltp",
+                                                   layout="mono")
+                chunk.sample_rate, chunk.pts = rate, start + round(sound_starts_s * rate)
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode(None))
         container.mux(video.encode(None))
-        container.mux(sound.encode(None))
     return path
 
 

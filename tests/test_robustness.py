@@ -520,8 +520,8 @@ def test_a_video_cut_short_by_a_full_disk_is_reported_and_the_earlier_file_kept(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and errors[0].startswith(
-        f"error: cannot finish video '{out}': it does not read back whole (60 frames written; "
-        "is the disk full?); "), result.stderr
+        f"error: cannot finish video '{out}': it does not read back whole (60 frames given; "
+        "writing failed: File too large); "), result.stderr
     assert out.read_bytes() == b"an earlier output"
     partial = list(tmp_path.glob(f".out{suffix}.*.partial{suffix}"))
     if suffix == ".mp4":  # no index was written: nothing reads, so nothing is kept

@@ -286,19 +286,47 @@ def _copy_frames(source: Path, sink: VideoFileSink, limit: int) -> int:
     return count
 
 
-@pytest.mark.parametrize("name, stored", [("out.mp4", "aac"), ("out.avi", "mp3")])
+@pytest.mark.parametrize("name, stored", [("out.mp4", "aac"), ("out.avi", "pcm_s16le")])
 def test_a_video_keeps_its_sound_in_step_and_cut_where_the_picture_ends(tmp_path, name, stored):
-    """The source's 440 Hz tone comes along: copied into .mp4 (AAC), encoded again as MP3 for
-    .avi (which does not take AAC); 45 of 90 frames at 30 fps keep 1.5 s of its 3 s."""
+    """The source's 440 Hz tone comes along: copied into .mp4 (AAC), encoded again as 16-bit
+    PCM for .avi; 45 of 90 frames at 30 fps keep 1.5 s of its 3 s."""
     source = write_video_with_sound(tmp_path / "talk.mp4", frames=90, seconds=3.0)
     out = tmp_path / name
     with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
         assert _copy_frames(source, sink, 45) == 45
     codec, seconds, samples = sound_of(out)
-    assert codec in (stored, "mp3float")  # FFmpeg names its MP3 decoder mp3float
+    assert codec == stored
     assert abs(seconds - 1.5) < 0.06, seconds  # a packet of sound at most (1024 samples, 23 ms)
     assert abs(main_frequency(samples[:44100]) - 440.0) < 2.0
     assert count_frames(out)[:2] == (45, 45)
+
+
+@pytest.mark.parametrize("name, stored", [("late.mp4", "aac"), ("late.avi", "pcm_s16le")])
+def test_sound_encoded_again_keeps_its_place_against_the_picture(tmp_path, name, stored):
+    """FLAC goes into neither container as it is: it is decoded and placed sample by sample,
+    so sound that starts 0.5 s after the first frame still does (silence before it), and a
+    192 kHz source, which AAC cannot take, comes down to 48 kHz rather than losing the video."""
+    source = write_video_with_sound(tmp_path / "talk.mkv", frames=60, seconds=1.5, codec="flac",
+                                    rate=192000, sound_starts_s=0.5)
+    out = tmp_path / name
+    with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
+        assert _copy_frames(source, sink, 60) == 60
+    codec, seconds, samples = sound_of(out)
+    rate = 48000 if stored == "aac" else 192000
+    assert codec == stored and abs(seconds - 2.0) < 0.03, (codec, seconds)
+    level = [float(np.sqrt(np.mean(samples[round(a * rate):round(b * rate)] ** 2)))
+             for a, b in ((0.05, 0.45), (0.55, 1.95))]
+    assert level[0] < 0.01 < 0.1 < level[1], level  # silent until 0.5 s, then the tone
+    assert abs(main_frequency(samples[rate:2 * rate], rate) - 440.0) < 2.0
+    assert count_frames(out)[:2] == (60, 60)
+
+
+def test_the_track_marked_default_is_the_one_kept(tmp_path):
+    source = write_video_with_sound(tmp_path / "two.mkv", frames=30, seconds=1.0, codec="flac",
+                                    default_tone_hz=880.0)
+    with VideoFileSink(tmp_path / "out.mp4", fps=30.0, audio_from=source) as sink:
+        _copy_frames(source, sink, 30)
+    assert abs(main_frequency(sound_of(tmp_path / "out.mp4")[2]) - 880.0) < 2.0
 
 
 def test_a_video_without_sound_or_a_source_without_it_writes_the_picture_alone(tmp_path, caplog):

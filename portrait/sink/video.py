@@ -99,7 +99,7 @@ class VideoFileSink(Sink):
     def _open(self, size: tuple[int, int]) -> None:
         import av  # PyAV loads only where a video file is written
 
-        from portrait.sink.audio import SourceAudio
+        from portrait.sink.audio import NoSound, SourceAudio
 
         self._av = av
         self._write_errors = (av.FFmpegError, OSError)
@@ -108,8 +108,11 @@ class VideoFileSink(Sink):
         if not (width and height):
             raise InputError(f"cannot write video '{self.path}': frames of {size[0]}x{size[1]} "
                              "are too small for a video; write PNG frames (--out DIR/)")
+        # An .mp4's index goes before the frames, so a browser plays it while it downloads.
+        options = {"movflags": "+faststart"} if container_format == "mp4" else {}
         try:
-            self._container = av.open(str(self._partial), mode="w", format=container_format)
+            self._container = av.open(str(self._partial), mode="w", format=container_format,
+                                      options=options)
         except self._write_errors as error:
             self._partial.unlink(missing_ok=True)
             raise InputError(f"cannot write video '{self.path}': {_reason(error)}; check the "
@@ -123,11 +126,11 @@ class VideoFileSink(Sink):
         if self.audio_from is not None:
             try:
                 self._audio = SourceAudio(self.audio_from, self._container, container_format)
-            except ValueError:  # a silent source: nothing to carry
+            except NoSound:  # a silent source: nothing to carry
                 pass
-            except self._write_errors as error:
+            except (*self._write_errors, ValueError) as error:
                 log.warning("video '%s' is written without sound: the sound of '%s' cannot be "
-                            "read (%s)", self.path, self.audio_from, _reason(error))
+                            "carried over (%s)", self.path, self.audio_from, _reason(error))
         sound = ""
         if self._audio is not None:
             sound = (f", the sound of '{self.audio_from}' ({self._audio.codec}"
@@ -197,9 +200,10 @@ class VideoFileSink(Sink):
             else:  # nothing can be: it would only keep the disk full
                 self._partial.unlink(missing_ok=True)
                 kept = "nothing of it could be read, so it was removed"
+            why = f"writing failed: {self._failure}" if self._failure else "is the disk full?"
             raise InputError(f"cannot finish video '{self.path}': it does not read back whole "
-                             f"({self.frames_written} frames written; is the disk full?); "
-                             f"{kept}; free space or choose another --out")
+                             f"({self.frames_written} frames given; {why}); {kept}; free space "
+                             "or choose another --out")
         try:
             os.replace(self._partial, self._final)
         except OSError as error:
@@ -209,8 +213,10 @@ class VideoFileSink(Sink):
             log.warning("video '%s': %dx%d frames were stored as %dx%d (%s keeps even sizes); "
                         "write PNG frames (--out DIR/) to keep every pixel", self.path,
                         *self.size, width, height, self._codec)
+        sound = self._audio is not None and self._audio.packets
         log.info("wrote %d frames to '%s'%s", self.frames_written, self.path,
-                 " with sound" if self._audio is not None and self._audio.problem is None else "")
+                 "" if not sound else " with sound" if self._audio.problem is None
+                 else " with part of its sound")
 
     def _read_back(self) -> tuple[bool, int, int]:
         """Whether the finished partial file holds every frame written, its last one readable
