@@ -134,6 +134,7 @@ class SourceAudio:
         self._next = 0  # the output sample the next decoded one goes to
         self._encoded = 0  # output samples encoded so far
         self.packets = 0  # packets muxed
+        self._given_up = False
         self.problem: Optional[str] = None
 
     # ------------------------------------------------------------------ reading the source
@@ -227,16 +228,24 @@ class SourceAudio:
         """Encode the queued samples up to output sample ``limit``; keep the rest queued."""
         queued = sum(chunk.shape[1] for chunk in self._samples)
         count = min(queued, limit - self._encoded)
-        if count <= 0 or self.problem is not None:
+        if count <= 0:
             return
         joined = np.concatenate(self._samples, axis=1)
         self._samples = [joined[:, count:]] if count < joined.shape[1] else []
         frame = _frame_of(self._av, joined[:, :count], self._resampler, self._out.rate)
         frame.pts = self._encoded
         self._encoded += count
+        self._encode(frame)
+
+    def _encode(self, frame) -> None:
+        """Encode ``frame`` (None: flush the encoder) and mux what comes out; an encoder that
+        fails ends the sound."""
+        if self._given_up:
+            return
         try:
             packets = self._out.encode(frame)
         except self._read_errors as error:
+            self._given_up = True
             self._stop(f"encoding it as {self.output_codec} failed ({error})")
             return
         self._mux(packets)
@@ -249,6 +258,7 @@ class SourceAudio:
         except self._read_errors as error:
             if getattr(error, "errno", None) in WRITE_ERRNOS:
                 raise
+            self._given_up = True  # nothing more of it goes in
             self._stop(f"the output refused its packets ({error})")
             return
         self.packets += len(packets)
@@ -261,13 +271,8 @@ class SourceAudio:
         """
         self.until(end)
         self._done = True
-        if not self.copied and self.problem is None:
-            try:
-                packets = self._out.encode(None)
-            except self._read_errors as error:
-                self._stop(f"encoding it as {self.output_codec} failed ({error})")
-                return
-            self._mux(packets)
+        if not self.copied:
+            self._encode(None)
 
     def close(self) -> None:
         """Close the source; safe twice."""
