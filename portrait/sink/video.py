@@ -109,10 +109,10 @@ class VideoFileSink(Sink):
             raise InputError(f"cannot write video '{self.path}': frames of {size[0]}x{size[1]} "
                              "are too small for a video; write PNG frames (--out DIR/)")
         # An .mp4's index goes before the frames, so a browser plays it while it downloads.
-        options = {"movflags": "+faststart"} if container_format == "mp4" else {}
+        muxer_options = {"movflags": "+faststart"} if container_format == "mp4" else {}
         try:
             self._container = av.open(str(self._partial), mode="w", format=container_format,
-                                      options=options)
+                                      options=muxer_options)
         except self._write_errors as error:
             self._partial.unlink(missing_ok=True)
             raise InputError(f"cannot write video '{self.path}': {_reason(error)}; check the "
