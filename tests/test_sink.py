@@ -321,6 +321,24 @@ def test_sound_encoded_again_keeps_its_place_against_the_picture(tmp_path, name,
     assert count_frames(out)[:2] == (60, 60)
 
 
+def test_an_mp4_is_what_browsers_play_with_its_index_first(tmp_path):
+    """H.264 in yuv420p, the moov index before the frames (it plays while it downloads), and the
+    encoder settings the README quotes (x264 writes them into the stream: superfast is subme=1)."""
+    import av
+
+    path = tmp_path / "out.mp4"
+    with VideoFileSink(path, fps=30.0) as sink:
+        for i in range(10):
+            sink.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    with av.open(str(path)) as container:
+        video = container.streams.video[0].codec_context
+        assert (video.codec.name, video.pix_fmt) == ("h264", "yuv420p")
+    data = path.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    settings = data[data.index(b"x264 - core"):][:2000]
+    assert b"crf=23.0" in settings and b"subme=1 " in settings
+
+
 def test_the_track_marked_default_is_the_one_kept(tmp_path):
     source = write_video_with_sound(tmp_path / "two.mkv", frames=30, seconds=1.0, codec="flac",
                                     default_tone_hz=880.0)
