@@ -50,8 +50,8 @@ from portrait.pipeline import FrameProcessor, StreamPipeline
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
-from portrait.sink import (VIDEO_CODECS, PreviewSink, camera_lost_frame, open_image_sink,
-                           open_sink, stream_out_kind)
+from portrait.sink import (PreviewSink, camera_lost_frame, open_image_sink, open_sink,
+                           stream_out_kind)
 from portrait.sink.audio import audio_codec
 from portrait.sink.images import NO_ALPHA_EXTENSIONS
 from portrait.sink.paths import check_report_file, names_folder, same_place
@@ -208,7 +208,7 @@ def sound_source(capture: CaptureOptions, output: OutputOptions) -> Optional[str
     file ``--out``, ``--no-audio``, or ``--realtime``, which drops frames as a camera would, so
     the picture would run ahead of the sound (named in a warning where there is sound)."""
     if (not output.audio or camera_index(capture.source) is not None or output.out is None
-            or Path(output.out).suffix.lower() not in VIDEO_CODECS):
+            or stream_out_kind(output.out) != "video"):
         return None
     if capture.realtime:
         if audio_codec(capture.source) is not None:
