@@ -11,7 +11,7 @@ import sys
 from typing import Optional, Sequence
 
 from portrait.config import ConfigError, config_origin, format_config, parse_with_config
-from portrait.errors import PortraitError, run_command, stop_on_termination_signals
+from portrait.errors import InputError, PortraitError, run_command, stop_on_termination_signals
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
@@ -373,6 +373,17 @@ def named_ignored(given: set[str], dests: Sequence[str], reason: str,
             for dest in dests if dest in given]
 
 
+def _names_video(out: Optional[str]) -> bool:
+    """Whether a stream's ``--out`` is a video file (:func:`portrait.sink.stream_out_kind`; an
+    ``--out`` of another kind is refused later, with its own line)."""
+    from portrait.sink import stream_out_kind
+
+    try:
+        return out is not None and stream_out_kind(out) == "video"
+    except InputError:
+        return False
+
+
 def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     """Options typed on the command line (``given``, see :func:`command_line_options`) that
     another option makes meaningless, each as "X is ignored with Y": the run goes on, and the
@@ -387,7 +398,7 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
                         "audio"), "--image")
     elif not str(args.source).strip().isdigit():
         lines += named(("width", "height", "fps"), "a video file --source (they ask a camera)")
-        if args.out is None or os.path.splitext(args.out)[1].lower() not in (".mp4", ".avi"):
+        if not _names_video(args.out):
             lines += named(("audio",), "no .mp4/.avi --out (only a video file holds sound)")
     else:
         lines += named(("audio",), "a camera --source (the app records no microphone)")

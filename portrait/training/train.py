@@ -187,19 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
 BACKBONE_WORDS = ("auto", "none", "imagenet")  # --backbone values that name no file
 
 
-def _resolve_backbone(spec: str, alpha: float) -> Optional[str]:
-    if spec == "none":
+def _backbone_file(spec: str, alpha: float) -> Optional[str]:
+    """The weights file ``--backbone`` names, or the shared one ``auto`` picks for alpha 1.0;
+    None for ``none``, ``imagenet`` or ``auto`` without one (checked to exist up front by
+    :func:`check_model_inputs`)."""
+    if spec in ("none", "imagenet"):
         return None
     if spec == "auto":
-        if alpha == 1.0 and DEFAULT_BACKBONE.is_file():
-            return str(DEFAULT_BACKBONE)
-        log.info("no pretrained backbone for alpha=%g: training the encoder from scratch", alpha)
-        return None
+        return str(DEFAULT_BACKBONE) if alpha == 1.0 and DEFAULT_BACKBONE.is_file() else None
+    return spec
+
+
+def _resolve_backbone(spec: str, alpha: float) -> Optional[str]:
+    """What ``build_unet`` starts the encoder from: a weights file, ``"imagenet"`` or None."""
     if spec == "imagenet":
         return spec
-    if not Path(spec).is_file():
-        raise PortraitError(f"backbone weights '{spec}' not found; pass a file, 'imagenet' or 'none'")
-    return spec
+    path = _backbone_file(spec, alpha)
+    if spec == "auto" and path is None:
+        log.info("no pretrained backbone for alpha=%g: training the encoder from scratch", alpha)
+    return path
 
 
 def _split(options: TrainOptions):
@@ -538,15 +544,6 @@ def resume_hint(run_dir: Path, epochs: int):
         raise
 
 
-def _backbone_file(options: TrainOptions) -> Optional[str]:
-    """The weights file the encoder starts from, if any (none with --init, which brings its own)."""
-    if options.init or options.backbone in ("none", "imagenet"):
-        return None
-    if options.backbone == "auto":
-        return str(DEFAULT_BACKBONE) if options.alpha == 1.0 and DEFAULT_BACKBONE.is_file() else None
-    return options.backbone
-
-
 def check_outputs(options: TrainOptions, out: Path) -> None:
     """Before any work: the crop fits the network, ``--out`` is no folder and no file the run
     reads, and its folder can be written (it is written only after the whole run).
@@ -569,7 +566,8 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
         raise PortraitError(f"--out '{out}' is a folder, not a model file; choose another --out, "
                             f"e.g. '{out / 'unet.hdf5'}'")
     read = [("--init", "model", options.init), *(("--teacher", "model", t) for t in options.teacher),
-            ("--backbone", "weights file", _backbone_file(options))]
+            ("--backbone", "weights file",
+             None if options.init else _backbone_file(options.backbone, options.alpha))]
     for option, what, path in read:
         if path and same_place(out, path):
             raise PortraitError(f"--out '{out}' is the {option} {what}, which the run reads; "
