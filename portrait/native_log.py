@@ -76,3 +76,15 @@ def import_tensorflow_quietly() -> None:
         return
     with filtered_stderr():
         import tensorflow  # noqa: F401
+
+
+def import_mediapipe_quietly() -> None:
+    """Import ``mediapipe`` and its task API with the native chatter hidden, as
+    :func:`import_tensorflow_quietly` does: the wheel imports TensorFlow itself when it is
+    installed, which prints its CUDA and oneDNN lines past ``-q`` (replayed if the import fails).
+    """
+    if "mediapipe.tasks.python.vision" in sys.modules:
+        return
+    with filtered_stderr():
+        import mediapipe  # noqa: F401
+        from mediapipe.tasks.python import vision  # noqa: F401

@@ -64,3 +64,18 @@ def test_the_app_does_not_greet_with_the_xnnpack_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.png").is_file()
     assert XNNPACK_INFO not in result.stderr
+
+
+def test_the_mediapipe_backend_is_quiet_under_q(tmp_path):
+    """`import mediapipe` imports TensorFlow when it is installed, whose CUDA and oneDNN lines
+    went past -q for --backend mediapipe."""
+    model = shared_path("models", "selfie_segmentation.tflite")
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), np.full((64, 48, 3), 128, np.uint8))
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "--backend", "mediapipe",
+                             "--model", str(model), "--image", str(image),
+                             "--out", str(tmp_path / "out.png"), "-q"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.png").is_file()
+    assert result.stderr == ""

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from portrait.errors import ModelError
-from portrait.native_log import drop_model_load_noise, filtered_stderr
+from portrait.native_log import drop_model_load_noise, filtered_stderr, import_mediapipe_quietly
 from portrait.segment import tflite_utils
 from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line
 from portrait.segment.locate import MODEL_HINT, display_path
@@ -34,6 +34,7 @@ class MediaPipeSegmenter(Segmenter):
     """
 
     def __init__(self, path: Path, letterbox: bool = False, input_size: Optional[tuple[int, int]] = None):
+        import_mediapipe_quietly()
         import mediapipe as mp
         from mediapipe.tasks.python import vision
         from mediapipe.tasks.python.core.base_options import BaseOptions

@@ -31,7 +31,7 @@ import psutil
 
 from portrait.capture import Frame, VideoFileSource
 from portrait.errors import ModelError, PortraitError, run_command
-from portrait.native_log import drop_model_load_noise, filtered_stderr
+from portrait.native_log import drop_model_load_noise, filtered_stderr, import_mediapipe_quietly
 from portrait.options import (
     LIVE_MODEL,
     CompositeOptions,
@@ -94,6 +94,7 @@ class PeerPipeline:
 
     def __init__(self, model_path: Path):
         check_peer_model(model_path)  # before MediaPipe's import
+        import_mediapipe_quietly()
         import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision
 
