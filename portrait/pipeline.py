@@ -72,6 +72,7 @@ class Packet:
     index: int
     time_s: float
     lost: bool = False  # a camera-lost marker: shown, not segmented, not counted as a frame
+    pts_s: Optional[float] = None  # when the frame is shown (capture.Frame.pts_s)
     # The live controls this frame is made with (effect, background, blur, mirror, and the
     # framing flag that auto-framing reads), read once as it enters ``segment``.
     state: Optional[LiveState] = None
@@ -369,7 +370,8 @@ class StreamPipeline:
     Args:
         frames: an iterable of frames with ``image``, ``index``, ``time_s`` (capture.Frame).
         processor: the per-frame work.
-        emit: called in the caller's thread with each output image, in order.
+        emit: called in the caller's thread with each output image and its frame's time
+            (``capture.Frame.pts_s``, ``None`` where the frames carry none), in order.
         options: live (drop stale frames) or file (keep all), and queue sizes.
         max_frames: stop after this many output frames.
         stats: where timings go.
@@ -378,7 +380,7 @@ class StreamPipeline:
     """
 
     def __init__(self, frames: Iterable, processor: FrameProcessor,
-                 emit: Callable[[np.ndarray], None], options: PipelineOptions,
+                 emit: Callable[[np.ndarray, Optional[float]], None], options: PipelineOptions,
                  max_frames: Optional[int] = None, stats: Optional[RunStats] = None,
                  wanted: Optional[Callable[[], bool]] = None):
         self.frames = frames
@@ -415,7 +417,8 @@ class StreamPipeline:
                 if frame is None:
                     break
                 packet = Packet(image=frame.image, index=frame.index, time_s=frame.time_s,
-                                lost=getattr(frame, "lost", False))
+                                lost=getattr(frame, "lost", False),
+                                pts_s=getattr(frame, "pts_s", None))
                 # A camera's read includes waiting for the sensor; a paced file says what it spent.
                 decode_ms = getattr(frame, "decode_ms", None)
                 packet.ms["decode"] = (decode_ms if decode_ms is not None
@@ -483,7 +486,7 @@ class StreamPipeline:
             if self.max_frames is not None and self.stats.frames >= self.max_frames:
                 continue  # in flight when the limit was reached: not output
             started = time.perf_counter()
-            self.emit(packet.output)
+            self.emit(packet.output, packet.pts_s)
             done = time.perf_counter()
             if packet.lost:
                 continue

@@ -52,7 +52,6 @@ from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
 from portrait.sink import (PreviewSink, camera_lost_frame, open_image_sink, open_sink,
                            stream_out_kind)
-from portrait.sink.audio import audio_codec
 from portrait.sink.images import NO_ALPHA_EXTENSIONS
 from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
@@ -205,15 +204,10 @@ def _stop_on_signals(stop: Callable[[], None]):
 
 def sound_source(capture: CaptureOptions, output: OutputOptions) -> Optional[str]:
     """The video file whose sound goes into the output video, or ``None``: a camera, no video
-    file ``--out``, ``--no-audio``, or ``--realtime``, which drops frames as a camera would, so
-    the picture would run ahead of the sound (named in a warning where there is sound)."""
+    file ``--out``, or ``--no-audio``. With ``--realtime`` too: the frames it drops leave their
+    time to the frame before, so the sound stays with the picture."""
     if (not output.audio or camera_index(capture.source) is not None or output.out is None
             or stream_out_kind(output.out) != "video"):
-        return None
-    if capture.realtime:
-        if audio_codec(capture.source) is not None:
-            log.warning("the sound of '%s' is left out: --realtime drops frames as a camera "
-                        "would, so the picture would run ahead of it", capture.source)
         return None
     return capture.source
 
@@ -291,8 +285,8 @@ def run_stream(
             light_wrap=LightWrap.from_options(composite),
             subject=SubjectSelector(subject) if subject.enabled else None)
 
-        def emit(image):
-            sink.write(image)
+        def emit(image, pts_s):
+            sink.write(image, pts_s)
             if preview is not None:
                 preview.write(image)
                 if preview.quit_requested:

@@ -13,7 +13,8 @@ os.environ["PORTRAIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="portrait-test-cache-
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="portrait-test-config-")
 
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from fractions import Fraction
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -114,17 +115,22 @@ def write_video_with_sound(path: Path, frames: int, seconds: float, size=(96, 64
                            fps: float = 30.0, tone_hz: float = 440.0, codec: str = "aac",
                            video_codec: str = "libx264", rate: int = 44100,
                            sound_starts_s: float = 0.0,
-                           default_tone_hz: Optional[float] = None) -> Path:
+                           default_tone_hz: Optional[float] = None,
+                           frame_times: Optional[Sequence[float]] = None) -> Path:
     """A real video file with sound, as a phone or screen recorder writes one: the moving
     square of :func:`write_video` (``frames`` of it) and ``seconds`` of a ``tone_hz`` sine in
     ``codec``, starting ``sound_starts_s`` after the first frame, through PyAV. With
-    ``default_tone_hz``, a second track of that tone follows, marked as the default one."""
+    ``default_tone_hz``, a second track of that tone follows, marked as the default one. With
+    ``frame_times`` (seconds, one per frame), the frames are shown at those times, as a phone
+    records in dim light (a variable frame rate), else at ``fps``."""
     import av
 
     width, height = size
+    times = list(frame_times) if frame_times is not None else [i / fps for i in range(frames)]
     with av.open(str(path), "w") as container:
         video = container.add_stream(video_codec, rate=round(fps))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
         tracks = [(container.add_stream(codec, rate=rate), tone_hz)]
         if default_tone_hz is not None:
             tracks[0][0].disposition = 0
@@ -135,7 +141,7 @@ def write_video_with_sound(path: Path, frames: int, seconds: float, size=(96, 64
             x = 8 + (i * 3) % (width - 40)
             image[16:48, x:x + 24] = 220
             picture = av.VideoFrame.from_ndarray(image, format="bgr24")
-            picture.pts = i
+            picture.pts, picture.time_base = round(times[i] * 1000), Fraction(1, 1000)
             container.mux(video.encode(picture))
         samples = int(rate * seconds)
         for sound, hz in tracks:

@@ -208,6 +208,28 @@ def test_camera_frames_with_lost_markers(device):
     assert all(f.image is last_good for f in seen if f.lost)
 
 
+def test_camera_frames_carry_the_time_since_the_first_one(device):
+    """A camera's clock is the wall's: a recording keeps a stall, or a frame the pipeline
+    dropped, as the time it took; the markers while it is lost carry theirs too."""
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.02, retry_max_s=0.04)
+    seen = []
+    with camera:
+        for frame in camera.frames(lost_markers=True):
+            seen.append(frame)
+            if len(seen) == 1:
+                time.sleep(0.2)
+            elif len(seen) == 2:
+                device.present = False
+            elif frame.lost:
+                device.present = True
+            elif len(seen) >= 4:
+                break
+    times = [f.pts_s for f in seen]
+    assert times[0] == 0.0 and times[1] >= 0.2
+    assert times == sorted(times) and any(f.lost for f in seen)
+    assert times[-1] - times[1] >= 0.02  # at least one back-off step while lost
+
+
 def test_camera_close_from_another_thread_stops_a_lost_iteration(device):
     camera = CameraSource(0, opener=device.open, retry_initial_s=0.05, retry_max_s=2.0)
     camera.read()
@@ -246,6 +268,21 @@ def test_video_file_gives_every_frame_in_order(clip):
     assert [frame_number(f.image) for f in frames] == list(range(12))
     assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in frames)
     assert [f.time_s for f in frames] == sorted(f.time_s for f in frames)
+
+
+def test_video_frames_carry_their_times_in_the_file_also_when_the_rate_varies(tmp_path):
+    """A phone in dim light records fewer frames a second: each frame keeps its own time (the
+    container's average rate would put the last of these at 0.8 s instead of 1.4 s)."""
+    from conftest import write_video_with_sound
+
+    times = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 1.2, 1.4]
+    clip = write_video_with_sound(tmp_path / "phone.mp4", frames=10, seconds=1.5,
+                                  frame_times=times)
+    with VideoFileSource(clip) as video:
+        seen = [f.pts_s for f in video]
+    assert seen == pytest.approx(times, abs=0.002)
+    with VideoFileSource(write_video(tmp_path / "steady.avi", 5, fps=25.0)) as video:
+        assert [f.pts_s for f in video] == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
 
 
 def test_open_source_picks_a_video_file(clip):
@@ -306,17 +343,18 @@ def test_truncated_video_gives_what_it_can_and_warns(tmp_path, clip, caplog):
 
 def test_fewer_frames_at_the_full_length_is_a_variable_frame_rate_not_truncation(tmp_path, caplog):
     """Phone recordings vary their frame rate; their container's count is an estimate from the
-    duration. Frames that reach the claimed length are not a truncated file."""
-    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    duration. Frames that reach the claimed length are not a truncated file, and need no
+    warning: each keeps its time."""
+    caplog.set_level(logging.INFO, logger="portrait.capture")
     with VideoFileSource(write_video(tmp_path / "c.avi", 30)) as video:  # 30 frames, 1 s
-        video._warn_if_short(12, last_ms=29 / 30 * 1000)  # the 12th frame at the end
-        video._warn_if_short(12, last_ms=11 / 30 * 1000)  # the 12th frame at 0.37 s
-    assert [r.getMessage() for r in caplog.records] == [
-        f"video '{tmp_path / 'c.avi'}' has a variable frame rate: 12 frames over 1.0 s; the output "
-        "holds them at 30 fps (0.4 s), so its timing differs from the source's (and any sound "
-        "kept drifts from the picture)",
-        f"video '{tmp_path / 'c.avi'}' ended after 12 of the 30 frames it claims (0.4 of 1.0 s): "
-        "the file may be truncated"]
+        caplog.clear()
+        video._warn_if_short(12, last_pts_s=29 / 30)  # the 12th frame at the end
+        video._warn_if_short(12, last_pts_s=11 / 30)  # the 12th frame at 0.37 s
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"video '{tmp_path / 'c.avi'}' has a variable frame rate: 12 frames over 1.0 s; "
+                 "a video file written from it keeps each frame's time"),
+        ("WARNING", f"video '{tmp_path / 'c.avi'}' ended after 12 of the 30 frames it claims "
+                    "(0.4 of 1.0 s): the file may be truncated")]
 
 
 def test_a_photo_given_as_a_video_is_named(tmp_path, caplog):

@@ -115,10 +115,12 @@ def test_video_in_gives_video_out_with_the_same_frame_count(brightness_model, tm
     assert {"decode", "segment", "refine", "composite", "output"} <= set(summary["stage_ms"])
 
 
-def test_a_video_keeps_its_sound_unless_told_or_played_as_a_camera(brightness_model, tmp_path,
-                                                                   caplog):
+def test_a_video_keeps_its_sound_unless_told(brightness_model, tmp_path, caplog):
     """The sound goes along, cut where the picture ends (20 frames at 30 fps: 0.67 s); not with
-    --no-audio; and not with --realtime, which drops frames (a warning says why)."""
+    --no-audio. With --realtime too: the frames it may drop leave their time to the frame
+    before, so the picture still ends where the sound does."""
+    import av
+
     from conftest import main_frequency, sound_of, write_video_with_sound
 
     talk = write_video_with_sound(tmp_path / "talk.mp4", frames=60, seconds=2.0)
@@ -130,10 +132,41 @@ def test_a_video_keeps_its_sound_unless_told_or_played_as_a_camera(brightness_mo
     assert main([*common, "--out", str(tmp_path / "quiet.mp4"), "--no-audio", "-q"]) == 0
     assert sound_of(tmp_path / "quiet.mp4")[0] == ""
     with caplog.at_level(logging.WARNING):
-        assert main([*common, "--out", str(tmp_path / "paced.mp4"), "--realtime", "-q"]) == 0
-    assert sound_of(tmp_path / "paced.mp4")[0] == ""
-    assert f"the sound of '{talk}' is left out: --realtime drops frames as a camera would" in \
-        caplog.text
+        assert main(["--model", str(brightness_model), "--source", str(talk), "--realtime",
+                     "--out", str(tmp_path / "paced.mp4"), "-q"]) == 0
+    assert caplog.text == ""
+    codec, seconds, _ = sound_of(tmp_path / "paced.mp4")
+    with av.open(str(tmp_path / "paced.mp4")) as container:
+        shown = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert codec == "aac" and abs(seconds - (shown[-1] + 1 / 30)) < 0.03, (seconds, shown[-1])
+    assert shown[-1] == pytest.approx(59 / 30, abs=1e-3)  # the last frame, dropped or not
+
+
+def test_a_phone_video_keeps_its_timing_and_its_sound_with_it(brightness_model, tmp_path):
+    """A phone in dim light drops to 10 fps for a second: the output shows each frame at its
+    time and the sound lasts as long as the picture, as a .mp4 (each frame's time) and as a
+    .avi (at the file's average rate, a frame shown again while the source waits). Read at
+    that rate, the 40 frames would end at 1.8 s of the 2 s sound."""
+    import av
+
+    from conftest import sound_of, write_video_with_sound
+
+    times = [i / 30 for i in range(30)] + [1 + i / 10 for i in range(10)]
+    phone = write_video_with_sound(tmp_path / "phone.mp4", frames=40, seconds=2.0,
+                                   frame_times=times)
+    step = 1 / cv2.VideoCapture(str(phone)).get(cv2.CAP_PROP_FPS)  # a frame's time, as claimed
+    for name in ("out.mp4", "out.avi"):
+        out = tmp_path / name
+        assert main(["--model", str(brightness_model), "--source", str(phone), "--out", str(out),
+                     "-q"]) == 0
+        with av.open(str(out)) as container:
+            shown = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+        if name == "out.mp4":
+            assert shown == pytest.approx(times, abs=1e-3)
+        else:
+            assert shown == pytest.approx([i * step for i in range(len(shown))], abs=1e-3)
+            assert abs(shown[-1] - 1.9) <= step / 2
+        assert abs(sound_of(out)[1] - (shown[-1] + step)) < 0.03, name
 
 
 def test_png_frames_and_max_frames(brightness_model, tmp_path):

@@ -39,7 +39,7 @@ def matte_processor(segmenter, options=PipelineOptions(reuse_still=False)):
 def test_file_mode_keeps_every_frame_in_order(segmenter):
     means = []
     stream = StreamPipeline(frames(40), matte_processor(segmenter),
-                            lambda alpha: means.append(float(alpha.mean())), PipelineOptions())
+                            lambda alpha, _pts: means.append(float(alpha.mean())), PipelineOptions())
     stats = stream.run()
     assert stats.frames == 40 and stats.dropped == 0
     assert len(means) == 40
@@ -50,7 +50,7 @@ def test_file_mode_keeps_every_frame_in_order(segmenter):
 def test_live_mode_drops_stale_frames_instead_of_lagging(segmenter):
     means = []
 
-    def slow_output(alpha):
+    def slow_output(alpha, _pts):
         time.sleep(0.02)  # a consumer slower than the source
         means.append(float(alpha.mean()))
 
@@ -80,7 +80,7 @@ def test_queues_are_bounded_in_file_mode(segmenter):
     written = []
     gate = threading.Event()
 
-    def blocked_output(alpha):
+    def blocked_output(alpha, _pts):
         gate.wait(5)
         written.append(alpha)
 
@@ -101,7 +101,7 @@ def test_queues_are_bounded_in_file_mode(segmenter):
 def test_stop_finishes_cleanly_and_max_frames_limits_output(segmenter):
     out = []
     stream = StreamPipeline(frames(10_000, delay_s=0.001), matte_processor(segmenter),
-                            out.append, PipelineOptions(), max_frames=25)
+                            lambda alpha, _pts: out.append(alpha), PipelineOptions(), max_frames=25)
     started = time.perf_counter()
     stats = stream.run()
     assert stats.frames == 25 and len(out) == 25
@@ -112,14 +112,14 @@ def test_stop_finishes_cleanly_and_max_frames_limits_output(segmenter):
 def test_stop_from_another_thread(segmenter):
     out = []
     stream = StreamPipeline(frames(100_000, delay_s=0.001), matte_processor(segmenter),
-                            out.append, PipelineOptions(live=True))
+                            lambda alpha, _pts: out.append(alpha), PipelineOptions(live=True))
     threading.Timer(0.3, stream.stop).start()
     stream.run()
     assert 0 < len(out) < 100_000
 
 
 def test_a_failing_stage_is_raised_in_the_caller_and_threads_end(segmenter):
-    def broken_output(alpha):
+    def broken_output(alpha, _pts):
         raise RuntimeError("disk full")
 
     stream = StreamPipeline(frames(50), matte_processor(segmenter), broken_output,
@@ -135,7 +135,7 @@ def test_a_failing_source_is_raised_in_the_caller(segmenter):
         yield from frames(3)
         raise OSError("camera unplugged")
 
-    stream = StreamPipeline(source(), matte_processor(segmenter), lambda a: None, PipelineOptions())
+    stream = StreamPipeline(source(), matte_processor(segmenter), lambda a, _pts: None, PipelineOptions())
     with pytest.raises(OSError, match="unplugged"):
         stream.run()
 
@@ -145,7 +145,7 @@ def test_still_scene_reuses_the_mask_a_bounded_number_of_times(segmenter):
     processor = matte_processor(segmenter, options)
     image = np.full((48, 64, 3), 200, np.uint8)
     still = [Frame(image.copy(), i, time.perf_counter()) for i in range(9)]
-    stream = StreamPipeline(iter(still), processor, lambda a: None, options)
+    stream = StreamPipeline(iter(still), processor, lambda a, _pts: None, options)
     stats = stream.run()
     # Every third frame is segmented: reuse runs of at most max_reuse frames.
     assert stats.reused == 6
@@ -184,7 +184,7 @@ def test_camera_loss_keeps_the_output_fed_and_resumes(segmenter, tmp_path):
                                lost_frame=camera_lost_frame)
     outputs = []
 
-    def emit(image):
+    def emit(image, _pts):
         outputs.append(image)
         if len(outputs) == 5:
             device.present = False  # unplugged ...
@@ -217,7 +217,7 @@ def test_a_live_pipeline_that_falls_behind_halves_the_model_rate(segmenter):
 
     processor.segmenter = Counting()
     stream = StreamPipeline(frames(300, delay_s=0.001), processor,
-                            lambda a: (time.sleep(0.01), outputs.append(a)), options)
+                            lambda a, _pts: (time.sleep(0.01), outputs.append(a)), options)
     stats = stream.run()
     assert stats.dropped > 0
     assert stats.reused > 0
@@ -235,7 +235,7 @@ def test_pipeline_idles_while_nobody_wants_output(segmenter):
 
     started = time.perf_counter()
     wanted = lambda: time.perf_counter() - started > 0.6  # nobody reads for the first 0.6 s
-    stream = StreamPipeline(source(), matte_processor(segmenter), lambda a: None,
+    stream = StreamPipeline(source(), matte_processor(segmenter), lambda a, _pts: None,
                             PipelineOptions(live=True), max_frames=30, wanted=wanted)
     stream.run()
     assert read_times and read_times[0] - started >= 0.55  # nothing read while idle
@@ -270,12 +270,15 @@ def test_paced_video_stats_show_decode_time_not_the_wait(segmenter, tmp_path):
 
     clip = write_video(tmp_path / "paced.avi", 6, fps=5.0)  # frames due every 200 ms
     options = PipelineOptions(live=True, reuse_still=False)
-    outputs = []
+    outputs, times = [], []
     with VideoFileSource(clip, realtime=True) as video:
-        stats = StreamPipeline(video, matte_processor(segmenter, options), outputs.append,
+        stats = StreamPipeline(video, matte_processor(segmenter, options),
+                               lambda alpha, pts_s: (outputs.append(alpha), times.append(pts_s)),
                                options).run()
     assert stats.frames == len(outputs) == 6
     assert stats.summary()["stage_ms"]["decode"] < 100
+    # Each output comes with its frame's time in the file, for a video file sink to keep.
+    assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], abs=1e-6)
 
 
 def test_opencv_threads_are_shared_out_among_the_stages():
@@ -292,7 +295,7 @@ def test_stream_sizes_opencv_pool_while_running_and_restores_it(segmenter):
     seen = []
     options = PipelineOptions(reuse_still=False, opencv_threads=1)
     stream = StreamPipeline(frames(5), matte_processor(segmenter, options),
-                            lambda alpha: seen.append(cv2.getNumThreads()), options)
+                            lambda alpha, _pts: seen.append(cv2.getNumThreads()), options)
     stream.run()
     assert seen == [1] * 5
     assert cv2.getNumThreads() == before
@@ -301,7 +304,7 @@ def test_stream_sizes_opencv_pool_while_running_and_restores_it(segmenter):
 def test_stream_restores_opencv_pool_after_a_failing_stage(segmenter):
     before = cv2.getNumThreads()
 
-    def broken_output(alpha):
+    def broken_output(alpha, _pts):
         raise RuntimeError("sink gone")
 
     options = PipelineOptions(opencv_threads=1)

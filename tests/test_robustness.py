@@ -351,7 +351,7 @@ def test_frame_size_change_mid_stream_reaches_every_sink_at_its_size(
     video_path = tmp_path / "out.avi"
     with VirtualCameraSink(160, 96, 30.0, backend=counting_camera) as camera, \
             VideoFileSink(video_path, 30.0) as video:
-        def emit(image):
+        def emit(image, _pts):
             shapes.append(image.shape)
             camera.write(image)
             video.write(image)
@@ -430,7 +430,7 @@ def test_virtual_camera_consumer_coming_and_going_neither_stalls_nor_crashes(
     def come_back():
         FlakyBackend.available = True
 
-    def emit(image):
+    def emit(image, _pts):
         emit_times.append(time.perf_counter())
         started = time.perf_counter()
         sink.write(image)

@@ -339,6 +339,59 @@ def test_an_mp4_is_what_browsers_play_with_its_index_first(tmp_path):
     assert b"crf=23.0" in settings and b"subme=1 " in settings
 
 
+def frame_times(path: Path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [float(f.pts * f.time_base) for f in container.decode(video=0)]
+
+
+def test_an_mp4_keeps_each_frames_time_and_an_avi_holds_its_rate(tmp_path):
+    """Frames written with their times (a variable rate, a stall, two in one frame's time): the
+    .mp4 shows each at its time and ends one frame after the last; the .avi shows at 25 fps
+    the frame due at each step, repeating across the stall and dropping the one of two."""
+    import av
+
+    times = [0.0, 0.04, 0.08, 0.09, 0.48, 0.52]  # 0.08 and 0.09 fall in one 25 fps step
+    for name in ("vfr.mp4", "vfr.avi"):
+        with VideoFileSink(tmp_path / name, fps=25.0) as sink:
+            for i, pts_s in enumerate(times):
+                sink.write(np.full((48, 64, 3), 20 + 30 * i, np.uint8), pts_s)
+    assert frame_times(tmp_path / "vfr.mp4") == pytest.approx(times, abs=1e-4)
+    with av.open(str(tmp_path / "vfr.mp4")) as container:
+        assert container.duration / 1e6 == pytest.approx(0.56, abs=1e-3)  # not cut short
+    assert sink.frames_written == 6 and (sink.frames_repeated, sink.frames_dropped) == (9, 1)
+    claimed, read, frames = count_frames(tmp_path / "vfr.avi")
+    assert claimed == read == 14 and frame_times(tmp_path / "vfr.avi") == pytest.approx(
+        [i / 25 for i in range(14)])
+    shown = [round((float(f.mean()) - 20) / 30) for f in frames]
+    assert shown == [0, 1] + [2] * 10 + [4, 5]  # 0.08 held until 0.48, 0.09 dropped
+
+
+def test_sound_stays_with_a_variable_frame_rate(tmp_path):
+    """A phone's video at 30 fps for its first second and 10 fps for its second (40 frames;
+    read at its claimed rate they would end at 1.3 s): the picture keeps its times, and the
+    sound, copied into .mp4 and encoded again for .avi, lasts as long as it."""
+    times = [i / 30 for i in range(30)] + [1 + i / 10 for i in range(10)]
+    source = write_video_with_sound(tmp_path / "phone.mp4", frames=40, seconds=2.0,
+                                    frame_times=times)
+    for name in ("out.mp4", "out.avi"):
+        out = tmp_path / name
+        with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
+            capture = cv2.VideoCapture(str(source))
+            while (frame := capture.read()[1]) is not None:
+                sink.write(frame, capture.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+            capture.release()
+        seconds = sound_of(out)[1]
+        shown = frame_times(out)
+        if name == "out.mp4":
+            assert shown == pytest.approx(times, abs=1e-3)
+        else:
+            assert shown == pytest.approx([i / 30 for i in range(58)])  # until 1.9 s at 30 fps
+        # The sound ends with the last frame, shown for one frame's time at 30 fps.
+        assert abs(seconds - (1.9 + 1 / 30)) < 0.03, (name, seconds)
+
+
 def test_the_track_marked_default_is_the_one_kept(tmp_path):
     source = write_video_with_sound(tmp_path / "two.mkv", frames=30, seconds=1.0, codec="flac",
                                     default_tone_hz=880.0)

@@ -28,6 +28,11 @@ class Frame:
             frame (see :meth:`CameraSource.frames`); ``index`` is then -1.
         decode_ms: time spent reading and decoding this frame, where the source can tell it
             from waiting for the frame to be due (a paced video file); ``None`` otherwise.
+        pts_s: when the frame is shown, in seconds: in a video file its presentation time
+            (from the start of the file's video), from a camera the time since its first frame;
+            ``None`` where time does not apply (photos). A video file sink keeps these times,
+            so a variable frame rate, frames a live run dropped and a camera's stalls keep
+            their place against the sound and the clock.
     """
 
     image: np.ndarray
@@ -37,6 +42,7 @@ class Frame:
     path: Optional[Path] = None
     lost: bool = False
     decode_ms: Optional[float] = None
+    pts_s: Optional[float] = None
 
 
 

@@ -120,6 +120,7 @@ class CameraSource(Source):
         self._pending: Optional[np.ndarray] = None  # the frame read while opening
         self._last_image: Optional[np.ndarray] = None
         self._next_index = 0
+        self._started_s: Optional[float] = None  # when the first frame was read
         self._lost_since: Optional[float] = None
         self._retry_s = retry_initial_s
         self._next_try = 0.0
@@ -217,8 +218,16 @@ class CameraSource(Source):
             self._mark_lost()
         return self._retry()
 
+    def _since_start(self, now: float) -> float:
+        """Seconds since the first frame (its ``Frame.pts_s``): a camera's clock is the wall's."""
+        if self._started_s is None:
+            self._started_s = now
+        return now - self._started_s
+
     def _frame(self, image: np.ndarray) -> Frame:
-        frame = Frame(image=image, index=self._next_index, time_s=time.perf_counter())
+        now = time.perf_counter()
+        frame = Frame(image=image, index=self._next_index, time_s=now,
+                      pts_s=self._since_start(now))
         self._next_index += 1
         self._last_image = image
         return frame
@@ -272,7 +281,8 @@ class CameraSource(Source):
             if frame is not None:
                 yield frame
             elif lost_markers and self.lost and self._last_image is not None:
-                yield Frame(self._last_image, -1, time.perf_counter(), lost=True)
+                now = time.perf_counter()
+                yield Frame(self._last_image, -1, now, lost=True, pts_s=self._since_start(now))
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()

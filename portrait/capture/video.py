@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 _FRAME_COUNT_SLACK = 2
 
 
+def _presentation_s(pos_ms: float, previous_s: Optional[float], fps: float) -> float:
+    """A frame's presentation time from the reader's ``CAP_PROP_POS_MSEC`` (counted from the
+    start of the file's video, as the sound's place is), in seconds; one frame after the
+    previous one where the container's time does not move forward (none, or out of order)."""
+    pts_s = pos_ms / 1000 if pos_ms == pos_ms else -1.0  # NaN: no time
+    if previous_s is None:
+        return max(0.0, pts_s)
+    return pts_s if pts_s > previous_s else previous_s + 1 / fps
+
+
 def _open_video(path: Path) -> cv2.VideoCapture:
     # FFmpeg by name: CAP_ANY would also try the image-sequence reader on names with '%'.
     api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
@@ -34,8 +44,12 @@ class VideoFileSource(Source):
 
     Args:
         path: the video file.
-        realtime: pace delivery to the file's frame rate, as a camera would (frame ``i`` is due
-            ``i / fps`` after the first); a slow consumer still gets every frame, in order.
+        realtime: pace delivery to the file's timestamps, as a camera would (a frame is due
+            its presentation time after the first); a slow consumer still gets every frame, in
+            order.
+
+    Each frame carries its presentation time (``Frame.pts_s``), so a frame rate that varies
+    keeps its timing in a video file written from it.
 
     Raises:
         InputError: missing file, or not a video OpenCV can decode.
@@ -55,6 +69,7 @@ class VideoFileSource(Source):
             started = time.perf_counter()
             ok, image = capture.read() if capture.isOpened() else (False, None)
             self._first_decode_ms = (time.perf_counter() - started) * 1000
+            self._first_pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), None, 30.0)
         if not ok or image is None:
             capture.release()
             raise InputError(
@@ -102,42 +117,41 @@ class VideoFileSource(Source):
         index = 0
         start = time.perf_counter()
         decode_ms = self._first_decode_ms
+        pts_s = self._first_pts_s
         while not self._closed.is_set():
             converted = time.perf_counter()
             image = to_bgr_uint8(image)
             decode_ms += (time.perf_counter() - converted) * 1000
             if self.realtime:  # waiting for the frame to be due is not decoding
-                due_s = start + index / self._fps - time.perf_counter()
+                due_s = start + (pts_s - self._first_pts_s) - time.perf_counter()
                 if due_s > 0 and self._closed.wait(due_s):
                     break
-            yield Frame(image=image, index=index, time_s=time.perf_counter(), decode_ms=decode_ms)
+            yield Frame(image=image, index=index, time_s=time.perf_counter(), decode_ms=decode_ms,
+                        pts_s=pts_s)
             index += 1
             if self._closed.is_set():
                 break
-            last_ms = capture.get(cv2.CAP_PROP_POS_MSEC)  # the frame just delivered
             started = time.perf_counter()
             with quiet_opencv():
                 ok, image = capture.read()
             decode_ms = (time.perf_counter() - started) * 1000
             if not ok or image is None:
-                self._warn_if_short(index, last_ms)
+                self._warn_if_short(index, pts_s)
                 break
+            pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), pts_s, self._fps)
         self.close()
 
-    def _warn_if_short(self, frames_read: int, last_ms: float) -> None:
+    def _warn_if_short(self, frames_read: int, last_pts_s: float) -> None:
         """Say why fewer frames came than the container claims: a file cut short, or (when
-        the frames reached the claimed length in time) a frame rate that varies."""
+        the frames reached the claimed length in time) a frame rate that varies, which is only
+        noted: each frame keeps its time."""
         if self._frame_count is None or frames_read >= self._frame_count - _FRAME_COUNT_SLACK:
             return
         length_s = self._frame_count / self._fps
-        reached_s = last_ms / 1000 + 1 / self._fps
+        reached_s = last_pts_s + 1 / self._fps
         if reached_s >= 0.95 * length_s:
-            log.warning(
-                "video '%s' has a variable frame rate: %d frames over %.1f s; the output holds "
-                "them at %g fps (%.1f s), so its timing differs from the source's (and any sound "
-                "kept drifts from the picture)",
-                self.path, frames_read, reached_s, self._fps, frames_read / self._fps,
-            )
+            log.info("video '%s' has a variable frame rate: %d frames over %.1f s; a video file "
+                     "written from it keeps each frame's time", self.path, frames_read, reached_s)
         else:
             log.warning(
                 "video '%s' ended after %d of the %d frames it claims (%.1f of %.1f s): the file "

@@ -47,11 +47,13 @@ def to_bgr(image: np.ndarray, size: Optional[tuple[int, int]] = None,
 
 
 class Sink:
-    """Base of all sinks: ``write(image)``, ``close()``, a context manager."""
+    """Base of all sinks: ``write(image, pts_s)``, ``close()``, a context manager."""
 
     frames_written = 0
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
+        """Output one frame; ``pts_s`` is when it is shown (``capture.Frame.pts_s``), which
+        only a video file keeps (the others show a frame when it comes)."""
         raise NotImplementedError
 
     def close(self) -> None:

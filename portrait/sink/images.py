@@ -182,7 +182,7 @@ class PngFolderSink(Sink):
         self.frames_written = 0
         self._closed = False
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
         """Write the next numbered frame (BGRA keeps alpha, grey stays grey)."""
         _check_image(image)
         path = self.folder / f"{self.frames_written:06d}.png"

@@ -48,7 +48,7 @@ class PreviewSink(Sink):
         self.frames_written = 0
         self._shown = False
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
         """Show one frame and poll the keyboard and the window."""
         _check_image(image)
         try:

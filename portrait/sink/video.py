@@ -34,6 +34,10 @@ VIDEO_FORMATS = {
 }
 VIDEO_CODECS = {".mp4": "H.264", ".avi": "MJPEG"}  # what each extension stores, by name
 MJPEG_QUALITY = 3  # qscale: 2 (best) .. 31; about OpenCV's MJPG file size, a sharper picture
+# An .mp4 keeps each frame's own time on MPEG's 90 kHz clock, which holds 24, 25, 30, 50 and 60
+# fps and their 1000/1001 rates exactly; an .avi has one frame rate, on whose grid frames are
+# repeated or dropped.
+TICKS = 90000
 
 
 class VideoFileSink(Sink):
@@ -42,6 +46,12 @@ class VideoFileSink(Sink):
     The file opens on the first frame, at ``size`` or else the first frame's size (each side
     made even, as the codecs need: an odd last row or column is left out, with a warning);
     later frames of another size are resized to it.
+
+    Each frame is shown at the time it is written with (``write(image, pts_s)``), as in its
+    source: a ``.mp4`` stores those times as they are (a variable frame rate stays variable),
+    a ``.avi`` holds ``fps`` by repeating a frame where the source skips ahead (a camera's
+    stall, a frame a live run dropped) and dropping one that falls where another already went.
+    Frames written without a time follow each other at ``fps``.
 
     The frames go to a hidden file beside ``path`` (``.<name>.<token>.partial<ext>``).
     ``close()`` finishes it, reads it back, and only then moves it over ``path``: an earlier
@@ -90,11 +100,19 @@ class VideoFileSink(Sink):
         self._container = None
         self._stream = None
         self._audio: Optional[SourceAudio] = None
-        self._stored: Optional[tuple[int, int]] = None
+        self._stored_size: Optional[tuple[int, int]] = None
         self._buffer: Optional[np.ndarray] = None
         self._failure: Optional[str] = None
         self._closed = False
-        self.frames_written = 0
+        self.frames_written = 0  # frames given to write()
+        self.frames_repeated = 0  # .avi: frames stored again to fill a skip in time
+        self.frames_dropped = 0  # .avi: frames that fell where another already went
+        self._stored = 0  # frames in the file
+        self._last_ticks: Optional[int] = None  # .mp4: the last frame's time
+        self._end = Fraction(0)  # where the picture ends, in seconds
+        self._held = None  # .mp4: the last packet, whose duration is set once the end is known
+        self._first_dts: Optional[int] = None
+        self._previous = None  # .avi: the last frame stored, to repeat
 
     def _open(self, size: tuple[int, int]) -> None:
         import av  # PyAV loads only where a video file is written
@@ -122,7 +140,9 @@ class VideoFileSink(Sink):
         if encoder == "mjpeg":
             stream.codec_context.flags |= av.codec.context.Flags.qscale
             stream.codec_context.global_quality = MJPEG_QUALITY * 118  # FF_QP2LAMBDA
-        self._stream, self._stored = stream, (width, height)
+        if container_format == "mp4":
+            stream.codec_context.time_base = Fraction(1, TICKS)
+        self._stream, self._stored_size = stream, (width, height)
         if self.audio_from is not None:
             try:
                 self._audio = SourceAudio(self.audio_from, self._container, container_format)
@@ -138,8 +158,9 @@ class VideoFileSink(Sink):
         log.info("writing video '%s' (%s, %dx%d at %g fps%s)", self.path, self._codec, width,
                  height, self.fps, sound)
 
-    def write(self, image: np.ndarray) -> None:
-        """Append one frame (grey and BGRA are stored as BGR)."""
+    def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
+        """Append one frame (grey and BGRA are stored as BGR), shown at ``pts_s`` seconds
+        (``None``: one frame after the last)."""
         if self._closed:
             raise ValueError("write() after close()")
         _check_image(image)
@@ -155,17 +176,75 @@ class VideoFileSink(Sink):
         self.frames_written += 1
         if self._failure is not None:  # a full disk: reported once, by close()
             return
-        width, height = self._stored
+        width, height = self._stored_size
         picture = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:height, :width]),
-                                             format="bgr24")
-        picture.pts = self.frames_written - 1
-        picture.time_base = 1 / self._rate
+                                                   format="bgr24")
         try:
-            self._container.mux(self._stream.encode(picture))
+            if self._format[0] == "mp4":
+                self._write_timed(picture, pts_s)
+            else:
+                self._write_on_grid(picture, pts_s)
             if self._audio is not None:
-                self._audio.until(self.frames_written / self._rate)
+                self._audio.until(self._end)
         except self._write_errors as error:
             self._failure = _reason(error)
+
+    def _write_timed(self, picture, pts_s: Optional[float]) -> None:
+        """.mp4: the frame at its own time, on the 90 kHz clock (after the last one)."""
+        step = round(TICKS / self._rate)
+        if pts_s is None:
+            ticks = 0 if self._last_ticks is None else self._last_ticks + step
+        else:
+            ticks = max(0, round(pts_s * TICKS))
+            if self._last_ticks is not None and ticks <= self._last_ticks:
+                ticks = self._last_ticks + 1
+        picture.pts, picture.time_base = ticks, Fraction(1, TICKS)
+        self._last_ticks = ticks
+        self._end = Fraction(ticks + step, TICKS)
+        self._mux_held(self._container, self._stream.encode(picture))
+        self._stored += 1
+
+    def _mux_held(self, container, packets) -> None:
+        """Mux all but the newest packet, which waits for the next (or for close)."""
+        for packet in packets:
+            if self._first_dts is None:
+                self._first_dts = packet.dts
+            if self._held is not None:
+                container.mux(self._held)
+            self._held = packet
+
+    def _mux_last(self, container) -> None:
+        """Mux the held last packet with the duration that ends the track where the picture
+        ends. The muxer takes the track's length from the packets' decoding times; with
+        B-frames and a variable frame rate the last of those lies before the last frame's
+        time, and the file would claim to end early."""
+        if self._held is None:
+            return
+        held, self._held = self._held, None
+        if held.dts is not None and self._first_dts is not None:
+            end = round(self._end * TICKS)
+            held.duration = max(held.duration or 0, end + self._first_dts - held.dts)
+        container.mux(held)
+
+    def _write_on_grid(self, picture, pts_s: Optional[float]) -> None:
+        """.avi: the frame in the slot its time falls in at ``fps``: slots it skipped get the
+        frame before again (or this one, at the start); a slot already written drops it."""
+        slot = self._stored if pts_s is None else max(0, round(pts_s * self._rate))
+        if slot < self._stored:
+            self.frames_dropped += 1
+            return
+        filler = self._previous if self._previous is not None else picture
+        while self._stored < slot:
+            self._encode_slot(filler)
+            self.frames_repeated += 1
+        self._encode_slot(picture)
+        self._previous = picture
+
+    def _encode_slot(self, picture) -> None:
+        picture.pts, picture.time_base = self._stored, 1 / self._rate
+        self._container.mux(self._stream.encode(picture))
+        self._stored += 1
+        self._end = Fraction(self._stored) / self._rate
 
     def close(self) -> None:
         """Finish the file, check it reads back whole, and move it to ``path``; safe twice.
@@ -181,9 +260,13 @@ class VideoFileSink(Sink):
         container, self._container = self._container, None
         try:
             if self._failure is None:
-                container.mux(self._stream.encode(None))
+                if self._format[0] == "mp4":
+                    self._mux_held(container, self._stream.encode(None))
+                    self._mux_last(container)
+                else:
+                    container.mux(self._stream.encode(None))
                 if self._audio is not None:
-                    self._audio.finish(self.frames_written / self._rate)
+                    self._audio.finish(self._end)
         except self._write_errors as error:
             self._failure = _reason(error)
         finally:
@@ -217,9 +300,14 @@ class VideoFileSink(Sink):
         log.info("wrote %d frames to '%s'%s", self.frames_written, self.path,
                  "" if not sound else " with sound" if self._audio.problem is None
                  else " with part of its sound")
+        if self.frames_repeated or self.frames_dropped:
+            log.info("video '%s' holds %g fps: %d frames shown again where the source skipped "
+                     "ahead, %d dropped where two fell in one frame's time (a .mp4 keeps each "
+                     "frame's own time)", self.path, self.fps, self.frames_repeated,
+                     self.frames_dropped)
 
     def _read_back(self) -> tuple[bool, int, int]:
-        """Whether the finished partial file holds every frame written, its last one readable
+        """Whether the finished partial file holds every frame stored, its last one readable
         (a writer cut short by a full disk may still record the full count in its header), and
         the frame size it stores."""
         with quiet_opencv():
@@ -229,7 +317,7 @@ class VideoFileSink(Sink):
                 frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if opened else 0
                 size = ((int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                          int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) if opened else (0, 0))
-                whole = (frames == self.frames_written
+                whole = (frames == self._stored
                          and capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
                          and capture.read()[0])
             finally:

@@ -97,7 +97,7 @@ class VirtualCameraSink(Sink):
             self._consumer = readers is None or readers > 0
         return self._consumer
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
         """Send one frame (resized to the camera's size if needed); drops it while reopening."""
         if self._closed:
             raise ValueError("write() after close()")

@@ -182,7 +182,7 @@ class OurPipeline:
 
         options = PipelineOptions(live=live, reuse_still=self.reuse_still)
         self.processor.options = options
-        return StreamPipeline(frames, self.processor, lambda image: None, options).run()
+        return StreamPipeline(frames, self.processor, lambda image, pts_s: None, options).run()
 
     def close(self) -> None:
         self.background.close()
