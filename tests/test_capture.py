@@ -357,6 +357,23 @@ def test_fewer_frames_at_the_full_length_is_a_variable_frame_rate_not_truncation
                     "(0.4 of 1.0 s): the file may be truncated")]
 
 
+def test_a_video_that_starts_after_its_sound_is_not_called_truncated(tmp_path, caplog):
+    """Matroska's frame count is estimated from the whole file's length, which here includes
+    the half second of sound before the first frame: 45 frames, not the 60 it claims, are the
+    whole video."""
+    from conftest import write_video_with_sound
+
+    clip = write_video_with_sound(tmp_path / "late.mkv", frames=45, seconds=2.0, codec="flac",
+                                  frame_times=[0.5 + i / 30 for i in range(45)])
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        assert video.frame_count > 50  # the estimate this is about
+        caplog.clear()
+        times = [f.pts_s for f in video]
+    assert len(times) == 45 and times[-1] == pytest.approx(44 / 30, abs=0.002)
+    assert caplog.records == []
+
+
 def test_a_photo_given_as_a_video_is_named(tmp_path, caplog):
     photo = tmp_path / "me.jpg"
     cv2.imwrite(str(photo), np.zeros((60, 80, 3), np.uint8))

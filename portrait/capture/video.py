@@ -33,6 +33,22 @@ def _presentation_s(pos_ms: float, previous_s: Optional[float], fps: float) -> f
     return pts_s if pts_s > previous_s else previous_s + 1 / fps
 
 
+def _video_start_s(path: Path) -> float:
+    """How long after the file's start its video starts (its sound may lead), in seconds; 0
+    where PyAV cannot tell."""
+    import av  # the reader is OpenCV's; PyAV only for what OpenCV does not say
+
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video[0] if container.streams.video else None
+            if video is None or video.start_time is None or container.start_time is None:
+                return 0.0
+            return max(0.0, float(video.start_time * video.time_base)
+                       - container.start_time / av.time_base)
+    except (av.FFmpegError, OSError, ValueError):
+        return 0.0
+
+
 def _open_video(path: Path) -> cv2.VideoCapture:
     # FFmpeg by name: CAP_ANY would also try the image-sequence reader on names with '%'.
     api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
@@ -147,8 +163,13 @@ class VideoFileSource(Source):
         noted: each frame keeps its time."""
         if self._frame_count is None or frames_read >= self._frame_count - _FRAME_COUNT_SLACK:
             return
+        # The count is estimated from the file's whole length; the video may start after the
+        # sound does, and its frames' times count from the video's start.
+        late_s = _video_start_s(self.path)
+        if frames_read >= self._frame_count - round(late_s * self._fps) - _FRAME_COUNT_SLACK:
+            return
         length_s = self._frame_count / self._fps
-        reached_s = last_pts_s + 1 / self._fps
+        reached_s = late_s + last_pts_s + 1 / self._fps
         if reached_s >= 0.95 * length_s:
             log.info("video '%s' has a variable frame rate: %d frames over %.1f s; a video file "
                      "written from it keeps each frame's time", self.path, frames_read, reached_s)
