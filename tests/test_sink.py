@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,8 +17,8 @@ import numpy as np
 import pytest
 from pyvirtualcam.util import encode_fourcc
 
-from conftest import (FakeCameraBackend, fake_camera, main_frequency, sound_of, write_video,
-                      write_video_with_sound)
+from conftest import (ROOT, FakeCameraBackend, fake_camera, main_frequency, sound_of,
+                      write_video, write_video_with_sound)
 from portrait.errors import DeviceError, InputError
 from portrait.sink import (
     ImageFileSink,
@@ -344,6 +347,32 @@ def frame_times(path: Path) -> list[float]:
 
     with av.open(str(path)) as container:
         return [float(f.pts * f.time_base) for f in container.decode(video=0)]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file locks tell a live writer from a dead one")
+def test_a_partial_file_a_killed_run_left_is_named_and_a_running_ones_is_not(tmp_path, caplog):
+    """SIGKILL leaves the hidden partial file, which nothing can finish: the next run into the
+    same file names it (and leaves it), while a run still writing is left alone."""
+    out = tmp_path / "talk.mp4"
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys, numpy as np\n"
+         f"sys.path.insert(0, {str(ROOT)!r})\n"
+         "from portrait.sink.video import VideoFileSink\n"
+         f"sink = VideoFileSink({str(out)!r}, fps=25.0)\n"
+         "for _ in range(20): sink.write(np.zeros((48, 64, 3), np.uint8))\n"
+         "os.kill(os.getpid(), signal.SIGKILL)\n"], timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = tmp_path.glob(".talk.mp4.*.partial.mp4")
+    caplog.set_level(logging.WARNING, logger="portrait.sink.video")
+    with VideoFileSink(out, fps=25.0) as running:
+        running.write(np.zeros((48, 64, 3), np.uint8))
+        with VideoFileSink(out, fps=25.0) as second:  # beside a live writer
+            second.write(np.zeros((48, 64, 3), np.uint8))
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and all(w.startswith(f"'{left}' (") for w in warnings)
+    assert "is an unfinished video that an earlier run into" in warnings[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [left.name, "talk.mp4"]
 
 
 def test_an_mp4_keeps_each_frames_time_and_an_avi_holds_its_rate(tmp_path):

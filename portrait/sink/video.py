@@ -3,6 +3,7 @@ sound where there is one (:mod:`portrait.sink.audio`)."""
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import secrets
@@ -20,6 +21,11 @@ from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_in
 
 if TYPE_CHECKING:
     from portrait.sink.audio import SourceAudio
+
+try:
+    import fcntl  # POSIX: a writer's lock on its partial file tells a live run from a dead one
+except ImportError:  # Windows keeps an open file from being removed anyway
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,7 @@ class VideoFileSink(Sink):
         self._final = Path(os.path.realpath(self.path))
         self._partial = self._final.with_name(
             f".{self._final.name}.{secrets.token_hex(4)}.partial{ext}")
+        self._claim: Optional[int] = None  # the descriptor that holds the partial file's lock
         self._container = None
         self._stream = None
         self._audio: Optional[SourceAudio] = None
@@ -128,10 +135,17 @@ class VideoFileSink(Sink):
                              "are too small for a video; write PNG frames (--out DIR/)")
         # An .mp4's index goes before the frames, so a browser plays it while it downloads.
         muxer_options = {"movflags": "+faststart"} if container_format == "mp4" else {}
+        for earlier in abandoned_partials(self._final, self._partial.suffix):
+            log.warning("'%s' (%s) is an unfinished video that an earlier run into '%s' left "
+                        "behind (killed, its machine stopped, or its disk full); nothing will "
+                        "finish it: remove it once you no longer need it", earlier,
+                        _size_text(earlier), self.path)
         try:
+            self._claim = _claim(self._partial)
             self._container = av.open(str(self._partial), mode="w", format=container_format,
                                       options=muxer_options)
         except self._write_errors as error:
+            self._release()
             self._partial.unlink(missing_ok=True)
             raise InputError(f"cannot write video '{self.path}': {_reason(error)}; check the "
                              "folder and the free space, or choose another --out") from None
@@ -276,6 +290,7 @@ class VideoFileSink(Sink):
                 container.close()
             except self._write_errors as error:
                 self._failure = self._failure or _reason(error)
+            self._release()  # finished (or failed): no longer a run's work in progress
         whole, width, height = self._read_back()
         if not whole or self._failure is not None:
             if width and height:  # some frames may be salvaged from it
@@ -323,6 +338,54 @@ class VideoFileSink(Sink):
             finally:
                 capture.release()
         return bool(whole), *size
+
+
+    def _release(self) -> None:
+        if self._claim is not None:
+            os.close(self._claim)  # closing the descriptor releases its lock
+            self._claim = None
+
+
+def _claim(path: Path) -> Optional[int]:
+    """Create ``path`` and hold a lock on it while this process writes it (the system releases
+    it when the process ends, however it ends); ``None`` where there are no such locks."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    if fcntl is None:
+        os.close(fd)
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+    return fd
+
+
+def abandoned_partials(final: Path, ext: str) -> list[Path]:
+    """The partial files (``.NAME.TOKEN.partial<ext>``) beside ``final`` that no running
+    writer holds: those of runs that were killed (SIGKILL, the out-of-memory killer) or whose
+    machine stopped, which nothing could finish or remove. Empty where there are no locks to
+    tell (Windows)."""
+    if fcntl is None:
+        return []
+    pattern = f".{glob.escape(final.name)}.{'[0-9a-f]' * 8}.partial{glob.escape(ext)}"
+    found = []
+    for candidate in sorted(final.parent.glob(pattern)):
+        try:
+            fd = os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            found.append(candidate)
+        except OSError:  # a run is writing it now
+            pass
+        finally:
+            os.close(fd)
+    return found
+
+
+def _size_text(path: Path) -> str:
+    try:
+        return f"{path.stat().st_size / 1e6:.1f} MB"
+    except OSError:
+        return "size unknown"
 
 
 def _reason(error: BaseException) -> str:
