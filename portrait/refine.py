@@ -4,8 +4,10 @@
 ``cv2.ximgproc.guidedFilter`` (box means with ``BORDER_REFLECT``, eps on the guide's own scale).
 ``refine_alpha`` is the fast variant (He & Sun, "Fast Guided Filter"): the coefficients a, b are
 computed on a grey guide at 1/scale resolution, upsampled bilinearly and applied to the
-full-resolution grey frame, ``alpha = a * I + b``. The full-resolution work is one colour
-conversion, then two resizes, one multiply and one saturating add only within
+full-resolution grey frame, ``alpha = a * I + b``. The coefficients are computed only over the
+cells that can reach the matte (:func:`_support`: where the probability is not 0, and a margin;
+0 elsewhere, as over the whole frame), into buffers kept between frames. The full-resolution
+work is one colour conversion, then two resizes, one multiply and one saturating add only within
 :func:`reach_box`, the box where the matte can be above 0 (found from the coefficients at low
 resolution; 0 elsewhere, the same matte bit for bit as over the whole frame). With
 ``guide="colour"`` (photos) a is one coefficient per channel (a_B, a_G, a_R), which tells dark
@@ -31,51 +33,119 @@ log = logging.getLogger(__name__)
 _BORDER = cv2.BORDER_REFLECT  # what cv2.ximgproc.guidedFilter uses for its box means
 _ONES_3 = np.ones((1, 3), np.float32)  # sums a 3-channel image into one
 _REACH = np.float32(0.25)  # a quarter grey level: at most this rounds to 0, with room for float error
+# A probability below this is 0 to the filter: with eps = 1e-3 on a 0..1 guide, |a| <= p/(2*sqrt(eps))
+# per channel, so all such cells together move a pixel's alpha by under 255 * (3 * 16 + 1) * 1e-6,
+# about 1/80 of a grey level, while their zeros keep the coefficients' work to where the person is.
+_FLUSH = np.float32(1e-6)
 
 
-def _box(x: np.ndarray, radius: int) -> np.ndarray:
+def _box(x: np.ndarray, radius: int, dst: Optional[np.ndarray] = None) -> np.ndarray:
     size = 2 * radius + 1
-    return cv2.boxFilter(x, cv2.CV_32F, (size, size), normalize=True, borderType=_BORDER)
+    return cv2.boxFilter(x, cv2.CV_32F, (size, size), dst=dst, normalize=True,
+                         borderType=_BORDER)
 
 
-def _grey_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float):
-    """Box-averaged coefficients (mean_a, mean_b) of q = a*I + b for a 1-channel float32 guide."""
-    mean_i = _box(guide, radius)
-    mean_p = _box(src, radius)
-    var_i = _box(guide * guide, radius) - mean_i * mean_i
-    cov_ip = _box(guide * src, radius) - mean_i * mean_p
-    a = cov_ip / (var_i + np.float32(eps))
-    b = mean_p - a * mean_i
-    return _box(a, radius), _box(b, radius)
+class _Scratch:
+    """Named float32 arrays of one shape from a workspace (see :func:`buffer`): the filters'
+    intermediates, reused between frames. Fresh arrays of a few hundred kB each, dozens a frame,
+    cost more than the arithmetic: the allocator maps and unmaps them, and every first touch of
+    a page faults (the colour coefficients took 1.5 to 6 ms a 720p frame, as the allocator's
+    state varied, against about 1 ms in reused buffers)."""
+
+    def __init__(self, workspace: Optional[dict], prefix: str, shape: tuple):
+        self.workspace = {} if workspace is None else workspace
+        self.prefix, self.shape = prefix, shape
+
+    def __call__(self, name: str) -> np.ndarray:
+        return buffer(self.workspace, self.prefix + name, self.shape, np.float32)
 
 
-def _colour_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float):
+def _product_mean(x: np.ndarray, y: np.ndarray, radius: int, tmp: np.ndarray,
+                  dst: np.ndarray) -> np.ndarray:
+    """Box mean of x·y (into ``dst``; ``tmp`` holds the product)."""
+    np.multiply(x, y, out=tmp)
+    return _box(tmp, radius, dst)
+
+
+def _covariance(mean_xy: np.ndarray, mean_x: np.ndarray, mean_y: np.ndarray,
+                tmp: np.ndarray) -> np.ndarray:
+    """mean(x·y) − mean(x)·mean(y), in place of ``mean_xy``."""
+    np.multiply(mean_x, mean_y, out=tmp)
+    return np.subtract(mean_xy, tmp, out=mean_xy)
+
+
+def _grey_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
+                       workspace: Optional[dict] = None):
+    """Box-averaged coefficients (mean_a, mean_b) of q = a*I + b for a 1-channel float32 guide
+    (arrays of ``workspace``, valid until its next use)."""
+    f = _Scratch(workspace, "grey_", src.shape)
+    tmp = f("tmp")
+    mean_i = _box(guide, radius, f("mean_i"))
+    mean_p = _box(src, radius, f("mean_p"))
+    var_i = _covariance(_product_mean(guide, guide, radius, tmp, f("var_i")), mean_i, mean_i, tmp)
+    cov_ip = _covariance(_product_mean(guide, src, radius, tmp, f("cov_ip")), mean_i, mean_p, tmp)
+    var_i += np.float32(eps)
+    a = np.divide(cov_ip, var_i, out=cov_ip)
+    b = np.subtract(mean_p, np.multiply(a, mean_i, out=tmp), out=mean_p)
+    return _box(a, radius, f("mean_a")), _box(b, radius, f("mean_b"))
+
+
+def _colour_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
+                         workspace: Optional[dict] = None):
     """Box-averaged coefficients (mean_a (H, W, 3), mean_b (H, W)) of q = a·I + b for a
-    3-channel float32 guide and a 1-channel float32 source."""
-    chans = cv2.split(guide)
-    mean_i = [_box(c, radius) for c in chans]
-    mean_p = _box(src, radius)
-    cov_ip = [_box(c * src, radius) - m * mean_p for c, m in zip(chans, mean_i)]
+    3-channel float32 guide and a 1-channel float32 source (arrays of ``workspace``, valid
+    until its next use)."""
+    f = _Scratch(workspace, "colour_", src.shape)
+    tmp, tmp2 = f("tmp"), f("tmp2")
+    chans = [f(f"i{c}") for c in range(3)]
+    for c in range(3):
+        np.copyto(chans[c], guide[:, :, c])
+    mean_i = [_box(chans[c], radius, f(f"mean_i{c}")) for c in range(3)]
+    mean_p = _box(src, radius, f("mean_p"))
+    cov_ip = [_covariance(_product_mean(chans[c], src, radius, tmp, f(f"cov{c}")), mean_i[c],
+                          mean_p, tmp) for c in range(3)]
     # Sigma = cov(I) + eps*U, symmetric 3x3 per pixel; invert it through its cofactors.
     var = {}
     for i in range(3):
         for j in range(i, 3):
-            var[i, j] = _box(chans[i] * chans[j], radius) - mean_i[i] * mean_i[j]
+            var[i, j] = _covariance(_product_mean(chans[i], chans[j], radius, tmp,
+                                                  f(f"var{i}{j}")), mean_i[i], mean_i[j], tmp)
     e = np.float32(eps)
-    rr, rg, rb, gg, gb, bb = var[0, 0] + e, var[0, 1], var[0, 2], var[1, 1] + e, var[1, 2], var[2, 2] + e
-    inv_rr = gg * bb - gb * gb
-    inv_rg = gb * rb - rg * bb
-    inv_rb = rg * gb - gg * rb
-    inv_gg = rr * bb - rb * rb
-    inv_gb = rb * rg - rr * gb
-    inv_bb = rr * gg - rg * rg
-    det = rr * inv_rr + rg * inv_rg + rb * inv_rb
+    rr, rg, rb, gg, gb, bb = var[0, 0], var[0, 1], var[0, 2], var[1, 1], var[1, 2], var[2, 2]
+    rr += e
+    gg += e
+    bb += e
+
+    def cofactor(name, w, x, y, z):  # w·x − y·z
+        np.multiply(y, z, out=tmp)
+        return np.subtract(np.multiply(w, x, out=f(name)), tmp, out=f(name))
+
+    inv_rr = cofactor("inv_rr", gg, bb, gb, gb)
+    inv_rg = cofactor("inv_rg", gb, rb, rg, bb)
+    inv_rb = cofactor("inv_rb", rg, gb, gg, rb)
+    inv_gg = cofactor("inv_gg", rr, bb, rb, rb)
+    inv_gb = cofactor("inv_gb", rb, rg, rr, gb)
+    inv_bb = cofactor("inv_bb", rr, gg, rg, rg)
+
+    def dot3(name, x0, x1, x2, y0, y1, y2):  # x0·y0 + x1·y1 + x2·y2, summed left to right
+        out = np.multiply(x0, y0, out=f(name))
+        out += np.multiply(x1, y1, out=tmp2)
+        out += np.multiply(x2, y2, out=tmp2)
+        return out
+
+    det = dot3("det", rr, rg, rb, inv_rr, inv_rg, inv_rb)
     c0, c1, c2 = cov_ip
-    a0 = (inv_rr * c0 + inv_rg * c1 + inv_rb * c2) / det
-    a1 = (inv_rg * c0 + inv_gg * c1 + inv_gb * c2) / det
-    a2 = (inv_rb * c0 + inv_gb * c1 + inv_bb * c2) / det
-    b = mean_p - a0 * mean_i[0] - a1 * mean_i[1] - a2 * mean_i[2]
-    return cv2.merge([_box(a0, radius), _box(a1, radius), _box(a2, radius)]), _box(b, radius)
+    a = [dot3("a0", inv_rr, inv_rg, inv_rb, c0, c1, c2),
+         dot3("a1", inv_rg, inv_gg, inv_gb, c0, c1, c2),
+         dot3("a2", inv_rb, inv_gb, inv_bb, c0, c1, c2)]
+    for plane in a:
+        plane /= det
+    b = mean_p
+    for c in range(3):
+        b -= np.multiply(a[c], mean_i[c], out=tmp)
+    mean_a = buffer(f.workspace, "colour_mean_a", (*src.shape, 3), np.float32)
+    cv2.merge([_box(a[c], radius, f(f"mean_a{c}")) for c in range(3)], dst=mean_a)
+    return mean_a, _box(b, radius, f("mean_b"))
 
 
 def _colour_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -163,9 +233,10 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
             upscale.
         out: optional uint8 (H, W) array to write into.
         workspace: optional dict for scratch buffers reused between calls (see ``Refiner``).
-        bounded: do the full-resolution work only within :func:`reach_box` (the same matte, bit
-            for bit, at a fraction of the cost when the person fills part of the frame); False
-            does it over the whole frame.
+        bounded: compute the coefficients only over the cells of :func:`_support` and do the
+            full-resolution work only within :func:`reach_box` (the same matte, bit for bit, at
+            a fraction of the cost when the person fills part of the frame); False does both
+            over the whole frame.
 
     Returns:
         uint8 (H, W) alpha, 255 = person (``out`` when given).
@@ -193,34 +264,73 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     radius = max(1, round(options.radius_px / scale))
     if options.sharpen != 1:
         prob = sharpen_probability(prob, options.sharpen, buffer(ws, "sharp", prob.shape, np.float32))
+    elif prob.shape[::-1] == low_size:  # it would be the low-resolution one: _support zeroes
+        copy = buffer(ws, "sharp", prob.shape, np.float32)  # in place, never the caller's array
+        np.copyto(copy, prob)
+        prob = copy
     prob_low = prob if prob.shape[::-1] == low_size else cv2.resize(
         prob, low_size, interpolation=cv2.INTER_LINEAR)
+    cells = _support(prob_low, radius)
+    if cells is None:  # nobody: nothing to refine
+        out.fill(0)
+        return out
+    if not bounded:
+        cells = (slice(0, low_size[1]), slice(0, low_size[0]))
+    exact = width == low_size[0] * scale and height == low_size[1] * scale
     if options.guide == "colour":
-        return _refine_colour(frame_bgr, prob_low, low_size, radius, options.eps, out, ws, bounded)
-    grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=buffer(ws, "grey", (height, width), np.uint8))
-    grey_low = grey
-    if scale & (scale - 1) == 0:  # power of two: exact 2x linear steps average 2x2 blocks,
-        while grey_low.shape[1] > low_size[0] or grey_low.shape[0] > low_size[1]:  # as AREA does
-            half = (max(1, grey_low.shape[1] // 2), max(1, grey_low.shape[0] // 2))
-            grey_low = cv2.resize(grey_low, half, interpolation=cv2.INTER_LINEAR)
+        guide = frame_bgr
+        if exact:  # only the cells that can reach the matte; AREA averages whole blocks
+            rows, cols = cells
+            block = frame_bgr[rows.start * scale:rows.stop * scale, cols.start * scale:cols.stop * scale]
+            guide_low = cv2.resize(block, (cols.stop - cols.start, rows.stop - rows.start),
+                                   interpolation=cv2.INTER_AREA)
+        else:
+            guide_low = cv2.resize(frame_bgr, low_size, interpolation=cv2.INTER_AREA)[cells]
+        coefficients = _colour_coefficients
     else:
-        grey_low = cv2.resize(grey, low_size, interpolation=cv2.INTER_AREA)
-    guide_low = grey_low.astype(np.float32) * np.float32(1 / 255)
-    mean_a, mean_b = _grey_coefficients(guide_low, prob_low, radius, options.eps)
-    # alpha*255 = a*I255 + 255*b, so the guide stays uint8 at full resolution.
-    mean_b *= np.float32(255)
-    return _apply(mean_a, mean_b, grey, out, ws, bounded)
-
-
-def _refine_colour(frame_bgr: np.ndarray, prob_low: np.ndarray, low_size: tuple[int, int],
-                   radius: int, eps: float, out: np.ndarray, ws: dict, bounded: bool) -> np.ndarray:
-    """The fast filter with the colour frame as guide: alpha = a_B·B + a_G·G + a_R·R + b."""
-    guide_low = cv2.resize(frame_bgr, low_size, interpolation=cv2.INTER_AREA)
+        guide = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY,
+                             dst=buffer(ws, "grey", (height, width), np.uint8))
+        grey_low = guide
+        if scale & (scale - 1) == 0:  # power of two: exact 2x linear steps average 2x2 blocks,
+            while grey_low.shape[1] > low_size[0] or grey_low.shape[0] > low_size[1]:  # as AREA
+                half = (max(1, grey_low.shape[1] // 2), max(1, grey_low.shape[0] // 2))
+                grey_low = cv2.resize(grey_low, half, interpolation=cv2.INTER_LINEAR)
+        else:
+            grey_low = cv2.resize(guide, low_size, interpolation=cv2.INTER_AREA)
+        guide_low = grey_low[cells]
+        coefficients = _grey_coefficients
     guide_low = guide_low.astype(np.float32) * np.float32(1 / 255)
-    mean_a, mean_b = _colour_coefficients(guide_low, prob_low, radius, eps)
-    # alpha*255 = a . I255 + 255*b, so the guide stays uint8 at full resolution.
-    mean_b *= np.float32(255)
-    return _apply(mean_a, mean_b, frame_bgr, out, ws, bounded)
+    mean_a, mean_b = coefficients(guide_low, np.ascontiguousarray(prob_low[cells]), radius,
+                                  options.eps, ws)
+    # Every cell outside ``cells`` has a = b = 0 (see _support).
+    low_a = buffer(ws, f"low_a{guide.ndim}", prob_low.shape + mean_a.shape[2:], np.float32)
+    low_b = buffer(ws, "low_b", prob_low.shape, np.float32)
+    low_a.fill(0)
+    low_b.fill(0)
+    low_a[cells] = mean_a
+    # alpha*255 = a·I255 + 255*b, so the guide stays uint8 at full resolution.
+    np.multiply(mean_b, np.float32(255), out=low_b[cells])
+    return _apply(low_a, low_b, guide, out, ws, bounded)
+
+
+def _support(prob_low: np.ndarray, radius: int) -> Optional[tuple[slice, slice]]:
+    """The cells (rows, columns) whose filter coefficients can be non-zero, after setting the
+    probabilities below :data:`_FLUSH` to 0 (in place).
+
+    A cell whose window holds no probability has a = cov(I, p) / (var(I) + eps) = 0 and
+    b = mean(p) − a·mean(I) = 0, whatever the guide; box-averaged over windows of radius r,
+    the coefficients are 0 farther than 2r from every cell with p > 0. Computed over those cells
+    and a margin of 2r + 1, the box means' reflection at the margin's edge reads only cells with
+    p = 0 and coefficients 0, as the whole frame's computation does: the same coefficients.
+    """
+    cv2.threshold(prob_low, _FLUSH, 0, cv2.THRESH_TOZERO, dst=prob_low)
+    x, y, w, h = cv2.boundingRect((prob_low > 0).view(np.uint8))
+    if w == 0:
+        return None
+    margin = 2 * radius + 1
+    rows, cols = prob_low.shape
+    return (slice(max(0, y - margin), min(rows, y + h + margin)),
+            slice(max(0, x - margin), min(cols, x + w + margin)))
 
 
 def reach_box(mean_a: np.ndarray, mean_b255: np.ndarray, full_size: tuple[int, int]
