@@ -17,7 +17,6 @@ from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
     PHOTO_MODEL,
-    PHOTO_REFINE,
     TEST_TIME_MODES,
     CaptureOptions,
     CompositeOptions,
@@ -272,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         f"as the model gives it (default: {RefineOptions.sharpen:g})")
     look.add_argument("--refine-guide", choices=("auto", "grey", "colour"), default="auto",
                       help="what the guided filter follows: colour (B, G, R; keeps dark hair "
-                           "beside a bright face opaque, about 3x the cost) or grey; auto: colour "
-                           "for --image, grey for video and cameras")
+                           "beside a bright face opaque and the wall from glowing around the "
+                           "head) or grey (the luma, cheaper); auto: colour")
     look.add_argument("--people", choices=("auto", "main", "all"), default="auto",
                       help="main: keep the person in front of the camera and anyone at least a "
                            "fifth their size, drop small regions apart from them (a bystander's "
@@ -306,8 +305,7 @@ def options_from_args(args: argparse.Namespace):
                              letterbox=args.letterbox, threads=args.threads,
                              trust_model=args.trust_model, tta=tta_mode(args))
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
-    guide = args.refine_guide if args.refine_guide != "auto" else (
-        PHOTO_REFINE.guide if args.image else RefineOptions.guide)
+    guide = args.refine_guide if args.refine_guide != "auto" else RefineOptions.guide
     refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius,
                            sharpen=args.refine_sharpen, guide=guide)
     composite = CompositeOptions(background=args.background, blur_px=args.blur,

@@ -132,9 +132,10 @@ class RefineOptions:
             (k = sharpen; 1 = as the model gives it). The filter falls back to p where the frame
             has no edge to follow (hair against a wall of the same grey), and a low-resolution
             model's p is a soft blob there: a glow of the room around the head.
-        guide: ``grey`` (the frame's luma; video and cameras) or ``colour`` (B, G and R, as
-            He et al.'s colour filter: dark hair beside a bright face and a bright wall stays
-            opaque; about three times the grey filter's cost, so photos only by default).
+        guide: ``colour`` (B, G and R, as He et al.'s colour filter: dark hair beside a bright
+            face and a bright wall stays opaque, and the wall does not glow around the head; the
+            default for photos and, since stop 42, video) or ``grey`` (the frame's luma: about
+            a third of the colour filter's cost).
     """
 
     enabled: bool = True
@@ -142,11 +143,7 @@ class RefineOptions:
     eps: float = 1e-3
     scale: int = 4
     sharpen: float = 3.0
-    guide: Literal["grey", "colour"] = "grey"
-
-
-#: What photos get (``--image``, folders, ``evaluate``): no frame budget, so the colour guide.
-PHOTO_REFINE = RefineOptions(guide="colour")
+    guide: Literal["grey", "colour"] = "colour"
 
 LIGHT_WRAP_STRENGTH = 0.5  # what a bare --light-wrap means
 

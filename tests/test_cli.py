@@ -543,17 +543,18 @@ def test_an_infinite_number_is_refused(capsys):
             f"error: argument {option}: 'inf' is not a finite number; see python app.py --help"]
 
 
-def test_refine_guide_is_colour_for_photos_and_grey_for_streams():
+def test_refine_guide_is_colour_for_photos_and_streams_unless_told():
     from portrait.cli import build_parser, options_from_args
 
     def guide(*argv):
         return options_from_args(build_parser().parse_args(list(argv)))[3].guide
 
     assert guide("--image", "me.jpg") == "colour"
-    assert guide("--source", "clip.mkv") == "grey"
-    assert guide() == "grey"
+    assert guide("--source", "clip.mkv") == "colour"
+    assert guide() == "colour"
     assert guide("--image", "me.jpg", "--refine-guide", "grey") == "grey"
-    assert guide("--source", "clip.mkv", "--refine-guide", "colour") == "colour"
+    assert guide("--source", "clip.mkv", "--refine-guide", "grey") == "grey"
+    assert guide("--refine-guide", "auto") == "colour"
 
 
 def test_selfie_model_acceptance_path(tmp_path):

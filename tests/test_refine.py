@@ -84,7 +84,8 @@ def test_fast_variant_with_scale_1_equals_plain_guided_filter():
     prob = cv2.GaussianBlur(mask, (9, 9), 3)
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
     for k in (1.0, 3.0):  # the filter runs on the sharpened probability
-        alpha = refine_alpha(frame, prob, RefineOptions(radius_px=5, eps=1e-3, scale=1, sharpen=k))
+        alpha = refine_alpha(frame, prob, RefineOptions(radius_px=5, eps=1e-3, scale=1, sharpen=k,
+                                                       guide="grey"))
         guided = guided_filter(grey, sharpen_probability(prob.copy(), k), 5, 1e-3)
         expected = np.clip(np.rint(guided * 255), 0, 255)
         assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1

@@ -1,7 +1,7 @@
 """Score models through the app's own matte path: ``python -m portrait.evaluate``.
 
 Each image goes exactly where ``python app.py --image X --matte`` sends it: the segmenter, then
-the guided-filter refiner at full resolution (what photos get, :data:`PHOTO_REFINE`), giving
+the guided-filter refiner at full resolution (the app's, :class:`RefineOptions`), giving
 a uint8 alpha matte. The matte is thresholded at 127 (alpha > 127 = person) and compared with
 the mask (>= 128 = person). Scores are per image, then averaged over images: ``miou`` is the
 mean person IoU. ``ms_per_image`` is the median time of the segmenter call (model inference,
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import heapq
 import json
 import logging
@@ -44,7 +43,6 @@ from portrait.cli import (
 )
 from portrait.errors import InputError, run_command
 from portrait.options import (
-    PHOTO_REFINE,
     TEST_TIME_MODES,
     PipelineOptions,
     RefineOptions,
@@ -205,7 +203,7 @@ class ModelScorer:
         ModelError, DeviceError: from :func:`portrait.segment.create_segmenter`.
     """
 
-    def __init__(self, segment: SegmentOptions, refine: RefineOptions = PHOTO_REFINE):
+    def __init__(self, segment: SegmentOptions, refine: RefineOptions = RefineOptions()):
         self.model = segment.model
         self.tta = segment.tta
         self.refine = refine
@@ -528,7 +526,7 @@ def list_pairs(options: EvalOptions) -> list[tuple[str, str]]:
 
 
 def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
-             refine: RefineOptions = PHOTO_REFINE,
+             refine: RefineOptions = RefineOptions(),
              skipped: Optional[list[tuple[str, InputError]]] = None) -> list[dict]:
     """Score each model on the data, interleaved image by image (same load, same images).
 
@@ -563,7 +561,7 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
 
 
 def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOptions],
-                refine: RefineOptions = PHOTO_REFINE, progress: bool = True,
+                refine: RefineOptions = RefineOptions(), progress: bool = True,
                 worst: Optional["WorstImages"] = None,
                 skipped: Optional[list[tuple[str, InputError]]] = None) -> list[dict]:
     """Score each model on (image, mask) pairs, interleaved image by image (same load, same images).
@@ -767,7 +765,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
     evaluation = EvalOptions(data=args.data, list_file=args.list_file, max_items=args.max_items,
                              sheet=args.sheet, worst=args.worst,
                              progress=not (args.no_progress or args.quiet))
-    return evaluation, models, dataclasses.replace(PHOTO_REFINE, enabled=not args.no_refine)
+    return evaluation, models, RefineOptions(enabled=not args.no_refine)
 
 
 def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:

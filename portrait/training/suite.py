@@ -196,12 +196,14 @@ def clip_paths(root: Path, clips: Sequence[str] = WEBCAM_CLIPS) -> list[Path]:
 
 
 def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = None,
-               subject: bool = True, condition: Optional[CameraCondition] = None) -> SequenceScore:
+               subject: bool = True, condition: Optional[CameraCondition] = None,
+               refine: RefineOptions = RefineOptions()) -> SequenceScore:
     """Run a clip through the app's video-file path (matte output) and score its mattes.
 
     ``subject``: with the app's subject selection (its default for video), or without it
     (``--people all``: what the model itself marks). ``condition``: remake each frame as that
     camera would deliver it; stillness is judged on the frame before its photometric change.
+    ``refine``: the edge refinement (the app's default for video unless told otherwise).
     """
     condition = condition or CameraCondition("as filmed")
     score = SequenceScore()
@@ -214,7 +216,7 @@ def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = 
         height, width = framed.shape[:2]
         with create_segmenter(replace(segment, frame_size=(width, height))) as segmenter:
             processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
-                                       Refiner(RefineOptions()), None, matte=True,
+                                       Refiner(refine), None, matte=True,
                                        options=PipelineOptions(),
                                        subject=SubjectSelector(SubjectOptions()) if subject else None)
             chained = itertools.islice(itertools.chain([first], frames), max_frames)
