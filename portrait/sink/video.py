@@ -97,6 +97,7 @@ class VideoFileSink(Sink):
         self._rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 is 30000/1001
         self.size = tuple(size) if size is not None else None
         self._format = VIDEO_FORMATS[ext]
+        self._timed = self._format[0] == "mp4"  # each frame's own time; else a grid at fps
         self._codec = VIDEO_CODECS[ext]
         self.audio_from = Path(audio_from) if audio_from is not None else None
         # An --out that is a link is finished where it points, as the writer used to write.
@@ -154,7 +155,7 @@ class VideoFileSink(Sink):
         if encoder == "mjpeg":
             stream.codec_context.flags |= av.codec.context.Flags.qscale
             stream.codec_context.global_quality = MJPEG_QUALITY * 118  # FF_QP2LAMBDA
-        if container_format == "mp4":
+        if self._timed:
             stream.codec_context.time_base = Fraction(1, TICKS)
         self._stream, self._stored_size = stream, (width, height)
         if self.audio_from is not None:
@@ -194,7 +195,7 @@ class VideoFileSink(Sink):
         picture = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:height, :width]),
                                                    format="bgr24")
         try:
-            if self._format[0] == "mp4":
+            if self._timed:
                 self._write_timed(picture, pts_s)
             else:
                 self._write_on_grid(picture, pts_s)
@@ -274,7 +275,7 @@ class VideoFileSink(Sink):
         container, self._container = self._container, None
         try:
             if self._failure is None:
-                if self._format[0] == "mp4":
+                if self._timed:
                     self._mux_held(container, self._stream.encode(None))
                     self._mux_last(container)
                 else:
