@@ -372,6 +372,27 @@ def test_a_video_that_starts_after_its_sound_is_not_called_truncated(tmp_path, c
         times = [f.pts_s for f in video]
     assert len(times) == 45 and times[-1] == pytest.approx(44 / 30, abs=0.002)
     assert caplog.records == []
+    # A file whose times all start at 5 s: Matroska's length counts from 0 there too.
+    clip = write_video_with_sound(tmp_path / "late5.mkv", frames=45, seconds=1.5, codec="flac",
+                                  frame_times=[5 + i / 30 for i in range(45)], sound_starts_s=5)
+    with VideoFileSource(clip) as video:
+        assert video.frame_count > 150
+        caplog.clear()
+        assert len(list(video)) == 45
+    assert caplog.records == []
+
+
+def test_a_variable_rate_video_reports_its_base_rate_not_its_average(tmp_path):
+    """25 fps with a 3 s pause: its average is about 9 fps, which a .avi written at it would
+    hold by dropping most of the 25 fps frames."""
+    from conftest import write_video_with_sound
+
+    times = [i / 25 for i in range(25)] + [4 + i / 25 for i in range(25)]
+    clip = write_video_with_sound(tmp_path / "pause.mp4", frames=50, seconds=5.0, fps=25,
+                                  frame_times=times)
+    with VideoFileSource(clip) as video:
+        assert video.fps == pytest.approx(25.0)
+        assert [f.pts_s for f in video] == pytest.approx(times, abs=0.002)
 
 
 def test_a_photo_given_as_a_video_is_named(tmp_path, caplog):

@@ -397,6 +397,19 @@ def test_an_mp4_keeps_each_frames_time_and_an_avi_holds_its_rate(tmp_path):
     assert shown == [0, 1] + [2] * 10 + [4, 5]  # 0.08 held until 0.48, 0.09 dropped
 
 
+@pytest.mark.parametrize("missing", [0, 297])
+def test_an_mp4_with_a_frame_missing_reads_back_whole(tmp_path, missing):
+    """A live run drops frames, and a phone skips some: the read-back finds the last frame by
+    its time (a seek by frame number landed on nothing there, and a whole file was reported as
+    cut short by a full disk, exit 2)."""
+    times = [i / 30 for i in range(300) if i != missing]
+    with VideoFileSink(tmp_path / "gap.mp4", fps=30.0) as sink:
+        for i, pts_s in enumerate(times):
+            sink.write(np.full((48, 64, 3), i % 200, np.uint8), pts_s)
+    assert frame_times(tmp_path / "gap.mp4") == pytest.approx(times, abs=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gap.mp4"]
+
+
 def test_sound_stays_with_a_variable_frame_rate(tmp_path):
     """A phone's video at 30 fps for its first second and 10 fps for its second (40 frames;
     read at its claimed rate they would end at 1.3 s): the picture keeps its times, and the

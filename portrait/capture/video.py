@@ -33,20 +33,26 @@ def _presentation_s(pos_ms: float, previous_s: Optional[float], fps: float) -> f
     return pts_s if pts_s > previous_s else previous_s + 1 / fps
 
 
-def _video_start_s(path: Path) -> float:
-    """How long after the file's start its video starts (its sound may lead), in seconds; 0
-    where PyAV cannot tell."""
+def _probe(path: Path) -> tuple[Optional[float], float]:
+    """What OpenCV's reader does not say, from PyAV: the video's frame rate as FFmpeg guesses it
+    (its base rate, which a variable rate keeps: 25 for a 25 fps clip with a pause, where the
+    average OpenCV reports may be 8), or ``None``; and when the video starts on the file's
+    timeline, in seconds (0 where unknown). Matroska's frame count, which OpenCV estimates from
+    the file's length, counts from 0: a video that starts after its sound, or a file whose
+    times all start late, holds fewer frames than that."""
     import av  # the reader is OpenCV's; PyAV only for what OpenCV does not say
 
     try:
         with av.open(str(path)) as container:
-            video = container.streams.video[0] if container.streams.video else None
-            if video is None or video.start_time is None or container.start_time is None:
-                return 0.0
-            return max(0.0, float(video.start_time * video.time_base)
-                       - container.start_time / av.time_base)
+            if not container.streams.video:
+                return None, 0.0
+            video = container.streams.video[0]
+            rate = video.guessed_rate
+            start = video.start_time
+            return (float(rate) if rate and 0 < rate <= 1000 else None,
+                    max(0.0, float(start * video.time_base)) if start is not None else 0.0)
     except (av.FFmpegError, OSError, ValueError):
-        return 0.0
+        return None, 0.0
 
 
 def _open_video(path: Path) -> cv2.VideoCapture:
@@ -98,10 +104,15 @@ class VideoFileSource(Source):
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self._frame_count = count if count > 0 else None
         fps = capture.get(cv2.CAP_PROP_FPS)
+        guessed, self._video_start_s = _probe(self.path)
         if not (fps and 0 < fps <= 1000):
-            log.warning("video '%s' reports no frame rate (%s); assuming 30 fps", self.path, fps)
-            fps = 30.0
-        self._fps = float(fps)
+            fps = guessed
+            if fps is None:
+                log.warning("video '%s' reports no frame rate (%s); assuming 30 fps", self.path,
+                            capture.get(cv2.CAP_PROP_FPS))
+                fps = 30.0
+        self._counted_fps = float(fps)  # the rate OpenCV's frame count is estimated with
+        self._fps = guessed or float(fps)
         if self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif":
             log.warning("'%s' is a photo: as --source it is a video of one frame; --image cuts "
                         "out photos", self.path)
@@ -112,7 +123,8 @@ class VideoFileSource(Source):
 
     @property
     def fps(self) -> float:
-        """The file's frame rate (30 when it reports none)."""
+        """The file's frame rate: its base rate as FFmpeg guesses it, which a variable rate keeps
+        (else what OpenCV reports, else 30)."""
         return self._fps
 
     @property
@@ -163,13 +175,14 @@ class VideoFileSource(Source):
         noted: each frame keeps its time."""
         if self._frame_count is None or frames_read >= self._frame_count - _FRAME_COUNT_SLACK:
             return
-        # The count is estimated from the file's whole length; the video may start after the
-        # sound does, and its frames' times count from the video's start.
-        late_s = _video_start_s(self.path)
-        if frames_read >= self._frame_count - round(late_s * self._fps) - _FRAME_COUNT_SLACK:
+        # The count may be estimated from the file's timeline from 0 (see _probe), and the
+        # frames' times count from the video's start.
+        late_s = self._video_start_s
+        counted = self._frame_count - round(late_s * self._counted_fps)
+        if frames_read >= counted - _FRAME_COUNT_SLACK:
             return
-        length_s = self._frame_count / self._fps
-        reached_s = late_s + last_pts_s + 1 / self._fps
+        length_s = self._frame_count / self._counted_fps
+        reached_s = late_s + last_pts_s + 1 / self._counted_fps
         if reached_s >= 0.95 * length_s:
             log.info("video '%s' has a variable frame rate: %d frames over %.1f s; a video file "
                      "written from it keeps each frame's time", self.path, frames_read, reached_s)

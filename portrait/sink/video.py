@@ -11,10 +11,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
-import cv2
 import numpy as np
 
-from portrait.capture import quiet_opencv
 from portrait.errors import InputError
 from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_input
@@ -134,8 +132,10 @@ class VideoFileSink(Sink):
         if not (width and height):
             raise InputError(f"cannot write video '{self.path}': frames of {size[0]}x{size[1]} "
                              "are too small for a video; write PNG frames (--out DIR/)")
-        # An .mp4's index goes before the frames, so a browser plays it while it downloads.
-        muxer_options = {"movflags": "+faststart"} if container_format == "mp4" else {}
+        # An .mp4's index goes before the frames, so a browser plays it while it downloads; its
+        # movie clock is 90 kHz too (not 1 kHz), so a first frame after 0 keeps its exact time.
+        muxer_options = ({"movflags": "+faststart", "movie_timescale": str(TICKS)}
+                         if container_format == "mp4" else {})
         for earlier in abandoned_partials(self._final, self._partial.suffix):
             log.warning("'%s' (%s) is an unfinished video that an earlier run into '%s' left "
                         "behind (killed, its machine stopped, or its disk full); nothing will "
@@ -291,7 +291,13 @@ class VideoFileSink(Sink):
                 container.close()
             except self._write_errors as error:
                 self._failure = self._failure or _reason(error)
-            self._release()  # finished (or failed): no longer a run's work in progress
+        try:
+            self._finish()
+        finally:
+            self._release()  # moved, or reported: no longer a run's work in progress
+
+    def _finish(self) -> None:
+        """Check the closed partial file and move it over ``path``, or report it."""
         whole, width, height = self._read_back()
         if not whole or self._failure is not None:
             if width and height:  # some frames may be salvaged from it
@@ -323,23 +329,34 @@ class VideoFileSink(Sink):
                      self.frames_dropped)
 
     def _read_back(self) -> tuple[bool, int, int]:
-        """Whether the finished partial file holds every frame stored, its last one readable
-        (a writer cut short by a full disk may still record the full count in its header), and
-        the frame size it stores."""
-        with quiet_opencv():
-            capture = cv2.VideoCapture(str(self._partial))
+        """Whether the finished partial file holds every frame stored (the count its header
+        gives) and its last frame decodes at the last frame's time (a writer cut short by a
+        full disk may still record the full count), and the frame size it stores. Read with
+        PyAV by time, as written: a seek by frame number lands wrong where the times have gaps."""
+        av = self._av
+        errors = (av.FFmpegError, OSError, ValueError, IndexError)
+        try:
+            container = av.open(str(self._partial))
+        except errors:
+            return False, 0, 0  # nothing of it reads
+        with container:
             try:
-                opened = capture.isOpened()
-                frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if opened else 0
-                size = ((int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                         int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) if opened else (0, 0))
-                whole = (frames == self._stored
-                         and capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
-                         and capture.read()[0])
-            finally:
-                capture.release()
-        return bool(whole), *size
-
+                stream = container.streams.video[0]
+                size = stream.codec_context.width, stream.codec_context.height
+            except errors:
+                return False, 0, 0
+            if stream.frames != self._stored or self._stored == 0:
+                return False, *size
+            last_s = (Fraction(self._last_ticks, TICKS) if self._timed
+                      else Fraction(self._stored - 1) / self._rate)
+            shown = None
+            try:
+                container.seek(int(last_s / stream.time_base), stream=stream, backward=True)
+                for picture in container.decode(stream):
+                    shown = picture.time
+            except errors:  # a cut file: what reads before the cut may still be salvaged
+                return False, *size
+        return shown is not None and abs(shown - float(last_s)) < 0.5 / self.fps, *size
 
     def _release(self) -> None:
         if self._claim is not None:
@@ -384,9 +401,10 @@ def abandoned_partials(final: Path, ext: str) -> list[Path]:
 
 def _size_text(path: Path) -> str:
     try:
-        return f"{path.stat().st_size / 1e6:.1f} MB"
+        size = path.stat().st_size
     except OSError:
         return "size unknown"
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size} bytes"
 
 
 def _reason(error: BaseException) -> str:
