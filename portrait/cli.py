@@ -194,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--fps", type=positive_float, default=30.0,
                      help="camera frame rate to ask for")
     cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
-                     help="play a video file at its own frame rate, as a camera would deliver it "
-                          "(stale frames are dropped); default: as fast as possible, every frame")
+                     help="play a video file at its own pace, as a camera would deliver it "
+                          "(stale frames are dropped; a video --out keeps the times of those "
+                          "kept, and the sound); default: as fast as possible, every frame")
     cam.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
                      help="a video file's sound goes into a .mp4/.avi --out, in step with the "
                           "picture (default); --no-audio leaves it out")

@@ -33,7 +33,8 @@ class CaptureOptions:
     Attributes:
         source: camera index (``"0"``) or video file path.
         width, height, fps: what to ask a camera for; a camera may give something else.
-        realtime: play a video file at its own frame rate, as a camera would deliver it.
+        realtime: play a video file at its own pace (its frames' times), as a camera would
+            deliver it.
     """
 
     source: str = "0"
