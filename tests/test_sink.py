@@ -434,6 +434,39 @@ def test_sound_stays_with_a_variable_frame_rate(tmp_path):
         assert abs(seconds - (1.9 + 1 / 30)) < 0.03, (name, seconds)
 
 
+def test_copied_sound_that_is_damaged_is_named_once_and_still_copied(tmp_path, caplog):
+    """AAC is copied into .mp4 packet for packet; three packets overwritten with 0xFF no longer
+    decode, which a player hears as a skip or a click: one warning says where, and the picture
+    and the rest of the sound are written as before."""
+    import av
+
+    source = write_video_with_sound(tmp_path / "talk.mp4", frames=60, seconds=2.0)
+    with av.open(str(source)) as container:
+        packets = [(p.pos, p.size, float(p.pts * p.time_base))
+                   for p in container.demux(container.streams.audio[0]) if p.size]
+    data = bytearray(source.read_bytes())
+    for pos, size, _ in packets[40:43]:
+        data[pos:pos + size] = b"\xff" * size
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    caplog.set_level(logging.WARNING, logger="portrait.sink.audio")
+    with VideoFileSink(tmp_path / "out.mp4", fps=30.0, audio_from=damaged) as sink:
+        assert _copy_frames(damaged, sink, 60) == 60
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"the sound of '{damaged}' is damaged at {packets[40][2]:.2f} s ("), warnings
+    assert "it is copied as it is, so players may skip or click there" in warnings[0]
+    with av.open(str(tmp_path / "out.mp4")) as container:  # it does not all decode: by packet
+        sound = container.streams.audio[0]
+        copied = [p for p in container.demux(sound) if p.size]
+        # every packet from the first frame on (the encoder's priming packet lies before it)
+        assert sound.codec_context.name == "aac"
+        assert len(copied) == sum(at >= 0 for _, _, at in packets)
+        assert float((copied[-1].pts + copied[-1].duration) * copied[-1].time_base) == \
+            pytest.approx(2.0, abs=0.06)
+    assert count_frames(tmp_path / "out.mp4")[:2] == (60, 60)
+
+
 def test_the_track_marked_default_is_the_one_kept(tmp_path):
     source = write_video_with_sound(tmp_path / "two.mkv", frames=30, seconds=1.0, codec="flac",
                                     default_tone_hz=880.0)

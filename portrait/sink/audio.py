@@ -7,7 +7,8 @@ frame rate, so frame ``i`` of the output is at ``i / fps`` seconds as it was in 
 first) and hands it to the output as the frames reach it, so the two stay interleaved; at the
 end the sound is cut where the picture ends (``--max-frames``, Ctrl-C).
 
-- Into ``.mp4``, AAC, MP3 and Opus (what browsers and phones play) are copied packet for packet.
+- Into ``.mp4``, AAC, MP3 and Opus (what browsers and phones play) are copied packet for packet
+  (each is decoded too, only so that damaged sound is named in a warning; it is copied as it is).
 - Anything else (AC-3, Vorbis, FLAC, PCM into ``.mp4``; every codec into ``.avi``) is decoded
   and encoded again, as AAC for ``.mp4`` and as 16-bit PCM for ``.avi`` (the editing format:
   no encoder delay, every sample where it was). Re-encoded sound is placed sample by sample on
@@ -135,6 +136,7 @@ class SourceAudio:
         self._encoded = 0  # output samples encoded so far
         self.packets = 0  # packets muxed
         self._given_up = False
+        self._damaged = False  # copied sound that did not decode was named
         self.problem: Optional[str] = None
 
     # ------------------------------------------------------------------ reading the source
@@ -186,12 +188,26 @@ class SourceAudio:
         duration = _time(packet.duration, packet.time_base) or Fraction(0)
         if start is not None and start - self._offset + duration <= 0:
             return  # sound from before the first frame
+        self._check_decodes(packet, start)
         if self._offset:
             shift = round(self._offset / packet.time_base)
             packet.pts = None if packet.pts is None else packet.pts - shift
             packet.dts = None if packet.dts is None else packet.dts - shift
         packet.stream = self._out
         self._mux([packet])
+
+    def _check_decodes(self, packet, start: Optional[Fraction]) -> None:
+        """Decode a packet that is copied as it is (AAC costs about 20 µs a packet), so damaged
+        sound is named once rather than copied in silence."""
+        if self._damaged:
+            return
+        try:
+            packet.decode()
+        except self._read_errors as error:
+            self._damaged = True
+            at = "" if start is None else f" at {float(start - self._offset):.2f} s"
+            log.warning("the sound of '%s' is damaged%s (%s); it is copied as it is, so players "
+                        "may skip or click there", self.source, at, error)
 
     # ------------------------------------------------------------------ encoding again
 
