@@ -84,7 +84,8 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
         size: (width, height); required for the virtual camera, optional for a video file.
         backend: pyvirtualcam backend name for the virtual camera (``None``: any).
         protected: input files never to overwrite (the source video, the backgrounds).
-        audio_from: a video file whose sound a video file ``out`` carries (frame for frame).
+        audio_from: a video file whose sound a video file ``out`` carries (its frames written
+            at their times in it).
 
     Raises:
         DeviceError: no virtual camera device.

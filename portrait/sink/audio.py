@@ -1,8 +1,8 @@
 """A source video's sound, carried into the video file the app writes (PyAV).
 
-The app writes every frame of a video file in order (without ``--realtime``), at the source's
-frame rate, so frame ``i`` of the output is at ``i / fps`` seconds as it was in the source
-(counted from the source's first frame), and the source's sound fits the new picture as it is.
+The app writes each frame of a video file at its time in the source (``capture.Frame.pts_s``,
+counted from the start of the source's video; with ``--realtime`` the frames it drops leave
+their time to the frame before), so the source's sound fits the new picture as it is.
 :class:`SourceAudio` reads one audio track of the source (the one marked default, else the
 first) and hands it to the output as the frames reach it, so the two stay interleaved; at the
 end the sound is cut where the picture ends (``--max-frames``, Ctrl-C).

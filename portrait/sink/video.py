@@ -64,11 +64,13 @@ class VideoFileSink(Sink):
 
     Args:
         path: the output file; its folder is created.
-        fps: frame rate stored in the file.
+        fps: the nominal frame rate: a ``.avi``'s rate, a ``.mp4``'s step for frames written
+            without a time and for the last frame's length.
         size: (width, height), or ``None`` to take the first frame's.
         protected: input files that must never be overwritten (the source video).
         audio_from: a video file whose sound to carry over (see :mod:`portrait.sink.audio`),
-            frame ``i`` written here being frame ``i`` of it; ``None`` for none.
+            the frames written here with their times in it (``write(image, pts_s)``); ``None``
+            for none.
 
     Raises:
         InputError: another extension, an unwritable folder, the path is an input, or the
