@@ -50,19 +50,24 @@ def _tree(folder: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------- 16-bit and colour masks
 
 
-def test_a_16_bit_mask_is_refused_where_masks_are_read(tmp_path):
-    """0 and 255 in a 16-bit PNG read as 0 (nobody) in OpenCV's and TensorFlow's grey reads."""
-    data = _data(tmp_path / "d", ["a"], {"a": _person().astype(np.uint16)})
-    image, mask = (str(data / "images" / "a.png"), str(data / "masks" / "a.png"))
-    assert cv2.imread(mask, cv2.IMREAD_UNCHANGED).dtype == np.uint16  # really 16-bit on disk
-    message = (f"mask '{mask}' is 16-bit; masks are 8-bit, 0 (background) to 255 (person): save "
-               "it as an 8-bit PNG")
+def assert_refused_by_scoring_and_training(image: str, mask: str, message: str) -> None:
+    """The scorer's mask reader and training's mask check refuse ``mask`` with one message."""
     with pytest.raises(InputError) as scoring:
         read_mask(mask, (48, 64))
     assert str(scoring.value) == message
     with pytest.raises(InputError) as training:
         check_masks([(image, mask)])
     assert str(training.value) == message
+
+
+def test_a_16_bit_mask_is_refused_where_masks_are_read(tmp_path):
+    """0 and 255 in a 16-bit PNG read as 0 (nobody) in OpenCV's and TensorFlow's grey reads."""
+    data = _data(tmp_path / "d", ["a"], {"a": _person().astype(np.uint16)})
+    image, mask = (str(data / "images" / "a.png"), str(data / "masks" / "a.png"))
+    assert cv2.imread(mask, cv2.IMREAD_UNCHANGED).dtype == np.uint16  # really 16-bit on disk
+    assert_refused_by_scoring_and_training(image, mask, (
+        f"mask '{mask}' is 16-bit; masks are 8-bit, 0 (background) to 255 (person): save it as "
+        "an 8-bit PNG"))
 
 
 def test_a_colour_mask_is_refused_and_grey_saved_as_colour_is_read(tmp_path):
@@ -75,14 +80,9 @@ def test_a_colour_mask_is_refused_and_grey_saved_as_colour_is_read(tmp_path):
         "rgba": cv2.merge([grey, grey, grey, np.full_like(grey, 255)]),
     })
     mask = str(data / "masks" / "red.png")
-    message = (f"mask '{mask}' is in colour (red, green, blue = 255, 0, 0 at x=40, y=0); masks "
-               "are grey, 0 (background) to 255 (person): save it as a grey PNG")
-    with pytest.raises(InputError) as scoring:
-        read_mask(mask, (48, 64))
-    assert str(scoring.value) == message
-    with pytest.raises(InputError) as training:
-        check_masks([(str(data / "images" / "red.png"), mask)])
-    assert str(training.value) == message
+    assert_refused_by_scoring_and_training(str(data / "images" / "red.png"), mask, (
+        f"mask '{mask}' is in colour (red, green, blue = 255, 0, 0 at x=40, y=0); masks are "
+        "grey, 0 (background) to 255 (person): save it as a grey PNG"))
     for stem in ("rgb", "rgba"):  # grey whatever the channels it is stored in
         np.testing.assert_array_equal(read_mask(data / "masks" / f"{stem}.png", (48, 64)), grey)
     check_masks([(str(data / "images" / s), str(data / "masks" / f"{s}.png"))
