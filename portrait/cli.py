@@ -250,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
                       default=0.0, metavar="STRENGTH",
                       help="let the new background's light spill onto the person's edge, 0..1 "
                            f"(bare flag: {LIGHT_WRAP_STRENGTH}; default: off)")
+    look.add_argument("--decontaminate", action=argparse.BooleanOptionalAction, default=False,
+                      help="at the soft edge, show the person's estimated own colour instead of "
+                           "the frame's, which carries the room's (a pale fringe of a bright "
+                           "wall around hair); also for transparent cut-outs (default: off)")
     look.add_argument("--framing", choices=("auto", "off"), default="off",
                       help="auto: show a crop that keeps the person centred and steady; f "
                            "switches it live (default: off)")
@@ -310,7 +314,7 @@ def options_from_args(args: argparse.Namespace):
     refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius,
                            sharpen=args.refine_sharpen, guide=guide)
     composite = CompositeOptions(background=args.background, blur_px=args.blur,
-                                 light_wrap=args.light_wrap)
+                                 light_wrap=args.light_wrap, decontaminate=args.decontaminate)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,
                            max_frames=args.max_frames, stats=args.stats, audio=args.audio)
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
@@ -403,6 +407,8 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
         lines += named(("audio",), "a camera --source (the app records no microphone)")
     if args.matte:
         lines += named(("background", "blur"), "--matte")
+        if args.decontaminate:
+            lines += named(("decontaminate",), "--matte")
         if args.light_wrap:
             lines += named(("light_wrap",), "--matte")
     elif args.light_wrap and args.background.strip().lower() == "transparent":

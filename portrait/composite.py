@@ -166,9 +166,13 @@ class Background:
     def render(self, frame_bgr: np.ndarray, alpha: np.ndarray,
                out: Optional[np.ndarray] = None,
                light_wrap: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], object]] = None,
+               foreground: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
                ) -> np.ndarray:
         """Composite the person (``alpha``, 255 = person) over this background.
 
+        ``foreground(frame, alpha)``, when given (a
+        :class:`portrait.foreground.ForegroundEstimator`), gives the person's colours to blend
+        in place of the frame's; the background is still made from the frame.
         ``light_wrap(composite, alpha, background)``, when given (a
         :class:`portrait.lightwrap.LightWrap`), then works on the composite in place.
 
@@ -177,7 +181,8 @@ class Background:
         """
         _check_frame_alpha(frame_bgr, alpha)
         background = self._background_for(frame_bgr, alpha)
-        result = composite(frame_bgr, alpha, background, out, workspace=self._workspace)
+        person = frame_bgr if foreground is None else foreground(frame_bgr, alpha)
+        result = composite(person, alpha, background, out, workspace=self._workspace)
         if light_wrap is not None:
             light_wrap(result, alpha, background)
         return result
@@ -294,11 +299,14 @@ class TransparentBackground(Background):
 
     description = "transparent"
 
-    def render(self, frame_bgr, alpha, out=None, light_wrap=None):
-        """BGRA uint8 (H, W, 4): the frame's colours with ``alpha`` as its alpha channel.
+    def render(self, frame_bgr, alpha, out=None, light_wrap=None, foreground=None):
+        """BGRA uint8 (H, W, 4): the frame's colours (or ``foreground(frame, alpha)``'s) with
+        ``alpha`` as its alpha channel.
 
         ``light_wrap`` is ignored: there is no background to take light from."""
         _check_frame_alpha(frame_bgr, alpha)
+        if foreground is not None:
+            frame_bgr = foreground(frame_bgr, alpha)
         shape = frame_bgr.shape[:2] + (4,)
         if out is None:
             out = np.empty(shape, np.uint8)

@@ -189,12 +189,16 @@ class CompositeOptions:
         light_wrap: light-wrap strength, 0..1 (0 = off): the new background's light spills onto
             the person's edge (:mod:`portrait.lightwrap`); not for transparent output.
         light_wrap_px: how far the light reaches into the person, in full-resolution pixels.
+        decontaminate: where the matte mixes person and room, blend an estimate of the
+            person's own colour instead of the frame's (:mod:`portrait.foreground`), so the
+            room's colour does not come along into the new background or the cut-out.
     """
 
     background: str = "blur"
     blur_px: int = 21
     light_wrap: float = 0.0
     light_wrap_px: int = 16
+    decontaminate: bool = False
 
 
 @dataclass(frozen=True)

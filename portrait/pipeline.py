@@ -146,6 +146,8 @@ class FrameProcessor:
             composite, or the matte), so person, blur and background move together as under a
             real camera's zoom, with one warp of a buffer just written (see README).
         light_wrap: a :class:`portrait.lightwrap.LightWrap` for the composite, or None.
+        foreground: a :class:`portrait.foreground.ForegroundEstimator` (the person's own colour
+            at the soft edge), or None (the frame's colours).
         subject: a :class:`portrait.subject.SubjectSelector`, run on the smoothed probability
             (drops small regions apart from the person: a bystander's head at the frame's
             edge, a chair back), or None (keep everything; photos).
@@ -155,7 +157,7 @@ class FrameProcessor:
                  options: PipelineOptions = PipelineOptions(),
                  lost_frame: Optional[Callable[[int, int], np.ndarray]] = None,
                  controls: Optional[Controls] = None, framer=None, light_wrap=None,
-                 subject=None):
+                 subject=None, foreground=None):
         self.segmenter = segmenter
         self.smoother = smoother
         self.refiner = refiner
@@ -167,6 +169,7 @@ class FrameProcessor:
         self.framer = framer
         self.light_wrap = light_wrap
         self.subject = subject
+        self.foreground = foreground
         self._alphas: Optional[BufferRing] = None
         self._framed: Optional[BufferRing] = None
         self._outputs: Optional[BufferRing] = None
@@ -271,7 +274,8 @@ class FrameProcessor:
             if self._outputs is not None:
                 channels = 4 if isinstance(background, TransparentBackground) else 3
                 out = self._outputs.get((height, width, channels))
-            output = background.render(packet.image, alpha, out=out, light_wrap=self.light_wrap)
+            output = background.render(packet.image, alpha, out=out, light_wrap=self.light_wrap,
+                                       foreground=self.foreground)
         t3 = time.perf_counter()
         if self.framer is not None:
             if state is not None:

@@ -32,6 +32,7 @@ from portrait.controls import (
     stdin_is_terminal,
 )
 from portrait.errors import TERMINATION_SIGNALS, InputError, StopRequested
+from portrait.foreground import ForegroundEstimator
 from portrait.framing import AutoFramer
 from portrait.lightwrap import LightWrap
 from portrait.options import (
@@ -144,7 +145,8 @@ def run_images(
         processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
                                    PipelineOptions(reuse_still=False), controls=Controls(state),
                                    framer=framer, light_wrap=LightWrap.from_options(composite),
-                                   subject=SubjectSelector(subject) if subject.enabled else None)
+                                   subject=SubjectSelector(subject) if subject.enabled else None,
+                                   foreground=ForegroundEstimator.from_options(composite))
         failures: list[tuple[Path, Exception]] = []
         if source.is_folder:  # a bar on a terminal, unless -q asked for warnings only
             items = tqdm(items, total=len(source), unit="image", desc="images",
@@ -283,7 +285,8 @@ def run_stream(
             lost_frame=camera_lost_frame, controls=live_controls,
             framer=AutoFramer(framing, fps=fps if fps > 0 else 30.0),
             light_wrap=LightWrap.from_options(composite),
-            subject=SubjectSelector(subject) if subject.enabled else None)
+            subject=SubjectSelector(subject) if subject.enabled else None,
+            foreground=ForegroundEstimator.from_options(composite))
 
         def emit(image, pts_s):
             sink.write(image, pts_s)

@@ -1,4 +1,5 @@
-"""Benchmark: what light wrap and auto-framing cost per frame, in the app's own per-frame path.
+"""Benchmark: what light wrap, auto-framing and the edge's colour estimate cost per frame, in the
+app's own per-frame path.
 
 ``python -m portrait.training.bench_effects --source ../shared/data/videos/asl_help.mkv``
 
@@ -8,6 +9,8 @@ composite), so each effect meets frames and mattes as it would live, caches incl
 alone, per frame:
 
 * light wrap (strength 0.5) over the blurred background and over a colour;
+* the person's own colour at the soft edge (``--decontaminate``, :mod:`portrait.foreground`)
+  over the blurred background and over a colour;
 * auto-framing of the composite and of the matte alone (``--matte``),
   on the clip as it is and on a synthetic pan across it (a window of 80 % of the frame sliding
   from the left edge to the right and scaled back up, so the signer drifts across the picture
@@ -56,7 +59,7 @@ def pan(images: list[np.ndarray], window: float = 0.8) -> list[np.ndarray]:
 
 
 class _Timed:
-    """Wraps a callable (a LightWrap) and records how long each call took."""
+    """Wraps a callable (a LightWrap, a ForegroundEstimator) and records how long each call took."""
 
     def __init__(self, inner):
         self.inner, self.times_s = inner, []
@@ -75,9 +78,11 @@ def _stats(times_s: list[float]) -> dict:
 
 
 def run_effect(images, segmenter, background, *, light_wrap: float = 0.0,
-               framing: bool = False, matte: bool = False, passes: int = 2) -> dict:
+               framing: bool = False, matte: bool = False, decontaminate: bool = False,
+               passes: int = 2) -> dict:
     """The app's per-frame path (model, smoothing, guided filter, framing, composite) over
     ``images``, in order, ``passes`` times; returns the effect's own time per frame."""
+    from portrait.foreground import ForegroundEstimator
     from portrait.framing import AutoFramer
     from portrait.lightwrap import LightWrap
     from portrait.pipeline import FrameProcessor, Packet
@@ -86,10 +91,11 @@ def run_effect(images, segmenter, background, *, light_wrap: float = 0.0,
 
     wrap = _Timed(LightWrap(light_wrap)) if light_wrap > 0 else None
     framer = AutoFramer(FramingOptions(enabled=True), fps=30.0) if framing else None
+    foreground = _Timed(ForegroundEstimator()) if decontaminate else None
     processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
                                Refiner(RefineOptions()), background, matte=matte,
                                options=PipelineOptions(reuse_still=False), framer=framer,
-                               light_wrap=wrap)
+                               light_wrap=wrap, foreground=foreground)
     processor.reuse_buffers(4)
     framing_s, composite_s, zooms = [], [], []
     for _ in range(passes):
@@ -106,6 +112,8 @@ def run_effect(images, segmenter, background, *, light_wrap: float = 0.0,
     result = {}
     if wrap is not None:
         result["light_wrap"] = _stats(wrap.times_s)
+    if foreground is not None:
+        result["decontaminate"] = _stats(foreground.times_s)
     if framer is not None:
         result["framing"] = _stats(framing_s)
         result["zoom_mean"] = round(float(np.mean(zooms)), 3)
@@ -116,7 +124,8 @@ def run_effect(images, segmenter, background, *, light_wrap: float = 0.0,
 
 
 def bench_effects(source: str, size: tuple[int, int], model: str, passes: int) -> dict:
-    """Time light wrap and auto-framing in the app's per-frame path on ``source`` at ``size``."""
+    """Time light wrap, auto-framing and the colour estimate in the app's per-frame path on
+    ``source`` at ``size``."""
     from portrait.capture import VideoFileSource
     from portrait.composite import ColourBackground, make_background
     from portrait.segment import create_segmenter
@@ -132,6 +141,8 @@ def bench_effects(source: str, size: tuple[int, int], model: str, passes: int) -
             "plain (blur)": dict(background=blur),
             "light wrap 0.5 (blur)": dict(background=blur, light_wrap=0.5),
             "light wrap 0.5 (colour)": dict(background=colour, light_wrap=0.5),
+            "decontaminate (blur)": dict(background=blur, decontaminate=True),
+            "decontaminate (colour)": dict(background=colour, decontaminate=True),
             "framing (blur)": dict(background=blur, framing=True),
             "framing (--matte)": dict(background=None, framing=True, matte=True),
         }
