@@ -132,3 +132,15 @@ def test_app_decontaminate_changes_only_the_soft_edge(brightness_model, tmp_path
     photo = cv2.imread(str(image))
     recoloured = (outputs["cutout"][:, :, :3] != photo).any(axis=2)
     assert recoloured.any() and not recoloured[(matte < FAINT) | (matte > 255 - FAINT)].any()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 100), (100, 2), (5, 7)])
+def test_frames_smaller_than_a_cell_work(shape):
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, shape, dtype=np.uint8)
+    alpha.flat[0] = 128  # at least one soft pixel
+    estimate = estimate_foreground(frame, alpha)
+    kept = (alpha < FAINT) | (alpha > 255 - FAINT)
+    assert estimate.shape == frame.shape
+    np.testing.assert_array_equal(estimate[kept], frame[kept])
