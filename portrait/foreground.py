@@ -44,6 +44,7 @@ FAINT = 4  # alpha below this, or above 255 - this, is left as it is (the estima
 _EPS = np.float32(1e-5)  # keeps the weighted means finite where a weight sums to 0
 _BORDER = cv2.BORDER_REFLECT
 _ROW = 1024  # points per row of the maps given to cv2.remap
+_CHUNK = 1 << 20  # soft pixels are estimated in strips of rows of at most this many pixels
 
 
 def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -104,18 +105,18 @@ def estimate_foreground(frame_bgr: np.ndarray, alpha: np.ndarray,
         raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 {frame_bgr.shape[:2]}")
     if out is None:
         out = np.empty_like(frame_bgr)
-    elif out.dtype != np.uint8 or out.shape != frame_bgr.shape or np.shares_memory(out, frame_bgr):
+    elif (out.dtype != np.uint8 or out.shape != frame_bgr.shape or not out.flags.c_contiguous
+          or np.shares_memory(out, frame_bgr)):
         raise ValueError(f"unexpected out: {out.dtype} {out.shape} != a uint8 {frame_bgr.shape}"
-                         " of its own")
+                         " of its own, C-contiguous")
     ws = {} if workspace is None else workspace
     np.copyto(out, frame_bgr)
     height, width = alpha.shape
     band = buffer(ws, "band", alpha.shape, np.uint8)
     cv2.inRange(alpha, FAINT, 255 - FAINT, dst=band)
-    points = cv2.findNonZero(band)
-    if points is None:
+    x, y, w, h = cv2.boundingRect(band)
+    if w == 0:
         return out
-    points = points.reshape(-1, 2)  # x, y (OpenCV 4 gives (N, 1, 2), OpenCV 5 (N, 2))
     # The passes at 1/SCALE (cell i averages pixels i*SCALE to i*SCALE + SCALE - 1; a last
     # partial row or column of cells is left out, and the pixels there take the cells beside
     # them), over the band's box and as far around it as the passes reach: each cell there is
@@ -123,7 +124,6 @@ def estimate_foreground(frame_bgr: np.ndarray, alpha: np.ndarray,
     low_w, low_h = max(1, width // SCALE), max(1, height // SCALE)
     wide, narrow = max(1, round(WIDE_PX / SCALE)), max(1, round(NARROW_PX / SCALE))
     reach = wide + narrow + 2
-    x, y, w, h = cv2.boundingRect(points)
     left, top = max(0, x // SCALE - reach), max(0, y // SCALE - reach)
     right = max(left + 1, min(low_w, (x + w) // SCALE + 1 + reach))
     bottom = max(top + 1, min(low_h, (y + h) // SCALE + 1 + reach))
@@ -134,26 +134,36 @@ def estimate_foreground(frame_bgr: np.ndarray, alpha: np.ndarray,
     person_wide, room_wide = _means(image_low, image_low, alpha_low, wide)
     person_wide = _formula(image_low, alpha_low, person_wide, room_wide)
     person_mean, room_mean = _means(person_wide, room_wide, alpha_low, narrow)
-    # Full resolution, the band's pixels only: the means sampled there (bilinear, pixel centres
-    # mapped as cv2.resize maps them), then the formula.
-    xs, ys = points[:, 0], points[:, 1]
-    map_x = (xs + np.float32(0.5)) * np.float32(1 / SCALE) - np.float32(0.5 + left)
-    map_y = (ys + np.float32(0.5)) * np.float32(1 / SCALE) - np.float32(0.5 + top)
-    flat = ys.astype(np.intp) * width + xs
-    image = np.take(frame_bgr.reshape(-1, 3), flat, axis=0).astype(np.float32)
-    image *= np.float32(1 / 255)
-    a = np.take(alpha.reshape(-1), flat).astype(np.float32)[:, None]
-    a *= np.float32(1 / 255)
-    estimate = _formula(image, a, _sample(person_mean, map_x, map_y), _sample(room_mean, map_x, map_y))
-    estimate *= np.float32(255)
-    estimate += np.float32(0.5)
-    out.reshape(-1, 3)[flat] = estimate.astype(np.uint8)
+    # Full resolution, the band's pixels only, in strips of rows of at most _CHUNK pixels (which
+    # bounds the memory and cv2.remap's map size on a very large photo): the means sampled there
+    # (bilinear, pixel centres mapped as cv2.resize maps them), then the formula.
+    frame_flat, alpha_flat, out_flat = frame_bgr.reshape(-1, 3), alpha.reshape(-1), out.reshape(-1, 3)
+    strip = max(1, _CHUNK // width)
+    for first in range(y, y + h, strip):
+        points = cv2.findNonZero(band[first:first + strip])
+        if points is None:
+            continue
+        points = points.reshape(-1, 2)  # x, y (OpenCV 4 gives (N, 1, 2), OpenCV 5 (N, 2))
+        xs, ys = points[:, 0], points[:, 1] + first
+        map_x = (xs + np.float32(0.5)) * np.float32(1 / SCALE) - np.float32(0.5 + left)
+        map_y = (ys + np.float32(0.5)) * np.float32(1 / SCALE) - np.float32(0.5 + top)
+        flat = ys.astype(np.intp) * width + xs
+        image = np.take(frame_flat, flat, axis=0).astype(np.float32)
+        image *= np.float32(1 / 255)
+        a = np.take(alpha_flat, flat).astype(np.float32)[:, None]
+        a *= np.float32(1 / 255)
+        estimate = _formula(image, a, _sample(person_mean, map_x, map_y),
+                            _sample(room_mean, map_x, map_y))
+        estimate *= np.float32(255)
+        estimate += np.float32(0.5)
+        out_flat[flat] = estimate.astype(np.uint8)
     return out
 
 
 def _sample(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
     """``image`` (H, W, C) at the points (map_x, map_y), bilinear: (N, C). cv2.remap takes maps
-    of under 32,767 rows, so the N points go in as rows of ``_ROW``, the last one padded."""
+    of under 32,767 rows, so the N points (at most ``_CHUNK``) go in as rows of ``_ROW``, the last
+    one padded."""
     count = len(map_x)
     rows = -(-count // _ROW)
     grid_x = np.zeros(rows * _ROW, np.float32)

@@ -144,3 +144,101 @@ def test_frames_smaller_than_a_cell_work(shape):
     kept = (alpha < FAINT) | (alpha > 255 - FAINT)
     assert estimate.shape == frame.shape
     np.testing.assert_array_equal(estimate[kept], frame[kept])
+
+
+def whole_frame_reference(frame, alpha, scale=4, wide_px=45, narrow_px=4, faint=4):
+    """The estimate as the module's docstring describes it, done plainly: both passes over the
+    whole frame's 1/4 grid, the means upsampled to every pixel by cv2.resize, the formula
+    everywhere, kept where alpha is soft. No crop, no strips, no sampling at points."""
+    height, width = alpha.shape
+    low_w, low_h = max(1, width // scale), max(1, height // scale)
+    image = frame.astype(np.float32) / 255
+    a = alpha.astype(np.float32)[:, :, None] / 255
+    cells = np.s_[:low_h * scale, :low_w * scale]
+    image_low = cv2.resize(frame[cells], (low_w, low_h), interpolation=cv2.INTER_AREA) / np.float32(255)
+    a_low = cv2.resize(alpha[cells], (low_w, low_h), interpolation=cv2.INTER_AREA)[:, :, None] / np.float32(255)
+    image_low, a_low = image_low.astype(np.float32), a_low.astype(np.float32)
+
+    def mean(x, radius):
+        return cv2.boxFilter(x, cv2.CV_32F, (2 * radius + 1,) * 2, borderType=cv2.BORDER_REFLECT)
+
+    def means(person, room, radius):
+        weight = mean(a_low, radius)[:, :, None]
+        return (mean(person * a_low, radius) / (weight + 1e-5),
+                mean(room * (1 - a_low), radius) / (1 - weight + 1e-5))
+
+    def formula(i, alpha_, fm, bm):
+        return np.clip(fm + alpha_ * (i - alpha_ * fm - (1 - alpha_) * bm), 0, 1)
+
+    fm, bm = means(image_low, image_low, round(wide_px / scale))
+    fm, bm = means(formula(image_low, a_low, fm, bm), bm, max(1, round(narrow_px / scale)))
+
+    def up(x):  # to the cells' full-resolution size, then the last partial row/column repeated
+        full = cv2.resize(x, (low_w * scale, low_h * scale), interpolation=cv2.INTER_LINEAR)
+        full = full[:height, :width]
+        return np.pad(full, ((0, height - full.shape[0]), (0, width - full.shape[1]), (0, 0)), mode="edge")
+
+    estimate = (formula(image, a, up(fm), up(bm)) * 255 + 0.5).astype(np.uint8)
+    soft = (alpha >= faint) & (alpha <= 255 - faint)
+    return np.where(soft[:, :, None], estimate, frame)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_equals_the_plain_whole_frame_estimate(seed):
+    """Sizes that are not multiples of 4, soft regions inside the frame and at its edges, and a
+    person whose colour changes across the frame (so the second pass matters): the cropped,
+    strip-wise, point-sampled estimate equals the plain one within one grey level (float sums
+    in another order)."""
+    rng = np.random.default_rng(seed)
+    height, width = (int(v) for v in rng.integers(37, 260, 2))
+    yy, xx = np.mgrid[:height, :width]
+    person = np.stack([40 + 150 * xx / width, 200 - 120 * yy / height, 90 + 60 * (xx + yy) / (width + height)], -1)
+    room = np.stack([220 - 60 * yy / height, 210 + 0 * xx, 90 + 120 * xx / width], -1)
+    alpha = np.zeros((height, width), np.uint8)
+    for _ in range(3):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        cv2.circle(alpha, centre, int(rng.integers(8, 40)), 255, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), float(rng.uniform(1.5, 6)))
+    a = alpha[:, :, None] / 255
+    frame = np.clip(a * person + (1 - a) * room + rng.normal(0, 4, person.shape), 0, 255).astype(np.uint8)
+    estimate = estimate_foreground(frame, alpha)
+    reference = whole_frame_reference(frame, alpha)
+    difference = np.abs(estimate.astype(int) - reference)
+    assert difference.max() <= 1
+    assert difference.mean() < 0.01
+    soft = (alpha >= FAINT) & (alpha <= 255 - FAINT)
+    assert (estimate[soft] != frame[soft]).any()
+
+
+def test_a_non_contiguous_out_is_refused():
+    frame, alpha, _, _ = known_scene()
+    canvas = np.zeros((H, W + 10, 3), np.uint8)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        estimate_foreground(frame, alpha, out=canvas[:, :W])
+
+
+def test_equals_the_plain_estimate_for_a_person_inside_a_large_frame():
+    """One soft person far from every edge of the frame (so the crop around it is not the
+    frame's, and its rows and columns start inside it), in colours near the top of the range
+    with noise (so the estimate must be clipped), before a patterned room: the same as the plain
+    whole-frame estimate."""
+    rng = np.random.default_rng(7)
+    height, width = 301, 419
+    yy, xx = np.mgrid[:height, :width]
+    person = np.stack([250 + 0 * xx, 60 + 100 * yy / height, 30 + 150 * xx / width], -1)
+    # a room of squares: a crop that fell short of the passes' reach would mirror them wrongly
+    squares = np.where((yy // 13 + xx // 17) % 2 == 0, 0.2, 1.0)
+    room = np.stack([30 + 200 * squares, 230 - 180 * squares, 200 + 0 * xx], -1)
+    alpha = np.zeros((height, width), np.uint8)
+    cv2.ellipse(alpha, (250, 190), (45, 30), 20, 0, 360, 255, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 4)
+    alpha[150:160, 160:200] = 128  # half see-through up to the soft region's box: the most reach
+    a = alpha[:, :, None] / 255
+    frame = np.clip(a * person + (1 - a) * room + rng.normal(0, 8, person.shape), 0, 255).astype(np.uint8)
+    soft = (alpha >= FAINT) & (alpha <= 255 - FAINT)
+    ys, xs = np.nonzero(soft)
+    assert ys.min() > 100 and xs.min() > 140 and height - ys.max() > 60 and width - xs.max() > 60
+    estimate = estimate_foreground(frame, alpha)
+    difference = np.abs(estimate.astype(int) - whole_frame_reference(frame, alpha))
+    assert difference.max() <= 1
+    assert difference.mean() < 0.01
