@@ -35,7 +35,7 @@ BLUR_MIN_PX = 1
 BLUR_MAX_PX = 100
 QUIT_KEYS = ("q", "\x1b", "\x03")  # q, Esc, Ctrl-C (a terminal in raw mode, Windows' getwch)
 KEY_HELP = ("space effect on/off, b next background, +/- blur, m mirror, f framing, "
-            "q/Esc/Ctrl-C quit")
+            "e edge colour, q/Esc/Ctrl-C quit")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class LiveState:
         blur_px: blur strength of the ``blur`` background.
         mirror: flip the output horizontally.
         framing: auto-framing on (read by the framer).
+        decontaminate: the person's own colour at the soft edge (``--decontaminate``; read by
+            the frame processor).
         quit: the user asked to stop.
     """
 
@@ -58,6 +60,7 @@ class LiveState:
     blur_px: int = CompositeOptions.blur_px
     mirror: bool = False
     framing: bool = False
+    decontaminate: bool = False
     quit: bool = False
 
     @property
@@ -71,7 +74,8 @@ def apply_key(state: LiveState, key: str) -> LiveState:
     Keys: ``" "`` effect on/off, ``b`` next background (wrapping), ``+`` (or ``=``) and ``-``
     (or ``_``) blur up/down by :data:`BLUR_STEP_PX` within [:data:`BLUR_MIN_PX`,
     :data:`BLUR_MAX_PX`] (a larger ``--blur`` is kept until ``-``), ``m`` mirror, ``f`` framing,
-    ``q``/Esc/Ctrl-C quit. Letters are case-insensitive.
+    ``e`` the edge's colour (``--decontaminate``), ``q``/Esc/Ctrl-C quit. Letters are
+    case-insensitive.
     """
     key = key.lower() if len(key) == 1 else key
     if key == " ":
@@ -88,6 +92,8 @@ def apply_key(state: LiveState, key: str) -> LiveState:
         return replace(state, mirror=not state.mirror)
     if key == "f":
         return replace(state, framing=not state.framing)
+    if key == "e":
+        return replace(state, decontaminate=not state.decontaminate)
     if key in QUIT_KEYS:
         return replace(state, quit=True)
     return state
@@ -108,6 +114,9 @@ def describe_change(before: LiveState, after: LiveState) -> Optional[str]:
         return f"mirror {'on' if after.mirror else 'off'}"
     if after.framing != before.framing:
         return f"framing {'on' if after.framing else 'off'}"
+    if after.decontaminate != before.decontaminate:
+        return ("edge colour: the person's own (--decontaminate)" if after.decontaminate
+                else "edge colour: the frame's")
     return None
 
 
@@ -423,11 +432,12 @@ class TerminalKeys:
 
 def initial_state(options: ControlOptions, composite: CompositeOptions) -> LiveState:
     """The state before any key: the background cycle (see :func:`background_cycle`) at
-    ``composite.background``, its blur, mirror and framing as the options say.
+    ``composite.background``, its blur, mirror, framing and edge colour as the options say.
 
     Raises:
         InputError: a background folder without images or videos.
     """
     cycle, start = background_cycle(composite.background, options.backgrounds)
     return LiveState(backgrounds=cycle, background_index=start, blur_px=composite.blur_px,
-                     mirror=options.mirror, framing=options.framing)
+                     mirror=options.mirror, framing=options.framing,
+                     decontaminate=composite.decontaminate)

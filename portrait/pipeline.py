@@ -147,7 +147,8 @@ class FrameProcessor:
             real camera's zoom, with one warp of a buffer just written (see README).
         light_wrap: a :class:`portrait.lightwrap.LightWrap` for the composite, or None.
         foreground: a :class:`portrait.foreground.ForegroundEstimator` (the person's own colour
-            at the soft edge), or None (the frame's colours).
+            at the soft edge), used while the live state's ``decontaminate`` is on (``e``), or
+            on every frame without controls; None: the frame's colours.
         subject: a :class:`portrait.subject.SubjectSelector`, run on the smoothed probability
             (drops small regions apart from the person: a bystander's head at the frame's
             edge, a chair back), or None (keep everything; photos).
@@ -274,8 +275,9 @@ class FrameProcessor:
             if self._outputs is not None:
                 channels = 4 if isinstance(background, TransparentBackground) else 3
                 out = self._outputs.get((height, width, channels))
+            foreground = self.foreground if state is None or state.decontaminate else None
             output = background.render(packet.image, alpha, out=out, light_wrap=self.light_wrap,
-                                       foreground=self.foreground)
+                                       foreground=foreground)
         t3 = time.perf_counter()
         if self.framer is not None:
             if state is not None:

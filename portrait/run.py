@@ -286,7 +286,7 @@ def run_stream(
             framer=AutoFramer(framing, fps=fps if fps > 0 else 30.0),
             light_wrap=LightWrap.from_options(composite),
             subject=SubjectSelector(subject) if subject.enabled else None,
-            foreground=ForegroundEstimator.from_options(composite))
+            foreground=ForegroundEstimator())  # while the state says so (e)
 
         def emit(image, pts_s):
             sink.write(image, pts_s)

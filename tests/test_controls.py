@@ -47,6 +47,7 @@ def test_each_key_changes_what_it_says():
     assert apply_key(state, "-").blur_px == 21 - BLUR_STEP_PX
     assert apply_key(state, "m").mirror is True and apply_key(state, "M").mirror is True
     assert apply_key(state, "f").framing is True
+    assert apply_key(state, "e").decontaminate is True and apply_key(state, "E").decontaminate
     for key in ("q", "Q", "\x1b", "\x03"):
         assert apply_key(state, key).quit is True
     for key in ("x", "\n", "1", "\x1b[A"):
@@ -77,10 +78,12 @@ def test_each_change_is_logged_once_and_quit_calls_back_once(caplog):
     quits = []
     controls = Controls(LiveState(), on_quit=lambda: quits.append(1))
     with caplog.at_level(logging.INFO, logger="portrait.controls"):
-        for key in "mxx+f q q":
+        for key in "mxx+fee q q":
             controls.press(key)
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["mirror on", f"blur {21 + BLUR_STEP_PX} px", "framing on",
+                        "edge colour: the person's own (--decontaminate)",
+                        "edge colour: the frame's",
                         "effect off: the plain camera frame goes out", "quit"]
     assert quits == [1]
     assert controls.state.framing is True  # the flag the auto-framer reads
@@ -328,3 +331,16 @@ def test_f_switches_auto_framing_while_running(brightness_model, tmp_path):
     back, _ = camera_run(brightness_model, video, "--framing", "auto", keys=[None] * 10 + ["f"])
     zoomed = np.abs(back[9].astype(int) - plain[9]).mean()
     assert np.abs(back[-1].astype(int) - plain[-1]).mean() < zoomed
+
+
+def test_e_switches_the_edge_colour_while_running(brightness_model, video):
+    plain, _ = camera_run(brightness_model, video, "--background", "#00ff00")
+    estimated, _ = camera_run(brightness_model, video, "--background", "#00ff00", "--decontaminate")
+    switched, _ = camera_run(brightness_model, video, "--background", "#00ff00", keys=[None, None, "e"])
+    back, _ = camera_run(brightness_model, video, "--background", "#00ff00", "--decontaminate",
+                         keys=[None, None, "e"])
+    assert len(plain) == len(estimated) == len(switched) == len(back) > 4
+    assert not np.array_equal(plain[0], estimated[0])  # the estimate changes the soft edge
+    for frames, before, after in ((switched, plain, estimated), (back, estimated, plain)):
+        assert all(np.array_equal(a, b) for a, b in zip(frames[:2], before[:2]))
+        assert all(np.array_equal(a, b) for a, b in zip(frames[2:], after[2:]))
