@@ -67,6 +67,41 @@ def label(image: np.ndarray, text: str) -> np.ndarray:
     return image
 
 
+def comparison_parser(doc: str, video: str, crop: str, zoom: float,
+                      out: str) -> argparse.ArgumentParser:
+    """The options of a picture that compares app runs on one crop of one frame of a clip."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--video", default=str(ROOT.parent / "shared/data/videos" / video))
+    parser.add_argument("--frame", type=int, default=30)
+    parser.add_argument("--model", default="", help="model (default: the app's camera default)")
+    parser.add_argument("--crop", default=crop, help="X,Y,W,H of the frame to show")
+    parser.add_argument("--zoom", type=float, default=zoom, help="enlargement of the crop")
+    parser.add_argument("--out", default=str(ROOT / "docs" / out))
+    return parser
+
+
+def compare_runs(args: argparse.Namespace, background: str,
+                 variants: list[tuple[str, tuple[str, ...]]]) -> None:
+    """Run ``app.py --source args.video`` over ``background`` once per (label, extra arguments)
+    of ``variants``, and write the same crop of frame ``args.frame`` of each, enlarged and
+    labelled, side by side to ``args.out``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    x, y, w, h = (int(v) for v in args.crop.split(","))
+    common = ("--background", background, "--max-frames", str(args.frame + 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [run_app(args.model, Path(args.video), Path(tmp) / str(i), *common, *extra)
+                for i, (_, extra) in enumerate(variants)]
+    if any(len(frames) <= args.frame for frames in runs):
+        sys.exit(f"{args.video} has fewer than {args.frame + 1} frames")
+    size = (round(w * args.zoom), round(h * args.zoom))
+    sheet = np.hstack([label(cv2.resize(frames[args.frame][y:y + h, x:x + w], size,
+                                        interpolation=cv2.INTER_CUBIC), text)
+                       for (text, _), frames in zip(variants, runs)])
+    cv2.imwrite(args.out, sheet)
+    log.info("wrote %s (%dx%d) from %s, frame %d", args.out, sheet.shape[1], sheet.shape[0],
+             args.video, args.frame)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", default=str(ROOT.parent / "shared/data/videos/asl_school.mkv"))
