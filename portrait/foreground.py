@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from portrait.options import CompositeOptions
-from portrait.scratch import buffer
+from portrait.scratch import box_mean, buffer
 
 SCALE = 4  # the passes run at 1/SCALE of the frame's size
 WIDE_PX = 45  # the first pass's box radius, full-resolution pixels (the paper's 90 px box;
@@ -42,7 +42,6 @@ NARROW_PX = 4  # the second pass's: one cell at 1/4
 FAINT = 4  # alpha below this, or above 255 - this, is left as it is (the estimate would move
 # such a pixel's composite by a few grey levels at most)
 _EPS = np.float32(1e-5)  # keeps the weighted means finite where a weight sums to 0
-_BORDER = cv2.BORDER_REFLECT
 _ROW = 1024  # points per row of the maps given to cv2.remap
 _CHUNK = 1 << 20  # soft pixels are estimated in strips of rows of at most this many pixels
 
@@ -51,19 +50,14 @@ def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _mean(image: np.ndarray, radius: int) -> np.ndarray:
-    size = 2 * radius + 1
-    return cv2.boxFilter(image, cv2.CV_32F, (size, size), normalize=True, borderType=_BORDER)
-
-
 def _means(person: np.ndarray, room: np.ndarray, alpha: np.ndarray,
            radius: int) -> tuple[np.ndarray, np.ndarray]:
     """The local means ``(Fm, Bm)`` of the person's and the room's colours, weighted by
     ``alpha`` (H, W, 1) and by ``1 - alpha``; float32 0..1."""
-    alpha_mean = _mean(alpha, radius)[:, :, None]
-    person_mean = _mean(person * alpha, radius)
+    alpha_mean = box_mean(alpha, radius)[:, :, None]
+    person_mean = box_mean(person * alpha, radius)
     person_mean /= alpha_mean + _EPS
-    room_mean = _mean(room * (1 - alpha), radius)
+    room_mean = box_mean(room * (1 - alpha), radius)
     room_mean /= 1 - alpha_mean + _EPS
     return person_mean, room_mean
 
@@ -89,7 +83,8 @@ def estimate_foreground(frame_bgr: np.ndarray, alpha: np.ndarray,
     Args:
         frame_bgr: BGR uint8 (H, W, 3).
         alpha: uint8 (H, W), 255 = person.
-        out: optional uint8 (H, W, 3) destination; may not be ``frame_bgr`` itself.
+        out: optional uint8 (H, W, 3) destination, C-contiguous, not sharing ``frame_bgr``'s
+            memory.
         workspace: optional dict for scratch buffers, reused between calls.
 
     Returns:

@@ -26,23 +26,16 @@ import cv2
 import numpy as np
 
 from portrait.options import RefineOptions
-from portrait.scratch import buffer, outside
+from portrait.scratch import box_mean, buffer, outside
 
 log = logging.getLogger(__name__)
 
-_BORDER = cv2.BORDER_REFLECT  # what cv2.ximgproc.guidedFilter uses for its box means
 _ONES_3 = np.ones((1, 3), np.float32)  # sums a 3-channel image into one
 _REACH = np.float32(0.25)  # a quarter grey level: at most this rounds to 0, with room for float error
 # A probability below this is 0 to the filter: with eps = 1e-3 on a 0..1 guide, |a| <= p/(2*sqrt(eps))
 # per channel, so all such cells together move a pixel's alpha by under 255 * (3 * 16 + 1) * 1e-6,
 # about 1/80 of a grey level, while their zeros keep the coefficients' work to where the person is.
 _FLUSH = np.float32(1e-6)
-
-
-def _box(x: np.ndarray, radius: int, dst: Optional[np.ndarray] = None) -> np.ndarray:
-    size = 2 * radius + 1
-    return cv2.boxFilter(x, cv2.CV_32F, (size, size), dst=dst, normalize=True,
-                         borderType=_BORDER)
 
 
 class _Scratch:
@@ -63,7 +56,7 @@ def _product_mean(x: np.ndarray, y: np.ndarray, radius: int, tmp: np.ndarray,
                   dst: np.ndarray) -> np.ndarray:
     """Box mean of x·y (into ``dst``; ``tmp`` holds the product)."""
     np.multiply(x, y, out=tmp)
-    return _box(tmp, radius, dst)
+    return box_mean(tmp, radius, dst)
 
 
 def _covariance(mean_xy: np.ndarray, mean_x: np.ndarray, mean_y: np.ndarray,
@@ -79,14 +72,14 @@ def _grey_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: flo
     (arrays of ``workspace``, valid until its next use)."""
     f = _Scratch(workspace, "grey_", src.shape)
     tmp = f("tmp")
-    mean_i = _box(guide, radius, f("mean_i"))
-    mean_p = _box(src, radius, f("mean_p"))
+    mean_i = box_mean(guide, radius, f("mean_i"))
+    mean_p = box_mean(src, radius, f("mean_p"))
     var_i = _covariance(_product_mean(guide, guide, radius, tmp, f("var_i")), mean_i, mean_i, tmp)
     cov_ip = _covariance(_product_mean(guide, src, radius, tmp, f("cov_ip")), mean_i, mean_p, tmp)
     var_i += np.float32(eps)
     a = np.divide(cov_ip, var_i, out=cov_ip)
     b = np.subtract(mean_p, np.multiply(a, mean_i, out=tmp), out=mean_p)
-    return _box(a, radius, f("mean_a")), _box(b, radius, f("mean_b"))
+    return box_mean(a, radius, f("mean_a")), box_mean(b, radius, f("mean_b"))
 
 
 def _colour_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float,
@@ -99,8 +92,8 @@ def _colour_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: f
     chans = [f(f"i{c}") for c in range(3)]
     for c in range(3):
         np.copyto(chans[c], guide[:, :, c])
-    mean_i = [_box(chans[c], radius, f(f"mean_i{c}")) for c in range(3)]
-    mean_p = _box(src, radius, f("mean_p"))
+    mean_i = [box_mean(chans[c], radius, f(f"mean_i{c}")) for c in range(3)]
+    mean_p = box_mean(src, radius, f("mean_p"))
     cov_ip = [_covariance(_product_mean(chans[c], src, radius, tmp, f(f"cov{c}")), mean_i[c],
                           mean_p, tmp) for c in range(3)]
     # Sigma = cov(I) + eps*U, symmetric 3x3 per pixel; invert it through its cofactors.
@@ -143,8 +136,8 @@ def _colour_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: f
     for c in range(3):
         b -= np.multiply(a[c], mean_i[c], out=tmp)
     mean_a = buffer(f.workspace, "colour_mean_a", (*src.shape, 3), np.float32)
-    cv2.merge([_box(a[c], radius, f(f"mean_a{c}")) for c in range(3)], dst=mean_a)
-    return mean_a, _box(b, radius, f("mean_b"))
+    cv2.merge([box_mean(a[c], radius, f(f"mean_a{c}")) for c in range(3)], dst=mean_a)
+    return mean_a, box_mean(b, radius, f("mean_b"))
 
 
 def _colour_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:

@@ -1,9 +1,15 @@
-"""Helpers the per-frame stages share: scratch arrays reused between frames, and the parts of a
-frame outside a box (where a bounded stage writes its constant instead of computing)."""
+"""Helpers the per-frame stages share: scratch arrays reused between frames, the parts of a
+frame outside a box (where a bounded stage writes its constant instead of computing), and the
+box mean the guided filter and the foreground estimate are made of."""
 
 from __future__ import annotations
 
+from typing import Optional
+
+import cv2
 import numpy as np
+
+BOX_BORDER = cv2.BORDER_REFLECT  # what cv2.ximgproc.guidedFilter uses for its box means
 
 
 def buffer(workspace: dict, name: str, shape: tuple, dtype=np.uint8) -> np.ndarray:
@@ -18,3 +24,11 @@ def outside(x0: int, y0: int, x1: int, y1: int) -> tuple:
     """Index expressions for the four strips of a frame outside the box [x0, x1) × [y0, y1):
     above, below, left and right of it (empty where the box touches the frame's edge)."""
     return np.s_[:y0], np.s_[y1:], np.s_[y0:y1, :x0], np.s_[y0:y1, x1:]
+
+
+def box_mean(x: np.ndarray, radius: int, dst: Optional[np.ndarray] = None) -> np.ndarray:
+    """The mean over the (2 radius + 1)² box around each pixel, float32, the frame's edge
+    mirrored (``BOX_BORDER``)."""
+    size = 2 * radius + 1
+    return cv2.boxFilter(x, cv2.CV_32F, (size, size), dst=dst, normalize=True,
+                         borderType=BOX_BORDER)
