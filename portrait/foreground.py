@@ -32,7 +32,6 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from portrait.options import CompositeOptions
 from portrait.scratch import box_mean, buffer
 
 SCALE = 4  # the passes run at 1/SCALE of the frame's size
@@ -170,15 +169,12 @@ def _sample(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarr
 
 
 class ForegroundEstimator:
-    """:func:`estimate_foreground` with its buffers kept between frames (thread-confined)."""
+    """:func:`estimate_foreground` with its buffers kept between frames (thread-confined). The
+    frame processor uses it while the live state's ``decontaminate`` is on (``--decontaminate``,
+    the ``e`` key)."""
 
     def __init__(self):
         self._workspace: dict = {}
-
-    @classmethod
-    def from_options(cls, options: CompositeOptions) -> Optional["ForegroundEstimator"]:
-        """An estimator when ``options.decontaminate``, else None."""
-        return cls() if options.decontaminate else None
 
     def __call__(self, frame_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         out = buffer(self._workspace, "out", frame_bgr.shape, np.uint8)

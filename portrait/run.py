@@ -146,7 +146,7 @@ def run_images(
                                    PipelineOptions(reuse_still=False), controls=Controls(state),
                                    framer=framer, light_wrap=LightWrap.from_options(composite),
                                    subject=SubjectSelector(subject) if subject.enabled else None,
-                                   foreground=ForegroundEstimator.from_options(composite))
+                                   foreground=ForegroundEstimator())  # as the state says
         failures: list[tuple[Path, Exception]] = []
         if source.is_folder:  # a bar on a terminal, unless -q asked for warnings only
             items = tqdm(items, total=len(source), unit="image", desc="images",
