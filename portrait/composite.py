@@ -24,7 +24,7 @@ from portrait.capture.base import quiet_opencv
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
-from portrait.scratch import buffer, outside
+from portrait.scratch import buffer, check_frame_alpha, outside
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,6 @@ IMAGE_SUFFIXES = set(IMAGE_EXTENSIONS)
 VIDEO_SUFFIXES = {*VIDEO_EXTENSIONS, ".gif"}  # a GIF background plays
 _COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 _NO_WEIGHT = np.float32(1e-3)  # keeps the normalised blur finite deep inside the person
-
-
-def _check_frame_alpha(frame_bgr: np.ndarray, alpha: np.ndarray) -> None:
-    if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
-        raise ValueError(f"unexpected frame: {frame_bgr.dtype} {frame_bgr.shape} != uint8 (H, W, 3)")
-    if alpha.dtype != np.uint8 or alpha.shape != frame_bgr.shape[:2]:
-        raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 {frame_bgr.shape[:2]}")
 
 
 def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarray,
@@ -62,7 +55,7 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarr
     Raises:
         ValueError: a wrong dtype or shape (actual vs expected).
     """
-    _check_frame_alpha(frame_bgr, alpha)
+    check_frame_alpha(frame_bgr, alpha)
     if background_bgr.dtype != np.uint8 or background_bgr.shape != frame_bgr.shape:
         raise ValueError(f"unexpected background: {background_bgr.dtype} {background_bgr.shape}"
                          f" != uint8 {frame_bgr.shape}")
@@ -115,7 +108,7 @@ def blur_background(frame_bgr: np.ndarray, alpha: np.ndarray, blur_px: int,
     Returns:
         BGR uint8 (H, W, 3). Under the person (where alpha is ~255) the value is unspecified.
     """
-    _check_frame_alpha(frame_bgr, alpha)
+    check_frame_alpha(frame_bgr, alpha)
     height, width = frame_bgr.shape[:2]
     if out is None:
         out = np.empty_like(frame_bgr)
@@ -179,7 +172,7 @@ class Background:
         Returns BGR uint8 (H, W, 3), a new array unless ``out`` is given; raises ValueError on
         a wrong frame or alpha.
         """
-        _check_frame_alpha(frame_bgr, alpha)
+        check_frame_alpha(frame_bgr, alpha)
         background = self._background_for(frame_bgr, alpha)
         person = frame_bgr if foreground is None else foreground(frame_bgr, alpha)
         result = composite(person, alpha, background, out, workspace=self._workspace)
@@ -304,7 +297,7 @@ class TransparentBackground(Background):
         ``alpha`` as its alpha channel.
 
         ``light_wrap`` is ignored: there is no background to take light from."""
-        _check_frame_alpha(frame_bgr, alpha)
+        check_frame_alpha(frame_bgr, alpha)
         if foreground is not None:
             frame_bgr = foreground(frame_bgr, alpha)
         shape = frame_bgr.shape[:2] + (4,)

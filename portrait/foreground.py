@@ -32,7 +32,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from portrait.scratch import box_mean, buffer
+from portrait.scratch import box_mean, buffer, check_frame_alpha
 
 SCALE = 4  # the passes run at 1/SCALE of the frame's size
 WIDE_PX = 45  # the first pass's box radius, full-resolution pixels (the paper's 90 px box;
@@ -93,10 +93,7 @@ def estimate_foreground(frame_bgr: np.ndarray, alpha: np.ndarray,
     Raises:
         ValueError: a wrong dtype or shape (actual vs expected).
     """
-    if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
-        raise ValueError(f"unexpected frame: {frame_bgr.dtype} {frame_bgr.shape} != uint8 (H, W, 3)")
-    if alpha.dtype != np.uint8 or alpha.shape != frame_bgr.shape[:2]:
-        raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 {frame_bgr.shape[:2]}")
+    check_frame_alpha(frame_bgr, alpha)
     if out is None:
         out = np.empty_like(frame_bgr)
     elif (out.dtype != np.uint8 or out.shape != frame_bgr.shape or not out.flags.c_contiguous

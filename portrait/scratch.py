@@ -1,6 +1,7 @@
 """Helpers the per-frame stages share: scratch arrays reused between frames, the parts of a
-frame outside a box (where a bounded stage writes its constant instead of computing), and the
-box mean the guided filter and the foreground estimate are made of."""
+frame outside a box (where a bounded stage writes its constant instead of computing), the box
+mean the guided filter and the foreground estimate are made of, and the frame-and-matte check
+of the stages that take both."""
 
 from __future__ import annotations
 
@@ -32,3 +33,12 @@ def box_mean(x: np.ndarray, radius: int, dst: Optional[np.ndarray] = None) -> np
     size = 2 * radius + 1
     return cv2.boxFilter(x, cv2.CV_32F, (size, size), dst=dst, normalize=True,
                          borderType=BOX_BORDER)
+
+
+def check_frame_alpha(frame_bgr: np.ndarray, alpha: np.ndarray) -> None:
+    """Raise ValueError (actual vs expected) unless ``frame_bgr`` is BGR uint8 (H, W, 3) and
+    ``alpha`` uint8 (H, W) of the same size."""
+    if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        raise ValueError(f"unexpected frame: {frame_bgr.dtype} {frame_bgr.shape} != uint8 (H, W, 3)")
+    if alpha.dtype != np.uint8 or alpha.shape != frame_bgr.shape[:2]:
+        raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 {frame_bgr.shape[:2]}")
