@@ -86,6 +86,51 @@ def test_soak_reports_memory_at_both_marks(report):
         memory["rss_mb_after_1100"] - memory["rss_mb_after_1000"], abs=0.11)
 
 
+def test_decontaminate_puts_the_estimated_colour_in_our_composite(brightness_model):
+    """``--decontaminate``: our pipeline blends the estimate at the soft edge, the same as the
+    app's estimator gives, and the report says so."""
+    import cv2
+    import numpy as np
+
+    from portrait.foreground import estimate_foreground
+    from portrait.options import SegmentOptions
+
+    image = np.full((96, 128, 3), 30, np.uint8)
+    image[24:72, 40:88] = (200, 160, 230)
+    image = cv2.GaussianBlur(image, (0, 0), 4)  # a soft edge: mixed pixels around the square
+    composites, alphas = [], []
+    for decontaminate in (False, True):
+        ours = bench.OurPipeline(SegmentOptions(model=str(brightness_model)), blur_px=9,
+                                 reuse_still=False, decontaminate=decontaminate)
+        try:
+            composites.append(ours.processor.process(image).copy())
+            ours.processor.matte = True
+            alphas.append(ours.processor.process(image).copy())
+        finally:
+            ours.close()
+    alpha = alphas[0]
+    assert np.array_equal(alphas[1], alpha)
+    soft = (alpha > 8) & (alpha < 247)
+    assert soft.sum() > 50
+    assert not np.array_equal(composites[0][soft], composites[1][soft])
+    solid = alpha == 255
+    assert np.array_equal(composites[0][solid], composites[1][solid])
+    # Where the matte is solid the person's own colour is the frame's; at the edge the estimate
+    # replaced the frame's colour with one nearer the square's (the wall's dark grey is gone).
+    estimate = estimate_foreground(image, alpha)
+    assert np.abs(estimate[soft].astype(int) - image[soft]).max() > 20
+    results = {"source": "clip", "size": "128x96", "frames": 1, "model": "m",
+               "decontaminate": True, "peer_model": "p"}
+    assert "with --decontaminate" in bench.format_table({**results, **_fake_runs()})
+
+
+def _fake_runs() -> dict:
+    run = {"fps": 30.0, "cpu_percent": 50.0, "stage_ms": {}, "dropped_frames": 0,
+           "latency_ms": {"median": 20.0, "p95": 25.0}}
+    return {"throughput": {"ours": run, "peer": run}, "paced": {"fps": 30, "ours": run, "peer": run},
+            "ratios": {"throughput_fps_ours_over_peer": 1.0, "paced_cpu_ours_over_peer": 1.0}}
+
+
 def test_missing_peer_model_is_one_clear_line(tmp_path, capsys):
     clip = write_video(tmp_path / "clip.mp4", frames=3)
     code = bench.main(["--source", str(clip), "--peer-model", str(tmp_path / "nope.tflite")])

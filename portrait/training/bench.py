@@ -156,10 +156,13 @@ class PeerPipeline:
 
 class OurPipeline:
     """Our threaded pipeline with the given model and the app's video defaults (smoothing,
-    subject selection, refinement), blur background."""
+    subject selection, refinement), blur background; with ``decontaminate``, the person's own
+    colour at the soft edge on every frame (``--decontaminate``)."""
 
-    def __init__(self, segment: SegmentOptions, blur_px: int, reuse_still: bool):
+    def __init__(self, segment: SegmentOptions, blur_px: int, reuse_still: bool,
+                 decontaminate: bool = False):
         from portrait.composite import make_background
+        from portrait.foreground import ForegroundEstimator
         from portrait.pipeline import FrameProcessor
         from portrait.refine import Refiner
         from portrait.segment import create_segmenter
@@ -175,7 +178,8 @@ class OurPipeline:
         self.reuse_still = reuse_still
         self.processor = FrameProcessor(self.segmenter, TemporalSmoother(SmoothOptions()),
                                         Refiner(RefineOptions()), self.background,
-                                        subject=SubjectSelector(SubjectOptions()))
+                                        subject=SubjectSelector(SubjectOptions()),
+                                        foreground=ForegroundEstimator() if decontaminate else None)
 
     def run(self, frames: Iterator[Frame], live: bool) -> RunStats:
         from portrait.pipeline import StreamPipeline
@@ -241,7 +245,7 @@ def memory_report(marks: dict[int, float], soak: int) -> dict:
 
 def bench(source: str, size: tuple[int, int], frames: int, segment: SegmentOptions,
           peer_model: Path, camera_fps: float, blur_px: int, reuse_still: bool,
-          soak: int = 0) -> dict:
+          soak: int = 0, decontaminate: bool = False) -> dict:
     """Run both pipelines on the same clip; return a dict of results (see the module doc).
 
     Whatever was built is closed on every path, an error in building the second included.
@@ -251,13 +255,14 @@ def bench(source: str, size: tuple[int, int], frames: int, segment: SegmentOptio
     with contextlib.ExitStack() as built:
         peer = PeerPipeline(peer_model)
         built.callback(peer.close)
-        ours = OurPipeline(segment, blur_px, reuse_still)
+        ours = OurPipeline(segment, blur_px, reuse_still, decontaminate)
         built.callback(ours.close)
         # Warm up both (first inferences, allocations) so neither pays start-up in its numbers.
         peer.run(clip_frames(source, size, 10))
         ours.run(clip_frames(source, size, 10), live=False)
         results = {"source": source, "size": f"{size[0]}x{size[1]}", "frames": frames,
-                   "model": segment.model, "peer_model": str(peer_model)}
+                   "model": segment.model, "decontaminate": decontaminate,
+                   "peer_model": str(peer_model)}
         results["throughput"] = {
             "peer": _timed(lambda: peer.run(clip_frames(source, size, frames))),
             "ours": _timed(lambda: ours.run(clip_frames(source, size, frames), live=False)),
@@ -294,7 +299,8 @@ def format_table(results: dict) -> str:
     tp, pc = results["throughput"], results["paced"]
     lines = [
         f"clip {results['source']} at {results['size']}, {results['frames']} frames; "
-        f"ours: {results['model']}; peer: MediaPipe selfie + OpenCV (single thread)",
+        f"ours: {results['model']}{' with --decontaminate' if results.get('decontaminate') else ''}; "
+        "peer: MediaPipe selfie + OpenCV (single thread)",
         "",
         f"{'':34}{'ours':>12}{'peer':>12}",
         f"{'throughput fps (as fast as possible)':34}{tp['ours']['fps']:>12.1f}{tp['peer']['fps']:>12.1f}",
@@ -344,6 +350,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"pacing of the CPU/latency run ({PACED_S} s, at most --frames frames)")
     p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px, help="our blur strength")
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
+    p.add_argument("--decontaminate", action="store_true",
+                   help="ours with the app's --decontaminate (the person's own colour at the soft "
+                        "edge)")
     p.add_argument("--soak", type=soak_frames, default=0, metavar="N",
                    help=f"also run N frames (more than {SOAK_MARK + 1}) and report resident "
                         f"memory after {SOAK_MARK} and N")
@@ -362,7 +371,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               protected=[args.source, args.model, args.peer_model])
         import_tensorflow_quietly()
         results = bench(args.source, args.size, args.frames, SegmentOptions(model=args.model),
-                        args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak)
+                        args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak,
+                        args.decontaminate)
         print(format_table(results))
         if args.json:
             write_atomic(Path(args.json), (json.dumps(results, indent=2) + "\n").encode(), "--json")
