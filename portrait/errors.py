@@ -1,6 +1,7 @@
 """Errors the command line reports as one clear line (what was wrong, what to do)."""
 
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -27,6 +28,16 @@ class ModelError(PortraitError):
 
 class DeviceError(PortraitError):
     """A camera or virtual camera that cannot be opened."""
+
+
+class OutputFull(InputError):
+    """The output's disk refused a write for every file to come: full, over quota, or read-only.
+    A photo batch stops at it rather than skipping each photo left (see
+    :data:`DISK_ERRNOS`)."""
+
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""A write's errno that no other file on the same disk escapes (:class:`OutputFull`)."""
 
 
 TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")

@@ -31,7 +31,7 @@ from portrait.controls import (
     initial_state,
     stdin_is_terminal,
 )
-from portrait.errors import TERMINATION_SIGNALS, InputError, StopRequested
+from portrait.errors import TERMINATION_SIGNALS, InputError, OutputFull, StopRequested
 from portrait.foreground import ForegroundEstimator
 from portrait.framing import AutoFramer
 from portrait.lightwrap import LightWrap
@@ -77,10 +77,25 @@ def default_image_out(image_path: Path, batch: bool) -> Path:
     return image_path.with_name(image_path.stem + "_portrait.png")
 
 
-def _say_if_interrupted(stop: Optional[BaseException], stats: RunStats, total: int, out) -> None:
-    """At the end of an image run: how far a Ctrl-C or a kill got (each photo written is whole)."""
-    if isinstance(stop, (KeyboardInterrupt, StopRequested)) and total > 1:
+def _say_if_stopped(stop: Optional[BaseException], stats: RunStats, total: int, out) -> None:
+    """At the end of an image run: how far a Ctrl-C, a kill or a full disk let it get (each
+    photo written is whole)."""
+    if total <= 1:
+        return
+    if isinstance(stop, (KeyboardInterrupt, StopRequested)):
         log.warning("interrupted after %d of %d images; those are in %s", stats.frames, total, out)
+    elif isinstance(stop, OutputFull):
+        log.warning("stopped after %d of %d images: the output's disk takes no more; those are "
+                    "in %s", stats.frames, total, out)
+
+
+def _write_stats_after_stop(stats: RunStats, path: Optional[str]) -> None:
+    """``--stats`` for a run that a Ctrl-C, a kill or a full disk ended: what was done, written
+    if it can be (a full disk may refuse it too: a warning, and the run's own error stands)."""
+    try:
+        stats.write(path)
+    except InputError as error:
+        log.warning("--stats not written: %s", error)
 
 
 def run_inputs(sources: Iterable, segment: SegmentOptions, controls: ControlOptions,
@@ -111,8 +126,11 @@ def run_images(
     With ``framing.enabled`` each photo is framed on its own (no glide). ``subject``: off by
     default, a group photo keeps everyone (``--people main`` turns it on).
 
-    Returns 0, or 1 when some files of a batch could not be processed (each is reported).
-    Raises InputError/ModelError for problems that stop the whole run.
+    Returns 0, or 1 when some files of a batch could not be processed (each is reported), or
+    128 + the signal's number when SIGTERM or SIGHUP stopped it before every photo was written
+    (Ctrl-C raises KeyboardInterrupt: 130). Raises InputError/ModelError for problems that stop
+    the whole run: OutputFull (a full disk) at the first photo it refuses. ``--stats`` is
+    written also after a stop.
     """
     source = ImageSource(image)
     # As typed: a trailing "/" names a folder, which a Path would forget.
@@ -129,6 +147,33 @@ def run_images(
     protected = run_inputs(source.paths, segment, controls, state.background)
     if output.stats:
         check_report_file(output.stats, "--stats", ".json", protected=protected, outputs=[out])
+    try:
+        failures = _process_images(source, out, protected, stats, state, segment, refine,
+                                   composite, output, framing, subject)
+    except StopRequested as stop:  # SIGTERM or SIGHUP: a stop, but the photos are not all done
+        log.info("%s: stopped", stop)
+        _write_stats_after_stop(stats, output.stats)
+        return 128 + getattr(signal, str(stop), signal.SIGTERM)
+    except (KeyboardInterrupt, OutputFull):
+        _write_stats_after_stop(stats, output.stats)
+        raise
+    stats.write(output.stats)
+    log.info("wrote %d image(s) to %s", stats.frames, out)
+    if failures:
+        names = ", ".join(str(path.name) for path, _ in failures[:10])
+        more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""
+        log.error("%d of %d images could not be processed: %s%s (see the warnings above)",
+                  len(failures), len(source), names, more)
+        return 1
+    return 0
+
+
+def _process_images(source: ImageSource, out, protected: list[Path], stats: RunStats, state,
+                    segment: SegmentOptions, refine: RefineOptions, composite: CompositeOptions,
+                    output: OutputOptions, framing: FramingOptions,
+                    subject: SubjectOptions) -> list[tuple[Path, Exception]]:
+    """:func:`run_images`' loop: each photo through the processor into the sink, counted in
+    ``stats``; returns the batch's files that could not be processed, with why."""
     with ExitStack() as stack:
         background = None if output.matte else stack.enter_context(
             make_background(replace(composite, background=state.background)))
@@ -152,7 +197,7 @@ def run_images(
             items = tqdm(items, total=len(source), unit="image", desc="images",
                          disable=not (sys.stderr.isatty() and log.isEnabledFor(logging.INFO)))
             stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not inside it
-        stack.push(lambda _type, stop, _tb: _say_if_interrupted(stop, stats, len(source), out))
+        stack.push(lambda _type, stop, _tb: _say_if_stopped(stop, stats, len(source), out))
         for item in items:
             if item.error is not None:
                 if not source.is_folder:
@@ -164,6 +209,8 @@ def run_images(
                 processor.reset()  # each photo is a scene of its own (subject, framing)
                 result = processor.process(item.frame.image)
                 sink.write(result, name=item.frame.name)
+            except OutputFull:  # no photo after this one would be written either
+                raise
             except InputError as error:
                 if not source.is_folder:
                     raise
@@ -171,15 +218,7 @@ def run_images(
                 failures.append((item.path, error))
                 continue
             stats.frames += 1
-    stats.write(output.stats)
-    log.info("wrote %d image(s) to %s", stats.frames, out)
-    if failures:
-        names = ", ".join(str(path.name) for path, _ in failures[:10])
-        more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""
-        log.error("%d of %d images could not be processed: %s%s (see the warnings above)",
-                  len(failures), len(source), names, more)
-        return 1
-    return 0
+    return failures
 
 
 @contextmanager

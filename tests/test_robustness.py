@@ -676,26 +676,62 @@ def test_a_batch_takes_every_image_kind_a_single_photo_takes_and_decoders_stay_q
     assert "1 of 6 images could not be processed: zbroken.png" in stderr.splitlines()[-1], stderr
 
 
-def test_an_interrupted_batch_says_how_far_it_got(brightness_model, tmp_path):
-    folder, out = tmp_path / "photos", tmp_path / "out"
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_batch_says_how_far_it_got(brightness_model, tmp_path, signum, code):
+    """Ctrl-C or a kill mid-batch: each photo written is whole, the log and --stats say how many,
+    and the exit code says the batch is not done (128 + the signal's number)."""
+    folder, out, stats = tmp_path / "photos", tmp_path / "out", tmp_path / "stats.json"
     folder.mkdir()
     # Large photos (each about 0.2 s to decode, refine and write here), as links to one file:
     # the run must still be going when the signal comes.
     first = person_image(folder / "p000.jpg", size=(2400, 1800))
     for i in range(1, 150):
         os.link(first, folder / f"p{i:03d}.jpg")
-    with app_process("--model", brightness_model, "--image", folder, "--out", out) as process:
+    with app_process("--model", brightness_model, "--image", folder, "--out", out,
+                     "--stats", stats) as process:
         deadline = time.perf_counter() + 90
         while (not out.is_dir() or len(list(out.glob("*.png"))) < 3) and process.poll() is None \
                 and time.perf_counter() < deadline:
             time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
     written = len(list(out.glob("*.png")))
-    assert process.returncode == 130 and 3 <= written < 150, (written, stderr)
+    assert process.returncode == code and 3 <= written < 150, (written, stderr)
+    assert "Traceback" not in stderr and "error:" not in stderr, stderr
     assert f"WARNING portrait.run: interrupted after {written} of 150 images; those are in {out}" \
         in stderr.splitlines(), stderr
     assert all(cv2.imread(str(path)) is not None for path in out.glob("*.png"))  # each whole
+    assert json.loads(stats.read_text())["frames"] == written
+
+
+def test_a_full_disk_stops_a_batch_at_the_first_photo_it_refuses(brightness_model, tmp_path):
+    """A real full disk (a 200 KB tmpfs, mounted in a user namespace of its own): the batch
+    stops there with one line and exit code 2, instead of trying and skipping every photo left;
+    --stats (on another disk) counts the photos written, and the log says how far it got."""
+    folder, disk, stats = tmp_path / "photos", tmp_path / "disk", tmp_path / "stats.json"
+    folder.mkdir()
+    disk.mkdir()
+    for i in range(30):  # sensor noise: about 40 KB a PNG, so a few fit
+        person_image(folder / f"p{i:02d}.jpg")
+    script = ('mount -t tmpfs -o size=200k tmpfs "$1" || exit 99; shift; exec "$@"')
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), sys.executable, "app.py", "--model",
+                           str(brightness_model), "--image", str(folder), "--out",
+                           str(disk / "out") + "/", "--stats", str(stats)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    stderr = done.stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in stderr, stderr
+    assert len(errors) == 1 and "No space left on device; free space or choose another place" \
+        in errors[0], stderr
+    assert "skipped" not in stderr, stderr
+    written = json.loads(stats.read_text())["frames"]
+    assert 1 <= written < 30, stderr
+    assert f"stopped after {written} of 30 images: the output's disk takes no more" in stderr
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Union
 
-from portrait.errors import InputError
+from portrait.errors import DISK_ERRNOS, InputError, OutputFull
 
 PathLike = Union[str, Path]
 
@@ -137,6 +137,7 @@ def write_atomic(path: Path, data: bytes, what: str) -> None:
     ``os.replace``. The file gets the usual permissions (0666 less the umask).
 
     Raises:
+        OutputFull: the disk is full, over quota or read-only (a subclass of InputError).
         InputError: the file cannot be written (``what`` names it in the message).
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -147,5 +148,8 @@ def write_atomic(path: Path, data: bytes, what: str) -> None:
         os.replace(tmp, path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
+        if error.errno in DISK_ERRNOS:  # every later file on that disk fails the same way
+            raise OutputFull(f"cannot write {what} '{path}': {error.strerror or error}; free "
+                             "space or choose another place") from None
         raise InputError(f"cannot write {what} '{path}': {error.strerror or error}; "
                          "choose another path") from None
