@@ -185,10 +185,13 @@ def background_kind(spec: str) -> str:
 
 def folder_backgrounds(folder: Path) -> list[str]:
     """The images and videos in ``folder``, sorted by name (by suffix; unreadable ones are found
-    when chosen). Raises InputError when there are none."""
+    when chosen). Hidden files are left out, as a photo folder's are (macOS's "._beach.jpg"
+    forks on a USB stick or a network share are not pictures). Raises InputError when there are
+    none."""
     suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     files = sorted(str(path) for path in folder.iterdir()
-                   if path.is_file() and path.suffix.lower() in suffixes)
+                   if not path.name.startswith(".") and path.is_file()
+                   and path.suffix.lower() in suffixes)
     if not files:
         raise InputError(f"cannot use background folder '{folder}': it holds no images or videos "
                          f"({', '.join(sorted(suffixes))}); put some there or give one file")

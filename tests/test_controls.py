@@ -128,6 +128,10 @@ def background_folder(tmp_path):
     solid_image(folder / "b_blue.png", BLUE)
     solid_image(folder / "a_red.jpg", RED)
     (folder / "notes.txt").write_text("not a background")
+    # Hidden files are no backgrounds: macOS's AppleDouble fork of a picture on a USB stick or
+    # a network share (not an image at all), and a hidden picture.
+    (folder / "._a_red.jpg").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    solid_image(folder / ".0_green.png", (0, 255, 0))
     return folder
 
 
