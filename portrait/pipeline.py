@@ -77,6 +77,7 @@ class Packet:
     # framing flag that auto-framing reads), read once as it enters ``segment``.
     state: Optional[LiveState] = None
     prob: Optional[np.ndarray] = None
+    reused: bool = False  # ``prob`` is the last frame's mask, reused (counted once output)
     output: Optional[np.ndarray] = None
     ms: dict[str, float] = field(default_factory=dict)
 
@@ -444,8 +445,7 @@ class StreamPipeline:
         if self.options.live and self.stats.dropped != self._dropped_seen:
             self._dropped_seen = self.stats.dropped
             self._behind_until = now + 1.0
-        if self.processor.segment(packet, behind=now < self._behind_until):
-            self.stats.reused += 1
+        packet.reused = self.processor.segment(packet, behind=now < self._behind_until)
 
     def run(self) -> RunStats:
         """Process until the source ends, ``stop()`` is called or ``max_frames`` is reached.
@@ -501,5 +501,6 @@ class StreamPipeline:
                 self.stats.add(stage, ms)
             self.stats.add("latency", (done - packet.time_s) * 1000)
             self.stats.frames += 1
+            self.stats.reused += packet.reused  # of the frames output, as ``frames`` counts
             if self.max_frames is not None and self.stats.frames >= self.max_frames:
                 self.stop()

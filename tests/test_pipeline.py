@@ -151,6 +151,22 @@ def test_still_scene_reuses_the_mask_a_bounded_number_of_times(segmenter):
     assert stats.reused == 6
 
 
+@pytest.mark.parametrize("max_frames", [1, 4])
+def test_reused_masks_count_only_the_frames_output(segmenter, max_frames):
+    """Frames still in flight when --max-frames is reached are not output, so their reused
+    masks are not counted either: of the frames output, the first is segmented and the rest
+    of a still scene reuse its mask."""
+    options = PipelineOptions(reuse_still=True, max_reuse=100, still_threshold=1.0)
+    processor = matte_processor(segmenter, options)
+    image = np.full((48, 64, 3), 200, np.uint8)
+    still = [Frame(image.copy(), i, time.perf_counter()) for i in range(60)]
+    stream = StreamPipeline(iter(still), processor, lambda a, _pts: None, options,
+                            max_frames=max_frames)
+    stats = stream.run()
+    assert stats.frames == max_frames
+    assert stats.reused == max_frames - 1
+
+
 def test_still_detector_sees_motion():
     detector = StillDetector(threshold=1.5)
     a = np.full((90, 160, 3), 100, np.uint8)
