@@ -189,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
 
     cam = p.add_argument_group("camera and video")
-    cam.add_argument("--width", type=positive_int, default=1280, help="camera width to ask for")
-    cam.add_argument("--height", type=positive_int, default=720, help="camera height to ask for")
-    cam.add_argument("--fps", type=positive_float, default=30.0,
+    cam.add_argument("--width", type=positive_int, default=1280, metavar="W", help="camera width to ask for")
+    cam.add_argument("--height", type=positive_int, default=720, metavar="H", help="camera height to ask for")
+    cam.add_argument("--fps", type=positive_float, default=30.0, metavar="F",
                      help="camera frame rate to ask for")
     cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
                      help="play a video file at its own pace, as a camera would deliver it "
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "multiples of 32 (N alone means NxN)")
     model.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=False,
                        help="pad to keep the aspect ratio for a fixed-size model (default: stretch)")
-    model.add_argument("--threads", type=threads_count, default=0,
+    model.add_argument("--threads", type=threads_count, default=0, metavar="N",
                        help="CPU threads for inference (default: all cores)")
     model.add_argument("--trust-model", action=argparse.BooleanOptionalAction, default=False,
                        help="allow a Keras model that contains code (Lambda layers); only for "
@@ -431,6 +431,22 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as app.py: CUDA probing errors are noise
 
 
+def _print_config(text: str) -> int:
+    """``--print-config``: the settings on standard output; one line and exit code 2 where it
+    takes none (closed, or a full disk behind ``> config.toml``)."""
+    try:
+        if sys.stdout is None:
+            raise OSError("it is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as error:
+        print(f"error: cannot print the settings: standard output takes no more "
+              f"({error.strerror or error}); redirect it to a file on a disk with free space",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
     """Run the app; returns the process exit code.
 
@@ -446,8 +462,7 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     if args.print_config:
-        sys.stdout.write(format_config(parser, args, config))
-        return 0
+        return _print_config(format_config(parser, args, config))
     configure_logging(args.verbose, args.quiet)
     if config.path is not None:
         log.debug("config file: %s", config.path)

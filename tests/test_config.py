@@ -4,6 +4,7 @@ one-line errors (exit code 2) and --print-config."""
 
 import argparse
 import subprocess
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -134,6 +135,9 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
     ("colour = 1\n", ["unknown key 'colour'", "allowed:", "blur", "mirror"]),
     ("[look]\nblur = 3\n", ["unknown key 'look'"]),
     ("blur = -3\n", ["'blur'", "greater than 0", "allowed: N"]),
+    ("width = 0\n", ["'width'", "greater than 0", "allowed: W, camera width"]),
+    ("fps = 0\n", ["'fps'", "allowed: F, camera frame rate"]),
+    ("threads = -1\n", ["'threads'", "0 (all cores) or more", "allowed: N, CPU threads"]),
     ("blur = 2.5\n", ["'blur'", "not a whole number"]),
     ("blur = true\n", ["'blur'", "true/false"]),
     ("device = \"tpu\"\n", ["'device'", '"auto", "cpu", "gpu"']),
@@ -219,6 +223,27 @@ def test_print_config_prints_the_effective_settings_and_reads_back(capsys, tmp_p
     ignore = {"config"}
     assert ({k: v for k, v in vars(first).items() if k not in ignore}
             == {k: v for k, v in vars(second).items() if k not in ignore})
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("redirect", ["full", "closed"])
+def test_print_config_into_a_full_disk_or_a_closed_output_is_one_line(redirect):
+    """``--print-config > config.toml`` on a full disk (``/dev/full``), or with standard output
+    closed: one line, exit code 2, no traceback."""
+    stdout = open("/dev/full", "w") if redirect == "full" else None
+    try:
+        done = subprocess.run([sys.executable, "app.py", "--print-config"], cwd=ROOT,
+                              stdout=stdout if stdout else subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, timeout=60,
+                              pass_fds=() if stdout else (),
+                              preexec_fn=None if stdout else (lambda: os.close(1)))
+    finally:
+        if stdout:
+            stdout.close()
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("error: cannot print the settings: standard output takes no "
+                                  "more ("), done.stderr
 
 
 def test_format_config_without_a_file_says_so():
