@@ -462,7 +462,13 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     if args.print_config:
-        return _print_config(format_config(parser, args, config))
+        text = format_config(parser, args, config)
+        for extra in control_options_from_args(args, config.defaults.get("background")).backgrounds:
+            # Not a setting of its own, so a file made from this printout leaves it out.
+            text += (f"# b also steps to {extra!r}, the config file's background (of another kind "
+                     "than the one above, so both are in the cycle); a file made from this "
+                     "printout holds only the one above\n")
+        return _print_config(text)
     configure_logging(args.verbose, args.quiet)
     if config.path is not None:
         log.debug("config file: %s", config.path)

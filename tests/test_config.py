@@ -246,6 +246,22 @@ def test_print_config_into_a_full_disk_or_a_closed_output_is_one_line(redirect):
                                   "more ("), done.stderr
 
 
+def test_print_config_names_the_config_files_background_that_b_also_steps_to(capsys, tmp_path):
+    """A colour in the file and a folder on the command line: ``b`` steps through both, but the
+    printout has one ``background``; a comment says what a file made from it would leave out."""
+    config = write_config(tmp_path / "c.toml", 'background = "#00ff00"\n')
+    folder = tmp_path / "backgrounds"
+    folder.mkdir()
+    capsys.readouterr()
+    assert main(["--config", str(config), "--background", str(folder), "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert tomllib.loads(printed)["background"] == str(folder)
+    assert "# b also steps to '#00ff00', the config file's background" in printed
+    capsys.readouterr()
+    assert main(["--config", str(config), "--print-config"]) == 0  # one kind: nothing to say
+    assert "b also steps" not in capsys.readouterr().out
+
+
 def test_format_config_without_a_file_says_so():
     parser = build_parser()
     text = format_config(parser, parser.parse_args([]), read_config(parser))
