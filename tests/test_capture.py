@@ -405,6 +405,20 @@ def test_a_photo_given_as_a_video_is_named(tmp_path, caplog):
         f"'{photo}' is a photo: as --source it is a video of one frame; --image cuts out photos"]
 
 
+def test_a_photo_given_as_a_video_is_upright_by_its_exif_orientation(tmp_path):
+    """FFmpeg ignores a JPEG's EXIF orientation; as --source the photo is read as --image
+    reads it, upright."""
+    image = Image.fromarray(rgb_red_left(80, 40))
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    with VideoFileSource(tmp_path / "rotated.jpg") as video:
+        assert video.size == (40, 80)
+        frames = list(video)
+    assert len(frames) == 1
+    assert np.array_equal(frames[0].image, read_image(tmp_path / "rotated.jpg"))
+
+
 def test_a_photo_its_decoder_complains_about_is_read_with_one_warning(tmp_path, caplog, capfd):
     """libjpeg decodes a JPEG with damaged scan data, and says so on the terminal; that
     becomes one warning naming the file, and nothing of libjpeg's own reaches the terminal."""

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
-from portrait.capture.images import IMAGE_EXTENSIONS
+from portrait.capture.images import IMAGE_EXTENSIONS, read_image
 from portrait.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ class VideoFileSource(Source):
         if self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif":
             log.warning("'%s' is a photo: as --source it is a video of one frame; --image cuts "
                         "out photos", self.path)
+            # Read as --image reads it: upright by its EXIF orientation, which FFmpeg ignores.
+            self._first = read_image(self.path)
+            self._size = (self._first.shape[1], self._first.shape[0])
         log.info(
             "video '%s': %dx%d at %g fps, %s frames",
             self.path, *self._size, self._fps, self._frame_count or "unknown",
