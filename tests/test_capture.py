@@ -569,10 +569,14 @@ def test_bad_image_files_are_one_line_input_errors(tmp_path, kind):
 def test_huge_image_is_refused_from_its_header(tmp_path):
     path = png_header_only(tmp_path / "huge.png", 12000, 9000)
     start = time.perf_counter()
-    with pytest.raises(InputError, match=r"12000x9000 \(108 MP\), over the 64 MP limit; "
-                                         "downscale it first"):
+    with pytest.raises(InputError, match=r"12000x9000 \(108,000,000 pixels\), over the limit of "
+                                         r"64,000,000 \(64 MP\); downscale it first"):
         read_image(path)
     assert time.perf_counter() - start < 1.0  # refused before any decoding
+    # Just over: the numbers say so (rounded to megapixels, both read "64 MP").
+    with pytest.raises(InputError, match=r"8000x8001 \(64,008,000 pixels\), over the limit of "
+                                         r"64,000,000"):
+        read_image(png_header_only(tmp_path / "over.png", 8000, 8001))
 
 
 def test_pixel_limit_also_applies_to_decoded_images(tmp_path):

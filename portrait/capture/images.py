@@ -120,8 +120,8 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int,
     width, height = size
     if width * height > max_pixels:
         raise InputError(
-            f"{what} '{path}' is {width}x{height} ({width * height / 1e6:.0f} MP), over the "
-            f"{max_pixels / 1e6:.0f} MP limit; downscale it first"
+            f"{what} '{path}' is {width}x{height} ({width * height:,} pixels), over the limit "
+            f"of {max_pixels:,} ({max_pixels / 1e6:g} MP); downscale it first"
         )
 
 
