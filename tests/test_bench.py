@@ -54,7 +54,8 @@ def report(tmp_path_factory, brightness_model) -> tuple[dict, str]:
     out = tmp / "bench.json"
     code = bench.main(["--source", str(clip), "--size", "128x96", "--frames", "30",
                        "--model", str(brightness_model), "--peer-model", str(peer),
-                       "--camera-fps", "60", "--soak", "1100", "--json", str(out)])
+                       "--camera-fps", "60", "--soak", "1100", "--threads", "1",
+                       "--json", str(out)])
     assert code == 0
     return json.loads(out.read_text()), str(clip)
 
@@ -68,6 +69,7 @@ def test_both_pipelines_run_every_frame_of_the_looped_clip(report):
         assert results["paced"][name]["cpu_percent"] > 0
     stages = results["throughput"]["ours"]["stage_ms"]
     assert {"decode", "segment", "smooth", "refine", "composite"} <= set(stages)
+    assert "CPU, 1 threads" in results["runtime"]  # --threads reached our interpreter
 
 
 def test_ratios_are_computed_from_the_runs(report):

@@ -261,7 +261,8 @@ def bench(source: str, size: tuple[int, int], frames: int, segment: SegmentOptio
         peer.run(clip_frames(source, size, 10))
         ours.run(clip_frames(source, size, 10), live=False)
         results = {"source": source, "size": f"{size[0]}x{size[1]}", "frames": frames,
-                   "model": segment.model, "decontaminate": decontaminate,
+                   "model": segment.model, "runtime": ours.segmenter.runtime,
+                   "decontaminate": decontaminate,
                    "peer_model": str(peer_model)}
         results["throughput"] = {
             "peer": _timed(lambda: peer.run(clip_frames(source, size, frames))),
@@ -299,7 +300,8 @@ def format_table(results: dict) -> str:
     tp, pc = results["throughput"], results["paced"]
     lines = [
         f"clip {results['source']} at {results['size']}, {results['frames']} frames; "
-        f"ours: {results['model']}{' with --decontaminate' if results.get('decontaminate') else ''}; "
+        f"ours: {results['model']} ({results.get('runtime', '?')})"
+        f"{' with --decontaminate' if results.get('decontaminate') else ''}; "
         "peer: MediaPipe selfie + OpenCV (single thread)",
         "",
         f"{'':34}{'ours':>12}{'peer':>12}",
@@ -334,7 +336,7 @@ def format_table(results: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly, parse_size,
-                              positive_int, with_debug)
+                              positive_int, threads_count, with_debug)
     from portrait.sink.paths import check_report_file, write_atomic
 
     p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
@@ -350,6 +352,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"pacing of the CPU/latency run ({PACED_S} s, at most --frames frames)")
     p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px, help="our blur strength")
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
+    p.add_argument("--threads", type=threads_count, default=0, metavar="N",
+                   help="our model's inference threads, as the app's --threads (default: 0, "
+                        "the app's own choice for a stream)")
     p.add_argument("--decontaminate", action="store_true",
                    help="ours with the app's --decontaminate (the person's own colour at the soft "
                         "edge)")
@@ -370,7 +375,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_report_file(args.json, "--json", ".json",
                               protected=[args.source, args.model, args.peer_model])
         import_tensorflow_quietly()
-        results = bench(args.source, args.size, args.frames, SegmentOptions(model=args.model),
+        segment = SegmentOptions(model=args.model, threads=args.threads)
+        results = bench(args.source, args.size, args.frames, segment,
                         args.peer_model, args.camera_fps, args.blur, not args.no_reuse, args.soak,
                         args.decontaminate)
         print(format_table(results))
