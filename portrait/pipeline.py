@@ -51,6 +51,17 @@ def stream_opencv_threads(cores: Optional[int] = None, stages: int = STREAM_STAG
     return max(1, (cores or os.cpu_count() or 1) // stages)
 
 
+def stream_inference_threads(threads: int = 0, cores: Optional[int] = None) -> int:
+    """The interpreter's threads for a camera or video stream: ``threads`` as given (``--threads
+    N``), or for 0 half the cores, at least 1. The model runs beside the reader and the finish
+    stage, so a second interpreter thread on 2 cores mostly spins: one thread cut the paced CPU
+    against the peer from 0.69 to 0.62 at the same latency (weights/HISTORY.md, "Live cost
+    studies"). Photos keep every core (``threads`` 0 there is every core)."""
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (auto) or more, got {threads}")
+    return threads or max(1, (cores or os.cpu_count() or 1) // 2)
+
+
 @contextlib.contextmanager
 def opencv_threads(count: int):
     """Set OpenCV's (process-wide) thread pool to ``count`` threads; restore it on exit."""

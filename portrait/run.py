@@ -47,7 +47,7 @@ from portrait.options import (
     SmoothOptions,
     SubjectOptions,
 )
-from portrait.pipeline import FrameProcessor, StreamPipeline
+from portrait.pipeline import FrameProcessor, StreamPipeline, stream_inference_threads
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
@@ -311,7 +311,8 @@ def run_stream(
             raise InputError(f"source '{capture.source}' gave no frames; check the file or camera")
         height, width = first.image.shape[:2]
         segmenter = stack.enter_context(
-            create_segmenter(replace(segment, frame_size=(width, height))))
+            create_segmenter(replace(segment, frame_size=(width, height),
+                                     threads=stream_inference_threads(segment.threads))))
         fps = source.fps or capture.fps
         sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
                                              backend=vcam_backend, protected=protected,

@@ -56,6 +56,21 @@ def assert_one_line_error(code, stderr, *words):
         assert word in errors[0], errors[0]
 
 
+def test_a_stream_runs_the_interpreter_on_half_the_cores_and_a_photo_on_all(
+        brightness_model, tmp_path):
+    """--threads 0: a camera or video stream gives the interpreter half the cores (its other
+    stages run beside it); a photo every core; --threads N is N for both."""
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    photo = person_image(tmp_path / "me.png")
+    cores = os.cpu_count()
+    for args, threads in ((["--source", video, "--out", tmp_path / "a.mp4"], max(1, cores // 2)),
+                          (["--image", photo, "--out", tmp_path / "a.png"], cores),
+                          (["--source", video, "--out", tmp_path / "b.mp4", "--threads", "3"], 3)):
+        code, _, stderr = run_app("--model", brightness_model, *args)
+        assert code == 0, stderr
+        assert f"TFLite (CPU, {threads} threads" in stderr, stderr
+
+
 @pytest.mark.parametrize("extra, channels", [
     ([], 3), (["--background", "#00ff00"], 3), (["--background", "transparent"], 4),
     (["--matte"], 1),

@@ -10,7 +10,7 @@ import pytest
 from portrait.capture import Frame
 from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
 from portrait.pipeline import (FrameProcessor, StillDetector, StreamPipeline,
-                               stream_opencv_threads)
+                               stream_inference_threads, stream_opencv_threads)
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.smooth import TemporalSmoother
@@ -304,6 +304,15 @@ def test_opencv_threads_are_shared_out_among_the_stages():
     assert stream_opencv_threads(cores=16, stages=1) == 16
     with pytest.raises(ValueError, match="at least 1"):
         stream_opencv_threads(cores=4, stages=0)
+
+
+def test_a_streams_interpreter_gets_half_the_cores_unless_told():
+    assert stream_inference_threads(0, cores=2) == 1
+    assert stream_inference_threads(0, cores=1) == 1
+    assert stream_inference_threads(0, cores=8) == 4
+    assert stream_inference_threads(3, cores=2) == 3  # --threads N as given
+    with pytest.raises(ValueError, match="0 \\(auto\\) or more"):
+        stream_inference_threads(-1)
 
 
 def test_stream_sizes_opencv_pool_while_running_and_restores_it(segmenter):

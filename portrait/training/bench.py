@@ -163,13 +163,15 @@ class OurPipeline:
                  decontaminate: bool = False):
         from portrait.composite import make_background
         from portrait.foreground import ForegroundEstimator
-        from portrait.pipeline import FrameProcessor
+        from portrait.pipeline import FrameProcessor, stream_inference_threads
         from portrait.refine import Refiner
         from portrait.segment import create_segmenter
         from portrait.smooth import TemporalSmoother
         from portrait.subject import SubjectSelector
 
-        self.segmenter = create_segmenter(segment)
+        # As the app runs a stream: --threads 0 is half the cores there.
+        self.segmenter = create_segmenter(
+            dataclasses.replace(segment, threads=stream_inference_threads(segment.threads)))
         try:
             self.background = make_background(CompositeOptions(background="blur", blur_px=blur_px))
         except BaseException:
@@ -354,7 +356,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
     p.add_argument("--threads", type=threads_count, default=0, metavar="N",
                    help="our model's inference threads, as the app's --threads (default: 0, "
-                        "the app's own choice for a stream)")
+                        "as the app runs a stream: half the cores, at least 1)")
     p.add_argument("--decontaminate", action="store_true",
                    help="ours with the app's --decontaminate (the person's own colour at the soft "
                         "edge)")
