@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--letterbox", action=argparse.BooleanOptionalAction, default=False,
                        help="pad to keep the aspect ratio for a fixed-size model (default: stretch)")
     model.add_argument("--threads", type=threads_count, default=0, metavar="N",
-                       help="CPU threads for inference (default: all cores)")
+                       help="CPU threads for inference (default 0: half the cores for camera and "
+                            "video, at least 1; every core for photos)")
     model.add_argument("--trust-model", action=argparse.BooleanOptionalAction, default=False,
                        help="allow a Keras model that contains code (Lambda layers); only for "
                             "files you trust")
