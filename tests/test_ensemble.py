@@ -55,6 +55,22 @@ def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path)
     np.testing.assert_allclose(averaged, (probabilities[0] + probabilities[1]) / 2, atol=1e-4)
 
 
+def test_a_member_named_like_a_temporary_file_beside_out_is_kept(tmp_path):
+    """``--out X.hdf5`` beside a member named ``X.tmp.h5``: the model is written through a
+    temporary file of its own, so the member stays as it was (it was once written over and
+    moved away)."""
+    from portrait.training.ensemble import main
+
+    first = _member(tmp_path / "seed1.tmp.h5", 1)
+    second = _member(tmp_path / "seed2.hdf5", 2)
+    before = first.read_bytes()
+    out = tmp_path / "seed1.hdf5"
+    assert main([str(first), str(second), "--out", str(out)]) == 0
+    assert first.read_bytes() == before and out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed1.hdf5", "seed1.tmp.h5",
+                                                          "seed2.hdf5"]
+
+
 def _ensemble_of(tmp_path, first, second):
     from portrait.training.ensemble import main
 

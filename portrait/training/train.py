@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -288,7 +289,9 @@ def save_model(model, out: Path, short_px: int) -> None:
     from portrait.segment import SHORT_SIDE_ATTR
     from portrait.segment.base import one_line
 
-    tmp = out.with_suffix(".tmp.h5")
+    # A name of its own beside ``out``: never a file that is there (an input named
+    # "<out stem>.tmp.h5" was once written over and moved away).
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp.h5")
     try:
         model.save(tmp)
         with h5py.File(tmp, "a") as f:
