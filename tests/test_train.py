@@ -594,6 +594,21 @@ def test_a_photo_training_cannot_decode_is_named_before_training(tmp_path, capsy
     assert bad.name in err and "is not a" in err, err
 
 
+@pytest.mark.parametrize("which", ["images", "masks"])
+def test_a_photo_or_mask_cut_short_is_named_before_training(tmp_path, capsys, which):
+    """A JPEG photo or PNG mask cut to half its bytes (a copy that stopped) starts right, so
+    only its end tells; named in one line before training, not inside fit."""
+    data = make_data(tmp_path / "data")  # JPEG photos, PNG masks
+    bad = sorted((data / which).iterdir())[2]
+    whole = bad.read_bytes()
+    bad.write_bytes(whole[:len(whole) // 2])
+    assert train_main(["--data", str(data), "--backbone", "none", "--epochs", "1",
+                       "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert bad.name in err and "does not decode" in err and "cut short" in err, err
+    assert "Traceback" not in err and not (tmp_path / "x.hdf5").exists()
+
+
 TINY = ["--steps-per-epoch", "1", "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
         "--backbone", "none", "--bn-steps", "1"]
 

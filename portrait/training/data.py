@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -176,10 +177,17 @@ def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
                         stretch_note(image.shape, mask.shape))
 
 
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}  # within the last _TAIL bytes of a whole file
+_TAIL = 4096
+
+
 def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:
-    """Refuse, before training starts, a photo or mask whose first bytes are no format the
-    training pipeline decodes (a text file named .jpg, a WebP): inside ``fit`` it would fail
-    minutes later without naming the file. Reads a few bytes of each file.
+    """Refuse, before training starts, a photo or mask the training pipeline cannot decode: one
+    whose first bytes are no format it reads (a text file named .jpg, a WebP), or a JPEG or PNG
+    cut short (a copy or a download that stopped). Inside ``fit`` either would fail minutes
+    later without naming the file. Reads the first bytes and the last 4 KB of each file; a file
+    without its format's end marker there (a cut file, or a phone's motion photo with a video
+    after the picture) is decoded by TensorFlow's own decoder to tell.
 
     Raises:
         InputError: the first such file, by name.
@@ -189,11 +197,27 @@ def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:
             try:
                 with open(path, "rb") as file:
                     head = file.read(8)
+                    file.seek(max(0, os.fstat(file.fileno()).st_size - _TAIL))
+                    tail = file.read(_TAIL)
             except OSError as error:
                 raise InputError(f"cannot read '{path}': {error.strerror}; check the file") from None
-            if not any(head.startswith(magic) for magic in formats):
+            kind = next((name for magic, name in formats.items() if head.startswith(magic)), None)
+            if kind is None:
                 raise InputError(f"'{path}' is not a {' or '.join(formats.values())} file, which "
                                  "training reads; convert it or leave it out of the list")
+            marker = _END_MARKERS.get(kind)
+            if marker is not None and marker not in tail:
+                _check_decodes(path, kind)
+
+
+def _check_decodes(path: str, kind: str) -> None:
+    """Decode ``path`` as training does; InputError naming it if it does not decode."""
+    try:
+        tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+    except tf.errors.OpError as error:
+        reason = str(error.message).strip().splitlines()[0] if error.message else type(error).__name__
+        raise InputError(f"'{path}' does not decode as a {kind} ({reason}): it may be cut short; "
+                         "copy it again, re-save it or leave it out of the list") from None
 
 
 def _decode_resized(image_path, mask_path, size_for):
