@@ -139,15 +139,19 @@ def zoom_limit(text: str) -> float:
 
 
 def zoom_range(text: str) -> tuple[float, float]:
-    """``MIN,MAX`` → (min, max) zoom factors, 0 < MIN <= MAX."""
+    """``MIN,MAX`` → (min, max) zoom factors, 0 < MIN <= MAX <= :data:`MAX_ZOOM`."""
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"zoom '{text}' is not MIN,MAX, e.g. 0.55,1.35") from None
-    if not 0.0 < low <= high:
+    if not 0.0 < low <= high <= MAX_ZOOM:  # also refuses inf and nan
         raise argparse.ArgumentTypeError(
-            f"zoom '{text}' must have 0 < MIN <= MAX, e.g. 0.55,1.35")
+            f"zoom '{text}' must have 0 < MIN <= MAX <= {MAX_ZOOM:g} (a crop a tenth of the "
+            "photo's side), e.g. 0.55,1.35")
     return low, high
+
+
+MAX_ZOOM = 10.0  # --zoom's largest factor; a larger one (or inf) crashes the crop's resize
 
 
 def with_debug(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
