@@ -266,6 +266,45 @@ def test_validation_split_never_uses_test(tmp_path):
     assert "000" not in stems and "001" not in stems and len(stems) == 10
 
 
+def test_a_test_list_named_as_such_is_refused_for_training_and_distillation(tmp_path, capsys):
+    """"test.txt is never used for training or validation" holds when one is named too."""
+    from portrait.training.distill import main as distill_main
+
+    folder = make_data(tmp_path / "d")
+    (folder / "test.txt").write_text("000\n001\n")
+    with pytest.raises(InputError, match="is a test list: a test set is never used"):
+        resolve_split(str(folder / "test.txt"), "train")
+    capsys.readouterr()
+    assert train_main(["--data", str(folder / "test.txt"), "--backbone", "none",
+                       "--out", str(tmp_path / "x.hdf5")]) == 2
+    assert "is a test list" in capsys.readouterr().err
+    teacher = constant_model(tmp_path / "teacher.keras", 0.7)
+    assert distill_main(["--teacher", teacher, "--data", str(folder / "test.txt"),
+                         "--out", str(tmp_path / "soft")]) == 2
+    assert "is a test list" in capsys.readouterr().err
+    assert not (tmp_path / "soft").exists() or not any((tmp_path / "soft").rglob("*.png"))
+
+
+def test_a_folders_validation_list_that_is_broken_or_shared_is_said(tmp_path, caplog):
+    """A folder's other.txt naming a missing photo is an error, as a broken train.txt is; one
+    sharing pairs with training is named in a warning and not used (it was dropped silently
+    after the log had announced it)."""
+    from portrait.training.train import TrainOptions, _split
+
+    folder = make_data(tmp_path / "d")
+    (folder / "val.txt").unlink()
+    (folder / "other.txt").write_text("000\n900001\n")
+    (folder / "train.txt").write_text("\n".join(f"{i:03d}" for i in range(1, 9)))
+    with pytest.raises(InputError, match="900001"):
+        _split(TrainOptions(data=(str(folder),), out="x.hdf5"))
+    (folder / "other.txt").write_text("001\n002\n")  # training pairs too
+    with caplog.at_level("WARNING", logger="portrait"):
+        train, val = _split(TrainOptions(data=(str(folder),), out="x.hdf5", val_split=0.25))
+    assert "other.txt is not used for validation: 2 of its pairs are training pairs too" \
+        in caplog.text
+    assert len(train) + len(val) == 8 and len(val) == 2  # --val-split of the training pairs
+
+
 def test_missing_stem_is_a_clear_error(tmp_path):
     folder = make_data(tmp_path / "d")
     with pytest.raises(InputError, match="no image or mask"):

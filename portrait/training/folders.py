@@ -90,6 +90,13 @@ def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tu
     return [(str(images[s]), str(masks[s])) for s in stems]
 
 
+def folder_list(folder: Path, role: str) -> Optional[Path]:
+    """The list file a data folder gives ``role``: ``train.txt`` for training, ``val.txt`` or
+    else ``other.txt`` for validation; None where it has none."""
+    candidates = ["train.txt"] if role == "train" else ["val.txt", "other.txt"]
+    return next((folder / name for name in candidates if (folder / name).is_file()), None)
+
+
 def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     """Turn a ``--data``/``--val`` entry into pairs.
 
@@ -98,18 +105,22 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     ``other.txt``; ``test.txt`` is never used for either.
 
     Raises:
-        InputError: ``spec`` is missing, a list file used lists no stems, or :func:`find_pairs`'s.
+        InputError: ``spec`` is missing, is a ``test.txt`` (named as such, it is refused too), a
+            list file used lists no stems, or :func:`find_pairs`'s.
     """
     path = Path(spec)
     if path.is_file():
+        if path.name == "test.txt":
+            raise InputError(f"'{spec}' is a test list: a test set is never used for training, "
+                             "validation, distillation or mining, or its scores would no longer "
+                             "be held out; give train.txt, val.txt, other.txt or a list of your own")
         return find_pairs(path.parent, _listed_stems(path))
     if not path.is_dir():
         raise InputError(f"training data '{spec}' not found; pass a data folder or a list file")
-    candidates = ["train.txt"] if role == "train" else ["val.txt", "other.txt"]
-    for name in candidates:
-        if (path / name).is_file():
-            log.info("%s data: %s", role, path / name)
-            return find_pairs(path, _listed_stems(path / name))
+    listed = folder_list(path, role)
+    if listed is not None:
+        log.info("%s data: %s", role, listed)
+        return find_pairs(path, _listed_stems(listed))
     if (path / "test.txt").is_file():
         test = set(read_stems(path / "test.txt"))
         pairs = find_pairs(path)

@@ -213,19 +213,24 @@ def _split(options: TrainOptions):
     import random
 
     from portrait.training.data import resolve_split
+    from portrait.training.folders import folder_list
 
     by_spec = {spec: resolve_split(spec, "train") for spec in dict.fromkeys(options.data)}
     train = [pair for spec in options.data for pair in by_spec[spec]]
     val = [pair for spec in options.val for pair in resolve_split(spec, "val")]
     if not options.val:
         for spec in by_spec:
-            if Path(spec).is_dir():
-                try:
-                    found = resolve_split(spec, "val")
-                except PortraitError:
-                    continue
-                if set(found) != set(by_spec[spec]) and set(found).isdisjoint(train):
-                    val += found
+            listed = folder_list(Path(spec), "val") if Path(spec).is_dir() else None
+            if listed is None:  # no list of its own: --val-split of the training pairs
+                continue
+            found = resolve_split(spec, "val")  # a list naming missing photos is an error
+            if not set(found).isdisjoint(train):
+                shared = sorted(set(found) & set(train))
+                log.warning("%s is not used for validation: %d of its pairs are training pairs "
+                            "too (first: %s); validating on --val-split of the training pairs",
+                            listed, len(shared), Path(shared[0][0]).stem)
+                continue
+            val += found
     rng = random.Random(options.seed)
     rng.shuffle(train)
     if not val:
