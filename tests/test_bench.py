@@ -133,6 +133,16 @@ def _fake_runs() -> dict:
             "ratios": {"throughput_fps_ours_over_peer": 1.0, "paced_cpu_ours_over_peer": 1.0}}
 
 
+@pytest.mark.parametrize("passes", ["0", "-2"])
+def test_bench_effects_refuses_no_passes_in_one_line(capsys, passes):
+    from portrait.training import bench_effects
+
+    code, _, err = in_process(capsys, bench_effects.main, "--source", "clip.mkv",
+                              "--passes", passes)
+    assert code == 2
+    assert one_error_line(err).startswith(f"error: argument --passes: '{passes}' must be greater")
+
+
 def test_missing_peer_model_is_one_clear_line(tmp_path, capsys):
     clip = write_video(tmp_path / "clip.mp4", frames=3)
     code = bench.main(["--source", str(clip), "--peer-model", str(tmp_path / "nope.tflite")])

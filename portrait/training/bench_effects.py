@@ -154,15 +154,16 @@ def bench_effects(source: str, size: tuple[int, int], model: str, passes: int) -
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from portrait.cli import OneLineParser, configure_logging, import_tensorflow_quietly, parse_size
+    from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly,
+                              parse_size, positive_int, with_debug)
 
     p = OneLineParser(prog="python -m portrait.training.bench_effects",
-                      description=__doc__.split("\n")[0])
+                      description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--source", required=True, help="video clip")
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH")
     p.add_argument("--model", default=LIVE_MODEL, help=f"model for the mattes ({LIVE_MODEL})")
-    p.add_argument("--passes", type=int, default=2, help="timed passes over the clip")
-    args = p.parse_args(argv)
+    p.add_argument("--passes", type=positive_int, default=2, help="timed passes over the clip")
+    args = with_debug(p).parse_args(argv)
     configure_logging(quiet=True)
 
     def body() -> None:
@@ -171,7 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, value in results.items():
             print(f"{name:26s} {value}")
 
-    return run_command(body, traceback=True)
+    return run_command(body, traceback=args.debug)
 
 
 if __name__ == "__main__":
