@@ -123,12 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="unet.hdf5", help="where the best model is written (.hdf5)")
     p.add_argument("--run-dir", help="logs, checkpoints and backups (default: runs/<out stem>)")
     p.add_argument("--input-size", type=parse_size, default=(192, 192), metavar="WxH",
-                   help="training crop size; the saved model runs at any multiple of 16")
+                   help="training crop size; the saved model runs at any size whose sides are "
+                        "multiples of 32 (the app: the short side set by --short-side)")
     p.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width multiplier")
     p.add_argument("--output-stride", type=int, default=16, choices=(16, 32))
     p.add_argument("--context", default="none", choices=CONTEXT_MODULES,
-                   help="context module between the encoder and the decoder: none, or lraspp "
-                        "(Lite R-ASPP: a 1x1 projection gated by the whole image's mean features)")
+                   help="context module between the encoder and the decoder: none, lraspp "
+                        "(Lite R-ASPP: a 1x1 projection gated by the whole image's mean features) "
+                        "or tail (stride 16 only: encoder blocks 13-16 at stride 32, projected "
+                        "and added to the bottleneck)")
     p.add_argument("--backbone", default="auto",
                    help="'imagenet' (download), a weights file, 'none', or 'auto' (the shared "
                         "α=1.0 weights file when present and alpha is 1.0, else none)")
