@@ -132,6 +132,12 @@ def check_report_file(path: PathLike, option: str, suffix: str, *, protected: It
     return path
 
 
+def temporary_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """A hidden name of its own in ``path``'s folder for a file on its way to ``path``
+    (``.<name>.<random>.<suffix>``): never a file that is there, an input included."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+
+
 def write_atomic(path: Path, data: bytes, what: str) -> None:
     """Write ``data`` to ``path`` whole or not at all: a temporary file in the same folder, then
     ``os.replace``. The file gets the usual permissions (0666 less the umask).
@@ -140,7 +146,7 @@ def write_atomic(path: Path, data: bytes, what: str) -> None:
         OutputFull: the disk is full, over quota or read-only (a subclass of InputError).
         InputError: the file cannot be written (``what`` names it in the message).
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_beside(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:

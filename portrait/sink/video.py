@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import secrets
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
@@ -15,7 +14,8 @@ import numpy as np
 
 from portrait.errors import InputError
 from portrait.sink.base import Sink, _check_image, to_bgr
-from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, _refuse_input
+from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input,
+                                 temporary_beside)
 
 if TYPE_CHECKING:
     from portrait.sink.audio import SourceAudio
@@ -102,8 +102,7 @@ class VideoFileSink(Sink):
         self.audio_from = Path(audio_from) if audio_from is not None else None
         # An --out that is a link is finished where it points, as the writer used to write.
         self._final = Path(os.path.realpath(self.path))
-        self._partial = self._final.with_name(
-            f".{self._final.name}.{secrets.token_hex(4)}.partial{ext}")
+        self._partial = temporary_beside(self._final, f".partial{ext}")
         self._claim: Optional[int] = None  # the descriptor that holds the partial file's lock
         self._container = None
         self._stream = None

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -227,8 +226,8 @@ def _split(options: TrainOptions):
             if listed is None:  # no list of its own: --val-split of the training pairs
                 continue
             found = resolve_split(spec, "val")  # a list naming missing photos is an error
-            if not set(found).isdisjoint(train):
-                shared = sorted(set(found) & set(train))
+            shared = sorted(set(found) & set(train))
+            if shared:
                 log.warning("%s is not used for validation: %d of its pairs are training pairs "
                             "too (first: %s); validating on --val-split of the training pairs",
                             listed, len(shared), Path(shared[0][0]).stem)
@@ -296,10 +295,11 @@ def save_model(model, out: Path, short_px: int) -> None:
     from portrait.errors import InputError
     from portrait.segment import SHORT_SIDE_ATTR
     from portrait.segment.base import one_line
+    from portrait.sink.paths import temporary_beside
 
-    # A name of its own beside ``out``: never a file that is there (an input named
-    # "<out stem>.tmp.h5" was once written over and moved away).
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp.h5")
+    # A name of its own beside ``out`` (an input named "<out stem>.tmp.h5" was once written
+    # over and moved away); Keras picks the format by the ".h5".
+    tmp = temporary_beside(out, ".tmp.h5")
     try:
         model.save(tmp)
         with h5py.File(tmp, "a") as f:
