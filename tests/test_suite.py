@@ -141,6 +141,14 @@ def test_training_split_never_writes_into_the_data_root(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["eg1800"]
 
 
+def test_training_split_into_a_file_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "splits"
+    out.write_text("a file\n")
+    with pytest.raises(InputError, match=f"--training-split '{out}' is a file"):
+        suite.training_split(tmp_path / "data", out)
+    assert out.read_text() == "a file\n"
+
+
 @needs_shared
 def test_training_split_never_replaces_a_data_set_outside_the_root(tmp_path):
     """A folder beside the data root that holds the user's own copy of a set keeps its lists;

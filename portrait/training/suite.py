@@ -150,6 +150,9 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
     """
     from portrait.training.folders import claim_data_folder
 
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--training-split '{out}' is a file; the split is a folder of lists, "
+                         "so choose a new folder (e.g. runs/splits)")
     if lies_in(out, root):
         raise InputError(f"--training-split '{out}' lies in the data root '{root}', whose own "
                          "lists it would replace; choose a folder outside it (e.g. runs/splits)")
