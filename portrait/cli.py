@@ -187,16 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--matte", action=argparse.BooleanOptionalAction, default=False,
                     help="write the alpha matte (8-bit grey, 255 = person) instead of a composite")
     io.add_argument("--preview", action=argparse.BooleanOptionalAction, default=False,
-                    help="show a preview window; it takes the live keys (space, b, +/-, m, f, q)")
+                    help="show a preview window; it takes the live keys (space, b, +/-, m, f, e, q)")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--stats", type=given, metavar="PATH",
                     help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
 
     cam = p.add_argument_group("camera and video")
-    cam.add_argument("--width", type=positive_int, default=1280, metavar="W", help="camera width to ask for")
-    cam.add_argument("--height", type=positive_int, default=720, metavar="H", help="camera height to ask for")
+    cam.add_argument("--width", type=positive_int, default=1280, metavar="W",
+                     help="camera width to ask for (default 1280)")
+    cam.add_argument("--height", type=positive_int, default=720, metavar="H",
+                     help="camera height to ask for (default 720)")
     cam.add_argument("--fps", type=positive_float, default=30.0, metavar="F",
-                     help="camera frame rate to ask for")
+                     help="camera frame rate to ask for (default 30)")
     cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
                      help="play a video file at its own pace, as a camera would deliver it "
                           "(stale frames are dropped; a video --out keeps the times of those "

@@ -2,6 +2,7 @@
 builder's shapes; the data pipeline's samples."""
 
 import dataclasses
+import os
 import json
 from pathlib import Path
 
@@ -877,3 +878,37 @@ def test_a_moved_run_folder_resumes_and_paths_compare_by_the_files_they_name(tmp
     assert "run_dir '" not in err and "out '" not in err, err
     assert train_main(["--data", str(data)] + args) == 0
     assert (tmp_path / "x.hdf5").is_file()
+
+
+def test_auto_backbone_without_pretrained_weights_warns_that_the_encoder_starts_random(caplog):
+    from portrait.training.train import _resolve_backbone
+
+    with caplog.at_level("WARNING", logger="portrait.training.train"):
+        assert _resolve_backbone("auto", 0.35) is None
+    assert "starts from random weights (the shared weights are for alpha 1.0, not 0.35)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="portrait.training.train"):
+        assert _resolve_backbone("none", 0.35) is None
+    assert caplog.text == ""
+
+
+def test_imagenet_backbone_that_cannot_be_downloaded_is_one_line(tmp_path):
+    """Offline (as here), Keras' fetch fails; the run says so in one line and writes nothing."""
+    import subprocess
+    import sys
+
+    data = make_data(tmp_path / "data")
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"))  # no cached download
+    command = [sys.executable, "-m", "portrait.training.train", "--data", str(data), "--backbone",
+               "imagenet", "--alpha", "0.35", "--input-size", "64x64", "--short-side", "64",
+               "--epochs", "1", "--max-items", "2", "--out", str(tmp_path / "x.hdf5"),
+               "--run-dir", str(tmp_path / "run")]
+    result = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], env=env,
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode == 0:
+        pytest.skip("ImageNet's weights downloaded: this machine is online")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot download ImageNet's MobileNetV2 weights"), last
+    assert "--backbone none" in last and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.hdf5").exists()

@@ -345,14 +345,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--source", required=True, help="video clip (looped as needed)")
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
                    help="both pipelines get the clip resized to this (default 1280x720)")
-    p.add_argument("--frames", type=positive_int, default=600, help="frames per throughput run")
+    p.add_argument("--frames", type=positive_int, default=600, help="frames per throughput run (default 600)")
     p.add_argument("--model", default=LIVE_MODEL,
                    help=f"our model (default: the app's default for camera and video, {LIVE_MODEL})")
     p.add_argument("--peer-model", type=Path, default=PEER_MODEL,
-                   help="MediaPipe selfie model for the peer path")
+                   help=f"MediaPipe selfie model for the peer path (default {PEER_MODEL})")
     p.add_argument("--camera-fps", type=camera_rate, default=30.0,
-                   help=f"pacing of the CPU/latency run ({PACED_S} s, at most --frames frames)")
-    p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px, help="our blur strength")
+                   help=f"pacing of the CPU/latency run ({PACED_S} s, at most --frames frames; "
+                        "default 30)")
+    p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px,
+                   help="our blur strength (default %(default)s px)")
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
     p.add_argument("--threads", type=threads_count, default=0, metavar="N",
                    help="our model's inference threads, as the app's --threads (default: 0, "

@@ -117,6 +117,7 @@ def build_unet(
     Raises:
         ValueError: an input size that is not a multiple of the stride, a bad stride or an
             unknown context module.
+        InputError: ``"imagenet"`` weights that cannot be downloaded.
     """
     width, height = input_size
     if output_stride not in (16, 32):
@@ -138,12 +139,20 @@ def build_unet(
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inputs)
 
     imagenet = backbone_weights == "imagenet"
-    encoder = keras.applications.MobileNetV2(
-        input_shape=(height, width, 3) if fixed_input else (None, None, 3),
-        alpha=alpha,
-        include_top=False,
-        weights="imagenet" if imagenet else None,
-    )
+    try:
+        encoder = keras.applications.MobileNetV2(
+            input_shape=(height, width, 3) if fixed_input else (None, None, 3),
+            alpha=alpha,
+            include_top=False,
+            weights="imagenet" if imagenet else None,
+        )
+    except Exception as error:  # Keras' get_file raises a bare Exception for a failed fetch
+        if not (imagenet and "URL fetch failure" in str(error)):
+            raise
+        from portrait.errors import InputError
+        raise InputError("cannot download ImageNet's MobileNetV2 weights (no internet?); pass "
+                         "--backbone FILE with a local weights file (e.g. ../shared/models/"
+                         "mobilenetv2_1.0_backbone.weights.h5) or --backbone none") from None
     if backbone_weights and not imagenet:
         encoder.load_weights(backbone_weights)
         log.info("encoder weights loaded from %s", backbone_weights)

@@ -118,41 +118,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation folders or list files (default: each --data folder's "
                         "val.txt/other.txt, else --val-split of the training pairs)")
     p.add_argument("--val-split", type=fraction, default=0.05,
-                   help="fraction of training pairs held out when no validation set is found")
-    p.add_argument("--out", default="unet.hdf5", help="where the best model is written (.hdf5)")
+                   help="fraction of training pairs held out when no validation set is found (default 0.05)")
+    p.add_argument("--out", default="unet.hdf5", help="where the best model is written (.hdf5; default unet.hdf5)")
     p.add_argument("--run-dir", help="logs, checkpoints and backups (default: runs/<out stem>)")
     p.add_argument("--input-size", type=parse_size, default=(192, 192), metavar="WxH",
                    help="training crop size; the saved model runs at any size whose sides are "
-                        "multiples of 32 (the app: the short side set by --short-side)")
-    p.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width multiplier")
-    p.add_argument("--output-stride", type=int, default=16, choices=(16, 32))
+                        "multiples of 32 (the app: the short side set by --short-side); default 192x192")
+    p.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width multiplier (default 1.0)")
+    p.add_argument("--output-stride", type=int, default=16, choices=(16, 32),
+                   help="the encoder's deepest stride (default 16)")
     p.add_argument("--context", default="none", choices=CONTEXT_MODULES,
                    help="context module between the encoder and the decoder: none, lraspp "
                         "(Lite R-ASPP: a 1x1 projection gated by the whole image's mean features) "
                         "or tail (stride 16 only: encoder blocks 13-16 at stride 32, projected "
-                        "and added to the bottleneck)")
+                        "and added to the bottleneck); default none")
     p.add_argument("--backbone", default="auto",
-                   help="'imagenet' (download), a weights file, 'none', or 'auto' (the shared "
-                        "α=1.0 weights file when present and alpha is 1.0, else none)")
-    p.add_argument("--batch", type=positive_int, default=8)
-    p.add_argument("--epochs", type=positive_int, default=30)
+                   help="where the encoder starts: 'imagenet' (ImageNet's MobileNetV2 weights, "
+                        "downloaded once by Keras), a weights file, 'none' (random), or 'auto' "
+                        "(default: the shared α=1.0 weights file when present and alpha is 1.0, "
+                        "else random, with a warning)")
+    p.add_argument("--batch", type=positive_int, default=8, help="crops per step (default 8)")
+    p.add_argument("--epochs", type=positive_int, default=30, help="default 30")
     p.add_argument("--steps-per-epoch", type=positive_int,
                    help="default: one pass over the training set")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (Adam)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (Adam; default 1e-3)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
-                   help="cosine decay to 1%% after a linear warm-up, or constant")
-    p.add_argument("--warmup-epochs", type=non_negative_float, default=0.5)
+                   help="cosine decay to 1%% after a linear warm-up (the default), or constant")
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=0.5,
+                   help="epochs of linear warm-up (default 0.5)")
     p.add_argument("--loss", type=loss_spec, default="dice+bce",
                    help="terms joined by '+', each optionally weighted: dice, bce, focal, "
                         "boundary, far, lovasz, consistency, e.g. 'dice+bce+0.5*boundary'; "
                         "consistency trains on each crop twice, with and without the colour, "
-                        "light and noise changes, so a step holds 2x --batch images")
+                        "light and noise changes, so a step holds 2x --batch images (default dice+bce)")
     p.add_argument("--max-items", type=positive_int, help="use only this many training pairs (quick runs)")
     p.add_argument("--init", help="start from this model's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last completed epoch")
     p.add_argument("--bn-steps", type=non_negative_int, default=100,
-                   help="batches used to re-estimate batch-norm statistics after training")
+                   help="batches used to re-estimate batch-norm statistics after training (default 100)")
     p.add_argument("--short-side", type=short_side, metavar="PX",
                    help="short side the app runs the model at, a multiple of 32, stored in the "
                         "model file (default: the training crop's short side)")
@@ -173,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "frame); default 0.55,1.35")
     p.add_argument("--pad", choices=PAD_MODES, default="constant",
                    help="what fills a crop where it leaves the photo: a random grey labelled "
-                        "background, or a mirror image (which adds mirrored people)")
+                        "background (the default), or a mirror image (which adds mirrored people)")
     p.add_argument("--teacher", nargs="+", default=[], metavar="MODEL",
                    help="knowledge distillation: models whose mean prediction on each augmented "
                         "batch is mixed into the training target")
@@ -207,7 +211,11 @@ def _resolve_backbone(spec: str, alpha: float) -> Optional[str]:
         return spec
     path = _backbone_file(spec, alpha)
     if spec == "auto" and path is None:
-        log.info("no pretrained backbone for alpha=%g: training the encoder from scratch", alpha)
+        reason = (f"'{DEFAULT_BACKBONE}' is not here" if alpha == 1.0
+                  else f"the shared weights are for alpha 1.0, not {alpha:g}")
+        log.warning("the encoder starts from random weights (%s), which needs far more data and "
+                    "epochs; pass --backbone imagenet (a download) or --backbone FILE for "
+                    "pretrained ones, or --backbone none to silence this", reason)
     return path
 
 
