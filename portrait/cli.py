@@ -133,6 +133,14 @@ def probability(text: str) -> float:
     return _number(text, float, lambda v: 0.0 <= v <= 1.0, "is not a probability between 0 and 1")
 
 
+MAX_REFINE_RADIUS = 64  # px: 8 times the default; far more costs seconds a frame and blurs the edge
+
+
+def refine_radius(text: str) -> int:
+    return _number(text, int, lambda v: 1 <= v <= MAX_REFINE_RADIUS,
+                   f"must be from 1 to {MAX_REFINE_RADIUS}")
+
+
 def zoom_limit(text: str) -> float:
     return _number(text, float, lambda v: v >= 1.0, "must be at least 1 (1 = never zoom in)",
                    label="zoom ")
@@ -274,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
                            f"steadier (default: {SmoothOptions.min_weight})")
     look.add_argument("--no-refine", action="store_true",
                       help="turn guided-filter edge refinement off (plain upscaling)")
-    look.add_argument("--refine-radius", type=positive_int, default=RefineOptions.radius_px,
-                      metavar="PX", help="guided filter radius at full resolution "
-                                         f"(default: {RefineOptions.radius_px})")
+    look.add_argument("--refine-radius", type=refine_radius, default=RefineOptions.radius_px,
+                      metavar="PX", help="guided filter radius at full resolution, 1 to "
+                                         f"{MAX_REFINE_RADIUS} (default: {RefineOptions.radius_px})")
     look.add_argument("--refine-sharpen", type=positive_float, default=RefineOptions.sharpen,
                       metavar="K", help="steepen the model's edge to sigmoid(K*logit p) before the "
                                         "guided filter: less glow of the room around hair; 1 = "

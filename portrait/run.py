@@ -98,6 +98,13 @@ def _write_stats_after_stop(stats: RunStats, path: Optional[str]) -> None:
         log.warning("--stats not written: %s", error)
 
 
+def _stats_after_error(kind: Optional[type], stream, path: Optional[str]) -> bool:
+    """An exit callback: ``--stats`` for a stream that an error ended (never suppresses it)."""
+    if kind is not None and stream is not None and path:
+        _write_stats_after_stop(stream.stats, path)
+    return False
+
+
 def run_inputs(sources: Iterable, segment: SegmentOptions, controls: ControlOptions,
                background: str) -> list[Path]:
     """Every file a run reads, which no output may overwrite: the photos or the video, the
@@ -300,7 +307,11 @@ def run_stream(
                               reuse_still=pipeline.reuse_still,
                               still_threshold=pipeline.still_threshold,
                               max_reuse=pipeline.max_reuse)
+    stream: Optional[StreamPipeline] = None
     with ExitStack() as stack:
+        # Last out: after an error anywhere, the sink's close too (a full disk, a device), the
+        # frames done are still reported.
+        stack.push(lambda kind, _error, _tb: _stats_after_error(kind, stream, output.stats))
         background = None if output.matte else stack.enter_context(
             LiveBackground(composite, state, (capture.width, capture.height)))
         source = stack.enter_context(open_source(capture))

@@ -284,9 +284,12 @@ def test_bad_option_value_is_one_line(capsys):
                         ("--threads", "-4"), ("--fps", "0"), ("--fps", "-1"),
                         ("--input-size", "100x77"), ("--input-size", "300x200"),
                         ("--image", ""), ("--out", ""), ("--stats", ""), ("--model", ""),
-                        ("--source", ""), ("--background", "")):
+                        ("--source", ""), ("--background", ""), ("--refine-radius", "0"),
+                        ("--refine-radius", "65"), ("--refine-radius", "2000000000")):
         code, stderr = run_in_process(capsys, option, bad)
         assert_one_line_error(code, stderr, option)
+    code, stderr = run_in_process(capsys, "--refine-radius", "100000")
+    assert "'100000' must be from 1 to 64" in stderr  # seconds a frame, or a C++ error, before
 
 
 @pytest.mark.parametrize("inputs_of", ["image", "video"])

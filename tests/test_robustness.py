@@ -734,6 +734,28 @@ def test_a_full_disk_stops_a_batch_at_the_first_photo_it_refuses(brightness_mode
     assert f"stopped after {written} of 30 images: the output's disk takes no more" in stderr
 
 
+def test_a_stream_stopped_by_a_full_disk_still_writes_its_stats(brightness_model, tmp_path):
+    """PNG frames onto a real full disk (a 200 KB tmpfs in a user namespace of its own): the
+    stream stops with one line and exit code 2, and --stats (on another disk) counts the frames
+    written before it."""
+    video = write_video(tmp_path / "in.avi", frames=60, size=(320, 240))
+    disk, stats = tmp_path / "disk", tmp_path / "stats.json"
+    disk.mkdir()
+    script = ('mount -t tmpfs -o size=200k tmpfs "$1" || exit 99; shift; exec "$@"')
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), sys.executable, "app.py", "--model",
+                           str(brightness_model), "--backend", "keras", "--source", str(video),
+                           "--out", str(disk / "frames") + "/", "--stats", str(stats)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
+    assert "--stats not written" not in done.stderr, done.stderr
+    assert 0 <= json.loads(stats.read_text())["frames"] < 60
+
+
 @pytest.fixture(scope="module")
 def lambda_model(tmp_path_factory) -> Path:
     """A legacy .h5 model with a Lambda layer: loading it would run the Lambda's bytecode.

@@ -129,6 +129,62 @@ def test_virtual_camera_close_is_safe_twice_and_write_after_close_fails(recorder
         sink.write(np.zeros((24, 32, 3), np.uint8))
 
 
+def test_a_device_that_fails_to_close_is_a_warning_not_a_failed_run(recorder, caplog):
+    class ClosingFails(RecordingBackend):
+        instances: list = []
+
+        def close(self) -> None:
+            super().close()
+            raise RuntimeError("close failed: No such device")
+
+    with fake_camera("closing-fails", ClosingFails):
+        sink = VirtualCameraSink(32, 24, 30.0, backend="closing-fails")
+        sink.write(np.zeros((24, 32, 3), np.uint8))
+        sink.close()  # no exception
+        sink.close()
+    assert ClosingFails.instances[0].closed == 1 and sink.frames_written == 1
+    assert any("did not close cleanly (close failed: No such device)" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own():
+    """The count of a device's readers runs beside the stream, which only reads the answer."""
+    import subprocess
+    import sys
+
+    from portrait.sink.virtual_camera import ConsumerWatch, device_readers
+
+    if device_readers("/dev/full") != 0:
+        pytest.skip("needs Linux and a /dev/full that no other process holds open")
+
+    def settles(watch, value, within_s=3.0):
+        deadline = time.perf_counter() + within_s
+        while watch.present != value and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        return watch.present == value
+
+    watch = ConsumerWatch("/dev/full", idle_s=0.05, busy_s=0.05)
+    try:
+        assert watch._thread is not None and watch._thread.is_alive()
+        assert settles(watch, False)
+        holder = subprocess.Popen([sys.executable, "-c",
+                                   "import time; f = open('/dev/full', 'rb'); print(1, flush=True); "
+                                   "time.sleep(30)"], stdout=subprocess.PIPE)
+        try:
+            holder.stdout.readline()
+            assert settles(watch, True)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert settles(watch, False)
+    finally:
+        watch.close()
+    assert not watch._thread.is_alive()
+    # Where readers cannot be counted there is no thread, and output is always wanted.
+    unknown = ConsumerWatch("/dev/video-fake")
+    assert unknown._thread is None and unknown.present
+
+
 def test_virtual_camera_rejects_non_uint8_frames(recorder):
     with VirtualCameraSink(32, 24, 30.0, backend=BACKEND) as sink:
         with pytest.raises(ValueError, match="float32 != uint8"):

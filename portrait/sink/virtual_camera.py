@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -69,7 +70,7 @@ class VirtualCameraSink(Sink):
         self.frames_written = 0
         self.frames_dropped = 0
         self.device = self._camera.device
-        self._consumer, self._consumer_checked = True, -1.0
+        self._consumers = ConsumerWatch(self.device)
         log.info("virtual camera: %s (%s backend), %dx%d at %g fps",
                  self.device, self._camera.backend, *self.size, self.fps)
 
@@ -89,13 +90,9 @@ class VirtualCameraSink(Sink):
             ) from None
 
     def has_consumer(self) -> bool:
-        """False only when we can tell that no application reads the device (checked ≤ 1/s)."""
-        now = time.perf_counter()
-        if now >= self._consumer_checked + 1.0:
-            self._consumer_checked = now
-            readers = device_readers(self.device) if self.device else None
-            self._consumer = readers is None or readers > 0
-        return self._consumer
+        """False only when we can tell that no application reads the device (see
+        :class:`ConsumerWatch`; this only reads its last answer)."""
+        return self._consumers.present
 
     def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
         """Send one frame (resized to the camera's size if needed); drops it while reopening."""
@@ -142,26 +139,77 @@ class VirtualCameraSink(Sink):
         return True
 
     def close(self) -> None:
-        """Release the virtual camera; safe twice."""
+        """Release the virtual camera; safe twice. A device that fails to close is named in a
+        warning: the frames were sent, so the run stands."""
         self._closed = True
+        self._consumers.close()
         if self._camera is not None:
-            self._camera.close()
-            self._camera = None
+            camera, self._camera = self._camera, None
+            try:
+                camera.close()
+            except Exception as error:  # noqa: BLE001: a native backend's close failure
+                log.warning("virtual camera did not close cleanly (%s)", error)
+
+
+class ConsumerWatch:
+    """Whether any other process has a device open, kept up to date by a thread of its own.
+
+    Counting readers walks every open file of every process (:func:`device_readers`): about
+    0.1-0.2 s on a desktop with 27,000 open files. Done in the stream's own threads, that froze
+    the output once a second; here it runs beside them, every ``idle_s`` while nobody reads (so
+    the app wakes within about that when a call opens the camera) and every ``busy_s`` while
+    someone does (going idle late costs only the CPU of a few frames). ``present`` is True until
+    the first count, and for good where readers cannot be counted (not Linux, not a ``/dev``
+    path).
+    """
+
+    def __init__(self, device: Optional[str], idle_s: float = 1.0, busy_s: float = 5.0) -> None:
+        self.device = device
+        self.present = True
+        self._intervals = (idle_s, busy_s)
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        if device and readers_countable(device):
+            self._thread = threading.Thread(target=self._run, name="vcam-consumers", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            readers = device_readers(self.device)
+            if readers is None:  # the device went away; the sink's reopen takes care of it
+                self.present = True
+            else:
+                self.present = readers > 0
+            if self._stop.wait(self._intervals[self.present]):
+                return
+
+    def close(self) -> None:
+        """Stop the thread (it finishes its current count first, at most a fraction of a
+        second); safe twice."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+
+def readers_countable(device: str) -> bool:
+    """Whether :func:`device_readers` can count ``device``'s readers here: Linux, an existing
+    ``/dev`` path."""
+    return (sys.platform.startswith("linux") and str(device).startswith("/dev/")
+            and os.path.exists(device))
 
 
 def device_readers(device: str, own_pid: Optional[int] = None) -> Optional[int]:
     """How many other processes have ``device`` (e.g. ``/dev/video2``) open, or None if unknown.
 
-    Linux only: it looks through ``/proc/*/fd``. Processes we may not inspect are not counted, so
-    run as the same user as the video-call app (the usual case).
+    Linux only: it reads the links in ``/proc/*/fd`` (the kernel writes each open file's real
+    path there, whatever name it was opened by; a link is cheaper to read than its target to
+    stat: 120 against 180 ms for 27,000 open files). Processes we may not inspect are not
+    counted, so run as the same user as the video-call app (the usual case).
     """
-    if not sys.platform.startswith("linux") or not str(device).startswith("/dev/"):
+    if not readers_countable(device):
         return None
     own_pid = os.getpid() if own_pid is None else own_pid
-    try:
-        target = os.stat(device).st_rdev
-    except OSError:
-        return None
+    target = os.path.realpath(device)
     readers = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == own_pid:
@@ -170,7 +218,7 @@ def device_readers(device: str, own_pid: Optional[int] = None) -> Optional[int]:
         try:
             for fd in os.listdir(fd_dir):
                 try:
-                    if os.stat(f"{fd_dir}/{fd}").st_rdev == target:
+                    if os.readlink(f"{fd_dir}/{fd}") == target:
                         readers += 1
                         break
                 except OSError:
