@@ -318,6 +318,22 @@ def test_paced_video_reports_decode_time_without_the_wait(tmp_path):
     assert np.median(np.diff([f.time_s for f in frames])) > 0.15  # it did wait
 
 
+def test_video_realtime_clock_starts_when_the_reader_comes_back_after_the_first_frame(tmp_path):
+    """The app takes the first frame, then loads its model: the clip's clock must not run
+    meanwhile, or the frames of those seconds all come due at once and a live reader drops
+    them (4 of 25 frames of a 20 fps clip, before)."""
+    clip = write_video(tmp_path / "paced.avi", 4, fps=10.0)  # frames due every 100 ms
+    with VideoFileSource(clip, realtime=True) as video:
+        frames = iter(video)
+        next(frames)
+        time.sleep(0.35)  # the model loading
+        resumed = time.perf_counter()
+        rest = [(time.perf_counter(), frame) for frame in frames]
+    arrivals = [t - resumed for t, _ in rest]
+    assert len(rest) == 3
+    assert arrivals[0] >= 0.08 and np.all(np.diff(arrivals) > 0.08), arrivals
+
+
 def test_video_realtime_with_a_slow_consumer_still_gives_every_frame(tmp_path):
     clip = write_video(tmp_path / "fast.avi", 6, fps=100.0)
     numbers = []

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -199,14 +200,17 @@ def virtual_camera():
 
 def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(
         brightness_model, tmp_path, virtual_camera):
-    video = write_video(tmp_path / "in.avi", frames=25, size=(96, 64))
+    video = write_video(tmp_path / "in.avi", frames=25, size=(96, 64), fps=20.0)
     stats = tmp_path / "s.json"
     assert main(["--model", str(brightness_model), "--source", str(video), "--stats", str(stats),
                  "-q"]) == 0
     (camera,) = virtual_camera.instances
     assert (camera.width, camera.height) == (96, 64)
-    processed = json.loads(stats.read_text())["frames"]
-    assert processed == 25
+    summary = json.loads(stats.read_text())
+    # A clip played into a call goes at its own pace, not as fast as the model runs.
+    assert summary["fps"] <= 22.0, summary
+    processed = summary["frames"]
+    assert 20 <= processed <= 25  # a frame may be dropped when it comes late, as a camera's
     assert len(camera.frames) == processed
     assert all(f.size == 96 * 64 * 3 for f in camera.frames)
     assert camera.closed == 1
