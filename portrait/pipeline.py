@@ -437,6 +437,12 @@ class StreamPipeline:
         """Ask the pipeline to finish: no new frames are read; frames in flight are output."""
         self.stop_event.set()
 
+    def abandon(self) -> None:
+        """Stop at once: the frames in flight are dropped, not output (the sink still closes;
+        for a stop that an output device holds up)."""
+        self.stop_event.set()
+        self._abort.set()
+
     def _read(self, inbox: queue.Queue) -> None:
         try:
             iterator = iter(self.frames)

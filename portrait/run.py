@@ -229,17 +229,25 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
 
 
 @contextmanager
-def _stop_on_signals(stop: Callable[[], None]):
+def _stop_on_signals(stop: Callable[[], None], abandon: Callable[[], None]):
     """SIGINT (Ctrl-C), SIGTERM and SIGHUP finish the run cleanly instead of killing it
-    mid-write."""
+    mid-write: the first lets the frames in flight out, a second drops them (``abandon``), for
+    an output that holds the first one up; the output is finalised either way."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, *TERMINATION_SIGNALS)}
+    received = []
 
     def handler(signum, _frame):
-        log.info("%s: finishing", signal.Signals(signum).name)
-        stop()
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            log.info("%s: finishing", name)
+            stop()
+        else:
+            log.warning("%s again: dropping the frames in flight and finalising the output", name)
+            abandon()
 
     for sig in previous:
         signal.signal(sig, handler)
@@ -365,7 +373,7 @@ def run_stream(
                                            ("this terminal", terminal is not None)) if there]
         if places:
             log.info("keys in %s: %s", " and ".join(places), KEY_HELP)
-        with _stop_on_signals(stream.stop):
+        with _stop_on_signals(stream.stop, stream.abandon):
             stats = stream.run()
     summary = stats.write(output.stats)
     log.info("%d frames at %.1f fps; latency median %s ms", summary["frames"], summary["fps"],

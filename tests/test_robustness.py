@@ -224,6 +224,50 @@ def counting_camera():
     CountingBackend.on_send = None
 
 
+class StallingBackend(FakeCameraBackend):
+    """A device that takes 0.8 s a frame (a driver or consumer holding each write up)."""
+
+    instances: list = []
+    on_send = None
+
+    def send(self, frame: np.ndarray) -> None:
+        time.sleep(0.8)
+        super().send(frame)
+        if StallingBackend.on_send is not None:
+            StallingBackend.on_send(self.count)
+
+
+def test_a_second_ctrl_c_drops_the_frames_a_stalled_device_holds_up(
+        brightness_model, tmp_path, caplog):
+    """The first Ctrl-C lets the frames in flight out, at 0.8 s each; a second one drops them
+    and the run ends after the write in progress."""
+    from portrait.cli import main
+
+    video = write_video(tmp_path / "in.avi", frames=300, size=(96, 64))
+    times = {}
+
+    def on_send(count):
+        if count == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        elif count == 2:
+            times["second"] = time.perf_counter()
+            os.kill(os.getpid(), signal.SIGINT)
+
+    StallingBackend.on_send = on_send
+    try:
+        with fake_camera("portrait-robustness-stalling", StallingBackend):
+            assert main(["--model", str(brightness_model), "--source", str(video)]) == 0
+            ended = time.perf_counter()
+            (camera,) = StallingBackend.instances
+    finally:
+        StallingBackend.on_send = None
+    # One write, then close (2.4 s and more before: each frame in flight was written).
+    assert ended - times["second"] < 1.6, ended - times["second"]
+    assert camera.count <= 3 and camera.closed == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert "SIGINT again: dropping the frames in flight and finalising the output" in messages
+
+
 def moving_frames(count: int, size=(160, 96), start: int = 0):
     """Frames of a bright block sliding over a dark textured background (a new array each)."""
     width, height = size
