@@ -208,6 +208,27 @@ def test_camera_frames_with_lost_markers(device):
     assert all(f.image is last_good for f in seen if f.lost)
 
 
+def test_camera_lost_markers_come_at_the_cameras_rate_between_slow_retries(device):
+    """While the camera is gone, a marker per frame time (25 fps: 40 ms), so a virtual camera
+    stays fed, while reconnection attempts keep their back-off (0.3 s here)."""
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.3, retry_max_s=0.3)
+    markers = []
+    with camera:
+        for frame in camera.frames(lost_markers=True):
+            if frame.index == 1:
+                device.present = False
+                opens_before = device.opens
+            if frame.lost:
+                markers.append(frame.time_s)
+            if len(markers) == 20:
+                break
+    gaps = np.diff(markers)
+    assert np.median(gaps) == pytest.approx(0.04, abs=0.015), gaps  # one frame time
+    assert gaps.max() < 0.2
+    # 20 markers take about 0.8 s: two or three attempts at 0.3 s, not one per marker.
+    assert 1 <= device.opens - opens_before <= 4
+
+
 def test_camera_frames_carry_the_time_since_the_first_one(device):
     """A camera's clock is the wall's: a recording keeps a stall, or a frame the pipeline
     dropped, as the time it took; the markers while it is lost carry theirs too."""

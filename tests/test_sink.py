@@ -221,6 +221,7 @@ def test_camera_lost_frame():
     frame = camera_lost_frame(320, 180)
     assert frame.shape == (180, 320, 3) and frame.dtype == np.uint8
     assert frame.max() > 150 and np.median(frame) == 32  # text on a dark frame
+    assert camera_lost_frame(320, 180) is frame and not frame.flags.writeable  # drawn once
 
 
 # --- preview -------------------------------------------------------------------------------------

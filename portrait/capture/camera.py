@@ -196,11 +196,12 @@ class CameraSource(Source):
             return None
         return to_bgr_uint8(image)
 
-    def read(self) -> Optional[Frame]:
+    def read(self, max_wait_s: Optional[float] = None) -> Optional[Frame]:
         """The next frame, or ``None`` while the camera is lost (or after ``close()``).
 
         While lost, waits until the next reopen attempt is due (at most ``retry_max_s``), tries
-        once, and returns ``None`` if the camera is still gone.
+        once, and returns ``None`` if the camera is still gone; with ``max_wait_s``, returns
+        ``None`` after that long when no attempt is due by then.
         """
         if self._closed.is_set():
             return None
@@ -216,7 +217,7 @@ class CameraSource(Source):
             if self._closed.is_set():
                 return None
             self._mark_lost()
-        return self._retry()
+        return self._retry(max_wait_s)
 
     def _since_start(self, now: float) -> float:
         """Seconds since the first frame (its ``Frame.pts_s``): a camera's clock is the wall's."""
@@ -245,8 +246,11 @@ class CameraSource(Source):
                 self._capture.release()
                 self._capture = None
 
-    def _retry(self) -> Optional[Frame]:
+    def _retry(self, max_wait_s: Optional[float] = None) -> Optional[Frame]:
         wait_s = self._next_try - time.perf_counter()
+        if max_wait_s is not None and wait_s > max_wait_s:
+            self._closed.wait(max_wait_s)
+            return None  # no attempt due yet
         if wait_s > 0 and self._closed.wait(wait_s):
             return None
         with self._lock:
@@ -270,14 +274,16 @@ class CameraSource(Source):
         return self._frame(image)
 
     def frames(self, lost_markers: bool = False) -> Iterator[Frame]:
-        """Frames until ``close()``; with ``lost_markers``, also a marker per failed retry.
+        """Frames until ``close()``; with ``lost_markers``, also markers while the camera is lost.
 
-        A marker is ``Frame(image=last good frame, index=-1, lost=True)``, at most one per
-        back-off step (0.1 to 2 s apart): enough for a consumer to show "camera lost" or repeat
-        the last frame while the camera is gone.
+        A marker is ``Frame(image=last good frame, index=-1, lost=True)``, one per frame time
+        of the camera's rate while reconnection attempts go on at their back-off (0.1 to 2 s
+        apart): a virtual camera fed a "camera lost" frame at its rate stays a live camera to
+        the call (one frame every 0.1 to 2 s, before, which a call app may take for a dead one).
         """
+        marker_s = 1.0 / self._fps if lost_markers and self._fps > 0 else None
         while not self._closed.is_set():
-            frame = self.read()
+            frame = self.read(marker_s)
             if frame is not None:
                 yield frame
             elif lost_markers and self.lost and self._last_image is not None:

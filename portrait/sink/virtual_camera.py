@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -228,9 +229,11 @@ def device_readers(device: str, own_pid: Optional[int] = None) -> Optional[int]:
     return readers
 
 
+@functools.lru_cache(maxsize=4)
 def camera_lost_frame(width: int, height: int,
                       text: str = "camera lost - reconnecting") -> np.ndarray:
-    """A dark BGR frame with ``text`` centred, to show while the camera is gone."""
+    """A dark BGR frame with ``text`` centred, to show while the camera is gone (one a frame
+    time then: drawn once per size, and read-only, as it is shared)."""
     frame = np.full((height, width, 3), 32, np.uint8)
     scale = max(0.4, width / 1280.0)
     thickness = max(1, round(2 * scale))
@@ -238,4 +241,5 @@ def camera_lost_frame(width: int, height: int,
     origin = ((width - text_w) // 2, (height + text_h) // 2)
     cv2.putText(frame, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (220, 220, 220),
                 thickness, cv2.LINE_AA)
+    frame.setflags(write=False)
     return frame
