@@ -100,6 +100,21 @@ def test_virtual_camera_adapts_size_and_format_changes(recorder):
     assert received[3][5, 5].tolist() == [1, 2, 3]
 
 
+def test_a_frame_of_another_aspect_is_fitted_with_bars_not_stretched(recorder):
+    """A camera that comes back at 16:9 into a virtual camera opened at 4:3."""
+    frame = np.zeros((90, 160, 3), np.uint8)
+    frame[:, 70:90] = 255  # a white bar in the middle, 20 of 160 px wide
+    with VirtualCameraSink(64, 48, 30.0, backend=BACKEND) as sink:
+        sink.write(frame)
+    (received,) = frames_of(recorder.instances[0])
+    assert received.shape == (48, 64, 3)
+    rows = received[:, :, 0].max(axis=1)
+    assert rows[:5].max() == 0 and rows[-5:].max() == 0  # bars above and below (64x36 inside)
+    bright = np.flatnonzero(received[24, :, 0] > 128)
+    assert 7 <= len(bright) <= 9  # 20 * 64 / 160 = 8 px wide, centred like the frame's
+    assert abs(bright.mean() - 31.5) <= 1
+
+
 def test_virtual_camera_recovers_when_the_device_fails(recorder, caplog):
     sink = VirtualCameraSink(32, 24, 30.0, backend=BACKEND)
     frame = np.zeros((24, 32, 3), np.uint8)

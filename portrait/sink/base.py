@@ -18,7 +18,9 @@ def _check_image(image: np.ndarray) -> None:
 
 def to_bgr(image: np.ndarray, size: Optional[tuple[int, int]] = None,
            out: Optional[np.ndarray] = None) -> np.ndarray:
-    """Convert a sink input to BGR uint8, resized to ``size`` (w, h) when it differs.
+    """Convert a sink input to BGR uint8, resized to ``size`` (w, h) when it differs: scaled to
+    fit, its aspect kept, with black bars where the aspects differ (a camera that comes back at
+    another aspect is not stretched).
 
     Args:
         image: BGR, BGRA or grey uint8.
@@ -40,10 +42,21 @@ def to_bgr(image: np.ndarray, size: Optional[tuple[int, int]] = None,
         return image
     if out is None or out.shape != (size[1], size[0], 3):
         out = np.empty((size[1], size[0], 3), np.uint8)
+    width, height = size
+    scale = min(width / image.shape[1], height / image.shape[0])
+    fit_w = min(width, max(1, round(image.shape[1] * scale)))
+    fit_h = min(height, max(1, round(image.shape[0] * scale)))
+    if width - fit_w <= 1 and height - fit_h <= 1:  # the same aspect, to a pixel
+        fit_w, fit_h = width, height
     # INTER_AREA when shrinking keeps thin edges (hair) from aliasing.
-    shrink = image.shape[1] > size[0] or image.shape[0] > size[1]
-    return cv2.resize(image, tuple(size), dst=out,
-                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    if (fit_w, fit_h) == (width, height):
+        return cv2.resize(image, (width, height), dst=out, interpolation=interpolation)
+    out[:] = 0
+    left, top = (width - fit_w) // 2, (height - fit_h) // 2
+    out[top:top + fit_h, left:left + fit_w] = cv2.resize(image, (fit_w, fit_h),
+                                                         interpolation=interpolation)
+    return out
 
 
 class Sink:
