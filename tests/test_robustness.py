@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -542,19 +544,20 @@ def app_process(*args) -> Iterator[subprocess.Popen]:
             process.communicate()
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+@pytest.mark.parametrize("suffix, limit", [(".mp4", 8000), (".avi", 100_000)])
 def test_a_video_cut_short_by_a_full_disk_is_reported_and_the_earlier_file_kept(
-        brightness_model, tmp_path, suffix):
-    """A file-size limit (RLIMIT_FSIZE) fails the writes as a full disk does; the writer
-    says nothing of it, so the file is read back: one line, exit 2, the earlier output intact."""
+        brightness_model, tmp_path, suffix, limit):
+    """A file-size limit (RLIMIT_FSIZE) fails the writes as a full disk does: the first write
+    refused ends the run there (not after every frame left), with one line and exit 2; the
+    earlier output is intact and the partial file plays the frames written before it."""
     import resource
 
-    video = write_video(tmp_path / "in.avi", frames=60, size=(320, 240))
+    video = write_video(tmp_path / "in.avi", frames=300, size=(320, 240))
     out = tmp_path / f"out{suffix}"
     out.write_bytes(b"an earlier output")
 
     def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # about a third of it
 
     # Keras runs the model as it is; the TFLite backend would write its converted file first.
     result = subprocess.run([sys.executable, "app.py", "--model", str(brightness_model),
@@ -563,15 +566,22 @@ def test_a_video_cut_short_by_a_full_disk_is_reported_and_the_earlier_file_kept(
                             capture_output=True, text=True, preexec_fn=small_disk, timeout=300)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert len(errors) == 1 and errors[0].startswith(
-        f"error: cannot finish video '{out}': it does not read back whole (60 frames given; "
-        "writing failed: File too large); "), result.stderr
+    (partial,) = tmp_path.glob(f".out{suffix}.*.partial{suffix}")
+    assert len(errors) == 1, result.stderr
+    match = re.fullmatch(rf"error: cannot write video '{re.escape(str(out))}': File too large "
+                         rf"after (\d+) frames; the partial file '{re.escape(str(partial))}' "
+                         r"plays its first ([\d.]+) s; free space or choose another --out",
+                         errors[0])
+    assert match, errors[0]
+    given, seconds = int(match[1]), float(match[2])
+    assert given < 200  # stopped at the refused write, not at the end
     assert out.read_bytes() == b"an earlier output"
-    partial = list(tmp_path.glob(f".out{suffix}.*.partial{suffix}"))
-    if suffix == ".mp4":  # no index was written: nothing reads, so nothing is kept
-        assert "nothing of it could be read, so it was removed" in errors[0] and not partial
-    else:  # an AVI's first frames still read
-        assert f"the partial file is '{partial[0]}'" in errors[0]
+    import av
+
+    with av.open(str(partial)) as container:  # every frame decodes, to the time named
+        shown = [float(frame.time) for frame in container.decode(video=0)]
+    assert 0 < len(shown) < given and abs(shown[-1] + 1 / 30 - seconds) < 0.06, \
+        (len(shown), shown[-1], seconds, given)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
@@ -749,6 +759,28 @@ def test_an_interrupted_batch_says_how_far_it_got(brightness_model, tmp_path, si
     assert json.loads(stats.read_text())["frames"] == written
 
 
+def app_on_a_small_disk(disk: Path, size: str, *args) -> subprocess.CompletedProcess:
+    """``python app.py ARGS`` with a real disk of ``size`` (``"200k"``) that fills up: a tmpfs
+    mounted on the folder ``disk`` in a user namespace of its own (no root needed). The tmpfs
+    starts with what ``disk`` holds, and what it holds at the end replaces that (the tmpfs
+    goes with the namespace). Skips the test where the system allows no such mount."""
+    held = disk.with_name(disk.name + ".held")  # on the real disk, beside it
+    held.mkdir()
+    script = ('cp -a "$1"/. "$3"/ && mount -t tmpfs -o size="$2" tmpfs "$1" && cp -a "$3"/. "$1"/ '
+              '|| exit 99; disk=$1 held=$3; shift 3; "$@"; code=$?; '
+              'rm -rf "$held" && mkdir "$held" && cp -a "$disk"/. "$held"/; exit $code')
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), size, str(held), sys.executable, "app.py",
+                           *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    shutil.rmtree(disk)
+    held.rename(disk)
+    return done
+
+
 def test_a_full_disk_stops_a_batch_at_the_first_photo_it_refuses(brightness_model, tmp_path):
     """A real full disk (a 200 KB tmpfs, mounted in a user namespace of its own): the batch
     stops there with one line and exit code 2, instead of trying and skipping every photo left;
@@ -758,15 +790,8 @@ def test_a_full_disk_stops_a_batch_at_the_first_photo_it_refuses(brightness_mode
     disk.mkdir()
     for i in range(30):  # sensor noise: about 40 KB a PNG, so a few fit
         person_image(folder / f"p{i:02d}.jpg")
-    script = ('mount -t tmpfs -o size=200k tmpfs "$1" || exit 99; shift; exec "$@"')
-    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
-                           "sh", str(disk), sys.executable, "app.py", "--model",
-                           str(brightness_model), "--image", str(folder), "--out",
-                           str(disk / "out") + "/", "--stats", str(stats)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    done = app_on_a_small_disk(disk, "200k", "--model", brightness_model, "--image", folder,
+                               "--out", str(disk / "out") + "/", "--stats", stats)
     stderr = done.stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and "Traceback" not in stderr, stderr
@@ -779,25 +804,95 @@ def test_a_full_disk_stops_a_batch_at_the_first_photo_it_refuses(brightness_mode
 
 
 def test_a_stream_stopped_by_a_full_disk_still_writes_its_stats(brightness_model, tmp_path):
-    """PNG frames onto a real full disk (a 200 KB tmpfs in a user namespace of its own): the
-    stream stops with one line and exit code 2, and --stats (on another disk) counts the frames
-    written before it."""
+    """PNG frames onto a real full disk (a 200 KB tmpfs): the stream stops with one line and
+    exit code 2, and --stats (on another disk) counts the frames written before it."""
     video = write_video(tmp_path / "in.avi", frames=60, size=(320, 240))
     disk, stats = tmp_path / "disk", tmp_path / "stats.json"
     disk.mkdir()
-    script = ('mount -t tmpfs -o size=200k tmpfs "$1" || exit 99; shift; exec "$@"')
-    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
-                           "sh", str(disk), sys.executable, "app.py", "--model",
-                           str(brightness_model), "--backend", "keras", "--source", str(video),
-                           "--out", str(disk / "frames") + "/", "--stats", str(stats)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    done = app_on_a_small_disk(disk, "200k", "--model", brightness_model, "--backend", "keras",
+                               "--source", video, "--out", str(disk / "frames") + "/",
+                               "--stats", stats)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
     assert "--stats not written" not in done.stderr, done.stderr
     assert 0 <= json.loads(stats.read_text())["frames"] < 60
+
+
+def noisy_video(path: Path, frames: int, size=(320, 240)) -> Path:
+    """A bright, grainy square moving over a dark, grainy background: with the brightness
+    model, about 135 KB of .mp4 a second (a plain square takes 2 KB)."""
+    width, height = size
+    rng = np.random.default_rng(2)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, size)
+    for i in range(frames):
+        image = rng.integers(0, 60, (height, width, 3), np.uint8)
+        x = 8 + (i * 3) % (width - 88)
+        image[40:height - 40, x:x + 80] = 170 + rng.integers(0, 60, (height - 80, 80, 3), np.uint8)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def test_a_full_disk_stops_a_video_at_once_and_leaves_what_it_recorded(brightness_model,
+                                                                        tmp_path):
+    """A real full disk (a 512 KB tmpfs) under a 10 s recording (about 1.4 MB): the first write
+    it refuses ends the run (not the last frame), with one line and exit code 2; the earlier
+    file of that name is kept, and the partial file, cut after its last whole fragment, plays
+    to its end."""
+    video, disk = noisy_video(tmp_path / "in.avi", frames=300), tmp_path / "disk"
+    disk.mkdir()
+    out = disk / "talk.mp4"
+    out.write_bytes(b"an earlier recording")
+    done = app_on_a_small_disk(disk, "512k", "--model", brightness_model, "--backend", "keras",
+                               "--source", video, "--out", out)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (partial,) = disk.glob(".talk.mp4.*.partial.mp4")
+    assert sorted(p.name for p in disk.iterdir()) == [partial.name, "talk.mp4"]
+    assert out.read_bytes() == b"an earlier recording"
+    assert len(errors) == 1, done.stderr
+    match = re.fullmatch(rf"error: cannot write video '{re.escape(str(out))}': No space left on "
+                         rf"device after (\d+) frames; the partial file '{re.escape(str(partial))}'"
+                         r" plays its first ([\d.]+) s; free space or choose another --out",
+                         errors[0])
+    assert match, errors[0]
+    given, seconds = int(match[1]), float(match[2])
+    assert given < 200, given  # stopped where the disk filled, not after all 300 frames
+    data = partial.read_bytes()
+    kinds, offset = [], 0
+    while offset < len(data):
+        kinds.append(data[offset + 4:offset + 8])
+        offset += int.from_bytes(data[offset:offset + 4], "big")
+    assert offset == len(data) and kinds[:2] == [b"ftyp", b"moov"] and kinds[-1] == b"mdat"
+    import av
+
+    with av.open(str(partial)) as container:  # every frame decodes, to the time named
+        shown = [float(frame.time) for frame in container.decode(video=0)]
+    assert 30 <= len(shown) < given and abs(shown[-1] + 1 / 30 - seconds) < 0.06, \
+        (len(shown), shown[-1], seconds, given)
+
+
+def test_a_full_disk_that_takes_the_recording_but_not_its_copy_keeps_the_recording(
+        brightness_model, tmp_path):
+    """The copy with the index first needs the recording's size again: on a disk with room for
+    the recording alone (about 280 KB of 400 KB), the run ends with one line and exit code 2
+    naming the whole recording (a fragmented MP4 that plays every frame), and no half-written
+    copy is left."""
+    video, disk = noisy_video(tmp_path / "in.avi", frames=60), tmp_path / "disk"
+    disk.mkdir()
+    out = disk / "talk.mp4"
+    done = app_on_a_small_disk(disk, "400k", "--model", brightness_model, "--backend", "keras",
+                               "--source", video, "--out", out)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (partial,) = disk.glob(".talk.mp4.*.partial.mp4")
+    assert sorted(p.name for p in disk.iterdir()) == [partial.name]
+    assert errors == [
+        f"error: cannot finish video '{out}': its copy with the index first cannot be written (No "
+        f"space left on device); the whole recording is '{partial}' (a fragmented .mp4, which "
+        "plays); free space or choose another --out"], done.stderr
+    assert count_video_frames(partial) == 60
 
 
 @pytest.fixture(scope="module")

@@ -421,6 +421,143 @@ def frame_times(path: Path) -> list[float]:
         return [float(f.pts * f.time_base) for f in container.decode(video=0)]
 
 
+def top_level_boxes(data: bytes) -> list[tuple[str, int, int]]:
+    """An MP4's top-level boxes as (type, offset, size), up to one the data cuts short."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        if size == 1:
+            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+        if size < 8 or offset + size > len(data):
+            break
+        boxes.append((data[offset + 4:offset + 8].decode("latin-1"), offset, size))
+        offset += size
+    return boxes
+
+
+def packets_of(path: Path) -> list[tuple]:
+    """Every packet with data: (track kind, pts, dts, bytes), in the file's order per track."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sorted(((p.stream.type, p.pts, p.dts, bytes(p)) for p in container.demux()
+                       if p.size), key=lambda p: (p[0], p[2]))
+
+
+def decodable_frames(path: Path) -> int:
+    """Frames a player gets from ``path`` from its start, up to the first packet that fails."""
+    import av
+
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            for _ in container.decode(video=0):
+                count += 1
+    except (av.FFmpegError, OSError):
+        pass
+    return count
+
+
+def test_an_mp4_is_recorded_in_fragments_and_finished_with_its_index_first(tmp_path, monkeypatch):
+    """The frames go into a fragmented MP4 (an index per second or so), which close() copies
+    packet for packet into one file with its index before its frames (``ftyp``, ``moov``,
+    ``free``, ``mdat``): the same packets, the frames at the times written (a variable rate, a
+    first frame after 0), the last shown one frame's time, the sound copied and cut there."""
+    from portrait.sink import video
+
+    source = write_video_with_sound(tmp_path / "talk.mp4", frames=90, seconds=3.0)
+    recording = tmp_path / "recording.mp4"
+    real_remux = video.remux_faststart
+
+    def keep_recording(partial, *args):
+        recording.write_bytes(Path(partial).read_bytes())
+        return real_remux(partial, *args)
+
+    monkeypatch.setattr(video, "remux_faststart", keep_recording)
+    times = [0.1 + i / 30 for i in range(45)] + [1.6 + i / 15 for i in range(20)]
+    out = tmp_path / "out.mp4"
+    capture = cv2.VideoCapture(str(source))
+    with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
+        for pts_s in times:
+            sink.write(capture.read()[1], pts_s)
+    capture.release()
+    kinds = [kind for kind, _, _ in top_level_boxes(recording.read_bytes())]
+    assert kinds[:2] == ["ftyp", "moov"] and kinds.count("moof") >= 3  # about 1 s each
+    assert [kind for kind, _, _ in top_level_boxes(out.read_bytes())
+            if kind != "free"] == ["ftyp", "moov", "mdat"]
+    assert packets_of(out) == packets_of(recording)  # copied, not encoded again
+    assert frame_times(out) == pytest.approx(times, abs=1e-4)
+    end = times[-1] + 1 / 30
+    import av
+
+    with av.open(str(out)) as container:  # the track lasts until the picture ends, as before
+        picture = container.streams.video[0]
+        assert float(picture.duration * picture.time_base) == pytest.approx(end, abs=1e-4)
+    codec, seconds, samples = sound_of(out)
+    assert codec == "aac" and abs(seconds - end) < 0.06, seconds  # from 0, as in the source
+    assert abs(main_frequency(samples[:22050]) - 440.0) < 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "recording.mp4", "talk.mp4"]
+
+
+def test_a_recording_cut_at_any_byte_plays_its_whole_fragments(tmp_path):
+    """What a run killed mid-recording leaves (SIGKILL, a power cut: the partial file as it is,
+    cut wherever the disk stopped) plays, with its sound, up to its last whole fragment: at most
+    about a second (and the encoder's few frames in flight) is lost."""
+    source = write_video_with_sound(tmp_path / "talk.mp4", frames=150, seconds=5.0)
+    with VideoFileSink(tmp_path / "out.mp4", fps=30.0, audio_from=source) as sink:
+        assert _copy_frames(source, sink, 150) == 150
+        (partial,) = tmp_path.glob(".out.mp4.*.partial.mp4")
+        snapshot = partial.read_bytes()  # the run is "killed" here
+    recorded = tmp_path / "killed.mp4"
+    recorded.write_bytes(snapshot)
+    assert decodable_frames(recorded) >= 150 - 30 - 20
+    assert sound_of(recorded)[1] > 3.0
+    import av
+
+    with av.open(str(recorded)) as container:
+        ends = [(p.pos + p.size) for p in container.demux(video=0) if p.size]
+    for cut in (len(snapshot) - 1, len(snapshot) * 2 // 3, len(snapshot) // 2 + 1,
+                len(snapshot) // 3 - 7):
+        cut_short = tmp_path / f"cut{cut}.mp4"
+        cut_short.write_bytes(snapshot[:cut])
+        whole = max(offset + size for kind, offset, size in top_level_boxes(snapshot[:cut])
+                    if kind == "mdat")
+        in_whole_fragments = sum(end <= whole for end in ends)
+        assert decodable_frames(cut_short) >= in_whole_fragments >= 30, cut
+
+
+def test_an_mp4_whose_copy_a_full_disk_refuses_keeps_the_whole_recording(tmp_path, monkeypatch):
+    """The copy with the index first needs the recording's size again: where the disk refuses
+    it, the copy goes and the recording (a fragmented MP4 that plays) stays, named in one
+    error; an earlier file of that name is kept."""
+    import errno
+
+    from portrait.errors import OutputFull
+    from portrait.sink import video
+
+    def full_disk(partial, copy, *args):
+        Path(copy).write_bytes(b"the first bytes of a copy")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(video, "remux_faststart", full_disk)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"an earlier recording")
+    sink = VideoFileSink(out, fps=30.0)
+    for i in range(40):
+        sink.write(np.full((48, 64, 3), 5 * i, np.uint8))
+    (partial,) = tmp_path.glob(".out.mp4.*.partial.mp4")
+    with pytest.raises(OutputFull) as raised:
+        sink.close()
+    assert str(raised.value) == (
+        f"cannot finish video '{out}': its copy with the index first cannot be written (No "
+        f"space left on device); the whole recording is '{partial}' (a fragmented .mp4, which "
+        "plays); free space or choose another --out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [partial.name, "out.mp4"]
+    assert out.read_bytes() == b"an earlier recording"
+    assert count_frames(partial)[1] == 40 == decodable_frames(partial)
+    sink.close()  # safe twice
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX file locks tell a live writer from a dead one")
 def test_a_partial_file_a_killed_run_left_is_named_and_a_running_ones_is_not(tmp_path, caplog):
     """SIGKILL leaves the hidden partial file, which nothing can finish: the next run into the

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Iterator, Optional
 
 import numpy as np
 
+from portrait.errors import DISK_ERRNOS
+
 if TYPE_CHECKING:
     import av
 
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 # Codecs each container takes as they are; anything else is encoded again with ENCODERS'.
 COPY_CODECS = {"mp4": frozenset({"aac", "mp3", "opus"}), "avi": frozenset()}
 ENCODERS = {"mp4": "aac", "avi": "pcm_s16le"}
-WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EIO, errno.EDQUOT}  # the disk's, not the sound's
+WRITE_ERRNOS = DISK_ERRNOS | {errno.EFBIG, errno.EIO}  # the disk's, not the sound's
 CONTIGUOUS_S = 0.002  # a jump in the source's timestamps smaller than this is rounding, not a gap
 
 

@@ -3,16 +3,17 @@ sound where there is one (:mod:`portrait.sink.audio`)."""
 
 from __future__ import annotations
 
+import collections
 import glob
 import logging
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, NoReturn, Optional
 
 import numpy as np
 
-from portrait.errors import InputError
+from portrait.errors import DISK_ERRNOS, InputError, OutputFull
 from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input,
                                  temporary_beside)
@@ -42,6 +43,25 @@ MJPEG_QUALITY = 3  # qscale: 2 (best) .. 31; about OpenCV's MJPG file size, a sh
 # fps and their 1000/1001 rates exactly; an .avi has one frame rate, on whose grid frames are
 # repeated or dropped.
 TICKS = 90000
+# An .mp4 is recorded as fragments (each with its own index, moof + mdat), cut at each keyframe
+# and at least every FRAGMENT_S, so whatever stops the recording (a full disk, SIGKILL, a power
+# cut) leaves a file that plays up to its last whole fragment; delay_moov writes the header once
+# the first fragment is known, so a first frame after 0 and B-frames keep their times. A normal
+# close copies the packets (no new encoding) into the final file with its index at the front.
+FRAGMENT_S = 1.0
+RECORDING_OPTIONS = {
+    "mp4": {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof",
+            "frag_duration": str(round(FRAGMENT_S * 1e6)), "movie_timescale": str(TICKS),
+            # Each fragment goes to the disk when it is cut, not when 32 KB have gathered: a
+            # killed run loses no finished fragment, and a write the disk refuses is raised
+            # then (the fragmenting muxer reports none otherwise).
+            "flush_packets": "1"},
+    "avi": {},  # an .avi cut short reads up to where it stops
+}
+# The final .mp4's index goes before the frames, so a browser plays it while it downloads; its
+# movie clock is 90 kHz too (not 1 kHz), so a first frame after 0 keeps its exact time.
+FINAL_MP4_OPTIONS = {"movflags": "+faststart", "movie_timescale": str(TICKS)}
+REORDER_DEPTH = 16  # H.264 shows a frame at most 16 frames after it is decoded
 
 
 class VideoFileSink(Sink):
@@ -57,10 +77,13 @@ class VideoFileSink(Sink):
     stall, a frame a live run dropped) and dropping one that falls where another already went.
     Frames written without a time follow each other at ``fps``.
 
-    The frames go to a hidden file beside ``path`` (``.<name>.<token>.partial<ext>``).
-    ``close()`` finishes it, reads it back, and only then moves it over ``path``: an earlier
-    file of that name stays whole until the new one is, and a file that a full disk cut short
-    is reported, never passed off as the output.
+    The frames go to a hidden file beside ``path`` (``.<name>.<token>.partial<ext>``; for a
+    ``.mp4``, a fragmented MP4 that plays up to its last whole fragment, about a second, however
+    the run ends). ``close()`` finishes it (a ``.mp4`` copied, packet for packet, into a second
+    hidden file with its index at the front), reads it back, and only then moves it over
+    ``path``: an earlier file of that name stays whole until the new one is. The first write the
+    disk refuses (full, over quota, read-only) ends the video at once: the partial file is
+    finished as far as it goes and named in the error raised, never passed off as the output.
 
     Args:
         path: the output file; its folder is created.
@@ -74,7 +97,9 @@ class VideoFileSink(Sink):
 
     Raises:
         InputError: another extension, an unwritable folder, the path is an input, or the
-            file cannot be opened; from ``close()``, a file that does not read back whole.
+            file cannot be opened; from ``write()``, a write that failed (:class:`OutputFull`
+            where the disk is full, over quota or read-only); from ``close()``, the same, or a
+            file that does not read back whole.
     """
 
     def __init__(self, path: PathLike, fps: float, size: Optional[tuple[int, int]] = None, *,
@@ -109,7 +134,6 @@ class VideoFileSink(Sink):
         self._audio: Optional[SourceAudio] = None
         self._stored_size: Optional[tuple[int, int]] = None
         self._buffer: Optional[np.ndarray] = None
-        self._failure: Optional[str] = None
         self._closed = False
         self.frames_written = 0  # frames given to write()
         self.frames_repeated = 0  # .avi: frames stored again to fill a skip in time
@@ -133,10 +157,6 @@ class VideoFileSink(Sink):
         if not (width and height):
             raise InputError(f"cannot write video '{self.path}': frames of {size[0]}x{size[1]} "
                              "are too small for a video; write PNG frames (--out DIR/)")
-        # An .mp4's index goes before the frames, so a browser plays it while it downloads; its
-        # movie clock is 90 kHz too (not 1 kHz), so a first frame after 0 keeps its exact time.
-        muxer_options = ({"movflags": "+faststart", "movie_timescale": str(TICKS)}
-                         if container_format == "mp4" else {})
         for earlier in abandoned_partials(self._final, self._partial.suffix):
             log.warning("'%s' (%s) is an unfinished video that an earlier run into '%s' left "
                         "behind (killed, its machine stopped, or its disk full); nothing will "
@@ -145,7 +165,7 @@ class VideoFileSink(Sink):
         try:
             self._claim = _claim(self._partial)
             self._container = av.open(str(self._partial), mode="w", format=container_format,
-                                      options=muxer_options)
+                                      options=dict(RECORDING_OPTIONS[container_format]))
         except self._write_errors as error:
             self._release()
             self._partial.unlink(missing_ok=True)
@@ -190,8 +210,6 @@ class VideoFileSink(Sink):
                             image.shape[1], image.shape[0], *self.size)
             self._buffer = frame
         self.frames_written += 1
-        if self._failure is not None:  # a full disk: reported once, by close()
-            return
         width, height = self._stored_size
         picture = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:height, :width]),
                                                    format="bgr24")
@@ -203,7 +221,7 @@ class VideoFileSink(Sink):
             if self._audio is not None:
                 self._audio.until(self._end)
         except self._write_errors as error:
-            self._failure = _reason(error)
+            self._give_up(error)
 
     def _write_timed(self, picture, pts_s: Optional[float]) -> None:
         """.mp4: the frame at its own time, on the 90 kHz clock (after the last one)."""
@@ -266,55 +284,97 @@ class VideoFileSink(Sink):
         """Finish the file, check it reads back whole, and move it to ``path``; safe twice.
 
         Raises:
-            InputError: the file does not read back whole (a full disk); it is left as the
-                partial file where some of it reads (else removed), and an earlier file at
-                ``path`` is kept.
+            InputError: a write failed (:class:`OutputFull`: the disk is full, over quota or
+                read-only), or the file does not read back whole: the partial file is kept
+                where some of it plays (else removed), and an earlier file at ``path`` is kept.
         """
+        if self._closed:
+            return
         self._closed = True
         if self._container is None:
             return
-        container, self._container = self._container, None
         try:
-            if self._failure is None:
-                if self._timed:
-                    self._mux_held(container, self._stream.encode(None))
-                    self._mux_last(container)
-                else:
-                    container.mux(self._stream.encode(None))
-                if self._audio is not None:
-                    self._audio.finish(self._end)
-        except self._write_errors as error:
-            self._failure = _reason(error)
-        finally:
+            if self._timed:
+                self._mux_held(self._container, self._stream.encode(None))
+                self._mux_last(self._container)
+            else:
+                self._container.mux(self._stream.encode(None))
             if self._audio is not None:
-                self._audio.close()
-            try:
-                container.close()
-            except self._write_errors as error:
-                self._failure = self._failure or _reason(error)
+                self._audio.finish(self._end)
+            self._close_container()
+        except self._write_errors as error:
+            self._give_up(error)
         try:
             self._finish()
         finally:
             self._release()  # moved, or reported: no longer a run's work in progress
 
-    def _finish(self) -> None:
-        """Check the closed partial file and move it over ``path``, or report it."""
-        whole, width, height = self._read_back()
-        if not whole or self._failure is not None:
-            if width and height:  # some frames may be salvaged from it
-                kept = f"the partial file is '{self._partial}'"
-            else:  # nothing can be: it would only keep the disk full
-                self._partial.unlink(missing_ok=True)
-                kept = "nothing of it could be read, so it was removed"
-            why = f"writing failed: {self._failure}" if self._failure else "is the disk full?"
-            raise InputError(f"cannot finish video '{self.path}': it does not read back whole "
-                             f"({self.frames_written} frames given; {why}); {kept}; free space "
-                             "or choose another --out")
+    def _close_container(self) -> None:
+        """Close the source's sound and the output (its trailer: the last fragment, the index);
+        a write error is raised once both are closed."""
+        container, self._container = self._container, None
         try:
-            os.replace(self._partial, self._final)
+            if self._audio is not None:
+                self._audio.close()
+        finally:
+            container.close()
+
+    def _give_up(self, error: BaseException) -> NoReturn:
+        """A write failed: every later one would too (a full disk) or the file is broken, so the
+        recording ends here, with the partial file finished as far as it goes.
+
+        Raises:
+            OutputFull: the disk is full, over quota or read-only.
+            InputError: another write error.
+        """
+        self._closed = True
+        if self._container is not None:
+            try:
+                self._close_container()
+            except self._write_errors:
+                pass  # the same disk refuses the rest: what is there is what there is
+        full = getattr(error, "errno", None) in DISK_ERRNOS
+        self._report_partial(f"{_reason(error)} after {self.frames_written} frames", full)
+
+    def _report_partial(self, why: str, full: bool) -> NoReturn:
+        """Keep the partial file where some of it plays (a .mp4 cut after its last whole
+        fragment), else remove it, and raise the error that names it."""
+        try:
+            if self._timed:
+                _trim_to_whole_boxes(self._partial)
+            seconds = _playable(self._av, self._partial)[1]
+            if seconds:
+                kept = f"the partial file '{self._partial}' plays its first {seconds:.1f} s"
+            else:  # it would only keep the disk full
+                self._partial.unlink(missing_ok=True)
+                kept = "nothing of it plays, so it was removed"
+        finally:
+            self._release()
+        raise (OutputFull if full else InputError)(
+            f"cannot write video '{self.path}': {why}; {kept}; free space or choose another "
+            "--out") from None
+
+    def _finish(self) -> None:
+        """Check the closed partial file (a .mp4: its copy with the index first) and move it
+        over ``path``, or report it."""
+        finished = self._copy_with_index_first() if self._timed else self._partial
+        whole, width, height = self._read_back(finished)
+        if not whole:
+            if finished != self._partial:  # the recording itself holds every frame: keep it
+                finished.unlink(missing_ok=True)
+                raise InputError(f"cannot finish video '{self.path}': its copy with the index "
+                                 f"first does not read back whole (is the disk full?); the whole "
+                                 f"recording is '{self._partial}' (a fragmented .mp4, which "
+                                 "plays); free space or choose another --out")
+            self._report_partial(f"it does not read back whole ({self.frames_written} frames "
+                                 "given; is the disk full?)", full=False)
+        try:
+            os.replace(finished, self._final)
         except OSError as error:
             raise InputError(f"cannot finish video '{self.path}': {error.strerror or error}; the "
-                             f"whole file is '{self._partial}'") from None
+                             f"whole file is '{finished}'") from None
+        if finished != self._partial:
+            self._partial.unlink(missing_ok=True)
         if (width, height) != tuple(self.size):
             log.warning("video '%s': %dx%d frames were stored as %dx%d (%s keeps even sizes); "
                         "write PNG frames (--out DIR/) to keep every pixel", self.path,
@@ -329,15 +389,48 @@ class VideoFileSink(Sink):
                      "frame's own time)", self.path, self.fps, self.frames_repeated,
                      self.frames_dropped)
 
-    def _read_back(self) -> tuple[bool, int, int]:
-        """Whether the finished partial file holds every frame stored (the count its header
+    def _copy_with_index_first(self) -> Path:
+        """The recorded (fragmented) .mp4 copied, packet for packet, into a second hidden file
+        with its index at the front; that file's path.
+
+        Raises:
+            OutputFull, InputError: the recording lacks frames (its muxer reports no failed
+                write of a fragment at its close: they are counted here), and is kept as far
+                as it plays; or the copy cannot be written: it is removed, and the recording,
+                whole, is kept and named.
+        """
+        copy = temporary_beside(self._final, self._partial.suffix)
+        claim, failure, copied = None, None, 0
+        try:
+            claim = _claim(copy)  # a later run names it if this one is killed while copying
+            copied = remux_faststart(self._partial, copy, self._end)
+        except self._write_errors as error:
+            failure = error
+        finally:
+            if claim is not None:
+                os.close(claim)
+        if failure is not None or copied != self._stored:
+            copy.unlink(missing_ok=True)
+            recorded = copied if failure is None else _playable(self._av, self._partial)[0]
+            if recorded != self._stored:
+                self._report_partial(f"{recorded} of the {self._stored} frames stored reached "
+                                     "the disk (is it full?)", full=False)
+            full = getattr(failure, "errno", None) in DISK_ERRNOS
+            raise (OutputFull if full else InputError)(
+                f"cannot finish video '{self.path}': its copy with the index first cannot be "
+                f"written ({_reason(failure)}); the whole recording is '{self._partial}' (a "
+                "fragmented .mp4, which plays); free space or choose another --out")
+        return copy
+
+    def _read_back(self, path: Path) -> tuple[bool, int, int]:
+        """Whether the finished file ``path`` holds every frame stored (the count its header
         gives) and its last frame decodes at the last frame's time (a writer cut short by a
         full disk may still record the full count), and the frame size it stores. Read with
         PyAV by time, as written: a seek by frame number lands wrong where the times have gaps."""
         av = self._av
         errors = (av.FFmpegError, OSError, ValueError, IndexError)
         try:
-            container = av.open(str(self._partial))
+            container = av.open(str(path))
         except errors:
             return False, 0, 0  # nothing of it reads
         with container:
@@ -363,6 +456,103 @@ class VideoFileSink(Sink):
         if self._claim is not None:
             os.close(self._claim)  # closing the descriptor releases its lock
             self._claim = None
+
+
+def remux_faststart(source: Path, target: Path, picture_end_s: Optional[Fraction] = None) -> int:
+    """Copy the sound and picture of the .mp4 ``source`` (a fragmented one) into the new .mp4
+    ``target`` with its index at the front, packet for packet: the same frames, times, durations
+    and sound, nothing encoded again.
+
+    Args:
+        source: the recorded file.
+        target: the file to write.
+        picture_end_s: where the picture ends (the last frame's time and length), which the
+            packets read back do not tell: with B-frames each packet's length is the step to
+            the next one in decoding order, and the last frame shown would end early. ``None``:
+            where the packets end.
+
+    Returns:
+        The number of frames (video packets) copied.
+
+    Raises:
+        av.FFmpegError, OSError: ``source`` cannot be read or ``target`` written (a full disk).
+    """
+    import av
+
+    frames = 0
+    with av.open(str(source)) as recording:
+        with av.open(str(target), mode="w", format="mp4",
+                     options=dict(FINAL_MP4_OPTIONS)) as final:
+            tracks = [s for s in recording.streams if s.type in ("video", "audio")]
+            copies = {}
+            for track in tracks:
+                copy = final.add_stream_from_template(track)
+                copy.time_base = track.time_base
+                copy.disposition = track.disposition
+                copies[track.index] = copy
+            # The last few frames wait, so the one shown last can be given its length.
+            last_frames: collections.deque = collections.deque()
+            for packet in recording.demux(tracks):
+                if packet.dts is None and not packet.size:  # the demuxer's end-of-track marker
+                    continue
+                video = packet.stream.type == "video"
+                frames += video
+                packet.stream = copies[packet.stream.index]
+                if not (video and picture_end_s is not None):
+                    final.mux(packet)
+                    continue
+                last_frames.append(packet)
+                if len(last_frames) > REORDER_DEPTH:
+                    final.mux(last_frames.popleft())
+            if last_frames:
+                shown_last = max(last_frames, key=lambda p: -1 if p.pts is None else p.pts)
+                if shown_last.pts is not None:
+                    end = round(picture_end_s / shown_last.time_base)
+                    shown_last.duration = max(shown_last.duration or 0, end - shown_last.pts)
+                final.mux(list(last_frames))
+    return frames
+
+
+def _trim_to_whole_boxes(path: Path) -> None:
+    """Cut a recorded .mp4 (``ftyp``, ``moov``, then ``moof`` + ``mdat`` per fragment) after its
+    last whole fragment: a box the disk cut short, and a ``moof`` whose frames never followed,
+    go. Players need not guess where the file stops making sense, and the space comes back."""
+    try:
+        size = path.stat().st_size
+        keep, offset = 0, 0
+        with open(path, "rb") as file:
+            while offset + 8 <= size:
+                file.seek(offset)
+                header = file.read(16)
+                length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+                if length == 1 and len(header) == 16:  # a 64-bit size follows the type
+                    length = int.from_bytes(header[8:16], "big")
+                if length < 8 or offset + length > size:  # cut short (0: its size never came)
+                    break
+                offset += length
+                if kind != b"moof":  # a fragment's index is kept only with its frames
+                    keep = offset
+        if keep < size:
+            os.truncate(path, keep)
+    except OSError as error:  # the file stays as it is: players stop at the cut anyway
+        log.debug("'%s' not trimmed: %s", path, error)
+
+
+def _playable(av, path: Path) -> tuple[int, float]:
+    """How many frames ``path`` holds from its start, read by packet (none decoded), and the
+    seconds of picture they show; (0, 0.0) where nothing reads."""
+    errors = (av.FFmpegError, OSError, ValueError, IndexError)
+    frames, end = 0, None
+    try:
+        with av.open(str(path)) as container:
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size and packet.pts is not None:
+                    frames += 1
+                    last = (packet.pts + (packet.duration or 0)) * packet.time_base
+                    end = last if end is None else max(end, last)
+    except errors:  # a cut file: what read before the cut counts
+        pass
+    return frames, 0.0 if end is None else max(0.0, float(end))
 
 
 def _claim(path: Path) -> Optional[int]:
