@@ -512,6 +512,24 @@ def test_unreadable_video_is_a_one_line_input_error(tmp_path, kind):
     assert ("not found" in message) if kind == "missing" else True
 
 
+def test_a_file_with_sound_and_no_picture_says_so(tmp_path):
+    import av
+
+    path = tmp_path / "talk.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        stream.layout = "mono"
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(InputError, match=r"it has no video stream \(only audio\); give a file "
+                                         "with a picture"):
+        VideoFileSource(path)
+
+
 # --- images --------------------------------------------------------------------------------------
 
 

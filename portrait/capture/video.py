@@ -55,6 +55,24 @@ def _probe(path: Path) -> tuple[Optional[float], float]:
         return None, 0.0
 
 
+def _why_no_frame(path: Path) -> str:
+    """Why a file gave OpenCV no frame, and what to do: PyAV tells a file with no picture (only
+    sound) from one it cannot decode."""
+    import av
+
+    generic = ("not a video OpenCV can decode, or the file is truncated or corrupt; check the "
+               "file or re-encode it")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams})
+                has = f"only {' and '.join(kinds)}" if kinds else "no streams"
+                return f"it has no video stream ({has}); give a file with a picture"
+    except (av.FFmpegError, OSError, ValueError):
+        pass
+    return generic
+
+
 def _open_video(path: Path) -> cv2.VideoCapture:
     # FFmpeg by name: CAP_ANY would also try the image-sequence reader on names with '%'.
     api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
@@ -94,10 +112,7 @@ class VideoFileSource(Source):
             self._first_pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), None, 30.0)
         if not ok or image is None:
             capture.release()
-            raise InputError(
-                f"cannot read video '{self.path}': not a video OpenCV can decode, or the file is "
-                "truncated or corrupt; check the file or re-encode it"
-            )
+            raise InputError(f"cannot read video '{self.path}': {_why_no_frame(self.path)}")
         self._capture = capture
         self._first: Optional[np.ndarray] = to_bgr_uint8(image)
         self._size = (self._first.shape[1], self._first.shape[0])
