@@ -323,28 +323,17 @@ class FrameProcessor:
 
 
 class _Worker(threading.Thread):
-    """Takes packets from ``inbox``, applies ``work``, puts them in ``outbox``; passes _END on.
-
-    ``live``: take a packet only once the last one has left ``outbox``. A later stage that is
-    slower than this one then finds one packet waiting, not a queue of them: the packet it takes
-    was made from the newest frame the reader kept, so latency stays about one frame per stage
-    instead of growing with the queues (at 1080p, where the matte stages are the slowest: a
-    median of 61-98 ms against 50-214 ms, p95 113-125 against 214-247 ms, in three interleaved
-    pairs on a busy machine).
-    """
+    """Takes packets from ``inbox``, applies ``work``, puts them in ``outbox``; passes _END on."""
 
     def __init__(self, name: str, work: Callable[[Packet], None], inbox: queue.Queue,
-                 outbox: queue.Queue, abort: threading.Event, live: bool = False):
+                 outbox: queue.Queue, abort: threading.Event):
         super().__init__(name=name, daemon=True)
         self.work, self.inbox, self.outbox, self.abort = work, inbox, outbox, abort
-        self.live = live
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
         try:
             while True:
-                if self.live and not _wait_taken(self.outbox, self.abort):
-                    break
                 item = _get(self.inbox, self.abort)
                 if item is _END or item is None:
                     break
@@ -365,14 +354,6 @@ def _get(q: queue.Queue, abort: threading.Event):
         except queue.Empty:
             continue
     return None
-
-
-def _wait_taken(q: queue.Queue, abort: threading.Event, poll_s: float = 0.001) -> bool:
-    """Wait until ``q`` is empty (its consumer took the last item); False once ``abort`` is set."""
-    while not q.empty():
-        if abort.wait(poll_s):
-            return False
-    return not abort.is_set()
 
 
 def _put(q: queue.Queue, item, abort: threading.Event) -> bool:
@@ -495,18 +476,14 @@ class StreamPipeline:
 
     def _run(self) -> RunStats:
         size = max(1, self.options.queue_size)
-        live = self.options.live
-        # Live, the reader keeps only the newest frame waiting: the model never starts on a
-        # frame with a newer one behind it.
-        decoded = queue.Queue(1 if live else size)
-        segmented, finished = queue.Queue(size), queue.Queue(size)
+        decoded, segmented, finished = (queue.Queue(size) for _ in range(3))
         self.processor.reset()
         # Alive at once after ``finish``: a full output queue, one being written, one being made.
         self.processor.reuse_buffers(size + 2)
         reader = threading.Thread(target=self._read, args=(decoded,), name="reader", daemon=True)
         workers = [
-            _Worker("segment", self._segment, decoded, segmented, self._abort, live),
-            _Worker("finish", self.processor.finish, segmented, finished, self._abort, live),
+            _Worker("segment", self._segment, decoded, segmented, self._abort),
+            _Worker("finish", self.processor.finish, segmented, finished, self._abort),
         ]
         reader.start()
         for worker in workers:
