@@ -322,8 +322,25 @@ class FrameProcessor:
         return packet.output
 
 
+class _Handoff(queue.Queue):
+    """A queue whose producer can wait until its consumer has taken everything, woken by the
+    ``get`` itself (the queue's own ``not_full`` condition), not by polling."""
+
+    def wait_taken(self, abort: threading.Event) -> bool:
+        """Wait until the queue is empty; False once ``abort`` is set."""
+        with self.not_full:
+            while self._qsize() and not abort.is_set():
+                self.not_full.wait(0.1)
+        return not abort.is_set()
+
+
 class _Worker(threading.Thread):
-    """Takes packets from ``inbox``, applies ``work``, puts them in ``outbox``; passes _END on."""
+    """Takes packets from ``inbox``, applies ``work``, puts them in ``outbox``; passes _END on.
+
+    With an ``outbox`` that is a :class:`_Handoff` (live streams), it takes a packet only once
+    the last one it made has been taken: a later stage slower than this one then finds one
+    packet waiting, made from the newest frame the reader kept, not a queue of older ones.
+    """
 
     def __init__(self, name: str, work: Callable[[Packet], None], inbox: queue.Queue,
                  outbox: queue.Queue, abort: threading.Event):
@@ -334,6 +351,8 @@ class _Worker(threading.Thread):
     def run(self) -> None:
         try:
             while True:
+                if isinstance(self.outbox, _Handoff) and not self.outbox.wait_taken(self.abort):
+                    break
                 item = _get(self.inbox, self.abort)
                 if item is _END or item is None:
                     break
@@ -476,7 +495,10 @@ class StreamPipeline:
 
     def _run(self) -> RunStats:
         size = max(1, self.options.queue_size)
-        decoded, segmented, finished = (queue.Queue(size) for _ in range(3))
+        if self.options.live:  # the newest frame waits, and each stage hands one packet on
+            decoded, segmented, finished = queue.Queue(1), _Handoff(size), _Handoff(size)
+        else:
+            decoded, segmented, finished = (queue.Queue(size) for _ in range(3))
         self.processor.reset()
         # Alive at once after ``finish``: a full output queue, one being written, one being made.
         self.processor.reuse_buffers(size + 2)
