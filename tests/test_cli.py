@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
