@@ -15,8 +15,8 @@ import pytest
 
 from conftest import ROOT
 from portrait.cli import (build_parser, control_options_from_args, given, main, model_size,
-                          parse_size, positive_float, positive_int, probability, source_spec,
-                          threads_count, zoom_limit)
+                          parse_size, positive_float, positive_int, probability, refine_radius,
+                          source_spec, threads_count, zoom_limit)
 from portrait.config import (
     NOT_SETTABLE,
     default_config_path,
@@ -65,7 +65,7 @@ def test_the_default_file_is_under_xdg_config_home_or_dot_config(tmp_path, monke
 # below fail until a sample is added here, so no option goes untested.
 SAMPLES = {None: "some/path.mp4", given: "some/path.mp4", source_spec: "clip.mp4", positive_int: 7, positive_float: 1.5,
            int: 3, float: 0.5, parse_size: "96x48", model_size: "96x64", probability: 0.3,
-           zoom_limit: 1.5, threads_count: 3}
+           zoom_limit: 1.5, threads_count: 3, refine_radius: 12}
 
 
 def long_options():
