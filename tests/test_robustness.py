@@ -564,24 +564,32 @@ def test_a_video_cut_short_by_a_full_disk_is_reported_and_the_earlier_file_kept(
                              "--backend", "keras", "--source", str(video), "--out", str(out)],
                             cwd=ROOT,
                             capture_output=True, text=True, preexec_fn=small_disk, timeout=300)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     (partial,) = tmp_path.glob(f".out{suffix}.*.partial{suffix}")
-    assert len(errors) == 1, result.stderr
-    match = re.fullmatch(rf"error: cannot write video '{re.escape(str(out))}': File too large "
-                         rf"after (\d+) frames; the partial file '{re.escape(str(partial))}' "
-                         r"plays its first ([\d.]+) s; free space or choose another --out",
-                         errors[0])
-    assert match, errors[0]
-    given, seconds = int(match[1]), float(match[2])
+    given, shown = stopped_with_a_playable_partial(result, out, partial, "File too large")
     assert given < 200  # stopped at the refused write, not at the end
     assert out.read_bytes() == b"an earlier output"
+    assert 0 < shown < given
+
+
+def stopped_with_a_playable_partial(done: subprocess.CompletedProcess, out: Path, partial: Path,
+                                    reason: str) -> tuple[int, int]:
+    """Check that a video run stopped on a refused write with exit code 2 and one line naming
+    ``reason``, the partial file and how long it plays, and that every frame of the partial
+    decodes, to that time. Returns (frames given, frames the partial plays)."""
     import av
 
-    with av.open(str(partial)) as container:  # every frame decodes, to the time named
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(errors) == 1, done.stderr
+    match = re.fullmatch(rf"error: cannot write video '{re.escape(str(out))}': {reason} after "
+                         rf"(\d+) frames; the partial file '{re.escape(str(partial))}' plays its "
+                         r"first ([\d.]+) s; free space or choose another --out", errors[0])
+    assert match, errors[0]
+    given, seconds = int(match[1]), float(match[2])
+    with av.open(str(partial)) as container:
         shown = [float(frame.time) for frame in container.decode(video=0)]
-    assert 0 < len(shown) < given and abs(shown[-1] + 1 / 30 - seconds) < 0.06, \
-        (len(shown), shown[-1], seconds, given)
+    assert shown and abs(shown[-1] + 1 / 30 - seconds) < 0.06, (len(shown), seconds, given)
+    return given, len(shown)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
@@ -846,31 +854,18 @@ def test_a_full_disk_stops_a_video_at_once_and_leaves_what_it_recorded(brightnes
     out.write_bytes(b"an earlier recording")
     done = app_on_a_small_disk(disk, "512k", "--model", brightness_model, "--backend", "keras",
                                "--source", video, "--out", out)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     (partial,) = disk.glob(".talk.mp4.*.partial.mp4")
     assert sorted(p.name for p in disk.iterdir()) == [partial.name, "talk.mp4"]
     assert out.read_bytes() == b"an earlier recording"
-    assert len(errors) == 1, done.stderr
-    match = re.fullmatch(rf"error: cannot write video '{re.escape(str(out))}': No space left on "
-                         rf"device after (\d+) frames; the partial file '{re.escape(str(partial))}'"
-                         r" plays its first ([\d.]+) s; free space or choose another --out",
-                         errors[0])
-    assert match, errors[0]
-    given, seconds = int(match[1]), float(match[2])
+    given, shown = stopped_with_a_playable_partial(done, out, partial, "No space left on device")
     assert given < 200, given  # stopped where the disk filled, not after all 300 frames
+    assert 30 <= shown < given
     data = partial.read_bytes()
     kinds, offset = [], 0
     while offset < len(data):
         kinds.append(data[offset + 4:offset + 8])
         offset += int.from_bytes(data[offset:offset + 4], "big")
     assert offset == len(data) and kinds[:2] == [b"ftyp", b"moov"] and kinds[-1] == b"mdat"
-    import av
-
-    with av.open(str(partial)) as container:  # every frame decodes, to the time named
-        shown = [float(frame.time) for frame in container.decode(video=0)]
-    assert 30 <= len(shown) < given and abs(shown[-1] + 1 / 30 - seconds) < 0.06, \
-        (len(shown), shown[-1], seconds, given)
 
 
 def test_a_full_disk_that_takes_the_recording_but_not_its_copy_keeps_the_recording(
