@@ -21,6 +21,16 @@ def buffer(workspace: dict, name: str, shape: tuple, dtype=np.uint8) -> np.ndarr
     return buf
 
 
+def fit_inside(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where an image of ``size`` (w, h) goes when scaled to fit ``box`` (w, h), its aspect
+    kept and centred: (x, y, width, height) in the box."""
+    box_w, box_h = box
+    scale = min(box_w / size[0], box_h / size[1])
+    width = min(box_w, max(1, round(size[0] * scale)))
+    height = min(box_h, max(1, round(size[1] * scale)))
+    return (box_w - width) // 2, (box_h - height) // 2, width, height
+
+
 def outside(x0: int, y0: int, x1: int, y1: int) -> tuple:
     """Index expressions for the four strips of a frame outside the box [x0, x1) × [y0, y1):
     above, below, left and right of it (empty where the box touches the frame's edge)."""

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from portrait.errors import ModelError
+from portrait.scratch import fit_inside
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +77,9 @@ def place_frame(frame_size: tuple[int, int], input_size: tuple[int, int], letter
     Returns:
         The :class:`Placement`.
     """
-    frame_w, frame_h = frame_size
-    in_w, in_h = input_size
     if not letterbox:
-        return Placement(input_size, 0, 0, in_w, in_h)
-    scale = min(in_w / frame_w, in_h / frame_h)
-    width = min(in_w, max(1, round(frame_w * scale)))
-    height = min(in_h, max(1, round(frame_h * scale)))
-    return Placement(input_size, (in_w - width) // 2, (in_h - height) // 2, width, height)
+        return Placement(input_size, 0, 0, *input_size)
+    return Placement(input_size, *fit_inside(frame_size, input_size))
 
 
 def check_frame(frame_bgr: np.ndarray) -> None:

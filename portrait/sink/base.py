@@ -7,6 +7,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from portrait.scratch import fit_inside
+
 
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -43,17 +45,13 @@ def to_bgr(image: np.ndarray, size: Optional[tuple[int, int]] = None,
     if out is None or out.shape != (size[1], size[0], 3):
         out = np.empty((size[1], size[0], 3), np.uint8)
     width, height = size
-    scale = min(width / image.shape[1], height / image.shape[0])
-    fit_w = min(width, max(1, round(image.shape[1] * scale)))
-    fit_h = min(height, max(1, round(image.shape[0] * scale)))
-    if width - fit_w <= 1 and height - fit_h <= 1:  # the same aspect, to a pixel
-        fit_w, fit_h = width, height
+    left, top, fit_w, fit_h = fit_inside((image.shape[1], image.shape[0]), (width, height))
     # INTER_AREA when shrinking keeps thin edges (hair) from aliasing.
-    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    if (fit_w, fit_h) == (width, height):
+    shrink = image.shape[1] > fit_w or image.shape[0] > fit_h
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    if width - fit_w <= 1 and height - fit_h <= 1:  # the same aspect, to a pixel
         return cv2.resize(image, (width, height), dst=out, interpolation=interpolation)
     out[:] = 0
-    left, top = (width - fit_w) // 2, (height - fit_h) // 2
     out[top:top + fit_h, left:left + fit_w] = cv2.resize(image, (fit_w, fit_h),
                                                          interpolation=interpolation)
     return out
