@@ -462,10 +462,14 @@ class StreamPipeline:
                 packet = Packet(image=frame.image, index=frame.index, time_s=frame.time_s,
                                 lost=getattr(frame, "lost", False),
                                 pts_s=getattr(frame, "pts_s", None))
-                # A camera's read includes waiting for the sensor; a paced file says what it spent.
+                # A camera and a paced file tell decoding from waiting for the frame (the
+                # sensor's next frame, the file's next due time): only decoding is work.
                 decode_ms = getattr(frame, "decode_ms", None)
                 packet.ms["decode"] = (decode_ms if decode_ms is not None
                                        else (time.perf_counter() - started) * 1000)
+                wait_ms = getattr(frame, "wait_ms", None)
+                if wait_ms is not None:
+                    packet.ms["wait"] = wait_ms
                 if self.options.live:
                     self.stats.dropped += _put_latest(inbox, packet)
                 elif not _put(inbox, packet, self._abort):

@@ -376,6 +376,8 @@ def run_stream(
         with _stop_on_signals(stream.stop, stream.abandon):
             stats = stream.run()
     summary = stats.write(output.stats)
-    log.info("%d frames at %.1f fps; latency median %s ms", summary["frames"], summary["fps"],
-             summary["latency_ms"]["median"])
+    waited = summary["wait_ms"]["median"]
+    log.info("%d frames at %.1f fps; latency median %s ms%s", summary["frames"], summary["fps"],
+             summary["latency_ms"]["median"],
+             "" if waited is None else f"; waited {waited} ms a frame (median) for the source")
     return 0

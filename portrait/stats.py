@@ -17,6 +17,9 @@ from portrait.sink.paths import write_atomic
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "segment", "smooth", "subject", "refine", "composite", "framing", "output")
+# Not a stage: the reader's time waiting for the source's next frame (a camera's sensor, a paced
+# video file), which costs no CPU; reported apart, as ``wait_ms``, so ``stage_ms`` stays work.
+WAIT = "wait"
 
 
 class RunStats:
@@ -38,7 +41,7 @@ class RunStats:
         self._cpu_start = time.process_time()
 
     def add(self, series: str, ms: float) -> None:
-        """Record one sample (milliseconds) of a stage or of ``latency``."""
+        """Record one sample (milliseconds) of a stage, of ``latency`` or of the ``wait``."""
         samples = self._samples[series]
         samples.append(ms)
         if len(samples) > 2 * self.keep:
@@ -47,7 +50,9 @@ class RunStats:
         self._counts[series] += 1
 
     def summary(self) -> dict:
-        """frames, fps, stage_ms (mean), stage_ms_p95, latency_ms, cpu_percent (of one core)."""
+        """frames, fps, stage_ms (mean), stage_ms_p95, latency_ms, wait_ms (the wait for the
+        source's next frame: mean, median, p95; ``None`` where the source does not wait),
+        cpu_percent (of one core)."""
         wall_s = max(time.perf_counter() - self._wall_start, 1e-9)
         cpu_s = time.process_time() - self._cpu_start
 
@@ -70,6 +75,7 @@ class RunStats:
             "latency_ms": {
                 "mean": mean("latency"), "median": pct("latency", 50), "p95": pct("latency", 95),
             },
+            "wait_ms": {"mean": mean(WAIT), "median": pct(WAIT, 50), "p95": pct(WAIT, 95)},
             "cpu_percent": round(100.0 * cpu_s / wall_s, 1),
             "cpu_count": os.cpu_count(),
         }

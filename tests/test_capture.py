@@ -81,10 +81,13 @@ class PluggableCapture:
     def __init__(self, device: CameraDevice, capture: cv2.VideoCapture) -> None:
         self.device, self.capture = device, capture
 
-    def read(self):
+    def grab(self):
+        return self.device.present and self.capture.grab()
+
+    def retrieve(self):
         if not self.device.present:
             return False, None
-        return self.capture.read()
+        return self.capture.retrieve()
 
     def isOpened(self):
         return self.capture.isOpened()
@@ -133,8 +136,8 @@ def test_camera_logs_what_it_asked_for_and_got(device, caplog):
 
 def test_camera_that_opens_but_gives_no_frame_is_a_device_error(device):
     class Silent(PluggableCapture):
-        def read(self):
-            return False, None
+        def grab(self):
+            return False
 
     def opener(index):
         return Silent(device, cv2.VideoCapture(str(device.video)))
@@ -337,6 +340,36 @@ def test_paced_video_reports_decode_time_without_the_wait(tmp_path):
     decode_ms = [f.decode_ms for f in frames]
     assert all(ms is not None and 0 <= ms < 100 for ms in decode_ms), decode_ms
     assert np.median(np.diff([f.time_s for f in frames])) > 0.15  # it did wait
+    assert np.median([f.wait_ms for f in frames[1:]]) > 100  # and says so
+    with VideoFileSource(clip) as video:  # as fast as possible: no wait
+        assert [f.wait_ms for f in video] == [None] * 6
+
+
+class PacedCapture(PluggableCapture):
+    """A camera at ``fps``: ``grab()`` returns when the sensor's next frame is due, as a
+    webcam's driver does; decoding (``retrieve()``) is the real one of the clip's MJPG frames."""
+
+    def __init__(self, device: CameraDevice, capture: cv2.VideoCapture, fps: float) -> None:
+        super().__init__(device, capture)
+        self.interval_s = 1.0 / fps
+        self.due = time.perf_counter()
+
+    def grab(self):
+        self.due = max(self.due + self.interval_s, time.perf_counter())
+        time.sleep(max(0.0, self.due - time.perf_counter()))
+        return super().grab()
+
+
+def test_a_camera_tells_the_wait_for_its_sensor_from_decoding(device):
+    """A 10 fps camera: each frame waits about 100 ms for the sensor, which is no decoding."""
+    def opener(index):
+        return PacedCapture(device, cv2.VideoCapture(str(device.video)), fps=10.0)
+
+    with CameraSource(0, opener=opener) as camera:
+        frames = [camera.read() for _ in range(5)]
+    assert frames[0].wait_ms is None  # the camera starting, not a frame interval
+    assert all(f.decode_ms is not None and f.decode_ms < 30 for f in frames), frames
+    assert all(60 < f.wait_ms < 200 for f in frames[1:]), [f.wait_ms for f in frames]
 
 
 def test_video_realtime_clock_starts_when_the_reader_comes_back_after_the_first_frame(tmp_path):

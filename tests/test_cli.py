@@ -128,6 +128,7 @@ def test_video_in_gives_video_out_with_the_same_frame_count(brightness_model, tm
     summary = json.loads(stats.read_text())
     assert summary["frames"] == 37 and summary["fps"] > 0
     assert {"decode", "segment", "refine", "composite", "output"} <= set(summary["stage_ms"])
+    assert summary["wait_ms"] == {"mean": None, "median": None, "p95": None}  # no waiting
 
 
 def test_a_video_keeps_its_sound_unless_told(brightness_model, tmp_path, caplog):

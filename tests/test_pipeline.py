@@ -242,6 +242,28 @@ def test_camera_loss_keeps_the_output_fed_and_resumes(segmenter, tmp_path):
     assert outputs[-1].ndim == 2 and first_lost >= 5  # mattes again after the camera came back
 
 
+def test_camera_stats_give_the_wait_for_the_sensor_apart_from_decoding(segmenter, tmp_path):
+    """A 10 fps camera: --stats's decode is the decoding's few ms, not the 100 ms the reader
+    waits for each frame, which is ``wait_ms`` (no stage: ``stage_ms`` stays work)."""
+    from conftest import write_video
+    from portrait.capture import CameraSource
+    from test_capture import CameraDevice, PacedCapture
+
+    device = CameraDevice(write_video(tmp_path / "camera.avi", 30, size=(64, 48)))
+    camera = CameraSource(0, opener=lambda index: PacedCapture(
+        device, cv2.VideoCapture(str(device.video)), fps=10.0))
+    options = PipelineOptions(live=True, reuse_still=False)
+    stream = StreamPipeline(camera.frames(lost_markers=True), matte_processor(segmenter, options),
+                            lambda alpha, _pts: None, options, max_frames=8)
+    with camera:
+        summary = stream.run().summary()
+    assert summary["frames"] == 8
+    assert summary["stage_ms"]["decode"] < 30, summary  # about 100 before: the wait
+    assert "wait" not in summary["stage_ms"]
+    assert 60 < summary["wait_ms"]["median"] < 200, summary
+    assert 50 < summary["wait_ms"]["mean"] < 200, summary
+
+
 def test_a_live_pipeline_that_falls_behind_halves_the_model_rate(segmenter):
     options = PipelineOptions(live=True, queue_size=1, reuse_still=False)
     processor = matte_processor(segmenter, options)
@@ -316,6 +338,7 @@ def test_paced_video_stats_show_decode_time_not_the_wait(segmenter, tmp_path):
                                options).run()
     assert stats.frames == len(outputs) == 6
     assert stats.summary()["stage_ms"]["decode"] < 100
+    assert stats.summary()["wait_ms"]["median"] > 100  # the frames are due 200 ms apart
     # Each output comes with its frame's time in the file, for a video file sink to keep.
     assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], abs=1e-6)
 

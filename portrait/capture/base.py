@@ -27,7 +27,11 @@ class Frame:
         lost: a marker, not a captured frame: the camera is lost and ``image`` is the last good
             frame (see :meth:`CameraSource.frames`); ``index`` is then -1.
         decode_ms: time spent reading and decoding this frame, where the source can tell it
-            from waiting for the frame to be due (a paced video file); ``None`` otherwise.
+            from waiting for the frame (a camera, a paced video file); ``None`` otherwise.
+        wait_ms: time spent waiting for this frame before it was read: for a camera's sensor
+            to deliver it, for a paced video file's frame to be due; ``None`` where the source
+            does not wait (a video file read as fast as possible, photos) or can't tell (the
+            frame a camera gave as it opened, which waited for the camera to start).
         pts_s: when the frame is shown, in seconds: in a video file its presentation time
             (from the start of the file's video), from a camera the time since its first frame;
             ``None`` where time does not apply (photos). A video file sink keeps these times,
@@ -43,6 +47,7 @@ class Frame:
     lost: bool = False
     decode_ms: Optional[float] = None
     pts_s: Optional[float] = None
+    wait_ms: Optional[float] = None
 
 
 

@@ -8,7 +8,7 @@ import platform
 import re
 import threading
 import time
-from typing import Callable, Iterator, Optional, Protocol
+from typing import Callable, Iterator, NamedTuple, Optional, Protocol
 
 import cv2
 import numpy as np
@@ -20,12 +20,20 @@ log = logging.getLogger(__name__)
 
 
 class Capture(Protocol):
-    """The part of ``cv2.VideoCapture`` that :class:`CameraSource` uses (OpenCV's names)."""
+    """The part of ``cv2.VideoCapture`` that :class:`CameraSource` uses (OpenCV's names).
+
+    ``grab()`` waits for the camera's next frame and takes it from the driver; ``retrieve()``
+    decodes and converts it (MJPG to BGR): the two are timed apart, so ``--stats`` tells the wait
+    for the sensor from the work of decoding.
+    """
 
     def isOpened(self) -> bool:
         ...
 
-    def read(self) -> tuple[bool, Optional[np.ndarray]]:
+    def grab(self) -> bool:
+        ...
+
+    def retrieve(self) -> tuple[bool, Optional[np.ndarray]]:
         ...
 
     def set(self, prop: int, value: float) -> bool:
@@ -37,6 +45,15 @@ class Capture(Protocol):
     def release(self) -> None:
         ...
 
+
+
+class _Read(NamedTuple):
+    """A frame as read from a capture, with how long it took: ``wait_ms`` in ``grab()`` (for
+    the camera to deliver it), ``decode_ms`` in ``retrieve()`` and the conversion to BGR."""
+
+    image: np.ndarray
+    wait_ms: float
+    decode_ms: float
 
 
 def is_camera_index(source: str) -> bool:
@@ -117,7 +134,7 @@ class CameraSource(Source):
         self._lock = threading.Lock()  # a capture must not be released while it reads
         self._closed = threading.Event()  # set by close(); also wakes back-off waits
         self._capture: Optional[Capture] = None
-        self._pending: Optional[np.ndarray] = None  # the frame read while opening
+        self._pending: Optional[_Read] = None  # the frame read while opening
         self._last_image: Optional[np.ndarray] = None
         self._next_index = 0
         self._started_s: Optional[float] = None  # when the first frame was read
@@ -134,14 +151,15 @@ class CameraSource(Source):
             raise DeviceError(
                 f"camera {index} could not be opened: no such camera or it is in use; {hint}"
             )
-        image = self._read_from(capture)
-        if image is None:
+        read = self._read_from(capture)
+        if read is None:
             capture.release()
             raise DeviceError(
                 f"camera {index} opened but gave no frames: it may be in use by another app; "
                 "close that app or try another --source"
             )
-        self._capture, self._pending = capture, image
+        self._capture, self._pending = capture, read
+        image = read.image
         got_fps = capture.get(cv2.CAP_PROP_FPS)
         if got_fps and 0 < got_fps <= 1000:
             self._fps = float(got_fps)
@@ -187,14 +205,20 @@ class CameraSource(Source):
         return capture
 
     @staticmethod
-    def _read_from(capture: Capture) -> Optional[np.ndarray]:
+    def _read_from(capture: Capture) -> Optional[_Read]:
+        """The next frame, timed in two (see :class:`_Read`), or ``None`` where there is none."""
+        started = time.perf_counter()
         try:
-            ok, image = capture.read()
+            if not capture.grab():
+                return None
+            grabbed = time.perf_counter()
+            ok, image = capture.retrieve()
         except cv2.error:
             return None
         if not ok or image is None or image.size == 0:
             return None
-        return to_bgr_uint8(image)
+        image = to_bgr_uint8(image)
+        return _Read(image, (grabbed - started) * 1000, (time.perf_counter() - grabbed) * 1000)
 
     def read(self, max_wait_s: Optional[float] = None) -> Optional[Frame]:
         """The next frame, or ``None`` while the camera is lost (or after ``close()``).
@@ -206,14 +230,14 @@ class CameraSource(Source):
         if self._closed.is_set():
             return None
         if self._lost_since is None:
-            image = self._pending
+            read, opening = self._pending, self._pending is not None
             self._pending = None
-            if image is None:
+            if read is None:
                 with self._lock:
                     if self._capture is not None:
-                        image = self._read_from(self._capture)
-            if image is not None:
-                return self._frame(image)
+                        read = self._read_from(self._capture)
+            if read is not None:
+                return self._frame(read, opening)
             if self._closed.is_set():
                 return None
             self._mark_lost()
@@ -225,12 +249,15 @@ class CameraSource(Source):
             self._started_s = now
         return now - self._started_s
 
-    def _frame(self, image: np.ndarray) -> Frame:
+    def _frame(self, read: _Read, opening: bool = False) -> Frame:
+        """The frame of ``read``; one read as the camera opened (``opening``) carries no wait:
+        that was the camera starting, not its frame interval."""
         now = time.perf_counter()
-        frame = Frame(image=image, index=self._next_index, time_s=now,
+        frame = Frame(image=read.image, index=self._next_index, time_s=now,
+                      decode_ms=read.decode_ms, wait_ms=None if opening else read.wait_ms,
                       pts_s=self._since_start(now))
         self._next_index += 1
-        self._last_image = image
+        self._last_image = read.image
         return frame
 
     def _mark_lost(self) -> None:
@@ -257,8 +284,8 @@ class CameraSource(Source):
             if self._closed.is_set():
                 return None
             capture = self._try_open()
-            image = self._read_from(capture) if capture is not None else None
-            if image is None:
+            read = self._read_from(capture) if capture is not None else None
+            if read is None:
                 if capture is not None:
                     capture.release()
                 self._retry_s = min(self._retry_s * 2.0, self._retry_max_s)
@@ -268,10 +295,10 @@ class CameraSource(Source):
             self._capture = capture
         log.warning(
             "camera %d is back after %.1f s (%dx%d)",
-            self.index, self.lost_for_s, image.shape[1], image.shape[0],
+            self.index, self.lost_for_s, read.image.shape[1], read.image.shape[0],
         )
         self._lost_since = None
-        return self._frame(image)
+        return self._frame(read, opening=True)
 
     def frames(self, lost_markers: bool = False) -> Iterator[Frame]:
         """Frames until ``close()``; with ``lost_markers``, also markers while the camera is lost.

@@ -168,12 +168,15 @@ class VideoFileSource(Source):
             converted = time.perf_counter()
             image = to_bgr_uint8(image)
             decode_ms += (time.perf_counter() - converted) * 1000
+            wait_ms = None
             if self.realtime:  # waiting for the frame to be due is not decoding
-                due_s = start + (pts_s - self._first_pts_s) - time.perf_counter()
+                waiting = time.perf_counter()
+                due_s = start + (pts_s - self._first_pts_s) - waiting
                 if due_s > 0 and self._closed.wait(due_s):
                     break
+                wait_ms = (time.perf_counter() - waiting) * 1000
             yield Frame(image=image, index=index, time_s=time.perf_counter(), decode_ms=decode_ms,
-                        pts_s=pts_s)
+                        pts_s=pts_s, wait_ms=wait_ms)
             if index == 0:  # the clock starts when the reader comes back for more: the app
                 start = time.perf_counter()  # takes the first frame, then loads the model
             index += 1
