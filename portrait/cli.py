@@ -199,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     io.add_argument("--stats", type=given, metavar="PATH",
                     help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
+    io.add_argument("--vcam-backend", type=given, metavar="NAME",
+                    help="the virtual camera's pyvirtualcam backend: v4l2loopback (Linux), obs "
+                         "(OBS Studio's virtual camera; Windows, macOS), unitycapture (Windows) "
+                         "(default: the first one that opens)")
+    io.add_argument("--vcam-device", type=given, metavar="DEVICE",
+                    help="the virtual camera device, e.g. /dev/video2 for v4l2loopback "
+                         "(default: the backend's first free one)")
 
     cam = p.add_argument_group("camera and video")
     cam.add_argument("--width", type=positive_int, default=1280, metavar="W",
@@ -331,7 +338,8 @@ def options_from_args(args: argparse.Namespace):
     composite = CompositeOptions(background=args.background, blur_px=args.blur,
                                  light_wrap=args.light_wrap, decontaminate=args.decontaminate)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,
-                           max_frames=args.max_frames, stats=args.stats, audio=args.audio)
+                           max_frames=args.max_frames, stats=args.stats, audio=args.audio,
+                           vcam_backend=args.vcam_backend, vcam_device=args.vcam_device)
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
     framing = FramingOptions(enabled=args.framing == "auto", max_zoom=args.max_zoom)
     return capture, segment, smooth, refine, composite, output, pipeline, framing
@@ -413,13 +421,15 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     lines = []
     if args.image:
         lines += named(("source", "max_frames", "preview", "realtime", "width", "height", "fps",
-                        "audio"), "--image")
+                        "audio", "vcam_backend", "vcam_device"), "--image")
     elif not str(args.source).strip().isdigit():
         lines += named(("width", "height", "fps"), "a video file --source (they ask a camera)")
         if not _names_video(args.out):
             lines += named(("audio",), "no .mp4/.avi --out (only a video file holds sound)")
     else:
         lines += named(("audio",), "a camera --source (the app records no microphone)")
+    if not args.image and args.out is not None:
+        lines += named(("vcam_backend", "vcam_device"), "--out (no virtual camera is written)")
     if args.matte:
         lines += named(("background", "blur"), "--matte")
         if args.decontaminate:

@@ -212,6 +212,10 @@ class OutputOptions:
         max_frames: stop after this many frames (``None`` = no limit).
         stats: write a JSON summary here at exit.
         audio: carry a video file source's sound into a video file ``out``.
+        vcam_backend: the pyvirtualcam backend of the virtual camera (``v4l2loopback``,
+            ``obs``, ``unitycapture``); ``None`` takes the first one that opens.
+        vcam_device: the virtual camera device (``/dev/video2``, a backend's device name);
+            ``None`` takes the backend's first free one.
     """
 
     out: Optional[str] = None
@@ -220,6 +224,8 @@ class OutputOptions:
     max_frames: Optional[int] = None
     stats: Optional[str] = None
     audio: bool = True
+    vcam_backend: Optional[str] = None
+    vcam_device: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ from portrait.pipeline import FrameProcessor, StreamPipeline, stream_inference_t
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
-from portrait.sink import (PreviewSink, camera_lost_frame, open_image_sink, open_sink,
-                           stream_out_kind)
+from portrait.sink import (PreviewSink, camera_lost_frame, check_backend, open_image_sink,
+                           open_sink, stream_out_kind)
 from portrait.sink.images import NO_ALPHA_EXTENSIONS
 from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
@@ -277,7 +277,6 @@ def run_stream(
     output: OutputOptions,
     pipeline: PipelineOptions,
     framing: FramingOptions = FramingOptions(),
-    vcam_backend: Optional[str] = None,
     controls: ControlOptions = ControlOptions(),
     keys: Sequence[Iterable] = (),
     subject: SubjectOptions = SubjectOptions(),
@@ -290,7 +289,6 @@ def run_stream(
     Args:
         framing: auto-framing; the framer is made even when it is off, so it can be switched
             on while running (``processor.framer.enabled``).
-        vcam_backend: pyvirtualcam backend name (None: whichever works).
         controls: how the live controls start (mirror, framing, the backgrounds ``b`` steps
             through).
         keys: scripted key sources, one item per frame (see :class:`portrait.controls.Controls`).
@@ -301,6 +299,8 @@ def run_stream(
     is_camera = camera_index(capture.source) is not None
     if output.out is not None:
         stream_out_kind(output.out)  # a .mkv or .png is refused before the model loads
+    elif output.vcam_backend is not None:
+        check_backend(output.vcam_backend)  # likewise a backend that is not there
     if composite.background.strip().lower() == "transparent" and not output.matte:
         if output.out is None or (Path(output.out).suffix and not names_folder(output.out)):
             raise InputError("--background transparent needs --image mode or --out FOLDER "
@@ -339,7 +339,8 @@ def run_stream(
                                      threads=stream_inference_threads(segment.threads))))
         fps = source.fps or capture.fps
         sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
-                                             backend=vcam_backend, protected=protected,
+                                             backend=output.vcam_backend,
+                                             device=output.vcam_device, protected=protected,
                                              audio_from=sound_source(capture, output)))
         live_controls = Controls(state, scripts=keys)
         preview = (stack.enter_context(PreviewSink(on_key=live_controls.press))

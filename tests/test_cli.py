@@ -216,6 +216,68 @@ def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(
     assert camera.closed == 1
 
 
+class FirstBackend(RecordingBackend):
+    """A second recording backend, registered before the other: the one pyvirtualcam tries
+    first when no backend is named."""
+
+    instances: list = []
+    DEVICE = "/dev/video-first"
+
+
+class DeviceRecordingBackend(RecordingBackend):
+    """Records the device it was asked for, and answers with it, as a real backend must."""
+
+    instances: list = []
+
+    def __init__(self, *, device, **kw):
+        super().__init__(device=device, **kw)
+        self.asked_device = device
+
+    def device(self) -> str:
+        return self.asked_device or self.DEVICE
+
+
+def test_vcam_backend_and_device_pick_the_virtual_camera(brightness_model, tmp_path, caplog):
+    """Without --vcam-backend the first backend that opens takes the frames; with it, the one
+    named gets them, on the --vcam-device asked for; a config file sets both alike."""
+    caplog.set_level(logging.INFO, logger="portrait.sink")
+    video = write_video(tmp_path / "in.avi", frames=4, size=(96, 64), fps=20.0)
+    run = ["--model", str(brightness_model), "--source", str(video), "-q"]
+    config = tmp_path / "c.toml"
+    config.write_text('vcam-backend = "portrait-cli-second"\nvcam-device = "/dev/video7"\n')
+    with fake_camera("portrait-cli-first", FirstBackend) as first, \
+            fake_camera("portrait-cli-second", DeviceRecordingBackend) as second:
+        assert main(run) == 0
+        assert len(first.instances) == 1 and second.instances == []
+        assert main(run + ["--vcam-backend", "portrait-cli-second",
+                           "--vcam-device", "/dev/video9"]) == 0
+        assert len(first.instances) == 1  # not opened again
+        (camera,) = second.instances
+        assert camera.asked_device == "/dev/video9" and len(camera.frames) >= 3
+        assert main(run + ["--config", str(config)]) == 0
+        assert len(first.instances) == 1 and second.instances[1].asked_device == "/dev/video7"
+    assert any("virtual camera: /dev/video9 (portrait-cli-second backend)" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_an_unknown_vcam_backend_is_one_line_naming_those_there_are(capsys, tmp_path):
+    """Refused before the model loads (this one is no model at all) and the source opens."""
+    video = write_video(tmp_path / "in.avi", frames=4)
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")
+    import pyvirtualcam
+
+    with fake_camera("portrait-cli-first", FirstBackend):
+        known = ", ".join(sorted(pyvirtualcam.camera.BACKENDS))  # v4l2loopback on Linux
+        code, stderr = run_in_process(capsys, "--model", broken, "--source", video,
+                                      "--vcam-backend", "obz")
+        assert FirstBackend.instances == []
+    assert code == 2 and "portrait-cli-first" in known
+    assert_one_line_error(code, stderr, f"virtual camera backend 'obz' is not available here "
+                          f"(available: {known}); give one of those to --vcam-backend, or leave "
+                          "it out to use the first that opens")
+
+
 def test_missing_model(tmp_path):
     person_image(tmp_path / "x.jpg")
     code, _, stderr = run_app("--model", "nope.hdf5", "--image", tmp_path / "x.jpg")
@@ -429,6 +491,11 @@ def test_options_that_another_makes_meaningless_are_named(capsys, caplog, tmp_pa
     (["--source", "talk.mp4", "--no-audio"],
      ["--audio is ignored with no .mp4/.avi --out (only a video file holds sound)"]),
     (["--source", "talk.mp4", "--out", "talk.AVI", "--no-audio"], []),
+    (["--image", "me.jpg", "--vcam-backend", "obs"], ["--vcam-backend is ignored with --image"]),
+    (["--out", "call.mp4", "--vcam-backend", "obs", "--vcam-device", "/dev/video2"],
+     ["--vcam-backend is ignored with --out (no virtual camera is written)",
+      "--vcam-device is ignored with --out (no virtual camera is written)"]),
+    (["--source", "1", "--vcam-backend", "obs", "--vcam-device", "/dev/video2"], []),
 ])
 def test_ignored_options_are_those_typed(argv, expected):
     from portrait.cli import command_line_options, ignored_options

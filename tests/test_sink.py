@@ -220,9 +220,11 @@ def test_missing_virtual_camera_device_gives_the_modprobe_hint():
     assert "No v4l2 loopback device found" in message
 
 
-def test_unknown_virtual_camera_backend_is_a_device_error():
-    with pytest.raises(DeviceError, match="backend 'nope' is not available"):
+def test_unknown_virtual_camera_backend_is_an_input_error_naming_those_there_are(recorder):
+    with pytest.raises(InputError) as error:
         VirtualCameraSink(64, 48, 30.0, backend="nope")
+    assert str(error.value).startswith(
+        f"virtual camera backend 'nope' is not available here (available: {BACKEND}, ")
 
 
 def test_open_sink_without_out_is_the_virtual_camera(recorder):

@@ -43,6 +43,7 @@ from portrait.sink.virtual_camera import (
     V4L2LOOPBACK_HINT,
     VirtualCameraSink,
     camera_lost_frame,
+    check_backend,
     device_readers,
     virtual_camera_hint,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "VideoFileSink",
     "VirtualCameraSink",
     "camera_lost_frame",
+    "check_backend",
     "device_readers",
     "has_display",
     "open_image_sink",
@@ -72,8 +74,8 @@ __all__ = [
 
 
 def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]] = None,
-              backend: Optional[str] = None, protected: Iterable[PathLike] = (),
-              audio_from: Optional[PathLike] = None) -> Sink:
+              backend: Optional[str] = None, device: Optional[str] = None,
+              protected: Iterable[PathLike] = (), audio_from: Optional[PathLike] = None) -> Sink:
     """The sink for live and video mode's ``--out``.
 
     Args:
@@ -83,18 +85,19 @@ def open_sink(out: Optional[str], *, fps: float, size: Optional[tuple[int, int]]
         fps: frame rate of the virtual camera or the video file.
         size: (width, height); required for the virtual camera, optional for a video file.
         backend: pyvirtualcam backend name for the virtual camera (``None``: any).
+        device: the virtual camera device (``None``: the backend's first free one).
         protected: input files never to overwrite (the source video, the backgrounds).
         audio_from: a video file whose sound a video file ``out`` carries (its frames written
             at their times in it).
 
     Raises:
         DeviceError: no virtual camera device.
-        InputError: an unusable ``out``.
+        InputError: an unusable ``out``, or no pyvirtualcam backend named ``backend``.
     """
     if out is None:
         if size is None:
             raise ValueError("the virtual camera needs a size: size=None")
-        return VirtualCameraSink(size[0], size[1], fps, backend=backend)
+        return VirtualCameraSink(size[0], size[1], fps, backend=backend, device=device)
     if stream_out_kind(out) == "frames":
         return PngFolderSink(Path(out), protected=protected)
     return VideoFileSink(Path(out), fps, size, protected=protected, audio_from=audio_from)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pyvirtualcam
 
-from portrait.errors import DeviceError
+from portrait.errors import DeviceError, InputError
 from portrait.sink.base import Sink, to_bgr
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,22 @@ log = logging.getLogger(__name__)
 V4L2LOOPBACK_HINT = (
     'sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"'
 )
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` when pyvirtualcam has a backend of that name here (see
+    ``pyvirtualcam.register_backend``).
+
+    Raises:
+        InputError: no such backend; the message lists those there are.
+    """
+    known = sorted(pyvirtualcam.camera.BACKENDS)
+    if backend not in known:
+        raise InputError(
+            f"virtual camera backend '{backend}' is not available here (available: "
+            f"{', '.join(known) or 'none'}); give one of those to --vcam-backend, or leave it "
+            "out to use the first that opens")
+    return backend
 
 
 def virtual_camera_hint() -> str:
@@ -47,6 +63,7 @@ class VirtualCameraSink(Sink):
         device: a device name (``/dev/video2``), or ``None`` for the first free one.
 
     Raises:
+        InputError: no backend named ``backend`` (see :func:`check_backend`).
         DeviceError: no virtual camera device (the message says how to create one).
     """
 
@@ -54,12 +71,8 @@ class VirtualCameraSink(Sink):
                  backend: Optional[str] = None, device: Optional[str] = None) -> None:
         if width <= 0 or height <= 0 or not fps > 0:
             raise ValueError(f"unexpected virtual camera format: {width}x{height} at {fps} fps")
-        if backend is not None and backend not in pyvirtualcam.camera.BACKENDS:
-            known = ", ".join(sorted(pyvirtualcam.camera.BACKENDS)) or "none"
-            raise DeviceError(
-                f"virtual camera backend '{backend}' is not available (available: {known}); "
-                "leave the backend unset"
-            )
+        if backend is not None:
+            check_backend(backend)
         self.size = (int(width), int(height))
         self.fps = float(fps)
         self._backend, self._device = backend, device
