@@ -586,6 +586,100 @@ def test_a_partial_file_a_killed_run_left_is_named_and_a_running_ones_is_not(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == [left.name, "talk.mp4"]
 
 
+# Run in a process of its own: the real close() of a 60-frame .mp4 recording, which the real
+# SIGNAL hits while the copy with the index first is half written (at its 10th packet).
+_STOPPED_WHILE_COPYING = """
+import os, signal, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from portrait.errors import stop_on_termination_signals
+from portrait.sink.video import VideoFileSink
+
+sink = VideoFileSink({out!r}, fps=25.0)
+for i in range(60):
+    sink.write(np.full((48, 64, 3), 4 * i, np.uint8))
+packets = 0
+
+def signal_at_the_10th_packet(frame, event, arg):
+    global packets
+    if (event == "c_call" and getattr(arg, "__name__", "") == "mux"
+            and frame.f_code.co_name == "remux_faststart"):
+        packets += 1
+        if packets == 10:
+            os.kill(os.getpid(), signal.{signal})
+
+sys.setprofile(signal_at_the_10th_packet)
+with stop_on_termination_signals():  # as the app finishes its output: SIGTERM stops it
+    sink.close()
+"""
+
+
+def stop_while_copying(out: Path, signal_name: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _STOPPED_WHILE_COPYING.format(root=str(ROOT), out=str(out),
+                                                            signal=signal_name)],
+        capture_output=True, text=True, timeout=120)
+
+
+def others(folder: Path, *names: str) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in names)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file locks tell a live writer from a dead one")
+def test_a_run_killed_while_copying_leaves_the_final_file_as_it_was_and_the_recording_whole(
+        tmp_path, caplog):
+    """SIGKILL halfway through the copy with the index first: the final file is the earlier
+    one, untouched (the copy goes to a hidden name and is renamed over it only when whole);
+    the recording, a fragmented MP4, plays every frame. The next run into the same file
+    removes the half copy (it never plays: its index comes last; unless it is an input of that
+    run), names the recording and finishes its own video."""
+    out = tmp_path / "talk.mp4"
+    out.write_bytes(b"an earlier recording")
+    killed = stop_while_copying(out, "SIGKILL")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert out.read_bytes() == b"an earlier recording"
+    (partial,) = tmp_path.glob(".talk.mp4.*.partial.mp4")
+    (copy,) = others(tmp_path, out.name, partial.name)  # the half-written copy
+    assert copy.startswith(".talk.mp4.") and copy.endswith(".finishing.mp4"), copy
+    assert count_frames(partial)[1] == 60 == decodable_frames(partial)
+    with VideoFileSink(out, fps=25.0, protected=[tmp_path / copy]) as sink:  # an input: kept
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+    assert others(tmp_path, out.name, partial.name) == [copy]
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="portrait.sink.video")
+    with VideoFileSink(out, fps=25.0) as sink:
+        for i in range(5):
+            sink.write(np.full((48, 64, 3), 50 * i, np.uint8))
+    assert others(tmp_path, out.name, partial.name) == []
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(f"removed '{tmp_path / copy}' (") and \
+        "a half-written copy with the index first that an earlier run into" in warnings[0]
+    assert warnings[1].startswith(f"'{partial}' (") and "is an unfinished video" in warnings[1]
+    assert count_frames(out)[1] == 5 and count_frames(partial)[1] == 60
+
+
+@pytest.mark.parametrize("signal_name, code, stop", [
+    ("SIGINT", -signal.SIGINT, "KeyboardInterrupt"),
+    ("SIGTERM", 1, "StopRequested: SIGTERM"),  # the app's handler turns it into a stop
+])
+def test_a_run_stopped_while_copying_removes_the_copy_and_keeps_the_recording(
+        tmp_path, signal_name, code, stop):
+    """Ctrl-C or SIGTERM halfway through the copy: the copy goes, the earlier final file stays,
+    and the recording, which plays every frame, is named in a warning."""
+    out = tmp_path / "talk.mp4"
+    out.write_bytes(b"an earlier recording")
+    stopped = stop_while_copying(out, signal_name)
+    assert stopped.returncode == code and stop in stopped.stderr, stopped.stderr
+    assert out.read_bytes() == b"an earlier recording"
+    (partial,) = tmp_path.glob(".talk.mp4.*.partial.mp4")
+    assert others(tmp_path, out.name, partial.name) == []
+    assert count_frames(partial)[1] == 60 == decodable_frames(partial)
+    assert (f"video '{out}' was not finished: stopped while copying it with its index first; "
+            f"the whole recording is '{partial}' (a fragmented .mp4, which plays)"
+            in stopped.stderr), stopped.stderr
+
+
 def test_an_mp4_keeps_each_frames_time_and_an_avi_holds_its_rate(tmp_path):
     """Frames written with their times (a variable rate, a stall, two in one frame's time): the
     .mp4 shows each at its time and ends one frame after the last; the .avi shows at 25 fps

@@ -16,8 +16,8 @@ from portrait.errors import DISK_ERRNOS, InputError, OutputFull
 from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.mp4 import (RECORDING_OPTIONS, TICKS, playable, remux_faststart,
                                trim_to_whole_boxes)
-from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input,
-                                 temporary_beside)
+from portrait.sink.paths import (PathLike, _file_ids, _is_protected, _prepare_folder,
+                                 _refuse_input, temporary_beside)
 
 if TYPE_CHECKING:
     from portrait.sink.audio import SourceAudio
@@ -39,6 +39,11 @@ VIDEO_FORMATS = {
     ".avi": ("avi", "mjpeg", "yuvj420p", {}),
 }
 VIDEO_CODECS = {".mp4": "H.264", ".avi": "MJPEG"}  # what each extension stores, by name
+# The .mp4 copy with the index first is written as ``.<name>.<token>.finishing.mp4`` beside the
+# final file and renamed over it only once it reads back whole: a run stopped while copying
+# leaves the final file as it was. A half-written copy never plays (its index comes last), so
+# the next run into the same file removes one that no running writer holds.
+FINISHING = ".finishing"
 MJPEG_QUALITY = 3  # qscale: 2 (best) .. 31; about OpenCV's MJPG file size, a sharper picture
 
 
@@ -58,10 +63,13 @@ class VideoFileSink(Sink):
     The frames go to a hidden file beside ``path`` (``.<name>.<token>.partial<ext>``; for a
     ``.mp4``, a fragmented MP4 that plays up to its last whole fragment, about a second, however
     the run ends). ``close()`` finishes it (a ``.mp4`` copied, packet for packet, into a second
-    hidden file with its index at the front), reads it back, and only then moves it over
-    ``path``: an earlier file of that name stays whole until the new one is. The first write the
-    disk refuses (full, over quota, read-only) ends the video at once: the partial file is
-    finished as far as it goes and named in the error raised, never passed off as the output.
+    hidden file with its index at the front, ``.<name>.<token>.finishing.mp4``), reads it back,
+    and only then moves it over ``path``: an earlier file of that name stays whole until the new
+    one is. A copy that fails or is interrupted is removed and the recording kept whole as the
+    partial file; one a killed run left is removed by the next run into ``path``. The first
+    write the disk refuses (full, over quota, read-only) ends the video at once: the partial
+    file is finished as far as it goes and named in the error raised, never passed off as the
+    output.
 
     Args:
         path: the output file; its folder is created.
@@ -91,7 +99,8 @@ class VideoFileSink(Sink):
             log.warning("video '%s': frame rate %s is not usable; writing at 30 fps",
                         self.path, fps)
             fps = 30.0
-        _refuse_input(self.path, _file_ids(protected))
+        self._protected = _file_ids(protected)
+        _refuse_input(self.path, self._protected)
         if self.path.is_dir():
             raise InputError(f"cannot write video '{self.path}': it is a folder; "
                              "give a file name")
@@ -107,6 +116,7 @@ class VideoFileSink(Sink):
         self._final = Path(os.path.realpath(self.path))
         self._partial = temporary_beside(self._final, f".partial{ext}")
         self._claim: Optional[int] = None  # the descriptor that holds the partial file's lock
+        self._copy_claim: Optional[int] = None  # .mp4: the same for its copy, until moved
         self._container = None
         self._stream = None
         self._audio: Optional[SourceAudio] = None
@@ -135,6 +145,8 @@ class VideoFileSink(Sink):
         if not (width and height):
             raise InputError(f"cannot write video '{self.path}': frames of {size[0]}x{size[1]} "
                              "are too small for a video; write PNG frames (--out DIR/)")
+        if self._timed:
+            self._remove_abandoned_copies()
         for earlier in abandoned_partials(self._final, self._partial.suffix):
             log.warning("'%s' (%s) is an unfinished video that an earlier run into '%s' left "
                         "behind (killed, its machine stopped, or its disk full); nothing will "
@@ -171,6 +183,23 @@ class VideoFileSink(Sink):
                      f"{'' if self._audio.copied else ' as ' + self._audio.output_codec})")
         log.info("writing video '%s' (%s, %dx%d at %g fps%s)", self.path, self._codec, width,
                  height, self.fps, sound)
+
+    def _remove_abandoned_copies(self) -> None:
+        """Remove the copies with the index first that killed runs into ``path`` left: half
+        written, they never play (the index comes last), and each one's recording is beside it
+        as its partial file. An input of this run is left alone, whatever its name."""
+        for copy in abandoned_partials(self._final, self._partial.suffix, FINISHING):
+            if _is_protected(copy, self._protected):
+                continue
+            size = _size_text(copy)
+            try:
+                copy.unlink()
+            except OSError as error:
+                log.debug("'%s' not removed: %s", copy, error)
+                continue
+            log.warning("removed '%s' (%s): a half-written copy with the index first that an "
+                        "earlier run into '%s' left when it was stopped while finishing; the "
+                        "recording it copied is that run's partial file", copy, size, self.path)
 
     def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
         """Append one frame (grey and BGRA are stored as BGR), shown at ``pts_s`` seconds
@@ -349,8 +378,13 @@ class VideoFileSink(Sink):
         try:
             os.replace(finished, self._final)
         except OSError as error:
-            raise InputError(f"cannot finish video '{self.path}': {error.strerror or error}; the "
-                             f"whole file is '{finished}'") from None
+            whole = f"the whole file is '{finished}'"
+            if finished != self._partial:  # the recording holds every frame: keep that one
+                finished.unlink(missing_ok=True)
+                whole = (f"the whole recording is '{self._partial}' (a fragmented .mp4, which "
+                         "plays)")
+            raise InputError(f"cannot finish video '{self.path}': {error.strerror or error}; "
+                             f"{whole}") from None
         if finished != self._partial:
             self._partial.unlink(missing_ok=True)
         if (width, height) != tuple(self.size):
@@ -369,26 +403,32 @@ class VideoFileSink(Sink):
 
     def _copy_with_index_first(self) -> Path:
         """The recorded (fragmented) .mp4 copied, packet for packet, into a second hidden file
-        with its index at the front; that file's path.
+        with its index at the front; that file's path. It stays locked until ``_release()``
+        (after it is moved), so no other run into the same file takes it for a killed run's.
 
         Raises:
             OutputFull, InputError: the recording lacks frames (its muxer reports no failed
                 write of a fragment at its close: they are counted here), and is kept as far
                 as it plays; or the copy cannot be written: it is removed, and the recording,
                 whole, is kept and named.
+            Whatever else stops the copy (Ctrl-C, SIGTERM): the copy is removed and the
+                recording, whole, is kept and named in a warning.
         """
-        copy = temporary_beside(self._final, self._partial.suffix)
-        claim, failure, copied = None, None, 0
+        copy = temporary_beside(self._final, FINISHING + self._partial.suffix)
+        failure, copied = None, 0
         try:
-            claim = _claim(copy)  # a later run names it if this one is killed while copying
+            self._copy_claim = _claim(copy)  # the next run removes it if this one is killed
             copied = remux_faststart(self._partial, copy, self._end)
         except self._write_errors as error:
             failure = error
-        finally:
-            if claim is not None:
-                os.close(claim)
+        except BaseException:
+            self._drop_copy(copy)
+            log.warning("video '%s' was not finished: stopped while copying it with its index "
+                        "first; the whole recording is '%s' (a fragmented .mp4, which plays)",
+                        self.path, self._partial)
+            raise
         if failure is not None or copied != self._stored:
-            copy.unlink(missing_ok=True)
+            self._drop_copy(copy)
             recorded = copied if failure is None else playable(self._av, self._partial)[0]
             if recorded != self._stored:
                 self._report_partial(f"{recorded} of the {self._stored} frames stored reached "
@@ -399,6 +439,13 @@ class VideoFileSink(Sink):
                 f"written ({_reason(failure)}); the whole recording is '{self._partial}' (a "
                 "fragmented .mp4, which plays); free space or choose another --out")
         return copy
+
+    def _drop_copy(self, copy: Path) -> None:
+        """Remove the copy with the index first, then let go of its lock."""
+        copy.unlink(missing_ok=True)
+        if self._copy_claim is not None:
+            os.close(self._copy_claim)
+            self._copy_claim = None
 
     def _read_back(self, path: Path) -> tuple[bool, int, int]:
         """Whether the finished file ``path`` holds every frame stored (the count its header
@@ -431,9 +478,11 @@ class VideoFileSink(Sink):
         return shown is not None and abs(shown - float(last_s)) < 0.5 / self.fps, *size
 
     def _release(self) -> None:
-        if self._claim is not None:
-            os.close(self._claim)  # closing the descriptor releases its lock
-            self._claim = None
+        for name in ("_claim", "_copy_claim"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)  # closing the descriptor releases its lock
+                setattr(self, name, None)
 
 
 def _claim(path: Path) -> Optional[int]:
@@ -447,14 +496,15 @@ def _claim(path: Path) -> Optional[int]:
     return fd
 
 
-def abandoned_partials(final: Path, ext: str) -> list[Path]:
-    """The partial files (``.NAME.TOKEN.partial<ext>``) beside ``final`` that no running
-    writer holds: those of runs that were killed (SIGKILL, the out-of-memory killer) or whose
-    machine stopped, which nothing could finish or remove. Empty where there are no locks to
-    tell (Windows)."""
+def abandoned_partials(final: Path, ext: str, kind: str = ".partial") -> list[Path]:
+    """The partial files (``.NAME.TOKEN.partial<ext>``; with ``kind`` :data:`FINISHING`, the
+    copies with the index first, ``.NAME.TOKEN.finishing<ext>``) beside ``final`` that no
+    running writer holds: those of runs that were killed (SIGKILL, the out-of-memory killer) or
+    whose machine stopped, which nothing could finish or remove. Empty where there are no locks
+    to tell (Windows)."""
     if fcntl is None:
         return []
-    pattern = f".{glob.escape(final.name)}.{'[0-9a-f]' * 8}.partial{glob.escape(ext)}"
+    pattern = f".{glob.escape(final.name)}.{'[0-9a-f]' * 8}{kind}{glob.escape(ext)}"
     found = []
     for candidate in sorted(final.parent.glob(pattern)):
         try:
