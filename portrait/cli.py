@@ -214,10 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="camera height to ask for (default 720)")
     cam.add_argument("--fps", type=positive_float, default=30.0, metavar="F",
                      help="camera frame rate to ask for (default 30)")
-    cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
+    cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                      help="play a video file at its own pace, as a camera would deliver it "
                           "(stale frames are dropped; a video --out keeps the times of those "
-                          "kept, and the sound); default: as fast as possible, every frame")
+                          "kept, and the sound); --no-realtime: as fast as possible, every "
+                          "frame; default: at its own pace into the virtual camera, every "
+                          "frame into an --out")
     cam.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
                      help="a video file's sound goes into a .mp4/.avi --out, in step with the "
                           "picture (default); --no-audio leaves it out")

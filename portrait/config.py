@@ -225,7 +225,10 @@ def format_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
         seen.add(id(action))
         value = getattr(args, action.dest, None)
         if isinstance(action, argparse.BooleanOptionalAction):
-            lines.append(f"{key} = {_toml(bool(value))}")
+            if value is None:  # on or off by the run (--realtime: by the output)
+                lines.append(f"# {key} = (not set)")
+            else:
+                lines.append(f"{key} = {_toml(bool(value))}")
         elif isinstance(action, argparse._CountAction):
             lines.append(f"{key} = {value or 0}")
         elif action.nargs == 0:

@@ -34,14 +34,15 @@ class CaptureOptions:
         source: camera index (``"0"``) or video file path.
         width, height, fps: what to ask a camera for; a camera may give something else.
         realtime: play a video file at its own pace (its frames' times), as a camera would
-            deliver it.
+            deliver it; ``None`` (the default) decides by the output: paced into a virtual
+            camera, as fast as possible, every frame, into a file.
     """
 
     source: str = "0"
     width: int = 1280
     height: int = 720
     fps: float = 30.0
-    realtime: bool = False
+    realtime: Optional[bool] = None
 
 
 @dataclass(frozen=True)

@@ -310,11 +310,14 @@ def run_stream(
     if output.stats:
         check_report_file(output.stats, "--stats", ".json", protected=protected,
                           outputs=[output.out] if output.out else [])
-    if output.out is None and not is_camera and not capture.realtime:
+    if capture.realtime is None:
         # A call shows what the device gets as it comes: unpaced, a clip plays at the speed of
-        # the pipeline (75 fps for a 30 fps clip).
-        log.info("a video file to the virtual camera plays at its own pace (as --realtime)")
-        capture = replace(capture, realtime=True)
+        # the pipeline (75 fps for a 30 fps clip). A file keeps every frame.
+        paced = output.out is None and not is_camera
+        if paced:
+            log.info("a video file to the virtual camera plays at its own pace (as --realtime;"
+                     " --no-realtime sends every frame as fast as possible)")
+        capture = replace(capture, realtime=paced)
     live = is_camera or capture.realtime
     options = PipelineOptions(live=live, queue_size=pipeline.queue_size,
                               reuse_still=pipeline.reuse_still,

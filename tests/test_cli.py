@@ -215,6 +215,13 @@ def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(
     assert all(f.size == 96 * 64 * 3 for f in camera.frames)
     assert camera.closed == 1
 
+    # --no-realtime: every frame, as fast as the pipeline goes.
+    assert main(["--model", str(brightness_model), "--source", str(video), "--stats", str(stats),
+                 "--no-realtime", "-q"]) == 0
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == 25 and summary["dropped_frames"] == 0, summary
+    assert len(virtual_camera.instances[-1].frames) == 25
+
 
 class FirstBackend(RecordingBackend):
     """A second recording backend, registered before the other: the one pyvirtualcam tries

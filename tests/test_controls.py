@@ -229,10 +229,13 @@ def video(tmp_path):
 
 
 def camera_run(brightness_model, video, *args, keys=None):
-    """Run the app on ``video`` into the virtual camera; returns (frames sent, the backend)."""
+    """Run the app on ``video`` into the virtual camera; returns (frames sent, the backend).
+
+    Every frame, as fast as it goes (``--no-realtime``): paced, a busy machine drops one now
+    and then, and the runs compared frame by frame would differ in length."""
     with fake_camera(BACKEND, RecordingBackend) as backend:
         RecordingBackend.fail_sends = 0
-        code = main(["--model", brightness_model, "--source", video, "-q", *args],
+        code = main(["--model", brightness_model, "--source", video, "-q", "--no-realtime", *args],
                     keys=[keys] if keys is not None else ())
         assert code == 0
         (camera,) = backend.instances  # opened once: no key closes or reopens it
