@@ -236,14 +236,56 @@ class ImageBackground(_PerSize):
     """An image file scaled to cover the frame and centre-cropped, never stretched.
 
     What is kept for frames of other sizes is the image at most twice the size that covers the
-    first frame (a 62 MP photo behind a 720p call kept 186 MB before)."""
+    first frame (a 62 MP photo behind a 720p call kept 186 MB before).
 
-    def __init__(self, path: str, size: tuple[int, int]):
+    An image with transparency (a PNG, WebP or TIFF with alpha) is laid over the frame's own
+    background blurred by ``blur_px`` (as ``BlurBackground`` makes it; the attribute may change
+    between frames): where it is transparent the room shows, blurred. An opaque image costs no
+    blur."""
+
+    def __init__(self, path: str, size: tuple[int, int],
+                 blur_px: int = CompositeOptions.blur_px):
         # With the checks a photo gets: EXIF orientation, truncation, the pixel limit.
-        image = read_image(path, what="background image")
+        image = read_image(path, what="background image", keep_alpha=True)
+        self.transparent = image.shape[2] == 4
+        self.blur_px = int(blur_px)
         self.description = f"image {path} ({image.shape[1]}x{image.shape[0]})"
+        if self.transparent:
+            self.description += " over the blurred frame"
+            # Premultiplied, so that scaling does not bring in the colour of transparent pixels.
+            image = _premultiply(image)
         image = _at_most_twice_cover(image, size)
-        super().__init__(lambda s: cover(image, s), size)
+        build = (lambda s: _overlay_parts(cover(image, s))) if self.transparent else (
+            lambda s: cover(image, s))
+        super().__init__(build, size)
+
+    def _background_for(self, frame_bgr, alpha):
+        made = self._get((frame_bgr.shape[1], frame_bgr.shape[0]))
+        if not self.transparent:
+            return made
+        colour, see_through = made
+        out = buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
+        blur_background(frame_bgr, alpha, self.blur_px, out=out)
+        # over: image + blurred * (1 - image alpha), image colours premultiplied
+        cv2.multiply(out, see_through, dst=out, scale=1 / 255)
+        return cv2.add(out, colour, dst=out)
+
+
+def _premultiply(image_bgra: np.ndarray, band_rows: int = 256) -> np.ndarray:
+    """Multiply the colours of BGRA uint8 ``image_bgra`` by its alpha (rounded), in place, a
+    band of rows at a time (a 62 MP image needs no second copy); returns it."""
+    for top in range(0, image_bgra.shape[0], band_rows):
+        band = image_bgra[top:top + band_rows]
+        # (a, a, a, 255): the alpha itself is multiplied by 255/255, kept exactly
+        factor = cv2.cvtColor(np.ascontiguousarray(band[:, :, 3]), cv2.COLOR_GRAY2BGRA)
+        cv2.multiply(band, factor, dst=band, scale=1 / 255)
+    return image_bgra
+
+
+def _overlay_parts(premultiplied_bgra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(premultiplied BGR, ``255 - alpha`` as 3 channels): what laying it over takes."""
+    see_through = cv2.cvtColor(cv2.bitwise_not(premultiplied_bgra[:, :, 3]), cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(premultiplied_bgra[:, :, :3]), see_through
 
 
 def _at_most_twice_cover(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -364,7 +406,7 @@ def make_background(options: CompositeOptions, size: tuple[int, int] = (1280, 72
         if suffix in VIDEO_SUFFIXES:
             background = VideoBackground(spec, size)
         elif is_image_file(path):
-            background = ImageBackground(spec, size)
+            background = ImageBackground(spec, size, options.blur_px)
         else:
             background = VideoBackground(spec, size)
     log.info("background: %s", background.description)

@@ -49,7 +49,7 @@ class LiveState:
         effect: False sends the plain camera frame (mirrored if ``mirror``).
         backgrounds: what ``b`` steps through (``blur``, image/video paths, ``#rrggbb``).
         background_index: the entry of ``backgrounds`` in use.
-        blur_px: blur strength of the ``blur`` background.
+        blur_px: blur strength of the ``blur`` background (and behind a transparent image).
         mirror: flip the output horizontally.
         framing: auto-framing on (read by the framer).
         decontaminate: the person's own colour at the soft edge (``--decontaminate``; read by
@@ -307,6 +307,12 @@ class LiveBackground:
 
     def for_state(self, state: LiveState) -> Background:
         """The background to render this frame with."""
+        background = self._chosen(state)
+        if isinstance(background, ImageBackground) and background.transparent:
+            background.blur_px = state.blur_px  # + and - blur what shows through it too
+        return background
+
+    def _chosen(self, state: LiveState) -> Background:
         key = self._key_of(state)
         if key == self._key or state.background in self._failed:
             return self.current

@@ -621,6 +621,64 @@ def test_read_image_applies_exif_orientation(tmp_path):
     assert bgr[70, 20].max() <= 10
 
 
+def _half_transparent_rgba(width=80, height=40) -> np.ndarray:
+    """RGBA: the left half opaque red, the right half transparent (its colour green, which
+    must not show), and a half-transparent stripe in the middle."""
+    rgba = np.zeros((height, width, 4), np.uint8)
+    rgba[:, :, 1] = 255  # green everywhere, seen only where opaque...
+    rgba[:, : width // 2] = (255, 0, 0, 255)  # ...which the left half is, in red
+    rgba[:, width // 2 - 2: width // 2 + 2, 3] = 128
+    return rgba
+
+
+@pytest.mark.parametrize("name", ["rgba.png", "rgba16.png", "la.png", "palette.png",
+                                  "lossless.webp", "rgba.tiff"])
+def test_read_image_keeps_the_alpha_when_asked(tmp_path, name):
+    rgba = _half_transparent_rgba()
+    path = tmp_path / name
+    if name == "rgba16.png":
+        cv2.imwrite(str(path), rgba[:, :, [2, 1, 0, 3]].astype(np.uint16) * 257)
+    elif name == "la.png":
+        Image.fromarray(rgba[:, :, [0, 3]], "LA").save(path)
+    elif name == "palette.png":  # one transparent palette entry (tRNS), no alpha channel
+        palette = Image.fromarray(rgba[:, :, :3]).convert("P")
+        palette.save(path, transparency=palette.getpixel((70, 20)))
+    else:
+        Image.fromarray(rgba, "RGBA").save(path, **({"lossless": True} if "webp" in name else {}))
+    image = read_image(path, keep_alpha=True)
+    assert image.dtype == np.uint8 and image.shape == (40, 80, 4), name
+    assert image[20, 10, 3] == 255 and image[20, 70, 3] == 0, name
+    if name not in ("palette.png", "la.png"):
+        assert abs(int(image[20, 39, 3]) - 128) <= 1, name
+    if name != "la.png":
+        assert np.abs(image[20, 10, :3].astype(int) - RED_BGR).max() <= 3, name
+    # Without keep_alpha, as before: BGR, the alpha dropped.
+    assert read_image(path).shape == (40, 80, 3)
+
+
+def test_read_image_keep_alpha_gives_bgr_for_opaque_images(tmp_path):
+    rgb = rgb_red_left()
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(
+        tmp_path / "opaque.png")
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=95)
+    for name in ["opaque.png", "rgb.png", "photo.jpg"]:
+        image = read_image(tmp_path / name, keep_alpha=True)
+        np.testing.assert_array_equal(image, read_image(tmp_path / name))
+
+
+def test_read_image_turns_the_alpha_with_the_exif_orientation(tmp_path):
+    image = Image.fromarray(_half_transparent_rgba(), "RGBA")
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    image.save(tmp_path / "rotated.png", exif=exif)
+    bgra = read_image(tmp_path / "rotated.png", keep_alpha=True)
+    assert bgra.shape == (80, 40, 4)  # displayed upright: portrait
+    # The stored left (opaque red) half is the displayed top, colours and alpha alike.
+    assert bgra[10, 20, 3] == 255 and np.abs(bgra[10, 20, :3].astype(int) - RED_BGR).max() <= 3
+    assert bgra[70, 20, 3] == 0
+
+
 def test_read_image_one_pixel(tmp_path):
     cv2.imwrite(str(tmp_path / "dot.png"), np.array([[[1, 2, 3]]], np.uint8))
     image = read_image(tmp_path / "dot.png")

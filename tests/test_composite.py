@@ -166,6 +166,68 @@ def test_image_background_is_not_stretched(image_path, size):
     assert abs((xs.min() + xs.max()) / 2 - (w - 1) / 2) <= 1  # centre-cropped
 
 
+def _overlay_rgba(h=H, w=W) -> np.ndarray:
+    """BGRA: the left third opaque red, the middle third half-transparent blue, the right
+    third transparent, its colour a green that must never show."""
+    bgra = np.zeros((h, w, 4), np.uint8)
+    bgra[:, :] = (0, 255, 0, 0)
+    bgra[:, : w // 3] = (0, 0, 255, 255)
+    bgra[:, w // 3: 2 * w // 3] = (255, 0, 0, 128)
+    return bgra
+
+
+def _write_rgba(path, bgra):
+    if path.name.endswith("16.png"):
+        cv2.imwrite(str(path), bgra.astype(np.uint16) * 257)
+    else:
+        from PIL import Image
+        Image.fromarray(bgra[:, :, [2, 1, 0, 3]], "RGBA").save(
+            path, **({"lossless": True} if path.suffix == ".webp" else {}))
+    return path
+
+
+@pytest.mark.parametrize("name", ["overlay.png", "overlay16.png", "overlay.webp", "overlay.tiff"])
+def test_transparent_image_lies_over_the_blurred_frame(tmp_path, name):
+    """Where the image is transparent the frame's own background shows, blurred as
+    ``--background blur`` blurs it (``blur_px``); elsewhere the image, by its alpha."""
+    bgra = _overlay_rgba()
+    path = _write_rgba(tmp_path / name, bgra)
+    frame, alpha = _frame_and_alpha()
+    with make_background(CompositeOptions(background=str(path), blur_px=9), (W, H)) as background:
+        assert background.transparent and background.blur_px == 9
+        assert "over the blurred frame" in background.description
+        result = background.render(frame, alpha)
+    weight = bgra[:, :, 3:] / 255.0
+    behind = bgra[:, :, :3] * weight + blur_background(frame, alpha, 9) * (1 - weight)
+    person = alpha[:, :, None] / 255.0
+    expected = frame * person + behind * (1 - person)
+    assert np.abs(result - expected).max() <= 2.0
+    no_person = np.zeros((H, W), np.uint8)
+    with make_background(CompositeOptions(background=str(path), blur_px=9), (W, H)) as background:
+        alone = background.render(frame, no_person)
+    assert alone[:, 2 * W // 3:, 1].astype(float).mean() < 200  # no green: it was never seen
+
+
+def test_transparent_image_scaled_down_brings_no_colour_of_its_transparent_pixels(tmp_path):
+    path = _write_rgba(tmp_path / "big.png", _overlay_rgba(900, 1600))  # shrunk 10x
+    black, zero = np.zeros((H, W, 3), np.uint8), np.zeros((H, W), np.uint8)
+    with make_background(CompositeOptions(background=str(path)), (W, H)) as background:
+        result = background.render(black, zero)  # over black, only the image's own colours
+    assert result[:, :, 1].max() <= 1  # the hidden green did not bleed in at the edges
+    assert result[:, : W // 3 - 1, 2].min() >= 254 and result[:, 2 * W // 3 + 1:].max() <= 1
+
+
+def test_opaque_image_with_an_alpha_channel_is_an_opaque_image(tmp_path):
+    bgra = _overlay_rgba()
+    bgra[:, :, 3] = 255
+    path = _write_rgba(tmp_path / "opaque.png", bgra)
+    frame, alpha = _frame_and_alpha()
+    with make_background(CompositeOptions(background=str(path)), (W, H)) as background:
+        assert not background.transparent and "blur" not in background.description
+        result = background.render(frame, np.zeros((H, W), np.uint8))
+    np.testing.assert_array_equal(result, bgra[:, :, :3])
+
+
 def test_cover_keeps_aspect_and_centres():
     image = np.zeros((100, 300, 3), np.uint8)
     image[:, 145:155] = 255  # a centre stripe

@@ -382,6 +382,26 @@ def test_the_image_b_steps_to_next_is_made_beforehand_and_kept(tmp_path):
         assert time.perf_counter() - started < made_s / 5
 
 
+def test_plus_and_minus_blur_what_shows_through_a_transparent_image(tmp_path):
+    from PIL import Image
+
+    from portrait.composite import blur_background
+    from portrait.options import CompositeOptions
+
+    rgba = np.zeros((240, 320, 4), np.uint8)  # transparent but for an opaque band at the top
+    rgba[:40] = (255, 255, 255, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "frame.png")
+    state = LiveState(backgrounds=("blur", str(tmp_path / "frame.png")), background_index=1,
+                      blur_px=21)
+    frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), np.uint8)
+    nobody = np.zeros((240, 320), np.uint8)
+    with LiveBackground(CompositeOptions(blur_px=21), state, (320, 240)) as live:
+        for blur_px in (21, 6, 41):  # as + and - leave it
+            result = live.for_state(replace(state, blur_px=blur_px)).render(frame, nobody)
+            np.testing.assert_array_equal(result[40:], blur_background(frame, nobody, blur_px)[40:])
+            assert result[:40].min() == 255
+
+
 def test_an_image_background_keeps_at_most_twice_what_covers_the_frame(tmp_path):
     from portrait.composite import _at_most_twice_cover
 

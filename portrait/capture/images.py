@@ -49,17 +49,20 @@ def _image_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
 
 
 def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-               what: str = "image") -> np.ndarray:
+               what: str = "image", keep_alpha: bool = False) -> np.ndarray:
     """Read one image file as BGR uint8 ``(H, W, 3)``.
 
-    EXIF orientation is applied; greyscale, RGBA (alpha dropped), palette, 16-bit (scaled to
-    8 bits) and CMYK images all come back as BGR uint8. Images over ``max_pixels`` are refused
-    from their header, before decoding.
+    EXIF orientation is applied; greyscale, RGBA (alpha dropped unless ``keep_alpha``),
+    palette, 16-bit (scaled to 8 bits) and CMYK images all come back as BGR uint8. Images over
+    ``max_pixels`` are refused from their header, before decoding.
 
     Args:
         path: the image file.
         max_pixels: the largest width x height accepted.
         what: what the file is, in messages ("image", "background image").
+        keep_alpha: an image with transparency (an alpha channel with a value under 255, or a
+            transparent palette colour) comes back as BGRA uint8 ``(H, W, 4)``, straight
+            (not premultiplied) alpha, oriented as its colours are; an opaque one as BGR.
 
     Returns:
         The image.
@@ -112,7 +115,48 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     if complaints:
         log.warning("%s '%s' may be damaged: its decoder reported \"%s\"", what, path,
                     complaints[0])
-    return to_bgr_uint8(image)
+    image = to_bgr_uint8(image)
+    if keep_alpha:
+        return _with_alpha(data, image, path, what)
+    return image
+
+
+def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """The image with its transparency: BGRA uint8 (straight alpha) as Pillow reads it, where
+    it has an alpha channel (or a transparent palette colour) with a value under 255; else
+    ``image_bgr``, as OpenCV decoded it.
+
+    Pillow tells from the header whether there is an alpha (an opaque image costs no second
+    decode), applies the EXIF orientation (a TIFF's own tag too) as OpenCV does to the colours,
+    which OpenCV's ``IMREAD_UNCHANGED`` does not, and gives straight colours where OpenCV gives
+    a TIFF's premultiplied. Without Pillow, or where it cannot read the file, the image is
+    opaque, as before transparency was read."""
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:
+        log.warning("%s '%s': transparency needs Pillow (pip install pillow); shown opaque",
+                    what, path)
+        return image_bgr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning: read_image's own limit holds
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") \
+                        and "transparency" not in image.info:
+                    return image_bgr
+                rgba = np.asarray(ImageOps.exif_transpose(image).convert("RGBA"))
+        except Exception as error:  # noqa: BLE001: the colours decoded; only the alpha is lost
+            log.warning("%s '%s': its transparency could not be read (%s); shown opaque",
+                        what, path, error)
+            return image_bgr
+    if rgba.shape[:2] != image_bgr.shape[:2]:  # Pillow and OpenCV disagree on its orientation
+        log.warning("%s '%s': its transparency is %dx%d, its colours %dx%d; shown opaque",
+                    what, path, rgba.shape[1], rgba.shape[0], image_bgr.shape[1],
+                    image_bgr.shape[0])
+        return image_bgr
+    if rgba[:, :, 3].min() == 255:
+        return image_bgr
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
 
 
 def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int,
