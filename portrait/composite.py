@@ -1,12 +1,13 @@
 """Compositing: the person over a new background (blur, colour, image, video or transparent).
 
 Every background answers ``render(frame_bgr, alpha) -> frame`` and adapts when the frame size
-changes. Blending is uint8 fixed point with saturating ``cv2.multiply(..., scale=1/255)``: at
-720p/1080p on one core about 2x faster than ``cv2.blendLinear`` (which needs two float32 weight
-planes) and 4x faster than uint16 arithmetic in numpy; error at most 1 grey level, exact at
-alpha 0 and 255. Only the matte's bounding box is blended; elsewhere the background is copied
-(where alpha is 0 the blend is the background exactly), which halves the blend's cost when the
-person fills part of a webcam frame.
+changes; a video background also takes the frame's time, and plays at its own rate. Blending
+is uint8 fixed point with saturating ``cv2.multiply(..., scale=1/255)``: at 720p/1080p on one
+core about 2x faster than ``cv2.blendLinear`` (which needs two float32 weight planes) and 4x
+faster than uint16 arithmetic in numpy; error at most 1 grey level, exact at alpha 0 and 255.
+Only the matte's bounding box is blended; elsewhere the background is copied (where alpha is 0
+the blend is the background exactly), which halves the blend's cost when the person fills part
+of a webcam frame.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from portrait.capture.base import quiet_opencv
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
+from portrait.capture.looping import LoopingVideo, PlayClock
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, check_frame_alpha, outside
@@ -153,14 +154,15 @@ class Background:
     def __init__(self):
         self._workspace: dict = {}
 
-    def _background_for(self, frame_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    def _background_for(self, frame_bgr: np.ndarray, alpha: np.ndarray,
+                        time_s: Optional[float] = None, live: bool = False) -> np.ndarray:
         raise NotImplementedError
 
     def render(self, frame_bgr: np.ndarray, alpha: np.ndarray,
                out: Optional[np.ndarray] = None,
                light_wrap: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], object]] = None,
                foreground: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
-               ) -> np.ndarray:
+               *, time_s: Optional[float] = None, live: bool = False) -> np.ndarray:
         """Composite the person (``alpha``, 255 = person) over this background.
 
         ``foreground(frame, alpha)``, when given (a
@@ -169,11 +171,17 @@ class Background:
         ``light_wrap(composite, alpha, background)``, when given (a
         :class:`portrait.lightwrap.LightWrap`), then works on the composite in place.
 
+        ``time_s`` is the frame's time in seconds (``Frame.pts_s``), ``None`` for a monotonic
+        clock: a video background shows the frame due that long after its first render.
+        ``live``: a live stream, where a video background shows the newest frame its reader
+        has ready rather than wait for the one due (which a file run does, so that every run
+        gives the same output).
+
         Returns BGR uint8 (H, W, 3), a new array unless ``out`` is given; raises ValueError on
         a wrong frame or alpha.
         """
         check_frame_alpha(frame_bgr, alpha)
-        background = self._background_for(frame_bgr, alpha)
+        background = self._background_for(frame_bgr, alpha, time_s, live)
         person = frame_bgr if foreground is None else foreground(frame_bgr, alpha)
         result = composite(person, alpha, background, out, workspace=self._workspace)
         if light_wrap is not None:
@@ -206,7 +214,7 @@ class _PerSize(Background):
                 self._cache.popitem(last=False)
         return self._cache[size]
 
-    def _background_for(self, frame_bgr, alpha):
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
         return self._get((frame_bgr.shape[1], frame_bgr.shape[0]))
 
 
@@ -218,7 +226,7 @@ class BlurBackground(Background):
         self.blur_px = int(blur_px)
         self.description = f"blur {self.blur_px} px"
 
-    def _background_for(self, frame_bgr, alpha):
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
         out = buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
         return blur_background(frame_bgr, alpha, self.blur_px, out=out)
 
@@ -259,7 +267,7 @@ class ImageBackground(_PerSize):
             lambda s: cover(image, s))
         super().__init__(build, size)
 
-    def _background_for(self, frame_bgr, alpha):
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
         made = self._get((frame_bgr.shape[1], frame_bgr.shape[0]))
         if not self.transparent:
             return made
@@ -299,48 +307,43 @@ def _at_most_twice_cover(image_bgr: np.ndarray, size: tuple[int, int]) -> np.nda
 
 
 class VideoBackground(Background):
-    """A video file, one frame per output frame, looping; scaled to cover like an image."""
+    """A video file, looping, at its own rate: each render shows the frame due at its time
+    (``time_s``, the stream's time, else a monotonic clock) since the first render, which shows
+    the first frame; frames are skipped or shown again as the output's rate needs. Scaled to
+    cover like an image.
+
+    Decoding and scaling run ahead in a thread of their own (:class:`LoopingVideo`), off the
+    compositing path. A file that can no longer be read at a loop (deleted, cut short) is said
+    once in the log, and its last frame stays."""
 
     def __init__(self, path: str, size: tuple[int, int]):
         super().__init__()
         self.path = path
-        with quiet_opencv():  # FFmpeg's own lines on a bad file; the error below says it once
-            self._capture = cv2.VideoCapture(path)
-            ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
-        if not ok or first is None or first.ndim != 3:
-            self._capture.release()
-            raise InputError(f"cannot read background video '{path}': no frame could be decoded;"
-                             " use an MP4, AVI or MKV file")
-        self._pending: Optional[np.ndarray] = first  # shown by the first render
-        self._last = cover(first, size)
+        try:
+            self._video: Optional[LoopingVideo] = LoopingVideo(path, size, cover)
+        except InputError:  # the file's own error named it a --source; this one says what to do
+            raise InputError(f"cannot read background video '{path}': no frame could be "
+                             "decoded; use an MP4, AVI or MKV file") from None
+        self._clock = PlayClock()
+        self._last = self._video.first  # shown by the first render
         self.description = f"video {path}"
 
-    def _next_frame(self) -> Optional[np.ndarray]:
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return frame
-        ok, frame = self._capture.read()
-        if not ok:  # end of file: reopen rather than seek, which some containers can't do
-            self._capture.release()
-            self._capture = cv2.VideoCapture(self.path)
-            ok, frame = self._capture.read()
-        return frame if ok else None
-
-    def _background_for(self, frame_bgr, alpha):
-        if self._capture is None:
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
+        if self._video is None:
             raise ValueError("unexpected render on a closed VideoBackground")
-        frame = self._next_frame()
         size = (frame_bgr.shape[1], frame_bgr.shape[0])
+        self._video.size = size  # frames prepared from now on
+        frame = self._video.frame_at(self._clock.advance(time_s), wait=not live)
         if frame is not None:
-            self._last = cover(frame, size)
-        elif self._last.shape != frame_bgr.shape:  # the file stopped decoding: keep the last frame
+            self._last = frame
+        if self._last.shape != frame_bgr.shape:  # prepared for another size
             self._last = cover(self._last, size)
         return self._last
 
     def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        if self._video is not None:
+            self._video.close()
+            self._video = None
 
 
 class TransparentBackground(Background):
@@ -348,11 +351,13 @@ class TransparentBackground(Background):
 
     description = "transparent"
 
-    def render(self, frame_bgr, alpha, out=None, light_wrap=None, foreground=None):
+    def render(self, frame_bgr, alpha, out=None, light_wrap=None, foreground=None, *,
+               time_s=None, live=False):
         """BGRA uint8 (H, W, 4): the frame's colours (or ``foreground(frame, alpha)``'s) with
         ``alpha`` as its alpha channel.
 
-        ``light_wrap`` is ignored: there is no background to take light from."""
+        ``light_wrap`` is ignored: there is no background to take light from; so are the
+        frame's time and ``live``."""
         check_frame_alpha(frame_bgr, alpha)
         if foreground is not None:
             frame_bgr = foreground(frame_bgr, alpha)

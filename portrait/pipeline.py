@@ -288,8 +288,11 @@ class FrameProcessor:
                 channels = 4 if isinstance(background, TransparentBackground) else 3
                 out = self._outputs.get((height, width, channels))
             foreground = self.foreground if state is None or state.decontaminate else None
+            # The frame's own time: a video background plays at its rate, the same every run
+            # of a file; a live stream never waits for its decoder.
             output = background.render(packet.image, alpha, out=out, light_wrap=self.light_wrap,
-                                       foreground=foreground)
+                                       foreground=foreground, time_s=packet.pts_s,
+                                       live=self.options.live)
         t3 = time.perf_counter()
         if self.framer is not None:
             if state is not None:
@@ -314,9 +317,10 @@ class FrameProcessor:
         out = self._mirrored.get(image.shape) if self._mirrored is not None else None
         return cv2.flip(image, 1, dst=out)
 
-    def process(self, image: np.ndarray) -> np.ndarray:
-        """All stages on one frame, in this thread; returns the output image."""
-        packet = Packet(image=image, index=0, time_s=time.perf_counter())
+    def process(self, image: np.ndarray, pts_s: Optional[float] = None) -> np.ndarray:
+        """All stages on one frame, in this thread; returns the output image. ``pts_s``: the
+        frame's time (``None``: a video background goes by a monotonic clock)."""
+        packet = Packet(image=image, index=0, time_s=time.perf_counter(), pts_s=pts_s)
         self.segment(packet)
         self.finish(packet)
         return packet.output

@@ -214,7 +214,8 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
                 continue
             try:
                 processor.reset()  # each photo is a scene of its own (subject, framing)
-                result = processor.process(item.frame.image)
+                # A photo has no time: a video background gives each its first frame.
+                result = processor.process(item.frame.image, pts_s=0.0)
                 sink.write(result, name=item.frame.name)
             except OutputFull:  # no photo after this one would be written either
                 raise

@@ -411,6 +411,18 @@ def test_truncated_video_gives_what_it_can_and_warns(tmp_path, clip, caplog):
                for r in caplog.records)
 
 
+def test_a_quiet_video_reading_again_says_nothing_at_info(tmp_path, caplog):
+    """A background video is read again at each loop: its first reading said what it is."""
+    data = write_video(tmp_path / "long.avi", 30).read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: int(len(data) * 0.6)])
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(truncated, quiet=True) as video:
+        frames = list(video)
+    assert 0 < len(frames) < 30
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
 def test_fewer_frames_at_the_full_length_is_a_variable_frame_rate_not_truncation(tmp_path, caplog):
     """Phone recordings vary their frame rate; their container's count is an estimate from the
     duration. Frames that reach the claimed length are not a truncated file, and need no

@@ -101,6 +101,27 @@ def test_blur_background_changes_only_the_background(brightness_model, tmp_path)
     assert np.abs(result[60:80, 70:90].astype(int) - original[60:80, 70:90]).max() <= 3
 
 
+def test_a_video_background_gives_every_photo_its_first_frame(brightness_model, tmp_path):
+    """Photos have no time: each is cut out over the video's first frame (photo k got frame
+    k before, one frame per output; by the clock, each would get another)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        person_image(folder / name)
+    video = tmp_path / "levels.avi"
+    # 300 fps: by the clock, a photo a few ms after the first would land on another frame
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 300.0, (160, 120))
+    for level in [20] + [200] * 29:
+        writer.write(np.full((120, 160, 3), level, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["--model", str(brightness_model), "--image", str(folder), "--out", str(out),
+                 "--background", str(video), "-q"]) == 0
+    for name in ("a.png", "b.png", "c.png"):
+        corner = cv2.imread(str(out / name))[:20, :40]  # background there
+        assert abs(float(corner.mean()) - 20) < 4, name
+
+
 def test_folder_batch_keeps_stems_and_carries_on_past_a_bad_file(brightness_model, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

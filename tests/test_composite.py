@@ -1,5 +1,10 @@
 """Tests for portrait.composite: blending and every background kind."""
 
+import logging
+import os
+import threading
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -265,14 +270,117 @@ def test_unreadable_background_file_is_an_input_error(tmp_path, name, content):
     assert name in str(info.value) and "\n" not in str(info.value)
 
 
-def test_video_background_loops_one_frame_per_output_frame(video_path):
+def _levels_video(path, count=12, fps=30.0, size=(64, 48)):
+    """A video whose frame i is a flat grey of 10 + 20 * i, so a render tells which it shows."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(count):
+        writer.write(np.full((size[1], size[0], 3), 10 + 20 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def _shown(background, times, live=False, size=(64, 48)):
+    """Which frame of a :func:`_levels_video` each render at ``times`` shows."""
+    frame, zero = np.zeros((size[1], size[0], 3), np.uint8), np.zeros((size[1], size[0]), np.uint8)
+    means = [float(background.render(frame, zero, time_s=t, live=live).mean()) for t in times]
+    assert all(abs(mean - (10 + 20 * round((mean - 10) / 20))) < 3 for mean in means), means
+    return [round((mean - 10) / 20) for mean in means]
+
+
+def test_video_background_loops_at_its_own_rate(video_path):
+    """The 10 fps red, green, blue clip rendered at 10 fps shows each frame once, and loops."""
     frame, zero = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    times = [0.0] + [k / 10 + 0.01 for k in range(1, 7)]  # off the frames' own times
     with make_background(CompositeOptions(background=str(video_path)), (64, 48)) as background:
-        means = [background.render(frame, zero).reshape(-1, 3).mean(axis=0) for _ in range(7)]
+        means = [background.render(frame, zero, time_s=t).reshape(-1, 3).mean(axis=0)
+                 for t in times]
         background.close()  # closing twice is safe
     shown = [int(np.argmax(mean)) for mean in means]
     assert shown == [2, 1, 0, 2, 1, 0, 2]  # red, green, blue, red, ... (BGR channel index)
     assert all(mean.max() > 200 for mean in means)
+
+
+@pytest.mark.parametrize("output_fps", [15, 60])
+def test_video_background_plays_at_its_own_rate_whatever_the_output_rate(tmp_path, output_fps):
+    """A 30 fps background behind 15 fps output skips every other frame, behind 60 fps shows
+    each twice (one frame per render played it at half and at double speed), and loops."""
+    path = _levels_video(tmp_path / "levels.avi", count=12, fps=30.0)
+    # The stream's times, starting anywhere, each 10 ms after an output frame's time; the
+    # frame shown is the nearest (the newest begun at most half a frame later).
+    times = [100.0] + [100.0 + k / output_fps + 0.01 for k in range(1, 40)]
+    expected = [0] + [int((k / output_fps + 0.01) * 30 + 0.5) % 12 for k in range(1, 40)]
+    with make_background(CompositeOptions(background=str(path)), (64, 48)) as background:
+        assert _shown(background, times) == expected
+    assert 0 in expected[1:] and max(expected) >= 10  # it played to the end, and looped
+
+
+def test_video_background_lands_on_the_frame_due_after_a_long_pause(tmp_path):
+    """Frames far apart in time (the effect off for minutes): the frame due, loops skipped."""
+    path = _levels_video(tmp_path / "levels.avi", count=12, fps=30.0)
+    with make_background(CompositeOptions(background=str(path)), (64, 48)) as background:
+        # 3000.3 frames' time: loop 250 and 0.3 frames into it, then 3 frames on
+        times = [0.0, 1.2 / 30, 3000.3 / 30, 3003.3 / 30]
+        assert _shown(background, times) == [0, 1, 0, 3]
+
+
+def test_video_background_without_times_goes_by_the_clock(tmp_path):
+    path = _levels_video(tmp_path / "levels.avi", count=12, fps=30.0)
+    frame, zero = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    with make_background(CompositeOptions(background=str(path)), (64, 48)) as background:
+        first = background.render(frame, zero)  # the first frame, whenever it comes
+        time.sleep(0.2)  # 6 frames of the clip
+        later = background.render(frame, zero)
+    assert abs(float(first.mean()) - 10) < 3
+    assert float(later.mean()) > 10 + 20 * 3  # it played on: at least the 4th frame by now
+
+
+def test_video_background_decodes_in_a_thread_that_close_ends(tmp_path):
+    path = _levels_video(tmp_path / "levels.avi", count=12, fps=30.0)
+    before = set(threading.enumerate())
+    background = make_background(CompositeOptions(background=str(path)), (64, 48))
+    readers = [t for t in set(threading.enumerate()) - before if t.name == "background-video"]
+    assert len(readers) == 1 and readers[0].daemon
+    frame, zero = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    # Live, a render takes what the thread has prepared, at the frame's size, never waiting.
+    for k in range(5):
+        assert background.render(frame, zero, time_s=k / 30, live=True).shape == (48, 64, 3)
+    background.close()
+    assert not readers[0].is_alive()
+    with pytest.raises(ValueError, match="closed VideoBackground"):
+        background.render(frame, zero)
+
+
+def test_a_video_of_one_frame_is_a_still_read_once(tmp_path):
+    path = _levels_video(tmp_path / "one.avi", count=1)
+    with make_background(CompositeOptions(background=str(path)), (64, 48)) as background:
+        assert _shown(background, [0.0, 0.5, 10.0]) == [0, 0, 0]
+        assert _shown(background, [10.5, 20.0], live=True) == [0, 0]
+        deadline = time.monotonic() + 5
+        while any(t.name == "background-video" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the reader still reads a still"
+            time.sleep(0.01)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows does not delete or empty a file in use")
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_video_background_that_goes_away_keeps_its_last_frame_and_says_so_once(
+        tmp_path, caplog, how):
+    path = _levels_video(tmp_path / "levels.avi", count=10, fps=30.0)
+    times = [0.0] + [k / 30 + 0.01 for k in range(1, 40)]  # one render a frame, 4 loops' time
+    with make_background(CompositeOptions(background=str(path)), (64, 48)) as background:
+        if how == "deleted":
+            path.unlink()  # the open file still reads to its end: the loop's reopening fails
+        else:
+            path.write_bytes(b"")
+        with caplog.at_level(logging.WARNING, logger="portrait"):
+            shown = _shown(background, times)
+    if how == "deleted":
+        assert shown == list(range(10)) + [9] * 30
+    else:  # where the file ends now depends on what its reader had buffered
+        assert shown[0] == 0 and len(set(shown[-20:])) == 1 and shown == sorted(shown)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(path) in warnings[0] and "last frame" in warnings[0]
 
 
 def test_transparent_is_bgra_with_alpha_channel():

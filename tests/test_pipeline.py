@@ -383,3 +383,37 @@ def test_stream_restores_opencv_pool_after_a_failing_stage(segmenter):
         StreamPipeline(frames(5), matte_processor(segmenter, options), broken_output,
                        options).run()
     assert cv2.getNumThreads() == before
+
+
+def test_a_video_background_plays_by_the_source_videos_own_times(segmenter, tmp_path):
+    """File to file, the background's frame is chosen by each frame's time in the source: a
+    15 fps source over a 29 fps background shows about every other background frame (each one
+    before), looping; and every run shows the same ones."""
+    from portrait.capture import VideoFileSource
+    from portrait.composite import make_background
+    from portrait.options import CompositeOptions
+
+    mjpg = cv2.VideoWriter_fourcc(*"MJPG")
+    source, levels = tmp_path / "dark.avi", tmp_path / "levels.avi"
+    writer = cv2.VideoWriter(str(source), mjpg, 15.0, (64, 48))
+    for _ in range(8):
+        writer.write(np.zeros((48, 64, 3), np.uint8))  # dark: nobody, the output is background
+    writer.release()
+    writer = cv2.VideoWriter(str(levels), mjpg, 29.0, (64, 48))
+    for i in range(12):
+        writer.write(np.full((48, 64, 3), 10 + 20 * i, np.uint8))  # frame i: grey 10 + 20 i
+    writer.release()
+    options = PipelineOptions(reuse_still=False)
+    runs = []
+    for _ in range(2):
+        shown = []
+        with VideoFileSource(source) as video, make_background(
+                CompositeOptions(background=str(levels)), (64, 48)) as background:
+            processor = FrameProcessor(segmenter, None, Refiner(RefineOptions(enabled=False)),
+                                       background, options=options)
+            StreamPipeline(video, processor, lambda image, _pts: shown.append(
+                round((float(image.mean()) - 10) / 20)), options).run()
+        runs.append(shown)
+    # Frame k is at k/15 s, where the background's frame k * 29/15 is nearest (12 a loop).
+    assert runs[0] == runs[1] == [int(k * 29 / 15 + 0.5) % 12 for k in range(8)] == [
+        0, 2, 4, 6, 8, 10, 0, 2]

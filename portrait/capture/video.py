@@ -87,6 +87,8 @@ class VideoFileSource(Source):
         realtime: pace delivery to the file's timestamps, as a camera would (a frame is due
             its presentation time after the first); a slow consumer still gets every frame, in
             order.
+        quiet: no info line on opening and no note on a file that ends short: for a file read
+            again, which its first reading reported (a background video at each loop).
 
     Each frame carries its presentation time (``Frame.pts_s``), so a frame rate that varies
     keeps its timing in a video file written from it.
@@ -95,9 +97,11 @@ class VideoFileSource(Source):
         InputError: missing file, or not a video OpenCV can decode.
     """
 
-    def __init__(self, path: Union[str, Path], realtime: bool = False) -> None:
+    def __init__(self, path: Union[str, Path], realtime: bool = False, *,
+                 quiet: bool = False) -> None:
         self.path = Path(path)
         self.realtime = realtime
+        self.quiet = quiet
         self._closed = threading.Event()
         self._capture: Optional[cv2.VideoCapture] = None
         if not self.path.exists():
@@ -123,8 +127,9 @@ class VideoFileSource(Source):
         if not (fps and 0 < fps <= 1000):
             fps = guessed
             if fps is None:
-                log.warning("video '%s' reports no frame rate (%s); assuming 30 fps", self.path,
-                            capture.get(cv2.CAP_PROP_FPS))
+                log.log(logging.DEBUG if quiet else logging.WARNING,
+                        "video '%s' reports no frame rate (%s); assuming 30 fps", self.path,
+                        capture.get(cv2.CAP_PROP_FPS))
                 fps = 30.0
         self._counted_fps = float(fps)  # the rate OpenCV's frame count is estimated with
         self._fps = guessed or float(fps)
@@ -134,8 +139,8 @@ class VideoFileSource(Source):
             # Read as --image reads it: upright by its EXIF orientation, which FFmpeg ignores.
             self._first = read_image(self.path)
             self._size = (self._first.shape[1], self._first.shape[0])
-        log.info(
-            "video '%s': %dx%d at %g fps, %s frames",
+        log.log(
+            logging.DEBUG if quiet else logging.INFO, "video '%s': %dx%d at %g fps, %s frames",
             self.path, *self._size, self._fps, self._frame_count or "unknown",
         )
 
@@ -196,7 +201,8 @@ class VideoFileSource(Source):
         """Say why fewer frames came than the container claims: a file cut short, or (when
         the frames reached the claimed length in time) a frame rate that varies, which is only
         noted: each frame keeps its time."""
-        if self._frame_count is None or frames_read >= self._frame_count - _FRAME_COUNT_SLACK:
+        if (self.quiet or self._frame_count is None
+                or frames_read >= self._frame_count - _FRAME_COUNT_SLACK):
             return
         # The count may be estimated from the file's timeline from 0 (see _probe), and the
         # frames' times count from the video's start.

@@ -1,0 +1,87 @@
+"""portrait.capture.looping: the play clock, and a looping video decoded ahead in its thread."""
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from portrait.capture.looping import LoopingVideo, PlayClock
+from portrait.composite import cover
+
+
+def levels_video(path, count, fps=30.0, size=(64, 48)):
+    """A video whose frame i is a flat grey of 2 + 4 * i (MJPEG keeps flat greys)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(count):
+        writer.write(np.full((size[1], size[0], 3), 2 + 4 * i, np.uint8))
+    writer.release()
+    return path
+
+
+def index_of(image) -> int:
+    return round((float(image.mean()) - 2) / 4)
+
+
+def test_play_clock_follows_the_stream_time_and_never_goes_back():
+    clock = PlayClock()
+    assert clock.advance(5.0) == 0.0  # the first call starts it
+    assert clock.advance(5.5) == pytest.approx(0.5)
+    assert clock.advance(5.2) == pytest.approx(0.5)  # back in time: it waits
+    assert clock.advance(6.0) == pytest.approx(1.0)
+    assert clock.advance(None) == pytest.approx(1.0)  # on to the monotonic clock, from there
+    time.sleep(0.02)
+    assert clock.advance(None) >= 1.02
+    assert clock.advance(0.0) >= 1.02  # and back to a stream's time, still going forward
+
+
+def test_waited_for_frames_that_are_late_are_not_prepared(tmp_path):
+    """A file run that jumps ahead: the frames passed over are decoded, not scaled."""
+    path = levels_video(tmp_path / "levels.avi", 60)
+    prepared = []
+
+    def prepare(image, size):
+        prepared.append(index_of(image))
+        return cover(image, size)
+
+    video = LoopingVideo(path, (32, 24), prepare)
+    try:
+        assert index_of(video.frame_at(40.2 / 30)) == 40
+        assert video.frame_at(40.3 / 30) is None  # still frame 40
+    finally:
+        video.close()
+    # The first, up to three made before the jump, frame 40 and the one after it (which says
+    # frame 40 is the one due): not the 36 frames between.
+    assert len(prepared) <= 7 and 40 in prepared, prepared
+
+
+def test_live_a_reader_slower_than_the_clock_still_shows_new_frames(tmp_path):
+    """Live, every decoded frame is late when the reader cannot keep up with the clock; it is
+    shown anyway (dropping late frames unprepared showed no new frame after the first few)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noise.avi"  # grain decodes slower than flat grey: about 0.6 ms a frame
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
+    for _ in range(150):
+        writer.write(rng.integers(0, 256, (240, 320, 3), np.uint8))
+    writer.release()
+    video = LoopingVideo(path, (320, 240), lambda image, _size: image)
+    new_frames = 0
+    try:
+        for k in range(1, 8):  # 20 frames' time a call, every 5 ms: far faster than decoding
+            time.sleep(0.005)
+            new_frames += video.frame_at(k * 20 / 30, wait=False) is not None
+    finally:
+        video.close()
+    assert new_frames >= 5
+
+
+def test_close_ends_the_thread_while_it_waits_for_room(tmp_path):
+    path = levels_video(tmp_path / "levels.avi", 30)
+    before = set(threading.enumerate())
+    video = LoopingVideo(path, (32, 24), cover, ahead=1)
+    (reader,) = set(threading.enumerate()) - before
+    time.sleep(0.05)  # it has filled its one place and waits
+    video.close()
+    assert not reader.is_alive()
+    video.close()  # twice is safe
