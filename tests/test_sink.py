@@ -19,7 +19,7 @@ from pyvirtualcam.util import encode_fourcc
 
 from conftest import (ROOT, FakeCameraBackend, fake_camera, main_frequency, sound_of,
                       write_video, write_video_with_sound)
-from portrait.errors import DeviceError, InputError
+from portrait.errors import DeviceError, InputError, StopRequested
 from portrait.sink import (
     ImageFileSink,
     ImageFolderSink,
@@ -871,6 +871,35 @@ def test_write_image_replaces_an_old_output_atomically(tmp_path):
     write_image(path, np.zeros((2, 2, 3), np.uint8))
     assert cv2.imread(str(path)).shape == (2, 2, 3)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, StopRequested])
+def test_a_stop_that_lands_mid_write_leaves_no_half_written_file(tmp_path, stop):
+    """Ctrl-C (KeyboardInterrupt) or a kill (StopRequested) arriving while a photo's bytes are
+    being written: the old output stays as it was and no hidden temporary file is left in the
+    output folder (a 36 MB '.b0.png.59921a31.tmp' was, after a Ctrl-C in a batch). The signal
+    is delivered in the middle of the write itself, deterministically: a file-size limit makes
+    the kernel send SIGXFSZ there, and its handler stops the run as Ctrl-C's does."""
+    import resource
+
+    path = tmp_path / "out.png"
+    path.write_bytes(b"old")
+    image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), np.uint8)  # ~200 KB PNG
+
+    def handler(_signum, _frame):
+        raise stop()
+
+    previous = signal.signal(signal.SIGXFSZ, handler)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(stop):
+            write_image(path, image)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    assert path.read_bytes() == b"old"
 
 
 def test_write_image_refuses_the_input_and_bad_types(tmp_path):

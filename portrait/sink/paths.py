@@ -140,20 +140,30 @@ def temporary_beside(path: Path, suffix: str = ".tmp") -> Path:
 
 def write_atomic(path: Path, data: bytes, what: str) -> None:
     """Write ``data`` to ``path`` whole or not at all: a temporary file in the same folder, then
-    ``os.replace``. The file gets the usual permissions (0666 less the umask).
+    ``os.replace``; the temporary file is removed whatever stops the write (a Ctrl-C too). The
+    file gets the usual permissions (0666 less the umask).
 
     Raises:
         OutputFull: the disk is full, over quota or read-only (a subclass of InputError).
         InputError: the file cannot be written (``what`` names it in the message).
     """
-    tmp = temporary_beside(path)
+    tmp = os.fspath(temporary_beside(path))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
+    except BaseException as error:
+        # Also a Ctrl-C or a kill (StopRequested) that lands mid-write leaves no half-written
+        # hidden file beside the photos. Removed first thing, by a builtin on a str: a Python
+        # call (Path.unlink) would first run the handler of a signal that came in the write,
+        # which would raise again before the file is gone.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if not isinstance(error, OSError):
+            raise
         if error.errno in DISK_ERRNOS:  # every later file on that disk fails the same way
             raise OutputFull(f"cannot write {what} '{path}': {error.strerror or error}; free "
                              "space or choose another place") from None
