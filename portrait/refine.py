@@ -249,7 +249,9 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     if not options.enabled:
         full_f32 = buffer(ws, "full_a1", (height, width), np.float32)
         cv2.resize(prob, (width, height), dst=full_f32, interpolation=cv2.INTER_LINEAR)
-        return cv2.multiply(full_f32, 255.0, dst=out, dtype=cv2.CV_8U)
+        # Not cv2.multiply(full_f32, 255.0): a 1x1 frame's array is taken for the scalar there
+        # and a (4, 1) matte comes back. Both round and saturate alike (probabilities are >= 0).
+        return cv2.convertScaleAbs(full_f32, dst=out, alpha=255.0)
 
     scale = max(1, int(options.scale))
     low_size = (max(1, width // scale), max(1, height // scale))

@@ -178,6 +178,19 @@ def test_disabled_is_bilinear_upscale():
     assert np.abs(alpha.astype(np.int16) - expected).max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (4, 1)])
+def test_disabled_refine_of_a_one_pixel_photo_is_one_pixel(shape):
+    """--no-refine on a 1x1 photo: OpenCV took the 1x1 probability for the scalar of
+    cv2.multiply(prob, 255.0) and returned a (4, 1) matte, and the photo (and with it the whole
+    batch) ended in 'unexpected ValueError: unexpected alpha: uint8 (4, 1) != uint8 (1, 1)'."""
+    frame = np.full((*shape, 3), 200, np.uint8)
+    prob = np.full((8, 8), 0.8, np.float32)
+    alpha = refine_alpha(frame, prob, RefineOptions(enabled=False))
+    assert alpha.shape == shape and alpha.dtype == np.uint8 and (alpha == 204).all()
+    out = np.empty(shape, np.uint8)
+    assert refine_alpha(frame, prob, RefineOptions(enabled=False), out=out) is out
+
+
 def test_output_dtype_shape_out_buffer_and_inputs_unchanged():
     frame, mask = _person_scene(72, 128)
     prob = cv2.resize(mask, (32, 18), interpolation=cv2.INTER_AREA)
