@@ -13,6 +13,7 @@ of a webcam frame.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -133,17 +134,58 @@ def blur_background(frame_bgr: np.ndarray, alpha: np.ndarray, blur_px: int,
     return cv2.resize(background_low, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
+# Past this many times the output's pixels, cover() makes only the part of an image in view.
+_COVER_WHOLE_AT_MOST = 4
+_SHORT_MAX = 32767  # OpenCV's remapping (warpAffine) may hold source coordinates as shorts
+
+
 def cover(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale ``image_bgr`` to cover ``size`` (w, h) keeping its aspect ratio, then centre-crop."""
+    """Scale ``image_bgr`` to cover ``size`` (w, h) keeping its aspect ratio, then centre-crop.
+
+    An image whose scaled whole would be over 4 times the output (a frame of a panorama's
+    proportions) gets only the part in view made, so the memory is about the output's: scaling
+    a 600x800 photo whole to cover a 20000x200 panorama made it 20000x26667 (1.6 GB), and a
+    70000x60 one was killed for memory. Enlarged, each output pixel is sampled where the whole
+    scaled image has it (bilinear, within a grey level of the whole's); shrunk, the part in view
+    and a margin are area-averaged (its view may lie up to half a pixel from the whole's). Any
+    other image is scaled whole, as before.
+    """
     width, height = size
     src_h, src_w = image_bgr.shape[:2]
     scale = max(width / src_w, height / src_h)
     scaled_w, scaled_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
     shrink = scaled_w < src_w
-    scaled = cv2.resize(image_bgr, (scaled_w, scaled_h),
-                        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    # The view in the whole image scaled: from (left, top), as big as the output.
     left, top = (scaled_w - width) // 2, (scaled_h - height) // 2
-    return np.ascontiguousarray(scaled[top:top + height, left:left + width])
+    if scaled_w * scaled_h <= _COVER_WHOLE_AT_MOST * width * height:
+        scaled = cv2.resize(image_bgr, (scaled_w, scaled_h),
+                            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return np.ascontiguousarray(scaled[top:top + height, left:left + width])
+    fx, fy = scaled_w / src_w, scaled_h / src_h
+    if not shrink and max(src_w, src_h) <= _SHORT_MAX:
+        # Output pixel (x, y) is the whole's (left + x, top + y), which cv2.resize samples at
+        # ((left + x + 0.5) / fx - 0.5, ...) in the image.
+        to_image = np.float64([[1 / fx, 0, (left + 0.5) / fx - 0.5],
+                               [0, 1 / fy, (top + 0.5) / fy - 0.5]])
+        return cv2.warpAffine(image_bgr, to_image, (width, height),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def in_view(start: int, length: int, factor: float, src: int) -> tuple[int, int]:
+        """The image's pixels [first, last) that the whole's pixels [start, start + length) of
+        an axis scaled by ``factor`` are made from, with what the interpolation reaches."""
+        margin = math.ceil(1 / factor) + 1
+        return (max(0, math.floor(start / factor) - margin),
+                min(src, math.ceil((start + length) / factor) + margin))
+
+    x0, x1 = in_view(left, width, fx, src_w)
+    y0, y1 = in_view(top, height, fy, src_h)
+    # dsize None with fx, fy: the part is scaled by exactly the whole image's factors.
+    scaled = cv2.resize(image_bgr[y0:y1, x0:x1], None, fx=fx, fy=fy,
+                        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    x = min(max(0, round(left - x0 * fx)), scaled.shape[1] - width)
+    y = min(max(0, round(top - y0 * fy)), scaled.shape[0] - height)
+    return scaled[y:y + height, x:x + width].copy()  # not a view that keeps the margin alive
 
 
 class Background:

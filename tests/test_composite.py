@@ -242,6 +242,37 @@ def test_cover_keeps_aspect_and_centres():
     assert cover(image, (600, 400)).shape == (400, 600, 3)  # upscaled by 4, cropped to 600 wide
 
 
+@pytest.mark.parametrize("size", [(3000, 6), (6, 3000)])
+def test_a_background_for_a_panorama_scales_only_what_is_in_view(tmp_path, size):
+    """A frame of a panorama's proportions over a 30x40 photo: the photo was scaled whole to
+    cover it (3000x4000 here, 36 MB for an 18 KB background; a 20000x200 photo over a 600x800
+    background took 1.6 GB, and a 70000x60 one was killed for memory). Only the part in view is
+    made now; the picture is the whole one's centre, to a grey level or so."""
+    import tracemalloc
+
+    y, x = np.mgrid[0:40, 0:30]
+    photo = np.dstack([x * 8, y * 6, (x + y) * 4]).astype(np.uint8)  # smooth, in every channel
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), photo)
+    width, height = size
+    make_background(CompositeOptions(background=str(path)), (40, 30)).close()  # imports done
+    tracemalloc.start()
+    try:
+        with make_background(CompositeOptions(background=str(path)), size) as background:
+            result = background.render(np.zeros((height, width, 3), np.uint8),
+                                       np.zeros((height, width), np.uint8))
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.shape == (height, width, 3)
+    assert peak < 8 * result.nbytes, peak  # the output, its blend and the cache; not 36 MB
+    scale = max(width / 30, height / 40)
+    whole = cv2.resize(photo, (round(30 * scale), round(40 * scale)), interpolation=cv2.INTER_LINEAR)
+    top, left = (whole.shape[0] - height) // 2, (whole.shape[1] - width) // 2
+    centre = whole[top:top + height, left:left + width]
+    assert np.abs(result.astype(np.int16) - centre).max() <= 2
+
+
 @pytest.mark.parametrize("text", ["#12345", "#gggggg", "#1234567", "#"])
 def test_bad_colour_is_an_input_error(text):
     with pytest.raises(InputError, match="#rrggbb") as info:
