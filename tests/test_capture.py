@@ -776,6 +776,27 @@ def test_image_folder_lists_sorted_images_and_carries_on_past_bad_files(tmp_path
         ("c.webp", True, False)]
 
 
+def test_photos_that_cannot_be_decoded_and_dangling_links_are_reported_not_left_out(tmp_path):
+    """An iPhone folder: its HEIC photos were counted with the text files as 'not images' (one
+    INFO line, unseen with -q; exit code 0 with half the photos missing), and a link to a photo
+    on a drive not mounted was left out unsaid. Each is now a photo not processed, with why."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((8, 8, 3), 100, np.uint8))
+    # The start of a real HEIC file (its ftyp box): OpenCV has no decoder for it.
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "elsewhere" / "gone.jpg")
+    (tmp_path / "notes.txt").write_text("still left alone")
+
+    items = {item.path.name: item for item in ImageSource(tmp_path).items()}
+    assert sorted(items) == ["IMG_0001.HEIC", "a.jpg", "gone.jpg"]
+    assert items["a.jpg"].frame is not None
+    assert "HEIC photos cannot be decoded here; convert it to JPEG or PNG first" in str(
+        items["IMG_0001.HEIC"].error)
+    assert f"is a link to '{tmp_path / 'elsewhere' / 'gone.jpg'}', which is not there" in str(
+        items["gone.jpg"].error)
+    with pytest.raises(InputError, match="is a link to .*which is not there; check the link"):
+        ImageSource(tmp_path / "gone.jpg")
+
+
 def test_single_bad_image_raises_when_iterated(tmp_path):
     (tmp_path / "bad.png").write_text("nope")
     source = ImageSource(tmp_path / "bad.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".
                     ".avif", ".jp2", ".pbm", ".pgm", ".ppm", ".pnm")
 # Named like a video: a photo path with one of these is most likely a video given to --image.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+# Photos that OpenCV does not decode (an iPhone's default format among them): in a folder they
+# are reported as photos not processed, not left out as other files are.
+UNDECODED_PHOTO_FORMATS = {".heic": "HEIC", ".heif": "HEIF", ".hif": "HEIF", ".jxl": "JPEG XL"}
 # Larger images are refused before decoding: 64 MP covers 48/50 MP phone photos and 8K frames,
 # while a 12000x9000 photo (108 MP) would need several GB through the full-resolution stages.
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
@@ -72,7 +76,7 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{what} '{path}' not found; check the path")
+        raise not_found(path, what)
     if not path.is_file():
         raise InputError(f"{what} '{path}' is not a file; give an image file or use a folder")
     try:
@@ -103,6 +107,9 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         except cv2.error:
             image = None
     if image is None or image.size == 0:
+        if path.suffix.lower() in UNDECODED_PHOTO_FORMATS:
+            raise InputError(f"cannot read {what} '{path}': {UNDECODED_PHOTO_FORMATS[path.suffix.lower()]} "
+                             "photos cannot be decoded here; convert it to JPEG or PNG first")
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             raise InputError(f"cannot read {what} '{path}': it is named like a video; a video "
                              "goes to --source")
@@ -159,6 +166,14 @@ def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np
     return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
 
 
+def not_found(path: Path, what: str = "image") -> InputError:
+    """The error for a path that is not there: a missing file, or a link to one."""
+    if path.is_symlink():
+        return InputError(f"{what} '{path}' is a link to '{os.readlink(path)}', which is not "
+                          "there; check the link (a drive not mounted?)")
+    return InputError(f"{what} '{path}' not found; check the path")
+
+
 def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int,
                   what: str = "image") -> None:
     width, height = size
@@ -172,12 +187,20 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int,
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name: those named like an image
     (:data:`IMAGE_EXTENSIONS`) and any other that OpenCV recognises as one from its first bytes.
-    Hidden files are skipped; the other files are counted in one log line."""
+    Photos named in a format OpenCV does not decode (:data:`UNDECODED_PHOTO_FORMATS`) and links
+    named like a photo whose target is missing are listed too, so that reading them reports
+    them instead of leaving them out unsaid. Hidden files are skipped; the other files are
+    counted in one log line."""
     images, others = [], []
     for entry in folder.iterdir():
-        if entry.name.startswith(".") or not entry.is_file():  # e.g. macOS "._x.jpg" forks
+        if entry.name.startswith("."):  # e.g. macOS "._x.jpg" forks
             continue
-        if is_image_file(entry):
+        named_a_photo = entry.suffix.lower() in (*IMAGE_EXTENSIONS, *UNDECODED_PHOTO_FORMATS)
+        if not entry.is_file():
+            if named_a_photo and entry.is_symlink() and not entry.exists():  # a dangling link
+                images.append(entry)
+            continue
+        if named_a_photo or is_image_file(entry):
             images.append(entry)
         else:
             others.append(entry.name)
@@ -229,7 +252,7 @@ class ImageSource(Source):
         self.max_pixels = max_pixels
         self.failures: list[tuple[Path, InputError]] = []
         if not self.path.exists():
-            raise InputError(f"image '{self.path}' not found; check the path")
+            raise not_found(self.path)
         self.is_folder = self.path.is_dir()
         if self.is_folder:
             self.paths = list_images(self.path)
