@@ -737,6 +737,26 @@ def test_huge_image_is_refused_from_its_header(tmp_path):
         read_image(png_header_only(tmp_path / "over.png", 8000, 8001))
 
 
+def test_a_photo_over_the_limit_is_refused_without_reading_the_whole_file(tmp_path):
+    """An uncompressed scan over the limit: the whole file was read into memory to be refused
+    from its header (a 2.7 GB TIFF took 2.7 GB); now only its header is read."""
+    import tracemalloc
+
+    path = tmp_path / "scan.tif"
+    Image.fromarray(np.zeros((1500, 2000, 3), np.uint8)).save(path)  # 9 MB, uncompressed
+    assert path.stat().st_size > 9_000_000
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((3, 4, 3), np.uint8))
+    read_image(tmp_path / "small.png")  # the header reader's imports, before memory is traced
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"2000x1500 \(3,000,000 pixels\), over the limit"):
+            read_image(path, max_pixels=2_999_999)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+
+
 def test_pixel_limit_also_applies_to_decoded_images(tmp_path):
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((30, 40, 3), np.uint8))
     assert read_image(tmp_path / "small.png", max_pixels=1200).shape == (30, 40, 3)

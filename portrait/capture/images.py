@@ -3,14 +3,13 @@ file or a folder and carries on past bad files."""
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import BinaryIO, Iterator, Optional, Union
 
 import cv2
 import numpy as np
@@ -33,8 +32,9 @@ UNDECODED_PHOTO_FORMATS = {".heic": "HEIC", ".heif": "HEIF", ".hif": "HEIF", ".j
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 
 
-def _image_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
-    """(width, height) from the header, without decoding; ``None`` if PIL can't tell."""
+def _image_size_from_header(handle: BinaryIO) -> Optional[tuple[int, int]]:
+    """(width, height) from the header of the open file, without decoding or reading the rest;
+    ``None`` if PIL can't tell."""
     try:
         from PIL import Image
     except ImportError:  # Pillow is optional: cv2 then decodes first and checks after
@@ -42,7 +42,7 @@ def _image_size_from_header(data: bytes) -> Optional[tuple[int, int]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DecompressionBombWarning: we apply our own limit
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(handle) as image:  # a file PIL did not open stays open
                 return image.size
         except Image.DecompressionBombError:
             # Over twice PIL's limit (~179 MP): report at least that many pixels.
@@ -80,7 +80,14 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     if not path.is_file():
         raise InputError(f"{what} '{path}' is not a file; give an image file or use a folder")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            # A photo over the limit is refused from its header before the whole file is read
+            # (a 2.7 GB scan took 2.7 GB of memory to be refused).
+            size = _image_size_from_header(handle)
+            if size is not None:
+                _check_pixels(path, size, max_pixels, what)
+            handle.seek(0)
+            data = handle.read()
     except PermissionError:
         raise InputError(
             f"cannot read {what} '{path}': permission denied; check its permissions"
@@ -92,9 +99,6 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     if not data:
         raise InputError(f"cannot read {what} '{path}': the file is empty (0 bytes); check the file")
 
-    size = _image_size_from_header(data)
-    if size is not None:
-        _check_pixels(path, size, max_pixels, what)
     # libpng prints its own complaint about a truncated PNG; spot the missing end chunk first.
     if data.startswith(b"\x89PNG\r\n\x1a\n") and data.rfind(b"IEND") == -1:
         raise InputError(f"cannot read {what} '{path}': the PNG file is truncated; check the file")
