@@ -902,6 +902,27 @@ def test_a_stop_that_lands_mid_write_leaves_no_half_written_file(tmp_path, stop)
     assert path.read_bytes() == b"old"
 
 
+@pytest.mark.parametrize("stem", ["p" * 245, "é" * 124], ids=["ascii", "accented"])  # 249, 252 bytes
+def test_a_photo_named_up_to_the_limit_is_written(tmp_path, stem):
+    """An output name that fits the file system's 255 bytes: its hidden temporary name
+    ('.NAME.<8 hex>.tmp', 14 bytes longer) did not, and the batch stopped at that photo with
+    'cannot use '.../.ppp...png.a77627ab.tmp': File name too long'. The temporary name is
+    shortened now; the output keeps its name, and nothing else is left."""
+    from portrait.sink.paths import temporary_beside
+    from portrait.sink.video import abandoned_partials
+
+    with ImageFolderSink(tmp_path / "out") as sink:
+        sink.write(np.zeros((4, 6, 3), np.uint8), name=stem)
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {f"{stem}.png", OUTPUT_MARKER}
+    assert cv2.imread(str(tmp_path / "out" / f"{stem}.png")).shape == (4, 6, 3)
+    # A video's partial file is named the same way, and found again by the next run.
+    final = tmp_path / f"{stem[:-4]}.mp4"
+    partial = temporary_beside(final, ".partial.mp4")
+    assert len(os.fsencode(partial.name)) <= 255
+    partial.write_bytes(b"")
+    assert abandoned_partials(final, ".mp4") == [partial]
+
+
 def test_write_image_refuses_the_input_and_bad_types(tmp_path):
     photo = tmp_path / "me.png"
     cv2.imwrite(str(photo), np.zeros((4, 4, 3), np.uint8))

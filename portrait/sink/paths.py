@@ -132,10 +132,27 @@ def check_report_file(path: PathLike, option: str, suffix: str, *, protected: It
     return path
 
 
+NAME_MAX = 255
+"""The longest file name, in bytes, that Linux and macOS file systems take."""
+
+
+def hidden_prefix(path: Path, suffix: str) -> str:
+    """``.<name>``, the start of the hidden names ``.<name>.<8 hex digits><suffix>`` beside
+    ``path``, with ``name`` shortened where that whole would be longer than :data:`NAME_MAX`: a
+    photo named up to the limit has a temporary name too (one of 245 characters stopped a batch
+    with 'File name too long')."""
+    room = NAME_MAX - len(os.fsencode(f"..{'0' * 8}{suffix}"))
+    name = path.name
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}"
+
+
 def temporary_beside(path: Path, suffix: str = ".tmp") -> Path:
     """A hidden name of its own in ``path``'s folder for a file on its way to ``path``
-    (``.<name>.<random>.<suffix>``): never a file that is there, an input included."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+    (``.<name>.<random><suffix>``, see :func:`hidden_prefix`): never a file that is there, an
+    input included."""
+    return path.with_name(f"{hidden_prefix(path, suffix)}.{secrets.token_hex(4)}{suffix}")
 
 
 def write_atomic(path: Path, data: bytes, what: str) -> None:
@@ -160,7 +177,7 @@ def write_atomic(path: Path, data: bytes, what: str) -> None:
         # which would raise again before the file is gone.
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:  # not made (the open failed), or gone: nothing to remove
             pass
         if not isinstance(error, OSError):
             raise

@@ -17,7 +17,7 @@ from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.mp4 import (RECORDING_OPTIONS, TICKS, playable, remux_faststart,
                                trim_to_whole_boxes)
 from portrait.sink.paths import (PathLike, _file_ids, _is_protected, _prepare_folder,
-                                 _refuse_input, temporary_beside)
+                                 _refuse_input, hidden_prefix, temporary_beside)
 
 if TYPE_CHECKING:
     from portrait.sink.audio import SourceAudio
@@ -504,7 +504,8 @@ def abandoned_partials(final: Path, ext: str, kind: str = ".partial") -> list[Pa
     to tell (Windows)."""
     if fcntl is None:
         return []
-    pattern = f".{glob.escape(final.name)}.{'[0-9a-f]' * 8}{kind}{glob.escape(ext)}"
+    prefix = hidden_prefix(final, f"{kind}{ext}")  # as temporary_beside names them
+    pattern = f"{glob.escape(prefix)}.{'[0-9a-f]' * 8}{kind}{glob.escape(ext)}"
     found = []
     for candidate in sorted(final.parent.glob(pattern)):
         try:
