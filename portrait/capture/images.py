@@ -3,6 +3,7 @@ file or a folder and carries on past bad files."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
