@@ -615,10 +615,13 @@ with stop_on_termination_signals():  # as the app finishes its output: SIGTERM s
 
 
 def stop_while_copying(out: Path, signal_name: str) -> subprocess.CompletedProcess:
+    # Ctrl-C as in a terminal's foreground: tests run as a background job (CI) inherit SIGINT
+    # ignored, and Python then raises no KeyboardInterrupt.
     return subprocess.run(
         [sys.executable, "-c", _STOPPED_WHILE_COPYING.format(root=str(ROOT), out=str(out),
                                                             signal=signal_name)],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def others(folder: Path, *names: str) -> list[str]:
