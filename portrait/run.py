@@ -47,6 +47,7 @@ from portrait.options import (
     SmoothOptions,
     SubjectOptions,
 )
+from portrait.photo_metadata import NO_METADATA
 from portrait.pipeline import FrameProcessor, StreamPipeline, stream_inference_threads
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
@@ -216,7 +217,9 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
                 processor.reset()  # each photo is a scene of its own (subject, framing)
                 # A photo has no time: a video background gives each its first frame.
                 result = processor.process(item.frame.image, pts_s=0.0)
-                sink.write(result, name=item.frame.name)
+                # The colour profile and date go with the colours: a matte is data, not colour.
+                sink.write(result, name=item.frame.name,
+                           metadata=NO_METADATA if output.matte else item.frame.metadata)
             except OutputFull:  # no photo after this one would be written either
                 raise
             except InputError as error:

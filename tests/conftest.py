@@ -1,5 +1,6 @@
 """Shared test set-up: quiet TensorFlow, fixed seeds, the optional ../shared data folder."""
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -94,6 +95,31 @@ def make_data(folder, count=12, size=(80, 64)):
     (folder / "val.txt").write_text("\n".join(f"{i:03d}" for i in range(count - 3, count)))
     (folder / "test.txt").write_text("")
     return folder
+
+
+@functools.lru_cache(maxsize=None)
+def colour_profile() -> bytes:
+    """A real ICC colour profile (an RGB one, as a Display-P3 phone photo has), made by LittleCMS
+    through Pillow; made once, as it holds the time it was made."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def phone_exif():
+    """The EXIF of a phone photo: camera, dates, an orientation (turn 90 degrees clockwise to
+    show), a serial number and a GPS position."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 15 Pro"  # Make, Model
+    exif[0x0132] = "2024:05:01 10:00:05"  # DateTime
+    exif[0x0112] = 6  # Orientation
+    exif[0x8769] = {0x9003: "2024:05:01 09:59:58",  # DateTimeOriginal
+                    0x9011: "+02:00",  # OffsetTimeOriginal
+                    0xA431: "F17ZX123ABC"}  # BodySerialNumber
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}  # GPS
+    return exif
 
 
 def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Path:

@@ -24,8 +24,10 @@ from portrait.capture import (
     is_camera_index,
     open_source,
     read_image,
+    read_photo,
     to_bgr_uint8,
 )
+from conftest import colour_profile, phone_exif
 from portrait.errors import DeviceError, InputError
 from portrait.options import CaptureOptions
 
@@ -631,6 +633,39 @@ def test_read_image_applies_exif_orientation(tmp_path):
     # The stored left (red) half is the displayed top after a clockwise turn.
     assert np.abs(bgr[10, 20].astype(int) - RED_BGR).max() <= 10
     assert bgr[70, 20].max() <= 10
+
+
+@pytest.mark.parametrize("name", ["phone.jpg", "phone.png", "phone.webp", "phone.tiff"])
+def test_read_photo_gives_the_colour_profile_and_dates_but_no_position(tmp_path, name):
+    """What an output keeps of its photo's metadata: the colour profile, the camera and the
+    capture date and time; not the GPS position, the serial number, nor the orientation, which
+    is applied to the pixels (a viewer would turn the output again)."""
+    path = tmp_path / name
+    Image.fromarray(rgb_red_left()).save(path, exif=phone_exif().tobytes(),
+                                         icc_profile=colour_profile())
+    image, metadata = read_photo(path)
+    np.testing.assert_array_equal(image, read_image(path))
+    if name.endswith(".jpg"):
+        assert image.shape == (80, 40, 3)  # upright
+    assert metadata.icc_profile == colour_profile()
+    kept = Image.Exif()
+    kept.load(metadata.exif)
+    assert {tag: kept[tag] for tag in kept if tag != 0x8769} == {
+        0x010F: "Apple", 0x0110: "iPhone 15 Pro", 0x0132: "2024:05:01 10:00:05"}
+    assert kept.get_ifd(0x8769) == {0x9003: "2024:05:01 09:59:58", 0x9011: "+02:00"}
+    assert kept.get_ifd(0x8825) == {}  # no GPS
+
+
+def test_read_photo_drops_a_profile_of_other_colours_than_rgb_and_has_none_without(tmp_path):
+    """OpenCV turns a CMYK photo into RGB, which its CMYK profile does not describe."""
+    cmyk_profile = colour_profile()[:16] + b"CMYK" + colour_profile()[20:]
+    Image.fromarray(rgb_red_left()).convert("CMYK").save(tmp_path / "print.jpg",
+                                                         icc_profile=cmyk_profile)
+    cv2.imwrite(str(tmp_path / "plain.png"), np.zeros((4, 6, 3), np.uint8))
+    for name in ("print.jpg", "plain.png"):
+        image, metadata = read_photo(tmp_path / name)
+        assert metadata.icc_profile is None and metadata.exif is None and not metadata
+        np.testing.assert_array_equal(image, read_image(tmp_path / name))
 
 
 def _half_transparent_rgba(width=80, height=40) -> np.ndarray:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, fake_camera, shared_path, write_video
+from conftest import ROOT, colour_profile, fake_camera, phone_exif, shared_path, write_video
 from portrait.cli import build_parser, main
 from test_sink import RecordingBackend
 
@@ -88,6 +88,35 @@ def test_image_mode_writes_a_same_size_result(brightness_model, tmp_path, extra,
     if extra == ["--background", "#00ff00"]:
         assert tuple(result[5, 5]) == (0, 255, 0)  # BGR: pure green background
         assert result[70, 80].min() > 200  # the person kept
+
+
+def test_a_photos_colour_profile_and_date_go_to_its_outputs_but_not_to_its_matte(
+        brightness_model, tmp_path):
+    """A phone photo's colour profile goes to its blurred photo and its cut-out (without it a
+    Display-P3 photo looks duller in colour-managed viewers), with the camera and the capture
+    date; not its GPS position, nor its orientation (the pixels are turned upright). The matte
+    is data, not colour: it keeps none of it."""
+    from PIL import Image
+
+    bgr = cv2.imread(str(person_image(tmp_path / "plain.png")))
+    photo = tmp_path / "IMG_0001.jpg"
+    Image.fromarray(bgr[:, :, ::-1]).save(photo, quality=95, exif=phone_exif().tobytes(),
+                                          icc_profile=colour_profile())
+    for name, extra in (("blur.png", []), ("cutout.webp", ["--background", "transparent"]),
+                        ("matte.png", ["--matte"])):
+        out = tmp_path / name
+        assert main(["--model", str(brightness_model), "--image", str(photo), "--out", str(out),
+                     "-q", *extra]) == 0
+        with Image.open(out) as written:
+            assert written.size == (120, 160), name  # upright: portrait
+            profile, exif = written.info.get("icc_profile"), written.getexif()
+        if name == "matte.png":
+            assert profile is None and len(exif) == 0
+            continue
+        assert profile == colour_profile(), name
+        assert (exif.get(0x010F), exif.get(0x0110)) == ("Apple", "iPhone 15 Pro"), name
+        assert exif.get_ifd(0x8769) == {0x9003: "2024:05:01 09:59:58", 0x9011: "+02:00"}, name
+        assert 0x0112 not in exif and exif.get_ifd(0x8825) == {}, name  # no orientation, GPS
 
 
 def test_blur_background_changes_only_the_background(brightness_model, tmp_path):

@@ -3,6 +3,7 @@ real missing-device failure), video files, PNG frames, single images."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import platform
@@ -17,9 +18,10 @@ import numpy as np
 import pytest
 from pyvirtualcam.util import encode_fourcc
 
-from conftest import (ROOT, FakeCameraBackend, fake_camera, main_frequency, sound_of,
-                      write_video, write_video_with_sound)
+from conftest import (ROOT, FakeCameraBackend, colour_profile, fake_camera, main_frequency,
+                      phone_exif, sound_of, write_video, write_video_with_sound)
 from portrait.errors import DeviceError, InputError, StopRequested
+from portrait.photo_metadata import PhotoMetadata
 from portrait.sink import (
     ImageFileSink,
     ImageFolderSink,
@@ -866,6 +868,96 @@ def test_write_image_png_keeps_alpha_and_jpeg_drops_it(tmp_path):
     write_image(tmp_path / "m.png", matte)
     assert np.array_equal(cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED), matte)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.png", "m.png"]  # no temps
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    """An encoded image's pixels as Pillow decodes them (RGB or RGBA, straight alpha)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+
+
+def _test_image(channels: int) -> np.ndarray:
+    image = np.random.default_rng(5).integers(0, 256, (30, 44, channels), np.uint8)
+    if channels == 4:
+        image[:, :10, 3], image[:, 10:20, 3], image[:, 20:, 3] = 0, 128, 255
+    return image
+
+
+@pytest.mark.parametrize("name, channels", [
+    ("out.png", 3), ("out.png", 4), ("out.jpg", 3), ("out.JPEG", 3), ("out.webp", 3),
+    ("out.webp", 4), ("out.tiff", 3), ("out.tif", 4)])
+def test_an_output_keeps_its_photos_colour_profile_and_date_with_the_same_pixels(
+        tmp_path, name, channels):
+    """A Display-P3 phone photo cut out or blurred looked duller in colour-managed viewers: the
+    output had no colour profile, so they took its values for sRGB. Its profile is kept now,
+    with the capture date and camera, and the pixels are those written before."""
+    from PIL import Image
+
+    exif = phone_exif()
+    kept = Image.Exif()
+    kept[0x010F], kept[0x0110], kept[0x0132] = exif[0x010F], exif[0x0110], exif[0x0132]
+    kept[0x8769] = {0x9003: "2024:05:01 09:59:58", 0x9011: "+02:00"}
+    metadata = PhotoMetadata(icc_profile=colour_profile(), exif=kept.tobytes()[6:])
+    image = _test_image(channels)
+    path = write_image(tmp_path / name, image, metadata=metadata)
+    data = path.read_bytes()
+    with Image.open(path) as written:
+        assert written.info.get("icc_profile") == metadata.icc_profile
+        tags = written.getexif()
+        assert (tags.get(0x010F), tags.get(0x0110), tags.get(0x0132)) == (
+            "Apple", "iPhone 15 Pro", "2024:05:01 10:00:05")
+        if path.suffix.lower() not in (".tif", ".tiff"):  # a TIFF keeps the first directory
+            assert tags.get_ifd(0x8769) == {0x9003: "2024:05:01 09:59:58", 0x9011: "+02:00"}
+    ext = path.suffix.lower()
+    before = cv2.imencode(ext, image, [cv2.IMWRITE_JPEG_QUALITY, 95] if "jp" in ext else [])[1]
+    np.testing.assert_array_equal(_pixels(data), _pixels(before.tobytes()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # written whole, no temporary
+
+
+def test_pillow_writes_the_same_pixels_and_metadata_where_opencv_keeps_none(tmp_path):
+    """Where this OpenCV's encoder keeps no metadata for a type (before OpenCV 4.12, and TIFF
+    in every release), Pillow encodes: the same pixels, the profile and the date."""
+    from PIL import Image
+
+    from portrait.sink.encode import _encode_pillow
+
+    exif = Image.Exif()
+    exif[0x0132] = "2024:05:01 10:00:05"
+    metadata = PhotoMetadata(icc_profile=colour_profile(), exif=exif.tobytes()[6:])
+    for ext in (".png", ".jpg", ".webp"):
+        for channels in ((3, 4) if ext != ".jpg" else (3,)):
+            image = _test_image(channels)
+            data = _encode_pillow(image, ext, metadata)
+            before = cv2.imencode(ext, image, [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg"
+                                  else [])[1]
+            np.testing.assert_array_equal(_pixels(data), _pixels(before.tobytes()))
+            with Image.open(io.BytesIO(data)) as written:
+                assert written.info.get("icc_profile") == metadata.icc_profile, ext
+                assert written.getexif().get(0x0132) == "2024:05:01 10:00:05", ext
+
+
+def test_a_profile_libpng_refuses_is_still_kept_and_a_matte_keeps_none(tmp_path):
+    """libpng checks a profile before OpenCV writes it, and refuses one whose stated length is
+    wrong; the PNG keeps it as a JPEG does (Pillow writes it). A grey matte keeps no colour
+    profile (an RGB profile cannot describe it), nor a BMP any metadata."""
+    from PIL import Image
+
+    profile = colour_profile()
+    malformed = (len(profile) + 4).to_bytes(4, "big") + profile[4:]
+    image = _test_image(3)
+    path = write_image(tmp_path / "odd.png", image, metadata=PhotoMetadata(icc_profile=malformed))
+    with Image.open(path) as written:
+        assert written.info.get("icc_profile") == malformed
+    np.testing.assert_array_equal(cv2.imread(str(path)), image)
+    matte = image[:, :, 0]
+    path = write_image(tmp_path / "matte.png", matte, metadata=PhotoMetadata(icc_profile=profile))
+    with Image.open(path) as written:
+        assert "icc_profile" not in written.info
+    np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), matte)
+    path = write_image(tmp_path / "out.bmp", image, metadata=PhotoMetadata(icc_profile=profile))
+    np.testing.assert_array_equal(cv2.imread(str(path)), image)
 
 
 def test_write_image_replaces_an_old_output_atomically(tmp_path):

@@ -32,6 +32,7 @@ from portrait.capture.images import (
     ImageSource,
     list_images,
     read_image,
+    read_photo,
 )
 from portrait.capture.video import VideoFileSource
 from portrait.options import CaptureOptions
@@ -52,6 +53,7 @@ __all__ = [
     "open_source",
     "quiet_opencv",
     "read_image",
+    "read_photo",
     "to_bgr_uint8",
 ]
 

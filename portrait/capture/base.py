@@ -13,6 +13,8 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
+from portrait.photo_metadata import NO_METADATA, PhotoMetadata
+
 
 @dataclass(frozen=True, eq=False)
 class Frame:
@@ -37,6 +39,8 @@ class Frame:
             ``None`` where time does not apply (photos). A video file sink keeps these times,
             so a variable frame rate, frames a live run dropped and a camera's stalls keep
             their place against the sound and the clock.
+        metadata: for a photo, what its output keeps of the file's metadata (colour profile,
+            capture date, camera); empty for other frames.
     """
 
     image: np.ndarray
@@ -48,6 +52,7 @@ class Frame:
     decode_ms: Optional[float] = None
     pts_s: Optional[float] = None
     wait_ms: Optional[float] = None
+    metadata: PhotoMetadata = NO_METADATA
 
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
 from portrait.errors import InputError
 from portrait.native_log import filtered_stderr
+from portrait.photo_metadata import NO_METADATA, PhotoMetadata, photo_metadata
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,11 @@ UNDECODED_PHOTO_FORMATS = {".heic": "HEIC", ".heif": "HEIF", ".hif": "HEIF", ".j
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 
 
-def _image_size_from_header(handle: BinaryIO) -> Optional[tuple[int, int]]:
-    """(width, height) from the header of the open file, without decoding or reading the rest;
-    ``None`` if PIL can't tell."""
+def _read_header(handle: BinaryIO,
+                 with_metadata: bool) -> Optional[tuple[tuple[int, int], PhotoMetadata]]:
+    """(width, height) and, ``with_metadata``, what an output keeps of the file's metadata
+    (:func:`photo_metadata`), from the header of the open file, without decoding or reading the
+    rest; ``None`` if PIL can't tell."""
     try:
         from PIL import Image
     except ImportError:  # Pillow is optional: cv2 then decodes first and checks after
@@ -44,11 +47,11 @@ def _image_size_from_header(handle: BinaryIO) -> Optional[tuple[int, int]]:
         warnings.simplefilter("ignore")  # DecompressionBombWarning: we apply our own limit
         try:
             with Image.open(handle) as image:  # a file PIL did not open stays open
-                return image.size
+                return image.size, photo_metadata(image) if with_metadata else NO_METADATA
         except Image.DecompressionBombError:
             # Over twice PIL's limit (~179 MP): report at least that many pixels.
             limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
-            return (limit, 1)
+            return (limit, 1), NO_METADATA
         except Exception:  # noqa: BLE001: any failure here only means "decode and see"
             return None
 
@@ -75,7 +78,23 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     Raises:
         InputError: missing, empty, unreadable, truncated, corrupt, not an image, or too large.
     """
-    path = Path(path)
+    return _read(Path(path), max_pixels, what, keep_alpha, with_metadata=False)[0]
+
+
+def read_photo(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+               what: str = "image") -> tuple[np.ndarray, PhotoMetadata]:
+    """:func:`read_image` (BGR uint8), and what the photo's output keeps of its metadata: its
+    colour profile, capture date and camera (:func:`~portrait.photo_metadata.photo_metadata`;
+    nothing where Pillow, which reads it, is not installed).
+
+    Raises:
+        InputError: as :func:`read_image`.
+    """
+    return _read(Path(path), max_pixels, what, keep_alpha=False, with_metadata=True)
+
+
+def _read(path: Path, max_pixels: int, what: str, keep_alpha: bool,
+          with_metadata: bool) -> tuple[np.ndarray, PhotoMetadata]:
     if not path.exists():
         raise not_found(path, what)
     if not path.is_file():
@@ -84,9 +103,9 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         with path.open("rb") as handle:
             # A photo over the limit is refused from its header before the whole file is read
             # (a 2.7 GB scan took 2.7 GB of memory to be refused).
-            size = _image_size_from_header(handle)
-            if size is not None:
-                _check_pixels(path, size, max_pixels, what)
+            header = _read_header(handle, with_metadata)
+            if header is not None:
+                _check_pixels(path, header[0], max_pixels, what)
             handle.seek(0)
             data = handle.read()
     except PermissionError:
@@ -129,8 +148,8 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
                     complaints[0])
     image = to_bgr_uint8(image)
     if keep_alpha:
-        return _with_alpha(data, image, path, what)
-    return image
+        image = _with_alpha(data, image, path, what)
+    return image, header[1] if header is not None else NO_METADATA
 
 
 def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np.ndarray:
@@ -239,7 +258,8 @@ class ImageItem:
 class ImageSource(Source):
     """An image file, or every image in a folder (sorted; extensions in ``IMAGE_EXTENSIONS``).
 
-    Iterating yields a :class:`Frame` per readable image (``name`` is the file stem). A bad file
+    Iterating yields a :class:`Frame` per readable image (``name`` is the file stem,
+    ``metadata`` what its output keeps of the file's metadata). A bad file
     of a single-file source raises its :class:`InputError`; in a folder it is logged, recorded
     in ``failures`` and skipped, so a batch carries on. :meth:`items` gives every file with its
     frame or error, for callers that report as they go.
@@ -277,11 +297,12 @@ class ImageSource(Source):
         """Every file in order, with its frame or its error; never raises for a bad file."""
         for index, path in enumerate(self.paths):
             try:
-                image = read_image(path, self.max_pixels)
+                image, metadata = read_photo(path, self.max_pixels)
             except InputError as error:
                 yield ImageItem(path, None, error)
                 continue
-            frame = Frame(image, index, time.perf_counter(), name=path.stem, path=path)
+            frame = Frame(image, index, time.perf_counter(), name=path.stem, path=path,
+                          metadata=metadata)
             yield ImageItem(path, frame, None)
 
     def __iter__(self) -> Iterator[Frame]:

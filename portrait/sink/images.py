@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 
 from portrait.errors import InputError
+from portrait.photo_metadata import NO_METADATA, PhotoMetadata
 from portrait.sink.base import Sink, _check_image
+from portrait.sink.encode import encode_image
 from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input, is_ours,
                                  mark_ours, write_atomic)
 
@@ -18,18 +20,20 @@ log = logging.getLogger(__name__)
 
 IMAGE_WRITE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg", ".bmp")
-_ENCODE_PARAMS = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
 
 
-def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLike] = ()) -> Path:
+def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLike] = (),
+                metadata: PhotoMetadata = NO_METADATA) -> Path:
     """Write one image atomically (a temporary file in the same folder, then ``os.replace``).
 
     PNG, WebP and TIFF keep a BGRA image's alpha; JPEG and BMP drop it. A grey matte stays grey.
+    PNG, JPEG, WebP and TIFF keep ``metadata`` (:func:`~portrait.sink.encode.encode_image`).
 
     Args:
         path: the output file; its extension picks the format.
         image: BGR, BGRA or grey uint8.
         protected: input files that must never be overwritten.
+        metadata: what the output keeps of its photo's metadata (colour profile, date, camera).
 
     Returns:
         ``path`` as a Path.
@@ -48,7 +52,11 @@ def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLi
     if image.ndim == 3 and image.shape[2] == 4 and ext in NO_ALPHA_EXTENSIONS:
         log.warning("'%s': %s keeps no transparency; alpha dropped (use .png)", path, ext)
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    write_atomic(path, _encode(path, image, ext), "image")
+    try:
+        encoded = encode_image(image, ext, metadata)
+    except ValueError as error:
+        raise InputError(f"cannot write image '{path}': {error}; use .png") from None
+    write_atomic(path, encoded, "image")
     return path
 
 
@@ -58,14 +66,6 @@ def _image_extension(path: Path) -> str:
         raise InputError(f"cannot write image '{path}': unsupported type '{ext or 'none'}'; "
                          "use .png (or .jpg)")
     return ext
-
-
-def _encode(path: Path, image: np.ndarray, ext: str) -> bytes:
-    ok, encoded = cv2.imencode(ext, image, _ENCODE_PARAMS.get(ext, []))
-    if not ok:
-        raise InputError(f"cannot write image '{path}': OpenCV could not encode it as {ext}; "
-                         "use .png")
-    return encoded.tobytes()
 
 
 class ImageFileSink(Sink):
@@ -90,9 +90,11 @@ class ImageFileSink(Sink):
         _prepare_folder(self.path.parent, f"image '{self.path}'")
         self.frames_written = 0
 
-    def write(self, image: np.ndarray, name: Optional[str] = None) -> None:
-        """Write ``image`` to the sink's path (``name`` is ignored: there is one file)."""
-        write_image(self.path, image, protected=())  # the inputs were checked above
+    def write(self, image: np.ndarray, name: Optional[str] = None,
+              metadata: PhotoMetadata = NO_METADATA) -> None:
+        """Write ``image`` to the sink's path (``name`` is ignored: there is one file), with
+        what it keeps of its photo's ``metadata``."""
+        write_image(self.path, image, protected=(), metadata=metadata)  # inputs checked above
         self.frames_written += 1
 
 
@@ -127,8 +129,10 @@ class ImageFolderSink(Sink):
             mark_ours(self.folder, "Images written by python app.py --image --out")
         self.frames_written = 0
 
-    def write(self, image: np.ndarray, name: Optional[str] = None) -> None:
-        """Write ``image`` as ``<name><ext>`` (``name`` defaults to the frame number)."""
+    def write(self, image: np.ndarray, name: Optional[str] = None,
+              metadata: PhotoMetadata = NO_METADATA) -> None:
+        """Write ``image`` as ``<name><ext>`` (``name`` defaults to the frame number), with what
+        it keeps of its photo's ``metadata``."""
         name = name if name is not None else f"{self.frames_written:06d}"
         path = self.folder / f"{name}{self.ext}"
         if name in self._written:
@@ -138,7 +142,7 @@ class ImageFolderSink(Sink):
         if not self._ours and (path.exists() or path.is_symlink()):
             raise InputError(f"'{path}' was there before and this app did not write it; move it "
                              "or choose a new --out folder")
-        write_image(path, image)
+        write_image(path, image, metadata=metadata)
         self._written.add(name)
         self.frames_written += 1
 
