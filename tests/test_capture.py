@@ -726,6 +726,56 @@ def test_read_image_turns_the_alpha_with_the_exif_orientation(tmp_path):
     assert bgra[70, 20, 3] == 0
 
 
+def _float_bgr(width=80, height=40) -> np.ndarray:
+    """Float BGR in 0..1: the left half red, the right half a quarter grey, one NaN pixel."""
+    image = np.full((height, width, 3), 0.25, np.float32)
+    image[:, : width // 2] = (0.0, 0.0, 1.0)
+    image[0, -1] = np.nan
+    return image
+
+
+@pytest.mark.parametrize("name", ["rgb32.tiff", "rgba32.tif", "grey32.tiff", "rgb64.tiff",
+                                  "colour.pfm"])
+def test_a_float_image_is_read_with_its_0_to_1_values_scaled_to_8_bits(tmp_path, name, caplog):
+    """A valid 32-bit float TIFF (as HDR and scientific tools write) was refused as 'not a
+    supported image, or the file is truncated or corrupt'; a PFM came out black (OpenCV cast its
+    0..1 to 0 and 1). Float values are read as 0..1 now, as OpenCV reads a Radiance HDR."""
+    path = tmp_path / name
+    image = _float_bgr()
+    if name == "grey32.tiff":
+        Image.fromarray(image[:, :, 2].copy(), "F").save(path)
+    elif name == "rgba32.tif":
+        cv2.imwrite(str(path), np.dstack([image, np.ones(image.shape[:2], np.float32)]))
+    else:
+        cv2.imwrite(str(path), image.astype(np.float64) if "64" in name else image)
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    bgr = read_image(path)
+    assert bgr.dtype == np.uint8 and bgr.shape == (40, 80, 3), name
+    # (the grey one is the red channel: white, then a quarter grey)
+    assert bgr[20, 10].tolist() == ([255] * 3 if name == "grey32.tiff" else list(RED_BGR)), name
+    assert bgr[20, 70].tolist() == [64] * 3, name  # 0.25 * 255, rounded
+    assert bgr[0, -1].tolist() == [0, 0, 0], name  # NaN: black
+    bits = 64 if "64" in name else 32
+    kind = "PFM" if name.endswith(".pfm") else "TIFF"
+    assert f"is a {bits}-bit float {kind}: its 0..1 values are scaled to 8 bits" in caplog.text
+
+
+def test_float_values_over_1_are_named_and_32_bit_integers_refused_saying_what_they_are(
+        tmp_path, caplog):
+    """A float image saved in 0..255 reads white but says why; a 32-bit integer image is
+    refused with what it is instead of 'truncated or corrupt'."""
+    cv2.imwrite(str(tmp_path / "levels.tiff"), _float_bgr() * 200)
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    assert read_image(tmp_path / "levels.tiff")[20, 10].tolist() == [0, 0, 255]
+    assert ("is a 32-bit float TIFF with values up to 200: float images are read as 0..1, and "
+            "66.6 % of its values are over 1 and show as white; save it as an 8- or 16-bit image"
+            ) in caplog.text
+    Image.fromarray(np.full((40, 80), 60000, np.int32), "I").save(tmp_path / "counts.tiff")
+    with pytest.raises(InputError, match=r"'.*counts.tiff': it is a 32-bit integer TIFF, which "
+                                         r"is not read here; save it as an 8- or 16-bit image$"):
+        read_image(tmp_path / "counts.tiff")
+
+
 def test_read_image_one_pixel(tmp_path):
     cv2.imwrite(str(tmp_path / "dot.png"), np.array([[[1, 2, 3]]], np.uint8))
     image = read_image(tmp_path / "dot.png")

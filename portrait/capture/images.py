@@ -61,7 +61,8 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     """Read one image file as BGR uint8 ``(H, W, 3)``.
 
     EXIF orientation is applied; greyscale, RGBA (alpha dropped unless ``keep_alpha``),
-    palette, 16-bit (scaled to 8 bits) and CMYK images all come back as BGR uint8. Images over
+    palette, 16-bit (scaled to 8 bits), float (a 32-bit float TIFF, a PFM: 0..1 scaled to 8
+    bits, see :func:`_deep_to_uint8`) and CMYK images all come back as BGR uint8. Images over
     ``max_pixels`` are refused from their header, before decoding.
 
     Args:
@@ -76,7 +77,8 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         The image.
 
     Raises:
-        InputError: missing, empty, unreadable, truncated, corrupt, not an image, or too large.
+        InputError: missing, empty, unreadable, truncated, corrupt, not an image, too large, or
+            of 32-bit integer samples (the message says so).
     """
     return _read(Path(path), max_pixels, what, keep_alpha, with_metadata=False)[0]
 
@@ -126,11 +128,14 @@ def _read(path: Path, max_pixels: int, what: str, keep_alpha: bool,
     # the error below, or as one warning where the photo still decoded.
     complaints: list[str] = []
     with quiet_opencv(), filtered_stderr(lambda line: complaints.append(line.strip()) or True):
-        try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        except cv2.error:
-            image = None
-    if image is None or image.size == 0:
+        image = _decode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None or _is_pfm(data):
+            # Float samples (a 32-bit float TIFF from an HDR, scientific or editing tool; a PFM)
+            # and 32-bit integer ones: IMREAD_COLOR refuses them, or casts a PFM's 0..1 to 0
+            # and 1 (black). Decoded at their own depth, they are scaled below.
+            deep = _decode_at_own_depth(np.frombuffer(data, np.uint8))
+            image = deep if deep is not None else image
+    if image is None:
         if path.suffix.lower() in UNDECODED_PHOTO_FORMATS:
             raise InputError(f"cannot read {what} '{path}': {UNDECODED_PHOTO_FORMATS[path.suffix.lower()]} "
                              "photos cannot be decoded here; convert it to JPEG or PNG first")
@@ -146,10 +151,76 @@ def _read(path: Path, max_pixels: int, what: str, keep_alpha: bool,
     if complaints:
         log.warning("%s '%s' may be damaged: its decoder reported \"%s\"", what, path,
                     complaints[0])
+    if image.dtype not in (np.uint8, np.uint16):
+        image = _deep_to_uint8(image, _kind(data, path), path, what)
     image = to_bgr_uint8(image)
     if keep_alpha:
         image = _with_alpha(data, image, path, what)
     return image, header[1] if header is not None else NO_METADATA
+
+
+def _decode(buffer: np.ndarray, flags: int) -> Optional[np.ndarray]:
+    """OpenCV's decoding of ``buffer``, or ``None`` where it fails or gives no pixels."""
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except cv2.error:
+        return None
+    return image if image is not None and image.size else None
+
+
+def _decode_at_own_depth(buffer: np.ndarray) -> Optional[np.ndarray]:
+    """An image of float or 32-bit integer samples at their own depth, EXIF orientation applied
+    where OpenCV can (an RGBA float TIFF it decodes only unchanged); ``None`` for other images."""
+    for flags in (cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, cv2.IMREAD_UNCHANGED):
+        image = _decode(buffer, flags)
+        if image is not None and (image.dtype.kind == "f" or image.dtype.itemsize >= 4):
+            return image
+    return None
+
+
+def _is_pfm(data: bytes) -> bool:
+    """Whether ``data`` is a Portable Float Map ("PF" colour, "Pf" grey), 32-bit floats."""
+    return data[:2] in (b"PF", b"Pf") and data[2:3].isspace()
+
+
+def _kind(data: bytes, path: Path) -> str:
+    """What the file is, for messages: "TIFF", "PFM", else its extension's name."""
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        return "TIFF"
+    if _is_pfm(data):
+        return "PFM"
+    return f"{path.suffix[1:].upper()} image" if path.suffix else "image"
+
+
+def _deep_to_uint8(image: np.ndarray, kind: str, path: Path, what: str) -> np.ndarray:
+    """A float image's 0..1 values scaled to 0..255, as OpenCV reads a Radiance HDR and most
+    tools take a float image; the rest clipped: under 0 to black, over 1 to white (with a
+    warning that says how much), NaN to black.
+
+    Raises:
+        InputError: integer samples other than 8- and 16-bit ones, or a channel count that is
+            not grey, RGB or RGBA.
+    """
+    bits = image.dtype.itemsize * 8
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels not in (1, 3, 4):
+        raise InputError(f"cannot read {what} '{path}': it is a {kind} of {channels} channels "
+                         "per pixel, not grey, RGB or RGBA; save it as an RGB image")
+    if image.dtype.kind != "f":
+        raise InputError(f"cannot read {what} '{path}': it is a {bits}-bit integer {kind}, "
+                         "which is not read here; save it as an 8- or 16-bit image")
+    values = np.nan_to_num(image.astype(np.float32, copy=False), nan=0.0, posinf=np.inf,
+                           neginf=0.0)
+    over = np.count_nonzero(values > 1.0)
+    if over:
+        log.warning("%s '%s' is a %d-bit float %s with values up to %g: float images are read "
+                    "as 0..1, and %.1f %% of its values are over 1 and show as white; save it "
+                    "as an 8- or 16-bit image for its own range", what, path, bits, kind,
+                    float(values.max()), 100.0 * over / values.size)
+    else:
+        log.info("%s '%s' is a %d-bit float %s: its 0..1 values are scaled to 8 bits", what,
+                 path, bits, kind)
+    return np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np.ndarray:
