@@ -119,6 +119,20 @@ def test_a_photos_colour_profile_and_date_go_to_its_outputs_but_not_to_its_matte
         assert 0x0112 not in exif and exif.get_ifd(0x8825) == {}, name  # no orientation, GPS
 
 
+def test_a_transparent_tiff_cutout_is_marked_as_transparent(brightness_model, tmp_path):
+    """--background transparent --out x.tiff: the alpha is marked as such (ExtraSamples = 2,
+    unassociated), so editors show the room as transparent; the person stays opaque."""
+    from PIL import Image
+
+    out = tmp_path / "cutout.tiff"
+    assert main(["--model", str(brightness_model), "--image", str(person_image(tmp_path / "me.jpg")),
+                 "--out", str(out), "--background", "transparent", "-q"]) == 0
+    with Image.open(out) as written:
+        assert written.mode == "RGBA" and written.tag_v2.get(338) == (2,)
+        alpha = np.asarray(written)[:, :, 3]
+    assert alpha[70, 80] > 200 and alpha[5, 5] < 50
+
+
 def test_blur_background_changes_only_the_background(brightness_model, tmp_path):
     source = person_image(tmp_path / "me.png")
     out = tmp_path / "blur.png"

@@ -960,6 +960,29 @@ def test_a_profile_libpng_refuses_is_still_kept_and_a_matte_keeps_none(tmp_path)
     np.testing.assert_array_equal(cv2.imread(str(path)), image)
 
 
+@pytest.mark.parametrize("name", ["cutout.tiff", "cutout.TIF"])
+def test_a_transparent_tiff_marks_its_fourth_channel_as_alpha(tmp_path, name):
+    """OpenCV wrote a BGRA TIFF without the ExtraSamples tag that says what the fourth channel
+    is: libtiff warned, and some editors did not take it for transparency. It is marked
+    unassociated (straight) alpha now, ExtraSamples = 2, which the cut-out's alpha is, and the
+    pixels are the same; an opaque TIFF and a matte stay as they were."""
+    from PIL import Image
+
+    image = _test_image(4)
+    path = write_image(tmp_path / name, image)
+    with Image.open(path) as written:
+        assert written.mode == "RGBA"
+        assert written.tag_v2.get(338) == (2,)  # ExtraSamples: unassociated alpha
+        assert written.tag_v2.get(259) == 5  # LZW, as OpenCV's
+        pixels = np.asarray(written)
+    np.testing.assert_array_equal(pixels, cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA))
+    for kind, flat in (("RGB", _test_image(3)), ("L", _test_image(3)[:, :, 0])):
+        path = write_image(tmp_path / f"flat_{kind}.tiff", flat)
+        with Image.open(path) as written:
+            assert written.mode == kind and 338 not in written.tag_v2
+        np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), flat)
+
+
 def test_write_image_replaces_an_old_output_atomically(tmp_path):
     path = tmp_path / "out.png"
     path.write_bytes(b"old")

@@ -1,12 +1,15 @@
 """Encode an output image to the bytes of its file, keeping its photo's colour profile and
 dates (:mod:`portrait.photo_metadata`).
 
-OpenCV encodes every image, as before metadata was kept. Where there is metadata to keep, OpenCV's
-own metadata writer (``cv2.imencodeWithMetadata``, OpenCV 4.12 and later, more formats in each
-release) puts it into the same encoding, and Pillow encodes where this OpenCV keeps none for the
-format (TIFF; PNG, JPEG and WebP before OpenCV has them). Both give the same pixel values: Pillow
-encodes losslessly where OpenCV does (PNG, WebP, LZW TIFF) and with the same JPEG settings
-(quality 95, 4:2:0). Pillow does not encode everything because its PNG encoder, which tries
+OpenCV encodes PNG, JPEG, WebP and BMP, as before metadata was kept. Where there is metadata to
+keep, OpenCV's own metadata writer (``cv2.imencodeWithMetadata``, OpenCV 4.12 and later, more
+formats in each release) puts it into the same encoding, and Pillow encodes where this OpenCV
+keeps none for the format (PNG, JPEG and WebP before OpenCV has them). Pillow encodes every TIFF:
+OpenCV's TIFF of a BGRA image has no ExtraSamples tag to say that its fourth channel is the
+alpha, which libtiff warns about and some editors then do not take for transparency; Pillow's
+marks it unassociated (straight) alpha, which the outputs' alpha is. Both libraries give the
+same pixel values: Pillow encodes losslessly where OpenCV does (PNG, WebP, LZW TIFF) and with
+the same JPEG settings (quality 95, 4:2:0). Pillow does not encode everything because its PNG encoder, which tries
 every filter on every row, took 2 to 3.5 times as long as OpenCV's for a 12 MP photo on the
 development machine (1.3-1.5 s against 0.4-0.6 s).
 """
@@ -62,9 +65,11 @@ def encode_image(image: np.ndarray, ext: str, metadata: PhotoMetadata = NO_METAD
         metadata = NO_METADATA
     elif image.ndim == 2 and metadata.icc_profile:
         metadata = PhotoMetadata(exif=metadata.exif)
+    if ext in TIFF_EXTENSIONS:
+        return _encode_pillow(image, ext, metadata)
     if not metadata:
         return _encode_opencv(image, ext)
-    if ext not in TIFF_EXTENSIONS and _opencv_keeps_metadata(ext):
+    if _opencv_keeps_metadata(ext):
         encoded = _encode_opencv_with_metadata(image, ext, metadata)
         if encoded is not None:
             return encoded
@@ -138,12 +143,14 @@ def _encode_pillow(image: np.ndarray, ext: str, metadata: PhotoMetadata) -> byte
 
     A TIFF keeps the EXIF tags of its first directory (the camera, ``DateTime``) but not the
     Exif sub-directory (``DateTimeOriginal``): Pillow's compressed TIFF writer cannot write one.
+    Without Pillow, OpenCV encodes, without the metadata and with a TIFF's alpha unmarked.
     """
     try:
         from PIL import Image
     except ImportError:
-        log.warning("the photo's colour profile and date need Pillow (pip install pillow); "
-                    "written without them")
+        if metadata or (ext in TIFF_EXTENSIONS and image.ndim == 3 and image.shape[2] == 4):
+            log.warning("the photo's colour profile and date, and a TIFF's transparency mark, "
+                        "need Pillow (pip install pillow); written without them")
         return _encode_opencv(image, ext)
     if image.ndim == 2:
         picture = Image.fromarray(image, "L")
