@@ -881,6 +881,19 @@ def test_image_folder_lists_sorted_images_and_carries_on_past_bad_files(tmp_path
         ("c.webp", True, False)]
 
 
+def test_a_folder_warns_of_photos_whose_names_differ_only_in_case(tmp_path, caplog):
+    """IMG_1.jpg and img_1.png: their outputs are one file on a disk that ignores case."""
+    for name in ("IMG_1.jpg", "img_1.png", "a.jpg", "a.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), 100, np.uint8))
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    ImageSource(tmp_path)
+    assert ("'IMG_1.jpg' and 'img_1.png' have names that differ only in case; where the output "
+            "folder's disk ignores case (macOS, Windows, a USB stick) their outputs would be one "
+            "file, and the second is not written") in caplog.text
+    assert "'a.jpg' and 'a.png' have the same name; their outputs would share 'a.png'" in caplog.text
+    assert len(caplog.records) == 2
+
+
 def test_photos_that_cannot_be_decoded_and_dangling_links_are_reported_not_left_out(tmp_path):
     """An iPhone folder: its HEIC photos were counted with the text files as 'not images' (one
     INFO line, unseen with -q; exit code 0 with half the photos missing), and a link to a photo

@@ -179,6 +179,29 @@ def test_folder_batch_keeps_stems_and_carries_on_past_a_bad_file(brightness_mode
     assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "b.png", "broken.jpg"]
 
 
+def test_a_batch_reports_a_photo_whose_output_the_disk_takes_for_an_earlier_one(
+        brightness_model, tmp_path, caplog):
+    """IMG_1.jpg and img_1.png into a folder whose disk takes img_1.png for IMG_1.png (macOS,
+    Windows; made here with a link): the second is reported and skipped, exit code 1, as two
+    photos of one name are, and the first's output is kept."""
+    from portrait.sink.paths import OUTPUT_MARKER
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    person_image(folder / "IMG_1.jpg")
+    person_image(folder / "img_1.png", size=(200, 100))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / OUTPUT_MARKER).write_text("an earlier run's")
+    (out / "img_1.png").symlink_to("IMG_1.png")
+    caplog.set_level(logging.WARNING)
+    assert main(["--model", str(brightness_model), "--image", str(folder), "--out", str(out),
+                 "-q"]) == 1
+    assert cv2.imread(str(out / "IMG_1.png")).shape == (120, 160, 3)  # the first photo's
+    assert "is the file already written for another input named 'IMG_1'" in caplog.text
+    assert "1 of 2 images could not be processed: img_1.png" in caplog.text
+
+
 def test_video_in_gives_video_out_with_the_same_frame_count(brightness_model, tmp_path):
     video = write_video(tmp_path / "in.avi", frames=37)
     out, stats = tmp_path / "out.mp4", tmp_path / "s.json"

@@ -1081,6 +1081,48 @@ def test_image_folder_sink_keeps_stems_and_protects_inputs(tmp_path):
     assert sink.frames_written == 1 and (inputs / "a.png").exists()
 
 
+def test_names_that_differ_only_in_case_are_one_output_where_the_disk_ignores_case(tmp_path):
+    """IMG_1.jpg and img_1.png give OUT/IMG_1.png and OUT/img_1.png: one file on a disk that
+    ignores case (macOS, Windows), where the second replaced the first unsaid. The second is
+    refused there as an exact duplicate is; where the disk tells them apart (Linux) both are
+    written. Run on this machine's own disk, so one branch runs here."""
+    probe = tmp_path / "Probe"
+    probe.touch()
+    ignores_case = (tmp_path / "probe").exists()
+    out = tmp_path / "out"
+    sink = ImageFolderSink(out)
+    sink.write(np.full((4, 4, 3), 10, np.uint8), "IMG_1")
+    if ignores_case:
+        with pytest.raises(InputError, match="is the file already written for another input "
+                                             "named 'IMG_1'.*ignores case; rename one of them"):
+            sink.write(np.full((4, 4, 3), 20, np.uint8), "img_1")
+        assert cv2.imread(str(out / "IMG_1.png"))[0, 0, 0] == 10
+    else:
+        sink.write(np.full((4, 4, 3), 20, np.uint8), "img_1")
+        assert cv2.imread(str(out / "IMG_1.png"))[0, 0, 0] == 10
+        assert cv2.imread(str(out / "img_1.png"))[0, 0, 0] == 20
+    assert sink.frames_written == (1 if ignores_case else 2)
+
+
+def test_a_name_that_leads_to_a_file_written_in_this_run_is_refused_not_written_over(tmp_path):
+    """Where two names lead to one file, as IMG_1.png and img_1.png do on a disk that ignores
+    case, the second photo is refused and the first output kept. Here the two names are made
+    with a link in a folder an earlier run marked as its own, so that it runs on any disk."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / OUTPUT_MARKER).write_text("an earlier run's")
+    (out / "img_1.png").symlink_to("IMG_1.png")
+    sink = ImageFolderSink(out)
+    sink.write(np.full((4, 4, 3), 10, np.uint8), "IMG_1")
+    with pytest.raises(InputError, match=f"output '{out / 'img_1.png'}' is the file already "
+                                         "written for another input named 'IMG_1': the disk of "
+                                         f"'{out}' ignores case; rename one of them"):
+        sink.write(np.full((4, 4, 3), 20, np.uint8), "img_1")
+    assert cv2.imread(str(out / "IMG_1.png"))[0, 0, 0] == 10
+    sink.write(np.full((4, 4, 3), 30, np.uint8), "other")  # the batch carries on
+    assert sink.frames_written == 2
+
+
 def test_image_folder_sink_never_replaces_a_file_it_did_not_write(tmp_path):
     """A batch into the user's own folder adds its images but refuses, one by one, to replace
     the user's files; into a folder it wrote before, it replaces its own earlier images."""

@@ -388,11 +388,23 @@ class ImageSource(Source):
 
 
 def _warn_duplicate_stems(paths: list[Path]) -> None:
+    """A warning per pair of photos whose outputs share a name (``a.jpg``, ``a.png``), or may
+    (``IMG_1.jpg``, ``img_1.png``: one file on a disk that ignores case, where the batch then
+    refuses the second; two elsewhere)."""
     seen: dict[str, Path] = {}
+    folded: dict[str, Path] = {}
     for path in paths:
         if path.stem in seen:
             log.warning(
                 "'%s' and '%s' have the same name; their outputs would share '%s.png'",
                 seen[path.stem].name, path.name, path.stem,
             )
+        elif path.stem.casefold() in folded:
+            log.warning(
+                "'%s' and '%s' have names that differ only in case; where the output folder's "
+                "disk ignores case (macOS, Windows, a USB stick) their outputs would be one "
+                "file, and the second is not written", folded[path.stem.casefold()].name,
+                path.name,
+            )
         seen.setdefault(path.stem, path)
+        folded.setdefault(path.stem.casefold(), path)

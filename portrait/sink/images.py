@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -102,10 +103,15 @@ class ImageFolderSink(Sink):
     """Batch output: ``write(image, name)`` writes ``folder/<name><ext>``.
 
     Refuses, per image, to overwrite an input file, an output already written in this run (two
-    inputs with the same stem), or a file that was there before in a folder this app did not
-    write (the user's own ``holiday.png``), so a batch can report the item and carry on. The
-    folder is marked as this app's output (:func:`~portrait.sink.paths.mark_ours`): a later
-    run into it replaces this run's images.
+    inputs with the same stem, or with stems the folder's disk takes for one name:
+    ``IMG_1.jpg`` and ``img_1.png`` on macOS or Windows), or a file that was there before in a
+    folder this app did not write (the user's own ``holiday.png``), so a batch can report the
+    item and carry on. The folder is marked as this app's output
+    (:func:`~portrait.sink.paths.mark_ours`): a later run into it replaces this run's images.
+
+    Names are compared as the disk compares them (:class:`WrittenNames`): ``IMG_1`` and
+    ``img_1`` collide where the disk ignores case, and are two files where it does not (Linux,
+    nothing lost).
 
     Args:
         folder: created if needed.
@@ -122,7 +128,7 @@ class ImageFolderSink(Sink):
         self.folder = Path(folder)
         self.ext = _image_extension(Path("x" + ext))
         self._protected_ids = _file_ids(protected)
-        self._written: set[str] = set()
+        self._written = WrittenNames()
         self._ours = is_ours(self.folder)  # else the files there before are the user's
         _prepare_folder(self.folder, f"images to '{self.folder}'")
         if self._ours:
@@ -135,16 +141,72 @@ class ImageFolderSink(Sink):
         it keeps of its photo's ``metadata``."""
         name = name if name is not None else f"{self.frames_written:06d}"
         path = self.folder / f"{name}{self.ext}"
-        if name in self._written:
+        earlier = self._written.replaced_by(name, path)
+        if earlier == name:
             raise InputError(f"output '{path}' was already written for another input named "
                              f"'{name}'; rename one of them")
+        if earlier is not None:
+            how = ("ignores case" if earlier.casefold() == name.casefold()
+                   else "takes them for one name")
+            raise InputError(f"output '{path}' is the file already written for another input "
+                             f"named '{earlier}': the disk of '{self.folder}' {how}; rename one "
+                             "of them")
         _refuse_input(path, self._protected_ids)
         if not self._ours and (path.exists() or path.is_symlink()):
             raise InputError(f"'{path}' was there before and this app did not write it; move it "
                              "or choose a new --out folder")
         write_image(path, image, metadata=metadata)
-        self._written.add(name)
+        self._written.add(name, path)
         self.frames_written += 1
+
+
+def _file_id(path: Path) -> Optional[tuple[int, int]]:
+    """(device, inode) of the file ``path`` leads to; ``None`` where the disk gives none (some
+    network shares report inode 0) or there is no file."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino) if stat.st_ino else None
+
+
+class WrittenNames:
+    """The output names a batch has written, and which of them a new one would replace.
+
+    The disk is asked, not the names compared: a new name replaces an earlier one when its path
+    leads to the file written for that one. On a disk that ignores case (macOS, Windows, a FAT
+    or exFAT stick, an ext4 folder with casefolding) ``img_1.png`` leads to the ``IMG_1.png``
+    just written, as does any name the disk folds into another (Unicode normalisation on
+    macOS); on Linux they are two files and both are kept. Trying a probe name would miss the
+    foldings the probe does not use, and always folding case would refuse photos that lose
+    nothing. Where the disk gives no file identity, names that differ only in case are taken
+    for one, as the disks that do that (Windows shares) ignore case.
+    """
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._by_file: dict[tuple[int, int], str] = {}
+        self._by_folded: dict[str, str] = {}
+
+    def add(self, name: str, path: Path) -> None:
+        """Record ``name``, just written to ``path``."""
+        self._names.add(name)
+        identity = _file_id(path)
+        if identity is not None:
+            self._by_file.setdefault(identity, name)
+        self._by_folded.setdefault(name.casefold(), name)
+
+    def replaced_by(self, name: str, path: Path) -> Optional[str]:
+        """The earlier name whose file writing ``name`` to ``path`` would replace: ``name``
+        itself, another name the disk takes for it, or ``None``."""
+        if name in self._names:
+            return name
+        if not os.path.lexists(path):
+            return None
+        identity = _file_id(path)
+        if identity is not None:
+            return self._by_file.get(identity)
+        return self._by_folded.get(name.casefold())
 
 
 class PngFolderSink(Sink):
