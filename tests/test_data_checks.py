@@ -2,6 +2,7 @@
 data tools writing into another tool's folder, and the folders a failed data tool leaves."""
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -128,6 +129,29 @@ def test_an_empty_list_file_is_named_as_the_problem(tmp_path):
         resolve_split(str(data), "train")
     assert str(found.value) == (f"list file '{data / 'train.txt'}' lists no stems; put one image "
                                 "stem per line")
+
+
+def test_a_list_file_saved_with_a_byte_order_mark_or_in_latin_1_names_its_files(tmp_path):
+    """Windows Notepad's UTF-8 starts with a byte-order mark, which named no photo ('\ufeffa',
+    shown as 'a'); a list that `ls` wrote in a folder of Latin-1 file names ended in an
+    unexpected UnicodeDecodeError. Both name their photos, for training and for evaluate."""
+    from portrait.training.evaluate import EvalOptions, list_pairs
+
+    data = _data(tmp_path / "d", ["a", "b"])
+    (data / "notepad.txt").write_bytes("\ufeffa\r\nb\r\n".encode("utf-8"))
+    for pairs in (resolve_split(str(data / "notepad.txt"), "train"),
+                  list_pairs(EvalOptions(data=str(data), list_file=str(data / "notepad.txt")))):
+        assert [Path(image).name for image, _ in pairs] == ["a.png", "b.png"]
+    latin = os.fsdecode(b"caf\xe9")  # how Python names the file whose name is these bytes
+    try:
+        for folder in ("images", "masks"):
+            (data / folder / "b.png").rename(data / folder / f"{latin}.png")
+    except OSError as error:  # a file system that takes only UTF-8 names
+        pytest.skip(f"no Latin-1 file names here: {error}")
+    (data / "latin1.txt").write_bytes(b"a\ncaf\xe9\n")
+    pairs = resolve_split(str(data / "latin1.txt"), "train")
+    assert pairs == [(str(data / "images" / "a.png"), str(data / "masks" / "a.png")),
+                     (str(data / "images" / f"{latin}.png"), str(data / "masks" / f"{latin}.png"))]
 
 
 def test_images_without_masks_are_named_in_one_warning(tmp_path, caplog):

@@ -26,8 +26,13 @@ _WARNED_UNMATCHED: set[tuple[Path, tuple[str, ...]]] = set()
 
 
 def read_stems(list_file: Path) -> list[str]:
-    """Return the stems listed one per line in ``list_file`` (blank lines skipped)."""
-    with open(list_file, encoding="utf-8") as f:
+    """Return the stems listed one per line in ``list_file`` (blank lines skipped).
+
+    The text is UTF-8; a byte-order mark (Windows Notepad writes one) is dropped, and bytes that
+    are not UTF-8 are read as the file system names files (``os.fsdecode``), so a list written
+    by ``ls`` in a folder of Latin-1 file names names those files.
+    """
+    with open(list_file, encoding="utf-8-sig", errors="surrogateescape") as f:
         return [line.strip() for line in f if line.strip()]
 
 
