@@ -262,3 +262,71 @@ def test_a_failed_distill_run_leaves_no_partial_folders(tmp_path, brightness_mod
     assert str(data / "images" / "b.png") in _last_error(capsys)
     assert not out.exists() and not negatives.exists()
     assert sorted(p.name for p in (data / "images").iterdir()) == ["a.png", "b.png"]
+
+
+# ---------------------------------------------------------------- file names that are not UTF-8
+
+LATIN_1_CHILD = r"""
+import json, os, sys
+from portrait.training.data import check_masks, make_dataset, resolve_split
+from portrait.training.evaluate import main
+
+data, model = sys.argv[1], sys.argv[2]
+pairs = resolve_split(data, "train")
+check_masks(pairs)
+for training in (True, False):
+    images, masks = next(iter(make_dataset(pairs, (32, 32), 2, training)))
+    print("batch", training, images.shape[0], flush=True)
+folder = os.path.dirname(data)
+code = main(["--model", model, "--data", data, "--no-progress",
+             "--sheet", os.path.join(folder, os.fsdecode(b"sheet\xe9.png"))])
+from portrait.training.distill import main as distill
+print("distill", distill(["--teacher", model, "--data", data,
+                          "--out", os.path.join(folder, "soft")]), flush=True)
+from portrait.training.train import main as train
+print("train", train(["--data", data, "--val-split", "0.5", "--backbone", "none",
+                      "--out", os.path.join(folder, "x.hdf5"),
+                      "--run-dir", os.path.join(folder, os.fsdecode(b"run\xe9"))]), flush=True)
+sys.exit(code)
+"""
+
+
+def test_a_data_folder_whose_name_is_not_utf_8_trains_and_scores(tmp_path, brightness_model):
+    """A folder and a photo named in Latin-1 bytes (files copied from an old archive onto
+    Linux): OpenCV's own file functions crashed the process on them (a segmentation fault, exit
+    code 139, no line) when a mask was checked or scored and when the sheet was written,
+    TensorFlow took no such path ('unexpected ValueError: Error converting unicode string'),
+    and distill could not list the photo in its train.txt (UnicodeEncodeError). The masks are
+    checked, training and validation batches are made, evaluate scores both photos and writes
+    its sheet, distill lists both; a run folder of such a name, which TensorBoard's writer
+    cannot take, is refused in one line before anything is written."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    data = tmp_path / os.fsdecode(b"caf\xe9")
+    try:  # made under UTF-8 names: OpenCV's writer, which _data uses, crashes on these
+        _data(tmp_path / "d")
+        for folder in ("images", "masks"):  # a photo named in Latin-1 too
+            (tmp_path / "d" / folder / "b.png").rename(tmp_path / "d" / folder / os.fsdecode(b"b\xe9.png"))
+        (tmp_path / "d").rename(data)
+    except OSError as error:  # a file system that takes only UTF-8 names
+        pytest.skip(f"no Latin-1 file names here: {error}")
+    done = subprocess.run([sys.executable, "-c", LATIN_1_CHILD, str(data), str(brightness_model)],
+                          cwd=ROOT, capture_output=True, timeout=120)
+    stdout = done.stdout.decode("utf-8", "replace")
+    assert done.returncode == 0, (done.returncode, done.stderr.decode("utf-8", "replace")[-2000:])
+    assert "batch True 2" in stdout and "batch False 2" in stdout, stdout
+    assert json.loads(stdout.splitlines()[-3])["n"] == 2
+    assert stdout.splitlines()[-2] == "distill 0", stdout
+    assert (tmp_path / "soft" / "train.txt").read_bytes() == b"a\nb\xe9\n"  # the names' bytes
+    assert cv2.imdecode(np.fromfile(tmp_path / os.fsdecode(b"sheet\xe9.png"), np.uint8),
+                        cv2.IMREAD_COLOR) is not None
+    assert stdout.splitlines()[-1] == "train 2", stdout
+    err = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1]
+    assert err == (f"error: run folder '{tmp_path}/run\\udce9': its name is not UTF-8 text, "
+                   "which TensorBoard's log writer cannot take; choose a --run-dir with a UTF-8 "
+                   "name"), err
+    assert not (tmp_path / os.fsdecode(b"run\xe9")).exists() and not (tmp_path / "x.hdf5").exists()

@@ -160,16 +160,14 @@ def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
     Raises:
         InputError: the first such mask, by name.
     """
-    import cv2
-
-    from portrait.training.evaluate import check_mask_scale, stretch_note
+    from portrait.training.evaluate import check_mask_scale, read_unchanged, stretch_note
 
     for image_path, mask_path in pairs[:sample]:
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+        mask = read_unchanged(mask_path)
         if mask is None:  # unreadable ones are check_decodable's
             continue
         mask = check_mask_scale(mask, mask_path)
-        image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+        image = read_unchanged(image_path)
         if image is not None and image.shape[:2] != mask.shape:
             (height, width), (mask_height, mask_width) = image.shape[:2], mask.shape
             log.warning("mask '%s' is %dx%d, its photo %dx%d: training resizes the mask to the "
@@ -213,11 +211,19 @@ def check_decodable(pairs: Sequence[tuple[str, str]]) -> None:
 def _check_decodes(path: str, kind: str) -> None:
     """Decode ``path`` as training does; InputError naming it if it does not decode."""
     try:
-        tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+        tf.io.decode_image(tf.io.read_file(os.fsencode(path)), expand_animations=False)
     except tf.errors.OpError as error:
         reason = str(error.message).strip().splitlines()[0] if error.message else type(error).__name__
         raise InputError(f"'{path}' does not decode as a {kind} ({reason}): it may be cut short; "
                          "copy it again, re-save it or leave it out of the list") from None
+
+
+def _path_bytes(pairs: Sequence[tuple[str, str]]) -> tuple[list[bytes], list[bytes]]:
+    """The image paths and the mask paths, each as the bytes the file system names the file by:
+    TensorFlow takes a str path only as UTF-8 text, and a file name that is not UTF-8 (a
+    Latin-1 name on Linux) failed to become a tensor at all."""
+    images, masks = zip(*pairs)
+    return [os.fsencode(path) for path in images], [os.fsencode(path) for path in masks]
 
 
 def _decode_resized(image_path, mask_path, size_for):
@@ -436,8 +442,7 @@ def make_dataset(
         return _whole_photos(pairs, short_side or min(input_size), batch_size)
     width, height = input_size
     short = cache_short_px or cache_short_side(input_size, augment)
-    images, masks = zip(*pairs)
-    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
+    ds = tf.data.Dataset.from_tensor_slices(_path_bytes(pairs))
     ds = ds.map(lambda i, m: _load_pair(i, m, short), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.cache()
 
@@ -486,7 +491,7 @@ def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
     from portrait.segment import size_for_frame
 
     def photo_size(path: str) -> tuple[int, int]:
-        data = tf.io.read_file(path)
+        data = tf.io.read_file(os.fsencode(path))
         if tf.io.is_jpeg(data):  # the size from the header, without decoding the pixels
             shape = tf.image.extract_jpeg_shape(data)
         else:
@@ -504,7 +509,6 @@ def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
         mask.set_shape([height, width, 1])
         return image, tf.clip_by_value(mask / 255.0, 0.0, 1.0)
 
-    images, masks = zip(*pairs)
-    ds = tf.data.Dataset.from_tensor_slices((list(images), list(masks)))
+    ds = tf.data.Dataset.from_tensor_slices(_path_bytes(pairs))
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache().batch(batch_size).prefetch(
         tf.data.AUTOTUNE)

@@ -151,6 +151,7 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
+    from portrait.training.folders import write_stems
 
     out_dir = Path(out_dir)
     negatives_dir = None if negatives_dir is None else Path(negatives_dir)
@@ -178,10 +179,9 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
                 link.unlink()
             link.symlink_to(Path(image_path).resolve())
             stems.append(stem)
-        (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+        write_stems(out_dir / "train.txt", stems)
         if negatives_dir is not None:
-            (negatives_dir / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
-                                                     encoding="utf-8")
+            write_stems(negatives_dir / "train.txt", negatives)
             log.info("wrote %d background bands (hard negatives) to %s", len(negatives),
                      negatives_dir)
     return stems
@@ -288,6 +288,7 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
     if negatives_every < 1:
         raise ValueError(f"negatives_every must be at least 1, got {negatives_every}")
     from portrait.training.data import new_data_folder, removed_on_failure
+    from portrait.training.folders import write_stems
 
     out_dir = Path(out_dir)
     with removed_on_failure(out_dir, negatives_dir):  # no partial folder where a frame fails
@@ -318,10 +319,9 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
                         write_image(Path(negatives_dir) / "masks" / f"{strip}.png",
                                     empty[:, x0:x1])
                         negatives.append(strip)
-        (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+        write_stems(out_dir / "train.txt", stems)
         if negatives_dir is not None:
-            (Path(negatives_dir) / "train.txt").write_text("".join(f"{s}\n" for s in negatives),
-                                                            encoding="utf-8")
+            write_stems(Path(negatives_dir) / "train.txt", negatives)
             log.info("wrote %d background strips (hard negatives) to %s", len(negatives),
                      negatives_dir)
     return stems

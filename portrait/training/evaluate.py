@@ -173,6 +173,26 @@ def stretch_note(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> s
     return ""
 
 
+def read_unchanged(path: str | Path) -> Optional[np.ndarray]:
+    """An image file as it holds it (``cv2.IMREAD_UNCHANGED``: bit depth, channels, no EXIF
+    orientation), or None where it cannot be read or decoded.
+
+    The bytes are read in Python and decoded from memory: OpenCV's own file functions take a
+    path as UTF-8 text and crash the process (a segmentation fault) on a file name that is not
+    UTF-8, such as a Latin-1 name on Linux.
+    """
+    try:
+        data = np.fromfile(os.fspath(path), np.uint8)
+    except (OSError, ValueError):
+        return None
+    if not data.size:
+        return None
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+
+
 def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
     """Read a mask as uint8 grey (0..255) of ``shape`` (H, W), resized (nearest) if it differs.
 
@@ -180,7 +200,7 @@ def read_mask(mask_path: str | Path, shape: tuple[int, int]) -> np.ndarray:
         InputError: an unreadable mask, or one that is not 8-bit grey 0..255
             (:func:`check_mask_scale`).
     """
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    mask = read_unchanged(mask_path)
     if mask is None:
         raise InputError(f"cannot read mask '{mask_path}': missing or not an image; check the file")
     mask = check_mask_scale(mask, mask_path)
@@ -383,6 +403,9 @@ def prediction_view(alpha: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def _label(tile: np.ndarray, text: str) -> None:
     """Draw ``text`` in the top-left corner on a dark box, in place."""
+    # OpenCV's fonts draw ASCII only, and a stem from a file name that is not UTF-8 (its bytes
+    # as surrogates) crashed the process: '?' stands for any other character.
+    text = text.encode("ascii", "replace").decode("ascii")
     font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
     (width, height), baseline = cv2.getTextSize(text, font, scale, thickness)
     cv2.rectangle(tile, (0, 0), (width + 6, height + baseline + 6), (0, 0, 0), cv2.FILLED)
@@ -489,7 +512,7 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
         if not os.access(sheet.parent, os.W_OK | os.X_OK):
             raise InputError(f"cannot write the sheet '{sheet}': folder '{sheet.parent}' is not "
                              "writable; pass another --sheet path")
-        if not cv2.haveImageWriter(str(sheet)):
+        if not cv2.haveImageWriter(f"sheet{sheet.suffix}"):  # by its type: see read_unchanged
             raise InputError(f"cannot write the sheet '{sheet}': unknown image type; use a .png path")
         # images/ and masks/ may be links to another folder (a training split's into the data
         # root): the sheet may lie in none of them.
@@ -610,17 +633,23 @@ def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOption
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    """Write an image file.
+    """Write an image file, of the type its suffix names, whole or not at all (encoded in
+    memory: OpenCV's own writer crashes on a file name that is not UTF-8, see
+    :func:`read_unchanged`).
 
     Raises:
         InputError: the file cannot be written.
     """
+    from portrait.sink.paths import write_atomic
+
     try:
-        written = cv2.imwrite(str(path), image)
+        encoded, data = cv2.imencode(Path(path).suffix, image)
     except cv2.error:
-        written = False
-    if not written:
-        raise InputError(f"cannot write '{path}'; check that its folder exists and is writable")
+        encoded = False
+    if not encoded:
+        raise InputError(f"cannot write '{path}': OpenCV cannot encode a '{Path(path).suffix}' "
+                         "image; use a .png path")
+    write_atomic(Path(path), data.tobytes(), "image")
 
 
 def model_label(model: str, tta: str = "off") -> str:

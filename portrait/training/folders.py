@@ -36,6 +36,13 @@ def read_stems(list_file: Path) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
+def write_stems(list_file: Path, stems: Sequence[str]) -> None:
+    """Write ``stems`` one per line to ``list_file``, as :func:`read_stems` reads them: UTF-8,
+    and a stem from a file name that is not UTF-8 as that name's own bytes."""
+    Path(list_file).write_text("".join(f"{stem}\n" for stem in stems), encoding="utf-8",
+                               errors="surrogateescape")
+
+
 def _listed_stems(list_file: Path) -> list[str]:
     """The stems of a list file given as data (:func:`read_stems`).
 

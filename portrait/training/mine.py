@@ -104,6 +104,7 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
+    from portrait.training.folders import write_stems
 
     out_dir = Path(out_dir)
     with removed_on_failure(out_dir):  # no partial folder where a photo fails
@@ -118,7 +119,7 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
                 write_image(images_dir / f"{stem}_{k}.jpg", image[y0:y1, x0:x1])
                 write_image(masks_dir / f"{stem}_{k}.png", truth[y0:y1, x0:x1])
                 stems.append(f"{stem}_{k}")
-        (out_dir / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+        write_stems(out_dir / "train.txt", stems)
     log.info("wrote %d crops from %d of %d photos to %s", len(stems), mined_photos, len(pairs),
              out_dir)
     return stems

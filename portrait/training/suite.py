@@ -148,7 +148,7 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
         InputError: ``out`` is the data root or inside it, or an ``out/<set>`` folder holds files
             that no portrait data tool wrote (:func:`portrait.training.folders.claim_data_folder`).
     """
-    from portrait.training.folders import claim_data_folder
+    from portrait.training.folders import claim_data_folder, write_stems
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--training-split '{out}' is a file; the split is a folder of lists, "
@@ -180,7 +180,7 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
                 raise InputError(f"--training-split: '{link}' is a folder of files, where a link "
                                  f"to the data root's {folder}/{name} belongs; choose a new folder")
             link.symlink_to((root / folder / name).resolve(), target_is_directory=True)
-        (target / "train.txt").write_text("".join(f"{s}\n" for s in stems), encoding="utf-8")
+        write_stems(target / "train.txt", stems)
         counts[folder] = len(stems)
     return counts
 

@@ -702,6 +702,12 @@ def train(options: TrainOptions) -> Path:
                             "views of a crop apart; use one or the other")
     check_outputs(options, out)
     run_dir = Path(options.run_dir or Path("runs") / out.stem)
+    try:
+        os.fsencode(run_dir).decode("utf-8")
+    except UnicodeDecodeError:  # TensorBoard's writer takes a path as UTF-8 text only
+        raise PortraitError(f"run folder '{run_dir}': its name is not UTF-8 text, which "
+                            "TensorBoard's log writer cannot take; choose a --run-dir with a "
+                            "UTF-8 name") from None
     check_run_dir(options, run_dir)
     check_model_inputs(options)
     keras.utils.set_random_seed(options.seed)
