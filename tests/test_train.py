@@ -606,6 +606,51 @@ def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys)
     assert not run.exists(), "a refused run left its run folder"
 
 
+def _other_model(kind: str, path: Path) -> str:
+    """A real Keras model file that the app may run but training cannot fine-tune."""
+    import keras
+
+    inputs = keras.Input((64, 64, 3) if kind == "fixed" else (None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    if kind == "classifier":  # ten classes, no map
+        x = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    elif kind == "softmax":  # person = channel 1, which the app reads; training has one mask
+        x = keras.layers.Conv2D(2, 1, activation="softmax")(x)
+    elif kind == "half":  # a map at half the input's size
+        x = keras.layers.Conv2D(1, 3, strides=2, padding="same", activation="sigmoid")(x)
+    else:
+        x = keras.layers.Conv2D(1, 1, activation="sigmoid")(x)
+    keras.Model(inputs, x).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind, option, message", [
+    ("classifier", "--init", "gives an output of shape (1, 10) for a 64x64 crop, where training "
+                             "needs a one-channel person probability of the crop's size, "
+                             "(1, 64, 64, 1)"),
+    ("softmax", "--init", "gives an output of shape (1, 64, 64, 2) for a 64x64 crop"),
+    ("half", "--teacher", "gives an output of shape (1, 32, 32, 1) for a 64x64 crop"),
+    ("fixed", "--init", "has a fixed 64x64 input, and training runs it on crops and whole "
+                        "validation photos of other sizes"),
+])
+def test_a_model_training_cannot_fine_tune_or_learn_from_is_one_line(tmp_path, capsys, kind,
+                                                                      option, message):
+    """--init or --teacher with a classifier, a two-channel softmax, a map of another size or a
+    fixed input: the first, third and fourth stopped fit in 'unexpected ValueError' (exit 1)
+    after the data was read; the softmax trained both channels towards the mask and wrote a
+    model that marks nobody reliably (exit 0). Each is refused in one line before the data is
+    read or the run folder written."""
+    model = _other_model(kind, tmp_path / f"{kind}.hdf5")
+    out, run = tmp_path / "x.hdf5", tmp_path / "run"
+    code = train_main(["--data", str(tmp_path / "no data yet"), option, model, "--out", str(out),
+                       "--run-dir", str(run), "--epochs", "1"] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"error: {option} '{model}' "), err
+    assert message in err[-1] and "use a model as python -m portrait.training.train writes " \
+        "them" in err[-1], err
+    assert not out.exists() and not run.exists()
+
+
 def test_an_interrupted_run_resumes_only_as_it_was_started_and_a_refusal_changes_nothing(
         tmp_path, capsys):
     data = make_data(tmp_path / "data")

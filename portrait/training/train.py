@@ -615,6 +615,37 @@ def check_model_inputs(options: TrainOptions) -> None:
             raise ModelError(f"{option} '{path}' not found; {advice}")
 
 
+def check_trainable(model, option: str, path: str, input_size: tuple[int, int]) -> None:
+    """Before any data loads: a model that ``--init`` fine-tunes or a ``--teacher`` runs on the
+    training crops is shaped as this command writes them: it takes an RGB image of any size and
+    gives a one-channel person probability of its input's size (a fixed input, a classifier's
+    output or a two-channel softmax stopped ``fit`` in an unexpected error, or trained the two
+    channels of a softmax towards one mask each).
+
+    Raises:
+        ModelError: the first of those it is not, naming ``option`` and ``path``.
+    """
+    from portrait.segment.keras_compat import saved_input_size
+
+    advice = "use a model as python -m portrait.training.train writes them"
+    fixed = saved_input_size(model)  # also refuses an input that is no image
+    if fixed is not None:
+        raise ModelError(f"{option} '{path}' has a fixed {fixed[0]}x{fixed[1]} input, and training "
+                         f"runs it on crops and whole validation photos of other sizes; {advice}")
+    width, height = input_size
+    try:
+        shape = tuple(model.compute_output_shape((1, height, width, 3)))
+    except Exception:  # noqa: BLE001: a shape Keras cannot tell is checked when it runs
+        shape = None
+    if shape and isinstance(shape[0], (tuple, list)):  # several outputs: the first
+        shape = tuple(shape[0])
+    if shape is not None and shape != (1, height, width, 1):
+        shown = "(" + ", ".join(str(v) for v in shape) + ")"
+        raise ModelError(f"{option} '{path}' gives an output of shape {shown} for a {width}x"
+                         f"{height} crop, where training needs a one-channel person probability "
+                         f"of the crop's size, (1, {height}, {width}, 1); {advice}")
+
+
 # Options that do not change what a resumed run trains: where its folder is (a moved or copied
 # folder resumes) and where its model goes.
 NOT_COMPARED_ON_RESUME = ("resume", "run_dir", "out")
@@ -717,6 +748,7 @@ def train(options: TrainOptions) -> Path:
         from portrait.segment.keras_compat import load_keras_model
 
         model = load_keras_model(Path(options.init))
+        check_trainable(model, "--init", options.init, options.input_size)
     else:
         model = build_unet(
             options.input_size, options.alpha, options.output_stride,
@@ -727,6 +759,8 @@ def train(options: TrainOptions) -> Path:
         from portrait.training.distill import load_teachers, with_teachers
 
         teachers = load_teachers(options.teacher)
+        for path, teacher in zip(options.teacher, teachers):
+            check_trainable(teacher, "--teacher", path, options.input_size)
 
     train_pairs, val_pairs = _split(options)
     check_decodable(train_pairs + val_pairs)
