@@ -127,6 +127,25 @@ def test_norm_mark_auto_leaves_unknown_models_unmarked_and_can_be_set(unit_model
         assert segmenter.input_norm == "unit"
 
 
+def test_a_model_whose_output_is_no_mask_is_refused_and_nothing_written(tmp_path, capsys):
+    """A classifier (ten scores, no map) was exported, checked against itself and written;
+    the app then refused the file ('model output shape (1, 10) is not a mask'). export refuses
+    it with the app's own line before converting, and writes nothing."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x)).save(
+        tmp_path / "classifier.hdf5")
+    out = tmp_path / "classifier.tflite"
+    assert export.main(["--model", str(tmp_path / "classifier.hdf5"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: model output shape (1, 10) is not a mask: expected (1, H, W, 1) or "
+                       "(1, H, W, 2); pass a segmentation model with a one-channel sigmoid or a "
+                       "two-channel softmax output"), err
+    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "classifier.hdf5"]
+
+
 def test_bad_paths_are_model_errors(brightness_model, tmp_path):
     with pytest.raises(ModelError, match="must end in .tflite"):
         export.export_model(str(brightness_model), str(tmp_path / "x.onnx"))

@@ -136,7 +136,8 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
         The :class:`Conversion`.
 
     Raises:
-        ModelError: an unreadable, unsafe or unconvertible model, an ``input_norm`` other than
+        ModelError: an unreadable, unsafe or unconvertible model, one whose output is no mask
+            (:func:`check_mask_output`), an ``input_norm`` other than
             ``raw`` for a model that rescales pixels itself, or an export that disagrees with
             the Keras model.
         ValueError: an unknown ``input_norm``.
@@ -147,6 +148,7 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
         raise ValueError(f"unknown input norm {input_norm!r}: expected one of {INPUT_NORMS}")
     config = keras_compat.read_model_config(path)
     model = keras_compat.load_keras_model(path, trust_model)
+    check_mask_output(model)
     detected = keras_input_norm(model)
     if input_norm not in ("auto", detected) and detected:
         # Marked otherwise, the app would feed the model pixels it scales a second time (x/255
@@ -185,6 +187,20 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
              difference, *check_size)
     return Conversion(content=content, input_size=size, input_norm=norm, short_px=short_px,
                       max_difference=difference)
+
+
+def check_mask_output(model) -> None:
+    """Refuse, before converting, a model whose output the app refuses to read as a mask (a
+    classifier's scores): its export would be written, checked and then refused by the app.
+
+    Raises:
+        ModelError: the app's own line for such an output
+            (:class:`portrait.segment.model_io.OutputReader`).
+    """
+    from portrait.segment.model_io import OutputReader
+
+    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else ()
+    OutputReader((1,) + shape[1:])
 
 
 def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
