@@ -123,6 +123,31 @@ def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog
     assert expected in message
 
 
+def test_an_export_at_the_size_a_model_from_elsewhere_runs_at_is_used(tmp_path, caplog):
+    """A model with a dynamic input that notes no short side (one trained elsewhere): export
+    writes it at 256x256, the size the app converts it at, and the app refused that file ('its
+    input is fixed at 256x256, not the model's size') with the advice to run the very export
+    that wrote it, and converted the model at every start. The export is used; one fixed with
+    --input-size serves the app's --input-size; a size the app does not run is refused."""
+    model = unet_like(tmp_path / "theirs.hdf5")
+    with h5py.File(model, "a") as f:
+        del f.attrs[SHORT_SIDE_ATTR]
+    beside = export.export_model(str(model), str(tmp_path / "theirs.tflite"))
+    assert tflite_utils.input_shape(beside)[1] == [1, 256, 256, 3]
+    with caplog.at_level(logging.INFO):
+        with create_segmenter(SegmentOptions(model=str(model), device="cpu")) as segmenter:
+            assert "theirs.tflite (exported from" in segmenter.description
+            assert segmenter.input_size == (256, 256)
+    assert not refusals(caplog)
+    config = keras_compat.read_model_config(model)
+    assert exported.fresh_companion(model, config, (128, 96)) is None  # the app runs 128x96
+    [line] = refusals(caplog)
+    assert "its input is fixed at 256x256, not the size the model runs at here" in line.getMessage()
+    export.export_model(str(model), str(beside), input_size=(128, 96))
+    assert exported.fresh_companion(model, config, (128, 96)) == beside.read_bytes()
+    assert exported.fresh_companion(model, config) is None  # without --input-size: 256x256
+
+
 def test_an_export_named_as_the_model_runs_and_warns_when_its_source_changed(with_export, caplog):
     beside = with_export.with_suffix(".tflite")
     with caplog.at_level(logging.WARNING):

@@ -28,7 +28,7 @@ from portrait.errors import ModelError
 from portrait.options import SegmentOptions
 from portrait.segment import fixed_size, keras_compat, tflite_utils
 from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line, resolve_norm
-from portrait.segment.locate import display_path
+from portrait.segment.locate import display_path, read_short_side_hint
 from portrait.segment.model_io import fixed_input
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
 from portrait.segment.wrappers import current_runtime, sized_for_frames
@@ -47,17 +47,19 @@ def export_command(keras_path: Path, out: Optional[Path] = None) -> str:
             f"--out {display_path(out or companion_path(keras_path))}")
 
 
-def fresh_companion(keras_path: Path, config: dict) -> Optional[bytes]:
+def fresh_companion(keras_path: Path, config: dict,
+                    input_size: Optional[tuple[int, int]] = None) -> Optional[bytes]:
     """Return the bytes of the ``.tflite`` beside ``keras_path`` if it was exported from it.
 
     Fresh means: its ``portrait_export`` record names the SHA-256 of ``keras_path``'s bytes and
-    the current export format, and its input is dynamic or the Keras model's own fixed size.
-    Anything else (stale, unmarked, older recipe, unreadable) is logged as one warning naming
-    what is wrong and the command that regenerates it.
+    the current export format, and its input is dynamic or the size the app runs the Keras
+    model at (:func:`_fits`). Anything else (stale, unmarked, older recipe, unreadable) is
+    logged as one warning naming what is wrong and the command that regenerates it.
 
     Args:
         keras_path: the Keras model file the user asked for.
         config: its architecture JSON (for its input size).
+        input_size: ``--input-size``, if given.
 
     Returns:
         The ``.tflite`` bytes, or None when there is no fresh one.
@@ -83,8 +85,9 @@ def fresh_companion(keras_path: Path, config: dict) -> Optional[bytes]:
             if recorded != actual:
                 why = (f"it is stale: exported from another {keras_path.name} (SHA-256 "
                        f"{recorded[:12]}…, this file's {actual[:12]}…)")
-            elif not _fits(signature, config):
-                why = f"its input is fixed at {signature[2]}x{signature[1]}, not the model's size"
+            elif not _fits(signature, config, keras_path, input_size):
+                why = (f"its input is fixed at {signature[2]}x{signature[1]}, not the size the "
+                       "model runs at here")
     if why:
         warn_refused(path, keras_path, why)
         return None
@@ -98,11 +101,25 @@ def warn_refused(path: Path, keras_path: Path, why: str) -> None:
                 export_command(keras_path), display_path(keras_path))
 
 
-def _fits(signature: list[int], config: dict) -> bool:
+def _fits(signature: list[int], config: dict, keras_path: Path,
+          input_size: Optional[tuple[int, int]]) -> bool:
+    """Whether an export of ``signature``'s input serves the Keras model as the app runs it:
+    a dynamic one always; a fixed one at the model's own fixed size, or, for a model with a
+    dynamic input, at the size the app would convert it at (``input_size``, else 256x256 for a
+    model that notes no short side; one that notes it runs at each frame's aspect). An export
+    of a model from elsewhere at its default 256x256 was refused with the advice to run the
+    very export that wrote it."""
     if tflite_utils.dynamic_image_input(signature):
         return True
+    if len(signature) != 4:
+        return False
+    fixed = (signature[2], signature[1])
     size = keras_compat.config_input_size(config)
-    return isinstance(size, tuple) and len(signature) == 4 and size == (signature[2], signature[1])
+    if size == "dynamic":
+        if input_size:
+            return tuple(input_size) == fixed
+        return not read_short_side_hint(keras_path) and fixed == tuple(DEFAULT_INPUT_SIZE)
+    return isinstance(size, tuple) and size == fixed
 
 
 def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: str, norm_why: str,

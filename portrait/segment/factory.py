@@ -120,7 +120,7 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
         )
     if wants_tflite or not (gpus or options.backend == "keras"):
         reason = "--device cpu" if options.device == "cpu" else "--backend tflite" if wants_tflite else no_gpu
-        content = exported.fresh_companion(path, config)
+        content = exported.fresh_companion(path, config, options.input_size)
         if content is not None:
             segmenter = exported.create_companion(path, content, options, reason)
             if segmenter is not None:
