@@ -221,6 +221,45 @@ def test_validation_samples_are_whole_photos_framed_like_the_app(tmp_path):
         assert np.median(images.numpy()[i][~band]) == pytest.approx(30, abs=4)
 
 
+def test_a_phone_photo_stored_sideways_is_trained_on_upright_as_the_app_reads_it(tmp_path,
+                                                                                caplog):
+    """A portrait photo stored turned a quarter with EXIF orientation 6 (as phones store them)
+    and its mask drawn on the upright photo (as distill writes it from the app's reading):
+    training decoded the stored pixels, warned that the mask 'is 48x64, its photo 64x48 ...
+    stretching it' and stretched the upright mask over the sideways photo, so the person's label
+    lay across the background. Training and validation samples now put the label on the person,
+    as evaluate and the app see the photo, without a warning."""
+    from PIL import Image
+
+    from portrait.capture import read_image
+    from portrait.training.data import check_masks
+
+    upright = np.full((64, 48, 3), 30, np.uint8)
+    upright[:, :24] = 220  # the person: the left half of the upright photo
+    mask = np.zeros((64, 48), np.uint8)
+    mask[:, :24] = 255
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    stored = Image.fromarray(np.rot90(upright, 1))  # orientation 6: turn it clockwise to view
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "images" / "phone.jpg", exif=exif, quality=95)
+    cv2.imwrite(str(tmp_path / "masks" / "phone.png"), mask)
+    pairs = find_pairs(tmp_path)
+    assert np.abs(read_image(pairs[0][0]).astype(int) - upright).max() < 8  # the app's reading
+    with caplog.at_level("WARNING", logger="portrait"):
+        check_masks(pairs)
+    assert caplog.text == ""
+    still = AugmentOptions(scale_range=(1.0, 1.0), rotation_deg=0.0, flip=False,
+                           photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,
+                           occlusion_prob=0.0)
+    for training in (True, False):
+        images, masks = next(iter(make_dataset(pairs, (32, 64), 1, training, augment=still,
+                                               short_side=32)))
+        images, masks = images.numpy()[0].mean(axis=-1), masks.numpy()[0, ..., 0]
+        assert images[masks > 0.9].mean() > 180 and images[masks < 0.1].mean() < 70, training
+
+
 def test_zoom_above_one_crops_closer(tmp_path):
     """A disc of radius 10 in the middle of a 64x64 photo, cropped to 32x32: at zoom 1 the
     whole photo fits the crop (radius 5); at zoom 2 the crop shows a quarter of the photo

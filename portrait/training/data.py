@@ -168,11 +168,14 @@ def check_masks(pairs: Sequence[tuple[str, str]], sample: int = 16) -> None:
             continue
         mask = check_mask_scale(mask, mask_path)
         image = read_unchanged(image_path)
-        if image is not None and image.shape[:2] != mask.shape:
-            (height, width), (mask_height, mask_width) = image.shape[:2], mask.shape
+        if image is None:
+            continue
+        shape = image.shape[:2] if exif_orientation(image_path) < 5 else image.shape[1::-1]
+        if shape != mask.shape:  # the photo upright (its EXIF orientation), as training reads it
+            (height, width), (mask_height, mask_width) = shape, mask.shape
             log.warning("mask '%s' is %dx%d, its photo %dx%d: training resizes the mask to the "
                         "photo%s", mask_path, mask_width, mask_height, width, height,
-                        stretch_note(image.shape, mask.shape))
+                        stretch_note(shape, mask.shape))
 
 
 _END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}  # within the last _TAIL bytes of a whole file
@@ -218,17 +221,58 @@ def _check_decodes(path: str, kind: str) -> None:
                          "copy it again, re-save it or leave it out of the list") from None
 
 
-def _path_bytes(pairs: Sequence[tuple[str, str]]) -> tuple[list[bytes], list[bytes]]:
-    """The image paths and the mask paths, each as the bytes the file system names the file by:
-    TensorFlow takes a str path only as UTF-8 text, and a file name that is not UTF-8 (a
-    Latin-1 name on Linux) failed to become a tensor at all."""
+def _path_bytes(pairs: Sequence[tuple[str, str]]) -> tuple[list[bytes], list[bytes], list[int]]:
+    """The image paths and the mask paths, each as the bytes the file system names the file by
+    (TensorFlow takes a str path only as UTF-8 text, and a file name that is not UTF-8, a
+    Latin-1 name on Linux, failed to become a tensor at all), and each photo's EXIF orientation
+    (:func:`exif_orientation`)."""
     images, masks = zip(*pairs)
-    return [os.fsencode(path) for path in images], [os.fsencode(path) for path in masks]
+    return ([os.fsencode(path) for path in images], [os.fsencode(path) for path in masks],
+            [exif_orientation(path) for path in images])
 
 
-def _decode_resized(image_path, mask_path, size_for):
-    """Decode a pair and resize both to ``size_for(photo (h, w))``: float32, 0..255 each."""
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def exif_orientation(path: str) -> int:
+    """The EXIF orientation of a photo file, 1 (as stored) to 8; 1 where it has none or it
+    cannot be read.
+
+    The app, ``evaluate``, ``distill`` and ``mine`` read a photo upright by it (OpenCV applies
+    it, to a JPEG's and a PNG's pixels alike), and masks are drawn on the upright photo; a
+    phone's portrait photo is often stored sideways with orientation 6.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001: any failure here means "as stored"; decoding checks the file
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def upright(image, orientation):
+    """An (H, W, C) image as its EXIF ``orientation`` (1 to 8, a scalar tensor) says it is
+    seen: mirrored and turned as OpenCV's reader does."""
+    return tf.switch_case(orientation, [
+        lambda: image,  # 0: not a value EXIF uses; as stored
+        lambda: image,  # 1: as stored
+        lambda: tf.image.flip_left_right(image),
+        lambda: tf.image.rot90(image, 2),
+        lambda: tf.image.flip_up_down(image),
+        lambda: tf.image.transpose(image),  # 5: mirrored along the top-left diagonal
+        lambda: tf.image.rot90(image, 3),  # 6: turned a quarter clockwise
+        lambda: tf.image.rot90(tf.image.transpose(image), 2),  # 7: along the other diagonal
+        lambda: tf.image.rot90(image, 1),  # 8: turned a quarter anticlockwise
+    ])
+
+
+def _decode_resized(image_path, mask_path, orientation, size_for):
+    """Decode a pair, the photo upright by its EXIF ``orientation`` as the app reads it, and
+    resize both to ``size_for(photo (h, w))``: float32, 0..255 each."""
     image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
+    image = upright(image, orientation)
     mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
     size = size_for(tf.shape(image)[:2])
     image = tf.image.resize(image, size, method="area", antialias=True)
@@ -236,14 +280,14 @@ def _decode_resized(image_path, mask_path, size_for):
     return image, mask
 
 
-def _load_pair(image_path, mask_path, cache_short_px: int):
+def _load_pair(image_path, mask_path, orientation, cache_short_px: int):
     """Decode one pair and resize it so its short side is ``cache_short_px`` (kept in memory)."""
 
     def short_side_size(hw):
         shape = tf.cast(hw, tf.float32)
         return tf.cast(tf.round(shape * (cache_short_px / tf.reduce_min(shape))), tf.int32)
 
-    image, mask = _decode_resized(image_path, mask_path, short_side_size)
+    image, mask = _decode_resized(image_path, mask_path, orientation, short_side_size)
     return tf.cast(tf.round(image), tf.uint8), tf.cast(tf.round(mask), tf.uint8)
 
 
@@ -443,7 +487,7 @@ def make_dataset(
     width, height = input_size
     short = cache_short_px or cache_short_side(input_size, augment)
     ds = tf.data.Dataset.from_tensor_slices(_path_bytes(pairs))
-    ds = ds.map(lambda i, m: _load_pair(i, m, short), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda i, m, o: _load_pair(i, m, o, short), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.cache()
 
     def crop(image, mask):
@@ -490,25 +534,29 @@ def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
 
     from portrait.segment import size_for_frame
 
-    def photo_size(path: str) -> tuple[int, int]:
-        data = tf.io.read_file(os.fsencode(path))
+    paths = _path_bytes(pairs)
+
+    def photo_size(path: bytes, orientation: int) -> tuple[int, int]:
+        data = tf.io.read_file(path)
         if tf.io.is_jpeg(data):  # the size from the header, without decoding the pixels
             shape = tf.image.extract_jpeg_shape(data)
         else:
             shape = tf.shape(tf.io.decode_image(data, expand_animations=False))
-        return int(shape[1]), int(shape[0])
+        size = int(shape[1]), int(shape[0])
+        return size[::-1] if orientation >= 5 else size  # 5 to 8: stored turned a quarter
 
-    common = Counter(photo_size(image) for image, _ in pairs).most_common(1)[0][0]
+    common = Counter(map(photo_size, paths[0], paths[2])).most_common(1)[0][0]
     width, height = size_for_frame(common, short_px)
     log.info("validation: %d whole photos at %dx%d (the app's input for %dx%d photos)",
              len(pairs), width, height, *common)
 
-    def load(image_path, mask_path):
-        image, mask = _decode_resized(image_path, mask_path, lambda hw: (height, width))
+    def load(image_path, mask_path, orientation):
+        image, mask = _decode_resized(image_path, mask_path, orientation,
+                                      lambda hw: (height, width))
         image.set_shape([height, width, 3])
         mask.set_shape([height, width, 1])
         return image, tf.clip_by_value(mask / 255.0, 0.0, 1.0)
 
-    ds = tf.data.Dataset.from_tensor_slices(_path_bytes(pairs))
+    ds = tf.data.Dataset.from_tensor_slices(paths)
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache().batch(batch_size).prefetch(
         tf.data.AUTOTUNE)
