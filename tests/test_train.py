@@ -943,6 +943,66 @@ def test_sigterm_stops_training_as_ctrl_c_does_and_the_run_resumes(tmp_path, cap
     assert epochs[-1] == 7 and sorted(set(epochs)) == list(range(8))  # a stopped one may be twice
 
 
+FILL_AFTER_THE_FIRST_BACKUP = r"""
+import os, shutil, sys, threading, time
+from portrait.training.train import main
+
+disk = sys.argv[1]
+def fill():  # the disk fills up (another program's files) once the first epoch is backed up
+    while not os.path.exists(os.path.join(disk, "run", "backup", "training_metadata.json")):
+        time.sleep(0.01)
+    with open(os.path.join(disk, "filler"), "wb") as filler:
+        filler.write(bytes(shutil.disk_usage(disk).free - 512 * 1024))
+threading.Thread(target=fill, daemon=True).start()
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_disk_that_fills_up_stops_training_in_one_line_and_the_run_resumes(tmp_path):
+    """A real disk (a 24 MB tmpfs in a user namespace of its own, as the app's full-disk tests
+    use) that another program fills once the first epoch is backed up: the next epoch's
+    checkpoint and backup used to run into it, and HDF5 printed some 170 unraisable errors,
+    the run ended in 'unexpected OSError' and a segmentation fault (exit 139), with a partial
+    backup file left on the full disk. It stops before writing anything of that epoch, in one
+    line saying what is free and needed and to --resume; the backup before is whole, and once
+    there is room --resume finishes the run."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    data = make_data(tmp_path / "data")
+    disk, held = tmp_path / "disk", tmp_path / "disk.held"
+    disk.mkdir()
+    held.mkdir()
+    args = ["--data", str(data), "--epochs", "3", "--out", str(disk / "x.hdf5"),
+            "--run-dir", str(disk / "run")] + TINY
+    script = ('mount -t tmpfs -o size=24m tmpfs "$1" || exit 99; disk=$1 held=$2; shift 2; '
+              '"$@"; code=$?; rm -f "$disk/filler"; cp -a "$disk"/. "$held"/; exit $code')
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), str(held), sys.executable, "-c",
+                           FILL_AFTER_THE_FIRST_BACKUP, str(disk), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    disk.rmdir()
+    held.rename(disk)
+    backup = disk / "run" / "backup"
+    epochs = json.loads((backup / "training_metadata.json").read_text())["epoch"]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert errors[0].startswith(f"error: the disk of run folder '{disk / 'run'}' has ") \
+        and "MB free, and epoch " in errors[0] and "nothing of it was written: free some " \
+        f"space, then run the same command with --resume to continue from the {epochs} " \
+        "epoch(s) backed up" in errors[0], errors
+    assert 1 <= epochs < 3 and sorted(p.name for p in backup.iterdir()) == [
+        "latest.weights.h5", "training_metadata.json"]
+    assert not (disk / "x.hdf5").exists() and not list(disk.glob("run/*tmp*"))
+    assert train_main(args + ["--resume"]) == 0
+    assert (disk / "x.hdf5").is_file() and not backup.exists()
+
+
 def test_a_moved_run_folder_resumes_and_paths_compare_by_the_files_they_name(tmp_path, capsys):
     """train.json of a run started in another folder, naming the data by a link: resuming it
     from here with the data's own path continues it; another data folder is refused."""
