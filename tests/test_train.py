@@ -345,6 +345,22 @@ def test_a_folders_validation_list_that_is_broken_or_shared_is_said(tmp_path, ca
     assert len(train) + len(val) == 8 and len(val) == 2  # --val-split of the training pairs
 
 
+def test_a_single_photo_without_a_validation_set_is_one_line_that_says_why(tmp_path):
+    """One photo and its mask: --val-split held it out for validation (at least one always),
+    and the run stopped in 'no training pairs found; check --data', of a folder that has one."""
+    from portrait.errors import PortraitError
+    from portrait.training.train import TrainOptions, _split
+
+    folder = make_data(tmp_path / "d", count=1)
+    (folder / "train.txt").unlink()
+    (folder / "val.txt").unlink()
+    with pytest.raises(PortraitError) as refused:
+        _split(TrainOptions(data=(str(folder),), out="x.hdf5"))
+    assert str(refused.value) == ("--data holds 1 photo(s) with a mask, and --val-split holds out "
+                                  "1 of them for validation, leaving none to train on; add photos, "
+                                  "or pass --val with a validation set of its own")
+
+
 def test_missing_stem_is_a_clear_error(tmp_path):
     folder = make_data(tmp_path / "d")
     with pytest.raises(InputError, match="no image or mask"):

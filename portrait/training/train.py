@@ -245,6 +245,10 @@ def _split(options: TrainOptions):
     rng.shuffle(train)
     if not val:
         n_val = max(1, int(len(train) * options.val_split))
+        if n_val >= len(train):  # else "no training pairs found", for a folder that has one
+            raise PortraitError(f"--data holds {len(train)} photo(s) with a mask, and --val-split "
+                                f"holds out {n_val} of them for validation, leaving none to train "
+                                "on; add photos, or pass --val with a validation set of its own")
         val, train = train[:n_val], train[n_val:]
     check_disjoint(train, val)  # the whole sets: --max-items must not hide a shared photo
     if options.max_items:
