@@ -154,6 +154,37 @@ def test_a_list_file_saved_with_a_byte_order_mark_or_in_latin_1_names_its_files(
                      (str(data / "images" / f"{latin}.png"), str(data / "masks" / f"{latin}.png"))]
 
 
+def test_a_folder_copied_from_a_mac_trains_and_two_photos_of_one_stem_are_refused(tmp_path,
+                                                                                 caplog):
+    """A data folder copied by macOS onto a USB disk or a network share holds a hidden
+    '._<name>' resource fork beside every file: they were taken for photos and masks, and
+    training stopped at "'._a.png' is not a JPEG, PNG, BMP or GIF file", evaluate skipped each
+    with exit code 1. They are left out, as the app leaves them out of a photo folder, and so
+    is a folder named like a photo. Two photos of one stem (a.png and a.jpg, after converting)
+    were one pair, which one the file system's listing order chose; they are refused by name."""
+    from portrait.training.data import check_decodable
+
+    data = _data(tmp_path / "d", ["a", "b"])
+    for name in ("images/._a.png", "masks/._a.png", "images/._b.png", "masks/._b.png"):
+        (data / name).write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    (data / "images" / "c.png").mkdir()  # a folder, not a photo
+    with caplog.at_level("WARNING", logger="portrait"):
+        pairs = resolve_split(str(data), "train")
+    assert [Path(image).name for image, _ in pairs] == ["a.png", "b.png"]
+    assert caplog.text == ""  # no photo without a mask
+    check_decodable(pairs)
+    cv2.imwrite(str(data / "images" / "a.jpg"), np.full((48, 64, 3), 90, np.uint8))
+    for spec in (str(data), str(data / "list.txt")):
+        (data / "list.txt").write_text("b\na\n")
+        with pytest.raises(InputError) as refused:
+            resolve_split(spec, "train")
+        assert str(refused.value) == (f"'{data / 'images'}' holds 'a.jpg' and 'a.png', two files "
+                                      "of the stem 'a', and a stem names one pair; remove or "
+                                      "rename one")
+    (data / "list.txt").write_text("b\n")  # a list that leaves the stem out
+    assert resolve_split(str(data / "list.txt"), "train") == [pairs[1]]
+
+
 def test_images_without_masks_are_named_in_one_warning(tmp_path, caplog):
     data = _data(tmp_path / "d", ["a", "b", "c"])
     (data / "masks" / "b.png").unlink()

@@ -84,8 +84,8 @@ def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tu
             f"data folder '{data_dir}' must contain images/ and masks/; "
             "see the README's 'Train your own' section for the layout"
         )
-    images = {p.stem: p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
+    images, twins = _files_by_stem(images_dir, IMAGE_SUFFIXES)
+    masks, mask_twins = _files_by_stem(masks_dir, (".png",))
     if stems is None:
         stems = sorted(set(images) & set(masks))
         unmatched = sorted(set(images) - set(masks))
@@ -99,7 +99,27 @@ def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tu
         )
     if not stems:
         raise InputError(f"data folder '{data_dir}' has no image with a matching mask")
+    for found in (twins, mask_twins):
+        shared = next((stem for stem in stems if stem in found), None)
+        if shared is not None:  # which one pairs with the mask would be the file system's whim
+            names = " and ".join(f"'{path.name}'" for path in sorted(found[shared]))
+            raise InputError(f"'{found[shared][0].parent}' holds {names}, two files of the stem "
+                             f"'{shared}', and a stem names one pair; remove or rename one")
     return [(str(images[s]), str(masks[s])) for s in stems]
+
+
+def _files_by_stem(folder: Path, suffixes: Sequence[str]
+                   ) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """The files in ``folder`` named with one of ``suffixes`` (any case), by stem, and the
+    stems that name more than one of them, with those files. Hidden files (macOS's '._x.jpg'
+    resource forks, which a folder copied from a Mac onto another disk holds beside every
+    photo) and folders are left out, as the app leaves them out of a photo folder."""
+    found: dict[str, list[Path]] = {}
+    for path in folder.iterdir():
+        if path.suffix.lower() in suffixes and not path.name.startswith(".") and path.is_file():
+            found.setdefault(path.stem, []).append(path)
+    return ({stem: paths[0] for stem, paths in found.items()},
+            {stem: paths for stem, paths in found.items() if len(paths) > 1})
 
 
 def folder_list(folder: Path, role: str) -> Optional[Path]:
