@@ -1008,3 +1008,49 @@ def test_fuzz_video_reader(tmp_path):
         except InputError as error:
             assert "\n" not in str(error)
     assert time.perf_counter() - start < 20.0
+
+
+NOT_UTF_8_CHILD = r"""
+import sys
+from pathlib import Path
+from portrait.capture import VideoFileSource, list_images
+from portrait.errors import InputError
+
+folder, video = sys.argv[1], sys.argv[2]
+print("images", sorted(path.name for path in list_images(Path(folder))), flush=True)
+try:
+    VideoFileSource(video)
+except InputError as error:
+    print("refused", error, flush=True)
+"""
+
+
+def test_opencv_is_never_given_a_name_that_is_not_utf_8(tmp_path):
+    """OpenCV takes a path as UTF-8 text and crashes the process (a segmentation fault, exit
+    code 139, no line) on a name that is not: a photo folder holding any file of such a name
+    not named like a photo (its first bytes were asked of OpenCV), and a video of such a name
+    (app.py --source, distill --video). The file is counted with the other files; the video is
+    refused in one line."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, write_video
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.full((32, 48, 3), 128, np.uint8))
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    try:
+        (folder / os.fsdecode(b"notes\xe9")).write_text("not a photo")
+        video = video.rename(tmp_path / os.fsdecode(b"clip\xe9.avi"))
+    except OSError as error:  # a file system that takes only UTF-8 names
+        pytest.skip(f"no Latin-1 file names here: {error}")
+    done = subprocess.run([sys.executable, "-c", NOT_UTF_8_CHILD, str(folder), str(video)],
+                          cwd=ROOT, capture_output=True, text=True, errors="surrogateescape",
+                          timeout=60)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.splitlines() == [
+        "images ['a.jpg']",
+        f"refused cannot read video '{video}': its name is not UTF-8 text, "
+        "which the video reader cannot open; rename the file"], done.stdout

@@ -88,6 +88,17 @@ def quiet_opencv():
                 cv2.utils.logging.setLogLevel(_quiet_saved_level)
 
 
+def opencv_can_open(path) -> bool:
+    """Whether OpenCV's own file functions may be given ``path``: they take it as UTF-8 text,
+    and a name that is not UTF-8 (a Latin-1 name on Linux, which Python holds with surrogates)
+    crashes the process (a segmentation fault) instead of failing."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
     """Return ``image`` as BGR uint8 ``(H, W, 3)``, converting only when needed.
 

@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator, Optional, Union
 import cv2
 import numpy as np
 
-from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
+from portrait.capture.base import Frame, Source, opencv_can_open, quiet_opencv, to_bgr_uint8
 from portrait.errors import InputError
 from portrait.native_log import filtered_stderr
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata, photo_metadata
@@ -310,6 +310,8 @@ def is_image_file(path: Union[str, Path]) -> bool:
     it as one from its first bytes."""
     if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
         return True
+    if not opencv_can_open(path):  # a file of another name, counted with the other files
+        return False
     with quiet_opencv():
         try:
             return cv2.haveImageReader(str(path))

@@ -12,7 +12,7 @@ from typing import Iterator, Optional, Union
 import cv2
 import numpy as np
 
-from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
+from portrait.capture.base import Frame, Source, opencv_can_open, quiet_opencv, to_bgr_uint8
 from portrait.capture.images import IMAGE_EXTENSIONS, read_image
 from portrait.errors import InputError
 
@@ -108,6 +108,9 @@ class VideoFileSource(Source):
             raise InputError(f"video '{self.path}' not found; check the path")
         if not self.path.is_file():
             raise InputError(f"video '{self.path}' is not a file; give a video file")
+        if not opencv_can_open(self.path):
+            raise InputError(f"cannot read video '{self.path}': its name is not UTF-8 text, which "
+                             "the video reader cannot open; rename the file")
         with quiet_opencv():
             capture = _open_video(self.path)
             started = time.perf_counter()
