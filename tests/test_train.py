@@ -706,6 +706,28 @@ def test_a_model_training_cannot_fine_tune_or_learn_from_is_one_line(tmp_path, c
     assert not out.exists() and not run.exists()
 
 
+@pytest.mark.parametrize("option, advice", [
+    ("--teacher", "a teacher that runs outside Keras labels the data once instead: python -m "
+                  "portrait.training.distill --teacher "),
+    ("--init", "fine-tune the Keras model (.hdf5) it was exported from"),
+])
+def test_a_tflite_teacher_or_init_is_named_as_such_not_as_a_corrupt_file(tmp_path, capsys,
+                                                                          option, advice):
+    """MediaPipe's selfie model, which the README suggests as a teacher (for distill), given to
+    train --teacher or --init was called "not a valid HDF5 file, it may be truncated or corrupt;
+    re-download or re-export the model": a sound file, refused for what it is not."""
+    model = tmp_path / "selfie_segmentation.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))  # a TFLite file's first bytes
+    code = train_main(["--data", str(tmp_path / "no data yet"), option, str(model),
+                       "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == (f"error: {option} '{model}' is a TFLite model, which "
+                                     f"training cannot run; {advice}" + (
+                                         f"{model} --data ... --out DIR, then train on DIR"
+                                         if option == "--teacher" else "")), err
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_interrupted_run_resumes_only_as_it_was_started_and_a_refusal_changes_nothing(
         tmp_path, capsys):
     data = make_data(tmp_path / "data")

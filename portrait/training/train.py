@@ -686,7 +686,7 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
 
 def check_model_inputs(options: TrainOptions) -> None:
     """Before any data loads: each model or weights file the run reads (``--init``,
-    ``--teacher``, a ``--backbone`` file) is there and is a file.
+    ``--teacher``, a ``--backbone`` file) is there and is a file, and no model a TFLite one.
 
     Raises:
         ModelError: the first that is not, by option and path.
@@ -703,6 +703,14 @@ def check_model_inputs(options: TrainOptions) -> None:
             raise ModelError(f"{option} '{path}' is a folder, not a file; {advice}")
         if not Path(path).is_file():
             raise ModelError(f"{option} '{path}' not found; {advice}")
+        if option != "--backbone" and Path(path).suffix.lower() == ".tflite":
+            # Loaded as Keras, it was called "not a valid HDF5 file ... truncated or corrupt".
+            raise ModelError(
+                f"{option} '{path}' is a TFLite model, which training cannot run; " + (
+                    "a teacher that runs outside Keras labels the data once instead: python -m "
+                    f"portrait.training.distill --teacher {path} --data ... --out DIR, then "
+                    "train on DIR" if option == "--teacher" else
+                    "fine-tune the Keras model (.hdf5) it was exported from"))
 
 
 def check_trainable(model, option: str, path: str, input_size: tuple[int, int]) -> None:
