@@ -90,6 +90,18 @@ def test_a_colour_mask_is_refused_and_grey_saved_as_colour_is_read(tmp_path):
                  for s in ("rgb.png", "rgba.png")])
 
 
+def test_a_mask_drawn_through_its_transparency_is_refused(tmp_path):
+    """A selection saved as a cut-out: black everywhere, the person opaque and the rest clear.
+    The grey reads (OpenCV's for scoring, TensorFlow's for training) ignore the alpha, so it
+    was taken for a mask that marks nobody, without a word."""
+    black = np.zeros((48, 64), np.uint8)
+    data = _data(tmp_path / "d", ["cut"], {"cut": cv2.merge([black, black, black, _person()])})
+    mask = str(data / "masks" / "cut.png")
+    assert_refused_by_scoring_and_training(str(data / "images" / "cut.png"), mask, (
+        f"mask '{mask}' is one grey level (0) drawn through its transparency; masks are grey, 0 "
+        "(background) to 255 (person): save its alpha channel as a grey PNG"))
+
+
 @pytest.mark.parametrize("mask", [_person().astype(np.uint16), cv2.merge(
     [np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8), _person()])],
     ids=["16-bit", "red"])

@@ -139,11 +139,13 @@ def check_mask_scale(mask: np.ndarray, mask_path: str | Path) -> np.ndarray:
     uint8 grey (H, W). Refuses the masks that OpenCV's and TensorFlow's grey reads turn silently
     into wrong labels and scores: a 16-bit one (0 and 255 in 16 bits read as 0: nobody), one
     drawn in colour (pure red reads as 76, a soft label of 0.3), one written as 0 and 1 (marks
-    nobody). Grey saved as RGB or RGBA (equal colour channels; alpha ignored) is grey.
+    nobody), one of a single grey level drawn through its transparency (a selection saved as a
+    cut-out: black everywhere, marks nobody). Grey saved as RGB or RGBA (equal colour channels;
+    alpha ignored) is grey.
 
     Raises:
-        InputError: a mask that is not 8-bit, whose colour channels differ, or whose largest
-            value is 1.
+        InputError: a mask that is not 8-bit, whose colour channels differ, that is one grey
+            level with an alpha that is not, or whose largest value is 1.
     """
     if mask.dtype != np.uint8:
         raise InputError(f"mask '{mask_path}' is {8 * mask.dtype.itemsize}-bit; masks are 8-bit, "
@@ -157,6 +159,12 @@ def check_mask_scale(mask: np.ndarray, mask_path: str | Path) -> np.ndarray:
             raise InputError(f"mask '{mask_path}' is in colour (red, green, blue = {red}, {green}, "
                              f"{blue} at x={x}, y={y}); masks are grey, 0 (background) to 255 "
                              "(person): save it as a grey PNG")
+        if mask.shape[-1] == 4 and colour.min() == colour.max() and mask[..., 3].min() < 255:
+            # One grey level, drawn through its transparency (a selection saved as a cut-out):
+            # the grey reads ignore the alpha and would mark everyone or nobody.
+            raise InputError(f"mask '{mask_path}' is one grey level ({int(colour.max())}) drawn "
+                             "through its transparency; masks are grey, 0 (background) to 255 "
+                             "(person): save its alpha channel as a grey PNG")
         mask = mask[..., 0]
     if mask.size and int(mask.max()) == 1:
         raise InputError(f"mask '{mask_path}' holds 0 and 1; masks are 0 (background) to 255 "
