@@ -362,12 +362,14 @@ class VideoBackground(Background):
         super().__init__()
         self.path = path
         try:
-            self._video: Optional[LoopingVideo] = LoopingVideo(path, size, cover)
-        except InputError:  # the file's own error named it a --source; this one says what to do
-            raise InputError(f"cannot read background video '{path}': no frame could be "
-                             "decoded; use an MP4, AVI or MKV file") from None
+            # Each frame is prepared as (covering the size, as decoded): a frame prepared for
+            # another size is made again from the decoded one, not from a crop of it.
+            self._video: Optional[LoopingVideo] = LoopingVideo(
+                path, size, lambda image, at: (cover(image, at), image))
+        except InputError as error:  # the file's own reason, named as the background
+            raise InputError(str(error).replace("video '", "background video '", 1)) from None
         self._clock = PlayClock()
-        self._last = self._video.first  # shown by the first render
+        self._last, self._decoded = self._video.first  # shown by the first render
         self.description = f"video {path}"
 
     def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
@@ -375,11 +377,11 @@ class VideoBackground(Background):
             raise ValueError("unexpected render on a closed VideoBackground")
         size = (frame_bgr.shape[1], frame_bgr.shape[0])
         self._video.size = size  # frames prepared from now on
-        frame = self._video.frame_at(self._clock.advance(time_s), wait=not live)
-        if frame is not None:
-            self._last = frame
+        prepared = self._video.frame_at(self._clock.advance(time_s), wait=not live)
+        if prepared is not None:
+            self._last, self._decoded = prepared
         if self._last.shape != frame_bgr.shape:  # prepared for another size
-            self._last = cover(self._last, size)
+            self._last = cover(self._decoded, size)
         return self._last
 
     def close(self) -> None:

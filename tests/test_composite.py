@@ -466,3 +466,25 @@ def test_bounded_composite_is_bit_identical(where):
 def test_composite_rejects_bad_arrays(frame, alpha, background, match):
     with pytest.raises(ValueError, match=match):
         composite(frame, alpha, background)
+
+
+def test_a_video_background_at_a_new_size_is_made_from_the_decoded_frame(tmp_path):
+    """Photos of other shapes over a video background (an --image batch: each shows the first
+    frame) get that frame covering their own size, made from the frame as decoded, not from the
+    crop made for the size before: a crop of a crop zoomed in at each change of shape."""
+    from portrait.capture.video import VideoFileSource
+    from portrait.composite import VideoBackground
+
+    ramp = np.dstack(np.meshgrid(np.linspace(0, 255, 160), np.linspace(0, 255, 120)) * 2)[..., :3]
+    path = tmp_path / "ramp.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (160, 120))
+    for _ in range(3):
+        writer.write(ramp.astype(np.uint8))
+    writer.release()
+    with VideoFileSource(path) as source:
+        decoded = next(iter(source)).image
+    with VideoBackground(str(path), (160, 40)) as background:  # a wide photo first
+        for size in ((160, 40), (40, 120), (160, 40)):
+            frame = np.zeros((size[1], size[0], 3), np.uint8)
+            shown = background.render(frame, np.zeros(frame.shape[:2], np.uint8), time_s=0.0)
+            assert np.array_equal(shown, cover(decoded, size)), size

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -18,8 +18,9 @@ from portrait.errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: ``prepare(image, size)``: a decoded frame made ready for use at ``size`` (w, h).
-Prepare = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
+#: ``prepare(image, size)``: a decoded frame made ready for use at ``size`` (w, h), in any form
+#: the user of :class:`LoopingVideo` wants (a scaled image; with the decoded one beside it).
+Prepare = Callable[[np.ndarray, tuple[int, int]], Any]
 
 
 class PlayClock:
@@ -84,7 +85,7 @@ class LoopingVideo:
         frames = iter(source)
         first = next(frames)
         #: The first frame, prepared at ``size``, at time 0.
-        self.first: np.ndarray = prepare(first.image, size)
+        self.first: Any = prepare(first.image, size)
         self._half_frame_s = 0.5 / source.fps
         self._ready: deque = deque()  # (time_s, next frame's time_s, prepared), oldest first
         self._until_s = 0.0  # when the frame taken last ends: the next one's time, once known
@@ -97,7 +98,7 @@ class LoopingVideo:
                                         name="background-video", daemon=True)
         self._thread.start()
 
-    def frame_at(self, time_s: float, wait: bool = True) -> Optional[np.ndarray]:
+    def frame_at(self, time_s: float, wait: bool = True) -> Optional[Any]:
         """The frame nearest ``time_s`` (seconds on the timeline): the newest that starts at
         most half a frame (of the file's rate) after it; or ``None`` when that is the one
         returned last. Nearest, not the last begun: times rounded to the millisecond (as
@@ -172,8 +173,9 @@ class LoopingVideo:
                 if again is None:
                     return
                 source, frames, first_pts, count = again, iter(again), None, 0
-        except Exception as error:  # noqa: BLE001: said once; the last frame stays
+        except Exception as error:  # noqa: BLE001: said once, with its kind; the last frame stays
             self._warn_stopped(f"{type(error).__name__}: {error}")
+            held = None  # it may be the frame that failed to be prepared: not tried again
         finally:
             try:
                 source.close()
