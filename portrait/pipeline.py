@@ -34,7 +34,7 @@ import numpy as np
 from portrait.composite import TransparentBackground
 from portrait.controls import Controls, LiveBackground, LiveState
 from portrait.options import PipelineOptions
-from portrait.stats import RunStats
+from portrait.stats import WAIT, RunStats
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +473,7 @@ class StreamPipeline:
                                        else (time.perf_counter() - started) * 1000)
                 wait_ms = getattr(frame, "wait_ms", None)
                 if wait_ms is not None:
-                    packet.ms["wait"] = wait_ms
+                    packet.ms[WAIT] = wait_ms
                 if self.options.live:
                     self.stats.dropped += _put_latest(inbox, packet)
                 elif not _put(inbox, packet, self._abort):

@@ -46,14 +46,15 @@ def _read_header(handle: BinaryIO,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DecompressionBombWarning: we apply our own limit
         try:
-            with Image.open(handle) as image:  # a file PIL did not open stays open
-                return image.size, photo_metadata(image) if with_metadata else NO_METADATA
+            image = Image.open(handle)  # a file PIL did not open stays open
         except Image.DecompressionBombError:
             # Over twice PIL's limit (~179 MP): report at least that many pixels.
             limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
             return (limit, 1), NO_METADATA
         except Exception:  # noqa: BLE001: any failure here only means "decode and see"
             return None
+        with image:  # outside the try: a failure of our own is no "decode and see"
+            return image.size, photo_metadata(image) if with_metadata else NO_METADATA
 
 
 def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
@@ -231,14 +232,10 @@ def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np
     Pillow tells from the header whether there is an alpha (an opaque image costs no second
     decode), applies the EXIF orientation (a TIFF's own tag too) as OpenCV does to the colours,
     which OpenCV's ``IMREAD_UNCHANGED`` does not, and gives straight colours where OpenCV gives
-    a TIFF's premultiplied. Without Pillow, or where it cannot read the file, the image is
-    opaque, as before transparency was read."""
-    try:
-        from PIL import Image, ImageOps
-    except ImportError:
-        log.warning("%s '%s': transparency needs Pillow (pip install pillow); shown opaque",
-                    what, path)
-        return image_bgr
+    a TIFF's premultiplied. Where Pillow cannot read the file, the image is opaque, as before
+    transparency was read."""
+    from PIL import Image, ImageOps
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DecompressionBombWarning: read_image's own limit holds
         try:
@@ -247,7 +244,8 @@ def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np
                         and "transparency" not in image.info:
                     return image_bgr
                 rgba = np.asarray(ImageOps.exif_transpose(image).convert("RGBA"))
-        except Exception as error:  # noqa: BLE001: the colours decoded; only the alpha is lost
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+            # Pillow's errors for a file it cannot read: the colours decoded, the alpha is lost.
             log.warning("%s '%s': its transparency could not be read (%s); shown opaque",
                         what, path, error)
             return image_bgr

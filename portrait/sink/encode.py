@@ -50,9 +50,9 @@ _PILLOW_FORMATS = {
     ".tiff": ("TIFF", {"compression": "tiff_lzw"}),
 }
 METADATA_EXTENSIONS = tuple(_PILLOW_FORMATS)
+"""The output types that keep a colour profile and EXIF (not BMP)."""
 PILLOW_EXTENSIONS = (*TIFF_EXTENSIONS, ".webp")
 """The output types Pillow always encodes: TIFF (its alpha marked), WebP (at a lower effort)."""
-"""The output types that keep a colour profile and EXIF (not BMP)."""
 
 
 def encode_image(image: np.ndarray, ext: str, metadata: PhotoMetadata = NO_METADATA) -> bytes:
@@ -150,15 +150,9 @@ def _encode_pillow(image: np.ndarray, ext: str, metadata: PhotoMetadata) -> byte
 
     A TIFF keeps the EXIF tags of its first directory (the camera, ``DateTime``) but not the
     Exif sub-directory (``DateTimeOriginal``): Pillow's compressed TIFF writer cannot write one.
-    Without Pillow, OpenCV encodes, without the metadata and with a TIFF's alpha unmarked.
     """
-    try:
-        from PIL import Image
-    except ImportError:
-        if metadata or (ext in TIFF_EXTENSIONS and image.ndim == 3 and image.shape[2] == 4):
-            log.warning("the photo's colour profile and date, and a TIFF's transparency mark, "
-                        "need Pillow (pip install pillow); written without them")
-        return _encode_opencv(image, ext)
+    from PIL import Image
+
     if image.ndim == 2:
         picture = Image.fromarray(image, "L")
     elif image.shape[2] == 3:
