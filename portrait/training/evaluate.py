@@ -52,6 +52,7 @@ from portrait.options import (
 from portrait.pipeline import FrameProcessor, Packet
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter, resolve_model_path
+from portrait.sink import IMAGE_WRITE_EXTENSIONS, write_image
 from portrait.sink.paths import _file_ids, _refuse_input, lies_in
 from portrait.training.video_metrics import ALPHA_THRESHOLD, STRAY_FRAME_THRESHOLD
 
@@ -520,7 +521,7 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
         if not os.access(sheet.parent, os.W_OK | os.X_OK):
             raise InputError(f"cannot write the sheet '{sheet}': folder '{sheet.parent}' is not "
                              "writable; pass another --sheet path")
-        if not cv2.haveImageWriter(f"sheet{sheet.suffix}"):  # by its type: see read_unchanged
+        if sheet.suffix.lower() not in IMAGE_WRITE_EXTENSIONS:  # the types write_image writes
             raise InputError(f"cannot write the sheet '{sheet}': unknown image type; use a .png path")
         # images/ and masks/ may be links to another folder (a training split's into the data
         # root): the sheet may lie in none of them.
@@ -638,26 +639,6 @@ def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOption
         for scorer, summary in zip(scorers[1:], summaries[1:]):
             summary["paired"] = paired_difference(scorers[0].scores, scorer.scores)
     return summaries
-
-
-def write_image(path: Path, image: np.ndarray) -> None:
-    """Write an image file, of the type its suffix names, whole or not at all (encoded in
-    memory: OpenCV's own writer crashes on a file name that is not UTF-8, see
-    :func:`read_unchanged`).
-
-    Raises:
-        InputError: the file cannot be written.
-    """
-    from portrait.sink.paths import write_atomic
-
-    try:
-        encoded, data = cv2.imencode(Path(path).suffix, image)
-    except cv2.error:
-        encoded = False
-    if not encoded:
-        raise InputError(f"cannot write '{path}': OpenCV cannot encode a '{Path(path).suffix}' "
-                         "image; use a .png path")
-    write_atomic(Path(path), data.tobytes(), "image")
 
 
 def model_label(model: str, tta: str = "off") -> str:
