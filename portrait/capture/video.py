@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from portrait.capture.base import Frame, Source, opencv_can_open, quiet_opencv, to_bgr_uint8
-from portrait.capture.images import IMAGE_EXTENSIONS, read_image
+from portrait.capture.images import IMAGE_EXTENSIONS, not_found, read_image
 from portrait.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class VideoFileSource(Source):
         self._closed = threading.Event()
         self._capture: Optional[cv2.VideoCapture] = None
         if not self.path.exists():
-            raise InputError(f"video '{self.path}' not found; check the path")
+            raise not_found(self.path, "video")
         if not self.path.is_file():
             raise InputError(f"video '{self.path}' is not a file; give a video file")
         if not opencv_can_open(self.path):
