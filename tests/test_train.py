@@ -666,7 +666,7 @@ def _other_model(kind: str, path: Path) -> str:
     import keras
 
     inputs = keras.Input((64, 64, 3) if kind == "fixed" else (None, None, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = inputs if kind == "unscaled" else keras.layers.Rescaling(1 / 255)(inputs)
     if kind == "classifier":  # ten classes, no map
         x = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
     elif kind == "softmax":  # person = channel 1, which the app reads; training has one mask
@@ -687,14 +687,18 @@ def _other_model(kind: str, path: Path) -> str:
     ("half", "--teacher", "gives an output of shape (1, 32, 32, 1) for a 64x64 crop"),
     ("fixed", "--init", "has a fixed 64x64 input, and training runs it on crops and whole "
                         "validation photos of other sizes"),
+    ("unscaled", "--init", "does not rescale pixels itself (no Rescaling or Normalization layer "
+                           "after its input), so it expects another range than the 0..255 "
+                           "pixels training feeds it"),
 ])
 def test_a_model_training_cannot_fine_tune_or_learn_from_is_one_line(tmp_path, capsys, kind,
                                                                       option, message):
     """--init or --teacher with a classifier, a two-channel softmax, a map of another size or a
     fixed input: the first, third and fourth stopped fit in 'unexpected ValueError' (exit 1)
     after the data was read; the softmax trained both channels towards the mask and wrote a
-    model that marks nobody reliably (exit 0). Each is refused in one line before the data is
-    read or the run folder written."""
+    model that marks nobody reliably (exit 0); --init with a model that does not rescale its
+    input (x/255 done outside it) was fed 0..255 and trained (exit 0). Each is refused in one
+    line before the data is read or the run folder written."""
     model = _other_model(kind, tmp_path / f"{kind}.hdf5")
     out, run = tmp_path / "x.hdf5", tmp_path / "run"
     code = train_main(["--data", str(tmp_path / "no data yet"), option, model, "--out", str(out),
@@ -883,7 +887,8 @@ def test_a_training_loss_that_becomes_nan_stops_the_run_in_one_line(tmp_path, ca
 
     inputs = keras.Input((None, None, 3))
     conv = keras.layers.Conv2D(1, 1, bias_initializer=keras.initializers.Constant(float("nan")))
-    keras.Model(inputs, keras.layers.Activation("sigmoid")(conv(inputs))).save(tmp_path / "nan.h5")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    keras.Model(inputs, keras.layers.Activation("sigmoid")(conv(x))).save(tmp_path / "nan.h5")
     data = make_data(tmp_path / "data")
     out = tmp_path / "x.hdf5"
     code = train_main(["--data", str(data), "--epochs", "2", "--init", str(tmp_path / "nan.h5"),

@@ -744,6 +744,24 @@ def check_trainable(model, option: str, path: str, input_size: tuple[int, int]) 
                          f"of the crop's size, (1, {height}, {width}, 1); {advice}")
 
 
+def check_rescales(model, option: str, path: str) -> None:
+    """Before any data loads: a model that ``--init`` fine-tunes rescales pixels itself (a
+    ``Rescaling``/``Normalization`` layer after its input, as :func:`build_unet` puts there),
+    since training feeds it crops of 0..255 pixels. One that expects x/255 or -1..1 was trained
+    on 0..255 without a word, and learnt the new range at the cost of what it knew.
+
+    Raises:
+        ModelError: a model without such a layer, naming ``option`` and ``path``.
+    """
+    from portrait.segment.keras_compat import keras_input_norm
+
+    if keras_input_norm(model) is None:
+        raise ModelError(f"{option} '{path}' does not rescale pixels itself (no Rescaling or "
+                         "Normalization layer after its input), so it expects another range than "
+                         "the 0..255 pixels training feeds it; use a model as python -m "
+                         "portrait.training.train writes them")
+
+
 # Options that do not change what a resumed run trains: where its folder is (a moved or copied
 # folder resumes) and where its model goes.
 NOT_COMPARED_ON_RESUME = ("resume", "run_dir", "out")
@@ -847,6 +865,7 @@ def train(options: TrainOptions) -> Path:
 
         model = load_keras_model(Path(options.init))
         check_trainable(model, "--init", options.init, options.input_size)
+        check_rescales(model, "--init", options.init)
     else:
         model = build_unet(
             options.input_size, options.alpha, options.output_stride,
