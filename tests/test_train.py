@@ -1099,3 +1099,67 @@ def test_imagenet_backbone_that_cannot_be_downloaded_is_one_line(tmp_path):
     assert last.startswith("error: cannot download ImageNet's MobileNetV2 weights"), last
     assert "--backbone none" in last and "Traceback" not in result.stderr
     assert not (tmp_path / "x.hdf5").exists()
+
+
+def _conv_bn_model(nested: bool):
+    """Rescaling, then Conv2D(8) -> BN -> ReLU -> Conv2D(1): the tensors a weight gradient
+    needs are the first conv's input (3 channels), the BN's (8) and the last conv's (8)."""
+    import keras
+
+    def body(x):
+        x = keras.layers.Conv2D(8, 3, padding="same")(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+        return keras.layers.Conv2D(1, 1, activation="sigmoid")(x)
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    if nested:
+        inner = keras.Input((None, None, 3))
+        return keras.Model(inputs, keras.Model(inner, body(inner), name="inner")(x))
+    return keras.Model(inputs, body(x))
+
+
+def test_the_memory_a_sample_keeps_for_the_backward_pass_is_counted_by_hand():
+    """Each float32 tensor that feeds a layer with weights, once; a nested model's own input
+    is left out (a lower bound)."""
+    from portrait.training.train import kept_bytes_per_sample
+
+    pixels = 32 * 48
+    assert kept_bytes_per_sample(_conv_bn_model(False), (48, 32)) == 4 * pixels * (3 + 8 + 8)
+    assert kept_bytes_per_sample(_conv_bn_model(True), (48, 32)) == 4 * pixels * (8 + 8)
+
+
+def test_the_estimate_stays_below_what_the_shipped_architecture_keeps():
+    """Measured: one α=1.0 192x192 crop more in a batch raised a step's peak memory by about
+    73 MB on the development machine; the bound must not claim more."""
+    from portrait.training.train import kept_bytes_per_sample
+
+    model = build_unet((192, 192), 1.0, 16, backbone_weights=None, fixed_input=False)
+    assert 40e6 < kept_bytes_per_sample(model, (192, 192)) < 73e6
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_one_line_before_the_data_is_read(tmp_path, capsys):
+    """--batch 10000000 of 64x64 crops needs terabytes: it was read, cached and killed by the
+    system without a line. Now it is refused, with the largest batch the bound allows, before
+    the data (nowhere here) is read or the run folder written."""
+    from portrait.training.train import TrainOptions, check_batch_memory
+
+    out, run = tmp_path / "x.hdf5", tmp_path / "run"
+    args = ["--data", str(tmp_path / "no data yet"), "--out", str(out), "--run-dir", str(run),
+            "--epochs", "1"] + TINY
+    code = train_main(args + ["--batch", "10000000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: --batch 10000000 at 64x64 needs at least "), err
+    assert "of memory is available; pass --batch " in err[-1], err
+    assert not out.exists() and not run.exists()
+
+    model = _conv_bn_model(False)
+    per_crop = 4 * 64 * 64 * 19
+    weights = 4 * 4 * sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    options = TrainOptions(data=("x",), input_size=(64, 64), batch=10)
+    check_batch_memory(model, options, 1, 10 * per_crop + weights)  # fits exactly: no error
+    with pytest.raises(Exception, match=r"\(0.6 MB a crop, two views each\).*pass --batch 5 or "
+                                        r"less, or a smaller --input-size"):
+        check_batch_memory(model, options, 2, 10 * per_crop + weights)
+    with pytest.raises(Exception, match="available; pass a smaller --input-size$"):
+        check_batch_memory(model, options, 1, weights + per_crop - 1)

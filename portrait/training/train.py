@@ -762,6 +762,116 @@ def check_rescales(model, option: str, path: str) -> None:
                          "portrait.training.train writes them")
 
 
+def kept_bytes_per_sample(model, input_size: tuple[int, int]) -> int:
+    """A lower bound on the bytes one training sample of ``input_size`` (width, height) holds
+    from the forward pass until the backward pass: every tensor that feeds a layer with trainable
+    weights (a convolution's or batch norm's weight gradient needs its input), each counted once,
+    at its dtype. Nested models are followed into; their own inputs, and every tensor that feeds
+    only layers without weights, are left out, so the true figure is higher, never lower
+    (TensorFlow does not recompute a forward tensor to save memory).
+    """
+    import keras
+
+    width, height = input_size
+    return _kept_bytes(model, keras.KerasTensor((1, height, width, 3), dtype=model.inputs[0].dtype))
+
+
+def _kept_bytes(model, input_spec, skip=()) -> int:
+    """:func:`kept_bytes_per_sample` for a functional ``model`` given its input's spec;
+    ``skip``: tensors counted by the caller (a nested model's own inputs)."""
+    import keras
+    import numpy as np
+
+    kept, nested = {}, []
+    for layer in model.layers:
+        if not layer.trainable_weights:
+            continue
+        for node in getattr(layer, "_inbound_nodes", []):
+            tensors = [t for t in keras.tree.flatten(node.input_tensors)
+                       if not any(t is s for s in skip)]
+            if isinstance(layer, keras.Model) and getattr(layer, "inputs", None):
+                nested.append((layer, tensors))
+            else:
+                kept.update((id(t), t) for t in tensors)
+    wanted = list(kept.values()) + [t for _, tensors in nested for t in tensors]
+    if not wanted:
+        return 0
+    try:
+        specs = keras.Model(model.inputs, wanted).compute_output_spec(input_spec)
+    except Exception:  # noqa: BLE001: a graph Keras cannot trace this way: claim nothing
+        log.debug("no memory estimate for %s", model.name, exc_info=True)
+        return 0
+    specs = keras.tree.flatten(specs)
+    total = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in specs[:len(kept)])
+    at = len(kept)
+    for layer, tensors in nested:
+        inner = specs[at:at + len(tensors)]
+        at += len(tensors)
+        if len(inner) == 1 and len(layer.inputs) == 1:
+            total += _kept_bytes(layer, inner[0], skip=tuple(layer.inputs))
+    return total
+
+
+def available_memory() -> Optional[int]:
+    """The bytes this process may still take without swapping: the system's available memory
+    (``MemAvailable``), or less where a cgroup limits the process's group; None where the
+    system does not say (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as f, open(usage) as g:
+                free = min(free, int(f.read()) - int(g.read()))
+        except (OSError, ValueError):  # no such cgroup, or "max": no limit
+            continue
+    return free
+
+
+def check_batch_memory(model, options: TrainOptions, views: int,
+                       available: Optional[int]) -> None:
+    """Before any data loads: refuse a ``--batch`` whose training step cannot fit in
+    ``available`` memory even by a lower bound: the batch's samples (``views`` per crop) times
+    :func:`kept_bytes_per_sample`, plus the weights, their gradients and Adam's two moments
+    (four float32 copies of the trainable weights). A step that does not fit was killed by the
+    system (exit 137, no line) or swapped for hours, after the data had been read.
+
+    Raises:
+        PortraitError: what the batch needs at least and what is available, and the largest
+            batch that the bound allows.
+    """
+    if available is None:
+        return
+    per_sample = kept_bytes_per_sample(model, options.input_size) * views
+    weights = 4 * sum(math.prod(w.shape) * 4 for w in model.trainable_weights)
+    need = options.batch * per_sample + weights
+    if not per_sample or need <= available:
+        return
+    largest = (available - weights) // per_sample
+    width, height = options.input_size
+    fix = (f"pass --batch {largest} or less, or a smaller --input-size" if largest >= 1
+           else "pass a smaller --input-size")
+    raise PortraitError(f"--batch {options.batch} at {width}x{height} needs at least "
+                        f"{per_sample * options.batch / 1e9:.1f} GB for what a training step "
+                        f"keeps for its backward pass ({per_sample / 1e6:.1f} MB a crop"
+                        f"{', two views each' if views == 2 else ''}) and "
+                        f"{weights / 1e6:.0f} MB for the weights and their optimizer, but "
+                        f"{available / 1e9:.1f} GB of memory is available; {fix}")
+
+
+def training_memory() -> Optional[int]:
+    """The memory a training step's tensors take from: None (not checked) where TensorFlow sees
+    a GPU, which holds them in its own memory, else :func:`available_memory`."""
+    import tensorflow as tf
+
+    return None if tf.config.list_physical_devices("GPU") else available_memory()
+
+
 # Options that do not change what a resumed run trains: where its folder is (a moved or copied
 # folder resumes) and where its model goes.
 NOT_COMPARED_ON_RESUME = ("resume", "run_dir", "out")
@@ -826,7 +936,8 @@ def train(options: TrainOptions) -> Path:
 
     Everything that can be checked is checked before the run folder is written: the options,
     ``--out`` and the run folder (a backup to resume) first, then the model files, loaded (or
-    the model built) before the data is read, then the data.
+    the model built) before the data is read, with the memory a step needs at ``--batch``
+    (:func:`check_batch_memory`), then the data.
     """
     import keras
 
@@ -878,6 +989,7 @@ def train(options: TrainOptions) -> Path:
         teachers = load_teachers(options.teacher)
         for path, teacher in zip(options.teacher, teachers):
             check_trainable(teacher, "--teacher", path, options.input_size)
+    check_batch_memory(model, options, 2 if uses_views(loss) else 1, training_memory())
 
     train_pairs, val_pairs = _split(options)
     check_decodable(train_pairs + val_pairs)
