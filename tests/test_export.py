@@ -217,8 +217,10 @@ def test_input_size_not_a_multiple_of_32_is_refused_as_the_app_refuses_it(dynami
 
 
 def test_bad_paths_are_refused_before_tensorflow_starts(brightness_model, tmp_path):
-    """A .tflite --model, an --out of another suffix, the model itself, a folder, or a folder that
-    takes no file: each one line, exit 2, before TensorFlow is imported or anything converted."""
+    """A .tflite --model, an --out of another suffix, the model itself, a file export did not
+    write (it was replaced without a word), the export the app runs for another model (a shipped
+    one too), a folder, or a folder that takes no file: each one line, exit 2, before TensorFlow
+    is imported or anything converted."""
     from conftest import assert_refused_before_tensorflow
 
     selfie = tmp_path / "selfie.tflite"
@@ -227,8 +229,17 @@ def test_bad_paths_are_refused_before_tensorflow_starts(brightness_model, tmp_pa
     link.symlink_to(brightness_model)
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
+    other = tmp_path / "other.hdf5"  # another model, whose export the app looks for beside it
+    other.write_bytes(b"a Keras file")
+    shipped = ROOT / "weights" / "unet_live.tflite"
     model = str(brightness_model)
     cases = [
+        (["--model", model, "--out", str(selfie)], f"--out '{selfie}' already holds a file that "
+         "export did not write (no export record: a model from elsewhere, or another file)"),
+        (["--model", model, "--out", str(tmp_path / "other.tflite")],
+         f"--out '{tmp_path / 'other.tflite'}' is where the app looks for the export of '{other}' "
+         "beside it"),
+        (["--model", model, "--out", str(shipped)], f"the export of '{shipped.with_suffix('.hdf5')}'"),
         (["--model", str(selfie)], "a .tflite model needs no export"),
         (["--model", model, "--out", str(tmp_path / "x.onnx")], "must end in .tflite"),
         (["--model", model, "--out", str(link)], f"--out '{link}' is the model file itself"),
@@ -242,4 +253,23 @@ def test_bad_paths_are_refused_before_tensorflow_starts(brightness_model, tmp_pa
                       "'/proc/x.tflite': folder '/proc' is not writable"))
     assert_refused_before_tensorflow("portrait.training.export", cases)
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["file.txt", "link.tflite", "selfie.tflite"]  # nothing written
+    assert left == ["file.txt", "link.tflite", "other.hdf5", "selfie.tflite"]  # nothing written
+    assert selfie.read_bytes() == b"not needed"
+
+
+def test_a_re_export_replaces_the_earlier_one_whole_and_readable(brightness_model, tmp_path):
+    """An earlier export at --out is replaced (a re-export); the file takes the name with its
+    sharing permissions already set, leaving no temporary file beside it."""
+    out = tmp_path / "bright.tflite"
+    out.write_bytes(b"placeholder")
+    with pytest.raises(ModelError, match="already holds a file that export did not write"):
+        export.export_model(str(brightness_model), str(out))
+    out.unlink()
+    export.export_model(str(brightness_model), str(out))
+    first = out.read_bytes()
+    os.chmod(out, 0o600)
+    export.export_model(str(brightness_model), str(out))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.read_bytes() == first and out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bright.tflite"]

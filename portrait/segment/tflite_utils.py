@@ -86,8 +86,12 @@ def cache_key(model_sha256: str, input_size: tuple[int, int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, mode: Optional[int] = None) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file beside it, then ``os.replace``.
+
+    Args:
+        mode: permission bits the file gets before it takes ``path`` (default: the
+            temporary file's own, readable by the user only).
 
     Raises:
         OSError: the folder cannot be created or written.
@@ -99,6 +103,8 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):

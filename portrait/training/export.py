@@ -236,7 +236,8 @@ def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
 
 def check_export_paths(model: str, out: Optional[str] = None) -> tuple[Path, Path]:
     """Check an export's paths from the arguments alone, before TensorFlow starts: the model
-    is a Keras file, ``out`` a ``.tflite`` file other than the model, in a folder that takes it.
+    is a Keras file, ``out`` a ``.tflite`` file other than the model, that replaces no other
+    model's export and no file this command did not write, in a folder that takes it.
 
     Args:
         model: a Keras model path; a bare name is also looked up in ``weights/``.
@@ -246,8 +247,8 @@ def check_export_paths(model: str, out: Optional[str] = None) -> tuple[Path, Pat
         (the model's path, the path to write).
 
     Raises:
-        ModelError: a missing or non-Keras model, or ``out`` not a ``.tflite`` path, or the same
-            file as the model.
+        ModelError: a missing or non-Keras model, or ``out`` not a ``.tflite`` path, the same
+            file as the model, or a file the export must not replace (:func:`check_replaceable`).
         InputError: ``out`` is a folder, or its folder cannot be created or written.
     """
     source = resolve_model_path(model)
@@ -264,8 +265,42 @@ def check_export_paths(model: str, out: Optional[str] = None) -> tuple[Path, Pat
     if names_folder(out) or target.is_dir():
         raise InputError(f"--out '{out}' is a folder; give a file name, e.g. "
                          f"--out {target / source.stem}.tflite")
+    check_replaceable(target, source)
     _prepare_folder(target.parent, f"model '{target}'")
     return source, target
+
+
+def check_replaceable(target: Path, source: Path) -> None:
+    """Refuse an ``--out`` whose writing would replace what the user did not ask to: the export
+    the app runs for another Keras model (``X.tflite`` beside an ``X.hdf5``/``.h5``/``.keras``
+    other than ``source``; written over, the app would refuse it there as stale at each start,
+    and the shipped ``weights/unet.tflite`` and ``unet_live.tflite`` are such files), or a file
+    this command did not write (a model from elsewhere, such as MediaPipe's, or any other file
+    that carries no export record). An earlier export at ``target`` is replaced: that is a
+    re-export.
+
+    Raises:
+        ModelError: either, naming the file and what to do.
+    """
+    from portrait.segment import tflite_utils
+
+    for suffix in KERAS_SUFFIXES:
+        owner = target.with_suffix(suffix)
+        if owner.is_file() and not same_place(owner, source):
+            raise ModelError(f"--out '{target}' is where the app looks for the export of "
+                             f"'{owner}' beside it, which this export of '{source}' would replace "
+                             f"(the app would then refuse it as stale); choose another --out, "
+                             f"or export '{owner}' itself")
+    if not target.is_file():
+        return
+    try:
+        info = tflite_utils.read_export_info(target)
+    except (OSError, ValueError, IndexError):  # not a TFLite file, or one cut short
+        info = None
+    if info is None:
+        raise ModelError(f"--out '{target}' already holds a file that export did not write (no "
+                         "export record: a model from elsewhere, or another file), which this "
+                         "export would replace; choose another --out, or move that file away")
 
 
 def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = None,
@@ -290,11 +325,13 @@ def export_model(model: str, out: str, input_size: Optional[tuple[int, int]] = N
 
     source, target = check_export_paths(model, out)
     conversion = convert_keras_file(source, input_size, input_norm, trust_model)
+    check_replaceable(target, source)  # again: a file may have come there while converting
     try:
-        tflite_utils.write_atomic(target, conversion.content)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(target, 0o666 & ~umask)  # a file to ship or share, not a private temporary one
+        # Whole, and readable as a file to ship or share (not a private temporary one), before
+        # it takes the name: a stop or a reader never finds a part or a file it cannot open.
+        tflite_utils.write_atomic(target, conversion.content, mode=0o666 & ~umask)
     except OSError as error:
         raise ModelError(f"cannot write '{target}': {error.strerror or error}; check the folder "
                          "and its permissions") from None
