@@ -143,6 +143,34 @@ def test_an_empty_list_file_is_named_as_the_problem(tmp_path):
                                 "stem per line")
 
 
+def test_list_files_take_comment_lines_and_blank_lines_wherever_they_are_read(tmp_path):
+    """'# note' in a list file was a stem that named no photo, refused as missing; each reader
+    (a list given as data, a folder's train.txt, evaluate --list, the suite's lists) skips
+    comment and blank lines, and a list of comments alone names no stem."""
+    from portrait.training.evaluate import EvalOptions, list_pairs
+    from portrait.training.folders import read_stems, write_stems
+    from portrait.training.suite import PhotoDomain, domain_pairs
+
+    data = _data(tmp_path / "d", ["a", "b", "c"])
+    text = "# portraits, checked by hand\n\na\n  # b is blurred\n   \nc  \n"
+    (data / "train.txt").write_text(text)
+    (data / "mine.txt").write_text(text)
+    expected = [str(data / "images" / f"{s}.png") for s in ("a", "c")]
+    for pairs in (resolve_split(str(data), "train"), resolve_split(str(data / "mine.txt"), "train"),
+                  list_pairs(EvalOptions(data=str(data), list_file=str(data / "mine.txt"))),
+                  domain_pairs(tmp_path, PhotoDomain("d", "d", whole_list="mine.txt"))):
+        assert [image for image, _ in pairs] == expected
+    (data / "notes.txt").write_text("# nothing yet\n")
+    with pytest.raises(InputError, match="lists no stems"):
+        resolve_split(str(data / "notes.txt"), "train")
+    with pytest.raises(InputError, match=r"cannot list the photo '#1' in .*starts with '#' as a "
+                                         r"comment"):
+        write_stems(tmp_path / "out.txt", ["a", "#1"])
+    assert not (tmp_path / "out.txt").exists()
+    write_stems(tmp_path / "out.txt", ["a", "b#2"])  # '#' inside a stem is a stem's
+    assert read_stems(tmp_path / "out.txt") == ["a", "b#2"]
+
+
 def test_a_list_file_saved_with_a_byte_order_mark_or_in_latin_1_names_its_files(tmp_path):
     """Windows Notepad's UTF-8 starts with a byte-order mark, which named no photo ('\ufeffa',
     shown as 'a'); a list that `ls` wrote in a folder of Latin-1 file names ended in an

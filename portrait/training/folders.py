@@ -25,20 +25,39 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _WARNED_UNMATCHED: set[tuple[Path, tuple[str, ...]]] = set()
 
 
+COMMENT = "#"  # a list file's line that starts with it (after spaces) is a comment
+
+
 def read_stems(list_file: Path) -> list[str]:
-    """Return the stems listed one per line in ``list_file`` (blank lines skipped).
+    """Return the stems listed one per line in ``list_file``: the one reader of list files
+    (training, validation, distill, mine, evaluate --list, suite). Blank lines and comment lines,
+    whose first character other than a space is ``#``, are skipped; a stem is the line with
+    its surrounding spaces removed.
 
     The text is UTF-8; a byte-order mark (Windows Notepad writes one) is dropped, and bytes that
     are not UTF-8 are read as the file system names files (``os.fsdecode``), so a list written
     by ``ls`` in a folder of Latin-1 file names names those files.
     """
     with open(list_file, encoding="utf-8-sig", errors="surrogateescape") as f:
-        return [line.strip() for line in f if line.strip()]
+        lines = [line.strip() for line in f]
+    return [line for line in lines if line and not line.startswith(COMMENT)]
 
 
 def write_stems(list_file: Path, stems: Sequence[str]) -> None:
     """Write ``stems`` one per line to ``list_file``, as :func:`read_stems` reads them: UTF-8,
-    and a stem from a file name that is not UTF-8 as that name's own bytes."""
+    and a stem from a file name that is not UTF-8 as that name's own bytes.
+
+    Raises:
+        InputError: a stem that :func:`read_stems` would read otherwise (one that starts with
+            ``#``, a comment there, or starts or ends with a space, which it drops), before
+            anything is written.
+    """
+    unreadable = next((stem for stem in stems
+                       if stem != stem.strip() or stem.startswith(COMMENT) or not stem), None)
+    if unreadable is not None:
+        raise InputError(f"cannot list the photo '{unreadable}' in '{list_file}': a list file "
+                         f"reads a line that starts with '{COMMENT}' as a comment and drops the "
+                         "spaces around a stem; rename the photo and its mask")
     Path(list_file).write_text("".join(f"{stem}\n" for stem in stems), encoding="utf-8",
                                errors="surrogateescape")
 
