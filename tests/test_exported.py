@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SHARED, write_video
-from portrait.options import LIVE_MODEL, SegmentOptions
+from portrait.options import LIVE_MODEL, CaptureOptions, SegmentOptions
 from portrait.segment import (
     SHIPPED_MODELS,
     SHORT_SIDE_ATTR,
@@ -225,6 +225,34 @@ def fresh_shipped(name: str) -> tuple[Path, bytes]:
         assert info["input_short_px"] == int(f.attrs[SHORT_SIDE_ATTR])
     assert exported.fresh_companion(model, keras_compat.read_model_config(model)) == content
     return model, content
+
+
+@pytest.mark.parametrize("extra, aspect", [
+    ({}, True), ({"letterbox": True}, True), ({"input_size": (256, 256)}, False),
+    ({"input_size": (256, 192), "letterbox": True}, False)])
+def test_the_app_picks_the_shipped_export_at_every_size_rule(extra, aspect):
+    """Pins today's choice for both shipped models: their dynamic exports serve the frame's
+    aspect (with --letterbox too, which such a model ignores) and any --input-size, started
+    without a conversion (TensorFlow not imported)."""
+    code = ("import sys\n"
+            "from portrait.options import SegmentOptions\n"
+            "from portrait.segment import SHIPPED_MODELS, AspectSegmenter, create_segmenter\n"
+            "for name in SHIPPED_MODELS:\n"
+            f"    with create_segmenter(SegmentOptions(model=name, device='cpu', **{extra!r})) as s:\n"
+            "        print(name, isinstance(s, AspectSegmenter), s.input_size, "
+            "'(exported from' in s.description)\n"
+            "print('tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": "-1"})
+    assert done.returncode == 0, done.stderr
+    *lines, imported = done.stdout.split("\n")[:-1]
+    for name, line in zip(SHIPPED_MODELS, lines):
+        with h5py.File(ROOT / name, "r") as f:
+            short_px = int(f.attrs[SHORT_SIDE_ATTR])
+        camera = CaptureOptions()  # the frame size an aspect model starts at
+        size = size_for_frame((camera.width, camera.height), short_px) if aspect else extra["input_size"]
+        assert line == f"{name} {aspect} {size} True", line
+    assert imported == "False"
 
 
 def frames() -> list[tuple[str, np.ndarray]]:
