@@ -148,6 +148,91 @@ def test_an_export_at_the_size_a_model_from_elsewhere_runs_at_is_used(tmp_path, 
     assert exported.fresh_companion(model, config) is None  # without --input-size: 256x256
 
 
+def no_size_model(path: Path, short_px=None) -> Path:
+    """A real Sequential model whose saved config states no input size (its InputLayer entry
+    left out, as a Sequential that ``build()`` sized is stored without one); it loads with a
+    dynamic input. ``short_px``: the short-side mark our training writes."""
+    import json
+
+    import keras
+
+    model = keras.Sequential([keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(1, 1, activation="sigmoid")])
+    model.build((None, None, None, 3))
+    model.save(path)
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["config"]["layers"] = [layer for layer in config["config"]["layers"]
+                                      if layer["class_name"] != "InputLayer"]
+        f.attrs["model_config"] = json.dumps(config)
+        if short_px:
+            f.attrs[SHORT_SIDE_ATTR] = short_px
+    assert keras_compat.config_input_size(keras_compat.read_model_config(path)) is None
+    return path
+
+
+def _converted(model: Path, **options):
+    """The app's own conversion of ``model`` (no export used): (runs at each frame's aspect,
+    the input size it runs at now)."""
+    from portrait.segment.convert import create_converted
+
+    config = keras_compat.read_model_config(model)
+    segmenter = create_converted(model, config, SegmentOptions(model=str(model), device="cpu",
+                                                               **options), "a test")
+    with segmenter:
+        return isinstance(segmenter, AspectSegmenter), segmenter.input_size
+
+
+def test_a_model_whose_config_states_no_input_size_is_run_by_one_rule(tmp_path, caplog):
+    """A model whose config states no input: export wrote it at 256x256 (no short side) and the
+    app refused that very export ('fixed at 256x256, not the size the model runs at here') and
+    converted at 256x256; one that notes its short side was exported dynamic, but converted at
+    256x256, square, where its export ran at each frame's aspect. Now the export is used and the
+    conversion runs as the export does."""
+    plain = no_size_model(tmp_path / "plain.hdf5")
+    beside = export.export_model(str(plain), str(tmp_path / "plain.tflite"))
+    assert tflite_utils.input_shape(beside)[1] == [1, 256, 256, 3]
+    with caplog.at_level(logging.WARNING):
+        with create_segmenter(SegmentOptions(model=str(plain), device="cpu")) as segmenter:
+            assert "plain.tflite (exported from" in segmenter.description
+            assert segmenter.input_size == (256, 256)
+    assert not refusals(caplog)
+    assert _converted(plain) == (False, (256, 256))
+
+    marked = no_size_model(tmp_path / "marked.hdf5", short_px=64)
+    camera = CaptureOptions()
+    aspect = (True, size_for_frame((camera.width, camera.height), 64))
+    assert _converted(marked) == aspect  # was (False, (256, 256))
+    export.export_model(str(marked), str(tmp_path / "marked.tflite"))
+    with create_segmenter(SegmentOptions(model=str(marked), device="cpu")) as segmenter:
+        assert "marked.tflite (exported from" in segmenter.description
+        assert (isinstance(segmenter, AspectSegmenter), segmenter.input_size) == aspect
+
+
+def test_a_fixed_export_is_used_exactly_where_the_conversion_runs_at_its_size(tmp_path, caplog):
+    """For a model that notes its short side, one that does not and one whose config states no
+    size, each exported at 128x96: with or without --letterbox (which changes where a frame
+    goes, not the input's size) and with or without --input-size, the app takes the export
+    where, and only where, converting the model would run it at 128x96."""
+    models = [unet_like(tmp_path / "marked.hdf5"), no_size_model(tmp_path / "plain.hdf5")]
+    unmarked = unet_like(tmp_path / "unmarked.hdf5")
+    with h5py.File(unmarked, "a") as f:
+        del f.attrs[SHORT_SIDE_ATTR]
+    models.append(unmarked)
+    for model in models:
+        export.export_model(str(model), str(model.with_suffix(".tflite")), input_size=(128, 96))
+        config = keras_compat.read_model_config(model)
+        for letterbox in (False, True):
+            for input_size in (None, (128, 96), (96, 128)):
+                aspect, size = _converted(model, letterbox=letterbox, input_size=input_size)
+                used = exported.fresh_companion(model, config, input_size) is not None
+                assert used == (not aspect and size == (128, 96)), (model.name, letterbox,
+                                                                    input_size, aspect, size)
+                if input_size == (128, 96):
+                    assert used, model.name
+
+
 def test_an_export_named_as_the_model_runs_and_warns_when_its_source_changed(with_export, caplog):
     beside = with_export.with_suffix(".tflite")
     with caplog.at_level(logging.WARNING):

@@ -10,11 +10,10 @@ from typing import Callable, Optional
 from portrait.errors import ModelError
 from portrait.options import SegmentOptions
 from portrait.segment import keras_compat, tflite_utils
-from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line, resolve_norm
-from portrait.segment.keras_segmenter import keras_input_size
+from portrait.segment.base import Segmenter, describe, one_line, resolve_norm
 from portrait.segment.locate import display_path, read_short_side_hint
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
-from portrait.segment.wrappers import current_runtime, sized_for_frames
+from portrait.segment.wrappers import current_runtime, keras_run_size, sized_for_frames
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +27,15 @@ def create_converted(path: Path, config: dict, options: SegmentOptions, no_gpu: 
             loaded["model"] = keras_compat.load_keras_model(path, options.trust_model)
         return loaded["model"]
 
-    size = keras_compat.config_input_size(config)
+    model_input = keras_compat.config_input_size(config)
+    if model_input is None:  # the config does not say plainly: the loaded model does
+        model_input = keras_compat.saved_input_size(model()) or "dynamic"
     short_px = None
-    if size is None:
-        size = keras_input_size(model(), options.input_size)
-    elif size == "dynamic":
+    if model_input == "dynamic":
         short_px = read_short_side_hint(path)
-        size = tuple(options.input_size) if options.input_size else DEFAULT_INPUT_SIZE
-    elif options.input_size and tuple(options.input_size) != size:
-        log.warning("model '%s' has a fixed %dx%d input; ignoring --input-size", path, *size)
+    elif options.input_size and tuple(options.input_size) != model_input:
+        log.warning("model '%s' has a fixed %dx%d input; ignoring --input-size", path, *model_input)
+    size = keras_run_size(model_input, short_px, options.input_size)
 
     segmenter = sized_for_frames(lambda sz: _converted_at(path, sz, model, options), short_px, size, options)
     first = current_runtime(segmenter)

@@ -31,7 +31,7 @@ from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_l
 from portrait.segment.locate import display_path, read_short_side_hint
 from portrait.segment.model_io import fixed_input
 from portrait.segment.tflite_segmenter import TFLiteSegmenter
-from portrait.segment.wrappers import current_runtime, sized_for_frames
+from portrait.segment.wrappers import current_runtime, keras_run_size, sized_for_frames
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +104,19 @@ def warn_refused(path: Path, keras_path: Path, why: str) -> None:
 def _fits(signature: list[int], config: dict, keras_path: Path,
           input_size: Optional[tuple[int, int]]) -> bool:
     """Whether an export of ``signature``'s input serves the Keras model as the app runs it:
-    a dynamic one always; a fixed one at the model's own fixed size, or, for a model with a
-    dynamic input, at the size the app would convert it at (``input_size``, else 256x256 for a
-    model that notes no short side; one that notes it runs at each frame's aspect). An export
-    of a model from elsewhere at its default 256x256 was refused with the advice to run the
-    very export that wrote it."""
+    a dynamic one always; a fixed one where it is the size the app converts the model at
+    (:func:`~portrait.segment.wrappers.keras_run_size`, the conversion's own rule). A model
+    whose config does not state its input (telling would load it, with TensorFlow) is taken
+    as dynamic: an export of this very file at that size is right either way, since a model
+    fixed at another size has no export at this one; where it is fixed at a size the rule
+    would not give, the export is refused and the model converted, at its size, as before."""
     if tflite_utils.dynamic_image_input(signature):
         return True
     if len(signature) != 4:
         return False
-    fixed = (signature[2], signature[1])
-    size = keras_compat.config_input_size(config)
-    if size == "dynamic":
-        if input_size:
-            return tuple(input_size) == fixed
-        return not read_short_side_hint(keras_path) and fixed == tuple(DEFAULT_INPUT_SIZE)
-    return isinstance(size, tuple) and size == fixed
+    model_input = keras_compat.config_input_size(config) or "dynamic"
+    short_px = read_short_side_hint(keras_path) if model_input == "dynamic" else None
+    return keras_run_size(model_input, short_px, input_size) == (signature[2], signature[1])
 
 
 def create_tflite(content: bytes, path: Path, options: SegmentOptions, source: str, norm_why: str,

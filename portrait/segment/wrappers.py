@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from portrait.options import TEST_TIME_MODES, SegmentOptions
-from portrait.segment.base import Segmenter
+from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,31 @@ def sized_for_frames(make: Callable[[Optional[tuple[int, int]]], Segmenter], sho
                         "(short side %d px); --input-size WxH fixes its input", short_px)
         return AspectSegmenter(make, int(short_px), options.frame_size)
     return make(size)
+
+
+def keras_run_size(model_input, short_px: Optional[int],
+                   requested: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
+    """The input size the app runs a Keras model at on the CPU, the one rule behind its
+    conversion (:mod:`portrait.segment.convert`), the export that stands in for it
+    (:func:`portrait.segment.exported.fresh_companion`) and the size ``export`` writes: a fixed
+    input at its own size; a dynamic one that notes its short side at each frame's aspect
+    unless ``--input-size`` fixes it (as :func:`sized_for_frames` runs it); any other at
+    ``--input-size``, else 256x256. ``--letterbox`` changes where a frame goes in the input,
+    never the input's size, so it takes no part.
+
+    Args:
+        model_input: the model's input, (width, height) when fixed, else ``"dynamic"``.
+        short_px: the short side noted in the model file, or None (read for a dynamic input).
+        requested: ``--input-size``, or None.
+
+    Returns:
+        (width, height), or None for each frame's aspect with ``short_px``.
+    """
+    if isinstance(model_input, tuple):
+        return tuple(model_input)
+    if short_px and not requested:
+        return None
+    return tuple(requested) if requested else tuple(DEFAULT_INPUT_SIZE)
 
 
 def current_runtime(segmenter: Segmenter) -> Segmenter:

@@ -43,7 +43,6 @@ from portrait.native_log import drop_model_load_noise, filtered_stderr
 from portrait.segment.keras_compat import config_input_size, keras_input_norm
 from portrait.options import CaptureOptions
 from portrait.segment import (
-    DEFAULT_INPUT_SIZE,
     KERAS_SUFFIXES,
     SHIPPED_MODELS,
     convert_keras,
@@ -84,9 +83,11 @@ def conversion_size(path: Path, config: dict, model,
                     requested: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
     """The input size a Keras model is exported at; None keeps a dynamic height and width.
 
-    A fixed model input is used as is. A dynamic one takes ``requested``; else, for a model our
-    training marked with the short side it was trained for, stays dynamic (the app runs it at
-    each frame's aspect ratio with that short side); else 256x256.
+    The size the app converts the model at (:func:`portrait.segment.wrappers.keras_run_size`),
+    so the app runs the export in its place: a fixed model input as is; a dynamic one
+    ``requested``; else, for a model our training marked with the short side it was trained
+    for, dynamic (the app runs it at each frame's aspect ratio with that short side); else
+    256x256.
 
     Args:
         path: the model file (it may carry the short-side mark).
@@ -101,22 +102,14 @@ def conversion_size(path: Path, config: dict, model,
         ModelError: a model input that is not (batch, H, W, 3).
     """
     from portrait.segment.keras_compat import saved_input_size
+    from portrait.segment.wrappers import keras_run_size
 
     fixed = saved_input_size(model)  # also refuses a non-image input
-    size = config_input_size(config)
-    if size is None:
-        size = fixed
-    elif size == "dynamic":
-        size = None
-    if size is None:
-        if requested:
-            return tuple(requested)
-        if read_short_side_hint(path):
-            return None
-        return DEFAULT_INPUT_SIZE
-    if requested and tuple(requested) != tuple(size):
-        log.warning("the model has a fixed %dx%d input; ignoring --input-size", *size)
-    return tuple(size)
+    model_input = config_input_size(config) or fixed or "dynamic"
+    if model_input != "dynamic" and requested and tuple(requested) != tuple(model_input):
+        log.warning("the model has a fixed %dx%d input; ignoring --input-size", *model_input)
+    short_px = read_short_side_hint(path) if model_input == "dynamic" else None
+    return keras_run_size(model_input, short_px, requested)  # the size the app converts it at
 
 
 def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
