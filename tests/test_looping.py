@@ -7,7 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+import portrait.capture.looping as looping
 from portrait.capture.looping import LoopingVideo, PlayClock
+from portrait.capture.video import VideoFileSource
 from portrait.composite import cover
 
 
@@ -17,6 +19,21 @@ def levels_video(path, count, fps=30.0, size=(64, 48)):
     for i in range(count):
         writer.write(np.full((size[1], size[0], 3), 2 + 4 * i, np.uint8))
     writer.release()
+    return path
+
+
+def h264_video(path, count, fps=30, size=(64, 48)):
+    """An H.264 clip (B-frames, one keyframe), frame i a grey of 2 + 4 * i with a moving bar."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for i in range(count):
+            image = np.full((size[1], size[0], 3), 2 + 4 * i, np.uint8)
+            image[:, 2 * i % size[0]] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
     return path
 
 
@@ -80,8 +97,48 @@ def test_close_ends_the_thread_while_it_waits_for_room(tmp_path):
     path = levels_video(tmp_path / "levels.avi", 30)
     before = set(threading.enumerate())
     video = LoopingVideo(path, (32, 24), cover, ahead=1)
-    (reader,) = set(threading.enumerate()) - before
+    (reader,) = [t for t in set(threading.enumerate()) - before if t.name == "background-video"]
     time.sleep(0.05)  # it has filled its one place and waits
     video.close()
     assert not reader.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith("background-video")]
     video.close()  # twice is safe
+
+
+def test_rewind_plays_the_open_file_again_from_its_first_frame(tmp_path):
+    path = h264_video(tmp_path / "clip.mp4", 12)
+    with VideoFileSource(path, rewindable=True) as source:
+        first = [(frame.pts_s, frame.image) for frame in source]
+        assert source.rewind()
+        again = [(frame.pts_s, frame.image) for frame in source]
+        assert [t for t, _ in again] == [t for t, _ in first] and len(first) == 12
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(first, again))
+        with path.open("ab") as handle:  # the file changed on disk: open it again instead
+            handle.write(b"\0")
+        assert not source.rewind()
+        with pytest.raises(ValueError, match="iterated once"):  # closed
+            next(iter(source))
+
+
+def test_a_loop_opens_no_file_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    """Each loop's first frame comes from a reader made ready beside the pass that plays (a
+    rewound one): the file is opened twice in all, not once a loop (0.3-0.7 s for a 4K clip,
+    which a file run waited for at each loop). The loops show the same frames."""
+    opened = []
+
+    class Counted(VideoFileSource):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(looping, "VideoFileSource", Counted)
+    path = h264_video(tmp_path / "clip.mp4", 10)
+    video = LoopingVideo(path, (64, 48), lambda image, _size: image)
+    try:
+        shown = [video.first] + [video.frame_at(k / 30) for k in range(1, 50)]  # 5 loops
+    finally:
+        video.close()
+    assert len(opened) == 2, opened
+    for k in range(10, 50):
+        np.testing.assert_array_equal(shown[k], shown[k % 10])
+    assert not np.array_equal(shown[0], shown[1])
