@@ -184,6 +184,8 @@ def _overlay_rgba(h=H, w=W) -> np.ndarray:
 def _write_rgba(path, bgra):
     if path.name.endswith("16.png"):
         cv2.imwrite(str(path), bgra.astype(np.uint16) * 257)
+    elif path.name.endswith("_float.tiff"):  # 32-bit float RGBA, which Pillow cannot open
+        assert cv2.imwrite(str(path), bgra.astype(np.float32) / 255)
     else:
         from PIL import Image
         Image.fromarray(bgra[:, :, [2, 1, 0, 3]], "RGBA").save(
@@ -191,7 +193,8 @@ def _write_rgba(path, bgra):
     return path
 
 
-@pytest.mark.parametrize("name", ["overlay.png", "overlay16.png", "overlay.webp", "overlay.tiff"])
+@pytest.mark.parametrize("name", ["overlay.png", "overlay16.png", "overlay.webp", "overlay.tiff",
+                                  "overlay_float.tiff"])
 def test_transparent_image_lies_over_the_blurred_frame(tmp_path, name):
     """Where the image is transparent the frame's own background shows, blurred as
     ``--background blur`` blurs it (``blur_px``); elsewhere the image, by its alpha."""

@@ -154,6 +154,11 @@ def _read(path: Path, max_pixels: int, what: str, keep_alpha: bool,
                     complaints[0])
     if image.dtype not in (np.uint8, np.uint16):
         image = _deep_to_uint8(image, _kind(data, path), path, what)
+    if keep_alpha and image.ndim == 3 and image.shape[2] == 4:
+        # A float RGBA image (decoded at its own depth above; Pillow cannot open it): its
+        # alpha is the one OpenCV decoded with its colours, straight as OpenCV writes it.
+        return (image if image[:, :, 3].min() < 255 else to_bgr_uint8(image),
+                header[1] if header is not None else NO_METADATA)
     image = to_bgr_uint8(image)
     if keep_alpha:
         image = _with_alpha(data, image, path, what)
