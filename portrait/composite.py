@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from portrait.capture.gif import TransparentGif, is_transparent_gif
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.capture.looping import LoopingVideo, PlayClock
 from portrait.errors import InputError
@@ -313,12 +314,19 @@ class ImageBackground(_PerSize):
         made = self._get((frame_bgr.shape[1], frame_bgr.shape[0]))
         if not self.transparent:
             return made
-        colour, see_through = made
-        out = buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
-        blur_background(frame_bgr, alpha, self.blur_px, out=out)
-        # over: image + blurred * (1 - image alpha), image colours premultiplied
-        cv2.multiply(out, see_through, dst=out, scale=1 / 255)
-        return cv2.add(out, colour, dst=out)
+        return _over_blurred(made, frame_bgr, alpha, self.blur_px, self._workspace)
+
+
+def _over_blurred(overlay: tuple[np.ndarray, np.ndarray], frame_bgr: np.ndarray,
+                  alpha: np.ndarray, blur_px: int, workspace: dict) -> np.ndarray:
+    """``overlay`` (:func:`_overlay_parts` of an image at the frame's size) laid over the
+    frame's own background blurred by ``blur_px`` (:func:`blur_background`), in ``workspace``."""
+    colour, see_through = overlay
+    out = buffer(workspace, "blurred", frame_bgr.shape, np.uint8)
+    blur_background(frame_bgr, alpha, blur_px, out=out)
+    # over: image + blurred * (1 - image alpha), image colours premultiplied
+    cv2.multiply(out, see_through, dst=out, scale=1 / 255)
+    return cv2.add(out, colour, dst=out)
 
 
 def _premultiply(image_bgra: np.ndarray, band_rows: int = 256) -> np.ndarray:
@@ -356,21 +364,37 @@ class VideoBackground(Background):
 
     Decoding and scaling run ahead in a thread of their own (:class:`LoopingVideo`), off the
     compositing path. A file that can no longer be read at a loop (deleted, cut short) is said
-    once in the log, and its last frame stays."""
+    once in the log, and its last frame stays.
 
-    def __init__(self, path: str, size: tuple[int, int]):
+    A GIF whose first frame has transparency plays with it (read by Pillow:
+    :class:`TransparentGif`), laid over the frame's own background blurred by ``blur_px`` as a
+    transparent :class:`ImageBackground` is; any other video is opaque."""
+
+    def __init__(self, path: str, size: tuple[int, int],
+                 blur_px: int = CompositeOptions.blur_px):
         super().__init__()
         self.path = path
+        self.blur_px = int(blur_px)
+        self.transparent = is_transparent_gif(path)
         try:
-            # Each frame is prepared as (covering the size, as decoded): a frame prepared for
+            # Each frame is prepared as (made for the size, as decoded): a frame prepared for
             # another size is made again from the decoded one, not from a crop of it.
             self._video: Optional[LoopingVideo] = LoopingVideo(
-                path, size, lambda image, at: (cover(image, at), image))
+                path, size, lambda image, at: (self._made(image, at), image),
+                reader=TransparentGif if self.transparent else None)
         except InputError as error:  # the file's own reason, named as the background
             raise InputError(str(error).replace("video '", "background video '", 1)) from None
         self._clock = PlayClock()
         self._last, self._decoded = self._video.first  # shown by the first render
-        self.description = f"video {path}"
+        self.description = f"video {path}" + (" over the blurred frame" if self.transparent
+                                              else "")
+
+    def _made(self, image: np.ndarray, size: tuple[int, int]):
+        """A decoded frame made for ``size``: covering it; a transparent one as the parts that
+        :func:`_over_blurred` takes, scaled premultiplied (as a transparent image is)."""
+        if not self.transparent:
+            return cover(image, size)
+        return _overlay_parts(cover(_premultiply(image.copy()), size))
 
     def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
         if self._video is None:
@@ -380,8 +404,11 @@ class VideoBackground(Background):
         prepared = self._video.frame_at(self._clock.advance(time_s), wait=not live)
         if prepared is not None:
             self._last, self._decoded = prepared
-        if self._last.shape != frame_bgr.shape:  # prepared for another size
-            self._last = cover(self._decoded, size)
+        colour = self._last[0] if self.transparent else self._last
+        if colour.shape != frame_bgr.shape:  # prepared for another size
+            self._last = self._made(self._decoded, size)
+        if self.transparent:
+            return _over_blurred(self._last, frame_bgr, alpha, self.blur_px, self._workspace)
         return self._last
 
     def close(self) -> None:
@@ -453,10 +480,10 @@ def make_background(options: CompositeOptions, size: tuple[int, int] = (1280, 72
                              " transparent, #rrggbb, or an image or video file")
         suffix = path.suffix.lower()
         if suffix in VIDEO_SUFFIXES:
-            background = VideoBackground(spec, size)
+            background = VideoBackground(spec, size, options.blur_px)
         elif is_image_file(path):
             background = ImageBackground(spec, size, options.blur_px)
         else:
-            background = VideoBackground(spec, size)
+            background = VideoBackground(spec, size, options.blur_px)
     log.info("background: %s", background.description)
     return background

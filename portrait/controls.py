@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from portrait.composite import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, Background, ImageBackground,
-                                make_background)
+                                VideoBackground, make_background)
 from portrait.errors import InputError
 from portrait.options import CompositeOptions, ControlOptions
 
@@ -308,7 +308,7 @@ class LiveBackground:
     def for_state(self, state: LiveState) -> Background:
         """The background to render this frame with."""
         background = self._chosen(state)
-        if isinstance(background, ImageBackground) and background.transparent:
+        if isinstance(background, (ImageBackground, VideoBackground)) and background.transparent:
             background.blur_px = state.blur_px  # + and - blur what shows through it too
         return background
 

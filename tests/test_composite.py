@@ -491,3 +491,55 @@ def test_a_video_background_at_a_new_size_is_made_from_the_decoded_frame(tmp_pat
             frame = np.zeros((size[1], size[0], 3), np.uint8)
             shown = background.render(frame, np.zeros(frame.shape[:2], np.uint8), time_s=0.0)
             assert np.array_equal(shown, cover(decoded, size)), size
+
+
+def _gif(path, frames_bgra, duration_ms=100):
+    from PIL import Image
+
+    images = [Image.fromarray(cv2.cvtColor(f, cv2.COLOR_BGRA2RGBA), "RGBA") for f in frames_bgra]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
+                   disposal=2)
+    return path
+
+
+def _gif_frames(count=3, size=(64, 48)):
+    """Opaque red on the left third, a blue box moving 10 px a frame, the rest transparent."""
+    frames = []
+    for i in range(count):
+        bgra = np.zeros((size[1], size[0], 4), np.uint8)
+        bgra[:, : size[0] // 3] = (0, 0, 255, 255)
+        bgra[10:20, 25 + 10 * i: 35 + 10 * i] = (255, 0, 0, 255)
+        frames.append(bgra)
+    return frames
+
+
+def test_transparent_gif_plays_over_the_blurred_frame(tmp_path):
+    """An animated GIF with transparency plays, each frame laid over the frame's own background
+    blurred (as a transparent PNG is); its transparent pixels were shown in a colour of
+    FFmpeg's."""
+    frames = _gif_frames()
+    path = _gif(tmp_path / "sticker.gif", frames)
+    frame, _ = _frame_and_alpha(48, 64)
+    no_person = np.zeros((48, 64), np.uint8)
+    blurred = blur_background(frame, no_person, 9).astype(float)
+    with make_background(CompositeOptions(background=str(path), blur_px=9), (64, 48)) as background:
+        assert background.transparent and "over the blurred frame" in background.description
+        shown = [background.render(frame, no_person, time_s=t) for t in (0.0, 0.11, 0.21, 0.31)]
+    for result, bgra in zip(shown, frames + frames[:1]):  # three frames, then the first again
+        weight = bgra[:, :, 3:] / 255.0
+        expected = bgra[:, :, :3] * weight + blurred * (1 - weight)
+        assert np.abs(result - expected).max() <= 2.0
+
+
+def test_opaque_gif_plays_as_a_video(tmp_path):
+    frames = _gif_frames()
+    for bgra in frames:
+        bgra[:, :, 3] = 255
+    path = _gif(tmp_path / "opaque.gif", frames)
+    frame, _ = _frame_and_alpha(48, 64)
+    with make_background(CompositeOptions(background=str(path)), (64, 48)) as background:
+        assert not background.transparent and "blur" not in background.description
+        shown = [background.render(frame, np.zeros((48, 64), np.uint8), time_s=t)
+                 for t in (0.0, 0.11, 0.21)]
+    for result, bgra in zip(shown, frames):
+        assert np.abs(result.astype(int) - bgra[:, :, :3]).max() <= 2

@@ -382,7 +382,8 @@ def test_the_image_b_steps_to_next_is_made_beforehand_and_kept(tmp_path):
         assert time.perf_counter() - started < made_s / 5
 
 
-def test_plus_and_minus_blur_what_shows_through_a_transparent_image(tmp_path):
+@pytest.mark.parametrize("name", ["frame.png", "frame.gif"])  # an image; a GIF plays
+def test_plus_and_minus_blur_what_shows_through_a_transparent_image(tmp_path, name):
     from PIL import Image
 
     from portrait.composite import blur_background
@@ -390,8 +391,8 @@ def test_plus_and_minus_blur_what_shows_through_a_transparent_image(tmp_path):
 
     rgba = np.zeros((240, 320, 4), np.uint8)  # transparent but for an opaque band at the top
     rgba[:40] = (255, 255, 255, 255)
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "frame.png")
-    state = LiveState(backgrounds=("blur", str(tmp_path / "frame.png")), background_index=1,
+    Image.fromarray(rgba, "RGBA").save(tmp_path / name)
+    state = LiveState(backgrounds=("blur", str(tmp_path / name)), background_index=1,
                       blur_px=21)
     frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), np.uint8)
     nobody = np.zeros((240, 320), np.uint8)

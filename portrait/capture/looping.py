@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
+from portrait.capture.base import Source
 from portrait.capture.video import VideoFileSource
 from portrait.errors import InputError
 
@@ -72,20 +73,24 @@ class LoopingVideo:
         size: the size (w, h) given to ``prepare``; :attr:`size` may change it later.
         prepare: ``prepare(image, size)``, called in the thread.
         ahead: how many prepared frames may wait.
+        reader: what reads the file, called as ``reader(path, quiet=True, rewindable=True)``:
+            a :class:`VideoFileSource` unless given (a
+            :class:`portrait.capture.gif.TransparentGif` gives frames with their alpha).
 
     Raises:
         InputError: the file gives no frame (from :class:`VideoFileSource`).
     """
 
     def __init__(self, path: Union[str, Path], size: tuple[int, int], prepare: Prepare,
-                 ahead: int = 2):
+                 ahead: int = 2, *, reader: Optional[Callable[..., Source]] = None):
         if ahead < 1:
             raise ValueError(f"ahead must be at least 1, got {ahead}")
         self.path = Path(path)
         self.size = size
         self._prepare = prepare
         self._ahead = ahead
-        source = VideoFileSource(self.path, quiet=True, rewindable=True)
+        self._reader = reader
+        source = self._open()
         frames = iter(source)
         first = next(frames)
         #: The first frame, prepared at ``size``, at time 0.
@@ -158,8 +163,7 @@ class LoopingVideo:
                     held, last_s = (time_s, frame.image), time_s
                     count += 1
                     if next_pass is None:  # not a still: the second reader opens, beside
-                        next_pass = _NextPass(lambda: VideoFileSource(self.path, quiet=True,
-                                                                      rewindable=True))
+                        next_pass = _NextPass(self._open)
                     if self._stopping:
                         return
                 if self._stopping or count == 1:  # stopped, or a still: nothing more to read
@@ -201,9 +205,12 @@ class LoopingVideo:
                     self._done = True
                     self._changed.notify_all()
 
-    def _reopen(self) -> Optional[VideoFileSource]:
+    def _open(self) -> Source:
+        return (self._reader or VideoFileSource)(self.path, quiet=True, rewindable=True)
+
+    def _reopen(self) -> Optional[Source]:
         try:
-            return VideoFileSource(self.path, quiet=True, rewindable=True)
+            return self._open()
         except InputError as error:
             self._warn_stopped(str(error))
             return None

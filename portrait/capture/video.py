@@ -74,7 +74,7 @@ def _why_no_frame(path: Path) -> str:
     return generic
 
 
-def _identity(path: Path) -> Optional[tuple[int, int, int, int]]:
+def file_identity(path: Path) -> Optional[tuple[int, int, int, int]]:
     """What tells the file on disk from another or an altered one: device, inode, size and
     modification time; ``None`` where it is gone."""
     try:
@@ -115,7 +115,7 @@ class VideoFileSource(Source):
         self.realtime = realtime
         self.quiet = quiet
         self.rewindable = rewindable
-        self._identity = _identity(self.path)
+        self._identity = file_identity(self.path)
         self._closed = threading.Event()
         self._capture: Optional[cv2.VideoCapture] = None
         if not self.path.exists():
@@ -221,7 +221,7 @@ class VideoFileSource(Source):
     def unchanged(self) -> bool:
         """Whether the file on disk is the one opened, as it was (not deleted, cut short,
         rewritten or replaced since)."""
-        return self._identity is not None and _identity(self.path) == self._identity
+        return self._identity is not None and file_identity(self.path) == self._identity
 
     def rewind(self) -> bool:
         """Make the next iteration play the file again from its first frame, by seeking in the
