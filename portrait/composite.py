@@ -25,6 +25,7 @@ import numpy as np
 from portrait.capture.gif import TransparentGif, is_transparent_gif
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.capture.looping import LoopingVideo, PlayClock
+from portrait.capture.scaled import ScaledVideo, cover_picture
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, check_frame_alpha, outside
@@ -381,7 +382,7 @@ class VideoBackground(Background):
             # another size is made again from the decoded one, not from a crop of it.
             self._video: Optional[LoopingVideo] = LoopingVideo(
                 path, size, lambda image, at: (self._made(image, at), image),
-                reader=TransparentGif if self.transparent else None)
+                reader=TransparentGif if self.transparent else ScaledVideo)
         except InputError as error:  # the file's own reason, named as the background
             raise InputError(str(error).replace("video '", "background video '", 1)) from None
         self._clock = PlayClock()
@@ -390,10 +391,11 @@ class VideoBackground(Background):
                                               else "")
 
     def _made(self, image: np.ndarray, size: tuple[int, int]):
-        """A decoded frame made for ``size``: covering it; a transparent one as the parts that
-        :func:`_over_blurred` takes, scaled premultiplied (as a transparent image is)."""
+        """A decoded frame made for ``size``: covering it, converted at that size
+        (:func:`cover_picture`); a transparent GIF's as the parts that :func:`_over_blurred`
+        takes, scaled premultiplied (as a transparent image is)."""
         if not self.transparent:
-            return cover(image, size)
+            return cover_picture(image, size)
         return _overlay_parts(cover(_premultiply(image.copy()), size))
 
     def _background_for(self, frame_bgr, alpha, time_s=None, live=False):

@@ -1,7 +1,9 @@
 """portrait.capture.looping: the play clock, and a looping video decoded ahead in its thread."""
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -142,3 +144,82 @@ def test_a_loop_opens_no_file_while_the_file_is_unchanged(tmp_path, monkeypatch)
     for k in range(10, 50):
         np.testing.assert_array_equal(shown[k], shown[k % 10])
     assert not np.array_equal(shown[0], shown[1])
+
+
+def rotated(path, clockwise_degrees):
+    """``path`` (an MP4) shown turned: its track's display matrix set, as a phone writes it."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.index(b"tkhd") + 4  # version, flags, times, track, reserved, duration, ...
+    matrix_at = at + (4 + 28 if data[at] == 1 else 4 + 20) + 16
+    one, minus, w = 0x10000, -0x10000, 0x40000000
+    matrix = {90: (0, one, 0, minus, 0, 0, 0, 0, w), 180: (minus, 0, 0, 0, minus, 0, 0, 0, w),
+              270: (0, minus, 0, one, 0, 0, 0, 0, w)}[clockwise_degrees]
+    data[matrix_at:matrix_at + 36] = struct.pack(">9i", *matrix)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+@pytest.mark.parametrize("size", [(64, 48), (48, 64), (40, 40), (96, 30)])
+def test_cover_picture_is_cover_of_the_frame_opencv_decodes(tmp_path, degrees, size):
+    """Converted straight at the size shown (swscale scales the YUV planes), a frame is what
+    cover() of OpenCV's BGR frame was, within a grey level or two on a smooth picture, and
+    upright as OpenCV turns a phone's clip."""
+    from portrait.capture.scaled import ScaledVideo, cover_picture
+
+    path = tmp_path / "clip.mp4"
+    import av
+
+    ramp = np.linspace(40, 200, 64)[None, :, None] + np.linspace(0, 40, 48)[:, None, None]
+    image = np.repeat(ramp, 3, axis=2).astype(np.uint8)
+    image[:12, :12] = (0, 0, 255)  # a red corner shows which way is up
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    if degrees:
+        rotated(path, degrees)
+    with VideoFileSource(path, quiet=True) as video:
+        expected = cover(next(iter(video)).image, size)
+    with ScaledVideo(path, quiet=True) as video:
+        shown = cover_picture(next(iter(video)).image, size)
+    assert shown.shape == expected.shape == (size[1], size[0], 3)
+    difference = np.abs(shown.astype(int) - expected)
+    assert difference.mean() < 1.0 and difference.max() <= 12, (difference.mean(), difference.max())
+
+
+def test_scaled_video_gives_the_frames_and_times_of_the_video_reader(tmp_path):
+    from portrait.capture.scaled import ScaledVideo, cover_picture
+
+    for path in (levels_video(tmp_path / "levels.avi", 8), h264_video(tmp_path / "clip.mkv", 8)):
+        with VideoFileSource(path, quiet=True) as video:
+            expected = [(frame.pts_s, frame.image) for frame in video]
+        with ScaledVideo(path, quiet=True, rewindable=True) as video:
+            shown = [(frame.pts_s, cover_picture(frame.image, (64, 48))) for frame in video]
+            assert video.rewind()
+            again = [(frame.pts_s, cover_picture(frame.image, (64, 48))) for frame in video]
+        assert [t for t, _ in shown] == pytest.approx([t for t, _ in expected], abs=1e-9)
+        assert [t for t, _ in again] == [t for t, _ in shown]
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(again, shown))
+        for (_, image), (_, reference) in zip(shown, expected):
+            assert np.abs(image.astype(int) - reference).max() <= 1
+
+
+@pytest.mark.skipif(os.name == "nt", reason="names are UTF-16 on Windows")
+def test_a_background_video_whose_name_is_not_utf8_plays(tmp_path):
+    """OpenCV's reader cannot open such a name (it was refused, saying so); PyAV can."""
+    from portrait.composite import VideoBackground
+
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.avi"))
+    try:
+        levels_video(tmp_path / "levels.avi", 4).rename(path)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes no such name")
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with VideoBackground(str(path), (64, 48)) as background:
+        shown = [background.render(frame, np.zeros((48, 64), np.uint8), time_s=t)
+                 for t in (0.0, 2 / 30)]
+    assert [index_of(image) for image in shown] == [0, 2]

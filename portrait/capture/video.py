@@ -56,13 +56,13 @@ def _probe(path: Path) -> tuple[Optional[float], float]:
         return None, 0.0
 
 
-def _why_no_frame(path: Path) -> str:
-    """Why a file gave OpenCV no frame, and what to do: PyAV tells a file with no picture (only
-    sound) from one it cannot decode."""
+def why_no_frame(path: Path, reader: str = "OpenCV") -> str:
+    """Why a file gave ``reader`` no frame, and what to do: PyAV tells a file with no picture
+    (only sound) from one it cannot decode."""
     import av
 
-    generic = ("not a video OpenCV can decode, or the file is truncated or corrupt; check the "
-               "file or re-encode it")
+    generic = (f"not a video {reader} can decode, or the file is truncated or corrupt; check "
+               "the file or re-encode it")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -133,7 +133,7 @@ class VideoFileSource(Source):
             self._first_pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), None, 30.0)
         if not ok or image is None:
             capture.release()
-            raise InputError(f"cannot read video '{self.path}': {_why_no_frame(self.path)}")
+            raise InputError(f"cannot read video '{self.path}': {why_no_frame(self.path)}")
         self._capture = capture
         self._first: Optional[np.ndarray] = to_bgr_uint8(image)
         self._size = (self._first.shape[1], self._first.shape[0])
