@@ -559,6 +559,18 @@ def test_unreadable_video_is_a_one_line_input_error(tmp_path, kind):
     assert ("not found" in message) if kind == "missing" else True
 
 
+@pytest.mark.parametrize("name", ["credits.txt", "notes.nfo"])
+def test_a_text_file_is_refused_not_shown_as_a_picture_of_its_text(tmp_path, name):
+    # FFmpeg's "tty" reader takes a text file of some length as a video and draws its
+    # characters: a background pack's licence given as --background showed as white text.
+    path = tmp_path / name
+    path.write_text("".join(f"Line {i}: free backgrounds, licence CC-BY-4.0, credit the author.\n"
+                            for i in range(40)))
+    with pytest.raises(InputError, match=r"it is a text file.*give a video file") as error:
+        VideoFileSource(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
 def test_a_file_with_sound_and_no_picture_says_so(tmp_path):
     import av
 

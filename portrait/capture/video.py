@@ -84,6 +84,23 @@ def file_identity(path: Path) -> Optional[tuple[int, int, int, int]]:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
+# FFmpeg's decoders of text art (its "tty" reader takes any text file: .txt, .nfo, .asc, ...):
+# they draw the file's characters as a picture, so notes or a licence read as a video of text.
+_TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
+def _is_text_art(path: Path) -> bool:
+    """Whether FFmpeg reads ``path`` only as text drawn as a picture (a text file, not a video)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return any(stream.codec_context.name in _TEXT_ART_CODECS
+                       for stream in container.streams.video)
+    except (av.FFmpegError, OSError, ValueError):
+        return False
+
+
 def _open_video(path: Path) -> cv2.VideoCapture:
     # FFmpeg by name: CAP_ANY would also try the image-sequence reader on names with '%'.
     api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
@@ -125,6 +142,9 @@ class VideoFileSource(Source):
         if not opencv_can_open(self.path):
             raise InputError(f"cannot read video '{self.path}': its name is not UTF-8 text, which "
                              "the video reader cannot open; rename the file")
+        if _is_text_art(self.path):
+            raise InputError(f"cannot read video '{self.path}': it is a text file, which the "
+                             "video reader would show as a picture of its text; give a video file")
         with quiet_opencv():
             capture = _open_video(self.path)
             started = time.perf_counter()
