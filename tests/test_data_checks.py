@@ -194,6 +194,29 @@ def test_a_list_file_saved_with_a_byte_order_mark_or_in_latin_1_names_its_files(
                      (str(data / "images" / f"{latin}.png"), str(data / "masks" / f"{latin}.png"))]
 
 
+def test_a_utf_16_list_names_its_files_and_a_photo_given_as_a_list_is_refused(tmp_path):
+    """Windows PowerShell 5's `dir -Name > list.txt` writes UTF-16: its stems were read as
+    garbage with NUL bytes, and the error put them on the terminal ("9 listed stems have no
+    image or mask (first: '\\udcff\\udcfe0\\x000\\x00...')"), as it did for a photo given to
+    --list. A UTF-16 list names its photos; a binary file is refused as not text."""
+    from portrait.training.evaluate import EvalOptions, list_pairs
+
+    data = _data(tmp_path / "d", ["a", "b"])
+    (data / "powershell.txt").write_bytes("a\r\nb\r\n".encode("utf-16"))
+    for pairs in (resolve_split(str(data / "powershell.txt"), "train"),
+                  list_pairs(EvalOptions(data=str(data),
+                                         list_file=str(data / "powershell.txt")))):
+        assert [Path(image).name for image, _ in pairs] == ["a.png", "b.png"]
+    photo = data / "images" / "a.png"
+    for read in (lambda: resolve_split(str(photo), "train"),
+                 lambda: list_pairs(EvalOptions(data=str(data), list_file=str(photo)))):
+        with pytest.raises(InputError) as refused:
+            read()
+        assert str(refused.value) == (f"list file '{photo}' is not text (it holds NUL bytes, as a "
+                                      "photo or other binary file does); give a text file of "
+                                      "image stems, one per line, saved as UTF-8")
+
+
 def test_a_folder_copied_from_a_mac_trains_and_two_photos_of_one_stem_are_refused(tmp_path,
                                                                                  caplog):
     """A data folder copied by macOS onto a USB disk or a network share holds a hidden

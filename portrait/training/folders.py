@@ -7,6 +7,7 @@ list files of stems (``train.txt``, ``val.txt``/``other.txt``, ``test.txt``).
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 import shutil
@@ -36,10 +37,29 @@ def read_stems(list_file: Path) -> list[str]:
 
     The text is UTF-8; a byte-order mark (Windows Notepad writes one) is dropped, and bytes that
     are not UTF-8 are read as the file system names files (``os.fsdecode``), so a list written
-    by ``ls`` in a folder of Latin-1 file names names those files.
+    by ``ls`` in a folder of Latin-1 file names names those files. UTF-16 with its byte-order
+    mark (what Windows PowerShell 5's ``>`` writes) is read too.
+
+    Raises:
+        InputError: the file holds NUL bytes without a UTF-16 byte-order mark (a photo or other
+            binary file given as a list), which would be read as stems of garbage, or its UTF-16
+            does not decode.
     """
-    with open(list_file, encoding="utf-8-sig", errors="surrogateescape") as f:
-        lines = [line.strip() for line in f]
+    data = Path(list_file).read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise InputError(f"list file '{list_file}' is not valid UTF-16 text ({error.reason} "
+                             f"at byte {error.start}); save it as UTF-8 text") from None
+    elif b"\0" in data:
+        raise InputError(f"list file '{list_file}' is not text (it holds NUL bytes, as a photo "
+                         "or other binary file does); give a text file of image stems, one per "
+                         "line, saved as UTF-8")
+    else:
+        text = data.decode("utf-8-sig", errors="surrogateescape")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [line.strip() for line in lines]
     return [line for line in lines if line and not line.startswith(COMMENT)]
 
 
