@@ -478,6 +478,22 @@ def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
         resolve_model_path(str(tmp_path))
 
 
+def test_a_model_named_without_its_type_is_named_back_with_it(tmp_path, monkeypatch):
+    # `--model unet_live` ended in "not found ...; pass --model PATH to a .hdf5 or .tflite
+    # model", though weights/unet_live.hdf5 is there: the line now says what to type.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match=r"^model 'unet_live' not found \(also looked in "
+                                         r"weights/\); give the name with its type: "
+                                         r"'unet_live.hdf5'$"):
+        resolve_model_path("unet_live")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mine.tflite").write_bytes(b"x")
+    with pytest.raises(ModelError, match=r"give the name with its type: 'runs/mine.tflite'$"):
+        resolve_model_path("runs/mine")
+    with pytest.raises(ModelError, match=r"; pass --model PATH to a .hdf5 or .tflite model$"):
+        resolve_model_path("runs/other")
+
+
 @pytest.mark.parametrize("name", ["sigmoid", "keras", "tflite"])
 def test_truncated_model_is_a_clear_error(models, tmp_path, name):
     source = models[name]

@@ -48,7 +48,26 @@ def resolve_model_path(name: str, hint: str = MODEL_HINT) -> Path:
             f"checkout -- {name}', train one with 'python -m portrait.training.train' (README, "
             "'Train your own'), or pass --model PATH, e.g. a MediaPipe selfie_segmentation.tflite"
         )
+    suffix = _its_type(given)
+    if suffix is not None:
+        hint = f"give the name with its type: '{name}{suffix}'"
     raise ModelError(f"model '{name}' not found (also looked in weights/); {hint}")
+
+
+def _its_type(given: Path) -> Optional[str]:
+    """The type (``.hdf5``) of the model file that ``given`` names without it (``--model
+    unet_live`` for ``weights/unet_live.hdf5``), looked for where :func:`resolve_model_path`
+    looks, or None."""
+    suffixes = (*KERAS_SUFFIXES, ".tflite")
+    if given.suffix.lower() in suffixes:
+        return None
+    places = [given] if given.is_absolute() else [given, PROJECT_ROOT / given,
+                                                  WEIGHTS_DIR / given.name]
+    for place in places:
+        for suffix in suffixes:
+            if place.with_name(place.name + suffix).is_file():
+                return suffix
+    return None
 
 
 def read_short_side_hint(path: Path) -> Optional[int]:
