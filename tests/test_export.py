@@ -153,7 +153,10 @@ def test_bad_paths_are_model_errors(brightness_model, tmp_path):
     selfie.write_bytes(b"not needed")
     with pytest.raises(ModelError, match="converts Keras models"):
         export.export_model(str(selfie), str(tmp_path / "y.tflite"))
-    with pytest.raises(ModelError, match="not found"):
+    # Not "pass --model PATH to a .hdf5 or .tflite model", the app's words: export takes no .tflite.
+    with pytest.raises(ModelError, match=r"not found \(also looked in weights/\); pass --model "
+                                         r"PATH to a Keras model \(.hdf5, .h5, .keras\); a "
+                                         r"\.tflite needs no export$"):
         export.export_model(str(tmp_path / "none.hdf5"), str(tmp_path / "z.tflite"))
 
 

@@ -244,7 +244,8 @@ def check_export_paths(model: str, out: Optional[str] = None) -> tuple[Path, Pat
             file as the model, or a file the export must not replace (:func:`check_replaceable`).
         InputError: ``out`` is a folder, or its folder cannot be created or written.
     """
-    source = resolve_model_path(model)
+    source = resolve_model_path(model, "pass --model PATH to a Keras model (.hdf5, .h5, .keras); "
+                                       "a .tflite needs no export")
     if source.suffix.lower() not in KERAS_SUFFIXES:
         raise ModelError(f"export converts Keras models (.hdf5, .h5, .keras), got '{source}'; "
                          "a .tflite model needs no export")
