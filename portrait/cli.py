@@ -420,11 +420,13 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     def named(dests, reason):
         return named_ignored(given, dests, f"with {reason}")
 
+    from portrait.capture.camera import is_camera_index
+
     lines = []
     if args.image:
         lines += named(("source", "max_frames", "preview", "realtime", "width", "height", "fps",
                         "audio", "vcam_backend", "vcam_device"), "--image")
-    elif not str(args.source).strip().isdigit():
+    elif not is_camera_index(str(args.source)):  # /dev/video2 too, as open_source takes it
         lines += named(("width", "height", "fps"), "a video file --source (they ask a camera)")
         if not _names_video(args.out):
             lines += named(("audio",), "no .mp4/.avi --out (only a video file holds sound)")

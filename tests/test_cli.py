@@ -575,6 +575,14 @@ def test_options_that_another_makes_meaningless_are_named(capsys, caplog, tmp_pa
      ["--width is ignored with a video file --source (they ask a camera)",
       "--height is ignored with a video file --source (they ask a camera)"]),
     (["--source", "1", "--width", "640"], []),  # a camera takes them
+    # A camera by its device path, as open_source opens it: it takes them too (they were
+    # named as ignored "with a video file --source"), and it has no sound to record.
+    (["--source", "/dev/video2", "--width", "640", "--fps", "60"], []),
+    (["--source", "/dev/video2", "--out", "call.mp4", "--no-audio"],
+     ["--audio is ignored with a camera --source (the app records no microphone)"]),
+    # Four digits name a video file (camera_index takes at most three), which asks no camera.
+    (["--source", "2024", "--width", "640"],
+     ["--width is ignored with a video file --source (they ask a camera)"]),
     (["--image", "me.jpg", "--background", "transparent", "--light-wrap", "0.8"],
      ["--light-wrap is ignored with --background transparent"]),
     (["--image", "me.jpg", "--no-audio"], ["--audio is ignored with --image"]),
