@@ -102,6 +102,12 @@ def _convert_one(parser: argparse.ArgumentParser, action: argparse.Action, value
     if (action.type is None or getattr(action.type, "quoted", False)) and not isinstance(value, str):
         raise _BadValue("expected a string in quotes")
     text = str(value)
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        # A Windows path in double quotes: "C:\backgrounds\beach.jpg" is read as C:, a
+        # backspace, "ackgrounds" and another backspace, and named a file that is not there.
+        raise _BadValue("it holds a control character, which a backslash in double quotes "
+                        "makes (\\b, \\t, \\n, \\f, \\r); write a Windows path in single quotes, "
+                        "where a backslash is a backslash: 'C:\\backgrounds\\beach.jpg'")
     if text.startswith("~"):
         text = os.path.expanduser(text)  # the file can't rely on a shell to expand it
     if callable(type_func):

@@ -162,6 +162,26 @@ def test_a_bad_file_is_one_line_and_exit_code_2(capsys, tmp_path, text, words):
     assert captured.out == ""
 
 
+def test_a_windows_path_in_double_quotes_is_refused_by_its_escapes_and_single_quotes_keep_it(
+        capsys, tmp_path):
+    """TOML reads "C:\\backgrounds\\beach.jpg" as C:, a backspace, 'ackgrounds', a backspace
+    and 'each.jpg': the app stopped at a background 'not found', its name shown without the
+    characters that went. The value with control characters is refused, saying why; in single
+    quotes a backslash is a backslash."""
+    config = write_config(tmp_path / "settings.toml",
+                          'background = "C:\\backgrounds\\beach.jpg"\n')
+    capsys.readouterr()
+    assert main(["--config", str(config), "--print-config"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: bad value for 'background' in config file '{config}': background = "
+        '"C:\\backgrounds\\beach.jpg": it holds a control character, which a backslash in double '
+        "quotes makes"), lines
+    assert "write a Windows path in single quotes" in lines[0]
+    config.write_text("background = 'C:\\backgrounds\\beach.jpg'\n")
+    assert parse("--config", config)[0].background == "C:\\backgrounds\\beach.jpg"
+
+
 @pytest.mark.parametrize("encoding, text, word", [
     ("utf-16", "blur = 30\n", "byte 0xff at position 0"),  # Notepad's "Unicode"
     ("latin-1", 'background = "Jos\u00e9.png"\n', "byte 0xe9 at position 17"),
