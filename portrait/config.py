@@ -149,6 +149,17 @@ def _convert(parser: argparse.ArgumentParser, key: str, action: argparse.Action,
     return _convert_one(parser, action, value)
 
 
+def _quoted_line(text: str, error: tomllib.TOMLDecodeError) -> str:
+    """``: line 2 says mirror = True``, the line that ``error`` names (its message says "at
+    line N") as written, or nothing where it names none."""
+    match = re.search(r"at line (\d+)", str(error))
+    lines = text.splitlines()
+    if match is None or not 1 <= int(match.group(1)) <= len(lines):
+        return ""
+    number = int(match.group(1))
+    return f": line {number} says {lines[number - 1].strip()}"
+
+
 def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None) -> Config:
     """Read the config file ``explicit`` (``--config``), else the default one if it exists.
 
@@ -167,15 +178,20 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
         if explicit:
             raise ConfigError(f"config file '{path}' not found; check the path given to --config")
         return Config()
+    text = ""
     try:
         # TOML is UTF-8; a byte-order mark (Windows Notepad) is dropped rather than refused.
-        table = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+        text = path.read_bytes().decode("utf-8-sig")
+        table = tomllib.loads(text)
     except UnicodeDecodeError as error:
         raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {error.object[error.start]:#04x} "
                           f"at position {error.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file '{path}' is not valid TOML ({error}); "
-                          "write one option a line: blur = 30") from None
+        raise ConfigError(f"config file '{path}' is not valid TOML ({error}){_quoted_line(text, error)}"
+                          "; write one option a line, text in quotes, true and false in lower "
+                          "case, a Windows path in single quotes: blur = 30, background = "
+                          "\"beach.jpg\", mirror = true, background = 'C:\\Users\\me\\beach.jpg'"
+                          ) from None
     except OSError as error:
         raise ConfigError(f"cannot read config file '{path}' ({error.strerror})") from None
     options = settable_options(parser)

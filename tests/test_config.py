@@ -182,6 +182,29 @@ def test_a_windows_path_in_double_quotes_is_refused_by_its_escapes_and_single_qu
     assert parse("--config", config)[0].background == "C:\\backgrounds\\beach.jpg"
 
 
+@pytest.mark.parametrize("line, column", [
+    ("mirror = True", 10),  # Python's spelling
+    ("background = beach.jpg", 14),  # text without quotes
+    ('background = "C:\\Users\\me\\beach.jpg"', 19),  # \U starts an escape in double quotes
+])
+def test_invalid_toml_names_its_line_and_the_rules_a_newcomer_trips_on(capsys, tmp_path, line,
+                                                                       column):
+    """The line was "not valid TOML (Invalid value (at line 2, column 10)); write one option a
+    line: blur = 30", which the file already did: it shows the line and TOML's rules for text,
+    true/false and Windows paths."""
+    config = write_config(tmp_path / "settings.toml", f"blur = 30\n{line}\n")
+    capsys.readouterr()
+    assert main(["--config", str(config), "--print-config"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: config file '{config}' is not valid TOML (")
+    assert f"(at line 2, column {column})): line 2 says {line}; " in lines[0]
+    assert lines[0].endswith(
+        "text in quotes, true and false in lower case, a Windows path in single quotes: "
+        "blur = 30, background = \"beach.jpg\", mirror = true, "
+        "background = 'C:\\Users\\me\\beach.jpg'")
+
+
 @pytest.mark.parametrize("encoding, text, word", [
     ("utf-16", "blur = 30\n", "byte 0xff at position 0"),  # Notepad's "Unicode"
     ("latin-1", 'background = "Jos\u00e9.png"\n', "byte 0xe9 at position 17"),
