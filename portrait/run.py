@@ -148,7 +148,7 @@ def run_images(
     if (state.background.strip().lower() == "transparent" and not output.matte
             and not source.is_folder and Path(out).suffix.lower() in NO_ALPHA_EXTENSIONS):
         raise InputError(f"--background transparent needs an output that keeps transparency, "
-                         f"not {Path(out).suffix}: use a .png --out")
+                         f"not {Path(out).suffix}: use a .png, .webp or .tif --out")
     if source.is_folder and same_place(out, source.path):
         raise InputError(f"cannot write the batch into its own folder '{source.path}': the "
                          "cut-outs would mix with the photos; choose another --out folder")

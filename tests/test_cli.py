@@ -628,7 +628,8 @@ def test_transparent_to_a_format_without_alpha_is_refused(capsys, tmp_path, brig
     source = person_image(tmp_path / "me.png")
     code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", source,
                                   "--out", tmp_path / "me.jpg", "--background", "transparent")
-    assert_one_line_error(code, stderr, "transparent", ".png")
+    # Each output type that keeps transparency (README, Photo outputs), not only PNG.
+    assert_one_line_error(code, stderr, "transparent", "not .jpg: use a .png, .webp or .tif --out")
     assert not (tmp_path / "me.jpg").exists()
 
 
