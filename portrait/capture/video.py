@@ -95,7 +95,9 @@ def _is_text_art(path: Path) -> bool:
 
     try:
         with av.open(str(path)) as container:
-            return any(stream.codec_context.name in _TEXT_ART_CODECS
+            # A stream FFmpeg knows no decoder for (a damaged file's) has no codec context.
+            return any(stream.codec_context is not None
+                       and stream.codec_context.name in _TEXT_ART_CODECS
                        for stream in container.streams.video)
     except (av.FFmpegError, OSError, ValueError):
         return False
