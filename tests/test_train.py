@@ -1163,3 +1163,28 @@ def test_a_batch_that_cannot_fit_in_memory_is_one_line_before_the_data_is_read(t
         check_batch_memory(model, options, 2, 10 * per_crop + weights)
     with pytest.raises(Exception, match="available; pass a smaller --input-size$"):
         check_batch_memory(model, options, 1, weights + per_crop - 1)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_the_compiled_model_makes_no_variable_while_its_first_step_is_traced(schedule):
+    """Adam's state exists before the first step: a variable made while the step is traced
+    made TensorFlow trace the step twice (half of a short run's start)."""
+    import keras
+
+    from portrait.training.losses import make_loss
+    from portrait.training.train import TrainOptions, compile_for_training
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(x))
+    options = TrainOptions(data=("unused",), schedule=schedule, epochs=2)
+    compile_for_training(model, make_loss("dice+bce"), options, steps=3)
+    made = [v.path for v in model.optimizer.variables]
+    moments = [path for path in made if path.endswith(("_momentum", "_velocity"))]
+    assert len(moments) == 2 * len(model.trainable_variables)  # Adam's two for each weight
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    masks = (images[..., :1] > 128).astype(np.float32)
+    model.fit(images, masks, batch_size=2, epochs=1, verbose=0)
+    assert [v.path for v in model.optimizer.variables] == made
+    assert int(model.optimizer.iterations.numpy()) == 2
