@@ -15,12 +15,12 @@ import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from portrait.capture import ImageSource, camera_index, open_source
+from portrait.capture import ImageItem, ImageSource, camera_index, open_source
 from portrait.composite import make_background
 from portrait.controls import (
     KEY_HELP,
@@ -182,18 +182,24 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
                     subject: SubjectOptions) -> list[tuple[Path, Exception]]:
     """:func:`run_images`' loop: each photo through the processor into the sink, counted in
     ``stats``; returns the batch's files that could not be processed, with why."""
+    items = source.items()
+    # Read before the model loads (seconds on a cold cache), so a photo that cannot be read
+    # costs no wait: a single one ends the run, a folder's are skipped as below.
+    head = _up_to_first_photo(items)
+    if head and head[0].error is not None and not source.is_folder:
+        raise head[0].error
+    items = itertools.chain(head, items)
     with ExitStack() as stack:
         background = None if output.matte else stack.enter_context(
             make_background(replace(composite, background=state.background)))
         sink = stack.enter_context(
             open_image_sink(out, batch=source.is_folder, protected=protected))
-        items = source.items()
-        first = next(items, None)
-        if first is not None and first.error is None:  # prepare the model for its shape
-            height, width = first.frame.image.shape[:2]
+        if head and head[-1].error is None:  # prepare the model for its shape
+            height, width = head[-1].frame.image.shape[:2]
             segment = replace(segment, frame_size=(width, height))
-        items = itertools.chain([first] if first is not None else [], items)
-        segmenter = stack.enter_context(create_segmenter(segment))
+        # A folder of which no photo reads needs no model: each is reported below.
+        segmenter = (stack.enter_context(create_segmenter(segment))
+                     if head and head[-1].error is None else None)
         framer = AutoFramer(framing, fps=None) if framing.enabled else None
         processor = FrameProcessor(segmenter, None, Refiner(refine), background, output.matte,
                                    PipelineOptions(reuse_still=False), controls=Controls(state),
@@ -230,6 +236,17 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
                 continue
             stats.frames += 1
     return failures
+
+
+def _up_to_first_photo(items: Iterator[ImageItem]) -> list[ImageItem]:
+    """The items of ``items`` up to and including the first photo that reads (every item where
+    none does); ``items`` goes on after them."""
+    head = []
+    for item in items:
+        head.append(item)
+        if item.error is None:
+            break
+    return head
 
 
 @contextmanager

@@ -394,6 +394,42 @@ def test_unreadable_image(capsys, tmp_path, brightness_model):
     assert_one_line_error(code, stderr, "x.jpg")
 
 
+@pytest.mark.parametrize("name, data", [("notes.txt", b"not a photo"),
+                                        ("cut.jpg", "truncated"), ("x.jpg", b"\xff\xd8\xff garbage")])
+def test_an_unreadable_photo_is_refused_before_the_model_loads(capsys, tmp_path, name, data):
+    """A typo in --image (a text file, a truncated JPEG) costs no model load: the model here is
+    no model at all, and its error would come first if it were tried."""
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")
+    photo = tmp_path / name
+    if data == "truncated":
+        whole = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
+        data = whole[:len(whole) // 2]
+    photo.write_bytes(data)
+    code, stderr = run_in_process(capsys, "--model", broken, "--image", photo,
+                                  "--out", tmp_path / "o.png")
+    assert_one_line_error(code, stderr, f"cannot read image '{photo}'")
+    assert "broken.hdf5" not in stderr
+
+
+def test_a_folder_of_which_no_photo_reads_is_reported_without_the_model(capsys, caplog, tmp_path):
+    """Each bad file is named and the batch ends with its summary and exit code 1, as always;
+    with nothing to process, the model (no model at all here) is not loaded."""
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a jpeg")
+    (folder / "b.png").write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        code, stderr = run_in_process(capsys, "--model", broken, "--image", folder,
+                                      "--out", tmp_path / "out")
+    assert code == 1, stderr
+    assert "broken.hdf5" not in stderr + caplog.text
+    assert "a.jpg" in caplog.text and "b.png" in caplog.text
+    assert "2 of 2 images could not be processed: a.jpg, b.png" in caplog.text
+
+
 def test_unreadable_video(capsys, tmp_path, brightness_model):
     bad = tmp_path / "clip.mp4"
     bad.write_text("this is not a video")
