@@ -52,8 +52,8 @@ from portrait.pipeline import FrameProcessor, StreamPipeline, stream_inference_t
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.segment.locate import resolve_model_path
-from portrait.sink import (PreviewSink, camera_lost_frame, check_backend, open_image_sink,
-                           open_sink, stream_out_kind)
+from portrait.sink import (PreviewSink, camera_lost_frame, check_backend, check_stream_out,
+                           open_image_sink, open_sink, stream_out_kind)
 from portrait.sink.images import NO_ALPHA_EXTENSIONS
 from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
@@ -328,6 +328,8 @@ def run_stream(
                              "(RGBA PNG frames); a video or virtual camera has no alpha")
     state = initial_state(controls, composite)
     protected = run_inputs([] if is_camera else [capture.source], segment, controls, state.background)
+    if output.out is not None:
+        check_stream_out(output.out, protected)  # writable, before the model loads
     if output.stats:
         check_report_file(output.stats, "--stats", ".json", protected=protected,
                           outputs=[output.out] if output.out else [])

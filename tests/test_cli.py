@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -758,6 +759,34 @@ def test_a_stream_output_of_the_wrong_kind_is_refused_before_the_model_loads(cap
                                       "--out", tmp_path / out)
         assert_one_line_error(code, stderr, f"cannot write '{tmp_path / out}': use a .mp4 or .avi "
                                             "file, or a folder for PNG frames")
+
+
+@pytest.mark.parametrize("where", ["/proc", "read-only", "frames in /proc"])
+def test_an_unwritable_stream_output_is_refused_with_why_before_the_model_loads(
+        capsys, tmp_path, where):
+    """A video --out (or a frames folder) that cannot be written is refused before the model
+    (no model at all here) loads, and says why: /proc takes no files (its system's own words,
+    "No such file or directory", name a folder the user can see); a read-only folder."""
+    if not Path("/proc").is_dir() and "proc" in where:
+        pytest.skip("needs /proc, a folder that takes no files")
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")  # loading it would fail first if it were tried
+    if where == "read-only":
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        if os.access(locked, os.W_OK):  # root writes there all the same
+            pytest.skip("a read-only folder is writable for this user (root)")
+        out, expected = locked / "o.mp4", f"folder '{locked}' is not writable (Permission denied)"
+    elif where == "/proc":
+        out, expected = "/proc/o.mp4", ("cannot write video '/proc/o.mp4': folder '/proc' is not "
+                                        "writable (it takes no files")
+    else:
+        out, expected = "/proc/frames/", "cannot create folder '/proc/frames' (it takes no files"
+    code, stderr = run_in_process(capsys, "--model", broken, "--source", video, "--out", out)
+    assert_one_line_error(code, stderr, expected)
+    assert "No such file or directory" not in stderr and "broken.hdf5" not in stderr
 
 
 def test_an_infinite_number_is_refused(capsys):

@@ -36,9 +36,9 @@ from portrait.sink.images import (
     PngFolderSink,
     write_image,
 )
-from portrait.sink.paths import PathLike, names_folder
+from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, names_folder
 from portrait.sink.preview import PreviewSink, has_display
-from portrait.sink.video import VIDEO_CODECS, VideoFileSink
+from portrait.sink.video import VIDEO_CODECS, VideoFileSink, check_video_out
 from portrait.sink.virtual_camera import (
     V4L2LOOPBACK_HINT,
     VirtualCameraSink,
@@ -62,6 +62,7 @@ __all__ = [
     "VirtualCameraSink",
     "camera_lost_frame",
     "check_backend",
+    "check_stream_out",
     "device_readers",
     "has_display",
     "open_image_sink",
@@ -117,6 +118,20 @@ def stream_out_kind(out: str) -> str:
     if path.suffix.lower() in VIDEO_CODECS:
         return "video"
     raise InputError(f"cannot write '{out}': use a .mp4 or .avi file, or a folder for PNG frames")
+
+
+def check_stream_out(out: str, protected: Iterable[PathLike] = ()) -> None:
+    """Check a stream's ``--out`` as its sink will (:func:`open_sink`), before the run loads its
+    model: a video file's folder made and writable, a frames folder likewise, no input replaced.
+
+    Raises:
+        InputError: an unusable ``out``, with the reason (permission denied, a read-only file
+            system, a folder that takes no files).
+    """
+    if stream_out_kind(out) == "frames":
+        _prepare_folder(Path(out), f"frames to '{out}'")
+    else:
+        check_video_out(Path(out), _file_ids(protected))
 
 
 def open_image_sink(out: PathLike, *, batch: bool,

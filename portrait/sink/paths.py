@@ -3,6 +3,7 @@ overwrite an input, write whole files atomically."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import tempfile
@@ -89,15 +90,25 @@ def _prepare_folder(folder: Path, what: str, option: str = "--out") -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot write {what}: cannot create folder '{folder}' "
-                         f"({error.strerror or error}); choose another {option}") from None
+                         f"({why_not_writable(error)}); choose another {option}") from None
     # Made and removed, not asked of os.access: that says yes to root for any folder (/proc
     # too), where a run would fail only when it writes, after its work.
     try:
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".portrait-", suffix=".tmp")
     except OSError as error:
         raise InputError(f"cannot write {what}: folder '{folder}' is not writable "
-                         f"({error.strerror or error}); choose another {option}") from None
+                         f"({why_not_writable(error)}); choose another {option}") from None
     probe.close()
+
+
+def why_not_writable(error: OSError) -> str:
+    """Why a file or folder could not be made, in words: the system's, except where they
+    mislead. A folder that is there but takes no files (Linux's /proc) answers "No such file
+    or directory", of a folder the user can see."""
+    if error.errno == errno.ENOENT and error.filename is not None \
+            and Path(os.path.dirname(os.fspath(error.filename)) or ".").is_dir():
+        return "it takes no files: a folder of the system, not of the disk"
+    return error.strerror or str(error)
 
 
 def _refuse_input(path: Path, protected_ids: set[tuple[int, int]], option: str = "--out") -> None:

@@ -100,11 +100,7 @@ class VideoFileSink(Sink):
                         self.path, fps)
             fps = 30.0
         self._protected = _file_ids(protected)
-        _refuse_input(self.path, self._protected)
-        if self.path.is_dir():
-            raise InputError(f"cannot write video '{self.path}': it is a folder; "
-                             "give a file name")
-        _prepare_folder(self.path.parent, f"video '{self.path}'")
+        check_video_out(self.path, self._protected)
         self.fps = float(fps)
         self._rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 is 30000/1001
         self.size = tuple(size) if size is not None else None
@@ -483,6 +479,19 @@ class VideoFileSink(Sink):
             if fd is not None:
                 os.close(fd)  # closing the descriptor releases its lock
                 setattr(self, name, None)
+
+
+def check_video_out(path: Path, protected_ids: set[tuple[int, int]]) -> None:
+    """Whether a video may be written to ``path``: no input (by its ``protected_ids``), no
+    folder, and a folder that is there or can be made, and takes files.
+
+    Raises:
+        InputError: what stands in the way, in one line.
+    """
+    _refuse_input(path, protected_ids)
+    if path.is_dir():
+        raise InputError(f"cannot write video '{path}': it is a folder; give a file name")
+    _prepare_folder(path.parent, f"video '{path}'")
 
 
 def _claim(path: Path) -> Optional[int]:
