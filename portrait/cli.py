@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from portrait.config import ConfigError, config_origin, format_config, parse_with_config
 from portrait.errors import InputError, PortraitError, run_command, stop_on_termination_signals
@@ -104,8 +104,24 @@ def _number(text: str, kind: type, ok, requirement: str, label: str = ""):
     return value
 
 
-def threads_count(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "must be 0 (all cores) or more")
+def threads_type(zero_means: str, name: str = "threads_count") -> Callable[[str], int]:
+    """A ``--threads`` type: a whole number, 0 or more, whose error says what 0 means for the
+    command (``zero_means``): each command runs its interpreter on its own share of cores."""
+    def threads(text: str) -> int:
+        return _number(text, int, lambda v: v >= 0, f"must be 0 ({zero_means}) or more")
+
+    threads.__name__ = threads.__qualname__ = name
+    return threads
+
+
+# The app: a camera or video stream gives its model half the cores (pipeline.
+# stream_inference_threads), a photo every core.
+threads_count = threads_type("half the cores for camera and video, every core for photos")
+# evaluate and the runtime benchmark: the model alone, on every core.
+threads_all_cores = threads_type("all cores", "threads_all_cores")
+# bench: our model as the app runs a stream.
+threads_as_stream = threads_type("half the cores, as the app's camera and video",
+                                 "threads_as_stream")
 
 
 def positive_int(text: str) -> int:

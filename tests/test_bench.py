@@ -248,6 +248,17 @@ def test_a_json_folder_that_takes_no_file_is_refused_before_the_run(tmp_path, ca
     assert "--json" in line and "/proc" in line
 
 
+@pytest.mark.parametrize("tool, zero_means", [
+    (bench, "0 (half the cores, as the app's camera and video)"),
+    (bench_runtimes, "0 (all cores)")])
+def test_threads_say_what_0_means_for_each_benchmark(capsys, tool, zero_means):
+    """bench runs our model as the app runs a stream (0: half the cores); the runtime benchmark
+    runs the model alone (0: every core)."""
+    code, out, err = in_process(capsys, tool.main, "--source", "clip.mp4", "--threads", "-1")
+    assert code == 2 and out == ""
+    assert f"argument --threads: '-1' must be {zero_means} or more" in one_error_line(err)
+
+
 @pytest.mark.parametrize("calls", ["0", "-3"])
 def test_runtimes_refuse_no_calls_while_parsing(capsys, calls):
     code, out, err = in_process(capsys, bench_runtimes.main, "--calls", calls)

@@ -789,6 +789,17 @@ def test_an_unwritable_stream_output_is_refused_with_why_before_the_model_loads(
     assert "No such file or directory" not in stderr and "broken.hdf5" not in stderr
 
 
+def test_threads_say_what_0_means_for_camera_video_and_photos(capsys):
+    """--threads 0 is half the cores for a camera or video stream, every core for photos
+    (pipeline.stream_inference_threads): the refusal of -1 says so, not "all cores"."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["--threads", "-1"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: argument --threads: '-1' must be 0 (half the cores for camera and video, every "
+        "core for photos) or more; see python app.py --help"]
+
+
 def test_an_infinite_number_is_refused(capsys):
     for option in ("--refine-sharpen", "--fps"):
         with pytest.raises(SystemExit) as stop:

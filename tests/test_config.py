@@ -137,7 +137,8 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
     ("blur = -3\n", ["'blur'", "greater than 0", "allowed: N"]),
     ("width = 0\n", ["'width'", "greater than 0", "allowed: W, camera width"]),
     ("fps = 0\n", ["'fps'", "allowed: F, camera frame rate"]),
-    ("threads = -1\n", ["'threads'", "0 (all cores) or more", "allowed: N, CPU threads"]),
+    ("threads = -1\n", ["'threads'", "must be 0 (half the cores for camera and video, every "
+                                     "core for photos) or more", "allowed: N, CPU threads"]),
     ("blur = 2.5\n", ["'blur'", "not a whole number"]),
     ("blur = true\n", ["'blur'", "true/false"]),
     ("device = \"tpu\"\n", ["'device'", '"auto", "cpu", "gpu"']),

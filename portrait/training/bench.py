@@ -338,7 +338,7 @@ def format_table(results: dict) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly, parse_size,
-                              positive_int, threads_count, with_debug)
+                              positive_int, threads_as_stream, with_debug)
     from portrait.sink.paths import check_report_file, write_atomic
 
     p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
@@ -356,7 +356,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px,
                    help="our blur strength (default %(default)s px)")
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
-    p.add_argument("--threads", type=threads_count, default=0, metavar="N",
+    p.add_argument("--threads", type=threads_as_stream, default=0, metavar="N",
                    help="our model's inference threads, as the app's --threads (default: 0, "
                         "as the app runs a stream: half the cores, at least 1)")
     p.add_argument("--decontaminate", action="store_true",

@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly, parse_size,
-                          positive_int, threads_count)
+                          positive_int, threads_all_cores)
 from portrait.errors import ModelError, run_command
 from portrait.options import LIVE_MODEL, SegmentOptions
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="video whose first frame is used (default: a random image)")
     p.add_argument("--calls", type=positive_int, default=300,
                    help="timed calls per way (default: 300)")
-    p.add_argument("--threads", type=threads_count, default=0,
+    p.add_argument("--threads", type=threads_all_cores, default=0,
                    help="interpreter threads (default: all cores)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p

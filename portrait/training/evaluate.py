@@ -38,7 +38,7 @@ from portrait.cli import (
     model_size,
     named_ignored,
     positive_int,
-    threads_count,
+    threads_all_cores,
     typed_options,
 )
 from portrait.errors import InputError, run_command
@@ -748,7 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--input-norm", choices=("auto", "raw", "unit", "symmetric"), default="auto")
     model.add_argument("--input-size", type=model_size, metavar="WxH")
     model.add_argument("--letterbox", action="store_true")
-    model.add_argument("--threads", type=threads_count, default=0,
+    model.add_argument("--threads", type=threads_all_cores, default=0,
                        help="CPU threads (default: all cores)")
     model.add_argument("--trust-model", action="store_true",
                        help="allow Keras models with serialised code (Lambda layers)")
