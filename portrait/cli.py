@@ -334,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--print-config", action="store_true",
                         help="print the effective settings as TOML and exit")
 
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    talk = p.add_mutually_exclusive_group()  # -q -v: one line, exit 2, not silently verbose
+    talk.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    talk.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return p
 
@@ -465,6 +466,23 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     return lines
 
 
+def log_verbosity(args: argparse.Namespace, typed: set[str],
+                  config_path: Optional[os.PathLike] = None) -> tuple[bool, bool]:
+    """(verbose, quiet) for :func:`configure_logging`: the one typed on the command line
+    (``typed``, see :func:`command_line_options`) wins over the other from the config file.
+
+    Raises:
+        ConfigError: both set by the config file at ``config_path`` (both typed, argparse
+            refuses).
+    """
+    if not (args.verbose and args.quiet):
+        return args.verbose, args.quiet
+    if "verbose" in typed or "quiet" in typed:
+        return "verbose" in typed, "quiet" in typed
+    raise ConfigError(f"config file '{config_path}' sets both verbose = true and quiet = true, "
+                      "which contradict each other; keep one")
+
+
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Log to stderr at INFO (DEBUG when verbose, WARNING when quiet); TensorFlow, absl and h5py
     only from ERROR up, and TensorFlow's C++ info lines hidden unless verbose."""
@@ -514,10 +532,14 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
                      "than the one above, so both are in the cycle); a file made from this "
                      "printout holds only the one above\n")
         return _print_config(text)
-    configure_logging(args.verbose, args.quiet)
+    typed = command_line_options(argv)
+    try:
+        configure_logging(*log_verbosity(args, typed, config.path))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     if config.path is not None:
         log.debug("config file: %s", config.path)
-    typed = command_line_options(argv)
     for line in ignored_options(args, typed):
         log.warning(line)
 

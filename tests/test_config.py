@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from portrait.cli import (build_parser, control_options_from_args, given, main, model_size,
+from portrait.cli import (build_parser, command_line_options, control_options_from_args, given,
+                          log_verbosity, main, model_size,
                           parse_size, positive_float, positive_int, probability, refine_radius,
                           source_spec, threads_count, zoom_limit)
 from portrait.config import (
@@ -364,3 +365,37 @@ def test_config_origin_names_only_quoted_values_the_file_set():
         " (background = \"sky.png\", model = \"mine.hdf5\" come from config file 'c.toml')"
     assert config_origin("blur 30 is too strong", config, set()) == ""  # only quoted strings
     assert config_origin("cannot read 'sky.png'", Config(), set()) == ""  # no file
+
+
+@pytest.mark.parametrize("text, argv, expected", [
+    ("", ["-v"], (True, False)),
+    ("", ["-q"], (False, True)),
+    ("quiet = true\n", ["-v"], (True, False)),  # the command line wins over the file
+    ("verbose = true\n", ["--quiet"], (False, True)),
+    ("verbose = true\n", [], (True, False)),
+])
+def test_verbose_or_quiet_from_the_command_line_wins_over_the_file(tmp_path, text, argv,
+                                                                   expected):
+    config = write_config(tmp_path / "c.toml", text)
+    args, read = parse("--config", config, *argv)
+    assert log_verbosity(args, command_line_options(["--config", str(config), *argv]),
+                         read.path) == expected
+
+
+@pytest.mark.parametrize("text, argv, words", [
+    ("", ["-q", "-v"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
+    ("", ["-vq"], "argument -q/--quiet: not allowed with argument -v/--verbose"),
+    ("verbose = true\n", ["-q", "-v"], "argument -v/--verbose: not allowed with argument "
+                                       "-q/--quiet"),
+    ("verbose = true\nquiet = true\n", [], "sets both verbose = true and quiet = true"),
+])
+def test_verbose_and_quiet_together_are_refused_in_one_line(tmp_path, capsys, text, argv, words):
+    """Not silently verbose: -q -v contradict each other (exit code 2), typed or in the file."""
+    config = write_config(tmp_path / "c.toml", text)
+    try:
+        code = main(["--config", str(config), *argv])
+    except SystemExit as stop:  # argparse's refusal
+        code = stop.code
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines

@@ -186,6 +186,14 @@ def test_model_options_are_checked_as_the_app_checks_them(data, capsys, args, me
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_quiet_and_verbose_together_are_refused_in_one_line(data, capsys):
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["--model", "x.hdf5", "--data", str(data), "-q", "-v"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1, err
+    assert "argument -v/--verbose: not allowed with argument -q/--quiet" in err[0]
+
+
 def test_a_missing_compare_model_is_named_by_its_option(data, brightness_model, capsys, tmp_path):
     assert evaluate.main(["--model", str(brightness_model), "--data", str(data), "--compare",
                           str(tmp_path / "nope.tflite")]) == 2

@@ -762,8 +762,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="test-time augmentation of the --compare model, off, mirror, "
                             "scales or turns (default: as --tta, so that both are scored alike)")
 
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    talk = p.add_mutually_exclusive_group()  # -q -v: one line, exit 2, not silently verbose
+    talk.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    talk.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return p
 
