@@ -88,6 +88,11 @@ def source_spec(text: str) -> str:
     return given(text)
 
 
+# A config file's number that is no whole number (source = 1.0) would name a file "1.0".
+source_spec.refuse_float = ("a camera index is a whole number: source = 1; a video file's name "
+                            "goes in quotes: source = \"clip.mp4\"")
+
+
 def _number(text: str, kind: type, ok, requirement: str, label: str = ""):
     """``text`` as an ``int`` or a finite ``float`` for which ``ok(value)`` holds (nan never
     does), else the argparse error: "'x' is not a number", "<label>'x' <requirement>", or

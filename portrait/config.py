@@ -101,6 +101,8 @@ def _convert_one(parser: argparse.ArgumentParser, action: argparse.Action, value
         raise _BadValue(f"{kind} is not allowed here")
     if (action.type is None or getattr(action.type, "quoted", False)) and not isinstance(value, str):
         raise _BadValue("expected a string in quotes")
+    if isinstance(value, float) and getattr(action.type, "refuse_float", None):
+        raise _BadValue(action.type.refuse_float)
     text = str(value)
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         # A Windows path in double quotes: "C:\backgrounds\beach.jpg" is read as C:, a
@@ -199,6 +201,10 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
     keys_of: dict[str, str] = {}  # dest -> the key that set it
     for key, value in table.items():
         action = options.get(key) or options.get(key.replace("_", "-"))
+        if action is None and isinstance(value, dict):
+            raise ConfigError(f"config file '{path}' has a section [{key}], which it does not "
+                              "take: its keys stand at the top level, one a line (blur = 30); "
+                              f"remove the line [{key}]")
         if action is None:
             close = difflib.get_close_matches(key.replace("_", "-"), options, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""

@@ -134,7 +134,11 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text, words", [
     ("colour = 1\n", ["unknown key 'colour'", "allowed:", "blur", "mirror"]),
-    ("[look]\nblur = 3\n", ["unknown key 'look'"]),
+    ("[look]\nblur = 3\n", ["has a section [look], which it does not take: its keys stand at "
+                            "the top level", "remove the line [look]"]),
+    ("[portrait]\nblur = 3\n", ["has a section [portrait]", "remove the line [portrait]"]),
+    ("source = 1.0\n", ["'source'", "source = 1.0: a camera index is a whole number: source = 1; "
+                                    "a video file's name goes in quotes"]),
     ("blur = -3\n", ["'blur'", "greater than 0", "allowed: N"]),
     ("width = 0\n", ["'width'", "greater than 0", "allowed: W, camera width"]),
     ("fps = 0\n", ["'fps'", "allowed: F, camera frame rate"]),
