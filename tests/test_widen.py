@@ -1,5 +1,6 @@
 """portrait.training.widen: a wider decoder that predicts what the trained model does."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_the_widened_model_predicts_the_same_and_its_new_channels_can_learn(tmp_
         assert np.abs(gradient[:, :, old:]).max() > 0
 
 
-def test_the_encoder_tail_joins_without_changing_the_prediction(tmp_path):
+def test_the_encoder_tail_joins_without_changing_the_prediction(tmp_path, caplog):
     """--tail: blocks 13 to 16 added back through a projection that starts at zero; with
     --decoder too, both at once. The projection gets a gradient, so training can use it."""
     import keras
@@ -76,8 +77,18 @@ def test_the_encoder_tail_joins_without_changing_the_prediction(tmp_path):
     image = np.random.default_rng(0).uniform(0, 255, (2, 96, 64, 3)).astype(np.float32)
     source = _trained_like(tmp_path / "s.hdf5")
     out = tmp_path / "grown.hdf5"
-    assert main([str(source), "--tail", "--backbone", "none", "--decoder", "20,14,10",
-                 "--out", str(out)]) == 0
+    with caplog.at_level(logging.INFO, logger="portrait.training.widen"):
+        assert main([str(source), "--tail", "--backbone", "none", "--decoder", "20,14,10",
+                     "--out", str(out)]) == 0
+    assert (f"wrote {out}: decoder 12,8,6 -> 20,14,10 channels, the encoder's tail added "
+            "(blocks 13 to 16), ") in caplog.text
+    caplog.clear()
+    alone = tmp_path / "tail-alone.hdf5"  # the log says what changed: not "12,8,6 -> 12,8,6"
+    with caplog.at_level(logging.INFO, logger="portrait.training.widen"):
+        assert main([str(source), "--tail", "--backbone", "none", "--out", str(alone)]) == 0
+    wrote = [r.getMessage() for r in caplog.records if r.getMessage().startswith("wrote")]
+    assert len(wrote) == 1 and wrote[0].startswith(
+        f"wrote {alone}: the encoder's tail added (blocks 13 to 16), "), wrote
     grown = keras.models.load_model(out, compile=False)
     assert decoder_widths(grown) == [20, 14, 10]
     encoder = grown.get_layer("encoder")

@@ -250,6 +250,19 @@ def parse_widths(text: str) -> list[int]:
     return widths
 
 
+def what_changed(before: Sequence[int], after: Sequence[int], tail: bool) -> str:
+    """What widening did, for its log line: "decoder 64,40,24 -> 96,64,32 channels", "the
+    encoder's tail added (blocks 13 to 16)", or both; a decoder that kept its widths (``--tail``
+    alone) is not named as if it changed."""
+    changes = []
+    if list(after) != list(before):
+        changes.append(f"decoder {','.join(map(str, before))} -> {','.join(map(str, after))} "
+                       "channels")
+    if tail:
+        changes.append("the encoder's tail added (blocks 13 to 16)")
+    return ", ".join(changes) or "nothing changed"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from portrait.cli import OneLineParser
 
@@ -336,9 +349,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.decoder:
             grown = widen_decoder(grown, args.decoder)
         save_model(grown, out, short_px)  # one line if it cannot be written
-        log.info("wrote %s: decoder %s -> %s channels%s, %d -> %d parameters", out,
-                 ",".join(map(str, before)), ",".join(map(str, decoder_widths(grown))),
-                 ", the encoder's tail added" if args.tail else "",
+        log.info("wrote %s: %s, %d -> %d parameters", out,
+                 what_changed(before, decoder_widths(grown), args.tail),
                  model.count_params(), grown.count_params())
 
     return run_command(body, traceback=args.debug)
