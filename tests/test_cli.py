@@ -69,7 +69,7 @@ def test_a_stream_runs_the_interpreter_on_half_the_cores_and_a_photo_on_all(
                           (["--source", video, "--out", tmp_path / "b.mp4", "--threads", "3"], 3)):
         code, _, stderr = run_app("--model", brightness_model, *args)
         assert code == 0, stderr
-        assert f"TFLite (CPU, {threads} threads" in stderr, stderr
+        assert f"TFLite (CPU, {threads} thread{'' if threads == 1 else 's'}," in stderr, stderr
 
 
 @pytest.mark.parametrize("extra, channels", [

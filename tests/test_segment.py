@@ -774,3 +774,11 @@ def test_tta_scales_on_a_fixed_size_model_is_the_mirror_and_says_so(tmp_path):
         assert tta.description.endswith(
             "averaged with its mirror image (--tta scales; a model run at a fixed 64x48 has no "
             "other scale)")
+
+
+@pytest.mark.parametrize("threads, words", [(1, "TFLite (CPU, 1 thread,"), (2, "TFLite (CPU, 2 threads,")])
+def test_the_runtime_counts_its_threads_in_good_english(threads, words):
+    """The log line a user reads ("segmenter: TFLite (CPU, 1 thread, LiteRT), ..."): not "1 threads"."""
+    model = Path(__file__).resolve().parents[1] / "weights" / "unet_live.tflite"
+    with create_segmenter(SegmentOptions(model=str(model), threads=threads)) as segmenter:
+        assert words in segmenter.runtime and words in segmenter.description

@@ -98,7 +98,8 @@ class TFLiteSegmenter(Segmenter):
         self._output = self._interpreter.tensor(output_detail["index"])
         self.letterbox = letterbox
         self.output_kind = self._read.kind
-        self.runtime = f"TFLite (CPU, {self.threads} threads, {tflite_utils.interpreter_module(interpreter)[1]})"
+        threads_text = f"{self.threads} thread{'' if self.threads == 1 else 's'}"
+        self.runtime = f"TFLite (CPU, {threads_text}, {tflite_utils.interpreter_module(interpreter)[1]})"
         self.cache_path: Optional[Path] = None  # set by the factory for a cached conversion
         self.cache_hit = False
         self.description = describe(self, name, None, "")
