@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, shared_path, write_video
-from portrait.training import bench, bench_runtimes
+from portrait.training import bench, bench_effects, bench_runtimes
 
 EXPORTED_LIVE = ROOT / "weights" / "unet_live.tflite"  # a plain TFLite model: not MediaPipe's
 
@@ -257,6 +257,18 @@ def test_threads_say_what_0_means_for_each_benchmark(capsys, tool, zero_means):
     code, out, err = in_process(capsys, tool.main, "--source", "clip.mp4", "--threads", "-1")
     assert code == 2 and out == ""
     assert f"argument --threads: '-1' must be {zero_means} or more" in one_error_line(err)
+
+
+@pytest.mark.parametrize("tool", [bench, bench_effects, bench_runtimes])
+def test_a_size_of_one_number_is_square_and_help_says_so(capsys, tool):
+    """--size 100 is 100x100, as the app's own --input-size reads it (cli.parse_size): said in
+    --help, so a typo for 100x56 is no surprise."""
+    from portrait.cli import parse_size
+
+    assert parse_size("100") == (100, 100)
+    code, out, _ = in_process(capsys, tool.main, "--help")
+    assert code == 0
+    assert "N alone means NxN" in " ".join(out.split()), out
 
 
 @pytest.mark.parametrize("calls", ["0", "-3"])

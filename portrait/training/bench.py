@@ -344,7 +344,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
     p.add_argument("--source", required=True, help="video clip (looped as needed)")
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
-                   help="both pipelines get the clip resized to this (default 1280x720)")
+                   help="both pipelines get the clip resized to this; N alone means NxN, as the "
+                        "app's --input-size (default 1280x720)")
     p.add_argument("--frames", type=positive_int, default=600, help="frames per throughput run (default 600)")
     p.add_argument("--model", default=LIVE_MODEL,
                    help=f"our model (default: the app's default for camera and video, {LIVE_MODEL})")

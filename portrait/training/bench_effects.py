@@ -161,7 +161,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--source", required=True, help="video clip")
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
-                   help="the clip and its mattes are resized to this (default 1280x720)")
+                   help="the clip and its mattes are resized to this; N alone means NxN, as "
+                        "the app's --input-size (default 1280x720)")
     p.add_argument("--model", default=LIVE_MODEL, help=f"model for the mattes ({LIVE_MODEL})")
     p.add_argument("--passes", type=positive_int, default=2, help="timed passes over the clip (default 2)")
     args = with_debug(p).parse_args(argv)

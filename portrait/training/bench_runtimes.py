@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=LIVE_MODEL, help=f"Keras model with its export beside it "
                                                        f"(default: {LIVE_MODEL})")
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
-                   help="frame size (default: 1280x720)")
+                   help="frame size; N alone means NxN, as the app's --input-size "
+                        "(default: 1280x720)")
     p.add_argument("--source", help="video whose first frame is used (default: a random image)")
     p.add_argument("--calls", type=positive_int, default=300,
                    help="timed calls per way (default: 300)")
