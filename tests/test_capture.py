@@ -571,6 +571,19 @@ def test_a_text_file_is_refused_not_shown_as_a_picture_of_its_text(tmp_path, nam
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_text_file_as_background_is_refused_not_shown_as_a_picture_of_its_text(tmp_path):
+    # The background's own reader (PyAV's ScaledVideo, not VideoFileSource) refuses it too: a
+    # background pack's licence.txt given as --background.
+    from portrait.composite import make_background
+    from portrait.options import CompositeOptions
+
+    path = tmp_path / "licence.txt"
+    path.write_text("".join(f"Line {i}: free backgrounds, licence CC-BY-4.0, credit the author.\n"
+                            for i in range(40)))
+    with pytest.raises(InputError, match=r"background video .*it is a text file.*give a video"):
+        make_background(CompositeOptions(background=str(path)), (64, 48)).close()
+
+
 def test_a_file_with_sound_and_no_picture_says_so(tmp_path):
     import av
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from portrait.capture.base import Frame, Source
 from portrait.capture.images import not_found
-from portrait.capture.video import file_identity, why_no_frame
+from portrait.capture.video import file_identity, refuse_text_file, why_no_frame
 from portrait.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class ScaledVideo(Source):
             raise not_found(self.path, "video")
         if not self.path.is_file():
             raise InputError(f"video '{self.path}' is not a file; give a video file")
+        refuse_text_file(self.path)  # FFmpeg would draw its text as the picture
         try:
             self._container = av.open(str(self.path))
             self._stream = self._container.streams.video[0]

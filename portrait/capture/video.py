@@ -89,6 +89,18 @@ def file_identity(path: Path) -> Optional[tuple[int, int, int, int]]:
 _TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 
 
+def refuse_text_file(path: Path) -> None:
+    """Refuse ``path`` where FFmpeg reads it only as text drawn as a picture (:func:`_is_text_art`):
+    each reader of video files (this module's, :class:`portrait.capture.scaled.ScaledVideo`).
+
+    Raises:
+        InputError: it is a text file, in one line.
+    """
+    if _is_text_art(path):
+        raise InputError(f"cannot read video '{path}': it is a text file, which the video reader "
+                         "would show as a picture of its text; give a video file")
+
+
 def _is_text_art(path: Path) -> bool:
     """Whether FFmpeg reads ``path`` only as text drawn as a picture (a text file, not a video)."""
     import av
@@ -144,9 +156,7 @@ class VideoFileSource(Source):
         if not opencv_can_open(self.path):
             raise InputError(f"cannot read video '{self.path}': its name is not UTF-8 text, which "
                              "the video reader cannot open; rename the file")
-        if _is_text_art(self.path):
-            raise InputError(f"cannot read video '{self.path}': it is a text file, which the "
-                             "video reader would show as a picture of its text; give a video file")
+        refuse_text_file(self.path)
         with quiet_opencv():
             capture = _open_video(self.path)
             started = time.perf_counter()
