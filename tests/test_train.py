@@ -1138,12 +1138,17 @@ def test_the_estimate_stays_below_what_the_shipped_architecture_keeps():
     assert 40e6 < kept_bytes_per_sample(model, (192, 192)) < 73e6
 
 
-def test_a_batch_that_cannot_fit_in_memory_is_one_line_before_the_data_is_read(tmp_path, capsys):
+def test_a_batch_that_cannot_fit_in_memory_is_one_line_before_the_data_is_read(tmp_path, capsys,
+                                                                              monkeypatch):
     """--batch 10000000 of 64x64 crops needs terabytes: it was read, cached and killed by the
     system without a line. Now it is refused, with the largest batch the bound allows, before
     the data (nowhere here) is read or the run folder written."""
+    from portrait.training import train
     from portrait.training.train import TrainOptions, check_batch_memory
 
+    # The system's memory, also where TensorFlow sees a GPU (training_memory then checks
+    # nothing, and the run would go on to the missing data).
+    monkeypatch.setattr(train, "training_memory", lambda: 16 * 10**9)
     out, run = tmp_path / "x.hdf5", tmp_path / "run"
     args = ["--data", str(tmp_path / "no data yet"), "--out", str(out), "--run-dir", str(run),
             "--epochs", "1"] + TINY
