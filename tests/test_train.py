@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -379,6 +380,8 @@ def test_short_training_run_writes_a_model_the_app_uses(tmp_path, context, disti
                        "--backbone", "none", "--context", context, "--out", str(out),
                        "--loss", loss, "--run-dir", str(tmp_path / "run")] + teacher)
     assert code == 0 and out.is_file()
+    with h5py.File(out) as written:  # the model to run; Adam's state stays in the run folder
+        assert "model_weights" in written and "optimizer_weights" not in written
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2  # header + epoch
     options = json.loads((tmp_path / "run" / "train.json").read_text())
     assert options["input_size"] == [64, 64] and options["context"] == context

@@ -346,14 +346,16 @@ def save_model(model, out: Path, short_px: int) -> None:
     # HDF5 on a disk that fills up mid-write floods the terminal with errors it cannot
     # report, leaves a file it cannot close and crashes the process at its exit: no write
     # is started that the disk cannot take (short of another program filling it meanwhile).
-    need, free = h5_size(model), free_bytes(out.parent)
+    need, free = h5_size(model, optimizer=False), free_bytes(out.parent)
     if free is not None and free < need:
         raise InputError(f"cannot write model '{out}': its disk has {megabytes(free)} free, and "
                          f"the model needs about {megabytes(need)}; free some space or choose "
                          "another folder")
     tmp = temporary_beside(out, ".tmp.h5")
     try:
-        model.save(tmp)
+        # The model to run: the optimizer's state (twice the weights again, for Adam) belongs
+        # in the run folder's checkpoint and backup, not here.
+        model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             f.attrs[SHORT_SIDE_ATTR] = int(short_px)
         os.replace(tmp, out)
@@ -418,21 +420,30 @@ def mean_weights(weight_sets: Sequence[Sequence]) -> list:
     return [(w / len(weight_sets)).astype(np.float32) for w in total]
 
 
-def recalibrate_batchnorm(model, dataset, steps: int) -> None:
+def training_forward(model):
+    """``model`` run in training mode (its batch-norm layers update their moving statistics),
+    traced by TensorFlow at its first call. One serves every weight set given to ``model`` in
+    turn: weights are variables, so new values need no new trace."""
+    import tensorflow as tf
+
+    return tf.function(lambda images: model(images, training=True))
+
+
+def recalibrate_batchnorm(model, dataset, steps: int, forward=None) -> None:
     """Re-estimate every batch-norm layer's moving statistics for the final weights.
 
     Runs ``steps`` batches forward in training mode (no weight update) with a fast momentum, so
     the statistics inference uses match the weights being shipped rather than a blend of
-    earlier ones.
+    earlier ones. ``forward``: :func:`training_forward` of ``model``, made once where several
+    weight sets are recalibrated (else one is made, and traced, here).
     """
     import keras
-    import tensorflow as tf
 
     norms = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
     saved = [l.momentum for l in norms]
     for layer in norms:
-        layer.momentum = 0.9
-    forward = tf.function(lambda images: model(images, training=True))
+        layer.momentum = 0.9  # read when ``forward`` is traced: the same at every call
+    forward = forward or training_forward(model)
     for images, _ in dataset.take(steps):
         forward(images)
     for layer, momentum in zip(norms, saved):
@@ -969,7 +980,6 @@ def train(options: TrainOptions) -> Path:
     from portrait.training.data import (CALIBRATION_AUGMENT, AugmentOptions, check_decodable,
                                         check_masks, make_dataset)
     from portrait.training.losses import make_loss, uses_views
-    from portrait.training.metrics import training_metrics
     from portrait.training.model import build_unet
     from portrait.segment import HDF5_SUFFIXES
 
@@ -1075,35 +1085,39 @@ def train(options: TrainOptions) -> Path:
                                    augment=dataclasses.replace(CALIBRATION_AUGMENT,
                                                                pad=options.pad),
                                    seed=options.seed + 1)
-        candidates = {"final": model}
+        # Each candidate is a set of weights given to the trained model in turn, so that the
+        # recalibration and the validation are traced once, not once a candidate.
+        candidates = {"final": model.get_weights()}
         if best_h5.is_file():
-            candidates["best"] = keras.models.load_model(best_h5, compile=False)
+            candidates["best"] = keras.models.load_model(best_h5, compile=False).get_weights()
         if options.average_last:
             tail = [tail_path(run_dir, e) for e in range(options.epochs - options.average_last + 1,
                                                           options.epochs + 1)]
             if all(path.is_file() for path in tail):
-                # The same architecture, new variables (clone_model would also recompile it,
-                # and the loss is not a registered Keras object).
-                candidates["average"] = model.__class__.from_config(model.get_config())
-                average_weights(candidates["average"], tail)
+                average_weights(model, tail)
+                candidates["average"] = model.get_weights()
                 log.info("averaged the weights after epochs %d-%d",
                          options.epochs - len(tail) + 1, options.epochs)
             else:
                 missing = ", ".join(p.name for p in tail if not p.is_file())
                 log.warning("not averaging: the run folder lacks %s (were they deleted?)", missing)
-        scores = {}
-        for name, candidate in candidates.items():
-            recalibrate_batchnorm(candidate, calibration, options.bn_steps)
-            candidate.compile(loss=make_loss(options.loss), metrics=training_metrics())
-            scores[name] = candidate.evaluate(val_ds, verbose=0, return_dict=True)["iou"]
+        forward = training_forward(model)
+        scores, calibrated = {}, {}
+        for name, weights in candidates.items():
+            model.set_weights(weights)
+            recalibrate_batchnorm(model, calibration, options.bn_steps, forward)
+            # The validation of fit(), with the training's loss and metrics, already traced.
+            scores[name] = model.evaluate(val_ds, verbose=0, return_dict=True)["iou"]
+            calibrated[name] = model.get_weights()
             if options.average_last:  # each candidate stays in the run folder, for comparison
-                save_model(candidate, run_dir / f"candidate_{name}.hdf5", short_px=short_px)
+                save_model(model, run_dir / f"candidate_{name}.hdf5", short_px=short_px)
         chosen = max(scores, key=scores.get)
         log.info("validation IoU after batch-norm recalibration: %s; keeping the %s weights",
                  ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), chosen)
         wall_s = time.perf_counter() - started
         # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
-        save_model(candidates[chosen], out, short_px=short_px)
+        model.set_weights(calibrated[chosen])
+        save_model(model, out, short_px=short_px)
     shutil.rmtree(backup, ignore_errors=True)  # the run is done; nothing to resume
     (run_dir / "result.json").write_text(json.dumps(
         {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen}, indent=2))
