@@ -800,6 +800,48 @@ def test_threads_say_what_0_means_for_camera_video_and_photos(capsys):
         "core for photos) or more; see python app.py --help"]
 
 
+@pytest.mark.parametrize("out", ["new/deeper/o.mp4", "new/deeper/frames/"])
+def test_a_stream_run_that_fails_after_the_output_check_leaves_no_folder(capsys, tmp_path, out):
+    """The early check of a stream's --out creates nothing: a run that fails after it (here
+    its model won't load) leaves no empty folder where its video or frames would have gone."""
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")
+    before = sorted(tmp_path.iterdir())
+    code, stderr = run_in_process(capsys, "--model", broken, "--source", video,
+                                  "--out", f"{tmp_path}/{out}")
+    assert_one_line_error(code, stderr, "broken.hdf5")
+    assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("where", ["read-only", "file", "long name"])
+def test_a_stream_output_folder_that_cannot_be_made_is_refused_without_making_any(
+        capsys, tmp_path, where):
+    """A --out whose folders are not there yet is checked where they would be made, and
+    refused in the words making them would give; none of them is made."""
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")
+    if where == "read-only":
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        if os.access(locked, os.W_OK):  # root writes there all the same
+            pytest.skip("a read-only folder is writable for this user (root)")
+        folder, reason = locked / "new" / "deeper", "Permission denied"
+    elif where == "file":
+        (tmp_path / "taken").write_bytes(b"a file")
+        folder, reason = tmp_path / "taken" / "new", "Not a directory"
+    else:
+        folder, reason = tmp_path / "new" / ("n" * 300), "File name too long"
+    before = sorted(tmp_path.rglob("*"))
+    for out in (f"{folder}/o.mp4", f"{folder}/"):
+        code, stderr = run_in_process(capsys, "--model", broken, "--source", video, "--out", out)
+        assert_one_line_error(code, stderr, f"cannot create folder '{folder}' ({reason})")
+        assert "broken.hdf5" not in stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_an_infinite_number_is_refused(capsys):
     for option in ("--refine-sharpen", "--fps"):
         with pytest.raises(SystemExit) as stop:

@@ -36,7 +36,7 @@ from portrait.sink.images import (
     PngFolderSink,
     write_image,
 )
-from portrait.sink.paths import PathLike, _file_ids, _prepare_folder, names_folder
+from portrait.sink.paths import PathLike, _file_ids, check_folder, names_folder
 from portrait.sink.preview import PreviewSink, has_display
 from portrait.sink.video import VIDEO_CODECS, VideoFileSink, check_video_out
 from portrait.sink.virtual_camera import (
@@ -122,14 +122,16 @@ def stream_out_kind(out: str) -> str:
 
 def check_stream_out(out: str, protected: Iterable[PathLike] = ()) -> None:
     """Check a stream's ``--out`` as its sink will (:func:`open_sink`), before the run loads its
-    model: a video file's folder made and writable, a frames folder likewise, no input replaced.
+    model: a video file's folder writable or one that can be made, a frames folder likewise, no
+    input replaced. Creates nothing: the run may yet fail (a camera that won't open, a model
+    that won't load), and its sink makes the folder when it opens.
 
     Raises:
         InputError: an unusable ``out``, with the reason (permission denied, a read-only file
             system, a folder that takes no files).
     """
     if stream_out_kind(out) == "frames":
-        _prepare_folder(Path(out), f"frames to '{out}'")
+        check_folder(Path(out), f"frames to '{out}'")
     else:
         check_video_out(Path(out), _file_ids(protected))
 

@@ -83,14 +83,67 @@ def lies_in(path: PathLike, folder: PathLike) -> bool:
 
 def _prepare_folder(folder: Path, what: str, option: str = "--out") -> None:
     """Create ``folder`` (and parents) and check it is writable; InputError otherwise."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"cannot write {what}: '{folder}' is a file, not a folder; "
-                         f"choose another {option}")
+    _refuse_file(folder, what, option)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot write {what}: cannot create folder '{folder}' "
                          f"({why_not_writable(error)}); choose another {option}") from None
+    _probe_folder(folder, what, option)
+
+
+def check_folder(folder: Path, what: str, option: str = "--out") -> None:
+    """Check, creating nothing, that :func:`_prepare_folder` would succeed: ``folder`` is
+    writable, or the nearest folder above it that is there takes new folders and the names
+    to be made are short enough. For the checks made before a run loads its model, so that a
+    run that fails later (a camera that won't open, a model that won't load) leaves no folder.
+
+    Raises:
+        InputError: as :func:`_prepare_folder` words it (a file in the way, permission denied,
+            a read-only file system, a folder that takes no files, a name too long).
+    """
+    _refuse_file(folder, what, option)
+    if folder.is_dir():
+        _probe_folder(folder, what, option)
+        return
+    parent = nearest_existing(folder)
+    try:
+        if not parent.is_dir():  # a file where a folder would be made
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(folder))
+        _check_name_lengths(parent, folder.relative_to(parent).parts)
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".portrait-", suffix=".tmp"))
+    except OSError as error:
+        raise InputError(f"cannot write {what}: cannot create folder '{folder}' "
+                         f"({why_not_writable(error)}); choose another {option}") from None
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or the nearest of its parents that is there (as a link too), ``.`` at worst."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return Path(".")
+
+
+def _check_name_lengths(parent: Path, names: Iterable[str]) -> None:
+    """Raise the OSError that making folders named ``names`` under ``parent`` would."""
+    try:
+        longest = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = NAME_MAX
+    for name in names:
+        if len(os.fsencode(name)) > longest:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
+
+
+def _refuse_file(folder: Path, what: str, option: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"cannot write {what}: '{folder}' is a file, not a folder; "
+                         f"choose another {option}")
+
+
+def _probe_folder(folder: Path, what: str, option: str) -> None:
+    """InputError unless a file can be made in ``folder`` (which is there)."""
     # Made and removed, not asked of os.access: that says yes to root for any folder (/proc
     # too), where a run would fail only when it writes, after its work.
     try:

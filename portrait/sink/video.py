@@ -17,7 +17,7 @@ from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.mp4 import (RECORDING_OPTIONS, TICKS, playable, remux_faststart,
                                trim_to_whole_boxes)
 from portrait.sink.paths import (PathLike, _file_ids, _is_protected, _prepare_folder,
-                                 _refuse_input, hidden_prefix, temporary_beside)
+                                 _refuse_input, check_folder, hidden_prefix, temporary_beside)
 
 if TYPE_CHECKING:
     from portrait.sink.audio import SourceAudio
@@ -100,7 +100,7 @@ class VideoFileSink(Sink):
                         self.path, fps)
             fps = 30.0
         self._protected = _file_ids(protected)
-        check_video_out(self.path, self._protected)
+        check_video_out(self.path, self._protected, create=True)
         self.fps = float(fps)
         self._rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 is 30000/1001
         self.size = tuple(size) if size is not None else None
@@ -481,9 +481,14 @@ class VideoFileSink(Sink):
                 setattr(self, name, None)
 
 
-def check_video_out(path: Path, protected_ids: set[tuple[int, int]]) -> None:
+def check_video_out(path: Path, protected_ids: set[tuple[int, int]], *,
+                    create: bool = False) -> None:
     """Whether a video may be written to ``path``: no input (by its ``protected_ids``), no
     folder, and a folder that is there or can be made, and takes files.
+
+    Args:
+        create: make the video's folder (the sink, as it opens); else nothing is made (the
+            check before the model loads, whose run may yet fail).
 
     Raises:
         InputError: what stands in the way, in one line.
@@ -491,7 +496,7 @@ def check_video_out(path: Path, protected_ids: set[tuple[int, int]]) -> None:
     _refuse_input(path, protected_ids)
     if path.is_dir():
         raise InputError(f"cannot write video '{path}': it is a folder; give a file name")
-    _prepare_folder(path.parent, f"video '{path}'")
+    (_prepare_folder if create else check_folder)(path.parent, f"video '{path}'")
 
 
 def _claim(path: Path) -> Optional[int]:
