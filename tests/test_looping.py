@@ -223,3 +223,35 @@ def test_a_background_video_whose_name_is_not_utf8_plays(tmp_path):
         shown = [background.render(frame, np.zeros((48, 64), np.uint8), time_s=t)
                  for t in (0.0, 2 / 30)]
     assert [index_of(image) for image in shown] == [0, 2]
+
+
+@pytest.mark.parametrize("reader", ["TransparentGif", "ScaledVideo"])
+def test_a_gif_s_last_frame_lasts_its_own_delay_before_the_loop(tmp_path, reader):
+    """A GIF that pauses on its last frame (delays 100, 100, 500 ms) loops after the pause,
+    at 0.7 s, read with its alpha (Pillow) or as an opaque video (FFmpeg); its last frame had
+    lasted one first-frame delay, looping at 0.3 s."""
+    from PIL import Image
+
+    from portrait.capture.gif import TransparentGif
+    from portrait.capture.scaled import ScaledVideo
+
+    greys = (0, 120, 240)
+    frames = [Image.fromarray(np.full((48, 64, 3), grey, np.uint8)) for grey in greys]
+    path = tmp_path / "pause.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=[100, 100, 500],
+                   loop=0)
+
+    def which(image, size):  # the frame's index, by its grey
+        bgr = image if isinstance(image, np.ndarray) else image.to_ndarray(format="bgr24")
+        return int(np.argmin([abs(float(bgr[..., 0].mean()) - grey) for grey in greys]))
+
+    video = LoopingVideo(path, (64, 48), which,
+                         reader=TransparentGif if reader == "TransparentGif" else ScaledVideo)
+    shown = [video.first]
+    try:
+        for time_s in (0.1, 0.2, 0.45, 0.6, 0.7, 0.8, 0.9, 1.3, 1.4):
+            picked = video.frame_at(time_s)
+            shown.append(shown[-1] if picked is None else picked)
+    finally:
+        video.close()
+    assert shown == [0, 1, 2, 2, 2, 0, 1, 2, 2, 0]

@@ -41,6 +41,9 @@ class Frame:
             their place against the sound and the clock.
         metadata: for a photo, what its output keeps of the file's metadata (colour profile,
             capture date, camera); empty for other frames.
+        duration_s: how long the frame is shown, in seconds, where the file says so frame by
+            frame (a GIF's delays); ``None`` otherwise: until the next frame's ``pts_s``, the
+            last for one frame at the source's rate.
     """
 
     image: np.ndarray
@@ -53,6 +56,7 @@ class Frame:
     pts_s: Optional[float] = None
     wait_ms: Optional[float] = None
     metadata: PhotoMetadata = NO_METADATA
+    duration_s: Optional[float] = None
 
 
 

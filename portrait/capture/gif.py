@@ -51,7 +51,7 @@ def is_transparent_gif(path: Union[str, Path]) -> bool:
 class TransparentGif(Source):
     """The frames of a GIF, BGRA uint8 (straight alpha) as Pillow composes them (each frame
     drawn over what the one before left, by the GIF's disposal), each at its time from the
-    frame delays: what :class:`portrait.capture.looping.LoopingVideo` takes of a
+    frame delays and with its own delay as its ``duration_s`` (the last's too): what :class:`portrait.capture.looping.LoopingVideo` takes of a
     :class:`portrait.capture.video.VideoFileSource`.
 
     Args:
@@ -101,10 +101,12 @@ class TransparentGif(Source):
         image, self._first = self._first, None
         index, pts_s = 0, 0.0
         while True:
-            yield Frame(image=image, index=index, time_s=time.perf_counter(), pts_s=pts_s)
+            delay_s = frame_delay_s(self._image.info.get("duration"))  # this frame's own
+            yield Frame(image=image, index=index, time_s=time.perf_counter(), pts_s=pts_s,
+                        duration_s=delay_s)
             if self._closed.is_set():
                 return
-            pts_s += frame_delay_s(self._image.info.get("duration"))
+            pts_s += delay_s
             try:
                 self._image.seek(index + 1)
                 image = cv2.cvtColor(np.asarray(self._image.convert("RGBA")),

@@ -54,7 +54,8 @@ class LoopingVideo:
 
     Frames are placed on one timeline: seconds from the first frame, by the file's own
     timestamps (:class:`VideoFileSource`), each loop following the last (its last frame lasts
-    one frame at the file's rate). At most ``ahead`` prepared frames wait; the thread then
+    its ``duration_s`` where the reader gives one, a GIF's own delay; else one frame at the
+    file's rate). At most ``ahead`` prepared frames wait; the thread then
     sleeps until one is taken. Whole loops that fell due meanwhile (after a pause) are skipped,
     not decoded; while the frame due is waited for (a file run), a frame that is already late
     (the next one is due too) is not prepared either. Live, it is: a reader slower than the
@@ -150,7 +151,7 @@ class LoopingVideo:
     def _run(self, source: VideoFileSource, frames: Iterator, first_pts_s: Optional[float]) -> None:
         held: Optional[tuple[float, np.ndarray]] = None  # decoded, not prepared yet
         loop_start_s, first_pts = 0.0, first_pts_s or 0.0  # this loop's place on the timeline
-        last_s = 0.0
+        last_s, last_lasts_s = 0.0, 1 / source.fps
         count = 1  # frames of this loop: the first was read with the file
         next_pass: Optional[_NextPass] = None
         try:
@@ -162,6 +163,7 @@ class LoopingVideo:
                     if held is not None and not self._hand_over(held, time_s):
                         return
                     held, last_s = (time_s, frame.image), time_s
+                    last_lasts_s = frame.duration_s or 1 / source.fps
                     count += 1
                     if next_pass is None:  # not a still: the second reader opens, beside
                         next_pass = _NextPass(self._open)
@@ -169,8 +171,8 @@ class LoopingVideo:
                         return
                 if self._stopping or count == 1:  # stopped, or a still: nothing more to read
                     return
-                # The last frame lasts one frame; loops that fell due meanwhile are skipped.
-                loop_s = last_s - loop_start_s + 1 / source.fps
+                # The last frame lasts its own time; loops that fell due meanwhile are skipped.
+                loop_s = last_s - loop_start_s + last_lasts_s
                 loop_start_s += loop_s
                 with self._changed:
                     late_s = self._due_s - loop_start_s

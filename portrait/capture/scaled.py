@@ -98,6 +98,9 @@ class ScaledVideo(Source):
             self.close()
             raise InputError(f"cannot read video '{self.path}': "
                              f"{why_no_frame(self.path, 'FFmpeg')}") from None
+        # A GIF's frames each last their own delay (FFmpeg's frame duration); a video's last
+        # frame lasts one frame at its rate.
+        self._own_durations = self._container.format.name == "gif"
         rate = self._stream.guessed_rate
         self._fps = float(rate) if rate and 0 < rate <= 1000 else 30.0
         self._first_pts_s = self._time_s(self._first, None)
@@ -125,6 +128,13 @@ class ScaledVideo(Source):
             return max(0.0, pts_s)
         return pts_s if pts_s > previous_s else previous_s + 1 / self._fps
 
+    def _duration_s(self, picture) -> Optional[float]:
+        """How long a GIF's frame is shown, by its delay; ``None`` for a video's frame, or a
+        frame without one."""
+        if not self._own_durations or not picture.duration:
+            return None
+        return float(picture.duration * self._stream.time_base)
+
     def __iter__(self) -> Iterator[Frame]:
         import av
 
@@ -135,7 +145,7 @@ class ScaledVideo(Source):
         index, pts_s = 0, self._first_pts_s
         while True:
             yield Frame(image=picture, index=index, time_s=time.perf_counter(),
-                        pts_s=pts_s - self._first_pts_s)
+                        pts_s=pts_s - self._first_pts_s, duration_s=self._duration_s(picture))
             if self._closed.is_set():
                 return
             try:
