@@ -1,5 +1,6 @@
 """portrait.capture.looping: the play clock, and a looping video decoded ahead in its thread."""
 
+import logging
 import os
 import threading
 import time
@@ -255,3 +256,38 @@ def test_a_gif_s_last_frame_lasts_its_own_delay_before_the_loop(tmp_path, reader
     finally:
         video.close()
     assert shown == [0, 1, 2, 2, 2, 0, 1, 2, 2, 0]
+
+
+def test_a_pass_whose_rewind_fails_unexpectedly_is_closed(tmp_path, caplog):
+    """A finished pass whose rewind raises an error of a kind not expected (not InputError) is
+    closed there, not left open until collected; the loop plays on from the file opened again."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to count the files open")
+    caplog.set_level(logging.DEBUG, logger="portrait.capture.looping")
+    path = levels_video(tmp_path / "clip.avi", 3)
+    opened = []
+
+    class RewindFails(VideoFileSource):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)  # held here, so only close() releases its file
+
+        def rewind(self):
+            raise RuntimeError("seek broke")
+
+    def open_here():
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path.resolve())
+                   for fd in os.listdir("/proc/self/fd"))
+
+    video = LoopingVideo(path, (32, 24), lambda image, size: index_of(image),
+                         reader=RewindFails)
+    shown = [video.first]
+    try:
+        for step in range(1, 12):  # about four loops of 0.1 s
+            picked = video.frame_at(step / 30)
+            shown.append(shown[-1] if picked is None else picked)
+    finally:
+        video.close()
+    assert shown == [0, 1, 2] * 4
+    assert len(opened) >= 3 and open_here() == 0
+    assert "RuntimeError: seek broke" in caplog.text

@@ -191,7 +191,7 @@ class LoopingVideo:
                     if again is None:
                         return
                 # The pass that ended is rewound beside the next one, for the one after.
-                next_pass = _NextPass(lambda ended=source: ended if ended.rewind() else None)
+                next_pass = _NextPass(lambda ended=source: _rewound(ended))
                 source, frames, first_pts, count = again, iter(again), None, 0
         except Exception as error:  # noqa: BLE001: said once, with its kind; the last frame stays
             self._warn_stopped(f"{type(error).__name__}: {error}")
@@ -242,6 +242,17 @@ class LoopingVideo:
         return True
 
 
+def _rewound(source: VideoFileSource) -> Optional[VideoFileSource]:
+    """``source`` rewound to its first frame, or ``None`` (and closed) where it is not, however
+    its rewind fails: an error of any kind closes it too, not left open until collected."""
+    rewound = False
+    try:
+        rewound = source.rewind()
+    finally:
+        if not rewound:
+            source.close()
+    return source if rewound else None
+
 
 class _NextPass:
     """The next pass of a looping video made ready in a thread of its own while the current one
@@ -259,6 +270,9 @@ class _NextPass:
             self._source = make()
         except InputError as error:  # the reader opens it again, and says so if that fails
             log.debug("the next pass of a background video is not ready: %s", error)
+        except Exception as error:  # noqa: BLE001: the reader opens the file again all the same
+            log.debug("the next pass of a background video is not ready: %s: %s",
+                      type(error).__name__, error)
 
     def take(self) -> Optional[VideoFileSource]:
         """The source made ready (waiting for it), or ``None``; given once."""
