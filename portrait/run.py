@@ -59,6 +59,7 @@ from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
 from portrait.subject import SubjectSelector
 from portrait.stats import RunStats
+from portrait.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +405,8 @@ def run_stream(
             stats = stream.run()
     summary = stats.write(output.stats)
     waited = summary["wait_ms"]["median"]
-    log.info("%d frames at %.1f fps; latency median %s ms%s", summary["frames"], summary["fps"],
+    log.info("%s at %.1f fps; latency median %s ms%s", counted(summary["frames"], "frame"),
+             summary["fps"],
              summary["latency_ms"]["median"],
              "" if waited is None else f"; waited {waited} ms a frame (median) for the source")
     return 0

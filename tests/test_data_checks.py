@@ -260,6 +260,17 @@ def test_images_without_masks_are_named_in_one_warning(tmp_path, caplog):
     assert warnings == [f"2 images in '{data / 'images'}' have no mask in masks/ and are left "
                         "out (b, c); add masks/<stem>.png for each, or list the stems to use "
                         "in a list file"]
+
+
+def test_one_image_without_a_mask_is_named_in_the_singular(tmp_path, caplog):
+    data = _data(tmp_path / "d", ["a", "b"])
+    (data / "masks" / "b.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        resolve_split(str(data), "train")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"1 image in '{data / 'images'}' has no mask in masks/ and is left "
+                        "out (b); add masks/<stem>.png for each, or list the stems to use in a "
+                        "list file"]
     caplog.clear()
     (data / "train.txt").write_text("a\n")  # with a list, only the listed stems count
     with caplog.at_level(logging.WARNING):

@@ -171,7 +171,7 @@ def test_a_pair_that_cannot_be_read_is_left_out_and_named(data, brightness_model
     result = json.loads(stdout)
     assert result["n"] == len(STEMS) - 1 and result["skipped"] == [str(cut)]
     assert stderr.strip().splitlines()[-1] == (
-        f"ERROR portrait.training.evaluate: 1 pairs could not be read and were left out of the "
+        f"ERROR portrait.training.evaluate: 1 pair could not be read and was left out of the "
         f"scores: {cut.name} (see the warnings above)")
 
 

@@ -19,6 +19,7 @@ from portrait.capture.base import Frame, Source, opencv_can_open, quiet_opencv, 
 from portrait.errors import InputError
 from portrait.native_log import filtered_stderr
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata, photo_metadata
+from portrait.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +304,8 @@ def list_images(folder: Path) -> list[Path]:
         else:
             others.append(entry.name)
     if others and images:
-        log.info("'%s': %d files that are not images skipped (first: %s)", folder, len(others),
-                 min(others))
+        log.info("'%s': %s that %s skipped (first: %s)", folder, counted(len(others), "file"),
+                 "is not an image" if len(others) == 1 else "are not images", min(others))
     return sorted(images)
 
 

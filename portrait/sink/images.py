@@ -16,6 +16,7 @@ from portrait.sink.base import Sink, _check_image
 from portrait.sink.encode import encode_image
 from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input, is_ours,
                                  mark_ours, write_atomic)
+from portrait.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,7 @@ class PngFolderSink(Sink):
         for name in stale:
             (self.folder / name).unlink(missing_ok=True)
         if stale:
-            log.info("removed %d frames of the earlier run from '%s'", len(stale), self.folder)
+            log.info("removed %s of the earlier run from '%s'", counted(len(stale), "frame"),
+                     self.folder)
         if self.frames_written:
-            log.info("wrote %d frames to '%s'", self.frames_written, self.folder)
+            log.info("wrote %s to '%s'", counted(self.frames_written, "frame"), self.folder)

@@ -18,6 +18,7 @@ from portrait.sink.mp4 import (RECORDING_OPTIONS, TICKS, playable, remux_faststa
                                trim_to_whole_boxes)
 from portrait.sink.paths import (PathLike, _file_ids, _is_protected, _prepare_folder,
                                  _refuse_input, check_folder, hidden_prefix, temporary_beside)
+from portrait.words import counted
 
 if TYPE_CHECKING:
     from portrait.sink.audio import SourceAudio
@@ -388,13 +389,14 @@ class VideoFileSink(Sink):
                         "write PNG frames (--out DIR/) to keep every pixel", self.path,
                         *self.size, width, height, self._codec)
         sound = self._audio is not None and self._audio.packets
-        log.info("wrote %d frames to '%s'%s", self.frames_written, self.path,
+        log.info("wrote %s to '%s'%s", counted(self.frames_written, "frame"), self.path,
                  "" if not sound else " with sound" if self._audio.problem is None
                  else " with part of its sound")
         if self.frames_repeated or self.frames_dropped:
-            log.info("video '%s' holds %g fps: %d frames shown again where the source skipped "
+            log.info("video '%s' holds %g fps: %s shown again where the source skipped "
                      "ahead, %d dropped where two fell in one frame's time (a .mp4 keeps each "
-                     "frame's own time)", self.path, self.fps, self.frames_repeated,
+                     "frame's own time)", self.path, self.fps,
+                     counted(self.frames_repeated, "frame"),
                      self.frames_dropped)
 
     def _copy_with_index_first(self) -> Path:

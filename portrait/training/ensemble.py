@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from portrait.errors import InputError, ModelError, run_command
+from portrait.words import counted
 
 log = logging.getLogger("portrait.training.ensemble")  # not "__main__" under python -m
 
@@ -96,9 +97,9 @@ def soup_models(models: Sequence) -> "keras.Model":
     for number, model in enumerate(models[1:], 2):
         other = [tuple(w.shape) for w in model.get_weights()]
         if other != shapes:
-            raise ModelError(f"model {number} has {len(other)} weight arrays of other shapes than "
-                             f"model 1's {len(shapes)}; a soup needs one architecture (fine-tunes "
-                             "of one model)")
+            raise ModelError(f"model {number} has {counted(len(other), 'weight array')} of "
+                             f"other shapes than model 1's {len(shapes)}; a soup needs one "
+                             "architecture (fine-tunes of one model)")
     soup = models[0].__class__.from_config(models[0].get_config())
     soup.set_weights(mean_weights([model.get_weights() for model in models]))
     return soup
@@ -115,8 +116,9 @@ def calibrate_soup(model, data: Sequence[str], input_size: tuple[int, int], step
     pairs = [pair for spec in data for pair in by_spec[spec]]
     dataset = make_dataset(pairs, input_size, batch, True, augment=CALIBRATION_AUGMENT, seed=seed)
     recalibrate_batchnorm(model, dataset, steps)
-    log.info("re-estimated batch-norm statistics on %d batches of %d crops from %d pairs",
-             steps, batch, len(pairs))
+    log.info("re-estimated batch-norm statistics on %s of %s from %s",
+             counted(steps, "batch", "batches"), counted(batch, "crop"),
+             counted(len(pairs), "pair"))
 
 
 def build_parser() -> argparse.ArgumentParser:

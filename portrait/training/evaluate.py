@@ -55,6 +55,7 @@ from portrait.segment import create_segmenter, resolve_model_path
 from portrait.sink import IMAGE_WRITE_EXTENSIONS, write_image
 from portrait.sink.paths import _file_ids, _refuse_input, lies_in
 from portrait.training.video_metrics import ALPHA_THRESHOLD, STRAY_FRAME_THRESHOLD
+from portrait.words import counted
 
 # portrait.training.metrics and portrait.training.data load TensorFlow when imported, so they are imported inside
 # the functions that use them: a usage error or a missing file answers at once, and main() can
@@ -332,8 +333,8 @@ def paired_difference(first: Sequence[ImageScore], other: Sequence[ImageScore]) 
     stems, other_stems = [s.stem for s in first], [s.stem for s in other]
     if not stems or stems != other_stems:
         raise ValueError(f"paired scores need the same images in the same order, at least one: "
-                         f"{len(other_stems)} images from {other_stems[:3]} != "
-                         f"{len(stems)} images from {stems[:3]}")
+                         f"{counted(len(other_stems), 'image')} from {other_stems[:3]} != "
+                         f"{counted(len(stems), 'image')} from {stems[:3]}")
     diff = np.array([b.iou - a.iou for a, b in zip(first, other)], np.float64)
     se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else None
     return {
@@ -547,8 +548,9 @@ def list_pairs(options: EvalOptions) -> list[tuple[str, str]]:
                              "per line")
         twice = sorted(stem for stem, count in Counter(stems).items() if count > 1)
         if twice:  # a mean over the images, not over the lines
-            log.warning("list file '%s' names %d stems more than once (%s%s); each is scored "
-                        "once", options.list_file, len(twice), ", ".join(twice[:5]),
+            log.warning("list file '%s' names %s more than once (%s%s); each is scored "
+                        "once", options.list_file, counted(len(twice), "stem"),
+                        ", ".join(twice[:5]),
                         ", ..." if len(twice) > 5 else "")
             stems = list(dict.fromkeys(stems))
     pairs = find_pairs(Path(options.data), stems)
@@ -838,8 +840,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             os.write(stdout_fd, (json.dumps(result) + "\n").encode())
         if skipped:
             names = ", ".join(Path(path).name for path, _ in skipped[:10])
-            log.error("%d pairs could not be read and were left out of the scores: %s%s (see the "
-                      "warnings above)", len(skipped), names, " and more" if len(skipped) > 10 else "")
+            log.error("%s could not be read and %s left out of the scores: %s%s (see the "
+                      "warnings above)", counted(len(skipped), "pair"),
+                      "was" if len(skipped) == 1 else "were", names,
+                      " and more" if len(skipped) > 10 else "")
             return 1
         return 0
 

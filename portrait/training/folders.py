@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from portrait.errors import InputError
+from portrait.words import counted
 
 log = logging.getLogger("portrait.training.data")  # where these lived, and logged, before
 
@@ -100,9 +101,11 @@ def _warn_unmatched(images_dir: Path, unmatched: Sequence[str]) -> None:
     if key in _WARNED_UNMATCHED:
         return
     _WARNED_UNMATCHED.add(key)
-    log.warning("%d images in '%s' have no mask in masks/ and are left out (%s%s); add "
+    one = len(unmatched) == 1
+    log.warning("%s in '%s' %s no mask in masks/ and %s left out (%s%s); add "
                 "masks/<stem>.png for each, or list the stems to use in a list file",
-                len(unmatched), images_dir, ", ".join(unmatched[:5]),
+                counted(len(unmatched), "image"), images_dir, "has" if one else "have",
+                "is" if one else "are", ", ".join(unmatched[:5]),
                 ", ..." if len(unmatched) > 5 else "")
 
 

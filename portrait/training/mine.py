@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from portrait.errors import run_command
+from portrait.words import counted
 
 log = logging.getLogger("portrait.training.mine")  # not "__main__" under python -m
 
@@ -120,8 +121,8 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
                 write_image(masks_dir / f"{stem}_{k}.png", truth[y0:y1, x0:x1])
                 stems.append(f"{stem}_{k}")
         write_stems(out_dir / "train.txt", stems)
-    log.info("wrote %d crops from %d of %d photos to %s", len(stems), mined_photos, len(pairs),
-             out_dir)
+    log.info("wrote %s from %d of %d photos to %s", counted(len(stems), "crop"), mined_photos,
+             len(pairs), out_dir)
     return stems
 
 

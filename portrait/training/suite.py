@@ -54,6 +54,7 @@ from portrait.subject import SubjectSelector
 from portrait.training.conditions import CAMERA_CONDITIONS, CameraCondition
 from portrait.training.evaluate import FAR_MARGIN, model_label
 from portrait.training.video_metrics import SequenceScore
+from portrait.words import counted
 
 log = logging.getLogger("portrait.training.suite")
 
@@ -283,7 +284,7 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
     domains = {domain.name: domain_pairs(root, domain)[:max_items] for domain in PHOTO_DOMAINS}
     photos = {}
     for name, pairs in domains.items():
-        log.info("suite: %s, %d photos", name, len(pairs))
+        log.info("suite: %s, %s", name, counted(len(pairs), "photo"))
         photos[name] = score_pairs(pairs, models, progress=progress)
     webcam = {}
     for key, subject in (("webcam", True), ("webcam_model_alone", False)):

@@ -30,6 +30,7 @@ from portrait.errors import (ModelError, PortraitError, StopRequested, run_comma
                              stop_on_termination_signals)
 from portrait.sink.paths import _prepare_folder
 from portrait.segment.locate import SHARED_DIR
+from portrait.words import counted
 
 log = logging.getLogger("portrait.training.train")
 
@@ -1030,7 +1031,8 @@ def train(options: TrainOptions) -> Path:
     check_decodable(train_pairs + val_pairs)
     check_masks(train_pairs)
     check_masks(val_pairs)
-    log.info("training on %d pairs, validating on %d", len(train_pairs), len(val_pairs))
+    log.info("training on %s, validating on %d", counted(len(train_pairs), "pair"),
+             len(val_pairs))
 
     augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
                              motion_prob=options.motion_prob,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import numpy as np
 
 from portrait.errors import InputError, ModelError, run_command
+from portrait.words import counted
 
 if TYPE_CHECKING:
     import keras
@@ -74,7 +75,7 @@ def widen_decoder(model, widths: Sequence[int]) -> "keras.Model":
     widths = list(widths)
     if len(widths) != len(old_widths):
         raise ModelError(f"the model has {len(old_widths)} decoder stages "
-                         f"({','.join(map(str, old_widths))}); got {len(widths)} widths")
+                         f"({','.join(map(str, old_widths))}); got {counted(len(widths), 'width')}")
     for stage, (old, new) in enumerate(zip(old_widths, widths)):
         if new < old or new % 2:
             raise ModelError(f"decoder stage {stage} has {old} channels; its new width must be "
