@@ -51,7 +51,8 @@ def is_transparent_gif(path: Union[str, Path]) -> bool:
 class TransparentGif(Source):
     """The frames of a GIF, BGRA uint8 (straight alpha) as Pillow composes them (each frame
     drawn over what the one before left, by the GIF's disposal), each at its time from the
-    frame delays and with its own delay as its ``duration_s`` (the last's too): what :class:`portrait.capture.looping.LoopingVideo` takes of a
+    frame delays and with its own delay as its ``duration_s`` (the last's too): what
+    :class:`portrait.capture.looping.LoopingVideo` takes of a
     :class:`portrait.capture.video.VideoFileSource`.
 
     Args:
