@@ -7,12 +7,11 @@ import logging
 import os
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from portrait.sink.paths import write_atomic
+from portrait.sink.paths import write_report
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,6 @@ class RunStats:
         """Write the summary as JSON to ``path`` (if given) and return it."""
         summary = self.summary()
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(Path(path), (json.dumps(summary, indent=2) + "\n").encode(), "--stats")
+            write_report(path, (json.dumps(summary, indent=2) + "\n").encode(), "--stats")
             log.info("stats written to %s", path)
         return summary

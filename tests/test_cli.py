@@ -814,6 +814,27 @@ def test_a_stream_run_that_fails_after_the_output_check_leaves_no_folder(capsys,
     assert sorted(tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("mode", ["--image", "--source"])
+def test_a_run_that_fails_after_the_stats_check_leaves_no_folder(capsys, tmp_path,
+                                                                 brightness_model, mode):
+    """The early check of --stats creates nothing: a run that fails after it (here its model
+    won't load) leaves no empty folder where its report would have gone; one that runs makes
+    the folder as it writes the report."""
+    source = (person_image(tmp_path / "me.png") if mode == "--image"
+              else write_video(tmp_path / "clip.avi", frames=3))
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")
+    before = sorted(tmp_path.iterdir())
+    stats = tmp_path / "newdir" / "deeper" / "s.json"
+    run = [mode, source, "--out", tmp_path / ("o.png" if mode == "--image" else "o.avi"),
+           "--stats", stats]
+    code, stderr = run_in_process(capsys, "--model", broken, *run)
+    assert_one_line_error(code, stderr, "broken.hdf5")
+    assert sorted(tmp_path.iterdir()) == before
+    assert run_in_process(capsys, "--model", brightness_model, "-q", *run)[0] == 0
+    assert json.loads(stats.read_text())["frames"] >= 1
+
+
 @pytest.mark.parametrize("where", ["read-only", "file", "long name"])
 def test_a_stream_output_folder_that_cannot_be_made_is_refused_without_making_any(
         capsys, tmp_path, where):

@@ -175,7 +175,9 @@ def check_report_file(path: PathLike, option: str, suffix: str, *, protected: It
     """Check, before a run starts, a file that is written when it ends (``--stats``).
 
     Refuses a folder, an input, the run's own output, and an existing file of another type than
-    ``suffix`` (a report never replaces a photo, a video or a model); creates its folder.
+    ``suffix`` (a report never replaces a photo, a video or a model), and a folder that could
+    not be made. Creates nothing (:func:`check_folder`): the run may yet fail (a model that
+    won't load), and :func:`write_report` makes the folder when it writes.
 
     Raises:
         InputError: any of those, or a folder that cannot be created or written.
@@ -192,8 +194,19 @@ def check_report_file(path: PathLike, option: str, suffix: str, *, protected: It
     if path.exists() and path.suffix.lower() != suffix:
         raise InputError(f"refusing to replace '{path}' with the {option} report: it exists and "
                          f"is not a {suffix} file; choose another {option}")
-    _prepare_folder(path.parent, f"{option} '{path}'", option)
+    check_folder(path.parent, f"{option} '{path}'", option)
     return path
+
+
+def write_report(path: PathLike, data: bytes, option: str) -> None:
+    """Write a report checked by :func:`check_report_file`, making its folder first.
+
+    Raises:
+        OutputFull, InputError: as :func:`write_atomic`, or a folder that cannot be made.
+    """
+    path = Path(path)
+    _prepare_folder(path.parent, f"{option} '{path}'", option)
+    write_atomic(path, data, option)
 
 
 NAME_MAX = 255

@@ -339,7 +339,7 @@ def format_table(results: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly, parse_size,
                               positive_int, threads_as_stream, with_debug)
-    from portrait.sink.paths import check_report_file, write_atomic
+    from portrait.sink.paths import check_report_file, write_report
 
     p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
     p.add_argument("--source", required=True, help="video clip (looped as needed)")
@@ -386,7 +386,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         args.decontaminate)
         print(format_table(results))
         if args.json:
-            write_atomic(Path(args.json), (json.dumps(results, indent=2) + "\n").encode(), "--json")
+            write_report(args.json, (json.dumps(results, indent=2) + "\n").encode(), "--json")
 
     return run_command(body, traceback=args.debug)
 
