@@ -62,15 +62,20 @@ def brightness_model(tmp_path_factory) -> Path:
     return path
 
 
-def constant_model(path, probability: float, channels: int = 1):
-    """A real Keras model file (any input size) whose output is ``probability`` everywhere."""
+def constant_model(path, probability: float, channels: int = 1, *, rescales: bool = True):
+    """A real Keras model file (any input size) whose output is ``probability`` everywhere.
+
+    It rescales its input itself (a ``Rescaling`` layer first, as the models train writes), so
+    train takes it as a --teacher or --init; ``rescales=False`` leaves that out, for the checks
+    that refuse a model that does not (its output is the same either way)."""
     import keras
 
     inputs = keras.Input((None, None, 3))
+    pixels = keras.layers.Rescaling(1 / 255)(inputs) if rescales else inputs
     logit = float(np.log(probability / (1 - probability)))
     conv = keras.layers.Conv2D(channels, 1, kernel_initializer="zeros",
                                bias_initializer=keras.initializers.Constant(logit))
-    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(conv(inputs)))
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(conv(pixels)))
     model.save(path)
     return str(path)
 

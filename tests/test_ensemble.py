@@ -84,7 +84,7 @@ def test_ensemble_refusals_are_one_line_and_write_nothing(tmp_path, capsys):
 
     a = _member(tmp_path / "a.hdf5", 1)
     b = _member(tmp_path / "b.hdf5", 2, short_px=96)
-    plain = constant_model(tmp_path / "plain.h5", 0.7)  # no Rescaling layer, no short side
+    plain = constant_model(tmp_path / "plain.h5", 0.7, rescales=False)  # nor a short side
     text = tmp_path / "text.hdf5"
     text.write_text("not a model")
     weights_only = tmp_path / "weights.h5"

@@ -693,6 +693,9 @@ def _other_model(kind: str, path: Path) -> str:
     ("unscaled", "--init", "does not rescale pixels itself (no Rescaling or Normalization layer "
                            "after its input), so it expects another range than the 0..255 "
                            "pixels training feeds it"),
+    ("unscaled", "--teacher", "does not rescale pixels itself (no Rescaling or Normalization "
+                              "layer after its input), so it expects another range than the "
+                              "0..255 pixels training feeds it"),
 ])
 def test_a_model_training_cannot_fine_tune_or_learn_from_is_one_line(tmp_path, capsys, kind,
                                                                       option, message):
@@ -700,8 +703,9 @@ def test_a_model_training_cannot_fine_tune_or_learn_from_is_one_line(tmp_path, c
     fixed input: the first, third and fourth stopped fit in 'unexpected ValueError' (exit 1)
     after the data was read; the softmax trained both channels towards the mask and wrote a
     model that marks nobody reliably (exit 0); --init with a model that does not rescale its
-    input (x/255 done outside it) was fed 0..255 and trained (exit 0). Each is refused in one
-    line before the data is read or the run folder written."""
+    input (x/255 done outside it) was fed 0..255 and trained (exit 0), and a --teacher like it
+    was taken without a word. Each is refused in one line before the data is read or the run
+    folder written."""
     model = _other_model(kind, tmp_path / f"{kind}.hdf5")
     out, run = tmp_path / "x.hdf5", tmp_path / "run"
     code = train_main(["--data", str(tmp_path / "no data yet"), option, model, "--out", str(out),

@@ -757,10 +757,11 @@ def check_trainable(model, option: str, path: str, input_size: tuple[int, int]) 
 
 
 def check_rescales(model, option: str, path: str) -> None:
-    """Before any data loads: a model that ``--init`` fine-tunes rescales pixels itself (a
-    ``Rescaling``/``Normalization`` layer after its input, as :func:`build_unet` puts there),
-    since training feeds it crops of 0..255 pixels. One that expects x/255 or -1..1 was trained
-    on 0..255 without a word, and learnt the new range at the cost of what it knew.
+    """Before any data loads: a model that ``--init`` fine-tunes or a ``--teacher`` runs on the
+    crops rescales pixels itself (a ``Rescaling``/``Normalization`` layer after its input, as
+    :func:`build_unet` puts there), since training feeds it crops of 0..255 pixels. One that
+    expects x/255 or -1..1 was trained on 0..255 without a word, and learnt the new range at the
+    cost of what it knew; such a teacher labelled 0..255 crops it could not read.
 
     Raises:
         ModelError: a model without such a layer, naming ``option`` and ``path``.
@@ -1025,6 +1026,7 @@ def train(options: TrainOptions) -> Path:
         teachers = load_teachers(options.teacher)
         for path, teacher in zip(options.teacher, teachers):
             check_trainable(teacher, "--teacher", path, options.input_size)
+            check_rescales(teacher, "--teacher", path)  # fed 0..255 crops, as --init
     check_batch_memory(model, options, 2 if uses_views(loss) else 1, training_memory())
 
     train_pairs, val_pairs = _split(options)
