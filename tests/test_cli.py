@@ -761,6 +761,16 @@ def test_a_stream_output_of_the_wrong_kind_is_refused_before_the_model_loads(cap
                                             "file, or a folder for PNG frames")
 
 
+def read_only_folder(path: Path) -> Path:
+    """A new folder at ``path`` that this user cannot write in; skips the test where the user
+    writes there all the same (root)."""
+    path.mkdir()
+    path.chmod(0o555)
+    if os.access(path, os.W_OK):
+        pytest.skip("a read-only folder is writable for this user (root)")
+    return path
+
+
 @pytest.mark.parametrize("where", ["/proc", "read-only", "frames in /proc"])
 def test_an_unwritable_stream_output_is_refused_with_why_before_the_model_loads(
         capsys, tmp_path, where):
@@ -773,11 +783,7 @@ def test_an_unwritable_stream_output_is_refused_with_why_before_the_model_loads(
     broken = tmp_path / "broken.hdf5"
     broken.write_bytes(b"not a model")  # loading it would fail first if it were tried
     if where == "read-only":
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o555)
-        if os.access(locked, os.W_OK):  # root writes there all the same
-            pytest.skip("a read-only folder is writable for this user (root)")
+        locked = read_only_folder(tmp_path / "locked")
         out, expected = locked / "o.mp4", f"folder '{locked}' is not writable (Permission denied)"
     elif where == "/proc":
         out, expected = "/proc/o.mp4", ("cannot write video '/proc/o.mp4': folder '/proc' is not "
@@ -844,11 +850,7 @@ def test_a_stream_output_folder_that_cannot_be_made_is_refused_without_making_an
     broken = tmp_path / "broken.hdf5"
     broken.write_bytes(b"not a model")
     if where == "read-only":
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o555)
-        if os.access(locked, os.W_OK):  # root writes there all the same
-            pytest.skip("a read-only folder is writable for this user (root)")
+        locked = read_only_folder(tmp_path / "locked")
         folder, reason = locked / "new" / "deeper", "Permission denied"
     elif where == "file":
         (tmp_path / "taken").write_bytes(b"a file")
