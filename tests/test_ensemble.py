@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import constant_model, make_data
+from conftest import build_small_model, constant_model, make_data
 
 
 def _member(path: Path, seed: int, short_px: int = 64, alpha: float = 0.35) -> Path:
@@ -24,6 +24,19 @@ def _member(path: Path, seed: int, short_px: int = 64, alpha: float = 0.35) -> P
     return path
 
 
+def _small_member(path: Path, seed: int, short_px: int = 64) -> Path:
+    """A small real model (conftest.build_small_model) written as train writes a model, for the
+    tests where only the average matters: with MobileNetV2-UNet members (``_member``) the app's
+    conversion of an ensemble took a minute and a half, and each soup half a minute."""
+    import keras
+
+    from portrait.training.train import save_model
+
+    keras.utils.set_random_seed(seed)
+    save_model(build_small_model(), path, short_px)
+    return path
+
+
 def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path):
     import keras
 
@@ -31,7 +44,7 @@ def test_the_ensemble_outputs_the_members_mean_in_keras_and_in_the_app(tmp_path)
     from portrait.options import SegmentOptions
     from portrait.segment import create_segmenter, read_short_side_hint
 
-    members = [_member(tmp_path / "a.hdf5", 1), _member(tmp_path / "b.hdf5", 2)]
+    members = [_small_member(tmp_path / "a.hdf5", 1), _small_member(tmp_path / "b.hdf5", 2)]
     out = tmp_path / "ab.hdf5"
     assert main([*map(str, members), "--out", str(out)]) == 0
     assert read_short_side_hint(out) == 64
@@ -246,7 +259,7 @@ def test_the_soup_is_one_model_with_the_members_mean_weights(tmp_path, caplog):
     from portrait.segment import create_segmenter, read_short_side_hint
     from portrait.training.ensemble import main
 
-    members = [_member(tmp_path / "a.hdf5", 1), _member(tmp_path / "b.hdf5", 2)]
+    members = [_small_member(tmp_path / "a.hdf5", 1), _small_member(tmp_path / "b.hdf5", 2)]
     out = tmp_path / "soup.hdf5"
     with caplog.at_level(logging.WARNING, logger="portrait.training.ensemble"):
         assert main(["--soup", *map(str, members), "--out", str(out), "--seed", "3"]) == 0
@@ -271,7 +284,7 @@ def test_a_calibrated_soup_keeps_the_mean_kernels_and_re_estimates_batch_norm(tm
     """--calibrate DATA: the kernels stay the members' mean; the batch-norm moving means are
     measured on crops of DATA through the soup's own weights, not averaged."""
     data = make_data(tmp_path / "data")
-    members = [_member(tmp_path / "a.hdf5", 1), _member(tmp_path / "b.hdf5", 2)]
+    members = [_small_member(tmp_path / "a.hdf5", 1), _small_member(tmp_path / "b.hdf5", 2)]
     calibrated, plain = tmp_path / "calibrated.hdf5", tmp_path / "plain.hdf5"
     from portrait.training.ensemble import main
 

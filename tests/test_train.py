@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import constant_model, make_data
+from conftest import constant_model, make_data, small_model
 from portrait.cli import main as app_main
 from portrait.training.data import (EXPOSURE_GAIN, AugmentOptions, cache_short_side, find_pairs,
                                     line_kernel, make_dataset, motion_blur, paste_over,
@@ -407,8 +407,8 @@ def test_average_last_tries_the_mean_of_the_last_epochs_weights(tmp_path):
     stale.write_bytes(b"old")
     out = tmp_path / "x.hdf5"
     assert train_main(["--data", str(data), "--epochs", "3", "--steps-per-epoch", "2",
-                       "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
-                       "--backbone", "none", "--out", str(out), "--run-dir", str(run),
+                       "--batch", "2", "--input-size", "64x64",
+                       "--init", small_model(tmp_path / "small.h5"), "--out", str(out), "--run-dir", str(run),
                        "--average-last", "2", "--bn-steps", "2"]) == 0
     tail = sorted(p.name for p in (run / "tail").iterdir())
     assert tail == ["epoch_002.weights.h5", "epoch_003.weights.h5"]  # the stale file is gone
@@ -460,9 +460,8 @@ def test_resume_needs_the_flag(tmp_path):
 def test_a_resumed_run_keeps_a_better_checkpoint_from_before(tmp_path):
     data = make_data(tmp_path / "data")
     run = tmp_path / "run"
-    args = ["--data", str(data), "--steps-per-epoch", "2", "--batch", "2", "--input-size", "64x64",
-            "--alpha", "0.35", "--backbone", "none", "--out", str(tmp_path / "x.hdf5"),
-            "--run-dir", str(run), "--epochs", "1"]
+    args = ["--data", str(data), "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(run),
+            "--epochs", "1"] + small_run(tmp_path)
     assert train_main(args) == 0
     assert (run / "best.h5").is_file() and not (run / "best.tmp.h5").exists()
     # Pretend the epoch before the interruption scored better than any epoch can.
@@ -789,6 +788,13 @@ TINY = ["--steps-per-epoch", "1", "--batch", "2", "--input-size", "64x64", "--al
         "--backbone", "none", "--bn-steps", "1"]
 
 
+def small_run(tmp_path: Path) -> list[str]:
+    """TINY, fine-tuning a small model (conftest.small_model) instead of building the
+    MobileNetV2-UNet: for the tests of how a run is stopped, resumed and finished."""
+    return ["--steps-per-epoch", "1", "--batch", "2", "--input-size", "64x64", "--bn-steps", "1",
+            "--init", small_model(tmp_path / "small.h5")]
+
+
 def test_a_backup_stopped_while_it_is_written_keeps_the_epoch_before(tmp_path):
     """Ctrl-C while the backup's weights are written (raised here by a layer as its weights are
     saved, the file half written): the backup still holds the epoch before, whole, and a fit
@@ -876,7 +882,7 @@ def test_a_new_run_in_a_used_run_folder_sets_the_earlier_run_aside(tmp_path, cap
         (run / name).write_text(text)
     with caplog.at_level("INFO", logger="portrait"):
         assert train_main(["--data", str(data), "--epochs", "1", "--out", str(tmp_path / "x.hdf5"),
-                           "--run-dir", str(run)] + TINY) == 0
+                           "--run-dir", str(run)] + small_run(tmp_path)) == 0
     earlier = run / "earlier-1"
     assert f"moved its train.json, metrics.csv, result.json, best.h5, tensorboard to '{earlier}'" \
         in caplog.text
@@ -964,7 +970,8 @@ def test_sigterm_stops_training_as_ctrl_c_does_and_the_run_resumes(tmp_path, cap
 
     data = make_data(tmp_path / "data")
     run, out = tmp_path / "run", tmp_path / "x.hdf5"
-    args = ["--data", str(data), "--epochs", "8", "--out", str(out), "--run-dir", str(run)] + TINY
+    args = ["--data", str(data), "--epochs", "8", "--out", str(out),
+            "--run-dir", str(run)] + small_run(tmp_path)
     done = threading.Event()
 
     def terminate_after_the_first_backup():
@@ -1026,7 +1033,7 @@ def test_a_disk_that_fills_up_stops_training_in_one_line_and_the_run_resumes(tmp
     disk.mkdir()
     held.mkdir()
     args = ["--data", str(data), "--epochs", "3", "--out", str(disk / "x.hdf5"),
-            "--run-dir", str(disk / "run")] + TINY
+            "--run-dir", str(disk / "run")] + small_run(tmp_path)
     script = ('mount -t tmpfs -o size=24m tmpfs "$1" || exit 99; disk=$1 held=$2; shift 2; '
               '"$@"; code=$?; rm -f "$disk/filler"; cp -a "$disk"/. "$held"/; exit $code')
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
@@ -1064,7 +1071,7 @@ def test_a_moved_run_folder_resumes_and_paths_compare_by_the_files_they_name(tmp
         "data": [str(tmp_path / "alias")], "run_dir": str(tmp_path / "old" / "run"),
         "out": str(tmp_path / "old.hdf5"), "epochs": 1}))
     args = ["--epochs", "1", "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(run),
-            "--resume"] + TINY
+            "--resume"] + small_run(tmp_path)
     other = make_data(tmp_path / "other")
     assert train_main(["--data", str(other)] + args) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
