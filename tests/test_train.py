@@ -408,8 +408,8 @@ def test_average_last_tries_the_mean_of_the_last_epochs_weights(tmp_path):
     out = tmp_path / "x.hdf5"
     assert train_main(["--data", str(data), "--epochs", "3", "--steps-per-epoch", "2",
                        "--batch", "2", "--input-size", "64x64",
-                       "--init", small_model(tmp_path / "small.h5"), "--out", str(out), "--run-dir", str(run),
-                       "--average-last", "2", "--bn-steps", "2"]) == 0
+                       "--init", small_model(tmp_path / "small.h5"), "--out", str(out),
+                       "--run-dir", str(run), "--average-last", "2", "--bn-steps", "2"]) == 0
     tail = sorted(p.name for p in (run / "tail").iterdir())
     assert tail == ["epoch_002.weights.h5", "epoch_003.weights.h5"]  # the stale file is gone
     result = json.loads((run / "result.json").read_text())
