@@ -4,7 +4,6 @@ video reader gives a GIF's transparent pixels a colour, so such a GIF is read wi
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -13,9 +12,8 @@ from typing import Iterator, Optional, Union
 import cv2
 import numpy as np
 
-from portrait.capture.base import Frame, Source
-from portrait.capture.images import not_found
-from portrait.capture.video import file_identity
+from portrait.capture.base import Frame
+from portrait.capture.video import FileSource
 from portrait.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -48,7 +46,7 @@ def is_transparent_gif(path: Union[str, Path]) -> bool:
         return False
 
 
-class TransparentGif(Source):
+class TransparentGif(FileSource):
     """The frames of a GIF, BGRA uint8 (straight alpha) as Pillow composes them (each frame
     drawn over what the one before left, by the GIF's disposal), each at its time from the
     frame delays and with its own delay as its ``duration_s`` (the last's too): what
@@ -68,11 +66,7 @@ class TransparentGif(Source):
                  rewindable: bool = False) -> None:
         from PIL import Image
 
-        self.path = Path(path)
-        self.rewindable = rewindable
-        self._identity = file_identity(self.path)
-        if not self.path.exists():
-            raise not_found(self.path, "video")
+        super().__init__(path, rewindable=rewindable)
         try:
             self._image = Image.open(self.path)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
@@ -86,7 +80,6 @@ class TransparentGif(Source):
                              f"decoded ({error}); check the file or re-encode it") from None
         self._first: Optional[np.ndarray] = cv2.cvtColor(np.asarray(first), cv2.COLOR_RGBA2BGRA)
         self._fps = 1 / frame_delay_s(self._image.info.get("duration"))
-        self._closed = threading.Event()
         log.log(logging.DEBUG if quiet else logging.INFO, "GIF '%s': %dx%d with transparency",
                 self.path, *self._image.size)
 
@@ -117,10 +110,6 @@ class TransparentGif(Source):
             index += 1
         if not self.rewindable:
             self.close()
-
-    def unchanged(self) -> bool:
-        """Whether the file on disk is the one opened, as it was."""
-        return self._identity is not None and file_identity(self.path) == self._identity
 
     def rewind(self) -> bool:
         """Make the next iteration start again at the first frame; False (closed) where the

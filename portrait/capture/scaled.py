@@ -13,16 +13,14 @@ opens a file whose name is not UTF-8, which OpenCV's reader cannot.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import numpy as np
 
-from portrait.capture.base import Frame, Source
-from portrait.capture.images import not_found
-from portrait.capture.video import file_identity, refuse_text_file, why_no_frame
+from portrait.capture.base import Frame
+from portrait.capture.video import FileSource, refuse_text_file, why_no_frame
 from portrait.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -59,7 +57,7 @@ def cover_picture(picture, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image[top:top + height, left:left + width])
 
 
-class ScaledVideo(Source):
+class ScaledVideo(FileSource):
     """Every frame of a video file as FFmpeg decodes it (``Frame.image`` an ``av.VideoFrame``,
     for :func:`cover_picture`), with its time from the video's start.
 
@@ -80,13 +78,8 @@ class ScaledVideo(Source):
                  rewindable: bool = False) -> None:
         import av
 
-        self.path = Path(path)
-        self.rewindable = rewindable
-        self._identity = file_identity(self.path)
-        self._closed = threading.Event()
         self._container = None
-        if not self.path.exists():
-            raise not_found(self.path, "video")
+        super().__init__(path, rewindable=rewindable)
         if not self.path.is_file():
             raise InputError(f"video '{self.path}' is not a file; give a video file")
         refuse_text_file(self.path)  # FFmpeg would draw its text as the picture
@@ -156,10 +149,6 @@ class ScaledVideo(Source):
             pts_s = self._time_s(picture, pts_s)
         if not self.rewindable:
             self.close()
-
-    def unchanged(self) -> bool:
-        """Whether the file on disk is the one opened, as it was."""
-        return self._identity is not None and file_identity(self.path) == self._identity
 
     def rewind(self) -> bool:
         """Make the next iteration start again at the first frame, seeking in the open file;

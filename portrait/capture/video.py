@@ -84,6 +84,35 @@ def file_identity(path: Path) -> Optional[tuple[int, int, int, int]]:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
+class FileSource(Source):
+    """What each reader of one video file shares (:class:`VideoFileSource`,
+    :class:`portrait.capture.scaled.ScaledVideo`, :class:`portrait.capture.gif.TransparentGif`):
+    the path, refused where nothing is there; whether the file is kept open at its end for a
+    rewind; what the file on disk was as it was opened (:meth:`unchanged` tells a rewind whether
+    it may seek in the open file); and the event that :meth:`close` sets.
+
+    Args:
+        path: the video file.
+        rewindable: kept open at its end, for a rewind.
+
+    Raises:
+        InputError: nothing at ``path`` (a missing file, or a link to one).
+    """
+
+    def __init__(self, path: Union[str, Path], *, rewindable: bool) -> None:
+        self.path = Path(path)
+        self.rewindable = rewindable
+        self._identity = file_identity(self.path)  # before opening: a change after it shows
+        self._closed = threading.Event()
+        if not self.path.exists():
+            raise not_found(self.path, "video")
+
+    def unchanged(self) -> bool:
+        """Whether the file on disk is the one opened, as it was (not deleted, cut short,
+        rewritten or replaced since)."""
+        return self._identity is not None and file_identity(self.path) == self._identity
+
+
 # FFmpeg's decoders of text art (its "tty" reader takes any text file: .txt, .nfo, .asc, ...):
 # they draw the file's characters as a picture, so notes or a licence read as a video of text.
 _TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
@@ -121,7 +150,7 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     return cv2.VideoCapture(str(path), api)
 
 
-class VideoFileSource(Source):
+class VideoFileSource(FileSource):
     """Every frame of a video file, in order.
 
     Args:
@@ -142,15 +171,10 @@ class VideoFileSource(Source):
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, *,
                  quiet: bool = False, rewindable: bool = False) -> None:
-        self.path = Path(path)
+        self._capture: Optional[cv2.VideoCapture] = None
+        super().__init__(path, rewindable=rewindable)
         self.realtime = realtime
         self.quiet = quiet
-        self.rewindable = rewindable
-        self._identity = file_identity(self.path)
-        self._closed = threading.Event()
-        self._capture: Optional[cv2.VideoCapture] = None
-        if not self.path.exists():
-            raise not_found(self.path, "video")
         if not self.path.is_file():
             raise InputError(f"video '{self.path}' is not a file; give a video file")
         if not opencv_can_open(self.path):
@@ -249,11 +273,6 @@ class VideoFileSource(Source):
                 break
             pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), pts_s, self._fps)
         self.close()
-
-    def unchanged(self) -> bool:
-        """Whether the file on disk is the one opened, as it was (not deleted, cut short,
-        rewritten or replaced since)."""
-        return self._identity is not None and file_identity(self.path) == self._identity
 
     def rewind(self) -> bool:
         """Make the next iteration play the file again from its first frame, by seeking in the
