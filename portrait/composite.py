@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
-from portrait.capture.gif import TransparentGif, is_transparent_gif
+from portrait.capture.gif import gif_may_be_transparent
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.capture.looping import LoopingVideo, PlayClock
 from portrait.capture.scaled import ScaledVideo, cover_picture
@@ -367,22 +367,24 @@ class VideoBackground(Background):
     compositing path. A file that can no longer be read at a loop (deleted, cut short) is said
     once in the log, and its last frame stays.
 
-    A GIF whose first frame has transparency plays with it (read by Pillow:
-    :class:`TransparentGif`), laid over the frame's own background blurred by ``blur_px`` as a
-    transparent :class:`ImageBackground` is; any other video is opaque."""
+    A GIF that can show transparency (:func:`gif_may_be_transparent`: its first frame, or a
+    later one, as FFmpeg composes it) plays with it: each of its frames that has a transparent
+    pixel is laid over the frame's own background blurred by ``blur_px``, as a transparent
+    :class:`ImageBackground` is, and each opaque one is shown as it is (no blur); any other
+    video is opaque."""
 
     def __init__(self, path: str, size: tuple[int, int],
                  blur_px: int = CompositeOptions.blur_px):
         super().__init__()
         self.path = path
         self.blur_px = int(blur_px)
-        self.transparent = is_transparent_gif(path)
+        self.transparent = gif_may_be_transparent(path)
         try:
             # Each frame is prepared as (made for the size, as decoded): a frame prepared for
             # another size is made again from the decoded one, not from a crop of it.
             self._video: Optional[LoopingVideo] = LoopingVideo(
                 path, size, lambda image, at: (self._made(image, at), image),
-                reader=TransparentGif if self.transparent else ScaledVideo)
+                reader=ScaledVideo)
         except InputError as error:  # the file's own reason, named as the background
             raise InputError(str(error).replace("video '", "background video '", 1)) from None
         self._clock = PlayClock()
@@ -390,13 +392,16 @@ class VideoBackground(Background):
         self.description = f"video {path}" + (" over the blurred frame" if self.transparent
                                               else "")
 
-    def _made(self, image: np.ndarray, size: tuple[int, int]):
-        """A decoded frame made for ``size``: covering it, converted at that size
-        (:func:`cover_picture`); a transparent GIF's as the parts that :func:`_over_blurred`
-        takes, scaled premultiplied (as a transparent image is)."""
-        if not self.transparent:
-            return cover_picture(image, size)
-        return _overlay_parts(cover(_premultiply(image.copy()), size))
+    def _made(self, picture, size: tuple[int, int]):
+        """A decoded frame (an ``av.VideoFrame``) made for ``size``: covering it, converted at
+        that size (:func:`cover_picture`); a frame of a GIF that may be transparent, where it
+        has a transparent pixel, as the parts that :func:`_over_blurred` takes, scaled
+        premultiplied (as a transparent image is)."""
+        if self.transparent:
+            bgra = _transparent_bgra(picture)
+            if bgra is not None:
+                return _overlay_parts(cover(_premultiply(bgra), size))
+        return cover_picture(picture, size)
 
     def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
         if self._video is None:
@@ -406,10 +411,11 @@ class VideoBackground(Background):
         prepared = self._video.frame_at(self._clock.advance(time_s), wait=not live)
         if prepared is not None:
             self._last, self._decoded = prepared
-        colour = self._last[0] if self.transparent else self._last
-        if colour.shape != frame_bgr.shape:  # prepared for another size
-            self._last = self._made(self._decoded, size)
-        if self.transparent:
+        overlay = isinstance(self._last, tuple)  # a frame with transparency: (colour, see-through)
+        if (self._last[0] if overlay else self._last).shape != frame_bgr.shape:
+            self._last = self._made(self._decoded, size)  # prepared for another size
+            overlay = isinstance(self._last, tuple)
+        if overlay:
             return _over_blurred(self._last, frame_bgr, alpha, self.blur_px, self._workspace)
         return self._last
 
@@ -417,6 +423,17 @@ class VideoBackground(Background):
         if self._video is not None:
             self._video.close()
             self._video = None
+
+
+def _transparent_bgra(picture) -> Optional[np.ndarray]:
+    """A decoded frame's BGRA uint8 (straight alpha, as FFmpeg composes a GIF), a copy of its
+    own, where a pixel of it is transparent; ``None`` where it is opaque. The alpha is looked
+    at in the frame's own buffer (a GIF's frames are BGRA already), which is copied only for a
+    frame that has transparency."""
+    bgra = picture.to_ndarray(format="bgra")  # the decoder's buffer where it is BGRA: not ours
+    if bgra[:, :, 3].min() == 255:
+        return None
+    return bgra.copy()
 
 
 class TransparentBackground(Background):

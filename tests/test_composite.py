@@ -493,12 +493,12 @@ def test_a_video_background_at_a_new_size_is_made_from_the_decoded_frame(tmp_pat
             assert np.array_equal(shown, cover(decoded, size)), size
 
 
-def _gif(path, frames_bgra, duration_ms=100):
+def _gif(path, frames_bgra, duration_ms=100, disposal=2):
     from PIL import Image
 
     images = [Image.fromarray(cv2.cvtColor(f, cv2.COLOR_BGRA2RGBA), "RGBA") for f in frames_bgra]
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
-                   disposal=2)
+                   disposal=disposal)
     return path
 
 
@@ -519,16 +519,89 @@ def test_transparent_gif_plays_over_the_blurred_frame(tmp_path):
     FFmpeg's."""
     frames = _gif_frames()
     path = _gif(tmp_path / "sticker.gif", frames)
+    # three frames, then the first again
+    _assert_plays_over_the_blurred_frame(path, (0.0, 0.11, 0.21, 0.31), frames + frames[:1])
+
+
+def _assert_plays_over_the_blurred_frame(path, times_s, frames_bgra):
+    """The GIF at ``path``, a transparent background, shows at each of ``times_s`` the one of
+    ``frames_bgra`` that goes with it, laid over a frame with nobody in it blurred by 9 px."""
     frame, _ = _frame_and_alpha(48, 64)
     no_person = np.zeros((48, 64), np.uint8)
     blurred = blur_background(frame, no_person, 9).astype(float)
     with make_background(CompositeOptions(background=str(path), blur_px=9), (64, 48)) as background:
         assert background.transparent and "over the blurred frame" in background.description
-        shown = [background.render(frame, no_person, time_s=t) for t in (0.0, 0.11, 0.21, 0.31)]
-    for result, bgra in zip(shown, frames + frames[:1]):  # three frames, then the first again
+        shown = [background.render(frame, no_person, time_s=t) for t in times_s]
+    for result, bgra in zip(shown, frames_bgra, strict=True):
         weight = bgra[:, :, 3:] / 255.0
         expected = bgra[:, :, :3] * weight + blurred * (1 - weight)
         assert np.abs(result - expected).max() <= 2.0
+
+
+def test_a_gif_whose_first_frame_is_opaque_plays_its_later_transparency(tmp_path):
+    """A GIF whose first frame is opaque and whose later frames are transparent in places
+    (each restored to the background, disposal 2) played opaque: whether it was transparent was
+    told from its first frame, and FFmpeg's colour for a transparent pixel showed. Its frames
+    with transparency lie over the blurred room now, as a transparent first frame's do; its
+    opaque frame is shown as it is, and so it is again when the GIF loops.
+
+    Frame 1 is not compared: FFmpeg (as Pillow) draws it over the GIF's background colour,
+    which restoring the opaque frame 0 leaves (a browser would clear it to transparent)."""
+    frames = _gif_frames()
+    frames[0][:, :, 3] = 255
+    frames[0][:, 64 // 3:, :3] = (0, 255, 0)  # green where the later frames are transparent
+    path = _gif(tmp_path / "opaque_then_sticker.gif", frames)
+    # frames 0 and 2, then again as the GIF loops
+    _assert_plays_over_the_blurred_frame(path, (0.0, 0.21, 0.31, 0.51), [frames[0], frames[2]] * 2)
+
+
+def _gif_kinds(tmp_path) -> dict:
+    """GIFs written by Pillow, by name: a first frame transparent in places or opaque, then two
+    with transparency, for each disposal; and an opaque animation, which Pillow writes with a
+    transparent colour in its later frames (only what changed is drawn)."""
+    kinds = {}
+    for disposal in range(4):
+        sticker = _gif_frames()
+        kinds[f"sticker{disposal}"] = _gif(tmp_path / f"sticker{disposal}.gif", sticker,
+                                           disposal=disposal)
+        opaque_first = _gif_frames()
+        opaque_first[0][:, :, 3] = 255
+        kinds[f"opaque_first{disposal}"] = _gif(tmp_path / f"opaque_first{disposal}.gif",
+                                                opaque_first, disposal=disposal)
+    opaque = _gif_frames()
+    for bgra in opaque:
+        bgra[:, :, 3] = 255
+    kinds["opaque"] = _gif(tmp_path / "opaque.gif", opaque, disposal=1)
+    return kinds
+
+
+def test_whether_a_gif_may_be_transparent_is_told_from_its_blocks(tmp_path):
+    """Without decoding a pixel: a GIF whose first frame is transparent may be, and one whose
+    later frames are restored to a transparent background (disposal 2); one that leaves each
+    frame for the next to draw over (0, 1) or restores the one before (3) may not, since its
+    first frame is opaque; nor may an opaque animation whose later frames draw only what
+    changed (through a transparent colour), nor a file that is not a GIF."""
+    import av
+
+    from portrait.capture.gif import gif_may_be_transparent
+
+    kinds = _gif_kinds(tmp_path)
+    told = {name: gif_may_be_transparent(path) for name, path in kinds.items()}
+    assert told == {"sticker0": True, "sticker1": True, "sticker2": True, "sticker3": True,
+                    "opaque_first0": False, "opaque_first1": False, "opaque_first2": True,
+                    "opaque_first3": False, "opaque": False}
+    for name, path in kinds.items():  # never opaque where FFmpeg decodes a transparent pixel
+        with av.open(str(path)) as container:
+            alpha = [picture.to_ndarray(format="bgra")[:, :, 3].min()
+                     for picture in container.decode(container.streams.video[0])]
+        assert told[name] or min(alpha) == 255, (name, alpha)
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(kinds["opaque_first2"].read_bytes()[:-60])  # in its last frame's pixels
+    assert gif_may_be_transparent(cut)  # the frames before the cut are enough to tell
+    (tmp_path / "empty.gif").write_bytes(b"")
+    cv2.imwrite(str(tmp_path / "image.png"), np.zeros((4, 4, 4), np.uint8))
+    for other in ("empty.gif", "image.png", "missing.gif"):
+        assert not gif_may_be_transparent(tmp_path / other), other
 
 
 def test_opaque_gif_plays_as_a_video(tmp_path):

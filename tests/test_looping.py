@@ -226,14 +226,11 @@ def test_a_background_video_whose_name_is_not_utf8_plays(tmp_path):
     assert [index_of(image) for image in shown] == [0, 2]
 
 
-@pytest.mark.parametrize("reader", ["TransparentGif", "ScaledVideo"])
-def test_a_gif_s_last_frame_lasts_its_own_delay_before_the_loop(tmp_path, reader):
+def test_a_gif_s_last_frame_lasts_its_own_delay_before_the_loop(tmp_path):
     """A GIF that pauses on its last frame (delays 100, 100, 500 ms) loops after the pause,
-    at 0.7 s, read with its alpha (Pillow) or as an opaque video (FFmpeg); its last frame had
-    lasted one first-frame delay, looping at 0.3 s."""
+    at 0.7 s; its last frame had lasted one first-frame delay, looping at 0.3 s."""
     from PIL import Image
 
-    from portrait.capture.gif import TransparentGif
     from portrait.capture.scaled import ScaledVideo
 
     greys = (0, 120, 240)
@@ -243,11 +240,10 @@ def test_a_gif_s_last_frame_lasts_its_own_delay_before_the_loop(tmp_path, reader
                    loop=0)
 
     def which(image, size):  # the frame's index, by its grey
-        bgr = image if isinstance(image, np.ndarray) else image.to_ndarray(format="bgr24")
+        bgr = image.to_ndarray(format="bgr24")
         return int(np.argmin([abs(float(bgr[..., 0].mean()) - grey) for grey in greys]))
 
-    video = LoopingVideo(path, (64, 48), which,
-                         reader=TransparentGif if reader == "TransparentGif" else ScaledVideo)
+    video = LoopingVideo(path, (64, 48), which, reader=ScaledVideo)
     shown = [video.first]
     try:
         for time_s in (0.1, 0.2, 0.45, 0.6, 0.7, 0.8, 0.9, 1.3, 1.4):

@@ -77,7 +77,7 @@ class LoopingVideo:
         ahead: how many prepared frames may wait.
         reader: what reads the file, called as ``reader(path, quiet=True, rewindable=True)``:
             a :class:`VideoFileSource` unless given (a
-            :class:`portrait.capture.gif.TransparentGif` gives frames with their alpha).
+            :class:`portrait.capture.scaled.ScaledVideo` gives FFmpeg's decoded frames).
 
     Raises:
         InputError: the file gives no frame (from :class:`VideoFileSource`).

@@ -86,10 +86,10 @@ def file_identity(path: Path) -> Optional[tuple[int, int, int, int]]:
 
 class FileSource(Source):
     """What each reader of one video file shares (:class:`VideoFileSource`,
-    :class:`portrait.capture.scaled.ScaledVideo`, :class:`portrait.capture.gif.TransparentGif`):
-    the path, refused where nothing is there; whether the file is kept open at its end for a
-    rewind; what the file on disk was as it was opened (:meth:`unchanged` tells a rewind whether
-    it may seek in the open file); and the event that :meth:`close` sets.
+    :class:`portrait.capture.scaled.ScaledVideo`): the path, refused where nothing is there;
+    whether the file is kept open at its end for a rewind; what the file on disk was as it was
+    opened (:meth:`unchanged` tells a rewind whether it may seek in the open file); and the
+    event that :meth:`close` sets.
 
     Args:
         path: the video file.
