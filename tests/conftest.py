@@ -152,6 +152,29 @@ def phone_exif():
     return exif
 
 
+def write_rgba_tiff(path: Path, rgba: np.ndarray, extra_samples: int) -> Path:
+    """A real, uncompressed RGBA TIFF of ``rgba`` ((H, W, 4) uint8, uint16 or float32, in R, G,
+    B, A order, stored as given), its fourth sample marked by the ExtraSamples tag as
+    ``extra_samples`` says: 1 associated (premultiplied) alpha, 2 unassociated (straight).
+
+    Written with Pillow's TIFF tag writer: its image writer marks every RGBA image's alpha
+    unassociated, whatever ``tiffinfo`` says, and writes no float RGBA at all."""
+    from PIL import TiffImagePlugin
+
+    height, width = rgba.shape[:2]
+    tags = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    tags[256], tags[257] = width, height  # ImageWidth, ImageLength
+    tags[258] = (rgba.dtype.itemsize * 8,) * 4  # BitsPerSample
+    tags[259], tags[262] = 1, 2  # Compression: none; PhotometricInterpretation: RGB
+    tags[277], tags[278], tags[284] = 4, height, 1  # SamplesPerPixel, RowsPerStrip, contiguous
+    tags[273], tags[279] = 0, rgba.nbytes  # StripOffsets (after the tags' data), StripByteCounts
+    tags[338] = (extra_samples,)  # ExtraSamples
+    tags[339] = (3 if rgba.dtype.kind == "f" else 1,) * 4  # SampleFormat: float, unsigned
+    pixels = np.ascontiguousarray(rgba, rgba.dtype.newbyteorder("<")).tobytes()
+    path.write_bytes(b"II*\0" + (8).to_bytes(4, "little") + tags.tobytes(8) + pixels)
+    return path
+
+
 def write_video(path: Path, frames: int, size=(96, 64), fps: float = 30.0) -> Path:
     """A real video file: a bright square moving over a dark background."""
     import cv2

@@ -27,7 +27,7 @@ from portrait.capture import (
     read_photo,
     to_bgr_uint8,
 )
-from conftest import colour_profile, phone_exif
+from conftest import colour_profile, phone_exif, write_rgba_tiff
 from portrait.errors import DeviceError, InputError
 from portrait.options import CaptureOptions
 
@@ -783,6 +783,39 @@ def test_a_float_image_is_read_with_its_0_to_1_values_scaled_to_8_bits(tmp_path,
     bits = 64 if "64" in name else 32
     kind = "PFM" if name.endswith(".pfm") else "TIFF"
     assert f"is a {bits}-bit float {kind}: its 0..1 values are scaled to 8 bits" in caplog.text
+
+
+@pytest.mark.parametrize("extra_samples", [1, 2], ids=["associated", "unassociated"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_a_tiff_background_s_colours_are_straight_whichever_alpha_it_marks(tmp_path, dtype,
+                                                                           extra_samples):
+    """A TIFF whose ExtraSamples tag says its colours are premultiplied by its alpha (1,
+    associated) gives, with its alpha, the straight colours one that stores them straight (2)
+    gives, at every depth. A 32-bit float one gave them as stored, premultiplied (OpenCV
+    decodes its samples as they are, and Pillow cannot read it): a tenth-opaque orange came
+    out nearly black. They are divided by the alpha before the 8-bit scaling now; an 8- or
+    16-bit TIFF's colours and alpha are Pillow's, which made them straight already."""
+    # RGBA orange, by columns: opaque, half, a tenth and not at all
+    straight = np.zeros((4, 8, 4), np.float32)
+    straight[:, :, :3] = (1.0, 0.5, 0.0)
+    straight[:, :, 3] = np.repeat([1.0, 0.5, 0.1, 0.0], 2)
+    stored = straight.copy()
+    if extra_samples == 1:
+        stored[:, :, :3] *= stored[:, :, 3:]
+    if dtype != np.float32:
+        stored = np.round(stored * np.iinfo(dtype).max).astype(dtype)
+    path = write_rgba_tiff(tmp_path / "overlay.tif", stored, extra_samples)
+    bgra = read_image(path, keep_alpha=True, what="background image")
+    assert bgra.dtype == np.uint8 and bgra.shape == (4, 8, 4)
+    # (Pillow takes a 16-bit alpha's high byte: 25 for a tenth)
+    assert np.abs(bgra[0, ::2, 3].astype(int) - (255, 128, 26, 0)).max() <= 1
+    colour = bgra[:, :4, :3].astype(int)  # opaque and half transparent: the colour itself
+    assert np.abs(colour - (0, 128, 255)).max() <= 1, colour[0, ::2].tolist()
+    # Where a tenth opaque, what shows of it (times its alpha) is the orange's tenth. (Pillow
+    # makes a 16-bit TIFF's colours straight at 8 bits, 122 for 128 here: a tenth of that.)
+    alpha = bgra[:, :6, 3:] / 255
+    shows = bgra[:, :6, :3] * alpha
+    assert np.abs(shows - np.multiply((0, 128, 255), alpha)).max() <= 1, shows[0, ::2].tolist()
 
 
 def test_float_values_over_1_are_named_and_32_bit_integers_refused_saying_what_they_are(

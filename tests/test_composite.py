@@ -182,7 +182,16 @@ def _overlay_rgba(h=H, w=W) -> np.ndarray:
 
 
 def _write_rgba(path, bgra):
-    if path.name.endswith("16.png"):
+    if "associated" in path.name:  # colours premultiplied by the alpha, marked so (ExtraSamples)
+        from conftest import write_rgba_tiff
+
+        rgba = bgra[:, :, [2, 1, 0, 3]].astype(np.float32) / 255
+        rgba[:, :, :3] *= rgba[:, :, 3:]
+        if "float" not in path.name:
+            dtype = np.uint16 if "16" in path.name else np.uint8
+            rgba = np.round(rgba * np.iinfo(dtype).max).astype(dtype)
+        write_rgba_tiff(path, rgba, extra_samples=1)
+    elif path.name.endswith("16.png"):
         cv2.imwrite(str(path), bgra.astype(np.uint16) * 257)
     elif path.name.endswith("_float.tiff"):  # 32-bit float RGBA, which Pillow cannot open
         assert cv2.imwrite(str(path), bgra.astype(np.float32) / 255)
@@ -194,7 +203,8 @@ def _write_rgba(path, bgra):
 
 
 @pytest.mark.parametrize("name", ["overlay.png", "overlay16.png", "overlay.webp", "overlay.tiff",
-                                  "overlay_float.tiff"])
+                                  "overlay_float.tiff", "overlay_associated.tiff",
+                                  "overlay16_associated.tiff", "overlay_float_associated.tiff"])
 def test_transparent_image_lies_over_the_blurred_frame(tmp_path, name):
     """Where the image is transparent the frame's own background shows, blurred as
     ``--background blur`` blurs it (``blur_px``); elsewhere the image, by its alpha."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import time
 import warnings
 from dataclasses import dataclass
@@ -154,10 +155,13 @@ def _read(path: Path, max_pixels: int, what: str, keep_alpha: bool,
         log.warning("%s '%s' may be damaged: its decoder reported \"%s\"", what, path,
                     complaints[0])
     if image.dtype not in (np.uint8, np.uint16):
+        if keep_alpha and _alpha_is_associated(image, data):
+            image = _unpremultiply(image)  # before 8 bits: a faint pixel keeps its colour
         image = _deep_to_uint8(image, _kind(data, path), path, what)
     if keep_alpha and image.ndim == 3 and image.shape[2] == 4:
         # A float RGBA image (decoded at its own depth above; Pillow cannot open it): its
-        # alpha is the one OpenCV decoded with its colours, straight as OpenCV writes it.
+        # alpha is the one OpenCV decoded with its colours, straight as OpenCV writes it (or
+        # made straight above, where the TIFF says its colours are premultiplied).
         return (image if image[:, :, 3].min() < 255 else to_bgr_uint8(image),
                 header[1] if header is not None else NO_METADATA)
     image = to_bgr_uint8(image)
@@ -190,9 +194,62 @@ def _is_pfm(data: bytes) -> bool:
     return data[:2] in (b"PF", b"Pf") and data[2:3].isspace()
 
 
+def _is_tiff(data: bytes) -> bool:
+    """Whether ``data`` is a TIFF (or a BigTIFF), either byte order."""
+    return data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+
+def _alpha_is_associated(image: np.ndarray, data: bytes) -> bool:
+    """Whether ``image``, decoded from ``data``, is a TIFF's colours and alpha whose colours
+    are premultiplied by the alpha: its first image's ExtraSamples tag says the fourth sample
+    is associated alpha (1; unassociated, straight alpha is 2). OpenCV decodes a float TIFF's
+    samples as they are stored, whichever it says."""
+    if image.ndim != 3 or image.shape[2] != 4 or not _is_tiff(data):
+        return False
+    return _tiff_extra_samples(data)[:1] == (1,)
+
+
+def _tiff_extra_samples(data: bytes) -> tuple[int, ...]:
+    """The ExtraSamples tag (338) of the first image of the TIFF ``data``, read by Pillow's
+    TIFF tag reader (Pillow cannot decode a float RGBA TIFF, but reads its tags); empty where
+    there is none, or where the directory cannot be read (the alpha is then taken as
+    straight, as OpenCV decodes it)."""
+    from PIL import TiffImagePlugin
+
+    header = data[:16] if data[2:4] in (b"+\0", b"\0+") else data[:8]  # BigTIFF's is longer
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": OpenCV decoded the image
+            directory = TiffImagePlugin.ImageFileDirectory_v2(ifh=header)
+            stream = io.BytesIO(data)
+            stream.seek(directory.next)
+            directory.load(stream)
+            extra = directory.get(TiffImagePlugin.EXTRASAMPLES, ())
+    except (SyntaxError, OSError, ValueError, struct.error):  # Pillow's for a bad directory
+        return ()
+    return tuple(extra) if isinstance(extra, tuple) else (extra,)
+
+
+def _unpremultiply(image_bgra: np.ndarray, band_rows: int = 256) -> np.ndarray:
+    """Divide the colours of float BGRA ``image_bgra`` by its alpha where the alpha is over
+    0, in place, a band of rows at a time (a 64 MP image needs no second copy); returns it.
+    Where the alpha is 0 (or NaN) the colour is left: nothing of it shows.
+
+    Each band is multiplied by (1/a, 1/a, 1/a, 1) in one OpenCV call: 80 ms for a 12 MP
+    image here, where NumPy's division of the colour channels in place took 640 ms."""
+    for top in range(0, image_bgra.shape[0], band_rows):
+        band = image_bgra[top:top + band_rows]
+        alpha = band[:, :, 3]
+        inverse = np.ones_like(alpha)
+        np.divide(1, alpha, out=inverse, where=alpha > 0)
+        cv2.multiply(band, cv2.merge([inverse, inverse, inverse, np.ones_like(alpha)]),
+                     dst=band)
+    return image_bgra
+
+
 def _kind(data: bytes, path: Path) -> str:
     """What the file is, for messages: "TIFF", "PFM", else its extension's name."""
-    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+    if _is_tiff(data):
         return "TIFF"
     if _is_pfm(data):
         return "PFM"
@@ -238,8 +295,9 @@ def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np
     Pillow tells from the header whether there is an alpha (an opaque image costs no second
     decode), applies the EXIF orientation (a TIFF's own tag too) as OpenCV does to the colours,
     which OpenCV's ``IMREAD_UNCHANGED`` does not, and gives straight colours where OpenCV gives
-    a TIFF's premultiplied. Where Pillow cannot read the file, the image is opaque, as before
-    transparency was read."""
+    a TIFF's premultiplied (an 8- or 16-bit TIFF's, whichever alpha its ExtraSamples tag
+    marks: Pillow divides associated alpha's colours by it, at 8 bits). Where Pillow cannot
+    read the file, the image is opaque, as before transparency was read."""
     from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
