@@ -233,6 +233,35 @@ def test_a_fixed_export_is_used_exactly_where_the_conversion_runs_at_its_size(tm
                     assert used, model.name
 
 
+def test_the_keras_runtime_runs_each_model_at_the_size_the_conversion_does(tmp_path):
+    """The tf.function path (the GPU's; here --backend keras --device cpu) and the CPU's
+    conversion size a model by one rule (keras_run_size): for a model that notes its short side,
+    one that does not, one whose config states no size (with and without the note) and one with
+    a fixed input, with and without --letterbox and --input-size, both run at each frame's aspect
+    or both at the same input size. The Keras path kept its own copy of the rule, free to drift."""
+    import keras
+
+    fixed = tmp_path / "fixed.hdf5"
+    inputs = keras.Input((96, 128, 3))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs)).save(fixed)
+    unmarked = unet_like(tmp_path / "unmarked.hdf5")
+    with h5py.File(unmarked, "a") as f:
+        del f.attrs[SHORT_SIDE_ATTR]
+    models = [unet_like(tmp_path / "marked.hdf5"), unmarked, no_size_model(tmp_path / "plain.hdf5"),
+              no_size_model(tmp_path / "plain_marked.hdf5", short_px=64), fixed]
+    seen = set()
+    for model in models:
+        for extra in ({}, {"letterbox": True}, {"input_size": (96, 64)},
+                      {"input_size": (64, 96), "letterbox": True}, {"frame_size": (120, 160)}):
+            with create_segmenter(SegmentOptions(model=str(model), backend="keras", device="cpu",
+                                                 **extra)) as segmenter:
+                assert "tf.function" in segmenter.description
+                by_keras = isinstance(segmenter, AspectSegmenter), segmenter.input_size
+            assert by_keras == _converted(model, **extra), (model.name, extra)
+            seen.add(by_keras)
+    assert {aspect for aspect, _ in seen} == {True, False}  # both kinds of choice were compared
+
+
 def test_an_export_named_as_the_model_runs_and_warns_when_its_source_changed(with_export, caplog):
     beside = with_export.with_suffix(".tflite")
     with caplog.at_level(logging.WARNING):

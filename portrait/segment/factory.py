@@ -23,10 +23,11 @@ from portrait.options import SegmentOptions
 from portrait.segment import exported, keras_compat
 from portrait.segment.base import Segmenter, describe, one_line, resolve_norm
 from portrait.segment.convert import create_converted
-from portrait.segment.keras_segmenter import KerasSegmenter, keras_input_size
+from portrait.segment.keras_segmenter import KerasSegmenter
 from portrait.segment.locate import KERAS_SUFFIXES, display_path, read_short_side_hint, resolve_model_path
 from portrait.segment.mediapipe_segmenter import MediaPipeSegmenter
-from portrait.segment.wrappers import sized_for_frames, with_test_time
+from portrait.segment.model_io import fixed_input
+from portrait.segment.wrappers import keras_run_size, sized_for_frames, with_test_time
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,15 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
 
     import_tensorflow_quietly()
     model = keras_compat.load_keras_model(path, options.trust_model)
-    size = keras_input_size(model, options.input_size)
+    # The size the CPU path converts the model at (keras_run_size, the one rule): a fixed input at
+    # its own size; a dynamic one that notes its short side at each frame's aspect (size None,
+    # one traced function per input size) unless --input-size fixes it; any other at
+    # --input-size, else 256x256.
+    fixed = keras_compat.saved_input_size(model)  # also refuses a non-image input
+    if fixed is not None:
+        fixed_input(fixed, options.input_size)  # warns when --input-size asks for another
+    short_px = read_short_side_hint(path) if fixed is None else None
+    size = keras_run_size(fixed or "dynamic", short_px, options.input_size)
     norm, why = resolve_norm(options.input_norm, keras_compat.keras_input_norm(model), "Rescaling layer in the model")
     if gpus:
         device, reason = "/GPU:0", f"a GPU is visible to TensorFlow ({gpus[0]})"
@@ -141,9 +150,6 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
     def at(run_size: tuple[int, int]) -> KerasSegmenter:
         return KerasSegmenter(model, norm, run_size, options.letterbox, device=device, jit_compile=bool(gpus))
 
-    # A model of ours with a dynamic input runs at the frame's aspect, as on the CPU path: one
-    # traced function per input size.
-    short_px = read_short_side_hint(path) if keras_compat.saved_input_size(model) is None else None
     segmenter = sized_for_frames(at, short_px, size, options)
     segmenter.description = describe(segmenter, display_path(path), why, reason)
     return segmenter

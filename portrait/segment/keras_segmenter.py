@@ -10,8 +10,8 @@ import numpy as np
 
 from portrait.errors import ModelError
 from portrait.segment import keras_compat
-from portrait.segment.base import DEFAULT_INPUT_SIZE, Segmenter, describe, one_line
-from portrait.segment.model_io import OutputReader, Preprocessor, fixed_input
+from portrait.segment.base import Segmenter, describe, one_line
+from portrait.segment.model_io import OutputReader, Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,3 @@ class KerasSegmenter(Segmenter):
         if not self._closed:
             self._closed = True
             self._fn = self._model = None
-
-
-def keras_input_size(model, requested: Optional[tuple[int, int]]) -> tuple[int, int]:
-    fixed = keras_compat.saved_input_size(model)
-    if fixed is None:
-        return tuple(requested) if requested else DEFAULT_INPUT_SIZE
-    return fixed_input(fixed, requested)

@@ -118,9 +118,10 @@ def sized_for_frames(make: Callable[[Optional[tuple[int, int]]], Segmenter], sho
 
 def keras_run_size(model_input, short_px: Optional[int],
                    requested: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
-    """The input size the app runs a Keras model at on the CPU, the one rule behind its
-    conversion (:mod:`portrait.segment.convert`), the export that stands in for it
-    (:func:`portrait.segment.exported.fresh_companion`) and the size ``export`` writes: a fixed
+    """The input size the app runs a Keras model at, the one rule behind its conversion on the
+    CPU (:mod:`portrait.segment.convert`), the export that stands in for it
+    (:func:`portrait.segment.exported.fresh_companion`), the size ``export`` writes and the
+    ``tf.function`` of ``--backend keras`` and the GPU (:mod:`portrait.segment.factory`): a fixed
     input at its own size; a dynamic one that notes its short side at each frame's aspect
     unless ``--input-size`` fixes it (as :func:`sized_for_frames` runs it); any other at
     ``--input-size``, else 256x256. ``--letterbox`` changes where a frame goes in the input,
