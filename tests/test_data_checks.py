@@ -163,9 +163,14 @@ def test_list_files_take_comment_lines_and_blank_lines_wherever_they_are_read(tm
     (data / "notes.txt").write_text("# nothing yet\n")
     with pytest.raises(InputError, match="lists no stems"):
         resolve_split(str(data / "notes.txt"), "train")
-    with pytest.raises(InputError, match=r"cannot list the photo '#1' in .*starts with '#' as a "
-                                         r"comment"):
+    with pytest.raises(InputError, match=r"cannot list the photo '#1' in .*: the stem starts "
+                                         r"with '#', which a list file reads as a comment"):
         write_stems(tmp_path / "out.txt", ["a", "#1"])
+    assert not (tmp_path / "out.txt").exists()
+    # A file name may hold a line break: listed, it was two stems naming no photo.
+    with pytest.raises(InputError, match=r"cannot list the photo 'a\\nb' in .*: the stem holds "
+                                         r"a line break, which a list file reads as two lines"):
+        write_stems(tmp_path / "out.txt", ["a\nb"])
     assert not (tmp_path / "out.txt").exists()
     write_stems(tmp_path / "out.txt", ["a", "b#2"])  # '#' inside a stem is a stem's
     assert read_stems(tmp_path / "out.txt") == ["a", "b#2"]

@@ -284,6 +284,40 @@ def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
+def test_distill_refuses_a_stem_train_txt_cannot_hold_before_the_teacher_runs(
+        tmp_path, brightness_model, capsys, caplog):
+    """A photo or video whose stem starts with '#' (a comment in a list file) was refused only
+    as train.txt was written, after the teacher had labelled every photo or frame; it is
+    refused in one line before the teacher loads, and nothing is written."""
+    import logging
+
+    from portrait.training.distill import main
+
+    data = _data_folder(tmp_path / "data", ["a", "#1"])
+    clip = write_video(tmp_path / "#take.avi", 3)
+    photo = ("the stem starts with '#', which a list file reads as a comment; rename the photo "
+             "and its mask, or give --data a list file that leaves it out")
+    cases = [
+        (["--data", str(data)], f"cannot list the photo '{data / 'images' / '#1.png'}' in "
+                                f"train.txt as '#1': {photo}"),
+        (["--data", str(data), "--negatives", str(tmp_path / "negatives")],
+         f"cannot list the photo '{data / 'images' / '#1.png'}' in train.txt as '#1': {photo}"),
+        (["--video", str(clip)], f"cannot list the frames of the video '{clip}' in train.txt as "
+                                 "'#take_00000': the stem starts with '#', which a list file "
+                                 "reads as a comment; rename the video"),
+    ]
+    for args, message in cases:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            code = main(["--teacher", str(brightness_model), *args, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err[-1] == f"error: {message}", err
+        assert "Traceback" not in "\n".join(err)
+        loaded = [r.getMessage() for r in caplog.records if r.name.startswith("portrait.segment")]
+        assert not loaded, loaded  # refused before the teacher was loaded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["#take.avi", "data"]  # nothing written
+
+
 def test_background_strips_lie_beside_the_person():
     from portrait.training.distill import background_strips
 

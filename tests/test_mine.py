@@ -97,3 +97,28 @@ def test_mining_refusals_are_one_line(tmp_path, brightness_model, capsys):
     for folder in (data, other):
         assert sorted(p.name for p in (folder / "masks").iterdir()) == ["p0.png", "p1.png"]
         assert (folder / "train.txt").read_text() == "p0\np1\n"
+
+
+def test_mining_refuses_a_stem_train_txt_cannot_hold_before_the_model_runs(tmp_path, brightness_model,
+                                                                        capsys):
+    """A photo whose stem starts with '#' gave crops '#p0_0', a comment in train.txt: refused
+    only once every photo was mined. It is refused in one line before the model runs, and
+    nothing is written."""
+    data = _data_with_a_lamp(tmp_path / "data")
+    (data / "train.txt").unlink()  # the folder's every photo, as a list cannot name '#p0'
+    for folder in ("images", "masks"):
+        (data / folder / "p0.png").rename(data / folder / "#p0.png")
+    out = tmp_path / "mined"
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"error: cannot list the crops of the photo '{data / 'images' / '#p0.png'}' in train.txt "
+        "as '#p0_0': the stem starts with '#', which a list file reads as a comment; rename the "
+        "photo and its mask, or give --data a list file that leaves it out"), err
+    assert not any(line.startswith("INFO portrait.segment") for line in err), err  # model not run
+    assert not out.exists()
+    # Renamed, the same photo is mined.
+    for folder in ("images", "masks"):
+        (data / folder / "#p0.png").rename(data / folder / "lamp p0.png")
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 0
+    assert (out / "train.txt").read_text().split("\n") == ["lamp p0_0", ""]

@@ -33,6 +33,7 @@ import numpy as np
 
 from portrait.errors import InputError, ModelError, run_command
 from portrait.options import TEST_TIME_MODES
+from portrait.training.folders import RENAME_PHOTO, check_listable
 
 # Keras and TensorFlow are imported where they are used, so that the command line can import
 # them quietly (portrait.cli.import_tensorflow_quietly).
@@ -120,6 +121,43 @@ def soft_mask(truth: np.ndarray, probability: np.ndarray, weight: float) -> np.n
     return np.round(mixed).astype(np.uint8)
 
 
+def check_photo_stems(pairs: Sequence[tuple[str, str]]) -> None:
+    """Refuse, before the teacher runs, a photo whose stem ``train.txt`` could not list (one
+    that starts with ``#``: :func:`portrait.training.folders.unlistable`), which the run would
+    otherwise find only when it lists what it wrote.
+
+    Raises:
+        InputError: naming the first such photo.
+    """
+    for image_path, _ in pairs:
+        check_listable(Path(image_path).stem, f"the photo '{image_path}'", RENAME_PHOTO)
+
+
+def check_videos(videos: Sequence[str]) -> list[str]:
+    """Refuse, before the teacher runs, videos whose frames could not be written or listed: two
+    of one name (their frames would overwrite each other), one whose frames' stems ``train.txt``
+    could not list (a name that starts with ``#``), one that cannot be read.
+
+    Returns:
+        Each video's name (its file's stem), which its frames are named after.
+
+    Raises:
+        InputError: the first such video.
+    """
+    from portrait.capture import VideoFileSource
+
+    names = [Path(video).stem for video in videos]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"two videos are named '{repeated[0]}'; frames are named after their "
+                         "video, so rename one or label them into separate --out folders")
+    for video, name in zip(videos, names):
+        check_listable(f"{name}_00000", f"the frames of the video '{video}'", "rename the video")
+    for video in videos:  # every file readable before anything is written
+        VideoFileSource(video).close()
+    return names
+
+
 def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, weight: float,
                       progress: bool = False, negatives_dir: Optional[Path] = None) -> list[str]:
     """Write a data folder whose masks mix each pair's mask with a teacher's prediction.
@@ -146,13 +184,15 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
 
     Raises:
         InputError: ``out_dir`` or ``negatives_dir`` is a source folder or holds files that no
-            portrait data tool wrote or another tool's output, or a photo or mask cannot be read
-            or is no 8-bit grey mask.
+            portrait data tool wrote or another tool's output, a photo's stem could not be
+            listed (:func:`check_photo_stems`, before anything is written), or a photo or mask
+            cannot be read or is no 8-bit grey mask.
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
     from portrait.training.folders import write_stems
 
+    check_photo_stems(pairs)
     out_dir = Path(out_dir)
     negatives_dir = None if negatives_dir is None else Path(negatives_dir)
     with removed_on_failure(out_dir, negatives_dir):  # no partial folder where a photo fails
@@ -267,9 +307,9 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
 
     Raises:
         ValueError: ``every`` below 1.
-        InputError: a video that cannot be read, two videos with the same name, an ``out_dir``
-            or ``negatives_dir`` that holds files no portrait data tool wrote or another tool's
-            output, or a file that cannot be written.
+        InputError: a video refused by :func:`check_videos` (before anything is written), an
+            ``out_dir`` or ``negatives_dir`` that holds files no portrait data tool wrote or
+            another tool's output, or a file that cannot be written.
     """
     from tqdm import tqdm
 
@@ -278,13 +318,7 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
 
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
-    names = [Path(video).stem for video in videos]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise InputError(f"two videos are named '{repeated[0]}'; frames are named after their "
-                         "video, so rename one or label them into separate --out folders")
-    for video in videos:  # every file readable before anything is written
-        VideoFileSource(video).close()
+    names = check_videos(videos)
     if negatives_every < 1:
         raise ValueError(f"negatives_every must be at least 1, got {negatives_every}")
     from portrait.training.data import new_data_folder, removed_on_failure
@@ -393,6 +427,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from portrait.segment import create_segmenter
 
         if args.video:
+            check_videos(args.video)  # before the teacher loads (a conversion may take minutes)
             with create_segmenter(SegmentOptions(model=args.teacher, tta=args.teacher_tta)) as teacher:
                 stems = write_pseudo_labels(args.video, teacher, Path(args.out), args.every or 1,
                                             progress=sys.stderr.isatty(),
@@ -403,6 +438,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return
         weight = 0.3 if args.weight is None else args.weight
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
+        check_photo_stems(pairs)  # before the teacher loads
         with create_segmenter(SegmentOptions(model=args.teacher, tta=args.teacher_tta)) as teacher:
             stems = write_soft_labels(pairs, teacher, Path(args.out), weight,
                                       progress=sys.stderr.isatty(),

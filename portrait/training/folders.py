@@ -64,21 +64,56 @@ def read_stems(list_file: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith(COMMENT)]
 
 
+def unlistable(stem: str) -> Optional[str]:
+    """Why :func:`read_stems` would not read ``stem`` back from a line of its own (a phrase
+    about "the stem"), or None where it would."""
+    if not stem.strip():
+        return "is blank, which a list file skips"
+    if "\n" in stem or "\r" in stem:
+        return "holds a line break, which a list file reads as two lines"
+    if stem != stem.strip():
+        return "starts or ends with a space, which a list file drops"
+    if stem.startswith(COMMENT):
+        return f"starts with '{COMMENT}', which a list file reads as a comment"
+    return None
+
+
+# What to do about a photo whose stem a list file cannot hold (check_listable's ``fix``).
+RENAME_PHOTO = "rename the photo and its mask, or give --data a list file that leaves it out"
+
+
+def check_listable(stem: str, source: str, fix: str) -> None:
+    """Refuse, before a data tool does its work, a ``stem`` it would write to a ``train.txt``
+    that :func:`read_stems` could not read back (:func:`unlistable`), which
+    :func:`write_stems` refuses only once the work is done.
+
+    Args:
+        stem: the stem the tool would list (``#1``, ``#1_0``, ``#clip_00000``).
+        source: what it comes from, for the message (``the photo 'data/images/#1.png'``).
+        fix: what the user should do (``rename the photo and its mask``).
+
+    Raises:
+        InputError: naming ``source``, the stem, why and ``fix``.
+    """
+    why = unlistable(stem)
+    if why is not None:
+        raise InputError(f"cannot list {source} in train.txt as {stem!r}: the stem {why}; {fix}")
+
+
 def write_stems(list_file: Path, stems: Sequence[str]) -> None:
     """Write ``stems`` one per line to ``list_file``, as :func:`read_stems` reads them: UTF-8,
     and a stem from a file name that is not UTF-8 as that name's own bytes.
 
     Raises:
-        InputError: a stem that :func:`read_stems` would read otherwise (one that starts with
-            ``#``, a comment there, or starts or ends with a space, which it drops), before
-            anything is written.
+        InputError: a stem that :func:`read_stems` would read otherwise (:func:`unlistable`:
+            one that starts with ``#``, a comment there, starts or ends with a space, which it
+            drops, or holds a line break), before anything is written. Data tools check their
+            stems with :func:`check_listable` before their work; this is the last guard.
     """
-    unreadable = next((stem for stem in stems
-                       if stem != stem.strip() or stem.startswith(COMMENT) or not stem), None)
+    unreadable = next((stem for stem in stems if unlistable(stem) is not None), None)
     if unreadable is not None:
-        raise InputError(f"cannot list the photo '{unreadable}' in '{list_file}': a list file "
-                         f"reads a line that starts with '{COMMENT}' as a comment and drops the "
-                         "spaces around a stem; rename the photo and its mask")
+        raise InputError(f"cannot list the photo {unreadable!r} in '{list_file}': the stem "
+                         f"{unlistable(unreadable)}; rename the photo and its mask")
     Path(list_file).write_text("".join(f"{stem}\n" for stem in stems), encoding="utf-8",
                                errors="surrogateescape")
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from portrait.errors import run_command
+from portrait.training.folders import RENAME_PHOTO, check_listable
 from portrait.words import counted
 
 log = logging.getLogger("portrait.training.mine")  # not "__main__" under python -m
@@ -78,6 +79,19 @@ def crop_around(box: tuple[int, int, int, int], shape: tuple[int, int],
     return x0, y0, x1, y1
 
 
+def check_photo_stems(pairs: Sequence[tuple[str, str]]) -> None:
+    """Refuse, before the model runs, a photo whose crops' stems (``<stem>_<k>``) ``train.txt``
+    could not list (a stem that starts with ``#``: :func:`portrait.training.folders.unlistable`),
+    which the run would otherwise find only when it lists what it wrote.
+
+    Raises:
+        InputError: naming the first such photo.
+    """
+    for image_path, _ in pairs:
+        check_listable(f"{Path(image_path).stem}_0", f"the crops of the photo '{image_path}'",
+                       RENAME_PHOTO)
+
+
 def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
                         margin: float, min_area: float = MIN_AREA,
                         progress: bool = False) -> list[str]:
@@ -100,13 +114,15 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
 
     Raises:
         InputError: ``out_dir`` is a source folder, holds files that no portrait data tool
-            wrote or another tool's output, two pairs share a stem, or a photo or mask cannot be
-            read or is no 8-bit grey mask.
+            wrote or another tool's output, a photo's crops could not be listed
+            (:func:`check_photo_stems`, before anything is written), two pairs share a stem, or
+            a photo or mask cannot be read or is no 8-bit grey mask.
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
     from portrait.training.folders import write_stems
 
+    check_photo_stems(pairs)
     out_dir = Path(out_dir)
     with removed_on_failure(out_dir):  # no partial folder where a photo fails
         images_dir, masks_dir = new_data_folder(out_dir, pairs, "portrait.training.mine")
@@ -170,6 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         margin = FAR_MARGIN if args.margin is None else args.margin
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
+        check_photo_stems(pairs)  # before the model loads
         with ModelScorer(SegmentOptions(model=str(model))) as scorer:
             write_hard_examples(pairs, scorer, Path(args.out), margin, args.min_area,
                                 progress=sys.stderr.isatty())
