@@ -125,6 +125,36 @@ def test_command_line_errors_are_one_line(data, brightness_model, tmp_path, case
     assert all(word in lines[0] for word in words), lines[0]
 
 
+def test_a_list_given_as_data_or_a_folder_as_list_is_named_for_what_it_is(data, brightness_model,
+                                                                         tmp_path, capfd):
+    """train takes a list file as --data; given one, scoring said 'data folder ... not found'
+    of a file that is there (and of a folder given as --list, 'list file ... not found', and of
+    a file given as --suite's data root, 'not found'). Each is named for what it is, with the
+    command that scores it."""
+    lone = tmp_path / "notes.txt"
+    lone.write_text("a0\n")
+    cases = [
+        (["--data", str(data / "some.txt")], f"--data '{data / 'some.txt'}' is a file, not a "
+         f"data folder; to score the stems it lists, pass --data {data} --list {data / 'some.txt'}"),
+        (["--data", str(lone)], f"--data '{lone}' is a file, not a data folder; pass --data DIR "
+         "with images/ and masks/ (and a list of stems as --list FILE)"),
+        (["--data", str(data), "--list", str(data / "images")],
+         f"--list '{data / 'images'}' is a folder, not a list file; pass --list FILE of image "
+         "stems, one per line, and the folder as --data"),
+        (["--suite", "--compare", str(brightness_model), "--data", str(lone)],
+         f"suite data root '{lone}' is a file, not a folder; pass --data DIR that holds eg1800/, "
+         "ccp_fashion/, coco_person/, pelota/ and videos/"),
+    ]
+    for args, message in cases:
+        assert evaluate.main(["--model", str(brightness_model), *args]) == 2, args
+        captured = capfd.readouterr()
+        assert captured.err.strip().splitlines() == [f"error: {message}"] and captured.out == ""
+    # As the line says, the list scores.
+    assert evaluate.main(["--model", str(brightness_model), "--data", str(data), "--list",
+                          str(data / "some.txt"), "--no-progress", "-q"]) == 0
+    assert json.loads(capfd.readouterr().out)["n"] == 3  # written to the descriptor
+
+
 def test_the_sheet_is_never_written_into_the_data(data, brightness_model, tmp_path):
     mask = data / "masks" / f"{STEMS[0]}.png"
     before = mask.read_bytes()

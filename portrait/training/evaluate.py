@@ -501,13 +501,22 @@ def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
 
     Raises:
         ModelError: a model file that does not exist.
-        InputError: a missing data folder, list file, or folder for the sheet; a sheet inside
-            the data folder.
+        InputError: a missing data folder, list file, or folder for the sheet; a file given as
+            the data folder or a folder as the list file; a sheet inside the data folder.
     """
     check_models(models)
     data = Path(options.data)
+    if data.is_file():  # train takes a list file as --data; scoring takes it as --list
+        if (data.parent / "images").is_dir():
+            raise InputError(f"--data '{data}' is a file, not a data folder; to score the stems "
+                             f"it lists, pass --data {data.parent} --list {data}")
+        raise InputError(f"--data '{data}' is a file, not a data folder; pass --data DIR with "
+                         "images/ and masks/ (and a list of stems as --list FILE)")
     if not data.is_dir():
         raise InputError(f"data folder '{data}' not found; pass --data DIR with images/ and masks/")
+    if options.list_file is not None and Path(options.list_file).is_dir():
+        raise InputError(f"--list '{options.list_file}' is a folder, not a list file; pass --list "
+                         "FILE of image stems, one per line, and the folder as --data")
     if options.list_file is not None and not Path(options.list_file).is_file():
         raise InputError(f"list file '{options.list_file}' not found; pass --list FILE of image "
                          "stems, one per line, or leave it out to use every image with a mask")
@@ -855,7 +864,8 @@ def _suite_body(args: argparse.Namespace) -> None:
 
     root = Path(args.data) if args.data else suite.DEFAULT_DATA_ROOT
     if not root.is_dir():
-        raise InputError(f"suite data root '{root}' not found; pass --data DIR that holds eg1800/, "
+        found = "is a file, not a folder" if root.is_file() else "not found"
+        raise InputError(f"suite data root '{root}' {found}; pass --data DIR that holds eg1800/, "
                          "ccp_fashion/, coco_person/, pelota/ and videos/")
     _, models, _ = options_from_args(args)
     check_models(models)
