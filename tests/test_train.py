@@ -716,6 +716,22 @@ def test_a_model_training_cannot_fine_tune_or_learn_from_is_one_line(tmp_path, c
     assert not out.exists() and not run.exists()
 
 
+def test_a_tail_on_a_stride_32_encoder_is_one_line_before_anything_is_read(tmp_path, capsys):
+    """--context tail with --output-stride 32 (the help says 'stride 16 only') stopped in
+    'unexpected ValueError' (exit 1) from the model builder; it is refused in one line that
+    says what to pass, before the data is read or the run folder written."""
+    out, run = tmp_path / "x.hdf5", tmp_path / "run"
+    code = train_main(["--data", str(tmp_path / "no data yet"), "--context", "tail",
+                       "--output-stride", "32", "--out", str(out), "--run-dir", str(run),
+                       "--epochs", "1"] + TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == (
+        "error: --context tail adds encoder blocks 13 to 16 to a stride-16 encoder, and "
+        "--output-stride 32 already runs them; pass --output-stride 16 (the default) or another "
+        "--context"), err
+    assert not out.exists() and not run.exists()
+
+
 @pytest.mark.parametrize("option, advice", [
     ("--teacher", "a teacher that runs outside Keras labels the data once instead: python -m "
                   "portrait.training.distill --teacher "),

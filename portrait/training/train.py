@@ -666,8 +666,9 @@ def resume_hint(run_dir: Path, epochs: int):
 
 
 def check_outputs(options: TrainOptions, out: Path) -> None:
-    """Before any work: the crop fits the network, ``--out`` is no folder and no file the run
-    reads, and its folder can be written (it is written only after the whole run).
+    """Before any work: the crop fits the network, the network can be built (``--context
+    tail`` at output stride 16 only), ``--out`` is no folder and no file the run reads, and its
+    folder can be written (it is written only after the whole run).
 
     Raises:
         PortraitError: any of those.
@@ -678,6 +679,10 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
     if width % options.output_stride or height % options.output_stride:
         raise PortraitError(f"--input-size {width}x{height} must be a multiple of the output "
                             f"stride {options.output_stride} on both sides, e.g. 192x192")
+    if not options.init and options.context == "tail" and options.output_stride != 16:
+        raise PortraitError(f"--context tail adds encoder blocks 13 to 16 to a stride-16 encoder, "
+                            f"and --output-stride {options.output_stride} already runs them; pass "
+                            "--output-stride 16 (the default) or another --context")
     if options.short_side is None and min(width, height) % 32:
         raise PortraitError(f"--input-size {width}x{height} would store a short side of "
                             f"{min(width, height)} px, which the app cannot run models at (a "
