@@ -732,6 +732,44 @@ def test_a_tail_on_a_stride_32_encoder_is_one_line_before_anything_is_read(tmp_p
     assert not out.exists() and not run.exists()
 
 
+@pytest.mark.parametrize("kind", ["model", "photo", "narrower"])
+def test_a_backbone_file_of_no_encoder_weights_is_one_line(tmp_path, capsys, kind):
+    """--backbone with a trained model (a plausible slip for --init), a photo, or the weights
+    of a narrower MobileNetV2 stopped in 'unexpected ValueError' (exit 1), the last after one
+    Keras warning per encoder layer. Each is refused in one line that says what --backbone
+    takes, before the data is read or the run folder written."""
+    import warnings
+
+    import keras
+
+    if kind == "model":
+        backbone = constant_model(tmp_path / "trained.hdf5", 0.5)
+        message = f"'{backbone}' is a whole Keras model, not backbone weights; "
+    elif kind == "photo":
+        backbone = tmp_path / "me.jpg"
+        cv2.imwrite(str(backbone), np.zeros((8, 8, 3), np.uint8))
+        message = f"backbone weights '{backbone}' is not an HDF5 file; "
+    else:
+        backbone = tmp_path / "a035.weights.h5"
+        keras.applications.MobileNetV2(input_shape=(None, None, 3), alpha=0.35, include_top=False,
+                                       weights=None).save_weights(backbone)
+        message = f"backbone weights '{backbone}' do not fit MobileNetV2 alpha 0.5 (A total of "
+    out, run = tmp_path / "x.hdf5", tmp_path / "run"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = train_main(["--data", str(tmp_path / "no data yet"), "--out", str(out), "--run-dir",
+                           str(run), "--epochs", "1"] + TINY + ["--alpha", "0.5", "--backbone",
+                                                                str(backbone)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"error: {message}"), err
+    assert err[-1].endswith("--backbone expects MobileNetV2 alpha 0.5 weights (include_top=False), "
+                            "as model.save_weights writes them to a .weights.h5 file, or "
+                            "'imagenet', 'auto' or 'none'; to fine-tune a trained model, pass it "
+                            "as --init"), err
+    assert not [w for w in caught if "could not" in str(w.message) or "Skipping" in str(w.message)]
+    assert not out.exists() and not run.exists()
+
+
 @pytest.mark.parametrize("option, advice", [
     ("--teacher", "a teacher that runs outside Keras labels the data once instead: python -m "
                   "portrait.training.distill --teacher "),

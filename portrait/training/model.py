@@ -13,6 +13,7 @@ full-resolution stages cheap on a CPU.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Optional, Sequence
 
 import keras
@@ -84,6 +85,21 @@ def _up_block(x, skip, filters: int, name: str):
     return _separable_block(x, filters, name=f"{name}_conv")
 
 
+def _load_encoder_weights(encoder: keras.Model, path: str) -> None:
+    """Load a weights file into the encoder.
+
+    Raises:
+        ValueError: weights of another network (another width, a whole model), with Keras'
+            reason; the warning Keras gives first for each of the ~100 layers it cannot fill is
+            dropped, as the error says it all. A load that succeeds gives its warnings as usual.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder.load_weights(path)
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def build_unet(
     input_size: tuple[int, int] = (192, 192),
     alpha: float = 1.0,
@@ -115,8 +131,8 @@ def build_unet(
         input's spatial size.
 
     Raises:
-        ValueError: an input size that is not a multiple of the stride, a bad stride or an
-            unknown context module.
+        ValueError: an input size that is not a multiple of the stride, a bad stride, an
+            unknown context module, or ``backbone_weights`` of another network.
         InputError: ``"imagenet"`` weights that cannot be downloaded.
     """
     width, height = input_size
@@ -154,7 +170,7 @@ def build_unet(
                          "--backbone FILE with a local weights file (e.g. ../shared/models/"
                          "mobilenetv2_1.0_backbone.weights.h5) or --backbone none") from None
     if backbone_weights and not imagenet:
-        encoder.load_weights(backbone_weights)
+        _load_encoder_weights(encoder, backbone_weights)
         log.info("encoder weights loaded from %s", backbone_weights)
     # keras.applications builds MobileNetV2 with batch-norm momentum 0.999: its moving statistics
     # then trail the fine-tuned weights by thousands of steps and inference-mode outputs lag far

@@ -701,12 +701,22 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
     _prepare_folder(out.parent, f"model '{out}'")
 
 
+def backbone_expected(alpha: float) -> str:
+    """What ``--backbone FILE`` takes, ending the line that refuses another file."""
+    return (f"--backbone expects MobileNetV2 alpha {alpha} weights (include_top=False), as "
+            "model.save_weights writes them to a .weights.h5 file, or 'imagenet', 'auto' or "
+            "'none'; to fine-tune a trained model, pass it as --init")
+
+
 def check_model_inputs(options: TrainOptions) -> None:
     """Before any data loads: each model or weights file the run reads (``--init``,
-    ``--teacher``, a ``--backbone`` file) is there and is a file, and no model a TFLite one.
+    ``--teacher``, a ``--backbone`` file) is there and is a file, no model a TFLite one, and a
+    ``--backbone`` file holds weights, not a whole model
+    (:func:`portrait.training.widen.check_backbone`).
 
     Raises:
         ModelError: the first that is not, by option and path.
+        InputError: a ``--backbone`` file that holds no weights.
     """
     named = [("--init", options.init, "give the model file to fine-tune"),
              *(("--teacher", t, "give the teacher's model file") for t in options.teacher)]
@@ -720,6 +730,10 @@ def check_model_inputs(options: TrainOptions) -> None:
             raise ModelError(f"{option} '{path}' is a folder, not a file; {advice}")
         if not Path(path).is_file():
             raise ModelError(f"{option} '{path}' not found; {advice}")
+        if option == "--backbone":  # a whole model, a photo: named before TensorFlow starts
+            from portrait.training.widen import check_backbone
+
+            check_backbone(Path(path), backbone_expected(options.alpha))
         if option != "--backbone" and Path(path).suffix.lower() == ".tflite":
             # Loaded as Keras, it was called "not a valid HDF5 file ... truncated or corrupt".
             raise ModelError(
@@ -1020,11 +1034,18 @@ def train(options: TrainOptions) -> Path:
         check_trainable(model, "--init", options.init, options.input_size)
         check_rescales(model, "--init", options.init)
     else:
-        model = build_unet(
-            options.input_size, options.alpha, options.output_stride,
-            backbone_weights=_resolve_backbone(options.backbone, options.alpha), fixed_input=False,
-            context=options.context,
-        )
+        backbone = _resolve_backbone(options.backbone, options.alpha)
+        try:
+            model = build_unet(options.input_size, options.alpha, options.output_stride,
+                               backbone_weights=backbone, fixed_input=False, context=options.context)
+        except ValueError as error:  # the options fit the builder (check_outputs): the weights do not
+            if backbone in (None, "imagenet"):
+                raise
+            from portrait.segment.base import one_line
+
+            raise ModelError(f"backbone weights '{backbone}' do not fit MobileNetV2 alpha "
+                             f"{options.alpha} ({one_line(error)}); "
+                             f"{backbone_expected(options.alpha)}") from None
     if options.teacher:
         from portrait.training.distill import load_teachers, with_teachers
 

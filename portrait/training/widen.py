@@ -184,9 +184,11 @@ BACKBONE_EXPECTED = ("--backbone expects MobileNetV2 alpha 1.0 weights (include_
                      "model.save_weights writes them to a .weights.h5 file, or 'none'")
 
 
-def check_backbone(path: Path) -> None:
+def check_backbone(path: Path, expected: str = BACKBONE_EXPECTED) -> None:
     """Before TensorFlow starts: ``path`` is a weights file that Keras can load into the encoder
     (HDF5 weights, not a whole model), so a wrong file is named before any model is built.
+    ``expected`` ends each message: what the option takes (widen's ``--backbone`` by default;
+    train passes its own).
 
     Raises:
         InputError: no such file, or one that is not HDF5, is a whole model, or holds no layer
@@ -203,15 +205,15 @@ def check_backbone(path: Path) -> None:
             legacy = "layer_names" in f.attrs  # Keras 2's save_weights
             keras3 = "layers" in f and "vars" in f  # Keras 3's .weights.h5
     except OSError:
-        raise InputError(f"backbone weights '{path}' is not an HDF5 file; {BACKBONE_EXPECTED}") from None
+        raise InputError(f"backbone weights '{path}' is not an HDF5 file; {expected}") from None
     if whole_model:
-        raise InputError(f"'{path}' is a whole Keras model, not backbone weights; {BACKBONE_EXPECTED}")
+        raise InputError(f"'{path}' is a whole Keras model, not backbone weights; {expected}")
     if keras3 and not legacy and not path.name.lower().endswith(".weights.h5"):
         # Keras picks the reader by the name: any other .h5 is read as Keras 2 weights.
         raise InputError(f"backbone weights '{path}' are Keras 3 weights, which Keras reads only "
                          "from a file named *.weights.h5; rename it")
     if not keras3 and not legacy:
-        raise InputError(f"'{path}' holds no layer weights; {BACKBONE_EXPECTED}")
+        raise InputError(f"'{path}' holds no layer weights; {expected}")
 
 
 def _alphas(name: str) -> list[float]:
