@@ -318,6 +318,24 @@ def test_distill_refuses_a_stem_train_txt_cannot_hold_before_the_teacher_runs(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["#take.avi", "data"]  # nothing written
 
 
+def test_distill_finds_its_teacher_as_mine_finds_its_model(tmp_path, capsys):
+    """A folder given as --teacher was 'teacher model ... not found' (it is there), and a bare
+    name of a shipped model, which mine's --model and the app find in weights/, was not found
+    either. The folder is named for what it is; the bare name is found."""
+    from portrait.training.distill import main
+
+    data = _data_folder(tmp_path / "data", ["a"])
+    folder = tmp_path / "models"
+    folder.mkdir()
+    assert main(["--teacher", str(folder), "--data", str(data), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: model '{folder}' is a folder, not a model file; pass --teacher "
+                       "PATH to a .hdf5, .h5, .keras or .tflite model"), err
+    assert not (tmp_path / "o").exists()
+    assert main(["--teacher", "unet_live.hdf5", "--data", str(data), "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "train.txt").read_text() == "a\n"
+
+
 def test_background_strips_lie_beside_the_person():
     from portrait.training.distill import background_strips
 

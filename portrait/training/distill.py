@@ -418,9 +418,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "give the negatives a folder of their own")
 
     def body() -> None:
-        if not Path(args.teacher).is_file():  # before TensorFlow's slow start
-            raise ModelError(f"teacher model '{args.teacher}' not found; pass --teacher PATH to a "
-                             ".hdf5, .h5, .keras or .tflite model")
+        from portrait.segment import resolve_model_path
+
+        # Before TensorFlow's slow start; a bare name is also looked up in weights/, as mine's
+        # --model and the app's.
+        teacher_path = str(resolve_model_path(args.teacher, "pass --teacher PATH to a .hdf5, .h5, "
+                                                            ".keras or .tflite model"))
         import_tensorflow_quietly()
         from portrait.training.data import resolve_split
         from portrait.options import SegmentOptions
@@ -428,7 +431,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         if args.video:
             check_videos(args.video)  # before the teacher loads (a conversion may take minutes)
-            with create_segmenter(SegmentOptions(model=args.teacher, tta=args.teacher_tta)) as teacher:
+            with create_segmenter(SegmentOptions(model=teacher_path, tta=args.teacher_tta)) as teacher:
                 stems = write_pseudo_labels(args.video, teacher, Path(args.out), args.every or 1,
                                             progress=sys.stderr.isatty(),
                                             negatives_dir=args.negatives and Path(args.negatives),
@@ -439,7 +442,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         weight = 0.3 if args.weight is None else args.weight
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
         check_photo_stems(pairs)  # before the teacher loads
-        with create_segmenter(SegmentOptions(model=args.teacher, tta=args.teacher_tta)) as teacher:
+        with create_segmenter(SegmentOptions(model=teacher_path, tta=args.teacher_tta)) as teacher:
             stems = write_soft_labels(pairs, teacher, Path(args.out), weight,
                                       progress=sys.stderr.isatty(),
                                       negatives_dir=args.negatives and Path(args.negatives))
