@@ -143,6 +143,24 @@ def test_an_empty_list_file_is_named_as_the_problem(tmp_path):
                                 "stem per line")
 
 
+def test_a_list_file_outside_its_data_folder_is_named_not_the_folder_it_lies_in(tmp_path):
+    """A list kept beside the data folder (runs/mine.txt, or in images/) was refused as "data
+    folder 'runs' must contain images/ and masks/", a folder never given. The list is named,
+    with where it lies and where it belongs."""
+    data = _data(tmp_path / "d", ["a", "b"])
+    for place in (tmp_path / "mine.txt", data / "images" / "mine.txt"):
+        place.write_text("a\n")
+        with pytest.raises(InputError) as found:
+            resolve_split(str(place), "train")
+        assert str(found.value) == (
+            f"list file '{place}' lies in '{place.parent}', which has no images/ and masks/: a "
+            "list names photos of the data folder it lies in; move it into that folder, or "
+            "pass the folder itself")
+    (data / "mine.txt").write_text("a\n")
+    assert resolve_split(str(data / "mine.txt"), "train") == [
+        (str(data / "images" / "a.png"), str(data / "masks" / "a.png"))]
+
+
 def test_list_files_take_comment_lines_and_blank_lines_wherever_they_are_read(tmp_path):
     """'# note' in a list file was a stem that named no photo, refused as missing; each reader
     (a list given as data, a folder's train.txt, evaluate --list, the suite's lists) skips

@@ -215,7 +215,8 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
 
     Raises:
         InputError: ``spec`` is missing, is a ``test.txt`` (named as such, it is refused too), a
-            list file used lists no stems, or :func:`find_pairs`'s.
+            list file used lists no stems or lies outside a data folder, or
+            :func:`find_pairs`'s.
     """
     path = Path(spec)
     if path.is_file():
@@ -223,7 +224,14 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
             raise InputError(f"'{spec}' is a test list: a test set is never used for training, "
                              "validation, distillation or mining, or its scores would no longer "
                              "be held out; give train.txt, val.txt, other.txt or a list of your own")
-        return find_pairs(path.parent, _listed_stems(path))
+        stems = _listed_stems(path)
+        if not (path.parent / "images").is_dir() or not (path.parent / "masks").is_dir():
+            # find_pairs would name the folder alone ("data folder '.' must contain ..."),
+            # which the user never gave.
+            raise InputError(f"list file '{spec}' lies in '{path.parent}', which has no images/ "
+                             "and masks/: a list names photos of the data folder it lies in; "
+                             "move it into that folder, or pass the folder itself")
+        return find_pairs(path.parent, stems)
     if not path.is_dir():
         raise InputError(f"training data '{spec}' not found; pass a data folder or a list file")
     listed = folder_list(path, role)
