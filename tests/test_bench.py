@@ -248,6 +248,25 @@ def test_a_json_folder_that_takes_no_file_is_refused_before_the_run(tmp_path, ca
     assert "--json" in line and "/proc" in line
 
 
+def test_a_peer_model_that_mediapipe_cannot_run_is_named_before_the_run(tmp_path, capsys,
+                                                                         brightness_model):
+    """Our Keras model given as --peer-model was refused by MediaPipe ('not a valid Flatbuffer
+    buffer', after a native ERROR line) once our model had loaded; a folder was 'not found'.
+    Both are named in one line (check_peer_model runs before any model loads)."""
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    cases = [(brightness_model, f"peer model '{brightness_model}' is a Keras model, which the "
+                                "peer's MediaPipe cannot run (our model goes in --model); "),
+             (folder, f"peer model '{folder}' is a folder, not a model file; ")]
+    for peer, message in cases:
+        code, out, err = in_process(capsys, bench.main, "--source", clip, "--frames", "3",
+                                    "--size", "32x32", "--model", brightness_model,
+                                    "--peer-model", peer)
+        assert code == 2 and out == ""
+        assert one_error_line(err) == f"error: {message}{bench.PEER_HINT}"
+
+
 @pytest.mark.parametrize("tool, zero_means", [
     (bench, "0 (half the cores, as the app's camera and video)"),
     (bench_runtimes, "0 (all cores)")])

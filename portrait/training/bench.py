@@ -83,10 +83,18 @@ def paced(frames: Iterator[Frame], fps: Optional[float]) -> Iterator[Frame]:
 
 
 def check_peer_model(path: Path) -> None:
-    """Raise :class:`ModelError` unless ``path`` is a file (what MediaPipe can load is only
-    known once it has loaded it)."""
+    """Raise :class:`ModelError` unless ``path`` is a file and not a Keras model, which
+    MediaPipe cannot load (what it can load is only known once it has loaded it)."""
+    from portrait.segment.locate import KERAS_SUFFIXES
+
+    if Path(path).is_dir():
+        raise ModelError(f"peer model '{path}' is a folder, not a model file; {PEER_HINT}")
     if not Path(path).is_file():
         raise ModelError(f"peer model '{path}' not found; {PEER_HINT}")
+    if Path(path).suffix.lower() in KERAS_SUFFIXES:
+        # MediaPipe took it, after our model had loaded, for "not a valid Flatbuffer buffer".
+        raise ModelError(f"peer model '{path}' is a Keras model, which the peer's MediaPipe "
+                         f"cannot run (our model goes in --model); {PEER_HINT}")
 
 
 class PeerPipeline:
