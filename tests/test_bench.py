@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ROOT, shared_path, write_video
 from portrait.training import bench, bench_effects, bench_runtimes
+from portrait.options import LIVE_MODEL
 
 EXPORTED_LIVE = ROOT / "weights" / "unet_live.tflite"  # a plain TFLite model: not MediaPipe's
 
@@ -304,6 +305,19 @@ def test_runtimes_refuse_a_tflite_model_before_building_anything(capsys):
     line = one_error_line(err)
     assert "Keras model (.hdf5)" in line and "--model" in line and "unet_live.hdf5" in line
     assert "portrait.training.export" not in line and "warning above" not in line
+
+
+def test_runtimes_suggest_a_keras_model_that_is_there(tmp_path, capsys):
+    """MediaPipe's selfie model given as --model was answered 'e.g. --model
+    .../selfie_segmentation.hdf5', a file that is nowhere; the example is a model that is."""
+    selfie = tmp_path / "selfie_segmentation.tflite"
+    selfie.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))  # a TFLite file's first bytes
+    code, out, err = in_process(capsys, bench_runtimes.main, "--model", selfie, "--calls", "5")
+    assert code == 2 and out == ""
+    assert one_error_line(err) == (
+        f"error: --model '{selfie}' is not a Keras model (.tflite): --model takes the Keras model "
+        f"(.hdf5) whose exported .tflite lies beside it, e.g. --model {LIVE_MODEL}")
+    assert (ROOT / LIVE_MODEL).is_file()
 
 
 def test_runtimes_check_the_source_before_the_models(tmp_path, capsys):

@@ -66,7 +66,10 @@ def keras_model(model: str) -> Path:
     hint = f"pass --model PATH to a Keras model with its export beside it, e.g. {LIVE_MODEL}"
     path = resolve_model_path(model, hint)
     if path.suffix.lower() not in KERAS_SUFFIXES:
-        example = path.with_suffix(".hdf5") if path.suffix.lower() == ".tflite" else LIVE_MODEL
+        # The Keras model an export was made from, where it lies beside it; else ours (a
+        # MediaPipe model has none, and naming one that is not there sent users looking).
+        source = path.with_suffix(".hdf5")
+        example = source if path.suffix.lower() == ".tflite" and source.is_file() else LIVE_MODEL
         raise ModelError(f"--model '{model}' is not a Keras model ({path.suffix or 'no suffix'}): "
                          "--model takes the Keras model (.hdf5) whose exported .tflite lies "
                          f"beside it, e.g. --model {example}")
