@@ -318,6 +318,33 @@ def test_distill_refuses_a_stem_train_txt_cannot_hold_before_the_teacher_runs(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["#take.avi", "data"]  # nothing written
 
 
+def test_distill_refuses_its_output_folders_before_the_teacher_loads(tmp_path, brightness_model,
+                                                                     capsys, caplog):
+    """A file given as --out or --negatives was refused only once the teacher had loaded (a
+    Keras teacher converts first, minutes for a large one); it is refused before."""
+    import logging
+
+    from portrait.training.distill import main
+
+    data = _data_folder(tmp_path / "data", ["a"])
+    clip = str(write_video(tmp_path / "a.avi", 3))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    cases = [(["--data", str(data), "--out", str(taken)], "--out"),
+             (["--video", clip, "--out", str(tmp_path / "o"), "--negatives", str(taken)],
+              "--negatives")]
+    for args, option in cases:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert main(["--teacher", str(brightness_model), *args]) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == (f"error: {option} '{taken}' is a file; a data folder is needed, so "
+                           "choose a new folder"), err
+        loaded = [r.getMessage() for r in caplog.records if r.name.startswith("portrait.segment")]
+        assert not loaded, loaded
+    assert taken.read_text() == "mine\n" and not (tmp_path / "o").exists()
+
+
 def test_distill_finds_its_teacher_as_mine_finds_its_model(tmp_path, capsys):
     """A folder given as --teacher was 'teacher model ... not found' (it is there), and a bare
     name of a shipped model, which mine's --model and the app find in weights/, was not found

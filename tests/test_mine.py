@@ -125,3 +125,20 @@ def test_mining_refuses_a_stem_train_txt_cannot_hold_before_the_model_runs(tmp_p
         (data / folder / "#p0.png").rename(data / folder / "lamp p0.png")
     assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 0
     assert (out / "train.txt").read_text().split("\n") == ["lamp p0_0", ""]
+
+
+def test_mining_refuses_its_output_folder_before_the_model_loads(tmp_path, brightness_model, capsys,
+                                                                 caplog):
+    """A file given as --out was refused only once the model had loaded (converted first); it is
+    refused before."""
+    data = _data_with_a_lamp(tmp_path / "data")
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    with caplog.at_level(logging.INFO):
+        assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(taken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: --out '{taken}' is a file; a data folder is needed, so choose a "
+                       "new folder"), err
+    loaded = [r.getMessage() for r in caplog.records if r.name.startswith("portrait.segment")]
+    assert not loaded, loaded
+    assert taken.read_text() == "mine\n"

@@ -425,12 +425,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         teacher_path = str(resolve_model_path(args.teacher, "pass --teacher PATH to a .hdf5, .h5, "
                                                             ".keras or .tflite model"))
         import_tensorflow_quietly()
-        from portrait.training.data import resolve_split
+        from portrait.training.data import new_data_folder, resolve_split
         from portrait.options import SegmentOptions
         from portrait.segment import create_segmenter
 
+        def check_out_folders(pairs) -> None:
+            """What write_* check before writing, before the teacher loads (a conversion may
+            take minutes): --negatives, then --out."""
+            if args.negatives:
+                new_data_folder(Path(args.negatives), pairs, TOOL, "--negatives", create=False)
+            new_data_folder(Path(args.out), pairs, TOOL, create=False)
+
         if args.video:
-            check_videos(args.video)  # before the teacher loads (a conversion may take minutes)
+            check_videos(args.video)  # before the teacher loads
+            check_out_folders([])
             with create_segmenter(SegmentOptions(model=teacher_path, tta=args.teacher_tta)) as teacher:
                 stems = write_pseudo_labels(args.video, teacher, Path(args.out), args.every or 1,
                                             progress=sys.stderr.isatty(),
@@ -442,6 +450,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         weight = 0.3 if args.weight is None else args.weight
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
         check_photo_stems(pairs)  # before the teacher loads
+        check_out_folders(pairs)
         with create_segmenter(SegmentOptions(model=teacher_path, tta=args.teacher_tta)) as teacher:
             stems = write_soft_labels(pairs, teacher, Path(args.out), weight,
                                       progress=sys.stderr.isatty(),

@@ -181,12 +181,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                ".tflite model")
         import_tensorflow_quietly()
         from portrait.options import SegmentOptions
-        from portrait.training.data import resolve_split
+        from portrait.training.data import new_data_folder, resolve_split
         from portrait.training.evaluate import FAR_MARGIN, ModelScorer
 
         margin = FAR_MARGIN if args.margin is None else args.margin
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
         check_photo_stems(pairs)  # before the model loads
+        new_data_folder(Path(args.out), pairs, "portrait.training.mine", create=False)
         with ModelScorer(SegmentOptions(model=str(model))) as scorer:
             write_hard_examples(pairs, scorer, Path(args.out), margin, args.min_area,
                                 progress=sys.stderr.isatty())
