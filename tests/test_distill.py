@@ -261,6 +261,33 @@ def test_distill_command_pseudo_labels_video_frames(tmp_path, brightness_model):
     assert [Path(p[1]).name for p in pairs] == [f"{s}.png" for s in stems]
 
 
+def test_distill_reports_each_video_once_and_a_photo_as_distill_takes_it(tmp_path, brightness_model,
+                                                                        caplog):
+    """A photo given as --video was labelled (one frame), with the app's advice, '--image cuts
+    out photos', an option distill has not, given at each of the two readings, as was each
+    video's line (three readings once the videos were checked before the teacher loads). Each
+    is said once, the photo as distill takes it."""
+    import logging
+
+    import cv2
+
+    from portrait.training.distill import main
+
+    clip = write_video(tmp_path / "walk.avi", 3)
+    photo = tmp_path / "me.jpg"
+    cv2.imwrite(str(photo), np.full((64, 96, 3), 200, np.uint8))
+    with caplog.at_level(logging.INFO, logger="portrait.capture"):
+        assert main(["--teacher", str(brightness_model), "--video", str(clip), str(photo),
+                     "--out", str(tmp_path / "o")]) == 0
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("portrait.capture")]
+    assert said[:2] == [f"video '{clip}': 96x64 at 30 fps, 3 frames",
+                        f"'{photo}' is a photo: as --video it gives one frame, labelled by the "
+                        "teacher alone; --data labels photos with their masks"], said
+    assert len(said) == 3 and said[2].startswith(f"video '{photo}': 96x64 at "), said
+    assert (tmp_path / "o" / "train.txt").read_text().split() == [
+        "walk_00000", "walk_00001", "walk_00002", "me_00000"]
+
+
 def test_distill_video_errors_are_one_line(tmp_path, brightness_model, capsys):
     from portrait.training.distill import main
 

@@ -150,6 +150,10 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     return cv2.VideoCapture(str(path), api)
 
 
+# What the app's --source makes of a photo (VideoFileSource's photo_note).
+PHOTO_AS_SOURCE = "as --source it is a video of one frame; --image cuts out photos"
+
+
 class VideoFileSource(FileSource):
     """Every frame of a video file, in order.
 
@@ -161,6 +165,10 @@ class VideoFileSource(FileSource):
         quiet: no info line on opening and no note on a file that ends short: for a file read
             again, which its first reading reported (a background video at each loop).
         rewindable: keep the file open at its end, for :meth:`rewind` (then :meth:`close` it).
+        photo_note: what the warning for a photo given as a video says of it, after "'<path>' is
+            a photo: " (by default the app's: a video of one frame as ``--source``, ``--image``
+            for photos); a tool that takes videos otherwise says what a photo is to it. Quiet,
+            it is a debug line.
 
     Each frame carries its presentation time (``Frame.pts_s``), so a frame rate that varies
     keeps its timing in a video file written from it.
@@ -170,7 +178,8 @@ class VideoFileSource(FileSource):
     """
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, *,
-                 quiet: bool = False, rewindable: bool = False) -> None:
+                 quiet: bool = False, rewindable: bool = False,
+                 photo_note: str = PHOTO_AS_SOURCE) -> None:
         self._capture: Optional[cv2.VideoCapture] = None
         super().__init__(path, rewindable=rewindable)
         self.realtime = realtime
@@ -207,8 +216,8 @@ class VideoFileSource(FileSource):
         self._counted_fps = float(fps)  # the rate OpenCV's frame count is estimated with
         self._fps = guessed or float(fps)
         if self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif":
-            log.warning("'%s' is a photo: as --source it is a video of one frame; --image cuts "
-                        "out photos", self.path)
+            log.log(logging.DEBUG if quiet else logging.WARNING, "'%s' is a photo: %s", self.path,
+                    photo_note)
             # Read as --image reads it: upright by its EXIF orientation, which FFmpeg ignores.
             self._first = read_image(self.path)
             self._size = (self._first.shape[1], self._first.shape[0])

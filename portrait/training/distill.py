@@ -121,6 +121,11 @@ def soft_mask(truth: np.ndarray, probability: np.ndarray, weight: float) -> np.n
     return np.round(mixed).astype(np.uint8)
 
 
+# What a photo given as --video is to distill (the capture's warning, where it is said of --source).
+PHOTO_AS_VIDEO = ("as --video it gives one frame, labelled by the teacher alone; --data labels "
+                  "photos with their masks")
+
+
 def check_photo_stems(pairs: Sequence[tuple[str, str]]) -> None:
     """Refuse, before the teacher runs, a photo whose stem ``train.txt`` could not list (one
     that starts with ``#``: :func:`portrait.training.folders.unlistable`), which the run would
@@ -153,8 +158,8 @@ def check_videos(videos: Sequence[str]) -> list[str]:
                          "video, so rename one or label them into separate --out folders")
     for video, name in zip(videos, names):
         check_listable(f"{name}_00000", f"the frames of the video '{video}'", "rename the video")
-    for video in videos:  # every file readable before anything is written
-        VideoFileSource(video).close()
+    for video in videos:  # every file readable before anything is written (reported when read)
+        VideoFileSource(video, quiet=True).close()
     return names
 
 
@@ -333,7 +338,7 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
             new_data_folder(negatives_dir, [], TOOL, "--negatives")
         stems, negatives = [], []
         for video, name in zip(videos, names):
-            with VideoFileSource(video) as source:
+            with VideoFileSource(video, photo_note=PHOTO_AS_VIDEO) as source:
                 for frame in tqdm(source, unit="frame", desc=name, file=sys.stderr,
                                   total=source.frame_count, disable=not progress):
                     if frame.index % every:
