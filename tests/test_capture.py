@@ -818,6 +818,22 @@ def test_a_tiff_background_s_colours_are_straight_whichever_alpha_it_marks(tmp_p
     assert np.abs(shows - np.multiply((0, 128, 255), alpha)).max() <= 1, shows[0, ::2].tolist()
 
 
+@pytest.mark.parametrize("extra_samples", [1, 2], ids=["associated", "unassociated"])
+def test_a_32_bit_integer_rgba_tiff_background_is_refused_whichever_alpha_it_marks(
+        tmp_path, extra_samples):
+    """A 32-bit integer RGBA TIFF is refused in one line, as a background too. Marked
+    associated (ExtraSamples 1), its colours were divided by its alpha before the depth was
+    checked, and NumPy's UFuncTypeError (a uint32 output for a division) escaped instead."""
+    rgba = np.zeros((4, 8, 4), np.uint32)
+    rgba[:, :, 3] = 2 ** 31
+    path = write_rgba_tiff(tmp_path / "counts.tif", rgba, extra_samples)
+    for keep_alpha in (True, False):
+        with pytest.raises(InputError, match=r"'.*counts.tif': it is a 32-bit integer TIFF, "
+                                             r"which is not read here; save it as an 8- or "
+                                             r"16-bit image$"):
+            read_image(path, keep_alpha=keep_alpha, what="background image")
+
+
 def test_float_values_over_1_are_named_and_32_bit_integers_refused_saying_what_they_are(
         tmp_path, caplog):
     """A float image saved in 0..255 reads white but says why; a 32-bit integer image is

@@ -155,7 +155,8 @@ def _read(path: Path, max_pixels: int, what: str, keep_alpha: bool,
         log.warning("%s '%s' may be damaged: its decoder reported \"%s\"", what, path,
                     complaints[0])
     if image.dtype not in (np.uint8, np.uint16):
-        if keep_alpha and _alpha_is_associated(image, data):
+        # Float samples only: 32-bit integer ones are refused below, whatever their alpha.
+        if keep_alpha and image.dtype.kind == "f" and _alpha_is_associated(image, data):
             image = _unpremultiply(image)  # before 8 bits: a faint pixel keeps its colour
         image = _deep_to_uint8(image, _kind(data, path), path, what)
     if keep_alpha and image.ndim == 3 and image.shape[2] == 4:
