@@ -333,8 +333,11 @@ class LiveBackground:
         return background
 
     def _image_key(self, spec: str) -> Optional[tuple[str, float]]:
-        """(path, modification time) of an image file background, else None."""
-        if background_kind(spec) != "files" or Path(spec).suffix.lower() not in IMAGE_SUFFIXES:
+        """(path, modification time) of an image file background, else None (a GIF, named
+        like an image, plays as a video: made when chosen and closed when left, never kept)."""
+        suffix = Path(spec).suffix.lower()
+        if (background_kind(spec) != "files" or suffix not in IMAGE_SUFFIXES
+                or suffix in VIDEO_SUFFIXES):
             return None
         try:
             return spec, os.stat(spec).st_mtime

@@ -382,6 +382,34 @@ def test_the_image_b_steps_to_next_is_made_beforehand_and_kept(tmp_path):
         assert time.perf_counter() - started < made_s / 5
 
 
+def test_a_gif_in_b_s_cycle_plays_again_when_b_comes_back_to_it(tmp_path):
+    """A GIF is named like an image (IMAGE_SUFFIXES), so b's cycle made it ahead as an image
+    and kept it, but it is a video background: closed when b stepped on, the kept one was
+    shown again when b came back, 'unexpected render on a closed VideoBackground'. A GIF is
+    made when it is chosen, as a video is, and each made is closed when left."""
+    from PIL import Image
+
+    from portrait.composite import VideoBackground
+    from portrait.options import CompositeOptions
+
+    gif = tmp_path / "anim.gif"
+    greys = [Image.fromarray(np.full((48, 64, 3), grey, np.uint8)) for grey in (50, 150)]
+    greys[0].save(gif, save_all=True, append_images=greys[1:], duration=100, loop=0)
+    state = LiveState(backgrounds=("blur", str(gif), "#00ff00"))
+    frame, nobody = np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64), np.uint8)
+    shown = []
+    with LiveBackground(CompositeOptions(), state, (64, 48)) as live:
+        assert live._image_future(str(gif)) is None  # not made ahead as an image
+        for index in (1, 2, 1, 0, 1):
+            background = live.for_state(replace(state, background_index=index))
+            assert background.render(frame, nobody, time_s=0.0)[0, 0].tolist() == (
+                [50, 50, 50] if index == 1 else [0, 255, 0] if index == 2 else [0, 0, 0])
+            shown.append(background)
+    gifs = [background for background in shown if isinstance(background, VideoBackground)]
+    assert len(gifs) == 3 and len(set(map(id, gifs))) == 3
+    assert all(background._video is None for background in gifs)  # each closed
+
+
 @pytest.mark.parametrize("name", ["frame.png", "frame.gif"])  # an image; a GIF plays
 def test_plus_and_minus_blur_what_shows_through_a_transparent_image(tmp_path, name):
     from PIL import Image
