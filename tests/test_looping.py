@@ -254,6 +254,26 @@ def test_a_gif_s_last_frame_lasts_its_own_delay_before_the_loop(tmp_path):
     assert shown == [0, 1, 2, 2, 2, 0, 1, 2, 2, 0]
 
 
+def test_a_gif_frame_of_a_delay_under_20_ms_lasts_100_ms_as_browsers_show_it(tmp_path):
+    """Delays of 0 and 10 ms ("as fast as you can", which browsers show for 100 ms) last
+    100 ms; 20 ms and more their own. Pillow's reader, which played a transparent GIF until
+    FFmpeg took over every GIF, kept that rule; FFmpeg keeps a 10 ms delay, so a sticker saved
+    with 1/100 s delays ran ten times as fast as before, and as a browser shows it."""
+    from PIL import Image
+
+    from portrait.capture.scaled import ScaledVideo
+
+    greys = (0, 60, 120, 180, 240)
+    frames = [Image.fromarray(np.full((8, 8, 3), grey, np.uint8)) for grey in greys]
+    path = tmp_path / "fast.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:],
+                   duration=[10, 0, 20, 10, 50], loop=0)
+    with ScaledVideo(path, quiet=True) as video:
+        assert video.fps == pytest.approx(10.0)  # the first frame's, as shown
+        timed = [(round(frame.pts_s, 3), round(frame.duration_s, 3)) for frame in video]
+    assert timed == [(0.0, 0.1), (0.1, 0.1), (0.2, 0.02), (0.22, 0.1), (0.32, 0.05)]
+
+
 def test_a_pass_whose_rewind_fails_unexpectedly_is_closed(tmp_path, caplog):
     """A finished pass whose rewind raises an error of a kind not expected (not InputError) is
     closed there, not left open until collected; the loop plays on from the file opened again."""

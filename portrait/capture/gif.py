@@ -18,12 +18,22 @@ from __future__ import annotations
 
 import mmap
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 _SIGNATURES = (b"GIF87a", b"GIF89a")
+# As browsers play a GIF: a delay under 20 ms (0, "as fast as you can", or 10 ms) is shown for
+# 100 ms. FFmpeg's demuxer does so for 0 only, and kept 10 ms here (FFmpeg 8).
+_MIN_DELAY_S, _DEFAULT_DELAY_S = 0.02, 0.1
 _EXTENSION, _IMAGE = 0x21, 0x2C
 _GRAPHIC_CONTROL = 0xF9
 _RESTORE_TO_BACKGROUND = 2
+
+
+def frame_delay_s(delay_s: Optional[float]) -> float:
+    """How long a GIF frame whose delay is ``delay_s`` (None where it has none) is shown."""
+    if not delay_s or delay_s < _MIN_DELAY_S - 1e-9:  # 20 ms may come back as 0.0199...
+        return _DEFAULT_DELAY_S
+    return delay_s
 
 
 def gif_may_be_transparent(path: Union[str, Path]) -> bool:

@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 
 from portrait.capture.base import Frame
+from portrait.capture.gif import frame_delay_s
 from portrait.capture.video import FileSource, refuse_text_file, why_no_frame
 from portrait.errors import InputError
 
@@ -91,18 +92,21 @@ class ScaledVideo(FileSource):
             self.close()
             raise InputError(f"cannot read video '{self.path}': "
                              f"{why_no_frame(self.path, 'FFmpeg')}") from None
-        # A GIF's frames each last their own delay (FFmpeg's frame duration); a video's last
-        # frame lasts one frame at its rate.
+        # A GIF's frames each last their own delay, as browsers show it (frame_delay_s); a
+        # video's last frame lasts one frame at its rate.
         self._own_durations = self._container.format.name == "gif"
         rate = self._stream.guessed_rate
         self._fps = float(rate) if rate and 0 < rate <= 1000 else 30.0
+        if self._own_durations:
+            self._fps = 1 / self._duration_s(self._first)
         self._first_pts_s = self._time_s(self._first, None)
         log.log(logging.DEBUG if quiet else logging.INFO, "video '%s': %dx%d at %g fps",
                 self.path, self._first.width, self._first.height, self._fps)
 
     @property
     def fps(self) -> float:
-        """The video's frame rate as FFmpeg guesses it (else 30)."""
+        """The video's frame rate as FFmpeg guesses it (else 30); a GIF's, its first frame's
+        delay's."""
         return self._fps
 
     def _decode_first(self):
@@ -122,11 +126,12 @@ class ScaledVideo(FileSource):
         return pts_s if pts_s > previous_s else previous_s + 1 / self._fps
 
     def _duration_s(self, picture) -> Optional[float]:
-        """How long a GIF's frame is shown, by its delay; ``None`` for a video's frame, or a
-        frame without one."""
-        if not self._own_durations or not picture.duration:
+        """How long a GIF's frame is shown, by its delay (:func:`frame_delay_s`: under 20 ms,
+        100 ms); ``None`` for a video's frame."""
+        if not self._own_durations:
             return None
-        return float(picture.duration * self._stream.time_base)
+        return frame_delay_s(float(picture.duration * self._stream.time_base)
+                             if picture.duration else None)
 
     def __iter__(self) -> Iterator[Frame]:
         import av
@@ -137,8 +142,9 @@ class ScaledVideo(FileSource):
         picture, self._first = self._first, None
         index, pts_s = 0, self._first_pts_s
         while True:
+            duration_s = self._duration_s(picture)
             yield Frame(image=picture, index=index, time_s=time.perf_counter(),
-                        pts_s=pts_s - self._first_pts_s, duration_s=self._duration_s(picture))
+                        pts_s=pts_s - self._first_pts_s, duration_s=duration_s)
             if self._closed.is_set():
                 return
             try:
@@ -146,7 +152,9 @@ class ScaledVideo(FileSource):
             except (StopIteration, av.FFmpegError, OSError):  # the end, or a file cut short
                 break
             index += 1
-            pts_s = self._time_s(picture, pts_s)
+            # A GIF's frame follows the one before when its delay as shown is over, where
+            # FFmpeg's timestamp may be sooner (a delay under 20 ms).
+            pts_s = pts_s + duration_s if self._own_durations else self._time_s(picture, pts_s)
         if not self.rewindable:
             self.close()
 
