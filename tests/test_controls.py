@@ -364,22 +364,16 @@ def test_the_image_b_steps_to_next_is_made_beforehand_and_kept(tmp_path):
     rng = np.random.default_rng(5)
     big = tmp_path / "big.jpg"
     cv2.imwrite(str(big), rng.integers(0, 255, (3000, 4000, 3), np.uint8))  # 12 MP of noise
-    started = time.perf_counter()
-    ImageBackground(str(big), (320, 240))
-    made_s = time.perf_counter() - started  # what a key press cost before
     state = LiveState(backgrounds=("blur", str(big), "#00ff00"))
     with LiveBackground(CompositeOptions(), state, (320, 240)) as live:
-        live._image_future(str(big)).result(timeout=30)  # made meanwhile, in its own thread
-        started = time.perf_counter()
+        # Made meanwhile, in its own thread, before any key press.
+        made = live._image_future(str(big)).result(timeout=30)
         chosen = live.for_state(replace(state, background_index=1))
-        switch_s = time.perf_counter() - started
-        assert isinstance(chosen, ImageBackground) and switch_s < made_s / 5, (switch_s, made_s)
+        assert isinstance(chosen, ImageBackground) and chosen is made  # nothing decoded on b
         # The frame at its size, from an image kept at most twice as large as that needs.
         assert chosen._background_for(np.zeros((240, 320, 3), np.uint8), None).shape == (240, 320, 3)
         assert live.for_state(replace(state, background_index=2)).description == "colour #00ff00"
-        started = time.perf_counter()
         assert live.for_state(replace(state, background_index=1)) is chosen  # kept
-        assert time.perf_counter() - started < made_s / 5
 
 
 def test_a_gif_in_b_s_cycle_plays_again_when_b_comes_back_to_it(tmp_path):
