@@ -142,3 +142,30 @@ def test_mining_refuses_its_output_folder_before_the_model_loads(tmp_path, brigh
     loaded = [r.getMessage() for r in caplog.records if r.name.startswith("portrait.segment")]
     assert not loaded, loaded
     assert taken.read_text() == "mine\n"
+
+
+def test_mining_with_nothing_to_mine_says_so_and_leaves_no_folder(tmp_path, brightness_model, capsys):
+    """Photos where the model takes nothing far for a person left a folder with an empty
+    train.txt, which train refuses, and exit 0. It is one line, exit 1, and no folder; an
+    earlier output mined into again keeps its train.txt and crops."""
+    data = _data_with_a_lamp(tmp_path / "data")
+    (data / "train.txt").write_text("p1\n")  # the photo without the lamp
+    out = tmp_path / "mined"
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "error: nothing to mine: the model takes nothing for a person farther than 0.05 of the "
+        "long side from everyone (and at least 0.002 of the photo) in the photo, so nothing was "
+        f"written to '{out}'; lower --margin or --min-area, or mine other photos"), err
+    assert not out.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(empty)]) == 1
+    assert list(empty.iterdir()) == []
+    # An earlier output of mine keeps what it holds.
+    (data / "train.txt").write_text("p0\n")
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 0
+    (data / "train.txt").write_text("p1\n")
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 1
+    assert (out / "train.txt").read_text() == "p0_0\n"
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["p0_0.jpg"]

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from portrait.errors import run_command
+from portrait.errors import PortraitError, run_command
 from portrait.training.folders import RENAME_PHOTO, check_listable
 from portrait.words import counted
 
@@ -33,6 +33,14 @@ log = logging.getLogger("portrait.training.mine")  # not "__main__" under python
 MIN_AREA = 0.002  # a far region smaller than this share of the photo is not mined (the suite's bar)
 CROP_GROWTH = 0.5  # a crop reaches this share of the region's box beyond it on each side
 MIN_CROP = 0.4  # and is at least this share of the photo's short side on each side
+
+
+class NothingToMine(PortraitError):
+    """The model took nothing for a person far from everyone in any photo: there is no crop to
+    write, and an empty ``train.txt`` is a folder ``train`` refuses. Exit code 1, as a run that
+    worked but found nothing (grep's), where a refused input is 2."""
+
+    exit_code = 1
 
 
 def far_boxes(truth: np.ndarray, alpha: np.ndarray, margin_px: float,
@@ -117,6 +125,8 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
             wrote or another tool's output, a photo's crops could not be listed
             (:func:`check_photo_stems`, before anything is written), two pairs share a stem, or
             a photo or mask cannot be read or is no 8-bit grey mask.
+        NothingToMine: no photo has a far region; a new or empty ``out_dir`` is left as it was
+            (removed or empty), an earlier output of this tool keeps its ``train.txt``.
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
@@ -136,6 +146,13 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
                 write_image(images_dir / f"{stem}_{k}.jpg", image[y0:y1, x0:x1])
                 write_image(masks_dir / f"{stem}_{k}.png", truth[y0:y1, x0:x1])
                 stems.append(f"{stem}_{k}")
+        if not stems:
+            photos = "the photo" if len(pairs) == 1 else f"any of the {len(pairs)} photos"
+            raise NothingToMine(
+                f"nothing to mine: the model takes nothing for a person farther than {margin:g} "
+                f"of the long side from everyone (and at least {min_area:g} of the photo) in "
+                f"{photos}, so nothing was written to '{out_dir}'; "
+                "lower --margin or --min-area, or mine other photos")
         write_stems(out_dir / "train.txt", stems)
     log.info("wrote %s from %d of %d photos to %s", counted(len(stems), "crop"), mined_photos,
              len(pairs), out_dir)
