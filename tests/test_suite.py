@@ -167,6 +167,53 @@ def test_training_split_never_replaces_a_data_set_outside_the_root(tmp_path):
     assert suite.training_split(root, out) == first
 
 
+def _tiny_data_root(root: Path) -> Path:
+    """A data root with each of the suite's photo sets: ten 8x8 photos and masks in each,
+    eg1800 with its train.txt and other.txt."""
+    import cv2
+
+    for folder in sorted({d.folder for d in suite.PHOTO_DOMAINS}):
+        (root / folder / "images").mkdir(parents=True)
+        (root / folder / "masks").mkdir()
+        for i in range(10):
+            cv2.imwrite(str(root / folder / "images" / f"p{i}.png"), np.zeros((8, 8, 3), np.uint8))
+            cv2.imwrite(str(root / folder / "masks" / f"p{i}.png"), np.zeros((8, 8), np.uint8))
+    (root / "eg1800" / "train.txt").write_text("".join(f"p{i}\n" for i in range(8)))
+    (root / "eg1800" / "other.txt").write_text("p8\np9\n")
+    return root
+
+
+def test_training_split_checks_every_set_before_writing_any(tmp_path, capsys):
+    """A photo in the last set (pelota) whose stem starts with '#' was refused only once the
+    sets before it were written, as was a folder of files where its images/ link belongs: both
+    are refused in one line with nothing written, and an earlier split is left as it was."""
+    root = _tiny_data_root(tmp_path / "data")
+    for folder in ("images", "masks"):
+        (root / "pelota" / folder / "p0.png").rename(root / "pelota" / folder / "#p0.png")
+    out = tmp_path / "splits"
+    assert suite.main(["--training-split", str(out), "--data", str(root)]) == 2
+    assert not out.exists()  # the sets before pelota were written
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: cannot list the photo '{root / 'pelota' / 'images' / '#p0.png'}' in train.txt as "
+        "'#p0': the stem starts with '#', which a list file reads as a comment; rename the photo "
+        "and its mask in the data root"], err
+    # An earlier split keeps its lists; a folder of files in pelota is refused first too.
+    for folder in ("images", "masks"):
+        (root / "pelota" / folder / "#p0.png").rename(root / "pelota" / folder / "p0.png")
+    assert suite.main(["--training-split", str(out), "--data", str(root)]) == 0
+    (out / "ccp_fashion" / "train.txt").write_text("p0\n")  # told apart from a new one
+    (out / "pelota" / "images").unlink()
+    (out / "pelota" / "images").mkdir()
+    (out / "pelota" / "images" / "mine.png").write_bytes(b"")
+    assert suite.main(["--training-split", str(out), "--data", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: --training-split: '{out / 'pelota' / 'images'}' is a folder of "
+                       "files, where a link to the data root's pelota/images belongs; choose a "
+                       "new folder"), err
+    assert (out / "ccp_fashion" / "train.txt").read_text() == "p0\n"
+
+
 def test_suite_command_prints_tables_and_one_json_line():
     command = [sys.executable, "-m", "portrait.evaluate", "--suite", "--model", str(SELFIE),
                "--compare", str(SELFIE), "--max-items", "3", "--conditions", "--no-progress", "-q"]

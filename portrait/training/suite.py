@@ -146,10 +146,22 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
         The number of training stems per set.
 
     Raises:
-        InputError: ``out`` is the data root or inside it, or an ``out/<set>`` folder holds files
-            that no portrait data tool wrote (:func:`portrait.training.folders.claim_data_folder`).
+        InputError: ``out`` is the data root or inside it, an ``out/<set>`` folder holds files
+            that no portrait data tool wrote (:func:`portrait.training.folders.claim_data_folder`)
+            or a folder of files where its ``images/`` or ``masks/`` link belongs, or a set holds
+            a photo whose stem a list file cannot hold
+            (:func:`portrait.training.folders.check_listable`). Each is found before anything is
+            written; a write that fails midway removes what the run wrote into new or empty
+            folders (:func:`portrait.training.folders.removed_on_failure`).
     """
-    from portrait.training.folders import claim_data_folder, write_stems
+    from portrait.training.folders import (
+        check_listable,
+        claim_data_folder,
+        find_pairs,
+        removed_on_failure,
+        unlistable,
+        write_stems,
+    )
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--training-split '{out}' is a file; the split is a folder of lists, "
@@ -160,7 +172,12 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
     folders = sorted({d.folder for d in PHOTO_DOMAINS})
     for folder in folders:
         claim_data_folder(out / folder, "--training-split", "portrait.training.suite", False)
-    splits = {}  # every list made (the data root complete) before anything is written
+        for name in ("images", "masks"):
+            link = out / folder / name
+            if link.exists() and not link.is_symlink():  # a link is an earlier split's
+                raise InputError(f"--training-split: '{link}' is a folder of files, where a link "
+                                 f"to the data root's {folder}/{name} belongs; choose a new folder")
+    splits = {}  # every list made and checked (the data root complete) before anything is written
     for folder in folders:
         scored = {Path(image).stem for d in PHOTO_DOMAINS if d.folder == folder
                   for image, _ in domain_pairs(root, d)}
@@ -169,20 +186,23 @@ def training_split(root: Path, out: Path) -> dict[str, int]:
             if d.folder == folder and not d.whole_list:
                 pool |= set(_pool(root, d))
         splits[folder] = sorted(pool - scored)
+        for stem in splits[folder]:
+            if unlistable(stem) is not None:
+                image, _ = find_pairs(root / folder, [stem])[0]
+                check_listable(stem, f"the photo '{image}'", "rename the photo and its mask in "
+                               "the data root")
     counts = {}
-    for folder, stems in splits.items():
-        claim_data_folder(out / folder, "--training-split", "portrait.training.suite")
-        target = out / folder
-        for name in ("images", "masks"):
-            link = target / name
-            if link.is_symlink():  # an earlier split's, perhaps of another data root
-                link.unlink()
-            elif link.exists():
-                raise InputError(f"--training-split: '{link}' is a folder of files, where a link "
-                                 f"to the data root's {folder}/{name} belongs; choose a new folder")
-            link.symlink_to((root / folder / name).resolve(), target_is_directory=True)
-        write_stems(target / "train.txt", stems)
-        counts[folder] = len(stems)
+    with removed_on_failure(out, *(out / folder for folder in folders)):
+        for folder, stems in splits.items():
+            claim_data_folder(out / folder, "--training-split", "portrait.training.suite")
+            target = out / folder
+            for name in ("images", "masks"):
+                link = target / name
+                if link.is_symlink():  # an earlier split's, perhaps of another data root
+                    link.unlink()
+                link.symlink_to((root / folder / name).resolve(), target_is_directory=True)
+            write_stems(target / "train.txt", stems)
+            counts[folder] = len(stems)
     return counts
 
 
