@@ -663,6 +663,46 @@ def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys)
     assert not run.exists(), "a refused run left its run folder"
 
 
+def test_data_that_is_a_video_a_photo_or_nowhere_is_refused_before_the_model_is_built(
+        tmp_path, capsys, monkeypatch):
+    """--data clip.avi built the MobileNetV2-UNet (loading the encoder's weights) and then
+    refused the video as a list file that is not text. A video (as --data or --val), a photo
+    and a path that is nowhere are each refused in one line before the model is built or any
+    model loads, with nothing written."""
+    from portrait.training import model as model_module
+
+    built = []
+    monkeypatch.setattr(model_module, "build_unet", lambda *a, **k: built.append(a))
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    assert clip.stat().st_size > 0
+    data = make_data(tmp_path / "data", count=4)
+    photo = data / "images" / "000.jpg"
+    out, run = tmp_path / "x.hdf5", tmp_path / "run"
+    base = ["--out", str(out), "--run-dir", str(run), "--epochs", "1"] + TINY
+    cases = [
+        (["--data", str(clip)],
+         f"error: --data '{clip}' is a video; training takes labelled photos (a folder of images/ "
+         "and masks/, or a list file in one): label its frames first with python -m "
+         f"portrait.training.distill --teacher MODEL --video '{clip}' --out DIR, then pass "
+         "--data DIR"),
+        (["--data", str(data), "--val", str(clip)], f"error: --val '{clip}' is a video; "),
+        (["--data", str(photo)], f"error: list file '{photo}' is not text (it holds NUL bytes"),
+        (["--data", str(data), "--val", str(tmp_path / "nowhere")],
+         f"error: training data '{tmp_path / 'nowhere'}' not found; pass a data folder or a "
+         "list file"),
+    ]
+    for args, message in cases:
+        assert train_main(args + base) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(message) and "Traceback" not in "\n".join(err), err
+        assert not built, args  # refused before the model was built
+    assert not out.exists() and not run.exists()
+
+
 def _other_model(kind: str, path: Path) -> str:
     """A real Keras model file that the app may run but training cannot fine-tune."""
     import keras
@@ -707,7 +747,7 @@ def test_a_model_training_cannot_fine_tune_or_learn_from_is_one_line(tmp_path, c
     folder written."""
     model = _other_model(kind, tmp_path / f"{kind}.hdf5")
     out, run = tmp_path / "x.hdf5", tmp_path / "run"
-    code = train_main(["--data", str(tmp_path / "no data yet"), option, model, "--out", str(out),
+    code = train_main(["--data", no_data_yet(tmp_path), option, model, "--out", str(out),
                        "--run-dir", str(run), "--epochs", "1"] + TINY)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith(f"error: {option} '{model}' "), err
@@ -721,7 +761,7 @@ def test_a_tail_on_a_stride_32_encoder_is_one_line_before_anything_is_read(tmp_p
     'unexpected ValueError' (exit 1) from the model builder; it is refused in one line that
     says what to pass, before the data is read or the run folder written."""
     out, run = tmp_path / "x.hdf5", tmp_path / "run"
-    code = train_main(["--data", str(tmp_path / "no data yet"), "--context", "tail",
+    code = train_main(["--data", no_data_yet(tmp_path), "--context", "tail",
                        "--output-stride", "32", "--out", str(out), "--run-dir", str(run),
                        "--epochs", "1"] + TINY)
     err = capsys.readouterr().err.strip().splitlines()
@@ -757,7 +797,7 @@ def test_a_backbone_file_of_no_encoder_weights_is_one_line(tmp_path, capsys, kin
     out, run = tmp_path / "x.hdf5", tmp_path / "run"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code = train_main(["--data", str(tmp_path / "no data yet"), "--out", str(out), "--run-dir",
+        code = train_main(["--data", no_data_yet(tmp_path), "--out", str(out), "--run-dir",
                            str(run), "--epochs", "1"] + TINY + ["--alpha", "0.5", "--backbone",
                                                                 str(backbone)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -782,7 +822,7 @@ def test_a_tflite_teacher_or_init_is_named_as_such_not_as_a_corrupt_file(tmp_pat
     re-download or re-export the model": a sound file, refused for what it is not."""
     model = tmp_path / "selfie_segmentation.tflite"
     model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))  # a TFLite file's first bytes
-    code = train_main(["--data", str(tmp_path / "no data yet"), option, str(model),
+    code = train_main(["--data", no_data_yet(tmp_path), option, str(model),
                        "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1] == (f"error: {option} '{model}' is a TFLite model, which "
@@ -840,6 +880,15 @@ def test_a_photo_or_mask_cut_short_is_named_before_training(tmp_path, capsys, wh
 
 TINY = ["--steps-per-epoch", "1", "--batch", "2", "--input-size", "64x64", "--alpha", "0.35",
         "--backbone", "none", "--bn-steps", "1"]
+
+
+def no_data_yet(tmp_path: Path) -> str:
+    """An empty folder given as --data: it passes the check of the data's paths, which comes
+    before the models, and is refused (no images/ and masks/) only once the data is listed,
+    after them; a refusal of a model with it shows the model came first."""
+    folder = tmp_path / "no data yet"
+    folder.mkdir(exist_ok=True)
+    return str(folder)
 
 
 def small_run(tmp_path: Path) -> list[str]:
@@ -1210,7 +1259,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_one_line_before_the_data_is_read(t
                                                                               monkeypatch):
     """--batch 10000000 of 64x64 crops needs terabytes: it was read, cached and killed by the
     system without a line. Now it is refused, with the largest batch the bound allows, before
-    the data (nowhere here) is read or the run folder written."""
+    the data (an empty folder here) is read or the run folder written."""
     from portrait.training import train
     from portrait.training.train import TrainOptions, check_batch_memory
 
@@ -1218,7 +1267,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_one_line_before_the_data_is_read(t
     # nothing, and the run would go on to the missing data).
     monkeypatch.setattr(train, "training_memory", lambda: 16 * 10**9)
     out, run = tmp_path / "x.hdf5", tmp_path / "run"
-    args = ["--data", str(tmp_path / "no data yet"), "--out", str(out), "--run-dir", str(run),
+    args = ["--data", no_data_yet(tmp_path), "--out", str(out), "--run-dir", str(run),
             "--epochs", "1"] + TINY
     code = train_main(args + ["--batch", "10000000"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from portrait.errors import (ModelError, PortraitError, StopRequested, run_command,
+from portrait.errors import (InputError, ModelError, PortraitError, StopRequested, run_command,
                              stop_on_termination_signals)
 from portrait.sink.paths import _prepare_folder
 from portrait.segment.locate import SHARED_DIR
@@ -708,6 +708,33 @@ def backbone_expected(alpha: float) -> str:
             "'none'; to fine-tune a trained model, pass it as --init")
 
 
+def check_data_paths(options: TrainOptions) -> None:
+    """Before any model loads or is built: each ``--data`` and ``--val`` entry is a folder or a
+    list file of text (what :func:`portrait.training.folders.resolve_split` reads), so a video,
+    a photo or a path that is nowhere is named without waiting for the model. The photos they
+    name are listed and read later, after the models.
+
+    Raises:
+        InputError: the first entry that is not, by option and path.
+    """
+    from portrait.capture.images import VIDEO_EXTENSIONS
+    from portrait.training.folders import read_stems
+
+    for option, specs in (("--data", options.data), ("--val", options.val)):
+        for spec in dict.fromkeys(specs):
+            path = Path(spec)
+            if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+                raise InputError(f"{option} '{spec}' is a video; training takes labelled photos (a "
+                                 "folder of images/ and masks/, or a list file in one): label its "
+                                 "frames first with python -m portrait.training.distill --teacher "
+                                 f"MODEL --video '{spec}' --out DIR, then pass {option} DIR")
+            if path.is_file():
+                read_stems(path)  # a photo or other binary file is refused as not text
+            elif not path.is_dir():
+                raise InputError(f"training data '{spec}' not found; pass a data folder or a "
+                                 "list file")
+
+
 def check_model_inputs(options: TrainOptions) -> None:
     """Before any data loads: each model or weights file the run reads (``--init``,
     ``--teacher``, a ``--backbone`` file) is there and is a file, no model a TFLite one, and a
@@ -992,8 +1019,9 @@ def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path.
 
     Everything that can be checked is checked before the run folder is written: the options,
-    ``--out`` and the run folder (a backup to resume) first, then the model files, loaded (or
-    the model built) before the data is read, with the memory a step needs at ``--batch``
+    ``--out`` and the run folder (a backup to resume) first, then the model files' and the data's
+    paths (:func:`check_data_paths`), then the model files, loaded (or the model built) before
+    the data is read, with the memory a step needs at ``--batch``
     (:func:`check_batch_memory`), then the data.
     """
     import keras
@@ -1024,6 +1052,7 @@ def train(options: TrainOptions) -> Path:
                             "UTF-8 name") from None
     check_run_dir(options, run_dir)
     check_model_inputs(options)
+    check_data_paths(options)  # cheap: before the models load or the encoder is built
     keras.utils.set_random_seed(options.seed)
 
     # The models before the data: a model file that does not load is named without waiting.
