@@ -230,6 +230,26 @@ def test_a_missing_compare_model_is_named_by_its_option(data, brightness_model, 
     assert "pass --compare PATH to a .hdf5 or .tflite model" in capsys.readouterr().err
 
 
+def test_a_compare_file_that_is_no_model_is_refused_before_any_model_loads(
+        data, brightness_model, capsys, caplog, tmp_path):
+    """--compare notes.txt was refused ("unsupported type '.txt'") only once --model had
+    loaded (a Keras one converted first); it is refused, by its option, before any model loads,
+    in a scoring run and in the suite."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("compare with the selfie model\n")
+    expected = (f"error: --compare '{notes}' is not a model file: its type '.txt' is none of "
+                ".hdf5, .h5, .keras or .tflite; pass --compare PATH to a .hdf5 or .tflite model")
+    for args in (["--data", str(data)], ["--suite", "--data", str(tmp_path)]):
+        with caplog.at_level(logging.INFO):
+            assert evaluate.main(["--model", str(brightness_model), "--compare", str(notes)]
+                                 + args) == 2, args
+        loaded = [r.getMessage() for r in caplog.records if r.name.startswith("portrait.segment")]
+        assert not loaded, loaded  # --model had loaded
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == expected, err
+    assert notes.read_text() == "compare with the selfie model\n"
+
+
 def test_alpha_is_what_the_app_writes_with_matte(data, brightness_model, tmp_path):
     from portrait.cli import main
 

@@ -484,16 +484,24 @@ COMPARE_HINT = "pass --compare PATH to a .hdf5 or .tflite model"
 
 
 def check_models(models: Sequence[SegmentOptions]) -> None:
-    """Every model file exists; a missing one is named with its option (--model, --compare).
+    """Every model file exists and is of a type a segmenter runs, before any model loads; one
+    that is not is named with its option (--model, --compare).
 
     Raises:
-        ModelError: a model file that does not exist.
+        ModelError: a model file that does not exist, or a file of another type (a text file
+            given as --compare was refused only once --model had loaded).
     """
+    from portrait.errors import ModelError
+    from portrait.segment.locate import KERAS_SUFFIXES, MODEL_HINT
+
     for index, model in enumerate(models):
-        if index:
-            resolve_model_path(model.model, COMPARE_HINT)
-        else:
-            resolve_model_path(model.model)
+        option, hint = ("--compare", COMPARE_HINT) if index else ("--model", MODEL_HINT)
+        path = resolve_model_path(model.model, hint)
+        suffix = path.suffix.lower()
+        if suffix not in (*KERAS_SUFFIXES, ".tflite"):
+            raise ModelError(f"{option} '{model.model}' is not a model file: its type "
+                             f"'{suffix or '(none)'}' is none of .hdf5, .h5, .keras or .tflite; "
+                             f"{hint}")
 
 
 def check_paths(options: EvalOptions, models: Sequence[SegmentOptions]) -> None:
