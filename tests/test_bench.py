@@ -328,3 +328,72 @@ def test_runtimes_check_the_source_before_the_models(tmp_path, capsys):
     assert code == 2 and out == ""
     line = one_error_line(err)
     assert "nope.mkv" in line and "not found" in line
+
+
+def _photo(path: Path) -> Path:
+    import cv2
+    import numpy as np
+
+    image = np.zeros((64, 96, 3), np.uint8)
+    image[:, 48:] = (40, 120, 220)  # halves told apart, so a frame read sideways would show
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def _photo_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name.startswith("portrait.capture") and "is a photo" in r.getMessage()]
+
+
+def test_a_photo_as_the_benchmarks_source_is_said_once_in_its_own_words(tmp_path, capsys,
+                                                                         caplog):
+    """A photo given as bench's or bench_effects' --source was warned about with the app's
+    advice, '--image cuts out photos', an option neither has, and bench said it again at each
+    of its readings (a hundred times for 20 frames). Each says once what a photo is to it."""
+    import logging
+
+    photo = _photo(tmp_path / "me.jpg")
+    notes = tmp_path / "notes.md"
+    notes.write_text("not a model")
+    with caplog.at_level(logging.INFO, logger="portrait.capture"):
+        code, out, err = in_process(capsys, bench.main, "--source", photo,
+                                    "--model", tmp_path / "nope.hdf5")
+    assert code == 2 and "nope.hdf5" in one_error_line(err)
+    assert _photo_lines(caplog) == [
+        f"'{photo}' is a photo: as --source it is a clip of one still frame, looped (the file "
+        "opened again for each frame), so decode times are a file's opening and ours reuses its "
+        "mask unless --no-reuse; time a video clip for a webcam's load"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="portrait.capture"):
+        frames = list(bench.clip_frames(str(photo), (48, 32), 5))  # read five times, quietly
+    assert [frame.image.shape for frame in frames] == [(32, 48, 3)] * 5
+    assert _photo_lines(caplog) == []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="portrait.capture"):
+        code, out, err = in_process(capsys, bench_effects.main, "--source", photo,
+                                    "--model", notes, "--size", "96x64")
+    assert code == 2 and "unsupported type" in one_error_line(err)
+    assert _photo_lines(caplog) == [
+        f"'{photo}' is a photo: as --source it is a clip of one frame, so each effect is timed "
+        "on that frame alone and the synthetic pan stands still; time a video clip for a "
+        "webcam's frames"]
+    assert "--image" not in err
+
+
+def test_runtimes_take_a_photo_as_the_frame_timed_without_a_warning(tmp_path, caplog):
+    """bench_runtimes takes one frame of --source: a photo is that frame, which the app's
+    warning ('as --source it is a video of one frame; --image cuts out photos') called a
+    mistake. It is read as a photo, upright, with an info line and no warning."""
+    import logging
+
+    import cv2
+
+    photo = _photo(tmp_path / "me.png")
+    with caplog.at_level(logging.INFO):
+        frame = bench_runtimes.sample_frame((48, 32), str(photo))
+    assert (frame == cv2.resize(cv2.imread(str(photo)), (48, 32),
+                                interpolation=cv2.INTER_LINEAR)).all()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("portrait")]
+    assert said == [("INFO", f"frame: photo '{photo}', 96x64")], said
+    clip = write_video(tmp_path / "clip.avi", frames=2)
+    assert bench_runtimes.sample_frame((48, 32), str(clip)).shape == (32, 48, 3)

@@ -52,11 +52,33 @@ PACED_S = 10  # the paced run's length at --camera-fps (fewer frames when --fram
 SOAK_MARK = 1000  # the soak's first memory sample is taken as frame 1000 (counted from 0) arrives
 
 
+# What a photo given as --source is to the benchmark (the capture's warning, where it is said of
+# the app's --source).
+PHOTO_AS_CLIP = ("as --source it is a clip of one still frame, looped (the file opened again for "
+                 "each frame), so decode times are a file's opening and ours reuses its mask "
+                 "unless --no-reuse; time a video clip for a webcam's load")
+
+
+def check_source(path: str) -> None:
+    """Open ``--source`` once, before anything is built: a file that is no video is refused, and
+    a photo is named in a warning with what it is to the benchmark (:data:`PHOTO_AS_CLIP`);
+    :func:`clip_frames` reads it quietly after.
+
+    Raises:
+        InputError: a missing file or one OpenCV cannot decode.
+    """
+    VideoFileSource(path, photo_note=PHOTO_AS_CLIP).close()
+
+
 def clip_frames(path: str, size: tuple[int, int], count: int) -> Iterator[Frame]:
-    """Decode ``path`` in a loop, resized to ``size``, until ``count`` frames were given."""
+    """Decode ``path`` in a loop, resized to ``size``, until ``count`` frames were given.
+
+    Each reading is quiet (:func:`check_source` reports the file once): a photo, a clip of one
+    frame, is read again for every frame, and named each time.
+    """
     index = 0
     while index < count:
-        with VideoFileSource(path) as source:
+        with VideoFileSource(path, quiet=True, photo_note=PHOTO_AS_CLIP) as source:
             produced = False
             for frame in source:
                 image = cv2.resize(frame.image, size, interpolation=cv2.INTER_LINEAR)
@@ -381,7 +403,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> None:
         # Everything the arguments can tell answers before TensorFlow, MediaPipe and minutes of
         # benchmarking, not after.
-        VideoFileSource(args.source).close()
+        check_source(args.source)
         resolve_model_path(args.model)
         check_peer_model(args.peer_model)
         if args.json:

@@ -123,15 +123,34 @@ def run_effect(images, segmenter, background, *, light_wrap: float = 0.0,
     return result
 
 
-def bench_effects(source: str, size: tuple[int, int], model: str, passes: int) -> dict:
-    """Time light wrap, auto-framing and the colour estimate in the app's per-frame path on
-    ``source`` at ``size``."""
+# What a photo given as --source is to this benchmark (the capture's warning, where it is said
+# of the app's --source).
+PHOTO_AS_CLIP = ("as --source it is a clip of one frame, so each effect is timed on that frame "
+                 "alone and the synthetic pan stands still; time a video clip for a webcam's frames")
+
+
+def read_clip(source: str, size: tuple[int, int]) -> list[np.ndarray]:
+    """Every frame of ``source``, resized to ``size``; a photo is one frame, named in a warning
+    with what it is to this benchmark (:data:`PHOTO_AS_CLIP`).
+
+    Raises:
+        InputError: a missing file or one OpenCV cannot decode.
+    """
     from portrait.capture import VideoFileSource
+
+    with VideoFileSource(source, photo_note=PHOTO_AS_CLIP) as clip:
+        return [cv2.resize(frame.image, size, interpolation=cv2.INTER_LINEAR) for frame in clip]
+
+
+def bench_effects(images: Sequence[np.ndarray], model: str, passes: int) -> dict:
+    """Time light wrap, auto-framing and the colour estimate in the app's per-frame path on
+    ``images``, the frames of a clip (:func:`read_clip`), all of one size."""
     from portrait.composite import ColourBackground, make_background
     from portrait.segment import create_segmenter
 
-    with VideoFileSource(source) as clip:
-        images = [cv2.resize(frame.image, size, interpolation=cv2.INTER_LINEAR) for frame in clip]
+    images = list(images)
+    height, width = images[0].shape[:2]
+    size = (width, height)
     panned = pan(images)
     results = {"frames": len(images), "size": f"{size[0]}x{size[1]}"}
     with create_segmenter(SegmentOptions(model=model, frame_size=size)) as segmenter, \
@@ -169,8 +188,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging(quiet=True)
 
     def body() -> None:
+        from portrait.segment import resolve_model_path
+
+        # What the arguments can tell answers before TensorFlow starts and the model is built.
+        resolve_model_path(args.model)
+        images = read_clip(args.source, args.size)
         import_tensorflow_quietly()
-        results = bench_effects(args.source, args.size, args.model, args.passes)
+        results = bench_effects(images, args.model, args.passes)
         for name, value in results.items():
             print(f"{name:26s} {value}")
 

@@ -41,12 +41,24 @@ log = logging.getLogger("portrait.training.bench_runtimes")
 
 
 def sample_frame(size: tuple[int, int], source: Optional[str]) -> np.ndarray:
-    """The first frame of ``source`` resized to ``size``, or a smooth random image without one."""
+    """The first frame of ``source`` (a video, or a photo: the frame itself, read upright as the
+    app reads a photo, with no warning, since one frame is all this benchmark takes) resized to
+    ``size``, or a smooth random image without one.
+
+    Raises:
+        InputError: a missing file, or one that is no photo or video OpenCV can decode.
+    """
     import cv2
 
     if source:
-        from portrait.capture import VideoFileSource
+        from portrait.capture import VideoFileSource, read_image
+        from portrait.capture.images import IMAGE_EXTENSIONS
 
+        suffix = Path(source).suffix.lower()
+        if suffix in IMAGE_EXTENSIONS and suffix != ".gif":  # a GIF may move: read as a video
+            image = read_image(source)
+            log.info("frame: photo '%s', %dx%d", source, image.shape[1], image.shape[0])
+            return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
         with VideoFileSource(source) as clip:
             for frame in clip:
                 return cv2.resize(frame.image, size, interpolation=cv2.INTER_LINEAR)
@@ -154,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=(1280, 720), metavar="WxH",
                    help="frame size; N alone means NxN, as the app's --input-size "
                         "(default: 1280x720)")
-    p.add_argument("--source", help="video whose first frame is used (default: a random image)")
+    p.add_argument("--source", help="video whose first frame is used, or a photo (default: a "
+                                    "random image)")
     p.add_argument("--calls", type=positive_int, default=300,
                    help="timed calls per way (default: 300)")
     p.add_argument("--threads", type=threads_all_cores, default=0,
