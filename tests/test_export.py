@@ -260,6 +260,31 @@ def test_bad_paths_are_refused_before_tensorflow_starts(brightness_model, tmp_pa
     assert selfie.read_bytes() == b"not needed"
 
 
+def test_a_file_that_is_no_model_is_named_as_such_not_as_a_tflite(tmp_path):
+    """A photo or a text file given as --model was told 'a .tflite model needs no export', as if
+    it were one; it is named as no model file, before TensorFlow is imported, and a .tflite
+    still gets its own line."""
+    import cv2
+
+    from conftest import assert_refused_before_tensorflow
+
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), np.full((32, 48, 3), 128, np.uint8))
+    notes = tmp_path / "notes"
+    notes.write_text("not a model")
+    selfie = tmp_path / "selfie.tflite"
+    selfie.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    cases = [
+        (["--model", str(photo)], f"error: --model '{photo}' is not a model file: export converts "
+         "Keras models (.hdf5, .h5, .keras), and its type '.jpg' is none of them; pass --model "
+         "PATH to a Keras model"),
+        (["--model", str(notes)], "and its type '(none)' is none of them"),
+        (["--model", str(selfie)], "a .tflite model needs no export"),
+    ]
+    assert_refused_before_tensorflow("portrait.training.export", cases)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "photo.jpg", "selfie.tflite"]
+
+
 def test_a_re_export_replaces_the_earlier_one_whole_and_readable(brightness_model, tmp_path):
     """An earlier export at --out is replaced (a re-export); the file takes the name with its
     sharing permissions already set, leaving no temporary file beside it."""

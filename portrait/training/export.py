@@ -246,9 +246,13 @@ def check_export_paths(model: str, out: Optional[str] = None) -> tuple[Path, Pat
     """
     source = resolve_model_path(model, "pass --model PATH to a Keras model (.hdf5, .h5, .keras); "
                                        "a .tflite needs no export")
-    if source.suffix.lower() not in KERAS_SUFFIXES:
+    if source.suffix.lower() == ".tflite":
         raise ModelError(f"export converts Keras models (.hdf5, .h5, .keras), got '{source}'; "
                          "a .tflite model needs no export")
+    if source.suffix.lower() not in KERAS_SUFFIXES:  # a photo, a text file: no model at all
+        raise ModelError(f"--model '{model}' is not a model file: export converts Keras models "
+                         f"(.hdf5, .h5, .keras), and its type '{source.suffix or '(none)'}' is "
+                         "none of them; pass --model PATH to a Keras model")
     if out is None:
         out = str(source.with_suffix(".tflite"))
     target = Path(out)
