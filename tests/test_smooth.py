@@ -123,3 +123,27 @@ def test_disabled_passes_through():
 def test_rejects_bad_prob(bad, match):
     with pytest.raises(ValueError, match=match):
         smooth_probability(bad, None, SmoothOptions())
+
+
+def test_the_state_is_not_the_callers_array():
+    """A segmenter may hand back the same output buffer every frame: writing the next frame's
+    probability into it must not rewrite the history the first frame left."""
+    options = SmoothOptions(min_weight=0.25, change_full=0.35)
+    buffer = np.full((2, 2), 0.5, np.float32)
+    _, state = smooth_probability(buffer, None, options)
+    buffer[:] = 0.6  # the next frame, written into the same array
+    out, _ = smooth_probability(buffer, state, options)
+    # From 0.5: change 0.1, weight 0.25 + 0.75 * 0.1 / 0.35 = 0.4643 -> 0.5 + 0.04643.
+    np.testing.assert_allclose(out, 0.5 + (0.25 + 0.75 * 0.1 / 0.35) * 0.1, atol=1e-6)
+
+
+def test_min_weight_outside_0_1_is_taken_as_its_bound():
+    state = np.full((1, 2), 0.5, np.float32)
+    prob = np.array([[0.6, 0.0]], np.float32)  # a change of 0.1 and of 0.5 (>= change_full)
+    # Above 1: every pixel takes the new frame (unclamped, the 0.5 change got weight 0.79).
+    out, _ = smooth_probability(prob, state, SmoothOptions(min_weight=1.5, change_full=0.35))
+    np.testing.assert_allclose(out, prob, atol=1e-6)
+    # Below 0: weight 0 + 0.1 / 0.35 where the change is 0.1 (unclamped it was below 0, and the
+    # average moved away from the new frame).
+    out, _ = smooth_probability(prob, state, SmoothOptions(min_weight=-0.5, change_full=0.35))
+    np.testing.assert_allclose(out, [[0.5 + 0.1 / 0.35 * 0.1, 0.0]], atol=1e-6)

@@ -87,6 +87,39 @@ def test_hysteresis_keeps_a_region_near_the_bar_steady():
     assert selector(prob)[5, 140] == 0.0
 
 
+def test_a_region_of_exactly_the_bar_is_kept():
+    # "at least min_ratio times the largest": 14 x 40 = 560 px = 0.2 x 2,800, 20 px away.
+    out, _ = select_subject(scene(PERSON, (0, 14, 120, 160)), None, SubjectOptions())
+    assert out[5, 140] == pytest.approx(0.95)
+    # one pixel short of it is dropped
+    prob = scene(PERSON, (0, 14, 120, 160))
+    prob[0, 120] = 0.02
+    out, _ = select_subject(prob, None, SubjectOptions())
+    assert out[5, 140] == 0.0
+
+
+def test_a_large_faint_region_does_not_outweigh_the_person():
+    """Only a region's pixels above 0.5 count: a wide haze the model is unsure of (0.4, 5,400 px)
+    is no subject, and the person (1,000 px) beside it stays."""
+    person = (40, 90, 70, 90)  # 50 x 20 = 1,000 px, 10 px right of the haze
+    prob = scene((0, 90, 0, 60), value=0.4)
+    prob[person[0]:person[1], person[2]:person[3]] = 0.95
+    out, _ = select_subject(prob, None, SubjectOptions())
+    np.testing.assert_array_equal(out[40:90, 70:90], np.float32(0.95))
+
+
+def test_a_new_frame_size_starts_the_choice_afresh():
+    selector = SubjectSelector(SubjectOptions())
+    selector(scene(PERSON, HEAD_AT_EDGE))
+    small = np.full((45, 80), 0.02, np.float32)  # the camera switched to a smaller mode
+    small[10:45, 30:50] = 0.95
+    small[0:10, 75:80] = 0.95
+    out = selector(small)
+    expected, _ = select_subject(small, None, SubjectOptions())
+    np.testing.assert_array_equal(out, expected)
+    assert out[5, 77] == 0.0 and out[30, 40] == pytest.approx(0.95)
+
+
 def test_bad_input_and_options_are_refused():
     with pytest.raises(ValueError, match=r"float64 \(90, 160\) != float32 \(h, w\)"):
         select_subject(np.zeros((H, W)), None, SubjectOptions())
