@@ -65,12 +65,40 @@ def test_flicker_is_measured_on_still_pairs_only():
     score = SequenceScore()
     score.add(still, a)
     score.add(still, b)  # still: counts
-    score.add(moved, a)  # the picture changed: skipped
+    score.add(moved, np.zeros_like(a))  # the picture changed: skipped (its matte change is 0.245)
     assert score.frames == 3
     assert score.flickers == [pytest.approx(700 * 255 / 20_000 / 255)]
     assert score.flicker == pytest.approx(0.035)
     assert still_change(still, moved) == pytest.approx(20.0, abs=0.6)
     assert alpha_change(a, a) == 0.0
+
+
+def test_stray_fraction_counts_every_region_but_the_largest():
+    alpha = matte_with_blob(True)  # the person (5,600 px) and a chair (200 px)
+    alpha[80:90, 160:170] = 255  # and a lamp: 100 px, apart from both
+    assert stray_fraction(alpha) == pytest.approx(300 / 20_000)
+
+
+def test_still_change_is_the_grey_level_of_bgr_frames():
+    """Frames are BGR: a change in blue alone moves the grey level by 0.114 of it, in red by
+    0.299 (an RGB reading would swap the two)."""
+    black = np.zeros((10, 10, 3), np.uint8)
+    blue, red = black.copy(), black.copy()
+    blue[:, :, 0] = 100
+    red[:, :, 2] = 100
+    assert still_change(black, blue) == pytest.approx(11.4, abs=0.6)
+    assert still_change(black, red) == pytest.approx(29.9, abs=0.6)
+
+
+def test_sequence_score_keeps_its_own_copy_of_the_last_frame():
+    """A caller that decodes into the same buffers each frame still gets the flicker measured."""
+    image = np.full((100, 200, 3), 120, np.uint8)
+    alpha = matte_with_blob(False)
+    score = SequenceScore()
+    score.add(image, alpha)
+    alpha[20:90, 60:70] = 0  # the next matte, written over the last: 700 px from 255 to 0
+    score.add(image, alpha)
+    assert score.flickers == [pytest.approx(700 / 20_000)]
 
 
 def test_sequence_score_stray_frames_and_means():
