@@ -95,6 +95,16 @@ def test_far_fraction_counts_only_what_lies_beyond_the_margin():
     assert metrics.far_fraction(truth, pred.astype(np.float32) * 0.4, margin_px=10) == 0.0
 
 
+def test_far_is_strictly_beyond_the_margin():
+    truth = np.zeros((5, 30), bool)
+    truth[:, 5] = True  # the person: one column
+    pred = np.zeros_like(truth)
+    pred[2, 15] = True  # exactly 10 px from the person: at the margin, not beyond it
+    assert metrics.far_fraction(truth, pred, margin_px=10) == 0.0
+    pred[2, 16] = True  # 11 px: beyond
+    assert metrics.far_fraction(truth, pred, margin_px=10) == 1 / 150
+
+
 def test_far_fraction_of_a_photo_without_people_is_everything_marked():
     empty = np.zeros((10, 10), bool)
     pred = empty.copy()
@@ -145,6 +155,17 @@ def test_keras_metrics_agree_with_numpy_per_image_means():
     assert set(found) == set(expected)
     for name in expected:
         assert found[name] == pytest.approx(expected[name], abs=1e-5), name
+
+
+def test_keras_boundary_f_matches_within_its_two_pixel_tolerance():
+    # A 4x4 square shifted two columns: each ring pixel lies within 2 px (but not all within
+    # 1 px) of the other ring, so boundary F is 1 at the default tolerance of 2.
+    truth, pred = square(8, 1, 1, 4), square(8, 1, 3, 4)
+    assert metrics.boundary_f(truth, pred) == 1.0
+    assert metrics.boundary_f(truth, pred, tolerance_px=1) < 1.0
+    y_true = truth[None, ..., None].astype(np.float32)
+    y_pred = pred[None, ..., None].astype(np.float32)
+    assert float(metrics._batch_boundary_f(y_true, y_pred)[0]) == pytest.approx(1.0)
 
 
 # Losses. One image of 2x2 pixels: truth 1 1 / 0 0, prediction 0.8 0.6 / 0.2 0.0.
@@ -236,6 +257,16 @@ def test_far_loss_looks_only_beyond_everyone():
     chair = SQUARE.copy()
     chair[0, 7, 7, 0] = 1.0
     assert value(losses.FarBCELoss(width_px=1), SQUARE, chair) > value(losses.BCELoss(), SQUARE, chair)
+
+
+def test_far_loss_default_window_is_the_suites_far_margin_on_a_training_crop():
+    """The loss spends itself on what the suite's "far" measure counts: beyond FAR_MARGIN of the
+    long side of the default training crop (0.05 x 192 = 9.6 px)."""
+    from portrait.training.evaluate import FAR_MARGIN
+    from portrait.training.train import TrainOptions
+
+    assert losses.FAR_PX == round(FAR_MARGIN * max(TrainOptions.input_size))
+    assert losses.FarBCELoss().width_px == losses.FAR_PX
 
 
 def as_image(values):
