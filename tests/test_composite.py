@@ -150,6 +150,39 @@ def test_blur_has_no_halo():
     assert ours_ring < 26, ours_ring  # background is 20
 
 
+@pytest.mark.parametrize("value", [0, 1, 100, 200, 255])
+def test_blur_of_a_flat_room_is_that_room(value):
+    """Rounded, not truncated: a flat wall stays its own grey, not one level darker."""
+    frame = np.full((H, W, 3), value, np.uint8)
+    np.testing.assert_array_equal(blur_background(frame, np.zeros((H, W), np.uint8), 21), frame)
+
+
+@pytest.mark.parametrize("blur_px", [4, 8, 21])
+def test_blur_reaches_blur_px_and_no_further(blur_px):
+    """A step from black to grey 200: blurred across about blur_px either side (at a 1/2 or
+    1/4 resolution the kernel is scaled down with it), untouched beyond."""
+    frame = np.zeros((H, 320, 3), np.uint8)
+    frame[:, 160:] = 200
+    row = blur_background(frame, np.zeros((H, 320), np.uint8), blur_px)[H // 2, :, 0].astype(int)
+    reach = blur_px + 1  # and a pixel for the halving
+    assert (row[:160 - reach] == 0).all() and (row[160 + reach:] == 200).all(), row
+    assert 20 < row[160 - blur_px // 2] < 180 and 20 < row[160 + blur_px // 2 - 1] < 180, row
+
+
+def test_blur_behind_a_soft_edge_is_the_rooms_colour():
+    """Where the matte is soft the composite shows some of the background: it must be the
+    room's colour (20) there, not the person's (240) brought along by the blur's fallback."""
+    alpha = np.zeros((120, 200), np.uint8)
+    alpha[:, :100] = 255
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 3)
+    a = alpha[:, :, None] / 255
+    frame = np.repeat(np.round(a * 240 + (1 - a) * 20).astype(np.uint8), 3, axis=2)
+    background = blur_background(frame, alpha, 21)
+    soft = (alpha > 0) & (alpha < 255)
+    assert soft.sum() > 1000
+    assert background[soft].max() < 20 + 0.25 * (240 - 20), background[soft].max()
+
+
 def test_blur_deep_inside_person_is_finite_and_quiet():
     frame, _ = _frame_and_alpha()
     everywhere = np.full((H, W), 255, np.uint8)
