@@ -50,6 +50,46 @@ def test_light_reaches_only_its_width_from_the_edge_and_only_brightens(width_px,
     assert gain[alpha >= 128].sum() > 4 * gain[alpha < 128].sum()
 
 
+def plain_light_wrap(composite_bgr, alpha, background, strength, width_px, faint=12):
+    """The module docstring's light wrap at full resolution, in float: the background masked to
+    where the person is not, box-blurred over the width, weighted by alpha squared and the
+    strength, screen-blended. Alpha within ``faint`` of 0 or 255 counts as clear or opaque."""
+    a = alpha.astype(np.float64)
+    person = np.maximum(a - faint, 0) / 255
+    outside = np.maximum(255 - a - faint, 0) / 255
+    size = 2 * width_px + 1
+    light = cv2.blur(background * outside[:, :, None], (size, size), borderType=cv2.BORDER_REFLECT)
+    light *= (person ** 2 * strength)[:, :, None]
+    return composite_bgr + light * (255 - composite_bgr) / 255
+
+
+@pytest.mark.parametrize("width_px", [1, 3])
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+@pytest.mark.parametrize("level", [0, 100, 200])
+def test_light_wrap_equals_the_plain_formula(width_px, strength, level):
+    """At full resolution (a width under 8 px) the wrap is the docstring's formula to a grey
+    level or so (uint8 rounding at each step): a composite of a flat ``level`` gains
+    light * (255 - level) / 255, the light weighted by alpha squared."""
+    _, alpha, background = scene()
+    composite_bgr = np.full((H, W, 3), level, np.uint8)
+    wrapped = light_wrap(composite_bgr.copy(), alpha, background, strength, width_px)
+    expected = plain_light_wrap(composite_bgr.astype(np.float64), alpha,
+                                background.astype(np.float64), strength, width_px)
+    assert np.abs(wrapped - expected).max() <= 1.5
+    assert (wrapped.astype(np.int32) - level).max() > 10  # there was light to compare
+
+
+def test_a_matte_a_few_levels_off_0_and_255_is_wrapped_only_at_its_edge():
+    """A model's matte is rarely exactly 0 or 255: a person at 250 in a room at 4 gets light only
+    within the width of the edge, not over their whole inside and the room."""
+    frame, alpha, background = scene()
+    alpha = np.clip(alpha, 4, 250).astype(np.uint8)
+    plain = composite(frame, alpha, background)
+    changed = (light_wrap(plain.copy(), alpha, background, 1.0, 16) != plain).any(axis=2)
+    assert changed.sum() > 20
+    assert edge_distance(alpha)[changed].max() <= 16
+
+
 def test_both_people_get_light_and_a_far_speck_does_not():
     frame, alpha, background = scene()
     alpha[4:8, 4:8] = 255  # a speck of matte in the corner, far from the two people
