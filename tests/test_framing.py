@@ -207,6 +207,48 @@ def test_person_box_ignores_stray_specks_and_frames_two_people_together():
     assert person_box(alpha * 0 + (np.arange(W) == 5).astype(np.uint8) * 255) is None
 
 
+def test_target_crop_by_hand():
+    # A tall box (40 x 78, not at the bottom): its height fills 0.65 of the crop's: 78 / 0.65.
+    assert target_crop((130, 40, 40, 78), (W, H), ON) == pytest.approx((150, 79, 120))
+    # A wide box (120 x 50): its width fills 0.65 of the crop's width, 120 px of a 320 px wide
+    # frame being 67.5 of its 180 rows: 67.5 / 0.65 = 103.8 rows.
+    assert target_crop((100, 40, 120, 50), (W, H), ON) == pytest.approx((160, 65, 67.5 / 0.65))
+
+
+def test_the_crop_stays_inside_the_frame():
+    """A person at the left edge: the crop is moved right to start at the frame's edge rather
+    than show a smear of its first column (the warp replicates the border)."""
+    crop_h = 60 / ON.fill
+    half_w = crop_h * W / H / 2
+    assert target_crop((0, 60, 40, 60), (W, H), ON) == pytest.approx((half_w, 90, crop_h))
+    assert target_crop((W - 40, 60, 40, 60), (W, H), ON) == pytest.approx((W - half_w, 90, crop_h))
+
+
+def test_person_box_leaves_out_a_half_sure_region_and_a_lone_speck():
+    alpha = np.zeros((H, W), np.uint8)
+    cv2.circle(alpha, (80, 100), 30, 255, -1)
+    alpha[60:140, 200:260] = 150  # a chair the model is only half sure of, as big as the person
+    step_px = W // 80
+    x, y, w, h = person_box(alpha)
+    assert x == pytest.approx(50, abs=step_px) and x + w == pytest.approx(110, abs=step_px)
+    # Nobody but a sure speck under min_area (1 % of the frame): 16 x 16 = 0.44 %.
+    speck = np.zeros((H, W), np.uint8)
+    speck[40:56, 200:216] = 255
+    assert person_box(speck) is None
+    speck[40:72, 200:232] = 255  # 32 x 32 = 1.8 %: a person
+    assert person_box(speck) == (200, 40, 32, 32)
+
+
+def test_zoom_dead_zone_keeps_the_zoom_while_the_person_grows_a_little():
+    size = (W, H)
+    state = step(FramingState.whole(size), (140, 40, 40, 80), size, ON, 1 / FPS)
+    aim = state.aim  # 80 / 0.65 = 123 rows
+    a_little = step(state, (140, 40, 40, 84), size, ON, 1 / FPS)  # 5 % taller: within 10 %
+    assert a_little.aim == aim
+    much = step(state, (140, 40, 40, 96), size, ON, 1 / FPS)  # 20 % taller
+    assert much.aim[2] == pytest.approx(96 / ON.fill)
+
+
 def test_a_webcam_person_cut_off_at_the_bottom_is_framed_with_headroom():
     box = (120, 40, 80, H - 40)  # shoulders reach the bottom of the frame
     centre_x_, centre_y, crop_h = target_crop(box, (W, H), ON)
