@@ -625,13 +625,30 @@ def test_signal_stops_the_app_cleanly_and_finalises_the_video(brightness_model, 
     assert json.loads(stats.read_text())["frames"] == written  # every frame output was kept
 
 
+def wait_until_caught(process: subprocess.Popen, signum: int, timeout_s: float = 60) -> None:
+    """Wait until ``process`` has a handler for ``signum`` (its SigCgt in /proc), or has ended."""
+    status = Path(f"/proc/{process.pid}/status")
+    if not status.exists():
+        pytest.skip("no /proc/PID/status here to tell when a signal handler is installed")
+    deadline = time.perf_counter() + timeout_s
+    while process.poll() is None and time.perf_counter() < deadline:
+        caught = next(line for line in status.read_text().splitlines() if line.startswith("SigCgt:"))
+        if int(caught.split()[1], 16) >> (signum - 1) & 1:
+            return
+        time.sleep(0.01)
+    assert process.poll() is None, f"the app ended before it caught {signum}: {process.communicate()}"
+    raise AssertionError(f"the app did not catch signal {signum} within {timeout_s} s")
+
+
 def test_sigterm_during_start_up_exits_cleanly(brightness_model, tmp_path):
     """Before the stream runs (TensorFlow still importing), SIGTERM ends the app at once: exit 0,
     one log line, no traceback (the -15 death of an unhandled SIGTERM was the old behaviour)."""
     video = write_video(tmp_path / "clip.avi", frames=30)
     with app_process("--model", brightness_model, "--source", video,
                      "--out", tmp_path / "out.mp4") as process:
-        time.sleep(0.8)  # past Python's start, inside TensorFlow's import (seconds)
+        # Once the app catches SIGTERM, about when TensorFlow's import (seconds) starts. A fixed
+        # 0.8 s was sometimes before Python had started, with tests run beside each other.
+        wait_until_caught(process, signal.SIGTERM)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
