@@ -39,7 +39,15 @@ def shared_path(*parts: str) -> Path:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running (soak) tests; still run by CI")
+    config.addinivalue_line("markers", "slow: long-running tests (a soak, a MobileNetV2-UNet traced "
+                            "or converted, the shipped models scored); run first, still run by CI")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first (a stable sort): run in parallel (pytest-xdist), the workers then start
+    on them together and finish on short ones, where the training tests, last by file name,
+    left one worker running them alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

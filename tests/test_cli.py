@@ -57,6 +57,7 @@ def assert_one_line_error(code, stderr, *words):
         assert word in errors[0], errors[0]
 
 
+@pytest.mark.slow
 def test_a_stream_runs_the_interpreter_on_half_the_cores_and_a_photo_on_all(
         brightness_model, tmp_path):
     """--threads 0: a camera or video stream gives the interpreter half the cores (its other

@@ -210,6 +210,7 @@ def test_a_model_whose_config_states_no_input_size_is_run_by_one_rule(tmp_path, 
         assert (isinstance(segmenter, AspectSegmenter), segmenter.input_size) == aspect
 
 
+@pytest.mark.slow
 def test_a_fixed_export_is_used_exactly_where_the_conversion_runs_at_its_size(tmp_path, caplog):
     """For a model that notes its short side, one that does not and one whose config states no
     size, each exported at 128x96: with or without --letterbox (which changes where a frame
@@ -233,6 +234,7 @@ def test_a_fixed_export_is_used_exactly_where_the_conversion_runs_at_its_size(tm
                     assert used, model.name
 
 
+@pytest.mark.slow
 def test_the_keras_runtime_runs_each_model_at_the_size_the_conversion_does(tmp_path):
     """The tf.function path (the GPU's; here --backend keras --device cpu) and the CPU's
     conversion size a model by one rule (keras_run_size): for a model that notes its short side,
@@ -384,6 +386,7 @@ def frames() -> list[tuple[str, np.ndarray]]:
     return found
 
 
+@pytest.mark.slow
 def test_the_shipped_export_gives_the_probabilities_of_its_hdf5(shipped):
     model, _ = shipped
     with h5py.File(model, "r") as f:

@@ -242,6 +242,7 @@ def test_training_split_checks_every_set_before_writing_any(tmp_path, capsys):
     assert (out / "ccp_fashion" / "train.txt").read_text() == "p0\n"
 
 
+@pytest.mark.slow
 def test_suite_command_prints_tables_and_one_json_line():
     command = [sys.executable, "-m", "portrait.evaluate", "--suite", "--model", str(SELFIE),
                "--compare", str(SELFIE), "--max-items", "3", "--conditions", "--no-progress", "-q"]

@@ -368,6 +368,7 @@ def test_missing_stem_is_a_clear_error(tmp_path):
         find_pairs(folder, ["nope"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("context, distil, loss", [
     ("none", False, "dice+bce"), ("lraspp", True, "dice+bce"), ("none", False, "bce+2*consistency"),
 ])
@@ -1118,6 +1119,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_stops_training_in_one_line_and_the_run_resumes(tmp_path):
     """A real disk (a 24 MB tmpfs in a user namespace of its own, as the app's full-disk tests
     use) that another program fills once the first epoch is backed up: the next epoch's

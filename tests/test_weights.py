@@ -84,6 +84,7 @@ def test_shipped_weights_reach_095_miou_on_the_first_40_test_images(first_40):
     assert ours["miou"] >= 0.95, f"mIoU {ours['miou']:.4f} on the first 40 test images"
 
 
+@pytest.mark.slow
 def test_photo_default_as_image_runs_it_scores_at_least_mediapipe_on_the_first_40_test_images():
     """What ``--image`` runs by default (the photo file with ``--tta scales``, taken from the
     app's own command line) against MediaPipe's model, one pass, on the first 40 EG1800 test
@@ -153,6 +154,7 @@ def test_the_app_keeps_a_fast_hand_joined_to_the_signer_in_a_held_out_clip():
     assert ours.stray_mean <= 0.0001, f"mean stray area {100 * ours.stray_mean:.3f} % of the frame"
 
 
+@pytest.mark.slow
 def test_photo_default_takes_less_of_everyday_scenes_for_a_person_than_mediapipe():
     """On the suite's held-out coco_person photos (everyday scenes, every person labelled), the
     photo default's matte far from every person covers less of the photo on average than

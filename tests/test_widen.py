@@ -37,6 +37,7 @@ def _predict(path: Path, image: np.ndarray) -> np.ndarray:
     return keras.models.load_model(path, compile=False).predict(image, verbose=0)
 
 
+@pytest.mark.slow
 def test_the_widened_model_predicts_the_same_and_its_new_channels_can_learn(tmp_path):
     import keras
     import tensorflow as tf
