@@ -1,17 +1,29 @@
 """Shared test set-up: quiet TensorFlow, fixed seeds, the optional ../shared data folder."""
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _throw_away_folder(prefix: str) -> str:
+    """A new temporary folder, removed when this process ends (each pytest-xdist worker makes
+    its own): they were left behind, some 180 MB of conversions a worker a run."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 # Model conversions made by tests (and the app processes they start) go to a throw-away cache,
 # never the user's; set here, before any fixture of any scope creates a segmenter.
-os.environ["PORTRAIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="portrait-test-cache-")
+os.environ["PORTRAIT_CACHE_DIR"] = _throw_away_folder("portrait-test-cache-")
 # The app reads $XDG_CONFIG_HOME/portrait/config.toml: a developer's own settings must not change
 # what the tests see.
-os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="portrait-test-config-")
+os.environ["XDG_CONFIG_HOME"] = _throw_away_folder("portrait-test-config-")
 
 from contextlib import contextmanager
 from fractions import Fraction

@@ -1,4 +1,5 @@
-"""The layout's one rule: the app's runtime never imports the model workshop."""
+"""The layout's one rule (the app's runtime never imports the model workshop), the development
+paths, and what a test run leaves behind."""
 
 import subprocess
 import sys
@@ -38,3 +39,20 @@ def test_development_paths_point_beside_the_checkout():
     assert suite.DEFAULT_DATA_ROOT == SHARED_DIR / "data"
     if SHARED_DIR.is_dir():
         assert bench.PEER_MODEL.is_file() and train.DEFAULT_BACKBONE.is_file()
+
+
+def test_a_test_run_leaves_no_temporary_folders_behind(tmp_path):
+    """The conversion cache and config folder each test process makes (conftest.py) are removed
+    when it ends, in one process and in pytest-xdist's workers: each run left them in /tmp."""
+    import os
+
+    for extra in ([], ["-n", "2"]):
+        scratch = tmp_path / f"tmp{len(extra)}"
+        scratch.mkdir()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", *extra,
+                               "tests/test_scratch.py", "tests/test_words.py"],
+                              cwd=ROOT, env=dict(os.environ, TMPDIR=str(scratch)),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "passed" in done.stdout
+        assert sorted(p.name for p in scratch.glob("portrait-test-*")) == [], extra
