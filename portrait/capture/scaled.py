@@ -81,8 +81,6 @@ class ScaledVideo(FileSource):
 
         self._container = None
         super().__init__(path, rewindable=rewindable)
-        if not self.path.is_file():
-            raise InputError(f"video '{self.path}' is not a file; give a video file")
         refuse_text_file(self.path)  # FFmpeg would draw its text as the picture
         try:
             self._container = av.open(str(self.path))

@@ -86,7 +86,7 @@ def file_identity(path: Path) -> Optional[tuple[int, int, int, int]]:
 
 class FileSource(Source):
     """What each reader of one video file shares (:class:`VideoFileSource`,
-    :class:`portrait.capture.scaled.ScaledVideo`): the path, refused where nothing is there;
+    :class:`portrait.capture.scaled.ScaledVideo`): the path, refused where no file is there;
     whether the file is kept open at its end for a rewind; what the file on disk was as it was
     opened (:meth:`unchanged` tells a rewind whether it may seek in the open file); and the
     event that :meth:`close` sets.
@@ -96,7 +96,7 @@ class FileSource(Source):
         rewindable: kept open at its end, for a rewind.
 
     Raises:
-        InputError: nothing at ``path`` (a missing file, or a link to one).
+        InputError: nothing at ``path`` (a missing file, or a link to one), or a folder there.
     """
 
     def __init__(self, path: Union[str, Path], *, rewindable: bool) -> None:
@@ -106,6 +106,8 @@ class FileSource(Source):
         self._closed = threading.Event()
         if not self.path.exists():
             raise not_found(self.path, "video")
+        if not self.path.is_file():
+            raise InputError(f"video '{self.path}' is not a file; give a video file")
 
     def unchanged(self) -> bool:
         """Whether the file on disk is the one opened, as it was (not deleted, cut short,
@@ -184,8 +186,6 @@ class VideoFileSource(FileSource):
         super().__init__(path, rewindable=rewindable)
         self.realtime = realtime
         self.quiet = quiet
-        if not self.path.is_file():
-            raise InputError(f"video '{self.path}' is not a file; give a video file")
         if not opencv_can_open(self.path):
             raise InputError(f"cannot read video '{self.path}': its name is not UTF-8 text, which "
                              "the video reader cannot open; rename the file")
