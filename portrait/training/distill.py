@@ -33,7 +33,7 @@ import numpy as np
 
 from portrait.errors import InputError, ModelError, run_command
 from portrait.options import TEST_TIME_MODES
-from portrait.training.folders import RENAME_PHOTO, check_listable
+from portrait.training.folders import check_listable, check_photo_stems
 
 # Keras and TensorFlow are imported where they are used, so that the command line can import
 # them quietly (portrait.cli.import_tensorflow_quietly).
@@ -126,18 +126,6 @@ PHOTO_AS_VIDEO = ("as --video it gives one frame, labelled by the teacher alone;
                   "photos with their masks")
 
 
-def check_photo_stems(pairs: Sequence[tuple[str, str]]) -> None:
-    """Refuse, before the teacher runs, a photo whose stem ``train.txt`` could not list (one
-    that starts with ``#``: :func:`portrait.training.folders.unlistable`), which the run would
-    otherwise find only when it lists what it wrote.
-
-    Raises:
-        InputError: naming the first such photo.
-    """
-    for image_path, _ in pairs:
-        check_listable(Path(image_path).stem, f"the photo '{image_path}'", RENAME_PHOTO)
-
-
 def check_videos(videos: Sequence[str]) -> list[str]:
     """Refuse, before the teacher runs, videos whose frames could not be written or listed: two
     of one name (their frames would overwrite each other), one whose frames' stems ``train.txt``
@@ -190,8 +178,8 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
     Raises:
         InputError: ``out_dir`` or ``negatives_dir`` is a source folder or holds files that no
             portrait data tool wrote or another tool's output, a photo's stem could not be
-            listed (:func:`check_photo_stems`, before anything is written), or a photo or mask
-            cannot be read or is no 8-bit grey mask.
+            listed (:func:`portrait.training.folders.check_photo_stems`, before anything is
+            written), or a photo or mask cannot be read or is no 8-bit grey mask.
     """
     from portrait.sink import write_image
     from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure

@@ -82,6 +82,11 @@ def unlistable(stem: str) -> Optional[str]:
 RENAME_PHOTO = "rename the photo and its mask, or give --data a list file that leaves it out"
 
 
+def data_not_found(spec: str) -> InputError:
+    """The refusal of training data ``spec`` (a data folder or a list file) that is nowhere."""
+    return InputError(f"training data '{spec}' not found; pass a data folder or a list file")
+
+
 def check_listable(stem: str, source: str, fix: str) -> None:
     """Refuse, before a data tool does its work, a ``stem`` it would write to a ``train.txt``
     that :func:`read_stems` could not read back (:func:`unlistable`), which
@@ -98,6 +103,20 @@ def check_listable(stem: str, source: str, fix: str) -> None:
     why = unlistable(stem)
     if why is not None:
         raise InputError(f"cannot list {source} in train.txt as {stem!r}: the stem {why}; {fix}")
+
+
+def check_photo_stems(pairs: Sequence[tuple[str, str]], *, suffix: str = "",
+                      what: str = "the photo") -> None:
+    """Refuse, before a data tool does its work, a photo whose stem, as the tool lists what it
+    writes of it (the stem and ``suffix``: distill a photo as itself, mine its crops as
+    ``<stem>_0``, ...), ``train.txt`` could not list (:func:`check_listable`), which the run would
+    otherwise find only when it lists what it wrote.
+
+    Raises:
+        InputError: naming the first such photo, as ``what``.
+    """
+    for image_path, _ in pairs:
+        check_listable(f"{Path(image_path).stem}{suffix}", f"{what} '{image_path}'", RENAME_PHOTO)
 
 
 def write_stems(list_file: Path, stems: Sequence[str]) -> None:
@@ -233,7 +252,7 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
                              "move it into that folder, or pass the folder itself")
         return find_pairs(path.parent, stems)
     if not path.is_dir():
-        raise InputError(f"training data '{spec}' not found; pass a data folder or a list file")
+        raise data_not_found(spec)
     listed = folder_list(path, role)
     if listed is not None:
         log.info("%s data: %s", role, listed)

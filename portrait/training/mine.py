@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from portrait.errors import PortraitError, run_command
-from portrait.training.folders import RENAME_PHOTO, check_listable
+from portrait.training.folders import check_photo_stems
 from portrait.words import counted
 
 log = logging.getLogger("portrait.training.mine")  # not "__main__" under python -m
@@ -87,19 +87,6 @@ def crop_around(box: tuple[int, int, int, int], shape: tuple[int, int],
     return x0, y0, x1, y1
 
 
-def check_photo_stems(pairs: Sequence[tuple[str, str]]) -> None:
-    """Refuse, before the model runs, a photo whose crops' stems (``<stem>_<k>``) ``train.txt``
-    could not list (a stem that starts with ``#``: :func:`portrait.training.folders.unlistable`),
-    which the run would otherwise find only when it lists what it wrote.
-
-    Raises:
-        InputError: naming the first such photo.
-    """
-    for image_path, _ in pairs:
-        check_listable(f"{Path(image_path).stem}_0", f"the crops of the photo '{image_path}'",
-                       RENAME_PHOTO)
-
-
 def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
                         margin: float, min_area: float = MIN_AREA,
                         progress: bool = False) -> list[str]:
@@ -123,8 +110,8 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
     Raises:
         InputError: ``out_dir`` is a source folder, holds files that no portrait data tool
             wrote or another tool's output, a photo's crops could not be listed
-            (:func:`check_photo_stems`, before anything is written), two pairs share a stem, or
-            a photo or mask cannot be read or is no 8-bit grey mask.
+            (:func:`portrait.training.folders.check_photo_stems`, before anything is written),
+            two pairs share a stem, or a photo or mask cannot be read or is no 8-bit grey mask.
         NothingToMine: no photo has a far region; a new or empty ``out_dir`` is left as it was
             (removed or empty), an earlier output of this tool keeps its ``train.txt``.
     """
@@ -132,7 +119,7 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
     from portrait.training.data import labelled_photos, new_data_folder, removed_on_failure
     from portrait.training.folders import write_stems
 
-    check_photo_stems(pairs)
+    check_photo_stems(pairs, suffix="_0", what="the crops of the photo")  # <stem>_<k>
     out_dir = Path(out_dir)
     with removed_on_failure(out_dir):  # no partial folder where a photo fails
         images_dir, masks_dir = new_data_folder(out_dir, pairs, "portrait.training.mine")
@@ -203,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         margin = FAR_MARGIN if args.margin is None else args.margin
         pairs = [pair for spec in dict.fromkeys(args.data) for pair in resolve_split(spec, "train")]
-        check_photo_stems(pairs)  # before the model loads
+        check_photo_stems(pairs, suffix="_0", what="the crops of the photo")  # before the model
         new_data_folder(Path(args.out), pairs, "portrait.training.mine", create=False)
         with ModelScorer(SegmentOptions(model=str(model))) as scorer:
             write_hard_examples(pairs, scorer, Path(args.out), margin, args.min_area,

@@ -718,7 +718,7 @@ def check_data_paths(options: TrainOptions) -> None:
         InputError: the first entry that is not, by option and path.
     """
     from portrait.capture.images import VIDEO_EXTENSIONS
-    from portrait.training.folders import read_stems
+    from portrait.training.folders import data_not_found, read_stems
 
     for option, specs in (("--data", options.data), ("--val", options.val)):
         for spec in dict.fromkeys(specs):
@@ -731,8 +731,7 @@ def check_data_paths(options: TrainOptions) -> None:
             if path.is_file():
                 read_stems(path)  # a photo or other binary file is refused as not text
             elif not path.is_dir():
-                raise InputError(f"training data '{spec}' not found; pass a data folder or a "
-                                 "list file")
+                raise data_not_found(spec)
 
 
 def check_model_inputs(options: TrainOptions) -> None:
