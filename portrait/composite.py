@@ -22,10 +22,11 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from portrait.capture.alpha import opaque_note, video_alpha
 from portrait.capture.gif import gif_may_be_transparent
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.capture.looping import LoopingVideo, PlayClock
-from portrait.capture.scaled import ScaledVideo, cover_picture
+from portrait.capture.scaled import ScaledVideo, cover_picture, upright
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, check_frame_alpha, outside
@@ -370,7 +371,10 @@ class VideoBackground(Background):
     A GIF that can show transparency (:func:`gif_may_be_transparent`: its first frame, or a
     later one, as FFmpeg composes it) plays with it: each of its frames that has a transparent
     pixel is laid over the frame's own background blurred by ``blur_px``, as a transparent
-    :class:`ImageBackground` is, and each opaque one is shown as it is (no blur); any other
+    :class:`ImageBackground` is, and each opaque one is shown as it is (no blur). So does a
+    video with an alpha channel (:func:`portrait.capture.alpha.video_alpha`: VP8/VP9 in WebM,
+    ProRes 4444, PNG or QuickTime Animation in a MOV); where this FFmpeg cannot decode its
+    alpha (no libvpx for VP8/VP9 alpha), one warning says so and it plays opaque. Any other
     video is opaque."""
 
     def __init__(self, path: str, size: tuple[int, int],
@@ -378,7 +382,10 @@ class VideoBackground(Background):
         super().__init__()
         self.path = path
         self.blur_px = int(blur_px)
-        self.transparent = gif_may_be_transparent(path)
+        alpha = video_alpha(path)
+        if alpha.has_alpha and not alpha.decodable:
+            log.warning("%s", opaque_note(path, alpha))
+        self.transparent = gif_may_be_transparent(path) or alpha.decodable
         try:
             # Each frame is prepared as (made for the size, as decoded): a frame prepared for
             # another size is made again from the decoded one, not from a crop of it.
@@ -394,13 +401,13 @@ class VideoBackground(Background):
 
     def _made(self, picture, size: tuple[int, int]):
         """A decoded frame (an ``av.VideoFrame``) made for ``size``: covering it, converted at
-        that size (:func:`cover_picture`); a frame of a GIF that may be transparent, where it
-        has a transparent pixel, as the parts that :func:`_over_blurred` takes, scaled
-        premultiplied (as a transparent image is)."""
+        that size (:func:`cover_picture`); a frame of a GIF that may be transparent or of a
+        video with alpha, where it has a transparent pixel, as the parts that
+        :func:`_over_blurred` takes, upright, scaled premultiplied (as a transparent image is)."""
         if self.transparent:
             bgra = _transparent_bgra(picture)
             if bgra is not None:
-                return _overlay_parts(cover(_premultiply(bgra), size))
+                return _overlay_parts(cover(_premultiply(upright(bgra, picture.rotation)), size))
         return cover_picture(picture, size)
 
     def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
@@ -426,14 +433,14 @@ class VideoBackground(Background):
 
 
 def _transparent_bgra(picture) -> Optional[np.ndarray]:
-    """A decoded frame's BGRA uint8 (straight alpha, as FFmpeg composes a GIF), a copy of its
-    own, where a pixel of it is transparent; ``None`` where it is opaque. The alpha is looked
-    at in the frame's own buffer (a GIF's frames are BGRA already), which is copied only for a
-    frame that has transparency."""
+    """A decoded frame's BGRA uint8 (straight alpha, as FFmpeg composes a GIF and as videos
+    with alpha keep it), a copy of its own, where a pixel of it is transparent; ``None`` where
+    it is opaque. The alpha is looked at in the frame's own buffer where it is BGRA already (a
+    GIF's frames), which is copied only for a frame that has transparency."""
     bgra = picture.to_ndarray(format="bgra")  # the decoder's buffer where it is BGRA: not ours
     if bgra[:, :, 3].min() == 255:
         return None
-    return bgra.copy()
+    return bgra.copy() if picture.format.name == "bgra" else bgra  # else converted: ours
 
 
 class TransparentBackground(Background):

@@ -659,3 +659,145 @@ def test_opaque_gif_plays_as_a_video(tmp_path):
                  for t in (0.0, 0.11, 0.21)]
     for result, bgra in zip(shown, frames):
         assert np.abs(result.astype(int) - bgra[:, :, :3]).max() <= 2
+
+
+# --- videos with an alpha channel -------------------------------------------------------------
+
+# (file name, encoder, pixel format, encoder options): each codec whose files keep alpha, as
+# FFmpeg writes them (VP8/VP9 in WebM beside the picture, the others in the pixel format).
+ALPHA_VIDEOS = [
+    ("vp9.webm", "libvpx-vp9", "yuva420p", {"lossless": "1"}),
+    ("vp8.webm", "libvpx", "yuva420p", {"auto-alt-ref": "0", "crf": "4", "b": "4M"}),
+    ("prores4444.mov", "prores_ks", "yuva444p10le", {"profile": "4444"}),
+    ("png.mov", "png", "rgba", {}),
+    ("qtrle.mov", "qtrle", "argb", {}),
+]
+ALPHA_DECODERS = {"libvpx-vp9": "libvpx-vp9", "libvpx": "libvpx", "prores_ks": "prores"}
+
+
+def _alpha_frames(count=3, size=(64, 48)):
+    """BGRA: opaque red on the left quarter, half-transparent blue on the next, the right half
+    transparent, its colour a green that must never show; frame 1 wholly opaque (grey), the
+    others' opaque part a little brighter each frame."""
+    w, h = size
+    frames = []
+    for i in range(count):
+        bgra = np.zeros((h, w, 4), np.uint8)
+        bgra[:, :] = (0, 255, 0, 0)
+        bgra[:, : w // 4] = (0, 0, 160 + 40 * i, 255)
+        bgra[:, w // 4: w // 2] = (255, 0, 0, 128)
+        if i == 1:
+            bgra[:, :] = (128, 128, 128, 255)
+        frames.append(bgra)
+    return frames
+
+
+def _alpha_video(path, encoder, pix_fmt, options, frames_bgra, fps=10, rotation=0):
+    """Write ``frames_bgra`` with PyAV's ``encoder``, keeping their alpha; skip where the
+    installed PyAV's FFmpeg cannot write or read it back."""
+    import av
+
+    decoder = ALPHA_DECODERS.get(encoder, encoder)
+    missing = {encoder, decoder} - set(av.codecs_available)
+    if missing:
+        pytest.skip(f"this PyAV's FFmpeg has no {' or '.join(sorted(missing))}")
+    height, width = frames_bgra[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(encoder, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.options = options
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for bgra in frames_bgra:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(bgra, format="bgra")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name, encoder, pix_fmt, options", ALPHA_VIDEOS,
+                         ids=[video[0] for video in ALPHA_VIDEOS])
+def test_a_video_with_alpha_plays_over_the_blurred_frame(tmp_path, name, encoder, pix_fmt,
+                                                         options):
+    """A background video with an alpha channel played opaque, its transparent pixels in
+    whatever colour they held (VP8/VP9's alpha dropped by FFmpeg's own decoder): each of its
+    frames with transparency lies over the room blurred now, as a transparent GIF's do; its
+    opaque frame is shown as it is, and so it is again as the video loops."""
+    frames = _alpha_frames()
+    path = _alpha_video(tmp_path / name, encoder, pix_fmt, options, frames)
+    frame, _ = _frame_and_alpha(48, 64)
+    no_person = np.zeros((48, 64), np.uint8)
+    blurred = blur_background(frame, no_person, 9).astype(float)
+    with make_background(CompositeOptions(background=str(path), blur_px=9), (64, 48)) as background:
+        assert background.transparent and "over the blurred frame" in background.description
+        # three frames, then the first two again as the video loops
+        shown = [background.render(frame, no_person, time_s=t) for t in (0, 0.1, 0.2, 0.3, 0.4)]
+    for result, bgra in zip(shown, frames + frames[:2], strict=True):
+        _assert_over(result, bgra, blurred)
+
+
+def _assert_over(result, bgra, blurred):
+    """``result`` is ``bgra`` (of :func:`_alpha_frames`) laid over ``blurred``, within what
+    4:2:0 colour and lossy VP8 leave within 2 px of the quarters' edges (vertical chroma
+    siting, turned); never the transparent green."""
+    weight = bgra[:, :, 3:] / 255.0
+    error = np.abs(result - (bgra[:, :, :3] * weight + blurred * (1 - weight)))
+    edges = np.zeros(error.shape[1], bool)
+    edges[[14, 15, 16, 17, 30, 31, 32, 33]] = True
+    assert error[:, ~edges].max() <= 3.0, error[:, ~edges].max()
+    assert error[:, edges].max() <= 40.0, error[:, edges].max()
+
+
+def test_a_vp9_video_with_alpha_is_shown_upright(tmp_path):
+    """A VP9 video with alpha is decoded by libvpx, which is not told the file's display
+    rotation: it is turned as the stream's own decoder would turn it (90 degrees
+    counter-clockwise here), as a video without alpha is."""
+    frames = [np.ascontiguousarray(np.rot90(bgra, -1)) for bgra in _alpha_frames()]  # 48x64
+    path = _alpha_video(tmp_path / "turned.webm", *ALPHA_VIDEOS[0][1:], frames, rotation=90)
+    frame, _ = _frame_and_alpha(48, 64)
+    no_person = np.zeros((48, 64), np.uint8)
+    blurred = blur_background(frame, no_person, 9).astype(float)
+    with make_background(CompositeOptions(background=str(path), blur_px=9), (64, 48)) as background:
+        result = background.render(frame, no_person, time_s=0.0)
+    _assert_over(result, _alpha_frames()[0], blurred)
+
+
+def test_what_a_video_s_alpha_needs():
+    """VP8/VP9 alpha (WebM's AlphaMode) needs libvpx's decoders, and where this FFmpeg has none
+    the video plays opaque, saying so in one line with what to do; alpha in the pixel format
+    needs the stream's own decoder; a GIF's transparency is told from its blocks, not here."""
+    from portrait.capture.alpha import NO_ALPHA, VideoAlpha, opaque_note, stream_alpha
+
+    everything = {"libvpx", "libvpx-vp9", "vp9", "vp8", "prores"}
+    assert stream_alpha("vp9", "yuv420p", "1", everything) == VideoAlpha(True, "libvpx-vp9")
+    assert stream_alpha("vp8", "yuv420p", "1", everything) == VideoAlpha(True, "libvpx")
+    lost = stream_alpha("vp9", "yuv420p", "1", everything - {"libvpx-vp9"})
+    assert lost == VideoAlpha(True, missing="libvpx-vp9") and not lost.decodable
+    assert stream_alpha("vp9", "yuv420p", None, everything) == NO_ALPHA
+    assert stream_alpha("prores", "yuva444p12le", None, everything).decodable
+    assert stream_alpha("qtrle", "argb", None, everything) == VideoAlpha(True)
+    for codec, pix_fmt in (("h264", "yuv420p"), ("qtrle", "rgb24"), ("gif", "bgra"),
+                           ("h264", None), ("h264", "no-such-format")):
+        assert stream_alpha(codec, pix_fmt, None, everything) == NO_ALPHA, (codec, pix_fmt)
+    note = opaque_note("loop.webm", lost)
+    assert "\n" not in note
+    for words in ("'loop.webm'", "alpha channel", "libvpx-vp9", "shown opaque", "ProRes 4444"):
+        assert words in note, words
+
+
+def test_a_video_without_alpha_needs_no_other_decoder(tmp_path):
+    """A VP9 WebM without alpha (no AlphaMode), an MJPEG AVI, a GIF and a file that is no video
+    have no alpha to decode: each plays through its stream's own decoder."""
+    from portrait.capture.alpha import NO_ALPHA, video_alpha
+
+    opaque = [bgra.copy() for bgra in _alpha_frames()]
+    for bgra in opaque:
+        bgra[:, :, 3] = 255
+    plain = _alpha_video(tmp_path / "plain.webm", "libvpx-vp9", "yuv420p", {}, opaque)
+    sticker = _gif(tmp_path / "sticker.gif", _gif_frames())
+    (tmp_path / "notes.webm").write_text("not a video")
+    for path in (plain, sticker, tmp_path / "notes.webm", tmp_path / "missing.webm"):
+        assert video_alpha(path) == NO_ALPHA, path
+    with make_background(CompositeOptions(background=str(plain)), (64, 48)) as background:
+        assert not background.transparent

@@ -8,6 +8,9 @@ a 4K H.264 clip's frames at 33.9 fps instead of 16.3 (28 ms of CPU a frame inste
 1080p one's at 79 instead of 36 (10 ms instead of 22); medians of 5 interleaved runs on 2 busy
 cores. The pictures differ from OpenCV's scaling by about 1 grey level on average. PyAV also
 opens a file whose name is not UTF-8, which OpenCV's reader cannot.
+
+A VP8 or VP9 video with alpha is decoded by libvpx, which gives its alpha where FFmpeg's own
+decoder drops it (:mod:`portrait.capture.alpha`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
+from portrait.capture.alpha import alpha_of
 from portrait.capture.base import Frame
 from portrait.capture.gif import frame_delay_s
 from portrait.capture.video import FileSource, refuse_text_file, why_no_frame
@@ -31,7 +35,7 @@ log = logging.getLogger(__name__)
 _SCALED_AT_MOST = 4
 
 
-def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """``image`` turned by the video's display rotation (degrees counter-clockwise, as FFmpeg
     gives it), as OpenCV's reader and players show it."""
     turns = round(rotation / 90) % 4
@@ -50,9 +54,9 @@ def cover_picture(picture, size: tuple[int, int]) -> np.ndarray:
     scale = max(width / src_w, height / src_h)
     scaled_w, scaled_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
     if scaled_w * scaled_h > _SCALED_AT_MOST * width * height:
-        return cover(_upright(picture.to_ndarray(format="bgr24"), picture.rotation), size)
+        return cover(upright(picture.to_ndarray(format="bgr24"), picture.rotation), size)
     convert_w, convert_h = (scaled_h, scaled_w) if turned else (scaled_w, scaled_h)
-    image = _upright(picture.to_ndarray(width=convert_w, height=convert_h, format="bgr24",
+    image = upright(picture.to_ndarray(width=convert_w, height=convert_h, format="bgr24",
                                         interpolation="AREA"), picture.rotation)
     left, top = (scaled_w - width) // 2, (scaled_h - height) // 2
     return np.ascontiguousarray(image[top:top + height, left:left + width])
@@ -80,11 +84,17 @@ class ScaledVideo(FileSource):
         import av
 
         self._container = None
+        self._decoder = None  # the stream's own, or one that gives its alpha (libvpx's)
+        self._rotation = 0  # what that one does not attach to its frames
         super().__init__(path, rewindable=rewindable)
         refuse_text_file(self.path)  # FFmpeg would draw its text as the picture
         try:
             self._container = av.open(str(self.path))
             self._stream = self._container.streams.video[0]
+            decoder = alpha_of(self._stream).decoder
+            if decoder is not None:
+                self._rotation = self._own_rotation()
+                self._decoder = av.CodecContext.create(decoder, "r")
             self._first: Optional[object] = self._decode_first()
         except (av.FFmpegError, OSError, ValueError, IndexError, StopIteration):
             self.close()
@@ -108,8 +118,21 @@ class ScaledVideo(FileSource):
         return self._fps
 
     def _decode_first(self):
-        self._frames = self._container.decode(self._stream)
+        if self._decoder is None:
+            self._frames = self._container.decode(self._stream)
+        else:
+            self._frames = (_Turned(picture, self._rotation) if self._rotation else picture
+                            for packet in self._container.demux(self._stream)
+                            for picture in self._decoder.decode(packet))
         return next(self._frames)
+
+    def _own_rotation(self) -> int:
+        """The display rotation that the stream's own decoder gives its first frame (from the
+        file's display matrix, which a decoder made apart from the file is not given), the file
+        then sought back to its start; 0 where it gives none."""
+        rotation = next((picture.rotation for picture in self._container.decode(self._stream)), 0)
+        self._container.seek(0, stream=self._stream)
+        return rotation
 
     def _time_s(self, picture, previous_s: Optional[float]) -> float:
         """Seconds from the video's start; one frame after the previous where time does not
@@ -167,6 +190,8 @@ class ScaledVideo(FileSource):
             return False
         try:
             self._container.seek(0, stream=self._stream)
+            if self._decoder is not None:  # the seek flushes the stream's own only
+                self._decoder.flush_buffers()
             first = self._decode_first()
         except (av.FFmpegError, OSError, StopIteration):
             first = None
@@ -179,6 +204,21 @@ class ScaledVideo(FileSource):
     def close(self) -> None:
         """Release the file; safe twice."""
         self._closed.set()
+        self._decoder = None
         if self._container is not None:
             self._container.close()
             self._container = None
+
+
+class _Turned:
+    """A decoded frame (an ``av.VideoFrame``) with the display rotation that its decoder did
+    not attach (``rotation``), as :func:`cover_picture` reads it; otherwise the frame itself."""
+
+    __slots__ = ("_picture", "rotation")
+
+    def __init__(self, picture, rotation: int) -> None:
+        self._picture = picture
+        self.rotation = rotation
+
+    def __getattr__(self, name: str):
+        return getattr(self._picture, name)
