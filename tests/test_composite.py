@@ -588,14 +588,41 @@ def test_a_gif_whose_first_frame_is_opaque_plays_its_later_transparency(tmp_path
     with transparency lie over the blurred room now, as a transparent first frame's do; its
     opaque frame is shown as it is, and so it is again when the GIF loops.
 
-    Frame 1 is not compared: FFmpeg (as Pillow) draws it over the GIF's background colour,
-    which restoring the opaque frame 0 leaves (a browser would clear it to transparent)."""
+    Frame 1 is drawn where the opaque frame 0 was restored to the background (disposal 2), which
+    FFmpeg (as Pillow) fills with the GIF's background colour: it showed there, opaque, where
+    browsers leave the area transparent. It is transparent there now, as in a browser."""
     frames = _gif_frames()
     frames[0][:, :, 3] = 255
     frames[0][:, 64 // 3:, :3] = (0, 255, 0)  # green where the later frames are transparent
     path = _gif(tmp_path / "opaque_then_sticker.gif", frames)
-    # frames 0 and 2, then again as the GIF loops
-    _assert_plays_over_the_blurred_frame(path, (0.0, 0.21, 0.31, 0.51), [frames[0], frames[2]] * 2)
+    # the three frames, then the first two again as the GIF loops
+    _assert_plays_over_the_blurred_frame(path, (0.0, 0.11, 0.21, 0.31, 0.41),
+                                         frames + frames[:2])
+
+
+def test_what_a_gif_restored_to_its_background_colour_needs(tmp_path):
+    """Read from the blocks: a GIF whose frame that names no transparent colour is restored to
+    the background (disposal 2) before a frame that leaves some of that area to show is decoded
+    a second time with another background colour (only the screen's background index differs),
+    to tell the background's pixels from the frames'; not one whose frames name a transparent
+    colour (FFmpeg clears those to transparent), nor one whose next frame covers the area
+    restored without a transparent colour (nothing shows: an opaque animation, which is not
+    transparent either), nor one that leaves each frame for the next to draw over."""
+    from portrait.capture.gif import gif_may_be_transparent, with_other_background
+
+    kinds = _gif_kinds(tmp_path)
+    full = [bgra.copy() for bgra in _gif_frames()]
+    for bgra in full:
+        bgra[:, :, 3] = 255
+    kinds["opaque_restored"] = _gif(tmp_path / "opaque_restored.gif", full, disposal=2)
+    needs = {name for name, path in kinds.items() if with_other_background(path.read_bytes())}
+    assert needs == {"opaque_first2"}
+    data = kinds["opaque_first2"].read_bytes()
+    other = with_other_background(data)
+    assert len(other) == len(data)
+    assert [i for i, (a, b) in enumerate(zip(data, other)) if a != b] == [11]
+    assert not gif_may_be_transparent(kinds["opaque_restored"])
+    assert with_other_background(b"GIF89a") is None and with_other_background(b"") is None
 
 
 def _gif_kinds(tmp_path) -> dict:
@@ -801,3 +828,35 @@ def test_a_video_without_alpha_needs_no_other_decoder(tmp_path):
         assert video_alpha(path) == NO_ALPHA, path
     with make_background(CompositeOptions(background=str(plain)), (64, 48)) as background:
         assert not background.transparent
+
+
+def test_a_gif_frame_drawn_beside_the_area_restored_leaves_it_transparent(tmp_path):
+    """An opaque GIF (Pillow's, every frame restored to the background, disposal 2) whose second
+    frame is moved 8 px right: the 8 columns it leaves show the background colour in FFmpeg's
+    frames, and are transparent as browsers show them in the reader's; the rest is that frame,
+    moved. Told from the blocks too: the GIF may be transparent."""
+    import av
+
+    from portrait.capture.gif import gif_may_be_transparent
+    from portrait.capture.scaled import ScaledVideo
+
+    frames = [bgra.copy() for bgra in _gif_frames()]
+    for bgra in frames:
+        bgra[:, :, 3] = 255
+    data = bytearray(_gif(tmp_path / "opaque.gif", frames, disposal=2).read_bytes())
+    whole = b"\x2c\x00\x00\x00\x00\x40\x00\x30\x00"  # an image at (0, 0), 64x48
+    second = data.index(whole, data.index(whole) + 1)
+    data[second + 1] = 8  # its left edge
+    path = tmp_path / "moved.gif"
+    path.write_bytes(bytes(data))
+    assert gif_may_be_transparent(path)
+    with av.open(str(path)) as container:
+        ffmpeg = [picture.to_ndarray(format="bgra") for picture in container.decode(video=0)]
+    with ScaledVideo(path) as video:
+        shown = [frame.image.to_ndarray(format="bgra") for frame in video]
+    assert ffmpeg[1][:, :8, 3].min() == 255  # the GIF's background colour
+    assert shown[1][:, :8, 3].max() == 0
+    assert np.array_equal(shown[1][:, 8:], ffmpeg[1][:, 8:])
+    assert np.array_equal(shown[1][:, 8:, :3], frames[1][:, :56, :3])
+    for index in (0, 2):  # drawn over the whole screen: as FFmpeg decodes them
+        assert np.array_equal(shown[index], ffmpeg[index]), index

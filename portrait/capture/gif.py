@@ -5,20 +5,22 @@ a background GIF that can is played with its alpha, frame by frame (see
 FFmpeg, which decodes a background GIF (:class:`portrait.capture.scaled.ScaledVideo`), composes
 each frame over what the one before left, by the GIF's disposal. A pixel of its picture can be
 transparent only where the screen starts transparent (the first frame names a transparent
-colour, or the GIF has no global palette), or where a frame that names one is restored to the
-background (disposal 2) before the next is drawn: FFmpeg clears its area to transparent then,
-and to the (opaque) background colour where the frame names none. Elsewhere a transparent pixel
-of a frame shows what is under it, which is opaque. The blocks that say all this are read
-without decoding a pixel: 3.2 ms for an opaque GIF of 300 frames of 480x270 (4.3 MB) here,
-read to its end, which FFmpeg decodes in 0.39 s; one whose first frame is transparent is told
-from that frame's block.
+colour, or the GIF has no global palette), or where a frame is restored to the background
+(disposal 2) before the next is drawn: FFmpeg clears its area to transparent where the frame
+names a transparent colour, and to the GIF's (opaque) background colour where it names none;
+browsers clear it to transparent either way, and so does the reader, which decodes such a GIF
+a second time with another background colour (:func:`with_other_background`): the pixels that
+differ are the background's. Elsewhere a transparent pixel of a frame shows what is under it,
+which is opaque. The blocks that say all this are read without decoding a pixel: 3.2 ms for an
+opaque GIF of 300 frames of 480x270 (4.3 MB) here, read to its end, which FFmpeg decodes in
+0.39 s; one whose first frame is transparent is told from that frame's block.
 """
 
 from __future__ import annotations
 
 import mmap
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, NamedTuple, Optional, Union
 
 _SIGNATURES = (b"GIF87a", b"GIF89a")
 # As browsers play a GIF: a delay under 20 ms (0, "as fast as you can", or 10 ms) is shown for
@@ -58,19 +60,68 @@ def may_be_transparent(data: Union[bytes, mmap.mmap]) -> bool:
         return False
     if not data[10] & 0x80:  # no global palette: FFmpeg starts from a transparent screen
         return True
-    cleared = False  # the frame before left its area transparent
-    for index, (transparent, disposal) in enumerate(gif_frames(data)):
-        if cleared or (index == 0 and transparent):
+    restored: Optional[GifImage] = None  # the image before, restored to the background
+    for index, image in enumerate(gif_frames(data)):
+        if index == 0 and image.transparent:
             return True
-        cleared = transparent and disposal == _RESTORE_TO_BACKGROUND
+        if restored is not None and _leaves_background(restored, image):
+            return True  # cleared to transparent, as browsers clear it
+        restored = image if image.disposal == _RESTORE_TO_BACKGROUND else None
     return False
 
 
-def gif_frames(data: Union[bytes, mmap.mmap]) -> Iterator[tuple[bool, int]]:
+def _leaves_background(restored: "GifImage", image: "GifImage") -> bool:
+    """Whether ``image``, drawn after ``restored`` was restored to the background, may leave
+    some of the background showing: it names a transparent colour, or does not cover the
+    area restored."""
+    left, top, width, height = restored.box
+    x, y, w, h = image.box
+    return image.transparent or not (x <= left and y <= top and x + w >= left + width
+                                     and y + h >= top + height)
+
+
+def with_other_background(data: bytes) -> Optional[bytes]:
+    """A copy of the GIF ``data`` whose screen names another background colour (the first of its
+    global palette that differs from the one it names), where a frame that names no transparent
+    colour is restored to the background (disposal 2) before another is drawn: decoded beside
+    the GIF, the pixels that differ show the background colour, which FFmpeg draws where
+    browsers leave the area transparent.
+
+    Returns:
+        ``None`` where no frame is so restored, or FFmpeg's background is transparent already
+        (no global palette, or a background index past it), or the palette has one colour.
+    """
+    if len(data) < 13 or data[:6] not in _SIGNATURES or not data[10] & 0x80:
+        return None
+    images = list(gif_frames(data))  # the last one's disposal is never seen: the GIF restarts
+    if not any(not before.transparent and before.disposal == _RESTORE_TO_BACKGROUND
+               and _leaves_background(before, image) for before, image in zip(images, images[1:])):
+        return None
+    palette = data[13:13 + _palette_bytes(data[10])]
+    index = data[11]
+    colour = palette[3 * index:3 * index + 3]
+    if len(colour) < 3:
+        return None
+    other = next((i for i in range(len(palette) // 3) if palette[3 * i:3 * i + 3] != colour), None)
+    if other is None:
+        return None
+    return bytes(data[:11]) + bytes([other]) + bytes(data[12:])
+
+
+class GifImage(NamedTuple):
+    """One image of a GIF, as its blocks describe it (:func:`gif_frames`)."""
+
+    transparent: bool  #: its graphic control names a transparent colour
+    disposal: int  #: its disposal method (0 where it has none)
+    box: tuple[int, int, int, int]  #: left, top, width, height on the screen
+
+
+def gif_frames(data: Union[bytes, mmap.mmap]) -> Iterator[GifImage]:
     """For each image of the GIF ``data``, in order: whether its graphic control names a
-    transparent colour, and its disposal method (0 where it has none, as FFmpeg reads it: a
-    graphic control applies to the next image only). Read from the blocks: the pixels are
-    skipped, not decoded. Ends at the trailer, or where the data ends or stops being a GIF."""
+    transparent colour, its disposal method (0 where it has none, as FFmpeg reads it: a
+    graphic control applies to the next image only), and where it lies on the screen. Read from
+    the blocks: the pixels are skipped, not decoded. Ends at the trailer, or where the data
+    ends or stops being a GIF."""
     flags = data[10]
     at = 13 + (_palette_bytes(flags) if flags & 0x80 else 0)
     transparent, disposal = False, 0
@@ -84,7 +135,9 @@ def gif_frames(data: Union[bytes, mmap.mmap]) -> Iterator[tuple[bool, int]]:
         elif block == _IMAGE:
             if at + 10 >= len(data):  # cut short in its descriptor
                 return
-            yield transparent, disposal  # where its pixels are cut short too: FFmpeg draws some
+            box = tuple(data[at + i] | data[at + i + 1] << 8 for i in (1, 3, 5, 7))
+            # where its pixels are cut short too: FFmpeg draws some
+            yield GifImage(transparent, disposal, box)
             transparent, disposal = False, 0
             flags = data[at + 9]
             # the descriptor, its own palette, the LZW code size, then the pixels' sub-blocks

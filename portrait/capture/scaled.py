@@ -10,11 +10,14 @@ cores. The pictures differ from OpenCV's scaling by about 1 grey level on averag
 opens a file whose name is not UTF-8, which OpenCV's reader cannot.
 
 A VP8 or VP9 video with alpha is decoded by libvpx, which gives its alpha where FFmpeg's own
-decoder drops it (:mod:`portrait.capture.alpha`).
+decoder drops it (:mod:`portrait.capture.alpha`). A GIF that restores a frame to its background
+colour is shown as browsers show it, the area left transparent
+(:func:`portrait.capture.gif.with_other_background`).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from pathlib import Path
@@ -24,7 +27,7 @@ import numpy as np
 
 from portrait.capture.alpha import alpha_of
 from portrait.capture.base import Frame
-from portrait.capture.gif import frame_delay_s
+from portrait.capture.gif import frame_delay_s, with_other_background
 from portrait.capture.video import FileSource, refuse_text_file, why_no_frame
 from portrait.errors import InputError
 
@@ -86,6 +89,7 @@ class ScaledVideo(FileSource):
         self._container = None
         self._decoder = None  # the stream's own, or one that gives its alpha (libvpx's)
         self._rotation = 0  # what that one does not attach to its frames
+        self._other = None  # a GIF with another background colour, decoded beside it
         super().__init__(path, rewindable=rewindable)
         refuse_text_file(self.path)  # FFmpeg would draw its text as the picture
         try:
@@ -95,6 +99,10 @@ class ScaledVideo(FileSource):
             if decoder is not None:
                 self._rotation = self._own_rotation()
                 self._decoder = av.CodecContext.create(decoder, "r")
+            if self._container.format.name == "gif":
+                other = with_other_background(self.path.read_bytes())
+                if other is not None:
+                    self._other = av.open(io.BytesIO(other))
             self._first: Optional[object] = self._decode_first()
         except (av.FFmpegError, OSError, ValueError, IndexError, StopIteration):
             self.close()
@@ -118,7 +126,10 @@ class ScaledVideo(FileSource):
         return self._fps
 
     def _decode_first(self):
-        if self._decoder is None:
+        if self._other is not None:
+            self._frames = (_cleared(picture, beside) for picture, beside in
+                            zip(self._container.decode(self._stream), self._other.decode(video=0)))
+        elif self._decoder is None:
             self._frames = self._container.decode(self._stream)
         else:
             self._frames = (_Turned(picture, self._rotation) if self._rotation else picture
@@ -192,6 +203,8 @@ class ScaledVideo(FileSource):
             self._container.seek(0, stream=self._stream)
             if self._decoder is not None:  # the seek flushes the stream's own only
                 self._decoder.flush_buffers()
+            if self._other is not None:
+                self._other.seek(0, stream=self._other.streams.video[0])
             first = self._decode_first()
         except (av.FFmpegError, OSError, StopIteration):
             first = None
@@ -208,6 +221,29 @@ class ScaledVideo(FileSource):
         if self._container is not None:
             self._container.close()
             self._container = None
+        if self._other is not None:
+            self._other.close()
+            self._other = None
+
+
+def _cleared(picture, beside):
+    """A GIF's frame as browsers show it: transparent where it shows the GIF's background
+    colour, which is where it differs from ``beside``, the same frame decoded with another
+    background colour (:func:`portrait.capture.gif.with_other_background`); ``picture`` itself
+    where no pixel does."""
+    import av
+
+    bgra = picture.to_ndarray(format="bgra")  # the decoder's buffer: not ours
+    # a pixel as one 32-bit word: a quarter of the comparisons, none to reduce over colours
+    background = (bgra.view(np.uint32) != beside.to_ndarray(format="bgra").view(np.uint32))[..., 0]
+    if not background.any():
+        return picture
+    bgra = bgra.copy()
+    bgra[background, 3] = 0
+    cleared = av.VideoFrame.from_ndarray(bgra, format="bgra")
+    cleared.pts, cleared.duration, cleared.time_base = (picture.pts, picture.duration,
+                                                        picture.time_base)
+    return cleared
 
 
 class _Turned:
