@@ -830,11 +830,15 @@ def test_a_video_without_alpha_needs_no_other_decoder(tmp_path):
         assert not background.transparent
 
 
-def test_a_gif_frame_drawn_beside_the_area_restored_leaves_it_transparent(tmp_path):
-    """An opaque GIF (Pillow's, every frame restored to the background, disposal 2) whose second
-    frame is moved 8 px right: the 8 columns it leaves show the background colour in FFmpeg's
-    frames, and are transparent as browsers show them in the reader's; the rest is that frame,
-    moved. Told from the blocks too: the GIF may be transparent."""
+@pytest.mark.parametrize("moved, disposal, cleared", [(0, 1, {0, 1, 2}), (1, 2, {1})])
+def test_a_gif_frame_drawn_beside_the_area_restored_leaves_it_transparent(tmp_path, moved,
+                                                                          disposal, cleared):
+    """An opaque GIF written by Pillow whose first or second frame is moved 8 px right: the 8
+    columns it leaves of the screen (which FFmpeg fills with the background colour before the
+    first frame; the later frames, Pillow's deltas, draw over what is there, disposal 1) or of
+    the frame before, restored to the background (disposal 2), show the background colour in
+    FFmpeg's frames, and are transparent, as browsers show them, in the reader's; the rest is
+    as FFmpeg decodes it. Told from the blocks too: the GIF may be transparent."""
     import av
 
     from portrait.capture.gif import gif_may_be_transparent
@@ -843,10 +847,12 @@ def test_a_gif_frame_drawn_beside_the_area_restored_leaves_it_transparent(tmp_pa
     frames = [bgra.copy() for bgra in _gif_frames()]
     for bgra in frames:
         bgra[:, :, 3] = 255
-    data = bytearray(_gif(tmp_path / "opaque.gif", frames, disposal=2).read_bytes())
+    data = bytearray(_gif(tmp_path / "opaque.gif", frames, disposal=disposal).read_bytes())
     whole = b"\x2c\x00\x00\x00\x00\x40\x00\x30\x00"  # an image at (0, 0), 64x48
-    second = data.index(whole, data.index(whole) + 1)
-    data[second + 1] = 8  # its left edge
+    at = data.index(whole)
+    for _ in range(moved):
+        at = data.index(whole, at + 1)
+    data[at + 1] = 8  # its left edge
     path = tmp_path / "moved.gif"
     path.write_bytes(bytes(data))
     assert gif_may_be_transparent(path)
@@ -854,9 +860,12 @@ def test_a_gif_frame_drawn_beside_the_area_restored_leaves_it_transparent(tmp_pa
         ffmpeg = [picture.to_ndarray(format="bgra") for picture in container.decode(video=0)]
     with ScaledVideo(path) as video:
         shown = [frame.image.to_ndarray(format="bgra") for frame in video]
-    assert ffmpeg[1][:, :8, 3].min() == 255  # the GIF's background colour
-    assert shown[1][:, :8, 3].max() == 0
-    assert np.array_equal(shown[1][:, 8:], ffmpeg[1][:, 8:])
-    assert np.array_equal(shown[1][:, 8:, :3], frames[1][:, :56, :3])
-    for index in (0, 2):  # drawn over the whole screen: as FFmpeg decodes them
-        assert np.array_equal(shown[index], ffmpeg[index]), index
+    assert len(shown) == len(ffmpeg) == 3
+    assert np.array_equal(shown[moved][:, 8:, :3], frames[moved][:, :56, :3])
+    for index in range(3):
+        assert np.array_equal(shown[index][:, 8:], ffmpeg[index][:, 8:]), index
+        if index in cleared:
+            assert ffmpeg[index][:, :8, 3].min() == 255  # the GIF's background colour
+            assert shown[index][:, :8, 3].max() == 0, index
+        else:
+            assert np.array_equal(shown[index], ffmpeg[index]), index
