@@ -1050,7 +1050,9 @@ def test_write_image_refuses_the_input_and_bad_types(tmp_path):
     with pytest.raises(InputError, match="refusing to overwrite the input"):
         ImageFileSink(photo, protected=[photo])
     assert photo.read_bytes() == before
-    with pytest.raises(InputError, match="unsupported type '.gif'"):
+    # every type it writes is named, as the README's Photo outputs lists them
+    with pytest.raises(InputError, match=r"unsupported type '\.gif'; expected \.png, \.jpg, "
+                                         r"\.jpeg, \.bmp, \.webp, \.tif or \.tiff$"):
         write_image(tmp_path / "x.gif", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(InputError, match="unsupported type 'none'"):
         ImageFileSink(tmp_path / "noext")

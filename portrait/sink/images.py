@@ -66,7 +66,8 @@ def _image_extension(path: Path) -> str:
     ext = path.suffix.lower()
     if ext not in IMAGE_WRITE_EXTENSIONS:
         raise InputError(f"cannot write image '{path}': unsupported type '{ext or 'none'}'; "
-                         "use .png (or .jpg)")
+                         f"expected {', '.join(IMAGE_WRITE_EXTENSIONS[:-1])} or "
+                         f"{IMAGE_WRITE_EXTENSIONS[-1]}")
     return ext
 
 
