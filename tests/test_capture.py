@@ -602,6 +602,20 @@ def test_a_file_with_sound_and_no_picture_says_so(tmp_path):
         VideoFileSource(path)
 
 
+def test_an_empty_video_file_says_it_is_empty(tmp_path):
+    """A zero-byte video was called 'not a video OpenCV can decode, or ... truncated or corrupt',
+    where a zero-byte photo is called empty; both say so now, the background reader too."""
+    from portrait.capture.scaled import ScaledVideo
+
+    path = tmp_path / "talk.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match=r"^cannot read video '.*talk\.mp4': the file is empty "
+                                         r"\(0 bytes\); check the file$"):
+        VideoFileSource(path)
+    with pytest.raises(InputError, match=r"the file is empty \(0 bytes\)"):
+        ScaledVideo(path)
+
+
 # --- images --------------------------------------------------------------------------------------
 
 

@@ -64,6 +64,11 @@ def why_no_frame(path: Path, reader: str = "OpenCV") -> str:
     generic = (f"not a video {reader} can decode, or the file is truncated or corrupt; check "
                "the file or re-encode it")
     try:
+        if path.stat().st_size == 0:  # as a photo's reader says it
+            return "the file is empty (0 bytes); check the file"
+    except OSError:
+        pass
+    try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 kinds = sorted({s.type for s in container.streams})
