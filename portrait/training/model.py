@@ -156,12 +156,16 @@ def build_unet(
 
     imagenet = backbone_weights == "imagenet"
     try:
-        encoder = keras.applications.MobileNetV2(
-            input_shape=(height, width, 3) if fixed_input else (None, None, 3),
-            alpha=alpha,
-            include_top=False,
-            weights="imagenet" if imagenet else None,
-        )
+        with warnings.catch_warnings():
+            # ImageNet's file for 224x224 is the only one for any input: its convolutions fit
+            # every size, which Keras' warning about it leaves the user to wonder about.
+            warnings.filterwarnings("ignore", message=r".*`input_shape` is undefined or non-square")
+            encoder = keras.applications.MobileNetV2(
+                input_shape=(height, width, 3) if fixed_input else (None, None, 3),
+                alpha=alpha,
+                include_top=False,
+                weights="imagenet" if imagenet else None,
+            )
     except Exception as error:  # Keras' get_file raises a bare Exception for a failed fetch
         if not (imagenet and "URL fetch failure" in str(error)):
             raise

@@ -1202,12 +1202,12 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the training command; returns the process exit code (128 + the signal's number
     when SIGTERM or SIGHUP stopped it, as Ctrl-C's is 130)."""
-    from portrait.cli import typed_options, with_debug
+    from portrait.cli import configure_logging, import_tensorflow_quietly, typed_options, with_debug
 
-    args = with_debug(build_parser()).parse_args(argv)
-    from portrait.cli import import_tensorflow_quietly, configure_logging
-
+    # Before the arguments: --loss's check imports TensorFlow, which reads TF_CPP_MIN_LOG_LEVEL
+    # (set here) as it loads; set after, its CUDA probe's error line came before the run's own.
     configure_logging()
+    args = with_debug(build_parser()).parse_args(argv)
     for line in ignored_options(args, typed_options(with_debug(build_parser()), argv)):
         log.warning(line)
     options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()
