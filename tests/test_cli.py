@@ -569,6 +569,21 @@ def test_a_trailing_slash_names_a_folder_whatever_its_name(capsys, tmp_path, bri
         f"{i:06d}.png" for i in range(3)] + ["written-by-portrait.txt"]
 
 
+def test_one_photo_goes_into_a_folder_that_is_there_and_missing_folders_are_made(
+        capsys, tmp_path, brightness_model):
+    """As the README's --out says: one photo given a folder that is there (no '/') is written
+    into it as <stem>.png; an --out whose folders are not there yet gets them made."""
+    source = person_image(tmp_path / "me.jpg")
+    (tmp_path / "cutouts").mkdir()
+    assert run_in_process(capsys, "--model", brightness_model, "--image", source,
+                          "--out", tmp_path / "cutouts", "-q")[0] == 0
+    assert (tmp_path / "cutouts" / "me.png").is_file()
+    nested = tmp_path / "a" / "b" / "me.jpg"
+    assert run_in_process(capsys, "--model", brightness_model, "--image", source,
+                          "--out", nested, "-q")[0] == 0
+    assert cv2.imread(str(nested)).shape == (120, 160, 3)
+
+
 def test_a_batch_is_not_written_to_a_folder_named_like_an_image(capsys, tmp_path, brightness_model):
     photos = tmp_path / "photos"
     photos.mkdir()
