@@ -592,6 +592,17 @@ def test_a_batch_is_not_written_to_a_folder_named_like_an_image(capsys, tmp_path
                                   "--out", tmp_path / "single.png", "-q")
     assert_one_line_error(code, stderr, "folder")
     assert not (tmp_path / "single.png").exists()
+    # nor like a video: a folder of cut-outs named talk.mp4 was made where a video was meant
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", photos,
+                                  "--out", tmp_path / "talk.mp4", "-q")
+    assert_one_line_error(code, stderr, "'" + str(tmp_path / "talk.mp4") + "': it is named like a "
+                          "video file", "--source")
+    assert not (tmp_path / "talk.mp4").exists()
+    # a name typed with '/' is a folder whatever it looks like, as the README's --out says
+    for name in ("clips.mp4", "shots.png"):
+        assert run_in_process(capsys, "--model", brightness_model, "--image", photos,
+                              "--out", f"{tmp_path / name}/", "-q")[0] == 0
+        assert (tmp_path / name / "a.png").is_file()
 
 
 def test_a_batch_is_not_written_into_its_own_folder(capsys, tmp_path, brightness_model):

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
+from portrait.capture.images import VIDEO_EXTENSIONS
 from portrait.errors import InputError
 from portrait.sink.base import Sink, to_bgr
 from portrait.sink.images import (
@@ -144,7 +145,7 @@ def open_image_sink(out: PathLike, *, batch: bool,
     Both sinks take ``write(image, name)``; a folder sink writes ``<name>.png``.
 
     Raises:
-        InputError: a batch ``out`` that is a file or named like an image file, or an unusable
+        InputError: a batch ``out`` that is a file or named like an image or video file, or an unusable
             path (see the sinks).
     """
     path = Path(out)
@@ -152,8 +153,16 @@ def open_image_sink(out: PathLike, *, batch: bool,
         if path.is_file():
             raise InputError(f"cannot write a batch to '{path}': it is a file; "
                              "give a folder for --out")
-        if batch and not path.is_dir() and path.suffix.lower() in IMAGE_WRITE_EXTENSIONS:
+        # A name typed with '/' is a folder whatever it looks like; else a new one named like a
+        # file was likely meant as one.
+        new_file_name = batch and not path.is_dir() and not names_folder(out)
+        if new_file_name and path.suffix.lower() in IMAGE_WRITE_EXTENSIONS:
             raise InputError(f"cannot write a folder of images to '{path}': it is named like an "
                              "image file; give a folder for --out (e.g. cutouts/)")
+        if new_file_name and path.suffix.lower() in VIDEO_EXTENSIONS:
+            # A folder of cut-outs named talk.mp4 was made where a video was meant.
+            raise InputError(f"cannot write a folder of images to '{path}': it is named like a "
+                             "video file, and --image writes an image per photo; give a folder "
+                             "for --out (e.g. cutouts/), or a video to --source")
         return ImageFolderSink(path, protected=protected)
     return ImageFileSink(path, protected=protected)
