@@ -151,7 +151,8 @@ def fraction(text: str) -> float:
 
 
 def probability(text: str) -> float:
-    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "is not a probability between 0 and 1")
+    """A value from 0 to 1: a probability, a strength (--light-wrap), a weight or a share."""
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "must be from 0 to 1")
 
 
 MAX_REFINE_RADIUS = 64  # px: 8 times the default; far more costs seconds a frame and blurs the edge

@@ -488,6 +488,9 @@ def test_bad_option_value_is_one_line(capsys):
         assert_one_line_error(code, stderr, option)
     code, stderr = run_in_process(capsys, "--refine-radius", "100000")
     assert "'100000' must be from 1 to 64" in stderr  # seconds a frame, or a C++ error, before
+    # a strength is no probability, as the line called it
+    code, stderr = run_in_process(capsys, "--light-wrap", "3")
+    assert_one_line_error(code, stderr, "argument --light-wrap: '3' must be from 0 to 1")
 
 
 @pytest.mark.parametrize("inputs_of", ["image", "video"])

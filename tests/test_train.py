@@ -493,7 +493,7 @@ def test_best_logged_reads_the_highest_value(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--paste-prob", "2"], "'2' is not a probability between 0 and 1"),
+    (["--paste-prob", "2"], "'2' must be from 0 to 1"),
     (["--input-size", "0x192"], "size '0x192' must be positive"),
     (["--zoom", "2,1"], "zoom '2,1' must have 0 < MIN <= MAX"),
     (["--zoom", "0.5,inf"], "zoom '0.5,inf' must have 0 < MIN <= MAX <= 10"),
