@@ -311,6 +311,15 @@ def test_video_frames_carry_their_times_in_the_file_also_when_the_rate_varies(tm
         assert [f.pts_s for f in video] == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
 
 
+def test_open_source_points_a_folder_to_image(tmp_path):
+    """A folder of photos given to --source was 'not a file; give a video file'; it is pointed
+    to --image, where a folder is a batch."""
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(InputError, match=r"^--source '.*photos' is a folder; give a video file or "
+                                         r"a camera index \(a folder of photos goes to --image\)$"):
+        open_source(CaptureOptions(source=str(tmp_path / "photos")))
+
+
 def test_open_source_picks_a_video_file(clip):
     with open_source(CaptureOptions(source=str(clip), realtime=True)) as source:
         assert isinstance(source, VideoFileSource) and source.realtime

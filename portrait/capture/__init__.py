@@ -23,6 +23,8 @@ User-caused failures raise :class:`~portrait.errors.InputError` (files) or
 
 from __future__ import annotations
 
+import os
+
 from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
 from portrait.capture.camera import Capture, CameraSource, camera_index, is_camera_index
 from portrait.capture.images import (
@@ -35,6 +37,7 @@ from portrait.capture.images import (
     read_photo,
 )
 from portrait.capture.video import VideoFileSource
+from portrait.errors import InputError
 from portrait.options import CaptureOptions
 
 __all__ = [
@@ -68,9 +71,12 @@ def open_source(options: CaptureOptions) -> Source:
 
     Raises:
         DeviceError: the camera can't be opened.
-        InputError: the video file is missing or unreadable.
+        InputError: the video file is missing or unreadable, or a folder.
     """
     index = camera_index(options.source)
     if index is not None:
         return CameraSource(index, options.width, options.height, options.fps)
+    if os.path.isdir(options.source):  # a folder of photos was meant for --image
+        raise InputError(f"--source '{options.source}' is a folder; give a video file or a "
+                         "camera index (a folder of photos goes to --image)")
     return VideoFileSource(options.source, realtime=options.realtime)
