@@ -48,13 +48,22 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+# px: a 4K frame's long side. A model run at 99968x99968 (a typo's size) overflowed TFLite's
+# convolutions, was called a corrupt file and then converted from Keras for minutes.
+MAX_MODEL_SIDE = 4096
+
+
 def model_size(text: str) -> tuple[int, int]:
     """``--input-size``: :func:`parse_size`, both sides multiples of 32 (the models halve their
-    input five times; the app itself only picks such sizes)."""
+    input five times; the app itself only picks such sizes) and at most
+    :data:`MAX_MODEL_SIDE`."""
     width, height = parse_size(text)
     if width % 32 or height % 32:
         raise argparse.ArgumentTypeError(
             f"size '{text}' is not a multiple of 32 on both sides, e.g. 352x192 or 256x256")
+    if max(width, height) > MAX_MODEL_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"size '{text}' is over {MAX_MODEL_SIDE} px on a side, e.g. 352x192 or 256x256")
     return width, height
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, colour_profile, fake_camera, phone_exif, shared_path, write_video
-from portrait.cli import build_parser, main
+from portrait.cli import build_parser, main, model_size
 from test_sink import RecordingBackend
 
 BACKEND = "portrait-cli-test"
@@ -481,6 +481,7 @@ def test_bad_option_value_is_one_line(capsys):
     for option, bad in (("--smooth", "nan"), ("--smooth", "1.5"), ("--smooth", "-5"),
                         ("--threads", "-4"), ("--fps", "0"), ("--fps", "-1"),
                         ("--input-size", "100x77"), ("--input-size", "300x200"),
+                        ("--input-size", "99968x99968"), ("--input-size", "4128x192"),
                         ("--image", ""), ("--out", ""), ("--stats", ""), ("--model", ""),
                         ("--source", ""), ("--background", ""), ("--refine-radius", "0"),
                         ("--refine-radius", "65"), ("--refine-radius", "2000000000")):
@@ -488,6 +489,10 @@ def test_bad_option_value_is_one_line(capsys):
         assert_one_line_error(code, stderr, option)
     code, stderr = run_in_process(capsys, "--refine-radius", "100000")
     assert "'100000' must be from 1 to 64" in stderr  # seconds a frame, or a C++ error, before
+    # a typo's size overflowed TFLite and was called a corrupt file; 4096 (a 4K frame) is taken
+    code, stderr = run_in_process(capsys, "--input-size", "99968x99968")
+    assert_one_line_error(code, stderr, "'99968x99968' is over 4096 px on a side")
+    assert model_size("4096x2176") == (4096, 2176)
     # a strength is no probability, as the line called it
     code, stderr = run_in_process(capsys, "--light-wrap", "3")
     assert_one_line_error(code, stderr, "argument --light-wrap: '3' must be from 0 to 1")
