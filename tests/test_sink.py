@@ -831,6 +831,20 @@ def test_png_folder_names_and_content(tmp_path):
         assert np.array_equal(back, image)  # lossless, alpha and grey kept
 
 
+def test_png_folder_says_how_many_earlier_frames_it_replaces(tmp_path, caplog):
+    """One frame was '1 numbered frames'."""
+    frame = np.zeros((8, 10, 3), np.uint8)
+    for count, words in ((1, "holds 1 numbered frame of"), (3, "holds 3 numbered frames of")):
+        folder = tmp_path / str(count)
+        with PngFolderSink(folder) as sink:
+            for _ in range(count):
+                sink.write(frame)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), PngFolderSink(folder) as sink:
+            sink.write(frame)
+        assert [words in r.getMessage() for r in caplog.records] == [True], caplog.text
+
+
 def test_png_folder_never_replaces_the_users_frames_or_an_input(tmp_path):
     """Numbered PNGs in a folder the app did not mark are the user's: refused, untouched. In a
     marked folder, an earlier run's frame that is now an input (a background) is refused too."""

@@ -244,8 +244,8 @@ class PngFolderSink(Sink):
             protected_ids = _file_ids(protected)
             for name in self._earlier:  # each is overwritten or removed
                 _refuse_input(self.folder / name, protected_ids)
-            log.warning("'%s' already holds %d numbered frames of an earlier run; this run's "
-                        "frames replace them", self.folder, len(self._earlier))
+            log.warning("'%s' already holds %s of an earlier run; this run's frames replace "
+                        "them", self.folder, counted(len(self._earlier), "numbered frame"))
         mark_ours(self.folder, "Numbered frames written by python app.py --out")
         self.frames_written = 0
         self._closed = False
