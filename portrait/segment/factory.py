@@ -99,7 +99,8 @@ def _create_from_keras(path: Path, options: SegmentOptions) -> Segmenter:
     if options.backend == "mediapipe":
         raise ModelError(f"--backend mediapipe needs a MediaPipe .tflite model, got '{path}'")
     config = keras_compat.read_model_config(path)
-    keras_compat.check_model_safety(path, config, options.trust_model)
+    # Refused before any work; the warning that trusted code runs comes where it is loaded.
+    keras_compat.check_model_safety(path, config, options.trust_model, warn=False)
 
     wants_tflite = options.backend == "tflite"
     if options.device == "gpu" and wants_tflite:

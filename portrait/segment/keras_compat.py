@@ -110,8 +110,12 @@ def find_serialized_code(config: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def check_model_safety(path: Path, config: dict, trust_model: bool) -> None:
+def check_model_safety(path: Path, config: dict, trust_model: bool, *, warn: bool = True) -> None:
     """Refuse a model whose config carries Python code unless ``trust_model`` is set.
+
+    Args:
+        warn: say in a warning that a trusted model's code will run (:func:`load_keras_model`
+            does, as it loads it); off for a check made before the load, which said it twice.
 
     Raises:
         ModelError: code was found and the user did not opt in.
@@ -125,7 +129,8 @@ def check_model_safety(path: Path, config: dict, trust_model: bool) -> None:
             f"refusing model '{path}': it contains {what}, which would run Python code from the "
             f"file when loaded; {TRUST_HINT}"
         )
-    log.warning("loading model '%s' with %s because --trust-model was given", path, what)
+    if warn:
+        log.warning("loading model '%s' with %s because --trust-model was given", path, what)
 
 
 def legacy_custom_objects(config: dict) -> dict[str, type]:
