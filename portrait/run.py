@@ -167,7 +167,7 @@ def run_images(
         _write_stats_after_stop(stats, output.stats)
         raise
     stats.write(output.stats)
-    log.info("wrote %d image(s) to %s", stats.frames, out)
+    log.info("wrote %s to %s", counted(stats.frames, "image"), out)
     if failures:
         names = ", ".join(str(path.name) for path, _ in failures[:10])
         more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""

@@ -578,7 +578,7 @@ def test_a_trailing_slash_names_a_folder_whatever_its_name(capsys, tmp_path, bri
 
 
 def test_one_photo_goes_into_a_folder_that_is_there_and_missing_folders_are_made(
-        capsys, tmp_path, brightness_model):
+        capsys, caplog, tmp_path, brightness_model):
     """As the README's --out says: one photo given a folder that is there (no '/') is written
     into it as <stem>.png; an --out whose folders are not there yet gets them made."""
     source = person_image(tmp_path / "me.jpg")
@@ -587,9 +587,11 @@ def test_one_photo_goes_into_a_folder_that_is_there_and_missing_folders_are_made
                           "--out", tmp_path / "cutouts", "-q")[0] == 0
     assert (tmp_path / "cutouts" / "me.png").is_file()
     nested = tmp_path / "a" / "b" / "me.jpg"
-    assert run_in_process(capsys, "--model", brightness_model, "--image", source,
-                          "--out", nested, "-q")[0] == 0
+    with caplog.at_level("INFO", logger="portrait"):
+        assert run_in_process(capsys, "--model", brightness_model, "--image", source,
+                              "--out", nested)[0] == 0
     assert cv2.imread(str(nested)).shape == (120, 160, 3)
+    assert f"wrote 1 image to {nested}" in caplog.text  # was "1 image(s)"
 
 
 def test_a_batch_is_not_written_to_a_folder_named_like_an_image(capsys, tmp_path, brightness_model):
