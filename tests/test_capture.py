@@ -272,9 +272,77 @@ def test_camera_close_from_another_thread_stops_a_lost_iteration(device):
     assert camera.read() is None
 
 
+class RecordingCapture(PluggableCapture):
+    """A :class:`PluggableCapture` that records what it was asked for (``set``)."""
+
+    def __init__(self, device: CameraDevice, capture: cv2.VideoCapture) -> None:
+        super().__init__(device, capture)
+        self.asked: dict[int, float] = {}
+
+    def set(self, prop, value):
+        self.asked[prop] = value
+        return super().set(prop, value)
+
+
+def test_a_camera_is_asked_for_the_freshest_frame_not_a_backlog_each_time_it_opens(device):
+    """A driver's buffer of several frames would hand a slow pipeline frames that are seconds
+    old: every opening, the first and each reconnection, asks for a buffer of one frame, in
+    MJPG, at the size and rate requested."""
+    captures = []
+
+    def opener(index):
+        capture = device.open(index)
+        if isinstance(capture, PluggableCapture):
+            capture = RecordingCapture(device, capture.capture)
+            captures.append(capture)
+        return capture
+
+    camera = CameraSource(0, 640, 360, 24, opener=opener, retry_initial_s=0.01, retry_max_s=0.02)
+    with camera:
+        camera.read()
+        device.present = False
+        assert camera.read() is None
+        device.present = True
+        while camera.read() is None:
+            pass
+    assert len(captures) >= 2  # the first opening and a reconnection
+    for capture in captures:
+        assert capture.asked[cv2.CAP_PROP_BUFFERSIZE] == 1
+        assert capture.asked[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+        assert (capture.asked[cv2.CAP_PROP_FRAME_WIDTH], capture.asked[cv2.CAP_PROP_FRAME_HEIGHT],
+                capture.asked[cv2.CAP_PROP_FPS]) == (640, 360, 24.0)
+
+
+def test_the_back_off_is_capped_and_starts_again_short_at_the_next_loss(device):
+    """After many failed attempts the next is due within ``retry_max_s``, not ever later (a
+    camera back after a long loss is found within it); and a second loss starts again at
+    ``retry_initial_s``, not at the long wait the first one reached. ``read(max_wait_s)``
+    returns without an attempt when none is due by then, so the attempts counted tell when
+    each was due."""
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.01, retry_max_s=0.05)
+    with camera:
+        camera.read()
+        device.present = False
+        for _ in range(8):  # uncapped, the wait would now be 0.01 * 2**8 = 2.56 s
+            camera.read()
+        opens = device.opens
+        assert camera.read(max_wait_s=1.0) is None
+        assert device.opens == opens + 1  # an attempt came within the cap
+
+        device.present = True
+        while camera.read() is None:
+            pass
+        assert not camera.lost
+        device.present = False
+        assert camera.read() is None  # lost again: the first attempt follows at once
+        opens = device.opens
+        assert camera.read(max_wait_s=0.04) is None
+        assert device.opens == opens + 1  # due after 0.02 s, not the 0.05 s reached before
+
+
 @pytest.mark.parametrize(
     "text, index", [("0", 0), (" 2 ", 2), ("/dev/video3", 3), ("clip.mp4", None), ("", None),
-                    ("1.5", None), ("-1", None), ("12345", None)],
+                    ("1.5", None), ("-1", None), ("1234", None), ("12345", None)],
 )
 def test_camera_index_parsing(text, index):
     assert camera_index(text) == index
