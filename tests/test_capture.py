@@ -599,6 +599,52 @@ def test_a_photo_its_decoder_complains_about_is_read_with_one_warning(tmp_path, 
     assert "Corrupt JPEG" not in capfd.readouterr().err
 
 
+def test_a_frame_whose_time_does_not_move_forward_comes_one_frame_after_the_last():
+    """A container that gives a frame no time (NaN), the time of the frame before, or an
+    earlier one: the frame is placed one frame (at the file's rate) after the last, so every
+    frame keeps a time of its own, in order (a video file sink would otherwise squeeze it into
+    one tick after the last)."""
+    from portrait.capture.video import _presentation_s
+
+    assert _presentation_s(0.0, None, 25.0) == 0.0
+    assert _presentation_s(float("nan"), None, 25.0) == 0.0
+    assert _presentation_s(120.0, 0.08, 25.0) == pytest.approx(0.12)  # moves on: its own time
+    assert _presentation_s(80.0, 0.08, 25.0) == pytest.approx(0.12)  # the same time
+    assert _presentation_s(40.0, 0.08, 25.0) == pytest.approx(0.12)  # an earlier one
+    assert _presentation_s(float("nan"), 0.08, 25.0) == pytest.approx(0.12)  # none
+
+
+def test_a_video_cut_short_is_called_truncated_even_past_half_its_length(tmp_path, caplog):
+    """Only a video whose frames reach (nearly) its whole length is a variable frame rate; one
+    cut at 80 % of its bytes, whose 20 frames of 30 reach 0.7 of its 1.0 s, is truncated."""
+    data = write_video(tmp_path / "long.avi", 30).read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: int(len(data) * 0.8)])
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(truncated) as video:
+        caplog.clear()
+        frames = list(video)
+    assert 15 <= len(frames) <= 25  # over half of its length, well short of all of it
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "may be truncated" in messages[0], messages
+    assert caplog.records[0].levelno == logging.WARNING
+
+
+def test_a_matroska_video_a_frame_or_two_short_of_its_estimate_is_complete(tmp_path, caplog):
+    """Matroska's frame count is estimated from the file's length, which its sound may make a
+    frame or two longer than its picture (32 for these 30 frames): that is no truncation nor
+    a variable frame rate, and nothing is said."""
+    from conftest import write_video_with_sound
+
+    clip = write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=1.05, codec="flac")
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        assert video.frame_count == 32  # the estimate this is about
+        caplog.clear()
+        assert len(list(video)) == 30
+    assert caplog.records == []
+
+
 def test_complete_video_does_not_warn(clip, caplog):
     caplog.set_level(logging.WARNING, logger="portrait.capture")
     with VideoFileSource(clip) as video:
@@ -972,6 +1018,8 @@ def test_bad_image_files_are_one_line_input_errors(tmp_path, kind):
     assert f"'{path}'" in message and "\n" not in message
     if kind == "zero_byte":
         assert "empty" in message
+    if kind == "truncated_png":  # said before libpng decodes what it can and complains
+        assert "the PNG file is truncated" in message
 
 
 def test_huge_image_is_refused_from_its_header(tmp_path):
@@ -1106,6 +1154,10 @@ def test_to_bgr_uint8():
     bgr = np.zeros((3, 4, 3), np.uint8)
     assert to_bgr_uint8(bgr) is bgr
     assert to_bgr_uint8(np.full((2, 2), 65535, np.uint16)).max() == 255
+    # 16 bits made from 8 (v * 257, as PNG and TIFF writers widen) read back as v, each level.
+    widened = (np.arange(256, dtype=np.uint16) * 257).reshape(16, 16)
+    np.testing.assert_array_equal(to_bgr_uint8(widened)[:, :, 0],
+                                  np.arange(256, dtype=np.uint8).reshape(16, 16))
     with pytest.raises(ValueError, match="float32"):
         to_bgr_uint8(np.zeros((2, 2, 3), np.float32))
 
