@@ -96,6 +96,36 @@ def test_live_a_reader_slower_than_the_clock_still_shows_new_frames(tmp_path):
     assert new_frames >= 5
 
 
+
+@pytest.mark.parametrize("ahead", [1, 3])
+def test_at_most_ahead_prepared_frames_wait(tmp_path, ahead):
+    """Prepared frames (a 4K background's, scaled) take memory: the thread prepares the first,
+    ``ahead`` to wait, and the one it then waits to queue, and no more until one is taken."""
+    path = levels_video(tmp_path / "levels.avi", 30)
+    prepared = []
+    more = threading.Event()
+
+    def prepare(image, size):
+        prepared.append(index_of(image))
+        if len(prepared) > ahead + 1:
+            more.set()
+        return cover(image, size)
+
+    video = LoopingVideo(path, (32, 24), prepare, ahead=ahead)
+    try:
+        assert more.wait(5.0)  # the one it waits to queue
+        time.sleep(0.2)  # room for a wrong bound to show: nothing more comes in that time
+        assert prepared == list(range(ahead + 2)), prepared
+        assert index_of(video.frame_at(1 / 30)) == 1  # one taken: room for one more
+        deadline = time.perf_counter() + 5.0
+        while len(prepared) < ahead + 3 and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert prepared == list(range(ahead + 3)), prepared
+    finally:
+        video.close()
+
+
 def test_close_ends_the_thread_while_it_waits_for_room(tmp_path):
     path = levels_video(tmp_path / "levels.avi", 30)
     before = set(threading.enumerate())
