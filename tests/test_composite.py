@@ -674,6 +674,31 @@ def test_whether_a_gif_may_be_transparent_is_told_from_its_blocks(tmp_path):
         assert not gif_may_be_transparent(tmp_path / other), other
 
 
+
+def test_a_gif_without_a_global_palette_may_be_transparent(tmp_path):
+    """FFmpeg starts such a GIF from a transparent screen: a frame smaller than the screen (a
+    2x2 frame on 4x4, its own palette) leaves the rest transparent, which must be told."""
+    import av
+
+    from portrait.capture.gif import gif_may_be_transparent
+
+    def codes(values, bits=3):  # LZW codes, least significant bit first
+        number = sum(code << (bits * i) for i, code in enumerate(values))
+        return number.to_bytes((bits * len(values) + 7) // 8, "little")
+
+    screen = b"GIF89a" + (4).to_bytes(2, "little") * 2 + bytes([0x00, 0, 0])  # no palette
+    frame = (b"\x2c" + bytes(4) + (2).to_bytes(2, "little") * 2 + bytes([0x80])
+             + bytes([255, 0, 0, 0, 255, 0]))  # at (0, 0), 2x2, a palette of its own
+    pixels = codes([4, 0, 4, 0, 4, 1, 4, 1, 5])  # a clear code before each: no table growth
+    path = tmp_path / "no_palette.gif"
+    path.write_bytes(screen + frame + bytes([2, len(pixels)]) + pixels + b"\x00\x3b")
+    with av.open(str(path)) as container:
+        (picture,) = container.decode(container.streams.video[0])
+        alpha = picture.to_ndarray(format="bgra")[:, :, 3]
+    assert alpha[:2, :2].min() == 255 and alpha[2:, :].max() == 0  # what this is about
+    assert gif_may_be_transparent(path)
+
+
 def test_opaque_gif_plays_as_a_video(tmp_path):
     frames = _gif_frames()
     for bgra in frames:
