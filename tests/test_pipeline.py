@@ -312,12 +312,15 @@ def test_device_readers_counts_other_processes():
     if not sys.platform.startswith("linux"):
         pytest.skip("device_readers looks through /proc (Linux only)")
     before = device_readers("/dev/zero")
+    # A process that holds it twice is one reader, and this process (the app) is none.
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import time; f = open('/dev/zero', 'rb'); print(1, flush=True); "
+                               "import time; f = open('/dev/zero', 'rb'); "
+                               "g = open('/dev/zero', 'rb'); print(1, flush=True); "
                                "time.sleep(30)"], stdout=subprocess.PIPE)
     try:
-        holder.stdout.readline()  # the device is open now
-        assert device_readers("/dev/zero") == before + 1
+        with open("/dev/zero", "rb"):
+            holder.stdout.readline()  # the device is open now
+            assert device_readers("/dev/zero") == before + 1
     finally:
         holder.kill()
         holder.wait()

@@ -137,6 +137,61 @@ def test_virtual_camera_recovers_when_the_device_fails(recorder, caplog):
     assert sum("is back" in m for m in messages) == 1
 
 
+def test_a_frame_the_backend_refuses_as_malformed_is_an_error_not_a_lost_device(recorder):
+    """pyvirtualcam raises ValueError or TypeError for a frame of the wrong shape or type: a
+    bug of ours, raised, not taken for a device that went away (which would drop every frame
+    and reopen the camera over and over, saying only 'stopped accepting frames')."""
+    class Refusing(RecordingBackend):
+        instances: list = []
+
+        def send(self, frame):
+            raise ValueError("unexpected frame shape")
+
+    with fake_camera("refusing", Refusing):
+        with VirtualCameraSink(32, 24, 30.0, backend="refusing") as sink:
+            with pytest.raises(ValueError, match="unexpected frame shape"):
+                sink.write(np.zeros((24, 32, 3), np.uint8))
+            assert len(Refusing.instances) == 1 and Refusing.instances[0].closed == 0
+            assert sink.frames_dropped == 0
+
+
+def test_the_virtual_camera_reopens_with_a_back_off_that_doubles(recorder):
+    """A device that stays gone is tried again after 0.1 s, then 0.2, 0.4, ... s (up to 2 s),
+    not ten times a second for as long as it is gone. The attempts' times are checked only
+    from below (a busy machine makes them later, never earlier)."""
+    class Vanishing(RecordingBackend):
+        instances: list = []
+        attempts: list = []
+        gone = False
+
+        def __init__(self, **kw):
+            Vanishing.attempts.append(time.perf_counter())
+            if Vanishing.gone:
+                raise RuntimeError("device gone")
+            super().__init__(**kw)
+
+        def send(self, frame):
+            if Vanishing.gone:
+                raise RuntimeError("write failed: No such device")
+            super().send(frame)
+
+    frame = np.zeros((24, 32, 3), np.uint8)
+    with fake_camera("vanishing", Vanishing):
+        with VirtualCameraSink(32, 24, 30.0, backend="vanishing") as sink:
+            Vanishing.gone = True
+            dropped_by = time.perf_counter()
+            sink.write(frame)  # fails: dropped, the first attempt due 0.1 s later
+            Vanishing.attempts = []
+            while len(Vanishing.attempts) < 3:
+                sink.write(frame)
+                time.sleep(0.005)
+            assert sink.frames_written == 0
+    # Each wait counts from just before its attempt (pyvirtualcam's own work comes between),
+    # so a gap may fall a little short; one that did not double would be 0.1 s.
+    gaps = np.diff([dropped_by, *Vanishing.attempts])
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.15 and gaps[2] >= 0.35, gaps
+
+
 def test_virtual_camera_close_is_safe_twice_and_write_after_close_fails(recorder):
     sink = VirtualCameraSink(32, 24, 30.0, backend=BACKEND)
     sink.close()
@@ -200,6 +255,58 @@ def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own():
     # Where readers cannot be counted there is no thread, and output is always wanted.
     unknown = ConsumerWatch("/dev/video-fake")
     assert unknown._thread is None and unknown.present
+
+
+def test_consumer_watch_counts_often_while_nobody_reads_and_seldom_while_someone_does():
+    """Idle, the app wakes within ``idle_s`` of a call opening the camera; while someone
+    reads it counts only every ``busy_s``. Each interval is set far longer than the test
+    waits, so a watch that used the other one would not see the change."""
+    import subprocess
+    import sys
+
+    from portrait.sink.virtual_camera import ConsumerWatch, device_readers
+
+    if device_readers("/dev/full") != 0:
+        pytest.skip("needs Linux and a /dev/full that no other process holds open")
+
+    def settles(watch, value, within_s=5.0):
+        deadline = time.perf_counter() + within_s
+        while watch.present != value and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        return watch.present == value
+
+    def holder():
+        process = subprocess.Popen([sys.executable, "-c",
+                                    "import time; f = open('/dev/full', 'rb'); print(1, flush=True); "
+                                    "time.sleep(30)"], stdout=subprocess.PIPE)
+        process.stdout.readline()
+        return process
+
+    idle = ConsumerWatch("/dev/full", idle_s=0.02, busy_s=600)  # idle: counts every 20 ms
+    try:
+        assert settles(idle, False)
+        reader = holder()
+        try:
+            assert settles(idle, True)
+        finally:
+            reader.kill()
+            reader.wait()
+    finally:
+        idle.close()
+    reader = holder()
+    try:
+        busy = ConsumerWatch("/dev/full", idle_s=600, busy_s=0.02)  # read: counts every 20 ms
+        try:
+            assert settles(busy, True)
+            time.sleep(0.5)  # it counts once with the reader there, then waits busy_s
+            reader.kill()
+            reader.wait()
+            assert settles(busy, False)
+        finally:
+            busy.close()
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def test_virtual_camera_rejects_non_uint8_frames(recorder):
