@@ -441,6 +441,26 @@ def test_video_file_sink_refuses_an_unwritable_folder(tmp_path):
         VideoFileSink(locked / "out.mp4", fps=30.0)
 
 
+@pytest.mark.parametrize("fps", [0.0, float("nan"), 5000.0])
+def test_a_video_file_at_an_unusable_frame_rate_is_written_at_30_fps_and_says_so(
+        tmp_path, fps, caplog):
+    """A source that reports no rate (0, NaN) or an absurd one still gets its video, at 30
+    fps, with a warning that says so."""
+    import av
+
+    path = tmp_path / "out.avi"
+    with VideoFileSink(path, fps) as sink:
+        for i in range(3):
+            sink.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    assert sink.fps == 30.0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert float(stream.average_rate) == pytest.approx(30.0)
+        assert len(list(container.decode(stream))) == 3
+    assert any(f"frame rate {fps} is not usable; writing at 30 fps" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_video_file_with_no_frames_writes_nothing(tmp_path):
     with VideoFileSink(tmp_path / "empty.mp4", fps=30.0):
         pass
@@ -505,6 +525,25 @@ def test_sound_encoded_again_keeps_its_place_against_the_picture(tmp_path, name,
     assert level[0] < 0.01 < 0.1 < level[1], level  # silent until 0.5 s, then the tone
     assert abs(main_frequency(samples[rate:2 * rate], rate) - 440.0) < 2.0
     assert count_frames(out)[:2] == (60, 60)
+
+
+@pytest.mark.parametrize("name, stored", [("out.mp4", "aac"), ("out.avi", "pcm_s16le")])
+def test_sound_encoded_again_keeps_its_place_when_the_video_starts_late(tmp_path, name, stored):
+    """A source whose picture starts 0.5 s into the file and whose sound starts at 1.0 s:
+    the output's picture starts at 0, so its sound starts 0.5 s after the first frame, as it
+    did in the source (not 1.0 s, its time in the file)."""
+    source = write_video_with_sound(tmp_path / "late.mkv", frames=60, seconds=1.5, codec="flac",
+                                    frame_times=[0.5 + i / 30 for i in range(60)],
+                                    sound_starts_s=1.0)
+    out = tmp_path / name
+    with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
+        assert _copy_frames(source, sink, 60) == 60
+    codec, seconds, samples = sound_of(out)
+    rate = 48000 if stored == "aac" else 44100
+    assert codec == stored
+    level = [float(np.sqrt(np.mean(samples[round(a * rate):round(b * rate)] ** 2)))
+             for a, b in ((0.05, 0.45), (0.55, 0.95))]
+    assert level[0] < 0.01 < 0.1 < level[1], level  # silent until 0.5 s, then the tone
 
 
 def test_an_mp4_is_what_browsers_play_with_its_index_first(tmp_path):
@@ -812,6 +851,42 @@ def test_an_mp4_keeps_each_frames_time_and_an_avi_holds_its_rate(tmp_path):
         [i / 25 for i in range(14)])
     shown = [round((float(f.mean()) - 20) / 30) for f in frames]
     assert shown == [0, 1] + [2] * 10 + [4, 5]  # 0.08 held until 0.48, 0.09 dropped
+
+
+def test_an_mp4_frame_at_the_time_of_the_one_before_or_earlier_follows_it_by_a_tick(tmp_path):
+    """A frame whose time does not move forward (the same as the last, or earlier) is kept,
+    in order, one tick of the 90 kHz clock after the last: the encoder refuses two frames
+    at one time, which would end the video."""
+    import av
+
+    path = tmp_path / "out.mp4"
+    times = [0.0, 0.04, 0.04, 0.08, 0.02]
+    with VideoFileSink(path, 25.0) as sink:
+        for i, t in enumerate(times):
+            sink.write(np.full((48, 64, 3), 20 + 40 * i, np.uint8), t)
+    with av.open(str(path)) as container:
+        shown = [(float(f.time), float(f.to_ndarray(format="bgr24").mean()))
+                 for f in container.decode(video=0)]
+    assert [t for t, _ in shown] == pytest.approx([0.0, 0.04, 0.04 + 1 / 90000, 0.08,
+                                                   0.08 + 1 / 90000], abs=1e-6)
+    assert [round((level - 20) / 40) for _, level in shown] == [0, 1, 2, 3, 4]
+
+
+def test_an_avi_puts_each_frame_in_the_slot_nearest_its_time(tmp_path):
+    """Times rounded to the millisecond (as Matroska stores them) fall a little before or
+    after their frame's slot at 30 fps (0.033 s is slot 0.99): each frame goes to the
+    nearest slot, so none is dropped as a second frame in one slot and none repeated."""
+    import av
+
+    path = tmp_path / "out.avi"
+    times = [round(i / 30, 3) for i in range(8)]  # 0.0, 0.033, 0.067, 0.1, ...
+    with VideoFileSink(path, 30.0) as sink:
+        for i, t in enumerate(times):
+            sink.write(np.full((48, 64, 3), 20 + 25 * i, np.uint8), t)
+        assert sink.frames_dropped == 0 and sink.frames_repeated == 0
+    with av.open(str(path)) as container:
+        levels = [float(f.to_ndarray(format="bgr24").mean()) for f in container.decode(video=0)]
+    assert [round((level - 20) / 25) for level in levels] == list(range(8))
 
 
 @pytest.mark.parametrize("missing", [0, 297])
