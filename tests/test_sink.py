@@ -1256,6 +1256,18 @@ def test_write_image_refuses_the_input_and_bad_types(tmp_path):
         write_image(tmp_path / "x.png", np.zeros((4, 4, 3)))
 
 
+def test_write_image_refuses_an_input_named_through_a_folder_not_made_yet(tmp_path):
+    """``new/../photo.png`` names the input ``photo.png`` once ``new`` is made: refused, and
+    the photo stays as it was."""
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((8, 8, 3), 50, np.uint8))
+    before = photo.read_bytes()
+    with pytest.raises(InputError, match="refusing to overwrite the input"):
+        write_image(tmp_path / "new" / ".." / "photo.png", np.zeros((8, 8, 3), np.uint8),
+                    protected=[photo])
+    assert photo.read_bytes() == before
+
+
 def test_image_file_sink_writes_one_file(tmp_path):
     with ImageFileSink(tmp_path / "sub" / "out.png") as sink:
         sink.write(np.zeros((3, 5, 3), np.uint8), name="ignored")
@@ -1364,3 +1376,15 @@ def test_to_bgr_reuses_the_buffer():
     assert out is buffer
     same = np.zeros((10, 20, 3), np.uint8)
     assert to_bgr(same, (20, 10)) is same
+
+
+def test_to_bgr_shrinks_by_area_so_thin_lines_are_not_lost():
+    """Hair is a few pixels wide: a frame shrunk to the camera's size averages each output
+    pixel's area (as cv2.INTER_AREA does), where sampling keeps some lines and loses others.
+    One-pixel white lines every 3 px, shrunk by 3, are an even grey of a third, not gone."""
+    lines = np.zeros((48, 96, 3), np.uint8)
+    lines[:, ::3] = 255
+    out = to_bgr(lines, (32, 16))
+    assert out.shape == (16, 32, 3)
+    np.testing.assert_array_equal(out, cv2.resize(lines, (32, 16), interpolation=cv2.INTER_AREA))
+    assert int(out.min()) == 85 and int(out.max()) == 85
