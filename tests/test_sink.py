@@ -979,6 +979,28 @@ def test_a_video_without_sound_or_a_source_without_it_writes_the_picture_alone(t
     assert not caplog.records  # a silent clip is no problem to report
 
 
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd (Linux)")
+@pytest.mark.parametrize("name", ["out.mp4", "out.avi"])
+def test_a_finished_video_holds_no_descriptor_of_its_files(tmp_path, name):
+    """The lock that marks a partial file as a running writer's is let go once the video is
+    finished: a process that writes many videos (a batch of clips, the tests) keeps no
+    descriptor open for each, nor a lock on the finished file."""
+    path = tmp_path / name
+    with VideoFileSink(path, 25.0) as sink:
+        for i in range(3):
+            sink.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(os.path.realpath(tmp_path)):
+            held.append(target)
+    assert held == [] and path.is_file()
+
+
 def test_a_video_out_that_is_a_link_is_finished_where_it_points(tmp_path):
     target = tmp_path / "videos" / "call.mp4"
     target.parent.mkdir()
@@ -1346,6 +1368,11 @@ def test_image_folder_sink_never_replaces_a_file_it_did_not_write(tmp_path):
                                          "write it; move it or choose a new --out folder"):
         sink.write(image, "holiday")
     assert (theirs / "holiday.png").read_bytes() == b"the user's own"
+    # A link of theirs is theirs too, where it leads nowhere (a drive not mounted).
+    (theirs / "trip.png").symlink_to(tmp_path / "unmounted" / "trip.png")
+    with pytest.raises(InputError, match="trip.png' was there before"):
+        sink.write(image, "trip")
+    assert (theirs / "trip.png").is_symlink()
     assert not (theirs / OUTPUT_MARKER).exists()
     ours = tmp_path / "cutouts"
     ImageFolderSink(ours).write(image, "holiday")
