@@ -1192,6 +1192,7 @@ def test_a_transparent_tiff_marks_its_fourth_channel_as_alpha(tmp_path, name):
         assert written.mode == "RGBA"
         assert written.tag_v2.get(338) == (2,)  # ExtraSamples: unassociated alpha
         assert written.tag_v2.get(259) == 5  # LZW, as OpenCV's
+        assert written.tag_v2.get(317) == 2  # with its horizontal predictor: a smaller file
         pixels = np.asarray(written)
     np.testing.assert_array_equal(pixels, cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA))
     for kind, flat in (("RGB", _test_image(3)), ("L", _test_image(3)[:, :, 0])):
