@@ -507,6 +507,23 @@ def test_a_video_keeps_its_sound_in_step_and_cut_where_the_picture_ends(tmp_path
     assert count_frames(out)[:2] == (45, 45)
 
 
+
+def test_copied_sound_stops_at_a_packet_that_starts_where_the_picture_ends(tmp_path):
+    """16 frames at 30 fps end at 0.5333 s, where the 26th packet of 1024 samples at 48 kHz
+    starts: that packet is the picture's successor's, not kept, and the sound ends with the
+    picture, not 21 ms after it."""
+    import av
+
+    source = write_video_with_sound(tmp_path / "talk.mp4", frames=60, seconds=2.0, rate=48000)
+    out = tmp_path / "out.mp4"
+    with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
+        assert _copy_frames(source, sink, 16) == 16
+    with av.open(str(out)) as container:
+        packets = [p for p in container.demux(container.streams.audio[0]) if p.size]
+        end = max((p.pts + p.duration) * p.time_base for p in packets)
+    assert end * 30 == 16, float(end)  # exactly: times are fractions of the time base
+
+
 @pytest.mark.parametrize("name, stored", [("late.mp4", "aac"), ("late.avi", "pcm_s16le")])
 def test_sound_encoded_again_keeps_its_place_against_the_picture(tmp_path, name, stored):
     """FLAC goes into neither container as it is: it is decoded and placed sample by sample,
