@@ -35,6 +35,7 @@ from portrait.sink import (
     to_bgr,
     write_image,
 )
+from portrait.sink.mp4 import trim_to_whole_boxes
 from portrait.sink.paths import OUTPUT_MARKER
 
 BACKEND = "portrait-test-recorder"
@@ -691,6 +692,11 @@ def test_a_recording_cut_at_any_byte_plays_its_whole_fragments(tmp_path):
                     if kind == "mdat")
         in_whole_fragments = sum(end <= whole for end in ends)
         assert decodable_frames(cut_short) >= in_whole_fragments >= 30, cut
+        # Trimmed as a failed run's partial file is: it ends with its last whole fragment,
+        # not with the index (moof) of a fragment whose frames never followed.
+        trim_to_whole_boxes(cut_short)
+        assert cut_short.stat().st_size == whole, cut
+        assert top_level_boxes(cut_short.read_bytes())[-1][0] == "mdat", cut
 
 
 def test_an_mp4_whose_copy_a_full_disk_refuses_keeps_the_whole_recording(tmp_path, monkeypatch):
