@@ -115,6 +115,17 @@ def test_preview_window_keys_reach_the_controls(monkeypatch):
     assert preview.quit_requested and controls.state.quit
 
 
+@pytest.mark.parametrize("key", ["q", "Q"])
+def test_the_preview_window_quits_on_q_with_caps_lock_on_too(monkeypatch, key):
+    """Letter keys work in either case (the README): the window itself stops on Q too."""
+    from portrait.sink import PreviewSink
+
+    monkeypatch.setenv("DISPLAY", ":0")  # the window opens on the first write, which we skip
+    preview = PreviewSink()
+    preview.key_pressed(key)
+    assert preview.quit_requested
+
+
 # --- backgrounds ---------------------------------------------------------------------------------
 
 
