@@ -645,6 +645,33 @@ def test_a_matroska_video_a_frame_or_two_short_of_its_estimate_is_complete(tmp_p
     assert caplog.records == []
 
 
+
+def test_a_matroska_video_whose_sound_goes_on_after_its_picture_is_not_called_truncated(
+        tmp_path, caplog):
+    """30 frames (1.0 s) with 1.5 s of sound: Matroska's count is estimated from the file's
+    length (45), but the video track's own length (its DURATION tag) is reached, so the file
+    is whole and nothing is said; the same file cut short is still called truncated."""
+    from conftest import write_video_with_sound
+
+    clip = write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=1.5, codec="flac")
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        assert video.frame_count == 45  # the estimate this is about
+        caplog.clear()
+        assert len(list(video)) == 30
+    assert caplog.records == []
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with VideoFileSource(cut) as video:
+        caplog.clear()
+        frames = len(list(video))
+    assert frames < 30
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert f"ended after {frames} of the 45 frames it claims" in caplog.records[0].getMessage()
+    assert "of 1.0 s): the file may be truncated" in caplog.records[0].getMessage()
+
+
 def test_complete_video_does_not_warn(clip, caplog):
     caplog.set_level(logging.WARNING, logger="portrait.capture")
     with VideoFileSource(clip) as video:

@@ -34,26 +34,41 @@ def _presentation_s(pos_ms: float, previous_s: Optional[float], fps: float) -> f
     return pts_s if pts_s > previous_s else previous_s + 1 / fps
 
 
-def _probe(path: Path) -> tuple[Optional[float], float]:
+def _probe(path: Path) -> tuple[Optional[float], float, Optional[float]]:
     """What OpenCV's reader does not say, from PyAV: the video's frame rate as FFmpeg guesses it
     (its base rate, which a variable rate keeps: 25 for a 25 fps clip with a pause, where the
-    average OpenCV reports may be 8), or ``None``; and when the video starts on the file's
-    timeline, in seconds (0 where unknown). Matroska's frame count, which OpenCV estimates from
-    the file's length, counts from 0: a video that starts after its sound, or a file whose
-    times all start late, holds fewer frames than that."""
+    average OpenCV reports may be 8), or ``None``; when the video starts on the file's
+    timeline, in seconds (0 where unknown); and where it ends there (:func:`_video_end_s`), or
+    ``None``. Matroska's frame count, which OpenCV estimates from the file's length, counts
+    from 0 to the end of its longest track: a video that starts after its sound, a file whose
+    times all start late, or one whose sound goes on after the picture holds fewer frames."""
     import av  # the reader is OpenCV's; PyAV only for what OpenCV does not say
 
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                return None, 0.0
+                return None, 0.0, None
             video = container.streams.video[0]
             rate = video.guessed_rate
             start = video.start_time
             return (float(rate) if rate and 0 < rate <= 1000 else None,
-                    max(0.0, float(start * video.time_base)) if start is not None else 0.0)
+                    max(0.0, float(start * video.time_base)) if start is not None else 0.0,
+                    _video_end_s(video))
     except (av.FFmpegError, OSError, ValueError):
-        return None, 0.0
+        return None, 0.0, None
+
+
+def _video_end_s(video) -> Optional[float]:
+    """Where the video track ends on the file's timeline, in seconds, by Matroska's per-track
+    ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``, which FFmpeg's muxer writes as it finishes the
+    file, so a file cut short keeps its whole length there); ``None`` without one. Not the
+    stream's duration: FFmpeg estimates that from what a file cut short still holds."""
+    hours, _, rest = video.metadata.get("DURATION", "").partition(":")
+    minutes, _, seconds = rest.partition(":")
+    try:
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def why_no_frame(path: Path, reader: str = "OpenCV") -> str:
@@ -210,7 +225,7 @@ class VideoFileSource(FileSource):
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self._frame_count = count if count > 0 else None
         fps = capture.get(cv2.CAP_PROP_FPS)
-        guessed, self._video_start_s = _probe(self.path)
+        guessed, self._video_start_s, self._video_end_s = _probe(self.path)
         if not (fps and 0 < fps <= 1000):
             fps = guessed
             if fps is None:
@@ -332,6 +347,12 @@ class VideoFileSource(FileSource):
             return
         length_s = self._frame_count / self._counted_fps
         reached_s = late_s + last_pts_s + 1 / self._counted_fps
+        if self._video_end_s is not None and self._video_end_s < 0.95 * length_s:
+            # The count is the file's, whose sound goes on after the picture: the picture's
+            # own end is the one to reach.
+            if reached_s >= 0.95 * self._video_end_s:
+                return
+            length_s = self._video_end_s
         if reached_s >= 0.95 * length_s:
             log.info("video '%s' has a variable frame rate: %d frames over %.1f s; a video file "
                      "written from it keeps each frame's time", self.path, frames_read, reached_s)
