@@ -402,15 +402,17 @@ def test_video_file_round_trip(tmp_path, name):
     sink.close()  # safe twice
 
 
-def test_video_file_adapts_size_and_format(tmp_path):
+def test_video_file_adapts_size_and_format(tmp_path, caplog):
     path = tmp_path / "mixed.avi"
     with VideoFileSink(path, fps=30.0) as sink:
         sink.write(np.full((48, 64, 3), 100, np.uint8))
         sink.write(np.full((96, 128), 180, np.uint8))  # a bigger grey matte
         sink.write(np.full((48, 64, 4), 60, np.uint8))  # BGRA
+        sink.write(np.full((96, 128), 180, np.uint8))  # resized again: said once
     claimed, read, frames = count_frames(path)
-    assert read == 3 and all(f.shape == (48, 64, 3) for f in frames)
-    assert [round(float(f.mean()) / 10) for f in frames] == [10, 18, 6]
+    assert read == 4 and all(f.shape == (48, 64, 3) for f in frames)
+    assert [round(float(f.mean()) / 10) for f in frames] == [10, 18, 6, 18]
+    assert sum("resized to 64x48" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_video_file_with_a_fixed_size(tmp_path):
@@ -1411,11 +1413,17 @@ def test_open_image_sink_picks_file_or_folder(tmp_path):
     (tmp_path / "f.png").write_bytes(b"x")
     with pytest.raises(InputError, match="it is a file"):
         open_image_sink(tmp_path / "f.png", batch=True)
+    # A batch into a name like a photo's is a mistake, not a folder called 'cutouts.png'.
+    with pytest.raises(InputError, match="'.*cutouts.PNG': it is named like an image file; "
+                                         "give a folder for --out"):
+        open_image_sink(tmp_path / "cutouts.PNG", batch=True)
+    assert not (tmp_path / "cutouts.PNG").exists()
 
 
 def test_open_sink_picks_video_or_png_frames(tmp_path):
     assert isinstance(open_sink(str(tmp_path / "o.mp4"), fps=30.0), VideoFileSink)
     assert isinstance(open_sink(str(tmp_path / "o.avi"), fps=30.0), VideoFileSink)
+    assert isinstance(open_sink(str(tmp_path / "CLIP.MP4"), fps=30.0), VideoFileSink)  # any case
     assert isinstance(open_sink(str(tmp_path / "frames"), fps=30.0), PngFolderSink)
     with pytest.raises(InputError, match="use a .mp4 or .avi file, or a folder"):
         open_sink(str(tmp_path / "o.mkv"), fps=30.0)
