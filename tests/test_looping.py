@@ -237,6 +237,12 @@ def test_scaled_video_gives_the_frames_and_times_of_the_video_reader(tmp_path):
         assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(again, shown))
         for (_, image), (_, reference) in zip(shown, expected):
             assert np.abs(image.astype(int) - reference).max() <= 1
+        if os.path.isdir("/proc/self/fd"):  # not rewindable: the file is let go at its end
+            with ScaledVideo(path, quiet=True) as video:
+                assert len(list(video)) == 8
+                held = [fd for fd in os.listdir("/proc/self/fd")
+                        if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(path)]
+                assert held == []
 
 
 @pytest.mark.skipif(os.name == "nt", reason="names are UTF-16 on Windows")
