@@ -375,6 +375,52 @@ def test_plain_tflite_uses_its_input_norm_mark(models):
         check_halves(told.segment(frame), (64, 96))
 
 
+
+def test_a_tflite_with_a_fixed_size_and_any_batch_runs_at_its_own_size(tmp_path):
+    """TFLiteConverter.from_keras_model keeps the batch dynamic, (-1, 48, 64, 3): the app ran such
+    a model at 256x256, as if its height and width were dynamic, so one that reshapes failed to
+    run and the others ran at a size they were not made for."""
+    import tensorflow as tf
+
+    inputs = keras.Input((48, 64, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(1, 1, activation="sigmoid")(x)
+    reshaping = keras.Model(inputs, layers.Reshape((48, 64, 1))(layers.Reshape((48 * 64,))(x)))
+    frame = half_white(128, 96)
+    for name, model in (("tiny", tiny_model((64, 48))), ("reshaping", reshaping)):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+        assert tflite_utils.input_shape(path)[1] == [-1, 48, 64, 3]
+        with create_segmenter(SegmentOptions(model=str(path), input_norm="raw")) as segmenter:
+            assert segmenter.input_size == (64, 48) and "input 64x48" in segmenter.description
+            prob = segmenter.segment(frame)
+        assert prob.shape == (48, 64), name
+        if name == "tiny":
+            check_halves(prob, (48, 64))
+
+
+def test_an_integer_model_takes_uint8_pixels_and_its_output_is_dequantised(tmp_path):
+    """A fully integer model (uint8 input, int8 output, as the converter writes one with a
+    representative data set) gets the frame's 0..255 pixels, whatever the scaling option says,
+    and its output is read through its scale and zero point (-128 for int8)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(tiny_model((64, 48)))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: (
+        [rng.integers(0, 256, (1, 48, 64, 3)).astype(np.float32)] for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type, converter.inference_output_type = tf.uint8, tf.int8
+    path = tmp_path / "integer.tflite"
+    path.write_bytes(converter.convert())
+    with create_segmenter(SegmentOptions(model=str(path))) as segmenter:
+        assert segmenter.input_norm == "raw" and "RGB 0..255 (uint8 model input)" in segmenter.description
+        prob = segmenter.segment(half_white(64, 48))
+    assert prob.shape == (48, 64) and prob.dtype == np.float32
+    np.testing.assert_allclose(prob[:, :30], WHITE, atol=0.01)  # one int8 step is 1/256
+    np.testing.assert_allclose(prob[:, 34:], BLACK, atol=0.01)
+
 def test_mark_rejects_unknown_norm_and_non_tflite_bytes():
     with pytest.raises(ValueError, match="unknown input norm 'bgr'"):
         tflite_utils.mark_tflite_input_norm(b"\0\0\0\0TFL3", "bgr")
