@@ -97,6 +97,11 @@ def test_scripted_keys_apply_one_item_per_frame():
     assert [s.mirror for s in states] == [False, True, True, False, False, False]
     assert [s.framing for s in states] == [False] * 3 + [True] * 3
     assert [s.effect for s in states] == [True] * 3 + [False] * 3
+    # Every source gives one item a frame: a second one's keys come with the first's.
+    controls = Controls(LiveState(), scripts=[["m", "", "b"], ["", "f", "", "e"]])
+    states = [controls.poll() for _ in range(4)]
+    assert [(s.mirror, s.framing, s.decontaminate) for s in states] == [
+        (True, False, False), (True, True, False), (True, True, False), (True, True, True)]
 
 
 def test_preview_window_keys_reach_the_controls(monkeypatch):
@@ -158,6 +163,11 @@ def test_background_cycle_is_blur_then_the_folder_then_the_colour(background_fol
     assert background_cycle("beach.png", ["#123456"]) == (("blur", "beach.png", "#123456"), 1)
     # Of two of a kind the first (the command line's) wins; transparent is never stepped to.
     assert background_cycle("#111111", ["#222222", "transparent"]) == (("blur", "#111111"), 1)
+    # The config file's transparent is no stop of b where the command line names another kind
+    # (only a PNG can carry it, not a camera's frame); as the start it is one.
+    assert background_cycle("blur", ["transparent"]) == (("blur",), 0)
+    assert background_cycle("beach.png", ["transparent"]) == (("blur", "beach.png"), 1)
+    assert background_cycle("transparent", ["beach.png"]) == (("blur", "beach.png", "transparent"), 2)
 
 
 def test_a_folder_without_backgrounds_is_an_input_error(tmp_path):
@@ -386,6 +396,39 @@ def test_the_image_b_steps_to_next_is_made_beforehand_and_kept(tmp_path):
         assert live.for_state(replace(state, background_index=2)).description == "colour #00ff00"
         assert live.for_state(replace(state, background_index=1)) is chosen  # kept
 
+
+
+def test_b_keeps_only_the_last_few_images_made(tmp_path):
+    """Each image kept made holds a scaled copy: after b went through five images only the
+    last KEPT_IMAGES stay made; an older one is made again when b comes back to it."""
+    from portrait.controls import KEPT_IMAGES
+    from portrait.options import CompositeOptions
+
+    images = [str(solid_image(tmp_path / f"{i}.png", (40 * i, 0, 0))) for i in range(5)]
+    state = LiveState(backgrounds=("blur", *images))
+    with LiveBackground(CompositeOptions(), state, (64, 48)) as live:
+        for index in range(1, 6):
+            live.for_state(replace(state, background_index=index))
+        kept = [spec for spec in images if live._image_future(spec) is not None]
+        assert len(kept) == KEPT_IMAGES == 3
+        assert kept == images[2:]  # the last three shown (the next, blur, needs no making)
+
+
+def test_a_background_that_cannot_be_read_is_reported_once(tmp_path, caplog):
+    """A broken file of b's cycle is named in one warning and the previous background kept, on
+    this frame and every later one, not tried (and warned about) again on each frame."""
+    from portrait.options import CompositeOptions
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    state = LiveState(backgrounds=("#00ff00", str(broken)))
+    with LiveBackground(CompositeOptions(background="#00ff00"), state, (64, 48)) as live:
+        with caplog.at_level(logging.WARNING, logger="portrait.controls"):
+            shown = [live.for_state(replace(state, background_index=1)).description
+                     for _ in range(3)]
+    assert shown == ["colour #00ff00"] * 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "broken.png" in warnings[0] and "keeping the colour #00ff00" in warnings[0]
 
 def test_a_gif_in_b_s_cycle_plays_again_when_b_comes_back_to_it(tmp_path):
     """A GIF is named like an image (IMAGE_SUFFIXES), so b's cycle made it ahead as an image
