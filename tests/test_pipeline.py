@@ -174,6 +174,48 @@ def test_still_scene_reuses_the_mask_a_bounded_number_of_times(segmenter):
     assert stats.reused == 6
 
 
+
+def reuse_pattern(processor, images, behind=False):
+    """Whether each frame reused the last mask, frame by frame."""
+    from portrait.pipeline import Packet
+
+    return [processor.segment(Packet(image=image, index=i, time_s=0.0), behind=behind)
+            for i, image in enumerate(images)]
+
+
+def test_reuse_runs_are_at_most_max_reuse_frames_and_behind_every_other_frame(segmenter):
+    """A still scene reuses a mask for at most max_reuse frames in a row; a live pipeline that is
+    behind runs the model on every other frame of a moving scene (half the rate), not never."""
+    still = [np.full((48, 64, 3), 200, np.uint8)] * 8
+    options = PipelineOptions(reuse_still=True, max_reuse=2, still_threshold=1.0)
+    assert reuse_pattern(matte_processor(segmenter, options), still) == [False, True, True] * 2 + [False, True]
+    moving = [np.full((48, 64, 3), 20 + 25 * i, np.uint8) for i in range(6)]
+    assert reuse_pattern(matte_processor(segmenter), moving, behind=True) == [False, True] * 3
+    assert reuse_pattern(matte_processor(segmenter), moving) == [False] * 6
+
+
+def test_a_mask_is_never_reused_across_a_lost_camera_a_pause_or_a_new_run(segmenter):
+    """The scene after a reconnect, after the effect was off (space) and in a new run of the
+    processor is new: its first frame is segmented, even by a pipeline that is behind or on a
+    still scene."""
+    from portrait.controls import Controls, LiveState
+    from portrait.pipeline import Packet
+
+    image = np.full((48, 64, 3), 200, np.uint8)
+    options = PipelineOptions(reuse_still=True, max_reuse=5, still_threshold=1.0)
+    processor = matte_processor(segmenter, options)
+    assert processor.segment(Packet(image=image, index=0, time_s=0.0)) is False
+    processor.segment(Packet(image=image, index=-1, time_s=0.0, lost=True))
+    assert processor.segment(Packet(image=image, index=1, time_s=0.0), behind=True) is False
+    controls = Controls(LiveState(), scripts=[["", " ", " "]])  # off for the second frame
+    processor = FrameProcessor(segmenter, None, Refiner(RefineOptions(enabled=False)), None,
+                               matte=True, options=options, controls=controls)
+    assert reuse_pattern(processor, [image] * 3, behind=True) == [False, False, False]
+    for run in range(2):  # two runs of one processor: each starts afresh
+        still = [Frame(image.copy(), i, time.perf_counter()) for i in range(2)]
+        stats = StreamPipeline(iter(still), processor, lambda a, _pts: None, options).run()
+        assert (stats.frames, stats.reused) == (2, 1), run
+
 @pytest.mark.parametrize("max_frames", [1, 4])
 def test_reused_masks_count_only_the_frames_output(segmenter, max_frames):
     """Frames still in flight when --max-frames is reached are not output, so their reused
@@ -210,6 +252,44 @@ def test_processor_with_smoothing_and_refinement_gives_frame_size_alpha(segmente
     assert alpha[200, 300] > 200 and alpha[20, 20] < 50
 
 
+
+def test_a_processor_without_controls_uses_its_foreground_estimator_on_every_frame(segmenter):
+    """Without live controls (a library caller) a given ForegroundEstimator is used on every
+    frame, as if --decontaminate were on: only the live state's e can turn it off."""
+    from portrait.composite import make_background
+    from portrait.foreground import ForegroundEstimator
+    from portrait.options import CompositeOptions
+
+    image = np.full((96, 128, 3), (40, 200, 60), np.uint8)  # a green wall
+    cv2.circle(image, (64, 48), 30, (230, 230, 230), -1)
+    image = cv2.GaussianBlur(image, (0, 0), 3)  # a soft edge
+    outputs = {}
+    for name, foreground in (("plain", None), ("estimated", ForegroundEstimator())):
+        with make_background(CompositeOptions(background="#0000ff"), (128, 96)) as background:
+            processor = FrameProcessor(segmenter, None, Refiner(RefineOptions()), background,
+                                       foreground=foreground)
+            outputs[name] = processor.process(image).copy()
+    assert (outputs["plain"] != outputs["estimated"]).any(axis=2).sum() > 20
+
+
+def test_smoothing_starts_afresh_after_a_pause(segmenter):
+    """Space turns the effect off and on: the first frame after it is smoothed with nothing
+    from before the pause, as on a fresh start, where without a pause it blends with the last."""
+    from portrait.controls import Controls, LiveState
+
+    before, after = np.full((48, 64, 3), 125, np.uint8), np.full((48, 64, 3), 131, np.uint8)
+
+    def outputs(keys, images):
+        controls = Controls(LiveState(), scripts=[keys])
+        processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                                   Refiner(RefineOptions(enabled=False)), None, matte=True,
+                                   options=PipelineOptions(reuse_still=False), controls=controls)
+        return [processor.process(image).copy() for image in images]
+
+    fresh = outputs([""], [after])[0]
+    assert not np.array_equal(outputs(["", ""], [before, after])[1], fresh)  # blended
+    np.testing.assert_array_equal(outputs(["", " ", " "], [before, before, after])[2], fresh)
+
 def test_camera_loss_keeps_the_output_fed_and_resumes(segmenter, tmp_path):
     from conftest import write_video
     from portrait.capture import CameraSource
@@ -240,6 +320,8 @@ def test_camera_loss_keeps_the_output_fed_and_resumes(segmenter, tmp_path):
     assert len(outputs) == 20 + len(lost)
     first_lost = next(i for i, o in enumerate(outputs) if o.ndim == 3)
     assert outputs[-1].ndim == 2 and first_lost >= 5  # mattes again after the camera came back
+    for shown in lost:  # the "camera lost" card, not the last good frame again
+        np.testing.assert_array_equal(shown, camera_lost_frame(64, 48))
 
 
 def test_camera_stats_give_the_wait_for_the_sensor_apart_from_decoding(segmenter, tmp_path):
