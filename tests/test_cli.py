@@ -498,6 +498,21 @@ def test_bad_option_value_is_one_line(capsys):
     assert_one_line_error(code, stderr, "argument --light-wrap: '3' must be from 0 to 1")
 
 
+
+def test_input_size_is_w_x_h_or_one_side_for_both_each_a_positive_multiple_of_32(capsys):
+    def input_size(text):
+        return build_parser().parse_args(["--input-size", text]).input_size
+
+    assert input_size("352x192") == (352, 192) and input_size("256X96") == (256, 96)
+    assert input_size("224") == (224, 224)  # N alone is NxN
+    for bad, words in (("96x100", "is not a multiple of 32 on both sides"),
+                       ("100x96", "is not a multiple of 32 on both sides"),
+                       ("0x256", "must be positive"), ("256x0", "must be positive"),
+                       ("big", "is not WxH"), ("32x32x32", "is not WxH")):
+        code, stderr = run_in_process(capsys, "--input-size", bad)
+        assert code == 2, bad
+        assert_one_line_error(code, stderr, f"argument --input-size: size '{bad}' {words}")
+
 @pytest.mark.parametrize("inputs_of", ["image", "video"])
 def test_stats_never_replaces_an_input_or_the_output_and_is_checked_before_the_run(
         capsys, tmp_path, brightness_model, inputs_of):
@@ -910,6 +925,42 @@ def test_an_infinite_number_is_refused(capsys):
         assert capsys.readouterr().err.strip().splitlines() == [
             f"error: argument {option}: 'inf' is not a finite number; see python app.py --help"]
 
+
+
+def test_every_option_reaches_its_stage_options():
+    """Each option, given a value other than its default, arrives in the options of the stage
+    it sets (options_from_args is the only place that reads them)."""
+    from portrait.cli import control_options_from_args, options_from_args, subject_options_from_args
+    from portrait.options import (CaptureOptions, CompositeOptions, ControlOptions, FramingOptions,
+                                  OutputOptions, PipelineOptions, RefineOptions, SegmentOptions,
+                                  SmoothOptions)
+
+    args = build_parser().parse_args([
+        "--source", "clip.mp4", "--width", "640", "--height", "480", "--fps", "25", "--realtime",
+        "--model", "mine.tflite", "--backend", "tflite", "--device", "cpu", "--input-norm", "raw",
+        "--input-size", "96x64", "--letterbox", "--threads", "3", "--trust-model", "--tta", "mirror",
+        "--no-smooth", "--smooth", "0.6", "--no-refine", "--refine-radius", "5",
+        "--refine-sharpen", "2", "--refine-guide", "grey", "--background", "#00ff00", "--blur", "33",
+        "--light-wrap", "0.3", "--decontaminate", "--out", "o.mp4", "--matte", "--preview",
+        "--max-frames", "7", "--stats", "s.json", "--no-audio", "--vcam-backend", "obs",
+        "--vcam-device", "/dev/video5", "--no-reuse", "--framing", "auto", "--max-zoom", "3",
+        "--mirror", "--people", "all"])
+    capture, segment, smooth, refine, composite, output, pipeline, framing = options_from_args(args)
+    assert capture == CaptureOptions(source="clip.mp4", width=640, height=480, fps=25.0, realtime=True)
+    assert segment == SegmentOptions(model="mine.tflite", backend="tflite", device="cpu",
+                                     input_norm="raw", input_size=(96, 64), letterbox=True,
+                                     threads=3, trust_model=True, tta="mirror")
+    assert smooth == SmoothOptions(enabled=False, min_weight=0.6)
+    assert refine == RefineOptions(enabled=False, radius_px=5, sharpen=2.0, guide="grey")
+    assert composite == CompositeOptions(background="#00ff00", blur_px=33, light_wrap=0.3,
+                                         decontaminate=True)
+    assert output == OutputOptions(out="o.mp4", matte=True, preview=True, max_frames=7,
+                                   stats="s.json", audio=False, vcam_backend="obs",
+                                   vcam_device="/dev/video5")
+    assert pipeline == PipelineOptions(reuse_still=False)
+    assert framing == FramingOptions(enabled=True, max_zoom=3.0)
+    assert control_options_from_args(args) == ControlOptions(mirror=True, framing=True)
+    assert subject_options_from_args(args).enabled is False
 
 def test_refine_guide_is_colour_for_photos_and_streams_unless_told():
     from portrait.cli import build_parser, options_from_args

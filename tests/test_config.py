@@ -386,6 +386,21 @@ def test_verbose_or_quiet_from_the_command_line_wins_over_the_file(tmp_path, tex
                          read.path) == expected
 
 
+
+@pytest.mark.parametrize("verbose, quiet, shown", [
+    (False, False, ["INFO", "WARNING"]), (True, False, ["DEBUG", "INFO", "WARNING"]),
+    (False, True, ["WARNING"])])
+def test_quiet_shows_warnings_only_and_verbose_debug_lines_too(verbose, quiet, shown):
+    """What -q and -v do to the app's log, in a process of its own (pytest's log capture
+    already configures this one's)."""
+    code = ("import logging; from portrait.cli import configure_logging; "
+            f"configure_logging(verbose={verbose}, quiet={quiet}); log = logging.getLogger('portrait'); "
+            "log.debug('d'); log.info('i'); log.warning('w')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stderr.splitlines()] == shown, done.stderr
+
 @pytest.mark.parametrize("text, argv, words", [
     ("", ["-q", "-v"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
     ("", ["-vq"], "argument -q/--quiet: not allowed with argument -v/--verbose"),
