@@ -6,6 +6,7 @@ the ``.hdf5`` beside them and give the same probabilities. When a ``weights/*.hd
 tests fail (they never skip for it) until ``python -m portrait.training.export --shipped`` is run.
 """
 
+import json
 import logging
 import os
 import subprocess
@@ -101,7 +102,7 @@ def test_a_stale_export_is_refused_in_one_line_and_the_model_converted(with_expo
     assert "python -m portrait.training.export --model" in message and "mine.tflite" in message
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "unmarked"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "unmarked", "older recipe"])
 def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog, damage):
     beside = with_export.with_suffix(".tflite")
     content = beside.read_bytes()
@@ -109,8 +110,12 @@ def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog
         beside.write_bytes(content[: len(content) // 2])
     elif damage == "garbage":
         beside.write_bytes(os.urandom(4096))
-    else:  # a plain conversion without the record of its source, as older exports were
+    elif damage == "unmarked":  # a plain conversion without the record of its source, as older exports were
         beside.write_bytes(tflite_utils.mark_tflite_metadata(content, {tflite_utils.EXPORT_KEY: b""}))
+    else:  # this very model's export, by a recipe since changed
+        info = dict(tflite_utils.read_export_info(content), format=tflite_utils.EXPORT_FORMAT - 1)
+        beside.write_bytes(tflite_utils.mark_tflite_metadata(
+            content, {tflite_utils.EXPORT_KEY: json.dumps(info).encode()}))
     with caplog.at_level(logging.INFO):
         with create_segmenter(SegmentOptions(model=str(with_export), device="cpu")) as segmenter:
             assert "converted from" in segmenter.description
@@ -119,7 +124,9 @@ def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog
     message = line.getMessage()
     assert "\n" not in message and "mine.tflite" in message and "regenerate it with" in message
     expected = {"truncated": "not a readable TFLite model", "garbage": "not a readable TFLite model",
-                "unmarked": "does not record which mine.hdf5"}[damage]
+                "unmarked": "does not record which mine.hdf5",
+                "older recipe": f"made by an older export recipe (format {tflite_utils.EXPORT_FORMAT - 1}, "
+                                f"now {tflite_utils.EXPORT_FORMAT})"}[damage]
     assert expected in message
 
 
@@ -302,6 +309,23 @@ def test_fixing_the_input_size_keeps_the_output_and_folds_the_shape_ops(with_exp
     with pytest.raises(ValueError, match="expected \\(1, -1, -1, 3\\)"):
         fixed_size.fix_input_size(fixed, (96, 64))  # only a dynamic input can be fixed
 
+
+
+def test_each_export_is_fixed_in_a_cache_entry_of_its_own(with_export, tmp_path, monkeypatch):
+    """The fixed model is cached by the export's bytes and the size: an export written again
+    (retrained, same name) is fixed again, not served the earlier one's entry."""
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", str(tmp_path / "cache"))  # empty, this test's own
+    content = with_export.with_suffix(".tflite").read_bytes()
+    again = tflite_utils.mark_tflite_metadata(content, {"note": b"exported again"})
+    fixed, path, hit = fixed_size.fixed_cached(content, (96, 64), "mine")
+    assert not hit and path is not None and "mine-96x64" in path.name
+    assert fixed_size.fixed_cached(content, (96, 64), "mine") == (fixed, path, True)
+    fixed_again, path_again, hit = fixed_size.fixed_cached(again, (96, 64), "mine")
+    assert not hit and path_again != path
+    assert tflite_utils.read_tflite_metadata(fixed_again)["note"] == b"exported again"
+    other_size, other_path, hit = fixed_size.fixed_cached(content, (64, 96), "mine")
+    assert not hit and other_path not in (path, path_again)
+    assert tflite_utils.input_shape(other_size)[0] == [1, 96, 64, 3]
 
 def op_names(content: bytes) -> set[str]:
     schema = tflite_utils._schema()
