@@ -9,6 +9,11 @@ end the sound is cut where the picture ends (``--max-frames``, Ctrl-C).
 
 - Into ``.mp4``, AAC, MP3 and Opus (what browsers and phones play) are copied packet for packet
   (each is decoded too, only so that damaged sound is named in a warning; it is copied as it is).
+  The copy starts :data:`PREROLL_S` before the first frame, at negative times, which the muxer's
+  edit list has players decode but not play: a packet decodes whole only after those before it
+  (AAC's frames overlap their predecessor's, so the encoder's priming packet at -1024 samples
+  carries half of the first 1024 samples; MP3 borrows bits from earlier frames; Opus settles in
+  80 ms), and without them the first 20-80 ms of sound are garbled.
 - Anything else (AC-3, Vorbis, FLAC, PCM into ``.mp4``; every codec into ``.avi``) is decoded
   and encoded again, as AAC for ``.mp4`` and as 16-bit PCM for ``.avi`` (the editing format:
   no encoder delay, every sample where it was). Re-encoded sound is placed sample by sample on
@@ -22,6 +27,7 @@ the output can fail the video (a full disk).
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 from fractions import Fraction
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 COPY_CODECS = {"mp4": frozenset({"aac", "mp3", "opus"}), "avi": frozenset()}
 ENCODERS = {"mp4": "aac", "avi": "pcm_s16le"}
 WRITE_ERRNOS = DISK_ERRNOS | {errno.EFBIG, errno.EIO}  # the disk's, not the sound's
+PREROLL_S = Fraction(80, 1000)  # RFC 7845's pre-roll for Opus; AAC needs 21 ms, MP3 about 50
 CONTIGUOUS_S = 0.002  # a jump in the source's timestamps smaller than this is rounding, not a gap
 
 
@@ -132,6 +139,7 @@ class SourceAudio:
         self._output = output
         self._packets: Iterator = self._input.demux(self._stream)
         self._pending_packet = None
+        self._preroll: collections.deque = collections.deque()  # copied: (start, packet)
         self._done = False
         self._samples: list[np.ndarray] = []  # decoded sound placed but not yet encoded
         self._next = 0  # the output sample the next decoded one goes to
@@ -189,8 +197,19 @@ class SourceAudio:
     def _copy(self, packet, start: Optional[Fraction]) -> None:
         duration = _time(packet.duration, packet.time_base) or Fraction(0)
         if start is not None and start - self._offset + duration <= 0:
-            return  # sound from before the first frame
+            # Sound from before the first frame: kept while it lies within PREROLL_S of it.
+            self._preroll.append((start, packet))
+            while (len(self._preroll) > 1
+                   and self._preroll[1][0] <= self._offset - PREROLL_S):
+                self._preroll.popleft()
+            return
+        while self._preroll:
+            self._shift_and_mux(self._preroll.popleft()[1])
         self._check_decodes(packet, start)
+        self._shift_and_mux(packet)
+
+    def _shift_and_mux(self, packet) -> None:
+        """Mux a copied packet at its time against the output's first frame."""
         if self._offset:
             shift = round(self._offset / packet.time_base)
             packet.pts = None if packet.pts is None else packet.pts - shift
