@@ -145,6 +145,78 @@ def test_worst_domain_ranks_far_matte_only_where_everyone_is_labelled():
         "difference": -0.2}
 
 
+def test_worst_domain_takes_the_model_minus_the_peer_miou():
+    """A domain where the model's mIoU is below the peer's is the worst, at model minus peer;
+    one where it is above the peer's is not."""
+    result = {
+        "photos": {"behind": [{"miou": 0.90}, {"miou": 0.95}], "ahead": [{"miou": 0.99}, {"miou": 0.90}]},
+        "webcam": {"clip": [{"stray_share": 0.1}, {"stray_share": 0.1}]},
+    }
+    assert suite.worst_domain(result) == {"domain": "behind", "measure": "mIoU", "difference": -0.05}
+
+
+def test_pooled_clips_and_their_summary_count_every_frame_and_still_pair():
+    first = suite.SequenceScore(strays=[0.0, 0.01, 0.003], flickers=[0.02])
+    second = suite.SequenceScore(strays=[0.0], flickers=[0.04, 0.06])
+    both = suite.pooled([first, second])
+    assert both.strays == [0.0, 0.01, 0.003, 0.0] and both.flickers == [0.02, 0.04, 0.06]
+    # Two frames of four above 0.2 % stray; three still pairs, mean change 0.04.
+    assert suite.clip_summary(both) == {"frames": 4, "stray_mean": 0.00325, "stray_frames": 2,
+                                        "stray_share": 0.5, "flicker": 0.04, "still_pairs": 3}
+    assert suite.clip_summary(suite.SequenceScore())["flicker"] is None
+
+
+def test_training_split_is_the_complement_of_the_held_out_rule(tmp_path):
+    """Ten photos p0..p9 in each set: eg1800 scores its other.txt (p8, p9) and every 5th of its
+    train.txt (p0..p7: p4); ccp_fashion every 10th (p9), coco_person every 5th (p4, p9), pelota
+    every 4th (p3, p7). Training gets the rest of each pool, and eg1800 nothing outside its
+    train.txt."""
+    root = _tiny_data_root(tmp_path / "data")
+    scored = {folder: sorted(Path(image).stem for d in suite.PHOTO_DOMAINS if d.folder == folder
+                             for image, _ in suite.domain_pairs(root, d))
+              for folder in {d.folder for d in suite.PHOTO_DOMAINS}}
+    assert scored == {"eg1800": ["p4", "p8", "p9"], "ccp_fashion": ["p9"],
+                      "coco_person": ["p4", "p9"], "pelota": ["p3", "p7"]}
+    counts = suite.training_split(root, tmp_path / "splits")
+    every = [f"p{i}" for i in range(10)]
+    expected = {"eg1800": ["p0", "p1", "p2", "p3", "p5", "p6", "p7"],
+                **{folder: [s for s in every if s not in scored[folder]]
+                   for folder in ("ccp_fashion", "coco_person", "pelota")}}
+    for folder, stems in expected.items():
+        listed = (tmp_path / "splits" / folder / "train.txt").read_text().split()
+        assert listed == stems, folder
+        assert counts[folder] == len(stems)
+        for name in ("images", "masks"):
+            assert (tmp_path / "splits" / folder / name).resolve() == (root / folder / name).resolve()
+
+
+def test_format_suite_puts_each_number_in_its_column():
+    """The mIoU difference is the model's minus the peer's (paired holds the peer's minus the
+    model's); each webcam column is the model's, then the peer's; the cost ratio is model over
+    peer."""
+    photo = {"n": 3, "miou": 0.9, "boundary_f": 0.5, "far_mean": 0.01, "far_share": 1 / 3}
+    clip = {"frames": 10, "stray_mean": 0.002, "stray_share": 0.1, "flicker": 0.03, "still_pairs": 9}
+    result = {
+        "models": ["w/ours.hdf5", "m/peer.tflite"], "tta": ["off", "mirror"],
+        "photos": {"pelota": [photo, {**photo, "miou": 0.95, "far_mean": 0.0, "far_share": 0.0,
+                                      "paired": {"miou_diff": 0.05, "miou_diff_se": 0.01}}]},
+        "webcam": {"learn": [clip, {**clip, "stray_mean": 0.0, "stray_share": 0.0,
+                                    "flicker": 0.01}]},
+        "cost": [{"ms": 2.0, "input": "256x144"}, {"ms": 8.0, "input": "256x256"}],
+        "worst": {"domain": "pelota", "measure": "mIoU", "difference": -0.05},
+    }
+    lines = suite.format_suite(result).splitlines()
+    assert lines[0] == "suite: ours.hdf5 against peer.tflite (--tta mirror)"
+    row = next(line for line in lines if line.startswith("pelota"))
+    assert row.split() == ["pelota", "3", "0.9000", "0.9500", "-0.0500", "0.0100", "0.500",
+                           "0.500", "1.00", "0.00", "33.3%", "0.0%"]
+    row = next(line for line in lines if line.startswith("learn"))
+    assert row.split() == ["learn", "10", "0.200", "0.000", "10.0%", "0.0%", "3.000", "1.000", "9"]
+    assert lines[-2] == ("cost: segmenter on a 1280x720 frame, median ms: ours.hdf5 2.00 (input "
+                         "256x144), peer.tflite (--tta mirror) 8.00 (input 256x256), 0.25x")
+    assert lines[-1] == "worst domain against the peer: pelota (mIoU, -0.0500)"
+
+
 @needs_shared
 def test_training_split_leaves_out_everything_the_suite_scores(tmp_path):
     root = SHARED / "data"
