@@ -286,6 +286,118 @@ def test_zoom_above_one_crops_closer(tmp_path):
     assert (coverage[2.0] <= 100 * disc * 1.1).all()
 
 
+STILL = dict(photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, occlusion_prob=0.0,
+             rotation_deg=0.0, flip=False)
+
+
+def _one_photo(folder: Path, image: np.ndarray, mask: np.ndarray) -> list[tuple[str, str]]:
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    cv2.imwrite(str(folder / "images" / "a.png"), image)
+    cv2.imwrite(str(folder / "masks" / "a.png"), mask)
+    return find_pairs(folder)
+
+
+@pytest.mark.parametrize("photo_wh", [(128, 64), (48, 96)], ids=["landscape", "portrait"])
+def test_crops_at_zoom_one_and_above_lie_inside_the_photo_wherever_they_fall(tmp_path, photo_wh):
+    """A photo that is all person, of either shape, cropped square, 16:9 and 9:16 at zooms 1
+    to 2: zoom 1 is the photo's short side filling the crop, so no crop reaches past its edges
+    (no padding, labelled background); at a fixed zoom 2 the crops fall at different places."""
+    width, height = photo_wh
+    texture = np.random.default_rng(0).integers(0, 255, (height, width, 3), np.uint8)
+    pairs = _one_photo(tmp_path / "d", texture, np.full((height, width), 255, np.uint8))
+    for size in ((32, 32), (64, 36), (36, 64)):
+        ds = make_dataset(pairs, size, 16, True, seed=1,
+                          augment=AugmentOptions(**STILL, scale_range=(1.0, 2.0)))
+        masks = next(iter(ds))[1].numpy()
+        assert masks.min() == pytest.approx(1.0), size
+    ds = make_dataset(pairs, (32, 32), 16, True, seed=1,
+                      augment=AugmentOptions(**STILL, scale_range=(2.0, 2.0)))
+    images = next(iter(ds))[0].numpy()
+    assert len({image.tobytes() for image in images}) == 16  # one photo, sixteen places
+
+
+def test_single_view_samples_carry_the_texture_changes(tmp_path):
+    """One view (the default): the sample is the crop with its colour, light, blur, noise, JPEG
+    and occlusion changes, not the plain crop; a plain grey photo comes out varied."""
+    pairs = _one_photo(tmp_path / "d", np.full((64, 64, 3), 120, np.uint8),
+                       np.full((64, 64), 255, np.uint8))
+    geometry_only = dict(rotation_deg=0.0, flip=False, scale_range=(1.0, 1.0))
+    for augment, varied in ((AugmentOptions(**geometry_only), True),
+                            (AugmentOptions(**STILL, scale_range=(1.0, 1.0)), False)):
+        images = next(iter(make_dataset(pairs, (32, 32), 8, True, augment=augment, seed=2)))[0]
+        assert bool(np.abs(images.numpy() - 120).max() > 20) is varied
+
+
+def test_flips_mirror_the_photo_and_its_mask_together(tmp_path):
+    """The person is the left third of a square photo: flipped samples have it on the right,
+    in the image and the label alike; without flips every sample has it on the left. Zoom 1
+    crops the whole photo, flipped or not, with no padding at an edge (a flipped crop's first
+    column was read a pixel past the photo's edge: grey, labelled background)."""
+    image = np.full((64, 64, 3), 30, np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    image[:, :20], mask[:, :20] = 220, 255
+    pairs = _one_photo(tmp_path / "d", image, mask)
+    for flip in (True, False):
+        augment = AugmentOptions(**{**STILL, "flip": flip}, scale_range=(1.0, 1.0))
+        images, masks = (t.numpy() for t in next(iter(make_dataset(pairs, (32, 32), 16, True,
+                                                                      augment=augment, seed=4))))
+        left = masks[:, :, :8, 0].mean(axis=(1, 2)) > 0.99
+        right = masks[:, :, -8:, 0].mean(axis=(1, 2)) > 0.99
+        assert (left ^ right).all()  # the person at one side, never both
+        brightness, label = images.mean(axis=-1), masks[..., 0]
+        assert brightness[label > 0.99].min() > 200 and brightness[label < 0.01].max() < 50
+        if flip:
+            assert 0 < right.sum() < 16, right  # both ways in sixteen samples
+        else:
+            assert left.all()
+
+
+def test_rotations_turn_a_disc_without_stretching_it(tmp_path):
+    """A disc in the middle of a square photo, cropped whole at zoom 1, turned up to 45 degrees
+    either way and flipped: a turn keeps its area and its roundness (a wrong sign in the
+    transform would shear it into an ellipse of another area), and its label stays on it."""
+    image = np.full((96, 96, 3), 30, np.uint8)
+    mask = np.zeros((96, 96), np.uint8)
+    cv2.circle(mask, (48, 48), 24, 255, -1)
+    image[mask > 0] = 220
+    pairs = _one_photo(tmp_path / "d", image, mask)
+    augment = AugmentOptions(**{**STILL, "rotation_deg": 45.0, "flip": True}, scale_range=(1.0, 1.0),
+                             pad="reflect")  # turned corners: more of the plain background
+    images, masks = (t.numpy() for t in next(iter(make_dataset(pairs, (48, 48), 16, True,
+                                                                  augment=augment, seed=6))))
+    area = np.pi * 12 ** 2  # radius 24 at half size
+    for image, label in zip(images, masks[..., 0]):
+        assert label.sum() == pytest.approx(area, rel=0.05)
+        ys, xs = np.nonzero(label > 0.5)
+        assert np.var(xs) == pytest.approx(np.var(ys), rel=0.1)  # round, not an ellipse
+        assert abs(np.cov(xs, ys)[0, 1]) < 0.1 * np.var(xs)  # nor one along a diagonal
+        brightness = image.mean(axis=-1)  # the label on the disc
+        assert brightness[label > 0.99].min() > 200 and brightness[label < 0.01].max() < 50
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_training_turns_a_photo_upright_as_the_app_reads_it(tmp_path, orientation):
+    """Each EXIF orientation (a PNG, decoded exactly by both): the stored pixels TensorFlow
+    decodes, turned by ``upright``, are the pixels the app's reader gives."""
+    from PIL import Image
+
+    from portrait.capture import read_image
+    from portrait.training.data import exif_orientation, upright
+
+    stored = np.zeros((4, 6, 3), np.uint8)
+    stored[..., 0] = np.arange(24).reshape(4, 6) * 10  # every pixel its own value
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = orientation
+    path = str(tmp_path / "photo.png")
+    photo.save(path, exif=exif)
+    assert exif_orientation(path) == orientation
+    decoded = tf.io.decode_image(tf.io.read_file(path), channels=3)
+    np.testing.assert_array_equal(upright(decoded, tf.constant(orientation)).numpy(),
+                                  read_image(path)[..., ::-1])
+
+
 def test_photos_are_cached_large_enough_for_the_largest_zoom():
     assert cache_short_side((192, 192), AugmentOptions()) == 288  # 1.5 x, zoom up to 1.35
     assert cache_short_side((192, 128), AugmentOptions(scale_range=(0.5, 2.0))) == 384
@@ -366,6 +478,18 @@ def test_missing_stem_is_a_clear_error(tmp_path):
     folder = make_data(tmp_path / "d")
     with pytest.raises(InputError, match="no image or mask"):
         find_pairs(folder, ["nope"])
+    # A listed photo whose mask alone is missing is named too, not a KeyError.
+    (folder / "masks" / "004.png").unlink()
+    with pytest.raises(InputError, match="1 listed stems .* have no image or mask \\(first: '004'\\)"):
+        find_pairs(folder, ["003", "004"])
+
+
+def test_validation_takes_val_txt_before_other_txt(tmp_path):
+    folder = make_data(tmp_path / "d")  # val.txt: 009, 010, 011
+    (folder / "other.txt").write_text("000\n")
+    assert [Path(image).stem for image, _ in resolve_split(str(folder), "val")] == ["009", "010", "011"]
+    (folder / "val.txt").unlink()
+    assert [Path(image).stem for image, _ in resolve_split(str(folder), "val")] == ["000"]
 
 
 @pytest.mark.slow

@@ -308,11 +308,14 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions):
     cos, sin = tf.cos(angle) / s, tf.sin(angle) / s
     sign = 1.0 - 2.0 * flip
     # Output (x, y) relative to the crop centre maps to input via rotation/scale, then shift.
-    ox, oy = out_w / 2, out_h / 2
+    # The transform maps pixel indices, whose centres lie at i + 0.5 in the continuous
+    # coordinates ``centre`` is in: without the half pixels a crop sat half an input pixel off,
+    # and a flipped one a whole pixel, its first column read past the photo's edge (padding).
+    ox, oy = out_w / 2 - 0.5, out_h / 2 - 0.5
     a0, a1 = sign * cos, -sin
     b0, b1 = sign * sin, cos
-    a2 = centre[1] - a0 * ox - a1 * oy
-    b2 = centre[0] - b0 * ox - b1 * oy
+    a2 = centre[1] - 0.5 - a0 * ox - a1 * oy
+    b2 = centre[0] - 0.5 - b0 * ox - b1 * oy
     transform = tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[None]
     size = tf.constant([int(out_h), int(out_w)], tf.int32)
 
