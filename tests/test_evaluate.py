@@ -315,6 +315,24 @@ def test_mask_threshold_and_resize_in_read_pair(tmp_path):
         evaluate.read_pair(tmp_path / "i.png", tmp_path / "none.png")
 
 
+def test_read_mask_keeps_the_labels_hard_and_reads_a_mask_of_nobody(tmp_path):
+    """A mask of another size is resized nearest, so it keeps its 0 and 255 (no grey edges
+    that the threshold would move); a mask with nobody in it (a hard negative distill or mine
+    writes), grey or opaque RGBA, is a mask, not one 'written as 0 and 1' or 'drawn through its
+    transparency'."""
+    cv2.imwrite(str(tmp_path / "m.png"), np.array([[0, 255], [255, 0]], np.uint8))
+    mask = evaluate.read_mask(tmp_path / "m.png", (4, 6))
+    assert mask.shape == (4, 6) and set(np.unique(mask)) == {0, 255}
+    np.testing.assert_array_equal(mask[:2, :3], 0)
+    np.testing.assert_array_equal(mask[:2, 3:], 255)
+    cv2.imwrite(str(tmp_path / "nobody.png"), np.zeros((4, 6), np.uint8))
+    np.testing.assert_array_equal(evaluate.read_mask(tmp_path / "nobody.png", (4, 6)), 0)
+    # Saved as opaque RGBA it is still grey: only a clear alpha says it was drawn through it.
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([np.zeros((4, 6, 3), np.uint8),
+                                                       np.full((4, 6), 255, np.uint8)]))
+    np.testing.assert_array_equal(evaluate.read_mask(tmp_path / "rgba.png", (4, 6)), 0)
+
+
 def test_worst_images_keeps_the_lowest_iou_worst_first():
     worst = WorstImages(2)
     blank = np.zeros((2, 2, 3), np.uint8)
