@@ -97,6 +97,24 @@ def test_distill_command_writes_a_trainable_soft_label_folder(tmp_path, brightne
     assert Path(pairs[0][0]).resolve() == (data / "images" / "a.png").resolve()
 
 
+def test_distill_weighs_the_teacher_0_3_by_default_and_labels_a_folder_given_twice_once(
+        tmp_path, brightness_model):
+    import cv2
+
+    from portrait.training.distill import main, soft_mask
+
+    data = _data_folder(tmp_path / "data", ["a", "b"])
+    out = tmp_path / "soft"
+    assert main(["--teacher", str(brightness_model), "--data", str(data), str(data),
+                 "--out", str(out)]) == 0
+    assert (out / "train.txt").read_text().split() == ["a", "b"]
+    mask = cv2.imread(str(out / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE)
+    # The left half: labelled background, the teacher's person (p = 1), at the default 0.3.
+    expected = soft_mask(np.zeros((1, 1), np.uint8), np.ones((1, 1), np.float32), 0.3)[0, 0]
+    assert expected in (76, 77)
+    np.testing.assert_array_equal(mask[:, :28], expected)
+
+
 def test_distill_teacher_tta_labels_with_the_teacher_as_image_runs_it(tmp_path):
     """--teacher-tta mirror: the teacher's output is averaged with its mirror image's, so a photo
     and its mirror image get mirrored soft masks; one pass of a lopsided teacher does not."""
