@@ -894,3 +894,33 @@ def test_a_gif_frame_drawn_beside_the_area_restored_leaves_it_transparent(tmp_pa
             assert shown[index][:, :8, 3].max() == 0, index
         else:
             assert np.array_equal(shown[index], ffmpeg[index]), index
+
+
+def test_a_one_colour_gif_leaves_the_screen_around_its_frame_transparent(tmp_path):
+    """A black GIF written by Pillow, whose palette is black throughout (its unused colours
+    are black too), its 64x48 frame 8 px from the left of a 72x48 screen: FFmpeg fills the
+    8 columns with the background colour, black, and the reader leaves them transparent, as
+    browsers do. No colour of the palette differs from the background's, so the second
+    decoding's background is the index past the palette, which FFmpeg reads as transparent;
+    such a GIF was shown opaque, black where a browser shows what is behind it."""
+    import av
+    from PIL import Image
+
+    from portrait.capture.gif import gif_may_be_transparent
+    from portrait.capture.scaled import ScaledVideo
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "black.gif")
+    data = bytearray((tmp_path / "black.gif").read_bytes())
+    assert data[10] & 0x80 and set(data[13:13 + (3 << ((data[10] & 7) + 1))]) == {0}
+    data[6] = 72  # the screen's width
+    data[data.index(b"\x2c\x00\x00\x00\x00\x40\x00\x30\x00") + 1] = 8  # the frame's left
+    path = tmp_path / "moved.gif"
+    path.write_bytes(bytes(data))
+    assert gif_may_be_transparent(path)
+    with av.open(str(path)) as container:
+        (ffmpeg,) = [picture.to_ndarray(format="bgra") for picture in container.decode(video=0)]
+    with ScaledVideo(path) as video:
+        (shown,) = [frame.image.to_ndarray(format="bgra") for frame in video]
+    assert ffmpeg[:, :8, 3].min() == 255  # the background colour, what this is about
+    assert shown[:, :8, 3].max() == 0
+    assert np.array_equal(shown[:, 8:], ffmpeg[:, 8:]) and shown[:, 8:, 3].min() == 255

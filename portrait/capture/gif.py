@@ -10,10 +10,11 @@ colour, or the GIF has no global palette), or where a frame is restored to the b
 names a transparent colour, and to the GIF's (opaque) background colour where it names none,
 as it fills the screen before a first frame that names none; browsers leave both transparent,
 and so does the reader, which decodes such a GIF a second time with another background colour
-(:func:`with_other_background`): the pixels that differ are the background's. Elsewhere a transparent pixel of a frame shows what is under it,
-which is opaque. The blocks that say all this are read without decoding a pixel: 3.2 ms for an
-opaque GIF of 300 frames of 480x270 (4.3 MB) here, read to its end, which FFmpeg decodes in
-0.39 s; one whose first frame is transparent is told from that frame's block.
+(:func:`with_other_background`): the pixels that differ are the background's. Elsewhere a
+transparent pixel of a frame shows what is under it, which is opaque. The blocks that say all
+this are read without decoding a pixel: 3.2 ms for an opaque GIF of 300 frames of 480x270
+(4.3 MB) here, read to its end, which FFmpeg decodes in 0.39 s; one whose first frame is
+transparent is told from that frame's block.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def _leaves_background(restored: "GifImage", image: "GifImage") -> bool:
 
 def with_other_background(data: bytes) -> Optional[bytes]:
     """A copy of the GIF ``data`` whose screen names another background colour (the first of its
-    global palette that differs from the one it names), where a frame that names no transparent
+    global palette that differs from the one it names; where none does, the index past the
+    palette, whose colour FFmpeg takes as transparent), where a frame that names no transparent
     colour is restored to the background (disposal 2) before another is drawn that may leave
     some of it to show, or the first frame leaves some of the screen (filled with the
     background colour: it names no transparent colour): decoded beside the GIF, the pixels that
@@ -100,7 +102,7 @@ def with_other_background(data: bytes) -> Optional[bytes]:
 
     Returns:
         ``None`` where no frame is so restored, or FFmpeg's background is transparent already
-        (no global palette, or a background index past it), or the palette has one colour.
+        (no global palette, or a background index past it), or its 256 colours are one.
     """
     if len(data) < 13 or data[:6] not in _SIGNATURES or not data[10] & 0x80:
         return None
@@ -111,13 +113,16 @@ def with_other_background(data: bytes) -> Optional[bytes]:
                and _leaves_background(before, image) for before, image in zip(images, images[1:])):
         return None
     palette = data[13:13 + _palette_bytes(data[10])]
+    colours = _palette_bytes(data[10]) // 3
     index = data[11]
     colour = palette[3 * index:3 * index + 3]
     if len(colour) < 3:
         return None
-    other = next((i for i in range(len(palette) // 3) if palette[3 * i:3 * i + 3] != colour), None)
-    if other is None:
-        return None
+    other = next((i for i in range(colours) if palette[3 * i:3 * i + 3] != colour), None)
+    if other is None:  # one colour throughout (a black GIF's palette is padded with black)
+        if colours == 256:
+            return None
+        other = colours
     return bytes(data[:11]) + bytes([other]) + bytes(data[12:])
 
 
