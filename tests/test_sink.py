@@ -220,36 +220,45 @@ def test_a_device_that_fails_to_close_is_a_warning_not_a_failed_run(recorder, ca
                for r in caplog.records)
 
 
-def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own():
-    """The count of a device's readers runs beside the stream, which only reads the answer."""
+def _settles(watch, value, within_s=5.0) -> bool:
+    """Whether a :class:`ConsumerWatch` says ``value`` within ``within_s`` (a bound on a busy
+    machine, not a timing asserted)."""
+    deadline = time.perf_counter() + within_s
+    while watch.present != value and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    return watch.present == value
+
+
+def _hold(device: str):
+    """A process that holds ``device`` open (a reader of it) until it is killed."""
     import subprocess
     import sys
 
+    process = subprocess.Popen([sys.executable, "-c",
+                                f"import time; f = open({device!r}, 'rb'); print(1, flush=True); "
+                                "time.sleep(30)"], stdout=subprocess.PIPE)
+    process.stdout.readline()
+    return process
+
+
+def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own():
+    """The count of a device's readers runs beside the stream, which only reads the answer."""
     from portrait.sink.virtual_camera import ConsumerWatch, device_readers
 
     if device_readers("/dev/full") != 0:
         pytest.skip("needs Linux and a /dev/full that no other process holds open")
 
-    def settles(watch, value, within_s=3.0):
-        deadline = time.perf_counter() + within_s
-        while watch.present != value and time.perf_counter() < deadline:
-            time.sleep(0.01)
-        return watch.present == value
-
     watch = ConsumerWatch("/dev/full", idle_s=0.05, busy_s=0.05)
     try:
         assert watch._thread is not None and watch._thread.is_alive()
-        assert settles(watch, False)
-        holder = subprocess.Popen([sys.executable, "-c",
-                                   "import time; f = open('/dev/full', 'rb'); print(1, flush=True); "
-                                   "time.sleep(30)"], stdout=subprocess.PIPE)
+        assert _settles(watch, False)
+        holder = _hold("/dev/full")
         try:
-            holder.stdout.readline()
-            assert settles(watch, True)
+            assert _settles(watch, True)
         finally:
             holder.kill()
             holder.wait()
-        assert settles(watch, False)
+        assert _settles(watch, False)
     finally:
         watch.close()
     assert not watch._thread.is_alive()
@@ -262,47 +271,31 @@ def test_consumer_watch_counts_often_while_nobody_reads_and_seldom_while_someone
     """Idle, the app wakes within ``idle_s`` of a call opening the camera; while someone
     reads it counts only every ``busy_s``. Each interval is set far longer than the test
     waits, so a watch that used the other one would not see the change."""
-    import subprocess
-    import sys
-
     from portrait.sink.virtual_camera import ConsumerWatch, device_readers
 
     if device_readers("/dev/full") != 0:
         pytest.skip("needs Linux and a /dev/full that no other process holds open")
 
-    def settles(watch, value, within_s=5.0):
-        deadline = time.perf_counter() + within_s
-        while watch.present != value and time.perf_counter() < deadline:
-            time.sleep(0.01)
-        return watch.present == value
-
-    def holder():
-        process = subprocess.Popen([sys.executable, "-c",
-                                    "import time; f = open('/dev/full', 'rb'); print(1, flush=True); "
-                                    "time.sleep(30)"], stdout=subprocess.PIPE)
-        process.stdout.readline()
-        return process
-
     idle = ConsumerWatch("/dev/full", idle_s=0.02, busy_s=600)  # idle: counts every 20 ms
     try:
-        assert settles(idle, False)
-        reader = holder()
+        assert _settles(idle, False)
+        reader = _hold("/dev/full")
         try:
-            assert settles(idle, True)
+            assert _settles(idle, True)
         finally:
             reader.kill()
             reader.wait()
     finally:
         idle.close()
-    reader = holder()
+    reader = _hold("/dev/full")
     try:
         busy = ConsumerWatch("/dev/full", idle_s=600, busy_s=0.02)  # read: counts every 20 ms
         try:
-            assert settles(busy, True)
+            assert _settles(busy, True)
             time.sleep(0.5)  # it counts once with the reader there, then waits busy_s
             reader.kill()
             reader.wait()
-            assert settles(busy, False)
+            assert _settles(busy, False)
         finally:
             busy.close()
     finally:
