@@ -938,15 +938,18 @@ def test_every_option_reaches_its_stage_options():
     args = build_parser().parse_args([
         "--source", "clip.mp4", "--width", "640", "--height", "480", "--fps", "25", "--realtime",
         "--model", "mine.tflite", "--backend", "tflite", "--device", "cpu", "--input-norm", "raw",
-        "--input-size", "96x64", "--letterbox", "--threads", "3", "--trust-model", "--tta", "mirror",
+        "--input-size", "96x64", "--letterbox", "--threads", "3", "--trust-model",
+        "--tta", "mirror",
         "--no-smooth", "--smooth", "0.6", "--no-refine", "--refine-radius", "5",
-        "--refine-sharpen", "2", "--refine-guide", "grey", "--background", "#00ff00", "--blur", "33",
+        "--refine-sharpen", "2", "--refine-guide", "grey", "--background", "#00ff00",
+        "--blur", "33",
         "--light-wrap", "0.3", "--decontaminate", "--out", "o.mp4", "--matte", "--preview",
         "--max-frames", "7", "--stats", "s.json", "--no-audio", "--vcam-backend", "obs",
         "--vcam-device", "/dev/video5", "--no-reuse", "--framing", "auto", "--max-zoom", "3",
         "--mirror", "--people", "all"])
     capture, segment, smooth, refine, composite, output, pipeline, framing = options_from_args(args)
-    assert capture == CaptureOptions(source="clip.mp4", width=640, height=480, fps=25.0, realtime=True)
+    assert capture == CaptureOptions(source="clip.mp4", width=640, height=480, fps=25.0,
+                                     realtime=True)
     assert segment == SegmentOptions(model="mine.tflite", backend="tflite", device="cpu",
                                      input_norm="raw", input_size=(96, 64), letterbox=True,
                                      threads=3, trust_model=True, tta="mirror")

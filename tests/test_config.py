@@ -394,7 +394,8 @@ def test_quiet_shows_warnings_only_and_verbose_debug_lines_too(verbose, quiet, s
     """What -q and -v do to the app's log, in a process of its own (pytest's log capture
     already configures this one's)."""
     code = ("import logging; from portrait.cli import configure_logging; "
-            f"configure_logging(verbose={verbose}, quiet={quiet}); log = logging.getLogger('portrait'); "
+            f"configure_logging(verbose={verbose}, quiet={quiet}); "
+            "log = logging.getLogger('portrait'); "
             "log.debug('d'); log.info('i'); log.warning('w')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)

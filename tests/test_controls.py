@@ -167,7 +167,8 @@ def test_background_cycle_is_blur_then_the_folder_then_the_colour(background_fol
     # (only a PNG can carry it, not a camera's frame); as the start it is one.
     assert background_cycle("blur", ["transparent"]) == (("blur",), 0)
     assert background_cycle("beach.png", ["transparent"]) == (("blur", "beach.png"), 1)
-    assert background_cycle("transparent", ["beach.png"]) == (("blur", "beach.png", "transparent"), 2)
+    assert background_cycle("transparent", ["beach.png"]) == (
+        ("blur", "beach.png", "transparent"), 2)
 
 
 def test_a_folder_without_backgrounds_is_an_input_error(tmp_path):
@@ -428,7 +429,8 @@ def test_a_background_that_cannot_be_read_is_reported_once(tmp_path, caplog):
                      for _ in range(3)]
     assert shown == ["colour #00ff00"] * 3
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "broken.png" in warnings[0] and "keeping the colour #00ff00" in warnings[0]
+    assert len(warnings) == 1
+    assert "broken.png" in warnings[0] and "keeping the colour #00ff00" in warnings[0]
 
 def test_a_gif_in_b_s_cycle_plays_again_when_b_comes_back_to_it(tmp_path):
     """A GIF is named like an image (IMAGE_SUFFIXES), so b's cycle made it ahead as an image

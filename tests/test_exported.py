@@ -110,7 +110,8 @@ def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog
         beside.write_bytes(content[: len(content) // 2])
     elif damage == "garbage":
         beside.write_bytes(os.urandom(4096))
-    elif damage == "unmarked":  # a plain conversion without the record of its source, as older exports were
+    elif damage == "unmarked":  # a plain conversion without the record of its source, as older
+        # exports were
         beside.write_bytes(tflite_utils.mark_tflite_metadata(content, {tflite_utils.EXPORT_KEY: b""}))
     else:  # this very model's export, by a recipe since changed
         info = dict(tflite_utils.read_export_info(content), format=tflite_utils.EXPORT_FORMAT - 1)
@@ -125,7 +126,8 @@ def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog
     assert "\n" not in message and "mine.tflite" in message and "regenerate it with" in message
     expected = {"truncated": "not a readable TFLite model", "garbage": "not a readable TFLite model",
                 "unmarked": "does not record which mine.hdf5",
-                "older recipe": f"made by an older export recipe (format {tflite_utils.EXPORT_FORMAT - 1}, "
+                "older recipe": "made by an older export recipe (format "
+                                f"{tflite_utils.EXPORT_FORMAT - 1}, "
                                 f"now {tflite_utils.EXPORT_FORMAT})"}[damage]
     assert expected in message
 

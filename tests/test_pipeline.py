@@ -188,7 +188,8 @@ def test_reuse_runs_are_at_most_max_reuse_frames_and_behind_every_other_frame(se
     behind runs the model on every other frame of a moving scene (half the rate), not never."""
     still = [np.full((48, 64, 3), 200, np.uint8)] * 8
     options = PipelineOptions(reuse_still=True, max_reuse=2, still_threshold=1.0)
-    assert reuse_pattern(matte_processor(segmenter, options), still) == [False, True, True] * 2 + [False, True]
+    assert (reuse_pattern(matte_processor(segmenter, options), still)
+            == [False, True, True] * 2 + [False, True])
     moving = [np.full((48, 64, 3), 20 + 25 * i, np.uint8) for i in range(6)]
     assert reuse_pattern(matte_processor(segmenter), moving, behind=True) == [False, True] * 3
     assert reuse_pattern(matte_processor(segmenter), moving) == [False] * 6

@@ -260,7 +260,8 @@ def test_preprocessor_follows_frame_size_changes_and_rejects_bad_frames():
     with pytest.raises(ValueError, match="unexpected frame dtype: float32 != uint8"):
         preprocess(np.zeros((20, 40, 3), np.float32), dst)
     for empty in ((0, 40, 3), (20, 0, 3)):  # either side alone empties it
-        with pytest.raises(ValueError, match=rf"unexpected empty frame: \({empty[0]}, {empty[1]}, 3\)"):
+        with pytest.raises(ValueError,
+                           match=rf"unexpected empty frame: \({empty[0]}, {empty[1]}, 3\)"):
             preprocess(np.zeros(empty, np.uint8), dst)
 
 
@@ -331,7 +332,8 @@ def test_a_model_file_saved_again_is_converted_again(tmp_path):
     with create_segmenter(SegmentOptions(model=str(path), device="cpu")) as second:
         assert not second.cache_hit and "converted now" in second.description
         after = second.segment(frame).copy()
-    with create_segmenter(SegmentOptions(model=str(path), backend="keras", device="cpu")) as keras_run:
+    keras_options = SegmentOptions(model=str(path), backend="keras", device="cpu")
+    with create_segmenter(keras_options) as keras_run:
         np.testing.assert_allclose(after, keras_run.segment(frame), atol=1e-5)
     assert np.abs(after - before).max() > 0.05  # the two models differ
 
@@ -434,7 +436,8 @@ def test_plain_tflite_uses_its_input_norm_mark(models):
     with create_segmenter(SegmentOptions(model=str(models["tflite"]), input_norm="raw")) as told:
         check_halves(told.segment(frame), (64, 96))
     # What the user says wins over the mark, too (here wrongly: the model rescales inside).
-    with create_segmenter(SegmentOptions(model=str(models["tflite_raw"]), input_norm="unit")) as over:
+    unit = SegmentOptions(model=str(models["tflite_raw"]), input_norm="unit")
+    with create_segmenter(unit) as over:
         assert over.input_norm == "unit" and "RGB x/255 (--input-norm unit)" in over.description
         assert over.segment(frame)[:, :40].max() < 0.05
 
@@ -445,7 +448,8 @@ def test_a_dynamic_tflite_from_elsewhere_runs_at_the_input_size_asked_for(tmp_pa
     path = tmp_path / "dynamic.tflite"
     path.write_bytes(tflite_utils.convert_keras_to_tflite(tiny_model(), None))
     assert tflite_utils.input_shape(path)[1] == [1, -1, -1, 3]
-    with create_segmenter(SegmentOptions(model=str(path), input_norm="raw", input_size=(96, 64))) as segmenter:
+    options = SegmentOptions(model=str(path), input_norm="raw", input_size=(96, 64))
+    with create_segmenter(options) as segmenter:
         assert segmenter.input_size == (96, 64) and "input 96x64" in segmenter.description
         check_halves(segmenter.segment(half_white(192, 128)), (64, 96))
 
@@ -490,7 +494,8 @@ def test_an_integer_model_takes_uint8_pixels_and_its_output_is_dequantised(tmp_p
     path = tmp_path / "integer.tflite"
     path.write_bytes(converter.convert())
     with create_segmenter(SegmentOptions(model=str(path))) as segmenter:
-        assert segmenter.input_norm == "raw" and "RGB 0..255 (uint8 model input)" in segmenter.description
+        assert segmenter.input_norm == "raw"
+        assert "RGB 0..255 (uint8 model input)" in segmenter.description
         prob = segmenter.segment(half_white(64, 48))
     assert prob.shape == (48, 64) and prob.dtype == np.float32
     np.testing.assert_allclose(prob[:, :30], WHITE, atol=0.01)  # one int8 step is 1/256
@@ -548,10 +553,12 @@ def test_input_size_on_a_fixed_size_model_is_named_in_a_warning(backend, caplog)
 
 def test_input_size_is_compared_as_width_by_height_with_a_fixed_tflite(models, caplog):
     """A fixed 96x64 model: --input-size 96x64 is its own size (no warning), 64x96 is not."""
-    for asked, warned in (((96, 64), []), ((64, 96), ["the model has a fixed 96x64 input; ignoring --input-size"])):
+    for asked, warned in (((96, 64), []),
+                          ((64, 96), ["the model has a fixed 96x64 input; ignoring --input-size"])):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="portrait.segment"):
-            with create_segmenter(SegmentOptions(model=str(models["tflite_raw"]), input_size=asked)) as segmenter:
+            options = SegmentOptions(model=str(models["tflite_raw"]), input_size=asked)
+            with create_segmenter(options) as segmenter:
                 assert segmenter.input_size == (96, 64)
         assert [r.getMessage() for r in caplog.records] == warned, asked
 

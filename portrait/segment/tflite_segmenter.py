@@ -69,7 +69,8 @@ class TFLiteSegmenter(Segmenter):
                 # A fixed image size with a batch of any size (what TFLiteConverter.from_keras_model
                 # writes): one frame at the model's own size, not resized to 256x256 as a
                 # dynamic one is (which ran it at a size it was not made for, or failed it).
-                self._interpreter.resize_tensor_input(details[0]["index"], [1, *signature[1:]], strict=False)
+                self._interpreter.resize_tensor_input(details[0]["index"], [1, *signature[1:]],
+                                                      strict=False)
             with filtered_stderr(drop_model_load_noise):
                 self._interpreter.allocate_tensors()
             activation = tflite_utils.output_activation(model_content)

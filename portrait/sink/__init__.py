@@ -145,8 +145,8 @@ def open_image_sink(out: PathLike, *, batch: bool,
     Both sinks take ``write(image, name)``; a folder sink writes ``<name>.png``.
 
     Raises:
-        InputError: a batch ``out`` that is a file or named like an image or video file, or an unusable
-            path (see the sinks).
+        InputError: a batch ``out`` that is a file or named like an image or video file, or an
+            unusable path (see the sinks).
     """
     path = Path(out)
     if batch or path.is_dir() or names_folder(out):
