@@ -668,8 +668,29 @@ def test_a_matroska_video_whose_sound_goes_on_after_its_picture_is_not_called_tr
         frames = len(list(video))
     assert frames < 30
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
-    assert f"ended after {frames} of the 45 frames it claims" in caplog.records[0].getMessage()
+    # against the picture's own 30 frames (1.0 s), not the file's 45: numbers that agree
+    assert f"ended after {frames} of the 30 frames it claims" in caplog.records[0].getMessage()
     assert "of 1.0 s): the file may be truncated" in caplog.records[0].getMessage()
+
+
+def test_a_matroska_video_of_a_variable_rate_whose_sound_goes_on_is_said_to_vary(tmp_path,
+                                                                                caplog):
+    """20 frames over 1.0 s at a base rate of 30 fps (a pause in the middle, as a phone's
+    dim-light recording has), with 1.5 s of sound: its picture reaches its own end, so it is
+    noted as a variable frame rate, as it is where the sound is no longer than the picture;
+    it was passed over in silence once the picture's end was reached."""
+    from conftest import write_video_with_sound
+
+    times = [i / 30 for i in range(10)] + [0.7 + i / 30 for i in range(10)]
+    clip = write_video_with_sound(tmp_path / "clip.mkv", frames=20, seconds=1.5, codec="flac",
+                                  frame_times=times)
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        assert video.frame_count == 45  # the file's estimate
+        caplog.clear()
+        assert len(list(video)) == 20
+    assert [r.levelno for r in caplog.records] == [logging.INFO], caplog.text
+    assert "has a variable frame rate: 20 frames over 1.0 s" in caplog.records[0].getMessage()
 
 
 def test_complete_video_does_not_warn(clip, caplog):

@@ -346,20 +346,22 @@ class VideoFileSource(FileSource):
         if frames_read >= counted - _FRAME_COUNT_SLACK:
             return
         length_s = self._frame_count / self._counted_fps
+        claimed = self._frame_count
         reached_s = late_s + last_pts_s + 1 / self._counted_fps
         if self._video_end_s is not None and self._video_end_s < 0.95 * length_s:
             # The count is the file's, whose sound goes on after the picture: the picture's
-            # own end is the one to reach.
-            if reached_s >= 0.95 * self._video_end_s:
-                return
+            # own end is the one to reach, and its frames are the ones it claims.
             length_s = self._video_end_s
+            claimed = round((length_s - late_s) * self._counted_fps)
+            if frames_read >= claimed - _FRAME_COUNT_SLACK:
+                return
         if reached_s >= 0.95 * length_s:
             log.info("video '%s' has a variable frame rate: %d frames over %.1f s; a video file "
                      "written from it keeps each frame's time", self.path, frames_read, reached_s)
         else:
             log.warning(
                 "video '%s' ended after %d of the %d frames it claims (%.1f of %.1f s): the file "
-                "may be truncated", self.path, frames_read, self._frame_count, reached_s, length_s,
+                "may be truncated", self.path, frames_read, claimed, reached_s, length_s,
             )
 
     def close(self) -> None:
