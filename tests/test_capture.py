@@ -645,7 +645,6 @@ def test_a_matroska_video_a_frame_or_two_short_of_its_estimate_is_complete(tmp_p
     assert caplog.records == []
 
 
-
 def test_a_matroska_video_whose_sound_goes_on_after_its_picture_is_not_called_truncated(
         tmp_path, caplog):
     """30 frames (1.0 s) with 1.5 s of sound: Matroska's count is estimated from the file's

@@ -498,7 +498,6 @@ def test_bad_option_value_is_one_line(capsys):
     assert_one_line_error(code, stderr, "argument --light-wrap: '3' must be from 0 to 1")
 
 
-
 def test_input_size_is_w_x_h_or_one_side_for_both_each_a_positive_multiple_of_32(capsys):
     def input_size(text):
         return build_parser().parse_args(["--input-size", text]).input_size
@@ -924,7 +923,6 @@ def test_an_infinite_number_is_refused(capsys):
         assert stop.value.code == 2
         assert capsys.readouterr().err.strip().splitlines() == [
             f"error: argument {option}: 'inf' is not a finite number; see python app.py --help"]
-
 
 
 def test_every_option_reaches_its_stage_options():

@@ -674,7 +674,6 @@ def test_whether_a_gif_may_be_transparent_is_told_from_its_blocks(tmp_path):
         assert not gif_may_be_transparent(tmp_path / other), other
 
 
-
 def test_a_gif_without_a_global_palette_may_be_transparent(tmp_path):
     """FFmpeg starts such a GIF from a transparent screen: a frame smaller than the screen (a
     2x2 frame on 4x4, its own palette) leaves the rest transparent, which must be told."""

@@ -386,7 +386,6 @@ def test_verbose_or_quiet_from_the_command_line_wins_over_the_file(tmp_path, tex
                          read.path) == expected
 
 
-
 @pytest.mark.parametrize("verbose, quiet, shown", [
     (False, False, ["INFO", "WARNING"]), (True, False, ["DEBUG", "INFO", "WARNING"]),
     (False, True, ["WARNING"])])

@@ -398,7 +398,6 @@ def test_the_image_b_steps_to_next_is_made_beforehand_and_kept(tmp_path):
         assert live.for_state(replace(state, background_index=1)) is chosen  # kept
 
 
-
 def test_b_keeps_only_the_last_few_images_made(tmp_path):
     """Each image kept made holds a scaled copy: after b went through five images only the
     last KEPT_IMAGES stay made; an older one is made again when b comes back to it."""

@@ -312,7 +312,6 @@ def test_fixing_the_input_size_keeps_the_output_and_folds_the_shape_ops(with_exp
         fixed_size.fix_input_size(fixed, (96, 64))  # only a dynamic input can be fixed
 
 
-
 def test_each_export_is_fixed_in_a_cache_entry_of_its_own(with_export, tmp_path, monkeypatch):
     """The fixed model is cached by the export's bytes and the size: an export written again
     (retrained, same name) is fixed again, not served the earlier one's entry."""

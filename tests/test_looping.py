@@ -96,7 +96,6 @@ def test_live_a_reader_slower_than_the_clock_still_shows_new_frames(tmp_path):
     assert new_frames >= 5
 
 
-
 @pytest.mark.parametrize("ahead", [1, 3])
 def test_at_most_ahead_prepared_frames_wait(tmp_path, ahead):
     """Prepared frames (a 4K background's, scaled) take memory: the thread prepares the first,

@@ -174,7 +174,6 @@ def test_still_scene_reuses_the_mask_a_bounded_number_of_times(segmenter):
     assert stats.reused == 6
 
 
-
 def reuse_pattern(processor, images, behind=False):
     """Whether each frame reused the last mask, frame by frame."""
     from portrait.pipeline import Packet
@@ -251,7 +250,6 @@ def test_processor_with_smoothing_and_refinement_gives_frame_size_alpha(segmente
     alpha = processor.process(image)
     assert alpha.shape == (360, 640) and alpha.dtype == np.uint8
     assert alpha[200, 300] > 200 and alpha[20, 20] < 50
-
 
 
 def test_a_processor_without_controls_uses_its_foreground_estimator_on_every_frame(segmenter):

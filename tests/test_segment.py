@@ -205,7 +205,6 @@ def test_preprocessor_scales_converts_to_rgb_and_pads():
         assert np.all(dst[0, :8] == pad) and np.all(dst[0, 24:] == pad)
 
 
-
 def test_place_frame_and_its_output_window_on_a_model_that_is_not_square():
     """A wide model (512x256) letterboxes a tall frame left and right, a tall one (256x512) a
     wide frame above and below; the output window scales x by widths and y by heights."""
@@ -317,7 +316,6 @@ def test_keras_hdf5_converts_to_cached_tflite(models, cache_dir, monkeypatch):
     with create_segmenter(SegmentOptions(model=str(models["sigmoid"]), input_size=(128, 96))) as other:
         assert other.cache_path != cached and other.input_size == (128, 96)
         check_halves(other.segment(frame), (96, 128))
-
 
 
 def test_a_model_file_saved_again_is_converted_again(tmp_path):
@@ -454,7 +452,6 @@ def test_a_dynamic_tflite_from_elsewhere_runs_at_the_input_size_asked_for(tmp_pa
         check_halves(segmenter.segment(half_white(192, 128)), (64, 96))
 
 
-
 def test_a_tflite_with_a_fixed_size_and_any_batch_runs_at_its_own_size(tmp_path):
     """TFLiteConverter.from_keras_model keeps the batch dynamic, (-1, 48, 64, 3): the app ran such
     a model at 256x256, as if its height and width were dynamic, so one that reshapes failed to
@@ -548,7 +545,6 @@ def test_input_size_on_a_fixed_size_model_is_named_in_a_warning(backend, caplog)
             assert segmenter.input_size == (256, 256)
     assert [r.getMessage() for r in caplog.records] == [
         "the model has a fixed 256x256 input; ignoring --input-size"]
-
 
 
 def test_input_size_is_compared_as_width_by_height_with_a_fixed_tflite(models, caplog):

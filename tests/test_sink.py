@@ -503,7 +503,6 @@ def test_a_video_keeps_its_sound_in_step_and_cut_where_the_picture_ends(tmp_path
     assert count_frames(out)[:2] == (45, 45)
 
 
-
 def test_copied_sound_stops_at_a_packet_that_starts_where_the_picture_ends(tmp_path):
     """16 frames at 30 fps end at 0.5333 s, where the 26th packet of 1024 samples at 48 kHz
     starts: that packet is the picture's successor's, not kept, and the sound ends with the
@@ -1020,7 +1019,6 @@ def test_a_video_without_sound_or_a_source_without_it_writes_the_picture_alone(t
     for name in ("a.mp4", "b.mp4"):
         assert sound_of(tmp_path / name)[0] == "" and count_frames(tmp_path / name)[:2] == (6, 6)
     assert not caplog.records  # a silent clip is no problem to report
-
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd (Linux)")
