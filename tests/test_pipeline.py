@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from portrait.capture import Frame
-from portrait.options import PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions
+from portrait.options import (PipelineOptions, RefineOptions, SegmentOptions, SmoothOptions,
+                              SubjectOptions)
 from portrait.pipeline import (FrameProcessor, StillDetector, StreamPipeline,
                                stream_inference_threads, stream_opencv_threads)
 from portrait.refine import Refiner
 from portrait.segment import create_segmenter
 from portrait.smooth import TemporalSmoother
+from portrait.subject import SubjectSelector
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +290,37 @@ def test_smoothing_starts_afresh_after_a_pause(segmenter):
     fresh = outputs([""], [after])[0]
     assert not np.array_equal(outputs(["", ""], [before, after])[1], fresh)  # blended
     np.testing.assert_array_equal(outputs(["", " ", " "], [before, before, after])[2], fresh)
+
+
+def test_subject_selection_runs_on_the_smoothed_probability(segmenter):
+    """Smoothing takes the model's own output and subject selection the smoothed one, so a
+    region dropped as small in one frame keeps its history for when it grows big enough to stay
+    (a second person stepping in): the matte is the stages' run one by one in that order."""
+    head = np.zeros((64, 64, 3), np.uint8)
+    head[10:50, 4:22] = 255  # the person: 720 px
+    head[20:25, 50:55] = 150  # 25 px, 28 px apart from the person: dropped
+    stepping_in = head.copy()
+    stepping_in[20:25, 50:55] = 138
+    stepping_in[25:40, 46:60] = 138  # the region is now 235 px, over a fifth of the person
+    images = [head, stepping_in]
+    processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                               Refiner(RefineOptions(enabled=False)), None, matte=True,
+                               options=PipelineOptions(reuse_still=False),
+                               subject=SubjectSelector(SubjectOptions()))
+    mattes = [processor.process(image).copy() for image in images]
+    smoother, selector = TemporalSmoother(SmoothOptions()), SubjectSelector(SubjectOptions())
+    refiner = Refiner(RefineOptions(enabled=False))
+    for image, matte in zip(images, mattes):
+        expected = refiner(image, selector(smoother(segmenter.segment(image))))
+        np.testing.assert_array_equal(matte, expected)
+    assert mattes[0][22, 52] == 0  # the small region was dropped from the first matte
+    raw = refiner(stepping_in, segmenter.segment(stepping_in))
+    # Where it was, the second matte blends in the first frame's brighter probability (0.89,
+    # against 0.73 now), where smoothing after selection would have started it from 0 ...
+    assert mattes[1][22, 52] > raw[22, 52] + 10
+    # ... and where it has grown, the region is the model's own output, with no history.
+    assert mattes[1][30, 50] == raw[30, 50]
+
 
 def test_camera_loss_keeps_the_output_fed_and_resumes(segmenter, tmp_path):
     from conftest import write_video
