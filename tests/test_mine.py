@@ -77,6 +77,23 @@ def test_mining_writes_a_crop_around_the_lamp_labelled_by_the_true_mask(tmp_path
     assert cv2.imread(str(data / "images" / "p0.png")) is not None  # sources untouched
 
 
+def test_the_margin_is_a_share_of_the_photos_long_side(tmp_path, brightness_model):
+    """With --margin 0.3 a 128x192 photo's margin is 57.6 px (of 192), not 38.4 (of 128): a
+    second lamp 42 to 55 px from the person is within it and not mined; the first, farther
+    than 65 px, is."""
+    data = _data_with_a_lamp(tmp_path / "data")
+    image = cv2.imread(str(data / "images" / "p0.png"))
+    image[54:74, 107:119] = 230  # the second lamp, between the two margins
+    cv2.imwrite(str(data / "images" / "p0.png"), image)
+    (data / "train.txt").write_text("p0\n")
+    out = tmp_path / "mined"
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out),
+                 "--margin", "0.3"]) == 0
+    assert (out / "train.txt").read_text().split() == ["p0_0"]
+    crop = cv2.imread(str(out / "images" / "p0_0.jpg"))
+    assert (crop[:, :, 0] > 200).sum() >= 0.9 * 40 * 40  # around the first lamp
+
+
 def test_mining_refusals_are_one_line(tmp_path, brightness_model, capsys):
     data = _data_with_a_lamp(tmp_path / "data")
     other = _data_with_a_lamp(tmp_path / "other")
