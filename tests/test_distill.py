@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import constant_model, write_video
+from conftest import brightness_model_file, constant_model, write_video
 from portrait.training.distill import load_teachers, mix_targets, with_teachers
 from portrait.errors import ModelError
 
@@ -478,3 +478,40 @@ def test_distill_data_writes_bands_that_label_and_teacher_both_leave(tmp_path, b
     assert 128 <= top.shape[0] <= 138 and top.shape[1] == 400
     assert cv2.imread(str(negatives / "masks" / "a_t.png"), cv2.IMREAD_GRAYSCALE).max() == 0
     assert top.max() < 60  # the bystander the label left out is not in the band
+
+
+def test_hard_negatives_are_labelled_0_where_the_teacher_is_faint_but_not_0(tmp_path):
+    """A teacher gives a dark room a small probability (0.05: 12 of 255, under the person
+    level 25): the strips of a video frame and the bands of a photo beside the person are
+    labelled background, 0, not the teacher's 12."""
+    import cv2
+
+    from portrait.training.distill import main
+
+    teacher = str(brightness_model_file(tmp_path / "faint.hdf5", bias=6.2))
+    clip = write_video(tmp_path / "walk.avi", 1, size=(320, 64))  # grey 30, a square at x 8..32
+    assert main(["--teacher", teacher, "--video", str(clip), "--out", str(tmp_path / "frames"),
+                 "--negatives", str(tmp_path / "strips")]) == 0
+    assert (tmp_path / "strips" / "train.txt").read_text().split() == ["walk_00000_r"]
+    label = cv2.imread(str(tmp_path / "frames" / "masks" / "walk_00000.png"), 0)
+    strip = cv2.imread(str(tmp_path / "strips" / "masks" / "walk_00000_r.png"), 0)
+    assert 0 < label[:, -strip.shape[1]:].min() <= 25  # the teacher there: faint, not 0
+    assert strip.shape[0] == 64 and strip.max() == 0
+
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.full((300, 400, 3), 30, np.uint8)
+    image[100:300, 150:250] = 220  # the labelled person, on the bottom edge
+    truth = np.zeros((300, 400), np.uint8)
+    truth[100:300, 150:250] = 255
+    cv2.imwrite(str(root / "images" / "a.png"), image)
+    cv2.imwrite(str(root / "masks" / "a.png"), truth)
+    assert main(["--teacher", teacher, "--data", str(root), "--out", str(tmp_path / "soft"),
+                 "--negatives", str(tmp_path / "bands"), "--weight", "1"]) == 0
+    assert (tmp_path / "bands" / "train.txt").read_text().split() == ["a_l", "a_r"]
+    soft = cv2.imread(str(tmp_path / "soft" / "masks" / "a.png"), 0)
+    for side, columns in (("l", slice(0, 10)), ("r", slice(-10, None))):
+        band = cv2.imread(str(tmp_path / "bands" / "masks" / f"a_{side}.png"), 0)
+        assert 0 < soft[:, columns].min() <= 25  # the teacher there (with weight 1)
+        assert band.shape[0] == 300 and band.max() == 0
