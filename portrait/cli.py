@@ -63,7 +63,8 @@ def model_size(text: str) -> tuple[int, int]:
             f"size '{text}' is not a multiple of 32 on both sides, e.g. 352x192 or 256x256")
     if max(width, height) > MAX_MODEL_SIDE:
         raise argparse.ArgumentTypeError(
-            f"size '{text}' is over {MAX_MODEL_SIDE} px on a side, e.g. 352x192 or 256x256")
+            f"size '{text}' has a side of {max(width, height)} px; each side must be at most "
+            f"{MAX_MODEL_SIDE} px, e.g. 352x192 or 4096x2176")
     return width, height
 
 

@@ -491,7 +491,11 @@ def test_bad_option_value_is_one_line(capsys):
     assert "'100000' must be from 1 to 64" in stderr  # seconds a frame, or a C++ error, before
     # a typo's size overflowed TFLite and was called a corrupt file; 4096 (a 4K frame) is taken
     code, stderr = run_in_process(capsys, "--input-size", "99968x99968")
-    assert_one_line_error(code, stderr, "'99968x99968' is over 4096 px on a side")
+    assert_one_line_error(code, stderr, "argument --input-size: size '99968x99968' has a side "
+                          "of 99968 px; each side must be at most 4096 px, e.g. 352x192 or "
+                          "4096x2176")
+    code, stderr = run_in_process(capsys, "--input-size", "192x4128")
+    assert_one_line_error(code, stderr, "a side of 4128 px; each side must be at most 4096 px")
     assert model_size("4096x2176") == (4096, 2176)
     # a strength is no probability, as the line called it
     code, stderr = run_in_process(capsys, "--light-wrap", "3")
