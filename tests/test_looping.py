@@ -76,25 +76,64 @@ def test_waited_for_frames_that_are_late_are_not_prepared(tmp_path):
     assert len(prepared) <= 7 and 40 in prepared, prepared
 
 
-def test_live_a_reader_slower_than_the_clock_still_shows_new_frames(tmp_path):
-    """Live, every decoded frame is late when the reader cannot keep up with the clock; it is
-    shown anyway (dropping late frames unprepared showed no new frame after the first few)."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "noise.avi"  # grain decodes slower than flat grey: about 0.6 ms a frame
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (320, 240))
-    for _ in range(150):
-        writer.write(rng.integers(0, 256, (240, 320, 3), np.uint8))
-    writer.release()
-    video = LoopingVideo(path, (320, 240), lambda image, _size: image)
-    new_frames = 0
-    try:
-        for k in range(1, 8):  # 20 frames' time a call, every 5 ms: far faster than decoding
-            time.sleep(0.005)
-            new_frames += video.frame_at(k * 20 / 30, wait=False) is not None
-    finally:
-        video.close()
-    assert new_frames >= 5
+class Turnstile:
+    """Lets a reader's frames through one at a time, when the test says."""
 
+    def __init__(self):
+        self._waiting, self._let = threading.Semaphore(0), threading.Semaphore(0)
+
+    def pass_through(self):
+        """In the reader's thread: say it is done with the frames before, and wait its turn."""
+        self._waiting.release()
+        self._let.acquire()
+
+    def reader_waits(self):
+        """Wait (10 s at most) until the reader is done with the frames let through."""
+        assert self._waiting.acquire(timeout=10.0), "the reader never asked for another frame"
+
+    def let_through(self, count=1):
+        self._let.release(count)
+
+
+class TurnstileVideo(VideoFileSource):
+    """A video file read for real, each frame after the first let through by the test: the
+    test, as the clock, stays ahead of every frame decoded, however fast the machine."""
+
+    def __init__(self, path, turnstile, **kwargs):
+        super().__init__(path, **kwargs)
+        self.turnstile = turnstile
+
+    def __iter__(self):
+        for index, frame in enumerate(super().__iter__()):
+            if index:
+                self.turnstile.pass_through()
+            yield frame
+
+
+def test_live_a_reader_slower_than_the_clock_still_shows_new_frames(tmp_path):
+    """Live, every decoded frame is late when the reader cannot keep up with the clock (the
+    next one is due before it is decoded); it is shown anyway (dropping late frames
+    unprepared showed no new frame after the first few). Here the clock runs 20 frames ahead
+    at each call, and one frame is decoded between calls."""
+    path = levels_video(tmp_path / "levels.avi", 30)
+    turnstile = Turnstile()
+    video = LoopingVideo(path, (32, 24), cover,
+                         reader=lambda path, **kwargs: TurnstileVideo(path, turnstile, **kwargs))
+    shown = []
+    try:
+        turnstile.reader_waits()
+        turnstile.let_through()  # frame 1: held until the next one says when it ends
+        turnstile.reader_waits()
+        for k in range(1, 9):
+            video.frame_at(k * 20 / 30, wait=False)  # frames up to 20 k are due
+            turnstile.let_through()  # frame k + 1: frame k, late, is handed over
+            turnstile.reader_waits()
+            picked = video.frame_at(k * 20 / 30, wait=False)
+            shown.append(None if picked is None else index_of(picked))
+    finally:
+        turnstile.let_through(100)  # it goes on until its queue is full, then sees the close
+        video.close()
+    assert shown == list(range(1, 9)), shown
 
 @pytest.mark.parametrize("ahead", [1, 3])
 def test_at_most_ahead_prepared_frames_wait(tmp_path, ahead):
