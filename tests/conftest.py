@@ -283,6 +283,26 @@ def main_frequency(samples: np.ndarray, rate: int = 44100) -> float:
     return float(np.argmax(spectrum) * rate / len(samples))
 
 
+class ManualClock:
+    """A :class:`portrait.capture.base.Clock` whose time moves only when a source waits on it
+    (or a test's double of a device calls :meth:`advance`): a pace or a back-off is then exact,
+    however loaded the machine. For one thread at a time."""
+
+    def __init__(self, start_s: float = 1000.0) -> None:
+        self.now_s = start_s
+
+    def now(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += max(0.0, seconds)
+
+    def wait(self, event, seconds: float) -> bool:
+        if not event.is_set():
+            self.advance(seconds)
+        return event.is_set()
+
+
 class FakeCameraBackend:
     """A pyvirtualcam backend (the interface of ``pyvirtualcam.camera.Backend``) that counts frames.
 

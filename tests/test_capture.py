@@ -27,7 +27,7 @@ from portrait.capture import (
     read_photo,
     to_bgr_uint8,
 )
-from conftest import colour_profile, phone_exif, write_rgba_tiff
+from conftest import ManualClock, colour_profile, phone_exif, write_rgba_tiff
 from portrait.errors import DeviceError, InputError
 from portrait.options import CaptureOptions
 
@@ -150,7 +150,9 @@ def test_camera_that_opens_but_gives_no_frame_is_a_device_error(device):
 
 def test_camera_loss_backs_off_reports_once_and_recovers(device, caplog):
     caplog.set_level(logging.DEBUG, logger="portrait.capture")
-    camera = CameraSource(0, opener=device.open, retry_initial_s=0.02, retry_max_s=0.08)
+    clock = ManualClock()  # moves only as the camera waits
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.02, retry_max_s=0.08,
+                          clock=clock)
     try:
         frames = [camera.read() for _ in range(3)]
         assert [f.index for f in frames] == [0, 1, 2]
@@ -158,15 +160,14 @@ def test_camera_loss_backs_off_reports_once_and_recovers(device, caplog):
 
         device.present = False
         opens_before = device.opens
-        start = time.perf_counter()
+        start = clock.now()
         results = [camera.read() for _ in range(5)]
-        elapsed = time.perf_counter() - start
         assert results == [None] * 5
-        assert camera.lost and camera.lost_for_s > 0
+        assert camera.lost and camera.lost_for_s == pytest.approx(0.3)
         # One reopen attempt per call, each after a back-off of 0.02, 0.04, 0.08, 0.08, 0.08 s:
         # no spinning, and the wait is capped.
         assert device.opens - opens_before == 5
-        assert 0.25 <= elapsed < 1.5
+        assert clock.now() - start == pytest.approx(0.3)
 
         device.present = True
         frame = camera.read()
@@ -215,23 +216,27 @@ def test_camera_frames_with_lost_markers(device):
 
 def test_camera_lost_markers_come_at_the_cameras_rate_between_slow_retries(device):
     """While the camera is gone, a marker per frame time (25 fps: 40 ms), so a virtual camera
-    stays fed, while reconnection attempts keep their back-off (0.3 s here)."""
-    camera = CameraSource(0, opener=device.open, retry_initial_s=0.3, retry_max_s=0.3)
+    stays fed, while reconnection attempts keep their back-off (0.3 s here): on a clock that
+    moves only as the camera waits, 20 markers take 0.76 s, no gap longer than a frame time,
+    and two attempts come in that time (at 0.3 and 0.6 s, each with a marker of its own)."""
+    clock = ManualClock()
+    camera = CameraSource(0, opener=device.open, retry_initial_s=0.3, retry_max_s=0.3,
+                          clock=clock)
     markers = []
     with camera:
         for frame in camera.frames(lost_markers=True):
             if frame.index == 1:
                 device.present = False
-                opens_before = device.opens
+                opens_before, lost_at = device.opens, frame.time_s
             if frame.lost:
                 markers.append(frame.time_s)
             if len(markers) == 20:
                 break
-    gaps = np.diff(markers)
-    assert np.median(gaps) == pytest.approx(0.04, abs=0.015), gaps  # one frame time
-    assert gaps.max() < 0.2
-    # 20 markers take about 0.8 s: two or three attempts at 0.3 s, not one per marker.
-    assert 1 <= device.opens - opens_before <= 4
+    gaps = np.diff([lost_at] + markers)
+    assert gaps.max() == pytest.approx(0.04), gaps  # never longer than one frame time
+    assert np.median(gaps) == pytest.approx(0.04), gaps  # and one a frame time, not bunched
+    assert markers[-1] - lost_at == pytest.approx(0.76), gaps
+    assert device.opens - opens_before == 2  # at 0.3 and 0.6 s, not one per marker
 
 
 def test_camera_frames_carry_the_time_since_the_first_one(device):
@@ -426,29 +431,49 @@ def test_paced_video_reports_decode_time_without_the_wait(tmp_path):
 
 class PacedCapture(PluggableCapture):
     """A camera at ``fps``: ``grab()`` returns when the sensor's next frame is due, as a
-    webcam's driver does; decoding (``retrieve()``) is the real one of the clip's MJPG frames."""
+    webcam's driver does; decoding (``retrieve()``) is the real one of the clip's MJPG frames.
+    With a :class:`ManualClock`, the sensor's wait moves that clock instead of sleeping, and
+    decoding takes ``decode_s`` on it."""
 
-    def __init__(self, device: CameraDevice, capture: cv2.VideoCapture, fps: float) -> None:
+    def __init__(self, device: CameraDevice, capture: cv2.VideoCapture, fps: float,
+                 clock: ManualClock | None = None, decode_s: float = 0.0) -> None:
         super().__init__(device, capture)
         self.interval_s = 1.0 / fps
-        self.due = time.perf_counter()
+        self.clock, self.decode_s = clock, decode_s
+        self.due = self._now()
+
+    def _now(self) -> float:
+        return time.perf_counter() if self.clock is None else self.clock.now()
 
     def grab(self):
-        self.due = max(self.due + self.interval_s, time.perf_counter())
-        time.sleep(max(0.0, self.due - time.perf_counter()))
+        self.due = max(self.due + self.interval_s, self._now())
+        if self.clock is None:
+            time.sleep(max(0.0, self.due - self._now()))
+        else:
+            self.clock.advance(self.due - self._now())
         return super().grab()
+
+    def retrieve(self):
+        if self.clock is not None:
+            self.clock.advance(self.decode_s)
+        return super().retrieve()
 
 
 def test_a_camera_tells_the_wait_for_its_sensor_from_decoding(device):
-    """A 10 fps camera: each frame waits about 100 ms for the sensor, which is no decoding."""
-    def opener(index):
-        return PacedCapture(device, cv2.VideoCapture(str(device.video)), fps=10.0)
+    """A 10 fps camera whose decoding takes 5 ms: each frame waits the rest of its 100 ms for
+    the sensor, which is no decoding (on a clock that moves only as the camera does)."""
+    clock = ManualClock()
 
-    with CameraSource(0, opener=opener) as camera:
+    def opener(index):
+        return PacedCapture(device, cv2.VideoCapture(str(device.video)), fps=10.0, clock=clock,
+                            decode_s=0.005)
+
+    with CameraSource(0, opener=opener, clock=clock) as camera:
         frames = [camera.read() for _ in range(5)]
     assert frames[0].wait_ms is None  # the camera starting, not a frame interval
-    assert all(f.decode_ms is not None and f.decode_ms < 30 for f in frames), frames
-    assert all(60 < f.wait_ms < 200 for f in frames[1:]), [f.wait_ms for f in frames]
+    assert [f.decode_ms for f in frames] == pytest.approx([5.0] * 5)
+    assert [f.wait_ms for f in frames[1:]] == pytest.approx([95.0] * 4)
+    assert np.diff([f.time_s for f in frames]) == pytest.approx([0.1] * 4)
 
 
 def test_video_realtime_clock_starts_when_the_reader_comes_back_after_the_first_frame(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,28 @@ import numpy as np
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata
 
 
+class Clock:
+    """The clock a source times and paces its frames by: :meth:`now` is
+    ``time.perf_counter()``, :meth:`wait` an event's own wait. Tests give a source one whose
+    time moves only when it is waited on, so that a pace or a back-off is checked exactly,
+    not against a loaded machine's timing."""
+
+    @staticmethod
+    def now() -> float:
+        """Seconds, on a clock that only goes forward."""
+        return time.perf_counter()
+
+    @staticmethod
+    def wait(event: threading.Event, seconds: float) -> bool:
+        """Wait ``seconds`` or until ``event`` is set (a ``close()`` from another thread);
+        True where it was set."""
+        return event.wait(seconds)
+
+
+#: The wall's clock: what a source times and paces by unless given another.
+WALL_CLOCK = Clock()
+
+
 @dataclass(frozen=True, eq=False)
 class Frame:
     """One captured frame.
@@ -23,7 +46,8 @@ class Frame:
     Attributes:
         image: BGR uint8 ``(H, W, 3)``.
         index: position in the source (for a folder, the file's position in the sorted list).
-        time_s: ``time.perf_counter()`` when the frame was read.
+        time_s: ``time.perf_counter()`` when the frame was read (the source's
+            :class:`Clock`).
         name: file stem for images, else ``None``.
         path: the image file, else ``None``.
         lost: a marker, not a captured frame: the camera is lost and ``image`` is the last good

@@ -7,13 +7,12 @@ import logging
 import platform
 import re
 import threading
-import time
 from typing import Callable, Iterator, NamedTuple, Optional, Protocol
 
 import cv2
 import numpy as np
 
-from portrait.capture.base import Frame, Source, quiet_opencv, to_bgr_uint8
+from portrait.capture.base import WALL_CLOCK, Clock, Frame, Source, quiet_opencv, to_bgr_uint8
 from portrait.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -106,6 +105,8 @@ class CameraSource(Source):
         opener: ``opener(index)`` returns a ``cv2.VideoCapture``-like object (tests pass a double
             of the device); the default opens the platform's native camera API.
         retry_initial_s, retry_max_s: the back-off between reopen attempts.
+        clock: what frames are timed by and back-off steps and markers wait on (the wall's;
+            tests give one that moves only when waited on).
 
     Raises:
         DeviceError: the camera can't be opened, or gives no frame at all.
@@ -121,6 +122,7 @@ class CameraSource(Source):
         opener: Optional[Callable[[int], Capture]] = None,
         retry_initial_s: float = 0.1,
         retry_max_s: float = 2.0,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"unexpected camera request: {width}x{height} at {fps} fps")
@@ -129,6 +131,7 @@ class CameraSource(Source):
         self.index = index
         self._request = (int(width), int(height), float(fps))
         self._opener = opener or _open_camera
+        self._clock = clock
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._lock = threading.Lock()  # a capture must not be released while it reads
@@ -182,7 +185,7 @@ class CameraSource(Source):
     @property
     def lost_for_s(self) -> float:
         """Seconds since the camera was lost; 0 while it delivers."""
-        return 0.0 if self._lost_since is None else time.perf_counter() - self._lost_since
+        return 0.0 if self._lost_since is None else self._clock.now() - self._lost_since
 
     def _try_open(self) -> Optional[Capture]:
         """Open and configure the camera; ``None`` when it isn't there."""
@@ -204,21 +207,20 @@ class CameraSource(Source):
             return None
         return capture
 
-    @staticmethod
-    def _read_from(capture: Capture) -> Optional[_Read]:
+    def _read_from(self, capture: Capture) -> Optional[_Read]:
         """The next frame, timed in two (see :class:`_Read`), or ``None`` where there is none."""
-        started = time.perf_counter()
+        started = self._clock.now()
         try:
             if not capture.grab():
                 return None
-            grabbed = time.perf_counter()
+            grabbed = self._clock.now()
             ok, image = capture.retrieve()
         except cv2.error:
             return None
         if not ok or image is None or image.size == 0:
             return None
         image = to_bgr_uint8(image)
-        return _Read(image, (grabbed - started) * 1000, (time.perf_counter() - grabbed) * 1000)
+        return _Read(image, (grabbed - started) * 1000, (self._clock.now() - grabbed) * 1000)
 
     def read(self, max_wait_s: Optional[float] = None) -> Optional[Frame]:
         """The next frame, or ``None`` while the camera is lost (or after ``close()``).
@@ -252,7 +254,7 @@ class CameraSource(Source):
     def _frame(self, read: _Read, opening: bool = False) -> Frame:
         """The frame of ``read``; one read as the camera opened (``opening``) carries no wait:
         that was the camera starting, not its frame interval."""
-        now = time.perf_counter()
+        now = self._clock.now()
         frame = Frame(image=read.image, index=self._next_index, time_s=now,
                       decode_ms=read.decode_ms, wait_ms=None if opening else read.wait_ms,
                       pts_s=self._since_start(now))
@@ -261,7 +263,7 @@ class CameraSource(Source):
         return frame
 
     def _mark_lost(self) -> None:
-        self._lost_since = time.perf_counter()
+        self._lost_since = self._clock.now()
         self._retry_s = self._retry_initial_s
         self._next_try = self._lost_since + self._retry_s
         log.warning(
@@ -274,11 +276,11 @@ class CameraSource(Source):
                 self._capture = None
 
     def _retry(self, max_wait_s: Optional[float] = None) -> Optional[Frame]:
-        wait_s = self._next_try - time.perf_counter()
+        wait_s = self._next_try - self._clock.now()
         if max_wait_s is not None and wait_s > max_wait_s:
-            self._closed.wait(max_wait_s)
+            self._clock.wait(self._closed, max_wait_s)
             return None  # no attempt due yet
-        if wait_s > 0 and self._closed.wait(wait_s):
+        if wait_s > 0 and self._clock.wait(self._closed, wait_s):
             return None
         with self._lock:
             if self._closed.is_set():
@@ -289,7 +291,7 @@ class CameraSource(Source):
                 if capture is not None:
                     capture.release()
                 self._retry_s = min(self._retry_s * 2.0, self._retry_max_s)
-                self._next_try = time.perf_counter() + self._retry_s
+                self._next_try = self._clock.now() + self._retry_s
                 log.debug("camera %d still lost; next try in %g s", self.index, self._retry_s)
                 return None
             self._capture = capture
@@ -314,7 +316,7 @@ class CameraSource(Source):
             if frame is not None:
                 yield frame
             elif lost_markers and self.lost and self._last_image is not None:
-                now = time.perf_counter()
+                now = self._clock.now()
                 yield Frame(self._last_image, -1, now, lost=True, pts_s=self._since_start(now))
 
     def __iter__(self) -> Iterator[Frame]:
