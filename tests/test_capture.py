@@ -399,32 +399,30 @@ def test_open_source_picks_a_video_file(clip):
 
 
 def test_video_realtime_paces_to_the_file_rate_and_fast_mode_does_not(tmp_path):
-    clip = write_video(tmp_path / "slow.avi", 10, fps=25.0)  # 9 frame intervals = 0.36 s
-    start = time.perf_counter()
-    with VideoFileSource(clip) as video:
-        assert len(list(video)) == 10
-    fast_s = time.perf_counter() - start
-
-    start = time.perf_counter()
-    with VideoFileSource(clip, realtime=True) as video:
+    """On a clock that moves only as the source waits: realtime, each frame of a 25 fps file
+    comes 40 ms after the one before (9 intervals, 0.36 s); as fast as possible, none waits."""
+    clip = write_video(tmp_path / "slow.avi", 10, fps=25.0)
+    clock = ManualClock()
+    with VideoFileSource(clip, clock=clock) as video:
         frames = list(video)
-    realtime_s = time.perf_counter() - start
+    assert len(frames) == 10 and clock.now() == 1000.0  # no time went by: no wait
+    assert [f.wait_ms for f in frames] == [None] * 10
+
+    with VideoFileSource(clip, realtime=True, clock=clock) as video:
+        frames = list(video)
     assert len(frames) == 10
-    assert 0.34 <= realtime_s < 1.5
-    assert fast_s < realtime_s / 2
-    gaps = np.diff([f.time_s for f in frames])
-    assert np.median(gaps) > 0.03  # about 0.04 s each, not bunched
+    assert np.diff([f.time_s for f in frames]) == pytest.approx([0.04] * 9)
 
 
 def test_paced_video_reports_decode_time_without_the_wait(tmp_path):
-    clip = write_video(tmp_path / "paced.avi", 6, fps=5.0)  # frames due every 200 ms
-    with VideoFileSource(clip, realtime=True) as video:
+    """Frames due every 200 ms: each waits that long, and says so in ``wait_ms``, not in its
+    ``decode_ms`` (decoding takes no time on this clock, which moves only when waited on)."""
+    clip = write_video(tmp_path / "paced.avi", 6, fps=5.0)
+    with VideoFileSource(clip, realtime=True, clock=ManualClock()) as video:
         frames = list(video)
     assert len(frames) == 6
-    decode_ms = [f.decode_ms for f in frames]
-    assert all(ms is not None and 0 <= ms < 100 for ms in decode_ms), decode_ms
-    assert np.median(np.diff([f.time_s for f in frames])) > 0.15  # it did wait
-    assert np.median([f.wait_ms for f in frames[1:]]) > 100  # and says so
+    assert [f.decode_ms for f in frames] == [0.0] * 6
+    assert [f.wait_ms for f in frames] == pytest.approx([0.0] + [200.0] * 5)
     with VideoFileSource(clip) as video:  # as fast as possible: no wait
         assert [f.wait_ms for f in video] == [None] * 6
 
@@ -481,15 +479,14 @@ def test_video_realtime_clock_starts_when_the_reader_comes_back_after_the_first_
     meanwhile, or the frames of those seconds all come due at once and a live reader drops
     them (4 of 25 frames of a 20 fps clip, before)."""
     clip = write_video(tmp_path / "paced.avi", 4, fps=10.0)  # frames due every 100 ms
-    with VideoFileSource(clip, realtime=True) as video:
+    clock = ManualClock()
+    with VideoFileSource(clip, realtime=True, clock=clock) as video:
         frames = iter(video)
         next(frames)
-        time.sleep(0.35)  # the model loading
-        resumed = time.perf_counter()
-        rest = [(time.perf_counter(), frame) for frame in frames]
-    arrivals = [t - resumed for t, _ in rest]
-    assert len(rest) == 3
-    assert arrivals[0] >= 0.08 and np.all(np.diff(arrivals) > 0.08), arrivals
+        clock.advance(0.35)  # the model loading
+        resumed = clock.now()
+        arrivals = [frame.time_s - resumed for frame in frames]
+    assert arrivals == pytest.approx([0.1, 0.2, 0.3])
 
 
 def test_video_realtime_with_a_slow_consumer_still_gives_every_frame(tmp_path):

@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import cv2
 import numpy as np
 
-from portrait.capture.base import Frame, Source, opencv_can_open, quiet_opencv, to_bgr_uint8
+from portrait.capture.base import (WALL_CLOCK, Clock, Frame, Source, opencv_can_open, quiet_opencv,
+                                   to_bgr_uint8)
 from portrait.capture.images import IMAGE_EXTENSIONS, not_found, read_image
 from portrait.errors import InputError
 
@@ -191,6 +191,8 @@ class VideoFileSource(FileSource):
             a photo: " (by default the app's: a video of one frame as ``--source``, ``--image``
             for photos); a tool that takes videos otherwise says what a photo is to it. Quiet,
             it is a debug line.
+        clock: what frames are timed and paced by (the wall's; tests give one that moves
+            only when waited on).
 
     Each frame carries its presentation time (``Frame.pts_s``), so a frame rate that varies
     keeps its timing in a video file written from it.
@@ -201,8 +203,9 @@ class VideoFileSource(FileSource):
 
     def __init__(self, path: Union[str, Path], realtime: bool = False, *,
                  quiet: bool = False, rewindable: bool = False,
-                 photo_note: str = PHOTO_AS_SOURCE) -> None:
+                 photo_note: str = PHOTO_AS_SOURCE, clock: Clock = WALL_CLOCK) -> None:
         self._capture: Optional[cv2.VideoCapture] = None
+        self._clock = clock
         super().__init__(path, rewindable=rewindable)
         self.realtime = realtime
         self.quiet = quiet
@@ -212,9 +215,9 @@ class VideoFileSource(FileSource):
         refuse_text_file(self.path)
         with quiet_opencv():
             capture = _open_video(self.path)
-            started = time.perf_counter()
+            started = self._clock.now()
             ok, image = capture.read() if capture.isOpened() else (False, None)
-            self._first_decode_ms = (time.perf_counter() - started) * 1000
+            self._first_decode_ms = (self._clock.now() - started) * 1000
             self._first_pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), None, 30.0)
         if not ok or image is None:
             capture.release()
@@ -270,31 +273,31 @@ class VideoFileSource(FileSource):
         capture, image = self._capture, self._first
         self._first = None
         index = 0
-        start = time.perf_counter()
+        start = self._clock.now()
         decode_ms = self._first_decode_ms
         pts_s = self._first_pts_s
         while not self._closed.is_set():
-            converted = time.perf_counter()
+            converted = self._clock.now()
             image = to_bgr_uint8(image)
-            decode_ms += (time.perf_counter() - converted) * 1000
+            decode_ms += (self._clock.now() - converted) * 1000
             wait_ms = None
             if self.realtime:  # waiting for the frame to be due is not decoding
-                waiting = time.perf_counter()
+                waiting = self._clock.now()
                 due_s = start + (pts_s - self._first_pts_s) - waiting
-                if due_s > 0 and self._closed.wait(due_s):
+                if due_s > 0 and self._clock.wait(self._closed, due_s):
                     break
-                wait_ms = (time.perf_counter() - waiting) * 1000
-            yield Frame(image=image, index=index, time_s=time.perf_counter(), decode_ms=decode_ms,
+                wait_ms = (self._clock.now() - waiting) * 1000
+            yield Frame(image=image, index=index, time_s=self._clock.now(), decode_ms=decode_ms,
                         pts_s=pts_s, wait_ms=wait_ms)
             if index == 0:  # the clock starts when the reader comes back for more: the app
-                start = time.perf_counter()  # takes the first frame, then loads the model
+                start = self._clock.now()  # takes the first frame, then loads the model
             index += 1
             if self._closed.is_set():
                 break
-            started = time.perf_counter()
+            started = self._clock.now()
             with quiet_opencv():
                 ok, image = capture.read()
-            decode_ms = (time.perf_counter() - started) * 1000
+            decode_ms = (self._clock.now() - started) * 1000
             if not ok or image is None:
                 self._warn_if_short(index, pts_s)
                 if self.rewindable:
@@ -319,10 +322,10 @@ class VideoFileSource(FileSource):
             self.close()
             return False
         with quiet_opencv():
-            started = time.perf_counter()
+            started = self._clock.now()
             ok = capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, image = capture.read() if ok else (False, None)
-            decode_ms = (time.perf_counter() - started) * 1000
+            decode_ms = (self._clock.now() - started) * 1000
             pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), None, 30.0)
         if not ok or image is None or pts_s != self._first_pts_s:
             log.debug("video '%s' could not be rewound (first frame at %s s, expected %s s)",
