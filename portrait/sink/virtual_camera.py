@@ -8,13 +8,13 @@ import os
 import platform
 import sys
 import threading
-import time
 from typing import Optional
 
 import cv2
 import numpy as np
 import pyvirtualcam
 
+from portrait.capture.base import WALL_CLOCK, Clock
 from portrait.errors import DeviceError, InputError
 from portrait.sink.base import Sink, to_bgr
 
@@ -61,6 +61,7 @@ class VirtualCameraSink(Sink):
         backend: a pyvirtualcam backend name (see ``pyvirtualcam.register_backend``); ``None``
             tries every registered backend.
         device: a device name (``/dev/video2``), or ``None`` for the first free one.
+        clock: what the back-off is timed by (the wall's; tests give one they move).
 
     Raises:
         InputError: no backend named ``backend`` (see :func:`check_backend`).
@@ -68,7 +69,8 @@ class VirtualCameraSink(Sink):
     """
 
     def __init__(self, width: int, height: int, fps: float, *,
-                 backend: Optional[str] = None, device: Optional[str] = None) -> None:
+                 backend: Optional[str] = None, device: Optional[str] = None,
+                 clock: Clock = WALL_CLOCK) -> None:
         if width <= 0 or height <= 0 or not fps > 0:
             raise ValueError(f"unexpected virtual camera format: {width}x{height} at {fps} fps")
         if backend is not None:
@@ -76,6 +78,7 @@ class VirtualCameraSink(Sink):
         self.size = (int(width), int(height))
         self.fps = float(fps)
         self._backend, self._device = backend, device
+        self._clock = clock
         self._buffer: Optional[np.ndarray] = None
         self._retry_s = 0.1
         self._next_try = 0.0
@@ -136,10 +139,10 @@ class VirtualCameraSink(Sink):
             log.debug("virtual camera close failed: %s", error)
         self._camera = None
         self._retry_s = 0.1
-        self._next_try = time.perf_counter() + self._retry_s
+        self._next_try = self._clock.now() + self._retry_s
 
     def _reopen(self) -> bool:
-        now = time.perf_counter()
+        now = self._clock.now()
         if now < self._next_try:
             return False
         try:
