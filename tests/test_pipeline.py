@@ -135,12 +135,26 @@ def test_stop_finishes_cleanly_and_max_frames_limits_output(segmenter):
 
 
 def test_stop_from_another_thread(segmenter):
-    out = []
-    stream = StreamPipeline(frames(100_000, delay_s=0.001), matte_processor(segmenter),
-                            lambda alpha, _pts: out.append(alpha), PipelineOptions(live=True))
-    threading.Timer(0.3, stream.stop).start()
+    """stop() from another thread, once frames flow (not after a fixed time, in which a loaded
+    machine may output none), ends run() before the source ends (20 s of frames at least)."""
+    out, read, flowing = [], [], threading.Event()
+
+    def source():
+        for frame in frames(20_000, delay_s=0.001):
+            read.append(frame.index)
+            yield frame
+
+    def output(alpha, _pts):
+        out.append(alpha)
+        flowing.set()
+
+    stream = StreamPipeline(source(), matte_processor(segmenter), output,
+                            PipelineOptions(live=True))
+    stopper = threading.Thread(target=lambda: flowing.wait(60) and stream.stop())
+    stopper.start()
     stream.run()
-    assert 0 < len(out) < 100_000
+    stopper.join()
+    assert out and len(read) < 20_000
 
 
 def test_a_failing_stage_is_raised_in_the_caller_and_threads_end(segmenter):
