@@ -160,15 +160,17 @@ def test_a_frame_the_backend_refuses_as_malformed_is_an_error_not_a_lost_device(
 
 def test_the_virtual_camera_reopens_with_a_back_off_that_doubles(recorder):
     """A device that stays gone is tried again after 0.1 s, then 0.2, 0.4, ... s (up to 2 s),
-    not ten times a second for as long as it is gone. The attempts' times are checked only
-    from below (a busy machine makes them later, never earlier)."""
+    not ten times a second for as long as it is gone. Frames come every 5 ms on a clock the
+    test moves, so each attempt's time is exact (to the 5 ms step)."""
+    clock = ManualClock()
+
     class Vanishing(RecordingBackend):
         instances: list = []
         attempts: list = []
         gone = False
 
         def __init__(self, **kw):
-            Vanishing.attempts.append(time.perf_counter())
+            Vanishing.attempts.append(clock.now())
             if Vanishing.gone:
                 raise RuntimeError("device gone")
             super().__init__(**kw)
@@ -180,19 +182,17 @@ def test_the_virtual_camera_reopens_with_a_back_off_that_doubles(recorder):
 
     frame = np.zeros((24, 32, 3), np.uint8)
     with fake_camera("vanishing", Vanishing):
-        with VirtualCameraSink(32, 24, 30.0, backend="vanishing") as sink:
+        with VirtualCameraSink(32, 24, 30.0, backend="vanishing", clock=clock) as sink:
             Vanishing.gone = True
-            dropped_by = time.perf_counter()
+            dropped_by = clock.now()
             sink.write(frame)  # fails: dropped, the first attempt due 0.1 s later
             Vanishing.attempts = []
-            while len(Vanishing.attempts) < 3:
+            while len(Vanishing.attempts) < 6 and clock.now() < dropped_by + 10:
+                clock.advance(0.005)
                 sink.write(frame)
-                time.sleep(0.005)
             assert sink.frames_written == 0
-    # Each wait counts from just before its attempt (pyvirtualcam's own work comes between),
-    # so a gap may fall a little short; one that did not double would be 0.1 s.
     gaps = np.diff([dropped_by, *Vanishing.attempts])
-    assert gaps[0] >= 0.1 and gaps[1] >= 0.15 and gaps[2] >= 0.35, gaps
+    assert gaps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 2.0], abs=0.006), gaps  # capped
 
 
 def test_virtual_camera_close_is_safe_twice_and_write_after_close_fails(recorder):
