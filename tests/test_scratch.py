@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from portrait.scratch import buffer, outside
+from portrait.scratch import buffer, fit_inside, outside
 
 
 def test_the_strips_outside_a_box_cover_the_rest_of_the_frame_once():
@@ -22,3 +22,12 @@ def test_a_buffer_is_kept_until_the_shape_changes():
     assert first.dtype == np.uint8 and buffer(workspace, "a", (4, 5)) is first
     wider = buffer(workspace, "a", (4, 6), np.float32)
     assert wider is not first and wider.shape == (4, 6) and wider.dtype == np.float32
+
+
+def test_an_image_fitted_inside_a_box_keeps_its_aspect_and_is_centred_both_ways():
+    """Bars share the spare room equally: left and right for a narrower image, top and bottom
+    for a wider one (x, y, width, height worked out by hand)."""
+    assert fit_inside((640, 480), (1280, 720)) == (160, 0, 960, 720)  # 4:3 in 16:9
+    assert fit_inside((1280, 720), (640, 480)) == (0, 60, 640, 360)  # 16:9 in 4:3
+    assert fit_inside((100, 50), (100, 50)) == (0, 0, 100, 50)
+    assert fit_inside((3, 1000), (100, 100)) == (49, 0, 1, 100)  # never narrower than a pixel
