@@ -1125,10 +1125,13 @@ def test_write_image_png_keeps_alpha_and_jpeg_drops_it(tmp_path):
     write_image(tmp_path / "a.jpg", bgra)
     jpeg = cv2.imread(str(tmp_path / "a.jpg"), cv2.IMREAD_UNCHANGED)
     assert jpeg.shape == (6, 8, 3) and abs(int(jpeg[3, 3, 2]) - 255) <= 3
+    # A 32-bit BMP's fourth byte is ignored by most viewers: the alpha is dropped, as for JPEG.
+    write_image(tmp_path / "a.bmp", bgra)
+    assert cv2.imread(str(tmp_path / "a.bmp"), cv2.IMREAD_UNCHANGED).shape == (6, 8, 3)
     matte = np.full((6, 8), 77, np.uint8)
     write_image(tmp_path / "m.png", matte)
     assert np.array_equal(cv2.imread(str(tmp_path / "m.png"), cv2.IMREAD_UNCHANGED), matte)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.png", "m.png"]  # no temps
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bmp", "a.jpg", "a.png", "m.png"]
 
 
 def _pixels(data: bytes) -> np.ndarray:
@@ -1197,6 +1200,21 @@ def test_pillow_writes_the_same_pixels_and_metadata_where_opencv_keeps_none(tmp_
             with Image.open(io.BytesIO(data)) as written:
                 assert written.info.get("icc_profile") == metadata.icc_profile, ext
                 assert written.getexif().get(0x0132) == "2024:05:01 10:00:05", ext
+
+
+@pytest.mark.parametrize("name", ["out.png", "out.jpg", "out.webp"])
+def test_a_photo_with_a_date_but_no_colour_profile_keeps_its_date(tmp_path, name):
+    """Most photos from cameras and older phones carry EXIF and no profile: the date goes to
+    the output too, not only with a profile."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0132] = "2024:05:01 10:00:05"
+    path = write_image(tmp_path / name, _test_image(3),
+                       metadata=PhotoMetadata(exif=exif.tobytes()[6:]))
+    with Image.open(path) as written:
+        assert written.getexif().get(0x0132) == "2024:05:01 10:00:05"
+        assert "icc_profile" not in written.info
 
 
 def test_a_profile_libpng_refuses_is_still_kept_and_a_matte_keeps_none(tmp_path):
@@ -1355,6 +1373,31 @@ def test_image_folder_sink_keeps_stems_and_protects_inputs(tmp_path):
         sink.write(image, "a")  # a.jpeg after a.jpg
     assert (inputs / "b.png").read_bytes() == before
     assert sink.frames_written == 1 and (inputs / "a.png").exists()
+
+
+def test_a_disk_that_turns_read_only_mid_batch_is_full_for_every_photo_to_come(tmp_path):
+    """A disk remounted read-only (ext4 does so after an error) refuses every later file, as a
+    full one does: OutputFull, which stops a batch, not an InputError for each photo left. A
+    tmpfs in a user namespace of its own, remounted read-only after the first photo."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import sys, numpy as np, subprocess\n"
+            "from portrait.sink import ImageFolderSink\n"
+            "sink = ImageFolderSink(sys.argv[1])\n"
+            "sink.write(np.zeros((4, 4, 3), np.uint8), 'first')\n"
+            "subprocess.run(['mount', '-o', 'remount,ro', sys.argv[1]], check=True)\n"
+            "try:\n"
+            "    sink.write(np.zeros((4, 4, 3), np.uint8), 'second')\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n")
+    script = 'mount -t tmpfs tmpfs "$1" || exit 99; shift; exec "$@"'
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    assert done.stdout.startswith("OutputFull cannot write image "), (done.stdout, done.stderr)
+    assert "Read-only file system" in done.stdout, done.stdout
 
 
 def test_names_that_differ_only_in_case_are_one_output_where_the_disk_ignores_case(tmp_path):

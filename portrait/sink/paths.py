@@ -143,14 +143,17 @@ def _refuse_file(folder: Path, what: str, option: str) -> None:
 
 
 def _probe_folder(folder: Path, what: str, option: str) -> None:
-    """InputError unless a file can be made in ``folder`` (which is there)."""
+    """InputError unless a file can be made in ``folder`` (which is there); OutputFull where
+    its disk takes no file at all (read-only, over quota), so a batch stops at it as at a full
+    disk rather than trying each photo left."""
     # Made and removed, not asked of os.access: that says yes to root for any folder (/proc
     # too), where a run would fail only when it writes, after its work.
     try:
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".portrait-", suffix=".tmp")
     except OSError as error:
-        raise InputError(f"cannot write {what}: folder '{folder}' is not writable "
-                         f"({why_not_writable(error)}); choose another {option}") from None
+        refusal = OutputFull if error.errno in DISK_ERRNOS else InputError
+        raise refusal(f"cannot write {what}: folder '{folder}' is not writable "
+                      f"({why_not_writable(error)}); choose another {option}") from None
     probe.close()
 
 
