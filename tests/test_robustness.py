@@ -674,6 +674,40 @@ def test_a_stop_inside_an_extension_import_is_the_stop_not_an_error(stop, code, 
     assert capsys.readouterr().err == ""  # no "error: unexpected ImportError" line
 
 
+def test_a_stop_that_lands_while_an_error_is_handled_is_the_stop(caplog, capsys):
+    """Ctrl-C inside an ``except`` block (a clean-up that another error started) comes back as
+    the later error's context, not its cause: still a stop, exit 130, no error line."""
+    def body():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed")  # no "from": a context, not a cause
+
+    with caplog.at_level("INFO", logger="portrait"):
+        assert run_command(body) == 130
+    assert "interrupted" in caplog.text and capsys.readouterr().err == ""
+
+
+def test_a_users_mistake_is_one_line_and_exit_2_apart_from_a_bugs_1(capsys):
+    """Scripts tell bad input (2, as argparse) from a crash (1) by the exit code."""
+    def body():
+        raise InputError("cannot read image 'x.png'; check the path")
+
+    assert run_command(body) == 2
+    assert capsys.readouterr().err == "error: cannot read image 'x.png'; check the path\n"
+
+
+def test_a_system_error_without_a_file_is_an_unexpected_error_not_a_file_to_check(capsys):
+    """Only an OSError that names a file is the user's to fix; one without (a socket, a
+    broken pipe) is reported as unexpected, not as "cannot use 'None'"."""
+    def body():
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    assert run_command(body) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unexpected ConnectionResetError: ") and "None" not in err, err
+
+
 def test_a_file_the_system_refuses_is_one_line_not_an_unexpected_error(capsys):
     def body():
         raise PermissionError(13, "Permission denied", "/somewhere/out.tmp.h5")
