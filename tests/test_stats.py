@@ -1,0 +1,61 @@
+"""portrait.stats: the --stats summary, checked against values worked out by hand."""
+
+import json
+import time
+
+from portrait.stats import RunStats
+
+
+def test_means_cover_the_whole_run_and_percentiles_the_recent_samples():
+    """With ``keep=2`` the samples are trimmed to the newest two once there are more than
+    four: the 5th sample leaves [4, 5]. The mean still counts all five."""
+    stats = RunStats(keep=2)
+    for ms in (1.0, 2.0, 3.0, 4.0, 5.0):
+        stats.add("segment", ms)
+    summary = stats.summary()
+    assert summary["stage_ms"] == {"segment": 3.0}  # (1 + 2 + 3 + 4 + 5) / 5
+    assert summary["stage_ms_p95"] == {"segment": 4.95}  # of [4, 5]: 4 + 0.95
+
+
+def test_latency_and_wait_give_mean_median_and_p95_and_none_without_samples():
+    stats = RunStats()
+    for ms in (10.0, 20.0, 30.0, 40.0, 100.0):
+        stats.add("latency", ms)
+        stats.add("wait", ms + 1)
+    summary = stats.summary()
+    # numpy's linear percentile: p95 lies 0.8 of the way from 40 to 100.
+    assert summary["latency_ms"] == {"mean": 40.0, "median": 30.0, "p95": 88.0}
+    assert summary["wait_ms"] == {"mean": 41.0, "median": 31.0, "p95": 89.0}
+    assert summary["stage_ms"] == {} and summary["stage_ms_p95"] == {}  # the wait is no stage
+    empty = RunStats().summary()
+    assert empty["latency_ms"] == empty["wait_ms"] == {"mean": None, "median": None, "p95": None}
+
+
+def test_counts_are_reported_each_under_its_own_name():
+    stats = RunStats()
+    stats.frames, stats.dropped, stats.reused = 7, 2, 5
+    summary = stats.summary()
+    assert (summary["frames"], summary["dropped_frames"], summary["reused_masks"]) == (7, 2, 5)
+    assert summary["fps"] > 0
+
+
+def test_cpu_percent_is_of_one_core():
+    """A thread that keeps one core busy is near 100 %, not near 1 (a fraction)."""
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    stats = RunStats()
+    while time.process_time() - cpu_start < 0.2:
+        pass
+    percent = stats.summary()["cpu_percent"]
+    outer = 100 * (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
+    assert 0.8 * outer <= percent <= 1.25 * outer + 1, (percent, outer)
+
+
+def test_the_summary_is_written_as_json_where_asked(tmp_path):
+    stats = RunStats()
+    stats.frames = 3
+    stats.add("decode", 2.0)
+    summary = stats.write(str(tmp_path / "run.json"))
+    assert json.loads((tmp_path / "run.json").read_text()) == summary
+    assert summary["frames"] == 3 and summary["stage_ms"] == {"decode": 2.0}
+    assert stats.write(None)["frames"] == 3
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "run.json"]  # nothing else written
