@@ -879,6 +879,9 @@ def test_read_photo_gives_the_colour_profile_and_dates_but_no_position(tmp_path,
     if name.endswith(".jpg"):
         assert image.shape == (80, 40, 3)  # upright
     assert metadata.icc_profile == colour_profile()
+    # A TIFF structure, without the JPEG's "Exif\0\0": an encoder adds its own, and a PNG's
+    # eXIf chunk holds none.
+    assert metadata.exif[:4] in (b"II*\x00", b"MM\x00*"), metadata.exif[:8]
     kept = Image.Exif()
     kept.load(metadata.exif)
     assert {tag: kept[tag] for tag in kept if tag != 0x8769} == {
