@@ -902,6 +902,19 @@ def test_read_photo_drops_a_profile_of_other_colours_than_rgb_and_has_none_witho
         np.testing.assert_array_equal(image, read_image(tmp_path / name))
 
 
+def test_a_photo_whose_exif_pillow_cannot_write_back_is_read_without_it(tmp_path):
+    """A damaged EXIF costs the output its date, never the photo: here the date is stored as a
+    signed fraction (type 10), which Pillow reads and then fails to write back with an
+    AttributeError, not a ValueError."""
+    raw = (b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 1)
+           + struct.pack("<HHII", 0x0132, 10, 1, 26) + struct.pack("<I", 0)
+           + struct.pack("<ii", 1, 2))
+    Image.fromarray(rgb_red_left()).save(tmp_path / "odd.jpg", exif=raw, quality=95)
+    image, metadata = read_photo(tmp_path / "odd.jpg")
+    np.testing.assert_array_equal(image, read_image(tmp_path / "odd.jpg"))
+    assert metadata.exif is None and not metadata
+
+
 def _half_transparent_rgba(width=80, height=40) -> np.ndarray:
     """RGBA: the left half opaque red, the right half transparent (its colour green, which
     must not show), and a half-transparent stripe in the middle."""
