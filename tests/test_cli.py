@@ -281,6 +281,17 @@ def test_png_frames_and_max_frames(brightness_model, tmp_path):
         "written-by-portrait.txt"]
 
 
+def test_transparent_png_frames_go_to_a_folder_whose_name_has_a_dot(brightness_model, tmp_path):
+    """A trailing "/" names a folder whatever its name: ``takes.v2/`` takes RGBA PNG frames."""
+    video = write_video(tmp_path / "in.avi", frames=3)
+    out = tmp_path / "takes.v2"
+    assert main(["--model", str(brightness_model), "--source", str(video), "--out", f"{out}/",
+                 "--background", "transparent", "-q"]) == 0
+    frames = sorted(out.glob("*.png"))
+    assert len(frames) == 3
+    assert cv2.imread(str(frames[0]), cv2.IMREAD_UNCHANGED).shape[2] == 4
+
+
 @pytest.fixture
 def virtual_camera():
     with fake_camera(BACKEND, RecordingBackend) as backend:
@@ -409,9 +420,10 @@ def test_an_unreadable_photo_is_refused_before_the_model_loads(capsys, tmp_path,
         data = whole[:len(whole) // 2]
     photo.write_bytes(data)
     code, stderr = run_in_process(capsys, "--model", broken, "--image", photo,
-                                  "--out", tmp_path / "o.png")
+                                  "--out", tmp_path / "new" / "o.png")
     assert_one_line_error(code, stderr, f"cannot read image '{photo}'")
     assert "broken.hdf5" not in stderr
+    assert not (tmp_path / "new").exists()  # nor is the output's folder made for nothing
 
 
 def test_a_folder_of_which_no_photo_reads_is_reported_without_the_model(capsys, caplog, tmp_path):
@@ -575,6 +587,21 @@ def test_out_never_replaces_the_background_or_an_input_through_a_new_folder(
     assert all(path.read_bytes() == data for path, data in kept.items())
 
 
+def test_out_never_replaces_the_config_files_background_that_b_steps_to(
+        capsys, tmp_path, brightness_model):
+    """With --background blur typed, ``b`` still steps to the config file's background image:
+    an input too, which --out must not replace."""
+    source = person_image(tmp_path / "me.png")
+    background = person_image(tmp_path / "bg.png", size=(64, 48))
+    kept = background.read_bytes()
+    config = tmp_path / "portrait.toml"
+    config.write_text(f"background = {json.dumps(str(background))}\n")
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--config", config,
+                                  "--image", source, "--background", "blur", "--out", background)
+    assert_one_line_error(code, stderr, "refusing to overwrite the input")
+    assert background.read_bytes() == kept
+
+
 def test_image_out_is_readable_by_others_as_any_new_file(capsys, tmp_path, brightness_model):
     source = person_image(tmp_path / "me.png")
     out = tmp_path / "me_cut.png"
@@ -716,13 +743,17 @@ def test_a_config_files_settings_for_other_runs_are_not_warned_about(tmp_path):
         assert ignored_options(args, command_line_options(argv)) == expected, argv
 
 
-def test_transparent_to_a_format_without_alpha_is_refused(capsys, tmp_path, brightness_model):
+@pytest.mark.parametrize("name", ["me.jpg", "me.JPG"])
+def test_transparent_to_a_format_without_alpha_is_refused(capsys, tmp_path, brightness_model,
+                                                          name):
     source = person_image(tmp_path / "me.png")
     code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", source,
-                                  "--out", tmp_path / "me.jpg", "--background", "transparent")
-    # Each output type that keeps transparency (README, Photo outputs), not only PNG.
-    assert_one_line_error(code, stderr, "transparent", "not .jpg: use a .png, .webp or .tif --out")
-    assert not (tmp_path / "me.jpg").exists()
+                                  "--out", tmp_path / name, "--background", "transparent")
+    # Each output type that keeps transparency (README, Photo outputs), not only PNG; the type
+    # whatever its case (a camera's IMG_1.JPG).
+    assert_one_line_error(code, stderr, "transparent",
+                          f"not {name[2:]}: use a .png, .webp or .tif --out")
+    assert not (tmp_path / name).exists()
 
 
 def test_png_frames_of_an_earlier_longer_run_do_not_survive_a_shorter_one(
@@ -776,6 +807,30 @@ def test_a_batch_of_the_current_or_parent_folder_is_written_beside_it(
     assert run_in_process(capsys, "--model", brightness_model, "--image", "..", "-q")[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "photos_portrait"]
     assert sorted(p.name for p in photos.iterdir()) == ["inner", "me.jpg"]
+
+
+def test_the_default_output_keeps_a_folders_whole_name_and_a_photos_stem(tmp_path):
+    """``--image trip.2024/`` writes ``trip.2024_portrait/``, not ``trip_portrait/`` (a
+    folder's dot is part of its name), and ``--image me.v2.jpg`` writes ``me.v2_portrait.png``."""
+    from portrait.run import default_image_out
+
+    assert default_image_out(tmp_path / "trip.2024", batch=True) == tmp_path / "trip.2024_portrait"
+    assert default_image_out(tmp_path / "me.v2.jpg", batch=False) == tmp_path / "me.v2_portrait.png"
+
+
+def test_only_a_video_file_into_a_video_file_takes_its_sound():
+    """A camera has no sound to copy (its index is no file), nor do PNG frames or the virtual
+    camera take any; --no-audio leaves it out."""
+    from portrait.options import CaptureOptions, OutputOptions
+    from portrait.run import sound_source
+
+    video, mp4 = CaptureOptions(source="talk.mp4"), OutputOptions(out="o.mp4")
+    assert sound_source(video, mp4) == "talk.mp4"
+    for camera in ("0", "/dev/video2"):
+        assert sound_source(CaptureOptions(source=camera), mp4) is None, camera
+    for out in (OutputOptions(out="frames/"), OutputOptions(),
+                OutputOptions(out="o.mp4", audio=False)):
+        assert sound_source(video, out) is None, out
 
 
 def test_refine_sharpen_reaches_the_refine_stage():
@@ -995,6 +1050,19 @@ def test_main_leaves_the_callers_sigterm_handler_in_place(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     assert main(["--model", str(tmp_path / "nope.hdf5"), "--image", str(tmp_path / "x.jpg")]) == 2
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_stream_gives_back_the_callers_signal_handlers_when_it_ends(brightness_model, tmp_path):
+    """A stream takes Ctrl-C, SIGTERM and SIGHUP while it runs (to finalise its output); after
+    it, a Ctrl-C in the calling program raises KeyboardInterrupt again."""
+    import signal
+
+    names = [name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    before = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    video = write_video(tmp_path / "in.avi", frames=3)
+    assert main(["--model", str(brightness_model), "--source", str(video), "--out",
+                 str(tmp_path / "out.avi"), "-q"]) == 0
+    assert {name: signal.getsignal(getattr(signal, name)) for name in names} == before
 
 
 def test_default_model_is_the_accurate_one_for_photos_and_the_cheaper_one_for_streams():
