@@ -361,6 +361,9 @@ def test_cache_folder_follows_environment(monkeypatch, tmp_path):
     assert tflite_utils.cache_dir() == tmp_path / "portrait"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert tflite_utils.cache_dir() == Path.home() / ".cache" / "portrait"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PORTRAIT_CACHE_DIR", "~/conversions")  # as a config line leaves it
+    assert tflite_utils.cache_dir() == tmp_path / "conversions"
 
 
 def test_dot_keras_model_loads(models):
@@ -588,6 +591,60 @@ def test_marking_keeps_mediapipe_metadata(tmp_path):
     path.write_bytes(marked)
     with create_segmenter(SegmentOptions(model=str(path), backend="mediapipe")) as segmenter:
         assert iou_on_eg1800(segmenter) > 0.9
+
+
+@needs_shared
+def test_an_unknown_input_norm_mark_is_ignored_and_a_mark_replaces_the_last():
+    """A mark this version does not know (a newer export's) is no scaling to apply; marking
+    again leaves one entry of the name, not two."""
+    odd = tflite_utils.mark_tflite_metadata(SELFIE, {"portrait_input_norm": b"log"})
+    assert tflite_utils.read_tflite_input_norm(odd) is None
+    twice = tflite_utils.mark_tflite_input_norm(tflite_utils.mark_tflite_input_norm(SELFIE, "raw"),
+                                                "unit")
+    model = tflite_utils._schema().Model.GetRootAs(twice, 0)
+    names = [model.Metadata(i).Name() for i in range(model.MetadataLength())]
+    assert names.count(b"portrait_input_norm") == 1, names
+    assert tflite_utils.read_tflite_input_norm(twice) == "unit"
+
+
+@needs_shared
+def test_an_export_record_that_is_not_an_object_is_no_record():
+    """A damaged or foreign ``portrait_export`` entry (JSON, but a list) reads as none, so
+    nothing asks it for its fields."""
+    odd = tflite_utils.mark_tflite_metadata(SELFIE, {tflite_utils.EXPORT_KEY: b"[1, 2]"})
+    assert tflite_utils.read_export_info(odd) is None
+    info = {"source": "m.hdf5", "source_sha256": "ab", "format": tflite_utils.EXPORT_FORMAT}
+    assert tflite_utils.read_export_info(tflite_utils.mark_export_info(SELFIE, info)) == info
+
+
+def test_an_image_input_is_dynamic_only_when_both_sides_are():
+    """A model with one side fixed runs at that side; only (batch, -1, -1, C) takes any size."""
+    assert tflite_utils.dynamic_image_input([1, -1, -1, 3])
+    assert tflite_utils.dynamic_image_input([-1, -1, -1, 3])
+    for signature in ([1, -1, 256, 3], [1, 256, -1, 3], [1, 256, 256, 3], [-1, -1, -1]):
+        assert not tflite_utils.dynamic_image_input(signature), signature
+
+
+def test_a_fixed_input_size_is_read_as_width_by_height():
+    import keras
+
+    inputs = keras.Input((64, 128, 3))  # height 64, width 128
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(inputs))
+    assert keras_compat.saved_input_size(model) == (128, 64)
+    dynamic = keras.Input((None, None, 3))
+    assert keras_compat.saved_input_size(keras.Model(dynamic, dynamic)) is None
+
+
+def test_serialised_code_is_found_wherever_a_config_holds_it():
+    """Keras 3 serialises a Python function given as an activation as ``__lambda__``, outside
+    any Lambda layer; a name such as "relu" is no code."""
+    config = {"config": {"layers": [
+        {"class_name": "Dense", "config": {"name": "head", "activation": {
+            "class_name": "__lambda__", "config": {"code": "4wEAAAAA", "defaults": None}}}},
+        {"class_name": "Dense", "config": {"name": "plain", "activation": "relu"}},
+    ]}}
+    assert keras_compat.find_serialized_code(config) == ["a serialised Python function"]
+    assert keras_compat.find_serialized_code(config["config"]["layers"][1]) == []
 
 
 # ---------------------------------------------------------------- errors and lifecycle
