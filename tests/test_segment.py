@@ -635,6 +635,51 @@ def test_a_fixed_input_size_is_read_as_width_by_height():
     assert keras_compat.saved_input_size(keras.Model(dynamic, dynamic)) is None
 
 
+def test_a_model_that_normalises_its_own_input_takes_0_to_255():
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    for first, norm in ((keras.layers.Normalization(mean=127.5, variance=5000.0), "raw"),
+                        (keras.layers.Rescaling(1 / 255), "raw"),
+                        (keras.layers.Conv2D(3, 1), None)):
+        model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(first(inputs)))
+        assert keras_compat.keras_input_norm(model) == norm, first
+
+
+def test_an_ensemble_of_members_with_different_outputs_has_no_one_activation():
+    """The mean of a sigmoid and a softmax member is neither: the app must not be told it is."""
+    import keras
+
+    def member(activation, name):
+        inputs = keras.Input((8, 8, 3))
+        return keras.Model(inputs, keras.layers.Conv2D(1, 1, activation=activation)(inputs),
+                           name=name)
+
+    def ensemble(*members):
+        inputs = keras.Input((8, 8, 3))
+        return keras.Model(inputs, keras.layers.Average()([m(inputs) for m in members]))
+
+    sigmoid = member("sigmoid", "a")
+    assert keras_compat.keras_output_activation(
+        ensemble(sigmoid, member("sigmoid", "b"))) == "sigmoid"
+    assert keras_compat.keras_output_activation(ensemble(sigmoid, member("softmax", "c"))) is None
+
+
+def test_a_config_input_of_other_than_one_rgb_image_gives_no_size():
+    """A grey-input model (one channel) or one of two inputs is no image model of ours: the
+    size is not read from its config, and loading it says why."""
+    def config(batch_shape):
+        return {"config": {"layers": [{"class_name": "InputLayer",
+                                       "config": {"batch_shape": batch_shape}}]}}
+
+    assert keras_compat.config_input_size(config([None, 64, 128, 3])) == (128, 64)
+    assert keras_compat.config_input_size(config([None, None, None, 3])) == "dynamic"
+    assert keras_compat.config_input_size(config([None, 64, 128, 1])) is None
+    two_inputs = config([None, 64, 128, 3])
+    two_inputs["config"]["layers"].append(two_inputs["config"]["layers"][0])
+    assert keras_compat.config_input_size(two_inputs) is None  # which one is the image?
+
+
 def test_serialised_code_is_found_wherever_a_config_holds_it():
     """Keras 3 serialises a Python function given as an activation as ``__lambda__``, outside
     any Lambda layer; a name such as "relu" is no code."""
