@@ -708,6 +708,28 @@ def test_a_system_error_without_a_file_is_an_unexpected_error_not_a_file_to_chec
     assert err.startswith("error: unexpected ConnectionResetError: ") and "None" not in err, err
 
 
+def test_termination_signals_are_left_alone_off_the_main_thread():
+    """A program that runs a command in a thread of its own: Python sets signal handlers on
+    the main thread only, so the block runs without them rather than failing."""
+    from portrait.errors import stop_on_termination_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    failures, seen = [], []
+
+    def body():
+        try:
+            with stop_on_termination_signals():
+                seen.append(signal.getsignal(signal.SIGTERM))
+        except Exception as error:  # noqa: BLE001: what the thread met is the result
+            failures.append(error)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert failures == [] and seen == [before]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_file_the_system_refuses_is_one_line_not_an_unexpected_error(capsys):
     def body():
         raise PermissionError(13, "Permission denied", "/somewhere/out.tmp.h5")
@@ -816,6 +838,19 @@ def test_an_interrupted_batch_says_how_far_it_got(brightness_model, tmp_path, si
         in stderr.splitlines(), stderr
     assert all(cv2.imread(str(path)) is not None for path in out.glob("*.png"))  # each whole
     assert json.loads(stats.read_text())["frames"] == written
+
+
+def test_a_single_photo_stopped_says_nothing_of_images_done(caplog):
+    """"interrupted after 0 of 1 images; those are in me_portrait.png" would name a file that
+    was never written: the count is for batches, of two images or more."""
+    from portrait.run import _say_if_stopped
+    from portrait.stats import RunStats
+
+    with caplog.at_level("WARNING", logger="portrait.run"):
+        _say_if_stopped(KeyboardInterrupt(), RunStats(), 1, "me_portrait.png")
+        _say_if_stopped(StopRequested("SIGTERM"), RunStats(), 2, "out")
+    assert [record.getMessage() for record in caplog.records] == [
+        "interrupted after 0 of 2 images; those are in out"]
 
 
 def app_on_a_small_disk(disk: Path, size: str, *args) -> subprocess.CompletedProcess:
