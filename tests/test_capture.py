@@ -694,6 +694,55 @@ def test_a_matroska_video_whose_sound_goes_on_after_its_picture_is_not_called_tr
     assert "of 1.0 s): the file may be truncated" in caplog.records[0].getMessage()
 
 
+def _without_duration_tags(path: Path) -> Path:
+    """``path`` with its tracks' ``DURATION`` tags renamed (``DURATIOX``: the same length, so
+    the file stays whole and valid), as mkvmerge may write a Matroska file: without them."""
+    data = path.read_bytes()
+    assert data.count(b"DURATION") == 2  # one a track: the picture's and the sound's
+    stripped = path.with_name("untagged_" + path.name)
+    stripped.write_bytes(data.replace(b"DURATION", b"DURATIOX"))
+    return stripped
+
+
+def test_a_matroska_video_without_a_duration_tag_whose_sound_goes_on_is_not_called_truncated(
+        tmp_path, caplog):
+    """30 frames (1.0 s) with 1.5 s of sound, without the tag that says where the picture ends:
+    its end is read from its last packets, reached, and nothing is said (it was called
+    truncated); a variable rate is noted as such. The same file cut short is still called
+    truncated, against the file's 45 frames: without the tag, nothing else says the picture's."""
+    import av
+    from conftest import write_video_with_sound
+
+    clip = _without_duration_tags(
+        write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=1.5, codec="flac"))
+    with av.open(str(clip)) as container:
+        assert "DURATION" not in container.streams.video[0].metadata
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        assert video.frame_count == 45  # the estimate this is about
+        caplog.clear()
+        assert len(list(video)) == 30
+    assert caplog.records == []
+    times = [i / 30 for i in range(10)] + [0.7 + i / 30 for i in range(10)]
+    varying = _without_duration_tags(write_video_with_sound(
+        tmp_path / "varying.mkv", frames=20, seconds=1.5, codec="flac", frame_times=times))
+    with VideoFileSource(varying) as video:
+        caplog.clear()
+        assert len(list(video)) == 20
+    assert [r.levelno for r in caplog.records] == [logging.INFO], caplog.text
+    assert "has a variable frame rate: 20 frames over 1.0 s" in caplog.records[0].getMessage()
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.5)])
+    with VideoFileSource(cut) as video:
+        caplog.clear()
+        frames = len(list(video))
+    assert frames < 30
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert (f"ended after {frames} of the 45 frames it claims (0.8 of 1.5 s): the file may be "
+            "truncated") in caplog.records[0].getMessage()
+
+
 def test_a_matroska_video_of_a_variable_rate_whose_sound_goes_on_is_said_to_vary(tmp_path,
                                                                                 caplog):
     """20 frames over 1.0 s at a base rate of 30 fps (a pause in the middle, as a phone's

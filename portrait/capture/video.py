@@ -61,14 +61,47 @@ def _probe(path: Path) -> tuple[Optional[float], float, Optional[float]]:
 def _video_end_s(video) -> Optional[float]:
     """Where the video track ends on the file's timeline, in seconds, by Matroska's per-track
     ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``, which FFmpeg's muxer writes as it finishes the
-    file, so a file cut short keeps its whole length there); ``None`` without one. Not the
-    stream's duration: FFmpeg estimates that from what a file cut short still holds."""
+    file, so a file cut short keeps its whole length there); ``None`` without one (then
+    :func:`_picture_end_s`, only where frames are missing). Not the stream's duration: FFmpeg
+    estimates that from what a file cut short still holds, and gives none for Matroska."""
     hours, _, rest = video.metadata.get("DURATION", "").partition(":")
     minutes, _, seconds = rest.partition(":")
     try:
         return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     except ValueError:
         return None
+
+
+def _picture_end_s(path: Path, file_end_s: float) -> Optional[float]:
+    """Where the video track ends on the file's timeline, in seconds, from its last packets:
+    for a file without a ``DURATION`` tag (:func:`_video_end_s`), as mkvmerge may write one.
+    The file is sought to its last video keyframe (from Matroska's cues, which a file cut short
+    lacks: then read from its start), and its packets read from there, not decoded. Only a
+    file whole to ``file_end_s`` (where its packets, any track's, reach that far) says where
+    its picture ends: in a file cut short, the last video packet is where the cut is.
+
+    Returns:
+        The end of the last video packet, or ``None``: the file ends before ``file_end_s``,
+        has no video packet after its last keyframe, or cannot be read.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            end_s = ((container.start_time or 0) + (container.duration or 0)) / av.time_base
+            container.seek(int(end_s / video.time_base), backward=True, stream=video)
+            picture_end_s, data_end_s = None, 0.0
+            for packet in container.demux():
+                if packet.pts is None:
+                    continue
+                packet_end_s = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                data_end_s = max(data_end_s, packet_end_s)
+                if packet.stream.index == video.index:
+                    picture_end_s = max(picture_end_s or 0.0, packet_end_s)
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return None
+    return picture_end_s if data_end_s >= file_end_s else None
 
 
 def why_no_frame(path: Path, reader: str = "OpenCV") -> str:
@@ -351,10 +384,14 @@ class VideoFileSource(FileSource):
         length_s = self._frame_count / self._counted_fps
         claimed = self._frame_count
         reached_s = late_s + last_pts_s + 1 / self._counted_fps
-        if self._video_end_s is not None and self._video_end_s < 0.95 * length_s:
+        video_end_s = self._video_end_s
+        if video_end_s is None and self.unchanged():  # no DURATION tag: from the file's end
+            video_end_s = _picture_end_s(self.path,
+                                         length_s - _FRAME_COUNT_SLACK / self._counted_fps)
+        if video_end_s is not None and video_end_s < 0.95 * length_s:
             # The count is the file's, whose sound goes on after the picture: the picture's
             # own end is the one to reach, and its frames are the ones it claims.
-            length_s = self._video_end_s
+            length_s = video_end_s
             claimed = round((length_s - late_s) * self._counted_fps)
             if frames_read >= claimed - _FRAME_COUNT_SLACK:
                 return
