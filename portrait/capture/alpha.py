@@ -9,6 +9,12 @@ each WebM block (``BlockAdditional``), which the track marks (its ``AlphaMode``:
 ``vp8`` and ``vp9`` decoders drop it; libvpx's (``libvpx``, ``libvpx-vp9``) decode it, where
 FFmpeg is built with them (PyAV's wheels are). A GIF's transparency is told from its blocks
 (:mod:`portrait.capture.gif`), not here.
+
+HEVC keeps alpha as a second layer (Apple's "HEVC with alpha"): it is seen here only where
+FFmpeg's HEVC decoder gives that layer and says so in the stream's pixel format; nothing else
+of the stream that PyAV shows says it. Untested: this PyAV's FFmpeg (8.1) cannot write such a
+file (its libx265 was built without alpha-layer encoding: "Loaded libx265 does not support
+alpha layer encoding"), and the README says so.
 """
 
 from __future__ import annotations
