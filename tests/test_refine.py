@@ -83,7 +83,7 @@ def test_fast_variant_with_scale_1_equals_plain_guided_filter():
     frame, mask = _person_scene(120, 160)
     prob = cv2.GaussianBlur(mask, (9, 9), 3)
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
-    for k in (1.0, 3.0):  # the filter runs on the sharpened probability
+    for k in (0.5, 1.0, 3.0):  # the filter runs on the sharpened (below 1: softened) probability
         alpha = refine_alpha(frame, prob, RefineOptions(radius_px=5, eps=1e-3, scale=1, sharpen=k,
                                                        guide="grey"))
         guided = guided_filter(grey, sharpen_probability(prob.copy(), k), 5, 1e-3)
@@ -133,6 +133,14 @@ def test_sharpen_probability_hand_computed():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="sharpen"):
             sharpen_probability(p.copy(), bad)
+
+
+def test_sharpen_clamps_a_probability_outside_0_1():
+    """A probability a little outside [0, 1] is taken as 0 or 1: unclamped, 1.2 sharpened by
+    1.5 came out 0.94 (a see-through patch in the person) and -0.2 by 1 came out -0.2."""
+    p = np.array([-0.2, 1.2, 1.0001, -1e-6], np.float32)
+    for k in (1.0, 1.5, 3.0):
+        np.testing.assert_array_equal(sharpen_probability(p.copy(), k), [0, 1, 1, 0], err_msg=str(k))
 
 
 def test_a_very_steep_sharpen_becomes_the_threshold_and_keeps_the_person():
@@ -191,12 +199,16 @@ def test_disabled_refine_of_a_one_pixel_photo_is_one_pixel(shape):
     assert refine_alpha(frame, prob, RefineOptions(enabled=False), out=out) is out
 
 
-def test_output_dtype_shape_out_buffer_and_inputs_unchanged():
+@pytest.mark.parametrize("sharpen", [3.0, 1.0])
+def test_output_dtype_shape_out_buffer_and_inputs_unchanged(sharpen):
+    """Unsharpened (1), the probability at the low resolution is used as it is: the
+    flush of its near-zero values must still be done on a copy, not the caller's array."""
     frame, mask = _person_scene(72, 128)
-    prob = cv2.resize(mask, (32, 18), interpolation=cv2.INTER_AREA)
+    prob = cv2.resize(mask, (32, 18), interpolation=cv2.INTER_AREA)  # 1/4, the low resolution
+    prob[0, :4] = 1e-7  # below the flush threshold
     frame_copy, prob_copy = frame.copy(), prob.copy()
     out = np.empty((72, 128), np.uint8)
-    alpha = refine_alpha(frame, prob, RefineOptions(), out=out)
+    alpha = refine_alpha(frame, prob, RefineOptions(sharpen=sharpen), out=out)
     assert alpha is out and alpha.dtype == np.uint8 and alpha.shape == (72, 128)
     assert alpha[36, 64] > 200 and alpha[5, 5] < 50
     np.testing.assert_array_equal(frame, frame_copy)
@@ -269,6 +281,17 @@ def test_reach_box_from_hand_made_coefficients():
     a3[0, 79] = (0.0005, 0.0005, -1)  # the positive channels add up: 255 * 0.001
     assert reach_box(a3, np.zeros((45, 80), np.float32), (320, 180)) == (78 * 4, 0, 320, 2 * 4)
     assert reach_box(a, b255, (321, 180)) == (0, 0, 321, 180)  # not a whole multiple: all of it
+
+
+def test_a_faint_probability_that_makes_a_grey_level_is_kept():
+    """Near-zero probabilities are flushed to 0 only where they cannot make a quarter grey level:
+    0.003 (0.77 of a level) over a flat frame gives alpha 1 inside its patch, 0 far from it."""
+    frame = np.full((180, 320, 3), 128, np.uint8)
+    prob = np.zeros((45, 80), np.float32)
+    prob[10:35, 20:60] = 0.003
+    alpha = refine_alpha(frame, prob, RefineOptions(sharpen=1.0))
+    assert (alpha[60:120, 120:200] == 1).all(), np.unique(alpha[60:120, 120:200])
+    assert not alpha[:, :40].any() and not alpha[:, 280:].any()
 
 
 def test_empty_frame_gives_a_zero_matte():
