@@ -150,14 +150,15 @@ def test_blur_has_no_halo():
     assert ours_ring < 26, ours_ring  # background is 20
 
 
-@pytest.mark.parametrize("value", [0, 1, 100, 200, 255])
+@pytest.mark.parametrize("value", [0, 1, 100, 200, 255, (30, 100, 200)])
 def test_blur_of_a_flat_room_is_that_room(value):
-    """Rounded, not truncated: a flat wall stays its own grey, not one level darker."""
+    """Rounded, not truncated: a flat wall stays its own grey, not one level darker; an orange
+    wall stays orange (BGR kept, not its channels swapped)."""
     frame = np.full((H, W, 3), value, np.uint8)
     np.testing.assert_array_equal(blur_background(frame, np.zeros((H, W), np.uint8), 21), frame)
 
 
-@pytest.mark.parametrize("blur_px", [4, 8, 21])
+@pytest.mark.parametrize("blur_px", [1, 4, 8, 21])
 def test_blur_reaches_blur_px_and_no_further(blur_px):
     """A step from black to grey 200: blurred across about blur_px either side (at a 1/2 or
     1/4 resolution the kernel is scaled down with it), untouched beyond."""
@@ -167,6 +168,33 @@ def test_blur_reaches_blur_px_and_no_further(blur_px):
     reach = blur_px + 1  # and a pixel for the halving
     assert (row[:160 - reach] == 0).all() and (row[160 + reach:] == 200).all(), row
     assert 20 < row[160 - blur_px // 2] < 180 and 20 < row[160 + blur_px // 2 - 1] < 180, row
+
+
+@pytest.mark.parametrize("blur_px", [12, 21])
+def test_blur_of_a_smooth_gradient_is_that_gradient(blur_px):
+    """A wall lit from one side (a ramp of 2 levels a pixel) comes back as it was away from the
+    frame's edges, at 1/4 resolution too: smooth, no staircase of 4 px steps from a nearest
+    sample when halving or scaling back up."""
+    ramp = 2 * np.arange(128)
+    frame = np.repeat(np.repeat(ramp.astype(np.uint8)[None, :, None], H, 0), 3, 2)
+    row = blur_background(frame, np.zeros((H, 128), np.uint8), blur_px)[H // 2, :, 1].astype(int)
+    inner = slice(blur_px + 8, 128 - blur_px - 8)  # beyond the blur's reach of the edges
+    assert np.abs(row - ramp)[inner].max() <= 1, row
+    assert np.diff(row[inner]).max() <= 3, row
+
+
+@pytest.mark.parametrize("blur_px", [5, 40])
+def test_the_blur_background_blurs_by_its_own_blur_px(blur_px):
+    """``--blur N`` (and the + / - keys, which set the attribute) is the blur shown, not the
+    default's 21 px."""
+    frame, _ = _frame_and_alpha()
+    zero = np.zeros((H, W), np.uint8)
+    with make_background(CompositeOptions(background="blur", blur_px=blur_px), (W, H)) as background:
+        np.testing.assert_array_equal(background.render(frame, zero),
+                                      blur_background(frame, zero, blur_px))
+        background.blur_px = 9
+        np.testing.assert_array_equal(background.render(frame, zero),
+                                      blur_background(frame, zero, 9))
 
 
 def test_blur_behind_a_soft_edge_is_the_rooms_colour():
