@@ -232,6 +232,33 @@ def test_image_background_is_not_stretched(image_path, size):
     assert abs((xs.min() + xs.max()) / 2 - (w - 1) / 2) <= 1  # centre-cropped
 
 
+@pytest.mark.parametrize("side", [300, 1200])
+def test_an_image_shrunk_to_cover_keeps_its_brightness(tmp_path, side):
+    """Fine stripes (one bright column in three, mean 85) shrunk behind a 200x200 frame, 1.5
+    times (by cover) or 6 times (three when the image is read, then two by cover): area-averaged,
+    they keep the image's mean brightness; a bilinear shrink samples a few columns and makes the
+    wall brighter or darker (95 by cover, 0 when the image is read)."""
+    image = np.zeros((side, side, 3), np.uint8)
+    image[:, ::3] = 255
+    path = tmp_path / "stripes.png"
+    cv2.imwrite(str(path), image)
+    with make_background(CompositeOptions(background=str(path)), (200, 200)) as background:
+        result = background.render(np.zeros((200, 200, 3), np.uint8), np.zeros((200, 200), np.uint8))
+    assert abs(result.mean() - image.mean()) <= 3, (result.mean(), image.mean())
+
+
+def test_an_image_background_is_as_sharp_for_a_frame_twice_the_first(tmp_path):
+    """The image is kept at twice the scale that covers the first frame, so a frame of twice
+    its size (a photo after a preview) shows the image as if made for it, not upscaled from a
+    copy made for the smaller frame."""
+    image = np.random.default_rng(8).integers(0, 256, (800, 1200, 3), dtype=np.uint8)
+    path = tmp_path / "detail.png"
+    cv2.imwrite(str(path), image)
+    with make_background(CompositeOptions(background=str(path)), (150, 100)) as background:
+        result = background.render(np.zeros((200, 300, 3), np.uint8), np.zeros((200, 300), np.uint8))
+    assert np.abs(result.astype(np.int16) - cover(image, (300, 200))).max() <= 1
+
+
 def _overlay_rgba(h=H, w=W) -> np.ndarray:
     """BGRA: the left third opaque red, the middle third half-transparent blue, the right
     third transparent, its colour a green that must never show."""
@@ -345,6 +372,33 @@ def test_a_background_for_a_panorama_scales_only_what_is_in_view(tmp_path, size)
     top, left = (whole.shape[0] - height) // 2, (whole.shape[1] - width) // 2
     centre = whole[top:top + height, left:left + width]
     assert np.abs(result.astype(np.int16) - centre).max() <= 2
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_shrunk_background_for_a_panorama_lies_within_half_a_pixel_of_the_whole(axis):
+    """A 600x800 photo shrunk to cover frames 5 px tall (or, turned, 5 px wide): only the part
+    in view is area-averaged, placed to the nearest pixel of where the whole image scaled has
+    it. The photo is a ramp of 20 levels a row across the view, so the mean difference from
+    the whole's centre, over the ramp's slope in the frame, is the offset in pixels; truncating
+    the part's offset instead of rounding it moved the background by up to 0.96 px."""
+    for length in range(300, 420, 7):
+        src_h, src_w = 800, 600
+        width, height = length, 5
+        scaled_w, scaled_h = width, round(src_h * width / src_w)
+        top = (scaled_h - height) // 2
+        rows_per_src = scaled_h / src_h
+        centre = (top + height / 2) / rows_per_src  # the view's centre in the photo's rows
+        ramp = np.clip(128 + 20 * (np.arange(src_h) - centre), 0, 255)
+        photo = np.repeat(np.repeat(ramp.astype(np.uint8)[:, None, None], src_w, 1), 3, 2)
+        whole = cv2.resize(photo, (scaled_w, scaled_h), interpolation=cv2.INTER_AREA)
+        expected = whole[top:top + height]
+        if axis:  # the same, turned: a frame 5 px wide, the ramp across its columns
+            photo, expected = photo.transpose(1, 0, 2).copy(), expected.transpose(1, 0, 2)
+            width, height = height, width
+        result = cover(photo, (width, height))
+        assert result.shape == expected.shape
+        offset_px = (result.astype(float) - expected).mean() / (20 / rows_per_src)
+        assert abs(offset_px) <= 0.55, (length, offset_px)
 
 
 @pytest.mark.parametrize("text", ["#12345", "#gggggg", "#1234567", "#"])
