@@ -603,6 +603,44 @@ def test_an_mp4_is_what_browsers_play_with_its_index_first(tmp_path):
     assert b"crf=23.0" in settings and b"subme=1 " in settings
 
 
+# Luma weights (Kr, Kb) of the matrices a file may name (FFmpeg's AVColorSpace numbers).
+_MATRIX_WEIGHTS = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.avi"])
+def test_a_player_that_follows_the_files_colour_tags_shows_the_colours_written(tmp_path, name):
+    """A player decodes YUV with the matrix and range the file names, and guesses where it names
+    none (BT.709 for HD in most players, where the frames were converted with BT.601): a webcam's
+    720p .mp4 showed an orange top and skin shifted (CIELAB dE 2.8 on average over the person).
+    Decoded here by the file's own tags, each colour must come back as written."""
+    import av
+
+    colours = [(40, 120, 230), (200, 60, 30), (60, 200, 90), (128, 128, 128)]  # BGR
+    image = np.zeros((720, 1280, 3), np.uint8)
+    for i, colour in enumerate(colours):
+        image[:, i * 320:(i + 1) * 320] = colour
+    path = tmp_path / name
+    with VideoFileSink(path, fps=30.0) as sink:
+        for _ in range(3):
+            sink.write(image)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    assert frame.colorspace in _MATRIX_WEIGHTS, f"matrix {frame.colorspace} named, not a known one"
+    assert frame.color_range in (1, 2), f"range {frame.color_range}: neither limited nor full"
+    kr, kb = _MATRIX_WEIGHTS[frame.colorspace]
+    y, u, v = (np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+               for plane in frame.planes)  # as stored: full-size luma, half-size chroma
+    y_scale, c_scale, y_zero = (219, 224, 16) if frame.color_range == 1 else (255, 255, 0)
+    for i, colour in enumerate(colours):
+        x = i * 320 + 160
+        luma = (float(y[360, x]) - y_zero) / y_scale
+        cb, cr = ((float(chroma[180, x // 2]) - 128) / c_scale for chroma in (u, v))
+        red, blue = luma + 2 * (1 - kr) * cr, luma + 2 * (1 - kb) * cb
+        green = (luma - kr * red - kb * blue) / (1 - kr - kb)
+        shown = np.clip(np.array([blue, green, red]) * 255, 0, 255)
+        assert np.abs(shown - colour).max() <= 4, (name, colour, shown.round(1))
+
+
 def frame_times(path: Path) -> list[float]:
     import av
 

@@ -160,6 +160,14 @@ class VideoFileSink(Sink):
                              "folder and the free space, or choose another --out") from None
         stream = self._container.add_stream(encoder, rate=self._rate, options=dict(options))
         stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
+        if encoder == "libx264":
+            # Name the matrix the BGR frames are converted with (swscale's default: BT.601,
+            # limited range). Untagged, a player guesses, most of them BT.709 for HD: a
+            # webcam's 720p .mp4 showed the person's colours shifted (CIELAB dE 2.8 on average
+            # over an orange top and skin). MJPEG's JPEG frames name theirs already.
+            from av.video.reformatter import ColorRange, Colorspace
+            stream.codec_context.colorspace = Colorspace.ITU601
+            stream.codec_context.color_range = ColorRange.MPEG
         if encoder == "mjpeg":
             stream.codec_context.flags |= av.codec.context.Flags.qscale
             stream.codec_context.global_quality = MJPEG_QUALITY * 118  # FF_QP2LAMBDA
