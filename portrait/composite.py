@@ -200,14 +200,16 @@ class Background:
         self._workspace: dict = {}
 
     def _background_for(self, frame_bgr: np.ndarray, alpha: np.ndarray,
-                        time_s: Optional[float] = None, live: bool = False) -> np.ndarray:
+                        time_s: Optional[float] = None, live: bool = False,
+                        mirrored: bool = False) -> np.ndarray:
         raise NotImplementedError
 
     def render(self, frame_bgr: np.ndarray, alpha: np.ndarray,
                out: Optional[np.ndarray] = None,
                light_wrap: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], object]] = None,
                foreground: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
-               *, time_s: Optional[float] = None, live: bool = False) -> np.ndarray:
+               *, time_s: Optional[float] = None, live: bool = False,
+               mirrored: bool = False) -> np.ndarray:
         """Composite the person (``alpha``, 255 = person) over this background.
 
         ``foreground(frame, alpha)``, when given (a
@@ -222,11 +224,16 @@ class Background:
         has ready rather than wait for the one due (which a file run does, so that every run
         gives the same output).
 
+        ``mirrored``: the result is to be flipped left to right afterwards (``--mirror``). A
+        picture (an image, a video, a colour) is then laid in flipped, so that it reads the
+        right way round in the mirrored output, as a call app's own background does; the
+        person, and the room where it shows (blurred), mirror as a mirror shows them.
+
         Returns BGR uint8 (H, W, 3), a new array unless ``out`` is given; raises ValueError on
         a wrong frame or alpha.
         """
         check_frame_alpha(frame_bgr, alpha)
-        background = self._background_for(frame_bgr, alpha, time_s, live)
+        background = self._background_for(frame_bgr, alpha, time_s, live, mirrored)
         person = frame_bgr if foreground is None else foreground(frame_bgr, alpha)
         result = composite(person, alpha, background, out, workspace=self._workspace)
         if light_wrap is not None:
@@ -252,15 +259,16 @@ class _PerSize(Background):
         self._cache: OrderedDict = OrderedDict()
         self._get(size)
 
-    def _get(self, size: tuple[int, int]) -> np.ndarray:
-        if size not in self._cache:
-            self._cache[size] = self._build(size)
+    def _get(self, size: tuple[int, int], mirrored: bool = False):
+        key = (size, mirrored)
+        if key not in self._cache:
+            self._cache[key] = (_flipped(self._get(size)) if mirrored else self._build(size))
             while len(self._cache) > 4:
                 self._cache.popitem(last=False)
-        return self._cache[size]
+        return self._cache[key]
 
-    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
-        return self._get((frame_bgr.shape[1], frame_bgr.shape[0]))
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False, mirrored=False):
+        return self._get((frame_bgr.shape[1], frame_bgr.shape[0]), mirrored)
 
 
 class BlurBackground(Background):
@@ -271,7 +279,8 @@ class BlurBackground(Background):
         self.blur_px = int(blur_px)
         self.description = f"blur {self.blur_px} px"
 
-    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False, mirrored=False):
+        # The room: it mirrors with the person, as the frame does.
         out = buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
         return blur_background(frame_bgr, alpha, self.blur_px, out=out)
 
@@ -312,8 +321,8 @@ class ImageBackground(_PerSize):
             lambda s: cover(image, s))
         super().__init__(build, size)
 
-    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
-        made = self._get((frame_bgr.shape[1], frame_bgr.shape[0]))
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False, mirrored=False):
+        made = self._get((frame_bgr.shape[1], frame_bgr.shape[0]), mirrored)
         if not self.transparent:
             return made
         return _over_blurred(made, frame_bgr, alpha, self.blur_px, self._workspace)
@@ -329,6 +338,19 @@ def _over_blurred(overlay: tuple[np.ndarray, np.ndarray], frame_bgr: np.ndarray,
     # over: image + blurred * (1 - image alpha), image colours premultiplied
     cv2.multiply(out, see_through, dst=out, scale=1 / 255)
     return cv2.add(out, colour, dst=out)
+
+
+def _flipped(made, workspace: Optional[dict] = None):
+    """A picture made for the frame (BGR, or the two parts :func:`_overlay_parts` gives of a
+    transparent one) flipped left to right: new arrays, or ``workspace``'s buffers."""
+    if isinstance(made, tuple):
+        return tuple(_flipped_part(part, workspace, f"flipped{i}") for i, part in enumerate(made))
+    return _flipped_part(made, workspace, "flipped0")
+
+
+def _flipped_part(part: np.ndarray, workspace: Optional[dict], name: str) -> np.ndarray:
+    out = None if workspace is None else buffer(workspace, name, part.shape, part.dtype)
+    return cv2.flip(part, 1, dst=out)
 
 
 def _premultiply(image_bgra: np.ndarray, band_rows: int = 256) -> np.ndarray:
@@ -410,7 +432,7 @@ class VideoBackground(Background):
                 return _overlay_parts(cover(_premultiply(upright(bgra, picture.rotation)), size))
         return cover_picture(picture, size)
 
-    def _background_for(self, frame_bgr, alpha, time_s=None, live=False):
+    def _background_for(self, frame_bgr, alpha, time_s=None, live=False, mirrored=False):
         if self._video is None:
             raise ValueError("unexpected render on a closed VideoBackground")
         size = (frame_bgr.shape[1], frame_bgr.shape[0])
@@ -422,9 +444,10 @@ class VideoBackground(Background):
         if (self._last[0] if overlay else self._last).shape != frame_bgr.shape:
             self._last = self._made(self._decoded, size)  # prepared for another size
             overlay = isinstance(self._last, tuple)
+        made = _flipped(self._last, self._workspace) if mirrored else self._last
         if overlay:
-            return _over_blurred(self._last, frame_bgr, alpha, self.blur_px, self._workspace)
-        return self._last
+            return _over_blurred(made, frame_bgr, alpha, self.blur_px, self._workspace)
+        return made
 
     def close(self) -> None:
         if self._video is not None:
@@ -471,12 +494,12 @@ class TransparentBackground(Background):
     description = "transparent"
 
     def render(self, frame_bgr, alpha, out=None, light_wrap=None, foreground=None, *,
-               time_s=None, live=False):
+               time_s=None, live=False, mirrored=False):
         """BGRA uint8 (H, W, 4): the frame's colours (or ``foreground(frame, alpha)``'s) with
         ``alpha`` as its alpha channel.
 
         ``light_wrap`` is ignored: there is no background to take light from; so are the
-        frame's time and ``live``."""
+        frame's time, ``live`` and ``mirrored`` (no picture to keep the right way round)."""
         check_frame_alpha(frame_bgr, alpha)
         if foreground is not None:
             frame_bgr = foreground(frame_bgr, alpha)

@@ -259,7 +259,8 @@ class ControlOptions:
     """How live controls start (the keys change them while a stream runs).
 
     Attributes:
-        mirror: flip the output horizontally (what the call sees; the matte too).
+        mirror: flip the output horizontally (what the call sees; the matte too); a background
+            picture is kept the right way round.
         framing: auto-framing on at start (``f`` toggles it).
         backgrounds: more backgrounds for ``b`` to step through besides ``--background``: the
             config file's ``background`` when the command line names another kind (see

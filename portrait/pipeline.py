@@ -290,9 +290,12 @@ class FrameProcessor:
             foreground = self.foreground if state is None or state.decontaminate else None
             # The frame's own time: a video background plays at its rate, the same every run
             # of a file; a live stream never waits for its decoder.
+            # A picture behind the person is laid in flipped where the output is mirrored
+            # below, so that it reads the right way round (its text, a logo).
             output = background.render(packet.image, alpha, out=out, light_wrap=self.light_wrap,
                                        foreground=foreground, time_s=packet.pts_s,
-                                       live=self.options.live)
+                                       live=self.options.live,
+                                       mirrored=state is not None and state.mirror)
         t3 = time.perf_counter()
         if self.framer is not None:
             if state is not None:

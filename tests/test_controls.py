@@ -319,6 +319,28 @@ def test_mirror_of_a_photo_and_its_matte_is_the_flipped_result(brightness_model,
     assert not np.array_equal(mirrored, plain)
 
 
+def test_mirror_keeps_a_background_picture_the_right_way_round(brightness_model, tmp_path):
+    """--mirror flips the person; a picture behind them (text, a logo) is not reversed: where
+    the matte is 0 the output is the picture as it is, where it is 255 the mirrored photo."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 60, (120, 160, 3), np.uint8)
+    image[30:110, 20:70] = 230  # the person, off-centre
+    cv2.imwrite(str(tmp_path / "me.png"), image)
+    picture = np.full((120, 160, 3), 40, np.uint8)
+    picture[:, :80] = (200, 60, 20)  # its left half apart from its right
+    cv2.imwrite(str(tmp_path / "logo.png"), picture)
+    outs = []
+    for extra in (["--background", tmp_path / "logo.png"], ["--matte"]):
+        outs.append(tmp_path / f"out{len(outs)}.png")
+        assert main(["--model", brightness_model, "--image", tmp_path / "me.png", "--out",
+                     outs[-1], "-q", "--mirror", *extra]) == 0
+    sent, matte = (cv2.imread(str(out), cv2.IMREAD_UNCHANGED) for out in outs)
+    room, person = matte == 0, matte == 255
+    assert room.sum() > 5000 and person.sum() > 2000
+    assert np.array_equal(sent[room], picture[room])
+    assert np.array_equal(sent[person], cv2.flip(image, 1)[person])
+
+
 def test_mirror_from_the_config_file_and_no_mirror_on_the_command_line(brightness_model,
                                                                        tmp_path):
     image = np.zeros((60, 80, 3), np.uint8)
