@@ -26,7 +26,8 @@ from portrait.capture.alpha import opaque_note, video_alpha
 from portrait.capture.gif import gif_may_be_transparent
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.capture.looping import LoopingVideo, PlayClock
-from portrait.capture.scaled import ScaledVideo, cover_picture, upright
+from portrait.capture.scaled import (ScaledVideo, cover_picture, display_array, display_size,
+                                      upright)
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, check_frame_alpha, outside
@@ -465,14 +466,17 @@ def _transparent_bgra(picture) -> Optional[np.ndarray]:
     the BGRA frame itself (a GIF's frames), which is copied only for a frame that has
     transparency. A frame with transparency is converted whole: it is premultiplied before it
     is scaled, which scaling its straight alpha first (FFmpeg's) does not match: colours
-    under transparent pixels would bleed into its edges."""
+    under transparent pixels would bleed into its edges. At the frame's :func:`display_size`
+    (pixels that are not square, shown wider or narrower)."""
     plane = _alpha_plane(picture)
     if plane is not None and plane.min() == 255:
         return None
-    bgra = picture.to_ndarray(format="bgra")  # the decoder's buffer where it is BGRA: not ours
+    bgra = display_array(picture, "bgra")  # the decoder's buffer where it is BGRA: not ours
     if plane is None and bgra[:, :, 3].min() == 255:
         return None
-    return bgra.copy() if picture.format.name == "bgra" else bgra  # else converted: ours
+    own = picture.format.name != "bgra" or display_size(picture) != (picture.width,
+                                                                     picture.height)
+    return bgra if own else bgra.copy()  # converted (or scaled): ours
 
 
 def _alpha_plane(picture) -> Optional[np.ndarray]:

@@ -1078,3 +1078,35 @@ def test_a_mirrored_output_shows_a_background_picture_the_right_way_round(tmp_pa
     assert np.abs(sent.astype(int) - expected).max() <= 3
     if kind not in ("blur", "colour"):  # what it sent before: the picture reversed
         assert np.abs(reversed_picture.astype(int) - expected).max() > 100
+
+
+@pytest.mark.parametrize("name, encoder, pix_fmt", [("anamorphic.mp4", "libx264", "yuv420p"),
+                                                    ("anamorphic.mov", "prores_ks",
+                                                     "yuva444p10le")])
+def test_a_background_video_of_non_square_pixels_is_shown_as_players_show_it(tmp_path, name,
+                                                                             encoder, pix_fmt):
+    """A video whose pixels are not square (DV, HDV, a DVD: here 120x120 stored, shown 160x120
+    by its sample aspect ratio of 4:3) is laid in at the shape players show: a circle stays
+    round. It was squeezed to the stored shape, the circle 3/4 as wide as high; a video with
+    alpha too."""
+    import av
+    from fractions import Fraction
+
+    shown = np.zeros((120, 160, 4), np.uint8)
+    cv2.circle(shown, (80, 60), 40, (255, 255, 255, 255), -1)
+    stored = cv2.resize(shown, (120, 120), interpolation=cv2.INTER_AREA)
+    path = tmp_path / name
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(encoder, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 120, 120, pix_fmt
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for _ in range(2):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="bgra")))
+        container.mux(stream.encode())
+    black = np.zeros((120, 160, 3), np.uint8)
+    with make_background(CompositeOptions(background=str(path)), (160, 120)) as background:
+        assert background.transparent == (pix_fmt == "yuva444p10le")
+        result = background.render(black, np.zeros((120, 160), np.uint8), time_s=0.0)
+    ys, xs = np.nonzero(result.min(axis=2) > 128)
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width / height - 1) < 0.06, (width, height)

@@ -45,19 +45,37 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
+def display_size(picture) -> tuple[int, int]:
+    """The (w, h) a decoded frame is shown at before its rotation: its width stretched by its
+    pixels' aspect (``sample_aspect``, which :class:`ScaledVideo` attaches where the video's
+    pixels are not square: DV, HDV, a DVD), as players show it."""
+    aspect = getattr(picture, "sample_aspect", 1.0)
+    return max(1, round(picture.width * aspect)), picture.height
+
+
+def display_array(picture, format: str) -> np.ndarray:
+    """A decoded frame converted to ``format`` at its :func:`display_size`, not turned: the
+    decoder's own buffer where that is the frame's size and format."""
+    width, height = display_size(picture)
+    if (width, height) == (picture.width, picture.height):
+        return picture.to_ndarray(format=format)
+    return picture.to_ndarray(width=width, height=height, format=format, interpolation="AREA")
+
+
 def cover_picture(picture, size: tuple[int, int]) -> np.ndarray:
     """:func:`portrait.composite.cover` of a decoded frame (an ``av.VideoFrame``), upright by
-    its display rotation: converted to BGR straight at the size that covers ``size`` (w, h),
-    then centre-cropped."""
+    its display rotation and at its pixels' aspect (:func:`display_size`): converted to BGR
+    straight at the size that covers ``size`` (w, h), then centre-cropped."""
     from portrait.composite import cover
 
     width, height = size
     turned = round(picture.rotation / 90) % 2 == 1
-    src_w, src_h = (picture.height, picture.width) if turned else (picture.width, picture.height)
+    shown_w, shown_h = display_size(picture)
+    src_w, src_h = (shown_h, shown_w) if turned else (shown_w, shown_h)
     scale = max(width / src_w, height / src_h)
     scaled_w, scaled_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
     if scaled_w * scaled_h > _SCALED_AT_MOST * width * height:
-        return cover(upright(picture.to_ndarray(format="bgr24"), picture.rotation), size)
+        return cover(upright(display_array(picture, "bgr24"), picture.rotation), size)
     convert_w, convert_h = (scaled_h, scaled_w) if turned else (scaled_w, scaled_h)
     image = upright(picture.to_ndarray(width=convert_w, height=convert_h, format="bgr24",
                                         interpolation="AREA"), picture.rotation)
@@ -135,6 +153,10 @@ class ScaledVideo(FileSource):
             self._frames = (_Turned(picture, self._rotation) if self._rotation else picture
                             for packet in self._container.demux(self._stream)
                             for picture in self._decoder.decode(packet))
+        aspect = self._stream.sample_aspect_ratio
+        if aspect and aspect != 1:  # pixels that are not square: shown wider or narrower
+            frames = self._frames
+            self._frames = (_Turned(picture, picture.rotation, float(aspect)) for picture in frames)
         return next(self._frames)
 
     def _own_rotation(self) -> int:
@@ -247,14 +269,16 @@ def _cleared(picture, beside):
 
 
 class _Turned:
-    """A decoded frame (an ``av.VideoFrame``) with the display rotation that its decoder did
-    not attach (``rotation``), as :func:`cover_picture` reads it; otherwise the frame itself."""
+    """A decoded frame (an ``av.VideoFrame``) with what its decoder did not attach, as
+    :func:`cover_picture` reads it: the display rotation (``rotation``) and the pixels' aspect
+    (``sample_aspect``, width to height; PyAV's frames have none); otherwise the frame itself."""
 
-    __slots__ = ("_picture", "rotation")
+    __slots__ = ("_picture", "rotation", "sample_aspect")
 
-    def __init__(self, picture, rotation: int) -> None:
+    def __init__(self, picture, rotation: int, sample_aspect: float = 1.0) -> None:
         self._picture = picture
         self.rotation = rotation
+        self.sample_aspect = sample_aspect
 
     def __getattr__(self, name: str):
         return getattr(self._picture, name)
