@@ -369,6 +369,36 @@ def test_video_file_gives_every_frame_in_order(clip):
     assert [f.time_s for f in frames] == sorted(f.time_s for f in frames)
 
 
+@pytest.mark.parametrize("aspect, shown", [((4, 3), (160, 120)), ((3, 4), (90, 120))])
+def test_a_video_whose_pixels_are_not_square_is_read_at_the_shape_players_show(
+        tmp_path, caplog, aspect, shown):
+    """A video stored squeezed with a sample aspect ratio (DV, HDV, a DVD: here 120x120 at 4:3,
+    shown 160x120) gives frames of the shape players show, a circle round, and says so once;
+    the person in it came out squeezed, and so did the output."""
+    import av
+    from fractions import Fraction
+
+    picture = np.zeros((shown[1], shown[0], 3), np.uint8)
+    cv2.circle(picture, (shown[0] // 2, 60), 40, (255, 255, 255), -1)
+    path = tmp_path / "anamorphic.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 120, 120, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(*aspect)
+        stored = cv2.resize(picture, (120, 120), interpolation=cv2.INTER_AREA)
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="bgr24")))
+        container.mux(stream.encode())
+    with caplog.at_level(logging.INFO), VideoFileSource(path) as video:
+        assert video.size == shown
+        frames = [frame.image for frame in video]
+    assert len(frames) == 3 and all(f.shape == (shown[1], shown[0], 3) for f in frames)
+    ys, xs = np.nonzero(frames[-1].min(axis=2) > 128)
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width / height - 1) < 0.06, (width, height)
+    assert sum("not square" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_video_frames_carry_their_times_in_the_file_also_when_the_rate_varies(tmp_path):
     """A phone in dim light records fewer frames a second: each frame keeps its own time (the
     container's average rate would put the last of these at 0.8 s instead of 1.4 s)."""

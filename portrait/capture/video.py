@@ -199,6 +199,17 @@ def _is_text_art(path: Path) -> bool:
         return False
 
 
+def _shown_size(capture: cv2.VideoCapture, size: tuple[int, int]) -> Optional[tuple[int, int]]:
+    """The (w, h) players show a video of stored ``size`` at, where its pixels are not square
+    (a sample aspect ratio other than 1:1, as DV, HDV and DVDs store the picture): the width
+    stretched by it. ``None`` for square pixels, or none named (FFmpeg's 0:1)."""
+    num, den = capture.get(cv2.CAP_PROP_SAR_NUM), capture.get(cv2.CAP_PROP_SAR_DEN)
+    if not (num > 0 and den > 0) or num == den:
+        return None
+    width = max(1, round(size[0] * num / den))
+    return None if width == size[0] else (width, size[1])
+
+
 def _open_video(path: Path) -> cv2.VideoCapture:
     # FFmpeg by name: CAP_ANY would also try the image-sequence reader on names with '%'.
     api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
@@ -271,13 +282,23 @@ class VideoFileSource(FileSource):
                 fps = 30.0
         self._counted_fps = float(fps)  # the rate OpenCV's frame count is estimated with
         self._fps = guessed or float(fps)
-        if self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif":
+        photo = self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif"
+        if photo:
             log.log(logging.DEBUG if quiet else logging.WARNING, "'%s' is a photo: %s", self.path,
                     photo_note)
             # Read as --image reads it: upright by its EXIF orientation, which FFmpeg ignores.
             self._first = read_image(self.path)
             self._size = (self._first.shape[1], self._first.shape[0])
             self.rewindable = False  # read again as a photo, not as FFmpeg decodes it
+        # None: square pixels, as stored (a photo is read as --image reads it, as stored)
+        self._shown = None if photo else _shown_size(capture, self._size)
+        if self._shown is not None:
+            log.log(logging.DEBUG if quiet else logging.INFO,
+                    "video '%s' stores its %dx%d picture with pixels that are not square (%g:%g):"
+                    " its frames are read at %dx%d, the shape players show", self.path,
+                    *self._size, capture.get(cv2.CAP_PROP_SAR_NUM),
+                    capture.get(cv2.CAP_PROP_SAR_DEN), *self._shown)
+            self._size = self._shown
         log.log(
             logging.DEBUG if quiet else logging.INFO, "video '%s': %dx%d at %g fps, %s frames",
             self.path, *self._size, self._fps, self._frame_count or "unknown",
@@ -312,6 +333,9 @@ class VideoFileSource(FileSource):
         while not self._closed.is_set():
             converted = self._clock.now()
             image = to_bgr_uint8(image)
+            if self._shown is not None:
+                image = cv2.resize(image, self._shown, interpolation=(
+                    cv2.INTER_LINEAR if self._shown[0] > image.shape[1] else cv2.INTER_AREA))
             decode_ms += (self._clock.now() - converted) * 1000
             wait_ms = None
             if self.realtime:  # waiting for the frame to be due is not decoding
