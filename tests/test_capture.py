@@ -1186,13 +1186,45 @@ def test_bad_image_files_are_one_line_input_errors(tmp_path, kind):
         assert "the PNG file is truncated" in message
 
 
+def decoder_calls(function) -> list[str]:
+    """The image decoders ``function()`` calls, in order: OpenCV's ``imdecode``/``imread`` and
+    Pillow's loading of the pixels, seen through ``sys.setprofile`` (the real calls, untimed)."""
+    import sys
+
+    from PIL import ImageFile
+
+    opencv = {cv2.imdecode, cv2.imread, cv2.imdecodemulti, cv2.imreadmulti}
+    pillow_load = ImageFile.ImageFile.load.__code__
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "c_call" and arg in opencv:
+            calls.append(f"cv2.{arg.__name__}")
+        elif event == "call" and frame.f_code is pillow_load:
+            calls.append("PIL load")
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        function()
+    finally:
+        sys.setprofile(previous)
+    return calls
+
+
 def test_huge_image_is_refused_from_its_header(tmp_path):
     path = png_header_only(tmp_path / "huge.png", 12000, 9000)
-    start = time.perf_counter()
-    with pytest.raises(InputError, match=r"12000x9000 \(108,000,000 pixels\), over the limit of "
-                                         r"64,000,000 \(64 MP\); downscale it first"):
-        read_image(path)
-    assert time.perf_counter() - start < 1.0  # refused before any decoding
+
+    def refused():
+        with pytest.raises(InputError, match=r"12000x9000 \(108,000,000 pixels\), over the limit "
+                                             r"of 64,000,000 \(64 MP\); downscale it first"):
+            read_image(path)
+
+    assert decoder_calls(refused) == []  # refused before any decoding
+    # ... which the probe would have seen: a small photo is decoded, once, by OpenCV.
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((3, 4, 3), np.uint8))
+    assert decoder_calls(lambda: read_image(small)) == ["cv2.imdecode"]
     # Just over: the numbers say so (rounded to megapixels, both read "64 MP").
     with pytest.raises(InputError, match=r"8000x8001 \(64,008,000 pixels\), over the limit of "
                                          r"64,000,000"):
