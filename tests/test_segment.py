@@ -455,6 +455,61 @@ def test_a_dynamic_tflite_from_elsewhere_runs_at_the_input_size_asked_for(tmp_pa
         check_halves(segmenter.segment(half_white(192, 128)), (64, 96))
 
 
+def concrete_tflite(path: Path, spec: list, graph) -> Path:
+    """``graph`` (tensors in, tensors out) converted by TFLiteConverter for an input of shape
+    ``spec`` (None: any size), written to ``path``."""
+    import tensorflow as tf
+
+    function = tf.function(graph, input_signature=[tf.TensorSpec(spec, tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function)
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_a_tflite_that_cannot_be_set_up_at_its_size_says_so_not_that_it_is_corrupt(tmp_path):
+    """A model that loads but cannot be made ready at the size it is run at was called 'the file
+    may be truncated or corrupt, re-download or re-export it'; the message now says the size.
+    Its own size or, for a dynamic input, the size asked for (the default when none is)."""
+    import tensorflow as tf
+
+    def mean(image):
+        return tf.reduce_mean(image, axis=-1, keepdims=True)
+
+    # Any height and width, in the file; but it adds a 32x32 map, so it runs at 32x32 only.
+    one_size = concrete_tflite(tmp_path / "one_size.tflite", [1, None, None, 3],
+                               lambda image: tf.sigmoid(mean(image) + tf.ones((1, 32, 32, 1))))
+    assert tflite_utils.input_shape(one_size)[1] == [1, -1, -1, 3]
+    options = SegmentOptions(model=str(one_size), input_norm="raw", input_size=(32, 32))
+    with create_segmenter(options) as segmenter:
+        assert segmenter.input_size == (32, 32)
+    for input_size, shown in (((64, 32), "64x32"), (None, "256x256")):
+        options = SegmentOptions(model=str(one_size), input_norm="raw", input_size=input_size)
+        with pytest.raises(ModelError) as error:
+            create_segmenter(options)
+        message = str(error.value)
+        assert message.startswith(f"TFLite model '{one_size}' does not run at {shown}: "), message
+        assert message.endswith("; its input size is not fixed, so give --input-size WxH at a "
+                                "size it was made for"), message
+        assert "corrupt" not in message and "\n" not in message
+
+    # A fixed 32x32 with any batch, that pairs its frames with a padding one: one frame at a
+    # time leaves an odd count, which it cannot pair.
+    def pairs(image):
+        frames = tf.concat([mean(image), tf.zeros_like(mean(image)),
+                            tf.zeros_like(mean(image))[:1]], 0)
+        return tf.reshape(frames, [-1, 2, 32, 32, 1])[:, 0]
+
+    any_batch = concrete_tflite(tmp_path / "pairs.tflite", [None, 32, 32, 3], pairs)
+    assert tflite_utils.input_shape(any_batch)[1] == [-1, 32, 32, 3]
+    with pytest.raises(ModelError) as error:
+        create_segmenter(SegmentOptions(model=str(any_batch), input_norm="raw"))
+    message = str(error.value)
+    assert message.startswith(f"TFLite model '{any_batch}' cannot be prepared to run one frame "
+                              "at its input size 32x32: "), message
+    assert "corrupt" not in message and "\n" not in message
+
+
 def test_a_tflite_with_a_fixed_size_and_any_batch_runs_at_its_own_size(tmp_path):
     """TFLiteConverter.from_keras_model keeps the batch dynamic, (-1, 48, 64, 3): the app ran such
     a model at 256x256, as if its height and width were dynamic, so one that reshapes failed to

@@ -51,36 +51,39 @@ class TFLiteSegmenter(Segmenter):
         self.threads = threads or os.cpu_count() or 1
         try:
             self._interpreter = tflite_utils.make_interpreter(model_content, self.threads, which=interpreter)
-            details = self._interpreter.get_input_details()
-            if len(details) != 1:
-                raise ModelError(
-                    f"model '{name}' has {len(details)} inputs: expected one RGB image; {MODEL_HINT}"
-                )
-            signature = list(details[0].get("shape_signature", details[0]["shape"]))
-            if len(signature) != 4 or signature[3] != 3:
-                raise ModelError(
-                    f"model input shape {tuple(signature)} is not an image: expected (1, H, W, 3); "
-                    f"{MODEL_HINT}"
-                )
-            if -1 in signature[1:3]:
-                width, height = input_size or DEFAULT_INPUT_SIZE
-                self._interpreter.resize_tensor_input(details[0]["index"], [1, height, width, 3], strict=False)
-            elif signature[0] != 1:
-                # A fixed image size with a batch of any size (what TFLiteConverter.from_keras_model
-                # writes): one frame at the model's own size, not resized to 256x256 as a
-                # dynamic one is (which ran it at a size it was not made for, or failed it).
-                self._interpreter.resize_tensor_input(details[0]["index"], [1, *signature[1:]],
-                                                      strict=False)
-            with filtered_stderr(drop_model_load_noise):
-                self._interpreter.allocate_tensors()
             activation = tflite_utils.output_activation(model_content)
-        except ModelError:
-            raise
         except (ValueError, RuntimeError) as error:
             raise ModelError(
                 f"cannot load TFLite model '{name}': {one_line(error)}; the file may be truncated "
                 f"or corrupt, re-download or re-export it"
             ) from None
+        details = self._interpreter.get_input_details()
+        if len(details) != 1:
+            raise ModelError(
+                f"model '{name}' has {len(details)} inputs: expected one RGB image; {MODEL_HINT}"
+            )
+        signature = [int(v) for v in details[0].get("shape_signature", details[0]["shape"])]
+        if len(signature) != 4 or signature[3] != 3:
+            raise ModelError(
+                f"model input shape {tuple(signature)} is not an image: expected (1, H, W, 3); "
+                f"{MODEL_HINT}"
+            )
+        height, width = signature[1:3]
+        if -1 in signature[1:3]:
+            width, height = input_size or DEFAULT_INPUT_SIZE
+            shape = [1, height, width, 3]
+        else:
+            # A fixed image size with a batch of any size (what TFLiteConverter.from_keras_model
+            # writes): one frame at the model's own size, not resized to 256x256 as a
+            # dynamic one is (which ran it at a size it was not made for, or failed it).
+            shape = [1, *signature[1:]] if signature[0] != 1 else None
+        try:
+            if shape is not None:
+                self._interpreter.resize_tensor_input(details[0]["index"], shape, strict=False)
+            with filtered_stderr(drop_model_load_noise):
+                self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(_unprepared(name, signature, height, width, error)) from None
         input_detail = self._interpreter.get_input_details()[0]
         output_detail = self._interpreter.get_output_details()[0]
         _, height, width, _ = (int(v) for v in input_detail["shape"])
@@ -127,3 +130,14 @@ class TFLiteSegmenter(Segmenter):
             self._closed = True
             self._input = self._output = None
             self._interpreter = None
+
+
+def _unprepared(name: str, signature: list[int], height: int, width: int,
+                error: BaseException) -> str:
+    """Why a TFLite model that loaded could not be made ready to run at ``width`` x ``height``:
+    the size its dynamic input was given, or its own (``signature``: its input's shape)."""
+    if -1 in signature[1:3]:
+        return (f"TFLite model '{name}' does not run at {width}x{height}: {one_line(error)}; its "
+                "input size is not fixed, so give --input-size WxH at a size it was made for")
+    return (f"TFLite model '{name}' cannot be prepared to run one frame at its input size "
+            f"{width}x{height}: {one_line(error)}; {MODEL_HINT}")
