@@ -469,9 +469,9 @@ def test_a_single_photo_without_a_validation_set_is_one_line_that_says_why(tmp_p
     (folder / "val.txt").unlink()
     with pytest.raises(PortraitError) as refused:
         _split(TrainOptions(data=(str(folder),), out="x.hdf5"))
-    assert str(refused.value) == ("--data holds 1 photo(s) with a mask, and --val-split holds out "
-                                  "1 of them for validation, leaving none to train on; add photos, "
-                                  "or pass --val with a validation set of its own")
+    assert str(refused.value) == ("--data holds 1 photo with a mask, and --val-split holds out 1 "
+                                  "for validation, leaving none to train on; add photos, or pass "
+                                  "--val with a validation set of its own")
 
 
 def test_missing_stem_is_a_clear_error(tmp_path):
@@ -1067,7 +1067,8 @@ def test_a_backup_stopped_while_it_is_written_keeps_the_epoch_before(tmp_path):
 @pytest.mark.parametrize("state, message", [
     ("truncated", "cannot be restored (Unable to"),
     ("another model's", "cannot be restored ("),
-    ("missing", "records 2 finished epoch(s) but has no weights (latest.weights.h5)"),
+    ("missing", "records 2 finished epochs but has no weights (latest.weights.h5)"),
+    ("missing after one", "records 1 finished epoch but has no weights (latest.weights.h5)"),
 ])
 def test_resuming_a_backup_that_cannot_be_restored_is_one_line(tmp_path, capsys, state, message):
     """A backup left truncated (by a stop while an older version wrote it in place), holding
@@ -1079,8 +1080,9 @@ def test_resuming_a_backup_that_cannot_be_restored_is_one_line(tmp_path, capsys,
     data = make_data(tmp_path / "data")
     backup = tmp_path / "run" / "backup"
     backup.mkdir(parents=True)
-    (backup / "training_metadata.json").write_text(json.dumps({"epoch": 2, "batch": 0}))
-    if state != "missing":
+    epochs = 1 if state == "missing after one" else 2
+    (backup / "training_metadata.json").write_text(json.dumps({"epoch": epochs, "batch": 0}))
+    if not state.startswith("missing"):
         other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         other.save_weights(backup / "latest.weights.h5")
         if state == "truncated":
@@ -1151,7 +1153,7 @@ def test_validation_naming_the_training_files_by_another_path_is_refused(tmp_pat
                        "--epochs", "1", "--out", str(tmp_path / "x.hdf5"),
                        "--run-dir", str(tmp_path / "run")] + TINY)
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and "training and validation sets share 9 photo(s)" in err[-1], err
+    assert code == 2 and "training and validation sets share 9 photos" in err[-1], err
     assert not (tmp_path / "run").exists()
 
 
@@ -1164,7 +1166,20 @@ def test_overlapping_sets_are_refused_whatever_max_items_keeps(tmp_path, capsys,
                        "--max-items", "4", "--seed", seed, "--epochs", "1",
                        "--out", str(tmp_path / "x.hdf5"), "--run-dir", str(tmp_path / "run")] + TINY)
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and "training and validation sets share 9 photo(s)" in err[-1], err
+    assert code == 2 and "training and validation sets share 9 photos" in err[-1], err
+
+
+def test_one_shared_photo_is_named_in_the_singular(tmp_path):
+    from portrait.errors import PortraitError
+    from portrait.training.train import check_disjoint
+
+    folder = make_data(tmp_path / "data", count=2)
+    pairs = [(str(folder / "images" / f"{i:03d}.jpg"), str(folder / "masks" / f"{i:03d}.png"))
+             for i in range(2)]
+    with pytest.raises(PortraitError) as refused:
+        check_disjoint(pairs, pairs[:1])
+    assert str(refused.value) == ("training and validation sets share 1 photo, e.g. "
+                                  f"'{pairs[0][0]}'; check --data and --val")
 
 
 def test_options_that_do_nothing_are_named_only_when_typed(tmp_path, caplog):
@@ -1280,8 +1295,8 @@ def test_a_disk_that_fills_up_stops_training_in_one_line_and_the_run_resumes(tmp
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert errors[0].startswith(f"error: the disk of run folder '{disk / 'run'}' has ") \
         and "MB free, and epoch " in errors[0] and "nothing of it was written: free some " \
-        f"space, then run the same command with --resume to continue from the {epochs} " \
-        "epoch(s) backed up" in errors[0], errors
+        f"space, then run the same command with --resume to continue from the " \
+        f"{'1 epoch' if epochs == 1 else f'{epochs} epochs'} backed up" in errors[0], errors
     assert 1 <= epochs < 3 and sorted(p.name for p in backup.iterdir()) == [
         "latest.weights.h5", "training_metadata.json"]
     assert not (disk / "x.hdf5").exists() and not list(disk.glob("run/*tmp*"))

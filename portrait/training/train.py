@@ -247,9 +247,10 @@ def _split(options: TrainOptions):
     if not val:
         n_val = max(1, int(len(train) * options.val_split))
         if n_val >= len(train):  # else "no training pairs found", for a folder that has one
-            raise PortraitError(f"--data holds {len(train)} photo(s) with a mask, and --val-split "
-                                f"holds out {n_val} of them for validation, leaving none to train "
-                                "on; add photos, or pass --val with a validation set of its own")
+            raise PortraitError(f"--data holds {counted(len(train), 'photo')} with a mask, and "
+                                f"--val-split holds out {n_val} for validation, leaving none to "
+                                "train on; add photos, or pass --val with a validation set of its "
+                                "own")
         val, train = train[:n_val], train[n_val:]
     check_disjoint(train, val)  # the whole sets: --max-items must not hide a shared photo
     if options.max_items:
@@ -276,7 +277,8 @@ def check_disjoint(train: Sequence[tuple[str, str]], val: Sequence[tuple[str, st
     val_files = {_file_key(image) for image, _ in val}
     shared = sorted({image for image, _ in train if _file_key(image) in val_files})
     if shared:
-        raise PortraitError(f"training and validation sets share {len(shared)} photo(s), e.g. "
+        raise PortraitError("training and validation sets share "
+                            f"{counted(len(shared), 'photo')}, e.g. "
                             f"'{shared[0]}'; check --data and --val")
 
 
@@ -529,8 +531,8 @@ def make_room_check(run_dir: Path, checkpoint, tail_epochs: int, epochs: int):
             if free is None or free >= need:
                 return
             done = backed_up_epochs(run_dir / BACKUP_DIR)
-            then = (f"run the same command with --resume to continue from the {done} epoch(s) "
-                    "backed up" if done else "run the same command again")
+            then = ("run the same command with --resume to continue from the "
+                    f"{counted(done, 'epoch')} backed up" if done else "run the same command again")
             raise PortraitError(f"the disk of run folder '{run_dir}' has {megabytes(free)} free, "
                                 f"and epoch {epoch + 1}'s checkpoint and backup need about "
                                 f"{megabytes(need)}; nothing of it was written: free some space, "
@@ -579,8 +581,9 @@ def check_backup(backup_dir: Path) -> None:
         if epochs is None:
             raise unusable_backup(backup_dir, ValueError(f"{BACKUP_METADATA} holds no epoch count"))
         if not weights.is_file():
-            raise PortraitError(f"--resume: the backup in '{backup_dir}' records {epochs} "
-                                f"finished epoch(s) but has no weights ({BACKUP_WEIGHTS}); "
+            raise PortraitError(f"--resume: the backup in '{backup_dir}' records "
+                                f"{counted(epochs, 'finished epoch')} but has no weights "
+                                f"({BACKUP_WEIGHTS}); "
                                 "remove that folder to start the run over, or choose another "
                                 "--run-dir")
     if weights.exists():
