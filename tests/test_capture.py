@@ -682,32 +682,25 @@ def test_a_video_cut_short_is_called_truncated_even_past_half_its_length(tmp_pat
     assert caplog.records[0].levelno == logging.WARNING
 
 
-def test_a_matroska_video_a_frame_or_two_short_of_its_estimate_is_complete(tmp_path, caplog):
-    """Matroska's frame count is estimated from the file's length, which its sound may make a
-    frame or two longer than its picture (32 for these 30 frames): that is no truncation nor
-    a variable frame rate, and nothing is said."""
+@pytest.mark.parametrize("sound_s, estimate", [
+    # a frame or two longer than the picture: within what is taken as a whole file
+    (1.05, 32),
+    # half a second longer: the video track's own length (its DURATION tag) is reached
+    (1.5, 45),
+], ids=["sound-a-frame-longer", "sound-half-a-second-longer"])
+def test_a_matroska_video_whose_sound_outlasts_its_picture_is_whole_and_cut_is_truncated(
+        tmp_path, caplog, sound_s, estimate):
+    """30 frames (1.0 s) whose sound goes on after them: Matroska's frame count is estimated
+    from the file's length, which the sound makes longer (``estimate``); that is no truncation
+    nor a variable frame rate, and nothing is said. The same file cut short is still called
+    truncated, against the picture's own 30 frames and 1.0 s."""
     from conftest import write_video_with_sound
 
-    clip = write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=1.05, codec="flac")
+    clip = write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=sound_s,
+                                  codec="flac")
     caplog.set_level(logging.INFO, logger="portrait.capture")
     with VideoFileSource(clip) as video:
-        assert video.frame_count == 32  # the estimate this is about
-        caplog.clear()
-        assert len(list(video)) == 30
-    assert caplog.records == []
-
-
-def test_a_matroska_video_whose_sound_goes_on_after_its_picture_is_not_called_truncated(
-        tmp_path, caplog):
-    """30 frames (1.0 s) with 1.5 s of sound: Matroska's count is estimated from the file's
-    length (45), but the video track's own length (its DURATION tag) is reached, so the file
-    is whole and nothing is said; the same file cut short is still called truncated."""
-    from conftest import write_video_with_sound
-
-    clip = write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=1.5, codec="flac")
-    caplog.set_level(logging.INFO, logger="portrait.capture")
-    with VideoFileSource(clip) as video:
-        assert video.frame_count == 45  # the estimate this is about
+        assert video.frame_count == estimate  # the estimate this is about
         caplog.clear()
         assert len(list(video)) == 30
     assert caplog.records == []
@@ -719,7 +712,7 @@ def test_a_matroska_video_whose_sound_goes_on_after_its_picture_is_not_called_tr
         frames = len(list(video))
     assert frames < 30
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
-    # against the picture's own 30 frames (1.0 s), not the file's 45: numbers that agree
+    # against the picture's own 30 frames (1.0 s), not the file's estimate: numbers that agree
     assert f"ended after {frames} of the 30 frames it claims" in caplog.records[0].getMessage()
     assert "of 1.0 s): the file may be truncated" in caplog.records[0].getMessage()
 
