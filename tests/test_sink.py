@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -231,35 +232,42 @@ def _settles(watch, value, within_s=5.0) -> bool:
     return watch.present == value
 
 
-def _hold(device: str):
-    """A process that holds ``device`` open (a reader of it) until it is killed."""
-    import subprocess
-    import sys
-
+@contextmanager
+def _holding(device: str):
+    """A process that holds ``device`` open (a reader of it) until the block ends, or until
+    it is killed sooner."""
     process = subprocess.Popen([sys.executable, "-c",
                                 f"import time; f = open({device!r}, 'rb'); print(1, flush=True); "
                                 "time.sleep(30)"], stdout=subprocess.PIPE)
-    process.stdout.readline()
-    return process
+    try:
+        process.stdout.readline()  # the device is open now
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
 
 
-def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own():
-    """The count of a device's readers runs beside the stream, which only reads the answer."""
-    from portrait.sink.virtual_camera import ConsumerWatch, device_readers
+@pytest.fixture
+def free_dev_full() -> str:
+    """``/dev/full``, which no other process holds open here, or a skip."""
+    from portrait.sink.virtual_camera import device_readers
 
     if device_readers("/dev/full") != 0:
         pytest.skip("needs Linux and a /dev/full that no other process holds open")
+    return "/dev/full"
 
-    watch = ConsumerWatch("/dev/full", idle_s=0.05, busy_s=0.05)
+
+def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own(free_dev_full):
+    """The count of a device's readers runs beside the stream, which only reads the answer."""
+    from portrait.sink.virtual_camera import ConsumerWatch
+
+    watch = ConsumerWatch(free_dev_full, idle_s=0.05, busy_s=0.05)
     try:
         assert watch._thread is not None and watch._thread.is_alive()
         assert _settles(watch, False)
-        holder = _hold("/dev/full")
-        try:
+        with _holding(free_dev_full):
             assert _settles(watch, True)
-        finally:
-            holder.kill()
-            holder.wait()
         assert _settles(watch, False)
     finally:
         watch.close()
@@ -269,29 +277,22 @@ def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own():
     assert unknown._thread is None and unknown.present
 
 
-def test_consumer_watch_counts_often_while_nobody_reads_and_seldom_while_someone_does():
+def test_consumer_watch_counts_often_while_nobody_reads_and_seldom_while_someone_does(
+        free_dev_full):
     """Idle, the app wakes within ``idle_s`` of a call opening the camera; while someone
     reads it counts only every ``busy_s``. Each interval is set far longer than the test
     waits, so a watch that used the other one would not see the change."""
-    from portrait.sink.virtual_camera import ConsumerWatch, device_readers
+    from portrait.sink.virtual_camera import ConsumerWatch
 
-    if device_readers("/dev/full") != 0:
-        pytest.skip("needs Linux and a /dev/full that no other process holds open")
-
-    idle = ConsumerWatch("/dev/full", idle_s=0.02, busy_s=600)  # idle: counts every 20 ms
+    idle = ConsumerWatch(free_dev_full, idle_s=0.02, busy_s=600)  # idle: counts every 20 ms
     try:
         assert _settles(idle, False)
-        reader = _hold("/dev/full")
-        try:
+        with _holding(free_dev_full):
             assert _settles(idle, True)
-        finally:
-            reader.kill()
-            reader.wait()
     finally:
         idle.close()
-    reader = _hold("/dev/full")
-    try:
-        busy = ConsumerWatch("/dev/full", idle_s=600, busy_s=0.02)  # read: counts every 20 ms
+    with _holding(free_dev_full) as reader:
+        busy = ConsumerWatch(free_dev_full, idle_s=600, busy_s=0.02)  # read: counts every 20 ms
         try:
             assert _settles(busy, True)
             time.sleep(0.5)  # it counts once with the reader there, then waits busy_s
@@ -300,9 +301,6 @@ def test_consumer_watch_counts_often_while_nobody_reads_and_seldom_while_someone
             assert _settles(busy, False)
         finally:
             busy.close()
-    finally:
-        reader.kill()
-        reader.wait()
 
 
 def test_virtual_camera_rejects_non_uint8_frames(recorder):
