@@ -81,13 +81,16 @@ def _picture_end_s(path: Path, file_end_s: float) -> Optional[float]:
     its picture ends: in a file cut short, the last video packet is where the cut is.
 
     Returns:
-        The end of the last video packet, or ``None``: the file ends before ``file_end_s``,
+        The end of the last video packet, or ``None``: the file is not Matroska (other
+        containers count the video's own frames), ends before ``file_end_s``,
         has no video packet after its last keyframe, or cannot be read.
     """
     import av
 
     try:
         with av.open(str(path)) as container:
+            if "matroska" not in container.format.name:
+                return None  # an AVI's or MP4's count is its own frames', not a file length's
             video = container.streams.video[0]
             end_s = ((container.start_time or 0) + (container.duration or 0)) / av.time_base
             container.seek(int(end_s / video.time_base), backward=True, stream=video)
