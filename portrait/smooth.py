@@ -1,7 +1,8 @@
 """Temporal smoothing of the low-resolution person probability.
 
 An exponential moving average whose weight on the new frame rises with the per-pixel change:
-``w = min_weight`` where nothing changed, rising linearly to 1 at ``change >= change_full``.
+``w = min_weight`` where nothing changed, rising linearly to 1 at ``change >= change_full``
+(divided by ``span`` where one mask is given for several frames).
 Model noise on a still person is small, so it is averaged away (no flicker); a moving arm
 changes the probability a lot, so those pixels take the new value at once (no ghost).
 The caller owns the state, as in RobustVideoMatting: ``prob, state = smooth_probability(prob,
@@ -27,8 +28,8 @@ def check_probability(prob: np.ndarray) -> None:
         raise ValueError(f"unexpected prob: {actual} != float32 (h, w)")
 
 
-def smooth_probability(prob: np.ndarray, state: Optional[np.ndarray], options: SmoothOptions
-                       ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def smooth_probability(prob: np.ndarray, state: Optional[np.ndarray], options: SmoothOptions,
+                       span: int = 1) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Blend a new probability into the running average; never modifies its inputs.
 
     Args:
@@ -37,15 +38,22 @@ def smooth_probability(prob: np.ndarray, state: Optional[np.ndarray], options: S
             another shape (the model or frame size changed) is dropped and smoothing restarts.
         options: ``min_weight`` (weight of the new frame where still), ``change_full``
             (change at which the new frame gets full weight), ``enabled``.
+        span: how many frames in a row the segmenter gives this probability for (a mask
+            reused on a still scene): each call takes ``w / span``. A mask made after reused
+            frames has caught up with all their motion at once, which crosses the motion test
+            (``w`` 1 at the edge) where frame-by-frame changes would not; with ``span`` its
+            step is shared out over the frames it is shown for instead of landing on the first.
 
     Returns:
         ``(smoothed, state)``: float32 (h, w) smoothed probability, and the state to pass next
         time (a separate array; ``None`` when smoothing is disabled).
 
     Raises:
-        ValueError: ``prob`` is not a 2-D float32 array.
+        ValueError: ``prob`` is not a 2-D float32 array, or ``span`` is below 1.
     """
     check_probability(prob)
+    if span < 1:
+        raise ValueError(f"span must be at least 1 frame, got {span}")
     if not options.enabled:
         return prob, None
     if state is not None and state.shape != prob.shape:
@@ -60,6 +68,8 @@ def smooth_probability(prob: np.ndarray, state: Optional[np.ndarray], options: S
     weight *= slope
     weight += min_weight
     np.minimum(weight, np.float32(1.0), out=weight)
+    if span > 1:
+        weight *= np.float32(1.0 / span)
     delta *= weight
     delta += state  # state + w * (prob - state)
     return delta, delta.copy()
@@ -72,9 +82,10 @@ class TemporalSmoother:
         self.options = options
         self._state: Optional[np.ndarray] = None
 
-    def __call__(self, prob: np.ndarray) -> np.ndarray:
-        """The smoothed float32 (h, w) probability for this frame (a new array)."""
-        smoothed, self._state = smooth_probability(prob, self._state, self.options)
+    def __call__(self, prob: np.ndarray, span: int = 1) -> np.ndarray:
+        """The smoothed float32 (h, w) probability for this frame (a new array); ``span``: see
+        :func:`smooth_probability`."""
+        smoothed, self._state = smooth_probability(prob, self._state, self.options, span)
         return smoothed
 
     def reset(self) -> None:

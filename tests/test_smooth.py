@@ -147,3 +147,27 @@ def test_min_weight_outside_0_1_is_taken_as_its_bound():
     # average moved away from the new frame).
     out, _ = smooth_probability(prob, state, SmoothOptions(min_weight=-0.5, change_full=0.35))
     np.testing.assert_allclose(out, [[0.5 + 0.1 / 0.35 * 0.1, 0.0]], atol=1e-6)
+
+
+def test_span_shares_a_step_out_over_the_frames_a_mask_is_given_for():
+    """A mask given for ``span`` frames takes ``w / span`` on each: a full step (``w`` 1) lands
+    over the frames instead of on the first, and a small one is divided alike."""
+    options = SmoothOptions(min_weight=0.25, change_full=0.35)
+    state = np.array([[0.0, 0.5]], np.float32)
+    prob = np.array([[1.0, 0.6]], np.float32)  # a change of 1 (weight 1) and of 0.1
+    first, state = smooth_probability(prob, state, options, span=2)
+    # Weight 1 / 2 -> 0.5; weight (0.25 + 0.75 * 0.1 / 0.35) / 2 = 0.2321 -> 0.5232.
+    np.testing.assert_allclose(first, [[0.5, 0.5 + 0.1 * (0.25 + 0.75 * 0.1 / 0.35) / 2]], atol=1e-6)
+    second, _ = smooth_probability(prob, state, options, span=2)
+    assert second[0, 0] == pytest.approx(0.75)  # change 0.5, still weight 1: half of it again
+    smoother = TemporalSmoother(options)
+    smoother(np.zeros((1, 2), np.float32))
+    # From 0: changes of 1 and 0.6, both past change_full (weight 1): a quarter of each.
+    np.testing.assert_allclose(smoother(prob, span=4), [[0.25, 0.15]], atol=1e-6)
+
+
+@pytest.mark.parametrize("span", [0, -1])
+def test_span_below_one_frame_is_refused(span):
+    prob = np.zeros((2, 2), np.float32)
+    with pytest.raises(ValueError, match=f"span must be at least 1 frame, got {span}"):
+        smooth_probability(prob, prob, SmoothOptions(), span=span)
