@@ -241,6 +241,10 @@ class PipelineOptions:
         still_threshold: mean absolute grey-level change (0..255) of a thumbnail below which a
             frame counts as still.
         max_reuse: at most this many frames in a row reuse a mask.
+        spread_still: on a still scene the temporal smoother spreads each mask's step over the
+            ``max_reuse + 1`` frames it is shown for (:func:`portrait.smooth.smooth_probability`'s
+            ``span``); off, the whole step lands on the frame the model runs, and the matte's
+            edge jumps every ``max_reuse + 1`` frames.
         opencv_threads: OpenCV's thread pool while a stream runs (restored after it); None =
             the cores shared out among the stages that run at once (reader, segment, finish),
             at least one each, so the stages' own pools don't fight over the cores.
@@ -251,6 +255,7 @@ class PipelineOptions:
     reuse_still: bool = True
     still_threshold: float = 1.5
     max_reuse: int = 2
+    spread_still: bool = True
     opencv_threads: Optional[int] = None
 
 

@@ -89,6 +89,7 @@ class Packet:
     state: Optional[LiveState] = None
     prob: Optional[np.ndarray] = None
     reused: bool = False  # ``prob`` is the last frame's mask, reused (counted once output)
+    span: int = 1  # frames the smoother spreads ``prob``'s step over (FrameProcessor.segment)
     output: Optional[np.ndarray] = None
     ms: dict[str, float] = field(default_factory=dict)
 
@@ -221,7 +222,9 @@ class FrameProcessor:
         The last mask is reused while the scene is still (at most ``max_reuse`` frames in a
         row), and on every other frame while ``behind`` (a live pipeline that is dropping
         frames): the model then runs at half the frame rate, while refinement still follows
-        each new frame, instead of the output falling behind the camera.
+        each new frame, instead of the output falling behind the camera. On a still scene
+        ``packet.span`` tells the smoother that the mask stands for ``max_reuse + 1`` frames
+        (``PipelineOptions.spread_still``).
 
         The live controls are read here, once per frame, into ``packet.state``; with the effect
         off the model does not run.
@@ -233,11 +236,13 @@ class FrameProcessor:
             self._still.reset()
             return False
         started = time.perf_counter()
+        still = (self.options.reuse_still and self._last_prob is not None
+                 and self._still(packet.image))
         reuse = self._last_prob is not None and (
-            (behind and self._reused < 1)
-            or (self.options.reuse_still and self._reused < self.options.max_reuse
-                and self._still(packet.image))
-        )
+            (behind and self._reused < 1) or (still and self._reused < self.options.max_reuse))
+        # On a still scene each mask is shown for up to max_reuse + 1 frames; the smoother
+        # spreads its step over them, or the matte would jump each time the model runs again.
+        packet.span = self.options.max_reuse + 1 if still and self.options.spread_still else 1
         if reuse:
             packet.prob = self._last_prob
             self._reused += 1
@@ -268,7 +273,8 @@ class FrameProcessor:
                 packet.output = self._mirror(packet.image, state)
             return
         t0 = time.perf_counter()
-        prob = self.smoother(packet.prob) if self.smoother is not None else packet.prob
+        prob = (self.smoother(packet.prob, packet.span) if self.smoother is not None
+                else packet.prob)
         t_smooth = time.perf_counter()
         if self.subject is not None:
             prob = self.subject(prob)

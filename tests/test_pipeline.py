@@ -551,3 +551,60 @@ def test_a_video_background_plays_by_the_source_videos_own_times(segmenter, tmp_
     # Frame k is at k/15 s, where the background's frame k * 29/15 is nearest (12 a loop).
     assert runs[0] == runs[1] == [int(k * 29 / 15 + 0.5) % 12 for k in range(8)] == [
         0, 2, 4, 6, 8, 10, 0, 2]
+
+
+def creeping_patch(count: int = 13) -> list[np.ndarray]:
+    """A still scene (two frames differ by about 0.1 grey levels on average, far below the still
+    threshold) in which a small patch brightens by 6 levels a frame: the brightness model's
+    person probability there creeps up, as a still person's edge drifts."""
+    images = []
+    for i in range(count):
+        image = np.full((48, 64, 3), 40, np.uint8)
+        image[20:28, 28:36] = 92 + 6 * i
+        images.append(image)
+    return images
+
+
+def matte_changes(segmenter, options: PipelineOptions, images) -> list[float]:
+    """Per-frame matte change (video_metrics.alpha_change) through smoothing, as the app runs."""
+    from portrait.training.video_metrics import alpha_change
+
+    processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                               Refiner(RefineOptions(enabled=False)), None, matte=True,
+                               options=options)
+    alphas = [processor.process(image).copy() for image in images]
+    return [alpha_change(a, b) for a, b in zip(alphas, alphas[1:])]
+
+
+def test_reused_masks_on_a_still_scene_do_not_make_the_matte_jump_when_the_model_runs(segmenter):
+    """After two reused masks the model's new mask has caught up with three frames' change at
+    once, past the smoother's motion test: with the whole step on that frame the matte jumps
+    every third frame (spread_still=False). Spread over the frames the mask is shown for, the
+    largest change is under half of that, and the matte still follows the change (it trails
+    the model run on every frame by about a frame)."""
+    images = creeping_patch()
+    assert (reuse_pattern(matte_processor(segmenter, PipelineOptions()), images)
+            == [False, True, True] * 4 + [False])  # the scene is still: masks are reused
+    spread = matte_changes(segmenter, PipelineOptions(), images)
+    jumps = matte_changes(segmenter, PipelineOptions(spread_still=False), images)
+    every_frame = matte_changes(segmenter, PipelineOptions(reuse_still=False), images)
+    assert max(spread) < 0.5 * max(jumps), (spread, jumps)
+    # And it still follows the change (a matte held still would pass the line above).
+    assert sum(spread) > 0.75 * sum(every_frame), (spread, every_frame)
+
+
+def test_the_smoother_is_told_a_still_scenes_mask_spans_max_reuse_plus_one_frames(segmenter):
+    from portrait.pipeline import Packet
+
+    # The fourth still frame runs the model (two reused before it): its mask spans frames too.
+    still = [np.full((48, 64, 3), 200, np.uint8)] * 4
+    moving = [np.full((48, 64, 3), 20 + 25 * i, np.uint8) for i in range(3)]
+    for options, spans in ((PipelineOptions(max_reuse=2), [1, 3, 3, 3, 1, 1, 1]),
+                           (PipelineOptions(max_reuse=4), [1, 5, 5, 5, 1, 1, 1]),
+                           (PipelineOptions(spread_still=False), [1] * 7),
+                           (PipelineOptions(reuse_still=False), [1] * 7)):
+        processor = matte_processor(segmenter, options)
+        packets = [Packet(image=image, index=i, time_s=0.0) for i, image in enumerate(still + moving)]
+        for packet in packets:
+            processor.segment(packet)
+        assert [p.span for p in packets] == spans, options
