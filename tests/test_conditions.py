@@ -25,6 +25,14 @@ def test_dim_room_is_a_third_of_the_light_with_fresh_noise_each_frame():
     assert not np.array_equal(first, second)  # the next frame's noise differs
 
 
+def test_dim_room_noise_on_black_stays_dark():
+    """Noise below black is clipped to black, not wrapped to white: on a black frame the
+    picture is the positive half of the noise (mean sd * 0.399, 1.6 grey levels), no speckle."""
+    dark = dim_room(np.zeros((120, 160, 3), np.uint8), 0)
+    assert dark.max() < 30  # five standard deviations; a wrapped value would be near 255
+    assert abs(dark.mean() - 4.0 / np.sqrt(2 * np.pi)) < 0.1
+
+
 def test_window_behind_scales_and_clips():
     image = np.array([[[0, 100, 200]]], np.uint8)
     assert window_behind(image, 0).tolist() == [[[0, 170, 255]]]
@@ -36,6 +44,36 @@ def test_soft_sensor_loses_one_pixel_detail_and_keeps_the_size():
     soft = soft_sensor(image, 0)
     assert soft.shape == image.shape
     assert image.std() > 127 and abs(soft.mean() - 127.5) < 2 and soft.std() < 10  # near grey
+
+
+def _stripes(width_px: int, axis: int, shape=(90, 120)) -> np.ndarray:
+    """Black and white stripes ``width_px`` wide, varying along ``axis`` (1: vertical stripes)."""
+    line = (np.arange(shape[axis]) // width_px % 2 * 255).astype(np.uint8)
+    plane = np.broadcast_to(line if axis == 1 else line[:, None], shape)
+    return np.dstack([plane] * 3)
+
+
+def test_soft_sensor_keeps_three_pixel_detail_and_loses_two_pixel_detail_both_ways():
+    """A third of the resolution in width and in height (the frame is not square, so swapped
+    sides would show): 3-pixel stripes keep most of their contrast, 2-pixel ones lose most."""
+    full_contrast = 127.5  # the standard deviation of black and white stripes
+    for axis in (0, 1):
+        kept = soft_sensor(_stripes(3, axis), 0).std()
+        lost = soft_sensor(_stripes(2, axis), 0).std()
+        assert kept > 0.6 * full_contrast, (axis, kept)
+        assert lost < 0.35 * full_contrast, (axis, lost)
+
+
+def test_squeezed_stream_is_jpeg_at_quality_20():
+    """The row says "JPEG q20": the delivered picture is the frame through OpenCV's JPEG codec
+    at that quality, not a gentler one."""
+    import cv2
+
+    image = np.random.default_rng(2).integers(0, 256, (64, 96, 3), np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 1.5)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 20])
+    assert ok
+    assert np.array_equal(squeezed_stream(image, 0), cv2.imdecode(data, cv2.IMREAD_COLOR))
 
 
 def test_squeezed_stream_changes_the_picture_a_little():
@@ -54,6 +92,18 @@ def test_wide_webcam_keeps_the_centre_band_at_720p():
     wide = wide_webcam(image)
     assert wide.shape == (720, 1280, 3)
     assert np.all(wide == (0, 255, 0))
+
+
+def test_wide_webcam_keeps_every_row_of_a_frame_as_wide_as_16_9_or_wider():
+    """A frame a little short of 16:9 (1280x718) has no taller band to cut: all its rows are
+    kept, its first row at the top and its last at the bottom."""
+    image = np.full((718, 1280, 3), 90, np.uint8)
+    image[0] = (255, 255, 255)
+    image[-1] = (0, 0, 255)
+    wide = wide_webcam(image)
+    assert wide.shape == (720, 1280, 3)
+    assert np.all(wide[0] == 255) and np.all(wide[-1] == (0, 0, 255))
+    assert np.all(wide[360] == 90)
 
 
 def test_a_condition_gives_the_framed_scene_and_the_delivered_picture():
