@@ -199,6 +199,9 @@ def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts
               f"model 3 '{members[0]}' is model 1 '{members[0]}' again; pass each model once"),
              ([members[0], str(again), "--soup", "--out", str(tmp_path / "x.hdf5")],
               f"model 2 '{again}' is model 1 '{members[0]}' again; pass each model once"),
+             # An --out the app would read as another kind of model file.
+             ([*members, "--out", str(tmp_path / "x.tflite")],
+              f"--out '{tmp_path / 'x.tflite'}' must end in .hdf5 or .h5"),
              # A stored short side the app cannot run is not copied into the new file.
              ([members[0], str(odd_side), "--out", str(tmp_path / "x.hdf5")],
               f"'{odd_side}' says it runs at a short side of 100 px, not a multiple of 32; "
@@ -296,3 +299,71 @@ def test_a_calibrated_soup_keeps_the_mean_kernels_and_re_estimates_batch_norm(tm
     means = [(_weights(calibrated, "moving_mean")), _weights(plain, "moving_mean")]
     assert len(means[0]) == len(means[1]) > 0
     assert max(np.abs(x - y).max() for x, y in zip(*means)) > 1e-3
+
+
+def _tiny(shape=(64, 64, 3), channels: int = 1, activation: str = "sigmoid"):
+    """A member as small as one can be: input scaling, one convolution, ``activation``."""
+    import keras
+
+    inputs = keras.Input(shape)
+    scaled = keras.layers.Rescaling(1 / 255)(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(channels, 1, activation=activation)(scaled))
+
+
+def test_members_that_give_no_one_probability_or_take_other_inputs_are_refused():
+    """An output average needs members that each give one person probability (a 1-channel
+    sigmoid) for the same input: a linear or 2-channel member, or one that takes another
+    input size, is named (1-based) with what it gives; a soup needs two models too."""
+    from portrait.errors import ModelError
+    from portrait.training.ensemble import average_models, soup_models
+
+    cases = [
+        (_tiny(activation=None), "model 2 does not end in a 1-channel sigmoid (output "
+                                 "(None, 64, 64, 1))"),
+        (_tiny(channels=2), "model 2 does not end in a 1-channel sigmoid (output "
+                            "(None, 64, 64, 2))"),
+        (_tiny((96, 96, 3)), "model 2 takes input (96, 96, 3), model 1 takes (64, 64, 3); "
+                             "members must take the same input"),
+    ]
+    for other, message in cases:
+        with pytest.raises(ModelError) as refused:
+            average_models([_tiny(), other])
+        assert message in str(refused.value), str(refused.value)
+    with pytest.raises(ModelError, match="a soup needs at least two models, got 1"):
+        soup_models([_tiny()])
+
+
+def test_a_member_without_a_short_side_is_named_with_what_to_pass(tmp_path):
+    from portrait.errors import InputError
+    from portrait.training.ensemble import members_short_side
+
+    plain = [Path(constant_model(tmp_path / f"{name}.h5", 0.7)) for name in "ab"]
+    with pytest.raises(InputError) as refused:
+        members_short_side(plain)
+    assert str(refused.value) == (f"'{plain[0]}' does not say which short side it runs at; "
+                                  "pass --short-side PX")
+
+
+def test_calibration_weighs_a_list_named_twice_twice_and_runs_the_steps_asked(tmp_path, caplog):
+    """--calibrate A A takes A's pairs twice (as train --data does), and --bn-steps N runs N
+    batches: from a fresh model's zero moving means, at the calibration's momentum 0.9, one batch
+    moves them a tenth of the way to the crops' means and ten batches about two thirds
+    (1 - 0.9 ** 10), so the ten-batch means are several times the one-batch ones."""
+    import keras
+
+    from portrait.training.ensemble import calibrate_soup
+
+    data = str(make_data(tmp_path / "data"))  # 9 training pairs
+    keras.utils.set_random_seed(4)
+    model = build_small_model()
+    start = model.get_weights()
+    means = {}
+    for steps in (1, 10):
+        model.set_weights(start)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="portrait.training.ensemble"):
+            calibrate_soup(model, [data, data], (64, 64), steps, seed=1, batch=2)
+        assert caplog.messages[-1].endswith("of 2 crops from 18 pairs"), caplog.messages
+        (mean,) = [w.numpy() for w in model.weights if w.path.endswith("moving_mean")]
+        means[steps] = float(np.abs(mean).mean())
+    assert means[1] > 0 and means[10] > 3 * means[1], means
