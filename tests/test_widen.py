@@ -10,8 +10,9 @@ BACKBONE = Path(__file__).resolve().parents[2] / "shared" / "models" / "mobilene
 
 
 def _trained_like(path: Path, seed: int = 1, output_stride: int = 16, context: str = "none") -> Path:
-    """A small MobileNetV2-UNet whose batch-norm parameters and statistics are random (as after
-    training, not as initialised; kernels are random anyway), so a misplaced channel shows."""
+    """A small MobileNetV2-UNet whose batch-norm parameters and statistics and biases are random
+    (as after training, not as initialised; kernels are random anyway), so a misplaced channel
+    or a bias left at its initial zero shows."""
     import keras
 
     from portrait.training.model import build_unet
@@ -22,7 +23,7 @@ def _trained_like(path: Path, seed: int = 1, output_stride: int = 16, context: s
                        decoder_filters=(16, 12, 8, 6), fixed_input=False, context=context)
     rng = np.random.default_rng(seed)
     ranges = {"gamma": (0.5, 1.5), "beta": (-0.3, 0.3), "moving_mean": (-0.3, 0.3),
-              "moving_variance": (0.5, 2.0)}
+              "moving_variance": (0.5, 2.0), "bias": (-0.3, 0.3)}
     for variable in model.weights:
         kind = variable.path.rsplit("/", 1)[-1]
         if kind in ranges:
@@ -65,6 +66,33 @@ def test_the_widened_model_predicts_the_same_and_its_new_channels_can_learn(tmp_
             loss = tf.reduce_mean(wide(image, training=True))
         gradient = tape.gradient(loss, logits).numpy()
         assert np.abs(gradient[:, :, old:]).max() > 0
+
+
+def test_every_trained_channel_of_the_widened_decoder_carries_the_same_values(tmp_path):
+    """The final probability barely depends on the deepest layers of a random small model (its
+    spread is about 0.001), so a weight left uncopied there (the context module's) did not show
+    in it: each stage's trained channels, and the context module's output, are compared too."""
+    import keras
+
+    from portrait.training.widen import decoder_widths, widen_decoder
+
+    image = np.random.default_rng(0).uniform(0, 255, (2, 96, 64, 3)).astype(np.float32)
+    for stride, context, widths in [(16, "none", [20, 14, 10]), (32, "lraspp", [18, 16, 14, 8])]:
+        model = keras.models.load_model(
+            _trained_like(tmp_path / f"s{stride}.hdf5", output_stride=stride, context=context),
+            compile=False)
+        old = decoder_widths(model)
+        wide = widen_decoder(model, widths)
+        names = [f"decoder{stage}_conv_pw_relu" for stage in range(len(old))]
+        names += ["context_gated"] * (context != "none")
+        names.append("logits")
+
+        def features(m):
+            return keras.Model(m.inputs, [m.get_layer(n).output for n in names]).predict(image, verbose=0)
+
+        for name, before, after in zip(names, features(model), features(wide)):
+            assert before.std() > 1e-3, name  # the layer's values vary, so agreement means something
+            np.testing.assert_allclose(after[..., :before.shape[-1]], before, atol=1e-4, err_msg=name)
 
 
 def test_the_encoder_tail_joins_without_changing_the_prediction(tmp_path, caplog):
@@ -247,3 +275,23 @@ def test_inputs_unwritable_outs_and_files_of_the_wrong_kind_are_refused_before_t
     assert_refused_before_tensorflow("portrait.training.widen", cases)
     assert {path: path.read_bytes() for path in before} == before
     assert not new.exists() and not any(folder_out.iterdir())
+
+
+def test_the_new_channels_are_the_seeds_own(tmp_path):
+    """--seed sets the new channels' random weights: the same seed writes the same model, another
+    seed other new channels (the trained ones stay the model's own either way)."""
+    import keras
+
+    from portrait.training.widen import main
+
+    source = _trained_like(tmp_path / "s.hdf5")
+    kernels = []
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        out = tmp_path / f"{name}.hdf5"
+        assert main([str(source), "--decoder", "14,10,8", "--seed", str(seed), "--out", str(out)]) == 0
+        kernels.append(keras.models.load_model(out, compile=False).get_layer("decoder0_conv_pw")
+                       .kernel.numpy())
+    trained = keras.models.load_model(source, compile=False).get_layer("decoder0_conv_pw").kernel.shape[-1]
+    np.testing.assert_array_equal(kernels[0], kernels[1])
+    np.testing.assert_array_equal(kernels[0][..., :trained], kernels[2][..., :trained])
+    assert np.abs(kernels[0][..., trained:] - kernels[2][..., trained:]).max() > 1e-3
