@@ -146,6 +146,26 @@ def test_a_model_whose_output_is_no_mask_is_refused_and_nothing_written(tmp_path
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "classifier.hdf5"]
 
 
+def test_a_model_that_gives_nan_is_refused_as_broken_not_as_a_bad_conversion(tmp_path, capsys):
+    """A model whose weights hold a nan (a diverged training run) gives nan in Keras and in its
+    export alike: the check refused it as an export that "disagrees by nan" and advised
+    --input-size, which cannot help. It is named as the broken model it is; nothing is written."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, conv(keras.layers.Rescaling(1 / 255)(inputs)))
+    conv.set_weights([np.ones((1, 1, 3, 1), np.float32), np.full(1, np.nan, np.float32)])
+    model.save(tmp_path / "diverged.hdf5")
+    out = tmp_path / "diverged.tflite"
+    assert export.main(["--model", str(tmp_path / "diverged.hdf5"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: '{tmp_path / 'diverged.hdf5'}' gives no probability (nan) on a "
+                       "random image at 32x32, in Keras or in its TFLite export: its weights are "
+                       "broken (a training run that diverged?); export a model that predicts"), err
+    assert not out.exists()
+
+
 def test_bad_paths_are_model_errors(brightness_model, tmp_path):
     with pytest.raises(ModelError, match="must end in .tflite"):
         export.export_model(str(brightness_model), str(tmp_path / "x.onnx"))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -172,6 +173,13 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
     camera = CaptureOptions()
     check_size = size or size_for_frame((camera.width, camera.height), short_px)
     difference = max_difference(model, content, check_size)
+    if math.isnan(difference):
+        # Not a conversion that went wrong: a model that gives nan (a training run that
+        # diverged) gives it in Keras too, and no --input-size helps.
+        raise ModelError(f"'{path}' gives no probability (nan) on a random image at "
+                         f"{check_size[0]}x{check_size[1]}, in Keras or in its TFLite export: "
+                         "its weights are broken (a training run that diverged?); export a model "
+                         "that predicts")
     if not difference <= MAX_DIFFERENCE:
         raise ModelError(f"the TFLite export of '{path}' disagrees with the Keras model by "
                          f"{difference:.2g} (more than {MAX_DIFFERENCE:g}) at {check_size[0]}x"
