@@ -397,3 +397,59 @@ def test_runtimes_take_a_photo_as_the_frame_timed_without_a_warning(tmp_path, ca
     assert said == [("INFO", f"frame: photo '{photo}', 96x64")], said
     clip = write_video(tmp_path / "clip.avi", frames=2)
     assert bench_runtimes.sample_frame((48, 32), str(clip)).shape == (32, 48, 3)
+
+
+def test_the_synthetic_pan_slides_a_centred_window_from_the_left_edge_to_the_right():
+    """bench_effects' pan: a window of 80 % of the frame, centred in height, from the left edge
+    (first view) to the right edge (last view), each view scaled back to the frame size."""
+    import cv2
+    import numpy as np
+
+    rows, cols = np.indices((50, 100))
+    frame = np.dstack([cols * 2, rows * 4, np.full_like(cols, 7)]).astype(np.uint8)
+    views = bench_effects.pan([frame] * 3)
+    assert len(views) == 3 and all(view.shape == frame.shape for view in views)
+    for view, left in zip(views, (0, 10, 20)):
+        expected = cv2.resize(frame[5:45, left:left + 80], (100, 50), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(view, expected), left
+
+
+def test_effect_statistics_are_the_median_and_95th_percentile_in_ms():
+    stats = bench_effects._stats([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert stats == {"median_ms": 50.5, "p95_ms": 95.05, "n": 100}  # 1 + 0.95 * 99
+
+
+def test_runtimes_refuse_ways_that_disagree_and_time_ways_that_agree(tmp_path):
+    """bench times only ways that give the same mask: a way that differs from the first by more
+    than 1e-3 is named; agreeing ways each get a median and a 90th percentile."""
+    import numpy as np
+
+    from conftest import brightness_model_file
+    from portrait.errors import ModelError
+    from portrait.segment import create_segmenter
+    from portrait.options import SegmentOptions
+
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    models = [brightness_model_file(tmp_path / "a.hdf5"),
+              brightness_model_file(tmp_path / "b.hdf5", bias=0.01)]  # 0.0025 apart at most
+    with create_segmenter(SegmentOptions(model=str(models[0]))) as first, \
+            create_segmenter(SegmentOptions(model=str(models[1]))) as shifted:
+        results = bench_runtimes.bench({"first": first, "again": first}, frame, calls=3, warmup=1)
+        assert sorted(results) == ["again", "first"]
+        assert all(sorted(value) == ["median_ms", "p90_ms"] for value in results.values())
+        with pytest.raises(ModelError, match="'shifted' disagrees with the first way by 0.002"):
+            bench_runtimes.bench({"first": first, "shifted": shifted}, frame, calls=3, warmup=1)
+
+
+def test_runtimes_name_a_missing_export_before_building_anything(tmp_path):
+    from conftest import brightness_model_file
+    from portrait.errors import ModelError
+    from portrait.segment.exported import export_command
+
+    model = brightness_model_file(tmp_path / "m.hdf5")
+    with pytest.raises(ModelError) as refused:
+        bench_runtimes.segmenters(str(model), (64, 64), 1)
+    assert str(refused.value) == (f"no exported m.tflite beside {model}; make it with "
+                                  f"'{export_command(model)}'")
+    assert "--model" in export_command(model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.hdf5"]
