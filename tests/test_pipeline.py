@@ -465,19 +465,24 @@ def test_a_live_pipeline_that_falls_behind_halves_the_model_rate(segmenter):
 
 
 def test_pipeline_idles_while_nobody_wants_output(segmenter):
-    read_times = []
+    """Nobody reads the output for the reader's first three looks, then someone does: no
+    frame is read before that (events in the reader's thread, in order, not times)."""
+    events = []
 
     def source():
-        for frame in frames(100_000, delay_s=0.002):
-            read_times.append(time.perf_counter())
+        for frame in frames(100_000):
+            events.append("read")
             yield frame
 
-    started = time.perf_counter()
-    wanted = lambda: time.perf_counter() - started > 0.6  # nobody reads for the first 0.6 s
+    def wanted():
+        events.append("wanted" if events.count("idle") == 3 else "idle")
+        return events[-1] == "wanted"
+
     stream = StreamPipeline(source(), matte_processor(segmenter), lambda a, _pts: None,
                             PipelineOptions(live=True), max_frames=30, wanted=wanted)
     stream.run()
-    assert read_times and read_times[0] - started >= 0.55  # nothing read while idle
+    assert events[:4] == ["idle"] * 3 + ["wanted"], events[:8]  # nothing read while idle
+    assert events.count("idle") == 3 and events.count("read") >= 30
     assert stream.stats.frames == 30
 
 
