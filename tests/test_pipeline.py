@@ -512,19 +512,26 @@ def test_device_readers_counts_other_processes():
 
 
 def test_paced_video_stats_show_decode_time_not_the_wait(segmenter, tmp_path):
-    from conftest import write_video
+    """A video paced to its 5 fps: --stats's decode is the decoding (none on a clock that
+    moves only as the source waits; only the reader thread reads it), not the 200 ms each
+    frame waits to be due, which is ``wait_ms``. On that clock the frames come as fast as the
+    reader asks, so the pipeline keeps every one (file mode; live, it would drop some)."""
+    from conftest import ManualClock, write_video
     from portrait.capture import VideoFileSource
 
     clip = write_video(tmp_path / "paced.avi", 6, fps=5.0)  # frames due every 200 ms
-    options = PipelineOptions(live=True, reuse_still=False)
+    options = PipelineOptions(live=False, reuse_still=False)
     outputs, times = [], []
-    with VideoFileSource(clip, realtime=True) as video:
+    with VideoFileSource(clip, realtime=True, clock=ManualClock()) as video:
         stats = StreamPipeline(video, matte_processor(segmenter, options),
                                lambda alpha, pts_s: (outputs.append(alpha), times.append(pts_s)),
                                options).run()
+    summary = stats.summary()
     assert stats.frames == len(outputs) == 6
-    assert stats.summary()["stage_ms"]["decode"] < 100
-    assert stats.summary()["wait_ms"]["median"] > 100  # the frames are due 200 ms apart
+    assert summary["stage_ms"]["decode"] == pytest.approx(0.0), summary  # 200 with the wait
+    assert "wait" not in summary["stage_ms"]
+    assert summary["wait_ms"]["median"] == pytest.approx(200.0), summary  # the first: none
+    assert summary["wait_ms"]["mean"] == pytest.approx(1000.0 / 6, abs=1e-3), summary  # rounded
     # Each output comes with its frame's time in the file, for a video file sink to keep.
     assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], abs=1e-6)
 
