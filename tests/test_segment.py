@@ -769,6 +769,33 @@ def test_resolve_model_path_looks_in_weights(tmp_path, monkeypatch):
         resolve_model_path(str(tmp_path))
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc/self/mem")
+@pytest.mark.parametrize("suffix", [".tflite", ".hdf5", ".keras"])
+def test_a_model_the_system_will_not_read_says_why_not_that_it_is_corrupt(tmp_path, suffix):
+    """A model file that is there but cannot be read (permission denied, a failing disk) was
+    called 'the file may be truncated or corrupt, re-download or re-export it' (.tflite) or
+    'not a valid HDF5 file' / '.keras archive'. The tests run as root, whom permissions do not
+    stop: /proc/self/mem, linked as the model, is a file whose first byte no process can read
+    (an input/output error)."""
+    link = tmp_path / f"model{suffix}"
+    link.symlink_to("/proc/self/mem")
+    with pytest.raises(ModelError) as error:
+        create_segmenter(SegmentOptions(model=str(link)))
+    assert str(error.value) == (f"cannot read model '{link}': Input/output error; check the "
+                                "file and the disk it is on")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_given_as_a_model_is_refused_unread(tmp_path):
+    """A named pipe was 'not found' (it is there, and is no file); it is not opened, which
+    would wait for a writer."""
+    fifo = tmp_path / "model.tflite"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match=rf"^model '{fifo}' is not a regular file \(a named "
+                                         r"pipe, a socket or a device\); pass --model PATH"):
+        create_segmenter(SegmentOptions(model=str(fifo)))
+
+
 def test_a_model_named_without_its_type_is_named_back_with_it(tmp_path, monkeypatch):
     # `--model unet_live` ended in "not found ...; pass --model PATH to a .hdf5 or .tflite
     # model", though weights/unet_live.hdf5 is there: the line now says what to type.

@@ -21,10 +21,11 @@ from portrait.errors import DeviceError, ModelError
 from portrait.native_log import import_tensorflow_quietly
 from portrait.options import SegmentOptions
 from portrait.segment import exported, keras_compat
-from portrait.segment.base import Segmenter, describe, one_line, resolve_norm
+from portrait.segment.base import Segmenter, describe, resolve_norm
 from portrait.segment.convert import create_converted
 from portrait.segment.keras_segmenter import KerasSegmenter
-from portrait.segment.locate import KERAS_SUFFIXES, display_path, read_short_side_hint, resolve_model_path
+from portrait.segment.locate import (KERAS_SUFFIXES, display_path, read_short_side_hint,
+                                     resolve_model_path, unreadable_model)
 from portrait.segment.mediapipe_segmenter import MediaPipeSegmenter
 from portrait.segment.model_io import fixed_input
 from portrait.segment.wrappers import keras_run_size, sized_for_frames, with_test_time
@@ -85,11 +86,8 @@ def _create_from_tflite(path: Path, options: SegmentOptions) -> Segmenter:
         return segmenter
     try:
         content = path.read_bytes()
-    except OSError as error:
-        raise ModelError(
-            f"cannot read TFLite model '{path}': {one_line(error)}; the file may be truncated or "
-            "corrupt, re-download or re-export it"
-        ) from None
+    except OSError as error:  # its first byte read when it was found: a later failure
+        raise unreadable_model(path, error) from None
     exported.warn_if_stale(path, content)
     reason = "--backend tflite" if options.backend == "tflite" else "a .tflite model runs on the TFLite interpreter"
     return exported.create_tflite(content, path, options, display_path(path), "marked in the file", reason)

@@ -31,7 +31,9 @@ def resolve_model_path(name: str, hint: str = MODEL_HINT) -> Path:
         The existing file's path.
 
     Raises:
-        ModelError: no such file (the message says where it looked and what to do).
+        ModelError: no such file (the message says where it looked and what to do), a folder,
+            a named pipe or device (never opened: reading one may wait forever), or a file the
+            system will not read (permission denied, an input/output error: as it says).
     """
     given = Path(name).expanduser()
     candidates = [given]
@@ -39,9 +41,17 @@ def resolve_model_path(name: str, hint: str = MODEL_HINT) -> Path:
         candidates += [PROJECT_ROOT / given, WEIGHTS_DIR / given.name]
     for candidate in candidates:
         if candidate.is_file():
+            try:
+                with open(candidate, "rb") as file:
+                    file.read(1)
+            except OSError as error:
+                raise unreadable_model(candidate, error) from None
             return candidate
         if candidate.is_dir():
             raise ModelError(f"model '{name}' is a folder, not a model file; {hint}")
+        if candidate.exists():
+            raise ModelError(f"model '{name}' is not a regular file (a named pipe, a socket or a "
+                             f"device); {hint}")
     if name in SHIPPED_MODELS:
         raise ModelError(
             f"the default model '{name}' is missing from this checkout; restore it with 'git "
@@ -52,6 +62,14 @@ def resolve_model_path(name: str, hint: str = MODEL_HINT) -> Path:
     if suffix is not None:
         hint = f"give the name with its type: '{name}{suffix}'"
     raise ModelError(f"model '{name}' not found (also looked in weights/); {hint}")
+
+
+def unreadable_model(path: Path, error: OSError) -> ModelError:
+    """The error for a model file that is there but that the system will not read: what it
+    says (permission denied, an input/output error), not a guess that the file is damaged."""
+    advice = ("let the user who runs this read it (its permissions)"
+              if isinstance(error, PermissionError) else "check the file and the disk it is on")
+    return ModelError(f"cannot read model '{path}': {error.strerror or error}; {advice}")
 
 
 def _its_type(given: Path) -> Optional[str]:
