@@ -242,30 +242,27 @@ class StallingBackend(FakeCameraBackend):
 def test_a_second_ctrl_c_drops_the_frames_a_stalled_device_holds_up(
         brightness_model, tmp_path, caplog):
     """The first Ctrl-C lets the frames in flight out, at 0.8 s each; a second one drops them
-    and the run ends after the write in progress."""
+    and the run ends after the write in progress. The writes are counted, not timed: the
+    output is written in the caller's thread, where the handler runs as the signal is sent, so
+    the write the second Ctrl-C came in is the last; and no stage's thread is left running."""
     from portrait.cli import main
 
     video = write_video(tmp_path / "in.avi", frames=300, size=(96, 64))
-    times = {}
 
     def on_send(count):
-        if count == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        elif count == 2:
-            times["second"] = time.perf_counter()
+        if count <= 2:
             os.kill(os.getpid(), signal.SIGINT)
 
     StallingBackend.on_send = on_send
     try:
         with fake_camera("portrait-robustness-stalling", StallingBackend):
             assert main(["--model", str(brightness_model), "--source", str(video)]) == 0
-            ended = time.perf_counter()
             (camera,) = StallingBackend.instances
     finally:
         StallingBackend.on_send = None
-    # One write, then close (2.4 s and more before: each frame in flight was written).
-    assert ended - times["second"] < 1.6, ended - times["second"]
-    assert camera.count <= 3 and camera.closed == 1
+    # Two writes, then close (before, each frame in flight was written, at 0.8 s each).
+    assert camera.count == 2 and camera.closed == 1
+    assert not [t for t in threading.enumerate() if t.name in ("reader", "segment", "finish")]
     messages = [r.getMessage() for r in caplog.records]
     assert "SIGINT again: dropping the frames in flight and finalising the output" in messages
 
