@@ -7,10 +7,11 @@ import logging
 import os
 import time
 from collections import defaultdict
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
+from portrait.capture.base import WALL_CLOCK, Clock
 from portrait.sink.paths import write_report
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,16 @@ class RunStats:
 
     Memory stays bounded on long runs: at most ``keep`` recent samples per series are kept for
     the percentiles, while counts and means cover the whole run.
+
+    Args:
+        keep: samples kept per series for the percentiles.
+        clock: the wall's clock the run's length (``wall_s``, ``fps``) is timed by.
+        cpu_clock: the process's CPU seconds so far (``time.process_time``), for
+            ``cpu_percent``; tests give clocks of their own, so both are exact.
     """
 
-    def __init__(self, keep: int = 20000):
+    def __init__(self, keep: int = 20000, *, clock: Clock = WALL_CLOCK,
+                 cpu_clock: Callable[[], float] = time.process_time):
         self.keep = keep
         self._samples: dict[str, list[float]] = defaultdict(list)
         self._sums: dict[str, float] = defaultdict(float)
@@ -36,8 +44,9 @@ class RunStats:
         self.frames = 0
         self.dropped = 0
         self.reused = 0
-        self._wall_start = time.perf_counter()
-        self._cpu_start = time.process_time()
+        self._clock, self._cpu_clock = clock, cpu_clock
+        self._wall_start = clock.now()
+        self._cpu_start = cpu_clock()
 
     def add(self, series: str, ms: float) -> None:
         """Record one sample (milliseconds) of a stage, of ``latency`` or of the ``wait``."""
@@ -52,8 +61,8 @@ class RunStats:
         """frames, fps, stage_ms (mean), stage_ms_p95, latency_ms, wait_ms (the wait for the
         source's next frame: mean, median, p95; ``None`` where the source does not wait),
         cpu_percent (of one core)."""
-        wall_s = max(time.perf_counter() - self._wall_start, 1e-9)
-        cpu_s = time.process_time() - self._cpu_start
+        wall_s = max(self._clock.now() - self._wall_start, 1e-9)
+        cpu_s = self._cpu_clock() - self._cpu_start
 
         def mean(series):
             return round(self._sums[series] / self._counts[series], 3) if self._counts[series] else None
