@@ -36,7 +36,8 @@ from portrait.sink import (
     to_bgr,
     write_image,
 )
-from portrait.sink.mp4 import trim_to_whole_boxes
+from portrait.sink.avi import trim_to_whole_chunks
+from portrait.sink.mp4 import playable, trim_to_whole_boxes
 from portrait.sink.paths import OUTPUT_MARKER
 
 BACKEND = "portrait-test-recorder"
@@ -754,6 +755,68 @@ def test_a_recording_cut_at_any_byte_plays_its_whole_fragments(tmp_path):
         trim_to_whole_boxes(cut_short)
         assert cut_short.stat().st_size == whole, cut
         assert top_level_boxes(cut_short.read_bytes())[-1][0] == "mdat", cut
+
+
+def test_an_avi_cut_inside_its_last_frames_keeps_only_frames_that_decode(tmp_path):
+    """A full disk stops a .avi recording wherever its write stopped, often inside a frame: the
+    seconds reported are those of its whole frames (a frame cut short is not counted), and
+    trimmed as a failed run's partial file is, it ends with its last whole chunk, every frame
+    left decodes and none whole is lost."""
+    import av
+
+    source = write_video_with_sound(tmp_path / "talk.mp4", frames=40, seconds=2.0)
+    with VideoFileSink(tmp_path / "out.avi", fps=30.0, audio_from=source) as sink:
+        assert _copy_frames(source, sink, 40) == 40
+        (partial,) = tmp_path.glob(".out.avi.*.partial.avi")
+        snapshot = partial.read_bytes()  # as the disk has it: no index, sizes not yet written
+    # Where each chunk's data lies, read from the finished file (the same bytes, then an index).
+    with av.open(str(tmp_path / "out.avi")) as finished:
+        packets = [(p.stream.type, p.pos, p.size) for p in finished.demux() if p.size]
+    frames = [(offset, size) for kind, offset, size in packets
+              if kind == "video" and offset + size <= len(snapshot)]
+    start = frames[-2][0] - 8  # the header of the last but one frame the snapshot holds whole
+    edges = {edge + step for _, offset, size in packets for edge in (offset - 8, offset + size)
+             for step in range(-2, 4)}  # either side of each chunk's header and pad byte
+    cuts = sorted({cut for cut in edges | set(range(start, len(snapshot), 53))
+                   if start <= cut <= len(snapshot)})
+    assert len(cuts) > 100, len(cuts)
+    for cut in cuts:
+        cut_short = tmp_path / "cut.avi"
+        cut_short.write_bytes(snapshot[:cut])
+        whole = [offset + size for offset, size in frames if offset + size <= cut]
+        assert playable(av, cut_short) == (len(whole), pytest.approx(len(whole) / 30)), cut
+        trim_to_whole_chunks(cut_short)
+        assert whole[-1] <= cut_short.stat().st_size <= cut, cut
+        with av.open(str(cut_short)) as container:
+            shown = [float(picture.time) for picture in container.decode(video=0)]
+        assert shown == pytest.approx([i / 30 for i in range(len(whole))]), cut
+        assert playable(av, cut_short) == (len(whole), pytest.approx(len(whole) / 30)), cut
+
+
+def test_an_avi_is_trimmed_to_its_last_whole_chunk_through_lists_of_unwritten_size(tmp_path):
+    """The sizes of a recording's RIFF and movi lists are written only at its end: the trim
+    steps into them, keeps a chunk whose pad byte is all that is missing, drops a second RIFF
+    (past 1 GB) whose chunks never followed, and leaves a file that is no RIFF file alone."""
+    unwritten = b"\xff\xff\xff\xff"
+    head = (b"RIFF" + unwritten + b"AVI " + b"LIST" + (4).to_bytes(4, "little") + b"hdrl"
+            + b"LIST" + unwritten + b"movi")
+    frames = b"00dc" + (3).to_bytes(4, "little") + b"abc\0" + b"01wb" + (4).to_bytes(4, "little")
+    second = b"RIFF" + unwritten + b"AVIX" + b"LIST" + unwritten + b"movi"
+    cut_frame = b"00dc" + (10).to_bytes(4, "little") + b"abcde"
+    recording = tmp_path / "cut.avi"
+    for tail, kept in [(b"defg" + second + cut_frame, len(head + frames) + 4),
+                       (b"defg" + second[:7], len(head + frames) + 4),
+                       (b"de", len(head) + 12), (b"", len(head) + 12)]:
+        recording.write_bytes(head + frames + tail)
+        trim_to_whole_chunks(recording)
+        assert recording.read_bytes() == (head + frames + tail)[:kept], tail
+    recording.write_bytes(head + frames[:11])  # the 3-byte frame whole, its pad byte not
+    trim_to_whole_chunks(recording)
+    assert recording.read_bytes() == head + frames[:11]
+    not_riff = tmp_path / "cut.mp4"
+    not_riff.write_bytes(b"\0\0\0\x08ftyp" + cut_frame)
+    trim_to_whole_chunks(not_riff)
+    assert not_riff.read_bytes() == b"\0\0\0\x08ftyp" + cut_frame
 
 
 def test_an_mp4_whose_copy_a_full_disk_refuses_keeps_the_whole_recording(tmp_path, monkeypatch):

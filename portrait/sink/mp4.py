@@ -124,14 +124,15 @@ def trim_to_whole_boxes(path: Path) -> None:
 
 
 def playable(av, path: Path) -> tuple[int, float]:
-    """How many frames ``path`` holds from its start, read by packet (none decoded), and the
-    seconds of picture they show; (0, 0.0) where nothing reads."""
+    """How many whole frames ``path`` holds from its start, read by packet (none decoded), and
+    the seconds of picture they show; (0, 0.0) where nothing reads."""
     errors = (av.FFmpegError, OSError, ValueError, IndexError)
     frames, end = 0, None
     try:
         with av.open(str(path)) as container:
             for packet in container.demux(container.streams.video[0]):
-                if packet.size and packet.pts is not None:
+                # A packet the file's end cut short (a partial .avi's last frame) does not play.
+                if packet.size and packet.pts is not None and not packet.is_corrupt:
                     frames += 1
                     last = (packet.pts + (packet.duration or 0)) * packet.time_base
                     end = last if end is None else max(end, last)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable, NoReturn, Optional
 import numpy as np
 
 from portrait.errors import DISK_ERRNOS, InputError, OutputFull
+from portrait.sink.avi import trim_to_whole_chunks
 from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.mp4 import (RECORDING_OPTIONS, TICKS, playable, remux_faststart,
                                trim_to_whole_boxes)
@@ -350,10 +351,10 @@ class VideoFileSink(Sink):
 
     def _report_partial(self, why: str, full: bool) -> NoReturn:
         """Keep the partial file where some of it plays (a .mp4 cut after its last whole
-        fragment), else remove it, and raise the error that names it."""
+        fragment, a .avi after its last whole chunk), else remove it, and raise the error that
+        names it."""
         try:
-            if self._timed:
-                trim_to_whole_boxes(self._partial)
+            (trim_to_whole_boxes if self._timed else trim_to_whole_chunks)(self._partial)
             seconds = playable(self._av, self._partial)[1]
             if seconds:
                 kept = f"the partial file '{self._partial}' plays its first {seconds:.1f} s"
