@@ -411,6 +411,36 @@ def test_a_video_whose_pixels_are_not_square_is_read_at_the_shape_players_show(
     assert sum("not square" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_turned_video_whose_pixels_are_not_square_is_stretched_along_its_stored_width(
+        tmp_path):
+    """Rotation metadata and a sample aspect ratio together (a phone's portrait clip through a
+    DV-style encoder: 120x120 stored at 4:3, shown 160x120, then turned a quarter): OpenCV
+    turns the frames, so the stretch is along their height, 120x160; it was along their width,
+    160x120, and a round face came out 107x61."""
+    import av
+    from fractions import Fraction
+
+    picture = np.zeros((120, 160, 3), np.uint8)
+    cv2.circle(picture, (80, 60), 40, (255, 255, 255), -1)
+    path = tmp_path / "turned.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 120, 120, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        stream.set_display_rotation(90)
+        stored = cv2.resize(picture, (120, 120), interpolation=cv2.INTER_AREA)
+        for _ in range(2):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="bgr24")))
+        container.mux(stream.encode())
+    with VideoFileSource(path) as video:
+        assert video.size == (120, 160)
+        frames = [frame.image for frame in video]
+    assert len(frames) == 2 and all(f.shape == (160, 120, 3) for f in frames)
+    ys, xs = np.nonzero(frames[-1].min(axis=2) > 128)
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width / height - 1) < 0.06, (width, height)
+
+
 def test_video_frames_carry_their_times_in_the_file_also_when_the_rate_varies(tmp_path):
     """A phone in dim light records fewer frames a second: each frame keeps its own time (the
     container's average rate would put the last of these at 0.8 s instead of 1.4 s)."""

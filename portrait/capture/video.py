@@ -203,14 +203,21 @@ def _is_text_art(path: Path) -> bool:
 
 
 def _shown_size(capture: cv2.VideoCapture, size: tuple[int, int]) -> Optional[tuple[int, int]]:
-    """The (w, h) players show a video of stored ``size`` at, where its pixels are not square
-    (a sample aspect ratio other than 1:1, as DV, HDV and DVDs store the picture): the width
-    stretched by it. ``None`` for square pixels, or none named (FFmpeg's 0:1)."""
+    """The (w, h) players show a video at, where its pixels are not square (a sample aspect
+    ratio other than 1:1, as DV, HDV and DVDs store the picture), from ``size``, the (w, h)
+    of the frames OpenCV gives: the stored width stretched by it, which is the frames' height
+    where OpenCV turned them a quarter by the rotation metadata. ``None`` for square pixels,
+    or none named (FFmpeg's 0:1)."""
     num, den = capture.get(cv2.CAP_PROP_SAR_NUM), capture.get(cv2.CAP_PROP_SAR_DEN)
     if not (num > 0 and den > 0) or num == den:
         return None
-    width = max(1, round(size[0] * num / den))
-    return None if width == size[0] else (width, size[1])
+    turned = (capture.get(cv2.CAP_PROP_ORIENTATION_AUTO) != 0
+              and round(capture.get(cv2.CAP_PROP_ORIENTATION_META) / 90) % 2 == 1)
+    stored_w, stored_h = (size[1], size[0]) if turned else size
+    shown_w = max(1, round(stored_w * num / den))
+    if shown_w == stored_w:
+        return None
+    return (size[0], shown_w) if turned else (shown_w, size[1])
 
 
 def _open_video(path: Path) -> cv2.VideoCapture:
@@ -337,8 +344,9 @@ class VideoFileSource(FileSource):
             converted = self._clock.now()
             image = to_bgr_uint8(image)
             if self._shown is not None:
+                enlarged = self._shown[0] * self._shown[1] > image.shape[0] * image.shape[1]
                 image = cv2.resize(image, self._shown, interpolation=(
-                    cv2.INTER_LINEAR if self._shown[0] > image.shape[1] else cv2.INTER_AREA))
+                    cv2.INTER_LINEAR if enlarged else cv2.INTER_AREA))
             decode_ms += (self._clock.now() - converted) * 1000
             wait_ms = None
             if self.realtime:  # waiting for the frame to be due is not decoding
