@@ -343,10 +343,7 @@ def run_stream(
                      " --no-realtime sends every frame as fast as possible)")
         capture = replace(capture, realtime=paced)
     live = is_camera or capture.realtime
-    options = PipelineOptions(live=live, queue_size=pipeline.queue_size,
-                              reuse_still=pipeline.reuse_still,
-                              still_threshold=pipeline.still_threshold,
-                              max_reuse=pipeline.max_reuse)
+    options = replace(pipeline, live=live)  # the caller's otherwise, spread_still too
     stream: Optional[StreamPipeline] = None
     with ExitStack() as stack:
         # Last out: after an error anywhere, the sink's close too (a full disk, a device), the

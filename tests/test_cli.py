@@ -204,6 +204,35 @@ def test_a_batch_reports_a_photo_whose_output_the_disk_takes_for_an_earlier_one(
     assert "1 of 2 images could not be processed: img_1.png" in caplog.text
 
 
+def test_a_stream_runs_with_the_callers_pipeline_options(brightness_model, tmp_path,
+                                                        monkeypatch):
+    """run_stream sets ``live`` and keeps the rest of the PipelineOptions it is given: it
+    copied four of them into new options, so ``spread_still=False`` (and ``opencv_threads``)
+    given to it were dropped for the defaults."""
+    import functools
+
+    import portrait.cli
+    import portrait.run
+    from portrait.options import PipelineOptions
+
+    given = functools.partial(PipelineOptions, spread_still=False, opencv_threads=1,
+                              max_reuse=4, still_threshold=2.5)
+    monkeypatch.setattr(portrait.cli, "PipelineOptions", given)
+    seen = []
+
+    class Recording(portrait.run.FrameProcessor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.options)
+
+    monkeypatch.setattr(portrait.run, "FrameProcessor", Recording)
+    video = write_video(tmp_path / "in.avi", frames=3)
+    assert main(["--model", str(brightness_model), "--source", str(video), "--out",
+                 str(tmp_path / "out.mp4"), "--no-reuse", "-q"]) == 0
+    assert seen == [PipelineOptions(live=False, reuse_still=False, max_reuse=4,
+                                    still_threshold=2.5, spread_still=False, opencv_threads=1)]
+
+
 def test_video_in_gives_video_out_with_the_same_frame_count(brightness_model, tmp_path):
     video = write_video(tmp_path / "in.avi", frames=37)
     out, stats = tmp_path / "out.mp4", tmp_path / "s.json"
