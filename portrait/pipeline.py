@@ -236,8 +236,8 @@ class FrameProcessor:
             self._still.reset()
             return False
         started = time.perf_counter()
-        still = (self.options.reuse_still and self._last_prob is not None
-                 and self._still(packet.image))
+        still = (self.options.reuse_still and self.options.max_reuse > 0
+                 and self._last_prob is not None and self._still(packet.image))
         reuse = self._last_prob is not None and (
             (behind and self._reused < 1) or (still and self._reused < self.options.max_reuse))
         # On a still scene each mask is shown for up to max_reuse + 1 frames; the smoother
