@@ -524,3 +524,29 @@ def test_options_that_do_nothing_are_named(argv, expected):
     argv = ["--model", "m.hdf5", *argv]
     args = evaluate.build_parser().parse_args(argv)
     assert evaluate.ignored_options(args, typed_options(evaluate.build_parser(), argv)) == expected
+
+
+def test_score_alpha_against_a_matte_drawn_3_px_off_with_a_far_lamp_worked_by_hand():
+    """A 10x10 person; the matte draws it 3 px to the right and adds a 5x5 lamp far away, in a
+    20x60 image (the far margin: 5 % of the long side, 3 px)."""
+    truth = np.zeros((20, 60), bool)
+    truth[5:15, 5:15] = True
+    alpha = np.zeros((20, 60), np.uint8)
+    alpha[5:15, 8:18] = 255
+    alpha[5:10, 40:45] = 255  # the lamp
+    scores = evaluate.score_alpha(truth, alpha)
+    # Person and matte overlap on 10x7 = 70 px; 100 + 100 + 25 - 70 = 155 in all.
+    assert scores["iou"] == pytest.approx(70 / 155)
+    assert scores["dice"] == pytest.approx(2 * 70 / (100 + 125))
+    assert scores["pixel_accuracy"] == pytest.approx(1 - (30 + 30 + 25) / 1200)
+    # Outlines: 36 px each, the lamp's 16. Within 2 px of the other outline: 22 of each square's
+    # (3 px off: the far column, 10 px, and the 4 middle pixels of the near column miss), none of
+    # the lamp's. Precision 22/52, recall 22/36: F = 2 * 22 / (52 + 36) = 0.5.
+    assert scores["boundary_f"] == pytest.approx(0.5)
+    # Only the lamp lies beyond 3 px of the person (the matte's extra columns are 1 to 3 px off).
+    assert scores["far"] == pytest.approx(25 / 1200)
+    # Within 2 px of the outline every error is forgiven but the far extra column (10 px) and 6
+    # missed pixels 3 px inside (rows 7..12 of column 7): 94 / (100 + 10 + 25); within 5 px all
+    # but the lamp: 100 / 125.
+    assert scores["iou_edge_2px"] == pytest.approx(94 / 135)
+    assert scores["iou_edge_5px"] == pytest.approx(100 / 125)
