@@ -550,3 +550,20 @@ def test_score_alpha_against_a_matte_drawn_3_px_off_with_a_far_lamp_worked_by_ha
     # but the lamp: 100 / 125.
     assert scores["iou_edge_2px"] == pytest.approx(94 / 135)
     assert scores["iou_edge_5px"] == pytest.approx(100 / 125)
+
+
+def test_summary_means_scores_and_takes_median_times_worked_by_hand():
+    """Every field from its own column, scores as means (which differ from the medians here),
+    times as medians (which differ from the means), and a photo exactly at the bar (0.2 %) is
+    not above it."""
+    columns = dict(iou=[1.0, 0.7, 0.1], dice=[0.9, 0.5, 0.4], pixel_accuracy=[0.99, 0.9, 0.6],
+                   boundary_f=[0.8, 0.2, 0.5], far=[0.002, 0.0021, 0.0],
+                   iou_edge_2px=[1.0, 0.8, 0.3], iou_edge_5px=[1.0, 0.9, 0.5],
+                   segment_ms=[1.0, 2.0, 9.0], refine_ms=[5.0, 6.0, 40.0])
+    scores = [evaluate.ImageScore(stem=stem, **{key: values[i] for key, values in columns.items()})
+              for i, stem in enumerate("abc")]
+    summary = evaluate.summarize(scores, model="m.hdf5")
+    assert summary.pop("model") == "m.hdf5"
+    assert summary == pytest.approx(dict(
+        n=3, miou=0.6, dice=0.6, pixel_accuracy=0.83, boundary_f=0.5, far_mean=0.00137,
+        far_share=0.33333, miou_edge_2px=0.7, miou_edge_5px=0.8, ms_per_image=2.0, ms_refine=6.0))
