@@ -567,3 +567,18 @@ def test_summary_means_scores_and_takes_median_times_worked_by_hand():
     assert summary == pytest.approx(dict(
         n=3, miou=0.6, dice=0.6, pixel_accuracy=0.83, boundary_f=0.5, far_mean=0.00137,
         far_share=0.33333, miou_edge_2px=0.7, miou_edge_5px=0.8, ms_per_image=2.0, ms_refine=6.0))
+
+
+def test_worst_images_are_ranked_by_the_first_models_iou_alone():
+    """With --compare the sheet shows the images the first model (--model) does worst on, not
+    those the compared one does."""
+    worst = WorstImages(1)
+    blank = np.zeros((2, 2, 3), np.uint8)
+    for stem, ious in [("a", [0.9, 0.1]), ("b", [0.5, 0.95]), ("c", [0.8, 0.2])]:
+        worst.offer(stem, blank, np.zeros((2, 2), bool), [blank[..., 0]] * 2, ious)
+    assert [(w.stem, w.ious) for w in worst.rows()] == [("b", [0.5, 0.95])]
+
+
+def test_paired_difference_of_no_images_is_refused():
+    with pytest.raises(ValueError, match="at least one: 0 images from \\[\\] != 0 images"):
+        evaluate.paired_difference([], [])
