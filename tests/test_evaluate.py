@@ -582,3 +582,25 @@ def test_worst_images_are_ranked_by_the_first_models_iou_alone():
 def test_paired_difference_of_no_images_is_refused():
     with pytest.raises(ValueError, match="at least one: 0 images from \\[\\] != 0 images"):
         evaluate.paired_difference([], [])
+
+
+def test_format_table_gives_the_best_models_lead_over_the_runner_up():
+    """Of three models, the best one's lead is over the second best (0.95 - 0.9), not the last."""
+    base = dict(n=3, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, far_mean=0.001, ms_per_image=2.0,
+                ms_refine=1.0)
+    table = evaluate.format_table([dict(base, model="a.hdf5", miou=0.9),
+                                   dict(base, model="b.hdf5", miou=0.95),
+                                   dict(base, model="c.tflite", miou=0.8)])
+    assert table.splitlines()[-1] == "higher mIoU: b.hdf5 (+0.0500)"
+
+
+def test_format_table_of_one_image_gives_no_standard_error_line():
+    """Compared on a single image the difference has no standard error (None): the table says
+    which is higher and stops there, rather than failing to format None."""
+    base = dict(n=1, dice=0.9, pixel_accuracy=0.95, boundary_f=0.7, far_mean=0.0, ms_per_image=2.0,
+                ms_refine=1.0)
+    paired = evaluate.paired_difference(_scores([0.9], "a"), _scores([0.7], "a"))
+    assert paired == {"miou_diff": -0.2, "miou_diff_se": None, "images_higher": 0, "images_lower": 1}
+    table = evaluate.format_table([dict(base, model="w/ours.hdf5", miou=0.9),
+                                   dict(base, model="m/selfie.tflite", miou=0.7, paired=paired)])
+    assert table.splitlines()[-1] == "higher mIoU: ours.hdf5 (+0.2000)"
