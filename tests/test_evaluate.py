@@ -604,3 +604,38 @@ def test_format_table_of_one_image_gives_no_standard_error_line():
     table = evaluate.format_table([dict(base, model="w/ours.hdf5", miou=0.9),
                                    dict(base, model="m/selfie.tflite", miou=0.7, paired=paired)])
     assert table.splitlines()[-1] == "higher mIoU: ours.hdf5 (+0.2000)"
+
+
+def test_score_pairs_scores_the_one_readable_pair_and_refuses_when_none_is(data, brightness_model,
+                                                                          tmp_path):
+    """Of two pairs, one cut short: the other is scored alone (n = 1) and the cut one named;
+    when no pair can be read the first one's error ends the run, not an empty summary."""
+    cut = tmp_path / "cut.png"
+    cut.write_bytes((data / "images" / "a0.png").read_bytes()[:200])
+    good = (str(data / "images" / "a1.png"), str(data / "masks" / "a1.png"))
+    models = [SegmentOptions(model=str(brightness_model))]
+    skipped = []
+    (summary,) = evaluate.score_pairs([(str(cut), str(data / "masks" / "a0.png")), good], models,
+                                      progress=False, skipped=skipped)
+    assert summary["n"] == 1 and [path for path, _ in skipped] == [str(cut)]
+    with pytest.raises(InputError, match="cut.png"):
+        evaluate.score_pairs([(str(cut), str(data / "masks" / "a0.png"))], models, progress=False,
+                             skipped=[])
+
+
+def test_score_pairs_keeps_each_models_iou_in_model_order_for_the_sheet(data, brightness_model,
+                                                                       bad_model):
+    """The sheet's rows carry the IoU of --model first and of --compare second: the good model
+    scores higher on every image than the biased one."""
+    pairs = [(str(data / "images" / f"{stem}.png"), str(data / "masks" / f"{stem}.png"))
+             for stem in STEMS]
+    worst = WorstImages(len(STEMS))
+    good, biased = evaluate.score_pairs(pairs, [SegmentOptions(model=str(brightness_model)),
+                                                SegmentOptions(model=str(bad_model))],
+                                        progress=False, worst=worst)
+    rows = worst.rows()
+    assert sorted(w.stem for w in rows) == STEMS
+    assert all(w.ious[0] > w.ious[1] for w in rows), [w.ious for w in rows]
+    assert [w.ious[0] for w in rows] == sorted(w.ious[0] for w in rows)  # worst first
+    assert np.mean([w.ious[0] for w in rows]) == pytest.approx(good["miou"], abs=1e-5)
+    assert np.mean([w.ious[1] for w in rows]) == pytest.approx(biased["miou"], abs=1e-5)
