@@ -639,3 +639,13 @@ def test_score_pairs_keeps_each_models_iou_in_model_order_for_the_sheet(data, br
     assert [w.ious[0] for w in rows] == sorted(w.ious[0] for w in rows)  # worst first
     assert np.mean([w.ious[0] for w in rows]) == pytest.approx(good["miou"], abs=1e-5)
     assert np.mean([w.ious[1] for w in rows]) == pytest.approx(biased["miou"], abs=1e-5)
+
+
+def test_stretch_note_at_one_percent_of_aspect_ratio():
+    """A mask 5 % narrower for its height than its photo is stretched; one a pixel off in 200
+    (0.5 %), or half the size, is only scaled."""
+    assert evaluate.stretch_note((100, 200, 3), (100, 190)) == (
+        ", stretching it (check that they belong together)")
+    assert evaluate.stretch_note((100, 200, 3), (100, 199)) == ""
+    assert evaluate.stretch_note((100, 200, 3), (50, 100)) == ""
+    assert evaluate.stretch_note((100, 200), (98, 200)) != ""  # 2 % shorter: stretched
