@@ -515,3 +515,34 @@ def test_hard_negatives_are_labelled_0_where_the_teacher_is_faint_but_not_0(tmp_
         band = cv2.imread(str(tmp_path / "bands" / "masks" / f"a_{side}.png"), 0)
         assert 0 < soft[:, columns].min() <= 25  # the teacher there (with weight 1)
         assert band.shape[0] == 300 and band.max() == 0
+
+
+def test_soft_mask_scales_the_teacher_bilinearly_rounds_and_clips_by_hand():
+    from portrait.training.distill import soft_mask
+
+    # A 1x2 probability, 0 then 1, scaled to 1x4 bilinearly (pixel centres at -0.25, 0.25,
+    # 0.75 and 1.25 of the source): 0, 0.25, 0.75, 1; times 255: 0, 63.75, 191.25, 255.
+    np.testing.assert_array_equal(
+        soft_mask(np.zeros((1, 4), np.uint8), np.array([[0.0, 1.0]], np.float32), 1.0),
+        [[0, 64, 191, 255]])
+    # Half of 255 over a label of 0: 127.5 rounds to 128 (to even), not down to 127.
+    truth = np.array([[0, 255]], np.uint8)
+    np.testing.assert_array_equal(soft_mask(truth, np.ones((1, 1), np.float32), 0.5), [[128, 255]])
+    # A teacher's output beyond 0..1 (a linear last layer) counts as 0 or 1, never wraps around
+    # uint8 (1.5 would give 382.5, written as 126; -0.2 as 205).
+    np.testing.assert_array_equal(soft_mask(truth, np.full((1, 1), 1.5, np.float32), 1.0), [[255, 255]])
+    np.testing.assert_array_equal(soft_mask(truth, np.full((1, 1), -0.2, np.float32), 1.0), [[0, 0]])
+
+
+def test_background_bands_at_the_width_and_person_level_bars():
+    """A band exactly min_width_px (96) across is kept; a value of exactly the person level (25)
+    is not person, one above it (26, about 10 % probability) is."""
+    from portrait.training.distill import background_bands
+
+    mask = np.zeros((10, 200), np.uint8)
+    mask[:, 108:110] = 255  # 12 px clear of column 108: columns 0..95 on the left
+    assert background_bands(mask, "lr") == [("l", 0, 96)]  # the right, 122..200, is 78 across
+    mask[3, 20] = 25
+    assert background_bands(mask, "lr") == [("l", 0, 96)]
+    mask[3, 100] = 26  # now the person reaches column 100: 0..88 is too narrow
+    assert background_bands(mask, "lr") == []
