@@ -546,3 +546,33 @@ def test_background_bands_at_the_width_and_person_level_bars():
     assert background_bands(mask, "lr") == [("l", 0, 96)]
     mask[3, 100] = 26  # now the person reaches column 100: 0..88 is too narrow
     assert background_bands(mask, "lr") == []
+
+
+def test_distill_bands_leave_out_a_bystander_the_teacher_gives_a_fifth(tmp_path, brightness_model):
+    """Where the label says nobody and the teacher gives 0.2 (51 of 255, above the person level
+    25), someone may be there: no band covers them. Mixed into the soft label at the default
+    weight (0.3 x 51 = 15) they fall under the level, so the bands are cut beside the label and
+    the teacher each, not beside the soft label."""
+    import cv2
+
+    from portrait.training.distill import main
+
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.zeros((500, 400, 3), np.uint8)
+    image[150:250, 20:60] = 113  # the brightness teacher: logit 12 * (113 / 127.5 - 1), p 0.2
+    truth = np.zeros((500, 400), np.uint8)
+    truth[200:500, 200:260] = 255
+    cv2.imwrite(str(root / "images" / "a.png"), image)
+    cv2.imwrite(str(root / "masks" / "a.png"), truth)
+    negatives = tmp_path / "negatives"
+    assert main(["--teacher", str(brightness_model), "--data", str(root), "--out",
+                 str(tmp_path / "soft"), "--negatives", str(negatives)]) == 0
+    soft = cv2.imread(str(tmp_path / "soft" / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE)
+    assert 12 <= soft[200, 40] <= 18  # the soft label there: under the person level
+    assert (negatives / "train.txt").read_text().split() == ["a_r", "a_t"]  # no band left of x 188
+    top = cv2.imread(str(negatives / "images" / "a_t.jpg"))
+    # It stops above the bystander (their top at 150; the teacher's 64x64 output, scaled up,
+    # is under the level for a few rows there), not at the subject's (200 - 12).
+    assert top.shape[0] < 150 and top.max() < 60
