@@ -186,3 +186,15 @@ def test_mining_with_nothing_to_mine_says_so_and_leaves_no_folder(tmp_path, brig
     assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 1
     assert (out / "train.txt").read_text() == "p0_0\n"
     assert sorted(p.name for p in (out / "images").iterdir()) == ["p0_0.jpg"]
+
+
+def test_far_boxes_at_the_area_bar_across_a_corner_and_at_alpha_128():
+    """A region of exactly min_area is kept; squares that touch at a corner are one region (8
+    neighbours); alpha 128 is person (above 127)."""
+    alpha = np.zeros((50, 100), np.uint8)  # 5,000 px: min_area 0.002 is 10 px
+    alpha[10:12, 10:15] = 255  # 10 px
+    assert far_boxes(np.zeros_like(alpha), alpha, margin_px=5, min_area=0.002) == [(10, 10, 5, 2)]
+    alpha[30:33, 30:33] = 128
+    alpha[33:36, 33:36] = 128  # touches the first at one corner: one 6x6 region of 18 px
+    assert far_boxes(np.zeros_like(alpha), alpha, margin_px=5, min_area=0.002) == [
+        (30, 30, 6, 6), (10, 10, 5, 2)]
