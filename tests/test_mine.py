@@ -198,3 +198,23 @@ def test_far_boxes_at_the_area_bar_across_a_corner_and_at_alpha_128():
     alpha[33:36, 33:36] = 128  # touches the first at one corner: one 6x6 region of 18 px
     assert far_boxes(np.zeros_like(alpha), alpha, margin_px=5, min_area=0.002) == [
         (30, 30, 6, 6), (10, 10, 5, 2)]
+
+
+def test_mining_counts_photos_not_crops_and_takes_its_min_area(tmp_path, brightness_model, caplog):
+    """A second, smaller lamp (20x25 px, 2 % of the photo) beside the first: two crops from one
+    photo of two, as the log says; with --min-area 0.04 only the first lamp (6.5 %) is mined."""
+    data = _data_with_a_lamp(tmp_path / "data")
+    image = cv2.imread(str(data / "images" / "p0.png"))
+    image[90:110, 150:175] = 230
+    cv2.imwrite(str(data / "images" / "p0.png"), image)
+    out = tmp_path / "mined"
+    with caplog.at_level(logging.INFO, logger="portrait.training.mine"):
+        assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out)]) == 0
+    assert (out / "train.txt").read_text().split() == ["p0_0", "p0_1"]
+    said = [r.getMessage() for r in caplog.records if r.name == "portrait.training.mine"]
+    assert said == [f"wrote 2 crops from 1 of 2 photos to {out}"], said
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out),
+                 "--min-area", "0.04"]) == 0
+    assert (out / "train.txt").read_text().split() == ["p0_0"]
+    crop = cv2.imread(str(out / "images" / "p0_0.jpg"))
+    assert (crop[:, :, 0] > 200).sum() >= 0.9 * 40 * 40  # around the first lamp
