@@ -218,3 +218,31 @@ def test_mining_counts_photos_not_crops_and_takes_its_min_area(tmp_path, brightn
     assert (out / "train.txt").read_text().split() == ["p0_0"]
     crop = cv2.imread(str(out / "images" / "p0_0.jpg"))
     assert (crop[:, :, 0] > 200).sum() >= 0.9 * 40 * 40  # around the first lamp
+
+
+def test_crop_around_rounds_its_length_and_centres_an_odd_box():
+    # 0.4 of a short side of 102 is 40.8 px: 41 across, about the box's centre 105 (84.6 → 85).
+    assert crop_around((100, 50, 10, 10), (102, 600)) == (85, 35, 126, 76)
+    # A box 13 px wide is centred at 106.5, not 106: grown to 26, from 93.5 (rounded to even, 94).
+    assert crop_around((100, 50, 13, 10), (400, 600), growth=0.5, min_side=0.0) == (94, 45, 120, 65)
+
+
+def test_a_crop_beside_the_person_is_labelled_with_the_true_masks_crop(tmp_path, brightness_model):
+    """A lamp 7 px from the person (mined with --margin 0.01, 1.9 px): its crop takes in the
+    person's edge, and the label is the true mask's crop there, person and all."""
+    data = _data_with_a_lamp(tmp_path / "data")
+    image = cv2.imread(str(data / "images" / "p0.png"))
+    image[20:60, 130:170] = cv2.imread(str(data / "images" / "p1.png"))[20:60, 130:170]  # no far lamp
+    image[50:70, 72:92] = 230  # the near lamp: the disc ends at column 65
+    cv2.imwrite(str(data / "images" / "p0.png"), image)
+    out = tmp_path / "mined"
+    assert main(["--model", str(brightness_model), "--data", str(data), "--out", str(out),
+                 "--margin", "0.01", "--min-area", "0.01"]) == 0
+    assert (out / "train.txt").read_text().split() == ["p0_0"]
+    label = cv2.imread(str(out / "masks" / "p0_0.png"), cv2.IMREAD_GRAYSCALE)
+    truth = cv2.imread(str(data / "masks" / "p0.png"), cv2.IMREAD_GRAYSCALE)
+    assert label.max() == 255  # the person's edge
+    # The lamp's box, 20x20 from (72, 50), grows to 0.4 x 128 = 51.2 px about its centre (82, 60):
+    # columns 56..107 and rows 34..85 (56.4 and 34.4 rounded), of the photo and of its mask.
+    np.testing.assert_array_equal(label, truth[34:85, 56:107])
+    assert cv2.imread(str(out / "images" / "p0_0.jpg")).shape == (51, 51, 3)
