@@ -649,3 +649,27 @@ def test_stretch_note_at_one_percent_of_aspect_ratio():
     assert evaluate.stretch_note((100, 200, 3), (100, 199)) == ""
     assert evaluate.stretch_note((100, 200, 3), (50, 100)) == ""
     assert evaluate.stretch_note((100, 200), (98, 200)) != ""  # 2 % shorter: stretched
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], [("off", None), ("off", None)]),
+    (["--tta"], [("scales", None), ("scales", None)]),  # bare --tta: scales, for both alike
+    (["--tta", "mirror", "--compare-tta", "off"], [("mirror", None), ("off", None)]),
+    (["--input-size", "64x64", "--compare-input-size", "96x32"], [("off", (64, 64)), ("off", (96, 32))]),
+    (["--input-size", "64x64"], [("off", (64, 64)), ("off", None)]),  # the compared one detects its own
+])
+def test_each_model_gets_its_own_test_time_augmentation_and_input_size(argv, expected):
+    args = evaluate.build_parser().parse_args(["--model", "a.hdf5", "--data", "d",
+                                               "--compare", "b.tflite", *argv])
+    _, models, _ = evaluate.options_from_args(args)
+    assert [(model.tta, model.input_size) for model in models] == expected
+
+
+def test_a_scorers_summary_names_its_test_time_augmentation(data, brightness_model):
+    image, truth = evaluate.read_pair(data / "images" / "a0.png", data / "masks" / "a0.png")
+    with ModelScorer(SegmentOptions(model=str(brightness_model), tta="mirror")) as scorer:
+        scorer.score("a0", image, truth)
+        summary = scorer.summary()
+    assert summary["tta"] == "mirror" and summary["n"] == 1
+    assert evaluate.format_table([summary, dict(summary, tta="off")]).splitlines()[2].startswith(
+        "bright.hdf5 (--tta mirror)")
