@@ -724,6 +724,20 @@ def test_a_video_cut_short_is_called_truncated_even_past_half_its_length(tmp_pat
     assert caplog.records[0].levelno == logging.WARNING
 
 
+def frames_of_a_cut_copy(clip: Path, share: float, caplog) -> int:
+    """How many frames a copy of ``clip`` cut at ``share`` of its bytes gives, checked to be
+    fewer than its 30 and to log one warning (``caplog.records[0]``, for the caller to read)."""
+    data = clip.read_bytes()
+    cut = clip.with_name(f"cut{clip.suffix}")
+    cut.write_bytes(data[: int(len(data) * share)])
+    with VideoFileSource(cut) as video:
+        caplog.clear()
+        frames = len(list(video))
+    assert frames < 30
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    return frames
+
+
 @pytest.mark.parametrize("sound_s, estimate", [
     # a frame or two longer than the picture: within what is taken as a whole file
     (1.05, 32),
@@ -746,14 +760,7 @@ def test_a_matroska_video_whose_sound_outlasts_its_picture_is_whole_and_cut_is_t
         caplog.clear()
         assert len(list(video)) == 30
     assert caplog.records == []
-    data = clip.read_bytes()
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(data[: int(len(data) * 0.6)])
-    with VideoFileSource(cut) as video:
-        caplog.clear()
-        frames = len(list(video))
-    assert frames < 30
-    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    frames = frames_of_a_cut_copy(clip, 0.6, caplog)
     # against the picture's own 30 frames (1.0 s), not the file's estimate: numbers that agree
     assert f"ended after {frames} of the 30 frames it claims" in caplog.records[0].getMessage()
     assert "of 1.0 s): the file may be truncated" in caplog.records[0].getMessage()
@@ -796,14 +803,7 @@ def test_a_matroska_video_without_a_duration_tag_whose_sound_goes_on_is_not_call
         assert len(list(video)) == 20
     assert [r.levelno for r in caplog.records] == [logging.INFO], caplog.text
     assert "has a variable frame rate: 20 frames over 1.0 s" in caplog.records[0].getMessage()
-    data = clip.read_bytes()
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(data[: int(len(data) * 0.5)])
-    with VideoFileSource(cut) as video:
-        caplog.clear()
-        frames = len(list(video))
-    assert frames < 30
-    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    frames = frames_of_a_cut_copy(clip, 0.5, caplog)
     assert (f"ended after {frames} of the 45 frames it claims (0.8 of 1.5 s): the file may be "
             "truncated") in caplog.records[0].getMessage()
 
