@@ -298,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="blur (default), transparent (RGBA PNG), a colour #rrggbb, an image "
                            "or video file, or a folder of them (live: b steps through them; "
                            "otherwise its first file)")
-    look.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px, metavar="N",
-                      help=f"background blur strength in pixels (default: {CompositeOptions.blur_px})")
+    look.add_argument("--blur", type=positive_int, default=None, metavar="N",
+                      help="background blur strength in pixels (default: 21, or for a frame "
+                           "larger than 720p 21 * its short side / 720, so it looks alike)")
     look.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
                       help="flip the output horizontally (what the call sees; the matte too)")
     look.add_argument("--light-wrap", type=probability, nargs="?", const=LIGHT_WRAP_STRENGTH,

@@ -38,6 +38,29 @@ IMAGE_SUFFIXES = set(IMAGE_EXTENSIONS)
 VIDEO_SUFFIXES = {*VIDEO_EXTENSIONS, ".gif"}  # a GIF background plays
 _COLOUR = re.compile(r"#([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 _NO_WEIGHT = np.float32(1e-3)  # keeps the normalised blur finite deep inside the person
+DEFAULT_BLUR_PX = 21  # the default blur of a frame whose short side is 720 px or less
+_DEFAULT_BLUR_SHORT_SIDE = 720  # px: larger frames get a proportionally larger default blur
+
+
+def default_blur_px(size: tuple[int, int]) -> int:
+    """The blur when none is given, for a frame of ``size`` (w, h): 21 px up to 720p, then in
+    proportion to the short side (the smaller of w and h), so the default looks alike at every
+    size: 32 px at 1080p, 58 px for a 3000x2000 photo."""
+    short_side = min(size)
+    return max(DEFAULT_BLUR_PX, round(DEFAULT_BLUR_PX * short_side / _DEFAULT_BLUR_SHORT_SIDE))
+
+
+def blur_px_for(blur_px: Optional[int], frame_bgr: np.ndarray) -> int:
+    """``blur_px`` as given, or (None) :func:`default_blur_px` for the frame's size."""
+    if blur_px is not None:
+        return blur_px
+    return default_blur_px((frame_bgr.shape[1], frame_bgr.shape[0]))
+
+
+def _describe_blur(blur_px: Optional[int]) -> str:
+    if blur_px is not None:
+        return f"{blur_px} px"
+    return f"by frame size ({DEFAULT_BLUR_PX} px up to {_DEFAULT_BLUR_SHORT_SIDE}p)"
 
 
 def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarray,
@@ -275,15 +298,15 @@ class _PerSize(Background):
 class BlurBackground(Background):
     """The frame's own background, blurred by ``blur_px``, without a halo around the person."""
 
-    def __init__(self, blur_px: int):
+    def __init__(self, blur_px: Optional[int] = None):
         super().__init__()
-        self.blur_px = int(blur_px)
-        self.description = f"blur {self.blur_px} px"
+        self.blur_px = None if blur_px is None else int(blur_px)  # None: default_blur_px
+        self.description = f"blur {_describe_blur(self.blur_px)}"
 
     def _background_for(self, frame_bgr, alpha, time_s=None, live=False, mirrored=False):
         # The room: it mirrors with the person, as the frame does.
         out = buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
-        return blur_background(frame_bgr, alpha, self.blur_px, out=out)
+        return blur_background(frame_bgr, alpha, blur_px_for(self.blur_px, frame_bgr), out=out)
 
 
 class ColourBackground(_PerSize):
@@ -307,11 +330,11 @@ class ImageBackground(_PerSize):
     blur."""
 
     def __init__(self, path: str, size: tuple[int, int],
-                 blur_px: int = CompositeOptions.blur_px):
+                 blur_px: Optional[int] = CompositeOptions.blur_px):
         # With the checks a photo gets: EXIF orientation, truncation, the pixel limit.
         image = read_image(path, what="background image", keep_alpha=True)
         self.transparent = image.shape[2] == 4
-        self.blur_px = int(blur_px)
+        self.blur_px = None if blur_px is None else int(blur_px)  # None: default_blur_px
         self.description = f"image {path} ({image.shape[1]}x{image.shape[0]})"
         if self.transparent:
             self.description += " over the blurred frame"
@@ -330,12 +353,13 @@ class ImageBackground(_PerSize):
 
 
 def _over_blurred(overlay: tuple[np.ndarray, np.ndarray], frame_bgr: np.ndarray,
-                  alpha: np.ndarray, blur_px: int, workspace: dict) -> np.ndarray:
+                  alpha: np.ndarray, blur_px: Optional[int], workspace: dict) -> np.ndarray:
     """``overlay`` (:func:`_overlay_parts` of an image at the frame's size) laid over the
-    frame's own background blurred by ``blur_px`` (:func:`blur_background`), in ``workspace``."""
+    frame's own background blurred by ``blur_px`` (:func:`blur_background`; None:
+    :func:`default_blur_px`), in ``workspace``."""
     colour, see_through = overlay
     out = buffer(workspace, "blurred", frame_bgr.shape, np.uint8)
-    blur_background(frame_bgr, alpha, blur_px, out=out)
+    blur_background(frame_bgr, alpha, blur_px_for(blur_px, frame_bgr), out=out)
     # over: image + blurred * (1 - image alpha), image colours premultiplied
     cv2.multiply(out, see_through, dst=out, scale=1 / 255)
     return cv2.add(out, colour, dst=out)
@@ -401,10 +425,10 @@ class VideoBackground(Background):
     video is opaque."""
 
     def __init__(self, path: str, size: tuple[int, int],
-                 blur_px: int = CompositeOptions.blur_px):
+                 blur_px: Optional[int] = CompositeOptions.blur_px):
         super().__init__()
         self.path = path
-        self.blur_px = int(blur_px)
+        self.blur_px = None if blur_px is None else int(blur_px)  # None: default_blur_px
         alpha = video_alpha(path)
         if alpha.has_alpha and not alpha.decodable:
             log.warning("%s", opaque_note(path, alpha))
@@ -531,7 +555,8 @@ def make_background(options: CompositeOptions, size: tuple[int, int] = (1280, 72
 
     Args:
         options: ``background`` is ``blur``, ``transparent``, ``#rrggbb`` or an image or video
-            file path; ``blur_px`` the blur strength.
+            file path; ``blur_px`` the blur strength (None: :func:`default_blur_px` of each
+            frame).
         size: the expected frame size (w, h); backgrounds adapt if frames come at another size.
 
     Returns:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from portrait.composite import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, Background, ImageBackground,
-                                VideoBackground, make_background)
+                                VideoBackground, default_blur_px, make_background)
 from portrait.errors import InputError
 from portrait.options import CompositeOptions, ControlOptions
 
@@ -49,7 +49,9 @@ class LiveState:
         effect: False sends the plain camera frame (mirrored if ``mirror``).
         backgrounds: what ``b`` steps through (``blur``, image/video paths, ``#rrggbb``).
         background_index: the entry of ``backgrounds`` in use.
-        blur_px: blur strength of the ``blur`` background (and behind a transparent image).
+        blur_px: blur strength of the ``blur`` background (and behind a transparent image);
+            None: by the frame's size (:func:`portrait.composite.default_blur_px`) until ``+``
+            or ``-`` steps from that.
         mirror: flip the output horizontally.
         framing: auto-framing on (read by the framer).
         decontaminate: the person's own colour at the soft edge (``--decontaminate``; read by
@@ -60,7 +62,7 @@ class LiveState:
     effect: bool = True
     backgrounds: tuple[str, ...] = ("blur",)
     background_index: int = 0
-    blur_px: int = CompositeOptions.blur_px
+    blur_px: Optional[int] = CompositeOptions.blur_px
     mirror: bool = False
     framing: bool = False
     decontaminate: bool = False
@@ -71,8 +73,12 @@ class LiveState:
         return self.backgrounds[self.background_index]
 
 
-def apply_key(state: LiveState, key: str) -> LiveState:
+def apply_key(state: LiveState, key: str,
+              frame_size: Optional[tuple[int, int]] = None) -> LiveState:
     """The state after one key press; an unknown key changes nothing.
+
+    ``frame_size`` (w, h), the frames' size: ``+`` and ``-`` step from the blur in effect, which
+    for ``blur_px`` None is :func:`portrait.composite.default_blur_px` of it (21 px when unknown).
 
     Keys: ``" "`` effect on/off, ``b`` next background (wrapping), ``+`` (or ``=``) and ``-``
     (or ``_``) blur up/down by :data:`BLUR_STEP_PX` within [:data:`BLUR_MIN_PX`,
@@ -86,11 +92,12 @@ def apply_key(state: LiveState, key: str) -> LiveState:
     if key == "b":
         following = (state.background_index + 1) % len(state.backgrounds)
         return replace(state, background_index=following)
-    if key in ("+", "="):
-        return replace(state, blur_px=min(state.blur_px + BLUR_STEP_PX,
-                                          max(state.blur_px, BLUR_MAX_PX)))
-    if key in ("-", "_"):
-        return replace(state, blur_px=max(state.blur_px - BLUR_STEP_PX, BLUR_MIN_PX))
+    if key in ("+", "=", "-", "_"):
+        blur_px = (state.blur_px if state.blur_px is not None
+                   else default_blur_px(frame_size or (0, 0)))
+        if key in ("+", "="):
+            return replace(state, blur_px=min(blur_px + BLUR_STEP_PX, max(blur_px, BLUR_MAX_PX)))
+        return replace(state, blur_px=max(blur_px - BLUR_STEP_PX, BLUR_MIN_PX))
     if key == "m":
         return replace(state, mirror=not state.mirror)
     if key == "f":
@@ -140,6 +147,7 @@ class Controls:
         self._scripts: list[Iterator] = [iter(source) for source in scripts]
         self._lock = threading.Lock()
         self.on_quit = on_quit
+        self.frame_size: Optional[tuple[int, int]] = None  # (w, h) of the last poll's frame
 
     @property
     def state(self) -> LiveState:
@@ -156,7 +164,7 @@ class Controls:
             if key == "b" and len(before.backgrounds) == 1:
                 log.info("b: only one background (%s); --background DIR or a colour in the "
                          "config file adds more", before.background)
-            after = self._state = apply_key(before, key)
+            after = self._state = apply_key(before, key, self.frame_size)
         change = describe_change(before, after)
         if change is not None:
             log.info("%s", change)
@@ -164,8 +172,11 @@ class Controls:
             self.on_quit()
         return after
 
-    def poll(self) -> LiveState:
-        """The state for the next frame: one item of each scripted source is applied first."""
+    def poll(self, frame_size: Optional[tuple[int, int]] = None) -> LiveState:
+        """The state for the next frame, of ``frame_size`` (w, h) (what ``+`` and ``-`` step the
+        size-dependent default blur from): one item of each scripted source is applied first."""
+        if frame_size is not None:
+            self.frame_size = frame_size
         for script in self._scripts:
             keys = next(script, None)
             for key in keys or ():

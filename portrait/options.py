@@ -186,7 +186,8 @@ class CompositeOptions:
 
     Attributes:
         background: ``blur``, ``transparent``, ``#rrggbb``, or an image or video file path.
-        blur_px: background blur strength (kernel radius in pixels at full resolution).
+        blur_px: background blur strength (kernel radius in pixels at full resolution); None:
+            by the frame's size, :func:`portrait.composite.default_blur_px` (21 px up to 720p).
         light_wrap: light-wrap strength, 0..1 (0 = off): the new background's light spills onto
             the person's edge (:mod:`portrait.lightwrap`); not for transparent output.
         light_wrap_px: how far the light reaches into the person, in full-resolution pixels.
@@ -196,7 +197,7 @@ class CompositeOptions:
     """
 
     background: str = "blur"
-    blur_px: int = 21
+    blur_px: Optional[int] = None
     light_wrap: float = 0.0
     light_wrap_px: int = 16
     decontaminate: bool = False

@@ -230,7 +230,8 @@ class FrameProcessor:
         off the model does not run.
         """
         if self.controls is not None:
-            packet.state = self.controls.poll()
+            height, width = packet.image.shape[:2]
+            packet.state = self.controls.poll((width, height))
         if packet.lost or (packet.state is not None and not packet.state.effect):
             self._last_prob = None  # the scene after a reconnect or a pause is new
             self._still.reset()

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROOT, colour_profile, fake_camera, phone_exif, shared_path, write_video
 from portrait.cli import build_parser, main, model_size
+from portrait.composite import blur_background
 from test_sink import RecordingBackend
 
 BACKEND = "portrait-cli-test"
@@ -144,6 +145,35 @@ def test_blur_background_changes_only_the_background(brightness_model, tmp_path)
     background = (slice(0, 20), slice(0, 40))
     assert result[background].std() < original[background].std() / 2  # noise blurred away
     assert np.abs(result[60:80, 70:90].astype(int) - original[60:80, 70:90]).max() <= 3
+
+
+def striped_photo(path, size):
+    """Dark vertical stripes, 64 px wide (a room), with a bright block (a person) low right."""
+    width, height = size
+    stripes = np.where((np.arange(width) // 64) % 2 == 0, 10, 70).astype(np.uint8)
+    image = np.repeat(np.repeat(stripes[None, :, None], height, 0), 3, 2)
+    image[height // 3:, width // 3:width // 2] = 230
+    cv2.imwrite(str(path), image)
+    return image
+
+
+@pytest.mark.parametrize("size, given, blur_px", [((3000, 2000), [], 58),
+                                                  ((3000, 2000), ["--blur", "21"], 21),
+                                                  ((640, 480), [], 21),
+                                                  ((640, 480), ["--blur", "21"], 21)])
+def test_the_default_blur_grows_with_a_photo_larger_than_720p_and_a_given_one_does_not(
+        brightness_model, tmp_path, size, given, blur_px):
+    photo = striped_photo(tmp_path / "room.png", size)
+    out = tmp_path / "out.png"
+    assert main(["--model", str(brightness_model), "--image", str(tmp_path / "room.png"),
+                 "--out", str(out), "-q", *given]) == 0
+    result = cv2.imread(str(out))
+    room = (slice(0, size[1] // 4), slice(0, size[0] // 4))  # far from the person
+    no_person = np.zeros(photo.shape[:2], np.uint8)
+    expected = blur_background(photo, no_person, blur_px)
+    np.testing.assert_array_equal(result[room], expected[room])
+    other = blur_background(photo, no_person, 21 + 58 - blur_px)  # the other strength
+    assert np.abs(result[room].astype(int) - other[room]).mean() > 5
 
 
 def test_a_video_background_gives_every_photo_its_first_frame(brightness_model, tmp_path):

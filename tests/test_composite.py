@@ -14,6 +14,7 @@ from portrait.composite import (
     blur_background,
     composite,
     cover,
+    default_blur_px,
     make_background,
 )
 from portrait.errors import InputError
@@ -1110,3 +1111,22 @@ def test_a_background_video_of_non_square_pixels_is_shown_as_players_show_it(tmp
     ys, xs = np.nonzero(result.min(axis=2) > 128)
     width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
     assert abs(width / height - 1) < 0.06, (width, height)
+
+
+@pytest.mark.parametrize("size, expected", [((640, 480), 21), ((1280, 720), 21), ((720, 1280), 21),
+                                            ((1920, 1080), 32), ((3000, 2000), 58),
+                                            ((2000, 3000), 58), ((100, 50), 21)])
+def test_the_default_blur_grows_with_the_short_side_above_720p(size, expected):
+    assert default_blur_px(size) == expected
+
+
+def test_a_blur_background_without_a_strength_blurs_by_each_frames_size():
+    rng = np.random.default_rng(3)
+    with make_background(CompositeOptions(background="blur")) as background:
+        assert background.blur_px is None
+        for (width, height), blur_px in (((640, 480), 21), ((1500, 1000), 29)):
+            frame = rng.integers(0, 255, (height, width, 3), np.uint8)
+            alpha = np.zeros((height, width), np.uint8)
+            np.testing.assert_array_equal(background.render(frame, alpha),
+                                          blur_background(frame, alpha, blur_px))
+

@@ -57,7 +57,7 @@ def test_the_default_file_is_under_xdg_config_home_or_dot_config(tmp_path, monke
     monkeypatch.delenv("XDG_CONFIG_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_config_path() == tmp_path / "home" / ".config" / "portrait" / "config.toml"
-    assert parse()[0].blur == 21  # no file there
+    assert parse()[0].blur is None  # no file there: the blur by the frame's size
     write_config(tmp_path / "home" / ".config" / "portrait" / "config.toml", "blur = 41\n")
     assert parse()[0].blur == 41
 
@@ -315,7 +315,8 @@ def test_format_config_without_a_file_says_so():
     parser = build_parser()
     text = format_config(parser, parser.parse_args([]), read_config(parser))
     assert "no config file" in text.splitlines()[0]
-    assert tomllib.loads(text)["blur"] == 21
+    assert "blur" not in tomllib.loads(text)  # by the frame's size
+    assert "# blur = (not set)" in text.splitlines()
 
 
 def test_a_folder_and_a_colour_from_file_and_command_line_are_both_stepped_through(tmp_path):

@@ -56,6 +56,20 @@ def test_each_key_changes_what_it_says():
         assert apply_key(state, key) == state
 
 
+def test_plus_and_minus_step_the_default_blur_from_the_frames_size():
+    state = LiveState()  # no --blur: by the frame's size
+    assert state.blur_px is None
+    assert apply_key(state, "+").blur_px == 21 + BLUR_STEP_PX  # size unknown: 720p's
+    assert apply_key(state, "+", (3000, 2000)).blur_px == 58 + BLUR_STEP_PX
+    assert apply_key(state, "-", (3000, 2000)).blur_px == 58 - BLUR_STEP_PX
+    assert apply_key(state, "-", (640, 480)).blur_px == 21 - BLUR_STEP_PX
+    assert apply_key(LiveState(blur_px=21), "+", (3000, 2000)).blur_px == 21 + BLUR_STEP_PX
+    controls = Controls(LiveState(), scripts=[["", "+"]])
+    controls.poll((3000, 2000))
+    assert controls.state.blur_px is None  # no key yet: still by the size
+    assert controls.poll((3000, 2000)).blur_px == 58 + BLUR_STEP_PX
+
+
 def test_blur_steps_are_bounded():
     low = LiveState(blur_px=BLUR_MIN_PX + 1)
     assert apply_key(low, "-").blur_px == BLUR_MIN_PX
