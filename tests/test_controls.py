@@ -279,6 +279,16 @@ def camera_run(brightness_model, video, *args, keys=None):
         return frames_of(camera), camera
 
 
+def test_plus_steps_from_the_default_blur_of_a_frame_larger_than_720p(brightness_model,
+                                                                     tmp_path):
+    video = textured_video(tmp_path / "large.avi", frames=4, size=(1280, 1080))  # default 32 px
+    sent, _ = camera_run(brightness_model, video, keys=[None, "+"])
+    given, _ = camera_run(brightness_model, video, "--blur", 32 + BLUR_STEP_PX)
+    from_720p, _ = camera_run(brightness_model, video, "--blur", 21 + BLUR_STEP_PX)
+    assert np.array_equal(sent[2], given[2])
+    assert not np.array_equal(sent[2], from_720p[2])
+
+
 def test_scripted_keys_change_the_next_frames(brightness_model, video, background_folder,
                                               tmp_path):
     config = tmp_path / "config.toml"
