@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Optional
 import cv2
 import numpy as np
 
+from portrait.capture.base import WALL_CLOCK, Clock
 from portrait.composite import TransparentBackground
 from portrait.controls import Controls, LiveBackground, LiveState
 from portrait.options import PipelineOptions
@@ -425,21 +426,27 @@ class StreamPipeline:
             (``capture.Frame.pts_s``, ``None`` where the frames carry none), in order.
         options: live (drop stale frames) or file (keep all), and queue sizes.
         max_frames: stop after this many output frames.
-        stats: where timings go.
+        stats: where timings go; by default a :class:`RunStats` timed by ``clock``.
         wanted: ``wanted()`` False means nobody needs output now (no application reads the
             virtual camera): the reader stops reading and processing until it is True again.
+        clock: the clock the frames' ``time_s`` was read on (the source's
+            :class:`portrait.capture.base.Clock`): a frame's latency is the time from it to the
+            end of its output on this clock, and the output's time and the run's length are
+            timed by it too. The wall's by default, as the sources'; a test gives the source and
+            the pipeline one clock of its own.
     """
 
     def __init__(self, frames: Iterable, processor: FrameProcessor,
                  emit: Callable[[np.ndarray, Optional[float]], None], options: PipelineOptions,
                  max_frames: Optional[int] = None, stats: Optional[RunStats] = None,
-                 wanted: Optional[Callable[[], bool]] = None):
+                 wanted: Optional[Callable[[], bool]] = None, *, clock: Clock = WALL_CLOCK):
         self.frames = frames
+        self.clock = clock
         self.processor = processor
         self.emit = emit
         self.options = options
         self.max_frames = max_frames
-        self.stats = stats or RunStats()
+        self.stats = stats or RunStats(clock=clock)
         self.wanted = wanted
         self.stop_event = threading.Event()  # graceful: read no more, finish what is in flight
         self._abort = threading.Event()  # an error: drop everything
@@ -548,9 +555,9 @@ class StreamPipeline:
                 return
             if self.max_frames is not None and self.stats.frames >= self.max_frames:
                 continue  # in flight when the limit was reached: not output
-            started = time.perf_counter()
+            started = self.clock.now()
             self.emit(packet.output, packet.pts_s)
-            done = time.perf_counter()
+            done = self.clock.now()  # on the clock the frame's time_s was read on
             if packet.lost:
                 continue
             packet.ms["output"] = (done - started) * 1000

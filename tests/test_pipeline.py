@@ -671,3 +671,34 @@ def test_the_smoother_is_told_a_still_scenes_mask_spans_max_reuse_plus_one_frame
         for packet in packets:
             processor.segment(packet)
         assert [p.span for p in packets] == spans, options
+
+
+def test_latency_is_timed_on_the_clock_the_source_read_its_frames_on(segmenter, tmp_path):
+    """One clock, given to the source and to the pipeline: each frame's latency is from its
+    ``time_s`` to the end of its output on that clock. The frames are read up front (the
+    clock stands at 1000 s for each); each output takes 1/64 s on it, so the k-th frame out
+    waited k/64 s. The latency was taken on ``time.perf_counter`` against a ``time_s`` of the
+    source's clock: a difference of two clocks, not a latency."""
+    from conftest import ManualClock, write_video
+    from portrait.capture import VideoFileSource
+
+    clock = ManualClock(start_s=1000.0)
+    with VideoFileSource(write_video(tmp_path / "clip.avi", 4), clock=clock) as video:
+        frames = list(video)
+    assert [frame.time_s for frame in frames] == [1000.0] * 4
+
+    def output(alpha, _pts_s):
+        clock.advance(1 / 64)  # the sink's time, on the same clock
+
+    options = PipelineOptions(reuse_still=False)
+    stats = StreamPipeline(iter(frames), matte_processor(segmenter, options), output, options,
+                           clock=clock).run()
+    summary = stats.summary()
+    assert stats.frames == 4
+    # 15.625, 31.25, 46.875 and 62.5 ms (exact in binary): a mean and median of 39.0625 ms,
+    # which the summary rounds to the microsecond; each output 15.625 ms
+    assert summary["latency_ms"]["mean"] == summary["latency_ms"]["median"] == 39.062
+    assert summary["latency_ms"]["p95"] == round(46.875 + 0.85 * 15.625, 3)
+    assert summary["stage_ms"]["output"] == 15.625
+    # the run's length, on the same clock: its stats were timed by it too
+    assert summary["wall_s"] == round(4 / 64, 3) and summary["fps"] == round(4 / (4 / 64), 2)
