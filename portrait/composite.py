@@ -443,6 +443,9 @@ class VideoBackground(Background):
             raise InputError(str(error).replace("video '", "background video '", 1)) from None
         self._clock = PlayClock()
         self._last, self._decoded = self._video.first  # shown by the first render
+        # The frame that the workspace's flipped buffers hold flipped: a mirrored output flips
+        # each new frame once, not at each render that shows it again.
+        self._flipped_of, self._flipped = None, None
         self.description = f"video {path}" + (" over the blurred frame" if self.transparent
                                               else "")
 
@@ -469,7 +472,12 @@ class VideoBackground(Background):
         if (self._last[0] if overlay else self._last).shape != frame_bgr.shape:
             self._last = self._made(self._decoded, size)  # prepared for another size
             overlay = isinstance(self._last, tuple)
-        made = _flipped(self._last, self._workspace) if mirrored else self._last
+        made = self._last
+        if mirrored:
+            if self._flipped_of is not self._last:
+                self._flipped = _flipped(self._last, self._workspace)
+                self._flipped_of = self._last
+            made = self._flipped
         if overlay:
             return _over_blurred(made, frame_bgr, alpha, self.blur_px, self._workspace)
         return made

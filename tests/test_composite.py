@@ -1081,6 +1081,43 @@ def test_a_mirrored_output_shows_a_background_picture_the_right_way_round(tmp_pa
         assert np.abs(reversed_picture.astype(int) - expected).max() > 100
 
 
+@pytest.mark.parametrize("kind", ["video", "transparent gif"])
+def test_a_mirrored_video_background_flips_each_new_frame_once(tmp_path, kind, monkeypatch):
+    """Behind a mirrored output a background video's frame is flipped once when it comes, not
+    at each render that shows it again: 8 renders at 10 fps over two of its frames (times
+    0-0.04 s show its first, 0.1-0.14 s its second) flip twice; they flipped 8 times. Each is
+    still the mirrored frame over the picture the right way round (see the test above), the
+    second frame's as well."""
+    from conftest import write_video
+    import portrait.composite as composite_module
+
+    path = (write_video(tmp_path / "moving.avi", 4, fps=10.0) if kind == "video"
+            else _gif(tmp_path / "moving.gif", _gif_frames()))  # 100 ms a frame
+    flips = []
+    real_flipped = composite_module._flipped
+
+    def counted_flipped(made, workspace=None):
+        flips.append(type(made).__name__)  # ndarray, or tuple for a frame with transparency
+        return real_flipped(made, workspace)
+
+    monkeypatch.setattr(composite_module, "_flipped", counted_flipped)
+    frame, alpha = _frame_and_alpha()
+    alpha[:, : W // 4] = 255  # the person off-centre, so that the flip shows
+    times = [0.0, 0.01, 0.02, 0.03, 0.04, 0.1, 0.12, 0.14]
+    options = CompositeOptions(background=str(path), blur_px=9)
+    with make_background(options, (W, H)) as background:
+        sent = [cv2.flip(background.render(frame, alpha, time_s=t, mirrored=True), 1)
+                for t in times]
+    assert len(flips) == 2
+    with make_background(options, (W, H)) as background:
+        expected = [background.render(cv2.flip(frame, 1), cv2.flip(alpha, 1), time_s=t)
+                    for t in times]
+    assert len(flips) == 2  # not mirrored: no flip
+    for shown, wanted in zip(sent, expected):  # within the blur's rounding
+        assert np.abs(shown.astype(int) - wanted).max() <= 3
+    assert np.abs(expected[0].astype(int) - expected[-1]).max() > 100  # two frames shown
+
+
 @pytest.mark.parametrize("name, encoder, pix_fmt", [("anamorphic.mp4", "libx264", "yuv420p"),
                                                     ("anamorphic.mov", "prores_ks",
                                                      "yuva444p10le")])
