@@ -260,6 +260,30 @@ def write_video_with_sound(path: Path, frames: int, seconds: float, size=(96, 64
     return path
 
 
+def write_anamorphic_video(path: Path, picture: np.ndarray, frames: int,
+                           aspect: tuple[int, int] = (4, 3), *, rotation: int = 0,
+                           encoder: str = "libx264", pix_fmt: str = "yuv420p") -> Path:
+    """A real video whose pixels are not square, as DV, HDV and DVDs store the picture:
+    ``frames`` copies of ``picture`` (BGR or BGRA, at the shape players are to show), stored
+    squeezed to 120x120 with a sample aspect ratio of ``aspect`` (4:3 shows it 160x120), turned
+    ``rotation`` degrees by display metadata, at 10 fps, through PyAV."""
+    import av
+    import cv2
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(encoder, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 120, 120, pix_fmt
+        stream.codec_context.sample_aspect_ratio = Fraction(*aspect)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        stored = cv2.resize(picture, (120, 120), interpolation=cv2.INTER_AREA)
+        layout = "bgra" if picture.shape[2] == 4 else "bgr24"
+        for _ in range(frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format=layout)))
+        container.mux(stream.encode())
+    return path
+
+
 def sound_of(path: Path) -> tuple[str, float, np.ndarray]:
     """A file's first audio stream: (codec, e.g. "mp3", seconds of sound decoded, mono samples at
     their rate); ("", 0.0, empty) for a file without sound."""

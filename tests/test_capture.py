@@ -387,20 +387,11 @@ def test_a_video_whose_pixels_are_not_square_is_read_at_the_shape_players_show(
     """A video stored squeezed with a sample aspect ratio (DV, HDV, a DVD: here 120x120 at 4:3,
     shown 160x120) gives frames of the shape players show, a circle round, and says so once;
     the person in it came out squeezed, and so did the output."""
-    import av
-    from fractions import Fraction
+    from conftest import write_anamorphic_video
 
     picture = np.zeros((shown[1], shown[0], 3), np.uint8)
     cv2.circle(picture, (shown[0] // 2, 60), 40, (255, 255, 255), -1)
-    path = tmp_path / "anamorphic.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 120, 120, "yuv420p"
-        stream.codec_context.sample_aspect_ratio = Fraction(*aspect)
-        stored = cv2.resize(picture, (120, 120), interpolation=cv2.INTER_AREA)
-        for _ in range(3):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="bgr24")))
-        container.mux(stream.encode())
+    path = write_anamorphic_video(tmp_path / "anamorphic.mp4", picture, 3, aspect)
     with caplog.at_level(logging.INFO), VideoFileSource(path) as video:
         assert video.size == shown
         frames = [frame.image for frame in video]
@@ -417,21 +408,11 @@ def test_a_turned_video_whose_pixels_are_not_square_is_stretched_along_its_store
     DV-style encoder: 120x120 stored at 4:3, shown 160x120, then turned a quarter): OpenCV
     turns the frames, so the stretch is along their height, 120x160; it was along their width,
     160x120, and a round face came out 107x61."""
-    import av
-    from fractions import Fraction
+    from conftest import write_anamorphic_video
 
     picture = np.zeros((120, 160, 3), np.uint8)
     cv2.circle(picture, (80, 60), 40, (255, 255, 255), -1)
-    path = tmp_path / "turned.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 120, 120, "yuv420p"
-        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        stream.set_display_rotation(90)
-        stored = cv2.resize(picture, (120, 120), interpolation=cv2.INTER_AREA)
-        for _ in range(2):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="bgr24")))
-        container.mux(stream.encode())
+    path = write_anamorphic_video(tmp_path / "turned.mp4", picture, 2, rotation=90)
     with VideoFileSource(path) as video:
         assert video.size == (120, 160)
         frames = [frame.image for frame in video]

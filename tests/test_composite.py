@@ -1127,20 +1127,11 @@ def test_a_background_video_of_non_square_pixels_is_shown_as_players_show_it(tmp
     by its sample aspect ratio of 4:3) is laid in at the shape players show: a circle stays
     round. It was squeezed to the stored shape, the circle 3/4 as wide as high; a video with
     alpha too."""
-    import av
-    from fractions import Fraction
+    from conftest import write_anamorphic_video
 
     shown = np.zeros((120, 160, 4), np.uint8)
     cv2.circle(shown, (80, 60), 40, (255, 255, 255, 255), -1)
-    stored = cv2.resize(shown, (120, 120), interpolation=cv2.INTER_AREA)
-    path = tmp_path / name
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(encoder, rate=10)
-        stream.width, stream.height, stream.pix_fmt = 120, 120, pix_fmt
-        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        for _ in range(2):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="bgra")))
-        container.mux(stream.encode())
+    path = write_anamorphic_video(tmp_path / name, shown, 2, encoder=encoder, pix_fmt=pix_fmt)
     black = np.zeros((120, 160, 3), np.uint8)
     with make_background(CompositeOptions(background=str(path)), (160, 120)) as background:
         assert background.transparent == (pix_fmt == "yuva444p10le")
