@@ -1141,6 +1141,31 @@ def test_a_background_video_of_non_square_pixels_is_shown_as_players_show_it(tmp
     assert abs(width / height - 1) < 0.06, (width, height)
 
 
+@pytest.mark.parametrize("rotation, said", [
+    (0, "120x120 shown as 160x120"), (90, "120x120 shown as 120x160")])
+def test_a_background_video_is_logged_at_the_size_it_is_shown_at(tmp_path, caplog, rotation,
+                                                                  said):
+    """``-v`` names a background video's size as it is shown (pixels that are not square
+    stretched, a rotation turned), with the stored one beside it where they differ: it said
+    120x120, the size stored, of a video shown 160x120 (or turned, 120x160). A video stored as
+    shown says one size."""
+    from conftest import write_anamorphic_video, write_video
+
+    picture = np.zeros((120, 160, 3), np.uint8)
+    anamorphic = write_anamorphic_video(tmp_path / "anamorphic.mp4", picture, 2,
+                                        rotation=rotation)
+    square = write_video(tmp_path / "square.avi", 2, size=(96, 64), fps=10.0)
+    caplog.set_level(logging.DEBUG, logger="portrait.capture.scaled")
+    for path in (anamorphic, square):
+        with make_background(CompositeOptions(background=str(path)), (W, H)):
+            pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "portrait.capture.scaled"
+             and r.getMessage().startswith("video '")]
+    # once per reader: the next pass, made ready beside the first, may say it again
+    assert set(lines) == {f"video '{anamorphic}': {said} at 10 fps",
+                          f"video '{square}': 96x64 at 10 fps"}, lines
+
+
 @pytest.mark.parametrize("size, expected", [((640, 480), 21), ((1280, 720), 21), ((720, 1280), 21),
                                             ((1920, 1080), 32), ((3000, 2000), 58),
                                             ((2000, 3000), 58), ((100, 50), 21)])

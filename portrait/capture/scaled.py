@@ -53,6 +53,21 @@ def display_size(picture) -> tuple[int, int]:
     return max(1, round(picture.width * aspect)), picture.height
 
 
+def shown_size(picture) -> tuple[int, int]:
+    """The (w, h) players show a decoded frame at: its :func:`display_size`, turned a quarter
+    where its display rotation says so."""
+    width, height = display_size(picture)
+    return (height, width) if round(picture.rotation / 90) % 2 == 1 else (width, height)
+
+
+def described_size(stored: tuple[int, int], shown: tuple[int, int]) -> str:
+    """``"WxH"`` of the size a video is shown at, with the size it is stored at where that
+    differs (pixels that are not square, a rotation): ``"720x480 shown as 853x480"``."""
+    if stored == shown:
+        return f"{shown[0]}x{shown[1]}"
+    return f"{stored[0]}x{stored[1]} shown as {shown[0]}x{shown[1]}"
+
+
 def display_array(picture, format: str) -> np.ndarray:
     """A decoded frame converted to ``format`` at its :func:`display_size`, not turned: the
     decoder's own buffer where that is the frame's size and format."""
@@ -70,8 +85,7 @@ def cover_picture(picture, size: tuple[int, int]) -> np.ndarray:
 
     width, height = size
     turned = round(picture.rotation / 90) % 2 == 1
-    shown_w, shown_h = display_size(picture)
-    src_w, src_h = (shown_h, shown_w) if turned else (shown_w, shown_h)
+    src_w, src_h = shown_size(picture)
     scale = max(width / src_w, height / src_h)
     scaled_w, scaled_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
     if scaled_w * scaled_h > _SCALED_AT_MOST * width * height:
@@ -134,8 +148,10 @@ class ScaledVideo(FileSource):
         if self._own_durations:
             self._fps = 1 / self._duration_s(self._first)
         self._first_pts_s = self._time_s(self._first, None)
-        log.log(logging.DEBUG if quiet else logging.INFO, "video '%s': %dx%d at %g fps",
-                self.path, self._first.width, self._first.height, self._fps)
+        # The size the user sees the video at, not only the one it is stored at.
+        log.log(logging.DEBUG if quiet else logging.INFO, "video '%s': %s at %g fps", self.path,
+                described_size((self._first.width, self._first.height), shown_size(self._first)),
+                self._fps)
 
     @property
     def fps(self) -> float:
