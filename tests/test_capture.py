@@ -565,6 +565,33 @@ def test_truncated_video_gives_what_it_can_and_warns(tmp_path, clip, caplog):
                for r in caplog.records)
 
 
+def test_a_truncated_avi_is_not_opened_again_to_learn_it_is_not_matroska(tmp_path, caplog,
+                                                                         monkeypatch):
+    """A file short of its frames, without Matroska's DURATION tag, has its picture's end read
+    from its last packets only where it is Matroska (an AVI's count is its own frames'): the
+    probe as it opens says which it is. The AVI was opened a third time by PyAV, at its end,
+    only to find it is not Matroska; now twice (the text-file check and the probe)."""
+    import av
+
+    data = write_video(tmp_path / "long.avi", 30).read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: int(len(data) * 0.6)])
+    opened = []
+    real_open = av.open
+
+    def counted_open(file, *args, **kwargs):
+        opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counted_open)
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    with VideoFileSource(truncated) as video:
+        frames = list(video)
+    assert 0 < len(frames) < 30
+    assert any(f"after {len(frames)} of the 30" in r.getMessage() for r in caplog.records)
+    assert opened == [str(truncated)] * 2
+
+
 def test_a_quiet_video_reading_again_says_nothing_at_info(tmp_path, caplog):
     """A background video is read again at each loop: its first reading said what it is."""
     data = write_video(tmp_path / "long.avi", 30).read_bytes()

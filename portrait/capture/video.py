@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, NamedTuple, Optional, Union
 
 import cv2
 import numpy as np
@@ -34,28 +34,39 @@ def _presentation_s(pos_ms: float, previous_s: Optional[float], fps: float) -> f
     return pts_s if pts_s > previous_s else previous_s + 1 / fps
 
 
-def _probe(path: Path) -> tuple[Optional[float], float, Optional[float]]:
+class _Probed(NamedTuple):
+    """What :func:`_probe` reads of a video file."""
+
+    fps: Optional[float] = None  # as FFmpeg guesses it, or None
+    video_start_s: float = 0.0  # on the file's timeline; 0 where unknown
+    video_end_s: Optional[float] = None  # on the file's timeline (_video_end_s), or None
+    matroska: bool = False  # a Matroska (or WebM) file: its frame count is from its length
+
+
+def _probe(path: Path) -> _Probed:
     """What OpenCV's reader does not say, from PyAV: the video's frame rate as FFmpeg guesses it
     (its base rate, which a variable rate keeps: 25 for a 25 fps clip with a pause, where the
     average OpenCV reports may be 8), or ``None``; when the video starts on the file's
-    timeline, in seconds (0 where unknown); and where it ends there (:func:`_video_end_s`), or
-    ``None``. Matroska's frame count, which OpenCV estimates from the file's length, counts
-    from 0 to the end of its longest track: a video that starts after its sound, a file whose
-    times all start late, or one whose sound goes on after the picture holds fewer frames."""
+    timeline, in seconds (0 where unknown); where it ends there (:func:`_video_end_s`), or
+    ``None``; and whether the file is Matroska. Matroska's frame count, which OpenCV estimates
+    from the file's length, counts from 0 to the end of its longest track: a video that starts
+    after its sound, a file whose times all start late, or one whose sound goes on after the
+    picture holds fewer frames. A file PyAV cannot read gives :class:`_Probed`'s defaults."""
     import av  # the reader is OpenCV's; PyAV only for what OpenCV does not say
 
     try:
         with av.open(str(path)) as container:
+            matroska = "matroska" in container.format.name
             if not container.streams.video:
-                return None, 0.0, None
+                return _Probed(matroska=matroska)
             video = container.streams.video[0]
             rate = video.guessed_rate
             start = video.start_time
-            return (float(rate) if rate and 0 < rate <= 1000 else None,
-                    max(0.0, float(start * video.time_base)) if start is not None else 0.0,
-                    _video_end_s(video))
+            return _Probed(float(rate) if rate and 0 < rate <= 1000 else None,
+                           max(0.0, float(start * video.time_base)) if start is not None else 0.0,
+                           _video_end_s(video), matroska)
     except (av.FFmpegError, OSError, ValueError):
-        return None, 0.0, None
+        return _Probed()
 
 
 def _video_end_s(video) -> Optional[float]:
@@ -73,24 +84,23 @@ def _video_end_s(video) -> Optional[float]:
 
 
 def _picture_end_s(path: Path, file_end_s: float) -> Optional[float]:
-    """Where the video track ends on the file's timeline, in seconds, from its last packets:
-    for a file without a ``DURATION`` tag (:func:`_video_end_s`), as mkvmerge may write one.
+    """Where the video track of a Matroska file (:func:`_probe` says which are; other
+    containers count the video's own frames, not a file length's) ends on the file's timeline,
+    in seconds, from its last packets: for a file without a ``DURATION`` tag
+    (:func:`_video_end_s`), as mkvmerge may write one.
     The file is sought to its last video keyframe (from Matroska's cues, which a file cut short
     lacks: then read from its start), and its packets read from there, not decoded. Only a
     file whole to ``file_end_s`` (where its packets, any track's, reach that far) says where
     its picture ends: in a file cut short, the last video packet is where the cut is.
 
     Returns:
-        The end of the last video packet, or ``None``: the file is not Matroska (other
-        containers count the video's own frames), ends before ``file_end_s``,
+        The end of the last video packet, or ``None``: the file ends before ``file_end_s``,
         has no video packet after its last keyframe, or cannot be read.
     """
     import av
 
     try:
         with av.open(str(path)) as container:
-            if "matroska" not in container.format.name:
-                return None  # an AVI's or MP4's count is its own frames', not a file length's
             video = container.streams.video[0]
             end_s = ((container.start_time or 0) + (container.duration or 0)) / av.time_base
             container.seek(int(end_s / video.time_base), backward=True, stream=video)
@@ -282,7 +292,8 @@ class VideoFileSource(FileSource):
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self._frame_count = count if count > 0 else None
         fps = capture.get(cv2.CAP_PROP_FPS)
-        guessed, self._video_start_s, self._video_end_s = _probe(self.path)
+        # Matroska: a frame count from the file's length; an AVI's or MP4's is its own frames'.
+        guessed, self._video_start_s, self._video_end_s, self._matroska = _probe(self.path)
         if not (fps and 0 < fps <= 1000):
             fps = guessed
             if fps is None:
@@ -420,7 +431,7 @@ class VideoFileSource(FileSource):
         claimed = self._frame_count
         reached_s = late_s + last_pts_s + 1 / self._counted_fps
         video_end_s = self._video_end_s
-        if video_end_s is None and self.unchanged():  # no DURATION tag: from the file's end
+        if video_end_s is None and self._matroska and self.unchanged():  # no DURATION tag
             video_end_s = _picture_end_s(self.path,
                                          length_s - _FRAME_COUNT_SLACK / self._counted_fps)
         if video_end_s is not None and video_end_s < 0.95 * length_s:
