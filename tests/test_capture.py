@@ -774,6 +774,25 @@ def test_a_matroska_video_whose_sound_outlasts_its_picture_is_whole_and_cut_is_t
     assert "of 1.0 s): the file may be truncated" in caplog.records[0].getMessage()
 
 
+def test_a_frame_count_estimated_from_the_files_length_is_said_to_be_about(tmp_path, caplog):
+    """The opening line gives a Matroska file's frame count, which OpenCV estimates from the
+    file's length (here 45: its sound goes on 0.5 s after its 30 frames), as "about"; it said
+    "45 frames" as if counted, and a clip of 73 frames was said to have 74. An AVI lists its
+    frames: its count is said as it is."""
+    from conftest import write_video_with_sound
+
+    matroska = write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=1.5,
+                                      codec="flac")
+    avi = write_video(tmp_path / "clip.avi", 30)
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    for path in (matroska, avi):
+        with VideoFileSource(path) as video:
+            assert len(list(video)) == 30
+    assert [r.getMessage() for r in caplog.records] == [
+        f"video '{matroska}': 96x64 at 30 fps, about 45 frames",
+        f"video '{avi}': 64x48 at 30 fps, 30 frames"]
+
+
 def _without_duration_tags(path: Path) -> Path:
     """``path`` with its tracks' ``DURATION`` tags renamed (``DURATIOX``: the same length, so
     the file stays whole and valid), as mkvmerge may write a Matroska file: without them."""

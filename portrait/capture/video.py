@@ -16,6 +16,7 @@ from portrait.capture.base import (WALL_CLOCK, Clock, Frame, Source, opencv_can_
                                    to_bgr_uint8)
 from portrait.capture.images import IMAGE_EXTENSIONS, not_found, read_image
 from portrait.errors import InputError
+from portrait.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class _Probed(NamedTuple):
     video_start_s: float = 0.0  # on the file's timeline; 0 where unknown
     video_end_s: Optional[float] = None  # on the file's timeline (_video_end_s), or None
     matroska: bool = False  # a Matroska (or WebM) file: its frame count is from its length
+    listed_frames: int = 0  # the video's frames as the container lists them; 0: not listed
 
 
 def _probe(path: Path) -> _Probed:
@@ -48,7 +50,8 @@ def _probe(path: Path) -> _Probed:
     (its base rate, which a variable rate keeps: 25 for a 25 fps clip with a pause, where the
     average OpenCV reports may be 8), or ``None``; when the video starts on the file's
     timeline, in seconds (0 where unknown); where it ends there (:func:`_video_end_s`), or
-    ``None``; and whether the file is Matroska. Matroska's frame count, which OpenCV estimates
+    ``None``; whether the file is Matroska; and the frames its container lists (0 where it
+    lists none: then OpenCV estimates its count from the file's length). Matroska's frame count, which OpenCV estimates
     from the file's length, counts from 0 to the end of its longest track: a video that starts
     after its sound, a file whose times all start late, or one whose sound goes on after the
     picture holds fewer frames. A file PyAV cannot read gives :class:`_Probed`'s defaults."""
@@ -64,7 +67,7 @@ def _probe(path: Path) -> _Probed:
             start = video.start_time
             return _Probed(float(rate) if rate and 0 < rate <= 1000 else None,
                            max(0.0, float(start * video.time_base)) if start is not None else 0.0,
-                           _video_end_s(video), matroska)
+                           _video_end_s(video), matroska, max(0, video.frames or 0))
     except (av.FFmpegError, OSError, ValueError):
         return _Probed()
 
@@ -293,7 +296,11 @@ class VideoFileSource(FileSource):
         self._frame_count = count if count > 0 else None
         fps = capture.get(cv2.CAP_PROP_FPS)
         # Matroska: a frame count from the file's length; an AVI's or MP4's is its own frames'.
-        guessed, self._video_start_s, self._video_end_s, self._matroska = _probe(self.path)
+        probed = _probe(self.path)
+        guessed, self._video_start_s, self._video_end_s, self._matroska = probed[:4]
+        # OpenCV's count is the container's list where there is one, else the file's length
+        # times the frame rate: a frame more or less than decode (74 of a clip of 73).
+        self._frame_count_listed = self._frame_count == probed.listed_frames
         if not (fps and 0 < fps <= 1000):
             fps = guessed
             if fps is None:
@@ -321,8 +328,8 @@ class VideoFileSource(FileSource):
                     capture.get(cv2.CAP_PROP_SAR_DEN), *self._shown)
             self._size = self._shown
         log.log(
-            logging.DEBUG if quiet else logging.INFO, "video '%s': %dx%d at %g fps, %s frames",
-            self.path, *self._size, self._fps, self._frame_count or "unknown",
+            logging.DEBUG if quiet else logging.INFO, "video '%s': %dx%d at %g fps, %s",
+            self.path, *self._size, self._fps, self._described_count(),
         )
 
     @property
@@ -335,6 +342,15 @@ class VideoFileSource(FileSource):
     def frame_count(self) -> Optional[int]:
         """Frames the container claims (an estimate for some formats), or ``None``."""
         return self._frame_count
+
+    def _described_count(self) -> str:
+        """The frame count as the log says it: ``"30 frames"`` where the container lists its
+        frames, ``"about 74 frames"`` where the count is estimated from the file's length
+        (Matroska, WebM), ``"unknown frames"`` without one."""
+        if self._frame_count is None:
+            return "unknown frames"
+        count = counted(self._frame_count, "frame")
+        return count if self._frame_count_listed else f"about {count}"
 
     @property
     def size(self) -> tuple[int, int]:
