@@ -146,24 +146,63 @@ def test_a_model_whose_output_is_no_mask_is_refused_and_nothing_written(tmp_path
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "classifier.hdf5"]
 
 
-def test_a_model_that_gives_nan_is_refused_as_broken_not_as_a_bad_conversion(tmp_path, capsys):
-    """A model whose weights hold a nan (a diverged training run) gives nan in Keras and in its
-    export alike: the check refused it as an export that "disagrees by nan" and advised
-    --input-size, which cannot help. It is named as the broken model it is; nothing is written."""
+def _one_conv_model(bias: float):
+    """A real model small enough to convert in a moment: x/255, a 1x1 sigmoid convolution of
+    weights 1 and ``bias`` (nan: the weights of a run that diverged)."""
     import keras
 
     inputs = keras.Input((32, 32, 3))
     conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
     model = keras.Model(inputs, conv(keras.layers.Rescaling(1 / 255)(inputs)))
-    conv.set_weights([np.ones((1, 1, 3, 1), np.float32), np.full(1, np.nan, np.float32)])
-    model.save(tmp_path / "diverged.hdf5")
+    conv.set_weights([np.ones((1, 1, 3, 1), np.float32), np.full(1, bias, np.float32)])
+    return model
+
+
+def test_a_model_that_gives_nan_is_refused_as_broken_not_as_a_bad_conversion(tmp_path, capsys):
+    """A model whose weights hold a nan (a diverged training run) gives nan in Keras and in its
+    export alike: the check refused it as an export that "disagrees by nan" and advised
+    --input-size, which cannot help. It is named as the broken model it is; nothing is written."""
+    _one_conv_model(float("nan")).save(tmp_path / "diverged.hdf5")
     out = tmp_path / "diverged.tflite"
     assert export.main(["--model", str(tmp_path / "diverged.hdf5"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"error: '{tmp_path / 'diverged.hdf5'}' gives no probability (nan) on a "
-                       "random image at 32x32, in Keras or in its TFLite export: its weights are "
+                       "random image at 32x32, in Keras and in its TFLite export: its weights are "
                        "broken (a training run that diverged?); export a model that predicts"), err
     assert not out.exists()
+
+
+def test_the_export_check_says_which_side_gave_nan(tmp_path):
+    """Where only the TFLite export gives nan (a conversion gone wrong: here the export of a
+    twin whose bias is nan, checked against the sound model), the weights are not blamed: the
+    line says the conversion went wrong and what to try. Where only Keras gives nan, the
+    weights are. Every nan was put down to broken weights, "in Keras or in its TFLite
+    export"."""
+    from portrait.segment.convert import convert_keras
+
+    sound, broken = _one_conv_model(0.0), _one_conv_model(float("nan"))
+    path = tmp_path / "model.hdf5"
+    sound_export = convert_keras(sound, path, (32, 32), "try --input-size WxH")
+    broken_export = convert_keras(broken, path, (32, 32), "try --input-size WxH")
+    assert export.compare_export(sound, sound_export, (32, 32)).largest <= export.MAX_DIFFERENCE
+
+    only_tflite = export.compare_export(sound, broken_export, (32, 32))
+    assert (only_tflite.keras_nan, only_tflite.tflite_nan) == (False, True)
+    with pytest.raises(ModelError) as raised:
+        export.check_difference(path, only_tflite, (32, 32), "try --input-size WxH")
+    assert str(raised.value) == (
+        f"the TFLite export of '{path}' gives no probability (nan) on a random image at 32x32 "
+        "where the Keras model gives one: the conversion went wrong, not the weights; try "
+        "--input-size WxH, or run the .hdf5 itself")
+
+    only_keras = export.compare_export(broken, sound_export, (32, 32))
+    assert (only_keras.keras_nan, only_keras.tflite_nan) == (True, False)
+    with pytest.raises(ModelError) as raised:
+        export.check_difference(path, only_keras, (32, 32), "try --input-size WxH")
+    assert str(raised.value) == (
+        f"'{path}' gives no probability (nan) on a random image at 32x32, in Keras (its TFLite "
+        "export gives numbers): its weights are broken (a training run that diverged?); export "
+        "a model that predicts")
 
 
 def test_bad_paths_are_model_errors(brightness_model, tmp_path):

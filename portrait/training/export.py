@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass
@@ -172,22 +171,57 @@ def convert_keras_file(path: Path, input_size: Optional[tuple[int, int]] = None,
     content = tflite_utils.mark_export_info(content, tflite_utils.export_info(path, short_px))
     camera = CaptureOptions()
     check_size = size or size_for_frame((camera.width, camera.height), short_px)
-    difference = max_difference(model, content, check_size)
-    if math.isnan(difference):
-        # Not a conversion that went wrong: a model that gives nan (a training run that
-        # diverged) gives it in Keras too, and no --input-size helps.
-        raise ModelError(f"'{path}' gives no probability (nan) on a random image at "
-                         f"{check_size[0]}x{check_size[1]}, in Keras or in its TFLite export: "
-                         "its weights are broken (a training run that diverged?); export a model "
-                         "that predicts")
-    if not difference <= MAX_DIFFERENCE:
-        raise ModelError(f"the TFLite export of '{path}' disagrees with the Keras model by "
-                         f"{difference:.2g} (more than {MAX_DIFFERENCE:g}) at {check_size[0]}x"
-                         f"{check_size[1]}; {advice}, or run the .hdf5 itself")
+    difference = compare_export(model, content, check_size)
+    check_difference(path, difference, check_size, advice)
     log.info("checked: the export's probability is within %.1g of the Keras model's at %dx%d",
-             difference, *check_size)
+             difference.largest, *check_size)
     return Conversion(content=content, input_size=size, input_norm=norm, short_px=short_px,
-                      max_difference=difference)
+                      max_difference=difference.largest)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """What the check of an export (:func:`compare_export`) found on its random image.
+
+    Attributes:
+        largest: the largest |Keras − TFLite| probability; nan where either side gave nan,
+            inf where their outputs differ in shape, 0 for a quantised export (not compared).
+        keras_nan: the Keras model gave nan.
+        tflite_nan: the TFLite export gave nan.
+    """
+
+    largest: float
+    keras_nan: bool = False
+    tflite_nan: bool = False
+
+
+def check_difference(path: Path, difference: Difference, size: tuple[int, int],
+                     advice: str) -> None:
+    """Refuse an export that disagrees with its Keras model (more than
+    :data:`MAX_DIFFERENCE`), naming the side that gave nan where one did.
+
+    Raises:
+        ModelError: nan from the Keras model (its weights are broken: no ``advice`` helps), nan
+            from the TFLite export only (the conversion went wrong: ``advice``), or a larger
+            difference (``advice``).
+    """
+    at = f"{size[0]}x{size[1]}"
+    if difference.keras_nan:
+        # Not a conversion that went wrong: a model that gives nan (a training run that
+        # diverged) gives it in Keras, and no --input-size helps.
+        sides = ("in Keras and in its TFLite export" if difference.tflite_nan
+                 else "in Keras (its TFLite export gives numbers)")
+        raise ModelError(f"'{path}' gives no probability (nan) on a random image at {at}, "
+                         f"{sides}: its weights are broken (a training run that diverged?); "
+                         "export a model that predicts")
+    if difference.tflite_nan:
+        raise ModelError(f"the TFLite export of '{path}' gives no probability (nan) on a random "
+                         f"image at {at} where the Keras model gives one: the conversion went "
+                         f"wrong, not the weights; {advice}, or run the .hdf5 itself")
+    if not difference.largest <= MAX_DIFFERENCE:
+        raise ModelError(f"the TFLite export of '{path}' disagrees with the Keras model by "
+                         f"{difference.largest:.2g} (more than {MAX_DIFFERENCE:g}) at {at}; "
+                         f"{advice}, or run the .hdf5 itself")
 
 
 def check_mask_output(model) -> None:
@@ -204,9 +238,10 @@ def check_mask_output(model) -> None:
     OutputReader((1,) + shape[1:])
 
 
-def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
+def compare_export(model, content: bytes, size: tuple[int, int]) -> Difference:
     """Largest |Keras − TFLite| output on one random RGB image at ``size`` (width, height), the
-    ``.tflite`` run as the app runs it (a dynamic one fixed at that size first)."""
+    ``.tflite`` run as the app runs it (a dynamic one fixed at that size first), and which side
+    gave nan, if one did."""
     import numpy as np
 
     from portrait.segment import fixed_size, tflite_utils
@@ -221,7 +256,7 @@ def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
         interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
     if detail["dtype"] != np.float32:
-        return 0.0  # a quantised model cannot be compared at float precision
+        return Difference(0.0)  # a quantised model cannot be compared at float precision
     norm = tflite_utils.read_tflite_input_norm(content) or "unit"
     scale, offset = {"raw": (1.0, 0.0), "unit": (1 / 255, 0.0), "symmetric": (1 / 127.5, -1.0)}[norm]
     fed = (image * scale + offset).astype(np.float32)
@@ -230,9 +265,10 @@ def max_difference(model, content: bytes, size: tuple[int, int]) -> float:
     found = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     expected = model(fed, training=False)
     expected = np.asarray(expected[0] if isinstance(expected, (list, tuple)) else expected)
+    keras_nan, tflite_nan = bool(np.isnan(expected).any()), bool(np.isnan(found).any())
     if found.shape != expected.shape:
-        return float("inf")
-    return float(np.abs(found - expected).max())
+        return Difference(float("inf"), keras_nan, tflite_nan)
+    return Difference(float(np.abs(found - expected).max()), keras_nan, tflite_nan)
 
 
 def check_export_paths(model: str, out: Optional[str] = None) -> tuple[Path, Path]:
