@@ -105,6 +105,18 @@ def test_far_is_strictly_beyond_the_margin():
     assert metrics.far_fraction(truth, pred, margin_px=10) == 1 / 150
 
 
+def test_far_fp_pixels_counts_beyond_a_share_of_the_short_side():
+    truth = np.zeros((100, 300), bool)  # short side 100: the default margin is 1 px
+    truth[40:60, 10:30] = True
+    pred = truth.copy()
+    pred[40:60, 30] = True  # 1 px out: at the margin, not beyond it
+    pred[40:60, 31] = True  # 2 px out: beyond (20 px)
+    pred[0, 100:150] = True  # a thin line far away: 50 px
+    assert metrics.far_fp_pixels(truth, pred) == 70
+    assert metrics.far_fp_pixels(truth, pred, share=0.02) == 50  # a 2 px margin keeps column 31
+    assert metrics.far_fp_pixels(truth, truth) == 0
+
+
 def test_far_fraction_of_a_photo_without_people_is_everything_marked():
     empty = np.zeros((10, 10), bool)
     pred = empty.copy()
