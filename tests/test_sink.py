@@ -34,6 +34,7 @@ from portrait.sink import (
     open_image_sink,
     open_sink,
     to_bgr,
+    virtual_camera_hint,
     write_image,
 )
 from portrait.sink.avi import trim_to_whole_chunks
@@ -321,7 +322,43 @@ def test_missing_virtual_camera_device_gives_the_modprobe_hint():
     assert "\n" not in message
     assert ('sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label="Portrait Cam"'
             in message)
+    assert "sudo apt install v4l2loopback-dkms" in message  # modprobe alone fails without it
     assert "No v4l2 loopback device found" in message
+
+
+class NoDevice(FakeCameraBackend):
+    """A backend whose device is not set up, as OBS's where its camera was never started."""
+
+    def __init__(self, **kw):
+        raise RuntimeError("OBS Virtual Camera is not installed in your system. Use the Virtual "
+                           "Camera function in OBS to trigger installation.")
+
+
+def test_a_backend_without_its_device_is_one_line_with_this_systems_setup_step():
+    with fake_camera("portrait-test-no-device", NoDevice):
+        with pytest.raises(DeviceError) as error:
+            VirtualCameraSink(64, 48, 30.0, backend="portrait-test-no-device")
+    assert str(error.value) == (
+        "no virtual camera device could be opened ('portrait-test-no-device' backend: OBS "
+        f"Virtual Camera is not installed in your system); {virtual_camera_hint()}, or write to "
+        "a file with --out out.mp4")
+
+
+@pytest.mark.parametrize("system, steps", [
+    ("Linux", ("sudo apt install v4l2loopback-dkms", "sudo modprobe v4l2loopback devices=1 "
+               'exclusive_caps=1 card_label="Portrait Cam"')),
+    ("Windows", ("OBS Studio (26 or later)", '"Start Virtual Camera" once and stop it again')),
+    ("Darwin", ("OBS Studio (30 or later)", "macOS approves its system extension")),
+    ("FreeBSD", ("install OBS Studio and start its virtual camera once",)),
+])
+def test_the_virtual_camera_hint_gives_each_systems_setup_as_the_readme_does(system, steps):
+    hint = virtual_camera_hint(system)
+    assert all(step in hint for step in steps), hint
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Virtual camera setup", 1)[1].split("\n## ", 1)[0]
+    for version in ("26 or later", "30 or later"):
+        if version in hint:
+            assert f"version {version}" in section  # the README asks for the same OBS
 
 
 def test_unknown_virtual_camera_backend_is_an_input_error_naming_those_there_are(recorder):

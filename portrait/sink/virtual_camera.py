@@ -41,10 +41,19 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def virtual_camera_hint() -> str:
-    """What to do when no virtual camera device exists, for this operating system."""
-    if platform.system() == "Linux":
-        return f"create one with: {V4L2LOOPBACK_HINT}"
+def virtual_camera_hint(system: Optional[str] = None) -> str:
+    """What to do when no virtual camera device exists, for ``system`` (``platform.system()``'s
+    name; default this one's), as the README's "Virtual camera setup" says it."""
+    system = platform.system() if system is None else system
+    if system == "Linux":
+        return ("install v4l2loopback (sudo apt install v4l2loopback-dkms) and create one with: "
+                f"{V4L2LOOPBACK_HINT}")
+    if system == "Windows":
+        return ("install OBS Studio (26 or later), start it, click \"Start Virtual Camera\" once "
+                "and stop it again (that registers its camera)")
+    if system == "Darwin":
+        return ("install OBS Studio (30 or later) and start its virtual camera once, so macOS "
+                "approves its system extension")
     return "install OBS Studio and start its virtual camera once"
 
 
