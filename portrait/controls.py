@@ -161,7 +161,7 @@ class Controls:
             before = self._state
             if before.quit:
                 return before  # the run is finishing: later keys change nothing
-            if key == "b" and len(before.backgrounds) == 1:
+            if key.lower() == "b" and len(before.backgrounds) == 1:  # Caps Lock on too
                 log.info("b: only one background (%s); --background DIR or a colour in the "
                          "config file adds more", before.background)
             after = self._state = apply_key(before, key, self.frame_size)

@@ -105,6 +105,16 @@ def test_each_change_is_logged_once_and_quit_calls_back_once(caplog):
     assert controls.state.framing is True  # the flag the auto-framer reads
 
 
+@pytest.mark.parametrize("key", ["b", "B"])
+def test_b_with_one_background_says_how_to_add_more_with_caps_lock_on_too(caplog, key):
+    controls = Controls(LiveState())
+    with caplog.at_level(logging.INFO, logger="portrait.controls"):
+        assert controls.press(key) == LiveState()
+    assert [r.getMessage() for r in caplog.records] == [
+        "b: only one background (blur); --background DIR or a colour in the config file adds "
+        "more"]
+
+
 def test_scripted_keys_apply_one_item_per_frame():
     controls = Controls(LiveState(), scripts=[[None, "m", "", "m f"]])
     states = [controls.poll() for _ in range(6)]
