@@ -398,6 +398,10 @@ def run_stream(
                                            ("this terminal", terminal is not None)) if there]
         if places:
             log.info("keys in %s: %s", " and ".join(places), KEY_HELP)
+        else:  # a user who presses keys that nothing reads should know why
+            log.info("no live keys: standard input is not a terminal in the foreground "
+                     "(redirected, or a background job); --preview opens a window that takes "
+                     "them; Ctrl-C (in the foreground) or a kill stops the run cleanly")
         with _stop_on_signals(stream.stop, stream.abandon):
             stats = stream.run()
     summary = stats.write(output.stats)

@@ -326,6 +326,17 @@ def test_scripted_keys_change_the_next_frames(brightness_model, video, backgroun
     assert np.abs(sent[9][person].astype(int) - source[9][person]).max() <= 3
 
 
+def test_a_run_without_a_terminal_or_window_says_it_reads_no_keys(brightness_model, video,
+                                                                   caplog):
+    with fake_camera(BACKEND, RecordingBackend), caplog.at_level(logging.INFO, "portrait"):
+        assert main(["--model", brightness_model, "--source", video, "--no-realtime",
+                     "--max-frames", 2]) == 0  # pytest's stdin is no terminal
+    lines = [r.getMessage() for r in caplog.records if "keys" in r.getMessage()]
+    assert lines == ["no live keys: standard input is not a terminal in the foreground "
+                     "(redirected, or a background job); --preview opens a window that takes "
+                     "them; Ctrl-C (in the foreground) or a kill stops the run cleanly"]
+
+
 def test_mirror_option_flips_every_frame(brightness_model, video, tmp_path):
     plain, _ = camera_run(brightness_model, video, "--max-frames", 12)
     mirrored, _ = camera_run(brightness_model, video, "--max-frames", 12, "--mirror")
