@@ -903,6 +903,9 @@ def test_our_dynamic_models_run_at_the_frame_aspect(tmp_path):
     with create_segmenter(SegmentOptions(model=str(path), frame_size=(120, 160))) as segmenter:
         assert segmenter.input_size == (64, 96)
         assert list(segmenter._by_size) == [(64, 96)]
+        # The start-up line says the size it runs at, which its cost depends on.
+        assert ", input 64x96 for a 120x160 frame (each frame's aspect, short side 64 px), " in (
+            segmenter.description)
 
 
 def test_the_keras_path_runs_our_dynamic_models_at_the_frame_aspect_too(tmp_path):

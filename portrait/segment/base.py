@@ -62,12 +62,15 @@ def describe(segmenter: Segmenter, source: str, norm_why: Optional[str], reason:
     """Compose the one start-up line: runtime, source, input, scaling, output, and why."""
     width, height = segmenter.input_size
     short_px = getattr(segmenter, "short_px", None)  # an AspectSegmenter sizes per frame
-    parts = [
-        f"segmenter: {segmenter.runtime}",
-        source,
-        f"input sized to the frame's aspect, short side {short_px} px" if short_px else
-        f"input {width}x{height} {'letterboxed' if segmenter.letterbox else 'stretched'}",
-    ]
+    if short_px:
+        frames = getattr(segmenter, "first_frame_size", None)
+        # The size it runs at, where the frames are known: what the cost depends on.
+        size = (f"input {width}x{height} for a {frames[0]}x{frames[1]} frame (each frame's "
+                f"aspect, short side {short_px} px)" if frames else
+                f"input sized to the frame's aspect, short side {short_px} px")
+    else:
+        size = f"input {width}x{height} {'letterboxed' if segmenter.letterbox else 'stretched'}"
+    parts = [f"segmenter: {segmenter.runtime}", source, size]
     norm = getattr(segmenter, "input_norm", None)
     if norm:
         parts.append(f"{NORM_TEXT[norm]} ({norm_why})" if norm_why else NORM_TEXT[norm])

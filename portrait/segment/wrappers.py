@@ -60,6 +60,11 @@ class AspectSegmenter(Segmenter):
     def input_size(self) -> tuple[int, int]:
         return self._current.input_size
 
+    @property
+    def first_frame_size(self) -> Optional[tuple[int, int]]:
+        """The (w, h) of the frames it was made for, or None where they were not known."""
+        return self._first_frame_size
+
     def _segmenter_for(self, frame_size: tuple[int, int]) -> Segmenter:
         size = size_for_frame(frame_size, self.short_px)
         segmenter = self._by_size.pop(size, None)
