@@ -58,7 +58,7 @@ from portrait.sink.images import NO_ALPHA_EXTENSIONS
 from portrait.sink.paths import check_report_file, names_folder, same_place
 from portrait.smooth import TemporalSmoother
 from portrait.subject import SubjectSelector
-from portrait.stats import RunStats
+from portrait.stats import RunStats, summary_line
 from portrait.words import counted
 
 log = logging.getLogger(__name__)
@@ -404,10 +404,5 @@ def run_stream(
                      "them; Ctrl-C (in the foreground) or a kill stops the run cleanly")
         with _stop_on_signals(stream.stop, stream.abandon):
             stats = stream.run()
-    summary = stats.write(output.stats)
-    waited = summary["wait_ms"]["median"]
-    log.info("%s at %.1f fps; latency median %s ms%s", counted(summary["frames"], "frame"),
-             summary["fps"],
-             summary["latency_ms"]["median"],
-             "" if waited is None else f"; waited {waited} ms a frame (median) for the source")
+    log.info("%s", summary_line(stats.write(output.stats)))
     return 0

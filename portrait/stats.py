@@ -13,6 +13,7 @@ import numpy as np
 
 from portrait.capture.base import WALL_CLOCK, Clock
 from portrait.sink.paths import write_report
+from portrait.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +96,20 @@ class RunStats:
             write_report(path, (json.dumps(summary, indent=2) + "\n").encode(), "--stats")
             log.info("stats written to %s", path)
         return summary
+
+
+def summary_line(summary: dict) -> str:
+    """The stream's last log line, from :meth:`RunStats.summary`: frames, fps, median latency,
+    the frames dropped where the pipeline fell behind a live source (a call shows them as
+    stutter), and the median wait for the source's next frame where it waits."""
+    parts = [f"{counted(summary['frames'], 'frame')} at {summary['fps']:.1f} fps"]
+    latency = summary["latency_ms"]["median"]
+    if latency is not None:
+        parts.append(f"latency median {latency:.1f} ms")
+    if summary["dropped_frames"]:
+        parts.append(f"{counted(summary['dropped_frames'], 'frame')} dropped (the pipeline fell "
+                     "behind the source)")
+    waited = summary["wait_ms"]["median"]
+    if waited is not None:
+        parts.append(f"waited {waited:.1f} ms a frame (median) for the source")
+    return "; ".join(parts)

@@ -3,7 +3,7 @@
 import json
 
 from conftest import ManualClock
-from portrait.stats import RunStats
+from portrait.stats import RunStats, summary_line
 
 
 def test_means_cover_the_whole_run_and_percentiles_the_recent_samples():
@@ -64,3 +64,21 @@ def test_the_summary_is_written_as_json_where_asked(tmp_path):
     assert summary["frames"] == 3 and summary["stage_ms"] == {"decode": 2.0}
     assert stats.write(None)["frames"] == 3
     assert sorted(tmp_path.iterdir()) == [tmp_path / "run.json"]  # nothing else written
+
+
+def test_the_last_line_counts_dropped_frames_only_where_there_are_some():
+    wall = ManualClock()
+    stats = RunStats(clock=wall, cpu_clock=ManualClock().now)
+    wall.advance(2.0)
+    stats.frames = 55
+    for ms in (18.0, 20.0, 41.25):
+        stats.add("latency", ms)
+    assert summary_line(stats.summary()) == "55 frames at 27.5 fps; latency median 20.0 ms"
+    stats.dropped = 5
+    stats.add("wait", 26.68)
+    assert summary_line(stats.summary()) == (
+        "55 frames at 27.5 fps; latency median 20.0 ms; 5 frames dropped (the pipeline fell "
+        "behind the source); waited 26.7 ms a frame (median) for the source")
+    stats.dropped, stats.frames = 1, 1
+    assert "; 1 frame dropped (" in summary_line(stats.summary())
+    assert summary_line(RunStats().summary()) == "0 frames at 0.0 fps"
