@@ -39,6 +39,10 @@ BLUR_MAX_PX = 100
 QUIT_KEYS = ("q", "\x1b", "\x03")  # q, Esc, Ctrl-C (a terminal in raw mode, Windows' getwch)
 KEY_HELP = ("space effect on/off, b next background, +/- blur, m mirror, f framing, "
             "e edge colour, q/Esc/Ctrl-C quit")
+# With --matte the output is the matte: these keys change only the composite (space would send
+# colour camera frames into a grey matte sequence), so there they do nothing, and say so.
+MATTE_INERT_KEYS = (" ", "b", "+", "=", "-", "_", "e")
+MATTE_KEY_HELP = "m mirror, f framing, q/Esc/Ctrl-C quit (with --matte, the others do nothing)"
 
 
 @dataclass(frozen=True)
@@ -139,11 +143,16 @@ class Controls:
             keys pressed before that frame (``""`` or None: none). ``poll()`` takes one item of
             each per frame.
         on_quit: called (once) when a quit key is pressed, e.g. the pipeline's ``stop``.
+        inert: keys that change nothing in this run (:data:`MATTE_INERT_KEYS` with
+            ``--matte``), each said once a press with ``inert_reason`` ("with --matte").
     """
 
     def __init__(self, state: LiveState = LiveState(), scripts: Sequence[Iterable] = (),
-                 on_quit: Optional[Callable[[], None]] = None):
+                 on_quit: Optional[Callable[[], None]] = None, inert: Sequence[str] = (),
+                 inert_reason: str = ""):
         self._state = state
+        self._inert = frozenset(inert)
+        self._inert_reason = inert_reason
         self._scripts: list[Iterator] = [iter(source) for source in scripts]
         self._lock = threading.Lock()
         self.on_quit = on_quit
@@ -161,6 +170,10 @@ class Controls:
             before = self._state
             if before.quit:
                 return before  # the run is finishing: later keys change nothing
+            if (key.lower() if len(key) == 1 else key) in self._inert:
+                log.info("%s does nothing %s", "space" if key == " " else key,
+                         self._inert_reason)
+                return before
             if key.lower() == "b" and len(before.backgrounds) == 1:  # Caps Lock on too
                 log.info("b: only one background (%s); --background DIR or a colour in the "
                          "config file adds more", before.background)

@@ -24,6 +24,8 @@ from portrait.capture import ImageItem, ImageSource, camera_index, open_source
 from portrait.composite import make_background
 from portrait.controls import (
     KEY_HELP,
+    MATTE_INERT_KEYS,
+    MATTE_KEY_HELP,
     Controls,
     LiveBackground,
     TerminalKeys,
@@ -366,7 +368,9 @@ def run_stream(
                                              backend=output.vcam_backend,
                                              device=output.vcam_device, protected=protected,
                                              audio_from=sound_source(capture, output)))
-        live_controls = Controls(state, scripts=keys)
+        live_controls = Controls(state, scripts=keys,
+                                 inert=MATTE_INERT_KEYS if output.matte else (),
+                                 inert_reason="with --matte")
         preview = (stack.enter_context(PreviewSink(on_key=live_controls.press))
                    if output.preview else None)
         processor = FrameProcessor(
@@ -397,7 +401,8 @@ def run_stream(
         places = [name for name, there in (("the preview window", preview is not None),
                                            ("this terminal", terminal is not None)) if there]
         if places:
-            log.info("keys in %s: %s", " and ".join(places), KEY_HELP)
+            log.info("keys in %s: %s", " and ".join(places),
+                     MATTE_KEY_HELP if output.matte else KEY_HELP)
         else:  # a user who presses keys that nothing reads should know why
             log.info("no live keys: standard input is not a terminal in the foreground "
                      "(redirected, or a background job); --preview opens a window that takes "

@@ -337,6 +337,28 @@ def test_a_run_without_a_terminal_or_window_says_it_reads_no_keys(brightness_mod
                      "them; Ctrl-C (in the foreground) or a kill stops the run cleanly"]
 
 
+def test_with_matte_the_keys_of_the_composite_do_nothing_and_say_so(brightness_model, video,
+                                                                     tmp_path, caplog):
+    """Space sent colour camera frames into the grey matte frames; b, +, - and e were logged
+    as changes that changed nothing. m still flips the matte."""
+    def matte_frames(name, keys):
+        out = tmp_path / name
+        assert main(["--model", brightness_model, "--source", video, "--no-realtime", "--matte",
+                     "--out", f"{out}/", "--max-frames", 6], keys=[keys]) == 0
+        return [cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in sorted(out.glob("*.png"))]
+
+    plain = matte_frames("plain", [])
+    with caplog.at_level(logging.INFO, logger="portrait.controls"):
+        pressed = matte_frames("pressed", [None, " b+-E", None, "m", None, None])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{key} does nothing with --matte" for key in ("space", "b", "+", "-", "E")] + [
+        "mirror on"]
+    assert len(pressed) == len(plain) == 6
+    assert all(frame.ndim == 2 for frame in pressed)  # every one a matte
+    for i, (a, b) in enumerate(zip(plain, pressed)):
+        assert np.array_equal(cv2.flip(a, 1) if i >= 3 else a, b), i
+
+
 def test_mirror_option_flips_every_frame(brightness_model, video, tmp_path):
     plain, _ = camera_run(brightness_model, video, "--max-frames", 12)
     mirrored, _ = camera_run(brightness_model, video, "--max-frames", 12, "--mirror")
