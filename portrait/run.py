@@ -351,6 +351,12 @@ def run_stream(
         # Last out: after an error anywhere, the sink's close too (a full disk, a device), the
         # frames done are still reported.
         stack.push(lambda kind, _error, _tb: _stats_after_error(kind, stream, output.stats))
+        live_controls = Controls(state, scripts=keys,
+                                 inert=MATTE_INERT_KEYS if output.matte else (),
+                                 inert_reason="with --matte")
+        # First, so a machine without a display says so before a camera or the model opens.
+        preview = (stack.enter_context(PreviewSink(on_key=live_controls.press))
+                   if output.preview else None)
         background = None if output.matte else stack.enter_context(
             LiveBackground(composite, state, (capture.width, capture.height)))
         source = stack.enter_context(open_source(capture))
@@ -368,11 +374,6 @@ def run_stream(
                                              backend=output.vcam_backend,
                                              device=output.vcam_device, protected=protected,
                                              audio_from=sound_source(capture, output)))
-        live_controls = Controls(state, scripts=keys,
-                                 inert=MATTE_INERT_KEYS if output.matte else (),
-                                 inert_reason="with --matte")
-        preview = (stack.enter_context(PreviewSink(on_key=live_controls.press))
-                   if output.preview else None)
         processor = FrameProcessor(
             segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options,
             lost_frame=camera_lost_frame, controls=live_controls,

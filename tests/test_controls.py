@@ -5,6 +5,7 @@ had the same setting from the start."""
 
 import logging
 import os
+import platform
 import queue
 import sys
 import time
@@ -357,6 +358,20 @@ def test_with_matte_the_keys_of_the_composite_do_nothing_and_say_so(brightness_m
     assert all(frame.ndim == 2 for frame in pressed)  # every one a matte
     for i, (a, b) in enumerate(zip(plain, pressed)):
         assert np.array_equal(cv2.flip(a, 1) if i >= 3 else a, b), i
+
+
+@pytest.mark.skipif(platform.system() in ("Windows", "Darwin"), reason="a display is always there")
+def test_preview_without_a_display_is_refused_before_the_camera_and_model_open(
+        brightness_model, video, monkeypatch, caplog, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with fake_camera(BACKEND, RecordingBackend) as backend, \
+            caplog.at_level(logging.INFO, "portrait"):
+        assert main(["--model", brightness_model, "--source", video, "--preview"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot open a preview window: no display")
+    assert backend.instances == []  # no virtual camera opened
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "segmenter:" not in said and "video '" not in said  # nor the model, nor the source
 
 
 def test_mirror_option_flips_every_frame(brightness_model, video, tmp_path):
