@@ -366,14 +366,23 @@ def run_stream(
         if first is None:
             raise InputError(f"source '{capture.source}' gave no frames; check the file or camera")
         height, width = first.image.shape[:2]
+        fps = source.fps or capture.fps
+
+        def open_output():
+            return stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
+                                                 backend=output.vcam_backend,
+                                                 device=output.vcam_device, protected=protected,
+                                                 audio_from=sound_source(capture, output)))
+
+        # The virtual camera before the model (seconds where TensorFlow starts): a missing
+        # device is the first thing a new user meets. A file or folder is made only after the
+        # model loads, so a model that fails leaves nothing behind.
+        sink = open_output() if output.out is None else None
         segmenter = stack.enter_context(
             create_segmenter(replace(segment, frame_size=(width, height),
                                      threads=stream_inference_threads(segment.threads))))
-        fps = source.fps or capture.fps
-        sink = stack.enter_context(open_sink(output.out, fps=fps, size=(width, height),
-                                             backend=output.vcam_backend,
-                                             device=output.vcam_device, protected=protected,
-                                             audio_from=sound_source(capture, output)))
+        if sink is None:
+            sink = open_output()
         processor = FrameProcessor(
             segmenter, TemporalSmoother(smooth), Refiner(refine), background, output.matte, options,
             lost_frame=camera_lost_frame, controls=live_controls,

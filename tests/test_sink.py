@@ -344,6 +344,19 @@ def test_a_backend_without_its_device_is_one_line_with_this_systems_setup_step()
         "a file with --out out.mp4")
 
 
+def test_a_missing_virtual_camera_device_is_said_before_the_model_loads(brightness_model,
+                                                                         tmp_path, caplog, capsys):
+    from portrait.cli import main
+
+    video = write_video(tmp_path / "in.avi", 3)
+    with fake_camera("portrait-test-no-device", NoDevice), \
+            caplog.at_level(logging.INFO, "portrait"):
+        assert main(["--model", brightness_model, "--source", video,
+                     "--vcam-backend", "portrait-test-no-device"]) == 2
+    assert capsys.readouterr().err.startswith("error: no virtual camera device could be opened")
+    assert not any("segmenter:" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("system, steps", [
     ("Linux", ("sudo apt install v4l2loopback-dkms", "sudo modprobe v4l2loopback devices=1 "
                'exclusive_caps=1 card_label="Portrait Cam"')),
