@@ -1,13 +1,30 @@
 """Options for each pipeline stage, as frozen dataclasses.
 
 Only ``app.py`` (through :mod:`portrait.cli`) turns the command line into these; library code
-takes the dataclass of its own stage and nothing else.
+takes the dataclass of its own stage and nothing else. Each checks its values when built (also by
+``dataclasses.replace``): a value of the wrong type or out of its range raises
+:class:`~portrait.option_checks.OptionTypeError` (a ``TypeError``) or
+:class:`~portrait.option_checks.OptionValueError` (a ``ValueError``) naming the field, the value
+and what it may be; the ranges are the fields' :func:`~portrait.option_checks.bounded` metadata,
+which the command line's checks share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
+
+from portrait.option_checks import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    SHARE,
+    UNIT,
+    CheckedOptions,
+    Range,
+    bounded,
+)
 
 InputNorm = Literal["auto", "raw", "unit", "symmetric"]
 Device = Literal["auto", "cpu", "gpu"]
@@ -16,7 +33,8 @@ Backend = Literal["auto", "keras", "tflite", "mediapipe"]
 # mirror pair at three scales of a model run at the frame's aspect; or those, each also turned
 # either way (portrait.segment.wrappers).
 TestTime = Literal["off", "mirror", "scales", "turns"]
-TEST_TIME_MODES = ("off", "mirror", "scales", "turns")
+TEST_TIME_MODES = get_args(TestTime)
+Guide = Literal["grey", "colour"]  # RefineOptions.guide
 PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
 # Context modules between the encoder and the decoder (portrait.training.model.build_unet, train --context).
 CONTEXT_MODULES = ("none", "lraspp", "tail")
@@ -24,10 +42,17 @@ CONTEXT_MODULES = ("none", "lraspp", "tail")
 # one for camera and video frames, where each frame has a 33 ms budget (weights/README.md).
 PHOTO_MODEL = "weights/unet.hdf5"
 LIVE_MODEL = "weights/unet_live.hdf5"
+# px: a 4K frame's long side. A model run at 99968x99968 (a typo's size) overflowed TFLite's
+# convolutions, was called a corrupt file and then converted from Keras for minutes.
+MAX_MODEL_SIDE = 4096
+MAX_REFINE_RADIUS = 64  # px: 8 times the default; far more costs seconds a frame and blurs the edge
+REFINE_RADIUS = Range(1, MAX_REFINE_RADIUS)  # RefineOptions.radius_px, --refine-radius
+SUBJECT_CORE = 0.5  # a region's area counts its pixels above this probability (portrait.subject)
+ZOOM_LIMIT = Range(1, note="1 = never zoom in")  # FramingOptions.max_zoom, --max-zoom
 
 
 @dataclass(frozen=True)
-class CaptureOptions:
+class CaptureOptions(CheckedOptions):
     """Where frames come from.
 
     Attributes:
@@ -39,14 +64,14 @@ class CaptureOptions:
     """
 
     source: str = "0"
-    width: int = 1280
-    height: int = 720
-    fps: float = 30.0
+    width: int = bounded(1280, POSITIVE)
+    height: int = bounded(720, POSITIVE)
+    fps: float = bounded(30.0, POSITIVE)
     realtime: Optional[bool] = None
 
 
 @dataclass(frozen=True)
-class SegmentOptions:
+class SegmentOptions(CheckedOptions):
     """Which model runs and how.
 
     Attributes:
@@ -76,16 +101,16 @@ class SegmentOptions:
     backend: Backend = "auto"
     device: Device = "auto"
     input_norm: InputNorm = "auto"
-    input_size: Optional[tuple[int, int]] = None
+    input_size: Optional[tuple[int, int]] = bounded(None, Range(1, MAX_MODEL_SIDE))
     letterbox: bool = False
-    threads: int = 0
+    threads: int = bounded(0, NON_NEGATIVE)
     trust_model: bool = False
-    frame_size: Optional[tuple[int, int]] = None
+    frame_size: Optional[tuple[int, int]] = bounded(None, POSITIVE)
     tta: TestTime = "off"
 
 
 @dataclass(frozen=True)
-class SmoothOptions:
+class SmoothOptions(CheckedOptions):
     """Temporal smoothing of the low-resolution probability.
 
     An exponential average whose weight on the new frame rises with the change between frames:
@@ -98,12 +123,12 @@ class SmoothOptions:
     """
 
     enabled: bool = True
-    min_weight: float = 0.25
-    change_full: float = 0.35
+    min_weight: float = bounded(0.25, UNIT)
+    change_full: float = bounded(0.35, SHARE)
 
 
 @dataclass(frozen=True)
-class SubjectOptions:
+class SubjectOptions(CheckedOptions):
     """Which regions of the probability a video keeps (:mod:`portrait.subject`).
 
     Attributes:
@@ -116,13 +141,13 @@ class SubjectOptions:
     """
 
     enabled: bool = True
-    min_ratio: float = 0.2
-    margin: float = 0.05
-    low: float = 0.2
+    min_ratio: float = bounded(0.2, SHARE)
+    margin: float = bounded(0.05, FRACTION)
+    low: float = bounded(0.2, Range(0, SUBJECT_CORE, low_open=True, high_open=True))
 
 
 @dataclass(frozen=True)
-class RefineOptions:
+class RefineOptions(CheckedOptions):
     """Edge refinement with a fast guided filter guided by the full-resolution frame.
 
     Attributes:
@@ -141,17 +166,17 @@ class RefineOptions:
     """
 
     enabled: bool = True
-    radius_px: int = 8
-    eps: float = 1e-3
-    scale: int = 4
-    sharpen: float = 3.0
-    guide: Literal["grey", "colour"] = "colour"
+    radius_px: int = bounded(8, REFINE_RADIUS)
+    eps: float = bounded(1e-3, POSITIVE)
+    scale: int = bounded(4, AT_LEAST_ONE)
+    sharpen: float = bounded(3.0, POSITIVE)
+    guide: Guide = "colour"
 
 LIGHT_WRAP_STRENGTH = 0.5  # what a bare --light-wrap means
 
 
 @dataclass(frozen=True)
-class FramingOptions:
+class FramingOptions(CheckedOptions):
     """Auto-framing: the output shows a crop of the frame that keeps the person centred.
 
     Attributes:
@@ -170,18 +195,18 @@ class FramingOptions:
     """
 
     enabled: bool = False
-    max_zoom: float = 2.0
-    fill: float = 0.65
-    headroom: float = 0.15
-    dead_zone: float = 0.05
-    zoom_dead_zone: float = 0.1
-    glide_s: float = 0.5
-    hold_s: float = 1.5
-    min_area: float = 0.01
+    max_zoom: float = bounded(2.0, ZOOM_LIMIT)
+    fill: float = bounded(0.65, SHARE)
+    headroom: float = bounded(0.15, FRACTION)
+    dead_zone: float = bounded(0.05, NON_NEGATIVE)
+    zoom_dead_zone: float = bounded(0.1, NON_NEGATIVE)
+    glide_s: float = bounded(0.5, POSITIVE)
+    hold_s: float = bounded(1.5, NON_NEGATIVE)
+    min_area: float = bounded(0.01, FRACTION)
 
 
 @dataclass(frozen=True)
-class CompositeOptions:
+class CompositeOptions(CheckedOptions):
     """What replaces the background.
 
     Attributes:
@@ -197,14 +222,14 @@ class CompositeOptions:
     """
 
     background: str = "blur"
-    blur_px: Optional[int] = None
-    light_wrap: float = 0.0
-    light_wrap_px: int = 16
+    blur_px: Optional[int] = bounded(None, AT_LEAST_ONE)
+    light_wrap: float = bounded(0.0, UNIT)
+    light_wrap_px: int = bounded(16, AT_LEAST_ONE)
     decontaminate: bool = False
 
 
 @dataclass(frozen=True)
-class OutputOptions:
+class OutputOptions(CheckedOptions):
     """Where results go.
 
     Attributes:
@@ -223,7 +248,7 @@ class OutputOptions:
     out: Optional[str] = None
     matte: bool = False
     preview: bool = False
-    max_frames: Optional[int] = None
+    max_frames: Optional[int] = bounded(None, POSITIVE)
     stats: Optional[str] = None
     audio: bool = True
     vcam_backend: Optional[str] = None
@@ -231,7 +256,7 @@ class OutputOptions:
 
 
 @dataclass(frozen=True)
-class PipelineOptions:
+class PipelineOptions(CheckedOptions):
     """How the stages are scheduled.
 
     Attributes:
@@ -252,16 +277,16 @@ class PipelineOptions:
     """
 
     live: bool = False
-    queue_size: int = 2
+    queue_size: int = bounded(2, AT_LEAST_ONE)
     reuse_still: bool = True
-    still_threshold: float = 1.5
-    max_reuse: int = 2
+    still_threshold: float = bounded(1.5, Range(0, 255))
+    max_reuse: int = bounded(2, NON_NEGATIVE)
     spread_still: bool = True
-    opencv_threads: Optional[int] = None
+    opencv_threads: Optional[int] = bounded(None, AT_LEAST_ONE)
 
 
 @dataclass(frozen=True)
-class ControlOptions:
+class ControlOptions(CheckedOptions):
     """How live controls start (the keys change them while a stream runs).
 
     Attributes:

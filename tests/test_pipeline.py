@@ -662,10 +662,9 @@ def test_the_smoother_is_told_a_still_scenes_mask_spans_max_reuse_plus_one_frame
                            (PipelineOptions(max_reuse=4), [1, 5, 5, 5, 1, 1, 1]),
                            (PipelineOptions(spread_still=False), [1] * 7),
                            (PipelineOptions(reuse_still=False), [1] * 7),
-                           # No mask is reused: each spans its own frame (max_reuse 0, or
-                           # below it, as a caller may pass: the smoother refuses a span of 0).
-                           (PipelineOptions(max_reuse=0), [1] * 7),
-                           (PipelineOptions(max_reuse=-1), [1] * 7)):
+                           # No mask is reused: each spans its own frame (the smoother
+                           # refuses a span of 0; PipelineOptions a max_reuse below 0).
+                           (PipelineOptions(max_reuse=0), [1] * 7)):
         processor = matte_processor(segmenter, options)
         packets = [Packet(image=image, index=i, time_s=0.0) for i, image in enumerate(still + moving)]
         for packet in packets:

@@ -831,7 +831,10 @@ def test_garbage_and_unknown_model_files(tmp_path):
     onnx.write_bytes(b"\x08\x07")
     with pytest.raises(ModelError, match=r"unsupported type '.onnx': expected .hdf5, .h5, .keras or .tflite"):
         create_segmenter(SegmentOptions(model=str(onnx)))
-    with pytest.raises(ModelError, match="--input-size must be two positive integers"):
+    # A size no model runs at is refused where the options are built, before any file is read.
+    with pytest.raises(ValueError, match=r"^SegmentOptions.input_size = \(0, 10\): expected None "
+                                         r"or \(width, height\), two whole numbers, each from 1 "
+                                         r"to 4096$"):
         create_segmenter(SegmentOptions(model=str(onnx), input_size=(0, 10)))
 
 

@@ -137,16 +137,20 @@ def test_the_state_is_not_the_callers_array():
     np.testing.assert_allclose(out, 0.5 + (0.25 + 0.75 * 0.1 / 0.35) * 0.1, atol=1e-6)
 
 
-def test_min_weight_outside_0_1_is_taken_as_its_bound():
+def test_min_weight_at_its_bounds_and_outside_them():
     state = np.full((1, 2), 0.5, np.float32)
     prob = np.array([[0.6, 0.0]], np.float32)  # a change of 0.1 and of 0.5 (>= change_full)
-    # Above 1: every pixel takes the new frame (unclamped, the 0.5 change got weight 0.79).
-    out, _ = smooth_probability(prob, state, SmoothOptions(min_weight=1.5, change_full=0.35))
+    # 1: every pixel takes the new frame.
+    out, _ = smooth_probability(prob, state, SmoothOptions(min_weight=1.0, change_full=0.35))
     np.testing.assert_allclose(out, prob, atol=1e-6)
-    # Below 0: weight 0 + 0.1 / 0.35 where the change is 0.1 (unclamped it was below 0, and the
-    # average moved away from the new frame).
-    out, _ = smooth_probability(prob, state, SmoothOptions(min_weight=-0.5, change_full=0.35))
+    # 0: weight 0 + 0.1 / 0.35 where the change is 0.1, 1 where it is 0.5.
+    out, _ = smooth_probability(prob, state, SmoothOptions(min_weight=0.0, change_full=0.35))
     np.testing.assert_allclose(out, [[0.5 + 0.1 / 0.35 * 0.1, 0.0]], atol=1e-6)
+    # Outside 0..1 (below 0 the average moved away from the new frame) the options refuse it.
+    for weight in (1.5, -0.5):
+        with pytest.raises(ValueError, match=rf"^SmoothOptions.min_weight = {weight}: expected a "
+                                             "number, from 0 to 1$"):
+            SmoothOptions(min_weight=weight)
 
 
 def test_span_shares_a_step_out_over_the_frames_a_mask_is_given_for():

@@ -123,10 +123,12 @@ def test_a_new_frame_size_starts_the_choice_afresh():
 def test_bad_input_and_options_are_refused():
     with pytest.raises(ValueError, match=r"float64 \(90, 160\) != float32 \(h, w\)"):
         select_subject(np.zeros((H, W)), None, SubjectOptions())
-    with pytest.raises(ValueError, match="min_ratio 0 is not in"):
-        SubjectSelector(SubjectOptions(min_ratio=0))
-    with pytest.raises(ValueError, match="low 0.6 is not in"):
-        SubjectSelector(SubjectOptions(low=0.6))
+    with pytest.raises(ValueError, match=r"^SubjectOptions.min_ratio = 0: expected a number, "
+                                         r"greater than 0 and at most 1$"):
+        SubjectOptions(min_ratio=0)
+    with pytest.raises(ValueError, match=r"^SubjectOptions.low = 0.6: expected a number, greater "
+                                         r"than 0 and below 0.5$"):
+        SubjectOptions(low=0.6)
 
 
 def _bystander_clip(path, frames=6):

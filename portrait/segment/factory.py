@@ -51,9 +51,6 @@ def create_segmenter(options: SegmentOptions) -> Segmenter:
         DeviceError: ``--device gpu`` where no GPU can run the model.
     """
     started = time.perf_counter()
-    size = options.input_size
-    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)):
-        raise ModelError(f"--input-size must be two positive integers W H, got {size}")
     path = resolve_model_path(options.model)
     suffix = path.suffix.lower()
     if suffix not in KERAS_SUFFIXES + (".tflite",):

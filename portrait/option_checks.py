@@ -1,0 +1,175 @@
+"""Checks of the option dataclasses' values (:mod:`portrait.options`), made where they are built.
+
+Each field's type comes from its annotation (``bool``, ``int``, ``float``, ``str``, a ``Literal``,
+a ``(width, height)`` pair, a tuple of strings, any of them ``Optional``) and a number's bounds
+from the field's :func:`bounded` metadata: a :class:`Range`. The command line's number types
+(:mod:`portrait.cli`) check against the same :class:`Range` objects, so a bound is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from portrait.errors import PortraitError
+
+
+class OptionValueError(PortraitError, ValueError):
+    """An option dataclass built with a value out of its range (or not one of its choices)."""
+
+
+class OptionTypeError(PortraitError, TypeError):
+    """An option dataclass built with a value of the wrong type (text for a number, ...)."""
+
+
+def _number_text(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where a number may lie: from ``low`` to ``high`` (None: no bound), each end included
+    unless ``low_open``/``high_open``; ``note`` says what a bound means ("1 = never zoom in").
+    NaN and infinities are never in a range."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` is a finite number within the range."""
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and not (value > self.low if self.low_open else value >= self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    @property
+    def says(self) -> str:
+        """The range in words, to follow "must be": "from 0 to 1", "greater than 0", ..."""
+        low, high = self.low, self.high
+        if low is None and high is None:
+            words = "a finite number"
+        elif high is None:
+            words = (f"greater than {_number_text(low)}" if self.low_open
+                     else "0 or more" if low == 0 else f"at least {_number_text(low)}")
+        elif low is None:
+            words = f"below {_number_text(high)}" if self.high_open else f"at most {_number_text(high)}"
+        elif not self.low_open and not self.high_open:
+            words = f"from {_number_text(low)} to {_number_text(high)}"
+        else:
+            first = f"greater than {_number_text(low)}" if self.low_open else f"at least {_number_text(low)}"
+            second = f"below {_number_text(high)}" if self.high_open else f"at most {_number_text(high)}"
+            words = f"{first} and {second}"
+        return f"{words} ({self.note})" if self.note else words
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+UNIT = Range(0, 1)  # a probability, a strength, a weight or a share
+FRACTION = Range(0, 1, high_open=True)  # a share to set aside: 0 <= x < 1
+SHARE = Range(0, 1, low_open=True)  # a share of something that must be there: 0 < x <= 1
+
+
+def bounded(default: Any, bounds: Range) -> Any:
+    """A dataclass field with ``default`` whose number (or each side of a size) lies in
+    ``bounds``."""
+    return dataclasses.field(default=default, metadata={"range": bounds})
+
+
+@functools.cache
+def _hints(cls: type) -> tuple[tuple[str, Any, Optional[Range]], ...]:
+    """(name, resolved annotation, range) of each field of ``cls``, worked out once per class."""
+    hints = typing.get_type_hints(cls)
+    return tuple((field.name, hints[field.name], field.metadata.get("range"))
+                 for field in dataclasses.fields(cls))
+
+
+def check_fields(options: Any) -> None:
+    """Check every field of the dataclass ``options`` against its annotation and range.
+
+    Raises:
+        OptionTypeError: a value of the wrong type, e.g. ``SmoothOptions.min_weight = '0.5'
+            (str): expected a number from 0 to 1``.
+        OptionValueError: a value out of its range or choices, e.g. ``PipelineOptions.max_reuse
+            = -3: expected a whole number, 0 or more``.
+    """
+    owner = type(options).__name__
+    for name, hint, bounds in _hints(type(options)):
+        problem = _problem(getattr(options, name), hint, bounds)
+        if problem is not None:
+            error, expected = problem
+            value = getattr(options, name)
+            shown = repr(value) if error is OptionValueError else f"{value!r} ({type(value).__name__})"
+            raise error(f"{owner}.{name} = {shown}: expected {expected}")
+
+
+class CheckedOptions:
+    """A base for an option dataclass: building one (``dataclasses.replace`` too) runs
+    :func:`check_fields`. A few microseconds; options are built per run or per key press, never
+    per frame."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def _problem(value: Any, hint: Any, bounds: Optional[Range]) -> Optional[tuple[type, str]]:
+    """None when ``value`` fits ``hint`` and ``bounds``, else (the error class, what was
+    expected)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        problem = _problem(value, inner, bounds)
+        return None if problem is None else (problem[0], f"None or {problem[1]}")
+    if origin is typing.Literal:
+        return None if value in args else (
+            OptionValueError, "one of " + ", ".join(repr(choice) for choice in args))
+    if hint is bool:
+        return None if isinstance(value, bool) else (OptionTypeError, "True or False")
+    if hint is int or hint is float:
+        return _number_problem(value, hint is int, bounds)
+    if hint is str:
+        if not isinstance(value, str):
+            return OptionTypeError, "a string (a path as str(path))"
+        return None if value.strip() else (OptionValueError, "a string that is not empty")
+    if origin is tuple and args == (int, int):
+        expected = "(width, height), two " + _number_words(True, bounds)
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            return OptionTypeError, expected
+        problems = [_number_problem(side, True, bounds) for side in value]
+        wrong = [problem for problem in problems if problem is not None]
+        return None if not wrong else (wrong[0][0], expected)
+    if origin is tuple and args == (str, Ellipsis):
+        expected = "a tuple of strings that are not empty"
+        if not isinstance(value, tuple) or not all(isinstance(item, str) for item in value):
+            return OptionTypeError, expected
+        return None if all(item.strip() for item in value) else (OptionValueError, expected)
+    raise NotImplementedError(f"no check for a field of type {hint}")  # a new field's type
+
+
+def _number_words(whole: bool, bounds: Optional[Range]) -> str:
+    kind = "whole numbers" if whole else "numbers"
+    return f"{kind}, each {bounds.says}" if bounds else kind
+
+
+def _number_problem(value: Any, whole: bool, bounds: Optional[Range]) -> Optional[tuple[type, str]]:
+    """A number field's problem: not an ``int`` (``whole``) or a real number (True is not one),
+    or out of ``bounds``; bounds or none, never NaN or an infinity."""
+    kind = numbers.Integral if whole else numbers.Real
+    expected = ("a whole number" if whole else "a number") + (f", {bounds.says}" if bounds else "")
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return OptionTypeError, expected
+    if not (bounds or Range()).holds(value):
+        return OptionValueError, expected
+    return None

@@ -1,0 +1,245 @@
+"""The option dataclasses refuse bad values where they are built, naming the field, the value and
+what it may be; the command line's checks take the same ranges."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from portrait.cli import build_parser
+from portrait.errors import PortraitError, run_command
+from portrait.option_checks import Range
+from portrait.options import (
+    CaptureOptions,
+    CompositeOptions,
+    ControlOptions,
+    FramingOptions,
+    OutputOptions,
+    PipelineOptions,
+    RefineOptions,
+    SegmentOptions,
+    SmoothOptions,
+    SubjectOptions,
+)
+
+OPTION_CLASSES = (CaptureOptions, SegmentOptions, SmoothOptions, SubjectOptions, RefineOptions,
+                  FramingOptions, CompositeOptions, OutputOptions, PipelineOptions, ControlOptions)
+NAN, INF = math.nan, math.inf
+FLAG = ([True, False], [], [1, 0, "yes", None])  # a bool field: True/False, not what is truthy
+TEXT = (["0", "clip.mp4"], ["", "  "], [0, None, b"x"])
+MAYBE_TEXT = ([None, "x", "/dev/video2"], ["", " "], [0, b"x"])
+
+# (class, field): (values that pass, the boundary ones among them; out of range -> ValueError;
+# of the wrong type -> TypeError).
+CASES = {
+    (CaptureOptions, "source"): TEXT,
+    (CaptureOptions, "width"): ([1, 4000], [0, -1], [1.5, True, "640", None]),
+    (CaptureOptions, "height"): ([1, 2160], [0, -720], [720.0, "720"]),
+    (CaptureOptions, "fps"): ([1e-3, 30, 60.0], [0, -30.0, INF, NAN], ["30", None]),
+    (CaptureOptions, "realtime"): ([None, True, False], [], [0, "no"]),
+    (SegmentOptions, "model"): (["weights/unet.hdf5", "unet"], [""], [None, 3]),
+    (SegmentOptions, "backend"): (["auto", "keras", "tflite", "mediapipe"], ["gpu", "TFLite", None], []),
+    (SegmentOptions, "device"): (["auto", "cpu", "gpu"], ["cuda", ""], []),
+    (SegmentOptions, "input_norm"): (["auto", "raw", "unit", "symmetric"], ["0..1"], []),
+    # Any positive size up to 4096 (the command line also asks for multiples of 32).
+    (SegmentOptions, "input_size"): ([None, (1, 1), (48, 32), [256, 256], (4096, 4096)],
+                                     [(0, 10), (4097, 32), (-32, 32)],
+                                     [(256,), (256, 256, 3), 256, "256x256", (256.0, 256)]),
+    (SegmentOptions, "letterbox"): FLAG,
+    (SegmentOptions, "threads"): ([0, 1, 64], [-1], [1.0, "2", None]),
+    (SegmentOptions, "trust_model"): FLAG,
+    (SegmentOptions, "frame_size"): ([None, (1, 1), (8000, 6000)], [(0, 720), (1280, -1)],
+                                     [(1280,), "1280x720"]),
+    (SegmentOptions, "tta"): (["off", "mirror", "scales", "turns"], ["on", "auto", None], []),
+    (SmoothOptions, "enabled"): FLAG,
+    (SmoothOptions, "min_weight"): ([0, 0.0, 1, 1.0, 0.5], [-1e-9, 1.0001, 1.5, NAN], ["0.5"]),
+    (SmoothOptions, "change_full"): ([1e-6, 1.0], [0.0, -0.1, 1.01], [None]),
+    (SubjectOptions, "enabled"): FLAG,
+    (SubjectOptions, "min_ratio"): ([1e-6, 1.0], [0, 1.01], [None]),
+    (SubjectOptions, "margin"): ([0.0, 0.999], [1.0, -0.01], ["0.05"]),
+    (SubjectOptions, "low"): ([1e-6, 0.4999], [0.0, 0.5, 0.6], [None]),
+    (RefineOptions, "enabled"): FLAG,
+    (RefineOptions, "radius_px"): ([1, 64], [0, 65, -8], [8.0, None]),
+    (RefineOptions, "eps"): ([1e-12, 1.0], [0.0, -1e-3, INF], [None]),
+    (RefineOptions, "scale"): ([1, 16], [0, -4], [2.5, None]),
+    (RefineOptions, "sharpen"): ([1e-6, 1, 3.0, 100.0], [0, -3.0, NAN], ["3"]),
+    (RefineOptions, "guide"): (["grey", "colour"], ["color", "gray", ""], []),
+    (FramingOptions, "enabled"): FLAG,
+    (FramingOptions, "max_zoom"): ([1, 1.0, 10.0], [0.999, 0.5, INF], [None]),
+    (FramingOptions, "fill"): ([1e-6, 1.0], [0.0, 1.01], [None]),
+    (FramingOptions, "headroom"): ([0.0, 0.999], [1.0, -0.1], [None]),
+    (FramingOptions, "dead_zone"): ([0.0, 0.5], [-0.01], [None]),
+    (FramingOptions, "zoom_dead_zone"): ([0.0, 0.5], [-0.01], [None]),
+    (FramingOptions, "glide_s"): ([1e-6, 5.0], [0.0, -0.5], [None]),
+    (FramingOptions, "hold_s"): ([0.0, 60.0], [-1e-6, INF], [None]),
+    (FramingOptions, "min_area"): ([0.0, 0.999], [1.0, -0.01], [None]),
+    (CompositeOptions, "background"): (["blur", "#00ff00", "beach.jpg"], ["", " "], [None, 0]),
+    (CompositeOptions, "blur_px"): ([None, 1, 1000], [0, -21], [21.5, "21"]),
+    (CompositeOptions, "light_wrap"): ([0.0, 1.0, 1], [-0.1, 1.5], [None, "0.5"]),
+    (CompositeOptions, "light_wrap_px"): ([1, 64], [0, -16], [16.0]),
+    (CompositeOptions, "decontaminate"): FLAG,
+    (OutputOptions, "out"): MAYBE_TEXT,
+    (OutputOptions, "matte"): FLAG,
+    (OutputOptions, "preview"): FLAG,
+    (OutputOptions, "max_frames"): ([None, 1, 10 ** 9], [0, -1], [1.0, "5"]),
+    (OutputOptions, "stats"): MAYBE_TEXT,
+    (OutputOptions, "audio"): FLAG,
+    (OutputOptions, "vcam_backend"): MAYBE_TEXT,
+    (OutputOptions, "vcam_device"): MAYBE_TEXT,
+    (PipelineOptions, "live"): FLAG,
+    (PipelineOptions, "queue_size"): ([1, 8], [0, -2], [2.0, None]),
+    (PipelineOptions, "reuse_still"): FLAG,
+    (PipelineOptions, "still_threshold"): ([0, 0.0, 255.0], [-0.1, 255.5, NAN], [None]),
+    (PipelineOptions, "max_reuse"): ([0, 2, 100], [-1, -3], [2.0, None]),
+    (PipelineOptions, "spread_still"): FLAG,
+    (PipelineOptions, "opencv_threads"): ([None, 1, 16], [0, -1], [1.5, "1"]),
+    (ControlOptions, "mirror"): FLAG,
+    (ControlOptions, "framing"): FLAG,
+    (ControlOptions, "backgrounds"): ([(), ("beach.jpg", "#00ff00")], [("",), ("a.jpg", " ")],
+                                      ["beach.jpg", ["beach.jpg"], (None,)]),
+}
+
+
+def _ids(cases):
+    return [f"{cls.__name__}.{name}" for cls, name in cases]
+
+
+def test_every_field_of_every_option_class_has_cases():
+    fields = {(cls, field.name) for cls in OPTION_CLASSES for field in dataclasses.fields(cls)}
+    assert fields == set(CASES), sorted(_ids(fields ^ set(CASES)))
+
+
+@pytest.mark.parametrize("cls", OPTION_CLASSES, ids=lambda cls: cls.__name__)
+def test_defaults_pass_their_own_checks_and_every_number_has_a_range(cls):
+    cls()  # checked as it is built
+    for field in dataclasses.fields(cls):
+        if "int" in field.type or "float" in field.type:  # sizes too: each side has a range
+            assert isinstance(field.metadata.get("range"), Range), field.name
+
+
+@pytest.mark.parametrize("cls, name", list(CASES), ids=_ids(CASES))
+def test_values_at_the_bounds_pass(cls, name):
+    good, _, _ = CASES[cls, name]
+    for value in good:
+        options = cls(**{name: value})
+        assert getattr(options, name) is value
+
+
+@pytest.mark.parametrize("cls, name", list(CASES), ids=_ids(CASES))
+def test_bad_values_are_refused_naming_the_field_and_the_value(cls, name):
+    _, out_of_range, wrong_type = CASES[cls, name]
+    for value, error, shown in ([(v, ValueError, repr(v)) for v in out_of_range]
+                                + [(v, TypeError, f"{v!r} ({type(v).__name__})") for v in wrong_type]):
+        with pytest.raises(error) as info:
+            cls(**{name: value})
+        message = str(info.value)
+        assert message.startswith(f"{cls.__name__}.{name} = {shown}: expected "), message
+        assert "\n" not in message
+        assert not isinstance(info.value, TypeError if error is ValueError else ValueError)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: PipelineOptions(max_reuse=-3), "PipelineOptions.max_reuse = -3: expected a whole "
+                                            "number, 0 or more"),
+    (lambda: SmoothOptions(min_weight="0.5"), "SmoothOptions.min_weight = '0.5' (str): expected a "
+                                              "number, from 0 to 1"),
+    (lambda: SegmentOptions(backend="gpu"), "SegmentOptions.backend = 'gpu': expected one of "
+                                            "'auto', 'keras', 'tflite', 'mediapipe'"),
+    (lambda: OutputOptions(max_frames=0), "OutputOptions.max_frames = 0: expected None or a whole "
+                                          "number, greater than 0"),
+    (lambda: FramingOptions(max_zoom=0.5), "FramingOptions.max_zoom = 0.5: expected a number, at "
+                                           "least 1 (1 = never zoom in)"),
+    (lambda: SubjectOptions(margin=1.0), "SubjectOptions.margin = 1.0: expected a number, at least "
+                                         "0 and below 1"),
+    (lambda: RefineOptions(eps=math.inf), "RefineOptions.eps = inf: expected a number, greater "
+                                          "than 0"),
+    (lambda: ControlOptions(backgrounds="beach.jpg"), "ControlOptions.backgrounds = 'beach.jpg' "
+                                                      "(str): expected a tuple of strings that "
+                                                      "are not empty"),
+    (lambda: SmoothOptions(enabled=1), "SmoothOptions.enabled = 1 (int): expected True or False"),
+])
+def test_messages_say_what_was_given_and_what_is_expected(build, message):
+    with pytest.raises((ValueError, TypeError)) as info:
+        build()
+    assert str(info.value) == message
+
+
+def test_replace_checks_the_new_values_too():
+    options = SmoothOptions(min_weight=0.5)
+    assert dataclasses.replace(options, min_weight=1.0).min_weight == 1.0
+    with pytest.raises(ValueError, match=r"^SmoothOptions.min_weight = 2: "):
+        dataclasses.replace(options, min_weight=2)
+
+
+def test_a_bad_option_reaching_a_command_is_its_one_line(capsys):
+    """Built from the command line, the options take what its checks let through; should one
+    differ, the command still ends in one line and exit code 2, not a traceback."""
+    code = run_command(lambda: CompositeOptions(light_wrap=1.5))
+    assert code == 2
+    assert capsys.readouterr().err == ("error: CompositeOptions.light_wrap = 1.5: expected a "
+                                       "number, from 0 to 1\n")
+    with pytest.raises(PortraitError):
+        SegmentOptions(tta="on")
+
+
+# Options of the command line that set a number field, and texts at and around their bounds.
+CLI_NUMBERS = [("--width", CaptureOptions, "width", int), ("--height", CaptureOptions, "height", int),
+               ("--fps", CaptureOptions, "fps", float), ("--threads", SegmentOptions, "threads", int),
+               ("--smooth", SmoothOptions, "min_weight", float),
+               ("--refine-radius", RefineOptions, "radius_px", int),
+               ("--refine-sharpen", RefineOptions, "sharpen", float),
+               ("--blur", CompositeOptions, "blur_px", int),
+               ("--light-wrap", CompositeOptions, "light_wrap", float),
+               ("--max-zoom", FramingOptions, "max_zoom", float),
+               ("--max-frames", OutputOptions, "max_frames", int)]
+TEXTS = ["-1", "0", "1e-9", "0.5", "0.999", "1", "1.001", "2", "63", "64", "65", "1e6", "inf", "nan"]
+
+
+@pytest.mark.parametrize("flag, cls, name, kind", CLI_NUMBERS, ids=[c[0] for c in CLI_NUMBERS])
+def test_the_command_line_takes_a_number_where_the_options_do(flag, cls, name, kind, capsys):
+    taken = refused = 0
+    for text in TEXTS:
+        try:
+            value = kind(text)
+        except ValueError:
+            continue  # "0.5" for a whole number: refused by both, as text
+        try:
+            cls(**{name: value})
+            options_take = True
+        except ValueError:
+            options_take = False
+        try:
+            build_parser().parse_args([flag, text])
+            command_line_takes = True
+        except SystemExit:
+            command_line_takes = False
+        assert command_line_takes == options_take, (flag, text)
+        taken += options_take
+        refused += not options_take
+    assert taken and refused  # both sides of the bound were tried
+    capsys.readouterr()
+
+
+def test_input_size_the_command_line_adds_multiples_of_32_to_the_options_range(capsys):
+    def command_line_takes(text):
+        try:
+            build_parser().parse_args(["--input-size", text])
+            return True
+        except SystemExit:
+            return False
+
+    for text, size, both in (("4096x2176", (4096, 2176), True), ("4128x32", (4128, 32), False),
+                             ("32x32", (32, 32), True)):
+        assert command_line_takes(text) is both, text
+        if both:
+            assert SegmentOptions(input_size=size).input_size == size
+        else:
+            with pytest.raises(ValueError, match="each from 1 to 4096"):
+                SegmentOptions(input_size=size)
+    # A size the shipped models cannot run at: the command line refuses it, a library caller
+    # with a model of its own may ask for it.
+    assert not command_line_takes("48x32")
+    assert SegmentOptions(input_size=(48, 32)).input_size == (48, 32)
+    capsys.readouterr()
