@@ -8,20 +8,29 @@ import logging
 import math
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, get_args
 
 from portrait.config import ConfigError, config_origin, format_config, parse_with_config
 from portrait.errors import InputError, PortraitError, run_command, stop_on_termination_signals
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
+from portrait.option_checks import FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Range
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
+    MAX_MODEL_SIDE,
+    MAX_REFINE_RADIUS,
     PHOTO_MODEL,
+    REFINE_RADIUS,
     TEST_TIME_MODES,
+    ZOOM_LIMIT,
+    Backend,
     CaptureOptions,
     CompositeOptions,
     ControlOptions,
+    Device,
     FramingOptions,
+    Guide,
+    InputNorm,
     OutputOptions,
     PipelineOptions,
     RefineOptions,
@@ -46,11 +55,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"size '{text}' must be positive, e.g. 256x256")
     return parts[0], parts[1]
-
-
-# px: a 4K frame's long side. A model run at 99968x99968 (a typo's size) overflowed TFLite's
-# convolutions, was called a corrupt file and then converted from Keras for minutes.
-MAX_MODEL_SIDE = 4096
 
 
 def model_size(text: str) -> tuple[int, int]:
@@ -103,17 +107,19 @@ source_spec.refuse_float = ("a camera index is a whole number: source = 1; a vid
                             "goes in quotes: source = \"clip.mp4\"")
 
 
-def _number(text: str, kind: type, ok, requirement: str, label: str = ""):
-    """``text`` as an ``int`` or a finite ``float`` for which ``ok(value)`` holds (nan never
-    does), else the argparse error: "'x' is not a number", "<label>'x' <requirement>", or
-    "'inf' is not a finite number"."""
+def _number(text: str, kind: type, bounds: Range, label: str = "",
+            requirement: Optional[str] = None):
+    """``text`` as an ``int`` or a finite ``float`` within ``bounds`` (a range the option
+    dataclasses' fields are checked against, :mod:`portrait.option_checks`), else the argparse
+    error: "'x' is not a number", "<label>'x' must be <bounds.says>" (or ``requirement``; nan
+    too), or "<label>'inf' is not a finite number" (where the range has no bound on its side)."""
     try:
         value = kind(text)
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"{label}'{text}' {requirement}")
+    if not bounds.within(value):  # nan too: no comparison holds for it
+        raise argparse.ArgumentTypeError(f"{label}'{text}' {requirement or 'must be ' + bounds.says}")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{label}'{text}' is not a finite number")
     return value
@@ -123,7 +129,7 @@ def threads_type(zero_means: str, name: str = "threads_count") -> Callable[[str]
     """A ``--threads`` type: a whole number, 0 or more, whose error says what 0 means for the
     command (``zero_means``): each command runs its interpreter on its own share of cores."""
     def threads(text: str) -> int:
-        return _number(text, int, lambda v: v >= 0, f"must be 0 ({zero_means}) or more")
+        return _number(text, int, NON_NEGATIVE, requirement=f"must be 0 ({zero_means}) or more")
 
     threads.__name__ = threads.__qualname__ = name
     return threads
@@ -140,42 +146,37 @@ threads_as_stream = threads_type("half the cores, as the app's camera and video"
 
 
 def positive_int(text: str) -> int:
-    return _number(text, int, lambda v: v > 0, "must be greater than 0")
+    return _number(text, int, POSITIVE)
 
 
 def non_negative_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "must be 0 or more")
+    return _number(text, int, NON_NEGATIVE)
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0.0, "must be greater than 0")
+    return _number(text, float, POSITIVE)
 
 
 def non_negative_float(text: str) -> float:
-    return _number(text, float, lambda v: v >= 0.0, "must be 0 or more")
+    return _number(text, float, NON_NEGATIVE)
 
 
 def fraction(text: str) -> float:
     """A share of something to set aside: 0 <= x < 1."""
-    return _number(text, float, lambda v: 0.0 <= v < 1.0, "must be at least 0 and below 1")
+    return _number(text, float, FRACTION)
 
 
 def probability(text: str) -> float:
     """A value from 0 to 1: a probability, a strength (--light-wrap), a weight or a share."""
-    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "must be from 0 to 1")
-
-
-MAX_REFINE_RADIUS = 64  # px: 8 times the default; far more costs seconds a frame and blurs the edge
+    return _number(text, float, UNIT)
 
 
 def refine_radius(text: str) -> int:
-    return _number(text, int, lambda v: 1 <= v <= MAX_REFINE_RADIUS,
-                   f"must be from 1 to {MAX_REFINE_RADIUS}")
+    return _number(text, int, REFINE_RADIUS)
 
 
 def zoom_limit(text: str) -> float:
-    return _number(text, float, lambda v: v >= 1.0, "must be at least 1 (1 = never zoom in)",
-                   label="zoom ")
+    return _number(text, float, ZOOM_LIMIT, label="zoom ")
 
 
 def zoom_range(text: str) -> tuple[float, float]:
@@ -261,16 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help=".hdf5/.h5/.keras Keras model or .tflite; a bare name is looked up in "
                             f"weights/ (default: {PHOTO_MODEL} with --image, the most accurate; "
                             f"{LIVE_MODEL} for camera and video, two thirds of its CPU)")
-    model.add_argument("--backend", choices=("auto", "keras", "tflite", "mediapipe"),
-                       default="auto",
+    model.add_argument("--backend", choices=get_args(Backend), default="auto",
                        help="auto: Keras on the GPU, else on the CPU the .tflite exported beside "
                             "the model while it is fresh, or a cached TFLite conversion; "
                             "a .tflite runs in the TFLite interpreter; mediapipe runs a MediaPipe "
                             "selfie model through its ImageSegmenter")
-    model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+    model.add_argument("--device", choices=get_args(Device), default="auto",
                        help="where a Keras model runs (default: the GPU when TensorFlow sees one)")
-    model.add_argument("--input-norm", choices=("auto", "raw", "unit", "symmetric"),
-                       default="auto",
+    model.add_argument("--input-norm", choices=get_args(InputNorm), default="auto",
                        help="pixel scaling the model expects: raw 0..255, unit x/255, symmetric "
                             "x/127.5-1 (default: detected, see README)")
     model.add_argument("--input-size", type=model_size, metavar="WxH",
@@ -331,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="K", help="steepen the model's edge to sigmoid(K*logit p) before the "
                                         "guided filter: less glow of the room around hair; 1 = "
                                         f"as the model gives it (default: {RefineOptions.sharpen:g})")
-    look.add_argument("--refine-guide", choices=("auto", "grey", "colour"), default="auto",
+    look.add_argument("--refine-guide", choices=("auto",) + get_args(Guide), default="auto",
                       help="what the guided filter follows: colour (B, G, R; keeps dark hair "
                            "beside a bright face opaque and the wall from glowing around the "
                            "head) or grey (the luma, cheaper); auto: colour")

@@ -65,20 +65,6 @@ class FramingState:
         return cls(crop, (0.0, 0.0, 0.0), crop)
 
 
-def check_options(options: FramingOptions) -> None:
-    """Raise ValueError, saying what was expected, for options that can't frame anything."""
-    if not options.max_zoom >= 1.0:
-        raise ValueError(f"max zoom {options.max_zoom} must be at least 1 (1 = never zoom in)")
-    if not 0.0 < options.fill <= 1.0:
-        raise ValueError(f"framing fill {options.fill} must be in (0, 1]")
-    if not 0.0 <= options.headroom < 1.0:
-        raise ValueError(f"framing headroom {options.headroom} must be in [0, 1)")
-    if options.glide_s <= 0.0 or options.hold_s < 0.0:
-        raise ValueError(f"glide {options.glide_s} s must be > 0 and hold {options.hold_s} s >= 0")
-    if options.dead_zone < 0.0 or options.zoom_dead_zone < 0.0:
-        raise ValueError("framing dead zones must be >= 0")
-
-
 def whole_frame(size: tuple[int, int]) -> Crop:
     """The crop that shows all of a frame of ``size`` (w, h)."""
     width, height = size
@@ -237,11 +223,11 @@ class AutoFramer:
         state: the :class:`FramingState` after the last frame (None before the first).
 
     Raises:
-        ValueError: options that can't frame anything (max zoom below 1, ...).
+        ValueError: a frame rate that is not above 0 (:class:`FramingOptions` checks its own
+            values when built).
     """
 
     def __init__(self, options: FramingOptions = FramingOptions(), fps: Optional[float] = 30.0):
-        check_options(options)
         if fps is not None and not fps > 0:
             raise ValueError(f"frame rate {fps} must be > 0 (or None for photos)")
         self.options = options

@@ -46,11 +46,16 @@ class Range:
 
     def holds(self, value: float) -> bool:
         """Whether ``value`` is a finite number within the range."""
-        if not math.isfinite(value):
-            return False
+        return math.isfinite(value) and self.within(value)
+
+    def within(self, value: float) -> bool:
+        """Whether ``value`` lies between the bounds (an infinity may, past a missing one; NaN
+        never does)."""
         if self.low is not None and not (value > self.low if self.low_open else value >= self.low):
             return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+        if self.high is not None and not (value < self.high if self.high_open else value <= self.high):
+            return False
+        return value == value  # not NaN, where there is no bound to compare it with
 
     @property
     def says(self) -> str:

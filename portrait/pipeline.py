@@ -519,7 +519,7 @@ class StreamPipeline:
             return self._run()
 
     def _run(self) -> RunStats:
-        size = max(1, self.options.queue_size)
+        size = self.options.queue_size
         if self.options.live:  # the newest frame waits, and each stage hands one packet on
             decoded, segmented, finished = queue.Queue(1), _Handoff(size), _Handoff(size)
         else:

@@ -253,7 +253,7 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
         # and a (4, 1) matte comes back. Both round and saturate alike (probabilities are >= 0).
         return cv2.convertScaleAbs(full_f32, dst=out, alpha=255.0)
 
-    scale = max(1, int(options.scale))
+    scale = options.scale
     low_size = (max(1, width // scale), max(1, height // scale))
     radius = max(1, round(options.radius_px / scale))
     if options.sharpen != 1:

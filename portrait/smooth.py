@@ -61,8 +61,8 @@ def smooth_probability(prob: np.ndarray, state: Optional[np.ndarray], options: S
         state = None
     if state is None:
         return prob.copy(), prob.copy()
-    min_weight = np.float32(min(max(options.min_weight, 0.0), 1.0))
-    slope = np.float32((1.0 - min_weight) / max(options.change_full, 1e-6))
+    min_weight = np.float32(options.min_weight)  # SmoothOptions: 0..1, change_full above 0
+    slope = np.float32((1.0 - min_weight) / options.change_full)
     delta = prob - state
     weight = np.abs(delta)
     weight *= slope

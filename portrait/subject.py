@@ -26,23 +26,13 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from portrait.options import SUBJECT_CORE as CORE  # a region's area counts its pixels above this
 from portrait.options import SubjectOptions
 from portrait.smooth import check_probability
 
 log = logging.getLogger(__name__)
 
 HYSTERESIS = 0.5  # a region kept in the last frame stays while above this share of the bar
-CORE = 0.5  # a region's area counts its pixels above this probability
-
-
-def check_subject_options(options: SubjectOptions) -> None:
-    """Raise ValueError (actual vs expected) for options the stage cannot use."""
-    if not 0.0 < options.min_ratio <= 1.0:
-        raise ValueError(f"subject min_ratio {options.min_ratio} is not in (0, 1]")
-    if not 0.0 <= options.margin < 1.0:
-        raise ValueError(f"subject margin {options.margin} is not in [0, 1)")
-    if not 0.0 < options.low < CORE:
-        raise ValueError(f"subject low {options.low} is not in (0, {CORE})")
 
 
 def select_subject(prob: np.ndarray, kept_before: Optional[np.ndarray], options: SubjectOptions
@@ -100,7 +90,6 @@ class SubjectSelector:
     """Holds the last kept mask between frames; ``reset()`` on a scene or source change."""
 
     def __init__(self, options: SubjectOptions):
-        check_subject_options(options)
         self.options = options
         self._kept: Optional[np.ndarray] = None
 

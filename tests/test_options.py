@@ -243,3 +243,17 @@ def test_input_size_the_command_line_adds_multiples_of_32_to_the_options_range(c
     assert not command_line_takes("48x32")
     assert SegmentOptions(input_size=(48, 32)).input_size == (48, 32)
     capsys.readouterr()
+
+
+def test_a_range_in_words_and_at_its_ends():
+    assert [r.says for r in (Range(0, 1), Range(0), Range(1), Range(0, low_open=True),
+                             Range(0, 1, high_open=True), Range(0, 0.5, True, True),
+                             Range(1, note="1 = never zoom in"))] == [
+        "from 0 to 1", "0 or more", "at least 1", "greater than 0", "at least 0 and below 1",
+        "greater than 0 and below 0.5", "at least 1 (1 = never zoom in)"]
+    positive = Range(0, low_open=True)
+    assert positive.holds(1e-300) and not positive.holds(0.0)
+    # An infinity lies past a missing bound but is no value an option takes; NaN is never in.
+    assert positive.within(math.inf) and not positive.holds(math.inf)
+    assert not Range(0, 1).within(math.inf)
+    assert not any(r.within(math.nan) for r in (Range(), positive, Range(0, 1)))

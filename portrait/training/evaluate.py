@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, get_args
 
 import cv2
 import numpy as np
@@ -44,6 +44,9 @@ from portrait.cli import (
 from portrait.errors import InputError, run_command
 from portrait.options import (
     TEST_TIME_MODES,
+    Backend,
+    Device,
+    InputNorm,
     PipelineOptions,
     RefineOptions,
     SegmentOptions,
@@ -762,9 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     model = p.add_argument_group("model options (as in the app; they apply to --model)")
-    model.add_argument("--backend", choices=("auto", "keras", "tflite", "mediapipe"), default="auto")
-    model.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    model.add_argument("--input-norm", choices=("auto", "raw", "unit", "symmetric"), default="auto")
+    model.add_argument("--backend", choices=get_args(Backend), default="auto")
+    model.add_argument("--device", choices=get_args(Device), default="auto")
+    model.add_argument("--input-norm", choices=get_args(InputNorm), default="auto")
     model.add_argument("--input-size", type=model_size, metavar="WxH")
     model.add_argument("--letterbox", action="store_true")
     model.add_argument("--threads", type=threads_all_cores, default=0,
@@ -772,10 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--trust-model", action="store_true",
                        help="allow Keras models with serialised code (Lambda layers)")
     other = p.add_argument_group("options of the --compare model (the rest are detected)")
-    other.add_argument("--compare-backend", choices=("auto", "keras", "tflite", "mediapipe"),
-                       default="auto")
-    other.add_argument("--compare-input-norm", choices=("auto", "raw", "unit", "symmetric"),
-                       default="auto")
+    other.add_argument("--compare-backend", choices=get_args(Backend), default="auto")
+    other.add_argument("--compare-input-norm", choices=get_args(InputNorm), default="auto")
     other.add_argument("--compare-input-size", type=model_size, metavar="WxH")
     other.add_argument("--compare-tta", choices=TEST_TIME_MODES, metavar="MODE",
                        help="test-time augmentation of the --compare model, off, mirror, "
