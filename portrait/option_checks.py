@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -124,7 +125,23 @@ class CheckedOptions:
     per frame."""
 
     def __post_init__(self) -> None:
+        for name, hint, _ in _hints(type(self)):
+            text = _as_text(getattr(self, name), hint)
+            if text is not None:
+                object.__setattr__(self, name, text)  # the dataclasses are frozen
         check_fields(self)
+
+
+def _as_text(value: Any, hint: Any) -> Any:
+    """``value`` with its paths (``pathlib.Path``, any ``os.PathLike``) as ``str``, where ``hint``
+    takes a string or a tuple of strings; None where nothing is to change."""
+    takes = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if str in takes and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if tuple[str, ...] in takes and isinstance(value, tuple) and any(
+            isinstance(item, os.PathLike) for item in value):
+        return tuple(os.fspath(item) if isinstance(item, os.PathLike) else item for item in value)
+    return None
 
 
 def _problem(value: Any, hint: Any, bounds: Optional[Range]) -> Optional[tuple[type, str]]:
@@ -146,7 +163,7 @@ def _problem(value: Any, hint: Any, bounds: Optional[Range]) -> Optional[tuple[t
         return _number_problem(value, hint is int, bounds)
     if hint is str:
         if not isinstance(value, str):
-            return OptionTypeError, "a string (a path as str(path))"
+            return OptionTypeError, "a string or a path"
         return None if value.strip() else (OptionValueError, "a string that is not empty")
     if origin is tuple and args == (int, int):
         expected = "(width, height), two " + _number_words(True, bounds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 
@@ -164,6 +165,16 @@ def test_messages_say_what_was_given_and_what_is_expected(build, message):
     with pytest.raises((ValueError, TypeError)) as info:
         build()
     assert str(info.value) == message
+
+
+def test_paths_are_taken_as_strings():
+    """A pathlib.Path (any os.PathLike) is a path where a string is: kept as its str."""
+    assert CompositeOptions(background=Path("beach.jpg")).background == "beach.jpg"
+    assert OutputOptions(out=Path("out") / "call.mp4").out == str(Path("out") / "call.mp4")
+    assert ControlOptions(backgrounds=(Path("a.jpg"), "blur")).backgrounds == ("a.jpg", "blur")
+    assert dataclasses.replace(CaptureOptions(), source=Path("clip.mp4")).source == "clip.mp4"
+    with pytest.raises(TypeError, match=r"^SmoothOptions.enabled = \w*Path\('x'\) "):
+        SmoothOptions(enabled=Path("x"))  # only where a string is taken
 
 
 def test_replace_checks_the_new_values_too():
