@@ -134,6 +134,9 @@ def _convert(parser: argparse.ArgumentParser, key: str, action: argparse.Action,
             raise _BadValue("expected a count, 0 or more")
         return value
     if isinstance(action, argparse.BooleanOptionalAction) or action.nargs == 0:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            raise _BadValue(f"{json.dumps(value)} is a string, not true or false: write "
+                            f"{value.strip().lower()} without quotes")
         if not isinstance(value, bool):
             raise _BadValue(f"{json.dumps(value) if isinstance(value, str) else value} is not "
                             "true or false")

@@ -148,6 +148,8 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
     ("blur = true\n", ["'blur'", "true/false"]),
     ("device = \"tpu\"\n", ["'device'", '"auto", "cpu", "gpu"']),
     ("mirror = \"yes\"\n", ["'mirror'", "true or false"]),
+    ("mirror = \"True\"\n", ["'mirror'", '"True" is a string, not true or false: write true '
+                                        "without quotes"]),
     ("background = 3\n", ["'background'", "string"]),
     ("input-size = \"big\"\n", ["'input-size'", "WxH"]),
     ("blur = \n", ["not valid TOML"]),
