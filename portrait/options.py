@@ -85,7 +85,9 @@ class SegmentOptions(CheckedOptions):
             ``symmetric`` x/127.5-1; ``auto`` detects what can be detected (see segment.py).
         input_size: (width, height) to run a model whose input size is not fixed.
         letterbox: keep the aspect ratio by padding instead of stretching to a fixed input.
-        threads: CPU threads for the TFLite interpreter (0 = all cores).
+        threads: CPU threads for the TFLite interpreter (0 = automatic: half the cores for a
+            camera or video stream, every core for photos; see
+            :func:`portrait.pipeline.stream_inference_threads`).
         trust_model: allow Keras models that contain serialised code (Lambda layers).
         frame_size: (width, height) of the first frame, when known: a model run at each
             frame's aspect ratio is prepared for it at start-up (default: 1280x720).
