@@ -344,6 +344,39 @@ def test_a_backend_without_its_device_is_one_line_with_this_systems_setup_step()
         "a file with --out out.mp4")
 
 
+class NoUnityCapture(FakeCameraBackend):
+    """Unity Capture's backend where its installer was never run."""
+
+    def __init__(self, **kw):
+        raise RuntimeError("Unity Capture is not installed. Run Install.bat as administrator.")
+
+
+def test_a_named_backend_without_its_device_gives_that_backends_own_setup_step():
+    # Registered under the real backend's name, as on Windows: the hint follows the name.
+    with fake_camera("unitycapture", NoUnityCapture):
+        with pytest.raises(DeviceError) as error:
+            VirtualCameraSink(64, 48, 30.0, backend="unitycapture")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("no virtual camera device could be opened ('unitycapture' "
+                              "backend: Unity Capture is not installed); install Unity Capture")
+    assert "Install.bat" in message and "as administrator" in message
+    assert "OBS" not in message  # OBS's setup does not make Unity Capture's device
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Virtual camera setup", 1)[1].split("\n## ", 1)[0]
+    assert "`--vcam-backend unitycapture`" in section and "`Install.bat`" in section
+
+
+@pytest.mark.parametrize("backend, system, step", [
+    ("v4l2loopback", "Windows", "sudo modprobe v4l2loopback"),
+    ("obs", "Windows", "OBS Studio (26 or later)"),
+    (None, "Windows", "OBS Studio (26 or later)"),
+    ("unitycapture", "Linux", "Install.bat"),
+])
+def test_the_hint_follows_the_named_backend_over_the_system(backend, system, step):
+    assert step in virtual_camera_hint(system, backend=backend)
+
+
 def test_a_missing_virtual_camera_device_is_said_before_the_model_loads(brightness_model,
                                                                          tmp_path, caplog, capsys):
     from portrait.cli import main

@@ -41,10 +41,25 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def virtual_camera_hint(system: Optional[str] = None) -> str:
+#: The setup step of a backend whose device is not OBS's or v4l2loopback's: the one
+#: ``--vcam-backend`` named is the one to set up, whatever else this system may use.
+UNITY_CAPTURE_HINT = (
+    "install Unity Capture (github.com/schellingb/UnityCapture): run Install.bat from its "
+    "Install folder, as administrator, which registers its \"Unity Video Capture\" device")
+
+
+def virtual_camera_hint(system: Optional[str] = None, backend: Optional[str] = None) -> str:
     """What to do when no virtual camera device exists, for ``system`` (``platform.system()``'s
-    name; default this one's), as the README's "Virtual camera setup" says it."""
+    name; default this one's), as the README's "Virtual camera setup" says it; for ``backend``
+    (``--vcam-backend``) where one is named: its own device's setup (Unity Capture's installer
+    for ``unitycapture``, v4l2loopback's module for ``v4l2loopback``, OBS for ``obs``)."""
     system = platform.system() if system is None else system
+    if backend == "unitycapture":
+        return UNITY_CAPTURE_HINT
+    if backend == "v4l2loopback":
+        system = "Linux"
+    elif backend == "obs" and system == "Linux":  # OBS's backend is Windows' and macOS'
+        return "install OBS Studio and start its virtual camera once"
     if system == "Linux":
         return ("install v4l2loopback (sudo apt install v4l2loopback-dkms) and create one with: "
                 f"{V4L2LOOPBACK_HINT}")
@@ -112,7 +127,8 @@ class VirtualCameraSink(Sink):
             reason = text.splitlines()[0].split(". ")[0].rstrip(".")
             raise DeviceError(
                 f"no virtual camera device could be opened ({reason}); "
-                f"{virtual_camera_hint()}, or write to a file with --out out.mp4"
+                f"{virtual_camera_hint(backend=self._backend)}, or write to a file with "
+                "--out out.mp4"
             ) from None
 
     def has_consumer(self) -> bool:
