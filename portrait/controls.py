@@ -134,6 +134,35 @@ def describe_change(before: LiveState, after: LiveState) -> Optional[str]:
     return None
 
 
+def describe_output(state: LiveState, size: tuple[int, int], background: Optional[Background],
+                    matte: bool = False) -> str:
+    """What a stream sends as it starts, in one log line: mirror, framing and the background,
+    with its blur in pixels for frames of ``size`` (w, h) (the default, by the frame's size, as
+    the number it is: 21 px at 720p, 32 at 1080p).
+
+    Args:
+        state: the live state before any key.
+        size: the frames' size (w, h).
+        background: the background in use (its ``description`` names an image or a video);
+            ignored with ``matte``.
+        matte: the stream sends the matte, not a composite.
+    """
+    mirror_framing = (f"mirror {'on' if state.mirror else 'off'}, "
+                      f"framing {'on' if state.framing else 'off'}")
+    if matte:
+        return f"output: the matte (white = person), {mirror_framing}"
+    blur_px = state.blur_px if state.blur_px is not None else default_blur_px(size)
+    blur = f"{blur_px} px" + ("" if state.blur_px is not None
+                              else f" (the default for {size[0]}x{size[1]})")
+    if background is None or background_kind(state.background) == "blur":
+        shown = f"blur {blur}"
+    else:
+        shown = background.description
+        if getattr(background, "transparent", False):  # the room shows through it, blurred
+            shown += f", blur {blur}"
+    return f"output: {mirror_framing}, background {shown}"
+
+
 class Controls:
     """The live state and where its keys come from.
 
@@ -307,6 +336,9 @@ class LiveBackground:
         state: the state to build the first background for (raises InputError as
             :func:`make_background` does, before the first frame).
         size: the expected frame size (w, h).
+
+    The first background is not logged here: the caller says it with the frames' size, once
+    the source gave one (:func:`describe_output`).
     """
 
     def __init__(self, options: CompositeOptions, state: LiveState,
@@ -315,7 +347,8 @@ class LiveBackground:
         self.size = size
         self._failed: set[str] = set()
         self._key = self._key_of(state)
-        self.current: Background = make_background(self._options_for(state), size)
+        with _without_background_line():  # said with the frames' size: describe_output
+            self.current: Background = make_background(self._options_for(state), size)
         self._images: OrderedDict = OrderedDict()  # (path, mtime) -> Future of an image background
         self._lock = threading.Lock()
         self._closed = False

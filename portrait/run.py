@@ -30,6 +30,7 @@ from portrait.controls import (
     LiveBackground,
     TerminalKeys,
     background_files,
+    describe_output,
     initial_state,
     stdin_is_terminal,
 )
@@ -405,6 +406,9 @@ def run_stream(
         live_controls.on_quit = stream.stop
         log.info("%s %dx%d at %g fps → %s", "camera" if is_camera else "video", width, height,
                  fps, output.out or "virtual camera")
+        log.info("%s", describe_output(state, (width, height),
+                                       background.current if background is not None else None,
+                                       output.matte))
         # Last in, so the terminal's mode is restored first, also when something fails.
         terminal = (stack.enter_context(TerminalKeys(live_controls.press))
                     if stdin_is_terminal() else None)

@@ -382,6 +382,42 @@ def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(
     assert len(virtual_camera.instances[-1].frames) == 25
 
 
+def grey_clip(path, levels, fps=30.0, size=(64, 48)):
+    """A real video whose frame i is a flat grey of ``levels[i]`` (MJPEG keeps flat greys)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for level in levels:
+        writer.write(np.full((size[1], size[0], 3), level, np.uint8))
+    writer.release()
+    return path
+
+
+def test_the_start_log_says_what_the_call_sees_with_the_blur_for_this_frame_size(
+        brightness_model, tmp_path, virtual_camera, caplog):
+    """Mirror, framing and the blur in pixels for the source's frames (32 px at 1080p), not the
+    rule (21 px up to 720p)."""
+    clip = grey_clip(tmp_path / "hd.avi", [40, 40], size=(1920, 1080))
+    run = ["--model", str(brightness_model), "--source", str(clip), "--no-realtime",
+           "--max-frames", "1"]
+
+    def output_lines(*args):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, "portrait"):
+            assert main([*run, *args]) == 0
+        assert "up to 720p" not in caplog.text
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("output:")]
+
+    assert output_lines() == [
+        "output: mirror off, framing off, background blur 32 px (the default for 1920x1080)"]
+    assert output_lines("--mirror", "--framing", "auto", "--blur", "40") == [
+        "output: mirror on, framing on, background blur 40 px"]
+    assert output_lines("--matte") == ["output: the matte (white = person), mirror off, "
+                                       "framing off"]
+    photo = tmp_path / "beach.png"
+    cv2.imwrite(str(photo), np.full((90, 160, 3), 200, np.uint8))
+    assert output_lines("--background", str(photo)) == [
+        f"output: mirror off, framing off, background image {photo} (160x90)"]
+
+
 class FirstBackend(RecordingBackend):
     """A second recording backend, registered before the other: the one pyvirtualcam tries
     first when no backend is named."""
