@@ -235,10 +235,19 @@ class AutoFramer:
         self.dt_s = None if fps is None else 1.0 / fps
         self.state: Optional[FramingState] = None
         self._size: Optional[tuple[int, int]] = None
+        self._cut = False  # the next frame is another shot's (cut())
 
     def reset(self) -> None:
         """Back to the whole frame at once (new source or scene)."""
         self.state = None
+        self._cut = False
+
+    def cut(self) -> None:
+        """The source cut to another shot (a looped clip starting again): the next frame, while
+        framing is on, is framed where its person is at once, as a film's cut is, not glided to
+        from the last shot's crop (nor zoomed in again from the whole frame, as after
+        :meth:`reset`, which would show at every loop)."""
+        self._cut = True
 
     @property
     def zoom(self) -> float:
@@ -261,13 +270,14 @@ class AutoFramer:
         if alpha.dtype != np.uint8 or alpha.ndim != 2:
             raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 (H, W)")
         size = (alpha.shape[1], alpha.shape[0])
+        cut, self._cut = self._cut, False
         if self.state is None or self._size != size:
             self.state, self._size = FramingState.whole(size), size
         full = whole_frame(size)
         if not self.enabled and self.state.crop == full and self.state.aim == full:
             return full  # off and at rest: nothing to compute
         box = person_box(alpha, self.options.min_area) if self.enabled else None
-        if self.dt_s is None:
+        if self.dt_s is None or (cut and box is not None):
             crop = full if box is None else target_crop(box, size, self.options)
             self.state = FramingState(crop, (0.0, 0.0, 0.0), crop)
         else:

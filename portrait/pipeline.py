@@ -85,6 +85,7 @@ class Packet:
     time_s: float
     lost: bool = False  # a camera-lost marker: shown, not segmented, not counted as a frame
     pts_s: Optional[float] = None  # when the frame is shown (capture.Frame.pts_s)
+    cut: bool = False  # the first frame of another shot (capture.Frame.cut): a looped clip
     # The live controls this frame is made with (effect, background, blur, mirror, and the
     # framing flag that auto-framing reads), read once as it enters ``segment``.
     state: Optional[LiveState] = None
@@ -237,6 +238,9 @@ class FrameProcessor:
             self._last_prob = None  # the scene after a reconnect or a pause is new
             self._still.reset()
             return False
+        if packet.cut:  # another shot: its first frame's mask is its own, not the last one's
+            self._last_prob = None
+            self._still.reset()
         started = time.perf_counter()
         still = (self.options.reuse_still and self.options.max_reuse > 0
                  and self._last_prob is not None and self._still(packet.image))
@@ -274,6 +278,16 @@ class FrameProcessor:
             else:
                 packet.output = self._mirror(packet.image, state)
             return
+        if packet.cut:
+            # A looped clip jumps from its last frame to its first: blending the masks across
+            # the jump would leave the last frame's person as a ghost over the first frames,
+            # and the framing is cut to the new shot's person, not glided there.
+            if self.smoother is not None:
+                self.smoother.reset()
+            if self.subject is not None:
+                self.subject.reset()
+            if self.framer is not None:
+                self.framer.cut()
         t0 = time.perf_counter()
         prob = (self.smoother(packet.prob, packet.span) if self.smoother is not None
                 else packet.prob)
@@ -482,7 +496,8 @@ class StreamPipeline:
                     break
                 packet = Packet(image=frame.image, index=frame.index, time_s=frame.time_s,
                                 lost=getattr(frame, "lost", False),
-                                pts_s=getattr(frame, "pts_s", None))
+                                pts_s=getattr(frame, "pts_s", None),
+                                cut=getattr(frame, "cut", False))
                 # A camera and a paced file tell decoding from waiting for the frame (the
                 # sensor's next frame, the file's next due time): only decoding is work.
                 decode_ms = getattr(frame, "decode_ms", None)

@@ -164,6 +164,37 @@ def test_photos_are_framed_at_once():
     assert framer.zoom == pytest.approx(2.0)
 
 
+def test_a_cut_frames_the_next_shots_person_at_once_not_after_a_glide():
+    """A looped clip jumps from its last frame to its first: the crop cuts to where the person
+    is now, as the next frame of a glide it would be far off (and a reset to the whole frame
+    would show a zoom at every loop)."""
+    def settled_on_the_left():
+        framer = AutoFramer(ON, fps=FPS)
+        run(framer, [person(0.3 * W, 0.5 * H)] * 60)
+        return framer
+
+    right = person(0.7 * W, 0.5 * H)
+    target = target_crop(person_box(right[1]), (W, H), ON)
+    cut = settled_on_the_left()
+    cut.cut()
+    _, framed_alpha = cut(*right)
+    assert cut.state.crop == target
+    assert abs(centre_x(framed_alpha) - 0.5) < 0.02 and cut.zoom == pytest.approx(2.0)
+    glided = settled_on_the_left()
+    glided(*right)  # the crop is still near the left, the person out of it: a glide
+    assert max(abs(a - b) for a, b in zip(glided.state.crop, target)) > 0.2 * W
+    _, framed_alpha = cut(*person(0.72 * W, 0.5 * H))  # after the cut, the glide as before
+    assert abs(centre_x(framed_alpha) - 0.5) < 0.05
+
+
+def test_a_cut_while_framing_is_off_leaves_the_whole_frame():
+    framer = AutoFramer(FramingOptions(enabled=False), fps=FPS)
+    framer.cut()
+    image, alpha = person(0.7 * W, 0.5 * H)
+    framed_image, _ = framer(image, alpha)
+    assert framer.whole and np.array_equal(framed_image, image)
+
+
 def test_spring_is_critically_damped():
     glide_s = 0.6
     position, velocity = (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)

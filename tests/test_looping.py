@@ -381,3 +381,56 @@ def test_a_pass_whose_rewind_fails_unexpectedly_is_closed(tmp_path, caplog):
     assert shown == [0, 1, 2] * 4
     assert len(opened) >= 3 and open_here() == 0
     assert "RuntimeError: seek broke" in caplog.text
+
+
+# --- LoopedSource: a --source video that starts again (--loop) -----------------------------
+
+
+def test_a_looped_source_goes_on_past_its_clip_on_one_timeline(tmp_path):
+    path = levels_video(tmp_path / "clip.avi", 4, fps=10.0)
+    with looping.LoopedSource(path) as source:
+        frames = [frame for frame, _ in zip(source, range(11))]
+    assert [index_of(frame.image) for frame in frames] == [0, 1, 2, 3] * 2 + [0, 1, 2]
+    assert [frame.index for frame in frames] == list(range(11))
+    # The times go on where the last pass ended (its last frame lasts one frame: 0.1 s).
+    assert [frame.pts_s for frame in frames] == pytest.approx([i / 10 for i in range(11)])
+    assert [i for i, frame in enumerate(frames) if frame.cut] == [4, 8]
+
+
+def test_a_paced_looped_source_gives_its_last_frame_its_time_at_each_seam(tmp_path):
+    from conftest import ManualClock
+
+    path = levels_video(tmp_path / "clip.avi", 3, fps=10.0)
+    clock = ManualClock()
+    with looping.LoopedSource(path, realtime=True, clock=clock) as source:
+        frames = [frame for frame, _ in zip(source, range(8))]
+    times = [frame.time_s - frames[0].time_s for frame in frames]
+    # Delivered as the frames' times say, across the seams (after frames 2 and 5) too.
+    assert times == pytest.approx([frame.pts_s for frame in frames])
+    assert times == pytest.approx([i / 10 for i in range(8)])
+    assert frames[3].wait_ms == pytest.approx(100.0)  # the seam's wait is the reader's wait
+
+
+def test_a_looped_file_that_cannot_be_read_again_ends_the_source_with_a_warning(tmp_path,
+                                                                                caplog):
+    path = levels_video(tmp_path / "clip.avi", 3, fps=10.0)
+    frames = []
+    with looping.LoopedSource(path) as source:
+        for frame in source:
+            frames.append(index_of(frame.image))
+            if len(frames) == 2:
+                path.write_bytes(b"not a video any more")  # changed: no rewind, no reopen
+    assert frames == [0, 1, 2]
+    assert f"--loop: video '{path}' cannot be read again" in caplog.text
+
+
+def test_a_looped_photo_repeats_its_one_frame_at_the_files_rate(tmp_path):
+    path = tmp_path / "still.png"
+    cv2.imwrite(str(path), np.full((24, 32, 3), 14, np.uint8))
+    with looping.LoopedSource(path) as source:
+        frames = [frame for frame, _ in zip(source, range(4))]
+        assert source._source is None  # read once: no file held open for it
+    assert [index_of(frame.image) for frame in frames] == [3, 3, 3, 3]
+    assert [frame.pts_s for frame in frames] == pytest.approx(
+        [i / source.fps for i in range(4)])
+    assert not any(frame.cut for frame in frames)  # the same picture: nothing to start afresh

@@ -257,9 +257,9 @@ def test_reuse_runs_are_at_most_max_reuse_frames_and_behind_every_other_frame(se
     assert reuse_pattern(matte_processor(segmenter), moving) == [False] * 6
 
 
-def test_a_mask_is_never_reused_across_a_lost_camera_a_pause_or_a_new_run(segmenter):
-    """The scene after a reconnect, after the effect was off (space) and in a new run of the
-    processor is new: its first frame is segmented, even by a pipeline that is behind or on a
+def test_a_mask_is_never_reused_across_a_lost_camera_a_pause_a_cut_or_a_new_run(segmenter):
+    """The scene after a reconnect, after the effect was off (space), after a cut and in a new
+    run of the processor is new: its first frame is segmented, even by a pipeline that is behind or on a
     still scene."""
     from portrait.controls import Controls, LiveState
     from portrait.pipeline import Packet
@@ -270,6 +270,9 @@ def test_a_mask_is_never_reused_across_a_lost_camera_a_pause_or_a_new_run(segmen
     assert processor.segment(Packet(image=image, index=0, time_s=0.0)) is False
     processor.segment(Packet(image=image, index=-1, time_s=0.0, lost=True))
     assert processor.segment(Packet(image=image, index=1, time_s=0.0), behind=True) is False
+    # A cut (a looped clip starting again): however alike the frames, another shot's mask.
+    assert processor.segment(Packet(image=image, index=2, time_s=0.0)) is True
+    assert processor.segment(Packet(image=image, index=3, time_s=0.0, cut=True)) is False
     controls = Controls(LiveState(), scripts=[["", " ", " "]])  # off for the second frame
     processor = FrameProcessor(segmenter, None, Refiner(RefineOptions(enabled=False)), None,
                                matte=True, options=options, controls=controls)

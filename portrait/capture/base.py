@@ -68,6 +68,9 @@ class Frame:
         duration_s: how long the frame is shown, in seconds, where the file says so frame by
             frame (a GIF's delays); ``None`` otherwise: until the next frame's ``pts_s``, the
             last for one frame at the source's rate.
+        cut: the first frame of another shot, not the one before's next moment (a looped
+            video starting again): what carries from frame to frame (smoothing, framing)
+            starts afresh here.
     """
 
     image: np.ndarray
@@ -81,6 +84,7 @@ class Frame:
     wait_ms: Optional[float] = None
     metadata: PhotoMetadata = NO_METADATA
     duration_s: Optional[float] = None
+    cut: bool = False
 
 
 

@@ -1,5 +1,6 @@
 """A video file played in a loop at its own rate: :class:`LoopingVideo` decodes it ahead in a
-thread of its own, and :class:`PlayClock` says how far it has played (a background video)."""
+thread of its own, and :class:`PlayClock` says how far it has played (a background video);
+:class:`LoopedSource` is a ``--source`` video that starts again when it ends (``--loop``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import math
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from portrait.capture.base import Source
+from portrait.capture.base import WALL_CLOCK, Clock, Frame, Source
 from portrait.capture.video import VideoFileSource
 from portrait.errors import InputError
 
@@ -285,3 +287,111 @@ class _NextPass:
         source = self.take()
         if source is not None:
             source.close()
+
+
+class LoopedSource(Source):
+    """A video file as a source that does not end (``--loop``): its frames again and again, as
+    a camera's would go on, on one timeline.
+
+    Each pass continues the last one's times (``Frame.pts_s``): its first frame comes when the
+    last frame's time is over (its ``duration_s``, else one frame at the file's rate), and
+    paced (``realtime``), is delivered then, so what reads the times (a background video, a
+    sink, the pace) sees a clip one pass long after another. ``Frame.index`` counts on too.
+    The first frame of each pass after the first is marked ``cut``: a looped clip jumps from
+    its last frame to its first, and the pipeline starts its smoothing and framing afresh there.
+    Each pass after the first seeks back in the file already open
+    (:meth:`VideoFileSource.rewind`), or opens it again where that fails (the file changed);
+    a file that cannot be read again ends the source, with a warning that names it. A file of
+    one frame (a photo) is read once and its frame repeated.
+
+    Args:
+        path: the video file.
+        realtime: pace frames to their times, as :class:`VideoFileSource`'s ``realtime``.
+        clock: what frames are timed and paced by (tests give one that moves only when waited
+            on).
+
+    Raises:
+        InputError: the file is missing or no video (from :class:`VideoFileSource`).
+    """
+
+    def __init__(self, path: Union[str, Path], realtime: bool = False, *,
+                 clock: Clock = WALL_CLOCK) -> None:
+        self._realtime, self._clock = realtime, clock
+        self._source: Optional[VideoFileSource] = VideoFileSource(
+            path, realtime=realtime, rewindable=True, clock=clock)
+        self.path = self._source.path
+        self._fps = self._source.fps
+        self._size = self._source.size
+        self._closed = threading.Event()
+
+    @property
+    def fps(self) -> float:
+        """The file's frame rate (:attr:`VideoFileSource.fps`)."""
+        return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the first frame."""
+        return self._size
+
+    def __iter__(self) -> Iterator[Frame]:
+        index, offset_s, end_s = 0, 0.0, None  # end_s: when the last pass's last frame ends
+        last: Optional[Frame] = None
+        still: Optional[Frame] = None  # the one frame of a file of one frame
+        while not self._closed.is_set():
+            wait_ms = None
+            if last is not None and self._realtime:  # the last frame lasts its time
+                waiting = self._clock.now()
+                due_s = last.time_s + (last.duration_s or 1 / self._fps) - waiting
+                if due_s > 0 and self._clock.wait(self._closed, due_s):
+                    return
+                wait_ms = (self._clock.now() - waiting) * 1000
+            count = 0
+            frames = iter(self._source) if still is None else iter(
+                [replace(still, time_s=self._clock.now(), decode_ms=0.0)])
+            for frame in frames:
+                pts_s = frame.pts_s or 0.0
+                if count == 0 and end_s is not None:
+                    offset_s = end_s - pts_s
+                first_of_pass = count == 0 and last is not None
+                last = replace(frame, index=index, pts_s=pts_s + offset_s,
+                               cut=first_of_pass and still is None,
+                               wait_ms=wait_ms if first_of_pass else frame.wait_ms)
+                yield last
+                index += 1
+                count += 1
+            if last is None or self._closed.is_set():
+                return
+            end_s = last.pts_s + (last.duration_s or 1 / self._fps)
+            if count == 1 and still is None:
+                still = last
+                self._close_source()
+            elif still is None and not self._next_pass():
+                return
+
+    def _next_pass(self) -> bool:
+        """Make :attr:`_source` give the file again from its first frame; False where it
+        cannot (said in a warning)."""
+        source, self._source = self._source, None
+        rewound = _rewound(source) if source is not None else None
+        if rewound is not None:
+            self._source = rewound
+            return True
+        try:
+            self._source = VideoFileSource(self.path, realtime=self._realtime, quiet=True,
+                                           rewindable=True, clock=self._clock)
+        except InputError as error:
+            log.warning("--loop: video '%s' cannot be read again (%s); the stream ends with it",
+                        self.path, error)
+            return False
+        return True
+
+    def _close_source(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
+
+    def close(self) -> None:
+        """Stop iteration and release the file; safe twice."""
+        self._closed.set()
+        self._close_source()
