@@ -253,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "kept, and the sound); --no-realtime: as fast as possible, every "
                           "frame; default: at its own pace into the virtual camera, every "
                           "frame into an --out")
+    cam.add_argument("--loop", action=argparse.BooleanOptionalAction, default=None,
+                     help="play a video file --source again from its start each time it ends, "
+                          "so a call keeps its picture (stop with Ctrl-C or --max-frames); "
+                          "--no-loop: once; default: looped into the virtual camera, once into "
+                          "an --out (which --loop is refused with: it would never end)")
     cam.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
                      help="a video file's sound goes into a .mp4/.avi --out, in step with the "
                           "picture (default); --no-audio leaves it out")
@@ -360,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace):
     """Turn parsed arguments into the stage options (the only place that reads ``args``)."""
     capture = CaptureOptions(source=args.source, width=args.width, height=args.height,
-                             fps=args.fps, realtime=args.realtime)
+                             fps=args.fps, realtime=args.realtime, loop=args.loop)
     segment = SegmentOptions(model=args.model or (PHOTO_MODEL if args.image else LIVE_MODEL),
                              backend=args.backend, device=args.device,
                              input_norm=args.input_norm, input_size=args.input_size,
@@ -459,12 +464,14 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     if args.image:
         lines += named(("source", "max_frames", "preview", "realtime", "width", "height", "fps",
                         "audio", "vcam_backend", "vcam_device"), "--image")
+        lines += named(("loop",), "--image")
     elif not is_camera_index(str(args.source)):  # /dev/video2 too, as open_source takes it
         lines += named(("width", "height", "fps"), "a video file --source (they ask a camera)")
         if not _names_video(args.out):
             lines += named(("audio",), "no .mp4/.avi --out (only a video file holds sound)")
     else:
         lines += named(("audio",), "a camera --source (the app records no microphone)")
+        lines += named(("loop",), "a camera --source (a camera does not end)")
     if not args.image and args.out is not None:
         lines += named(("vcam_backend", "vcam_device"), "--out (no virtual camera is written)")
     if args.matte:

@@ -61,6 +61,10 @@ class CaptureOptions(CheckedOptions):
         realtime: play a video file at its own pace (its frames' times), as a camera would
             deliver it; ``None`` (the default) decides by the output: paced into a virtual
             camera, as fast as possible, every frame, into a file.
+        loop: play a video file again from its start each time it ends, on one timeline
+            (:class:`portrait.capture.looping.LoopedSource`), so a call keeps its picture;
+            ``None`` (the default) decides by the output: looped into a virtual camera, once
+            into a file. Ignored for a camera.
     """
 
     source: str = "0"
@@ -68,6 +72,7 @@ class CaptureOptions(CheckedOptions):
     height: int = bounded(720, POSITIVE)
     fps: float = bounded(30.0, POSITIVE)
     realtime: Optional[bool] = None
+    loop: Optional[bool] = None
 
 
 @dataclass(frozen=True)

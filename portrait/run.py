@@ -337,6 +337,19 @@ def run_stream(
     if output.stats:
         check_report_file(output.stats, "--stats", ".json", protected=protected,
                           outputs=[output.out] if output.out else [])
+    if capture.loop and output.out is not None and not is_camera:
+        raise InputError(f"--loop plays the video again and again, so --out '{output.out}' would "
+                         "never end; give --no-loop to write it once, or leave out --out to loop "
+                         "it into the virtual camera")
+    if capture.loop is None:
+        # A clip standing in for a camera should not end the call's picture when it ends, as a
+        # camera does not; written to a file, it is played once (its length, with its sound).
+        capture = replace(capture, loop=output.out is None and not is_camera)
+        if capture.loop:
+            log.info("a video file to the virtual camera starts again when it ends, as a camera "
+                     "goes on (as --loop; --no-loop ends the stream with the clip)")
+    elif is_camera:
+        capture = replace(capture, loop=False)
     if capture.realtime is None:
         # A call shows what the device gets as it comes: unpaced, a clip plays at the speed of
         # the pipeline (75 fps for a 30 fps clip). A file keeps every frame.

@@ -362,7 +362,7 @@ def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(
     video = write_video(tmp_path / "in.avi", frames=25, size=(96, 64), fps=20.0)
     stats = tmp_path / "s.json"
     assert main(["--model", str(brightness_model), "--source", str(video), "--stats", str(stats),
-                 "-q"]) == 0
+                 "--no-loop", "-q"]) == 0
     (camera,) = virtual_camera.instances
     assert (camera.width, camera.height) == (96, 64)
     summary = json.loads(stats.read_text())
@@ -376,7 +376,7 @@ def test_live_mode_sends_every_processed_frame_to_the_virtual_camera(
 
     # --no-realtime: every frame, as fast as the pipeline goes.
     assert main(["--model", str(brightness_model), "--source", str(video), "--stats", str(stats),
-                 "--no-realtime", "-q"]) == 0
+                 "--no-realtime", "--no-loop", "-q"]) == 0
     summary = json.loads(stats.read_text())
     assert summary["frames"] == 25 and summary["dropped_frames"] == 0, summary
     assert len(virtual_camera.instances[-1].frames) == 25
@@ -389,6 +389,56 @@ def grey_clip(path, levels, fps=30.0, size=(64, 48)):
         writer.write(np.full((size[1], size[0], 3), level, np.uint8))
     writer.release()
     return path
+
+
+def test_a_clip_into_the_virtual_camera_loops_on_one_timeline_until_stopped(
+        brightness_model, tmp_path, virtual_camera, caplog):
+    """A clip standing in for a camera goes on after its end, as a camera does, so a call keeps
+    its picture; its times go on too: a video background behind it plays on through the seam
+    instead of starting again with the clip. --no-loop ends with the clip."""
+    clip = grey_clip(tmp_path / "me.avi", [2] * 4)  # dark: nobody, the background shows whole
+    behind = grey_clip(tmp_path / "behind.avi", [2 + 20 * i for i in range(10)])
+    run = ["--model", str(brightness_model), "--source", str(clip), "--background", str(behind),
+           "--no-realtime"]
+    with caplog.at_level(logging.INFO, "portrait"):
+        assert main([*run, "--max-frames", "9"]) == 0
+    assert "starts again when it ends" in caplog.text
+    (camera,) = virtual_camera.instances
+    # 9 frames from a clip of 4; each shows the background frame of its own time: 0..8.
+    assert [round((float(frame.mean()) - 2) / 20) for frame in camera.frames] == list(range(9))
+    assert main([*run, "--no-loop", "-q"]) == 0
+    assert len(virtual_camera.instances[-1].frames) == 4
+
+
+def test_a_looped_clip_starts_its_smoothing_afresh_at_each_seam(brightness_model, tmp_path,
+                                                                 virtual_camera):
+    """Greys close enough for the smoother to blend (a ghost of the clip's end over its start,
+    were it carried across the seam): each pass sends the same frames as the first."""
+    clip = grey_clip(tmp_path / "me.avi", [122, 126, 131, 136])
+    assert main(["--model", str(brightness_model), "--source", str(clip), "--matte",
+                 "--no-realtime", "--max-frames", "12", "-q"]) == 0
+    (camera,) = virtual_camera.instances
+    frames = [frame.astype(np.int16) for frame in camera.frames]
+    assert len(frames) == 12
+    assert np.abs(frames[1] - frames[0]).max() > 0  # the greys do give other mattes
+    for i in range(4, 12):
+        np.testing.assert_array_equal(frames[i], frames[i % 4])
+
+
+def test_loop_with_a_file_output_is_refused_in_one_line(brightness_model, tmp_path, capsys):
+    """A looped clip has no end: a file output would grow until the disk is full."""
+    clip = write_video(tmp_path / "in.avi", frames=3)
+    out = tmp_path / "out.mp4"
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out",
+                                  out, "--loop")
+    assert_one_line_error(code, stderr, f"--loop plays the video again and again, so --out "
+                          f"'{out}' would never end; give --no-loop to write it once")
+    assert not out.exists()
+    config = tmp_path / "c.toml"
+    config.write_text("loop = true\n")  # --no-loop wins over the file, as any option does
+    assert run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out", out,
+                          "--config", config, "--no-loop", "-q")[0] == 0
+    assert out.is_file()
 
 
 def test_the_start_log_says_what_the_call_sees_with_the_blur_for_this_frame_size(
@@ -444,7 +494,7 @@ def test_vcam_backend_and_device_pick_the_virtual_camera(brightness_model, tmp_p
     named gets them, on the --vcam-device asked for; a config file sets both alike."""
     caplog.set_level(logging.INFO, logger="portrait.sink")
     video = write_video(tmp_path / "in.avi", frames=4, size=(96, 64), fps=20.0)
-    run = ["--model", str(brightness_model), "--source", str(video), "-q"]
+    run = ["--model", str(brightness_model), "--source", str(video), "--no-loop", "-q"]
     config = tmp_path / "c.toml"
     config.write_text('vcam-backend = "portrait-cli-second"\nvcam-device = "/dev/video7"\n')
     with fake_camera("portrait-cli-first", FirstBackend) as first, \
@@ -812,6 +862,10 @@ def test_options_that_another_makes_meaningless_are_named(capsys, caplog, tmp_pa
      ["--vcam-backend is ignored with --out (no virtual camera is written)",
       "--vcam-device is ignored with --out (no virtual camera is written)"]),
     (["--source", "1", "--vcam-backend", "obs", "--vcam-device", "/dev/video2"], []),
+    (["--source", "0", "--loop"], ["--loop is ignored with a camera --source (a camera does "
+                                   "not end)"]),
+    (["--image", "me.jpg", "--no-loop"], ["--loop is ignored with --image"]),
+    (["--source", "talk.mp4", "--loop"], []),
 ])
 def test_ignored_options_are_those_typed(argv, expected):
     from portrait.cli import command_line_options, ignored_options

@@ -267,6 +267,7 @@ def test_print_config_prints_the_effective_settings_and_reads_back(capsys, tmp_p
     assert settings["mirror"] is True and settings["tta"] == "scales" and settings["max-frames"] == 5
     assert settings["input-size"] == "64x32"
     assert "# image = (not set)" in printed
+    assert "# loop = (not set)" in printed  # by the output, as realtime
     # Fed back as a config file, the printout gives the same settings.
     again = write_config(tmp_path / "again.toml", printed)
     first, _ = parse("--config", config, "--blur", "12", "--tta")

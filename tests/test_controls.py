@@ -282,7 +282,8 @@ def camera_run(brightness_model, video, *args, keys=None):
     and then, and the runs compared frame by frame would differ in length."""
     with fake_camera(BACKEND, RecordingBackend) as backend:
         RecordingBackend.fail_sends = 0
-        code = main(["--model", brightness_model, "--source", video, "-q", "--no-realtime", *args],
+        code = main(["--model", brightness_model, "--source", video, "-q", "--no-realtime",
+                     "--no-loop", *args],
                     keys=[keys] if keys is not None else ())
         assert code == 0
         (camera,) = backend.instances  # opened once: no key closes or reopens it

@@ -36,6 +36,7 @@ from portrait.capture.images import (
     read_image,
     read_photo,
 )
+from portrait.capture.looping import LoopedSource
 from portrait.capture.video import VideoFileSource
 from portrait.errors import InputError
 from portrait.options import CaptureOptions
@@ -48,6 +49,7 @@ __all__ = [
     "Frame",
     "ImageItem",
     "ImageSource",
+    "LoopedSource",
     "Source",
     "VideoFileSource",
     "camera_index",
@@ -67,7 +69,8 @@ def open_source(options: CaptureOptions) -> Source:
     Args:
         options: a camera index such as ``"0"`` (or ``/dev/video0``) opens a
             :class:`CameraSource` with the requested size and rate; anything else a
-            :class:`VideoFileSource` (``realtime`` applies).
+            :class:`VideoFileSource` (``realtime`` applies), a :class:`LoopedSource` with
+            ``loop`` True (``None`` is once: the caller decides it).
 
     Raises:
         DeviceError: the camera can't be opened.
@@ -79,4 +82,6 @@ def open_source(options: CaptureOptions) -> Source:
     if os.path.isdir(options.source):  # a folder of photos was meant for --image
         raise InputError(f"--source '{options.source}' is a folder; give a video file or a "
                          "camera index (a folder of photos goes to --image)")
+    if options.loop:
+        return LoopedSource(options.source, realtime=bool(options.realtime))
     return VideoFileSource(options.source, realtime=options.realtime)
