@@ -40,6 +40,7 @@ CASES = {
     (CaptureOptions, "height"): ([1, 2160], [0, -720], [720.0, "720"]),
     (CaptureOptions, "fps"): ([1e-3, 30, 60.0], [0, -30.0, INF, NAN], ["30", None]),
     (CaptureOptions, "realtime"): ([None, True, False], [], [0, "no"]),
+    (CaptureOptions, "loop"): ([None, True, False], [], [1, "yes"]),
     (SegmentOptions, "model"): (["weights/unet.hdf5", "unet"], [""], [None, 3]),
     (SegmentOptions, "backend"): (["auto", "keras", "tflite", "mediapipe"], ["gpu", "TFLite", None], []),
     (SegmentOptions, "device"): (["auto", "cpu", "gpu"], ["cuda", ""], []),
