@@ -197,6 +197,7 @@ class FramingOptions(CheckedOptions):
         zoom_dead_zone: the zoom changes only when the wanted crop height differs from the aim
             by more than this fraction of it.
         glide_s: about how long a glide takes to settle (a critically damped spring).
+        zoom_window_s: the zoom frames the person's median size over this long (0: each frame's).
         hold_s: nobody in the frame: keep the crop this long, then ease back to the whole frame.
         min_area: a person covers at least this fraction of the frame.
     """
@@ -208,6 +209,7 @@ class FramingOptions(CheckedOptions):
     dead_zone: float = bounded(0.05, NON_NEGATIVE)
     zoom_dead_zone: float = bounded(0.1, NON_NEGATIVE)
     glide_s: float = bounded(0.5, POSITIVE)
+    zoom_window_s: float = bounded(5.0, NON_NEGATIVE)
     hold_s: float = bounded(1.5, NON_NEGATIVE)
     min_area: float = bounded(0.01, FRACTION)
 

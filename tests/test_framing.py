@@ -1,6 +1,7 @@
 """Tests for portrait.framing on synthetic clips (a disc for a person): a moving person stays
 centred, a still one gives a constant crop, an empty frame holds and then eases back to the
-whole frame, the zoom limit holds, the output keeps its size; the spring, the person box, and the
+whole frame, the zoom limit holds, the output keeps its size, an arm raised for a moment leaves
+the zoom alone while someone who comes closer is followed; the spring, the person box, and the
 app's --framing end to end (the framed matte is written)."""
 
 import json
@@ -15,6 +16,7 @@ from portrait.framing import (
     FramingState,
     crop_matrix,
     person_box,
+    person_extent,
     spring_step,
     step,
     target_crop,
@@ -272,12 +274,71 @@ def test_person_box_leaves_out_a_half_sure_region_and_a_lone_speck():
 
 def test_zoom_dead_zone_keeps_the_zoom_while_the_person_grows_a_little():
     size = (W, H)
-    state = step(FramingState.whole(size), (140, 40, 40, 80), size, ON, 1 / FPS)
+    each_frame = FramingOptions(enabled=True, zoom_window_s=0.0)  # no median: the dead zone alone
+    state = step(FramingState.whole(size), (140, 40, 40, 80), size, each_frame, 1 / FPS)
     aim = state.aim  # 80 / 0.65 = 123 rows
-    a_little = step(state, (140, 40, 40, 84), size, ON, 1 / FPS)  # 5 % taller: within 10 %
+    a_little = step(state, (140, 40, 40, 84), size, each_frame, 1 / FPS)  # 5 % taller: within 10 %
     assert a_little.aim == aim
-    much = step(state, (140, 40, 40, 96), size, ON, 1 / FPS)  # 20 % taller
+    much = step(state, (140, 40, 40, 96), size, each_frame, 1 / FPS)  # 20 % taller
     assert much.aim[2] == pytest.approx(96 / ON.fill)
+
+
+def webcam_body(shoulders=110, arm_to=None):
+    """A frame and matte of someone cut off by the bottom of the frame, as a webcam sees them:
+    a torso ``shoulders`` px wide and a head above it, and optionally an arm stretched out
+    sideways from the right shoulder to column ``arm_to`` (a wave)."""
+    alpha = np.zeros((H, W), np.uint8)
+    scale = shoulders / 110
+    top = round(H - 110 * scale)
+    left, right = round(W / 2 - shoulders / 2), round(W / 2 + shoulders / 2)
+    cv2.rectangle(alpha, (left, top), (right, H), 255, -1)
+    cv2.circle(alpha, (W // 2, round(top - 16 * scale)), round(20 * scale), 255, -1)
+    if arm_to is not None:
+        cv2.rectangle(alpha, (right, top + 4), (arm_to, top + 14), 255, -1)
+    image = np.full((H, W, 3), 40, np.uint8)
+    image[alpha > 0] = 200
+    return image, alpha
+
+
+@pytest.mark.parametrize("arm_frames", [10, 30, 60])
+def test_an_arm_raised_for_up_to_two_seconds_leaves_the_zoom_alone(arm_frames):
+    """An arm stretched out to the side for 1/3 s to 2 s (a wave, a sign, a stretch) nearly
+    doubles the person's box; the zoom stays within 2 % of where it was, as it does not framing
+    each frame on its own (``zoom_window_s=0``), where it zooms out by a third."""
+    still, waving = webcam_body(), webcam_body(arm_to=W - 20)
+    before = int(ON.zoom_window_s * FPS)  # still for a whole window first
+    frames = [still] * before + [waving] * arm_frames + [still] * 60
+    zooms = {}
+    for window_s in (ON.zoom_window_s, 0.0):
+        framer = AutoFramer(FramingOptions(enabled=True, zoom_window_s=window_s), fps=FPS)
+        zooms[window_s] = [framer(image, alpha) and framer.zoom for image, alpha in frames]
+    settled = zooms[ON.zoom_window_s][before - 1]
+    assert settled > 1.5  # framed head and shoulders
+    assert all(abs(zoom / settled - 1) <= 0.02 for zoom in zooms[ON.zoom_window_s][before:])
+    assert min(zooms[0.0][before:]) < 0.75 * zooms[0.0][before - 1]
+
+
+def test_someone_who_comes_closer_is_followed():
+    """The body grows by half and stays so: its area more than doubles, far more than an arm
+    adds, so within 1.5 s (less than the 2.5 s the median of a 5 s window waits) the crop frames
+    the bigger body as it would have from the start."""
+    near, nearer = webcam_body(110), webcam_body(165)
+    framer = AutoFramer(ON, fps=FPS)
+    run(framer, [near] * 45)
+    far_crop_h = framer.state.crop[2]
+    _, crops = run(framer, [nearer] * int(1.5 * FPS))
+    wanted = target_crop(person_box(nearer[1]), (W, H), ON)
+    assert wanted[2] > 1.3 * far_crop_h  # the zoom has to change
+    assert crops[-1] == pytest.approx(wanted, rel=0.03)
+    assert ON.zoom_window_s / 2 > 1.5
+
+
+def test_person_extent_gives_the_box_and_the_area():
+    _, alpha = person(100, 90, radius=30)
+    box, area = person_extent(alpha)
+    assert box == person_box(alpha)
+    assert area == pytest.approx(np.pi * 30 ** 2 / (W * H), rel=0.1)
+    assert person_extent(np.zeros((H, W), np.uint8)) is None
 
 
 def test_a_webcam_person_cut_off_at_the_bottom_is_framed_with_headroom():
@@ -293,6 +354,8 @@ def test_bad_options_fail_at_construction():
         AutoFramer(FramingOptions(max_zoom=0.5))
     with pytest.raises(ValueError, match="fill"):
         AutoFramer(FramingOptions(fill=0.0))
+    with pytest.raises(ValueError, match=r"zoom_window_s = -1.0: expected a number, 0 or more"):
+        AutoFramer(FramingOptions(zoom_window_s=-1.0))
     with pytest.raises(ValueError, match="unexpected alpha"):
         AutoFramer(ON)(None, np.zeros((4, 4), np.float32))
 

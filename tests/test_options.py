@@ -76,6 +76,7 @@ CASES = {
     (FramingOptions, "zoom_dead_zone"): ([0.0, 0.5], [-0.01], [None]),
     (FramingOptions, "glide_s"): ([1e-6, 5.0], [0.0, -0.5], [None]),
     (FramingOptions, "hold_s"): ([0.0, 60.0], [-1e-6, INF], [None]),
+    (FramingOptions, "zoom_window_s"): ([0.0, 5.0, 60.0], [-1e-6, INF], [None]),
     (FramingOptions, "min_area"): ([0.0, 0.999], [1.0, -0.01], [None]),
     (CompositeOptions, "background"): (["blur", "#00ff00", "beach.jpg"], ["", " "], [None, 0]),
     (CompositeOptions, "blur_px"): ([None, 1, 1000], [0, -21], [21.5, "21"]),
