@@ -704,3 +704,34 @@ def test_latency_is_timed_on_the_clock_the_source_read_its_frames_on(segmenter, 
     assert summary["stage_ms"]["output"] == 15.625
     # the run's length, on the same clock: its stats were timed by it too
     assert summary["wall_s"] == round(4 / 64, 3) and summary["fps"] == round(4 / (4 / 64), 2)
+
+
+def cut_processor(segmenter, options=PipelineOptions(reuse_still=False)):
+    """A matte processor with the stages that carry state from frame to frame: smoothing and
+    subject selection."""
+    return FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
+                          Refiner(RefineOptions(enabled=False)), None, matte=True, options=options,
+                          subject=SubjectSelector(SubjectOptions()))
+
+
+def test_a_cut_starts_smoothing_and_subject_selection_afresh(segmenter):
+    """The first frame of another shot (a looped clip starting again) is matted as a first
+    frame is: nothing of the last shot's masks blends into it, where the next frame of the same
+    shot blends with the last."""
+    from portrait.pipeline import Packet
+
+    before, after = np.full((48, 64, 3), 125, np.uint8), np.full((48, 64, 3), 131, np.uint8)
+
+    def mattes(cuts):
+        processor = cut_processor(segmenter)
+        packets = [Packet(image=image, index=i, time_s=0.0, cut=cut)
+                   for i, (image, cut) in enumerate(zip((before, after), cuts))]
+        for packet in packets:
+            processor.segment(packet)
+            processor.finish(packet)
+        return [packet.output.copy() for packet in packets]
+
+    fresh = cut_processor(segmenter).process(after)
+    assert not np.array_equal(mattes([False, False])[1], fresh)  # blended with the last shot
+    np.testing.assert_array_equal(mattes([False, True])[1], fresh)
+
