@@ -415,19 +415,22 @@ def _put(q: queue.Queue, item, abort: threading.Event) -> bool:
     return False
 
 
-def _put_latest(q: queue.Queue, item) -> int:
-    """Put without blocking, dropping the oldest waiting items; returns how many were dropped."""
+def _put_latest(q: queue.Queue, packet: Packet) -> int:
+    """Put without blocking, dropping the oldest waiting packets; returns how many were dropped.
+    A dropped packet's ``cut`` passes to ``packet``: the seam lies between the last frame
+    processed and this one all the same."""
     dropped = 0
     while True:
         try:
-            q.put_nowait(item)
+            q.put_nowait(packet)
             return dropped
         except queue.Full:
             try:
-                q.get_nowait()
-                dropped += 1
+                stale = q.get_nowait()
             except queue.Empty:
-                pass
+                continue
+            dropped += 1
+            packet.cut = packet.cut or stale.cut
 
 
 class StreamPipeline:

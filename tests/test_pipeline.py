@@ -735,3 +735,36 @@ def test_a_cut_starts_smoothing_and_subject_selection_afresh(segmenter):
     assert not np.array_equal(mattes([False, False])[1], fresh)  # blended with the last shot
     np.testing.assert_array_equal(mattes([False, True])[1], fresh)
 
+
+def test_a_live_pipeline_that_drops_a_cut_frame_passes_its_cut_to_the_next(segmenter):
+    """Live, a frame the reader drops (the segment stage was busy) takes its cut with it unless
+    the frame that replaces it carries it on: the frame after the seam was then blended with,
+    and reused the mask of, the last shot. Step by step: frame 0 holds the segment stage while
+    frame 1 (the cut) and frame 2 are read; frame 2 replaces frame 1 in the queue."""
+    before, after = np.full((48, 64, 3), 125, np.uint8), np.full((48, 64, 3), 131, np.uint8)
+    held, release = threading.Event(), threading.Event()
+
+    def source():
+        yield Frame(before, 0, time.perf_counter())
+        assert held.wait(30)  # frame 0 is in the segment stage: the queue is empty
+        yield Frame(after, 1, time.perf_counter(), cut=True)
+        yield Frame(after, 2, time.perf_counter())  # the queue is full: frame 1 is dropped
+        release.set()
+
+    class Held(FrameProcessor):
+        def segment(self, packet, behind=False):
+            if packet.index == 0:
+                held.set()
+                release.wait(30)
+            return super().segment(packet, behind)
+
+    options = PipelineOptions(live=True, reuse_still=False)
+    processor = Held(segmenter, TemporalSmoother(SmoothOptions()),
+                     Refiner(RefineOptions(enabled=False)), None, matte=True, options=options,
+                     subject=SubjectSelector(SubjectOptions()))
+    outputs = []
+    stream = StreamPipeline(source(), processor, lambda alpha, _pts: outputs.append(alpha.copy()),
+                            options)
+    stats = stream.run()
+    assert stats.dropped == 1 and len(outputs) == 2
+    np.testing.assert_array_equal(outputs[1], cut_processor(segmenter).process(after))
