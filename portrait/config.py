@@ -228,18 +228,27 @@ def read_config(parser: argparse.ArgumentParser, explicit: Optional[str] = None)
 
 def config_origin(message: str, config: Config, typed: set[str]) -> str:
     """What to add to an error ``message`` that quotes a value the config file set (and the
-    command line did not, ``typed`` being the dests typed there): ' (KEY = "VALUE" comes from
-    config file 'PATH')', so the user knows where to change it; else ''."""
+    command line did not, ``typed`` being the dests typed there), or names a flag it set true
+    (``--loop`` for ``loop = true``): ' (KEY = "VALUE" comes from config file 'PATH')', so the
+    user knows where to change it; else ''."""
     if config.path is None:
         return ""
     notes = [f'{dest.replace("_", "-")} = {json.dumps(value)}'
              for dest, value in config.defaults.items()
-             if dest not in typed and isinstance(value, str) and value.strip()
-             and f"'{value}'" in message]
+             if dest not in typed and _names(message, dest, value)]
     if not notes:
         return ""
     return f" ({', '.join(notes)} {'comes' if len(notes) == 1 else 'come'} from config file " \
            f"'{config.path}')"
+
+
+def _names(message: str, dest: str, value: Any) -> bool:
+    """Whether ``message`` quotes ``value``, a string (``'beach.jpg'``), or names the flag of
+    ``dest`` that ``value`` True set (``--loop``, not ``--no-loop``)."""
+    if isinstance(value, str):
+        return bool(value.strip()) and f"'{value}'" in message
+    flag = "--" + dest.replace("_", "-")
+    return value is True and re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", message) is not None
 
 
 def format_config(parser: argparse.ArgumentParser, args: argparse.Namespace,

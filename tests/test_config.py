@@ -361,17 +361,24 @@ def test_an_error_about_a_value_from_the_file_says_it_came_from_the_file(tmp_pat
     assert not (tmp_path / "o.png").exists()
 
 
-def test_config_origin_names_only_quoted_values_the_file_set():
+def test_config_origin_names_the_quoted_values_and_the_flags_the_file_set():
     from portrait.config import Config, config_origin
 
-    config = Config(Path("c.toml"), {"background": "sky.png", "model": "mine.hdf5", "blur": 30})
+    config = Config(Path("c.toml"), {"background": "sky.png", "model": "mine.hdf5", "blur": 30,
+                                     "loop": True, "mirror": False})
     assert config_origin("cannot read 'sky.png'", config, set()) == \
         " (background = \"sky.png\" comes from config file 'c.toml')"
     assert config_origin("cannot read 'sky.png' or 'mine.hdf5'", config, {"model"}) == \
         " (background = \"sky.png\" comes from config file 'c.toml')"
     assert config_origin("cannot read 'sky.png' or 'mine.hdf5'", config, set()) == \
         " (background = \"sky.png\", model = \"mine.hdf5\" come from config file 'c.toml')"
-    assert config_origin("blur 30 is too strong", config, set()) == ""  # only quoted strings
+    assert config_origin("blur 30 is too strong", config, set()) == ""  # no number
+    # A flag the file set true, named in the message: the user did not type it.
+    assert config_origin("--loop never ends; give --no-loop", config, set()) == \
+        " (loop = true comes from config file 'c.toml')"
+    assert config_origin("--loop never ends", config, {"loop"}) == ""  # typed
+    assert config_origin("give --no-loop or --loops", config, set()) == ""  # other flags
+    assert config_origin("--mirror is off", config, set()) == ""  # set false: not its doing
     assert config_origin("cannot read 'sky.png'", Config(), set()) == ""  # no file
 
 
