@@ -211,12 +211,16 @@ class FrameProcessor:
         self._still.reset()
         self._last_prob = None
         self._reused = 0
+        self._forget_masks()
+        if self.framer is not None:
+            self.framer.reset()
+
+    def _forget_masks(self) -> None:
+        """Start smoothing and subject selection afresh: the next mask blends with none before."""
         if self.smoother is not None:
             self.smoother.reset()
         if self.subject is not None:
             self.subject.reset()
-        if self.framer is not None:
-            self.framer.reset()
 
     def segment(self, packet: Packet, behind: bool = False) -> bool:
         """Fill ``packet.prob``; returns True when the last mask was reused.
@@ -267,10 +271,7 @@ class FrameProcessor:
         state = packet.state
         if packet.lost or (state is not None and not state.effect):
             # The scene after a reconnect or a pause is new: don't blend it with older masks.
-            if self.smoother is not None:
-                self.smoother.reset()
-            if self.subject is not None:
-                self.subject.reset()
+            self._forget_masks()
             height, width = packet.image.shape[:2]
             if packet.lost:
                 packet.output = (self.lost_frame(width, height) if self.lost_frame is not None
@@ -282,10 +283,7 @@ class FrameProcessor:
             # A looped clip jumps from its last frame to its first: blending the masks across
             # the jump would leave the last frame's person as a ghost over the first frames,
             # and the framing is cut to the new shot's person, not glided there.
-            if self.smoother is not None:
-                self.smoother.reset()
-            if self.subject is not None:
-                self.subject.reset()
+            self._forget_masks()
             if self.framer is not None:
                 self.framer.cut()
         t0 = time.perf_counter()
