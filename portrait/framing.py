@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import cv2
@@ -323,6 +323,8 @@ class AutoFramer:
             return full  # off and at rest: nothing to compute
         extent = person_extent(alpha, self.options.min_area) if self.enabled else None
         box, area = (None, 0.0) if extent is None else extent
+        if cut and box is None:  # nobody in the new shot's first frame: its sizes start afresh
+            self.state = replace(self.state, heights=(), areas=())
         if self.dt_s is None or (cut and box is not None):
             crop = full if box is None else target_crop(box, size, self.options)
             self.state = FramingState(crop, (0.0, 0.0, 0.0), crop)

@@ -189,6 +189,20 @@ def test_a_cut_frames_the_next_shots_person_at_once_not_after_a_glide():
     assert abs(centre_x(framed_alpha) - 0.5) < 0.05
 
 
+def test_a_cut_to_an_empty_frame_forgets_the_last_shots_sizes():
+    """A loop's seam onto a frame with nobody in it: the next person is sized on their own, not
+    by the median of the last shot's 5 s, which would hold its zoom for 2.5 s."""
+    framer = AutoFramer(ON, fps=FPS)
+    run(framer, [person(0.5 * W, 0.5 * H, radius=60)] * 150)
+    framer.cut()
+    framer(*person(-500, -500))  # nobody in the frame
+    small = person(0.5 * W, 0.5 * H, radius=25)
+    run(framer, [small] * 10)
+    wanted = target_crop(person_box(small[1]), (W, H), ON)[2]
+    assert framer.state.heights == (wanted,) * 10
+    assert framer.state.aim[2] == pytest.approx(wanted)
+
+
 def test_a_cut_while_framing_is_off_leaves_the_whole_frame():
     framer = AutoFramer(FramingOptions(enabled=False), fps=FPS)
     framer.cut()
