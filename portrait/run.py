@@ -338,7 +338,8 @@ def run_stream(
         check_report_file(output.stats, "--stats", ".json", protected=protected,
                           outputs=[output.out] if output.out else [])
     if capture.loop and output.out is not None and not is_camera:
-        raise InputError(f"--loop plays the video again and again, so --out '{output.out}' would "
+        raise InputError(f"--loop is for the virtual camera: in --out '{output.out}' the picture "
+                         "would repeat while the clip's sound plays once, and without --max-frames "
                          "never end; give --no-loop to write it once, or leave out --out to loop "
                          "it into the virtual camera")
     if capture.loop is None:

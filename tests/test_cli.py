@@ -431,15 +431,17 @@ def test_loop_with_a_file_output_is_refused_in_one_line(brightness_model, tmp_pa
     out = tmp_path / "out.mp4"
     code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out",
                                   out, "--loop")
-    assert_one_line_error(code, stderr, f"--loop plays the video again and again, so --out "
-                          f"'{out}' would never end; give --no-loop to write it once")
+    assert_one_line_error(code, stderr, f"--loop is for the virtual camera: in --out '{out}' "
+                          "the picture would repeat while the clip's sound plays once, and without "
+                          "--max-frames never end; give --no-loop to write it once")
     assert not out.exists()
     config = tmp_path / "c.toml"
     config.write_text("loop = true\n")
     code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out",
                                   out, "--config", config)
-    assert_one_line_error(code, stderr, f"--loop plays the video again and again, so --out "
-                          f"'{out}' would never end; give --no-loop to write it once, or leave "
+    assert_one_line_error(code, stderr, f"--loop is for the virtual camera: in --out '{out}' "
+                          "the picture would repeat while the clip's sound plays once, and without "
+                          "--max-frames never end; give --no-loop to write it once, or leave "
                           "out --out to loop it into the virtual camera (loop = true comes from "
                           f"config file '{config}')")
     assert not out.exists()
