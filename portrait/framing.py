@@ -217,6 +217,8 @@ def step(state: FramingState, box: Optional[Box], size: tuple[int, int],
     Returns:
         The new state; its ``crop`` is what to show.
     """
+    if not dt_s > 0:
+        raise ValueError(f"dt_s = {dt_s}: expected the time since the last frame, above 0 s")
     full = whole_frame(size)
     aim, empty_s, heights, areas = state.aim, state.empty_s, state.heights, state.areas
     if not enabled:

@@ -134,12 +134,13 @@ class CheckedOptions:
 
 def _as_text(value: Any, hint: Any) -> Any:
     """``value`` with its paths (``pathlib.Path``, any ``os.PathLike``) as ``str``, where ``hint``
-    takes a string or a tuple of strings; None where nothing is to change."""
+    takes a string or a tuple of strings (a list given for the tuple as a tuple, so the options
+    stay hashable); None where nothing is to change."""
     takes = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     if str in takes and isinstance(value, os.PathLike):
         return os.fspath(value)
-    if tuple[str, ...] in takes and isinstance(value, tuple) and any(
-            isinstance(item, os.PathLike) for item in value):
+    if tuple[str, ...] in takes and isinstance(value, (tuple, list)) and (
+            isinstance(value, list) or any(isinstance(item, os.PathLike) for item in value)):
         return tuple(os.fspath(item) if isinstance(item, os.PathLike) else item for item in value)
     return None
 

@@ -203,6 +203,13 @@ def test_a_cut_to_an_empty_frame_forgets_the_last_shots_sizes():
     assert framer.state.aim[2] == pytest.approx(wanted)
 
 
+def test_step_refuses_a_time_step_that_is_not_above_0():
+    state = FramingState.whole((W, H))
+    for dt_s in (0.0, -1 / FPS, float("nan")):
+        with pytest.raises(ValueError, match=r"^dt_s = .*: expected the time since the last frame"):
+            step(state, (100, 40, 80, 100), (W, H), ON, dt_s)
+
+
 def test_a_cut_while_framing_is_off_leaves_the_whole_frame():
     framer = AutoFramer(FramingOptions(enabled=False), fps=FPS)
     framer.cut()

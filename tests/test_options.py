@@ -101,7 +101,7 @@ CASES = {
     (ControlOptions, "mirror"): FLAG,
     (ControlOptions, "framing"): FLAG,
     (ControlOptions, "backgrounds"): ([(), ("beach.jpg", "#00ff00")], [("",), ("a.jpg", " ")],
-                                      ["beach.jpg", ["beach.jpg"], (None,)]),
+                                      ["beach.jpg", (None,), {"a.jpg"}]),
 }
 
 
@@ -170,10 +170,12 @@ def test_messages_say_what_was_given_and_what_is_expected(build, message):
 
 
 def test_paths_are_taken_as_strings():
-    """A pathlib.Path (any os.PathLike) is a path where a string is: kept as its str."""
+    """A pathlib.Path (any os.PathLike) is a path where a string is: kept as its str; a list of
+    them where a tuple is taken, kept as a tuple."""
     assert CompositeOptions(background=Path("beach.jpg")).background == "beach.jpg"
     assert OutputOptions(out=Path("out") / "call.mp4").out == str(Path("out") / "call.mp4")
     assert ControlOptions(backgrounds=(Path("a.jpg"), "blur")).backgrounds == ("a.jpg", "blur")
+    assert ControlOptions(backgrounds=[Path("a.jpg"), "blur"]).backgrounds == ("a.jpg", "blur")
     assert dataclasses.replace(CaptureOptions(), source=Path("clip.mp4")).source == "clip.mp4"
     with pytest.raises(TypeError, match=r"^SmoothOptions.enabled = \w*Path\('x'\) "):
         SmoothOptions(enabled=Path("x"))  # only where a string is taken
