@@ -16,9 +16,13 @@ Per frame:
    person moves a little, then a critically damped spring (:func:`spring_step`) glides the crop
    to the aim; nobody in the frame: the crop holds for ``hold_s``, then eases back to the whole
    frame;
-4. :class:`AutoFramer`: ``update(alpha)`` runs 1-3, ``apply(image)`` shows the crop with one
-   ``cv2.warpAffine`` (sub-pixel, so a glide doesn't step) into the caller's buffer; while the
-   whole frame is shown it passes images through untouched.
+4. :class:`AutoFramer`: ``update(alpha, time_s)`` runs 1-3, ``apply(image)`` shows the crop
+   with one ``cv2.warpAffine`` (sub-pixel, so a glide doesn't step) into the caller's buffer;
+   while the whole frame is shown it passes images through untouched.
+
+Time is the frames' own (``time_s``, a video's or a camera's timestamps): a live run that drops
+frames glides in ``glide_s``, holds ``hold_s`` and takes the median over ``zoom_window_s`` as one
+that keeps them all, not longer by the frames it dropped.
 
 The state is a frozen dataclass passed in and returned, the functions are pure; the class holds
 the state for the pipeline, and its ``enabled`` switch glides in and out.
@@ -26,6 +30,7 @@ the state for the pipeline, and its ``enabled`` switch glides in and out.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from dataclasses import dataclass, replace
@@ -46,6 +51,9 @@ _THUMB_WIDTH = 80  # person_box works on about this many columns (1/16 of 720p)
 _SETTLE_PX = 0.2  # closer than this to the aim (and slow): snap to it, so a still crop is constant
 _SETTLE_PX_S = 2.0
 _GROWN = 1.3  # an area this many times the window's median: someone came closer (arms: <= 1.15)
+# A sum of 150 steps of 1/30 s can fall short of 5 s by 1e-15 s: the size wanted 5 s ago leaves
+# the window all the same, which holds 150 frames at 30 fps, not 151.
+_WINDOW_SLACK_S = 1e-6
 
 
 @dataclass(frozen=True)
@@ -57,14 +65,20 @@ class FramingState:
         velocity: its rate of change, per second.
         aim: where the crop glides to (moves only past the dead zone).
         empty_s: how long nobody has been in the frame.
-        heights: the crop heights wanted over the last ``zoom_window_s``, the latest last.
-        areas: the person's areas (:func:`person_extent`) over the same frames.
+        time_s: the framing's own clock: the sum of the steps since the start.
+        times: the ``time_s`` of each frame with someone in it over the last ``zoom_window_s``,
+            the latest last: the window is a span of time, however many frames a live run
+            dropped in it.
+        heights: the crop heights wanted at those times.
+        areas: the person's areas (:func:`person_extent`) at those times.
     """
 
     crop: Crop
     velocity: Crop
     aim: Crop
     empty_s: float = 0.0
+    time_s: float = 0.0
+    times: tuple[float, ...] = ()
     heights: tuple[float, ...] = ()
     areas: tuple[float, ...] = ()
 
@@ -220,18 +234,21 @@ def step(state: FramingState, box: Optional[Box], size: tuple[int, int],
     if not dt_s > 0:
         raise ValueError(f"dt_s = {dt_s}: expected the time since the last frame, above 0 s")
     full = whole_frame(size)
-    aim, empty_s, heights, areas = state.aim, state.empty_s, state.heights, state.areas
+    time_s = state.time_s + dt_s
+    aim, empty_s = state.aim, state.empty_s
+    times, heights, areas = state.times, state.heights, state.areas
     if not enabled:
-        aim, empty_s, heights, areas = full, 0.0, (), ()
+        aim, empty_s, times, heights, areas = full, 0.0, (), (), ()
     elif box is None:
         empty_s += dt_s
         if empty_s >= options.hold_s:
-            aim, heights, areas = full, (), ()  # whoever comes next is sized afresh
+            aim, times, heights, areas = full, (), (), ()  # whoever comes next is sized afresh
     else:
         empty_s = 0.0
-        window = max(1, round(options.zoom_window_s / dt_s))
-        heights = (heights + (target_crop(box, size, options)[2],))[-window:]
-        areas = (areas + (area,))[-window:]
+        first = bisect.bisect_right(times, time_s - options.zoom_window_s + _WINDOW_SLACK_S)
+        times = times[first:] + (time_s,)
+        heights = heights[first:] + (target_crop(box, size, options)[2],)
+        areas = areas[first:] + (area,)
         # the median: a size wanted for less than half the window (an arm raised) never wins;
         # a body grown by far more than an arm adds (someone came closer) is framed at once
         grown = area > _GROWN * statistics.median(areas)
@@ -243,7 +260,7 @@ def step(state: FramingState, box: Optional[Box], size: tuple[int, int],
     if (max(abs(c - a) for c, a in zip(crop, aim)) < _SETTLE_PX
             and max(abs(v) for v in velocity) < _SETTLE_PX_S):
         crop, velocity = aim, (0.0, 0.0, 0.0)
-    return FramingState(crop, velocity, aim, empty_s, heights, areas)
+    return FramingState(crop, velocity, aim, empty_s, time_s, times, heights, areas)
 
 
 def crop_matrix(crop: Crop, size: tuple[int, int]) -> np.ndarray:
@@ -258,12 +275,13 @@ def crop_matrix(crop: Crop, size: tuple[int, int]) -> np.ndarray:
 class AutoFramer:
     """Auto-framing for a stream: ``update(alpha)`` picks the crop, ``apply(image)`` shows it.
 
-    ``image, alpha = framer(image, alpha)`` does both for a frame and its matte.
+    ``image, alpha = framer(image, alpha, time_s)`` does both for a frame and its matte.
 
     Args:
         options: see :class:`FramingOptions`; ``options.enabled`` is the initial ``enabled``.
-        fps: the frame rate the glide is timed by (one step per frame); None frames each call
-            on its own (photos): straight to the target, no glide, no dead zone.
+        fps: the frame rate that times a step where the frames' times don't (a frame given no
+            ``time_s``, the first one, one whose time is not after the last one's); None frames
+            each call on its own (photos): straight to the target, no glide, no dead zone.
 
     Attributes:
         enabled: switch it at any time; off glides back to the whole frame.
@@ -283,11 +301,13 @@ class AutoFramer:
         self.state: Optional[FramingState] = None
         self._size: Optional[tuple[int, int]] = None
         self._cut = False  # the next frame is another shot's (cut())
+        self._time_s: Optional[float] = None  # the last frame's time_s
 
     def reset(self) -> None:
         """Back to the whole frame at once (new source or scene)."""
         self.state = None
         self._cut = False
+        self._time_s = None
 
     def cut(self) -> None:
         """The source cut to another shot (a looped clip starting again): the next frame, while
@@ -308,14 +328,21 @@ class AutoFramer:
         """True while the whole frame is shown (``apply`` passes images through)."""
         return self.state is None or self.state.crop == whole_frame(self._size)
 
-    def update(self, alpha: np.ndarray) -> Crop:
-        """Find the person in this frame's matte and move the crop one frame on; returns it.
+    def update(self, alpha: np.ndarray, time_s: Optional[float] = None) -> Crop:
+        """Find the person in this frame's matte and move the crop on to this frame; returns it.
 
         Args:
             alpha: uint8 (H, W), 255 = person.
+            time_s: the frame's time in seconds (``capture.Frame.pts_s``); the crop moves on by
+                the time since the last frame's, so frames a live run dropped take their time
+                with them. None: by one frame at ``fps``.
+
+        Raises:
+            ValueError: an alpha that is not uint8 (H, W), a time that is not a finite number.
         """
         if alpha.dtype != np.uint8 or alpha.ndim != 2:
             raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 (H, W)")
+        dt_s = self._since_last_s(time_s)
         size = (alpha.shape[1], alpha.shape[0])
         cut, self._cut = self._cut, False
         if self.state is None or self._size != size:
@@ -326,14 +353,25 @@ class AutoFramer:
         extent = person_extent(alpha, self.options.min_area) if self.enabled else None
         box, area = (None, 0.0) if extent is None else extent
         if cut and box is None:  # nobody in the new shot's first frame: its sizes start afresh
-            self.state = replace(self.state, heights=(), areas=())
-        if self.dt_s is None or (cut and box is not None):
+            self.state = replace(self.state, times=(), heights=(), areas=())
+        if dt_s is None or (cut and box is not None):
             crop = full if box is None else target_crop(box, size, self.options)
             self.state = FramingState(crop, (0.0, 0.0, 0.0), crop)
         else:
-            self.state = step(self.state, box, size, self.options, self.dt_s, self.enabled,
-                              area)
+            self.state = step(self.state, box, size, self.options, dt_s, self.enabled, area)
         return self.state.crop
+
+    def _since_last_s(self, time_s: Optional[float]) -> Optional[float]:
+        """The step to this frame: the time since the last frame where both have one and it
+        moved on, else 1/fps (the first frame, a frame without a time, a time that stood still
+        or went back: another source's clock); None for photos."""
+        if time_s is not None and not math.isfinite(time_s):
+            raise ValueError(f"time_s = {time_s}: expected the frame's time in seconds, a finite "
+                             "number (or None)")
+        last_s, self._time_s = self._time_s, time_s
+        if self.dt_s is None or time_s is None or last_s is None or not time_s > last_s:
+            return self.dt_s
+        return time_s - last_s
 
     def apply(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """Show the current crop of ``image`` (a frame, a composite, a matte) at its full size.
@@ -355,18 +393,19 @@ class AutoFramer:
         return cv2.warpAffine(image, crop_matrix(self.state.crop, size), size, dst=out,
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def __call__(self, image: Optional[np.ndarray], alpha: np.ndarray
-                 ) -> tuple[Optional[np.ndarray], np.ndarray]:
-        """Frame one frame and its matte: ``update(alpha)``, then ``apply`` to both.
+    def __call__(self, image: Optional[np.ndarray], alpha: np.ndarray,
+                 time_s: Optional[float] = None) -> tuple[Optional[np.ndarray], np.ndarray]:
+        """Frame one frame and its matte: ``update(alpha, time_s)``, then ``apply`` to both.
 
         Args:
             image: BGR uint8 (H, W, 3), or None when only the matte is wanted.
             alpha: uint8 (H, W), 255 = person.
+            time_s: the frame's time in seconds, as :meth:`update` takes it.
 
         Returns:
             (image, alpha), framed: the inputs themselves while the whole frame is shown.
         """
         if image is not None and image.shape[:2] != alpha.shape:
             raise ValueError(f"unexpected image: {image.shape} != {alpha.shape} + (3,)")
-        self.update(alpha)
+        self.update(alpha, time_s)
         return (None if image is None else self.apply(image)), self.apply(alpha)

@@ -159,7 +159,8 @@ class FrameProcessor:
             ``framer``); None: effect on.
         framer: a :class:`portrait.framing.AutoFramer`, or None. It frames the output (the
             composite, or the matte), so person, blur and background move together as under a
-            real camera's zoom, with one warp of a buffer just written (see README).
+            real camera's zoom, with one warp of a buffer just written (see README); timed by
+            each packet's ``pts_s``, so the frames a live run drops take their time with them.
         light_wrap: a :class:`portrait.lightwrap.LightWrap` for the composite, or None.
         foreground: a :class:`portrait.foreground.ForegroundEstimator` (the person's own colour
             at the soft edge), used while the live state's ``decontaminate`` is on (``e``), or
@@ -320,7 +321,7 @@ class FrameProcessor:
         if self.framer is not None:
             if state is not None:
                 self.framer.enabled = state.framing  # the f key
-            self.framer.update(alpha)
+            self.framer.update(alpha, packet.pts_s)  # the frame's own time: see framing.py
             if not self.framer.whole:
                 out = self._framed.get(output.shape) if self._framed is not None else None
                 output = self.framer.apply(output, out=out)

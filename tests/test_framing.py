@@ -1,8 +1,9 @@
 """Tests for portrait.framing on synthetic clips (a disc for a person): a moving person stays
 centred, a still one gives a constant crop, an empty frame holds and then eases back to the
 whole frame, the zoom limit holds, the output keeps its size, an arm raised for a moment leaves
-the zoom alone while someone who comes closer is followed; the spring, the person box, and the
-app's --framing end to end (the framed matte is written)."""
+the zoom alone while someone who comes closer is followed; framing runs on the frames' times (a
+stream that drops frames glides and windows as one that doesn't); the spring, the person box, and
+the app's --framing end to end (the framed matte is written)."""
 
 import json
 
@@ -339,6 +340,95 @@ def test_an_arm_raised_for_up_to_two_seconds_leaves_the_zoom_alone(arm_frames):
     assert min(zooms[0.0][before:]) < 0.75 * zooms[0.0][before - 1]
 
 
+def glide_s(step_s, timed=True):
+    """A person settled on the left steps to the right at 2 s, in a stream of frames ``step_s``
+    apart (2/30 s: a live run at 30 fps that dropped every other frame), given their times or
+    not (``timed``): the seconds the crop takes from the step to within 2 % of the new crop."""
+    framer = AutoFramer(ON, fps=FPS)
+    left, right = person(0.3 * W, 0.5 * H), person(0.7 * W, 0.5 * H)
+    target_x = target_crop(person_box(right[1]), (W, H), ON)[0]
+    steps = round(2.0 / step_s)
+    for index in range(steps):
+        framer(*left, index * step_s if timed else None)
+    distance = abs(target_x - framer.state.crop[0])
+    for index in range(steps, 2 * steps):
+        framer(*right, index * step_s if timed else None)
+        if abs(framer.state.crop[0] - target_x) < 0.02 * distance:
+            return index * step_s - 2.0
+    raise AssertionError("the crop never reached the person")
+
+
+def test_a_stream_that_drops_frames_glides_in_the_same_time():
+    """Framing runs on the frames' times: every other frame dropped, the glide takes the same
+    time within a frame (the first frame past the mark is one of every other), about
+    ``glide_s``; stepped by 1/fps per frame it took twice as long."""
+    kept, dropped = glide_s(1 / FPS), glide_s(2 / FPS)
+    assert abs(dropped - kept) <= 1 / FPS + 1e-9, (kept, dropped)
+    assert 0.8 * ON.glide_s <= kept <= 1.2 * ON.glide_s
+    assert glide_s(2 / FPS, timed=False) > 1.8 * kept  # what a time per frame did
+
+
+@pytest.mark.parametrize("step_s", [1 / FPS, 2 / FPS])
+def test_the_zoom_window_spans_its_seconds_however_many_frames_come(step_s):
+    """At 30 fps and with every other frame dropped: the window holds the last 5 s of sizes,
+    so an arm stretched out for 2 s leaves the zoom alone and one for 3.5 s (more than half the
+    window) zooms out; 150 frames counted at 1/30 s made the window 10 s of the dropped stream,
+    where 3.5 s of arm left the zoom alone."""
+    still, waving = webcam_body(), webcam_body(arm_to=W - 20)
+    before = round(ON.zoom_window_s / step_s)
+
+    def framer_after(arm_s):
+        framer = AutoFramer(ON, fps=FPS)
+        frames = [still] * before + [waving] * round(arm_s / step_s)
+        for index, (image, alpha) in enumerate(frames):
+            framer(image, alpha, 100.0 + index * step_s)
+            if index == before - 1:
+                times, settled = framer.state.times, framer.zoom
+        return framer, times, settled
+
+    short, times, settled = framer_after(2.0)
+    assert len(times) == before  # a window's worth of frames: 150, or 75 of every other one
+    assert times[-1] - times[0] == pytest.approx(ON.zoom_window_s - step_s)
+    assert settled > 1.5 and abs(short.zoom / settled - 1) <= 0.02
+    long, _, _ = framer_after(3.5)
+    assert long.zoom < 0.85 * settled
+
+
+def test_a_frame_after_a_gap_moves_the_crop_on_by_the_gap():
+    """Frames 2 s apart (the effect off meanwhile, a camera lost): the crop lands where the
+    spring is by then, on its aim at the person, not a frame's glide on from the old crop."""
+    left, right = person(0.3 * W, 0.5 * H), person(0.7 * W, 0.5 * H)
+    target_x = target_crop(person_box(right[1]), (W, H), ON)[0]
+    states = {}
+    for gap_s in (2.0, 1 / FPS):
+        framer = AutoFramer(ON, fps=FPS)
+        for index in range(30):
+            framer(*left, index / FPS)
+        framer(*right, 29 / FPS + gap_s)
+        states[gap_s] = framer.state
+    assert states[2.0].crop == states[2.0].aim and states[2.0].crop[0] == target_x
+    assert states[1 / FPS].crop[0] < 0.4 * W
+
+
+def test_a_time_that_stands_still_or_goes_back_steps_one_frame():
+    """A frame whose time is not after the last one's (another source's clock) moves the crop
+    on by 1/fps, as a frame given no time does; a time that is not a finite number is refused.
+    """
+    left, right = person(0.3 * W, 0.5 * H), person(0.7 * W, 0.5 * H)
+    untimed, timed = AutoFramer(ON, fps=FPS), AutoFramer(ON, fps=FPS)
+    for index in range(30):
+        untimed(*left)
+        timed(*left, index / FPS)
+    for time_s in (29 / FPS, 0.2, 0.2):  # the same time, back, the same again
+        untimed(*right)
+        timed(*right, time_s)
+        assert timed.state.crop == pytest.approx(untimed.state.crop, abs=1e-6)
+    assert timed.state.crop[0] < 0.5 * W  # still gliding: three frames, not 3 s
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^time_s = .*: expected the frame's time in s"):
+            timed(*right, bad)
+
+
 def test_someone_who_comes_closer_is_followed():
     """The body grows by half and stays so: its area more than doubles, far more than an arm
     adds, so within 1.5 s (less than the 2.5 s the median of a 5 s window waits) the crop frames
@@ -445,3 +535,45 @@ def test_processor_frames_its_output_after_compositing(segmenter, kind):
     expected = cv2.warpAffine(outputs["none"][0], crop_matrix(on.framer.state.crop, (W, H)),
                               (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     np.testing.assert_array_equal(framed, expected)
+
+
+def matte_processor(segmenter):
+    """A FrameProcessor that outputs the framed matte."""
+    return FrameProcessor(segmenter, None, Refiner(RefineOptions()), None, True,
+                          PipelineOptions(reuse_still=False), framer=AutoFramer(ON, fps=FPS))
+
+
+def through(processor, image, index, pts_s, **packet):
+    """One frame through the processor's segment and finish; returns the packet."""
+    packet = Packet(image=image, index=index, time_s=0.0, pts_s=pts_s, **packet)
+    processor.segment(packet)
+    processor.finish(packet)
+    return packet
+
+
+def test_processor_frames_by_the_frames_times(segmenter):
+    """The packets' ``pts_s`` time the framing: a stream that dropped every other frame glides
+    as one that kept them all, crop for crop at the times both show, or at most a frame ahead
+    once the person has moved (a step of 2/30 s heads for where the person is now all the way);
+    without times its glide lags."""
+    left, right = person(0.3 * W, 0.5 * H)[0], person(0.7 * W, 0.5 * H)[0]
+
+    def crops(step_s, timed=True):
+        processor, by_time = matte_processor(segmenter), {}
+        for index in range(round(2.0 / step_s)):
+            time_s = index * step_s
+            through(processor, left if time_s < 1.0 else right, index,
+                    time_s if timed else None)
+            by_time[round(time_s * FPS)] = processor.framer.state.crop  # in frames at 30 fps
+        return by_time
+
+    kept, dropped, untimed = crops(1 / FPS), crops(2 / FPS), crops(2 / FPS, timed=False)
+    assert set(dropped) == set(range(0, 60, 2))
+    assert kept[29][0] < 0.4 * W < 0.6 * W < kept[59][0]  # framed on the left, then the right
+    for frame, crop in dropped.items():
+        if frame < 30:
+            assert crop == pytest.approx(kept[frame], abs=1e-6), frame
+        else:
+            assert kept[frame][0] - 1e-6 <= crop[0] <= kept[frame + 1][0] + 1e-6, frame
+    assert kept[40][0] - untimed[40][0] > 0.05 * W  # 1/3 s into the glide: lagging
+
