@@ -273,6 +273,11 @@ class FrameProcessor:
         if packet.lost or (state is not None and not state.effect):
             # The scene after a reconnect or a pause is new: don't blend it with older masks.
             self._forget_masks()
+            if packet.cut and self.framer is not None:
+                # A seam while paused: the frame the effect comes back on is another shot's
+                # all the same, to be framed at once, not glided to from the last shot's crop
+                # and sized by its window.
+                self.framer.cut()
             height, width = packet.image.shape[:2]
             if packet.lost:
                 packet.output = (self.lost_frame(width, height) if self.lost_frame is not None

@@ -24,6 +24,7 @@ from portrait.framing import (
     whole_frame,
 )
 from portrait.composite import make_background
+from portrait.controls import LiveState
 from portrait.options import (
     CompositeOptions,
     FramingOptions,
@@ -538,7 +539,8 @@ def test_processor_frames_its_output_after_compositing(segmenter, kind):
 
 
 def matte_processor(segmenter):
-    """A FrameProcessor that outputs the framed matte."""
+    """A FrameProcessor that outputs the framed matte, by the live keys' state where a packet
+    carries one (framing on, effect on or off)."""
     return FrameProcessor(segmenter, None, Refiner(RefineOptions()), None, True,
                           PipelineOptions(reuse_still=False), framer=AutoFramer(ON, fps=FPS))
 
@@ -577,3 +579,20 @@ def test_processor_frames_by_the_frames_times(segmenter):
             assert kept[frame][0] - 1e-6 <= crop[0] <= kept[frame + 1][0] + 1e-6, frame
     assert kept[40][0] - untimed[40][0] > 0.05 * W  # 1/3 s into the glide: lagging
 
+
+def test_a_loop_seam_while_the_effect_is_off_still_cuts_the_framing(segmenter):
+    """The effect off (space) over a looped clip's seam: the first frame the effect is back on
+    is another shot's all the same, framed at once, as at a seam with the effect on, not glided
+    to from the last shot's crop."""
+    left, right = person(0.3 * W, 0.5 * H)[0], person(0.7 * W, 0.5 * H)[0]
+    on, off = LiveState(framing=True), LiveState(effect=False, framing=True)
+    outputs = {}
+    for seam in (True, False):
+        processor = matte_processor(segmenter)
+        for index in range(60):
+            through(processor, left, index, index / FPS, state=on)
+        through(processor, right, 60, 60 / FPS, state=off, cut=seam)
+        through(processor, right, 61, 61 / FPS, state=off)
+        outputs[seam] = through(processor, right, 62, 62 / FPS, state=on).output
+    assert abs(centre_x(outputs[True]) - 0.5) < 0.02  # cut to the person
+    assert centre_x(outputs[False]) > 0.7  # a glide from the left: the person at the edge
