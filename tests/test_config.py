@@ -322,6 +322,56 @@ def test_format_config_without_a_file_says_so():
     assert "# blur = (not set)" in text.splitlines()
 
 
+def test_format_config_names_a_file_that_sets_nothing(tmp_path):
+    """An empty config file is still the file read: the printout's first line names it."""
+    config = write_config(tmp_path / "empty.toml", "# nothing yet\n")
+    parser = build_parser()
+    read = read_config(parser, str(config))
+    assert read.path == config and read.defaults == {}
+    first = format_config(parser, parser.parse_args([]), read).splitlines()[0]
+    assert str(config) in first and "no config file" not in first
+
+
+def test_a_folder_where_the_default_file_would_be_is_no_config_file(tmp_path, monkeypatch):
+    """Only --config's path must be a file: a folder at the default place is skipped, as an
+    absent file is, not an error telling the user to fix a --config they never gave."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    default_config_path().mkdir(parents=True)
+    args, read = parse("--blur", "10")
+    assert read.path is None and args.blur == 10
+
+
+def test_the_no_form_of_a_flag_with_an_underscore_turns_it_off(tmp_path):
+    """``no_mirror = true`` is ``no-mirror = true``: mirror off, as --no-mirror."""
+    config = write_config(tmp_path / "c.toml", "no_mirror = true\nno_smooth = true\n")
+    args = parse("--config", config, "--mirror")[0]
+    assert args.mirror is True  # the command line wins
+    args = parse("--config", config)[0]
+    assert args.mirror is False and args.no_smooth is True
+    config = write_config(tmp_path / "c.toml", "no_matte = false\n")
+    assert parse("--config", config)[0].matte is True
+
+
+def test_print_config_reads_back_for_actions_the_app_does_not_use_yet(tmp_path):
+    """Every long option is settable, including ones added later: a count, a list (append) and
+    a flag that stores False print as TOML that reads back to the same values."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    parser.add_argument("--loud", action="count", default=0)
+    parser.add_argument("--extra", action="append")
+    parser.add_argument("--sizes", nargs="+", type=int)
+    parser.add_argument("--no-cache", dest="cache", action="store_false")
+    args = parser.parse_args(["--loud", "--loud", "--extra", "a b", "--extra", "c",
+                              "--sizes", "3", "4", "--no-cache"])
+    text = format_config(parser, args)
+    assert tomllib.loads(text) == {"loud": 2, "extra": ["a b", "c"], "sizes": [3, 4],
+                                   "no-cache": True}
+    path = write_config(tmp_path / "c.toml", text)
+    again, _ = parse_with_config(parser, ["--config", str(path)])
+    assert {k: v for k, v in vars(again).items() if k != "config"} == {
+        "loud": 2, "extra": ["a b", "c"], "sizes": [3, 4], "cache": False}
+
+
 def test_a_folder_and_a_colour_from_file_and_command_line_are_both_stepped_through(tmp_path):
     folder = tmp_path / "bg"
     folder.mkdir()
@@ -379,6 +429,8 @@ def test_config_origin_names_the_quoted_values_and_the_flags_the_file_set():
     assert config_origin("--loop never ends", config, {"loop"}) == ""  # typed
     assert config_origin("give --no-loop or --loops", config, set()) == ""  # other flags
     assert config_origin("--mirror is off", config, set()) == ""  # set false: not its doing
+    # A quoted name that only holds the value is another file's, not the config file's doing.
+    assert config_origin("cannot read 'sky.png.old'", config, set()) == ""
     assert config_origin("cannot read 'sky.png'", Config(), set()) == ""  # no file
 
 
