@@ -102,7 +102,8 @@ def test_a_stale_export_is_refused_in_one_line_and_the_model_converted(with_expo
     assert "python -m portrait.training.export --model" in message and "mine.tflite" in message
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "unmarked", "older recipe"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "unmarked", "older recipe",
+                                    "newer recipe"])
 def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog, damage):
     beside = with_export.with_suffix(".tflite")
     content = beside.read_bytes()
@@ -113,8 +114,9 @@ def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog
     elif damage == "unmarked":  # a plain conversion without the record of its source, as older
         # exports were
         beside.write_bytes(tflite_utils.mark_tflite_metadata(content, {tflite_utils.EXPORT_KEY: b""}))
-    else:  # this very model's export, by a recipe since changed
-        info = dict(tflite_utils.read_export_info(content), format=tflite_utils.EXPORT_FORMAT - 1)
+    else:  # this very model's export, by a recipe since changed (or by a later version's)
+        step = -1 if damage == "older recipe" else 1
+        info = dict(tflite_utils.read_export_info(content), format=tflite_utils.EXPORT_FORMAT + step)
         beside.write_bytes(tflite_utils.mark_tflite_metadata(
             content, {tflite_utils.EXPORT_KEY: json.dumps(info).encode()}))
     with caplog.at_level(logging.INFO):
@@ -128,6 +130,9 @@ def test_a_corrupt_or_unmarked_export_is_refused_in_one_line(with_export, caplog
                 "unmarked": "does not record which mine.hdf5",
                 "older recipe": "made by an older export recipe (format "
                                 f"{tflite_utils.EXPORT_FORMAT - 1}, "
+                                f"now {tflite_utils.EXPORT_FORMAT})",
+                "newer recipe": "made by a newer export recipe (format "
+                                f"{tflite_utils.EXPORT_FORMAT + 1}, "
                                 f"now {tflite_utils.EXPORT_FORMAT})"}[damage]
     assert expected in message
 

@@ -78,7 +78,10 @@ def fresh_companion(keras_path: Path, config: dict,
         if info is None:
             why = f"it does not record which {keras_path.name} it was exported from"
         elif info.get("format") != tflite_utils.EXPORT_FORMAT:
-            why = (f"it was made by an older export recipe (format {info.get('format')}, now "
+            # A newer recipe's (weights exported by a later version of the app) is refused too.
+            age = ("a newer" if isinstance(info.get("format"), int)
+                   and info["format"] > tflite_utils.EXPORT_FORMAT else "an older")
+            why = (f"it was made by {age} export recipe (format {info.get('format')}, now "
                    f"{tflite_utils.EXPORT_FORMAT})")
         else:
             recorded, actual = str(info.get("source_sha256")), tflite_utils.file_sha256(keras_path)
