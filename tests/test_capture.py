@@ -30,6 +30,7 @@ from portrait.capture import (
 from conftest import ManualClock, colour_profile, phone_exif, write_rgba_tiff
 from portrait.errors import DeviceError, InputError
 from portrait.options import CaptureOptions
+from portrait.photo_metadata import PhotoMetadata
 
 RED_BGR = (0, 0, 255)
 
@@ -1041,6 +1042,47 @@ def test_read_photo_drops_a_profile_of_other_colours_than_rgb_and_has_none_witho
         image, metadata = read_photo(tmp_path / name)
         assert metadata.icc_profile is None and metadata.exif is None and not metadata
         np.testing.assert_array_equal(image, read_image(tmp_path / name))
+
+
+def test_read_photo_keeps_every_capture_time_tag_and_no_exif_without_one(tmp_path):
+    """All the Exif sub-directory's date, time zone and fraction-of-a-second tags are kept; a
+    photo whose EXIF holds only what is dropped (orientation, serial number, GPS position)
+    keeps no EXIF at all, not an empty structure."""
+    times = {0x9003: "2024:05:01 09:59:58", 0x9004: "2024:05:01 09:59:59",  # original, digitized
+             0x9010: "+02:00", 0x9011: "+02:00", 0x9012: "+02:00",  # their time zones
+             0x9290: "120", 0x9291: "125", 0x9292: "130"}  # their fractions of a second
+    exif = Image.Exif()
+    exif[0x8769] = {**times, 0xA431: "F17ZX123ABC"}
+    Image.fromarray(rgb_red_left()).save(tmp_path / "times.jpg", exif=exif.tobytes())
+    kept = Image.Exif()
+    kept.load(read_photo(tmp_path / "times.jpg")[1].exif)
+    assert kept.get_ifd(0x8769) == times and len(kept) == 1
+    exif = phone_exif()
+    for tag in (0x010F, 0x0110, 0x0132):  # no camera, no date
+        del exif[tag]
+    exif[0x8769] = {0xA431: "F17ZX123ABC"}
+    Image.fromarray(rgb_red_left()).save(tmp_path / "bare.jpg", exif=exif.tobytes())
+    assert read_photo(tmp_path / "bare.jpg")[1] == PhotoMetadata()
+
+
+def test_read_photo_takes_a_png_s_exif_only_from_before_its_pixels(tmp_path):
+    """An ``eXIf`` chunk after the pixels (the PNG specification puts it before them) is not
+    looked for: finding it would decode the whole image a second time."""
+    exif = Image.Exif()
+    exif[0x0132] = "2024:05:01 10:00:05"
+    cv2.imwrite(str(tmp_path / "late.png"), np.zeros((4, 6, 3), np.uint8))
+    data = (tmp_path / "late.png").read_bytes()
+    body = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    chunk = (struct.pack(">I", len(body)) + b"eXIf" + body
+             + struct.pack(">I", zlib.crc32(b"eXIf" + body)))
+    iend = data.rindex(b"IEND") - 4  # the IEND chunk's length field
+    (tmp_path / "late.png").write_bytes(data[:iend] + chunk + data[iend:])
+    with Image.open(tmp_path / "late.png") as image:
+        image.load()
+        assert image.info["exif"].endswith(body)  # Pillow finds it once the pixels are read
+    assert read_photo(tmp_path / "late.png")[1].exif is None
+    Image.fromarray(rgb_red_left()).save(tmp_path / "early.png", exif=exif.tobytes())
+    assert read_photo(tmp_path / "early.png")[1].exif is not None
 
 
 def test_a_photo_whose_exif_pillow_cannot_write_back_is_read_without_it(tmp_path):
