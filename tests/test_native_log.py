@@ -41,6 +41,15 @@ def test_everything_comes_back_when_the_block_raises(capfd):
     assert capfd.readouterr().err == "F why it failed\n"
 
 
+def test_a_stop_request_drops_the_lines_as_a_success_does(capfd):
+    """Ctrl-C while a model loads needs no explaining: its native lines stay hidden."""
+    with pytest.raises(KeyboardInterrupt):
+        with filtered_stderr():
+            native_write("I cuda probing\n")
+            raise KeyboardInterrupt
+    assert capfd.readouterr().err == ""
+
+
 def test_debug_logging_captures_nothing(capfd):
     logger = logging.getLogger("portrait")
     old = logger.level
