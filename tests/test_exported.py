@@ -162,6 +162,26 @@ def test_an_export_at_the_size_a_model_from_elsewhere_runs_at_is_used(tmp_path, 
     assert exported.fresh_companion(model, config) is None  # without --input-size: 256x256
 
 
+def test_no_export_beside_a_model_is_no_refusal_and_a_square_one_is_no_aspect_run(with_export,
+                                                                                 caplog):
+    """A Keras model with no ``.tflite`` beside it (the usual case) is converted without a
+    word about an export. One that notes its short side runs at each frame's aspect, so its
+    export fixed at 256x256 (the size for models without the note) is refused."""
+    config = keras_compat.read_model_config(with_export)
+    beside = with_export.with_suffix(".tflite")
+    square = fixed_size.fix_input_size(beside.read_bytes(), (256, 256))
+    beside.unlink()
+    with caplog.at_level(logging.INFO):
+        assert exported.fresh_companion(with_export, config) is None
+    assert not refusals(caplog)
+    beside.write_bytes(square)
+    assert tflite_utils.input_shape(beside)[1] == [1, 256, 256, 3]
+    with caplog.at_level(logging.INFO):
+        assert exported.fresh_companion(with_export, config) is None
+    [line] = refusals(caplog)
+    assert "its input is fixed at 256x256, not the size the model runs at here" in line.getMessage()
+
+
 def no_size_model(path: Path, short_px=None) -> Path:
     """A real Sequential model whose saved config states no input size (its InputLayer entry
     left out, as a Sequential that ``build()`` sized is stored without one); it loads with a
