@@ -443,16 +443,18 @@ def test_plain_tflite_uses_its_input_norm_mark(models):
         assert over.segment(frame)[:, :40].max() < 0.05
 
 
-def test_a_dynamic_tflite_from_elsewhere_runs_at_the_input_size_asked_for(tmp_path):
+def test_a_dynamic_tflite_from_elsewhere_runs_at_the_input_size_asked_for(tmp_path, cache_dir):
     """A .tflite with a dynamic input and no record of our export is resized in the interpreter
-    to --input-size, width and height as given."""
-    path = tmp_path / "dynamic.tflite"
+    to --input-size, width and height as given; only our own exports are fixed at each size
+    through the cache (exported.create_tflite), so it leaves no entry there."""
+    path = tmp_path / "from_elsewhere.tflite"
     path.write_bytes(tflite_utils.convert_keras_to_tflite(tiny_model(), None))
     assert tflite_utils.input_shape(path)[1] == [1, -1, -1, 3]
     options = SegmentOptions(model=str(path), input_norm="raw", input_size=(96, 64))
     with create_segmenter(options) as segmenter:
         assert segmenter.input_size == (96, 64) and "input 96x64" in segmenter.description
         check_halves(segmenter.segment(half_white(192, 128)), (64, 96))
+    assert not list(cache_dir.glob("tflite/from_elsewhere-*"))
 
 
 def concrete_tflite(path: Path, spec: list, graph) -> Path:
