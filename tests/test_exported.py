@@ -310,6 +310,14 @@ def test_an_export_named_as_the_model_runs_and_warns_when_its_source_changed(wit
             assert "mine.tflite" in segmenter.description  # asked for by name: it still runs
     [line] = refusals(caplog)
     assert "another version of" in line.getMessage() and "\n" not in line.getMessage()
+    caplog.clear()
+    moved = with_export.parent / "elsewhere" / "mine.tflite"  # copied without its source
+    moved.parent.mkdir()
+    moved.write_bytes(beside.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        with create_segmenter(SegmentOptions(model=str(moved))) as segmenter:
+            assert "mine.tflite" in segmenter.description
+    assert not refusals(caplog)
 
 
 def test_fixing_the_input_size_keeps_the_output_and_folds_the_shape_ops(with_export):
