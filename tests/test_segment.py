@@ -512,6 +512,32 @@ def test_a_tflite_that_cannot_be_set_up_at_its_size_says_so_not_that_it_is_corru
     assert "corrupt" not in message and "\n" not in message
 
 
+def test_an_export_the_size_fixing_cannot_rewrite_runs_unfixed_with_one_warning(tmp_path, caplog):
+    """Our export's record on a model with a branch (an IF op: three subgraphs), which fixing
+    the input size does not rewrite (fixed_size takes one subgraph): the app says so in one
+    warning and runs it resized in the interpreter, slower but right."""
+    import tensorflow as tf
+
+    def graph(image):
+        mean = tf.reduce_mean(image, -1, keepdims=True)
+        return tf.cond(tf.reduce_max(image) > 1000.0, lambda: tf.zeros_like(mean),
+                       lambda: tf.sigmoid(mean / 64 - 2))
+
+    path = concrete_tflite(tmp_path / "branch.tflite", [1, None, None, 3], graph)
+    info = {"source": "gone.hdf5", "source_sha256": "0" * 64, "format": tflite_utils.EXPORT_FORMAT}
+    path.write_bytes(tflite_utils.mark_export_info(path.read_bytes(), info))
+    with caplog.at_level(logging.WARNING):
+        options = SegmentOptions(model=str(path), input_norm="raw", input_size=(96, 64))
+        with create_segmenter(options) as segmenter:
+            assert segmenter.input_size == (96, 64)
+            prob = segmenter.segment(half_white(192, 128))
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.startswith(f"running {path} at 96x64 unfixed (slower): 3 subgraphs"), line
+    assert prob.shape == (64, 96)
+    np.testing.assert_allclose(prob[:, :40], 1 / (1 + np.exp(-(255 / 64 - 2))), atol=1e-4)
+    np.testing.assert_allclose(prob[:, 56:], 1 / (1 + np.exp(2)), atol=1e-4)
+
+
 def test_a_tflite_with_a_fixed_size_and_any_batch_runs_at_its_own_size(tmp_path):
     """TFLiteConverter.from_keras_model keeps the batch dynamic, (-1, 48, 64, 3): the app ran such
     a model at 256x256, as if its height and width were dynamic, so one that reshapes failed to
