@@ -644,6 +644,22 @@ def test_input_size_is_compared_as_width_by_height_with_a_fixed_tflite(models, c
                 assert segmenter.input_size == (96, 64)
         assert [r.getMessage() for r in caplog.records] == warned, asked
 
+
+def test_input_size_is_compared_as_width_by_height_with_a_fixed_keras_model(models, caplog):
+    """The converted path too: a fixed 128x96 Keras model takes --input-size 128x96 without a
+    word, and names 96x128 in a warning; it runs at 128x96 either way."""
+    path = models["keras2_sequential"]
+    for asked, warned in (((128, 96), []), ((96, 128), [
+            f"model '{path}' has a fixed 128x96 input; ignoring --input-size"])):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="portrait.segment"):
+            options = SegmentOptions(model=str(path), device="cpu", input_size=asked)
+            with create_segmenter(options) as segmenter:
+                assert "converted from" in segmenter.description
+                assert segmenter.input_size == (128, 96)
+        assert [r.getMessage() for r in caplog.records] == warned, asked
+
+
 @needs_shared
 @pytest.mark.parametrize("backend", ["tflite", "mediapipe"])
 @pytest.mark.parametrize("letterbox", [False, True])
