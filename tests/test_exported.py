@@ -180,6 +180,10 @@ def test_no_export_beside_a_model_is_no_refusal_and_a_square_one_is_no_aspect_ru
         assert exported.fresh_companion(with_export, config) is None
     [line] = refusals(caplog)
     assert "its input is fixed at 256x256, not the size the model runs at here" in line.getMessage()
+    # Given by name, that file runs at its own size, though its record still notes the short side.
+    assert tflite_utils.read_export_info(square)["input_short_px"] == 64
+    with create_segmenter(SegmentOptions(model=str(beside))) as segmenter:
+        assert not isinstance(segmenter, AspectSegmenter) and segmenter.input_size == (256, 256)
 
 
 def no_size_model(path: Path, short_px=None) -> Path:
