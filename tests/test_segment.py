@@ -698,12 +698,28 @@ def test_an_unknown_input_norm_mark_is_ignored_and_a_mark_replaces_the_last():
     again leaves one entry of the name, not two."""
     odd = tflite_utils.mark_tflite_metadata(SELFIE, {"portrait_input_norm": b"log"})
     assert tflite_utils.read_tflite_input_norm(odd) is None
+    padded = tflite_utils.mark_tflite_metadata(SELFIE, {"portrait_input_norm": b"unit\x00"})
+    assert tflite_utils.read_tflite_input_norm(padded) == "unit"  # as a C string is written
     twice = tflite_utils.mark_tflite_input_norm(tflite_utils.mark_tflite_input_norm(SELFIE, "raw"),
                                                 "unit")
     model = tflite_utils._schema().Model.GetRootAs(twice, 0)
     names = [model.Metadata(i).Name() for i in range(model.MetadataLength())]
     assert names.count(b"portrait_input_norm") == 1, names
     assert tflite_utils.read_tflite_input_norm(twice) == "unit"
+
+
+@needs_shared
+def test_a_metadata_entry_naming_a_buffer_the_model_lacks_is_left_out():
+    """A damaged file whose mark points past the model's buffers: that entry reads as absent
+    (no scaling mark), the others are still read."""
+    schema = tflite_utils._schema()
+    marked = tflite_utils.mark_tflite_input_norm(SELFIE, "raw")
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(marked, 0))
+    [entry] = [m for m in model.metadata if m.name == b"portrait_input_norm"]
+    entry.buffer = len(model.buffers)
+    damaged = tflite_utils.pack_model(model)
+    assert set(tflite_utils.read_tflite_metadata(damaged)) == {"TFLITE_METADATA"}
+    assert tflite_utils.read_tflite_input_norm(damaged) is None
 
 
 @needs_shared
