@@ -732,6 +732,14 @@ def test_an_export_record_that_is_not_an_object_is_no_record():
     assert tflite_utils.read_export_info(tflite_utils.mark_export_info(SELFIE, info)) == info
 
 
+def test_the_interpreter_is_picked_by_name_and_a_wrong_name_is_refused():
+    assert tflite_utils.interpreter_module("LiteRT")[1] == "LiteRT"
+    assert tflite_utils.interpreter_module("tf.lite")[1] == "tf.lite"
+    assert tflite_utils.interpreter_module()[1] == "LiteRT"  # installed here: the default
+    with pytest.raises(ValueError, match="unknown interpreter 'tflite': expected 'LiteRT' or 'tf.lite'"):
+        tflite_utils.interpreter_module("tflite")
+
+
 def test_an_image_input_is_dynamic_only_when_both_sides_are():
     """A model with one side fixed runs at that side; only (batch, -1, -1, C) takes any size."""
     assert tflite_utils.dynamic_image_input([1, -1, -1, 3])
