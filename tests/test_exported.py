@@ -324,6 +324,28 @@ def test_an_export_named_as_the_model_runs_and_warns_when_its_source_changed(wit
     assert not refusals(caplog)
 
 
+def test_a_dynamic_conversion_keeps_each_upsampling_s_interpolation():
+    """The dynamic conversion traces bilinear UpSampling2D layers as a resize of its own; a
+    nearest-neighbour one is left as Keras computes it, not made bilinear."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(2, 3, strides=2, padding="same")(inputs)
+    outputs = keras.layers.Concatenate()([keras.layers.UpSampling2D(2)(x),
+                                          keras.layers.UpSampling2D(2, interpolation="bilinear")(x)])
+    model = keras.Model(inputs, outputs)
+    content = tflite_utils.convert_keras_to_tflite(model, None)
+    frame = np.random.default_rng(0).uniform(0, 1, (1, 48, 64, 3)).astype(np.float32)
+    interpreter = tflite_utils.make_interpreter(content, 1)
+    [detail] = interpreter.get_input_details()
+    interpreter.resize_tensor_input(detail["index"], frame.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], frame)
+    interpreter.invoke()
+    found = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(found, keras.ops.convert_to_numpy(model(frame)), atol=1e-5)
+
+
 def test_fixing_the_input_size_keeps_the_output_and_folds_the_shape_ops(with_export):
     content = with_export.with_suffix(".tflite").read_bytes()
     fixed = fixed_size.fix_input_size(content, (96, 64))
