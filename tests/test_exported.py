@@ -519,6 +519,16 @@ def test_a_folder_of_many_shapes_keeps_a_few_models_loaded():
         again = segmenter.segment(photos[0])  # its model was closed: loaded again
         np.testing.assert_allclose(again, first[0], atol=1e-6)
         assert segmenter.current is not runtimes[0]
+        # A size used again counts as used last: a new shape closes the one used longest ago.
+        reused, oldest = runtimes[-3], runtimes[-2]
+        segmenter.segment(photos[-3])
+        assert segmenter.current is reused
+        new_shape = cv2.GaussianBlur(rng.integers(0, 256, (100, 120, 3), np.uint8), (0, 0), 3)
+        assert size_for_frame((120, 100), segmenter.short_px) not in sizes
+        segmenter.segment(new_shape)
+        reused.segment(photos[-3])
+        with pytest.raises(ValueError, match="closed"):
+            oldest.segment(photos[-2])
 
 
 # ---------------------------------------------------------------- start-up cost
