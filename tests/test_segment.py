@@ -1078,6 +1078,17 @@ def test_tta_scales_averages_three_sizes_and_their_mirrors_on_the_largest_grid(t
     assert averaged.shape == largest
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
     assert np.abs(averaged - views[4]).max() > 0.02  # not just the largest view
+    # The segmenter wrapped is itself the view at its own short side, closed with the average.
+    from portrait.segment.wrappers import with_test_time
+
+    with create_segmenter(SegmentOptions(model=str(path))) as plain:
+        wrapped = with_test_time(plain, "scales")
+        assert wrapped.views[1] is plain and plain.short_px == 192
+        with pytest.raises(ValueError, match="--tta must be one of .*, got 'twice'"):
+            with_test_time(plain, "twice")
+        wrapped.close()
+        with pytest.raises(ValueError, match="closed"):
+            plain.segment(frame)
 
 
 def pointwise_model() -> keras.Model:
