@@ -813,6 +813,21 @@ def test_serialised_code_is_found_wherever_a_config_holds_it():
     ]}}
     assert keras_compat.find_serialized_code(config) == ["a serialised Python function"]
     assert keras_compat.find_serialized_code(config["config"]["layers"][1]) == []
+    # Keras 2 marks a Python function given as a layer's output shape the same way.
+    shape_code = {"class_name": "Dense", "name": "head", "output_shape_type": "lambda"}
+    assert keras_compat.find_serialized_code(shape_code) == ["serialised Python code in 'head'"]
+
+
+def test_a_refusal_names_the_first_three_places_with_code_and_counts_the_rest():
+    config = {"config": {"layers": [{"class_name": "Lambda", "config": {"name": name}}
+                                    for name in "abcde"]}}
+    with pytest.raises(ModelError) as error:
+        keras_compat.check_model_safety(Path("m.h5"), config, trust_model=False)
+    assert str(error.value) == (
+        "refusing model 'm.h5': it contains Lambda layer 'a', Lambda layer 'b', Lambda layer 'c' "
+        "and 2 more, which would run Python code from the file when loaded; pass --trust-model "
+        "only if you trust where the file came from")
+    keras_compat.check_model_safety(Path("m.h5"), config, trust_model=True)  # trusted: no error
 
 
 # ---------------------------------------------------------------- errors and lifecycle

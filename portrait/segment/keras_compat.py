@@ -228,15 +228,16 @@ def _lenient(cls: type) -> type:
 
 
 def _walk(value: Any) -> Iterator[dict]:
-    """Yield every dict nested anywhere in a JSON value (iteratively: configs can be deep)."""
+    """Yield every dict nested anywhere in a JSON value, in the order the file holds them (a
+    refusal names the model's first layers with code), iteratively: configs can be deep."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             yield item
-            stack.extend(item.values())
+            stack.extend(reversed(list(item.values())))
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend(reversed(item))
 
 
 def _saved_by(path: Path) -> str:
