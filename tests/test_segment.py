@@ -756,6 +756,9 @@ def test_a_fixed_input_size_is_read_as_width_by_height():
     assert keras_compat.saved_input_size(model) == (128, 64)
     dynamic = keras.Input((None, None, 3))
     assert keras_compat.saved_input_size(keras.Model(dynamic, dynamic)) is None
+    grey = keras.Input((64, 128, 1))  # one channel: no RGB image
+    with pytest.raises(ModelError, match=r"model input shape \(None, 64, 128, 1\) is not an image"):
+        keras_compat.saved_input_size(keras.Model(grey, keras.layers.Conv2D(1, 1)(grey)))
 
 
 def test_a_model_that_normalises_its_own_input_takes_0_to_255():
