@@ -800,6 +800,9 @@ def test_a_config_input_of_other_than_one_rgb_image_gives_no_size():
 
     assert keras_compat.config_input_size(config([None, 64, 128, 3])) == (128, 64)
     assert keras_compat.config_input_size(config([None, None, None, 3])) == "dynamic"
+    keras2 = {"config": {"layers": [{"class_name": "InputLayer",  # Keras 2's key for the shape
+                                     "config": {"batch_input_shape": [None, 96, 128, 3]}}]}}
+    assert keras_compat.config_input_size(keras2) == (128, 96)
     assert keras_compat.config_input_size(config([None, 64, 128, 1])) is None
     two_inputs = config([None, 64, 128, 3])
     two_inputs["config"]["layers"].append(two_inputs["config"]["layers"][0])
