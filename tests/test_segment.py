@@ -770,6 +770,8 @@ def test_a_model_that_normalises_its_own_input_takes_0_to_255():
                         (keras.layers.Conv2D(3, 1), None)):
         model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(first(inputs)))
         assert keras_compat.keras_input_norm(model) == norm, first
+        wrapper = keras.Model(inputs, model(inputs))  # nested, as an ensemble holds its members
+        assert keras_compat.keras_input_norm(wrapper) == norm, first
 
 
 def test_an_ensemble_of_members_with_different_outputs_has_no_one_activation():
