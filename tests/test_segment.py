@@ -1101,12 +1101,14 @@ def test_tta_scales_averages_three_sizes_and_their_mirrors_on_the_largest_grid(t
     assert averaged.shape == largest
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
     assert np.abs(averaged - views[4]).max() > 0.02  # not just the largest view
-    # The segmenter wrapped is itself the view at its own short side, closed with the average.
+    # The segmenter wrapped is itself the view at its own short side, closed with the average;
+    # the other views too are made for the first frame's size (a 3:4 photo), not for 16:9.
     from portrait.segment.wrappers import with_test_time
 
-    with create_segmenter(SegmentOptions(model=str(path))) as plain:
+    with create_segmenter(SegmentOptions(model=str(path), frame_size=(120, 160))) as plain:
         wrapped = with_test_time(plain, "scales")
         assert wrapped.views[1] is plain and plain.short_px == 192
+        assert [view.input_size for view in wrapped.views] == [(224, 288), (192, 256), (160, 224)]
         with pytest.raises(ValueError, match="--tta must be one of .*, got 'twice'"):
             with_test_time(plain, "twice")
         wrapped.close()
