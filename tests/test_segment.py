@@ -355,6 +355,18 @@ def test_unwritable_cache_converts_in_memory(models, tmp_path, monkeypatch):
         check_halves(segmenter.segment(half_white(128, 64)), (32, 64))
 
 
+def test_an_atomic_write_that_fails_leaves_no_temporary_file(tmp_path):
+    """A cache entry that cannot take its place (here a folder holds its name) raises, and
+    the half-made temporary file beside it is removed, not left to fill the cache folder."""
+    (tmp_path / "entry.tflite").mkdir()
+    with pytest.raises(OSError):
+        tflite_utils.write_atomic(tmp_path / "entry.tflite", b"model bytes")
+    assert [p.name for p in tmp_path.iterdir()] == ["entry.tflite"]
+    tflite_utils.write_atomic(tmp_path / "other.tflite", b"model bytes", mode=0o640)
+    assert (tmp_path / "other.tflite").read_bytes() == b"model bytes"
+    assert (tmp_path / "other.tflite").stat().st_mode & 0o777 == 0o640
+
+
 def test_cache_folder_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("PORTRAIT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
