@@ -295,6 +295,7 @@ def test_keras_hdf5_converts_to_cached_tflite(models, cache_dir, monkeypatch):
         assert cache_dir in first.cache_path.parents  # the user's cache folder, not the repo
         assert "TFLite (CPU" in first.description and "RGB 0..255 (Rescaling layer" in first.description
         assert first.input_norm == "raw" and first.input_size == (256, 256)
+        assert first.description.endswith(", --device cpu")  # why TFLite runs it
         check_halves(first.segment(frame), (256, 256))
         cached, mtime = first.cache_path, first.cache_path.stat().st_mtime_ns
     assert not [p for p in cached.parent.iterdir() if p.suffix != ".tflite"]  # no temporary files
