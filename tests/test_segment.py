@@ -942,6 +942,23 @@ def test_garbage_and_unknown_model_files(tmp_path):
         create_segmenter(SegmentOptions(model=str(onnx), input_size=(0, 10)))
 
 
+def test_a_weights_only_file_or_an_architecture_that_is_no_object_is_named_so(tmp_path):
+    """model.save_weights() writes an HDF5 file without the architecture; a damaged one may
+    hold JSON that is not an object. Each is one ModelError saying so, not a TypeError or an
+    AttributeError from deeper in."""
+    weights = tmp_path / "weights.h5"
+    with h5py.File(weights, "w") as f:
+        f.create_dataset("kernel", data=np.zeros((3, 3), np.float32))
+    with pytest.raises(ModelError, match=r"holds no model architecture \(weights only\?\); save the "
+                                         r"whole model with model.save\(\)"):
+        create_segmenter(SegmentOptions(model=str(weights), device="cpu"))
+    listed = tmp_path / "listed.h5"
+    with h5py.File(listed, "w") as f:
+        f.attrs["model_config"] = json.dumps([{"class_name": "Dense"}])
+    with pytest.raises(ModelError, match="its architecture JSON is not an object"):
+        create_segmenter(SegmentOptions(model=str(listed), device="cpu"))
+
+
 @pytest.mark.parametrize("name", ["lambda", "lambda_keras"])
 def test_lambda_model_needs_trust(models, name):
     options = SegmentOptions(model=str(models[name]), input_size=(64, 64))
