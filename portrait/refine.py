@@ -9,7 +9,8 @@ cells that can reach the matte (:func:`_support`: where the probability is not 0
 0 elsewhere, as over the whole frame), into buffers kept between frames. The full-resolution
 work is one colour conversion, then two resizes, one multiply and one saturating add only within
 :func:`reach_box`, the box where the matte can be above 0 (found from the coefficients at low
-resolution; 0 elsewhere, the same matte bit for bit as over the whole frame). With
+resolution; 0 elsewhere, the same matte bit for bit as over the whole frame), a band of rows at a
+time (:func:`_apply_bands`, the same again). With
 ``guide="colour"`` (photos) a is one coefficient per channel (a_B, a_G, a_R), which tells dark
 hair and a bright face from a bright wall, at about three times the cost. The model's
 probability is first sharpened (:func:`sharpen_probability`), so that where the frame has no
@@ -371,35 +372,74 @@ def reach_box(mean_a: np.ndarray, mean_b255: np.ndarray, full_size: tuple[int, i
 def _apply(mean_a: np.ndarray, mean_b255: np.ndarray, guide: np.ndarray, out: np.ndarray,
            ws: dict, bounded: bool) -> np.ndarray:
     """alpha = upsample(a)·guide + upsample(b), full resolution, within :func:`reach_box`
-    (``bounded``) or over the whole frame; 0 outside the box."""
+    (``bounded``; in bands, :func:`_apply_bands`, where the box is on whole cells of an exact
+    factor) or over the whole frame; 0 outside the box."""
     height, width = guide.shape[:2]
     box = reach_box(mean_a, mean_b255, (width, height)) if bounded else (0, 0, width, height)
     if box is None:
         out.fill(0)
         return out
     x0, y0, x1, y1 = box
-    size = (x1 - x0, y1 - y0)
-    if size != (width, height):  # only the cells the box reads; its edges are whole cells
-        scale_y, scale_x = height // mean_b255.shape[0], width // mean_b255.shape[1]
+    scale_y, scale_x = height // mean_b255.shape[0], width // mean_b255.shape[1]
+    exact = scale_x * mean_b255.shape[1] == width and scale_y * mean_b255.shape[0] == height
+    if (x1 - x0, y1 - y0) != (width, height):  # only the cells the box reads; its edges are whole cells
         cells = np.s_[y0 // scale_y:y1 // scale_y, x0 // scale_x:x1 // scale_x]
         mean_a, mean_b255 = mean_a[cells], mean_b255[cells]
     channels = guide.shape[2] if guide.ndim == 3 else 1
-    full_a = buffer(ws, f"full_a{channels}", guide.shape, np.float32)[:size[1], :size[0]]
-    full_b = buffer(ws, "full_b", (height, width), np.float32)[:size[1], :size[0]]
-    if mean_b255.shape[::-1] == size:
-        full_a[...] = mean_a
-        full_b[...] = mean_b255
+    scratch = (buffer(ws, f"full_a{channels}", guide.shape, np.float32),
+               buffer(ws, "full_b", (height, width), np.float32),
+               buffer(ws, "full_a1", (height, width), np.float32) if channels > 1 else None)
+    box_guide, box_out = guide[y0:y1, x0:x1], out[y0:y1, x0:x1]
+    if bounded and exact and scale_y > 1:
+        _apply_bands(mean_a, mean_b255, box_guide, box_out, scale_y, scratch)
     else:
-        cv2.resize(mean_a, size, dst=full_a, interpolation=cv2.INTER_LINEAR)
-        cv2.resize(mean_b255, size, dst=full_b, interpolation=cv2.INTER_LINEAR)
-    cv2.multiply(full_a, guide[y0:y1, x0:x1], dst=full_a, dtype=cv2.CV_32F)
-    if channels > 1:
-        full_a = cv2.transform(full_a, _ONES_3,
-                               dst=buffer(ws, "full_a1", (height, width), np.float32)[:size[1], :size[0]])
-    cv2.add(full_a, full_b, dst=out[y0:y1, x0:x1], dtype=cv2.CV_8U)  # saturates to 0..255
+        _apply_rows(mean_a, mean_b255, box_guide, box_out, y1 - y0, 0, scratch)
     for strip in outside(x0, y0, x1, y1):
         out[strip] = 0
     return out
+
+
+#: Rows of coefficient cells :func:`_apply_bands` upsamples and applies at a time: a band's
+#: float32 intermediates (for a 720p person about 1 MB) stay in the cache between the passes
+#: over them, where the whole box's (about 5 MB) went through memory on each pass; a larger
+#: band wastes less on its margin cells.
+_BAND_CELLS = 32
+
+
+def _apply_bands(mean_a: np.ndarray, mean_b255: np.ndarray, guide: np.ndarray, out: np.ndarray,
+                 scale: int, scratch: tuple) -> None:
+    """:func:`_apply_rows` over a box (``guide`` and ``out`` its views, an exact multiple
+    ``scale`` of the cells), :data:`_BAND_CELLS` rows of cells at a time, bit for bit as over
+    the whole box at once: at an exact factor each output row of a bilinear upsample reads the
+    two cell rows around it, at weights that depend only on its place within its cell, so a
+    band's rows come out the same from its cells and one more on each side (the rows made from
+    those are dropped; at the box's own edges there is none, as for the whole box)."""
+    rows = mean_b255.shape[0]
+    for k0 in range(0, rows, _BAND_CELLS):
+        k1 = min(rows, k0 + _BAND_CELLS)
+        c0, c1 = max(0, k0 - 1), min(rows, k1 + 1)
+        _apply_rows(mean_a[c0:c1], mean_b255[c0:c1], guide[k0 * scale:k1 * scale],
+                    out[k0 * scale:k1 * scale], (c1 - c0) * scale, (k0 - c0) * scale, scratch)
+
+
+def _apply_rows(mean_a: np.ndarray, mean_b255: np.ndarray, guide: np.ndarray, out: np.ndarray,
+                made: int, skip: int, scratch: tuple) -> None:
+    """``out = a·guide + b``, saturated to uint8: a and b upsampled bilinearly from the cells to
+    ``made`` rows of ``guide``'s width, of which the rows from ``skip`` on, as many as ``guide``
+    has, are used; in ``scratch`` (frame-size float32 buffers: a, b, the sum of a's channels)."""
+    height, width = guide.shape[:2]
+    full_a, full_b = (buffer[:made, :width] for buffer in scratch[:2])
+    if mean_b255.shape == (made, width):
+        full_a[...] = mean_a
+        full_b[...] = mean_b255
+    else:
+        cv2.resize(mean_a, (width, made), dst=full_a, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(mean_b255, (width, made), dst=full_b, interpolation=cv2.INTER_LINEAR)
+    full_a, full_b = full_a[skip:skip + height], full_b[skip:skip + height]
+    cv2.multiply(full_a, guide, dst=full_a, dtype=cv2.CV_32F)
+    if guide.ndim == 3:
+        full_a = cv2.transform(full_a, _ONES_3, dst=scratch[2][skip:skip + height, :width])
+    cv2.add(full_a, full_b, dst=out, dtype=cv2.CV_8U)  # saturates to 0..255
 
 
 class Refiner:
