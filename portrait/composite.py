@@ -113,16 +113,21 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray, background_bgr: np.ndarr
     return out
 
 
-def _halve(image: np.ndarray, times: int) -> np.ndarray:
+def _halve(image: np.ndarray, times: int, workspace: Optional[dict] = None,
+           name: str = "half") -> np.ndarray:
+    """``image`` halved ``times`` times (into ``workspace``'s buffers, when given)."""
     # An exact 2x INTER_LINEAR step averages 2x2 blocks: INTER_AREA quality at a quarter the cost.
-    for _ in range(times):
-        image = cv2.resize(image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)),
-                           interpolation=cv2.INTER_LINEAR)
+    for step in range(times):
+        size = (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2))
+        dst = None if workspace is None else buffer(workspace, f"{name}{step}",
+                                                    size[::-1] + image.shape[2:], image.dtype)
+        image = cv2.resize(image, size, dst=dst, interpolation=cv2.INTER_LINEAR)
     return image
 
 
 def blur_background(frame_bgr: np.ndarray, alpha: np.ndarray, blur_px: int,
-                    out: Optional[np.ndarray] = None) -> np.ndarray:
+                    out: Optional[np.ndarray] = None, *,
+                    workspace: Optional[dict] = None) -> np.ndarray:
     """The frame's background, blurred, with the person's colours kept out (no halo).
 
     Normalised convolution at reduced resolution: ``blur(frame * w) / blur(w)`` with background
@@ -133,6 +138,7 @@ def blur_background(frame_bgr: np.ndarray, alpha: np.ndarray, blur_px: int,
         frame_bgr: BGR uint8 (H, W, 3); alpha: uint8 (H, W), 255 = person.
         blur_px: blur radius in full-resolution pixels; < 1 returns a copy of the frame.
         out: optional uint8 (H, W, 3) destination.
+        workspace: optional dict for the scratch buffers, reused between calls.
 
     Returns:
         BGR uint8 (H, W, 3). Under the person (where alpha is ~255) the value is unspecified.
@@ -144,20 +150,37 @@ def blur_background(frame_bgr: np.ndarray, alpha: np.ndarray, blur_px: int,
     if blur_px < 1:
         np.copyto(out, frame_bgr)
         return out
+    ws = {} if workspace is None else workspace
     halvings = 2 if blur_px >= 12 else 1 if blur_px >= 6 else 0
-    frame_low = _halve(frame_bgr, halvings).astype(np.float32)
-    alpha_low = cv2.dilate(_halve(alpha, halvings), np.ones((3, 3), np.uint8))
-    weight = alpha_low.astype(np.float32)
+    small = _halve(frame_bgr, halvings, ws, "blur_frame")
+    low = small.shape[:2]
+
+    def scratch(name: str, channels: int = 3, dtype=np.float32) -> np.ndarray:
+        return buffer(ws, f"blur_{name}", low + ((channels,) if channels > 1 else ()), dtype)
+
+    frame_low = scratch("frame")
+    frame_low[...] = small
+    alpha_low = cv2.dilate(_halve(alpha, halvings, ws, "blur_alpha"), np.ones((3, 3), np.uint8),
+                           dst=scratch("alpha", 1, np.uint8))
+    weight = scratch("weight", 1)
+    weight[...] = alpha_low
     weight *= np.float32(-1 / 255)
     weight += np.float32(1)  # background weight: 1 - alpha
     ksize = 2 * max(1, round(blur_px / (1 << halvings))) + 1
-    numerator = cv2.stackBlur(frame_low * weight[:, :, None], (ksize, ksize))
-    denominator = cv2.stackBlur(weight, (ksize, ksize))
-    numerator += _NO_WEIGHT * frame_low  # where no background is near, fall back to the frame
+    # The weights spread to 3 channels for OpenCV's multiply and divide: the same values as
+    # numpy's broadcasting of one channel, which cost about 0.5 ms more a 720p frame.
+    per_channel = cv2.cvtColor(weight, cv2.COLOR_GRAY2BGR, dst=scratch("per_channel"))
+    weighted = cv2.multiply(frame_low, per_channel, dst=scratch("weighted"))
+    numerator = cv2.stackBlur(weighted, (ksize, ksize), dst=scratch("numerator"))
+    denominator = cv2.stackBlur(weight, (ksize, ksize), dst=scratch("denominator", 1))
+    # where no background is near, fall back to the frame
+    numerator += np.multiply(_NO_WEIGHT, frame_low, out=weighted)
     denominator += _NO_WEIGHT
-    numerator /= denominator[:, :, None]
+    cv2.divide(numerator, cv2.cvtColor(denominator, cv2.COLOR_GRAY2BGR, dst=per_channel),
+               dst=numerator)
     numerator += np.float32(0.5)  # round, not truncate
-    background_low = numerator.astype(np.uint8)
+    background_low = scratch("background", 3, np.uint8)
+    background_low[...] = numerator  # truncates, as astype
     return cv2.resize(background_low, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
@@ -306,7 +329,8 @@ class BlurBackground(Background):
     def _background_for(self, frame_bgr, alpha, time_s=None, live=False, mirrored=False):
         # The room: it mirrors with the person, as the frame does.
         out = buffer(self._workspace, "blurred", frame_bgr.shape, np.uint8)
-        return blur_background(frame_bgr, alpha, blur_px_for(self.blur_px, frame_bgr), out=out)
+        return blur_background(frame_bgr, alpha, blur_px_for(self.blur_px, frame_bgr), out=out,
+                               workspace=self._workspace)
 
 
 class ColourBackground(_PerSize):
@@ -359,7 +383,8 @@ def _over_blurred(overlay: tuple[np.ndarray, np.ndarray], frame_bgr: np.ndarray,
     :func:`default_blur_px`), in ``workspace``."""
     colour, see_through = overlay
     out = buffer(workspace, "blurred", frame_bgr.shape, np.uint8)
-    blur_background(frame_bgr, alpha, blur_px_for(blur_px, frame_bgr), out=out)
+    blur_background(frame_bgr, alpha, blur_px_for(blur_px, frame_bgr), out=out,
+                    workspace=workspace)
     # over: image + blurred * (1 - image alpha), image colours premultiplied
     cv2.multiply(out, see_through, dst=out, scale=1 / 255)
     return cv2.add(out, colour, dst=out)
