@@ -162,6 +162,9 @@ def test_bad_values_are_refused_naming_the_field_and_the_value(cls, name):
                                                       "(str): expected a tuple of strings that "
                                                       "are not empty"),
     (lambda: SmoothOptions(enabled=1), "SmoothOptions.enabled = 1 (int): expected True or False"),
+    (lambda: SegmentOptions(input_size=(0, 10)), "SegmentOptions.input_size = (0, 10): expected "
+                                                 "None or (width, height), two whole numbers, "
+                                                 "each from 1 to 4096"),
 ])
 def test_messages_say_what_was_given_and_what_is_expected(build, message):
     with pytest.raises((ValueError, TypeError)) as info:
@@ -176,6 +179,7 @@ def test_paths_are_taken_as_strings():
     assert OutputOptions(out=Path("out") / "call.mp4").out == str(Path("out") / "call.mp4")
     assert ControlOptions(backgrounds=(Path("a.jpg"), "blur")).backgrounds == ("a.jpg", "blur")
     assert ControlOptions(backgrounds=[Path("a.jpg"), "blur"]).backgrounds == ("a.jpg", "blur")
+    assert ControlOptions(backgrounds=["a.jpg", "blur"]).backgrounds == ("a.jpg", "blur")
     assert dataclasses.replace(CaptureOptions(), source=Path("clip.mp4")).source == "clip.mp4"
     with pytest.raises(TypeError, match=r"^SmoothOptions.enabled = \w*Path\('x'\) "):
         SmoothOptions(enabled=Path("x"))  # only where a string is taken
@@ -263,12 +267,37 @@ def test_input_size_the_command_line_adds_multiples_of_32_to_the_options_range(c
 def test_a_range_in_words_and_at_its_ends():
     assert [r.says for r in (Range(0, 1), Range(0), Range(1), Range(0, low_open=True),
                              Range(0, 1, high_open=True), Range(0, 0.5, True, True),
-                             Range(1, note="1 = never zoom in"))] == [
+                             Range(1, note="1 = never zoom in"), Range(high=255),
+                             Range(high=1, high_open=True), Range())] == [
         "from 0 to 1", "0 or more", "at least 1", "greater than 0", "at least 0 and below 1",
-        "greater than 0 and below 0.5", "at least 1 (1 = never zoom in)"]
+        "greater than 0 and below 0.5", "at least 1 (1 = never zoom in)", "at most 255",
+        "below 1", "a finite number"]
     positive = Range(0, low_open=True)
     assert positive.holds(1e-300) and not positive.holds(0.0)
     # An infinity lies past a missing bound but is no value an option takes; NaN is never in.
     assert positive.within(math.inf) and not positive.holds(math.inf)
     assert not Range(0, 1).within(math.inf)
     assert not any(r.within(math.nan) for r in (Range(), positive, Range(0, 1)))
+
+
+def test_a_number_field_without_a_range_is_still_finite_and_a_type_without_a_check_is_refused():
+    """A class built on CheckedOptions: a number given no bounds still refuses NaN and the
+    infinities; a field of a type the checks do not know fails where it is built, not passed
+    unchecked."""
+    from portrait.option_checks import CheckedOptions
+
+    @dataclasses.dataclass(frozen=True)
+    class Unbounded(CheckedOptions):
+        gain: float = 1.0
+
+    assert Unbounded(gain=-1e300).gain == -1e300
+    for value in (NAN, INF, -INF):
+        with pytest.raises(ValueError, match=r"^Unbounded.gain = \S+: expected a number$"):
+            Unbounded(gain=value)
+
+    @dataclasses.dataclass(frozen=True)
+    class Unknown(CheckedOptions):
+        table: dict = dataclasses.field(default_factory=dict)
+
+    with pytest.raises(NotImplementedError, match="no check for a field of type <class 'dict'>"):
+        Unknown()
