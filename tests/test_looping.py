@@ -425,6 +425,8 @@ def test_a_looped_file_that_cannot_be_read_again_ends_the_source_with_a_warning(
 
 
 def test_a_looped_photo_repeats_its_one_frame_at_the_files_rate(tmp_path):
+    from conftest import ManualClock
+
     path = tmp_path / "still.png"
     cv2.imwrite(str(path), np.full((24, 32, 3), 14, np.uint8))
     with looping.LoopedSource(path) as source:
@@ -434,3 +436,83 @@ def test_a_looped_photo_repeats_its_one_frame_at_the_files_rate(tmp_path):
     assert [frame.pts_s for frame in frames] == pytest.approx(
         [i / source.fps for i in range(4)])
     assert not any(frame.cut for frame in frames)  # the same picture: nothing to start afresh
+    # Paced, each repeat is delivered a frame after the last, not all at once.
+    with looping.LoopedSource(path, realtime=True, clock=ManualClock()) as source:
+        frames = [frame for frame, _ in zip(source, range(4))]
+    assert [frame.time_s - frames[0].time_s for frame in frames] == pytest.approx(
+        [i / source.fps for i in range(4)])
+
+
+def test_a_looped_source_plays_each_pass_from_the_file_it_has_open(tmp_path, monkeypatch):
+    """Each pass seeks back in the open file: one open for three passes, not one a pass."""
+    opened = []
+
+    class Counted(VideoFileSource):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(looping, "VideoFileSource", Counted)
+    path = levels_video(tmp_path / "clip.avi", 3, fps=10.0)
+    with looping.LoopedSource(path) as source:
+        frames = [index_of(frame.image) for frame, _ in zip(source, range(9))]
+    assert frames == [0, 1, 2] * 3
+    assert opened == [path]
+
+
+def test_a_looped_file_replaced_on_disk_is_opened_again_and_paced_as_before(tmp_path):
+    from conftest import ManualClock
+
+    path = levels_video(tmp_path / "clip.avi", 3, fps=10.0)
+    replacement = levels_video(tmp_path / "new.avi", 5, fps=10.0)
+    clock = ManualClock()
+    frames = []
+    with looping.LoopedSource(path, realtime=True, clock=clock) as source:
+        for frame in source:
+            frames.append(frame)
+            if len(frames) == 2:
+                os.replace(replacement, path)  # no rewind: the file is another one now
+            if len(frames) == 8:
+                break
+    assert [index_of(frame.image) for frame in frames] == [0, 1, 2, 0, 1, 2, 3, 4]
+    assert [frame.index for frame in frames] == list(range(8))
+    # The new file's frames go on on the same timeline, each delivered at its time.
+    assert [frame.time_s - frames[0].time_s for frame in frames] == pytest.approx(
+        [i / 10 for i in range(8)])
+    assert [frame.pts_s for frame in frames] == pytest.approx([i / 10 for i in range(8)])
+
+
+class _ClosingClock:
+    """A :class:`conftest.ManualClock` that closes ``source`` at its ``at``-th wait: the user
+    stopping the run while the source waits for a frame to be due."""
+
+    def __init__(self, at):
+        from conftest import ManualClock
+
+        self._clock, self._at, self.source = ManualClock(), at, None
+
+    def now(self):
+        return self._clock.now()
+
+    def wait(self, event, seconds):
+        self._at -= 1
+        if self._at == 0:
+            self.source.close()
+        return self._clock.wait(event, seconds)
+
+
+def test_close_ends_a_looped_source_mid_pass_or_at_a_seam_and_lets_go_of_the_file(tmp_path):
+    path = levels_video(tmp_path / "clip.avi", 3, fps=10.0)
+    source = looping.LoopedSource(path)
+    frames = []
+    for frame, _ in zip(source, range(10)):
+        frames.append(index_of(frame.image))
+        if len(frames) == 2:
+            source.close()
+    assert frames == [0, 1]
+    assert source._source is None  # no file opened again after close
+    # Paced: waits at frames 1 and 2, then at the seam, for the last frame's time to pass.
+    clock = _ClosingClock(at=3)
+    clock.source = source = looping.LoopedSource(path, realtime=True, clock=clock)
+    assert [index_of(frame.image) for frame, _ in zip(source, range(10))] == [0, 1, 2]
+    assert source._source is None
