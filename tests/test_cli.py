@@ -395,7 +395,7 @@ def test_a_clip_into_the_virtual_camera_loops_on_one_timeline_until_stopped(
         brightness_model, tmp_path, virtual_camera, caplog):
     """A clip standing in for a camera goes on after its end, as a camera does, so a call keeps
     its picture; its times go on too: a video background behind it plays on through the seam
-    instead of starting again with the clip. --no-loop ends with the clip."""
+    instead of starting again with the clip. --no-loop ends with the clip; --loop typed loops."""
     clip = grey_clip(tmp_path / "me.avi", [2] * 4)  # dark: nobody, the background shows whole
     behind = grey_clip(tmp_path / "behind.avi", [2 + 20 * i for i in range(10)])
     run = ["--model", str(brightness_model), "--source", str(clip), "--background", str(behind),
@@ -408,6 +408,8 @@ def test_a_clip_into_the_virtual_camera_loops_on_one_timeline_until_stopped(
     assert [round((float(frame.mean()) - 2) / 20) for frame in camera.frames] == list(range(9))
     assert main([*run, "--no-loop", "-q"]) == 0
     assert len(virtual_camera.instances[-1].frames) == 4
+    assert main([*run, "--loop", "--max-frames", "6", "-q"]) == 0  # as typed: the same
+    assert len(virtual_camera.instances[-1].frames) == 6
 
 
 def test_a_looped_clip_starts_its_smoothing_afresh_at_each_seam(brightness_model, tmp_path,
@@ -449,6 +451,20 @@ def test_loop_with_a_file_output_is_refused_in_one_line(brightness_model, tmp_pa
     assert run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out", out,
                           "--config", config, "--no-loop", "-q")[0] == 0
     assert out.is_file()
+
+
+def test_loop_with_a_camera_is_neither_refused_nor_said_to_loop(brightness_model, tmp_path, capsys,
+                                                                caplog):
+    """A camera does not end: --loop with a camera --source is left out (a warning), so with an
+    --out the run records as it would without it, not refused as a looped clip is; nor does the
+    log say the camera starts again. Camera 99 is not there: the camera's error ends each run."""
+    out = tmp_path / "rec.mp4"
+    with caplog.at_level(logging.INFO, "portrait"):
+        for given in (["--out", out, "--loop"], ["--out", out], []):
+            code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", "99",
+                                          "--max-frames", "1", *given)
+            assert_one_line_error(code, stderr, "camera 99 could not be opened")
+    assert "starts again" not in caplog.text
 
 
 def test_the_start_log_says_what_the_call_sees_with_the_blur_for_this_frame_size(
