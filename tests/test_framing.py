@@ -5,6 +5,7 @@ the zoom alone while someone who comes closer is followed; framing runs on the f
 stream that drops frames glides and windows as one that doesn't); the spring, the person box, and
 the app's --framing end to end (the framed matte is written)."""
 
+import dataclasses
 import json
 
 import cv2
@@ -154,8 +155,14 @@ def test_switching_off_glides_back_and_then_passes_frames_through():
     run(framer, [(image, alpha)] * 30)
     assert framer.zoom > 1.5
     framer.enabled = False
-    zooms = [framer(image, alpha) and framer.zoom for _ in range(60)]
+    zooms = []
+    for index in range(60):
+        if index == 3:
+            framer.cut()  # a loop's seam while gliding out: off, nobody is framed at once
+        framer(image, alpha)
+        zooms.append(framer.zoom)
     assert zooms[0] > 1.2 and zooms[-1] == 1.0
+    assert all(a >= b for a, b in zip(zooms, zooms[1:]))
     out_image, out_alpha = framer(image, alpha)
     assert out_image is image and out_alpha is alpha
 
@@ -166,6 +173,12 @@ def test_photos_are_framed_at_once():
     _, framed_alpha = framer(image, alpha)
     assert abs(centre_x(framed_alpha) - 0.5) < 0.02
     assert framer.zoom == pytest.approx(2.0)
+    # each on its own, times or none: the next photo's person at once, no glide from the last
+    left = person(0.3 * W, 0.5 * H)
+    for time_s in (None, 1.0, 2.0):
+        framer(*left, time_s)
+        assert framer.state.crop == target_crop(person_box(left[1]), (W, H), ON)
+        framer(image, alpha, None if time_s is None else time_s + 0.5)
 
 
 def test_a_cut_frames_the_next_shots_person_at_once_not_after_a_glide():
@@ -195,9 +208,12 @@ def test_a_cut_to_an_empty_frame_forgets_the_last_shots_sizes():
     """A loop's seam onto a frame with nobody in it: the next person is sized on their own, not
     by the median of the last shot's 5 s, which would hold its zoom for 2.5 s."""
     framer = AutoFramer(ON, fps=FPS)
-    run(framer, [person(0.5 * W, 0.5 * H, radius=60)] * 150)
+    run(framer, [person(0.5 * W, 0.5 * H, radius=45)] * 150)
+    held = framer.state.crop
+    assert held != whole_frame((W, H))
     framer.cut()
     framer(*person(-500, -500))  # nobody in the frame
+    assert framer.state.crop == held  # held, as for any frame with nobody in it
     small = person(0.5 * W, 0.5 * H, radius=25)
     run(framer, [small] * 10)
     wanted = target_crop(person_box(small[1]), (W, H), ON)[2]
@@ -393,6 +409,61 @@ def test_the_zoom_window_spans_its_seconds_however_many_frames_come(step_s):
     assert settled > 1.5 and abs(short.zoom / settled - 1) <= 0.02
     long, _, _ = framer_after(3.5)
     assert long.zoom < 0.85 * settled
+
+
+def test_frames_without_times_fill_the_zoom_window_with_its_seconds_of_frames():
+    """Stepped by 1/fps, 150 steps of 1/30 s sum to a hair under 5 s: the size wanted 5 s ago
+    leaves the window all the same, which holds 150 frames, not 151."""
+    framer = AutoFramer(ON, fps=FPS)
+    run(framer, [person(0.5 * W, 0.5 * H)] * 200)
+    assert len(framer.state.times) == round(ON.zoom_window_s * FPS)
+
+
+def test_step_takes_a_size_at_once_only_for_an_area_30_percent_above_the_windows_median():
+    """An area 25 % above the window's median (an arm adds up to 15 %) leaves the zoom on the
+    median's size; 35 % above (someone came closer) frames the new size at once. A step given
+    no area keeps the median."""
+    size, small, tall = (W, H), (140, 60, 40, 60), (120, 30, 80, 120)
+    median_h, tall_h = target_crop(small, size, ON)[2], target_crop(tall, size, ON)[2]
+    assert tall_h > 1.5 * median_h
+
+    def aim_h(**area):
+        state = FramingState.whole(size)
+        for _ in range(30):
+            state = step(state, small, size, ON, 1 / FPS, area=0.1 if area else 0.0)
+        return step(state, tall, size, ON, 1 / FPS, **area).aim[2]
+
+    assert aim_h(area=0.125) == pytest.approx(median_h)
+    assert aim_h(area=0.135) == pytest.approx(tall_h)
+    assert aim_h() == pytest.approx(median_h)
+
+
+def test_nobody_for_hold_s_to_the_step_eases_out_and_forgets_the_sizes():
+    """After exactly ``hold_s`` with nobody, the aim is the whole frame and the window of sizes
+    is empty: whoever comes next is sized on their own."""
+    size, options = (W, H), dataclasses.replace(ON, hold_s=1.0)
+    state = step(FramingState.whole(size), (140, 60, 40, 60), size, options, 0.5, area=0.1)
+    state = step(state, None, size, options, 0.5)
+    assert state.aim != whole_frame(size) and len(state.heights) == 1  # held
+    state = step(state, None, size, options, 0.5)
+    assert state.aim == whole_frame(size)
+    assert (state.times, state.heights, state.areas) == ((), (), ())
+
+
+def test_after_reset_a_frame_is_framed_as_by_a_new_framer():
+    """reset() (a new source) forgets a cut still pending and the last frame's time: the next
+    frame glides in from the whole frame by one frame at fps, as a new framer's first does, not
+    cut to its person nor moved on by the time since the old source's last frame."""
+    left, right = person(0.3 * W, 0.5 * H), person(0.7 * W, 0.5 * H)
+    framer, fresh = AutoFramer(ON, fps=FPS), AutoFramer(ON, fps=FPS)
+    for index in range(30):
+        framer(*left, index / FPS)
+    framer.cut()
+    framer.reset()
+    for each in (framer, fresh):
+        each(*right, 29 / FPS + 2.0)
+    assert framer.state == fresh.state
+    assert framer.state.crop != framer.state.aim  # gliding in
 
 
 def test_a_frame_after_a_gap_moves_the_crop_on_by_the_gap():
