@@ -180,6 +180,7 @@ def test_paths_are_taken_as_strings():
     assert ControlOptions(backgrounds=(Path("a.jpg"), "blur")).backgrounds == ("a.jpg", "blur")
     assert ControlOptions(backgrounds=[Path("a.jpg"), "blur"]).backgrounds == ("a.jpg", "blur")
     assert ControlOptions(backgrounds=["a.jpg", "blur"]).backgrounds == ("a.jpg", "blur")
+    assert ControlOptions(backgrounds=[]).backgrounds == ()
     assert dataclasses.replace(CaptureOptions(), source=Path("clip.mp4")).source == "clip.mp4"
     with pytest.raises(TypeError, match=r"^SmoothOptions.enabled = \w*Path\('x'\) "):
         SmoothOptions(enabled=Path("x"))  # only where a string is taken
