@@ -1,0 +1,303 @@
+"""How steady auto-framing is on saved mattes: replays them through the real ``AutoFramer``.
+
+``python -m portrait.training.framing_study --mattes DIR [--videos DIR] [--zoom-window S ...]``
+
+``DIR`` holds one folder of PNG mattes per clip (``python app.py --source CLIP --matte --out
+DIR/CLIP``). Each clip is replayed at its frame rate (the video's where ``--videos`` gives it, else
+``--fps``): its first matte for 1 s (the crop settles; not measured), then the clip forward,
+backward, forward, backward (so a 2 s clip gives about 8 s of motion with no jump), all measured.
+Printed per clip, pooled over the held-out clips (:data:`~portrait.training.suite.WEBCAM_CLIPS`)
+and over all, for each ``--zoom-window``:
+
+* zoom variation: the standard deviation of the crop's width, in % of the frame's width (pooled:
+  the mean over the clips);
+* zoom reversals a minute: turns of the crop's width, a move counting only once it goes
+  :data:`REVERSAL_STEP` % of the frame's width past the last turning point;
+* with ``--videos``: frames where the face (:func:`face_boxes`, OpenCV's Haar detector on the
+  video's frame) leaves the crop, out of the frames with a face found.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from portrait.errors import InputError, run_command
+from portrait.framing import AutoFramer, Box, Crop
+from portrait.options import FramingOptions
+from portrait.training.suite import WEBCAM_CLIPS
+
+log = logging.getLogger("portrait.training.framing_study")
+
+REVERSAL_STEP = 0.5  # % of the frame's width a move must go past a turning point to count
+SETTLE_S = 1.0  # the first matte alone, before the measured frames
+FACE_COVER = 0.6  # a face box must be this much person in the matte (no faces in the chair)
+FACE_SIZES = (0.6, 1.6)  # a face's width within these times the clip's median
+FACE_TOLERANCE = 0.01  # of the crop's height: a head this close to the crop's edge is inside
+_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """What the study replays with.
+
+    Attributes:
+        framing: the framing options (``enabled`` is forced on).
+        fps: the frame rate of a clip without a video to tell it.
+        passes: forward-and-back passes over each clip (2: forward, back, forward, back).
+    """
+
+    framing: FramingOptions = FramingOptions(enabled=True)
+    fps: float = 30.0
+    passes: int = 2
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """One clip's measures (see the module's doc)."""
+
+    clip: str
+    frames: int
+    minutes: float
+    width_std_pct: float
+    reversals: int
+    face_frames: int = 0  # frames with a face found (0 without the video)
+    face_out: int = 0  # of those, frames where the face leaves the crop
+
+
+def read_mattes(folder: Path) -> list[np.ndarray]:
+    """The PNG mattes in ``folder``, in name order, as uint8 (H, W).
+
+    Raises:
+        InputError: no PNG in the folder, one that cannot be read, or mattes of two sizes.
+    """
+    paths = sorted(Path(folder).glob("*.png"))
+    if not paths:
+        raise InputError(f"no PNG mattes in '{folder}'; make them with python app.py --source "
+                         "CLIP --matte --out DIR")
+    mattes = []
+    for path in paths:
+        matte = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if matte is None:
+            raise InputError(f"cannot read matte '{path}'")
+        if mattes and matte.shape != mattes[0].shape:
+            raise InputError(f"matte '{path}' is {matte.shape}, != {mattes[0].shape} of the first")
+        mattes.append(matte)
+    return mattes
+
+
+def ping_pong(count: int, passes: int = 2) -> list[int]:
+    """Frame indices forward then back, ``passes`` times, the turning frames not repeated:
+    ``ping_pong(3, 2) == [0, 1, 2, 1, 0, 1, 2, 1]``."""
+    forward = list(range(count))
+    return (forward + forward[-2:0:-1]) * passes
+
+
+def replay(mattes: Sequence[np.ndarray], options: FramingOptions, fps: float,
+           passes: int = 2) -> tuple[list[Crop], list[int]]:
+    """The crops :class:`AutoFramer` shows over :func:`ping_pong` of ``mattes`` at ``fps``,
+    after the first matte for :data:`SETTLE_S` (not returned), and the matte index of each."""
+    framer = AutoFramer(replace(options, enabled=True), fps=fps)
+    for _ in range(max(1, round(SETTLE_S * fps))):
+        framer.update(mattes[0])
+    order = ping_pong(len(mattes), passes)
+    return [framer.update(mattes[i]) for i in order], order
+
+
+def reversals(widths: Sequence[float], step: float = REVERSAL_STEP) -> int:
+    """Turns of a zigzag: a move counts once it goes more than ``step`` past the last turning
+    point (the first move sets the direction, it is no turn)."""
+    count, direction, extreme = 0, 0, widths[0]
+    for width in widths[1:]:
+        if direction == 0:
+            if abs(width - extreme) > step:
+                direction, extreme = (1 if width > extreme else -1), width
+        elif direction * (width - extreme) > 0:
+            extreme = width
+        elif direction * (extreme - width) > step:
+            count += 1
+            direction, extreme = -direction, width
+    return count
+
+
+def face_boxes(frames: Sequence[np.ndarray], mattes: Sequence[np.ndarray]) -> list[Optional[Box]]:
+    """The face in each frame, or None: detections of two Haar frontal cascades, kept where the
+    matte covers :data:`FACE_COVER` of the box, sized within :data:`FACE_SIZES` of the clip's
+    median, the topmost one."""
+    detectors = [cv2.CascadeClassifier(cv2.data.haarcascades + name) for name in _CASCADES]
+    found = []
+    for frame, matte in zip(frames, mattes):
+        grey = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        boxes = []
+        for detector in detectors:
+            for x, y, w, h in detector.detectMultiScale(grey, 1.05, 4, minSize=(24, 24)):
+                if (matte[y:y + h, x:x + w] > 127).mean() >= FACE_COVER:
+                    boxes.append((int(x), int(y), int(w), int(h)))
+        found.append(boxes)
+    widths = [min(boxes, key=lambda b: b[1])[2] for boxes in found if boxes]
+    if not widths:
+        return [None] * len(found)
+    median = float(np.median(widths))
+    low, high = FACE_SIZES[0] * median, FACE_SIZES[1] * median
+    kept = [[b for b in boxes if low <= b[2] <= high] for boxes in found]
+    return [min(boxes, key=lambda b: b[1]) if boxes else None for boxes in kept]
+
+
+def face_outside(crop: Crop, face: Box, size: tuple[int, int]) -> bool:
+    """True when the head (``face`` widened 10 % each side and raised 40 % of its height, for the
+    hair; within the frame) is not inside ``crop``, :data:`FACE_TOLERANCE` allowed."""
+    width, height = size
+    x, y, w, h = face
+    x0, y0 = max(0.0, x - 0.1 * w), max(0.0, y - 0.4 * h)
+    x1, y1 = min(float(width), x + 1.1 * w), min(float(height), y + h)
+    centre_x, centre_y, crop_h = crop
+    half_w, half_h = crop_h * width / height / 2, crop_h / 2
+    tolerance = FACE_TOLERANCE * crop_h
+    return (x0 < centre_x - half_w - tolerance or x1 > centre_x + half_w + tolerance
+            or y0 < centre_y - half_h - tolerance or y1 > centre_y + half_h + tolerance)
+
+
+def study_clip(clip: str, mattes: Sequence[np.ndarray], options: StudyOptions,
+               fps: Optional[float] = None,
+               faces: Optional[Sequence[Optional[Box]]] = None) -> ClipResult:
+    """Replay one clip's mattes (:func:`replay`) and measure its crops.
+
+    Args:
+        fps: the clip's frame rate; None: ``options.fps``.
+        faces: :func:`face_boxes` of the clip's frames, or None to leave the face out.
+    """
+    fps = options.fps if fps is None else fps
+    crops, order = replay(mattes, options.framing, fps, options.passes)
+    height, width = mattes[0].shape
+    widths_pct = np.array([crop[2] / height * 100 for crop in crops])  # crop width / frame width
+    face_frames = face_out = 0
+    for crop, index in zip(crops, order):
+        if faces is not None and index < len(faces) and faces[index] is not None:
+            face_frames += 1
+            face_out += face_outside(crop, faces[index], (width, height))
+    return ClipResult(clip, len(crops), len(crops) / fps / 60, float(widths_pct.std()),
+                      reversals(widths_pct), face_frames, face_out)
+
+
+def pooled(name: str, results: Sequence[ClipResult]) -> ClipResult:
+    """``results`` as one: the mean zoom variation, the sums of the rest."""
+    return ClipResult(name, sum(r.frames for r in results), sum(r.minutes for r in results),
+                      float(np.mean([r.width_std_pct for r in results])),
+                      sum(r.reversals for r in results), sum(r.face_frames for r in results),
+                      sum(r.face_out for r in results))
+
+
+def held_out(clip: str) -> bool:
+    """True for the suite's held-out clips (``asl_learn``, ...)."""
+    return clip in {f"asl_{name}" for name in WEBCAM_CLIPS}
+
+
+def with_pools(results: Sequence[ClipResult]) -> list[ClipResult]:
+    """``results``, then pooled over the held-out ones (where any) and over all."""
+    held = [r for r in results if held_out(r.clip)]
+    return list(results) + ([pooled("held out", held)] if held else []) + [pooled("all", results)]
+
+
+def format_table(label: str, rows: Sequence[ClipResult], faces: bool) -> str:
+    """One setting's rows for a terminal."""
+    header = f"{label:<14}{'frames':>7} {'width std %':>12} {'reversals/min':>14}"
+    header += f" {'face out':>12}" if faces else ""
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        line = (f"{r.clip:<14}{r.frames:>7} {r.width_std_pct:>12.2f} "
+                f"{r.reversals / r.minutes:>14.1f}")
+        lines.append(line + (f" {f'{r.face_out}/{r.face_frames}':>12}" if faces else ""))
+    return "\n".join(lines)
+
+
+def clip_folders(mattes_dir: Path) -> list[Path]:
+    """The clip folders under ``mattes_dir`` (each holding PNG mattes), by name.
+
+    Raises:
+        InputError: the folder is missing or holds no clip folder.
+    """
+    if not Path(mattes_dir).is_dir():
+        raise InputError(f"mattes folder '{mattes_dir}' not found")
+    folders = sorted(p for p in Path(mattes_dir).iterdir() if p.is_dir() and any(p.glob("*.png")))
+    if not folders:
+        raise InputError(f"no clip folders of PNG mattes in '{mattes_dir}'")
+    return folders
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    """The frames of a video and its frame rate.
+
+    Raises:
+        InputError: a missing file or one OpenCV cannot decode.
+    """
+    from portrait.capture import VideoFileSource
+
+    with VideoFileSource(str(path), quiet=True) as video:
+        return [frame.image for frame in video], video.fps
+
+
+def find_video(videos_dir: Path, clip: str) -> Path:
+    """The video named ``clip`` (any extension) in ``videos_dir``.
+
+    Raises:
+        InputError: none there.
+    """
+    found = sorted(Path(videos_dir).glob(f"{clip}.*"))
+    if not found:
+        raise InputError(f"no video '{clip}.*' in '{videos_dir}' for the mattes of {clip}")
+    return found[0]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from portrait.cli import (OneLineParser, configure_logging, non_negative_float,
+                              positive_float, with_debug)
+
+    p = OneLineParser(prog="python -m portrait.training.framing_study",
+                      description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("--mattes", required=True, metavar="DIR",
+                   help="one folder of PNG mattes per clip (python app.py --matte --out)")
+    p.add_argument("--videos", metavar="DIR",
+                   help="the clips' videos (CLIP.*): their frame rate, and the face measure")
+    p.add_argument("--zoom-window", type=non_negative_float, nargs="+", metavar="S",
+                   default=[FramingOptions.zoom_window_s],
+                   help="zoom_window_s settings to compare (e.g. 0 5; default "
+                        f"{FramingOptions.zoom_window_s:g})")
+    p.add_argument("--fps", type=positive_float, default=StudyOptions.fps,
+                   help=f"frame rate without --videos (default {StudyOptions.fps:g})")
+    args = with_debug(p).parse_args(argv)
+    configure_logging()
+
+    def body() -> None:
+        folders = clip_folders(Path(args.mattes))
+        clips = []  # (name, mattes, fps, faces)
+        for folder in folders:
+            mattes = read_mattes(folder)
+            fps, faces = None, None
+            if args.videos:
+                frames, fps = read_video(find_video(Path(args.videos), folder.name))
+                if len(frames) != len(mattes):
+                    log.warning("%s: %d frames, %d mattes; faces of the first %d", folder.name,
+                                len(frames), len(mattes), min(len(frames), len(mattes)))
+                faces = face_boxes(frames, mattes)
+                log.info("%s: a face in %d of %d frames", folder.name,
+                         sum(face is not None for face in faces), len(faces))
+            clips.append((folder.name, mattes, fps, faces))
+        for window_s in args.zoom_window:
+            options = StudyOptions(framing=FramingOptions(enabled=True, zoom_window_s=window_s),
+                                   fps=args.fps)
+            rows = [study_clip(name, mattes, options, fps, faces)
+                    for name, mattes, fps, faces in clips]
+            print(format_table(f"window {window_s:g} s", with_pools(rows), bool(args.videos)))
+            print()
+
+    return run_command(body, traceback=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

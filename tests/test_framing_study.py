@@ -1,0 +1,125 @@
+"""Tests for portrait.training.framing_study on synthetic mattes written as PNG folders (a
+rectangle for a person): a still person gives a constant crop (std 0, no reversals); a person whose
+size alternates turns the zoom a known number of times with no zoom window; the reversal count, the
+ping-pong order, the face test and the pooling by hand; the command's table and its one-line
+errors."""
+
+import cv2
+import numpy as np
+import pytest
+
+from portrait.options import FramingOptions
+from portrait.training.framing_study import (
+    ClipResult,
+    StudyOptions,
+    face_outside,
+    main,
+    ping_pong,
+    pooled,
+    read_mattes,
+    reversals,
+    study_clip,
+    with_pools,
+)
+
+W, H = 160, 120
+
+
+def _person(width: int, height: int) -> np.ndarray:
+    """A matte with a centred rectangle, clear of the frame's bottom (not a webcam cut-off)."""
+    matte = np.zeros((H, W), np.uint8)
+    x, y = (W - width) // 2, (H - height) // 2
+    matte[y:y + height, x:x + width] = 255
+    return matte
+
+
+def _write_clip(folder, mattes):
+    folder.mkdir(parents=True)
+    for i, matte in enumerate(mattes):
+        assert cv2.imwrite(str(folder / f"{i:06d}.png"), matte)
+    return folder
+
+
+def test_ping_pong_goes_forward_and_back_without_repeating_the_turns():
+    assert ping_pong(3, 2) == [0, 1, 2, 1, 0, 1, 2, 1]
+    assert ping_pong(4, 1) == [0, 1, 2, 3, 2, 1]
+
+
+def test_reversals_count_turns_past_the_step_only():
+    assert reversals([0, 1, 0, 1, 0], step=0.5) == 3  # up, then three turns
+    assert reversals([0, 0.4, 0, 0.4, 0], step=0.5) == 0  # jitter inside the step
+    assert reversals([0, 1, 2, 3, 2.6, 3.5], step=0.5) == 0  # a dip smaller than the step
+    assert reversals([0, 1, 2, 3, 2.4, 3.5], step=0.5) == 2  # down 0.6, then up 1.1
+
+
+def test_a_still_person_gives_a_constant_crop(tmp_path):
+    mattes = read_mattes(_write_clip(tmp_path / "still", [_person(40, 60)] * 20))
+    result = study_clip("still", mattes, StudyOptions())
+    assert result.frames == 2 * (20 + 18)
+    assert result.width_std_pct == 0.0
+    assert result.reversals == 0
+
+
+def test_a_person_whose_size_alternates_turns_the_zoom_at_each_change(tmp_path):
+    # 1 s small, 1 s large: forward, back, forward, back gives up, down, up, down: three turns
+    small, large = _person(40, 60), _person(50, 75)
+    mattes = read_mattes(_write_clip(tmp_path / "alternate", [small] * 30 + [large] * 30))
+    options = StudyOptions(framing=FramingOptions(enabled=True, zoom_window_s=0.0))
+    result = study_clip("alternate", mattes, options)
+    assert result.reversals == 3
+    # the crop's width moves between the two sizes' framings: 60/0.65 and 75/0.65 of 120 rows
+    assert result.width_std_pct > 0.0
+    assert result.minutes == pytest.approx(result.frames / 30 / 60)
+
+
+def test_the_face_counts_as_out_only_beyond_the_crop():
+    crop = (80.0, 60.0, 60.0)  # 80 x 60 px around the centre: x 40..120, y 30..90
+    assert not face_outside(crop, (60, 50, 20, 20), (W, H))  # head x 58..82, y 42..70
+    assert face_outside(crop, (30, 50, 20, 20), (W, H))  # widened, it starts at x 28
+    assert face_outside(crop, (60, 35, 20, 20), (W, H))  # raised for the hair: y 27
+
+
+def test_faces_outside_a_still_crop_are_counted_per_frame(tmp_path):
+    mattes = read_mattes(_write_clip(tmp_path / "still", [_person(40, 60)] * 4))
+    inside, outside = (72, 40, 16, 16), (0, 0, 16, 16)
+    result = study_clip("still", mattes, StudyOptions(), faces=[inside, outside, None, inside])
+    # ping-pong 0 1 2 3 2 1, twice: frame 1 (twice a pass) is out, frame 2 has no face
+    assert (result.face_frames, result.face_out) == (8, 4)
+
+
+def test_pooled_takes_the_mean_variation_and_sums_the_rest():
+    a = ClipResult("asl_milk", 10, 0.5, 1.0, 2, 10, 1)
+    b = ClipResult("other", 30, 1.5, 3.0, 4, 0, 0)
+    assert pooled("all", [a, b]) == ClipResult("all", 40, 2.0, 2.0, 6, 10, 1)
+    rows = with_pools([a, b])
+    assert [r.clip for r in rows] == ["asl_milk", "other", "held out", "all"]
+    assert rows[2] == pooled("held out", [a])
+
+
+def test_the_command_prints_a_table_per_window(tmp_path, capsys):
+    _write_clip(tmp_path / "mattes" / "still", [_person(40, 60)] * 10)
+    _write_clip(tmp_path / "mattes" / "alternate", [_person(40, 60)] * 30 + [_person(50, 75)] * 30)
+    assert main(["--mattes", str(tmp_path / "mattes"), "--zoom-window", "0", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "window 0 s" in out and "window 5 s" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("alternate")]
+    assert [float(r[3]) for r in rows][0] == pytest.approx(3 / (2 * 118 / 30 / 60), abs=0.05)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "not found"),
+    (lambda root: root.mkdir(), "no clip folders"),
+])
+def test_bad_mattes_folders_fail_in_one_line(tmp_path, capsys, make, message):
+    make(tmp_path / "mattes")
+    assert main(["--mattes", str(tmp_path / "mattes")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_clip_without_its_video_fails_in_one_line(tmp_path, capsys):
+    _write_clip(tmp_path / "mattes" / "still", [_person(40, 60)] * 3)
+    (tmp_path / "videos").mkdir()
+    assert main(["--mattes", str(tmp_path / "mattes"), "--videos", str(tmp_path / "videos")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "no video 'still.*'" in err and len(err.splitlines()) == 1
