@@ -1,8 +1,8 @@
 """Tests for portrait.training.framing_study on synthetic mattes written as PNG folders (a
 rectangle for a person): a still person gives a constant crop (std 0, no reversals); a person whose
-size alternates turns the zoom a known number of times with no zoom window; the reversal count, the
-ping-pong order, the face test and the pooling by hand; the command's table and its one-line
-errors."""
+size alternates turns the zoom a known number of times with no zoom window, and a brief arm not
+at all with one; the reversal count, the ping-pong order, the face test and the pooling by hand;
+the command's table and its one-line errors."""
 
 import cv2
 import numpy as np
@@ -70,6 +70,20 @@ def test_a_person_whose_size_alternates_turns_the_zoom_at_each_change(tmp_path):
     # the crop's width moves between the two sizes' framings: 60/0.65 and 75/0.65 of 120 rows
     assert result.width_std_pct > 0.0
     assert result.minutes == pytest.approx(result.frames / 30 / 60)
+
+
+def test_the_zoom_window_leaves_a_brief_arm_alone_that_no_window_follows(tmp_path):
+    # an arm stretched out (a thin bar: the box widens, the area barely grows) for 15 of every
+    # 60 frames: at the turn it stays 28 frames, under half of a 5 s window's 150
+    person = _person(40, 60)
+    arm = person.copy()
+    arm[40:44, 30:130] = 255
+    mattes = read_mattes(_write_clip(tmp_path / "arm", [person] * 45 + [arm] * 15))
+    without, with_window = (study_clip("arm", mattes, StudyOptions(
+        framing=FramingOptions(enabled=True, zoom_window_s=window_s))) for window_s in (0.0, 5.0))
+    assert without.reversals == 3 and without.width_std_pct > 1.0
+    assert with_window.reversals == 0
+    assert with_window.width_std_pct == pytest.approx(0.0, abs=1e-9)
 
 
 def test_the_face_counts_as_out_only_beyond_the_crop():
