@@ -191,10 +191,8 @@ def test_rewind_plays_the_open_file_again_from_its_first_frame(tmp_path):
             next(iter(source))
 
 
-def test_a_loop_opens_no_file_while_the_file_is_unchanged(tmp_path, monkeypatch):
-    """Each loop's first frame comes from a reader made ready beside the pass that plays (a
-    rewound one): the file is opened twice in all, not once a loop (0.3-0.7 s for a 4K clip,
-    which a file run waited for at each loop). The loops show the same frames."""
+def count_opens(monkeypatch) -> list:
+    """The paths looping opens a VideoFileSource on, in order (the real source, counted)."""
     opened = []
 
     class Counted(VideoFileSource):
@@ -203,6 +201,14 @@ def test_a_loop_opens_no_file_while_the_file_is_unchanged(tmp_path, monkeypatch)
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(looping, "VideoFileSource", Counted)
+    return opened
+
+
+def test_a_loop_opens_no_file_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    """Each loop's first frame comes from a reader made ready beside the pass that plays (a
+    rewound one): the file is opened twice in all, not once a loop (0.3-0.7 s for a 4K clip,
+    which a file run waited for at each loop). The loops show the same frames."""
+    opened = count_opens(monkeypatch)
     path = h264_video(tmp_path / "clip.mp4", 10)
     video = LoopingVideo(path, (64, 48), lambda image, _size: image)
     try:
@@ -445,14 +451,7 @@ def test_a_looped_photo_repeats_its_one_frame_at_the_files_rate(tmp_path):
 
 def test_a_looped_source_plays_each_pass_from_the_file_it_has_open(tmp_path, monkeypatch):
     """Each pass seeks back in the open file: one open for three passes, not one a pass."""
-    opened = []
-
-    class Counted(VideoFileSource):
-        def __init__(self, *args, **kwargs):
-            opened.append(args[0])
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(looping, "VideoFileSource", Counted)
+    opened = count_opens(monkeypatch)
     path = levels_video(tmp_path / "clip.avi", 3, fps=10.0)
     with looping.LoopedSource(path) as source:
         frames = [index_of(frame.image) for frame, _ in zip(source, range(9))]
