@@ -186,23 +186,19 @@ def test_the_export_check_says_which_side_gave_nan(tmp_path):
     broken_export = convert_keras(broken, path, (32, 32), "try --input-size WxH")
     assert export.compare_export(sound, sound_export, (32, 32)).largest <= export.MAX_DIFFERENCE
 
-    only_tflite = export.compare_export(sound, broken_export, (32, 32))
-    assert (only_tflite.keras_nan, only_tflite.tflite_nan) == (False, True)
-    with pytest.raises(ModelError) as raised:
-        export.check_difference(path, only_tflite, (32, 32), "try --input-size WxH")
-    assert str(raised.value) == (
-        f"the TFLite export of '{path}' gives no probability (nan) on a random image at 32x32 "
-        "where the Keras model gives one: the conversion went wrong, not the weights; try "
-        "--input-size WxH, or run the .hdf5 itself")
-
-    only_keras = export.compare_export(broken, sound_export, (32, 32))
-    assert (only_keras.keras_nan, only_keras.tflite_nan) == (True, False)
-    with pytest.raises(ModelError) as raised:
-        export.check_difference(path, only_keras, (32, 32), "try --input-size WxH")
-    assert str(raised.value) == (
-        f"'{path}' gives no probability (nan) on a random image at 32x32, in Keras (its TFLite "
-        "export gives numbers): its weights are broken (a training run that diverged?); export "
-        "a model that predicts")
+    only_tflite = (f"the TFLite export of '{path}' gives no probability (nan) on a random image "
+                   "at 32x32 where the Keras model gives one: the conversion went wrong, not the "
+                   "weights; try --input-size WxH, or run the .hdf5 itself")
+    only_keras = (f"'{path}' gives no probability (nan) on a random image at 32x32, in Keras (its "
+                  "TFLite export gives numbers): its weights are broken (a training run that "
+                  "diverged?); export a model that predicts")
+    for model, exported, nan, message in ((sound, broken_export, (False, True), only_tflite),
+                                          (broken, sound_export, (True, False), only_keras)):
+        difference = export.compare_export(model, exported, (32, 32))
+        assert (difference.keras_nan, difference.tflite_nan) == nan
+        with pytest.raises(ModelError) as raised:
+            export.check_difference(path, difference, (32, 32), "try --input-size WxH")
+        assert str(raised.value) == message
 
 
 def test_bad_paths_are_model_errors(brightness_model, tmp_path):
