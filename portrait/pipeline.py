@@ -215,12 +215,16 @@ class FrameProcessor:
 
     def reset(self) -> None:
         """Forget everything carried between frames (new source or scene)."""
-        self._still.reset()
-        self._last_prob = None
+        self._forget_last_mask()
         self._reused = 0
         self._forget_masks()
         if self.framer is not None:
             self.framer.reset()
+
+    def _forget_last_mask(self) -> None:
+        """The next frame runs the model: its scene is not the one the last mask was made of."""
+        self._last_prob = None
+        self._still.reset()
 
     def _forget_masks(self) -> None:
         """Start smoothing and subject selection afresh: the next mask blends with none before."""
@@ -246,12 +250,10 @@ class FrameProcessor:
             height, width = packet.image.shape[:2]
             packet.state = self.controls.poll((width, height))
         if packet.lost or (packet.state is not None and not packet.state.effect):
-            self._last_prob = None  # the scene after a reconnect or a pause is new
-            self._still.reset()
+            self._forget_last_mask()  # the scene after a reconnect or a pause is new
             return False
         if packet.cut:  # another shot: its first frame's mask is its own, not the last one's
-            self._last_prob = None
-            self._still.reset()
+            self._forget_last_mask()
         started = time.perf_counter()
         thumb = None  # the still test's thumbnail of this frame, made at most once
         still = False
