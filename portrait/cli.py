@@ -489,6 +489,24 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     return lines
 
 
+def without_config_loop(args: argparse.Namespace, typed: set[str],
+                        config_path: Optional[os.PathLike] = None
+                        ) -> tuple[argparse.Namespace, Optional[str]]:
+    """``args`` without the config file's ``loop = true`` where it cannot apply: a video file
+    --source written to an ``--out`` (it would never end, and ``--loop`` typed there is
+    refused); the file holds a person's defaults for every run, and the virtual camera keeps
+    it. Returns the args (``loop`` unset there: once, by the output) and the info line that
+    says so, or ``args`` itself and ``None``."""
+    from portrait.capture.camera import is_camera_index
+
+    if (not args.loop or "loop" in typed or args.image or args.out is None
+            or is_camera_index(str(args.source))):
+        return args, None
+    line = (f"loop = true in config file '{config_path}' is for the virtual camera and not "
+            f"used for a file output: --out '{args.out}' gets the clip once")
+    return argparse.Namespace(**{**vars(args), "loop": None}), line
+
+
 def log_verbosity(args: argparse.Namespace, typed: set[str],
                   config_path: Optional[os.PathLike] = None) -> tuple[bool, bool]:
     """(verbose, quiet) for :func:`configure_logging`: the one typed on the command line
@@ -565,6 +583,9 @@ def main(argv: Optional[Sequence[str]] = None, keys: Sequence = ()) -> int:
         log.debug("config file: %s", config.path)
     for line in ignored_options(args, typed):
         log.warning(line)
+    args, unused_loop = without_config_loop(args, typed, config.path)
+    if unused_loop is not None:
+        log.info(unused_loop)
 
     def body() -> int:
         try:

@@ -427,30 +427,59 @@ def test_a_looped_clip_starts_its_smoothing_afresh_at_each_seam(brightness_model
         np.testing.assert_array_equal(frames[i], frames[i % 4])
 
 
-def test_loop_with_a_file_output_is_refused_in_one_line(brightness_model, tmp_path, capsys):
-    """A looped clip has no end: a file output would grow until the disk is full."""
+def test_loop_typed_with_a_file_output_is_refused_in_one_line(brightness_model, tmp_path, capsys):
+    """A looped clip has no end: a file output would grow until the disk is full. --loop typed
+    is refused so, with the config file's loop = true or without it, and an --out from the
+    file too."""
     clip = write_video(tmp_path / "in.avi", frames=3)
     out = tmp_path / "out.mp4"
-    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out",
-                                  out, "--loop")
-    assert_one_line_error(code, stderr, f"--loop is for the virtual camera: in --out '{out}' "
-                          "the picture would repeat while the clip's sound plays once, and without "
-                          "--max-frames never end; give --no-loop to write it once")
-    assert not out.exists()
     config = tmp_path / "c.toml"
     config.write_text("loop = true\n")
-    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out",
-                                  out, "--config", config)
-    assert_one_line_error(code, stderr, f"--loop is for the virtual camera: in --out '{out}' "
-                          "the picture would repeat while the clip's sound plays once, and without "
-                          "--max-frames never end; give --no-loop to write it once, or leave "
-                          "out --out to loop it into the virtual camera (loop = true comes from "
-                          f"config file '{config}')")
+    for extra in ([], ["--config", config]):
+        code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip,
+                                      "--out", out, "--loop", *extra)
+        assert_one_line_error(code, stderr, f"--loop is for the virtual camera: in --out '{out}' "
+                              "the picture would repeat while the clip's sound plays once, and "
+                              "without --max-frames never end; give --no-loop to write it once")
+        assert "comes from config file" not in stderr  # typed, not the file's
+        assert not out.exists()
+    config.write_text(f"out = {json.dumps(str(out))}\n")
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip, "--loop",
+                                  "--config", config)
+    assert_one_line_error(code, stderr, f"--loop is for the virtual camera: in --out '{out}'",
+                          f"(out = {json.dumps(str(out))} comes from config file '{config}')")
     assert not out.exists()
-    # --no-loop wins over the file, as any option does
-    assert run_in_process(capsys, "--model", brightness_model, "--source", clip, "--out", out,
-                          "--config", config, "--no-loop", "-q")[0] == 0
-    assert out.is_file()
+
+
+def test_the_config_files_loop_writes_a_file_output_once_and_says_so(
+        brightness_model, tmp_path, capsys, caplog, virtual_camera):
+    """loop = true in a config file is a standing default for calls: a run with an --out
+    writes the clip once (one info line says the file's loop is not used there), where the
+    virtual camera loops it; --no-loop there, as any option typed, wins over the file."""
+    clip = write_video(tmp_path / "in.avi", frames=3)
+    out = tmp_path / "out.avi"
+    config = tmp_path / "c.toml"
+    config.write_text("loop = true\n")
+    run = ["--model", brightness_model, "--source", clip, "--config", config, "--no-realtime"]
+    with caplog.at_level(logging.INFO, "portrait"):
+        code, stderr = run_in_process(capsys, *run, "--out", out)
+    assert code == 0, stderr
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3  # once, not refused nor looped
+    capture.release()
+    said = [record for record in caplog.records
+            if "not used for a file output" in record.getMessage()]
+    assert [(record.levelname, record.getMessage()) for record in said] == [
+        ("INFO", f"loop = true in config file '{config}' is for the virtual camera and not used "
+                 f"for a file output: --out '{out}' gets the clip once")]
+    assert virtual_camera.instances == []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "portrait"):  # the virtual camera: looped, as the file says
+        assert run_in_process(capsys, *run, "--max-frames", "7")[0] == 0
+    assert len(virtual_camera.instances[-1].frames) == 7
+    assert "not used for a file output" not in caplog.text
+    assert run_in_process(capsys, *run, "--max-frames", "7", "--no-loop", "-q")[0] == 0
+    assert len(virtual_camera.instances[-1].frames) == 3
 
 
 def test_loop_with_a_camera_is_neither_refused_nor_said_to_loop(brightness_model, tmp_path, capsys,
