@@ -417,6 +417,32 @@ def test_a_paced_looped_source_gives_its_last_frame_its_time_at_each_seam(tmp_pa
     assert frames[3].wait_ms == pytest.approx(100.0)  # the seam's wait is the reader's wait
 
 
+def test_a_looped_gif_keeps_its_last_frame_s_own_delay_at_each_seam(tmp_path):
+    """A GIF --source of delays 100, 200 and 300 ms starts its next pass when its last frame's
+    300 ms are over (0.6 s, 1.2 s), not one frame of the file's rate (10 fps: 0.1 s) after it
+    began; paced, each frame is delivered at that time."""
+    from PIL import Image
+
+    from conftest import ManualClock
+
+    greys = (0, 120, 240)
+    frames = [Image.fromarray(np.full((24, 32, 3), grey, np.uint8)) for grey in greys]
+    path = tmp_path / "pause.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=[100, 200, 300],
+                   loop=0)
+    # pass 1 at 0, 0.1, 0.3; pass 2 from 0.3 + 0.3 = 0.6: 0.6, 0.7, 0.9; pass 3 from 1.2
+    expected_s = [0.0, 0.1, 0.3, 0.6, 0.7, 0.9, 1.2]
+    with looping.LoopedSource(path) as source:
+        unpaced = [frame for frame, _ in zip(source, range(7))]
+    assert [frame.pts_s for frame in unpaced] == pytest.approx(expected_s)
+    assert [round(float(frame.image.mean())) for frame in unpaced] == [0, 120, 240] * 2 + [0]
+    assert [i for i, frame in enumerate(unpaced) if frame.cut] == [3, 6]
+    with looping.LoopedSource(path, realtime=True, clock=ManualClock()) as source:
+        paced = [frame for frame, _ in zip(source, range(7))]
+    assert [frame.time_s - paced[0].time_s for frame in paced] == pytest.approx(expected_s)
+    assert paced[3].wait_ms == pytest.approx(300.0)
+
+
 def test_a_looped_file_that_cannot_be_read_again_ends_the_source_with_a_warning(tmp_path,
                                                                                 caplog):
     path = levels_video(tmp_path / "clip.avi", 3, fps=10.0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import mmap
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
 
 _SIGNATURES = (b"GIF87a", b"GIF89a")
 # As browsers play a GIF: a delay under 20 ms (0, "as fast as you can", or 10 ms) is shown for
@@ -47,12 +47,31 @@ def gif_may_be_transparent(path: Union[str, Path]) -> bool:
     A GIF that may be transparent can still turn out opaque (a frame that covers the area
     the one before cleared), so a reader checks each frame's alpha; one that may not never
     shows a transparent pixel."""
+    return _from_blocks(path, may_be_transparent, False)
+
+
+def gif_delays_s(path: Union[str, Path]) -> list[float]:
+    """How long each frame of the GIF at ``path`` is shown, in order (:func:`frame_delay_s` of
+    its delay), read from its blocks without decoding a pixel; empty for any other file, or one
+    that cannot be read."""
+    def delays_s(data: Union[bytes, mmap.mmap]) -> list[float]:
+        if len(data) < 13 or data[:6] not in _SIGNATURES:
+            return []
+        return [frame_delay_s(image.delay_s) for image in gif_frames(data)]
+
+    return _from_blocks(path, delays_s, [])
+
+
+def _from_blocks(path: Union[str, Path], read: Callable[[Union[bytes, mmap.mmap]], Any],
+                 otherwise: Any) -> Any:
+    """``read(data)`` of the file at ``path``, mapped, not read into memory; ``otherwise``
+    where it cannot be opened or is empty."""
     try:
         with open(path, "rb") as handle, \
                 mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return may_be_transparent(data)
+            return read(data)
     except (OSError, ValueError):  # unreadable, or empty (nothing to map)
-        return False
+        return otherwise
 
 
 def may_be_transparent(data: Union[bytes, mmap.mmap]) -> bool:
@@ -132,31 +151,34 @@ class GifImage(NamedTuple):
     transparent: bool  #: its graphic control names a transparent colour
     disposal: int  #: its disposal method (0 where it has none)
     box: tuple[int, int, int, int]  #: left, top, width, height on the screen
+    delay_s: Optional[float] = None  #: its graphic control's delay (None where it has none)
 
 
 def gif_frames(data: Union[bytes, mmap.mmap]) -> Iterator[GifImage]:
     """For each image of the GIF ``data``, in order: whether its graphic control names a
     transparent colour, its disposal method (0 where it has none, as FFmpeg reads it: a
-    graphic control applies to the next image only), and where it lies on the screen. Read from
+    graphic control applies to the next image only), where it lies on the screen, and its
+    delay (``None`` without a graphic control). Read from
     the blocks: the pixels are skipped, not decoded. Ends at the trailer, or where the data
     ends or stops being a GIF."""
     flags = data[10]
     at = 13 + (_palette_bytes(flags) if flags & 0x80 else 0)
-    transparent, disposal = False, 0
+    transparent, disposal, delay_s = False, 0, None
     while at < len(data):
         block = data[at]
         if block == _EXTENSION:
             if at + 6 < len(data) and data[at + 1] == _GRAPHIC_CONTROL and data[at + 2] == 4:
                 packed = data[at + 3]
                 transparent, disposal = bool(packed & 1), (packed >> 2) & 7
+                delay_s = (data[at + 4] | data[at + 5] << 8) / 100  # in hundredths of a second
             at = _after_sub_blocks(data, at + 2)
         elif block == _IMAGE:
             if at + 10 >= len(data):  # cut short in its descriptor
                 return
             box = tuple(data[at + i] | data[at + i + 1] << 8 for i in (1, 3, 5, 7))
             # where its pixels are cut short too: FFmpeg draws some
-            yield GifImage(transparent, disposal, box)
-            transparent, disposal = False, 0
+            yield GifImage(transparent, disposal, box, delay_s)
+            transparent, disposal, delay_s = False, 0, None
             flags = data[at + 9]
             # the descriptor, its own palette, the LZW code size, then the pixels' sub-blocks
             at = _after_sub_blocks(data, at + 11 + (_palette_bytes(flags) if flags & 0x80 else 0))

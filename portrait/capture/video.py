@@ -14,6 +14,7 @@ import numpy as np
 
 from portrait.capture.base import (WALL_CLOCK, Clock, Frame, Source, opencv_can_open, quiet_opencv,
                                    to_bgr_uint8)
+from portrait.capture.gif import gif_delays_s
 from portrait.capture.images import IMAGE_EXTENSIONS, not_found, read_image
 from portrait.errors import InputError
 from portrait.words import counted
@@ -262,7 +263,9 @@ class VideoFileSource(FileSource):
             only when waited on).
 
     Each frame carries its presentation time (``Frame.pts_s``), so a frame rate that varies
-    keeps its timing in a video file written from it.
+    keeps its timing in a video file written from it; a GIF's frames their delays too
+    (``Frame.duration_s``, read from its blocks), which its last frame's time is not otherwise
+    known by (a :class:`portrait.capture.looping.LoopedSource` starts its next pass after it).
 
     Raises:
         InputError: missing file, or not a video OpenCV can decode.
@@ -318,6 +321,9 @@ class VideoFileSource(FileSource):
             self._first = read_image(self.path)
             self._size = (self._first.shape[1], self._first.shape[0])
             self.rewindable = False  # read again as a photo, not as FFmpeg decodes it
+        # A GIF's frames each last their own delay (Frame.duration_s), its last one's too: the
+        # times OpenCV gives end where the last frame begins.
+        self._delays_s = [] if photo else gif_delays_s(self.path)
         # None: square pixels, as stored (a photo is read as --image reads it, as stored)
         self._shown = None if photo else _shown_size(capture, self._size)
         if self._shown is not None:
@@ -383,7 +389,8 @@ class VideoFileSource(FileSource):
                     break
                 wait_ms = (self._clock.now() - waiting) * 1000
             yield Frame(image=image, index=index, time_s=self._clock.now(), decode_ms=decode_ms,
-                        pts_s=pts_s, wait_ms=wait_ms)
+                        pts_s=pts_s, wait_ms=wait_ms, duration_s=(
+                            self._delays_s[index] if index < len(self._delays_s) else None))
             if index == 0:  # the clock starts when the reader comes back for more: the app
                 start = self._clock.now()  # takes the first frame, then loads the model
             index += 1
