@@ -26,8 +26,8 @@ from portrait.capture.alpha import opaque_note, video_alpha
 from portrait.capture.gif import gif_may_be_transparent
 from portrait.capture.images import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from portrait.capture.looping import LoopingVideo, PlayClock
-from portrait.capture.scaled import (ScaledVideo, cover_picture, display_array, display_size,
-                                      upright)
+from portrait.capture.scaled import (ScaledVideo, cover_picture, described_size, display_array,
+                                      display_size, shown_size, upright)
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
 from portrait.scratch import buffer, check_frame_alpha, outside
@@ -471,8 +471,10 @@ class VideoBackground(Background):
         # The frame that the workspace's flipped buffers hold flipped: a mirrored output flips
         # each new frame once, not at each render that shows it again.
         self._flipped_of, self._flipped = None, None
-        self.description = f"video {path}" + (" over the blurred frame" if self.transparent
-                                              else "")
+        # As an image's: its size, here as shown with the stored one where they differ.
+        stored = (self._decoded.width, self._decoded.height)
+        self.description = (f"video {path} ({described_size(stored, shown_size(self._decoded))})"
+                            + (" over the blurred frame" if self.transparent else ""))
 
     def _made(self, picture, size: tuple[int, int]):
         """A decoded frame (an ``av.VideoFrame``) made for ``size``: covering it, converted at

@@ -1156,6 +1156,7 @@ def test_a_background_video_is_logged_at_the_size_it_is_shown_at(tmp_path, caplo
                                         rotation=rotation)
     square = write_video(tmp_path / "square.avi", 2, size=(96, 64), fps=10.0)
     caplog.set_level(logging.DEBUG, logger="portrait.capture.scaled")
+    caplog.set_level(logging.DEBUG, logger="portrait.composite")
     for path in (anamorphic, square):
         with make_background(CompositeOptions(background=str(path)), (W, H)):
             pass
@@ -1164,6 +1165,11 @@ def test_a_background_video_is_logged_at_the_size_it_is_shown_at(tmp_path, caplo
     # once per reader: the next pass, made ready beside the first, may say it again
     assert set(lines) == {f"video '{anamorphic}': {said} at 10 fps",
                           f"video '{square}': 96x64 at 10 fps"}, lines
+    # The info line gives the size as an image's does ("image PATH (WxH)"): it gave none.
+    assert [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "portrait.composite" and r.getMessage().startswith("background:")] == [
+        ("INFO", f"background: video {anamorphic} ({said})"),
+        ("INFO", f"background: video {square} (96x64)")]
 
 
 @pytest.mark.parametrize("size, expected", [((640, 480), 21), ((1280, 720), 21), ((720, 1280), 21),
