@@ -566,6 +566,28 @@ def test_truncated_video_gives_what_it_can_and_warns(tmp_path, clip, caplog):
                for r in caplog.records)
 
 
+def test_a_truncated_avi_says_about_its_frame_count_before_the_warning(tmp_path, caplog):
+    """An AVI cut short still lists the 30 frames it was written with (its header, written as
+    it was finished): the info line says "about 30 frames", as for Matroska's estimate, where
+    it said "30 frames" and a truncation warning then followed. Its header's RIFF size says so
+    before a frame is read; the whole file says its count as exact."""
+    whole = write_video(tmp_path / "long.avi", 30)
+    data = whole.read_bytes()
+    truncated = tmp_path / "truncated.avi"
+    truncated.write_bytes(data[: int(len(data) * 0.6)])
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    for path, count in ((whole, "30 frames"), (truncated, "about 30 frames")):
+        caplog.clear()
+        with VideoFileSource(path) as video:
+            said = [r.getMessage() for r in caplog.records]
+            frames = list(video)
+        assert said == [f"video '{path}': 64x48 at 30 fps, {count}"]
+    assert 0 < len(frames) < 30
+    assert [(r.levelname, r.getMessage()) for r in caplog.records[1:]] == [
+        ("WARNING", f"video '{truncated}' ended after {len(frames)} of the 30 frames it claims "
+                    f"({len(frames) / 30:.1f} of 1.0 s): the file may be truncated")]
+
+
 def test_a_truncated_avi_is_not_opened_again_to_learn_it_is_not_matroska(tmp_path, caplog,
                                                                          monkeypatch):
     """A file short of its frames, without Matroska's DURATION tag, has its picture's end read

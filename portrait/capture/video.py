@@ -73,6 +73,20 @@ def _probe(path: Path) -> _Probed:
         return _Probed()
 
 
+def _riff_cut_short(path: Path) -> bool:
+    """Whether ``path`` is a RIFF file (an AVI) shorter than its header says: cut short (a
+    recording that stopped with a crash, a copy broken off), so that the frame count its header
+    lists, written as it was finished, is more than the file holds. From its first 8 bytes."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return False
+    return (len(head) == 8 and head[:4] == b"RIFF"
+            and size < 8 + int.from_bytes(head[4:], "little"))
+
+
 def _video_end_s(video) -> Optional[float]:
     """Where the video track ends on the file's timeline, in seconds, by Matroska's per-track
     ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``, which FFmpeg's muxer writes as it finishes the
@@ -302,8 +316,10 @@ class VideoFileSource(FileSource):
         probed = _probe(self.path)
         guessed, self._video_start_s, self._video_end_s, self._matroska = probed[:4]
         # OpenCV's count is the container's list where there is one, else the file's length
-        # times the frame rate: a frame more or less than decode (74 of a clip of 73).
-        self._frame_count_listed = self._frame_count == probed.listed_frames
+        # times the frame rate: a frame more or less than decode (74 of a clip of 73). An AVI
+        # cut short lists the frames it had: the count is not what it holds.
+        self._frame_count_listed = (self._frame_count == probed.listed_frames
+                                    and not _riff_cut_short(self.path))
         if not (fps and 0 < fps <= 1000):
             fps = guessed
             if fps is None:
@@ -352,7 +368,8 @@ class VideoFileSource(FileSource):
     def _described_count(self) -> str:
         """The frame count as the log says it: ``"30 frames"`` where the container lists its
         frames, ``"about 74 frames"`` where the count is estimated from the file's length
-        (Matroska, WebM), ``"unknown frames"`` without one."""
+        (Matroska, WebM) or listed by an AVI that is cut short (:func:`_riff_cut_short`),
+        ``"unknown frames"`` without one."""
         if self._frame_count is None:
             return "unknown frames"
         count = counted(self._frame_count, "frame")
