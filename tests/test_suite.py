@@ -16,6 +16,7 @@ from portrait.training.conditions import CAMERA_CONDITIONS
 from portrait.training.video_metrics import (
     SequenceScore,
     alpha_change,
+    motion_lag,
     still_change,
     stray_fraction,
 )
@@ -114,6 +115,95 @@ def test_sequence_score_stray_frames_and_means():
         score.add(np.zeros((50, 50, 3), np.uint8), matte_with_blob(False))
 
 
+def square_frame(left: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 64 x 64 frame with a bright 16 x 16 square whose left edge is at ``left``, and its matte."""
+    image = np.full((64, 64, 3), 40, np.uint8)
+    image[24:40, left:left + 16] = 240
+    alpha = np.zeros((64, 64), np.uint8)
+    alpha[24:40, left:left + 16] = 255
+    return image, alpha
+
+
+def test_motion_lag_counts_a_trail_and_a_late_matte():
+    """A square moves 8 px a frame: a matte one frame late misses its leading 8 x 16 px and keeps
+    its trailing 8 x 16 px; a matte that also keeps the last position misses nothing."""
+    _, now = square_frame(16)
+    _, before = square_frame(8)
+    assert motion_lag(now, now) == 0.0
+    assert motion_lag(before, now) == pytest.approx(2 * 8 * 16 / 4096)  # 6.25 %
+    assert motion_lag(np.maximum(before, now), now) == pytest.approx(8 * 16 / 4096)  # a trail
+    # Across 127, not by how much: 128 is person, 127 is not.
+    assert motion_lag(np.where(now > 0, 128, 127).astype(np.uint8), now) == 0.0
+    assert motion_lag(np.where(now > 0, 127, 0).astype(np.uint8), now) == pytest.approx(256 / 4096)
+    with pytest.raises(ValueError, match=r"mattes differ in size: \(64, 64\) != \(32, 64\)"):
+        motion_lag(now, now[:32])
+    with pytest.raises(ValueError, match=r"unexpected own alpha: float32"):
+        motion_lag(now, now.astype(np.float32))
+
+
+def test_motion_lag_of_an_average_with_weight_0_4_on_a_moving_square():
+    """The matte is an average of the square's own mattes with weight 0.4 on the new frame, the
+    first taken whole. A pixel the square reaches reads 0.4 (102, not person), then 0.64 (163);
+    one it left reads 0.6 times what it had. Frame 1: the spot left at frame 0 reads 0.6 (a
+    trail of 128 px) and the leading 128 px read 0.4; frame 2: the spot left reads 0.6 again
+    (it had 1.0), a trail, and the lead misses; from frame 3 on a spot left reads 0.384, only
+    the lead misses. The last frame repeats the one before: a still pair, no motion lag."""
+    score = SequenceScore()
+    average = None
+    for left in (0, 8, 16, 24, 32, 32):
+        image, own = square_frame(left)
+        new = own / 255.0
+        average = new if average is None else 0.4 * new + 0.6 * average
+        score.add(image, np.round(average * 255).astype(np.uint8), own)
+    assert score.lags == pytest.approx([256 / 4096, 256 / 4096, 128 / 4096, 128 / 4096])
+    assert score.motion_lag == pytest.approx(0.046875)
+    assert len(score.flickers) == 1  # the repeated frame
+    assert SequenceScore().motion_lag is None
+
+
+def test_motion_lag_needs_each_frame_own_matte():
+    """Without the frame's own matte a moving pair is not scored."""
+    score = SequenceScore()
+    for left in (0, 8, 16):
+        image, alpha = square_frame(left)
+        score.add(image, alpha)
+    assert score.lags == [] and score.motion_lag is None and score.frames == 3
+
+
+def test_score_clip_compares_each_moving_frame_with_its_own_matte(tmp_path, brightness_model):
+    """Through the app's video path a hard-edged square moving 3 px a frame changes the
+    probability by nearly 1 where it moves, so smoothing takes the new frame whole there: every
+    moving pair is scored and the app's matte is each frame's own (a matte one frame late, the
+    last frame's model output given again, would miss 3 x 32 px and keep 3 x 32)."""
+    from portrait.options import SegmentOptions
+
+    from conftest import write_video
+
+    score = suite.score_clip(SegmentOptions(model=str(brightness_model)),
+                             write_video(tmp_path / "moving.avi", 8, size=(64, 64)))
+    assert score.frames == 8 and len(score.lags) == 7 and score.flickers == []
+    assert score.lags == [0.0] * 7
+
+
+def test_score_clip_runs_the_model_once_a_frame_for_both_paths(brightness_model):
+    """The app's path and the frame's own path share the model's output on a frame; the next
+    frame, after ``forget()``, gets its own."""
+    from portrait.options import SegmentOptions
+    from portrait.segment import create_segmenter
+
+    first, _ = square_frame(0)
+    second, _ = square_frame(32)
+    with create_segmenter(SegmentOptions(model=str(brightness_model))) as segmenter:
+        model = suite._OncePerFrame(segmenter)
+        prob = model.segment(first)
+        assert model.segment(first) is prob
+        model.forget()
+        moved = model.segment(second)
+        assert moved is not prob
+        np.testing.assert_array_equal(moved, segmenter.segment(second))
+        assert not np.array_equal(moved, prob)
+
+
 def test_holdout_rule_is_every_kth_sorted_stem():
     stems = [f"{i:03d}" for i in range(12, 0, -1)]
     assert suite.holdout_stems(stems, 5) == ["005", "010"]
@@ -155,15 +245,19 @@ def test_worst_domain_takes_the_model_minus_the_peer_miou():
     assert suite.worst_domain(result) == {"domain": "behind", "measure": "mIoU", "difference": -0.05}
 
 
-def test_pooled_clips_and_their_summary_count_every_frame_and_still_pair():
-    first = suite.SequenceScore(strays=[0.0, 0.01, 0.003], flickers=[0.02])
-    second = suite.SequenceScore(strays=[0.0], flickers=[0.04, 0.06])
+def test_pooled_clips_and_their_summary_count_every_frame_still_and_moving_pair():
+    first = suite.SequenceScore(strays=[0.0, 0.01, 0.003], flickers=[0.02], lags=[0.01])
+    second = suite.SequenceScore(strays=[0.0], flickers=[0.04, 0.06], lags=[0.02, 0.06])
     both = suite.pooled([first, second])
     assert both.strays == [0.0, 0.01, 0.003, 0.0] and both.flickers == [0.02, 0.04, 0.06]
-    # Two frames of four above 0.2 % stray; three still pairs, mean change 0.04.
+    assert both.lags == [0.01, 0.02, 0.06]
+    # Two frames of four above 0.2 % stray; three still pairs, mean change 0.04; three moving
+    # pairs, mean lag 0.03.
     assert suite.clip_summary(both) == {"frames": 4, "stray_mean": 0.00325, "stray_frames": 2,
-                                        "stray_share": 0.5, "flicker": 0.04, "still_pairs": 3}
+                                        "stray_share": 0.5, "flicker": 0.04, "still_pairs": 3,
+                                        "motion_lag": 0.03, "moving_pairs": 3}
     assert suite.clip_summary(suite.SequenceScore())["flicker"] is None
+    assert suite.clip_summary(suite.SequenceScore())["motion_lag"] is None
 
 
 def test_training_split_is_the_complement_of_the_held_out_rule(tmp_path):
@@ -195,13 +289,14 @@ def test_format_suite_puts_each_number_in_its_column():
     model's); each webcam column is the model's, then the peer's; the cost ratio is model over
     peer."""
     photo = {"n": 3, "miou": 0.9, "boundary_f": 0.5, "far_mean": 0.01, "far_share": 1 / 3}
-    clip = {"frames": 10, "stray_mean": 0.002, "stray_share": 0.1, "flicker": 0.03, "still_pairs": 9}
+    clip = {"frames": 10, "stray_mean": 0.002, "stray_share": 0.1, "flicker": 0.03, "still_pairs": 9,
+            "motion_lag": 0.004, "moving_pairs": 3}
     result = {
         "models": ["w/ours.hdf5", "m/peer.tflite"], "tta": ["off", "mirror"],
         "photos": {"pelota": [photo, {**photo, "miou": 0.95, "far_mean": 0.0, "far_share": 0.0,
                                       "paired": {"miou_diff": 0.05, "miou_diff_se": 0.01}}]},
         "webcam": {"learn": [clip, {**clip, "stray_mean": 0.0, "stray_share": 0.0,
-                                    "flicker": 0.01}]},
+                                    "flicker": 0.01, "motion_lag": 0.002}]},
         "cost": [{"ms": 2.0, "input": "256x144"}, {"ms": 8.0, "input": "256x256"}],
         "worst": {"domain": "pelota", "measure": "mIoU", "difference": -0.05},
     }
@@ -211,7 +306,12 @@ def test_format_suite_puts_each_number_in_its_column():
     assert row.split() == ["pelota", "3", "0.9000", "0.9500", "-0.0500", "0.0100", "0.500",
                            "0.500", "1.00", "0.00", "33.3%", "0.0%"]
     row = next(line for line in lines if line.startswith("learn"))
-    assert row.split() == ["learn", "10", "0.200", "0.000", "10.0%", "0.0%", "3.000", "1.000", "9"]
+    assert row.split() == ["learn", "10", "0.200", "0.000", "10.0%", "0.0%", "3.000", "1.000", "9",
+                           "0.400", "0.200", "3"]
+    # A result written before motion lag was measured still prints, without it.
+    del result["webcam"]["learn"][0]["motion_lag"], result["webcam"]["learn"][0]["moving_pairs"]
+    row = next(line for line in suite.format_suite(result).splitlines() if line.startswith("learn"))
+    assert row.split()[-3:] == ["nan", "0.200", "0"]
     assert lines[-2] == ("cost: segmenter on a 1280x720 frame, median ms: ours.hdf5 2.00 (input "
                          "256x144), peer.tflite (--tta mirror) 8.00 (input 256x256), 0.25x")
     assert lines[-1] == "worst domain against the peer: pelota (mIoU, -0.0500)"

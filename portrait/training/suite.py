@@ -10,9 +10,9 @@ machine's load:
   of the long side from every labelled person, the room or a thing taken for a person in a
   whole scene (mean share of the photo, share of photos above 0.2 %);
 * webcam video (the video-file path: segmenter with still-scene reuse, temporal smoothing,
-  subject selection, guided filter), with no labels: stray area, frames with stray, flicker
-  (:mod:`video_metrics`) on the held-out clips (:data:`WEBCAM_CLIPS`); and the same once more
-  with subject selection off (``--people all``), the model alone;
+  subject selection, guided filter), with no labels: stray area, frames with stray, flicker and
+  motion lag (:mod:`video_metrics`) on the held-out clips (:data:`WEBCAM_CLIPS`); and the same
+  once more with subject selection off (``--people all``), the model alone;
 * cost: the segmenter's median milliseconds on a 1280x720 frame (the live 16:9 input).
 
 The held-out parts are fixed by rule here, so training can leave them out: a photo set's sorted
@@ -228,6 +228,9 @@ def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = 
     (``--people all``: what the model itself marks). ``condition``: remake each frame as that
     camera would deliver it; stillness is judged on the frame before its photometric change.
     ``refine``: the edge refinement (the app's default for video unless told otherwise).
+    Each frame also goes through the same path with smoothing off and no mask reused, its own
+    matte, for motion lag; the model runs once a frame for both, so the app path's numbers are
+    those it gives alone.
     """
     condition = condition or CameraCondition("as filmed")
     score = SequenceScore()
@@ -239,15 +242,41 @@ def score_clip(segment: SegmentOptions, path: Path, max_frames: Optional[int] = 
         framed, _ = condition.apply(first.image, 0)
         height, width = framed.shape[:2]
         with create_segmenter(replace(segment, frame_size=(width, height))) as segmenter:
-            processor = FrameProcessor(segmenter, TemporalSmoother(SmoothOptions()),
-                                       Refiner(refine), None, matte=True,
-                                       options=PipelineOptions(),
-                                       subject=SubjectSelector(SubjectOptions()) if subject else None)
+            model = _OncePerFrame(segmenter)
+
+            def video_path(smooth: SmoothOptions, pipeline: PipelineOptions) -> FrameProcessor:
+                return FrameProcessor(model, TemporalSmoother(smooth), Refiner(refine), None,
+                                      matte=True, options=pipeline,
+                                      subject=SubjectSelector(SubjectOptions()) if subject else None)
+
+            processor = video_path(SmoothOptions(), PipelineOptions())
+            # The same path with nothing borrowed from earlier frames: each frame's own matte,
+            # which motion lag compares against (the model's output on the frame is shared).
+            own_path = video_path(SmoothOptions(enabled=False), PipelineOptions(reuse_still=False))
             chained = itertools.islice(itertools.chain([first], frames), max_frames)
             for index, frame in enumerate(chained):
                 framed, delivered = condition.apply(frame.image, index)
-                score.add(framed, processor.process(delivered))
+                model.forget()
+                alpha = processor.process(delivered)
+                score.add(framed, alpha, own_path.process(delivered))
     return score
+
+
+class _OncePerFrame:
+    """A segmenter that two paths share on one frame: the model runs on it once, for whichever
+    asks first (the app's path skips it on a reused mask); ``forget()`` before the next frame."""
+
+    def __init__(self, segmenter):
+        self.segmenter = segmenter
+        self._prob: Optional[np.ndarray] = None
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        if self._prob is None:
+            self._prob = self.segmenter.segment(image)
+        return self._prob
+
+    def forget(self) -> None:
+        self._prob = None
 
 
 def segment_cost_ms(models: Sequence[SegmentOptions], frame_bgr: np.ndarray,
@@ -287,11 +316,12 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
         ``photos``: per domain, one summary per model (see ``evaluate.summarize``; compared
         models with ``paired``); ``webcam``: per clip and for all clips pooled, per model
         ``frames``, ``stray_mean``, ``stray_frames``, ``stray_share``, ``flicker``,
-        ``still_pairs``, through the app's video path; ``webcam_model_alone``: the same with
-        subject selection off; ``cost``: per model ``ms`` and ``input``; ``worst`` (see
-        :func:`worst_domain`). With ``conditions``, also ``webcam_conditions``: per camera
-        condition (:data:`CAMERA_CONDITIONS`), the held-out clips pooled through the app's path
-        as that camera would deliver them; not part of ``worst``.
+        ``still_pairs``, ``motion_lag``, ``moving_pairs``, through the app's video path;
+        ``webcam_model_alone``: the same with subject selection off; ``cost``: per model ``ms``
+        and ``input``; ``worst`` (see :func:`worst_domain`). With ``conditions``, also
+        ``webcam_conditions``: per camera condition (:data:`CAMERA_CONDITIONS`), the held-out
+        clips pooled through the app's path as that camera would deliver them; not part of
+        ``worst``.
 
     Raises:
         InputError: missing suite data.
@@ -333,9 +363,11 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
 
 
 def pooled(scores: Sequence[SequenceScore]) -> SequenceScore:
-    """Several clips' scores as one: every frame's stray area and every still pair's flicker."""
+    """Several clips' scores as one: every frame's stray area, every still pair's flicker and
+    every moving pair's motion lag."""
     return SequenceScore(strays=[s for score in scores for s in score.strays],
-                         flickers=[f for score in scores for f in score.flickers])
+                         flickers=[f for score in scores for f in score.flickers],
+                         lags=[lag for score in scores for lag in score.lags])
 
 
 def clip_summary(score: SequenceScore) -> dict:
@@ -344,7 +376,9 @@ def clip_summary(score: SequenceScore) -> dict:
             "stray_frames": score.stray_frames,
             "stray_share": round(score.stray_frames / max(score.frames, 1), 4),
             "flicker": None if score.flicker is None else round(score.flicker, 6),
-            "still_pairs": len(score.flickers)}
+            "still_pairs": len(score.flickers),
+            "motion_lag": None if score.motion_lag is None else round(score.motion_lag, 6),
+            "moving_pairs": len(score.lags)}
 
 
 def worst_domain(result: dict) -> dict:
@@ -401,13 +435,19 @@ def format_suite(result: dict) -> str:
         if key not in result:  # results written before subject selection
             continue
         header = (f"{title:<{width}}{'frames':>6}  {'stray %':>8} {'peer':>7}  "
-                  f"{'>0.2%':>6} {'peer':>6}  {'flicker %':>9} {'peer':>7} {'still':>6}")
+                  f"{'>0.2%':>6} {'peer':>6}  {'flicker %':>9} {'peer':>7} {'still':>6}"
+                  f"  {'lag %':>7} {'peer':>7} {'moving':>6}")
         lines += ["", header, "-" * len(header)]
         for name, (a, b, *_) in result[key].items():
+            # results written before motion lag have none
             lines.append(f"{name:<{width}}{a['frames']:>6}  {pct(a['stray_mean']):>8.3f} "
                          f"{pct(b['stray_mean']):>7.3f}  "
                          f"{pct(a['stray_share']):>5.1f}% {pct(b['stray_share']):>5.1f}%  "
-                         f"{pct(a['flicker']):>9.3f} {pct(b['flicker']):>7.3f} {a['still_pairs']:>6}")
+                         f"{pct(a['flicker']):>9.3f} {pct(b['flicker']):>7.3f} {a['still_pairs']:>6}"
+                         f"  {pct(a.get('motion_lag')):>7.3f} {pct(b.get('motion_lag')):>7.3f} "
+                         f"{a.get('moving_pairs', 0):>6}")
+    lines.append("lag: where the picture moved, the share of the frame where the matte and the "
+                 "frame's own matte (no smoothing, no reused mask) disagree across 127")
     a, b, *_ = result["cost"]
     lines += ["", f"cost: segmenter on a {COST_FRAME_SIZE[0]}x{COST_FRAME_SIZE[1]} frame, median ms: "
                   f"{ours} {a['ms']:.2f} (input {a['input']}), {peer} {b['ms']:.2f} (input {b['input']}), "

@@ -5,6 +5,10 @@
   new background. (A second real person also counts; the suite's clips show one.)
 * Flicker: how much the matte changes between consecutive frames while the picture itself barely
   changes. A still scene should give a still matte; any change there is noise the viewer sees.
+* Motion lag: where the picture moved, how much of the frame the app's matte and the same
+  frame's own matte (the model on that frame alone: no smoothing, no mask reused) disagree on.
+  Smoothing and reuse borrow from earlier frames; on a waving hand or a turning head that shows
+  as a trail behind it (ghost) or a matte that arrives late.
 
 Pure functions on uint8 arrays (alpha 0..255, 255 = person) and a small accumulator.
 """
@@ -69,13 +73,35 @@ def alpha_change(previous_alpha: np.ndarray, alpha: np.ndarray) -> float:
     return float(cv2.absdiff(previous_alpha, alpha).mean()) / 255.0
 
 
+def motion_lag(alpha: np.ndarray, own_alpha: np.ndarray, threshold: int = ALPHA_THRESHOLD) -> float:
+    """The share of the frame where two mattes of one frame disagree across ``threshold``.
+
+    Args:
+        alpha: uint8 (H, W) matte the app showed (smoothed, perhaps a reused mask).
+        own_alpha: uint8 (H, W) matte made of the same frame alone.
+        threshold: alpha above this is person.
+
+    Returns:
+        The pixels that are person in one matte and not in the other (a trail behind a moving
+        hand, or the hand the matte has not reached yet) divided by the frame's pixels, in [0, 1].
+
+    Raises:
+        ValueError: either is not uint8 (H, W), or their sizes differ.
+    """
+    _check_alpha(alpha)
+    _check_alpha(own_alpha, "own alpha")
+    if alpha.shape != own_alpha.shape:
+        raise ValueError(f"mattes differ in size: {alpha.shape} != {own_alpha.shape}")
+    return float(np.count_nonzero((alpha > threshold) != (own_alpha > threshold))) / alpha.size
+
+
 @dataclass
 class SequenceScore:
     """Accumulates a clip's mattes frame by frame; read the results from the properties.
 
     Args:
         still_threshold: frames whose picture changed less than this (mean grey 0..255) count as
-            a still pair for flicker.
+            a still pair for flicker; the others as a moving pair for motion lag.
         stray_frame_threshold: a frame with more stray area than this share counts as a stray frame.
     """
 
@@ -83,10 +109,16 @@ class SequenceScore:
     stray_frame_threshold: float = STRAY_FRAME_THRESHOLD
     strays: list[float] = field(default_factory=list)
     flickers: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
     _previous: Optional[tuple[np.ndarray, np.ndarray]] = None
 
-    def add(self, image_bgr: np.ndarray, alpha: np.ndarray) -> None:
-        """Score one frame (BGR uint8) and its matte (uint8, same height and width)."""
+    def add(self, image_bgr: np.ndarray, alpha: np.ndarray,
+            own_alpha: Optional[np.ndarray] = None) -> None:
+        """Score one frame (BGR uint8) and its matte (uint8, same height and width).
+
+        ``own_alpha``: the matte made of this frame alone (:func:`motion_lag`); without it the
+        frame gives no motion lag.
+        """
         if alpha.shape != image_bgr.shape[:2]:
             raise ValueError(f"matte {alpha.shape} does not match the frame {image_bgr.shape[:2]}")
         self.strays.append(stray_fraction(alpha))
@@ -94,6 +126,8 @@ class SequenceScore:
             previous_image, previous_alpha = self._previous
             if still_change(previous_image, image_bgr) < self.still_threshold:
                 self.flickers.append(alpha_change(previous_alpha, alpha))
+            elif own_alpha is not None:
+                self.lags.append(motion_lag(alpha, own_alpha))
         self._previous = (image_bgr.copy(), alpha.copy())
 
     @property
@@ -114,3 +148,9 @@ class SequenceScore:
     def flicker(self) -> Optional[float]:
         """Mean alpha change over still pairs (share of full scale); None without a still pair."""
         return float(np.mean(self.flickers)) if self.flickers else None
+
+    @property
+    def motion_lag(self) -> Optional[float]:
+        """Mean :func:`motion_lag` over moving pairs; None without a moving pair given its own
+        matte."""
+        return float(np.mean(self.lags)) if self.lags else None
