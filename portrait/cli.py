@@ -13,15 +13,17 @@ from typing import Callable, Optional, Sequence, get_args
 from portrait.config import ConfigError, config_origin, format_config, parse_with_config
 from portrait.errors import InputError, PortraitError, run_command, stop_on_termination_signals
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
-from portrait.option_checks import FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Range
+from portrait.option_checks import FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Range, number_field
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
     MAX_MODEL_SIDE,
     MAX_REFINE_RADIUS,
+    MAX_ZOOM,
     PHOTO_MODEL,
     REFINE_RADIUS,
     TEST_TIME_MODES,
+    ZOOM_FACTOR,
     ZOOM_LIMIT,
     Backend,
     CaptureOptions,
@@ -180,19 +182,32 @@ def zoom_limit(text: str) -> float:
 
 
 def zoom_range(text: str) -> tuple[float, float]:
-    """``MIN,MAX`` → (min, max) zoom factors, 0 < MIN <= MAX <= :data:`MAX_ZOOM`."""
+    """``MIN,MAX`` → (min, max) zoom factors, each :data:`~portrait.options.ZOOM_FACTOR`
+    (0 < x <= :data:`~portrait.options.MAX_ZOOM`), MIN <= MAX."""
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"zoom '{text}' is not MIN,MAX, e.g. 0.55,1.35") from None
-    if not 0.0 < low <= high <= MAX_ZOOM:  # also refuses inf and nan
+    if not (ZOOM_FACTOR.holds(low) and ZOOM_FACTOR.holds(high) and low <= high):
         raise argparse.ArgumentTypeError(
             f"zoom '{text}' must have 0 < MIN <= MAX <= {MAX_ZOOM:g} (a crop a tenth of the "
             "photo's side), e.g. 0.55,1.35")
     return low, high
 
 
-MAX_ZOOM = 10.0  # --zoom's largest factor; a larger one (or inf) crashes the crop's resize
+def field_number(cls: type, name: str, label: str = "",
+                 requirement: Optional[str] = None) -> Callable[[str], float]:
+    """An argparse type for the number field ``name`` of the option dataclass ``cls``: its
+    kind (``int``, ``float``) and its range from the field itself (its ``bounded`` metadata,
+    :func:`portrait.option_checks.number_field`), so the command line takes what the options
+    take; ``label`` and ``requirement`` as :func:`_number` words its error."""
+    kind, bounds = number_field(cls, name)
+
+    def parse(text: str):
+        return _number(text, kind, bounds, label, requirement)
+
+    parse.__name__ = parse.__qualname__ = name  # argparse names a type by it
+    return parse
 
 
 def with_debug(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

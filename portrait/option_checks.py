@@ -1,9 +1,10 @@
 """Checks of the option dataclasses' values (:mod:`portrait.options`), made where they are built.
 
 Each field's type comes from its annotation (``bool``, ``int``, ``float``, ``str``, a ``Literal``,
-a ``(width, height)`` pair, a tuple of strings, any of them ``Optional``) and a number's bounds
-from the field's :func:`bounded` metadata: a :class:`Range`. The command line's number types
-(:mod:`portrait.cli`) check against the same :class:`Range` objects, so a bound is written once.
+a ``(width, height)`` pair, a ``(low, high)`` pair of numbers, a tuple of strings, any of them
+``Optional``) and a number's bounds from the field's :func:`bounded` metadata: a :class:`Range`.
+The command line's number types (:mod:`portrait.cli`, :func:`number_field`) check against the
+same :class:`Range` objects, so a bound is written once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class OptionTypeError(PortraitError, TypeError):
 
 
 def _number_text(value: float) -> str:
-    return f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:g}"  # a seed's 4294967295 in full
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,8 @@ SHARE = Range(0, 1, low_open=True)  # a share of something that must be there: 0
 
 
 def bounded(default: Any, bounds: Range) -> Any:
-    """A dataclass field with ``default`` whose number (or each side of a size) lies in
-    ``bounds``."""
+    """A dataclass field with ``default`` whose number (or each side of a pair) lies in
+    ``bounds``; a ``(low, high)`` pair of floats also needs ``low <= high``."""
     return dataclasses.field(default=default, metadata={"range": bounds})
 
 
@@ -98,6 +99,24 @@ def _hints(cls: type) -> tuple[tuple[str, Any, Optional[Range]], ...]:
     hints = typing.get_type_hints(cls)
     return tuple((field.name, hints[field.name], field.metadata.get("range"))
                  for field in dataclasses.fields(cls))
+
+
+def number_field(cls: type, name: str) -> tuple[type, Range]:
+    """(``int`` or ``float``, its :class:`Range`) of the number field ``name`` of the option
+    dataclass ``cls`` (``Optional`` or not; a pair's sides), for a command line to check its
+    text against what the field takes.
+
+    Raises:
+        KeyError: ``cls`` has no field ``name`` with a range.
+    """
+    for field, hint, bounds in _hints(cls):
+        if field == name and bounds is not None:
+            if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[...]
+                (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+            if typing.get_origin(hint) is tuple:  # a pair: each side's
+                hint = typing.get_args(hint)[0]
+            return (int if hint is int else float), bounds
+    raise KeyError(f"{cls.__name__} has no number field {name!r} with a range")
 
 
 def check_fields(options: Any) -> None:
@@ -155,9 +174,11 @@ def _problem(value: Any, hint: Any, bounds: Optional[Range]) -> Optional[tuple[t
         (inner,) = [arg for arg in args if arg is not type(None)]
         problem = _problem(value, inner, bounds)
         return None if problem is None else (problem[0], f"None or {problem[1]}")
-    if origin is typing.Literal:
-        return None if value in args else (
-            OptionValueError, "one of " + ", ".join(repr(choice) for choice in args))
+    if origin is typing.Literal:  # of its choice's type: 16.0 is no choice of Literal[16, 32]
+        if any(type(value) is type(choice) and value == choice for choice in args):
+            return None
+        error = OptionTypeError if value in args else OptionValueError
+        return error, "one of " + ", ".join(repr(choice) for choice in args)
     if hint is bool:
         return None if isinstance(value, bool) else (OptionTypeError, "True or False")
     if hint is int or hint is float:
@@ -173,6 +194,15 @@ def _problem(value: Any, hint: Any, bounds: Optional[Range]) -> Optional[tuple[t
         problems = [_number_problem(side, True, bounds) for side in value]
         wrong = [problem for problem in problems if problem is not None]
         return None if not wrong else (wrong[0][0], expected)
+    if origin is tuple and args == (float, float):
+        expected = "(low, high) with low <= high, two " + _number_words(False, bounds)
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            return OptionTypeError, expected
+        problems = [_number_problem(side, False, bounds) for side in value]
+        wrong = [problem for problem in problems if problem is not None]
+        if wrong:
+            return wrong[0][0], expected
+        return None if value[0] <= value[1] else (OptionValueError, expected)
     if origin is tuple and args == (str, Ellipsis):
         expected = "a tuple of strings that are not empty"
         if not isinstance(value, tuple) or not all(isinstance(item, str) for item in value):

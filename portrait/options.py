@@ -35,9 +35,12 @@ Backend = Literal["auto", "keras", "tflite", "mediapipe"]
 TestTime = Literal["off", "mirror", "scales", "turns"]
 TEST_TIME_MODES = get_args(TestTime)
 Guide = Literal["grey", "colour"]  # RefineOptions.guide
-PAD_MODES = ("constant", "reflect")  # training crops that leave the photo: grey or mirrored
+# What fills training crops where they leave the photo: grey or mirrored (AugmentOptions.pad).
+PadMode = Literal["constant", "reflect"]
+PAD_MODES = get_args(PadMode)
 # Context modules between the encoder and the decoder (portrait.training.model.build_unet, train --context).
-CONTEXT_MODULES = ("none", "lraspp", "tail")
+ContextModule = Literal["none", "lraspp", "tail"]
+CONTEXT_MODULES = get_args(ContextModule)
 # The shipped models: the most accurate for photos (and the library's default), and a cheaper
 # one for camera and video frames, where each frame has a 33 ms budget (weights/README.md).
 PHOTO_MODEL = "weights/unet.hdf5"
@@ -49,6 +52,8 @@ MAX_REFINE_RADIUS = 64  # px: 8 times the default; far more costs seconds a fram
 REFINE_RADIUS = Range(1, MAX_REFINE_RADIUS)  # RefineOptions.radius_px, --refine-radius
 SUBJECT_CORE = 0.5  # a region's area counts its pixels above this probability (portrait.subject)
 ZOOM_LIMIT = Range(1, note="1 = never zoom in")  # FramingOptions.max_zoom, --max-zoom
+MAX_ZOOM = 10.0  # training's largest zoom; a larger one (or inf) crashes the crop's resize
+ZOOM_FACTOR = Range(0, MAX_ZOOM, low_open=True)  # each end of a training zoom range (train --zoom)
 
 
 @dataclass(frozen=True)

@@ -209,11 +209,19 @@ def test_a_pair_that_cannot_be_read_is_left_out_and_named(data, brightness_model
     (["--threads", "-3"], "argument --threads: '-3' must be 0 (all cores) or more"),
     (["--input-size", "100x100"], "argument --input-size: size '100x100' is not a multiple of 32"),
     (["--compare-input-size", "100x100"], "argument --compare-input-size: size '100x100'"),
+    (["--worst", "0"], "argument --worst: '0' must be greater than 0"),
+    (["--max-items", "-1"], "argument --max-items: '-1' must be greater than 0"),
+    (["--max-items", "2.5"], "argument --max-items: '2.5' is not a whole number"),
+    (["--sheet", ""], "argument --sheet: empty; give a value or leave the option out"),
+    (["--list", " "], "argument --list: empty; give a value or leave the option out"),
 ])
-def test_model_options_are_checked_as_the_app_checks_them(data, capsys, args, message):
+def test_bad_options_are_refused_as_the_app_refuses_them_in_one_line(data, capsys, args, message):
+    """The model options as the app checks them; the evaluation's numbers by EvalOptions'
+    ranges (portrait.cli.field_number); paths not empty."""
     with pytest.raises(SystemExit) as stop:
         evaluate.main(["--model", "x.hdf5", "--data", str(data), *args])
-    assert stop.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_quiet_and_verbose_together_are_refused_in_one_line(data, capsys):

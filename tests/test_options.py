@@ -11,7 +11,11 @@ import pytest
 
 from portrait.cli import build_parser
 from portrait.errors import PortraitError, run_command
-from portrait.option_checks import Range
+from portrait.option_checks import Range, number_field
+from portrait.training import evaluate, train
+from portrait.training.data import AugmentOptions
+from portrait.training.evaluate import EvalOptions
+from portrait.training.train import TrainOptions
 from portrait.options import (
     CaptureOptions,
     CompositeOptions,
@@ -26,11 +30,22 @@ from portrait.options import (
 )
 
 OPTION_CLASSES = (CaptureOptions, SegmentOptions, SmoothOptions, SubjectOptions, RefineOptions,
-                  FramingOptions, CompositeOptions, OutputOptions, PipelineOptions, ControlOptions)
+                  FramingOptions, CompositeOptions, OutputOptions, PipelineOptions, ControlOptions,
+                  TrainOptions, AugmentOptions, EvalOptions)
+# The fields without a default, and a value for each, to build a class around the field tried.
+REQUIRED = {TrainOptions: {"data": ("data",)}, EvalOptions: {"data": "data"}}
 NAN, INF = math.nan, math.inf
 FLAG = ([True, False], [], [1, 0, "yes", None])  # a bool field: True/False, not what is truthy
 TEXT = (["0", "clip.mp4"], ["", "  "], [0, None, b"x"])
 MAYBE_TEXT = ([None, "x", "/dev/video2"], ["", " "], [0, b"x"])
+TEXTS_OF = ([(), ("a",), ("a", "b/c.txt")], [("",), ("a", " ")], ["a", (None,), {"a"}])
+PROBABILITY = ([0, 0.0, 0.5, 1.0], [-1e-9, 1.0001, NAN], ["0.5", None])
+# A training zoom: each end above 0 and at most 10 (a larger one crashes the crop's resize),
+# the first no larger than the second.
+ZOOM = ([(0.55, 1.35), (1e-3, 10.0), (1.0, 1.0), (1, 2)],
+        [(2.0, 1.0), (0.0, 1.0), (1.0, 10.5), (1.0, INF), (NAN, 1.0), (-1.0, 1.0)],
+        [1.0, (1.0,), (1.0, 1.0, 1.0), "0.5,1", (1.0, "2")])
+PAD = (["constant", "reflect"], ["wrap", "edge", ""], [])
 
 # (class, field): (values that pass, the boundary ones among them; out of range -> ValueError;
 # of the wrong type -> TypeError).
@@ -102,7 +117,62 @@ CASES = {
     (ControlOptions, "framing"): FLAG,
     (ControlOptions, "backgrounds"): ([(), ("beach.jpg", "#00ff00")], [("",), ("a.jpg", " ")],
                                       ["beach.jpg", (None,), {"a.jpg"}]),
+    (TrainOptions, "data"): TEXTS_OF,
+    (TrainOptions, "val"): TEXTS_OF,
+    (TrainOptions, "val_split"): ([0, 0.05, 0.999], [1.0, -0.01, NAN], ["0.05", None]),
+    (TrainOptions, "out"): (["unet.hdf5"], ["", " "], [None, 3]),
+    (TrainOptions, "run_dir"): MAYBE_TEXT,
+    (TrainOptions, "input_size"): ([(1, 1), (192, 192), (4096, 2176)], [(0, 192), (-32, 32)],
+                                   [192, "192x192", (192.0, 192), (192,)]),
+    (TrainOptions, "alpha"): ([1e-3, 0.35, 1, 1.4], [0.0, -1.0, INF, NAN], ["1.0", None]),
+    (TrainOptions, "output_stride"): ([16, 32], [8, 64, 0, None], [16.0, 32.0]),
+    (TrainOptions, "context"): (["none", "lraspp", "tail"], ["aspp", "", None], []),
+    (TrainOptions, "backbone"): (["auto", "none", "imagenet", "b.weights.h5"], ["", " "], [None]),
+    (TrainOptions, "batch"): ([1, 64], [0, -8], [8.0, "8", True]),
+    (TrainOptions, "epochs"): ([1, 300], [0, -1], [2.5, None]),
+    (TrainOptions, "steps_per_epoch"): ([None, 1, 1000], [0, -1], [10.0, "10"]),
+    (TrainOptions, "lr"): ([1e-9, 1e-3, 1], [0.0, -1e-3, NAN, INF], ["1e-3", None]),
+    (TrainOptions, "schedule"): (["cosine", "constant"], ["linear", ""], []),
+    (TrainOptions, "warmup_epochs"): ([0, 0.0, 0.5, 40], [-0.5, INF, NAN], [None, "0.5"]),
+    (TrainOptions, "loss"): (["dice+bce", "dice+bce+0.5*boundary"], ["", " "], [None, 1]),
+    (TrainOptions, "max_items"): ([None, 1, 10 ** 6], [0, -1], [1.5, "8"]),
+    (TrainOptions, "init"): MAYBE_TEXT,
+    (TrainOptions, "resume"): FLAG,
+    (TrainOptions, "bn_steps"): ([0, 100], [-1], [100.0, None]),
+    (TrainOptions, "short_side"): ([None, 32, 192], [0, -32], [192.0, "192"]),
+    (TrainOptions, "paste_prob"): PROBABILITY,
+    (TrainOptions, "motion_prob"): PROBABILITY,
+    (TrainOptions, "exposure_prob"): PROBABILITY,
+    (TrainOptions, "zoom"): ZOOM,
+    (TrainOptions, "pad"): PAD,
+    (TrainOptions, "teacher"): TEXTS_OF,
+    (TrainOptions, "teacher_weight"): PROBABILITY,
+    (TrainOptions, "average_last"): ([0, 2, 30], [-1], [2.0, None]),
+    (TrainOptions, "seed"): ([0, 1, 2 ** 32 - 1], [-1, 2 ** 32], [1.0, "1", None]),
+    (AugmentOptions, "scale_range"): ZOOM,
+    (AugmentOptions, "rotation_deg"): ([0, 0.0, 15.0, 180], [-1.0, 180.5, NAN, INF], ["15", None]),
+    (AugmentOptions, "flip"): FLAG,
+    (AugmentOptions, "photometric"): FLAG,
+    (AugmentOptions, "blur_prob"): PROBABILITY,
+    (AugmentOptions, "noise_prob"): PROBABILITY,
+    (AugmentOptions, "jpeg_prob"): PROBABILITY,
+    (AugmentOptions, "occlusion_prob"): PROBABILITY,
+    (AugmentOptions, "motion_prob"): PROBABILITY,
+    (AugmentOptions, "exposure_prob"): PROBABILITY,
+    (AugmentOptions, "paste_prob"): PROBABILITY,
+    (AugmentOptions, "pad"): PAD,
+    (EvalOptions, "data"): (["data", "../shared/data/eg1800"], ["", " "], [None, 0]),
+    (EvalOptions, "list_file"): MAYBE_TEXT,
+    (EvalOptions, "max_items"): ([None, 1, 40], [0, -1], [2.5, "40"]),
+    (EvalOptions, "sheet"): MAYBE_TEXT,
+    (EvalOptions, "worst"): ([1, 12, 500], [0, -1], [12.0, None]),
+    (EvalOptions, "progress"): FLAG,
 }
+
+
+def build(cls, **values):
+    """``cls`` with ``values``, and a value for each field it needs (:data:`REQUIRED`)."""
+    return cls(**{**REQUIRED.get(cls, {}), **values})
 
 
 def _ids(cases):
@@ -116,7 +186,7 @@ def test_every_field_of_every_option_class_has_cases():
 
 @pytest.mark.parametrize("cls", OPTION_CLASSES, ids=lambda cls: cls.__name__)
 def test_defaults_pass_their_own_checks_and_every_number_has_a_range(cls):
-    cls()  # checked as it is built
+    build(cls)  # checked as it is built
     for field in dataclasses.fields(cls):
         if "int" in field.type or "float" in field.type:  # sizes too: each side has a range
             assert isinstance(field.metadata.get("range"), Range), field.name
@@ -126,7 +196,7 @@ def test_defaults_pass_their_own_checks_and_every_number_has_a_range(cls):
 def test_values_at_the_bounds_pass(cls, name):
     good, _, _ = CASES[cls, name]
     for value in good:
-        options = cls(**{name: value})
+        options = build(cls, **{name: value})
         assert getattr(options, name) is value
 
 
@@ -136,7 +206,7 @@ def test_bad_values_are_refused_naming_the_field_and_the_value(cls, name):
     for value, error, shown in ([(v, ValueError, repr(v)) for v in out_of_range]
                                 + [(v, TypeError, f"{v!r} ({type(v).__name__})") for v in wrong_type]):
         with pytest.raises(error) as info:
-            cls(**{name: value})
+            build(cls, **{name: value})
         message = str(info.value)
         assert message.startswith(f"{cls.__name__}.{name} = {shown}: expected "), message
         assert "\n" not in message
@@ -239,6 +309,64 @@ def test_the_command_line_takes_a_number_where_the_options_do(flag, cls, name, k
         taken += options_take
         refused += not options_take
     assert taken and refused  # both sides of the bound were tried
+    capsys.readouterr()
+
+
+def _takes(parse, args) -> bool:
+    try:
+        parse(args)
+        return True
+    except SystemExit:
+        return False
+
+
+# The training and evaluation commands: their parser, the arguments each needs, their options.
+TOOLS = [(train.build_parser, ["--data", "d"], TrainOptions),
+         (evaluate.build_parser, ["--model", "m.hdf5", "--data", "d"], EvalOptions)]
+# Number options whose command line asks more than the field: the app runs models at multiples
+# of 32 only (as --input-size, below).
+ASKS_MORE = {"short_side"}
+
+
+@pytest.mark.parametrize("parser, needed, cls", TOOLS, ids=["train", "evaluate"])
+def test_the_training_commands_take_a_number_where_their_options_do(parser, needed, cls, capsys):
+    """Every option of the command that sets a number field of its options class, tried at
+    and around its bounds: the command line and the options take the same values."""
+    numbers = {field.name for field in dataclasses.fields(cls)
+               if field.metadata.get("range") and "tuple" not in field.type} - ASKS_MORE
+    flags = [(action.option_strings[0], action.dest) for action in parser()._actions
+             if action.dest in numbers]
+    assert {name for _, name in flags} == numbers  # each one has an option
+    for flag, name in flags:
+        kind, _ = number_field(cls, name)
+        taken = refused = 0
+        for text in TEXTS + ["4294967295", "4294967296"]:  # and the seed's bounds
+            try:
+                value = kind(text)
+            except ValueError:
+                continue
+            try:
+                build(cls, **{name: value})
+                options_take = True
+            except ValueError:
+                options_take = False
+            assert _takes(parser().parse_args, needed + [flag, text]) == options_take, (flag, text)
+            taken += options_take
+            refused += not options_take
+        assert taken and refused, flag
+    capsys.readouterr()
+
+
+def test_train_zoom_the_command_line_takes_what_the_options_do(capsys):
+    for text in ("0.55,1.35", "1,1", "0.001,10", "2,1", "0,1", "-1,1", "0.5,10.5", "0.5,inf",
+                 "nan,1"):
+        try:
+            TrainOptions(data=("d",), zoom=tuple(float(v) for v in text.split(",")))
+            options_take = True
+        except ValueError:
+            options_take = False
+        assert _takes(train.build_parser().parse_args, ["--data", "d", "--zoom", text]) == \
+            options_take, text
     capsys.readouterr()
 
 

@@ -404,9 +404,12 @@ def test_photos_are_cached_large_enough_for_the_largest_zoom():
 
 
 def test_unknown_padding_is_refused():
-    with pytest.raises(ValueError, match="pad must be one of"):
+    with pytest.raises(ValueError, match=r"^AugmentOptions.pad = 'wrap': expected one of "
+                                         r"'constant', 'reflect'$"):
         AugmentOptions(pad="wrap")
-    with pytest.raises(ValueError, match="0 < low <= high"):
+    with pytest.raises(ValueError, match=r"^AugmentOptions.scale_range = \(1.5, 1.0\): expected "
+                                         r"\(low, high\) with low <= high, two numbers, each "
+                                         r"greater than 0 and at most 10$"):
         AugmentOptions(scale_range=(1.5, 1.0))
 
 
@@ -644,6 +647,12 @@ def test_best_logged_reads_the_highest_value(tmp_path):
     (["--seed", "-1"], "--seed: '-1' must be from 0 to 4294967295"),
     (["--seed", "4294967296"], "--seed: '4294967296' must be from 0 to 4294967295"),
     (["--seed", "1.5"], "--seed: '1.5' is not a whole number"),
+    (["--teacher-weight", "1.5"], "--teacher-weight: '1.5' must be from 0 to 1"),
+    (["--average-last", "-2"], "--average-last: '-2' must be 0 or more"),
+    (["--output-stride", "8"], "--output-stride: invalid choice: 8 (choose from 16, 32)"),
+    (["--out", ""], "--out: empty; give a value or leave the option out"),
+    (["--teacher", ""], "--teacher: empty; give a value or leave the option out"),
+    (["--val", "v", " "], "--val: empty; give a value or leave the option out"),
 ])
 def test_bad_training_options_are_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -26,20 +26,26 @@ from portrait.training.folders import (  # noqa: F401 (the data folder API, re-e
     removed_on_failure,
     resolve_split,
 )
-from portrait.options import PAD_MODES
+from portrait.option_checks import UNIT, CheckedOptions, Range, bounded
+from portrait.options import ZOOM_FACTOR, PadMode
 
 log = logging.getLogger(__name__)
 
+# AugmentOptions.rotation_deg: a turn either way; past 180 it only repeats turns.
+ROTATION = Range(0, 180)
 
 
 @dataclass(frozen=True)
-class AugmentOptions:
-    """How strongly training samples are varied.
+class AugmentOptions(CheckedOptions):
+    """How strongly training samples are varied. Checked when built: a value of the wrong type
+    or out of its range raises :class:`~portrait.option_checks.OptionTypeError` or
+    :class:`~portrait.option_checks.OptionValueError` naming the field, the value and its range.
 
     Attributes:
         scale_range: zoom of the crop relative to "the short side fills the crop"; below 1 the
-            person appears smaller, with padding around (like a landscape webcam framing).
-        rotation_deg: maximum rotation either way.
+            person appears smaller, with padding around (like a landscape webcam framing); low
+            <= high, each above 0 and at most :data:`~portrait.options.MAX_ZOOM`.
+        rotation_deg: maximum rotation either way, 0 to 180.
         flip: random horizontal flips.
         photometric: brightness, contrast, saturation, hue and gamma changes.
         blur_prob, noise_prob, jpeg_prob, occlusion_prob: probability of each degradation.
@@ -60,25 +66,18 @@ class AugmentOptions:
             a second person at the frame's edge is foreground.
     """
 
-    scale_range: tuple[float, float] = (0.55, 1.35)
-    rotation_deg: float = 15.0
+    scale_range: tuple[float, float] = bounded((0.55, 1.35), ZOOM_FACTOR)
+    rotation_deg: float = bounded(15.0, ROTATION)
     flip: bool = True
     photometric: bool = True
-    blur_prob: float = 0.2
-    noise_prob: float = 0.2
-    jpeg_prob: float = 0.2
-    occlusion_prob: float = 0.15
-    motion_prob: float = 0.0
-    exposure_prob: float = 0.0
-    paste_prob: float = 0.0
-    pad: str = "constant"
-
-    def __post_init__(self):
-        low, high = self.scale_range
-        if not 0.0 < low <= high:
-            raise ValueError(f"scale_range must have 0 < low <= high, got {self.scale_range}")
-        if self.pad not in PAD_MODES:
-            raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
+    blur_prob: float = bounded(0.2, UNIT)
+    noise_prob: float = bounded(0.2, UNIT)
+    jpeg_prob: float = bounded(0.2, UNIT)
+    occlusion_prob: float = bounded(0.15, UNIT)
+    motion_prob: float = bounded(0.0, UNIT)
+    exposure_prob: float = bounded(0.0, UNIT)
+    paste_prob: float = bounded(0.0, UNIT)
+    pad: PadMode = "constant"
 
 
 # Light gains of --exposure-prob: a third of a room's light to a window burning out the frame.

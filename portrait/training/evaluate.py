@@ -35,13 +35,15 @@ from portrait.cli import (
     OneLineParser,
     import_tensorflow_quietly,
     configure_logging,
+    field_number,
+    given,
     model_size,
     named_ignored,
-    positive_int,
     threads_all_cores,
     typed_options,
 )
 from portrait.errors import InputError, run_command
+from portrait.option_checks import POSITIVE, CheckedOptions, bounded
 from portrait.options import (
     TEST_TIME_MODES,
     Backend,
@@ -463,23 +465,25 @@ def contact_sheet(rows: Sequence[np.ndarray]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class EvalOptions:
-    """What to evaluate and where the results go.
+class EvalOptions(CheckedOptions):
+    """What to evaluate and where the results go; checked when built (a value of the wrong type
+    or out of its range raises :class:`~portrait.option_checks.OptionTypeError` or
+    :class:`~portrait.option_checks.OptionValueError` naming the field, the value and its range).
 
     Attributes:
         data: a folder with ``images/`` and ``masks/``.
         list_file: a file of stems, one per line; None = every image with a mask.
-        max_items: only the first N pairs.
+        max_items: only the first N pairs (None: all), at least 1.
         sheet: write a contact sheet of the worst images here (PNG).
-        worst: how many images the sheet shows.
+        worst: how many images the sheet shows, at least 1.
         progress: show a progress bar on stderr.
     """
 
     data: str
     list_file: Optional[str] = None
-    max_items: Optional[int] = None
+    max_items: Optional[int] = bounded(None, POSITIVE)
     sheet: Optional[str] = None
-    worst: int = 12
+    worst: int = bounded(12, POSITIVE)
     progress: bool = True
 
 
@@ -729,9 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a model through the app's matte path (segmenter, guided-filter "
                     "refinement, alpha > 127) against masks; prints one JSON line on stdout.",
     )
-    p.add_argument("--model", required=True, metavar="PATH",
+    p.add_argument("--model", type=given, required=True, metavar="PATH",
                    help=".hdf5/.h5/.keras or .tflite model; a bare name is looked up in weights/")
-    p.add_argument("--data", metavar="DIR",
+    p.add_argument("--data", type=given, metavar="DIR",
                    help="folder with images/ and masks/; with --suite, the data root that holds "
                         "eg1800/, ccp_fashion/, coco_person/, pelota/ and videos/ (default: "
                         "../shared/data beside the project)")
@@ -744,16 +748,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --suite: also score the held-out clips as other cameras deliver "
                         "them (a dim room, a window behind, a soft sensor, a squeezed stream, a "
                         "16:9 webcam)")
-    p.add_argument("--list", dest="list_file", metavar="FILE",
+    p.add_argument("--list", dest="list_file", type=given, metavar="FILE",
                    help="file of image stems, one per line (default: every image with a mask)")
-    p.add_argument("--max-items", type=positive_int, metavar="N", help="only the first N images")
-    p.add_argument("--compare", metavar="PATH",
+    p.add_argument("--max-items", type=field_number(EvalOptions, "max_items"), metavar="N", help="only the first N images")
+    p.add_argument("--compare", type=given, metavar="PATH",
                    help="a second model scored in the same run; the JSON gains a 'compare' object "
                         "and a side-by-side table goes to stderr")
-    p.add_argument("--sheet", metavar="PNG",
+    p.add_argument("--sheet", type=given, metavar="PNG",
                    help="write a contact sheet of the worst images by IoU: image | truth | "
                         "prediction (errors tinted red = false person, blue = missed)")
-    p.add_argument("--worst", type=positive_int, default=12, metavar="N",
+    p.add_argument("--worst", type=field_number(EvalOptions, "worst"), default=EvalOptions.worst,
+                   metavar="N",
                    help="images on the contact sheet (default: 12)")
     p.add_argument("--no-refine", action="store_true",
                    help="score the bilinear upscale of the model output, without the guided filter")

@@ -24,10 +24,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
 from portrait.errors import (InputError, ModelError, PortraitError, StopRequested, run_command,
                              stop_on_termination_signals)
+from portrait.option_checks import (FRACTION, NON_NEGATIVE, POSITIVE, UNIT, CheckedOptions, Range,
+                                    bounded)
+from portrait.options import ZOOM_FACTOR, ContextModule, PadMode
 from portrait.sink.paths import _prepare_folder
 from portrait.segment.locate import SHARED_DIR
 from portrait.words import counted
@@ -37,41 +40,55 @@ log = logging.getLogger("portrait.training.train")
 DEFAULT_BACKBONE = SHARED_DIR / "models" / "mobilenetv2_1.0_backbone.weights.h5"
 
 
+SEED_LIMIT = 2**32  # NumPy's and Keras's seeds are below this
+OutputStride = Literal[16, 32]  # the encoder's deepest stride (--output-stride)
+Schedule = Literal["cosine", "constant"]  # the learning rate's course (--schedule)
+
+
 @dataclass(frozen=True)
-class TrainOptions:
-    """Everything a training run depends on (written next to the model as ``train.json``)."""
+class TrainOptions(CheckedOptions):
+    """Everything a training run depends on (written next to the model as ``train.json``).
+
+    The fields are the command line's options (``--val-split`` is ``val_split``; see
+    :func:`build_parser` for each one's meaning), checked when built: a value of the wrong type
+    or out of its range raises :class:`~portrait.option_checks.OptionTypeError` or
+    :class:`~portrait.option_checks.OptionValueError` naming the field, the value and its range;
+    the command line takes its number ranges from these fields. What one field asks of another
+    (``--average-last`` within ``--epochs``, the crop a multiple of the stride) is checked as the
+    run starts.
+    """
 
     data: tuple[str, ...]
     val: tuple[str, ...] = ()
-    val_split: float = 0.05
+    val_split: float = bounded(0.05, FRACTION)
     out: str = "unet.hdf5"
     run_dir: Optional[str] = None
-    input_size: tuple[int, int] = (192, 192)
-    alpha: float = 1.0
-    output_stride: int = 16
-    context: str = "none"
+    input_size: tuple[int, int] = bounded((192, 192), POSITIVE)
+    alpha: float = bounded(1.0, POSITIVE)
+    output_stride: OutputStride = 16
+    context: ContextModule = "none"
     backbone: str = "auto"
-    batch: int = 8
-    epochs: int = 30
-    steps_per_epoch: Optional[int] = None
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.5
+    batch: int = bounded(8, POSITIVE)
+    epochs: int = bounded(30, POSITIVE)
+    steps_per_epoch: Optional[int] = bounded(None, POSITIVE)
+    lr: float = bounded(1e-3, POSITIVE)
+    schedule: Schedule = "cosine"
+    warmup_epochs: float = bounded(0.5, NON_NEGATIVE)
     loss: str = "dice+bce"
-    max_items: Optional[int] = None
+    max_items: Optional[int] = bounded(None, POSITIVE)
     init: Optional[str] = None
     resume: bool = False
-    bn_steps: int = 100
-    short_side: Optional[int] = None
-    paste_prob: float = 0.0
-    motion_prob: float = 0.0
-    exposure_prob: float = 0.0
-    zoom: tuple[float, float] = (0.55, 1.35)  # AugmentOptions.scale_range's default
-    pad: str = "constant"
+    bn_steps: int = bounded(100, NON_NEGATIVE)
+    short_side: Optional[int] = bounded(None, POSITIVE)
+    paste_prob: float = bounded(0.0, UNIT)
+    motion_prob: float = bounded(0.0, UNIT)
+    exposure_prob: float = bounded(0.0, UNIT)
+    zoom: tuple[float, float] = bounded((0.55, 1.35), ZOOM_FACTOR)  # AugmentOptions.scale_range's
+    pad: PadMode = "constant"
     teacher: tuple[str, ...] = ()
-    teacher_weight: float = 0.5
-    average_last: int = 0
-    seed: int = 1
+    teacher_weight: float = bounded(0.5, UNIT)
+    average_last: int = bounded(0, NON_NEGATIVE)
+    seed: int = bounded(1, Range(0, SEED_LIMIT - 1))
 
 
 def loss_spec(text: str) -> str:
@@ -88,87 +105,74 @@ def loss_spec(text: str) -> str:
     return text
 
 
-SEED_LIMIT = 2**32  # NumPy's and Keras's seeds are below this
-
-
-def seed_value(text: str) -> int:
-    """``--seed``: a whole number from 0 to 2**32 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"'{text}' must be from 0 to {SEED_LIMIT - 1}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import (OneLineParser, fraction, non_negative_float, non_negative_int,
-                              parse_size, positive_float, positive_int, probability, short_side,
-                              zoom_range)
+    from portrait.cli import OneLineParser, field_number, given, parse_size, short_side, zoom_range
     from portrait.options import CONTEXT_MODULES, PAD_MODES
+
+    def number(name: str, **words):  # the type, kind and range of TrainOptions' field
+        return field_number(TrainOptions, name, **words)
 
     p = OneLineParser(
         prog="python -m portrait.training.train",
         description="Train or fine-tune a MobileNetV2-UNet portrait segmenter.",
     )
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR|LIST",
+    p.add_argument("--data", type=given, nargs="+", required=True, metavar="DIR|LIST",
                    help="data folders (images/ + masks/) or list files inside them; a folder's "
                         "train.txt is used when present, test.txt never")
-    p.add_argument("--val", nargs="*", default=[], metavar="DIR|LIST",
+    p.add_argument("--val", type=given, nargs="*", default=[], metavar="DIR|LIST",
                    help="validation folders or list files (default: each --data folder's "
                         "val.txt/other.txt, else --val-split of the training pairs)")
-    p.add_argument("--val-split", type=fraction, default=0.05,
+    p.add_argument("--val-split", type=number("val_split"), default=0.05,
                    help="fraction of training pairs held out when no validation set is found (default 0.05)")
-    p.add_argument("--out", default="unet.hdf5", help="where the best model is written (.hdf5; default unet.hdf5)")
-    p.add_argument("--run-dir", help="logs, checkpoints and backups (default: runs/<out stem>)")
+    p.add_argument("--out", type=given, default="unet.hdf5", help="where the best model is written (.hdf5; default unet.hdf5)")
+    p.add_argument("--run-dir", type=given, help="logs, checkpoints and backups (default: runs/<out stem>)")
     p.add_argument("--input-size", type=parse_size, default=(192, 192), metavar="WxH",
                    help="training crop size; the saved model runs at any size whose sides are "
                         "multiples of 32 (the app: the short side set by --short-side); default 192x192")
-    p.add_argument("--alpha", type=positive_float, default=1.0, help="MobileNetV2 width multiplier (default 1.0)")
-    p.add_argument("--output-stride", type=int, default=16, choices=(16, 32),
+    p.add_argument("--alpha", type=number("alpha"), default=1.0, help="MobileNetV2 width multiplier (default 1.0)")
+    p.add_argument("--output-stride", type=int, default=16, choices=get_args(OutputStride),
                    help="the encoder's deepest stride (default 16)")
     p.add_argument("--context", default="none", choices=CONTEXT_MODULES,
                    help="context module between the encoder and the decoder: none, lraspp "
                         "(Lite R-ASPP: a 1x1 projection gated by the whole image's mean features) "
                         "or tail (stride 16 only: encoder blocks 13-16 at stride 32, projected "
                         "and added to the bottleneck); default none")
-    p.add_argument("--backbone", default="auto",
+    p.add_argument("--backbone", type=given, default="auto",
                    help="where the encoder starts: 'imagenet' (ImageNet's MobileNetV2 weights, "
                         "downloaded once by Keras), a weights file, 'none' (random), or 'auto' "
                         "(default: the shared α=1.0 weights file when present and alpha is 1.0, "
                         "else random, with a warning)")
-    p.add_argument("--batch", type=positive_int, default=8, help="crops per step (default 8)")
-    p.add_argument("--epochs", type=positive_int, default=30, help="default 30")
-    p.add_argument("--steps-per-epoch", type=positive_int,
+    p.add_argument("--batch", type=number("batch"), default=8, help="crops per step (default 8)")
+    p.add_argument("--epochs", type=number("epochs"), default=30, help="default 30")
+    p.add_argument("--steps-per-epoch", type=number("steps_per_epoch"),
                    help="default: one pass over the training set")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (Adam; default 1e-3)")
-    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+    p.add_argument("--lr", type=number("lr"), default=1e-3, help="peak learning rate (Adam; default 1e-3)")
+    p.add_argument("--schedule", choices=get_args(Schedule), default="cosine",
                    help="cosine decay to 1%% after a linear warm-up (the default), or constant")
-    p.add_argument("--warmup-epochs", type=non_negative_float, default=0.5,
+    p.add_argument("--warmup-epochs", type=number("warmup_epochs"), default=0.5,
                    help="epochs of linear warm-up (default 0.5)")
     p.add_argument("--loss", type=loss_spec, default="dice+bce",
                    help="terms joined by '+', each optionally weighted: dice, bce, focal, "
                         "boundary, far, lovasz, consistency, e.g. 'dice+bce+0.5*boundary'; "
                         "consistency trains on each crop twice, with and without the colour, "
                         "light and noise changes, so a step holds 2x --batch images (default dice+bce)")
-    p.add_argument("--max-items", type=positive_int, help="use only this many training pairs (quick runs)")
-    p.add_argument("--init", help="start from this model's weights (fine-tuning)")
+    p.add_argument("--max-items", type=number("max_items"), help="use only this many training pairs (quick runs)")
+    p.add_argument("--init", type=given, help="start from this model's weights (fine-tuning)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last completed epoch")
-    p.add_argument("--bn-steps", type=non_negative_int, default=100,
+    p.add_argument("--bn-steps", type=number("bn_steps"), default=100,
                    help="batches used to re-estimate batch-norm statistics after training (default 100)")
     p.add_argument("--short-side", type=short_side, metavar="PX",
                    help="short side the app runs the model at, a multiple of 32, stored in the "
                         "model file (default: the training crop's short side)")
-    p.add_argument("--paste-prob", type=probability, default=0.0, metavar="P",
+    p.add_argument("--paste-prob", type=number("paste_prob"), default=0.0, metavar="P",
                    help="probability of pasting a sample's people over another training crop "
                         "(copy-paste augmentation; default 0)")
-    p.add_argument("--motion-prob", type=probability, default=0.0, metavar="P",
+    p.add_argument("--motion-prob", type=number("motion_prob"), default=0.0, metavar="P",
                    help="probability that a crop's people are smeared along a random line over "
                         "the still background, as a waving hand is on a webcam; the label stays "
                         "sharp (default 0)")
-    p.add_argument("--exposure-prob", type=probability, default=0.0, metavar="P",
+    p.add_argument("--exposure-prob", type=number("exposure_prob"), default=0.0, metavar="P",
                    help="probability that a crop's light is scaled by a gain between 0.25 (a "
                         "dim room) and 1.8 (a window behind, highlights clipped) (default 0)")
     p.add_argument("--zoom", type=zoom_range, default=TrainOptions.zoom, metavar="MIN,MAX",
@@ -179,16 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", choices=PAD_MODES, default="constant",
                    help="what fills a crop where it leaves the photo: a random grey labelled "
                         "background (the default), or a mirror image (which adds mirrored people)")
-    p.add_argument("--teacher", nargs="+", default=[], metavar="MODEL",
+    p.add_argument("--teacher", type=given, nargs="+", default=[], metavar="MODEL",
                    help="knowledge distillation: models whose mean prediction on each augmented "
                         "batch is mixed into the training target")
-    p.add_argument("--teacher-weight", type=probability, default=0.5, metavar="W",
+    p.add_argument("--teacher-weight", type=number("teacher_weight"), default=0.5, metavar="W",
                    help="the teachers' share of the target, the mask's is 1 - W (default 0.5)")
-    p.add_argument("--average-last", type=non_negative_int, default=0, metavar="K",
+    p.add_argument("--average-last", type=number("average_last"), default=0, metavar="K",
                    help="also try the mean of the weights after each of the last K epochs "
                         "(stochastic weight averaging, K >= 2); like the best and the final "
                         "weights, it is kept if it scores highest on validation (default 0: off)")
-    p.add_argument("--seed", type=seed_value, default=1, help="0 to 2**32 - 1 (default 1)")
+    p.add_argument("--seed", type=number("seed"), default=1, help="0 to 2**32 - 1 (default 1)")
     return p
 
 
@@ -1213,10 +1217,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = with_debug(build_parser()).parse_args(argv)
     for line in ignored_options(args, typed_options(with_debug(build_parser()), argv)):
         log.warning(line)
-    options = TrainOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()
-                              if k != "debug"})
 
     def body() -> int:
+        # Built here: a value the command line let through that the options refuse is one line.
+        options = TrainOptions(**{k: v for k, v in vars(args).items() if k != "debug"})
         import_tensorflow_quietly()
         try:
             train(options)
