@@ -14,6 +14,7 @@ import functools
 import math
 import numbers
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -140,28 +141,49 @@ def check_fields(options: Any) -> None:
 
 class CheckedOptions:
     """A base for an option dataclass: building one (``dataclasses.replace`` too) runs
-    :func:`check_fields`. A few microseconds; options are built per run or per key press, never
+    :func:`check_fields`, after taking a NumPy scalar (``np.bool_``, ``np.int64``,
+    ``np.float32``, ...) as the Python value it holds and a path as its ``str``. A few microseconds; options are built per run or per key press, never
     per frame."""
 
     def __post_init__(self) -> None:
         for name, hint, _ in _hints(type(self)):
-            text = _as_text(getattr(self, name), hint)
-            if text is not None:
-                object.__setattr__(self, name, text)  # the dataclasses are frozen
+            value = getattr(self, name)
+            taken = _as_taken(value, hint)
+            if taken is not value:
+                object.__setattr__(self, name, taken)  # the dataclasses are frozen
         check_fields(self)
 
 
-def _as_text(value: Any, hint: Any) -> Any:
-    """``value`` with its paths (``pathlib.Path``, any ``os.PathLike``) as ``str``, where ``hint``
-    takes a string or a tuple of strings (a list given for the tuple as a tuple, so the options
-    stay hashable); None where nothing is to change."""
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (``np.bool_``, an integer, a float, a string: what indexing an array
+    gives) as the Python value it holds; anything else as it is."""
+    numpy = sys.modules.get("numpy")  # not imported: nothing can be one of its scalars
+    if numpy is not None and isinstance(value, numpy.generic) and value.dtype.kind in "biufU":
+        return value.item()
+    return value
+
+
+_PAIRS = (tuple[int, int], tuple[float, float])
+
+
+def _as_taken(value: Any, hint: Any) -> Any:
+    """``value`` as the options keep it, to be checked against ``hint``: a NumPy scalar as the
+    Python ``bool``, ``int``, ``float`` or ``str`` it holds (so ``np.bool_(True)`` is a flag and
+    ``train.json`` can be written), and so each side of a pair (then a tuple); a path
+    (``pathlib.Path``, any ``os.PathLike``) as its ``str`` where ``hint`` takes a string or a
+    tuple of strings (a list given for the tuple as a tuple, so the options stay hashable)."""
+    value = _plain(value)
     takes = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     if str in takes and isinstance(value, os.PathLike):
         return os.fspath(value)
     if tuple[str, ...] in takes and isinstance(value, (tuple, list)) and (
             isinstance(value, list) or any(isinstance(item, os.PathLike) for item in value)):
         return tuple(os.fspath(item) if isinstance(item, os.PathLike) else item for item in value)
-    return None
+    if any(pair in takes for pair in _PAIRS) and isinstance(value, (tuple, list)):
+        sides = tuple(_plain(side) for side in value)
+        if any(side is not given for side, given in zip(sides, value)):
+            return sides
+    return value
 
 
 def _problem(value: Any, hint: Any, bounds: Optional[Range]) -> Optional[tuple[type, str]]:

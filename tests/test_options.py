@@ -4,9 +4,11 @@ what it may be; the command line's checks take the same ranges."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from portrait.cli import build_parser
@@ -430,3 +432,70 @@ def test_a_number_field_without_a_range_is_still_finite_and_a_type_without_a_che
 
     with pytest.raises(NotImplementedError, match="no check for a field of type <class 'dict'>"):
         Unknown()
+
+
+def _as_numpy(value):
+    """``value`` as indexing a NumPy array gives it: a number or a flag as a NumPy scalar, each
+    side of a pair as one; None where ``value`` is neither."""
+    if type(value) in (bool, int, float):
+        return np.array([value])[0]
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(type(side) in (int, float) for side in value)):
+        return tuple(np.array(value))
+    return None
+
+
+@pytest.mark.parametrize("cls, name", list(CASES), ids=_ids(CASES))
+def test_numpy_scalars_are_taken_as_the_python_values_they_hold(cls, name):
+    """``np.bool_(True)`` where a flag is taken, ``np.int64``/``np.float64`` where a number is,
+    each side of a pair: taken where the Python value is, kept as that Python value (type and
+    all), and refused where it is, with the same message."""
+    good, out_of_range, _ = CASES[cls, name]
+    tried = 0
+    for value in good:
+        scalar = _as_numpy(value)
+        if scalar is None:
+            continue
+        kept = getattr(build(cls, **{name: scalar}), name)
+        expected = tuple(value) if isinstance(value, list) else value
+        assert kept == expected and type(kept) is type(expected), (value, kept)
+        if isinstance(kept, tuple):
+            assert [type(side) for side in kept] == [type(side) for side in value], kept
+        tried += 1
+    for value in out_of_range:
+        scalar = _as_numpy(value)
+        if scalar is None:
+            continue
+        with pytest.raises(ValueError) as python:
+            build(cls, **{name: value})
+        with pytest.raises(ValueError) as numpy:
+            build(cls, **{name: scalar})
+        assert str(numpy.value) == str(python.value)
+    field_type = dataclasses.fields(cls)[[f.name for f in dataclasses.fields(cls)].index(name)].type
+    assert tried or not any(word in field_type for word in ("bool", "int", "float")), field_type
+
+
+def test_a_numpy_flag_read_from_an_array_is_a_flag_and_numbers_stay_whole_or_not():
+    flags = np.array([True, False])
+    options = ControlOptions(mirror=flags[0], framing=flags[1])
+    assert options.mirror is True and options.framing is False
+    assert SmoothOptions(enabled=np.bool_(False)).enabled is False
+    sizes = np.array([[640, 480]], np.int32)
+    capture = CaptureOptions(width=sizes[0, 0], height=np.uint16(480), fps=np.float32(29.97))
+    assert (type(capture.width), type(capture.height), type(capture.fps)) == (int, int, float)
+    assert capture.fps == pytest.approx(29.97, abs=1e-5)
+    assert OutputOptions(max_frames=np.int64(5)).max_frames == 5
+    assert SegmentOptions(input_size=np.array([256, 192])[::-1].tolist()).input_size == [192, 256]
+    assert SegmentOptions(input_size=tuple(np.array([256, 192]))).input_size == (256, 192)
+    # What Python refuses stays refused: a flag or a fraction for a whole number, a number for a flag.
+    for build_wrong in (lambda: CaptureOptions(width=np.bool_(True)),
+                        lambda: CaptureOptions(width=np.float64(640.5)),
+                        lambda: SmoothOptions(enabled=np.int64(1)),
+                        lambda: TrainOptions(data=("d",), output_stride=np.float32(16))):
+        with pytest.raises(TypeError):
+            build_wrong()
+    # Python numbers all through: the training options are written to train.json as they are.
+    options = TrainOptions(data=("d",), seed=np.int64(7), lr=np.float32(0.5),
+                           zoom=tuple(np.array([0.5, 2.0])), output_stride=np.int64(32))
+    assert json.loads(json.dumps(dataclasses.asdict(options)))["seed"] == 7
+    assert options.output_stride == 32 and type(options.output_stride) is int
