@@ -174,28 +174,34 @@ class LightWrap:
     """:func:`light_wrap` with its options and reused buffers; a ``Background.render`` hook.
 
     Args:
-        strength: 0..1 (0 = no change).
-        width_px: how far the light reaches into the person, in pixels.
+        strength: 0..1 (0 = no change), as ``CompositeOptions.light_wrap``.
+        width_px: how far the light reaches into the person, in pixels, as
+            ``CompositeOptions.light_wrap_px`` (at least 1).
 
     Raises:
-        ValueError: strength outside 0..1 or width below 1.
+        ValueError, TypeError: a value ``CompositeOptions`` refuses for its field, checked by
+            it (:mod:`portrait.option_checks`): a strength outside 0..1, a width below 1, not a
+            whole number or not a number.
     """
 
     def __init__(self, strength: float, width_px: int = CompositeOptions.light_wrap_px):
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"light-wrap strength {strength} is not between 0 and 1")
-        if width_px < 1:
-            raise ValueError(f"light-wrap width {width_px} px must be at least 1")
-        self.strength = float(strength)
-        self.width_px = int(width_px)
-        self._workspace: dict = {}
+        # The options' own check of these two fields, so its ranges are written once.
+        self._take(CompositeOptions(light_wrap=strength, light_wrap_px=width_px))
 
     @classmethod
     def from_options(cls, options: CompositeOptions) -> Optional["LightWrap"]:
-        """The light wrap ``options`` ask for, or None when it is off."""
+        """The light wrap ``options`` ask for, or None when it is off; their values were checked
+        as they were built, and are not checked again."""
         if options.light_wrap <= 0.0:
             return None
-        return cls(options.light_wrap, options.light_wrap_px)
+        wrap = cls.__new__(cls)
+        wrap._take(options)
+        return wrap
+
+    def _take(self, options: CompositeOptions) -> None:
+        self.strength = float(options.light_wrap)
+        self.width_px = options.light_wrap_px
+        self._workspace: dict = {}
 
     def __call__(self, composite_bgr: np.ndarray, alpha: np.ndarray,
                  background_bgr: np.ndarray) -> np.ndarray:

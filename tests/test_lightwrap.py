@@ -2,6 +2,8 @@
 edge, on the person), plain frames and strength 0 untouched, every background kind, and the
 app's --light-wrap end to end."""
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -150,13 +152,37 @@ def test_every_background_takes_the_hook(kind, image_path):
 
 
 def test_bad_input_says_what_was_expected():
+    """LightWrap is checked as CompositeOptions checks the two fields it stands for (one rule:
+    a width of 2.5 or NaN px is refused too, not cut to 2 or a crash in int())."""
     frame, alpha, background = scene()
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        LightWrap(1.5)
-    with pytest.raises(ValueError, match="at least 1"):
-        LightWrap(0.5, 0)
+    for strength, width_px, error, message in (
+            (1.5, 16, ValueError, "CompositeOptions.light_wrap = 1.5: expected a number, from 0 to 1"),
+            (math.nan, 16, ValueError, "CompositeOptions.light_wrap = nan: expected a number, "
+                                       "from 0 to 1"),
+            (0.5, 0, ValueError, "CompositeOptions.light_wrap_px = 0: expected a whole number, "
+                                 "at least 1"),
+            (0.5, 2.5, TypeError, "CompositeOptions.light_wrap_px = 2.5 (float): expected a whole "
+                                  "number, at least 1"),
+            (0.5, math.nan, TypeError, "CompositeOptions.light_wrap_px = nan (float): expected a "
+                                       "whole number, at least 1")):
+        with pytest.raises(error) as info:
+            LightWrap(strength, width_px)
+        assert str(info.value) == message
     with pytest.raises(ValueError, match="unexpected alpha"):
         light_wrap(frame, alpha[:10], background, 0.5, 8)
+
+
+def test_a_wrap_from_options_is_the_wrap_of_their_values():
+    """from_options takes the options' checked values as they are: the same settings and the
+    same composite as the wrap built from the values."""
+    frame, alpha, background = scene()
+    plain = composite(frame, alpha, background)
+    options = CompositeOptions(light_wrap=0.6, light_wrap_px=12)
+    from_options, direct = LightWrap.from_options(options), LightWrap(0.6, 12)
+    assert (from_options.strength, from_options.width_px) == (direct.strength, direct.width_px) == (0.6, 12)
+    wrapped = from_options(plain.copy(), alpha, background)
+    assert (wrapped != plain).any()
+    np.testing.assert_array_equal(wrapped, direct(plain.copy(), alpha, background))
 
 
 def test_reach_keeps_the_bound_within_the_width():
