@@ -745,6 +745,66 @@ def test_an_export_record_that_is_not_an_object_is_no_record():
     assert tflite_utils.read_export_info(tflite_utils.mark_export_info(SELFIE, info)) == info
 
 
+LIVE_TFLITE = Path(__file__).parents[1] / "weights" / "unet_live.tflite"  # read only
+
+
+def _litert_output(content: bytes, image: np.ndarray) -> np.ndarray:
+    interpreter = tflite_utils.make_interpreter(content, 1, which="LiteRT")
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, image.shape)  # the model takes any height and width
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, image)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def test_marking_again_with_the_same_entries_gives_the_same_bytes(tmp_path):
+    """A re-mark reuses the replaced entry's buffer: marking twice (or a third time) gives the
+    bytes of marking once, not a file ~20 bytes larger each time; a mark that sets an entry to
+    the value it has gives the file back as it was; a longer value grows the file by its own
+    length (and padding) only, once. The marked model loads in LiteRT and gives the same output."""
+    original = LIVE_TFLITE.read_bytes()
+    entries = {"note": b"marked twice", tflite_utils.EXPORT_KEY: b'{"format": 1}'}
+    once = tflite_utils.mark_tflite_metadata(original, entries)
+    twice = tflite_utils.mark_tflite_metadata(once, entries)
+    assert twice == once and tflite_utils.mark_tflite_metadata(twice, entries) == once
+    assert tflite_utils.read_tflite_metadata(twice) == {**tflite_utils.read_tflite_metadata(original),
+                                                        **entries}
+    # The shipped file's own marks, set again to what they are: the same file.
+    marks = tflite_utils.read_tflite_metadata(original)
+    assert tflite_utils.mark_tflite_input_norm(original, marks["portrait_input_norm"].decode()) == original
+    again = {tflite_utils.EXPORT_KEY: marks[tflite_utils.EXPORT_KEY]}
+    assert tflite_utils.mark_tflite_metadata(original, again) == original
+    # A longer record replaces the old one's bytes instead of adding a buffer beside them.
+    longer = tflite_utils.mark_tflite_metadata(original, {"note": b"x" * 100})
+    longer_again = tflite_utils.mark_tflite_metadata(longer, {"note": b"y" * 100})
+    assert len(longer_again) == len(longer) <= len(original) + 100 + 64
+
+    path = tmp_path / "marked.tflite"
+    path.write_bytes(twice)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 160, 288, 3)).astype(np.float32)
+    np.testing.assert_array_equal(_litert_output(path.read_bytes(), image),
+                                  _litert_output(original, image))
+
+
+def test_a_buffer_a_tensor_reads_too_is_not_overwritten_by_a_mark():
+    """A (damaged or hand-made) entry that names a tensor's buffer: marking the entry gives it a
+    buffer of its own, and the tensor's weights stay as they were."""
+    schema = tflite_utils._schema()
+    original = LIVE_TFLITE.read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(original, 0))
+    weights = next(t.buffer for t in model.subgraphs[0].tensors
+                   if t.buffer and model.buffers[t.buffer].data is not None)
+    shared = schema.MetadataT()
+    shared.name, shared.buffer = b"note", weights
+    model.metadata.append(shared)
+    damaged = tflite_utils.pack_model(model)
+    marked = tflite_utils.mark_tflite_metadata(damaged, {"note": b"own buffer"})
+    after = schema.ModelT.InitFromObj(schema.Model.GetRootAs(marked, 0))
+    np.testing.assert_array_equal(after.buffers[weights].data, model.buffers[weights].data)
+    assert tflite_utils.read_tflite_metadata(marked)["note"] == b"own buffer"
+
+
 def test_the_interpreter_is_picked_by_name_and_a_wrong_name_is_refused():
     assert tflite_utils.interpreter_module("LiteRT")[1] == "LiteRT"
     assert tflite_utils.interpreter_module("tf.lite")[1] == "tf.lite"

@@ -34,6 +34,7 @@ import os
 import struct
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -356,6 +357,10 @@ def mark_tflite_input_norm(source: BytesOrPath, norm: str) -> bytes:
 def mark_tflite_metadata(source: BytesOrPath, entries: dict[str, bytes]) -> bytes:
     """Return the ``.tflite`` model with named metadata entries set (replacing same-named ones).
 
+    A replaced entry keeps its place and its buffer, which takes the new bytes (unless something
+    else reads that buffer too: then it gets a new one), so marking a model again with the same
+    entries gives the same bytes, not a file ~20 bytes larger each time.
+
     Args:
         source: a path or the file's bytes.
         entries: ``{name: buffer bytes}``.
@@ -371,18 +376,44 @@ def mark_tflite_metadata(source: BytesOrPath, entries: dict[str, bytes]) -> byte
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
     model.buffers = list(model.buffers or [])
-    names = {name.encode() for name in entries} | set(entries)
-    kept = [m for m in (model.metadata or []) if (m.name or b"") not in names]
-    for name, value in entries.items():
-        buffer = schema.BufferT()
+    wanted = {name.encode(): value for name, value in entries.items()}
+    metadata, placed = [], {}
+    for entry in model.metadata or []:
+        name = entry.name or b""
+        if name not in wanted:
+            metadata.append(entry)
+        elif name not in placed:  # a second entry of the name (a damaged file's) is dropped
+            placed[name] = entry
+            metadata.append(entry)
+    readers = _buffer_readers(model, metadata)
+    for name, value in wanted.items():
+        entry = placed.get(name)
+        if entry is None:
+            entry = schema.MetadataT()
+            entry.name = name
+            entry.buffer = -1
+            metadata.append(entry)
+        # Reused where only this entry reads it; never buffer 0, the schema's empty sentinel.
+        if 0 < entry.buffer < len(model.buffers) and readers[entry.buffer] == 1:
+            buffer = model.buffers[entry.buffer]
+        else:
+            buffer = schema.BufferT()
+            model.buffers.append(buffer)
+            entry.buffer = len(model.buffers) - 1
         buffer.data = list(value)
-        model.buffers.append(buffer)
-        entry = schema.MetadataT()
-        entry.name = name
-        entry.buffer = len(model.buffers) - 1
-        kept.append(entry)
-    model.metadata = kept
+        buffer.offset = buffer.size = 0  # in the flatbuffer, not past its end (a >2 GB model's)
+    model.metadata = metadata
     return pack_model(model)
+
+
+def _buffer_readers(model, metadata) -> Counter:
+    """How many tensors and metadata entries of the ``ModelT`` ``model`` read each buffer."""
+    readers = Counter(entry.buffer for entry in metadata)
+    if model.metadataBuffer is not None:  # the older list of metadata buffers (an array)
+        readers.update(int(index) for index in model.metadataBuffer)
+    for subgraph in model.subgraphs or []:
+        readers.update(tensor.buffer for tensor in subgraph.tensors or [])
+    return readers
 
 
 def export_info(source_path: Union[str, os.PathLike], short_px: Optional[int]) -> dict:
