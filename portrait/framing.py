@@ -11,11 +11,12 @@ Per frame:
    shoulders by their width, with headroom above;
 3. :func:`step`: the zoom frames the median of the sizes :func:`target_crop` wanted over the last
    ``zoom_window_s`` (5 s), so an arm raised, a wave or a stretch shorter than half of it leaves
-   the zoom alone; someone who comes closer (the matte's area 30 % above its median, where arms
-   reach 15 % on the ASL clips) is framed at once; a dead zone keeps the aim still while the
-   person moves a little, then a critically damped spring (:func:`spring_step`) glides the crop
-   to the aim; nobody in the frame: the crop holds for ``hold_s``, then eases back to the whole
-   frame;
+   the zoom alone (in someone's first seconds, or a shot's after a cut, the part of the window
+   before them counts as their first size, so it does there too); someone who comes closer
+   (the matte's area 30 % above its median, where arms reach 15 % on the ASL clips) is framed
+   at once; a dead zone keeps the aim still while the person moves a little, then a critically
+   damped spring (:func:`spring_step`) glides the crop to the aim; nobody in the frame: the
+   crop holds for ``hold_s``, then eases back to the whole frame;
 4. :class:`AutoFramer`: ``update(alpha, time_s)`` runs 1-3, ``apply(image)`` shows the crop
    with one ``cv2.warpAffine`` (sub-pixel, so a glide doesn't step) into the caller's buffer;
    while the whole frame is shown it passes images through untouched.
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -71,6 +71,9 @@ class FramingState:
             dropped in it.
         heights: the crop heights wanted at those times.
         areas: the person's areas (:func:`person_extent`) at those times.
+        since_s: the time of the first of ``times`` since they were last emptied (someone
+            appeared, a cut): while less than a window ago, the part of the window before it
+            counts as that first frame's size and area.
     """
 
     crop: Crop
@@ -81,6 +84,7 @@ class FramingState:
     times: tuple[float, ...] = ()
     heights: tuple[float, ...] = ()
     areas: tuple[float, ...] = ()
+    since_s: float = 0.0
 
     @classmethod
     def whole(cls, size: tuple[int, int]) -> "FramingState":
@@ -236,7 +240,7 @@ def step(state: FramingState, box: Optional[Box], size: tuple[int, int],
     full = whole_frame(size)
     time_s = state.time_s + dt_s
     aim, empty_s = state.aim, state.empty_s
-    times, heights, areas = state.times, state.heights, state.areas
+    times, heights, areas, since_s = state.times, state.heights, state.areas, state.since_s
     if not enabled:
         aim, empty_s, times, heights, areas = full, 0.0, (), (), ()
     elif box is None:
@@ -246,13 +250,16 @@ def step(state: FramingState, box: Optional[Box], size: tuple[int, int],
     else:
         empty_s = 0.0
         first = bisect.bisect_right(times, time_s - options.zoom_window_s + _WINDOW_SLACK_S)
+        if first == len(times):  # nobody in the window: it starts afresh with this frame
+            since_s = time_s
         times = times[first:] + (time_s,)
         heights = heights[first:] + (target_crop(box, size, options)[2],)
         areas = areas[first:] + (area,)
         # the median: a size wanted for less than half the window (an arm raised) never wins;
         # a body grown by far more than an arm adds (someone came closer) is framed at once
-        grown = area > _GROWN * statistics.median(areas)
-        crop_h = heights[-1] if grown else statistics.median(heights)
+        missing = _missing_frames(options.zoom_window_s - (time_s - since_s), dt_s)
+        grown = area > _GROWN * _median_with(areas, areas[0], missing)
+        crop_h = heights[-1] if grown else _median_with(heights, heights[0], missing)
         wanted = target_crop(box, size, options, crop_h=crop_h)
         aim = _past_dead_zone(aim, wanted, size, options)
     crop, velocity = spring_step(state.crop, state.velocity, aim, dt_s, options.glide_s)
@@ -260,7 +267,32 @@ def step(state: FramingState, box: Optional[Box], size: tuple[int, int],
     if (max(abs(c - a) for c, a in zip(crop, aim)) < _SETTLE_PX
             and max(abs(v) for v in velocity) < _SETTLE_PX_S):
         crop, velocity = aim, (0.0, 0.0, 0.0)
-    return FramingState(crop, velocity, aim, empty_s, time_s, times, heights, areas)
+    return FramingState(crop, velocity, aim, empty_s, time_s, times, heights, areas, since_s)
+
+
+def _median_with(values: tuple[float, ...], extra: float, count: int) -> float:
+    """The median of ``values`` and ``count`` more of ``extra`` (as ``statistics.median`` of
+    them all), without making the ``count`` copies (a camera's frames a millisecond apart would
+    make thousands)."""
+    ordered = sorted(values)
+    at = bisect.bisect_left(ordered, extra)
+    total = len(ordered) + count
+
+    def nth(index: int) -> float:  # the index-th of them all, in order
+        if index < at:
+            return ordered[index]
+        return extra if index < at + count else ordered[index - count]
+
+    middle = total // 2
+    return nth(middle) if total % 2 else (nth(middle - 1) + nth(middle)) / 2
+
+
+def _missing_frames(missing_s: float, dt_s: float) -> int:
+    """How many frames ``dt_s`` apart the window lacks before its first one, ``missing_s``
+    before it was taken (0 once the window has its seconds of frames): someone who just
+    appeared (or a cut) has a window as full as anyone's, its missing part their first size,
+    so an arm raised in their first seconds is outvoted as it is later."""
+    return max(0, round(missing_s / dt_s) - 1)
 
 
 def crop_matrix(crop: Crop, size: tuple[int, int]) -> np.ndarray:

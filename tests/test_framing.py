@@ -7,6 +7,7 @@ the app's --framing end to end (the framed matte is written)."""
 
 import dataclasses
 import json
+import statistics
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from portrait.cli import main
 from portrait.framing import (
     AutoFramer,
     FramingState,
+    _median_with,
     crop_matrix,
     person_box,
     person_extent,
@@ -355,6 +357,66 @@ def test_an_arm_raised_for_up_to_two_seconds_leaves_the_zoom_alone(arm_frames):
     assert settled > 1.5  # framed head and shoulders
     assert all(abs(zoom / settled - 1) <= 0.02 for zoom in zooms[ON.zoom_window_s][before:])
     assert min(zooms[0.0][before:]) < 0.75 * zooms[0.0][before - 1]
+
+
+@pytest.mark.parametrize("arm_s", [1.0, 2.0, 2.4])
+@pytest.mark.parametrize("after_cut", [False, True])
+def test_an_arm_raised_in_the_first_seconds_leaves_the_zoom_alone(arm_s, after_cut):
+    """Half a second after someone appears (or after a cut), an arm is stretched out for 1 s to
+    2.4 s (less than half the 5 s window): the part of the window before they appeared counts
+    as their first size, so the zoom stays within 5 % of the first framing, as it does later;
+    the first frame's aim already has the zoom that frames them."""
+    still, waving = webcam_body(), webcam_body(arm_to=W - 20)
+    framer = AutoFramer(ON, fps=FPS)
+    if after_cut:
+        run(framer, [webcam_body(150)] * 90)  # another shot, framed wider
+        framer.cut()
+    framer(*still)
+    first = target_crop(person_box(still[1]), (W, H), ON)
+    assert framer.state.aim[2] == first[2]  # (its centre may lie inside the dead zone)
+    first_zoom = H / first[2]
+    assert first_zoom > 1.5  # head and shoulders: an arm nearly doubling the box would show
+    _, crops = run(framer, [still] * 14 + [waving] * round(arm_s * FPS) + [still] * 60)
+    zooms = [H / crop[2] for crop in crops[15:]]  # from the arm on (the glide in has settled)
+    assert all(abs(zoom / first_zoom - 1) <= 0.05 for zoom in zooms), min(zooms) / first_zoom
+
+
+def test_a_young_window_counts_its_missing_part_as_the_first_size():
+    """A 1 s window at 4 frames a second holds 4 sizes: on the 2nd frame after someone appears
+    it holds the first size 3 times and the new one once (median: the first size), on the 3rd
+    2 and 2 (the mean of the two), on the 4th the new one 3 times (the new size); without the
+    missing part counted, the 2nd frame took the mean and the 3rd the new size."""
+    size, small, tall = (W, H), (140, 60, 40, 60), (120, 30, 80, 120)
+    small_h, tall_h = target_crop(small, size, ON)[2], target_crop(tall, size, ON)[2]
+    assert (small_h, tall_h) == (pytest.approx(60 / 0.65), H)
+    options = dataclasses.replace(ON, zoom_window_s=1.0)
+    state, aims = FramingState.whole(size), []
+    for box in (small, tall, tall, tall):
+        state = step(state, box, size, options, 0.25, area=0.1)
+        aims.append(state.aim[2])
+    assert aims == pytest.approx([small_h, small_h, (small_h + tall_h) / 2, tall_h])
+
+
+def test_the_median_with_copies_of_a_size_is_statistics_median_of_them_all():
+    rng = np.random.default_rng(1)
+    for length in (1, 2, 5, 8):
+        values = tuple(float(v) for v in rng.integers(0, 6, length))
+        for extra in (-1.0, 2.0, 2.5, 9.0):
+            for count in (0, 1, 2, 7):
+                assert _median_with(values, extra, count) == statistics.median(
+                    values + (extra,) * count), (values, extra, count)
+
+
+def test_someone_who_comes_closer_in_their_first_second_is_followed():
+    """Coming 1.5x closer 1 s after appearing more than doubles the area, against a window
+    whose missing part is the first (smaller) area: framed within 1.5 s, not after 2.5 s."""
+    near, nearer = webcam_body(110), webcam_body(165)
+    framer = AutoFramer(ON, fps=FPS)
+    run(framer, [near] * 30)
+    _, crops = run(framer, [nearer] * int(1.5 * FPS))
+    wanted = target_crop(person_box(nearer[1]), (W, H), ON)
+    assert wanted[2] > 1.3 * crops[0][2]
+    assert crops[-1] == pytest.approx(wanted, rel=0.03)
 
 
 def glide_s(step_s, timed=True):
