@@ -2,16 +2,20 @@
 rectangle for a person): a still person gives a constant crop (std 0, no reversals); a person whose
 size alternates turns the zoom a known number of times with no zoom window, and a brief arm not
 at all with one; the reversal count, the ping-pong order, the face test and the pooling by hand;
-the command's table and its one-line errors."""
+the command's table and its one-line errors; the face boxes cached beside the mattes, read back
+only for the same clip, frame count and settings."""
 
 import cv2
 import numpy as np
 import pytest
+from conftest import write_video
 
 from portrait.options import FramingOptions
 from portrait.training.framing_study import (
+    FACE_CACHE,
     ClipResult,
     StudyOptions,
+    cached_face_boxes,
     face_outside,
     main,
     ping_pong,
@@ -137,3 +141,61 @@ def test_a_clip_without_its_video_fails_in_one_line(tmp_path, capsys):
     assert main(["--mattes", str(tmp_path / "mattes"), "--videos", str(tmp_path / "videos")]) != 0
     err = capsys.readouterr().err.strip()
     assert "no video 'still.*'" in err and len(err.splitlines()) == 1
+
+
+def _plant_faces(path, boxes):
+    """Rewrite the cache at ``path`` with other ``boxes``, its key kept."""
+    with np.load(path) as saved:
+        key = {name: saved[name] for name in saved.files if name != "boxes"}
+    with open(path, "wb") as file:
+        np.savez(file, boxes=np.array(boxes, np.int32), **key)
+
+
+def test_face_boxes_are_cached_and_read_back_only_for_the_same_frame_count(tmp_path):
+    """The first call finds the faces (none on a blank room) and saves them beside the mattes;
+    the next call with as many frames reads the file (boxes planted there come back); another
+    clip's file, another frame count, or a file that is no cache: found again and saved anew."""
+    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
+    mattes = read_mattes(folder)
+    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+    with np.load(folder / FACE_CACHE) as saved:
+        assert (saved["clip"].item(), saved["frames"].item()) == ("still", 4)
+        assert saved["boxes"].tolist() == [[-1, -1, -1, -1]] * 4
+    planted = [[1, 2, 16, 16], [-1, -1, -1, -1], [3, 4, 16, 16], [5, 6, 16, 16]]
+    _plant_faces(folder / FACE_CACHE, planted)
+    assert cached_face_boxes(folder, frames, mattes) == [(1, 2, 16, 16), None, (3, 4, 16, 16),
+                                                         (5, 6, 16, 16)]
+    other = _write_clip(tmp_path / "other", [_person(40, 60)] * 4)
+    (other / FACE_CACHE).write_bytes((folder / FACE_CACHE).read_bytes())  # another clip's
+    assert cached_face_boxes(other, frames, mattes) == [None] * 4
+    assert cached_face_boxes(folder, frames + frames[:1], mattes) == [None] * 4  # zip: 4 mattes
+    with np.load(folder / FACE_CACHE) as saved:
+        assert saved["frames"].item() == 5 and (saved["boxes"] < 0).all()
+    cached_face_boxes(folder, frames, mattes)  # the 4 frames' cache again
+    whole = (folder / FACE_CACHE).read_bytes()
+    for damaged in (b"not a cache", b"", whole[:len(whole) // 2]):  # a cache cut short
+        (folder / FACE_CACHE).write_bytes(damaged)
+        assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+        assert (folder / FACE_CACHE).read_bytes() == whole  # saved anew
+    assert len(read_mattes(folder)) == 4  # the cache beside them is no matte
+
+
+def test_the_command_reads_the_faces_from_the_cache_on_its_second_run(tmp_path, capsys):
+    """--videos saves the clip's faces beside its mattes; planted there, a face outside the
+    crop in every frame is counted in every replayed frame of the next run (the blank video
+    has none to find)."""
+    mattes = tmp_path / "mattes"
+    _write_clip(mattes / "still", [_person(40, 60)] * 4)
+    (tmp_path / "videos").mkdir()
+    write_video(tmp_path / "videos" / "still.avi", 4, size=(W, H))
+    args = ["--mattes", str(mattes), "--videos", str(tmp_path / "videos")]
+    assert main(args) == 0
+    first = [line.split() for line in capsys.readouterr().out.splitlines()
+             if line.startswith("still")]
+    assert first[0][-1] == "0/0"
+    _plant_faces(mattes / "still" / FACE_CACHE, [[0, 0, 16, 16]] * 4)
+    assert main(args) == 0
+    second = [line.split() for line in capsys.readouterr().out.splitlines()
+              if line.startswith("still")]
+    assert second[0][-1] == f"{2 * (4 + 2)}/{2 * (4 + 2)}"  # ping-pong 0 1 2 3 2 1, twice

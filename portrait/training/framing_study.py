@@ -14,13 +14,17 @@ and over all, for each ``--zoom-window``:
 * zoom reversals a minute: turns of the crop's width, a move counting only once it goes
   :data:`REVERSAL_STEP` % of the frame's width past the last turning point;
 * with ``--videos``: frames where the face (:func:`face_boxes`, OpenCV's Haar detector on the
-  video's frame) leaves the crop, out of the frames with a face found.
+  video's frame) leaves the crop, out of the frames with a face found. The detector takes
+  minutes; its boxes are kept in :data:`FACE_CACHE` in the clip's mattes folder and read from
+  there while they were found on as many frames and mattes, with the same settings.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -41,6 +45,10 @@ FACE_COVER = 0.6  # a face box must be this much person in the matte (no faces i
 FACE_SIZES = (0.6, 1.6)  # a face's width within these times the clip's median
 FACE_TOLERANCE = 0.01  # of the crop's height: a head this close to the crop's edge is inside
 _CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
+_DETECT = (1.05, 4, 24)  # detectMultiScale's scale step, neighbours and smallest face (px)
+FACE_CACHE = "faces.npz"  # face_boxes of a clip, beside its mattes (cached_face_boxes)
+# what the boxes depend on besides the frames and mattes: a cache made otherwise is made again
+_FACE_SETTINGS = repr((_CASCADES, _DETECT, FACE_COVER, FACE_SIZES))
 
 
 @dataclass(frozen=True)
@@ -131,12 +139,14 @@ def face_boxes(frames: Sequence[np.ndarray], mattes: Sequence[np.ndarray]) -> li
     matte covers :data:`FACE_COVER` of the box, sized within :data:`FACE_SIZES` of the clip's
     median, the topmost one."""
     detectors = [cv2.CascadeClassifier(cv2.data.haarcascades + name) for name in _CASCADES]
+    scale, neighbours, smallest = _DETECT
     found = []
     for frame, matte in zip(frames, mattes):
         grey = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
         boxes = []
         for detector in detectors:
-            for x, y, w, h in detector.detectMultiScale(grey, 1.05, 4, minSize=(24, 24)):
+            for x, y, w, h in detector.detectMultiScale(grey, scale, neighbours,
+                                                        minSize=(smallest, smallest)):
                 if (matte[y:y + h, x:x + w] > 127).mean() >= FACE_COVER:
                     boxes.append((int(x), int(y), int(w), int(h)))
         found.append(boxes)
@@ -147,6 +157,46 @@ def face_boxes(frames: Sequence[np.ndarray], mattes: Sequence[np.ndarray]) -> li
     low, high = FACE_SIZES[0] * median, FACE_SIZES[1] * median
     kept = [[b for b in boxes if low <= b[2] <= high] for boxes in found]
     return [min(boxes, key=lambda b: b[1]) if boxes else None for boxes in kept]
+
+
+def cached_face_boxes(folder: Path, frames: Sequence[np.ndarray],
+                      mattes: Sequence[np.ndarray]) -> list[Optional[Box]]:
+    """:func:`face_boxes`, read from ``folder``/:data:`FACE_CACHE` where it holds the boxes of
+    this clip (the folder's name) found on as many frames and mattes with today's settings;
+    otherwise found and saved there (a folder that cannot be written: found, not saved)."""
+    path, clip = Path(folder) / FACE_CACHE, Path(folder).name
+    key = {"clip": clip, "frames": len(frames), "mattes": len(mattes),
+           "settings": _FACE_SETTINGS}
+    cached = _read_face_cache(path)
+    if cached is not None and cached[0] == key:
+        log.info("%s: face boxes from %s", clip, path)
+        return cached[1]
+    faces = face_boxes(frames, mattes)
+    boxes = np.array([(-1, -1, -1, -1) if face is None else face for face in faces],
+                     np.int32).reshape(-1, 4)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb") as file:
+            np.savez(file, boxes=boxes, **key)
+        os.replace(partial, path)  # whole or not at all: a run cut short leaves no half cache
+    except OSError as error:
+        log.warning("%s: face boxes not cached (%s)", clip, error)
+    return faces
+
+
+def _read_face_cache(path: Path) -> Optional[tuple[dict, list[Optional[Box]]]]:
+    """The key and boxes saved by :func:`cached_face_boxes`, or None: no file, or one that is
+    not such a cache (it is then made again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            key = {name: saved[name].item() for name in ("clip", "frames", "mattes", "settings")}
+            boxes = saved["boxes"]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        log.warning("%s: not a face cache (%s); finding the faces again", path, error)
+        return None
+    return key, [None if box[0] < 0 else tuple(int(v) for v in box) for box in boxes]
 
 
 def face_outside(crop: Crop, face: Box, size: tuple[int, int]) -> bool:
@@ -284,7 +334,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if len(frames) != len(mattes):
                     log.warning("%s: %d frames, %d mattes; faces of the first %d", folder.name,
                                 len(frames), len(mattes), min(len(frames), len(mattes)))
-                faces = face_boxes(frames, mattes)
+                faces = cached_face_boxes(folder, frames, mattes)
                 log.info("%s: a face in %d of %d frames", folder.name,
                          sum(face is not None for face in faces), len(faces))
             clips.append((folder.name, mattes, fps, faces))
