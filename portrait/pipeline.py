@@ -358,12 +358,17 @@ class FrameProcessor:
         out = self._mirrored.get(image.shape) if self._mirrored is not None else None
         return cv2.flip(image, 1, dst=out)
 
-    def process(self, image: np.ndarray, pts_s: Optional[float] = None) -> np.ndarray:
+    def process(self, image: np.ndarray, pts_s: Optional[float] = None,
+                ms: Optional[dict[str, float]] = None) -> np.ndarray:
         """All stages on one frame, in this thread; returns the output image. ``pts_s``: the
-        frame's time (``None``: a video background goes by a monotonic clock)."""
+        frame's time (``None``: a video background goes by a monotonic clock). ``ms``: where
+        given, each stage's milliseconds for this frame are put in it (``segment``,
+        ``refine``, ``composite``, ...), as a stream's :class:`Packet` records them."""
         packet = Packet(image=image, index=0, time_s=time.perf_counter(), pts_s=pts_s)
         self.segment(packet)
         self.finish(packet)
+        if ms is not None:
+            ms.update(packet.ms)
         return packet.output
 
 

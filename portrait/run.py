@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -226,10 +227,13 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
             try:
                 processor.reset()  # each photo is a scene of its own (subject, framing)
                 # A photo has no time: a video background gives each its first frame.
-                result = processor.process(item.frame.image, pts_s=0.0)
+                ms = {"decode": item.frame.decode_ms}
+                result = processor.process(item.frame.image, pts_s=0.0, ms=ms)
+                started = time.perf_counter()
                 # The colour profile and date go with the colours: a matte is data, not colour.
                 sink.write(result, name=item.frame.name,
                            metadata=NO_METADATA if output.matte else item.frame.metadata)
+                ms["output"] = (time.perf_counter() - started) * 1000
             except OutputFull:  # no photo after this one would be written either
                 raise
             except InputError as error:
@@ -238,6 +242,8 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
                 log.warning("skipped '%s': %s", item.path, error)
                 failures.append((item.path, error))
                 continue
+            for stage, stage_ms in ms.items():  # --stats: a photo's stages, as a stream's
+                stats.add(stage, stage_ms)
             stats.frames += 1
     return failures
 

@@ -279,6 +279,25 @@ def test_video_in_gives_video_out_with_the_same_frame_count(brightness_model, tm
     assert summary["wait_ms"] == {"mean": None, "median": None, "p95": None}  # no waiting
 
 
+def test_a_batch_of_photos_times_each_stage_in_its_stats(brightness_model, tmp_path):
+    """--stats with --image: the photos written, and the mean ms of each stage they went
+    through (the contract's stage_ms), as a video's; a file that could not be read is not
+    counted. The latencies are null: a photo's is the sum of its stages."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    person_image(folder / "a.png")
+    person_image(folder / "b.jpg", size=(96, 64))
+    (folder / "c.jpg").write_bytes(b"")  # reported and skipped
+    stats = tmp_path / "s.json"
+    assert main(["--model", str(brightness_model), "--image", str(folder), "--out",
+                 str(tmp_path / "out"), "--stats", str(stats), "-q"]) == 1
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == 2 and summary["fps"] > 0
+    assert set(summary["stage_ms"]) == {"decode", "segment", "refine", "composite", "output"}
+    assert all(ms > 0 for ms in summary["stage_ms"].values()), summary["stage_ms"]
+    assert summary["latency_ms"] == {"mean": None, "median": None, "p95": None}
+
+
 def test_a_video_keeps_its_sound_unless_told(brightness_model, tmp_path, caplog):
     """The sound goes along, cut where the picture ends (20 frames at 30 fps: 0.67 s); not with
     --no-audio. With --realtime too: the frames it may drop leave their time to the frame

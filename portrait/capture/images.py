@@ -432,13 +432,15 @@ class ImageSource(Source):
     def items(self) -> Iterator[ImageItem]:
         """Every file in order, with its frame or its error; never raises for a bad file."""
         for index, path in enumerate(self.paths):
+            started = time.perf_counter()
             try:
                 image, metadata = read_photo(path, self.max_pixels)
             except InputError as error:
                 yield ImageItem(path, None, error)
                 continue
-            frame = Frame(image, index, time.perf_counter(), name=path.stem, path=path,
-                          metadata=metadata)
+            read_s = time.perf_counter()
+            frame = Frame(image, index, read_s, name=path.stem, path=path, metadata=metadata,
+                          decode_ms=(read_s - started) * 1000)
             yield ImageItem(path, frame, None)
 
     def __iter__(self) -> Iterator[Frame]:
