@@ -1650,6 +1650,33 @@ def test_image_folder_sink_never_replaces_a_file_it_did_not_write(tmp_path):
     assert sorted(p.name for p in ours.iterdir()) == ["holiday.png", OUTPUT_MARKER]
 
 
+def test_image_sinks_say_when_they_replace_a_file_that_was_there(tmp_path, caplog):
+    """An --image --out file that is there already is replaced with a warning naming it (not
+    silently); a new one writes without. A batch into its own earlier folder says how many of
+    the earlier run's images it replaced, at close; a first run into it says nothing."""
+    image = np.full((4, 4, 3), 9, np.uint8)
+    old = tmp_path / "cutout.png"
+    old.write_bytes(b"the user's earlier file")
+    for path, warned in ((old, True), (tmp_path / "new.png", False)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO), ImageFileSink(path) as sink:
+            sink.write(image)
+            sink.write(image)  # the sink's own file: no second warning
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == ([f"'{path}' was there before; replaced with this run's output"]
+                            if warned else []), caplog.text
+        assert cv2.imread(str(path))[0, 0, 0] == 9
+    folder = tmp_path / "cutouts"
+    for run, said in ((1, []), (2, [f"replaced 2 images of an earlier run in '{folder}'"])):
+        caplog.clear()
+        with caplog.at_level(logging.INFO), ImageFolderSink(folder) as sink:
+            sink.write(image, "a")
+            sink.write(image, "b")
+            if run == 2:
+                sink.write(image, "c")  # new in this run: not replaced
+        assert [r.getMessage() for r in caplog.records if "replaced" in r.getMessage()] == said
+
+
 def test_open_image_sink_picks_file_or_folder(tmp_path):
     assert isinstance(open_image_sink(tmp_path / "o.png", batch=False), ImageFileSink)
     assert isinstance(open_image_sink(tmp_path, batch=False), ImageFolderSink)

@@ -96,8 +96,12 @@ class ImageFileSink(Sink):
     def write(self, image: np.ndarray, name: Optional[str] = None,
               metadata: PhotoMetadata = NO_METADATA) -> None:
         """Write ``image`` to the sink's path (``name`` is ignored: there is one file), with
-        what it keeps of its photo's ``metadata``."""
+        what it keeps of its photo's ``metadata``. A file that was there before is replaced,
+        with a warning that says so."""
+        there_before = self.frames_written == 0 and os.path.lexists(self.path)
         write_image(self.path, image, protected=(), metadata=metadata)  # inputs checked above
+        if there_before:
+            log.warning("'%s' was there before; replaced with this run's output", self.path)
         self.frames_written += 1
 
 
@@ -136,6 +140,8 @@ class ImageFolderSink(Sink):
         if self._ours:
             mark_ours(self.folder, "Images written by python app.py --image --out")
         self.frames_written = 0
+        self.replaced = 0  # images of an earlier run into the folder, replaced by this one's
+        self._closed = False
 
     def write(self, image: np.ndarray, name: Optional[str] = None,
               metadata: PhotoMetadata = NO_METADATA) -> None:
@@ -157,9 +163,20 @@ class ImageFolderSink(Sink):
         if not self._ours and (path.exists() or path.is_symlink()):
             raise InputError(f"'{path}' was there before and this app did not write it; move it "
                              "or choose a new --out folder")
+        there_before = os.path.lexists(path)  # an earlier run's image: the folder is ours
         write_image(path, image, metadata=metadata)
         self._written.add(name, path)
         self.frames_written += 1
+        self.replaced += there_before
+
+    def close(self) -> None:
+        """Say how many images of an earlier run this one replaced; safe twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.replaced:
+            log.info("replaced %s of an earlier run in '%s'", counted(self.replaced, "image"),
+                     self.folder)
 
 
 def _file_id(path: Path) -> Optional[tuple[int, int]]:
