@@ -1416,6 +1416,23 @@ def test_image_folder_lists_sorted_images_and_carries_on_past_bad_files(tmp_path
         ("c.webp", True, False)]
 
 
+def test_a_folder_says_how_many_subfolders_it_does_not_search(tmp_path, caplog):
+    """Photos sorted into folders by year beside a photo of the top folder: the batch is that
+    photo, and one line counts the subfolders left out (not the hidden ones), naming the
+    first, so they are not missed unsaid; the other files are counted in a line of their own."""
+    cv2.imwrite(str(tmp_path / "top.jpg"), np.full((8, 8, 3), 100, np.uint8))
+    for name in ("2024", "2023", ".thumbnails"):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "inside.jpg"), np.full((8, 8, 3), 100, np.uint8))
+    (tmp_path / "notes.txt").write_text("not a photo")
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    assert [p.name for p in ImageSource(tmp_path).paths] == ["top.jpg"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"'{tmp_path}': 1 file that is not an image skipped (first: notes.txt)",
+        f"'{tmp_path}': 2 subfolders not searched (first: 2023); give a subfolder's path to "
+        "process its photos"]
+
+
 def test_a_folder_warns_of_photos_whose_names_differ_only_in_case(tmp_path, caplog):
     """IMG_1.jpg and img_1.png: their outputs are one file on a disk that ignores case."""
     for name in ("IMG_1.jpg", "img_1.png", "a.jpg", "a.png"):

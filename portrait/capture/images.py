@@ -347,9 +347,9 @@ def list_images(folder: Path) -> list[Path]:
     (:data:`IMAGE_EXTENSIONS`) and any other that OpenCV recognises as one from its first bytes.
     Photos named in a format OpenCV does not decode (:data:`UNDECODED_PHOTO_FORMATS`) and links
     named like a photo whose target is missing are listed too, so that reading them reports
-    them instead of leaving them out unsaid. Hidden files are skipped; the other files are
-    counted in one log line."""
-    images, others = [], []
+    them instead of leaving them out unsaid. Hidden files are skipped; the other files, and
+    the subfolders (not searched), are each counted in one log line."""
+    images, others, subfolders = [], [], []
     for entry in folder.iterdir():
         if entry.name.startswith("."):  # e.g. macOS "._x.jpg" forks
             continue
@@ -357,6 +357,8 @@ def list_images(folder: Path) -> list[Path]:
         if not entry.is_file():
             if named_a_photo and entry.is_symlink() and not entry.exists():  # a dangling link
                 images.append(entry)
+            elif entry.is_dir():
+                subfolders.append(entry.name)
             continue
         if named_a_photo or is_image_file(entry):
             images.append(entry)
@@ -365,6 +367,9 @@ def list_images(folder: Path) -> list[Path]:
     if others and images:
         log.info("'%s': %s that %s skipped (first: %s)", folder, counted(len(others), "file"),
                  "is not an image" if len(others) == 1 else "are not images", min(others))
+    if subfolders and images:  # photos sorted into folders by year would be missed unsaid
+        log.info("'%s': %s not searched (first: %s); give a subfolder's path to process its "
+                 "photos", folder, counted(len(subfolders), "subfolder"), min(subfolders))
     return sorted(images)
 
 
