@@ -94,6 +94,8 @@ class Packet:
     span: int = 1  # frames the smoother spreads ``prob``'s step over (FrameProcessor.segment)
     output: Optional[np.ndarray] = None
     ms: dict[str, float] = field(default_factory=dict)
+    # A photo's own transparency (capture.Frame.alpha): what it shows of the person.
+    photo_alpha: Optional[np.ndarray] = None
 
 
 class StillDetector:
@@ -314,6 +316,10 @@ class FrameProcessor:
         height, width = packet.image.shape[:2]
         alpha_out = self._alphas.get((height, width)) if self._alphas is not None else None
         alpha = self.refiner(packet.image, prob, out=alpha_out)
+        if packet.photo_alpha is not None:
+            # What the photo shows is all there is of the person: where it is transparent, its
+            # hidden colours must not come back in a cut-out, matte or composite.
+            cv2.multiply(alpha, packet.photo_alpha, dst=alpha, scale=1 / 255)
         t2 = time.perf_counter()
         if self.matte:
             output = alpha
@@ -359,12 +365,17 @@ class FrameProcessor:
         return cv2.flip(image, 1, dst=out)
 
     def process(self, image: np.ndarray, pts_s: Optional[float] = None,
-                ms: Optional[dict[str, float]] = None) -> np.ndarray:
+                ms: Optional[dict[str, float]] = None,
+                photo_alpha: Optional[np.ndarray] = None) -> np.ndarray:
         """All stages on one frame, in this thread; returns the output image. ``pts_s``: the
         frame's time (``None``: a video background goes by a monotonic clock). ``ms``: where
         given, each stage's milliseconds for this frame are put in it (``segment``,
-        ``refine``, ``composite``, ...), as a stream's :class:`Packet` records them."""
-        packet = Packet(image=image, index=0, time_s=time.perf_counter(), pts_s=pts_s)
+        ``refine``, ``composite``, ...), as a stream's :class:`Packet` records them.
+        ``photo_alpha``: a photo's own transparency (uint8, the image's size), which the
+        person's alpha is multiplied by: what is transparent in the photo stays out of the
+        person."""
+        packet = Packet(image=image, index=0, time_s=time.perf_counter(), pts_s=pts_s,
+                        photo_alpha=photo_alpha)
         self.segment(packet)
         self.finish(packet)
         if ms is not None:

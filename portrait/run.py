@@ -228,7 +228,8 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
                 processor.reset()  # each photo is a scene of its own (subject, framing)
                 # A photo has no time: a video background gives each its first frame.
                 ms = {"decode": item.frame.decode_ms}
-                result = processor.process(item.frame.image, pts_s=0.0, ms=ms)
+                result = processor.process(item.frame.image, pts_s=0.0, ms=ms,
+                                           photo_alpha=item.frame.alpha)
                 started = time.perf_counter()
                 # The colour profile and date go with the colours: a matte is data, not colour.
                 sink.write(result, name=item.frame.name,

@@ -122,6 +122,40 @@ def test_a_photos_colour_profile_and_date_go_to_its_outputs_but_not_to_its_matte
         assert 0x0112 not in exif and exif.get_ifd(0x8825) == {}, name  # no orientation, GPS
 
 
+@pytest.mark.parametrize("ext", [".png", ".webp"])
+def test_what_a_photo_hides_with_its_own_transparency_stays_out_of_the_person(
+        brightness_model, tmp_path, ext):
+    """A photo with transparency whose hidden pixels keep the person's colours (the right half
+    of the bright block, alpha 0): the cut-out keeps it transparent, the matte 0 and a colour
+    background shows there; the half the photo shows is the person as before. An alpha of 255
+    everywhere changes nothing."""
+    from PIL import Image
+
+    bgr = cv2.imread(str(person_image(tmp_path / "me.png")))
+    alpha = np.full((120, 160), 255, np.uint8)
+    alpha[:, 80:] = 0
+    half = tmp_path / f"half{ext}"
+    Image.fromarray(np.dstack([bgr[:, :, ::-1], alpha])).save(half, lossless=True)
+    opaque = tmp_path / f"opaque{ext}"
+    Image.fromarray(np.dstack([bgr[:, :, ::-1], np.full_like(alpha, 255)])).save(opaque,
+                                                                              lossless=True)
+    results = {}
+    for photo in (half, opaque, tmp_path / "me.png"):
+        for extra in (["--background", "transparent"], ["--matte"], ["--background", "#00ff00"]):
+            out = tmp_path / f"{photo.stem}{extra[-1].replace('#', '')}.png"
+            assert main(["--model", str(brightness_model), "--image", str(photo), "--out",
+                         str(out), "-q", *extra]) == 0
+            results[photo.stem, extra[-1]] = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    cutout, matte = results["half", "transparent"], results["half", "--matte"]
+    green = results["half", "#00ff00"]
+    assert cutout[30:110, 80:110, 3].max() == 0 and matte[30:110, 80:110].max() == 0
+    assert (green[40:100, 85:105] == (0, 255, 0)).all()
+    assert cutout[40:100, 55:75, 3].min() > 200 and matte[40:100, 55:75].min() > 200
+    assert green[40:100, 55:75].min() > 200  # the person the photo shows
+    for extra in ("transparent", "--matte", "#00ff00"):
+        np.testing.assert_array_equal(results["opaque", extra], results["me", extra])
+
+
 def test_a_transparent_tiff_cutout_is_marked_as_transparent(brightness_model, tmp_path):
     """--background transparent --out x.tiff: the alpha is marked as such (ExtraSamples = 2,
     unassociated), so editors show the room as transparent; the person stays opaque."""

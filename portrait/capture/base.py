@@ -71,6 +71,9 @@ class Frame:
         cut: the first frame of another shot, not the one before's next moment (a looped
             video starting again): what carries from frame to frame (smoothing, framing)
             starts afresh here.
+        alpha: for a photo with transparency (a PNG, WebP or TIFF with an alpha channel under
+            255 somewhere, or a transparent palette colour), its own alpha, uint8 ``(H, W)``,
+            255 = opaque, oriented as ``image``; ``None`` for an opaque photo and other frames.
     """
 
     image: np.ndarray
@@ -85,6 +88,7 @@ class Frame:
     metadata: PhotoMetadata = NO_METADATA
     duration_s: Optional[float] = None
     cut: bool = False
+    alpha: Optional[np.ndarray] = None
 
 
 

@@ -87,15 +87,17 @@ def read_image(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
 
 
 def read_photo(path: Union[str, Path], max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-               what: str = "image") -> tuple[np.ndarray, PhotoMetadata]:
-    """:func:`read_image` (BGR uint8), and what the photo's output keeps of its metadata: its
-    colour profile, capture date and camera (:func:`~portrait.photo_metadata.photo_metadata`;
-    nothing where Pillow, which reads it, is not installed).
+               what: str = "image",
+               keep_alpha: bool = False) -> tuple[np.ndarray, PhotoMetadata]:
+    """:func:`read_image` (BGR uint8; BGRA where ``keep_alpha`` and the photo has
+    transparency), and what the photo's output keeps of its metadata: its colour profile,
+    capture date and camera (:func:`~portrait.photo_metadata.photo_metadata`; nothing where
+    Pillow, which reads it, is not installed).
 
     Raises:
         InputError: as :func:`read_image`.
     """
-    return _read(Path(path), max_pixels, what, keep_alpha=False, with_metadata=True)
+    return _read(Path(path), max_pixels, what, keep_alpha=keep_alpha, with_metadata=True)
 
 
 def _read(path: Path, max_pixels: int, what: str, keep_alpha: bool,
@@ -400,7 +402,8 @@ class ImageSource(Source):
     """An image file, or every image in a folder (sorted; extensions in ``IMAGE_EXTENSIONS``).
 
     Iterating yields a :class:`Frame` per readable image (``name`` is the file stem,
-    ``metadata`` what its output keeps of the file's metadata). A bad file
+    ``metadata`` what its output keeps of the file's metadata, ``alpha`` its own transparency
+    where it has some). A bad file
     of a single-file source raises its :class:`InputError`; in a folder it is logged, recorded
     in ``failures`` and skipped, so a batch carries on. :meth:`items` gives every file with its
     frame or error, for callers that report as they go.
@@ -439,13 +442,17 @@ class ImageSource(Source):
         for index, path in enumerate(self.paths):
             started = time.perf_counter()
             try:
-                image, metadata = read_photo(path, self.max_pixels)
+                image, metadata = read_photo(path, self.max_pixels, keep_alpha=True)
             except InputError as error:
                 yield ImageItem(path, None, error)
                 continue
+            alpha = None
+            if image.ndim == 3 and image.shape[2] == 4:  # the photo has transparency
+                alpha = np.ascontiguousarray(image[:, :, 3])
+                image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
             read_s = time.perf_counter()
             frame = Frame(image, index, read_s, name=path.stem, path=path, metadata=metadata,
-                          decode_ms=(read_s - started) * 1000)
+                          decode_ms=(read_s - started) * 1000, alpha=alpha)
             yield ImageItem(path, frame, None)
 
     def __iter__(self) -> Iterator[Frame]:
