@@ -224,8 +224,34 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see {self.prog} --help\n")
 
 
+def extra_photos_hint(argv: Sequence[str], extras: Sequence[str]) -> str:
+    """What to say of ``extras``, arguments the app does not take, where they follow the file
+    of ``--image`` in ``argv``: several photos, as a shell pattern (``--image *.jpg``) gives
+    them; ``""`` otherwise."""
+    argv = list(argv)
+    for index, arg in enumerate(argv):
+        after = index + 2 if arg == "--image" else index + 1 if arg.startswith("--image=") else None
+        if after is not None and argv[after:after + 1] == list(extras[:1]):
+            return ("; --image takes one photo or a folder: to cut out several, give their "
+                    "folder (a pattern such as *.jpg gives each file as an argument of its own)")
+    return ""
+
+
+class AppParser(OneLineParser):
+    """The app's parser: arguments it does not take are refused saying so, and, where they
+    follow ``--image``'s file, how to give several photos."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            argv = sys.argv[1:] if args is None else args
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       f"{extra_photos_hint(argv, extras)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
+    p = AppParser(
         prog="python app.py",
         description="Real-time portrait segmentation: blur or replace the background of a "
                     "webcam (to a virtual camera), a video file, or photos.",

@@ -1162,6 +1162,23 @@ def test_an_unwritable_stream_output_is_refused_with_why_before_the_model_loads(
     assert "No such file or directory" not in stderr and "broken.hdf5" not in stderr
 
 
+def test_several_photos_after_image_are_refused_saying_to_give_their_folder(capsys, tmp_path):
+    """--image *.jpg: the shell gives each photo as an argument of its own. The refusal names
+    them and says to give their folder, for --image FILE and --image=FILE; an argument that
+    does not follow --image's file is refused without that advice."""
+    photos = [person_image(tmp_path / f"p{i}.jpg") for i in range(3)]
+    for image in (["--image", photos[0]], [f"--image={photos[0]}"]):
+        code, stderr = run_in_process(capsys, *image, *photos[1:], "--out", tmp_path / "o/")
+        assert_one_line_error(code, stderr, f"unrecognized arguments: {photos[1]} {photos[2]}; "
+                              "--image takes one photo or a folder: to cut out several, give "
+                              "their folder")
+        assert code == 2
+    code, stderr = run_in_process(capsys, "--image", photos[0], "--out", tmp_path / "o.png",
+                                  "extra")
+    assert_one_line_error(code, stderr, "unrecognized arguments: extra; see python app.py --help")
+    assert not list(tmp_path.glob("o*"))
+
+
 def test_threads_say_what_0_means_for_camera_video_and_photos(capsys):
     """--threads 0 is half the cores for a camera or video stream, every core for photos
     (pipeline.stream_inference_threads): the refusal of -1 says so, not "all cores"."""
