@@ -1516,8 +1516,11 @@ def test_write_image_refuses_the_input_and_bad_types(tmp_path):
     with pytest.raises(InputError, match=r"unsupported type '\.gif'; expected \.png, \.jpg, "
                                          r"\.jpeg, \.bmp, \.webp, \.tif or \.tiff$"):
         write_image(tmp_path / "x.gif", np.zeros((4, 4, 3), np.uint8))
-    with pytest.raises(InputError, match="unsupported type 'none'"):
+    # no type at all: most likely a folder meant, which a / at the end makes
+    with pytest.raises(InputError, match=r"noext': its name has no type; end it with \.png, "
+                                         r"\.jpg, .* or \.tiff, or with / for a folder$"):
         ImageFileSink(tmp_path / "noext")
+    assert not (tmp_path / "noext").exists()
     with pytest.raises(ValueError, match="float64 != uint8"):
         write_image(tmp_path / "x.png", np.zeros((4, 4, 3)))
 
