@@ -1204,6 +1204,32 @@ def test_a_stream_run_that_fails_after_the_output_check_leaves_no_folder(capsys,
     assert sorted(tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("out", ["new/deeper/me.png", "new/deeper/cutouts/", "batch"])
+def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys, tmp_path, out):
+    """--image checks its --out before the model loads, creating nothing: a run whose model
+    will not load leaves no empty folder (nor a folder holding only the output mark) where its
+    cut-outs would have gone, and a batch of which no photo reads makes none either."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = person_image(photos / "me.png")
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(b"not a model")
+    before = sorted(tmp_path.rglob("*"))
+    if out == "batch":
+        (tmp_path / "bad").mkdir()
+        (tmp_path / "bad" / "empty.jpg").write_bytes(b"")
+        before = sorted(tmp_path.rglob("*"))
+        code, stderr = run_in_process(capsys, "--model", broken, "--image", tmp_path / "bad",
+                                      "--out", tmp_path / "new" / "cutouts")
+        assert code == 1 and "Traceback" not in stderr and "empty.jpg" in stderr, stderr
+    else:
+        source = photos if out.endswith("/") else image
+        code, stderr = run_in_process(capsys, "--model", broken, "--image", source,
+                                      "--out", f"{tmp_path}/{out}")
+        assert_one_line_error(code, stderr, "broken.hdf5")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 @pytest.mark.parametrize("mode", ["--image", "--source"])
 def test_a_run_that_fails_after_the_stats_check_leaves_no_folder(capsys, tmp_path,
                                                                  brightness_model, mode):

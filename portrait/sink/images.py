@@ -14,8 +14,8 @@ from portrait.errors import InputError
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata
 from portrait.sink.base import Sink, _check_image
 from portrait.sink.encode import encode_image
-from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input, is_ours,
-                                 mark_ours, write_atomic)
+from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input,
+                                 check_folder, is_ours, mark_ours, write_atomic)
 from portrait.words import counted
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ def _image_extension(path: Path) -> str:
 
 
 class ImageFileSink(Sink):
-    """One output image file (each write replaces it); checks the path at construction.
+    """One output image file (each write replaces it); checks the path at construction,
+    creating nothing: its folder is made as the image is written, so a run that fails before
+    (a model that won't load, Ctrl-C) leaves no folder behind.
 
     Args:
         path: the output file (``.png`` keeps transparency).
@@ -94,7 +96,7 @@ class ImageFileSink(Sink):
         if self.path.is_dir():
             raise InputError(f"cannot write image '{self.path}': it is a folder; "
                              "give a file name")
-        _prepare_folder(self.path.parent, f"image '{self.path}'")
+        check_folder(self.path.parent, f"image '{self.path}'")  # made by write_image
         self.frames_written = 0
 
     def write(self, image: np.ndarray, name: Optional[str] = None,
@@ -118,6 +120,9 @@ class ImageFolderSink(Sink):
     folder this app did not write (the user's own ``holiday.png``), so a batch can report the
     item and carry on. The folder is marked as this app's output
     (:func:`~portrait.sink.paths.mark_ours`): a later run into it replaces this run's images.
+    It is checked at construction, creating nothing, and made (and marked) as the first image
+    is written: a run that fails before (a model that won't load, Ctrl-C, no photo that reads)
+    leaves no folder behind.
 
     Names are compared as the disk compares them (:class:`WrittenNames`): ``IMG_1`` and
     ``img_1`` collide where the disk ignores case, and are two files where it does not (Linux,
@@ -140,9 +145,8 @@ class ImageFolderSink(Sink):
         self._protected_ids = _file_ids(protected)
         self._written = WrittenNames()
         self._ours = is_ours(self.folder)  # else the files there before are the user's
-        _prepare_folder(self.folder, f"images to '{self.folder}'")
-        if self._ours:
-            mark_ours(self.folder, "Images written by python app.py --image --out")
+        check_folder(self.folder, f"images to '{self.folder}'")
+        self._prepared = False  # the folder made and marked, at the first image
         self.frames_written = 0
         self.replaced = 0  # images of an earlier run into the folder, replaced by this one's
         self._closed = False
@@ -167,6 +171,11 @@ class ImageFolderSink(Sink):
         if not self._ours and (path.exists() or path.is_symlink()):
             raise InputError(f"'{path}' was there before and this app did not write it; move it "
                              "or choose a new --out folder")
+        if not self._prepared:
+            _prepare_folder(self.folder, f"images to '{self.folder}'")
+            if self._ours:
+                mark_ours(self.folder, "Images written by python app.py --image --out")
+            self._prepared = True
         there_before = os.path.lexists(path)  # an earlier run's image: the folder is ours
         write_image(path, image, metadata=metadata)
         self._written.add(name, path)
