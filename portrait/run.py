@@ -88,7 +88,13 @@ def _say_if_stopped(stop: Optional[BaseException], stats: RunStats, total: int, 
     photo written is whole)."""
     if total <= 1:
         return
-    if isinstance(stop, (KeyboardInterrupt, StopRequested)):
+    if isinstance(stop, (KeyboardInterrupt, StopRequested, OutputFull)) and not stats.frames:
+        # No photo written: nothing is in ``out``, which is made with the first one.
+        full = isinstance(stop, OutputFull)
+        log.warning("%s before any of the %d images was written%s",
+                    "stopped" if full else "interrupted", total,
+                    ": the output's disk takes none" if full else "")
+    elif isinstance(stop, (KeyboardInterrupt, StopRequested)):
         log.warning("interrupted after %d of %d images; those are in %s", stats.frames, total, out)
     elif isinstance(stop, OutputFull):
         log.warning("stopped after %d of %d images: the output's disk takes no more; those are "

@@ -844,15 +844,23 @@ def test_an_interrupted_batch_says_how_far_it_got(brightness_model, tmp_path, si
 
 def test_a_single_photo_stopped_says_nothing_of_images_done(caplog):
     """"interrupted after 0 of 1 images; those are in me_portrait.png" would name a file that
-    was never written: the count is for batches, of two images or more."""
+    was never written: the count is for batches, of two images or more. A batch stopped before
+    its first photo names no folder either (it is made with the first photo)."""
+    from portrait.errors import OutputFull
     from portrait.run import _say_if_stopped
     from portrait.stats import RunStats
 
+    done = RunStats()
+    done.frames = 1
     with caplog.at_level("WARNING", logger="portrait.run"):
         _say_if_stopped(KeyboardInterrupt(), RunStats(), 1, "me_portrait.png")
         _say_if_stopped(StopRequested("SIGTERM"), RunStats(), 2, "out")
+        _say_if_stopped(OutputFull("full"), RunStats(), 3, "out")
+        _say_if_stopped(StopRequested("SIGTERM"), done, 2, "out")
     assert [record.getMessage() for record in caplog.records] == [
-        "interrupted after 0 of 2 images; those are in out"]
+        "interrupted before any of the 2 images was written",
+        "stopped before any of the 3 images was written: the output's disk takes none",
+        "interrupted after 1 of 2 images; those are in out"]
 
 
 def app_on_a_small_disk(disk: Path, size: str, *args) -> subprocess.CompletedProcess:
