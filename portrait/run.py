@@ -177,7 +177,10 @@ def run_images(
         _write_stats_after_stop(stats, output.stats)
         raise
     stats.write(output.stats)
-    log.info("wrote %s to %s", counted(stats.frames, "image"), out)
+    if stats.frames:
+        log.info("wrote %s to %s", counted(stats.frames, "image"), out)
+    else:  # the output is made with the first image: there is nothing to look for
+        log.info("wrote no image; %s was not made", out)
     if failures:
         names = ", ".join(str(path.name) for path, _ in failures[:10])
         more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""

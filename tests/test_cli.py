@@ -1205,7 +1205,8 @@ def test_a_stream_run_that_fails_after_the_output_check_leaves_no_folder(capsys,
 
 
 @pytest.mark.parametrize("out", ["new/deeper/me.png", "new/deeper/cutouts/", "batch"])
-def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys, tmp_path, out):
+def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys, caplog,
+                                                                        tmp_path, out):
     """--image checks its --out before the model loads, creating nothing: a run whose model
     will not load leaves no empty folder (nor a folder holding only the output mark) where its
     cut-outs would have gone, and a batch of which no photo reads makes none either."""
@@ -1219,9 +1220,11 @@ def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys,
         (tmp_path / "bad").mkdir()
         (tmp_path / "bad" / "empty.jpg").write_bytes(b"")
         before = sorted(tmp_path.rglob("*"))
+        caplog.set_level(logging.INFO)
         code, stderr = run_in_process(capsys, "--model", broken, "--image", tmp_path / "bad",
                                       "--out", tmp_path / "new" / "cutouts")
         assert code == 1 and "Traceback" not in stderr and "empty.jpg" in stderr, stderr
+        assert f"wrote no image; {tmp_path / 'new' / 'cutouts'} was not made" in caplog.messages
     else:
         source = photos if out.endswith("/") else image
         code, stderr = run_in_process(capsys, "--model", broken, "--image", source,
