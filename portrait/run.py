@@ -179,6 +179,8 @@ def run_images(
     stats.write(output.stats)
     if stats.frames:
         log.info("wrote %s to %s", counted(stats.frames, "image"), out)
+    elif os.path.lexists(out):  # a folder that was there before
+        log.info("wrote no image to %s", out)
     else:  # the output is made with the first image: there is nothing to look for
         log.info("wrote no image; %s was not made", out)
     if failures:

@@ -1225,6 +1225,10 @@ def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys,
                                       "--out", tmp_path / "new" / "cutouts")
         assert code == 1 and "Traceback" not in stderr and "empty.jpg" in stderr, stderr
         assert f"wrote no image; {tmp_path / 'new' / 'cutouts'} was not made" in caplog.messages
+        # into a folder that is there: no word of making it
+        assert run_in_process(capsys, "--model", broken, "--image", tmp_path / "bad",
+                              "--out", photos)[0] == 1
+        assert f"wrote no image to {photos}" in caplog.messages
     else:
         source = photos if out.endswith("/") else image
         code, stderr = run_in_process(capsys, "--model", broken, "--image", source,
