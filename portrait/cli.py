@@ -17,14 +17,10 @@ from portrait.option_checks import FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Range
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
-    MAX_MODEL_SIDE,
-    MAX_REFINE_RADIUS,
     MAX_ZOOM,
     PHOTO_MODEL,
-    REFINE_RADIUS,
     TEST_TIME_MODES,
     ZOOM_FACTOR,
-    ZOOM_LIMIT,
     Backend,
     CaptureOptions,
     CompositeOptions,
@@ -61,16 +57,17 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def model_size(text: str) -> tuple[int, int]:
     """``--input-size``: :func:`parse_size`, both sides multiples of 32 (the models halve their
-    input five times; the app itself only picks such sizes) and at most
-    :data:`MAX_MODEL_SIDE`."""
+    input five times; the app itself only picks such sizes) and at most the largest side
+    ``SegmentOptions.input_size`` takes (4096)."""
     width, height = parse_size(text)
     if width % 32 or height % 32:
         raise argparse.ArgumentTypeError(
             f"size '{text}' is not a multiple of 32 on both sides, e.g. 352x192 or 256x256")
-    if max(width, height) > MAX_MODEL_SIDE:
+    largest = int(number_field(SegmentOptions, "input_size")[1].high)
+    if max(width, height) > largest:
         raise argparse.ArgumentTypeError(
             f"size '{text}' has a side of {max(width, height)} px; each side must be at most "
-            f"{MAX_MODEL_SIDE} px, e.g. 352x192 or 4096x2176")
+            f"{largest} px, e.g. 352x192 or 4096x2176")
     return width, height
 
 
@@ -127,12 +124,28 @@ def _number(text: str, kind: type, bounds: Range, label: str = "",
     return value
 
 
-def threads_type(zero_means: str, name: str = "threads_count") -> Callable[[str], int]:
-    """A ``--threads`` type: a whole number, 0 or more, whose error says what 0 means for the
-    command (``zero_means``): each command runs its interpreter on its own share of cores."""
-    def threads(text: str) -> int:
-        return _number(text, int, NON_NEGATIVE, requirement=f"must be 0 ({zero_means}) or more")
+def field_number(cls: type, name: str, label: str = "",
+                 requirement: Optional[str] = None) -> Callable[[str], float]:
+    """An argparse type for the number field ``name`` of the option dataclass ``cls``: its
+    kind (``int``, ``float``) and its range from the field itself (its ``bounded`` metadata,
+    :func:`portrait.option_checks.number_field`), so the command line takes what the options
+    take; ``label`` and ``requirement`` as :func:`_number` words its error."""
+    kind, bounds = number_field(cls, name)
 
+    def parse(text: str):
+        return _number(text, kind, bounds, label, requirement)
+
+    parse.__name__ = parse.__qualname__ = name  # argparse names a type by it
+    parse.field = (cls, name)  # what it checks against, for the tests that compare the two
+    return parse
+
+
+def threads_type(zero_means: str, name: str = "threads_count") -> Callable[[str], int]:
+    """A ``--threads`` type: ``SegmentOptions.threads`` (:func:`field_number`), whose error says
+    what 0 means for the command (``zero_means``): each command runs its interpreter on its own
+    share of cores."""
+    threads = field_number(SegmentOptions, "threads",
+                           requirement=f"must be 0 ({zero_means}) or more")
     threads.__name__ = threads.__qualname__ = name
     return threads
 
@@ -169,16 +182,8 @@ def fraction(text: str) -> float:
 
 
 def probability(text: str) -> float:
-    """A value from 0 to 1: a probability, a strength (--light-wrap), a weight or a share."""
+    """A value from 0 to 1: a probability, a strength, a weight or a share."""
     return _number(text, float, UNIT)
-
-
-def refine_radius(text: str) -> int:
-    return _number(text, int, REFINE_RADIUS)
-
-
-def zoom_limit(text: str) -> float:
-    return _number(text, float, ZOOM_LIMIT, label="zoom ")
 
 
 def zoom_range(text: str) -> tuple[float, float]:
@@ -193,21 +198,6 @@ def zoom_range(text: str) -> tuple[float, float]:
             f"zoom '{text}' must have 0 < MIN <= MAX <= {MAX_ZOOM:g} (a crop a tenth of the "
             "photo's side), e.g. 0.55,1.35")
     return low, high
-
-
-def field_number(cls: type, name: str, label: str = "",
-                 requirement: Optional[str] = None) -> Callable[[str], float]:
-    """An argparse type for the number field ``name`` of the option dataclass ``cls``: its
-    kind (``int``, ``float``) and its range from the field itself (its ``bounded`` metadata,
-    :func:`portrait.option_checks.number_field`), so the command line takes what the options
-    take; ``label`` and ``requirement`` as :func:`_number` words its error."""
-    kind, bounds = number_field(cls, name)
-
-    def parse(text: str):
-        return _number(text, kind, bounds, label, requirement)
-
-    parse.__name__ = parse.__qualname__ = name  # argparse names a type by it
-    return parse
 
 
 def with_debug(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -270,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the alpha matte (8-bit grey, 255 = person) instead of a composite")
     io.add_argument("--preview", action=argparse.BooleanOptionalAction, default=False,
                     help="show a preview window; it takes the live keys (space, b, +/-, m, f, e, q)")
-    io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    io.add_argument("--max-frames", type=field_number(OutputOptions, "max_frames"), metavar="N",
+                    help="stop after N frames")
     io.add_argument("--stats", type=given, metavar="PATH",
                     help="write a JSON summary at exit: frames, fps, per-stage ms, latency, CPU")
     io.add_argument("--vcam-backend", type=given, metavar="NAME",
@@ -282,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the backend's first free one)")
 
     cam = p.add_argument_group("camera and video")
-    cam.add_argument("--width", type=positive_int, default=1280, metavar="W",
+    cam.add_argument("--width", type=field_number(CaptureOptions, "width"), default=1280,
+                     metavar="W",
                      help="camera width to ask for (default 1280)")
-    cam.add_argument("--height", type=positive_int, default=720, metavar="H",
+    cam.add_argument("--height", type=field_number(CaptureOptions, "height"), default=720,
+                     metavar="H",
                      help="camera height to ask for (default 720)")
-    cam.add_argument("--fps", type=positive_float, default=30.0, metavar="F",
+    cam.add_argument("--fps", type=field_number(CaptureOptions, "fps"), default=30.0, metavar="F",
                      help="camera frame rate to ask for (default 30)")
     cam.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                      help="play a video file at its own pace, as a camera would deliver it "
@@ -343,13 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="blur (default), transparent (RGBA PNG), a colour #rrggbb, an image "
                            "or video file, or a folder of them (live: b steps through them; "
                            "otherwise its first file)")
-    look.add_argument("--blur", type=positive_int, default=None, metavar="N",
+    look.add_argument("--blur", type=field_number(CompositeOptions, "blur_px"), default=None,
+                      metavar="N",
                       help="background blur strength in pixels (default: 21, or for a frame "
                            "larger than 720p 21 * its short side / 720, so it looks alike)")
     look.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
                       help="flip the output horizontally (what the call sees; the matte too)")
-    look.add_argument("--light-wrap", type=probability, nargs="?", const=LIGHT_WRAP_STRENGTH,
-                      default=0.0, metavar="STRENGTH",
+    look.add_argument("--light-wrap", type=field_number(CompositeOptions, "light_wrap"), nargs="?",
+                      const=LIGHT_WRAP_STRENGTH, default=0.0, metavar="STRENGTH",
                       help="let the new background's light spill onto the person's edge, 0..1 "
                            f"(bare flag: {LIGHT_WRAP_STRENGTH}; default: off)")
     look.add_argument("--decontaminate", action=argparse.BooleanOptionalAction, default=False,
@@ -359,23 +353,28 @@ def build_parser() -> argparse.ArgumentParser:
     look.add_argument("--framing", choices=("auto", "off"), default="off",
                       help="auto: show a crop that keeps the person centred and steady; f "
                            "switches it live (default: off)")
-    look.add_argument("--max-zoom", type=zoom_limit, default=FramingOptions.max_zoom, metavar="X",
+    look.add_argument("--max-zoom", type=field_number(FramingOptions, "max_zoom", label="zoom "),
+                      default=FramingOptions.max_zoom, metavar="X",
                       help=f"auto-framing zooms in at most this much (default: "
                            f"{FramingOptions.max_zoom:g})")
     look.add_argument("--no-smooth", action="store_true",
                       help="turn temporal smoothing off (video/camera)")
-    look.add_argument("--smooth", type=probability, default=SmoothOptions.min_weight, metavar="W",
+    look.add_argument("--smooth", type=field_number(SmoothOptions, "min_weight"),
+                      default=SmoothOptions.min_weight, metavar="W",
                       help="weight of a new frame where the scene is still, 0..1; lower is "
                            f"steadier (default: {SmoothOptions.min_weight})")
     look.add_argument("--no-refine", action="store_true",
                       help="turn guided-filter edge refinement off (plain upscaling)")
-    look.add_argument("--refine-radius", type=refine_radius, default=RefineOptions.radius_px,
-                      metavar="PX", help="guided filter radius at full resolution, 1 to "
-                                         f"{MAX_REFINE_RADIUS} (default: {RefineOptions.radius_px})")
-    look.add_argument("--refine-sharpen", type=positive_float, default=RefineOptions.sharpen,
-                      metavar="K", help="steepen the model's edge to sigmoid(K*logit p) before the "
-                                        "guided filter: less glow of the room around hair; 1 = "
-                                        f"as the model gives it (default: {RefineOptions.sharpen:g})")
+    look.add_argument("--refine-radius", type=field_number(RefineOptions, "radius_px"),
+                      default=RefineOptions.radius_px, metavar="PX",
+                      help="guided filter radius at full resolution, "
+                           f"{number_field(RefineOptions, 'radius_px')[1].says} "
+                           f"(default: {RefineOptions.radius_px})")
+    look.add_argument("--refine-sharpen", type=field_number(RefineOptions, "sharpen"),
+                      default=RefineOptions.sharpen, metavar="K",
+                      help="steepen the model's edge to sigmoid(K*logit p) before the guided "
+                           "filter: less glow of the room around hair; 1 = as the model gives it "
+                           f"(default: {RefineOptions.sharpen:g})")
     look.add_argument("--refine-guide", choices=("auto",) + get_args(Guide), default="auto",
                       help="what the guided filter follows: colour (B, G, R; keeps dark hair "
                            "beside a bright face opaque and the wall from glowing around the "

@@ -45,13 +45,7 @@ CONTEXT_MODULES = get_args(ContextModule)
 # one for camera and video frames, where each frame has a 33 ms budget (weights/README.md).
 PHOTO_MODEL = "weights/unet.hdf5"
 LIVE_MODEL = "weights/unet_live.hdf5"
-# px: a 4K frame's long side. A model run at 99968x99968 (a typo's size) overflowed TFLite's
-# convolutions, was called a corrupt file and then converted from Keras for minutes.
-MAX_MODEL_SIDE = 4096
-MAX_REFINE_RADIUS = 64  # px: 8 times the default; far more costs seconds a frame and blurs the edge
-REFINE_RADIUS = Range(1, MAX_REFINE_RADIUS)  # RefineOptions.radius_px, --refine-radius
 SUBJECT_CORE = 0.5  # a region's area counts its pixels above this probability (portrait.subject)
-ZOOM_LIMIT = Range(1, note="1 = never zoom in")  # FramingOptions.max_zoom, --max-zoom
 MAX_ZOOM = 10.0  # training's largest zoom; a larger one (or inf) crashes the crop's resize
 ZOOM_FACTOR = Range(0, MAX_ZOOM, low_open=True)  # each end of a training zoom range (train --zoom)
 
@@ -113,7 +107,10 @@ class SegmentOptions(CheckedOptions):
     backend: Backend = "auto"
     device: Device = "auto"
     input_norm: InputNorm = "auto"
-    input_size: Optional[tuple[int, int]] = bounded(None, Range(1, MAX_MODEL_SIDE))
+    # Each side at most 4096 px, a 4K frame's long side: a model run at 99968x99968 (a typo's
+    # size) overflowed TFLite's convolutions, was called a corrupt file and then converted from
+    # Keras for minutes.
+    input_size: Optional[tuple[int, int]] = bounded(None, Range(1, 4096))
     letterbox: bool = False
     threads: int = bounded(0, NON_NEGATIVE)
     trust_model: bool = False
@@ -178,7 +175,8 @@ class RefineOptions(CheckedOptions):
     """
 
     enabled: bool = True
-    radius_px: int = bounded(8, REFINE_RADIUS)
+    # At most 64 px, 8 times the default: far more costs seconds a frame and blurs the edge.
+    radius_px: int = bounded(8, Range(1, 64))
     eps: float = bounded(1e-3, POSITIVE)
     scale: int = bounded(4, AT_LEAST_ONE)
     sharpen: float = bounded(3.0, POSITIVE)
@@ -208,7 +206,7 @@ class FramingOptions(CheckedOptions):
     """
 
     enabled: bool = False
-    max_zoom: float = bounded(2.0, ZOOM_LIMIT)
+    max_zoom: float = bounded(2.0, Range(1, note="1 = never zoom in"))
     fill: float = bounded(0.65, SHARE)
     headroom: float = bounded(0.15, FRACTION)
     dead_zone: float = bounded(0.05, NON_NEGATIVE)

@@ -15,9 +15,7 @@ import pytest
 
 from conftest import ROOT
 from portrait.cli import (build_parser, command_line_options, control_options_from_args, given,
-                          log_verbosity, main, model_size,
-                          parse_size, positive_float, positive_int, probability, refine_radius,
-                          source_spec, threads_count, zoom_limit)
+                          log_verbosity, main, model_size, parse_size, source_spec)
 from portrait.config import (
     NOT_SETTABLE,
     default_config_path,
@@ -26,6 +24,9 @@ from portrait.config import (
     read_config,
     settable_options,
 )
+from portrait.option_checks import number_field
+from portrait.options import (CaptureOptions, CompositeOptions, FramingOptions, OutputOptions,
+                              RefineOptions, SegmentOptions, SmoothOptions)
 
 
 def write_config(path, text):
@@ -62,11 +63,27 @@ def test_the_default_file_is_under_xdg_config_home_or_dot_config(tmp_path, monke
     assert parse()[0].blur == 41
 
 
-# A valid command-line value for each argument type the parser uses. A new type makes the test
-# below fail until a sample is added here, so no option goes untested.
-SAMPLES = {None: "some/path.mp4", given: "some/path.mp4", source_spec: "clip.mp4", positive_int: 7, positive_float: 1.5,
-           int: 3, float: 0.5, parse_size: "96x48", model_size: "96x64", probability: 0.3,
-           zoom_limit: 1.5, threads_count: 3, refine_radius: 12}
+# A valid command-line value for each argument type the parser uses, and for each option field
+# a number option takes its type from (portrait.cli.field_number). A new type or field makes the
+# test below fail until a sample is added here, so no option goes untested.
+SAMPLES = {None: "some/path.mp4", given: "some/path.mp4", source_spec: "clip.mp4", int: 3,
+           float: 0.5, parse_size: "96x48", model_size: "96x64"}
+FIELD_SAMPLES = {(CaptureOptions, "width"): 640, (CaptureOptions, "height"): 480,
+                 (CaptureOptions, "fps"): 15.0, (SegmentOptions, "threads"): 3,
+                 (SmoothOptions, "min_weight"): 0.3, (RefineOptions, "radius_px"): 12,
+                 (RefineOptions, "sharpen"): 1.5, (CompositeOptions, "blur_px"): 7,
+                 (CompositeOptions, "light_wrap"): 0.3, (FramingOptions, "max_zoom"): 1.5,
+                 (OutputOptions, "max_frames"): 7}
+
+
+def sample(action):
+    """:data:`SAMPLES`' or :data:`FIELD_SAMPLES`' value for ``action``'s type."""
+    field = getattr(action.type, "field", None)
+    if field is not None:
+        assert field in FIELD_SAMPLES, f"add a sample value for {field} to FIELD_SAMPLES"
+        return FIELD_SAMPLES[field]
+    assert action.type in SAMPLES, "add a sample value for its type to SAMPLES"
+    return SAMPLES[action.type]
 
 
 def long_options():
@@ -84,8 +101,7 @@ def test_every_long_option_is_settable_as_on_the_command_line(tmp_path, key, act
         value = next(c for c in action.choices if c != action.default)
         argv = [f"--{key}", str(value)]
     else:
-        assert action.type in SAMPLES, f"add a sample value for --{key}'s type to SAMPLES"
-        value = SAMPLES[action.type]
+        value = sample(action)
         argv = [f"--{key}", str(value)]
     config = write_config(tmp_path / "c.toml", f"{key} = {_literal(value)}\n")
     from_file = getattr(parse("--config", config)[0], action.dest)
@@ -139,7 +155,7 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
     ("[portrait]\nblur = 3\n", ["has a section [portrait]", "remove the line [portrait]"]),
     ("source = 1.0\n", ["'source'", "source = 1.0: a camera index is a whole number: source = 1; "
                                     "a video file's name goes in quotes"]),
-    ("blur = -3\n", ["'blur'", "greater than 0", "allowed: N"]),
+    ("blur = -3\n", ["'blur'", "'-3' must be at least 1", "allowed: N"]),
     ("width = 0\n", ["'width'", "greater than 0", "allowed: W, camera width"]),
     ("fps = 0\n", ["'fps'", "allowed: F, camera frame rate"]),
     ("threads = -1\n", ["'threads'", "must be 0 (half the cores for camera and video, every "
@@ -168,6 +184,30 @@ def test_a_bad_file_is_one_line_and_exit_code_2(capsys, tmp_path, text, words):
     for word in words:
         assert word in lines[0]
     assert captured.out == ""
+
+
+NUMBER_OPTIONS = [action for action in build_parser()._actions if hasattr(action.type, "field")]
+
+
+@pytest.mark.parametrize("action", NUMBER_OPTIONS,
+                         ids=[action.option_strings[0] for action in NUMBER_OPTIONS])
+def test_a_number_out_of_range_in_the_file_is_refused_in_the_command_lines_words(
+        capsys, tmp_path, action):
+    """Each number option, its field's lower bound less 1 (each has one): the file's line
+    quotes the command line's refusal, the range as the field gives it."""
+    kind, bounds = number_field(*action.type.field)
+    value = kind(bounds.low - 1)
+    flag = action.option_strings[0]
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([flag, str(value)])
+    assert stop.value.code == 2
+    refusal = capsys.readouterr().err.split(f"argument {flag}: ", 1)[1].split("; see ")[0]
+    assert f"'{value}' must be" in refusal
+    config = write_config(tmp_path / "settings.toml", f"{flag[2:]} = {value!r}\n")
+    assert main(["--config", str(config)]) == 2
+    line, = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: bad value for '{flag[2:]}' in config file '{config}': "
+                           f"{flag[2:]} = {value!r}: {refusal}; allowed: "), line
 
 
 def test_a_windows_path_in_double_quotes_is_refused_by_its_escapes_and_single_quotes_keep_it(

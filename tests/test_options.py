@@ -276,21 +276,35 @@ def test_a_bad_option_reaching_a_command_is_its_one_line(capsys):
         SegmentOptions(tta="on")
 
 
+def _field_numbers(parser):
+    """(flag, options class, field) of each option of ``parser`` whose type is a field's
+    (:func:`portrait.cli.field_number`)."""
+    return [(action.option_strings[0], *action.type.field) for action in parser._actions
+            if hasattr(action.type, "field")]
+
+
 # Options of the command line that set a number field, and texts at and around their bounds.
-CLI_NUMBERS = [("--width", CaptureOptions, "width", int), ("--height", CaptureOptions, "height", int),
-               ("--fps", CaptureOptions, "fps", float), ("--threads", SegmentOptions, "threads", int),
-               ("--smooth", SmoothOptions, "min_weight", float),
-               ("--refine-radius", RefineOptions, "radius_px", int),
-               ("--refine-sharpen", RefineOptions, "sharpen", float),
-               ("--blur", CompositeOptions, "blur_px", int),
-               ("--light-wrap", CompositeOptions, "light_wrap", float),
-               ("--max-zoom", FramingOptions, "max_zoom", float),
-               ("--max-frames", OutputOptions, "max_frames", int)]
+CLI_NUMBERS = _field_numbers(build_parser())
 TEXTS = ["-1", "0", "1e-9", "0.5", "0.999", "1", "1.001", "2", "63", "64", "65", "1e6", "inf", "nan"]
 
 
-@pytest.mark.parametrize("flag, cls, name, kind", CLI_NUMBERS, ids=[c[0] for c in CLI_NUMBERS])
-def test_the_command_line_takes_a_number_where_the_options_do(flag, cls, name, kind, capsys):
+def test_every_number_option_of_the_app_takes_its_type_from_its_field():
+    """No number option of the app checks its text by a range of its own: each one not a size
+    (--input-size, WxH: below) nor a path takes its field's type, so the test below covers it."""
+    from portrait.cli import given, model_size, source_spec
+
+    text_types = {given, source_spec, model_size}
+    for action in build_parser()._actions:
+        if action.type is not None and action.choices is None and action.type not in text_types:
+            assert hasattr(action.type, "field"), action.option_strings
+    assert {flag for flag, _, _ in CLI_NUMBERS} == {
+        "--width", "--height", "--fps", "--threads", "--smooth", "--refine-radius",
+        "--refine-sharpen", "--blur", "--light-wrap", "--max-zoom", "--max-frames"}
+
+
+@pytest.mark.parametrize("flag, cls, name", CLI_NUMBERS, ids=[c[0] for c in CLI_NUMBERS])
+def test_the_command_line_takes_a_number_where_the_options_do(flag, cls, name, capsys):
+    kind, _ = number_field(cls, name)
     taken = refused = 0
     for text in TEXTS:
         try:
