@@ -71,18 +71,6 @@ def model_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def short_side(text: str) -> int:
-    """``--short-side``: a positive multiple of 32, the sides the app runs models at (they halve
-    their input five times; see :func:`model_size`)."""
-    value = positive_int(text)
-    if value % 32:
-        below = value // 32 * 32
-        example = f"{below} or {below + 32}" if below else "32"
-        raise argparse.ArgumentTypeError(f"short side '{text}' is not a multiple of 32, e.g. "
-                                         f"{example}")
-    return value
-
-
 def given(text: str) -> str:
     """A path or name that must not be empty (an empty one would silently mean "not given").
     A leading ``~`` is expanded as a shell would: ``--out=~/x.png`` and a quoted ``"~/x.png"``
@@ -111,7 +99,8 @@ def _number(text: str, kind: type, bounds: Range, label: str = "",
     """``text`` as an ``int`` or a finite ``float`` within ``bounds`` (a range the option
     dataclasses' fields are checked against, :mod:`portrait.option_checks`), else the argparse
     error: "'x' is not a number", "<label>'x' must be <bounds.says>" (or ``requirement``; nan
-    too), or "<label>'inf' is not a finite number" (where the range has no bound on its side)."""
+    too), "<label>'inf' is not a finite number" (where the range has no bound on its side) or
+    "<label>'100' is not a multiple of 32, e.g. 96 or 128" (where the range has a step)."""
     try:
         value = kind(text)
     except ValueError:
@@ -121,6 +110,11 @@ def _number(text: str, kind: type, bounds: Range, label: str = "",
         raise argparse.ArgumentTypeError(f"{label}'{text}' {requirement or 'must be ' + bounds.says}")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{label}'{text}' is not a finite number")
+    if bounds.off_step(value):
+        below = value // bounds.step * bounds.step
+        example = f"{below} or {below + bounds.step}" if below else str(bounds.step)
+        raise argparse.ArgumentTypeError(f"{label}'{text}' is not a multiple of {bounds.step}, "
+                                         f"e.g. {example}")
     return value
 
 

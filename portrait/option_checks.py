@@ -38,18 +38,24 @@ def _number_text(value: float) -> str:
 @dataclass(frozen=True)
 class Range:
     """Where a number may lie: from ``low`` to ``high`` (None: no bound), each end included
-    unless ``low_open``/``high_open``; ``note`` says what a bound means ("1 = never zoom in").
-    NaN and infinities are never in a range."""
+    unless ``low_open``/``high_open``, and a multiple of ``step`` where one is given (a side the
+    models run at: 32); ``note`` says what a bound means ("1 = never zoom in"). NaN and
+    infinities are never in a range."""
 
     low: Optional[float] = None
     high: Optional[float] = None
     low_open: bool = False
     high_open: bool = False
     note: str = ""
+    step: Optional[int] = None
 
     def holds(self, value: float) -> bool:
-        """Whether ``value`` is a finite number within the range."""
-        return math.isfinite(value) and self.within(value)
+        """Whether ``value`` is a finite number within the range (a multiple of its ``step``)."""
+        return math.isfinite(value) and self.within(value) and not self.off_step(value)
+
+    def off_step(self, value: float) -> bool:
+        """Whether a finite ``value`` is no multiple of ``step`` (never, without one)."""
+        return self.step is not None and value % self.step != 0
 
     def within(self, value: float) -> bool:
         """Whether ``value`` lies between the bounds (an infinity may, past a missing one; NaN
@@ -77,6 +83,8 @@ class Range:
             first = f"greater than {_number_text(low)}" if self.low_open else f"at least {_number_text(low)}"
             second = f"below {_number_text(high)}" if self.high_open else f"at most {_number_text(high)}"
             words = f"{first} and {second}"
+        if self.step is not None:
+            words = f"a multiple of {self.step}, {words}"
         return f"{words} ({self.note})" if self.note else words
 
 
@@ -139,10 +147,18 @@ def check_fields(options: Any) -> None:
             raise error(f"{owner}.{name} = {shown}: expected {expected}")
 
 
+def field_error(options: Any, name: str, expected: str) -> OptionValueError:
+    """The error for the field ``name`` of ``options`` whose value another field rules out, in
+    :func:`check_fields`' words: ``TrainOptions.average_last = 1: expected 0 (off) or ...``."""
+    return OptionValueError(f"{type(options).__name__}.{name} = {getattr(options, name)!r}: "
+                            f"expected {expected}")
+
+
 class CheckedOptions:
     """A base for an option dataclass: building one (``dataclasses.replace`` too) runs
     :func:`check_fields`, after taking a NumPy scalar (``np.bool_``, ``np.int64``,
-    ``np.float32``, ...) as the Python value it holds and a path as its ``str``. A few microseconds; options are built per run or per key press, never
+    ``np.float32``, ...) as the Python value it holds and a path as its ``str``, then
+    :meth:`check_together`. A few microseconds; options are built per run or per key press, never
     per frame."""
 
     def __post_init__(self) -> None:
@@ -152,6 +168,11 @@ class CheckedOptions:
             if taken is not value:
                 object.__setattr__(self, name, taken)  # the dataclasses are frozen
         check_fields(self)
+        self.check_together()
+
+    def check_together(self) -> None:
+        """What one field asks of another, checked once each field passed its own check: a
+        class that has such a rule overrides this and raises :func:`field_error`."""
 
 
 def _plain(value: Any) -> Any:

@@ -141,7 +141,7 @@ CASES = {
     (TrainOptions, "init"): MAYBE_TEXT,
     (TrainOptions, "resume"): FLAG,
     (TrainOptions, "bn_steps"): ([0, 100], [-1], [100.0, None]),
-    (TrainOptions, "short_side"): ([None, 32, 192], [0, -32], [192.0, "192"]),
+    (TrainOptions, "short_side"): ([None, 32, 192], [0, -32, 100, 31], [192.0, "192"]),
     (TrainOptions, "paste_prob"): PROBABILITY,
     (TrainOptions, "motion_prob"): PROBABILITY,
     (TrainOptions, "exposure_prob"): PROBABILITY,
@@ -149,7 +149,7 @@ CASES = {
     (TrainOptions, "pad"): PAD,
     (TrainOptions, "teacher"): TEXTS_OF,
     (TrainOptions, "teacher_weight"): PROBABILITY,
-    (TrainOptions, "average_last"): ([0, 2, 30], [-1], [2.0, None]),
+    (TrainOptions, "average_last"): ([0, 2, 30], [-1, 1, 31], [2.0, None]),  # epochs: 30
     (TrainOptions, "seed"): ([0, 1, 2 ** 32 - 1], [-1, 2 ** 32], [1.0, "1", None]),
     (AugmentOptions, "scale_range"): ZOOM,
     (AugmentOptions, "rotation_deg"): ([0, 0.0, 15.0, 180], [-1.0, 180.5, NAN, INF], ["15", None]),
@@ -237,11 +237,30 @@ def test_bad_values_are_refused_naming_the_field_and_the_value(cls, name):
     (lambda: SegmentOptions(input_size=(0, 10)), "SegmentOptions.input_size = (0, 10): expected "
                                                  "None or (width, height), two whole numbers, "
                                                  "each from 1 to 4096"),
+    (lambda: TrainOptions(data=("d",), short_side=100), "TrainOptions.short_side = 100: expected "
+                                                        "None or a whole number, a multiple of "
+                                                        "32, greater than 0"),
+    (lambda: TrainOptions(data=("d",), epochs=3, average_last=4), "TrainOptions.average_last = 4: "
+                                                                  "expected 0 (off) or a whole "
+                                                                  "number from 2 to epochs (3)"),
 ])
 def test_messages_say_what_was_given_and_what_is_expected(build, message):
     with pytest.raises((ValueError, TypeError)) as info:
         build()
     assert str(info.value) == message
+
+
+def test_average_last_is_checked_against_epochs_whichever_of_them_changes():
+    """A mean of the last K epochs' weights needs K from 2 to the epochs run; a library caller
+    is refused as the command line is, also by ``dataclasses.replace`` of either field."""
+    options = TrainOptions(data=("d",), epochs=3, average_last=3)
+    with pytest.raises(ValueError, match=r"^TrainOptions.average_last = 3: expected 0 \(off\) or "
+                                         r"a whole number from 2 to epochs \(2\)$"):
+        dataclasses.replace(options, epochs=2)
+    with pytest.raises(ValueError, match=r"^TrainOptions.average_last = 1: "):
+        dataclasses.replace(options, average_last=1)
+    assert dataclasses.replace(options, average_last=0, epochs=1).average_last == 0
+    assert dataclasses.replace(options, average_last=2).average_last == 2
 
 
 def test_paths_are_taken_as_strings():
@@ -339,9 +358,9 @@ def _takes(parse, args) -> bool:
 # The training and evaluation commands: their parser, the arguments each needs, their options.
 TOOLS = [(train.build_parser, ["--data", "d"], TrainOptions),
          (evaluate.build_parser, ["--model", "m.hdf5", "--data", "d"], EvalOptions)]
-# Number options whose command line asks more than the field: the app runs models at multiples
-# of 32 only (as --input-size, below).
-ASKS_MORE = {"short_side"}
+# Number options whose command line asks less than the options: average_last's bound is
+# epochs, another option; the options refuse it as they are built (test_train).
+ASKS_LESS = {"average_last"}
 
 
 @pytest.mark.parametrize("parser, needed, cls", TOOLS, ids=["train", "evaluate"])
@@ -349,7 +368,7 @@ def test_the_training_commands_take_a_number_where_their_options_do(parser, need
     """Every option of the command that sets a number field of its options class, tried at
     and around its bounds: the command line and the options take the same values."""
     numbers = {field.name for field in dataclasses.fields(cls)
-               if field.metadata.get("range") and "tuple" not in field.type} - ASKS_MORE
+               if field.metadata.get("range") and "tuple" not in field.type} - ASKS_LESS
     flags = [(action.option_strings[0], action.dest) for action in parser()._actions
              if action.dest in numbers]
     assert {name for _, name in flags} == numbers  # each one has an option
@@ -413,10 +432,13 @@ def test_a_range_in_words_and_at_its_ends():
     assert [r.says for r in (Range(0, 1), Range(0), Range(1), Range(0, low_open=True),
                              Range(0, 1, high_open=True), Range(0, 0.5, True, True),
                              Range(1, note="1 = never zoom in"), Range(high=255),
-                             Range(high=1, high_open=True), Range())] == [
+                             Range(high=1, high_open=True), Range(),
+                             Range(0, low_open=True, step=32))] == [
         "from 0 to 1", "0 or more", "at least 1", "greater than 0", "at least 0 and below 1",
         "greater than 0 and below 0.5", "at least 1 (1 = never zoom in)", "at most 255",
-        "below 1", "a finite number"]
+        "below 1", "a finite number", "a multiple of 32, greater than 0"]
+    sides = Range(0, low_open=True, step=32)
+    assert [sides.holds(v) for v in (32, 64, 4096, 0, -32, 31, 100)] == [True] * 3 + [False] * 4
     positive = Range(0, low_open=True)
     assert positive.holds(1e-300) and not positive.holds(0.0)
     # An infinity lies past a missing bound but is no value an option takes; NaN is never in.

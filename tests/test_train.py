@@ -563,7 +563,8 @@ def test_average_last_outside_the_run_is_one_line(tmp_path, count, capsys):
     code = train_main(["--data", str(data), "--epochs", "3", "--backbone", "none",
                        "--out", str(tmp_path / "x.hdf5"), "--average-last", count])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and f"--average-last {count} must be between 2 and --epochs (3)" in err[-1]
+    assert code == 2 and err[-1] == (f"error: TrainOptions.average_last = {count}: expected 0 "
+                                     "(off) or a whole number from 2 to epochs (3)")
     assert not (tmp_path / "x.hdf5").exists()
 
 
@@ -634,7 +635,7 @@ def test_best_logged_reads_the_highest_value(tmp_path):
     (["--steps-per-epoch", "-1"], "--steps-per-epoch: '-1' must be greater than 0"),
     (["--bn-steps", "-1"], "--bn-steps: '-1' must be 0 or more"),
     (["--batch", "0"], "--batch: '0' must be greater than 0"),
-    (["--short-side", "-5"], "--short-side: '-5' must be greater than 0"),
+    (["--short-side", "-5"], "--short-side: short side '-5' must be a multiple of 32, greater than 0"),
     (["--alpha", "0"], "--alpha: '0' must be greater than 0"),
     (["--val-split", "nan"], "--val-split: 'nan' must be at least 0 and below 1"),
     (["--warmup-epochs", "nan"], "--warmup-epochs: 'nan' must be 0 or more"),

@@ -122,7 +122,8 @@ def calibrate_soup(model, data: Sequence[str], input_size: tuple[int, int], step
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, model_size, positive_int, short_side
+    from portrait.cli import OneLineParser, field_number, model_size, positive_int
+    from portrait.training.train import TrainOptions
 
     p = OneLineParser(
         prog="python -m portrait.training.ensemble",
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help=".hdf5/.h5/.keras models to average")
     p.add_argument("--out", required=True, metavar="FILE.hdf5", help="the new model file")
-    p.add_argument("--short-side", type=short_side, default=None, metavar="PX",
+    p.add_argument("--short-side", type=field_number(TrainOptions, "short_side", label="short side "),
+                   default=None, metavar="PX",
                    help="the short side the app runs it at, a multiple of 32 (default: the "
                         "members' own, which must then agree)")
     p.add_argument("--soup", action="store_true",

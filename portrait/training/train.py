@@ -29,7 +29,7 @@ from typing import Literal, Optional, Sequence, get_args
 from portrait.errors import (InputError, ModelError, PortraitError, StopRequested, run_command,
                              stop_on_termination_signals)
 from portrait.option_checks import (FRACTION, NON_NEGATIVE, POSITIVE, UNIT, CheckedOptions, Range,
-                                    bounded)
+                                    bounded, field_error)
 from portrait.options import ZOOM_FACTOR, ContextModule, PadMode
 from portrait.sink.paths import _prepare_folder
 from portrait.segment.locate import SHARED_DIR
@@ -53,9 +53,9 @@ class TrainOptions(CheckedOptions):
     :func:`build_parser` for each one's meaning), checked when built: a value of the wrong type
     or out of its range raises :class:`~portrait.option_checks.OptionTypeError` or
     :class:`~portrait.option_checks.OptionValueError` naming the field, the value and its range;
-    the command line takes its number ranges from these fields. What one field asks of another
-    (``--average-last`` within ``--epochs``, the crop a multiple of the stride) is checked as the
-    run starts.
+    the command line takes its number ranges from these fields. ``average_last`` within
+    ``epochs`` is checked when built too (:meth:`check_together`); the crop a multiple of the
+    stride, which a model given by ``init`` settles, as the run starts.
     """
 
     data: tuple[str, ...]
@@ -79,7 +79,8 @@ class TrainOptions(CheckedOptions):
     init: Optional[str] = None
     resume: bool = False
     bn_steps: int = bounded(100, NON_NEGATIVE)
-    short_side: Optional[int] = bounded(None, POSITIVE)
+    # The app runs models at multiples of 32 (they halve their input five times).
+    short_side: Optional[int] = bounded(None, Range(0, low_open=True, step=32))
     paste_prob: float = bounded(0.0, UNIT)
     motion_prob: float = bounded(0.0, UNIT)
     exposure_prob: float = bounded(0.0, UNIT)
@@ -89,6 +90,17 @@ class TrainOptions(CheckedOptions):
     teacher_weight: float = bounded(0.5, UNIT)
     average_last: int = bounded(0, NON_NEGATIVE)
     seed: int = bounded(1, Range(0, SEED_LIMIT - 1))
+
+    def check_together(self) -> None:
+        """``average_last`` is 0 (off) or from 2 (a mean needs two epochs' weights) to
+        ``epochs``.
+
+        Raises:
+            OptionValueError: it is not.
+        """
+        if self.average_last and not 2 <= self.average_last <= self.epochs:
+            raise field_error(self, "average_last", "0 (off) or a whole number from 2 to "
+                                                    f"epochs ({self.epochs})")
 
 
 def loss_spec(text: str) -> str:
@@ -106,7 +118,7 @@ def loss_spec(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from portrait.cli import OneLineParser, field_number, given, parse_size, short_side, zoom_range
+    from portrait.cli import OneLineParser, field_number, given, parse_size, zoom_range
     from portrait.options import CONTEXT_MODULES, PAD_MODES
 
     def number(name: str, **words):  # the type, kind and range of TrainOptions' field
@@ -162,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --run-dir from its last completed epoch")
     p.add_argument("--bn-steps", type=number("bn_steps"), default=100,
                    help="batches used to re-estimate batch-norm statistics after training (default 100)")
-    p.add_argument("--short-side", type=short_side, metavar="PX",
+    p.add_argument("--short-side", type=number("short_side", label="short side "), metavar="PX",
                    help="short side the app runs the model at, a multiple of 32, stored in the "
                         "model file (default: the training crop's short side)")
     p.add_argument("--paste-prob", type=number("paste_prob"), default=0.0, metavar="P",
@@ -1041,9 +1053,6 @@ def train(options: TrainOptions) -> Path:
     out = Path(options.out)
     if out.suffix.lower() not in HDF5_SUFFIXES:
         raise PortraitError(f"--out '{out}' must end in .hdf5 or .h5 (a whole Keras model in HDF5)")
-    if options.average_last and not 2 <= options.average_last <= options.epochs:
-        raise PortraitError(f"--average-last {options.average_last} must be between 2 and "
-                            f"--epochs ({options.epochs}), or 0 to turn it off")
     loss = make_loss(options.loss)
     if options.teacher and uses_views(loss):
         raise PortraitError("--teacher with a consistency loss: the teachers would label the two "
