@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence, get_args
 from portrait.config import ConfigError, config_origin, format_config, parse_with_config
 from portrait.errors import InputError, PortraitError, run_command, stop_on_termination_signals
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
-from portrait.option_checks import FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Range, number_field
+from portrait.option_checks import NON_NEGATIVE, POSITIVE, UNIT, Range, number_field
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
@@ -168,11 +168,6 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     return _number(text, float, NON_NEGATIVE)
-
-
-def fraction(text: str) -> float:
-    """A share of something to set aside: 0 <= x < 1."""
-    return _number(text, float, FRACTION)
 
 
 def probability(text: str) -> float:
