@@ -301,6 +301,54 @@ def test_one_image_without_a_mask_is_named_in_the_singular(tmp_path, caplog):
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
+def test_a_mask_saved_as_jpeg_and_a_photo_of_a_type_not_read_are_named(tmp_path, caplog):
+    """A mask saved as .jpg left its photo out with 'add masks/<stem>.png', though the user had
+    added it; a photo saved as .tif left its mask out without a word."""
+    data = _data(tmp_path / "d", ["a", "b", "c"])
+    cv2.imwrite(str(data / "masks" / "b.jpg"), _person())
+    (data / "masks" / "b.png").unlink()
+    (data / "images" / "c.png").rename(data / "images" / "c.tif")
+    with caplog.at_level(logging.WARNING):
+        train = resolve_split(str(data), "train")
+        resolve_split(str(data), "val")  # once per folder, as for images without masks
+    assert train == [(str(data / "images" / "a.png"), str(data / "masks" / "a.png"))]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"1 image in '{data / 'images'}' has no mask in masks/ and is left out (b) "
+        f"('{data / 'masks' / 'b.jpg'}' is a .jpg file; masks are read as PNG only: save it as "
+        "b.png); add masks/<stem>.png for each, or list the stems to use in a list file",
+        f"1 mask in '{data / 'masks'}' has no image in images/ and is left out (c) "
+        f"('{data / 'images' / 'c.tif'}' is a .tif file, which is not read: convert it to JPEG "
+        "or PNG); add images/<stem>.jpg or .png for each, or remove the mask"]
+
+
+def test_masks_without_images_are_counted_in_one_warning(tmp_path, caplog):
+    data = _data(tmp_path / "d", ["a", "b", "c"])
+    (data / "images" / "b.png").unlink()
+    (data / "images" / "c.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        assert len(resolve_split(str(data), "train")) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"2 masks in '{data / 'masks'}' have no image in images/ and are left "
+                        "out (b, c); add images/<stem>.jpg or .png for each, or remove the mask"]
+
+
+def test_a_listed_stem_is_refused_saying_what_it_lacks(tmp_path):
+    data = _data(tmp_path / "d", ["a", "b"])
+    (data / "masks" / "b.png").unlink()
+    (data / "list.txt").write_text("a\nb\nnope\n")
+    with pytest.raises(InputError) as refused:
+        resolve_split(str(data / "list.txt"), "train")
+    assert str(refused.value) == (f"2 listed stems in '{data}' have no image or mask (first: 'b', "
+                                  "which has no mask); fix the list file or add the files")
+    (data / "list.txt").write_text("a\nnope\n")
+    with pytest.raises(InputError) as refused:
+        resolve_split(str(data / "list.txt"), "train")
+    assert str(refused.value) == (f"1 listed stem in '{data}' has no image or mask (first: "
+                                  "'nope', which has no image and no mask); fix the list file or "
+                                  "add the files")
+
+
 # ---------------------------------------------------------------- whose folder a tool writes
 
 

@@ -483,7 +483,7 @@ def test_missing_stem_is_a_clear_error(tmp_path):
         find_pairs(folder, ["nope"])
     # A listed photo whose mask alone is missing is named too, not a KeyError.
     (folder / "masks" / "004.png").unlink()
-    with pytest.raises(InputError, match="1 listed stems .* have no image or mask \\(first: '004'\\)"):
+    with pytest.raises(InputError, match="1 listed stem .* has no image or mask \\(first: '004', which has no mask\\)"):
         find_pairs(folder, ["003", "004"])
 
 

@@ -149,18 +149,63 @@ def _listed_stems(list_file: Path) -> list[str]:
     return stems
 
 
-def _warn_unmatched(images_dir: Path, unmatched: Sequence[str]) -> None:
-    """Warn, once per folder, that the images ``unmatched`` have no mask and are left out."""
-    key = (images_dir.resolve(), tuple(unmatched))
+def _warn_once(key: tuple) -> bool:
+    """Whether the warning ``key`` names is new (and note it): train resolves a folder once for
+    training and again for validation, and one warning says it."""
     if key in _WARNED_UNMATCHED:
-        return
+        return False
     _WARNED_UNMATCHED.add(key)
+    return True
+
+
+def _first_few(stems: Sequence[str]) -> str:
+    return ", ".join(stems[:5]) + (", ..." if len(stems) > 5 else "")
+
+
+def _other_type(folder: Path, stems: Sequence[str], suffixes: Sequence[str]) -> Optional[Path]:
+    """The first file in ``folder`` named as one of ``stems`` whose type is none of
+    ``suffixes`` (a mask saved as ``a.jpg``, a photo as ``a.tif``), or None."""
+    wanted = set(stems)
+    found = sorted(path for path in folder.iterdir()
+                   if path.stem in wanted and path.suffix.lower() not in suffixes
+                   and not path.name.startswith(".") and path.is_file())
+    return found[0] if found else None
+
+
+def _warn_unmatched(images_dir: Path, unmatched: Sequence[str], masks_dir: Path) -> None:
+    """Warn, once per folder, that the images ``unmatched`` have no mask and are left out,
+    naming a mask among them saved as another type than PNG."""
+    if not _warn_once((images_dir.resolve(), tuple(unmatched))):
+        return
     one = len(unmatched) == 1
-    log.warning("%s in '%s' %s no mask in masks/ and %s left out (%s%s); add "
+    other = _other_type(masks_dir, unmatched, (".png",))
+    why = (f" ('{other}' is a {other.suffix} file; masks are read as PNG only: save it as "
+           f"{other.stem}.png)" if other else "")
+    log.warning("%s in '%s' %s no mask in masks/ and %s left out (%s)%s; add "
                 "masks/<stem>.png for each, or list the stems to use in a list file",
                 counted(len(unmatched), "image"), images_dir, "has" if one else "have",
-                "is" if one else "are", ", ".join(unmatched[:5]),
-                ", ..." if len(unmatched) > 5 else "")
+                "is" if one else "are", _first_few(unmatched), why)
+
+
+def _warn_imageless(masks_dir: Path, imageless: Sequence[str], images_dir: Path) -> None:
+    """Warn, once per folder, that the masks of ``imageless`` have no image and are left out,
+    naming a photo among them of a type that is not read (a .tif, a .heic)."""
+    if not _warn_once((masks_dir.resolve(), tuple(imageless))):
+        return
+    one = len(imageless) == 1
+    other = _other_type(images_dir, imageless, IMAGE_SUFFIXES)
+    why = (f" ('{other}' is a {other.suffix} file, which is not read: convert it to JPEG or "
+           "PNG)" if other else "")
+    log.warning("%s in '%s' %s no image in images/ and %s left out (%s)%s; add "
+                "images/<stem>.jpg or .png for each, or remove the mask",
+                counted(len(imageless), "mask"), masks_dir, "has" if one else "have",
+                "is" if one else "are", _first_few(imageless), why)
+
+
+def _lacks(stem: str, images: dict, masks: dict) -> str:
+    """What a listed ``stem`` lacks ("no image", "no mask" or both), for its refusal."""
+    return " and ".join(f"no {what}" for what, found in (("image", images), ("mask", masks))
+                        if stem not in found)
 
 
 def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tuple[str, str]]:
@@ -186,12 +231,17 @@ def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tu
         stems = sorted(set(images) & set(masks))
         unmatched = sorted(set(images) - set(masks))
         if unmatched:
-            _warn_unmatched(images_dir, unmatched)
+            _warn_unmatched(images_dir, unmatched, masks_dir)
+        imageless = sorted(set(masks) - set(images))
+        if imageless:
+            _warn_imageless(masks_dir, imageless, images_dir)
     missing = [s for s in stems if s not in images or s not in masks]
     if missing:
         raise InputError(
-            f"{len(missing)} listed stems in '{data_dir}' have no image or mask "
-            f"(first: '{missing[0]}'); fix the list file or add the files"
+            f"{counted(len(missing), 'listed stem')} in '{data_dir}' "
+            f"{'has' if len(missing) == 1 else 'have'} no image or mask (first: '{missing[0]}', "
+            f"which has {_lacks(missing[0], images, masks)}); "
+            "fix the list file or add the files"
         )
     if not stems:
         raise InputError(f"data folder '{data_dir}' has no image with a matching mask")
