@@ -631,6 +631,38 @@ def test_score_pairs_scores_the_one_readable_pair_and_refuses_when_none_is(data,
                              skipped=[])
 
 
+def test_a_stop_while_scoring_carries_the_scores_of_the_images_before_it(data, brightness_model,
+                                                                      bad_model):
+    """Ctrl-C after three of five images: the stop goes on up (the command exits 130) with
+    the summaries of those three, compared as a whole run's are, for the command to print
+    rather than lose."""
+
+    class StopAt(evaluate.WorstImages):  # the stop lands where the loop hands on each image
+        def __init__(self, at: int):
+            super().__init__(0)
+            self.at, self.offered = at, 0
+
+        def offer(self, *args) -> None:
+            self.offered += 1
+            if self.offered == self.at:
+                raise KeyboardInterrupt
+
+    pairs = [(str(data / "images" / f"{stem}.png"), str(data / "masks" / f"{stem}.png"))
+             for stem in STEMS]
+    models = [SegmentOptions(model=str(brightness_model)), SegmentOptions(model=str(bad_model))]
+    whole = evaluate.score_pairs(pairs[:3], models, progress=False)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        evaluate.score_pairs(pairs, models, progress=False, worst=StopAt(3))
+    partial = stopped.value.partial_scores
+    assert [s["n"] for s in partial] == [3, 3]
+    for key in ("miou", "dice", "boundary_f"):
+        assert [s[key] for s in partial] == [s[key] for s in whole]
+    assert partial[1]["paired"] == whole[1]["paired"]
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        evaluate.score_pairs(pairs, models, progress=False, worst=StopAt(1))
+    assert [s["n"] for s in stopped.value.partial_scores] == [1, 1]
+
+
 def test_score_pairs_keeps_each_models_iou_in_model_order_for_the_sheet(data, brightness_model,
                                                                        bad_model):
     """The sheet's rows carry the IoU of --model first and of --compare second: the good model

@@ -42,7 +42,7 @@ from portrait.cli import (
     threads_all_cores,
     typed_options,
 )
-from portrait.errors import InputError, run_command
+from portrait.errors import InputError, StopRequested, run_command
 from portrait.option_checks import POSITIVE, CheckedOptions, bounded
 from portrait.options import (
     TEST_TIME_MODES,
@@ -639,31 +639,49 @@ def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOption
 
     Raises:
         InputError: a pair that cannot be read (without ``skipped``), or none that can.
+        KeyboardInterrupt, StopRequested: a stop (Ctrl-C, SIGTERM) while scoring; after at
+            least one image, it carries the summaries of the images every model scored as
+            ``partial_scores``, so the caller can report them rather than lose them.
     """
     from tqdm import tqdm
 
     worst = worst or WorstImages(0)
     with contextlib.ExitStack() as stack:
         scorers = [stack.enter_context(ModelScorer(model, refine)) for model in models]
-        for image_path, mask_path in tqdm(pairs, unit="image", desc="evaluate", file=sys.stderr,
-                                          disable=not progress, dynamic_ncols=True):
-            stem = Path(image_path).stem
-            try:
-                image, truth = read_pair(image_path, mask_path)
-            except InputError as error:
-                if skipped is None:
-                    raise
-                log.warning("skipped: %s", error)
-                skipped.append((image_path, error))
-                continue
-            results = [scorer.score(stem, image, truth) for scorer in scorers]
-            worst.offer(stem, image, truth, [alpha for _, alpha in results],
-                        [score.iou for score, _ in results])
+        try:
+            for image_path, mask_path in tqdm(pairs, unit="image", desc="evaluate",
+                                              file=sys.stderr, disable=not progress,
+                                              dynamic_ncols=True):
+                stem = Path(image_path).stem
+                try:
+                    image, truth = read_pair(image_path, mask_path)
+                except InputError as error:
+                    if skipped is None:
+                        raise
+                    log.warning("skipped: %s", error)
+                    skipped.append((image_path, error))
+                    continue
+                results = [scorer.score(stem, image, truth) for scorer in scorers]
+                worst.offer(stem, image, truth, [alpha for _, alpha in results],
+                            [score.iou for score, _ in results])
+        except (KeyboardInterrupt, StopRequested) as stop:
+            scored = min(len(scorer.scores) for scorer in scorers)
+            if scored:  # the images every model scored (a stop may fall between two models)
+                for scorer in scorers:
+                    del scorer.scores[scored:]
+                stop.partial_scores = _summaries(scorers)
+            raise
         if skipped and len(skipped) == len(pairs):
             raise skipped[0][1]
-        summaries = [scorer.summary() for scorer in scorers]
-        for scorer, summary in zip(scorers[1:], summaries[1:]):
-            summary["paired"] = paired_difference(scorers[0].scores, scorer.scores)
+        return _summaries(scorers)
+
+
+def _summaries(scorers: Sequence[ModelScorer]) -> list[dict]:
+    """Each scorer's summary, the compared ones with their image-by-image difference from the
+    first (:func:`paired_difference`)."""
+    summaries = [scorer.summary() for scorer in scorers]
+    for scorer, summary in zip(scorers[1:], summaries[1:]):
+        summary["paired"] = paired_difference(scorers[0].scores, scorer.scores)
     return summaries
 
 
@@ -852,15 +870,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with stdout_to_stderr() as stdout_fd:
             if not args.debug:
                 import_tensorflow_quietly()
-            summaries = evaluate(evaluation, models, refine, skipped)
-            if len(summaries) > 1:
-                sys.stderr.write(format_table(summaries) + "\n")
-            result = dict(summaries[0])
-            if len(summaries) > 1:
-                result["compare"] = summaries[1]
-            result.update(data=evaluation.data, list=evaluation.list_file,
-                          skipped=[str(path) for path, _ in skipped])
-            os.write(stdout_fd, (json.dumps(result) + "\n").encode())
+            try:
+                summaries = evaluate(evaluation, models, refine, skipped)
+            except (KeyboardInterrupt, StopRequested) as stop:
+                summaries = getattr(stop, "partial_scores", None)
+                if summaries is None:
+                    raise
+                log.warning("%s: stopped after %s; the scores of those follow, marked "
+                            "\"stopped\"%s", _stop_name(stop),
+                            counted(summaries[0]["n"], "image"),
+                            "; --sheet is not written" if evaluation.sheet else "")
+                _report(summaries, evaluation, skipped, stdout_fd, stopped=True)
+                raise
+            _report(summaries, evaluation, skipped, stdout_fd)
         if skipped:
             names = ", ".join(Path(path).name for path, _ in skipped[:10])
             log.error("%s could not be read and %s left out of the scores: %s%s (see the "
@@ -871,6 +893,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     return run_command(body, traceback=args.debug)
+
+
+def _stop_name(stop: BaseException) -> str:
+    """How a log line names a stop: Ctrl-C, or the signal (SIGTERM)."""
+    return "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop)
+
+
+def _report(summaries: Sequence[dict], evaluation: EvalOptions,
+            skipped: Sequence[tuple[str, InputError]], stdout_fd: int,
+            stopped: bool = False) -> None:
+    """Write the table (when models are compared) to stderr and the JSON line to ``stdout_fd``;
+    ``stopped`` marks scores of the images scored before a stop."""
+    if len(summaries) > 1:
+        sys.stderr.write(format_table(summaries) + "\n")
+    result = dict(summaries[0])
+    if len(summaries) > 1:
+        result["compare"] = summaries[1]
+    result.update(data=evaluation.data, list=evaluation.list_file,
+                  skipped=[str(path) for path, _ in skipped])
+    if stopped:
+        result["stopped"] = True
+    os.write(stdout_fd, (json.dumps(result) + "\n").encode())
 
 
 def _suite_body(args: argparse.Namespace) -> None:
