@@ -1466,3 +1466,24 @@ def test_the_compiled_model_makes_no_variable_while_its_first_step_is_traced(sch
     model.fit(images, masks, batch_size=2, epochs=1, verbose=0)
     assert [v.path for v in model.optimizer.variables] == made
     assert int(model.optimizer.iterations.numpy()) == 2
+
+
+def test_a_fine_tune_that_would_store_another_short_side_than_its_init_model_is_named(tmp_path):
+    """weights/unet_live.hdf5 runs at 160 px; a fine-tune at the default 192x192 crop stored
+    192 without a word, and the app ran the result at 192. The warning names both and the fix;
+    it is quiet where they agree, where --short-side is given, or where the model names none."""
+    from conftest import build_small_model
+    from portrait.training.train import TrainOptions, init_short_side_note, save_model
+
+    noted = tmp_path / "live.hdf5"
+    save_model(build_small_model(), noted, short_px=160)
+    options = TrainOptions(data=("d",), init=str(noted))
+    assert init_short_side_note(options) == (
+        f"--init '{noted}' runs at a short side of 160 px, and this run stores 192 (the "
+        "--input-size crop's), which the app will run the result at; pass --short-side 160 to "
+        "keep the model's")
+    assert init_short_side_note(dataclasses.replace(options, short_side=192)) is None
+    assert init_short_side_note(dataclasses.replace(options, input_size=(224, 160))) is None
+    assert init_short_side_note(TrainOptions(data=("d",))) is None
+    assert init_short_side_note(TrainOptions(data=("d",),
+                                             init=small_model(tmp_path / "plain.hdf5"))) is None

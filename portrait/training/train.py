@@ -727,6 +727,24 @@ def backbone_expected(alpha: float) -> str:
             "'none'; to fine-tune a trained model, pass it as --init")
 
 
+def init_short_side_note(options: TrainOptions) -> Optional[str]:
+    """A warning for a fine-tune that would store another short side than its ``--init``
+    model's (``weights/unet_live.hdf5`` runs at 160 px; the default crop stores 192), so the
+    app would run the result at a size it was not chosen for; None where they agree, where
+    ``--short-side`` was given, or where the model names none."""
+    from portrait.segment.locate import read_short_side_hint
+
+    if not options.init or options.short_side is not None:
+        return None
+    init_px = read_short_side_hint(Path(options.init))
+    stored_px = min(options.input_size)
+    if init_px is None or init_px == stored_px:
+        return None
+    return (f"--init '{options.init}' runs at a short side of {init_px} px, and this run stores "
+            f"{stored_px} (the --input-size crop's), which the app will run the result at; pass "
+            f"--short-side {init_px} to keep the model's")
+
+
 def check_data_paths(options: TrainOptions) -> None:
     """Before any model loads or is built: each ``--data`` and ``--val`` entry is a folder or a
     list file of text (what :func:`portrait.training.folders.resolve_split` reads), so a video,
@@ -1068,6 +1086,9 @@ def train(options: TrainOptions) -> Path:
     check_run_dir(options, run_dir)
     check_model_inputs(options)
     check_data_paths(options)  # cheap: before the models load or the encoder is built
+    note = init_short_side_note(options)
+    if note:
+        log.warning(note)
     keras.utils.set_random_seed(options.seed)
 
     # The models before the data: a model file that does not load is named without waiting.
