@@ -765,6 +765,7 @@ def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys)
     backbone.write_bytes(b"weights")
     (tmp_path / "a_folder.hdf5").mkdir()
     (tmp_path / "corrupt.h5").write_text("not a model")
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.zeros((8, 8, 3), np.uint8))
     missing = str(tmp_path / "missing.h5")
     cases = [
         (["--init", str(init), "--out", str(tmp_path / "init.h5")], "is the --init model"),
@@ -781,6 +782,15 @@ def test_run_checks_come_before_anything_is_written_or_trained(tmp_path, capsys)
         (["--init", str(tmp_path / "corrupt.h5"), "--out", str(tmp_path / "x.hdf5")],
          "corrupt.h5"),
         (["--teacher", missing, "--out", str(tmp_path / "x.hdf5")], f"--teacher '{missing}' not found"),
+        # A photo given as a model is named as no model file, not as a corrupt one.
+        (["--init", str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "x.hdf5")],
+         f"--init '{tmp_path / 'photo.jpg'}' is not a model file: training takes Keras models "
+         "(.hdf5, .h5, .keras), and its type '.jpg' is none of them; give the model file to "
+         "fine-tune"),
+        (["--teacher", str(tmp_path / "a_file"), "--out", str(tmp_path / "x.hdf5")],
+         f"--teacher '{tmp_path / 'a_file'}' is not a model file: training takes Keras models "
+         "(.hdf5, .h5, .keras), and its type '(none)' is none of them; give the teacher's model "
+         "file"),
         (["--backbone", missing, "--out", str(tmp_path / "x.hdf5")], f"--backbone '{missing}' not found"),
         (["--input-size", "100x100", "--out", str(tmp_path / "x.hdf5")],
          "--input-size 100x100 must be a multiple of the output stride 16"),

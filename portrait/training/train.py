@@ -781,6 +781,8 @@ def check_model_inputs(options: TrainOptions) -> None:
         ModelError: the first that is not, by option and path.
         InputError: a ``--backbone`` file that holds no weights.
     """
+    from portrait.segment.locate import KERAS_SUFFIXES
+
     named = [("--init", options.init, "give the model file to fine-tune"),
              *(("--teacher", t, "give the teacher's model file") for t in options.teacher)]
     if not options.init and options.backbone not in BACKBONE_WORDS:
@@ -805,6 +807,12 @@ def check_model_inputs(options: TrainOptions) -> None:
                     f"portrait.training.distill --teacher {path} --data ... --out DIR, then "
                     "train on DIR" if option == "--teacher" else
                     "fine-tune the Keras model (.hdf5) it was exported from"))
+        suffix = Path(path).suffix.lower()
+        if option != "--backbone" and suffix not in KERAS_SUFFIXES:
+            # A photo or a text file was called "not a valid HDF5 file ... truncated or corrupt".
+            raise ModelError(f"{option} '{path}' is not a model file: training takes Keras "
+                             f"models (.hdf5, .h5, .keras), and its type '{suffix or '(none)'}' "
+                             f"is none of them; {advice}")
 
 
 def check_trainable(model, option: str, path: str, input_size: tuple[int, int]) -> None:
