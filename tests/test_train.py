@@ -1497,3 +1497,19 @@ def test_a_fine_tune_that_would_store_another_short_side_than_its_init_model_is_
     assert init_short_side_note(TrainOptions(data=("d",))) is None
     assert init_short_side_note(TrainOptions(data=("d",),
                                              init=small_model(tmp_path / "plain.hdf5"))) is None
+
+
+def test_an_epoch_that_beats_the_best_moves_its_checkpoint_and_logs_where_it_is(tmp_path, caplog):
+    """Keras's checkpoint line named runs/X/best.tmp.h5, a file gone a moment later; the log
+    names best.h5, the one a user finds, and an epoch that wrote none changes nothing."""
+    from portrait.training.train import promote_best
+
+    best_tmp, best_h5 = tmp_path / "best.tmp.h5", tmp_path / "best.h5"
+    best_h5.write_bytes(b"epoch 1")
+    with caplog.at_level("INFO", logger="portrait.training.train"):
+        assert not promote_best(best_tmp, best_h5, 1, {"val_iou": 0.5})
+        best_tmp.write_bytes(b"epoch 3")
+        assert promote_best(best_tmp, best_h5, 2, {"val_iou": 0.71234})
+    assert best_h5.read_bytes() == b"epoch 3" and not best_tmp.exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"epoch 3: validation IoU 0.7123, the best so far, saved to {best_h5}"]

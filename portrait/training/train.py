@@ -639,6 +639,22 @@ def make_nan_stop(run_dir: Path, lr: float):
     return StopOnNonFiniteLoss()
 
 
+def promote_best(best_tmp: Path, best_h5: Path, epoch: int, logs: Optional[dict]) -> bool:
+    """At an epoch's end: move the checkpoint the epoch wrote (``best.tmp.h5``, only when it beat
+    the best so far) over ``best.h5`` and log it by the file a user finds, where Keras's own line
+    named the temporary file. ``epoch`` counts from 0, as Keras's do.
+
+    Returns:
+        Whether there was one to move.
+    """
+    if not best_tmp.is_file():
+        return False
+    best_tmp.replace(best_h5)
+    log.info("epoch %d: validation IoU %.4f, the best so far, saved to %s", epoch + 1,
+             float((logs or {}).get("val_iou", float("nan"))), best_h5)
+    return True
+
+
 def set_aside_earlier_run(run_dir: Path) -> Optional[Path]:
     """Move what an earlier run wrote in ``run_dir`` into ``run_dir/earlier-N`` (the first N
     free), so that a new run there starts its own log and checkpoints (appended to the earlier
@@ -1160,14 +1176,14 @@ def train(options: TrainOptions) -> Path:
     best_tmp.unlink(missing_ok=True)
     backup = run_dir / BACKUP_DIR
     checkpoint = keras.callbacks.ModelCheckpoint(str(best_tmp), monitor="val_iou", mode="max",
-                                                 save_best_only=True, verbose=1,
+                                                 save_best_only=True, verbose=0,
                                                  initial_value_threshold=best_before)
     callbacks = [
         make_nan_stop(run_dir, options.lr),  # first: nan weights must reach no file
         make_room_check(run_dir, checkpoint, options.average_last, options.epochs),  # then: room
         checkpoint,
         keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: best_tmp.is_file() and best_tmp.replace(best_h5)),
+            on_epoch_end=lambda epoch, logs: promote_best(best_tmp, best_h5, epoch, logs)),
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=50),
     ]
