@@ -976,6 +976,20 @@ def test_a_model_named_without_its_type_is_named_back_with_it(tmp_path, monkeypa
         resolve_model_path("runs/other")
 
 
+def test_mediapipe_s_selfie_model_not_found_says_where_to_get_it(tmp_path, monkeypatch):
+    """The README's evaluate example compares with selfie_segmentation.tflite, which is not in
+    the repository: run as written, it ended in 'not found', with no word of where it comes
+    from."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("selfie_segmentation.tflite", "models/selfie_segmentation_landscape.tflite"):
+        with pytest.raises(ModelError) as missing:
+            resolve_model_path(name, "pass --compare PATH to a .hdf5 or .tflite model")
+        assert str(missing.value) == (
+            f"model '{name}' not found (also looked in weights/); pass --compare PATH to a .hdf5 "
+            "or .tflite model (MediaPipe's selfie models are not in this repository: the "
+            "README's 'The model' section takes them out of the mediapipe 0.10.21 wheel)")
+
+
 @pytest.mark.parametrize("name", ["sigmoid", "keras", "tflite"])
 def test_truncated_model_is_a_clear_error(models, tmp_path, name):
     source = models[name]

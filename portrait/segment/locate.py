@@ -16,6 +16,7 @@ SHIPPED_MODELS = (PHOTO_MODEL, LIVE_MODEL)
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 HDF5_SUFFIXES = (".h5", ".hdf5")  # whole models in HDF5: what train and ensemble write
 MODEL_HINT = "pass --model PATH to a .hdf5 or .tflite model"
+MEDIAPIPE_SELFIE_PREFIX = "selfie_segmentation"  # MediaPipe's selfie models' file names
 SHORT_SIDE_ATTR = "portrait_input_short_px"  # HDF5 attribute our training writes
 
 
@@ -61,6 +62,9 @@ def resolve_model_path(name: str, hint: str = MODEL_HINT) -> Path:
     suffix = _its_type(given)
     if suffix is not None:
         hint = f"give the name with its type: '{name}{suffix}'"
+    elif given.name.lower().startswith(MEDIAPIPE_SELFIE_PREFIX):
+        hint += (" (MediaPipe's selfie models are not in this repository: the README's 'The "
+                 "model' section takes them out of the mediapipe 0.10.21 wheel)")
     raise ModelError(f"model '{name}' not found (also looked in weights/); {hint}")
 
 
