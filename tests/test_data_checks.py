@@ -333,6 +333,26 @@ def test_masks_without_images_are_counted_in_one_warning(tmp_path, caplog):
                         "out (b, c); add images/<stem>.jpg or .png for each, or remove the mask"]
 
 
+def test_a_data_folder_s_own_images_folder_given_as_data_names_the_folder_to_pass(tmp_path,
+                                                                                 monkeypatch):
+    """`--data my_photos/images`, a natural slip, was told the folder 'must contain images/ and
+    masks/', as any folder is; it is named as the images/ of the folder to pass instead."""
+    data = _data(tmp_path / "my photos")
+    for given, shown in ((data / "images", data), (data / "masks", data)):
+        with pytest.raises(InputError) as refused:
+            resolve_split(str(given), "train")
+        assert str(refused.value) == (f"data folder '{given}' is the {given.name}/ folder of a "
+                                      "data folder; pass the folder that holds images/ and "
+                                      f"masks/, '{shown}'")
+    monkeypatch.chdir(data / "images")  # '.': the folder is named by its whole path
+    with pytest.raises(InputError, match=f"pass the folder that holds images/ and masks/, "
+                                         f"'{data.resolve()}'$"):
+        resolve_split(".", "train")
+    (tmp_path / "photos" / "images").mkdir(parents=True)  # no masks/ beside it: the layout
+    with pytest.raises(InputError, match="must contain images/ and masks/"):
+        resolve_split(str(tmp_path / "photos" / "images"), "train")
+
+
 def test_a_listed_stem_is_refused_saying_what_it_lacks(tmp_path):
     data = _data(tmp_path / "d", ["a", "b"])
     (data / "masks" / "b.png").unlink()

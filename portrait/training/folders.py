@@ -221,6 +221,12 @@ def find_pairs(data_dir: Path, stems: Optional[Sequence[str]] = None) -> list[tu
     """
     images_dir, masks_dir = data_dir / "images", data_dir / "masks"
     if not images_dir.is_dir() or not masks_dir.is_dir():
+        name, parent = data_dir.resolve().name, data_dir.resolve().parent
+        if name in ("images", "masks") and (parent / "images").is_dir() and (
+                parent / "masks").is_dir():  # the data folder's own images/ given
+            shown = data_dir.parent if data_dir.name == name else parent  # '.' named by path
+            raise InputError(f"data folder '{data_dir}' is the {name}/ folder of a data folder; "
+                             f"pass the folder that holds images/ and masks/, '{shown}'")
         raise InputError(
             f"data folder '{data_dir}' must contain images/ and masks/; "
             "see the README's 'Train your own' section for the layout"
