@@ -1513,3 +1513,23 @@ def test_an_epoch_that_beats_the_best_moves_its_checkpoint_and_logs_where_it_is(
     assert best_h5.read_bytes() == b"epoch 3" and not best_tmp.exists()
     assert [r.getMessage() for r in caplog.records] == [
         f"epoch 3: validation IoU 0.7123, the best so far, saved to {best_h5}"]
+
+
+def test_an_empty_list_is_refused_before_any_model_loads(tmp_path, capsys):
+    """An empty list file, given or the folder's own train.txt/val.txt, was refused only after
+    the model had loaded or the encoder been built (20 s and more on 2 cores); a model file
+    that would not load shows it now comes first."""
+    data = make_data(tmp_path / "data")
+    (tmp_path / "corrupt.h5").write_text("not a model")
+    (data / "empty.txt").write_text("# nothing yet\n")
+    other = make_data(tmp_path / "other")
+    (other / "val.txt").write_text("\n")
+    base = ["--init", str(tmp_path / "corrupt.h5"), "--out", str(tmp_path / "x.hdf5"),
+            "--run-dir", str(tmp_path / "run")] + TINY
+    for args, empty in ((["--data", str(data / "empty.txt")], data / "empty.txt"),
+                        (["--data", str(data), "--val", str(other)], other / "val.txt")):
+        assert train_main(args + base) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == f"error: list file '{empty}' lists no stems; put one image stem per line"
+        assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "run").exists()

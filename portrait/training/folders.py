@@ -137,7 +137,7 @@ def write_stems(list_file: Path, stems: Sequence[str]) -> None:
                                errors="surrogateescape")
 
 
-def _listed_stems(list_file: Path) -> list[str]:
+def listed_stems(list_file: Path) -> list[str]:
     """The stems of a list file given as data (:func:`read_stems`).
 
     Raises:
@@ -299,7 +299,7 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
             raise InputError(f"'{spec}' is a test list: a test set is never used for training, "
                              "validation, distillation or mining, or its scores would no longer "
                              "be held out; give train.txt, val.txt, other.txt or a list of your own")
-        stems = _listed_stems(path)
+        stems = listed_stems(path)
         if not (path.parent / "images").is_dir() or not (path.parent / "masks").is_dir():
             # find_pairs would name the folder alone ("data folder '.' must contain ..."),
             # which the user never gave.
@@ -312,7 +312,7 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     listed = folder_list(path, role)
     if listed is not None:
         log.info("%s data: %s", role, listed)
-        return find_pairs(path, _listed_stems(listed))
+        return find_pairs(path, listed_stems(listed))
     if (path / "test.txt").is_file():
         test = set(read_stems(path / "test.txt"))
         pairs = find_pairs(path)

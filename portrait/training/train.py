@@ -763,15 +763,16 @@ def init_short_side_note(options: TrainOptions) -> Optional[str]:
 
 def check_data_paths(options: TrainOptions) -> None:
     """Before any model loads or is built: each ``--data`` and ``--val`` entry is a folder or a
-    list file of text (what :func:`portrait.training.folders.resolve_split` reads), so a video,
-    a photo or a path that is nowhere is named without waiting for the model. The photos they
-    name are listed and read later, after the models.
+    list file of text (what :func:`portrait.training.folders.resolve_split` reads), and the list
+    it gives or its folder's list names a stem, so a video, a photo, an empty list or a path
+    that is nowhere is named without waiting for the model. The photos they name are listed and
+    read later, after the models.
 
     Raises:
         InputError: the first entry that is not, by option and path.
     """
     from portrait.capture.images import VIDEO_EXTENSIONS
-    from portrait.training.folders import data_not_found, read_stems
+    from portrait.training.folders import data_not_found, folder_list, listed_stems
 
     for option, specs in (("--data", options.data), ("--val", options.val)):
         for spec in dict.fromkeys(specs):
@@ -781,10 +782,12 @@ def check_data_paths(options: TrainOptions) -> None:
                                  "folder of images/ and masks/, or a list file in one): label its "
                                  "frames first with python -m portrait.training.distill --teacher "
                                  f"MODEL --video '{spec}' --out DIR, then pass {option} DIR")
-            if path.is_file():
-                read_stems(path)  # a photo or other binary file is refused as not text
-            elif not path.is_dir():
+            if not path.is_file() and not path.is_dir():
                 raise data_not_found(spec)
+            listed = path if path.is_file() else folder_list(
+                path, "train" if option == "--data" else "val")
+            if listed is not None:
+                listed_stems(listed)  # a photo (not text) or a list that names no stem
 
 
 def check_model_inputs(options: TrainOptions) -> None:
