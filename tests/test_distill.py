@@ -1,5 +1,6 @@
 """Knowledge distillation: teachers' predictions mixed into the training targets."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -576,3 +577,26 @@ def test_distill_bands_leave_out_a_bystander_the_teacher_gives_a_fifth(tmp_path,
     # It stops above the bystander (their top at 150; the teacher's 64x64 output, scaled up,
     # is under the level for a few rows there), not at the subject's (200 - 12).
     assert top.shape[0] < 150 and top.max() < 60
+
+
+def test_distill_counts_what_it_wrote_in_the_singular_too(tmp_path, brightness_model, caplog):
+    """'wrote 1 pseudo-labelled frames', 'wrote 1 soft masks': one frame or photo is counted as
+    one."""
+    import cv2
+
+    from portrait.training.distill import main
+
+    root = tmp_path / "photos"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    cv2.imwrite(str(root / "images" / "a.png"), np.full((64, 96, 3), 200, np.uint8))
+    cv2.imwrite(str(root / "masks" / "a.png"), np.full((64, 96), 255, np.uint8))
+    clip = write_video(tmp_path / "one.avi", 1)
+    with caplog.at_level(logging.INFO, logger="portrait.training.distill"):
+        assert main(["--teacher", str(brightness_model), "--video", str(clip),
+                     "--out", str(tmp_path / "frames")]) == 0
+        assert main(["--teacher", str(brightness_model), "--data", str(root),
+                     "--out", str(tmp_path / "soft")]) == 0
+    wrote = [r.getMessage() for r in caplog.records if r.getMessage().startswith("wrote")]
+    assert wrote == [f"wrote 1 pseudo-labelled frame (one in 1) to {tmp_path / 'frames'}",
+                     f"wrote 1 soft mask (teacher weight 0.3) to {tmp_path / 'soft'}"]

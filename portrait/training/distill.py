@@ -34,6 +34,7 @@ import numpy as np
 from portrait.errors import InputError, ModelError, run_command
 from portrait.options import TEST_TIME_MODES
 from portrait.training.folders import check_listable, check_photo_stems
+from portrait.words import counted
 
 # Keras and TensorFlow are imported where they are used, so that the command line can import
 # them quietly (portrait.cli.import_tensorflow_quietly).
@@ -215,8 +216,8 @@ def write_soft_labels(pairs: Sequence[tuple[str, str]], segment, out_dir: Path, 
         write_stems(out_dir / "train.txt", stems)
         if negatives_dir is not None:
             write_stems(negatives_dir / "train.txt", negatives)
-            log.info("wrote %d background bands (hard negatives) to %s", len(negatives),
-                     negatives_dir)
+            log.info("wrote %s (hard negatives) to %s",
+                     counted(len(negatives), "background band"), negatives_dir)
     return stems
 
 
@@ -349,8 +350,8 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
         write_stems(out_dir / "train.txt", stems)
         if negatives_dir is not None:
             write_stems(Path(negatives_dir) / "train.txt", negatives)
-            log.info("wrote %d background strips (hard negatives) to %s", len(negatives),
-                     negatives_dir)
+            log.info("wrote %s (hard negatives) to %s",
+                     counted(len(negatives), "background strip"), negatives_dir)
     return stems
 
 
@@ -437,7 +438,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                             progress=sys.stderr.isatty(),
                                             negatives_dir=args.negatives and Path(args.negatives),
                                             negatives_every=args.negatives_every)
-            log.info("wrote %d pseudo-labelled frames (one in %d) to %s", len(stems),
+            log.info("wrote %s (one in %d) to %s", counted(len(stems), "pseudo-labelled frame"),
                      args.every or 1, args.out)
             return
         weight = 0.3 if args.weight is None else args.weight
@@ -448,7 +449,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stems = write_soft_labels(pairs, teacher, Path(args.out), weight,
                                       progress=sys.stderr.isatty(),
                                       negatives_dir=args.negatives and Path(args.negatives))
-        log.info("wrote %d soft masks (teacher weight %g) to %s", len(stems), weight, args.out)
+        log.info("wrote %s (teacher weight %g) to %s", counted(len(stems), "soft mask"), weight,
+                 args.out)
 
     return run_command(body, traceback=args.debug)
 
