@@ -423,6 +423,34 @@ def test_a_turned_video_whose_pixels_are_not_square_is_stretched_along_its_store
     assert abs(width / height - 1) < 0.06, (width, height)
 
 
+@pytest.mark.parametrize("aspect, interpolation", [((4, 3), cv2.INTER_LINEAR),
+                                                    ((3, 4), cv2.INTER_AREA)],
+                         ids=["widened", "narrowed"])
+def test_a_video_whose_pixels_are_not_square_is_scaled_as_opencv_scales_it(tmp_path, aspect,
+                                                                          interpolation):
+    """A stored frame of fine stripes is stretched to the shape players show as
+    ``cv2.resize`` does it, bilinear where it is widened and by area where it is narrowed (so
+    the stripes average out rather than alias), on the frame OpenCV's own reader decodes."""
+    from conftest import write_anamorphic_video
+
+    shown = (round(120 * aspect[0] / aspect[1]), 120)
+    picture = np.zeros((120, 120, 3), np.uint8)
+    picture[:, ::2] = 255  # fine stripes: each interpolation gives other values
+    picture = cv2.resize(picture, shown, interpolation=cv2.INTER_NEAREST)
+    path = write_anamorphic_video(tmp_path / "stripes.mp4", picture, 1, aspect)
+    capture = cv2.VideoCapture(str(path))
+    ok, stored = capture.read()
+    capture.release()
+    assert ok and stored.shape == (120, 120, 3)
+    with VideoFileSource(path) as video:
+        assert video.size == shown
+        image = next(iter(video)).image
+    expected = cv2.resize(stored, shown, interpolation=interpolation)
+    other = cv2.INTER_AREA if interpolation == cv2.INTER_LINEAR else cv2.INTER_LINEAR
+    assert not np.array_equal(expected, cv2.resize(stored, shown, interpolation=other))
+    np.testing.assert_array_equal(image, expected)
+
+
 def test_video_frames_carry_their_times_in_the_file_also_when_the_rate_varies(tmp_path):
     """A phone in dim light records fewer frames a second: each frame keeps its own time (the
     container's average rate would put the last of these at 0.8 s instead of 1.4 s)."""
@@ -436,6 +464,31 @@ def test_video_frames_carry_their_times_in_the_file_also_when_the_rate_varies(tm
     assert seen == pytest.approx(times, abs=0.002)
     with VideoFileSource(write_video(tmp_path / "steady.avi", 5, fps=25.0)) as video:
         assert [f.pts_s for f in video] == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
+
+
+def test_a_video_whose_every_frame_rate_is_out_of_range_is_read_at_30_fps_and_says_so(
+        tmp_path, caplog):
+    """A header that claims 2400 fps, to OpenCV and to FFmpeg's guess alike (a broken
+    recorder's): neither is taken, the frames are read at 30 fps, and the warning gives the
+    rate that was refused."""
+    import av
+
+    path = tmp_path / "fast.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=2400)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            image = np.full((48, 64, 3), level(i), np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].guessed_rate == 2400  # what this is about
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    with VideoFileSource(path) as video:
+        assert video.fps == 30.0
+        assert len(list(video)) == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        f"video '{path}' reports no usable frame rate (2400.0); assuming 30 fps"]
 
 
 def test_open_source_points_a_folder_to_image(tmp_path):
@@ -795,6 +848,43 @@ def test_a_matroska_video_whose_sound_outlasts_its_picture_is_whole_and_cut_is_t
     # against the picture's own 30 frames (1.0 s), not the file's estimate: numbers that agree
     assert f"ended after {frames} of the 30 frames it claims" in caplog.records[0].getMessage()
     assert "of 1.0 s): the file may be truncated" in caplog.records[0].getMessage()
+
+
+def test_a_matroska_video_a_frame_short_of_its_estimate_is_whole_and_says_nothing(tmp_path,
+                                                                                  caplog):
+    """30 frames (1.0 s) with sound 40 ms longer: OpenCV estimates 31 frames from the file's
+    length, and the video track's own end (1.0 s) is too close to that to tell them apart. A
+    frame or two short of an estimate is how estimates are, not a variable frame rate nor a
+    truncation: nothing is said."""
+    from conftest import write_video_with_sound
+
+    clip = write_video_with_sound(tmp_path / "clip.mkv", frames=30, seconds=1.04, codec="flac")
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        assert video.frame_count == 31  # the estimate this is about
+        caplog.clear()
+        assert len(list(video)) == 30
+    assert caplog.records == []
+
+
+def test_a_matroska_video_over_a_minute_long_is_measured_by_its_whole_duration_tag(tmp_path,
+                                                                                  caplog):
+    """61 frames at 1 fps (1 min 1 s of picture) with 80 s of sound: the video track's
+    ``DURATION`` tag (00:01:01.0...) says where the picture ends, minutes included, so a copy
+    cut short is truncated against the picture's 61 frames and 61 s (not the file's 80 s)."""
+    from conftest import write_video_with_sound
+
+    clip = write_video_with_sound(tmp_path / "long.mkv", frames=61, seconds=80, fps=1.0,
+                                  codec="flac", rate=8000)
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    with VideoFileSource(clip) as video:
+        assert video.frame_count == 80  # the file's estimate, from the sound's length
+        caplog.clear()
+        assert len(list(video)) == 61
+    assert caplog.records == []
+    frames = frames_of_a_cut_copy(clip, 0.5, caplog)
+    assert f"ended after {frames} of the 61 frames it claims" in caplog.records[0].getMessage()
+    assert "of 61.0 s): the file may be truncated" in caplog.records[0].getMessage()
 
 
 def test_a_frame_count_estimated_from_the_files_length_is_said_to_be_about(tmp_path, caplog):

@@ -324,7 +324,7 @@ class VideoFileSource(FileSource):
             fps = guessed
             if fps is None:
                 log.log(logging.DEBUG if quiet else logging.WARNING,
-                        "video '%s' reports no frame rate (%s); assuming 30 fps", self.path,
+                        "video '%s' reports no usable frame rate (%s); assuming 30 fps", self.path,
                         capture.get(cv2.CAP_PROP_FPS))
                 fps = 30.0
         self._counted_fps = float(fps)  # the rate OpenCV's frame count is estimated with
