@@ -762,7 +762,7 @@ def test_a_gif_without_a_global_palette_may_be_transparent(tmp_path):
     2x2 frame on 4x4, its own palette) leaves the rest transparent, which must be told."""
     import av
 
-    from portrait.capture.gif import gif_may_be_transparent
+    from portrait.capture.gif import gif_may_be_transparent, with_other_background
 
     def codes(values, bits=3):  # LZW codes, least significant bit first
         number = sum(code << (bits * i) for i, code in enumerate(values))
@@ -779,6 +779,8 @@ def test_a_gif_without_a_global_palette_may_be_transparent(tmp_path):
         alpha = picture.to_ndarray(format="bgra")[:, :, 3]
     assert alpha[:2, :2].min() == 255 and alpha[2:, :].max() == 0  # what this is about
     assert gif_may_be_transparent(path)
+    # FFmpeg's background is transparent already: no second decoding to tell it apart
+    assert with_other_background(path.read_bytes()) is None
 
 
 def test_opaque_gif_plays_as_a_video(tmp_path):
@@ -1009,6 +1011,36 @@ def test_a_gif_frame_drawn_beside_the_area_restored_leaves_it_transparent(tmp_pa
             assert np.array_equal(shown[index], ffmpeg[index]), index
 
 
+def test_a_gif_image_without_a_graphic_control_is_not_restored_by_the_one_before(tmp_path):
+    """An opaque GIF restored to the background after each frame (disposal 2), its second
+    image without a graphic control of its own (so kept, disposal 0, as FFmpeg reads it: a
+    graphic control applies to the next image only) and its third moved 8 px right: the
+    columns the third leaves show the second's pixels, opaque, in every frame FFmpeg decodes,
+    and the blocks say it may not be transparent."""
+    import av
+
+    from portrait.capture.gif import gif_frames, gif_may_be_transparent
+
+    frames = [bgra.copy() for bgra in _gif_frames()]
+    for bgra in frames:
+        bgra[:, :, 3] = 255
+    data = bytearray(_gif(tmp_path / "opaque.gif", frames, disposal=2).read_bytes())
+    whole = b"\x2c\x00\x00\x00\x00\x40\x00\x30\x00"  # an image at (0, 0), 64x48
+    second = data.index(whole, data.index(whole) + 1)
+    assert data[second - 8:second - 5] == b"\x21\xf9\x04"  # its graphic control
+    del data[second - 8:second]
+    third = data.index(whole, data.index(whole, data.index(whole) + 1) + 1)
+    data[third + 1] = 8  # its left edge
+    path = tmp_path / "kept.gif"
+    path.write_bytes(bytes(data))
+    assert [image.disposal for image in gif_frames(bytes(data))] == [2, 0, 2]
+    with av.open(str(path)) as container:
+        alpha = [picture.to_ndarray(format="bgra")[:, :, 3].min()
+                 for picture in container.decode(video=0)]
+    assert alpha == [255, 255, 255]  # what this is about
+    assert not gif_may_be_transparent(path)
+
+
 def test_a_one_colour_gif_leaves_the_screen_around_its_frame_transparent(tmp_path):
     """A black GIF written by Pillow, whose palette is black throughout (Pillow pads it with
     black; the test makes sure), its 64x48 frame 8 px from the left of a 72x48 screen: FFmpeg
@@ -1019,7 +1051,7 @@ def test_a_one_colour_gif_leaves_the_screen_around_its_frame_transparent(tmp_pat
     import av
     from PIL import Image
 
-    from portrait.capture.gif import gif_may_be_transparent
+    from portrait.capture.gif import gif_may_be_transparent, with_other_background
     from portrait.capture.scaled import ScaledVideo
 
     Image.new("RGB", (64, 48)).save(tmp_path / "black.gif")
@@ -1038,6 +1070,14 @@ def test_a_one_colour_gif_leaves_the_screen_around_its_frame_transparent(tmp_pat
         (shown,) = [frame.image.to_ndarray(format="bgra") for frame in video]
     assert ffmpeg[:, :8, 3].min() == 255  # the background colour, what this is about
     assert shown[:, :8, 3].max() == 0
+    # With 256 colours, all black, no index names another background: none is made up (a
+    # byte holds no 256th), and the GIF plays as FFmpeg draws it.
+    full = data[:10] + bytes([data[10] | 7]) + data[11:13] + bytes(768) + data[13 + palette_bytes:]
+    path.write_bytes(bytes(full))
+    assert with_other_background(bytes(full)) is None
+    with ScaledVideo(path) as video:
+        (shown,) = [frame.image.to_ndarray(format="bgra") for frame in video]
+    assert np.array_equal(shown[:, 8:, :3], ffmpeg[:, 8:, :3])
     assert np.array_equal(shown[:, 8:], ffmpeg[:, 8:]) and shown[:, 8:, 3].min() == 255
 
 
