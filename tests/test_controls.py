@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import fake_camera
+from conftest import ROOT, fake_camera
 from portrait.cli import main
 from portrait.controls import (
     BLUR_MAX_PX,
@@ -27,6 +27,7 @@ from portrait.controls import (
     TerminalKeys,
     apply_key,
     background_cycle,
+    background_files,
     split_keys,
     stdin_is_terminal,
 )
@@ -69,6 +70,52 @@ def test_plus_and_minus_step_the_default_blur_from_the_frames_size():
     controls.poll((3000, 2000))
     assert controls.state.blur_px is None  # no key yet: still by the size
     assert controls.poll((3000, 2000)).blur_px == 58 + BLUR_STEP_PX
+    # A key pressed between polls (the terminal's thread) steps from the last frame's size; a
+    # poll that gives none keeps it rather than forgetting it.
+    controls = Controls(LiveState())
+    controls.poll((3000, 2000))
+    controls.poll()
+    assert controls.press("+").blur_px == 58 + BLUR_STEP_PX
+
+
+def test_background_files_are_every_file_a_background_reads(tmp_path):
+    """What an output must never overwrite: each image or video named, and every file of each
+    folder named (not its sub-folders); nothing for blur, a colour or transparent."""
+    photo = tmp_path / "beach.jpg"
+    photo.write_bytes(b"x")
+    folder = tmp_path / "backgrounds"
+    (folder / "nested").mkdir(parents=True)
+    for name in ("a.png", "b.mp4", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    found = background_files(["blur", "#00ff00", "transparent", f" {photo} ", str(folder)])
+    assert found[0] == photo
+    assert sorted(found[1:]) == [folder / "a.png", folder / "b.mp4", folder / "notes.txt"]
+
+
+def test_the_opening_line_gives_the_blur_behind_a_transparent_background_only(tmp_path):
+    """The room shows, blurred, through a transparent image: the line that says what the
+    stream sends gives that blur too (by the frame's size, 21 px at 720p); behind an opaque
+    image nothing shows, and no blur is named."""
+    from portrait.composite import make_background
+    from portrait.controls import describe_output
+    from portrait.options import CompositeOptions
+
+    picture = np.full((36, 64, 4), 200, np.uint8)
+    picture[:, :, 3] = 255
+    cv2.imwrite(str(tmp_path / "opaque.png"), picture)
+    picture[:, :32, 3] = 0
+    cv2.imwrite(str(tmp_path / "window.png"), picture)
+    lines = {}
+    for name in ("opaque.png", "window.png"):
+        spec = str(tmp_path / name)
+        state = LiveState(backgrounds=("blur", spec), background_index=1)
+        with make_background(CompositeOptions(background=spec), (1280, 720)) as background:
+            lines[name] = (describe_output(state, (1280, 720), background), background.description)
+    line, description = lines["window.png"]
+    assert line == (f"output: mirror off, framing off, background {description}, "
+                    "blur 21 px (the default for 1280x720)")
+    line, description = lines["opaque.png"]
+    assert line == f"output: mirror off, framing off, background {description}"
 
 
 def test_blur_steps_are_bounded():
@@ -216,6 +263,35 @@ def test_stdin_that_is_not_a_terminal_gives_no_terminal_keys(tmp_path):
     with open(tmp_path / "file", "w") as file:
         assert not stdin_is_terminal(file)
     assert not stdin_is_terminal(sys.stdin)  # pytest's stand-in
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a pseudo-terminal is POSIX")
+def test_a_terminal_is_read_only_from_its_foreground_process_group():
+    """A process whose controlling terminal is its stdin reads keys from it; a background job
+    on the same terminal (another process group) does not: changing the terminal's mode would
+    stop it (SIGTTOU). A real pseudo-terminal, made the controlling terminal of a new session."""
+    import pty
+    import subprocess
+
+    code = ("import os, fcntl, termios\n"
+            "from portrait.controls import stdin_is_terminal\n"
+            "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+            "print('foreground', stdin_is_terminal(), flush=True)\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.setpgid(0, 0)\n"
+            "    print('background', stdin_is_terminal(), flush=True)\n"
+            "    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n")
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-c", code], stdin=slave, capture_output=True,
+                              text=True, timeout=60, start_new_session=True,
+                              cwd=ROOT)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert done.stdout.splitlines() == ["foreground True", "background False"], done.stderr
 
 
 @pytest.mark.skipif(os.name == "nt", reason="a pseudo-terminal is POSIX")
@@ -562,6 +638,29 @@ def test_a_gif_in_b_s_cycle_plays_again_when_b_comes_back_to_it(tmp_path):
     gifs = [background for background in shown if isinstance(background, VideoBackground)]
     assert len(gifs) == 3 and len(set(map(id, gifs))) == 3
     assert all(background._video is None for background in gifs)  # each closed
+
+
+def test_plus_and_minus_leave_a_video_or_a_colour_background_as_it_is(tmp_path):
+    """+ and - change the blur, which a video (here a GIF) or a colour background does not
+    use: the background in use stays, not made again (a video started again from its first
+    frame at each press)."""
+    from PIL import Image
+
+    from portrait.options import CompositeOptions
+
+    gif = tmp_path / "anim.gif"
+    greys = [Image.fromarray(np.full((48, 64, 3), grey, np.uint8)) for grey in (50, 150)]
+    greys[0].save(gif, save_all=True, append_images=greys[1:], duration=100, loop=0)
+    state = LiveState(backgrounds=("blur", str(gif), "#00ff00"), blur_px=21)
+    with LiveBackground(CompositeOptions(), state, (64, 48)) as live:
+        for index in (1, 2):
+            chosen = replace(state, background_index=index)
+            background = live.for_state(chosen)
+            for key in "+-+":
+                chosen = apply_key(chosen, key)
+                assert live.for_state(chosen) is background, (index, key)
+        blurred = live.for_state(state)
+        assert live.for_state(apply_key(state, "+")) is not blurred  # blur's own strength
 
 
 @pytest.mark.parametrize("name", ["frame.png", "frame.gif"])  # an image; a GIF plays
