@@ -39,7 +39,7 @@ from portrait.sink import (
 )
 from portrait.sink.avi import trim_to_whole_chunks
 from portrait.sink.mp4 import playable, trim_to_whole_boxes
-from portrait.sink.paths import OUTPUT_MARKER
+from portrait.sink.paths import OUTPUT_MARKER, check_report_file
 
 BACKEND = "portrait-test-recorder"
 
@@ -838,6 +838,10 @@ def test_a_recording_cut_at_any_byte_plays_its_whole_fragments(tmp_path):
         trim_to_whole_boxes(cut_short)
         assert cut_short.stat().st_size == whole, cut
         assert top_level_boxes(cut_short.read_bytes())[-1][0] == "mdat", cut
+    # A file whole to its last byte (its last box ends where the file does) is left whole.
+    finished = (tmp_path / "out.mp4").read_bytes()
+    trim_to_whole_boxes(tmp_path / "out.mp4")
+    assert (tmp_path / "out.mp4").read_bytes() == finished
 
 
 def test_an_avi_cut_inside_its_last_frames_keeps_only_frames_that_decode(tmp_path):
@@ -1585,6 +1589,33 @@ def test_a_disk_that_turns_read_only_mid_batch_is_full_for_every_photo_to_come(t
     assert "Read-only file system" in done.stdout, done.stdout
 
 
+def test_a_photo_a_full_disk_cannot_take_is_output_full_and_leaves_no_hidden_file(tmp_path):
+    """A disk with room for the folder's check (an empty file) but not for the photo: the
+    write itself fails, with OutputFull (which stops a batch: no later photo fits either),
+    and the hidden file it was written to is gone. A 16 KB tmpfs in a user namespace of its
+    own; the photo, noise, is about 120 KB as a PNG."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys, numpy as np\n"
+            "from portrait.sink import write_image\n"
+            "noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8)\n"
+            "try:\n"
+            "    write_image(os.path.join(sys.argv[1], 'photo.png'), noise)\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n"
+            "print(sorted(os.listdir(sys.argv[1])))\n")
+    script = 'mount -t tmpfs -o size=16k tmpfs "$1" || exit 99; shift; exec "$@"'
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    error, listing = done.stdout.splitlines()
+    assert error == (f"OutputFull cannot write image '{disk}/photo.png': No space left on "
+                     "device; free space or choose another place"), (done.stdout, done.stderr)
+    assert listing == "[]"
+
+
 def test_names_that_differ_only_in_case_are_one_output_where_the_disk_ignores_case(tmp_path):
     """IMG_1.jpg and img_1.png give OUT/IMG_1.png and OUT/img_1.png: one file on a disk that
     ignores case (macOS, Windows), where the second replaced the first unsaid. The second is
@@ -1651,6 +1682,32 @@ def test_image_folder_sink_never_replaces_a_file_it_did_not_write(tmp_path):
     ImageFolderSink(ours).write(image + 1, "holiday")  # a second run replaces the first's
     assert cv2.imread(str(ours / "holiday.png"))[0, 0, 0] == 10
     assert sorted(p.name for p in ours.iterdir()) == ["holiday.png", OUTPUT_MARKER]
+    # A folder the user made for it and left empty is as good as a new one: marked, so the
+    # next run replaces this one's images.
+    made = tmp_path / "made"
+    made.mkdir()
+    ImageFolderSink(made).write(image, "holiday")
+    ImageFolderSink(made).write(image + 1, "holiday")
+    assert cv2.imread(str(made / "holiday.png"))[0, 0, 0] == 10
+
+
+def test_a_report_never_replaces_a_file_of_another_type(tmp_path):
+    """--stats replaces an earlier report (.json), never a photo, a video or a model that is
+    there under the name given; a folder is refused, and nothing is made by the check."""
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(b"a photo")
+    with pytest.raises(InputError, match=r"^refusing to replace '.*holiday\.png' with the --stats "
+                                         r"report: it exists and is not a \.json file; choose "
+                                         r"another --stats$"):
+        check_report_file(photo, "--stats", ".json")
+    assert photo.read_bytes() == b"a photo"
+    earlier = tmp_path / "run.JSON"
+    earlier.write_text("{}")
+    assert check_report_file(earlier, "--stats", ".json") == earlier
+    with pytest.raises(InputError, match="it is a folder; give a file name, e.g. run.json"):
+        check_report_file(tmp_path, "--stats", ".json")
+    assert check_report_file(tmp_path / "new" / "run.json", "--stats", ".json")
+    assert not (tmp_path / "new").exists()
 
 
 def test_image_sinks_say_when_they_replace_a_file_that_was_there(tmp_path, caplog):
