@@ -7,11 +7,13 @@ import io
 import logging
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -163,7 +165,8 @@ def test_a_frame_the_backend_refuses_as_malformed_is_an_error_not_a_lost_device(
 
 def test_the_virtual_camera_reopens_with_a_back_off_that_doubles(recorder):
     """A device that stays gone is tried again after 0.1 s, then 0.2, 0.4, ... s (up to 2 s),
-    not ten times a second for as long as it is gone. Frames come every 5 ms on a clock the
+    not ten times a second for as long as it is gone; lost again once back, it is tried after
+    0.1 s again. Frames come every 5 ms on a clock the
     test moves, so each attempt's time is exact (to the 5 ms step)."""
     clock = ManualClock()
 
@@ -194,8 +197,21 @@ def test_the_virtual_camera_reopens_with_a_back_off_that_doubles(recorder):
                 clock.advance(0.005)
                 sink.write(frame)
             assert sink.frames_written == 0
-    gaps = np.diff([dropped_by, *Vanishing.attempts])
+            gaps = np.diff([dropped_by, *Vanishing.attempts])
+            Vanishing.gone = False  # back: the next attempt opens it
+            while sink.frames_written == 0 and clock.now() < dropped_by + 20:
+                clock.advance(0.005)
+                sink.write(frame)
+            Vanishing.gone = True  # lost again: tried 0.1 s later, not at the 2 s it reached
+            lost_again = clock.now()
+            sink.write(frame)
+            Vanishing.attempts = []
+            while not Vanishing.attempts and clock.now() < lost_again + 10:
+                clock.advance(0.005)
+                sink.write(frame)
     assert gaps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 2.0], abs=0.006), gaps  # capped
+    assert sink.frames_written == 1
+    assert Vanishing.attempts[0] - lost_again == pytest.approx(0.1, abs=0.006)
 
 
 def test_virtual_camera_close_is_safe_twice_and_write_after_close_fails(recorder):
@@ -277,6 +293,26 @@ def test_consumer_watch_follows_a_reader_from_a_thread_of_its_own(free_dev_full)
     # Where readers cannot be counted there is no thread, and output is always wanted.
     unknown = ConsumerWatch("/dev/video-fake")
     assert unknown._thread is None and unknown.present
+
+
+def test_closing_the_virtual_camera_stops_the_count_of_its_readers(free_dev_full):
+    """The thread that counts the device's readers ends with the sink, not with the app."""
+    import threading
+
+    class OnDevFull(RecordingBackend):
+        instances: list = []
+        DEVICE = free_dev_full
+
+    def counting():
+        return [t for t in threading.enumerate() if t.name == "vcam-consumers"]
+
+    before = counting()
+    with fake_camera("on-dev-full", OnDevFull):
+        sink = VirtualCameraSink(32, 24, 30.0, backend="on-dev-full")
+        started = [t for t in counting() if t not in before]
+        assert len(started) == 1 and sink.device == free_dev_full
+        sink.close()
+    assert not started[0].is_alive()
 
 
 def test_consumer_watch_counts_often_while_nobody_reads_and_seldom_while_someone_does(
@@ -583,6 +619,8 @@ def test_a_video_keeps_its_sound_in_step_and_cut_where_the_picture_ends(tmp_path
     codec, seconds, samples = sound_of(out)
     assert codec == stored
     assert abs(seconds - 1.5) < 0.06, seconds  # a packet of sound at most (1024 samples, 23 ms)
+    if stored == "pcm_s16le":  # encoded again: cut at the sample where the picture ends
+        assert seconds == 1.5, seconds
     assert abs(main_frequency(samples[:44100]) - 440.0) < 2.0
     assert count_frames(out)[:2] == (45, 45)
 
@@ -665,6 +703,23 @@ def test_sound_encoded_again_keeps_its_place_when_the_video_starts_late(tmp_path
     level = [float(np.sqrt(np.mean(samples[round(a * rate):round(b * rate)] ** 2)))
              for a, b in ((0.05, 0.45), (0.55, 0.95))]
     assert level[0] < 0.01 < 0.1 < level[1], level  # silent until 0.5 s, then the tone
+
+
+@pytest.mark.parametrize("name, stored", [("out.mp4", "aac"), ("out.avi", "pcm_s16le")])
+def test_sound_encoded_again_from_before_the_first_frame_is_left_out(tmp_path, name, stored):
+    """A source whose sound starts at 0 and whose picture starts 0.5 s into the file: the
+    sound before the first frame is left out, so the output's 1.5 s of sound is its last
+    1.0 s, in step with the picture (not all 1.5 s, starting 0.5 s early)."""
+    source = write_video_with_sound(tmp_path / "early.mkv", frames=60, seconds=1.5, codec="flac",
+                                    frame_times=[0.5 + i / 30 for i in range(60)])
+    out = tmp_path / name
+    with VideoFileSink(out, fps=30.0, audio_from=source) as sink:
+        assert _copy_frames(source, sink, 60) == 60
+    codec, seconds, samples = sound_of(out)
+    assert codec == stored and abs(seconds - 1.0) < 0.05, (codec, seconds)
+    rate = 48000 if stored == "aac" else 44100
+    level = float(np.sqrt(np.mean(samples[round(0.05 * rate):round(0.95 * rate)] ** 2)))
+    assert level > 0.1, level  # the tone from the first frame on
 
 
 def test_an_mp4_is_what_browsers_play_with_its_index_first(tmp_path):
@@ -1081,6 +1136,22 @@ def test_an_mp4_keeps_each_frames_time_and_an_avi_holds_its_rate(tmp_path):
         [i / 25 for i in range(14)])
     shown = [round((float(f.mean()) - 20) / 30) for f in frames]
     assert shown == [0, 1] + [2] * 10 + [4, 5]  # 0.08 held until 0.48, 0.09 dropped
+
+
+@pytest.mark.parametrize("fps", [30000 / 1001, 24000 / 1001, 60000 / 1001],
+                         ids=["29.97", "23.976", "59.94"])
+def test_an_avi_holds_an_ntsc_rate_exactly(tmp_path, fps):
+    """A source at an NTSC rate (30000/1001, as a camcorder or a TV capture gives it, read as
+    a float): the .avi's rate is that fraction exactly, the source's own clock, not a
+    fraction near it (19001/634 where the denominator stops at 1000), which drifts from the
+    source's sound."""
+    import av
+
+    with VideoFileSink(tmp_path / "ntsc.avi", fps=fps) as sink:
+        for i in range(3):
+            sink.write(np.full((48, 64, 3), 20 + 30 * i, np.uint8), i / fps)
+    with av.open(str(tmp_path / "ntsc.avi")) as container:
+        assert container.streams.video[0].average_rate == Fraction(round(fps * 1001), 1001)
 
 
 def test_an_mp4_frame_at_the_time_of_the_one_before_or_earlier_follows_it_by_a_tick(tmp_path):
@@ -1613,6 +1684,36 @@ def test_a_photo_a_full_disk_cannot_take_is_output_full_and_leaves_no_hidden_fil
     error, listing = done.stdout.splitlines()
     assert error == (f"OutputFull cannot write image '{disk}/photo.png': No space left on "
                      "device; free space or choose another place"), (done.stdout, done.stderr)
+    assert listing == "[]"
+
+
+def test_a_video_a_full_disk_stops_before_any_of_it_plays_leaves_nothing(tmp_path):
+    """A disk with room for the folder's check but not for the video's first second: the
+    write that fails ends the run with OutputFull, and the partial file, of which nothing
+    plays, is removed, not left to fill the disk (an 8 KB tmpfs in a user namespace of its
+    own; frames of noise)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys, numpy as np\n"
+            "from portrait.sink import VideoFileSink\n"
+            "noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)\n"
+            "try:\n"
+            "    with VideoFileSink(os.path.join(sys.argv[1], 'out.mp4'), fps=30.0) as sink:\n"
+            "        for _ in range(90):\n"
+            "            sink.write(noise)\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n"
+            "print(sorted(os.listdir(sys.argv[1])))\n")
+    script = 'mount -t tmpfs -o size=8k tmpfs "$1" || exit 99; shift; exec "$@"'
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    error, listing = done.stdout.splitlines()
+    assert re.fullmatch(rf"OutputFull cannot write video '{re.escape(str(disk))}/out\.mp4': No "
+                        r"space left on device after \d+ frames; nothing of it plays, so it was "
+                        r"removed; free space or choose another --out", error), done
     assert listing == "[]"
 
 
