@@ -315,6 +315,17 @@ def test_closing_the_virtual_camera_stops_the_count_of_its_readers(free_dev_full
     assert not started[0].is_alive()
 
 
+def test_the_app_holding_its_own_device_open_is_no_reader(free_dev_full):
+    """The app writes the device (its backend holds it open): that is not a video call reading
+    it, so it is not counted; another process that holds it is."""
+    from portrait.sink.virtual_camera import device_readers
+
+    with open(free_dev_full, "rb"):
+        assert device_readers(free_dev_full) == 0
+        with _holding(free_dev_full):
+            assert device_readers(free_dev_full) == 1
+
+
 def test_consumer_watch_counts_often_while_nobody_reads_and_seldom_while_someone_does(
         free_dev_full):
     """Idle, the app wakes within ``idle_s`` of a call opening the camera; while someone
@@ -345,6 +356,17 @@ def test_virtual_camera_rejects_non_uint8_frames(recorder):
     with VirtualCameraSink(32, 24, 30.0, backend=BACKEND) as sink:
         with pytest.raises(ValueError, match="float32 != uint8"):
             sink.write(np.zeros((24, 32, 3), np.float32))
+
+
+@pytest.mark.parametrize("width, height, fps", [(32, 24, 0.0), (32, 24, float("nan")),
+                                                (0, 24, 30.0), (32, -1, 30.0)])
+def test_a_virtual_camera_format_without_a_size_or_a_rate_is_refused(recorder, width, height, fps):
+    """A size or a frame rate no camera has (0 fps where a source reports none, NaN) is refused
+    as the camera is made, with the format named, before any backend opens."""
+    with pytest.raises(ValueError, match=rf"^unexpected virtual camera format: {width}x{height} "
+                                         rf"at {fps} fps$"):
+        VirtualCameraSink(width, height, fps, backend=BACKEND)
+    assert RecordingBackend.instances == []
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="the v4l2loopback backend is Linux's")
@@ -547,6 +569,13 @@ def test_video_file_sink_refusals(tmp_path):
     with pytest.raises(InputError, match="refusing to overwrite the input"):
         VideoFileSink(source, fps=30.0, protected=[source])
     assert source.read_bytes() == b"pretend video"
+    folder = tmp_path / "clips.mp4"  # a folder named like a video: refused before any frame
+    (folder / "kept.txt").parent.mkdir()
+    (folder / "kept.txt").write_text("the user's")
+    with pytest.raises(InputError, match=r"^cannot write video '.*clips\.mp4': it is a folder; "
+                                         r"give a file name$"):
+        VideoFileSink(folder, fps=30.0)
+    assert [p.name for p in folder.iterdir()] == ["kept.txt"]
 
 
 @pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")
@@ -1171,6 +1200,16 @@ def test_an_mp4_frame_at_the_time_of_the_one_before_or_earlier_follows_it_by_a_t
     assert [t for t, _ in shown] == pytest.approx([0.0, 0.04, 0.04 + 1 / 90000, 0.08,
                                                    0.08 + 1 / 90000], abs=1e-6)
     assert [round((level - 20) / 40) for _, level in shown] == [0, 1, 2, 3, 4]
+
+
+def test_a_frame_with_a_time_before_0_is_shown_at_0(tmp_path):
+    """The picture starts at 0 in either container: a first frame given a time before 0 (a
+    caller's clock that started late) is shown at 0, and the next at its own time."""
+    for name in ("early.mp4", "early.avi"):
+        with VideoFileSink(tmp_path / name, 25.0) as sink:
+            for i, t in enumerate([-0.2, 0.04, 0.08]):
+                sink.write(np.full((48, 64, 3), 20 + 40 * i, np.uint8), t)
+        assert frame_times(tmp_path / name) == pytest.approx([0.0, 0.04, 0.08], abs=1e-6), name
 
 
 def test_an_avi_puts_each_frame_in_the_slot_nearest_its_time(tmp_path):
