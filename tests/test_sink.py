@@ -1167,6 +1167,25 @@ def test_an_mp4_keeps_each_frames_time_and_an_avi_holds_its_rate(tmp_path):
     assert shown == [0, 1] + [2] * 10 + [4, 5]  # 0.08 held until 0.48, 0.09 dropped
 
 
+def test_an_avi_is_written_at_its_mjpeg_quality(tmp_path, monkeypatch):
+    """MJPEG_QUALITY (FFmpeg's qscale, 2 best .. 31) sets the quantiser of every frame: a coarser
+    one gives smaller frames. FFmpeg took each frame's own quality (0 from PyAV) and wrote every
+    frame at 2, whatever the constant said, until qmin and qmax held it."""
+    import portrait.sink.video as video
+
+    rng = np.random.default_rng(7)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (144, 256, 3), np.uint8), (5, 5), 0)
+    sizes = {}
+    for quality in (2, 3, 8):
+        monkeypatch.setattr(video, "MJPEG_QUALITY", quality)
+        path = tmp_path / f"q{quality}.avi"
+        with VideoFileSink(path, fps=25.0) as sink:
+            for i in range(3):
+                sink.write(frame, i / 25)
+        sizes[quality] = path.stat().st_size
+    assert sizes[2] > sizes[3] * 1.1 and sizes[3] > sizes[8] * 1.5, sizes
+
+
 @pytest.mark.parametrize("fps", [30000 / 1001, 24000 / 1001, 60000 / 1001],
                          ids=["29.97", "23.976", "59.94"])
 def test_an_avi_holds_an_ntsc_rate_exactly(tmp_path, fps):
