@@ -459,3 +459,52 @@ def test_training_split_command_writes_the_lists(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert len((tmp_path / "eg1800" / "train.txt").read_text().split()) == 1290 - 258
     assert "ccp_fashion: 904 training stems" in result.stderr
+
+
+@pytest.mark.skipif(not SELFIE.is_file(), reason="../shared/models/selfie_segmentation.tflite not present")
+def test_ctrl_c_in_the_suite_prints_the_domains_and_clips_scored_whole(tmp_path):
+    """A real SIGINT once the first webcam clip starts (every photo domain is scored by then):
+    the command exits 130 with the tables on stderr and one JSON line of what was scored whole,
+    marked "stopped", as python -m portrait.evaluate does without --suite; no cost, no verdict."""
+    import signal
+
+    from conftest import write_video
+
+    root = _tiny_data_root(tmp_path / "data")
+    (root / "videos").mkdir()
+    for name in suite.WEBCAM_CLIPS:
+        write_video(root / suite.CLIP_PATTERN.format(name), frames=2)
+    command = [sys.executable, "-m", "portrait.evaluate", "--suite", "--model", str(SELFIE),
+               "--compare", str(SELFIE), "--data", str(root), "--max-items", "1", "--no-progress"]
+    # Ctrl-C as in a terminal's foreground: a test run in the background inherits SIGINT ignored.
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                               "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        err = []
+        for line in process.stderr:
+            err.append(line)
+            if "suite: webcam clip asl_learn.mkv" in line:
+                process.send_signal(signal.SIGINT)
+                break
+        out, rest = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    err = "".join(err) + rest
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    data = json.loads(out)  # one line
+    assert data["stopped"] is True and "cost" not in data and "worst" not in data
+    assert list(data["photos"]) == [d.name for d in suite.PHOTO_DOMAINS]
+    for a, b in data["photos"].values():
+        assert a["n"] == b["n"] == 1 and a["miou"] == b["miou"]
+    clips = list(data.get("webcam", {}))
+    assert clips == list(suite.WEBCAM_CLIPS[:len(clips)])  # whole clips, in order
+    for a, b in data.get("webcam", {}).values():
+        assert a == b and a["frames"] == 1
+    assert "Ctrl-C: stopped after 5 photo domains and " in err
+    assert "photos (held out)" in err
+    assert "worst domain against the peer: not judged (stopped before every domain was scored)" in err

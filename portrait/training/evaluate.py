@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, get_args
+from typing import Any, Callable, Iterator, Optional, Sequence, get_args
 
 import cv2
 import numpy as np
@@ -870,18 +870,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with stdout_to_stderr() as stdout_fd:
             if not args.debug:
                 import_tensorflow_quietly()
-            try:
-                summaries = evaluate(evaluation, models, refine, skipped)
-            except (KeyboardInterrupt, StopRequested) as stop:
-                summaries = getattr(stop, "partial_scores", None)
-                if summaries is None:
-                    raise
+            def report_stopped(stop: BaseException, summaries: list[dict]) -> None:
                 log.warning("%s: stopped after %s; the scores of those follow, marked "
                             "\"stopped\"%s", _stop_name(stop),
                             counted(summaries[0]["n"], "image"),
                             "; --sheet is not written" if evaluation.sheet else "")
                 _report(summaries, evaluation, skipped, stdout_fd, stopped=True)
-                raise
+
+            with reported_on_stop(report_stopped):
+                summaries = evaluate(evaluation, models, refine, skipped)
             _report(summaries, evaluation, skipped, stdout_fd)
         if skipped:
             names = ", ".join(Path(path).name for path, _ in skipped[:10])
@@ -893,6 +890,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     return run_command(body, traceback=args.debug)
+
+
+@contextlib.contextmanager
+def reported_on_stop(report: Callable[[BaseException, Any], None]) -> Iterator[None]:
+    """On a stop (Ctrl-C, SIGTERM) in the block that carries ``partial_scores`` (what was
+    scored before it, see :func:`score_pairs`), call ``report(stop, partial_scores)`` before the
+    stop goes on up (``run_command`` then exits 130 for Ctrl-C); a stop without them goes on up
+    as it is."""
+    try:
+        yield
+    except (KeyboardInterrupt, StopRequested) as stop:
+        partial = getattr(stop, "partial_scores", None)
+        if partial is not None:
+            report(stop, partial)
+        raise
 
 
 def _stop_name(stop: BaseException) -> str:
@@ -931,9 +943,20 @@ def _suite_body(args: argparse.Namespace) -> None:
     with stdout_to_stderr() as stdout_fd:
         if not args.debug:
             import_tensorflow_quietly()
-        result = suite.run_suite(root, models, max_items=args.max_items,
-                                 progress=not (args.no_progress or args.quiet),
-                                 conditions=args.conditions)
+        def report_stopped(stop: BaseException, result: dict) -> None:
+            clips = sum(name in suite.WEBCAM_CLIPS for key in ("webcam", "webcam_model_alone")
+                        for name in result.get(key, {}))
+            log.warning("%s: stopped after %s and %s; the scores of those follow, marked "
+                        "\"stopped\"", _stop_name(stop),
+                        counted(len(result["photos"]), "photo domain"),
+                        counted(clips, "webcam clip run"))
+            sys.stderr.write(suite.format_suite(result) + "\n")
+            os.write(stdout_fd, (json.dumps({**result, "stopped": True}) + "\n").encode())
+
+        with reported_on_stop(report_stopped):
+            result = suite.run_suite(root, models, max_items=args.max_items,
+                                     progress=not (args.no_progress or args.quiet),
+                                     conditions=args.conditions)
         sys.stderr.write(suite.format_suite(result) + "\n")
         os.write(stdout_fd, (json.dumps(result) + "\n").encode())
 

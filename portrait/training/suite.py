@@ -36,7 +36,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from portrait.capture import VideoFileSource
-from portrait.errors import InputError
+from portrait.errors import InputError, StopRequested
 from portrait.sink.paths import lies_in
 from portrait.options import (
     PipelineOptions,
@@ -325,6 +325,10 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
 
     Raises:
         InputError: missing suite data.
+        KeyboardInterrupt, StopRequested: a stop (Ctrl-C, SIGTERM) while scoring; once a
+            domain is scored whole, it carries as ``partial_scores`` the result so far: the
+            domains and clips scored whole (no ``cost``, no ``worst``), for the caller to
+            report rather than lose.
     """
     import cv2
 
@@ -332,32 +336,38 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
 
     clips = clip_paths(root)
     domains = {domain.name: domain_pairs(root, domain)[:max_items] for domain in PHOTO_DOMAINS}
-    photos = {}
-    for name, pairs in domains.items():
-        log.info("suite: %s, %s", name, counted(len(pairs), "photo"))
-        photos[name] = score_pairs(pairs, models, progress=progress)
-    webcam = {}
-    for key, subject in (("webcam", True), ("webcam_model_alone", False)):
-        scores = {}
-        for name, path in zip(WEBCAM_CLIPS, clips):
-            log.info("suite: webcam clip %s%s", path.name, "" if subject else ", model alone")
-            scores[name] = [score_clip(m, path, max_items, subject=subject) for m in models]
-        scores["all held-out clips"] = [pooled([scores[name][i] for name in WEBCAM_CLIPS])
-                                        for i in range(len(models))]
-        webcam[key] = {name: [clip_summary(score) for score in per_model]
-                       for name, per_model in scores.items()}
-    if conditions:
-        webcam["webcam_conditions"] = {}
-        for condition in CAMERA_CONDITIONS:
-            log.info("suite: held-out clips, %s", condition.name)
-            webcam["webcam_conditions"][condition.name] = [
-                clip_summary(pooled([score_clip(m, path, max_items, condition=condition)
-                                     for path in clips]))
-                for m in models]
-    with VideoFileSource(clips[0]) as source:
-        frame = cv2.resize(next(iter(source)).image, COST_FRAME_SIZE, interpolation=cv2.INTER_AREA)
-    result = {"models": [m.model for m in models], "tta": [m.tta for m in models], "photos": photos, **webcam,
-              "cost": segment_cost_ms(models, frame)}
+    # Filled in as each domain and clip is scored whole, so that a stop can hand it on.
+    result = {"models": [m.model for m in models], "tta": [m.tta for m in models], "photos": {}}
+    try:
+        for name, pairs in domains.items():
+            log.info("suite: %s, %s", name, counted(len(pairs), "photo"))
+            result["photos"][name] = score_pairs(pairs, models, progress=progress)
+        for key, subject in (("webcam", True), ("webcam_model_alone", False)):
+            scores = {}
+            for name, path in zip(WEBCAM_CLIPS, clips):
+                log.info("suite: webcam clip %s%s", path.name, "" if subject else ", model alone")
+                scores[name] = [score_clip(m, path, max_items, subject=subject) for m in models]
+                result.setdefault(key, {})[name] = [clip_summary(score) for score in scores[name]]
+            result[key]["all held-out clips"] = [
+                clip_summary(pooled([scores[name][i] for name in WEBCAM_CLIPS]))
+                for i in range(len(models))]
+        if conditions:
+            for condition in CAMERA_CONDITIONS:
+                log.info("suite: held-out clips, %s", condition.name)
+                result.setdefault("webcam_conditions", {})[condition.name] = [
+                    clip_summary(pooled([score_clip(m, path, max_items, condition=condition)
+                                         for path in clips]))
+                    for m in models]
+        with VideoFileSource(clips[0]) as source:
+            frame = cv2.resize(next(iter(source)).image, COST_FRAME_SIZE,
+                               interpolation=cv2.INTER_AREA)
+        result["cost"] = segment_cost_ms(models, frame)
+    except (KeyboardInterrupt, StopRequested) as stop:
+        # What was scored whole goes on up with the stop, as score_pairs hands on its images
+        # (a domain cut short carries its own, which the suite leaves out); no verdict, which
+        # needs every domain.
+        stop.partial_scores = result if result["photos"] else None
+        raise
     result["worst"] = worst_domain(result)
     return result
 
@@ -448,6 +458,11 @@ def format_suite(result: dict) -> str:
                          f"{a.get('moving_pairs', 0):>6}")
     lines.append("lag: where the picture moved, the share of the frame where the matte and the "
                  "frame's own matte (no smoothing, no reused mask) disagree across 127")
+    if "cost" not in result:  # a run stopped before it
+        lines += ["", "cost: not measured (stopped before it)",
+                  "worst domain against the peer: not judged (stopped before every domain was "
+                  "scored)"]
+        return "\n".join(lines)
     a, b, *_ = result["cost"]
     lines += ["", f"cost: segmenter on a {COST_FRAME_SIZE[0]}x{COST_FRAME_SIZE[1]} frame, median ms: "
                   f"{ours} {a['ms']:.2f} (input {a['input']}), {peer} {b['ms']:.2f} (input {b['input']}), "
