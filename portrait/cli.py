@@ -4,16 +4,25 @@ runs image mode or stream mode. Bad input ends in one line on stderr and a non-z
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import sys
-from typing import Callable, Optional, Sequence, get_args
+from typing import Callable, Iterator, Optional, Sequence, get_args
 
 from portrait.config import ConfigError, config_origin, format_config, parse_with_config
 from portrait.errors import InputError, PortraitError, run_command, stop_on_termination_signals
 from portrait.native_log import import_tensorflow_quietly  # noqa: F401 (the workshop's commands use it)
-from portrait.option_checks import NON_NEGATIVE, POSITIVE, UNIT, Range, number_field
+from portrait.option_checks import (
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    OptionTypeError,
+    OptionValueError,
+    Range,
+    number_field,
+)
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
@@ -466,6 +475,26 @@ def named_ignored(given: set[str], dests: Sequence[str], reason: str,
     flags = flags or {}
     return [f"{flags.get(dest, '--' + dest.replace('_', '-'))} is ignored {reason}"
             for dest in dests if dest in given]
+
+
+@contextlib.contextmanager
+def options_by_flag(parser: argparse.ArgumentParser,
+                    dests: Optional[dict[str, str]] = None) -> Iterator[None]:
+    """While the block builds option dataclasses from ``parser``'s arguments, an option error
+    (:class:`~portrait.option_checks.OptionValueError`, ``OptionTypeError``) names the flag the
+    user typed rather than the field it set, its expected range kept: ``--average-last 1:
+    expected 0 (off) or ...``, not ``TrainOptions.average_last = 1: ...``. ``dests`` maps a
+    field to its argument's ``dest`` where the two differ (``min_weight`` to ``smooth``); an
+    error of a field that no flag sets goes on as it is."""
+    try:
+        yield
+    except (OptionValueError, OptionTypeError) as error:
+        dest = (dests or {}).get(error.field, error.field)
+        flags = [flag for action in parser._actions if action.dest == dest
+                 for flag in action.option_strings if flag.startswith("--")]
+        if not flags:
+            raise
+        raise error.named(flags[0]) from None
 
 
 def _names_video(out: Optional[str]) -> bool:

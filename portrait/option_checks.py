@@ -23,11 +23,27 @@ from typing import Any, Optional
 from portrait.errors import PortraitError
 
 
-class OptionValueError(PortraitError, ValueError):
+class _OptionError(PortraitError):
+    """A field of an option dataclass given a value it does not take: ``owner.field = shown:
+    expected expected``; :meth:`named` words it for the command-line flag that set the field."""
+
+    def __init__(self, owner: str, field: str, shown: str, expected: str) -> None:
+        super().__init__(f"{owner}.{field} = {shown}: expected {expected}")
+        self.owner, self.field, self.shown, self.expected = owner, field, shown, expected
+
+    def named(self, name: str) -> "_OptionError":
+        """The same error, worded for the flag (or config key) ``name`` that set the field:
+        ``--average-last 1: expected ...``."""
+        error = type(self)(self.owner, self.field, self.shown, self.expected)
+        error.args = (f"{name} {self.shown}: expected {self.expected}",)
+        return error
+
+
+class OptionValueError(_OptionError, ValueError):
     """An option dataclass built with a value out of its range (or not one of its choices)."""
 
 
-class OptionTypeError(PortraitError, TypeError):
+class OptionTypeError(_OptionError, TypeError):
     """An option dataclass built with a value of the wrong type (text for a number, ...)."""
 
 
@@ -144,14 +160,13 @@ def check_fields(options: Any) -> None:
             error, expected = problem
             value = getattr(options, name)
             shown = repr(value) if error is OptionValueError else f"{value!r} ({type(value).__name__})"
-            raise error(f"{owner}.{name} = {shown}: expected {expected}")
+            raise error(owner, name, shown, expected)
 
 
 def field_error(options: Any, name: str, expected: str) -> OptionValueError:
     """The error for the field ``name`` of ``options`` whose value another field rules out, in
     :func:`check_fields`' words: ``TrainOptions.average_last = 1: expected 0 (off) or ...``."""
-    return OptionValueError(f"{type(options).__name__}.{name} = {getattr(options, name)!r}: "
-                            f"expected {expected}")
+    return OptionValueError(type(options).__name__, name, repr(getattr(options, name)), expected)
 
 
 class CheckedOptions:

@@ -535,3 +535,42 @@ def test_a_numpy_flag_read_from_an_array_is_a_flag_and_numbers_stay_whole_or_not
                            zoom=tuple(np.array([0.5, 2.0])), output_stride=np.int64(32))
     assert json.loads(json.dumps(dataclasses.asdict(options)))["seed"] == 7
     assert options.output_stride == 32 and type(options.output_stride) is int
+
+
+def test_an_option_error_from_a_command_line_names_the_flag_with_the_fields_range():
+    """Built from parsed arguments, an option the dataclass refuses is named by the flag that
+    set it (or its dest's flag where the field is named otherwise), the expected range kept;
+    a field no flag sets keeps its own name."""
+    from portrait.cli import options_by_flag
+    from portrait.option_checks import OptionTypeError, OptionValueError
+
+    parser = train.build_parser()
+    with pytest.raises(OptionValueError) as refused:
+        with options_by_flag(parser):
+            TrainOptions(data=("d",), epochs=3, average_last=1)
+    assert str(refused.value) == ("--average-last 1: expected 0 (off) or a whole number from 2 "
+                                  "to epochs (3)")
+    with pytest.raises(OptionTypeError) as refused:
+        with options_by_flag(parser, {"enabled": "seed"}):
+            SmoothOptions(enabled=1)
+    assert str(refused.value) == "--seed 1 (int): expected True or False"
+    with pytest.raises(OptionValueError, match=r"^PipelineOptions.max_reuse = -3: expected"):
+        with options_by_flag(parser):
+            PipelineOptions(max_reuse=-3)
+
+
+def test_evaluate_names_the_compare_models_options_by_their_own_flags():
+    """The second model's options come from the --compare-... flags: a value its options refuse
+    names that flag, not the first model's."""
+    from portrait.option_checks import OptionValueError
+
+    args = evaluate.build_parser().parse_args(["--model", "m.tflite", "--data", "d",
+                                               "--compare", "p.tflite"])
+    args.compare_input_size = (0, 32)  # what a check of the command line would let through
+    with pytest.raises(OptionValueError) as refused:
+        evaluate.options_from_args(args)
+    assert str(refused.value).startswith("--compare-input-size (0, 32): expected None or ")
+    args.compare_input_size, args.max_items = None, 0
+    with pytest.raises(OptionValueError) as refused:
+        evaluate.options_from_args(args)
+    assert str(refused.value).startswith("--max-items 0: expected None or a whole number")

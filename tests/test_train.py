@@ -563,7 +563,8 @@ def test_average_last_outside_the_run_is_one_line(tmp_path, count, capsys):
     code = train_main(["--data", str(data), "--epochs", "3", "--backbone", "none",
                        "--out", str(tmp_path / "x.hdf5"), "--average-last", count])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1] == (f"error: TrainOptions.average_last = {count}: expected 0 "
+    # named by the flag typed, not the options' field
+    assert code == 2 and err[-1] == (f"error: --average-last {count}: expected 0 "
                                      "(off) or a whole number from 2 to epochs (3)")
     assert not (tmp_path / "x.hdf5").exists()
 

@@ -39,6 +39,7 @@ from portrait.cli import (
     given,
     model_size,
     named_ignored,
+    options_by_flag,
     threads_all_cores,
     typed_options,
 )
@@ -813,20 +814,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[SegmentOptions], RefineOptions]:
-    """Turn parsed arguments into (evaluation options, model options, refine options)."""
-    models = [SegmentOptions(model=args.model, backend=args.backend, device=args.device,
-                             input_norm=args.input_norm, input_size=args.input_size,
-                             letterbox=args.letterbox, threads=args.threads,
-                             trust_model=args.trust_model, tta=args.tta)]
+    """Turn parsed arguments into (evaluation options, model options, refine options).
+
+    Raises:
+        OptionValueError, OptionTypeError: a value the options refuse, named by its flag
+            (:func:`portrait.cli.options_by_flag`).
+    """
+    parser = build_parser()
+    with options_by_flag(parser):
+        models = [SegmentOptions(model=args.model, backend=args.backend, device=args.device,
+                                 input_norm=args.input_norm, input_size=args.input_size,
+                                 letterbox=args.letterbox, threads=args.threads,
+                                 trust_model=args.trust_model, tta=args.tta)]
+        evaluation = EvalOptions(data=args.data, list_file=args.list_file,
+                                 max_items=args.max_items, sheet=args.sheet, worst=args.worst,
+                                 progress=not (args.no_progress or args.quiet))
     if args.compare:
-        models.append(SegmentOptions(model=args.compare, backend=args.compare_backend,
-                                     device=args.device, input_norm=args.compare_input_norm,
-                                     input_size=args.compare_input_size, threads=args.threads,
-                                     trust_model=args.trust_model,
-                                     tta=args.compare_tta or args.tta))
-    evaluation = EvalOptions(data=args.data, list_file=args.list_file, max_items=args.max_items,
-                             sheet=args.sheet, worst=args.worst,
-                             progress=not (args.no_progress or args.quiet))
+        with options_by_flag(parser, {"model": "compare", "backend": "compare_backend",
+                                      "input_norm": "compare_input_norm",
+                                      "input_size": "compare_input_size",
+                                      "tta": "compare_tta" if args.compare_tta else "tta"}):
+            models.append(SegmentOptions(model=args.compare, backend=args.compare_backend,
+                                         device=args.device, input_norm=args.compare_input_norm,
+                                         input_size=args.compare_input_size, threads=args.threads,
+                                         trust_model=args.trust_model,
+                                         tta=args.compare_tta or args.tta))
     return evaluation, models, RefineOptions(enabled=not args.no_refine)
 
 

@@ -1266,18 +1266,26 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the training command; returns the process exit code (128 + the signal's number
     when SIGTERM or SIGHUP stopped it, as Ctrl-C's is 130)."""
-    from portrait.cli import configure_logging, import_tensorflow_quietly, typed_options, with_debug
+    from portrait.cli import (
+        configure_logging,
+        import_tensorflow_quietly,
+        options_by_flag,
+        typed_options,
+        with_debug,
+    )
 
     # Before the arguments: --loss's check imports TensorFlow, which reads TF_CPP_MIN_LOG_LEVEL
     # (set here) as it loads; set after, its CUDA probe's error line came before the run's own.
     configure_logging()
-    args = with_debug(build_parser()).parse_args(argv)
+    parser = with_debug(build_parser())
+    args = parser.parse_args(argv)
     for line in ignored_options(args, typed_options(with_debug(build_parser()), argv)):
         log.warning(line)
 
     def body() -> int:
         # Built here: a value the command line let through that the options refuse is one line.
-        options = TrainOptions(**{k: v for k, v in vars(args).items() if k != "debug"})
+        with options_by_flag(parser):  # named by the flag typed, not the field
+            options = TrainOptions(**{k: v for k, v in vars(args).items() if k != "debug"})
         import_tensorflow_quietly()
         try:
             train(options)
