@@ -569,6 +569,21 @@ def test_average_last_outside_the_run_is_one_line(tmp_path, count, capsys):
     assert not (tmp_path / "x.hdf5").exists()
 
 
+@pytest.mark.parametrize("option", ["--init", "--teacher"])
+def test_a_model_that_does_not_load_is_named_by_its_option(tmp_path, option, capsys):
+    """--init and --teacher both name model files: a corrupt one is named with the option it
+    came from, in one line, before any data loads."""
+    data = make_data(tmp_path / "data")
+    corrupt = tmp_path / "model.hdf5"
+    corrupt.write_bytes(b"not a model")
+    code = train_main(["--data", str(data), "--backbone", "none",
+                       "--out", str(tmp_path / "x.hdf5"), option, str(corrupt)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"error: {option}: cannot read model '{corrupt}': "
+                                            "not a valid HDF5 file"), err
+    assert not (tmp_path / "x.hdf5").exists()
+
+
 def test_teachers_and_a_consistency_loss_are_one_line(tmp_path, capsys):
     data = make_data(tmp_path / "data")
     code = train_main(["--data", str(data), "--backbone", "none", "--out", str(tmp_path / "x.hdf5"),

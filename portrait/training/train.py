@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence, get_args
+from typing import Iterator, Literal, Optional, Sequence, get_args
 
 from portrait.errors import (InputError, ModelError, PortraitError, StopRequested, run_command,
                              stop_on_termination_signals)
@@ -736,6 +736,18 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
     _prepare_folder(out.parent, f"model '{out}'")
 
 
+@contextlib.contextmanager
+def model_of(option: str) -> Iterator[None]:
+    """A model file that does not load in the block names the option it came from:
+    ``--init: cannot read model 'x.hdf5': not a valid HDF5 file ...``, where two options
+    (``--init``, ``--teacher``) name model files."""
+    try:
+        yield
+    except ModelError as error:
+        error.args = (f"{option}: {error}",)
+        raise
+
+
 def backbone_expected(alpha: float) -> str:
     """What ``--backbone FILE`` takes, ending the line that refuses another file."""
     return (f"--backbone expects MobileNetV2 alpha {alpha} weights (include_top=False), as "
@@ -1122,7 +1134,8 @@ def train(options: TrainOptions) -> Path:
     if options.init:
         from portrait.segment.keras_compat import load_keras_model
 
-        model = load_keras_model(Path(options.init))
+        with model_of("--init"):
+            model = load_keras_model(Path(options.init))
         check_trainable(model, "--init", options.init, options.input_size)
         check_rescales(model, "--init", options.init)
     else:
@@ -1141,7 +1154,8 @@ def train(options: TrainOptions) -> Path:
     if options.teacher:
         from portrait.training.distill import load_teachers, with_teachers
 
-        teachers = load_teachers(options.teacher)
+        with model_of("--teacher"):
+            teachers = load_teachers(options.teacher)
         for path, teacher in zip(options.teacher, teachers):
             check_trainable(teacher, "--teacher", path, options.input_size)
             check_rescales(teacher, "--teacher", path)  # fed 0..255 crops, as --init
