@@ -508,3 +508,18 @@ def test_ctrl_c_in_the_suite_prints_the_domains_and_clips_scored_whole(tmp_path)
     assert "Ctrl-C: stopped after 5 photo domains and " in err
     assert "photos (held out)" in err
     assert "worst domain against the peer: not judged (stopped before every domain was scored)" in err
+
+
+def test_training_split_command_counts_one_stem_in_the_singular(tmp_path, caplog):
+    """A set left with one training stem is "1 training stem", others "N training stems"."""
+    import logging
+
+    root = _tiny_data_root(tmp_path / "data")
+    # EG1800 holds out other.txt and every 5th of train.txt: p0, p1, p2 and p4, leaving p3
+    (root / "eg1800" / "train.txt").write_text("p0\np1\np2\np3\np4\n")
+    (root / "eg1800" / "other.txt").write_text("p0\np1\np2\n")
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert suite.main(["--training-split", str(tmp_path / "splits"), "--data", str(root)]) == 0
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"eg1800: 1 training stem in {tmp_path / 'splits' / 'eg1800' / 'train.txt'}" in lines
+    assert f"ccp_fashion: 9 training stems in {tmp_path / 'splits' / 'ccp_fashion' / 'train.txt'}" in lines

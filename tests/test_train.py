@@ -4,6 +4,7 @@ builder's shapes; the data pipeline's samples."""
 import dataclasses
 import os
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -220,6 +221,18 @@ def test_validation_samples_are_whole_photos_framed_like_the_app(tmp_path):
         assert band.mean() == pytest.approx(1 / 3, abs=0.03)
         assert np.median(images.numpy()[i][band]) == pytest.approx(220, abs=4)
         assert np.median(images.numpy()[i][~band]) == pytest.approx(30, abs=4)
+
+
+def test_the_validation_line_counts_one_photo_in_the_singular(tmp_path, caplog):
+    """One validation photo is "1 whole photo", two are "2 whole photos" (words.counted)."""
+    folder = make_data(tmp_path / "d", count=2)
+    pairs = find_pairs(folder)
+    for count, words in ((1, "1 whole photo at"), (2, "2 whole photos at")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="portrait"):
+            make_dataset(pairs[:count], (64, 64), 8, training=False, short_side=64)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("validation:")]
+        assert len(lines) == 1 and lines[0].startswith(f"validation: {words} "), lines
 
 
 def test_a_phone_photo_stored_sideways_is_trained_on_upright_as_the_app_reads_it(tmp_path,

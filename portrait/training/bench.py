@@ -43,6 +43,7 @@ from portrait.options import (
 )
 from portrait.segment.locate import SHARED_DIR, resolve_model_path
 from portrait.stats import RunStats
+from portrait.words import counted
 
 log = logging.getLogger("portrait.training.bench")
 
@@ -331,7 +332,7 @@ def format_table(results: dict) -> str:
     """A human-readable table of the results."""
     tp, pc = results["throughput"], results["paced"]
     lines = [
-        f"clip {results['source']} at {results['size']}, {results['frames']} frames; "
+        f"clip {results['source']} at {results['size']}, {counted(results['frames'], 'frame')}; "
         f"ours: {results['model']} ({results.get('runtime', '?')})"
         f"{' with --decontaminate' if results.get('decontaminate') else ''}; "
         "peer: MediaPipe selfie + OpenCV (single thread)",

@@ -28,6 +28,7 @@ from portrait.training.folders import (  # noqa: F401 (the data folder API, re-e
 )
 from portrait.option_checks import UNIT, CheckedOptions, Range, bounded
 from portrait.options import ZOOM_FACTOR, PadMode
+from portrait.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -549,8 +550,8 @@ def _whole_photos(pairs: Sequence[tuple[str, str]], short_px: int,
 
     common = Counter(map(photo_size, paths[0], paths[2])).most_common(1)[0][0]
     width, height = size_for_frame(common, short_px)
-    log.info("validation: %d whole photos at %dx%d (the app's input for %dx%d photos)",
-             len(pairs), width, height, *common)
+    log.info("validation: %s at %dx%d (the app's input for %dx%d photos)",
+             counted(len(pairs), "whole photo"), width, height, *common)
 
     def load(image_path, mask_path, orientation):
         image, mask = _decode_resized(image_path, mask_path, orientation,

@@ -62,7 +62,7 @@ def average_models(models: Sequence) -> "keras.Model":
         if any(isinstance(layer, keras.layers.Average) for layer in model.layers):
             # its members' layers would meet the others' under one name in the file
             inner = sum(isinstance(layer, keras.Model) for layer in model.layers)
-            raise ModelError(f"model {number} is itself an ensemble of {inner} models; pass the "
+            raise ModelError(f"model {number} is itself an ensemble of {counted(inner, 'model')}; pass the "
                              "files it was made from instead (each member then weighs alike)")
         if tuple(model.inputs[0].shape[1:]) != shape:
             raise ModelError(f"model {number} takes input {tuple(model.inputs[0].shape[1:])}, "

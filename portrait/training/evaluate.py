@@ -615,7 +615,8 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
         names = [Path(model.model).stem for model in models]
         rows = [sheet_row(w.stem, w.image, w.truth, w.alphas, w.ious, names) for w in worst.rows()]
         write_image(Path(options.sheet), contact_sheet(rows))
-        log.info("contact sheet of the %d worst images by IoU written to %s", len(rows), options.sheet)
+        log.info("contact sheet of the %s by IoU written to %s", counted(len(rows), "worst image"),
+                 options.sheet)
     return summaries
 
 

@@ -36,6 +36,7 @@ from portrait.errors import InputError, run_command
 from portrait.framing import AutoFramer, Box, Crop
 from portrait.options import FramingOptions
 from portrait.training.suite import WEBCAM_CLIPS
+from portrait.words import counted
 
 log = logging.getLogger("portrait.training.framing_study")
 
@@ -332,11 +333,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.videos:
                 frames, fps = read_video(find_video(Path(args.videos), folder.name))
                 if len(frames) != len(mattes):
-                    log.warning("%s: %d frames, %d mattes; faces of the first %d", folder.name,
-                                len(frames), len(mattes), min(len(frames), len(mattes)))
+                    log.warning("%s: %s, %s; faces of the first %d", folder.name,
+                                counted(len(frames), "frame"), counted(len(mattes), "matte"),
+                                min(len(frames), len(mattes)))
                 faces = cached_face_boxes(folder, frames, mattes)
-                log.info("%s: a face in %d of %d frames", folder.name,
-                         sum(face is not None for face in faces), len(faces))
+                log.info("%s: a face in %d of %s", folder.name,
+                         sum(face is not None for face in faces), counted(len(faces), "frame"))
             clips.append((folder.name, mattes, fps, faces))
         for window_s in args.zoom_window:
             options = StudyOptions(framing=FramingOptions(enabled=True, zoom_window_s=window_s),

@@ -141,8 +141,8 @@ def write_hard_examples(pairs: Sequence[tuple[str, str]], scorer, out_dir: Path,
                 f"{photos}, so nothing was written to '{out_dir}'; "
                 "lower --margin or --min-area, or mine other photos")
         write_stems(out_dir / "train.txt", stems)
-    log.info("wrote %s from %d of %d photos to %s", counted(len(stems), "crop"), mined_photos,
-             len(pairs), out_dir)
+    log.info("wrote %s from %d of %s to %s", counted(len(stems), "crop"), mined_photos,
+             counted(len(pairs), "photo"), out_dir)
     return stems
 
 

@@ -494,7 +494,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def body() -> None:
         for folder, count in training_split(Path(args.data), Path(args.training_split)).items():
-            log.info("%s: %d training stems in %s", folder, count,
+            log.info("%s: %s in %s", folder, counted(count, "training stem"),
                      Path(args.training_split) / folder / "train.txt")
 
     return run_command(body, traceback=args.debug)

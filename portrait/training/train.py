@@ -694,9 +694,9 @@ def resume_hint(run_dir: Path, epochs: int):
                         "run the command again to start over", what)
         else:
             done = backed_up_epochs(backup)
-            log.warning("%s: training stopped with %s of %d epochs backed up in '%s'; run the "
+            log.warning("%s: training stopped with %s of %s backed up in '%s'; run the "
                         "same command with --resume to continue", what,
-                        "none" if done is None else done, epochs, backup)
+                        "none" if done is None else done, counted(epochs, "epoch"), backup)
         raise
 
 

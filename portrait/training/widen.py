@@ -42,7 +42,8 @@ def decoder_widths(model) -> list[int]:
     while f"decoder{len(widths)}_conv_pw" in names:
         widths.append(int(model.get_layer(f"decoder{len(widths)}_conv_pw").kernel.shape[-1]))
     if len(widths) not in (3, 4) or "logits" not in names:
-        raise ModelError(f"the model has {len(widths)} decoder stages named decoder<i>_conv_pw "
+        raise ModelError(f"the model has {counted(len(widths), 'decoder stage')} named "
+                         "decoder<i>_conv_pw "
                          "(expected 3 or 4 and a 'logits' layer); widen only models that "
                          "portrait.training.train built")
     return widths
