@@ -254,13 +254,6 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     return cv2.VideoCapture(str(path), api)
 
 
-def named_like_photo(path: Union[str, Path]) -> bool:
-    """Whether ``path`` is named like a still photo (:data:`IMAGE_EXTENSIONS`), which a video
-    reader takes as one frame; a GIF may be animated, so it is read as a video."""
-    suffix = Path(path).suffix.lower()
-    return suffix in IMAGE_EXTENSIONS and suffix != ".gif"
-
-
 # What the app's --source makes of a photo (VideoFileSource's photo_note).
 PHOTO_AS_SOURCE = "as --source it is a video of one frame; --image cuts out photos"
 
@@ -336,7 +329,7 @@ class VideoFileSource(FileSource):
                 fps = 30.0
         self._counted_fps = float(fps)  # the rate OpenCV's frame count is estimated with
         self._fps = guessed or float(fps)
-        photo = named_like_photo(self.path)
+        photo = self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif"
         if photo:
             log.log(logging.DEBUG if quiet else logging.WARNING, "'%s' is a photo: %s", self.path,
                     photo_note)

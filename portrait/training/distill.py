@@ -122,9 +122,13 @@ def soft_mask(truth: np.ndarray, probability: np.ndarray, weight: float) -> np.n
     return np.round(mixed).astype(np.uint8)
 
 
+# What a photo given as --video is to distill (the capture's warning, where it is said of --source).
+PHOTO_AS_VIDEO = ("as --video it gives one frame, labelled by the teacher alone; --data labels "
+                  "photos with their masks")
+
+
 def check_videos(videos: Sequence[str]) -> list[str]:
-    """Refuse, before the teacher runs, a still photo (one frame is no video; distill labels
-    photos with ``--data``), and videos whose frames could not be written or listed: two
+    """Refuse, before the teacher runs, videos whose frames could not be written or listed: two
     of one name (their frames would overwrite each other), one whose frames' stems ``train.txt``
     could not list (a name that starts with ``#``), one that cannot be read.
 
@@ -135,12 +139,7 @@ def check_videos(videos: Sequence[str]) -> list[str]:
         InputError: the first such video.
     """
     from portrait.capture import VideoFileSource
-    from portrait.capture.video import named_like_photo
 
-    for video in videos:
-        if named_like_photo(video):
-            raise InputError(f"--video '{video}' is a photo, not a video; label photos with "
-                             "--data (a folder of images/ and masks/, or a list file)")
     names = [Path(video).stem for video in videos]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -328,7 +327,7 @@ def write_pseudo_labels(videos: Sequence[str], segment, out_dir: Path, every: in
             new_data_folder(negatives_dir, [], TOOL, "--negatives")
         stems, negatives = [], []
         for video, name in zip(videos, names):
-            with VideoFileSource(video) as source:
+            with VideoFileSource(video, photo_note=PHOTO_AS_VIDEO) as source:
                 for frame in tqdm(source, unit="frame", desc=name, file=sys.stderr,
                                   total=source.frame_count, disable=not progress):
                     if frame.index % every:
