@@ -814,8 +814,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[SegmentOptions], RefineOptions]:
-    """Turn parsed arguments into (evaluation options, model options, refine options).
+def model_options_from_args(args: argparse.Namespace) -> list[SegmentOptions]:
+    """The models to score: ``--model``'s options, then ``--compare``'s where given.
 
     Raises:
         OptionValueError, OptionTypeError: a value the options refuse, named by its flag
@@ -827,9 +827,6 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
                                  input_norm=args.input_norm, input_size=args.input_size,
                                  letterbox=args.letterbox, threads=args.threads,
                                  trust_model=args.trust_model, tta=args.tta)]
-        evaluation = EvalOptions(data=args.data, list_file=args.list_file,
-                                 max_items=args.max_items, sheet=args.sheet, worst=args.worst,
-                                 progress=not (args.no_progress or args.quiet))
     if args.compare:
         with options_by_flag(parser, {"model": "compare", "backend": "compare_backend",
                                       "input_norm": "compare_input_norm",
@@ -840,6 +837,22 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
                                          input_size=args.compare_input_size, threads=args.threads,
                                          trust_model=args.trust_model,
                                          tta=args.compare_tta or args.tta))
+    return models
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[SegmentOptions], RefineOptions]:
+    """Turn parsed arguments into (evaluation options, model options, refine options) for a
+    scoring of ``--data`` (the suite takes only the models: :func:`model_options_from_args`).
+
+    Raises:
+        OptionValueError, OptionTypeError: a value the options refuse, named by its flag
+            (:func:`portrait.cli.options_by_flag`).
+    """
+    models = model_options_from_args(args)
+    with options_by_flag(build_parser()):
+        evaluation = EvalOptions(data=args.data, list_file=args.list_file,
+                                 max_items=args.max_items, sheet=args.sheet, worst=args.worst,
+                                 progress=not (args.no_progress or args.quiet))
     return evaluation, models, RefineOptions(enabled=not args.no_refine)
 
 
@@ -950,7 +963,7 @@ def _suite_body(args: argparse.Namespace) -> None:
         found = "is a file, not a folder" if root.is_file() else "not found"
         raise InputError(f"suite data root '{root}' {found}; pass --data DIR that holds eg1800/, "
                          "ccp_fashion/, coco_person/, pelota/ and videos/")
-    _, models, _ = options_from_args(args)
+    models = model_options_from_args(args)  # --data here is the suite's root, not a data folder
     check_models(models)
     suite.clip_paths(root)
     with stdout_to_stderr() as stdout_fd:
