@@ -199,3 +199,23 @@ def test_the_command_reads_the_faces_from_the_cache_on_its_second_run(tmp_path, 
     second = [line.split() for line in capsys.readouterr().out.splitlines()
               if line.startswith("still")]
     assert second[0][-1] == f"{2 * (4 + 2)}/{2 * (4 + 2)}"  # ping-pong 0 1 2 3 2 1, twice
+
+
+def test_face_boxes_are_found_again_for_mattes_or_frames_made_anew(tmp_path):
+    """Mattes re-made into the clip's folder (another model, as many frames) or another video of
+    as many frames: the cache holds the boxes of the old pictures (a face box counts only where
+    the matte covers it), so the faces are found again, not read back; the same pictures read
+    the cache."""
+    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
+    mattes = read_mattes(folder)
+    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+    planted = [[1, 2, 16, 16]] * 4
+    _plant_faces(folder / FACE_CACHE, planted)
+    assert cached_face_boxes(folder, frames, mattes) == [(1, 2, 16, 16)] * 4  # the same pictures
+    for i in range(4):  # as app.py --matte --out replaces its earlier images
+        assert cv2.imwrite(str(folder / f"{i:06d}.png"), _person(50, 70))
+    remade = read_mattes(folder)
+    assert cached_face_boxes(folder, frames, remade) == [None] * 4
+    _plant_faces(folder / FACE_CACHE, planted)
+    assert cached_face_boxes(folder, [np.full((H, W, 3), 90, np.uint8)] * 4, remade) == [None] * 4
