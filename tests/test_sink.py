@@ -1693,6 +1693,20 @@ def test_image_folder_sink_keeps_stems_and_protects_inputs(tmp_path):
     assert sink.frames_written == 1 and (inputs / "a.png").exists()
 
 
+def python_on_a_tmpfs(disk, code: str, size: str = "") -> subprocess.CompletedProcess:
+    """``python -c code DISK`` with a tmpfs (of ``size``, ``"16k"``; the default where none)
+    mounted on the folder ``disk`` in a user namespace of its own (no root needed), which goes
+    with the namespace. Skips the test where the system allows no such mount."""
+    options = f"-o size={size} " if size else ""
+    script = f'mount -t tmpfs {options}tmpfs "$1" || exit 99; shift; exec "$@"'
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    return done
+
+
 def test_a_disk_that_turns_read_only_mid_batch_is_full_for_every_photo_to_come(tmp_path):
     """A disk remounted read-only (ext4 does so after an error) refuses every later file, as a
     full one does: OutputFull, which stops a batch, not an InputError for each photo left. A
@@ -1708,12 +1722,7 @@ def test_a_disk_that_turns_read_only_mid_batch_is_full_for_every_photo_to_come(t
             "    sink.write(np.zeros((4, 4, 3), np.uint8), 'second')\n"
             "except Exception as error:\n"
             "    print(type(error).__name__, error)\n")
-    script = 'mount -t tmpfs tmpfs "$1" || exit 99; shift; exec "$@"'
-    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
-                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    done = python_on_a_tmpfs(disk, code)
     assert done.stdout.startswith("OutputFull cannot write image "), (done.stdout, done.stderr)
     assert "Read-only file system" in done.stdout, done.stdout
 
@@ -1733,12 +1742,7 @@ def test_a_photo_a_full_disk_cannot_take_is_output_full_and_leaves_no_hidden_fil
             "except Exception as error:\n"
             "    print(type(error).__name__, error)\n"
             "print(sorted(os.listdir(sys.argv[1])))\n")
-    script = 'mount -t tmpfs -o size=16k tmpfs "$1" || exit 99; shift; exec "$@"'
-    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
-                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    done = python_on_a_tmpfs(disk, code, "16k")
     error, listing = done.stdout.splitlines()
     assert error == (f"OutputFull cannot write image '{disk}/photo.png': No space left on "
                      "device; free space or choose another place"), (done.stdout, done.stderr)
@@ -1762,12 +1766,7 @@ def test_a_video_a_full_disk_stops_before_any_of_it_plays_leaves_nothing(tmp_pat
             "except Exception as error:\n"
             "    print(type(error).__name__, error)\n"
             "print(sorted(os.listdir(sys.argv[1])))\n")
-    script = 'mount -t tmpfs -o size=8k tmpfs "$1" || exit 99; shift; exec "$@"'
-    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
-                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    done = python_on_a_tmpfs(disk, code, "8k")
     error, listing = done.stdout.splitlines()
     assert re.fullmatch(rf"OutputFull cannot write video '{re.escape(str(disk))}/out\.mp4': No "
                         r"space left on device after \d+ frames; nothing of it plays, so it was "
