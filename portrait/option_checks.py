@@ -200,6 +200,7 @@ def _plain(value: Any) -> Any:
 
 
 _PAIRS = (tuple[int, int], tuple[float, float])
+_PAIRS_ARGS = tuple(typing.get_args(pair) for pair in _PAIRS)  # ((int, int), (float, float))
 
 
 def _as_taken(value: Any, hint: Any) -> Any:
@@ -245,22 +246,17 @@ def _problem(value: Any, hint: Any, bounds: Optional[Range]) -> Optional[tuple[t
         if not isinstance(value, str):
             return OptionTypeError, "a string or a path"
         return None if value.strip() else (OptionValueError, "a string that is not empty")
-    if origin is tuple and args == (int, int):
-        expected = "(width, height), two " + _number_words(True, bounds)
+    if origin is tuple and args in _PAIRS_ARGS:  # a size (width, height), or a (low, high)
+        whole = args == (int, int)
+        expected = (("(width, height), two " if whole else "(low, high) with low <= high, two ")
+                    + _number_words(whole, bounds))
         if not isinstance(value, (tuple, list)) or len(value) != 2:
             return OptionTypeError, expected
-        problems = [_number_problem(side, True, bounds) for side in value]
-        wrong = [problem for problem in problems if problem is not None]
-        return None if not wrong else (wrong[0][0], expected)
-    if origin is tuple and args == (float, float):
-        expected = "(low, high) with low <= high, two " + _number_words(False, bounds)
-        if not isinstance(value, (tuple, list)) or len(value) != 2:
-            return OptionTypeError, expected
-        problems = [_number_problem(side, False, bounds) for side in value]
+        problems = [_number_problem(side, whole, bounds) for side in value]
         wrong = [problem for problem in problems if problem is not None]
         if wrong:
             return wrong[0][0], expected
-        return None if value[0] <= value[1] else (OptionValueError, expected)
+        return None if whole or value[0] <= value[1] else (OptionValueError, expected)
     if origin is tuple and args == (str, Ellipsis):
         expected = "a tuple of strings that are not empty"
         if not isinstance(value, tuple) or not all(isinstance(item, str) for item in value):
