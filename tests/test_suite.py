@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -183,6 +184,30 @@ def test_score_clip_compares_each_moving_frame_with_its_own_matte(tmp_path, brig
                              write_video(tmp_path / "moving.avi", 8, size=(64, 64)))
     assert score.frames == 8 and len(score.lags) == 7 and score.flickers == []
     assert score.lags == [0.0] * 7
+
+
+def test_score_clip_finds_the_lag_of_a_smoothed_step(tmp_path, brightness_model):
+    """A uniform grey frame that steps from 121 to 128 (losslessly stored): the model's
+    probability steps from about 0.35 to 0.51, a change the smoothing takes only in part, so
+    the app's matte stays below 127 on that frame while the frame's own matte is above it: the
+    whole frame lags (1.0), with or without subject selection. A step from 100 to 140 is taken
+    whole (no lag), and the frames that repeat the one before are still pairs, not moving ones."""
+    from portrait.options import SegmentOptions
+
+    def clip(name, greys):
+        path = tmp_path / name
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30, (64, 64))
+        for grey in greys:
+            writer.write(np.full((64, 64, 3), grey, np.uint8))
+        writer.release()
+        return path
+
+    model = SegmentOptions(model=str(brightness_model))
+    slow, jump = clip("slow.avi", [121, 121, 121, 128, 128]), clip("jump.avi", [100, 100, 140, 140])
+    for subject in (True, False):
+        score = suite.score_clip(model, slow, subject=subject)
+        assert score.lags == [1.0] and len(score.flickers) == 3, subject
+        assert suite.score_clip(model, jump, subject=subject).lags == [0.0], subject
 
 
 def test_score_clip_runs_the_model_once_a_frame_for_both_paths(brightness_model):
