@@ -454,6 +454,25 @@ def test_a_test_list_named_as_such_is_refused_for_training_and_distillation(tmp_
     assert not (tmp_path / "soft").exists() or not any((tmp_path / "soft").rglob("*.png"))
 
 
+def test_a_test_list_is_refused_before_any_model_loads_even_when_empty(tmp_path, capsys):
+    """--data or --val naming a test.txt is refused as a test list with the path checks, before
+    a model loads (here one that would not), where it came after the model, and an empty one
+    was refused as empty, as if filling it would do."""
+    folder = make_data(tmp_path / "d")
+    (tmp_path / "corrupt.h5").write_text("not a model")
+    base = ["--init", str(tmp_path / "corrupt.h5"), "--out", str(tmp_path / "x.hdf5"),
+            "--run-dir", str(tmp_path / "run")]
+    for text in ("000\n001\n", ""):
+        (folder / "test.txt").write_text(text)
+        for data in (["--data", str(folder / "test.txt")],
+                     ["--data", str(folder), "--val", str(folder / "test.txt")]):
+            assert train_main(data + base) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err[-1].startswith(f"error: '{folder / 'test.txt'}' is a test list: a test set "
+                                      "is never used for training"), (text, data, err)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_folders_validation_list_that_is_broken_or_shared_is_said(tmp_path, caplog):
     """A folder's other.txt naming a missing photo is an error, as a broken train.txt is; one
     sharing pairs with training is named in a warning and not used (it was dropped silently

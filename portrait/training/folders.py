@@ -281,6 +281,19 @@ def folder_list(folder: Path, role: str) -> Optional[Path]:
     return next((folder / name for name in candidates if (folder / name).is_file()), None)
 
 
+def refuse_test_list(spec: str) -> None:
+    """Refuse ``spec`` where it names a test list (``test.txt``), which no tool trains,
+    validates, distils or mines on, without reading it.
+
+    Raises:
+        InputError: it does.
+    """
+    if Path(spec).name == "test.txt":
+        raise InputError(f"'{spec}' is a test list: a test set is never used for training, "
+                         "validation, distillation or mining, or its scores would no longer "
+                         "be held out; give train.txt, val.txt, other.txt or a list of your own")
+
+
 def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     """Turn a ``--data``/``--val`` entry into pairs.
 
@@ -295,10 +308,7 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     """
     path = Path(spec)
     if path.is_file():
-        if path.name == "test.txt":
-            raise InputError(f"'{spec}' is a test list: a test set is never used for training, "
-                             "validation, distillation or mining, or its scores would no longer "
-                             "be held out; give train.txt, val.txt, other.txt or a list of your own")
+        refuse_test_list(spec)
         stems = listed_stems(path)
         if not (path.parent / "images").is_dir() or not (path.parent / "masks").is_dir():
             # find_pairs would name the folder alone ("data folder '.' must contain ..."),

@@ -775,16 +775,17 @@ def init_short_side_note(options: TrainOptions) -> Optional[str]:
 
 def check_data_paths(options: TrainOptions) -> None:
     """Before any model loads or is built: each ``--data`` and ``--val`` entry is a folder or a
-    list file of text (what :func:`portrait.training.folders.resolve_split` reads), and the list
-    it gives or its folder's list names a stem, so a video, a photo, an empty list or a path
-    that is nowhere is named without waiting for the model. The photos they name are listed and
-    read later, after the models.
+    list file of text (what :func:`portrait.training.folders.resolve_split` reads) and no test
+    list, and the list it gives or its folder's list names a stem, so a video, a photo, a test
+    list, an empty list or a path that is nowhere is named without waiting for the model. The
+    photos they name are listed and read later, after the models.
 
     Raises:
         InputError: the first entry that is not, by option and path.
     """
     from portrait.capture.images import VIDEO_EXTENSIONS
-    from portrait.training.folders import data_not_found, folder_list, listed_stems
+    from portrait.training.folders import (data_not_found, folder_list, listed_stems,
+                                           refuse_test_list)
 
     for option, specs in (("--data", options.data), ("--val", options.val)):
         for spec in dict.fromkeys(specs):
@@ -796,6 +797,8 @@ def check_data_paths(options: TrainOptions) -> None:
                                  f"MODEL --video '{spec}' --out DIR, then pass {option} DIR")
             if not path.is_file() and not path.is_dir():
                 raise data_not_found(spec)
+            if path.is_file():
+                refuse_test_list(spec)  # before it is read: an empty one is no less a test list
             listed = path if path.is_file() else folder_list(
                 path, "train" if option == "--data" else "val")
             if listed is not None:
