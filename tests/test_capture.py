@@ -1276,6 +1276,31 @@ def _float_bgr(width=80, height=40) -> np.ndarray:
     return image
 
 
+def test_a_photo_of_a_format_pillow_does_not_read_is_opaque_without_a_word_unless_it_has_alpha(
+        tmp_path, caplog):
+    """--image reads each photo's transparency with Pillow: a Radiance HDR or a PFM, which
+    OpenCV reads and Pillow does not, have no alpha to lose, and were warned about as 'its
+    transparency could not be read (cannot identify image file <_io.BytesIO object at ...>)';
+    a PAM with an alpha channel, which Pillow does not read either, is still warned about,
+    in words (its colours are read, opaque)."""
+    colours = (_float_bgr() * 0.5).astype(np.float32)
+    colours[0, -1] = 0.25  # no NaN: a plain photo
+    cv2.imwrite(str(tmp_path / "room.hdr"), colours)
+    cv2.imwrite(str(tmp_path / "room.pfm"), colours)
+    bgra = np.zeros((40, 80, 4), np.uint8)
+    bgra[..., 2], bgra[:, 40:, 3] = 200, 255
+    assert cv2.imwrite(str(tmp_path / "cut.pam"), bgra,
+                       [cv2.IMWRITE_PAM_TUPLETYPE, cv2.IMWRITE_PAM_FORMAT_RGB_ALPHA])
+    caplog.set_level(logging.WARNING, logger="portrait.capture")
+    for name in ("room.hdr", "room.pfm", "cut.pam"):
+        (item,) = ImageSource(tmp_path / name).items()
+        assert item.error is None and item.frame.alpha is None, name
+        assert item.frame.image.shape == (40, 80, 3), name
+    assert [r.getMessage() for r in caplog.records] == [
+        f"image '{tmp_path / 'cut.pam'}': its transparency could not be read (Pillow, which "
+        "reads transparency, does not read this format); shown opaque"]
+
+
 @pytest.mark.parametrize("name", ["rgb32.tiff", "rgba32.tif", "grey32.tiff", "rgb64.tiff",
                                   "colour.pfm"])
 def test_a_float_image_is_read_with_its_0_to_1_values_scaled_to_8_bits(tmp_path, name, caplog):

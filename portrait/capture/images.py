@@ -301,7 +301,7 @@ def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np
     a TIFF's premultiplied (an 8- or 16-bit TIFF's, whichever alpha its ExtraSamples tag
     marks: Pillow divides associated alpha's colours by it, at 8 bits). Where Pillow cannot
     read the file, the image is opaque, as before transparency was read."""
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DecompressionBombWarning: read_image's own limit holds
@@ -311,6 +311,14 @@ def _with_alpha(data: bytes, image_bgr: np.ndarray, path: Path, what: str) -> np
                         and "transparency" not in image.info:
                     return image_bgr
                 rgba = np.asarray(ImageOps.exif_transpose(image).convert("RGBA"))
+        except UnidentifiedImageError:
+            # A format OpenCV reads and Pillow does not (a Radiance HDR, a PFM, a PAM): only
+            # where OpenCV finds an alpha channel in it is there transparency to lose.
+            unchanged = _decode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            if unchanged is not None and unchanged.ndim == 3 and unchanged.shape[2] == 4:
+                log.warning("%s '%s': its transparency could not be read (Pillow, which reads "
+                            "transparency, does not read this format); shown opaque", what, path)
+            return image_bgr
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
             # Pillow's errors for a file it cannot read: the colours decoded, the alpha is lost.
             log.warning("%s '%s': its transparency could not be read (%s); shown opaque",
