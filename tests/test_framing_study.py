@@ -11,6 +11,7 @@ import pytest
 from conftest import write_video
 
 from portrait.options import FramingOptions
+from portrait.training import framing_study
 from portrait.training.framing_study import (
     FACE_CACHE,
     ClipResult,
@@ -219,3 +220,36 @@ def test_face_boxes_are_found_again_for_mattes_or_frames_made_anew(tmp_path):
     assert cached_face_boxes(folder, frames, remade) == [None] * 4
     _plant_faces(folder / FACE_CACHE, planted)
     assert cached_face_boxes(folder, [np.full((H, W, 3), 90, np.uint8)] * 4, remade) == [None] * 4
+
+
+def test_the_face_cache_is_made_again_for_another_matte_count_or_settings(tmp_path, caplog):
+    """The boxes depend on the mattes as much as on the frames (a clip's mattes made again
+    with one fewer: as many boxes as mattes) and on every detector setting the key names; a
+    first run, which finds no cache, says nothing of one, and its cache is written whole."""
+    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
+    mattes = read_mattes(folder)
+    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    with caplog.at_level("INFO", logger="portrait.training.framing_study"):
+        assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+    assert [r.levelname for r in caplog.records] == []  # no cache yet is no warning
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".png")) == [FACE_CACHE]
+    _plant_faces(folder / FACE_CACHE, [[1, 2, 16, 16]] * 4)
+    assert cached_face_boxes(folder, frames, mattes[:3]) == [None] * 3  # found again
+    with np.load(folder / FACE_CACHE) as saved:
+        assert (saved["frames"].item(), saved["mattes"].item()) == (4, 3)
+        settings = saved["settings"].item()
+    for setting in (framing_study._CASCADES, framing_study._DETECT, framing_study.FACE_COVER,
+                    framing_study.FACE_SIZES):
+        assert repr(setting) in settings
+
+
+def test_a_face_cache_that_cannot_be_written_leaves_the_boxes_found(tmp_path, caplog):
+    """Where the cache cannot be written (here its partial file's name is taken by a folder),
+    the boxes found are returned with a warning, and no cache is left to be read as one."""
+    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
+    (folder / (FACE_CACHE + ".partial")).mkdir()
+    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    assert cached_face_boxes(folder, frames, read_mattes(folder)) == [None] * 4
+    assert not (folder / FACE_CACHE).exists()
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.levelname == "WARNING"] \
+        == ["still: face boxes not cached"]
