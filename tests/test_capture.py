@@ -641,6 +641,24 @@ def test_a_truncated_avi_says_about_its_frame_count_before_the_warning(tmp_path,
                     f"({len(frames) / 30:.1f} of 1.0 s): the file may be truncated")]
 
 
+def test_an_avi_a_few_bytes_short_of_its_riff_size_lists_its_count_as_an_estimate(tmp_path,
+                                                                                   caplog):
+    """The RIFF size counts the bytes after its 8-byte header: an AVI 1 byte short (its index
+    cut, every frame there) is cut short, its count "about"; a whole one, and one with bytes
+    after its end, is exact."""
+    data = write_video(tmp_path / "whole.avi", 30).read_bytes()
+    assert data[:4] == b"RIFF" and int.from_bytes(data[4:8], "little") == len(data) - 8
+    caplog.set_level(logging.INFO, logger="portrait.capture")
+    for name, content, count in (("short.avi", data[:-1], "about 30 frames"),
+                                 ("longer.avi", data + bytes(8), "30 frames")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        caplog.clear()
+        with VideoFileSource(path) as video:
+            said = [r.getMessage() for r in caplog.records]
+        assert said == [f"video '{path}': 64x48 at 30 fps, {count}"]
+
+
 def test_a_truncated_avi_is_not_opened_again_to_learn_it_is_not_matroska(tmp_path, caplog,
                                                                          monkeypatch):
     """A file short of its frames, without Matroska's DURATION tag, has its picture's end read

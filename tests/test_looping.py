@@ -417,6 +417,33 @@ def test_a_paced_looped_source_gives_its_last_frame_its_time_at_each_seam(tmp_pa
     assert frames[3].wait_ms == pytest.approx(100.0)  # the seam's wait is the reader's wait
 
 
+def test_gif_delays_are_read_from_each_frame_s_own_graphic_control(tmp_path):
+    """Delays are two bytes, little-endian, in hundredths: 3 s and 2.6 s need the high byte. A
+    frame without a graphic control block of its own does not take the one before it: it
+    lasts the default 100 ms. A file whose signature is not a GIF's has no delays, however its
+    blocks read."""
+    from PIL import Image
+
+    from portrait.capture.gif import gif_delays_s
+
+    frames = [Image.fromarray(np.full((24, 32, 3), grey, np.uint8)) for grey in (0, 120, 240)]
+    path = tmp_path / "slow.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=[3000, 200, 2600],
+                   loop=0)
+    assert gif_delays_s(path) == pytest.approx([3.0, 0.2, 2.6])
+    data = path.read_bytes()
+    controls = [at for at in range(len(data)) if data[at:at + 3] == b"\x21\xf9\x04"]
+    assert len(controls) == 3
+    bare = tmp_path / "bare.gif"  # the second frame's graphic control (8 bytes) taken out
+    bare.write_bytes(data[:controls[1]] + data[controls[1] + 8:])
+    assert gif_delays_s(bare) == pytest.approx([3.0, 0.1, 2.6])
+    with VideoFileSource(bare) as source:
+        assert [frame.duration_s for frame in source] == pytest.approx([3.0, 0.1, 2.6])
+    renamed = tmp_path / "not_a.gif"
+    renamed.write_bytes(b"NOTGIF" + data[6:])
+    assert gif_delays_s(renamed) == [] and gif_delays_s(tmp_path / "missing.gif") == []
+
+
 def test_a_looped_gif_keeps_its_last_frame_s_own_delay_at_each_seam(tmp_path):
     """A GIF --source of delays 100, 200 and 300 ms starts its next pass when its last frame's
     300 ms are over (0.6 s, 1.2 s), not one frame of the file's rate (10 fps: 0.1 s) after it
