@@ -154,6 +154,9 @@ def test_what_a_photo_hides_with_its_own_transparency_stays_out_of_the_person(
     assert green[40:100, 55:75].min() > 200  # the person the photo shows
     for extra in ("transparent", "--matte", "#00ff00"):
         np.testing.assert_array_equal(results["opaque", extra], results["me", extra])
+    if ext == ".png":  # its hidden colours kept exactly (WebP may change those under alpha 0)
+        # where the photo is opaque (alpha 255) its matte is the person's, to the last level
+        np.testing.assert_array_equal(matte[:, :80], results["me", "--matte"][:, :80])
 
 
 def test_a_transparent_tiff_cutout_is_marked_as_transparent(brightness_model, tmp_path):
