@@ -336,11 +336,14 @@ def test_the_command_line_takes_a_number_where_the_options_do(flag, cls, name, c
         except ValueError:
             options_take = False
         try:
-            build_parser().parse_args([flag, text])
+            parsed = build_parser().parse_args([flag, text])
             command_line_takes = True
         except SystemExit:
             command_line_takes = False
         assert command_line_takes == options_take, (flag, text)
+        if command_line_takes:  # taken as the field's own kind: "2" is 2 for a whole number
+            given = getattr(parsed, flag[2:].replace("-", "_"))
+            assert given == value and type(given) is kind, (flag, text, given)
         taken += options_take
         refused += not options_take
     assert taken and refused  # both sides of the bound were tried
@@ -445,6 +448,26 @@ def test_a_range_in_words_and_at_its_ends():
     assert positive.within(math.inf) and not positive.holds(math.inf)
     assert not Range(0, 1).within(math.inf)
     assert not any(r.within(math.nan) for r in (Range(), positive, Range(0, 1)))
+
+
+def test_number_field_gives_the_kind_of_a_pair_s_sides_and_of_an_optional_number():
+    assert number_field(SegmentOptions, "input_size") == (int, Range(1, 4096))
+    assert number_field(TrainOptions, "zoom")[0] is float
+    assert number_field(TrainOptions, "steps_per_epoch")[0] is int
+    assert number_field(TrainOptions, "lr")[0] is float
+    with pytest.raises(KeyError):
+        number_field(TrainOptions, "schedule")
+
+
+def test_numpy_strings_and_pairs_in_a_list_are_taken_as_python_values():
+    """A choice read from an array (``np.str_``) is the ``str`` a ``Literal`` takes; a pair
+    given as a list of NumPy numbers (``list(np.array(...))``) is a tuple of Python ints."""
+    choices = np.array(["cosine", "constant"])
+    options = TrainOptions(data=("d",), schedule=choices[1], pad=np.str_("reflect"))
+    assert (options.schedule, type(options.schedule)) == ("constant", str)
+    assert type(options.pad) is str
+    size = SegmentOptions(input_size=list(np.array([256, 192]))).input_size
+    assert size == (256, 192) and [type(side) for side in size] == [int, int]
 
 
 def test_a_number_field_without_a_range_is_still_finite_and_a_type_without_a_check_is_refused():

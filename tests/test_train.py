@@ -693,6 +693,7 @@ def test_best_logged_reads_the_highest_value(tmp_path):
     (["--loss", "0*dice"], "loss weight '0' in '0*dice' must be a finite number greater than 0"),
     (["--loss", "2*dice+-1*bce"], "loss weight '-1' in '2*dice+-1*bce' must be a finite number"),
     (["--short-side", "100"], "--short-side: short side '100' is not a multiple of 32, e.g. 96 or 128"),
+    (["--short-side", "16"], "--short-side: short side '16' is not a multiple of 32, e.g. 32"),
     (["--seed", "-1"], "--seed: '-1' must be from 0 to 4294967295"),
     (["--seed", "4294967296"], "--seed: '4294967296' must be from 0 to 4294967295"),
     (["--seed", "1.5"], "--seed: '1.5' is not a whole number"),
