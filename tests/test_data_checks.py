@@ -322,6 +322,38 @@ def test_a_mask_saved_as_jpeg_and_a_photo_of_a_type_not_read_are_named(tmp_path,
         "or PNG); add images/<stem>.jpg or .png for each, or remove the mask"]
 
 
+def test_an_unmatched_warning_lists_five_stems_whole_and_names_the_first_other_type(tmp_path,
+                                                                                   caplog):
+    """Five photos without masks are all named, with no "..." (six would have one); of two
+    masks saved as other types, the first by name is the one named."""
+    data = _data(tmp_path / "d", ["a", "b", "c", "d", "e", "f"])
+    for stem in "bcdef":
+        (data / "masks" / f"{stem}.png").unlink()
+    cv2.imwrite(str(data / "masks" / "c.jpg"), _person())
+    cv2.imwrite(str(data / "masks" / "b.bmp"), _person())
+    with caplog.at_level(logging.WARNING):
+        assert len(resolve_split(str(data), "train")) == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(
+        f"5 images in '{data / 'images'}' have no mask in masks/ and are left out (b, c, d, e, "
+        f"f) ('{data / 'masks' / 'b.bmp'}' is a .bmp file;"), warning
+
+
+def test_a_masks_folder_without_images_beside_it_is_no_data_folder_s_own(tmp_path,
+                                                                         monkeypatch):
+    """masks/ given where its parent has no images/: the usual layout message, not "the masks/
+    folder of a data folder"; a data folder's images/ given by a relative path is named by
+    that path's parent, as it was typed."""
+    (tmp_path / "labels" / "masks").mkdir(parents=True)
+    with pytest.raises(InputError, match="must contain images/ and masks/"):
+        resolve_split(str(tmp_path / "labels" / "masks"), "train")
+    _data(tmp_path / "my photos")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="pass the folder that holds images/ and masks/, "
+                                         "'my photos'$"):
+        resolve_split("my photos/images", "train")
+
+
 def test_masks_without_images_are_counted_in_one_warning(tmp_path, caplog):
     data = _data(tmp_path / "d", ["a", "b", "c"])
     (data / "images" / "b.png").unlink()
