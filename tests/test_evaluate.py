@@ -663,6 +663,59 @@ def test_a_stop_while_scoring_carries_the_scores_of_the_images_before_it(data, b
     assert [s["n"] for s in stopped.value.partial_scores] == [1, 1]
 
 
+def test_a_stop_between_two_models_keeps_the_images_both_scored(data, brightness_model,
+                                                                bad_model, monkeypatch):
+    """Ctrl-C after the first model scored the third image and before the second did: the
+    partial scores are the two images both models scored; a stop before any image scored by
+    both carries none."""
+    pairs = [(str(data / "images" / f"{stem}.png"), str(data / "masks" / f"{stem}.png"))
+             for stem in STEMS]
+    models = [SegmentOptions(model=str(brightness_model)), SegmentOptions(model=str(bad_model))]
+    whole = evaluate.score_pairs(pairs[:2], models, progress=False)
+    real_score = evaluate.ModelScorer.score
+    for stop_at, expected in ((6, [2, 2]), (2, None)):  # calls: image 1 model 1, model 2, ...
+        calls = []
+
+        def score(self, *args):
+            calls.append(self)
+            if len(calls) == stop_at:
+                raise KeyboardInterrupt
+            return real_score(self, *args)
+
+        monkeypatch.setattr(evaluate.ModelScorer, "score", score)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            evaluate.score_pairs(pairs, models, progress=False)
+        partial = getattr(stopped.value, "partial_scores", None)
+        if expected is None:
+            assert partial is None
+            continue
+        assert [s["n"] for s in partial] == expected
+        assert [s["miou"] for s in partial] == [s["miou"] for s in whole]
+
+
+def test_the_command_stopped_after_an_image_prints_its_scores_marked_stopped(
+        data, brightness_model, monkeypatch, capfd, caplog):
+    """Ctrl-C while the second image is scored: the command still writes the JSON line, of
+    the one image scored, marked "stopped", says so in a warning and exits 130."""
+    real_score = evaluate.ModelScorer.score
+    calls = []
+
+    def score(self, *args):
+        calls.append(self)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_score(self, *args)
+
+    monkeypatch.setattr(evaluate.ModelScorer, "score", score)
+    assert evaluate.main(["--model", str(brightness_model), "--data", str(data),
+                          "--no-progress"]) == 130
+    captured = capfd.readouterr()
+    result = json.loads(captured.out)
+    assert result["n"] == 1 and result["stopped"] is True
+    assert any(m.startswith("Ctrl-C: stopped after 1 image; the scores of those follow")
+               for m in caplog.messages), caplog.messages
+
+
 def test_score_pairs_keeps_each_models_iou_in_model_order_for_the_sheet(data, brightness_model,
                                                                        bad_model):
     """The sheet's rows carry the IoU of --model first and of --compare second: the good model
