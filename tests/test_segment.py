@@ -805,6 +805,56 @@ def test_a_buffer_a_tensor_reads_too_is_not_overwritten_by_a_mark():
     assert tflite_utils.read_tflite_metadata(marked)["note"] == b"own buffer"
 
 
+def test_a_mark_leaves_one_entry_of_its_name_and_the_older_metadata_list_s_buffers():
+    """A damaged file with two entries of a name: marking it leaves one, with the new value. An
+    entry whose buffer the older metadataBuffer list also names gets a buffer of its own, the
+    listed one kept. A reused buffer is written in the flatbuffer, not at the offset a >2 GB
+    model's buffer had."""
+    schema = tflite_utils._schema()
+    original = tflite_utils.mark_tflite_metadata(LIVE_TFLITE.read_bytes(), {"note": b"first"})
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(original, 0))
+    [note] = [m for m in model.metadata if m.name == b"note"]
+    again = schema.MetadataT()
+    again.name, again.buffer = b"note", note.buffer
+    model.metadata.append(again)
+    marked = tflite_utils.mark_tflite_metadata(tflite_utils.pack_model(model), {"note": b"x"})
+    after = schema.Model.GetRootAs(marked, 0)
+    names = [after.Metadata(i).Name() for i in range(after.MetadataLength())]
+    assert names.count(b"note") == 1 and tflite_utils.read_tflite_metadata(marked)["note"] == b"x"
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(original, 0))
+    [note] = [m for m in model.metadata if m.name == b"note"]
+    model.metadataBuffer = list(model.metadataBuffer or []) + [note.buffer]
+    listed = note.buffer
+    marked = tflite_utils.mark_tflite_metadata(tflite_utils.pack_model(model), {"note": b"new"})
+    after = schema.ModelT.InitFromObj(schema.Model.GetRootAs(marked, 0))
+    assert bytes(after.buffers[listed].data) == b"first"
+    assert tflite_utils.read_tflite_metadata(marked)["note"] == b"new"
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(original, 0))
+    [note] = [m for m in model.metadata if m.name == b"note"]
+    model.buffers[note.buffer].offset, model.buffers[note.buffer].size = 1, 1
+    marked = tflite_utils.mark_tflite_metadata(tflite_utils.pack_model(model), {"note": b"in"})
+    after = schema.Model.GetRootAs(marked, 0)
+    buffer = after.Buffers(note.buffer)
+    assert (buffer.Offset(), buffer.Size(), bytes(buffer.DataAsNumpy())) == (0, 0, b"in")
+
+
+def test_a_mark_never_writes_into_buffer_0_the_schema_s_empty_one():
+    """An entry naming buffer 0 (which no tensor of the live model reads, so only the entry
+    does): the mark gets a buffer of its own and buffer 0 stays empty, as the schema has it."""
+    schema = tflite_utils._schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(LIVE_TFLITE.read_bytes(), 0))
+    assert not any(t.buffer == 0 for g in model.subgraphs for t in g.tensors)
+    empty = schema.MetadataT()
+    empty.name, empty.buffer = b"note", 0
+    model.metadata.append(empty)
+    marked = tflite_utils.mark_tflite_metadata(tflite_utils.pack_model(model), {"note": b"own"})
+    after = schema.Model.GetRootAs(marked, 0)
+    assert after.Buffers(0).DataLength() == 0
+    assert tflite_utils.read_tflite_metadata(marked)["note"] == b"own"
+
+
 def test_the_interpreter_is_picked_by_name_and_a_wrong_name_is_refused():
     assert tflite_utils.interpreter_module("LiteRT")[1] == "LiteRT"
     assert tflite_utils.interpreter_module("tf.lite")[1] == "tf.lite"
