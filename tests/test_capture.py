@@ -657,6 +657,18 @@ def test_an_avi_a_few_bytes_short_of_its_riff_size_lists_its_count_as_an_estimat
         with VideoFileSource(path) as video:
             said = [r.getMessage() for r in caplog.records]
         assert said == [f"video '{path}': 64x48 at 30 fps, {count}"]
+    # Only a RIFF file is judged by its header: an MP4's first 8 bytes are a box's size and
+    # 'ftyp', which read as a RIFF size would call any MP4 cut short.
+    mp4 = tmp_path / "whole.mp4"
+    writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 48))
+    for index in range(10):
+        writer.write(np.full((48, 64, 3), 20 * index, np.uint8))
+    writer.release()
+    assert mp4.read_bytes()[4:8] == b"ftyp"
+    caplog.clear()
+    with VideoFileSource(mp4) as video:
+        said = [r.getMessage() for r in caplog.records]
+    assert said == [f"video '{mp4}': 64x48 at 30 fps, 10 frames"]
 
 
 def test_a_truncated_avi_is_not_opened_again_to_learn_it_is_not_matroska(tmp_path, caplog,

@@ -1892,6 +1892,7 @@ def test_image_sinks_say_when_they_replace_a_file_that_was_there(tmp_path, caplo
             sink.write(image, "b")
             if run == 2:
                 sink.write(image, "c")  # new in this run: not replaced
+                sink.close()  # closed early, then again on leaving: said once
         assert [r.getMessage() for r in caplog.records if "replaced" in r.getMessage()] == said
 
 
