@@ -654,7 +654,7 @@ def test_an_avi_a_few_bytes_short_of_its_riff_size_lists_its_count_as_an_estimat
         path = tmp_path / name
         path.write_bytes(content)
         caplog.clear()
-        with VideoFileSource(path) as video:
+        with VideoFileSource(path):
             said = [r.getMessage() for r in caplog.records]
         assert said == [f"video '{path}': 64x48 at 30 fps, {count}"]
     # Only a RIFF file is judged by its header: an MP4's first 8 bytes are a box's size and
@@ -666,7 +666,7 @@ def test_an_avi_a_few_bytes_short_of_its_riff_size_lists_its_count_as_an_estimat
     writer.release()
     assert mp4.read_bytes()[4:8] == b"ftyp"
     caplog.clear()
-    with VideoFileSource(mp4) as video:
+    with VideoFileSource(mp4):
         said = [r.getMessage() for r in caplog.records]
     assert said == [f"video '{mp4}': 64x48 at 30 fps, 10 frames"]
 
@@ -1576,6 +1576,12 @@ def test_a_folder_says_how_many_subfolders_it_does_not_search(tmp_path, caplog):
         f"'{tmp_path}': 1 file that is not an image skipped (first: notes.txt)",
         f"'{tmp_path}': 2 subfolders not searched (first: 2023); give a subfolder's path to "
         "process its photos"]
+    # A folder of subfolders only: its error says they are not searched, and no line before it
+    (tmp_path / "top.jpg").unlink()
+    caplog.clear()
+    with pytest.raises(InputError, match="has no images .*subfolders are not searched"):
+        ImageSource(tmp_path)
+    assert not [r for r in caplog.records if "not searched" in r.getMessage()]
 
 
 def test_a_folder_warns_of_photos_whose_names_differ_only_in_case(tmp_path, caplog):
