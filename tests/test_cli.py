@@ -2,6 +2,7 @@
 camera (pyvirtualcam with a registered backend), and every bad-input path (one line, no
 traceback, non-zero exit)."""
 
+import argparse
 import json
 import logging
 import os
@@ -536,6 +537,25 @@ def test_the_config_files_loop_writes_a_file_output_once_and_says_so(
     assert "not used for a file output" not in caplog.text
     assert run_in_process(capsys, *run, "--max-frames", "7", "--no-loop", "-q")[0] == 0
     assert len(virtual_camera.instances[-1].frames) == 3
+
+
+def test_the_config_files_loop_is_kept_for_a_camera_a_photo_or_a_typed_loop():
+    """without_config_loop unsets the config file's loop only for a video file written to an
+    --out: a camera (which does not end), a photo, a --loop typed, or no --out keep it."""
+    from portrait.cli import without_config_loop
+
+    def args(**given):
+        return argparse.Namespace(**{"loop": True, "image": None, "out": "rec.mp4",
+                                     "source": "clip.mp4", **given})
+
+    kept, line = without_config_loop(args(), set(), "c.toml")
+    assert kept.loop is None and line == (
+        "loop = true in config file 'c.toml' is for the virtual camera and not used for a file "
+        "output: --out 'rec.mp4' gets the clip once")
+    for given, typed in (({"source": "0"}, set()), ({"source": 1}, set()),
+                         ({"image": "me.jpg"}, set()), ({"out": None}, set()), ({}, {"loop"})):
+        original = args(**given)
+        assert without_config_loop(original, typed, "c.toml") == (original, None), given
 
 
 def test_loop_with_a_camera_is_neither_refused_nor_said_to_loop(brightness_model, tmp_path, capsys,

@@ -1651,7 +1651,8 @@ def test_write_image_refuses_the_input_and_bad_types(tmp_path):
         write_image(tmp_path / "x.gif", np.zeros((4, 4, 3), np.uint8))
     # no type at all: most likely a folder meant, which a / at the end makes
     with pytest.raises(InputError, match=r"noext': its name has no type; end it with \.png, "
-                                         r"\.jpg, .* or \.tiff, or with / for a folder$"):
+                                         r"\.jpg, \.jpeg, \.bmp, \.webp, \.tif or \.tiff, or with / for a "
+                                         r"folder$"):
         ImageFileSink(tmp_path / "noext")
     assert not (tmp_path / "noext").exists()
     with pytest.raises(ValueError, match="float64 != uint8"):
