@@ -206,7 +206,8 @@ _PAIRS_ARGS = tuple(typing.get_args(pair) for pair in _PAIRS)  # ((int, int), (f
 def _as_taken(value: Any, hint: Any) -> Any:
     """``value`` as the options keep it, to be checked against ``hint``: a NumPy scalar as the
     Python ``bool``, ``int``, ``float`` or ``str`` it holds (so ``np.bool_(True)`` is a flag and
-    ``train.json`` can be written), and so each side of a pair (then a tuple); a path
+    ``train.json`` can be written), and so each side of a pair; a pair given as a list as a
+    tuple (so the options stay hashable and equal to those built with a tuple); a path
     (``pathlib.Path``, any ``os.PathLike``) as its ``str`` where ``hint`` takes a string or a
     tuple of strings (a list given for the tuple as a tuple, so the options stay hashable)."""
     value = _plain(value)
@@ -218,7 +219,7 @@ def _as_taken(value: Any, hint: Any) -> Any:
         return tuple(os.fspath(item) if isinstance(item, os.PathLike) else item for item in value)
     if any(pair in takes for pair in _PAIRS) and isinstance(value, (tuple, list)):
         sides = tuple(_plain(side) for side in value)
-        if any(side is not given for side, given in zip(sides, value)):
+        if isinstance(value, list) or any(side is not given for side, given in zip(sides, value)):
             return sides
     return value
 
