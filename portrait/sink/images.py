@@ -64,14 +64,13 @@ def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLi
 
 def _image_extension(path: Path) -> str:
     ext = path.suffix.lower()
+    types = f"{', '.join(IMAGE_WRITE_EXTENSIONS[:-1])} or {IMAGE_WRITE_EXTENSIONS[-1]}"
     if not ext:  # most likely a folder meant: --out cutouts
         raise InputError(f"cannot write image '{path}': its name has no type; end it with "
-                         f"{', '.join(IMAGE_WRITE_EXTENSIONS[:-1])} or "
-                         f"{IMAGE_WRITE_EXTENSIONS[-1]}, or with / for a folder")
+                         f"{types}, or with / for a folder")
     if ext not in IMAGE_WRITE_EXTENSIONS:
-        raise InputError(f"cannot write image '{path}': unsupported type '{ext or 'none'}'; "
-                         f"expected {', '.join(IMAGE_WRITE_EXTENSIONS[:-1])} or "
-                         f"{IMAGE_WRITE_EXTENSIONS[-1]}")
+        raise InputError(f"cannot write image '{path}': unsupported type '{ext}'; expected "
+                         f"{types}")
     return ext
 
 
