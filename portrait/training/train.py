@@ -32,6 +32,7 @@ from portrait.option_checks import (FRACTION, NON_NEGATIVE, POSITIVE, UNIT, Chec
                                     bounded, field_error)
 from portrait.options import ZOOM_FACTOR, ContextModule, PadMode
 from portrait.sink.paths import _prepare_folder
+from portrait.training.progress import closing_bar, make_epoch_progress
 from portrait.segment.locate import SHARED_DIR
 from portrait.words import counted
 
@@ -1198,8 +1199,10 @@ def train(options: TrainOptions) -> Path:
     checkpoint = keras.callbacks.ModelCheckpoint(str(best_tmp), monitor="val_iou", mode="max",
                                                  save_best_only=True, verbose=0,
                                                  initial_value_threshold=best_before)
+    progress = make_epoch_progress(options.epochs, steps)
     callbacks = [
         make_nan_stop(run_dir, options.lr),  # first: nan weights must reach no file
+        progress,  # its epoch's line before the lines of what the epoch wrote
         make_room_check(run_dir, checkpoint, options.average_last, options.epochs),  # then: room
         checkpoint,
         keras.callbacks.LambdaCallback(
@@ -1214,9 +1217,10 @@ def train(options: TrainOptions) -> Path:
     callbacks.append(make_backup(backup))
     started = time.perf_counter()
     with resume_hint(run_dir, options.epochs):  # until the model is written
-        model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps, validation_data=val_ds,
-                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
-                  shuffle=False)  # the tf.data pipeline shuffles; Keras would warn it cannot
+        with closing_bar(progress):  # Keras's own bar off: ours, and a line an epoch
+            model.fit(train_ds, epochs=options.epochs, steps_per_epoch=steps,
+                      validation_data=val_ds, callbacks=callbacks, verbose=0,
+                      shuffle=False)  # the tf.data pipeline shuffles; Keras would warn it cannot
         # The best checkpoint (by validation IoU) and the final weights, each with its
         # batch-norm statistics re-estimated on lightly augmented training crops; the better on
         # validation wins.
