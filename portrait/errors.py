@@ -74,14 +74,22 @@ def stop_on_termination_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> int:
+def signal_exit_code(stop: StopRequested) -> int:
+    """128 + the number of the signal ``stop`` names (143 for SIGTERM, 129 for SIGHUP): the exit
+    code of a command that a signal stopped before its work was done, as Ctrl-C's is 130."""
+    return 128 + getattr(signal, str(stop), signal.SIGTERM)
+
+
+def run_command(body: Callable[[], Optional[int]], traceback: bool = False,
+                unfinished_on_stop: bool = False) -> int:
     """Run a command-line tool's body and turn what it raises into an exit code.
 
     A :class:`PortraitError` prints its one line and exits with its ``exit_code``; Ctrl-C exits
-    130; :class:`StopRequested` (SIGTERM outside a stream) exits 0, as a stop mid-stream does;
-    either also when it comes back as the cause of another error (a C extension's import).
-    Anything else is a bug: one line naming it, or the full traceback when ``traceback``
-    (``--debug``) asks for it.
+    130; :class:`StopRequested` (SIGTERM outside a stream) exits 0, as a stop mid-stream does,
+    or, with ``unfinished_on_stop`` (a command whose work a stop leaves undone: a training run,
+    a scoring), :func:`signal_exit_code`; either also when it comes back as the cause of another
+    error (a C extension's import). Anything else is a bug: one line naming it, or the full
+    traceback when ``traceback`` (``--debug``) asks for it.
 
     Returns:
         ``body()``'s exit code (None counts as 0), or the error's.
@@ -92,11 +100,11 @@ def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> i
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except (KeyboardInterrupt, StopRequested) as stop:
-        return _stopped(stop)
+        return _stopped(stop, unfinished_on_stop)
     except Exception as error:
         stop = _stop_behind(error)
         if stop is not None:
-            return _stopped(stop)
+            return _stopped(stop, unfinished_on_stop)
         if traceback:
             raise
         if isinstance(error, OSError) and error.filename is not None:
@@ -110,13 +118,14 @@ def run_command(body: Callable[[], Optional[int]], traceback: bool = False) -> i
         return 1
 
 
-def _stopped(stop: BaseException) -> int:
-    """Log a stop asked for by Ctrl-C (exit 130) or SIGTERM (exit 0) and return its exit code."""
+def _stopped(stop: BaseException, unfinished: bool = False) -> int:
+    """Log a stop asked for by Ctrl-C (exit 130) or SIGTERM (exit 0, or when the stop leaves
+    the work ``unfinished`` :func:`signal_exit_code`) and return its exit code."""
     if isinstance(stop, KeyboardInterrupt):
         logging.getLogger("portrait").info("interrupted")
         return 130
     logging.getLogger("portrait").info("%s: stopped", stop)
-    return 0
+    return signal_exit_code(stop) if unfinished else 0
 
 
 def _stop_behind(error: BaseException) -> Optional[BaseException]:

@@ -35,7 +35,8 @@ from portrait.controls import (
     initial_state,
     stdin_is_terminal,
 )
-from portrait.errors import TERMINATION_SIGNALS, InputError, OutputFull, StopRequested
+from portrait.errors import (TERMINATION_SIGNALS, InputError, OutputFull, StopRequested,
+                             signal_exit_code)
 from portrait.foreground import ForegroundEstimator
 from portrait.framing import AutoFramer
 from portrait.lightwrap import LightWrap
@@ -172,7 +173,7 @@ def run_images(
     except StopRequested as stop:  # SIGTERM or SIGHUP: a stop, but the photos are not all done
         log.info("%s: stopped", stop)
         _write_stats_after_stop(stats, output.stats)
-        return 128 + getattr(signal, str(stop), signal.SIGTERM)
+        return signal_exit_code(stop)
     except (KeyboardInterrupt, OutputFull):
         _write_stats_after_stop(stats, output.stats)
         raise

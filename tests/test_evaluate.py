@@ -716,6 +716,45 @@ def test_the_command_stopped_after_an_image_prints_its_scores_marked_stopped(
                for m in caplog.messages), caplog.messages
 
 
+def test_sigterm_while_scoring_prints_the_scores_so_far_and_exits_143(data, brightness_model,
+                                                                      tmp_path):
+    """A real SIGTERM (a kill, a job scheduler's stop) once the progress bar counts a scored
+    image: the command writes the JSON line of the images scored whole, marked "stopped", says
+    so, and exits 143 (128 + SIGTERM), as Ctrl-C does with 130; it was killed with no line.
+    Many images (links to five), so that the run is far from done when the signal lands."""
+    import re
+    import signal
+
+    many = tmp_path / "many"
+    for folder in ("images", "masks"):
+        (many / folder).mkdir(parents=True)
+        for i in range(600):
+            os.link(data / folder / f"{STEMS[i % len(STEMS)]}.png", many / folder / f"p{i:03d}.png")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "portrait.evaluate", "--model", str(brightness_model),
+         "--data", str(many)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        err = b""
+        while not re.search(rb" [1-9][0-9]*/600 ", err):  # the bar counts an image scored
+            chunk = process.stderr.read1(4096)
+            assert chunk, err.decode(errors="replace")[-3000:]  # it ended before scoring one
+            err += chunk
+        process.send_signal(signal.SIGTERM)
+        out, rest = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    err = (err + rest).decode(errors="replace")
+    assert process.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err
+    result = json.loads(out)  # one line
+    assert result["stopped"] is True and 1 <= result["n"] < 600
+    assert result["miou"] > 0.9  # the images scored, scored as a whole run scores them
+    assert f"SIGTERM: stopped after {result['n']} images; the scores of those follow" in err
+
+
 def test_score_pairs_keeps_each_models_iou_in_model_order_for_the_sheet(data, brightness_model,
                                                                        bad_model):
     """The sheet's rows carry the IoU of --model first and of --compare second: the good model

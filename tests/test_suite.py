@@ -2,10 +2,13 @@
 and one quick suite run on the shared data."""
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -533,6 +536,65 @@ def test_ctrl_c_in_the_suite_prints_the_domains_and_clips_scored_whole(tmp_path)
     assert "Ctrl-C: stopped after 5 photo domains and " in err
     assert "photos (held out)" in err
     assert "worst domain against the peer: not judged (stopped before every domain was scored)" in err
+
+
+class SignalOnce(logging.Handler):
+    """Sends this process ``signum`` at the first log record ``when`` picks: a real signal at a
+    point of the run that the log names, with no clock involved."""
+
+    def __init__(self, signum: int, when: Callable[[logging.LogRecord], bool]):
+        super().__init__()
+        self.signum, self.when, self.sent = signum, when, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.sent and self.when(record):
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+def _suite_stopped(root: Path, signum: int, when: Callable[[logging.LogRecord], bool],
+                   capfd, caplog) -> tuple[int, dict, str, list[str]]:
+    """``python -m portrait.evaluate --suite`` (in this process; MediaPipe's model against
+    itself) on ``root``, given the held-out clips, sent ``signum`` at the first log record that
+    ``when`` picks: its exit code, JSON line, stderr and log messages."""
+    from conftest import write_video
+    from portrait.training import evaluate
+
+    (root / "videos").mkdir()
+    for name in suite.WEBCAM_CLIPS:
+        write_video(root / suite.CLIP_PATTERN.format(name), frames=2)
+    trigger = SignalOnce(signum, when)
+    logger = logging.getLogger("portrait")
+    logger.addHandler(trigger)
+    try:
+        with caplog.at_level(logging.INFO, logger="portrait"):
+            code = evaluate.main(["--suite", "--model", str(SELFIE), "--compare", str(SELFIE),
+                                  "--data", str(root), "--no-progress"])
+    finally:
+        logger.removeHandler(trigger)
+    assert trigger.sent  # the signal was sent, not the run ended
+    out, err = capfd.readouterr()
+    return code, json.loads(out), err, caplog.messages
+
+
+@pytest.mark.skipif(not SELFIE.is_file(), reason="../shared/models/selfie_segmentation.tflite not present")
+def test_sighup_in_the_suite_prints_the_domains_scored_whole_and_exits_129(tmp_path, capfd,
+                                                                           caplog):
+    """A real SIGHUP (the terminal closed) as the second photo domain starts: as after Ctrl-C,
+    the tables and the JSON line of the first domain, marked "stopped", no cost, no verdict;
+    the exit code is 128 + SIGHUP. It was killed with no line."""
+    second = suite.PHOTO_DOMAINS[1].name
+    code, data, err, messages = _suite_stopped(
+        _tiny_data_root(tmp_path / "data"), signal.SIGHUP,
+        lambda record: record.getMessage().startswith(f"suite: {second}, "), capfd, caplog)
+    assert code == 128 + signal.SIGHUP, err[-3000:]
+    assert data["stopped"] is True and "cost" not in data and "worst" not in data
+    assert list(data["photos"]) == [suite.PHOTO_DOMAINS[0].name] and "webcam" not in data
+    for a, b in data["photos"].values():
+        assert a["n"] == b["n"] == 2 and a["miou"] == b["miou"]  # other.txt: p8 and p9
+    assert ("SIGHUP: stopped after 1 photo domain and 0 webcam clip runs; the scores of those "
+            "follow, marked \"stopped\"") in messages
+    assert "photos (held out)" in err and "Traceback" not in err
 
 
 def test_training_split_command_counts_one_stem_in_the_singular(tmp_path, caplog):

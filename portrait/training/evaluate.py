@@ -43,7 +43,7 @@ from portrait.cli import (
     threads_all_cores,
     typed_options,
 )
-from portrait.errors import InputError, StopRequested, run_command
+from portrait.errors import InputError, StopRequested, run_command, stop_on_termination_signals
 from portrait.option_checks import POSITIVE, CheckedOptions, bounded
 from portrait.options import (
     TEST_TIME_MODES,
@@ -873,7 +873,9 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the evaluation; returns the process exit code."""
+    """Run the evaluation; returns the process exit code: 130 after Ctrl-C, 128 + the signal's
+    number after SIGTERM or SIGHUP (each printing what was scored whole first, marked
+    "stopped")."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.suite and not args.compare:
@@ -887,7 +889,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for line in ignored_options(args, typed_options(build_parser(), argv)):
         log.warning(line)
     if args.suite:
-        return run_command(lambda: _suite_body(args), traceback=args.debug)
+        with stop_on_termination_signals():  # SIGTERM and SIGHUP report as Ctrl-C does
+            return run_command(lambda: _suite_body(args), traceback=args.debug,
+                               unfinished_on_stop=True)
 
     def body() -> int:
         evaluation, models, refine = options_from_args(args)
@@ -915,14 +919,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         return 0
 
-    return run_command(body, traceback=args.debug)
+    # SIGTERM and SIGHUP report what was scored as Ctrl-C does; as the scoring is not done, the
+    # exit code is 128 + the signal's number (143 for SIGTERM), as Ctrl-C's is 130.
+    with stop_on_termination_signals():
+        return run_command(body, traceback=args.debug, unfinished_on_stop=True)
 
 
 @contextlib.contextmanager
 def reported_on_stop(report: Callable[[BaseException, Any], None]) -> Iterator[None]:
     """On a stop (Ctrl-C, SIGTERM) in the block that carries ``partial_scores`` (what was
     scored before it, see :func:`score_pairs`), call ``report(stop, partial_scores)`` before the
-    stop goes on up (``run_command`` then exits 130 for Ctrl-C); a stop without them goes on up
+    stop goes on up (``run_command`` then exits 130 for Ctrl-C, 143 for SIGTERM); a stop without them goes on up
     as it is."""
     try:
         yield

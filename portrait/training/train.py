@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -1308,15 +1307,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with options_by_flag(parser):  # named by the flag typed, not the field
             options = TrainOptions(**{k: v for k, v in vars(args).items() if k != "debug"})
         import_tensorflow_quietly()
-        try:
-            train(options)
-        except StopRequested as stop:  # the run did not finish: not 0, as run_command gives
-            log.info("%s: stopped", stop)
-            return 128 + getattr(signal, str(stop), signal.SIGTERM)
+        train(options)
         return 0
 
     with stop_on_termination_signals():  # SIGTERM and SIGHUP stop training as Ctrl-C does
-        return run_command(body, traceback=args.debug)
+        # The run did not finish: 128 + the signal's number, not 0.
+        return run_command(body, traceback=args.debug, unfinished_on_stop=True)
 
 
 if __name__ == "__main__":
