@@ -597,6 +597,35 @@ def test_sighup_in_the_suite_prints_the_domains_scored_whole_and_exits_129(tmp_p
     assert "photos (held out)" in err and "Traceback" not in err
 
 
+@pytest.mark.skipif(not SELFIE.is_file(), reason="../shared/models/selfie_segmentation.tflite not present")
+def test_a_domain_cut_short_is_left_out_and_the_domains_before_it_are_reported(tmp_path, capfd,
+                                                                              caplog):
+    """A real SIGTERM in the middle of a photo domain (coco_person, held out: p4 and p9), once
+    its first photo is scored and as its second is read (its mask, of another size than the
+    photo, is named in a warning): the JSON line and the tables hold the three domains before
+    it, each whole, and nothing of the cut one, whose one photo would pass for the domain's
+    score; the log counts the three."""
+    root = _tiny_data_root(tmp_path / "data")
+    cut = suite.PHOTO_DOMAINS[3]
+    assert cut.folder == "coco_person" and [Path(image).stem for image, _ in
+                                            suite.domain_pairs(root, cut)] == ["p4", "p9"]
+    cv2.imwrite(str(root / cut.folder / "masks" / "p9.png"), np.zeros((16, 16), np.uint8))
+    code, data, err, messages = _suite_stopped(
+        root, signal.SIGTERM,
+        lambda record: "p9.png' is 16x16, its image 8x8: resizing" in record.getMessage(),
+        capfd, caplog)
+    assert code == 128 + signal.SIGTERM, err[-3000:]
+    assert data["stopped"] is True and "cost" not in data and "worst" not in data
+    whole = suite.PHOTO_DOMAINS[:3]
+    assert list(data["photos"]) == [d.name for d in whole]
+    for domain, (a, b) in zip(whole, data["photos"].values()):
+        assert a["n"] == b["n"] == len(suite.domain_pairs(root, domain)) and a["miou"] == b["miou"]
+    assert ("SIGTERM: stopped after 3 photo domains and 0 webcam clip runs; the scores of those "
+            "follow, marked \"stopped\"") in messages
+    assert all(d.name in err for d in whole) and cut.name not in err  # the table
+    assert "Traceback" not in err
+
+
 def test_training_split_command_counts_one_stem_in_the_singular(tmp_path, caplog):
     """A set left with one training stem is "1 training stem", others "N training stems"."""
     import logging
