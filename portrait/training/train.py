@@ -343,11 +343,40 @@ def megabytes(count: int) -> str:
     return f"{count / 1e6:.1f} MB"
 
 
-def save_model(model, out: Path, short_px: int) -> None:
+def earlier_model_path(out: Path) -> Path:
+    """Where a model file that was at ``out`` before the run is kept when the run writes its
+    own there: beside it, ``<stem>.earlier-N<suffix>`` with the first N no file has."""
+    number = 1
+    while os.path.lexists(out.with_name(f"{out.stem}.earlier-{number}{out.suffix}")):
+        number += 1
+    return out.with_name(f"{out.stem}.earlier-{number}{out.suffix}")
+
+
+def replaced_out_note(out: Path) -> Optional[str]:
+    """A warning, before the run, that ``--out`` is there already: the run replaces it and keeps
+    it as :func:`earlier_model_path` says (and an export of it beside it becomes stale); None
+    where there is no such file."""
+    if not os.path.lexists(out):
+        return None
+    export = out.with_suffix(".tflite")
+    stale = (f"; its export '{export}' will be stale until you export the new model"
+             if export.is_file() else "")
+    return (f"--out '{out}' exists: replacing it with this run's model when the run ends; the "
+            f"earlier model is kept beside it as '{earlier_model_path(out)}'{stale}")
+
+
+def save_model(model, out: Path, short_px: int, keep_earlier: bool = False) -> Optional[Path]:
     """Write a whole model as HDF5 (atomically), noting the short side it was trained for.
 
     The app runs such a fully convolutional model at each frame's own aspect ratio with that
     short side (see ``segment.AspectSegmenter``).
+
+    Args:
+        keep_earlier: a file already at ``out`` is moved to :func:`earlier_model_path` (a
+            rename in its folder, once the new model is written whole) rather than replaced.
+
+    Returns:
+        Where the earlier file went, or None.
 
     Raises:
         InputError: the file cannot be written (a full disk, a folder changed since it was
@@ -377,6 +406,10 @@ def save_model(model, out: Path, short_px: int) -> None:
         model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             f.attrs[SHORT_SIDE_ATTR] = int(short_px)
+        kept = None
+        if keep_earlier and os.path.lexists(out):
+            kept = earlier_model_path(out)
+            os.replace(out, kept)
         os.replace(tmp, out)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else one_line(error)
@@ -384,6 +417,7 @@ def save_model(model, out: Path, short_px: int) -> None:
                          "permissions and the free space") from None
     finally:
         tmp.unlink(missing_ok=True)  # a failed save leaves no half-written file behind
+    return kept
 
 
 TAIL_DIR = "tail"  # in the run folder: the weights after each of the last --average-last epochs
@@ -1094,7 +1128,9 @@ def compile_for_training(model, loss, options: TrainOptions, steps: int) -> None
 
 
 def train(options: TrainOptions) -> Path:
-    """Run a training job and write the best model to ``options.out``; return its path.
+    """Run a training job and write the best model to ``options.out``; return its path. A file
+    already there is named in a warning before the run and kept beside the new model
+    (:func:`earlier_model_path`).
 
     Everything that can be checked is checked before the run folder is written: the options,
     ``--out`` and the run folder (a backup to resume) first, then the model files' and the data's
@@ -1128,9 +1164,9 @@ def train(options: TrainOptions) -> Path:
     check_run_dir(options, run_dir)
     check_model_inputs(options)
     check_data_paths(options)  # cheap: before the models load or the encoder is built
-    note = init_short_side_note(options)
-    if note:
-        log.warning(note)
+    for note in (init_short_side_note(options), replaced_out_note(out)):
+        if note:
+            log.warning(note)
     keras.utils.set_random_seed(options.seed)
 
     # The models before the data: a model file that does not load is named without waiting.
@@ -1259,10 +1295,13 @@ def train(options: TrainOptions) -> Path:
         wall_s = time.perf_counter() - started
         # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
         model.set_weights(calibrated[chosen])
-        save_model(model, out, short_px=short_px)
+        kept = save_model(model, out, short_px=short_px, keep_earlier=True)
+    if kept is not None:
+        log.info("the model that was at %s before is kept as %s", out, kept)
     shutil.rmtree(backup, ignore_errors=True)  # the run is done; nothing to resume
     (run_dir / "result.json").write_text(json.dumps(
-        {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen}, indent=2))
+        {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen,
+         "earlier_out": None if kept is None else str(kept)}, indent=2))
     log.info("best model (by validation IoU) written to %s after %.0f s", out, wall_s)
     return out
 

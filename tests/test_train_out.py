@@ -1,0 +1,99 @@
+"""train --out: never a file the run reads, by whatever path; a model already there is named
+before the run and kept beside the new one, never lost."""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import constant_model, make_data, small_model
+from portrait.segment.locate import SHORT_SIDE_ATTR
+from portrait.training.train import earlier_model_path
+from portrait.training.train import main as train_main
+
+
+def small_args(tmp_path: Path, out: Path) -> list[str]:
+    """A one-epoch run fine-tuning the small model (conftest.small_model) into ``out``."""
+    return ["--data", str(make_data(tmp_path / "data")), "--epochs", "1", "--out", str(out),
+            "--run-dir", str(tmp_path / "run"), "--steps-per-epoch", "1", "--batch", "2",
+            "--input-size", "64x64", "--bn-steps", "1",
+            "--init", small_model(tmp_path / "small.h5")]
+
+
+def test_an_earlier_model_at_out_is_named_before_the_run_and_kept_beside_the_new_one(
+        tmp_path, caplog):
+    """--out names a model that is there (with its export beside it, and an earlier-1 kept by
+    a run before): a warning says, before the data is read, that it is replaced, where it will
+    be kept and that its export goes stale; the run writes its own model at --out and the
+    earlier one, byte for byte, at earlier-2; earlier-1 is left as it was."""
+    import h5py
+
+    out = tmp_path / "models" / "unet.hdf5"
+    out.parent.mkdir()
+    earlier = Path(constant_model(out, 0.3)).read_bytes()
+    (tmp_path / "models" / "unet.tflite").write_bytes(b"its export")
+    (tmp_path / "models" / "unet.earlier-1.hdf5").write_bytes(b"kept by a run before")
+    kept = tmp_path / "models" / "unet.earlier-2.hdf5"
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert train_main(small_args(tmp_path, out)) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    warning = (f"--out '{out}' exists: replacing it with this run's model when the run ends; the "
+               f"earlier model is kept beside it as '{kept}'; its export "
+               f"'{tmp_path / 'models' / 'unet.tflite'}' will be stale until you export the new "
+               "model")
+    assert warning in messages
+    assert [r.levelname for r in caplog.records if r.getMessage() == warning] == ["WARNING"]
+    before_data = next(i for i, m in enumerate(messages) if m.startswith("training on "))
+    assert messages.index(warning) < before_data
+    assert kept.read_bytes() == earlier
+    assert (tmp_path / "models" / "unet.earlier-1.hdf5").read_bytes() == b"kept by a run before"
+    with h5py.File(out, "r") as f:  # the run's own model, noting its short side
+        assert int(f.attrs[SHORT_SIDE_ATTR]) == 64
+    assert f"the model that was at {out} before is kept as {kept}" in messages
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["earlier_out"] == str(kept)
+
+
+def test_a_new_out_is_written_without_a_warning_or_a_kept_file(tmp_path, caplog):
+    out = tmp_path / "new.hdf5"
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert train_main(small_args(tmp_path, out)) == 0
+    assert out.is_file() and not earlier_model_path(out).exists()
+    assert not [r for r in caplog.records if "--out" in r.getMessage()]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["earlier_out"] is None
+
+
+def test_the_first_free_number_keeps_an_earlier_model(tmp_path):
+    out = tmp_path / "m.h5"
+    assert earlier_model_path(out) == tmp_path / "m.earlier-1.h5"
+    (tmp_path / "m.earlier-1.h5").write_bytes(b"")
+    os.symlink(tmp_path / "nowhere", tmp_path / "m.earlier-2.h5")  # a link to nothing counts
+    assert earlier_model_path(out) == tmp_path / "m.earlier-3.h5"
+
+
+@pytest.mark.parametrize("option", ["--init", "--teacher"])
+@pytest.mark.parametrize("spelling", ["dotdot", "symlink", "hard link"])
+def test_out_naming_a_model_the_run_reads_by_another_path_is_refused_before_it_starts(
+        tmp_path, capsys, option, spelling):
+    """--out naming the --init or --teacher model by another path (through '..', a link, a
+    hard link): one line, exit 2, before the run folder is made; the model is untouched."""
+    model = Path(constant_model(tmp_path / "model.h5", 0.6))
+    before = model.read_bytes()
+    (tmp_path / "sub").mkdir()
+    if spelling == "dotdot":
+        out = tmp_path / "sub" / ".." / "model.h5"
+    elif spelling == "symlink":
+        out = tmp_path / "sub" / "link.h5"
+        out.symlink_to(model)
+    else:
+        out = tmp_path / "sub" / "hard.h5"
+        os.link(model, out)
+    run = tmp_path / "run"
+    assert train_main(["--data", str(tmp_path / "nowhere"), option, str(model), "--out",
+                       str(out), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --out '{out}' is the {option} model, which the run reads; choose "
+                   "another --out"], err
+    assert model.read_bytes() == before and not run.exists()
