@@ -30,7 +30,13 @@ class DeviceError(PortraitError):
     """A camera or virtual camera that cannot be opened."""
 
 
-class OutputFull(InputError):
+class OutputRefused(InputError):
+    """The output folder itself refuses every file to come: it cannot be made (a file in its
+    way, a folder above it that takes no new one) or takes no file (read-only, removed). A photo
+    batch stops at it rather than skipping each photo left with the same error."""
+
+
+class OutputFull(OutputRefused):
     """The output's disk refused a write for every file to come: full, over quota, or read-only.
     A photo batch stops at it rather than skipping each photo left (see
     :data:`DISK_ERRNOS`)."""

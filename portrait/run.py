@@ -35,8 +35,8 @@ from portrait.controls import (
     initial_state,
     stdin_is_terminal,
 )
-from portrait.errors import (TERMINATION_SIGNALS, InputError, OutputFull, StopRequested,
-                             signal_exit_code)
+from portrait.errors import (TERMINATION_SIGNALS, InputError, OutputFull, OutputRefused,
+                             StopRequested, signal_exit_code)
 from portrait.foreground import ForegroundEstimator
 from portrait.framing import AutoFramer
 from portrait.lightwrap import LightWrap
@@ -85,21 +85,22 @@ def default_image_out(image_path: Path, batch: bool) -> Path:
 
 
 def _say_if_stopped(stop: Optional[BaseException], stats: RunStats, total: int, out) -> None:
-    """At the end of an image run: how far a Ctrl-C, a kill or a full disk let it get (each
-    photo written is whole)."""
+    """At the end of an image run: how far a Ctrl-C, a kill, a full disk or an output folder
+    that takes no file let it get (each photo written is whole)."""
     if total <= 1:
         return
-    if isinstance(stop, (KeyboardInterrupt, StopRequested, OutputFull)) and not stats.frames:
+    refused = isinstance(stop, OutputRefused)
+    what = "the output's disk" if isinstance(stop, OutputFull) else "the output folder"
+    if isinstance(stop, (KeyboardInterrupt, StopRequested, OutputRefused)) and not stats.frames:
         # No photo written: nothing is in ``out``, which is made with the first one.
-        full = isinstance(stop, OutputFull)
         log.warning("%s before any of the %d images was written%s",
-                    "stopped" if full else "interrupted", total,
-                    ": the output's disk takes none" if full else "")
+                    "stopped" if refused else "interrupted", total,
+                    f": {what} takes none" if refused else "")
     elif isinstance(stop, (KeyboardInterrupt, StopRequested)):
         log.warning("interrupted after %d of %d images; those are in %s", stats.frames, total, out)
-    elif isinstance(stop, OutputFull):
-        log.warning("stopped after %d of %d images: the output's disk takes no more; those are "
-                    "in %s", stats.frames, total, out)
+    elif refused:
+        log.warning("stopped after %d of %d images: %s takes no more; those are in %s",
+                    stats.frames, total, what, out)
 
 
 def _write_stats_after_stop(stats: RunStats, path: Optional[str]) -> None:
@@ -149,8 +150,9 @@ def run_images(
     Returns 0, or 1 when some files of a batch could not be processed (each is reported), or
     128 + the signal's number when SIGTERM or SIGHUP stopped it before every photo was written
     (Ctrl-C raises KeyboardInterrupt: 130). Raises InputError/ModelError for problems that stop
-    the whole run: OutputFull (a full disk) at the first photo it refuses. ``--stats`` is
-    written also after a stop.
+    the whole run: OutputRefused (an output folder that cannot be made or takes no file;
+    OutputFull, a full disk) at the first photo it refuses. ``--stats`` is written also after
+    a stop.
     """
     source = ImageSource(image)
     # As typed: a trailing "/" names a folder, which a Path would forget.
@@ -174,7 +176,7 @@ def run_images(
         log.info("%s: stopped", stop)
         _write_stats_after_stop(stats, output.stats)
         return signal_exit_code(stop)
-    except (KeyboardInterrupt, OutputFull):
+    except (KeyboardInterrupt, OutputRefused):
         _write_stats_after_stop(stats, output.stats)
         raise
     stats.write(output.stats)
@@ -247,7 +249,7 @@ def _process_images(source: ImageSource, out, protected: list[Path], stats: RunS
                 sink.write(result, name=item.frame.name,
                            metadata=NO_METADATA if output.matte else item.frame.metadata)
                 ms["output"] = (time.perf_counter() - started) * 1000
-            except OutputFull:  # no photo after this one would be written either
+            except OutputRefused:  # no photo after this one would be written either
                 raise
             except InputError as error:
                 if not source.is_folder:

@@ -1260,6 +1260,74 @@ def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys,
     assert sorted(tmp_path.rglob("*")) == before
 
 
+class OnceModelReady(logging.Handler):
+    """Runs ``change`` once, as the segmenter says it is ready: after a run's start-up checks
+    of its --out, before its first photo is written."""
+
+    def __init__(self, change):
+        super().__init__(logging.INFO)
+        self.change = change
+
+    def emit(self, record):
+        if "(ready in" in record.getMessage() and self.change is not None:
+            change, self.change = self.change, None
+            change()
+
+
+@pytest.mark.parametrize("change", ["read-only parent", "read-only folder", "a file in the way"])
+def test_a_batch_stops_at_an_output_folder_that_turns_unusable_after_the_start(
+        capsys, caplog, tmp_path, brightness_model, change):
+    """An --out folder that passed the start's checks but cannot be made, or takes no file, when
+    the first photo is written (the folder above it or the folder itself made read-only, or a
+    file put where a folder above it was): the batch stops there with one line saying what to
+    do and exit code 2, not one skipped photo after another; the log says how far it got and
+    --stats is written."""
+    photos, stats = tmp_path / "photos", tmp_path / "stats.json"
+    photos.mkdir()
+    for name in ("a", "b", "c"):
+        person_image(photos / f"{name}.png")
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    out = parent / "cutouts"
+    if change == "read-only folder":
+        out.mkdir()
+        expected = f"folder '{out}' is not writable (Permission denied); choose another --out"
+    else:
+        expected = (f"cannot create folder '{out}' "
+                    f"({'Not a directory' if 'file' in change else 'Permission denied'}); "
+                    "choose another --out")
+
+    def make_unusable():
+        if change == "a file in the way":
+            parent.rmdir()
+            parent.write_bytes(b"a file")
+            return
+        locked = out if change == "read-only folder" else parent
+        locked.chmod(0o555)
+        if os.access(locked, os.W_OK):
+            locked.chmod(0o755)
+            pytest.skip("a read-only folder is writable for this user (root)")
+
+    caplog.set_level(logging.INFO)
+    hook = OnceModelReady(make_unusable)
+    logging.getLogger("portrait").addHandler(hook)
+    try:
+        code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", photos,
+                                      "--out", out, "--stats", stats)
+    finally:
+        logging.getLogger("portrait").removeHandler(hook)
+        for folder in (parent, out):
+            if folder.is_dir():
+                folder.chmod(0o755)
+    assert hook.change is None  # the change was made
+    assert_one_line_error(code, stderr, expected)
+    assert code == 2 and "skipped" not in caplog.text, caplog.text
+    assert "stopped before any of the 3 images was written: the output folder takes none" \
+        in caplog.messages, caplog.text
+    assert json.loads(stats.read_text())["frames"] == 0
+    assert not out.is_dir() or not any(out.iterdir())
+
+
 @pytest.mark.parametrize("mode", ["--image", "--source"])
 def test_a_run_that_fails_after_the_stats_check_leaves_no_folder(capsys, tmp_path,
                                                                  brightness_model, mode):

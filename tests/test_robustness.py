@@ -846,7 +846,7 @@ def test_a_single_photo_stopped_says_nothing_of_images_done(caplog):
     """"interrupted after 0 of 1 images; those are in me_portrait.png" would name a file that
     was never written: the count is for batches, of two images or more. A batch stopped before
     its first photo names no folder either (it is made with the first photo)."""
-    from portrait.errors import OutputFull
+    from portrait.errors import OutputFull, OutputRefused
     from portrait.run import _say_if_stopped
     from portrait.stats import RunStats
 
@@ -857,10 +857,14 @@ def test_a_single_photo_stopped_says_nothing_of_images_done(caplog):
         _say_if_stopped(StopRequested("SIGTERM"), RunStats(), 2, "out")
         _say_if_stopped(OutputFull("full"), RunStats(), 3, "out")
         _say_if_stopped(StopRequested("SIGTERM"), done, 2, "out")
+        _say_if_stopped(OutputRefused("read-only"), done, 3, "out")
+        _say_if_stopped(OutputFull("full"), done, 3, "out")
     assert [record.getMessage() for record in caplog.records] == [
         "interrupted before any of the 2 images was written",
         "stopped before any of the 3 images was written: the output's disk takes none",
-        "interrupted after 1 of 2 images; those are in out"]
+        "interrupted after 1 of 2 images; those are in out",
+        "stopped after 1 of 3 images: the output folder takes no more; those are in out",
+        "stopped after 1 of 3 images: the output's disk takes no more; those are in out"]
 
 
 def app_on_a_small_disk(disk: Path, size: str, *args) -> subprocess.CompletedProcess:

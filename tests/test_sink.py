@@ -1728,6 +1728,82 @@ def test_a_disk_that_turns_read_only_mid_batch_is_full_for_every_photo_to_come(t
     assert "Read-only file system" in done.stdout, done.stdout
 
 
+def lock(folder: Path) -> Path:
+    """Make ``folder`` (which is there) read-only for this user; skips the test where it is
+    writable all the same (root)."""
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        folder.chmod(0o755)
+        pytest.skip("a read-only folder is writable for this user (root)")
+    return folder
+
+
+@pytest.mark.parametrize("change", ["read-only parent", "a file in the way"])
+def test_a_batch_folder_that_cannot_be_made_at_the_first_image_refuses_the_batch(tmp_path,
+                                                                                 change):
+    """The folder, checked at construction, is made as the first image is written: where it
+    cannot be made then (the folder above it made read-only, or replaced by a file, since the
+    check), the error is the folder's (OutputRefused, which stops a batch), not the photo's,
+    and says what to do; nothing is made."""
+    from portrait.errors import OutputFull, OutputRefused
+
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    sink = ImageFolderSink(parent / "cutouts")
+    if change == "read-only parent":
+        lock(parent)
+        reason = "Permission denied"
+    else:
+        parent.rmdir()
+        parent.write_bytes(b"a file")
+        reason = "Not a directory"
+    for _ in range(2):  # the same for the next photo: no half-made folder in between
+        with pytest.raises(OutputRefused) as raised:
+            sink.write(np.zeros((4, 4, 3), np.uint8), "a")
+        assert not isinstance(raised.value, OutputFull)
+        assert str(raised.value) == (f"cannot write images to '{parent / 'cutouts'}': cannot "
+                                     f"create folder '{parent / 'cutouts'}' ({reason}); choose "
+                                     "another --out")
+    assert sink.frames_written == 0 and not (parent / "cutouts").exists()
+
+
+def test_a_batch_folder_made_read_only_mid_batch_refuses_the_batch_not_the_photo(tmp_path):
+    """A folder made read-only after the first image: the next image's failure is the folder's
+    (OutputRefused, which stops a batch, naming the folder), not that photo's alone."""
+    from portrait.errors import OutputRefused
+
+    out = tmp_path / "cutouts"
+    sink = ImageFolderSink(out)
+    sink.write(np.zeros((4, 4, 3), np.uint8), "a")
+    lock(out)
+    try:
+        with pytest.raises(OutputRefused, match=rf"^cannot write image '{re.escape(str(out))}"
+                                                rf"/b\.png': folder '{re.escape(str(out))}' is not "
+                                                r"writable \(Permission denied\); choose "
+                                                "another --out$"):
+            sink.write(np.zeros((4, 4, 3), np.uint8), "b")
+    finally:
+        out.chmod(0o755)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", OUTPUT_MARKER]
+
+
+def test_a_photo_of_its_own_that_cannot_be_written_is_no_refusal_of_the_folder(tmp_path):
+    """A failure of one photo's file (here its name is taken by a folder, in a folder the app
+    marked) stays that photo's: an InputError, not OutputRefused, so the batch goes on, and the
+    next photo is written."""
+    from portrait.errors import OutputRefused
+
+    out = tmp_path / "cutouts"
+    ImageFolderSink(out).write(np.zeros((4, 4, 3), np.uint8), "first")  # made and marked
+    (out / "a.png").mkdir()
+    sink = ImageFolderSink(out)
+    with pytest.raises(InputError, match="it is a folder") as raised:
+        sink.write(np.zeros((4, 4, 3), np.uint8), "a")
+    assert not isinstance(raised.value, OutputRefused)
+    sink.write(np.zeros((4, 4, 3), np.uint8), "b")
+    assert sink.frames_written == 1 and cv2.imread(str(out / "b.png")) is not None
+
+
 def test_a_photo_a_full_disk_cannot_take_is_output_full_and_leaves_no_hidden_file(tmp_path):
     """A disk with room for the folder's check (an empty file) but not for the photo: the
     write itself fails, with OutputFull (which stops a batch: no later photo fits either),

@@ -135,6 +135,9 @@ class ImageFolderSink(Sink):
     Raises:
         InputError: the folder can't be created or written (construction); an input, a
             duplicate output name or a file the app did not write (``write``).
+        OutputRefused: from ``write``, the folder can't be made or takes no file (made
+            read-only since the check; :class:`OutputFull`: its disk is full): no later image
+            would be written either.
     """
 
     def __init__(self, folder: PathLike, *, protected: Iterable[PathLike] = (),

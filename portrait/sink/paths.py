@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Union
 
-from portrait.errors import DISK_ERRNOS, InputError, OutputFull
+from portrait.errors import DISK_ERRNOS, InputError, OutputFull, OutputRefused
 
 PathLike = Union[str, Path]
 
@@ -82,13 +82,19 @@ def lies_in(path: PathLike, folder: PathLike) -> bool:
 
 
 def _prepare_folder(folder: Path, what: str, option: str = "--out") -> None:
-    """Create ``folder`` (and parents) and check it is writable; InputError otherwise."""
+    """Create ``folder`` (and parents) and check it is writable.
+
+    Raises:
+        OutputRefused: the folder cannot be made or takes no file (:class:`OutputFull` where
+            its disk is full, over quota or read-only): every file into it would fail alike.
+    """
     _refuse_file(folder, what, option)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"cannot write {what}: cannot create folder '{folder}' "
-                         f"({why_not_writable(error)}); choose another {option}") from None
+        refusal = OutputFull if error.errno in DISK_ERRNOS else OutputRefused
+        raise refusal(f"cannot write {what}: cannot create folder '{folder}' "
+                      f"({why_not_writable(error)}); choose another {option}") from None
     _probe_folder(folder, what, option)
 
 
@@ -138,20 +144,20 @@ def _check_name_lengths(parent: Path, names: Iterable[str]) -> None:
 
 def _refuse_file(folder: Path, what: str, option: str) -> None:
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"cannot write {what}: '{folder}' is a file, not a folder; "
-                         f"choose another {option}")
+        raise OutputRefused(f"cannot write {what}: '{folder}' is a file, not a folder; "
+                            f"choose another {option}")
 
 
 def _probe_folder(folder: Path, what: str, option: str) -> None:
-    """InputError unless a file can be made in ``folder`` (which is there); OutputFull where
-    its disk takes no file at all (read-only, over quota), so a batch stops at it as at a full
-    disk rather than trying each photo left."""
+    """OutputRefused unless a file can be made in ``folder`` (OutputFull where its disk takes
+    no file at all: read-only, over quota), so a batch stops at it rather than trying each
+    photo left."""
     # Made and removed, not asked of os.access: that says yes to root for any folder (/proc
     # too), where a run would fail only when it writes, after its work.
     try:
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".portrait-", suffix=".tmp")
     except OSError as error:
-        refusal = OutputFull if error.errno in DISK_ERRNOS else InputError
+        refusal = OutputFull if error.errno in DISK_ERRNOS else OutputRefused
         raise refusal(f"cannot write {what}: folder '{folder}' is not writable "
                       f"({why_not_writable(error)}); choose another {option}") from None
     probe.close()
