@@ -182,6 +182,72 @@ def test_face_boxes_are_cached_and_read_back_only_for_the_same_frame_count(tmp_p
     assert len(read_mattes(folder)) == 4  # the cache beside them is no matte
 
 
+def _bad_caches(good: dict) -> dict:
+    """Caches written wrongly, from a good one's arrays ``good``, each with the reason the
+    loader gives for ignoring it."""
+    boxes = good["boxes"]
+
+    def without(name):
+        return {key: value for key, value in good.items() if key != name}
+
+    return {
+        "no 'pixels' in it": without("pixels"),
+        "no 'boxes' in it": without("boxes"),
+        "unexpected 'note' in it": {**good, "note": np.array("edited by hand")},
+        "'boxes' is int32 of shape (4, 3), expected integers of shape (4, 4)":
+            {**good, "boxes": boxes[:, :3]},
+        "'boxes' is int32 of shape (16,), expected integers of shape (4, 4)":
+            {**good, "boxes": boxes.ravel()},
+        "'boxes' is int32 of shape (3, 4), expected integers of shape (4, 4)":
+            {**good, "boxes": boxes[:3]},
+        "'boxes' is float64 of shape (4, 4), expected integers of shape (4, 4)":
+            {**good, "boxes": boxes.astype(np.float64)},
+        "'frames' is int64 of shape (2,), expected a count": {**good, "frames": np.array([4, 4])},
+        "'clip' is int64 of shape (), expected a string": {**good, "clip": np.array(7)},
+        "a box is neither (x, y, w, h) with x, y >= 0 and w, h > 0 nor (-1, -1, -1, -1)":
+            {**good, "boxes": np.array([[1, 2, 0, 16], *boxes[1:]], np.int32)},
+    }
+
+
+def test_a_face_cache_written_wrongly_is_ignored_with_why_and_made_again(tmp_path, caplog):
+    """A hand-edited or half-written faces.npz (a key or the boxes missing, boxes of the wrong
+    shape, type or values, a count that is no count, a single .npy array) is no cache: one
+    warning says why, the faces are found again and the cache is written anew, not a
+    traceback nor boxes of the wrong shape handed on."""
+    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
+    mattes = read_mattes(folder)
+    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    path = folder / FACE_CACHE
+    cached_face_boxes(folder, frames, mattes)
+    whole = path.read_bytes()
+    with np.load(path) as saved:
+        good = {name: saved[name] for name in saved.files}
+    planted = np.array([[1, 2, 16, 16], [-1, -1, -1, -1], [3, 4, 16, 16], [5, 6, 16, 16]],
+                       np.int32)
+    cases = _bad_caches({**good, "boxes": planted})
+    for reason, arrays in cases.items():
+        with open(path, "wb") as file:
+            np.savez(file, **arrays)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="portrait.training.framing_study"):
+            assert cached_face_boxes(folder, frames, mattes) == [None] * 4, reason  # found again
+        assert [(r.levelname, r.getMessage()) for r in caplog.records
+                if r.levelname != "INFO"] == [
+            ("WARNING", f"{path}: not a face cache ({reason}); finding the faces again")]
+        assert path.read_bytes() == whole, reason  # written anew
+    with open(path, "wb") as file:
+        np.save(file, planted)  # np.save, not np.savez: one array
+    caplog.clear()
+    assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"{path}: not a face cache (one array of shape (4, 4), not an .npz of named arrays); "
+        "finding the faces again"]
+    assert path.read_bytes() == whole
+    _plant_faces(path, planted)  # the same boxes, written rightly, are read back
+    assert cached_face_boxes(folder, frames, mattes) == [(1, 2, 16, 16), None, (3, 4, 16, 16),
+                                                         (5, 6, 16, 16)]
+
+
 def test_the_command_reads_the_faces_from_the_cache_on_its_second_run(tmp_path, capsys):
     """--videos saves the clip's faces beside its mattes; planted there, a face outside the
     crop in every frame is counted in every replayed frame of the next run (the blank video

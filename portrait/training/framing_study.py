@@ -200,17 +200,59 @@ def _pixels_digest(arrays: Sequence[np.ndarray]) -> str:
 
 def _read_face_cache(path: Path) -> Optional[tuple[dict, list[Optional[Box]]]]:
     """The key and boxes saved by :func:`cached_face_boxes`, or None: no file, or one that is
-    not such a cache (it is then made again)."""
+    not such a cache (cut short, hand-edited: a warning says why; it is then made again)."""
     if not path.is_file():
         return None
     try:
-        with np.load(path) as saved:
-            key = {name: saved[name].item() for name in saved.files if name != "boxes"}
-            boxes = saved["boxes"]
+        saved = np.load(path)
+        if isinstance(saved, np.lib.npyio.NpzFile):
+            with saved:
+                arrays = {name: saved[name] for name in saved.files}
+            problem = face_cache_problem(arrays)
+        else:  # an .npy file: one array
+            problem = f"one array of shape {np.shape(saved)}, not an .npz of named arrays"
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        log.warning("%s: not a face cache (%s); finding the faces again", path, error)
+        problem = str(error) or type(error).__name__
+    if problem is not None:
+        log.warning("%s: not a face cache (%s); finding the faces again", path, problem)
         return None
-    return key, [None if box[0] < 0 else tuple(int(v) for v in box) for box in boxes]
+    key = {name: arrays[name].item() for name in _FACE_KEY}
+    return key, [None if box[0] < 0 else tuple(int(v) for v in box) for box in arrays["boxes"]]
+
+
+_FACE_KEY = {"clip": "U", "frames": "iu", "mattes": "iu", "settings": "U", "pixels": "U"}
+"""The cache's key (:func:`cached_face_boxes`): each name's single value, of these dtype kinds."""
+
+
+def face_cache_problem(arrays: dict[str, np.ndarray]) -> Optional[str]:
+    """Why ``arrays`` (a :data:`FACE_CACHE` file's) are not the key and boxes
+    :func:`cached_face_boxes` saves, in words (actual vs expected), or None where they are: a
+    single string or count for each name of the key, and ``boxes`` of integers, one row
+    ``(x, y, w, h)`` (``w``, ``h`` > 0, or all -1: no face) for each frame with a matte."""
+    expected = ["boxes", *_FACE_KEY]
+    missing = [name for name in expected if name not in arrays]
+    if missing:
+        return f"no {', '.join(repr(name) for name in missing)} in it"
+    extra = sorted(set(arrays) - set(expected))
+    if extra:
+        return f"unexpected {', '.join(repr(name) for name in extra)} in it"
+    for name, kinds in _FACE_KEY.items():
+        value = arrays[name]
+        if value.shape != () or value.dtype.kind not in kinds:
+            wanted = "a string" if kinds == "U" else "a count"
+            return f"'{name}' is {value.dtype} of shape {value.shape}, expected {wanted}"
+        if kinds != "U" and value < 0:
+            return f"'{name}' is {value}, expected a count (0 or more)"
+    boxes = arrays["boxes"]
+    rows = min(int(arrays["frames"]), int(arrays["mattes"]))  # face_boxes pairs them
+    if boxes.dtype.kind not in "iu" or boxes.shape != (rows, 4):
+        return (f"'boxes' is {boxes.dtype} of shape {boxes.shape}, expected integers of shape "
+                f"{(rows, 4)}")
+    no_face = boxes[:, 0] < 0
+    faces = boxes[~no_face]
+    if (boxes[no_face] != -1).any() or (faces[:, 1] < 0).any() or (faces[:, 2:] <= 0).any():
+        return "a box is neither (x, y, w, h) with x, y >= 0 and w, h > 0 nor (-1, -1, -1, -1)"
+    return None
 
 
 def face_outside(crop: Crop, face: Box, size: tuple[int, int]) -> bool:
