@@ -184,8 +184,8 @@ def run_images(
         log.info("wrote %s to %s", counted(stats.frames, "image"), out)
     elif os.path.lexists(out):  # a folder that was there before
         log.info("wrote no image to %s", out)
-    else:  # the output is made with the first image: there is nothing to look for
-        log.info("wrote no image; %s was not made", out)
+    else:  # made with the first image, and removed where none was written: nothing to see
+        log.info("wrote no image, and left no %s", out)
     if failures:
         names = ", ".join(str(path.name) for path, _ in failures[:10])
         more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""

@@ -1247,7 +1247,7 @@ def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys,
         code, stderr = run_in_process(capsys, "--model", broken, "--image", tmp_path / "bad",
                                       "--out", tmp_path / "new" / "cutouts")
         assert code == 1 and "Traceback" not in stderr and "empty.jpg" in stderr, stderr
-        assert f"wrote no image; {tmp_path / 'new' / 'cutouts'} was not made" in caplog.messages
+        assert f"wrote no image, and left no {tmp_path / 'new' / 'cutouts'}" in caplog.messages
         # into a folder that is there: no word of making it
         assert run_in_process(capsys, "--model", broken, "--image", tmp_path / "bad",
                               "--out", photos)[0] == 1

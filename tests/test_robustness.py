@@ -911,6 +911,27 @@ def test_a_full_disk_stops_a_batch_at_the_first_photo_it_refuses(brightness_mode
     assert f"stopped after {written} of 30 images: the output's disk takes no more" in stderr
 
 
+def test_a_batch_a_full_disk_takes_no_photo_of_leaves_no_folder(brightness_model, tmp_path):
+    """A real disk with room for the output folders and their mark but not for the first photo
+    (a tmpfs of one 4 KB page, the mark's, mounted in a user namespace of its own): the batch
+    stops with one line and exit code 2, and the folders it made (two levels) and its mark
+    are removed on the way out: nothing is left on the disk."""
+    folder, disk = tmp_path / "photos", tmp_path / "disk"
+    folder.mkdir()
+    disk.mkdir()
+    for i in range(3):
+        person_image(folder / f"p{i}.jpg")
+    done = app_on_a_small_disk(disk, "4k", "--model", brightness_model, "--image", folder,
+                               "--out", str(disk / "new" / "cutouts") + "/")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot write image '{disk}/new/"
+                                                     "cutouts/p0.png': No space left on device")
+    assert "stopped before any of the 3 images was written: the output's disk takes none" \
+        in done.stderr, done.stderr
+    assert list(disk.iterdir()) == []
+
+
 def test_a_stream_stopped_by_a_full_disk_still_writes_its_stats(brightness_model, tmp_path):
     """PNG frames onto a real full disk (a 200 KB tmpfs): the stream stops with one line and
     exit code 2, and --stats (on another disk) counts the frames written before it."""

@@ -1695,9 +1695,10 @@ def test_image_folder_sink_keeps_stems_and_protects_inputs(tmp_path):
 
 
 def python_on_a_tmpfs(disk, code: str, size: str = "") -> subprocess.CompletedProcess:
-    """``python -c code DISK`` with a tmpfs (of ``size``, ``"16k"``; the default where none)
-    mounted on the folder ``disk`` in a user namespace of its own (no root needed), which goes
-    with the namespace. Skips the test where the system allows no such mount."""
+    """``python -c code DISK`` with a tmpfs (of ``size``, ``"16k"``, or with more options,
+    ``"64k,nr_inodes=3"``; the default where none) mounted on the folder ``disk`` in a user
+    namespace of its own (no root needed), which goes with the namespace. Skips the test where
+    the system allows no such mount."""
     options = f"-o size={size} " if size else ""
     script = f'mount -t tmpfs {options}tmpfs "$1" || exit 99; shift; exec "$@"'
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
@@ -1824,6 +1825,86 @@ def test_a_photo_a_full_disk_cannot_take_is_output_full_and_leaves_no_hidden_fil
     assert error == (f"OutputFull cannot write image '{disk}/photo.png': No space left on "
                      "device; free space or choose another place"), (done.stdout, done.stderr)
     assert listing == "[]"
+
+
+def test_folders_made_for_images_of_which_none_fits_on_the_disk_are_removed(tmp_path):
+    """A disk with room for the folders and the mark but not for the first photo (a 16 KB
+    tmpfs in a user namespace of its own; the photo, noise, is about 120 KB as a PNG): the
+    folders a batch made for it (two levels) and those write_image made for one photo are gone
+    once the write fails and the sink is closed; a folder that was there, empty, is left as it
+    was, without the mark the batch wrote into it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys, numpy as np\n"
+            "from portrait.sink import ImageFolderSink, write_image\n"
+            "disk = sys.argv[1]\n"
+            "noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8)\n"
+            "os.mkdir(os.path.join(disk, 'empty'))\n"
+            "for folder in (os.path.join(disk, 'new', 'cutouts'), os.path.join(disk, 'empty')):\n"
+            "    sink = ImageFolderSink(folder)\n"
+            "    try:\n"
+            "        sink.write(noise, 'photo')\n"
+            "    except Exception as error:\n"
+            "        print(type(error).__name__, sorted(os.listdir(folder)))\n"
+            "    sink.close()\n"
+            "try:\n"
+            "    write_image(os.path.join(disk, 'one', 'deeper', 'photo.png'), noise)\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__)\n"
+            "print(sorted(os.path.relpath(os.path.join(top, name), disk)\n"
+            "             for top, folders, files in os.walk(disk) for name in folders + files))\n")
+    done = python_on_a_tmpfs(disk, code, "16k")
+    assert done.stdout.splitlines() == [
+        f"OutputFull ['{OUTPUT_MARKER}']",  # made and marked, before the photo failed
+        f"OutputFull ['{OUTPUT_MARKER}']",
+        "OutputFull",
+        "['empty']"], (done.stdout, done.stderr)
+
+
+def test_folders_for_an_output_are_made_all_or_none(tmp_path):
+    """A disk out of inodes after two new folders (a tmpfs of three, its root's included, in a
+    user namespace of its own): making a/b/c fails at c with OutputFull, which stops a batch,
+    and a and a/b, made on the way, are removed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys\n"
+            "from pathlib import Path\n"
+            "from portrait.sink.paths import _prepare_folder\n"
+            "try:\n"
+            "    _prepare_folder(Path(sys.argv[1], 'a', 'b', 'c'), 'frames')\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n"
+            "print(os.listdir(sys.argv[1]))\n")
+    done = python_on_a_tmpfs(disk, code, "64k,nr_inodes=3")
+    assert done.stdout.splitlines() == [
+        f"OutputFull cannot write frames: cannot create folder '{disk}/a/b/c' (No space left on "
+        "device); choose another --out", "[]"], (done.stdout, done.stderr)
+
+
+def test_a_photo_the_encoder_refuses_leaves_no_folder_made_for_it(tmp_path):
+    """Any failed write, here the encoder's (WebP takes at most 16383 pixels a side), leaves no
+    folder made for it: write_image's are removed as it fails, a batch's when the sink closes
+    with no image written. A folder that holds an earlier run's images keeps them and its
+    mark; one that got an image keeps it."""
+    wide = np.zeros((1, 16384, 3), np.uint8)
+    with pytest.raises(InputError, match="WebP limit of 16383 pixels"):
+        write_image(tmp_path / "one" / "deeper" / "wide.webp", wide)
+    assert list(tmp_path.iterdir()) == []
+    with ImageFolderSink(tmp_path / "new" / "cutouts", ext=".webp") as sink:
+        for name in ("a", "b"):  # each photo refused, the batch goes on
+            with pytest.raises(InputError, match="WebP limit"):
+                sink.write(wide, name)
+        assert sorted(p.name for p in (tmp_path / "new" / "cutouts").iterdir()) == [OUTPUT_MARKER]
+    assert list(tmp_path.iterdir()) == []
+    earlier = tmp_path / "earlier"
+    with ImageFolderSink(earlier, ext=".webp") as sink:
+        sink.write(np.zeros((4, 4, 3), np.uint8), "a")
+        with pytest.raises(InputError, match="WebP limit"):
+            sink.write(wide, "b")
+    with ImageFolderSink(earlier, ext=".webp") as sink:  # a later run that writes nothing
+        with pytest.raises(InputError, match="WebP limit"):
+            sink.write(wide, "c")
+    assert sorted(p.name for p in earlier.iterdir()) == ["a.webp", OUTPUT_MARKER]
 
 
 def test_a_video_a_full_disk_stops_before_any_of_it_plays_leaves_nothing(tmp_path):

@@ -14,8 +14,9 @@ from portrait.errors import InputError
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata
 from portrait.sink.base import Sink, _check_image
 from portrait.sink.encode import encode_image
-from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input,
-                                 check_folder, is_ours, mark_ours, write_atomic)
+from portrait.sink.paths import (OUTPUT_MARKER, PathLike, _file_ids, _prepare_folder,
+                                 _refuse_input, check_folder, is_ours, mark_ours,
+                                 remove_if_empty, write_atomic)
 from portrait.words import counted
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLi
         ``path`` as a Path.
 
     Raises:
-        InputError: an unsupported extension, an unwritable folder, or ``path`` is an input.
+        InputError: an unsupported extension, an unwritable folder, or ``path`` is an input;
+            a write that fails leaves none of the folders it made for ``path``.
         ValueError: an image that isn't uint8 grey/BGR/BGRA.
     """
     path = Path(path)
@@ -50,15 +52,19 @@ def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLi
     _refuse_input(path, _file_ids(protected))
     if path.is_dir():
         raise InputError(f"cannot write image '{path}': it is a folder; give a file name")
-    _prepare_folder(path.parent, f"image '{path}'")
-    if image.ndim == 3 and image.shape[2] == 4 and ext in NO_ALPHA_EXTENSIONS:
-        log.warning("'%s': %s keeps no transparency; alpha dropped (use .png)", path, ext)
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    made = _prepare_folder(path.parent, f"image '{path}'")
     try:
-        encoded = encode_image(image, ext, metadata)
-    except ValueError as error:
-        raise InputError(f"cannot write image '{path}': {error}; use .png") from None
-    write_atomic(path, encoded, "image")
+        if image.ndim == 3 and image.shape[2] == 4 and ext in NO_ALPHA_EXTENSIONS:
+            log.warning("'%s': %s keeps no transparency; alpha dropped (use .png)", path, ext)
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        try:
+            encoded = encode_image(image, ext, metadata)
+        except ValueError as error:
+            raise InputError(f"cannot write image '{path}': {error}; use .png") from None
+        write_atomic(path, encoded, "image")
+    except BaseException:
+        remove_if_empty(made)  # folders made for this image alone are not left empty
+        raise
     return path
 
 
@@ -121,7 +127,8 @@ class ImageFolderSink(Sink):
     (:func:`~portrait.sink.paths.mark_ours`): a later run into it replaces this run's images.
     It is checked at construction, creating nothing, and made (and marked) as the first image
     is written: a run that fails before (a model that won't load, Ctrl-C, no photo that reads)
-    leaves no folder behind.
+    leaves no folder behind, and one of which no image was written (a full disk at the first)
+    leaves none either: ``close()`` removes the folders it made and the mark it wrote.
 
     Names are compared as the disk compares them (:class:`WrittenNames`): ``IMG_1`` and
     ``img_1`` collide where the disk ignores case, and are two files where it does not (Linux,
@@ -149,6 +156,8 @@ class ImageFolderSink(Sink):
         self._ours = is_ours(self.folder)  # else the files there before are the user's
         check_folder(self.folder, f"images to '{self.folder}'")
         self._prepared = False  # the folder made and marked, at the first image
+        self._made: list[Path] = []  # the folders made for it, removed if none is written to
+        self._marked = False  # the mark written into it by this run
         self.frames_written = 0
         self.replaced = 0  # images of an earlier run into the folder, replaced by this one's
         self._closed = False
@@ -174,8 +183,10 @@ class ImageFolderSink(Sink):
             raise InputError(f"'{path}' was there before and this app did not write it; move it "
                              "or choose a new --out folder")
         if not self._prepared:
-            _prepare_folder(self.folder, f"images to '{self.folder}'")
+            self._made += _prepare_folder(self.folder, f"images to '{self.folder}'")
             if self._ours:
+                # Set before the write, which leaves no file where it fails.
+                self._marked = not (self.folder / OUTPUT_MARKER).is_file()
                 mark_ours(self.folder, "Images written by python app.py --image --out")
             self._prepared = True
         there_before = os.path.lexists(path)  # an earlier run's image: the folder is ours
@@ -185,10 +196,19 @@ class ImageFolderSink(Sink):
         self.replaced += there_before
 
     def close(self) -> None:
-        """Say how many images of an earlier run this one replaced; safe twice."""
+        """Say how many images of an earlier run this one replaced; where no image was written,
+        remove the mark this run wrote and the folders it made (empty once it is gone); safe
+        twice."""
         if self._closed:
             return
         self._closed = True
+        if not self.frames_written:
+            if self._marked:
+                try:
+                    (self.folder / OUTPUT_MARKER).unlink(missing_ok=True)
+                except OSError:  # a disk gone read-only: the run's own error stands
+                    pass
+            remove_if_empty(self._made)
         if self.replaced:
             log.info("replaced %s of an earlier run in '%s'", counted(self.replaced, "image"),
                      self.folder)

@@ -8,7 +8,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Sequence, Union
 
 from portrait.errors import DISK_ERRNOS, InputError, OutputFull, OutputRefused
 
@@ -81,21 +81,45 @@ def lies_in(path: PathLike, folder: PathLike) -> bool:
     return where == root or root in where.parents
 
 
-def _prepare_folder(folder: Path, what: str, option: str = "--out") -> None:
-    """Create ``folder`` (and parents) and check it is writable.
+def _prepare_folder(folder: Path, what: str, option: str = "--out") -> list[Path]:
+    """Create ``folder`` (and parents) and check it is writable; all or nothing: where it
+    fails, the folders it made are removed again.
+
+    Returns:
+        The folders it made, the outermost first (none where ``folder`` was there), for
+        :func:`remove_if_empty` where nothing comes to be written into them.
 
     Raises:
         OutputRefused: the folder cannot be made or takes no file (:class:`OutputFull` where
             its disk is full, over quota or read-only): every file into it would fail alike.
     """
     _refuse_file(folder, what, option)
+    made = [path for path in (*reversed(folder.parents), folder)
+            if path.name not in ("", ".", "..") and not os.path.lexists(path)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        remove_if_empty(made)  # those above it that it made
         refusal = OutputFull if error.errno in DISK_ERRNOS else OutputRefused
         raise refusal(f"cannot write {what}: cannot create folder '{folder}' "
                       f"({why_not_writable(error)}); choose another {option}") from None
-    _probe_folder(folder, what, option)
+    try:
+        _probe_folder(folder, what, option)
+    except InputError:
+        remove_if_empty(made)
+        raise
+    return made
+
+
+def remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove each of ``folders`` (made by :func:`_prepare_folder`, the outermost first) that is
+    empty, the innermost first: a folder made for files of which none was written is not left
+    behind. One that holds anything (put there by someone else meanwhile) is kept."""
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty, or gone
+            pass
 
 
 def check_folder(folder: Path, what: str, option: str = "--out") -> None:
