@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", type=given, metavar="PATH",
                        help=".hdf5/.h5/.keras Keras model or .tflite; a bare name is looked up in "
                             f"weights/ (default: {PHOTO_MODEL} with --image, the most accurate; "
-                            f"{LIVE_MODEL} for camera and video, two thirds of its CPU)")
+                            f"{LIVE_MODEL} for camera and video, about a quarter of its CPU)")
     model.add_argument("--backend", choices=get_args(Backend), default="auto",
                        help="auto: Keras on the GPU, else on the CPU the .tflite exported beside "
                             "the model while it is fresh, or a cached TFLite conversion; "

@@ -291,6 +291,28 @@ def test_a_size_of_one_number_is_square_and_help_says_so(capsys, tool):
     assert "N alone means NxN" in " ".join(out.split()), out
 
 
+@pytest.mark.parametrize("tool", [bench, bench_effects, bench_runtimes])
+def test_help_states_no_default_as_none(capsys, tool):
+    """A default left unset (``None``, decided later) reads as what it becomes, not as
+    "None": bench's --blur said "(default None px)"."""
+    code, out, _ = in_process(capsys, tool.main, "--help")
+    assert code == 0
+    assert "None" not in out, out
+
+
+def test_bench_help_says_our_blur_follows_the_frame_size_as_the_apps(capsys):
+    """Without --blur, ours blurs by the frame's size, as the app does (composite.
+    default_blur_px): --help says so with the numbers the app uses."""
+    from portrait.composite import default_blur_px
+
+    code, out, _ = in_process(capsys, bench.main, "--help")
+    assert code == 0
+    said = " ".join(out.split())
+    assert "our blur strength in px (default: by the frame's size, as the app's: " in said
+    assert (f"{default_blur_px((1280, 720))} up to 720p, {default_blur_px((1920, 1080))} at 1080p"
+            in said), said
+
+
 @pytest.mark.parametrize("calls", ["0", "-3"])
 def test_runtimes_refuse_no_calls_while_parsing(capsys, calls):
     code, out, err = in_process(capsys, bench_runtimes.main, "--calls", calls)

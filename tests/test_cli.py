@@ -752,6 +752,21 @@ def test_background_that_cannot_be_read(capsys, tmp_path, brightness_model, back
     assert not (tmp_path / "o.png").exists()
 
 
+def test_the_model_help_gives_the_model_cards_cost_of_the_camera_file(capsys):
+    """--help's word for what the camera default costs against the photo default is the model
+    card's ("costs about four times the camera file"): it said "two thirds of its CPU", from
+    when the photo file was three seeds and the camera file two (the camera file is one model
+    run at 160 px now, the photo file four at 192 px: 20 against 73-82 ms a 640x480 frame's
+    segment stage on one thread)."""
+    card = " ".join((ROOT / "weights" / "README.md").read_text(encoding="utf-8").split())
+    assert "`--model weights/unet.hdf5` costs about four times the camera file" in card
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert ("(default: weights/unet.hdf5 with --image, the most accurate; "
+            "weights/unet_live.hdf5 for camera and video, about a quarter of its CPU)") in said
+
+
 def test_out_equal_to_input_is_refused_and_the_input_kept(capsys, tmp_path, brightness_model):
     source = person_image(tmp_path / "me.png")
     before = source.read_bytes()

@@ -797,6 +797,28 @@ def test_each_model_gets_its_own_test_time_augmentation_and_input_size(argv, exp
     assert [(model.tta, model.input_size) for model in models] == expected
 
 
+def test_the_model_options_help_names_those_the_compared_model_shares(capsys):
+    """--device, --threads and --trust-model set the --compare model too, the other model
+    options --model's alone (the compared one has its own --compare-...): --help said they all
+    applied to --model."""
+    args = evaluate.build_parser().parse_args([
+        "--model", "a.hdf5", "--data", "d", "--compare", "b.tflite", "--device", "cpu",
+        "--threads", "3", "--trust-model", "--backend", "tflite", "--input-norm", "unit",
+        "--letterbox", "--input-size", "64x64"])
+    first, compared = evaluate.model_options_from_args(args)
+    shared = ("device", "threads", "trust_model")
+    assert [getattr(compared, name) for name in shared] == ["cpu", 3, True]
+    assert [getattr(first, name) for name in shared] == ["cpu", 3, True]
+    default = SegmentOptions()
+    for own in ("backend", "input_norm", "letterbox", "input_size"):
+        assert getattr(compared, own) == getattr(default, own) != getattr(first, own), own
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert ("model options (as in the app; they apply to --model, and --device, --threads and "
+            "--trust-model to --compare too):") in said, said
+
+
 def test_a_scorers_summary_names_its_test_time_augmentation(data, brightness_model):
     image, truth = evaluate.read_pair(data / "images" / "a0.png", data / "masks" / "a0.png")
     with ModelScorer(SegmentOptions(model=str(brightness_model), tta="mirror")) as scorer:

@@ -386,7 +386,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help=f"pacing of the CPU/latency run ({PACED_S} s, at most --frames frames; "
                         "default 30)")
     p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px,
-                   help="our blur strength (default %(default)s px)")
+                   help="our blur strength in px (default: by the frame's size, as the app's: "
+                        "21 up to 720p, 32 at 1080p)")
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
     p.add_argument("--threads", type=threads_as_stream, default=0, metavar="N",
                    help="our model's inference threads, as the app's --threads (default: 0, "

@@ -789,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "way; bare --tta is scales (default: off, one pass)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    model = p.add_argument_group("model options (as in the app; they apply to --model)")
+    model = p.add_argument_group("model options (as in the app; they apply to --model, and "
+                                 "--device, --threads and --trust-model to --compare too)")
     model.add_argument("--backend", choices=get_args(Backend), default="auto")
     model.add_argument("--device", choices=get_args(Device), default="auto")
     model.add_argument("--input-norm", choices=get_args(InputNorm), default="auto")
