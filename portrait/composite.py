@@ -612,7 +612,7 @@ def make_background(options: CompositeOptions, size: tuple[int, int] = (1280, 72
         path = Path(spec)
         if not path.is_file():
             raise InputError(f"cannot read background '{spec}': file not found; use blur,"
-                             " transparent, #rrggbb, or an image or video file")
+                             " transparent, #rrggbb, an image or video file, or a folder of them")
         suffix = path.suffix.lower()
         if suffix in VIDEO_SUFFIXES:
             background = VideoBackground(spec, size, options.blur_px)

@@ -767,6 +767,22 @@ def test_the_model_help_gives_the_model_cards_cost_of_the_camera_file(capsys):
             "weights/unet_live.hdf5 for camera and video, about a quarter of its CPU)") in said
 
 
+def test_a_background_folder_that_is_not_there_is_named_with_every_kind_allowed(
+        capsys, tmp_path, brightness_model):
+    """A mistyped folder of backgrounds (--background ~/backgrounds/, not made yet) was told
+    to use "an image or video file", as if a folder were not allowed: the line names every kind
+    --background takes, the folder too."""
+    person_image(tmp_path / "x.jpg")
+    missing = tmp_path / "backgrounds"
+    code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", tmp_path / "x.jpg",
+                                  "--out", tmp_path / "o.png", "--background", f"{missing}/")
+    assert_one_line_error(code, stderr, "background")
+    assert stderr.strip() == (f"error: cannot read background '{missing}/': file not found; use "
+                              "blur, transparent, #rrggbb, an image or video file, or a folder of "
+                              "them")
+    assert not (tmp_path / "o.png").exists() and not missing.exists()
+
+
 def test_out_equal_to_input_is_refused_and_the_input_kept(capsys, tmp_path, brightness_model):
     source = person_image(tmp_path / "me.png")
     before = source.read_bytes()

@@ -444,7 +444,8 @@ def test_an_error_about_a_value_from_the_file_says_it_came_from_the_file(tmp_pat
     assert main(common) == 2
     assert capsys.readouterr().err.strip() == (
         "error: cannot read background 'beach.jpg': file not found; use blur, transparent, "
-        f"#rrggbb, or an image or video file (background = \"beach.jpg\" comes from config file "
+        f"#rrggbb, an image or video file, or a folder of them (background = \"beach.jpg\" comes "
+        f"from config file "
         f"'{config}')")
     assert main([*common, "--background", "beach.jpg"]) == 2
     assert "config file" not in capsys.readouterr().err
