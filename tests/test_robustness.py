@@ -948,6 +948,26 @@ def test_a_stream_stopped_by_a_full_disk_still_writes_its_stats(brightness_model
     assert 0 <= json.loads(stats.read_text())["frames"] < 60
 
 
+@pytest.mark.parametrize("out, said", [
+    ("new/frames/", "No space left on device"),
+    # The muxer reports no failed fragment: the count read back tells.
+    ("new/talk.mp4", "reached the disk (is it full?); nothing of it plays, so it was removed")])
+def test_a_stream_a_full_disk_takes_no_frame_of_leaves_no_folder(brightness_model, tmp_path, out,
+                                                                 said):
+    """A real disk with room for the output's folders (and the frames' mark) but for no frame
+    (a tmpfs of one 4 KB page, mounted in a user namespace of its own; grainy frames): the
+    stream stops with one line and exit code 2, and the folders it made, the mark and the
+    partial video, of which nothing plays, are removed on the way out: nothing is left."""
+    video, disk = noisy_video(tmp_path / "in.avi", frames=30), tmp_path / "disk"
+    disk.mkdir()
+    done = app_on_a_small_disk(disk, "4k", "--model", brightness_model, "--backend", "keras",
+                               "--source", video, "--out", f"{disk}/{out}")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert len(errors) == 1 and said in errors[0], done.stderr
+    assert list(disk.iterdir()) == []
+
+
 def noisy_video(path: Path, frames: int, size=(320, 240)) -> Path:
     """A bright, grainy square moving over a dark, grainy background: with the brightness
     model, about 135 KB of .mp4 a second (a plain square takes 2 KB)."""

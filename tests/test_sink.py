@@ -1932,6 +1932,101 @@ def test_a_video_a_full_disk_stops_before_any_of_it_plays_leaves_nothing(tmp_pat
     assert listing == "[]"
 
 
+def test_stream_outputs_a_full_disk_takes_nothing_of_leave_no_folder(tmp_path):
+    """A disk with room for folders and a mark but for no frame (an 8 KB tmpfs in a user
+    namespace of its own; frames of noise): a .mp4, a .avi and PNG frames, each into folders
+    made for it (two levels), end with OutputFull and, once closed, leave none of those folders
+    nor the frames' mark; a folder that was there is left, without the mark. Then, the disk
+    filled to its last byte, frames whose folder is made but whose mark does not fit: the
+    sink refuses at construction, and removes the folders it made."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys, numpy as np\n"
+            "from portrait.sink import PngFolderSink, VideoFileSink\n"
+            "disk = sys.argv[1]\n"
+            "noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)\n"
+            "os.mkdir(os.path.join(disk, 'empty'))\n"
+            "def listing():\n"
+            "    return sorted(os.path.relpath(os.path.join(top, name), disk) for top, folders,\n"
+            "                  files in os.walk(disk) for name in folders + files)\n"
+            "outs = [('mp4', lambda: VideoFileSink(os.path.join(disk, 'new', 'a', 'out.mp4'), 30)),\n"
+            "        ('avi', lambda: VideoFileSink(os.path.join(disk, 'new', 'a', 'out.avi'), 30)),\n"
+            "        ('png', lambda: PngFolderSink(os.path.join(disk, 'new', 'frames'))),\n"
+            "        ('old', lambda: PngFolderSink(os.path.join(disk, 'empty')))]\n"
+            "for kind, make in outs:\n"
+            "    sink = make()\n"
+            "    try:\n"
+            "        for _ in range(90):\n"
+            "            sink.write(noise)\n"
+            "    except Exception as error:\n"
+            "        print(kind, type(error).__name__)\n"
+            "    sink.close()\n"
+            "    print(listing())\n"
+            "filler = os.open(os.path.join(disk, 'filler'), os.O_WRONLY | os.O_CREAT)\n"
+            "try:\n"
+            "    while True:\n"
+            "        os.write(filler, b'x' * 512)\n"
+            "except OSError:\n"
+            "    os.close(filler)\n"
+            "try:\n"
+            "    PngFolderSink(os.path.join(disk, 'new', 'frames'))\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n"
+            "print(listing())\n")
+    done = python_on_a_tmpfs(disk, code, "8k")
+    assert done.stdout.splitlines() == [
+        "mp4 OutputFull", "['empty']",
+        "avi OutputFull", "['empty']",
+        "png OutputFull", "['empty']",
+        "old OutputFull", "['empty']",
+        f"OutputFull cannot write the output mark '{disk}/new/frames/{OUTPUT_MARKER}': No space "
+        "left on device; free space or choose another place",
+        "['empty', 'filler']"], (done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".avi"])
+def test_a_video_whose_first_frame_the_encoder_refuses_leaves_no_folder_made_for_it(tmp_path, ext):
+    """A real encoder failure at the first frame (a frame 65536 pixels wide, more than H.264
+    or JPEG take): the video ends with an InputError, and the folders made for it (two levels)
+    are gone; into a folder that was there, its other file is left as it was."""
+    wide = np.zeros((2, 65536, 3), np.uint8)
+    with pytest.raises(InputError, match="after 1 frames; nothing of it plays, so it was removed"):
+        with VideoFileSink(tmp_path / "new" / "a" / f"wide{ext}", fps=30.0) as sink:
+            sink.write(wide)
+    assert list(tmp_path.iterdir()) == []
+    there = tmp_path / "there"
+    there.mkdir()
+    (there / "notes.txt").write_text("theirs")
+    with pytest.raises(InputError, match="nothing of it plays"):
+        with VideoFileSink(there / f"wide{ext}", fps=30.0) as sink:
+            sink.write(wide)
+    assert [(p.name, p.read_text()) for p in there.iterdir()] == [("notes.txt", "theirs")]
+
+
+def test_stream_outputs_stopped_before_their_first_frame_leave_nothing_of_theirs(tmp_path):
+    """A stream stopped between its output's opening and its first frame (Ctrl-C, a kill, a
+    source that ends): a video's folders and a frames folder it made are removed as the sink
+    closes; a folder that was there, empty, is left without the mark; an earlier run's frames
+    are left as they were, with their mark, where this run wrote none to replace them."""
+    VideoFileSink(tmp_path / "new" / "a" / "out.mp4", fps=30.0).close()
+    VideoFileSink(tmp_path / "new" / "a" / "out.avi", fps=30.0).close()
+    PngFolderSink(tmp_path / "new" / "frames").close()
+    assert list(tmp_path.iterdir()) == []
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with PngFolderSink(empty):
+        assert sorted(p.name for p in empty.iterdir()) == [OUTPUT_MARKER]
+    assert list(empty.iterdir()) == []
+    earlier = tmp_path / "earlier"
+    with PngFolderSink(earlier) as sink:
+        for value in (1, 2, 3):
+            sink.write(np.full((8, 10, 3), value, np.uint8))
+    before = {p.name: p.read_bytes() for p in earlier.iterdir()}
+    with PngFolderSink(earlier):
+        pass
+    assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
+
+
 def test_names_that_differ_only_in_case_are_one_output_where_the_disk_ignores_case(tmp_path):
     """IMG_1.jpg and img_1.png give OUT/IMG_1.png and OUT/img_1.png: one file on a disk that
     ignores case (macOS, Windows), where the second replaced the first unsaid. The second is

@@ -14,9 +14,9 @@ from portrait.errors import InputError
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata
 from portrait.sink.base import Sink, _check_image
 from portrait.sink.encode import encode_image
-from portrait.sink.paths import (OUTPUT_MARKER, PathLike, _file_ids, _prepare_folder,
-                                 _refuse_input, check_folder, is_ours, mark_ours,
-                                 remove_if_empty, write_atomic)
+from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input,
+                                 check_folder, is_ours, mark_ours, remove_if_empty,
+                                 remove_unwritten, write_atomic)
 from portrait.words import counted
 
 log = logging.getLogger(__name__)
@@ -185,9 +185,8 @@ class ImageFolderSink(Sink):
         if not self._prepared:
             self._made += _prepare_folder(self.folder, f"images to '{self.folder}'")
             if self._ours:
-                # Set before the write, which leaves no file where it fails.
-                self._marked = not (self.folder / OUTPUT_MARKER).is_file()
-                mark_ours(self.folder, "Images written by python app.py --image --out")
+                self._marked = mark_ours(self.folder, "Images written by python app.py --image "
+                                                      "--out")
             self._prepared = True
         there_before = os.path.lexists(path)  # an earlier run's image: the folder is ours
         write_image(path, image, metadata=metadata)
@@ -203,12 +202,7 @@ class ImageFolderSink(Sink):
             return
         self._closed = True
         if not self.frames_written:
-            if self._marked:
-                try:
-                    (self.folder / OUTPUT_MARKER).unlink(missing_ok=True)
-                except OSError:  # a disk gone read-only: the run's own error stands
-                    pass
-            remove_if_empty(self._made)
+            remove_unwritten(self.folder, self._made, marked=self._marked)
         if self.replaced:
             log.info("replaced %s of an earlier run in '%s'", counted(self.replaced, "image"),
                      self.folder)
@@ -269,9 +263,11 @@ class PngFolderSink(Sink):
     The folder is marked as this app's output (:func:`~portrait.sink.paths.mark_ours`). A
     marked folder that holds numbered frames (an earlier run) gets a new sequence: its frames are
     overwritten as this run writes, and those of the earlier run past this run's last frame are
-    removed at ``close()``, so the folder never mixes two runs. Numbered frames in a folder
-    without the mark are the user's own, and the folder is refused. Nothing else there is
-    touched. Each frame is written whole or not at all (:func:`write_atomic`).
+    removed at ``close()``, so the folder never mixes two runs. A run that writes no frame (a
+    full disk at the first, a stop before it) leaves an earlier run's frames as they were, and
+    neither the mark it wrote nor a folder it made. Numbered frames in a folder without the
+    mark are the user's own, and the folder is refused. Nothing else there is touched. Each
+    frame is written whole or not at all (:func:`write_atomic`).
 
     Args:
         folder: the folder; created if needed.
@@ -286,19 +282,25 @@ class PngFolderSink(Sink):
 
     def __init__(self, folder: PathLike, *, protected: Iterable[PathLike] = ()) -> None:
         self.folder = Path(folder)
-        _prepare_folder(self.folder, f"frames to '{self.folder}'")
-        self._earlier = sorted(path.name for path in self.folder.glob(self.FRAME_GLOB))
-        if self._earlier:
-            if not is_ours(self.folder):
-                raise InputError(f"cannot write frames to '{self.folder}': it holds numbered "
-                                 f"frames ({self._earlier[0]}, ...) that this app did not write; "
-                                 "choose a new or empty folder for --out")
-            protected_ids = _file_ids(protected)
-            for name in self._earlier:  # each is overwritten or removed
-                _refuse_input(self.folder / name, protected_ids)
-            log.warning("'%s' already holds %s of an earlier run; this run's frames replace "
-                        "them", self.folder, counted(len(self._earlier), "numbered frame"))
-        mark_ours(self.folder, "Numbered frames written by python app.py --out")
+        self._made = _prepare_folder(self.folder, f"frames to '{self.folder}'")
+        try:
+            self._earlier = sorted(path.name for path in self.folder.glob(self.FRAME_GLOB))
+            if self._earlier:
+                if not is_ours(self.folder):
+                    raise InputError(f"cannot write frames to '{self.folder}': it holds "
+                                     f"numbered frames ({self._earlier[0]}, ...) that this app "
+                                     "did not write; choose a new or empty folder for --out")
+                protected_ids = _file_ids(protected)
+                for name in self._earlier:  # each is overwritten or removed
+                    _refuse_input(self.folder / name, protected_ids)
+                log.warning("'%s' already holds %s of an earlier run; this run's frames "
+                            "replace them", self.folder,
+                            counted(len(self._earlier), "numbered frame"))
+            self._marked = mark_ours(self.folder, "Numbered frames written by python app.py "
+                                                  "--out")
+        except BaseException:  # a full disk that takes the folder but not its mark
+            remove_if_empty(self._made)
+            raise
         self.frames_written = 0
         self._closed = False
 
@@ -313,10 +315,16 @@ class PngFolderSink(Sink):
         self.frames_written += 1
 
     def close(self) -> None:
-        """Remove the earlier run's frames past this run's last, then log the count; safe twice."""
+        """Remove the earlier run's frames past this run's last, then log the count; where no
+        frame was written (a full disk at the first, a stop before it), leave an earlier run's
+        frames as they were and remove the mark this run wrote and the folders it made; safe
+        twice."""
         if self._closed:
             return
         self._closed = True
+        if not self.frames_written:  # nothing replaces the earlier run's frames
+            remove_unwritten(self.folder, self._made, marked=self._marked)
+            return
         stale = [name for name in self._earlier if int(name[:6]) >= self.frames_written]
         for name in stale:
             (self.folder / name).unlink(missing_ok=True)

@@ -29,12 +29,18 @@ def is_ours(folder: PathLike) -> bool:
             or not any(folder.iterdir()))
 
 
-def mark_ours(folder: PathLike, what: str) -> None:
+def mark_ours(folder: PathLike, what: str) -> bool:
     """Mark ``folder`` (which exists) as holding ``what``, written by this project's tools, so
-    that a later run may replace them (:func:`is_ours`)."""
-    write_atomic(Path(folder) / OUTPUT_MARKER,
-                 f"{what} by portrait. A later run into this folder replaces them.\n".encode(),
-                 "the output mark")
+    that a later run may replace them (:func:`is_ours`).
+
+    Returns:
+        Whether the mark is new (an earlier run's was not there), for :func:`remove_unwritten`.
+    """
+    mark = Path(folder) / OUTPUT_MARKER
+    new = not mark.is_file()
+    write_atomic(mark, f"{what} by portrait. A later run into this folder replaces them.\n"
+                 .encode(), "the output mark")
+    return new
 
 
 def _file_ids(paths: Iterable[PathLike]) -> set[tuple[int, int]]:
@@ -120,6 +126,18 @@ def remove_if_empty(folders: Sequence[Path]) -> None:
             os.rmdir(folder)
         except OSError:  # not empty, or gone
             pass
+
+
+def remove_unwritten(folder: Path, made: Sequence[Path], *, marked: bool) -> None:
+    """Undo what an output of which nothing was written did to ``folder``: remove the mark
+    (:data:`OUTPUT_MARKER`) where it wrote it (``marked``; an earlier run's mark stays), then
+    the folders it made (:func:`remove_if_empty`). A folder that was there keeps as it was."""
+    if marked:
+        try:
+            (folder / OUTPUT_MARKER).unlink(missing_ok=True)
+        except OSError:  # a disk gone read-only: the run's own error stands
+            pass
+    remove_if_empty(made)
 
 
 def check_folder(folder: Path, what: str, option: str = "--out") -> None:

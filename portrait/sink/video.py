@@ -18,7 +18,8 @@ from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.mp4 import (RECORDING_OPTIONS, TICKS, playable, remux_faststart,
                                trim_to_whole_boxes)
 from portrait.sink.paths import (PathLike, _file_ids, _is_protected, _prepare_folder,
-                                 _refuse_input, check_folder, hidden_prefix, temporary_beside)
+                                 _refuse_input, check_folder, hidden_prefix, remove_if_empty,
+                                 temporary_beside)
 from portrait.words import counted
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ class VideoFileSink(Sink):
     partial file; one a killed run left is removed by the next run into ``path``. The first
     write the disk refuses (full, over quota, read-only) ends the video at once: the partial
     file is finished as far as it goes and named in the error raised, never passed off as the
-    output.
+    output. A folder made for the video that ends up holding none of it (no frame came, the
+    encoder refused the first, or nothing of the partial file plays) is removed on the way out.
 
     Args:
         path: the output file; its folder is created.
@@ -102,7 +104,8 @@ class VideoFileSink(Sink):
                         self.path, fps)
             fps = 30.0
         self._protected = _file_ids(protected)
-        check_video_out(self.path, self._protected, create=True)
+        # The folders made for it, removed where no file of the video is left in them.
+        self._made = check_video_out(self.path, self._protected, create=True)
         self.fps = float(fps)
         self._rate = Fraction(self.fps).limit_denominator(1001)  # 29.97 is 30000/1001
         self.size = tuple(size) if size is not None else None
@@ -310,7 +313,8 @@ class VideoFileSink(Sink):
         if self._closed:
             return
         self._closed = True
-        if self._container is None:
+        if self._container is None:  # no frame came, or the file could not be opened
+            remove_if_empty(self._made)
             return
         try:
             if self._timed:
@@ -369,6 +373,7 @@ class VideoFileSink(Sink):
                 kept = "nothing of it plays, so it was removed"
         finally:
             self._release()
+            remove_if_empty(self._made)  # where nothing of it is kept
         raise (OutputFull if full else InputError)(
             f"cannot write video '{self.path}': {why}; {kept}; free space or choose another "
             "--out") from None
@@ -499,7 +504,7 @@ class VideoFileSink(Sink):
 
 
 def check_video_out(path: Path, protected_ids: set[tuple[int, int]], *,
-                    create: bool = False) -> None:
+                    create: bool = False) -> list[Path]:
     """Whether a video may be written to ``path``: no input (by its ``protected_ids``), no
     folder, and a folder that is there or can be made, and takes files.
 
@@ -507,13 +512,20 @@ def check_video_out(path: Path, protected_ids: set[tuple[int, int]], *,
         create: make the video's folder (the sink, as it opens); else nothing is made (the
             check before the model loads, whose run may yet fail).
 
+    Returns:
+        The folders made (:func:`~portrait.sink.paths._prepare_folder`); none without
+        ``create``.
+
     Raises:
         InputError: what stands in the way, in one line.
     """
     _refuse_input(path, protected_ids)
     if path.is_dir():
         raise InputError(f"cannot write video '{path}': it is a folder; give a file name")
-    (_prepare_folder if create else check_folder)(path.parent, f"video '{path}'")
+    if create:
+        return _prepare_folder(path.parent, f"video '{path}'")
+    check_folder(path.parent, f"video '{path}'")
+    return []
 
 
 def _claim(path: Path) -> Optional[int]:
