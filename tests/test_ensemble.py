@@ -1,6 +1,7 @@
 """portrait.training.ensemble: one model file that averages several models' person probabilities."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -82,6 +83,43 @@ def test_a_member_named_like_a_temporary_file_beside_out_is_kept(tmp_path):
     assert first.read_bytes() == before and out.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seed1.hdf5", "seed1.tmp.h5",
                                                           "seed2.hdf5"]
+
+
+def test_a_model_already_at_out_is_named_before_the_members_load_and_kept_beside_the_new_one(
+        tmp_path, caplog):
+    """--out names a model that is there (its export beside it, and an earlier-1 kept by a run
+    before): a warning says, before the members load, that it is replaced, where it is kept
+    and that its export goes stale; the ensemble is written at --out and the earlier model,
+    byte for byte, at earlier-2 (it was overwritten unsaid); earlier-1 is left as it was."""
+    import keras
+
+    from portrait.training.ensemble import main
+
+    members = [_small_member(tmp_path / "a.hdf5", 1), _small_member(tmp_path / "b.hdf5", 2)]
+    out = tmp_path / "ab.hdf5"
+    earlier = Path(constant_model(out, 0.3)).read_bytes()
+    (tmp_path / "ab.tflite").write_bytes(b"its export")
+    (tmp_path / "ab.earlier-1.hdf5").write_bytes(b"kept by a run before")
+    kept = tmp_path / "ab.earlier-2.hdf5"
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert main([*map(str, members), "--out", str(out)]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    warning = (f"--out '{out}' exists: replacing it with this run's model when the run ends; the "
+               f"earlier model is kept beside it as '{kept}'; its export "
+               f"'{tmp_path / 'ab.tflite'}' will be stale until you export the new model")
+    assert [r.levelname for r in caplog.records if r.getMessage() == warning] == ["WARNING"]
+    loaded = next(i for i, m in enumerate(messages) if m.startswith("wrote "))
+    assert messages.index(warning) < loaded
+    assert f"the model that was at {out} before is kept as {kept}" in messages
+    assert kept.read_bytes() == earlier
+    assert (tmp_path / "ab.earlier-1.hdf5").read_bytes() == b"kept by a run before"
+    assert keras.models.load_model(out, compile=False).name == "ensemble"
+    caplog.clear()
+    new = tmp_path / "new.hdf5"  # a new --out: no warning, nothing kept
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert main([*map(str, members), "--out", str(new)]) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert sorted(p.name for p in tmp_path.glob("new*")) == ["new.hdf5"]
 
 
 def _ensemble_of(tmp_path, first, second):
@@ -192,6 +230,10 @@ def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts
         f.attrs[SHORT_SIDE_ATTR] = 100  # train --short-side let it through
     (tmp_path / "sub").mkdir()
     again = tmp_path / "sub" / ".." / "a.h5"  # the same file spelled otherwise
+    link, hard = tmp_path / "sub" / "link.h5", tmp_path / "sub" / "hard.h5"
+    link.symlink_to(members[1])
+    os.link(members[1], hard)
+    before = {path: Path(path).read_bytes() for path in members}
     cases = [([members[0], str(text), "--out", str(tmp_path / "x.hdf5")],
               f"cannot read model '{text}': not a valid HDF5 file"),
              # The same member twice, as a plain average or a soup, however spelled.
@@ -199,6 +241,10 @@ def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts
               f"model 3 '{members[0]}' is model 1 '{members[0]}' again; pass each model once"),
              ([members[0], str(again), "--soup", "--out", str(tmp_path / "x.hdf5")],
               f"model 2 '{again}' is model 1 '{members[0]}' again; pass each model once"),
+             # An --out that is a member, however spelled: through '..', a link, a hard link.
+             ([*members, "--out", str(again)], f"--out '{again}' is one of the models"),
+             ([*members, "--out", str(link)], f"--out '{link}' is one of the models"),
+             ([*members, "--out", str(hard)], f"--out '{hard}' is one of the models"),
              # An --out the app would read as another kind of model file.
              ([*members, "--out", str(tmp_path / "x.tflite")],
               f"--out '{tmp_path / 'x.tflite'}' must end in .hdf5 or .h5"),
@@ -211,6 +257,7 @@ def test_no_model_files_and_unwritable_outs_are_refused_before_tensorflow_starts
                       "model '/proc/x.hdf5': folder '/proc' is not writable"))
     assert_refused_before_tensorflow("portrait.training.ensemble", cases)
     assert not (tmp_path / "x.hdf5").exists()
+    assert {path: Path(path).read_bytes() for path in members} == before
 
 
 def test_a_converted_ensemble_reads_as_a_probability_and_a_scaled_sigmoid_does_not():

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import constant_model, make_data, small_model
 from portrait.segment.locate import SHORT_SIDE_ATTR
-from portrait.training.train import earlier_model_path
+from portrait.training.model_file import earlier_model_path
 from portrait.training.train import main as train_main
 
 

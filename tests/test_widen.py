@@ -1,6 +1,7 @@
 """portrait.training.widen: a wider decoder that predicts what the trained model does."""
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +242,9 @@ def test_inputs_unwritable_outs_and_files_of_the_wrong_kind_are_refused_before_t
     folder_out = tmp_path / "adir.hdf5"
     folder_out.mkdir()
     (tmp_path / "sub").mkdir()
+    link, hard = tmp_path / "sub" / "link.hdf5", tmp_path / "sub" / "hard.hdf5"
+    link.symlink_to(model)
+    os.link(model, hard)
     before = {path: path.read_bytes() for path in (model, backbone)}
     new = tmp_path / "new.hdf5"
     expects = "--backbone expects MobileNetV2 alpha 1.0 weights (include_top=False)"
@@ -251,6 +255,8 @@ def test_inputs_unwritable_outs_and_files_of_the_wrong_kind_are_refused_before_t
          "is the --backbone weights file; choose a new file"),  # another spelling, the same file
         ([model, "--decoder", "20,14,10", "--out", tmp_path / "sub" / ".." / model.name],
          "is the model itself; choose a new file"),
+        ([model, "--decoder", "20,14,10", "--out", link], f"--out '{link}' is the model itself"),
+        ([model, "--decoder", "20,14,10", "--out", hard], f"--out '{hard}' is the model itself"),
         ([model, "--decoder", "20,14,10", "--out", folder_out],
          f"--out '{folder_out}' is a folder; give a file name, e.g. --out {folder_out / 'wide.hdf5'}"),
         ([model, "--tail", "--backbone", text, "--out", new],
@@ -275,6 +281,36 @@ def test_inputs_unwritable_outs_and_files_of_the_wrong_kind_are_refused_before_t
     assert_refused_before_tensorflow("portrait.training.widen", cases)
     assert {path: path.read_bytes() for path in before} == before
     assert not new.exists() and not any(folder_out.iterdir())
+
+
+def test_a_model_already_at_out_is_named_before_the_model_loads_and_kept_beside_the_new_one(
+        tmp_path, caplog):
+    """--out names a model that is there (an earlier widening, its export beside it): a
+    warning says, before the model loads, that it is replaced, where it is kept and that its
+    export goes stale; the widened model is written at --out and the earlier one, byte for
+    byte, at earlier-1 (it was overwritten unsaid)."""
+    import keras
+    from conftest import constant_model
+
+    from portrait.training.widen import decoder_widths, main
+
+    source = _trained_like(tmp_path / "s.hdf5")
+    out = tmp_path / "wide.hdf5"
+    earlier = Path(constant_model(out, 0.3)).read_bytes()
+    (tmp_path / "wide.tflite").write_bytes(b"its export")
+    kept = tmp_path / "wide.earlier-1.hdf5"
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert main([str(source), "--decoder", "20,14,10", "--out", str(out)]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    warning = (f"--out '{out}' exists: replacing it with this run's model when the run ends; the "
+               f"earlier model is kept beside it as '{kept}'; its export "
+               f"'{tmp_path / 'wide.tflite'}' will be stale until you export the new model")
+    assert [r.levelname for r in caplog.records if r.getMessage() == warning] == ["WARNING"]
+    assert messages.index(warning) < next(i for i, m in enumerate(messages)
+                                          if m.startswith("wrote "))
+    assert f"the model that was at {out} before is kept as {kept}" in messages
+    assert kept.read_bytes() == earlier
+    assert decoder_widths(keras.models.load_model(out, compile=False)) == [20, 14, 10]
 
 
 def test_the_new_channels_are_the_seeds_own(tmp_path):

@@ -14,9 +14,10 @@ to lie in one basin, where that mean is often as accurate as the members at one 
 ``--calibrate DATA...`` then re-estimates its batch-norm statistics on training crops, as
 ``portrait.training.train`` does for its own candidates.
 
-Before TensorFlow starts, the paths are checked (``--out``'s folder takes a new file) and each
-member's file is read without loading the model (a Keras model, no serialised code, its short
-side).
+Before TensorFlow starts, the paths are checked (``--out``'s folder takes a new file, and it is
+none of the members) and each member's file is read without loading the model (a Keras model,
+no serialised code, its short side). A model already at ``--out`` is named in a warning and kept
+beside the new one (:mod:`portrait.training.model_file`).
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def body() -> None:
         from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, resolve_model_path
         from portrait.sink.paths import _prepare_folder, names_folder, same_place
+        from portrait.training.model_file import replaced_out_note, save_model
 
         # Everything the arguments and the files' headers can tell, before TensorFlow starts.
         hint = "pass the Keras model files to average, e.g. runs/seed1.hdf5 runs/seed2.hdf5"
@@ -232,9 +234,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "too (an output average keeps each member's own)")
         check_members(paths)
         short_px = args.short_side or members_short_side(paths)
+        note = replaced_out_note(out)
+        if note:
+            log.warning(note)
         import_tensorflow_quietly()
         from portrait.segment.keras_compat import load_keras_model
-        from portrait.training.train import save_model
 
         members = [load_keras_model(path) for path in paths]
         if args.soup:
@@ -248,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             model = average_models(members)
             what = f"the mean of {len(paths)} models"
-        save_model(model, out, short_px)  # one line if it cannot be written
+        save_model(model, out, short_px, keep_earlier=True)  # one line if it cannot be written
         log.info("wrote %s: %s (%d parameters), run at a short side of %d px",
                  out, what, model.count_params(), short_px)
 

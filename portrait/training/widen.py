@@ -8,7 +8,8 @@ stage gets new channels next to its trained ones (after Net2Net, Chen et al. 201
 "zero the outgoing weights" variant): every trained weight is copied, the new channels' own
 weights start random, and every weight that reads a new channel starts at 0. The widened model
 therefore predicts exactly what the original does, and a fine-tune (``train --init WIDE.hdf5``)
-puts the new channels to use from there.
+puts the new channels to use from there. A model already at ``--out`` is named in a warning
+and kept beside the new one (:mod:`portrait.training.model_file`).
 """
 
 from __future__ import annotations
@@ -302,6 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from portrait.segment import HDF5_SUFFIXES, KERAS_SUFFIXES, read_short_side_hint, resolve_model_path
         from portrait.sink.paths import _prepare_folder, names_folder, same_place
         from portrait.training.ensemble import check_members
+        from portrait.training.model_file import replaced_out_note, save_model
         from portrait.training.train import DEFAULT_BACKBONE
 
         # Everything the arguments and the files' headers can tell, before TensorFlow starts.
@@ -337,11 +339,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"'{path}' says it runs at a short side of {short_px} px, not a "
                              "multiple of 32; widen a model trained with --short-side 192, 256 or "
                              "another multiple of 32")
+        note = replaced_out_note(out)
+        if note:
+            log.warning(note)
         import_tensorflow_quietly()
         import keras
 
         from portrait.segment.keras_compat import load_keras_model
-        from portrait.training.train import save_model
 
         keras.utils.set_random_seed(args.seed)
         model = load_keras_model(path)
@@ -352,7 +356,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         grown = add_tail(model, backbone and str(backbone)) if args.tail else model
         if args.decoder:
             grown = widen_decoder(grown, args.decoder)
-        save_model(grown, out, short_px)  # one line if it cannot be written
+        save_model(grown, out, short_px, keep_earlier=True)  # one line if it cannot be written
         log.info("wrote %s: %s, %d -> %d parameters", out,
                  what_changed(before, decoder_widths(grown), args.tail),
                  model.count_params(), grown.count_params())
