@@ -175,3 +175,16 @@ def test_span_below_one_frame_is_refused(span):
     prob = np.zeros((2, 2), np.float32)
     with pytest.raises(ValueError, match=f"span must be at least 1 frame, got {span}"):
         smooth_probability(prob, prob, SmoothOptions(), span=span)
+
+
+def test_the_first_frame_is_a_new_array_not_the_callers():
+    """The first frame (and the first after a reset or a size change) is taken as it is, but
+    as a copy: a segmenter that writes the next frame into the same buffer must not rewrite
+    the frame already handed on."""
+    smoother = TemporalSmoother(SmoothOptions())
+    buffer = np.full((2, 3), 0.4, np.float32)
+    first = smoother(buffer)
+    np.testing.assert_array_equal(first, buffer)
+    assert not np.shares_memory(first, buffer)
+    buffer[:] = 0.9  # the next frame, written into the same array
+    np.testing.assert_array_equal(first, np.full((2, 3), 0.4, np.float32))
