@@ -202,3 +202,107 @@ def test_each_photo_of_a_folder_chooses_its_own_subject(brightness_model, tmp_pa
     second = cv2.imread(str(out / "b.png"), cv2.IMREAD_GRAYSCALE)
     assert first[20, 290] > 127  # kept in the first photo
     assert second[15, 290] <= 127  # dropped in the second, though it overlaps what was kept in a
+
+
+def test_the_margin_reaches_its_whole_length_and_no_further():
+    """5 % of 160 px is 8 px: a hand whose nearest column is 8 px right of the person's last one
+    (column 99) stays, one 9 px away goes; 6 % is 9.6 px, which rounds to 10."""
+    for column, options, stays in ((107, SubjectOptions(), True), (108, SubjectOptions(), False),
+                                   (109, SubjectOptions(margin=0.06), True),
+                                   (110, SubjectOptions(margin=0.06), False)):
+        out, _ = select_subject(scene(PERSON, (40, 44, column, column + 4)), None, options)
+        assert (out[42, column + 1] > 0.5) == stays, (column, options.margin)
+
+
+def test_the_margin_is_a_distance_not_a_square():
+    """A hand 6 px right of and 6 px above the person's top-right corner is 8.5 px away, beyond
+    the 8 px margin though inside an 8 px square around it; 5 px above and 6 px right (7.8 px)
+    is within it."""
+    corner_y, corner_x = PERSON[0], PERSON[3] - 1  # (20, 99)
+    for dy, stays in ((6, False), (5, True)):
+        y, x = corner_y - dy, corner_x + 6  # the hand's pixel nearest the person
+        out, _ = select_subject(scene(PERSON, (y - 3, y + 1, x, x + 4)), None, SubjectOptions())
+        assert (out[y, x] > 0.5) == stays, dy
+
+
+def test_a_region_touching_the_person_at_a_corner_is_part_of_them():
+    """With no margin a region counts only when it is connected to the person, and a pixel
+    touching them at a corner is connected (8-connectivity)."""
+    hand = (16, 20, 100, 104)  # its pixel (19, 100) touches the person's (20, 99) diagonally
+    out, _ = select_subject(scene(PERSON, hand), None, SubjectOptions(margin=0.0))
+    assert out[17, 102] == pytest.approx(0.95)
+    apart = (15, 19, 100, 104)  # one row higher: a pixel of background between them
+    out, _ = select_subject(scene(PERSON, apart), None, SubjectOptions(margin=0.0))
+    assert out[17, 102] == 0.0
+
+
+def test_with_no_margin_the_background_still_stays_as_it_is():
+    out, _ = select_subject(scene(PERSON, HEAD_AT_EDGE), None, SubjectOptions(margin=0.0))
+    assert out[15, 155] == 0.0
+    assert out[0, 0] == pytest.approx(0.02) and out[50, 120] == pytest.approx(0.02)
+
+
+def test_a_region_is_what_lies_above_low_and_its_area_what_lies_above_one_half():
+    """A patch of exactly ``low`` is background, left as it is; a patch of exactly 0.5, as large
+    as the person, has no area and goes."""
+    options = SubjectOptions(low=0.25)
+    prob = scene(PERSON)
+    prob[10:40, 5:45] = 0.25
+    out, _ = select_subject(prob, None, options)
+    assert out[20, 20] == 0.25
+    prob = scene(PERSON)
+    prob[10:80, 5:45] = 0.5  # 70 x 40 px, as large as the person
+    out, _ = select_subject(prob, None, options)
+    assert out[20, 20] == 0.0 and out[50, 80] == pytest.approx(0.95)
+
+
+def test_nothing_dropped_gives_back_the_input_itself():
+    prob = scene(PERSON, NEIGHBOUR)
+    out, _ = select_subject(prob, None, SubjectOptions())
+    assert out is prob
+
+
+def test_the_kept_mask_is_the_kept_regions_above_low():
+    """The mask passed to the next frame is exactly the kept regions' pixels above ``low``:
+    never the background, whatever path the choice took."""
+    fringe = scene(PERSON)
+    fringe[19, 60:100] = 0.3  # a fringe above the person, part of their region
+    faint = scene(PERSON, HEAD_AT_EDGE, value=0.4)  # only faint regions: nothing chosen
+    for prob, expected in (
+            (fringe, fringe > 0.2),  # one region
+            (faint, faint > 0.2),
+            (scene(PERSON, NEIGHBOUR), scene(PERSON, NEIGHBOUR) > 0.2),  # both kept
+            (scene(PERSON, HEAD_AT_EDGE), scene(PERSON) > 0.2)):  # the head dropped
+        _, kept = select_subject(prob, None, SubjectOptions())
+        assert kept.dtype == bool
+        np.testing.assert_array_equal(kept, expected)
+
+
+def test_a_region_appearing_where_there_was_background_gets_no_hysteresis():
+    """A region 0.15 of the person (below the bar of 0.2) is dropped when new, also when the
+    frame before kept everything it had or dropped something elsewhere."""
+    region = (0, 14, 130, 160)  # 420 px = 0.15 x 2,800, 30 px right of the person
+    for before in (scene(PERSON), scene(PERSON, NEIGHBOUR), scene(PERSON, HEAD_AT_EDGE)):
+        selector = SubjectSelector(SubjectOptions())
+        selector(before)
+        assert selector(scene(PERSON, region))[5, 140] == 0.0
+
+
+def test_a_region_split_from_the_only_one_keeps_the_hysteresis():
+    """A region that was part of the person's (one region, nothing to choose) and splits off
+    at 0.15 of them stays, as one kept before."""
+    joined = scene(PERSON, (0, 14, 130, 160), (10, 20, 100, 130))  # an arm joins them
+    selector = SubjectSelector(SubjectOptions())
+    selector(joined)
+    assert selector(scene(PERSON, (0, 14, 130, 160)))[5, 140] == pytest.approx(0.95)
+
+
+def test_hysteresis_halves_the_bar_exactly():
+    """Kept before, a region needs half the bar: 0.1 of 2,800 px = 280 px stays, 279 go."""
+    for pixels, stays in ((280, True), (279, False)):
+        selector = SubjectSelector(SubjectOptions())
+        selector(scene(PERSON, (0, 20, 130, 160)))  # 600 px: kept
+        prob = scene(PERSON, (0, 14, 140, 160))  # 14 x 20 = 280 px, 40 px right of the person
+        if pixels == 279:
+            prob[0, 140] = 0.02
+        assert (selector(prob)[5, 150] > 0.5) == stays, pixels
