@@ -26,11 +26,12 @@ WAIT = "wait"
 class RunStats:
     """Collects per-frame timings; ``summary()`` gives the JSON the ``--stats`` option writes.
 
-    Memory stays bounded on long runs: at most ``keep`` recent samples per series are kept for
-    the percentiles, while counts and means cover the whole run.
+    Memory stays bounded on long runs: the percentiles see the newest ``keep`` to ``2 * keep``
+    samples per series (trimmed back to ``keep`` once past ``2 * keep``, so trimming is rare),
+    while counts and means cover the whole run.
 
     Args:
-        keep: samples kept per series for the percentiles.
+        keep: samples kept per series for the percentiles (all while there are fewer).
         clock: the wall's clock the run's length (``wall_s``, ``fps``) is timed by.
         cpu_clock: the process's CPU seconds so far (``time.process_time``), for
             ``cpu_percent``; tests give clocks of their own, so both are exact.
