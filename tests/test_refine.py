@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from portrait.options import RefineOptions
-from portrait.refine import Refiner, guided_filter, reach_box, refine_alpha, sharpen_probability
+from portrait.refine import (Refiner, _support, guided_filter, reach_box, refine_alpha,
+                             sharpen_probability)
 
 
 def _structured(shape, seed):
@@ -54,6 +55,16 @@ def test_guided_filter_multichannel_src_matches_opencv():
     np.testing.assert_allclose(guided_filter(guide, src, 3, 1e-3), expected, atol=2e-4)
 
 
+@pytest.mark.parametrize("guide_kind", ["float32", "uint8"])
+def test_a_one_channel_guide_is_the_grey_guide(guide_kind):
+    guide = _structured((40, 56), 8)
+    if guide_kind == "uint8":
+        guide = np.rint(guide * 255).astype(np.uint8)
+    src = _structured((40, 56), 9)
+    np.testing.assert_array_equal(guided_filter(guide[:, :, None], src, 3, 1e-2),
+                                  guided_filter(guide, src, 3, 1e-2))
+
+
 def test_guided_filter_preserves_edge_and_smooths_flat_regions():
     guide = np.zeros((40, 40), np.float32)
     guide[:, 20:] = 1.0
@@ -71,6 +82,8 @@ def test_guided_filter_preserves_edge_and_smooths_flat_regions():
         (np.zeros((8, 8, 2), np.float32), np.zeros((8, 8), np.float32), 2, 0.1, r"guide shape: \(8, 8, 2\)"),
         (np.zeros((8, 8), np.float32), np.zeros((8, 9), np.float32), 2, 0.1, r"src shape: \(8, 9\)"),
         (np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32), 0, 0.1, "radius: 0"),
+        (np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32), 2.5, 0.1,
+         r"radius: 2.5 != an integer >= 1"),
         (np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32), 2, 0.0, "eps: 0.0"),
     ],
 )
@@ -224,6 +237,10 @@ def test_refine_rejects_bad_arrays():
         refine_alpha(frame, prob.astype(np.float64), RefineOptions())
     with pytest.raises(ValueError, match=r"\(20, 30\)"):
         refine_alpha(frame, prob, RefineOptions(), out=np.empty((30, 20), np.uint8))
+    with pytest.raises(ValueError, match=r"^unexpected frame: uint8 \(20, 30, 4\) != uint8 \(H, W, 3\)$"):
+        refine_alpha(np.zeros((20, 30, 4), np.uint8), prob, RefineOptions())
+    with pytest.raises(ValueError, match=r"^unexpected out: float32 \(20, 30\) != uint8 \(20, 30\)$"):
+        refine_alpha(frame, prob, RefineOptions(), out=np.empty((20, 30), np.float32))
 
 
 def test_class_equals_function_across_size_changes():
@@ -281,6 +298,9 @@ def test_reach_box_from_hand_made_coefficients():
     a3[0, 79] = (0.0005, 0.0005, -1)  # the positive channels add up: 255 * 0.001
     assert reach_box(a3, np.zeros((45, 80), np.float32), (320, 180)) == (78 * 4, 0, 320, 2 * 4)
     assert reach_box(a, b255, (321, 180)) == (0, 0, 321, 180)  # not a whole multiple: all of it
+    b255 = np.zeros((45, 80), np.float32)
+    b255[20, 40] = 0.25  # exactly a quarter level counts
+    assert reach_box(np.zeros((45, 80), np.float32), b255, (320, 180)) == (39 * 4, 19 * 4, 42 * 4, 22 * 4)
 
 
 def test_a_faint_probability_that_makes_a_grey_level_is_kept():
@@ -292,6 +312,41 @@ def test_a_faint_probability_that_makes_a_grey_level_is_kept():
     alpha = refine_alpha(frame, prob, RefineOptions(sharpen=1.0))
     assert (alpha[60:120, 120:200] == 1).all(), np.unique(alpha[60:120, 120:200])
     assert not alpha[:, :40].any() and not alpha[:, 280:].any()
+
+
+def test_probabilities_in_the_thousandths_still_add_up_to_a_grey_level():
+    """Only what cannot make a grey level is flushed: columns of 0.0035 and 0.0009 over a flat
+    frame average 0.0022 in the filter's boxes (radius 2 at 1/4: 5 columns, 3 of one and 2 of
+    the other, twice), 0.55 to 0.57 of a grey level, so alpha 1; without the 0.0009 columns
+    it would be 0.43 to 0.46, and 0."""
+    frame = np.full((180, 320, 3), 128, np.uint8)
+    prob = np.zeros((45, 80), np.float32)
+    prob[:, 0::2], prob[:, 1::2] = 0.0035, 0.0009
+    for guide in ("grey", "colour"):
+        alpha = refine_alpha(frame, prob, RefineOptions(sharpen=1.0, guide=guide))
+        assert (alpha[16:-16, 16:-16] == 1).all(), (guide, np.unique(alpha[16:-16, 16:-16]))
+
+
+def test_a_probability_too_faint_for_a_grey_level_gives_a_zero_matte():
+    """1e-4 is kept by the flush but makes 0.03 of a grey level: nothing can reach the matte,
+    which is 0, written into the given buffer."""
+    frame = np.full((180, 320, 3), 90, np.uint8)
+    out = np.full((180, 320), 7, np.uint8)
+    for guide in ("grey", "colour"):
+        alpha = refine_alpha(frame, np.full((45, 80), 1e-4, np.float32),
+                             RefineOptions(sharpen=1.0, guide=guide), out=out)
+        assert alpha is out and not alpha.any()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 7), (3, 700)])
+def test_a_frame_smaller_than_the_scale_is_refined_at_one_cell(shape):
+    """A frame under 4 px (the scale) on a side is refined on one cell that way: a flat
+    probability of 0.6 is 0.6 * 255 = 153 everywhere."""
+    frame = np.full((*shape, 3), 200, np.uint8)
+    for guide in ("grey", "colour"):
+        alpha = refine_alpha(frame, np.full((8, 8), 0.6, np.float32),
+                             RefineOptions(sharpen=1.0, guide=guide))
+        assert alpha.shape == shape and (alpha == 153).all(), (guide, np.unique(alpha))
 
 
 def test_empty_frame_gives_a_zero_matte():
@@ -361,3 +416,29 @@ def test_refine_equals_the_plain_fast_guided_filter(guide, shape, scale):
         difference = np.abs(alpha.astype(np.int16) - _plain_fast_guided(frame, prob, options))
         assert difference.max() <= 3, (seed, difference.max())
         assert (difference > 1).mean() < 0.002, (seed, (difference > 1).mean())
+
+
+@pytest.mark.parametrize("guide", ["grey", "colour"])
+@pytest.mark.parametrize("radius_px", [1, 2, 3])
+def test_a_radius_under_half_a_cell_is_one_cell(guide, radius_px):
+    """At 1/4, radii of 1 and 2 px round to no cell (2 / 4 = 0.5 rounds to even, 0): the filter
+    still averages over one cell each way, as the plain fast filter does; 3 px rounds to 1."""
+    options = RefineOptions(guide=guide, scale=4, radius_px=radius_px)
+    frame, prob = _part_frame_scene(180, 320, 0)
+    difference = np.abs(refine_alpha(frame, prob, options).astype(np.int16)
+                        - _plain_fast_guided(frame, prob, options))
+    assert difference.max() <= 3 and (difference > 1).mean() < 0.002, difference.max()
+
+
+def test_the_support_is_the_person_and_a_margin_not_a_sigmoids_tail():
+    """A model's sigmoid is never exactly 0: values under 1e-6 are flushed to 0 (in place), so
+    the coefficients are computed only over the cells with a probability and 2r + 1 around
+    them, clipped to the frame, and not over the whole frame; nothing left gives None."""
+    prob = np.full((45, 80), 1e-7, np.float32)
+    prob[20:25, 30:40] = 0.9
+    prob[22, 45] = 2e-6  # kept: above the flush
+    assert _support(prob, 2) == (slice(15, 30), slice(25, 51))
+    assert (prob[prob < 0.9] == 0).sum() == 45 * 80 - 50 - 1  # flushed in place
+    prob[0:2, 78:80] = 0.5  # at the corner: the margin is clipped
+    assert _support(prob, 1) == (slice(0, 28), slice(27, 80))
+    assert _support(np.full((45, 80), 9e-7, np.float32), 2) is None
