@@ -591,6 +591,8 @@ def test_bounded_composite_is_bit_identical(where):
     (np.zeros((4, 5, 3), np.float32), np.zeros((4, 5), np.uint8), np.zeros((4, 5, 3), np.uint8), "float32"),
     (np.zeros((4, 5, 3), np.uint8), np.zeros((5, 4), np.uint8), np.zeros((4, 5, 3), np.uint8), r"\(5, 4\)"),
     (np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5), np.uint8), np.zeros((4, 6, 3), np.uint8), r"\(4, 6, 3\)"),
+    (np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5), np.uint8), np.zeros((4, 5, 3), np.float32),
+     r"^unexpected background: float32 \(4, 5, 3\) != uint8 \(4, 5, 3\)$"),
 ])
 def test_composite_rejects_bad_arrays(frame, alpha, background, match):
     with pytest.raises(ValueError, match=match):
@@ -1229,3 +1231,114 @@ def test_a_blur_background_without_a_strength_blurs_by_each_frames_size():
             np.testing.assert_array_equal(background.render(frame, alpha),
                                           blur_background(frame, alpha, blur_px))
 
+
+
+def test_an_out_of_another_type_is_refused():
+    frame, alpha = np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5), np.uint8)
+    with pytest.raises(ValueError, match=r"^unexpected out: float32 \(4, 5, 3\) != uint8 \(4, 5, 3\)$"):
+        composite(frame, alpha, frame, out=np.empty((4, 5, 3), np.float32))
+    with make_background(CompositeOptions(background="transparent"), (5, 4)) as background:
+        with pytest.raises(ValueError, match=r"^unexpected out: float32 \(4, 5, 4\) != uint8 \(4, 5, 4\)$"):
+            background.render(frame, alpha, out=np.empty((4, 5, 4), np.float32))
+
+
+def test_a_blur_of_0_px_is_the_frame_and_none_is_by_the_frames_size():
+    frame, alpha = _frame_and_alpha()
+    result = blur_background(frame, alpha, 0)
+    np.testing.assert_array_equal(result, frame)
+    assert result is not frame
+    from portrait.composite import BlurBackground, blur_px_for
+
+    assert blur_px_for(0, frame) == 0 and blur_px_for(9, frame) == 9
+    assert blur_px_for(None, np.zeros((1080, 1920, 3), np.uint8)) == 32
+    assert BlurBackground().description == "blur by frame size (21 px up to 720p)"
+    assert BlurBackground(9).description == "blur 9 px"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (3, 2), (2, 40)])
+def test_blur_of_a_frame_smaller_than_its_halvings_is_that_frame(shape):
+    """A frame under 4 px on a side is halved to no less than 1 px: a flat one stays itself."""
+    frame = np.full((*shape, 3), (30, 100, 200), np.uint8)
+    np.testing.assert_array_equal(blur_background(frame, np.zeros(shape, np.uint8), 21), frame)
+
+
+def test_the_blur_reaches_about_blur_px_at_every_strength():
+    """At 1/2 and 1/4 resolution the kernel's radius is rounded to whole cells of 2 or 4 px and
+    the upscale smears a cell more: from 1 to 44 px the step is blurred from at least
+    blur_px - 1 px away and no farther than blur_px + 4."""
+    frame = np.zeros((40, 320, 3), np.uint8)
+    frame[:, 160:] = 200
+    zero = np.zeros((40, 320), np.uint8)
+    for blur_px in range(1, 45):
+        row = blur_background(frame, zero, blur_px)[20, :160, 0]
+        reach = 160 - np.flatnonzero(row).min()
+        assert blur_px - 1 <= reach <= blur_px + 4, (blur_px, reach)
+
+
+def test_room_enclosed_by_the_person_is_blurred_from_the_room_alone():
+    """A patch of room (20) between an arm and the body (240, alpha 255), 24 px across: the
+    person has no weight in the blur at all, so its middle keeps the room's colour exactly."""
+    frame = np.full((120, 200, 3), 240, np.uint8)
+    alpha = np.full((120, 200), 255, np.uint8)
+    frame[40:64, 100:124] = 20
+    alpha[40:64, 100:124] = 0
+    blurred = blur_background(frame, alpha, 21)
+    np.testing.assert_array_equal(blurred[48:56, 108:116], np.full((8, 8, 3), 20, np.uint8))
+
+
+def test_where_no_room_is_near_the_blur_falls_back_on_the_frame():
+    """A slit of room 2 px wide between two parts of the person does not survive the dilation:
+    no room is near it, and the blur there is the frame's own colour, not black."""
+    frame = np.full((120, 200, 3), 100, np.uint8)
+    alpha = np.full((120, 200), 255, np.uint8)
+    alpha[:, 100:102] = 0
+    blurred = blur_background(frame, alpha, 21)
+    np.testing.assert_array_equal(blurred[:, 100:102], np.full((120, 2, 3), 100, np.uint8))
+
+
+def test_a_panorama_over_a_photo_longer_than_32767_px_is_the_wholes_centre():
+    """A 40000x10 photo enlarged 30 times to cover 300x300: it is too long for OpenCV's
+    remapping, so the part in view is scaled, with the pixels bilinear sampling reaches beside
+    it: the output is the whole scaled image's centre (made here from a generous slice, the
+    same positions), and owns its pixels (not a view keeping the part alive)."""
+    rng = np.random.default_rng(11)
+    photo = rng.integers(0, 256, (10, 40000, 3), dtype=np.uint8)
+    result = cover(photo, (300, 300))
+    left = (40000 * 30 - 300) // 2  # of the whole, 1200000x300
+    part = cv2.resize(photo[:, 19980:20030], None, fx=30, fy=30, interpolation=cv2.INTER_LINEAR)
+    expected = part[:, left - 19980 * 30:left - 19980 * 30 + 300]
+    assert np.abs(result.astype(np.int16) - expected).max() <= 1
+    assert result.base is None and result.flags["C_CONTIGUOUS"]
+
+
+def test_a_transparent_image_one_row_high_is_premultiplied_too(tmp_path):
+    """Its hidden colour (green under alpha 0) never shows, however few rows it has."""
+    bgra = np.zeros((1, 64, 4), np.uint8)
+    bgra[:, :] = (0, 255, 0, 0)
+    path = tmp_path / "line.png"
+    cv2.imwrite(str(path), bgra)
+    frame, _ = _frame_and_alpha(48, 64)
+    zero = np.zeros((48, 64), np.uint8)
+    with make_background(CompositeOptions(background=str(path), blur_px=9), (64, 48)) as background:
+        assert background.transparent
+        np.testing.assert_array_equal(background.render(frame, zero), blur_background(frame, zero, 9))
+
+
+def test_a_background_named_with_spaces_around_it_is_that_background():
+    with make_background(CompositeOptions(background=" Blur\n"), (W, H)) as background:
+        assert background.description.startswith("blur ")
+    with make_background(CompositeOptions(background="  #00FF80 "), (W, H)) as background:
+        assert background.bgr == (128, 255, 0)
+    from portrait.composite import parse_colour
+
+    assert parse_colour("\t#102030 ") == (0x30, 0x20, 0x10)
+
+
+def test_an_image_file_of_another_name_is_an_image_background(tmp_path, image_path):
+    """What OpenCV reads as an image (a PNG named .bg) is an image background, not a video."""
+    path = tmp_path / "wall.bg"
+    path.write_bytes(image_path.read_bytes())
+    with make_background(CompositeOptions(background=str(path)), (W, H)) as background:
+        assert background.description.startswith(f"image {path} (300x100)")
+        result = background.render(np.zeros((H, W, 3), np.uint8), np.zeros((H, W), np.uint8))
+    np.testing.assert_array_equal(result, cover(cv2.imread(str(image_path)), (W, H)))
