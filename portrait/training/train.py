@@ -33,6 +33,7 @@ from portrait.options import ZOOM_FACTOR, ContextModule, PadMode
 from portrait.sink.paths import _prepare_folder
 from portrait.training.model_file import (free_bytes, h5_size, megabytes, replaced_out_note,
                                           save_model)
+from portrait.training.overlap import warn_of_copies
 from portrait.training.progress import closing_bar, make_epoch_progress
 from portrait.segment.locate import SHARED_DIR
 from portrait.words import counted
@@ -262,7 +263,10 @@ def _split(options: TrainOptions):
             val += found
     rng = random.Random(options.seed)
     rng.shuffle(train)
+    fix = "remove each copy from --data or from the validation set"
     if not val:
+        fix = ("remove the duplicate photos from --data, or give --val a validation set of its "
+               "own")
         n_val = max(1, int(len(train) * options.val_split))
         if n_val >= len(train):  # else "no training pairs found", for a folder that has one
             raise PortraitError(f"--data holds {counted(len(train), 'photo')} with a mask, and "
@@ -271,6 +275,7 @@ def _split(options: TrainOptions):
                                 "own")
         val, train = train[:n_val], train[n_val:]
     check_disjoint(train, val)  # the whole sets: --max-items must not hide a shared photo
+    warn_of_copies(train, val, fix)  # copies by another name: usually a mistake, not always
     if options.max_items:
         train, val = train[: options.max_items], val[: max(1, options.max_items // 4)]
     return train, val
