@@ -509,6 +509,28 @@ def test_a_single_photo_without_a_validation_set_is_one_line_that_says_why(tmp_p
                                   "--val with a validation set of its own")
 
 
+def test_a_validation_split_of_a_list_repeated_to_weight_it_holds_out_every_repeat(tmp_path):
+    """--data A A with no validation set: --val-split holds out 5 % of A's 40 photos, each with
+    all its repeats (the split was of the 80 entries, so a held-out photo's other copy trained
+    and the run was refused as sharing photos); without a repeat the split is as it was."""
+    import random
+
+    from portrait.training.train import TrainOptions, _split
+
+    folder = make_data(tmp_path / "d", count=40)
+    (folder / "val.txt").unlink()
+    (folder / "all.txt").write_text("\n".join(f"{i:03d}" for i in range(40)))
+    spec = str(folder / "all.txt")
+    train, val = _split(TrainOptions(data=(spec, spec), out="x.hdf5", seed=5))
+    assert len(val) == 2 and len(set(val)) == 2
+    assert len(train) == 76 and not set(train) & set(val)
+    assert all(train.count(pair) == 2 for pair in train)
+    once_train, once_val = _split(TrainOptions(data=(spec,), out="x.hdf5", seed=5))
+    shuffled = resolve_split(spec, "train")
+    random.Random(5).shuffle(shuffled)
+    assert (once_val, once_train) == (shuffled[:2], shuffled[2:])
+
+
 def test_missing_stem_is_a_clear_error(tmp_path):
     folder = make_data(tmp_path / "d")
     with pytest.raises(InputError, match="no image or mask"):

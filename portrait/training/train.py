@@ -267,13 +267,18 @@ def _split(options: TrainOptions):
     if not val:
         fix = ("remove the duplicate photos from --data, or give --val a validation set of its "
                "own")
-        n_val = max(1, int(len(train) * options.val_split))
-        if n_val >= len(train):  # else "no training pairs found", for a folder that has one
-            raise PortraitError(f"--data holds {counted(len(train), 'photo')} with a mask, and "
+        photos: dict = {}  # each photo file once: a list repeated in --data to weight it
+        for pair in train:  # is held out whole, not some of its repeats
+            photos.setdefault(_file_key(pair[0]), pair)
+        n_val = max(1, int(len(photos) * options.val_split))
+        if n_val >= len(photos):  # else "no training pairs found", for a folder that has one
+            raise PortraitError(f"--data holds {counted(len(photos), 'photo')} with a mask, and "
                                 f"--val-split holds out {n_val} for validation, leaving none to "
                                 "train on; add photos, or pass --val with a validation set of its "
                                 "own")
-        val, train = train[:n_val], train[n_val:]
+        val = list(photos.values())[:n_val]
+        held = set(list(photos)[:n_val])
+        train = [pair for pair in train if _file_key(pair[0]) not in held]
     check_disjoint(train, val)  # the whole sets: --max-items must not hide a shared photo
     warn_of_copies(train, val, fix)  # copies by another name: usually a mistake, not always
     if options.max_items:
