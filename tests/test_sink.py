@@ -1990,7 +1990,8 @@ def test_a_video_whose_first_frame_the_encoder_refuses_leaves_no_folder_made_for
     or JPEG take): the video ends with an InputError, and the folders made for it (two levels)
     are gone; into a folder that was there, its other file is left as it was."""
     wide = np.zeros((2, 65536, 3), np.uint8)
-    with pytest.raises(InputError, match="after 1 frames; nothing of it plays, so it was removed"):
+    with pytest.raises(InputError, match="refused frame 1, 65536x2 pixels .*; nothing of it "
+                                         "plays, so it was removed"):
         with VideoFileSink(tmp_path / "new" / "a" / f"wide{ext}", fps=30.0) as sink:
             sink.write(wide)
     assert list(tmp_path.iterdir()) == []
@@ -2001,6 +2002,35 @@ def test_a_video_whose_first_frame_the_encoder_refuses_leaves_no_folder_made_for
         with VideoFileSink(there / f"wide{ext}", fps=30.0) as sink:
             sink.write(wide)
     assert [(p.name, p.read_text()) for p in there.iterdir()] == [("notes.txt", "theirs")]
+
+
+@pytest.mark.parametrize("ext, width, codec, other", [(".mp4", 20000, "H.264", ".avi"),
+                                                      (".avi", 65536, "MJPEG", ".mp4")])
+def test_a_frame_the_encoder_refuses_is_said_to_be_the_encoders_not_the_disks(tmp_path, ext,
+                                                                               width, codec,
+                                                                               other):
+    """A real refusal (x264 takes frames up to 16384 pixels wide, FFmpeg's MJPEG up to 65535):
+    the error names the codec, the frame and its size, and says what to write instead, not to
+    free space (the disk is not full). A 20000-pixel-wide frame the .mp4 refuses, a .avi takes,
+    as the error says."""
+    from portrait.errors import OutputFull
+
+    out = tmp_path / f"wide{ext}"
+    with pytest.raises(InputError) as raised:
+        with VideoFileSink(out, fps=30.0) as sink:
+            sink.write(np.zeros((2, width, 3), np.uint8))
+    assert not isinstance(raised.value, OutputFull)
+    assert re.fullmatch(
+        re.escape(f"cannot write video '{out}': the {codec} encoder refused frame 1, {width}x2 "
+                  "pixels (") + r"[^;]+" + re.escape("); nothing of it plays, so it was removed; "
+                                                     f"use smaller frames, or write a {other} or "
+                                                     "PNG frames (--out DIR/)"),
+        str(raised.value)), str(raised.value)
+    assert "free space" not in str(raised.value) and list(tmp_path.iterdir()) == []
+    if ext == ".mp4":  # what the error offers works
+        with VideoFileSink(tmp_path / f"wide{other}", fps=30.0) as sink:
+            sink.write(np.zeros((2, width, 3), np.uint8))
+        assert count_frames(tmp_path / f"wide{other}")[:2] == (1, 1)
 
 
 def test_stream_outputs_stopped_before_their_first_frame_leave_nothing_of_theirs(tmp_path):

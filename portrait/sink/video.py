@@ -3,6 +3,7 @@ sound where there is one (:mod:`portrait.sink.audio`)."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -48,6 +49,18 @@ VIDEO_CODECS = {".mp4": "H.264", ".avi": "MJPEG"}  # what each extension stores,
 # the next run into the same file removes one that no running writer holds.
 FINISHING = ".finishing"
 MJPEG_QUALITY = 3  # qscale: 2 (best) .. 31; about OpenCV's MJPG file size, a sharper picture
+# The write errors that more free space or another disk would mend; any other is the file's own.
+SPACE_ERRNOS = DISK_ERRNOS | {errno.EFBIG}
+SPACE_ADVICE = "free space or choose another --out"
+
+
+class _EncoderRefused(Exception):
+    """The encoder refused a frame (an FFmpeg error from encoding, which writes nothing): not
+    the disk's fault, so not reported as the disk's."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class VideoFileSink(Sink):
@@ -242,6 +255,8 @@ class VideoFileSink(Sink):
                 self._write_on_grid(picture, pts_s)
             if self._audio is not None:
                 self._audio.until(self._end)
+        except _EncoderRefused as refusal:
+            self._give_up(refusal.error, refused=True)
         except self._write_errors as error:
             self._give_up(error)
 
@@ -257,7 +272,7 @@ class VideoFileSink(Sink):
         picture.pts, picture.time_base = ticks, Fraction(1, TICKS)
         self._last_ticks = ticks
         self._end = Fraction(ticks + step, TICKS)
-        self._mux_held(self._container, self._stream.encode(picture))
+        self._mux_held(self._container, self._encode(picture))
         self._stored += 1
 
     def _mux_held(self, container, packets) -> None:
@@ -296,9 +311,21 @@ class VideoFileSink(Sink):
         self._encode_slot(picture)
         self._previous = picture
 
+    def _encode(self, picture):
+        """The encoder's packets for ``picture`` (``None``: those it still holds).
+
+        Raises:
+            _EncoderRefused: the encoder refused it (a frame larger than the codec takes: the
+                encoder opens on the first frame).
+        """
+        try:
+            return self._stream.encode(picture)
+        except self._av.FFmpegError as error:
+            raise _EncoderRefused(error) from None
+
     def _encode_slot(self, picture) -> None:
         picture.pts, picture.time_base = self._stored, 1 / self._rate
-        self._container.mux(self._stream.encode(picture))
+        self._container.mux(self._encode(picture))
         self._stored += 1
         self._end = Fraction(self._stored) / self._rate
 
@@ -318,13 +345,15 @@ class VideoFileSink(Sink):
             return
         try:
             if self._timed:
-                self._mux_held(self._container, self._stream.encode(None))
+                self._mux_held(self._container, self._encode(None))
                 self._mux_last(self._container)
             else:
-                self._container.mux(self._stream.encode(None))
+                self._container.mux(self._encode(None))
             if self._audio is not None:
                 self._audio.finish(self._end)
             self._close_container()
+        except _EncoderRefused as refusal:
+            self._give_up(refusal.error, refused=True)
         except self._write_errors as error:
             self._give_up(error)
         try:
@@ -342,13 +371,19 @@ class VideoFileSink(Sink):
         finally:
             container.close()
 
-    def _give_up(self, error: BaseException) -> NoReturn:
-        """A write failed: every later one would too (a full disk) or the file is broken, so the
-        recording ends here, with the partial file finished as far as it goes.
+    def _give_up(self, error: BaseException, refused: bool = False) -> NoReturn:
+        """A write failed: every later one would too (a full disk, an encoder that refuses the
+        frame size) or the file is broken, so the recording ends here, with the partial file
+        finished as far as it goes.
+
+        Args:
+            error: the write's error.
+            refused: it was the encoder's, which refused the frame (see :meth:`_encode`).
 
         Raises:
             OutputFull: the disk is full, over quota or read-only.
-            InputError: another write error.
+            InputError: the encoder refused a frame (its size and codec, and what to write
+                instead), or another write error.
         """
         self._closed = True
         if self._container is not None:
@@ -356,13 +391,22 @@ class VideoFileSink(Sink):
                 self._close_container()
             except self._write_errors:
                 pass  # the same disk refuses the rest: what is there is what there is
-        full = getattr(error, "errno", None) in DISK_ERRNOS
-        self._report_partial(f"{_reason(error)} after {self.frames_written} frames", full)
+        if refused:
+            width, height = self._stored_size
+            other = ".avi" if self._timed else ".mp4"
+            self._report_partial(
+                f"the {self._codec} encoder refused frame {self.frames_written}, {width}x{height} "
+                f"pixels ({_reason(error)})", full=False,
+                advice=f"use smaller frames, or write a {other} or PNG frames (--out DIR/)")
+        code = getattr(error, "errno", None)
+        self._report_partial(f"{_reason(error)} after {self.frames_written} frames",
+                             code in DISK_ERRNOS,
+                             advice=SPACE_ADVICE if code in SPACE_ERRNOS else "choose another --out")
 
-    def _report_partial(self, why: str, full: bool) -> NoReturn:
+    def _report_partial(self, why: str, full: bool, advice: str = "") -> NoReturn:
         """Keep the partial file where some of it plays (a .mp4 cut after its last whole
         fragment, a .avi after its last whole chunk), else remove it, and raise the error that
-        names it."""
+        names it, ending with ``advice`` (:data:`SPACE_ADVICE` where none is given)."""
         try:
             (trim_to_whole_boxes if self._timed else trim_to_whole_chunks)(self._partial)
             seconds = playable(self._av, self._partial)[1]
@@ -375,8 +419,7 @@ class VideoFileSink(Sink):
             self._release()
             remove_if_empty(self._made)  # where nothing of it is kept
         raise (OutputFull if full else InputError)(
-            f"cannot write video '{self.path}': {why}; {kept}; free space or choose another "
-            "--out") from None
+            f"cannot write video '{self.path}': {why}; {kept}; {advice or SPACE_ADVICE}") from None
 
     def _finish(self) -> None:
         """Check the closed partial file (a .mp4: its copy with the index first) and move it
@@ -451,11 +494,12 @@ class VideoFileSink(Sink):
             if recorded != self._stored:
                 self._report_partial(f"{recorded} of the {self._stored} frames stored reached "
                                      "the disk (is it full?)", full=False)
-            full = getattr(failure, "errno", None) in DISK_ERRNOS
-            raise (OutputFull if full else InputError)(
+            code = getattr(failure, "errno", None)
+            raise (OutputFull if code in DISK_ERRNOS else InputError)(
                 f"cannot finish video '{self.path}': its copy with the index first cannot be "
                 f"written ({_reason(failure)}); the whole recording is '{self._partial}' (a "
-                "fragmented .mp4, which plays); free space or choose another --out")
+                "fragmented .mp4, which plays); "
+                f"{SPACE_ADVICE if code in SPACE_ERRNOS else 'choose another --out'}")
         return copy
 
     def _drop_copy(self, copy: Path) -> None:
