@@ -950,8 +950,9 @@ def test_a_stream_stopped_by_a_full_disk_still_writes_its_stats(brightness_model
 
 @pytest.mark.parametrize("out, said", [
     ("new/frames/", "No space left on device"),
-    # The muxer reports no failed fragment: the count read back tells.
-    ("new/talk.mp4", "reached the disk (is it full?); nothing of it plays, so it was removed")])
+    # The muxer reports no failed fragment: the count read back and the free space tell.
+    ("new/talk.mp4", "No space left on device after 30 frames (0 of the 30 stored reached the "
+                     "disk); nothing of it plays, so it was removed")])
 def test_a_stream_a_full_disk_takes_no_frame_of_leaves_no_folder(brightness_model, tmp_path, out,
                                                                  said):
     """A real disk with room for the output's folders (and the frames' mark) but for no frame

@@ -1932,6 +1932,51 @@ def test_a_video_a_full_disk_stops_before_any_of_it_plays_leaves_nothing(tmp_pat
     assert listing == "[]"
 
 
+def test_an_mp4_no_fragment_of_which_reached_a_full_disk_is_said_to_be_full(tmp_path):
+    """A disk full before the .mp4's first fragment (an 8 KB tmpfs in a user namespace of its
+    own; a second of noise): the fragmenting muxer reports no failed write, so the frames are
+    found missing at the end; the disk has no room for them, so it is the full-disk error
+    (OutputFull, "No space left on device"), as where a write is refused, not a plain one that
+    asks whether the disk is full. Nothing of it plays: the file and its folder are removed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys, numpy as np\n"
+            "from portrait.sink import VideoFileSink\n"
+            "noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)\n"
+            "try:\n"
+            "    with VideoFileSink(os.path.join(sys.argv[1], 'new', 'out.mp4'), 30.0) as sink:\n"
+            "        for _ in range(30):\n"
+            "            sink.write(noise)\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n"
+            "print(sorted(os.listdir(sys.argv[1])))\n")
+    done = python_on_a_tmpfs(disk, code, "8k")
+    assert done.stdout.splitlines() == [
+        f"OutputFull cannot write video '{disk}/new/out.mp4': No space left on device after 30 "
+        "frames (0 of the 30 stored reached the disk); nothing of it plays, so it was removed; "
+        "free space or choose another --out", "[]"], (done.stdout, done.stderr)
+
+
+def test_an_mp4_that_lost_frames_on_a_disk_with_room_is_not_said_to_be_full(tmp_path):
+    """The other side of the check above: a recording cut (here, by hand, to half its size
+    while it records) on a disk with room for what it lacks is no full disk: InputError, not
+    OutputFull, and what of it plays is kept."""
+    from portrait.errors import OutputFull
+
+    noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)
+    sink = VideoFileSink(tmp_path / "out.mp4", fps=30.0)
+    for _ in range(90):
+        sink.write(noise)
+    (partial,) = tmp_path.glob(".out.mp4.*.partial.mp4")
+    os.truncate(partial, partial.stat().st_size // 2)
+    with pytest.raises(InputError, match=r"^cannot write video .*: \d+ of the 90 frames stored "
+                                         r"reached the disk \(is it full\?\); the partial file") \
+            as raised:
+        sink.close()
+    assert not isinstance(raised.value, OutputFull)
+    assert [p.name for p in tmp_path.iterdir()] == [partial.name]
+
+
 def test_stream_outputs_a_full_disk_takes_nothing_of_leave_no_folder(tmp_path):
     """A disk with room for folders and a mark but for no frame (an 8 KB tmpfs in a user
     namespace of its own; frames of noise): a .mp4, a .avi and PNG frames, each into folders

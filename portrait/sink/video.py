@@ -145,6 +145,7 @@ class VideoFileSink(Sink):
         self._end = Fraction(0)  # where the picture ends, in seconds
         self._held = None  # .mp4: the last packet, whose duration is set once the end is known
         self._first_dts: Optional[int] = None
+        self._picture_bytes = 0  # .mp4: the encoded frames' bytes given to the muxer
         self._previous = None  # .avi: the last frame stored, to repeat
 
     def _open(self, size: tuple[int, int]) -> None:
@@ -278,6 +279,7 @@ class VideoFileSink(Sink):
     def _mux_held(self, container, packets) -> None:
         """Mux all but the newest packet, which waits for the next (or for close)."""
         for packet in packets:
+            self._picture_bytes += packet.size
             if self._first_dts is None:
                 self._first_dts = packet.dts
             if self._held is not None:
@@ -469,8 +471,8 @@ class VideoFileSink(Sink):
 
         Raises:
             OutputFull, InputError: the recording lacks frames (its muxer reports no failed
-                write of a fragment at its close: they are counted here), and is kept as far
-                as it plays; or the copy cannot be written: it is removed, and the recording,
+                write of a fragment at its close: they are counted here; OutputFull where its
+                disk has no room for the bytes missing), and is kept as far as it plays; or the copy cannot be written: it is removed, and the recording,
                 whole, is kept and named.
             Whatever else stops the copy (Ctrl-C, SIGTERM): the copy is removed and the
                 recording, whole, is kept and named in a warning.
@@ -492,6 +494,10 @@ class VideoFileSink(Sink):
             self._drop_copy(copy)
             recorded = copied if failure is None else playable(self._av, self._partial)[0]
             if recorded != self._stored:
+                if self._out_of_space():
+                    self._report_partial(f"{os.strerror(errno.ENOSPC)} after "
+                                         f"{self.frames_written} frames ({recorded} of the "
+                                         f"{self._stored} stored reached the disk)", full=True)
                 self._report_partial(f"{recorded} of the {self._stored} frames stored reached "
                                      "the disk (is it full?)", full=False)
             code = getattr(failure, "errno", None)
@@ -501,6 +507,17 @@ class VideoFileSink(Sink):
                 "fragmented .mp4, which plays); "
                 f"{SPACE_ADVICE if code in SPACE_ERRNOS else 'choose another --out'}")
         return copy
+
+    def _out_of_space(self) -> bool:
+        """Whether the recording lacks frames for want of space (a fragmenting muxer reports
+        no failed write): it is smaller than the encoded frames given to the muxer, and its
+        disk has less room left than the bytes missing (none, where the disk filled up)."""
+        try:
+            missing = self._picture_bytes - self._partial.stat().st_size
+            disk = os.statvfs(self._partial.parent)
+        except (OSError, AttributeError):  # gone, or no statvfs (Windows): not known to be full
+            return False
+        return missing > 0 and disk.f_bavail * disk.f_frsize < missing
 
     def _drop_copy(self, copy: Path) -> None:
         """Remove the copy with the index first, then let go of its lock."""
