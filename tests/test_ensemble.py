@@ -85,10 +85,10 @@ def test_a_member_named_like_a_temporary_file_beside_out_is_kept(tmp_path):
                                                           "seed2.hdf5"]
 
 
-def test_a_model_already_at_out_is_named_before_the_members_load_and_kept_beside_the_new_one(
+def test_a_model_already_at_out_is_named_before_the_save_and_kept_beside_the_new_one(
         tmp_path, caplog):
     """--out names a model that is there (its export beside it, and an earlier-1 kept by a run
-    before): a warning says, before the members load, that it is replaced, where it is kept
+    before): a warning says, before the save, that it is replaced, where it is kept
     and that its export goes stale; the ensemble is written at --out and the earlier model,
     byte for byte, at earlier-2 (it was overwritten unsaid); earlier-1 is left as it was."""
     import keras
@@ -120,6 +120,26 @@ def test_a_model_already_at_out_is_named_before_the_members_load_and_kept_beside
         assert main([*map(str, members), "--out", str(new)]) == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert sorted(p.name for p in tmp_path.glob("new*")) == ["new.hdf5"]
+
+
+def test_a_soup_refused_after_its_members_load_says_nothing_of_replacing_out(tmp_path, caplog,
+                                                                              capsys):
+    """A soup whose members' weights differ in shape is refused only once they load: the model
+    at --out is not said to be replaced (no warning), stays byte for byte, and nothing is kept
+    beside it."""
+    from portrait.training.ensemble import main
+
+    a = _member(tmp_path / "a.hdf5", 1)
+    wider = _member(tmp_path / "c.hdf5", 3, alpha=0.5)
+    out = tmp_path / "soup.hdf5"
+    earlier = Path(constant_model(out, 0.3)).read_bytes()
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert main([str(a), str(wider), "--soup", "--out", str(out)]) == 2
+    assert "weight arrays of other shapes than model 1's" in capsys.readouterr().err
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+                and "replacing" in r.getMessage()], caplog.text
+    assert out.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.glob("soup*")) == ["soup.hdf5"]
 
 
 def _ensemble_of(tmp_path, first, second):

@@ -283,10 +283,10 @@ def test_inputs_unwritable_outs_and_files_of_the_wrong_kind_are_refused_before_t
     assert not new.exists() and not any(folder_out.iterdir())
 
 
-def test_a_model_already_at_out_is_named_before_the_model_loads_and_kept_beside_the_new_one(
+def test_a_model_already_at_out_is_named_before_the_save_and_kept_beside_the_new_one(
         tmp_path, caplog):
     """--out names a model that is there (an earlier widening, its export beside it): a
-    warning says, before the model loads, that it is replaced, where it is kept and that its
+    warning says, before the save, that it is replaced, where it is kept and that its
     export goes stale; the widened model is written at --out and the earlier one, byte for
     byte, at earlier-1 (it was overwritten unsaid)."""
     import keras
@@ -311,6 +311,31 @@ def test_a_model_already_at_out_is_named_before_the_model_loads_and_kept_beside_
     assert f"the model that was at {out} before is kept as {kept}" in messages
     assert kept.read_bytes() == earlier
     assert decoder_widths(keras.models.load_model(out, compile=False)) == [20, 14, 10]
+
+
+@pytest.mark.parametrize("decoder, said", [
+    ("12,8,6", "the model's decoder already has 12,8,6 channels: nothing to widen"),
+    ("20,6,10", "decoder stage 1 has 8 channels; its new width must be an even number")])
+def test_a_widening_refused_after_the_model_loads_says_nothing_of_replacing_out(tmp_path, caplog,
+                                                                                capsys, decoder,
+                                                                                said):
+    """Widths refused only once the model loads (those it has already, or narrower ones): the
+    model at --out is not said to be replaced (no warning), stays byte for byte, and nothing
+    is kept beside it."""
+    from conftest import constant_model
+
+    from portrait.training.widen import main
+
+    source = _trained_like(tmp_path / "s.hdf5")
+    out = tmp_path / "wide.hdf5"
+    earlier = Path(constant_model(out, 0.3)).read_bytes()
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert main([str(source), "--decoder", decoder, "--out", str(out)]) == 2
+    assert said in capsys.readouterr().err
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+                and "replacing" in r.getMessage()], caplog.text
+    assert out.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.glob("wide*")) == ["wide.hdf5"]
 
 
 def test_the_new_channels_are_the_seeds_own(tmp_path):

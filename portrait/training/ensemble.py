@@ -234,9 +234,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "too (an output average keeps each member's own)")
         check_members(paths)
         short_px = args.short_side or members_short_side(paths)
-        note = replaced_out_note(out)
-        if note:
-            log.warning(note)
         import_tensorflow_quietly()
         from portrait.segment.keras_compat import load_keras_model
 
@@ -252,6 +249,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             model = average_models(members)
             what = f"the mean of {len(paths)} models"
+        # Said only now, after every refusal: a run refused after the models load (shapes
+        # that do not fit) leaves --out as it was and must not say it replaces it.
+        note = replaced_out_note(out)
+        if note:
+            log.warning(note)
         save_model(model, out, short_px, keep_earlier=True)  # one line if it cannot be written
         log.info("wrote %s: %s (%d parameters), run at a short side of %d px",
                  out, what, model.count_params(), short_px)

@@ -58,9 +58,10 @@ def earlier_model_path(out: Path) -> Path:
 
 
 def replaced_out_note(out: Path) -> Optional[str]:
-    """A warning, before the run (train, ensemble, widen), that ``--out`` is there already: the run replaces it and keeps
-    it as :func:`earlier_model_path` says (and an export of it beside it becomes stale); None
-    where there is no such file."""
+    """A warning that ``--out`` is there already: the run replaces it and keeps it as
+    :func:`earlier_model_path` says (and an export of it beside it becomes stale); None where
+    there is no such file. ``train`` gives it before the run; ``ensemble`` and ``widen`` just
+    before the save, once nothing can refuse the run."""
     if not os.path.lexists(out):
         return None
     export = out.with_suffix(".tflite")

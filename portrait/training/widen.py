@@ -339,9 +339,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise InputError(f"'{path}' says it runs at a short side of {short_px} px, not a "
                              "multiple of 32; widen a model trained with --short-side 192, 256 or "
                              "another multiple of 32")
-        note = replaced_out_note(out)
-        if note:
-            log.warning(note)
         import_tensorflow_quietly()
         import keras
 
@@ -356,6 +353,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         grown = add_tail(model, backbone and str(backbone)) if args.tail else model
         if args.decoder:
             grown = widen_decoder(grown, args.decoder)
+        # Said only now, after every refusal: a run refused after the models load (shapes
+        # that do not fit) leaves --out as it was and must not say it replaces it.
+        note = replaced_out_note(out)
+        if note:
+            log.warning(note)
         save_model(grown, out, short_px, keep_earlier=True)  # one line if it cannot be written
         log.info("wrote %s: %s, %d -> %d parameters", out,
                  what_changed(before, decoder_widths(grown), args.tail),
