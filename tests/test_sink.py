@@ -1881,6 +1881,26 @@ def test_folders_for_an_output_are_made_all_or_none(tmp_path):
         "device); choose another --out", "[]"], (done.stdout, done.stderr)
 
 
+def test_a_folder_that_was_there_is_kept_however_the_path_reaches_it(tmp_path):
+    """An empty folder of the user's reached through a ".." of one made for the output
+    (new/../mine/out): of the folders made for an output of which nothing was written, only
+    those this run made are removed (new, out), never mine, though its path names a folder
+    that was not there; a photo refused by the encoder, a batch, frames and a video alike."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    through = tmp_path / "new" / ".." / "mine"
+    wide = np.zeros((1, 16384, 3), np.uint8)  # WebP takes at most 16383 pixels a side
+    with pytest.raises(InputError, match="WebP limit"):
+        write_image(through / "one" / "wide.webp", wide)
+    with ImageFolderSink(through / "cutouts", ext=".webp") as sink:
+        with pytest.raises(InputError, match="WebP limit"):
+            sink.write(wide, "a")
+    PngFolderSink(through / "frames").close()
+    VideoFileSink(through / "video" / "out.mp4", fps=30.0).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    assert list(mine.iterdir()) == []
+
+
 def test_a_photo_the_encoder_refuses_leaves_no_folder_made_for_it(tmp_path):
     """Any failed write, here the encoder's (WebP takes at most 16383 pixels a side), leaves no
     folder made for it: write_image's are removed as it fails, a batch's when the sink closes

@@ -100,10 +100,21 @@ def _prepare_folder(folder: Path, what: str, option: str = "--out") -> list[Path
             its disk is full, over quota or read-only): every file into it would fail alike.
     """
     _refuse_file(folder, what, option)
-    made = [path for path in (*reversed(folder.parents), folder)
-            if path.name not in ("", ".", "..") and not os.path.lexists(path)]
+    # Each folder on the way made by a mkdir of its own, so that ``made`` is what this call
+    # made and nothing else: a folder reached through a ".." of one made here ("new/../mine")
+    # was there before whatever its path says, and another program's made meanwhile is theirs.
+    made: list[Path] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        for path in (*reversed(folder.parents), folder):
+            if path.name in ("", ".", ".."):
+                continue
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                continue  # there already (or a file in the way, which the next mkdir names)
+            made.append(path)
+        if not folder.is_dir():  # the last was there already, and is no folder
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
     except OSError as error:
         remove_if_empty(made)  # those above it that it made
         refusal = OutputFull if error.errno in DISK_ERRNOS else OutputRefused
