@@ -10,7 +10,8 @@ import pytest
 
 from conftest import constant_model, make_data, small_model
 from portrait.segment.locate import SHORT_SIDE_ATTR
-from portrait.training.model_file import earlier_model_path
+from portrait.errors import StopRequested
+from portrait.training.model_file import earlier_model_path, save_model
 from portrait.training.train import main as train_main
 
 
@@ -97,3 +98,59 @@ def test_out_naming_a_model_the_run_reads_by_another_path_is_refused_before_it_s
     assert err == [f"error: --out '{out}' is the {option} model, which the run reads; choose "
                    "another --out"], err
     assert model.read_bytes() == before and not run.exists()
+
+
+_STOP_AT: list[str] = []  # the destination whose next rename the audit hook stops, once
+_HOOKED: list = []  # the hook, once added
+
+
+def _stop_a_rename(event, args):
+    if event == "os.rename" and _STOP_AT and os.fspath(args[1]) == _STOP_AT[0]:
+        _STOP_AT.clear()
+        raise StopRequested("SIGTERM")
+
+
+def tiny_model():
+    import keras
+
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(1, 1)])
+
+
+def test_a_stop_as_the_new_model_takes_out_leaves_the_earlier_one_there(tmp_path):
+    """SIGTERM (StopRequested, raised by an audit hook as the new model is moved to --out, the
+    last step of save_model): --out still holds the earlier model, whole, and nothing else is
+    left beside it (no temporary file, no earlier-N). Where the earlier model was first renamed
+    away, --out was left empty and the earlier model under a name no line gave."""
+    import sys
+
+    if not _HOOKED:
+        sys.addaudithook(_stop_a_rename)  # hooks cannot be removed: inert once _STOP_AT is empty
+        _HOOKED.append(_stop_a_rename)
+    out = tmp_path / "m.h5"
+    out.write_bytes(b"the earlier model")
+    _STOP_AT[:] = [str(out)]
+    with pytest.raises(StopRequested):
+        save_model(tiny_model(), out, 64, keep_earlier=True)
+    assert not _STOP_AT, "the move to --out was never made"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
+    assert out.read_bytes() == b"the earlier model"
+
+
+def test_an_earlier_out_that_is_a_link_is_kept_as_the_link(tmp_path):
+    """--out a symlink to a model elsewhere: the link is kept as earlier-1, still pointing at
+    that model, which is untouched; the new model is a file of its own at --out."""
+    import h5py
+
+    target = tmp_path / "elsewhere" / "real.h5"
+    target.parent.mkdir()
+    target.write_bytes(b"the user's model")
+    out = tmp_path / "models" / "current.h5"
+    out.parent.mkdir()
+    out.symlink_to(os.path.relpath(target, out.parent))
+    kept = save_model(tiny_model(), out, 64, keep_earlier=True)
+    assert kept == out.parent / "current.earlier-1.h5"
+    assert kept.is_symlink() and kept.read_bytes() == b"the user's model"
+    assert target.read_bytes() == b"the user's model"
+    assert not out.is_symlink()
+    with h5py.File(out, "r") as f:
+        assert int(f.attrs[SHORT_SIDE_ATTR]) == 64

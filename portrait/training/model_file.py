@@ -113,9 +113,9 @@ def save_model(model, out: Path, short_px: int, keep_earlier: bool = False) -> O
             f.attrs[SHORT_SIDE_ATTR] = int(short_px)
         kept = None
         if keep_earlier and os.path.lexists(out):
-            kept = earlier_model_path(out)
-            os.replace(out, kept)
-        os.replace(tmp, out)
+            kept = _replace_keeping(tmp, out)
+        else:
+            os.replace(tmp, out)
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else one_line(error)
         raise InputError(f"cannot write model '{out}': {reason}; check the folder, its "
@@ -124,4 +124,32 @@ def save_model(model, out: Path, short_px: int, keep_earlier: bool = False) -> O
         tmp.unlink(missing_ok=True)  # a failed save leaves no half-written file behind
     if kept is not None:
         log.info("the model that was at %s before is kept as %s", out, kept)
+    return kept
+
+
+def _replace_keeping(new: Path, out: Path) -> Path:
+    """Move ``new`` to ``out``, the file there first given the name :func:`earlier_model_path`
+    says: as a second name (a hard link; a link itself, not where it points) so that ``out``
+    names a whole model at every moment, a stop or a failed move included; renamed where the
+    disk has no hard links, and put back if the move fails. Returns the earlier file's name."""
+    while True:
+        kept = earlier_model_path(out)
+        try:
+            os.link(out, kept, follow_symlinks=False)
+            linked = True
+        except FileExistsError:
+            continue  # another program took that name meanwhile: the next free one
+        except (OSError, NotImplementedError):  # a disk without hard links (FAT, some network
+            # shares), or a system whose link() cannot leave a symlink unfollowed
+            os.rename(out, kept)
+            linked = False
+        break
+    try:
+        os.replace(new, out)
+    except BaseException:
+        if linked:
+            kept.unlink(missing_ok=True)  # out still names it
+        else:
+            os.replace(kept, out)
+        raise
     return kept
