@@ -248,6 +248,31 @@ def test_a_face_cache_written_wrongly_is_ignored_with_why_and_made_again(tmp_pat
                                                          (5, 6, 16, 16)]
 
 
+def test_a_face_cache_whose_zip_names_an_unknown_compression_is_made_again(tmp_path, caplog):
+    """A faces.npz whose bytes were damaged where its zip names a member's compression method
+    (zipfile raises NotImplementedError, no OSError nor ValueError) is ignored with the one
+    warning, and written anew, not a crash of the study."""
+    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
+    mattes = read_mattes(folder)
+    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    path = folder / FACE_CACHE
+    cached_face_boxes(folder, frames, mattes)
+    whole = path.read_bytes()
+    damaged = bytearray(whole)
+    for header, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local, central
+        at = damaged.find(header)
+        while at >= 0:
+            damaged[at + offset:at + offset + 2] = (77).to_bytes(2, "little")
+            at = damaged.find(header, at + 1)
+    path.write_bytes(bytes(damaged))
+    with caplog.at_level("INFO", logger="portrait.training.framing_study"):
+        assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"{path}: not a face cache (That compression method is not supported); finding the "
+        "faces again"]
+    assert path.read_bytes() == whole
+
+
 def test_the_command_reads_the_faces_from_the_cache_on_its_second_run(tmp_path, capsys):
     """--videos saves the clip's faces beside its mattes; planted there, a face outside the
     crop in every frame is counted in every replayed frame of the next run (the blank video

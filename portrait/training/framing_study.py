@@ -211,7 +211,8 @@ def _read_face_cache(path: Path) -> Optional[tuple[dict, list[Optional[Box]]]]:
             problem = face_cache_problem(arrays)
         else:  # an .npy file: one array
             problem = f"one array of shape {np.shape(saved)}, not an .npz of named arrays"
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+            NotImplementedError) as error:  # a member's compression method no zip has
         problem = str(error) or type(error).__name__
     if problem is not None:
         log.warning("%s: not a face cache (%s); finding the faces again", path, problem)
