@@ -1432,6 +1432,45 @@ def test_png_folder_never_replaces_the_users_frames_or_an_input(tmp_path):
     assert sorted(p.name for p in ours.glob("*.png")) == ["000000.png"]
 
 
+def test_a_batch_into_a_folder_another_command_marked_replaces_none_of_its_files(tmp_path):
+    """Numbered frames written into a folder of the user's (holiday.png there) mark it, as
+    they replace only their own frames; an image batch into it took the mark for its own and
+    replaced holiday.png unsaid, as an earlier batch's image. The batch now refuses that
+    photo and keeps the file (a data tool's mark alike); a folder its own earlier batch
+    marked, or a mark that names no command, still has its images replaced."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    cv2.imwrite(str(mine / "holiday.png"), np.full((4, 4, 3), 200, np.uint8))
+    holiday = (mine / "holiday.png").read_bytes()
+    with PngFolderSink(mine) as sink:
+        sink.write(np.zeros((4, 4, 3), np.uint8))
+    assert (mine / OUTPUT_MARKER).is_file()
+    data = tmp_path / "data"
+    data.mkdir()
+    cv2.imwrite(str(data / "holiday.png"), np.full((4, 4, 3), 200, np.uint8))
+    (data / OUTPUT_MARKER).write_text("A training data folder (train.txt, images, masks) "
+                                      "written by python -m portrait.training.mine by portrait.")
+    for folder in (mine, data):
+        with ImageFolderSink(folder) as batch:
+            with pytest.raises(InputError, match=f"'{folder / 'holiday.png'}' was there before "
+                                                 "and this app did not write it"):
+                batch.write(np.full((4, 4, 3), 7, np.uint8), "holiday")
+            batch.write(np.full((4, 4, 3), 7, np.uint8), "new")  # the batch goes on
+        assert (folder / "holiday.png").read_bytes() == holiday
+    for folder, mark in ((tmp_path / "batch", None), (tmp_path / "by hand", "an earlier run's")):
+        if mark is None:
+            with ImageFolderSink(folder) as batch:
+                batch.write(np.zeros((4, 4, 3), np.uint8), "holiday")
+        else:
+            folder.mkdir()
+            cv2.imwrite(str(folder / "holiday.png"), np.zeros((4, 4, 3), np.uint8))
+            (folder / OUTPUT_MARKER).write_text(mark)
+        with ImageFolderSink(folder) as batch:
+            batch.write(np.full((4, 4, 3), 7, np.uint8), "holiday")
+            assert batch.replaced == 1
+        assert cv2.imread(str(folder / "holiday.png"))[0, 0, 0] == 7
+
+
 def test_write_image_png_keeps_alpha_and_jpeg_drops_it(tmp_path):
     bgra = np.zeros((6, 8, 4), np.uint8)
     bgra[..., 2], bgra[..., 3] = 255, 128

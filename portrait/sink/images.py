@@ -116,6 +116,10 @@ class ImageFileSink(Sink):
         self.frames_written += 1
 
 
+BATCH_WRITER = "python app.py --image --out"
+"""The command an image batch's mark names (:func:`~portrait.sink.paths.marked_by`)."""
+
+
 class ImageFolderSink(Sink):
     """Batch output: ``write(image, name)`` writes ``folder/<name><ext>``.
 
@@ -125,6 +129,8 @@ class ImageFolderSink(Sink):
     folder this app did not write (the user's own ``holiday.png``), so a batch can report the
     item and carry on. The folder is marked as this app's output
     (:func:`~portrait.sink.paths.mark_ours`): a later run into it replaces this run's images.
+    A folder marked by another command (numbered frames, a data tool) is not the batch's: its
+    files are the user's to it, as the frames' mark covers only the frames.
     It is checked at construction, creating nothing, and made (and marked) as the first image
     is written: a run that fails before (a model that won't load, Ctrl-C, no photo that reads)
     leaves no folder behind, and one of which no image was written (a full disk at the first)
@@ -153,7 +159,10 @@ class ImageFolderSink(Sink):
         self.ext = _image_extension(Path("x" + ext))
         self._protected_ids = _file_ids(protected)
         self._written = WrittenNames()
-        self._ours = is_ours(self.folder)  # else the files there before are the user's
+        # Else the files there before are the user's. Only an image batch's mark (or one that
+        # names no command) makes them ours: numbered frames written into a folder of the
+        # user's mark it, and replace nothing but their own frames.
+        self._ours = is_ours(self.folder, writer=BATCH_WRITER)
         check_folder(self.folder, f"images to '{self.folder}'")
         self._prepared = False  # the folder made and marked, at the first image
         self._made: list[Path] = []  # the folders made for it, removed if none is written to
@@ -185,8 +194,7 @@ class ImageFolderSink(Sink):
         if not self._prepared:
             self._made += _prepare_folder(self.folder, f"images to '{self.folder}'")
             if self._ours:
-                self._marked = mark_ours(self.folder, "Images written by python app.py --image "
-                                                      "--out")
+                self._marked = mark_ours(self.folder, f"Images written by {BATCH_WRITER}")
             self._prepared = True
         there_before = os.path.lexists(path)  # an earlier run's image: the folder is ours
         write_image(path, image, metadata=metadata)

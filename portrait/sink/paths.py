@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 from portrait.errors import DISK_ERRNOS, InputError, OutputFull, OutputRefused
 
@@ -21,12 +22,30 @@ which a later run may replace; a folder without it is the user's, and its files 
 replaced by numbered or listed outputs."""
 
 
-def is_ours(folder: PathLike) -> bool:
+def is_ours(folder: PathLike, writer: Optional[str] = None) -> bool:
     """Whether an output may replace files in ``folder``: it is new, empty, or marked
-    (:data:`OUTPUT_MARKER`) by an earlier run. Anything in another folder is the user's."""
+    (:data:`OUTPUT_MARKER`) by an earlier run; with ``writer`` (a command, as
+    :func:`marked_by` gives it), by a run of that command or a mark that names none. Anything
+    in another folder is the user's."""
     folder = Path(folder)
-    return (not folder.is_dir() or (folder / OUTPUT_MARKER).is_file()
-            or not any(folder.iterdir()))
+    if not folder.is_dir():
+        return True
+    if (folder / OUTPUT_MARKER).is_file():
+        return writer is None or marked_by(folder) in (None, writer)
+    return not any(folder.iterdir())
+
+
+def marked_by(folder: PathLike) -> Optional[str]:
+    """The command whose output ``folder``'s mark (:data:`OUTPUT_MARKER`) says it holds
+    ("python -m portrait.training.distill", "python app.py --out"), or None where there is no
+    mark or it names none."""
+    try:
+        text = (Path(folder) / OUTPUT_MARKER).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"written by (python (?:-m [\w.]*\w|app\.py(?: --[\w-]+)*))", text,
+                      re.IGNORECASE)
+    return found.group(1) if found else None
 
 
 def mark_ours(folder: PathLike, what: str) -> bool:

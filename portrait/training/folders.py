@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import logging
-import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -330,21 +329,6 @@ def resolve_split(spec: str, role: str) -> list[tuple[str, str]]:
     return find_pairs(path)
 
 
-def _writer(folder: Path) -> Optional[str]:
-    """The command whose output ``folder``'s mark (:data:`portrait.sink.paths.OUTPUT_MARKER`)
-    says it holds ("python -m portrait.training.distill", "python app.py --out"), or None where
-    there is no mark or it names none."""
-    from portrait.sink.paths import OUTPUT_MARKER
-
-    try:
-        text = (folder / OUTPUT_MARKER).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    found = re.search(r"written by (python (?:-m [\w.]*\w|app\.py(?: --[\w-]+)*))", text,
-                      re.IGNORECASE)
-    return found.group(1) if found else None
-
-
 def claim_data_folder(folder: Path, option: str, tool: str, create: bool = True) -> None:
     """Check that a data tool may write into ``folder``, and mark it as that tool's output.
 
@@ -359,7 +343,7 @@ def claim_data_folder(folder: Path, option: str, tool: str, create: bool = True)
         InputError: ``folder`` is a file, holds files that no portrait tool wrote, or holds
             another tool's output; the message names ``option``.
     """
-    from portrait.sink.paths import OUTPUT_MARKER, is_ours, mark_ours
+    from portrait.sink.paths import OUTPUT_MARKER, is_ours, mark_ours, marked_by
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -369,7 +353,7 @@ def claim_data_folder(folder: Path, option: str, tool: str, create: bool = True)
         raise InputError(f"{option} '{folder}' already holds files that no portrait data tool "
                          "wrote, whose train.txt, images or masks this run would replace; choose "
                          "a new or empty folder")
-    writer = _writer(folder)
+    writer = marked_by(folder)
     if writer is not None and writer != f"python -m {tool}":
         raise InputError(f"{option} '{folder}' holds the output of {writer} (its {OUTPUT_MARKER} "
                          f"says so), whose train.txt this run would replace; python -m {tool} "
