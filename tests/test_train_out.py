@@ -4,6 +4,7 @@ before the run and kept beside the new one, never lost."""
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,51 @@ def test_an_earlier_out_that_is_a_link_is_kept_as_the_link(tmp_path):
     assert not out.is_symlink()
     with h5py.File(out, "r") as f:
         assert int(f.attrs[SHORT_SIDE_ATTR]) == 64
+
+
+class _SignalAt(logging.Handler):
+    """Sends this process SIGTERM at the first log record whose message starts with
+    ``prefix``: a real signal at a point the log names, with no clock involved."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix, self.sent = prefix, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.sent and record.getMessage().startswith(self.prefix):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_run_that_ends_without_its_model_leaves_no_folder_made_for_out(tmp_path, capsys,
+                                                                         caplog):
+    """--out in folders that are not there: train makes them as it checks --out, before the
+    run; a run refused after that (its --data is nowhere) or stopped by a real SIGTERM as the
+    fit starts (exit 143) leaves none of them, where they were left empty. A folder that was
+    there is kept, and one that holds anything (here the run folder, stopped as its first
+    epoch ends) too."""
+    new = tmp_path / "new"
+    assert train_main(["--data", str(tmp_path / "nowhere"), "--out",
+                       str(new / "deeper" / "m.hdf5"), "--run-dir", str(tmp_path / "run0")]) == 2
+    assert "error: training data '" in capsys.readouterr().err and not new.exists()
+    there = tmp_path / "there"
+    there.mkdir()
+    assert train_main(["--data", str(tmp_path / "nowhere"), "--out", str(there / "m.hdf5"),
+                       "--run-dir", str(tmp_path / "run1")]) == 2
+    assert there.is_dir() and list(there.iterdir()) == []
+    trigger = _SignalAt("training on ")
+    logger = logging.getLogger("portrait")
+    logger.addHandler(trigger)
+    try:
+        caplog.set_level(logging.INFO, logger="portrait")  # the trigger's record is INFO
+        args = small_args(tmp_path, new / "m.hdf5")
+        assert train_main(args) == 128 + signal.SIGTERM
+        assert trigger.sent and not new.exists()
+        kept = tmp_path / "kept"
+        trigger.sent, trigger.prefix = False, "epoch 1/1: "  # once the run folder is written
+        args[args.index("--out") + 1] = str(kept / "sub" / "m.hdf5")
+        args[args.index("--run-dir") + 1] = str(kept / "run")  # the run folder inside
+        assert train_main(args) == 128 + signal.SIGTERM
+        assert trigger.sent and (kept / "run").is_dir() and not (kept / "sub").exists()
+    finally:
+        logger.removeHandler(trigger)

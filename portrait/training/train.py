@@ -30,7 +30,7 @@ from portrait.errors import (InputError, ModelError, PortraitError, StopRequeste
 from portrait.option_checks import (FRACTION, NON_NEGATIVE, POSITIVE, UNIT, CheckedOptions, Range,
                                     bounded, field_error)
 from portrait.options import ZOOM_FACTOR, ContextModule, PadMode
-from portrait.sink.paths import _prepare_folder
+from portrait.sink.paths import _prepare_folder, remove_if_empty
 from portrait.training.model_file import (free_bytes, h5_size, megabytes, replaced_out_note,
                                           save_model)
 from portrait.training.overlap import warn_of_copies
@@ -640,10 +640,14 @@ def resume_hint(run_dir: Path, epochs: int):
         raise
 
 
-def check_outputs(options: TrainOptions, out: Path) -> None:
+def check_outputs(options: TrainOptions, out: Path) -> list[Path]:
     """Before any work: the crop fits the network, the network can be built (``--context
     tail`` at output stride 16 only), ``--out`` is no folder and no file the run reads, and its
     folder can be written (it is written only after the whole run).
+
+    Returns:
+        The folders made for ``--out`` (:func:`~portrait.sink.paths._prepare_folder`), which
+        :func:`train` removes again where the run ends without its model.
 
     Raises:
         PortraitError: any of those.
@@ -673,7 +677,7 @@ def check_outputs(options: TrainOptions, out: Path) -> None:
         if path and same_place(out, path):
             raise PortraitError(f"--out '{out}' is the {option} {what}, which the run reads; "
                                 "choose another --out")
-    _prepare_folder(out.parent, f"model '{out}'")
+    return _prepare_folder(out.parent, f"model '{out}'")
 
 
 @contextlib.contextmanager
@@ -1036,7 +1040,9 @@ def compile_for_training(model, loss, options: TrainOptions, steps: int) -> None
 def train(options: TrainOptions) -> Path:
     """Run a training job and write the best model to ``options.out``; return its path. A file
     already there is named in a warning before the run and kept beside the new model
-    (:func:`~portrait.training.model_file.earlier_model_path`).
+    (:func:`~portrait.training.model_file.earlier_model_path`). A run that ends without its
+    model (an error, a stop) leaves none of the folders made for ``--out``, where they are
+    empty.
 
     Everything that can be checked is checked before the run folder is written: the options,
     ``--out`` and the run folder (a backup to resume) first, then the model files' and the data's
@@ -1044,6 +1050,17 @@ def train(options: TrainOptions) -> Path:
     the data is read, with the memory a step needs at ``--batch``
     (:func:`check_batch_memory`), then the data.
     """
+    made: list[Path] = []
+    try:
+        return _train(options, made)
+    except BaseException:
+        remove_if_empty(made)
+        raise
+
+
+def _train(options: TrainOptions, made: list[Path]) -> Path:
+    """:func:`train`'s run; the folders it makes for ``--out`` are added to ``made`` as they
+    are made, for :func:`train` to remove where the run ends without its model."""
     import keras
 
     from portrait.training.data import (CALIBRATION_AUGMENT, AugmentOptions, check_decodable,
@@ -1059,7 +1076,7 @@ def train(options: TrainOptions) -> Path:
     if options.teacher and uses_views(loss):
         raise PortraitError("--teacher with a consistency loss: the teachers would label the two "
                             "views of a crop apart; use one or the other")
-    check_outputs(options, out)
+    made += check_outputs(options, out)
     run_dir = Path(options.run_dir or Path("runs") / out.stem)
     try:
         os.fsencode(run_dir).decode("utf-8")
