@@ -86,6 +86,11 @@ def signal_exit_code(stop: StopRequested) -> int:
     return 128 + getattr(signal, str(stop), signal.SIGTERM)
 
 
+def stop_name(stop: BaseException) -> str:
+    """How a log line names a stop: Ctrl-C, or the signal (SIGTERM, SIGHUP)."""
+    return "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop)
+
+
 def run_command(body: Callable[[], Optional[int]], traceback: bool = False,
                 unfinished_on_stop: bool = False) -> int:
     """Run a command-line tool's body and turn what it raises into an exit code.

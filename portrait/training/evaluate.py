@@ -43,7 +43,8 @@ from portrait.cli import (
     threads_all_cores,
     typed_options,
 )
-from portrait.errors import InputError, StopRequested, run_command, stop_on_termination_signals
+from portrait.errors import (InputError, StopRequested, run_command, stop_name,
+                             stop_on_termination_signals)
 from portrait.option_checks import POSITIVE, CheckedOptions, bounded
 from portrait.options import (
     TEST_TIME_MODES,
@@ -903,7 +904,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 import_tensorflow_quietly()
             def report_stopped(stop: BaseException, summaries: list[dict]) -> None:
                 log.warning("%s: stopped after %s; the scores of those follow, marked "
-                            "\"stopped\"%s", _stop_name(stop),
+                            "\"stopped\"%s", stop_name(stop),
                             counted(summaries[0]["n"], "image"),
                             "; --sheet is not written" if evaluation.sheet else "")
                 _report(summaries, evaluation, skipped, stdout_fd, stopped=True)
@@ -941,11 +942,6 @@ def reported_on_stop(report: Callable[[BaseException, Any], None]) -> Iterator[N
         raise
 
 
-def _stop_name(stop: BaseException) -> str:
-    """How a log line names a stop: Ctrl-C, or the signal (SIGTERM)."""
-    return "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop)
-
-
 def _report(summaries: Sequence[dict], evaluation: EvalOptions,
             skipped: Sequence[tuple[str, InputError]], stdout_fd: int,
             stopped: bool = False) -> None:
@@ -981,7 +977,7 @@ def _suite_body(args: argparse.Namespace) -> None:
             clips = sum(name in suite.WEBCAM_CLIPS for key in ("webcam", "webcam_model_alone")
                         for name in result.get(key, {}))
             log.warning("%s: stopped after %s and %s; the scores of those follow, marked "
-                        "\"stopped\"", _stop_name(stop),
+                        "\"stopped\"", stop_name(stop),
                         counted(len(result["photos"]), "photo domain"),
                         counted(clips, "webcam clip run"))
             sys.stderr.write(suite.format_suite(result) + "\n")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Sequence, get_args
 
 from portrait.errors import (InputError, ModelError, PortraitError, StopRequested, run_command,
-                             stop_on_termination_signals)
+                             stop_name, stop_on_termination_signals)
 from portrait.option_checks import (FRACTION, NON_NEGATIVE, POSITIVE, UNIT, CheckedOptions, Range,
                                     bounded, field_error)
 from portrait.options import ZOOM_FACTOR, ContextModule, PadMode
@@ -627,7 +627,7 @@ def resume_hint(run_dir: Path, epochs: int):
     try:
         yield
     except (KeyboardInterrupt, StopRequested) as stop:
-        what = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop)
+        what = stop_name(stop)
         backup = run_dir / BACKUP_DIR
         if not backup.exists():
             log.warning("%s: training stopped before its first epoch ended; nothing to resume, "
