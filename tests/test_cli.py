@@ -388,6 +388,23 @@ def test_a_phone_video_keeps_its_timing_and_its_sound_with_it(brightness_model, 
         assert abs(sound_of(out)[1] - (1.9 + step)) < 0.03, name
 
 
+def test_a_gif_source_s_frames_keep_their_delays_as_viewers_show_them(brightness_model,
+                                                                       tmp_path):
+    """A GIF of delays 0, 10, 20 and 50 ms, written to a .mp4: its frames at 0, 0.1, 0.2 and
+    0.22 s (under 20 ms is 100 ms, as browsers show it), where they were at 0, 0.1, 0.11 and
+    0.13 s, FFmpeg's times."""
+    import av
+
+    from test_looping import fast_gif
+
+    out = tmp_path / "out.mp4"
+    assert main(["--model", str(brightness_model), "--source", str(fast_gif(tmp_path / "a.gif")),
+                 "--out", str(out), "-q"]) == 0
+    with av.open(str(out)) as container:
+        shown = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert shown == pytest.approx([0.0, 0.1, 0.2, 0.22], abs=1e-3)
+
+
 def test_png_frames_and_max_frames(brightness_model, tmp_path):
     video = write_video(tmp_path / "in.avi", frames=20)
     out = tmp_path / "frames"

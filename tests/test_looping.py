@@ -354,6 +354,76 @@ def test_a_gif_frame_of_a_delay_under_20_ms_lasts_100_ms_as_browsers_show_it(tmp
     assert timed == [(0.0, 0.1), (0.1, 0.1), (0.2, 0.02), (0.22, 0.1), (0.32, 0.05)]
 
 
+def fast_gif(path, durations_ms=(0, 10, 20, 50), greys=(0, 80, 160, 240)):
+    """A GIF written by Pillow whose frame i is a flat grey ``greys[i]`` lasting
+    ``durations_ms[i]``."""
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((24, 32, 3), grey, np.uint8)) for grey in greys]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=list(durations_ms),
+                   loop=0)
+    return path
+
+
+def grey_index(image, greys=(0, 80, 160, 240)) -> int:
+    """Which of ``greys`` a flat frame (BGR array, or a decoded PyAV frame) shows."""
+    bgr = image if isinstance(image, np.ndarray) else image.to_ndarray(format="bgr24")
+    return int(np.argmin([abs(float(bgr.mean()) - grey) for grey in greys]))
+
+
+# Delays 0, 10, 20, 50 ms as viewers show them: 100, 100, 20, 50 ms. The frames begin at 0,
+# 0.1, 0.2, 0.22; the pass ends at 0.27, the next at 0.54.
+FAST_GIF_TIMES_S = [0.0, 0.1, 0.2, 0.22, 0.27, 0.37, 0.47, 0.49, 0.54]
+
+
+def test_a_gif_source_s_frames_follow_each_other_by_their_delays_as_viewers_show_them(
+        tmp_path):
+    """Inside a pass as at the seam: a --source GIF's frame of a delay under 20 ms lasts
+    100 ms before the next begins. OpenCV's times (FFmpeg's) began the frames at 0, 0.1 (the
+    0 ms delay as FFmpeg's default), 0.11 and 0.13 s, so such a GIF played ten times too fast
+    until its last frame, which alone lasted its delay as shown. Paced, each frame is
+    delivered at its time. ScaledVideo, a background's reader, gives the same times."""
+    from conftest import ManualClock
+
+    from portrait.capture.scaled import ScaledVideo
+
+    path = fast_gif(tmp_path / "fast.gif")
+    for reader in (VideoFileSource, ScaledVideo):
+        with reader(path, quiet=True) as source:
+            one_pass = [(frame.pts_s, frame.duration_s) for frame in source]
+        assert [pts_s for pts_s, _ in one_pass] == pytest.approx(FAST_GIF_TIMES_S[:4]), reader
+        assert [lasts_s for _, lasts_s in one_pass] == pytest.approx([0.1, 0.1, 0.02, 0.05])
+    with looping.LoopedSource(path) as source:
+        unpaced = [frame for frame, _ in zip(source, range(9))]
+    assert [frame.pts_s for frame in unpaced] == pytest.approx(FAST_GIF_TIMES_S)
+    assert [grey_index(frame.image) for frame in unpaced] == [0, 1, 2, 3] * 2 + [0]
+    with looping.LoopedSource(path, realtime=True, clock=ManualClock()) as source:
+        paced = [frame for frame, _ in zip(source, range(9))]
+    assert [frame.time_s - paced[0].time_s for frame in paced] == pytest.approx(FAST_GIF_TIMES_S)
+    assert paced[2].wait_ms == pytest.approx(100.0)  # after the 10 ms frame: 100 ms
+
+
+def test_a_gif_background_shows_each_frame_for_its_delay_as_viewers_show_it(tmp_path):
+    """A background GIF of delays 0, 10, 20, 50 ms shows each frame from its time as a
+    --source GIF gives it (FAST_GIF_TIMES_S), across the seam too."""
+    from portrait.capture.scaled import ScaledVideo
+
+    path = fast_gif(tmp_path / "fast.gif")
+    video = LoopingVideo(path, (32, 24), lambda image, size: grey_index(image),
+                         reader=ScaledVideo)
+    shown = [video.first]
+    # just before and just after each frame's time, and midway through the 100 ms ones
+    probes_s = [0.05, 0.095, 0.105, 0.15, 0.195, 0.205, 0.215, 0.225, 0.265, 0.275, 0.32, 0.365,
+                0.375, 0.465, 0.475, 0.485, 0.495, 0.535, 0.545]
+    try:
+        for time_s in probes_s:
+            picked = video.frame_at(time_s)
+            shown.append(shown[-1] if picked is None else picked)
+    finally:
+        video.close()
+    assert shown == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 0, 0, 0, 1, 1, 2, 2, 3, 3, 0]
+
+
 def test_a_pass_whose_rewind_fails_unexpectedly_is_closed(tmp_path, caplog):
     """A finished pass whose rewind raises an error of a kind not expected (not InputError) is
     closed there, not left open until collected; the loop plays on from the file opened again."""
@@ -437,8 +507,16 @@ def test_gif_delays_are_read_from_each_frame_s_own_graphic_control(tmp_path):
     bare = tmp_path / "bare.gif"  # the second frame's graphic control (8 bytes) taken out
     bare.write_bytes(data[:controls[1]] + data[controls[1] + 8:])
     assert gif_delays_s(bare) == pytest.approx([3.0, 0.1, 2.6])
-    with VideoFileSource(bare) as source:
-        assert [frame.duration_s for frame in source] == pytest.approx([3.0, 0.1, 2.6])
+    # Each frame begins when the one before is over, as --source and as a background: FFmpeg
+    # gives the bare frame the delay before it (3 s), which ScaledVideo took, and began the
+    # last frame at 6 s in both.
+    from portrait.capture.scaled import ScaledVideo
+
+    for reader in (VideoFileSource, ScaledVideo):
+        with reader(bare, quiet=True) as source:
+            timed = [(frame.pts_s, frame.duration_s) for frame in source]
+        assert [pts_s for pts_s, _ in timed] == pytest.approx([0.0, 3.0, 3.1]), reader.__name__
+        assert [lasts_s for _, lasts_s in timed] == pytest.approx([3.0, 0.1, 2.6])
     renamed = tmp_path / "not_a.gif"
     renamed.write_bytes(b"NOTGIF" + data[6:])
     assert gif_delays_s(renamed) == [] and gif_delays_s(tmp_path / "missing.gif") == []

@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
 
 _SIGNATURES = (b"GIF87a", b"GIF89a")
 # As browsers play a GIF: a delay under 20 ms (0, "as fast as you can", or 10 ms) is shown for
-# 100 ms. FFmpeg's demuxer does so for 0 only, and kept 10 ms here (FFmpeg 8).
+# 100 ms. FFmpeg's demuxer does so for 0 only, and kept 10 ms here (FFmpeg 8); it gives a frame
+# without a graphic control the delay before it, where here it has none: 100 ms.
 _MIN_DELAY_S, _DEFAULT_DELAY_S = 0.02, 0.1
 _EXTENSION, _IMAGE = 0x21, 0x2C
 _GRAPHIC_CONTROL = 0xF9
@@ -54,12 +55,14 @@ def gif_delays_s(path: Union[str, Path]) -> list[float]:
     """How long each frame of the GIF at ``path`` is shown, in order (:func:`frame_delay_s` of
     its delay), read from its blocks without decoding a pixel; empty for any other file, or one
     that cannot be read."""
-    def delays_s(data: Union[bytes, mmap.mmap]) -> list[float]:
-        if len(data) < 13 or data[:6] not in _SIGNATURES:
-            return []
-        return [frame_delay_s(image.delay_s) for image in gif_frames(data)]
-
     return _from_blocks(path, delays_s, [])
+
+
+def delays_s(data: Union[bytes, mmap.mmap]) -> list[float]:
+    """:func:`gif_delays_s` of a GIF's bytes; empty where ``data`` is not a GIF."""
+    if len(data) < 13 or data[:6] not in _SIGNATURES:
+        return []
+    return [frame_delay_s(image.delay_s) for image in gif_frames(data)]
 
 
 def _from_blocks(path: Union[str, Path], read: Callable[[Union[bytes, mmap.mmap]], Any],

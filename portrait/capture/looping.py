@@ -99,7 +99,11 @@ class LoopingVideo:
         first = next(frames)
         #: The first frame, prepared at ``size``, at time 0.
         self.first: Any = prepare(first.image, size)
-        self._half_frame_s = 0.5 / source.fps
+        # A video's frame is picked nearest its time; a GIF's (one that lasts its own delay,
+        # Frame.duration_s) from its time until the next one's, as viewers show it: half its
+        # first frame's delay early had shown a 20 ms frame after 100 ms ones 50 ms early, or
+        # not at all. Its times, sums of hundredths, may fall short of one by a float's rounding.
+        self._half_frame_s = 1e-6 if first.duration_s is not None else 0.5 / source.fps
         self._ready: deque = deque()  # (time_s, next frame's time_s, prepared), oldest first
         self._until_s = 0.0  # when the frame taken last ends: the next one's time, once known
         self._changed = threading.Condition()
@@ -117,6 +121,7 @@ class LoopingVideo:
         returned last. Nearest, not the last begun: times rounded to the millisecond (as
         Matroska stores them) fall just short of frames of another rate, and a 60 fps
         background behind 30 fps showed frames 0, 1, 4, 6, 7, 10 instead of 0, 2, 4, 6, 8.
+        A GIF's frames, each of its own delay, are shown as viewers show them: the last begun.
 
         Args:
             time_s: seconds from the first frame; not less than the last call's.

@@ -27,7 +27,7 @@ import numpy as np
 
 from portrait.capture.alpha import alpha_of
 from portrait.capture.base import Frame
-from portrait.capture.gif import frame_delay_s, with_other_background
+from portrait.capture.gif import delays_s, frame_delay_s, with_other_background
 from portrait.capture.video import FileSource, refuse_text_file, why_no_frame
 from portrait.errors import InputError
 
@@ -122,6 +122,7 @@ class ScaledVideo(FileSource):
         self._decoder = None  # the stream's own, or one that gives its alpha (libvpx's)
         self._rotation = 0  # what that one does not attach to its frames
         self._other = None  # a GIF with another background colour, decoded beside it
+        self._delays_s: list[float] = []  # a GIF's, from its blocks (gif.delays_s)
         super().__init__(path, rewindable=rewindable)
         refuse_text_file(self.path)  # FFmpeg would draw its text as the picture
         try:
@@ -132,7 +133,9 @@ class ScaledVideo(FileSource):
                 self._rotation = self._own_rotation()
                 self._decoder = av.CodecContext.create(decoder, "r")
             if self._container.format.name == "gif":
-                other = with_other_background(self.path.read_bytes())
+                data = self.path.read_bytes()
+                self._delays_s = delays_s(data)
+                other = with_other_background(data)
                 if other is not None:
                     self._other = av.open(io.BytesIO(other))
             self._first: Optional[object] = self._decode_first()
@@ -146,7 +149,7 @@ class ScaledVideo(FileSource):
         rate = self._stream.guessed_rate
         self._fps = float(rate) if rate and 0 < rate <= 1000 else 30.0
         if self._own_durations:
-            self._fps = 1 / self._duration_s(self._first)
+            self._fps = 1 / self._duration_s(self._first, 0)
         self._first_pts_s = self._time_s(self._first, None)
         # The size the user sees the video at, not only the one it is stored at.
         log.log(logging.DEBUG if quiet else logging.INFO, "video '%s': %s at %g fps", self.path,
@@ -195,11 +198,15 @@ class ScaledVideo(FileSource):
             return max(0.0, pts_s)
         return pts_s if pts_s > previous_s else previous_s + 1 / self._fps
 
-    def _duration_s(self, picture) -> Optional[float]:
-        """How long a GIF's frame is shown, by its delay (:func:`frame_delay_s`: under 20 ms,
-        100 ms); ``None`` for a video's frame."""
+    def _duration_s(self, picture, index: int) -> Optional[float]:
+        """How long a GIF's frame, the ``index``-th, is shown, by its delay as its blocks give
+        it (:func:`portrait.capture.gif.delays_s`: under 20 ms, 100 ms; without a graphic
+        control of its own, 100 ms, where FFmpeg gives it the delay before), else as FFmpeg
+        gives it (:func:`frame_delay_s`); ``None`` for a video's frame."""
         if not self._own_durations:
             return None
+        if index < len(self._delays_s):
+            return self._delays_s[index]
         return frame_delay_s(float(picture.duration * self._stream.time_base)
                              if picture.duration else None)
 
@@ -212,7 +219,7 @@ class ScaledVideo(FileSource):
         picture, self._first = self._first, None
         index, pts_s = 0, self._first_pts_s
         while True:
-            duration_s = self._duration_s(picture)
+            duration_s = self._duration_s(picture, index)
             yield Frame(image=picture, index=index, time_s=time.perf_counter(),
                         pts_s=pts_s - self._first_pts_s, duration_s=duration_s)
             if self._closed.is_set():

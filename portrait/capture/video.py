@@ -278,8 +278,9 @@ class VideoFileSource(FileSource):
 
     Each frame carries its presentation time (``Frame.pts_s``), so a frame rate that varies
     keeps its timing in a video file written from it; a GIF's frames their delays too
-    (``Frame.duration_s``, read from its blocks), which its last frame's time is not otherwise
-    known by (a :class:`portrait.capture.looping.LoopedSource` starts its next pass after it).
+    (``Frame.duration_s``, read from its blocks, as viewers show them: under 20 ms, 100 ms),
+    which set each frame's time after the first and its last frame's end (a
+    :class:`portrait.capture.looping.LoopedSource` starts its next pass after it).
 
     Raises:
         InputError: missing file, or not a video OpenCV can decode.
@@ -337,8 +338,9 @@ class VideoFileSource(FileSource):
             self._first = read_image(self.path)
             self._size = (self._first.shape[1], self._first.shape[0])
             self.rewindable = False  # read again as a photo, not as FFmpeg decodes it
-        # A GIF's frames each last their own delay (Frame.duration_s), its last one's too: the
-        # times OpenCV gives end where the last frame begins.
+        # A GIF's frames each last their own delay (Frame.duration_s), as viewers show it (under
+        # 20 ms: 100 ms), and each follows the one before when its delay is over: OpenCV's
+        # times (FFmpeg's) keep a 10 ms delay, and end where the last frame begins.
         self._delays_s = [] if photo else gif_delays_s(self.path)
         # None: square pixels, as stored (a photo is read as --image reads it, as stored)
         self._shown = None if photo else _shown_size(capture, self._size)
@@ -422,7 +424,10 @@ class VideoFileSource(FileSource):
                 if self.rewindable:
                     return  # open, for rewind()
                 break
-            pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), pts_s, self._fps)
+            if index <= len(self._delays_s):  # a GIF's frame: when the one before is over
+                pts_s += self._delays_s[index - 1]
+            else:
+                pts_s = _presentation_s(capture.get(cv2.CAP_PROP_POS_MSEC), pts_s, self._fps)
         self.close()
 
     def rewind(self) -> bool:
