@@ -36,6 +36,12 @@ class OutputRefused(InputError):
     batch stops at it rather than skipping each photo left with the same error."""
 
 
+class OutputGone(OutputRefused):
+    """The output folder a photo batch was writing into was removed, moved or replaced by another
+    folder: the photos written are not where the batch puts the next. It stops there rather than
+    make the folder again, unmarked, with the rest of the photos alone in it."""
+
+
 class OutputFull(OutputRefused):
     """The output's disk refused a write for every file to come: full, over quota, or read-only.
     A photo batch stops at it rather than skipping each photo left (see

@@ -35,8 +35,8 @@ from portrait.controls import (
     initial_state,
     stdin_is_terminal,
 )
-from portrait.errors import (TERMINATION_SIGNALS, InputError, OutputFull, OutputRefused,
-                             StopRequested, signal_exit_code)
+from portrait.errors import (TERMINATION_SIGNALS, InputError, OutputFull, OutputGone,
+                             OutputRefused, StopRequested, signal_exit_code)
 from portrait.foreground import ForegroundEstimator
 from portrait.framing import AutoFramer
 from portrait.lightwrap import LightWrap
@@ -86,7 +86,7 @@ def default_image_out(image_path: Path, batch: bool) -> Path:
 
 def _say_if_stopped(stop: Optional[BaseException], stats: RunStats, total: int, out) -> None:
     """At the end of an image run: how far a Ctrl-C, a kill, a full disk or an output folder
-    that takes no file let it get (each photo written is whole)."""
+    that takes no file (or is gone) let it get (each photo written is whole)."""
     if total <= 1:
         return
     refused = isinstance(stop, OutputRefused)
@@ -98,6 +98,9 @@ def _say_if_stopped(stop: Optional[BaseException], stats: RunStats, total: int, 
                     f": {what} takes none" if refused else "")
     elif isinstance(stop, (KeyboardInterrupt, StopRequested)):
         log.warning("interrupted after %d of %d images; those are in %s", stats.frames, total, out)
+    elif isinstance(stop, OutputGone):
+        log.warning("stopped after %d of %d images: the output folder %s was removed, moved or "
+                    "replaced, with those in it", stats.frames, total, out)
     elif refused:
         log.warning("stopped after %d of %d images: %s takes no more; those are in %s",
                     stats.frames, total, what, out)

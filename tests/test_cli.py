@@ -1310,14 +1310,15 @@ def test_a_photo_run_that_fails_before_its_first_output_leaves_no_folder(capsys,
 
 class OnceModelReady(logging.Handler):
     """Runs ``change`` once, as the segmenter says it is ready: after a run's start-up checks
-    of its --out, before its first photo is written."""
+    of its --out, before its first photo is written; or at the first line that holds ``text``
+    (``"wrote '"``: the first photo written, a debug line of the batch's sink)."""
 
-    def __init__(self, change):
-        super().__init__(logging.INFO)
-        self.change = change
+    def __init__(self, change, text="(ready in"):
+        super().__init__(logging.DEBUG)
+        self.change, self.text = change, text
 
     def emit(self, record):
-        if "(ready in" in record.getMessage() and self.change is not None:
+        if self.text in record.getMessage() and self.change is not None:
             change, self.change = self.change, None
             change()
 
@@ -1374,6 +1375,39 @@ def test_a_batch_stops_at_an_output_folder_that_turns_unusable_after_the_start(
         in caplog.messages, caplog.text
     assert json.loads(stats.read_text())["frames"] == 0
     assert not out.is_dir() or not any(out.iterdir())
+
+
+def test_a_batch_stops_where_its_output_folder_is_removed_after_its_first_photo(
+        capsys, caplog, tmp_path, brightness_model):
+    """The --out folder removed for real once the first photo is in it: the batch stops at the
+    next with one line saying so and what to do, exit code 2, where the folder was made again
+    without its mark (written-by-portrait.txt) and the other two photos written into it; the
+    log says how far it got and that the photos went with the folder; --stats is written."""
+    import shutil
+
+    photos, stats = tmp_path / "photos", tmp_path / "stats.json"
+    photos.mkdir()
+    for name in ("a", "b", "c"):
+        person_image(photos / f"{name}.png")
+    out = tmp_path / "cutouts"
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="portrait.sink.images")  # each photo's written line
+    hook = OnceModelReady(lambda: shutil.rmtree(out), text=f"wrote '{out / 'a.png'}'")
+    logging.getLogger("portrait").addHandler(hook)
+    try:
+        code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", photos,
+                                      "--out", out, "--stats", stats)
+    finally:
+        logging.getLogger("portrait").removeHandler(hook)
+    assert hook.change is None  # removed after the first photo
+    assert_one_line_error(code, stderr, f"cannot write images to '{out}': the folder was removed "
+                          "or moved during the batch, with 1 image this batch wrote into it; run "
+                          "the batch again and leave the folder in place until it ends")
+    assert code == 2 and "skipped" not in caplog.text, caplog.text
+    assert (f"stopped after 1 of 3 images: the output folder {out} was removed, moved or "
+            "replaced, with those in it") in caplog.messages, caplog.text
+    assert not out.exists()
+    assert json.loads(stats.read_text())["frames"] == 1
 
 
 @pytest.mark.parametrize("mode", ["--image", "--source"])

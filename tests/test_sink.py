@@ -1827,6 +1827,57 @@ def test_a_batch_folder_made_read_only_mid_batch_refuses_the_batch_not_the_photo
     assert sorted(p.name for p in out.iterdir()) == ["a.png", OUTPUT_MARKER]
 
 
+@pytest.mark.parametrize("change", ["removed", "moved", "replaced"])
+def test_a_batch_folder_gone_after_the_first_image_refuses_the_batch_and_is_not_made_again(
+        tmp_path, change):
+    """The folder removed, moved away, or replaced by another after the first image: the next
+    image's failure is the folder's (OutputGone, an OutputRefused: the batch stops), saying so
+    and what to do; the folder is not made again (it was, unmarked, with the rest of the photos
+    alone in it), nor is anything written into the other folder. A folder moved away keeps what
+    was written into it."""
+    import shutil
+
+    from portrait.errors import OutputGone
+
+    out, moved = tmp_path / "cutouts", tmp_path / "elsewhere"
+    sink = ImageFolderSink(out)
+    sink.write(np.zeros((4, 4, 3), np.uint8), "a")
+    if change == "removed":
+        shutil.rmtree(out)
+    else:
+        out.rename(moved)
+        if change == "replaced":
+            out.mkdir()
+    how = "replaced by another" if change == "replaced" else "removed or moved"
+    for name in ("b", "c"):  # the same for the next photo
+        with pytest.raises(OutputGone) as raised:
+            sink.write(np.zeros((4, 4, 3), np.uint8), name)
+        assert str(raised.value) == (
+            f"cannot write images to '{out}': the folder was {how} during the batch, with 1 image "
+            "this batch wrote into it; run the batch again and leave the folder in place until "
+            "it ends")
+    sink.close()
+    assert sink.frames_written == 1
+    assert (sorted(p.name for p in out.iterdir()) == [] if change == "replaced"
+            else not out.exists())
+    if change != "removed":
+        assert sorted(p.name for p in moved.iterdir()) == ["a.png", OUTPUT_MARKER]
+
+
+def test_an_image_written_without_making_its_folder_refuses_a_folder_not_there(tmp_path):
+    """write_image(make_folder=False), as a batch writes after its first image: a folder that
+    is not there is the folder's refusal (OutputRefused), and none is made."""
+    from portrait.errors import OutputRefused
+
+    path = tmp_path / "gone" / "a.png"
+    with pytest.raises(OutputRefused, match=rf"^cannot write image '{re.escape(str(path))}': "
+                                            rf"folder '{re.escape(str(path.parent))}' is not "
+                                            "there; choose another --out$"):
+        write_image(path, np.zeros((4, 4, 3), np.uint8), make_folder=False)
+    assert not path.parent.exists()
+    assert write_image(path, np.zeros((4, 4, 3), np.uint8)).is_file()  # made by default
+
+
 def test_a_photo_of_its_own_that_cannot_be_written_is_no_refusal_of_the_folder(tmp_path):
     """A failure of one photo's file (here its name is taken by a folder, in a folder the app
     marked) stays that photo's: an InputError, not OutputRefused, so the batch goes on, and the

@@ -10,7 +10,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from portrait.errors import InputError
+from portrait.errors import InputError, OutputGone
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata
 from portrait.sink.base import Sink, _check_image
 from portrait.sink.encode import encode_image
@@ -26,7 +26,7 @@ NO_ALPHA_EXTENSIONS = (".jpg", ".jpeg", ".bmp")
 
 
 def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLike] = (),
-                metadata: PhotoMetadata = NO_METADATA) -> Path:
+                metadata: PhotoMetadata = NO_METADATA, make_folder: bool = True) -> Path:
     """Write one image atomically (a temporary file in the same folder, then ``os.replace``).
 
     PNG, WebP and TIFF keep a BGRA image's alpha; JPEG and BMP drop it. A grey matte stays grey.
@@ -37,6 +37,8 @@ def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLi
         image: BGR, BGRA or grey uint8.
         protected: input files that must never be overwritten.
         metadata: what the output keeps of its photo's metadata (colour profile, date, camera).
+        make_folder: make the folder (and those above it) where it is not there; else its
+            absence is an error (:class:`~portrait.errors.OutputRefused`).
 
     Returns:
         ``path`` as a Path.
@@ -52,7 +54,7 @@ def write_image(path: PathLike, image: np.ndarray, *, protected: Iterable[PathLi
     _refuse_input(path, _file_ids(protected))
     if path.is_dir():
         raise InputError(f"cannot write image '{path}': it is a folder; give a file name")
-    made = _prepare_folder(path.parent, f"image '{path}'")
+    made = _prepare_folder(path.parent, f"image '{path}'", create=make_folder)
     try:
         if image.ndim == 3 and image.shape[2] == 4 and ext in NO_ALPHA_EXTENSIONS:
             log.warning("'%s': %s keeps no transparency; alpha dropped (use .png)", path, ext)
@@ -150,7 +152,8 @@ class ImageFolderSink(Sink):
             duplicate output name or a file the app did not write (``write``).
         OutputRefused: from ``write``, the folder can't be made or takes no file (made
             read-only since the check; :class:`OutputFull`: its disk is full): no later image
-            would be written either.
+            would be written either; :class:`OutputGone`: the folder was removed, moved or
+            replaced after the first image (it is not made again).
     """
 
     def __init__(self, folder: PathLike, *, protected: Iterable[PathLike] = (),
@@ -167,6 +170,7 @@ class ImageFolderSink(Sink):
         self._prepared = False  # the folder made and marked, at the first image
         self._made: list[Path] = []  # the folders made for it, removed if none is written to
         self._marked = False  # the mark written into it by this run
+        self._folder_id: set = set()  # the folder's identity once made (_file_ids)
         self.frames_written = 0
         self.replaced = 0  # images of an earlier run into the folder, replaced by this one's
         self._closed = False
@@ -196,11 +200,31 @@ class ImageFolderSink(Sink):
             if self._ours:
                 self._marked = mark_ours(self.folder, f"Images written by {BATCH_WRITER}")
             self._prepared = True
+            self._folder_id = _file_ids([self.folder])
+        self._refuse_if_gone()
         there_before = os.path.lexists(path)  # an earlier run's image: the folder is ours
-        write_image(path, image, metadata=metadata)
+        try:
+            write_image(path, image, metadata=metadata, make_folder=False)
+        except InputError:
+            self._refuse_if_gone()  # removed as the photo was written: that, not its words
+            raise
         self._written.add(name, path)
         self.frames_written += 1
         self.replaced += there_before
+        log.debug("wrote '%s'", path)
+
+    def _refuse_if_gone(self) -> None:
+        """OutputGone where the folder made (or found) for the first image is no longer there
+        (removed, moved) or is another folder now: the images written went with it, and making
+        it again would leave the rest in a folder without its mark."""
+        if _file_ids([self.folder]) == self._folder_id:
+            return
+        how = ("removed or moved" if not os.path.lexists(self.folder)
+               else "replaced by another")
+        raise OutputGone(f"cannot write images to '{self.folder}': the folder was {how} during "
+                         f"the batch, with {counted(self.frames_written, 'image')} this batch "
+                         "wrote into it; run the batch again and leave the folder in place until "
+                         "it ends")
 
     def close(self) -> None:
         """Say how many images of an earlier run this one replaced; where no image was written,

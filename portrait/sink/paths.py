@@ -106,9 +106,11 @@ def lies_in(path: PathLike, folder: PathLike) -> bool:
     return where == root or root in where.parents
 
 
-def _prepare_folder(folder: Path, what: str, option: str = "--out") -> list[Path]:
+def _prepare_folder(folder: Path, what: str, option: str = "--out", *,
+                    create: bool = True) -> list[Path]:
     """Create ``folder`` (and parents) and check it is writable; all or nothing: where it
-    fails, the folders it made are removed again.
+    fails, the folders it made are removed again. Without ``create``, a folder that is not
+    there is refused (one made earlier, since removed: not made again).
 
     Returns:
         The folders it made, the outermost first (none where ``folder`` was there), for
@@ -119,26 +121,31 @@ def _prepare_folder(folder: Path, what: str, option: str = "--out") -> list[Path
             its disk is full, over quota or read-only): every file into it would fail alike.
     """
     _refuse_file(folder, what, option)
-    # Each folder on the way made by a mkdir of its own, so that ``made`` is what this call
-    # made and nothing else: a folder reached through a ".." of one made here ("new/../mine")
-    # was there before whatever its path says, and another program's made meanwhile is theirs.
     made: list[Path] = []
-    try:
-        for path in (*reversed(folder.parents), folder):
-            if path.name in ("", ".", ".."):
-                continue
-            try:
-                os.mkdir(path)
-            except FileExistsError:
-                continue  # there already (or a file in the way, which the next mkdir names)
-            made.append(path)
-        if not folder.is_dir():  # the last was there already, and is no folder
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
-    except OSError as error:
-        remove_if_empty(made)  # those above it that it made
-        refusal = OutputFull if error.errno in DISK_ERRNOS else OutputRefused
-        raise refusal(f"cannot write {what}: cannot create folder '{folder}' "
-                      f"({why_not_writable(error)}); choose another {option}") from None
+    if not create:
+        if not os.path.lexists(folder):
+            raise OutputRefused(f"cannot write {what}: folder '{folder}' is not there; choose "
+                                f"another {option}")
+    else:
+        # Each folder on the way made by a mkdir of its own, so that ``made`` is what this call
+        # made and nothing else: a folder reached through a ".." of one made here ("new/../mine")
+        # was there before whatever its path says, and another program's made meanwhile is theirs.
+        try:
+            for path in (*reversed(folder.parents), folder):
+                if path.name in ("", ".", ".."):
+                    continue
+                try:
+                    os.mkdir(path)
+                except FileExistsError:
+                    continue  # there already (or a file in the way, which the next mkdir names)
+                made.append(path)
+            if not folder.is_dir():  # the last was there already, and is no folder
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
+        except OSError as error:
+            remove_if_empty(made)  # those above it that it made
+            refusal = OutputFull if error.errno in DISK_ERRNOS else OutputRefused
+            raise refusal(f"cannot write {what}: cannot create folder '{folder}' "
+                          f"({why_not_writable(error)}); choose another {option}") from None
     try:
         _probe_folder(folder, what, option)
     except InputError:
