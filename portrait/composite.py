@@ -30,7 +30,7 @@ from portrait.capture.scaled import (ScaledVideo, cover_picture, described_size,
                                       display_size, shown_size, upright)
 from portrait.errors import InputError
 from portrait.options import CompositeOptions
-from portrait.scratch import buffer, check_frame_alpha, outside
+from portrait.scratch import box_mean, buffer, check_frame_alpha, outside
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +559,8 @@ class TransparentBackground(Background):
     def render(self, frame_bgr, alpha, out=None, light_wrap=None, foreground=None, *,
                time_s=None, live=False, mirrored=False):
         """BGRA uint8 (H, W, 4): the frame's colours (or ``foreground(frame, alpha)``'s) with
-        ``alpha`` as its alpha channel.
+        ``alpha`` as its alpha channel, and where alpha is 0 none of them
+        (:func:`hide_the_room`).
 
         ``light_wrap`` is ignored: there is no background to take light from; so are the
         frame's time, ``live`` and ``mirrored`` (no picture to keep the right way round)."""
@@ -573,7 +574,38 @@ class TransparentBackground(Background):
             raise ValueError(f"unexpected out: {out.dtype} {out.shape} != uint8 {shape}")
         cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2BGRA, dst=out)
         out[:, :, 3] = alpha
+        hide_the_room(out)
         return out
+
+
+HIDDEN_REACH_PX = 8
+"""How far from what a cut-out shows :func:`hide_the_room` carries its colours into what it
+hides (a resize that ignores alpha mixes only so far); it works at 1/4 of the size, in cells of
+4 px, so the reach is this and a cell or two."""
+_HIDDEN_SCALE = 4
+
+
+def hide_the_room(bgra: np.ndarray) -> None:
+    """In place: where ``bgra``'s alpha is 0, none of the frame's colours, which would keep the
+    room the cut-out removed for anyone who drops its alpha channel (as many tools do).
+
+    There it takes the alpha-weighted mean colour of the pixels it shows within about
+    :data:`HIDDEN_REACH_PX` (so that a tool that scales it without weighting by alpha brings in
+    no dark fringe), and black beyond. Nothing a correct viewer shows changes: those pixels are
+    fully transparent. At 1/4 of the size: about 6 ms for a 1280x720 frame, 37 ms for a
+    3000x2000 photo (on the 2-core development machine)."""
+    hidden = cv2.compare(bgra[:, :, 3], 0, cv2.CMP_EQ)
+    if not cv2.countNonZero(hidden):
+        return
+    height, width = hidden.shape
+    cells = (max(1, width // _HIDDEN_SCALE), max(1, height // _HIDDEN_SCALE))
+    premultiplied = cv2.resize(cv2.cvtColor(bgra, cv2.COLOR_RGBA2mRGBA), cells,
+                               interpolation=cv2.INTER_AREA)
+    radius = max(1, round(HIDDEN_REACH_PX / _HIDDEN_SCALE))
+    mean = box_mean(premultiplied, radius)  # of colour x alpha and of alpha, float32
+    fill = cv2.cvtColor(cv2.convertScaleAbs(mean), cv2.COLOR_mRGBA2RGBA)  # mean alpha 0: black
+    fill[:, :, 3] = 0
+    cv2.copyTo(cv2.resize(fill, (width, height), interpolation=cv2.INTER_LINEAR), hidden, bgra)
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:

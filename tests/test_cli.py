@@ -123,6 +123,31 @@ def test_a_photos_colour_profile_and_date_go_to_its_outputs_but_not_to_its_matte
         assert 0x0112 not in exif and exif.get_ifd(0x8825) == {}, name  # no orientation, GPS
 
 
+@pytest.mark.parametrize("name", ["cutout.png", "cutout.webp", "cutout.tiff"])
+def test_a_cutout_file_keeps_none_of_the_room_it_hides(brightness_model, tmp_path, name):
+    """--background transparent: the file holds the room nowhere, even for a tool that drops
+    its alpha: where it is transparent its colours are the person's beside them and black
+    farther away, never the photo's dark texture; what it shows is the photo's."""
+    from PIL import Image
+
+    photo = person_image(tmp_path / "me.png")
+    out = tmp_path / name
+    assert main(["--model", str(brightness_model), "--image", str(photo), "--out", str(out),
+                 "--background", "transparent", "-q"]) == 0
+    with Image.open(out) as written:
+        rgba = np.asarray(written.convert("RGBA"))
+    bgr = cv2.imread(str(photo))
+    hidden, shown = rgba[:, :, 3] == 0, rgba[:, :, 3] == 255
+    assert hidden.sum() > 5000 and shown.sum() > 2000
+    far = cv2.distanceTransform(hidden.astype(np.uint8), cv2.DIST_L2, 5) > 20
+    assert far.sum() > 2000 and rgba[far][:, :3].max() == 0
+    texture = bgr[hidden][:, ::-1]  # the room's own colours there, RGB
+    kept = (rgba[hidden][:, :3] == texture).all(axis=1)
+    assert kept.mean() < 0.05, f"{kept.mean():.1%} of the hidden pixels keep the room's colour"
+    assert (rgba[hidden][:, :3] <= 230).all()  # nothing brighter than the person
+    np.testing.assert_array_equal(rgba[shown][:, :3], bgr[shown][:, ::-1])
+
+
 @pytest.mark.parametrize("ext", [".png", ".webp"])
 def test_what_a_photo_hides_with_its_own_transparency_stays_out_of_the_person(
         brightness_model, tmp_path, ext):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from portrait.composite import (
+    HIDDEN_REACH_PX,
     Background,
     blur_background,
     composite,
@@ -111,9 +112,8 @@ def test_alpha_0_gives_the_background(kind, image_path, video_path):
     with _make(kind, image_path, video_path) as background:
         result = background.render(frame, zero)
     expected = _expected_background(kind, frame, image_path, video_path)
-    if kind == "transparent":
-        np.testing.assert_array_equal(result[:, :, :3], frame)
-        assert (result[:, :, 3] == 0).all()
+    if kind == "transparent":  # all hidden, and nothing of the frame kept under it
+        assert (result == 0).all()
         return
     np.testing.assert_array_equal(result, expected)
     if kind == "blur":  # and the blur really blurs: random noise is flattened
@@ -547,8 +547,34 @@ def test_transparent_is_bgra_with_alpha_channel():
     frame, alpha = _frame_and_alpha()
     with make_background(CompositeOptions(background="Transparent"), (W, H)) as background:
         result = background.render(frame, alpha)
-    np.testing.assert_array_equal(result[:, :, :3], frame)
+    shown = alpha > 0
+    np.testing.assert_array_equal(result[shown][:, :3], frame[shown])
     np.testing.assert_array_equal(result[:, :, 3], alpha)
+
+
+def test_a_cut_out_hides_none_of_the_room_under_its_transparent_pixels():
+    """A red room and a blue person (alpha 255 in a box, 0 elsewhere): what it shows is the
+    frame's; under alpha 0 nothing is red: the person's blue within a few pixels of them (so a
+    resize that ignores alpha brings no dark fringe), black farther than the reach and a cell
+    or two."""
+    frame = np.zeros((96, 128, 3), np.uint8)
+    frame[:, :] = (0, 0, 255)
+    frame[32:64, 48:80] = (255, 0, 0)
+    alpha = np.zeros((96, 128), np.uint8)
+    alpha[32:64, 48:80] = 255
+    with make_background(CompositeOptions(background="transparent"), (128, 96)) as background:
+        result = background.render(frame, alpha)
+    np.testing.assert_array_equal(result[:, :, 3], alpha)
+    np.testing.assert_array_equal(result[32:64, 48:80, :3], frame[32:64, 48:80])
+    hidden = alpha == 0
+    assert result[hidden][:, 2].max() == 0  # no red anywhere
+    distance = cv2.distanceTransform(hidden.astype(np.uint8), cv2.DIST_L2, 5)
+    near, far = hidden & (distance <= 3), distance > HIDDEN_REACH_PX + 8
+    assert near.any() and far.any()
+    assert result[near][:, 0].min() > 100  # blue beside the person
+    assert result[far][:, :3].max() == 0
+    # the frame itself is untouched
+    assert (frame[0, 0] == (0, 0, 255)).all() and (frame[40, 60] == (255, 0, 0)).all()
 
 
 def test_composite_matches_float_reference_and_reuses_out():
