@@ -182,7 +182,7 @@ def test_face_boxes_are_cached_and_read_back_only_for_the_same_frame_count(tmp_p
     assert len(read_mattes(folder)) == 4  # the cache beside them is no matte
 
 
-def _bad_caches(good: dict) -> dict:
+def _bad_caches(good: dict) -> list[tuple[str, dict]]:
     """Caches written wrongly, from a good one's arrays ``good``, each with the reason the
     loader gives for ignoring it."""
     boxes = good["boxes"]
@@ -190,23 +190,30 @@ def _bad_caches(good: dict) -> dict:
     def without(name):
         return {key: value for key, value in good.items() if key != name}
 
-    return {
-        "no 'pixels' in it": without("pixels"),
-        "no 'boxes' in it": without("boxes"),
-        "unexpected 'note' in it": {**good, "note": np.array("edited by hand")},
-        "'boxes' is int32 of shape (4, 3), expected integers of shape (4, 4)":
-            {**good, "boxes": boxes[:, :3]},
-        "'boxes' is int32 of shape (16,), expected integers of shape (4, 4)":
-            {**good, "boxes": boxes.ravel()},
-        "'boxes' is int32 of shape (3, 4), expected integers of shape (4, 4)":
-            {**good, "boxes": boxes[:3]},
-        "'boxes' is float64 of shape (4, 4), expected integers of shape (4, 4)":
-            {**good, "boxes": boxes.astype(np.float64)},
-        "'frames' is int64 of shape (2,), expected a count": {**good, "frames": np.array([4, 4])},
-        "'clip' is int64 of shape (), expected a string": {**good, "clip": np.array(7)},
-        "a box is neither (x, y, w, h) with x, y >= 0 and w, h > 0 nor (-1, -1, -1, -1)":
-            {**good, "boxes": np.array([[1, 2, 0, 16], *boxes[1:]], np.int32)},
-    }
+    def first_box(box):
+        return {**good, "boxes": np.array([box, *boxes[1:]], np.int32)}
+
+    neither = "a box is neither (x, y, w, h) with x, y >= 0 and w, h > 0 nor (-1, -1, -1, -1)"
+    return [
+        ("no 'pixels' in it", without("pixels")),
+        ("no 'boxes' in it", without("boxes")),
+        ("unexpected 'note' in it", {**good, "note": np.array("edited by hand")}),
+        ("'boxes' is int32 of shape (4, 3), expected integers of shape (4, 4)",
+         {**good, "boxes": boxes[:, :3]}),
+        ("'boxes' is int32 of shape (16,), expected integers of shape (4, 4)",
+         {**good, "boxes": boxes.ravel()}),
+        ("'boxes' is int32 of shape (3, 4), expected integers of shape (4, 4)",
+         {**good, "boxes": boxes[:3]}),
+        ("'boxes' is float64 of shape (4, 4), expected integers of shape (4, 4)",
+         {**good, "boxes": boxes.astype(np.float64)}),
+        ("'frames' is int64 of shape (2,), expected a count", {**good, "frames": np.array([4, 4])}),
+        ("'clip' is int64 of shape (), expected a string", {**good, "clip": np.array(7)}),
+        ("'mattes' is -1, expected a count (0 or more)", {**good, "mattes": np.array(-1)}),
+        (neither, first_box([1, 2, 0, 16])),  # no width
+        (neither, first_box([1, -2, 16, 16])),  # above the frame
+        (neither, first_box([-1, 2, 16, 16])),  # half of "no face"
+        (neither, first_box([-1, -1, -1, 0])),
+    ]
 
 
 def test_a_face_cache_written_wrongly_is_ignored_with_why_and_made_again(tmp_path, caplog):
@@ -224,8 +231,7 @@ def test_a_face_cache_written_wrongly_is_ignored_with_why_and_made_again(tmp_pat
         good = {name: saved[name] for name in saved.files}
     planted = np.array([[1, 2, 16, 16], [-1, -1, -1, -1], [3, 4, 16, 16], [5, 6, 16, 16]],
                        np.int32)
-    cases = _bad_caches({**good, "boxes": planted})
-    for reason, arrays in cases.items():
+    for reason, arrays in _bad_caches({**good, "boxes": planted}):
         with open(path, "wb") as file:
             np.savez(file, **arrays)
         caplog.clear()
@@ -329,6 +335,10 @@ def test_the_face_cache_is_made_again_for_another_matte_count_or_settings(tmp_pa
     with np.load(folder / FACE_CACHE) as saved:
         assert (saved["frames"].item(), saved["mattes"].item()) == (4, 3)
         settings = saved["settings"].item()
+    caplog.clear()
+    _plant_faces(folder / FACE_CACHE, [[1, 2, 16, 16]] * 3)  # a box for each of the 3 pairs
+    assert cached_face_boxes(folder, frames, mattes[:3]) == [(1, 2, 16, 16)] * 3  # read back
+    assert [r.levelname for r in caplog.records if r.levelname != "INFO"] == []
     for setting in (framing_study._CASCADES, framing_study._DETECT, framing_study.FACE_COVER,
                     framing_study.FACE_SIZES):
         assert repr(setting) in settings
