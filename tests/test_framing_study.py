@@ -5,6 +5,8 @@ at all with one; the reversal count, the ping-pong order, the face test and the 
 the command's table and its one-line errors; the face boxes cached beside the mattes, read back
 only for the same clip, frame count and settings."""
 
+import zipfile
+
 import cv2
 import numpy as np
 import pytest
@@ -248,6 +250,18 @@ def test_a_face_cache_written_wrongly_is_ignored_with_why_and_made_again(tmp_pat
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
         f"{path}: not a face cache (one array of shape (4, 4), not an .npz of named arrays); "
         "finding the faces again"]
+    assert path.read_bytes() == whole
+    with zipfile.ZipFile(path, "w") as made:  # by hand: 'clip' as text, not an .npy file
+        for name, array in good.items():
+            if name != "clip":
+                with made.open(f"{name}.npy", "w") as member:
+                    np.save(member, array)
+        made.writestr("clip", "still")
+    caplog.clear()
+    assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"{path}: not a face cache ('clip' is 5 bytes, expected an .npy array); finding the "
+        "faces again"]
     assert path.read_bytes() == whole
     _plant_faces(path, planted)  # the same boxes, written rightly, are read back
     assert cached_face_boxes(folder, frames, mattes) == [(1, 2, 16, 16), None, (3, 4, 16, 16),

@@ -237,6 +237,10 @@ def face_cache_problem(arrays: dict[str, np.ndarray]) -> Optional[str]:
     extra = sorted(set(arrays) - set(expected))
     if extra:
         return f"unexpected {', '.join(repr(name) for name in extra)} in it"
+    # np.load gives a member that is no .npy file (a zip made by hand) as its bytes.
+    for name in expected:
+        if not isinstance(arrays[name], np.ndarray):
+            return f"'{name}' is {len(arrays[name])} bytes, expected an .npy array"
     for name, kinds in _FACE_KEY.items():
         value = arrays[name]
         if value.shape != () or value.dtype.kind not in kinds:
