@@ -4,6 +4,8 @@ import atexit
 import functools
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -394,3 +396,19 @@ def assert_refused_before_tensorflow(module: str, cases) -> None:
     assert len(lines) == len(cases), lines
     for line, (_, message) in zip(lines, cases):
         assert line.startswith("error: ") and message in line, (line, message)
+
+
+def python_on_a_tmpfs(disk, code: str, size: str = "",
+                      timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -c code DISK`` with a tmpfs (of ``size``, ``"16k"``, or with more options,
+    ``"64k,nr_inodes=3"``; the default where none) mounted on the folder ``disk`` in a user
+    namespace of its own (no root needed), which goes with the namespace. Skips the test where
+    the system allows no such mount."""
+    options = f"-o size={size} " if size else ""
+    script = f'mount -t tmpfs {options}tmpfs "$1" || exit 99; shift; exec "$@"'
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if done.returncode == 99 or "unshare:" in done.stderr:
+        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
+    return done

@@ -22,7 +22,8 @@ import pytest
 from pyvirtualcam.util import encode_fourcc
 
 from conftest import (ROOT, FakeCameraBackend, ManualClock, colour_profile, fake_camera,
-                      main_frequency, phone_exif, sound_of, write_video, write_video_with_sound)
+                      main_frequency, phone_exif, python_on_a_tmpfs, sound_of, write_video,
+                      write_video_with_sound)
 from portrait.errors import DeviceError, InputError, StopRequested
 from portrait.photo_metadata import PhotoMetadata
 from portrait.sink import (
@@ -1733,21 +1734,6 @@ def test_image_folder_sink_keeps_stems_and_protects_inputs(tmp_path):
     assert sink.frames_written == 1 and (inputs / "a.png").exists()
 
 
-def python_on_a_tmpfs(disk, code: str, size: str = "") -> subprocess.CompletedProcess:
-    """``python -c code DISK`` with a tmpfs (of ``size``, ``"16k"``, or with more options,
-    ``"64k,nr_inodes=3"``; the default where none) mounted on the folder ``disk`` in a user
-    namespace of its own (no root needed), which goes with the namespace. Skips the test where
-    the system allows no such mount."""
-    options = f"-o size={size} " if size else ""
-    script = f'mount -t tmpfs {options}tmpfs "$1" || exit 99; shift; exec "$@"'
-    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
-                           "sh", str(disk), sys.executable, "-c", code, str(disk)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    if done.returncode == 99 or "unshare:" in done.stderr:
-        pytest.skip(f"no tmpfs in a user namespace here: {done.stderr.strip()[:200]}")
-    return done
-
-
 def test_a_disk_that_turns_read_only_mid_batch_is_full_for_every_photo_to_come(tmp_path):
     """A disk remounted read-only (ext4 does so after an error) refuses every later file, as a
     full one does: OutputFull, which stops a batch, not an InputError for each photo left. A
@@ -1778,33 +1764,38 @@ def lock(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("change", ["read-only parent", "a file in the way"])
+@pytest.mark.parametrize("change", ["read-only parent", "a file in the way",
+                                    "a file in its place"])
 def test_a_batch_folder_that_cannot_be_made_at_the_first_image_refuses_the_batch(tmp_path,
                                                                                  change):
     """The folder, checked at construction, is made as the first image is written: where it
-    cannot be made then (the folder above it made read-only, or replaced by a file, since the
-    check), the error is the folder's (OutputRefused, which stops a batch), not the photo's,
-    and says what to do; nothing is made."""
+    cannot be made then (the folder above it made read-only, or replaced by a file, or a file
+    put where it would be, since the check), the error is the folder's (OutputRefused, which
+    stops a batch), not the photo's, and says what to do; nothing is made."""
     from portrait.errors import OutputFull, OutputRefused
 
     parent = tmp_path / "parent"
     parent.mkdir()
-    sink = ImageFolderSink(parent / "cutouts")
+    out = parent / "cutouts"
+    sink = ImageFolderSink(out)
+    why = "cannot create folder '{out}' ({reason})"
     if change == "read-only parent":
         lock(parent)
         reason = "Permission denied"
-    else:
+    elif change == "a file in the way":
         parent.rmdir()
         parent.write_bytes(b"a file")
         reason = "Not a directory"
+    else:
+        out.write_bytes(b"a file")
+        why, reason = "'{out}' is a file, not a folder", ""
     for _ in range(2):  # the same for the next photo: no half-made folder in between
         with pytest.raises(OutputRefused) as raised:
             sink.write(np.zeros((4, 4, 3), np.uint8), "a")
         assert not isinstance(raised.value, OutputFull)
-        assert str(raised.value) == (f"cannot write images to '{parent / 'cutouts'}': cannot "
-                                     f"create folder '{parent / 'cutouts'}' ({reason}); choose "
-                                     "another --out")
-    assert sink.frames_written == 0 and not (parent / "cutouts").exists()
+        assert str(raised.value) == (f"cannot write images to '{out}': "
+                                     f"{why.format(out=out, reason=reason)}; choose another --out")
+    assert sink.frames_written == 0 and not out.is_dir()
 
 
 def test_a_batch_folder_made_read_only_mid_batch_refuses_the_batch_not_the_photo(tmp_path):
@@ -1989,6 +1980,26 @@ def test_a_folder_that_was_there_is_kept_however_the_path_reaches_it(tmp_path):
     VideoFileSink(through / "video" / "out.mp4", fps=30.0).close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
     assert list(mine.iterdir()) == []
+
+
+def test_folders_made_that_take_no_file_are_removed_again(tmp_path):
+    """A disk out of inodes once the folders are made (a tmpfs of three, its root's included,
+    in a user namespace of its own): a and a/b are made, but the check of a/b's first file
+    fails with OutputFull, which stops a batch, and a and a/b are removed again."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys\n"
+            "from pathlib import Path\n"
+            "from portrait.sink.paths import _prepare_folder\n"
+            "try:\n"
+            "    _prepare_folder(Path(sys.argv[1], 'a', 'b'), 'frames')\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n"
+            "print(os.listdir(sys.argv[1]))\n")
+    done = python_on_a_tmpfs(disk, code, "64k,nr_inodes=3")
+    assert done.stdout.splitlines() == [
+        f"OutputFull cannot write frames: folder '{disk}/a/b' is not writable (No space left on "
+        "device); choose another --out", "[]"], (done.stdout, done.stderr)
 
 
 def test_a_photo_the_encoder_refuses_leaves_no_folder_made_for_it(tmp_path):
