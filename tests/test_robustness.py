@@ -676,6 +676,24 @@ def test_a_stop_inside_an_extension_import_is_the_stop_not_an_error(stop, code, 
     assert capsys.readouterr().err == ""  # no "error: unexpected ImportError" line
 
 
+@pytest.mark.parametrize("stop, code", [(StopRequested("SIGTERM"), 143),
+                                        (StopRequested("SIGHUP"), 129), (KeyboardInterrupt(), 130)],
+                         ids=["SIGTERM", "SIGHUP", "Ctrl-C"])
+def test_a_stop_that_leaves_the_work_undone_exits_128_plus_its_signal(stop, code, caplog, capsys):
+    """A command whose work a stop leaves undone (train, evaluate: ``unfinished_on_stop``) exits
+    128 + the signal's number for SIGTERM and SIGHUP, and 130 for Ctrl-C, whether the stop is
+    raised in its body or comes back as the cause of an extension's import error; without it,
+    SIGTERM and SIGHUP exit 0. No error line either way."""
+    def raised():
+        raise stop
+
+    with caplog.at_level("INFO", logger="portrait"):
+        for body in (raised, _import_failed_from(stop)):
+            assert run_command(body, unfinished_on_stop=True) == code
+            assert run_command(body) == (130 if code == 130 else 0)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_stop_that_lands_while_an_error_is_handled_is_the_stop(caplog, capsys):
     """Ctrl-C inside an ``except`` block (a clean-up that another error started) comes back as
     the later error's context, not its cause: still a stop, exit 130, no error line."""
