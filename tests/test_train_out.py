@@ -4,15 +4,16 @@ before the run and kept beside the new one, never lost."""
 import json
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 
 import pytest
 
-from conftest import constant_model, make_data, small_model
+from conftest import constant_model, make_data, python_on_a_tmpfs, small_model
+from portrait.errors import InputError, StopRequested
 from portrait.segment.locate import SHORT_SIDE_ATTR
-from portrait.errors import StopRequested
-from portrait.training.model_file import earlier_model_path, save_model
+from portrait.training.model_file import earlier_model_path, replaced_out_note, save_model
 from portrait.training.train import main as train_main
 
 
@@ -203,3 +204,107 @@ def test_a_run_that_ends_without_its_model_leaves_no_folder_made_for_out(tmp_pat
         assert trigger.sent and (kept / "run").is_dir() and not (kept / "sub").exists()
     finally:
         logger.removeHandler(trigger)
+
+
+def test_the_note_names_an_out_that_is_there_even_as_a_link_to_nothing(tmp_path):
+    """replaced_out_note: nothing at --out, no note; a model there without an export beside it,
+    the note without the stale export; a link to nothing, which the save would move aside as
+    it moves a file, is named too."""
+    out = tmp_path / "m.hdf5"
+    assert replaced_out_note(out) is None
+    out.write_bytes(b"a model")
+    assert replaced_out_note(out) == (
+        f"--out '{out}' exists: replacing it with this run's model when the run ends; the "
+        f"earlier model is kept beside it as '{tmp_path / 'm.earlier-1.hdf5'}'")
+    out.unlink()
+    out.symlink_to(tmp_path / "nowhere.hdf5")
+    assert replaced_out_note(out).startswith(f"--out '{out}' exists: replacing it")
+
+
+def test_save_model_replaces_a_file_unless_asked_to_keep_it(tmp_path, caplog):
+    """A run's own files (a run folder's candidates) are replaced where they are; keep_earlier
+    (train's, ensemble's and widen's --out) keeps the earlier file, and says so only where there
+    was one; a save that fails leaves no file of its own behind."""
+    import h5py
+    import keras
+
+    from conftest import build_small_model
+
+    path = tmp_path / "candidate.hdf5"
+    path.write_bytes(b"an earlier candidate")
+    keras.utils.set_random_seed(0)
+    model = build_small_model()
+    with caplog.at_level(logging.INFO, logger="portrait"):
+        assert save_model(model, path, short_px=64) is None
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["candidate.hdf5"]
+        with h5py.File(path, "r") as f:
+            assert int(f.attrs[SHORT_SIDE_ATTR]) == 64
+        new = tmp_path / "new.hdf5"
+        assert save_model(model, new, short_px=64, keep_earlier=True) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidate.hdf5", "new.hdf5"]
+    assert not [r for r in caplog.records if "kept as" in r.getMessage()], caplog.text
+    taken = tmp_path / "taken.hdf5"  # a folder, not empty: the finished file cannot go there
+    taken.mkdir()
+    (taken / "theirs.txt").write_text("theirs")
+    with pytest.raises(InputError, match=rf"^cannot write model '{re.escape(str(taken))}': "):
+        save_model(model, taken, short_px=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidate.hdf5", "new.hdf5",
+                                                          "taken.hdf5"]  # no half-written file
+    assert [p.name for p in taken.iterdir()] == ["theirs.txt"]
+
+
+def test_a_model_its_disk_has_no_room_for_is_refused_before_a_byte_is_written(tmp_path):
+    """A disk with less room than the model needs (a 64 KB tmpfs in a user namespace of its
+    own; the small model's file needs about 0.3 MB by h5_size): one line with both numbers
+    before HDF5 starts a write it could not finish, and no file left, the earlier model kept
+    where it was."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import os, sys\n"
+            "sys.path.insert(0, 'tests')\n"
+            "from pathlib import Path\n"
+            "from conftest import build_small_model\n"
+            "from portrait.errors import InputError\n"
+            "from portrait.training.model_file import h5_size, save_model\n"
+            "out = Path(sys.argv[1], 'm.hdf5')\n"
+            "out.write_bytes(b'the earlier model')\n"
+            "model = build_small_model()\n"
+            "print(h5_size(model, optimizer=False))\n"
+            "try:\n"
+            "    save_model(model, out, 64, keep_earlier=True)\n"
+            "except InputError as error:\n"
+            "    print(error)\n"
+            "print(sorted(os.listdir(sys.argv[1])), out.read_bytes())\n")
+    done = python_on_a_tmpfs(disk, code, "64k", timeout=300)
+    need, error, listing = done.stdout.splitlines()
+    assert re.fullmatch(rf"cannot write model '{re.escape(str(disk))}/m\.hdf5': its disk has "
+                        rf"0\.\d MB free, and the model needs about {int(need) / 1e6:.1f} MB; "
+                        "free some space or choose another folder", error), (done.stdout,
+                                                                              done.stderr)
+    assert listing == "['m.hdf5'] b'the earlier model'"
+
+
+def test_h5_size_bounds_the_file_with_and_without_the_optimizer_state(tmp_path):
+    """h5_size, the room checked before a model file is written, is at least the file's bytes
+    and under twice them: for the model as save_model writes it (no optimizer state, though the
+    model has one) and for the whole model with Adam's state (twice the weights again), as a
+    checkpoint holds it. A fitted MobileNetV2-UNet (0.35), whose weights outweigh the fixed
+    margin."""
+    import keras
+    import numpy as np
+
+    from portrait.training.model import build_unet
+    from portrait.training.model_file import h5_size
+
+    keras.utils.set_random_seed(0)
+    model = build_unet((64, 64), alpha=0.35, decoder_filters=(16, 8, 8, 8), fixed_input=False)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(np.zeros((2, 64, 64, 3), np.float32), np.zeros((2, 64, 64, 1), np.float32),
+              epochs=1, verbose=0)
+    out, whole = tmp_path / "m.hdf5", tmp_path / "whole.h5"
+    save_model(model, out, short_px=64)
+    model.save(whole)  # with the optimizer
+    sizes = {False: out.stat().st_size, True: whole.stat().st_size}
+    assert sizes[True] > 2 * sizes[False]  # Adam's two slots a weight
+    for optimizer, size in sizes.items():
+        assert size <= h5_size(model, optimizer=optimizer) < 2 * size, (optimizer, size)
