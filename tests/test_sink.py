@@ -1942,24 +1942,28 @@ def test_folders_made_for_images_of_which_none_fits_on_the_disk_are_removed(tmp_
         "['empty']"], (done.stdout, done.stderr)
 
 
-def test_folders_for_an_output_are_made_all_or_none(tmp_path):
+@pytest.mark.parametrize("parts, refusal", [
+    (("a", "b", "c"), "cannot create folder '{}/a/b/c' (No space left on device)"),
+    (("a", "b"), "folder '{}/a/b' is not writable (No space left on device)")])
+def test_folders_for_an_output_are_made_all_or_none(tmp_path, parts, refusal):
     """A disk out of inodes after two new folders (a tmpfs of three, its root's included, in a
-    user namespace of its own): making a/b/c fails at c with OutputFull, which stops a batch,
-    and a and a/b, made on the way, are removed."""
+    user namespace of its own): making a/b/c fails at c, and making a/b fails at the check of
+    its first file, each with OutputFull, which stops a batch; and a and a/b, made on the way,
+    are removed again."""
     disk = tmp_path / "disk"
     disk.mkdir()
     code = ("import os, sys\n"
             "from pathlib import Path\n"
             "from portrait.sink.paths import _prepare_folder\n"
             "try:\n"
-            "    _prepare_folder(Path(sys.argv[1], 'a', 'b', 'c'), 'frames')\n"
+            f"    _prepare_folder(Path(sys.argv[1], *{parts!r}), 'frames')\n"
             "except Exception as error:\n"
             "    print(type(error).__name__, error)\n"
             "print(os.listdir(sys.argv[1]))\n")
     done = python_on_a_tmpfs(disk, code, "64k,nr_inodes=3")
     assert done.stdout.splitlines() == [
-        f"OutputFull cannot write frames: cannot create folder '{disk}/a/b/c' (No space left on "
-        "device); choose another --out", "[]"], (done.stdout, done.stderr)
+        f"OutputFull cannot write frames: {refusal.format(disk)}; choose another --out",
+        "[]"], (done.stdout, done.stderr)
 
 
 def test_a_folder_that_was_there_is_kept_however_the_path_reaches_it(tmp_path):
@@ -1980,26 +1984,6 @@ def test_a_folder_that_was_there_is_kept_however_the_path_reaches_it(tmp_path):
     VideoFileSink(through / "video" / "out.mp4", fps=30.0).close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
     assert list(mine.iterdir()) == []
-
-
-def test_folders_made_that_take_no_file_are_removed_again(tmp_path):
-    """A disk out of inodes once the folders are made (a tmpfs of three, its root's included,
-    in a user namespace of its own): a and a/b are made, but the check of a/b's first file
-    fails with OutputFull, which stops a batch, and a and a/b are removed again."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    code = ("import os, sys\n"
-            "from pathlib import Path\n"
-            "from portrait.sink.paths import _prepare_folder\n"
-            "try:\n"
-            "    _prepare_folder(Path(sys.argv[1], 'a', 'b'), 'frames')\n"
-            "except Exception as error:\n"
-            "    print(type(error).__name__, error)\n"
-            "print(os.listdir(sys.argv[1]))\n")
-    done = python_on_a_tmpfs(disk, code, "64k,nr_inodes=3")
-    assert done.stdout.splitlines() == [
-        f"OutputFull cannot write frames: folder '{disk}/a/b' is not writable (No space left on "
-        "device); choose another --out", "[]"], (done.stdout, done.stderr)
 
 
 def test_a_photo_the_encoder_refuses_leaves_no_folder_made_for_it(tmp_path):
