@@ -154,13 +154,18 @@ def _plant_faces(path, boxes):
         np.savez(file, boxes=np.array(boxes, np.int32), **key)
 
 
+def _still_clip(tmp_path):
+    """A clip of four mattes of one still person, with its four (blank) frames: (folder,
+    frames, mattes)."""
+    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
+    return folder, [np.full((H, W, 3), 40, np.uint8)] * 4, read_mattes(folder)
+
+
 def test_face_boxes_are_cached_and_read_back_only_for_the_same_frame_count(tmp_path):
     """The first call finds the faces (none on a blank room) and saves them beside the mattes;
     the next call with as many frames reads the file (boxes planted there come back); another
     clip's file, another frame count, or a file that is no cache: found again and saved anew."""
-    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
-    mattes = read_mattes(folder)
-    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    folder, frames, mattes = _still_clip(tmp_path)
     assert cached_face_boxes(folder, frames, mattes) == [None] * 4
     with np.load(folder / FACE_CACHE) as saved:
         assert (saved["clip"].item(), saved["frames"].item()) == ("still", 4)
@@ -223,9 +228,7 @@ def test_a_face_cache_written_wrongly_is_ignored_with_why_and_made_again(tmp_pat
     shape, type or values, a count that is no count, a single .npy array) is no cache: one
     warning says why, the faces are found again and the cache is written anew, not a
     traceback nor boxes of the wrong shape handed on."""
-    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
-    mattes = read_mattes(folder)
-    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    folder, frames, mattes = _still_clip(tmp_path)
     path = folder / FACE_CACHE
     cached_face_boxes(folder, frames, mattes)
     whole = path.read_bytes()
@@ -272,9 +275,7 @@ def test_a_face_cache_whose_zip_names_an_unknown_compression_is_made_again(tmp_p
     """A faces.npz whose bytes were damaged where its zip names a member's compression method
     (zipfile raises NotImplementedError, no OSError nor ValueError) is ignored with the one
     warning, and written anew, not a crash of the study."""
-    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
-    mattes = read_mattes(folder)
-    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    folder, frames, mattes = _still_clip(tmp_path)
     path = folder / FACE_CACHE
     cached_face_boxes(folder, frames, mattes)
     whole = path.read_bytes()
@@ -318,9 +319,7 @@ def test_face_boxes_are_found_again_for_mattes_or_frames_made_anew(tmp_path):
     as many frames: the cache holds the boxes of the old pictures (a face box counts only where
     the matte covers it), so the faces are found again, not read back; the same pictures read
     the cache."""
-    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
-    mattes = read_mattes(folder)
-    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    folder, frames, mattes = _still_clip(tmp_path)
     assert cached_face_boxes(folder, frames, mattes) == [None] * 4
     planted = [[1, 2, 16, 16]] * 4
     _plant_faces(folder / FACE_CACHE, planted)
@@ -337,9 +336,7 @@ def test_the_face_cache_is_made_again_for_another_matte_count_or_settings(tmp_pa
     """The boxes depend on the mattes as much as on the frames (a clip's mattes made again
     with one fewer: as many boxes as mattes) and on every detector setting the key names; a
     first run, which finds no cache, says nothing of one, and its cache is written whole."""
-    folder = _write_clip(tmp_path / "still", [_person(40, 60)] * 4)
-    mattes = read_mattes(folder)
-    frames = [np.full((H, W, 3), 40, np.uint8)] * 4
+    folder, frames, mattes = _still_clip(tmp_path)
     with caplog.at_level("INFO", logger="portrait.training.framing_study"):
         assert cached_face_boxes(folder, frames, mattes) == [None] * 4
     assert [r.levelname for r in caplog.records] == []  # no cache yet is no warning
