@@ -202,7 +202,7 @@ def _bad_caches(good: dict) -> list[tuple[str, dict]]:
 
     neither = "a box is neither (x, y, w, h) with x, y >= 0 and w, h > 0 nor (-1, -1, -1, -1)"
     return [
-        ("no 'pixels' in it", without("pixels")),
+        ("no 'mattes' in it", without("mattes")),
         ("no 'boxes' in it", without("boxes")),
         ("unexpected 'note' in it", {**good, "note": np.array("edited by hand")}),
         ("'boxes' is int32 of shape (4, 3), expected integers of shape (4, 4)",
@@ -221,6 +221,26 @@ def _bad_caches(good: dict) -> list[tuple[str, dict]]:
         (neither, first_box([-1, 2, 16, 16])),  # half of "no face"
         (neither, first_box([-1, -1, -1, 0])),
     ]
+
+
+def test_a_face_cache_from_before_the_pixel_digest_is_made_again_without_a_warning(
+        tmp_path, caplog):
+    """A cache an earlier version wrote (its key without "pixels") is no fault of the user's: one
+    INFO line says why the faces are found again, no warning, and the cache is written anew."""
+    folder, frames, mattes = _still_clip(tmp_path)
+    path = folder / FACE_CACHE
+    cached_face_boxes(folder, frames, mattes)
+    whole = path.read_bytes()
+    with np.load(path) as saved:
+        old = {name: saved[name] for name in saved.files if name != "pixels"}
+    with open(path, "wb") as file:
+        np.savez(file, **old)
+    with caplog.at_level("INFO", logger="portrait.training.framing_study"):
+        assert cached_face_boxes(folder, frames, mattes) == [None] * 4
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"{path}: a face cache from before its key held the pixels' digest; finding the "
+         "faces again")]
+    assert path.read_bytes() == whole
 
 
 def test_a_face_cache_written_wrongly_is_ignored_with_why_and_made_again(tmp_path, caplog):

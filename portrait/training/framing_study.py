@@ -215,7 +215,11 @@ def _read_face_cache(path: Path) -> Optional[tuple[dict, list[Optional[Box]]]]:
             NotImplementedError) as error:  # a member's compression method no zip has
         problem = str(error) or type(error).__name__
     if problem is not None:
-        log.warning("%s: not a face cache (%s); finding the faces again", path, problem)
+        if problem == _BEFORE_DIGEST:  # an earlier version's cache: nothing wrong with it
+            log.info("%s: a face cache from before its key held the pixels' digest; finding the "
+                     "faces again", path)
+        else:
+            log.warning("%s: not a face cache (%s); finding the faces again", path, problem)
         return None
     key = {name: arrays[name].item() for name in _FACE_KEY}
     return key, [None if box[0] < 0 else tuple(int(v) for v in box) for box in arrays["boxes"]]
@@ -223,6 +227,7 @@ def _read_face_cache(path: Path) -> Optional[tuple[dict, list[Optional[Box]]]]:
 
 _FACE_KEY = {"clip": "U", "frames": "iu", "mattes": "iu", "settings": "U", "pixels": "U"}
 """The cache's key (:func:`cached_face_boxes`): each name's single value, of these dtype kinds."""
+_BEFORE_DIGEST = "no 'pixels' in it"  # a cache written before the key held "pixels"
 
 
 def face_cache_problem(arrays: dict[str, np.ndarray]) -> Optional[str]:
