@@ -37,9 +37,9 @@ class OutputRefused(InputError):
 
 
 class OutputGone(OutputRefused):
-    """The output folder a photo batch was writing into was removed, moved or replaced by another
-    folder: the photos written are not where the batch puts the next. It stops there rather than
-    make the folder again, unmarked, with the rest of the photos alone in it."""
+    """The output folder a photo batch (or a run's numbered frames) was writing into was removed,
+    moved or replaced by another folder: the files written are not where the next would go. It
+    stops there rather than make the folder again, unmarked, with the rest alone in it."""
 
 
 class OutputFull(OutputRefused):

@@ -1435,6 +1435,32 @@ def test_a_batch_stops_where_its_output_folder_is_removed_after_its_first_photo(
     assert json.loads(stats.read_text())["frames"] == 1
 
 
+def test_a_video_run_stops_where_its_frames_folder_is_removed_after_its_first_frame(
+        capsys, caplog, tmp_path, brightness_model):
+    """A run writing numbered PNG frames whose --out folder is removed for real once the first
+    frame is in it stops at the next with one line saying so and what to do, exit code 2, as a
+    photo batch does, where it failed as 'No such file or directory; choose another path'; the
+    folder is not made again."""
+    import shutil
+
+    clip = write_video(tmp_path / "clip.avi", frames=3)
+    out = tmp_path / "frames"
+    caplog.set_level(logging.DEBUG, logger="portrait.sink.images")  # each frame's written line
+    hook = OnceModelReady(lambda: shutil.rmtree(out), text=f"wrote '{out / '000000.png'}'")
+    logging.getLogger("portrait").addHandler(hook)
+    try:
+        code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip,
+                                      "--out", f"{out}/")
+    finally:
+        logging.getLogger("portrait").removeHandler(hook)
+    assert hook.change is None  # removed after the first frame
+    assert_one_line_error(code, stderr, f"cannot write frames to '{out}': the folder was removed "
+                          "or moved during the run, with 1 frame this run wrote into it; run it "
+                          "again and leave the folder in place until it ends")
+    assert code == 2
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("mode", ["--image", "--source"])
 def test_a_run_that_fails_after_the_stats_check_leaves_no_folder(capsys, tmp_path,
                                                                  brightness_model, mode):

@@ -1433,6 +1433,51 @@ def test_png_folder_never_replaces_the_users_frames_or_an_input(tmp_path):
     assert sorted(p.name for p in ours.glob("*.png")) == ["000000.png"]
 
 
+@pytest.mark.parametrize("change", ["removed", "moved", "replaced"])
+def test_png_folder_gone_after_the_first_frame_stops_the_run_and_is_not_made_again(tmp_path,
+                                                                                   change):
+    """The frames folder removed, moved away, or replaced by another after the first frame: the
+    next frame is refused as the folder's (OutputGone, an OutputRefused: the run stops), saying
+    so and what to do, where a removed folder's next frame failed as 'No such file or
+    directory; choose another path' and a replaced one took the rest of the frames, unmarked.
+    Nothing is written into the other folder, and close() leaves it alone: its 000005.png is
+    not taken for the earlier run's frame past this run's last. A folder moved away keeps what
+    was written into it."""
+    import shutil
+
+    from portrait.errors import OutputGone
+
+    out, moved = tmp_path / "frames", tmp_path / "elsewhere"
+    frame = np.zeros((4, 4, 3), np.uint8)
+    with PngFolderSink(out) as earlier:  # an earlier run's 000000..000005.png
+        for _ in range(6):
+            earlier.write(frame)
+    sink = PngFolderSink(out)
+    sink.write(frame + 1)
+    if change == "removed":
+        shutil.rmtree(out)
+    else:
+        out.rename(moved)
+        if change == "replaced":
+            out.mkdir()
+            cv2.imwrite(str(out / "000005.png"), frame + 9)
+    how = "replaced by another" if change == "replaced" else "removed or moved"
+    for _ in range(2):  # the same for the next frame
+        with pytest.raises(OutputGone) as raised:
+            sink.write(frame + 2)
+        assert str(raised.value) == (
+            f"cannot write frames to '{out}': the folder was {how} during the run, with 1 frame "
+            "this run wrote into it; run it again and leave the folder in place until it ends")
+    sink.close()
+    assert sink.frames_written == 1
+    assert (sorted(p.name for p in out.iterdir()) == ["000005.png"] if change == "replaced"
+            else not out.exists())
+    if change == "moved":  # this run's first frame, the earlier run's others not yet removed
+        assert sorted(p.name for p in moved.iterdir()) == [
+            *(f"{i:06d}.png" for i in range(6)), OUTPUT_MARKER]
+        assert cv2.imread(str(moved / "000000.png"))[0, 0, 0] == 1
+
+
 def test_a_batch_into_a_folder_another_command_marked_replaces_none_of_its_files(tmp_path):
     """Numbered frames written into a folder of the user's (holiday.png there) mark it, as
     they replace only their own frames; an image batch into it took the mark for its own and

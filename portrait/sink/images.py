@@ -10,13 +10,13 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from portrait.errors import InputError, OutputGone
+from portrait.errors import InputError
 from portrait.photo_metadata import NO_METADATA, PhotoMetadata
 from portrait.sink.base import Sink, _check_image
 from portrait.sink.encode import encode_image
 from portrait.sink.paths import (PathLike, _file_ids, _prepare_folder, _refuse_input,
-                                 check_folder, is_ours, mark_ours, remove_if_empty,
-                                 remove_unwritten, write_atomic)
+                                 check_folder, folder_identity, is_ours, mark_ours,
+                                 refuse_if_gone, remove_if_empty, remove_unwritten, write_atomic)
 from portrait.words import counted
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class ImageFolderSink(Sink):
         self._prepared = False  # the folder made and marked, at the first image
         self._made: list[Path] = []  # the folders made for it, removed if none is written to
         self._marked = False  # the mark written into it by this run
-        self._folder_id: set = set()  # the folder's identity once made (_file_ids)
+        self._folder_id: set = set()  # the folder's identity once made (folder_identity)
         self.frames_written = 0
         self.replaced = 0  # images of an earlier run into the folder, replaced by this one's
         self._closed = False
@@ -200,7 +200,7 @@ class ImageFolderSink(Sink):
             if self._ours:
                 self._marked = mark_ours(self.folder, f"Images written by {BATCH_WRITER}")
             self._prepared = True
-            self._folder_id = _file_ids([self.folder])
+            self._folder_id = folder_identity(self.folder)
         self._refuse_if_gone()
         there_before = os.path.lexists(path)  # an earlier run's image: the folder is ours
         try:
@@ -214,17 +214,9 @@ class ImageFolderSink(Sink):
         log.debug("wrote '%s'", path)
 
     def _refuse_if_gone(self) -> None:
-        """OutputGone where the folder made (or found) for the first image is no longer there
-        (removed, moved) or is another folder now: the images written went with it, and making
-        it again would leave the rest in a folder without its mark."""
-        if _file_ids([self.folder]) == self._folder_id:
-            return
-        how = ("removed or moved" if not os.path.lexists(self.folder)
-               else "replaced by another")
-        raise OutputGone(f"cannot write images to '{self.folder}': the folder was {how} during "
-                         f"the batch, with {counted(self.frames_written, 'image')} this batch "
-                         "wrote into it; run the batch again and leave the folder in place until "
-                         "it ends")
+        """OutputGone where the folder made (or found) for the first image is gone or another
+        (:func:`~portrait.sink.paths.refuse_if_gone`)."""
+        refuse_if_gone(self.folder, self._folder_id, "image", self.frames_written, "batch")
 
     def close(self) -> None:
         """Say how many images of an earlier run this one replaced; where no image was written,
@@ -333,27 +325,46 @@ class PngFolderSink(Sink):
         except BaseException:  # a full disk that takes the folder but not its mark
             remove_if_empty(self._made)
             raise
+        self._folder_id = folder_identity(self.folder)
         self.frames_written = 0
         self._closed = False
 
     def write(self, image: np.ndarray, pts_s: Optional[float] = None) -> None:
-        """Write the next numbered frame (BGRA keeps alpha, grey stays grey)."""
+        """Write the next numbered frame (BGRA keeps alpha, grey stays grey).
+
+        Raises:
+            OutputGone: the folder was removed, moved or replaced by another since it was
+                made (:func:`~portrait.sink.paths.refuse_if_gone`): it is not made again, nor
+                the rest of the frames written into the other folder, without their mark.
+        """
         _check_image(image)
         path = self.folder / f"{self.frames_written:06d}.png"
         ok, encoded = cv2.imencode(".png", image)
         if not ok:
             raise ValueError(f"PNG encoding failed for a frame of shape {image.shape}")
-        write_atomic(path, encoded.tobytes(), "frame")
+        self._refuse_if_gone()
+        try:
+            write_atomic(path, encoded.tobytes(), "frame")
+        except InputError:
+            self._refuse_if_gone()  # removed as the frame was written: that, not its words
+            raise
         self.frames_written += 1
+        log.debug("wrote '%s'", path)
+
+    def _refuse_if_gone(self) -> None:
+        refuse_if_gone(self.folder, self._folder_id, "frame", self.frames_written, "run")
 
     def close(self) -> None:
         """Remove the earlier run's frames past this run's last, then log the count; where no
         frame was written (a full disk at the first, a stop before it), leave an earlier run's
         frames as they were and remove the mark this run wrote and the folders it made; safe
-        twice."""
+        twice. A folder removed, moved or replaced by another meanwhile is left alone: what is
+        there now is not this run's to clear."""
         if self._closed:
             return
         self._closed = True
+        if folder_identity(self.folder) != self._folder_id:
+            return
         if not self.frames_written:  # nothing replaces the earlier run's frames
             remove_unwritten(self.folder, self._made, marked=self._marked)
             return

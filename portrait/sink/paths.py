@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
-from portrait.errors import DISK_ERRNOS, InputError, OutputFull, OutputRefused
+from portrait.errors import DISK_ERRNOS, InputError, OutputFull, OutputGone, OutputRefused
+from portrait.words import counted
 
 PathLike = Union[str, Path]
 
@@ -152,6 +153,27 @@ def _prepare_folder(folder: Path, what: str, option: str = "--out", *,
         remove_if_empty(made)
         raise
     return made
+
+
+def folder_identity(folder: PathLike) -> set[tuple[int, int]]:
+    """``folder``'s identity (device, inode) as made or found for an output's first file, for
+    :func:`refuse_if_gone` before each later one; empty where it is not there."""
+    return _file_ids([folder])
+
+
+def refuse_if_gone(folder: Path, identity: set[tuple[int, int]], noun: str, written: int,
+                   run: str) -> None:
+    """OutputGone where ``folder``, whose :func:`folder_identity` was ``identity``, is no longer
+    there (removed, moved) or is another folder now: the ``written`` files (``noun``: "image",
+    "frame") this ``run`` ("batch", "run") wrote went with it, and making it again would leave
+    the rest in a folder without its mark (:data:`OUTPUT_MARKER`)."""
+    if folder_identity(folder) == identity:
+        return
+    how = "removed or moved" if not os.path.lexists(folder) else "replaced by another"
+    again = "run it again" if run == "run" else f"run the {run} again"
+    raise OutputGone(f"cannot write {noun}s to '{folder}': the folder was {how} during the "
+                     f"{run}, with {counted(written, noun)} this {run} wrote into it; {again} and "
+                     "leave the folder in place until it ends")
 
 
 def remove_if_empty(folders: Sequence[Path]) -> None:
