@@ -1433,6 +1433,22 @@ def test_png_folder_never_replaces_the_users_frames_or_an_input(tmp_path):
     assert sorted(p.name for p in ours.glob("*.png")) == ["000000.png"]
 
 
+def _change_folder(out: Path, moved: Path, change: str) -> str:
+    """Do to the output folder ``out`` what ``change`` names, for real: "removed", "moved" (to
+    ``moved``) or "replaced" (moved, and an empty folder made in its place); returns how the
+    refusal words it."""
+    import shutil
+
+    if change == "removed":
+        shutil.rmtree(out)
+        return "removed or moved"
+    out.rename(moved)
+    if change == "replaced":
+        out.mkdir()
+        return "replaced by another"
+    return "removed or moved"
+
+
 @pytest.mark.parametrize("change", ["removed", "moved", "replaced"])
 def test_png_folder_gone_after_the_first_frame_stops_the_run_and_is_not_made_again(tmp_path,
                                                                                    change):
@@ -1443,8 +1459,6 @@ def test_png_folder_gone_after_the_first_frame_stops_the_run_and_is_not_made_aga
     Nothing is written into the other folder, and close() leaves it alone: its 000005.png is
     not taken for the earlier run's frame past this run's last. A folder moved away keeps what
     was written into it."""
-    import shutil
-
     from portrait.errors import OutputGone
 
     out, moved = tmp_path / "frames", tmp_path / "elsewhere"
@@ -1454,14 +1468,9 @@ def test_png_folder_gone_after_the_first_frame_stops_the_run_and_is_not_made_aga
             earlier.write(frame)
     sink = PngFolderSink(out)
     sink.write(frame + 1)
-    if change == "removed":
-        shutil.rmtree(out)
-    else:
-        out.rename(moved)
-        if change == "replaced":
-            out.mkdir()
-            cv2.imwrite(str(out / "000005.png"), frame + 9)
-    how = "replaced by another" if change == "replaced" else "removed or moved"
+    how = _change_folder(out, moved, change)
+    if change == "replaced":
+        cv2.imwrite(str(out / "000005.png"), frame + 9)
     for _ in range(2):  # the same for the next frame
         with pytest.raises(OutputGone) as raised:
             sink.write(frame + 2)
@@ -1871,20 +1880,12 @@ def test_a_batch_folder_gone_after_the_first_image_refuses_the_batch_and_is_not_
     and what to do; the folder is not made again (it was, unmarked, with the rest of the photos
     alone in it), nor is anything written into the other folder. A folder moved away keeps what
     was written into it."""
-    import shutil
-
     from portrait.errors import OutputGone
 
     out, moved = tmp_path / "cutouts", tmp_path / "elsewhere"
     sink = ImageFolderSink(out)
     sink.write(np.zeros((4, 4, 3), np.uint8), "a")
-    if change == "removed":
-        shutil.rmtree(out)
-    else:
-        out.rename(moved)
-        if change == "replaced":
-            out.mkdir()
-    how = "replaced by another" if change == "replaced" else "removed or moved"
+    how = _change_folder(out, moved, change)
     for name in ("b", "c"):  # the same for the next photo
         with pytest.raises(OutputGone) as raised:
             sink.write(np.zeros((4, 4, 3), np.uint8), name)
