@@ -1348,6 +1348,15 @@ class OnceModelReady(logging.Handler):
             change()
 
 
+def run_in_process_with(capsys, hook, *args):
+    """:func:`run_in_process` with ``hook`` (a logging handler) on the app's logger meanwhile."""
+    logging.getLogger("portrait").addHandler(hook)
+    try:
+        return run_in_process(capsys, *args)
+    finally:
+        logging.getLogger("portrait").removeHandler(hook)
+
+
 @pytest.mark.parametrize("change", ["read-only parent", "read-only folder", "a file in the way"])
 def test_a_batch_stops_at_an_output_folder_that_turns_unusable_after_the_start(
         capsys, caplog, tmp_path, brightness_model, change):
@@ -1384,12 +1393,10 @@ def test_a_batch_stops_at_an_output_folder_that_turns_unusable_after_the_start(
 
     caplog.set_level(logging.INFO)
     hook = OnceModelReady(make_unusable)
-    logging.getLogger("portrait").addHandler(hook)
     try:
-        code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", photos,
-                                      "--out", out, "--stats", stats)
+        code, stderr = run_in_process_with(capsys, hook, "--model", brightness_model, "--image",
+                                           photos, "--out", out, "--stats", stats)
     finally:
-        logging.getLogger("portrait").removeHandler(hook)
         for folder in (parent, out):
             if folder.is_dir():
                 folder.chmod(0o755)
@@ -1418,12 +1425,8 @@ def test_a_batch_stops_where_its_output_folder_is_removed_after_its_first_photo(
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="portrait.sink.images")  # each photo's written line
     hook = OnceModelReady(lambda: shutil.rmtree(out), text=f"wrote '{out / 'a.png'}'")
-    logging.getLogger("portrait").addHandler(hook)
-    try:
-        code, stderr = run_in_process(capsys, "--model", brightness_model, "--image", photos,
-                                      "--out", out, "--stats", stats)
-    finally:
-        logging.getLogger("portrait").removeHandler(hook)
+    code, stderr = run_in_process_with(capsys, hook, "--model", brightness_model, "--image",
+                                       photos, "--out", out, "--stats", stats)
     assert hook.change is None  # removed after the first photo
     assert_one_line_error(code, stderr, f"cannot write images to '{out}': the folder was removed "
                           "or moved during the batch, with 1 image this batch wrote into it; run "
@@ -1447,12 +1450,8 @@ def test_a_video_run_stops_where_its_frames_folder_is_removed_after_its_first_fr
     out = tmp_path / "frames"
     caplog.set_level(logging.DEBUG, logger="portrait.sink.images")  # each frame's written line
     hook = OnceModelReady(lambda: shutil.rmtree(out), text=f"wrote '{out / '000000.png'}'")
-    logging.getLogger("portrait").addHandler(hook)
-    try:
-        code, stderr = run_in_process(capsys, "--model", brightness_model, "--source", clip,
-                                      "--out", f"{out}/")
-    finally:
-        logging.getLogger("portrait").removeHandler(hook)
+    code, stderr = run_in_process_with(capsys, hook, "--model", brightness_model, "--source",
+                                       clip, "--out", f"{out}/")
     assert hook.change is None  # removed after the first frame
     assert_one_line_error(code, stderr, f"cannot write frames to '{out}': the folder was removed "
                           "or moved during the run, with 1 frame this run wrote into it; run it "
