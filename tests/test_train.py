@@ -801,7 +801,51 @@ def test_exposure_scales_the_whole_crop_by_one_gain_and_clips_highlights():
     assert min(gains) < 0.7 and max(gains) > 1.2  # both a dim room and a window, in 20 draws
 
 
-@pytest.mark.parametrize("field", ["motion_prob", "exposure_prob"])
+def _edge_cut_data(root, with_person=True):
+    """One 64x256 photo whose first channel holds its row number: a person block in rows
+    64..191, columns 16..47 (none if not with_person)."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.full((256, 64, 3), 60, np.uint8)
+    image[..., 0] = np.arange(256, dtype=np.uint8)[:, None]
+    mask = np.zeros((256, 64), np.uint8)
+    if with_person:
+        mask[64:192, 16:48] = 255
+    cv2.imwrite(str(root / "images" / "a.png"), image)
+    cv2.imwrite(str(root / "masks" / "a.png"), mask)
+    return find_pairs(root)
+
+
+def _edge_cut_crops(pairs, prob, n=24):
+    aug = AugmentOptions(scale_range=(1.0, 1.0), rotation_deg=0.0, flip=False, photometric=False,
+                         blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, occlusion_prob=0.0,
+                         edge_cut_prob=prob)
+    ds = make_dataset(pairs, (64, 64), 1, True, augment=aug, seed=3, cache_short_px=64)
+    return [(image.numpy()[0], mask.numpy()[0, ..., 0]) for image, mask in ds.take(n)]
+
+
+def test_edge_cut_crops_end_inside_the_person_at_a_drawn_depth(tmp_path):
+    pairs = _edge_cut_data(tmp_path / "data")
+    tf.random.set_seed(5)
+    depths = []
+    for image, label in _edge_cut_crops(pairs, 1.0):
+        assert label[-1, 16:48].min() > 0.99 and label[-1, :12].max() < 0.01  # ends in the person
+        # The crop's last row shows the photo's row number, written as blue (OpenCV's BGR).
+        bottom_edge = float(image[-1, 32, 2]) + 0.5
+        depths.append((bottom_edge - 64) / 128)  # share of the way down the person's 128 rows
+    assert 0.45 - 0.01 <= min(depths) < 0.55 and 0.8 < max(depths) <= 0.9 + 0.01
+    # Without it the crop's centre is anywhere in the photo: some crops end below the person.
+    tf.random.set_seed(5)
+    assert any(label[-1, 32] < 0.5 for _, label in _edge_cut_crops(pairs, 0.0))
+
+
+def test_edge_cut_leaves_a_crop_with_no_person_as_usual(tmp_path):
+    pairs = _edge_cut_data(tmp_path / "data", with_person=False)
+    for _, label in _edge_cut_crops(pairs, 1.0, n=4):
+        assert label.shape == (64, 64) and np.isfinite(label).all() and label.max() == 0.0
+
+
+@pytest.mark.parametrize("field", ["motion_prob", "exposure_prob", "edge_cut_prob"])
 def test_augment_probabilities_reach_the_training_options(field):
     from portrait.training.train import TrainOptions, build_parser
 

@@ -57,6 +57,10 @@ class AugmentOptions(CheckedOptions):
         exposure_prob: probability that the crop's light is scaled by a gain drawn log-uniformly
             from :data:`EXPOSURE_GAIN` (a dim room below 1; a window behind above 1, highlights
             clipped), as webcams deliver rooms lit far from the photo sets' studios.
+        edge_cut_prob: probability that a crop is placed so that its bottom edge cuts the
+            person: at a uniform :data:`EDGE_CUT_DEPTH` of the way down the rows the mask marks,
+            as a webcam's bottom edge cuts a sitting or standing person at the chest, waist or
+            legs; a sample with no person is cropped as usual.
         paste_prob: probability that a sample's people are pasted, through their mask, over
             another training sample's crop (copy-paste: new scenes and several people per
             image; the label is the union of both samples' people).
@@ -77,9 +81,13 @@ class AugmentOptions(CheckedOptions):
     occlusion_prob: float = bounded(0.15, UNIT)
     motion_prob: float = bounded(0.0, UNIT)
     exposure_prob: float = bounded(0.0, UNIT)
+    edge_cut_prob: float = bounded(0.0, UNIT)
     paste_prob: float = bounded(0.0, UNIT)
     pad: PadMode = "constant"
 
+
+# Where --edge-cut-prob puts the crop's bottom edge: this share of the way down the person's rows.
+EDGE_CUT_DEPTH = (0.45, 0.9)
 
 # Light gains of --exposure-prob: a third of a room's light to a window burning out the frame.
 EXPOSURE_GAIN = (0.25, 1.8)
@@ -305,6 +313,10 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions):
     slack = tf.maximum(in_hw - tf.stack([out_h, out_w]) / s, 0.0) / 2
     jitter = tf.random.uniform([2], -1.0, 1.0)
     centre = in_hw / 2 + slack * jitter
+    if aug.edge_cut_prob > 0:  # off, it draws nothing: earlier recipes keep their random streams
+        cut_y = edge_cut_centre_y(mask, out_h / s)
+        cut = tf.random.uniform([]) < aug.edge_cut_prob
+        centre = tf.stack([tf.where(cut & tf.math.is_finite(cut_y), cut_y, centre[0]), centre[1]])
     cos, sin = tf.cos(angle) / s, tf.sin(angle) / s
     sign = 1.0 - 2.0 * flip
     # Output (x, y) relative to the crop centre maps to input via rotation/scale, then shift.
@@ -329,6 +341,21 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions):
         )[0]
 
     return warp(image, "BILINEAR", grey), warp(mask, "BILINEAR", 0.0)
+
+
+def edge_cut_centre_y(mask, crop_h_in, depth=EDGE_CUT_DEPTH):
+    """The crop centre's row that puts a crop ``crop_h_in`` input rows tall with its bottom edge
+    at a uniform ``depth`` share of the way down the rows where ``mask`` (H, W, 1; 0..255) marks
+    a person (> 127); +inf when it marks none (the caller then keeps its own centre)."""
+    rows = tf.where(tf.reduce_any(mask[..., 0] > 127, axis=1))[:, 0]
+    depth_share = tf.random.uniform([], *depth)
+
+    def placed():
+        top = tf.cast(rows[0], tf.float32)
+        bottom = tf.cast(rows[-1], tf.float32) + 1.0
+        return top + depth_share * (bottom - top) - crop_h_in / 2
+
+    return tf.cond(tf.size(rows) > 0, placed, lambda: tf.constant(math.inf))
 
 
 def _filter2d(image, kernel):

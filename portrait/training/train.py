@@ -87,6 +87,7 @@ class TrainOptions(CheckedOptions):
     paste_prob: float = bounded(0.0, UNIT)
     motion_prob: float = bounded(0.0, UNIT)
     exposure_prob: float = bounded(0.0, UNIT)
+    edge_cut_prob: float = bounded(0.0, UNIT)
     zoom: tuple[float, float] = bounded((0.55, 1.35), ZOOM_FACTOR)  # AugmentOptions.scale_range's
     pad: PadMode = "constant"
     teacher: tuple[str, ...] = ()
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exposure-prob", type=number("exposure_prob"), default=0.0, metavar="P",
                    help="probability that a crop's light is scaled by a gain between 0.25 (a "
                         "dim room) and 1.8 (a window behind, highlights clipped) (default 0)")
+    p.add_argument("--edge-cut-prob", type=number("edge_cut_prob"), default=0.0, metavar="P",
+                   help="probability that a crop's bottom edge cuts the person 45-90 %% of the "
+                        "way down, as a webcam's bottom edge cuts a person at the chest, waist or "
+                        "legs (default 0)")
     p.add_argument("--zoom", type=zoom_range, default=TrainOptions.zoom, metavar="MIN,MAX",
                    help="range of the random zoom: 1 fits the photo's short side to the crop, "
                         "below 1 frames the person smaller with padding around (landscape "
@@ -1132,7 +1137,8 @@ def _train(options: TrainOptions, made: list[Path]) -> Path:
 
     augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
                              motion_prob=options.motion_prob,
-                             exposure_prob=options.exposure_prob, pad=options.pad)
+                             exposure_prob=options.exposure_prob,
+                             edge_cut_prob=options.edge_cut_prob, pad=options.pad)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed, views=2 if uses_views(loss) else 1)
     if options.teacher:
