@@ -1,5 +1,5 @@
-"""The product suite: stray and flicker measures on hand-made sequences, the held-out split rule,
-and one quick suite run on the shared data."""
+"""The product suite: stray, bottom-edge gap and flicker measures on hand-made sequences, the
+held-out split rule, and one quick suite run on the shared data."""
 
 import json
 import logging
@@ -20,6 +20,7 @@ from portrait.training.conditions import CAMERA_CONDITIONS
 from portrait.training.video_metrics import (
     SequenceScore,
     alpha_change,
+    bottom_edge_gap,
     motion_lag,
     still_change,
     stray_fraction,
@@ -119,6 +120,68 @@ def test_sequence_score_stray_frames_and_means():
         score.add(np.zeros((50, 50, 3), np.uint8), matte_with_blob(False))
 
 
+def cut_person(bottom: int = 160) -> np.ndarray:
+    """A 160 x 200 matte (band: the bottom 10 rows, 150..159; the row above it: 149) with a person
+    80 columns wide (60..139) from row 40 down to ``bottom`` (160: cut by the frame's edge)."""
+    alpha = np.zeros((160, 200), np.uint8)
+    alpha[40:bottom, 60:140] = 255
+    return alpha
+
+
+def test_bottom_edge_gap_counts_the_holes_under_a_person_cut_by_the_edge():
+    alpha = cut_person()
+    assert bottom_edge_gap(alpha) == 0  # whole down to the edge
+    alpha[155:160, 80:100] = 0  # the legs made transparent at the edge: 5 x 20 px
+    assert bottom_edge_gap(alpha) == 100
+    alpha[100:110, 60:140] = 0  # a hole above the band is not the edge's
+    assert bottom_edge_gap(alpha) == 100
+    alpha[150, 60] = 127  # not person (alpha >= 128 is), in the band under a person column
+    assert bottom_edge_gap(alpha) == 101
+    alpha[150, 60] = 128
+    assert bottom_edge_gap(alpha) == 100
+    # A column that is not person on row 149 adds nothing, whatever its band holds.
+    alpha[149, 80:90] = 0
+    assert bottom_edge_gap(alpha) == 50
+    with pytest.raises(ValueError, match=r"float32 \(160, 200\) != uint8 \(H, W\)"):
+        bottom_edge_gap(alpha.astype(np.float32))
+
+
+def test_bottom_edge_gap_of_a_person_ending_above_the_band_is_zero():
+    assert bottom_edge_gap(cut_person(140)) == 0
+    assert bottom_edge_gap(cut_person(149)) == 0  # ends on row 148: row 149 is not person
+    # Ending on row 149 itself, the row the band is judged from: the whole band under it.
+    assert bottom_edge_gap(cut_person(150)) == 10 * 80
+    # Under 16 rows there is no band.
+    assert bottom_edge_gap(np.zeros((15, 20), np.uint8)) == 0
+
+
+def test_bottom_edge_gap_of_a_hand_ending_inside_the_band():
+    """A hand reaching down past row 149 and ending on row 153 leaves the band's rows 154..159
+    under it empty: 6 x 12 px, counted as a gap (the measure cannot tell a hand ending there
+    from a cut body the matte lets go of). A shape that starts inside the band adds nothing."""
+    alpha = np.zeros((160, 200), np.uint8)
+    alpha[120:154, 20:32] = 255
+    assert bottom_edge_gap(alpha) == 6 * 12
+    alpha[152:158, 150:170] = 255
+    assert bottom_edge_gap(alpha) == 6 * 12
+
+
+def test_a_frame_drops_the_edge_above_0_1_percent_of_its_pixels():
+    """0.1 % of 160 x 200 = 32 px: a gap of 32 px is not a frame that drops the edge, 33 is."""
+    image = np.zeros((160, 200, 3), np.uint8)
+    at, over = cut_person(), cut_person()
+    at[156:160, 80:88] = 0  # 4 x 8 = 32 px
+    over[156:160, 80:88] = 0
+    over[155, 80] = 0  # 33 px
+    score = SequenceScore()
+    for alpha in (at, over, cut_person()):
+        score.add(image, alpha)
+    assert score.edge_gaps == [32 / 32_000, 33 / 32_000, 0.0]
+    assert score.edge_gap_frames == 1
+    assert score.edge_gap_mean == pytest.approx(65 / 32_000 / 3)
+    assert SequenceScore().edge_gap_mean == 0.0 and SequenceScore().edge_gap_frames == 0
+
+
 def square_frame(left: int) -> tuple[np.ndarray, np.ndarray]:
     """A 64 x 64 frame with a bright 16 x 16 square whose left edge is at ``left``, and its matte."""
     image = np.full((64, 64, 3), 40, np.uint8)
@@ -211,6 +274,31 @@ def test_score_clip_finds_the_lag_of_a_smoothed_step(tmp_path, brightness_model)
         score = suite.score_clip(model, slow, subject=subject)
         assert score.lags == [1.0] and len(score.flickers) == 3, subject
         assert suite.score_clip(model, jump, subject=subject).lags == [0.0], subject
+
+
+def test_score_clip_measures_the_bottom_edge_gap_of_the_app_path(tmp_path, brightness_model):
+    """A bright block cut by the bottom edge of a 64 x 64 clip (band: rows 60..63) that is whole
+    keeps the matte whole to the edge; with a dark notch of 4 x 16 px at the edge under it
+    (1.6 % of the frame), every frame of the app's matte drops the edge by just that much."""
+    from portrait.options import SegmentOptions
+
+    def clip(name, notch):
+        image = np.full((64, 64, 3), 30, np.uint8)
+        image[8:64, 16:48] = 220
+        if notch:
+            image[60:64, 24:40] = 30
+        path = tmp_path / name
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30, (64, 64))
+        for _ in range(4):
+            writer.write(image)
+        writer.release()
+        return path
+
+    model = SegmentOptions(model=str(brightness_model))
+    whole = suite.score_clip(model, clip("whole.avi", False))
+    assert whole.edge_gaps == [0.0] * 4 and whole.edge_gap_frames == 0
+    notched = suite.score_clip(model, clip("notched.avi", True))
+    assert notched.edge_gaps == [64 / 4096] * 4 and notched.edge_gap_frames == 4
 
 
 def test_score_clip_runs_the_model_once_a_frame_for_both_paths(brightness_model):

@@ -9,6 +9,10 @@
   frame's own matte (the model on that frame alone: no smoothing, no mask reused) disagree on.
   Smoothing and reuse borrow from earlier frames; on a waving hand or a turning head that shows
   as a trail behind it (ghost) or a matte that arrives late.
+* Bottom-edge gap: where the frame's bottom edge cuts the person (legs, waist, a chest at a
+  webcam), the matte must reach the edge. In the bottom sixteenth of the frame, the pixels that
+  are not person under a column that is person on the row just above it: the person made
+  transparent at the bottom of the picture, a see-through cut a viewer notices.
 
 Pure functions on uint8 arrays (alpha 0..255, 255 = person) and a small accumulator.
 """
@@ -23,6 +27,7 @@ import numpy as np
 
 ALPHA_THRESHOLD = 127  # alpha > 127 is person, as when a user thresholds the app's --matte
 STRAY_FRAME_THRESHOLD = 0.002  # a frame "has stray" above 0.2 % of its area (issue 19's measure)
+EDGE_GAP_FRAME_THRESHOLD = 0.001  # a frame "drops the edge" above 0.1 % of its area
 STILL_THRESHOLD = 1.5  # mean absolute grey change (0..255) below which two frames show a still scene
 
 
@@ -53,6 +58,33 @@ def stray_fraction(alpha: np.ndarray, threshold: int = ALPHA_THRESHOLD) -> float
         return 0.0
     areas = stats[1:, cv2.CC_STAT_AREA]
     return float(areas.sum() - areas.max()) / alpha.size
+
+
+def bottom_edge_gap(alpha: np.ndarray) -> int:
+    """The person pixels the matte drops where the frame's bottom edge cuts the person.
+
+    The band is the bottom ``H // 16`` rows. A column that is person (alpha >= 128, as
+    alpha > ``ALPHA_THRESHOLD``) on the row just above the band should stay person down to the
+    edge; the pixels of the band under such columns that are not person are the gap. Columns
+    that are not person above the band (a person ending higher, a hand reaching into the band)
+    add nothing. A matte under 16 rows has no band and gives 0.
+
+    Args:
+        alpha: uint8 (H, W) matte, 255 = person.
+
+    Returns:
+        The gap in pixels (divide by ``H * W`` for the share of the frame).
+
+    Raises:
+        ValueError: ``alpha`` is not uint8 (H, W).
+    """
+    _check_alpha(alpha)
+    # Kept exactly as the decision script that measured rule E wrote it, so the numbers agree.
+    h, w = alpha.shape
+    band = h // 16
+    above = alpha[h - band - 1] >= 128  # columns that are person on the row just above the band
+    # the pixels in the band under them that are not person
+    return int(((alpha[h - band:, :] < 128) & above[None, :]).sum())
 
 
 def still_change(previous_bgr: np.ndarray, image_bgr: np.ndarray) -> float:
@@ -103,11 +135,15 @@ class SequenceScore:
         still_threshold: frames whose picture changed less than this (mean grey 0..255) count as
             a still pair for flicker; the others as a moving pair for motion lag.
         stray_frame_threshold: a frame with more stray area than this share counts as a stray frame.
+        edge_gap_frame_threshold: a frame with a bottom-edge gap (:func:`bottom_edge_gap`) of
+            more than this share of its pixels counts as a frame that drops the edge.
     """
 
     still_threshold: float = STILL_THRESHOLD
     stray_frame_threshold: float = STRAY_FRAME_THRESHOLD
+    edge_gap_frame_threshold: float = EDGE_GAP_FRAME_THRESHOLD
     strays: list[float] = field(default_factory=list)
+    edge_gaps: list[float] = field(default_factory=list)  # each frame's gap, share of the frame
     flickers: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     _previous: Optional[tuple[np.ndarray, np.ndarray]] = None
@@ -122,6 +158,7 @@ class SequenceScore:
         if alpha.shape != image_bgr.shape[:2]:
             raise ValueError(f"matte {alpha.shape} does not match the frame {image_bgr.shape[:2]}")
         self.strays.append(stray_fraction(alpha))
+        self.edge_gaps.append(bottom_edge_gap(alpha) / alpha.size)
         if self._previous is not None:
             previous_image, previous_alpha = self._previous
             if still_change(previous_image, image_bgr) < self.still_threshold:
@@ -143,6 +180,16 @@ class SequenceScore:
     def stray_frames(self) -> int:
         """How many frames have more stray area than ``stray_frame_threshold``."""
         return int(sum(s > self.stray_frame_threshold for s in self.strays))
+
+    @property
+    def edge_gap_mean(self) -> float:
+        """Mean bottom-edge gap, share of the frame, over all frames (0 with no frames)."""
+        return float(np.mean(self.edge_gaps)) if self.edge_gaps else 0.0
+
+    @property
+    def edge_gap_frames(self) -> int:
+        """How many frames drop the edge: a gap of more than ``edge_gap_frame_threshold``."""
+        return int(sum(g > self.edge_gap_frame_threshold for g in self.edge_gaps))
 
     @property
     def flicker(self) -> Optional[float]:
