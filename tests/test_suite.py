@@ -362,15 +362,20 @@ def test_worst_domain_takes_the_model_minus_the_peer_miou():
 
 
 def test_pooled_clips_and_their_summary_count_every_frame_still_and_moving_pair():
-    first = suite.SequenceScore(strays=[0.0, 0.01, 0.003], flickers=[0.02], lags=[0.01])
-    second = suite.SequenceScore(strays=[0.0], flickers=[0.04, 0.06], lags=[0.02, 0.06])
+    first = suite.SequenceScore(strays=[0.0, 0.01, 0.003], edge_gaps=[0.0, 0.002, 0.0],
+                                flickers=[0.02], lags=[0.01])
+    second = suite.SequenceScore(strays=[0.0], edge_gaps=[0.0006], flickers=[0.04, 0.06],
+                                 lags=[0.02, 0.06])
     both = suite.pooled([first, second])
     assert both.strays == [0.0, 0.01, 0.003, 0.0] and both.flickers == [0.02, 0.04, 0.06]
+    assert both.edge_gaps == [0.0, 0.002, 0.0, 0.0006]
     assert both.lags == [0.01, 0.02, 0.06]
-    # Two frames of four above 0.2 % stray; three still pairs, mean change 0.04; three moving
-    # pairs, mean lag 0.03.
+    # Two frames of four above 0.2 % stray; one above 0.1 % bottom-edge gap, mean gap 0.00065;
+    # three still pairs, mean change 0.04; three moving pairs, mean lag 0.03.
     assert suite.clip_summary(both) == {"frames": 4, "stray_mean": 0.00325, "stray_frames": 2,
-                                        "stray_share": 0.5, "flicker": 0.04, "still_pairs": 3,
+                                        "stray_share": 0.5, "edge_gap_mean": 0.00065,
+                                        "edge_gap_frames": 1, "edge_gap_share": 0.25,
+                                        "flicker": 0.04, "still_pairs": 3,
                                         "motion_lag": 0.03, "moving_pairs": 3}
     assert suite.clip_summary(suite.SequenceScore())["flicker"] is None
     assert suite.clip_summary(suite.SequenceScore())["motion_lag"] is None
@@ -406,13 +411,14 @@ def test_format_suite_puts_each_number_in_its_column():
     peer."""
     photo = {"n": 3, "miou": 0.9, "boundary_f": 0.5, "far_mean": 0.01, "far_share": 1 / 3}
     clip = {"frames": 10, "stray_mean": 0.002, "stray_share": 0.1, "flicker": 0.03, "still_pairs": 9,
-            "motion_lag": 0.004, "moving_pairs": 3}
+            "motion_lag": 0.004, "moving_pairs": 3, "edge_gap_mean": 0.0005, "edge_gap_share": 0.3}
     result = {
         "models": ["w/ours.hdf5", "m/peer.tflite"], "tta": ["off", "mirror"],
         "photos": {"pelota": [photo, {**photo, "miou": 0.95, "far_mean": 0.0, "far_share": 0.0,
                                       "paired": {"miou_diff": 0.05, "miou_diff_se": 0.01}}]},
         "webcam": {"learn": [clip, {**clip, "stray_mean": 0.0, "stray_share": 0.0,
-                                    "flicker": 0.01, "motion_lag": 0.002}]},
+                                    "flicker": 0.01, "motion_lag": 0.002, "edge_gap_mean": 0.0,
+                                    "edge_gap_share": 0.1}]},
         "cost": [{"ms": 2.0, "input": "256x144"}, {"ms": 8.0, "input": "256x256"}],
         "worst": {"domain": "pelota", "measure": "mIoU", "difference": -0.05},
     }
@@ -423,11 +429,14 @@ def test_format_suite_puts_each_number_in_its_column():
                            "0.500", "1.00", "0.00", "33.3%", "0.0%"]
     row = next(line for line in lines if line.startswith("learn"))
     assert row.split() == ["learn", "10", "0.200", "0.000", "10.0%", "0.0%", "3.000", "1.000", "9",
-                           "0.400", "0.200", "3"]
-    # A result written before motion lag was measured still prints, without it.
-    del result["webcam"]["learn"][0]["motion_lag"], result["webcam"]["learn"][0]["moving_pairs"]
+                           "0.400", "0.200", "3", "0.050", "0.000", "30.0%", "10.0%"]
+    assert any(line.startswith("gap: in the bottom 1/16 of the frame") for line in lines)
+    # A result written before motion lag and the bottom-edge gap were measured still prints,
+    # without them.
+    for name in ("motion_lag", "moving_pairs", "edge_gap_mean", "edge_gap_share"):
+        del result["webcam"]["learn"][0][name]
     row = next(line for line in suite.format_suite(result).splitlines() if line.startswith("learn"))
-    assert row.split()[-3:] == ["nan", "0.200", "0"]
+    assert row.split()[-7:] == ["nan", "0.200", "0", "nan", "0.000", "nan%", "10.0%"]
     assert lines[-2] == ("cost: segmenter on a 1280x720 frame, median ms: ours.hdf5 2.00 (input "
                          "256x144), peer.tflite (--tta mirror) 8.00 (input 256x256), 0.25x")
     assert lines[-1] == "worst domain against the peer: pelota (mIoU, -0.0500)"
@@ -548,6 +557,11 @@ def test_suite_command_prints_tables_and_one_json_line():
     pooled = data["webcam"]["all held-out clips"][0]
     assert pooled["frames"] == 3 * len(suite.WEBCAM_CLIPS)
     assert 0.0 <= pooled["stray_mean"] < 1.0
+    assert 0.0 <= pooled["edge_gap_mean"] < 1.0
+    assert pooled["edge_gap_share"] == round(pooled["edge_gap_frames"] / pooled["frames"], 4)
+    for clip in suite.WEBCAM_CLIPS:  # the same model twice drops the edge in the same frames
+        a, b = data["webcam"][clip]
+        assert a["edge_gap_mean"] == b["edge_gap_mean"] and a["edge_gap_frames"] == b["edge_gap_frames"]
     assert data["cost"][0]["input"] == "256x256"
     assert list(data["webcam_conditions"]) == [c.name for c in CAMERA_CONDITIONS]
     for a, b in data["webcam_conditions"].values():
@@ -557,6 +571,7 @@ def test_suite_command_prints_tables_and_one_json_line():
     assert "webcam (held-out clips)" in result.stderr
     assert "model alone (--people all)" in result.stderr
     assert "far: matte farther than 5% of the long side" in result.stderr
+    assert "gap: in the bottom 1/16 of the frame" in result.stderr
 
 
 def test_suite_needs_a_peer():

@@ -10,9 +10,10 @@ machine's load:
   of the long side from every labelled person, the room or a thing taken for a person in a
   whole scene (mean share of the photo, share of photos above 0.2 %);
 * webcam video (the video-file path: segmenter with still-scene reuse, temporal smoothing,
-  subject selection, guided filter), with no labels: stray area, frames with stray, flicker and
-  motion lag (:mod:`video_metrics`) on the held-out clips (:data:`WEBCAM_CLIPS`); and the same
-  once more with subject selection off (``--people all``), the model alone;
+  subject selection, guided filter), with no labels: stray area, frames with stray, bottom-edge
+  gap (mean, frames that drop the edge), flicker and motion lag (:mod:`video_metrics`) on the
+  held-out clips (:data:`WEBCAM_CLIPS`); and the same once more with subject selection off
+  (``--people all``), the model alone;
 * cost: the segmenter's median milliseconds on a 1280x720 frame (the live 16:9 input).
 
 The held-out parts are fixed by rule here, so training can leave them out: a photo set's sorted
@@ -315,8 +316,9 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
     Returns:
         ``photos``: per domain, one summary per model (see ``evaluate.summarize``; compared
         models with ``paired``); ``webcam``: per clip and for all clips pooled, per model
-        ``frames``, ``stray_mean``, ``stray_frames``, ``stray_share``, ``flicker``,
-        ``still_pairs``, ``motion_lag``, ``moving_pairs``, through the app's video path;
+        ``frames``, ``stray_mean``, ``stray_frames``, ``stray_share``, ``edge_gap_mean``,
+        ``edge_gap_frames``, ``edge_gap_share``, ``flicker``, ``still_pairs``, ``motion_lag``,
+        ``moving_pairs``, through the app's video path;
         ``webcam_model_alone``: the same with subject selection off; ``cost``: per model ``ms``
         and ``input``; ``worst`` (see :func:`worst_domain`). With ``conditions``, also
         ``webcam_conditions``: per camera condition (:data:`CAMERA_CONDITIONS`), the held-out
@@ -373,9 +375,10 @@ def run_suite(root: Path, models: Sequence[SegmentOptions], max_items: Optional[
 
 
 def pooled(scores: Sequence[SequenceScore]) -> SequenceScore:
-    """Several clips' scores as one: every frame's stray area, every still pair's flicker and
-    every moving pair's motion lag."""
+    """Several clips' scores as one: every frame's stray area and bottom-edge gap, every still
+    pair's flicker and every moving pair's motion lag."""
     return SequenceScore(strays=[s for score in scores for s in score.strays],
+                         edge_gaps=[g for score in scores for g in score.edge_gaps],
                          flickers=[f for score in scores for f in score.flickers],
                          lags=[lag for score in scores for lag in score.lags])
 
@@ -385,6 +388,8 @@ def clip_summary(score: SequenceScore) -> dict:
     return {"frames": score.frames, "stray_mean": round(score.stray_mean, 6),
             "stray_frames": score.stray_frames,
             "stray_share": round(score.stray_frames / max(score.frames, 1), 4),
+            "edge_gap_mean": round(score.edge_gap_mean, 6), "edge_gap_frames": score.edge_gap_frames,
+            "edge_gap_share": round(score.edge_gap_frames / max(score.frames, 1), 4),
             "flicker": None if score.flicker is None else round(score.flicker, 6),
             "still_pairs": len(score.flickers),
             "motion_lag": None if score.motion_lag is None else round(score.motion_lag, 6),
@@ -446,18 +451,24 @@ def format_suite(result: dict) -> str:
             continue
         header = (f"{title:<{width}}{'frames':>6}  {'stray %':>8} {'peer':>7}  "
                   f"{'>0.2%':>6} {'peer':>6}  {'flicker %':>9} {'peer':>7} {'still':>6}"
-                  f"  {'lag %':>7} {'peer':>7} {'moving':>6}")
+                  f"  {'lag %':>7} {'peer':>7} {'moving':>6}"
+                  f"  {'gap %':>7} {'peer':>7}  {'>0.1%':>6} {'peer':>6}")
         lines += ["", header, "-" * len(header)]
         for name, (a, b, *_) in result[key].items():
-            # results written before motion lag have none
+            # results written before motion lag or the bottom-edge gap have none
             lines.append(f"{name:<{width}}{a['frames']:>6}  {pct(a['stray_mean']):>8.3f} "
                          f"{pct(b['stray_mean']):>7.3f}  "
                          f"{pct(a['stray_share']):>5.1f}% {pct(b['stray_share']):>5.1f}%  "
                          f"{pct(a['flicker']):>9.3f} {pct(b['flicker']):>7.3f} {a['still_pairs']:>6}"
                          f"  {pct(a.get('motion_lag')):>7.3f} {pct(b.get('motion_lag')):>7.3f} "
-                         f"{a.get('moving_pairs', 0):>6}")
+                         f"{a.get('moving_pairs', 0):>6}"
+                         f"  {pct(a.get('edge_gap_mean')):>7.3f} {pct(b.get('edge_gap_mean')):>7.3f}  "
+                         f"{pct(a.get('edge_gap_share')):>5.1f}% {pct(b.get('edge_gap_share')):>5.1f}%")
     lines.append("lag: where the picture moved, the share of the frame where the matte and the "
                  "frame's own matte (no smoothing, no reused mask) disagree across 127")
+    lines.append("gap: in the bottom 1/16 of the frame, matte that is not person under a column that "
+                 "is person just above it, a person cut by the bottom edge made transparent (mean % "
+                 "of the frame; share of frames above 0.1 %)")
     if "cost" not in result:  # a run stopped before it
         lines += ["", "cost: not measured (stopped before it)",
                   "worst domain against the peer: not judged (stopped before every domain was "
