@@ -430,6 +430,25 @@ def test_a_gif_source_s_frames_keep_their_delays_as_viewers_show_them(brightness
     assert shown == pytest.approx([0.0, 0.1, 0.2, 0.22], abs=1e-3)
 
 
+def test_a_gif_source_is_written_at_its_delays_rate_not_ffmpeg_s_guess(brightness_model,
+                                                                         tmp_path):
+    """A GIF of four 10 ms delays (each shown for 100 ms) goes into an .avi, which holds one
+    rate, at 10 fps: four frames over 0.4 s. At FFmpeg's guess, 100 fps, each was repeated to
+    fill its 100 ms."""
+    import av
+
+    from test_looping import fast_gif
+
+    out = tmp_path / "out.avi"
+    assert main(["--model", str(brightness_model), "--source",
+                 str(fast_gif(tmp_path / "a.gif", durations_ms=(10, 10, 10, 10))),
+                 "--out", str(out), "-q"]) == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert float(stream.average_rate) == pytest.approx(10.0)
+        assert len(list(container.decode(stream))) == 4
+
+
 def test_png_frames_and_max_frames(brightness_model, tmp_path):
     video = write_video(tmp_path / "in.avi", frames=20)
     out = tmp_path / "frames"

@@ -403,6 +403,33 @@ def test_a_gif_source_s_frames_follow_each_other_by_their_delays_as_viewers_show
     assert paced[2].wait_ms == pytest.approx(100.0)  # after the 10 ms frame: 100 ms
 
 
+@pytest.mark.parametrize("durations_ms, ffmpeg_fps", [
+    ((10, 10, 10, 10), 100.0),  # 10 ms delays, shown for 100 ms each
+    ((100, 200, 100, 50, 70, 100, 100, 300, 100, 100), 60000 / 1001),  # most last 100 ms
+    ((40, 40, 80, 80), 25.0),  # an even count: the shorter middle delay, one the GIF shows
+])
+def test_a_gif_source_s_rate_is_its_delays_as_shown_not_ffmpeg_s_guess(
+        tmp_path, caplog, durations_ms, ffmpeg_fps):
+    """A --source GIF's rate (logged, and the one an output video is written at) is one over
+    its frames' median delay as viewers show them; FFmpeg's guess, which it was, follows the
+    raw delays: 100 fps for 10 ms ones. Each frame keeps its own delay."""
+    import av
+
+    greys = tuple(range(0, 250, 250 // len(durations_ms)))[:len(durations_ms)]
+    path = fast_gif(tmp_path / "delays.gif", durations_ms, greys)
+    with av.open(str(path)) as container:
+        assert float(container.streams.video[0].guessed_rate) == pytest.approx(ffmpeg_fps)
+    shown_s = sorted(ms / 1000 if ms >= 20 else 0.1 for ms in durations_ms)  # as viewers
+    expected_fps = 1 / shown_s[(len(shown_s) - 1) // 2]
+    caplog.set_level(logging.INFO, logger="portrait.capture.video")
+    with VideoFileSource(path) as source:
+        assert source.fps == pytest.approx(expected_fps)
+        lasts_s = [frame.duration_s for frame in source]
+    assert lasts_s == pytest.approx([ms / 1000 if ms >= 20 else 0.1 for ms in durations_ms])
+    assert f"video '{path}': 32x24 at {expected_fps:g} fps, {len(durations_ms)} frames" \
+        in caplog.text
+
+
 def test_a_gif_background_shows_each_frame_for_its_delay_as_viewers_show_it(tmp_path):
     """A background GIF of delays 0, 10, 20, 50 ms shows each frame from its time as a
     --source GIF gives it (FAST_GIF_TIMES_S), across the seam too."""

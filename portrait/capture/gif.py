@@ -20,6 +20,7 @@ transparent is told from that frame's block.
 from __future__ import annotations
 
 import mmap
+import statistics
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
 
@@ -56,6 +57,14 @@ def gif_delays_s(path: Union[str, Path]) -> list[float]:
     its delay), read from its blocks without decoding a pixel; empty for any other file, or one
     that cannot be read."""
     return _from_blocks(path, delays_s, [])
+
+
+def rate_fps(delays_s: list[float]) -> Optional[float]:
+    """The frame rate a GIF whose frames last ``delays_s`` (:func:`gif_delays_s`) plays at: one
+    over the delay most frames last (the median; of an even count, the shorter middle one, a
+    delay the GIF shows), where FFmpeg's guess follows its raw delays (100 fps for 10 ms ones,
+    which last 100 ms); ``None`` without delays (not a GIF)."""
+    return 1 / statistics.median_low(delays_s) if delays_s else None
 
 
 def delays_s(data: Union[bytes, mmap.mmap]) -> list[float]:

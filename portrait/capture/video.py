@@ -14,7 +14,7 @@ import numpy as np
 
 from portrait.capture.base import (WALL_CLOCK, Clock, Frame, Source, opencv_can_open, quiet_opencv,
                                    to_bgr_uint8)
-from portrait.capture.gif import gif_delays_s
+from portrait.capture.gif import gif_delays_s, rate_fps
 from portrait.capture.images import IMAGE_EXTENSIONS, not_found, read_image
 from portrait.errors import InputError
 from portrait.words import counted
@@ -329,8 +329,13 @@ class VideoFileSource(FileSource):
                         capture.get(cv2.CAP_PROP_FPS))
                 fps = 30.0
         self._counted_fps = float(fps)  # the rate OpenCV's frame count is estimated with
-        self._fps = guessed or float(fps)
         photo = self.path.suffix.lower() in IMAGE_EXTENSIONS and self.path.suffix.lower() != ".gif"
+        # A GIF's frames each last their own delay (Frame.duration_s), as viewers show it (under
+        # 20 ms: 100 ms), and each follows the one before when its delay is over: OpenCV's
+        # times (FFmpeg's) keep a 10 ms delay, and end where the last frame begins.
+        self._delays_s = [] if photo else gif_delays_s(self.path)
+        # Its rate is its delays' (FFmpeg guesses 100 fps from 10 ms ones, shown for 100 ms).
+        self._fps = rate_fps(self._delays_s) or guessed or float(fps)
         if photo:
             log.log(logging.DEBUG if quiet else logging.WARNING, "'%s' is a photo: %s", self.path,
                     photo_note)
@@ -338,10 +343,6 @@ class VideoFileSource(FileSource):
             self._first = read_image(self.path)
             self._size = (self._first.shape[1], self._first.shape[0])
             self.rewindable = False  # read again as a photo, not as FFmpeg decodes it
-        # A GIF's frames each last their own delay (Frame.duration_s), as viewers show it (under
-        # 20 ms: 100 ms), and each follows the one before when its delay is over: OpenCV's
-        # times (FFmpeg's) keep a 10 ms delay, and end where the last frame begins.
-        self._delays_s = [] if photo else gif_delays_s(self.path)
         # None: square pixels, as stored (a photo is read as --image reads it, as stored)
         self._shown = None if photo else _shown_size(capture, self._size)
         if self._shown is not None:
@@ -358,8 +359,9 @@ class VideoFileSource(FileSource):
 
     @property
     def fps(self) -> float:
-        """The file's frame rate: its base rate as FFmpeg guesses it, which a variable rate keeps
-        (else what OpenCV reports, else 30)."""
+        """The file's frame rate: a GIF's from its delays as shown (:func:`rate_fps`); else its
+        base rate as FFmpeg guesses it, which a variable rate keeps (else what OpenCV reports,
+        else 30)."""
         return self._fps
 
     @property
