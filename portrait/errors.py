@@ -86,6 +86,28 @@ def stop_on_termination_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def stops_held() -> Iterator[list[str]]:
+    """While the block runs, Ctrl-C (SIGINT) and :data:`TERMINATION_SIGNALS` stop nothing: each
+    is noted, by name (``"Ctrl-C"``, ``"SIGTERM"``), in the list the block gets, for work that a
+    stop must not cut in two (a model moved to where the user asked, and the record that says
+    so). The previous handlers come back after; off the main thread it holds nothing."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def note(signum, _frame) -> None:
+        received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, *TERMINATION_SIGNALS)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def signal_exit_code(stop: StopRequested) -> int:
     """128 + the number of the signal ``stop`` names (143 for SIGTERM, 129 for SIGHUP): the exit
     code of a command that a signal stopped before its work was done, as Ctrl-C's is 130."""

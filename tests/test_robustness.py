@@ -750,6 +750,28 @@ def test_termination_signals_are_left_alone_off_the_main_thread():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_stops_held_notes_real_signals_and_gives_the_stop_back_after():
+    """Inside stops_held, a real SIGTERM and a real SIGINT stop nothing and are noted by name,
+    in order; after it, SIGTERM raises StopRequested again (stop_on_termination_signals's
+    handler is back) and SIGINT is Python's KeyboardInterrupt again."""
+    import os
+
+    from portrait.errors import StopRequested, stop_on_termination_signals, stops_held
+
+    with stop_on_termination_signals():
+        with stops_held() as stops:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            reached = True  # the block went on past both
+        assert reached and stops == ["SIGTERM", "Ctrl-C"]
+        with pytest.raises(StopRequested, match="SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.getsignal(signal.SIGTERM)  # a bytecode for the handler to run at
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.getsignal(signal.SIGINT)
+
+
 def test_a_file_the_system_refuses_is_one_line_not_an_unexpected_error(capsys):
     def body():
         raise PermissionError(13, "Permission denied", "/somewhere/out.tmp.h5")

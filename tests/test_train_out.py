@@ -206,6 +206,49 @@ def test_a_run_that_ends_without_its_model_leaves_no_folder_made_for_out(tmp_pat
         logger.removeHandler(trigger)
 
 
+def test_a_stop_as_the_model_is_written_finishes_it_and_the_run(tmp_path, caplog):
+    """A real SIGTERM at save_model's last line (the earlier model kept beside the new one):
+    the run ends as done, exit 0: --out holds the new model, whole, result.json says
+    "stopped": "SIGTERM", the backup is gone (a finished run leaves none) and a warning says
+    --out is whole. It exited 143 with no result.json, the backup kept and a line saying to
+    --resume, which a finished run is refused. A SIGTERM one step earlier (the candidates'
+    scores) stops the run undone, as before: 143, the earlier model at --out untouched."""
+    import h5py
+
+    from portrait.training.train import BACKUP_DIR
+
+    out = tmp_path / "m.hdf5"
+    earlier = Path(constant_model(out, 0.3)).read_bytes()
+    run = tmp_path / "run"
+    trigger = _SignalAt("validation IoU after batch-norm recalibration")
+    logger = logging.getLogger("portrait")
+    logger.addHandler(trigger)
+    try:
+        caplog.set_level(logging.INFO, logger="portrait")  # the trigger's records are INFO
+        args = small_args(tmp_path, out)
+        assert train_main(args) == 128 + signal.SIGTERM
+        assert trigger.sent and out.read_bytes() == earlier
+        assert (run / BACKUP_DIR).is_dir() and not (run / "result.json").exists()
+        caplog.clear()
+        trigger.sent, trigger.prefix = False, "the model that was at "
+        assert train_main(args + ["--resume"]) == 0
+    finally:
+        logger.removeHandler(trigger)
+    assert trigger.sent
+    kept = tmp_path / "m.earlier-1.hdf5"
+    assert kept.read_bytes() == earlier
+    with h5py.File(out, "r") as f:  # the run's own model, whole
+        assert int(f.attrs[SHORT_SIDE_ATTR]) == 64
+    result = json.loads((run / "result.json").read_text())
+    assert result["stopped"] == "SIGTERM" and result["earlier_out"] == str(kept)
+    assert not (run / BACKUP_DIR).exists()
+    last = caplog.records[-1]  # the run's last word, and no line saying to --resume
+    assert (last.levelname, last.getMessage()) == (
+        "WARNING", f"SIGTERM came as the model was written; it was finished first: '{out}' holds "
+                   "this run's whole model and the run is done (result.json notes the stop)")
+    assert "--resume" not in caplog.text
+
+
 def test_the_note_names_an_out_that_is_there_even_as_a_link_to_nothing(tmp_path):
     """replaced_out_note: nothing at --out, no note; a model there without an export beside it,
     the note without the stale export; a link to nothing, which the save would move aside as

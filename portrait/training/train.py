@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Sequence, get_args
 
 from portrait.errors import (InputError, ModelError, PortraitError, StopRequested, run_command,
-                             stop_name, stop_on_termination_signals)
+                             stop_name, stop_on_termination_signals, stops_held)
 from portrait.option_checks import (FRACTION, NON_NEGATIVE, POSITIVE, UNIT, CheckedOptions, Range,
                                     bounded, field_error)
 from portrait.options import ZOOM_FACTOR, ContextModule, PadMode
@@ -1224,12 +1224,20 @@ def _train(options: TrainOptions, made: list[Path]) -> Path:
         wall_s = time.perf_counter() - started
         # ModelCheckpoint needs .h5; the app's contract is a whole model in HDF5 named as asked.
         model.set_weights(calibrated[chosen])
-        kept = save_model(model, out, short_px=short_px, keep_earlier=True)
-    shutil.rmtree(backup, ignore_errors=True)  # the run is done; nothing to resume
-    (run_dir / "result.json").write_text(json.dumps(
-        {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen,
-         "earlier_out": None if kept is None else str(kept)}, indent=2))
+        # A stop from here waits: a model whole at --out with no result.json, the backup left
+        # and a line saying to --resume (which a finished run is refused) said the run undone.
+        with stops_held() as stops:
+            kept = save_model(model, out, short_px=short_px, keep_earlier=True)
+            shutil.rmtree(backup, ignore_errors=True)  # the run is done; nothing to resume
+            (run_dir / "result.json").write_text(json.dumps(
+                {"wall_s": wall_s, "out": str(out), "val_iou": scores, "kept": chosen,
+                 "earlier_out": None if kept is None else str(kept),
+                 "stopped": stops[0] if stops else None}, indent=2))
     log.info("best model (by validation IoU) written to %s after %.0f s", out, wall_s)
+    if stops:
+        log.warning("%s came as the model was written; it was finished first: '%s' holds this "
+                    "run's whole model and the run is done (result.json notes the stop)",
+                    stops[0], out)
     return out
 
 
