@@ -42,7 +42,7 @@ import numpy as np
 from portrait.options import FramingOptions
 
 __all__ = ["FramingOptions", "FramingState", "AutoFramer", "person_box", "person_extent",
-           "target_crop", "clamp_crop", "spring_step", "step", "crop_matrix", "whole_frame"]
+           "person_outside", "target_crop", "clamp_crop", "spring_step", "step", "crop_matrix", "whole_frame"]
 
 Crop = tuple[float, float, float]  # centre x, centre y, height in frame pixels; width = height*W/H
 Box = tuple[int, int, int, int]  # x, y, width, height in frame pixels
@@ -150,6 +150,40 @@ def person_extent(alpha: np.ndarray,
     left, top = round(x0 * scale_x), round(y0 * scale_y)
     box = (left, top, round(x1 * scale_x) - left, round(y1 * scale_y) - top)
     return box, float(areas[kept].sum()) / (thumb_w * thumb_h)
+
+
+def person_outside(mask: np.ndarray, crop: Crop, size: tuple[int, int],
+                   below: bool = True) -> float:
+    """The share of the person's pixels that ``crop`` leaves out (0 where nobody is there).
+
+    Args:
+        mask: the person's pixels, any non-zero value (e.g. ``matte > 127``), (h, w): the whole
+            frame at any resolution (a thumbnail: the crop is scaled to it).
+        crop: in the frame's pixels; a pixel is inside when its centre is (edges included).
+        size: the frame size (w, h).
+        below: False: only what the crop leaves out to its sides and above it (the crop taken
+            down to the frame's bottom edge): someone cut off by the frame's bottom (a webcam)
+            is framed head and shoulders, the rest of them below the crop on purpose.
+
+    Returns:
+        Pixels outside the crop over all the person's pixels, 0 to 1.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"unexpected mask: {mask.shape} != (H, W)")
+    total = int(np.count_nonzero(mask))
+    if total == 0:
+        return 0.0
+    rows, cols = mask.shape
+    scale_x, scale_y = cols / size[0], rows / size[1]
+    centre_x, centre_y, crop_h = crop
+    half_w, half_h = crop_h * size[0] / size[1] / 2, crop_h / 2
+    # pixel i (centre i + 0.5) is inside [low, high]: i from ceil(low - 0.5) to floor(high - 0.5)
+    col0 = max(0, math.ceil((centre_x - half_w) * scale_x - 0.5))
+    col1 = min(cols, math.floor((centre_x + half_w) * scale_x - 0.5) + 1)
+    row0 = max(0, math.ceil((centre_y - half_h) * scale_y - 0.5))
+    row1 = min(rows, math.floor((centre_y + half_h) * scale_y - 0.5) + 1) if below else rows
+    inside = int(np.count_nonzero(mask[row0:max(row0, row1), col0:max(col0, col1)]))
+    return (total - inside) / total
 
 
 def clamp_crop(crop: Crop, size: tuple[int, int], max_zoom: float) -> Crop:

@@ -21,6 +21,7 @@ from portrait.framing import (
     crop_matrix,
     person_box,
     person_extent,
+    person_outside,
     spring_step,
     step,
     target_crop,
@@ -729,3 +730,33 @@ def test_a_loop_seam_while_the_effect_is_off_still_cuts_the_framing(segmenter):
         outputs[seam] = through(processor, right, 62, 62 / FPS, state=on).output
     assert abs(centre_x(outputs[True]) - 0.5) < 0.02  # cut to the person
     assert centre_x(outputs[False]) > 0.7  # a glide from the left: the person at the edge
+
+
+def test_person_outside_by_hand():
+    mask = np.zeros((4, 8), bool)
+    mask[1:3, 0:4] = True  # 8 person pixels, columns 0-3, rows 1-2
+    size = (8, 4)
+    assert person_outside(mask, whole_frame(size), size) == 0.0
+    # a crop 2 rows high (4 wide) centred at (4, 2), [2, 6] x [1, 3]: columns 2-5 (centres
+    # 2.5..5.5), rows 1-2: person columns 2, 3 inside: 4 of 8 out
+    assert person_outside(mask, (4.0, 2.0, 2.0), size) == 0.5
+    # the same crop moved 0.5 px left, [1.5, 5.5]: column 1's centre 1.5 on its edge counts as
+    # inside: columns 1-3 of the person in, 2 of 8 out
+    assert person_outside(mask, (3.5, 2.0, 2.0), size) == 0.25
+    # a thumbnail at half the resolution: the crop is scaled to it (columns 1-2 of 0-3)
+    # a thumbnail at half the resolution (rows 0, 2, columns 0, 2, 4, 6: person at (1, 0) and
+    # (1, 1)): the crop scaled to it, [1, 3] x [0.5, 1.5], holds columns 1-2, rows 0-1: 1 of 2 out
+    thumb = mask[::2, ::2].astype(np.uint8) * 255
+    assert person_outside(thumb, (4.0, 2.0, 2.0), size) == 0.5
+    # below=False: the crop taken down to the frame's bottom; a crop of rows [0, 2] (holding
+    # row 1 only: row 2's centre 2.5 is past it) leaves row 2 out below, 4 of 8, not to the side
+    assert person_outside(mask, (2.0, 1.0, 2.0), size) == 0.5
+    assert person_outside(mask, (2.0, 1.0, 2.0), size, below=False) == 0.0
+    # ... and still counts what it leaves out to the side: at (3.5, 1), columns [1.5, 5.5],
+    # column 0 is out, 2 of 8 (rows 1 and 2)
+    assert person_outside(mask, (3.5, 1.0, 2.0), size, below=False) == 0.25
+    # a crop wider than the frame's edge: nothing beyond the frame to cut
+    assert person_outside(mask, (1.0, 2.0, 4.0), size) == 0.0
+    assert person_outside(np.zeros((4, 8), np.uint8), (4.0, 2.0, 2.0), size) == 0.0
+    with pytest.raises(ValueError, match=r"unexpected mask: \(4, 8, 3\)"):
+        person_outside(np.zeros((4, 8, 3), np.uint8), (4.0, 2.0, 2.0), size)

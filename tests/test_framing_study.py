@@ -109,9 +109,10 @@ def test_faces_outside_a_still_crop_are_counted_per_frame(tmp_path):
 
 
 def test_pooled_takes_the_mean_variation_and_sums_the_rest():
-    a = ClipResult("asl_milk", 10, 0.5, 1.0, 2, 10, 1)
-    b = ClipResult("other", 30, 1.5, 3.0, 4, 0, 0)
-    assert pooled("all", [a, b]) == ClipResult("all", 40, 2.0, 2.0, 6, 10, 1)
+    a = ClipResult("asl_milk", 10, 0.5, 1.0, 2, 10, 1, 30.0, 4.0, 3, 5.0, 2)
+    b = ClipResult("other", 30, 1.5, 3.0, 4, 0, 0, 10.0, 1.0, 1, 8.0, 1)
+    assert pooled("all", [a, b]) == ClipResult("all", 40, 2.0, 2.0, 6, 10, 1, 30.0, 2.5, 4,
+                                               8.0, 3)
     rows = with_pools([a, b])
     assert [r.clip for r in rows] == ["asl_milk", "other", "held out", "all"]
     assert rows[2] == pooled("held out", [a])
@@ -326,12 +327,12 @@ def test_the_command_reads_the_faces_from_the_cache_on_its_second_run(tmp_path, 
     assert main(args) == 0
     first = [line.split() for line in capsys.readouterr().out.splitlines()
              if line.startswith("still")]
-    assert first[0][-1] == "0/0"
+    assert first[0][-6] == "0/0"  # then the cut: max %, mean %, >5 %, side max %, >5 %
     _plant_faces(mattes / "still" / FACE_CACHE, [[0, 0, 16, 16]] * 4)
     assert main(args) == 0
     second = [line.split() for line in capsys.readouterr().out.splitlines()
               if line.startswith("still")]
-    assert second[0][-1] == f"{2 * (4 + 2)}/{2 * (4 + 2)}"  # ping-pong 0 1 2 3 2 1, twice
+    assert second[0][-6] == f"{2 * (4 + 2)}/{2 * (4 + 2)}"  # ping-pong 0 1 2 3 2 1, twice
 
 
 def test_face_boxes_are_found_again_for_mattes_or_frames_made_anew(tmp_path):
@@ -385,3 +386,43 @@ def test_a_face_cache_that_cannot_be_written_leaves_the_boxes_found(tmp_path, ca
     assert not (folder / FACE_CACHE).exists()
     assert [r.getMessage().split(" (")[0] for r in caplog.records if r.levelname == "WARNING"] \
         == ["still: face boxes not cached"]
+
+
+def test_person_cut_counts_the_matte_pixels_the_crop_leaves_out(tmp_path):
+    # a still 40x60 person: the crop frames all of it, nothing is cut
+    mattes = read_mattes(_write_clip(tmp_path / "still", [_person(40, 60)] * 10))
+    result = study_clip("still", mattes, StudyOptions())
+    assert (result.cut_max_pct, result.cut_mean_pct, result.cut_frames) == (0.0, 0.0, 0)
+
+
+def test_person_cut_of_arms_held_out_of_a_held_zoom(tmp_path):
+    # 4 s of a 40x60 body, then 1 s with arms out across the frame (5 rows): the 5 s window
+    # holds the body's zoom (a crop 60 / 0.65 = 92.3 rows high, 123.1 columns wide at column 80:
+    # [18.5, 141.5], holding columns 18-141), so 18 columns of arm each side are cut:
+    # 5 * 36 = 180 of the 40 * 60 + 5 * 120 = 3000 person pixels, 6 %
+    body = _person(40, 60)
+    arms = body.copy()
+    arms[50:55, :] = 255
+    mattes = read_mattes(_write_clip(tmp_path / "arms", [body] * 120 + [arms] * 30))
+    result = study_clip("arms", mattes, StudyOptions(passes=1))
+    arm_frames = sum(i >= 120 for i in ping_pong(150, 1))
+    assert result.cut_max_pct == pytest.approx(6.0)
+    assert result.cut_frames == arm_frames
+    assert result.cut_mean_pct == pytest.approx(6.0 * arm_frames / result.frames)
+    # the arms are cut at the sides: the side cut is the same
+    assert (result.side_cut_max_pct, result.side_cut_frames) == (result.cut_max_pct, arm_frames)
+
+
+def test_side_cut_leaves_out_a_webcam_person_below_the_crop(tmp_path):
+    # a person cut by the frame's bottom (rows 40-119, 40 wide): framed head and shoulders by
+    # width (a crop 40 / 0.65 * 120 / 160 = 46.2 rows high), the rest of them below it on purpose
+    matte = np.zeros((H, W), np.uint8)
+    matte[40:, 60:100] = 255
+    mattes = read_mattes(_write_clip(tmp_path / "webcam", [matte] * 10))
+    result = study_clip("webcam", mattes, StudyOptions())
+    crops, _ = framing_study.replay(mattes, StudyOptions().framing, 30.0)
+    bottom = crops[0][1] + crops[0][2] / 2
+    below_rows = H - (int(np.floor(bottom - 0.5)) + 1)
+    assert result.cut_max_pct == pytest.approx(below_rows / 80 * 100)
+    assert result.cut_frames == result.frames
+    assert (result.side_cut_max_pct, result.side_cut_frames) == (0.0, 0)

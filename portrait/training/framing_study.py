@@ -16,7 +16,13 @@ and over all, for each ``--zoom-window``:
 * with ``--videos``: frames where the face (:func:`face_boxes`, OpenCV's Haar detector on the
   video's frame) leaves the crop, out of the frames with a face found. The detector takes
   minutes; its boxes are kept in :data:`FACE_CACHE` in the clip's mattes folder and read from
-  there while they were found on the same frames and mattes, with the same settings.
+  there while they were found on the same frames and mattes, with the same settings;
+* person cut: per frame, the share of the person's pixels (the whole frame's matte > 127) the crop
+  leaves out (:func:`~portrait.framing.person_outside`): the clip's max and mean, in %, and its
+  frames above :data:`CUT_SHARE` (pooled: the max, the mean over the clips, the sum); and the
+  side cut: the same for the person left out to the crop's sides and above it only (on webcam
+  clips the person below a head-and-shoulders crop is left out on purpose: all of the cut on the
+  8 training ASL clips), its max and its frames above :data:`CUT_SHARE`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import cv2
 import numpy as np
 
 from portrait.errors import InputError, run_command
-from portrait.framing import AutoFramer, Box, Crop
+from portrait.framing import AutoFramer, Box, Crop, person_outside
 from portrait.options import FramingOptions
 from portrait.training.suite import WEBCAM_CLIPS
 from portrait.words import counted
@@ -48,6 +54,7 @@ FACE_SIZES = (0.6, 1.6)  # a face's width within these times the clip's median
 FACE_TOLERANCE = 0.01  # of the crop's height: a head this close to the crop's edge is inside
 _CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
 _DETECT = (1.05, 4, 24)  # detectMultiScale's scale step, neighbours and smallest face (px)
+CUT_SHARE = 0.05  # a frame leaving out more of the person than this is a cut frame
 FACE_CACHE = "faces.npz"  # face_boxes of a clip, beside its mattes (cached_face_boxes)
 # what the boxes depend on besides the frames and mattes: a cache made otherwise is made again
 _FACE_SETTINGS = repr((_CASCADES, _DETECT, FACE_COVER, FACE_SIZES))
@@ -79,6 +86,11 @@ class ClipResult:
     reversals: int
     face_frames: int = 0  # frames with a face found (0 without the video)
     face_out: int = 0  # of those, frames where the face leaves the crop
+    cut_max_pct: float = 0.0  # the most of the person (matte > 127) a crop leaves out, %
+    cut_mean_pct: float = 0.0  # the mean over the frames, %
+    cut_frames: int = 0  # frames leaving out more than CUT_SHARE of the person
+    side_cut_max_pct: float = 0.0  # as cut_max_pct, to the crop's sides and above it only
+    side_cut_frames: int = 0  # as cut_frames, to the crop's sides and above it only
 
 
 def read_mattes(folder: Path) -> list[np.ndarray]:
@@ -292,21 +304,32 @@ def study_clip(clip: str, mattes: Sequence[np.ndarray], options: StudyOptions,
     crops, order = replay(mattes, options.framing, fps, options.passes)
     height, width = mattes[0].shape
     widths_pct = np.array([crop[2] / height * 100 for crop in crops])  # crop width / frame width
+    masks = [matte > 127 for matte in mattes]
+    cuts_pct = np.array([person_outside(masks[i], crop, (width, height)) * 100
+                         for crop, i in zip(crops, order)])
+    sides_pct = np.array([person_outside(masks[i], crop, (width, height), below=False) * 100
+                          for crop, i in zip(crops, order)])
     face_frames = face_out = 0
     for crop, index in zip(crops, order):
         if faces is not None and index < len(faces) and faces[index] is not None:
             face_frames += 1
             face_out += face_outside(crop, faces[index], (width, height))
     return ClipResult(clip, len(crops), len(crops) / fps / 60, float(widths_pct.std()),
-                      reversals(widths_pct), face_frames, face_out)
+                      reversals(widths_pct), face_frames, face_out, float(cuts_pct.max()),
+                      float(cuts_pct.mean()), int((cuts_pct > CUT_SHARE * 100).sum()),
+                      float(sides_pct.max()), int((sides_pct > CUT_SHARE * 100).sum()))
 
 
 def pooled(name: str, results: Sequence[ClipResult]) -> ClipResult:
-    """``results`` as one: the mean zoom variation, the sums of the rest."""
+    """``results`` as one: the mean zoom variation and person cut, the largest cut, the sums of
+    the rest."""
     return ClipResult(name, sum(r.frames for r in results), sum(r.minutes for r in results),
                       float(np.mean([r.width_std_pct for r in results])),
                       sum(r.reversals for r in results), sum(r.face_frames for r in results),
-                      sum(r.face_out for r in results))
+                      sum(r.face_out for r in results), max(r.cut_max_pct for r in results),
+                      float(np.mean([r.cut_mean_pct for r in results])),
+                      sum(r.cut_frames for r in results), max(r.side_cut_max_pct for r in results),
+                      sum(r.side_cut_frames for r in results))
 
 
 def held_out(clip: str) -> bool:
@@ -324,11 +347,15 @@ def format_table(label: str, rows: Sequence[ClipResult], faces: bool) -> str:
     """One setting's rows for a terminal."""
     header = f"{label:<14}{'frames':>7} {'width std %':>12} {'reversals/min':>14}"
     header += f" {'face out':>12}" if faces else ""
+    above = f">{CUT_SHARE:.0%}"
+    header += f" {'cut max %':>10} {'cut mean %':>11} {above:>5} {'side max %':>11} {above:>5}"
     lines = [header, "-" * len(header)]
     for r in rows:
         line = (f"{r.clip:<14}{r.frames:>7} {r.width_std_pct:>12.2f} "
                 f"{r.reversals / r.minutes:>14.1f}")
-        lines.append(line + (f" {f'{r.face_out}/{r.face_frames}':>12}" if faces else ""))
+        line += f" {f'{r.face_out}/{r.face_frames}':>12}" if faces else ""
+        lines.append(line + f" {r.cut_max_pct:>10.1f} {r.cut_mean_pct:>11.2f} {r.cut_frames:>5}"
+                     f" {r.side_cut_max_pct:>11.1f} {r.side_cut_frames:>5}")
     return "\n".join(lines)
 
 
