@@ -125,6 +125,56 @@ def test_far_fraction_of_a_photo_without_people_is_everything_marked():
     assert metrics.far_fraction(empty, empty, margin_px=3) == 0.0
 
 
+def _feet_scene():
+    """A 40 x 50 photo: the person's matte (rows 5-34, columns 10-19, alpha 255, also the
+    label) and flecks of ground beside it:
+      a: 2 x 2 at alpha 30, columns 30-31 (11 and 12 px from the label): speckle, 4 px
+      b: 2 x 2 at alpha 25, columns 40-41: not above the level 25, not matte
+      c: 1 px at alpha 200 touching the person diagonally (row 35, column 20): the person's region
+      d: 3 x 3 at alpha 255, columns 22-24 (3 px from the label): within a 5 px margin
+      e: 1 x 10 at alpha 100, row 38, columns 30-39: 10 px, an island not under 10 px
+    """
+    truth = np.zeros((40, 50), bool)
+    truth[5:35, 10:20] = True
+    alpha = np.zeros((40, 50), np.uint8)
+    alpha[truth] = 255
+    alpha[10:12, 30:32] = 30  # a
+    alpha[10:12, 40:42] = 25  # b
+    alpha[35, 20] = 200  # c
+    alpha[20:23, 22:25] = 255  # d
+    alpha[38, 30:40] = 100  # e
+    return truth, alpha
+
+
+def test_speckle_is_small_islands_apart_from_the_person_and_the_label():
+    truth, alpha = _feet_scene()
+    speckle = metrics.speckle_mask(truth, alpha, level=25, max_island_px=10, margin_px=5)
+    expected = np.zeros_like(truth)
+    expected[10:12, 30:32] = True  # only a: b is not above 25, c is the person's, d is near, e is 10 px
+    assert (speckle == expected).all()
+    # A larger size bound takes in e; an 11 px margin keeps a's far column, 12 px neither.
+    assert metrics.speckle_mask(truth, alpha, 25, 11, 5).sum() == 4 + 10
+    assert metrics.speckle_mask(truth, alpha, 25, 10, 11).sum() == 2
+    assert metrics.speckle_mask(truth, alpha, 25, 10, 12).sum() == 0
+    # A lower level takes in b (4 px).
+    assert metrics.speckle_mask(truth, alpha, 24, 10, 5).sum() == 8
+    # As a share: island size 10 px = 0.005 of 2000 px, margin 5 px = 0.1 of the long side 50.
+    assert metrics.speckle_fraction(truth, alpha, 25, 0.005, 0.1) == 4 / 2000
+
+
+def test_speckle_keeps_the_largest_region_and_counts_all_without_a_label():
+    truth, alpha = _feet_scene()
+    empty = np.zeros_like(truth)
+    # No labelled person: every region under 400 px other than the person's (300 + c's 1 px)
+    # counts: a 4, d 9, e 10.
+    assert metrics.speckle_mask(empty, alpha, 25, 400, 5).sum() == 4 + 9 + 10
+    # The largest region is the person's even when it is under the size bound.
+    assert metrics.speckle_mask(empty, alpha, 25, 10_000, 5).sum() == 4 + 9 + 10
+    assert metrics.speckle_fraction(truth, np.zeros_like(alpha)) == 0.0
+    with pytest.raises(ValueError, match="bool"):
+        metrics.speckle_mask(alpha, alpha, 25, 10, 5)
+
+
 def test_iou_with_the_outline_right_closes_a_shift_but_not_a_chair():
     truth = np.zeros((50, 50), bool)
     truth[10:30, 10:30] = True  # 400 px
