@@ -27,6 +27,7 @@ from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
     MAX_ZOOM,
+    PHOTO_MIN_ISLAND,
     PHOTO_MODEL,
     TEST_TIME_MODES,
     ZOOM_FACTOR,
@@ -412,7 +413,8 @@ def options_from_args(args: argparse.Namespace):
     smooth = SmoothOptions(enabled=not args.no_smooth, min_weight=args.smooth)
     guide = args.refine_guide if args.refine_guide != "auto" else RefineOptions.guide
     refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius,
-                           sharpen=args.refine_sharpen, guide=guide)
+                           sharpen=args.refine_sharpen, guide=guide,
+                           min_island=PHOTO_MIN_ISLAND if args.image else 0.0)
     composite = CompositeOptions(background=args.background, blur_px=args.blur,
                                  light_wrap=args.light_wrap, decontaminate=args.decontaminate)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,

@@ -45,6 +45,9 @@ CONTEXT_MODULES = get_args(ContextModule)
 # one for camera and video frames, where each frame has a 33 ms budget (weights/README.md).
 PHOTO_MODEL = "weights/unet.hdf5"
 LIVE_MODEL = "weights/unet_live.hdf5"
+# Photos clear islands of matte under 1 % of the person's region (RefineOptions.min_island):
+# on textured ground the colour filter leaves flecks by the feet (README, "Edges").
+PHOTO_MIN_ISLAND = 0.01
 SUBJECT_CORE = 0.5  # a region's area counts its pixels above this probability (portrait.subject)
 MAX_ZOOM = 10.0  # training's largest zoom; a larger one (or inf) crashes the crop's resize
 ZOOM_FACTOR = Range(0, MAX_ZOOM, low_open=True)  # each end of a training zoom range (train --zoom)
@@ -172,6 +175,10 @@ class RefineOptions(CheckedOptions):
             face and a bright wall stays opaque, and the wall does not glow around the head; the
             default for photos and, since stop 42, video) or ``grey`` (the frame's luma: about
             a third of the colour filter's cost).
+        min_island: islands of matte (alpha above a tenth) under this share of the largest
+            region's area are cleared after the filter (not with ``enabled`` off) (:func:`portrait.refine.drop_islands`):
+            flecks of gravel or grass it lifts by the feet. 0 (off) for camera and video, whose
+            output stays as it was; :data:`PHOTO_MIN_ISLAND` for photos.
     """
 
     enabled: bool = True
@@ -181,6 +188,7 @@ class RefineOptions(CheckedOptions):
     scale: int = bounded(4, AT_LEAST_ONE)
     sharpen: float = bounded(3.0, POSITIVE)
     guide: Guide = "colour"
+    min_island: float = bounded(0.0, FRACTION)
 
 LIGHT_WRAP_STRENGTH = 0.5  # what a bare --light-wrap means
 

@@ -15,7 +15,9 @@ time (:func:`_apply_bands`, the same again). With
 hair and a bright face from a bright wall, at about three times the cost. The model's
 probability is first sharpened (:func:`sharpen_probability`), so that where the frame has no
 edge to follow the filter falls back to a narrow ramp instead of the low-resolution model's soft
-blob.
+blob. For photos, :func:`drop_islands` then clears the small islands of matte apart from the
+person (``RefineOptions.min_island``): flecks of textured ground the colour filter lifts by
+the feet.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ _REACH = np.float32(0.25)  # a quarter grey level: at most this rounds to 0, wit
 # per channel, so all such cells together move a pixel's alpha by under 255 * (3 * 16 + 1) * 1e-6,
 # about 1/80 of a grey level, while their zeros keep the coefficients' work to where the person is.
 _FLUSH = np.float32(1e-6)
+#: :func:`drop_islands` finds islands where alpha is above this (a tenth opaque: what a cut-out
+#: shows as a fleck); fainter pixels around an island are left as they are.
+ISLAND_LEVEL = 25
 
 
 class _Scratch:
@@ -223,7 +228,8 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
         frame_bgr: BGR uint8 (H, W, 3) frame, the guide.
         prob: float32 (h, w) person probability in [0, 1], any size, same field of view.
         options: radius_px, eps, scale, sharpen, guide; ``enabled=False`` gives a bilinear
-            upscale.
+            upscale; with the filter, ``min_island`` > 0 then clears small islands
+            (:func:`drop_islands`).
         out: optional uint8 (H, W) array to write into.
         workspace: optional dict for scratch buffers reused between calls (see ``Refiner``).
         bounded: compute the coefficients only over the cells of :func:`_support` and do the
@@ -237,6 +243,15 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     Raises:
         ValueError: wrong frame, prob or out dtype/shape.
     """
+    alpha = _refine_alpha(frame_bgr, prob, options, out, workspace, bounded)
+    if options.enabled and options.min_island > 0:  # the filter's flecks; a plain upscale has none
+        drop_islands(alpha, options.min_island)
+    return alpha
+
+
+def _refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions,
+                  out: Optional[np.ndarray], workspace: Optional[dict], bounded: bool) -> np.ndarray:
+    """:func:`refine_alpha` before :func:`drop_islands`."""
     if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
         raise ValueError(f"unexpected frame: {frame_bgr.dtype} {frame_bgr.shape} != uint8 (H, W, 3)")
     if prob.dtype != np.float32 or prob.ndim != 2:
@@ -310,6 +325,53 @@ def refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOptions
     # alpha*255 = a·I255 + 255*b, so the guide stays uint8 at full resolution.
     np.multiply(mean_b, np.float32(255), out=low_b[cells])
     return _apply(low_a, low_b, guide, out, ws, bounded)
+
+
+def drop_islands(alpha: np.ndarray, min_share: float, level: int = ISLAND_LEVEL) -> np.ndarray:
+    """Set to 0, in place, every island of matte smaller than ``min_share`` of the largest one.
+
+    An island is an 8-connected region of ``alpha > level``. On textured ground (gravel, grass)
+    the colour-guided filter follows the grain within its radius of the feet and leaves
+    partly opaque flecks apart from the person, dirt floating beside the shoes in a cut-out;
+    the model's own probability mostly has none there (README, "Edges"). The largest region is
+    kept whatever its size, and so is any region at least ``min_share`` of it (a second person,
+    a hand apart from the arm).
+
+    Args:
+        alpha: uint8 (H, W) matte, changed in place.
+        min_share: islands under this share of the largest region's area are dropped
+            (0 <= min_share < 1; 0 changes nothing).
+        level: the alpha an island's pixels are above (0..254).
+
+    Returns:
+        ``alpha``.
+
+    Raises:
+        ValueError: alpha not uint8 (H, W), or min_share or level out of range.
+    """
+    if alpha.dtype != np.uint8 or alpha.ndim != 2:
+        raise ValueError(f"unexpected alpha: {alpha.dtype} {alpha.shape} != uint8 (H, W)")
+    if not 0 <= min_share < 1:
+        raise ValueError(f"unexpected min_share: {min_share!r} != a number from 0 to below 1")
+    if int(level) != level or not 0 <= level < 255:
+        raise ValueError(f"unexpected level: {level!r} != an integer from 0 to 254")
+    if min_share == 0:
+        return alpha
+    matte = (alpha > level).view(np.uint8)
+    # Labelled only within the box of the matte: at 3000x2000 the labelling is most of the cost.
+    x, y, w, h = cv2.boundingRect(matte)
+    if w == 0:
+        return alpha
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        matte[y:y + h, x:x + w], connectivity=8)
+    if count <= 2:  # one region
+        return alpha
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    small = np.zeros(count, bool)
+    small[1:] = areas < min_share * areas.max()
+    if small.any():
+        alpha[y:y + h, x:x + w][small[labels]] = 0
+    return alpha
 
 
 def _support(prob_low: np.ndarray, radius: int) -> Optional[tuple[slice, slice]]:

@@ -1585,6 +1585,21 @@ def test_refine_guide_is_colour_for_photos_and_streams_unless_told():
     assert guide("--refine-guide", "auto") == "colour"
 
 
+def test_only_photos_clear_islands_of_matte():
+    """Small islands are cleared for --image; camera and video frames keep the matte as it was."""
+    from portrait.cli import build_parser, options_from_args
+    from portrait.options import PHOTO_MIN_ISLAND
+
+    def min_island(*argv):
+        return options_from_args(build_parser().parse_args(list(argv)))[3].min_island
+
+    assert PHOTO_MIN_ISLAND > 0
+    assert min_island("--image", "me.jpg") == PHOTO_MIN_ISLAND
+    assert min_island("--image", "me.jpg", "--refine-guide", "grey") == PHOTO_MIN_ISLAND
+    assert min_island("--source", "clip.mkv") == 0.0
+    assert min_island() == 0.0
+
+
 def test_selfie_model_acceptance_path(tmp_path):
     model = shared_path("models", "selfie_segmentation.tflite")
     image = shared_path("data", "eg1800", "images", "00002.jpg")

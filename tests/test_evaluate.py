@@ -797,6 +797,18 @@ def test_each_model_gets_its_own_test_time_augmentation_and_input_size(argv, exp
     assert [(model.tta, model.input_size) for model in models] == expected
 
 
+def test_photos_are_scored_as_the_app_refines_them():
+    """evaluate and the suite's photos clear small islands of matte as --image does."""
+    from portrait.options import PHOTO_MIN_ISLAND
+
+    args = evaluate.build_parser().parse_args(["--model", "a.hdf5", "--data", "d"])
+    assert evaluate.options_from_args(args)[2].min_island == PHOTO_MIN_ISLAND > 0
+    args = evaluate.build_parser().parse_args(["--model", "a.hdf5", "--data", "d", "--no-refine"])
+    refine = evaluate.options_from_args(args)[2]
+    assert (refine.enabled, refine.min_island) == (False, PHOTO_MIN_ISLAND)
+    assert evaluate.PHOTO_REFINE.min_island == PHOTO_MIN_ISLAND
+
+
 def test_the_model_options_help_names_those_the_compared_model_shares(capsys):
     """--device, --threads and --trust-model set the --compare model too, the other model
     options --model's alone (the compared one has its own --compare-...): --help said they all

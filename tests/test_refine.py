@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from portrait.options import RefineOptions
-from portrait.refine import (Refiner, _support, guided_filter, reach_box, refine_alpha,
-                             sharpen_probability)
+from portrait.refine import (Refiner, _support, drop_islands, guided_filter, reach_box,
+                             refine_alpha, sharpen_probability)
 
 
 def _structured(shape, seed):
@@ -442,3 +442,79 @@ def test_the_support_is_the_person_and_a_margin_not_a_sigmoids_tail():
     prob[0:2, 78:80] = 0.5  # at the corner: the margin is clipped
     assert _support(prob, 1) == (slice(0, 28), slice(27, 80))
     assert _support(np.full((45, 80), 9e-7, np.float32), 2) is None
+
+
+def _islands():
+    """A 30 x 40 matte: the person (20 x 10 = 200 px at 255), a fleck of 1 px at alpha 26, a fleck
+    of 2 x 2 = 4 px at alpha 60, a faint 3 px at alpha 25 (not above the level), and a 1 px
+    corner touching the person diagonally at 120."""
+    alpha = np.zeros((30, 40), np.uint8)
+    alpha[5:25, 5:15] = 255
+    alpha[2, 30] = 26
+    alpha[10:12, 25:27] = 60
+    alpha[20, 30:33] = 25
+    alpha[25, 15] = 120
+    return alpha
+
+
+def test_drop_islands_clears_only_islands_under_the_share_of_the_largest():
+    alpha = _islands()
+    before = alpha.copy()
+    # 1 % of the person's 201 px is 2.01: the 1 px fleck goes, the 4 px one stays.
+    assert drop_islands(alpha, 0.01) is alpha
+    expected = before.copy()
+    expected[2, 30] = 0
+    assert (alpha == expected).all()
+    # 2.5 % is 5.025 px: both flecks go; the faint pixels and the touching corner stay.
+    alpha = before.copy()
+    drop_islands(alpha, 0.025)
+    expected[10:12, 25:27] = 0
+    assert (alpha == expected).all()
+    # At a lower level the faint 3 px are an island too.
+    alpha = before.copy()
+    drop_islands(alpha, 0.025, level=24)
+    expected[20, 30:33] = 0
+    assert (alpha == expected).all()
+
+
+def test_drop_islands_off_or_with_one_region_changes_nothing():
+    alpha = _islands()
+    before = alpha.copy()
+    drop_islands(alpha, 0.0)
+    assert (alpha == before).all()
+    one = np.zeros((10, 10), np.uint8)
+    one[2:4, 2:4] = 39  # one region: nothing to compare it with
+    assert (drop_islands(one.copy(), 0.9) == one).all()
+    assert not drop_islands(np.zeros((5, 5), np.uint8), 0.5).any()
+
+
+@pytest.mark.parametrize("alpha, share, level, message", [
+    (np.zeros((4, 4), np.float32), 0.01, 25, "uint8"),
+    (np.zeros((4, 4, 1), np.uint8), 0.01, 25, "uint8"),
+    (np.zeros((4, 4), np.uint8), 1.0, 25, "min_share"),
+    (np.zeros((4, 4), np.uint8), -0.1, 25, "min_share"),
+    (np.zeros((4, 4), np.uint8), 0.01, 255, "level"),
+])
+def test_drop_islands_refuses_what_it_cannot_use(alpha, share, level, message):
+    with pytest.raises(ValueError, match=message):
+        drop_islands(alpha, share, level)
+
+
+def test_refine_alpha_with_min_island_clears_a_fleck_the_filter_leaves():
+    """A fleck of probability apart from the person survives the filter as a small island; with
+    min_island it is cleared and the rest is the same matte, bit for bit; without it (camera and
+    video) the matte is the one drop_islands never saw."""
+    frame, person = _person_scene()
+    prob = cv2.resize(person, (160, 90), interpolation=cv2.INTER_AREA)
+    prob[5:7, 5:7] = 0.9  # a fleck in the top-left corner, far from the person
+    plain = refine_alpha(frame, prob, RefineOptions())
+    assert plain[:40, :40].max() > 25  # the fleck is there as an island
+    cleared = refine_alpha(frame, prob, RefineOptions(min_island=0.01))
+    assert (cleared == drop_islands(plain.copy(), 0.01)).all()
+    assert cleared[:40, :40].max() <= 25
+    assert (cleared[:, 60:] == plain[:, 60:]).all()
+    assert (Refiner(RefineOptions(min_island=0.01))(frame, prob) == cleared).all()
+    # --no-refine's plain upscale is left as it is.
+    upscale = refine_alpha(frame, prob, RefineOptions(enabled=False))
+    assert upscale[:40, :40].max() > 25
+    assert (refine_alpha(frame, prob, RefineOptions(enabled=False, min_island=0.01)) == upscale).all()

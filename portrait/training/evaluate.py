@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, get_args
 
@@ -47,6 +47,7 @@ from portrait.errors import (InputError, StopRequested, run_command, stop_name,
                              stop_on_termination_signals)
 from portrait.option_checks import POSITIVE, CheckedOptions, bounded
 from portrait.options import (
+    PHOTO_MIN_ISLAND,
     TEST_TIME_MODES,
     Backend,
     Device,
@@ -75,6 +76,8 @@ SHEET_ROW_PX = 200
 # Matte farther than this share of the image's long side from every labelled person is "far":
 # the margin subject selection uses to tell a region apart from the person.
 FAR_MARGIN = SubjectOptions().margin
+# The app's refinement for photos (``--image``): the guided filter, then small islands cleared.
+PHOTO_REFINE = RefineOptions(min_island=PHOTO_MIN_ISLAND)
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,7 @@ class ModelScorer:
         ModelError, DeviceError: from :func:`portrait.segment.create_segmenter`.
     """
 
-    def __init__(self, segment: SegmentOptions, refine: RefineOptions = RefineOptions()):
+    def __init__(self, segment: SegmentOptions, refine: RefineOptions = PHOTO_REFINE):
         self.model = segment.model
         self.tta = segment.tta
         self.refine = refine
@@ -586,7 +589,7 @@ def list_pairs(options: EvalOptions) -> list[tuple[str, str]]:
 
 
 def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
-             refine: RefineOptions = RefineOptions(),
+             refine: RefineOptions = PHOTO_REFINE,
              skipped: Optional[list[tuple[str, InputError]]] = None) -> list[dict]:
     """Score each model on the data, interleaved image by image (same load, same images).
 
@@ -622,7 +625,7 @@ def evaluate(options: EvalOptions, models: Sequence[SegmentOptions],
 
 
 def score_pairs(pairs: Sequence[tuple[str, str]], models: Sequence[SegmentOptions],
-                refine: RefineOptions = RefineOptions(), progress: bool = True,
+                refine: RefineOptions = PHOTO_REFINE, progress: bool = True,
                 worst: Optional["WorstImages"] = None,
                 skipped: Optional[list[tuple[str, InputError]]] = None) -> list[dict]:
     """Score each model on (image, mask) pairs, interleaved image by image (same load, same images).
@@ -855,7 +858,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[EvalOptions, list[Segme
         evaluation = EvalOptions(data=args.data, list_file=args.list_file,
                                  max_items=args.max_items, sheet=args.sheet, worst=args.worst,
                                  progress=not (args.no_progress or args.quiet))
-    return evaluation, models, RefineOptions(enabled=not args.no_refine)
+    return evaluation, models, replace(PHOTO_REFINE, enabled=not args.no_refine)
 
 
 def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:

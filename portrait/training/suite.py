@@ -5,10 +5,10 @@
 Each model goes through the app's own paths, interleaved with the peer so both share the
 machine's load:
 
-* photos (``--image`` path: segmenter, guided filter, alpha > 127), mIoU and boundary F on the
-  held-out part of each labelled set (:data:`PHOTO_DOMAINS`), and "far": matte farther than 5 %
-  of the long side from every labelled person, the room or a thing taken for a person in a
-  whole scene (mean share of the photo, share of photos above 0.2 %);
+* photos (``--image`` path: segmenter, guided filter, small islands cleared, alpha > 127),
+  mIoU and boundary F on the held-out part of each labelled set (:data:`PHOTO_DOMAINS`), and
+  "far": matte farther than 5 % of the long side from every labelled person, the room or a
+  thing taken for a person in a whole scene (mean share of the photo, share of photos above 0.2 %);
 * webcam video (the video-file path: segmenter with still-scene reuse, temporal smoothing,
   subject selection, guided filter), with no labels: stray area, frames with stray, bottom-edge
   gap (mean, frames that drop the edge), flicker and motion lag (:mod:`video_metrics`) on the
