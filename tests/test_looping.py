@@ -430,6 +430,19 @@ def test_a_gif_source_s_rate_is_its_delays_as_shown_not_ffmpeg_s_guess(
         in caplog.text
 
 
+def test_a_gif_background_s_rate_is_a_gif_source_s_not_its_first_delay(tmp_path, caplog):
+    """A GIF whose first frame lasts 50 ms and the other three 100 ms plays at 10 fps as a
+    background (ScaledVideo's rate and its INFO line) as it does as a --source, where the
+    background took its first frame's delay: 20 fps."""
+    from portrait.capture.scaled import ScaledVideo
+
+    path = fast_gif(tmp_path / "first_short.gif", (50, 100, 100, 100))
+    caplog.set_level(logging.INFO, logger="portrait.capture.scaled")
+    with ScaledVideo(path) as video, VideoFileSource(path, quiet=True) as source:
+        assert video.fps == pytest.approx(10.0) and source.fps == pytest.approx(10.0)
+    assert f"video '{path}': 32x24 at 10 fps" in caplog.text
+
+
 def test_a_gif_background_shows_each_frame_for_its_delay_as_viewers_show_it(tmp_path):
     """A background GIF of delays 0, 10, 20, 50 ms shows each frame from its time as a
     --source GIF gives it (FAST_GIF_TIMES_S), across the seam too."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from portrait.capture.alpha import alpha_of
 from portrait.capture.base import Frame
-from portrait.capture.gif import delays_s, frame_delay_s, with_other_background
+from portrait.capture.gif import delays_s, frame_delay_s, rate_fps, with_other_background
 from portrait.capture.video import FileSource, refuse_text_file, why_no_frame
 from portrait.errors import InputError
 
@@ -149,7 +149,7 @@ class ScaledVideo(FileSource):
         rate = self._stream.guessed_rate
         self._fps = float(rate) if rate and 0 < rate <= 1000 else 30.0
         if self._own_durations:
-            self._fps = 1 / self._duration_s(self._first, 0)
+            self._fps = rate_fps(self._delays_s) or 1 / self._duration_s(self._first, 0)
         self._first_pts_s = self._time_s(self._first, None)
         # The size the user sees the video at, not only the one it is stored at.
         log.log(logging.DEBUG if quiet else logging.INFO, "video '%s': %s at %g fps", self.path,
@@ -158,8 +158,8 @@ class ScaledVideo(FileSource):
 
     @property
     def fps(self) -> float:
-        """The video's frame rate as FFmpeg guesses it (else 30); a GIF's, its first frame's
-        delay's."""
+        """The video's frame rate as FFmpeg guesses it (else 30); a GIF's from its delays as shown
+        (:func:`portrait.capture.gif.rate_fps`), as a GIF ``--source``'s."""
         return self._fps
 
     def _decode_first(self):
