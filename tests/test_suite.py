@@ -139,6 +139,11 @@ def test_bottom_edge_gap_counts_the_holes_under_a_person_cut_by_the_edge():
     assert bottom_edge_gap(alpha) == 101
     alpha[150, 60] = 128
     assert bottom_edge_gap(alpha) == 100
+    alpha[149, 139] = 128  # person on the row above (alpha >= 128): its band under it counts
+    alpha[150:160, 139] = 0
+    assert bottom_edge_gap(alpha) == 110
+    alpha[149, 139] = 127  # not person above: its band adds nothing
+    assert bottom_edge_gap(alpha) == 100
     # A column that is not person on row 149 adds nothing, whatever its band holds.
     alpha[149, 80:90] = 0
     assert bottom_edge_gap(alpha) == 50
@@ -151,8 +156,12 @@ def test_bottom_edge_gap_of_a_person_ending_above_the_band_is_zero():
     assert bottom_edge_gap(cut_person(149)) == 0  # ends on row 148: row 149 is not person
     # Ending on row 149 itself, the row the band is judged from: the whole band under it.
     assert bottom_edge_gap(cut_person(150)) == 10 * 80
-    # Under 16 rows there is no band.
-    assert bottom_edge_gap(np.zeros((15, 20), np.uint8)) == 0
+    # Under 16 rows there is no band: a person ending a row above the edge of 15 rows adds
+    # nothing; 16 rows have a band of one.
+    short = np.zeros((15, 20), np.uint8)
+    short[:14, 5:15] = 255
+    assert bottom_edge_gap(short) == 0
+    assert bottom_edge_gap(np.vstack([short[:1], short])) == 10  # a row more on top
 
 
 def test_bottom_edge_gap_of_a_hand_ending_inside_the_band():
@@ -378,6 +387,8 @@ def test_pooled_clips_and_their_summary_count_every_frame_still_and_moving_pair(
                                         "flicker": 0.04, "still_pairs": 3,
                                         "motion_lag": 0.03, "moving_pairs": 3}
     assert suite.clip_summary(suite.SequenceScore())["flicker"] is None
+    one = suite.clip_summary(suite.SequenceScore(strays=[0.0], edge_gaps=[0.002]))
+    assert one["edge_gap_frames"] == 1 and one["edge_gap_share"] == 1.0  # one frame of one
     assert suite.clip_summary(suite.SequenceScore())["motion_lag"] is None
 
 
