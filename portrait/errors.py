@@ -100,8 +100,13 @@ def stops_held() -> Iterator[list[str]]:
     def note(signum, _frame) -> None:
         received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, *TERMINATION_SIGNALS)}
+    previous = {}
     try:
+        # Each handler is noted before it is changed: a stop that lands between two changes
+        # (raised by a handler not yet changed) must not leave Ctrl-C noted and ignored for good.
+        for sig in (signal.SIGINT, *TERMINATION_SIGNALS):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, note)
         yield received
     finally:
         for sig, handler in previous.items():

@@ -772,6 +772,48 @@ def test_stops_held_notes_real_signals_and_gives_the_stop_back_after():
         signal.getsignal(signal.SIGINT)
 
 
+def test_stops_held_gives_ctrl_c_back_when_a_stop_lands_as_it_begins():
+    """A real SIGTERM sent the moment stops_held has set Ctrl-C's handler, before its own (a
+    profile hook sends it): the stop comes through, before the block, and Ctrl-C is Python's
+    KeyboardInterrupt again. It was left noted and ignored for the rest of the process."""
+    from portrait.errors import StopRequested, stop_on_termination_signals, stops_held
+
+    def send_at_the_first_change(_frame, event, arg):
+        if event == "c_return" and getattr(arg, "__name__", "") == "signal":
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    ran = False
+    with stop_on_termination_signals():
+        sys.setprofile(send_at_the_first_change)
+        try:
+            with pytest.raises(StopRequested, match="SIGTERM"):
+                with stops_held():
+                    ran = True
+        finally:
+            sys.setprofile(None)
+    assert not ran and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_stops_held_off_the_main_thread_holds_nothing():
+    """In a thread, where no handler can be set, the block runs with an empty list."""
+    from portrait.errors import stops_held
+
+    seen = []
+
+    def body():
+        try:
+            with stops_held() as stops:
+                seen.append(list(stops))
+        except Exception as error:  # the thread's failure, for the assertion below
+            seen.append(error)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen == [[]]
+
+
 def test_a_file_the_system_refuses_is_one_line_not_an_unexpected_error(capsys):
     def body():
         raise PermissionError(13, "Permission denied", "/somewhere/out.tmp.h5")
