@@ -816,22 +816,27 @@ def _edge_cut_data(root, with_person=True):
     return find_pairs(root)
 
 
-def _edge_cut_crops(pairs, prob, n=24):
+def _edge_cut_crops(pairs, prob, n=24, side=64):
     aug = AugmentOptions(scale_range=(1.0, 1.0), rotation_deg=0.0, flip=False, photometric=False,
                          blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, occlusion_prob=0.0,
                          edge_cut_prob=prob)
-    ds = make_dataset(pairs, (64, 64), 1, True, augment=aug, seed=3, cache_short_px=64)
+    ds = make_dataset(pairs, (side, side), 1, True, augment=aug, seed=3, cache_short_px=64)
     return [(image.numpy()[0], mask.numpy()[0, ..., 0]) for image, mask in ds.take(n)]
 
 
-def test_edge_cut_crops_end_inside_the_person_at_a_drawn_depth(tmp_path):
+@pytest.mark.parametrize("side", [64, 32])  # 32: the photo's rows shrunk to half (zoom 1)
+def test_edge_cut_crops_end_inside_the_person_at_a_drawn_depth(tmp_path, side):
     pairs = _edge_cut_data(tmp_path / "data")
     tf.random.set_seed(5)
     depths = []
-    for image, label in _edge_cut_crops(pairs, 1.0):
-        assert label[-1, 16:48].min() > 0.99 and label[-1, :12].max() < 0.01  # ends in the person
-        # The crop's last row shows the photo's row number, written as blue (OpenCV's BGR).
-        bottom_edge = float(image[-1, 32, 2]) + 0.5
+    scale = side / 64  # crop pixels per photo pixel
+    for image, label in _edge_cut_crops(pairs, 1.0, side=side):
+        # ends in the person (columns 16..47 of the photo), not beside it
+        assert label[-1, side // 4:3 * side // 4].min() > 0.99
+        assert label[-1, :side * 12 // 64].max() < 0.01
+        # The crop's last row shows the photo's row number, written as blue (OpenCV's BGR): the
+        # row at its pixel centre, half a crop pixel above the crop's bottom edge.
+        bottom_edge = float(image[-1, side // 2, 2]) + 0.5 + 0.5 / scale
         depths.append((bottom_edge - 64) / 128)  # share of the way down the person's 128 rows
     assert 0.45 - 0.01 <= min(depths) < 0.55 and 0.8 < max(depths) <= 0.9 + 0.01
     # Without it the crop's centre is anywhere in the photo: some crops end below the person.
@@ -841,8 +846,49 @@ def test_edge_cut_crops_end_inside_the_person_at_a_drawn_depth(tmp_path):
 
 def test_edge_cut_leaves_a_crop_with_no_person_as_usual(tmp_path):
     pairs = _edge_cut_data(tmp_path / "data", with_person=False)
-    for _, label in _edge_cut_crops(pairs, 1.0, n=4):
+    for image, label in _edge_cut_crops(pairs, 1.0, n=4):
         assert label.shape == (64, 64) and np.isfinite(label).all() and label.max() == 0.0
+        rows = image[:, 32, 2]  # the photo's own rows, 64 of them, not the padding's grey
+        assert np.isfinite(rows).all() and rows[-1] - rows[0] == pytest.approx(63, abs=0.5)
+
+
+def test_edge_cut_centre_y_of_hand_made_masks():
+    """Rows 10..19 marked (> 127; 127 is not): halfway down them is row 15, and a crop 8 rows
+    tall ending there is centred at 11; a person in one row, 30, a quarter of the way down it:
+    centre 30.25 - 4; no person: +inf."""
+    from portrait.training.data import edge_cut_centre_y
+
+    mask = np.zeros((40, 30, 1), np.uint8)
+    mask[10:20, 5:8] = 255
+    mask[25:40, 0] = 127
+    assert float(edge_cut_centre_y(tf.constant(mask), 8.0, depth=(0.5, 0.5))) == 11.0
+    one_row = np.zeros((40, 30, 1), np.uint8)
+    one_row[30, 3] = 128
+    assert float(edge_cut_centre_y(tf.constant(one_row), 8.0, depth=(0.25, 0.25))) == 26.25
+    assert float(edge_cut_centre_y(tf.constant(np.zeros((40, 30, 1), np.uint8)), 8.0)) == np.inf
+    # The default depths: 45-90 % of the way down, each drawn anew (rows 0..99, a crop 0 tall).
+    tall = np.zeros((100, 4, 1), np.uint8)
+    tall[:, 1] = 255
+    tf.random.set_seed(2)
+    depths = [float(edge_cut_centre_y(tf.constant(tall), 0.0)) for _ in range(200)]
+    assert 45 <= min(depths) < 47 and 88 < max(depths) <= 90
+
+
+def test_edge_cut_off_draws_nothing():
+    """Off (probability 0), the crop draws no more random numbers than before the option, so
+    an earlier recipe's crops are drawn as they were; on, it draws two (the depth, whether to
+    cut)."""
+    from portrait.training.data import _affine_crop
+
+    image, mask = tf.zeros((64, 64, 3), tf.uint8), tf.zeros((64, 64, 1), tf.uint8)
+
+    def draws(prob):
+        crop = tf.function(lambda: _affine_crop(image, mask, (32, 32),
+                                                AugmentOptions(edge_cut_prob=prob)))
+        graph = crop.get_concrete_function().graph
+        return sum(op.type == "RandomUniform" for op in graph.get_operations())
+
+    assert draws(0.0) + 2 == draws(0.5)
 
 
 @pytest.mark.parametrize("field", ["motion_prob", "exposure_prob", "edge_cut_prob"])
