@@ -61,9 +61,10 @@ def gif_delays_s(path: Union[str, Path]) -> list[float]:
 
 def rate_fps(delays_s: list[float]) -> Optional[float]:
     """The frame rate a GIF whose frames last ``delays_s`` (:func:`gif_delays_s`) plays at: one
-    over the delay most frames last (the median; of an even count, the shorter middle one, a
-    delay the GIF shows), where FFmpeg's guess follows its raw delays (100 fps for 10 ms ones,
-    which last 100 ms); ``None`` without delays (not a GIF)."""
+    over their median (of an even count, the shorter middle one, a delay the GIF shows; not the
+    delay most frames last: 20, 30, 40, 100, 100 ms give 25 fps), where FFmpeg's guess follows
+    its raw delays (100 fps for 10 ms ones, which last 100 ms); ``None`` without delays (not a
+    GIF)."""
     return 1 / statistics.median_low(delays_s) if delays_s else None
 
 
