@@ -891,13 +891,15 @@ def test_edge_cut_off_draws_nothing():
     assert draws(0.0) + 2 == draws(0.5)
 
 
-@pytest.mark.parametrize("field", ["motion_prob", "exposure_prob", "edge_cut_prob"])
+@pytest.mark.parametrize("field", ["paste_prob", "motion_prob", "exposure_prob", "edge_cut_prob"])
 def test_augment_probabilities_reach_the_training_options(field):
-    from portrait.training.train import TrainOptions, build_parser
+    """From the flag to TrainOptions, and from there to the crops' AugmentOptions."""
+    from portrait.training.train import TrainOptions, augment_options, build_parser
 
     flag = "--" + field.replace("_", "-")
     assert getattr(build_parser().parse_args(["--data", "d", flag, "0.3"]), field) == 0.3
     assert getattr(TrainOptions(data=("d",)), field) == getattr(AugmentOptions(), field) == 0.0
+    assert getattr(augment_options(TrainOptions(data=("d",), **{field: 0.3})), field) == 0.3
 
 
 def test_zoom_reaches_the_training_options():
@@ -907,6 +909,10 @@ def test_zoom_reaches_the_training_options():
     assert args.zoom == (0.5, 1.8)
     assert build_parser().parse_args(["--data", "d"]).zoom == AugmentOptions().scale_range
     assert TrainOptions(data=("d",)).zoom == AugmentOptions().scale_range
+    from portrait.training.train import augment_options
+
+    chosen = augment_options(TrainOptions(data=("d",), zoom=(0.5, 1.8), pad="reflect"))
+    assert chosen.scale_range == (0.5, 1.8) and chosen.pad == "reflect"
 
 
 def test_a_single_number_is_a_square_training_size():

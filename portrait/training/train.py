@@ -1063,13 +1063,23 @@ def train(options: TrainOptions) -> Path:
         raise
 
 
+def augment_options(options: TrainOptions):
+    """The training crops' augmentation (a :class:`portrait.training.data.AugmentOptions`) that
+    ``options`` asks for (zoom, paste, motion, exposure, edge cut, pad); the rest its defaults."""
+    from portrait.training.data import AugmentOptions  # TensorFlow, loaded only to train
+
+    return AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
+                          motion_prob=options.motion_prob, exposure_prob=options.exposure_prob,
+                          edge_cut_prob=options.edge_cut_prob, pad=options.pad)
+
+
 def _train(options: TrainOptions, made: list[Path]) -> Path:
     """:func:`train`'s run; the folders it makes for ``--out`` are added to ``made`` as they
     are made, for :func:`train` to remove where the run ends without its model."""
     import keras
 
-    from portrait.training.data import (CALIBRATION_AUGMENT, AugmentOptions, check_decodable,
-                                        check_masks, make_dataset)
+    from portrait.training.data import (CALIBRATION_AUGMENT, check_decodable, check_masks,
+                                        make_dataset)
     from portrait.training.losses import make_loss, uses_views
     from portrait.training.model import build_unet
     from portrait.segment import HDF5_SUFFIXES
@@ -1135,10 +1145,7 @@ def _train(options: TrainOptions, made: list[Path]) -> Path:
     log.info("training on %s, validating on %d", counted(len(train_pairs), "pair"),
              len(val_pairs))
 
-    augment = AugmentOptions(scale_range=tuple(options.zoom), paste_prob=options.paste_prob,
-                             motion_prob=options.motion_prob,
-                             exposure_prob=options.exposure_prob,
-                             edge_cut_prob=options.edge_cut_prob, pad=options.pad)
+    augment = augment_options(options)
     train_ds = make_dataset(train_pairs, options.input_size, options.batch, True, augment=augment,
                             seed=options.seed, views=2 if uses_views(loss) else 1)
     if options.teacher:
