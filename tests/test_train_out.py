@@ -65,7 +65,9 @@ def test_a_new_out_is_written_without_a_warning_or_a_kept_file(tmp_path, caplog)
         assert train_main(small_args(tmp_path, out)) == 0
     assert out.is_file() and not earlier_model_path(out).exists()
     assert not [r for r in caplog.records if "--out" in r.getMessage()]
-    assert json.loads((tmp_path / "run" / "result.json").read_text())["earlier_out"] is None
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["earlier_out"] is None and result["stopped"] is None  # no stop came
+    assert "came as the model was written" not in caplog.text
 
 
 def test_the_first_free_number_keeps_an_earlier_model(tmp_path):
