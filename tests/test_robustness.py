@@ -750,7 +750,16 @@ def test_termination_signals_are_left_alone_off_the_main_thread():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_stops_held_notes_real_signals_and_gives_the_stop_back_after():
+@pytest.fixture
+def python_ctrl_c():
+    """Ctrl-C as Python sets it in a terminal (KeyboardInterrupt): a test run started as a
+    background job (CI, nohup) inherits SIGINT ignored, which stops_held then rightly gives back."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_stops_held_notes_real_signals_and_gives_the_stop_back_after(python_ctrl_c):
     """Inside stops_held, a real SIGTERM and a real SIGINT stop nothing and are noted by name,
     in order; after it, SIGTERM raises StopRequested again (stop_on_termination_signals's
     handler is back) and SIGINT is Python's KeyboardInterrupt again."""
@@ -772,7 +781,7 @@ def test_stops_held_notes_real_signals_and_gives_the_stop_back_after():
         signal.getsignal(signal.SIGINT)
 
 
-def test_stops_held_gives_ctrl_c_back_when_a_stop_lands_as_it_begins():
+def test_stops_held_gives_ctrl_c_back_when_a_stop_lands_as_it_begins(python_ctrl_c):
     """A real SIGTERM sent the moment stops_held has set Ctrl-C's handler, before its own (a
     profile hook sends it): the stop comes through, before the block, and Ctrl-C is Python's
     KeyboardInterrupt again. It was left noted and ignored for the rest of the process."""
