@@ -413,7 +413,7 @@ def test_the_median_with_copies_of_a_size_is_statistics_median_of_them_all():
                     values + (extra,) * count), (values, extra, count)
 
 
-def test_two_postures_taken_about_equally_often_pump_the_zoom_a_known_limit():
+def test_two_postures_alternating_at_one_share_leave_the_zoom_alone_but_half_and_half_pumps():
     """A known limit (held-out asl_want in framing_study: 9.8 zoom turns a minute). A webcam
     signer holds the hands on the hips (elbows out, below the crop: the box 1.5x as wide, the
     area only 7 % more, so not "came closer") for a share of every 3 s and in front for the
@@ -442,6 +442,20 @@ def test_two_postures_taken_about_equally_often_pump_the_zoom_a_known_limit():
     assert len(pumping) >= 15, pumping  # 34 in 25 s, each crossing by the two's mean
     assert min(pumping) == pytest.approx(front_h) and max(pumping) > 0.9 * hips_h
     assert aim_changes(0.4) == aim_changes(0.6) == []
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: two postures held about equally often pump "
+                   "the zoom (held-out asl_want: 9.8 turns a minute); see the test above")
+def test_two_postures_held_half_and_half_keep_one_zoom():
+    """What a viewer wants of the case above: one zoom, whatever share each posture has. Strict:
+    a change that fixes the limit makes this pass, and the marker must go."""
+    front, hips = webcam_body(), webcam_body(elbows=160)
+    framer, aims = AutoFramer(ON, fps=FPS), []
+    for index in range(round(30 * FPS)):
+        framer(*(hips if index / FPS % 3.0 < 1.5 else front))
+        aims.append(framer.state.aim[2])
+    steady = aims[round(ON.zoom_window_s * FPS):]
+    assert len(set(steady)) <= 2  # at most one settling move after the first window
 
 
 def test_someone_who_comes_closer_in_their_first_second_is_followed():
