@@ -2058,6 +2058,22 @@ def test_a_photo_the_encoder_refuses_leaves_no_folder_made_for_it(tmp_path):
     assert sorted(p.name for p in earlier.iterdir()) == ["a.webp", OUTPUT_MARKER]
 
 
+def _noise_video_script(out_parts: str, frames: int) -> str:
+    """A script for :func:`python_on_a_tmpfs`: ``frames`` frames of noise (320x240) into a
+    VideoFileSink at 30 fps under the disk (``out_parts``: the path's parts after it, as
+    Python literals), printing the error it ends with, if any, then the disk's listing."""
+    return ("import os, sys, numpy as np\n"
+            "from portrait.sink import VideoFileSink\n"
+            "noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)\n"
+            "try:\n"
+            f"    with VideoFileSink(os.path.join(sys.argv[1], {out_parts}), 30.0) as sink:\n"
+            f"        for _ in range({frames}):\n"
+            "            sink.write(noise)\n"
+            "except Exception as error:\n"
+            "    print(type(error).__name__, error)\n"
+            "print(sorted(os.listdir(sys.argv[1])))\n")
+
+
 def test_a_video_a_full_disk_stops_before_any_of_it_plays_leaves_nothing(tmp_path):
     """A disk with room for the folder's check but not for the video's first second: the
     write that fails ends the run with OutputFull, and the partial file, of which nothing
@@ -2065,17 +2081,7 @@ def test_a_video_a_full_disk_stops_before_any_of_it_plays_leaves_nothing(tmp_pat
     own; frames of noise)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    code = ("import os, sys, numpy as np\n"
-            "from portrait.sink import VideoFileSink\n"
-            "noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)\n"
-            "try:\n"
-            "    with VideoFileSink(os.path.join(sys.argv[1], 'out.mp4'), fps=30.0) as sink:\n"
-            "        for _ in range(90):\n"
-            "            sink.write(noise)\n"
-            "except Exception as error:\n"
-            "    print(type(error).__name__, error)\n"
-            "print(sorted(os.listdir(sys.argv[1])))\n")
-    done = python_on_a_tmpfs(disk, code, "8k")
+    done = python_on_a_tmpfs(disk, _noise_video_script("'out.mp4'", 90), "8k")
     error, listing = done.stdout.splitlines()
     assert re.fullmatch(rf"OutputFull cannot write video '{re.escape(str(disk))}/out\.mp4': No "
                         r"space left on device after \d+ frames; nothing of it plays, so it was "
@@ -2091,17 +2097,7 @@ def test_an_mp4_no_fragment_of_which_reached_a_full_disk_is_said_to_be_full(tmp_
     asks whether the disk is full. Nothing of it plays: the file and its folder are removed."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    code = ("import os, sys, numpy as np\n"
-            "from portrait.sink import VideoFileSink\n"
-            "noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)\n"
-            "try:\n"
-            "    with VideoFileSink(os.path.join(sys.argv[1], 'new', 'out.mp4'), 30.0) as sink:\n"
-            "        for _ in range(30):\n"
-            "            sink.write(noise)\n"
-            "except Exception as error:\n"
-            "    print(type(error).__name__, error)\n"
-            "print(sorted(os.listdir(sys.argv[1])))\n")
-    done = python_on_a_tmpfs(disk, code, "8k")
+    done = python_on_a_tmpfs(disk, _noise_video_script("'new', 'out.mp4'", 30), "8k")
     assert done.stdout.splitlines() == [
         f"OutputFull cannot write video '{disk}/new/out.mp4': No space left on device after 30 "
         "frames (0 of the 30 stored reached the disk); nothing of it plays, so it was removed; "
