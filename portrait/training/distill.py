@@ -26,7 +26,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -35,6 +35,10 @@ from portrait.errors import InputError, ModelError, run_command
 from portrait.options import TEST_TIME_MODES
 from portrait.training.folders import check_listable, check_photo_stems
 from portrait.words import counted
+
+if TYPE_CHECKING:  # annotations only: imported quietly where used
+    import keras
+    import tensorflow as tf
 
 # Keras and TensorFlow are imported where they are used, so that the command line can import
 # them quietly (portrait.cli.import_tensorflow_quietly).

@@ -26,10 +26,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from portrait.errors import InputError, ModelError, run_command
 from portrait.words import counted
+
+if TYPE_CHECKING:  # annotations only: imported quietly where used
+    import keras
 
 log = logging.getLogger("portrait.training.ensemble")  # not "__main__" under python -m
 
