@@ -2,6 +2,7 @@
 builder's shapes; the data pipeline's samples."""
 
 import dataclasses
+import math
 import os
 import json
 import logging
@@ -872,6 +873,53 @@ def test_edge_cut_centre_y_of_hand_made_masks():
     tf.random.set_seed(2)
     depths = [float(edge_cut_centre_y(tf.constant(tall), 0.0)) for _ in range(200)]
     assert 45 <= min(depths) < 47 and 88 < max(depths) <= 90
+
+
+def test_edge_cut_centre_y_counts_the_crops_columns_and_its_turn():
+    """Two people, rows 10..19 in columns 0..4 and rows 30..39 in columns 20..29: a crop over
+    columns 18..30 (pixel centres 18.5..29.5 inside) cuts the second one only; over columns
+    0..30, both. Turned by 60 degrees, a crop 8 rows tall ends cos 60 x 4 = 2 rows below its
+    centre."""
+    from portrait.training.data import edge_cut_centre_y
+
+    mask = np.zeros((40, 30, 1), np.uint8)
+    mask[10:20, 0:5] = 255
+    mask[30:40, 20:30] = 255
+    half = (0.5, 0.5)
+    assert float(edge_cut_centre_y(tf.constant(mask), 8.0, half, columns=(18.0, 30.0))) == 31.0
+    assert float(edge_cut_centre_y(tf.constant(mask), 8.0, half, columns=(0.0, 30.0))) == 21.0
+    # a pixel counts by its centre: column 4 (centre 4.5) is outside a crop from 4.6
+    assert float(edge_cut_centre_y(tf.constant(mask), 8.0, half, columns=(4.6, 19.4))) == np.inf
+    assert float(edge_cut_centre_y(tf.constant(mask), 8.0, half, columns=(4.4, 19.4))) == 11.0
+    turned = float(edge_cut_centre_y(tf.constant(mask), 8.0, half, columns=(18.0, 30.0),
+                                     turn=math.pi / 3))
+    assert turned == pytest.approx(33.0, abs=1e-5)
+
+
+def test_edge_cut_in_a_wide_photo_cuts_the_person_the_crop_shows(tmp_path):
+    """A 64x256 photo with one person in rows 0..31 (columns 16..47) and another in rows
+    32..63 (columns 150..181): every crop that shows the first and not the second ends inside
+    the first (its rows alone count), where counting both people's rows put the cut at 29..58,
+    mostly below the first."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    mask = np.zeros((64, 256), np.uint8)
+    mask[0:32, 16:48] = 255
+    mask[32:64, 150:182] = 255
+    image = np.full((64, 256, 3), 60, np.uint8)
+    image[:, :128] = 100  # tells which one a crop shows
+    cv2.imwrite(str(root / "images" / "a.png"), image)
+    cv2.imwrite(str(root / "masks" / "a.png"), mask)
+    tf.random.set_seed(7)
+    shown = {"first": 0, "second": 0}
+    for image, label in _edge_cut_crops(find_pairs(root), 1.0, n=40):
+        columns = label.max(axis=0) > 0.99  # a crop 64 wide shows one of them at most
+        if columns.any():
+            person = image[label > 0.99]
+            shown["first" if person[0, 0] > 80 else "second"] += 1
+            assert label[-1, columns].min() > 0.99  # the bottom edge runs through the person
+    assert min(shown.values()) >= 5, shown
 
 
 def test_edge_cut_off_draws_nothing():

@@ -58,9 +58,10 @@ class AugmentOptions(CheckedOptions):
             from :data:`EXPOSURE_GAIN` (a dim room below 1; a window behind above 1, highlights
             clipped), as webcams deliver rooms lit far from the photo sets' studios.
         edge_cut_prob: probability that a crop is placed so that its bottom edge cuts the
-            person: at a uniform :data:`EDGE_CUT_DEPTH` of the way down the rows the mask marks,
-            as a webcam's bottom edge cuts a sitting or standing person at the chest, waist or
-            legs; a sample with no person is cropped as usual.
+            person: at a uniform :data:`EDGE_CUT_DEPTH` of the way down the rows the mask marks
+            in the crop's columns (its turn allowed for), as a webcam's bottom edge cuts a
+            sitting or standing person at the chest, waist or legs; a sample with no person in
+            those columns is cropped as usual.
         paste_prob: probability that a sample's people are pasted, through their mask, over
             another training sample's crop (copy-paste: new scenes and several people per
             image; the label is the union of both samples' people).
@@ -314,7 +315,9 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions):
     jitter = tf.random.uniform([2], -1.0, 1.0)
     centre = in_hw / 2 + slack * jitter
     if aug.edge_cut_prob > 0:  # off, it draws nothing: earlier recipes keep their random streams
-        cut_y = edge_cut_centre_y(mask, out_h / s)
+        half_w = out_w / s / 2  # the crop's columns in the photo, about its centre
+        cut_y = edge_cut_centre_y(mask, out_h / s, columns=(centre[1] - half_w, centre[1] + half_w),
+                                  turn=angle)
         cut = tf.random.uniform([]) < aug.edge_cut_prob
         centre = tf.stack([tf.where(cut & tf.math.is_finite(cut_y), cut_y, centre[0]), centre[1]])
     cos, sin = tf.cos(angle) / s, tf.sin(angle) / s
@@ -343,17 +346,26 @@ def _affine_crop(image, mask, out_hw, aug: AugmentOptions):
     return warp(image, "BILINEAR", grey), warp(mask, "BILINEAR", 0.0)
 
 
-def edge_cut_centre_y(mask, crop_h_in, depth=EDGE_CUT_DEPTH):
+def edge_cut_centre_y(mask, crop_h_in, depth=EDGE_CUT_DEPTH, columns=None, turn=0.0):
     """The crop centre's row that puts a crop ``crop_h_in`` input rows tall with its bottom edge
     at a uniform ``depth`` share of the way down the rows where ``mask`` (H, W, 1; 0..255) marks
-    a person (> 127); +inf when it marks none (the caller then keeps its own centre)."""
-    rows = tf.where(tf.reduce_any(mask[..., 0] > 127, axis=1))[:, 0]
+    a person (> 127); +inf when it marks none (the caller then keeps its own centre).
+
+    ``columns``: (x0, x1), the crop's extent in the photo's continuous x (pixel j's centre is at
+    j + 0.5); only the person in those columns counts, so in a wide photo the cut falls in the
+    person the crop shows, not in one beside it. ``turn``: the crop's rotation (radians); its
+    bottom edge's middle lies cos(turn) x half its height below its centre."""
+    person = mask[..., 0] > 127
+    if columns is not None:
+        x = tf.cast(tf.range(tf.shape(mask)[1]), tf.float32) + 0.5
+        person = person & ((x >= columns[0]) & (x <= columns[1]))[None, :]
+    rows = tf.where(tf.reduce_any(person, axis=1))[:, 0]
     depth_share = tf.random.uniform([], *depth)
 
     def placed():
         top = tf.cast(rows[0], tf.float32)
         bottom = tf.cast(rows[-1], tf.float32) + 1.0
-        return top + depth_share * (bottom - top) - crop_h_in / 2
+        return top + depth_share * (bottom - top) - tf.cos(turn) * crop_h_in / 2
 
     return tf.cond(tf.size(rows) > 0, placed, lambda: tf.constant(math.inf))
 
