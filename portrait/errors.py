@@ -51,6 +51,16 @@ class OutputFull(OutputRefused):
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 """A write's errno that no other file on the same disk escapes (:class:`OutputFull`)."""
 
+MEMORY_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN})
+"""An errno that says the system refused memory: ENOMEM, or EAGAIN, which a thread gets when its
+stack cannot be mapped (FFmpeg's H.264 decoder, starting its threads under a memory cap)."""
+
+
+def ran_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says memory ran out (a :class:`MemoryError`, PyAV's included, or
+    :data:`MEMORY_ERRNOS`), not that the file or its disk is at fault."""
+    return isinstance(error, MemoryError) or getattr(error, "errno", None) in MEMORY_ERRNOS
+
 
 TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
                             if hasattr(signal, name))

@@ -2124,6 +2124,64 @@ def test_an_mp4_that_lost_frames_on_a_disk_with_room_is_not_said_to_be_full(tmp_
     assert [p.name for p in tmp_path.iterdir()] == [partial.name]
 
 
+# Run in a process of its own: 60 frames of noise into a .mp4, then its close() under a real
+# memory cap (RLIMIT_AS, as ``ulimit -v`` sets it) HEADROOM_MB MB above what the process maps
+# now; prints the error close() raised, then the folder's listing.
+_CLOSED_UNDER_A_MEMORY_CAP = """
+import os, resource, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from portrait.sink.video import VideoFileSink
+
+noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)
+sink = VideoFileSink({out!r}, fps=30.0)
+for _ in range(60):
+    sink.write(noise)
+with open("/proc/self/status") as status:
+    mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (mapped + {headroom_mb} * 2**20, resource.RLIM_INFINITY))
+try:
+    sink.close()
+except Exception as error:
+    print(type(error).__name__, error)
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print(sorted(os.listdir({folder!r})))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads its size from /proc")
+@pytest.mark.parametrize("headroom_mb, step", [(8, "reading it back to check it"),
+                                               (-8, "copying it with its index first")])
+def test_an_mp4_that_memory_fails_while_finishing_is_not_blamed_on_the_disk(tmp_path,
+                                                                            headroom_mb, step):
+    """Memory that runs out as a closed .mp4 is finished is said to be memory, not a full disk
+    (a cap 8 MB above the process's size: the copy with the index first is written, but
+    FFmpeg's decoder cannot map its threads' stacks to read it back; 8 MB below it, the copy
+    itself gets none), and the whole recording, which a read starved of memory took for a
+    file of which nothing plays and removed, is kept as written and named; the copy goes."""
+    import av
+
+    out = tmp_path / "out.mp4"
+    done = subprocess.run([sys.executable, "-c", _CLOSED_UNDER_A_MEMORY_CAP.format(
+        root=str(ROOT), out=str(out), headroom_mb=headroom_mb, folder=str(tmp_path))],
+        capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    if headroom_mb > 0 and lines == ["['out.mp4']"]:
+        pytest.skip("the read-back took no memory the cap refused here (a decoder without "
+                    "threads on one core, or small thread stacks: ulimit -s)")
+    (partial,) = tmp_path.glob(".out.mp4.*.partial.mp4")
+    assert len(lines) == 2, (done.stdout, done.stderr)
+    assert re.fullmatch(
+        rf"InputError cannot finish video '{re.escape(str(out))}': memory ran out while {step} "
+        rf"\((Cannot allocate memory|Resource temporarily unavailable)\); the whole recording "
+        rf"is '{re.escape(str(partial))}' \(a fragmented \.mp4, which plays\); close other "
+        r"programs or raise this run's memory limit \(ulimit -v\), and run again",
+        lines[0]), (done.stdout, done.stderr)
+    assert lines[1] == str([partial.name])
+    assert playable(av, partial) == (60, 2.0)
+    assert decodable_frames(partial) == 60
+
+
 def test_stream_outputs_a_full_disk_takes_nothing_of_leave_no_folder(tmp_path):
     """A disk with room for folders and a mark but for no frame (an 8 KB tmpfs in a user
     namespace of its own; frames of noise): a .mp4, a .avi and PNG frames, each into folders

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, NoReturn, Optional
 
 import numpy as np
 
-from portrait.errors import DISK_ERRNOS, InputError, OutputFull
+from portrait.errors import DISK_ERRNOS, InputError, OutputFull, ran_out_of_memory
 from portrait.sink.avi import trim_to_whole_chunks
 from portrait.sink.base import Sink, _check_image, to_bgr
 from portrait.sink.mp4 import (RECORDING_OPTIONS, TICKS, playable, remux_faststart,
@@ -52,6 +52,7 @@ MJPEG_QUALITY = 3  # qscale: 2 (best) .. 31; about OpenCV's MJPG file size, a sh
 # The write errors that more free space or another disk would mend; any other is the file's own.
 SPACE_ERRNOS = DISK_ERRNOS | {errno.EFBIG}
 SPACE_ADVICE = "free space or choose another --out"
+MEMORY_ADVICE = "close other programs or raise this run's memory limit (ulimit -v), and run again"
 
 
 class _EncoderRefused(Exception):
@@ -337,7 +338,8 @@ class VideoFileSink(Sink):
         Raises:
             InputError: a write failed (:class:`OutputFull`: the disk is full, over quota or
                 read-only), or the file does not read back whole: the partial file is kept
-                where some of it plays (else removed), and an earlier file at ``path`` is kept.
+                where some of it plays (else removed), and an earlier file at ``path`` is kept;
+                or memory ran out finishing it: the partial file is kept as written.
         """
         if self._closed:
             return
@@ -427,7 +429,12 @@ class VideoFileSink(Sink):
         """Check the closed partial file (a .mp4: its copy with the index first) and move it
         over ``path``, or report it."""
         finished = self._copy_with_index_first() if self._timed else self._partial
-        whole, width, height = self._read_back(finished)
+        try:
+            whole, width, height = self._read_back(finished)
+        except (*self._write_errors, MemoryError) as error:  # memory ran out: not checked
+            if finished != self._partial:  # the recording itself holds every frame: keep it
+                finished.unlink(missing_ok=True)
+            self._report_no_memory("reading it back to check it", error)
         if not whole:
             if finished != self._partial:  # the recording itself holds every frame: keep it
                 finished.unlink(missing_ok=True)
@@ -464,6 +471,16 @@ class VideoFileSink(Sink):
                      counted(self.frames_repeated, "frame"),
                      self.frames_dropped)
 
+    def _report_no_memory(self, doing: str, error: BaseException) -> NoReturn:
+        """Memory ran out while the closed recording was copied or read back (a cap such as
+        ``ulimit -v``): the recording is as whole as it was written, only not checked, so it
+        is kept as it is and named, neither trimmed nor judged by a read that memory cut short
+        (which would take it for a file of which nothing plays, and remove it)."""
+        kept = (f"the whole recording is '{self._partial}' (a fragmented .mp4, which plays)"
+                if self._timed else f"the file is kept, not checked, as '{self._partial}'")
+        raise InputError(f"cannot finish video '{self.path}': memory ran out while {doing} "
+                         f"({_reason(error)}); {kept}; {MEMORY_ADVICE}") from None
+
     def _copy_with_index_first(self) -> Path:
         """The recorded (fragmented) .mp4 copied, packet for packet, into a second hidden file
         with its index at the front; that file's path. It stays locked until ``_release()``
@@ -473,7 +490,8 @@ class VideoFileSink(Sink):
             OutputFull, InputError: the recording lacks frames (its muxer reports no failed
                 write of a fragment at its close: they are counted here; OutputFull where its
                 disk has no room for the bytes missing), and is kept as far as it plays; or the copy cannot be written: it is removed, and the recording,
-                whole, is kept and named.
+                whole, is kept and named; or memory runs out copying it: the recording is
+                kept as written and named (:meth:`_report_no_memory`).
             Whatever else stops the copy (Ctrl-C, SIGTERM): the copy is removed and the
                 recording, whole, is kept and named in a warning.
         """
@@ -482,7 +500,7 @@ class VideoFileSink(Sink):
         try:
             self._copy_claim = _claim(copy)  # the next run removes it if this one is killed
             copied = remux_faststart(self._partial, copy, self._end)
-        except self._write_errors as error:
+        except (*self._write_errors, MemoryError) as error:
             failure = error
         except BaseException:
             self._drop_copy(copy)
@@ -490,6 +508,9 @@ class VideoFileSink(Sink):
                         "first; the whole recording is '%s' (a fragmented .mp4, which plays)",
                         self.path, self._partial)
             raise
+        if failure is not None and ran_out_of_memory(failure):
+            self._drop_copy(copy)
+            self._report_no_memory("copying it with its index first", failure)
         if failure is not None or copied != self._stored:
             self._drop_copy(copy)
             recorded = copied if failure is None else playable(self._av, self._partial)[0]
@@ -530,18 +551,25 @@ class VideoFileSink(Sink):
         """Whether the finished file ``path`` holds every frame stored (the count its header
         gives) and its last frame decodes at the last frame's time (a writer cut short by a
         full disk may still record the full count), and the frame size it stores. Read with
-        PyAV by time, as written: a seek by frame number lands wrong where the times have gaps."""
+        PyAV by time, as written: a seek by frame number lands wrong where the times have gaps.
+
+        Raises:
+            MemoryError, av.FFmpegError, OSError: memory ran out (:func:`ran_out_of_memory`),
+                which says nothing of the file: it is not taken for one that does not read.
+        """
         av = self._av
         errors = (av.FFmpegError, OSError, ValueError, IndexError)
         try:
             container = av.open(str(path))
-        except errors:
+        except errors as error:
+            _raise_if_memory(error)
             return False, 0, 0  # nothing of it reads
         with container:
             try:
                 stream = container.streams.video[0]
                 size = stream.codec_context.width, stream.codec_context.height
-            except errors:
+            except errors as error:
+                _raise_if_memory(error)
                 return False, 0, 0
             if stream.frames != self._stored or self._stored == 0:
                 return False, *size
@@ -552,7 +580,8 @@ class VideoFileSink(Sink):
                 container.seek(int(last_s / stream.time_base), stream=stream, backward=True)
                 for picture in container.decode(stream):
                     shown = picture.time
-            except errors:  # a cut file: what reads before the cut may still be salvaged
+            except errors as error:  # a cut file: what reads before the cut may be salvaged
+                _raise_if_memory(error)
                 return False, *size
         return shown is not None and abs(shown - float(last_s)) < 0.5 / self.fps, *size
 
@@ -632,6 +661,12 @@ def _size_text(path: Path) -> str:
     except OSError:
         return "size unknown"
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size} bytes"
+
+
+def _raise_if_memory(error: BaseException) -> None:
+    """Raise ``error`` again where it says memory ran out (:func:`ran_out_of_memory`)."""
+    if ran_out_of_memory(error):
+        raise error
 
 
 def _reason(error: BaseException) -> str:
