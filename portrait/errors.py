@@ -101,16 +101,28 @@ def stops_held() -> Iterator[list[str]]:
     """While the block runs, Ctrl-C (SIGINT) and :data:`TERMINATION_SIGNALS` stop nothing: each
     is noted, by name (``"Ctrl-C"``, ``"SIGTERM"``), in the list the block gets, for work that a
     stop must not cut in two (a model moved to where the user asked, and the record that says
-    so). The previous handlers come back after; off the main thread it holds nothing."""
+    so). The previous handlers come back after, all of them, however a stop lands as they do
+    (:func:`_give_back`); off the main thread it holds nothing."""
     received: list[str] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-
-    def note(signum, _frame) -> None:
-        received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
-
+    holding = True
     previous = {}
+
+    def note(signum, frame) -> None:
+        if holding:
+            received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+            return
+        # The block is over, and this handler not given back yet: the stop is the handler's
+        # to take, as it would be a moment later (given back here first: it may end the process).
+        handler = previous[signum]
+        signal.signal(signum, handler)
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
+
     try:
         # Each handler is noted before it is changed: a stop that lands between two changes
         # (raised by a handler not yet changed) must not leave Ctrl-C noted and ignored for good.
@@ -119,8 +131,28 @@ def stops_held() -> Iterator[list[str]]:
             signal.signal(sig, note)
         yield received
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        holding = False
+        _give_back(previous)
+
+
+def _give_back(previous: dict) -> None:
+    """Set each signal's ``previous`` handler again. A stop that lands meanwhile, raised by a
+    handler already given back (or passed on to its own by one not yet), does not cut that
+    short, which left the rest noting stops and ignoring them for good: it is raised once
+    every handler is back."""
+    left = list(previous.items())
+    stop: Optional[BaseException] = None
+    while left:
+        try:
+            while left:
+                signal.signal(*left[0])  # again, harmlessly, where a stop landed after it
+                del left[0]
+        except Exception:  # signal.signal's own (a handler it cannot set): trying again fails
+            raise
+        except BaseException as landed:  # a stop: Ctrl-C's KeyboardInterrupt, StopRequested
+            stop = stop or landed
+    if stop is not None:
+        raise stop
 
 
 def signal_exit_code(stop: StopRequested) -> int:

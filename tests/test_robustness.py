@@ -804,6 +804,63 @@ def test_stops_held_gives_ctrl_c_back_when_a_stop_lands_as_it_begins(python_ctrl
     assert not ran and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.parametrize("sent, raised", [("SIGINT", KeyboardInterrupt),
+                                          ("SIGTERM", StopRequested)])
+def test_stops_held_gives_every_handler_back_when_a_stop_lands_as_they_come_back(python_ctrl_c,
+                                                                                 sent, raised):
+    """A real stop sent the moment stops_held has given Ctrl-C's handler back, before SIGTERM's
+    (a profile hook sends it, after the block): it comes through once every handler is back,
+    raised out of the block, not noted, and after it SIGTERM, SIGHUP and Ctrl-C each stop as
+    before. A Ctrl-C there left SIGTERM and SIGHUP noted and ignored for the rest of the
+    process; a SIGTERM there was noted after the block, and stopped nothing."""
+    from portrait.errors import TERMINATION_SIGNALS, stop_on_termination_signals, stops_held
+
+    def send_at_the_first_change_back(_frame, event, arg):
+        if event == "c_return" and getattr(arg, "__name__", "") == "signal":
+            sys.setprofile(None)
+            os.kill(os.getpid(), getattr(signal, sent))
+
+    with stop_on_termination_signals():
+        termination = {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS}
+        try:
+            with pytest.raises(raised):
+                with stops_held() as stops:
+                    sys.setprofile(send_at_the_first_change_back)
+        finally:
+            sys.setprofile(None)
+        assert stops == []
+        assert {sig: signal.getsignal(sig) for sig in TERMINATION_SIGNALS} == termination
+        for sig in TERMINATION_SIGNALS:
+            with pytest.raises(StopRequested, match=signal.Signals(sig).name):
+                os.kill(os.getpid(), sig)
+                signal.getsignal(sig)  # a bytecode for the handler to run at
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.getsignal(signal.SIGINT)
+
+
+def test_a_sigterm_that_lands_as_stops_held_gives_back_its_default_ends_the_process():
+    """Where SIGTERM has the system's default (a script, not the app), a real SIGTERM sent as
+    stops_held gives the handlers back, before SIGTERM's, ends the process as SIGTERM does
+    (killed by it), once every handler is back. It was noted after the block, and the
+    process went on as if no SIGTERM had come."""
+    code = ("import os, signal, sys\n"
+            f"sys.path.insert(0, {str(ROOT)!r})\n"
+            "from portrait.errors import stops_held\n"
+            "def send(_frame, event, arg):\n"
+            "    if event == 'c_return' and getattr(arg, '__name__', '') == 'signal':\n"
+            "        sys.setprofile(None)\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "with stops_held() as stops:\n"
+            "    sys.setprofile(send)\n"
+            "print('went on; noted:', stops)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == -signal.SIGTERM, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == ""
+
+
 def test_stops_held_off_the_main_thread_holds_nothing():
     """In a thread, where no handler can be set, the block runs with an empty list."""
     from portrait.errors import stops_held
