@@ -97,12 +97,14 @@ def stop_on_termination_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stops_held() -> Iterator[list[str]]:
+def stops_held(waiting_for: str = "this step is done") -> Iterator[list[str]]:
     """While the block runs, Ctrl-C (SIGINT) and :data:`TERMINATION_SIGNALS` stop nothing: each
     is noted, by name (``"Ctrl-C"``, ``"SIGTERM"``), in the list the block gets, for work that a
     stop must not cut in two (a model moved to where the user asked, and the record that says
-    so). The previous handlers come back after, all of them, however a stop lands as they do
-    (:func:`_give_back`); off the main thread it holds nothing."""
+    so), and logged at once as it comes ("Ctrl-C: stopping once ``waiting_for``..."), so a user
+    who pressed Ctrl-C does not wait on a silent terminal. The previous handlers come back
+    after, all of them, however a stop lands as they do (:func:`_give_back`); off the main
+    thread it holds nothing."""
     received: list[str] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -113,6 +115,8 @@ def stops_held() -> Iterator[list[str]]:
     def note(signum, frame) -> None:
         if holding:
             received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+            logging.getLogger("portrait").warning("%s: stopping once %s...", received[-1],
+                                                  waiting_for)
             return
         # The block is over, and this handler not given back yet: the stop is the handler's
         # to take, as it would be a moment later (given back here first: it may end the process).

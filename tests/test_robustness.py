@@ -5,6 +5,7 @@ and goes, and the command line on bad files and unsafe models."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -859,6 +860,26 @@ def test_a_sigterm_that_lands_as_stops_held_gives_back_its_default_ends_the_proc
                           timeout=60)
     assert done.returncode == -signal.SIGTERM, (done.returncode, done.stdout, done.stderr)
     assert done.stdout == ""
+
+
+def test_each_stop_held_is_said_at_once_in_a_line(python_ctrl_c, caplog):
+    """A real Ctrl-C, then a real SIGTERM, inside stops_held each log one line as it comes,
+    before the block goes on (the work held may take seconds, which a terminal showed as
+    nothing at all after Ctrl-C), naming the stop and what it waits for."""
+    from portrait.errors import stops_held
+
+    caplog.set_level(logging.WARNING, logger="portrait")
+    said = []
+    with stops_held("the model is written to 'm.hdf5'") as stops:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(os.getpid(), sig)
+            signal.getsignal(sig)  # a bytecode for the handler to run at
+            said.append([(r.levelname, r.getMessage()) for r in caplog.records])
+    assert stops == ["Ctrl-C", "SIGTERM"]
+    ctrl_c = ("WARNING", "Ctrl-C: stopping once the model is written to 'm.hdf5'...")
+    assert said == [[ctrl_c],
+                    [ctrl_c, ("WARNING", "SIGTERM: stopping once the model is written to "
+                                         "'m.hdf5'...")]]
 
 
 def test_stops_held_off_the_main_thread_holds_nothing():

@@ -249,6 +249,10 @@ def test_a_stop_as_the_model_is_written_finishes_it_and_the_run(tmp_path, caplog
         "WARNING", f"SIGTERM came as the model was written; it was finished first: '{out}' holds "
                    "this run's whole model and the run is done (result.json notes the stop)")
     assert "--resume" not in caplog.text
+    # ...and as the stop came, one line said it waits (see test_robustness for "at once").
+    held = [(r.levelname, r.getMessage()) for r in caplog.records if r.getMessage().startswith(
+        "SIGTERM: stopping once")]
+    assert held == [("WARNING", f"SIGTERM: stopping once the model is written to '{out}'...")]
 
 
 def test_the_note_names_an_out_that_is_there_even_as_a_link_to_nothing(tmp_path):

@@ -1233,7 +1233,7 @@ def _train(options: TrainOptions, made: list[Path]) -> Path:
         model.set_weights(calibrated[chosen])
         # A stop from here waits: a model whole at --out with no result.json, the backup left
         # and a line saying to --resume (which a finished run is refused) said the run undone.
-        with stops_held() as stops:
+        with stops_held(f"the model is written to '{out}'") as stops:
             kept = save_model(model, out, short_px=short_px, keep_earlier=True)
             shutil.rmtree(backup, ignore_errors=True)  # the run is done; nothing to resume
             (run_dir / "result.json").write_text(json.dumps(
