@@ -30,6 +30,7 @@ from portrait.options import (
     PHOTO_MIN_ISLAND,
     PHOTO_MODEL,
     TEST_TIME_MODES,
+    VIDEO_CONFINE,
     ZOOM_FACTOR,
     Backend,
     CaptureOptions,
@@ -374,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="steepen the model's edge to sigmoid(K*logit p) before the guided "
                            "filter: less glow of the room around hair; 1 = as the model gives it "
                            f"(default: {RefineOptions.sharpen:g})")
+    look.add_argument("--refine-confine", type=field_number(RefineOptions, "confine"),
+                      default=None, metavar="C",
+                      help="cap the guided filter's matte at the model's sharpened probability "
+                           "over C, so it cannot carry the matte along an edge of the room where "
+                           f"the model sees nobody; 0 = off (default: {VIDEO_CONFINE:g} for camera "
+                           "and video, 0 for photos)")
     look.add_argument("--refine-guide", choices=("auto",) + get_args(Guide), default="auto",
                       help="what the guided filter follows: colour (B, G, R; keeps dark hair "
                            "beside a bright face opaque and the wall from glowing around the "
@@ -414,7 +421,8 @@ def options_from_args(args: argparse.Namespace):
     guide = args.refine_guide if args.refine_guide != "auto" else RefineOptions.guide
     refine = RefineOptions(enabled=not args.no_refine, radius_px=args.refine_radius,
                            sharpen=args.refine_sharpen, guide=guide,
-                           min_island=PHOTO_MIN_ISLAND if args.image else 0.0)
+                           min_island=PHOTO_MIN_ISLAND if args.image else 0.0,
+                           confine=refine_confine(args))
     composite = CompositeOptions(background=args.background, blur_px=args.blur,
                                  light_wrap=args.light_wrap, decontaminate=args.decontaminate)
     output = OutputOptions(out=args.out, matte=args.matte, preview=args.preview,
@@ -423,6 +431,14 @@ def options_from_args(args: argparse.Namespace):
     pipeline = PipelineOptions(reuse_still=not args.no_reuse)
     framing = FramingOptions(enabled=args.framing == "auto", max_zoom=args.max_zoom)
     return capture, segment, smooth, refine, composite, output, pipeline, framing
+
+
+def refine_confine(args: argparse.Namespace) -> float:
+    """``--refine-confine``: as given, else :data:`VIDEO_CONFINE` for camera and video and 0 (off)
+    for photos, whose path it was not measured on."""
+    if args.refine_confine is not None:
+        return args.refine_confine
+    return 0.0 if args.image else VIDEO_CONFINE
 
 
 def tta_mode(args: argparse.Namespace) -> str:
@@ -545,7 +561,8 @@ def ignored_options(args: argparse.Namespace, given: set[str]) -> list[str]:
     if args.no_smooth:
         lines += named(("smooth",), "--no-smooth")
     if args.no_refine:
-        lines += named(("refine_radius", "refine_sharpen", "refine_guide"), "--no-refine")
+        lines += named(("refine_radius", "refine_sharpen", "refine_confine", "refine_guide"),
+                       "--no-refine")
     return lines
 
 

@@ -48,6 +48,9 @@ LIVE_MODEL = "weights/unet_live.hdf5"
 # Photos clear islands of matte under 1 % of the person's region (RefineOptions.min_island):
 # on textured ground the colour filter leaves flecks by the feet (README, "Edges").
 PHOTO_MIN_ISLAND = 0.01
+# Camera and video cap the guided filter's matte by the model's sharpened probability
+# (RefineOptions.confine; rule CAP, stop 55): no faint lines of the room; photos keep 0 (off).
+VIDEO_CONFINE = 0.05
 SUBJECT_CORE = 0.5  # a region's area counts its pixels above this probability (portrait.subject)
 MAX_ZOOM = 10.0  # training's largest zoom; a larger one (or inf) crashes the crop's resize
 ZOOM_FACTOR = Range(0, MAX_ZOOM, low_open=True)  # each end of a training zoom range (train --zoom)
@@ -179,6 +182,11 @@ class RefineOptions(CheckedOptions):
             region's area are cleared after the filter (not with ``enabled`` off) (:func:`portrait.refine.drop_islands`):
             flecks of gravel or grass it lifts by the feet. 0 (off) for camera and video, whose
             output stays as it was; :data:`PHOTO_MIN_ISLAND` for photos.
+        confine: after the filter, alpha is capped at 255·min(1, p'/confine), p' the sharpened
+            probability the filter was given, upsampled (:func:`portrait.refine.confine_to_model`):
+            where the model is sure nobody is, the filter cannot carry the matte along a strong
+            edge of the room (a tile's grout or a desk's edge beside an arm, as faint lines).
+            :data:`VIDEO_CONFINE` for camera and video; 0 (off) for photos.
     """
 
     enabled: bool = True
@@ -189,6 +197,7 @@ class RefineOptions(CheckedOptions):
     sharpen: float = bounded(3.0, POSITIVE)
     guide: Guide = "colour"
     min_island: float = bounded(0.0, FRACTION)
+    confine: float = bounded(VIDEO_CONFINE, FRACTION)
 
 LIGHT_WRAP_STRENGTH = 0.5  # what a bare --light-wrap means
 

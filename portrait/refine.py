@@ -324,7 +324,37 @@ def _refine_alpha(frame_bgr: np.ndarray, prob: np.ndarray, options: RefineOption
     low_a[cells] = mean_a
     # alpha*255 = a·I255 + 255*b, so the guide stays uint8 at full resolution.
     np.multiply(mean_b, np.float32(255), out=low_b[cells])
-    return _apply(low_a, low_b, guide, out, ws, bounded)
+    alpha = _apply(low_a, low_b, guide, out, ws, bounded)
+    if options.confine > 0:
+        confine_to_model(alpha, prob, options.confine, ws)
+    return alpha
+
+
+def confine_to_model(alpha: np.ndarray, prob: np.ndarray, level: float,
+                     workspace: Optional[dict] = None) -> np.ndarray:
+    """Cap ``alpha`` (uint8 (H, W), in place) at 255·min(1, p/``level``), p the probability the
+    filter was given (float32 (h, w), the frame's field of view) bilinearly upsampled as
+    ``cv2.resize`` does: where the model is sure there is nobody, the guided filter cannot carry
+    the matte along an edge of the room (a tile's grout beside an arm), however strong the edge.
+
+    Only the box of nonzero alpha is touched (the rest is 0 already). Returns ``alpha``.
+    """
+    x, y, w, h = cv2.boundingRect(alpha)
+    if w == 0 or h == 0:
+        return alpha
+    height, width = alpha.shape
+    sx, sy = prob.shape[1] / width, prob.shape[0] / height
+    # dst (i, j) of the box is the frame's (x + i, y + j): src = (dst + 0.5)·s − 0.5, as resize
+    to_prob = np.array([[sx, 0.0, (x + 0.5) * sx - 0.5], [0.0, sy, (y + 0.5) * sy - 0.5]])
+    ws = {} if workspace is None else workspace
+    cap = buffer(ws, "confine", (h, w), np.float32)
+    cv2.warpAffine(prob, to_prob, (w, h), dst=cap, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                   borderMode=cv2.BORDER_REPLICATE)
+    cap_u8 = cv2.convertScaleAbs(cap, dst=buffer(ws, "confine_u8", (h, w), np.uint8),
+                                 alpha=255.0 / level)
+    box = alpha[y:y + h, x:x + w]
+    np.minimum(box, cap_u8, out=box)
+    return alpha
 
 
 def drop_islands(alpha: np.ndarray, min_share: float, level: int = ISLAND_LEVEL) -> np.ndarray:

@@ -1215,6 +1215,21 @@ def test_refine_sharpen_reaches_the_refine_stage():
     assert refine("--refine-sharpen", "1").sharpen == 1.0
 
 
+def test_refine_confine_is_the_video_default_and_off_for_photos_unless_given():
+    """Camera and video cap the filter (rule CAP, stop 55); photos, whose path it was not
+    measured on, do not; a given --refine-confine holds for both, 0 turning it off."""
+    from portrait.cli import build_parser, options_from_args
+    from portrait.options import VIDEO_CONFINE
+
+    def refine(*argv):
+        return options_from_args(build_parser().parse_args(list(argv)))[3]
+
+    assert refine().confine == VIDEO_CONFINE == 0.05
+    assert refine("--image", "a.jpg").confine == 0.0
+    assert refine("--refine-confine", "0").confine == 0.0
+    assert refine("--image", "a.jpg", "--refine-confine", "0.2").confine == 0.2
+
+
 def test_a_leading_tilde_is_the_home_folder_however_it_was_typed(monkeypatch, tmp_path):
     """bash leaves --out=~/x.png and "~/x.png" as typed; a folder named ~ would be a trap."""
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -324,7 +324,8 @@ def test_every_number_option_of_the_app_takes_its_type_from_its_field():
             assert hasattr(action.type, "field"), action.option_strings
     assert {flag for flag, _, _ in CLI_NUMBERS} == {
         "--width", "--height", "--fps", "--threads", "--smooth", "--refine-radius",
-        "--refine-sharpen", "--blur", "--light-wrap", "--max-zoom", "--max-frames"}
+        "--refine-sharpen", "--refine-confine", "--blur", "--light-wrap", "--max-zoom",
+        "--max-frames"}
 
 
 @pytest.mark.parametrize("flag, cls, name", CLI_NUMBERS, ids=[c[0] for c in CLI_NUMBERS])

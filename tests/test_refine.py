@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from portrait.options import RefineOptions
-from portrait.refine import (Refiner, _support, drop_islands, guided_filter, reach_box,
+from portrait.refine import (Refiner, _support, confine_to_model, drop_islands, guided_filter, reach_box,
                              refine_alpha, sharpen_probability)
 
 
@@ -98,7 +98,7 @@ def test_fast_variant_with_scale_1_equals_plain_guided_filter():
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
     for k in (0.5, 1.0, 3.0):  # the filter runs on the sharpened (below 1: softened) probability
         alpha = refine_alpha(frame, prob, RefineOptions(radius_px=5, eps=1e-3, scale=1, sharpen=k,
-                                                       guide="grey"))
+                                                       guide="grey", confine=0))
         guided = guided_filter(grey, sharpen_probability(prob.copy(), k), 5, 1e-3)
         expected = np.clip(np.rint(guided * 255), 0, 255)
         assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1
@@ -109,7 +109,7 @@ def test_fast_colour_variant_with_scale_1_equals_plain_colour_guided_filter():
     frame[:, :80, 0] //= 2  # hue differs between the halves
     prob = cv2.GaussianBlur(mask, (9, 9), 3)
     alpha = refine_alpha(frame, prob, RefineOptions(radius_px=5, eps=1e-3, scale=1, sharpen=1,
-                                                   guide="colour"))
+                                                   guide="colour", confine=0))
     expected = guided_filter(frame.astype(np.float32) / 255, prob, 5, 1e-3)
     expected = np.clip(np.rint(expected * 255), 0, 255)
     assert np.abs(alpha.astype(np.int16) - expected.astype(np.int16)).max() <= 1
@@ -409,7 +409,7 @@ def test_refine_equals_the_plain_fast_guided_filter(guide, shape, scale):
     the matte is the plain fast guided filter's within a grey level or so (the fast code rounds
     its grey guide to uint8 at each 2x step); a guide sampled or upsampled otherwise (nearest,
     misaligned, not averaged) is off by many levels along the person's edge."""
-    options = RefineOptions(guide=guide, scale=scale)
+    options = RefineOptions(guide=guide, scale=scale, confine=0)  # the filter alone
     for seed in range(2):
         frame, prob = _part_frame_scene(*shape, seed)
         alpha = refine_alpha(frame, prob, options)
@@ -423,7 +423,7 @@ def test_refine_equals_the_plain_fast_guided_filter(guide, shape, scale):
 def test_a_radius_under_half_a_cell_is_one_cell(guide, radius_px):
     """At 1/4, radii of 1 and 2 px round to no cell (2 / 4 = 0.5 rounds to even, 0): the filter
     still averages over one cell each way, as the plain fast filter does; 3 px rounds to 1."""
-    options = RefineOptions(guide=guide, scale=4, radius_px=radius_px)
+    options = RefineOptions(guide=guide, scale=4, radius_px=radius_px, confine=0)
     frame, prob = _part_frame_scene(180, 320, 0)
     difference = np.abs(refine_alpha(frame, prob, options).astype(np.int16)
                         - _plain_fast_guided(frame, prob, options))
@@ -518,3 +518,47 @@ def test_refine_alpha_with_min_island_clears_a_fleck_the_filter_leaves():
     upscale = refine_alpha(frame, prob, RefineOptions(enabled=False))
     assert upscale[:40, :40].max() > 25
     assert (refine_alpha(frame, prob, RefineOptions(enabled=False, min_island=0.01)) == upscale).all()
+
+
+def _grout_scene():
+    """A skin-coloured forearm (columns 60..79) before a bright tiled wall whose grout (rows
+    58..60, as dark as a shadow) runs across it; the model marks the arm only (1/4 size)."""
+    frame = np.full((120, 160, 3), 225, np.uint8)
+    frame[58:61, :] = 150
+    frame[:, 60:80] = (90, 120, 170)
+    prob = np.zeros((30, 40), np.float32)
+    prob[:, 15:20] = 1.0
+    return frame, cv2.GaussianBlur(prob, (5, 5), 1.0)
+
+
+def test_confine_stops_the_filter_carrying_the_matte_along_an_edge_of_the_room():
+    """The guided filter alone carries the arm's matte along the grout as a faint line (alpha 29
+    to 45 at 8 to 11 px from the arm: the room shows through a replaced background there); capped
+    at the sharpened probability over 0.05 (the camera and video default) the line ends within
+    6 px of the arm, while the arm's own edge keeps the filter's alpha."""
+    frame, prob = _grout_scene()
+    free = refine_alpha(frame, prob, RefineOptions(confine=0))
+    capped = refine_alpha(frame, prob, RefineOptions())
+    assert RefineOptions().confine == 0.05
+    assert free[59, 88:92].min() >= 25  # the line
+    assert capped[59, 86:].max() <= 2 and capped[:, 86:].max() <= 2
+    np.testing.assert_array_equal(capped[:, 58:84], free[:, 58:84])  # the arm and its edge
+    assert (capped <= free).all()  # a cap: never more matte
+
+
+def test_confine_to_model_hand_computed():
+    """alpha becomes min(alpha, 255 * p / level), p upsampled as cv2.resize does (within a grey
+    level: warpAffine interpolates in 1/32 steps), only inside the box of nonzero alpha; a matte
+    with no alpha is left as it is."""
+    prob = np.array([[0.0, 0.01, 0.02], [0.04, 0.2, 1.0]], np.float32)
+    alpha = np.zeros((20, 30), np.uint8)
+    alpha[3:17, 4:29] = 200
+    expected = np.minimum(alpha, np.clip(np.rint(
+        cv2.resize(prob, (30, 20), interpolation=cv2.INTER_LINEAR) * 255 / 0.05), 0, 255))
+    out = confine_to_model(alpha, prob, 0.05)
+    assert out is alpha
+    assert np.abs(alpha.astype(int) - expected).max() <= 1
+    assert alpha[:3].max() == alpha[17:].max() == alpha[:, :4].max() == 0
+    assert alpha[10, 25] == 200 and alpha[4, 5] < 20  # sure of the person: kept; of nobody: cut
+    empty = np.zeros((20, 30), np.uint8)
+    assert not confine_to_model(empty, prob, 0.05).any()

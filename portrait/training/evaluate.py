@@ -77,7 +77,7 @@ SHEET_ROW_PX = 200
 # the margin subject selection uses to tell a region apart from the person.
 FAR_MARGIN = SubjectOptions().margin
 # The app's refinement for photos (``--image``): the guided filter, then small islands cleared.
-PHOTO_REFINE = RefineOptions(min_island=PHOTO_MIN_ISLAND)
+PHOTO_REFINE = RefineOptions(min_island=PHOTO_MIN_ISLAND, confine=0.0)  # the --image path
 
 
 @dataclass(frozen=True)
