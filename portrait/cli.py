@@ -26,6 +26,7 @@ from portrait.option_checks import (
 from portrait.options import (
     LIGHT_WRAP_STRENGTH,
     LIVE_MODEL,
+    MAX_THREADS,
     MAX_ZOOM,
     PHOTO_MIN_ISLAND,
     PHOTO_MODEL,
@@ -150,7 +151,8 @@ def threads_type(zero_means: str, name: str = "threads_count") -> Callable[[str]
     what 0 means for the command (``zero_means``): each command runs its interpreter on its own
     share of cores."""
     threads = field_number(SegmentOptions, "threads",
-                           requirement=f"must be 0 ({zero_means}) or more")
+                           requirement=f"must be 0 ({zero_means}) or more, at most "
+                                       f"{MAX_THREADS}")
     threads.__name__ = threads.__qualname__ = name
     return threads
 

@@ -54,6 +54,7 @@ VIDEO_CONFINE = 0.05
 SUBJECT_CORE = 0.5  # a region's area counts its pixels above this probability (portrait.subject)
 MAX_ZOOM = 10.0  # training's largest zoom; a larger one (or inf) crashes the crop's resize
 ZOOM_FACTOR = Range(0, MAX_ZOOM, low_open=True)  # each end of a training zoom range (train --zoom)
+MAX_THREADS = 1024  # SegmentOptions.threads: more cores than any machine the app runs on has
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,10 @@ class SegmentOptions(CheckedOptions):
     # Keras for minutes.
     input_size: Optional[tuple[int, int]] = bounded(None, Range(1, 4096))
     letterbox: bool = False
-    threads: int = bounded(0, NON_NEGATIVE)
+    # At most MAX_THREADS: 100000 (a typo's count) made the interpreter fail to start its
+    # threads, which called the shipped .tflite stale, converted the .hdf5 instead and then
+    # ended the run in "unexpected RuntimeError: can't start new thread".
+    threads: int = bounded(0, Range(0, MAX_THREADS))
     trust_model: bool = False
     frame_size: Optional[tuple[int, int]] = bounded(None, POSITIVE)
     tta: TestTime = "off"

@@ -1317,7 +1317,26 @@ def test_threads_say_what_0_means_for_camera_video_and_photos(capsys):
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: argument --threads: '-1' must be 0 (half the cores for camera and video, every "
-        "core for photos) or more; see python app.py --help"]
+        "core for photos) or more, at most 1024; see python app.py --help"]
+
+
+def test_threads_past_what_a_system_starts_are_refused_before_the_run(capsys):
+    """--threads 100000 (a typo's count) was taken: the interpreter then could not start its
+    threads, the shipped .tflite was called stale ("regenerate it"), the .hdf5 was converted
+    instead, and the run ended in "unexpected RuntimeError: can't start new thread". Now it is
+    refused at the command line and in a config file, as the options dataclass refuses it;
+    1024 is taken."""
+    from portrait.options import SegmentOptions
+
+    assert build_parser().parse_args(["--threads", "1024"]).threads == 1024
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["--threads", "100000"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: argument --threads: '100000' must be 0 (half the cores for camera and video, "
+        "every core for photos) or more, at most 1024; see python app.py --help"]
+    with pytest.raises(ValueError, match="threads = 100000"):
+        SegmentOptions(threads=100000)
 
 
 @pytest.mark.parametrize("out", ["new/deeper/o.mp4", "new/deeper/frames/"])

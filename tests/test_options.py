@@ -67,7 +67,7 @@ CASES = {
                                      [(0, 10), (4097, 32), (-32, 32)],
                                      [(256,), (256, 256, 3), 256, "256x256", (256.0, 256)]),
     (SegmentOptions, "letterbox"): FLAG,
-    (SegmentOptions, "threads"): ([0, 1, 64], [-1], [1.0, "2", None]),
+    (SegmentOptions, "threads"): ([0, 1, 64, 1024], [-1, 1025], [1.0, "2", None]),
     (SegmentOptions, "trust_model"): FLAG,
     (SegmentOptions, "frame_size"): ([None, (1, 1), (8000, 6000)], [(0, 720), (1280, -1)],
                                      [(1280,), "1280x720"]),
