@@ -55,6 +55,10 @@ SUBJECT_CORE = 0.5  # a region's area counts its pixels above this probability (
 MAX_ZOOM = 10.0  # training's largest zoom; a larger one (or inf) crashes the crop's resize
 ZOOM_FACTOR = Range(0, MAX_ZOOM, low_open=True)  # each end of a training zoom range (train --zoom)
 MAX_THREADS = 1024  # SegmentOptions.threads: more cores than any machine the app runs on has
+# CompositeOptions.blur_px: 43x the default blur of the largest photo the app takes (233 px
+# at 8000x8000, 64 MP);
+# 4294967296 (a typo's size) overflowed OpenCV's kernel size and ended the run in a C++ error.
+MAX_BLUR_PX = 10000
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,7 @@ class CompositeOptions(CheckedOptions):
     """
 
     background: str = "blur"
-    blur_px: Optional[int] = bounded(None, AT_LEAST_ONE)
+    blur_px: Optional[int] = bounded(None, Range(1, MAX_BLUR_PX))
     light_wrap: float = bounded(0.0, UNIT)
     light_wrap_px: int = bounded(16, AT_LEAST_ONE)
     decontaminate: bool = False

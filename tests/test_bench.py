@@ -268,6 +268,14 @@ def test_a_peer_model_that_mediapipe_cannot_run_is_named_before_the_run(tmp_path
         assert one_error_line(err) == f"error: {message}{bench.PEER_HINT}"
 
 
+def test_bench_blur_is_checked_as_the_apps(capsys):
+    """bench's --blur takes what the app's does (CompositeOptions.blur_px, 1 to 10000 px): a
+    blur past it, which the app refuses, is refused here in one line before the run."""
+    code, out, err = in_process(capsys, bench.main, "--source", "clip.mp4", "--blur", "20000")
+    assert code == 2 and out == ""
+    assert "argument --blur: '20000' must be from 1 to 10000" in one_error_line(err)
+
+
 @pytest.mark.parametrize("tool, zero_means", [
     (bench, "0 (half the cores, as the app's camera and video)"),
     (bench_runtimes, "0 (all cores)")])

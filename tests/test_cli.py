@@ -1320,6 +1320,24 @@ def test_threads_say_what_0_means_for_camera_video_and_photos(capsys):
         "core for photos) or more, at most 1024; see python app.py --help"]
 
 
+def test_a_blur_past_what_opencv_takes_is_refused_before_the_run(capsys, tmp_path):
+    """--blur 4294967296 (a typo's size) was taken, and the photo's run ended in "unexpected
+    error: OpenCV(5.1.0) ... in function 'stackBlur'" and three more lines of C++ overloads
+    (exit 1). Now it is refused in one line before the run, as CompositeOptions refuses it;
+    10000 px is taken."""
+    from portrait.options import CompositeOptions
+
+    photo, out = tmp_path / "me.png", tmp_path / "out.png"
+    cv2.imwrite(str(photo), np.full((48, 64, 3), 200, np.uint8))
+    code, stderr = run_in_process(capsys, "--image", photo, "--out", out, "--tta", "off",
+                                  "--blur", "4294967296")
+    assert_one_line_error(code, stderr, "argument --blur: '4294967296' must be from 1 to 10000")
+    assert len(stderr.strip().splitlines()) == 1 and not out.exists()
+    assert CompositeOptions(blur_px=10000).blur_px == 10000
+    with pytest.raises(ValueError, match="blur_px = 10001"):
+        CompositeOptions(blur_px=10001)
+
+
 def test_threads_past_what_a_system_starts_are_refused_before_the_run(capsys):
     """--threads 100000 (a typo's count) was taken: the interpreter then could not start its
     threads, the shipped .tflite was called stale ("regenerate it"), the .hdf5 was converted

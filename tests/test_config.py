@@ -155,7 +155,7 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
     ("[portrait]\nblur = 3\n", ["has a section [portrait]", "remove the line [portrait]"]),
     ("source = 1.0\n", ["'source'", "source = 1.0: a camera index is a whole number: source = 1; "
                                     "a video file's name goes in quotes"]),
-    ("blur = -3\n", ["'blur'", "'-3' must be at least 1", "allowed: N"]),
+    ("blur = -3\n", ["'blur'", "'-3' must be from 1 to 10000", "allowed: N"]),
     ("width = 0\n", ["'width'", "greater than 0", "allowed: W, camera width"]),
     ("fps = 0\n", ["'fps'", "allowed: F, camera frame rate"]),
     ("threads = -1\n", ["'threads'", "must be 0 (half the cores for camera and video, every "

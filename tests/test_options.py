@@ -97,7 +97,7 @@ CASES = {
     (FramingOptions, "zoom_window_s"): ([0.0, 5.0, 60.0], [-1e-6, INF], [None]),
     (FramingOptions, "min_area"): ([0.0, 0.999], [1.0, -0.01], [None]),
     (CompositeOptions, "background"): (["blur", "#00ff00", "beach.jpg"], ["", " "], [None, 0]),
-    (CompositeOptions, "blur_px"): ([None, 1, 1000], [0, -21], [21.5, "21"]),
+    (CompositeOptions, "blur_px"): ([None, 1, 1000, 10000], [0, -21, 10001], [21.5, "21"]),
     (CompositeOptions, "light_wrap"): ([0.0, 1.0, 1], [-0.1, 1.5], [None, "0.5"]),
     (CompositeOptions, "light_wrap_px"): ([1, 64], [0, -16], [16.0]),
     (CompositeOptions, "decontaminate"): FLAG,

@@ -368,8 +368,9 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from portrait.cli import (OneLineParser, configure_logging, import_tensorflow_quietly, parse_size,
-                              positive_int, threads_as_stream, with_debug)
+    from portrait.cli import (OneLineParser, configure_logging, field_number,
+                              import_tensorflow_quietly, parse_size, positive_int,
+                              threads_as_stream, with_debug)
     from portrait.sink.paths import check_report_file, write_report
 
     p = OneLineParser(prog="python -m portrait.bench", description=__doc__.split("\n")[0])
@@ -385,7 +386,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--camera-fps", type=camera_rate, default=30.0,
                    help=f"pacing of the CPU/latency run ({PACED_S} s, at most --frames frames; "
                         "default 30)")
-    p.add_argument("--blur", type=positive_int, default=CompositeOptions.blur_px,
+    p.add_argument("--blur", type=field_number(CompositeOptions, "blur_px"), metavar="N",
+                   default=CompositeOptions.blur_px,
                    help="our blur strength in px (default: by the frame's size, as the app's: "
                         "21 up to 720p, 32 at 1080p)")
     p.add_argument("--no-reuse", action="store_true", help="our model on every frame")
