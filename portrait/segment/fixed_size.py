@@ -49,20 +49,6 @@ def fix_input_size(content: bytes, size: tuple[int, int]) -> bytes:
     root = schema.Model.GetRootAs(content, 0)
     if root.SubgraphsLength() != 1:
         raise ValueError(f"{root.SubgraphsLength()} subgraphs: expected 1")
-    width, height = size
-    interpreter = tflite_utils.make_interpreter(content, 1, plain=True)
-    detail = interpreter.get_input_details()
-    signature = list(detail[0].get("shape_signature", detail[0]["shape"])) if len(detail) == 1 else []
-    if len(signature) != 4 or signature[1] != -1 or signature[2] != -1:
-        raise ValueError(f"input shape signature {signature}: expected (1, -1, -1, 3)")
-    try:
-        interpreter.resize_tensor_input(detail[0]["index"], [1, height, width, 3], strict=False)
-        interpreter.allocate_tensors()
-        interpreter.invoke()  # resolves every shape, and the values of the shape arithmetic
-    except (RuntimeError, ValueError) as error:
-        raise ValueError(f"the model does not run at {width}x{height}: {error}") from None
-    shapes = {d["index"]: [int(v) for v in d["shape"]] for d in interpreter.get_tensor_details()}
-
     with tflite_utils._corrupt_as_value_error():
         model = schema.ModelT.InitFromObj(root)
     graph = model.subgraphs[0]
@@ -75,6 +61,33 @@ def fix_input_size(content: bytes, size: tuple[int, int]) -> bytes:
     def constant(tensor: int) -> bool:
         data = model.buffers[graph.tensors[tensor].buffer].data
         return data is not None and len(data) > 0
+
+    # What may fold, before the sizes are known: SHAPE and what computes from constants and it.
+    # These alone are made outputs of the one run below, so the interpreter keeps their values
+    # and reuses the rest of its memory: keeping every tensor (preserve_all_tensors) held each
+    # layer's activations at once, 8.5 GB at 1024x1024 and killed by the system at 2048x2048.
+    maybe = set()
+    for op in graph.operators:
+        if op_name(op) == "SHAPE" or all(t in maybe or constant(t) for t in op.inputs if t >= 0):
+            maybe.update(int(t) for t in op.outputs)
+    outputs = list(graph.outputs)
+    graph.outputs = np.array(outputs + sorted(maybe - {int(t) for t in outputs}), np.int32)
+    probe = tflite_utils.pack_model(model)
+    graph.outputs = np.array(outputs, np.int32)
+
+    width, height = size
+    interpreter = tflite_utils.make_interpreter(probe, 1, plain=True)
+    detail = interpreter.get_input_details()
+    signature = list(detail[0].get("shape_signature", detail[0]["shape"])) if len(detail) == 1 else []
+    if len(signature) != 4 or signature[1] != -1 or signature[2] != -1:
+        raise ValueError(f"input shape signature {signature}: expected (1, -1, -1, 3)")
+    try:
+        interpreter.resize_tensor_input(detail[0]["index"], [1, height, width, 3], strict=False)
+        interpreter.allocate_tensors()
+        interpreter.invoke()  # resolves every shape, and the values of the shape arithmetic
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"the model does not run at {width}x{height}: {error}") from None
+    shapes = {d["index"]: [int(v) for v in d["shape"]] for d in interpreter.get_tensor_details()}
 
     folded_ops, folded = set(), set()
     for i, op in enumerate(graph.operators):

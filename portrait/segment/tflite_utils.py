@@ -554,16 +554,16 @@ def make_interpreter(model_content: bytes, threads: int, plain: bool = False,
     Args:
         model_content: the ``.tflite`` bytes.
         threads: CPU threads.
-        plain: without the default delegate (XNNPACK), keeping every intermediate tensor
-            readable after ``invoke`` (for inspecting a model, not for speed).
+        plain: without the default delegate (XNNPACK), for a model whose shapes are only
+            known as it runs (not for speed); its intermediate tensors are not kept, so read
+            only the outputs after ``invoke``.
         which: as :func:`interpreter_module` (None: LiteRT when installed).
     """
     module, _ = interpreter_module(which)
     options = {}
     if plain:
         options = {"experimental_op_resolver_type":
-                   module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                   "experimental_preserve_all_tensors": True}
+                   module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
         return module.Interpreter(model_content=model_content, num_threads=threads, **options)
