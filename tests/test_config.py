@@ -71,7 +71,8 @@ SAMPLES = {None: "some/path.mp4", given: "some/path.mp4", source_spec: "clip.mp4
 FIELD_SAMPLES = {(CaptureOptions, "width"): 640, (CaptureOptions, "height"): 480,
                  (CaptureOptions, "fps"): 15.0, (SegmentOptions, "threads"): 3,
                  (SmoothOptions, "min_weight"): 0.3, (RefineOptions, "radius_px"): 12,
-                 (RefineOptions, "sharpen"): 1.5, (CompositeOptions, "blur_px"): 7,
+                 (RefineOptions, "sharpen"): 1.5, (RefineOptions, "confine"): 0.2,
+                 (CompositeOptions, "blur_px"): 7,
                  (CompositeOptions, "light_wrap"): 0.3, (FramingOptions, "max_zoom"): 1.5,
                  (OutputOptions, "max_frames"): 7}
 
