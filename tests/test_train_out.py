@@ -6,12 +6,14 @@ import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import constant_model, make_data, python_on_a_tmpfs, small_model
-from portrait.errors import InputError, StopRequested
+from conftest import ROOT, constant_model, make_data, python_on_a_tmpfs, small_model
+from portrait.errors import InputError
 from portrait.segment.locate import SHORT_SIDE_ATTR
 from portrait.training.model_file import earlier_model_path, replaced_out_note, save_model
 from portrait.training.train import main as train_main
@@ -104,14 +106,35 @@ def test_out_naming_a_model_the_run_reads_by_another_path_is_refused_before_it_s
     assert model.read_bytes() == before and not run.exists()
 
 
-_STOP_AT: list[str] = []  # the destination whose next rename the audit hook stops, once
-_HOOKED: list = []  # the hook, once added
+# Run in a process of its own: an audit hook cannot be removed, and even one that does nothing
+# runs Python code at every audited call (os.unlink, os.open), a point where a pending signal's
+# handler runs first. Left in the pytest process, it made test_sink's mid-write stop land
+# before write_atomic's os.unlink of its temporary file, leaving that file behind; the app adds
+# no audit hook.
+_STOPPED_AS_IT_TAKES_OUT = """
+import os, sys
+from pathlib import Path
+import keras
+from portrait.errors import StopRequested
+from portrait.training.model_file import save_model
 
+out = Path(sys.argv[1], "m.h5")
+out.write_bytes(b"the earlier model")
+stopped = []
 
-def _stop_a_rename(event, args):
-    if event == "os.rename" and _STOP_AT and os.fspath(args[1]) == _STOP_AT[0]:
-        _STOP_AT.clear()
+def stop_the_move_to_out(event, args):  # once: putting the earlier model back is not stopped
+    if event == "os.rename" and not stopped and os.fspath(args[1]) == str(out):
+        stopped.append(event)
         raise StopRequested("SIGTERM")
+
+sys.addaudithook(stop_the_move_to_out)
+model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(1, 1)])
+try:
+    save_model(model, out, 64, keep_earlier=True)
+    print("finished")
+except StopRequested:
+    print("stopped")
+"""
 
 
 def tiny_model():
@@ -125,19 +148,11 @@ def test_a_stop_as_the_new_model_takes_out_leaves_the_earlier_one_there(tmp_path
     last step of save_model): --out still holds the earlier model, whole, and nothing else is
     left beside it (no temporary file, no earlier-N). Where the earlier model was first renamed
     away, --out was left empty and the earlier model under a name no line gave."""
-    import sys
-
-    if not _HOOKED:
-        sys.addaudithook(_stop_a_rename)  # hooks cannot be removed: inert once _STOP_AT is empty
-        _HOOKED.append(_stop_a_rename)
-    out = tmp_path / "m.h5"
-    out.write_bytes(b"the earlier model")
-    _STOP_AT[:] = [str(out)]
-    with pytest.raises(StopRequested):
-        save_model(tiny_model(), out, 64, keep_earlier=True)
-    assert not _STOP_AT, "the move to --out was never made"
+    done = subprocess.run([sys.executable, "-c", _STOPPED_AS_IT_TAKES_OUT, str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["stopped"], (done.stdout, done.stderr[-2000:])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
-    assert out.read_bytes() == b"the earlier model"
+    assert (tmp_path / "m.h5").read_bytes() == b"the earlier model"
 
 
 def test_an_earlier_out_that_is_a_link_is_kept_as_the_link(tmp_path):
