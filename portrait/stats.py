@@ -61,7 +61,7 @@ class RunStats:
 
     def summary(self) -> dict:
         """frames, fps, stage_ms (mean), stage_ms_p95, latency_ms, wait_ms (the wait for the
-        source's next frame: mean, median, p95; ``None`` where the source does not wait),
+        source's next frame: mean, median, p95; each ``None`` where the source does not wait),
         cpu_percent (of one core)."""
         wall_s = max(self._clock.now() - self._wall_start, 1e-9)
         cpu_s = self._cpu_clock() - self._cpu_start
