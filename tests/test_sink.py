@@ -1709,6 +1709,38 @@ def test_a_stop_that_lands_mid_write_leaves_no_half_written_file(tmp_path, stop)
     assert path.read_bytes() == b"old"
 
 
+def test_a_stop_mid_write_leaves_no_hidden_file_where_the_process_has_an_audit_hook(tmp_path):
+    """As above, in a process with an audit hook (a sitecustomize, a security tool; one can
+    never be removed, so in a process of its own): Python code then runs inside the cleanup's
+    os.unlink, and the pending signal's handler with it, which raised the stop before the
+    hidden file was gone. The cleanup tries again; the stop still stops the run."""
+    script = f"""
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from portrait.sink import write_image
+sys.addaudithook(lambda event, args: None)
+def handler(_signum, _frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGXFSZ, handler)
+path = Path({str(tmp_path)!r}) / "out.png"
+path.write_bytes(b"old")
+image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), np.uint8)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+try:
+    write_image(path, image)
+except KeyboardInterrupt:
+    print("stopped")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    assert (tmp_path / "out.png").read_bytes() == b"old"
+
+
 @pytest.mark.parametrize("stem", ["p" * 245, "é" * 124], ids=["ascii", "accented"])  # 249, 252 bytes
 def test_a_photo_named_up_to_the_limit_is_written(tmp_path, stem):
     """An output name that fits the file system's 255 bytes: its hidden temporary name

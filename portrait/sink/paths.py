@@ -361,13 +361,25 @@ def write_atomic(path: Path, data: bytes, what: str) -> None:
         # Also a Ctrl-C or a kill (StopRequested) that lands mid-write leaves no half-written
         # hidden file beside the photos. Removed first thing, by a builtin on a str: a Python
         # call (Path.unlink) would first run the handler of a signal that came in the write,
-        # which would raise again before the file is gone.
+        # which would raise again before the file is gone. Tried once more where a stop is
+        # raised in the call itself before the file is gone (a process with an audit hook runs
+        # Python code there, and a pending signal's handler with it); that stop goes on once the
+        # file is gone.
         try:
             os.unlink(tmp)
+            landed = None
         except OSError:  # not made (the open failed), or gone: nothing to remove
-            pass
+            landed = None
+        except BaseException as stop:  # KeyboardInterrupt, StopRequested, before the removal
+            landed = stop
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if not isinstance(error, OSError):
             raise
+        if landed is not None:  # a stop in the cleanup of a failed write: the stop goes on
+            raise landed
         if error.errno in DISK_ERRNOS:  # every later file on that disk fails the same way
             raise OutputFull(f"cannot write {what} '{path}': {error.strerror or error}; free "
                              "space or choose another place") from None
