@@ -86,7 +86,7 @@ CASES = {
     (RefineOptions, "sharpen"): ([1e-6, 1, 3.0, 100.0], [0, -3.0, NAN], ["3"]),
     (RefineOptions, "guide"): (["grey", "colour"], ["color", "gray", ""], []),
     (RefineOptions, "min_island"): ([0, 0.0, 0.01, 0.999], [1.0, -0.01, NAN], ["0.01", None]),
-    (RefineOptions, "confine"): ([0, 0.0, 0.05, 0.999], [1.0, -0.01, NAN], ["0.05", None]),
+    (RefineOptions, "confine"): ([0, 0.0, 0.05, 0.999], [1.0, -0.05, NAN, INF], ["0.05", None]),
     (FramingOptions, "enabled"): FLAG,
     (FramingOptions, "max_zoom"): ([1, 1.0, 10.0], [0.999, 0.5, INF], [None]),
     (FramingOptions, "fill"): ([1e-6, 1.0], [0.0, 1.01], [None]),
