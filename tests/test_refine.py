@@ -562,3 +562,17 @@ def test_confine_to_model_hand_computed():
     assert alpha[10, 25] == 200 and alpha[4, 5] < 20  # sure of the person: kept; of nobody: cut
     empty = np.zeros((20, 30), np.uint8)
     assert not confine_to_model(empty, prob, 0.05).any()
+
+
+def test_confine_caps_at_the_probability_given_not_the_filters_coarser_cells():
+    """A probability finer than the filter's cells (here the frame's own size, scale 4) caps the
+    matte at its own resolution: where it is 0 (beside the arm), alpha is 0, though the filter's
+    1/4-size copy of it, upsampled, is not 0 there and the filter alone leaves matte there."""
+    frame, _ = _grout_scene()
+    prob = np.zeros((120, 160), np.float32)
+    prob[:, 60:80] = 1.0
+    free = refine_alpha(frame, prob, RefineOptions(confine=0))
+    capped = refine_alpha(frame, prob, RefineOptions())
+    assert free[:, 56:60].max() > 0 and free[:, 80:84].max() > 0  # the filter's spill
+    assert capped[:, :60].max() == 0 and capped[:, 80:].max() == 0
+    np.testing.assert_array_equal(capped[:, 60:80], free[:, 60:80])
