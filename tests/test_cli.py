@@ -1089,6 +1089,9 @@ def test_options_that_another_makes_meaningless_are_named(capsys, caplog, tmp_pa
                                    "not end)"]),
     (["--image", "me.jpg", "--no-loop"], ["--loop is ignored with --image"]),
     (["--source", "talk.mp4", "--loop"], []),
+    (["--no-refine", "--refine-confine", "0.2"],
+     ["--refine-confine is ignored with --no-refine"]),
+    (["--image", "me.jpg", "--refine-confine", "0.2"], []),
 ])
 def test_ignored_options_are_those_typed(argv, expected):
     from portrait.cli import command_line_options, ignored_options
