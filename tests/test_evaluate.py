@@ -798,15 +798,21 @@ def test_each_model_gets_its_own_test_time_augmentation_and_input_size(argv, exp
 
 
 def test_photos_are_scored_as_the_app_refines_them():
-    """evaluate and the suite's photos clear small islands of matte as --image does."""
+    """evaluate and the suite's photos are refined as --image refines them, with and without
+    --no-refine: small islands of matte cleared, and the filter's cap off (photos' default)."""
+    from portrait.cli import build_parser as app_parser, options_from_args as app_options
     from portrait.options import PHOTO_MIN_ISLAND
+
+    def app_refine(*argv):
+        return app_options(app_parser().parse_args(["--image", "a.jpg", *argv]))[3]
 
     args = evaluate.build_parser().parse_args(["--model", "a.hdf5", "--data", "d"])
     assert evaluate.options_from_args(args)[2].min_island == PHOTO_MIN_ISLAND > 0
+    assert evaluate.options_from_args(args)[2] == evaluate.PHOTO_REFINE == app_refine()
     args = evaluate.build_parser().parse_args(["--model", "a.hdf5", "--data", "d", "--no-refine"])
     refine = evaluate.options_from_args(args)[2]
     assert (refine.enabled, refine.min_island) == (False, PHOTO_MIN_ISLAND)
-    assert evaluate.PHOTO_REFINE.min_island == PHOTO_MIN_ISLAND
+    assert refine == app_refine("--no-refine")
 
 
 def test_the_model_options_help_names_those_the_compared_model_shares(capsys):
