@@ -817,10 +817,10 @@ def _edge_cut_data(root, with_person=True):
     return find_pairs(root)
 
 
-def _edge_cut_crops(pairs, prob, n=24, side=64):
-    aug = AugmentOptions(scale_range=(1.0, 1.0), rotation_deg=0.0, flip=False, photometric=False,
-                         blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0, occlusion_prob=0.0,
-                         edge_cut_prob=prob)
+def _edge_cut_crops(pairs, prob, n=24, side=64, rotation_deg=0.0):
+    aug = AugmentOptions(scale_range=(1.0, 1.0), rotation_deg=rotation_deg, flip=False,
+                         photometric=False, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0,
+                         occlusion_prob=0.0, edge_cut_prob=prob)
     ds = make_dataset(pairs, (side, side), 1, True, augment=aug, seed=3, cache_short_px=64)
     return [(image.numpy()[0], mask.numpy()[0, ..., 0]) for image, mask in ds.take(n)]
 
@@ -898,17 +898,18 @@ def test_edge_cut_centre_y_counts_the_crops_columns_and_its_turn():
 
 def test_edge_cut_in_a_wide_photo_cuts_the_person_the_crop_shows(tmp_path):
     """A 64x256 photo with one person in rows 0..31 (columns 16..47) and another in rows
-    32..63 (columns 150..181): every crop that shows the first and not the second ends inside
-    the first (its rows alone count), where counting both people's rows put the cut at 29..58,
-    mostly below the first."""
+    32..63 (columns 120..151), farther apart than a crop is wide: every crop that shows one
+    ends inside it (its rows alone count), where counting both people's rows put the cut at
+    29..58, mostly below the first (as did counting twice the crop's width: the second's rows
+    too, for a crop centred at columns 56..80)."""
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     mask = np.zeros((64, 256), np.uint8)
     mask[0:32, 16:48] = 255
-    mask[32:64, 150:182] = 255
+    mask[32:64, 120:152] = 255
     image = np.full((64, 256, 3), 60, np.uint8)
-    image[:, :128] = 100  # tells which one a crop shows
+    image[:, :84] = 100  # tells which one a crop shows
     cv2.imwrite(str(root / "images" / "a.png"), image)
     cv2.imwrite(str(root / "masks" / "a.png"), mask)
     tf.random.set_seed(7)
@@ -920,6 +921,31 @@ def test_edge_cut_in_a_wide_photo_cuts_the_person_the_crop_shows(tmp_path):
             shown["first" if person[0, 0] > 80 else "second"] += 1
             assert label[-1, columns].min() > 0.99  # the bottom edge runs through the person
     assert min(shown.values()) >= 5, shown
+
+
+def test_edge_cut_of_a_turned_crop_puts_its_bottom_edges_middle_at_the_drawn_depth(tmp_path):
+    """Crops turned by up to 60 degrees, over a person 4 rows tall (rows 120..123, every
+    column): the middle of each crop's bottom edge lies 45-90 % of the way down those rows,
+    however far it is turned (read from the photo's row numbers in the crop, as the turn
+    itself); a crop placed as if unturned ends up to (1 - cos 60) x 32 = 16 rows above them."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.full((256, 64, 3), 60, np.uint8)
+    image[..., 0] = np.arange(256, dtype=np.uint8)[:, None]
+    mask = np.zeros((256, 64), np.uint8)
+    mask[120:124] = 255
+    cv2.imwrite(str(root / "images" / "a.png"), image)
+    cv2.imwrite(str(root / "masks" / "a.png"), mask)
+    tf.random.set_seed(5)
+    turns = []
+    for image, _ in _edge_cut_crops(find_pairs(root), 1.0, rotation_deg=60.0):
+        rows = image[..., 2].astype(np.float64)  # the photo's row under each crop pixel
+        cos = (rows[-1, 31:33].mean() - rows[0, 31:33].mean()) / 63  # rows per crop row
+        bottom_edge = rows[-1, 31:33].mean() + 0.5 + 0.5 * cos  # half a crop pixel below
+        assert 120 + 0.45 * 4 - 0.3 <= bottom_edge <= 120 + 0.9 * 4 + 0.3, (cos, bottom_edge)
+        turns.append(math.degrees(math.acos(min(1.0, cos))))
+    assert max(turns) > 45  # turned far enough for the rows to tell
 
 
 def test_edge_cut_off_draws_nothing():
