@@ -3,6 +3,7 @@ real missing-device failure), video files, PNG frames, single images."""
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -995,8 +996,6 @@ def test_an_mp4_whose_copy_a_full_disk_refuses_keeps_the_whole_recording(tmp_pat
     """The copy with the index first needs the recording's size again: where the disk refuses
     it, the copy goes and the recording (a fragmented MP4 that plays) stays, named in one
     error; an earlier file of that name is kept."""
-    import errno
-
     from portrait.errors import OutputFull
     from portrait.sink import video
 
@@ -2212,6 +2211,24 @@ def test_an_mp4_that_memory_fails_while_finishing_is_not_blamed_on_the_disk(tmp_
     assert lines[1] == str([partial.name])
     assert playable(av, partial) == (60, 2.0)
     assert decodable_frames(partial) == 60
+
+
+def test_memory_is_told_from_the_disk_by_what_the_error_says():
+    """A MemoryError Python raises (it has no errno) is memory; a full disk (/dev/full's
+    ENOSPC) and a missing file are not, however the sink reports them."""
+    from portrait.errors import ran_out_of_memory
+
+    with pytest.raises(MemoryError) as memory:
+        bytearray(1 << 62)
+    assert ran_out_of_memory(memory.value)
+    if Path("/dev/full").exists():
+        with pytest.raises(OSError) as full:
+            with open("/dev/full", "wb", buffering=0) as disk:
+                disk.write(b"x")
+        assert full.value.errno == errno.ENOSPC and not ran_out_of_memory(full.value)
+    with pytest.raises(OSError) as missing:
+        open("/nonexistent/folder/file", "rb")
+    assert not ran_out_of_memory(missing.value)
 
 
 def test_stream_outputs_a_full_disk_takes_nothing_of_leave_no_folder(tmp_path):
